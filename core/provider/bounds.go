@@ -1,0 +1,41 @@
+package provider
+
+// Bounds: one place for every size limit in keystored. Every layer (core,
+// providers, plugin wire protocol, daemon API) checks its inputs against
+// these before doing any work; over a bound the result is EMSGSIZE (payloads)
+// or EINVAL (identifiers).
+const (
+	// MaxSegment is the longest app ID, purpose or name segment, in bytes.
+	MaxSegment = 64
+	// MaxKeyIDLen is the longest key ID: three segments and two slashes.
+	MaxKeyIDLen = 3*MaxSegment + 2
+	// MaxProviderName is the longest provider name.
+	MaxProviderName = MaxSegment
+
+	// MaxSignMessage is the largest message Sign and Verify accept.
+	MaxSignMessage = 64 << 10
+	// MaxSealPlaintext is the largest plaintext Seal accepts.
+	MaxSealPlaintext = 1 << 20
+	// MaxAAD is the largest caller AAD Seal and Open accept.
+	MaxAAD = 64 << 10
+	// MaxSealOverhead bounds what a provider may add to a plaintext
+	// (nonce and tag) and what the core adds (envelope header).
+	MaxSealOverhead = 256
+	// MaxSealed is the largest sealed blob Open accepts.
+	MaxSealed = MaxSealPlaintext + MaxSealOverhead
+	// MaxProviderAAD is the largest AAD the core passes to a provider: the
+	// caller's AAD plus the envelope header and the key ID, length-prefixed.
+	MaxProviderAAD = MaxAAD + 1024
+
+	// MaxHandle is the largest provider handle.
+	MaxHandle = 4 << 10
+	// MaxPublicKey is the largest public key a provider may return.
+	MaxPublicKey = 4 << 10
+	// MaxSignature is the largest signature a provider may return.
+	MaxSignature = 8 << 10
+
+	// MaxAlgorithms is the most algorithms a provider may announce.
+	MaxAlgorithms = 64
+	// MaxInfoString bounds Info's name and version strings.
+	MaxInfoString = 128
+)

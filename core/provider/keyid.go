@@ -1,0 +1,161 @@
+package provider
+
+import (
+	"strconv"
+	"strings"
+)
+
+// KeyID names a key: <appId>/<purpose>/<name>. The same three segments
+// always name the same key, and the ID never changes across rotation.
+//
+// Each segment matches [a-z0-9][a-z0-9._-]* and is at most MaxSegment bytes,
+// so an ID can never hold a path separator, a "." or ".." segment, upper
+// case, non-ASCII or control bytes: it cannot escape a storage root and has
+// exactly one spelling. The zero KeyID is invalid.
+type KeyID struct {
+	app, purpose, name string
+}
+
+// NewKeyID checks the three segments and returns the KeyID they form.
+func NewKeyID(app, purpose, name string) (KeyID, error) {
+	for _, s := range [...]struct{ what, v string }{{"app ID", app}, {"purpose", purpose}, {"name", name}} {
+		if err := CheckSegment(s.what, s.v); err != nil {
+			return KeyID{}, err
+		}
+	}
+	return KeyID{app: app, purpose: purpose, name: name}, nil
+}
+
+// ParseKeyID parses "<appId>/<purpose>/<name>".
+func ParseKeyID(s string) (KeyID, error) {
+	if len(s) > MaxKeyIDLen {
+		return KeyID{}, Errorf(EINVAL, "key ID longer than "+strconv.Itoa(MaxKeyIDLen)+" bytes")
+	}
+	app, rest, ok1 := strings.Cut(s, "/")
+	purpose, name, ok2 := strings.Cut(rest, "/")
+	if !ok1 || !ok2 {
+		return KeyID{}, Errorf(EINVAL, "key ID "+strconv.Quote(s)+" is not <appId>/<purpose>/<name>")
+	}
+	return NewKeyID(app, purpose, name)
+}
+
+// CheckSegment reports whether v is a valid ID segment ([a-z0-9][a-z0-9._-]*,
+// 1..MaxSegment bytes); what names the segment in the error.
+func CheckSegment(what, v string) error {
+	if v == "" {
+		return Errorf(EINVAL, what+" is empty")
+	}
+	if len(v) > MaxSegment {
+		return Errorf(EINVAL, what+" is longer than "+strconv.Itoa(MaxSegment)+" bytes")
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case i > 0 && (c == '.' || c == '_' || c == '-'):
+		default:
+			return Errorf(EINVAL, what+" "+strconv.Quote(v)+" must match [a-z0-9][a-z0-9._-]*")
+		}
+	}
+	return nil
+}
+
+// App returns the app ID segment.
+func (id KeyID) App() string { return id.app }
+
+// Purpose returns the purpose segment.
+func (id KeyID) Purpose() string { return id.purpose }
+
+// Name returns the name segment.
+func (id KeyID) Name() string { return id.name }
+
+// IsZero reports whether id is the zero (invalid) KeyID.
+func (id KeyID) IsZero() bool { return id.app == "" }
+
+// String returns "<appId>/<purpose>/<name>", or "" for the zero KeyID.
+func (id KeyID) String() string {
+	if id.IsZero() {
+		return ""
+	}
+	return id.app + "/" + id.purpose + "/" + id.name
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (id KeyID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler with ParseKeyID.
+func (id *KeyID) UnmarshalText(b []byte) error {
+	v, err := ParseKeyID(string(b))
+	if err != nil {
+		return err
+	}
+	*id = v
+	return nil
+}
+
+// Version numbers a key's versions from 1. The zero Version means "not
+// given" where a version is optional, and is invalid elsewhere.
+type Version uint32
+
+// MaxVersion is the largest version number.
+const MaxVersion = Version(^uint32(0))
+
+// String returns the decimal version.
+func (v Version) String() string { return strconv.FormatUint(uint64(v), 10) }
+
+// VersionedID is a key ID with an optional version: "<id>" or "<id>@<n>".
+type VersionedID struct {
+	ID      KeyID
+	Version Version // 0 when the ref names no version
+}
+
+// ParseVersionedID parses "<appId>/<purpose>/<name>" or
+// "<appId>/<purpose>/<name>@<n>" where n is a decimal number from 1 to
+// MaxVersion without sign or leading zeros.
+func ParseVersionedID(s string) (VersionedID, error) {
+	if len(s) > MaxKeyIDLen+11 {
+		return VersionedID{}, Errorf(EINVAL, "versioned key ID longer than "+strconv.Itoa(MaxKeyIDLen+11)+" bytes")
+	}
+	idPart, verPart, hasVer := strings.Cut(s, "@")
+	id, err := ParseKeyID(idPart)
+	if err != nil {
+		return VersionedID{}, err
+	}
+	if !hasVer {
+		return VersionedID{ID: id}, nil
+	}
+	v, err := ParseVersion(verPart)
+	if err != nil {
+		return VersionedID{}, err
+	}
+	return VersionedID{ID: id, Version: v}, nil
+}
+
+// ParseVersion parses a decimal version from 1 to MaxVersion, without sign
+// or leading zeros.
+func ParseVersion(s string) (Version, error) {
+	if len(s) > 10 {
+		return 0, Errorf(EINVAL, "version must be a number from 1 to "+MaxVersion.String())
+	}
+	if s == "" || s[0] == '0' {
+		return 0, Errorf(EINVAL, "version "+strconv.Quote(s)+" must be a number from 1 to "+MaxVersion.String())
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, Errorf(EINVAL, "version "+strconv.Quote(s)+" must be a number from 1 to "+MaxVersion.String())
+		}
+	}
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return 0, Errorf(EINVAL, "version "+strconv.Quote(s)+" must be a number from 1 to "+MaxVersion.String())
+	}
+	return Version(n), nil
+}
+
+// String returns "<id>" or "<id>@<n>".
+func (r VersionedID) String() string {
+	if r.Version == 0 {
+		return r.ID.String()
+	}
+	return r.ID.String() + "@" + r.Version.String()
+}

@@ -1,0 +1,103 @@
+package provider
+
+import (
+	"encoding/binary"
+	"strconv"
+)
+
+// KeyRef identifies one version of one key to a provider: the key ID, the
+// version, the algorithm, the use and the name of the provider that made it.
+// A provider binds every handle to its KeyRef, so a handle presented under
+// another key, version, algorithm, use or provider fails.
+type KeyRef struct {
+	ID        KeyID
+	Version   Version
+	Algorithm Algorithm
+	Use       Use
+	Provider  string
+}
+
+// Check reports whether every field of r is set and well formed.
+func (r KeyRef) Check() error {
+	switch {
+	case r.ID.IsZero():
+		return Errorf(EINVAL, "key ref has no key ID")
+	case r.Version == 0:
+		return Errorf(EINVAL, "key ref has no version")
+	case r.Algorithm == "" || len(r.Algorithm) > MaxSegment:
+		return Errorf(EINVAL, "key ref has no valid algorithm")
+	case !r.Use.Valid():
+		return Errorf(EINVAL, "key ref has no valid use")
+	}
+	return CheckSegment("provider name", r.Provider)
+}
+
+// String returns "<id>@<n>", the form used in messages and audit records.
+func (r KeyRef) String() string {
+	return r.ID.String() + "@" + r.Version.String()
+}
+
+// refMagic starts the canonical binary form of a KeyRef.
+const refMagic = "keystored/keyref/v1"
+
+// AppendBinary appends the canonical binary encoding of r to b: a fixed
+// magic, then each of app ID, purpose, name, algorithm and provider as a
+// 2-byte big-endian length and bytes, the version as 4 bytes big-endian and
+// the use as one byte. Distinct KeyRefs always encode differently, so the
+// encoding is fit to be authenticated (as AEAD associated data) or hashed.
+func (r KeyRef) AppendBinary(b []byte) ([]byte, error) {
+	if err := r.Check(); err != nil {
+		return b, err
+	}
+	b = append(b, refMagic...)
+	for _, s := range [...]string{r.ID.app, r.ID.purpose, r.ID.name, string(r.Algorithm), r.Provider} {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
+		b = append(b, s...)
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(r.Version))
+	return append(b, byte(r.Use)), nil
+}
+
+// MarshalBinary returns the canonical binary encoding (see AppendBinary).
+func (r KeyRef) MarshalBinary() ([]byte, error) { return r.AppendBinary(nil) }
+
+// ParseKeyRef decodes the canonical binary encoding made by AppendBinary.
+func ParseKeyRef(b []byte) (KeyRef, error) {
+	bad := func(what string) (KeyRef, error) {
+		return KeyRef{}, Errorf(EINVAL, "malformed key ref encoding: "+what)
+	}
+	if len(b) < len(refMagic) || string(b[:len(refMagic)]) != refMagic {
+		return bad("magic")
+	}
+	b = b[len(refMagic):]
+	var s [5]string
+	for i := range s {
+		if len(b) < 2 {
+			return bad("truncated")
+		}
+		n := int(binary.BigEndian.Uint16(b))
+		b = b[2:]
+		if n > MaxSegment || len(b) < n {
+			return bad("field " + strconv.Itoa(i) + " length")
+		}
+		s[i], b = string(b[:n]), b[n:]
+	}
+	if len(b) != 5 {
+		return bad("trailer length")
+	}
+	id, err := NewKeyID(s[0], s[1], s[2])
+	if err != nil {
+		return KeyRef{}, err
+	}
+	r := KeyRef{
+		ID:        id,
+		Algorithm: Algorithm(s[3]),
+		Provider:  s[4],
+		Version:   Version(binary.BigEndian.Uint32(b)),
+		Use:       Use(b[4]),
+	}
+	if err := r.Check(); err != nil {
+		return KeyRef{}, err
+	}
+	return r, nil
+}

@@ -1,0 +1,129 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+)
+
+// Provider generates keys and performs every operation that needs private
+// key material. The keystore core owns identity, policy, lifecycle, storage
+// and audit; a Provider owns only cryptography.
+//
+// Every method takes the KeyRef the core holds for the key version, and
+// (except Info and Generate) the Handle Generate returned for it. A provider
+// must refuse a handle that was not made for that exact KeyRef.
+//
+// Errors wrap this package's sentinels: ErrInvalid for a malformed
+// argument, ErrTooLarge over a bound, ErrNotSupported for an algorithm the
+// provider does not announce, ErrPermission for a use the key's algorithm
+// does not have, ErrBadMessage when Open fails to authenticate, ErrNotFound
+// for a destroyed or unknown handle, ErrIO for a handle that is corrupted
+// or was made by another provider or key, ErrUnavailable when the provider
+// cannot be reached.
+//
+// Implementations are safe for concurrent use and honour ctx.
+type Provider interface {
+	// Info describes the provider. The core calls it once when it opens a
+	// keystore; the result must not change while the provider runs.
+	Info(ctx context.Context) (Info, error)
+
+	// Generate makes a new key for ref (ref.Algorithm and ref.Use say
+	// which) and returns its public key and handle. It never returns private
+	// key bytes.
+	Generate(ctx context.Context, ref KeyRef) (Generated, error)
+
+	// Sign signs msg (at most MaxSignMessage bytes) with the key of a
+	// sign-use ref and returns the plain algorithm signature.
+	Sign(ctx context.Context, ref KeyRef, h Handle, msg []byte) ([]byte, error)
+
+	// Seal encrypts plaintext (at most MaxSealPlaintext bytes) with the key
+	// of a decrypt-use ref, authenticating aad (at most MaxProviderAAD
+	// bytes), and returns nonce ‖ ciphertext ‖ tag. The provider chooses
+	// the nonce; callers never supply one.
+	Seal(ctx context.Context, ref KeyRef, h Handle, plaintext, aad []byte) ([]byte, error)
+
+	// Open reverses Seal. On any authentication failure it returns an error
+	// wrapping ErrBadMessage and no plaintext.
+	Open(ctx context.Context, ref KeyRef, h Handle, sealed, aad []byte) ([]byte, error)
+
+	// Destroy erases the key material behind h, where the provider holds
+	// any (a hardware provider deletes the token objects; a software
+	// provider forgets any cached copy). After Destroy returns, calls with
+	// h fail with ErrNotFound for as long as the provider runs. Destroying
+	// an already destroyed handle succeeds, so a destroy can be retried.
+	Destroy(ctx context.Context, ref KeyRef, h Handle) error
+}
+
+// Info describes a provider.
+type Info struct {
+	// Name identifies the provider; it is part of every KeyRef and is
+	// recorded in the keystore's MANIFEST. A segment: [a-z0-9][a-z0-9._-]*.
+	Name string
+	// Version is the provider's own version, for people.
+	Version string
+	// Secure is false for providers that must never hold real keys (the
+	// deterministic test provider). A keystore refuses to mix the two.
+	Secure bool
+	// Deterministic is true when the same inputs always give the same keys,
+	// signatures and sealed bytes.
+	Deterministic bool
+	// Algorithms lists every algorithm the provider supports, and no other.
+	Algorithms []Algorithm
+}
+
+// Supports reports whether alg is among the announced algorithms.
+func (i Info) Supports(alg Algorithm) bool {
+	for _, a := range i.Algorithms {
+		if a == alg {
+			return true
+		}
+	}
+	return false
+}
+
+// Check reports whether i is well formed and within bounds.
+func (i Info) Check() error {
+	if err := CheckSegment("provider name", i.Name); err != nil {
+		return err
+	}
+	if len(i.Version) > MaxInfoString {
+		return Errorf(EINVAL, "provider version longer than "+strconv.Itoa(MaxInfoString)+" bytes")
+	}
+	if len(i.Algorithms) > MaxAlgorithms {
+		return Errorf(EINVAL, "provider announces more than "+strconv.Itoa(MaxAlgorithms)+" algorithms")
+	}
+	seen := make(map[Algorithm]bool, len(i.Algorithms))
+	for _, a := range i.Algorithms {
+		if a == "" || len(a) > MaxSegment {
+			return Errorf(EINVAL, "provider announces an invalid algorithm name")
+		}
+		if seen[a] {
+			return Errorf(EINVAL, "provider announces "+strconv.Quote(string(a))+" twice")
+		}
+		seen[a] = true
+	}
+	return nil
+}
+
+// Generated is what Generate returns: a public key (empty for symmetric
+// algorithms) and the opaque handle the core stores for the version.
+type Generated struct {
+	PublicKey []byte
+	Handle    Handle
+}
+
+// Handle is a provider's opaque reference to a key version's material:
+// for a software provider, the private key wrapped under its KEK with the
+// KeyRef as associated data; for a hardware provider, the name of an object
+// inside the device. It never holds private key bytes in the clear. At most
+// MaxHandle bytes.
+//
+// A Handle prints as its length only.
+type Handle []byte
+
+// String returns "handle(N bytes)".
+func (h Handle) String() string { return "handle(" + strconv.Itoa(len(h)) + " bytes)" }
+
+// Format prints the same as String under every verb.
+func (h Handle) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(h.String())) }
