@@ -1,0 +1,273 @@
+package storage
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// Memory is an in-memory Storage for unit tests. It checks paths, sizes
+// and types as Dir does, keeps directories once created (as Dir does), and
+// copies data in and out, so callers never alias its buffers. A Hook set
+// with SetHook sees the same steps as Dir's, in the same order, and can
+// make any of them fail. It is safe for concurrent use.
+//
+// Memory has no notion of durability: a step that has run is permanent.
+type Memory struct {
+	mu    sync.Mutex
+	files map[string][]byte
+	dirs  map[string]bool
+	hook  Hook
+}
+
+// NewMemory returns an empty Memory.
+func NewMemory() *Memory {
+	return &Memory{files: make(map[string][]byte), dirs: make(map[string]bool)}
+}
+
+// SetHook installs h (nil removes it). The hook is called without the
+// Memory's lock held, so it may call Snapshot or Corrupt.
+func (m *Memory) SetHook(h Hook) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.hook = h
+}
+
+// step runs the hook, if any, before step on path.
+func (m *Memory) step(op, name string, s Step, path string) error {
+	m.mu.Lock()
+	h := m.hook
+	m.mu.Unlock()
+	return callHook(h, op, name, s, path)
+}
+
+// kind reports what is at path: 'f' file, 'd' directory, 0 nothing.
+// The caller holds m.mu.
+func (m *Memory) kind(path string) byte {
+	if _, ok := m.files[path]; ok {
+		return 'f'
+	}
+	if m.dirs[path] {
+		return 'd'
+	}
+	return 0
+}
+
+// checkParents returns an error if a parent of name is a file, and
+// notFound if one is missing. The caller holds m.mu.
+func (m *Memory) checkParents(op, name string, segs []string) error {
+	for i := 1; i < len(segs); i++ {
+		dir := strings.Join(segs[:i], "/")
+		switch m.kind(dir) {
+		case 'f':
+			return ioErr(op, name, dir+" is not a directory", nil)
+		case 0:
+			return notFound(op, name, nil)
+		}
+	}
+	return nil
+}
+
+// ReadFile returns a copy of the file at name.
+func (m *Memory) ReadFile(name string) ([]byte, error) {
+	const op = "read"
+	segs, err := splitPath(name)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.checkParents(op, name, segs); err != nil {
+		return nil, err
+	}
+	switch m.kind(name) {
+	case 0:
+		return nil, notFound(op, name, nil)
+	case 'd':
+		return nil, ioErr(op, name, "not a regular file (directory)", nil)
+	}
+	data := m.files[name]
+	if len(data) > MaxFileSize {
+		return nil, ioErr(op, name, fmt.Sprintf("file of %d bytes, over the %d-byte limit", len(data), MaxFileSize), nil)
+	}
+	return append(make([]byte, 0, len(data)), data...), nil
+}
+
+// WriteFile stores a copy of data at name, creating missing parent
+// directories. It calls the hook for the same steps as Dir.WriteFile;
+// the content changes at StepRename.
+func (m *Memory) WriteFile(name string, data []byte) error {
+	const op = "write"
+	segs, err := splitPath(name)
+	if err != nil {
+		return err
+	}
+	if len(data) > MaxFileSize {
+		return tooLarge(name, len(data))
+	}
+	buf := append(make([]byte, 0, len(data)), data...)
+	for i := 1; i < len(segs); i++ {
+		dir := strings.Join(segs[:i], "/")
+		m.mu.Lock()
+		k := m.kind(dir)
+		m.mu.Unlock()
+		switch k {
+		case 'f':
+			return ioErr(op, name, dir+" is not a directory", nil)
+		case 'd':
+			continue
+		}
+		if err := m.step(op, name, StepMkdir, dir); err != nil {
+			return err
+		}
+		m.mu.Lock()
+		k = m.kind(dir)
+		if k == 0 {
+			m.dirs[dir] = true
+		}
+		m.mu.Unlock()
+		if k == 'f' {
+			return ioErr(op, name, dir+" is not a directory", nil)
+		}
+		if err := m.step(op, name, StepDirFsync, parentOf(dir)); err != nil {
+			return err
+		}
+	}
+	m.mu.Lock()
+	k := m.kind(name)
+	m.mu.Unlock()
+	if k == 'd' {
+		return ioErr(op, name, "not a regular file (directory)", nil)
+	}
+	for _, s := range []Step{StepCreateTemp, StepWrite, StepFsync, StepRename} {
+		if err := m.step(op, name, s, name); err != nil {
+			return err
+		}
+	}
+	m.mu.Lock()
+	err = m.checkParents(op, name, segs)
+	if err == nil && m.kind(name) == 'd' {
+		err = ioErr(op, name, "not a regular file (directory)", nil)
+	}
+	if err == nil {
+		m.files[name] = buf
+	}
+	m.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return m.step(op, name, StepDirFsync, parentOf(name))
+}
+
+// Remove deletes the file at name; a missing file or directory is not an
+// error. It calls the hook for StepRemove and StepDirFsync, as Dir does.
+func (m *Memory) Remove(name string) error {
+	const op = "remove"
+	segs, err := splitPath(name)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	err = m.checkParents(op, name, segs)
+	m.mu.Unlock()
+	if isNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := m.step(op, name, StepRemove, name); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	if m.kind(name) == 'd' {
+		err = ioErr(op, name, "is a directory", nil)
+	}
+	delete(m.files, name)
+	m.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return m.step(op, name, StepDirFsync, parentOf(name))
+}
+
+// ReadDir lists the directory at name, sorted by name.
+func (m *Memory) ReadDir(name string) ([]DirEntry, error) {
+	const op = "readdir"
+	segs, err := splitPath(name)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.checkParents(op, name, segs); err != nil {
+		return nil, err
+	}
+	switch m.kind(name) {
+	case 0:
+		return nil, notFound(op, name, nil)
+	case 'f':
+		return nil, ioErr(op, name, name+" is not a directory", nil)
+	}
+	prefix := name + "/"
+	var out []DirEntry
+	add := func(p string, isDir bool) {
+		if rest, ok := strings.CutPrefix(p, prefix); ok && !strings.Contains(rest, "/") {
+			out = append(out, DirEntry{Name: rest, IsDir: isDir})
+		}
+	}
+	for p := range m.files {
+		add(p, false)
+	}
+	for p := range m.dirs {
+		add(p, true)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Snapshot returns a copy of every file, keyed by path.
+func (m *Memory) Snapshot() map[string][]byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string][]byte, len(m.files))
+	for p, data := range m.files {
+		out[p] = append(make([]byte, 0, len(data)), data...)
+	}
+	return out
+}
+
+// Corrupt replaces the file at name with f applied to a copy of its
+// content, bypassing the hook and the size limit (a file over
+// MaxFileSize then fails ReadFile with ErrIO), to simulate tampering or
+// bit rot. A missing file is ErrNotFound. f runs without the lock held.
+func (m *Memory) Corrupt(name string, f func([]byte) []byte) error {
+	const op = "corrupt"
+	if err := CheckPath(name); err != nil {
+		return err
+	}
+	if f == nil {
+		return provider.Errorf(provider.EINVAL, "corrupt "+name+": nil function")
+	}
+	m.mu.Lock()
+	data, ok := m.files[name]
+	if ok {
+		data = append(make([]byte, 0, len(data)), data...)
+	}
+	m.mu.Unlock()
+	if !ok {
+		return notFound(op, name, nil)
+	}
+	out := f(data)
+	out = append(make([]byte, 0, len(out)), out...)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.files[name]; !ok {
+		return notFound(op, name, nil)
+	}
+	m.files[name] = out
+	return nil
+}
