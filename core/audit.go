@@ -1,0 +1,110 @@
+package core
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// Op is a keystore operation. The zero value is invalid.
+type Op uint8
+
+// Operations.
+const (
+	_               Op = iota
+	OpCreate           // create
+	OpGet              // get
+	OpList             // list
+	OpRotate           // rotate
+	OpRevoke           // revoke
+	OpRevokeVersion    // revoke-version
+	OpDestroy          // destroy
+	OpSetPolicy        // set-policy
+	OpSign             // sign
+	OpVerify           // verify
+	OpSeal             // seal
+	OpUnseal           // unseal
+	OpRewrap           // rewrap
+	OpPublicKey        // public-key
+	OpSweep            // sweep
+	opEnd
+)
+
+var opNames = [opEnd]string{
+	OpCreate: "create", OpGet: "get", OpList: "list", OpRotate: "rotate", OpRevoke: "revoke",
+	OpRevokeVersion: "revoke-version", OpDestroy: "destroy", OpSetPolicy: "set-policy",
+	OpSign: "sign", OpVerify: "verify", OpSeal: "seal", OpUnseal: "unseal", OpRewrap: "rewrap",
+	OpPublicKey: "public-key", OpSweep: "sweep",
+}
+
+// String returns the operation's name, e.g. "revoke-version".
+func (o Op) String() string {
+	if o > 0 && o < opEnd {
+		return opNames[o]
+	}
+	return "invalid-op(" + strconv.Itoa(int(o)) + ")"
+}
+
+// Ops lists every operation.
+func Ops() []Op {
+	out := make([]Op, 0, opEnd-1)
+	for o := Op(1); o < opEnd; o++ {
+		out = append(out, o)
+	}
+	return out
+}
+
+// ParseOp returns the Op named s.
+func ParseOp(s string) (Op, bool) {
+	for o := Op(1); o < opEnd; o++ {
+		if opNames[o] == s {
+			return o, true
+		}
+	}
+	return 0, false
+}
+
+// Event is one audit record of one keystore call. It holds identifiers and
+// outcomes only: never messages, plaintext, AAD, signatures or key bytes.
+type Event struct {
+	Time   time.Time // from the keystore's Clock
+	Caller Caller
+	Op     Op
+	// Key is the key ID the call named ("" for list and sweep, or when the
+	// ID did not parse), Version the version it used or named (0 if none).
+	Key     string
+	Version Version
+	// Result is 0 on success, else the error's code.
+	Result provider.Code
+	// Detail is a short machine-made note (e.g. "auto-rotated to v3",
+	// "rotated 2 keys"); never caller-supplied text.
+	Detail string
+}
+
+// OK reports whether the call succeeded.
+func (e Event) OK() bool { return e.Result == 0 }
+
+// AuditSink receives audit events. The keystore fails closed: if Ready
+// or Record returns an error, the operation fails (EIO) and, for an
+// operation that changes state, Ready is called before any change so that
+// an unwritable log stops it first.
+//
+// Implementations must be safe for concurrent use.
+type AuditSink interface {
+	// Ready reports whether a record can be written now.
+	Ready(ctx context.Context) error
+	// Record writes one event.
+	Record(ctx context.Context, e Event) error
+}
+
+// DiscardAudit is an AuditSink that drops every event. It is meant for
+// tests and benchmarks; a daemon must use a real sink.
+type DiscardAudit struct{}
+
+// Ready implements AuditSink.
+func (DiscardAudit) Ready(context.Context) error { return nil }
+
+// Record implements AuditSink.
+func (DiscardAudit) Record(context.Context, Event) error { return nil }

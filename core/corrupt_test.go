@@ -1,0 +1,218 @@
+package core_test
+
+import (
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/nexus-os/keystored/core"
+	"github.com/nexus-os/keystored/core/provider"
+	"github.com/nexus-os/keystored/core/storage"
+)
+
+// A torn, truncated or edited file is reported as EIO naming the key,
+// never used, and never stops other keys from working.
+func TestCorruptedFilesAreDetected(t *testing.T) {
+	files := map[string]func(b []byte, i int) []byte{
+		"flip":     func(b []byte, i int) []byte { b[i] ^= 0x20; return b },
+		"truncate": func(b []byte, i int) []byte { return b[:i] },
+	}
+	for _, file := range []string{"meta.json", "v1.handle"} {
+		for how, f := range files {
+			t.Run(file+"/"+how, func(t *testing.T) {
+				mem := storage.NewMemory()
+				e := newEnvWith(t, mem, newEnv(t).p)
+				victim := e.create(t, appA, "app-a/s/victim", provider.Ed25519)
+				good := e.create(t, appA, "app-a/s/good", provider.Ed25519)
+				path := "keystore/app-a/s/victim/" + file
+				orig := mem.Snapshot()[path]
+				if len(orig) == 0 {
+					t.Fatalf("no %s", path)
+				}
+				step := max(1, len(orig)/40) // a spread of offsets; every offset in the fuzz/tamper suites
+				for i := 0; i < len(orig); i += step {
+					if err := mem.Corrupt(path, func(b []byte) []byte {
+						return f(append([]byte(nil), orig...), i)
+					}); err != nil {
+						t.Fatal(err)
+					}
+					// A fresh keystore reads the files again.
+					e2 := newEnvWith(t, mem, e.p)
+					_, err := e2.ks.Sign(ctx, appA, victim, []byte("m"))
+					if err == nil {
+						t.Fatalf("%s of %s at %d accepted", how, file, i)
+					}
+					if c := codeOf(err); c != provider.EIO {
+						t.Fatalf("%s at %d: code %v (%v), want EIO", how, i, c, err)
+					}
+					if !strings.Contains(err.Error(), "app-a/s/victim") {
+						t.Fatalf("error does not name the key: %v", err)
+					}
+					if _, err := e2.ks.Sign(ctx, appA, good, []byte("m")); err != nil {
+						t.Fatalf("other key broken by %s at %d: %v", how, i, err)
+					}
+					p, err := e2.ks.List(ctx, appA, core.ListOptions{})
+					wantKeys, wantBad := 1, 1
+					if file != "meta.json" {
+						wantKeys, wantBad = 2, 0 // a handle is read on use, not on listing
+					}
+					if err != nil || len(p.Keys) != wantKeys || len(p.Unreadable) != wantBad {
+						t.Fatalf("list with a corrupted key: %d keys, %d unreadable, %v", len(p.Keys), len(p.Unreadable), err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// Files copied to another key's place are refused: meta.json and handles
+// are bound to their path, and the provider binds handles to the KeyRef.
+func TestFilesMovedBetweenKeysAreRefused(t *testing.T) {
+	mem := storage.NewMemory()
+	e := newEnvWith(t, mem, newEnv(t).p)
+	a := e.create(t, appA, "app-a/s/a", provider.Ed25519)
+	b := e.create(t, appB, "app-b/s/b", provider.Ed25519)
+	if _, err := e.ks.Rotate(ctx, appA, a); err != nil {
+		t.Fatal(err)
+	}
+	snap := mem.Snapshot()
+	moves := []struct{ from, to string }{
+		{"keystore/app-a/s/a/v1.handle", "keystore/app-b/s/b/v1.handle"},
+		{"keystore/app-a/s/a/v1.handle", "keystore/app-a/s/a/v2.handle"},
+		{"keystore/app-a/s/a/meta.json", "keystore/app-b/s/b/meta.json"},
+	}
+	for _, m := range moves {
+		t.Run(m.from+"->"+m.to, func(t *testing.T) {
+			orig := snap[m.to]
+			if err := mem.WriteFile(m.to, snap[m.from]); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := mem.WriteFile(m.to, orig); err != nil {
+					t.Fatal(err)
+				}
+			}()
+			e2 := newEnvWith(t, mem, e.p)
+			target := b
+			c := appB
+			if strings.HasPrefix(m.to, "keystore/app-a") {
+				target, c = a, appA
+			}
+			_, err := e2.ks.Sign(ctx, c, target, []byte("m"))
+			wantCode(t, "sign with a moved file", err, provider.EIO)
+		})
+	}
+}
+
+// 64 goroutines sign, seal, unseal, rotate and revoke-version one key:
+// versions never go back and every acknowledged blob unseals.
+func TestConcurrentUse(t *testing.T) {
+	e := newEnv(t)
+	sid := e.create(t, appA, "app-a/s/k", provider.Ed25519)
+	did := e.create(t, appA, "app-a/d/k", provider.XChaCha20Poly1305)
+	var wg sync.WaitGroup
+	type sealedBlob struct {
+		b []byte
+		v core.Version
+	}
+	results := make(chan sealedBlob, 64*20)
+	errs := make(chan error, 64*20)
+	for g := 0; g < 64; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			var lastSig, lastSeal core.Version
+			for i := 0; i < 20; i++ {
+				switch (g + i) % 4 {
+				case 0:
+					s, err := e.ks.Sign(ctx, appA, sid, []byte("m"))
+					if err != nil {
+						errs <- err
+						continue
+					}
+					if s.Version < lastSig {
+						errs <- provider.Errorf(provider.EIO, "sign version went back")
+					}
+					lastSig = s.Version
+				case 1:
+					b, v, err := e.ks.Seal(ctx, appA, did, []byte{byte(g), byte(i)}, []byte("aad"))
+					if err != nil {
+						errs <- err
+						continue
+					}
+					if v < lastSeal {
+						errs <- provider.Errorf(provider.EIO, "seal version went back")
+					}
+					lastSeal = v
+					results <- sealedBlob{b, v}
+				case 2:
+					if g%16 == 0 {
+						if _, err := e.ks.Rotate(ctx, appA, did); err != nil {
+							errs <- err
+						}
+						if _, err := e.ks.Rotate(ctx, appA, sid); err != nil {
+							errs <- err
+						}
+					}
+				case 3:
+					if _, err := e.ks.Get(ctx, appA, sid); err != nil {
+						errs <- err
+					}
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(results)
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for r := range results {
+		pt, v, err := e.ks.Unseal(ctx, appA, did, r.b, []byte("aad"))
+		if err != nil || v != r.v || len(pt) != 2 {
+			t.Fatalf("acknowledged blob does not unseal: %v", err)
+		}
+	}
+}
+
+// A keystore whose key cache is smaller than its key set still serves
+// every key correctly, concurrently.
+func TestSmallKeyCache(t *testing.T) {
+	e := newEnv(t, func(o *core.Options) { o.CacheSize = 4 })
+	var ids []core.KeyID
+	for i := 0; i < 20; i++ {
+		ids = append(ids, e.create(t, appA, "app-a/s/k"+string(rune('a'+i)), provider.Ed25519))
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := range ids {
+				id := ids[(i+g)%len(ids)]
+				s, err := e.ks.Sign(ctx, appA, id, []byte("m"))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if err := e.ks.Verify(ctx, appA, id, s.Version, []byte("m"), s.Signature); err != nil {
+					t.Error(err)
+					return
+				}
+				if g == 0 && i%5 == 0 {
+					if _, err := e.ks.Rotate(ctx, appA, id); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	for _, id := range ids {
+		if _, err := e.ks.Create(ctx, appA, id, core.CreateOptions{Algorithm: provider.Ed25519}); codeOf(err) != provider.EALREADY {
+			t.Fatalf("re-create of %s after eviction: %v", id, err)
+		}
+	}
+}

@@ -1,0 +1,344 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+
+	"github.com/nexus-os/keystored/core/alg"
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// Options configure Open. Storage, Provider, Clock and Audit are required.
+type Options struct {
+	Storage  Storage
+	Provider provider.Provider
+	Clock    Clock
+	Audit    AuditSink
+	// Algorithms is the registry the keystore knows; nil means
+	// alg.Default().
+	Algorithms *alg.Registry
+	// CheckSignatures makes Sign verify every signature the provider
+	// returns against the stored public key before releasing it (a
+	// defence against a faulty or malicious provider; costs one verify).
+	CheckSignatures bool
+	// CacheSize bounds how many keys are kept in memory (default
+	// DefaultCacheSize).
+	CacheSize int
+}
+
+// DefaultCacheSize is the default number of keys kept in memory.
+const DefaultCacheSize = 1 << 16
+
+// Keystore is a key store over one storage and one provider. It is safe for
+// concurrent use. One Keystore owns its storage: two keystores over the same
+// directory are refused by the directory adapter's lock.
+type Keystore struct {
+	st        Storage
+	p         provider.Provider
+	clock     Clock
+	audit     AuditSink
+	reg       *alg.Registry
+	info      provider.Info
+	insecure  bool
+	checkSigs bool
+	cacheSize int
+
+	// keys maps KeyID to *entry. Reads are lock-free; inserts and
+	// evictions take mu.
+	keys  sync.Map
+	mu    sync.Mutex
+	nkeys int
+}
+
+// entry holds one key's record. Its lock orders every operation on the
+// key: reads share it, transitions take it exclusively.
+type entry struct {
+	mu      sync.RWMutex
+	idStr   string
+	loaded  bool
+	evicted bool
+	rec     *record // nil: the key does not exist
+}
+
+// Open opens the keystore in st with provider p. It writes the MANIFEST on
+// first use and refuses a state made by a provider with another name, or
+// by a secure provider when p is insecure (and the reverse).
+func Open(ctx context.Context, o Options) (*Keystore, error) {
+	if o.Storage == nil || o.Provider == nil || o.Clock == nil || o.Audit == nil {
+		return nil, provider.Errorf(provider.EINVAL, "core.Open needs Storage, Provider, Clock and Audit")
+	}
+	k := &Keystore{st: o.Storage, p: o.Provider, clock: o.Clock, audit: o.Audit, reg: o.Algorithms,
+		checkSigs: o.CheckSignatures, cacheSize: o.CacheSize}
+	if k.reg == nil {
+		k.reg = alg.Default()
+	}
+	if k.cacheSize <= 0 {
+		k.cacheSize = DefaultCacheSize
+	}
+	info, err := o.Provider.Info(ctx)
+	if err != nil {
+		return nil, provider.WithOp("open", "", err)
+	}
+	if err := info.Check(); err != nil {
+		return nil, provider.Wrap(provider.EINVAL, "provider info is malformed", err)
+	}
+	// Keep only the algorithms this keystore knows.
+	var known []Algorithm
+	for _, a := range info.Algorithms {
+		if _, err := k.reg.Lookup(a); err == nil {
+			known = append(known, a)
+		}
+	}
+	info.Algorithms = known
+	k.info = info
+	k.insecure = !info.Secure
+	if err := k.checkManifest(); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// ProviderInfo returns the provider's Info (algorithms limited to those the
+// keystore knows).
+func (k *Keystore) ProviderInfo() provider.Info {
+	i := k.info
+	i.Algorithms = append([]Algorithm(nil), i.Algorithms...)
+	return i
+}
+
+// Insecure reports whether the provider is insecure (keys carry
+// Insecure: true).
+func (k *Keystore) Insecure() bool { return k.insecure }
+
+func (k *Keystore) checkManifest() error {
+	data, err := k.st.ReadFile(manifestPath)
+	if errors.Is(err, provider.ErrNotFound) {
+		entries, derr := k.st.ReadDir(layoutRoot)
+		if derr == nil && len(entries) > 0 {
+			return provider.Errorf(provider.EIO, "state directory holds keys but no "+manifestPath+"; refusing to guess which provider made them")
+		}
+		if derr != nil && !errors.Is(derr, provider.ErrNotFound) {
+			return derr
+		}
+		body := manifestBody{Provider: k.info.Name, Secure: k.info.Secure, Created: k.clock.Now().UTC()}
+		out, err := encodeChecked("manifest", manifestPath, body)
+		if err != nil {
+			return err
+		}
+		return k.st.WriteFile(manifestPath, out)
+	}
+	if err != nil {
+		return err
+	}
+	var m manifestBody
+	if err := decodeChecked("manifest", manifestPath, data, &m); err != nil {
+		return err
+	}
+	switch {
+	case m.Secure && !k.info.Secure:
+		return provider.Errorf(provider.EPERM, "state was made by the secure provider "+strconv.Quote(m.Provider)+"; refusing to open it with the insecure provider "+strconv.Quote(k.info.Name))
+	case !m.Secure && k.info.Secure:
+		return provider.Errorf(provider.EPERM, "state was made by the INSECURE provider "+strconv.Quote(m.Provider)+"; refusing to open it with the secure provider "+strconv.Quote(k.info.Name)+" (its keys are known; start a new state directory)")
+	case m.Provider != k.info.Name:
+		return provider.Errorf(provider.EPERM, "state was made by provider "+strconv.Quote(m.Provider)+", not "+strconv.Quote(k.info.Name))
+	}
+	return nil
+}
+
+// authorize checks that c may act on keys of app.
+func authorize(c Caller, app string) error {
+	if c.Operator {
+		return nil
+	}
+	if provider.CheckSegment("caller app ID", c.App) != nil {
+		return provider.Errorf(provider.EPERM, "caller has no valid app ID")
+	}
+	if c.App != app {
+		return provider.Errorf(provider.EPERM, "app "+c.App+" may not use keys of another app")
+	}
+	return nil
+}
+
+// lookup returns the entry for id, creating an empty one.
+func (k *Keystore) lookup(id KeyID) *entry {
+	if e, ok := k.keys.Load(id); ok {
+		return e.(*entry)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if e, ok := k.keys.Load(id); ok {
+		return e.(*entry)
+	}
+	if k.nkeys >= k.cacheSize {
+		k.evictLocked()
+	}
+	e := &entry{idStr: id.String()}
+	k.keys.Store(id, e)
+	k.nkeys++
+	return e
+}
+
+// evictLocked drops idle entries until the cache has room. k.mu is held.
+func (k *Keystore) evictLocked() {
+	target := k.cacheSize - k.cacheSize/8 - 1
+	k.keys.Range(func(key, value any) bool {
+		if k.nkeys <= target {
+			return false
+		}
+		e := value.(*entry)
+		if e.mu.TryLock() {
+			e.evicted = true
+			k.keys.Delete(key)
+			k.nkeys--
+			e.mu.Unlock()
+		}
+		return true
+	})
+}
+
+// readKey returns id's entry read-locked and loaded; release with
+// e.mu.RUnlock().
+func (k *Keystore) readKey(id KeyID) (*entry, error) {
+	for {
+		e := k.lookup(id)
+		e.mu.RLock()
+		if e.evicted {
+			e.mu.RUnlock()
+			continue
+		}
+		if e.loaded {
+			return e, nil
+		}
+		e.mu.RUnlock()
+		// Load under the write lock, then retry for a read lock.
+		we, err := k.writeKey(id)
+		if err != nil {
+			return nil, err
+		}
+		we.mu.Unlock()
+	}
+}
+
+// writeKey returns id's entry write-locked and loaded; release with
+// e.mu.Unlock().
+func (k *Keystore) writeKey(id KeyID) (*entry, error) {
+	for {
+		e := k.lookup(id)
+		e.mu.Lock()
+		if e.evicted {
+			e.mu.Unlock()
+			continue
+		}
+		if !e.loaded {
+			rec, err := k.load(id)
+			if err != nil {
+				e.mu.Unlock()
+				return nil, err
+			}
+			e.rec, e.loaded = rec, true
+		}
+		return e, nil
+	}
+}
+
+// load reads a key's metadata from storage; nil, nil if it does not exist.
+func (k *Keystore) load(id KeyID) (*record, error) {
+	path := metaPath(id)
+	data, err := k.st.ReadFile(path)
+	if errors.Is(err, provider.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, provider.WithOp("load", id.String(), err)
+	}
+	var b metaBody
+	if err := decodeChecked("meta", path, data, &b); err != nil {
+		return nil, provider.WithOp("load", id.String(), err)
+	}
+	rec, err := recordFromBody(id, path, &b, k.reg, k.info.Name)
+	if err != nil {
+		return nil, provider.WithOp("load", id.String(), err)
+	}
+	return rec, nil
+}
+
+// persist writes rec's metadata durably.
+func (k *Keystore) persist(rec *record) error {
+	path := metaPath(rec.meta.ID)
+	out, err := encodeChecked("meta", path, rec.body())
+	if err != nil {
+		return err
+	}
+	return k.st.WriteFile(path, out)
+}
+
+// errHandleMissing marks a handle file that does not exist.
+var errHandleMissing = errors.New("no handle file")
+
+// handle returns version vr's handle, loading it from storage once.
+func (k *Keystore) handle(vr *versionRT) (provider.Handle, error) {
+	if h := vr.handle.Load(); h != nil {
+		return *h, nil
+	}
+	path := handlePath(vr.ref.ID, vr.ref.Version)
+	data, err := k.st.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, provider.ErrNotFound) {
+			return nil, provider.Wrap(provider.EIO, "handle file "+path+" is missing", errHandleMissing)
+		}
+		return nil, err
+	}
+	h, err := decodeHandle(path, data)
+	if err != nil {
+		return nil, err
+	}
+	vr.handle.Store(&h)
+	return h, nil
+}
+
+// event starts the audit event of a call.
+func (k *Keystore) event(c Caller, op Op, key string) Event {
+	return Event{Time: k.clock.Now(), Caller: c, Op: op, Key: key}
+}
+
+// finish records ev with err's outcome and returns the error the caller
+// sees: err annotated with the op and key, or EIO when the audit record
+// cannot be written (fail closed: the operation's output is withheld).
+func (k *Keystore) finish(ctx context.Context, ev *Event, err error) error {
+	if err != nil {
+		code, ok := provider.CodeOf(err)
+		if !ok {
+			code = provider.EIO
+		}
+		ev.Result = code
+		err = provider.WithOp(ev.Op.String(), refString(ev.Key, ev.Version), err)
+	}
+	if aerr := k.audit.Record(ctx, *ev); aerr != nil {
+		return provider.Wrap(provider.EIO, ev.Op.String()+" "+refString(ev.Key, ev.Version)+": audit log unavailable; operation refused", aerr)
+	}
+	return err
+}
+
+func refString(key string, v Version) string {
+	if v == 0 || key == "" {
+		return key
+	}
+	return key + "@" + v.String()
+}
+
+// ready checks the audit sink before a state change.
+func (k *Keystore) ready(ctx context.Context) error {
+	if err := k.audit.Ready(ctx); err != nil {
+		return provider.Wrap(provider.EIO, "audit log unavailable; refusing to change state", err)
+	}
+	return nil
+}
+
+func checkCtx(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return provider.Wrap(provider.EUNAVAILABLE, "request cancelled", err)
+	}
+	return nil
+}

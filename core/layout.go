@@ -1,0 +1,195 @@
+package core
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// The storage layout contract (docs/storage.md):
+//
+//	keystore/MANIFEST                              format, provider name, secure flag
+//	keystore/<appId>/<purpose>/<name>/meta.json    metadata: versions, states, times, policy
+//	keystore/<appId>/<purpose>/<name>/v<N>.handle  provider handle of version N
+//
+// Every path segment comes from a validated KeyID or is fixed here, so no
+// input can name a file outside the tree.
+const (
+	layoutRoot    = "keystore"
+	manifestPath  = layoutRoot + "/MANIFEST"
+	metaFileName  = "meta.json"
+	formatVersion = 1
+)
+
+func keyDir(id KeyID) string {
+	return layoutRoot + "/" + id.App() + "/" + id.Purpose() + "/" + id.Name()
+}
+
+func metaPath(id KeyID) string { return keyDir(id) + "/" + metaFileName }
+
+func handlePath(id KeyID, v Version) string {
+	return keyDir(id) + "/v" + v.String() + ".handle"
+}
+
+// Checked files. JSON files (MANIFEST, meta.json) are an envelope
+//
+//	{"kind":"<kind>","format":1,"body":{...},"sha256":"<hex>"}
+//
+// where sha256 = SHA-256("keystored/<kind>/v1" ‖ 0x00 ‖ path ‖ 0x00 ‖ body
+// bytes exactly as stored). Binding the path means a file copied to another
+// key's place fails its check. This detects torn, truncated and accidentally
+// edited files; it is not a MAC (see docs/security.md).
+type fileEnvelope struct {
+	Kind   string          `json:"kind"`
+	Format int             `json:"format"`
+	Body   json.RawMessage `json:"body"`
+	SHA256 string          `json:"sha256"`
+}
+
+func fileDigest(kind, path string, body []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte("keystored/" + kind + "/v1"))
+	h.Write([]byte{0})
+	h.Write([]byte(path))
+	h.Write([]byte{0})
+	h.Write(body)
+	return h.Sum(nil)
+}
+
+func encodeChecked(kind, path string, body any) ([]byte, error) {
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return nil, provider.Wrap(provider.EIO, "encoding "+path, err)
+	}
+	env := fileEnvelope{Kind: kind, Format: formatVersion, Body: raw, SHA256: hex.EncodeToString(fileDigest(kind, path, raw))}
+	out, err := json.Marshal(env)
+	if err != nil {
+		return nil, provider.Wrap(provider.EIO, "encoding "+path, err)
+	}
+	return append(out, '\n'), nil
+}
+
+// decodeChecked verifies the envelope of a file read from path and decodes
+// its body into v, refusing unknown fields.
+func decodeChecked(kind, path string, data []byte, v any) error {
+	corrupt := func(why string) error {
+		return provider.Errorf(provider.EIO, "corrupted file "+path+": "+why)
+	}
+	var env fileEnvelope
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&env); err != nil {
+		return corrupt("not a valid " + kind + " envelope")
+	}
+	if dec.More() {
+		return corrupt("trailing data")
+	}
+	if env.Kind != kind {
+		return corrupt("kind is not " + kind)
+	}
+	if env.Format != formatVersion {
+		return corrupt("unsupported format " + strconv.Itoa(env.Format))
+	}
+	want := hex.EncodeToString(fileDigest(kind, path, env.Body))
+	if subtle.ConstantTimeCompare([]byte(env.SHA256), []byte(want)) != 1 {
+		return corrupt("checksum mismatch (torn, edited or moved)")
+	}
+	// The encoding is canonical: any byte that differs from what
+	// encodeChecked writes (case of a field name, spacing) is an edit.
+	canon, err := json.Marshal(env)
+	if err != nil || !bytes.Equal(append(canon, '\n'), data) {
+		return corrupt("not in canonical form (edited)")
+	}
+	bdec := json.NewDecoder(bytes.NewReader(env.Body))
+	bdec.DisallowUnknownFields()
+	if err := bdec.Decode(v); err != nil {
+		return corrupt("malformed " + kind + " body")
+	}
+	return nil
+}
+
+// Handle files: "KSH" 0x01 ‖ SHA-256("keystored/handle/v1" ‖ 0 ‖ path ‖ 0 ‖
+// handle) ‖ handle.
+var handleMagic = []byte{'K', 'S', 'H', 1}
+
+const handleHeaderLen = 4 + sha256.Size
+
+func encodeHandle(path string, h provider.Handle) []byte {
+	out := make([]byte, 0, handleHeaderLen+len(h))
+	out = append(out, handleMagic...)
+	out = append(out, fileDigest("handle", path, h)...)
+	return append(out, h...)
+}
+
+func decodeHandle(path string, data []byte) (provider.Handle, error) {
+	if len(data) < handleHeaderLen+1 || !bytes.Equal(data[:4], handleMagic) {
+		return nil, provider.Errorf(provider.EIO, "corrupted file "+path+": not a handle file")
+	}
+	if len(data)-handleHeaderLen > provider.MaxHandle {
+		return nil, provider.Errorf(provider.EIO, "corrupted file "+path+": handle too large")
+	}
+	h := data[handleHeaderLen:]
+	if subtle.ConstantTimeCompare(data[4:handleHeaderLen], fileDigest("handle", path, h)) != 1 {
+		return nil, provider.Errorf(provider.EIO, "corrupted file "+path+": checksum mismatch (torn, edited or moved)")
+	}
+	return provider.Handle(append([]byte(nil), h...)), nil
+}
+
+// manifestBody is the MANIFEST's body.
+type manifestBody struct {
+	Provider string    `json:"provider"`
+	Secure   bool      `json:"secure"`
+	Created  time.Time `json:"created"`
+}
+
+// metaBody is meta.json's body.
+type metaBody struct {
+	ID        string        `json:"id"`
+	Algorithm string        `json:"algorithm"`
+	Uses      []string      `json:"uses"`
+	State     string        `json:"state"`
+	Current   uint32        `json:"current_version"`
+	Provider  string        `json:"provider"`
+	Insecure  bool          `json:"insecure"`
+	Created   time.Time     `json:"created"`
+	Revoked   *time.Time    `json:"revoked,omitempty"`
+	Destroyed *time.Time    `json:"destroyed,omitempty"`
+	Policy    policyBody    `json:"policy"`
+	Versions  []versionBody `json:"versions"`
+}
+
+type policyBody struct {
+	MinDecryptionVersion  uint32 `json:"min_decryption_version,omitempty"`
+	RotationPeriodSeconds int64  `json:"rotation_period_seconds,omitempty"`
+}
+
+type versionBody struct {
+	Version       uint32     `json:"version"`
+	State         string     `json:"state"`
+	PublicKey     []byte     `json:"public_key,omitempty"`
+	Created       time.Time  `json:"created"`
+	Retired       *time.Time `json:"retired,omitempty"`
+	Revoked       *time.Time `json:"revoked,omitempty"`
+	Destroyed     *time.Time `json:"destroyed,omitempty"`
+	SealsReserved uint64     `json:"seals_reserved,omitempty"`
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func timeVal(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
+}

@@ -1,0 +1,568 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// Create makes a new key with version 1 primary. The caller's app must own
+// id (operators may create keys for any app). IDs are never reused: a key
+// that exists in any state gives EALREADY.
+func (k *Keystore) Create(ctx context.Context, c Caller, id KeyID, o CreateOptions) (Metadata, error) {
+	ev := k.event(c, OpCreate, id.String())
+	m, err := k.create(ctx, c, id, o)
+	if err == nil {
+		ev.Version = 1
+	}
+	if err = k.finish(ctx, &ev, err); err != nil {
+		return Metadata{}, err
+	}
+	return m, nil
+}
+
+func (k *Keystore) create(ctx context.Context, c Caller, id KeyID, o CreateOptions) (Metadata, error) {
+	if id.IsZero() {
+		return Metadata{}, provider.Errorf(provider.EINVAL, "no key ID")
+	}
+	if err := authorize(c, id.App()); err != nil {
+		return Metadata{}, err
+	}
+	if o.Algorithm == "" {
+		o.Algorithm = DefaultAlgorithm
+	}
+	spec, err := k.reg.Lookup(o.Algorithm)
+	if err != nil {
+		return Metadata{}, err
+	}
+	if o.Use != 0 && o.Use != spec.Use {
+		return Metadata{}, provider.Errorf(provider.EINVAL, "algorithm "+string(spec.Name)+" has use "+spec.Use.String()+", not "+o.Use.String())
+	}
+	if !k.info.Supports(spec.Name) {
+		return Metadata{}, provider.Errorf(provider.ENOTSUP, "provider "+k.info.Name+" does not support "+string(spec.Name))
+	}
+	if err := checkPolicy(o.Policy, 1); err != nil {
+		return Metadata{}, err
+	}
+	if err := checkCtx(ctx); err != nil {
+		return Metadata{}, err
+	}
+	e, err := k.writeKey(id)
+	if err != nil {
+		return Metadata{}, err
+	}
+	defer e.mu.Unlock()
+	if err := checkKey(OpCreate, metaOf(e.rec)); err != nil {
+		return Metadata{}, err
+	}
+	if err := k.ready(ctx); err != nil {
+		return Metadata{}, err
+	}
+	now := k.clock.Now().UTC()
+	vr := newVersionRT(id, 1, spec, k.info.Name, 0)
+	pub, err := k.generate(ctx, vr)
+	if err != nil {
+		return Metadata{}, err
+	}
+	rec := &record{spec: spec, versions: []*versionRT{vr}, meta: Metadata{
+		ID: id, Algorithm: spec.Name, Use: spec.Use, State: StateActive, Current: 1,
+		Versions: []VersionInfo{{Version: 1, State: VersionPrimary, PublicKey: pub, Created: now}},
+		Policy:   o.Policy, Provider: k.info.Name, Insecure: k.insecure, Created: now,
+	}}
+	if err := k.persist(rec); err != nil {
+		return Metadata{}, err
+	}
+	e.rec = rec
+	return rec.meta.clone(), nil
+}
+
+// generate asks the provider for a new key version, checks what it
+// returns, and writes the handle file. The metadata that makes the version
+// live is written by the caller afterwards, so a crash in between leaves
+// only an unreferenced handle file that the next attempt overwrites.
+func (k *Keystore) generate(ctx context.Context, vr *versionRT) ([]byte, error) {
+	spec, err := k.reg.Lookup(vr.ref.Algorithm)
+	if err != nil {
+		return nil, err
+	}
+	g, err := k.p.Generate(ctx, vr.ref)
+	if err != nil {
+		return nil, provider.WithOp("generate", vr.refStr, err)
+	}
+	if len(g.Handle) == 0 || len(g.Handle) > provider.MaxHandle {
+		return nil, provider.Errorf(provider.EIO, "provider returned a handle of "+strconv.Itoa(len(g.Handle))+" bytes for "+vr.refStr)
+	}
+	if len(g.PublicKey) != spec.PublicKeySize {
+		return nil, provider.Errorf(provider.EIO, "provider returned a public key of the wrong size for "+vr.refStr)
+	}
+	h := provider.Handle(append([]byte(nil), g.Handle...))
+	if err := k.st.WriteFile(handlePath(vr.ref.ID, vr.ref.Version), encodeHandle(handlePath(vr.ref.ID, vr.ref.Version), h)); err != nil {
+		return nil, err
+	}
+	vr.handle.Store(&h)
+	return append([]byte(nil), g.PublicKey...), nil
+}
+
+func metaOf(r *record) *Metadata {
+	if r == nil {
+		return nil
+	}
+	return &r.meta
+}
+
+func checkPolicy(p Policy, current Version) error {
+	if p.MinDecryptionVersion > current {
+		return provider.Errorf(provider.EINVAL, "minimum decryption version "+p.MinDecryptionVersion.String()+" is above the current version "+current.String())
+	}
+	if p.RotationPeriod < 0 || p.RotationPeriod != 0 && (p.RotationPeriod < MinRotationPeriod || p.RotationPeriod > MaxRotationPeriod) {
+		return provider.Errorf(provider.EINVAL, "rotation period must be 0 (off) or between "+MinRotationPeriod.String()+" and "+MaxRotationPeriod.String())
+	}
+	if p.RotationPeriod%time.Second != 0 {
+		return provider.Errorf(provider.EINVAL, "rotation period must be whole seconds")
+	}
+	return nil
+}
+
+// Get returns a key's metadata, in any state.
+func (k *Keystore) Get(ctx context.Context, c Caller, id KeyID) (Metadata, error) {
+	ev := k.event(c, OpGet, id.String())
+	m, err := k.get(c, id)
+	if err = k.finish(ctx, &ev, err); err != nil {
+		return Metadata{}, err
+	}
+	return m, nil
+}
+
+func (k *Keystore) get(c Caller, id KeyID) (Metadata, error) {
+	if id.IsZero() {
+		return Metadata{}, provider.Errorf(provider.EINVAL, "no key ID")
+	}
+	if err := authorize(c, id.App()); err != nil {
+		return Metadata{}, err
+	}
+	e, err := k.readKey(id)
+	if err != nil {
+		return Metadata{}, err
+	}
+	defer e.mu.RUnlock()
+	if err := checkKey(OpGet, metaOf(e.rec)); err != nil {
+		return Metadata{}, err
+	}
+	return e.rec.meta.clone(), nil
+}
+
+// transition runs a state change on an existing key under its write lock:
+// the lifecycle table, then f, which returns the new record to persist (or
+// nil for no change). The in-memory record changes only after the new
+// metadata is durable.
+func (k *Keystore) transition(ctx context.Context, c Caller, op Op, id KeyID, ev *Event, f func(e *entry, now time.Time) (*record, error)) (Metadata, error) {
+	if id.IsZero() {
+		return Metadata{}, provider.Errorf(provider.EINVAL, "no key ID")
+	}
+	if err := authorize(c, id.App()); err != nil {
+		return Metadata{}, err
+	}
+	if err := checkCtx(ctx); err != nil {
+		return Metadata{}, err
+	}
+	e, err := k.writeKey(id)
+	if err != nil {
+		return Metadata{}, err
+	}
+	defer e.mu.Unlock()
+	if err := checkKey(op, metaOf(e.rec)); err != nil {
+		return Metadata{}, err
+	}
+	if err := k.ready(ctx); err != nil {
+		return Metadata{}, err
+	}
+	next, err := f(e, k.clock.Now().UTC())
+	if err != nil {
+		return Metadata{}, err
+	}
+	if err := k.persist(next); err != nil {
+		return Metadata{}, err
+	}
+	e.rec = next
+	ev.Version = next.meta.Current
+	return next.meta.clone(), nil
+}
+
+// successor returns a copy of r for a transition: metadata cloned, the
+// version run-time states shared (they describe the same versions).
+func (r *record) successor() *record {
+	return &record{meta: r.meta.clone(), spec: r.spec, versions: append([]*versionRT(nil), r.versions...)}
+}
+
+// Rotate adds a new primary version; the old primary becomes retired and
+// keeps verifying and unsealing.
+func (k *Keystore) Rotate(ctx context.Context, c Caller, id KeyID) (Metadata, error) {
+	ev := k.event(c, OpRotate, id.String())
+	m, err := k.transition(ctx, c, OpRotate, id, &ev, func(e *entry, now time.Time) (*record, error) {
+		return k.rotateLocked(ctx, e.rec, now)
+	})
+	if err = k.finish(ctx, &ev, err); err != nil {
+		return Metadata{}, err
+	}
+	return m, nil
+}
+
+// rotateLocked makes the successor record with a new primary version; the
+// new version's handle is durable before the caller persists the record.
+func (k *Keystore) rotateLocked(ctx context.Context, rec *record, now time.Time) (*record, error) {
+	if rec.meta.Current == provider.MaxVersion {
+		return nil, provider.Errorf(provider.EINVAL, "key has reached the last version number")
+	}
+	v := rec.meta.Current + 1
+	vr := newVersionRT(rec.meta.ID, v, rec.spec, k.info.Name, 0)
+	pub, err := k.generate(ctx, vr)
+	if err != nil {
+		return nil, err
+	}
+	next := rec.successor()
+	old := &next.meta.Versions[rec.meta.Current-1]
+	old.State, old.Retired = VersionRetired, now
+	next.meta.Versions = append(next.meta.Versions, VersionInfo{Version: v, State: VersionPrimary, PublicKey: pub, Created: now})
+	next.meta.Current = v
+	next.versions = append(next.versions, vr)
+	return next, nil
+}
+
+// Revoke revokes every version of a key, irreversibly: every later use
+// fails with EKEYREVOKED.
+func (k *Keystore) Revoke(ctx context.Context, c Caller, id KeyID) (Metadata, error) {
+	ev := k.event(c, OpRevoke, id.String())
+	m, err := k.transition(ctx, c, OpRevoke, id, &ev, func(e *entry, now time.Time) (*record, error) {
+		next := e.rec.successor()
+		next.meta.State, next.meta.Revoked = StateRevoked, now
+		for i := range next.meta.Versions {
+			if v := &next.meta.Versions[i]; v.State != VersionRevoked && v.State != VersionDestroyed {
+				v.State, v.Revoked = VersionRevoked, now
+			}
+		}
+		return next, nil
+	})
+	if err = k.finish(ctx, &ev, err); err != nil {
+		return Metadata{}, err
+	}
+	return m, nil
+}
+
+// RevokeVersion revokes one retired version of an active key. The primary
+// version cannot be revoked alone (EPERM): rotate first, or revoke the key.
+func (k *Keystore) RevokeVersion(ctx context.Context, c Caller, id KeyID, v Version) (Metadata, error) {
+	ev := k.event(c, OpRevokeVersion, id.String())
+	ev.Version = v
+	m, err := k.transition(ctx, c, OpRevokeVersion, id, &ev, func(e *entry, now time.Time) (*record, error) {
+		if v == 0 {
+			return nil, provider.Errorf(provider.EINVAL, "no version given")
+		}
+		if err := checkVersion(OpRevokeVersion, &e.rec.meta, v); err != nil {
+			return nil, err
+		}
+		next := e.rec.successor()
+		next.meta.Versions[v-1].State, next.meta.Versions[v-1].Revoked = VersionRevoked, now
+		return next, nil
+	})
+	ev.Version = v
+	if err = k.finish(ctx, &ev, err); err != nil {
+		return Metadata{}, err
+	}
+	return m, nil
+}
+
+// Destroy erases a revoked key's material: the provider destroys each
+// version, the handle files are removed, and the metadata is kept as a
+// tombstone (IDs are never reused). An active key gives EPERM: revoke it
+// first. A destroy interrupted by a crash can be repeated.
+func (k *Keystore) Destroy(ctx context.Context, c Caller, id KeyID) (Metadata, error) {
+	ev := k.event(c, OpDestroy, id.String())
+	m, err := k.transition(ctx, c, OpDestroy, id, &ev, func(e *entry, now time.Time) (*record, error) {
+		for i, vr := range e.rec.versions {
+			if e.rec.meta.Versions[i].State == VersionDestroyed {
+				continue
+			}
+			path := handlePath(id, vr.ref.Version)
+			h, err := k.handle(vr)
+			switch {
+			case err == nil:
+				if err := k.p.Destroy(ctx, vr.ref, h); err != nil {
+					return nil, provider.WithOp("destroy", vr.refStr, err)
+				}
+			case !isMissingHandle(err):
+				// A corrupted handle file: the provider cannot be told
+				// which object to erase. Removing the file is all we can
+				// do; say so in the audit detail.
+				ev.Detail = "unreadable handle removed: " + vr.refStr
+			}
+			if err := k.st.Remove(path); err != nil {
+				return nil, err
+			}
+			vr.handle.Store(nil)
+		}
+		next := e.rec.successor()
+		next.meta.State, next.meta.Destroyed = StateDestroyed, now
+		for i := range next.meta.Versions {
+			if v := &next.meta.Versions[i]; v.State != VersionDestroyed {
+				v.State, v.Destroyed = VersionDestroyed, now
+			}
+		}
+		return next, nil
+	})
+	if err = k.finish(ctx, &ev, err); err != nil {
+		return Metadata{}, err
+	}
+	return m, nil
+}
+
+func isMissingHandle(err error) bool { return errors.Is(err, errHandleMissing) }
+
+// SetPolicy replaces a key's policy.
+func (k *Keystore) SetPolicy(ctx context.Context, c Caller, id KeyID, p Policy) (Metadata, error) {
+	ev := k.event(c, OpSetPolicy, id.String())
+	m, err := k.transition(ctx, c, OpSetPolicy, id, &ev, func(e *entry, _ time.Time) (*record, error) {
+		if err := checkPolicy(p, e.rec.meta.Current); err != nil {
+			return nil, err
+		}
+		next := e.rec.successor()
+		next.meta.Policy = p
+		return next, nil
+	})
+	if err = k.finish(ctx, &ev, err); err != nil {
+		return Metadata{}, err
+	}
+	return m, nil
+}
+
+// List returns one page of keys ordered by (app, purpose, name).
+func (k *Keystore) List(ctx context.Context, c Caller, o ListOptions) (ListPage, error) {
+	ev := k.event(c, OpList, "")
+	p, err := k.list(ctx, c, o)
+	if err = k.finish(ctx, &ev, err); err != nil {
+		return ListPage{}, err
+	}
+	return p, nil
+}
+
+func (k *Keystore) list(ctx context.Context, c Caller, o ListOptions) (ListPage, error) {
+	if o.PageSize < 0 || o.PageSize > MaxPageSize {
+		return ListPage{}, provider.Errorf(provider.EINVAL, "page size must be 0 (default) to "+strconv.Itoa(MaxPageSize))
+	}
+	if o.PageSize == 0 {
+		o.PageSize = DefaultPageSize
+	}
+	var after KeyID
+	if o.PageToken != "" {
+		t, err := provider.ParseKeyID(o.PageToken)
+		if err != nil {
+			return ListPage{}, provider.Errorf(provider.EINVAL, "malformed page token")
+		}
+		after = t
+	}
+	var apps []string
+	switch {
+	case o.App != "":
+		if err := provider.CheckSegment("app ID", o.App); err != nil {
+			return ListPage{}, err
+		}
+		if err := authorize(c, o.App); err != nil {
+			return ListPage{}, err
+		}
+		apps = []string{o.App}
+	case c.Operator:
+		names, err := k.dirNames(layoutRoot)
+		if err != nil {
+			return ListPage{}, err
+		}
+		apps = names
+	default:
+		if err := authorize(c, c.App); err != nil {
+			return ListPage{}, err
+		}
+		apps = []string{c.App}
+	}
+	if !after.IsZero() && !c.Operator && after.App() != apps[0] {
+		return ListPage{}, provider.Errorf(provider.EINVAL, "page token belongs to another listing")
+	}
+	var page ListPage
+	for _, app := range apps {
+		if !after.IsZero() && app < after.App() {
+			continue
+		}
+		purposes, err := k.dirNames(layoutRoot + "/" + app)
+		if err != nil {
+			return ListPage{}, err
+		}
+		for _, purpose := range purposes {
+			names, err := k.dirNames(layoutRoot + "/" + app + "/" + purpose)
+			if err != nil {
+				return ListPage{}, err
+			}
+			for _, name := range names {
+				id, err := provider.NewKeyID(app, purpose, name)
+				if err != nil || !after.IsZero() && !idLess(after, id) {
+					continue
+				}
+				if err := checkCtx(ctx); err != nil {
+					return ListPage{}, err
+				}
+				if len(page.Keys)+len(page.Unreadable) == o.PageSize {
+					last := page.lastID()
+					page.NextPageToken = last.String()
+					return page, nil
+				}
+				m, ok, err := k.listOne(id)
+				switch {
+				case err != nil:
+					page.Unreadable = append(page.Unreadable, UnreadableKey{ID: id, Err: err})
+				case ok:
+					page.Keys = append(page.Keys, m)
+				}
+			}
+		}
+	}
+	return page, nil
+}
+
+func (p *ListPage) lastID() KeyID {
+	var last KeyID
+	for _, m := range p.Keys {
+		if last.IsZero() || idLess(last, m.ID) {
+			last = m.ID
+		}
+	}
+	for _, u := range p.Unreadable {
+		if last.IsZero() || idLess(last, u.ID) {
+			last = u.ID
+		}
+	}
+	return last
+}
+
+// listOne loads a key for List; ok is false for a directory that holds no
+// key (e.g. a create that crashed before its metadata was written).
+func (k *Keystore) listOne(id KeyID) (Metadata, bool, error) {
+	e, err := k.readKey(id)
+	if err != nil {
+		return Metadata{}, false, err
+	}
+	defer e.mu.RUnlock()
+	if e.rec == nil {
+		return Metadata{}, false, nil
+	}
+	return e.rec.meta.clone(), true, nil
+}
+
+// dirNames lists the valid segment names of subdirectories of dir.
+func (k *Keystore) dirNames(dir string) ([]string, error) {
+	entries, err := k.st.ReadDir(dir)
+	if errors.Is(err, provider.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, de := range entries {
+		if de.IsDir && provider.CheckSegment("name", de.Name) == nil {
+			out = append(out, de.Name)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// idLess orders key IDs by (app, purpose, name).
+func idLess(a, b KeyID) bool {
+	if a.App() != b.App() {
+		return a.App() < b.App()
+	}
+	if a.Purpose() != b.Purpose() {
+		return a.Purpose() < b.Purpose()
+	}
+	return a.Name() < b.Name()
+}
+
+// Sweep rotates every active key whose rotation period has passed. Only
+// an operator may sweep. It returns the keys rotated; a key that fails to
+// rotate is reported in the error but does not stop the sweep.
+func (k *Keystore) Sweep(ctx context.Context, c Caller) ([]KeyID, error) {
+	ev := k.event(c, OpSweep, "")
+	rotated, err := k.sweep(ctx, c)
+	ev.Detail = "rotated " + strconv.Itoa(len(rotated)) + " keys"
+	if err = k.finish(ctx, &ev, err); err != nil {
+		return rotated, err
+	}
+	return rotated, nil
+}
+
+func (k *Keystore) sweep(ctx context.Context, c Caller) ([]KeyID, error) {
+	if !c.Operator {
+		return nil, provider.Errorf(provider.EPERM, "only an operator may sweep")
+	}
+	var rotated []KeyID
+	var errs []error
+	token := ""
+	for {
+		page, err := k.list(ctx, c, ListOptions{PageSize: MaxPageSize, PageToken: token})
+		if err != nil {
+			return rotated, err
+		}
+		for _, m := range page.Keys {
+			if !rotationDue(&m, k.clock.Now()) {
+				continue
+			}
+			did, err := k.autoRotate(ctx, m.ID)
+			if err != nil {
+				errs = append(errs, err)
+			} else if did {
+				rotated = append(rotated, m.ID)
+			}
+		}
+		if page.NextPageToken == "" {
+			break
+		}
+		token = page.NextPageToken
+	}
+	if len(errs) > 0 {
+		return rotated, provider.Wrap(provider.EIO, strconv.Itoa(len(errs))+" keys failed to rotate", errors.Join(errs...))
+	}
+	return rotated, nil
+}
+
+func rotationDue(m *Metadata, now time.Time) bool {
+	if m.State != StateActive || m.Policy.RotationPeriod <= 0 {
+		return false
+	}
+	p, ok := m.Version(m.Current)
+	return ok && !now.Before(p.Created.Add(m.Policy.RotationPeriod))
+}
+
+// autoRotate rotates id if it is still due, under its write lock.
+func (k *Keystore) autoRotate(ctx context.Context, id KeyID) (bool, error) {
+	e, err := k.writeKey(id)
+	if err != nil {
+		return false, err
+	}
+	defer e.mu.Unlock()
+	now := k.clock.Now().UTC()
+	if e.rec == nil || !rotationDue(&e.rec.meta, now) {
+		return false, nil
+	}
+	if err := k.ready(ctx); err != nil {
+		return false, err
+	}
+	next, err := k.rotateLocked(ctx, e.rec, now)
+	if err != nil {
+		return false, err
+	}
+	if err := k.persist(next); err != nil {
+		return false, err
+	}
+	e.rec = next
+	return true, nil
+}

@@ -1,0 +1,172 @@
+package core
+
+import (
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/nexus-os/keystored/core/alg"
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// record is a key's state in memory: its metadata plus what the core
+// needs at run time for each version.
+type record struct {
+	meta     Metadata
+	spec     *alg.Spec
+	versions []*versionRT // index v-1
+}
+
+// versionRT is the run-time state of one key version.
+type versionRT struct {
+	ref    provider.KeyRef
+	refStr string // "<id>@<n>"
+	idStr  string // "<id>"
+	// handle is loaded from storage on first use.
+	handle atomic.Pointer[provider.Handle]
+	// seals counts seals made, starting at reserved on load so a crash
+	// never lets the count go back; reserved is the durable reservation.
+	seals    atomic.Uint64
+	reserved atomic.Uint64
+}
+
+func newVersionRT(id KeyID, v Version, spec *alg.Spec, providerName string, reserved uint64) *versionRT {
+	vr := &versionRT{ref: provider.KeyRef{ID: id, Version: v, Algorithm: spec.Name, Use: spec.Use, Provider: providerName}}
+	vr.idStr = id.String()
+	vr.refStr = vr.idStr + "@" + v.String()
+	vr.reserved.Store(reserved)
+	vr.seals.Store(reserved)
+	return vr
+}
+
+// body encodes the record for meta.json.
+func (r *record) body() metaBody {
+	m := &r.meta
+	b := metaBody{
+		ID:        m.ID.String(),
+		Algorithm: string(m.Algorithm),
+		Uses:      []string{m.Use.String()},
+		State:     m.State.String(),
+		Current:   uint32(m.Current),
+		Provider:  m.Provider,
+		Insecure:  m.Insecure,
+		Created:   m.Created.UTC(),
+		Revoked:   timePtr(m.Revoked.UTC()),
+		Destroyed: timePtr(m.Destroyed.UTC()),
+		Policy: policyBody{
+			MinDecryptionVersion:  uint32(m.Policy.MinDecryptionVersion),
+			RotationPeriodSeconds: int64(m.Policy.RotationPeriod / time.Second),
+		},
+	}
+	for i, v := range m.Versions {
+		vb := versionBody{
+			Version:   uint32(v.Version),
+			State:     v.State.String(),
+			PublicKey: v.PublicKey,
+			Created:   v.Created.UTC(),
+			Retired:   timePtr(v.Retired.UTC()),
+			Revoked:   timePtr(v.Revoked.UTC()),
+			Destroyed: timePtr(v.Destroyed.UTC()),
+		}
+		if i < len(r.versions) {
+			vb.SealsReserved = r.versions[i].reserved.Load()
+		}
+		b.Versions = append(b.Versions, vb)
+	}
+	return b
+}
+
+// recordFromBody checks every invariant of a decoded meta.json and builds
+// the record. id is the key the file's path names; providerName the
+// keystore's provider.
+func recordFromBody(id KeyID, path string, b *metaBody, reg *alg.Registry, providerName string) (*record, error) {
+	bad := func(why string) (*record, error) {
+		return nil, provider.Errorf(provider.EIO, "corrupted metadata "+path+": "+why)
+	}
+	if b.ID != id.String() {
+		return bad("it names another key")
+	}
+	spec, err := reg.Lookup(provider.Algorithm(b.Algorithm))
+	if err != nil {
+		return bad("unknown algorithm")
+	}
+	if len(b.Uses) != 1 || b.Uses[0] != spec.Use.String() {
+		return bad("uses do not match the algorithm")
+	}
+	state, ok := parseKeyState(b.State)
+	if !ok {
+		return bad("invalid state")
+	}
+	if b.Provider != providerName {
+		return bad("made by provider " + strconv.Quote(b.Provider) + ", not " + strconv.Quote(providerName))
+	}
+	n := len(b.Versions)
+	if n == 0 || uint64(n) > uint64(provider.MaxVersion) || b.Current != uint32(n) {
+		return bad("versions are not 1..current")
+	}
+	m := Metadata{
+		ID: id, Algorithm: spec.Name, Use: spec.Use, State: state, Current: Version(b.Current),
+		Provider: b.Provider, Insecure: b.Insecure, Created: b.Created,
+		Revoked: timeVal(b.Revoked), Destroyed: timeVal(b.Destroyed),
+		Policy: Policy{
+			MinDecryptionVersion: Version(b.Policy.MinDecryptionVersion),
+			RotationPeriod:       time.Duration(b.Policy.RotationPeriodSeconds) * time.Second,
+		},
+	}
+	if m.Policy.MinDecryptionVersion > m.Current {
+		return bad("minimum decryption version above the current version")
+	}
+	if p := m.Policy.RotationPeriod; p != 0 && (p < MinRotationPeriod || p > MaxRotationPeriod) {
+		return bad("rotation period out of range")
+	}
+	r := &record{spec: spec}
+	primaries := 0
+	for i, vb := range b.Versions {
+		vs, ok := parseVersionState(vb.State)
+		if !ok || vb.Version != uint32(i+1) {
+			return bad("version " + strconv.Itoa(i+1) + " is malformed")
+		}
+		wantPub := spec.PublicKeySize
+		if len(vb.PublicKey) != wantPub {
+			return bad("version " + strconv.Itoa(i+1) + " public key has the wrong size")
+		}
+		if vs == VersionPrimary {
+			primaries++
+		}
+		if !versionStateAllowed(state, vs, Version(vb.Version) == m.Current) {
+			return bad("version " + strconv.Itoa(i+1) + " is " + vs.String() + " in a " + state.String() + " key")
+		}
+		if spec.SealLimit > 0 && vb.SealsReserved > spec.SealLimit || spec.SealLimit == 0 && vb.SealsReserved != 0 {
+			return bad("version " + strconv.Itoa(i+1) + " seal count out of range")
+		}
+		m.Versions = append(m.Versions, VersionInfo{
+			Version: Version(vb.Version), State: vs, PublicKey: vb.PublicKey, Created: vb.Created,
+			Retired: timeVal(vb.Retired), Revoked: timeVal(vb.Revoked), Destroyed: timeVal(vb.Destroyed),
+		})
+		r.versions = append(r.versions, newVersionRT(id, Version(vb.Version), spec, providerName, vb.SealsReserved))
+	}
+	if (state == StateActive) != (primaries == 1) || primaries > 1 {
+		return bad("an active key needs exactly one primary version, other keys none")
+	}
+	r.meta = m
+	return r, nil
+}
+
+// versionStateAllowed says which version states each key state admits:
+// an active key has its current version primary and the others retired or
+// revoked; a revoked key has every version revoked or destroyed; a
+// destroyed key every version destroyed.
+func versionStateAllowed(k KeyState, v VersionState, current bool) bool {
+	switch k {
+	case StateActive:
+		if current {
+			return v == VersionPrimary
+		}
+		return v == VersionRetired || v == VersionRevoked
+	case StateRevoked:
+		return v == VersionRevoked || v == VersionDestroyed
+	case StateDestroyed:
+		return v == VersionDestroyed
+	}
+	return false
+}

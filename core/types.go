@@ -1,0 +1,222 @@
+package core
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// Caller is who asks. App is the caller's app ID (a key ID segment); an
+// Operator may manage every app's keys. The core never takes a caller's
+// identity from a request: the transport establishes it (the daemon uses
+// the kernel's peer credentials) and passes it here.
+type Caller struct {
+	App      string
+	Operator bool
+	// UID and PID are recorded in audit events when the transport knows
+	// them; the core does not interpret them.
+	UID, PID int64
+}
+
+// String returns "app" or "operator:app".
+func (c Caller) String() string {
+	if c.Operator {
+		return "operator:" + c.App
+	}
+	return c.App
+}
+
+// KeyState is the state of a key as a whole. The zero value is invalid.
+type KeyState uint8
+
+// Key states.
+const (
+	_              KeyState = iota
+	StateActive             // usable; exactly one primary version
+	StateRevoked            // every version revoked; irreversible
+	StateDestroyed          // material erased; metadata kept as a tombstone
+)
+
+var keyStateNames = [...]string{StateActive: "active", StateRevoked: "revoked", StateDestroyed: "destroyed"}
+
+// String returns "active", "revoked" or "destroyed".
+func (s KeyState) String() string {
+	if s > 0 && int(s) < len(keyStateNames) {
+		return keyStateNames[s]
+	}
+	return "invalid-state(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Valid reports whether s is a defined state.
+func (s KeyState) Valid() bool { return s >= StateActive && s <= StateDestroyed }
+
+func parseKeyState(v string) (KeyState, bool) {
+	for i, n := range keyStateNames {
+		if n != "" && n == v {
+			return KeyState(i), true
+		}
+	}
+	return 0, false
+}
+
+// VersionState is the state of one key version. The zero value is invalid.
+type VersionState uint8
+
+// Version states.
+const (
+	_                VersionState = iota
+	VersionPrimary                // signs and seals; exactly one per active key
+	VersionRetired                // verifies and unseals only
+	VersionRevoked                // unusable; irreversible
+	VersionDestroyed              // material erased
+)
+
+var versionStateNames = [...]string{VersionPrimary: "primary", VersionRetired: "retired", VersionRevoked: "revoked", VersionDestroyed: "destroyed"}
+
+// String returns "primary", "retired", "revoked" or "destroyed".
+func (s VersionState) String() string {
+	if s > 0 && int(s) < len(versionStateNames) {
+		return versionStateNames[s]
+	}
+	return "invalid-version-state(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Valid reports whether s is a defined version state.
+func (s VersionState) Valid() bool { return s >= VersionPrimary && s <= VersionDestroyed }
+
+func parseVersionState(v string) (VersionState, bool) {
+	for i, n := range versionStateNames {
+		if n != "" && n == v {
+			return VersionState(i), true
+		}
+	}
+	return 0, false
+}
+
+// Policy is a key's usage policy.
+type Policy struct {
+	// MinDecryptionVersion: Unseal and Verify refuse versions below it
+	// (EPERM). 0 or 1 allow every version.
+	MinDecryptionVersion Version
+	// RotationPeriod: when positive, a key whose primary version is older
+	// than the period is rotated on its next Sign or Seal, or by Sweep.
+	RotationPeriod time.Duration
+}
+
+// Bounds of policy values.
+const (
+	MinRotationPeriod = time.Minute
+	MaxRotationPeriod = 100 * 365 * 24 * time.Hour
+)
+
+// VersionInfo describes one key version.
+type VersionInfo struct {
+	Version   Version
+	State     VersionState
+	PublicKey []byte // empty for AEAD keys
+	Created   time.Time
+	Retired   time.Time // when a rotation replaced it as primary; zero if never
+	Revoked   time.Time // zero if not revoked
+	Destroyed time.Time // zero if not destroyed
+}
+
+// Metadata describes a key. It never holds private material.
+type Metadata struct {
+	ID        KeyID
+	Algorithm Algorithm
+	Use       Use
+	State     KeyState
+	// Current is the primary version of an active key, and the last
+	// version of a revoked or destroyed one.
+	Current   Version
+	Versions  []VersionInfo // ordered by version, from 1
+	Policy    Policy
+	Provider  string
+	Insecure  bool // made by a provider that announces Secure == false
+	Created   time.Time
+	Revoked   time.Time
+	Destroyed time.Time
+}
+
+// App returns the key's app ID.
+func (m *Metadata) App() string { return m.ID.App() }
+
+// Version returns the info of version v.
+func (m *Metadata) Version(v Version) (VersionInfo, bool) {
+	if v == 0 || int(v) > len(m.Versions) {
+		return VersionInfo{}, false
+	}
+	return m.Versions[v-1], true
+}
+
+func (m *Metadata) clone() Metadata {
+	c := *m
+	c.Versions = make([]VersionInfo, len(m.Versions))
+	for i, v := range m.Versions {
+		v.PublicKey = append([]byte(nil), v.PublicKey...)
+		c.Versions[i] = v
+	}
+	return c
+}
+
+// CreateOptions are the parameters of a new key.
+type CreateOptions struct {
+	// Algorithm of the key; empty means xchacha20-poly1305.
+	Algorithm Algorithm
+	// Use, if set, must be the algorithm's use (it is implied otherwise).
+	Use Use
+	// Policy of the key.
+	Policy Policy
+}
+
+// DefaultAlgorithm is the algorithm of a key created without one.
+const DefaultAlgorithm = provider.XChaCha20Poly1305
+
+// Signature is what Sign returns: the plain algorithm signature and the
+// key version that made it.
+type Signature struct {
+	Version   Version
+	Signature []byte
+}
+
+// PublicKey is a key version's public key.
+type PublicKey struct {
+	ID        KeyID
+	Version   Version
+	Algorithm Algorithm
+	Key       []byte
+}
+
+// ListOptions select a page of keys.
+type ListOptions struct {
+	// App restricts the listing to one app. Empty means the caller's own
+	// app, or every app for an operator.
+	App string
+	// PageSize is the most keys returned (default 100, at most MaxPageSize).
+	PageSize int
+	// PageToken is the NextPageToken of the previous page, or empty.
+	PageToken string
+}
+
+// Page sizes.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// ListPage is one page of a listing, ordered by key ID.
+type ListPage struct {
+	Keys []Metadata
+	// Unreadable lists keys whose files are corrupted or unreadable; their
+	// errors wrap ErrIO and name the key. Other keys are unaffected.
+	Unreadable []UnreadableKey
+	// NextPageToken is empty on the last page.
+	NextPageToken string
+}
+
+// UnreadableKey is a key a listing could not read.
+type UnreadableKey struct {
+	ID  KeyID
+	Err error
+}
