@@ -1,0 +1,207 @@
+// Package softkey is the engine shared by keystored's in-process providers
+// (providers/software and providers/testseed): key generation, wrapping of
+// private material under a key-encryption key (KEK), a bounded cache of
+// unwrapped keys, tombstones for destroyed handles, and the Sign, Seal and
+// Open operations with their bounds.
+//
+// The two providers differ only in where randomness comes from (a Source):
+// crypto/rand for the secure provider, seed-derived values for the insecure
+// deterministic one.
+//
+// Handle format (all versions of it are documented in
+// docs/software-provider.md):
+//
+//	"KSW1" | KEK ID (8) | nonce (24) | XChaCha20-Poly1305(KEK, nonce, material, aad)
+//	aad = "keystored/softkey/handle/v1" ‖ KeyRef.AppendBinary
+//
+// The engine never logs, never returns private material and prints as its
+// provider name only.
+package softkey
+
+import (
+	"context"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"fmt"
+	"strconv"
+
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/nexus-os/keystored/core/alg"
+	"github.com/nexus-os/keystored/core/provider"
+	"github.com/nexus-os/keystored/core/secret"
+)
+
+// Source is where an engine's randomness comes from. Each method fills out
+// completely or returns an error; out is never retained.
+type Source interface {
+	// Material fills out with the private material of a new key for ref.
+	Material(ref provider.KeyRef, out []byte) error
+	// WrapNonce fills out with the nonce that wraps ref's material.
+	WrapNonce(ref provider.KeyRef, out []byte) error
+	// SealNonce fills out with the nonce for sealing plaintext with aad
+	// under ref's key.
+	SealNonce(ref provider.KeyRef, plaintext, aad, out []byte) error
+}
+
+// Config configures an Engine.
+type Config struct {
+	// Info is what the engine announces. Algorithms must all be in
+	// Registry; Name is the provider name every KeyRef must carry.
+	Info provider.Info
+	// Registry gives the algorithms' sizes and implementations.
+	Registry *alg.Registry
+	// KEK is the 32-byte key-encryption key. The engine keeps it only
+	// inside its XChaCha20-Poly1305 instance; the caller still owns KEK
+	// and may wipe it after New returns.
+	KEK secret.Bytes
+	// Source supplies key material and nonces.
+	Source Source
+	// Hedged selects randomized ML-DSA signing.
+	Hedged bool
+	// CacheSize bounds the cache of unwrapped keys; 0 means
+	// DefaultCacheSize.
+	CacheSize int
+}
+
+const (
+	// KEKSize is the size of a KEK in bytes.
+	KEKSize = chacha20poly1305.KeySize
+	// DefaultCacheSize is the default number of unwrapped keys kept.
+	DefaultCacheSize = 1024
+	// MaxCacheSize is the largest CacheSize accepted.
+	MaxCacheSize = 1 << 20
+	// MaxTombstones bounds the set of destroyed handles remembered.
+	MaxTombstones = 1 << 16
+)
+
+// Engine implements provider.Provider over a KEK and a Source. It is safe
+// for concurrent use.
+type Engine struct {
+	info   provider.Info
+	reg    *alg.Registry
+	src    Source
+	hedged bool
+	kek    kekCipher // XChaCha20-Poly1305 keyed with the KEK
+	kekID  [KEKIDSize]byte
+	cache  *cache
+}
+
+// New checks cfg and returns an engine.
+func New(cfg Config) (*Engine, error) {
+	if err := cfg.Info.Check(); err != nil {
+		return nil, err
+	}
+	if cfg.Registry == nil || cfg.Source == nil {
+		return nil, provider.Errorf(provider.EINVAL, "softkey: registry and source are required")
+	}
+	if len(cfg.Info.Algorithms) == 0 {
+		return nil, provider.Errorf(provider.EINVAL, "softkey: provider "+cfg.Info.Name+" announces no algorithm")
+	}
+	for _, a := range cfg.Info.Algorithms {
+		if _, err := cfg.Registry.Lookup(a); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.KEK.Len() != KEKSize {
+		return nil, provider.Errorf(provider.EINVAL, "KEK must be "+strconv.Itoa(KEKSize)+" bytes")
+	}
+	size := cfg.CacheSize
+	switch {
+	case size == 0:
+		size = DefaultCacheSize
+	case size < 0 || size > MaxCacheSize:
+		return nil, provider.Errorf(provider.EINVAL, "cache size must be from 1 to "+strconv.Itoa(MaxCacheSize)+" (0 for the default)")
+	}
+	aead, err := chacha20poly1305.NewX(cfg.KEK.Reveal())
+	if err != nil {
+		return nil, provider.Wrap(provider.EIO, "KEK setup failed", err)
+	}
+	id, err := KEKID(cfg.KEK)
+	if err != nil {
+		return nil, err
+	}
+	info := cfg.Info
+	info.Algorithms = append([]provider.Algorithm(nil), cfg.Info.Algorithms...)
+	return &Engine{
+		info:   info,
+		reg:    cfg.Registry,
+		src:    cfg.Source,
+		hedged: cfg.Hedged,
+		kek:    kekCipher{aead},
+		kekID:  id,
+		cache:  newCache(size),
+	}, nil
+}
+
+// KEKIDSize is the size of a KEK ID.
+const KEKIDSize = 8
+
+// kekIDLabel is the HKDF info string of the KEK ID.
+const kekIDLabel = "keystored/softkey/kek-id/v1"
+
+// KEKID returns the KEK's identifier: the first 8 bytes of
+// HKDF-SHA256(secret=KEK, salt=empty, info="keystored/softkey/kek-id/v1").
+// It is not secret; it lets a handle wrapped under another KEK fail with a
+// clear error.
+func KEKID(kek secret.Bytes) ([KEKIDSize]byte, error) {
+	var id [KEKIDSize]byte
+	if kek.Len() != KEKSize {
+		return id, provider.Errorf(provider.EINVAL, "KEK must be "+strconv.Itoa(KEKSize)+" bytes")
+	}
+	b, err := hkdf.Key(sha256.New, kek.Reveal(), nil, kekIDLabel, KEKIDSize)
+	if err != nil {
+		return id, provider.Wrap(provider.EIO, "KEK ID derivation failed", err)
+	}
+	copy(id[:], b)
+	return id, nil
+}
+
+// Info returns the provider description given to New.
+func (e *Engine) Info(ctx context.Context) (provider.Info, error) {
+	if err := ctxErr(ctx); err != nil {
+		return provider.Info{}, err
+	}
+	info := e.info
+	info.Algorithms = append([]provider.Algorithm(nil), e.info.Algorithms...)
+	return info, nil
+}
+
+// String returns "softkey(<provider name>)".
+//
+// String, GoString and Format have value receivers so that an Engine
+// printed by value is redacted too: fmt prints unexported fields without
+// calling their methods, and under a verb such as %s it dereferences
+// nested pointers, so every struct on the way to key material must format
+// itself.
+func (e Engine) String() string { return "softkey(" + e.info.Name + ")" }
+
+// GoString returns the same as String.
+func (e Engine) GoString() string { return e.String() }
+
+// Format prints the same as String under every verb, so no field (the
+// keyed KEK cipher, cached keys) is ever printed.
+func (e Engine) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(e.String())) }
+
+// kekCipher is the AEAD keyed with the KEK. It prints as "kek" only.
+type kekCipher struct {
+	cipher.AEAD
+}
+
+// String returns "kek".
+func (kekCipher) String() string { return "kek" }
+
+// GoString returns "kek".
+func (kekCipher) GoString() string { return "kek" }
+
+// Format prints "kek" under every verb.
+func (kekCipher) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte("kek")) }
+
+// ctxErr returns an EUNAVAILABLE error wrapping ctx.Err() when ctx is done.
+func ctxErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return provider.Wrap(provider.EUNAVAILABLE, "request cancelled", err)
+	}
+	return nil
+}

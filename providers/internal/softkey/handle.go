@@ -1,0 +1,74 @@
+package softkey
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/hex"
+
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/nexus-os/keystored/core/alg"
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// Handle layout.
+const (
+	// HandleMagic starts every handle of this format.
+	HandleMagic = "KSW1"
+	// HandleAADLabel starts the associated data of the wrap; the KeyRef's
+	// canonical binary encoding follows it.
+	HandleAADLabel = "keystored/softkey/handle/v1"
+
+	wrapNonceSize = chacha20poly1305.NonceSizeX
+	headerSize    = len(HandleMagic) + KEKIDSize + wrapNonceSize
+	// HandleOverhead is what a handle adds to the private material: magic,
+	// KEK ID, nonce and tag.
+	HandleOverhead = headerSize + chacha20poly1305.Overhead
+)
+
+// wrapAAD returns HandleAADLabel ‖ ref.AppendBinary.
+func wrapAAD(ref provider.KeyRef) ([]byte, error) {
+	b := make([]byte, 0, len(HandleAADLabel)+128)
+	b = append(b, HandleAADLabel...)
+	return ref.AppendBinary(b)
+}
+
+// wrap seals material into a handle bound to ref.
+func (e *Engine) wrap(ref provider.KeyRef, material []byte) (provider.Handle, error) {
+	aad, err := wrapAAD(ref)
+	if err != nil {
+		return nil, err
+	}
+	h := make([]byte, headerSize, headerSize+len(material)+chacha20poly1305.Overhead)
+	copy(h, HandleMagic)
+	copy(h[len(HandleMagic):], e.kekID[:])
+	nonce := h[len(HandleMagic)+KEKIDSize : headerSize]
+	if err := e.src.WrapNonce(ref, nonce); err != nil {
+		return nil, provider.Wrap(provider.EIO, "wrap nonce for "+ref.String()+" unavailable", err)
+	}
+	return e.kek.Seal(h, nonce, material, aad), nil
+}
+
+// unwrap authenticates h under ref and returns the private material. The
+// caller must clear it after use.
+func (e *Engine) unwrap(ref provider.KeyRef, spec *alg.Spec, h provider.Handle) ([]byte, error) {
+	if len(h) != HandleOverhead+spec.SecretSize || !bytes.HasPrefix(h, []byte(HandleMagic)) {
+		return nil, provider.Errorf(provider.EIO, "corrupt key handle for "+ref.String())
+	}
+	id := h[len(HandleMagic) : len(HandleMagic)+KEKIDSize]
+	if subtle.ConstantTimeCompare(id, e.kekID[:]) != 1 {
+		return nil, provider.Errorf(provider.EIO, "key handle for "+ref.String()+" was wrapped under KEK "+
+			hex.EncodeToString(id)+", this provider holds KEK "+hex.EncodeToString(e.kekID[:])+": wrong KEK")
+	}
+	aad, err := wrapAAD(ref)
+	if err != nil {
+		return nil, err
+	}
+	nonce := h[len(HandleMagic)+KEKIDSize : headerSize]
+	material, err := e.kek.Open(make([]byte, 0, spec.SecretSize), nonce, h[headerSize:], aad)
+	if err != nil {
+		return nil, provider.Errorf(provider.EIO, "key handle for "+ref.String()+
+			" failed authentication (corrupted, or moved from another key/version)")
+	}
+	return material, nil
+}

@@ -1,0 +1,273 @@
+package softkey
+
+import (
+	"context"
+	"crypto/sha256"
+	"strconv"
+
+	"github.com/nexus-os/keystored/core/alg"
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// checkRef checks ref and that it names this provider.
+func (e *Engine) checkRef(ref provider.KeyRef) error {
+	if err := ref.Check(); err != nil {
+		return err
+	}
+	if ref.Provider != e.info.Name {
+		return provider.Errorf(provider.EINVAL, "key "+ref.String()+" belongs to provider "+
+			strconv.Quote(ref.Provider)+", not "+strconv.Quote(e.info.Name))
+	}
+	return nil
+}
+
+// spec returns the spec of ref's algorithm if this provider announces it,
+// and checks that ref's use is the algorithm's use.
+func (e *Engine) spec(ref provider.KeyRef) (*alg.Spec, error) {
+	if !e.info.Supports(ref.Algorithm) {
+		return nil, provider.Errorf(provider.ENOTSUP, "provider "+e.info.Name+" does not support algorithm "+
+			strconv.Quote(string(ref.Algorithm)))
+	}
+	s, err := e.reg.Lookup(ref.Algorithm)
+	if err != nil {
+		return nil, err
+	}
+	if ref.Use != s.Use {
+		return nil, provider.Errorf(provider.EPERM, "key "+ref.String()+": algorithm "+string(s.Name)+
+			" has use "+s.Use.String()+", not "+ref.Use.String())
+	}
+	return s, nil
+}
+
+// checkHandle bounds h.
+func checkHandle(ref provider.KeyRef, h provider.Handle) error {
+	if len(h) > provider.MaxHandle {
+		return provider.Errorf(provider.EINVAL, "handle for "+ref.String()+" is over "+strconv.Itoa(provider.MaxHandle)+" bytes")
+	}
+	return nil
+}
+
+// needUse refuses an operation that ref's use does not allow.
+func needUse(ref provider.KeyRef, use provider.Use, op string) error {
+	if ref.Use != use {
+		return provider.Errorf(provider.EPERM, "key "+ref.String()+" has use "+ref.Use.String()+", which does not allow "+op)
+	}
+	return nil
+}
+
+// newKey builds the unwrapped key of ref from its private material and
+// returns it with its public key (nil for an AEAD).
+func (e *Engine) newKey(ref provider.KeyRef, s *alg.Spec, material []byte) (*entry, []byte, error) {
+	switch s.Use {
+	case provider.UseSign:
+		signer, err := s.NewSigner(material, e.hedged)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &entry{ref: ref, signer: signer}, signer.PublicKey(), nil
+	case provider.UseDecrypt:
+		aead, err := s.NewAEAD(material)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &entry{ref: ref, aead: aead}, nil, nil
+	}
+	return nil, nil, provider.Errorf(provider.EINVAL, "key "+ref.String()+" has no valid use")
+}
+
+// destroyedError is the error of any use of a destroyed handle.
+func destroyedError(ref provider.KeyRef) error {
+	return provider.Errorf(provider.ENOENT, "key "+ref.String()+" is destroyed")
+}
+
+// key returns the unwrapped key of h: from the cache, or by unwrapping and
+// caching it.
+//
+// A cache hit needs no algorithm checks: the entry was made for an equal
+// KeyRef, which passed them.
+func (e *Engine) key(ref provider.KeyRef, h provider.Handle) (*entry, error) {
+	if ent := e.cache.get(ref, h); ent != nil {
+		return ent, nil
+	}
+	s, err := e.spec(ref)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(h)
+	if e.cache.destroyed(&sum) {
+		return nil, destroyedError(ref)
+	}
+	material, err := e.unwrap(ref, s, h)
+	if err != nil {
+		return nil, err
+	}
+	ent, _, err := e.newKey(ref, s, material)
+	clear(material)
+	if err != nil {
+		return nil, err
+	}
+	if !e.cache.put(h, &sum, ent) {
+		return nil, destroyedError(ref)
+	}
+	return ent, nil
+}
+
+// Generate makes a key for ref from the Source's material, wraps it under
+// the KEK bound to ref, and returns the public key and the handle.
+func (e *Engine) Generate(ctx context.Context, ref provider.KeyRef) (provider.Generated, error) {
+	if err := ctxErr(ctx); err != nil {
+		return provider.Generated{}, err
+	}
+	if err := e.checkRef(ref); err != nil {
+		return provider.Generated{}, err
+	}
+	s, err := e.spec(ref)
+	if err != nil {
+		return provider.Generated{}, err
+	}
+	material := make([]byte, s.SecretSize)
+	defer clear(material)
+	if err := e.src.Material(ref, material); err != nil {
+		return provider.Generated{}, provider.Wrap(provider.EIO, "key material for "+ref.String()+" unavailable", err)
+	}
+	ent, pub, err := e.newKey(ref, s, material)
+	if err != nil {
+		return provider.Generated{}, err
+	}
+	h, err := e.wrap(ref, material)
+	if err != nil {
+		return provider.Generated{}, err
+	}
+	sum := sha256.Sum256(h)
+	// A deterministic source regenerating a destroyed ref gives the same,
+	// tombstoned handle: it stays destroyed and is not cached.
+	e.cache.put(h, &sum, ent)
+	return provider.Generated{PublicKey: pub, Handle: h}, nil
+}
+
+// Sign signs msg with the key of h.
+func (e *Engine) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	if err := e.checkRef(ref); err != nil {
+		return nil, err
+	}
+	if len(msg) > provider.MaxSignMessage {
+		return nil, provider.Errorf(provider.EMSGSIZE, "message to sign is over "+strconv.Itoa(provider.MaxSignMessage)+" bytes")
+	}
+	if err := checkHandle(ref, h); err != nil {
+		return nil, err
+	}
+	if err := needUse(ref, provider.UseSign, "sign"); err != nil {
+		return nil, err
+	}
+	ent, err := e.key(ref, h)
+	if err != nil {
+		return nil, err
+	}
+	return ent.signer.Sign(msg)
+}
+
+// aeadKey checks what Seal and Open share and returns the key.
+func (e *Engine) aeadKey(ref provider.KeyRef, h provider.Handle, aad []byte, op string) (*entry, error) {
+	if len(aad) > provider.MaxProviderAAD {
+		return nil, provider.Errorf(provider.EMSGSIZE, "associated data is over "+strconv.Itoa(provider.MaxProviderAAD)+" bytes")
+	}
+	if err := checkHandle(ref, h); err != nil {
+		return nil, err
+	}
+	if err := needUse(ref, provider.UseDecrypt, op); err != nil {
+		return nil, err
+	}
+	return e.key(ref, h)
+}
+
+// Seal encrypts plaintext with the key of h and returns
+// nonce ‖ ciphertext ‖ tag, the nonce coming from the Source.
+func (e *Engine) Seal(ctx context.Context, ref provider.KeyRef, h provider.Handle, plaintext, aad []byte) ([]byte, error) {
+	return e.SealAppend(ctx, nil, ref, h, plaintext, aad)
+}
+
+// SealAppend is Seal appending its output to dst (provider.SealAppender).
+func (e *Engine) SealAppend(ctx context.Context, dst []byte, ref provider.KeyRef, h provider.Handle, plaintext, aad []byte) ([]byte, error) {
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	if err := e.checkRef(ref); err != nil {
+		return nil, err
+	}
+	if len(plaintext) > provider.MaxSealPlaintext {
+		return nil, provider.Errorf(provider.EMSGSIZE, "plaintext is over "+strconv.Itoa(provider.MaxSealPlaintext)+" bytes")
+	}
+	ent, err := e.aeadKey(ref, h, aad, "seal")
+	if err != nil {
+		return nil, err
+	}
+	out, err := ent.aead.SealTo(dst, plaintext, aad, func(nonce []byte) error {
+		if err := e.src.SealNonce(ref, plaintext, aad, nonce); err != nil {
+			return provider.Wrap(provider.EIO, "seal nonce for "+ref.String()+" unavailable", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Open authenticates and decrypts sealed (nonce ‖ ciphertext ‖ tag) with
+// the key of h. Any authentication failure is EBADMSG with no output.
+func (e *Engine) Open(ctx context.Context, ref provider.KeyRef, h provider.Handle, sealed, aad []byte) ([]byte, error) {
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	if err := e.checkRef(ref); err != nil {
+		return nil, err
+	}
+	if len(sealed) > provider.MaxSealed {
+		return nil, provider.Errorf(provider.EMSGSIZE, "sealed message is over "+strconv.Itoa(provider.MaxSealed)+" bytes")
+	}
+	ent, err := e.aeadKey(ref, h, aad, "open")
+	if err != nil {
+		return nil, err
+	}
+	pt, err := ent.aead.Open(nil, sealed, aad)
+	if err != nil {
+		return nil, provider.Errorf(provider.EBADMSG, "message authentication failed")
+	}
+	return pt, nil
+}
+
+// Destroy forgets any cached copy of h's key and remembers h as destroyed:
+// later calls with h fail with ENOENT for as long as the engine lives.
+// Destroying twice succeeds. A handle that does not authenticate under ref
+// is refused (EIO), so a mistaken destroy cannot hit another key.
+func (e *Engine) Destroy(ctx context.Context, ref provider.KeyRef, h provider.Handle) error {
+	if err := ctxErr(ctx); err != nil {
+		return err
+	}
+	if err := e.checkRef(ref); err != nil {
+		return err
+	}
+	if err := checkHandle(ref, h); err != nil {
+		return err
+	}
+	s, err := e.spec(ref)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(h)
+	if e.cache.destroyed(&sum) {
+		return nil
+	}
+	if e.cache.get(ref, h) == nil {
+		material, err := e.unwrap(ref, s, h)
+		if err != nil {
+			return err
+		}
+		clear(material)
+	}
+	e.cache.destroy(h, &sum)
+	return nil
+}

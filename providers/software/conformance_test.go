@@ -1,0 +1,21 @@
+package software
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/nexus-os/keystored/conformance"
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// TestConformance runs the provider suite against software providers, each
+// with a fresh KEK file.
+func TestConformance(t *testing.T) {
+	conformance.Run(t, func(t *testing.T) provider.Provider {
+		p, err := New(Options{KEKFile: filepath.Join(t.TempDir(), "kek")})
+		if err != nil {
+			t.Fatalf("software.New: %v", err)
+		}
+		return p
+	})
+}

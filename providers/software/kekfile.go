@@ -1,0 +1,54 @@
+package software
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"strconv"
+
+	"github.com/nexus-os/keystored/core/provider"
+	"github.com/nexus-os/keystored/core/secret"
+	"github.com/nexus-os/keystored/providers/internal/softkey"
+)
+
+// loadOrCreateKEKFile returns the KEK held in the file at path, creating
+// the file from crypto/rand if it does not exist. An existing file is
+// never overwritten.
+func loadOrCreateKEKFile(path string) (secret.Bytes, error) {
+	_, err := os.Lstat(path)
+	switch {
+	case err == nil:
+		return readKEKFile(path)
+	case !errors.Is(err, fs.ErrNotExist):
+		return secret.Bytes{}, fileError("KEK file "+strconv.Quote(path), err)
+	}
+	kek := make([]byte, softkey.KEKSize)
+	if err := fill(kek); err != nil {
+		return secret.Bytes{}, err
+	}
+	created, err := createExclusive(path, "KEK file", kek)
+	if err != nil || !created {
+		clear(kek)
+	}
+	if err != nil {
+		return secret.Bytes{}, err
+	}
+	if !created { // another process made it first: use theirs
+		return readKEKFile(path)
+	}
+	return secret.Own(kek), nil
+}
+
+// readKEKFile reads a KEK file: exactly 32 raw bytes, private to this user.
+func readKEKFile(path string) (secret.Bytes, error) {
+	b, err := readPrivateFile(path, "KEK file", softkey.KEKSize)
+	if err != nil {
+		return secret.Bytes{}, err
+	}
+	if len(b) != softkey.KEKSize {
+		clear(b)
+		return secret.Bytes{}, provider.Errorf(provider.EIO, "KEK file "+strconv.Quote(path)+" is "+strconv.Itoa(len(b))+
+			" bytes; a KEK file holds exactly "+strconv.Itoa(softkey.KEKSize)+" raw bytes")
+	}
+	return secret.Own(b), nil
+}

@@ -1,0 +1,22 @@
+package testseed
+
+import (
+	"testing"
+
+	"github.com/nexus-os/keystored/conformance"
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// TestConformance runs the provider suite against testseed providers, all
+// with the golden seed, and lets it search for the known secrets.
+func TestConformance(t *testing.T) {
+	conformance.Run(t, func(t *testing.T) provider.Provider {
+		p, err := NewInsecure(goldenSeed)
+		if err != nil {
+			t.Fatalf("NewInsecure: %v", err)
+		}
+		return p
+	}, conformance.WithKnownSecrets(func(ref provider.KeyRef) ([][]byte, error) {
+		return InsecureKnownSecrets(goldenSeed, ref)
+	}))
+}
