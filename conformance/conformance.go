@@ -1,0 +1,213 @@
+package conformance
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// Factory returns a fresh provider for one test. It registers whatever
+// cleanup the provider needs with t.Cleanup. For a deterministic provider
+// every provider it returns must be configured alike (same seed), so the
+// suite can compare two of them.
+type Factory func(t *testing.T) provider.Provider
+
+// Option configures Run (and the other suites of this package).
+type Option func(*options)
+
+type options struct {
+	knownSecrets func(ref provider.KeyRef) ([][]byte, error)
+	hang         time.Duration // 0: provHangLimit; the suite's own tests shorten it
+}
+
+// WithKnownSecrets tells the suite the private material the provider holds
+// for a key: f returns, for a KeyRef the suite generated, every secret byte
+// string of that key (a seed, an AEAD key). The suite then searches
+// handles, public keys, signatures, sealed blobs, error messages and the
+// printed provider value for each secret in raw, hex (both cases), base64
+// (standard and URL, padded or not) and Go's %v / %#v / %q forms.
+//
+// Only a provider whose keys are predictable can offer f (the insecure
+// deterministic test provider); without it those subtests are skipped.
+func WithKnownSecrets(f func(ref provider.KeyRef) ([][]byte, error)) Option {
+	return func(o *options) { o.knownSecrets = f }
+}
+
+// Run checks that the providers newProvider returns keep the provider
+// contract (package core/provider), with one subtest per requirement.
+//
+// It calls newProvider once for the bulk of the suite and twice more to
+// compare fresh providers when the provider announces Deterministic. It
+// exercises every algorithm the provider announces, with sizes from
+// core/alg, and verifies every signature with an implementation independent
+// of keystored (crypto/ed25519 and cloudflare/circl).
+func Run(t *testing.T, newProvider Factory, opts ...Option) {
+	t.Helper()
+	var o options
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	s, err := newProvSuite(t.Context(), newProvider(t), o)
+	if err != nil {
+		t.Fatalf("conformance: %v", err)
+	}
+
+	t.Run("Info", s.test((*provSuite).checkInfo))
+	for _, g := range provGroups() {
+		s.perAlg(t, g)
+	}
+	for _, c := range provSingles() {
+		t.Run(c.name, s.test(c.check))
+	}
+	t.Run("Deterministic", func(t *testing.T) {
+		if !s.info.Deterministic {
+			t.Skip("provider does not announce Deterministic: nothing to compare")
+		}
+		var fresh [2]*provSuite
+		for i := range fresh {
+			var err error
+			fresh[i], err = newProvSuite(t.Context(), newProvider(t), o)
+			if err != nil {
+				t.Fatalf("fresh provider %d: %v", i+1, err)
+			}
+			fresh[i] = fresh[i].withLog(t.Logf)
+		}
+		report(t, checkDeterministic(t.Context(), fresh[0], fresh[1]), nil)
+	})
+	// Last, so that it sees every error the subtests above provoked.
+	t.Run("ErrorCodes", s.test((*provSuite).checkErrorCodes))
+}
+
+// provGroup is a set of requirements checked once per announced algorithm
+// (of one use, or of both when use is 0).
+type provGroup struct {
+	name   string
+	use    provider.Use
+	checks map[string]provCheckAlg
+}
+
+// provGroups lists the per-algorithm requirements in the order Run checks
+// them.
+func provGroups() []provGroup {
+	return []provGroup{
+		{"Generate", 0, map[string]provCheckAlg{
+			"Sizes":        (*provSuite).checkGenerateSizes,
+			"DistinctKeys": (*provSuite).checkDistinctKeys,
+		}},
+		{"Sign", provider.UseSign, map[string]provCheckAlg{
+			"Verify":   (*provSuite).checkSignVerify,
+			"TooLarge": (*provSuite).checkSignTooLarge,
+			"OtherKey": (*provSuite).checkSignOtherKey,
+		}},
+		{"Seal", provider.UseDecrypt, map[string]provCheckAlg{
+			"RoundTrip":  (*provSuite).checkSealRoundTrip,
+			"TooLarge":   (*provSuite).checkSealTooLarge,
+			"Randomized": (*provSuite).checkSealRandomized,
+			"Tamper":     (*provSuite).checkSealTamper,
+			"Truncate":   (*provSuite).checkSealTruncate,
+			"Extend":     (*provSuite).checkSealExtend,
+			"WrongAAD":   (*provSuite).checkSealWrongAAD,
+		}},
+		{"WrongUse", 0, map[string]provCheckAlg{
+			"Permission": (*provSuite).checkWrongUse,
+		}},
+		{"HandleBinding", 0, provBindingChecks()},
+		{"CorruptHandle", 0, map[string]provCheckAlg{
+			"Random":    (*provSuite).checkHandleRandom,
+			"Truncated": (*provSuite).checkHandleTruncated,
+			"BitFlip":   (*provSuite).checkHandleBitFlip,
+			"Extended":  (*provSuite).checkHandleExtended,
+			"Oversize":  (*provSuite).checkHandleOversize,
+		}},
+		{"Destroy", 0, map[string]provCheckAlg{
+			"NotFound": (*provSuite).checkDestroy,
+		}},
+	}
+}
+
+// provNamed is a whole-provider requirement.
+type provNamed struct {
+	name  string
+	check provCheck
+}
+
+// provSingles lists the whole-provider requirements Run checks after the
+// per-algorithm ones (Info comes first; Deterministic and ErrorCodes last).
+func provSingles() []provNamed {
+	return []provNamed{
+		{"Unsupported", (*provSuite).checkUnsupported},
+		{"ProviderMismatch", (*provSuite).checkProviderMismatch},
+		{"InvalidRef", (*provSuite).checkInvalidRef},
+		{"Context", (*provSuite).checkContext},
+		{"Concurrency", (*provSuite).checkConcurrency},
+		{"NoSecretsInOutputs", (*provSuite).checkNoSecretsInOutputs},
+		{"NoPayloadsInErrors", (*provSuite).checkNoPayloadsInErrors},
+		{"Redaction", (*provSuite).checkRedaction},
+	}
+}
+
+// provCheck is one requirement: nil when the provider keeps it, a
+// *provSkip when it does not apply, any other error describing each
+// violation.
+type provCheck func(s *provSuite, ctx context.Context) error
+
+// provCheckAlg is a requirement checked once per algorithm.
+type provCheckAlg func(s *provSuite, ctx context.Context, a provider.Algorithm) error
+
+// test adapts a check to t.Run.
+func (s *provSuite) test(c provCheck) func(*testing.T) {
+	return func(t *testing.T) {
+		t.Helper()
+		s := s.withLog(t.Logf)
+		report(t, c(s, t.Context()), s.tally)
+	}
+}
+
+// perAlg runs g as one subtest per announced algorithm of g's use, with
+// one sub-subtest per check, in name order.
+func (s *provSuite) perAlg(t *testing.T, g provGroup) {
+	t.Helper()
+	t.Run(g.name, func(t *testing.T) {
+		algs := s.algsOf(g.use)
+		if len(algs) == 0 {
+			if g.use == 0 {
+				t.Skip("provider announces no algorithm the registry knows")
+			}
+			t.Skipf("provider announces no %s algorithm", g.use)
+		}
+		for _, a := range algs {
+			t.Run(string(a), func(t *testing.T) {
+				for _, n := range sortedKeys(g.checks) {
+					c := g.checks[n]
+					t.Run(n, func(t *testing.T) {
+						s := s.withLog(t.Logf)
+						report(t, c(s, t.Context(), a), s.tally)
+					})
+				}
+			})
+		}
+	})
+}
+
+// report turns a check's result into a skip, a failure or nothing, and
+// logs the codes of the calls that were expected to fail with any error.
+func report(t *testing.T, err error, tally *provTally) {
+	t.Helper()
+	if tally != nil {
+		if codes := tally.String(); codes != "" {
+			t.Logf("expected failures, by code: %s", codes)
+		}
+	}
+	var skip *provSkip
+	if errors.As(err, &skip) {
+		t.Skip(skip.reason)
+	}
+	if err != nil {
+		t.Error(err)
+	}
+}

@@ -1,0 +1,375 @@
+package conformance_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/nexus-os/keystored/core/alg"
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// Broken providers: each wraps a good one and breaks one requirement, so
+// the tests can show that the suite notices.
+
+// openIgnoresAAD seals and opens without the caller's AAD.
+type openIgnoresAAD struct{ provider.Provider }
+
+func (p openIgnoresAAD) Seal(ctx context.Context, ref provider.KeyRef, h provider.Handle, pt, _ []byte) ([]byte, error) {
+	return p.Provider.Seal(ctx, ref, h, pt, nil)
+}
+
+func (p openIgnoresAAD) Open(ctx context.Context, ref provider.KeyRef, h provider.Handle, sealed, _ []byte) ([]byte, error) {
+	return p.Provider.Open(ctx, ref, h, sealed, nil)
+}
+
+// signsOtherMessage signs the message with a byte appended.
+type signsOtherMessage struct{ provider.Provider }
+
+func (p signsOtherMessage) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	return p.Provider.Sign(ctx, ref, h, append(bytes.Clone(msg), 0))
+}
+
+// truncatesMessage signs an oversize message's first MaxSignMessage bytes.
+type truncatesMessage struct{ provider.Provider }
+
+func (p truncatesMessage) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	if len(msg) > provider.MaxSignMessage {
+		msg = msg[:provider.MaxSignMessage]
+	}
+	return p.Provider.Sign(ctx, ref, h, msg)
+}
+
+// leaksSecretInHandle appends the key's first known secret to its handle
+// (and strips it again on use).
+type leaksSecretInHandle struct {
+	provider.Provider
+	known func(provider.KeyRef) ([][]byte, error)
+}
+
+func (p leaksSecretInHandle) Generate(ctx context.Context, ref provider.KeyRef) (provider.Generated, error) {
+	g, err := p.Provider.Generate(ctx, ref)
+	if err != nil {
+		return g, err
+	}
+	secrets, err := p.known(ref)
+	if err != nil || len(secrets) == 0 {
+		return provider.Generated{}, provider.Wrap(provider.EIO, "test: no known secret", err)
+	}
+	g.Handle = append(bytes.Clone(g.Handle), secrets[0]...)
+	return g, nil
+}
+
+func (p leaksSecretInHandle) strip(ref provider.KeyRef, h provider.Handle) provider.Handle {
+	if secrets, err := p.known(ref); err == nil && len(secrets) > 0 && bytes.HasSuffix(h, secrets[0]) {
+		return h[:len(h)-len(secrets[0])]
+	}
+	return h
+}
+
+func (p leaksSecretInHandle) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	return p.Provider.Sign(ctx, ref, p.strip(ref, h), msg)
+}
+
+func (p leaksSecretInHandle) Seal(ctx context.Context, ref provider.KeyRef, h provider.Handle, pt, aad []byte) ([]byte, error) {
+	return p.Provider.Seal(ctx, ref, p.strip(ref, h), pt, aad)
+}
+
+func (p leaksSecretInHandle) Open(ctx context.Context, ref provider.KeyRef, h provider.Handle, sealed, aad []byte) ([]byte, error) {
+	return p.Provider.Open(ctx, ref, p.strip(ref, h), sealed, aad)
+}
+
+// uncodedErrors flattens every error to a string without a code.
+type uncodedErrors struct{ provider.Provider }
+
+func flatten(err error) error {
+	if err == nil {
+		return nil
+	}
+	return errors.New(err.Error())
+}
+
+func (p uncodedErrors) Generate(ctx context.Context, ref provider.KeyRef) (provider.Generated, error) {
+	g, err := p.Provider.Generate(ctx, ref)
+	return g, flatten(err)
+}
+
+func (p uncodedErrors) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	out, err := p.Provider.Sign(ctx, ref, h, msg)
+	return out, flatten(err)
+}
+
+func (p uncodedErrors) Seal(ctx context.Context, ref provider.KeyRef, h provider.Handle, pt, aad []byte) ([]byte, error) {
+	out, err := p.Provider.Seal(ctx, ref, h, pt, aad)
+	return out, flatten(err)
+}
+
+func (p uncodedErrors) Open(ctx context.Context, ref provider.KeyRef, h provider.Handle, sealed, aad []byte) ([]byte, error) {
+	out, err := p.Provider.Open(ctx, ref, h, sealed, aad)
+	return out, flatten(err)
+}
+
+func (p uncodedErrors) Destroy(ctx context.Context, ref provider.KeyRef, h provider.Handle) error {
+	return flatten(p.Provider.Destroy(ctx, ref, h))
+}
+
+// repeatsSeals returns the first blob again for the same plaintext and AAD.
+type repeatsSeals struct {
+	provider.Provider
+	mu   *sync.Mutex
+	seen map[string][]byte
+}
+
+func newRepeatsSeals(p provider.Provider) repeatsSeals {
+	return repeatsSeals{Provider: p, mu: &sync.Mutex{}, seen: map[string][]byte{}}
+}
+
+func (p repeatsSeals) Seal(ctx context.Context, ref provider.KeyRef, h provider.Handle, pt, aad []byte) ([]byte, error) {
+	key := ref.String() + "\x00" + string(pt) + "\x00" + string(aad)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if b, ok := p.seen[key]; ok {
+		return bytes.Clone(b), nil
+	}
+	b, err := p.Provider.Seal(ctx, ref, h, pt, aad)
+	if err == nil {
+		p.seen[key] = bytes.Clone(b)
+	}
+	return b, err
+}
+
+// forgetsDestroy does nothing on Destroy.
+type forgetsDestroy struct{ provider.Provider }
+
+func (forgetsDestroy) Destroy(context.Context, provider.KeyRef, provider.Handle) error { return nil }
+
+// ignoresVersion serves every ref as version 1 of its key.
+type ignoresVersion struct{ provider.Provider }
+
+func v1(ref provider.KeyRef) provider.KeyRef {
+	if ref.Version != 0 {
+		ref.Version = 1
+	}
+	return ref
+}
+
+func (p ignoresVersion) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	return p.Provider.Sign(ctx, v1(ref), h, msg)
+}
+
+func (p ignoresVersion) Seal(ctx context.Context, ref provider.KeyRef, h provider.Handle, pt, aad []byte) ([]byte, error) {
+	return p.Provider.Seal(ctx, v1(ref), h, pt, aad)
+}
+
+func (p ignoresVersion) Open(ctx context.Context, ref provider.KeyRef, h provider.Handle, sealed, aad []byte) ([]byte, error) {
+	return p.Provider.Open(ctx, v1(ref), h, sealed, aad)
+}
+
+func (p ignoresVersion) Destroy(ctx context.Context, ref provider.KeyRef, h provider.Handle) error {
+	return p.Provider.Destroy(ctx, v1(ref), h)
+}
+
+// ignoresInvalidVersion repairs a zero version instead of refusing it.
+type ignoresInvalidVersion struct{ provider.Provider }
+
+func fixVersion(ref provider.KeyRef) provider.KeyRef {
+	if ref.Version == 0 {
+		ref.Version = 1
+	}
+	return ref
+}
+
+func (p ignoresInvalidVersion) Generate(ctx context.Context, ref provider.KeyRef) (provider.Generated, error) {
+	return p.Provider.Generate(ctx, fixVersion(ref))
+}
+
+func (p ignoresInvalidVersion) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	return p.Provider.Sign(ctx, fixVersion(ref), h, msg)
+}
+
+// permissionAsInvalid reports EINVAL where the provider says EPERM.
+type permissionAsInvalid struct{ provider.Provider }
+
+func recode(err error) error {
+	if errors.Is(err, provider.ErrPermission) {
+		return provider.Errorf(provider.EINVAL, "wrong use")
+	}
+	return err
+}
+
+func (p permissionAsInvalid) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	out, err := p.Provider.Sign(ctx, ref, h, msg)
+	return out, recode(err)
+}
+
+func (p permissionAsInvalid) Seal(ctx context.Context, ref provider.KeyRef, h provider.Handle, pt, aad []byte) ([]byte, error) {
+	out, err := p.Provider.Seal(ctx, ref, h, pt, aad)
+	return out, recode(err)
+}
+
+// ignoresContext replaces the caller's context with a live one.
+type ignoresContext struct{ provider.Provider }
+
+func (p ignoresContext) Generate(_ context.Context, ref provider.KeyRef) (provider.Generated, error) {
+	return p.Provider.Generate(context.Background(), ref)
+}
+
+func (p ignoresContext) Sign(_ context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	return p.Provider.Sign(context.Background(), ref, h, msg)
+}
+
+// hangsWhenCancelled blocks in Sign when the context is done, until release
+// is closed.
+type hangsWhenCancelled struct {
+	provider.Provider
+	release chan struct{}
+}
+
+func (p hangsWhenCancelled) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	if ctx.Err() != nil {
+		<-p.release
+	}
+	return p.Provider.Sign(ctx, ref, h, msg)
+}
+
+// panicsOnShortHandle panics in Sign when the handle is short.
+type panicsOnShortHandle struct{ provider.Provider }
+
+func (p panicsOnShortHandle) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	_ = h[8] // index out of range for short handles
+	return p.Provider.Sign(ctx, ref, h, msg)
+}
+
+// partialOpen returns bytes along with an Open error.
+type partialOpen struct{ provider.Provider }
+
+func (p partialOpen) Open(ctx context.Context, ref provider.KeyRef, h provider.Handle, sealed, aad []byte) ([]byte, error) {
+	out, err := p.Provider.Open(ctx, ref, h, sealed, aad)
+	if err != nil {
+		return []byte("partial"), err
+	}
+	return out, nil
+}
+
+// infoWrapper rewrites what Info returns.
+type infoWrapper struct {
+	provider.Provider
+	edit func(provider.Info) provider.Info
+}
+
+func (p infoWrapper) Info(ctx context.Context) (provider.Info, error) {
+	info, err := p.Provider.Info(ctx)
+	if err != nil {
+		return info, err
+	}
+	return p.edit(info), nil
+}
+
+// unstableInfo reports a different version on every call.
+type unstableInfo struct {
+	provider.Provider
+	mu *sync.Mutex
+	n  *int
+}
+
+func (p unstableInfo) Info(ctx context.Context) (provider.Info, error) {
+	info, err := p.Provider.Info(ctx)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	*p.n++
+	info.Version += string(rune('a' + *p.n%26))
+	return info, err
+}
+
+// sharesInfo returns the same Algorithms slice on every call.
+type sharesInfo struct {
+	provider.Provider
+	info *provider.Info
+}
+
+func (p sharesInfo) Info(context.Context) (provider.Info, error) { return *p.info, nil }
+
+// sameKey returns the first key of an algorithm for every ref of it.
+type sameKey struct {
+	provider.Provider
+	mu    *sync.Mutex
+	first map[provider.Algorithm]provider.Generated
+}
+
+func (p sameKey) Generate(ctx context.Context, ref provider.KeyRef) (provider.Generated, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if g, ok := p.first[ref.Algorithm]; ok {
+		return g, nil
+	}
+	g, err := p.Provider.Generate(ctx, ref)
+	if err == nil {
+		p.first[ref.Algorithm] = g
+	}
+	return g, err
+}
+
+// shortPublicKey drops the last byte of every public key.
+type shortPublicKey struct{ provider.Provider }
+
+func (p shortPublicKey) Generate(ctx context.Context, ref provider.KeyRef) (provider.Generated, error) {
+	g, err := p.Provider.Generate(ctx, ref)
+	if len(g.PublicKey) > 0 {
+		g.PublicKey = g.PublicKey[:len(g.PublicKey)-1]
+	}
+	return g, err
+}
+
+// acceptsOtherProvider generates keys for refs of any provider name.
+type acceptsOtherProvider struct {
+	provider.Provider
+	name string
+}
+
+func (p acceptsOtherProvider) Generate(ctx context.Context, ref provider.KeyRef) (provider.Generated, error) {
+	ref.Provider = p.name
+	return p.Provider.Generate(ctx, ref)
+}
+
+// unsupportedAsInvalid reports EINVAL for algorithms it does not announce.
+type unsupportedAsInvalid struct{ provider.Provider }
+
+func (p unsupportedAsInvalid) Generate(ctx context.Context, ref provider.KeyRef) (provider.Generated, error) {
+	if _, err := alg.Default().Lookup(ref.Algorithm); err != nil {
+		return provider.Generated{}, provider.Errorf(provider.EINVAL, "bad algorithm")
+	}
+	return p.Provider.Generate(ctx, ref)
+}
+
+// leaksInFormat keeps the secrets of the keys it generated in a field that
+// fmt prints.
+type leaksInFormat struct {
+	provider.Provider
+	known   func(provider.KeyRef) ([][]byte, error)
+	mu      sync.Mutex
+	secrets [][]byte
+}
+
+func (p *leaksInFormat) Generate(ctx context.Context, ref provider.KeyRef) (provider.Generated, error) {
+	g, err := p.Provider.Generate(ctx, ref)
+	if err == nil {
+		if s, kerr := p.known(ref); kerr == nil {
+			p.mu.Lock()
+			p.secrets = append(p.secrets, s...)
+			p.mu.Unlock()
+		}
+	}
+	return g, err
+}
+
+// echoesPayload puts the plaintext in Open and Seal errors.
+type echoesPayload struct{ provider.Provider }
+
+func (p echoesPayload) Open(ctx context.Context, ref provider.KeyRef, h provider.Handle, sealed, aad []byte) ([]byte, error) {
+	out, err := p.Provider.Open(ctx, ref, h, sealed, aad)
+	if err != nil {
+		return nil, provider.Wrap(provider.EBADMSG, "open failed for aad "+string(aad), err)
+	}
+	return out, nil
+}
