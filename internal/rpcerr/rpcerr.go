@@ -1,0 +1,148 @@
+// Package rpcerr is the one table that carries keystored's error codes
+// across every gRPC boundary (the provider plugin protocol and the daemon
+// API): each provider.Code maps to a gRPC status code, and the code's name
+// travels as the reason of a google.rpc.ErrorInfo in the status details
+// (domain "keystored"). The receiving side rebuilds an error that wraps the
+// same sentinel, so errors.Is(err, provider.ErrKeyRevoked) — and
+// errors.Is(err, syscall.EKEYREVOKED) — hold on both sides.
+//
+// Authors in other languages: send the reason string ("EKEYREVOKED") in an
+// ErrorInfo with domain "keystored"; the gRPC code alone is only a fallback.
+package rpcerr
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// Domain is the ErrorInfo domain of keystored's reasons.
+const Domain = "keystored"
+
+// MaxMessage bounds the human-readable message carried across a boundary.
+const MaxMessage = 1024
+
+// table: each Code and its gRPC status code.
+var table = map[provider.Code]codes.Code{
+	provider.EPERM:        codes.PermissionDenied,
+	provider.ENOENT:       codes.NotFound,
+	provider.EALREADY:     codes.AlreadyExists,
+	provider.EKEYREVOKED:  codes.FailedPrecondition,
+	provider.EINVAL:       codes.InvalidArgument,
+	provider.EMSGSIZE:     codes.ResourceExhausted,
+	provider.EBADMSG:      codes.DataLoss,
+	provider.ENOTSUP:      codes.Unimplemented,
+	provider.EIO:          codes.Internal,
+	provider.EUNAVAILABLE: codes.Unavailable,
+}
+
+// GRPCCode returns the gRPC status code for c (Internal for an invalid c).
+func GRPCCode(c provider.Code) codes.Code {
+	if g, ok := table[c]; ok {
+		return g
+	}
+	return codes.Internal
+}
+
+// ToStatus converts err to a gRPC status error carrying its code as the
+// reason. An error without a code becomes EIO; a context error becomes
+// EUNAVAILABLE. nil stays nil.
+func ToStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	code, ok := provider.CodeOf(err)
+	if !ok {
+		code = provider.EIO
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			code = provider.EUNAVAILABLE
+		}
+	}
+	msg := err.Error()
+	if len(msg) > MaxMessage {
+		msg = msg[:MaxMessage]
+	}
+	st := status.New(GRPCCode(code), msg)
+	if withInfo, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: code.String(), Domain: Domain}); derr == nil {
+		st = withInfo
+	}
+	return st.Err()
+}
+
+// FromStatus converts an error returned by a gRPC call back into a
+// keystored error wrapping the Code that comes from the ErrorInfo
+// reason, or from the gRPC code when there is none (Unavailable, Canceled
+// and DeadlineExceeded become EUNAVAILABLE; anything unknown EIO). The
+// message is the remote message, bounded. nil stays nil.
+func FromStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return provider.Wrap(provider.EUNAVAILABLE, "call cancelled", err)
+		}
+		return provider.Wrap(provider.EIO, "remote call failed", err)
+	}
+	code, found := provider.Code(0), false
+	for _, d := range st.Details() {
+		if info, isInfo := d.(*errdetails.ErrorInfo); isInfo && info.GetDomain() == Domain {
+			code, found = provider.ParseCode(info.GetReason())
+			break
+		}
+	}
+	if !found {
+		code = fromGRPC(st.Code())
+	}
+	msg := st.Message()
+	if len(msg) > MaxMessage {
+		msg = msg[:MaxMessage]
+	}
+	if msg == "" {
+		msg = code.Error()
+	}
+	return &remoteError{code: code, msg: msg, grpc: st.Code()}
+}
+
+func fromGRPC(c codes.Code) provider.Code {
+	switch c {
+	case codes.Unavailable, codes.Canceled, codes.DeadlineExceeded:
+		return provider.EUNAVAILABLE
+	}
+	for k, v := range table {
+		if v == c {
+			return k
+		}
+	}
+	return provider.EIO
+}
+
+// remoteError is an error that came across a gRPC boundary. Its message
+// is the remote one, which already ends in "(CODE)", so it prints as
+// received; it unwraps to its Code.
+type remoteError struct {
+	code provider.Code
+	msg  string
+	grpc codes.Code
+}
+
+func (e *remoteError) Error() string { return e.msg }
+
+// Unwrap exposes the Code (and so the sentinels and errno).
+func (e *remoteError) Unwrap() error { return e.code }
+
+// GRPCStatus lets a remote error be returned again across another gRPC
+// boundary unchanged (the daemon relaying a plugin's error).
+func (e *remoteError) GRPCStatus() *status.Status {
+	st := status.New(e.grpc, e.msg)
+	if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Reason: e.code.String(), Domain: Domain}); err == nil {
+		return withInfo
+	}
+	return st
+}

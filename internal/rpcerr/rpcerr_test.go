@@ -1,0 +1,82 @@
+package rpcerr
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"syscall"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// Every code survives the round trip as the same sentinel and errno.
+func TestRoundTrip(t *testing.T) {
+	seen := map[codes.Code]provider.Code{}
+	for _, c := range provider.Codes() {
+		orig := &provider.Error{Code: c, Op: "sign", Key: "app/p/k@1", Msg: "detail"}
+		st := ToStatus(orig)
+		s, ok := status.FromError(st)
+		if !ok || s.Code() != GRPCCode(c) {
+			t.Fatalf("%v: status %v", c, st)
+		}
+		if prev, dup := seen[s.Code()]; dup {
+			t.Fatalf("%v and %v share gRPC code %v", prev, c, s.Code())
+		}
+		seen[s.Code()] = c
+		back := FromStatus(st)
+		if !errors.Is(back, c) {
+			t.Fatalf("%v came back as %v", c, back)
+		}
+		if errno := c.Errno(); errno != 0 && !errors.Is(back, errno) {
+			t.Fatalf("%v: errors.Is(_, %v) false", c, errno)
+		}
+		if back.Error() != orig.Error() {
+			t.Fatalf("message %q, want %q", back.Error(), orig.Error())
+		}
+		// Relayed again across a second boundary: still the same.
+		again := FromStatus(ToStatus(back))
+		if !errors.Is(again, c) || again.Error() != orig.Error() {
+			t.Fatalf("relayed %v came back as %v", c, again)
+		}
+	}
+	if !errors.Is(FromStatus(ToStatus(provider.ErrKeyRevoked)), syscall.EKEYREVOKED) {
+		t.Fatal("EKEYREVOKED does not reach syscall.EKEYREVOKED")
+	}
+}
+
+func TestFallbacks(t *testing.T) {
+	cases := []struct {
+		err  error
+		want provider.Code
+	}{
+		{status.Error(codes.Unavailable, "gone"), provider.EUNAVAILABLE},
+		{status.Error(codes.DeadlineExceeded, "slow"), provider.EUNAVAILABLE},
+		{status.Error(codes.Canceled, "x"), provider.EUNAVAILABLE},
+		{status.Error(codes.NotFound, "x"), provider.ENOENT},
+		{status.Error(codes.Unknown, "x"), provider.EIO},
+		{errors.New("not a status"), provider.EIO},
+		{context.Canceled, provider.EUNAVAILABLE},
+	}
+	for _, c := range cases {
+		if got, _ := provider.CodeOf(FromStatus(c.err)); got != c.want {
+			t.Errorf("FromStatus(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+	if got, _ := provider.CodeOf(FromStatus(ToStatus(errors.New("plain")))); got != provider.EIO {
+		t.Errorf("codeless error became %v", got)
+	}
+	if got, _ := provider.CodeOf(FromStatus(ToStatus(context.Canceled))); got != provider.EUNAVAILABLE {
+		t.Errorf("context error became %v", got)
+	}
+	long := FromStatus(ToStatus(provider.Errorf(provider.EINVAL, strings.Repeat("x", 5000))))
+	if len(long.Error()) > MaxMessage {
+		t.Errorf("message not bounded: %d", len(long.Error()))
+	}
+	if ToStatus(nil) != nil || FromStatus(nil) != nil {
+		t.Error("nil not preserved")
+	}
+}
