@@ -17,6 +17,7 @@ package alg
 import (
 	"crypto/cipher"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -210,6 +211,24 @@ func (a *AEAD) Seal(dst, nonce, plaintext, aad []byte) ([]byte, error) {
 		return nil, provider.Errorf(provider.EMSGSIZE, "plaintext over "+strconv.Itoa(provider.MaxSealPlaintext)+" bytes")
 	}
 	dst = append(dst, nonce...)
+	return a.aead.Seal(dst, nonce, plaintext, aad), nil
+}
+
+// SealTo appends nonce ‖ ciphertext ‖ tag to dst without a separate nonce
+// buffer: it reserves NonceSize bytes in dst, lets fill write the nonce
+// there, then seals. fill's error is returned unchanged.
+func (a *AEAD) SealTo(dst, plaintext, aad []byte, fill func(nonce []byte) error) ([]byte, error) {
+	if len(plaintext) > provider.MaxSealPlaintext {
+		return nil, provider.Errorf(provider.EMSGSIZE, "plaintext over "+strconv.Itoa(provider.MaxSealPlaintext)+" bytes")
+	}
+	n := a.aead.NonceSize()
+	start := len(dst)
+	dst = slices.Grow(dst, n+len(plaintext)+a.aead.Overhead())
+	dst = dst[:start+n]
+	nonce := dst[start:]
+	if err := fill(nonce); err != nil {
+		return nil, err
+	}
 	return a.aead.Seal(dst, nonce, plaintext, aad), nil
 }
 

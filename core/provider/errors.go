@@ -181,22 +181,19 @@ func (e *Error) Error() string {
 	case e.Err == nil:
 		b.WriteString(e.Code.Error())
 	}
+	tail := " (" + e.Code.String() + ")"
 	suffix := true
 	if e.Err != nil {
 		if e.Msg != "" {
 			b.WriteString(": ")
 		}
-		b.WriteString(e.Err.Error())
-		// An inner *Error with the same code already ends in "(CODE)".
-		var inner *Error
-		if errors.As(e.Err, &inner) && inner.Code == e.Code {
-			suffix = false
-		}
+		inner := e.Err.Error()
+		b.WriteString(inner)
+		// An inner error that already ends in "(CODE)" is not repeated.
+		suffix = !strings.HasSuffix(inner, tail)
 	}
 	if suffix {
-		b.WriteString(" (")
-		b.WriteString(e.Code.String())
-		b.WriteByte(')')
+		b.WriteString(tail)
 	}
 	return b.String()
 }

@@ -55,6 +55,15 @@ type Provider interface {
 	Destroy(ctx context.Context, ref KeyRef, h Handle) error
 }
 
+// SealAppender is an optional capability of in-process providers: Seal
+// that appends its output (nonce ‖ ciphertext ‖ tag) to dst, so the core
+// can write the envelope header and the sealed data into one buffer. The
+// core uses it, by type assertion, when a provider has it; it is never part
+// of a wire protocol.
+type SealAppender interface {
+	SealAppend(ctx context.Context, dst []byte, ref KeyRef, h Handle, plaintext, aad []byte) ([]byte, error)
+}
+
 // Info describes a provider.
 type Info struct {
 	// Name identifies the provider; it is part of every KeyRef and is
