@@ -27,6 +27,7 @@ func validByOracle(p string) bool {
 	return true
 }
 
+//ci:fuzzexecs=3000 (every input fsyncs: about 1,000 executions a second)
 func FuzzPath(f *testing.F) {
 	seeds := append(append([]string{}, validPaths...), invalidPaths...)
 	seeds = append(seeds, "../outside/x", "keystore/../../outside/x", "a/b/../../../outside", "outside",

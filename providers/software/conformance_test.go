@@ -19,3 +19,16 @@ func TestConformance(t *testing.T) {
 		return p
 	})
 }
+
+// TestKeystoreConformance runs the keystore-level suite (the host
+// behaviours: sign/verify, rotate, revoke, seal/unseal, destroy, reopen)
+// over the software provider.
+func TestKeystoreConformance(t *testing.T) {
+	conformance.RunKeystore(t, func(t *testing.T) provider.Provider {
+		p, err := New(Options{KEKFile: filepath.Join(t.TempDir(), "kek")})
+		if err != nil {
+			t.Fatalf("software.New: %v", err)
+		}
+		return p
+	})
+}

@@ -20,3 +20,15 @@ func TestConformance(t *testing.T) {
 		return InsecureKnownSecrets(goldenSeed, ref)
 	}))
 }
+
+// TestKeystoreConformance runs the keystore-level suite over testseed,
+// including its determinism check (two fresh keystores, same outputs).
+func TestKeystoreConformance(t *testing.T) {
+	conformance.RunKeystore(t, func(t *testing.T) provider.Provider {
+		p, err := NewInsecure(goldenSeed)
+		if err != nil {
+			t.Fatalf("NewInsecure: %v", err)
+		}
+		return p
+	})
+}
