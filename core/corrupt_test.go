@@ -1,63 +1,73 @@
 package core_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/nexus-os/keystored/core"
+	"github.com/nexus-os/keystored/core/alg"
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/core/storage"
 )
 
 // A torn, truncated or edited file is reported as EIO naming the key,
-// never used, and never stops other keys from working.
+// never used, and never stops other keys from working: every single-byte
+// flip and every truncation of meta.json and v1.handle, for a key of each
+// algorithm.
 func TestCorruptedFilesAreDetected(t *testing.T) {
-	files := map[string]func(b []byte, i int) []byte{
-		"flip":     func(b []byte, i int) []byte { b[i] ^= 0x20; return b },
-		"truncate": func(b []byte, i int) []byte { return b[:i] },
-	}
-	for _, file := range []string{"meta.json", "v1.handle"} {
-		for how, f := range files {
-			t.Run(file+"/"+how, func(t *testing.T) {
+	for _, a := range alg.Default().Names() {
+		for _, file := range []string{"meta.json", "v1.handle"} {
+			t.Run(string(a)+"/"+file, func(t *testing.T) {
 				mem := storage.NewMemory()
 				e := newEnvWith(t, mem, newEnv(t).p)
-				victim := e.create(t, appA, "app-a/s/victim", provider.Ed25519)
-				good := e.create(t, appA, "app-a/s/good", provider.Ed25519)
+				victim := e.create(t, appA, "app-a/s/victim", a)
+				good := e.create(t, appA, "app-a/s/good", a)
 				path := "keystore/app-a/s/victim/" + file
 				orig := mem.Snapshot()[path]
 				if len(orig) == 0 {
 					t.Fatalf("no %s", path)
 				}
-				step := max(1, len(orig)/40) // a spread of offsets; every offset in the fuzz/tamper suites
-				for i := 0; i < len(orig); i += step {
-					if err := mem.Corrupt(path, func(b []byte) []byte {
-						return f(append([]byte(nil), orig...), i)
-					}); err != nil {
-						t.Fatal(err)
+				use := func(e *env, id core.KeyID) error {
+					if spec, _ := alg.Default().Lookup(a); spec.Use == provider.UseSign {
+						_, err := e.ks.Sign(ctx, appA, id, []byte("m"))
+						return err
 					}
-					// A fresh keystore reads the files again.
-					e2 := newEnvWith(t, mem, e.p)
-					_, err := e2.ks.Sign(ctx, appA, victim, []byte("m"))
-					if err == nil {
-						t.Fatalf("%s of %s at %d accepted", how, file, i)
-					}
-					if c := codeOf(err); c != provider.EIO {
-						t.Fatalf("%s at %d: code %v (%v), want EIO", how, i, c, err)
-					}
-					if !strings.Contains(err.Error(), "app-a/s/victim") {
-						t.Fatalf("error does not name the key: %v", err)
-					}
-					if _, err := e2.ks.Sign(ctx, appA, good, []byte("m")); err != nil {
-						t.Fatalf("other key broken by %s at %d: %v", how, i, err)
-					}
-					p, err := e2.ks.List(ctx, appA, core.ListOptions{})
-					wantKeys, wantBad := 1, 1
-					if file != "meta.json" {
-						wantKeys, wantBad = 2, 0 // a handle is read on use, not on listing
-					}
-					if err != nil || len(p.Keys) != wantKeys || len(p.Unreadable) != wantBad {
-						t.Fatalf("list with a corrupted key: %d keys, %d unreadable, %v", len(p.Keys), len(p.Unreadable), err)
+					_, _, err := e.ks.Seal(ctx, appA, id, []byte("m"), nil)
+					return err
+				}
+				damage := []func(i int) []byte{
+					func(i int) []byte { b := append([]byte(nil), orig...); b[i] ^= 0x01; return b },
+					func(i int) []byte { return append([]byte(nil), orig[:i]...) },
+				}
+				for i := range orig {
+					for d, f := range damage {
+						bad := f(i)
+						if err := mem.Corrupt(path, func([]byte) []byte { return bad }); err != nil {
+							t.Fatal(err)
+						}
+						// A fresh keystore reads the files again.
+						e2 := newEnvWith(t, mem, e.p)
+						err := use(e2, victim)
+						if codeOf(err) != provider.EIO || !strings.Contains(err.Error(), "app-a/s/victim") {
+							t.Fatalf("damage %d at offset %d of %s: %v, want EIO naming the key", d, i, file, err)
+						}
+						if i%64 != 0 {
+							continue
+						}
+						if err := use(e2, good); err != nil {
+							t.Fatalf("other key broken by damage at %d: %v", i, err)
+						}
+						p, err := e2.ks.List(ctx, appA, core.ListOptions{})
+						wantKeys, wantBad := 1, 1
+						if file != "meta.json" {
+							wantKeys, wantBad = 2, 0 // a handle is read on use, not on listing
+						}
+						if err != nil || len(p.Keys) != wantKeys || len(p.Unreadable) != wantBad {
+							t.Fatalf("list with a corrupted key: %d keys, %d unreadable, %v", len(p.Keys), len(p.Unreadable), err)
+						}
 					}
 				}
 			})
@@ -215,4 +225,59 @@ func TestSmallKeyCache(t *testing.T) {
 			t.Fatalf("re-create of %s after eviction: %v", id, err)
 		}
 	}
+}
+
+// Symlinks and hard links planted inside the state directory are refused:
+// one app's folder linked to another's, a key's files hard-linked into
+// another key.
+func TestPlantedLinksAreRefused(t *testing.T) {
+	setup := func(t *testing.T) (string, *env) {
+		dir := t.TempDir()
+		e := openDirEnv(t, dir, nil)
+		e.create(t, appA, "app-a/s/k", provider.Ed25519)
+		e.create(t, appB, "app-b/s/k", provider.Ed25519)
+		closeDirEnv(t, e)
+		return dir, e
+	}
+	t.Run("app folder symlinked to another app", func(t *testing.T) {
+		dir, _ := setup(t)
+		a := filepath.Join(dir, "keystore", "app-a")
+		if err := os.RemoveAll(a); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join(dir, "keystore", "app-b"), a); err != nil {
+			t.Fatal(err)
+		}
+		e := openDirEnv(t, dir, nil)
+		defer closeDirEnv(t, e)
+		_, err := e.ks.Sign(ctx, appA, mustID(t, "app-a/s/k"), []byte("m"))
+		wantCode(t, "sign through a symlinked app folder", err, provider.EIO)
+		if _, err := e.ks.Sign(ctx, appB, mustID(t, "app-b/s/k"), []byte("m")); err != nil {
+			t.Fatalf("the real app's key: %v", err)
+		}
+		// Creating through the link is refused too, and writes nothing.
+		_, err = e.ks.Create(ctx, appA, mustID(t, "app-a/s/new"), core.CreateOptions{Algorithm: provider.Ed25519})
+		wantCode(t, "create through a symlinked app folder", err, provider.EIO)
+		if _, err := os.Stat(filepath.Join(dir, "keystore", "app-b", "s", "new")); !os.IsNotExist(err) {
+			t.Fatalf("create wrote through the link: %v", err)
+		}
+	})
+	t.Run("key files hard-linked from another key", func(t *testing.T) {
+		dir, _ := setup(t)
+		for _, f := range []string{"meta.json", "v1.handle"} {
+			dst := filepath.Join(dir, "keystore", "app-a", "s", "k", f)
+			if err := os.Remove(dst); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Link(filepath.Join(dir, "keystore", "app-b", "s", "k", f), dst); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e := openDirEnv(t, dir, nil)
+		defer closeDirEnv(t, e)
+		_, err := e.ks.Sign(ctx, appA, mustID(t, "app-a/s/k"), []byte("m"))
+		wantCode(t, "sign with hard-linked files", err, provider.EIO)
+		_, err = e.ks.Sign(ctx, appB, mustID(t, "app-b/s/k"), []byte("m"))
+		wantCode(t, "the source of the hard link is refused too (two links)", err, provider.EIO)
+	})
 }

@@ -1,0 +1,131 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nexus-os/keystored/clock"
+	"github.com/nexus-os/keystored/core/provider"
+	"github.com/nexus-os/keystored/core/storage"
+	"github.com/nexus-os/keystored/providers/testseed"
+)
+
+// Files copied across apps, purposes, keys and versions are refused, 100%:
+// both as plain copies (the file checksum binds the path) and re-framed
+// with a valid checksum for their new place (the provider binds the handle
+// to its KeyRef; the metadata names its key).
+func TestFilesCopiedAcrossKeysAreRefused(t *testing.T) {
+	p, err := testseed.NewInsecure([]byte("confusion test seed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := storage.NewMemory()
+	open := func() *Keystore {
+		ks, err := Open(context.Background(), Options{Storage: mem, Provider: p, Clock: clock.NewFake(time.Unix(1e9, 0)), Audit: DiscardAudit{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ks
+	}
+	ks := open()
+	op := Caller{App: "ops", Operator: true}
+	var ids []KeyID
+	for _, s := range []string{"app-a/p/k", "app-b/p/k", "app-a/q/k", "app-a/p/j"} {
+		id, err := provider.ParseKeyID(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ks.Create(context.Background(), op, id, CreateOptions{Algorithm: provider.Ed25519}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ks.Rotate(context.Background(), op, id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	snap := mem.Snapshot()
+	type file struct {
+		path string
+		id   KeyID
+		v    Version // 0 for meta.json
+	}
+	var handles, metas []file
+	for _, id := range ids {
+		metas = append(metas, file{metaPath(id), id, 0})
+		for v := Version(1); v <= 2; v++ {
+			handles = append(handles, file{handlePath(id, v), id, v})
+		}
+	}
+	// check loads the target file as a fresh keystore would: the
+	// metadata of the key, and for a handle the provider's unwrap (a sign
+	// with exactly that version's handle and KeyRef).
+	check := func(t *testing.T, dst file) error {
+		ks := open()
+		e, err := ks.readKey(dst.id)
+		if err != nil {
+			return err
+		}
+		defer e.mu.RUnlock()
+		if e.rec == nil {
+			return fmt.Errorf("key vanished")
+		}
+		if dst.v == 0 {
+			return nil // metadata loaded fine: that is a failure to refuse
+		}
+		vr := e.rec.versions[dst.v-1]
+		h, err := ks.handle(vr)
+		if err != nil {
+			return err
+		}
+		_, err = p.Sign(context.Background(), vr.ref, h, []byte("m"))
+		return err
+	}
+	cases := 0
+	for _, group := range [][]file{handles, metas} {
+		for _, src := range group {
+			for _, dst := range group {
+				if src == dst {
+					continue
+				}
+				for _, reframe := range []bool{false, true} {
+					data := snap[src.path]
+					if reframe {
+						if src.v > 0 {
+							h, err := decodeHandle(src.path, data)
+							if err != nil {
+								t.Fatal(err)
+							}
+							data = encodeHandle(dst.path, h)
+						} else {
+							var b metaBody
+							if err := decodeChecked("meta", src.path, data, &b); err != nil {
+								t.Fatal(err)
+							}
+							if data, err = encodeChecked("meta", dst.path, b); err != nil {
+								t.Fatal(err)
+							}
+						}
+					}
+					if err := mem.WriteFile(dst.path, data); err != nil {
+						t.Fatal(err)
+					}
+					err := check(t, dst)
+					if err == nil {
+						t.Errorf("%s copied to %s (re-framed %v) was accepted", src.path, dst.path, reframe)
+					} else if c, _ := provider.CodeOf(err); c != provider.EIO {
+						t.Errorf("%s copied to %s (re-framed %v): %v, want EIO", src.path, dst.path, reframe, err)
+					}
+					if err := mem.WriteFile(dst.path, snap[dst.path]); err != nil {
+						t.Fatal(err)
+					}
+					cases++
+				}
+			}
+		}
+	}
+	if want := 2 * (8*7 + 4*3); cases != want {
+		t.Fatalf("%d cases, want %d", cases, want)
+	}
+}
