@@ -1,10 +1,12 @@
 package core_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/nexus-os/keystored/core"
@@ -280,4 +282,85 @@ func TestPlantedLinksAreRefused(t *testing.T) {
 		_, err = e.ks.Sign(ctx, appB, mustID(t, "app-b/s/k"), []byte("m"))
 		wantCode(t, "the source of the hard link is refused too (two links)", err, provider.EIO)
 	})
+}
+
+// 64 goroutines sign, seal, unseal, rotate and revoke one key: versions
+// never go back, and once Revoke has returned every operation that starts
+// fails with EKEYREVOKED; before that an operation either succeeds or
+// already sees the revocation.
+func TestConcurrentRevoke(t *testing.T) {
+	e := newEnv(t)
+	sid := e.create(t, appA, "app-a/s/r", provider.Ed25519)
+	did := e.create(t, appA, "app-a/d/r", provider.XChaCha20Poly1305)
+	var revoked atomic.Bool
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := 0; g < 64; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			last := map[core.KeyID]core.Version{}
+			for i := 0; i < 30; i++ {
+				after := revoked.Load()
+				var err error
+				var v core.Version
+				var id core.KeyID
+				switch (g + i) % 5 {
+				case 0:
+					var s core.Signature
+					id = sid
+					s, err = e.ks.Sign(ctx, appA, sid, []byte("m"))
+					v = s.Version
+				case 1:
+					var b []byte
+					id = did
+					b, v, err = e.ks.Seal(ctx, appA, did, []byte("p"), nil)
+					if err == nil {
+						if _, _, uerr := e.ks.Unseal(ctx, appA, did, b, nil); uerr != nil && codeOf(uerr) != provider.EKEYREVOKED {
+							errs <- uerr
+							return
+						}
+					}
+				case 2:
+					_, err = e.ks.Rotate(ctx, appA, did)
+				case 3:
+					_, err = e.ks.Rotate(ctx, appA, sid)
+				case 4:
+					if g == 7 && i == 12 {
+						for _, id := range []core.KeyID{sid, did} {
+							if _, err := e.ks.Revoke(ctx, appA, id); err != nil {
+								errs <- err
+								return
+							}
+						}
+						revoked.Store(true)
+					}
+					continue
+				}
+				switch {
+				case err == nil && after:
+					errs <- fmt.Errorf("goroutine %d: operation succeeded after the revocation was acknowledged", g)
+					return
+				case err != nil && codeOf(err) != provider.EKEYREVOKED:
+					errs <- err
+					return
+				}
+				if v != 0 {
+					if v < last[id] {
+						errs <- fmt.Errorf("goroutine %d: %s version went back from %d to %d", g, id, last[id], v)
+						return
+					}
+					last[id] = v
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if !revoked.Load() {
+		t.Fatal("the revocation never ran")
+	}
 }
