@@ -23,6 +23,7 @@ var rules = []struct {
 	{"core/alg", []string{"core/provider", "golang.org/x/crypto", "golang.org/x/sys", "github.com/cloudflare/circl"}},
 	{"core", []string{"core/", "golang.org/x/crypto", "golang.org/x/sys", "github.com/cloudflare/circl"}},
 	{"clock", nil},
+	{"audit", []string{"core/provider", "golang.org/x/sys"}},
 	{"providers/", []string{"core/provider", "core/alg", "core/secret", "providers/internal/", "golang.org/x/crypto", "golang.org/x/sys", "github.com/cloudflare/circl"}},
 	{"conformance", []string{"core", "core/", "clock", "golang.org/x/crypto", "golang.org/x/sys", "github.com/cloudflare/circl"}},
 }

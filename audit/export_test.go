@@ -1,0 +1,20 @@
+package audit
+
+// File is the file interface a Log writes to, for fault-injecting tests.
+type File = file
+
+// WithFileWrapper makes Open wrap the opened file with w.
+func WithFileWrapper(w func(File) File) Option {
+	return func(c *config) { c.wrap = w }
+}
+
+// EncodeLine returns the canonical line of r with r.Hash as given, without
+// the newline.
+func EncodeLine(r Record) []byte { return appendCanonical(nil, &r) }
+
+// Rehash returns r with Hash recomputed from its other fields (Prev as
+// given), as a forger who knows the format could.
+func Rehash(r Record) Record {
+	_, r.Hash = appendLine(newHasher(), nil, &r)
+	return r
+}

@@ -1,0 +1,416 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// OpRecoveredTornTail is the Op of the record Open appends after cutting
+// off a torn last line; its Detail says how many bytes were dropped.
+const OpRecoveredTornTail = "audit.recovered-torn-tail"
+
+// file is what a Log needs of its file. Tests wrap the *os.File to inject
+// failures.
+type file interface {
+	io.Writer
+	Sync() error
+	Close() error
+}
+
+// maxSpare bounds the write buffer a Log keeps between batches.
+const maxSpare = 1 << 20
+
+// Log is an open audit log. Its methods are safe for concurrent use.
+type Log struct {
+	path     string
+	f        file
+	interval time.Duration // 0: fsync after every batch
+
+	mu      sync.Mutex
+	idle    sync.Cond // broadcast when writing turns false
+	x       *hasher
+	seq     uint64 // last Seq assigned
+	prev    string // last Hash assigned (Genesis before the first record)
+	pending []byte // encoded lines not yet written
+	spare   []byte
+	cur     *batch // the batch pending belongs to; nil if pending is empty
+	writing bool   // a goroutine owns the file's write side; pending non-empty implies writing
+	closed  bool
+	failure error // set once, by the first failed write or fsync
+	syncDue bool  // an interval fsync is scheduled
+	timer   *time.Timer
+	written Checkpoint // last record written
+
+	// state is nil while the log is usable, else the error Ready returns.
+	state atomic.Pointer[error]
+
+	syncMu     sync.Mutex // serialises fsync with the file's Close
+	fileClosed bool       // guarded by syncMu
+}
+
+// batch is the set of records written by one write(2).
+type batch struct {
+	done chan struct{} // closed once written (or failed)
+	err  error         // set before done is closed
+	last Checkpoint
+}
+
+// Open opens the log at path, creating its directory (0700, its parent
+// must exist) and the file (0600) if missing, and continues its chain.
+//
+// It refuses (EIO) a directory or file that is a symlink, owned by another
+// user, a directory writable by group or others, a file whose mode is not
+// exactly 0600 or that has other hard links; and (EUNAVAILABLE) a file
+// another Log holds (an exclusive flock, kept until Close).
+//
+// It reads and verifies the whole file, streaming. A torn last line — no
+// newline at the end, or a last line that does not decode as a record,
+// what a crash in the middle of a write leaves — is cut off, and a record
+// with Op OpRecoveredTornTail, Result "ok" and Detail "dropped N bytes" is
+// appended and synced. Any other verification failure makes Open fail with
+// EIO wrapping the *VerifyError that names the first bad line: the chain
+// is not continued past a record that does not verify.
+func Open(path string, opts ...Option) (*Log, error) {
+	cfg := config{clock: systemClock{}}
+	for _, o := range opts {
+		if o != nil {
+			o(&cfg)
+		}
+	}
+	f, size, err := openFile(path)
+	if err != nil {
+		return nil, err
+	}
+	abandon := func(err error) (*Log, error) {
+		// The error being returned is the one to report; the file was
+		// not written since it was opened or the failure is in err.
+		_ = f.Close()
+		return nil, err
+	}
+
+	w := newWalker(io.NewSectionReader(f, 0, size))
+	var torn *badRecord
+	for {
+		rec, bad, err := w.next()
+		if err != nil {
+			return abandon(provider.WithOp("open", path, err))
+		}
+		if bad != nil {
+			if !bad.tail {
+				return abandon(provider.Wrap(provider.EIO, "audit log "+path+
+					" does not verify; refusing to continue its chain (move it aside to start a new log)", bad.err))
+			}
+			torn = bad
+			break
+		}
+		if rec == nil {
+			break
+		}
+	}
+	if torn != nil {
+		if err := f.Truncate(torn.start); err != nil {
+			return abandon(provider.Wrap(provider.EIO, "audit log "+path+": cut off the torn last line", err))
+		}
+		if err := f.Sync(); err != nil {
+			return abandon(provider.Wrap(provider.EIO, "audit log "+path+": fsync", err))
+		}
+	}
+
+	l := &Log{
+		path:     path,
+		f:        f,
+		interval: cfg.sync.interval(),
+		x:        newHasher(),
+		seq:      w.seq,
+		prev:     w.prev,
+		written:  Checkpoint{Seq: w.seq, Hash: w.prev},
+	}
+	l.idle.L = &l.mu
+	if cfg.wrap != nil {
+		l.f = cfg.wrap(f)
+	}
+	if torn != nil {
+		rec := Record{
+			Time:   cfg.clock.Now(),
+			Caller: Caller{UID: int64(os.Geteuid()), GID: int64(os.Getegid()), PID: int64(os.Getpid())},
+			Op:     OpRecoveredTornTail,
+			Result: "ok",
+			Detail: "dropped " + strconv.FormatInt(size-torn.start, 10) + " bytes",
+		}
+		_, err := l.Append(context.Background(), rec)
+		if err == nil {
+			err = l.Sync()
+		}
+		if err != nil {
+			return nil, errors.Join(err, l.Close())
+		}
+	}
+	return l, nil
+}
+
+// Append assigns r its Seq, Prev and Hash, writes it, and returns it as
+// written. It refuses (EINVAL, nothing written) a record whose Op or
+// Result is empty, whose App, Op, Key, Result or Detail is over MaxField
+// bytes or holds a control character or invalid UTF-8, whose Time is zero
+// or outside the years 1..9999, or whose batch counts are not
+// 0 <= Failed <= Items. Seq, Prev and Hash given by the caller are
+// ignored; Time is stored in UTC.
+//
+// Concurrent Appends are written together (group commit): each call
+// returns once the single write(2) that holds its line has completed, and
+// with SyncEveryRecord once the fsync after it has too. If the write or an
+// fsync fails, every record of that batch and all later ones fail with EIO
+// and the Log stays failed until reopened.
+//
+// If ctx ends before the record is queued, nothing is written; if it ends
+// while waiting for the write, Append returns an error (EUNAVAILABLE) but
+// the record has its place in the chain and is still written.
+func (l *Log) Append(ctx context.Context, r Record) (Record, error) {
+	if err := r.validate(); err != nil {
+		return Record{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Record{}, provider.Wrap(provider.EUNAVAILABLE, "audit record not written", err)
+	}
+	r.Time = r.Time.UTC()
+
+	l.mu.Lock()
+	if err := l.unusable(); err != nil {
+		l.mu.Unlock()
+		return Record{}, err
+	}
+	r.Seq, r.Prev = l.seq+1, l.prev
+	l.pending, r.Hash = appendLine(l.x, l.pending, &r)
+	l.seq, l.prev = r.Seq, r.Hash
+	b := l.cur
+	if b == nil {
+		b = &batch{done: make(chan struct{})}
+		l.cur = b
+	}
+	b.last = Checkpoint{Seq: r.Seq, Hash: r.Hash}
+	lead := !l.writing
+	l.writing = true
+	l.mu.Unlock()
+
+	if lead {
+		// No write in progress: write now, without waiting for company.
+		l.flush()
+	}
+	select {
+	case <-b.done:
+	case <-ctx.Done():
+		return Record{}, provider.Wrap(provider.EUNAVAILABLE,
+			"audit record seq "+strconv.FormatUint(r.Seq, 10)+" not yet written", ctx.Err())
+	}
+	if b.err != nil {
+		return Record{}, b.err
+	}
+	return r, nil
+}
+
+// flush writes the pending batch. The caller has set l.writing; flush
+// clears it when nothing is left, or hands the batch that formed during
+// the write to a new goroutine, so that no Append waits for records queued
+// after its own.
+func (l *Log) flush() {
+	l.mu.Lock()
+	buf, b := l.pending, l.cur
+	l.pending, l.cur = l.spare[:0], nil
+	l.spare = nil
+	l.mu.Unlock()
+
+	err := l.write(buf)
+
+	l.mu.Lock()
+	if cap(buf) <= maxSpare {
+		l.spare = buf[:0]
+	}
+	if err != nil {
+		err = l.fail(err)
+		if c := l.cur; c != nil {
+			// Queued behind the failed write: never written.
+			c.err = err
+			close(c.done)
+			l.cur, l.pending = nil, l.pending[:0]
+		}
+	} else {
+		l.written = b.last
+		l.scheduleSync()
+	}
+	more := l.cur != nil
+	if !more {
+		l.writing = false
+		l.idle.Broadcast()
+	}
+	l.mu.Unlock()
+
+	b.err = err
+	close(b.done)
+	if more {
+		go l.flush()
+	}
+}
+
+// write writes buf with one write(2) and, with SyncEveryRecord, fsyncs.
+func (l *Log) write(buf []byte) error {
+	n, err := l.f.Write(buf)
+	if err == nil && n != len(buf) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		return provider.Wrap(provider.EIO, "audit log "+l.path+": write", err)
+	}
+	if l.interval == 0 {
+		if err := l.f.Sync(); err != nil {
+			return provider.Wrap(provider.EIO, "audit log "+l.path+": fsync", err)
+		}
+	}
+	return nil
+}
+
+// fail puts the log in the failed state, once, and returns the error every
+// later call gets. Called with l.mu held.
+func (l *Log) fail(cause error) error {
+	if l.failure == nil {
+		l.failure = provider.Wrap(provider.EIO, "audit log "+l.path+
+			" failed; no more records until it is reopened", cause)
+		err := l.failure
+		l.state.Store(&err)
+	}
+	return l.failure
+}
+
+// unusable returns why no record can be appended, or nil. Called with
+// l.mu held.
+func (l *Log) unusable() error {
+	if l.failure != nil {
+		return l.failure
+	}
+	if l.closed {
+		return errClosed(l.path)
+	}
+	return nil
+}
+
+func errClosed(path string) error {
+	return provider.Errorf(provider.EIO, "audit log "+path+" is closed")
+}
+
+// scheduleSync arranges an interval fsync after a write. Called with l.mu
+// held.
+func (l *Log) scheduleSync() {
+	if l.interval == 0 || l.syncDue || l.closed {
+		return
+	}
+	l.syncDue = true
+	if l.timer == nil {
+		l.timer = time.AfterFunc(l.interval, l.intervalSync)
+		return
+	}
+	l.timer.Reset(l.interval)
+}
+
+// intervalSync is the timer's fsync. A failure fails the log.
+func (l *Log) intervalSync() {
+	l.mu.Lock()
+	l.syncDue = false
+	l.mu.Unlock()
+	if err := l.syncFile(); err != nil {
+		l.mu.Lock()
+		l.fail(err)
+		l.mu.Unlock()
+	}
+}
+
+// syncFile fsyncs the file unless it is closed.
+func (l *Log) syncFile() error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	if l.fileClosed {
+		return nil
+	}
+	if err := l.f.Sync(); err != nil {
+		return provider.Wrap(provider.EIO, "audit log "+l.path+": fsync", err)
+	}
+	return nil
+}
+
+// Sync fsyncs the file now: every record whose Append returned before Sync
+// was called is on stable storage when it returns nil. A failure (EIO)
+// fails the log.
+func (l *Log) Sync() error {
+	l.mu.Lock()
+	err := l.unusable()
+	l.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := l.syncFile(); err != nil {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.fail(err)
+	}
+	return nil
+}
+
+// Ready returns nil if the next Append can succeed as far as the Log
+// knows: it is open and no write or fsync has failed. Otherwise it returns
+// the error Append would (EIO). It makes no system call.
+func (l *Log) Ready(context.Context) error {
+	if p := l.state.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Checkpoint returns the Seq and Hash of the last record written. Logging
+// it somewhere else (the daemon's journal at shutdown, a ticket) lets a
+// later Verify detect truncation up to that record.
+func (l *Log) Checkpoint() Checkpoint {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.written
+}
+
+// Close waits for queued records to be written, fsyncs and closes the file
+// and releases its lock. Later Appends fail with EIO; a second Close does
+// nothing.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	if l.failure == nil {
+		err := errClosed(l.path)
+		l.state.Store(&err)
+	}
+	for l.writing {
+		l.idle.Wait()
+	}
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	l.mu.Unlock()
+
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	l.fileClosed = true
+	var errs []error
+	if err := l.f.Sync(); err != nil {
+		errs = append(errs, provider.Wrap(provider.EIO, "audit log "+l.path+": fsync", err))
+	}
+	if err := l.f.Close(); err != nil {
+		errs = append(errs, provider.Wrap(provider.EIO, "audit log "+l.path+": close", err))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,177 @@
+package audit
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// openFile opens the log file at path for appending, creating its
+// directory (0700) and the file (0600) if missing. It refuses (EIO) a
+// directory or file that is a symlink, not of the right type, owned by
+// another user, a directory writable by group or others, a file whose mode
+// is not 0600 or that has other hard links; and (EUNAVAILABLE) a file
+// another Log holds, in this process or another. It returns the file and
+// its size.
+func openFile(path string) (*os.File, int64, error) {
+	if path == "" || strings.IndexByte(path, 0) >= 0 {
+		return nil, 0, provider.Errorf(provider.EINVAL, fmt.Sprintf("invalid audit log path %q", path))
+	}
+	// No trailing slash on dir: with one, O_NOFOLLOW would follow a
+	// symlink there.
+	clean := filepath.Clean(path)
+	dir, base := filepath.Dir(clean), filepath.Base(clean)
+	if base == "." || base == ".." || base == "/" {
+		return nil, 0, provider.Errorf(provider.EINVAL, fmt.Sprintf("invalid audit log path %q", path))
+	}
+	euid := unix.Geteuid()
+	dfd, err := openDir(dir, euid)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer closeFD(dfd)
+
+	what := "audit log " + path
+	created := true
+	const flags = unix.O_RDWR | unix.O_APPEND | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NOCTTY | unix.O_NONBLOCK
+	fd, err := unix.Openat(dfd, base, flags|unix.O_CREAT|unix.O_EXCL, 0o600)
+	if errors.Is(err, unix.EEXIST) {
+		created = false
+		fd, err = unix.Openat(dfd, base, flags, 0)
+	}
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			return nil, 0, provider.Errorf(provider.EIO, what+" is a symlink")
+		}
+		return nil, 0, provider.Wrap(provider.EIO, "open "+what, err)
+	}
+	fail := func(err error) (*os.File, int64, error) {
+		closeFD(fd)
+		return nil, 0, err
+	}
+	if created {
+		// The umask may have taken bits away; the directory entry must
+		// survive a crash before any record does.
+		if err := unix.Fchmod(fd, 0o600); err != nil {
+			return fail(provider.Wrap(provider.EIO, "chmod "+what, err))
+		}
+		if err := unix.Fsync(dfd); err != nil {
+			return fail(provider.Wrap(provider.EIO, "fsync the directory of "+what, err))
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fail(provider.Wrap(provider.EIO, "stat "+what, err))
+	}
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		return fail(provider.Errorf(provider.EIO, what+" is not a regular file"))
+	case int(st.Uid) != euid:
+		return fail(provider.Errorf(provider.EIO, fmt.Sprintf("%s is owned by uid %d, not by this process (uid %d)", what, st.Uid, euid)))
+	case st.Mode&0o7777 != 0o600:
+		return fail(provider.Errorf(provider.EIO, fmt.Sprintf("%s has mode %04o, want 0600 (chmod 600 it after checking it)", what, st.Mode&0o7777)))
+	case st.Nlink != 1:
+		return fail(provider.Errorf(provider.EIO, fmt.Sprintf("%s has %d hard links, want 1", what, st.Nlink)))
+	}
+	// Non-blocking mode was only for the open (a FIFO planted at the path
+	// must not hang it); writes to the regular file block as usual.
+	if err := unix.SetNonblock(fd, false); err != nil {
+		return fail(provider.Wrap(provider.EIO, "open "+what, err))
+	}
+	for {
+		err = unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	switch {
+	case errors.Is(err, unix.EWOULDBLOCK):
+		return fail(provider.Wrap(provider.EUNAVAILABLE, what+" is in use by another process or Log", err))
+	case err != nil:
+		return fail(provider.Wrap(provider.EIO, "lock "+what, err))
+	}
+	return os.NewFile(uintptr(fd), path), st.Size, nil
+}
+
+// openDir creates dir (0700) if missing, opens it without following a
+// symlink and checks its owner and mode.
+func openDir(dir string, euid int) (int, error) {
+	what := "audit directory " + dir
+	created := false
+	switch err := unix.Mkdir(dir, 0o700); {
+	case err == nil:
+		created = true
+	case errors.Is(err, unix.EEXIST):
+	default:
+		return -1, provider.Wrap(provider.EIO, "create "+what, err)
+	}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if created && errors.Is(err, unix.EACCES) {
+		// The umask removed the owner's read bit from the directory we
+		// just made.
+		if err = unix.Chmod(dir, 0o700); err == nil {
+			fd, err = unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		}
+	}
+	if err != nil {
+		var st unix.Stat_t
+		if unix.Lstat(dir, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			return -1, provider.Errorf(provider.EIO, what+" is a symlink")
+		}
+		if errors.Is(err, unix.ENOTDIR) {
+			return -1, provider.Wrap(provider.EIO, what+" is not a directory", err)
+		}
+		return -1, provider.Wrap(provider.EIO, "open "+what, err)
+	}
+	fail := func(err error) (int, error) {
+		closeFD(fd)
+		return -1, err
+	}
+	if created {
+		if err := unix.Fchmod(fd, 0o700); err != nil {
+			return fail(provider.Wrap(provider.EIO, "chmod "+what, err))
+		}
+		if err := syncParent(dir); err != nil {
+			return fail(provider.Wrap(provider.EIO, "fsync the parent of "+what, err))
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fail(provider.Wrap(provider.EIO, "stat "+what, err))
+	}
+	switch {
+	case int(st.Uid) != euid:
+		return fail(provider.Errorf(provider.EIO, fmt.Sprintf("%s is owned by uid %d, not by this process (uid %d)", what, st.Uid, euid)))
+	case st.Mode&0o022 != 0:
+		return fail(provider.Errorf(provider.EIO, fmt.Sprintf("%s has mode %04o: writable by group or others", what, st.Mode&0o7777)))
+	}
+	return fd, nil
+}
+
+// syncParent fsyncs the parent of dir. A parent we may not read (mode
+// 0711) cannot be fsynced: that is skipped.
+func syncParent(dir string) error {
+	fd, err := unix.Open(filepath.Dir(filepath.Clean(dir)), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.EACCES) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	serr := unix.Fsync(fd)
+	cerr := unix.Close(fd)
+	return errors.Join(serr, cerr)
+}
+
+// closeFD closes a descriptor that was only read from (the directory) or
+// is abandoned after an error that is already being reported: a failed
+// close loses no data there and would only hide the first error.
+func closeFD(fd int) {
+	_ = unix.Close(fd)
+}

@@ -1,0 +1,80 @@
+package audit
+
+import "time"
+
+// SyncMode says when a Log fsyncs its file. The zero value is the default,
+// SyncInterval(DefaultSyncInterval).
+type SyncMode int64
+
+// SyncEveryRecord fsyncs after every batch write; Append returns only once
+// its record is on stable storage. Slower: one fsync per batch.
+const SyncEveryRecord SyncMode = -1
+
+// DefaultSyncInterval is the fsync interval of the default SyncMode.
+const DefaultSyncInterval = 100 * time.Millisecond
+
+// SyncInterval fsyncs in the background at most every d, d after the first
+// write not yet synced; Append returns once its record is written (in the
+// page cache). A crash of the daemon loses nothing written; a power loss
+// or kernel crash can lose up to d of records. d <= 0 means
+// DefaultSyncInterval.
+func SyncInterval(d time.Duration) SyncMode {
+	if d <= 0 {
+		return 0
+	}
+	return SyncMode(d)
+}
+
+// interval returns the background fsync interval, or 0 for SyncEveryRecord.
+func (m SyncMode) interval() time.Duration {
+	switch {
+	case m < 0:
+		return 0
+	case m == 0:
+		return DefaultSyncInterval
+	}
+	return time.Duration(m)
+}
+
+// String describes the mode: "every-record" or "interval(100ms)".
+func (m SyncMode) String() string {
+	if m < 0 {
+		return "every-record"
+	}
+	return "interval(" + m.interval().String() + ")"
+}
+
+// Clock gives the time of the records the Log writes itself (the torn-tail
+// recovery record). clock.System and *clock.Fake satisfy it.
+type Clock interface {
+	Now() time.Time
+}
+
+// Option configures Open.
+type Option func(*config)
+
+type config struct {
+	sync  SyncMode
+	clock Clock
+	wrap  func(file) file // tests: wraps the opened file
+}
+
+// WithSync sets when the log fsyncs (default SyncInterval(100ms)).
+func WithSync(m SyncMode) Option {
+	return func(c *config) { c.sync = m }
+}
+
+// WithClock sets the clock for the records the Log writes itself (default:
+// the system clock). Records given to Append carry their own Time.
+func WithClock(c Clock) Option {
+	return func(cfg *config) {
+		if c != nil {
+			cfg.clock = c
+		}
+	}
+}
+
+// systemClock is the default Clock.
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
