@@ -1,0 +1,328 @@
+package pkcs11
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	p11 "github.com/miekg/pkcs11"
+
+	"github.com/nexus-os/keystored/core/alg"
+	"github.com/nexus-os/keystored/core/provider"
+	"github.com/nexus-os/keystored/core/secret"
+)
+
+// DefaultName is the provider name when Config.Name is empty.
+const DefaultName = "pkcs11"
+
+// Version is the provider's version, as Info reports it.
+const Version = "1"
+
+// Bounds of the configuration.
+const (
+	// MaxPIN is the longest PIN accepted, in bytes.
+	MaxPIN = 256
+	// MaxPoolSize is the largest session pool.
+	MaxPoolSize = 64
+	// maxLabel is the length of a PKCS#11 token label field.
+	maxLabel = 32
+)
+
+// Config configures New.
+type Config struct {
+	// Module is the absolute path of the token's PKCS#11 library, e.g.
+	// /usr/lib/softhsm/libsofthsm2.so.
+	Module string
+	// TokenLabel selects the token (CKA_LABEL of the token, at most 32
+	// bytes). Exactly one initialized token must carry it.
+	TokenLabel string
+	// PIN is the token's user PIN. New keeps a copy (for logging in
+	// again after a token reset) and Close wipes it; the caller keeps
+	// ownership of this value.
+	PIN secret.Bytes
+	// PoolSize is the number of sessions kept open and logged in, which
+	// is also the number of calls that run in parallel. 0 means the
+	// default: min(the token's read/write session limit, 2×GOMAXPROCS, 8).
+	PoolSize int
+	// Name is the provider name ([a-z0-9][a-z0-9._-]*), part of every
+	// KeyRef; "" means DefaultName.
+	Name string
+}
+
+// Provider is a PKCS#11 provider: a provider.Provider that holds
+// sessions with the token until Close.
+type Provider interface {
+	provider.Provider
+	// Close ends every session, forgets the PIN and releases the PKCS#11
+	// library (finalized once the last provider of the process using it
+	// closes). It waits for calls in flight; later calls fail with
+	// EUNAVAILABLE. Closing twice is harmless.
+	Close() error
+}
+
+// tokenProvider is the implementation of Provider.
+type tokenProvider struct {
+	mod    *module
+	label  string
+	serial string
+	slot   atomic.Uint64
+	pool   *pool
+	info   provider.Info
+	reg    *alg.Registry
+	objs   objCache
+
+	// mutating admits one Generate or Destroy at a time (see lockObjects).
+	mutating chan struct{}
+
+	// noModifiable is set once the token refused CKA_MODIFIABLE=false in
+	// a key template; keys are then made without it.
+	noModifiable atomic.Bool
+
+	life   sync.RWMutex // calls hold it shared, Close exclusively
+	closed bool
+}
+
+// New opens a session with the token cfg names, logs in, and returns a
+// provider of the algorithms the token supports. Every field of cfg is
+// checked first: a missing module file, a module that is not a PKCS#11
+// library and a token label no initialized token carries (the error lists
+// the labels present) are EINVAL; a wrong or locked PIN is EPERM.
+//
+// PKCS#11 login state is per process: when another provider of this
+// process is already logged in to the same token, the token does not check
+// this provider's PIN again.
+func New(cfg Config) (Provider, error) {
+	name := cfg.Name
+	if name == "" {
+		name = DefaultName
+	}
+	if err := provider.CheckSegment("provider name", name); err != nil {
+		return nil, err
+	}
+	if err := checkModule(cfg.Module); err != nil {
+		return nil, err
+	}
+	switch {
+	case cfg.TokenLabel == "":
+		return nil, provider.Errorf(provider.EINVAL, "a token label is required")
+	case len(cfg.TokenLabel) > maxLabel:
+		return nil, provider.Errorf(provider.EINVAL, "token label is longer than "+strconv.Itoa(maxLabel)+" bytes")
+	case cfg.PIN.IsZero():
+		return nil, provider.Errorf(provider.EINVAL, "a PIN is required")
+	case cfg.PIN.Len() > MaxPIN:
+		return nil, provider.Errorf(provider.EINVAL, "PIN is longer than "+strconv.Itoa(MaxPIN)+" bytes")
+	case cfg.PoolSize < 0 || cfg.PoolSize > MaxPoolSize:
+		return nil, provider.Errorf(provider.EINVAL, "pool size must be 0 (default) to "+strconv.Itoa(MaxPoolSize))
+	}
+	mod, err := openModule(cfg.Module)
+	if err != nil {
+		return nil, err
+	}
+	p, err := newTokenProvider(mod, cfg, name)
+	if err != nil {
+		if rerr := mod.release(); rerr != nil {
+			return nil, fmt.Errorf("%w (and releasing the module: %v)", err, rerr)
+		}
+		return nil, err
+	}
+	return p, nil
+}
+
+// newTokenProvider finishes New once the module is loaded.
+func newTokenProvider(mod *module, cfg Config, name string) (*tokenProvider, error) {
+	tok, err := findToken(mod.ctx, cfg.TokenLabel, "")
+	if err != nil {
+		return nil, err
+	}
+	quoted := strconv.Quote(tok.label)
+	switch {
+	case tok.info.Flags&p11.CKF_USER_PIN_LOCKED != 0:
+		return nil, provider.Errorf(provider.EPERM, "the user PIN of token "+quoted+" is locked")
+	case tok.info.Flags&p11.CKF_USER_PIN_INITIALIZED == 0:
+		return nil, provider.Errorf(provider.EPERM, "token "+quoted+" has no user PIN; initialize it first")
+	}
+	algs, err := mechanisms(mod.ctx, tok.slot)
+	if err != nil {
+		return nil, err
+	}
+	maxRW := tok.info.MaxRwSessionCount
+	size := cfg.PoolSize
+	if size == 0 {
+		size = poolSize(maxRW, runtime.GOMAXPROCS(0))
+	} else if maxRW != p11.CK_EFFECTIVELY_INFINITE && maxRW != p11.CK_UNAVAILABLE_INFORMATION && uint(size) > maxRW {
+		return nil, provider.Errorf(provider.EINVAL, "pool size "+strconv.Itoa(size)+" is over token "+quoted+
+			"'s limit of "+strconv.FormatUint(uint64(maxRW), 10)+" read/write sessions")
+	}
+	reg := alg.Default()
+	for _, a := range algs {
+		if _, err := reg.Lookup(a); err != nil {
+			return nil, err
+		}
+	}
+	p := &tokenProvider{
+		mod:    mod,
+		label:  tok.label,
+		serial: tok.serial,
+		reg:    reg,
+		info: provider.Info{
+			Name:          name,
+			Version:       Version,
+			Secure:        true,
+			Deterministic: false,
+			Algorithms:    algs,
+		},
+	}
+	p.mutating = make(chan struct{}, 1)
+	p.slot.Store(uint64(tok.slot))
+	p.pool = newPool(mod.ctx, p.currentSlot, secret.New(cfg.PIN.Reveal()), size)
+	// Log in now, so a wrong PIN fails here and not at the first call.
+	s, err := p.pool.get(context.Background())
+	if err != nil {
+		p.pool.pin.Wipe()
+		if rv, ok := rvOf(err); ok && (rv == p11.CKR_PIN_INCORRECT || rv == p11.CKR_PIN_LEN_RANGE) {
+			return nil, provider.Wrap(provider.EPERM, "wrong PIN for token "+quoted, err)
+		}
+		return nil, mapErr("logging in to token "+quoted, err)
+	}
+	p.pool.put(s)
+	return p, nil
+}
+
+// checkModule checks that path is an absolute path naming a regular file
+// (through symlinks).
+func checkModule(path string) error {
+	switch {
+	case path == "":
+		return provider.Errorf(provider.EINVAL, "the path of the PKCS#11 module is required")
+	case !filepath.IsAbs(path):
+		return provider.Errorf(provider.EINVAL, "PKCS#11 module path "+strconv.Quote(path)+" is not absolute")
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return provider.Wrap(provider.EINVAL, "PKCS#11 module "+strconv.Quote(path)+" cannot be used", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return provider.Errorf(provider.EINVAL, "PKCS#11 module "+strconv.Quote(path)+" is not a regular file")
+	}
+	return nil
+}
+
+// currentSlot returns the token's slot as last found.
+func (p *tokenProvider) currentSlot() uint { return uint(p.slot.Load()) }
+
+// Info describes the provider; it never changes.
+func (p *tokenProvider) Info(context.Context) (provider.Info, error) {
+	info := p.info
+	info.Algorithms = append([]provider.Algorithm(nil), p.info.Algorithms...)
+	return info, nil
+}
+
+// String describes the provider without any secret.
+func (p *tokenProvider) String() string {
+	return "pkcs11(" + p.info.Name + ", token " + strconv.Quote(p.label) + ")"
+}
+
+// Format prints String under every verb, so %+v and %#v show no field.
+func (p *tokenProvider) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(p.String())) }
+
+// Close implements Provider.
+func (p *tokenProvider) Close() error {
+	p.life.Lock()
+	defer p.life.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	p.pool.drain()
+	p.pool.pin.Wipe()
+	return p.mod.release()
+}
+
+// enter admits a call unless the provider is closed; the caller must call
+// the returned function when done.
+func (p *tokenProvider) enter() (func(), error) {
+	p.life.RLock()
+	if p.closed {
+		p.life.RUnlock()
+		return nil, provider.Errorf(provider.EUNAVAILABLE, "provider "+p.info.Name+" is closed")
+	}
+	return p.life.RUnlock, nil
+}
+
+// lockObjects waits, until ctx is done, to be the one call of this
+// provider that creates or destroys token objects, and returns the unlock
+// function. Key generation and destruction are rare, and SoftHSM2 (through
+// at least 2.6.1) fails now and then with CKR_GENERAL_ERROR when threads
+// create and destroy objects at once (SoftHSMv2 issues #485, #573).
+func (p *tokenProvider) lockObjects(ctx context.Context) (func(), error) {
+	select {
+	case p.mutating <- struct{}{}:
+		return func() { <-p.mutating }, nil
+	case <-ctx.Done():
+		return nil, ctxErr(ctx)
+	}
+}
+
+// run calls fn with a pooled session. When the token reports that the
+// session or the login is gone (isReset), it discards the session (and
+// every session of its generation, and the object cache), recovers
+// (reinitializing the library, finding the token's slot again) and runs
+// fn once more with a new, logged-in session. fn must be safe to repeat.
+func (p *tokenProvider) run(ctx context.Context, fn func(sh p11.SessionHandle) error) error {
+	for attempt := 0; ; attempt++ {
+		if err := ctxErr(ctx); err != nil {
+			return err
+		}
+		s, err := p.pool.get(ctx)
+		got := err == nil
+		if got {
+			err = fn(s.h)
+		}
+		rv, isCKR := rvOf(err)
+		if !isCKR || !isReset(rv) {
+			if got {
+				p.pool.put(s)
+			}
+			return err
+		}
+		if got {
+			p.pool.drop(s)
+		} else {
+			s.gen = p.pool.gen.Load()
+		}
+		if rv != p11.CKR_OPERATION_ACTIVE {
+			p.pool.reset(s)
+			p.objs.clear()
+		}
+		if attempt > 0 {
+			return err
+		}
+		if rerr := p.recover(rv); rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// recover prepares a retry after rv: it reinitializes the library when it
+// was finalized and finds the token's slot again when the token may have
+// moved.
+func (p *tokenProvider) recover(rv uint) error {
+	if rv == p11.CKR_CRYPTOKI_NOT_INITIALIZED {
+		if err := p.mod.reinit(); err != nil {
+			return mapErr("token "+strconv.Quote(p.label)+": reinitializing the PKCS#11 module", err)
+		}
+	}
+	if needsSlot(rv) {
+		tok, err := findToken(p.mod.ctx, p.label, p.serial)
+		if err != nil {
+			return err
+		}
+		p.slot.Store(uint64(tok.slot))
+	}
+	return nil
+}
