@@ -1,0 +1,295 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/nexus-os/keystored/audit"
+	"github.com/nexus-os/keystored/server"
+)
+
+// maxConfigFile bounds the config file.
+const maxConfigFile = 1 << 20
+
+// fileConfig is the TOML config file (docs/operations.md, "Config file").
+// Unknown keys are an error.
+type fileConfig struct {
+	// Apps maps uids (as TOML keys: "1001") to app IDs.
+	Apps map[string]string `toml:"apps"`
+	// Operators lists the operator uids.
+	Operators []int64 `toml:"operators"`
+	// Unmapped is "deny" (default) or "uid".
+	Unmapped string `toml:"unmapped"`
+	// SocketGroup is a group name or numeric gid whose members may connect.
+	SocketGroup string `toml:"socket_group"`
+	// AnchorsDir is the trust anchor directory (relative: to the config
+	// file's directory).
+	AnchorsDir string `toml:"anchors_dir"`
+	// MetricsAddr is the metrics listen address (the flag wins).
+	MetricsAddr string       `toml:"metrics_addr"`
+	Audit       auditConfig  `toml:"audit"`
+	Limits      limitsConfig `toml:"limits"`
+}
+
+type auditConfig struct {
+	// Sync is "every-record" or a duration such as "100ms" (the default).
+	Sync string `toml:"sync"`
+}
+
+type limitsConfig struct {
+	MaxConnections       int64  `toml:"max_connections"`
+	MaxConnectionsPerUID int64  `toml:"max_connections_per_uid"`
+	MaxConcurrentStreams int64  `toml:"max_concurrent_streams"`
+	IdleTimeout          string `toml:"idle_timeout"`
+	HandshakeTimeout     string `toml:"handshake_timeout"`
+	ShutdownTimeout      string `toml:"shutdown_timeout"`
+}
+
+// settings is what the daemon takes from its config file (or the defaults
+// without one), validated.
+type settings struct {
+	identity        server.Identity
+	socketGID       int // -1: no group
+	socketGroup     string
+	anchorsDir      string
+	metricsAddr     string
+	auditSync       audit.SyncMode
+	limits          server.Limits
+	shutdownTimeout time.Duration
+}
+
+// defaultShutdownTimeout bounds the graceful stop.
+const defaultShutdownTimeout = 10 * time.Second
+
+// defaultSettings are the settings without a config file: uid N is app
+// "uid-N", uid 0 is an operator, no socket group.
+func defaultSettings() settings {
+	return settings{identity: server.DefaultIdentity(), socketGID: -1, shutdownTimeout: defaultShutdownTimeout}
+}
+
+// loadConfig reads and validates the config file at path.
+func loadConfig(path string) (settings, error) {
+	data, err := readConfigFile(path)
+	if err != nil {
+		return settings{}, err
+	}
+	var fc fileConfig
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&fc)
+	if err != nil {
+		return settings{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, 0, len(und))
+		for _, k := range und {
+			keys = append(keys, k.String())
+		}
+		sort.Strings(keys)
+		return settings{}, fmt.Errorf("config %s: unknown key(s): %s", path, strings.Join(keys, ", "))
+	}
+	s, err := fc.settings(filepath.Dir(path))
+	if err != nil {
+		return settings{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// readConfigFile reads the config file, refusing one that is not a regular
+// file, is writable by group or others, is owned by someone other than the
+// daemon's user or root, or is larger than maxConfigFile.
+func readConfigFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, fmt.Errorf("config %s: is a symlink; name the file itself", path)
+		}
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	switch {
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("config %s: not a regular file", path)
+	case fi.Mode().Perm()&0o022 != 0:
+		return nil, fmt.Errorf("config %s: writable by group or others (mode %04o); chmod go-w it", path, fi.Mode().Perm())
+	case fi.Size() > maxConfigFile:
+		return nil, fmt.Errorf("config %s: larger than %d bytes", path, maxConfigFile)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != uint32(os.Geteuid()) && st.Uid != 0 {
+		return nil, fmt.Errorf("config %s: owned by uid %d, not by the daemon's user or root", path, st.Uid)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if len(data) > maxConfigFile {
+		return nil, fmt.Errorf("config %s: larger than %d bytes", path, maxConfigFile)
+	}
+	return data, nil
+}
+
+// parseUID parses a uid: a decimal number from 0 to 4294967294
+// (4294967295 is the kernel's "no uid").
+func parseUID(what string, v int64) (uint32, error) {
+	if v < 0 || v >= 1<<32-1 {
+		return 0, fmt.Errorf("%s: uid %d is out of range (0 to 4294967294)", what, v)
+	}
+	return uint32(v), nil
+}
+
+func (fc *fileConfig) settings(baseDir string) (settings, error) {
+	s := defaultSettings()
+	apps := make(map[uint32]string, len(fc.Apps))
+	for k, app := range fc.Apps {
+		n, err := strconv.ParseInt(k, 10, 64)
+		if err != nil || strconv.FormatInt(n, 10) != k {
+			return settings{}, fmt.Errorf("apps: key %q is not a uid (a decimal number)", k)
+		}
+		uid, err := parseUID("apps", n)
+		if err != nil {
+			return settings{}, err
+		}
+		apps[uid] = app
+	}
+	ops := make([]uint32, 0, len(fc.Operators))
+	for _, v := range fc.Operators {
+		uid, err := parseUID("operators", v)
+		if err != nil {
+			return settings{}, err
+		}
+		ops = append(ops, uid)
+	}
+	unmapped := server.UnmappedDeny
+	if fc.Unmapped != "" {
+		u, err := server.ParseUnmapped(fc.Unmapped)
+		if err != nil {
+			return settings{}, err
+		}
+		unmapped = u
+	}
+	id, err := server.NewIdentity(apps, ops, unmapped)
+	if err != nil {
+		return settings{}, err
+	}
+	s.identity = id
+	if fc.SocketGroup != "" {
+		gid, err := lookupGroup(fc.SocketGroup)
+		if err != nil {
+			return settings{}, err
+		}
+		s.socketGID, s.socketGroup = gid, fc.SocketGroup
+	}
+	if fc.AnchorsDir != "" {
+		s.anchorsDir = fc.AnchorsDir
+		if !filepath.IsAbs(s.anchorsDir) {
+			s.anchorsDir = filepath.Join(baseDir, s.anchorsDir)
+		}
+	}
+	if fc.MetricsAddr != "" {
+		addr, err := metricsAddr(fc.MetricsAddr)
+		if err != nil {
+			return settings{}, fmt.Errorf("metrics_addr: %w", err)
+		}
+		s.metricsAddr = addr
+	}
+	if s.auditSync, err = parseAuditSync(fc.Audit.Sync); err != nil {
+		return settings{}, err
+	}
+	if s.limits, s.shutdownTimeout, err = fc.Limits.parse(); err != nil {
+		return settings{}, err
+	}
+	return s, nil
+}
+
+// lookupGroup resolves a group name or a numeric gid.
+func lookupGroup(g string) (int, error) {
+	if n, err := strconv.ParseUint(g, 10, 32); err == nil && n < 1<<32-1 {
+		return int(n), nil
+	}
+	grp, err := user.LookupGroup(g)
+	if err != nil {
+		return -1, fmt.Errorf("socket_group: %w", err)
+	}
+	n, err := strconv.ParseUint(grp.Gid, 10, 32)
+	if err != nil {
+		return -1, fmt.Errorf("socket_group %q: gid %q is not a number", g, grp.Gid)
+	}
+	return int(n), nil
+}
+
+// parseAuditSync parses [audit] sync: "every-record", or a duration
+// between 1ms and 10s (the background fsync interval; default 100ms).
+func parseAuditSync(v string) (audit.SyncMode, error) {
+	switch v {
+	case "":
+		return audit.SyncInterval(audit.DefaultSyncInterval), nil
+	case "every-record":
+		return audit.SyncEveryRecord, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < time.Millisecond || d > 10*time.Second {
+		return 0, fmt.Errorf("audit.sync: %q is neither \"every-record\" nor a duration from 1ms to 10s", v)
+	}
+	return audit.SyncInterval(d), nil
+}
+
+func parseDuration(key, v string, lo, hi, def time.Duration) (time.Duration, error) {
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < lo || d > hi {
+		return 0, fmt.Errorf("limits.%s: %q is not a duration from %s to %s", key, v, lo, hi)
+	}
+	return d, nil
+}
+
+func (l limitsConfig) parse() (server.Limits, time.Duration, error) {
+	var out server.Limits
+	ints := []struct {
+		key    string
+		v, max int64
+		setTo  func(int64)
+		def    int64
+	}{
+		{"max_connections", l.MaxConnections, 1 << 20, func(n int64) { out.MaxConnections = int(n) }, server.DefaultMaxConnections},
+		{"max_connections_per_uid", l.MaxConnectionsPerUID, 1 << 20, func(n int64) { out.MaxConnectionsPerUID = int(n) }, server.DefaultMaxConnectionsPerUID},
+		{"max_concurrent_streams", l.MaxConcurrentStreams, 1 << 16, func(n int64) { out.MaxConcurrentStreams = uint32(n) }, server.DefaultMaxConcurrentStreams},
+	}
+	for _, f := range ints {
+		switch {
+		case f.v == 0:
+			f.setTo(f.def)
+		case f.v < 1 || f.v > f.max:
+			return server.Limits{}, 0, fmt.Errorf("limits.%s: %d is out of range (1 to %d)", f.key, f.v, f.max)
+		default:
+			f.setTo(f.v)
+		}
+	}
+	var err error
+	if out.IdleTimeout, err = parseDuration("idle_timeout", l.IdleTimeout, time.Second, 24*time.Hour, server.DefaultIdleTimeout); err != nil {
+		return server.Limits{}, 0, err
+	}
+	if out.HandshakeTimeout, err = parseDuration("handshake_timeout", l.HandshakeTimeout, 100*time.Millisecond, time.Minute, server.DefaultHandshakeTimeout); err != nil {
+		return server.Limits{}, 0, err
+	}
+	shutdown, err := parseDuration("shutdown_timeout", l.ShutdownTimeout, 0, 10*time.Minute, defaultShutdownTimeout)
+	if err != nil {
+		return server.Limits{}, 0, err
+	}
+	return out, shutdown, nil
+}

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nexus-os/keystored/audit"
+	"github.com/nexus-os/keystored/server"
+)
+
+// exampleConfig is the example of docs/operations.md.
+const exampleConfig = `# keystored config
+unmapped = "deny"
+operators = [0]
+socket_group = "4242"
+anchors_dir = "anchors"
+metrics_addr = ":9464"
+
+[apps]
+1001 = "billing"
+1002 = "web"
+
+[audit]
+sync = "every-record"
+
+[limits]
+max_connections = 512
+max_connections_per_uid = 32
+max_concurrent_streams = 100
+idle_timeout = "10m"
+handshake_timeout = "3s"
+shutdown_timeout = "20s"
+`
+
+func writeConfig(t *testing.T, body string, mode os.FileMode) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "keystored.toml")
+	if err := os.WriteFile(path, []byte(body), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestLoadConfigExample(t *testing.T) {
+	path := writeConfig(t, exampleConfig, 0o640)
+	s, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.identity.Resolve(server.PeerInfo{UID: 1001}); got.App != "billing" || got.Operator || got.Denied {
+		t.Errorf("uid 1001 → %+v", got)
+	}
+	if got := s.identity.Resolve(server.PeerInfo{UID: 0}); got.App != "uid-0" || !got.Operator {
+		t.Errorf("uid 0 → %+v", got)
+	}
+	if got := s.identity.Resolve(server.PeerInfo{UID: 1003}); !got.Denied {
+		t.Errorf("unmapped uid 1003 → %+v, want denied", got)
+	}
+	if s.socketGID != 4242 {
+		t.Errorf("socket gid = %d", s.socketGID)
+	}
+	if want := filepath.Join(filepath.Dir(path), "anchors"); s.anchorsDir != want {
+		t.Errorf("anchors_dir = %q, want %q (relative to the config file)", s.anchorsDir, want)
+	}
+	if s.metricsAddr != "127.0.0.1:9464" {
+		t.Errorf("metrics_addr = %q", s.metricsAddr)
+	}
+	if s.auditSync != audit.SyncEveryRecord {
+		t.Errorf("audit sync = %v", s.auditSync)
+	}
+	want := server.Limits{MaxConnections: 512, MaxConnectionsPerUID: 32, MaxConcurrentStreams: 100, IdleTimeout: 10 * time.Minute, HandshakeTimeout: 3 * time.Second}
+	if s.limits != want || s.shutdownTimeout != 20*time.Second {
+		t.Errorf("limits = %+v, shutdown %v", s.limits, s.shutdownTimeout)
+	}
+}
+
+func TestLoadConfigDefaults(t *testing.T) {
+	s, err := loadConfig(writeConfig(t, "", 0o600))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.identity.Resolve(server.PeerInfo{UID: 5}); !got.Denied {
+		t.Errorf("with a config file, unmapped defaults to deny; got %+v", got)
+	}
+	if got := s.identity.Resolve(server.PeerInfo{UID: 0}); !got.Denied {
+		t.Errorf("with a config file, uid 0 is an operator only if listed; got %+v", got)
+	}
+	if s.socketGID != -1 || s.anchorsDir != "" || s.metricsAddr != "" || s.shutdownTimeout != defaultShutdownTimeout {
+		t.Errorf("defaults = %+v", s)
+	}
+	if s.auditSync != audit.SyncInterval(audit.DefaultSyncInterval) {
+		t.Errorf("audit sync = %v", s.auditSync)
+	}
+}
+
+func TestLoadConfigErrors(t *testing.T) {
+	cases := map[string]struct{ body, want string }{
+		"unknown key":         {"colour = \"blue\"\n", "unknown key(s): colour"},
+		"unknown nested key":  {"[limits]\nmax_conns = 3\n", "limits.max_conns"},
+		"syntax":              {"apps = [\n", "config"},
+		"wrong type":          {"operators = \"0\"\n", "operators"},
+		"uid not a number":    {"[apps]\nalice = \"a\"\n", "not a uid"},
+		"uid with sign":       {"[apps]\n\"+5\" = \"a\"\n", "not a uid"},
+		"uid out of range":    {"[apps]\n4294967295 = \"a\"\n", "out of range"},
+		"negative operator":   {"operators = [-1]\n", "out of range"},
+		"bad app":             {"[apps]\n1001 = \"Billing App\"\n", "app ID of uid 1001"},
+		"bad unmapped":        {"unmapped = \"allow\"\n", "unmapped"},
+		"operator twice":      {"operators = [1, 1]\n", "twice"},
+		"unknown group":       {"socket_group = \"no-such-group-xyz\"\n", "socket_group"},
+		"bad metrics":         {"metrics_addr = \"localhost:http\"\n", "metrics_addr"},
+		"bad audit sync":      {"[audit]\nsync = \"sometimes\"\n", "audit.sync"},
+		"audit sync too long": {"[audit]\nsync = \"1h\"\n", "audit.sync"},
+		"bad limit":           {"[limits]\nmax_connections = -5\n", "limits.max_connections"},
+		"bad duration":        {"[limits]\nidle_timeout = \"soon\"\n", "limits.idle_timeout"},
+	}
+	for name, c := range cases {
+		_, err := loadConfig(writeConfig(t, c.body, 0o600))
+		if err == nil {
+			t.Errorf("%s: loadConfig succeeded", name)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %q does not mention %q", name, err, c.want)
+		}
+	}
+}
+
+func TestConfigFileChecks(t *testing.T) {
+	if _, err := loadConfig(writeConfig(t, "", 0o666)); err == nil || !strings.Contains(err.Error(), "writable by group or others") {
+		t.Errorf("world-writable config: %v", err)
+	}
+	if _, err := loadConfig(writeConfig(t, "", 0o620)); err == nil || !strings.Contains(err.Error(), "writable") {
+		t.Errorf("group-writable config: %v", err)
+	}
+	target := writeConfig(t, "", 0o600)
+	link := filepath.Join(t.TempDir(), "link.toml")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadConfig(link); err == nil || !strings.Contains(err.Error(), "symlink") {
+		t.Errorf("symlinked config: %v", err)
+	}
+	if _, err := loadConfig(filepath.Join(t.TempDir(), "missing.toml")); err == nil {
+		t.Error("missing config accepted")
+	}
+	if _, err := loadConfig(t.TempDir()); err == nil {
+		t.Error("a directory accepted as config")
+	}
+	big := writeConfig(t, "# "+strings.Repeat("x", maxConfigFile)+"\n", 0o600)
+	if _, err := loadConfig(big); err == nil || !strings.Contains(err.Error(), "larger") {
+		t.Errorf("oversized config: %v", err)
+	}
+}
+
+// FuzzLoadConfig: no input panics the config parser; whatever it accepts
+// is a valid identity map.
+func FuzzLoadConfig(f *testing.F) {
+	f.Add(exampleConfig)
+	f.Add("[apps]\n1 = \"a\"\n")
+	f.Add("unmapped = \"uid\"\noperators = [0, 1]\n")
+	f.Add("[limits]\nmax_connections = 1\n")
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, body string) {
+		path := filepath.Join(dir, "c.toml")
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, err := loadConfig(path)
+		if err != nil {
+			return
+		}
+		c := s.identity.Resolve(server.PeerInfo{UID: 1})
+		if !c.Denied && c.App == "" {
+			t.Fatalf("accepted config maps uid 1 to an empty app: %q", body)
+		}
+	})
+}

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Defaults of the state directory and the socket.
+const (
+	defaultState      = "keystore-state"
+	socketFileName    = "keystored.sock"
+	socketEnv         = "KEYSTORE_SOCKET"
+	defaultMetricHost = "127.0.0.1"
+)
+
+// options are the command-line flags.
+type options struct {
+	state        string
+	socket       string
+	config       string
+	pluginPath   string
+	pluginSHA256 string
+	pluginArgs   []string
+	pluginEnv    []string
+	insecureSeed string
+	metricsAddr  string
+	logFormat    string
+	logLevel     slog.Level
+	version      bool
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+// parseFlags parses the command line. getenv supplies KEYSTORE_SOCKET.
+func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("keystored", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.state, "state", defaultState, "state `DIR` (keys, values, audit log, KEK)")
+	fs.StringVar(&o.socket, "socket", "", "Unix socket `PATH` (default $"+socketEnv+", else DIR/"+socketFileName+")")
+	fs.StringVar(&o.config, "config", "", "TOML config `FILE` (identity map, socket group, anchors, limits)")
+	fs.StringVar(&o.pluginPath, "provider-plugin", "", "run the provider plugin binary at `PATH`")
+	fs.StringVar(&o.pluginSHA256, "provider-sha256", "", "pinned SHA-256 `HEX` of the plugin binary (required with --provider-plugin)")
+	fs.Var((*stringList)(&o.pluginArgs), "provider-arg", "argument `ARG` for the plugin (repeatable)")
+	fs.Var((*stringList)(&o.pluginEnv), "provider-env", "pass the host variable `NAME` to the plugin (repeatable)")
+	fs.StringVar(&o.insecureSeed, "insecure-test-seed", "", "INSECURE: derive every key from the seed `HEX` (tests only)")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `ADDR` (host defaults to 127.0.0.1)")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: keystored [flags]\n\nkeystored serves keys over a Unix socket (docs/operations.md).\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (keystored takes flags only)", fs.Arg(0))
+	}
+	if o.version {
+		return o, nil
+	}
+	if err := o.logLevel.UnmarshalText([]byte(*level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %q is not debug, info, warn or error", *level)
+	}
+	if o.logFormat != "text" && o.logFormat != "json" {
+		return nil, fmt.Errorf("--log-format: %q is not text or json", o.logFormat)
+	}
+	if o.state == "" {
+		return nil, errors.New("--state: empty directory name")
+	}
+	switch {
+	case o.pluginPath != "" && o.insecureSeed != "":
+		return nil, errors.New("--provider-plugin and --insecure-test-seed are mutually exclusive")
+	case o.pluginPath == "" && (o.pluginSHA256 != "" || len(o.pluginArgs) > 0 || len(o.pluginEnv) > 0):
+		return nil, errors.New("--provider-sha256, --provider-arg and --provider-env need --provider-plugin")
+	case o.pluginPath != "" && o.pluginSHA256 == "":
+		return nil, errors.New("--provider-plugin needs --provider-sha256 (the binary's SHA-256, as sha256sum prints it)")
+	}
+	if o.socket == "" {
+		o.socket = getenv(socketEnv)
+	}
+	if o.socket == "" {
+		o.socket = filepath.Join(o.state, socketFileName)
+	}
+	if o.metricsAddr != "" {
+		addr, err := metricsAddr(o.metricsAddr)
+		if err != nil {
+			return nil, fmt.Errorf("--metrics-addr: %w", err)
+		}
+		o.metricsAddr = addr
+	}
+	return o, nil
+}
+
+// metricsAddr completes a metrics address: "9464" and ":9464" listen on
+// 127.0.0.1; a host given explicitly is kept.
+func metricsAddr(s string) (string, error) {
+	if !strings.Contains(s, ":") {
+		s = ":" + s
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", err
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || strconv.FormatUint(n, 10) != port {
+		return "", fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	if host == "" {
+		host = defaultMetricHost
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// newLogger returns the slog logger of the options, writing to w.
+func newLogger(o *options, w io.Writer) *slog.Logger {
+	ho := &slog.HandlerOptions{Level: o.logLevel}
+	if o.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
+}

@@ -1,0 +1,249 @@
+package server
+
+import (
+	"context"
+
+	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
+	"github.com/nexus-os/keystored/core"
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// keysService implements keystorev1.KeysServer over the core. Handlers
+// return keystored errors; the interceptor turns them into statuses.
+type keysService struct {
+	keystorev1.UnimplementedKeysServer
+	s *Server
+}
+
+var errNoCaller = provider.Errorf(provider.EPERM, "no caller identity")
+
+// target resolves the caller and the key a request names.
+func target(ctx context.Context, key string) (*Caller, core.KeyID, error) {
+	c := callerOf(ctx)
+	if c == nil {
+		return nil, core.KeyID{}, errNoCaller
+	}
+	id, err := parseKeyName(c, key)
+	if err != nil {
+		return nil, core.KeyID{}, err
+	}
+	return c, id, nil
+}
+
+func (k *keysService) Create(ctx context.Context, req *keystorev1.CreateKeyRequest) (*keystorev1.CreateKeyResponse, error) {
+	c, id, err := target(ctx, req.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	pol, err := policyFrom(req.GetPolicy())
+	if err != nil {
+		return nil, err
+	}
+	m, err := k.s.ks.Create(ctx, c.coreCaller(), id, core.CreateOptions{Algorithm: provider.Algorithm(req.GetAlgorithm()), Policy: pol})
+	if err != nil {
+		return nil, err
+	}
+	return &keystorev1.CreateKeyResponse{Key: keyMetadata(&m)}, nil
+}
+
+func (k *keysService) Get(ctx context.Context, req *keystorev1.GetKeyRequest) (*keystorev1.GetKeyResponse, error) {
+	c, id, err := target(ctx, req.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	m, err := k.s.ks.Get(ctx, c.coreCaller(), id)
+	if err != nil {
+		return nil, err
+	}
+	return &keystorev1.GetKeyResponse{Key: keyMetadata(&m)}, nil
+}
+
+func (k *keysService) List(ctx context.Context, req *keystorev1.ListKeysRequest) (*keystorev1.ListKeysResponse, error) {
+	c := callerOf(ctx)
+	if c == nil {
+		return nil, errNoCaller
+	}
+	page, err := k.s.ks.List(ctx, c.coreCaller(), core.ListOptions{App: req.GetApp(), PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken()})
+	if err != nil {
+		return nil, err
+	}
+	out := &keystorev1.ListKeysResponse{NextPageToken: page.NextPageToken, Keys: make([]*keystorev1.KeyMetadata, 0, len(page.Keys))}
+	for i := range page.Keys {
+		out.Keys = append(out.Keys, keyMetadata(&page.Keys[i]))
+	}
+	for _, u := range page.Unreadable {
+		out.Unreadable = append(out.Unreadable, &keystorev1.UnreadableKey{Id: u.ID.String(), Error: errorDetail(u.Err)})
+	}
+	return out, nil
+}
+
+func (k *keysService) Rotate(ctx context.Context, req *keystorev1.RotateKeyRequest) (*keystorev1.RotateKeyResponse, error) {
+	c, id, err := target(ctx, req.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	m, err := k.s.ks.Rotate(ctx, c.coreCaller(), id)
+	if err != nil {
+		return nil, err
+	}
+	return &keystorev1.RotateKeyResponse{Key: keyMetadata(&m)}, nil
+}
+
+func (k *keysService) Revoke(ctx context.Context, req *keystorev1.RevokeKeyRequest) (*keystorev1.RevokeKeyResponse, error) {
+	c, id, err := target(ctx, req.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	m, err := k.s.ks.Revoke(ctx, c.coreCaller(), id)
+	if err != nil {
+		return nil, err
+	}
+	return &keystorev1.RevokeKeyResponse{Key: keyMetadata(&m)}, nil
+}
+
+func (k *keysService) RevokeVersion(ctx context.Context, req *keystorev1.RevokeKeyVersionRequest) (*keystorev1.RevokeKeyVersionResponse, error) {
+	c, id, err := target(ctx, req.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	v, err := parseVersion(req.GetVersion(), false)
+	if err != nil {
+		return nil, err
+	}
+	m, err := k.s.ks.RevokeVersion(ctx, c.coreCaller(), id, v)
+	if err != nil {
+		return nil, err
+	}
+	return &keystorev1.RevokeKeyVersionResponse{Key: keyMetadata(&m)}, nil
+}
+
+func (k *keysService) Destroy(ctx context.Context, req *keystorev1.DestroyKeyRequest) (*keystorev1.DestroyKeyResponse, error) {
+	c, id, err := target(ctx, req.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	m, err := k.s.ks.Destroy(ctx, c.coreCaller(), id)
+	if err != nil {
+		return nil, err
+	}
+	return &keystorev1.DestroyKeyResponse{Key: keyMetadata(&m)}, nil
+}
+
+func (k *keysService) SetPolicy(ctx context.Context, req *keystorev1.SetKeyPolicyRequest) (*keystorev1.SetKeyPolicyResponse, error) {
+	c, id, err := target(ctx, req.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	pol, err := policyFrom(req.GetPolicy())
+	if err != nil {
+		return nil, err
+	}
+	m, err := k.s.ks.SetPolicy(ctx, c.coreCaller(), id, pol)
+	if err != nil {
+		return nil, err
+	}
+	return &keystorev1.SetKeyPolicyResponse{Key: keyMetadata(&m)}, nil
+}
+
+func (k *keysService) PublicKey(ctx context.Context, req *keystorev1.PublicKeyRequest) (*keystorev1.PublicKeyResponse, error) {
+	c, id, err := target(ctx, req.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	v, err := parseVersion(req.GetVersion(), true)
+	if err != nil {
+		return nil, err
+	}
+	pk, err := k.s.ks.PublicKey(ctx, c.coreCaller(), id, v)
+	if err != nil {
+		return nil, err
+	}
+	return &keystorev1.PublicKeyResponse{Key: pk.ID.String(), Version: uint32(pk.Version), Algorithm: string(pk.Algorithm), PublicKey: pk.Key}, nil
+}
+
+func (k *keysService) Sign(ctx context.Context, req *keystorev1.SignRequest) (*keystorev1.SignResponse, error) {
+	c, id, err := target(ctx, req.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	return k.sign(ctx, c, id, req)
+}
+
+func (k *keysService) sign(ctx context.Context, c *Caller, id core.KeyID, req *keystorev1.SignRequest) (*keystorev1.SignResponse, error) {
+	sig, err := k.s.ks.Sign(ctx, c.coreCaller(), id, req.GetMessage())
+	if err != nil {
+		return nil, err
+	}
+	return &keystorev1.SignResponse{Key: id.String(), Version: uint32(sig.Version), Signature: sig.Signature}, nil
+}
+
+// noteInvalid is the audit detail of a verify whose signature is invalid.
+const noteInvalid = "signature invalid"
+
+// Verify answers valid=false, with an OK status, for a signature that does
+// not verify (the core's EBADMSG); every other error stays an error.
+func (k *keysService) Verify(ctx context.Context, req *keystorev1.VerifyRequest) (*keystorev1.VerifyResponse, error) {
+	c, id, err := target(ctx, req.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	v, err := parseVersion(req.GetVersion(), false)
+	if err != nil {
+		return nil, err
+	}
+	err = k.s.ks.Verify(ctx, c.coreCaller(), id, v, req.GetMessage(), req.GetSignature())
+	if err != nil {
+		if code, ok := provider.CodeOf(err); ok && code == provider.EBADMSG {
+			if sum := summaryFrom(ctx); sum != nil {
+				sum.setNote(noteInvalid)
+			}
+			return &keystorev1.VerifyResponse{Valid: false}, nil
+		}
+		return nil, err
+	}
+	return &keystorev1.VerifyResponse{Valid: true}, nil
+}
+
+func (k *keysService) Seal(ctx context.Context, req *keystorev1.SealRequest) (*keystorev1.SealResponse, error) {
+	c, id, err := target(ctx, req.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	return k.seal(ctx, c, id, req)
+}
+
+func (k *keysService) seal(ctx context.Context, c *Caller, id core.KeyID, req *keystorev1.SealRequest) (*keystorev1.SealResponse, error) {
+	out, v, err := k.s.ks.Seal(ctx, c.coreCaller(), id, req.GetPlaintext(), req.GetAad())
+	if err != nil {
+		return nil, err
+	}
+	return &keystorev1.SealResponse{Sealed: out, Version: uint32(v)}, nil
+}
+
+func (k *keysService) Unseal(ctx context.Context, req *keystorev1.UnsealRequest) (*keystorev1.UnsealResponse, error) {
+	c, id, err := target(ctx, req.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	return k.unseal(ctx, c, id, req)
+}
+
+func (k *keysService) unseal(ctx context.Context, c *Caller, id core.KeyID, req *keystorev1.UnsealRequest) (*keystorev1.UnsealResponse, error) {
+	pt, v, err := k.s.ks.Unseal(ctx, c.coreCaller(), id, req.GetSealed(), req.GetAad())
+	if err != nil {
+		return nil, err
+	}
+	return &keystorev1.UnsealResponse{Plaintext: pt, Version: uint32(v)}, nil
+}
+
+func (k *keysService) Rewrap(ctx context.Context, req *keystorev1.RewrapRequest) (*keystorev1.RewrapResponse, error) {
+	c, id, err := target(ctx, req.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	out, v, err := k.s.ks.Rewrap(ctx, c.coreCaller(), id, req.GetSealed(), req.GetAad())
+	if err != nil {
+		return nil, err
+	}
+	return &keystorev1.RewrapResponse{Sealed: out, Version: uint32(v)}, nil
+}

@@ -1,0 +1,219 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
+	"github.com/nexus-os/keystored/core"
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// Config configures New. Storage, Provider, Clock and Audit are required.
+type Config struct {
+	// Storage holds the keystore ("keystore/...") and the Store service's
+	// values ("store/<app>/<name>"): one storage.Dir in the daemon.
+	Storage core.Storage
+	// Provider performs the cryptography.
+	Provider provider.Provider
+	// Clock gives the time of audit records and key metadata.
+	Clock core.Clock
+	// Audit receives exactly one record per request.
+	Audit AuditLog
+	// Identity maps kernel uids to apps and operators. The zero Identity
+	// means DefaultIdentity().
+	Identity Identity
+	// Anchors are the trust anchors of the TrustAnchors service; nil means
+	// none.
+	Anchors *Anchors
+	// Logger receives the server's structured logs; nil discards them.
+	// Payloads are never logged.
+	Logger *slog.Logger
+	// Limits bound connections, streams and messages.
+	Limits Limits
+	// CheckSignatures makes the core verify every signature a provider
+	// returns before releasing it (for out-of-process providers).
+	CheckSignatures bool
+}
+
+// Limits bound what one client can hold. Zero fields take the defaults.
+type Limits struct {
+	// MaxConnections and MaxConnectionsPerUID bound open connections.
+	MaxConnections       int
+	MaxConnectionsPerUID int
+	// MaxConcurrentStreams bounds the calls in flight on one connection
+	// (default DefaultMaxConcurrentStreams).
+	MaxConcurrentStreams uint32
+	// IdleTimeout closes a connection without calls for that long
+	// (default DefaultIdleTimeout).
+	IdleTimeout time.Duration
+	// HandshakeTimeout bounds the time a new connection has to send its
+	// HTTP/2 preface (default DefaultHandshakeTimeout).
+	HandshakeTimeout time.Duration
+}
+
+// Defaults of Limits and the message bounds.
+const (
+	DefaultMaxConcurrentStreams = 64
+	DefaultIdleTimeout          = 5 * time.Minute
+	DefaultHandshakeTimeout     = 5 * time.Second
+
+	// MaxBatchItems is the most items in one batch request.
+	MaxBatchItems = 1024
+	// MaxBatchBytes bounds the encoded size of one batch request.
+	MaxBatchBytes = 8 << 20
+	// MaxRequestBytes is the largest request message the transport reads:
+	// the batch bound plus a margin, so that a batch over MaxBatchBytes is
+	// refused by the handler (EMSGSIZE, audited) rather than the transport.
+	MaxRequestBytes = MaxBatchBytes + 1<<20
+	// MaxResponseBytes bounds one response (a batch of 1024 sealed items
+	// of 1 MiB is refused before it is built: see MaxBatchBytes).
+	MaxResponseBytes = 2 * MaxBatchBytes
+)
+
+// InsecureHeader is the response header metadata key set to "true" on every
+// response when the daemon runs on the INSECURE test provider.
+const InsecureHeader = "keystored-insecure"
+
+// Server serves keystore.v1 (Keys, Store, TrustAnchors) over one
+// core.Keystore. It is safe for concurrent use.
+type Server struct {
+	ks       *core.Keystore
+	st       core.Storage
+	clock    core.Clock
+	audit    AuditLog
+	identity Identity
+	anchors  *Anchors
+	log      *slog.Logger
+	limits   Limits
+	creds    *peerCreds
+	metrics  *metrics
+	store    *valueStore
+	codec    requestCodec
+	insecure bool
+}
+
+// New opens the keystore over cfg's storage and provider, with an audit
+// sink that folds the core's events into the request's one audit record.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Storage == nil || cfg.Provider == nil || cfg.Clock == nil || cfg.Audit == nil {
+		return nil, provider.Errorf(provider.EINVAL, "server.New needs Storage, Provider, Clock and Audit")
+	}
+	if protoCodec == nil {
+		return nil, provider.Errorf(provider.EIO, "gRPC's proto codec is not registered")
+	}
+	s := &Server{codec: requestCodec{bad: &sync.Map{}}, st: cfg.Storage, clock: cfg.Clock, audit: cfg.Audit, identity: cfg.Identity,
+		anchors: cfg.Anchors, log: cfg.Logger, limits: cfg.Limits}
+	if s.identity.unmapped == 0 {
+		s.identity = DefaultIdentity()
+	}
+	if s.anchors == nil {
+		s.anchors = &Anchors{}
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.limits.MaxConcurrentStreams == 0 {
+		s.limits.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
+	if s.limits.IdleTimeout <= 0 {
+		s.limits.IdleTimeout = DefaultIdleTimeout
+	}
+	if s.limits.HandshakeTimeout <= 0 {
+		s.limits.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	ks, err := core.Open(ctx, core.Options{
+		Storage:         cfg.Storage,
+		Provider:        cfg.Provider,
+		Clock:           cfg.Clock,
+		Audit:           &coreSink{log: cfg.Audit, clock: cfg.Clock},
+		CheckSignatures: cfg.CheckSignatures,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.ks = ks
+	s.insecure = ks.Insecure()
+	s.creds = newPeerCreds(ConnLimits{Total: s.limits.MaxConnections, PerUID: s.limits.MaxConnectionsPerUID})
+	if s.metrics, err = newMetrics(s.creds.open); err != nil {
+		return nil, provider.Wrap(provider.EIO, "registering metrics", err)
+	}
+	s.store = &valueStore{st: cfg.Storage}
+	return s, nil
+}
+
+// Keystore returns the core keystore the server serves.
+func (s *Server) Keystore() *core.Keystore { return s.ks }
+
+// Insecure reports whether the provider is the INSECURE test provider.
+func (s *Server) Insecure() bool { return s.insecure }
+
+// Registry returns the server's own Prometheus registry (never the global
+// default one): keystored_requests_total, keystored_request_duration_seconds
+// and keystored_connections_open.
+func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
+
+// ServerOptions returns the grpc.ServerOptions the services need: peer
+// credentials, the audit and identity interceptor, the request codec,
+// message and stream bounds and keepalive enforcement.
+func (s *Server) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.Creds(s.creds),
+		grpc.UnaryInterceptor(s.intercept),
+		grpc.StatsHandler(&statsHandler{s: s}),
+		grpc.ForceServerCodecV2(s.codec),
+		grpc.UnknownServiceHandler(s.unknown),
+		grpc.MaxRecvMsgSize(MaxRequestBytes),
+		grpc.MaxSendMsgSize(MaxResponseBytes),
+		grpc.MaxConcurrentStreams(s.limits.MaxConcurrentStreams),
+		grpc.ConnectionTimeout(s.limits.HandshakeTimeout),
+		grpc.MaxHeaderListSize(16 << 10),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle: s.limits.IdleTimeout,
+			Time:              2 * time.Minute,
+			Timeout:           20 * time.Second,
+		}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             10 * time.Second,
+			PermitWithoutStream: true,
+		}),
+	}
+}
+
+// Register registers the three services on g, which must have been made
+// with ServerOptions.
+func (s *Server) Register(g *grpc.Server) {
+	keystorev1.RegisterKeysServer(g, &keysService{s: s})
+	keystorev1.RegisterStoreServer(g, &storeService{s: s})
+	keystorev1.RegisterTrustAnchorsServer(g, &anchorsService{s: s})
+}
+
+// Listener wraps l (a Unix socket listener) so that every accepted
+// connection has its peer credentials read and is counted against the
+// connection limits; connections over a limit are closed at once. Serve
+// uses it; a grpc.Server serving another listener still gets the peer
+// credentials, but no limits.
+func (s *Server) Listener(l net.Listener) net.Listener {
+	return &limitListener{Listener: l, creds: s.creds, refused: func(reason string) {
+		s.metrics.refused.Inc()
+		s.log.Debug("connection refused", "reason", reason)
+	}}
+}
+
+// Serve serves g (from NewGRPCServer) on l through Listener until g stops.
+func (s *Server) Serve(g *grpc.Server, l net.Listener) error { return g.Serve(s.Listener(l)) }
+
+// NewGRPCServer returns a grpc.Server with ServerOptions and the services
+// registered.
+func (s *Server) NewGRPCServer() *grpc.Server {
+	g := grpc.NewServer(s.ServerOptions()...)
+	s.Register(g)
+	return g
+}

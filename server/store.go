@@ -1,0 +1,238 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"sort"
+	"strconv"
+	"sync"
+
+	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
+	"github.com/nexus-os/keystored/core"
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// Bounds of the Store service.
+const (
+	// MaxValueSize is the largest value Put accepts.
+	MaxValueSize = 64 << 10
+	// MaxValuesPerApp is the most values one app may hold.
+	MaxValuesPerApp = 1024
+	// DefaultValuePageSize and MaxValuePageSize bound a List page.
+	DefaultValuePageSize = 100
+	MaxValuePageSize     = 1000
+)
+
+// storeRoot is the storage subtree of the Store service's values:
+// store/<app>/<name>, beside the keystore's "keystore/" tree.
+const storeRoot = "store"
+
+// Value files: "KSV" 0x01 ‖ SHA-256("keystored/value/v1" ‖ 0 ‖ path ‖ 0 ‖
+// value) ‖ value. Binding the path means a file copied to another app's
+// or name's place fails its check; a torn or edited file is EIO.
+var valueMagic = []byte{'K', 'S', 'V', 1}
+
+const valueHeaderLen = 4 + sha256.Size
+
+func valueDigest(path string, value []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte("keystored/value/v1"))
+	h.Write([]byte{0})
+	h.Write([]byte(path))
+	h.Write([]byte{0})
+	h.Write(value)
+	return h.Sum(nil)
+}
+
+func encodeValue(path string, value []byte) []byte {
+	out := make([]byte, 0, valueHeaderLen+len(value))
+	out = append(out, valueMagic...)
+	out = append(out, valueDigest(path, value)...)
+	return append(out, value...)
+}
+
+func decodeValue(path string, data []byte) ([]byte, error) {
+	if len(data) < valueHeaderLen || !bytes.Equal(data[:4], valueMagic) {
+		return nil, provider.Errorf(provider.EIO, "corrupted file "+path+": not a value file")
+	}
+	v := data[valueHeaderLen:]
+	if len(v) > MaxValueSize {
+		return nil, provider.Errorf(provider.EIO, "corrupted file "+path+": value too large")
+	}
+	if subtle.ConstantTimeCompare(data[4:valueHeaderLen], valueDigest(path, v)) != 1 {
+		return nil, provider.Errorf(provider.EIO, "corrupted file "+path+": checksum mismatch (torn, edited or moved)")
+	}
+	return append([]byte(nil), v...), nil
+}
+
+// valueStore keeps the Store service's values. Every path is built from
+// the caller's app (a checked segment) and a checked name segment: no
+// request can name another app's value.
+type valueStore struct {
+	st core.Storage
+	mu sync.Mutex // orders Put and Delete (the per-app count)
+}
+
+func valueDir(app string) string { return storeRoot + "/" + app }
+
+func valuePath(app, name string) string { return valueDir(app) + "/" + name }
+
+// names returns the value names of app, sorted; none if the app has none.
+func (v *valueStore) names(app string) ([]string, error) {
+	entries, err := v.st.ReadDir(valueDir(app))
+	if errors.Is(err, provider.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(entries))
+	for _, e := range entries {
+		if !e.IsDir && provider.CheckSegment("name", e.Name) == nil {
+			out = append(out, e.Name)
+		}
+	}
+	return out, nil
+}
+
+func (v *valueStore) put(app, name string, value []byte) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	names, err := v.names(app)
+	if err != nil {
+		return err
+	}
+	i := sort.SearchStrings(names, name)
+	exists := i < len(names) && names[i] == name
+	if !exists && len(names) >= MaxValuesPerApp {
+		return provider.Errorf(provider.EMSGSIZE, "app "+app+" already holds "+strconv.Itoa(MaxValuesPerApp)+" values; delete one first")
+	}
+	path := valuePath(app, name)
+	return v.st.WriteFile(path, encodeValue(path, value))
+}
+
+func (v *valueStore) get(app, name string) ([]byte, error) {
+	path := valuePath(app, name)
+	data, err := v.st.ReadFile(path)
+	if errors.Is(err, provider.ErrNotFound) {
+		return nil, provider.Errorf(provider.ENOENT, "value "+name+" not found")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return decodeValue(path, data)
+}
+
+func (v *valueStore) remove(app, name string) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if _, err := v.get(app, name); err != nil && codeOf(err) == provider.ENOENT {
+		return err
+	}
+	return v.st.Remove(valuePath(app, name))
+}
+
+// storeService implements keystorev1.StoreServer: small values scoped by
+// the caller's app. Operators too use their own app's namespace only.
+type storeService struct {
+	keystorev1.UnimplementedStoreServer
+	s *Server
+}
+
+// valueTarget resolves the caller and checks a value name, recording it
+// for the audit record.
+func valueTarget(ctx context.Context, name string) (*Caller, error) {
+	c := callerOf(ctx)
+	if c == nil {
+		return nil, errNoCaller
+	}
+	if len(name) > provider.MaxSegment {
+		return nil, provider.Errorf(provider.EINVAL, "value name longer than "+strconv.Itoa(provider.MaxSegment)+" bytes")
+	}
+	if err := provider.CheckSegment("value name", name); err != nil {
+		return nil, err
+	}
+	if sum := summaryFrom(ctx); sum != nil {
+		sum.setKey(name)
+	}
+	return c, nil
+}
+
+func (st *storeService) Put(ctx context.Context, req *keystorev1.PutValueRequest) (*keystorev1.PutValueResponse, error) {
+	c, err := valueTarget(ctx, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	if len(req.GetValue()) > MaxValueSize {
+		return nil, provider.Errorf(provider.EMSGSIZE, "value over "+strconv.Itoa(MaxValueSize)+" bytes")
+	}
+	if err := st.s.audit.Ready(ctx); err != nil {
+		return nil, provider.Wrap(provider.EIO, "audit log unavailable; refusing to change state", err)
+	}
+	if err := st.s.store.put(c.App, req.GetName(), req.GetValue()); err != nil {
+		return nil, err
+	}
+	return &keystorev1.PutValueResponse{}, nil
+}
+
+func (st *storeService) Get(ctx context.Context, req *keystorev1.GetValueRequest) (*keystorev1.GetValueResponse, error) {
+	c, err := valueTarget(ctx, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	v, err := st.s.store.get(c.App, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	return &keystorev1.GetValueResponse{Value: v}, nil
+}
+
+func (st *storeService) Delete(ctx context.Context, req *keystorev1.DeleteValueRequest) (*keystorev1.DeleteValueResponse, error) {
+	c, err := valueTarget(ctx, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	if err := st.s.audit.Ready(ctx); err != nil {
+		return nil, provider.Wrap(provider.EIO, "audit log unavailable; refusing to change state", err)
+	}
+	if err := st.s.store.remove(c.App, req.GetName()); err != nil {
+		return nil, err
+	}
+	return &keystorev1.DeleteValueResponse{}, nil
+}
+
+func (st *storeService) List(ctx context.Context, req *keystorev1.ListValuesRequest) (*keystorev1.ListValuesResponse, error) {
+	c := callerOf(ctx)
+	if c == nil {
+		return nil, errNoCaller
+	}
+	size := int(req.GetPageSize())
+	switch {
+	case size == 0:
+		size = DefaultValuePageSize
+	case size < 0 || size > MaxValuePageSize:
+		return nil, provider.Errorf(provider.EINVAL, "page size must be 0 (default) to "+strconv.Itoa(MaxValuePageSize))
+	}
+	after := req.GetPageToken()
+	if after != "" && provider.CheckSegment("page token", after) != nil {
+		return nil, provider.Errorf(provider.EINVAL, "malformed page token")
+	}
+	names, err := st.s.store.names(c.App)
+	if err != nil {
+		return nil, err
+	}
+	start := 0
+	if after != "" {
+		start = sort.Search(len(names), func(i int) bool { return names[i] > after })
+	}
+	out := &keystorev1.ListValuesResponse{}
+	end := min(start+size, len(names))
+	out.Names = append([]string{}, names[start:end]...)
+	if end < len(names) {
+		out.NextPageToken = names[end-1]
+	}
+	return out, nil
+}
