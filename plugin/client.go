@@ -1,0 +1,606 @@
+package plugin
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	goplugin "github.com/hashicorp/go-plugin"
+	"github.com/hashicorp/go-plugin/runner"
+	"google.golang.org/grpc"
+
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// Defaults of Config.
+const (
+	DefaultCallTimeout    = 30 * time.Second
+	DefaultStartTimeout   = 10 * time.Second
+	DefaultMaxRestarts    = 5
+	DefaultRestartBackoff = 50 * time.Millisecond
+	DefaultMaxBackoff     = 5 * time.Second
+	DefaultCoolDown       = 30 * time.Second
+)
+
+// Bounds on Config.
+const (
+	maxArgs    = 256
+	maxEnv     = 256
+	maxArgLen  = 4 << 10
+	maxReplyUB = 64 << 20
+)
+
+// killGrace bounds the wait for a plugin to exit after it was asked to;
+// then it is killed.
+const killGrace = 5 * time.Second
+
+// Config says which plugin Launch starts and how the client treats it.
+type Config struct {
+	// Path is the absolute path of the plugin binary (a relative path is
+	// EINVAL). A symbolic link is refused: name the binary itself.
+	Path string
+	// SHA256 is the hex SHA-256 of the binary, pinned by the caller
+	// (from a trusted configuration; sha256sum prints it). Required. On a
+	// mismatch Launch fails with EPERM naming both sums.
+	SHA256 string
+	// Args are the plugin's command-line arguments (argv[0] is the
+	// binary's base name).
+	Args []string
+	// Env is the plugin's whole environment, as "NAME=value" entries:
+	// nothing of the host's environment is passed on. Names starting with
+	// "PLUGIN_" and Handshake.MagicCookieKey are go-plugin's and refused.
+	Env []string
+	// Logger receives go-plugin's messages and every line the plugin
+	// writes to stderr or stdout. nil discards them.
+	Logger *slog.Logger
+	// CallTimeout bounds each call; a plugin that does not answer in time
+	// yields EUNAVAILABLE. Default DefaultCallTimeout (30 s).
+	CallTimeout time.Duration
+	// StartTimeout bounds a start: the process launch, the go-plugin
+	// handshake and the first Info call. Default DefaultStartTimeout
+	// (10 s).
+	StartTimeout time.Duration
+	// MaxReply bounds the size of one reply message; a larger reply is
+	// refused (EIO). Default DefaultMaxReply (provider.MaxSealed + 64 KiB).
+	MaxReply int
+	// MaxRestarts is how many consecutive failed starts or deaths the
+	// client tolerates before it stops restarting the plugin for
+	// CoolDown. Default DefaultMaxRestarts (5).
+	MaxRestarts int
+	// RestartBackoff is the wait before the first restart after a
+	// failure; it doubles with each consecutive failure up to MaxBackoff.
+	// Default DefaultRestartBackoff (50 ms).
+	RestartBackoff time.Duration
+	// MaxBackoff caps the wait between restarts. Default
+	// DefaultMaxBackoff (5 s).
+	MaxBackoff time.Duration
+	// CoolDown is how long the client answers EUNAVAILABLE without trying
+	// to start the plugin after MaxRestarts consecutive failures. Default
+	// DefaultCoolDown (30 s).
+	CoolDown time.Duration
+
+	// rawOutput, for tests, receives a copy of every byte the plugin
+	// writes to stderr and (after the handshake) to stdout.
+	rawOutput io.Writer
+}
+
+// normalize checks c and fills in defaults.
+func (c Config) normalize() (Config, []byte, error) {
+	bad := func(msg string) (Config, []byte, error) {
+		return Config{}, nil, provider.Errorf(provider.EINVAL, "plugin config: "+msg)
+	}
+	if c.Path == "" {
+		return bad("no plugin path")
+	}
+	if !filepath.IsAbs(c.Path) {
+		return bad("plugin path " + strconv.Quote(c.Path) + " is not absolute")
+	}
+	if c.SHA256 == "" {
+		return bad("no SHA-256 pinned for plugin " + c.Path)
+	}
+	pin, err := parsePin(c.SHA256)
+	if err != nil {
+		return Config{}, nil, provider.WithOp("plugin config", c.Path, err)
+	}
+	if len(c.Args) > maxArgs || len(c.Env) > maxEnv {
+		return bad("more than " + strconv.Itoa(maxArgs) + " arguments or environment entries")
+	}
+	for _, a := range c.Args {
+		if len(a) > maxArgLen || strings.IndexByte(a, 0) >= 0 {
+			return bad("an argument is over " + strconv.Itoa(maxArgLen) + " bytes or holds a NUL byte")
+		}
+	}
+	for _, e := range c.Env {
+		name, _, ok := strings.Cut(e, "=")
+		switch {
+		case !ok || name == "":
+			return bad("environment entry is not NAME=value")
+		case len(e) > maxArgLen || strings.IndexByte(e, 0) >= 0:
+			return bad("environment entry " + strconv.Quote(name) + " is over " + strconv.Itoa(maxArgLen) + " bytes or holds a NUL byte")
+		case strings.HasPrefix(name, "PLUGIN_") || name == Handshake.MagicCookieKey:
+			return bad("environment variable " + strconv.Quote(name) + " is reserved for go-plugin")
+		}
+	}
+	for _, d := range []time.Duration{c.CallTimeout, c.StartTimeout, c.RestartBackoff, c.MaxBackoff, c.CoolDown} {
+		if d < 0 {
+			return bad("negative duration")
+		}
+	}
+	if c.MaxReply < 0 || c.MaxReply > maxReplyUB || c.MaxRestarts < 0 {
+		return bad("MaxReply must be 0 to " + strconv.Itoa(maxReplyUB) + " and MaxRestarts at least 0")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.CallTimeout, DefaultCallTimeout)
+	def(&c.StartTimeout, DefaultStartTimeout)
+	def(&c.RestartBackoff, DefaultRestartBackoff)
+	def(&c.MaxBackoff, DefaultMaxBackoff)
+	def(&c.CoolDown, DefaultCoolDown)
+	if c.MaxReply == 0 {
+		c.MaxReply = DefaultMaxReply
+	}
+	if c.MaxRestarts == 0 {
+		c.MaxRestarts = DefaultMaxRestarts
+	}
+	c.Args = append([]string(nil), c.Args...)
+	c.Env = append([]string(nil), c.Env...)
+	return c, pin, nil
+}
+
+// Client is a provider.Provider served by a plugin process that it
+// supervises. See the package documentation for what it guarantees. It is
+// safe for concurrent use. Close stops the plugin.
+type Client struct {
+	cfg   Config
+	name  string // the binary's base name
+	label string // "plugin <name>"
+	root  string // private directory, removed by Close
+	bin   string // the verified copy
+	work  string // the plugin's working directory
+	log   *slog.Logger
+	hlog  hclog.Logger
+	info  provider.Info // announced at Launch; never changes
+
+	cur    atomic.Pointer[instance]
+	closed atomic.Bool
+	done   chan struct{} // closed by Close
+
+	// gate is held (a token in the channel) while (re)starting or
+	// closing; the fields below are guarded by it.
+	gate        chan struct{}
+	failures    int
+	lastFailure time.Time
+	coolUntil   time.Time
+}
+
+var _ provider.Provider = (*Client)(nil)
+
+// instance is one running plugin process and its connection.
+type instance struct {
+	gp     *goplugin.Client
+	run    *procRunner
+	r      *remote
+	served atomic.Bool // a call succeeded on it
+	lost   atomic.Bool // its connection failed
+}
+
+// usable reports whether calls may go to in.
+func (in *instance) usable() bool { return !in.lost.Load() && !in.run.done() }
+
+// Launch copies and verifies the plugin binary named by cfg, starts it,
+// and returns a client once the plugin has answered Info with a valid
+// description. ctx bounds the start (as does cfg.StartTimeout); it is not
+// kept.
+//
+// Errors: EINVAL for a bad Config; ENOENT for a missing binary; EPERM for
+// a symbolic link or a checksum mismatch (the message names both sums);
+// EUNAVAILABLE when the plugin does not start or complete the handshake
+// (its stderr is in cfg.Logger); EIO for an invalid Info.
+func Launch(ctx context.Context, cfg Config) (*Client, error) {
+	cfg, pin, err := cfg.normalize()
+	if err != nil {
+		return nil, err
+	}
+	root, binDir, work, err := makePrivateDirs()
+	if err != nil {
+		return nil, err
+	}
+	name := filepath.Base(cfg.Path)
+	c := &Client{
+		cfg:   cfg,
+		name:  name,
+		label: "plugin " + name,
+		root:  root,
+		bin:   filepath.Join(binDir, name),
+		work:  work,
+		log:   cfg.Logger,
+		done:  make(chan struct{}),
+		gate:  make(chan struct{}, 1),
+	}
+	if c.log != nil {
+		c.log = c.log.With("plugin", name)
+	}
+	c.hlog = newHCLogger(c.log)
+	if err := copyVerified(cfg.Path, pin, c.bin); err != nil {
+		c.removeRoot()
+		return nil, err
+	}
+	in, err := c.start(ctx)
+	if err != nil {
+		c.removeRoot()
+		return nil, err
+	}
+	c.info = in.r.info
+	c.cur.Store(in)
+	c.logf(slog.LevelInfo, "plugin started", "provider", c.info.Name, "pid", in.run.processID())
+	return c, nil
+}
+
+// removeRoot removes the private directory after a failed Launch; a
+// failure is logged, since the Launch error is what the caller needs.
+func (c *Client) removeRoot() {
+	if err := os.RemoveAll(c.root); err != nil {
+		c.logf(slog.LevelWarn, "could not remove the plugin's private directory", "dir", c.root, "error", err.Error())
+	}
+}
+
+func (c *Client) logf(level slog.Level, msg string, args ...any) {
+	if c.log != nil {
+		c.log.Log(context.Background(), level, msg, args...)
+	}
+}
+
+// start starts one plugin process, connects, and fetches its Info.
+func (c *Client) start(ctx context.Context) (*instance, error) {
+	in := &instance{}
+	var raw io.Writer = io.Discard
+	if c.cfg.rawOutput != nil {
+		raw = c.cfg.rawOutput
+	}
+	gp := goplugin.NewClient(&goplugin.ClientConfig{
+		HandshakeConfig: Handshake,
+		VersionedPlugins: versionedPlugins(&grpcPlugin{stub: stubConfig{
+			label:       c.label,
+			callTimeout: c.cfg.CallTimeout,
+			maxReply:    c.cfg.MaxReply,
+			onLost:      func() { in.lost.Store(true) },
+		}}),
+		RunnerFunc: func(_ hclog.Logger, cmd *exec.Cmd, _ string) (runner.Runner, error) {
+			// cmd carries only go-plugin's variables (SkipHostEnv); the
+			// caller's come first so that go-plugin's win.
+			env := append(append([]string(nil), c.cfg.Env...), cmd.Env...)
+			in.run = newProcRunner(c.bin, c.cfg.Args, env, c.work, c.root)
+			return in.run, nil
+		},
+		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		SkipHostEnv:      true,
+		StartTimeout:     c.cfg.StartTimeout,
+		Logger:           c.hlog,
+		Stderr:           raw,
+		SyncStdout:       stdioWriter(c.log, "stdout", c.cfg.rawOutput),
+		SyncStderr:       stdioWriter(c.log, "stderr", c.cfg.rawOutput),
+		UnixSocketConfig: &goplugin.UnixSocketConfig{TempDir: c.root},
+		// No retries by gRPC: a call reaches the plugin once or fails,
+		// and the client (or its caller) decides what to do.
+		GRPCDialOptions: []grpc.DialOption{grpc.WithDisableRetry()},
+	})
+	in.gp = gp
+
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.StartTimeout)
+	defer cancel()
+	type result struct {
+		s   *stub
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		proto, err := gp.Client()
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		d, err := proto.Dispense(pluginName)
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		s, ok := d.(*stub)
+		if !ok {
+			ch <- result{err: provider.Errorf(provider.EIO, "unexpected plugin client type")}
+			return
+		}
+		ch <- result{s: s}
+	}()
+	var res result
+	pending := false
+	select {
+	case res = <-ch:
+	case <-ctx.Done():
+		res.err, pending = ctx.Err(), true
+	case <-c.done:
+		res.err, pending = provider.Errorf(provider.EUNAVAILABLE, "client closed"), true
+	}
+	if res.err != nil {
+		if pending {
+			go func() {
+				// The start is still under way: wait for it, then kill.
+				<-ch
+				c.kill(in, false)
+			}()
+		} else {
+			// Killing waits for go-plugin to have forwarded all of the
+			// plugin's output, so the log explains the failure by the time
+			// the caller sees it.
+			c.kill(in, false)
+		}
+		return nil, provider.Wrap(provider.EUNAVAILABLE, "starting "+c.label, res.err)
+	}
+	info, err := res.s.fetchInfo(ctx)
+	if err != nil {
+		c.kill(in, false)
+		if code, _ := provider.CodeOf(err); code == provider.EIO {
+			return nil, err
+		}
+		return nil, provider.Wrap(provider.EUNAVAILABLE, "starting "+c.label+": Info", err)
+	}
+	in.r = &remote{stub: res.s, info: info}
+	return in, nil
+}
+
+// kill stops in. Unless graceful, the process is killed at once (a
+// plugin that failed to start or lost its connection cannot be asked).
+// Otherwise go-plugin asks the plugin to exit and waits up to 2 s before
+// killing it; if even that does not finish within killGrace (a stopped
+// process), the process is killed directly.
+func (c *Client) kill(in *instance, graceful bool) {
+	if !graceful && in.run != nil {
+		c.killProcess(in)
+	}
+	done := make(chan struct{})
+	go func() {
+		in.gp.Kill()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return
+	case <-time.After(killGrace):
+	}
+	if in.run != nil {
+		c.killProcess(in)
+	}
+	select {
+	case <-done:
+	case <-time.After(killGrace):
+		// Something still holds the plugin's output pipes (a child
+		// process of the plugin?): stop waiting for go-plugin.
+		c.logf(slog.LevelWarn, "plugin killed, but its output did not close; no longer waiting for it")
+	}
+}
+
+// killProcess sends SIGKILL to in's process; a failure (other than the
+// process being gone already) is logged.
+func (c *Client) killProcess(in *instance) {
+	if err := in.run.Kill(context.Background()); err != nil {
+		c.logf(slog.LevelError, "killing the plugin process failed", "pid", in.run.processID(), "error", err.Error())
+	}
+}
+
+// get returns a usable instance, restarting the plugin when needed.
+func (c *Client) get(ctx context.Context) (*instance, error) {
+	if in := c.cur.Load(); in != nil && in.usable() {
+		return in, nil
+	}
+	return c.restart(ctx)
+}
+
+// backoff returns the wait before the start that follows n consecutive
+// failures.
+func (c *Client) backoff(n int) time.Duration {
+	d := c.cfg.RestartBackoff
+	for i := 1; i < n && d < c.cfg.MaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, c.cfg.MaxBackoff)
+}
+
+// restart replaces a dead instance, one caller at a time.
+func (c *Client) restart(ctx context.Context) (*instance, error) {
+	select {
+	case c.gate <- struct{}{}:
+	case <-ctx.Done():
+		return nil, provider.Wrap(provider.EUNAVAILABLE, "waiting for "+c.label+" to restart", ctx.Err())
+	case <-c.done:
+		return nil, c.closedErr()
+	}
+	defer func() { <-c.gate }()
+	if c.closed.Load() {
+		return nil, c.closedErr()
+	}
+	old := c.cur.Load()
+	if old != nil && old.usable() {
+		return old, nil // restarted by another caller
+	}
+	if old != nil {
+		c.cur.Store(nil)
+		c.kill(old, false)
+		if old.served.Load() {
+			c.failures = 1
+		} else {
+			c.failures++
+		}
+		c.fail(time.Now())
+		c.logf(slog.LevelWarn, "plugin exited or lost its connection; restarting it", "failures", c.failures)
+	}
+	now := time.Now()
+	if now.Before(c.coolUntil) {
+		return nil, provider.Errorf(provider.EUNAVAILABLE, c.label+" failed "+strconv.Itoa(c.failures)+
+			" times; next attempt after "+c.coolUntil.UTC().Format(time.RFC3339)+
+			" (in "+c.coolUntil.Sub(now).Round(time.Millisecond).String()+")")
+	}
+	if c.failures > 0 {
+		wait := time.Until(c.lastFailure.Add(c.backoff(c.failures)))
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil, provider.Wrap(provider.EUNAVAILABLE, "waiting for "+c.label+" to restart", ctx.Err())
+			case <-c.done:
+				t.Stop()
+				return nil, c.closedErr()
+			}
+		}
+	}
+	in, err := c.start(ctx)
+	if err == nil && !sameInfo(in.r.info, c.info) {
+		c.kill(in, false)
+		err = provider.Errorf(provider.EUNAVAILABLE, "restarted "+c.label+" describes itself differently (provider "+
+			strconv.Quote(in.r.info.Name)+", secure "+strconv.FormatBool(in.r.info.Secure)+"; was "+
+			strconv.Quote(c.info.Name)+", secure "+strconv.FormatBool(c.info.Secure)+"); refusing it")
+	}
+	if err != nil && ctx.Err() != nil {
+		// The caller gave up: not the plugin's failure.
+		return nil, provider.WithOp("restart", c.label, err)
+	}
+	if err != nil {
+		c.failures++
+		c.fail(time.Now())
+		c.logf(slog.LevelError, "plugin restart failed", "failures", c.failures, "error", err.Error())
+		return nil, provider.WithOp("restart", c.label, err)
+	}
+	c.cur.Store(in)
+	c.logf(slog.LevelInfo, "plugin restarted", "pid", in.run.processID())
+	return in, nil
+}
+
+// fail records a failure at now; at MaxRestarts consecutive failures the
+// cool-down starts.
+func (c *Client) fail(now time.Time) {
+	c.lastFailure = now
+	if c.failures >= c.cfg.MaxRestarts {
+		c.coolUntil = now.Add(c.cfg.CoolDown)
+	}
+}
+
+func (c *Client) closedErr() error {
+	return provider.Errorf(provider.EUNAVAILABLE, c.label+" client is closed")
+}
+
+// Close stops the plugin (asking it to exit, then killing it) and removes
+// the private directory. Calls in flight fail with EUNAVAILABLE; later
+// calls too. Close is idempotent.
+func (c *Client) Close() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(c.done)
+	c.gate <- struct{}{}
+	in := c.cur.Swap(nil)
+	<-c.gate
+	if in != nil {
+		c.kill(in, true)
+	}
+	if err := os.RemoveAll(c.root); err != nil {
+		return provider.Wrap(provider.EIO, "removing "+c.label+"'s private directory", err)
+	}
+	return nil
+}
+
+// String returns "plugin <binary name>".
+func (c *Client) String() string { return c.label }
+
+// pid returns the process ID of the running plugin, 0 if none (tests).
+func (c *Client) pid() int {
+	if in := c.cur.Load(); in != nil && in.run != nil {
+		return in.run.processID()
+	}
+	return 0
+}
+
+// Info returns the Info the plugin announced at Launch. A restarted
+// plugin must announce the same.
+func (c *Client) Info(context.Context) (provider.Info, error) {
+	i := c.info
+	i.Algorithms = append([]provider.Algorithm(nil), c.info.Algorithms...)
+	return i, nil
+}
+
+// served marks in as having answered a call: a success, or an error of
+// the provider's own (anything but EUNAVAILABLE) over a live connection.
+func served(in *instance, err error) {
+	if in.served.Load() || in.lost.Load() {
+		return
+	}
+	if code, _ := provider.CodeOf(err); err == nil || code != provider.EUNAVAILABLE {
+		in.served.Store(true)
+	}
+}
+
+// Generate implements provider.Provider.
+func (c *Client) Generate(ctx context.Context, ref provider.KeyRef) (provider.Generated, error) {
+	in, err := c.get(ctx)
+	if err != nil {
+		return provider.Generated{}, provider.WithOp("generate", ref.String(), err)
+	}
+	g, err := in.r.Generate(ctx, ref)
+	served(in, err)
+	return g, err
+}
+
+// Sign implements provider.Provider.
+func (c *Client) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	in, err := c.get(ctx)
+	if err != nil {
+		return nil, provider.WithOp("sign", ref.String(), err)
+	}
+	sig, err := in.r.Sign(ctx, ref, h, msg)
+	served(in, err)
+	return sig, err
+}
+
+// Seal implements provider.Provider.
+func (c *Client) Seal(ctx context.Context, ref provider.KeyRef, h provider.Handle, plaintext, aad []byte) ([]byte, error) {
+	in, err := c.get(ctx)
+	if err != nil {
+		return nil, provider.WithOp("seal", ref.String(), err)
+	}
+	out, err := in.r.Seal(ctx, ref, h, plaintext, aad)
+	served(in, err)
+	return out, err
+}
+
+// Open implements provider.Provider.
+func (c *Client) Open(ctx context.Context, ref provider.KeyRef, h provider.Handle, sealed, aad []byte) ([]byte, error) {
+	in, err := c.get(ctx)
+	if err != nil {
+		return nil, provider.WithOp("open", ref.String(), err)
+	}
+	out, err := in.r.Open(ctx, ref, h, sealed, aad)
+	served(in, err)
+	return out, err
+}
+
+// Destroy implements provider.Provider.
+func (c *Client) Destroy(ctx context.Context, ref provider.KeyRef, h provider.Handle) error {
+	in, err := c.get(ctx)
+	if err != nil {
+		return provider.WithOp("destroy", ref.String(), err)
+	}
+	err = in.r.Destroy(ctx, ref, h)
+	served(in, err)
+	return err
+}

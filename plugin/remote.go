@@ -1,0 +1,237 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/nexus-os/keystored/core/provider"
+	"github.com/nexus-os/keystored/internal/rpcerr"
+	"github.com/nexus-os/keystored/plugin/internal/providerpb"
+)
+
+// stubConfig is what the daemon side of a connection needs to know.
+type stubConfig struct {
+	label       string        // "plugin <name>", for messages
+	callTimeout time.Duration // per call
+	maxReply    int           // largest reply message accepted
+	onLost      func()        // called when the connection is lost; may be nil
+}
+
+// stub is the gRPC client of one connection to one plugin process, before
+// the plugin's Info is known.
+type stub struct {
+	rpc  providerpb.ProviderClient
+	cfg  stubConfig
+	opts []grpc.CallOption
+}
+
+func newStub(rpc providerpb.ProviderClient, cfg stubConfig) *stub {
+	return &stub{
+		rpc: rpc,
+		cfg: cfg,
+		opts: []grpc.CallOption{
+			grpc.MaxCallRecvMsgSize(cfg.maxReply),
+			grpc.MaxCallSendMsgSize(maxRequest),
+		},
+	}
+}
+
+// fetchInfo asks the plugin for its Info and checks it.
+func (s *stub) fetchInfo(ctx context.Context) (provider.Info, error) {
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.callTimeout)
+	defer cancel()
+	w, err := s.rpc.Info(cctx, &providerpb.InfoRequest{}, s.opts...)
+	if err != nil {
+		return provider.Info{}, s.callError(ctx, "info", "", err)
+	}
+	return infoFromWire(w)
+}
+
+// callError turns the error of a call into a keystored error. ctx is the
+// caller's context (without the call timeout), to tell a cancellation by
+// the caller from a plugin that did not answer.
+func (s *stub) callError(ctx context.Context, op, key string, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return provider.WithOp(op, key, provider.Wrap(provider.EUNAVAILABLE, "call cancelled", cerr))
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return provider.WithOp(op, key, rpcerr.FromStatus(err))
+	}
+	if hasReason(st) {
+		// The provider's own error, with its code.
+		return rpcerr.FromStatus(err)
+	}
+	// No keystored reason: the failure is the transport's or the client's.
+	switch st.Code() {
+	case codes.DeadlineExceeded:
+		return provider.WithOp(op, key, provider.Errorf(provider.EUNAVAILABLE,
+			s.cfg.label+" did not answer within "+s.cfg.callTimeout.String()))
+	case codes.ResourceExhausted:
+		// Requests are bounded before they are sent, so this is the reply
+		// over MaxCallRecvMsgSize.
+		return provider.WithOp(op, key, provider.Errorf(provider.EIO,
+			s.cfg.label+" reply over "+strconv.Itoa(s.cfg.maxReply)+" bytes refused"))
+	case codes.Unavailable, codes.Canceled:
+		if s.cfg.onLost != nil {
+			s.cfg.onLost()
+		}
+		return provider.WithOp(op, key, provider.Wrap(provider.EUNAVAILABLE,
+			"lost the connection to "+s.cfg.label, errors.New(st.Message())))
+	}
+	return provider.WithOp(op, key, rpcerr.FromStatus(err))
+}
+
+// hasReason reports whether st carries a keystored ErrorInfo.
+func hasReason(st *status.Status) bool {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == rpcerr.Domain {
+			return true
+		}
+	}
+	return false
+}
+
+// remote is a provider.Provider over one connection to one plugin. It
+// checks requests before sending them (key reference, announced
+// algorithm, bounds), bounds every call by the call timeout and checks
+// every reply against the contract's bounds.
+type remote struct {
+	*stub
+	info provider.Info
+}
+
+// badReply is the error for a reply outside the contract.
+func (r *remote) badReply(op string, ref provider.KeyRef, what string) error {
+	return provider.WithOp(op, ref.String(), provider.Errorf(provider.EIO, r.cfg.label+" returned "+what))
+}
+
+// checkRef checks ref before a call: well formed, and of an algorithm the
+// plugin announced.
+func (r *remote) checkRef(op string, ref provider.KeyRef) error {
+	if err := ref.Check(); err != nil {
+		return provider.WithOp(op, "", err)
+	}
+	if !r.info.Supports(ref.Algorithm) {
+		return provider.WithOp(op, ref.String(), provider.Errorf(provider.ENOTSUP,
+			r.cfg.label+" does not announce algorithm "+strconv.Quote(string(ref.Algorithm))))
+	}
+	return nil
+}
+
+// Info returns the Info the plugin announced when it started.
+func (r *remote) Info(context.Context) (provider.Info, error) {
+	i := r.info
+	i.Algorithms = append([]provider.Algorithm(nil), r.info.Algorithms...)
+	return i, nil
+}
+
+// Generate implements provider.Provider.
+func (r *remote) Generate(ctx context.Context, ref provider.KeyRef) (provider.Generated, error) {
+	if err := r.checkRef("generate", ref); err != nil {
+		return provider.Generated{}, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.callTimeout)
+	defer cancel()
+	resp, err := r.rpc.Generate(cctx, &providerpb.GenerateRequest{Ref: refToWire(ref)}, r.opts...)
+	if err != nil {
+		return provider.Generated{}, r.callError(ctx, "generate", ref.String(), err)
+	}
+	g := provider.Generated{PublicKey: resp.GetPublicKey(), Handle: resp.GetHandle()}
+	switch {
+	case len(g.Handle) == 0 || len(g.Handle) > provider.MaxHandle:
+		return provider.Generated{}, r.badReply("generate", ref, "a handle of "+strconv.Itoa(len(g.Handle))+" bytes")
+	case len(g.PublicKey) > provider.MaxPublicKey:
+		return provider.Generated{}, r.badReply("generate", ref, "a public key of "+strconv.Itoa(len(g.PublicKey))+" bytes")
+	}
+	return g, nil
+}
+
+// Sign implements provider.Provider.
+func (r *remote) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	if err := r.checkRef("sign", ref); err != nil {
+		return nil, err
+	}
+	if err := checkSign(ref, h, msg); err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.callTimeout)
+	defer cancel()
+	resp, err := r.rpc.Sign(cctx, &providerpb.SignRequest{Ref: refToWire(ref), Handle: h, Message: msg}, r.opts...)
+	if err != nil {
+		return nil, r.callError(ctx, "sign", ref.String(), err)
+	}
+	sig := resp.GetSignature()
+	if len(sig) == 0 || len(sig) > provider.MaxSignature {
+		return nil, r.badReply("sign", ref, "a signature of "+strconv.Itoa(len(sig))+" bytes")
+	}
+	return sig, nil
+}
+
+// Seal implements provider.Provider.
+func (r *remote) Seal(ctx context.Context, ref provider.KeyRef, h provider.Handle, plaintext, aad []byte) ([]byte, error) {
+	if err := r.checkRef("seal", ref); err != nil {
+		return nil, err
+	}
+	if err := checkSeal(ref, h, plaintext, aad); err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.callTimeout)
+	defer cancel()
+	resp, err := r.rpc.Seal(cctx, &providerpb.SealRequest{Ref: refToWire(ref), Handle: h, Plaintext: plaintext, Aad: aad}, r.opts...)
+	if err != nil {
+		return nil, r.callError(ctx, "seal", ref.String(), err)
+	}
+	out := resp.GetSealed()
+	if len(out) <= len(plaintext) || len(out) > len(plaintext)+provider.MaxSealOverhead {
+		return nil, r.badReply("seal", ref, "a sealed blob of "+strconv.Itoa(len(out))+" bytes for a plaintext of "+strconv.Itoa(len(plaintext)))
+	}
+	return out, nil
+}
+
+// Open implements provider.Provider.
+func (r *remote) Open(ctx context.Context, ref provider.KeyRef, h provider.Handle, sealed, aad []byte) ([]byte, error) {
+	if err := r.checkRef("open", ref); err != nil {
+		return nil, err
+	}
+	if err := checkOpen(ref, h, sealed, aad); err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.callTimeout)
+	defer cancel()
+	resp, err := r.rpc.Open(cctx, &providerpb.OpenRequest{Ref: refToWire(ref), Handle: h, Sealed: sealed, Aad: aad}, r.opts...)
+	if err != nil {
+		return nil, r.callError(ctx, "open", ref.String(), err)
+	}
+	out := resp.GetPlaintext()
+	if len(out) >= len(sealed) || len(out) > provider.MaxSealPlaintext {
+		return nil, r.badReply("open", ref, "a plaintext of "+strconv.Itoa(len(out))+" bytes for a sealed blob of "+strconv.Itoa(len(sealed)))
+	}
+	if out == nil {
+		out = []byte{}
+	}
+	return out, nil
+}
+
+// Destroy implements provider.Provider.
+func (r *remote) Destroy(ctx context.Context, ref provider.KeyRef, h provider.Handle) error {
+	if err := r.checkRef("destroy", ref); err != nil {
+		return err
+	}
+	if err := checkHandle("destroy", ref, h); err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.callTimeout)
+	defer cancel()
+	if _, err := r.rpc.Destroy(cctx, &providerpb.DestroyRequest{Ref: refToWire(ref), Handle: h}, r.opts...); err != nil {
+		return r.callError(ctx, "destroy", ref.String(), err)
+	}
+	return nil
+}

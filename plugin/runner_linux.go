@@ -1,0 +1,9 @@
+package plugin
+
+import "syscall"
+
+// sysProcAttr makes the kernel kill the plugin if the daemon dies, so a
+// plugin never outlives the process that verified and started it.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}

@@ -1,0 +1,8 @@
+//go:build !linux
+
+package plugin
+
+import "syscall"
+
+// sysProcAttr: no parent-death signal outside Linux.
+func sysProcAttr() *syscall.SysProcAttr { return nil }

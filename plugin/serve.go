@@ -1,0 +1,179 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/hashicorp/go-hclog"
+	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	"github.com/nexus-os/keystored/core/provider"
+	"github.com/nexus-os/keystored/internal/rpcerr"
+	"github.com/nexus-os/keystored/plugin/internal/providerpb"
+)
+
+// Serve serves p as a keystored provider plugin over go-plugin's gRPC
+// protocol, under Handshake, speaking wire protocol version 1. It is all a
+// plugin's main needs to call once it has built its provider; it returns
+// when the daemon tells the plugin to stop.
+//
+// Started by hand (without the handshake cookie), the binary says that it
+// is a plugin and exits 1. Started without automatic mutual TLS (no client
+// certificate from the daemon) it refuses to serve and exits 1: keystored
+// never talks to a provider over an unauthenticated channel.
+//
+// Serve never logs requests or replies. go-plugin's own log lines (start,
+// address, shutdown) go to stderr as JSON, which the daemon forwards into
+// its log; so does anything else the plugin writes to stderr or stdout, so
+// a provider must not print payloads or key material.
+func Serve(p provider.Provider) {
+	if p == nil {
+		fmt.Fprintln(os.Stderr, "keystored plugin: plugin.Serve called without a provider")
+		os.Exit(1)
+	}
+	launchedByDaemon := os.Getenv(Handshake.MagicCookieKey) == Handshake.MagicCookieValue
+	if launchedByDaemon && os.Getenv("PLUGIN_CLIENT_CERT") == "" {
+		fmt.Fprintln(os.Stderr, "keystored plugin: refusing to serve without automatic mutual TLS "+
+			"(no client certificate in PLUGIN_CLIENT_CERT); the daemon always enables it")
+		os.Exit(1)
+	}
+	// Without the cookie, go-plugin prints that this binary is a plugin
+	// and exits.
+	goplugin.Serve(&goplugin.ServeConfig{
+		HandshakeConfig:  Handshake,
+		VersionedPlugins: versionedPlugins(&grpcPlugin{impl: p}),
+		GRPCServer:       newGRPCServer,
+		Logger: hclog.New(&hclog.LoggerOptions{
+			Name:       "keystored-plugin",
+			Level:      hclog.Info,
+			Output:     os.Stderr,
+			JSONFormat: true,
+		}),
+	})
+}
+
+// streamWorkers is the number of long-lived goroutines that run calls
+// (more concurrent calls get a goroutine each, as without workers).
+const streamWorkers = 64
+
+// newGRPCServer makes the plugin's gRPC server (go-plugin adds its TLS
+// credentials to opts), with message sizes bounded by the protocol.
+func newGRPCServer(opts []grpc.ServerOption) *grpc.Server {
+	opts = append(opts,
+		grpc.MaxRecvMsgSize(maxRequest),
+		grpc.MaxSendMsgSize(DefaultMaxReply),
+		// Long-lived workers instead of a goroutine per call: a worker's
+		// stack has already grown to what signing needs, so calls do not
+		// pay for stack copying.
+		grpc.NumStreamWorkers(streamWorkers),
+	)
+	return grpc.NewServer(opts...)
+}
+
+// server adapts a provider.Provider to the gRPC service. It rebuilds and
+// checks every key reference and bound before the provider sees a request,
+// passes the call's context through (a cancelled call cancels the
+// provider's work), and turns errors into statuses through rpcerr.
+type server struct {
+	providerpb.UnimplementedProviderServer
+	p provider.Provider
+}
+
+// recovered turns a provider panic into EIO, so that one bad request does
+// not take the plugin down. The panic value is not reported: it might
+// hold request data.
+func recovered(op string, err *error) {
+	if r := recover(); r != nil {
+		*err = rpcerr.ToStatus(provider.Errorf(provider.EIO, "provider panicked during "+op))
+	}
+}
+
+func (s *server) Info(ctx context.Context, _ *providerpb.InfoRequest) (_ *providerpb.InfoResponse, err error) {
+	defer recovered("info", &err)
+	info, err := s.p.Info(ctx)
+	if err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	if err := info.Check(); err != nil {
+		return nil, rpcerr.ToStatus(provider.Wrap(provider.EIO, "provider Info is invalid", err))
+	}
+	return infoToWire(info), nil
+}
+
+func (s *server) Generate(ctx context.Context, req *providerpb.GenerateRequest) (_ *providerpb.GenerateResponse, err error) {
+	defer recovered("generate", &err)
+	ref, err := refFromWire(req.GetRef())
+	if err != nil {
+		return nil, rpcerr.ToStatus(provider.WithOp("generate", "", err))
+	}
+	g, err := s.p.Generate(ctx, ref)
+	if err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	return &providerpb.GenerateResponse{PublicKey: g.PublicKey, Handle: g.Handle}, nil
+}
+
+func (s *server) Sign(ctx context.Context, req *providerpb.SignRequest) (_ *providerpb.SignResponse, err error) {
+	defer recovered("sign", &err)
+	ref, err := refFromWire(req.GetRef())
+	if err != nil {
+		return nil, rpcerr.ToStatus(provider.WithOp("sign", "", err))
+	}
+	if err := checkSign(ref, req.GetHandle(), req.GetMessage()); err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	sig, err := s.p.Sign(ctx, ref, req.GetHandle(), req.GetMessage())
+	if err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	return &providerpb.SignResponse{Signature: sig}, nil
+}
+
+func (s *server) Seal(ctx context.Context, req *providerpb.SealRequest) (_ *providerpb.SealResponse, err error) {
+	defer recovered("seal", &err)
+	ref, err := refFromWire(req.GetRef())
+	if err != nil {
+		return nil, rpcerr.ToStatus(provider.WithOp("seal", "", err))
+	}
+	if err := checkSeal(ref, req.GetHandle(), req.GetPlaintext(), req.GetAad()); err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	out, err := s.p.Seal(ctx, ref, req.GetHandle(), req.GetPlaintext(), req.GetAad())
+	if err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	return &providerpb.SealResponse{Sealed: out}, nil
+}
+
+func (s *server) Open(ctx context.Context, req *providerpb.OpenRequest) (_ *providerpb.OpenResponse, err error) {
+	defer recovered("open", &err)
+	ref, err := refFromWire(req.GetRef())
+	if err != nil {
+		return nil, rpcerr.ToStatus(provider.WithOp("open", "", err))
+	}
+	if err := checkOpen(ref, req.GetHandle(), req.GetSealed(), req.GetAad()); err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	out, err := s.p.Open(ctx, ref, req.GetHandle(), req.GetSealed(), req.GetAad())
+	if err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	return &providerpb.OpenResponse{Plaintext: out}, nil
+}
+
+func (s *server) Destroy(ctx context.Context, req *providerpb.DestroyRequest) (_ *providerpb.DestroyResponse, err error) {
+	defer recovered("destroy", &err)
+	ref, err := refFromWire(req.GetRef())
+	if err != nil {
+		return nil, rpcerr.ToStatus(provider.WithOp("destroy", "", err))
+	}
+	if err := checkHandle("destroy", ref, req.GetHandle()); err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	if err := s.p.Destroy(ctx, ref, req.GetHandle()); err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	return &providerpb.DestroyResponse{}, nil
+}

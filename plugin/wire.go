@@ -1,0 +1,151 @@
+package plugin
+
+import (
+	"strconv"
+
+	"github.com/nexus-os/keystored/core/provider"
+	"github.com/nexus-os/keystored/plugin/internal/providerpb"
+)
+
+// maxRequest bounds one request message on the wire: the largest is Open
+// (a sealed blob, the provider AAD, a handle, a key reference and framing).
+const maxRequest = provider.MaxSealed + provider.MaxProviderAAD + provider.MaxHandle + 4096
+
+// DefaultMaxReply is the default bound on one reply from a plugin: the
+// largest reply is a sealed blob (Seal) or a plaintext (Open).
+const DefaultMaxReply = provider.MaxSealed + 64<<10
+
+// refToWire converts a KeyRef to its wire form.
+func refToWire(r provider.KeyRef) *providerpb.KeyRef {
+	return &providerpb.KeyRef{
+		KeyId:     r.ID.String(),
+		Version:   uint32(r.Version),
+		Algorithm: string(r.Algorithm),
+		Use:       providerpb.Use(r.Use),
+		Provider:  r.Provider,
+	}
+}
+
+// refFromWire rebuilds a KeyRef from the wire, trusting nothing: the key ID
+// is parsed, every field bounded, and the result must pass KeyRef.Check.
+func refFromWire(w *providerpb.KeyRef) (provider.KeyRef, error) {
+	if w == nil {
+		return provider.KeyRef{}, provider.Errorf(provider.EINVAL, "request has no key ref")
+	}
+	if len(w.GetAlgorithm()) > provider.MaxSegment {
+		return provider.KeyRef{}, provider.Errorf(provider.EINVAL, "key ref algorithm is longer than "+strconv.Itoa(provider.MaxSegment)+" bytes")
+	}
+	if len(w.GetProvider()) > provider.MaxProviderName {
+		return provider.KeyRef{}, provider.Errorf(provider.EINVAL, "key ref provider name is longer than "+strconv.Itoa(provider.MaxProviderName)+" bytes")
+	}
+	u := w.GetUse()
+	if u < 0 || u > 255 {
+		return provider.KeyRef{}, provider.Errorf(provider.EINVAL, "key ref use "+strconv.Itoa(int(u))+" is not sign or decrypt")
+	}
+	ref := provider.KeyRef{
+		Version:   provider.Version(w.GetVersion()),
+		Algorithm: provider.Algorithm(w.GetAlgorithm()),
+		Use:       provider.Use(u),
+		Provider:  w.GetProvider(),
+	}
+	if w.GetKeyId() != "" {
+		id, err := provider.ParseKeyID(w.GetKeyId())
+		if err != nil {
+			return provider.KeyRef{}, err
+		}
+		ref.ID = id
+	}
+	if err := ref.Check(); err != nil {
+		return provider.KeyRef{}, err
+	}
+	return ref, nil
+}
+
+// infoToWire converts an Info to its wire form.
+func infoToWire(i provider.Info) *providerpb.InfoResponse {
+	algs := make([]string, len(i.Algorithms))
+	for n, a := range i.Algorithms {
+		algs[n] = string(a)
+	}
+	return &providerpb.InfoResponse{
+		Name:          i.Name,
+		Version:       i.Version,
+		Secure:        i.Secure,
+		Deterministic: i.Deterministic,
+		Algorithms:    algs,
+	}
+}
+
+// infoFromWire rebuilds an Info from the wire and checks it (Info.Check:
+// a segment as name, bounded version, at most MaxAlgorithms distinct
+// algorithm names).
+func infoFromWire(w *providerpb.InfoResponse) (provider.Info, error) {
+	if len(w.GetAlgorithms()) > provider.MaxAlgorithms {
+		return provider.Info{}, provider.Errorf(provider.EIO, "plugin announces more than "+strconv.Itoa(provider.MaxAlgorithms)+" algorithms")
+	}
+	i := provider.Info{
+		Name:          w.GetName(),
+		Version:       w.GetVersion(),
+		Secure:        w.GetSecure(),
+		Deterministic: w.GetDeterministic(),
+		Algorithms:    make([]provider.Algorithm, len(w.GetAlgorithms())),
+	}
+	for n, a := range w.GetAlgorithms() {
+		i.Algorithms[n] = provider.Algorithm(a)
+	}
+	if err := i.Check(); err != nil {
+		return provider.Info{}, provider.Wrap(provider.EIO, "plugin announced an invalid Info", err)
+	}
+	return i, nil
+}
+
+// sameInfo reports whether two Infos are identical.
+func sameInfo(a, b provider.Info) bool {
+	if a.Name != b.Name || a.Version != b.Version || a.Secure != b.Secure ||
+		a.Deterministic != b.Deterministic || len(a.Algorithms) != len(b.Algorithms) {
+		return false
+	}
+	for i := range a.Algorithms {
+		if a.Algorithms[i] != b.Algorithms[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Request checks shared by both sides of the wire: the client checks
+// before sending, the server again before its provider sees anything.
+
+func checkHandle(op string, ref provider.KeyRef, h []byte) error {
+	if len(h) > provider.MaxHandle {
+		return provider.WithOp(op, ref.String(), provider.Errorf(provider.EINVAL, "handle is over "+strconv.Itoa(provider.MaxHandle)+" bytes"))
+	}
+	return nil
+}
+
+func checkSign(ref provider.KeyRef, h, msg []byte) error {
+	if len(msg) > provider.MaxSignMessage {
+		return provider.WithOp("sign", ref.String(), provider.Errorf(provider.EMSGSIZE, "message to sign is over "+strconv.Itoa(provider.MaxSignMessage)+" bytes"))
+	}
+	return checkHandle("sign", ref, h)
+}
+
+func checkSeal(ref provider.KeyRef, h, plaintext, aad []byte) error {
+	switch {
+	case len(plaintext) > provider.MaxSealPlaintext:
+		return provider.WithOp("seal", ref.String(), provider.Errorf(provider.EMSGSIZE, "plaintext is over "+strconv.Itoa(provider.MaxSealPlaintext)+" bytes"))
+	case len(aad) > provider.MaxProviderAAD:
+		return provider.WithOp("seal", ref.String(), provider.Errorf(provider.EMSGSIZE, "associated data is over "+strconv.Itoa(provider.MaxProviderAAD)+" bytes"))
+	}
+	return checkHandle("seal", ref, h)
+}
+
+func checkOpen(ref provider.KeyRef, h, sealed, aad []byte) error {
+	switch {
+	case len(sealed) > provider.MaxSealed:
+		return provider.WithOp("open", ref.String(), provider.Errorf(provider.EMSGSIZE, "sealed message is over "+strconv.Itoa(provider.MaxSealed)+" bytes"))
+	case len(aad) > provider.MaxProviderAAD:
+		return provider.WithOp("open", ref.String(), provider.Errorf(provider.EMSGSIZE, "associated data is over "+strconv.Itoa(provider.MaxProviderAAD)+" bytes"))
+	}
+	return checkHandle("open", ref, h)
+}
