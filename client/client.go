@@ -1,0 +1,240 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
+	"github.com/nexus-os/keystored/core/provider"
+	"github.com/nexus-os/keystored/internal/rpcerr"
+)
+
+// MaxMessageSize is the largest gRPC message the client sends or receives,
+// the same bound as the daemon's.
+const MaxMessageSize = 8 << 20
+
+// DefaultDialTimeout bounds how long Dial waits for the connection when
+// ctx has no earlier deadline.
+const DefaultDialTimeout = 5 * time.Second
+
+// InsecureHeader is the response header a daemon running the INSECURE
+// test provider sets to "true".
+const InsecureHeader = "keystored-insecure"
+
+// Option configures Dial.
+type Option func(*options)
+
+type options struct {
+	dialTimeout time.Duration
+	grpcOpts    []grpc.DialOption
+}
+
+// WithDialTimeout sets how long Dial waits for the daemon (default
+// DefaultDialTimeout). A shorter deadline on Dial's ctx wins.
+func WithDialTimeout(d time.Duration) Option {
+	return func(o *options) { o.dialTimeout = d }
+}
+
+// WithGRPCOptions adds gRPC dial options (interceptors, for instance). The
+// transport stays the Unix socket.
+func WithGRPCOptions(opts ...grpc.DialOption) Option {
+	return func(o *options) { o.grpcOpts = append(o.grpcOpts, opts...) }
+}
+
+// Client is a connection to keystored. It is safe for concurrent use; all
+// calls share one gRPC connection.
+type Client struct {
+	socket   string
+	conn     *grpc.ClientConn
+	keys     keystorev1.KeysClient
+	store    keystorev1.StoreClient
+	anchors  keystorev1.TrustAnchorsClient
+	insecure atomic.Bool
+	dialErr  atomic.Pointer[error]
+}
+
+// Dial connects to the daemon listening on the Unix socket at socketPath
+// and waits until the connection is up (bounded by ctx and the dial
+// timeout). A missing socket, a refused connection or a timeout give an
+// error wrapping ErrUnavailable that names the socket; a socket the caller
+// may not open gives ErrPermission.
+func Dial(ctx context.Context, socketPath string, opts ...Option) (*Client, error) {
+	o := options{dialTimeout: DefaultDialTimeout}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if socketPath == "" {
+		return nil, provider.Errorf(provider.EINVAL, "no keystored socket path given")
+	}
+	abs, err := filepath.Abs(socketPath)
+	if err != nil {
+		return nil, provider.Wrap(provider.EINVAL, "socket path "+socketPath, err)
+	}
+	if err := checkSocket(socketPath, abs); err != nil {
+		return nil, err
+	}
+	c := &Client{socket: socketPath}
+	dialer := func(ctx context.Context, _ string) (net.Conn, error) {
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "unix", abs)
+		if err != nil {
+			c.dialErr.Store(&err)
+		}
+		return conn, err
+	}
+	dopts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()), // a Unix socket: the kernel vouches for the peer
+		grpc.WithContextDialer(dialer),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
+	}, o.grpcOpts...)
+	conn, err := grpc.NewClient("unix://"+abs, dopts...)
+	if err != nil {
+		return nil, provider.Wrap(provider.EINVAL, "keystored socket "+socketPath, err)
+	}
+	c.conn = conn
+	c.keys = keystorev1.NewKeysClient(conn)
+	c.store = keystorev1.NewStoreClient(conn)
+	c.anchors = keystorev1.NewTrustAnchorsClient(conn)
+	if err := c.waitReady(ctx, o.dialTimeout); err != nil {
+		_ = conn.Close() // the dial error is the one to report
+		return nil, err
+	}
+	return c, nil
+}
+
+// checkSocket gives a clear error before gRPC tries to connect.
+func checkSocket(path, abs string) error {
+	st, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return provider.Errorf(provider.EUNAVAILABLE, "no keystored socket at "+path)
+	case errors.Is(err, fs.ErrPermission):
+		return provider.Errorf(provider.EPERM, "keystored socket "+path+": permission denied")
+	case err != nil:
+		return provider.Wrap(provider.EUNAVAILABLE, "keystored socket "+path, err)
+	case st.Mode()&fs.ModeSocket == 0:
+		return provider.Errorf(provider.EUNAVAILABLE, path+" is not a socket (is it the keystored socket?)")
+	}
+	return nil
+}
+
+// waitReady connects and waits for the Ready state.
+func (c *Client) waitReady(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c.conn.Connect()
+	for {
+		s := c.conn.GetState()
+		switch s {
+		case connectivity.Ready:
+			return nil
+		case connectivity.TransientFailure, connectivity.Shutdown:
+			return c.unavailable(nil)
+		}
+		if !c.conn.WaitForStateChange(ctx, s) {
+			return c.unavailable(ctx.Err())
+		}
+	}
+}
+
+// unavailable builds the error for a daemon that cannot be reached,
+// naming the socket and the last dial error.
+func (c *Client) unavailable(cause error) error {
+	if p := c.dialErr.Load(); p != nil {
+		if errors.Is(*p, syscall.EACCES) || errors.Is(*p, syscall.EPERM) {
+			return provider.Wrap(provider.EPERM, "keystored socket "+c.socket+": permission denied", *p)
+		}
+		if cause == nil {
+			cause = *p
+		}
+	}
+	if cause == nil {
+		cause = errors.New("connection failed")
+	}
+	return provider.Wrap(provider.EUNAVAILABLE, "cannot reach keystored at "+c.socket, cause)
+}
+
+// Close closes the connection. Calls in flight fail with ErrUnavailable.
+func (c *Client) Close() error {
+	if err := c.conn.Close(); err != nil {
+		return provider.Wrap(provider.EIO, "closing keystored connection", err)
+	}
+	return nil
+}
+
+// Socket returns the socket path given to Dial.
+func (c *Client) Socket() string { return c.socket }
+
+// Insecure reports whether any response seen so far came from a daemon
+// running the INSECURE test provider (header "keystored-insecure: true").
+// Such a daemon's keys derive from a known seed: they are not secret.
+func (c *Client) Insecure() bool { return c.insecure.Load() }
+
+// call runs one RPC: it records the insecure header and maps the error
+// through the shared table (rpcerr). It reports whether this response was
+// marked insecure.
+func call[Req, Resp any](ctx context.Context, c *Client, f func(context.Context, Req, ...grpc.CallOption) (Resp, error), req Req) (Resp, bool, error) {
+	var hdr metadata.MD
+	resp, err := f(ctx, req, grpc.Header(&hdr))
+	insec := false
+	if v := hdr.Get(InsecureHeader); len(v) > 0 && v[0] == "true" {
+		insec = true
+		c.insecure.Store(true)
+	}
+	if err != nil {
+		return resp, insec, c.mapError(ctx, err)
+	}
+	return resp, insec, nil
+}
+
+// mapError turns an RPC error into a keystored error.
+func (c *Client) mapError(ctx context.Context, err error) error {
+	mapped := rpcerr.FromStatus(err)
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return &ctxError{err: provider.Wrap(provider.EUNAVAILABLE, "call to keystored at "+c.socket+" ended", ctxErr), ctx: ctxErr}
+	}
+	if code, _ := provider.CodeOf(mapped); code == provider.EUNAVAILABLE && !hasReason(err) {
+		// The transport failed (the daemon is gone), not the daemon.
+		return c.unavailable(mapped)
+	}
+	return mapped
+}
+
+// hasReason reports whether err is a status carrying keystored's
+// ErrorInfo, that is an error the daemon itself returned.
+func hasReason(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok {
+		return false
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == rpcerr.Domain {
+			return true
+		}
+	}
+	return false
+}
+
+// ctxError is an error caused by the caller's context: it matches both
+// ErrUnavailable and the context error.
+type ctxError struct {
+	err error
+	ctx error
+}
+
+func (e *ctxError) Error() string   { return e.err.Error() }
+func (e *ctxError) Unwrap() []error { return []error{e.err, e.ctx} }

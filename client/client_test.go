@@ -1,0 +1,164 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nexus-os/keystored/client"
+	"github.com/nexus-os/keystored/client/clienttest"
+)
+
+// dial starts a fake with opts and returns a client connected to it.
+func dial(t *testing.T, opts clienttest.Options) (*client.Client, *clienttest.Server) {
+	t.Helper()
+	srv := clienttest.Start(t, opts)
+	c, err := client.Dial(context.Background(), srv.Socket)
+	if err != nil {
+		t.Fatalf("Dial(%s): %v", srv.Socket, err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return c, srv
+}
+
+func TestDialNoSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "missing.sock")
+	_, err := client.Dial(context.Background(), path)
+	if !errors.Is(err, client.ErrUnavailable) {
+		t.Fatalf("Dial(missing) = %v, want ErrUnavailable", err)
+	}
+	if !strings.Contains(err.Error(), path) {
+		t.Errorf("error %q does not name the socket %s", err, path)
+	}
+}
+
+func TestDialNotASocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := client.Dial(context.Background(), path)
+	if !errors.Is(err, client.ErrUnavailable) || !strings.Contains(err.Error(), "not a socket") {
+		t.Fatalf("Dial(file) = %v, want ErrUnavailable naming 'not a socket'", err)
+	}
+}
+
+func TestDialRefused(t *testing.T) {
+	// A socket file nobody listens on: bind, then close the listener
+	// without unlinking.
+	dir, err := os.MkdirTemp("", "kst-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	path := filepath.Join(dir, "dead.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = client.Dial(context.Background(), path, client.WithDialTimeout(2*time.Second))
+	if !errors.Is(err, client.ErrUnavailable) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Dial(refused) = %v, want ErrUnavailable naming %s", err, path)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("Dial(refused) = %v, want the cause ECONNREFUSED in the chain", err)
+	}
+}
+
+func TestDialEmptyPath(t *testing.T) {
+	if _, err := client.Dial(context.Background(), ""); !errors.Is(err, client.ErrInvalid) {
+		t.Fatalf("Dial(\"\") = %v, want ErrInvalid", err)
+	}
+}
+
+func TestDaemonGoneIsUnavailable(t *testing.T) {
+	c, srv := dial(t, clienttest.Options{})
+	if _, err := c.Create(context.Background(), "p/k", client.CreateOptions{Algorithm: client.Ed25519}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	_, err := c.Get(context.Background(), "p/k")
+	if !errors.Is(err, client.ErrUnavailable) {
+		t.Fatalf("Get after stop = %v, want ErrUnavailable", err)
+	}
+	if !strings.Contains(err.Error(), srv.Socket) {
+		t.Errorf("error %q does not name the socket", err)
+	}
+}
+
+func TestContextErrors(t *testing.T) {
+	c, _ := dial(t, clienttest.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := c.Get(ctx, "p/k")
+	if !errors.Is(err, client.ErrUnavailable) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Get(cancelled ctx) = %v, want ErrUnavailable and context.Canceled", err)
+	}
+	ctx, cancel = context.WithDeadline(context.Background(), time.Unix(1, 0))
+	defer cancel()
+	_, err = c.Get(ctx, "p/k")
+	if !errors.Is(err, client.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Get(expired ctx) = %v, want ErrUnavailable and context.DeadlineExceeded", err)
+	}
+}
+
+func TestInsecureFlag(t *testing.T) {
+	for _, insecure := range []bool{false, true} {
+		c, _ := dial(t, clienttest.Options{Insecure: insecure})
+		if c.Insecure() {
+			t.Fatalf("Insecure() before any call = true")
+		}
+		k, err := c.Create(context.Background(), "p/k", client.CreateOptions{Algorithm: client.Ed25519})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k.Insecure != insecure || c.Insecure() != insecure {
+			t.Errorf("insecure daemon %v: KeyInfo.Insecure = %v, Client.Insecure() = %v", insecure, k.Insecure, c.Insecure())
+		}
+	}
+}
+
+func TestParseKeyRef(t *testing.T) {
+	tests := []struct {
+		in      string
+		key     string
+		version uint32
+		err     error
+	}{
+		{"p/k", "p/k", 0, nil},
+		{"app/p/k@3", "app/p/k", 3, nil},
+		{"p/k@4294967295", "p/k", 4294967295, nil},
+		{"p/k@0", "", 0, client.ErrInvalid},
+		{"p/k@01", "", 0, client.ErrInvalid},
+		{"p/k@-1", "", 0, client.ErrInvalid},
+		{"p/k@4294967296", "", 0, client.ErrInvalid},
+		{"p/k@", "", 0, client.ErrInvalid},
+		{"@1", "", 0, client.ErrInvalid},
+	}
+	for _, tt := range tests {
+		key, v, err := client.ParseKeyRef(tt.in)
+		if tt.err != nil {
+			if !errors.Is(err, tt.err) {
+				t.Errorf("ParseKeyRef(%q) error = %v, want %v", tt.in, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || key != tt.key || v != tt.version {
+			t.Errorf("ParseKeyRef(%q) = %q, %d, %v; want %q, %d", tt.in, key, v, err, tt.key, tt.version)
+		}
+	}
+}

@@ -1,0 +1,36 @@
+// Package client is the typed Go client of keystored, the host key store
+// daemon. It talks gRPC (package keystore.v1) over the daemon's Unix
+// socket; the daemon knows the caller from the kernel (SO_PEERCRED), so a
+// request never names its own identity.
+//
+//	c, err := client.Dial(ctx, "keystore-state/keystored.sock")
+//	if err != nil { ... }
+//	defer c.Close()
+//	key, err := c.Create(ctx, "signing/release", client.CreateOptions{Algorithm: client.Ed25519})
+//	sig, err := c.Sign(ctx, "signing/release", msg)
+//	err = c.Verify(ctx, "signing/release", sig.Version, msg, sig.Signature)
+//
+// Keys are named "<purpose>/<name>" (a key of the caller's own app) or
+// "<app>/<purpose>/<name>" (operators may name any app). A specific
+// version is a separate argument, or "@N" where a method takes a key
+// reference (Signer, ParseKeyRef).
+//
+// # Errors
+//
+// Every error the daemon returns wraps one of the sentinels below (the
+// provider contract's codes), so callers test them with errors.Is:
+//
+//	if errors.Is(err, client.ErrKeyRevoked) { ... }   // or syscall.EKEYREVOKED
+//
+// A daemon that cannot be reached (no socket, connection refused, the
+// daemon going away) gives ErrUnavailable with a message naming the
+// socket. A context that ends gives ErrUnavailable too, and the error also
+// matches context.Canceled or context.DeadlineExceeded.
+//
+// # Insecure daemons
+//
+// A daemon running the INSECURE deterministic test provider marks every
+// response with the header "keystored-insecure: true". KeyInfo.Insecure
+// reports it per key and Client.Insecure reports whether any response seen
+// so far carried it.
+package client

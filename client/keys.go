@@ -1,0 +1,200 @@
+package client
+
+import (
+	"context"
+	"strconv"
+
+	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// Create creates key ("<purpose>/<name>", or "<app>/<purpose>/<name>" for
+// operators) with version 1 as primary. Key IDs are never reused: an
+// existing, revoked or destroyed key gives ErrAlready.
+func (c *Client) Create(ctx context.Context, key string, opts CreateOptions) (KeyInfo, error) {
+	resp, insec, err := call(ctx, c, c.keys.Create, &keystorev1.CreateKeyRequest{
+		Key:       key,
+		Algorithm: string(opts.Algorithm),
+		Policy:    policyProto(opts.Policy),
+	})
+	return keyResult(resp.GetKey(), insec, "create", key, err)
+}
+
+// Get returns key's metadata.
+func (c *Client) Get(ctx context.Context, key string) (KeyInfo, error) {
+	resp, insec, err := call(ctx, c, c.keys.Get, &keystorev1.GetKeyRequest{Key: key})
+	return keyResult(resp.GetKey(), insec, "get", key, err)
+}
+
+// List returns one page of keys. Keys whose files are corrupted are
+// listed in KeyPage.Unreadable and do not fail the listing.
+func (c *Client) List(ctx context.Context, opts ListOptions) (KeyPage, error) {
+	if opts.PageSize < 0 || opts.PageSize > maxPageSize {
+		return KeyPage{}, provider.Errorf(provider.EINVAL, "page size "+strconv.Itoa(opts.PageSize)+" is not 0 .. "+strconv.Itoa(maxPageSize))
+	}
+	resp, insec, err := call(ctx, c, c.keys.List, &keystorev1.ListKeysRequest{
+		App:       opts.App,
+		PageSize:  int32(opts.PageSize),
+		PageToken: opts.PageToken,
+	})
+	if err != nil {
+		return KeyPage{}, err
+	}
+	page := KeyPage{NextPageToken: resp.GetNextPageToken()}
+	for _, m := range resp.GetKeys() {
+		page.Keys = append(page.Keys, keyInfo(m, insec))
+	}
+	for _, u := range resp.GetUnreadable() {
+		var uerr error = provider.EIO
+		if u.GetError() != nil {
+			uerr = detailError(u.GetError())
+		}
+		page.Unreadable = append(page.Unreadable, UnreadableKey{ID: u.GetId(), Err: uerr})
+	}
+	return page, nil
+}
+
+// maxPageSize is the largest page the daemon serves.
+const maxPageSize = 1000
+
+// Rotate makes a new version of key the primary one; the old primary is
+// retired (it still verifies and unseals).
+func (c *Client) Rotate(ctx context.Context, key string) (KeyInfo, error) {
+	resp, insec, err := call(ctx, c, c.keys.Rotate, &keystorev1.RotateKeyRequest{Key: key})
+	return keyResult(resp.GetKey(), insec, "rotate", key, err)
+}
+
+// Revoke revokes every version of key, irreversibly: every later use gives
+// ErrKeyRevoked.
+func (c *Client) Revoke(ctx context.Context, key string) (KeyInfo, error) {
+	resp, insec, err := call(ctx, c, c.keys.Revoke, &keystorev1.RevokeKeyRequest{Key: key})
+	return keyResult(resp.GetKey(), insec, "revoke", key, err)
+}
+
+// RevokeVersion revokes one version of key.
+func (c *Client) RevokeVersion(ctx context.Context, key string, version uint32) (KeyInfo, error) {
+	resp, insec, err := call(ctx, c, c.keys.RevokeVersion, &keystorev1.RevokeKeyVersionRequest{Key: key, Version: int64(version)})
+	return keyResult(resp.GetKey(), insec, "revoke-version", key, err)
+}
+
+// Destroy erases a revoked key's material; its metadata stays as a
+// tombstone. An active key gives ErrPermission (revoke it first).
+func (c *Client) Destroy(ctx context.Context, key string) (KeyInfo, error) {
+	resp, insec, err := call(ctx, c, c.keys.Destroy, &keystorev1.DestroyKeyRequest{Key: key})
+	return keyResult(resp.GetKey(), insec, "destroy", key, err)
+}
+
+// SetPolicy replaces key's policy.
+func (c *Client) SetPolicy(ctx context.Context, key string, p Policy) (KeyInfo, error) {
+	resp, insec, err := call(ctx, c, c.keys.SetPolicy, &keystorev1.SetKeyPolicyRequest{Key: key, Policy: policyProto(p)})
+	return keyResult(resp.GetKey(), insec, "set-policy", key, err)
+}
+
+// keyResult converts a response carrying KeyMetadata.
+func keyResult(m *keystorev1.KeyMetadata, insec bool, op, key string, err error) (KeyInfo, error) {
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	if m == nil {
+		return KeyInfo{}, protocolError(op, key, "no key metadata in the response")
+	}
+	return keyInfo(m, insec), nil
+}
+
+// protocolError reports a response that breaks the API's promises.
+func protocolError(op, key, what string) error {
+	return &provider.Error{Code: provider.EIO, Op: op, Key: key, Msg: "keystored protocol error: " + what}
+}
+
+// PublicKey returns the public key of a version of a signing key; version
+// 0 means the current one.
+func (c *Client) PublicKey(ctx context.Context, key string, version uint32) (PublicKey, error) {
+	resp, _, err := call(ctx, c, c.keys.PublicKey, &keystorev1.PublicKeyRequest{Key: key, Version: int64(version)})
+	if err != nil {
+		return PublicKey{}, err
+	}
+	if len(resp.GetPublicKey()) == 0 || resp.GetVersion() == 0 {
+		return PublicKey{}, protocolError("public-key", key, "empty public key or version 0")
+	}
+	return PublicKey{
+		Key:       resp.GetKey(),
+		Version:   resp.GetVersion(),
+		Algorithm: Algorithm(resp.GetAlgorithm()),
+		Raw:       resp.GetPublicKey(),
+	}, nil
+}
+
+// Sign signs msg (at most 64 KiB) with the primary version of key.
+func (c *Client) Sign(ctx context.Context, key string, msg []byte) (Signature, error) {
+	resp, _, err := call(ctx, c, c.keys.Sign, &keystorev1.SignRequest{Key: key, Message: msg})
+	if err != nil {
+		return Signature{}, err
+	}
+	return signature(resp, key)
+}
+
+func signature(resp *keystorev1.SignResponse, key string) (Signature, error) {
+	if len(resp.GetSignature()) == 0 || resp.GetVersion() == 0 {
+		return Signature{}, protocolError("sign", key, "empty signature or version 0")
+	}
+	return Signature{Key: resp.GetKey(), Version: resp.GetVersion(), Signature: resp.GetSignature()}, nil
+}
+
+// Verify checks sig over msg against the given version of key (the one
+// Sign returned). It returns nil if the signature is valid and an error
+// wrapping ErrBadMessage if it is not; other errors mean the check could
+// not be made (ErrKeyRevoked, ErrNotFound, ...).
+func (c *Client) Verify(ctx context.Context, key string, version uint32, msg, sig []byte) error {
+	resp, _, err := call(ctx, c, c.keys.Verify, &keystorev1.VerifyRequest{Key: key, Version: int64(version), Message: msg, Signature: sig})
+	if err != nil {
+		return err
+	}
+	if !resp.GetValid() {
+		return &provider.Error{Code: provider.EBADMSG, Op: "verify", Key: key + "@" + strconv.FormatUint(uint64(version), 10), Msg: "signature does not verify"}
+	}
+	return nil
+}
+
+// Seal encrypts plaintext (at most 1 MiB) under the primary version of key
+// with aad (at most 64 KiB) as associated data, which Unseal needs again.
+func (c *Client) Seal(ctx context.Context, key string, plaintext, aad []byte) (Sealed, error) {
+	resp, _, err := call(ctx, c, c.keys.Seal, &keystorev1.SealRequest{Key: key, Plaintext: plaintext, Aad: aad})
+	if err != nil {
+		return Sealed{}, err
+	}
+	return sealed(resp.GetSealed(), resp.GetVersion(), "seal", key)
+}
+
+func sealed(data []byte, version uint32, op, key string) (Sealed, error) {
+	if len(data) == 0 || version == 0 {
+		return Sealed{}, protocolError(op, key, "empty sealed data or version 0")
+	}
+	return Sealed{Data: data, Version: version}, nil
+}
+
+// Unseal decrypts what Seal returned. A wrong key, wrong AAD or modified
+// data give an error wrapping ErrBadMessage and no plaintext.
+func (c *Client) Unseal(ctx context.Context, key string, sealedData, aad []byte) (Unsealed, error) {
+	resp, _, err := call(ctx, c, c.keys.Unseal, &keystorev1.UnsealRequest{Key: key, Sealed: sealedData, Aad: aad})
+	if err != nil {
+		return Unsealed{}, err
+	}
+	if resp.GetVersion() == 0 {
+		return Unsealed{}, protocolError("unseal", key, "version 0")
+	}
+	pt := resp.GetPlaintext()
+	if pt == nil {
+		pt = []byte{}
+	}
+	return Unsealed{Plaintext: pt, Version: resp.GetVersion()}, nil
+}
+
+// Rewrap re-seals sealed data under the primary version of key inside the
+// daemon, without returning the plaintext.
+func (c *Client) Rewrap(ctx context.Context, key string, sealedData, aad []byte) (Sealed, error) {
+	resp, _, err := call(ctx, c, c.keys.Rewrap, &keystorev1.RewrapRequest{Key: key, Sealed: sealedData, Aad: aad})
+	if err != nil {
+		return Sealed{}, err
+	}
+	return sealed(resp.GetSealed(), resp.GetVersion(), "rewrap", key)
+}

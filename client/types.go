@@ -1,0 +1,278 @@
+package client
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// Algorithm names a key algorithm ("ed25519", "xchacha20-poly1305", ...).
+type Algorithm = provider.Algorithm
+
+// The algorithms keystored knows. Which ones a daemon offers depends on
+// its provider (ENOTSUP otherwise).
+const (
+	Ed25519           = provider.Ed25519           // sign
+	Ed448             = provider.Ed448             // sign
+	MLDSA44           = provider.MLDSA44           // sign
+	MLDSA65           = provider.MLDSA65           // sign
+	MLDSA87           = provider.MLDSA87           // sign
+	XChaCha20Poly1305 = provider.XChaCha20Poly1305 // decrypt (the daemon's default)
+	ChaCha20Poly1305  = provider.ChaCha20Poly1305  // decrypt
+	AES256GCM         = provider.AES256GCM         // decrypt
+)
+
+// KeyState is the state of a key. The zero KeyState is invalid (a daemon
+// that sent no state).
+type KeyState uint8
+
+// The key states.
+const (
+	KeyActive    KeyState = iota + 1 // usable
+	KeyRevoked                       // no operation works any more; may be destroyed
+	KeyDestroyed                     // material erased; the ID is never reused
+)
+
+var keyStateNames = [...]string{"unspecified", "active", "revoked", "destroyed"}
+
+// String returns "active", "revoked", "destroyed" or "unspecified".
+func (s KeyState) String() string {
+	if int(s) < len(keyStateNames) {
+		return keyStateNames[s]
+	}
+	return "unknown(" + strconv.Itoa(int(s)) + ")"
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s KeyState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// VersionState is the state of one version of a key. The zero value is
+// invalid.
+type VersionState uint8
+
+// The version states.
+const (
+	VersionPrimary   VersionState = iota + 1 // signs and seals; exactly one per active key
+	VersionRetired                           // verifies and unseals only
+	VersionRevoked                           // unusable
+	VersionDestroyed                         // material erased
+)
+
+var versionStateNames = [...]string{"unspecified", "primary", "retired", "revoked", "destroyed"}
+
+// String returns "primary", "retired", "revoked", "destroyed" or
+// "unspecified".
+func (s VersionState) String() string {
+	if int(s) < len(versionStateNames) {
+		return versionStateNames[s]
+	}
+	return "unknown(" + strconv.Itoa(int(s)) + ")"
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s VersionState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Policy holds a key's policy knobs.
+type Policy struct {
+	// MinDecryptionVersion: verify, unseal and rewrap refuse older
+	// versions. 0 allows all.
+	MinDecryptionVersion uint32
+	// RotationPeriod: 0 (off), or at least a minute: the daemon rotates
+	// the key when its primary version is this old.
+	RotationPeriod time.Duration
+}
+
+// KeyVersion describes one version of a key. Times are zero when unset.
+type KeyVersion struct {
+	Version   uint32
+	State     VersionState
+	PublicKey []byte // empty for decrypt keys
+	Created   time.Time
+	Retired   time.Time
+	Revoked   time.Time
+	Destroyed time.Time
+}
+
+// KeyInfo is a key's metadata. It never holds private material.
+type KeyInfo struct {
+	// ID is the full key ID, "<app>/<purpose>/<name>".
+	ID        string
+	Algorithm Algorithm
+	// Uses is ["sign"] or ["decrypt"].
+	Uses           []string
+	State          KeyState
+	CurrentVersion uint32
+	Versions       []KeyVersion
+	Policy         Policy
+	// Provider names the provider holding the key ("software", ...).
+	Provider string
+	// Insecure is true for keys of the INSECURE test provider (from the
+	// key's metadata or the response header): they are not secret.
+	Insecure  bool
+	Created   time.Time
+	Revoked   time.Time
+	Destroyed time.Time
+}
+
+// Version returns the metadata of version v, and false if the key has no
+// such version.
+func (k KeyInfo) Version(v uint32) (KeyVersion, bool) {
+	for _, kv := range k.Versions {
+		if kv.Version == v {
+			return kv, true
+		}
+	}
+	return KeyVersion{}, false
+}
+
+// CreateOptions are the options of Create.
+type CreateOptions struct {
+	// Algorithm of the key; empty means the daemon's default
+	// (xchacha20-poly1305).
+	Algorithm Algorithm
+	// Policy of the key; the zero Policy is the default.
+	Policy Policy
+}
+
+// ListOptions select a page of keys.
+type ListOptions struct {
+	// App: empty means the caller's app (every app for an operator).
+	App string
+	// PageSize: 0 means the daemon's default (100); at most 1000.
+	PageSize int
+	// PageToken: empty for the first page, else KeyPage.NextPageToken.
+	PageToken string
+}
+
+// UnreadableKey is a key whose files in the daemon are corrupted; other
+// keys are unaffected. Err wraps ErrIO (or the code the daemon gave).
+type UnreadableKey struct {
+	ID  string
+	Err error
+}
+
+// KeyPage is one page of a key listing.
+type KeyPage struct {
+	Keys []KeyInfo
+	// NextPageToken is empty on the last page.
+	NextPageToken string
+	Unreadable    []UnreadableKey
+}
+
+// PublicKey is the public key of one version of a signing key.
+type PublicKey struct {
+	// Key is the full key ID.
+	Key       string
+	Version   uint32
+	Algorithm Algorithm
+	// Raw is the raw public key (32 bytes for ed25519, 57 for ed448, the
+	// FIPS 204 encoding for ML-DSA).
+	Raw []byte
+}
+
+// Ref returns "<key>@<version>".
+func (p PublicKey) Ref() string { return p.Key + "@" + strconv.FormatUint(uint64(p.Version), 10) }
+
+// Signature is a signature and the key version that made it.
+type Signature struct {
+	// Key is the full key ID.
+	Key     string
+	Version uint32
+	// Signature is the plain algorithm signature: an Ed25519 signature
+	// verifies with any standard implementation.
+	Signature []byte
+}
+
+// Sealed is a sealed envelope and the key version that sealed it. Data
+// records its version, so Unseal picks the right one by itself.
+type Sealed struct {
+	Data    []byte
+	Version uint32
+}
+
+// Unsealed is an unsealed plaintext and the key version that opened it.
+type Unsealed struct {
+	Plaintext []byte
+	Version   uint32
+}
+
+// ParseKeyRef splits "KEY" or "KEY@N" into the key and the version (0
+// when none is given). N is a decimal from 1 to 4294967295 without sign or
+// leading zeros. The key part is not checked here: the daemon is the
+// authority on names.
+func ParseKeyRef(ref string) (key string, version uint32, err error) {
+	i := strings.LastIndexByte(ref, '@')
+	if i < 0 {
+		return ref, 0, nil
+	}
+	v, err := provider.ParseVersion(ref[i+1:])
+	if err != nil {
+		return "", 0, err
+	}
+	if i == 0 {
+		return "", 0, provider.Errorf(provider.EINVAL, "key reference "+strconv.Quote(ref)+" has no key before @")
+	}
+	return ref[:i], uint32(v), nil
+}
+
+// keyInfo converts the wire metadata.
+func keyInfo(m *keystorev1.KeyMetadata, insecureHeader bool) KeyInfo {
+	k := KeyInfo{
+		ID:             m.GetId(),
+		Algorithm:      Algorithm(m.GetAlgorithm()),
+		Uses:           append([]string(nil), m.GetUses()...),
+		State:          KeyState(m.GetState()),
+		CurrentVersion: m.GetCurrentVersion(),
+		Provider:       m.GetProvider(),
+		Insecure:       m.GetInsecure() || insecureHeader,
+		Created:        timeOf(m.GetCreated()),
+		Revoked:        timeOf(m.GetRevoked()),
+		Destroyed:      timeOf(m.GetDestroyed()),
+		Policy:         policyOf(m.GetPolicy()),
+	}
+	if k.State > KeyDestroyed {
+		k.State = 0
+	}
+	for _, v := range m.GetVersions() {
+		kv := KeyVersion{
+			Version:   v.GetVersion(),
+			State:     VersionState(v.GetState()),
+			PublicKey: v.GetPublicKey(),
+			Created:   timeOf(v.GetCreated()),
+			Retired:   timeOf(v.GetRetired()),
+			Revoked:   timeOf(v.GetRevoked()),
+			Destroyed: timeOf(v.GetDestroyed()),
+		}
+		if kv.State > VersionDestroyed {
+			kv.State = 0
+		}
+		k.Versions = append(k.Versions, kv)
+	}
+	return k
+}
+
+func policyOf(p *keystorev1.KeyPolicy) Policy {
+	return Policy{
+		MinDecryptionVersion: p.GetMinDecryptionVersion(),
+		RotationPeriod:       time.Duration(p.GetRotationPeriodSeconds()) * time.Second,
+	}
+}
+
+func policyProto(p Policy) *keystorev1.KeyPolicy {
+	return &keystorev1.KeyPolicy{
+		MinDecryptionVersion:  p.MinDecryptionVersion,
+		RotationPeriodSeconds: int64(p.RotationPeriod / time.Second),
+	}
+}
+
+func timeOf(ts *timestamppb.Timestamp) time.Time {
+	if ts == nil {
+		return time.Time{}
+	}
+	return ts.AsTime()
+}

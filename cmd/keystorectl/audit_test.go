@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nexus-os/keystored/audit"
+)
+
+// writeAuditLog writes n records to <state>/audit/audit.jsonl.
+func writeAuditLog(t *testing.T, state string, n int) string {
+	t.Helper()
+	path := auditFile(state)
+	l, err := audit.Open(path)
+	if err != nil {
+		t.Fatalf("audit.Open: %v", err)
+	}
+	for i := range n {
+		_, err := l.Append(context.Background(), audit.Record{
+			Time:   time.Date(2026, 1, 1, 0, 0, i, 0, time.UTC),
+			Caller: audit.Caller{UID: 1000, App: "web"},
+			Op:     "keys.sign",
+			Key:    "web/p/k",
+			Result: "ok",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestAuditVerify(t *testing.T) {
+	state := t.TempDir()
+	path := writeAuditLog(t, state, 5)
+
+	r := ok(t, "", nil, "audit", "verify", "--state", state)
+	out := string(r.stdout)
+	if !strings.Contains(out, "ok, 5 records") || !strings.Contains(out, "last seq  5") || !strings.Contains(out, "last hash ") {
+		t.Errorf("audit verify:\n%s", out)
+	}
+	m := decode(t, ok(t, "", nil, "--json", "audit", "verify", "--state", state))
+	if m["ok"] != true || m["records"] != 5.0 || m["last_seq"] != 5.0 || len(m["last_hash"].(string)) != 64 || m["file"] != path {
+		t.Fatalf("audit verify --json = %v", m)
+	}
+	checkpoint := "5:" + m["last_hash"].(string)
+	ok(t, "", nil, "audit", "verify", "--state", state, "--checkpoint", checkpoint)
+	fails(t, "", nil, 2, "audit", "verify", "--state", state, "--checkpoint", "garbage")
+
+	// Change one byte of the third record.
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(data), "\n")
+	third := strings.Replace(lines[2], `"web/p/k"`, `"web/p/j"`, 1)
+	if third == lines[2] {
+		t.Fatalf("line 3 %q has no key to change", lines[2])
+	}
+	lines[2] = third
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = fails(t, "", nil, 74, "audit", "verify", "--state", state)
+	if !strings.Contains(r.stderr, "line 3") || !strings.Contains(r.stderr, "seq 3") || !strings.Contains(r.stderr, "(EBADMSG)\nhint: records before line 3 are intact") {
+		t.Errorf("tampered log: stderr %q", r.stderr)
+	}
+	m = decode(t, fails(t, "", nil, 74, "--json", "audit", "verify", "--state", state))
+	e := m["error"].(map[string]any)
+	if e["reason"] != "EBADMSG" || e["line"] != 3.0 || e["seq"] != 3.0 || e["problem"] == "" || e["exit"] != 74.0 {
+		t.Errorf("tampered log --json = %v", m)
+	}
+
+	// Truncation after the checkpoint is caught only with it.
+	if err := os.WriteFile(path, data[:len(data)-len(lines[4])], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, "", nil, "audit", "verify", "--state", state)
+	fails(t, "", nil, 74, "audit", "verify", "--state", state, "--checkpoint", checkpoint)
+
+	r = fails(t, "", nil, 2, "audit", "verify", "--state", filepath.Join(state, "none"))
+	if !strings.Contains(r.stderr, "(ENOENT)\nhint: no audit log at") {
+		t.Errorf("missing log: stderr %q", r.stderr)
+	}
+}

@@ -1,0 +1,254 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nexus-os/keystored/client"
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+func (a *app) signCommand() *cobra.Command {
+	var in, out string
+	cmd := &cobra.Command{
+		Use:   "sign KEY [--in FILE] [--out FILE]",
+		Short: "Sign a message (stdin or --in) with the key's primary version",
+		Long: `Sign reads a message (at most 64 KiB) from stdin or --in and writes the raw
+signature to stdout or --out. The version that signed is printed on stderr
+("signed by KEY@N"); verify needs it. With --json stdout gets
+{"key","version","signature"} (signature in base64) instead.
+An ed25519 signature verifies with any Ed25519 implementation, e.g.
+  openssl pkeyutl -verify -pubin -inkey key.pem -rawin -in msg -sigfile sig`,
+		Example: `  keystorectl sign signing/release --in release.tar --out release.sig
+  echo -n hello | keystorectl --json sign signing/release`,
+		Args:              exactArgs(1, "one KEY"),
+		ValidArgsFunction: a.completeKeys,
+		RunE: func(_ *cobra.Command, args []string) error {
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			msg, err := a.readInput(in, provider.MaxSignMessage, "message")
+			if err != nil {
+				return err
+			}
+			sig, err := c.Sign(a.ctx, args[0], msg)
+			if err != nil {
+				return useHint(err, "sign", provider.MaxSignMessage, "message")
+			}
+			if a.json {
+				if out != "" {
+					if err := a.writeOutput(out, sig.Signature); err != nil {
+						return err
+					}
+				}
+				return a.emit(struct {
+					Key       string `json:"key"`
+					Version   uint32 `json:"version"`
+					Signature []byte `json:"signature"`
+				}{sig.Key, sig.Version, sig.Signature})
+			}
+			if err := a.writeOutput(out, sig.Signature); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stderr, "keystorectl: signed by %s@%d\n", sig.Key, sig.Version)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&in, "in", "", "read the message from FILE (default stdin)")
+	cmd.Flags().StringVar(&out, "out", "", "write the signature to FILE (default stdout)")
+	return cmd
+}
+
+func (a *app) verifyCommand() *cobra.Command {
+	var in, sigFile string
+	cmd := &cobra.Command{
+		Use:   "verify KEY@N --sig FILE [--in FILE]",
+		Short: "Verify a signature (exit 0 if valid, 74 EBADMSG if not)",
+		Long: `Verify checks the raw signature in --sig over the message from stdin or --in
+against version N of KEY (the version sign reported). A retired version
+still verifies; a revoked key gives EKEYREVOKED (exit 128).`,
+		Example:           `  keystorectl verify signing/release@1 --sig release.sig --in release.tar`,
+		Args:              exactArgs(1, "one KEY@N"),
+		ValidArgsFunction: a.completeKeys,
+		RunE: func(_ *cobra.Command, args []string) error {
+			key, version, err := client.ParseKeyRef(args[0])
+			if err != nil {
+				return err
+			}
+			if version == 0 {
+				return usageError{fmt.Errorf("verify needs KEY@N, the version that signed (sign prints it; see also: keystorectl show %s)", key), "keystorectl verify"}
+			}
+			if (sigFile == "-") && (in == "" || in == "-") {
+				return usageError{fmt.Errorf("--sig and the message cannot both come from stdin"), "keystorectl verify"}
+			}
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			sig, err := a.readInput(sigFile, provider.MaxSignature, "signature")
+			if err != nil {
+				return err
+			}
+			msg, err := a.readInput(in, provider.MaxSignMessage, "message")
+			if err != nil {
+				return err
+			}
+			ref := key + "@" + strconv.FormatUint(uint64(version), 10)
+			if err := c.Verify(a.ctx, key, version, msg, sig); err != nil {
+				if code, _ := client.CodeOf(err); code == provider.EBADMSG {
+					return withHint(err, "the signature was not made by "+ref+" over this message (or the message or signature changed)")
+				}
+				return useHint(err, "verify", provider.MaxSignMessage, "message")
+			}
+			if a.json {
+				return a.emit(struct {
+					Key     string `json:"key"`
+					Version uint32 `json:"version"`
+					Valid   bool   `json:"valid"`
+				}{key, version, true})
+			}
+			return a.printf("valid signature by %s\n", ref)
+		},
+	}
+	cmd.Flags().StringVar(&in, "in", "", "read the message from FILE (default stdin)")
+	cmd.Flags().StringVar(&sigFile, "sig", "", "the raw signature FILE (required)")
+	a.setup(cmd.MarkFlagRequired("sig"))
+	return cmd
+}
+
+func (a *app) sealCommand() *cobra.Command {
+	var in, out, aad string
+	cmd := &cobra.Command{
+		Use:   "seal KEY [--aad STRING] [--in FILE] [--out FILE]",
+		Short: "Encrypt data (stdin or --in) under the key's primary version",
+		Long: `Seal encrypts a plaintext (at most 1 MiB) from stdin or --in and writes the
+sealed envelope (binary; it records the key version) to stdout or --out.
+--aad (at most 64 KiB) is authenticated, not stored: unseal needs it again.
+With --json stdout gets {"key","version","sealed"} (sealed in base64).`,
+		Example:           `  keystorectl seal db/secrets --aad row-7 --in secret.txt --out secret.sealed`,
+		Args:              exactArgs(1, "one KEY"),
+		ValidArgsFunction: a.completeKeys,
+		RunE: func(_ *cobra.Command, args []string) error {
+			if err := checkAAD(aad); err != nil {
+				return err
+			}
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			pt, err := a.readInput(in, provider.MaxSealPlaintext, "plaintext")
+			if err != nil {
+				return err
+			}
+			s, err := c.Seal(a.ctx, args[0], pt, []byte(aad))
+			if err != nil {
+				return useHint(err, "seal", provider.MaxSealPlaintext, "plaintext")
+			}
+			if err := a.writeOutputUnlessJSON(out, s.Data); err != nil {
+				return err
+			}
+			if a.json {
+				return a.emit(struct {
+					Key     string `json:"key"`
+					Version uint32 `json:"version"`
+					Sealed  []byte `json:"sealed"`
+				}{args[0], s.Version, s.Data})
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&in, "in", "", "read the plaintext from FILE (default stdin)")
+	cmd.Flags().StringVar(&out, "out", "", "write the sealed data to FILE (default stdout)")
+	cmd.Flags().StringVar(&aad, "aad", "", "associated data, needed again to unseal")
+	return cmd
+}
+
+func (a *app) unsealCommand() *cobra.Command {
+	var in, out, aad string
+	cmd := &cobra.Command{
+		Use:   "unseal KEY [--aad STRING] [--in FILE] [--out FILE]",
+		Short: "Decrypt sealed data (stdin or --in)",
+		Long: `Unseal decrypts what seal wrote (from stdin or --in) and writes the
+plaintext to stdout or --out (created 0600). The same --aad as for seal is
+needed. A wrong key, wrong AAD or modified data give EBADMSG (exit 74) and
+no output. With --json stdout gets {"key","version","plaintext"} (base64),
+or {"key","version","out"} when --out is given.`,
+		Example:           `  keystorectl unseal db/secrets --aad row-7 --in secret.sealed`,
+		Args:              exactArgs(1, "one KEY"),
+		ValidArgsFunction: a.completeKeys,
+		RunE: func(_ *cobra.Command, args []string) error {
+			if err := checkAAD(aad); err != nil {
+				return err
+			}
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			sealed, err := a.readInput(in, provider.MaxSealed, "sealed data")
+			if err != nil {
+				return err
+			}
+			u, err := c.Unseal(a.ctx, args[0], sealed, []byte(aad))
+			if err != nil {
+				if code, _ := client.CodeOf(err); code == provider.EBADMSG {
+					return withHint(err, "wrong key, wrong --aad, or the sealed data was modified or truncated")
+				}
+				return useHint(err, "unseal", provider.MaxSealed, "sealed data")
+			}
+			if err := a.writeOutputUnlessJSON(out, u.Plaintext); err != nil {
+				return err
+			}
+			if a.json {
+				if out != "" {
+					return a.emit(struct {
+						Key     string `json:"key"`
+						Version uint32 `json:"version"`
+						Out     string `json:"out"`
+					}{args[0], u.Version, out})
+				}
+				return a.emit(struct {
+					Key       string `json:"key"`
+					Version   uint32 `json:"version"`
+					Plaintext []byte `json:"plaintext"`
+				}{args[0], u.Version, u.Plaintext})
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&in, "in", "", "read the sealed data from FILE (default stdin)")
+	cmd.Flags().StringVar(&out, "out", "", "write the plaintext to FILE (default stdout)")
+	cmd.Flags().StringVar(&aad, "aad", "", "the associated data given to seal")
+	return cmd
+}
+
+// writeOutputUnlessJSON writes data to --out, or to stdout unless --json
+// (whose object carries the data instead).
+func (a *app) writeOutputUnlessJSON(out string, data []byte) error {
+	if a.json && (out == "" || out == "-") {
+		return nil
+	}
+	return a.writeOutput(out, data)
+}
+
+// checkAAD checks --aad against its bound before any work.
+func checkAAD(aad string) error {
+	if len(aad) > provider.MaxAAD {
+		return withHint(provider.Errorf(provider.EMSGSIZE, "--aad is larger than "+strconv.Itoa(provider.MaxAAD)+" bytes"),
+			"the AAD may be at most "+sizeString(provider.MaxAAD))
+	}
+	return nil
+}
+
+// useHint gives the usual hints of a key operation's errors.
+func useHint(err error, op string, bound int, what string) error {
+	switch code, _ := client.CodeOf(err); code {
+	case provider.EMSGSIZE:
+		return withHint(err, op+" accepts a "+what+" of at most "+sizeString(bound))
+	case provider.EPERM:
+		return withHint(err, "this key belongs to another app, or you are not allowed, or the key is not for "+op+" (sign/verify need a signing key, seal/unseal a decrypt key)")
+	}
+	return err
+}

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// readInput reads the input named by path ("" or "-" is stdin), at most
+// bound bytes: it reads bound+1 and fails with EMSGSIZE if it got them.
+// what names the input in messages ("message", "plaintext", ...).
+func (a *app) readInput(path string, bound int, what string) ([]byte, error) {
+	var r io.Reader = a.stdin
+	name := "stdin"
+	if path != "" && path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fileError("open", path, err)
+		}
+		defer f.Close()
+		r, name = f, path
+	} else if isTerminal(a.stdin) {
+		fmt.Fprintf(a.stderr, "keystorectl: reading the %s from the terminal; end it with Ctrl-D\n", what)
+	}
+	data, err := io.ReadAll(io.LimitReader(r, int64(bound)+1))
+	if err != nil {
+		return nil, fileError("read", name, err)
+	}
+	if len(data) > bound {
+		return nil, withHint(
+			provider.Errorf(provider.EMSGSIZE, what+" from "+name+" is larger than "+strconv.Itoa(bound)+" bytes"),
+			"a "+what+" may be at most "+sizeString(bound)+"; split the data or seal a key to it instead")
+	}
+	return data, nil
+}
+
+// writeOutput writes data to path ("" or "-" is stdout), byte for byte. A
+// file is created 0600 (it may hold plaintext) or truncated.
+func (a *app) writeOutput(path string, data []byte) error {
+	if path == "" || path == "-" {
+		if _, err := a.stdout.Write(data); err != nil {
+			return fileError("write", "stdout", err)
+		}
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fileError("create", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		_ = f.Close() // the write error is the one to report
+		return fileError("write", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fileError("close", path, err)
+	}
+	return nil
+}
+
+// fileError gives a local file error a code: ENOENT, EPERM or EIO.
+func fileError(op, path string, err error) error {
+	code := provider.EIO
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		code = provider.ENOENT
+	case errors.Is(err, fs.ErrPermission):
+		code = provider.EPERM
+	}
+	wrapped := provider.Wrap(code, op+" "+path, err)
+	if path == "stdin" || path == "stdout" {
+		return wrapped
+	}
+	return withHint(wrapped, "check the file "+path+" (it must exist for --in and --sig; --out creates it)")
+}
+
+// isTerminal reports whether r is a terminal (not merely a character
+// device such as /dev/null).
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// sizeString prints a bound: "65536 bytes (64 KiB)".
+func sizeString(n int) string {
+	s := strconv.Itoa(n) + " bytes"
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		s += " (" + strconv.Itoa(n>>20) + " MiB)"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		s += " (" + strconv.Itoa(n>>10) + " KiB)"
+	}
+	return s
+}

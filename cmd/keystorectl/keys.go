@@ -1,0 +1,253 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nexus-os/keystored/client"
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// algorithms lists the algorithm names for help and completion.
+var algorithms = []string{
+	string(client.Ed25519), string(client.Ed448),
+	string(client.MLDSA44), string(client.MLDSA65), string(client.MLDSA87),
+	string(client.XChaCha20Poly1305), string(client.ChaCha20Poly1305), string(client.AES256GCM),
+}
+
+func (a *app) createCommand() *cobra.Command {
+	var alg string
+	var rotation time.Duration
+	cmd := &cobra.Command{
+		Use:   "create <purpose>/<name> --alg ALG",
+		Short: "Create a key (version 1)",
+		Long: `Create a key of your app, <purpose>/<name>; operators may name any app's
+key as <app>/<purpose>/<name>. Segments are [a-z0-9][a-z0-9._-]*, at most 64
+bytes. Key IDs are never reused (EALREADY).
+
+Algorithms: ` + strings.Join(algorithms, ", ") + `.
+Signing keys sign and verify; the others seal and unseal. Without --alg the
+daemon's default is used (xchacha20-poly1305).`,
+		Example: `  keystorectl create signing/release --alg ed25519
+  keystorectl create db/secrets --alg xchacha20-poly1305`,
+		Args: exactArgs(1, "one key name"),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if rotation < 0 {
+				return usageError{fmt.Errorf("--rotation-period must not be negative"), "keystorectl create"}
+			}
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			k, err := c.Create(a.ctx, args[0], client.CreateOptions{
+				Algorithm: client.Algorithm(alg),
+				Policy:    client.Policy{RotationPeriod: rotation},
+			})
+			if err != nil {
+				return createHint(err, alg)
+			}
+			if a.json {
+				return a.emit(toKeyJSON(k))
+			}
+			return a.printf("created %s (%s, version %d)\n", k.ID, k.Algorithm, k.CurrentVersion)
+		},
+	}
+	cmd.Flags().StringVar(&alg, "alg", "", "algorithm: "+strings.Join(algorithms, ", ")+" (default: the daemon's, xchacha20-poly1305)")
+	cmd.Flags().DurationVar(&rotation, "rotation-period", 0, "rotate automatically this often (0: never; at least 1m)")
+	a.setup(cmd.RegisterFlagCompletionFunc("alg", cobra.FixedCompletions(algorithms, cobra.ShellCompDirectiveNoFileComp)))
+	return cmd
+}
+
+func createHint(err error, alg string) error {
+	switch code, _ := client.CodeOf(err); code {
+	case provider.EALREADY:
+		return withHint(err, "key IDs are never reused, even after destroy; pick another name")
+	case provider.ENOTSUP:
+		return withHint(err, "the daemon's provider does not offer "+alg+"; algorithms: "+strings.Join(algorithms, ", "))
+	}
+	return err
+}
+
+func (a *app) listCommand() *cobra.Command {
+	var appID string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List keys (your app's; every app's for operators)",
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(_ *cobra.Command, _ []string) error {
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			var keys []client.KeyInfo
+			var unreadable []client.UnreadableKey
+			opts := client.ListOptions{App: appID, PageSize: 1000}
+			seen := map[string]bool{}
+			for {
+				page, err := c.List(a.ctx, opts)
+				if err != nil {
+					return err
+				}
+				keys = append(keys, page.Keys...)
+				unreadable = append(unreadable, page.Unreadable...)
+				if page.NextPageToken == "" {
+					break
+				}
+				if seen[page.NextPageToken] {
+					return provider.Errorf(provider.EIO, "keystored repeated a page token while listing")
+				}
+				seen[page.NextPageToken] = true
+				opts.PageToken = page.NextPageToken
+			}
+			if a.json {
+				out := struct {
+					Keys       []keyJSON        `json:"keys"`
+					Unreadable []unreadableJSON `json:"unreadable"`
+				}{Keys: []keyJSON{}, Unreadable: []unreadableJSON{}}
+				for _, k := range keys {
+					out.Keys = append(out.Keys, toKeyJSON(k))
+				}
+				for _, u := range unreadable {
+					out.Unreadable = append(out.Unreadable, toUnreadableJSON(u))
+				}
+				return a.emit(out)
+			}
+			if len(keys) == 0 && len(unreadable) == 0 {
+				fmt.Fprintln(a.stderr, "keystorectl: no keys; create one with: keystorectl create <purpose>/<name> --alg ed25519")
+				return nil
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "KEY\tALGORITHM\tSTATE\tVERSION")
+			for _, k := range keys {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", k.ID, k.Algorithm, k.State, k.CurrentVersion)
+			}
+			for _, u := range unreadable {
+				fmt.Fprintf(tw, "%s\t-\tunreadable\t-\n", u.ID)
+			}
+			if err := tw.Flush(); err != nil {
+				return provider.Wrap(provider.EIO, "writing to stdout", err)
+			}
+			for _, u := range unreadable {
+				fmt.Fprintf(a.stderr, "keystorectl: warning: %s is unreadable: %v\n", u.ID, u.Err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&appID, "app", "", "list this app's keys (operators)")
+	return cmd
+}
+
+type unreadableJSON struct {
+	ID    string    `json:"id"`
+	Error errorJSON `json:"error"`
+}
+
+type errorJSON struct {
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+}
+
+func toUnreadableJSON(u client.UnreadableKey) unreadableJSON {
+	code, ok := client.CodeOf(u.Err)
+	if !ok {
+		code = provider.EIO
+	}
+	return unreadableJSON{ID: u.ID, Error: errorJSON{Reason: code.String(), Message: u.Err.Error()}}
+}
+
+// keyCommand builds a "<verb> KEY" command that prints the key.
+func (a *app) keyCommand(use, short, long string, do func(c *client.Client, key string) (client.KeyInfo, string, error)) *cobra.Command {
+	return &cobra.Command{
+		Use:               use + " KEY",
+		Short:             short,
+		Long:              long,
+		Args:              exactArgs(1, "one KEY"),
+		ValidArgsFunction: a.completeKeys,
+		RunE: func(_ *cobra.Command, args []string) error {
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			k, line, err := do(c, args[0])
+			if err != nil {
+				return err
+			}
+			if a.json {
+				return a.emit(toKeyJSON(k))
+			}
+			if line == "" {
+				return printKey(a.stdout, k)
+			}
+			return a.printf("%s\n", line)
+		},
+	}
+}
+
+func (a *app) showCommand() *cobra.Command {
+	return a.keyCommand("show", "Show a key's metadata and versions", "", func(c *client.Client, key string) (client.KeyInfo, string, error) {
+		k, err := c.Get(a.ctx, key)
+		return k, "", err
+	})
+}
+
+func (a *app) rotateCommand() *cobra.Command {
+	return a.keyCommand("rotate", "Make a new version the primary one",
+		`Rotate makes a new version of KEY the primary one: new signatures and sealed
+data use it. The old primary is retired: it still verifies and unseals.`,
+		func(c *client.Client, key string) (client.KeyInfo, string, error) {
+			k, err := c.Rotate(a.ctx, key)
+			if err != nil {
+				return k, "", err
+			}
+			return k, fmt.Sprintf("rotated %s: version %d is primary", k.ID, k.CurrentVersion), nil
+		})
+}
+
+func (a *app) revokeCommand() *cobra.Command {
+	cmd := a.keyCommand("revoke", "Revoke a key (irreversible), or one version with KEY@N",
+		`Revoke KEY: every version, irreversibly. Every later use of the key fails
+with EKEYREVOKED (exit 128). With KEY@N only version N is revoked.`,
+		func(c *client.Client, ref string) (client.KeyInfo, string, error) {
+			key, version, err := client.ParseKeyRef(ref)
+			if err != nil {
+				return client.KeyInfo{}, "", err
+			}
+			if version != 0 {
+				k, err := c.RevokeVersion(a.ctx, key, version)
+				if err != nil {
+					if code, _ := client.CodeOf(err); code == provider.EPERM {
+						err = withHint(err, "the primary version cannot be revoked alone: rotate first, or revoke the whole key (or the key is not yours)")
+					}
+					return k, "", err
+				}
+				return k, fmt.Sprintf("revoked %s@%d", k.ID, version), nil
+			}
+			k, err := c.Revoke(a.ctx, key)
+			if err != nil {
+				return k, "", err
+			}
+			return k, fmt.Sprintf("revoked %s (every version); erase its material with: keystorectl destroy %s", k.ID, k.ID), nil
+		})
+	cmd.Use = "revoke KEY[@N]"
+	return cmd
+}
+
+func (a *app) destroyCommand() *cobra.Command {
+	return a.keyCommand("destroy", "Erase a revoked key's material (the ID stays taken)",
+		`Destroy erases a revoked key's material; its metadata stays as a tombstone
+and its ID is never reused. An active key must be revoked first (EPERM).`,
+		func(c *client.Client, key string) (client.KeyInfo, string, error) {
+			k, err := c.Destroy(a.ctx, key)
+			if err != nil {
+				if code, _ := client.CodeOf(err); code == provider.EPERM {
+					err = withHint(err, "only a revoked key can be destroyed: keystorectl revoke "+key+" (or the key is not yours)")
+				}
+				return k, "", err
+			}
+			return k, fmt.Sprintf("destroyed %s", k.ID), nil
+		})
+}

@@ -1,0 +1,105 @@
+// Command keystorectl is the command line client of keystored: it creates,
+// rotates, revokes and destroys keys, signs, verifies, seals and unseals
+// through the daemon's Unix socket, prints public keys in the usual formats
+// and checks the daemon's audit log.
+//
+//	keystorectl [--socket PATH] [--json] <command>
+//
+// The socket is --socket, else $KEYSTORE_SOCKET, else
+// keystore-state/keystored.sock. Data goes through stdin and stdout by
+// default, byte for byte; --json prints one JSON object per command. The
+// exit status is 0 on success, the Linux errno of a typed error (EPERM 1,
+// ENOENT 2, EKEYREVOKED 128, ...; EUNAVAILABLE 69), or 2 for a usage
+// error. docs/cli.md has every command, output shape and exit code.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/nexus-os/keystored/client"
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run runs keystorectl with args and returns the exit status.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return runEnv(args, stdin, stdout, stderr, os.Getenv)
+}
+
+// runEnv is run with the environment injected (tests).
+func runEnv(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	a := &app{
+		ctx:    context.Background(),
+		stdin:  stdin,
+		stdout: stdout,
+		stderr: stderr,
+		getenv: getenv,
+	}
+	defer a.close()
+	root := a.rootCommand()
+	root.SetArgs(args)
+	err := a.setupErr
+	if err == nil {
+		err = root.Execute()
+	}
+	a.warnInsecure()
+	if err == nil {
+		return 0
+	}
+	if !a.json {
+		a.json = hasJSONFlag(args) // flag parsing may have failed before setting it
+	}
+	return a.fail(err)
+}
+
+// app is one run of keystorectl: its streams, flags and connection.
+type app struct {
+	ctx    context.Context
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	getenv func(string) string
+
+	// global flags
+	socket string
+	json   bool
+
+	client   *client.Client
+	insecure bool  // the insecure warning was printed
+	setupErr error // building the commands failed (a bug)
+}
+
+// setup records the first error of building the commands.
+func (a *app) setup(err error) {
+	if err != nil && a.setupErr == nil {
+		a.setupErr = provider.Wrap(provider.EIO, "keystorectl setup", err)
+	}
+}
+
+// close closes the connection, if any.
+func (a *app) close() {
+	if a.client != nil {
+		if err := a.client.Close(); err != nil {
+			fmt.Fprintf(a.stderr, "keystorectl: warning: %v\n", err)
+		}
+	}
+}
+
+// hasJSONFlag reports whether args hold --json before a "--".
+func hasJSONFlag(args []string) bool {
+	for _, arg := range args {
+		if arg == "--" {
+			return false
+		}
+		if arg == "--json" || arg == "--json=true" {
+			return true
+		}
+	}
+	return false
+}

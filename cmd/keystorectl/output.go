@@ -1,0 +1,149 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nexus-os/keystored/client"
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// emit writes v as one line of JSON on stdout.
+func (a *app) emit(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return provider.Wrap(provider.EIO, "writing JSON to stdout", err)
+	}
+	return nil
+}
+
+// printf writes human output on stdout.
+func (a *app) printf(format string, args ...any) error {
+	if _, err := fmt.Fprintf(a.stdout, format, args...); err != nil {
+		return provider.Wrap(provider.EIO, "writing to stdout", err)
+	}
+	return nil
+}
+
+// keyJSON is a key in --json output.
+type keyJSON struct {
+	ID             string        `json:"id"`
+	Algorithm      string        `json:"algorithm"`
+	Uses           []string      `json:"uses"`
+	State          string        `json:"state"`
+	CurrentVersion uint32        `json:"current_version"`
+	Versions       []versionJSON `json:"versions"`
+	Policy         policyJSON    `json:"policy"`
+	Provider       string        `json:"provider"`
+	Insecure       bool          `json:"insecure"`
+	Created        *time.Time    `json:"created,omitempty"`
+	Revoked        *time.Time    `json:"revoked,omitempty"`
+	Destroyed      *time.Time    `json:"destroyed,omitempty"`
+}
+
+type versionJSON struct {
+	Version   uint32     `json:"version"`
+	State     string     `json:"state"`
+	PublicKey []byte     `json:"public_key,omitempty"` // base64
+	Created   *time.Time `json:"created,omitempty"`
+	Retired   *time.Time `json:"retired,omitempty"`
+	Revoked   *time.Time `json:"revoked,omitempty"`
+	Destroyed *time.Time `json:"destroyed,omitempty"`
+}
+
+type policyJSON struct {
+	MinDecryptionVersion  uint32 `json:"min_decryption_version"`
+	RotationPeriodSeconds int64  `json:"rotation_period_seconds"`
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func toKeyJSON(k client.KeyInfo) keyJSON {
+	j := keyJSON{
+		ID:             k.ID,
+		Algorithm:      string(k.Algorithm),
+		Uses:           k.Uses,
+		State:          k.State.String(),
+		CurrentVersion: k.CurrentVersion,
+		Versions:       []versionJSON{},
+		Policy: policyJSON{
+			MinDecryptionVersion:  k.Policy.MinDecryptionVersion,
+			RotationPeriodSeconds: int64(k.Policy.RotationPeriod / time.Second),
+		},
+		Provider:  k.Provider,
+		Insecure:  k.Insecure,
+		Created:   timePtr(k.Created),
+		Revoked:   timePtr(k.Revoked),
+		Destroyed: timePtr(k.Destroyed),
+	}
+	if j.Uses == nil {
+		j.Uses = []string{}
+	}
+	for _, v := range k.Versions {
+		j.Versions = append(j.Versions, versionJSON{
+			Version:   v.Version,
+			State:     v.State.String(),
+			PublicKey: v.PublicKey,
+			Created:   timePtr(v.Created),
+			Retired:   timePtr(v.Retired),
+			Revoked:   timePtr(v.Revoked),
+			Destroyed: timePtr(v.Destroyed),
+		})
+	}
+	return j
+}
+
+// printKey writes a key for people: one "field value" line each, then the
+// versions.
+func printKey(w io.Writer, k client.KeyInfo) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	row := func(name, value string) { fmt.Fprintf(tw, "%s\t%s\n", name, value) }
+	row("key", k.ID)
+	row("algorithm", string(k.Algorithm))
+	row("uses", strings.Join(k.Uses, ","))
+	row("state", k.State.String())
+	row("version", strconv.FormatUint(uint64(k.CurrentVersion), 10))
+	row("provider", k.Provider)
+	if k.Insecure {
+		row("insecure", "true (INSECURE test provider: not secret)")
+	}
+	if k.Policy.MinDecryptionVersion != 0 {
+		row("min decryption version", strconv.FormatUint(uint64(k.Policy.MinDecryptionVersion), 10))
+	}
+	if k.Policy.RotationPeriod != 0 {
+		row("rotation period", k.Policy.RotationPeriod.String())
+	}
+	row("created", stamp(k.Created))
+	if !k.Revoked.IsZero() {
+		row("revoked", stamp(k.Revoked))
+	}
+	if !k.Destroyed.IsZero() {
+		row("destroyed", stamp(k.Destroyed))
+	}
+	for _, v := range k.Versions {
+		row("version "+strconv.FormatUint(uint64(v.Version), 10), v.State.String()+"\tcreated "+stamp(v.Created))
+	}
+	if err := tw.Flush(); err != nil {
+		return provider.Wrap(provider.EIO, "writing to stdout", err)
+	}
+	return nil
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
