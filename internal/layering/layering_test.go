@@ -29,6 +29,27 @@ var rules = []struct {
 	{"conformance", []string{"core", "core/", "clock", "golang.org/x/crypto", "golang.org/x/sys", "github.com/cloudflare/circl"}},
 }
 
+// forbidden: for each outer package pattern, imports it must never have
+// (prefixes, relative to the module when they start with a letter of a
+// module package, else full paths).
+var forbidden = []struct {
+	pkg  string
+	deny []string
+}{
+	// The plugin layer carries the contract only: no keystore, no storage.
+	{"plugin", []string{module + "/core/storage", module + "/server", module + "/client", module + "/providers/"}},
+	// The client talks to the daemon: it never links the keystore itself.
+	{"client", []string{module + "/core/storage", module + "/core/alg", module + "/server", module + "/plugin", module + "/providers/", module + "/audit"}},
+	// The daemon side never links cgo PKCS#11 (it runs as a plugin binary).
+	{"server", []string{module + "/plugin", module + "/client", "github.com/miekg/pkcs11"}},
+	{"cmd/keystored", []string{"github.com/miekg/pkcs11", module + "/providers/pkcs11"}},
+	{"cmd/keystorectl", []string{module + "/core/storage", module + "/server", module + "/plugin", module + "/providers/"}},
+	// The wire API is generated code only.
+	{"api/", []string{module + "/core", module + "/server"}},
+	// core must not import any outer layer.
+	{"core", []string{module + "/server", module + "/plugin", module + "/client", module + "/providers/", module + "/api/", "google.golang.org/grpc", "github.com/hashicorp/"}},
+}
+
 func TestImportLayers(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Deps}} {{.}}{{end}}`, module+"/...").Output()
 	if err != nil {
@@ -71,6 +92,39 @@ func TestImportLayers(t *testing.T) {
 	}
 	if checked < len(rules) {
 		t.Fatalf("checked %d packages, want at least %d", checked, len(rules))
+	}
+}
+
+func TestForbiddenImports(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Deps}} {{.}}{{end}}`, module+"/...").Output()
+	if err != nil {
+		t.Skipf("go list unavailable (%v): the layering check needs the go command", err)
+	}
+	matched := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		pkg := strings.TrimPrefix(fields[0], module+"/")
+		for _, f := range forbidden {
+			if pkg != f.pkg && !(strings.HasSuffix(f.pkg, "/") && strings.HasPrefix(pkg, f.pkg)) && !strings.HasPrefix(pkg, f.pkg+"/") {
+				continue
+			}
+			matched[f.pkg] = true
+			for _, dep := range fields[1:] {
+				for _, d := range f.deny {
+					if dep == d || strings.HasPrefix(dep, strings.TrimSuffix(d, "/")+"/") || strings.HasSuffix(d, "/") && strings.HasPrefix(dep, d) {
+						t.Errorf("%s imports %s, which its layer forbids", pkg, dep)
+					}
+				}
+			}
+		}
+	}
+	for _, f := range forbidden {
+		if !matched[f.pkg] {
+			t.Errorf("rule for %s matched no package", f.pkg)
+		}
 	}
 }
 
