@@ -21,7 +21,7 @@ import (
 //
 //	go test -run XXX -bench . -benchtime 2s ./core/
 
-func benchKeystore(b *testing.B, a core.Algorithm) (*core.Keystore, core.KeyID) {
+func benchProvider(b *testing.B) provider.Provider {
 	b.Helper()
 	kek := make([]byte, 32)
 	if _, err := rand.Read(kek); err != nil {
@@ -31,6 +31,12 @@ func benchKeystore(b *testing.B, a core.Algorithm) (*core.Keystore, core.KeyID) 
 	if err != nil {
 		b.Fatal(err)
 	}
+	return p
+}
+
+func benchKeystore(b *testing.B, a core.Algorithm) (*core.Keystore, core.KeyID) {
+	b.Helper()
+	p := benchProvider(b)
 	ks, err := core.Open(ctx, core.Options{Storage: storage.NewMemory(), Provider: p, Clock: fixedClock{}, Audit: core.DiscardAudit{}})
 	if err != nil {
 		b.Fatal(err)

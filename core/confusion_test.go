@@ -63,18 +63,17 @@ func TestFilesCopiedAcrossKeysAreRefused(t *testing.T) {
 	// with exactly that version's handle and KeyRef).
 	check := func(t *testing.T, dst file) error {
 		ks := open()
-		e, err := ks.readKey(dst.id)
+		_, rec, err := ks.readKey(dst.id)
 		if err != nil {
 			return err
 		}
-		defer e.mu.RUnlock()
-		if e.rec == nil {
+		if rec == nil {
 			return fmt.Errorf("key vanished")
 		}
 		if dst.v == 0 {
 			return nil // metadata loaded fine: that is a failure to refuse
 		}
-		vr := e.rec.versions[dst.v-1]
+		vr := rec.versions[dst.v-1]
 		h, err := ks.handle(vr)
 		if err != nil {
 			return err

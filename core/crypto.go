@@ -73,21 +73,18 @@ func (k *Keystore) primary(ctx context.Context, c Caller, op Op, id KeyID, use U
 		return fail(err)
 	}
 	for attempt := 0; ; attempt++ {
-		e, err := k.readKey(id)
+		e, rec, err := k.readKey(id)
 		if err != nil {
 			return fail(err)
 		}
-		m := metaOf(e.rec)
+		m := metaOf(rec)
 		if err := checkKey(op, m); err != nil {
-			e.mu.RUnlock()
 			return fail(err)
 		}
 		if m.Use != use {
-			e.mu.RUnlock()
 			return fail(provider.Errorf(provider.EPERM, "key is a "+m.Use.String()+" key; "+op.String()+" needs a "+use.String()+" key"))
 		}
 		if m.Policy.RotationPeriod > 0 && attempt == 0 && rotationDue(m, k.clock.Now()) {
-			e.mu.RUnlock()
 			did, err := k.autoRotate(ctx, id)
 			if err != nil {
 				return fail(err)
@@ -97,8 +94,7 @@ func (k *Keystore) primary(ctx context.Context, c Caller, op Op, id KeyID, use U
 			}
 			continue
 		}
-		t := target{vr: e.rec.versions[m.Current-1], spec: e.rec.spec, pub: m.Versions[m.Current-1].PublicKey, idStr: e.idStr}
-		e.mu.RUnlock()
+		t := target{vr: rec.versions[m.Current-1], spec: rec.spec, pub: m.Versions[m.Current-1].PublicKey, idStr: e.idStr}
 		ev.Key, ev.Version = t.idStr, t.vr.ref.Version
 		return t, nil
 	}
@@ -145,12 +141,11 @@ func (k *Keystore) versionRT(c Caller, op Op, id KeyID, v Version, use Use) (*ve
 	if err := authorize(c, id.App()); err != nil {
 		return nil, VersionInfo{}, nil, err
 	}
-	e, err := k.readKey(id)
+	_, rec, err := k.readKey(id)
 	if err != nil {
 		return nil, VersionInfo{}, nil, err
 	}
-	defer e.mu.RUnlock()
-	m := metaOf(e.rec)
+	m := metaOf(rec)
 	if err := checkKey(op, m); err != nil {
 		return nil, VersionInfo{}, nil, err
 	}
@@ -165,7 +160,7 @@ func (k *Keystore) versionRT(c Caller, op Op, id KeyID, v Version, use Use) (*ve
 	}
 	vi, _ := m.Version(v)
 	vi.PublicKey = append([]byte(nil), vi.PublicKey...)
-	return e.rec.versions[v-1], vi, e.rec.spec, nil
+	return rec.versions[v-1], vi, rec.spec, nil
 }
 
 // PublicKey returns the public key of version v (0: the current version)
@@ -280,7 +275,8 @@ func (k *Keystore) countSeal(ctx context.Context, vr *versionRT, spec *alg.Spec)
 	if n <= vr.reserved.Load() {
 		return nil
 	}
-	if e.rec == nil || int(vr.ref.Version) > len(e.rec.versions) || e.rec.versions[vr.ref.Version-1] != vr {
+	rec := e.rec.Load()
+	if rec == nil || int(vr.ref.Version) > len(rec.versions) || rec.versions[vr.ref.Version-1] != vr {
 		return provider.Errorf(provider.EUNAVAILABLE, "key changed during seal; retry")
 	}
 	if err := k.ready(ctx); err != nil {
@@ -295,7 +291,7 @@ func (k *Keystore) countSeal(ctx context.Context, vr *versionRT, spec *alg.Spec)
 		next = spec.SealLimit
 	}
 	vr.reserved.Store(next)
-	if err := k.persist(e.rec); err != nil {
+	if err := k.persist(rec); err != nil {
 		vr.reserved.Store(old)
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nexus-os/keystored/core/alg"
 	"github.com/nexus-os/keystored/core/provider"
@@ -45,21 +46,22 @@ type Keystore struct {
 	checkSigs bool
 	cacheSize int
 
-	// keys maps KeyID to *entry. Reads are lock-free; inserts and
-	// evictions take mu.
-	keys  sync.Map
-	mu    sync.Mutex
-	nkeys int
+	// keys maps each key in memory to its entry; mu guards the map (not
+	// the entries, which have their own locks).
+	mu   sync.RWMutex
+	keys map[KeyID]*entry
 }
 
-// entry holds one key's record. Its lock orders every operation on the
-// key: reads share it, transitions take it exclusively.
+// entry holds one key's record. Readers take the current record with one
+// atomic load and no lock (a record is never changed once published: a
+// transition builds a successor, persists it, then publishes it); the
+// mutex orders transitions and the first load from storage.
 type entry struct {
-	mu      sync.RWMutex
+	mu      sync.Mutex
 	idStr   string
-	loaded  bool
-	evicted bool
-	rec     *record // nil: the key does not exist
+	loaded  atomic.Bool
+	evicted atomic.Bool
+	rec     atomic.Pointer[record] // nil: the key does not exist
 }
 
 // Open opens the keystore in st with provider p. It writes the MANIFEST on
@@ -70,7 +72,7 @@ func Open(ctx context.Context, o Options) (*Keystore, error) {
 		return nil, provider.Errorf(provider.EINVAL, "core.Open needs Storage, Provider, Clock and Audit")
 	}
 	k := &Keystore{st: o.Storage, p: o.Provider, clock: o.Clock, audit: o.Audit, reg: o.Algorithms,
-		checkSigs: o.CheckSignatures, cacheSize: o.CacheSize}
+		checkSigs: o.CheckSignatures, cacheSize: o.CacheSize, keys: map[KeyID]*entry{}}
 	if k.reg == nil {
 		k.reg = alg.Default()
 	}
@@ -149,7 +151,9 @@ func (k *Keystore) checkManifest() error {
 
 // authorize checks that c may act on keys of app.
 func authorize(c Caller, app string) error {
-	if c.Operator {
+	if c.Operator || c.App == app && app != "" {
+		// app comes from a parsed KeyID (a valid segment), so an equal
+		// caller app is valid too.
 		return nil
 	}
 	if provider.CheckSegment("caller app ID", c.App) != nil {
@@ -163,81 +167,80 @@ func authorize(c Caller, app string) error {
 
 // lookup returns the entry for id, creating an empty one.
 func (k *Keystore) lookup(id KeyID) *entry {
-	if e, ok := k.keys.Load(id); ok {
-		return e.(*entry)
+	k.mu.RLock()
+	e := k.keys[id]
+	k.mu.RUnlock()
+	if e != nil {
+		return e
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if e, ok := k.keys.Load(id); ok {
-		return e.(*entry)
+	if e = k.keys[id]; e != nil {
+		return e
 	}
-	if k.nkeys >= k.cacheSize {
+	if len(k.keys) >= k.cacheSize {
 		k.evictLocked()
 	}
-	e := &entry{idStr: id.String()}
-	k.keys.Store(id, e)
-	k.nkeys++
+	e = &entry{idStr: id.String()}
+	k.keys[id] = e
 	return e
 }
 
-// evictLocked drops idle entries until the cache has room. k.mu is held.
+// evictLocked drops idle entries until the cache has room. k.mu is held
+// for writing; an entry whose lock is busy is in use and stays.
 func (k *Keystore) evictLocked() {
 	target := k.cacheSize - k.cacheSize/8 - 1
-	k.keys.Range(func(key, value any) bool {
-		if k.nkeys <= target {
-			return false
+	for id, e := range k.keys {
+		if len(k.keys) <= target {
+			return
 		}
-		e := value.(*entry)
 		if e.mu.TryLock() {
-			e.evicted = true
-			k.keys.Delete(key)
-			k.nkeys--
+			e.evicted.Store(true)
+			delete(k.keys, id)
 			e.mu.Unlock()
 		}
-		return true
-	})
+	}
 }
 
-// readKey returns id's entry read-locked and loaded; release with
-// e.mu.RUnlock().
-func (k *Keystore) readKey(id KeyID) (*entry, error) {
+// readKey returns id's entry and its current record (nil if the key does
+// not exist), loading it from storage on first use. No lock is held on
+// return: the record is an immutable snapshot.
+func (k *Keystore) readKey(id KeyID) (*entry, *record, error) {
 	for {
 		e := k.lookup(id)
-		e.mu.RLock()
-		if e.evicted {
-			e.mu.RUnlock()
+		if e.evicted.Load() {
 			continue
 		}
-		if e.loaded {
-			return e, nil
+		if e.loaded.Load() {
+			return e, e.rec.Load(), nil
 		}
-		e.mu.RUnlock()
-		// Load under the write lock, then retry for a read lock.
+		// Load under the entry's lock, then read again.
 		we, err := k.writeKey(id)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		we.mu.Unlock()
 	}
 }
 
-// writeKey returns id's entry write-locked and loaded; release with
-// e.mu.Unlock().
+// writeKey returns id's entry locked and loaded; release with
+// e.mu.Unlock(). Only the holder of the lock publishes a new record.
 func (k *Keystore) writeKey(id KeyID) (*entry, error) {
 	for {
 		e := k.lookup(id)
 		e.mu.Lock()
-		if e.evicted {
+		if e.evicted.Load() {
 			e.mu.Unlock()
 			continue
 		}
-		if !e.loaded {
+		if !e.loaded.Load() {
 			rec, err := k.load(id)
 			if err != nil {
 				e.mu.Unlock()
 				return nil, err
 			}
-			e.rec, e.loaded = rec, true
+			e.rec.Store(rec)
+			e.loaded.Store(true)
 		}
 		return e, nil
 	}

@@ -56,7 +56,7 @@ func (k *Keystore) create(ctx context.Context, c Caller, id KeyID, o CreateOptio
 		return Metadata{}, err
 	}
 	defer e.mu.Unlock()
-	if err := checkKey(OpCreate, metaOf(e.rec)); err != nil {
+	if err := checkKey(OpCreate, metaOf(e.rec.Load())); err != nil {
 		return Metadata{}, err
 	}
 	if err := k.ready(ctx); err != nil {
@@ -76,7 +76,7 @@ func (k *Keystore) create(ctx context.Context, c Caller, id KeyID, o CreateOptio
 	if err := k.persist(rec); err != nil {
 		return Metadata{}, err
 	}
-	e.rec = rec
+	e.rec.Store(rec)
 	return rec.meta.clone(), nil
 }
 
@@ -144,22 +144,21 @@ func (k *Keystore) get(c Caller, id KeyID) (Metadata, error) {
 	if err := authorize(c, id.App()); err != nil {
 		return Metadata{}, err
 	}
-	e, err := k.readKey(id)
+	_, rec, err := k.readKey(id)
 	if err != nil {
 		return Metadata{}, err
 	}
-	defer e.mu.RUnlock()
-	if err := checkKey(OpGet, metaOf(e.rec)); err != nil {
+	if err := checkKey(OpGet, metaOf(rec)); err != nil {
 		return Metadata{}, err
 	}
-	return e.rec.meta.clone(), nil
+	return rec.meta.clone(), nil
 }
 
 // transition runs a state change on an existing key under its write lock:
 // the lifecycle table, then f, which returns the new record to persist (or
 // nil for no change). The in-memory record changes only after the new
 // metadata is durable.
-func (k *Keystore) transition(ctx context.Context, c Caller, op Op, id KeyID, ev *Event, f func(e *entry, now time.Time) (*record, error)) (Metadata, error) {
+func (k *Keystore) transition(ctx context.Context, c Caller, op Op, id KeyID, ev *Event, f func(rec *record, now time.Time) (*record, error)) (Metadata, error) {
 	if id.IsZero() {
 		return Metadata{}, provider.Errorf(provider.EINVAL, "no key ID")
 	}
@@ -174,20 +173,21 @@ func (k *Keystore) transition(ctx context.Context, c Caller, op Op, id KeyID, ev
 		return Metadata{}, err
 	}
 	defer e.mu.Unlock()
-	if err := checkKey(op, metaOf(e.rec)); err != nil {
+	rec := e.rec.Load()
+	if err := checkKey(op, metaOf(rec)); err != nil {
 		return Metadata{}, err
 	}
 	if err := k.ready(ctx); err != nil {
 		return Metadata{}, err
 	}
-	next, err := f(e, k.clock.Now().UTC())
+	next, err := f(rec, k.clock.Now().UTC())
 	if err != nil {
 		return Metadata{}, err
 	}
 	if err := k.persist(next); err != nil {
 		return Metadata{}, err
 	}
-	e.rec = next
+	e.rec.Store(next)
 	ev.Version = next.meta.Current
 	return next.meta.clone(), nil
 }
@@ -202,8 +202,8 @@ func (r *record) successor() *record {
 // keeps verifying and unsealing.
 func (k *Keystore) Rotate(ctx context.Context, c Caller, id KeyID) (Metadata, error) {
 	ev := k.event(c, OpRotate, id.String())
-	m, err := k.transition(ctx, c, OpRotate, id, &ev, func(e *entry, now time.Time) (*record, error) {
-		return k.rotateLocked(ctx, e.rec, now)
+	m, err := k.transition(ctx, c, OpRotate, id, &ev, func(rec *record, now time.Time) (*record, error) {
+		return k.rotateLocked(ctx, rec, now)
 	})
 	if err = k.finish(ctx, &ev, err); err != nil {
 		return Metadata{}, err
@@ -236,8 +236,8 @@ func (k *Keystore) rotateLocked(ctx context.Context, rec *record, now time.Time)
 // fails with EKEYREVOKED.
 func (k *Keystore) Revoke(ctx context.Context, c Caller, id KeyID) (Metadata, error) {
 	ev := k.event(c, OpRevoke, id.String())
-	m, err := k.transition(ctx, c, OpRevoke, id, &ev, func(e *entry, now time.Time) (*record, error) {
-		next := e.rec.successor()
+	m, err := k.transition(ctx, c, OpRevoke, id, &ev, func(rec *record, now time.Time) (*record, error) {
+		next := rec.successor()
 		next.meta.State, next.meta.Revoked = StateRevoked, now
 		for i := range next.meta.Versions {
 			if v := &next.meta.Versions[i]; v.State != VersionRevoked && v.State != VersionDestroyed {
@@ -257,14 +257,14 @@ func (k *Keystore) Revoke(ctx context.Context, c Caller, id KeyID) (Metadata, er
 func (k *Keystore) RevokeVersion(ctx context.Context, c Caller, id KeyID, v Version) (Metadata, error) {
 	ev := k.event(c, OpRevokeVersion, id.String())
 	ev.Version = v
-	m, err := k.transition(ctx, c, OpRevokeVersion, id, &ev, func(e *entry, now time.Time) (*record, error) {
+	m, err := k.transition(ctx, c, OpRevokeVersion, id, &ev, func(rec *record, now time.Time) (*record, error) {
 		if v == 0 {
 			return nil, provider.Errorf(provider.EINVAL, "no version given")
 		}
-		if err := checkVersion(OpRevokeVersion, &e.rec.meta, v); err != nil {
+		if err := checkVersion(OpRevokeVersion, &rec.meta, v); err != nil {
 			return nil, err
 		}
-		next := e.rec.successor()
+		next := rec.successor()
 		next.meta.Versions[v-1].State, next.meta.Versions[v-1].Revoked = VersionRevoked, now
 		return next, nil
 	})
@@ -281,9 +281,9 @@ func (k *Keystore) RevokeVersion(ctx context.Context, c Caller, id KeyID, v Vers
 // first. A destroy interrupted by a crash can be repeated.
 func (k *Keystore) Destroy(ctx context.Context, c Caller, id KeyID) (Metadata, error) {
 	ev := k.event(c, OpDestroy, id.String())
-	m, err := k.transition(ctx, c, OpDestroy, id, &ev, func(e *entry, now time.Time) (*record, error) {
-		for i, vr := range e.rec.versions {
-			if e.rec.meta.Versions[i].State == VersionDestroyed {
+	m, err := k.transition(ctx, c, OpDestroy, id, &ev, func(rec *record, now time.Time) (*record, error) {
+		for i, vr := range rec.versions {
+			if rec.meta.Versions[i].State == VersionDestroyed {
 				continue
 			}
 			path := handlePath(id, vr.ref.Version)
@@ -304,7 +304,7 @@ func (k *Keystore) Destroy(ctx context.Context, c Caller, id KeyID) (Metadata, e
 			}
 			vr.handle.Store(nil)
 		}
-		next := e.rec.successor()
+		next := rec.successor()
 		next.meta.State, next.meta.Destroyed = StateDestroyed, now
 		for i := range next.meta.Versions {
 			if v := &next.meta.Versions[i]; v.State != VersionDestroyed {
@@ -324,11 +324,11 @@ func isMissingHandle(err error) bool { return errors.Is(err, errHandleMissing) }
 // SetPolicy replaces a key's policy.
 func (k *Keystore) SetPolicy(ctx context.Context, c Caller, id KeyID, p Policy) (Metadata, error) {
 	ev := k.event(c, OpSetPolicy, id.String())
-	m, err := k.transition(ctx, c, OpSetPolicy, id, &ev, func(e *entry, _ time.Time) (*record, error) {
-		if err := checkPolicy(p, e.rec.meta.Current); err != nil {
+	m, err := k.transition(ctx, c, OpSetPolicy, id, &ev, func(rec *record, _ time.Time) (*record, error) {
+		if err := checkPolicy(p, rec.meta.Current); err != nil {
 			return nil, err
 		}
-		next := e.rec.successor()
+		next := rec.successor()
 		next.meta.Policy = p
 		return next, nil
 	})
@@ -446,15 +446,14 @@ func (p *ListPage) lastID() KeyID {
 // listOne loads a key for List; ok is false for a directory that holds no
 // key (e.g. a create that crashed before its metadata was written).
 func (k *Keystore) listOne(id KeyID) (Metadata, bool, error) {
-	e, err := k.readKey(id)
+	_, rec, err := k.readKey(id)
 	if err != nil {
 		return Metadata{}, false, err
 	}
-	defer e.mu.RUnlock()
-	if e.rec == nil {
+	if rec == nil {
 		return Metadata{}, false, nil
 	}
-	return e.rec.meta.clone(), true, nil
+	return rec.meta.clone(), true, nil
 }
 
 // dirNames lists the valid segment names of subdirectories of dir.
@@ -550,19 +549,20 @@ func (k *Keystore) autoRotate(ctx context.Context, id KeyID) (bool, error) {
 	}
 	defer e.mu.Unlock()
 	now := k.clock.Now().UTC()
-	if e.rec == nil || !rotationDue(&e.rec.meta, now) {
+	rec := e.rec.Load()
+	if rec == nil || !rotationDue(&rec.meta, now) {
 		return false, nil
 	}
 	if err := k.ready(ctx); err != nil {
 		return false, err
 	}
-	next, err := k.rotateLocked(ctx, e.rec, now)
+	next, err := k.rotateLocked(ctx, rec, now)
 	if err != nil {
 		return false, err
 	}
 	if err := k.persist(next); err != nil {
 		return false, err
 	}
-	e.rec = next
+	e.rec.Store(next)
 	return true, nil
 }
