@@ -160,6 +160,10 @@ func (s *Server) Insecure() bool { return s.insecure }
 // and keystored_connections_open.
 func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
 
+// StreamWorkers is the number of long-lived goroutines that serve
+// requests; more concurrent requests than this get goroutines of their own.
+const StreamWorkers = 64
+
 // ServerOptions returns the grpc.ServerOptions the services need: peer
 // credentials, the audit and identity interceptor, the request codec,
 // message and stream bounds and keepalive enforcement.
@@ -173,6 +177,9 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
 		grpc.MaxSendMsgSize(MaxResponseBytes),
 		grpc.MaxConcurrentStreams(s.limits.MaxConcurrentStreams),
+		// Long-lived workers keep their grown stacks: a fresh goroutine per
+		// request would grow (copy) its stack on every signature.
+		grpc.NumStreamWorkers(StreamWorkers),
 		grpc.ConnectionTimeout(s.limits.HandshakeTimeout),
 		grpc.MaxHeaderListSize(16 << 10),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
