@@ -24,8 +24,9 @@ var rules = []struct {
 	{"core", []string{"core/", "golang.org/x/crypto", "golang.org/x/sys", "github.com/cloudflare/circl"}},
 	{"clock", nil},
 	{"audit", []string{"core/provider", "golang.org/x/sys"}},
-	{"providers/pkcs11", []string{"core/provider", "core/alg", "core/secret", "github.com/miekg/pkcs11", "golang.org/x/crypto", "golang.org/x/sys", "github.com/cloudflare/circl"}},
-	{"providers/", []string{"core/provider", "core/alg", "core/secret", "providers/internal/", "golang.org/x/crypto", "golang.org/x/sys", "github.com/cloudflare/circl"}},
+	{"internal/privfile", []string{"core/provider"}},
+	{"providers/pkcs11", []string{"core/provider", "core/alg", "core/secret", "internal/privfile", "github.com/miekg/pkcs11", "golang.org/x/crypto", "golang.org/x/sys", "github.com/cloudflare/circl"}},
+	{"providers/", []string{"core/provider", "core/alg", "core/secret", "providers/internal/", "internal/privfile", "golang.org/x/crypto", "golang.org/x/sys", "github.com/cloudflare/circl"}},
 	{"conformance", []string{"core", "core/", "clock", "golang.org/x/crypto", "golang.org/x/sys", "github.com/cloudflare/circl"}},
 }
 

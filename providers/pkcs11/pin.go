@@ -6,6 +6,7 @@ import (
 
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/core/secret"
+	"github.com/nexus-os/keystored/internal/privfile"
 )
 
 // ReadPINFile reads a token PIN from the file at path: a regular file, not
@@ -19,8 +20,12 @@ func ReadPINFile(path string) (secret.Bytes, error) {
 		return secret.Bytes{}, provider.Errorf(provider.EINVAL, "PIN file path is empty")
 	}
 	q := "PIN file " + strconv.Quote(path)
-	b, err := readPrivateFile(path, q, MaxPIN+2)
+	b, err := privfile.Read(path, "PIN file", MaxPIN+2)
 	if err != nil {
+		// A missing or overlong PIN file is a configuration error here.
+		if code, _ := provider.CodeOf(err); code == provider.ENOENT || code == provider.EMSGSIZE {
+			return secret.Bytes{}, provider.Wrap(provider.EINVAL, "bad PIN file", err)
+		}
 		return secret.Bytes{}, err
 	}
 	pin := b

@@ -2,96 +2,27 @@ package software
 
 import (
 	"errors"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 
 	"github.com/nexus-os/keystored/core/provider"
+	"github.com/nexus-os/keystored/internal/privfile"
 )
 
-// readPrivateFile reads the small file at path, which must be a regular
-// file (not a symlink) of at most max bytes, owned by this process's user
-// and without any group or other permission. what names the file in
-// errors ("KEK file", ...). The checks are made on the opened descriptor,
-// after a no-follow open, so the file cannot be swapped between check and
-// read.
+// readPrivateFile reads the private file at path (see package privfile);
+// a file larger than max is corrupt here (EIO).
 func readPrivateFile(path, what string, max int) ([]byte, error) {
-	q := what + " " + strconv.Quote(path)
-	fi, err := os.Lstat(path)
-	if err != nil {
-		return nil, fileError(q, err)
-	}
-	if err := checkPrivate(q, fi); err != nil {
-		return nil, err
-	}
-	f, err := openNoFollow(path)
-	if err != nil {
-		return nil, fileError(q, err)
-	}
-	b, err := readOpened(q, f, max)
-	if cerr := f.Close(); err == nil && cerr != nil {
-		clear(b)
-		return nil, fileError(q, cerr)
+	b, err := privfile.Read(path, what, max)
+	if code, _ := provider.CodeOf(err); code == provider.EMSGSIZE {
+		return nil, provider.Wrap(provider.EIO, "corrupt "+what, err)
 	}
 	return b, err
 }
 
-// readOpened checks the opened file q and reads at most max bytes of it.
-func readOpened(q string, f *os.File, max int) ([]byte, error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fileError(q, err)
-	}
-	if err := checkPrivate(q, fi); err != nil {
-		return nil, err
-	}
-	if err := checkOwner(q, fi); err != nil {
-		return nil, err
-	}
-	if fi.Size() > int64(max) {
-		return nil, provider.Errorf(provider.EIO, q+" is "+strconv.FormatInt(fi.Size(), 10)+
-			" bytes, more than the "+strconv.Itoa(max)+" expected")
-	}
-	b, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
-	if err != nil {
-		clear(b)
-		return nil, fileError(q, err)
-	}
-	if len(b) > max {
-		clear(b)
-		return nil, provider.Errorf(provider.EIO, q+" grew past "+strconv.Itoa(max)+" bytes while being read")
-	}
-	return b, nil
-}
-
-// checkPrivate refuses a symlink, a non-regular file and any group or
-// other permission bit.
-func checkPrivate(q string, fi fs.FileInfo) error {
-	m := fi.Mode()
-	switch {
-	case m&fs.ModeSymlink != 0:
-		return provider.Errorf(provider.EPERM, q+" is a symlink; refusing to follow it (point the option at the real file)")
-	case !m.IsRegular():
-		return provider.Errorf(provider.EPERM, q+" is not a regular file (mode "+m.String()+")")
-	case m.Perm()&0o077 != 0:
-		return provider.Errorf(provider.EPERM, q+" has mode "+m.Perm().String()+
-			"; it must not be accessible by group or others (chmod 600)")
-	}
-	return nil
-}
-
 // fileError maps an os error on the file q to a Code, naming q.
-func fileError(q string, err error) error {
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return provider.Wrap(provider.ENOENT, q+" does not exist", err)
-	case errors.Is(err, fs.ErrPermission):
-		return provider.Wrap(provider.EPERM, q+" is not accessible", err)
-	}
-	return provider.Wrap(provider.EIO, q+" cannot be read", err)
-}
+func fileError(q string, err error) error { return privfile.Error(q, err) }
 
 // createExclusive writes data to a new file at path with mode 0600,
 // atomically and durably: a temporary file in the same directory, fsync,

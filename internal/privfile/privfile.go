@@ -1,6 +1,12 @@
-//go:build unix
-
-package pkcs11
+// Package privfile reads small private files — a KEK, a token PIN, the
+// parameters of a passphrase-derived KEK — refusing anything that could
+// let another user read or swap them.
+//
+// Read opens the file without following a final symlink and checks the
+// opened descriptor: a regular file, owned by the effective user, with no
+// group or other permission bit, at most max bytes. Checking the descriptor
+// (not the path) means the file cannot be replaced between check and read.
+package privfile
 
 import (
 	"errors"
@@ -13,34 +19,38 @@ import (
 	"github.com/nexus-os/keystored/core/provider"
 )
 
-// readPrivateFile reads the small file at path (q names it in errors),
-// which must be a regular file, not a symlink, of at most max bytes,
-// owned by the effective user and without group or other permissions.
-func readPrivateFile(path, q string, max int) ([]byte, error) {
+// Read reads the private file at path; what names it in errors ("KEK
+// file"). Errors: ENOENT if it does not exist; EPERM for a symlink, a
+// non-regular file, group or other permissions, another owner or an
+// unreadable file; EMSGSIZE if it holds more than max bytes; EIO
+// otherwise. Callers map these to their own meaning (a too-large KEK file
+// is corrupt; a too-large PIN file is a configuration error).
+func Read(path, what string, max int) ([]byte, error) {
+	q := what + " " + strconv.Quote(path)
 	fi, err := os.Lstat(path)
 	if err != nil {
-		return nil, fileError(q, err)
+		return nil, Error(q, err)
 	}
 	if err := checkPrivate(q, fi); err != nil {
 		return nil, err
 	}
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, fileError(q, err)
+		return nil, Error(q, err)
 	}
 	b, err := readOpened(q, f, max)
 	if cerr := f.Close(); err == nil && cerr != nil {
 		clear(b)
-		return nil, fileError(q, cerr)
+		return nil, Error(q, cerr)
 	}
 	return b, err
 }
 
-// readOpened checks the opened file again and reads at most max bytes.
+// readOpened checks the opened file q again and reads at most max bytes.
 func readOpened(q string, f *os.File, max int) ([]byte, error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fileError(q, err)
+		return nil, Error(q, err)
 	}
 	if err := checkPrivate(q, fi); err != nil {
 		return nil, err
@@ -54,16 +64,17 @@ func readOpened(q string, f *os.File, max int) ([]byte, error) {
 			", not by this process's uid "+strconv.Itoa(euid))
 	}
 	if fi.Size() > int64(max) {
-		return nil, provider.Errorf(provider.EINVAL, q+" is larger than "+strconv.Itoa(max)+" bytes")
+		return nil, provider.Errorf(provider.EMSGSIZE, q+" is "+strconv.FormatInt(fi.Size(), 10)+
+			" bytes, more than the "+strconv.Itoa(max)+" expected")
 	}
 	b, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
 	if err != nil {
 		clear(b)
-		return nil, fileError(q, err)
+		return nil, Error(q, err)
 	}
 	if len(b) > max {
 		clear(b)
-		return nil, provider.Errorf(provider.EINVAL, q+" grew past "+strconv.Itoa(max)+" bytes while being read")
+		return nil, provider.Errorf(provider.EMSGSIZE, q+" grew past "+strconv.Itoa(max)+" bytes while being read")
 	}
 	return b, nil
 }
@@ -84,15 +95,15 @@ func checkPrivate(q string, fi fs.FileInfo) error {
 	return nil
 }
 
-// fileError maps a file system error.
-func fileError(q string, err error) error {
+// Error maps an os error on the file q to a Code, naming q.
+func Error(q string, err error) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return provider.Wrap(provider.EINVAL, q+" does not exist", err)
-	case errors.Is(err, fs.ErrPermission):
-		return provider.Wrap(provider.EPERM, q+" cannot be read", err)
+		return provider.Wrap(provider.ENOENT, q+" does not exist", err)
 	case errors.Is(err, syscall.ELOOP):
 		return provider.Wrap(provider.EPERM, q+" is a symlink; refusing to follow it", err)
+	case errors.Is(err, fs.ErrPermission):
+		return provider.Wrap(provider.EPERM, q+" is not accessible", err)
 	}
-	return provider.Wrap(provider.EIO, q, err)
+	return provider.Wrap(provider.EIO, q+" cannot be read", err)
 }
