@@ -53,105 +53,72 @@ func runBatch(n int, f func(i int)) {
 	wg.Wait()
 }
 
-// batchSummary records the counts of a finished batch for its audit record.
-func batchSummary(ctx context.Context, items int, failed *atomic.Int64) {
-	if sum := summaryFrom(ctx); sum != nil {
-		sum.setBatch(items, int(failed.Load()))
+// runItems runs one batch: it bounds the request, runs do for every item
+// in parallel (parsing each item's key name), turns each outcome into a
+// result with wrap, and records the counts for the audit record.
+func runItems[Item interface{ GetKey() string }, Resp any, Result any](
+	ctx context.Context, req proto.Message, items []Item,
+	do func(ctx context.Context, c *Caller, id provider.KeyID, item Item) (Resp, error),
+	wrap func(resp Resp, err *keystorev1.ErrorDetail) Result,
+) ([]Result, error) {
+	c := callerOf(ctx)
+	if c == nil {
+		return nil, errNoCaller
 	}
+	if err := checkBatch(len(items), req); err != nil {
+		return nil, err
+	}
+	out := make([]Result, len(items))
+	var failed atomic.Int64
+	runBatch(len(items), func(i int) {
+		id, err := parseKeyName(c, items[i].GetKey())
+		var resp Resp
+		if err == nil {
+			resp, err = do(ctx, c, id, items[i])
+		}
+		if err != nil {
+			failed.Add(1)
+			var zero Resp
+			out[i] = wrap(zero, errorDetail(err))
+			return
+		}
+		out[i] = wrap(resp, nil)
+	})
+	if sum := summaryFrom(ctx); sum != nil {
+		sum.setBatch(len(items), int(failed.Load()))
+	}
+	return out, nil
 }
 
 func (k *keysService) SignBatch(ctx context.Context, req *keystorev1.SignBatchRequest) (*keystorev1.SignBatchResponse, error) {
-	c := callerOf(ctx)
-	if c == nil {
-		return nil, errNoCaller
-	}
-	items := req.GetItems()
-	if err := checkBatch(len(items), req); err != nil {
+	out, err := runItems(ctx, req, req.GetItems(), k.sign,
+		func(r *keystorev1.SignResponse, e *keystorev1.ErrorDetail) *keystorev1.SignResult {
+			return &keystorev1.SignResult{Response: r, Error: e}
+		})
+	if err != nil {
 		return nil, err
 	}
-	out := make([]*keystorev1.SignResult, len(items))
-	var failed atomic.Int64
-	runBatch(len(items), func(i int) {
-		resp, err := k.signItem(ctx, c, items[i])
-		if err != nil {
-			failed.Add(1)
-			out[i] = &keystorev1.SignResult{Error: errorDetail(err)}
-			return
-		}
-		out[i] = &keystorev1.SignResult{Response: resp}
-	})
-	batchSummary(ctx, len(items), &failed)
 	return &keystorev1.SignBatchResponse{Results: out}, nil
 }
 
-func (k *keysService) signItem(ctx context.Context, c *Caller, item *keystorev1.SignRequest) (*keystorev1.SignResponse, error) {
-	id, err := parseKeyName(c, item.GetKey())
+func (k *keysService) SealBatch(ctx context.Context, req *keystorev1.SealBatchRequest) (*keystorev1.SealBatchResponse, error) {
+	out, err := runItems(ctx, req, req.GetItems(), k.seal,
+		func(r *keystorev1.SealResponse, e *keystorev1.ErrorDetail) *keystorev1.SealResult {
+			return &keystorev1.SealResult{Response: r, Error: e}
+		})
 	if err != nil {
 		return nil, err
 	}
-	return k.sign(ctx, c, id, item)
-}
-
-func (k *keysService) SealBatch(ctx context.Context, req *keystorev1.SealBatchRequest) (*keystorev1.SealBatchResponse, error) {
-	c := callerOf(ctx)
-	if c == nil {
-		return nil, errNoCaller
-	}
-	items := req.GetItems()
-	if err := checkBatch(len(items), req); err != nil {
-		return nil, err
-	}
-	out := make([]*keystorev1.SealResult, len(items))
-	var failed atomic.Int64
-	runBatch(len(items), func(i int) {
-		resp, err := k.sealItem(ctx, c, items[i])
-		if err != nil {
-			failed.Add(1)
-			out[i] = &keystorev1.SealResult{Error: errorDetail(err)}
-			return
-		}
-		out[i] = &keystorev1.SealResult{Response: resp}
-	})
-	batchSummary(ctx, len(items), &failed)
 	return &keystorev1.SealBatchResponse{Results: out}, nil
 }
 
-func (k *keysService) sealItem(ctx context.Context, c *Caller, item *keystorev1.SealRequest) (*keystorev1.SealResponse, error) {
-	id, err := parseKeyName(c, item.GetKey())
-	if err != nil {
-		return nil, err
-	}
-	return k.seal(ctx, c, id, item)
-}
-
 func (k *keysService) UnsealBatch(ctx context.Context, req *keystorev1.UnsealBatchRequest) (*keystorev1.UnsealBatchResponse, error) {
-	c := callerOf(ctx)
-	if c == nil {
-		return nil, errNoCaller
-	}
-	items := req.GetItems()
-	if err := checkBatch(len(items), req); err != nil {
-		return nil, err
-	}
-	out := make([]*keystorev1.UnsealResult, len(items))
-	var failed atomic.Int64
-	runBatch(len(items), func(i int) {
-		resp, err := k.unsealItem(ctx, c, items[i])
-		if err != nil {
-			failed.Add(1)
-			out[i] = &keystorev1.UnsealResult{Error: errorDetail(err)}
-			return
-		}
-		out[i] = &keystorev1.UnsealResult{Response: resp}
-	})
-	batchSummary(ctx, len(items), &failed)
-	return &keystorev1.UnsealBatchResponse{Results: out}, nil
-}
-
-func (k *keysService) unsealItem(ctx context.Context, c *Caller, item *keystorev1.UnsealRequest) (*keystorev1.UnsealResponse, error) {
-	id, err := parseKeyName(c, item.GetKey())
+	out, err := runItems(ctx, req, req.GetItems(), k.unseal,
+		func(r *keystorev1.UnsealResponse, e *keystorev1.ErrorDetail) *keystorev1.UnsealResult {
+			return &keystorev1.UnsealResult{Response: r, Error: e}
+		})
 	if err != nil {
 		return nil, err
 	}
-	return k.unseal(ctx, c, id, item)
+	return &keystorev1.UnsealBatchResponse{Results: out}, nil
 }
