@@ -47,15 +47,11 @@ func (k *keysService) Create(ctx context.Context, req *keystorev1.CreateKeyReque
 }
 
 func (k *keysService) Get(ctx context.Context, req *keystorev1.GetKeyRequest) (*keystorev1.GetKeyResponse, error) {
-	c, id, err := target(ctx, req.GetKey())
+	m, err := k.keyOp(ctx, req.GetKey(), k.s.ks.Get)
 	if err != nil {
 		return nil, err
 	}
-	m, err := k.s.ks.Get(ctx, c.coreCaller(), id)
-	if err != nil {
-		return nil, err
-	}
-	return &keystorev1.GetKeyResponse{Key: keyMetadata(&m)}, nil
+	return &keystorev1.GetKeyResponse{Key: m}, nil
 }
 
 func (k *keysService) List(ctx context.Context, req *keystorev1.ListKeysRequest) (*keystorev1.ListKeysResponse, error) {
@@ -77,28 +73,34 @@ func (k *keysService) List(ctx context.Context, req *keystorev1.ListKeysRequest)
 	return out, nil
 }
 
+// keyOp runs one metadata-returning core operation on the key a request
+// names.
+func (k *keysService) keyOp(ctx context.Context, key string, op func(context.Context, core.Caller, core.KeyID) (core.Metadata, error)) (*keystorev1.KeyMetadata, error) {
+	c, id, err := target(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	m, err := op(ctx, c.coreCaller(), id)
+	if err != nil {
+		return nil, err
+	}
+	return keyMetadata(&m), nil
+}
+
 func (k *keysService) Rotate(ctx context.Context, req *keystorev1.RotateKeyRequest) (*keystorev1.RotateKeyResponse, error) {
-	c, id, err := target(ctx, req.GetKey())
+	m, err := k.keyOp(ctx, req.GetKey(), k.s.ks.Rotate)
 	if err != nil {
 		return nil, err
 	}
-	m, err := k.s.ks.Rotate(ctx, c.coreCaller(), id)
-	if err != nil {
-		return nil, err
-	}
-	return &keystorev1.RotateKeyResponse{Key: keyMetadata(&m)}, nil
+	return &keystorev1.RotateKeyResponse{Key: m}, nil
 }
 
 func (k *keysService) Revoke(ctx context.Context, req *keystorev1.RevokeKeyRequest) (*keystorev1.RevokeKeyResponse, error) {
-	c, id, err := target(ctx, req.GetKey())
+	m, err := k.keyOp(ctx, req.GetKey(), k.s.ks.Revoke)
 	if err != nil {
 		return nil, err
 	}
-	m, err := k.s.ks.Revoke(ctx, c.coreCaller(), id)
-	if err != nil {
-		return nil, err
-	}
-	return &keystorev1.RevokeKeyResponse{Key: keyMetadata(&m)}, nil
+	return &keystorev1.RevokeKeyResponse{Key: m}, nil
 }
 
 func (k *keysService) RevokeVersion(ctx context.Context, req *keystorev1.RevokeKeyVersionRequest) (*keystorev1.RevokeKeyVersionResponse, error) {
@@ -118,15 +120,11 @@ func (k *keysService) RevokeVersion(ctx context.Context, req *keystorev1.RevokeK
 }
 
 func (k *keysService) Destroy(ctx context.Context, req *keystorev1.DestroyKeyRequest) (*keystorev1.DestroyKeyResponse, error) {
-	c, id, err := target(ctx, req.GetKey())
+	m, err := k.keyOp(ctx, req.GetKey(), k.s.ks.Destroy)
 	if err != nil {
 		return nil, err
 	}
-	m, err := k.s.ks.Destroy(ctx, c.coreCaller(), id)
-	if err != nil {
-		return nil, err
-	}
-	return &keystorev1.DestroyKeyResponse{Key: keyMetadata(&m)}, nil
+	return &keystorev1.DestroyKeyResponse{Key: m}, nil
 }
 
 func (k *keysService) SetPolicy(ctx context.Context, req *keystorev1.SetKeyPolicyRequest) (*keystorev1.SetKeyPolicyResponse, error) {
