@@ -476,15 +476,7 @@ func (k *Keystore) dirNames(dir string) ([]string, error) {
 }
 
 // idLess orders key IDs by (app, purpose, name).
-func idLess(a, b KeyID) bool {
-	if a.App() != b.App() {
-		return a.App() < b.App()
-	}
-	if a.Purpose() != b.Purpose() {
-		return a.Purpose() < b.Purpose()
-	}
-	return a.Name() < b.Name()
-}
+func idLess(a, b KeyID) bool { return a.Compare(b) < 0 }
 
 // Sweep rotates every active key whose rotation period has passed. Only
 // an operator may sweep. It returns the keys rotated; a key that fails to

@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 
+	"google.golang.org/protobuf/proto"
+
 	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
 	"github.com/nexus-os/keystored/core"
 	"github.com/nexus-os/keystored/core/provider"
@@ -63,14 +65,7 @@ func (k *keysService) List(ctx context.Context, req *keystorev1.ListKeysRequest)
 	if err != nil {
 		return nil, err
 	}
-	out := &keystorev1.ListKeysResponse{NextPageToken: page.NextPageToken, Keys: make([]*keystorev1.KeyMetadata, 0, len(page.Keys))}
-	for i := range page.Keys {
-		out.Keys = append(out.Keys, keyMetadata(&page.Keys[i]))
-	}
-	for _, u := range page.Unreadable {
-		out.Unreadable = append(out.Unreadable, &keystorev1.UnreadableKey{Id: u.ID.String(), Error: errorDetail(u.Err)})
-	}
-	return out, nil
+	return listResponse(page), nil
 }
 
 // keyOp runs one metadata-returning core operation on the key a request
@@ -244,4 +239,38 @@ func (k *keysService) Rewrap(ctx context.Context, req *keystorev1.RewrapRequest)
 		return nil, err
 	}
 	return &keystorev1.RewrapResponse{Sealed: out, Version: uint32(v)}, nil
+}
+
+// MaxListBytes bounds the encoded keys of one List response. A page whose
+// keys would exceed it (many keys with many versions of a large public key)
+// is cut short and continued on the next page, so a response always fits
+// MaxResponseBytes.
+const MaxListBytes = 4 << 20
+
+// listResponse converts a core page, cutting it after MaxListBytes of
+// keys. Page tokens are the last key ID returned, so a cut page continues
+// right after its last key.
+func listResponse(page core.ListPage) *keystorev1.ListKeysResponse {
+	out := &keystorev1.ListKeysResponse{NextPageToken: page.NextPageToken, Keys: make([]*keystorev1.KeyMetadata, 0, len(page.Keys))}
+	size := 0
+	for i := range page.Keys {
+		m := keyMetadata(&page.Keys[i])
+		size += proto.Size(m)
+		if size > MaxListBytes && len(out.Keys) > 0 {
+			out.NextPageToken = page.Keys[i-1].ID.String()
+			// Unreadable keys after the cut are reported on the next page.
+			cut := page.Keys[i-1].ID
+			for _, u := range page.Unreadable {
+				if u.ID.Compare(cut) <= 0 {
+					out.Unreadable = append(out.Unreadable, &keystorev1.UnreadableKey{Id: u.ID.String(), Error: errorDetail(u.Err)})
+				}
+			}
+			return out
+		}
+		out.Keys = append(out.Keys, m)
+	}
+	for _, u := range page.Unreadable {
+		out.Unreadable = append(out.Unreadable, &keystorev1.UnreadableKey{Id: u.ID.String(), Error: errorDetail(u.Err)})
+	}
+	return out
 }

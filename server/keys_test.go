@@ -5,7 +5,10 @@ import (
 	"crypto/ed25519"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
+	"github.com/nexus-os/keystored/core"
 	"github.com/nexus-os/keystored/core/provider"
 )
 
@@ -219,5 +222,40 @@ func TestKeyNames(t *testing.T) {
 		if name != "keystore/MANIFEST" {
 			t.Fatalf("malformed names left %s in storage", name)
 		}
+	}
+}
+
+// A page whose keys would exceed MaxListBytes is cut after the last key
+// that fits and continues from there; unreadable keys land on the page
+// that covers them.
+func TestListResponseIsBounded(t *testing.T) {
+	big := make([]byte, MaxListBytes/3)
+	var page core.ListPage
+	for _, name := range []string{"a", "b", "c", "d"} {
+		id, err := provider.NewKeyID("app", "p", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page.Keys = append(page.Keys, core.Metadata{ID: id, Algorithm: provider.Ed25519, Use: provider.UseSign,
+			State: core.StateActive, Current: 1, Versions: []core.VersionInfo{{Version: 1, State: core.VersionPrimary, PublicKey: big}}})
+	}
+	late, _ := provider.NewKeyID("app", "p", "cz")
+	early, _ := provider.NewKeyID("app", "p", "aa")
+	page.Unreadable = []core.UnreadableKey{{ID: early, Err: provider.ErrIO}, {ID: late, Err: provider.ErrIO}}
+	out := listResponse(page)
+	if len(out.Keys) != 2 || out.NextPageToken != "app/p/b" {
+		t.Fatalf("got %d keys, next %q; want 2 keys and next app/p/b", len(out.Keys), out.NextPageToken)
+	}
+	if len(out.Unreadable) != 1 || out.Unreadable[0].Id != "app/p/aa" {
+		t.Fatalf("unreadable %v, want only app/p/aa", out.Unreadable)
+	}
+	if size := proto.Size(out); size > MaxResponseBytes {
+		t.Fatalf("response of %d bytes", size)
+	}
+	// A single key over the budget is still returned alone.
+	one := core.ListPage{Keys: page.Keys[:1], NextPageToken: "x"}
+	one.Keys[0].Versions[0].PublicKey = make([]byte, MaxListBytes+1)
+	if out := listResponse(one); len(out.Keys) != 1 || out.NextPageToken != "x" {
+		t.Fatalf("single large key: %d keys, next %q", len(out.Keys), out.NextPageToken)
 	}
 }

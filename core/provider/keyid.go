@@ -80,6 +80,18 @@ func (id KeyID) String() string {
 	return id.app + "/" + id.purpose + "/" + id.name
 }
 
+// Compare orders key IDs by (app, purpose, name): -1, 0 or +1. This is
+// the order of listings and of their page tokens.
+func (id KeyID) Compare(other KeyID) int {
+	if c := strings.Compare(id.app, other.app); c != 0 {
+		return c
+	}
+	if c := strings.Compare(id.purpose, other.purpose); c != 0 {
+		return c
+	}
+	return strings.Compare(id.name, other.name)
+}
+
 // MarshalText implements encoding.TextMarshaler.
 func (id KeyID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
 
