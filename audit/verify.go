@@ -184,6 +184,7 @@ type walker struct {
 	br    *bufio.Reader
 	x     *hasher
 	buf   []byte
+	lbuf  []byte // a copy of the current line (see next)
 	line  int    // lines read so far
 	off   int64  // bytes read so far
 	good  int64  // offset just past the last good record's newline
@@ -229,6 +230,10 @@ func (w *walker) next() (*Record, *badRecord, error) {
 	if !complete {
 		return bad("truncated last line (no newline at the end of the file)", true)
 	}
+	// The line is a slice of the reader's buffer, which Peek may refill:
+	// keep a copy.
+	w.lbuf = append(w.lbuf[:0], line...)
+	line = w.lbuf
 	last := false
 	if _, err := w.br.Peek(1); err == io.EOF {
 		last = true

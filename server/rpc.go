@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/stats"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
@@ -103,11 +104,12 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 		resp any
 		err  error
 	)
+	bad := s.codec.malformed(req)
 	switch {
 	case caller.Denied:
 		err = provider.Errorf(provider.EPERM, "uid "+strconv.FormatUint(uint64(caller.UID), 10)+" is not mapped to an app")
-	case s.codec.malformed(req):
-		err = provider.Errorf(provider.EINVAL, "malformed request message")
+	case bad != nil:
+		err = bad
 	default:
 		resp, err = handler(context.WithValue(withSummary(ctx, sum), callerKey{}, &caller), req)
 	}
@@ -229,8 +231,12 @@ func (h *statsHandler) HandleConn(context.Context, stats.ConnStats) {}
 // decode is not refused by the transport (which would answer Internal
 // before any interceptor runs): it is reset, remembered as malformed, and
 // the interceptor refuses it with EINVAL and audits it like any request.
+// A batch request's items are counted on the wire before it is decoded: a
+// batch of more than MaxBatchItems is refused the same way (EINVAL)
+// without building its items, so that a request within the transport's
+// byte limit cannot make the daemon allocate millions of empty items.
 type requestCodec struct {
-	bad *sync.Map // request message pointer → struct{}
+	bad *sync.Map // request message pointer → the error that refuses it
 }
 
 // protoCodec is gRPC's proto codec (package grpc registers it).
@@ -240,8 +246,16 @@ func (requestCodec) Name() string { return protoenc.Name }
 
 func (requestCodec) Marshal(v any) (mem.BufferSlice, error) { return protoCodec.Marshal(v) }
 
+var errMalformed = provider.Errorf(provider.EINVAL, "malformed request message")
+
 func (c requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	err := protoCodec.Unmarshal(data, v)
+	var err error
+	switch v.(type) {
+	case *keystorev1.SignBatchRequest, *keystorev1.SealBatchRequest, *keystorev1.UnsealBatchRequest:
+		err = c.unmarshalBatch(data, v.(proto.Message))
+	default:
+		err = protoCodec.Unmarshal(data, v)
+	}
 	if err == nil {
 		return nil
 	}
@@ -250,12 +264,60 @@ func (c requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		return err
 	}
 	proto.Reset(m)
-	c.bad.Store(v, struct{}{})
+	if code, typed := provider.CodeOf(err); !typed || code != provider.EINVAL {
+		err = errMalformed
+	}
+	c.bad.Store(v, err)
 	return nil
 }
 
-// malformed reports (once) whether req failed to decode.
-func (c requestCodec) malformed(req any) bool {
-	_, bad := c.bad.LoadAndDelete(req)
-	return bad
+// unmarshalBatch decodes a batch request after counting its items (field
+// 1) on the wire.
+func (requestCodec) unmarshalBatch(data mem.BufferSlice, m proto.Message) error {
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	b := buf.ReadOnlyData()
+	if n := countItems(b); n > MaxBatchItems {
+		return checkBatch(n, m)
+	}
+	if err := proto.Unmarshal(b, m); err != nil {
+		return errMalformed
+	}
+	return nil
+}
+
+// countItems counts the top-level length-delimited fields numbered 1 (a
+// batch's items) of a wire-format message without decoding them; it
+// returns -1 for malformed wire data (which the decoder then refuses).
+func countItems(b []byte) int {
+	n := 0
+	for len(b) > 0 {
+		num, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return -1
+		}
+		b = b[l:]
+		l = protowire.ConsumeFieldValue(num, typ, b)
+		if l < 0 {
+			return -1
+		}
+		b = b[l:]
+		if num == 1 && typ == protowire.BytesType {
+			n++
+		}
+	}
+	return n
+}
+
+// malformed returns (once) the error that refuses a request that failed
+// to decode (or was refused while decoding), or nil.
+func (c requestCodec) malformed(req any) error {
+	v, bad := c.bad.LoadAndDelete(req)
+	if !bad {
+		return nil
+	}
+	if err, ok := v.(error); ok {
+		return err
+	}
+	return errMalformed
 }

@@ -1,0 +1,594 @@
+package badinput
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"strings"
+
+	"google.golang.org/grpc/encoding/gzip"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
+	"github.com/nexus-os/keystored/core/provider"
+	"github.com/nexus-os/keystored/e2e/internal/probe"
+	"github.com/nexus-os/keystored/server"
+)
+
+// Short names of the methods.
+const (
+	mCreate        = keystorev1.Keys_Create_FullMethodName
+	mGet           = keystorev1.Keys_Get_FullMethodName
+	mList          = keystorev1.Keys_List_FullMethodName
+	mRotate        = keystorev1.Keys_Rotate_FullMethodName
+	mRevoke        = keystorev1.Keys_Revoke_FullMethodName
+	mRevokeVersion = keystorev1.Keys_RevokeVersion_FullMethodName
+	mDestroy       = keystorev1.Keys_Destroy_FullMethodName
+	mSetPolicy     = keystorev1.Keys_SetPolicy_FullMethodName
+	mPublicKey     = keystorev1.Keys_PublicKey_FullMethodName
+	mSign          = keystorev1.Keys_Sign_FullMethodName
+	mVerify        = keystorev1.Keys_Verify_FullMethodName
+	mSeal          = keystorev1.Keys_Seal_FullMethodName
+	mUnseal        = keystorev1.Keys_Unseal_FullMethodName
+	mRewrap        = keystorev1.Keys_Rewrap_FullMethodName
+	mSignBatch     = keystorev1.Keys_SignBatch_FullMethodName
+	mSealBatch     = keystorev1.Keys_SealBatch_FullMethodName
+	mUnsealBatch   = keystorev1.Keys_UnsealBatch_FullMethodName
+	mPut           = keystorev1.Store_Put_FullMethodName
+	mGetValue      = keystorev1.Store_Get_FullMethodName
+	mDelete        = keystorev1.Store_Delete_FullMethodName
+	mListValues    = keystorev1.Store_List_FullMethodName
+	mListAnchors   = keystorev1.TrustAnchors_ListAnchors_FullMethodName
+	mVerifyAnchor  = keystorev1.TrustAnchors_Verify_FullMethodName
+)
+
+// allMethods is every RPC of keystore.v1.
+var allMethods = []string{
+	mCreate, mGet, mList, mRotate, mRevoke, mRevokeVersion, mDestroy, mSetPolicy, mPublicKey, mSign, mVerify,
+	mSeal, mUnseal, mRewrap, mSignBatch, mSealBatch, mUnsealBatch,
+	mPut, mGetValue, mDelete, mListValues, mListAnchors, mVerifyAnchor,
+}
+
+// itemOf is the outcome of a call that names a key: for a batch of one
+// item, the item's; for other calls, the call's.
+func itemOf(method string, c provider.Code) outcome {
+	switch method {
+	case mSignBatch, mSealBatch, mUnsealBatch:
+		return batch(c)
+	}
+	if c == 0 {
+		return ok()
+	}
+	return fails(c)
+}
+
+// keyRequests returns, for the key name k, a request of every Keys RPC
+// that names a key, every other field valid (Create and the other state
+// changes only when withChanges).
+func (e *env) keyRequests(k string, withChanges bool) map[string]proto.Message {
+	m := map[string]proto.Message{
+		mGet:         &keystorev1.GetKeyRequest{Key: k},
+		mPublicKey:   &keystorev1.PublicKeyRequest{Key: k},
+		mSign:        &keystorev1.SignRequest{Key: k, Message: msg},
+		mVerify:      &keystorev1.VerifyRequest{Key: k, Version: 1, Message: msg, Signature: e.sig},
+		mSeal:        &keystorev1.SealRequest{Key: k, Plaintext: plaintext, Aad: aad},
+		mUnseal:      &keystorev1.UnsealRequest{Key: k, Sealed: e.sealed, Aad: aad},
+		mRewrap:      &keystorev1.RewrapRequest{Key: k, Sealed: e.sealed, Aad: aad},
+		mSignBatch:   &keystorev1.SignBatchRequest{Items: []*keystorev1.SignRequest{{Key: k, Message: msg}}},
+		mSealBatch:   &keystorev1.SealBatchRequest{Items: []*keystorev1.SealRequest{{Key: k, Plaintext: plaintext, Aad: aad}}},
+		mUnsealBatch: &keystorev1.UnsealBatchRequest{Items: []*keystorev1.UnsealRequest{{Key: k, Sealed: e.sealed, Aad: aad}}},
+	}
+	if withChanges {
+		m[mCreate] = &keystorev1.CreateKeyRequest{Key: k, Algorithm: "ed25519"}
+		m[mRotate] = &keystorev1.RotateKeyRequest{Key: k}
+		m[mRevoke] = &keystorev1.RevokeKeyRequest{Key: k}
+		m[mRevokeVersion] = &keystorev1.RevokeKeyVersionRequest{Key: k, Version: 1}
+		m[mDestroy] = &keystorev1.DestroyKeyRequest{Key: k}
+		m[mSetPolicy] = &keystorev1.SetKeyPolicyRequest{Key: k, Policy: &keystorev1.KeyPolicy{}}
+	}
+	return m
+}
+
+// addSorted adds the requests of m in method order (a stable order).
+func (e *env) addSorted(note string, m map[string]proto.Message, want func(method string) outcome) {
+	e.t.Helper()
+	for _, method := range allMethods {
+		if req, ok := m[method]; ok {
+			e.add(note, method, req, want(method))
+		}
+	}
+}
+
+// badName sends the bad name v everywhere a request names something: as
+// a key to every Keys RPC that names one, as a value name to Store's
+// Put, Get and Delete, as an anchor to TrustAnchors.Verify, as the app of
+// Keys.List, and as the page token of both listings. Every one is EINVAL
+// (for a batch: its item), and nothing is created. The empty name is not
+// sent where "" is valid (the listing's app and page tokens).
+func (e *env) badName(v string) {
+	e.addSorted(v, e.keyRequests(v, true), func(m string) outcome { return itemOf(m, provider.EINVAL) })
+	e.segRequests(v, provider.EINVAL, provider.EINVAL, v != "")
+}
+
+// segRequests sends v as a single name: Store Put, Get and Delete and the
+// anchor must end with want; the listings' app and page tokens (when
+// withList) with listWant.
+func (e *env) segRequests(v string, want, listWant provider.Code, withList bool) {
+	e.add(v, mPut, &keystorev1.PutValueRequest{Name: v, Value: []byte("x")}, fails(want))
+	e.add(v, mGetValue, &keystorev1.GetValueRequest{Name: v}, fails(want))
+	e.add(v, mDelete, &keystorev1.DeleteValueRequest{Name: v}, fails(want))
+	e.add(v, mVerifyAnchor, &keystorev1.VerifyAnchorRequest{Anchor: v, Message: msg, Signature: e.anchorSig}, fails(want))
+	if withList {
+		e.add("app "+v, mList, &keystorev1.ListKeysRequest{App: v}, fails(listWant))
+		e.add("token "+v, mList, &keystorev1.ListKeysRequest{PageToken: v}, fails(listWant))
+		e.add("token "+v, mListValues, &keystorev1.ListValuesRequest{PageToken: v}, fails(listWant))
+	}
+}
+
+// nameClass is a class of bad names, each sent everywhere by badName.
+func nameClass(name string, values ...string) class {
+	return class{name: name, build: func(e *env) {
+		for _, v := range values {
+			e.badName(v)
+		}
+	}}
+}
+
+var (
+	seg64 = strings.Repeat("a", provider.MaxSegment)
+	seg65 = strings.Repeat("a", provider.MaxSegment+1)
+)
+
+// replaceOnce returns b with the one occurrence of old replaced by new
+// (same length, so no length prefix changes).
+func (e *env) replaceOnce(b []byte, old, new string) []byte {
+	e.t.Helper()
+	if len(old) != len(new) || bytes.Count(b, []byte(old)) != 1 {
+		e.t.Fatalf("the placeholder %q must occur once in the request and have the length of %q", old, new)
+	}
+	return bytes.Replace(b, []byte(old), []byte(new), 1)
+}
+
+// placeholder stands in for invalid UTF-8 while a request is marshalled.
+const placeholder = "~~~~~~~~~~~~~~~~"
+
+// stringRequests returns a request of every RPC with a string field, that
+// field set to s.
+func (e *env) stringRequests(s string) map[string][]proto.Message {
+	m := map[string][]proto.Message{}
+	for method, req := range e.keyRequests(s, true) {
+		m[method] = append(m[method], req)
+	}
+	m[mCreate] = append(m[mCreate], &keystorev1.CreateKeyRequest{Key: "new/k", Algorithm: s})
+	m[mList] = []proto.Message{&keystorev1.ListKeysRequest{App: s}, &keystorev1.ListKeysRequest{PageToken: s}}
+	m[mPut] = []proto.Message{&keystorev1.PutValueRequest{Name: s}}
+	m[mGetValue] = []proto.Message{&keystorev1.GetValueRequest{Name: s}}
+	m[mDelete] = []proto.Message{&keystorev1.DeleteValueRequest{Name: s}}
+	m[mListValues] = []proto.Message{&keystorev1.ListValuesRequest{PageToken: s}}
+	m[mVerifyAnchor] = []proto.Message{&keystorev1.VerifyAnchorRequest{Anchor: s, Message: msg}}
+	return m
+}
+
+// wireInt64 returns the wire bytes of req with the varint field num set
+// to the 64-bit pattern v (so that 2^63 and friends can be sent).
+func (e *env) wireInt64(req proto.Message, num protowire.Number, v uint64) []byte {
+	e.t.Helper()
+	b, err := proto.Marshal(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
+}
+
+// envelope returns a copy of the sealed envelope with f applied.
+func envelope(sealed []byte, f func(b []byte) []byte) []byte {
+	return f(append([]byte(nil), sealed...))
+}
+
+// unsealAll adds an Unseal, a Rewrap and an UnsealBatch of blob to enc/k
+// with aad, each expected to fail with c (the batch's item).
+func (e *env) unsealAll(note string, blob, a []byte, c provider.Code) {
+	e.add(note, mUnseal, &keystorev1.UnsealRequest{Key: "enc/k", Sealed: blob, Aad: a}, itemOf(mUnseal, c))
+	e.add(note, mRewrap, &keystorev1.RewrapRequest{Key: "enc/k", Sealed: blob, Aad: a}, itemOf(mRewrap, c))
+	e.add(note, mUnsealBatch, &keystorev1.UnsealBatchRequest{Items: []*keystorev1.UnsealRequest{{Key: "enc/k", Sealed: blob, Aad: a}}}, itemOf(mUnsealBatch, c))
+}
+
+// classes is the table.
+var classes = []class{
+	nameClass("path-traversal", "../x/y", "a/../../b", "../../etc/passwd", "sig/..", "./sig/k", "uid-0/../k", "sig/../../k", "..", "."),
+	nameClass("encoded-traversal", "%2e%2e/x/y", "..%2f..%2fx", "sig/%2e%2e", "%2E%2E%2Fetc/k", "sig/k%00", "%2e%2e"),
+	nameClass("absolute-path", "/etc/passwd", "/sig/k", "/uid-0/sig/k", "/", "/k"),
+	nameClass("backslash", `..\..\x`, `sig\k`, `sig/k\..`, `uid-0\sig\k`, `\`),
+	nameClass("unicode-lookalike",
+		"ｓig/k", "sig/ｋ", // fullwidth
+		"sig/kа", "аpp/sig/k", // Cyrillic а
+		"sig/ke\u0301", "sig/\u00e9", // combining acute, precomposed é
+		"sig/\u202ek", "sig/k\u200b", "sig/k\ufeff", // RTL override, zero width space, BOM
+		"ѕig", "k\u0131"), // Cyrillic dze, dotless i
+	nameClass("upper-case", "SIG/K", "sig/K", "Uid-0/sig/k", "UID-0/SIG/K", "K", "Shared"),
+	nameClass("nul-and-control", "sig/k\x00", "sig/\x01k", "sig/k\x7f", "sig/k\t", "\x00/k", "k\x00", "\x1b[31mk", "sig/\x08k"),
+	nameClass("injection", "sig/k\n", "sig/k;uid=0;", "sig/k\r\nuid=0", "sig/k uid=0", `sig/k"}`, "sig/k@1", "uid-0/sig/k@1",
+		"k\nuid=0", "k;uid=0;", `{"uid":0}`, "sig/*", "sig/k?x"),
+	nameClass("empty-names", "", "/", "//", "sig/", "/k", "sig//k", "a//b", "uid-0//k", " "),
+	nameClass("segment-over-65", "sig/"+seg65, seg65+"/k", "uid-0/sig/"+seg65, seg65+"/sig/k", seg65,
+		strings.Repeat("a/", 300), strings.Repeat("x", 10<<10), "sig/"+strings.Repeat("k", provider.MaxKeyIDLen)),
+	{name: "segment-64-edge", build: func(e *env) {
+		// 64 bytes is the bound: valid, and no such key or value (the
+		// longest key ID, 3×64+2 bytes, included).
+		for _, k := range []string{"sig/" + seg64, "uid-0/" + seg64 + "/" + seg64, seg64 + "/" + seg64, seg64 + "/" + seg64 + "/" + seg64} {
+			e.addSorted(k, e.keyRequests(k, false), func(m string) outcome { return itemOf(m, provider.ENOENT) })
+		}
+		e.add("64", mGetValue, &keystorev1.GetValueRequest{Name: seg64}, fails(provider.ENOENT))
+		e.add("64", mDelete, &keystorev1.DeleteValueRequest{Name: seg64}, fails(provider.ENOENT))
+		e.add("64", mVerifyAnchor, &keystorev1.VerifyAnchorRequest{Anchor: seg64, Message: msg}, fails(provider.ENOENT))
+		e.add("64", mList, &keystorev1.ListKeysRequest{App: seg64}, ok())
+		e.add("64", mListValues, &keystorev1.ListValuesRequest{PageToken: seg64}, ok())
+	}},
+	{name: "segment-count", build: func(e *env) {
+		// One segment is a valid value, anchor or app name, but not a key.
+		for _, k := range []string{"k", "sig"} {
+			e.addSorted(k, e.keyRequests(k, true), func(m string) outcome { return itemOf(m, provider.EINVAL) })
+		}
+		for _, k := range []string{"a/b/c/d", "a/b/c/d/e", "uid-0/sig/k/x"} {
+			e.badName(k)
+		}
+		// Two segments are not a value, anchor or app name.
+		e.segRequests("a/b", provider.EINVAL, provider.EINVAL, true)
+		// Two segments is the caller's own app: valid, no such key.
+		e.addSorted("nope/k", e.keyRequests("nope/k", false), func(m string) outcome { return itemOf(m, provider.ENOENT) })
+	}},
+	{name: "invalid-utf8", build: func(e *env) {
+		for _, bad := range []string{"sig/k\xff\xfe", "\xc0\xafsig/k", "sig/\xed\xa0\x80k"} {
+			ph := placeholder[:len(bad)]
+			for _, method := range allMethods {
+				for _, req := range e.stringRequests(ph)[method] {
+					b, err := proto.Marshal(req)
+					if err != nil {
+						e.t.Fatal(err)
+					}
+					e.raw("invalid UTF-8", method, e.replaceOnce(b, ph, bad), fails(provider.EINVAL))
+				}
+			}
+		}
+	}},
+	{name: "malformed-protobuf", build: func(e *env) {
+		bodies := [][]byte{
+			{0xff},                               // a tag that does not end
+			{0x0a, 0x05, 'a'},                    // field 1 longer than the message
+			{0x0b},                               // a group that never ends
+			{0x08},                               // a varint that is missing
+			{0x00, 0x00},                         // field number 0
+			{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f}, // length 2^32-1
+			bytes.Repeat([]byte{0x80}, 11),       // an 11-byte varint
+		}
+		for _, method := range allMethods {
+			for _, b := range bodies {
+				e.raw("malformed", method, b, fails(provider.EINVAL))
+			}
+		}
+	}},
+	{name: "zero-request", build: func(e *env) {
+		// Every RPC with every field left out.
+		zero := map[string]proto.Message{}
+		for method, req := range e.keyRequests("x/y", true) {
+			zero[method] = req.ProtoReflect().Type().New().Interface()
+		}
+		// No key, or a batch of no items: EINVAL.
+		e.addSorted("zero", zero, func(string) outcome { return fails(provider.EINVAL) })
+		e.add("zero", mList, &keystorev1.ListKeysRequest{}, ok())
+		e.add("zero", mPut, &keystorev1.PutValueRequest{}, fails(provider.EINVAL))
+		e.add("zero", mGetValue, &keystorev1.GetValueRequest{}, fails(provider.EINVAL))
+		e.add("zero", mDelete, &keystorev1.DeleteValueRequest{}, fails(provider.EINVAL))
+		e.add("zero", mListValues, &keystorev1.ListValuesRequest{}, ok())
+		e.add("zero", mListAnchors, &keystorev1.ListAnchorsRequest{}, ok())
+		e.add("zero", mVerifyAnchor, &keystorev1.VerifyAnchorRequest{}, fails(provider.EINVAL))
+	}},
+	{name: "message-size", build: func(e *env) {
+		for _, n := range []int{0, provider.MaxSignMessage, provider.MaxSignMessage + 1, 1 << 20} {
+			m := make([]byte, n)
+			c := provider.Code(0)
+			if n > provider.MaxSignMessage {
+				c = provider.EMSGSIZE
+			}
+			e.add("sign", mSign, &keystorev1.SignRequest{Key: "sig/k", Message: m}, itemOf(mSign, c))
+			e.add("sign", mSignBatch, &keystorev1.SignBatchRequest{Items: []*keystorev1.SignRequest{{Key: "sig/k", Message: m}}}, itemOf(mSignBatch, c))
+			verify, anchor := valid(false), valid(false)
+			if c != 0 {
+				verify, anchor = fails(c), fails(c)
+			}
+			e.add("verify", mVerify, &keystorev1.VerifyRequest{Key: "sig/k", Version: 1, Message: m, Signature: e.sig}, verify)
+			e.add("verify", mVerifyAnchor, &keystorev1.VerifyAnchorRequest{Anchor: "root", Message: m, Signature: e.anchorSig}, anchor)
+		}
+	}},
+	{name: "plaintext-size", build: func(e *env) {
+		for _, n := range []int{0, provider.MaxSealPlaintext, provider.MaxSealPlaintext + 1, 4 << 20} {
+			p := make([]byte, n)
+			c := provider.Code(0)
+			if n > provider.MaxSealPlaintext {
+				c = provider.EMSGSIZE
+			}
+			e.add("seal", mSeal, &keystorev1.SealRequest{Key: "enc/k", Plaintext: p}, itemOf(mSeal, c))
+			e.add("seal", mSealBatch, &keystorev1.SealBatchRequest{Items: []*keystorev1.SealRequest{{Key: "enc/k", Plaintext: p}}}, itemOf(mSealBatch, c))
+		}
+	}},
+	{name: "aad-size", build: func(e *env) {
+		for _, n := range []int{provider.MaxAAD, provider.MaxAAD + 1, 1 << 20} {
+			a := make([]byte, n)
+			c := provider.Code(0)
+			if n > provider.MaxAAD {
+				c = provider.EMSGSIZE
+			}
+			e.add("seal", mSeal, &keystorev1.SealRequest{Key: "enc/k", Plaintext: plaintext, Aad: a}, itemOf(mSeal, c))
+			e.add("seal", mSealBatch, &keystorev1.SealBatchRequest{Items: []*keystorev1.SealRequest{{Key: "enc/k", Plaintext: plaintext, Aad: a}}}, itemOf(mSealBatch, c))
+			if c == 0 {
+				c = provider.EBADMSG // not the AAD it was sealed with
+			}
+			e.unsealAll("aad", e.sealed, a, c)
+		}
+	}},
+	{name: "sealed-size", build: func(e *env) {
+		e.unsealAll("MaxSealed zeros", make([]byte, provider.MaxSealed), aad, provider.EBADMSG)
+		e.unsealAll("MaxSealed+1", make([]byte, provider.MaxSealed+1), aad, provider.EMSGSIZE)
+		e.unsealAll("4 MiB", make([]byte, 4<<20), aad, provider.EMSGSIZE)
+		big := append(append([]byte(nil), e.sealed...), make([]byte, provider.MaxSealed-len(e.sealed))...)
+		e.unsealAll("valid envelope padded to MaxSealed", big, aad, provider.EBADMSG)
+	}},
+	{name: "version-range", build: func(e *env) {
+		type v struct {
+			note string
+			val  uint64
+		}
+		for _, x := range []v{{"0", 0}, {"-1", math.MaxUint64}, {"2^32", 1 << 32}, {"2^63", 1 << 63}, {"max int64", math.MaxInt64}, {"2^32-1", math.MaxUint32}} {
+			revoke, pub, verify := fails(provider.EINVAL), fails(provider.EINVAL), fails(provider.EINVAL)
+			switch x.val {
+			case 0:
+				pub = ok() // 0 is the current version
+			case math.MaxUint32:
+				revoke, pub, verify = fails(provider.ENOENT), fails(provider.ENOENT), fails(provider.ENOENT)
+			}
+			e.raw(x.note, mRevokeVersion, e.wireInt64(&keystorev1.RevokeKeyVersionRequest{Key: "sig/k"}, 2, x.val), revoke)
+			e.raw(x.note, mPublicKey, e.wireInt64(&keystorev1.PublicKeyRequest{Key: "sig/k"}, 2, x.val), pub)
+			e.raw(x.note, mVerify, e.wireInt64(&keystorev1.VerifyRequest{Key: "sig/k", Message: msg, Signature: e.sig}, 2, x.val), verify)
+		}
+	}},
+	{name: "unknown-algorithm", build: func(e *env) {
+		for _, a := range []string{"rsa-4096", "ED25519", "ed25519 ", " ed25519", "ed25519\x00", "ed-25519", "ed25519/../aes",
+			"none", "rsa", "aes-128-gcm", "xchacha20-poly1305\n", strings.Repeat("x", 10<<10)} {
+			e.add(a, mCreate, &keystorev1.CreateKeyRequest{Key: "new/k", Algorithm: a}, fails(provider.ENOTSUP))
+		}
+	}},
+	{name: "alg-use-mismatch", build: func(e *env) {
+		// A sign key where a decrypt key is needed, and the reverse.
+		e.add("sign with a decrypt key", mSign, &keystorev1.SignRequest{Key: "enc/k", Message: msg}, fails(provider.EPERM))
+		e.add("verify with a decrypt key", mVerify, &keystorev1.VerifyRequest{Key: "enc/k", Version: 1, Message: msg, Signature: e.sig}, fails(provider.EPERM))
+		e.add("public key of a decrypt key", mPublicKey, &keystorev1.PublicKeyRequest{Key: "enc/k"}, fails(provider.EPERM))
+		e.add("public key of a decrypt key", mPublicKey, &keystorev1.PublicKeyRequest{Key: "enc/c", Version: 1}, fails(provider.EPERM))
+		e.add("seal with a sign key", mSeal, &keystorev1.SealRequest{Key: "sig/k", Plaintext: plaintext}, fails(provider.EPERM))
+		e.add("unseal with a sign key", mUnseal, &keystorev1.UnsealRequest{Key: "sig/k", Sealed: e.sealed, Aad: aad}, fails(provider.EPERM))
+		e.add("rewrap with a sign key", mRewrap, &keystorev1.RewrapRequest{Key: "sig/k", Sealed: e.sealed, Aad: aad}, fails(provider.EPERM))
+		e.add("sign batch", mSignBatch, &keystorev1.SignBatchRequest{Items: []*keystorev1.SignRequest{{Key: "enc/k", Message: msg}}}, batch(provider.EPERM))
+		e.add("seal batch", mSealBatch, &keystorev1.SealBatchRequest{Items: []*keystorev1.SealRequest{{Key: "sig/k", Plaintext: plaintext}}}, batch(provider.EPERM))
+		e.add("unseal batch", mUnsealBatch, &keystorev1.UnsealBatchRequest{Items: []*keystorev1.UnsealRequest{{Key: "sig/k", Sealed: e.sealed, Aad: aad}}}, batch(provider.EPERM))
+	}},
+	{name: "envelope-length", build: func(e *env) {
+		// Every length 0..64: a prefix of a valid envelope (or the valid
+		// envelope with bytes added), and random bytes.
+		rng := rand.New(rand.NewPCG(6, 64))
+		for n := 0; n <= 64; n++ {
+			var cut []byte
+			if n < len(e.sealed) {
+				cut = append([]byte(nil), e.sealed[:n]...)
+			} else {
+				cut = append(append([]byte(nil), e.sealed...), make([]byte, n-len(e.sealed)+1)...)
+			}
+			e.unsealAll("cut", cut, aad, provider.EBADMSG)
+			random := make([]byte, n)
+			for i := range random {
+				random[i] = byte(rng.Uint32())
+			}
+			e.unsealAll("random", random, aad, provider.EBADMSG)
+		}
+	}},
+	{name: "envelope-header", build: func(e *env) {
+		set := func(i int, v byte) func([]byte) []byte {
+			return func(b []byte) []byte { b[i] = v; return b }
+		}
+		version := func(v uint32) func([]byte) []byte {
+			return func(b []byte) []byte { binary.BigEndian.PutUint32(b[4:8], v); return b }
+		}
+		for _, f := range []struct {
+			note string
+			f    func([]byte) []byte
+		}{
+			{"magic 0", set(0, 'X')}, {"magic 1", set(1, 's')}, {"magic zero", set(0, 0)},
+			{"format 0", set(2, 0)}, {"format 2", set(2, 2)}, {"format 255", set(2, 255)},
+			{"alg 0", set(3, 0)}, {"alg ed25519", set(3, 1)}, {"alg chacha20-poly1305", set(3, 17)}, {"alg aes", set(3, 18)}, {"alg 255", set(3, 255)},
+			{"version 0", version(0)}, {"version 2", version(2)}, {"version 2^32-1", version(math.MaxUint32)}, {"version 2^31", version(1 << 31)},
+		} {
+			e.unsealAll(f.note, envelope(e.sealed, f.f), aad, provider.EBADMSG)
+		}
+	}},
+	{name: "envelope-bitflip", build: func(e *env) {
+		// Every byte of a valid envelope flipped in turn.
+		for i := range e.sealed {
+			e.unsealAll("flip", envelope(e.sealed, func(b []byte) []byte { b[i] ^= 0x01; return b }), aad, provider.EBADMSG)
+		}
+	}},
+	{name: "foreign-envelope", build: func(e *env) {
+		e.unsealAll("envelope of enc/k2", e.sealed2, aad, provider.EBADMSG)
+		e.unsealAll("envelope of enc/c (chacha20-poly1305)", e.sealedC, aad, provider.EBADMSG)
+		e.unsealAll("wrong AAD", e.sealed, []byte("aae"), provider.EBADMSG)
+		e.unsealAll("no AAD", e.sealed, nil, provider.EBADMSG)
+		e.add("enc/k's envelope to enc/k2", mUnseal, &keystorev1.UnsealRequest{Key: "enc/k2", Sealed: e.sealed, Aad: aad}, fails(provider.EBADMSG))
+		e.add("enc/k's envelope to enc/c", mRewrap, &keystorev1.RewrapRequest{Key: "enc/c", Sealed: e.sealed, Aad: aad}, fails(provider.EBADMSG))
+		e.add("envelope to a revoked key", mUnseal, &keystorev1.UnsealRequest{Key: "enc/old", Sealed: e.sealed, Aad: aad}, fails(provider.EKEYREVOKED))
+	}},
+	{name: "signature-length", build: func(e *env) {
+		flipped := append([]byte(nil), e.sig...)
+		flipped[0] ^= 1
+		for _, s := range [][]byte{nil, {0}, make([]byte, 63), make([]byte, 65), append(append([]byte(nil), e.sig...), 0),
+			e.sig[:63], make([]byte, 4096), make([]byte, provider.MaxSignature), e.sig2, flipped} {
+			e.add("verify", mVerify, &keystorev1.VerifyRequest{Key: "sig/k", Version: 1, Message: msg, Signature: s}, valid(false))
+			e.add("anchor", mVerifyAnchor, &keystorev1.VerifyAnchorRequest{Anchor: "root", Message: msg, Signature: s}, valid(false))
+		}
+		over := make([]byte, provider.MaxSignature+1)
+		e.add("verify", mVerify, &keystorev1.VerifyRequest{Key: "sig/k", Version: 1, Message: msg, Signature: over}, fails(provider.EMSGSIZE))
+		e.add("anchor", mVerifyAnchor, &keystorev1.VerifyAnchorRequest{Anchor: "root", Message: msg, Signature: over}, fails(provider.EMSGSIZE))
+		// Controls: the right signatures verify.
+		e.add("verify", mVerify, &keystorev1.VerifyRequest{Key: "sig/k", Version: 1, Message: msg, Signature: e.sig}, valid(true))
+		e.add("anchor", mVerifyAnchor, &keystorev1.VerifyAnchorRequest{Anchor: "root", Message: msg, Signature: e.anchorSig}, valid(true))
+	}},
+	{name: "batch-count", build: func(e *env) {
+		for _, n := range []int{0, server.MaxBatchItems + 1, 10000} {
+			e.add("items", mSignBatch, &keystorev1.SignBatchRequest{Items: signItems(n, "sig/k")}, fails(provider.EINVAL))
+			e.add("items", mSealBatch, &keystorev1.SealBatchRequest{Items: sealItems(n, "enc/k")}, fails(provider.EINVAL))
+			e.add("items", mUnsealBatch, &keystorev1.UnsealBatchRequest{Items: unsealItems(n, "enc/k", e.sealed)}, fails(provider.EINVAL))
+		}
+		// Millions of empty items in a request under the frame limit:
+		// refused before the items are built.
+		empties := bytes.Repeat([]byte{0x0a, 0x00}, (server.MaxRequestBytes-16)/2)
+		for _, m := range []string{mSignBatch, mSealBatch, mUnsealBatch} {
+			e.raw("4.7M empty items", m, empties, fails(provider.EINVAL))
+		}
+		// Control: the bound itself is served.
+		n := server.MaxBatchItems
+		all := make([]provider.Code, n)
+		e.add("items", mSignBatch, &keystorev1.SignBatchRequest{Items: signItems(n, "sig/k")}, batch(all...))
+		e.add("items", mSealBatch, &keystorev1.SealBatchRequest{Items: sealItems(n, "enc/k")}, batch(all...))
+		e.add("items", mUnsealBatch, &keystorev1.UnsealBatchRequest{Items: unsealItems(n, "enc/k", e.sealed)}, batch(all...))
+	}},
+	{name: "batch-mixed", build: func(e *env) {
+		big := make([]byte, provider.MaxSignMessage+1)
+		e.add("mixed", mSignBatch, &keystorev1.SignBatchRequest{Items: []*keystorev1.SignRequest{
+			{Key: "sig/k", Message: msg}, {Key: "../x", Message: msg}, {Key: "enc/k", Message: msg}, {Key: "nope/k", Message: msg},
+			{Key: "sig/k", Message: big}, {Key: "sig/old", Message: msg}, {Key: "SIG/K", Message: msg}, {Key: "sig/k2", Message: msg},
+		}}, batch(0, provider.EINVAL, provider.EPERM, provider.ENOENT, provider.EMSGSIZE, provider.EKEYREVOKED, provider.EINVAL, 0))
+		e.add("mixed", mSealBatch, &keystorev1.SealBatchRequest{Items: []*keystorev1.SealRequest{
+			{Key: "enc/k", Plaintext: plaintext}, {Key: "enc/../k", Plaintext: plaintext}, {Key: "sig/k", Plaintext: plaintext},
+			{Key: "nope/k", Plaintext: plaintext}, {Key: "enc/k", Aad: make([]byte, provider.MaxAAD+1)}, {Key: "enc/old", Plaintext: plaintext},
+			{Key: "enc/c", Plaintext: plaintext},
+		}}, batch(0, provider.EINVAL, provider.EPERM, provider.ENOENT, provider.EMSGSIZE, provider.EKEYREVOKED, 0))
+		e.add("mixed", mUnsealBatch, &keystorev1.UnsealBatchRequest{Items: []*keystorev1.UnsealRequest{
+			{Key: "enc/k", Sealed: e.sealed, Aad: aad}, {Key: "enc/k", Sealed: e.sealed[:20], Aad: aad}, {Key: "enc/k", Sealed: e.sealed2, Aad: aad},
+			{Key: "sig/k", Sealed: e.sealed, Aad: aad}, {Key: "/enc/k", Sealed: e.sealed, Aad: aad}, {Key: "nope/k", Sealed: e.sealed, Aad: aad},
+			{Key: "enc/k", Sealed: e.sealed, Aad: make([]byte, provider.MaxAAD+1)}, {Key: "enc/old", Sealed: e.sealed, Aad: aad},
+			{Key: "enc/c", Sealed: e.sealedC, Aad: aad},
+		}}, batch(0, provider.EBADMSG, provider.EBADMSG, provider.EPERM, provider.EINVAL, provider.ENOENT, provider.EMSGSIZE, provider.EKEYREVOKED, 0))
+	}},
+	{name: "batch-bytes", build: func(e *env) {
+		// Over MaxBatchBytes but under the transport's limit: EMSGSIZE
+		// from the daemon, before any item is done.
+		m := make([]byte, provider.MaxSignMessage)
+		items := make([]*keystorev1.SignRequest, 0, 130)
+		for range 130 {
+			items = append(items, &keystorev1.SignRequest{Key: "sig/k", Message: m})
+		}
+		e.add("8 MiB of messages", mSignBatch, &keystorev1.SignBatchRequest{Items: items}, fails(provider.EMSGSIZE))
+		p := make([]byte, provider.MaxSealPlaintext)
+		var seals []*keystorev1.SealRequest
+		var unseals []*keystorev1.UnsealRequest
+		for range 8 {
+			seals = append(seals, &keystorev1.SealRequest{Key: "enc/k", Plaintext: p})
+			unseals = append(unseals, &keystorev1.UnsealRequest{Key: "enc/k", Sealed: p, Aad: aad})
+		}
+		e.add("8 MiB of plaintext", mSealBatch, &keystorev1.SealBatchRequest{Items: seals}, fails(provider.EMSGSIZE))
+		e.add("8 MiB of sealed data", mUnsealBatch, &keystorev1.UnsealBatchRequest{Items: unseals}, fails(provider.EMSGSIZE))
+	}},
+	{name: "oversized-frame", build: func(e *env) {
+		// Every RPC, a request over the transport's limit: refused before
+		// any handler, as EMSGSIZE (gRPC ResourceExhausted).
+		pad := make([]byte, server.MaxRequestBytes+1)
+		for _, method := range allMethods {
+			b := protowire.AppendTag(nil, 1000, protowire.BytesType)
+			e.raw("over the frame limit", method, protowire.AppendBytes(b, pad), outcome{code: provider.EMSGSIZE, transport: true})
+		}
+	}},
+	{name: "page-size", build: func(e *env) {
+		for _, n := range []int32{-1, 1001, math.MinInt32, math.MaxInt32} {
+			e.add("page size", mList, &keystorev1.ListKeysRequest{PageSize: n}, fails(provider.EINVAL))
+			e.add("page size", mListValues, &keystorev1.ListValuesRequest{PageSize: n}, fails(provider.EINVAL))
+		}
+		e.add("page size 1000", mList, &keystorev1.ListKeysRequest{PageSize: 1000}, ok())
+		e.add("page size 1000", mListValues, &keystorev1.ListValuesRequest{PageSize: 1000}, ok())
+	}},
+	{name: "page-token", build: func(e *env) {
+		for _, tok := range []string{"garbage", "a/b", "../../x/y/z", "uid-0/sig/k\n", "uid-0/sig/k@1", "Uid-0/sig/k",
+			"uid-0/sig/" + seg65, strings.Repeat("t", 10<<10), "\x00"} {
+			e.add("token", mList, &keystorev1.ListKeysRequest{PageToken: tok}, fails(provider.EINVAL))
+			e.add("token", mListValues, &keystorev1.ListValuesRequest{PageToken: tok + "/"}, fails(provider.EINVAL))
+		}
+	}},
+	{name: "store-bounds", build: func(e *env) {
+		for _, n := range []int{server.MaxValueSize + 1, 1 << 20} {
+			e.add("value", mPut, &keystorev1.PutValueRequest{Name: "v", Value: make([]byte, n)}, fails(provider.EMSGSIZE))
+			e.add("value", mPut, &keystorev1.PutValueRequest{Name: "new", Value: make([]byte, n)}, fails(provider.EMSGSIZE))
+		}
+		e.add("missing", mGetValue, &keystorev1.GetValueRequest{Name: "nope"}, fails(provider.ENOENT))
+		e.add("missing", mDelete, &keystorev1.DeleteValueRequest{Name: "nope"}, fails(provider.ENOENT))
+		e.add("name 65", mPut, &keystorev1.PutValueRequest{Name: seg65, Value: []byte("x")}, fails(provider.EINVAL))
+		e.add("name 10 KiB", mGetValue, &keystorev1.GetValueRequest{Name: strings.Repeat("n", 10<<10)}, fails(provider.EINVAL))
+	}},
+	{name: "unknown-anchor", build: func(e *env) {
+		for _, a := range []string{"nope", "root2", "roo", "root.pem", "uid-0"} {
+			e.add(a, mVerifyAnchor, &keystorev1.VerifyAnchorRequest{Anchor: a, Message: msg, Signature: e.anchorSig}, fails(provider.ENOENT))
+		}
+		for _, a := range []string{"../anchors/root", "root/", "ROOT", "/root"} {
+			e.add(a, mVerifyAnchor, &keystorev1.VerifyAnchorRequest{Anchor: a, Message: msg, Signature: e.anchorSig}, fails(provider.EINVAL))
+		}
+	}},
+	{name: "policy-range", build: func(e *env) {
+		for _, p := range []*keystorev1.KeyPolicy{
+			{RotationPeriodSeconds: -1}, {RotationPeriodSeconds: 1}, {RotationPeriodSeconds: 59},
+			{RotationPeriodSeconds: 3153600001}, {RotationPeriodSeconds: math.MaxInt64}, {RotationPeriodSeconds: math.MinInt64},
+			{MinDecryptionVersion: 2}, {MinDecryptionVersion: math.MaxUint32},
+		} {
+			e.add("create", mCreate, &keystorev1.CreateKeyRequest{Key: "new/k", Algorithm: "ed25519", Policy: p}, fails(provider.EINVAL))
+			e.add("set", mSetPolicy, &keystorev1.SetKeyPolicyRequest{Key: "sig/k", Policy: p}, fails(provider.EINVAL))
+		}
+	}},
+	{name: "compressed-frame", build: func(e *env) {
+		// keystored takes no compressed requests: a gzip request to every
+		// RPC is refused by the transport as unsupported, before anything
+		// is decompressed; so is a gzip bomb (a request padded with 16 MiB
+		// of zeros, over the frame limit once decompressed).
+		for _, method := range allMethods {
+			e.reqs = append(e.reqs, request{note: "gzip", want: outcome{code: provider.ENOTSUP, transport: true},
+				call: probe.Call{Method: method, Compressor: gzip.Name}})
+		}
+		bomb := protowire.AppendBytes(protowire.AppendTag(nil, 1000, protowire.BytesType), make([]byte, 16<<20))
+		e.reqs = append(e.reqs, request{note: "gzip bomb", want: outcome{code: provider.ENOTSUP, transport: true},
+			call: probe.Call{Method: mSign, Request: bomb, Compressor: gzip.Name}})
+	}},
+	{name: "unknown-method", build: func(e *env) {
+		for _, m := range []string{"/keystore.v1.Keys/Nope", "/keystore.v1.Nope/Get", "/keystore.v2.Keys/Sign", "/grpc.health.v1.Health/Check", "/keystore.v1.Keys/sign"} {
+			e.raw("unknown method", m, nil, fails(provider.ENOTSUP))
+		}
+	}},
+}
+
+func signItems(n int, k string) []*keystorev1.SignRequest {
+	out := make([]*keystorev1.SignRequest, n)
+	for i := range out {
+		out[i] = &keystorev1.SignRequest{Key: k, Message: msg}
+	}
+	return out
+}
+
+func sealItems(n int, k string) []*keystorev1.SealRequest {
+	out := make([]*keystorev1.SealRequest, n)
+	for i := range out {
+		out[i] = &keystorev1.SealRequest{Key: k, Plaintext: plaintext, Aad: aad}
+	}
+	return out
+}
+
+func unsealItems(n int, k string, sealed []byte) []*keystorev1.UnsealRequest {
+	out := make([]*keystorev1.UnsealRequest, n)
+	for i := range out {
+		out[i] = &keystorev1.UnsealRequest{Key: k, Sealed: sealed, Aad: aad}
+	}
+	return out
+}
