@@ -1,0 +1,275 @@
+package leak
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"google.golang.org/grpc"
+
+	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
+	"github.com/nexus-os/keystored/core/alg"
+	"github.com/nexus-os/keystored/core/provider"
+	"github.com/nexus-os/keystored/internal/daemontest"
+	"github.com/nexus-os/keystored/providers/testseed"
+)
+
+// seedHex is the INSECURE seed of the test daemon: every private key of
+// the run derives from it, so the test knows them all.
+const seedHex = "6b657973746f7265642d6c65616b2d746573742d736565642d30303030303031"
+
+// TestNoKeyMaterialInAnySink runs the workload against the real daemon on
+// the testseed provider in process and as a plugin, then searches every
+// sink for every private key, the KEK and the seed (0 hits), and the logs
+// and the audit log for every canary (0 hits).
+func TestNoKeyMaterialInAnySink(t *testing.T) {
+	t.Run("in-process", func(t *testing.T) {
+		runLeakTest(t, []string{"--insecure-test-seed", seedHex}, "WARNING: INSECURE")
+	})
+	t.Run("plugin", func(t *testing.T) {
+		bin, sum := testseedPlugin(t)
+		runLeakTest(t, []string{"--provider-plugin", bin, "--provider-sha256", sum,
+			"--provider-arg", "--insecure", "--provider-arg", "--seed", "--provider-arg", seedHex},
+			// The plugin's own start-up warning, forwarded into the daemon's log.
+			"keystore-plugin-testseed: INSECURE provider")
+	})
+}
+
+var (
+	pluginOnce sync.Once
+	pluginBin  string
+	pluginErr  error
+)
+
+// testseedPlugin builds cmd/keystore-plugin-testseed beside the daemon
+// and returns its path and SHA-256.
+func testseedPlugin(t *testing.T) (string, string) {
+	t.Helper()
+	pluginOnce.Do(func() {
+		bin := filepath.Join(daemontest.BuildDir(t), "keystore-plugin-testseed")
+		out, err := exec.Command("go", "build", "-o", bin, "github.com/nexus-os/keystored/cmd/keystore-plugin-testseed").CombinedOutput()
+		if err != nil {
+			pluginErr = fmt.Errorf("building the testseed plugin: %v\n%s", err, out)
+			return
+		}
+		pluginBin = bin
+	})
+	if pluginErr != nil {
+		t.Fatal(pluginErr)
+	}
+	data, err := os.ReadFile(pluginBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	return pluginBin, hex.EncodeToString(sum[:])
+}
+
+// writeConfig writes the daemon's config: this process's uid is app
+// "leak", an operator or not; one trust anchor.
+func writeConfig(t *testing.T, dir string, operator bool) string {
+	t.Helper()
+	anchors := filepath.Join(dir, "anchors")
+	if err := os.MkdirAll(anchors, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(anchorKey().Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(anchors, "release.pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	uid := os.Getuid()
+	ops := "[]"
+	if operator {
+		ops = fmt.Sprintf("[%d]", uid)
+	}
+	cfg := fmt.Sprintf("unmapped = \"deny\"\noperators = %s\nanchors_dir = %q\n\n[apps]\n%d = \"leak\"\n\n[audit]\nsync = \"every-record\"\n",
+		ops, anchors, uid)
+	path := filepath.Join(dir, "keystored.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// runLeakTest runs the workload on a daemon started with providerArgs;
+// wantLog is a line the provider writes to the daemon's log at every start
+// (proof that the output searched is the output made).
+func runLeakTest(t *testing.T, providerArgs []string, wantLog string) {
+	seed, err := hex.DecodeString(seedHex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	rec := &recorder{}
+	var logs []string
+
+	// Phase 1: an operator, every RPC over two apps.
+	cfg := writeConfig(t, dir, true)
+	args := append([]string{"--config", cfg, "--log-level", "debug"}, providerArgs...)
+	d := daemontest.Start(t, daemontest.Options{Dir: dir, State: state, Args: args})
+	w := newWorkload(t, dialRecorded(t, d.Socket, rec))
+	w.operatorPhase(t.Context())
+	d.Stop()
+	logs = append(logs, d.Logs())
+
+	// Phase 2: the same uid as a plain app, after a restart.
+	cfg = writeConfig(t, dir, false)
+	d = daemontest.Start(t, daemontest.Options{Dir: dir, State: state, Args: args})
+	w2 := newWorkload(t, dialRecorded(t, d.Socket, rec))
+	w2.tracked, w2.sealed, w2.counter, w2.results = w.tracked, w.sealed, w.counter, w.results
+	w2.appPhase(t.Context())
+	d.Stop()
+	logs = append(logs, d.Logs())
+	w.canaries = append(w.canaries, w2.canaries...)
+	w.values = append(w.values, w2.values...)
+	if t.Failed() {
+		t.FailNow()
+	}
+	// Every RPC of the three services was called.
+	for _, sd := range []grpc.ServiceDesc{keystorev1.Keys_ServiceDesc, keystorev1.Store_ServiceDesc, keystorev1.TrustAnchors_ServiceDesc} {
+		for _, m := range sd.Methods {
+			if name := "/" + sd.ServiceName + "/" + m.MethodName; rec.methods[name] == 0 {
+				t.Errorf("the workload never called %s", name)
+			}
+		}
+	}
+
+	// The secrets: every private key form of every version of every key,
+	// the KEK, the seed, and the trust anchor's private key.
+	refs := w.refs()
+	var secrets []needle
+	kek, err := testseed.InsecureKEK(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets = append(secrets, needle{"KEK", kek}, needle{"seed", seed},
+		needle{"anchor private key", anchorKey()}, needle{"anchor seed", anchorKey().Seed()})
+	provName := ""
+	for _, ref := range refs {
+		provName = ref.Provider
+		known, err := testseed.InsecureKnownSecrets(seed, ref)
+		if err != nil {
+			t.Fatalf("secrets of %s: %v", ref, err)
+		}
+		for i, s := range known {
+			secrets = append(secrets, needle{fmt.Sprintf("%s private form %d (%d bytes)", ref, i, len(s)), s})
+		}
+	}
+	if provName != testseed.Name {
+		t.Fatalf("keys are served by provider %q, want %q", provName, testseed.Name)
+	}
+	checkSecretsAreReal(t, rec, refs, seed)
+
+	// The sinks.
+	responses := rec.sinks()
+	logSinks := map[string][]byte{"daemon log (operator run)": []byte(logs[0]), "daemon log (app run)": []byte(logs[1])}
+	for i, l := range logs {
+		if !strings.Contains(l, wantLog) {
+			t.Errorf("daemon log %d lacks %q: was the output captured?", i, wantLog)
+		}
+		if !strings.Contains(l, "op=keys.sign") {
+			t.Errorf("daemon log %d lacks the debug request lines: was --log-level debug applied?", i)
+		}
+	}
+	files := stateFiles(t, state)
+	auditLog := files["state file audit/audit.jsonl"]
+	if bytes.Count(auditLog, []byte("\n")) < rec.calls/2 {
+		t.Fatalf("audit log has %d lines for %d calls", bytes.Count(auditLog, []byte("\n")), rec.calls)
+	}
+	all := map[string][]byte{}
+	for _, m := range []map[string][]byte{responses, logSinks, files} {
+		for k, v := range m {
+			all[k] = v
+		}
+	}
+	s1 := search(t, "secret", secrets, all)
+
+	// Canaries: never in a log or the audit log; plaintexts, AAD and
+	// messages not in the state files either (Store values are stored as
+	// they are, so they may be).
+	logsAndAudit := map[string][]byte{"audit log": auditLog}
+	for k, v := range logSinks {
+		logsAndAudit[k] = v
+	}
+	s2 := search(t, "canary", append(append([]needle(nil), w.canaries...), w.values...), logsAndAudit)
+	stateNoAudit := map[string][]byte{}
+	for k, v := range files {
+		if k != "state file audit/audit.jsonl" {
+			stateNoAudit[k] = v
+		}
+	}
+	s3 := search(t, "canary", w.canaries, stateNoAudit)
+	found := 0
+	for _, v := range w.values {
+		for _, f := range files {
+			if bytes.Contains(f, v.b) {
+				found++
+				break
+			}
+		}
+	}
+	if found == 0 {
+		t.Error("no Store value was found in the state files: is the state search looking at the right directory?")
+	}
+
+	t.Logf("workload: %d calls over %d methods, results %v; %d keys, %d key versions", rec.calls, len(rec.methods), w.results, len(w.tracked), len(refs))
+	t.Logf("secrets: %d needles (%d private key forms + KEK + seed + anchor key, seed and private key) × %d forms %v × %d places (%d bytes: %d response kinds, 2 daemon logs, %d state files incl. the audit log) = %d searches, %d hits",
+		s1.needles, s1.needles-4, len(formNames()), formNames(), s1.places, s1.bytes, len(responses), len(files), s1.searches, s1.hits)
+	t.Logf("canaries in logs and audit: %d canaries (%d plaintext/AAD/message, %d Store values) × forms × %d places (%d bytes) = %d searches, %d hits",
+		s2.needles, len(w.canaries), len(w.values), s2.places, s2.bytes, s2.searches, s2.hits)
+	t.Logf("canaries (not Store values) in state files: %d × forms × %d files = %d searches, %d hits", s3.needles, s3.places, s3.searches, s3.hits)
+}
+
+// checkSecretsAreReal proves the computed secrets are the daemon's: the
+// public key each signing version's computed seed gives must be the one
+// the daemon returned (otherwise a search for wrong secrets would pass
+// vacuously).
+func checkSecretsAreReal(t *testing.T, rec *recorder, refs []provider.KeyRef, seed []byte) {
+	t.Helper()
+	bodies := rec.sinks()["response bodies"]
+	checked := 0
+	for _, ref := range refs {
+		if ref.Use != provider.UseSign {
+			continue
+		}
+		known, err := testseed.InsecureKnownSecrets(seed, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec, err := alg.Default().Lookup(ref.Algorithm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := spec.NewSigner(known[0], false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub := s.PublicKey()
+		if ref.Algorithm == provider.Ed25519 && !bytes.Equal(pub, ed25519.PrivateKey(known[1]).Public().(ed25519.PublicKey)) {
+			t.Errorf("%s: the expanded private key does not match the seed", ref)
+		}
+		if !bytes.Contains(bodies, pub) {
+			t.Errorf("%s: the public key of the computed private key is in no response: the computed secrets are not the daemon's", ref)
+			continue
+		}
+		checked++
+	}
+	if checked == 0 {
+		t.Fatal("no signing key version was checked against the daemon's public keys")
+	}
+	t.Logf("%d signing key versions: computed private keys match the daemon's public keys", checked)
+}
