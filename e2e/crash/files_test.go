@@ -1,0 +1,233 @@
+package crash
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// onDiskKey is what the state directory holds for one key directory.
+type onDiskKey struct {
+	dir      string // "keystore/<app>/<purpose>/<name>"
+	meta     *metaFile
+	handles  map[uint32]bool
+	problems []string
+}
+
+// metaFile is the part of a meta.json body the checks compare.
+type metaFile struct {
+	ID       string `json:"id"`
+	State    string `json:"state"`
+	Current  uint32 `json:"current_version"`
+	Versions []struct {
+		Version uint32 `json:"version"`
+		State   string `json:"state"`
+	} `json:"versions"`
+}
+
+var handleName = regexp.MustCompile(`^v([1-9][0-9]{0,9})\.handle$`)
+
+// digest is the checksum of a checked file (docs/storage.md):
+// SHA-256("keystored/<kind>/v1" ‖ 0x00 ‖ path ‖ 0x00 ‖ body).
+func digest(kind, rel string, body []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte("keystored/" + kind + "/v1\x00" + rel + "\x00"))
+	h.Write(body)
+	return h.Sum(nil)
+}
+
+// checkEnvelope checks a MANIFEST or meta.json read from rel and returns
+// its body.
+func checkEnvelope(kind, rel string, data []byte) (json.RawMessage, string) {
+	var env struct {
+		Kind   string          `json:"kind"`
+		Format int             `json:"format"`
+		Body   json.RawMessage `json:"body"`
+		SHA256 string          `json:"sha256"`
+	}
+	if !bytes.HasSuffix(data, []byte("\n")) || bytes.Count(data, []byte("\n")) != 1 {
+		return nil, "not one line ending in a newline (torn?)"
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&env); err != nil {
+		return nil, "not a JSON envelope: " + err.Error()
+	}
+	if env.Kind != kind || env.Format != 1 {
+		return nil, "kind " + env.Kind + " format " + strconv.Itoa(env.Format)
+	}
+	if env.SHA256 != hex.EncodeToString(digest(kind, rel, env.Body)) {
+		return nil, "checksum mismatch"
+	}
+	return env.Body, ""
+}
+
+// checkHandle checks a v<N>.handle file read from rel.
+func checkHandle(rel string, data []byte) string {
+	const header = 4 + sha256.Size
+	if len(data) <= header || !bytes.Equal(data[:4], []byte{'K', 'S', 'H', 1}) {
+		return "not a handle file (torn?)"
+	}
+	if !bytes.Equal(data[4:header], digest("handle", rel, data[header:])) {
+		return "checksum mismatch"
+	}
+	return ""
+}
+
+// stamp identifies one version of a file: every write replaces the file
+// (a new inode), so an unchanged stamp means unchanged content.
+type stamp struct {
+	ino, size, mtime int64
+}
+
+// checked is a file found whole by an earlier scan.
+type checked struct {
+	st   stamp
+	meta *metaFile // for meta.json
+}
+
+// scanner checks the state directory, reading again only the files that
+// changed since its last scan.
+type scanner struct {
+	ok map[string]checked // by path relative to the state directory
+}
+
+func fileStamp(d fs.DirEntry) (stamp, bool) {
+	fi, err := d.Info()
+	if err != nil {
+		return stamp{}, false
+	}
+	sys, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return stamp{}, false
+	}
+	return stamp{ino: int64(sys.Ino), size: fi.Size(), mtime: fi.ModTime().UnixNano()}, true
+}
+
+// scan walks <state>/keystore and checks every file in it: no temporary
+// file left after a restart, no symlink, no unknown file, and every
+// MANIFEST, meta.json and handle whole and with a valid checksum. It
+// returns the key directories by full key ID and the problems found
+// outside them.
+func (sc *scanner) scan(state string) (map[string]*onDiskKey, []string) {
+	if sc.ok == nil {
+		sc.ok = map[string]checked{}
+	}
+	seen := map[string]checked{}
+	defer func() { sc.ok = seen }()
+	root := filepath.Join(state, "keystore")
+	keys := map[string]*onDiskKey{}
+	var problems []string
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			problems = append(problems, err.Error())
+			return nil
+		}
+		rel, rerr := filepath.Rel(state, path)
+		if rerr != nil {
+			return rerr
+		}
+		rel = filepath.ToSlash(rel)
+		segs := strings.Split(rel, "/") // "keystore", app, purpose, name, file
+		if d.Type()&fs.ModeSymlink != 0 {
+			problems = append(problems, rel+": symlink")
+			return nil
+		}
+		if d.IsDir() {
+			if len(segs) > 4 {
+				problems = append(problems, rel+": directory below a key directory")
+				return fs.SkipDir
+			}
+			if len(segs) == 4 {
+				keys[strings.Join(segs[1:], "/")] = &onDiskKey{dir: rel, handles: map[uint32]bool{}}
+			}
+			return nil
+		}
+		name := d.Name()
+		if strings.HasPrefix(name, ".tmp-") {
+			problems = append(problems, rel+": temporary file left after a restart")
+			return nil
+		}
+		if len(segs) == 5 {
+			// Unchanged since the last scan, which found it whole.
+			st, ok := fileStamp(d)
+			if c, seenBefore := sc.ok[rel]; ok && seenBefore && c.st == st {
+				k := keys[strings.Join(segs[1:4], "/")]
+				if c.meta != nil {
+					k.meta = c.meta
+				} else if m := handleName.FindStringSubmatch(name); m != nil {
+					v, perr := strconv.ParseUint(m[1], 10, 32)
+					if perr == nil {
+						k.handles[uint32(v)] = true
+					}
+				}
+				seen[rel] = c
+				return nil
+			}
+			defer func() {
+				if k := keys[strings.Join(segs[1:4], "/")]; ok && len(k.problems) == 0 {
+					c := checked{st: st}
+					if name == "meta.json" {
+						c.meta = k.meta
+					}
+					seen[rel] = c
+				}
+			}()
+		}
+		data, rerr := os.ReadFile(path)
+		if rerr != nil {
+			problems = append(problems, rel+": "+rerr.Error())
+			return nil
+		}
+		if rel == "keystore/MANIFEST" {
+			if _, why := checkEnvelope("manifest", rel, data); why != "" {
+				problems = append(problems, rel+": "+why)
+			}
+			return nil
+		}
+		if len(segs) != 5 {
+			problems = append(problems, rel+": unexpected file")
+			return nil
+		}
+		k := keys[strings.Join(segs[1:4], "/")]
+		switch m := handleName.FindStringSubmatch(name); {
+		case name == "meta.json":
+			body, why := checkEnvelope("meta", rel, data)
+			if why != "" {
+				k.problems = append(k.problems, rel+": "+why)
+				return nil
+			}
+			var mf metaFile
+			if err := json.Unmarshal(body, &mf); err != nil {
+				k.problems = append(k.problems, rel+": body: "+err.Error())
+				return nil
+			}
+			k.meta = &mf
+		case m != nil:
+			v, perr := strconv.ParseUint(m[1], 10, 32)
+			if perr != nil {
+				k.problems = append(k.problems, rel+": version out of range")
+				return nil
+			}
+			if why := checkHandle(rel, data); why != "" {
+				k.problems = append(k.problems, rel+": "+why)
+			}
+			k.handles[uint32(v)] = true
+		default:
+			problems = append(problems, rel+": unexpected file")
+		}
+		return nil
+	})
+	if err != nil {
+		problems = append(problems, "walking "+root+": "+err.Error())
+	}
+	return keys, problems
+}

@@ -1,0 +1,268 @@
+package faults
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/nexus-os/keystored/client"
+)
+
+// snapshot returns every file under <state>/keystore and <state>/store by
+// path relative to state, with its content: what a request may change.
+func snapshot(t *testing.T, state string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	for _, top := range []string{"keystore", "store"} {
+		root := filepath.Join(state, top)
+		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if errors.Is(err, fs.ErrNotExist) && path == root {
+				return nil
+			}
+			if err != nil || d.IsDir() {
+				return err
+			}
+			rel, err := filepath.Rel(state, path)
+			if err != nil {
+				return err
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			files[filepath.ToSlash(rel)] = string(data)
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("snapshot of %s: %v", root, err)
+		}
+	}
+	return files
+}
+
+// sameFiles fails the test unless after holds exactly the files of before
+// with the same contents.
+func sameFiles(t *testing.T, what string, before, after map[string]string) {
+	t.Helper()
+	var diffs []string
+	for p, b := range before {
+		a, ok := after[p]
+		switch {
+		case !ok:
+			diffs = append(diffs, p+": removed")
+		case a != b:
+			diffs = append(diffs, p+": changed")
+		}
+	}
+	for p := range after {
+		if _, ok := before[p]; !ok {
+			diffs = append(diffs, p+": added")
+		}
+	}
+	sort.Strings(diffs)
+	if len(diffs) > 0 {
+		t.Errorf("%s: the state directory changed:\n%s", what, strings.Join(diffs, "\n"))
+	}
+}
+
+// noTempFiles fails the test if a temporary file (".tmp-…") is left
+// anywhere in the state directory.
+func noTempFiles(t *testing.T, state string) {
+	t.Helper()
+	err := filepath.WalkDir(state, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(d.Name(), ".tmp-") {
+			t.Errorf("temporary file left: %s", path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fixture is what setUp made: keys in every state a write needs, and
+// sealed data and a signature the reads must keep opening.
+type fixture struct {
+	msg     []byte
+	sig     client.Signature
+	pt, aad []byte
+	sealed  client.Sealed
+	value   []byte
+}
+
+// The keys of the fixture (names of the caller's own app).
+const (
+	keySig   = "p/sig"   // ed25519, signed with
+	keyBox   = "p/box"   // xchacha20-poly1305, sealed with (its seal budget is reserved)
+	keyFresh = "p/fresh" // xchacha20-poly1305, never sealed with: its first seal writes a reservation
+	keyOld   = "p/old"   // ed25519 at version 2: version 1 can be revoked
+	keyGone  = "p/gone"  // ed25519, revoked: can be destroyed
+	keyNew   = "p/new"   // not created
+)
+
+// setUp creates the fixture through c.
+func setUp(t *testing.T, c *client.Client) fixture {
+	t.Helper()
+	ctx := context.Background()
+	for _, k := range []struct {
+		name string
+		alg  client.Algorithm
+	}{{keySig, client.Ed25519}, {keyBox, client.XChaCha20Poly1305}, {keyFresh, client.XChaCha20Poly1305}, {keyOld, client.Ed25519}, {keyGone, client.Ed25519}} {
+		if _, err := c.Create(ctx, k.name, client.CreateOptions{Algorithm: k.alg}); err != nil {
+			t.Fatalf("create %s: %v", k.name, err)
+		}
+	}
+	if _, err := c.Rotate(ctx, keyOld); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Revoke(ctx, keyGone); err != nil {
+		t.Fatal(err)
+	}
+	fx := fixture{msg: []byte("a message"), pt: []byte("a plaintext"), aad: []byte("an aad"), value: []byte("a value")}
+	var err error
+	if fx.sig, err = c.Sign(ctx, keySig, fx.msg); err != nil {
+		t.Fatal(err)
+	}
+	if fx.sealed, err = c.Seal(ctx, keyBox, fx.pt, fx.aad); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"v1", "v2"} {
+		if err := c.PutValue(ctx, name, fx.value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return fx
+}
+
+// request is one client call of a test table.
+type request struct {
+	name string
+	call func(ctx context.Context, c *client.Client) error
+}
+
+// writes are the state-changing requests (but destroy, which removes the
+// handle files before it writes the metadata: see destroyRequest). With
+// deletes false, the value delete is left out (an unlink needs no space).
+func writes(deletes bool) []request {
+	w := []request{
+		{"create", func(ctx context.Context, c *client.Client) error {
+			_, err := c.Create(ctx, keyNew, client.CreateOptions{Algorithm: client.Ed25519})
+			return err
+		}},
+		{"rotate", func(ctx context.Context, c *client.Client) error { _, err := c.Rotate(ctx, keySig); return err }},
+		{"revoke", func(ctx context.Context, c *client.Client) error { _, err := c.Revoke(ctx, keyBox); return err }},
+		{"revoke-version", func(ctx context.Context, c *client.Client) error {
+			_, err := c.RevokeVersion(ctx, keyOld, 1)
+			return err
+		}},
+		{"set-policy", func(ctx context.Context, c *client.Client) error {
+			_, err := c.SetPolicy(ctx, keySig, client.Policy{MinDecryptionVersion: 1})
+			return err
+		}},
+		{"seal-budget reservation", func(ctx context.Context, c *client.Client) error {
+			_, err := c.Seal(ctx, keyFresh, []byte("x"), nil)
+			return err
+		}},
+		{"seal-batch reservation", func(ctx context.Context, c *client.Client) error {
+			res, err := c.SealBatch(ctx, []client.SealItem{{Key: keyFresh, Plaintext: []byte("x")}})
+			if err != nil {
+				return err
+			}
+			return res[0].Err
+		}},
+		{"put new value", func(ctx context.Context, c *client.Client) error { return c.PutValue(ctx, "v3", []byte("x")) }},
+		{"replace value", func(ctx context.Context, c *client.Client) error { return c.PutValue(ctx, "v1", []byte("x")) }},
+	}
+	if deletes {
+		w = append(w, request{"delete value", func(ctx context.Context, c *client.Client) error { return c.DeleteValue(ctx, "v2") }})
+	}
+	return w
+}
+
+var destroyRequest = request{"destroy", func(ctx context.Context, c *client.Client) error {
+	_, err := c.Destroy(ctx, keyGone)
+	return err
+}}
+
+// writesFail runs every request of ws and wants EIO whose message holds
+// cause (the system error, e.g. "no space left on device").
+func writesFail(t *testing.T, c *client.Client, ws []request, cause string) {
+	t.Helper()
+	for _, w := range ws {
+		err := w.call(context.Background(), c)
+		t.Logf("%s: %v", w.name, err)
+		if !errors.Is(err, client.ErrIO) || !strings.Contains(err.Error(), cause) {
+			t.Errorf("%s: got %v, want EIO saying %q", w.name, err, cause)
+		}
+	}
+}
+
+// readsWork checks that every read is served, and that the fixture's
+// sealed data and signature still open and verify.
+func readsWork(t *testing.T, c *client.Client, fx fixture) {
+	t.Helper()
+	ctx := context.Background()
+	check := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+	}
+	_, err := c.Sign(ctx, keySig, fx.msg)
+	check("sign", err)
+	check("verify", c.Verify(ctx, keySig, fx.sig.Version, fx.msg, fx.sig.Signature))
+	u, err := c.Unseal(ctx, keyBox, fx.sealed.Data, fx.aad)
+	check("unseal", err)
+	if err == nil && !bytes.Equal(u.Plaintext, fx.pt) {
+		t.Errorf("unseal: plaintext %q, want %q", u.Plaintext, fx.pt)
+	}
+	s, err := c.Seal(ctx, keyBox, fx.pt, nil) // within the reserved budget: no write
+	check("seal (budget reserved)", err)
+	if err == nil {
+		_, err = c.Unseal(ctx, keyBox, s.Data, nil)
+		check("unseal of a new seal", err)
+	}
+	_, err = c.Rewrap(ctx, keyBox, fx.sealed.Data, fx.aad)
+	check("rewrap", err)
+	if info, err := c.Get(ctx, keySig); err != nil || info.CurrentVersion != 1 || info.State != client.KeyActive {
+		t.Errorf("get %s: %+v, %v; want version 1, active", keySig, info, err)
+	}
+	page, err := c.List(ctx, client.ListOptions{})
+	check("list", err)
+	if err == nil && (len(page.Keys) != 5 || len(page.Unreadable) != 0) {
+		t.Errorf("list: %d keys, unreadable %v; want the 5 keys of the fixture", len(page.Keys), page.Unreadable)
+	}
+	_, err = c.PublicKey(ctx, keySig, 1)
+	check("public key", err)
+	v, err := c.GetValue(ctx, "v1")
+	check("get value", err)
+	if err == nil && !bytes.Equal(v, fx.value) {
+		t.Errorf("get value: %q, want %q", v, fx.value)
+	}
+	_, err = c.ListValues(ctx, 0, "")
+	check("list values", err)
+	sr, err := c.SignBatch(ctx, []client.SignItem{{Key: keySig, Message: fx.msg}, {Key: keyOld, Message: fx.msg}})
+	check("sign batch", err)
+	for i, r := range sr {
+		check("sign batch item "+string(rune('0'+i)), r.Err)
+	}
+	ur, err := c.UnsealBatch(ctx, []client.UnsealItem{{Key: keyBox, Sealed: fx.sealed.Data, AAD: fx.aad}})
+	check("unseal batch", err)
+	for _, r := range ur {
+		check("unseal batch item", r.Err)
+	}
+	br, err := c.SealBatch(ctx, []client.SealItem{{Key: keyBox, Plaintext: fx.pt}})
+	check("seal batch (budget reserved)", err)
+	for _, r := range br {
+		check("seal batch item", r.Err)
+	}
+}
