@@ -86,16 +86,26 @@ type Event struct {
 // OK reports whether the call succeeded.
 func (e Event) OK() bool { return e.Result == 0 }
 
-// AuditSink receives audit events. The keystore fails closed: if Ready
-// or Record returns an error, the operation fails (EIO) and, for an
-// operation that changes state, Ready is called before any change so that
-// an unwritable log stops it first.
+// AuditSink receives audit events. The keystore fails closed: an error
+// from any method fails the operation (EIO) and withholds its output, and
+// a state change is never made unless Commit accepted it first.
 //
 // Implementations must be safe for concurrent use.
 type AuditSink interface {
-	// Ready reports whether a record can be written now.
+	// Ready reports whether records can be written now. The keystore asks
+	// before starting work that would change state, and before durable
+	// bookkeeping (a seal-budget reservation), so that a broken log stops
+	// an operation early.
 	Ready(ctx context.Context) error
-	// Record writes one event.
+	// Commit is called immediately before a lifecycle change (create,
+	// rotate, revoke, revoke-version, destroy, set-policy, automatic
+	// rotation) is made durable, with the event as it will be recorded if
+	// the change succeeds. An error refuses the change. A sink may write
+	// its record here (write-ahead): then the change is on record before
+	// it exists, and the Record call that follows tells it whether the
+	// change went through.
+	Commit(ctx context.Context, e Event) error
+	// Record writes one event: the final outcome of every call.
 	Record(ctx context.Context, e Event) error
 }
 
@@ -105,6 +115,9 @@ type DiscardAudit struct{}
 
 // Ready implements AuditSink.
 func (DiscardAudit) Ready(context.Context) error { return nil }
+
+// Commit implements AuditSink.
+func (DiscardAudit) Commit(context.Context, Event) error { return nil }
 
 // Record implements AuditSink.
 func (DiscardAudit) Record(context.Context, Event) error { return nil }

@@ -85,7 +85,7 @@ func (k *Keystore) primary(ctx context.Context, c Caller, op Op, id KeyID, use U
 			return fail(provider.Errorf(provider.EPERM, "key is a "+m.Use.String()+" key; "+op.String()+" needs a "+use.String()+" key"))
 		}
 		if m.Policy.RotationPeriod > 0 && attempt == 0 && rotationDue(m, k.clock.Now()) {
-			did, err := k.autoRotate(ctx, id)
+			did, err := k.autoRotate(ctx, id, *ev)
 			if err != nil {
 				return fail(err)
 			}

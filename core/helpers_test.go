@@ -25,10 +25,12 @@ var (
 
 // recorder is an AuditSink that keeps events and can be made to fail.
 type recorder struct {
-	mu       sync.Mutex
-	events   []core.Event
-	fail     bool
-	notReady bool
+	mu        sync.Mutex
+	events    []core.Event
+	commits   []core.Event
+	fail      bool
+	notReady  bool
+	refuseAll bool // Commit fails while Ready and Record work
 }
 
 func (r *recorder) Ready(context.Context) error {
@@ -37,6 +39,16 @@ func (r *recorder) Ready(context.Context) error {
 	if r.notReady || r.fail {
 		return errFailed
 	}
+	return nil
+}
+
+func (r *recorder) Commit(_ context.Context, e core.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail || r.refuseAll {
+		return errFailed
+	}
+	r.commits = append(r.commits, e)
 	return nil
 }
 

@@ -268,7 +268,22 @@ func (k *Keystore) load(id KeyID) (*record, error) {
 }
 
 // persist writes rec's metadata durably.
+//
+// A record made by a create or a rotation carries its new version; that
+// version's handle file is written first, so the metadata never names a
+// handle that is not durable.
 func (k *Keystore) persist(rec *record) error {
+	if vr := rec.newVersion; vr != nil {
+		h := vr.handle.Load()
+		if h == nil {
+			return provider.Errorf(provider.EIO, "new version "+vr.refStr+" has no handle")
+		}
+		hp := handlePath(vr.ref.ID, vr.ref.Version)
+		if err := k.st.WriteFile(hp, encodeHandle(hp, *h)); err != nil {
+			return err
+		}
+		rec.newVersion = nil
+	}
 	path := metaPath(rec.meta.ID)
 	out, err := encodeChecked("meta", path, rec.body())
 	if err != nil {
@@ -334,6 +349,16 @@ func refString(key string, v Version) string {
 // ready checks the audit sink before a state change.
 func (k *Keystore) ready(ctx context.Context) error {
 	if err := k.audit.Ready(ctx); err != nil {
+		return provider.Wrap(provider.EIO, "audit log unavailable; refusing to change state", err)
+	}
+	return nil
+}
+
+// commit asks the audit sink to accept a lifecycle change, described by
+// ev as it will be recorded, just before the change is made durable.
+func (k *Keystore) commit(ctx context.Context, ev Event) error {
+	ev.Result = 0
+	if err := k.audit.Commit(ctx, ev); err != nil {
 		return provider.Wrap(provider.EIO, "audit log unavailable; refusing to change state", err)
 	}
 	return nil

@@ -619,3 +619,75 @@ type fakeInfo struct {
 }
 
 func (f fakeInfo) Info(context.Context) (provider.Info, error) { return f.info, nil }
+
+// Every lifecycle change is offered to the sink's Commit before it is made
+// durable, with the event it will be recorded as; a refused Commit leaves
+// nothing changed, even when Ready said yes (a log that breaks between the
+// two).
+func TestAuditCommitPrecedesEveryChange(t *testing.T) {
+	e := newEnv(t)
+	id := e.create(t, appA, "app-a/s/k", provider.Ed25519)
+	if _, err := e.ks.Rotate(ctx, appA, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ks.RevokeVersion(ctx, appA, id, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ks.SetPolicy(ctx, appA, id, core.Policy{RotationPeriod: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(2 * time.Hour)
+	if s, err := e.ks.Sign(ctx, appA, id, []byte("m")); err != nil || s.Version != 3 {
+		t.Fatalf("auto-rotating sign: v%d %v", s.Version, err)
+	}
+	if _, err := e.ks.Revoke(ctx, appA, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ks.Destroy(ctx, appA, id); err != nil {
+		t.Fatal(err)
+	}
+	type c struct {
+		op     core.Op
+		v      core.Version
+		detail string
+	}
+	want := []c{{core.OpCreate, 1, ""}, {core.OpRotate, 2, ""}, {core.OpRevokeVersion, 1, ""}, {core.OpSetPolicy, 2, ""},
+		{core.OpSign, 3, "auto-rotated"}, {core.OpRevoke, 3, ""}, {core.OpDestroy, 3, ""}}
+	e.audit.mu.Lock()
+	got := append([]core.Event(nil), e.audit.commits...)
+	e.audit.mu.Unlock()
+	if len(got) != len(want) {
+		t.Fatalf("%d commits, want %d: %+v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		if got[i].Op != w.op || got[i].Version != w.v || got[i].Detail != w.detail || got[i].Key != "app-a/s/k" || got[i].Result != 0 {
+			t.Errorf("commit %d = %+v, want %+v", i, got[i], w)
+		}
+	}
+
+	// A refused commit changes nothing, for every kind of change.
+	e2 := newEnv(t)
+	sid := e2.create(t, appA, "app-a/s/k", provider.Ed25519)
+	if _, err := e2.ks.Rotate(ctx, appA, sid); err != nil {
+		t.Fatal(err)
+	}
+	rid := e2.create(t, appA, "app-a/s/revoked", provider.Ed25519)
+	if _, err := e2.ks.Revoke(ctx, appA, rid); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, e2.st)
+	e2.audit.refuseAll = true
+	for name, f := range map[string]func() error{
+		"create":         func() error { _, err := e2.ks.Create(ctx, appA, mustID(t, "app-a/s/new"), core.CreateOptions{Algorithm: provider.Ed25519}); return err },
+		"rotate":         func() error { _, err := e2.ks.Rotate(ctx, appA, sid); return err },
+		"revoke":         func() error { _, err := e2.ks.Revoke(ctx, appA, sid); return err },
+		"set-policy":     func() error { _, err := e2.ks.SetPolicy(ctx, appA, sid, core.Policy{RotationPeriod: time.Hour}); return err },
+		"revoke-version": func() error { _, err := e2.ks.RevokeVersion(ctx, appA, sid, 1); return err },
+		"destroy":        func() error { _, err := e2.ks.Destroy(ctx, appA, rid); return err },
+	} {
+		wantCode(t, name, f(), provider.EIO)
+	}
+	if after := snapshot(t, e2.st); !equalSnapshots(before, after) {
+		t.Fatal("state changed although the audit sink refused the commit")
+	}
+}

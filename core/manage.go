@@ -15,17 +15,14 @@ import (
 // that exists in any state gives EALREADY.
 func (k *Keystore) Create(ctx context.Context, c Caller, id KeyID, o CreateOptions) (Metadata, error) {
 	ev := k.event(c, OpCreate, id.String())
-	m, err := k.create(ctx, c, id, o)
-	if err == nil {
-		ev.Version = 1
-	}
+	m, err := k.create(ctx, c, id, o, &ev)
 	if err = k.finish(ctx, &ev, err); err != nil {
 		return Metadata{}, err
 	}
 	return m, nil
 }
 
-func (k *Keystore) create(ctx context.Context, c Caller, id KeyID, o CreateOptions) (Metadata, error) {
+func (k *Keystore) create(ctx context.Context, c Caller, id KeyID, o CreateOptions, ev *Event) (Metadata, error) {
 	if id.IsZero() {
 		return Metadata{}, provider.Errorf(provider.EINVAL, "no key ID")
 	}
@@ -68,11 +65,15 @@ func (k *Keystore) create(ctx context.Context, c Caller, id KeyID, o CreateOptio
 	if err != nil {
 		return Metadata{}, err
 	}
-	rec := &record{spec: spec, versions: []*versionRT{vr}, meta: Metadata{
+	rec := &record{spec: spec, versions: []*versionRT{vr}, newVersion: vr, meta: Metadata{
 		ID: id, Algorithm: spec.Name, Use: spec.Use, State: StateActive, Current: 1,
 		Versions: []VersionInfo{{Version: 1, State: VersionPrimary, PublicKey: pub, Created: now}},
 		Policy:   o.Policy, Provider: k.info.Name, Insecure: k.insecure, Created: now,
 	}}
+	ev.Version = 1
+	if err := k.commit(ctx, *ev); err != nil {
+		return Metadata{}, err
+	}
 	if err := k.persist(rec); err != nil {
 		return Metadata{}, err
 	}
@@ -80,10 +81,11 @@ func (k *Keystore) create(ctx context.Context, c Caller, id KeyID, o CreateOptio
 	return rec.meta.clone(), nil
 }
 
-// generate asks the provider for a new key version, checks what it
-// returns, and writes the handle file. The metadata that makes the version
-// live is written by the caller afterwards, so a crash in between leaves
-// only an unreferenced handle file that the next attempt overwrites.
+// generate asks the provider for a new key version and checks what it
+// returns; the handle is kept in vr, and written to its file by persist
+// (after the audit sink has committed the change) before the metadata that
+// makes the version live, so a crash in between leaves only an
+// unreferenced handle file that the next attempt overwrites.
 func (k *Keystore) generate(ctx context.Context, vr *versionRT) ([]byte, error) {
 	spec, err := k.reg.Lookup(vr.ref.Algorithm)
 	if err != nil {
@@ -100,9 +102,6 @@ func (k *Keystore) generate(ctx context.Context, vr *versionRT) ([]byte, error) 
 		return nil, provider.Errorf(provider.EIO, "provider returned a public key of the wrong size for "+vr.refStr)
 	}
 	h := provider.Handle(append([]byte(nil), g.Handle...))
-	if err := k.st.WriteFile(handlePath(vr.ref.ID, vr.ref.Version), encodeHandle(handlePath(vr.ref.ID, vr.ref.Version), h)); err != nil {
-		return nil, err
-	}
 	vr.handle.Store(&h)
 	return append([]byte(nil), g.PublicKey...), nil
 }
@@ -158,7 +157,12 @@ func (k *Keystore) get(c Caller, id KeyID) (Metadata, error) {
 // the lifecycle table, then f, which returns the new record to persist (or
 // nil for no change). The in-memory record changes only after the new
 // metadata is durable.
-func (k *Keystore) transition(ctx context.Context, c Caller, op Op, id KeyID, ev *Event, f func(rec *record, now time.Time) (*record, error)) (Metadata, error) {
+//
+// f must not change anything outside memory: it returns the successor
+// record and, if the transition also has effects beyond the metadata (a
+// destroy erases material), an apply function that transition runs after
+// the audit sink committed the change and before the metadata is written.
+func (k *Keystore) transition(ctx context.Context, c Caller, op Op, id KeyID, ev *Event, f func(rec *record, now time.Time) (next *record, apply func() error, err error)) (Metadata, error) {
 	if id.IsZero() {
 		return Metadata{}, provider.Errorf(provider.EINVAL, "no key ID")
 	}
@@ -180,15 +184,25 @@ func (k *Keystore) transition(ctx context.Context, c Caller, op Op, id KeyID, ev
 	if err := k.ready(ctx); err != nil {
 		return Metadata{}, err
 	}
-	next, err := f(rec, k.clock.Now().UTC())
+	next, apply, err := f(rec, k.clock.Now().UTC())
 	if err != nil {
 		return Metadata{}, err
+	}
+	if ev.Version == 0 {
+		ev.Version = next.meta.Current
+	}
+	if err := k.commit(ctx, *ev); err != nil {
+		return Metadata{}, err
+	}
+	if apply != nil {
+		if err := apply(); err != nil {
+			return Metadata{}, err
+		}
 	}
 	if err := k.persist(next); err != nil {
 		return Metadata{}, err
 	}
 	e.rec.Store(next)
-	ev.Version = next.meta.Current
 	return next.meta.clone(), nil
 }
 
@@ -202,8 +216,9 @@ func (r *record) successor() *record {
 // keeps verifying and unsealing.
 func (k *Keystore) Rotate(ctx context.Context, c Caller, id KeyID) (Metadata, error) {
 	ev := k.event(c, OpRotate, id.String())
-	m, err := k.transition(ctx, c, OpRotate, id, &ev, func(rec *record, now time.Time) (*record, error) {
-		return k.rotateLocked(ctx, rec, now)
+	m, err := k.transition(ctx, c, OpRotate, id, &ev, func(rec *record, now time.Time) (*record, func() error, error) {
+		next, err := k.rotateLocked(ctx, rec, now)
+		return next, nil, err
 	})
 	if err = k.finish(ctx, &ev, err); err != nil {
 		return Metadata{}, err
@@ -229,6 +244,7 @@ func (k *Keystore) rotateLocked(ctx context.Context, rec *record, now time.Time)
 	next.meta.Versions = append(next.meta.Versions, VersionInfo{Version: v, State: VersionPrimary, PublicKey: pub, Created: now})
 	next.meta.Current = v
 	next.versions = append(next.versions, vr)
+	next.newVersion = vr
 	return next, nil
 }
 
@@ -236,7 +252,7 @@ func (k *Keystore) rotateLocked(ctx context.Context, rec *record, now time.Time)
 // fails with EKEYREVOKED.
 func (k *Keystore) Revoke(ctx context.Context, c Caller, id KeyID) (Metadata, error) {
 	ev := k.event(c, OpRevoke, id.String())
-	m, err := k.transition(ctx, c, OpRevoke, id, &ev, func(rec *record, now time.Time) (*record, error) {
+	m, err := k.transition(ctx, c, OpRevoke, id, &ev, func(rec *record, now time.Time) (*record, func() error, error) {
 		next := rec.successor()
 		next.meta.State, next.meta.Revoked = StateRevoked, now
 		for i := range next.meta.Versions {
@@ -244,7 +260,7 @@ func (k *Keystore) Revoke(ctx context.Context, c Caller, id KeyID) (Metadata, er
 				v.State, v.Revoked = VersionRevoked, now
 			}
 		}
-		return next, nil
+		return next, nil, nil
 	})
 	if err = k.finish(ctx, &ev, err); err != nil {
 		return Metadata{}, err
@@ -257,16 +273,16 @@ func (k *Keystore) Revoke(ctx context.Context, c Caller, id KeyID) (Metadata, er
 func (k *Keystore) RevokeVersion(ctx context.Context, c Caller, id KeyID, v Version) (Metadata, error) {
 	ev := k.event(c, OpRevokeVersion, id.String())
 	ev.Version = v
-	m, err := k.transition(ctx, c, OpRevokeVersion, id, &ev, func(rec *record, now time.Time) (*record, error) {
+	m, err := k.transition(ctx, c, OpRevokeVersion, id, &ev, func(rec *record, now time.Time) (*record, func() error, error) {
 		if v == 0 {
-			return nil, provider.Errorf(provider.EINVAL, "no version given")
+			return nil, nil, provider.Errorf(provider.EINVAL, "no version given")
 		}
 		if err := checkVersion(OpRevokeVersion, &rec.meta, v); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		next := rec.successor()
 		next.meta.Versions[v-1].State, next.meta.Versions[v-1].Revoked = VersionRevoked, now
-		return next, nil
+		return next, nil, nil
 	})
 	ev.Version = v
 	if err = k.finish(ctx, &ev, err); err != nil {
@@ -281,28 +297,26 @@ func (k *Keystore) RevokeVersion(ctx context.Context, c Caller, id KeyID, v Vers
 // first. A destroy interrupted by a crash can be repeated.
 func (k *Keystore) Destroy(ctx context.Context, c Caller, id KeyID) (Metadata, error) {
 	ev := k.event(c, OpDestroy, id.String())
-	m, err := k.transition(ctx, c, OpDestroy, id, &ev, func(rec *record, now time.Time) (*record, error) {
+	m, err := k.transition(ctx, c, OpDestroy, id, &ev, func(rec *record, now time.Time) (*record, func() error, error) {
+		// Read every handle first (no change yet); erase after the
+		// audit sink has committed the destroy.
+		type victim struct {
+			vr *versionRT
+			h  provider.Handle // nil: no handle file, or an unreadable one
+		}
+		var victims []victim
 		for i, vr := range rec.versions {
 			if rec.meta.Versions[i].State == VersionDestroyed {
 				continue
 			}
-			path := handlePath(id, vr.ref.Version)
 			h, err := k.handle(vr)
-			switch {
-			case err == nil:
-				if err := k.p.Destroy(ctx, vr.ref, h); err != nil {
-					return nil, provider.WithOp("destroy", vr.refStr, err)
-				}
-			case !isMissingHandle(err):
+			if err != nil && !isMissingHandle(err) {
 				// A corrupted handle file: the provider cannot be told
 				// which object to erase. Removing the file is all we can
 				// do; say so in the audit detail.
 				ev.Detail = "unreadable handle removed: " + vr.refStr
 			}
-			if err := k.st.Remove(path); err != nil {
-				return nil, err
-			}
-			vr.handle.Store(nil)
+			victims = append(victims, victim{vr, h})
 		}
 		next := rec.successor()
 		next.meta.State, next.meta.Destroyed = StateDestroyed, now
@@ -311,7 +325,21 @@ func (k *Keystore) Destroy(ctx context.Context, c Caller, id KeyID) (Metadata, e
 				v.State, v.Destroyed = VersionDestroyed, now
 			}
 		}
-		return next, nil
+		apply := func() error {
+			for _, v := range victims {
+				if v.h != nil {
+					if err := k.p.Destroy(ctx, v.vr.ref, v.h); err != nil {
+						return provider.WithOp("destroy", v.vr.refStr, err)
+					}
+				}
+				if err := k.st.Remove(handlePath(id, v.vr.ref.Version)); err != nil {
+					return err
+				}
+				v.vr.handle.Store(nil)
+			}
+			return nil
+		}
+		return next, apply, nil
 	})
 	if err = k.finish(ctx, &ev, err); err != nil {
 		return Metadata{}, err
@@ -324,13 +352,13 @@ func isMissingHandle(err error) bool { return errors.Is(err, errHandleMissing) }
 // SetPolicy replaces a key's policy.
 func (k *Keystore) SetPolicy(ctx context.Context, c Caller, id KeyID, p Policy) (Metadata, error) {
 	ev := k.event(c, OpSetPolicy, id.String())
-	m, err := k.transition(ctx, c, OpSetPolicy, id, &ev, func(rec *record, _ time.Time) (*record, error) {
+	m, err := k.transition(ctx, c, OpSetPolicy, id, &ev, func(rec *record, _ time.Time) (*record, func() error, error) {
 		if err := checkPolicy(p, rec.meta.Current); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		next := rec.successor()
 		next.meta.Policy = p
-		return next, nil
+		return next, nil, nil
 	})
 	if err = k.finish(ctx, &ev, err); err != nil {
 		return Metadata{}, err
@@ -507,7 +535,7 @@ func (k *Keystore) sweep(ctx context.Context, c Caller) ([]KeyID, error) {
 			if !rotationDue(&m, k.clock.Now()) {
 				continue
 			}
-			did, err := k.autoRotate(ctx, m.ID)
+			did, err := k.autoRotate(ctx, m.ID, Event{Time: k.clock.Now(), Caller: c, Op: OpRotate})
 			if err != nil {
 				errs = append(errs, err)
 			} else if did {
@@ -533,8 +561,10 @@ func rotationDue(m *Metadata, now time.Time) bool {
 	return ok && !now.Before(p.Created.Add(m.Policy.RotationPeriod))
 }
 
-// autoRotate rotates id if it is still due, under its write lock.
-func (k *Keystore) autoRotate(ctx context.Context, id KeyID) (bool, error) {
+// autoRotate rotates id if it is still due, under its write lock. ev is
+// the event of the operation that triggered it (a sign, a seal, a sweep);
+// the sink is asked to commit it with the new version and "auto-rotated".
+func (k *Keystore) autoRotate(ctx context.Context, id KeyID, ev Event) (bool, error) {
 	e, err := k.writeKey(id)
 	if err != nil {
 		return false, err
@@ -550,6 +580,10 @@ func (k *Keystore) autoRotate(ctx context.Context, id KeyID) (bool, error) {
 	}
 	next, err := k.rotateLocked(ctx, rec, now)
 	if err != nil {
+		return false, err
+	}
+	ev.Key, ev.Version, ev.Detail = e.idStr, next.meta.Current, "auto-rotated"
+	if err := k.commit(ctx, ev); err != nil {
 		return false, err
 	}
 	if err := k.persist(next); err != nil {

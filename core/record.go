@@ -15,6 +15,9 @@ type record struct {
 	meta     Metadata
 	spec     *alg.Spec
 	versions []*versionRT // index v-1
+	// newVersion, set only between a create or rotation and its persist,
+	// is the version whose handle file persist writes first.
+	newVersion *versionRT
 }
 
 // versionRT is the run-time state of one key version.

@@ -30,6 +30,45 @@ type summary struct {
 	// Set by handlers: batch counts and a note that replaces the detail.
 	items, failed int
 	note          string
+
+	// commitAhead, set by the interceptor for requests that may change
+	// state one key at a time, writes the request's record before the
+	// change is made durable (write-ahead); written holds what it wrote.
+	commitAhead func(ctx context.Context) (audit.Record, error)
+	written     *audit.Record
+}
+
+// commit is called right before the request changes state durably. In a
+// request that writes ahead, it writes the request's record now (with
+// result "ok") so that no change ever exists without its record; an error
+// refuses the change. Elsewhere (batches, or a second change in one
+// request) it only checks that the log is writable.
+func (s *summary) commit(ctx context.Context, log AuditLog) error {
+	s.mu.Lock()
+	ahead := s.commitAhead
+	already := s.written != nil
+	s.mu.Unlock()
+	if ahead == nil || already {
+		return log.Ready(ctx)
+	}
+	r, err := ahead(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.written = &r
+	s.mu.Unlock()
+	return nil
+}
+
+// writtenAhead returns the record written ahead, if any.
+func (s *summary) writtenAhead() (audit.Record, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.written == nil {
+		return audit.Record{}, false
+	}
+	return *s.written, true
 }
 
 // setKey records the key (or store or anchor name) of a request that
@@ -110,6 +149,19 @@ type coreSink struct {
 // Ready forwards to the audit log, so that a state change is refused
 // before it happens when the log cannot be written.
 func (s *coreSink) Ready(ctx context.Context) error { return s.log.Ready(ctx) }
+
+// Commit implements core.AuditSink: inside a request, the change's event
+// joins the request's summary and the request's record is written ahead
+// (see summary.commit); outside a request it checks the log is writable
+// (Record then writes the event).
+func (s *coreSink) Commit(ctx context.Context, e core.Event) error {
+	sum := summaryFrom(ctx)
+	if sum == nil {
+		return s.log.Ready(ctx)
+	}
+	sum.add(e)
+	return sum.commit(ctx, s.log)
+}
 
 // Record implements core.AuditSink.
 func (s *coreSink) Record(ctx context.Context, e core.Event) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -100,6 +101,11 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 	}
 	caller := s.caller(ctx)
 	sum := &summary{}
+	if !isBatch(c.op) {
+		sum.commitAhead = func(ctx context.Context) (audit.Record, error) {
+			return s.appendRecord(ctx, c.op, caller, sum, "ok", "")
+		}
+	}
 	var (
 		resp any
 		err  error
@@ -114,7 +120,7 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 		resp, err = handler(context.WithValue(withSummary(ctx, sum), callerKey{}, &caller), req)
 	}
 	result := codeName(err)
-	if aerr := s.writeRecord(ctx, c.op, caller, sum, result); aerr != nil {
+	if aerr := s.finishRecord(ctx, c.op, caller, sum, result); aerr != nil {
 		scrub(resp)
 		resp = nil
 		err = provider.Errorf(provider.EIO, "audit log unavailable; request refused")
@@ -128,15 +134,42 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 	return resp, nil
 }
 
-// writeRecord writes the request's one audit record.
-func (s *Server) writeRecord(ctx context.Context, op string, caller Caller, sum *summary, result string) error {
-	key, v, detail, multi := sum.snapshot()
-	items, failed, note := sum.batch()
-	if note != "" {
-		detail = note
+// finishRecord writes the request's audit record once its result is
+// known. A request that changed state wrote its record ahead (result "ok")
+// before the change; if it then failed after all, a second record with the
+// real result, marked as the outcome of the first, corrects it.
+func (s *Server) finishRecord(ctx context.Context, op string, caller Caller, sum *summary, result string) error {
+	if r, ok := sum.writtenAhead(); ok {
+		if result == "ok" {
+			return nil
+		}
+		_, err := s.appendRecord(ctx, op, caller, sum, result, "outcome of seq "+strconv.FormatUint(r.Seq, 10))
+		return err
 	}
-	if multi && detail == "" {
+	_, err := s.appendRecord(ctx, op, caller, sum, result, "")
+	return err
+}
+
+// writeRecord writes the one audit record of a request that never reached
+// the interceptor.
+func (s *Server) writeRecord(ctx context.Context, op string, caller Caller, sum *summary, result string) error {
+	_, err := s.appendRecord(ctx, op, caller, sum, result, "")
+	return err
+}
+
+// appendRecord builds a request's audit record from its summary and writes
+// it; detail, when given, replaces the summary's.
+func (s *Server) appendRecord(ctx context.Context, op string, caller Caller, sum *summary, result, detail string) (audit.Record, error) {
+	key, v, sumDetail, multi := sum.snapshot()
+	items, failed, note := sum.batch()
+	switch {
+	case detail != "":
+	case note != "":
+		detail = note
+	case multi && sumDetail == "":
 		detail = "several keys"
+	default:
+		detail = sumDetail
 	}
 	rec := audit.Record{
 		Time:    s.clock.Now(),
@@ -150,12 +183,17 @@ func (s *Server) writeRecord(ctx context.Context, op string, caller Caller, sum 
 		Detail:  detail,
 	}
 	// A cancelled request is still audited.
-	if _, err := s.audit.Append(context.WithoutCancel(ctx), rec); err != nil {
+	r, err := s.audit.Append(context.WithoutCancel(ctx), rec)
+	if err != nil {
 		s.log.Error("audit record not written; request refused", "op", op, "uid", caller.UID, "err", err)
-		return err
+		return audit.Record{}, err
 	}
-	return nil
+	return r, nil
 }
+
+// isBatch reports whether op is a batch RPC: a batch's record needs its
+// item counts, so it is written at the end, never ahead.
+func isBatch(op string) bool { return strings.HasSuffix(op, "-batch") }
 
 // codeName is "ok" for nil, else the name of err's code (EIO for an error
 // without one, EUNAVAILABLE for a context error), as rpcerr.ToStatus

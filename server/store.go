@@ -98,7 +98,9 @@ func (v *valueStore) names(app string) ([]string, error) {
 	return out, nil
 }
 
-func (v *valueStore) put(app, name string, value []byte) error {
+// put writes a value; commit is called after every check, right before
+// the file changes (the audit record is written there, ahead).
+func (v *valueStore) put(app, name string, value []byte, commit func() error) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	names, err := v.names(app)
@@ -109,6 +111,9 @@ func (v *valueStore) put(app, name string, value []byte) error {
 	exists := i < len(names) && names[i] == name
 	if !exists && len(names) >= MaxValuesPerApp {
 		return provider.Errorf(provider.EMSGSIZE, "app "+app+" already holds "+strconv.Itoa(MaxValuesPerApp)+" values; delete one first")
+	}
+	if err := commit(); err != nil {
+		return err
 	}
 	path := valuePath(app, name)
 	return v.st.WriteFile(path, encodeValue(path, value))
@@ -126,10 +131,15 @@ func (v *valueStore) get(app, name string) ([]byte, error) {
 	return decodeValue(path, data)
 }
 
-func (v *valueStore) remove(app, name string) error {
+// remove deletes a value; commit is called once the value is known to
+// exist, right before the file is removed.
+func (v *valueStore) remove(app, name string, commit func() error) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if _, err := v.get(app, name); err != nil && codeOf(err) == provider.ENOENT {
+		return err
+	}
+	if err := commit(); err != nil {
 		return err
 	}
 	return v.st.Remove(valuePath(app, name))
@@ -169,10 +179,8 @@ func (st *storeService) Put(ctx context.Context, req *keystorev1.PutValueRequest
 	if len(req.GetValue()) > MaxValueSize {
 		return nil, provider.Errorf(provider.EMSGSIZE, "value over "+strconv.Itoa(MaxValueSize)+" bytes")
 	}
-	if err := st.s.audit.Ready(ctx); err != nil {
-		return nil, provider.Wrap(provider.EIO, "audit log unavailable; refusing to change state", err)
-	}
-	if err := st.s.store.put(c.App, req.GetName(), req.GetValue()); err != nil {
+	commit := func() error { return st.s.commit(ctx) }
+	if err := st.s.store.put(c.App, req.GetName(), req.GetValue(), commit); err != nil {
 		return nil, err
 	}
 	return &keystorev1.PutValueResponse{}, nil
@@ -195,10 +203,8 @@ func (st *storeService) Delete(ctx context.Context, req *keystorev1.DeleteValueR
 	if err != nil {
 		return nil, err
 	}
-	if err := st.s.audit.Ready(ctx); err != nil {
-		return nil, provider.Wrap(provider.EIO, "audit log unavailable; refusing to change state", err)
-	}
-	if err := st.s.store.remove(c.App, req.GetName()); err != nil {
+	commit := func() error { return st.s.commit(ctx) }
+	if err := st.s.store.remove(c.App, req.GetName(), commit); err != nil {
 		return nil, err
 	}
 	return &keystorev1.DeleteValueResponse{}, nil
@@ -235,4 +241,19 @@ func (st *storeService) List(ctx context.Context, req *keystorev1.ListValuesRequ
 		out.NextPageToken = names[end-1]
 	}
 	return out, nil
+}
+
+// commit is called by a Store request right before it changes a value
+// file: the request's audit record is written ahead (see summary.commit).
+func (s *Server) commit(ctx context.Context) error {
+	var err error
+	if sum := summaryFrom(ctx); sum != nil {
+		err = sum.commit(ctx, s.audit)
+	} else {
+		err = s.audit.Ready(ctx)
+	}
+	if err != nil {
+		return provider.Wrap(provider.EIO, "audit log unavailable; refusing to change state", err)
+	}
+	return nil
 }

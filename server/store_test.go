@@ -143,7 +143,7 @@ func TestStoreCorruptionIsEIO(t *testing.T) {
 func TestStoreQuota(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	for i := range MaxValuesPerApp {
-		if err := e.srv.store.put("alice", fmt.Sprintf("v%04d", i), []byte("x")); err != nil {
+		if err := e.srv.store.put("alice", fmt.Sprintf("v%04d", i), []byte("x"), func() error { return nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
