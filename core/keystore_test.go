@@ -678,10 +678,16 @@ func TestAuditCommitPrecedesEveryChange(t *testing.T) {
 	before := snapshot(t, e2.st)
 	e2.audit.refuseAll = true
 	for name, f := range map[string]func() error{
-		"create":         func() error { _, err := e2.ks.Create(ctx, appA, mustID(t, "app-a/s/new"), core.CreateOptions{Algorithm: provider.Ed25519}); return err },
-		"rotate":         func() error { _, err := e2.ks.Rotate(ctx, appA, sid); return err },
-		"revoke":         func() error { _, err := e2.ks.Revoke(ctx, appA, sid); return err },
-		"set-policy":     func() error { _, err := e2.ks.SetPolicy(ctx, appA, sid, core.Policy{RotationPeriod: time.Hour}); return err },
+		"create": func() error {
+			_, err := e2.ks.Create(ctx, appA, mustID(t, "app-a/s/new"), core.CreateOptions{Algorithm: provider.Ed25519})
+			return err
+		},
+		"rotate": func() error { _, err := e2.ks.Rotate(ctx, appA, sid); return err },
+		"revoke": func() error { _, err := e2.ks.Revoke(ctx, appA, sid); return err },
+		"set-policy": func() error {
+			_, err := e2.ks.SetPolicy(ctx, appA, sid, core.Policy{RotationPeriod: time.Hour})
+			return err
+		},
 		"revoke-version": func() error { _, err := e2.ks.RevokeVersion(ctx, appA, sid, 1); return err },
 		"destroy":        func() error { _, err := e2.ks.Destroy(ctx, appA, rid); return err },
 	} {

@@ -19,8 +19,14 @@ func TestWriteAheadRefusesUnrecordedChanges(t *testing.T) {
 	before := e.mem.Snapshot()
 	e.audit.failAppend.Store(true)
 	for name, call := range map[string]func() error{
-		"create": func() error { _, err := e.keys.Create(bg, &keystorev1.CreateKeyRequest{Key: "sig/new", Algorithm: "ed25519"}); return err },
-		"put":    func() error { _, err := e.store.Put(bg, &keystorev1.PutValueRequest{Name: "v", Value: []byte("x")}); return err },
+		"create": func() error {
+			_, err := e.keys.Create(bg, &keystorev1.CreateKeyRequest{Key: "sig/new", Algorithm: "ed25519"})
+			return err
+		},
+		"put": func() error {
+			_, err := e.store.Put(bg, &keystorev1.PutValueRequest{Name: "v", Value: []byte("x")})
+			return err
+		},
 	} {
 		if err := call(); err == nil {
 			t.Fatalf("%s succeeded with the audit log failing", name)
