@@ -139,3 +139,81 @@ func BenchmarkUnseal1KiB(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRatios measures the targets as ratios on a shared
+// machine: it alternates short slices of the raw primitive and of the same
+// operation through the keystore, so both see the same background load,
+// and reports keystore/raw throughput:
+//
+//	sign-ed25519   target >= 0.9
+//	seal-1KiB      target >= 0.8
+//	sign-ml-dsa-65 (reported)
+//
+// Run with: go test ./core -run '^$' -bench Ratios -benchtime 10x
+func BenchmarkRatios(b *testing.B) {
+	_, edPriv, _ := ed25519.GenerateKey(rand.Reader)
+	_, mlPriv, _ := mldsa65.GenerateKey(rand.Reader)
+	mlSig := make([]byte, mldsa65.SignatureSize)
+	aeadKey := make([]byte, 32)
+	xc, _ := chacha20poly1305.NewX(aeadKey)
+	pt, aad := make([]byte, 1024), []byte("context")
+	edKS, edID := benchKeystore(b, provider.Ed25519)
+	mlKS, mlID := benchKeystore(b, provider.MLDSA65)
+	xKS, xID := benchKeystore(b, provider.XChaCha20Poly1305)
+	type pair struct {
+		name      string
+		raw, core func() error
+		rawN      float64
+		coreN     float64
+		rawT      time.Duration
+		coreT     time.Duration
+	}
+	pairs := []*pair{
+		{name: "sign-ed25519",
+			raw:  func() error { _ = ed25519.Sign(edPriv, msg64); return nil },
+			core: func() error { _, err := edKS.Sign(ctx, appBench, edID, msg64); return err }},
+		{name: "seal-1KiB",
+			raw: func() error {
+				out := make([]byte, xc.NonceSize(), xc.NonceSize()+len(pt)+xc.Overhead())
+				if _, err := rand.Read(out); err != nil {
+					return err
+				}
+				_ = xc.Seal(out, out, pt, aad)
+				return nil
+			},
+			core: func() error { _, _, err := xKS.Seal(ctx, appBench, xID, pt, aad); return err }},
+		{name: "sign-ml-dsa-65",
+			raw:  func() error { return mldsa65.SignTo(mlPriv, msg64, nil, true, mlSig) },
+			core: func() error { _, err := mlKS.Sign(ctx, appBench, mlID, msg64); return err }},
+	}
+	const slice = 20 * time.Millisecond
+	run := func(f func() error) (float64, time.Duration) {
+		start := time.Now()
+		n := 0
+		for time.Since(start) < slice {
+			for range 16 {
+				if err := f(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			n += 16
+		}
+		return float64(n), time.Since(start)
+	}
+	for b.Loop() {
+		for range 10 {
+			for _, p := range pairs {
+				n, d := run(p.raw)
+				p.rawN, p.rawT = p.rawN+n, p.rawT+d
+				n, d = run(p.core)
+				p.coreN, p.coreT = p.coreN+n, p.coreT+d
+			}
+		}
+	}
+	for _, p := range pairs {
+		rawRate := p.rawN / p.rawT.Seconds()
+		coreRate := p.coreN / p.coreT.Seconds()
+		b.ReportMetric(coreRate/rawRate, p.name+"-ratio")
+		b.ReportMetric(coreRate, p.name+"-core/s")
+	}
+}

@@ -49,7 +49,7 @@ type Keystore struct {
 	// keys maps each key in memory to its entry; mu guards the map (not
 	// the entries, which have their own locks).
 	mu   sync.RWMutex
-	keys map[KeyID]*entry
+	keys map[string]*entry // by KeyID.String()
 }
 
 // entry holds one key's record. Readers take the current record with one
@@ -72,7 +72,7 @@ func Open(ctx context.Context, o Options) (*Keystore, error) {
 		return nil, provider.Errorf(provider.EINVAL, "core.Open needs Storage, Provider, Clock and Audit")
 	}
 	k := &Keystore{st: o.Storage, p: o.Provider, clock: o.Clock, audit: o.Audit, reg: o.Algorithms,
-		checkSigs: o.CheckSignatures, cacheSize: o.CacheSize, keys: map[KeyID]*entry{}}
+		checkSigs: o.CheckSignatures, cacheSize: o.CacheSize, keys: map[string]*entry{}}
 	if k.reg == nil {
 		k.reg = alg.Default()
 	}
@@ -167,22 +167,23 @@ func authorize(c Caller, app string) error {
 
 // lookup returns the entry for id, creating an empty one.
 func (k *Keystore) lookup(id KeyID) *entry {
+	key := id.String()
 	k.mu.RLock()
-	e := k.keys[id]
+	e := k.keys[key]
 	k.mu.RUnlock()
 	if e != nil {
 		return e
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if e = k.keys[id]; e != nil {
+	if e = k.keys[key]; e != nil {
 		return e
 	}
 	if len(k.keys) >= k.cacheSize {
 		k.evictLocked()
 	}
-	e = &entry{idStr: id.String()}
-	k.keys[id] = e
+	e = &entry{idStr: key}
+	k.keys[key] = e
 	return e
 }
 

@@ -12,8 +12,13 @@ import (
 // so an ID can never hold a path separator, a "." or ".." segment, upper
 // case, non-ASCII or control bytes: it cannot escape a storage root and has
 // exactly one spelling. The zero KeyID is invalid.
+//
+// A KeyID holds its canonical string and the positions of the two
+// slashes, so String costs nothing and a KeyID compares and hashes as one
+// string.
 type KeyID struct {
-	app, purpose, name string
+	s      string // "<app>/<purpose>/<name>"
+	p1, p2 uint8  // indexes of the two slashes
 }
 
 // NewKeyID checks the three segments and returns the KeyID they form.
@@ -23,7 +28,7 @@ func NewKeyID(app, purpose, name string) (KeyID, error) {
 			return KeyID{}, err
 		}
 	}
-	return KeyID{app: app, purpose: purpose, name: name}, nil
+	return KeyID{s: app + "/" + purpose + "/" + name, p1: uint8(len(app)), p2: uint8(len(app) + 1 + len(purpose))}, nil
 }
 
 // ParseKeyID parses "<appId>/<purpose>/<name>".
@@ -36,7 +41,13 @@ func ParseKeyID(s string) (KeyID, error) {
 	if !ok1 || !ok2 {
 		return KeyID{}, Errorf(EINVAL, "key ID "+strconv.Quote(s)+" is not <appId>/<purpose>/<name>")
 	}
-	return NewKeyID(app, purpose, name)
+	for _, seg := range [...]struct{ what, v string }{{"app ID", app}, {"purpose", purpose}, {"name", name}} {
+		if err := CheckSegment(seg.what, seg.v); err != nil {
+			return KeyID{}, err
+		}
+	}
+	// s is exactly app "/" purpose "/" name: keep it, no copy.
+	return KeyID{s: s, p1: uint8(len(app)), p2: uint8(len(app) + 1 + len(purpose))}, nil
 }
 
 // CheckSegment reports whether v is a valid ID segment ([a-z0-9][a-z0-9._-]*,
@@ -61,35 +72,40 @@ func CheckSegment(what, v string) error {
 }
 
 // App returns the app ID segment.
-func (id KeyID) App() string { return id.app }
+func (id KeyID) App() string { return id.s[:id.p1] }
 
 // Purpose returns the purpose segment.
-func (id KeyID) Purpose() string { return id.purpose }
-
-// Name returns the name segment.
-func (id KeyID) Name() string { return id.name }
-
-// IsZero reports whether id is the zero (invalid) KeyID.
-func (id KeyID) IsZero() bool { return id.app == "" }
-
-// String returns "<appId>/<purpose>/<name>", or "" for the zero KeyID.
-func (id KeyID) String() string {
+func (id KeyID) Purpose() string {
 	if id.IsZero() {
 		return ""
 	}
-	return id.app + "/" + id.purpose + "/" + id.name
+	return id.s[id.p1+1 : id.p2]
 }
+
+// Name returns the name segment.
+func (id KeyID) Name() string {
+	if id.IsZero() {
+		return ""
+	}
+	return id.s[id.p2+1:]
+}
+
+// IsZero reports whether id is the zero (invalid) KeyID.
+func (id KeyID) IsZero() bool { return id.s == "" }
+
+// String returns "<appId>/<purpose>/<name>", or "" for the zero KeyID.
+func (id KeyID) String() string { return id.s }
 
 // Compare orders key IDs by (app, purpose, name): -1, 0 or +1. This is
 // the order of listings and of their page tokens.
 func (id KeyID) Compare(other KeyID) int {
-	if c := strings.Compare(id.app, other.app); c != 0 {
+	if c := strings.Compare(id.App(), other.App()); c != 0 {
 		return c
 	}
-	if c := strings.Compare(id.purpose, other.purpose); c != 0 {
+	if c := strings.Compare(id.Purpose(), other.Purpose()); c != 0 {
 		return c
 	}
-	return strings.Compare(id.name, other.name)
+	return strings.Compare(id.Name(), other.Name())
 }
 
 // MarshalText implements encoding.TextMarshaler.

@@ -50,7 +50,7 @@ func (r KeyRef) AppendBinary(b []byte) ([]byte, error) {
 		return b, err
 	}
 	b = append(b, refMagic...)
-	for _, s := range [...]string{r.ID.app, r.ID.purpose, r.ID.name, string(r.Algorithm), r.Provider} {
+	for _, s := range [...]string{r.ID.App(), r.ID.Purpose(), r.ID.Name(), string(r.Algorithm), r.Provider} {
 		b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
 		b = append(b, s...)
 	}
