@@ -74,9 +74,10 @@ func run(args []string, stderr io.Writer) int {
 	label := fs.String("token-label", "", "`label` of the token to use; required")
 	pinFile := fs.String("pin-file", "", "`path` of a file holding the user PIN (mode 0600, not a symlink); else $"+pinEnv)
 	poolSize := fs.Int("pool-size", 0, "`sessions` kept open and logged in; 0 means min(token limit, 2×GOMAXPROCS, 8)")
+	shared := fs.Bool("shared-token", false, "other applications create and destroy objects on this token: confirm cached object handles before every use")
 	provName := fs.String("name", pkcs11.DefaultName, "provider `name`, part of every key reference")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: %s --module PATH --token-label LABEL [--pin-file PATH] [--pool-size N] [--name NAME]\n\n"+
+		fmt.Fprintf(stderr, "usage: %s --module PATH --token-label LABEL [--pin-file PATH] [--pool-size N] [--shared-token] [--name NAME]\n\n"+
 			"keystored's PKCS#11 provider as a plugin; the keystore daemon starts it.\n"+
 			"The PIN comes from --pin-file or $%s, never from an argument.\n\n", name, pinEnv)
 		fs.PrintDefaults()
@@ -113,11 +114,12 @@ func run(args []string, stderr io.Writer) int {
 			"(keystored --provider-plugin PATH --provider-sha256 HEX); it does nothing when run by hand")
 	}
 	p, err := pkcs11.New(pkcs11.Config{
-		Module:     *module,
-		TokenLabel: *label,
-		PIN:        pin,
-		PoolSize:   *poolSize,
-		Name:       *provName,
+		Module:      *module,
+		TokenLabel:  *label,
+		PIN:         pin,
+		PoolSize:    *poolSize,
+		SharedToken: *shared,
+		Name:        *provName,
 	})
 	if err != nil {
 		return fail(1, "%v", err)

@@ -73,16 +73,20 @@ func (p *tokenProvider) prepare(ref provider.KeyRef, h provider.Handle, use prov
 func keyMsg(ref provider.KeyRef) string { return "key " + ref.String() }
 
 // withKey calls fn with the object handle of ref's key of class class,
-// from the cache or found by CKA_ID. A cached handle is used only after
-// the token confirms that it still names an object of that CKA_ID and
-// class: PKCS#11 lets a library give the handle of a destroyed object to a
-// new one, and another application may destroy and create objects on the
-// token. A stale handle (or one the token calls invalid) is dropped, the
-// object found again, and fn called once more.
+// from the cache or found by CKA_ID. On a shared token (Config.SharedToken)
+// a cached handle is used only after the token confirms that it still
+// names an object of that CKA_ID and class: PKCS#11 lets a library give
+// the handle of a destroyed object to a new one, and another application
+// may destroy and create objects on the token. A stale handle (or one the
+// token calls invalid) is dropped, the object found again, and fn called
+// once more.
 func (p *tokenProvider) withKey(sh p11.SessionHandle, ref provider.KeyRef, id objectID, class uint, fn func(obj p11.ObjectHandle) error) error {
 	obj, gen, cached := p.objs.get(id)
 	if cached {
-		err := p.confirm(sh, obj, id, class)
+		var err error
+		if p.shared {
+			err = p.confirm(sh, obj, id, class)
+		}
 		if err == nil {
 			err = fn(obj)
 		}

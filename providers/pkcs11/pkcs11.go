@@ -52,6 +52,15 @@ type Config struct {
 	// Name is the provider name ([a-z0-9][a-z0-9._-]*), part of every
 	// KeyRef; "" means DefaultName.
 	Name string
+	// SharedToken says that other applications create and destroy objects
+	// on the same token. PKCS#11 lets a library give the handle of a
+	// destroyed object to a new one, so the provider then confirms, before
+	// every use, that a cached object handle still names the key's object
+	// (one C_GetAttributeValue per call, about a third of a SoftHSM2
+	// signature). By default the token is taken to be dedicated to
+	// keystored: a cached handle is used as is, and dropped and found
+	// again when the token calls it invalid.
+	SharedToken bool
 }
 
 // Provider is a PKCS#11 provider: a provider.Provider that holds
@@ -78,6 +87,10 @@ type tokenProvider struct {
 
 	// mutating admits one Generate or Destroy at a time (see lockObjects).
 	mutating chan struct{}
+
+	// shared: confirm cached object handles before every use
+	// (Config.SharedToken).
+	shared bool
 
 	// noModifiable is set once the token refused CKA_MODIFIABLE=false in
 	// a key template; keys are then made without it.
@@ -166,6 +179,7 @@ func newTokenProvider(mod *module, cfg Config, name string) (*tokenProvider, err
 	}
 	p := &tokenProvider{
 		mod:    mod,
+		shared: cfg.SharedToken,
 		label:  tok.label,
 		serial: tok.serial,
 		reg:    reg,

@@ -369,13 +369,14 @@ func TestDestroyedAcrossProviders(t *testing.T) {
 	}
 }
 
-// TestStaleCachedHandle: a cached object handle that has come to name
-// another object (PKCS#11 allows handle reuse) is not used: the provider
-// finds its key again.
+// TestStaleCachedHandle: on a shared token (Config.SharedToken), a cached
+// object handle that has come to name another object (PKCS#11 allows
+// handle reuse) is not used: the provider finds its key again.
 func TestStaleCachedHandle(t *testing.T) {
 	tk := newToken(t, "stale")
 	p := tk.open(t)
 	tp := p.(*tokenProvider)
+	tp.shared = true
 	refA, refB := mustRef(t, "a", 1, provider.Ed25519), mustRef(t, "b", 1, provider.Ed25519)
 	a, b := generate(t, p, refA), generate(t, p, refB)
 	idA, _ := idOf(refA)
