@@ -62,6 +62,8 @@ type ksAudit struct {
 }
 
 func (a *ksAudit) Ready(context.Context) error { return nil }
+
+func (a *ksAudit) Commit(context.Context, core.Event) error { return nil }
 func (a *ksAudit) Record(context.Context, core.Event) error {
 	a.mu.Lock()
 	a.n++
