@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
 
@@ -88,7 +90,9 @@ func loadConfig(path string) (settings, error) {
 	var fc fileConfig
 	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&fc)
 	if err != nil {
-		return settings{}, fmt.Errorf("config %s: %w", path, err)
+		// The parser quotes the offending input, control bytes included
+		// (a NUL at end of file): keep the message printable.
+		return settings{}, fmt.Errorf("config %s: %s", path, printable(err.Error()))
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		keys := make([]string, 0, len(und))
@@ -292,4 +296,15 @@ func (l limitsConfig) parse() (server.Limits, time.Duration, error) {
 		return server.Limits{}, 0, err
 	}
 	return out, shutdown, nil
+}
+
+// printable replaces control characters and invalid UTF-8 in s with '?',
+// so a message quoting a config file is safe to print and log.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || unicode.IsControl(r) && r != '\n' {
+			return '?'
+		}
+		return r
+	}, s)
 }
