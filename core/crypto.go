@@ -13,7 +13,7 @@ import (
 // primary version and returns the plain algorithm signature with the
 // version that made it. A key past its rotation period is rotated first.
 func (k *Keystore) Sign(ctx context.Context, c Caller, id KeyID, msg []byte) (Signature, error) {
-	ev := k.event(c, OpSign, "")
+	ev := k.event(c, OpSign, id.String())
 	sig, err := k.sign(ctx, c, id, msg, &ev)
 	if err = k.finish(ctx, &ev, err); err != nil {
 		return Signature{}, err
@@ -57,37 +57,33 @@ type target struct {
 }
 
 // primary resolves the primary version of id for a sign or seal: caller,
-// lifecycle, use, and automatic rotation. It fills ev's key and version.
+// lifecycle, use, and automatic rotation. It fills ev's version.
 func (k *Keystore) primary(ctx context.Context, c Caller, op Op, id KeyID, use Use, ev *Event) (target, error) {
 	if id.IsZero() {
 		return target{}, provider.Errorf(provider.EINVAL, "no key ID")
 	}
-	fail := func(err error) (target, error) {
-		ev.Key = id.String()
+	if err := authorize(c, id.App()); err != nil {
 		return target{}, err
 	}
-	if err := authorize(c, id.App()); err != nil {
-		return fail(err)
-	}
 	if err := checkCtx(ctx); err != nil {
-		return fail(err)
+		return target{}, err
 	}
 	for attempt := 0; ; attempt++ {
 		e, rec, err := k.readKey(id)
 		if err != nil {
-			return fail(err)
+			return target{}, err
 		}
 		m := metaOf(rec)
 		if err := checkKey(op, m); err != nil {
-			return fail(err)
+			return target{}, err
 		}
 		if m.Use != use {
-			return fail(provider.Errorf(provider.EPERM, "key is a "+m.Use.String()+" key; "+op.String()+" needs a "+use.String()+" key"))
+			return target{}, provider.Errorf(provider.EPERM, "key is a "+m.Use.String()+" key; "+op.String()+" needs a "+use.String()+" key")
 		}
 		if m.Policy.RotationPeriod > 0 && attempt == 0 && rotationDue(m, k.clock.Now()) {
 			did, err := k.autoRotate(ctx, id, *ev)
 			if err != nil {
-				return fail(err)
+				return target{}, err
 			}
 			if did {
 				ev.Detail = "auto-rotated"
@@ -95,7 +91,7 @@ func (k *Keystore) primary(ctx context.Context, c Caller, op Op, id KeyID, use U
 			continue
 		}
 		t := target{vr: rec.versions[m.Current-1], spec: rec.spec, pub: m.Versions[m.Current-1].PublicKey, idStr: e.idStr}
-		ev.Key, ev.Version = t.idStr, t.vr.ref.Version
+		ev.Version = t.vr.ref.Version
 		return t, nil
 	}
 }
@@ -198,7 +194,7 @@ var aadPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }
 // primary version, authenticating aad (at most MaxAAD bytes), and returns
 // the sealed envelope and the version used.
 func (k *Keystore) Seal(ctx context.Context, c Caller, id KeyID, plaintext, aad []byte) ([]byte, Version, error) {
-	ev := k.event(c, OpSeal, "")
+	ev := k.event(c, OpSeal, id.String())
 	out, v, err := k.seal(ctx, c, id, plaintext, aad, &ev)
 	if err = k.finish(ctx, &ev, err); err != nil {
 		return nil, 0, err
@@ -290,11 +286,16 @@ func (k *Keystore) countSeal(ctx context.Context, vr *versionRT, spec *alg.Spec)
 	if next > spec.SealLimit {
 		next = spec.SealLimit
 	}
-	vr.reserved.Store(next)
-	if err := k.persist(rec); err != nil {
-		vr.reserved.Store(old)
+	// The reservation is published only once durable: seals that pass the
+	// lock-free check above while it is being written must be covered by
+	// what a restart would resume from. On failure memory keeps the old
+	// reservation; one that landed anyway is only wasted.
+	b := rec.body()
+	b.Versions[vr.ref.Version-1].SealsReserved = next
+	if _, _, err := k.writeRecord(rec, b); err != nil {
 		return err
 	}
+	vr.reserved.Store(next)
 	return nil
 }
 
@@ -373,7 +374,8 @@ func (k *Keystore) rewrap(ctx context.Context, c Caller, id KeyID, sealed, aad [
 		return nil, 0, err
 	}
 	defer clear(pt)
-	var sev Event
+	// The seal's event is the rewrap's: an automatic rotation commits it.
+	sev := *ev
 	out, v, err := k.seal(ctx, c, id, pt, aad, &sev)
 	if err != nil {
 		return nil, 0, err

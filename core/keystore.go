@@ -1,6 +1,7 @@
 package core
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strconv"
@@ -268,29 +269,57 @@ func (k *Keystore) load(id KeyID) (*record, error) {
 	return rec, nil
 }
 
-// persist writes rec's metadata durably.
+// persist writes rec's metadata durably and publishes rec in e, whose
+// lock the caller holds.
 //
 // A record made by a create or a rotation carries its new version; that
 // version's handle file is written first, so the metadata never names a
 // handle that is not durable.
-func (k *Keystore) persist(rec *record) error {
+//
+// A write that fails after its rename (a failed directory fsync) leaves
+// the new metadata in place. So on failure the metadata is read back: if
+// storage holds rec, memory follows it (a revoke reported as failed whose
+// metadata landed must not leave the key signing until a restart); if the
+// read fails, e is marked unloaded and the next use reloads the key.
+func (k *Keystore) persist(e *entry, rec *record) error {
+	path, out, err := k.writeRecord(rec, rec.body())
+	if err == nil {
+		e.rec.Store(rec)
+		return nil
+	}
+	if out != nil {
+		data, rerr := k.st.ReadFile(path)
+		switch {
+		case rerr != nil:
+			e.loaded.Store(false)
+		case bytes.Equal(data, out):
+			e.rec.Store(rec)
+		}
+	}
+	return err
+}
+
+// writeRecord writes rec's new version's handle, if any, then b as rec's
+// metadata. It returns the metadata path and bytes once their write was
+// attempted.
+func (k *Keystore) writeRecord(rec *record, b metaBody) (string, []byte, error) {
 	if vr := rec.newVersion; vr != nil {
 		h := vr.handle.Load()
 		if h == nil {
-			return provider.Errorf(provider.EIO, "new version "+vr.refStr+" has no handle")
+			return "", nil, provider.Errorf(provider.EIO, "new version "+vr.refStr+" has no handle")
 		}
 		hp := handlePath(vr.ref.ID, vr.ref.Version)
 		if err := k.st.WriteFile(hp, encodeHandle(hp, *h)); err != nil {
-			return err
+			return "", nil, err
 		}
 		rec.newVersion = nil
 	}
 	path := metaPath(rec.meta.ID)
-	out, err := encodeChecked("meta", path, rec.body())
+	out, err := encodeChecked("meta", path, b)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
-	return k.st.WriteFile(path, out)
+	return path, out, k.st.WriteFile(path, out)
 }
 
 // errHandleMissing marks a handle file that does not exist.

@@ -74,10 +74,9 @@ func (k *Keystore) create(ctx context.Context, c Caller, id KeyID, o CreateOptio
 	if err := k.commit(ctx, *ev); err != nil {
 		return Metadata{}, err
 	}
-	if err := k.persist(rec); err != nil {
+	if err := k.persist(e, rec); err != nil {
 		return Metadata{}, err
 	}
-	e.rec.Store(rec)
 	return rec.meta.clone(), nil
 }
 
@@ -199,10 +198,9 @@ func (k *Keystore) transition(ctx context.Context, c Caller, op Op, id KeyID, ev
 			return Metadata{}, err
 		}
 	}
-	if err := k.persist(next); err != nil {
+	if err := k.persist(e, next); err != nil {
 		return Metadata{}, err
 	}
-	e.rec.Store(next)
 	return next.meta.clone(), nil
 }
 
@@ -273,18 +271,21 @@ func (k *Keystore) Revoke(ctx context.Context, c Caller, id KeyID) (Metadata, er
 func (k *Keystore) RevokeVersion(ctx context.Context, c Caller, id KeyID, v Version) (Metadata, error) {
 	ev := k.event(c, OpRevokeVersion, id.String())
 	ev.Version = v
-	m, err := k.transition(ctx, c, OpRevokeVersion, id, &ev, func(rec *record, now time.Time) (*record, func() error, error) {
-		if v == 0 {
-			return nil, nil, provider.Errorf(provider.EINVAL, "no version given")
-		}
-		if err := checkVersion(OpRevokeVersion, &rec.meta, v); err != nil {
-			return nil, nil, err
-		}
-		next := rec.successor()
-		next.meta.Versions[v-1].State, next.meta.Versions[v-1].Revoked = VersionRevoked, now
-		return next, nil, nil
-	})
-	ev.Version = v
+	var m Metadata
+	var err error
+	if v == 0 {
+		// Syntax before any lookup (docs/lifecycle.md, order of checks).
+		err = provider.Errorf(provider.EINVAL, "no version given")
+	} else {
+		m, err = k.transition(ctx, c, OpRevokeVersion, id, &ev, func(rec *record, now time.Time) (*record, func() error, error) {
+			if err := checkVersion(OpRevokeVersion, &rec.meta, v); err != nil {
+				return nil, nil, err
+			}
+			next := rec.successor()
+			next.meta.Versions[v-1].State, next.meta.Versions[v-1].Revoked = VersionRevoked, now
+			return next, nil, nil
+		})
+	}
 	if err = k.finish(ctx, &ev, err); err != nil {
 		return Metadata{}, err
 	}
@@ -352,14 +353,20 @@ func isMissingHandle(err error) bool { return errors.Is(err, errHandleMissing) }
 // SetPolicy replaces a key's policy.
 func (k *Keystore) SetPolicy(ctx context.Context, c Caller, id KeyID, p Policy) (Metadata, error) {
 	ev := k.event(c, OpSetPolicy, id.String())
-	m, err := k.transition(ctx, c, OpSetPolicy, id, &ev, func(rec *record, _ time.Time) (*record, func() error, error) {
-		if err := checkPolicy(p, rec.meta.Current); err != nil {
-			return nil, nil, err
-		}
-		next := rec.successor()
-		next.meta.Policy = p
-		return next, nil, nil
-	})
+	// Syntax before any lookup (docs/lifecycle.md, order of checks); the
+	// minimum version is checked against the key's current one below.
+	err := checkPolicy(p, provider.MaxVersion)
+	var m Metadata
+	if err == nil {
+		m, err = k.transition(ctx, c, OpSetPolicy, id, &ev, func(rec *record, _ time.Time) (*record, func() error, error) {
+			if err := checkPolicy(p, rec.meta.Current); err != nil {
+				return nil, nil, err
+			}
+			next := rec.successor()
+			next.meta.Policy = p
+			return next, nil, nil
+		})
+	}
 	if err = k.finish(ctx, &ev, err); err != nil {
 		return Metadata{}, err
 	}
@@ -408,8 +415,10 @@ func (k *Keystore) list(ctx context.Context, c Caller, o ListOptions) (ListPage,
 		}
 		apps = names
 	default:
-		if err := authorize(c, c.App); err != nil {
-			return ListPage{}, err
+		// authorize trusts an app equal to the caller's to be a valid
+		// segment; here the app is the caller's own, so check it.
+		if provider.CheckSegment("caller app ID", c.App) != nil {
+			return ListPage{}, provider.Errorf(provider.EPERM, "caller has no valid app ID")
 		}
 		apps = []string{c.App}
 	}
@@ -586,9 +595,8 @@ func (k *Keystore) autoRotate(ctx context.Context, id KeyID, ev Event) (bool, er
 	if err := k.commit(ctx, ev); err != nil {
 		return false, err
 	}
-	if err := k.persist(next); err != nil {
+	if err := k.persist(e, next); err != nil {
 		return false, err
 	}
-	e.rec.Store(next)
 	return true, nil
 }
