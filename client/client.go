@@ -23,9 +23,14 @@ import (
 	"github.com/nexus-os/keystored/internal/rpcerr"
 )
 
-// MaxMessageSize is the largest gRPC message the client sends or receives,
-// the same bound as the daemon's.
+// MaxMessageSize is the largest gRPC message the client sends: the
+// daemon's bound on an encoded batch request.
 const MaxMessageSize = 8 << 20
+
+// maxResponseSize is the largest gRPC message the client receives: the
+// daemon's bound on a response, which is larger than a request's because
+// a SealBatch response grows every item by the envelope's overhead.
+const maxResponseSize = 16 << 20
 
 // DefaultDialTimeout bounds how long Dial waits for the connection when
 // ctx has no earlier deadline.
@@ -99,7 +104,7 @@ func Dial(ctx context.Context, socketPath string, opts ...Option) (*Client, erro
 	dopts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()), // a Unix socket: the kernel vouches for the peer
 		grpc.WithContextDialer(dialer),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxResponseSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
 	}, o.grpcOpts...)
 	conn, err := grpc.NewClient("unix://"+abs, dopts...)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 
 	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
 	"github.com/nexus-os/keystored/core/alg"
@@ -68,7 +69,8 @@ func (a *Anchors) Lookup(name string) (*Anchor, bool) {
 // "PUBLIC KEY" block (a DER SubjectPublicKeyInfo) of an Ed25519 key, and
 // name must be a key ID segment. Other files are ignored. It refuses (with
 // an error naming the file) a directory or file that is a symlink or
-// writable by group or others, a file that is not a regular file, over
+// writable by group or others or owned by another user than the daemon's
+// or root, a file that is not a regular file, over
 // MaxAnchorFile bytes, not one PEM public key, or of another algorithm.
 func LoadAnchors(dir string) (*Anchors, error) {
 	fi, err := os.Lstat(dir)
@@ -80,6 +82,9 @@ func LoadAnchors(dir string) (*Anchors, error) {
 	}
 	if fi.Mode().Perm()&0o022 != 0 {
 		return nil, fmt.Errorf("trust anchors: directory %s is writable by group or others (mode %04o)", dir, fi.Mode().Perm())
+	}
+	if err := checkOwner(fi); err != nil {
+		return nil, fmt.Errorf("trust anchors: directory %s %w", dir, err)
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -124,6 +129,9 @@ func loadAnchor(path, name string, reg *alg.Registry) (*Anchor, error) {
 	case fi.Size() > MaxAnchorFile:
 		return fail("larger than " + strconv.Itoa(MaxAnchorFile) + " bytes")
 	}
+	if err := checkOwner(fi); err != nil {
+		return fail(err.Error())
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("trust anchor %s: %w", path, err)
@@ -159,6 +167,19 @@ func loadAnchor(path, name string, reg *alg.Registry) (*Anchor, error) {
 	sum := sha256.Sum256(block.Bytes)
 	return &Anchor{Name: name, Algorithm: provider.Ed25519, PublicKey: append([]byte(nil), edPub...),
 		Fingerprint: "sha256:" + hex.EncodeToString(sum[:]), spec: spec}, nil
+}
+
+// checkOwner refuses a file or directory owned by someone other than this
+// process's user or root: its owner could rewrite it whatever its mode.
+func checkOwner(fi os.FileInfo) error {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	if euid := uint32(os.Geteuid()); st.Uid != euid && st.Uid != 0 {
+		return fmt.Errorf("is owned by uid %d, not by the daemon's user (uid %d) or root", st.Uid, euid)
+	}
+	return nil
 }
 
 // anchorsService implements keystorev1.TrustAnchorsServer.

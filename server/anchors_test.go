@@ -158,3 +158,37 @@ func TestLoadAnchorsRefuses(t *testing.T) {
 		t.Fatal("missing directory accepted")
 	}
 }
+
+// An anchor file or directory owned by another user than the daemon's
+// (or root) is refused whatever its mode: its owner could rewrite it.
+func TestLoadAnchorsRefusesForeignOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a file to another uid (chown); run the tests as root")
+	}
+	edPub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const other = 12345
+	dir := anchorDir(t)
+	file := filepath.Join(dir, "foreign.pem")
+	writePEM(t, file, edPub, 0o644)
+	if _, err := LoadAnchors(dir); err != nil {
+		t.Fatalf("anchor owned by root: %v", err)
+	}
+	if err := os.Lchown(file, other, other); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadAnchors(dir); err == nil || !strings.Contains(err.Error(), "foreign.pem") || !strings.Contains(err.Error(), "owned by uid 12345") {
+		t.Fatalf("anchor file owned by uid %d: %v, want a refusal naming the file and its owner", other, err)
+	}
+	if err := os.Lchown(file, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(dir, other, other); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadAnchors(dir); err == nil || !strings.Contains(err.Error(), "owned by uid 12345") {
+		t.Fatalf("anchor directory owned by uid %d: %v, want a refusal", other, err)
+	}
+}

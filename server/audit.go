@@ -31,34 +31,48 @@ type summary struct {
 	items, failed int
 	note          string
 
-	// commitAhead, set by the interceptor for requests that may change
-	// state one key at a time, writes the request's record before the
-	// change is made durable (write-ahead); written holds what it wrote.
+	// commitAhead, set by the interceptor, writes the request's record
+	// before its first change is made durable (write-ahead); written holds
+	// what it wrote and commits counts the changes committed.
 	commitAhead func(ctx context.Context) (audit.Record, error)
 	written     *audit.Record
+	commits     int
+	// commitMu serializes commits: the items of a batch run in parallel,
+	// and only the first change may write the record ahead.
+	commitMu sync.Mutex
 }
 
-// commit is called right before the request changes state durably. In a
-// request that writes ahead, it writes the request's record now (with
-// result "ok") so that no change ever exists without its record; an error
-// refuses the change. Elsewhere (batches, or a second change in one
-// request) it only checks that the log is writable.
+// commit is called right before the request changes state durably. The
+// first change of a request that writes ahead writes the request's record
+// now (with result "ok") so that no change ever exists without its
+// record; an error refuses the change. A later change of the same request
+// (another key auto-rotated in a batch) only checks that the log is
+// writable; the request's final record then reports the outcome (see
+// settled).
 func (s *summary) commit(ctx context.Context, log AuditLog) error {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
 	s.mu.Lock()
 	ahead := s.commitAhead
 	already := s.written != nil
 	s.mu.Unlock()
+	var err error
 	if ahead == nil || already {
-		return log.Ready(ctx)
+		err = log.Ready(ctx)
+	} else {
+		var r audit.Record
+		if r, err = ahead(ctx); err == nil {
+			s.mu.Lock()
+			s.written = &r
+			s.mu.Unlock()
+		}
 	}
-	r, err := ahead(ctx)
-	if err != nil {
-		return err
+	if err == nil {
+		s.mu.Lock()
+		s.commits++
+		s.mu.Unlock()
 	}
-	s.mu.Lock()
-	s.written = &r
-	s.mu.Unlock()
-	return nil
+	return err
 }
 
 // writtenAhead returns the record written ahead, if any.
@@ -69,6 +83,15 @@ func (s *summary) writtenAhead() (audit.Record, bool) {
 		return audit.Record{}, false
 	}
 	return *s.written, true
+}
+
+// settled reports whether the record written ahead, r, still tells the
+// whole story of a successful request: no change was committed after it
+// and a batch's counts are those it recorded.
+func (s *summary) settled(r audit.Record) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.commits == 1 && s.items == r.Items && s.failed == r.Failed
 }
 
 // setKey records the key (or store or anchor name) of a request that

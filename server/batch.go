@@ -68,6 +68,12 @@ func runItems[Item interface{ GetKey() string }, Resp any, Result any](
 	if err := checkBatch(len(items), req); err != nil {
 		return nil, err
 	}
+	sum := summaryFrom(ctx)
+	if sum != nil {
+		// A record written ahead (an item auto-rotates a key) carries the
+		// item count.
+		sum.setBatch(len(items), 0)
+	}
 	out := make([]Result, len(items))
 	var failed atomic.Int64
 	runBatch(len(items), func(i int) {
@@ -84,7 +90,7 @@ func runItems[Item interface{ GetKey() string }, Resp any, Result any](
 		}
 		out[i] = wrap(resp, nil)
 	})
-	if sum := summaryFrom(ctx); sum != nil {
+	if sum != nil {
 		sum.setBatch(len(items), int(failed.Load()))
 	}
 	return out, nil

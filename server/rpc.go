@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,10 +100,8 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 	}
 	caller := s.caller(ctx)
 	sum := &summary{}
-	if !isBatch(c.op) {
-		sum.commitAhead = func(ctx context.Context) (audit.Record, error) {
-			return s.appendRecord(ctx, c.op, caller, sum, "ok", "")
-		}
+	sum.commitAhead = func(ctx context.Context) (audit.Record, error) {
+		return s.appendRecord(ctx, c.op, caller, sum, "ok", "")
 	}
 	var (
 		resp any
@@ -136,11 +133,12 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 
 // finishRecord writes the request's audit record once its result is
 // known. A request that changed state wrote its record ahead (result "ok")
-// before the change; if it then failed after all, a second record with the
-// real result, marked as the outcome of the first, corrects it.
+// before the change; if it then failed after all (or, in a batch, items
+// failed or more keys changed), a second record with the real result and
+// counts, marked as the outcome of the first, completes it.
 func (s *Server) finishRecord(ctx context.Context, op string, caller Caller, sum *summary, result string) error {
 	if r, ok := sum.writtenAhead(); ok {
-		if result == "ok" {
+		if result == "ok" && sum.settled(r) {
 			return nil
 		}
 		_, err := s.appendRecord(ctx, op, caller, sum, result, "outcome of seq "+strconv.FormatUint(r.Seq, 10))
@@ -190,10 +188,6 @@ func (s *Server) appendRecord(ctx context.Context, op string, caller Caller, sum
 	}
 	return r, nil
 }
-
-// isBatch reports whether op is a batch RPC: a batch's record needs its
-// item counts, so it is written at the end, never ahead.
-func isBatch(op string) bool { return strings.HasSuffix(op, "-batch") }
 
 // codeName is "ok" for nil, else the name of err's code (EIO for an error
 // without one, EUNAVAILABLE for a context error), as rpcerr.ToStatus

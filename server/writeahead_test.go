@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
 	"github.com/nexus-os/keystored/core/provider"
@@ -76,4 +77,100 @@ func TestWriteAheadCorrection(t *testing.T) {
 	full.Store(false)
 	_, err = e.keys.Get(bg, &keystorev1.GetKeyRequest{Key: "sig/new"})
 	wantCode(t, "get after the failed create", err, provider.ENOENT)
+}
+
+// createAutoRotating creates signing keys of alice that rotate every hour,
+// then moves the clock past the period so their next use rotates them.
+func createAutoRotating(t *testing.T, e *env, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		_, err := e.keys.Create(bg, &keystorev1.CreateKeyRequest{Key: n, Algorithm: "ed25519",
+			Policy: &keystorev1.KeyPolicy{RotationPeriodSeconds: 3600}})
+		mustOK(t, "create "+n, err)
+	}
+	e.clock.Advance(2 * time.Hour)
+}
+
+func currentVersion(t *testing.T, e *env, key string) uint32 {
+	t.Helper()
+	g, err := e.keys.Get(bg, &keystorev1.GetKeyRequest{Key: key})
+	mustOK(t, "get "+key, err)
+	return g.GetKey().GetCurrentVersion()
+}
+
+// A batch whose item rotates a key automatically writes its record ahead
+// too: with Append failing, the rotation is refused and nothing changes.
+func TestWriteAheadBatchAutoRotation(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	createAutoRotating(t, e, "sig/auto")
+	before := e.mem.Snapshot()
+	e.audit.failAppend.Store(true)
+	_, err := e.keys.SignBatch(bg, &keystorev1.SignBatchRequest{Items: []*keystorev1.SignRequest{{Key: "sig/auto", Message: []byte("m")}}})
+	wantCode(t, "sign-batch with the audit log failing", err, provider.EIO)
+	after := e.mem.Snapshot()
+	for p, b := range after {
+		if string(before[p]) != string(b) {
+			t.Fatalf("%s changed without its audit record", p)
+		}
+	}
+	e.audit.failAppend.Store(false)
+	if v := currentVersion(t, e, "sig/auto"); v != 1 {
+		t.Fatalf("current version %d after the refused batch, want 1", v)
+	}
+}
+
+// A batch that rotates a key and succeeds leaves exactly one record: the
+// one written ahead, with the item counts.
+func TestWriteAheadBatchOneRecord(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	createAutoRotating(t, e, "sig/auto")
+	n := e.audit.count()
+	_, err := e.keys.SignBatch(bg, &keystorev1.SignBatchRequest{Items: []*keystorev1.SignRequest{
+		{Key: "sig/auto", Message: []byte("a")}, {Key: "sig/auto", Message: []byte("b")}}})
+	mustOK(t, "sign-batch", err)
+	recs := e.audit.records()[n:]
+	if len(recs) != 1 {
+		t.Fatalf("%d records for one batch, want 1: %+v", len(recs), recs)
+	}
+	if r := recs[0]; r.Op != "keys.sign-batch" || r.Result != "ok" || r.Items != 2 || r.Failed != 0 ||
+		r.Key != "alice/sig/auto" || r.Version != 2 || r.Detail != "auto-rotated" {
+		t.Fatalf("record %+v, want keys.sign-batch ok, 2 items, alice/sig/auto@2 auto-rotated", r)
+	}
+	if v := currentVersion(t, e, "sig/auto"); v != 2 {
+		t.Fatalf("current version %d, want 2", v)
+	}
+}
+
+// Items failing after the record was written ahead, or several keys
+// rotating in one batch (in parallel), give an outcome record with the
+// real counts; each key rotates once.
+func TestWriteAheadBatchOutcome(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	keys := []string{"sig/k0", "sig/k1", "sig/k2", "sig/k3"}
+	createAutoRotating(t, e, keys...)
+	n := e.audit.count()
+	var items []*keystorev1.SignRequest
+	for i := range 64 {
+		items = append(items, &keystorev1.SignRequest{Key: keys[i%len(keys)], Message: []byte{byte(i)}})
+	}
+	items = append(items, &keystorev1.SignRequest{Key: "sig/missing", Message: []byte("x")})
+	_, err := e.keys.SignBatch(bg, &keystorev1.SignBatchRequest{Items: items})
+	mustOK(t, "sign-batch", err)
+	recs := e.audit.records()[n:]
+	if len(recs) != 2 {
+		t.Fatalf("%d records, want the one written ahead and its outcome: %+v", len(recs), recs)
+	}
+	first, second := recs[0], recs[1]
+	if first.Op != "keys.sign-batch" || first.Result != "ok" || first.Items != len(items) {
+		t.Fatalf("record written ahead: %+v", first)
+	}
+	if second.Op != "keys.sign-batch" || second.Result != "ok" || second.Items != len(items) || second.Failed != 1 ||
+		second.Detail != "outcome of seq "+strconv.FormatUint(first.Seq, 10) {
+		t.Fatalf("outcome record: %+v", second)
+	}
+	for _, k := range keys {
+		if v := currentVersion(t, e, k); v != 2 {
+			t.Errorf("%s: current version %d, want 2 (rotated once)", k, v)
+		}
+	}
 }

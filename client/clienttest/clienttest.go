@@ -97,8 +97,10 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	s.grpc = grpc.NewServer(
 		grpc.UnaryInterceptor(s.intercept),
-		grpc.MaxRecvMsgSize(8<<20),
-		grpc.MaxSendMsgSize(8<<20),
+		// The daemon's transport bounds (docs/api.md): requests up to
+		// 9 MiB, responses up to 16 MiB.
+		grpc.MaxRecvMsgSize(9<<20),
+		grpc.MaxSendMsgSize(16<<20),
 	)
 	keystorev1.RegisterKeysServer(s.grpc, &keysServer{s: s})
 	keystorev1.RegisterStoreServer(s.grpc, &storeServer{s: s})

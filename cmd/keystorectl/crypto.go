@@ -39,10 +39,8 @@ An ed25519 signature verifies with any Ed25519 implementation, e.g.
 				return useHint(err, "sign", provider.MaxSignMessage, "message")
 			}
 			if a.json {
-				if out != "" {
-					if err := a.writeOutput(out, sig.Signature); err != nil {
-						return err
-					}
+				if err := a.writeOutputUnlessJSON(out, sig.Signature); err != nil {
+					return err
 				}
 				return a.emit(struct {
 					Key       string `json:"key"`
@@ -81,7 +79,7 @@ still verifies; a revoked key gives EKEYREVOKED (exit 128).`,
 			if version == 0 {
 				return usageError{fmt.Errorf("verify needs KEY@N, the version that signed (sign prints it; see also: keystorectl show %s)", key), "keystorectl verify"}
 			}
-			if (sigFile == "-") && (in == "" || in == "-") {
+			if (sigFile == "" || sigFile == "-") && (in == "" || in == "-") {
 				return usageError{fmt.Errorf("--sig and the message cannot both come from stdin"), "keystorectl verify"}
 			}
 			c, err := a.dial()
@@ -202,7 +200,7 @@ or {"key","version","out"} when --out is given.`,
 				return err
 			}
 			if a.json {
-				if out != "" {
+				if out != "" && out != "-" {
 					return a.emit(struct {
 						Key     string `json:"key"`
 						Version uint32 `json:"version"`

@@ -13,6 +13,7 @@ package rpcerr
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -63,11 +64,7 @@ func ToStatus(err error) error {
 			code = provider.EUNAVAILABLE
 		}
 	}
-	msg := err.Error()
-	if len(msg) > MaxMessage {
-		msg = msg[:MaxMessage]
-	}
-	st := status.New(GRPCCode(code), msg)
+	st := status.New(GRPCCode(code), bound(err.Error()))
 	if withInfo, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: code.String(), Domain: Domain}); derr == nil {
 		st = withInfo
 	}
@@ -100,14 +97,21 @@ func FromStatus(err error) error {
 	if !found {
 		code = fromGRPC(st.Code())
 	}
-	msg := st.Message()
-	if len(msg) > MaxMessage {
-		msg = msg[:MaxMessage]
-	}
+	msg := bound(st.Message())
 	if msg == "" {
 		msg = code.Error()
 	}
 	return &remoteError{code: code, msg: msg, grpc: st.Code()}
+}
+
+// bound cuts msg to at most MaxMessage bytes of valid UTF-8: a status
+// message that is not valid UTF-8 does not marshal, and the transport
+// would then drop the status details, reason included.
+func bound(msg string) string {
+	if len(msg) > MaxMessage {
+		msg = msg[:MaxMessage]
+	}
+	return strings.ToValidUTF8(msg, "")
 }
 
 func fromGRPC(c codes.Code) provider.Code {

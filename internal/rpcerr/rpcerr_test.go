@@ -6,9 +6,11 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/nexus-os/keystored/core/provider"
 )
@@ -78,5 +80,23 @@ func TestFallbacks(t *testing.T) {
 	}
 	if ToStatus(nil) != nil || FromStatus(nil) != nil {
 		t.Error("nil not preserved")
+	}
+}
+
+// A message cut at MaxMessage never ends in half a UTF-8 sequence: the
+// status must still marshal (the transport drops the details, and with
+// them the reason, of a status whose message is not valid UTF-8).
+func TestTruncationKeepsUTF8(t *testing.T) {
+	msg := strings.Repeat("x", MaxMessage-1) + "é and more"
+	st, _ := status.FromError(ToStatus(provider.Errorf(provider.EKEYREVOKED, msg)))
+	if !utf8.ValidString(st.Message()) {
+		t.Fatalf("ToStatus message ends in %q: not valid UTF-8", st.Message()[len(st.Message())-3:])
+	}
+	if _, err := proto.Marshal(st.Proto()); err != nil {
+		t.Fatalf("status does not marshal: %v", err)
+	}
+	back := FromStatus(status.Error(codes.FailedPrecondition, msg))
+	if !utf8.ValidString(back.Error()) {
+		t.Fatalf("FromStatus message is not valid UTF-8")
 	}
 }
