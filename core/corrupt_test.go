@@ -364,3 +364,54 @@ func TestConcurrentRevoke(t *testing.T) {
 		t.Fatal("the revocation never ran")
 	}
 }
+
+// Destroy removes a handle file whose content is damaged (the material
+// cannot be named to the provider anyway) and says so in the audit event,
+// but refuses to destroy blind when a handle file cannot be read at all
+// (an I/O error or a planted link): the material may be intact.
+func TestDestroyWithDamagedOrUnreadableHandle(t *testing.T) {
+	t.Run("damaged", func(t *testing.T) {
+		mem := storage.NewMemory()
+		e := newEnvWith(t, mem, newEnv(t).p)
+		id := e.create(t, appA, "app-a/s/k", provider.Ed25519)
+		if _, err := e.ks.Revoke(ctx, appA, id); err != nil {
+			t.Fatal(err)
+		}
+		if err := mem.Corrupt("keystore/app-a/s/k/v1.handle", func(b []byte) []byte { b[len(b)-1] ^= 1; return b }); err != nil {
+			t.Fatal(err)
+		}
+		e2 := newEnvWith(t, mem, e.p)
+		if _, err := e2.ks.Destroy(ctx, appA, id); err != nil {
+			t.Fatalf("destroy with a damaged handle: %v", err)
+		}
+		if ev := e2.audit.last(t); ev.Detail != "corrupted handle removed: app-a/s/k@1" {
+			t.Fatalf("audit detail %q", ev.Detail)
+		}
+		if _, ok := mem.Snapshot()["keystore/app-a/s/k/v1.handle"]; ok {
+			t.Fatal("damaged handle file left behind")
+		}
+	})
+	t.Run("unreadable", func(t *testing.T) {
+		dir := t.TempDir()
+		e := openDirEnv(t, dir, nil)
+		id := e.create(t, appA, "app-a/s/k", provider.Ed25519)
+		if _, err := e.ks.Revoke(ctx, appA, id); err != nil {
+			t.Fatal(err)
+		}
+		closeDirEnv(t, e)
+		h := filepath.Join(dir, "keystore", "app-a", "s", "k", "v1.handle")
+		if err := os.Rename(h, h+".real"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(h+".real", h); err != nil {
+			t.Fatal(err)
+		}
+		e = openDirEnv(t, dir, nil)
+		defer closeDirEnv(t, e)
+		_, err := e.ks.Destroy(ctx, appA, id)
+		wantCode(t, "destroy with an unreadable handle", err, provider.EIO)
+		if m, _ := e.ks.Get(ctx, appA, id); m.State != core.StateRevoked {
+			t.Fatalf("key is %v after a refused destroy", m.State)
+		}
+	})
+}

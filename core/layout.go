@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"time"
 
@@ -127,16 +128,20 @@ func encodeHandle(path string, h provider.Handle) []byte {
 	return append(out, h...)
 }
 
+// errHandleCorrupt marks a handle file whose content is damaged (as
+// opposed to one that could not be read).
+var errHandleCorrupt = errors.New("corrupted handle file")
+
 func decodeHandle(path string, data []byte) (provider.Handle, error) {
 	if len(data) < handleHeaderLen+1 || !bytes.Equal(data[:4], handleMagic) {
-		return nil, provider.Errorf(provider.EIO, "corrupted file "+path+": not a handle file")
+		return nil, provider.Wrap(provider.EIO, path+": not a handle file", errHandleCorrupt)
 	}
 	if len(data)-handleHeaderLen > provider.MaxHandle {
-		return nil, provider.Errorf(provider.EIO, "corrupted file "+path+": handle too large")
+		return nil, provider.Wrap(provider.EIO, path+": handle too large", errHandleCorrupt)
 	}
 	h := data[handleHeaderLen:]
 	if subtle.ConstantTimeCompare(data[4:handleHeaderLen], fileDigest("handle", path, h)) != 1 {
-		return nil, provider.Errorf(provider.EIO, "corrupted file "+path+": checksum mismatch (torn, edited or moved)")
+		return nil, provider.Wrap(provider.EIO, path+": checksum mismatch (torn, edited or moved)", errHandleCorrupt)
 	}
 	return provider.Handle(append([]byte(nil), h...)), nil
 }

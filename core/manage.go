@@ -311,11 +311,17 @@ func (k *Keystore) Destroy(ctx context.Context, c Caller, id KeyID) (Metadata, e
 				continue
 			}
 			h, err := k.handle(vr)
-			if err != nil && !isMissingHandle(err) {
-				// A corrupted handle file: the provider cannot be told
-				// which object to erase. Removing the file is all we can
-				// do; say so in the audit detail.
-				ev.Detail = "unreadable handle removed: " + vr.refStr
+			switch {
+			case err == nil, isMissingHandle(err):
+			case errors.Is(err, errHandleCorrupt):
+				// The file is there but its content is damaged: the
+				// provider cannot be told which object to erase. Removing
+				// the file is all we can do; say so in the audit detail.
+				ev.Detail = "corrupted handle removed: " + vr.refStr
+			default:
+				// The file could not be read (I/O error, a planted link):
+				// the material may be intact, so do not destroy blind.
+				return nil, nil, err
 			}
 			victims = append(victims, victim{vr, h})
 		}
