@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
@@ -226,12 +225,8 @@ func hasReason(err error) bool {
 	if !ok {
 		return false
 	}
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == rpcerr.Domain {
-			return true
-		}
-	}
-	return false
+	_, ok = rpcerr.Reason(st)
+	return ok
 }
 
 // ctxError is an error caused by the caller's context: it matches both

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -91,12 +90,8 @@ func (s *stub) callError(ctx context.Context, op, key string, err error) error {
 
 // hasReason reports whether st carries a keystored ErrorInfo.
 func hasReason(st *status.Status) bool {
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == rpcerr.Domain {
-			return true
-		}
-	}
-	return false
+	_, ok := rpcerr.Reason(st)
+	return ok
 }
 
 // remote is a provider.Provider over one connection to one plugin. It

@@ -148,13 +148,6 @@ func (s *Server) finishRecord(ctx context.Context, op string, caller Caller, sum
 	return err
 }
 
-// writeRecord writes the one audit record of a request that never reached
-// the interceptor.
-func (s *Server) writeRecord(ctx context.Context, op string, caller Caller, sum *summary, result string) error {
-	_, err := s.appendRecord(ctx, op, caller, sum, result, "")
-	return err
-}
-
 // appendRecord builds a request's audit record from its summary and writes
 // it; detail, when given, replaces the summary's.
 func (s *Server) appendRecord(ctx context.Context, op string, caller Caller, sum *summary, result, detail string) (audit.Record, error) {
@@ -249,7 +242,7 @@ func (h *statsHandler) HandleRPC(ctx context.Context, st stats.RPCStats) {
 	if end.Error != nil {
 		result = codeName(rpcerr.FromStatus(end.Error))
 	}
-	if err := h.s.writeRecord(ctx, c.op, caller, &summary{}, result); err != nil {
+	if _, err := h.s.appendRecord(ctx, c.op, caller, &summary{}, result, ""); err != nil {
 		result = provider.EIO.String()
 	}
 	h.s.metrics.observe(c.op, result, time.Since(c.start))

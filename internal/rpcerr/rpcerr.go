@@ -88,11 +88,8 @@ func FromStatus(err error) error {
 		return provider.Wrap(provider.EIO, "remote call failed", err)
 	}
 	code, found := provider.Code(0), false
-	for _, d := range st.Details() {
-		if info, isInfo := d.(*errdetails.ErrorInfo); isInfo && info.GetDomain() == Domain {
-			code, found = provider.ParseCode(info.GetReason())
-			break
-		}
+	if reason, ok := Reason(st); ok {
+		code, found = provider.ParseCode(reason)
 	}
 	if !found {
 		code = fromGRPC(st.Code())
@@ -102,6 +99,18 @@ func FromStatus(err error) error {
 		msg = code.Error()
 	}
 	return &remoteError{code: code, msg: msg, grpc: st.Code()}
+}
+
+// Reason returns the keystored reason a status carries (the Reason of an
+// ErrorInfo in domain Domain), and whether it carries one: a status
+// without it was made by a transport, not by keystored or a provider.
+func Reason(st *status.Status) (string, bool) {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == Domain {
+			return info.GetReason(), true
+		}
+	}
+	return "", false
 }
 
 // bound cuts msg to at most MaxMessage bytes of valid UTF-8: a status

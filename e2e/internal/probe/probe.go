@@ -23,7 +23,6 @@ import (
 	"io"
 	"os"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -160,12 +159,7 @@ func Invoke(ctx context.Context, conn grpc.ClientConnInterface, c Call) Result {
 	if b, merr := proto.Marshal(st.Proto()); merr == nil {
 		r.Status = b
 	}
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == rpcerr.Domain {
-			r.Reason = info.GetReason()
-			break
-		}
-	}
+	r.Reason, _ = rpcerr.Reason(st)
 	return r
 }
 
