@@ -20,7 +20,7 @@ import (
 func ParseLine(line []byte) (Record, error) {
 	r, _, reason := parseRecord(line, nil)
 	if reason != "" {
-		return Record{}, provider.Errorf(provider.EINVAL, "audit line: "+reason)
+		return Record{}, provider.Errorf(provider.EINVAL, "audit line: %s", reason)
 	}
 	return r, nil
 }

@@ -105,8 +105,7 @@ func Open(path string, opts ...Option) (*Log, error) {
 		}
 		if bad != nil {
 			if !bad.tail {
-				return abandon(provider.Wrap(provider.EIO, "audit log "+path+
-					" does not verify; refusing to continue its chain (move it aside to start a new log)", bad.err))
+				return abandon(provider.Errorf(provider.EIO, "audit log %s does not verify; refusing to continue its chain (move it aside to start a new log): %w", path, bad.err))
 			}
 			torn = bad
 			break
@@ -117,10 +116,10 @@ func Open(path string, opts ...Option) (*Log, error) {
 	}
 	if torn != nil {
 		if err := f.Truncate(torn.start); err != nil {
-			return abandon(provider.Wrap(provider.EIO, "audit log "+path+": cut off the torn last line", err))
+			return abandon(provider.Errorf(provider.EIO, "audit log %s: cut off the torn last line: %w", path, err))
 		}
 		if err := f.Sync(); err != nil {
-			return abandon(provider.Wrap(provider.EIO, "audit log "+path+": fsync", err))
+			return abandon(provider.Errorf(provider.EIO, "audit log %s: fsync: %w", path, err))
 		}
 	}
 
@@ -178,7 +177,7 @@ func (l *Log) Append(ctx context.Context, r Record) (Record, error) {
 		return Record{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return Record{}, provider.Wrap(provider.EUNAVAILABLE, "audit record not written", err)
+		return Record{}, provider.Errorf(provider.EUNAVAILABLE, "audit record not written: %w", err)
 	}
 	r.Time = r.Time.UTC()
 
@@ -207,8 +206,7 @@ func (l *Log) Append(ctx context.Context, r Record) (Record, error) {
 	select {
 	case <-b.done:
 	case <-ctx.Done():
-		return Record{}, provider.Wrap(provider.EUNAVAILABLE,
-			"audit record seq "+strconv.FormatUint(r.Seq, 10)+" not yet written", ctx.Err())
+		return Record{}, provider.Errorf(provider.EUNAVAILABLE, "audit record seq %d not yet written: %w", r.Seq, ctx.Err())
 	}
 	if b.err != nil {
 		return Record{}, b.err
@@ -266,11 +264,11 @@ func (l *Log) write(buf []byte) error {
 		err = io.ErrShortWrite
 	}
 	if err != nil {
-		return provider.Wrap(provider.EIO, "audit log "+l.path+": write", err)
+		return provider.Errorf(provider.EIO, "audit log %s: write: %w", l.path, err)
 	}
 	if l.interval == 0 {
 		if err := l.f.Sync(); err != nil {
-			return provider.Wrap(provider.EIO, "audit log "+l.path+": fsync", err)
+			return provider.Errorf(provider.EIO, "audit log %s: fsync: %w", l.path, err)
 		}
 	}
 	return nil
@@ -280,8 +278,7 @@ func (l *Log) write(buf []byte) error {
 // later call gets. Called with l.mu held.
 func (l *Log) fail(cause error) error {
 	if l.failure == nil {
-		l.failure = provider.Wrap(provider.EIO, "audit log "+l.path+
-			" failed; no more records until it is reopened", cause)
+		l.failure = provider.Errorf(provider.EIO, "audit log %s failed; no more records until it is reopened: %w", l.path, cause)
 		err := l.failure
 		l.state.Store(&err)
 	}
@@ -301,7 +298,7 @@ func (l *Log) unusable() error {
 }
 
 func errClosed(path string) error {
-	return provider.Errorf(provider.EIO, "audit log "+path+" is closed")
+	return provider.Errorf(provider.EIO, "audit log %s is closed", path)
 }
 
 // scheduleSync arranges an interval fsync after a write. Called with l.mu
@@ -338,7 +335,7 @@ func (l *Log) syncFile() error {
 		return nil
 	}
 	if err := l.f.Sync(); err != nil {
-		return provider.Wrap(provider.EIO, "audit log "+l.path+": fsync", err)
+		return provider.Errorf(provider.EIO, "audit log %s: fsync: %w", l.path, err)
 	}
 	return nil
 }
@@ -407,10 +404,10 @@ func (l *Log) Close() error {
 	l.fileClosed = true
 	var errs []error
 	if err := l.f.Sync(); err != nil {
-		errs = append(errs, provider.Wrap(provider.EIO, "audit log "+l.path+": fsync", err))
+		errs = append(errs, provider.Errorf(provider.EIO, "audit log %s: fsync: %w", l.path, err))
 	}
 	if err := l.f.Close(); err != nil {
-		errs = append(errs, provider.Wrap(provider.EIO, "audit log "+l.path+": close", err))
+		errs = append(errs, provider.Errorf(provider.EIO, "audit log %s: close: %w", l.path, err))
 	}
 	return errors.Join(errs...)
 }

@@ -2,7 +2,6 @@ package audit
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,14 +20,14 @@ import (
 // its size.
 func openFile(path string) (*os.File, int64, error) {
 	if path == "" || strings.IndexByte(path, 0) >= 0 {
-		return nil, 0, provider.Errorf(provider.EINVAL, fmt.Sprintf("invalid audit log path %q", path))
+		return nil, 0, provider.Errorf(provider.EINVAL, "invalid audit log path %q", path)
 	}
 	// No trailing slash on dir: with one, O_NOFOLLOW would follow a
 	// symlink there.
 	clean := filepath.Clean(path)
 	dir, base := filepath.Dir(clean), filepath.Base(clean)
 	if base == "." || base == ".." || base == "/" {
-		return nil, 0, provider.Errorf(provider.EINVAL, fmt.Sprintf("invalid audit log path %q", path))
+		return nil, 0, provider.Errorf(provider.EINVAL, "invalid audit log path %q", path)
 	}
 	euid := unix.Geteuid()
 	dfd, err := openDir(dir, euid)
@@ -47,9 +46,9 @@ func openFile(path string) (*os.File, int64, error) {
 	}
 	if err != nil {
 		if errors.Is(err, unix.ELOOP) {
-			return nil, 0, provider.Errorf(provider.EIO, what+" is a symlink")
+			return nil, 0, provider.Errorf(provider.EIO, "%s is a symlink", what)
 		}
-		return nil, 0, provider.Wrap(provider.EIO, "open "+what, err)
+		return nil, 0, provider.Errorf(provider.EIO, "open %s: %w", what, err)
 	}
 	fail := func(err error) (*os.File, int64, error) {
 		closeFD(fd)
@@ -59,30 +58,30 @@ func openFile(path string) (*os.File, int64, error) {
 		// The umask may have taken bits away; the directory entry must
 		// survive a crash before any record does.
 		if err := unix.Fchmod(fd, 0o600); err != nil {
-			return fail(provider.Wrap(provider.EIO, "chmod "+what, err))
+			return fail(provider.Errorf(provider.EIO, "chmod %s: %w", what, err))
 		}
 		if err := unix.Fsync(dfd); err != nil {
-			return fail(provider.Wrap(provider.EIO, "fsync the directory of "+what, err))
+			return fail(provider.Errorf(provider.EIO, "fsync the directory of %s: %w", what, err))
 		}
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return fail(provider.Wrap(provider.EIO, "stat "+what, err))
+		return fail(provider.Errorf(provider.EIO, "stat %s: %w", what, err))
 	}
 	switch {
 	case st.Mode&unix.S_IFMT != unix.S_IFREG:
-		return fail(provider.Errorf(provider.EIO, what+" is not a regular file"))
+		return fail(provider.Errorf(provider.EIO, "%s is not a regular file", what))
 	case int(st.Uid) != euid:
-		return fail(provider.Errorf(provider.EIO, fmt.Sprintf("%s is owned by uid %d, not by this process (uid %d)", what, st.Uid, euid)))
+		return fail(provider.Errorf(provider.EIO, "%s is owned by uid %d, not by this process (uid %d)", what, st.Uid, euid))
 	case st.Mode&0o7777 != 0o600:
-		return fail(provider.Errorf(provider.EIO, fmt.Sprintf("%s has mode %04o, want 0600 (chmod 600 it after checking it)", what, st.Mode&0o7777)))
+		return fail(provider.Errorf(provider.EIO, "%s has mode %04o, want 0600 (chmod 600 it after checking it)", what, st.Mode&0o7777))
 	case st.Nlink != 1:
-		return fail(provider.Errorf(provider.EIO, fmt.Sprintf("%s has %d hard links, want 1", what, st.Nlink)))
+		return fail(provider.Errorf(provider.EIO, "%s has %d hard links, want 1", what, st.Nlink))
 	}
 	// Non-blocking mode was only for the open (a FIFO planted at the path
 	// must not hang it); writes to the regular file block as usual.
 	if err := unix.SetNonblock(fd, false); err != nil {
-		return fail(provider.Wrap(provider.EIO, "open "+what, err))
+		return fail(provider.Errorf(provider.EIO, "open %s: %w", what, err))
 	}
 	for {
 		err = unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
@@ -92,9 +91,9 @@ func openFile(path string) (*os.File, int64, error) {
 	}
 	switch {
 	case errors.Is(err, unix.EWOULDBLOCK):
-		return fail(provider.Wrap(provider.EUNAVAILABLE, what+" is in use by another process or Log", err))
+		return fail(provider.Errorf(provider.EUNAVAILABLE, "%s is in use by another process or Log: %w", what, err))
 	case err != nil:
-		return fail(provider.Wrap(provider.EIO, "lock "+what, err))
+		return fail(provider.Errorf(provider.EIO, "lock %s: %w", what, err))
 	}
 	return os.NewFile(uintptr(fd), path), st.Size, nil
 }
@@ -109,7 +108,7 @@ func openDir(dir string, euid int) (int, error) {
 		created = true
 	case errors.Is(err, unix.EEXIST):
 	default:
-		return -1, provider.Wrap(provider.EIO, "create "+what, err)
+		return -1, provider.Errorf(provider.EIO, "create %s: %w", what, err)
 	}
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if created && errors.Is(err, unix.EACCES) {
@@ -122,12 +121,12 @@ func openDir(dir string, euid int) (int, error) {
 	if err != nil {
 		var st unix.Stat_t
 		if unix.Lstat(dir, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
-			return -1, provider.Errorf(provider.EIO, what+" is a symlink")
+			return -1, provider.Errorf(provider.EIO, "%s is a symlink", what)
 		}
 		if errors.Is(err, unix.ENOTDIR) {
-			return -1, provider.Wrap(provider.EIO, what+" is not a directory", err)
+			return -1, provider.Errorf(provider.EIO, "%s is not a directory: %w", what, err)
 		}
-		return -1, provider.Wrap(provider.EIO, "open "+what, err)
+		return -1, provider.Errorf(provider.EIO, "open %s: %w", what, err)
 	}
 	fail := func(err error) (int, error) {
 		closeFD(fd)
@@ -135,21 +134,21 @@ func openDir(dir string, euid int) (int, error) {
 	}
 	if created {
 		if err := unix.Fchmod(fd, 0o700); err != nil {
-			return fail(provider.Wrap(provider.EIO, "chmod "+what, err))
+			return fail(provider.Errorf(provider.EIO, "chmod %s: %w", what, err))
 		}
 		if err := syncParent(dir); err != nil {
-			return fail(provider.Wrap(provider.EIO, "fsync the parent of "+what, err))
+			return fail(provider.Errorf(provider.EIO, "fsync the parent of %s: %w", what, err))
 		}
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return fail(provider.Wrap(provider.EIO, "stat "+what, err))
+		return fail(provider.Errorf(provider.EIO, "stat %s: %w", what, err))
 	}
 	switch {
 	case int(st.Uid) != euid:
-		return fail(provider.Errorf(provider.EIO, fmt.Sprintf("%s is owned by uid %d, not by this process (uid %d)", what, st.Uid, euid)))
+		return fail(provider.Errorf(provider.EIO, "%s is owned by uid %d, not by this process (uid %d)", what, st.Uid, euid))
 	case st.Mode&0o022 != 0:
-		return fail(provider.Errorf(provider.EIO, fmt.Sprintf("%s has mode %04o: writable by group or others", what, st.Mode&0o7777)))
+		return fail(provider.Errorf(provider.EIO, "%s has mode %04o: writable by group or others", what, st.Mode&0o7777))
 	}
 	return fd, nil
 }

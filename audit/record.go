@@ -71,7 +71,7 @@ type Record struct {
 // validate checks the fields Append takes from its caller (EINVAL).
 func (r *Record) validate() error {
 	if msg := r.problem(); msg != "" {
-		return provider.Errorf(provider.EINVAL, "audit record "+msg)
+		return provider.Errorf(provider.EINVAL, "audit record %s", msg)
 	}
 	return nil
 }

@@ -82,8 +82,7 @@ func ParseCheckpoint(s string) (Checkpoint, error) {
 // check reports a malformed checkpoint (EINVAL).
 func (c Checkpoint) check() error {
 	if len(c.Hash) != hashLen || strings.Trim(c.Hash, "0123456789abcdef") != "" {
-		return provider.Errorf(provider.EINVAL, "audit checkpoint "+strconv.FormatUint(c.Seq, 10)+
-			": hash is not 64 lower-case hex digits")
+		return provider.Errorf(provider.EINVAL, "audit checkpoint %d: hash is not 64 lower-case hex digits", c.Seq)
 	}
 	if c.Seq == 0 && c.Hash != Genesis {
 		return provider.Errorf(provider.EINVAL, "audit checkpoint 0: hash must be the genesis value")
@@ -113,13 +112,13 @@ func VerifyFile(path string, checkpoints ...Checkpoint) (VerifyResult, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return VerifyResult{}, provider.Wrap(provider.ENOENT, "audit log "+path, err)
+			return VerifyResult{}, provider.Errorf(provider.ENOENT, "audit log %s: %w", path, err)
 		}
-		return VerifyResult{}, provider.Wrap(provider.EIO, "open audit log "+path, err)
+		return VerifyResult{}, provider.Errorf(provider.EIO, "open audit log %s: %w", path, err)
 	}
 	res, err := Verify(f, checkpoints...)
 	if cerr := f.Close(); cerr != nil && err == nil {
-		err = provider.Wrap(provider.EIO, "close audit log "+path, cerr)
+		err = provider.Errorf(provider.EIO, "close audit log %s: %w", path, cerr)
 	}
 	return res, err
 }
@@ -134,8 +133,7 @@ func Walk(r io.Reader, fn func(Record) error, checkpoints ...Checkpoint) (Verify
 			return VerifyResult{}, err
 		}
 		if h, ok := cps[c.Seq]; ok && h != c.Hash {
-			return VerifyResult{}, provider.Errorf(provider.EINVAL,
-				"audit checkpoints: two hashes for seq "+strconv.FormatUint(c.Seq, 10))
+			return VerifyResult{}, provider.Errorf(provider.EINVAL, "audit checkpoints: two hashes for seq %d", c.Seq)
 		}
 		cps[c.Seq] = c.Hash
 	}
@@ -218,7 +216,7 @@ func (w *walker) next() (*Record, *badRecord, error) {
 	start := w.off
 	line, complete, tooLong, err := w.readLine()
 	if err != nil {
-		return nil, nil, provider.Wrap(provider.EIO, "read audit log", err)
+		return nil, nil, provider.Errorf(provider.EIO, "read audit log: %w", err)
 	}
 	if line == nil && !tooLong {
 		return nil, nil, nil

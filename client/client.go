@@ -86,7 +86,7 @@ func Dial(ctx context.Context, socketPath string, opts ...Option) (*Client, erro
 	}
 	abs, err := filepath.Abs(socketPath)
 	if err != nil {
-		return nil, provider.Wrap(provider.EINVAL, "socket path "+socketPath, err)
+		return nil, provider.Errorf(provider.EINVAL, "socket path %s: %w", socketPath, err)
 	}
 	if err := checkSocket(socketPath, abs); err != nil {
 		return nil, err
@@ -107,7 +107,7 @@ func Dial(ctx context.Context, socketPath string, opts ...Option) (*Client, erro
 	}, o.grpcOpts...)
 	conn, err := grpc.NewClient("unix://"+abs, dopts...)
 	if err != nil {
-		return nil, provider.Wrap(provider.EINVAL, "keystored socket "+socketPath, err)
+		return nil, provider.Errorf(provider.EINVAL, "keystored socket %s: %w", socketPath, err)
 	}
 	c.conn = conn
 	c.keys = keystorev1.NewKeysClient(conn)
@@ -125,13 +125,13 @@ func checkSocket(path, abs string) error {
 	st, err := os.Stat(abs)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return provider.Errorf(provider.EUNAVAILABLE, "no keystored socket at "+path)
+		return provider.Errorf(provider.EUNAVAILABLE, "no keystored socket at %s", path)
 	case errors.Is(err, fs.ErrPermission):
-		return provider.Errorf(provider.EPERM, "keystored socket "+path+": permission denied")
+		return provider.Errorf(provider.EPERM, "keystored socket %s: permission denied", path)
 	case err != nil:
-		return provider.Wrap(provider.EUNAVAILABLE, "keystored socket "+path, err)
+		return provider.Errorf(provider.EUNAVAILABLE, "keystored socket %s: %w", path, err)
 	case st.Mode()&fs.ModeSocket == 0:
-		return provider.Errorf(provider.EUNAVAILABLE, path+" is not a socket (is it the keystored socket?)")
+		return provider.Errorf(provider.EUNAVAILABLE, "%s is not a socket (is it the keystored socket?)", path)
 	}
 	return nil
 }
@@ -160,7 +160,7 @@ func (c *Client) waitReady(ctx context.Context, timeout time.Duration) error {
 func (c *Client) unavailable(cause error) error {
 	if p := c.dialErr.Load(); p != nil {
 		if errors.Is(*p, syscall.EACCES) || errors.Is(*p, syscall.EPERM) {
-			return provider.Wrap(provider.EPERM, "keystored socket "+c.socket+": permission denied", *p)
+			return provider.Errorf(provider.EPERM, "keystored socket %s: permission denied: %w", c.socket, *p)
 		}
 		if cause == nil {
 			cause = *p
@@ -169,13 +169,13 @@ func (c *Client) unavailable(cause error) error {
 	if cause == nil {
 		cause = errors.New("connection failed")
 	}
-	return provider.Wrap(provider.EUNAVAILABLE, "cannot reach keystored at "+c.socket, cause)
+	return provider.Errorf(provider.EUNAVAILABLE, "cannot reach keystored at %s: %w", c.socket, cause)
 }
 
 // Close closes the connection. Calls in flight fail with ErrUnavailable.
 func (c *Client) Close() error {
 	if err := c.conn.Close(); err != nil {
-		return provider.Wrap(provider.EIO, "closing keystored connection", err)
+		return provider.Errorf(provider.EIO, "closing keystored connection: %w", err)
 	}
 	return nil
 }
@@ -209,7 +209,7 @@ func call[Req, Resp any](ctx context.Context, c *Client, f func(context.Context,
 func (c *Client) mapError(ctx context.Context, err error) error {
 	mapped := rpcerr.FromStatus(err)
 	if ctxErr := ctx.Err(); ctxErr != nil {
-		return &ctxError{err: provider.Wrap(provider.EUNAVAILABLE, "call to keystored at "+c.socket+" ended", ctxErr), ctx: ctxErr}
+		return &ctxError{err: provider.Errorf(provider.EUNAVAILABLE, "call to keystored at %s ended: %w", c.socket, ctxErr), ctx: ctxErr}
 	}
 	if code, _ := provider.CodeOf(mapped); code == provider.EUNAVAILABLE && !hasReason(err) {
 		// The transport failed (the daemon is gone), not the daemon.

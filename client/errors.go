@@ -2,7 +2,6 @@ package client
 
 import (
 	"errors"
-	"strings"
 
 	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
 	"github.com/nexus-os/keystored/core/provider"
@@ -51,15 +50,10 @@ func detailError(d *keystorev1.ErrorDetail) error {
 	if len(msg) > maxDetailMessage {
 		msg = msg[:maxDetailMessage]
 	}
-	if msg == "" || strings.HasSuffix(msg, " ("+code.String()+")") {
-		// provider.Error does not repeat a "(CODE)" suffix the inner
-		// message already has.
-		if msg == "" {
-			return provider.Errorf(code, "")
-		}
-		return provider.Wrap(code, "", errors.New(msg))
+	if msg == "" {
+		return provider.Errorf(code, "%s", code.Error())
 	}
-	return provider.Errorf(code, msg)
+	return provider.Errorf(code, "%s", msg)
 }
 
 // maxDetailMessage bounds a per-item message from the daemon.

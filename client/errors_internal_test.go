@@ -12,9 +12,9 @@ import (
 func TestDetailError(t *testing.T) {
 	for _, code := range provider.Codes() {
 		tests := []struct{ msg, want string }{
-			{"sign a/b/c: boom (" + code.String() + ")", "sign a/b/c: boom (" + code.String() + ")"},
-			{"boom", "boom (" + code.String() + ")"},
-			{"", code.Error() + " (" + code.String() + ")"},
+			{"sign a/b/c: boom", "sign a/b/c: boom"},
+			{"boom", "boom"},
+			{"", code.Error()},
 		}
 		for _, tt := range tests {
 			err := detailError(&keystorev1.ErrorDetail{Reason: code.String(), Message: tt.msg})

@@ -30,7 +30,7 @@ func (c *Client) Get(ctx context.Context, key string) (KeyInfo, error) {
 // listed in KeyPage.Unreadable and do not fail the listing.
 func (c *Client) List(ctx context.Context, opts ListOptions) (KeyPage, error) {
 	if opts.PageSize < 0 || opts.PageSize > maxPageSize {
-		return KeyPage{}, provider.Errorf(provider.EINVAL, "page size "+strconv.Itoa(opts.PageSize)+" is not 0 .. "+strconv.Itoa(maxPageSize))
+		return KeyPage{}, provider.Errorf(provider.EINVAL, "page size %d is not 0 .. %d", opts.PageSize, maxPageSize)
 	}
 	resp, insec, err := call(ctx, c, c.keys.List, &keystorev1.ListKeysRequest{
 		App:       opts.App,

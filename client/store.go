@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"strconv"
 
 	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
 	"github.com/nexus-os/keystored/core/provider"
@@ -48,7 +47,7 @@ type ValuePage struct {
 // pageSize 0 means the daemon's default, pageToken "" the first page.
 func (c *Client) ListValues(ctx context.Context, pageSize int, pageToken string) (ValuePage, error) {
 	if pageSize < 0 || pageSize > maxPageSize {
-		return ValuePage{}, provider.Errorf(provider.EINVAL, "page size "+strconv.Itoa(pageSize)+" is not 0 .. "+strconv.Itoa(maxPageSize))
+		return ValuePage{}, provider.Errorf(provider.EINVAL, "page size %d is not 0 .. %d", pageSize, maxPageSize)
 	}
 	resp, _, err := call(ctx, c, c.store.List, &keystorev1.ListValuesRequest{PageSize: int32(pageSize), PageToken: pageToken})
 	if err != nil {

@@ -215,7 +215,7 @@ func ParseKeyRef(ref string) (key string, version uint32, err error) {
 		return "", 0, err
 	}
 	if i == 0 {
-		return "", 0, provider.Errorf(provider.EINVAL, "key reference "+strconv.Quote(ref)+" has no key before @")
+		return "", 0, provider.Errorf(provider.EINVAL, "key reference %q has no key before @", ref)
 	}
 	return ref[:i], uint32(v), nil
 }

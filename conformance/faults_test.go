@@ -55,7 +55,7 @@ func (p leaksSecretInHandle) Generate(ctx context.Context, ref provider.KeyRef) 
 	}
 	secrets, err := p.known(ref)
 	if err != nil || len(secrets) == 0 {
-		return provider.Generated{}, provider.Wrap(provider.EIO, "test: no known secret", err)
+		return provider.Generated{}, provider.Errorf(provider.EIO, "test: no known secret: %w", err)
 	}
 	g.Handle = append(bytes.Clone(g.Handle), secrets[0]...)
 	return g, nil
@@ -369,7 +369,7 @@ type echoesPayload struct{ provider.Provider }
 func (p echoesPayload) Open(ctx context.Context, ref provider.KeyRef, h provider.Handle, sealed, aad []byte) ([]byte, error) {
 	out, err := p.Provider.Open(ctx, ref, h, sealed, aad)
 	if err != nil {
-		return nil, provider.Wrap(provider.EBADMSG, "open failed for aad "+string(aad), err)
+		return nil, provider.Errorf(provider.EBADMSG, "open failed for aad %s: %w", string(aad), err)
 	}
 	return out, nil
 }

@@ -2,7 +2,6 @@ package core
 
 import (
 	"context"
-	"strconv"
 	"sync"
 
 	"github.com/nexus-os/keystored/core/alg"
@@ -23,7 +22,7 @@ func (k *Keystore) Sign(ctx context.Context, c Caller, id KeyID, msg []byte) (Si
 
 func (k *Keystore) sign(ctx context.Context, c Caller, id KeyID, msg []byte, ev *Event) (Signature, error) {
 	if len(msg) > provider.MaxSignMessage {
-		return Signature{}, provider.Errorf(provider.EMSGSIZE, "message over "+strconv.Itoa(provider.MaxSignMessage)+" bytes")
+		return Signature{}, provider.Errorf(provider.EMSGSIZE, "message over %d bytes", provider.MaxSignMessage)
 	}
 	t, err := k.primary(ctx, c, OpSign, id, provider.UseSign, ev)
 	if err != nil {
@@ -78,7 +77,7 @@ func (k *Keystore) primary(ctx context.Context, c Caller, op Op, id KeyID, use U
 			return target{}, err
 		}
 		if m.Use != use {
-			return target{}, provider.Errorf(provider.EPERM, "key is a "+m.Use.String()+" key; "+op.String()+" needs a "+use.String()+" key")
+			return target{}, provider.Errorf(provider.EPERM, "key is a %s key; %s needs a %s key", m.Use, op, use)
 		}
 		if m.Policy.RotationPeriod > 0 && attempt == 0 && rotationDue(m, k.clock.Now()) {
 			did, err := k.autoRotate(ctx, id, *ev)
@@ -107,9 +106,9 @@ func (k *Keystore) Verify(ctx context.Context, c Caller, id KeyID, v Version, ms
 func (k *Keystore) verify(c Caller, id KeyID, v Version, msg, sig []byte) error {
 	switch {
 	case len(msg) > provider.MaxSignMessage:
-		return provider.Errorf(provider.EMSGSIZE, "message over "+strconv.Itoa(provider.MaxSignMessage)+" bytes")
+		return provider.Errorf(provider.EMSGSIZE, "message over %d bytes", provider.MaxSignMessage)
 	case len(sig) > provider.MaxSignature:
-		return provider.Errorf(provider.EMSGSIZE, "signature over "+strconv.Itoa(provider.MaxSignature)+" bytes")
+		return provider.Errorf(provider.EMSGSIZE, "signature over %d bytes", provider.MaxSignature)
 	case v == 0:
 		return provider.Errorf(provider.EINVAL, "verify needs a version (the one Sign returned)")
 	}
@@ -146,13 +145,13 @@ func (k *Keystore) versionRT(c Caller, op Op, id KeyID, v Version, use Use) (*ve
 		return nil, VersionInfo{}, nil, err
 	}
 	if m.Use != use {
-		return nil, VersionInfo{}, nil, provider.Errorf(provider.EPERM, "key is a "+m.Use.String()+" key; "+op.String()+" needs a "+use.String()+" key")
+		return nil, VersionInfo{}, nil, provider.Errorf(provider.EPERM, "key is a %s key; %s needs a %s key", m.Use, op, use)
 	}
 	if err := checkVersion(op, m, v); err != nil {
 		return nil, VersionInfo{}, nil, err
 	}
 	if op != OpPublicKey && v < m.Policy.MinDecryptionVersion {
-		return nil, VersionInfo{}, nil, provider.Errorf(provider.EPERM, "version "+v.String()+" is below the key's minimum decryption version "+m.Policy.MinDecryptionVersion.String())
+		return nil, VersionInfo{}, nil, provider.Errorf(provider.EPERM, "version %s is below the key's minimum decryption version %s", v, m.Policy.MinDecryptionVersion)
 	}
 	vi, _ := m.Version(v)
 	vi.PublicKey = append([]byte(nil), vi.PublicKey...)
@@ -205,9 +204,9 @@ func (k *Keystore) Seal(ctx context.Context, c Caller, id KeyID, plaintext, aad 
 func (k *Keystore) seal(ctx context.Context, c Caller, id KeyID, plaintext, aad []byte, ev *Event) ([]byte, Version, error) {
 	switch {
 	case len(plaintext) > provider.MaxSealPlaintext:
-		return nil, 0, provider.Errorf(provider.EMSGSIZE, "plaintext over "+strconv.Itoa(provider.MaxSealPlaintext)+" bytes")
+		return nil, 0, provider.Errorf(provider.EMSGSIZE, "plaintext over %d bytes", provider.MaxSealPlaintext)
 	case len(aad) > provider.MaxAAD:
-		return nil, 0, provider.Errorf(provider.EMSGSIZE, "AAD over "+strconv.Itoa(provider.MaxAAD)+" bytes")
+		return nil, 0, provider.Errorf(provider.EMSGSIZE, "AAD over %d bytes", provider.MaxAAD)
 	}
 	t, err := k.primary(ctx, c, OpSeal, id, provider.UseDecrypt, ev)
 	if err != nil {
@@ -258,7 +257,7 @@ func (k *Keystore) countSeal(ctx context.Context, vr *versionRT, spec *alg.Spec)
 	}
 	n := vr.seals.Add(1)
 	if n > spec.SealLimit {
-		return provider.Errorf(provider.EPERM, "version "+vr.ref.Version.String()+" has made its limit of "+strconv.FormatUint(spec.SealLimit, 10)+" seals for a "+strconv.Itoa(spec.NonceSize*8)+"-bit random nonce; rotate the key")
+		return provider.Errorf(provider.EPERM, "version %s has made its limit of %d seals for a %d-bit random nonce; rotate the key", vr.ref.Version, spec.SealLimit, spec.NonceSize*8)
 	}
 	if n <= vr.reserved.Load() {
 		return nil
@@ -315,9 +314,9 @@ func (k *Keystore) Unseal(ctx context.Context, c Caller, id KeyID, sealed, aad [
 func (k *Keystore) unseal(ctx context.Context, c Caller, op Op, id KeyID, sealed, aad []byte, ev *Event) ([]byte, Version, error) {
 	switch {
 	case len(sealed) > provider.MaxSealed:
-		return nil, 0, provider.Errorf(provider.EMSGSIZE, "sealed data over "+strconv.Itoa(provider.MaxSealed)+" bytes")
+		return nil, 0, provider.Errorf(provider.EMSGSIZE, "sealed data over %d bytes", provider.MaxSealed)
 	case len(aad) > provider.MaxAAD:
-		return nil, 0, provider.Errorf(provider.EMSGSIZE, "AAD over "+strconv.Itoa(provider.MaxAAD)+" bytes")
+		return nil, 0, provider.Errorf(provider.EMSGSIZE, "AAD over %d bytes", provider.MaxAAD)
 	}
 	hdr, body, err := parseEnvelope(sealed)
 	if err != nil {

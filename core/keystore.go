@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -85,7 +84,7 @@ func Open(ctx context.Context, o Options) (*Keystore, error) {
 		return nil, provider.WithOp("open", "", err)
 	}
 	if err := info.Check(); err != nil {
-		return nil, provider.Wrap(provider.EINVAL, "provider info is malformed", err)
+		return nil, provider.Errorf(provider.EINVAL, "provider info is malformed: %w", err)
 	}
 	// Keep only the algorithms this keystore knows.
 	var known []Algorithm
@@ -120,7 +119,7 @@ func (k *Keystore) checkManifest() error {
 	if errors.Is(err, provider.ErrNotFound) {
 		entries, derr := k.st.ReadDir(layoutRoot)
 		if derr == nil && len(entries) > 0 {
-			return provider.Errorf(provider.EIO, "state directory holds keys but no "+manifestPath+"; refusing to guess which provider made them")
+			return provider.Errorf(provider.EIO, "state directory holds keys but no %s; refusing to guess which provider made them", manifestPath)
 		}
 		if derr != nil && !errors.Is(derr, provider.ErrNotFound) {
 			return derr
@@ -141,11 +140,11 @@ func (k *Keystore) checkManifest() error {
 	}
 	switch {
 	case m.Secure && !k.info.Secure:
-		return provider.Errorf(provider.EPERM, "state was made by the secure provider "+strconv.Quote(m.Provider)+"; refusing to open it with the insecure provider "+strconv.Quote(k.info.Name))
+		return provider.Errorf(provider.EPERM, "state was made by the secure provider %q; refusing to open it with the insecure provider %q", m.Provider, k.info.Name)
 	case !m.Secure && k.info.Secure:
-		return provider.Errorf(provider.EPERM, "state was made by the INSECURE provider "+strconv.Quote(m.Provider)+"; refusing to open it with the secure provider "+strconv.Quote(k.info.Name)+" (its keys are known; start a new state directory)")
+		return provider.Errorf(provider.EPERM, "state was made by the INSECURE provider %q; refusing to open it with the secure provider %q (its keys are known; start a new state directory)", m.Provider, k.info.Name)
 	case m.Provider != k.info.Name:
-		return provider.Errorf(provider.EPERM, "state was made by provider "+strconv.Quote(m.Provider)+", not "+strconv.Quote(k.info.Name))
+		return provider.Errorf(provider.EPERM, "state was made by provider %q, not %q", m.Provider, k.info.Name)
 	}
 	return nil
 }
@@ -161,7 +160,7 @@ func authorize(c Caller, app string) error {
 		return provider.Errorf(provider.EPERM, "caller has no valid app ID")
 	}
 	if c.App != app {
-		return provider.Errorf(provider.EPERM, "app "+c.App+" may not use keys of another app")
+		return provider.Errorf(provider.EPERM, "app %s may not use keys of another app", c.App)
 	}
 	return nil
 }
@@ -306,7 +305,7 @@ func (k *Keystore) writeRecord(rec *record, b metaBody) (string, []byte, error) 
 	if vr := rec.newVersion; vr != nil {
 		h := vr.handle.Load()
 		if h == nil {
-			return "", nil, provider.Errorf(provider.EIO, "new version "+vr.refStr+" has no handle")
+			return "", nil, provider.Errorf(provider.EIO, "new version %s has no handle", vr.refStr)
 		}
 		hp := handlePath(vr.ref.ID, vr.ref.Version)
 		if err := k.st.WriteFile(hp, encodeHandle(hp, *h)); err != nil {
@@ -334,7 +333,7 @@ func (k *Keystore) handle(vr *versionRT) (provider.Handle, error) {
 	data, err := k.st.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, provider.ErrNotFound) {
-			return nil, provider.Wrap(provider.EIO, "handle file "+path+" is missing", errHandleMissing)
+			return nil, provider.Errorf(provider.EIO, "handle file %s is missing: %w", path, errHandleMissing)
 		}
 		return nil, err
 	}
@@ -364,7 +363,7 @@ func (k *Keystore) finish(ctx context.Context, ev *Event, err error) error {
 		err = provider.WithOp(ev.Op.String(), refString(ev.Key, ev.Version), err)
 	}
 	if aerr := k.audit.Record(ctx, *ev); aerr != nil {
-		return provider.Wrap(provider.EIO, ev.Op.String()+" "+refString(ev.Key, ev.Version)+": audit log unavailable; operation refused", aerr)
+		return provider.Errorf(provider.EIO, "%s %s: audit log unavailable; operation refused: %w", ev.Op, refString(ev.Key, ev.Version), aerr)
 	}
 	return err
 }
@@ -379,7 +378,7 @@ func refString(key string, v Version) string {
 // ready checks the audit sink before a state change.
 func (k *Keystore) ready(ctx context.Context) error {
 	if err := k.audit.Ready(ctx); err != nil {
-		return provider.Wrap(provider.EIO, "audit log unavailable; refusing to change state", err)
+		return provider.Errorf(provider.EIO, "audit log unavailable; refusing to change state: %w", err)
 	}
 	return nil
 }
@@ -389,14 +388,14 @@ func (k *Keystore) ready(ctx context.Context) error {
 func (k *Keystore) commit(ctx context.Context, ev Event) error {
 	ev.Result = 0
 	if err := k.audit.Commit(ctx, ev); err != nil {
-		return provider.Wrap(provider.EIO, "audit log unavailable; refusing to change state", err)
+		return provider.Errorf(provider.EIO, "audit log unavailable; refusing to change state: %w", err)
 	}
 	return nil
 }
 
 func checkCtx(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
-		return provider.Wrap(provider.EUNAVAILABLE, "request cancelled", err)
+		return provider.Errorf(provider.EUNAVAILABLE, "request cancelled: %w", err)
 	}
 	return nil
 }

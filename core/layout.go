@@ -66,12 +66,12 @@ func fileDigest(kind, path string, body []byte) []byte {
 func encodeChecked(kind, path string, body any) ([]byte, error) {
 	raw, err := json.Marshal(body)
 	if err != nil {
-		return nil, provider.Wrap(provider.EIO, "encoding "+path, err)
+		return nil, provider.Errorf(provider.EIO, "encoding %s: %w", path, err)
 	}
 	env := fileEnvelope{Kind: kind, Format: formatVersion, Body: raw, SHA256: hex.EncodeToString(fileDigest(kind, path, raw))}
 	out, err := json.Marshal(env)
 	if err != nil {
-		return nil, provider.Wrap(provider.EIO, "encoding "+path, err)
+		return nil, provider.Errorf(provider.EIO, "encoding %s: %w", path, err)
 	}
 	return append(out, '\n'), nil
 }
@@ -80,7 +80,7 @@ func encodeChecked(kind, path string, body any) ([]byte, error) {
 // its body into v, refusing unknown fields.
 func decodeChecked(kind, path string, data []byte, v any) error {
 	corrupt := func(why string) error {
-		return provider.Errorf(provider.EIO, "corrupted file "+path+": "+why)
+		return provider.Errorf(provider.EIO, "corrupted file %s: %s", path, why)
 	}
 	var env fileEnvelope
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -134,14 +134,14 @@ var errHandleCorrupt = errors.New("corrupted handle file")
 
 func decodeHandle(path string, data []byte) (provider.Handle, error) {
 	if len(data) < handleHeaderLen+1 || !bytes.Equal(data[:4], handleMagic) {
-		return nil, provider.Wrap(provider.EIO, path+": not a handle file", errHandleCorrupt)
+		return nil, provider.Errorf(provider.EIO, "%s: not a handle file: %w", path, errHandleCorrupt)
 	}
 	if len(data)-handleHeaderLen > provider.MaxHandle {
-		return nil, provider.Wrap(provider.EIO, path+": handle too large", errHandleCorrupt)
+		return nil, provider.Errorf(provider.EIO, "%s: handle too large: %w", path, errHandleCorrupt)
 	}
 	h := data[handleHeaderLen:]
 	if subtle.ConstantTimeCompare(data[4:handleHeaderLen], fileDigest("handle", path, h)) != 1 {
-		return nil, provider.Wrap(provider.EIO, path+": checksum mismatch (torn, edited or moved)", errHandleCorrupt)
+		return nil, provider.Errorf(provider.EIO, "%s: checksum mismatch (torn, edited or moved): %w", path, errHandleCorrupt)
 	}
 	return provider.Handle(append([]byte(nil), h...)), nil
 }

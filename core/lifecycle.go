@@ -96,25 +96,25 @@ func versionColumnOf(m *Metadata, v Version) versionColumn {
 // checkKey applies the key table: nil to proceed, else the refusal.
 func checkKey(op Op, m *Metadata) error {
 	if op >= opEnd || lifecycle[op] == nil {
-		return provider.Errorf(provider.EINVAL, "operation "+op.String()+" has no lifecycle row")
+		return provider.Errorf(provider.EINVAL, "operation %s has no lifecycle row", op)
 	}
 	code := lifecycle[op][keyColumnOf(m)]
 	if code == allow {
 		return nil
 	}
-	return provider.Errorf(code, keyRefusal(op, m, code))
+	return provider.Errorf(code, "%s", keyRefusal(op, m, code))
 }
 
 // checkVersion applies the version table for ops naming a version.
 func checkVersion(op Op, m *Metadata, v Version) error {
 	if op >= opEnd || versionTable[op] == nil {
-		return provider.Errorf(provider.EINVAL, "operation "+op.String()+" has no version row")
+		return provider.Errorf(provider.EINVAL, "operation %s has no version row", op)
 	}
 	code := versionTable[op][versionColumnOf(m, v)]
 	if code == allow {
 		return nil
 	}
-	return provider.Errorf(code, versionRefusal(op, m, v, code))
+	return provider.Errorf(code, "%s", versionRefusal(op, m, v, code))
 }
 
 func keyRefusal(op Op, m *Metadata, code provider.Code) string {

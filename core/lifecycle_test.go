@@ -139,7 +139,7 @@ func invoke(e *env, op string, f fixture) error {
 		_, err := e.ks.Get(ctx, appA, f.sign)
 		return err
 	}
-	return provider.Errorf(provider.EINVAL, "unknown op "+op)
+	return provider.Errorf(provider.EINVAL, "unknown op %s", op)
 }
 
 func TestLifecycleTable(t *testing.T) {

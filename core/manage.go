@@ -37,10 +37,10 @@ func (k *Keystore) create(ctx context.Context, c Caller, id KeyID, o CreateOptio
 		return Metadata{}, err
 	}
 	if o.Use != 0 && o.Use != spec.Use {
-		return Metadata{}, provider.Errorf(provider.EINVAL, "algorithm "+string(spec.Name)+" has use "+spec.Use.String()+", not "+o.Use.String())
+		return Metadata{}, provider.Errorf(provider.EINVAL, "algorithm %s has use %s, not %s", string(spec.Name), spec.Use, o.Use)
 	}
 	if !k.info.Supports(spec.Name) {
-		return Metadata{}, provider.Errorf(provider.ENOTSUP, "provider "+k.info.Name+" does not support "+string(spec.Name))
+		return Metadata{}, provider.Errorf(provider.ENOTSUP, "provider %s does not support %s", k.info.Name, string(spec.Name))
 	}
 	if err := checkPolicy(o.Policy, 1); err != nil {
 		return Metadata{}, err
@@ -95,10 +95,10 @@ func (k *Keystore) generate(ctx context.Context, vr *versionRT) ([]byte, error) 
 		return nil, provider.WithOp("generate", vr.refStr, err)
 	}
 	if len(g.Handle) == 0 || len(g.Handle) > provider.MaxHandle {
-		return nil, provider.Errorf(provider.EIO, "provider returned a handle of "+strconv.Itoa(len(g.Handle))+" bytes for "+vr.refStr)
+		return nil, provider.Errorf(provider.EIO, "provider returned a handle of %d bytes for %s", len(g.Handle), vr.refStr)
 	}
 	if len(g.PublicKey) != spec.PublicKeySize {
-		return nil, provider.Errorf(provider.EIO, "provider returned a public key of the wrong size for "+vr.refStr)
+		return nil, provider.Errorf(provider.EIO, "provider returned a public key of the wrong size for %s", vr.refStr)
 	}
 	h := provider.Handle(append([]byte(nil), g.Handle...))
 	vr.handle.Store(&h)
@@ -114,10 +114,10 @@ func metaOf(r *record) *Metadata {
 
 func checkPolicy(p Policy, current Version) error {
 	if p.MinDecryptionVersion > current {
-		return provider.Errorf(provider.EINVAL, "minimum decryption version "+p.MinDecryptionVersion.String()+" is above the current version "+current.String())
+		return provider.Errorf(provider.EINVAL, "minimum decryption version %s is above the current version %s", p.MinDecryptionVersion, current)
 	}
 	if p.RotationPeriod < 0 || p.RotationPeriod != 0 && (p.RotationPeriod < MinRotationPeriod || p.RotationPeriod > MaxRotationPeriod) {
-		return provider.Errorf(provider.EINVAL, "rotation period must be 0 (off) or between "+MinRotationPeriod.String()+" and "+MaxRotationPeriod.String())
+		return provider.Errorf(provider.EINVAL, "rotation period must be 0 (off) or between %s and %s", MinRotationPeriod, MaxRotationPeriod)
 	}
 	if p.RotationPeriod%time.Second != 0 {
 		return provider.Errorf(provider.EINVAL, "rotation period must be whole seconds")
@@ -391,7 +391,7 @@ func (k *Keystore) List(ctx context.Context, c Caller, o ListOptions) (ListPage,
 
 func (k *Keystore) list(ctx context.Context, c Caller, o ListOptions) (ListPage, error) {
 	if o.PageSize < 0 || o.PageSize > MaxPageSize {
-		return ListPage{}, provider.Errorf(provider.EINVAL, "page size must be 0 (default) to "+strconv.Itoa(MaxPageSize))
+		return ListPage{}, provider.Errorf(provider.EINVAL, "page size must be 0 (default) to %d", MaxPageSize)
 	}
 	if o.PageSize == 0 {
 		o.PageSize = DefaultPageSize
@@ -563,7 +563,7 @@ func (k *Keystore) sweep(ctx context.Context, c Caller) ([]KeyID, error) {
 		token = page.NextPageToken
 	}
 	if len(errs) > 0 {
-		return rotated, provider.Wrap(provider.EIO, strconv.Itoa(len(errs))+" keys failed to rotate", errors.Join(errs...))
+		return rotated, provider.Errorf(provider.EIO, "%d keys failed to rotate: %w", len(errs), errors.Join(errs...))
 	}
 	return rotated, nil
 }

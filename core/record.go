@@ -84,7 +84,7 @@ func (r *record) body() metaBody {
 // keystore's provider.
 func recordFromBody(id KeyID, path string, b *metaBody, reg *alg.Registry, providerName string) (*record, error) {
 	bad := func(why string) (*record, error) {
-		return nil, provider.Errorf(provider.EIO, "corrupted metadata "+path+": "+why)
+		return nil, provider.Errorf(provider.EIO, "corrupted metadata %s: %s", path, why)
 	}
 	if b.ID != id.String() {
 		return bad("it names another key")

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -21,8 +20,7 @@ const MaxBinary = 1 << 30
 // parsePin decodes a hex SHA-256 (either case) into its 32 bytes.
 func parsePin(s string) ([]byte, error) {
 	if len(s) != 2*sha256.Size {
-		return nil, provider.Errorf(provider.EINVAL, "plugin SHA-256 must be "+strconv.Itoa(2*sha256.Size)+
-			" hex digits, got "+strconv.Itoa(len(s))+" characters")
+		return nil, provider.Errorf(provider.EINVAL, "plugin SHA-256 must be %d hex digits, got %d characters", 2*sha256.Size, len(s))
 	}
 	b, err := hex.DecodeString(strings.ToLower(s))
 	if err != nil {
@@ -41,27 +39,27 @@ func copyVerified(src string, pin []byte, dst string) error {
 	in, err := openNoFollow(src)
 	if err != nil {
 		if errors.Is(err, syscall.ELOOP) {
-			return provider.Errorf(provider.EPERM, "plugin "+src+" is a symbolic link; name the binary itself")
+			return provider.Errorf(provider.EPERM, "plugin %s is a symbolic link; name the binary itself", src)
 		}
 		if errors.Is(err, os.ErrNotExist) {
-			return provider.Wrap(provider.ENOENT, "plugin "+src, err)
+			return provider.Errorf(provider.ENOENT, "plugin %s: %w", src, err)
 		}
-		return provider.Wrap(provider.EPERM, "opening plugin "+src, err)
+		return provider.Errorf(provider.EPERM, "opening plugin %s: %w", src, err)
 	}
 	defer in.Close()
 	fi, err := in.Stat()
 	if err != nil {
-		return provider.Wrap(provider.EIO, "plugin "+src, err)
+		return provider.Errorf(provider.EIO, "plugin %s: %w", src, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return provider.Errorf(provider.EINVAL, "plugin "+src+" is not a regular file")
+		return provider.Errorf(provider.EINVAL, "plugin %s is not a regular file", src)
 	}
 	if fi.Size() > MaxBinary {
-		return provider.Errorf(provider.EINVAL, "plugin "+src+" is over "+strconv.Itoa(MaxBinary)+" bytes")
+		return provider.Errorf(provider.EINVAL, "plugin %s is over %d bytes", src, MaxBinary)
 	}
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o700)
 	if err != nil {
-		return provider.Wrap(provider.EIO, "copying plugin "+src, err)
+		return provider.Errorf(provider.EIO, "copying plugin %s: %w", src, err)
 	}
 	h := sha256.New()
 	n, err := io.Copy(io.MultiWriter(out, h), io.LimitReader(in, MaxBinary+1))
@@ -75,12 +73,11 @@ func copyVerified(src string, pin []byte, dst string) error {
 		err = cerr
 	}
 	if err != nil {
-		return provider.Wrap(provider.EIO, "copying plugin "+src, err)
+		return provider.Errorf(provider.EIO, "copying plugin %s: %w", src, err)
 	}
 	sum := h.Sum(nil)
 	if subtle.ConstantTimeCompare(sum, pin) != 1 {
-		return provider.Errorf(provider.EPERM, "plugin "+src+": SHA-256 mismatch: pinned "+hex.EncodeToString(pin)+
-			", the binary has "+hex.EncodeToString(sum)+"; refusing to start it")
+		return provider.Errorf(provider.EPERM, "plugin %s: SHA-256 mismatch: pinned %s, the binary has %s; refusing to start it", src, hex.EncodeToString(pin), hex.EncodeToString(sum))
 	}
 	return nil
 }
@@ -91,7 +88,7 @@ func copyVerified(src string, pin []byte, dst string) error {
 func makePrivateDirs() (root, bin, work string, err error) {
 	root, err = os.MkdirTemp("", "keystored-plugin-")
 	if err != nil {
-		return "", "", "", provider.Wrap(provider.EIO, "making the plugin's private directory", err)
+		return "", "", "", provider.Errorf(provider.EIO, "making the plugin's private directory: %w", err)
 	}
 	bin, work = filepath.Join(root, "bin"), filepath.Join(root, "work")
 	for _, d := range []string{root, bin, work} {
@@ -104,7 +101,7 @@ func makePrivateDirs() (root, bin, work string, err error) {
 	}
 	if err != nil {
 		_ = os.RemoveAll(root)
-		return "", "", "", provider.Wrap(provider.EIO, "making the plugin's private directory", err)
+		return "", "", "", provider.Errorf(provider.EIO, "making the plugin's private directory: %w", err)
 	}
 	return root, bin, work, nil
 }

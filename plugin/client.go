@@ -95,7 +95,7 @@ type Config struct {
 // normalize checks c and fills in defaults.
 func (c Config) normalize() (Config, []byte, error) {
 	bad := func(msg string) (Config, []byte, error) {
-		return Config{}, nil, provider.Errorf(provider.EINVAL, "plugin config: "+msg)
+		return Config{}, nil, provider.Errorf(provider.EINVAL, "plugin config: %s", msg)
 	}
 	if c.Path == "" {
 		return bad("no plugin path")
@@ -345,7 +345,7 @@ func (c *Client) start(ctx context.Context) (*instance, error) {
 			// the caller sees it.
 			c.kill(in, false)
 		}
-		return nil, provider.Wrap(provider.EUNAVAILABLE, "starting "+c.label, res.err)
+		return nil, provider.Errorf(provider.EUNAVAILABLE, "starting %s: %w", c.label, res.err)
 	}
 	info, err := res.s.fetchInfo(ctx)
 	if err != nil {
@@ -353,7 +353,7 @@ func (c *Client) start(ctx context.Context) (*instance, error) {
 		if code, _ := provider.CodeOf(err); code == provider.EIO {
 			return nil, err
 		}
-		return nil, provider.Wrap(provider.EUNAVAILABLE, "starting "+c.label+": Info", err)
+		return nil, provider.Errorf(provider.EUNAVAILABLE, "starting %s: Info: %w", c.label, err)
 	}
 	in.r = &remote{stub: res.s, info: info}
 	return in, nil
@@ -421,7 +421,7 @@ func (c *Client) restart(ctx context.Context) (*instance, error) {
 	select {
 	case c.gate <- struct{}{}:
 	case <-ctx.Done():
-		return nil, provider.Wrap(provider.EUNAVAILABLE, "waiting for "+c.label+" to restart", ctx.Err())
+		return nil, provider.Errorf(provider.EUNAVAILABLE, "waiting for %s to restart: %w", c.label, ctx.Err())
 	case <-c.done:
 		return nil, c.closedErr()
 	}
@@ -446,9 +446,7 @@ func (c *Client) restart(ctx context.Context) (*instance, error) {
 	}
 	now := time.Now()
 	if now.Before(c.coolUntil) {
-		return nil, provider.Errorf(provider.EUNAVAILABLE, c.label+" failed "+strconv.Itoa(c.failures)+
-			" times; next attempt after "+c.coolUntil.UTC().Format(time.RFC3339)+
-			" (in "+c.coolUntil.Sub(now).Round(time.Millisecond).String()+")")
+		return nil, provider.Errorf(provider.EUNAVAILABLE, "%s failed %d times; next attempt after %s (in %s)", c.label, c.failures, c.coolUntil.UTC().Format(time.RFC3339), c.coolUntil.Sub(now).Round(time.Millisecond))
 	}
 	if c.failures > 0 {
 		wait := time.Until(c.lastFailure.Add(c.backoff(c.failures)))
@@ -458,7 +456,7 @@ func (c *Client) restart(ctx context.Context) (*instance, error) {
 			case <-t.C:
 			case <-ctx.Done():
 				t.Stop()
-				return nil, provider.Wrap(provider.EUNAVAILABLE, "waiting for "+c.label+" to restart", ctx.Err())
+				return nil, provider.Errorf(provider.EUNAVAILABLE, "waiting for %s to restart: %w", c.label, ctx.Err())
 			case <-c.done:
 				t.Stop()
 				return nil, c.closedErr()
@@ -468,9 +466,7 @@ func (c *Client) restart(ctx context.Context) (*instance, error) {
 	in, err := c.start(ctx)
 	if err == nil && !sameInfo(in.r.info, c.info) {
 		c.kill(in, false)
-		err = provider.Errorf(provider.EUNAVAILABLE, "restarted "+c.label+" describes itself differently (provider "+
-			strconv.Quote(in.r.info.Name)+", secure "+strconv.FormatBool(in.r.info.Secure)+"; was "+
-			strconv.Quote(c.info.Name)+", secure "+strconv.FormatBool(c.info.Secure)+"); refusing it")
+		err = provider.Errorf(provider.EUNAVAILABLE, "restarted %s describes itself differently (provider %q, secure %s; was %q, secure %s); refusing it", c.label, in.r.info.Name, strconv.FormatBool(in.r.info.Secure), c.info.Name, strconv.FormatBool(c.info.Secure))
 	}
 	if err != nil && ctx.Err() != nil {
 		// The caller gave up: not the plugin's failure.
@@ -497,7 +493,7 @@ func (c *Client) fail(now time.Time) {
 }
 
 func (c *Client) closedErr() error {
-	return provider.Errorf(provider.EUNAVAILABLE, c.label+" client is closed")
+	return provider.Errorf(provider.EUNAVAILABLE, "%s client is closed", c.label)
 }
 
 // Close stops the plugin (asking it to exit, then killing it) and removes
@@ -515,7 +511,7 @@ func (c *Client) Close() error {
 		c.kill(in, true)
 	}
 	if err := os.RemoveAll(c.root); err != nil {
-		return provider.Wrap(provider.EIO, "removing "+c.label+"'s private directory", err)
+		return provider.Errorf(provider.EIO, "removing %s's private directory: %w", c.label, err)
 	}
 	return nil
 }

@@ -84,7 +84,7 @@ func TestErrorsRoundTrip(t *testing.T) {
 	t.Parallel()
 	fake := newFake(func(_ context.Context, msg []byte) ([]byte, error) {
 		c, _ := provider.ParseCode(strings.TrimPrefix(string(msg), "code:"))
-		return nil, provider.WithOp("sign", "app/test/key@1", provider.Errorf(c, "fake chose "+c.String()))
+		return nil, provider.WithOp("sign", "app/test/key@1", provider.Errorf(c, "fake chose %s", c.String()))
 	})
 	_, _, mb := binaries(t)
 	for _, side := range []struct {

@@ -58,7 +58,7 @@ func (s *stub) fetchInfo(ctx context.Context) (provider.Info, error) {
 // the caller from a plugin that did not answer.
 func (s *stub) callError(ctx context.Context, op, key string, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
-		return provider.WithOp(op, key, provider.Wrap(provider.EUNAVAILABLE, "call cancelled", cerr))
+		return provider.WithOp(op, key, provider.Errorf(provider.EUNAVAILABLE, "call cancelled: %w", cerr))
 	}
 	st, ok := status.FromError(err)
 	if !ok {
@@ -71,19 +71,16 @@ func (s *stub) callError(ctx context.Context, op, key string, err error) error {
 	// No keystored reason: the failure is the transport's or the client's.
 	switch st.Code() {
 	case codes.DeadlineExceeded:
-		return provider.WithOp(op, key, provider.Errorf(provider.EUNAVAILABLE,
-			s.cfg.label+" did not answer within "+s.cfg.callTimeout.String()))
+		return provider.WithOp(op, key, provider.Errorf(provider.EUNAVAILABLE, "%s did not answer within %s", s.cfg.label, s.cfg.callTimeout))
 	case codes.ResourceExhausted:
 		// Requests are bounded before they are sent, so this is the reply
 		// over MaxCallRecvMsgSize.
-		return provider.WithOp(op, key, provider.Errorf(provider.EIO,
-			s.cfg.label+" reply over "+strconv.Itoa(s.cfg.maxReply)+" bytes refused"))
+		return provider.WithOp(op, key, provider.Errorf(provider.EIO, "%s reply over %d bytes refused", s.cfg.label, s.cfg.maxReply))
 	case codes.Unavailable, codes.Canceled:
 		if s.cfg.onLost != nil {
 			s.cfg.onLost()
 		}
-		return provider.WithOp(op, key, provider.Wrap(provider.EUNAVAILABLE,
-			"lost the connection to "+s.cfg.label, errors.New(st.Message())))
+		return provider.WithOp(op, key, provider.Errorf(provider.EUNAVAILABLE, "lost the connection to %s: %w", s.cfg.label, errors.New(st.Message())))
 	}
 	return provider.WithOp(op, key, rpcerr.FromStatus(err))
 }
@@ -105,7 +102,7 @@ type remote struct {
 
 // badReply is the error for a reply outside the contract.
 func (r *remote) badReply(op string, ref provider.KeyRef, what string) error {
-	return provider.WithOp(op, ref.String(), provider.Errorf(provider.EIO, r.cfg.label+" returned "+what))
+	return provider.WithOp(op, ref.String(), provider.Errorf(provider.EIO, "%s returned %s", r.cfg.label, what))
 }
 
 // checkRef checks ref before a call: well formed, and of an algorithm the
@@ -115,8 +112,7 @@ func (r *remote) checkRef(op string, ref provider.KeyRef) error {
 		return provider.WithOp(op, "", err)
 	}
 	if !r.info.Supports(ref.Algorithm) {
-		return provider.WithOp(op, ref.String(), provider.Errorf(provider.ENOTSUP,
-			r.cfg.label+" does not announce algorithm "+strconv.Quote(string(ref.Algorithm))))
+		return provider.WithOp(op, ref.String(), provider.Errorf(provider.ENOTSUP, "%s does not announce algorithm %q", r.cfg.label, string(ref.Algorithm)))
 	}
 	return nil
 }

@@ -86,7 +86,7 @@ type server struct {
 // hold request data.
 func recovered(op string, err *error) {
 	if r := recover(); r != nil {
-		*err = rpcerr.ToStatus(provider.Errorf(provider.EIO, "provider panicked during "+op))
+		*err = rpcerr.ToStatus(provider.Errorf(provider.EIO, "provider panicked during %s", op))
 	}
 }
 
@@ -97,7 +97,7 @@ func (s *server) Info(ctx context.Context, _ *providerpb.InfoRequest) (_ *provid
 		return nil, rpcerr.ToStatus(err)
 	}
 	if err := info.Check(); err != nil {
-		return nil, rpcerr.ToStatus(provider.Wrap(provider.EIO, "provider Info is invalid", err))
+		return nil, rpcerr.ToStatus(provider.Errorf(provider.EIO, "provider Info is invalid: %w", err))
 	}
 	return infoToWire(info), nil
 }

@@ -1,8 +1,6 @@
 package plugin
 
 import (
-	"strconv"
-
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/plugin/internal/providerpb"
 )
@@ -33,14 +31,14 @@ func refFromWire(w *providerpb.KeyRef) (provider.KeyRef, error) {
 		return provider.KeyRef{}, provider.Errorf(provider.EINVAL, "request has no key ref")
 	}
 	if len(w.GetAlgorithm()) > provider.MaxSegment {
-		return provider.KeyRef{}, provider.Errorf(provider.EINVAL, "key ref algorithm is longer than "+strconv.Itoa(provider.MaxSegment)+" bytes")
+		return provider.KeyRef{}, provider.Errorf(provider.EINVAL, "key ref algorithm is longer than %d bytes", provider.MaxSegment)
 	}
 	if len(w.GetProvider()) > provider.MaxProviderName {
-		return provider.KeyRef{}, provider.Errorf(provider.EINVAL, "key ref provider name is longer than "+strconv.Itoa(provider.MaxProviderName)+" bytes")
+		return provider.KeyRef{}, provider.Errorf(provider.EINVAL, "key ref provider name is longer than %d bytes", provider.MaxProviderName)
 	}
 	u := w.GetUse()
 	if u < 0 || u > 255 {
-		return provider.KeyRef{}, provider.Errorf(provider.EINVAL, "key ref use "+strconv.Itoa(int(u))+" is not sign or decrypt")
+		return provider.KeyRef{}, provider.Errorf(provider.EINVAL, "key ref use %d is not sign or decrypt", int(u))
 	}
 	ref := provider.KeyRef{
 		Version:   provider.Version(w.GetVersion()),
@@ -81,7 +79,7 @@ func infoToWire(i provider.Info) *providerpb.InfoResponse {
 // algorithm names).
 func infoFromWire(w *providerpb.InfoResponse) (provider.Info, error) {
 	if len(w.GetAlgorithms()) > provider.MaxAlgorithms {
-		return provider.Info{}, provider.Errorf(provider.EIO, "plugin announces more than "+strconv.Itoa(provider.MaxAlgorithms)+" algorithms")
+		return provider.Info{}, provider.Errorf(provider.EIO, "plugin announces more than %d algorithms", provider.MaxAlgorithms)
 	}
 	i := provider.Info{
 		Name:          w.GetName(),
@@ -94,7 +92,7 @@ func infoFromWire(w *providerpb.InfoResponse) (provider.Info, error) {
 		i.Algorithms[n] = provider.Algorithm(a)
 	}
 	if err := i.Check(); err != nil {
-		return provider.Info{}, provider.Wrap(provider.EIO, "plugin announced an invalid Info", err)
+		return provider.Info{}, provider.Errorf(provider.EIO, "plugin announced an invalid Info: %w", err)
 	}
 	return i, nil
 }
@@ -118,14 +116,14 @@ func sameInfo(a, b provider.Info) bool {
 
 func checkHandle(op string, ref provider.KeyRef, h []byte) error {
 	if len(h) > provider.MaxHandle {
-		return provider.WithOp(op, ref.String(), provider.Errorf(provider.EINVAL, "handle is over "+strconv.Itoa(provider.MaxHandle)+" bytes"))
+		return provider.WithOp(op, ref.String(), provider.Errorf(provider.EINVAL, "handle is over %d bytes", provider.MaxHandle))
 	}
 	return nil
 }
 
 func checkSign(ref provider.KeyRef, h, msg []byte) error {
 	if len(msg) > provider.MaxSignMessage {
-		return provider.WithOp("sign", ref.String(), provider.Errorf(provider.EMSGSIZE, "message to sign is over "+strconv.Itoa(provider.MaxSignMessage)+" bytes"))
+		return provider.WithOp("sign", ref.String(), provider.Errorf(provider.EMSGSIZE, "message to sign is over %d bytes", provider.MaxSignMessage))
 	}
 	return checkHandle("sign", ref, h)
 }
@@ -133,9 +131,9 @@ func checkSign(ref provider.KeyRef, h, msg []byte) error {
 func checkSeal(ref provider.KeyRef, h, plaintext, aad []byte) error {
 	switch {
 	case len(plaintext) > provider.MaxSealPlaintext:
-		return provider.WithOp("seal", ref.String(), provider.Errorf(provider.EMSGSIZE, "plaintext is over "+strconv.Itoa(provider.MaxSealPlaintext)+" bytes"))
+		return provider.WithOp("seal", ref.String(), provider.Errorf(provider.EMSGSIZE, "plaintext is over %d bytes", provider.MaxSealPlaintext))
 	case len(aad) > provider.MaxProviderAAD:
-		return provider.WithOp("seal", ref.String(), provider.Errorf(provider.EMSGSIZE, "associated data is over "+strconv.Itoa(provider.MaxProviderAAD)+" bytes"))
+		return provider.WithOp("seal", ref.String(), provider.Errorf(provider.EMSGSIZE, "associated data is over %d bytes", provider.MaxProviderAAD))
 	}
 	return checkHandle("seal", ref, h)
 }
@@ -143,9 +141,9 @@ func checkSeal(ref provider.KeyRef, h, plaintext, aad []byte) error {
 func checkOpen(ref provider.KeyRef, h, sealed, aad []byte) error {
 	switch {
 	case len(sealed) > provider.MaxSealed:
-		return provider.WithOp("open", ref.String(), provider.Errorf(provider.EMSGSIZE, "sealed message is over "+strconv.Itoa(provider.MaxSealed)+" bytes"))
+		return provider.WithOp("open", ref.String(), provider.Errorf(provider.EMSGSIZE, "sealed message is over %d bytes", provider.MaxSealed))
 	case len(aad) > provider.MaxProviderAAD:
-		return provider.WithOp("open", ref.String(), provider.Errorf(provider.EMSGSIZE, "associated data is over "+strconv.Itoa(provider.MaxProviderAAD)+" bytes"))
+		return provider.WithOp("open", ref.String(), provider.Errorf(provider.EMSGSIZE, "associated data is over %d bytes", provider.MaxProviderAAD))
 	}
 	return checkHandle("open", ref, h)
 }

@@ -208,7 +208,7 @@ func (a *anchorsService) Verify(ctx context.Context, req *keystorev1.VerifyAncho
 	}
 	name := req.GetAnchor()
 	if len(name) > provider.MaxSegment || provider.CheckSegment("anchor name", name) != nil {
-		return nil, provider.Errorf(provider.EINVAL, "anchor name must match [a-z0-9][a-z0-9._-]* (at most "+strconv.Itoa(provider.MaxSegment)+" bytes)")
+		return nil, provider.Errorf(provider.EINVAL, "anchor name must match [a-z0-9][a-z0-9._-]* (at most %d bytes)", provider.MaxSegment)
 	}
 	sum := summaryFrom(ctx)
 	if sum != nil {
@@ -216,13 +216,13 @@ func (a *anchorsService) Verify(ctx context.Context, req *keystorev1.VerifyAncho
 	}
 	switch {
 	case len(req.GetMessage()) > provider.MaxSignMessage:
-		return nil, provider.Errorf(provider.EMSGSIZE, "message over "+strconv.Itoa(provider.MaxSignMessage)+" bytes")
+		return nil, provider.Errorf(provider.EMSGSIZE, "message over %d bytes", provider.MaxSignMessage)
 	case len(req.GetSignature()) > provider.MaxSignature:
-		return nil, provider.Errorf(provider.EMSGSIZE, "signature over "+strconv.Itoa(provider.MaxSignature)+" bytes")
+		return nil, provider.Errorf(provider.EMSGSIZE, "signature over %d bytes", provider.MaxSignature)
 	}
 	an, ok := a.s.anchors.Lookup(name)
 	if !ok {
-		return nil, provider.Errorf(provider.ENOENT, "trust anchor "+name+" not found")
+		return nil, provider.Errorf(provider.ENOENT, "trust anchor %s not found", name)
 	}
 	valid := an.spec.Verify(an.PublicKey, req.GetMessage(), req.GetSignature())
 	if !valid && sum != nil {

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -17,10 +16,10 @@ import (
 // items (EINVAL otherwise) and at most MaxBatchBytes encoded (EMSGSIZE).
 func checkBatch(n int, req proto.Message) error {
 	if n < 1 || n > MaxBatchItems {
-		return provider.Errorf(provider.EINVAL, "a batch holds 1 to "+strconv.Itoa(MaxBatchItems)+" items, not "+strconv.Itoa(n))
+		return provider.Errorf(provider.EINVAL, "a batch holds 1 to %d items, not %d", MaxBatchItems, n)
 	}
 	if size := proto.Size(req); size > MaxBatchBytes {
-		return provider.Errorf(provider.EMSGSIZE, "batch of "+strconv.Itoa(size)+" bytes is over "+strconv.Itoa(MaxBatchBytes))
+		return provider.Errorf(provider.EMSGSIZE, "batch of %d bytes is over %d", size, MaxBatchBytes)
 	}
 	return nil
 }

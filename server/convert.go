@@ -1,7 +1,6 @@
 package server
 
 import (
-	"strconv"
 	"strings"
 	"time"
 
@@ -19,7 +18,7 @@ import (
 // not it exists).
 func parseKeyName(c *Caller, s string) (core.KeyID, error) {
 	if len(s) > provider.MaxKeyIDLen {
-		return core.KeyID{}, provider.Errorf(provider.EINVAL, "key name longer than "+strconv.Itoa(provider.MaxKeyIDLen)+" bytes")
+		return core.KeyID{}, provider.Errorf(provider.EINVAL, "key name longer than %d bytes", provider.MaxKeyIDLen)
 	}
 	switch strings.Count(s, "/") {
 	case 1:
@@ -38,7 +37,7 @@ func parseVersion(v int64, zeroOK bool) (core.Version, error) {
 	case v == 0 && zeroOK:
 		return 0, nil
 	case v < 1 || v > int64(provider.MaxVersion):
-		return 0, provider.Errorf(provider.EINVAL, "version must be a number from 1 to "+provider.MaxVersion.String())
+		return 0, provider.Errorf(provider.EINVAL, "version must be a number from 1 to %s", provider.MaxVersion)
 	}
 	return core.Version(v), nil
 }
@@ -51,8 +50,7 @@ const maxRotationSeconds = int64(core.MaxRotationPeriod / time.Second)
 func policyFrom(p *keystorev1.KeyPolicy) (core.Policy, error) {
 	secs := p.GetRotationPeriodSeconds()
 	if secs < 0 || secs > maxRotationSeconds {
-		return core.Policy{}, provider.Errorf(provider.EINVAL, "rotation period must be 0 (off) or between "+
-			core.MinRotationPeriod.String()+" and "+core.MaxRotationPeriod.String())
+		return core.Policy{}, provider.Errorf(provider.EINVAL, "rotation period must be 0 (off) or between %s and %s", core.MinRotationPeriod, core.MaxRotationPeriod)
 	}
 	return core.Policy{
 		MinDecryptionVersion: core.Version(p.GetMinDecryptionVersion()),

@@ -39,7 +39,7 @@ func ParseUnmapped(s string) (Unmapped, error) {
 	case "uid":
 		return UnmappedUID, nil
 	}
-	return 0, provider.Errorf(provider.EINVAL, "unmapped must be \"deny\" or \"uid\", not "+strconv.Quote(s))
+	return 0, provider.Errorf(provider.EINVAL, "unmapped must be \"deny\" or \"uid\", not %q", s)
 }
 
 // Identity maps a caller's uid (from the kernel) to an app ID and the
@@ -90,7 +90,7 @@ func NewIdentity(apps map[uint32]string, operators []uint32, unmapped Unmapped) 
 	}
 	for _, uid := range operators {
 		if id.operators[uid] {
-			return Identity{}, provider.Errorf(provider.EINVAL, "identity: operator uid "+strconv.FormatUint(uint64(uid), 10)+" listed twice")
+			return Identity{}, provider.Errorf(provider.EINVAL, "identity: operator uid %d listed twice", uint64(uid))
 		}
 		id.operators[uid] = true
 	}

@@ -110,7 +110,7 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 	bad := s.codec.malformed(req)
 	switch {
 	case caller.Denied:
-		err = provider.Errorf(provider.EPERM, "uid "+strconv.FormatUint(uint64(caller.UID), 10)+" is not mapped to an app")
+		err = provider.Errorf(provider.EPERM, "uid %d is not mapped to an app", uint64(caller.UID))
 	case bad != nil:
 		err = bad
 	default:

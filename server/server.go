@@ -143,7 +143,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.insecure = ks.Insecure()
 	s.creds = newPeerCreds(ConnLimits{Total: s.limits.MaxConnections, PerUID: s.limits.MaxConnectionsPerUID})
 	if s.metrics, err = newMetrics(s.creds.open); err != nil {
-		return nil, provider.Wrap(provider.EIO, "registering metrics", err)
+		return nil, provider.Errorf(provider.EIO, "registering metrics: %w", err)
 	}
 	s.store = &valueStore{st: cfg.Storage}
 	return s, nil

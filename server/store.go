@@ -7,7 +7,6 @@ import (
 	"crypto/subtle"
 	"errors"
 	"sort"
-	"strconv"
 	"sync"
 
 	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
@@ -56,14 +55,14 @@ func encodeValue(path string, value []byte) []byte {
 
 func decodeValue(path string, data []byte) ([]byte, error) {
 	if len(data) < valueHeaderLen || !bytes.Equal(data[:4], valueMagic) {
-		return nil, provider.Errorf(provider.EIO, "corrupted file "+path+": not a value file")
+		return nil, provider.Errorf(provider.EIO, "corrupted file %s: not a value file", path)
 	}
 	v := data[valueHeaderLen:]
 	if len(v) > MaxValueSize {
-		return nil, provider.Errorf(provider.EIO, "corrupted file "+path+": value too large")
+		return nil, provider.Errorf(provider.EIO, "corrupted file %s: value too large", path)
 	}
 	if subtle.ConstantTimeCompare(data[4:valueHeaderLen], valueDigest(path, v)) != 1 {
-		return nil, provider.Errorf(provider.EIO, "corrupted file "+path+": checksum mismatch (torn, edited or moved)")
+		return nil, provider.Errorf(provider.EIO, "corrupted file %s: checksum mismatch (torn, edited or moved)", path)
 	}
 	return append([]byte(nil), v...), nil
 }
@@ -110,7 +109,7 @@ func (v *valueStore) put(app, name string, value []byte, commit func() error) er
 	i := sort.SearchStrings(names, name)
 	exists := i < len(names) && names[i] == name
 	if !exists && len(names) >= MaxValuesPerApp {
-		return provider.Errorf(provider.EMSGSIZE, "app "+app+" already holds "+strconv.Itoa(MaxValuesPerApp)+" values; delete one first")
+		return provider.Errorf(provider.EMSGSIZE, "app %s already holds %d values; delete one first", app, MaxValuesPerApp)
 	}
 	if err := commit(); err != nil {
 		return err
@@ -123,7 +122,7 @@ func (v *valueStore) get(app, name string) ([]byte, error) {
 	path := valuePath(app, name)
 	data, err := v.st.ReadFile(path)
 	if errors.Is(err, provider.ErrNotFound) {
-		return nil, provider.Errorf(provider.ENOENT, "value "+name+" not found")
+		return nil, provider.Errorf(provider.ENOENT, "value %s not found", name)
 	}
 	if err != nil {
 		return nil, err
@@ -160,7 +159,7 @@ func valueTarget(ctx context.Context, name string) (*Caller, error) {
 		return nil, errNoCaller
 	}
 	if len(name) > provider.MaxSegment {
-		return nil, provider.Errorf(provider.EINVAL, "value name longer than "+strconv.Itoa(provider.MaxSegment)+" bytes")
+		return nil, provider.Errorf(provider.EINVAL, "value name longer than %d bytes", provider.MaxSegment)
 	}
 	if err := provider.CheckSegment("value name", name); err != nil {
 		return nil, err
@@ -177,7 +176,7 @@ func (st *storeService) Put(ctx context.Context, req *keystorev1.PutValueRequest
 		return nil, err
 	}
 	if len(req.GetValue()) > MaxValueSize {
-		return nil, provider.Errorf(provider.EMSGSIZE, "value over "+strconv.Itoa(MaxValueSize)+" bytes")
+		return nil, provider.Errorf(provider.EMSGSIZE, "value over %d bytes", MaxValueSize)
 	}
 	commit := func() error { return st.s.commit(ctx) }
 	if err := st.s.store.put(c.App, req.GetName(), req.GetValue(), commit); err != nil {
@@ -220,7 +219,7 @@ func (st *storeService) List(ctx context.Context, req *keystorev1.ListValuesRequ
 	case size == 0:
 		size = DefaultValuePageSize
 	case size < 0 || size > MaxValuePageSize:
-		return nil, provider.Errorf(provider.EINVAL, "page size must be 0 (default) to "+strconv.Itoa(MaxValuePageSize))
+		return nil, provider.Errorf(provider.EINVAL, "page size must be 0 (default) to %d", MaxValuePageSize)
 	}
 	after := req.GetPageToken()
 	if after != "" && provider.CheckSegment("page token", after) != nil {
@@ -253,7 +252,7 @@ func (s *Server) commit(ctx context.Context) error {
 		err = s.audit.Ready(ctx)
 	}
 	if err != nil {
-		return provider.Wrap(provider.EIO, "audit log unavailable; refusing to change state", err)
+		return provider.Errorf(provider.EIO, "audit log unavailable; refusing to change state: %w", err)
 	}
 	return nil
 }

@@ -148,7 +148,7 @@ func (s *Server) SetUnreadable(id string) {
 func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if s.opts.Insecure {
 		if err := grpc.SetHeader(ctx, metadata.Pairs("keystored-insecure", "true")); err != nil {
-			return nil, rpcerr.ToStatus(provider.Wrap(provider.EIO, "set header", err))
+			return nil, rpcerr.ToStatus(provider.Errorf(provider.EIO, "set header: %w", err))
 		}
 	}
 	s.mu.Lock()
@@ -333,7 +333,7 @@ func paginate[T any](items []T, size int32, token string) ([]T, string, error) {
 func randomBytes(n int) ([]byte, error) {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
-		return nil, provider.Wrap(provider.EIO, "random", err)
+		return nil, provider.Errorf(provider.EIO, "random: %w", err)
 	}
 	return b, nil
 }

@@ -84,7 +84,7 @@ func newVersion(alg provider.Algorithm, now time.Time) (*fakeVersion, error) {
 	case provider.Ed25519:
 		pub, priv, err := ed25519.GenerateKey(nil)
 		if err != nil {
-			return nil, provider.Wrap(provider.EIO, "generate", err)
+			return nil, provider.Errorf(provider.EIO, "generate: %w", err)
 		}
 		v.pub = pub
 		v.sign = func(msg []byte) []byte { return ed25519.Sign(priv, msg) }
@@ -92,7 +92,7 @@ func newVersion(alg provider.Algorithm, now time.Time) (*fakeVersion, error) {
 	case provider.Ed448:
 		pub, priv, err := ed448.GenerateKey(nil)
 		if err != nil {
-			return nil, provider.Wrap(provider.EIO, "generate", err)
+			return nil, provider.Errorf(provider.EIO, "generate: %w", err)
 		}
 		v.pub = pub
 		v.sign = func(msg []byte) []byte { return ed448.Sign(priv, msg, "") }
@@ -104,7 +104,7 @@ func newVersion(alg provider.Algorithm, now time.Time) (*fakeVersion, error) {
 		}
 		v.aeadKey = k
 	default:
-		return nil, provider.Errorf(provider.ENOTSUP, "algorithm "+strconv.Quote(string(alg))+" is not supported by the fake")
+		return nil, provider.Errorf(provider.ENOTSUP, "algorithm %q is not supported by the fake", string(alg))
 	}
 	return v, nil
 }
@@ -436,7 +436,7 @@ func (ks *keysServer) seal(op string, req *keystorev1.SealRequest) (*keystorev1.
 	n := k.current()
 	aead, err := chacha20poly1305.NewX(k.versions[n-1].aeadKey)
 	if err != nil {
-		return nil, provider.Wrap(provider.EIO, "aead", err)
+		return nil, provider.Errorf(provider.EIO, "aead: %w", err)
 	}
 	nonce, err := randomBytes(aead.NonceSize())
 	if err != nil {
@@ -476,7 +476,7 @@ func (ks *keysServer) unseal(op string, req *keystorev1.UnsealRequest) (*keystor
 	}
 	aead, err := chacha20poly1305.NewX(v.aeadKey)
 	if err != nil {
-		return nil, provider.Wrap(provider.EIO, "aead", err)
+		return nil, provider.Errorf(provider.EIO, "aead: %w", err)
 	}
 	nonce := sealed[4 : 4+chacha20poly1305.NonceSizeX]
 	pt, err := aead.Open(nil, nonce, sealed[4+chacha20poly1305.NonceSizeX:], sealAAD(k.id, n, req.GetAad()))

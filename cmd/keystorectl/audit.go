@@ -78,7 +78,7 @@ func auditError(path string, err error) error {
 		return err
 	}
 	line, seq := strconv.Itoa(ve.Line), strconv.FormatUint(ve.Seq, 10)
-	e := provider.Wrap(provider.EBADMSG, "audit log "+path, ve)
+	e := provider.Errorf(provider.EBADMSG, "audit log %s: %w", path, ve)
 	return &detailed{
 		err: withHint(e, "records before line "+line+" are intact; the record at line "+line+" (seq "+seq+") and everything after it cannot be trusted: "+
 			"keep a copy of the log for investigation, find out who could write "+path+", and see docs/operations.md"),

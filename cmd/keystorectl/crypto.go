@@ -234,7 +234,7 @@ func (a *app) writeOutputUnlessJSON(out string, data []byte) error {
 // checkAAD checks --aad against its bound before any work.
 func checkAAD(aad string) error {
 	if len(aad) > provider.MaxAAD {
-		return withHint(provider.Errorf(provider.EMSGSIZE, "--aad is larger than "+strconv.Itoa(provider.MaxAAD)+" bytes"),
+		return withHint(provider.Errorf(provider.EMSGSIZE, "--aad is larger than %d bytes", provider.MaxAAD),
 			"the AAD may be at most "+sizeString(provider.MaxAAD))
 	}
 	return nil

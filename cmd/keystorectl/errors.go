@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/nexus-os/keystored/client"
 	"github.com/nexus-os/keystored/core/provider"
@@ -121,9 +120,7 @@ func (a *app) fail(err error) int {
 	reason := "usage"
 	if !isUsage {
 		reason = code.String()
-		if suffix := " (" + reason + ")"; !strings.HasSuffix(msg, suffix) {
-			msg += suffix
-		}
+		msg += " (" + reason + ")"
 	}
 	hint := hintFor(err)
 	fmt.Fprintf(a.stderr, "keystorectl: error: %s\n", msg)

@@ -35,7 +35,7 @@ func (a *app) readInput(path string, bound int, what string) ([]byte, error) {
 	}
 	if len(data) > bound {
 		return nil, withHint(
-			provider.Errorf(provider.EMSGSIZE, what+" from "+name+" is larger than "+strconv.Itoa(bound)+" bytes"),
+			provider.Errorf(provider.EMSGSIZE, "%s from %s is larger than %d bytes", what, name, bound),
 			"a "+what+" may be at most "+sizeString(bound)+"; split the data or seal a key to it instead")
 	}
 	return data, nil
@@ -73,7 +73,7 @@ func fileError(op, path string, err error) error {
 	case errors.Is(err, fs.ErrPermission):
 		code = provider.EPERM
 	}
-	wrapped := provider.Wrap(code, op+" "+path, err)
+	wrapped := provider.Errorf(code, "%s %s: %w", op, path, err)
 	if path == "stdin" || path == "stdout" {
 		return wrapped
 	}

@@ -129,7 +129,7 @@ func (a *app) listCommand() *cobra.Command {
 				fmt.Fprintf(tw, "%s\t-\tunreadable\t-\n", u.ID)
 			}
 			if err := tw.Flush(); err != nil {
-				return provider.Wrap(provider.EIO, "writing to stdout", err)
+				return provider.Errorf(provider.EIO, "writing to stdout: %w", err)
 			}
 			for _, u := range unreadable {
 				fmt.Fprintf(a.stderr, "keystorectl: warning: %s is unreadable: %v\n", u.ID, u.Err)

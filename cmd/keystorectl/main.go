@@ -78,7 +78,7 @@ type app struct {
 // setup records the first error of building the commands.
 func (a *app) setup(err error) {
 	if err != nil && a.setupErr == nil {
-		a.setupErr = provider.Wrap(provider.EIO, "keystorectl setup", err)
+		a.setupErr = provider.Errorf(provider.EIO, "keystorectl setup: %w", err)
 	}
 }
 

@@ -18,7 +18,7 @@ func (a *app) emit(v any) error {
 	enc := json.NewEncoder(a.stdout)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
-		return provider.Wrap(provider.EIO, "writing JSON to stdout", err)
+		return provider.Errorf(provider.EIO, "writing JSON to stdout: %w", err)
 	}
 	return nil
 }
@@ -26,7 +26,7 @@ func (a *app) emit(v any) error {
 // printf writes human output on stdout.
 func (a *app) printf(format string, args ...any) error {
 	if _, err := fmt.Fprintf(a.stdout, format, args...); err != nil {
-		return provider.Wrap(provider.EIO, "writing to stdout", err)
+		return provider.Errorf(provider.EIO, "writing to stdout: %w", err)
 	}
 	return nil
 }
@@ -136,7 +136,7 @@ func printKey(w io.Writer, k client.KeyInfo) error {
 		row("version "+strconv.FormatUint(uint64(v.Version), 10), v.State.String()+"\tcreated "+stamp(v.Created))
 	}
 	if err := tw.Flush(); err != nil {
-		return provider.Wrap(provider.EIO, "writing to stdout", err)
+		return provider.Errorf(provider.EIO, "writing to stdout: %w", err)
 	}
 	return nil
 }

@@ -156,7 +156,7 @@ func marshalSPKI(pub client.PublicKey) ([]byte, error) {
 	if pub.Algorithm == client.Ed25519 {
 		der, err := x509.MarshalPKIXPublicKey(ed25519.PublicKey(pub.Raw))
 		if err != nil {
-			return nil, provider.Wrap(provider.EIO, "encoding the public key of "+pub.Ref(), err)
+			return nil, provider.Errorf(provider.EIO, "encoding the public key of %s: %w", pub.Ref(), err)
 		}
 		return der, nil
 	}
@@ -165,7 +165,7 @@ func marshalSPKI(pub client.PublicKey) ([]byte, error) {
 		PublicKey: asn1.BitString{Bytes: pub.Raw, BitLength: 8 * len(pub.Raw)},
 	})
 	if err != nil {
-		return nil, provider.Wrap(provider.EIO, "encoding the public key of "+pub.Ref(), err)
+		return nil, provider.Errorf(provider.EIO, "encoding the public key of %s: %w", pub.Ref(), err)
 	}
 	return der, nil
 }
@@ -186,7 +186,7 @@ func publicKeySSH(pub client.PublicKey) ([]byte, error) {
 	}
 	sk, err := ssh.NewPublicKey(ed25519.PublicKey(pub.Raw))
 	if err != nil {
-		return nil, provider.Wrap(provider.EIO, "encoding the public key of "+pub.Ref(), err)
+		return nil, provider.Errorf(provider.EIO, "encoding the public key of %s: %w", pub.Ref(), err)
 	}
 	line := strings.TrimSuffix(string(ssh.MarshalAuthorizedKey(sk)), "\n")
 	return []byte(line + " " + pub.Ref() + "\n"), nil
@@ -213,7 +213,7 @@ func publicKeyJWK(pub client.PublicKey) ([]byte, error) {
 	}
 	b, err := json.Marshal(jwk{Kty: "OKP", Crv: crv, X: base64.RawURLEncoding.EncodeToString(pub.Raw), Kid: pub.Ref()})
 	if err != nil {
-		return nil, provider.Wrap(provider.EIO, "encoding the JWK of "+pub.Ref(), err)
+		return nil, provider.Errorf(provider.EIO, "encoding the JWK of %s: %w", pub.Ref(), err)
 	}
 	return b, nil
 }

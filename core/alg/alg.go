@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strconv"
 
 	"github.com/nexus-os/keystored/core/provider"
 )
@@ -73,17 +72,17 @@ func NewRegistry(specs ...Spec) (*Registry, error) {
 		s := specs[i]
 		switch {
 		case s.Name == "" || s.ID == 0 || !s.Use.Valid():
-			return nil, provider.Errorf(provider.EINVAL, "algorithm spec "+strconv.Itoa(i)+" lacks a name, ID or use")
+			return nil, provider.Errorf(provider.EINVAL, "algorithm spec %d lacks a name, ID or use", i)
 		case s.Use == provider.UseSign && (s.verify == nil || s.newSigner == nil || s.PublicKeySize <= 0 || s.SignatureSize <= 0):
-			return nil, provider.Errorf(provider.EINVAL, "algorithm "+string(s.Name)+" has no signature implementation")
+			return nil, provider.Errorf(provider.EINVAL, "algorithm %s has no signature implementation", string(s.Name))
 		case s.Use == provider.UseDecrypt && (s.newAEAD == nil || s.NonceSize <= 0 || s.Overhead <= 0):
-			return nil, provider.Errorf(provider.EINVAL, "algorithm "+string(s.Name)+" has no AEAD implementation")
+			return nil, provider.Errorf(provider.EINVAL, "algorithm %s has no AEAD implementation", string(s.Name))
 		}
 		if _, dup := r.byName[s.Name]; dup {
-			return nil, provider.Errorf(provider.EINVAL, "algorithm "+string(s.Name)+" registered twice")
+			return nil, provider.Errorf(provider.EINVAL, "algorithm %s registered twice", string(s.Name))
 		}
 		if _, dup := r.byID[s.ID]; dup {
-			return nil, provider.Errorf(provider.EINVAL, "algorithm ID "+strconv.Itoa(int(s.ID))+" registered twice")
+			return nil, provider.Errorf(provider.EINVAL, "algorithm ID %d registered twice", int(s.ID))
 		}
 		r.byName[s.Name] = &s
 		r.byID[s.ID] = &s
@@ -113,7 +112,7 @@ func (r *Registry) Lookup(a provider.Algorithm) (*Spec, error) {
 	if len(name) > provider.MaxSegment {
 		name = name[:provider.MaxSegment] + "..."
 	}
-	return nil, provider.Errorf(provider.ENOTSUP, "unknown algorithm "+strconv.Quote(name))
+	return nil, provider.Errorf(provider.ENOTSUP, "unknown algorithm %q", name)
 }
 
 // ByID returns the spec with the given envelope ID.
@@ -149,10 +148,10 @@ type Signer struct {
 // deterministic providers pass false.
 func (s *Spec) NewSigner(seed []byte, hedged bool) (*Signer, error) {
 	if s.Use != provider.UseSign || s.newSigner == nil {
-		return nil, provider.Errorf(provider.EPERM, string(s.Name)+" is not a signature algorithm")
+		return nil, provider.Errorf(provider.EPERM, "%s is not a signature algorithm", string(s.Name))
 	}
 	if len(seed) != s.SecretSize {
-		return nil, provider.Errorf(provider.EINVAL, string(s.Name)+" seed has the wrong size")
+		return nil, provider.Errorf(provider.EINVAL, "%s seed has the wrong size", string(s.Name))
 	}
 	f, pub, err := s.newSigner(seed, hedged)
 	if err != nil {
@@ -183,14 +182,14 @@ type AEAD struct {
 // NewAEAD keys the algorithm's AEAD with key (SecretSize bytes).
 func (s *Spec) NewAEAD(key []byte) (*AEAD, error) {
 	if s.Use != provider.UseDecrypt || s.newAEAD == nil {
-		return nil, provider.Errorf(provider.EPERM, string(s.Name)+" is not an AEAD algorithm")
+		return nil, provider.Errorf(provider.EPERM, "%s is not an AEAD algorithm", string(s.Name))
 	}
 	if len(key) != s.SecretSize {
-		return nil, provider.Errorf(provider.EINVAL, string(s.Name)+" key has the wrong size")
+		return nil, provider.Errorf(provider.EINVAL, "%s key has the wrong size", string(s.Name))
 	}
 	a, err := s.newAEAD(key)
 	if err != nil {
-		return nil, provider.Wrap(provider.EIO, string(s.Name)+" key setup failed", err)
+		return nil, provider.Errorf(provider.EIO, "%s key setup failed: %w", string(s.Name), err)
 	}
 	return &AEAD{alg: s.Name, aead: a}, nil
 }
@@ -208,7 +207,7 @@ func (a *AEAD) Seal(dst, nonce, plaintext, aad []byte) ([]byte, error) {
 		return nil, provider.Errorf(provider.EINVAL, "nonce has the wrong size")
 	}
 	if len(plaintext) > provider.MaxSealPlaintext {
-		return nil, provider.Errorf(provider.EMSGSIZE, "plaintext over "+strconv.Itoa(provider.MaxSealPlaintext)+" bytes")
+		return nil, provider.Errorf(provider.EMSGSIZE, "plaintext over %d bytes", provider.MaxSealPlaintext)
 	}
 	dst = append(dst, nonce...)
 	return a.aead.Seal(dst, nonce, plaintext, aad), nil
@@ -219,7 +218,7 @@ func (a *AEAD) Seal(dst, nonce, plaintext, aad []byte) ([]byte, error) {
 // there, then seals. fill's error is returned unchanged.
 func (a *AEAD) SealTo(dst, plaintext, aad []byte, fill func(nonce []byte) error) ([]byte, error) {
 	if len(plaintext) > provider.MaxSealPlaintext {
-		return nil, provider.Errorf(provider.EMSGSIZE, "plaintext over "+strconv.Itoa(provider.MaxSealPlaintext)+" bytes")
+		return nil, provider.Errorf(provider.EMSGSIZE, "plaintext over %d bytes", provider.MaxSealPlaintext)
 	}
 	n := a.aead.NonceSize()
 	start := len(dst)

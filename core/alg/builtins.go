@@ -68,7 +68,7 @@ func Builtins() []Spec {
 				return func(msg []byte) ([]byte, error) {
 					sig := make([]byte, mldsa44.SignatureSize)
 					if err := mldsa44.SignTo(sk, msg, nil, hedged, sig); err != nil {
-						return nil, provider.Wrap(provider.EIO, "ml-dsa-44 sign failed", err)
+						return nil, provider.Errorf(provider.EIO, "ml-dsa-44 sign failed: %w", err)
 					}
 					return sig, nil
 				}, pk.Bytes(), nil
@@ -92,7 +92,7 @@ func Builtins() []Spec {
 				return func(msg []byte) ([]byte, error) {
 					sig := make([]byte, mldsa65.SignatureSize)
 					if err := mldsa65.SignTo(sk, msg, nil, hedged, sig); err != nil {
-						return nil, provider.Wrap(provider.EIO, "ml-dsa-65 sign failed", err)
+						return nil, provider.Errorf(provider.EIO, "ml-dsa-65 sign failed: %w", err)
 					}
 					return sig, nil
 				}, pk.Bytes(), nil
@@ -116,7 +116,7 @@ func Builtins() []Spec {
 				return func(msg []byte) ([]byte, error) {
 					sig := make([]byte, mldsa87.SignatureSize)
 					if err := mldsa87.SignTo(sk, msg, nil, hedged, sig); err != nil {
-						return nil, provider.Wrap(provider.EIO, "ml-dsa-87 sign failed", err)
+						return nil, provider.Errorf(provider.EIO, "ml-dsa-87 sign failed: %w", err)
 					}
 					return sig, nil
 				}, pk.Bytes(), nil

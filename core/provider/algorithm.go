@@ -58,7 +58,7 @@ func ParseUse(s string) (Use, error) {
 	if len(s) > MaxSegment {
 		s = s[:MaxSegment]
 	}
-	return 0, Errorf(EINVAL, "use "+strconv.Quote(s)+" is not sign or decrypt")
+	return 0, Errorf(EINVAL, "use %q is not sign or decrypt", s)
 }
 
 // MarshalText implements encoding.TextMarshaler.

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"strings"
 	"syscall"
@@ -142,7 +143,9 @@ func CodeOf(err error) (Code, bool) {
 
 // Error is a Code with context: the operation, the key it concerns and a
 // message for people. It unwraps to its Code and to Err, so errors.Is works
-// with both the sentinel and the cause.
+// with both the sentinel and the cause. The code is kept in the value only:
+// Error() is the message, and whoever prints an error for a person adds
+// the code's name once (keystorectl prints "<message> (EKEYREVOKED)").
 //
 // An Error never contains message payloads, plaintext or key bytes; callers
 // building one must pass only identifiers and descriptions.
@@ -150,16 +153,28 @@ type Error struct {
 	Code Code   // always valid
 	Op   string // e.g. "sign"; may be empty
 	Key  string // key ID or versioned ref; may be empty
-	Msg  string // detail for people; may be empty
+	Msg  string // detail for people, the cause's text included; may be empty
 	Err  error  // underlying cause; may be nil
 }
 
-// Errorf returns an *Error with the given code and message.
-func Errorf(code Code, msg string) error { return &Error{Code: code, Msg: msg} }
-
-// Wrap returns an *Error with the given code, message and cause.
-func Wrap(code Code, msg string, cause error) error {
-	return &Error{Code: code, Msg: msg, Err: cause}
+// Errorf returns an *Error with the given code and a message formatted as
+// fmt.Sprintf does. A %w verb wraps its operand as the cause, as in
+// fmt.Errorf: Errorf(EIO, "reading %s: %w", path, err).
+func Errorf(code Code, format string, args ...any) error {
+	e := &Error{Code: code}
+	if len(args) == 0 && !strings.Contains(format, "%") {
+		e.Msg = format
+		return e
+	}
+	err := fmt.Errorf(format, args...)
+	e.Msg = err.Error()
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		e.Err = u.Unwrap()
+	case interface{ Unwrap() []error }:
+		e.Err = errors.Join(u.Unwrap()...)
+	}
+	return e
 }
 
 func (e *Error) Error() string {
@@ -178,22 +193,10 @@ func (e *Error) Error() string {
 	switch {
 	case e.Msg != "":
 		b.WriteString(e.Msg)
-	case e.Err == nil:
+	case e.Err != nil:
+		b.WriteString(e.Err.Error())
+	default:
 		b.WriteString(e.Code.Error())
-	}
-	tail := " (" + e.Code.String() + ")"
-	suffix := true
-	if e.Err != nil {
-		if e.Msg != "" {
-			b.WriteString(": ")
-		}
-		inner := e.Err.Error()
-		b.WriteString(inner)
-		// An inner error that already ends in "(CODE)" is not repeated.
-		suffix = !strings.HasSuffix(inner, tail)
-	}
-	if suffix {
-		b.WriteString(tail)
 	}
 	return b.String()
 }

@@ -71,13 +71,13 @@ func TestErrorMessages(t *testing.T) {
 		err  error
 		want string
 	}{
-		{&Error{Code: EKEYREVOKED, Op: "sign", Key: "a/b/c@2"}, "sign a/b/c@2: key revoked (EKEYREVOKED)"},
-		{&Error{Code: EPERM, Msg: "no"}, "no (EPERM)"},
-		{Wrap(EIO, "reading x", errors.New("disk")), "reading x: disk (EIO)"},
-		{WithOp("seal", "a/b/c", Errorf(EMSGSIZE, "too big")), "seal a/b/c: too big (EMSGSIZE)"},
-		{WithOp("unseal", "a/b/c", WithOp("open", "a/b/c@1", Errorf(EBADMSG, "bad"))), "unseal a/b/c: open a/b/c@1: bad (EBADMSG)"},
-		{WithOp("x", "", errors.New("plain")), "x: plain (EIO)"},
-		{WithOp("x", "k", ENOENT), "x k: not found (ENOENT)"},
+		{&Error{Code: EKEYREVOKED, Op: "sign", Key: "a/b/c@2"}, "sign a/b/c@2: key revoked"},
+		{&Error{Code: EPERM, Msg: "no"}, "no"},
+		{Errorf(EIO, "reading x: %w", errors.New("disk")), "reading x: disk"},
+		{WithOp("seal", "a/b/c", Errorf(EMSGSIZE, "too big")), "seal a/b/c: too big"},
+		{WithOp("unseal", "a/b/c", WithOp("open", "a/b/c@1", Errorf(EBADMSG, "bad"))), "unseal a/b/c: open a/b/c@1: bad"},
+		{WithOp("x", "", errors.New("plain")), "x: plain"},
+		{WithOp("x", "k", ENOENT), "x k: not found"},
 	}
 	for _, c := range cases {
 		if got := c.err.Error(); got != c.want {

@@ -34,12 +34,12 @@ func NewKeyID(app, purpose, name string) (KeyID, error) {
 // ParseKeyID parses "<appId>/<purpose>/<name>".
 func ParseKeyID(s string) (KeyID, error) {
 	if len(s) > MaxKeyIDLen {
-		return KeyID{}, Errorf(EINVAL, "key ID longer than "+strconv.Itoa(MaxKeyIDLen)+" bytes")
+		return KeyID{}, Errorf(EINVAL, "key ID longer than %d bytes", MaxKeyIDLen)
 	}
 	app, rest, ok1 := strings.Cut(s, "/")
 	purpose, name, ok2 := strings.Cut(rest, "/")
 	if !ok1 || !ok2 {
-		return KeyID{}, Errorf(EINVAL, "key ID "+strconv.Quote(s)+" is not <appId>/<purpose>/<name>")
+		return KeyID{}, Errorf(EINVAL, "key ID %q is not <appId>/<purpose>/<name>", s)
 	}
 	for _, seg := range [...]struct{ what, v string }{{"app ID", app}, {"purpose", purpose}, {"name", name}} {
 		if err := CheckSegment(seg.what, seg.v); err != nil {
@@ -54,10 +54,10 @@ func ParseKeyID(s string) (KeyID, error) {
 // 1..MaxSegment bytes); what names the segment in the error.
 func CheckSegment(what, v string) error {
 	if v == "" {
-		return Errorf(EINVAL, what+" is empty")
+		return Errorf(EINVAL, "%s is empty", what)
 	}
 	if len(v) > MaxSegment {
-		return Errorf(EINVAL, what+" is longer than "+strconv.Itoa(MaxSegment)+" bytes")
+		return Errorf(EINVAL, "%s is longer than %d bytes", what, MaxSegment)
 	}
 	for i := 0; i < len(v); i++ {
 		c := v[i]
@@ -65,7 +65,7 @@ func CheckSegment(what, v string) error {
 		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
 		case i > 0 && (c == '.' || c == '_' || c == '-'):
 		default:
-			return Errorf(EINVAL, what+" "+strconv.Quote(v)+" must match [a-z0-9][a-z0-9._-]*")
+			return Errorf(EINVAL, "%s %q must match [a-z0-9][a-z0-9._-]*", what, v)
 		}
 	}
 	return nil
@@ -142,7 +142,7 @@ type VersionedID struct {
 // MaxVersion without sign or leading zeros.
 func ParseVersionedID(s string) (VersionedID, error) {
 	if len(s) > MaxKeyIDLen+11 {
-		return VersionedID{}, Errorf(EINVAL, "versioned key ID longer than "+strconv.Itoa(MaxKeyIDLen+11)+" bytes")
+		return VersionedID{}, Errorf(EINVAL, "versioned key ID longer than %d bytes", MaxKeyIDLen+11)
 	}
 	idPart, verPart, hasVer := strings.Cut(s, "@")
 	id, err := ParseKeyID(idPart)
@@ -163,19 +163,19 @@ func ParseVersionedID(s string) (VersionedID, error) {
 // or leading zeros.
 func ParseVersion(s string) (Version, error) {
 	if len(s) > 10 {
-		return 0, Errorf(EINVAL, "version must be a number from 1 to "+MaxVersion.String())
+		return 0, Errorf(EINVAL, "version must be a number from 1 to %s", MaxVersion)
 	}
 	if s == "" || s[0] == '0' {
-		return 0, Errorf(EINVAL, "version "+strconv.Quote(s)+" must be a number from 1 to "+MaxVersion.String())
+		return 0, Errorf(EINVAL, "version %q must be a number from 1 to %s", s, MaxVersion)
 	}
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
-			return 0, Errorf(EINVAL, "version "+strconv.Quote(s)+" must be a number from 1 to "+MaxVersion.String())
+			return 0, Errorf(EINVAL, "version %q must be a number from 1 to %s", s, MaxVersion)
 		}
 	}
 	n, err := strconv.ParseUint(s, 10, 32)
 	if err != nil {
-		return 0, Errorf(EINVAL, "version "+strconv.Quote(s)+" must be a number from 1 to "+MaxVersion.String())
+		return 0, Errorf(EINVAL, "version %q must be a number from 1 to %s", s, MaxVersion)
 	}
 	return Version(n), nil
 }

@@ -64,7 +64,7 @@ func (r KeyRef) MarshalBinary() ([]byte, error) { return r.AppendBinary(nil) }
 // ParseKeyRef decodes the canonical binary encoding made by AppendBinary.
 func ParseKeyRef(b []byte) (KeyRef, error) {
 	bad := func(what string) (KeyRef, error) {
-		return KeyRef{}, Errorf(EINVAL, "malformed key ref encoding: "+what)
+		return KeyRef{}, Errorf(EINVAL, "malformed key ref encoding: %s", what)
 	}
 	if len(b) < len(refMagic) || string(b[:len(refMagic)]) != refMagic {
 		return bad("magic")

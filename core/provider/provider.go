@@ -97,10 +97,10 @@ func (i Info) Check() error {
 		return err
 	}
 	if len(i.Version) > MaxInfoString {
-		return Errorf(EINVAL, "provider version longer than "+strconv.Itoa(MaxInfoString)+" bytes")
+		return Errorf(EINVAL, "provider version longer than %d bytes", MaxInfoString)
 	}
 	if len(i.Algorithms) > MaxAlgorithms {
-		return Errorf(EINVAL, "provider announces more than "+strconv.Itoa(MaxAlgorithms)+" algorithms")
+		return Errorf(EINVAL, "provider announces more than %d algorithms", MaxAlgorithms)
 	}
 	seen := make(map[Algorithm]bool, len(i.Algorithms))
 	for _, a := range i.Algorithms {
@@ -108,7 +108,7 @@ func (i Info) Check() error {
 			return Errorf(EINVAL, "provider announces an invalid algorithm name")
 		}
 		if seen[a] {
-			return Errorf(EINVAL, "provider announces "+strconv.Quote(string(a))+" twice")
+			return Errorf(EINVAL, "provider announces %q twice", string(a))
 		}
 		seen[a] = true
 	}

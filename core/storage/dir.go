@@ -66,7 +66,7 @@ func OpenDir(root string, opts ...DirOption) (*Dir, error) {
 		}
 	}
 	if root == "" || strings.IndexByte(root, 0) >= 0 {
-		return nil, provider.Errorf(provider.EINVAL, fmt.Sprintf("invalid state directory %q", root))
+		return nil, provider.Errorf(provider.EINVAL, "invalid state directory %q", root)
 	}
 	d := &Dir{root: root, hook: cfg.hook, euid: uint32(unix.Geteuid()), fd: -1, lockFD: -1}
 	if err := d.openRoot(); err != nil {
@@ -93,7 +93,7 @@ func (d *Dir) openRoot() error {
 		created = true
 	case errors.Is(err, unix.EEXIST):
 	default:
-		return provider.Wrap(provider.EIO, "create "+what, err)
+		return provider.Errorf(provider.EIO, "create %s: %w", what, err)
 	}
 	const flags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	fd, err := unix.Open(d.root, flags, 0)
@@ -107,32 +107,32 @@ func (d *Dir) openRoot() error {
 	if err != nil {
 		var st unix.Stat_t
 		if unix.Lstat(d.root, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
-			return provider.Errorf(provider.EIO, what+" is a symlink")
+			return provider.Errorf(provider.EIO, "%s is a symlink", what)
 		}
 		if errors.Is(err, unix.ENOTDIR) {
-			return provider.Wrap(provider.EIO, what+" is not a directory", err)
+			return provider.Errorf(provider.EIO, "%s is not a directory: %w", what, err)
 		}
-		return provider.Wrap(provider.EIO, "open "+what, err)
+		return provider.Errorf(provider.EIO, "open %s: %w", what, err)
 	}
 	d.fd = fd
 	if created {
 		if err := unix.Fchmod(fd, 0o700); err != nil {
 			d.closeFDs()
-			return provider.Wrap(provider.EIO, "chmod "+what, err)
+			return provider.Errorf(provider.EIO, "chmod %s: %w", what, err)
 		}
 		if err := fsyncPath(filepath.Dir(d.root)); err != nil {
 			d.closeFDs()
-			return provider.Wrap(provider.EIO, "fsync the parent of "+what, err)
+			return provider.Errorf(provider.EIO, "fsync the parent of %s: %w", what, err)
 		}
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		d.closeFDs()
-		return provider.Wrap(provider.EIO, "stat "+what, err)
+		return provider.Errorf(provider.EIO, "stat %s: %w", what, err)
 	}
 	if msg := d.dirProblem(&st); msg != "" {
 		d.closeFDs()
-		return provider.Errorf(provider.EIO, what+": "+msg)
+		return provider.Errorf(provider.EIO, "%s: %s", what, msg)
 	}
 	return nil
 }
@@ -159,22 +159,22 @@ func (d *Dir) lock() error {
 		unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOCTTY, 0o600)
 	if err != nil {
 		if errors.Is(err, unix.ELOOP) {
-			return provider.Errorf(provider.EIO, "lock state directory "+d.root+": symlink in state directory: "+lockName)
+			return provider.Errorf(provider.EIO, "lock state directory %s: symlink in state directory: %s", d.root, lockName)
 		}
-		return provider.Wrap(provider.EIO, "lock state directory "+d.root+": open "+lockName, err)
+		return provider.Errorf(provider.EIO, "lock state directory %s: open %s: %w", d.root, lockName, err)
 	}
 	d.lockFD = fd
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return provider.Wrap(provider.EIO, "lock state directory "+d.root+": stat "+lockName, err)
+		return provider.Errorf(provider.EIO, "lock state directory %s: stat %s: %w", d.root, lockName, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Uid != d.euid {
-		return provider.Errorf(provider.EIO, fmt.Sprintf(
-			"lock state directory %s: %s is not a regular file owned by uid %d", d.root, lockName, d.euid))
+		return provider.Errorf(provider.EIO,
+			"lock state directory %s: %s is not a regular file owned by uid %d", d.root, lockName, d.euid)
 	}
 	if st.Mode&0o777 != 0o600 {
 		if err := unix.Fchmod(fd, 0o600); err != nil {
-			return provider.Wrap(provider.EIO, "lock state directory "+d.root+": chmod "+lockName, err)
+			return provider.Errorf(provider.EIO, "lock state directory %s: chmod %s: %w", d.root, lockName, err)
 		}
 	}
 	for {
@@ -187,10 +187,9 @@ func (d *Dir) lock() error {
 	case err == nil:
 		return nil
 	case errors.Is(err, unix.EWOULDBLOCK):
-		return provider.Wrap(provider.EUNAVAILABLE,
-			"state directory "+d.root+" is in use by another process", err)
+		return provider.Errorf(provider.EUNAVAILABLE, "state directory %s is in use by another process: %w", d.root, err)
 	default:
-		return provider.Wrap(provider.EIO, "lock state directory "+d.root, err)
+		return provider.Errorf(provider.EIO, "lock state directory %s: %w", d.root, err)
 	}
 }
 
@@ -203,7 +202,7 @@ func (d *Dir) Close() error {
 		return nil
 	}
 	if err := d.closeFDs(); err != nil {
-		return provider.Wrap(provider.EIO, "close state directory "+d.root, err)
+		return provider.Errorf(provider.EIO, "close state directory %s: %w", d.root, err)
 	}
 	return nil
 }
@@ -232,7 +231,7 @@ func (d *Dir) begin(op, name string) ([]string, error) {
 	d.mu.RLock()
 	if d.fd < 0 {
 		d.mu.RUnlock()
-		return nil, provider.Wrap(provider.EIO, op+" "+name+": state directory "+d.root+" is closed", fs.ErrClosed)
+		return nil, provider.Errorf(provider.EIO, "%s %s: state directory %s is closed: %w", op, name, d.root, fs.ErrClosed)
 	}
 	return segs, nil
 }

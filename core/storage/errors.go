@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"fmt"
 	"io/fs"
 
 	"github.com/nexus-os/keystored/core/provider"
@@ -14,9 +13,9 @@ func ioErr(op, name, what string, cause error) error {
 		msg += ": " + what
 	}
 	if cause == nil {
-		return provider.Errorf(provider.EIO, msg)
+		return provider.Errorf(provider.EIO, "%s", msg)
 	}
-	return provider.Wrap(provider.EIO, msg, cause)
+	return provider.Errorf(provider.EIO, "%s: %w", msg, cause)
 }
 
 // notFound is the ENOENT error of operation op on name.
@@ -24,7 +23,7 @@ func notFound(op, name string, cause error) error {
 	if cause == nil {
 		cause = fs.ErrNotExist
 	}
-	return provider.Wrap(provider.ENOENT, op+" "+name, cause)
+	return provider.Errorf(provider.ENOENT, "%s %s: %w", op, name, cause)
 }
 
 // symlinkErr refuses a symlink found at rel while doing op on name.
@@ -34,8 +33,7 @@ func symlinkErr(op, name, rel string) error {
 
 // tooLarge refuses data of n bytes written to name.
 func tooLarge(name string, n int) error {
-	return provider.Errorf(provider.EMSGSIZE,
-		fmt.Sprintf("write %s: %d bytes, over the %d-byte file limit", name, n, MaxFileSize))
+	return provider.Errorf(provider.EMSGSIZE, "write %s: %d bytes, over the %d-byte file limit", name, n, MaxFileSize)
 }
 
 // isNotFound reports whether err carries provider.ENOENT as its code.

@@ -250,7 +250,7 @@ func (m *Memory) Corrupt(name string, f func([]byte) []byte) error {
 		return err
 	}
 	if f == nil {
-		return provider.Errorf(provider.EINVAL, "corrupt "+name+": nil function")
+		return provider.Errorf(provider.EINVAL, "corrupt %s: nil function", name)
 	}
 	m.mu.Lock()
 	data, ok := m.files[name]

@@ -48,8 +48,7 @@ func checkPath(name string) error {
 		return provider.Errorf(provider.EINVAL, "invalid storage path: empty")
 	}
 	if len(name) > MaxPathLen {
-		return provider.Errorf(provider.EINVAL,
-			fmt.Sprintf("invalid storage path: %d bytes, over %d", len(name), MaxPathLen))
+		return provider.Errorf(provider.EINVAL, "invalid storage path: %d bytes, over %d", len(name), MaxPathLen)
 	}
 	start := 0
 	for i := 0; i <= len(name); i++ {
@@ -87,7 +86,7 @@ func invalidPath(name, why string) error {
 	if len(name) > show {
 		name = name[:show] + "..."
 	}
-	return provider.Errorf(provider.EINVAL, fmt.Sprintf("invalid storage path %q: %s", name, why))
+	return provider.Errorf(provider.EINVAL, "invalid storage path %q: %s", name, why)
 }
 
 // parentOf returns the directory part of a valid path, "." for a name at

@@ -80,7 +80,7 @@ func callHook(h Hook, op, name string, step Step, path string) error {
 		return nil
 	}
 	if err := h(step, path); err != nil {
-		return provider.Wrap(provider.EIO, fmt.Sprintf("%s %s: %s %s", op, name, step, path), err)
+		return provider.Errorf(provider.EIO, "%s: %w", fmt.Sprintf("%s %s: %s %s", op, name, step, path), err)
 	}
 	return nil
 }

@@ -57,15 +57,13 @@ func readOpened(q string, f *os.File, max int) ([]byte, error) {
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
-		return nil, provider.Errorf(provider.EIO, q+": cannot read its owner")
+		return nil, provider.Errorf(provider.EIO, "%s: cannot read its owner", q)
 	}
 	if euid := os.Geteuid(); int64(st.Uid) != int64(euid) {
-		return nil, provider.Errorf(provider.EPERM, q+" is owned by uid "+strconv.FormatUint(uint64(st.Uid), 10)+
-			", not by this process's uid "+strconv.Itoa(euid))
+		return nil, provider.Errorf(provider.EPERM, "%s is owned by uid %d, not by this process's uid %d", q, uint64(st.Uid), euid)
 	}
 	if fi.Size() > int64(max) {
-		return nil, provider.Errorf(provider.EMSGSIZE, q+" is "+strconv.FormatInt(fi.Size(), 10)+
-			" bytes, more than the "+strconv.Itoa(max)+" expected")
+		return nil, provider.Errorf(provider.EMSGSIZE, "%s is %d bytes, more than the %d expected", q, fi.Size(), max)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
 	if err != nil {
@@ -74,7 +72,7 @@ func readOpened(q string, f *os.File, max int) ([]byte, error) {
 	}
 	if len(b) > max {
 		clear(b)
-		return nil, provider.Errorf(provider.EMSGSIZE, q+" grew past "+strconv.Itoa(max)+" bytes while being read")
+		return nil, provider.Errorf(provider.EMSGSIZE, "%s grew past %d bytes while being read", q, max)
 	}
 	return b, nil
 }
@@ -85,12 +83,11 @@ func checkPrivate(q string, fi fs.FileInfo) error {
 	m := fi.Mode()
 	switch {
 	case m&fs.ModeSymlink != 0:
-		return provider.Errorf(provider.EPERM, q+" is a symlink; refusing to follow it (name the real file)")
+		return provider.Errorf(provider.EPERM, "%s is a symlink; refusing to follow it (name the real file)", q)
 	case !m.IsRegular():
-		return provider.Errorf(provider.EPERM, q+" is not a regular file (mode "+m.String()+")")
+		return provider.Errorf(provider.EPERM, "%s is not a regular file (mode %s)", q, m)
 	case m.Perm()&0o077 != 0:
-		return provider.Errorf(provider.EPERM, q+" has mode "+m.Perm().String()+
-			"; it must not be accessible by group or others (chmod 600)")
+		return provider.Errorf(provider.EPERM, "%s has mode %s; it must not be accessible by group or others (chmod 600)", q, m.Perm())
 	}
 	return nil
 }
@@ -99,11 +96,11 @@ func checkPrivate(q string, fi fs.FileInfo) error {
 func Error(q string, err error) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return provider.Wrap(provider.ENOENT, q+" does not exist", err)
+		return provider.Errorf(provider.ENOENT, "%s does not exist: %w", q, err)
 	case errors.Is(err, syscall.ELOOP):
-		return provider.Wrap(provider.EPERM, q+" is a symlink; refusing to follow it", err)
+		return provider.Errorf(provider.EPERM, "%s is a symlink; refusing to follow it: %w", q, err)
 	case errors.Is(err, fs.ErrPermission):
-		return provider.Wrap(provider.EPERM, q+" is not accessible", err)
+		return provider.Errorf(provider.EPERM, "%s is not accessible: %w", q, err)
 	}
-	return provider.Wrap(provider.EIO, q+" cannot be read", err)
+	return provider.Errorf(provider.EIO, "%s cannot be read: %w", q, err)
 }

@@ -83,9 +83,9 @@ func FromStatus(err error) error {
 	st, ok := status.FromError(err)
 	if !ok {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return provider.Wrap(provider.EUNAVAILABLE, "call cancelled", err)
+			return provider.Errorf(provider.EUNAVAILABLE, "call cancelled: %w", err)
 		}
-		return provider.Wrap(provider.EIO, "remote call failed", err)
+		return provider.Errorf(provider.EIO, "remote call failed: %w", err)
 	}
 	code, found := provider.Code(0), false
 	if reason, ok := Reason(st); ok {
@@ -137,8 +137,7 @@ func fromGRPC(c codes.Code) provider.Code {
 }
 
 // remoteError is an error that came across a gRPC boundary. Its message
-// is the remote one, which already ends in "(CODE)", so it prints as
-// received; it unwraps to its Code.
+// is the remote one, printed as received; it unwraps to its Code.
 type remoteError struct {
 	code provider.Code
 	msg  string

@@ -74,7 +74,7 @@ func TestFallbacks(t *testing.T) {
 	if got, _ := provider.CodeOf(FromStatus(ToStatus(context.Canceled))); got != provider.EUNAVAILABLE {
 		t.Errorf("context error became %v", got)
 	}
-	long := FromStatus(ToStatus(provider.Errorf(provider.EINVAL, strings.Repeat("x", 5000))))
+	long := FromStatus(ToStatus(provider.Errorf(provider.EINVAL, "%s", strings.Repeat("x", 5000))))
 	if len(long.Error()) > MaxMessage {
 		t.Errorf("message not bounded: %d", len(long.Error()))
 	}
@@ -88,7 +88,7 @@ func TestFallbacks(t *testing.T) {
 // them the reason, of a status whose message is not valid UTF-8).
 func TestTruncationKeepsUTF8(t *testing.T) {
 	msg := strings.Repeat("x", MaxMessage-1) + "é and more"
-	st, _ := status.FromError(ToStatus(provider.Errorf(provider.EKEYREVOKED, msg)))
+	st, _ := status.FromError(ToStatus(provider.Errorf(provider.EKEYREVOKED, "%s", msg)))
 	if !utf8.ValidString(st.Message()) {
 		t.Fatalf("ToStatus message ends in %q: not valid UTF-8", st.Message()[len(st.Message())-3:])
 	}

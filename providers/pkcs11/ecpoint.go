@@ -1,8 +1,6 @@
 package pkcs11
 
 import (
-	"strconv"
-
 	"github.com/nexus-os/keystored/core/provider"
 )
 
@@ -18,6 +16,5 @@ func ed25519Point(v []byte) ([]byte, error) {
 	case len(v) == 2+ed25519PublicKeySize && v[0] == 0x04 && v[1] == ed25519PublicKeySize:
 		return append([]byte(nil), v[2:]...), nil
 	}
-	return nil, provider.Errorf(provider.EIO, "token returned a "+strconv.Itoa(len(v))+
-		"-byte CKA_EC_POINT that is not a 32-byte Ed25519 public key")
+	return nil, provider.Errorf(provider.EIO, "token returned a %d-byte CKA_EC_POINT that is not a 32-byte Ed25519 public key", len(v))
 }

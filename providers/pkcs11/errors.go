@@ -111,9 +111,9 @@ func mapErr(msg string, err error) error {
 		return err
 	}
 	if rv, ok := rvOf(err); ok {
-		return provider.Wrap(ckrCode(rv), msg, err)
+		return provider.Errorf(ckrCode(rv), "%s: %w", msg, err)
 	}
-	return provider.Wrap(provider.EIO, msg, err)
+	return provider.Errorf(provider.EIO, "%s: %w", msg, err)
 }
 
 // isReset reports whether rv means the session or the login is gone: the
@@ -147,7 +147,7 @@ func isStaleObject(rv uint) bool {
 // ctxErr returns a coded error when ctx is done.
 func ctxErr(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
-		return provider.Wrap(provider.EUNAVAILABLE, "request cancelled", err)
+		return provider.Errorf(provider.EUNAVAILABLE, "request cancelled: %w", err)
 	}
 	return nil
 }

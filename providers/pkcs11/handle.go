@@ -2,7 +2,6 @@ package pkcs11
 
 import (
 	"crypto/sha256"
-	"strconv"
 
 	"github.com/nexus-os/keystored/core/provider"
 )
@@ -34,17 +33,17 @@ func encodeHandle(id objectID) provider.Handle {
 // carrying the CKA_ID computed from ref. It returns that CKA_ID.
 func checkHandleFor(ref provider.KeyRef, h provider.Handle) (objectID, error) {
 	if len(h) > provider.MaxHandle {
-		return objectID{}, provider.Errorf(provider.EINVAL, "handle for "+ref.String()+" is over "+strconv.Itoa(provider.MaxHandle)+" bytes")
+		return objectID{}, provider.Errorf(provider.EINVAL, "handle for %s is over %d bytes", ref, provider.MaxHandle)
 	}
 	id, err := idOf(ref)
 	if err != nil {
 		return objectID{}, err
 	}
 	if len(h) != handleSize || string(h[:len(handleMagic)]) != handleMagic {
-		return objectID{}, provider.Errorf(provider.EIO, "handle for "+ref.String()+" is not a pkcs11 handle")
+		return objectID{}, provider.Errorf(provider.EIO, "handle for %s is not a pkcs11 handle", ref)
 	}
 	if string(h[len(handleMagic):]) != string(id[:]) {
-		return objectID{}, provider.Errorf(provider.EIO, "handle does not belong to "+ref.String())
+		return objectID{}, provider.Errorf(provider.EIO, "handle does not belong to %s", ref)
 	}
 	return id, nil
 }

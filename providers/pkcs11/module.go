@@ -38,7 +38,7 @@ var modules = struct {
 func openModule(path string) (*module, error) {
 	real, err := filepath.EvalSymlinks(path)
 	if err != nil {
-		return nil, provider.Wrap(provider.EINVAL, "PKCS#11 module "+strconv.Quote(path), err)
+		return nil, provider.Errorf(provider.EINVAL, "PKCS#11 module %q: %w", path, err)
 	}
 	modules.mu.Lock()
 	defer modules.mu.Unlock()
@@ -48,8 +48,7 @@ func openModule(path string) (*module, error) {
 	}
 	ctx := p11.New(real)
 	if ctx == nil {
-		return nil, provider.Errorf(provider.EINVAL, "PKCS#11 module "+strconv.Quote(path)+
-			" is not a PKCS#11 library (it does not load, or has no C_GetFunctionList)")
+		return nil, provider.Errorf(provider.EINVAL, "PKCS#11 module %q is not a PKCS#11 library (it does not load, or has no C_GetFunctionList)", path)
 	}
 	own := true
 	if err := ctx.Initialize(); err != nil {

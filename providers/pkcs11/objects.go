@@ -1,7 +1,6 @@
 package pkcs11
 
 import (
-	"strconv"
 	"sync"
 
 	p11 "github.com/miekg/pkcs11"
@@ -103,12 +102,11 @@ func findKey(ctx *p11.Ctx, sh p11.SessionHandle, ref provider.KeyRef, id objectI
 		} else if si.State != p11.CKS_RW_USER_FUNCTIONS && si.State != p11.CKS_RO_USER_FUNCTIONS {
 			return 0, &ckrError{fn: "C_FindObjects", rv: p11.CKR_USER_NOT_LOGGED_IN}
 		}
-		return 0, provider.Errorf(provider.ENOENT, "key "+ref.String()+" is not on the token (destroyed, or never generated)")
+		return 0, provider.Errorf(provider.ENOENT, "key %s is not on the token (destroyed, or never generated)", ref)
 	case 1:
 		return objs[0], nil
 	}
-	return 0, provider.Errorf(provider.EIO, "the token holds several objects of class "+strconv.FormatUint(uint64(class), 10)+
-		" with the ID of key "+ref.String())
+	return 0, provider.Errorf(provider.EIO, "the token holds several objects of class %d with the ID of key %s", uint64(class), ref)
 }
 
 // destroyAll destroys every object with CKA_ID id, whatever its class. An

@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
-	"strconv"
 
 	p11 "github.com/miekg/pkcs11"
 
@@ -18,8 +17,7 @@ func (p *tokenProvider) checkRef(ref provider.KeyRef) error {
 		return err
 	}
 	if ref.Provider != p.info.Name {
-		return provider.Errorf(provider.EINVAL, "key "+ref.String()+" belongs to provider "+
-			strconv.Quote(ref.Provider)+", not "+strconv.Quote(p.info.Name))
+		return provider.Errorf(provider.EINVAL, "key %s belongs to provider %q, not %q", ref, ref.Provider, p.info.Name)
 	}
 	return nil
 }
@@ -29,16 +27,14 @@ func (p *tokenProvider) checkRef(ref provider.KeyRef) error {
 func (p *tokenProvider) checkAlg(ref provider.KeyRef) error {
 	if !p.info.Supports(ref.Algorithm) {
 		name := string(ref.Algorithm)
-		return provider.Errorf(provider.ENOTSUP, "provider "+p.info.Name+" (token "+strconv.Quote(p.label)+
-			") does not support algorithm "+strconv.Quote(name))
+		return provider.Errorf(provider.ENOTSUP, "provider %s (token %q) does not support algorithm %q", p.info.Name, p.label, name)
 	}
 	s, err := p.reg.Lookup(ref.Algorithm)
 	if err != nil {
 		return err
 	}
 	if ref.Use != s.Use {
-		return provider.Errorf(provider.EPERM, "key "+ref.String()+": algorithm "+string(s.Name)+
-			" has use "+s.Use.String()+", not "+ref.Use.String())
+		return provider.Errorf(provider.EPERM, "key %s: algorithm %s has use %s, not %s", ref, string(s.Name), s.Use, ref.Use)
 	}
 	return nil
 }
@@ -46,7 +42,7 @@ func (p *tokenProvider) checkAlg(ref provider.KeyRef) error {
 // needUse refuses an operation that ref's use does not allow.
 func needUse(ref provider.KeyRef, use provider.Use, op string) error {
 	if ref.Use != use {
-		return provider.Errorf(provider.EPERM, "key "+ref.String()+" has use "+ref.Use.String()+", which does not allow "+op)
+		return provider.Errorf(provider.EPERM, "key %s has use %s, which does not allow %s", ref, ref.Use, op)
 	}
 	return nil
 }
@@ -56,7 +52,7 @@ func needUse(ref provider.KeyRef, use provider.Use, op string) error {
 // returns the objects' CKA_ID.
 func (p *tokenProvider) prepare(ref provider.KeyRef, h provider.Handle, use provider.Use, op string) (objectID, error) {
 	if len(h) > provider.MaxHandle {
-		return objectID{}, provider.Errorf(provider.EINVAL, "handle for "+ref.String()+" is over "+strconv.Itoa(provider.MaxHandle)+" bytes")
+		return objectID{}, provider.Errorf(provider.EINVAL, "handle for %s is over %d bytes", ref, provider.MaxHandle)
 	}
 	if use != 0 {
 		if err := needUse(ref, use, op); err != nil {
@@ -170,7 +166,7 @@ func (p *tokenProvider) Generate(ctx context.Context, ref provider.KeyRef) (prov
 		case provider.AES256GCM:
 			obj, err = p.generateAES(sh, ref, id)
 		default:
-			err = provider.Errorf(provider.ENOTSUP, "provider "+p.info.Name+" cannot generate "+strconv.Quote(string(ref.Algorithm)))
+			err = provider.Errorf(provider.ENOTSUP, "provider %s cannot generate %q", p.info.Name, string(ref.Algorithm))
 		}
 		if err != nil {
 			return err
@@ -332,7 +328,7 @@ func (p *tokenProvider) signOnce(sh p11.SessionHandle, obj p11.ObjectHandle, msg
 		return nil, call("C_Sign", err)
 	}
 	if len(sig) != ed25519SignatureSize {
-		return nil, provider.Errorf(provider.EIO, "token returned a "+strconv.Itoa(len(sig))+"-byte Ed25519 signature")
+		return nil, provider.Errorf(provider.EIO, "token returned a %d-byte Ed25519 signature", len(sig))
 	}
 	return sig, nil
 }
@@ -346,7 +342,7 @@ func (p *tokenProvider) Sign(ctx context.Context, ref provider.KeyRef, h provide
 		return nil, err
 	}
 	if len(msg) > provider.MaxSignMessage {
-		return nil, provider.Errorf(provider.EMSGSIZE, "message to sign is over "+strconv.Itoa(provider.MaxSignMessage)+" bytes")
+		return nil, provider.Errorf(provider.EMSGSIZE, "message to sign is over %d bytes", provider.MaxSignMessage)
 	}
 	id, err := p.prepare(ref, h, provider.UseSign, "sign")
 	if err != nil {
@@ -386,10 +382,10 @@ func (p *tokenProvider) SealAppend(ctx context.Context, dst []byte, ref provider
 		return nil, err
 	}
 	if len(plaintext) > provider.MaxSealPlaintext {
-		return nil, provider.Errorf(provider.EMSGSIZE, "plaintext is over "+strconv.Itoa(provider.MaxSealPlaintext)+" bytes")
+		return nil, provider.Errorf(provider.EMSGSIZE, "plaintext is over %d bytes", provider.MaxSealPlaintext)
 	}
 	if len(aad) > provider.MaxProviderAAD {
-		return nil, provider.Errorf(provider.EMSGSIZE, "associated data is over "+strconv.Itoa(provider.MaxProviderAAD)+" bytes")
+		return nil, provider.Errorf(provider.EMSGSIZE, "associated data is over %d bytes", provider.MaxProviderAAD)
 	}
 	id, err := p.prepare(ref, h, provider.UseDecrypt, "seal")
 	if err != nil {
@@ -420,7 +416,7 @@ func (p *tokenProvider) SealAppend(ctx context.Context, dst []byte, ref provider
 func (p *tokenProvider) encrypt(sh p11.SessionHandle, obj p11.ObjectHandle, plaintext, aad []byte) ([]byte, []byte, error) {
 	iv := make([]byte, gcmIVSize)
 	if _, err := rand.Read(iv); err != nil {
-		return nil, nil, provider.Wrap(provider.EUNAVAILABLE, "crypto/rand failed", err)
+		return nil, nil, provider.Errorf(provider.EUNAVAILABLE, "crypto/rand failed: %w", err)
 	}
 	params := p11.NewGCMParams(iv, aad, 8*gcmTagSize)
 	defer params.Free()
@@ -449,10 +445,10 @@ func (p *tokenProvider) Open(ctx context.Context, ref provider.KeyRef, h provide
 		return nil, err
 	}
 	if len(sealed) > provider.MaxSealed {
-		return nil, provider.Errorf(provider.EMSGSIZE, "sealed message is over "+strconv.Itoa(provider.MaxSealed)+" bytes")
+		return nil, provider.Errorf(provider.EMSGSIZE, "sealed message is over %d bytes", provider.MaxSealed)
 	}
 	if len(aad) > provider.MaxProviderAAD {
-		return nil, provider.Errorf(provider.EMSGSIZE, "associated data is over "+strconv.Itoa(provider.MaxProviderAAD)+" bytes")
+		return nil, provider.Errorf(provider.EMSGSIZE, "associated data is over %d bytes", provider.MaxProviderAAD)
 	}
 	id, err := p.prepare(ref, h, provider.UseDecrypt, "open")
 	if err != nil {

@@ -24,7 +24,7 @@ func ReadPINFile(path string) (secret.Bytes, error) {
 	if err != nil {
 		// A missing or overlong PIN file is a configuration error here.
 		if code, _ := provider.CodeOf(err); code == provider.ENOENT || code == provider.EMSGSIZE {
-			return secret.Bytes{}, provider.Wrap(provider.EINVAL, "bad PIN file", err)
+			return secret.Bytes{}, provider.Errorf(provider.EINVAL, "bad PIN file: %w", err)
 		}
 		return secret.Bytes{}, err
 	}
@@ -37,10 +37,10 @@ func ReadPINFile(path string) (secret.Bytes, error) {
 	switch {
 	case len(pin) == 0:
 		clear(b)
-		return secret.Bytes{}, provider.Errorf(provider.EINVAL, q+" holds no PIN")
+		return secret.Bytes{}, provider.Errorf(provider.EINVAL, "%s holds no PIN", q)
 	case len(pin) > MaxPIN:
 		clear(b)
-		return secret.Bytes{}, provider.Errorf(provider.EINVAL, q+" holds a PIN longer than "+strconv.Itoa(MaxPIN)+" bytes")
+		return secret.Bytes{}, provider.Errorf(provider.EINVAL, "%s holds a PIN longer than %d bytes", q, MaxPIN)
 	}
 	return secret.Own(pin), nil
 }

@@ -124,13 +124,13 @@ func New(cfg Config) (Provider, error) {
 	case cfg.TokenLabel == "":
 		return nil, provider.Errorf(provider.EINVAL, "a token label is required")
 	case len(cfg.TokenLabel) > maxLabel:
-		return nil, provider.Errorf(provider.EINVAL, "token label is longer than "+strconv.Itoa(maxLabel)+" bytes")
+		return nil, provider.Errorf(provider.EINVAL, "token label is longer than %d bytes", maxLabel)
 	case cfg.PIN.IsZero():
 		return nil, provider.Errorf(provider.EINVAL, "a PIN is required")
 	case cfg.PIN.Len() > MaxPIN:
-		return nil, provider.Errorf(provider.EINVAL, "PIN is longer than "+strconv.Itoa(MaxPIN)+" bytes")
+		return nil, provider.Errorf(provider.EINVAL, "PIN is longer than %d bytes", MaxPIN)
 	case cfg.PoolSize < 0 || cfg.PoolSize > MaxPoolSize:
-		return nil, provider.Errorf(provider.EINVAL, "pool size must be 0 (default) to "+strconv.Itoa(MaxPoolSize))
+		return nil, provider.Errorf(provider.EINVAL, "pool size must be 0 (default) to %d", MaxPoolSize)
 	}
 	mod, err := openModule(cfg.Module)
 	if err != nil {
@@ -155,9 +155,9 @@ func newTokenProvider(mod *module, cfg Config, name string) (*tokenProvider, err
 	quoted := strconv.Quote(tok.label)
 	switch {
 	case tok.info.Flags&p11.CKF_USER_PIN_LOCKED != 0:
-		return nil, provider.Errorf(provider.EPERM, "the user PIN of token "+quoted+" is locked")
+		return nil, provider.Errorf(provider.EPERM, "the user PIN of token %s is locked", quoted)
 	case tok.info.Flags&p11.CKF_USER_PIN_INITIALIZED == 0:
-		return nil, provider.Errorf(provider.EPERM, "token "+quoted+" has no user PIN; initialize it first")
+		return nil, provider.Errorf(provider.EPERM, "token %s has no user PIN; initialize it first", quoted)
 	}
 	algs, err := mechanisms(mod.ctx, tok.slot)
 	if err != nil {
@@ -168,8 +168,7 @@ func newTokenProvider(mod *module, cfg Config, name string) (*tokenProvider, err
 	if size == 0 {
 		size = poolSize(maxRW, runtime.GOMAXPROCS(0))
 	} else if maxRW != p11.CK_EFFECTIVELY_INFINITE && maxRW != p11.CK_UNAVAILABLE_INFORMATION && uint(size) > maxRW {
-		return nil, provider.Errorf(provider.EINVAL, "pool size "+strconv.Itoa(size)+" is over token "+quoted+
-			"'s limit of "+strconv.FormatUint(uint64(maxRW), 10)+" read/write sessions")
+		return nil, provider.Errorf(provider.EINVAL, "pool size %d is over token %s's limit of %d read/write sessions", size, quoted, uint64(maxRW))
 	}
 	reg := alg.Default()
 	for _, a := range algs {
@@ -199,7 +198,7 @@ func newTokenProvider(mod *module, cfg Config, name string) (*tokenProvider, err
 	if err != nil {
 		p.pool.pin.Wipe()
 		if rv, ok := rvOf(err); ok && (rv == p11.CKR_PIN_INCORRECT || rv == p11.CKR_PIN_LEN_RANGE) {
-			return nil, provider.Wrap(provider.EPERM, "wrong PIN for token "+quoted, err)
+			return nil, provider.Errorf(provider.EPERM, "wrong PIN for token %s: %w", quoted, err)
 		}
 		return nil, mapErr("logging in to token "+quoted, err)
 	}
@@ -214,14 +213,14 @@ func checkModule(path string) error {
 	case path == "":
 		return provider.Errorf(provider.EINVAL, "the path of the PKCS#11 module is required")
 	case !filepath.IsAbs(path):
-		return provider.Errorf(provider.EINVAL, "PKCS#11 module path "+strconv.Quote(path)+" is not absolute")
+		return provider.Errorf(provider.EINVAL, "PKCS#11 module path %q is not absolute", path)
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
-		return provider.Wrap(provider.EINVAL, "PKCS#11 module "+strconv.Quote(path)+" cannot be used", err)
+		return provider.Errorf(provider.EINVAL, "PKCS#11 module %q cannot be used: %w", path, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return provider.Errorf(provider.EINVAL, "PKCS#11 module "+strconv.Quote(path)+" is not a regular file")
+		return provider.Errorf(provider.EINVAL, "PKCS#11 module %q is not a regular file", path)
 	}
 	return nil
 }
@@ -263,7 +262,7 @@ func (p *tokenProvider) enter() (func(), error) {
 	p.life.RLock()
 	if p.closed {
 		p.life.RUnlock()
-		return nil, provider.Errorf(provider.EUNAVAILABLE, "provider "+p.info.Name+" is closed")
+		return nil, provider.Errorf(provider.EUNAVAILABLE, "provider %s is closed", p.info.Name)
 	}
 	return p.life.RUnlock, nil
 }

@@ -51,18 +51,14 @@ func findToken(ctx *p11.Ctx, label, serial string) (tokenRef, error) {
 		for _, f := range found {
 			serials = append(serials, strconv.Quote(f.serial))
 		}
-		return tokenRef{}, provider.Errorf(provider.EINVAL, strconv.Itoa(len(found))+" tokens are labelled "+
-			strconv.Quote(label)+" (serial numbers "+strings.Join(serials, ", ")+"); labels must be unique")
+		return tokenRef{}, provider.Errorf(provider.EINVAL, "%d tokens are labelled %q (serial numbers %s); labels must be unique", len(found), label, strings.Join(serials, ", "))
 	case serial != "":
-		return tokenRef{}, provider.Errorf(provider.EUNAVAILABLE, "token "+strconv.Quote(label)+
-			" (serial "+strconv.Quote(serial)+") is not present")
+		return tokenRef{}, provider.Errorf(provider.EUNAVAILABLE, "token %q (serial %q) is not present", label, serial)
 	case len(labels) == 0:
-		return tokenRef{}, provider.Errorf(provider.EINVAL, "no token labelled "+strconv.Quote(label)+
-			": the module has no initialized token")
+		return tokenRef{}, provider.Errorf(provider.EINVAL, "no token labelled %q: the module has no initialized token", label)
 	}
 	sort.Strings(labels)
-	return tokenRef{}, provider.Errorf(provider.EINVAL, "no token labelled "+strconv.Quote(label)+
-		"; tokens present: "+strings.Join(labels, ", "))
+	return tokenRef{}, provider.Errorf(provider.EINVAL, "no token labelled %q; tokens present: %s", label, strings.Join(labels, ", "))
 }
 
 // mechanisms returns the algorithms the token in slot supports, in the

@@ -16,7 +16,7 @@ import (
 func readPrivateFile(path, what string, max int) ([]byte, error) {
 	b, err := privfile.Read(path, what, max)
 	if code, _ := provider.CodeOf(err); code == provider.EMSGSIZE {
-		return nil, provider.Wrap(provider.EIO, "corrupt "+what, err)
+		return nil, provider.Errorf(provider.EIO, "corrupt %s: %w", what, err)
 	}
 	return b, err
 }
@@ -35,7 +35,7 @@ func createExclusive(path, what string, data []byte) (bool, error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
 	if err != nil {
-		return false, provider.Wrap(provider.EIO, "cannot create "+q, err)
+		return false, provider.Errorf(provider.EIO, "cannot create %s: %w", q, err)
 	}
 	name := tmp.Name()
 	// fail removes the temporary file (it may hold a key) and reports err.
@@ -43,7 +43,7 @@ func createExclusive(path, what string, data []byte) (bool, error) {
 		if rerr := os.Remove(name); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 			err = errors.Join(err, rerr)
 		}
-		return false, provider.Wrap(provider.EIO, msg, err)
+		return false, provider.Errorf(provider.EIO, "%s: %w", msg, err)
 	}
 	err = tmp.Chmod(0o600)
 	if err == nil {
@@ -72,14 +72,13 @@ func createExclusive(path, what string, data []byte) (bool, error) {
 		}
 	}
 	if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return false, provider.Wrap(provider.EIO, "cannot remove the temporary file "+strconv.Quote(name)+
-			" made for "+q+" (remove it by hand)", err)
+		return false, provider.Errorf(provider.EIO, "cannot remove the temporary file %q made for %s (remove it by hand): %w", name, q, err)
 	}
 	if !created {
 		return false, nil
 	}
 	if err := syncDir(dir); err != nil {
-		return false, provider.Wrap(provider.EIO, "cannot sync the directory of "+q, err)
+		return false, provider.Errorf(provider.EIO, "cannot sync the directory of %s: %w", q, err)
 	}
 	return true, nil
 }

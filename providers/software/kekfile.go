@@ -47,8 +47,7 @@ func readKEKFile(path string) (secret.Bytes, error) {
 	}
 	if len(b) != softkey.KEKSize {
 		clear(b)
-		return secret.Bytes{}, provider.Errorf(provider.EIO, "KEK file "+strconv.Quote(path)+" is "+strconv.Itoa(len(b))+
-			" bytes; a KEK file holds exactly "+strconv.Itoa(softkey.KEKSize)+" raw bytes")
+		return secret.Bytes{}, provider.Errorf(provider.EIO, "KEK file %q is %d bytes; a KEK file holds exactly %d raw bytes", path, len(b), softkey.KEKSize)
 	}
 	return secret.Own(b), nil
 }

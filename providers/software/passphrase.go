@@ -70,10 +70,10 @@ func passphraseKEK(pass secret.Bytes, path string, kdf kdfParams) (secret.Bytes,
 	case path == "":
 		return secret.Bytes{}, provider.Errorf(provider.EINVAL, "a passphrase needs ParamsFile, the file of its Argon2id salt and parameters")
 	case pass.Len() > MaxPassphrase:
-		return secret.Bytes{}, provider.Errorf(provider.EINVAL, "passphrase is longer than "+strconv.Itoa(MaxPassphrase)+" bytes")
+		return secret.Bytes{}, provider.Errorf(provider.EINVAL, "passphrase is longer than %d bytes", MaxPassphrase)
 	}
 	if !kdf.valid() {
-		return secret.Bytes{}, provider.Errorf(provider.EINVAL, kdfRange)
+		return secret.Bytes{}, provider.Errorf(provider.EINVAL, "%s", kdfRange)
 	}
 	q := "KEK parameters file " + strconv.Quote(path)
 	_, err := os.Lstat(path)
@@ -99,7 +99,7 @@ func passphraseKEK(pass secret.Bytes, path string, kdf kdfParams) (secret.Bytes,
 	}, "", "  ")
 	if err != nil {
 		kek.Wipe()
-		return secret.Bytes{}, provider.Wrap(provider.EIO, "cannot encode "+q, err)
+		return secret.Bytes{}, provider.Errorf(provider.EIO, "cannot encode %s: %w", q, err)
 	}
 	created, err := createExclusive(path, "KEK parameters file", append(content, '\n'))
 	if err != nil || !created {
@@ -129,7 +129,7 @@ func openParams(pass secret.Bytes, path string) (secret.Bytes, error) {
 	kek := deriveKEK(pass, salt, p)
 	if !hmac.Equal(verifier(kek), want) {
 		kek.Wipe()
-		return secret.Bytes{}, provider.Errorf(provider.EPERM, "wrong passphrase: it does not match the verifier in "+q)
+		return secret.Bytes{}, provider.Errorf(provider.EPERM, "wrong passphrase: it does not match the verifier in %s", q)
 	}
 	return kek, nil
 }
@@ -137,7 +137,7 @@ func openParams(pass secret.Bytes, path string) (secret.Bytes, error) {
 // parseParams decodes and checks a parameters file.
 func parseParams(q string, b []byte) (kdfParams, []byte, []byte, error) {
 	bad := func(what string) (kdfParams, []byte, []byte, error) {
-		return kdfParams{}, nil, nil, provider.Errorf(provider.EIO, q+" is malformed: "+what)
+		return kdfParams{}, nil, nil, provider.Errorf(provider.EIO, "%s is malformed: %s", q, what)
 	}
 	var f paramsFile
 	dec := json.NewDecoder(bytes.NewReader(b))

@@ -56,7 +56,6 @@ package software
 
 import (
 	"crypto/rand"
-	"fmt"
 
 	"github.com/nexus-os/keystored/core/alg"
 	"github.com/nexus-os/keystored/core/provider"
@@ -153,7 +152,7 @@ func loadKEK(opts Options) (secret.Bytes, bool, error) {
 		return kek, true, err
 	case !opts.KEK.IsZero():
 		if opts.KEK.Len() != softkey.KEKSize {
-			return secret.Bytes{}, false, provider.Errorf(provider.EINVAL, fmt.Sprintf("KEK must be %d bytes", softkey.KEKSize))
+			return secret.Bytes{}, false, provider.Errorf(provider.EINVAL, "KEK must be %d bytes", softkey.KEKSize)
 		}
 		return opts.KEK, false, nil
 	}
@@ -176,7 +175,7 @@ func (randSource) SealNonce(_ provider.KeyRef, _, _, out []byte) error { return 
 
 func fill(out []byte) error {
 	if _, err := rand.Read(out); err != nil {
-		return provider.Wrap(provider.EUNAVAILABLE, "crypto/rand failed", err)
+		return provider.Errorf(provider.EUNAVAILABLE, "crypto/rand failed: %w", err)
 	}
 	return nil
 }

@@ -31,7 +31,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"strconv"
 	"testing"
 
 	"github.com/nexus-os/keystored/core/alg"
@@ -126,14 +125,12 @@ func guard(inTest bool, o options) error {
 	if inTest || o.allowOutsideTests {
 		return nil
 	}
-	return provider.Errorf(provider.EPERM, "testseed: refusing to run outside a test binary: this provider is "+
-		"INSECURE (every key derives from the seed); pass testseed.AllowOutsideTests() to use it anyway")
+	return provider.Errorf(provider.EPERM, "testseed: refusing to run outside a test binary: this provider is INSECURE (every key derives from the seed); pass testseed.AllowOutsideTests() to use it anyway")
 }
 
 func checkSeed(seed []byte) error {
 	if len(seed) < MinSeed || len(seed) > MaxSeed {
-		return provider.Errorf(provider.EINVAL, "testseed: seed must be "+strconv.Itoa(MinSeed)+" to "+
-			strconv.Itoa(MaxSeed)+" bytes, got "+strconv.Itoa(len(seed)))
+		return provider.Errorf(provider.EINVAL, "testseed: seed must be %d to %d bytes, got %d", MinSeed, MaxSeed, len(seed))
 	}
 	return nil
 }
@@ -165,7 +162,7 @@ func (s *seedSource) derive(label string, ref *provider.KeyRef, n int) ([]byte, 
 	}
 	out, err := hkdf.Key(sha256.New, s.seed.Reveal(), []byte(Salt), string(info), n)
 	if err != nil {
-		return nil, provider.Wrap(provider.EIO, "testseed: derivation failed", err)
+		return nil, provider.Errorf(provider.EIO, "testseed: derivation failed: %w", err)
 	}
 	return out, nil
 }
@@ -204,7 +201,7 @@ func (s *seedSource) fill(label string, ref provider.KeyRef, out []byte) error {
 // u32be(len(aad)) ‖ aad ‖ plaintext).
 func (s *seedSource) SealNonce(ref provider.KeyRef, plaintext, aad, out []byte) error {
 	if len(out) > sha256.Size {
-		return provider.Errorf(provider.EINVAL, "testseed: nonce longer than "+strconv.Itoa(sha256.Size)+" bytes")
+		return provider.Errorf(provider.EINVAL, "testseed: nonce longer than %d bytes", sha256.Size)
 	}
 	k, err := s.derive("seal-nonce", &ref, 32)
 	if err != nil {

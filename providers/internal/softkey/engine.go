@@ -24,7 +24,6 @@ import (
 	"crypto/hkdf"
 	"crypto/sha256"
 	"fmt"
-	"strconv"
 
 	"golang.org/x/crypto/chacha20poly1305"
 
@@ -97,7 +96,7 @@ func New(cfg Config) (*Engine, error) {
 		return nil, provider.Errorf(provider.EINVAL, "softkey: registry and source are required")
 	}
 	if len(cfg.Info.Algorithms) == 0 {
-		return nil, provider.Errorf(provider.EINVAL, "softkey: provider "+cfg.Info.Name+" announces no algorithm")
+		return nil, provider.Errorf(provider.EINVAL, "softkey: provider %s announces no algorithm", cfg.Info.Name)
 	}
 	for _, a := range cfg.Info.Algorithms {
 		if _, err := cfg.Registry.Lookup(a); err != nil {
@@ -105,18 +104,18 @@ func New(cfg Config) (*Engine, error) {
 		}
 	}
 	if cfg.KEK.Len() != KEKSize {
-		return nil, provider.Errorf(provider.EINVAL, "KEK must be "+strconv.Itoa(KEKSize)+" bytes")
+		return nil, provider.Errorf(provider.EINVAL, "KEK must be %d bytes", KEKSize)
 	}
 	size := cfg.CacheSize
 	switch {
 	case size == 0:
 		size = DefaultCacheSize
 	case size < 0 || size > MaxCacheSize:
-		return nil, provider.Errorf(provider.EINVAL, "cache size must be from 1 to "+strconv.Itoa(MaxCacheSize)+" (0 for the default)")
+		return nil, provider.Errorf(provider.EINVAL, "cache size must be from 1 to %d (0 for the default)", MaxCacheSize)
 	}
 	aead, err := chacha20poly1305.NewX(cfg.KEK.Reveal())
 	if err != nil {
-		return nil, provider.Wrap(provider.EIO, "KEK setup failed", err)
+		return nil, provider.Errorf(provider.EIO, "KEK setup failed: %w", err)
 	}
 	id, err := KEKID(cfg.KEK)
 	if err != nil {
@@ -148,11 +147,11 @@ const kekIDLabel = "keystored/softkey/kek-id/v1"
 func KEKID(kek secret.Bytes) ([KEKIDSize]byte, error) {
 	var id [KEKIDSize]byte
 	if kek.Len() != KEKSize {
-		return id, provider.Errorf(provider.EINVAL, "KEK must be "+strconv.Itoa(KEKSize)+" bytes")
+		return id, provider.Errorf(provider.EINVAL, "KEK must be %d bytes", KEKSize)
 	}
 	b, err := hkdf.Key(sha256.New, kek.Reveal(), nil, kekIDLabel, KEKIDSize)
 	if err != nil {
-		return id, provider.Wrap(provider.EIO, "KEK ID derivation failed", err)
+		return id, provider.Errorf(provider.EIO, "KEK ID derivation failed: %w", err)
 	}
 	copy(id[:], b)
 	return id, nil
@@ -201,7 +200,7 @@ func (kekCipher) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte("kek")) }
 // ctxErr returns an EUNAVAILABLE error wrapping ctx.Err() when ctx is done.
 func ctxErr(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
-		return provider.Wrap(provider.EUNAVAILABLE, "request cancelled", err)
+		return provider.Errorf(provider.EUNAVAILABLE, "request cancelled: %w", err)
 	}
 	return nil
 }

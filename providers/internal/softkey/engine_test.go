@@ -139,7 +139,7 @@ func TestWrongKEK(t *testing.T) {
 	id1, _ := KEKID(testKEK(1))
 	id2, _ := KEKID(testKEK(100))
 	want := "key handle for app/test/k@1 was wrapped under KEK " + hex.EncodeToString(id1[:]) +
-		", this provider holds KEK " + hex.EncodeToString(id2[:]) + ": wrong KEK (EIO)"
+		", this provider holds KEK " + hex.EncodeToString(id2[:]) + ": wrong KEK"
 	if err.Error() != want {
 		t.Errorf("error:\n got %q\nwant %q", err, want)
 	}

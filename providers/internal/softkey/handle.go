@@ -44,7 +44,7 @@ func (e *Engine) wrap(ref provider.KeyRef, material []byte) (provider.Handle, er
 	copy(h[len(HandleMagic):], e.kekID[:])
 	nonce := h[len(HandleMagic)+KEKIDSize : headerSize]
 	if err := e.src.WrapNonce(ref, nonce); err != nil {
-		return nil, provider.Wrap(provider.EIO, "wrap nonce for "+ref.String()+" unavailable", err)
+		return nil, provider.Errorf(provider.EIO, "wrap nonce for %s unavailable: %w", ref, err)
 	}
 	return e.kek.Seal(h, nonce, material, aad), nil
 }
@@ -53,12 +53,11 @@ func (e *Engine) wrap(ref provider.KeyRef, material []byte) (provider.Handle, er
 // caller must clear it after use.
 func (e *Engine) unwrap(ref provider.KeyRef, spec *alg.Spec, h provider.Handle) ([]byte, error) {
 	if len(h) != HandleOverhead+spec.SecretSize || !bytes.HasPrefix(h, []byte(HandleMagic)) {
-		return nil, provider.Errorf(provider.EIO, "corrupt key handle for "+ref.String())
+		return nil, provider.Errorf(provider.EIO, "corrupt key handle for %s", ref)
 	}
 	id := h[len(HandleMagic) : len(HandleMagic)+KEKIDSize]
 	if subtle.ConstantTimeCompare(id, e.kekID[:]) != 1 {
-		return nil, provider.Errorf(provider.EIO, "key handle for "+ref.String()+" was wrapped under KEK "+
-			hex.EncodeToString(id)+", this provider holds KEK "+hex.EncodeToString(e.kekID[:])+": wrong KEK")
+		return nil, provider.Errorf(provider.EIO, "key handle for %s was wrapped under KEK %s, this provider holds KEK %s: wrong KEK", ref, hex.EncodeToString(id), hex.EncodeToString(e.kekID[:]))
 	}
 	aad, err := wrapAAD(ref)
 	if err != nil {
@@ -67,8 +66,7 @@ func (e *Engine) unwrap(ref provider.KeyRef, spec *alg.Spec, h provider.Handle) 
 	nonce := h[len(HandleMagic)+KEKIDSize : headerSize]
 	material, err := e.kek.Open(make([]byte, 0, spec.SecretSize), nonce, h[headerSize:], aad)
 	if err != nil {
-		return nil, provider.Errorf(provider.EIO, "key handle for "+ref.String()+
-			" failed authentication (corrupted, or moved from another key/version)")
+		return nil, provider.Errorf(provider.EIO, "key handle for %s failed authentication (corrupted, or moved from another key/version)", ref)
 	}
 	return material, nil
 }

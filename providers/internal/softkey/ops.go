@@ -3,7 +3,6 @@ package softkey
 import (
 	"context"
 	"crypto/sha256"
-	"strconv"
 
 	"github.com/nexus-os/keystored/core/alg"
 	"github.com/nexus-os/keystored/core/provider"
@@ -15,8 +14,7 @@ func (e *Engine) checkRef(ref provider.KeyRef) error {
 		return err
 	}
 	if ref.Provider != e.info.Name {
-		return provider.Errorf(provider.EINVAL, "key "+ref.String()+" belongs to provider "+
-			strconv.Quote(ref.Provider)+", not "+strconv.Quote(e.info.Name))
+		return provider.Errorf(provider.EINVAL, "key %s belongs to provider %q, not %q", ref, ref.Provider, e.info.Name)
 	}
 	return nil
 }
@@ -25,16 +23,14 @@ func (e *Engine) checkRef(ref provider.KeyRef) error {
 // and checks that ref's use is the algorithm's use.
 func (e *Engine) spec(ref provider.KeyRef) (*alg.Spec, error) {
 	if !e.info.Supports(ref.Algorithm) {
-		return nil, provider.Errorf(provider.ENOTSUP, "provider "+e.info.Name+" does not support algorithm "+
-			strconv.Quote(string(ref.Algorithm)))
+		return nil, provider.Errorf(provider.ENOTSUP, "provider %s does not support algorithm %q", e.info.Name, string(ref.Algorithm))
 	}
 	s, err := e.reg.Lookup(ref.Algorithm)
 	if err != nil {
 		return nil, err
 	}
 	if ref.Use != s.Use {
-		return nil, provider.Errorf(provider.EPERM, "key "+ref.String()+": algorithm "+string(s.Name)+
-			" has use "+s.Use.String()+", not "+ref.Use.String())
+		return nil, provider.Errorf(provider.EPERM, "key %s: algorithm %s has use %s, not %s", ref, string(s.Name), s.Use, ref.Use)
 	}
 	return s, nil
 }
@@ -42,7 +38,7 @@ func (e *Engine) spec(ref provider.KeyRef) (*alg.Spec, error) {
 // checkHandle bounds h.
 func checkHandle(ref provider.KeyRef, h provider.Handle) error {
 	if len(h) > provider.MaxHandle {
-		return provider.Errorf(provider.EINVAL, "handle for "+ref.String()+" is over "+strconv.Itoa(provider.MaxHandle)+" bytes")
+		return provider.Errorf(provider.EINVAL, "handle for %s is over %d bytes", ref, provider.MaxHandle)
 	}
 	return nil
 }
@@ -50,7 +46,7 @@ func checkHandle(ref provider.KeyRef, h provider.Handle) error {
 // needUse refuses an operation that ref's use does not allow.
 func needUse(ref provider.KeyRef, use provider.Use, op string) error {
 	if ref.Use != use {
-		return provider.Errorf(provider.EPERM, "key "+ref.String()+" has use "+ref.Use.String()+", which does not allow "+op)
+		return provider.Errorf(provider.EPERM, "key %s has use %s, which does not allow %s", ref, ref.Use, op)
 	}
 	return nil
 }
@@ -72,12 +68,12 @@ func (e *Engine) newKey(ref provider.KeyRef, s *alg.Spec, material []byte) (*ent
 		}
 		return &entry{ref: ref, aead: aead}, nil, nil
 	}
-	return nil, nil, provider.Errorf(provider.EINVAL, "key "+ref.String()+" has no valid use")
+	return nil, nil, provider.Errorf(provider.EINVAL, "key %s has no valid use", ref)
 }
 
 // destroyedError is the error of any use of a destroyed handle.
 func destroyedError(ref provider.KeyRef) error {
-	return provider.Errorf(provider.ENOENT, "key "+ref.String()+" is destroyed")
+	return provider.Errorf(provider.ENOENT, "key %s is destroyed", ref)
 }
 
 // key returns the unwrapped key of h: from the cache, or by unwrapping and
@@ -128,7 +124,7 @@ func (e *Engine) Generate(ctx context.Context, ref provider.KeyRef) (provider.Ge
 	material := make([]byte, s.SecretSize)
 	defer clear(material)
 	if err := e.src.Material(ref, material); err != nil {
-		return provider.Generated{}, provider.Wrap(provider.EIO, "key material for "+ref.String()+" unavailable", err)
+		return provider.Generated{}, provider.Errorf(provider.EIO, "key material for %s unavailable: %w", ref, err)
 	}
 	ent, pub, err := e.newKey(ref, s, material)
 	if err != nil {
@@ -154,7 +150,7 @@ func (e *Engine) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handl
 		return nil, err
 	}
 	if len(msg) > provider.MaxSignMessage {
-		return nil, provider.Errorf(provider.EMSGSIZE, "message to sign is over "+strconv.Itoa(provider.MaxSignMessage)+" bytes")
+		return nil, provider.Errorf(provider.EMSGSIZE, "message to sign is over %d bytes", provider.MaxSignMessage)
 	}
 	if err := checkHandle(ref, h); err != nil {
 		return nil, err
@@ -172,7 +168,7 @@ func (e *Engine) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handl
 // aeadKey checks what Seal and Open share and returns the key.
 func (e *Engine) aeadKey(ref provider.KeyRef, h provider.Handle, aad []byte, op string) (*entry, error) {
 	if len(aad) > provider.MaxProviderAAD {
-		return nil, provider.Errorf(provider.EMSGSIZE, "associated data is over "+strconv.Itoa(provider.MaxProviderAAD)+" bytes")
+		return nil, provider.Errorf(provider.EMSGSIZE, "associated data is over %d bytes", provider.MaxProviderAAD)
 	}
 	if err := checkHandle(ref, h); err != nil {
 		return nil, err
@@ -198,7 +194,7 @@ func (e *Engine) SealAppend(ctx context.Context, dst []byte, ref provider.KeyRef
 		return nil, err
 	}
 	if len(plaintext) > provider.MaxSealPlaintext {
-		return nil, provider.Errorf(provider.EMSGSIZE, "plaintext is over "+strconv.Itoa(provider.MaxSealPlaintext)+" bytes")
+		return nil, provider.Errorf(provider.EMSGSIZE, "plaintext is over %d bytes", provider.MaxSealPlaintext)
 	}
 	ent, err := e.aeadKey(ref, h, aad, "seal")
 	if err != nil {
@@ -206,7 +202,7 @@ func (e *Engine) SealAppend(ctx context.Context, dst []byte, ref provider.KeyRef
 	}
 	out, err := ent.aead.SealTo(dst, plaintext, aad, func(nonce []byte) error {
 		if err := e.src.SealNonce(ref, plaintext, aad, nonce); err != nil {
-			return provider.Wrap(provider.EIO, "seal nonce for "+ref.String()+" unavailable", err)
+			return provider.Errorf(provider.EIO, "seal nonce for %s unavailable: %w", ref, err)
 		}
 		return nil
 	})
@@ -226,7 +222,7 @@ func (e *Engine) Open(ctx context.Context, ref provider.KeyRef, h provider.Handl
 		return nil, err
 	}
 	if len(sealed) > provider.MaxSealed {
-		return nil, provider.Errorf(provider.EMSGSIZE, "sealed message is over "+strconv.Itoa(provider.MaxSealed)+" bytes")
+		return nil, provider.Errorf(provider.EMSGSIZE, "sealed message is over %d bytes", provider.MaxSealed)
 	}
 	ent, err := e.aeadKey(ref, h, aad, "open")
 	if err != nil {

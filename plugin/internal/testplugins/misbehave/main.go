@@ -111,7 +111,7 @@ func (m *misbehave) Sign(ctx context.Context, ref provider.KeyRef, h provider.Ha
 		if !ok {
 			return nil, provider.Errorf(provider.EINVAL, "unknown code")
 		}
-		return nil, provider.WithOp("sign", ref.String(), provider.Errorf(c, "misbehave chose "+c.String()))
+		return nil, provider.WithOp("sign", ref.String(), provider.Errorf(c, "misbehave chose %s", c.String()))
 	}
 	return make([]byte, 64), nil
 }
