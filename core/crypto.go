@@ -64,7 +64,7 @@ func (k *Keystore) primary(ctx context.Context, c Caller, op Op, id KeyID, use U
 	if err := authorize(c, id.App()); err != nil {
 		return target{}, err
 	}
-	if err := checkCtx(ctx); err != nil {
+	if err := provider.CheckContext(ctx); err != nil {
 		return target{}, err
 	}
 	for attempt := 0; ; attempt++ {
@@ -323,7 +323,7 @@ func (k *Keystore) unseal(ctx context.Context, c Caller, op Op, id KeyID, sealed
 		return nil, 0, err
 	}
 	ev.Version = hdr.version
-	if err := checkCtx(ctx); err != nil {
+	if err := provider.CheckContext(ctx); err != nil {
 		return nil, 0, err
 	}
 	vr, _, spec, err := k.versionRT(c, op, id, hdr.version, provider.UseDecrypt)

@@ -392,10 +392,3 @@ func (k *Keystore) commit(ctx context.Context, ev Event) error {
 	}
 	return nil
 }
-
-func checkCtx(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return provider.Errorf(provider.EUNAVAILABLE, "request cancelled: %w", err)
-	}
-	return nil
-}

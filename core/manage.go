@@ -45,7 +45,7 @@ func (k *Keystore) create(ctx context.Context, c Caller, id KeyID, o CreateOptio
 	if err := checkPolicy(o.Policy, 1); err != nil {
 		return Metadata{}, err
 	}
-	if err := checkCtx(ctx); err != nil {
+	if err := provider.CheckContext(ctx); err != nil {
 		return Metadata{}, err
 	}
 	e, err := k.writeKey(id)
@@ -168,7 +168,7 @@ func (k *Keystore) transition(ctx context.Context, c Caller, op Op, id KeyID, ev
 	if err := authorize(c, id.App()); err != nil {
 		return Metadata{}, err
 	}
-	if err := checkCtx(ctx); err != nil {
+	if err := provider.CheckContext(ctx); err != nil {
 		return Metadata{}, err
 	}
 	e, err := k.writeKey(id)
@@ -450,7 +450,7 @@ func (k *Keystore) list(ctx context.Context, c Caller, o ListOptions) (ListPage,
 				if err != nil || !after.IsZero() && !idLess(after, id) {
 					continue
 				}
-				if err := checkCtx(ctx); err != nil {
+				if err := provider.CheckContext(ctx); err != nil {
 					return ListPage{}, err
 				}
 				if len(page.Keys)+len(page.Unreadable) == o.PageSize {

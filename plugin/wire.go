@@ -122,28 +122,22 @@ func checkHandle(op string, ref provider.KeyRef, h []byte) error {
 }
 
 func checkSign(ref provider.KeyRef, h, msg []byte) error {
-	if len(msg) > provider.MaxSignMessage {
-		return provider.WithOp("sign", ref.String(), provider.Errorf(provider.EMSGSIZE, "message to sign is over %d bytes", provider.MaxSignMessage))
+	if err := provider.CheckSign(msg); err != nil {
+		return provider.WithOp("sign", ref.String(), err)
 	}
 	return checkHandle("sign", ref, h)
 }
 
 func checkSeal(ref provider.KeyRef, h, plaintext, aad []byte) error {
-	switch {
-	case len(plaintext) > provider.MaxSealPlaintext:
-		return provider.WithOp("seal", ref.String(), provider.Errorf(provider.EMSGSIZE, "plaintext is over %d bytes", provider.MaxSealPlaintext))
-	case len(aad) > provider.MaxProviderAAD:
-		return provider.WithOp("seal", ref.String(), provider.Errorf(provider.EMSGSIZE, "associated data is over %d bytes", provider.MaxProviderAAD))
+	if err := provider.CheckSeal(plaintext, aad); err != nil {
+		return provider.WithOp("seal", ref.String(), err)
 	}
 	return checkHandle("seal", ref, h)
 }
 
 func checkOpen(ref provider.KeyRef, h, sealed, aad []byte) error {
-	switch {
-	case len(sealed) > provider.MaxSealed:
-		return provider.WithOp("open", ref.String(), provider.Errorf(provider.EMSGSIZE, "sealed message is over %d bytes", provider.MaxSealed))
-	case len(aad) > provider.MaxProviderAAD:
-		return provider.WithOp("open", ref.String(), provider.Errorf(provider.EMSGSIZE, "associated data is over %d bytes", provider.MaxProviderAAD))
+	if err := provider.CheckOpen(sealed, aad); err != nil {
+		return provider.WithOp("open", ref.String(), err)
 	}
 	return checkHandle("open", ref, h)
 }

@@ -1,7 +1,6 @@
 package pkcs11
 
 import (
-	"context"
 	"errors"
 	"strconv"
 	"strings"
@@ -142,14 +141,6 @@ func needsSlot(rv uint) bool {
 // valid.
 func isStaleObject(rv uint) bool {
 	return rv == p11.CKR_OBJECT_HANDLE_INVALID || rv == p11.CKR_KEY_HANDLE_INVALID
-}
-
-// ctxErr returns a coded error when ctx is done.
-func ctxErr(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return provider.Errorf(provider.EUNAVAILABLE, "request cancelled: %w", err)
-	}
-	return nil
 }
 
 // errAuth is the one error of a failed Open.

@@ -129,7 +129,7 @@ func ulongBytes(v uint) []byte { return p11.NewAttribute(0, v).Value }
 // previous Generate for the same ref left, and returns its public key
 // (Ed25519) and handle.
 func (p *tokenProvider) Generate(ctx context.Context, ref provider.KeyRef) (provider.Generated, error) {
-	if err := ctxErr(ctx); err != nil {
+	if err := provider.CheckContext(ctx); err != nil {
 		return provider.Generated{}, err
 	}
 	if err := p.checkRef(ref); err != nil {
@@ -335,14 +335,14 @@ func (p *tokenProvider) signOnce(sh p11.SessionHandle, obj p11.ObjectHandle, msg
 
 // Sign signs msg with the token's key of ref (pure Ed25519, CKM_EDDSA).
 func (p *tokenProvider) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
-	if err := ctxErr(ctx); err != nil {
+	if err := provider.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	if err := p.checkRef(ref); err != nil {
 		return nil, err
 	}
-	if len(msg) > provider.MaxSignMessage {
-		return nil, provider.Errorf(provider.EMSGSIZE, "message to sign is over %d bytes", provider.MaxSignMessage)
+	if err := provider.CheckSign(msg); err != nil {
+		return nil, err
 	}
 	id, err := p.prepare(ref, h, provider.UseSign, "sign")
 	if err != nil {
@@ -375,17 +375,14 @@ func (p *tokenProvider) Seal(ctx context.Context, ref provider.KeyRef, h provide
 
 // SealAppend is Seal appending its output to dst (provider.SealAppender).
 func (p *tokenProvider) SealAppend(ctx context.Context, dst []byte, ref provider.KeyRef, h provider.Handle, plaintext, aad []byte) ([]byte, error) {
-	if err := ctxErr(ctx); err != nil {
+	if err := provider.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	if err := p.checkRef(ref); err != nil {
 		return nil, err
 	}
-	if len(plaintext) > provider.MaxSealPlaintext {
-		return nil, provider.Errorf(provider.EMSGSIZE, "plaintext is over %d bytes", provider.MaxSealPlaintext)
-	}
-	if len(aad) > provider.MaxProviderAAD {
-		return nil, provider.Errorf(provider.EMSGSIZE, "associated data is over %d bytes", provider.MaxProviderAAD)
+	if err := provider.CheckSeal(plaintext, aad); err != nil {
+		return nil, err
 	}
 	id, err := p.prepare(ref, h, provider.UseDecrypt, "seal")
 	if err != nil {
@@ -438,17 +435,14 @@ func (p *tokenProvider) encrypt(sh p11.SessionHandle, obj p11.ObjectHandle, plai
 // Open authenticates and decrypts sealed (IV ‖ ciphertext ‖ tag). Any
 // failure to authenticate is EBADMSG with no output.
 func (p *tokenProvider) Open(ctx context.Context, ref provider.KeyRef, h provider.Handle, sealed, aad []byte) ([]byte, error) {
-	if err := ctxErr(ctx); err != nil {
+	if err := provider.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	if err := p.checkRef(ref); err != nil {
 		return nil, err
 	}
-	if len(sealed) > provider.MaxSealed {
-		return nil, provider.Errorf(provider.EMSGSIZE, "sealed message is over %d bytes", provider.MaxSealed)
-	}
-	if len(aad) > provider.MaxProviderAAD {
-		return nil, provider.Errorf(provider.EMSGSIZE, "associated data is over %d bytes", provider.MaxProviderAAD)
+	if err := provider.CheckOpen(sealed, aad); err != nil {
+		return nil, err
 	}
 	id, err := p.prepare(ref, h, provider.UseDecrypt, "open")
 	if err != nil {
@@ -505,7 +499,7 @@ func (p *tokenProvider) decrypt(sh p11.SessionHandle, obj p11.ObjectHandle, seal
 // ENOENT; destroying again succeeds. A handle not made for ref is refused
 // (EIO), so a mistaken destroy cannot hit another key.
 func (p *tokenProvider) Destroy(ctx context.Context, ref provider.KeyRef, h provider.Handle) error {
-	if err := ctxErr(ctx); err != nil {
+	if err := provider.CheckContext(ctx); err != nil {
 		return err
 	}
 	if err := p.checkRef(ref); err != nil {

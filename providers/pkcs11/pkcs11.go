@@ -277,7 +277,7 @@ func (p *tokenProvider) lockObjects(ctx context.Context) (func(), error) {
 	case p.mutating <- struct{}{}:
 		return func() { <-p.mutating }, nil
 	case <-ctx.Done():
-		return nil, ctxErr(ctx)
+		return nil, provider.CheckContext(ctx)
 	}
 }
 
@@ -288,7 +288,7 @@ func (p *tokenProvider) lockObjects(ctx context.Context) (func(), error) {
 // fn once more with a new, logged-in session. fn must be safe to repeat.
 func (p *tokenProvider) run(ctx context.Context, fn func(sh p11.SessionHandle) error) error {
 	for attempt := 0; ; attempt++ {
-		if err := ctxErr(ctx); err != nil {
+		if err := provider.CheckContext(ctx); err != nil {
 			return err
 		}
 		s, err := p.pool.get(ctx)

@@ -6,6 +6,7 @@ import (
 
 	p11 "github.com/miekg/pkcs11"
 
+	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/core/secret"
 )
 
@@ -48,7 +49,7 @@ func (p *pool) get(ctx context.Context) (session, error) {
 	select {
 	case p.slots <- struct{}{}:
 	case <-ctx.Done():
-		return session{}, ctxErr(ctx)
+		return session{}, provider.CheckContext(ctx)
 	}
 	gen := p.gen.Load()
 	for {

@@ -159,7 +159,7 @@ func KEKID(kek secret.Bytes) ([KEKIDSize]byte, error) {
 
 // Info returns the provider description given to New.
 func (e *Engine) Info(ctx context.Context) (provider.Info, error) {
-	if err := ctxErr(ctx); err != nil {
+	if err := provider.CheckContext(ctx); err != nil {
 		return provider.Info{}, err
 	}
 	info := e.info
@@ -197,10 +197,3 @@ func (kekCipher) GoString() string { return "kek" }
 // Format prints "kek" under every verb.
 func (kekCipher) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte("kek")) }
 
-// ctxErr returns an EUNAVAILABLE error wrapping ctx.Err() when ctx is done.
-func ctxErr(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return provider.Errorf(provider.EUNAVAILABLE, "request cancelled: %w", err)
-	}
-	return nil
-}

@@ -111,7 +111,7 @@ func (e *Engine) key(ref provider.KeyRef, h provider.Handle) (*entry, error) {
 // Generate makes a key for ref from the Source's material, wraps it under
 // the KEK bound to ref, and returns the public key and the handle.
 func (e *Engine) Generate(ctx context.Context, ref provider.KeyRef) (provider.Generated, error) {
-	if err := ctxErr(ctx); err != nil {
+	if err := provider.CheckContext(ctx); err != nil {
 		return provider.Generated{}, err
 	}
 	if err := e.checkRef(ref); err != nil {
@@ -143,14 +143,14 @@ func (e *Engine) Generate(ctx context.Context, ref provider.KeyRef) (provider.Ge
 
 // Sign signs msg with the key of h.
 func (e *Engine) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
-	if err := ctxErr(ctx); err != nil {
+	if err := provider.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	if err := e.checkRef(ref); err != nil {
 		return nil, err
 	}
-	if len(msg) > provider.MaxSignMessage {
-		return nil, provider.Errorf(provider.EMSGSIZE, "message to sign is over %d bytes", provider.MaxSignMessage)
+	if err := provider.CheckSign(msg); err != nil {
+		return nil, err
 	}
 	if err := checkHandle(ref, h); err != nil {
 		return nil, err
@@ -166,10 +166,7 @@ func (e *Engine) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handl
 }
 
 // aeadKey checks what Seal and Open share and returns the key.
-func (e *Engine) aeadKey(ref provider.KeyRef, h provider.Handle, aad []byte, op string) (*entry, error) {
-	if len(aad) > provider.MaxProviderAAD {
-		return nil, provider.Errorf(provider.EMSGSIZE, "associated data is over %d bytes", provider.MaxProviderAAD)
-	}
+func (e *Engine) aeadKey(ref provider.KeyRef, h provider.Handle, op string) (*entry, error) {
 	if err := checkHandle(ref, h); err != nil {
 		return nil, err
 	}
@@ -187,16 +184,16 @@ func (e *Engine) Seal(ctx context.Context, ref provider.KeyRef, h provider.Handl
 
 // SealAppend is Seal appending its output to dst (provider.SealAppender).
 func (e *Engine) SealAppend(ctx context.Context, dst []byte, ref provider.KeyRef, h provider.Handle, plaintext, aad []byte) ([]byte, error) {
-	if err := ctxErr(ctx); err != nil {
+	if err := provider.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	if err := e.checkRef(ref); err != nil {
 		return nil, err
 	}
-	if len(plaintext) > provider.MaxSealPlaintext {
-		return nil, provider.Errorf(provider.EMSGSIZE, "plaintext is over %d bytes", provider.MaxSealPlaintext)
+	if err := provider.CheckSeal(plaintext, aad); err != nil {
+		return nil, err
 	}
-	ent, err := e.aeadKey(ref, h, aad, "seal")
+	ent, err := e.aeadKey(ref, h, "seal")
 	if err != nil {
 		return nil, err
 	}
@@ -215,16 +212,16 @@ func (e *Engine) SealAppend(ctx context.Context, dst []byte, ref provider.KeyRef
 // Open authenticates and decrypts sealed (nonce ‖ ciphertext ‖ tag) with
 // the key of h. Any authentication failure is EBADMSG with no output.
 func (e *Engine) Open(ctx context.Context, ref provider.KeyRef, h provider.Handle, sealed, aad []byte) ([]byte, error) {
-	if err := ctxErr(ctx); err != nil {
+	if err := provider.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	if err := e.checkRef(ref); err != nil {
 		return nil, err
 	}
-	if len(sealed) > provider.MaxSealed {
-		return nil, provider.Errorf(provider.EMSGSIZE, "sealed message is over %d bytes", provider.MaxSealed)
+	if err := provider.CheckOpen(sealed, aad); err != nil {
+		return nil, err
 	}
-	ent, err := e.aeadKey(ref, h, aad, "open")
+	ent, err := e.aeadKey(ref, h, "open")
 	if err != nil {
 		return nil, err
 	}
@@ -240,7 +237,7 @@ func (e *Engine) Open(ctx context.Context, ref provider.KeyRef, h provider.Handl
 // Destroying twice succeeds. A handle that does not authenticate under ref
 // is refused (EIO), so a mistaken destroy cannot hit another key.
 func (e *Engine) Destroy(ctx context.Context, ref provider.KeyRef, h provider.Handle) error {
-	if err := ctxErr(ctx); err != nil {
+	if err := provider.CheckContext(ctx); err != nil {
 		return err
 	}
 	if err := e.checkRef(ref); err != nil {
