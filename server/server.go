@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -96,7 +95,6 @@ type Server struct {
 	creds    *peerCreds
 	metrics  *metrics
 	store    *valueStore
-	codec    requestCodec
 	insecure bool
 }
 
@@ -109,7 +107,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if protoCodec == nil {
 		return nil, provider.Errorf(provider.EIO, "gRPC's proto codec is not registered")
 	}
-	s := &Server{codec: requestCodec{bad: &sync.Map{}}, st: cfg.Storage, clock: cfg.Clock, audit: cfg.Audit, identity: cfg.Identity,
+	s := &Server{st: cfg.Storage, clock: cfg.Clock, audit: cfg.Audit, identity: cfg.Identity,
 		anchors: cfg.Anchors, log: cfg.Logger, limits: cfg.Limits}
 	if s.identity.unmapped == 0 {
 		s.identity = DefaultIdentity()
@@ -165,14 +163,13 @@ func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
 const StreamWorkers = 64
 
 // ServerOptions returns the grpc.ServerOptions the services need: peer
-// credentials, the audit and identity interceptor, the request codec,
-// message and stream bounds and keepalive enforcement.
+// credentials, the stats handler that starts and ends every call, the
+// request codec, message and stream bounds and keepalive enforcement.
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.Creds(s.creds),
-		grpc.UnaryInterceptor(s.intercept),
 		grpc.StatsHandler(&statsHandler{s: s}),
-		grpc.ForceServerCodecV2(s.codec),
+		grpc.ForceServerCodecV2(requestCodec{}),
 		grpc.UnknownServiceHandler(s.unknown),
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
 		grpc.MaxSendMsgSize(MaxResponseBytes),
@@ -197,9 +194,9 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 // Register registers the three services on g, which must have been made
 // with ServerOptions.
 func (s *Server) Register(g *grpc.Server) {
-	keystorev1.RegisterKeysServer(g, &keysService{s: s})
-	keystorev1.RegisterStoreServer(g, &storeService{s: s})
-	keystorev1.RegisterTrustAnchorsServer(g, &anchorsService{s: s})
+	g.RegisterService(s.wrapService(&keystorev1.Keys_ServiceDesc), &keysService{s: s})
+	g.RegisterService(s.wrapService(&keystorev1.Store_ServiceDesc), &storeService{s: s})
+	g.RegisterService(s.wrapService(&keystorev1.TrustAnchors_ServiceDesc), &anchorsService{s: s})
 }
 
 // Listener wraps l (a Unix socket listener) so that every accepted
