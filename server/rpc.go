@@ -38,12 +38,19 @@ func (c *Caller) coreCaller() core.Caller {
 // credentials (which the server's transport credentials always provide)
 // the caller is denied.
 func (s *Server) caller(ctx context.Context) Caller {
-	if p, ok := peer.FromContext(ctx); ok {
-		if info, ok := p.AuthInfo.(PeerInfo); ok {
-			return s.identity.Resolve(info)
-		}
+	if info, ok := peerInfo(ctx); ok {
+		return s.identity.Resolve(info)
 	}
 	return Caller{UID: noID, GID: noID, PID: -1, Denied: true}
+}
+
+// peerInfo returns the kernel credentials of ctx's connection.
+func peerInfo(ctx context.Context) (PeerInfo, bool) {
+	if p, ok := peer.FromContext(ctx); ok {
+		info, ok := p.AuthInfo.(PeerInfo)
+		return info, ok
+	}
+	return PeerInfo{}, false
 }
 
 // noID marks a uid or gid the transport could not establish.
@@ -158,6 +165,9 @@ func (s *Server) unknown(any, grpc.ServerStream) error {
 type statsHandler struct{ s *Server }
 
 func (h *statsHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	if callFrom(ctx) != nil { // started by the tap (admit)
+		return ctx
+	}
 	return withCall(ctx, h.s.newCall(OpName(info.FullMethodName), h.s.caller(ctx)))
 }
 
