@@ -227,7 +227,8 @@ func (s *Server) admit(ctx context.Context, info *tap.Info) (context.Context, er
 			return nil, s.refuse(ctx, c, refusedSize, false, provider.Errorf(provider.EMSGSIZE,
 				"request of %d bytes is over the %d-byte limit of %s", declared, limit, c.op))
 		}
-		if declared < 0 {
+		checked := declared >= 0
+		if !checked {
 			declared = limit
 		}
 		need := reserveFor(declared)
@@ -235,7 +236,7 @@ func (s *Server) admit(ctx context.Context, info *tap.Info) (context.Context, er
 			return nil, s.refuse(ctx, c, refusedBudget, true, provider.Errorf(provider.EUNAVAILABLE,
 				"uid %d has its limit of requests in flight; retry later", uint64(c.caller.UID)))
 		}
-		if !mc.register(id, need) {
+		if !mc.register(id, need, limit, checked) {
 			s.inflight.release(c.caller.UID, need)
 		}
 	}

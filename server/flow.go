@@ -46,7 +46,7 @@ import (
 // method's whole limit.
 const (
 	lookaheadBytes = 64 << 10
-	lookaheadTime  = 20 * time.Millisecond
+	lookaheadTime  = 100 * time.Millisecond
 	// readChunk is the socket read size; the buffer grows past it only
 	// while looking ahead.
 	readChunk = 4 << 10
@@ -62,6 +62,9 @@ const (
 	flagEndStream  = 0x1
 	flagEndHeaders = 0x4
 	flagPadded     = 0x8
+	// maxFrame is the largest frame gRPC accepts (HTTP/2's default
+	// SETTINGS_MAX_FRAME_SIZE); the lookahead never buffers a larger one.
+	maxFrame = 16 << 10
 	// clientPreface is the length of "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".
 	clientPreface = 24
 	// grpcPrefix is the gRPC message prefix: a flag byte and a 4-byte
@@ -140,9 +143,13 @@ func (b *budget) inUse() int64 {
 // than it reserved.
 var errOverReservation = errors.New("keystored: a stream sent more than its request declared; connection closed")
 
-// stream is the accounting of one admitted stream.
+// stream is the accounting of one admitted stream. limit is its method's
+// receive limit; check is set when its length prefix was not seen at
+// admission, for the first DATA frame to check.
 type stream struct {
 	reserved, used int64
+	limit          int64
+	check          bool
 }
 
 // meteredConn is an accepted connection that meters its streams (see the
@@ -283,6 +290,7 @@ func (c *meteredConn) startFrame() error {
 			c.over()
 			return errOverReservation
 		}
+		c.checkPrefix(h)
 	case frameRST:
 		c.release(h.id)
 	}
@@ -294,6 +302,9 @@ func (c *meteredConn) startFrame() error {
 // and records the declared message length it finds.
 func (c *meteredConn) lookahead(id uint32, end int) {
 	start := c.r
+	if end-start > frameHeaderLen+maxFrame {
+		return // gRPC refuses the frame
+	}
 	deadline := time.Now().Add(lookaheadTime)
 	timed := false
 	defer func() {
@@ -336,7 +347,7 @@ func (c *meteredConn) lookahead(id uint32, end int) {
 			return
 		}
 		h := parseHeader(c.buf[start+q:])
-		if h.id == id && h.typ == frameRST {
+		if h.length > maxFrame || h.id == id && h.typ == frameRST {
 			return
 		}
 		if h.id == id && h.typ == frameData {
@@ -375,14 +386,53 @@ func (c *meteredConn) admitStream() (id uint32, declared int64) {
 
 // register records the reservation of an admitted stream; false if the
 // connection is closed already (the caller then releases it).
-func (c *meteredConn) register(id uint32, n int64) bool {
+func (c *meteredConn) register(id uint32, n, limit int64, checked bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return false
 	}
-	c.streams[id] = &stream{reserved: n}
+	c.streams[id] = &stream{reserved: n, limit: limit, check: !checked}
 	return true
+}
+
+// checkPrefix is the fallback for a stream whose length prefix the
+// lookahead did not see: at its first DATA frame (not yet handed over),
+// a declared length over the method's limit is raised past gRPC's own
+// maximum, so that gRPC refuses the message (RESOURCE_EXHAUSTED, which
+// clients read as EMSGSIZE; audited as EMSGSIZE when the call ends)
+// before reading its body. A prefix split across frames is not checked:
+// the stream's reservation still bounds it.
+func (c *meteredConn) checkPrefix(h frameHeader) {
+	c.mu.Lock()
+	st := c.streams[h.id]
+	check := st != nil && st.check
+	if check {
+		st.check = false
+	}
+	c.mu.Unlock()
+	if !check {
+		return
+	}
+	off := frameHeaderLen
+	if h.flags&flagPadded != 0 {
+		if h.length < 1 || !c.need(off+1) {
+			return
+		}
+		if int(c.buf[c.r+off])+1+grpcPrefix > h.length {
+			return
+		}
+		off++
+	} else if h.length < grpcPrefix {
+		return
+	}
+	if !c.need(off + grpcPrefix) {
+		return
+	}
+	length := c.buf[c.r+off+1 : c.r+off+grpcPrefix]
+	if int64(binary.BigEndian.Uint32(length)) > st.limit {
+		copy(length, []byte{0xff, 0xff, 0xff, 0xff})
+	}
 }
 
 // charge counts a DATA frame of stream id; false if it takes the stream

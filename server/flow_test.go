@@ -19,6 +19,12 @@ import (
 // rawStream opens a raw HTTP/2 connection and one stream of method that
 // declares a message of size bytes; it returns the framer.
 func rawStream(t *testing.T, sock, method string, size int) (*http2.Framer, net.Conn) {
+	return rawStreamAfter(t, sock, method, size, 0)
+}
+
+// rawStreamAfter is rawStream with a pause between the headers and the
+// length prefix.
+func rawStreamAfter(t *testing.T, sock, method string, size int, pause time.Duration) (*http2.Framer, net.Conn) {
 	t.Helper()
 	c, err := net.Dial("unix", sock)
 	if err != nil {
@@ -43,6 +49,7 @@ func rawStream(t *testing.T, sock, method string, size int) (*http2.Framer, net.
 	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true}); err != nil {
 		t.Fatal(err)
 	}
+	time.Sleep(pause)
 	prefix := make([]byte, 5)
 	binary.BigEndian.PutUint32(prefix[1:], uint32(size))
 	if err := fr.WriteData(1, false, prefix); err != nil {
@@ -113,4 +120,51 @@ func TestReservationFitsOrdinaryFraming(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The lookahead's fallback: a stream whose length prefix arrives after the
+// lookahead gave up, declaring a Sign over the method's limit, is refused
+// by gRPC's size check before its body is read (RESOURCE_EXHAUSTED, read
+// as EMSGSIZE, audited as EMSGSIZE), and the connection stays up.
+func TestLatePrefixOverLimit(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	n := e.audit.count()
+	fr, _ := rawStreamAfter(t, e.sock, keystorev1.Keys_Sign_FullMethodName, 1<<20, 3*lookaheadTime)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	status := ""
+	for status == "" {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("the daemon closed the connection (%v), want the stream refused", err)
+		}
+		switch f := f.(type) {
+		case *http2.MetaHeadersFrame:
+			if f.StreamID == 1 && f.StreamEnded() {
+				status = f.PseudoValue("status") + " grpc-status=" + headerValue(f, "grpc-status")
+			}
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				if err := fr.WriteSettingsAck(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	if status != "200 grpc-status=8" {
+		t.Fatalf("stream ended with %s, want gRPC status 8 (RESOURCE_EXHAUSTED)", status)
+	}
+	recs := e.audit.waitFor(t, n+1)
+	if r := recs[len(recs)-1]; len(recs) != n+1 || r.Op != "keys.sign" || r.Result != "EMSGSIZE" {
+		t.Fatalf("records %+v, want one keys.sign EMSGSIZE", recs[n:])
+	}
+	waitReleased(t, e)
+}
+
+func headerValue(f *http2.MetaHeadersFrame, name string) string {
+	for _, hf := range f.Fields {
+		if hf.Name == name {
+			return hf.Value
+		}
+	}
+	return ""
 }
