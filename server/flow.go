@@ -28,7 +28,9 @@ import (
 //     or one whose memory does not fit in its uid's and the daemon's
 //     budget of bytes in flight (EUNAVAILABLE), with a proper status and
 //     an audit record, before a byte of its body is read; otherwise it
-//     reserves the request's memory (reserveFor) for the stream;
+//     reserves the request's memory (reserveFor) for the stream (one
+//     whose prefix the lookahead missed reserves its method's limit, and
+//     its prefix is checked in its first DATA frame: checkPrefix);
 //   - every DATA frame of the stream is charged against that reservation
 //     at what it costs in memory (frameCost: the buffer gRPC allocates for
 //     it, with per-frame overhead); a stream over its reservation (more
