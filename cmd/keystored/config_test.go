@@ -111,6 +111,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		"negative operator":   {"operators = [-1]\n", "out of range"},
 		"bad app":             {"[apps]\n1001 = \"Billing App\"\n", "app ID of uid 1001"},
 		"bad unmapped":        {"unmapped = \"allow\"\n", "unmapped"},
+		"generated name":      {"unmapped = \"uid\"\n[apps]\n1002 = \"uid-1005\"\n", `app ID "uid-1005" of uid 1002 is refused`},
+		"root's name":         {"operators = [0]\n[apps]\n1004 = \"uid-0\"\n", "uid 0 would use uid 1004's keys"},
 		"operator twice":      {"operators = [1, 1]\n", "twice"},
 		"unknown group":       {"socket_group = \"no-such-group-xyz\"\n", "socket_group"},
 		"bad metrics":         {"metrics_addr = \"localhost:http\"\n", "metrics_addr"},
