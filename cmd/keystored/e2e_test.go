@@ -353,6 +353,24 @@ func TestSocketDirRefused(t *testing.T) {
 	}
 }
 
+// TestSocketDirUntouched: --socket ks.sock in a 0755 working directory
+// serves on a 0600 socket and leaves the directory's mode alone, while
+// running and after the stop (issue 9: it was chmodded to 0700 and left).
+func TestSocketDirUntouched(t *testing.T) {
+	dir := publicDir(t)
+	d := daemontest.Start(t, daemontest.Options{Dir: dir, Socket: "ks.sock"})
+	if m := fileMode(t, dir); m.Perm() != 0o755 {
+		t.Errorf("working directory mode %v while serving, want it left at 0755", m.Perm())
+	}
+	if m := fileMode(t, filepath.Join(dir, "ks.sock")); m.Perm() != 0o600 {
+		t.Errorf("socket mode %v, want 0600", m.Perm())
+	}
+	d.Stop()
+	if m := fileMode(t, dir); m.Perm() != 0o755 {
+		t.Errorf("working directory mode %v after the stop, want 0755", m.Perm())
+	}
+}
+
 // TestSingleInstance: a second daemon on the same state is refused; after
 // a SIGKILL the stale socket is replaced.
 func TestSingleInstance(t *testing.T) {
