@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"io/fs"
 	"net/http"
@@ -253,9 +254,18 @@ func TestGracefulStop(t *testing.T) {
 // response and key, is deterministic across daemons, and a state is never
 // opened with the other kind of provider.
 func TestInsecureSeed(t *testing.T) {
-	seed := []string{"--insecure-test-seed", "000102030405060708090a0b0c0d0e0f"}
+	seed := daemontest.InsecureSeed("000102030405060708090a0b0c0d0e0f")
 	dir := t.TempDir()
 	state := filepath.Join(dir, "insecure-state")
+	// Without the second acknowledgement the daemon refuses before it
+	// touches anything (issue 9: --insecure-test-seed alone ran anywhere).
+	r := daemontest.Run(t, daemontest.Options{Dir: dir, State: state, Args: seed[:2]})
+	if r.ExitCode != 2 || !strings.Contains(r.Stderr, "INSECURE") || !strings.Contains(r.Stderr, "--i-understand-this-is-insecure") {
+		t.Errorf("--insecure-test-seed without --i-understand-this-is-insecure: exit %d, stderr:\n%s", r.ExitCode, r.Stderr)
+	}
+	if _, err := os.Stat(state); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the refused daemon made its state directory: %v", err)
+	}
 	d := daemontest.Start(t, daemontest.Options{Dir: dir, State: state, Args: seed})
 	if !strings.Contains(d.Stderr(), insecureWarning) {
 		t.Errorf("stderr lacks the warning %q:\n%s", insecureWarning, d.Stderr())
@@ -296,7 +306,7 @@ func TestInsecureSeed(t *testing.T) {
 	d2.Stop()
 
 	// An insecure state refuses the secure provider, and the reverse.
-	r := daemontest.Run(t, daemontest.Options{Dir: dir, State: state})
+	r = daemontest.Run(t, daemontest.Options{Dir: dir, State: state})
 	if r.ExitCode != 1 || !strings.Contains(r.Stderr, "INSECURE provider") || !strings.Contains(r.Stderr, "hint:") {
 		t.Errorf("secure daemon on an insecure state: exit %d, stderr:\n%s", r.ExitCode, r.Stderr)
 	}

@@ -13,7 +13,8 @@
 // $KEYSTORE_SOCKET), --config FILE (TOML: identity map, socket group,
 // trust anchors, audit sync, limits), --provider-plugin PATH
 // --provider-sha256 HEX [--provider-arg ARG]... [--provider-env NAME]...,
-// --insecure-test-seed HEX (INSECURE, tests only), --metrics-addr ADDR,
+// --insecure-test-seed HEX --i-understand-this-is-insecure (INSECURE,
+// tests only: both flags are required), --metrics-addr ADDR,
 // --log-format text|json, --log-level LEVEL, --version.
 //
 // SIGTERM or SIGINT stops it gracefully: no new connections, in-flight
@@ -195,6 +196,9 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	if prov.closer != nil {
 		cl.add("provider", prov.closer.Close)
 	}
+	if err := checkInsecureAck(ctx, o, prov, stderr, logger); err != nil {
+		return err
+	}
 
 	var anchors *server.Anchors
 	if cfg.anchorsDir != "" {
@@ -280,6 +284,32 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	logger.Info("keystored stopped")
 	return nil
 }
+
+// checkInsecureAck refuses a provider that announces itself INSECURE
+// (Info.Secure false: the testseed plugin) without
+// --i-understand-this-is-insecure, before the state is opened with it;
+// with the acknowledgement, an insecure plugin gets the same warning as
+// --insecure-test-seed. (--insecure-test-seed without it is a usage
+// error, refused before anything starts.)
+func checkInsecureAck(ctx context.Context, o *options, prov *selectedProvider, stderr io.Writer, logger *slog.Logger) error {
+	info, err := prov.p.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("provider %s: Info: %w", prov.summary, err)
+	}
+	if info.Secure || prov.kind == kindInsecureSeed {
+		return nil
+	}
+	if !o.insecureAck {
+		return withHint(fmt.Errorf("provider %s (%q) announces itself insecure; refusing to start: %s", prov.summary, info.Name,
+			insecureAckMissing("it")), "an insecure provider is for tests only; never give it real keys")
+	}
+	fmt.Fprintln(stderr, insecurePluginWarning)
+	logger.Warn(insecurePluginWarning, "provider", info.Name)
+	return nil
+}
+
+// insecurePluginWarning is printed at every start on an insecure plugin.
+const insecurePluginWarning = "WARNING: INSECURE: the provider plugin announces itself insecure; never use it for real keys"
 
 // stopGracefully stops accepting connections and waits for in-flight calls
 // for at most timeout (a second signal cuts the wait short), then stops.

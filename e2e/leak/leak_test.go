@@ -34,12 +34,13 @@ const seedHex = "6b657973746f7265642d6c65616b2d746573742d736565642d3030303030303
 // and the audit log for every canary (0 hits).
 func TestNoKeyMaterialInAnySink(t *testing.T) {
 	t.Run("in-process", func(t *testing.T) {
-		runLeakTest(t, []string{"--insecure-test-seed", seedHex}, "WARNING: INSECURE")
+		runLeakTest(t, daemontest.InsecureSeed(seedHex), "WARNING: INSECURE")
 	})
 	t.Run("plugin", func(t *testing.T) {
 		bin, sum := testseedPlugin(t)
 		runLeakTest(t, []string{"--provider-plugin", bin, "--provider-sha256", sum,
-			"--provider-arg", "--insecure", "--provider-arg", "--seed", "--provider-arg", seedHex},
+			"--provider-arg", "--insecure", "--provider-arg", "--seed", "--provider-arg", seedHex,
+			"--i-understand-this-is-insecure"},
 			// The plugin's own start-up warning, forwarded into the daemon's log.
 			"keystore-plugin-testseed: INSECURE provider")
 	})

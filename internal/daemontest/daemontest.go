@@ -115,7 +115,9 @@ type Options struct {
 	// own defaults (keystore-state and keystore-state/keystored.sock, or
 	// $KEYSTORE_SOCKET) relative to Dir.
 	NoDefaults bool
-	// Args are more flags (--config, --insecure-test-seed, ...).
+	// Args are more flags (--config, ...). An INSECURE provider needs two:
+	// --insecure-test-seed HEX --i-understand-this-is-insecure (InsecureSeed
+	// returns them).
 	Args []string
 	// Env adds "NAME=value" entries to the daemon's environment (which is
 	// the test's, without KEYSTORE_SOCKET).
@@ -124,6 +126,13 @@ type Options struct {
 	Credential *syscall.Credential
 	// StartTimeout bounds the wait for the socket (default 60 s).
 	StartTimeout time.Duration
+}
+
+// InsecureSeed returns the flags that run keystored on the INSECURE
+// deterministic test provider with seed (hex): --insecure-test-seed and
+// its required acknowledgement, --i-understand-this-is-insecure.
+func InsecureSeed(seedHex string) []string {
+	return []string{"--insecure-test-seed", seedHex, "--i-understand-this-is-insecure"}
 }
 
 // Daemon is a running keystored process.
