@@ -32,6 +32,7 @@ import (
 	"github.com/nexus-os/keystored/audit"
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/internal/daemontest"
+	"github.com/nexus-os/keystored/internal/testbin"
 )
 
 // TestNoFlags: with no flags the daemon runs on the software provider in
@@ -708,13 +709,7 @@ func auditRecords(t *testing.T, path string) []audit.Record {
 // TestProviderPlugin: --provider-plugin runs the pinned software plugin;
 // a wrong pin is refused before the daemon serves.
 func TestProviderPlugin(t *testing.T) {
-	bin := filepath.Join(daemontest.BuildDir(t), "keystore-plugin-software")
-	if _, err := os.Stat(bin); err != nil {
-		out, err := exec.Command("go", "build", "-o", bin, "github.com/nexus-os/keystored/cmd/keystore-plugin-software").CombinedOutput()
-		if err != nil {
-			t.Fatalf("building the plugin: %v\n%s", err, out)
-		}
-	}
+	bin := testbin.Build(t, "github.com/nexus-os/keystored/cmd/keystore-plugin-software")
 	data, err := os.ReadFile(bin)
 	if err != nil {
 		t.Fatal(err)
@@ -746,4 +741,39 @@ func TestProviderPlugin(t *testing.T) {
 	if r.ExitCode != 1 || !strings.Contains(r.Stderr, "provider plugin") {
 		t.Errorf("wrong pin: exit %d, stderr %q", r.ExitCode, r.Stderr)
 	}
+}
+
+// TestInsecurePluginNeedsAck: a plugin that announces itself insecure (the
+// testseed plugin, which needs --insecure of its own) is refused by the
+// daemon without --i-understand-this-is-insecure, before the state is
+// made; with it, the daemon serves and warns.
+func TestInsecurePluginNeedsAck(t *testing.T) {
+	bin := testbin.Build(t, "github.com/nexus-os/keystored/cmd/keystore-plugin-testseed")
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	args := []string{"--provider-plugin", bin, "--provider-sha256", hex.EncodeToString(sum[:]),
+		"--provider-arg", "--insecure", "--provider-arg", "--seed", "--provider-arg", "000102030405060708090a0b0c0d0e0f"}
+	r := daemontest.Run(t, daemontest.Options{Dir: dir, State: state, Args: args})
+	if r.ExitCode != 1 || !strings.Contains(r.Stderr, "announces itself insecure") || !strings.Contains(r.Stderr, "--i-understand-this-is-insecure") {
+		t.Errorf("insecure plugin without the acknowledgement: exit %d, stderr:\n%s", r.ExitCode, r.Stderr)
+	}
+	if _, err := os.Stat(filepath.Join(state, "keystore", "MANIFEST")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the refused daemon initialised the keystore: %v", err)
+	}
+	d := daemontest.Start(t, daemontest.Options{Dir: dir, State: state, Args: append(args, "--i-understand-this-is-insecure")})
+	if !strings.Contains(d.Stderr(), insecurePluginWarning) {
+		t.Errorf("stderr lacks %q:\n%s", insecurePluginWarning, d.Stderr())
+	}
+	keys, _, _ := clients(t, d)
+	cr, err := keys.Create(t.Context(), &keystorev1.CreateKeyRequest{Key: "sig/k", Algorithm: "ed25519"})
+	mustOK(t, "Create through the insecure plugin", err)
+	if !cr.GetKey().GetInsecure() {
+		t.Error("a key of the insecure plugin is not marked insecure")
+	}
+	d.Stop()
 }

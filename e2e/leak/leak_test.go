@@ -9,10 +9,8 @@ import (
 	"encoding/pem"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -21,6 +19,7 @@ import (
 	"github.com/nexus-os/keystored/core/alg"
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/internal/daemontest"
+	"github.com/nexus-os/keystored/internal/testbin"
 	"github.com/nexus-os/keystored/providers/testseed"
 )
 
@@ -46,28 +45,12 @@ func TestNoKeyMaterialInAnySink(t *testing.T) {
 	})
 }
 
-var (
-	pluginOnce sync.Once
-	pluginBin  string
-	pluginErr  error
-)
-
-// testseedPlugin builds cmd/keystore-plugin-testseed beside the daemon
-// and returns its path and SHA-256.
+// testseedPlugin builds cmd/keystore-plugin-testseed (into a directory
+// the daemon's StrictModes checks accept) and returns its path and
+// SHA-256.
 func testseedPlugin(t *testing.T) (string, string) {
 	t.Helper()
-	pluginOnce.Do(func() {
-		bin := filepath.Join(daemontest.BuildDir(t), "keystore-plugin-testseed")
-		out, err := exec.Command("go", "build", "-o", bin, "github.com/nexus-os/keystored/cmd/keystore-plugin-testseed").CombinedOutput()
-		if err != nil {
-			pluginErr = fmt.Errorf("building the testseed plugin: %v\n%s", err, out)
-			return
-		}
-		pluginBin = bin
-	})
-	if pluginErr != nil {
-		t.Fatal(pluginErr)
-	}
+	pluginBin := testbin.Build(t, "github.com/nexus-os/keystored/cmd/keystore-plugin-testseed")
 	data, err := os.ReadFile(pluginBin)
 	if err != nil {
 		t.Fatal(err)
