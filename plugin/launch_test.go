@@ -9,9 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/nexus-os/keystored/core/provider"
@@ -597,5 +599,44 @@ func TestRunnerAcceptsOnlyPrivateSocket(t *testing.T) {
 		if _, _, err := r.PluginToHost(a[0], a[1]); err == nil {
 			t.Errorf("PluginToHost(%s, %s) accepted", a[0], a[1])
 		}
+	}
+}
+
+// TestServeDisablesCoreDumps: plugin.Serve turns core dumps off in the
+// plugin process (RLIMIT_CORE 0/0), although the process that launched it
+// allows them; cmd/keystored's TestNoCoreDumps also checks the dumpable
+// flag of a plugin under the real daemon.
+func TestServeDisablesCoreDumps(t *testing.T) {
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_CORE, &old); err != nil {
+		t.Fatal(err)
+	}
+	raised := syscall.Rlimit{Cur: min(old.Max, 1<<30), Max: old.Max}
+	if os.Geteuid() == 0 {
+		raised = syscall.Rlimit{Cur: 1 << 30, Max: max(old.Max, 1<<30)}
+	}
+	if raised.Cur == 0 {
+		t.Skip("RLIMIT_CORE's hard limit is 0 and the test is not root: a plugin that left it alone would pass")
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_CORE, &raised); err != nil {
+		t.Fatal(err)
+	}
+	c := misbehavePlugin(t, "serve", Config{})
+	// Launched: the test process may allow dumps again for itself only.
+	if err := syscall.Setrlimit(syscall.RLIMIT_CORE, &old); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(c.pid()) + "/limits")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var soft, hard string
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(strings.TrimPrefix(line, "Max core file size")); len(f) >= 2 && strings.HasPrefix(line, "Max core file size") {
+			soft, hard = f[0], f[1]
+		}
+	}
+	if soft != "0" || hard != "0" {
+		t.Errorf("the plugin's core limit is %q/%q, want 0/0", soft, hard)
 	}
 }

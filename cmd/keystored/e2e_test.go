@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -776,4 +777,154 @@ func TestInsecurePluginNeedsAck(t *testing.T) {
 		t.Error("a key of the insecure plugin is not marked insecure")
 	}
 	d.Stop()
+}
+
+// TestNoCoreDumps: the daemon and its plugin turn core dumps off
+// (RLIMIT_CORE 0/0 and PR_SET_DUMPABLE 0) although they were started with
+// a core limit that allows dumps (issue 9, item 7: a dump held the KEK and
+// the private keys). The dumpable flag is read the kernel's way: the
+// files of /proc/<pid> of a non-dumpable process are owned by root:root
+// instead of its effective uid and gid, so the daemon runs with a gid that
+// is not 0. --insecure-allow-core-dumps keeps the daemon dumpable (and
+// warns), while the plugin still turns dumps off itself.
+func TestNoCoreDumps(t *testing.T) {
+	var cred *syscall.Credential
+	gid := uint32(os.Getegid())
+	if os.Geteuid() == 0 {
+		gid = 65534 // root's files would be root:root either way
+		cred = &syscall.Credential{Uid: 0, Gid: gid}
+	}
+	if gid == 0 {
+		t.Skip("the test process's gid is 0 but it is not root: the /proc ownership check cannot tell dumpable from not")
+	}
+	allowCores(t)
+	bin := testbin.Build(t, "github.com/nexus-os/keystored/cmd/keystore-plugin-software")
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	for _, allow := range []bool{false, true} {
+		dir := t.TempDir()
+		args := []string{"--provider-plugin", bin, "--provider-sha256", hex.EncodeToString(sum[:]),
+			"--provider-arg", "--kek-file=" + filepath.Join(dir, "plugin-kek")}
+		if allow {
+			args = append(args, "--insecure-allow-core-dumps")
+		}
+		d := daemontest.Start(t, daemontest.Options{Dir: dir, Args: args, Credential: cred})
+		plug := childOf(t, d.Pid())
+		daemonDumpable := procDumpable(t, d.Pid(), gid)
+		if daemonDumpable != allow {
+			t.Errorf("allow=%v: the daemon's dumpable flag is %v", allow, daemonDumpable)
+		}
+		if soft, hard := coreLimit(t, d.Pid()); !allow && (soft != "0" || hard != "0") {
+			t.Errorf("the daemon's core limit is %s/%s, want 0/0", soft, hard)
+		} else if allow && soft == "0" {
+			t.Errorf("with --insecure-allow-core-dumps the daemon's core limit is %s/%s", soft, hard)
+		}
+		if procDumpable(t, plug, gid) {
+			t.Errorf("allow=%v: the plugin process %d is dumpable", allow, plug)
+		}
+		if soft, hard := coreLimit(t, plug); soft != "0" || hard != "0" {
+			t.Errorf("allow=%v: the plugin's core limit is %s/%s, want 0/0", allow, soft, hard)
+		}
+		if allow != strings.Contains(d.Stderr(), coreDumpWarning) {
+			t.Errorf("allow=%v: the warning %q in stderr: %v", allow, coreDumpWarning, !allow)
+		}
+		d.Stop()
+	}
+}
+
+// allowCores raises the test process's RLIMIT_CORE (inherited by the
+// daemon) so that a process that did not turn dumps off would keep a
+// non-zero limit; restored when t ends.
+func allowCores(t *testing.T) {
+	t.Helper()
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_CORE, &old); err != nil {
+		t.Fatal(err)
+	}
+	want := syscall.Rlimit{Cur: 1 << 30, Max: max(old.Max, 1<<30)}
+	if os.Geteuid() != 0 {
+		want = syscall.Rlimit{Cur: min(old.Max, 1<<30), Max: old.Max}
+	}
+	if want.Cur == 0 {
+		t.Skip("RLIMIT_CORE's hard limit is 0 and the test is not root: a daemon that left it alone would pass")
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_CORE, &want); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Setrlimit(syscall.RLIMIT_CORE, &old); err != nil {
+			t.Errorf("restoring RLIMIT_CORE: %v", err)
+		}
+	})
+}
+
+// procDumpable reports whether process pid, whose effective gid is gid
+// (not 0), is dumpable: the kernel gives /proc/<pid>/status the process's
+// own uid and gid when it is, root's when it is not.
+func procDumpable(t *testing.T, pid int, gid uint32) bool {
+	t.Helper()
+	status := fmt.Sprintf("/proc/%d/status", pid)
+	data, err := os.ReadFile(status)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^Gid:\s+\d+\s+(\d+)`).FindSubmatch(data)
+	if m == nil || string(m[1]) != strconv.FormatUint(uint64(gid), 10) {
+		t.Fatalf("%s: effective gid %q, want %d", status, m, gid)
+	}
+	fi, err := os.Stat(status)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch g := fi.Sys().(*syscall.Stat_t).Gid; g {
+	case gid:
+		return true
+	case 0:
+		return false
+	default:
+		t.Fatalf("%s is owned by gid %d: neither the process's (%d) nor root's", status, g, gid)
+		return false
+	}
+}
+
+// coreLimit returns the soft and hard "Max core file size" of pid.
+func coreLimit(t *testing.T, pid int) (soft, hard string) {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^Max core file size\s+(\S+)\s+(\S+)`).FindSubmatch(data)
+	if m == nil {
+		t.Fatalf("/proc/%d/limits has no core line:\n%s", pid, data)
+	}
+	return string(m[1]), string(m[2])
+}
+
+// childOf returns the pid of the one child process of pid.
+func childOf(t *testing.T, pid int) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kids []int
+	want := "\nPPid:\t" + strconv.Itoa(pid) + "\n"
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile("/proc/" + e.Name() + "/status")
+		if err == nil && strings.Contains(string(data), want) {
+			kids = append(kids, n)
+		}
+	}
+	if len(kids) != 1 {
+		t.Fatalf("process %d has children %v, want exactly one (the plugin)", pid, kids)
+	}
+	return kids[0]
 }

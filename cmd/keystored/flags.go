@@ -35,6 +35,9 @@ type options struct {
 	logFormat    string
 	logLevel     slog.Level
 	version      bool
+
+	// insecureCoreDumps keeps core dumps possible (debugging only).
+	insecureCoreDumps bool
 }
 
 // stringList is a repeatable string flag.
@@ -56,6 +59,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	fs.Var((*stringList)(&o.pluginArgs), "provider-arg", "argument `ARG` for the plugin (repeatable)")
 	fs.Var((*stringList)(&o.pluginEnv), "provider-env", "pass the host variable `NAME` to the plugin (repeatable)")
 	fs.StringVar(&o.insecureSeed, "insecure-test-seed", "", "INSECURE: derive every key from the seed `HEX` (tests only; needs --"+insecureAckFlag+")")
+	fs.BoolVar(&o.insecureCoreDumps, "insecure-allow-core-dumps", false, "INSECURE: do not turn core dumps off (they hold the KEK and key material); for debugging only")
 	fs.BoolVar(&o.insecureAck, insecureAckFlag, false, "acknowledge that the provider is INSECURE (required with --insecure-test-seed or an insecure plugin)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `ADDR` (host defaults to 127.0.0.1)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")

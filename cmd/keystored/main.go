@@ -17,6 +17,9 @@
 // tests only: both flags are required), --metrics-addr ADDR,
 // --log-format text|json, --log-level LEVEL, --version.
 //
+// At start it turns core dumps off (RLIMIT_CORE 0, PR_SET_DUMPABLE 0);
+// --insecure-allow-core-dumps keeps them, for debugging only.
+//
 // SIGTERM or SIGINT stops it gracefully: no new connections, in-flight
 // calls finish (bounded), the audit log is flushed and closed, the state
 // lock released, exit status 0. docs/operations.md is the operator's guide.
@@ -52,6 +55,7 @@ import (
 	"github.com/nexus-os/keystored/clock"
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/core/storage"
+	"github.com/nexus-os/keystored/internal/coredump"
 	"github.com/nexus-os/keystored/server"
 )
 
@@ -160,6 +164,14 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 		}
 	}()
 
+	// Before any secret is read: the KEK and key material must never reach
+	// a core file or a same-uid debugger.
+	if o.insecureCoreDumps {
+		fmt.Fprintln(stderr, coreDumpWarning)
+		logger.Warn(coreDumpWarning)
+	} else if err := coredump.Disable(); err != nil {
+		return withHint(err, "keystored turns core dumps off at start; --insecure-allow-core-dumps skips this, for debugging only")
+	}
 	if o.insecureSeed != "" {
 		fmt.Fprintln(stderr, insecureWarning)
 		logger.Warn(insecureWarning)
@@ -284,6 +296,9 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	logger.Info("keystored stopped")
 	return nil
 }
+
+// coreDumpWarning is printed at every start with --insecure-allow-core-dumps.
+const coreDumpWarning = "WARNING: INSECURE: core dumps are allowed (--insecure-allow-core-dumps): a core file of this process holds the KEK and key material; debugging only"
 
 // checkInsecureAck refuses a provider that announces itself INSECURE
 // (Info.Secure false: the testseed plugin) without
