@@ -928,3 +928,32 @@ func childOf(t *testing.T, pid int) int {
 	}
 	return kids[0]
 }
+
+// TestStateRootChangedWhileRunning: a state directory made 0777 while the
+// daemon runs is noticed at the next key creation (EIO, the message names
+// the directory; nothing is created), existing keys keep signing, and
+// once the mode is fixed creation works again.
+func TestStateRootChangedWhileRunning(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	d := daemontest.Start(t, daemontest.Options{Dir: dir, State: state})
+	keys, _, _ := clients(t, d)
+	_, err := keys.Create(t.Context(), &keystorev1.CreateKeyRequest{Key: "sig/old", Algorithm: "ed25519"})
+	mustOK(t, "Create", err)
+	if err := os.Chmod(state, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	_, err = keys.Create(t.Context(), &keystorev1.CreateKeyRequest{Key: "sig/new", Algorithm: "ed25519"})
+	wantReason(t, "Create under a 0777 state directory", err, provider.EIO)
+	if err != nil && !strings.Contains(err.Error(), "is now writable by group or others") {
+		t.Errorf("error %q does not say what changed", err)
+	}
+	_, err = keys.Sign(t.Context(), &keystorev1.SignRequest{Key: "sig/old", Message: []byte("m")})
+	mustOK(t, "Sign with an existing key", err)
+	if err := os.Chmod(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, err = keys.Create(t.Context(), &keystorev1.CreateKeyRequest{Key: "sig/new", Algorithm: "ed25519"})
+	mustOK(t, "Create after the fix", err)
+	d.Stop()
+}
