@@ -63,7 +63,7 @@ func (c *Caller) coreCaller() core.Caller {
 func (s *Server) caller(ctx context.Context) Caller {
 	if p, ok := peer.FromContext(ctx); ok {
 		if info, ok := p.AuthInfo.(PeerInfo); ok {
-			return s.identity.Resolve(info)
+			return s.live.Load().identity.Resolve(info)
 		}
 	}
 	return Caller{UID: noID, GID: noID, PID: -1, Denied: true}

@@ -20,6 +20,11 @@
 // At start it turns core dumps off (RLIMIT_CORE 0, PR_SET_DUMPABLE 0);
 // --insecure-allow-core-dumps keeps them, for debugging only.
 //
+// SIGHUP reloads the config file: the identity map (apps, operators,
+// unmapped) and the trust anchors are validated whole and swapped in at
+// once, or, on any error, left as they were; every reload is logged and
+// audited ("daemon.reload"). Other settings need a restart.
+//
 // SIGTERM or SIGINT stops it gracefully: no new connections, in-flight
 // calls finish (bounded), the audit log is flushed and closed, the state
 // lock released, exit status 0. docs/operations.md is the operator's guide.
@@ -67,8 +72,11 @@ var version = "dev"
 const auditFile = "audit/audit.jsonl"
 
 func main() {
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	sig := make(chan os.Signal, 4)
+	// SIGHUP reloads the configuration; without a handler it would kill
+	// the daemon with no graceful stop (and systemd's Restart=on-failure
+	// would not restart it).
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv, sig))
 }
 
@@ -182,7 +190,8 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 			return withHint(err, "docs/operations.md describes the config file")
 		}
 	}
-	if o.metricsAddr == "" {
+	metricsFlag := o.metricsAddr != ""
+	if !metricsFlag {
 		o.metricsAddr = cfg.metricsAddr
 	}
 
@@ -279,12 +288,21 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(gs, l) }()
 
-	select {
-	case s := <-sig:
-		logger.Info("shutting down", "signal", s.String())
-	case err := <-serveErr:
-		gs.Stop()
-		return fmt.Errorf("serving %s: %w", o.socket, err)
+	rl := &reloader{o: o, srv: srv, alog: alog, logger: logger, running: cfg, metricsFlag: metricsFlag}
+wait:
+	for {
+		select {
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				rl.reload(ctx)
+				continue
+			}
+			logger.Info("shutting down", "signal", s.String())
+			break wait
+		case err := <-serveErr:
+			gs.Stop()
+			return fmt.Errorf("serving %s: %w", o.socket, err)
+		}
 	}
 	stopGracefully(gs, cfg.shutdownTimeout, sig, logger)
 	if err := <-serveErr; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -327,7 +345,8 @@ func checkInsecureAck(ctx context.Context, o *options, prov *selectedProvider, s
 const insecurePluginWarning = "WARNING: INSECURE: the provider plugin announces itself insecure; never use it for real keys"
 
 // stopGracefully stops accepting connections and waits for in-flight calls
-// for at most timeout (a second signal cuts the wait short), then stops.
+// for at most timeout (a second SIGTERM or SIGINT cuts the wait short; a
+// SIGHUP meanwhile is ignored), then stops.
 func stopGracefully(gs *grpc.Server, timeout time.Duration, sig <-chan os.Signal, logger *slog.Logger) {
 	done := make(chan struct{})
 	go func() {
@@ -336,13 +355,20 @@ func stopGracefully(gs *grpc.Server, timeout time.Duration, sig <-chan os.Signal
 	}()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
-	select {
-	case <-done:
-		return
-	case <-timer.C:
-		logger.Warn("in-flight calls did not finish in time; stopping now", "timeout", timeout.String())
-	case s := <-sig:
-		logger.Warn("second signal; stopping now", "signal", s.String())
+	for {
+		select {
+		case <-done:
+			return
+		case <-timer.C:
+			logger.Warn("in-flight calls did not finish in time; stopping now", "timeout", timeout.String())
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				logger.Info("SIGHUP while stopping: ignored")
+				continue
+			}
+			logger.Warn("second signal; stopping now", "signal", s.String())
+		}
+		break
 	}
 	gs.Stop()
 	<-done
