@@ -65,7 +65,7 @@ type Config struct {
 	// socket there, and checks the directory again before every start of
 	// the plugin. It belongs to one Client at a time: Launch removes
 	// whatever it holds (what a daemon killed before Close left), and
-	// Close empties it. keystored uses <state>/plugins. Required.
+	// Close empties it. keystored uses <state>/.plugins. Required.
 	PrivateDir string
 	// SHA256 is the hex SHA-256 of the binary, pinned by the caller
 	// (from a trusted configuration; sha256sum prints it). Required. On a

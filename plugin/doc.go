@@ -30,7 +30,7 @@
 //     daemon's uid and not writable by group or others, with no symbolic
 //     link on the path (sshd's StrictModes; EPERM otherwise);
 //   - Launch copies it into Config.PrivateDir (a 0700 directory of the
-//     daemon's; keystored uses <state>/plugins, never $TMPDIR), hashing the
+//     daemon's; keystored uses <state>/.plugins, never $TMPDIR), hashing the
 //     copy as it writes it, and refuses a mismatch (EPERM, naming both
 //     sums). Every start, restarts included, hashes the copy again and
 //     executes the very descriptor it hashed (/proc/self/fd/3 in the

@@ -22,7 +22,10 @@ const insecureWarning = "WARNING: INSECURE: every key is derived from the seed; 
 const kekFileName = "kek"
 
 // pluginDirName is the plugin's private directory in the state directory.
-const pluginDirName = "plugins"
+// Its dot keeps it out of the storage layout: no storage path can name it
+// (CheckPath refuses dot names) and the storage's sweep of temporary files
+// does not walk into it.
+const pluginDirName = ".plugins"
 
 // providerKind names the provider the flags select.
 type providerKind int
