@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/nexus-os/keystored/client"
+	"github.com/nexus-os/keystored/internal/daemontest"
 )
 
 // testSeed is the INSECURE test seed of the deterministic runs.
@@ -20,7 +21,7 @@ type outputs struct {
 func seededRun(t *testing.T) outputs {
 	t.Helper()
 	ctx := context.Background()
-	d := start(t, "--insecure-test-seed", testSeed)
+	d := start(t, daemontest.InsecureSeed(testSeed)...)
 	c := dial(t, d)
 	k, err := c.Create(ctx, "p/sig", client.CreateOptions{Algorithm: client.Ed25519})
 	if err != nil {

@@ -134,10 +134,11 @@ func BenchmarkPluginStart(b *testing.B) {
 	sw, _, _ := binaries(b)
 	sum := sha256File(b, sw)
 	kek := filepath.Join(b.TempDir(), "kek")
+	priv := privDir(b)
 	var lat []time.Duration
 	for b.Loop() {
 		t0 := time.Now()
-		c, err := Launch(b.Context(), Config{Path: sw, SHA256: sum, Args: []string{"--kek-file", kek}})
+		c, err := Launch(b.Context(), Config{Path: sw, SHA256: sum, PrivateDir: priv, Args: []string{"--kek-file", kek}})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/nexus-os/keystored/core/provider"
+	"github.com/nexus-os/keystored/internal/strictmodes"
 )
 
 // Defaults of Config.
@@ -38,6 +39,11 @@ const (
 	maxReplyUB = 64 << 20
 )
 
+// MaxPrivateDir bounds the length of Config.PrivateDir: go-plugin makes
+// the plugin's socket at <PrivateDir>/plugin-dir<up to 10 digits>/plugin<up
+// to 10 digits>, and Linux binds a Unix socket path of at most 107 bytes.
+const MaxPrivateDir = 107 - len("/plugin-dir") - 10 - len("/plugin") - 10
+
 // killGrace bounds the wait for a plugin to exit after it was asked to;
 // then it is killed.
 const killGrace = 5 * time.Second
@@ -45,8 +51,22 @@ const killGrace = 5 * time.Second
 // Config says which plugin Launch starts and how the client treats it.
 type Config struct {
 	// Path is the absolute path of the plugin binary (a relative path is
-	// EINVAL). A symbolic link is refused: name the binary itself.
+	// EINVAL). It must pass sshd-style StrictModes checks
+	// (internal/strictmodes): the binary and every directory above it, up
+	// to /, owned by root or the daemon's uid and not writable by group or
+	// others, and no symbolic link anywhere on the path (EPERM otherwise,
+	// naming the culprit).
 	Path string
+	// PrivateDir is the client's private directory: absolute, at most
+	// MaxPrivateDir bytes (the plugin's Unix socket is made inside it),
+	// owned by the daemon's uid with mode 0700; it is created (0700) if
+	// missing, its parent must exist. Launch keeps the verified copy of
+	// the binary (bin/), the plugin's working directory (work/) and its
+	// socket there, and checks the directory again before every start of
+	// the plugin. It belongs to one Client at a time: Launch removes
+	// whatever it holds (what a daemon killed before Close left), and
+	// Close empties it. keystored uses <state>/.plugins. Required.
+	PrivateDir string
 	// SHA256 is the hex SHA-256 of the binary, pinned by the caller
 	// (from a trusted configuration; sha256sum prints it). Required. On a
 	// mismatch Launch fails with EPERM naming both sums.
@@ -106,6 +126,17 @@ func (c Config) normalize() (Config, []byte, error) {
 	if c.SHA256 == "" {
 		return bad("no SHA-256 pinned for plugin " + c.Path)
 	}
+	switch {
+	case c.PrivateDir == "":
+		return bad("no private directory for plugin " + c.Path)
+	case !filepath.IsAbs(c.PrivateDir) || strings.IndexByte(c.PrivateDir, 0) >= 0:
+		return bad("private directory " + strconv.Quote(c.PrivateDir) + " is not an absolute path")
+	case len(filepath.Clean(c.PrivateDir)) > MaxPrivateDir:
+		return bad("private directory " + c.PrivateDir + " is " + strconv.Itoa(len(filepath.Clean(c.PrivateDir))) +
+			" bytes; the plugin's Unix socket inside it needs it to be at most " + strconv.Itoa(MaxPrivateDir) +
+			" (use a shorter state directory path)")
+	}
+	c.PrivateDir = filepath.Clean(c.PrivateDir)
 	pin, err := parsePin(c.SHA256)
 	if err != nil {
 		return Config{}, nil, provider.WithOp("plugin config", c.Path, err)
@@ -163,13 +194,12 @@ func (c Config) normalize() (Config, []byte, error) {
 // safe for concurrent use. Close stops the plugin.
 type Client struct {
 	cfg   Config
-	name  string // the binary's base name
-	label string // "plugin <name>"
-	root  string // private directory, removed by Close
-	bin   string // the verified copy
-	work  string // the plugin's working directory
+	pin   []byte      // the pinned SHA-256
+	name  string      // the binary's base name
+	label string      // "plugin <name>"
+	dir   *privateDir // Config.PrivateDir, emptied by Close
+	work  string      // the plugin's working directory
 	log   *slog.Logger
-	hlog  hclog.Logger
 	info  provider.Info // announced at Launch; never changes
 
 	cur    atomic.Pointer[instance]
@@ -188,23 +218,28 @@ var _ provider.Provider = (*Client)(nil)
 
 // instance is one running plugin process and its connection.
 type instance struct {
-	gp     *goplugin.Client
-	run    *procRunner
-	r      *remote
-	served atomic.Bool // a call succeeded on it
-	lost   atomic.Bool // its connection failed
+	gp       *goplugin.Client
+	run      *procRunner
+	starting atomic.Bool // until the start is over: the plugin's stderr is logged at Info
+	r        *remote
+	served   atomic.Bool // a call succeeded on it
+	lost     atomic.Bool // its connection failed
 }
 
 // usable reports whether calls may go to in.
 func (in *instance) usable() bool { return !in.lost.Load() && !in.run.done() }
 
-// Launch copies and verifies the plugin binary named by cfg, starts it,
-// and returns a client once the plugin has answered Info with a valid
-// description. ctx bounds the start (as does cfg.StartTimeout); it is not
+// Launch checks the plugin binary named by cfg (StrictModes), copies it
+// into the private directory while hashing it, starts the copy, and
+// returns a client once the plugin has answered Info with a valid
+// description. Every start, restarts included, opens the copy, hashes it
+// again and executes that very descriptor, so what runs is what matched
+// the pin. ctx bounds the start (as does cfg.StartTimeout); it is not
 // kept.
 //
 // Errors: EINVAL for a bad Config; ENOENT for a missing binary; EPERM for
-// a symbolic link or a checksum mismatch (the message names both sums);
+// a binary or private directory the checks refuse (symbolic link, owner,
+// mode) or a checksum mismatch (the message names both sums);
 // EUNAVAILABLE when the plugin does not start or complete the handshake
 // (its stderr is in cfg.Logger); EIO for an invalid Info.
 func Launch(ctx context.Context, cfg Config) (*Client, error) {
@@ -212,18 +247,22 @@ func Launch(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	root, binDir, work, err := makePrivateDirs()
+	src, err := strictmodes.Open(cfg.Path, "plugin binary")
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	dir, err := openPrivateDir(cfg.PrivateDir)
 	if err != nil {
 		return nil, err
 	}
 	name := filepath.Base(cfg.Path)
 	c := &Client{
 		cfg:   cfg,
+		pin:   pin,
 		name:  name,
 		label: "plugin " + name,
-		root:  root,
-		bin:   filepath.Join(binDir, name),
-		work:  work,
+		dir:   dir,
 		log:   cfg.Logger,
 		done:  make(chan struct{}),
 		gate:  make(chan struct{}, 1),
@@ -231,14 +270,27 @@ func Launch(ctx context.Context, cfg Config) (*Client, error) {
 	if c.log != nil {
 		c.log = c.log.With("plugin", name)
 	}
-	c.hlog = newHCLogger(c.log)
-	if err := copyVerified(cfg.Path, pin, c.bin); err != nil {
-		c.removeRoot()
+	stale, err := dir.clear()
+	if err != nil {
+		c.release()
+		return nil, err
+	}
+	if len(stale) > 0 {
+		c.logf(slog.LevelInfo, "removed what an earlier run left in the plugin's private directory", "dir", dir.path, "entries", strings.Join(stale, " "))
+	}
+	if _, err = dir.mkdir(binDirName); err == nil {
+		c.work, err = dir.mkdir(workDirName)
+	}
+	if err == nil {
+		err = dir.copyIn(src, name, pin)
+	}
+	if err != nil {
+		c.release()
 		return nil, err
 	}
 	in, err := c.start(ctx)
 	if err != nil {
-		c.removeRoot()
+		c.release()
 		return nil, err
 	}
 	c.info = in.r.info
@@ -247,12 +299,23 @@ func Launch(ctx context.Context, cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// removeRoot removes the private directory after a failed Launch; a
-// failure is logged, since the Launch error is what the caller needs.
-func (c *Client) removeRoot() {
-	if err := os.RemoveAll(c.root); err != nil {
-		c.logf(slog.LevelWarn, "could not remove the plugin's private directory", "dir", c.root, "error", err.Error())
+// release empties and closes the private directory after a failed
+// Launch; a failure is logged, since the Launch error is what the caller
+// needs.
+func (c *Client) release() {
+	if err := c.empty(); err != nil {
+		c.logf(slog.LevelWarn, "could not empty the plugin's private directory", "dir", c.dir.path, "error", err.Error())
 	}
+}
+
+// empty removes what the client put in its private directory and closes
+// it.
+func (c *Client) empty() error {
+	_, err := c.dir.clear()
+	if cerr := c.dir.close(); err == nil && cerr != nil {
+		err = provider.Errorf(provider.EIO, "closing the plugin private directory: %w", cerr)
+	}
+	return err
 }
 
 func (c *Client) logf(level slog.Level, msg string, args ...any) {
@@ -264,6 +327,8 @@ func (c *Client) logf(level slog.Level, msg string, args ...any) {
 // start starts one plugin process, connects, and fetches its Info.
 func (c *Client) start(ctx context.Context) (*instance, error) {
 	in := &instance{}
+	in.starting.Store(true)
+	defer in.starting.Store(false)
 	var raw io.Writer = io.Discard
 	if c.cfg.rawOutput != nil {
 		raw = c.cfg.rawOutput
@@ -280,18 +345,19 @@ func (c *Client) start(ctx context.Context) (*instance, error) {
 			// cmd carries only go-plugin's variables (SkipHostEnv); the
 			// caller's come first so that go-plugin's win.
 			env := append(append([]string(nil), c.cfg.Env...), cmd.Env...)
-			in.run = newProcRunner(c.bin, c.cfg.Args, env, c.work, c.root)
+			exe := func() (*os.File, error) { return c.dir.openCopy(c.name, c.pin) }
+			in.run = newProcRunner(c.name, exe, c.cfg.Args, env, c.work, c.dir.path)
 			return in.run, nil
 		},
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		SkipHostEnv:      true,
 		StartTimeout:     c.cfg.StartTimeout,
-		Logger:           c.hlog,
+		Logger:           newHCLogger(c.log, c.name, &in.starting),
 		Stderr:           raw,
 		SyncStdout:       stdioWriter(c.log, "stdout", c.cfg.rawOutput),
 		SyncStderr:       stdioWriter(c.log, "stderr", c.cfg.rawOutput),
-		UnixSocketConfig: &goplugin.UnixSocketConfig{TempDir: c.root},
+		UnixSocketConfig: &goplugin.UnixSocketConfig{TempDir: c.dir.path},
 		// No retries by gRPC: a call reaches the plugin once or fails,
 		// and the client (or its caller) decides what to do.
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDisableRetry()},
@@ -496,7 +562,7 @@ func (c *Client) closedErr() error {
 	return provider.Errorf(provider.EUNAVAILABLE, "%s client is closed", c.label)
 }
 
-// Close stops the plugin (asking it to exit, then killing it) and removes
+// Close stops the plugin (asking it to exit, then killing it) and empties
 // the private directory. Calls in flight fail with EUNAVAILABLE; later
 // calls too. Close is idempotent.
 func (c *Client) Close() error {
@@ -510,8 +576,8 @@ func (c *Client) Close() error {
 	if in != nil {
 		c.kill(in, true)
 	}
-	if err := os.RemoveAll(c.root); err != nil {
-		return provider.Errorf(provider.EIO, "removing %s's private directory: %w", c.label, err)
+	if err := c.empty(); err != nil {
+		return provider.WithOp("close", c.label, err)
 	}
 	return nil
 }

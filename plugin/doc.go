@@ -25,10 +25,16 @@
 // Launch starts a plugin binary and returns a *Client, which implements
 // provider.Provider:
 //
-//   - the binary is named by an absolute path and pinned by its SHA-256:
-//     Launch copies it into a private 0700 directory, hashing the copy as it
-//     writes it, refuses a mismatch (EPERM, naming both sums) and executes
-//     only that copy, so the file cannot be swapped between check and exec;
+//   - the binary is named by an absolute path and pinned by its SHA-256;
+//     it and every directory above it must be owned by root or the
+//     daemon's uid and not writable by group or others, with no symbolic
+//     link on the path (sshd's StrictModes; EPERM otherwise);
+//   - Launch copies it into Config.PrivateDir (a 0700 directory of the
+//     daemon's; keystored uses <state>/.plugins, never $TMPDIR), hashing the
+//     copy as it writes it, and refuses a mismatch (EPERM, naming both
+//     sums). Every start, restarts included, hashes the copy again and
+//     executes the very descriptor it hashed (/proc/self/fd/3 in the
+//     child), so nothing can be swapped between check and exec;
 //   - the plugin's environment is exactly Config.Env plus go-plugin's own
 //     variables (nothing of the host's); its stdin is /dev/null and its
 //     working directory a private 0700 one; on Linux it is killed if the
@@ -49,7 +55,9 @@
 //     must describe itself (Info) exactly as before.
 //
 // The plugin's stderr (go-plugin's log lines and anything the plugin
-// prints) is forwarded to Config.Logger.
+// prints) is forwarded to Config.Logger; while the plugin starts, plain
+// lines are logged at Info (go-plugin would log them at Debug), so its
+// reason for refusing to start is always visible.
 //
 // docs/providers.md is the guide for provider authors: the contract, the
 // conformance suite, packaging and pinning, the wire protocol for other

@@ -7,6 +7,7 @@ import (
 	"log"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -17,21 +18,34 @@ const levelTrace = slog.LevelDebug - 4
 // slogAdapter is an hclog.Logger that writes to a *slog.Logger, so that
 // go-plugin's own messages and the plugin's stderr lines (which go-plugin
 // parses and re-logs) reach the host's log.
+//
+// go-plugin logs the plugin's stderr through the logger it gets Named
+// after the plugin (stderrName), and logs a line that is not one of
+// hclog's leveled JSON lines at Debug. While the plugin starts (starting
+// is set), that logger raises such lines to Info: a plugin that refuses to
+// start says why on stderr, in plain text (the testseed plugin without
+// --insecure), and the daemon's own error points at those lines.
 type slogAdapter struct {
 	l    *slog.Logger
 	name string
 	args []interface{}
+
+	stderrName string       // the name go-plugin gives the plugin's stderr logger
+	starting   *atomic.Bool // set while the plugin starts; may be nil
+	raise      *atomic.Bool // on the stderr logger: starting
 }
 
 var _ hclog.Logger = (*slogAdapter)(nil)
 
 // newHCLogger returns an hclog.Logger writing to l; for a nil l, one
 // whose level is Off (go-plugin then skips parsing the plugin's lines).
-func newHCLogger(l *slog.Logger) hclog.Logger {
+// The logger Named stderrName (go-plugin's logger of the plugin's stderr)
+// logs lines below Info at Info while starting is set.
+func newHCLogger(l *slog.Logger, stderrName string, starting *atomic.Bool) hclog.Logger {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	return &slogAdapter{l: l}
+	return &slogAdapter{l: l, stderrName: stderrName, starting: starting}
 }
 
 func toSlog(level hclog.Level) slog.Level {
@@ -58,6 +72,9 @@ func (a *slogAdapter) Log(level hclog.Level, msg string, args ...interface{}) {
 		return
 	}
 	sl := toSlog(level)
+	if sl < slog.LevelInfo && a.raise != nil && a.raise.Load() {
+		sl = slog.LevelInfo
+	}
 	if !a.enabled(sl) {
 		return
 	}
@@ -120,6 +137,9 @@ func (a *slogAdapter) Named(name string) hclog.Logger {
 		c.name += "."
 	}
 	c.name += name
+	if name == a.stderrName && a.stderrName != "" {
+		c.raise = a.starting
+	}
 	return &c
 }
 
@@ -127,6 +147,10 @@ func (a *slogAdapter) Named(name string) hclog.Logger {
 func (a *slogAdapter) ResetNamed(name string) hclog.Logger {
 	c := *a
 	c.name = name
+	c.raise = nil
+	if name == a.stderrName && a.stderrName != "" {
+		c.raise = a.starting
+	}
 	return &c
 }
 

@@ -4,30 +4,22 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/nexus-os/keystored/internal/testbin"
 )
 
 // The plugin binaries the tests launch, built once per test run with the
-// go command into a temporary directory (removed by TestMain).
-var bins struct {
-	once                          sync.Once
-	dir                           string
-	err                           error
-	software, testseed, misbehave string
-}
-
+// go command into a directory that passes the StrictModes checks
+// (internal/testbin; removed by TestMain).
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if bins.dir != "" {
-		_ = os.RemoveAll(bins.dir)
-	}
+	testbin.Cleanup()
 	os.Exit(code)
 }
 
@@ -35,32 +27,26 @@ func TestMain(m *testing.M) {
 // and misbehave plugin binaries.
 func binaries(t testing.TB) (software, testseed, misbehave string) {
 	t.Helper()
-	bins.once.Do(func() {
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			bins.err = fmt.Errorf("the go command is needed to build the plugin binaries: %v", err)
-			return
-		}
-		bins.dir, bins.err = os.MkdirTemp("", "keystored-plugin-bins-")
-		if bins.err != nil {
-			return
-		}
-		cmd := exec.Command(goBin, "build", "-o", bins.dir+string(filepath.Separator),
-			"github.com/nexus-os/keystored/cmd/keystore-plugin-software",
-			"github.com/nexus-os/keystored/cmd/keystore-plugin-testseed",
-			"github.com/nexus-os/keystored/plugin/internal/testplugins/misbehave")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			bins.err = fmt.Errorf("go build of the plugin binaries: %v\n%s", err, out)
-			return
-		}
-		bins.software = filepath.Join(bins.dir, "keystore-plugin-software")
-		bins.testseed = filepath.Join(bins.dir, "keystore-plugin-testseed")
-		bins.misbehave = filepath.Join(bins.dir, "misbehave")
-	})
-	if bins.err != nil {
-		t.Fatal(bins.err)
+	return testbin.Build(t, "github.com/nexus-os/keystored/cmd/keystore-plugin-software"),
+		testbin.Build(t, "github.com/nexus-os/keystored/cmd/keystore-plugin-testseed"),
+		testbin.Build(t, "github.com/nexus-os/keystored/plugin/internal/testplugins/misbehave")
+}
+
+// privDir returns a path for Config.PrivateDir that does not exist yet
+// (Launch creates it), short enough for the plugin's socket, removed when
+// t ends.
+func privDir(t testing.TB) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "kp")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return bins.software, bins.testseed, bins.misbehave
+	t.Cleanup(func() {
+		if err := os.RemoveAll(d); err != nil {
+			t.Errorf("removing %s: %v", d, err)
+		}
+	})
+	return filepath.Join(d, "plugins")
 }
 
 // sha256File returns the hex SHA-256 of the file at path.
@@ -103,6 +89,9 @@ func testLogger(w io.Writer) *slog.Logger {
 func launch(t testing.TB, path string, cfg Config) *Client {
 	t.Helper()
 	cfg.Path = path
+	if cfg.PrivateDir == "" {
+		cfg.PrivateDir = privDir(t)
+	}
 	if cfg.SHA256 == "" {
 		cfg.SHA256 = sha256File(t, path)
 	}

@@ -17,13 +17,14 @@ import (
 )
 
 // procRunner is the go-plugin runner.Runner of one plugin process: it
-// executes the verified private copy of the binary with exactly the
-// environment it is given, /dev/null as stdin and a private working
-// directory. It never logs its arguments (they may hold secrets such as a
-// test seed).
+// executes the verified private copy of the binary from a descriptor that
+// was hashed just before (never by path), with exactly the environment it
+// is given, /dev/null as stdin and a private working directory. It never
+// logs its arguments (they may hold secrets such as a test seed).
 type procRunner struct {
-	path string   // the private copy
-	args []string // without argv[0]
+	name string                   // the binary's base name: argv[0] and Name()
+	exe  func() (*os.File, error) // opens, checks and hashes the private copy
+	args []string                 // without argv[0]
 	env  []string
 	dir  string
 	// sockRoot is the directory the plugin's Unix socket must be in.
@@ -39,8 +40,8 @@ type procRunner struct {
 
 var _ runner.Runner = (*procRunner)(nil)
 
-func newProcRunner(path string, args, env []string, dir, sockRoot string) *procRunner {
-	return &procRunner{path: path, args: args, env: env, dir: dir, sockRoot: sockRoot, exited: make(chan struct{})}
+func newProcRunner(name string, exe func() (*os.File, error), args, env []string, dir, sockRoot string) *procRunner {
+	return &procRunner{name: name, exe: exe, args: args, env: env, dir: dir, sockRoot: sockRoot, exited: make(chan struct{})}
 }
 
 // etxtbsyRetries bounds the retries of an exec that fails with ETXTBSY:
@@ -48,14 +49,30 @@ func newProcRunner(path string, args, env []string, dir, sockRoot string) *procR
 // the freshly written copy (golang.org/issue/22315).
 const etxtbsyRetries = 50
 
-// Start implements runner.Runner.
+// exeFD is the descriptor number the verified binary has in the child
+// (ExtraFiles[0]); the child executes execDir + "3", its own descriptor
+// (fexecve's way, as glibc implements it), so the kernel runs exactly
+// the file that was hashed.
+const exeFD = 3
+
+// Start implements runner.Runner: it opens and hashes the private copy
+// (refusing to start if it changed) and executes that descriptor.
 func (r *procRunner) Start(ctx context.Context) error {
+	exe, err := r.exe()
+	if err != nil {
+		return err
+	}
+	// The child has its own copy of the descriptor (inherited, without
+	// close-on-exec, so that it can execute it); ours is not needed after
+	// the start.
+	defer exe.Close()
 	for attempt := 0; ; attempt++ {
 		cmd := &exec.Cmd{
-			Path:        r.path,
-			Args:        append([]string{filepath.Base(r.path)}, r.args...),
+			Path:        execDir + strconv.Itoa(exeFD),
+			Args:        append([]string{r.name}, r.args...),
 			Env:         r.env,
 			Dir:         r.dir,
+			ExtraFiles:  []*os.File{exe},
 			SysProcAttr: sysProcAttr(),
 		}
 		stdout, err := cmd.StdoutPipe()
@@ -100,7 +117,7 @@ func (r *procRunner) Stdout() io.ReadCloser { return r.stdout }
 func (r *procRunner) Stderr() io.ReadCloser { return r.stderr }
 
 // Name implements runner.Runner: the binary's base name.
-func (r *procRunner) Name() string { return filepath.Base(r.path) }
+func (r *procRunner) Name() string { return r.name }
 
 // Wait implements runner.Runner.
 func (r *procRunner) Wait(context.Context) error {

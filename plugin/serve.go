@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/nexus-os/keystored/core/provider"
+	"github.com/nexus-os/keystored/internal/coredump"
 	"github.com/nexus-os/keystored/internal/rpcerr"
 	"github.com/nexus-os/keystored/plugin/internal/providerpb"
 )
@@ -24,11 +25,24 @@ import (
 // certificate from the daemon) it refuses to serve and exits 1: keystored
 // never talks to a provider over an unauthenticated channel.
 //
+// Serve first turns core dumps off for the process (RLIMIT_CORE 0 and, on
+// Linux, PR_SET_DUMPABLE 0: the KEK and keys in its memory never reach a
+// core file or a same-uid debugger); if the kernel refuses, it exits 1.
+//
 // Serve never logs requests or replies. go-plugin's own log lines (start,
 // address, shutdown) go to stderr as JSON, which the daemon forwards into
 // its log; so does anything else the plugin writes to stderr or stdout, so
 // a provider must not print payloads or key material.
 func Serve(p provider.Provider) {
+	// First: the provider's memory (its KEK, unwrapped keys) must never
+	// land in a core file or be read by a same-uid debugger. The dumpable
+	// flag is reset by execve, so the daemon's own setting does not carry
+	// over. (A main that reads a key file before it calls Serve calls
+	// DisableCoreDumps itself, first.)
+	if err := DisableCoreDumps(); err != nil {
+		fmt.Fprintln(os.Stderr, "keystored plugin: refusing to serve:", err)
+		os.Exit(1)
+	}
 	if p == nil {
 		fmt.Fprintln(os.Stderr, "keystored plugin: plugin.Serve called without a provider")
 		os.Exit(1)
@@ -52,6 +66,19 @@ func Serve(p provider.Provider) {
 			JSONFormat: true,
 		}),
 	})
+}
+
+// DisableCoreDumps keeps the process's memory out of core dumps and away
+// from same-uid debuggers: RLIMIT_CORE 0 (soft and hard) and, on Linux,
+// PR_SET_DUMPABLE 0. Serve calls it; a plugin's main that loads secrets
+// (a KEK file, a PIN) before it calls Serve should call it first thing.
+// Plugins in other languages do the same with prctl(2) and setrlimit(2)
+// (docs/providers.md).
+func DisableCoreDumps() error {
+	if err := coredump.Disable(); err != nil {
+		return fmt.Errorf("cannot keep key material out of core dumps: %w", err)
+	}
+	return nil
 }
 
 // streamWorkers is the number of long-lived goroutines that run calls

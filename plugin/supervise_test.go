@@ -276,7 +276,7 @@ func TestOversizedReplyRefused(t *testing.T) {
 	}
 	// A smaller MaxReply applies from the first reply (Info).
 	_, _, mb := binaries(t)
-	_, err := Launch(t.Context(), Config{Path: mb, SHA256: sha256File(t, mb), Args: []string{"serve"}, MaxReply: 32})
+	_, err := Launch(t.Context(), Config{Path: mb, SHA256: sha256File(t, mb), PrivateDir: privDir(t), Args: []string{"serve"}, MaxReply: 32})
 	checkCode(t, err, provider.EIO)
 }
 
@@ -340,20 +340,20 @@ func TestRestartRefusesChangedInfo(t *testing.T) {
 	}
 }
 
-// TestCloseStopsPlugin: Close kills the plugin, removes the private
+// TestCloseStopsPlugin: Close kills the plugin, empties the private
 // directory, and later calls fail with EUNAVAILABLE.
 func TestCloseStopsPlugin(t *testing.T) {
 	t.Parallel()
 	c := misbehavePlugin(t, "serve", Config{})
-	pid, root := c.pid(), c.root
+	pid, root := c.pid(), c.dir.path
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	if _, err := os.Stat(root); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("private directory %s after Close: %v", root, err)
+	if entries, err := os.ReadDir(root); err != nil || len(entries) != 0 {
+		t.Errorf("private directory %s after Close: %v, %v; want it empty", root, entries, err)
 	}
 	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 		t.Errorf("plugin process %d after Close: kill(0) = %v, want ESRCH", pid, err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
@@ -244,7 +245,8 @@ func lineLens(lines []string) []int {
 // their level, name and arguments.
 func TestSlogAdapter(t *testing.T) {
 	var buf bytes.Buffer
-	l := newHCLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	var starting atomic.Bool
+	l := newHCLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})), "myplugin", &starting)
 	l.Named("stdio").With("a", 1).Warn("careful", "b", 2)
 	l.Debug("hidden")
 	got := buf.String()
@@ -259,7 +261,26 @@ func TestSlogAdapter(t *testing.T) {
 	if l.GetLevel() != hclog.Info || l.IsDebug() || !l.IsWarn() {
 		t.Errorf("level = %v", l.GetLevel())
 	}
-	if newHCLogger(nil).GetLevel() != hclog.Off {
+	if newHCLogger(nil, "", nil).GetLevel() != hclog.Off {
 		t.Error("a nil logger is not off")
+	}
+
+	// The plugin's stderr logger raises unleveled (Debug) lines to Info
+	// while the plugin starts, and only then; other loggers never.
+	buf.Reset()
+	stderr := l.Named("myplugin")
+	stderr.Debug("after the start")
+	starting.Store(true)
+	stderr.Debug("while starting")
+	l.Named("other").Debug("other logger")
+	l.Debug("root logger")
+	got = buf.String()
+	if !strings.Contains(got, `level=INFO msg="while starting" logger=myplugin`) {
+		t.Errorf("a stderr line while starting is not at Info: %q", got)
+	}
+	for _, hidden := range []string{"after the start", "other logger", "root logger"} {
+		if strings.Contains(got, hidden) {
+			t.Errorf("%q was raised to Info: %q", hidden, got)
+		}
 	}
 }

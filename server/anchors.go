@@ -192,8 +192,9 @@ func (a *anchorsService) ListAnchors(ctx context.Context, _ *keystorev1.ListAnch
 	if callerOf(ctx) == nil {
 		return nil, errNoCaller
 	}
-	out := &keystorev1.ListAnchorsResponse{Anchors: make([]*keystorev1.TrustAnchor, 0, a.s.anchors.Len())}
-	for _, an := range a.s.anchors.list {
+	anchors := a.s.live.Load().anchors
+	out := &keystorev1.ListAnchorsResponse{Anchors: make([]*keystorev1.TrustAnchor, 0, anchors.Len())}
+	for _, an := range anchors.list {
 		out.Anchors = append(out.Anchors, &keystorev1.TrustAnchor{Name: an.Name, Algorithm: string(an.Algorithm),
 			PublicKey: append([]byte(nil), an.PublicKey...), Fingerprint: an.Fingerprint})
 	}
@@ -220,7 +221,7 @@ func (a *anchorsService) Verify(ctx context.Context, req *keystorev1.VerifyAncho
 	case len(req.GetSignature()) > provider.MaxSignature:
 		return nil, provider.Errorf(provider.EMSGSIZE, "signature over %d bytes", provider.MaxSignature)
 	}
-	an, ok := a.s.anchors.Lookup(name)
+	an, ok := a.s.live.Load().anchors.Lookup(name)
 	if !ok {
 		return nil, provider.Errorf(provider.ENOENT, "trust anchor %s not found", name)
 	}

@@ -3,6 +3,7 @@ package server
 import (
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/nexus-os/keystored/core/provider"
 )
@@ -70,7 +71,10 @@ func DefaultIdentity() Identity {
 
 // NewIdentity returns the map of a config file: apps maps uids to app IDs
 // (each a key ID segment), operators lists the operator uids, unmapped
-// says what happens to every other uid.
+// says what happens to every other uid. An app ID starting with
+// GeneratedPrefix is refused (EINVAL) unless it is the uid's own
+// generated name: generated and configured names never collide, whatever
+// the unmapped policy (operators without an app get generated names too).
 func NewIdentity(apps map[uint32]string, operators []uint32, unmapped Unmapped) (Identity, error) {
 	if unmapped != UnmappedDeny && unmapped != UnmappedUID {
 		return Identity{}, provider.Errorf(provider.EINVAL, "identity: unmapped policy must be deny or uid")
@@ -86,6 +90,9 @@ func NewIdentity(apps map[uint32]string, operators []uint32, unmapped Unmapped) 
 		if err := provider.CheckSegment("app ID of uid "+strconv.FormatUint(uint64(uid), 10), app); err != nil {
 			return Identity{}, err
 		}
+		if err := checkReserved(uid, app); err != nil {
+			return Identity{}, err
+		}
 		id.apps[uid] = app
 	}
 	for _, uid := range operators {
@@ -95,6 +102,38 @@ func NewIdentity(apps map[uint32]string, operators []uint32, unmapped Unmapped) 
 		id.operators[uid] = true
 	}
 	return id, nil
+}
+
+// GeneratedPrefix starts every app ID the daemon makes up for a uid that
+// the map does not name ("uid-1005"). Configured app IDs may not use it
+// (except uid N naming its own "uid-N"): a configured "uid-1005" would let
+// uid 1005, unlisted, act as that app.
+const GeneratedPrefix = "uid-"
+
+// generatedApp is the app ID of an unnamed uid.
+func generatedApp(uid uint32) string {
+	return GeneratedPrefix + strconv.FormatUint(uint64(uid), 10)
+}
+
+// checkReserved refuses a configured app ID that is, or could be, a
+// generated one: anything starting with GeneratedPrefix except the uid's
+// own generated name. Two uids therefore never share a generated name,
+// and no configured app can be reached by an unnamed uid or an operator
+// without an app.
+func checkReserved(uid uint32, app string) error {
+	rest, ok := strings.CutPrefix(app, GeneratedPrefix)
+	if !ok || app == generatedApp(uid) {
+		return nil
+	}
+	why := "it could collide with a generated name"
+	if n, err := strconv.ParseUint(rest, 10, 32); err == nil && generatedApp(uint32(n)) == app {
+		why = "it is the name uid " + rest + " gets when no app is configured for it, so uid " + rest + " would use uid " +
+			strconv.FormatUint(uint64(uid), 10) + "'s keys"
+	}
+	return provider.Errorf(provider.EINVAL,
+		"app ID %q of uid %d is refused: app IDs starting with %q are reserved for the names the daemon gives uids "+
+			"without a configured app (uid N is %q), and %s; choose another app ID",
+		app, uint64(uid), GeneratedPrefix, GeneratedPrefix+"N", why)
 }
 
 // Resolve returns the caller for a peer's kernel credentials. A request
@@ -107,7 +146,7 @@ func (id Identity) Resolve(p PeerInfo) Caller {
 	case mapped:
 		c.App = app
 	case c.Operator || id.unmapped == UnmappedUID:
-		c.App = "uid-" + strconv.FormatUint(uint64(p.UID), 10)
+		c.App = generatedApp(p.UID)
 	default:
 		c.Denied = true
 		c.Operator = false

@@ -55,6 +55,55 @@ func TestIdentityResolve(t *testing.T) {
 	}
 }
 
+// TestGeneratedNamesNeverCollide: a configured app ID of the generated
+// form would let an unlisted uid (or an operator without an app) act as
+// that app. The attacks of issue 9: with unmapped = "uid" and
+// 1002 = "uid-1005", uid 1005 used uid 1002's keys; with 1004 = "uid-0",
+// uid 1004 used root's. Each such map is refused, naming the app and uid;
+// a uid naming its own generated name is allowed.
+func TestGeneratedNamesNeverCollide(t *testing.T) {
+	attacks := []struct {
+		name      string
+		apps      map[uint32]string
+		ops       []uint32
+		u         Unmapped
+		victim    uint32 // the uid the configured name belongs to
+		intruder  uint32 // the uid that would get the same app
+		wantInErr string
+	}{
+		{"unlisted uid takes a configured app", map[uint32]string{1002: "uid-1005"}, nil, UnmappedUID, 1002, 1005, "uid 1005 would use uid 1002's keys"},
+		{"app takes root's generated name", map[uint32]string{1004: "uid-0"}, []uint32{0}, UnmappedDeny, 0, 1004, "uid 0 would use uid 1004's keys"},
+		{"app takes an operator's generated name", map[uint32]string{7: "uid-1003"}, []uint32{1003}, UnmappedDeny, 7, 1003, `"uid-1003" of uid 7`},
+		{"non-canonical generated form", map[uint32]string{7: "uid-0042"}, nil, UnmappedUID, 7, 42, "reserved"},
+		{"reserved prefix", map[uint32]string{7: "uid-web"}, nil, UnmappedUID, 7, 7, "reserved"},
+	}
+	for _, a := range attacks {
+		id, err := NewIdentity(a.apps, a.ops, a.u)
+		if err == nil {
+			v, i := id.Resolve(PeerInfo{UID: a.victim}), id.Resolve(PeerInfo{UID: a.intruder})
+			t.Errorf("%s: NewIdentity accepted %v (uid %d is app %q, uid %d is app %q)", a.name, a.apps, a.victim, v.App, a.intruder, i.App)
+			continue
+		}
+		if code, _ := provider.CodeOf(err); code != provider.EINVAL || !strings.Contains(err.Error(), a.wantInErr) {
+			t.Errorf("%s: error %v (code %v), want EINVAL mentioning %q", a.name, err, code, a.wantInErr)
+		}
+	}
+	// A uid may name its own generated app (an explicit form of the
+	// default), and apps merely containing "uid" are fine.
+	id, err := NewIdentity(map[uint32]string{1005: "uid-1005", 1006: "uid", 1007: "my-uid-1"}, []uint32{0}, UnmappedUID)
+	if err != nil {
+		t.Fatalf("NewIdentity refused a uid's own generated name: %v", err)
+	}
+	seen := map[string]uint32{}
+	for _, uid := range []uint32{0, 1, 1005, 1006, 1007, 10050, 4294967294} {
+		app := id.Resolve(PeerInfo{UID: uid}).App
+		if other, dup := seen[app]; dup {
+			t.Errorf("uids %d and %d share app %q", other, uid, app)
+		}
+		seen[app] = uid
+	}
+}
+
 func TestNewIdentityRefuses(t *testing.T) {
 	for _, c := range []struct {
 		name string

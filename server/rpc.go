@@ -39,7 +39,7 @@ func (c *Caller) coreCaller() core.Caller {
 // the caller is denied.
 func (s *Server) caller(ctx context.Context) Caller {
 	if info, ok := peerInfo(ctx); ok {
-		return s.identity.Resolve(info)
+		return s.live.Load().identity.Resolve(info)
 	}
 	return Caller{UID: noID, GID: noID, PID: -1, Denied: true}
 }

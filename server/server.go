@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -139,8 +140,7 @@ type Server struct {
 	st       core.Storage
 	clock    core.Clock
 	audit    AuditLog
-	identity Identity
-	anchors  *Anchors
+	live     atomic.Pointer[liveConfig] // identity map and anchors; Reload swaps them
 	log      *slog.Logger
 	limits   Limits
 	creds    *peerCreds
@@ -160,14 +160,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if protoCodec == nil {
 		return nil, provider.Errorf(provider.EIO, "gRPC's proto codec is not registered")
 	}
-	s := &Server{st: cfg.Storage, clock: cfg.Clock, audit: cfg.Audit, identity: cfg.Identity,
-		anchors: cfg.Anchors, log: cfg.Logger, limits: cfg.Limits}
-	if s.identity.unmapped == 0 {
-		s.identity = DefaultIdentity()
-	}
-	if s.anchors == nil {
-		s.anchors = &Anchors{}
-	}
+	s := &Server{st: cfg.Storage, clock: cfg.Clock, audit: cfg.Audit,
+		log: cfg.Logger, limits: cfg.Limits}
+	s.live.Store(newLiveConfig(cfg.Identity, cfg.Anchors))
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

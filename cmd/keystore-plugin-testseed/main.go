@@ -33,6 +33,11 @@ const name = "keystore-plugin-testseed"
 const insecureEnv = "KEYSTORE_PLUGIN_INSECURE"
 
 func main() {
+	// Before any secret is read: no core dump, no same-uid debugger.
+	if err := plugin.DisableCoreDumps(); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: error: %v\n", name, err)
+		os.Exit(1)
+	}
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stderr))
 }
 

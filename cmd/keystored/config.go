@@ -194,6 +194,8 @@ func (fc *fileConfig) settings(baseDir string) (settings, error) {
 	}
 	id, err := server.NewIdentity(apps, ops, unmapped)
 	if err != nil {
+		// The messages name the app ID and uid ([apps] entry) or the
+		// operator uid at fault.
 		return settings{}, err
 	}
 	s.identity = id

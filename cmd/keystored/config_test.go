@@ -128,6 +128,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		"audit sync too long":  {"[audit]\nsync = \"1h\"\n", "audit.sync"},
 		"bad limit":            {"[limits]\nmax_connections = -5\n", "limits.max_connections"},
 		"bad duration":         {"[limits]\nidle_timeout = \"soon\"\n", "limits.idle_timeout"},
+		"generated name":       {"unmapped = \"uid\"\n[apps]\n1002 = \"uid-1005\"\n", `app ID "uid-1005" of uid 1002 is refused`},
+		"root's name":          {"operators = [0]\n[apps]\n1004 = \"uid-0\"\n", "uid 0 would use uid 1004's keys"},
 	}
 	for name, c := range cases {
 		_, err := loadConfig(writeConfig(t, c.body, 0o600))

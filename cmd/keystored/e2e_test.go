@@ -5,6 +5,8 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -31,6 +33,7 @@ import (
 	"github.com/nexus-os/keystored/audit"
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/internal/daemontest"
+	"github.com/nexus-os/keystored/internal/testbin"
 )
 
 // TestNoFlags: with no flags the daemon runs on the software provider in
@@ -253,9 +256,18 @@ func TestGracefulStop(t *testing.T) {
 // response and key, is deterministic across daemons, and a state is never
 // opened with the other kind of provider.
 func TestInsecureSeed(t *testing.T) {
-	seed := []string{"--insecure-test-seed", "000102030405060708090a0b0c0d0e0f"}
+	seed := daemontest.InsecureSeed("000102030405060708090a0b0c0d0e0f")
 	dir := t.TempDir()
 	state := filepath.Join(dir, "insecure-state")
+	// Without the second acknowledgement the daemon refuses before it
+	// touches anything (issue 9: --insecure-test-seed alone ran anywhere).
+	r := daemontest.Run(t, daemontest.Options{Dir: dir, State: state, Args: seed[:2]})
+	if r.ExitCode != 2 || !strings.Contains(r.Stderr, "INSECURE") || !strings.Contains(r.Stderr, "--i-understand-this-is-insecure") {
+		t.Errorf("--insecure-test-seed without --i-understand-this-is-insecure: exit %d, stderr:\n%s", r.ExitCode, r.Stderr)
+	}
+	if _, err := os.Stat(state); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the refused daemon made its state directory: %v", err)
+	}
 	d := daemontest.Start(t, daemontest.Options{Dir: dir, State: state, Args: seed})
 	if !strings.Contains(d.Stderr(), insecureWarning) {
 		t.Errorf("stderr lacks the warning %q:\n%s", insecureWarning, d.Stderr())
@@ -296,7 +308,7 @@ func TestInsecureSeed(t *testing.T) {
 	d2.Stop()
 
 	// An insecure state refuses the secure provider, and the reverse.
-	r := daemontest.Run(t, daemontest.Options{Dir: dir, State: state})
+	r = daemontest.Run(t, daemontest.Options{Dir: dir, State: state})
 	if r.ExitCode != 1 || !strings.Contains(r.Stderr, "INSECURE provider") || !strings.Contains(r.Stderr, "hint:") {
 		t.Errorf("secure daemon on an insecure state: exit %d, stderr:\n%s", r.ExitCode, r.Stderr)
 	}
@@ -350,6 +362,24 @@ func TestSocketDirRefused(t *testing.T) {
 		if strings.Contains(r.Stdout, "listening") {
 			t.Errorf("%s: daemon says it listens: %q", name, r.Stdout)
 		}
+	}
+}
+
+// TestSocketDirUntouched: --socket ks.sock in a 0755 working directory
+// serves on a 0600 socket and leaves the directory's mode alone, while
+// running and after the stop (issue 9: it was chmodded to 0700 and left).
+func TestSocketDirUntouched(t *testing.T) {
+	dir := publicDir(t)
+	d := daemontest.Start(t, daemontest.Options{Dir: dir, Socket: "ks.sock"})
+	if m := fileMode(t, dir); m.Perm() != 0o755 {
+		t.Errorf("working directory mode %v while serving, want it left at 0755", m.Perm())
+	}
+	if m := fileMode(t, filepath.Join(dir, "ks.sock")); m.Perm() != 0o600 {
+		t.Errorf("socket mode %v, want 0600", m.Perm())
+	}
+	d.Stop()
+	if m := fileMode(t, dir); m.Perm() != 0o755 {
+		t.Errorf("working directory mode %v after the stop, want 0755", m.Perm())
 	}
 }
 
@@ -680,13 +710,7 @@ func auditRecords(t *testing.T, path string) []audit.Record {
 // TestProviderPlugin: --provider-plugin runs the pinned software plugin;
 // a wrong pin is refused before the daemon serves.
 func TestProviderPlugin(t *testing.T) {
-	bin := filepath.Join(daemontest.BuildDir(t), "keystore-plugin-software")
-	if _, err := os.Stat(bin); err != nil {
-		out, err := exec.Command("go", "build", "-o", bin, "github.com/nexus-os/keystored/cmd/keystore-plugin-software").CombinedOutput()
-		if err != nil {
-			t.Fatalf("building the plugin: %v\n%s", err, out)
-		}
-	}
+	bin := testbin.Build(t, "github.com/nexus-os/keystored/cmd/keystore-plugin-software")
 	data, err := os.ReadFile(bin)
 	if err != nil {
 		t.Fatal(err)
@@ -718,4 +742,218 @@ func TestProviderPlugin(t *testing.T) {
 	if r.ExitCode != 1 || !strings.Contains(r.Stderr, "provider plugin") {
 		t.Errorf("wrong pin: exit %d, stderr %q", r.ExitCode, r.Stderr)
 	}
+}
+
+// TestInsecurePluginNeedsAck: a plugin that announces itself insecure (the
+// testseed plugin, which needs --insecure of its own) is refused by the
+// daemon without --i-understand-this-is-insecure, before the state is
+// made; with it, the daemon serves and warns.
+func TestInsecurePluginNeedsAck(t *testing.T) {
+	bin := testbin.Build(t, "github.com/nexus-os/keystored/cmd/keystore-plugin-testseed")
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	args := []string{"--provider-plugin", bin, "--provider-sha256", hex.EncodeToString(sum[:]),
+		"--provider-arg", "--insecure", "--provider-arg", "--seed", "--provider-arg", "000102030405060708090a0b0c0d0e0f"}
+	r := daemontest.Run(t, daemontest.Options{Dir: dir, State: state, Args: args})
+	if r.ExitCode != 1 || !strings.Contains(r.Stderr, "announces itself insecure") || !strings.Contains(r.Stderr, "--i-understand-this-is-insecure") {
+		t.Errorf("insecure plugin without the acknowledgement: exit %d, stderr:\n%s", r.ExitCode, r.Stderr)
+	}
+	if _, err := os.Stat(filepath.Join(state, "keystore", "MANIFEST")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the refused daemon initialised the keystore: %v", err)
+	}
+	d := daemontest.Start(t, daemontest.Options{Dir: dir, State: state, Args: append(args, "--i-understand-this-is-insecure")})
+	if !strings.Contains(d.Stderr(), insecurePluginWarning) {
+		t.Errorf("stderr lacks %q:\n%s", insecurePluginWarning, d.Stderr())
+	}
+	keys, _, _ := clients(t, d)
+	cr, err := keys.Create(t.Context(), &keystorev1.CreateKeyRequest{Key: "sig/k", Algorithm: "ed25519"})
+	mustOK(t, "Create through the insecure plugin", err)
+	if !cr.GetKey().GetInsecure() {
+		t.Error("a key of the insecure plugin is not marked insecure")
+	}
+	d.Stop()
+}
+
+// TestNoCoreDumps: the daemon and its plugin turn core dumps off
+// (RLIMIT_CORE 0/0 and PR_SET_DUMPABLE 0) although they were started with
+// a core limit that allows dumps (issue 9, item 7: a dump held the KEK and
+// the private keys). The dumpable flag is read the kernel's way: the
+// files of /proc/<pid> of a non-dumpable process are owned by root:root
+// instead of its effective uid and gid, so the daemon runs with a gid that
+// is not 0. --insecure-allow-core-dumps keeps the daemon dumpable (and
+// warns), while the plugin still turns dumps off itself.
+func TestNoCoreDumps(t *testing.T) {
+	var cred *syscall.Credential
+	gid := uint32(os.Getegid())
+	if os.Geteuid() == 0 {
+		gid = 65534 // root's files would be root:root either way
+		cred = &syscall.Credential{Uid: 0, Gid: gid}
+	}
+	if gid == 0 {
+		t.Skip("the test process's gid is 0 but it is not root: the /proc ownership check cannot tell dumpable from not")
+	}
+	allowCores(t)
+	bin := testbin.Build(t, "github.com/nexus-os/keystored/cmd/keystore-plugin-software")
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	for _, allow := range []bool{false, true} {
+		dir := t.TempDir()
+		args := []string{"--provider-plugin", bin, "--provider-sha256", hex.EncodeToString(sum[:]),
+			"--provider-arg", "--kek-file=" + filepath.Join(dir, "plugin-kek")}
+		if allow {
+			args = append(args, "--insecure-allow-core-dumps")
+		}
+		d := daemontest.Start(t, daemontest.Options{Dir: dir, Args: args, Credential: cred})
+		plug := childOf(t, d.Pid())
+		daemonDumpable := procDumpable(t, d.Pid(), gid)
+		if daemonDumpable != allow {
+			t.Errorf("allow=%v: the daemon's dumpable flag is %v", allow, daemonDumpable)
+		}
+		if soft, hard := coreLimit(t, d.Pid()); !allow && (soft != "0" || hard != "0") {
+			t.Errorf("the daemon's core limit is %s/%s, want 0/0", soft, hard)
+		} else if allow && soft == "0" {
+			t.Errorf("with --insecure-allow-core-dumps the daemon's core limit is %s/%s", soft, hard)
+		}
+		if procDumpable(t, plug, gid) {
+			t.Errorf("allow=%v: the plugin process %d is dumpable", allow, plug)
+		}
+		if soft, hard := coreLimit(t, plug); soft != "0" || hard != "0" {
+			t.Errorf("allow=%v: the plugin's core limit is %s/%s, want 0/0", allow, soft, hard)
+		}
+		if allow != strings.Contains(d.Stderr(), coreDumpWarning) {
+			t.Errorf("allow=%v: the warning %q in stderr: %v", allow, coreDumpWarning, !allow)
+		}
+		d.Stop()
+	}
+}
+
+// allowCores raises the test process's RLIMIT_CORE (inherited by the
+// daemon) so that a process that did not turn dumps off would keep a
+// non-zero limit; restored when t ends.
+func allowCores(t *testing.T) {
+	t.Helper()
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_CORE, &old); err != nil {
+		t.Fatal(err)
+	}
+	want := syscall.Rlimit{Cur: 1 << 30, Max: max(old.Max, 1<<30)}
+	if os.Geteuid() != 0 {
+		want = syscall.Rlimit{Cur: min(old.Max, 1<<30), Max: old.Max}
+	}
+	if want.Cur == 0 {
+		t.Skip("RLIMIT_CORE's hard limit is 0 and the test is not root: a daemon that left it alone would pass")
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_CORE, &want); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Setrlimit(syscall.RLIMIT_CORE, &old); err != nil {
+			t.Errorf("restoring RLIMIT_CORE: %v", err)
+		}
+	})
+}
+
+// procDumpable reports whether process pid, whose effective gid is gid
+// (not 0), is dumpable: the kernel gives /proc/<pid>/status the process's
+// own uid and gid when it is, root's when it is not.
+func procDumpable(t *testing.T, pid int, gid uint32) bool {
+	t.Helper()
+	status := fmt.Sprintf("/proc/%d/status", pid)
+	data, err := os.ReadFile(status)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^Gid:\s+\d+\s+(\d+)`).FindSubmatch(data)
+	if m == nil || string(m[1]) != strconv.FormatUint(uint64(gid), 10) {
+		t.Fatalf("%s: effective gid %q, want %d", status, m, gid)
+	}
+	fi, err := os.Stat(status)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch g := fi.Sys().(*syscall.Stat_t).Gid; g {
+	case gid:
+		return true
+	case 0:
+		return false
+	default:
+		t.Fatalf("%s is owned by gid %d: neither the process's (%d) nor root's", status, g, gid)
+		return false
+	}
+}
+
+// coreLimit returns the soft and hard "Max core file size" of pid.
+func coreLimit(t *testing.T, pid int) (soft, hard string) {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^Max core file size\s+(\S+)\s+(\S+)`).FindSubmatch(data)
+	if m == nil {
+		t.Fatalf("/proc/%d/limits has no core line:\n%s", pid, data)
+	}
+	return string(m[1]), string(m[2])
+}
+
+// childOf returns the pid of the one child process of pid.
+func childOf(t *testing.T, pid int) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kids []int
+	want := "\nPPid:\t" + strconv.Itoa(pid) + "\n"
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile("/proc/" + e.Name() + "/status")
+		if err == nil && strings.Contains(string(data), want) {
+			kids = append(kids, n)
+		}
+	}
+	if len(kids) != 1 {
+		t.Fatalf("process %d has children %v, want exactly one (the plugin)", pid, kids)
+	}
+	return kids[0]
+}
+
+// TestStateRootChangedWhileRunning: a state directory made 0777 while the
+// daemon runs is noticed at the next key creation (EIO, the message names
+// the directory; nothing is created), existing keys keep signing, and
+// once the mode is fixed creation works again.
+func TestStateRootChangedWhileRunning(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	d := daemontest.Start(t, daemontest.Options{Dir: dir, State: state})
+	keys, _, _ := clients(t, d)
+	_, err := keys.Create(t.Context(), &keystorev1.CreateKeyRequest{Key: "sig/old", Algorithm: "ed25519"})
+	mustOK(t, "Create", err)
+	if err := os.Chmod(state, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	_, err = keys.Create(t.Context(), &keystorev1.CreateKeyRequest{Key: "sig/new", Algorithm: "ed25519"})
+	wantReason(t, "Create under a 0777 state directory", err, provider.EIO)
+	if err != nil && !strings.Contains(err.Error(), "is now writable by group or others") {
+		t.Errorf("error %q does not say what changed", err)
+	}
+	_, err = keys.Sign(t.Context(), &keystorev1.SignRequest{Key: "sig/old", Message: []byte("m")})
+	mustOK(t, "Sign with an existing key", err)
+	if err := os.Chmod(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, err = keys.Create(t.Context(), &keystorev1.CreateKeyRequest{Key: "sig/new", Algorithm: "ed25519"})
+	mustOK(t, "Create after the fix", err)
+	d.Stop()
 }

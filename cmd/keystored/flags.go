@@ -30,10 +30,14 @@ type options struct {
 	pluginArgs   []string
 	pluginEnv    []string
 	insecureSeed string
+	insecureAck  bool
 	metricsAddr  string
 	logFormat    string
 	logLevel     slog.Level
 	version      bool
+
+	// insecureCoreDumps keeps core dumps possible (debugging only).
+	insecureCoreDumps bool
 }
 
 // stringList is a repeatable string flag.
@@ -54,7 +58,9 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	fs.StringVar(&o.pluginSHA256, "provider-sha256", "", "pinned SHA-256 `HEX` of the plugin binary (required with --provider-plugin)")
 	fs.Var((*stringList)(&o.pluginArgs), "provider-arg", "argument `ARG` for the plugin (repeatable)")
 	fs.Var((*stringList)(&o.pluginEnv), "provider-env", "pass the host variable `NAME` to the plugin (repeatable)")
-	fs.StringVar(&o.insecureSeed, "insecure-test-seed", "", "INSECURE: derive every key from the seed `HEX` (tests only)")
+	fs.StringVar(&o.insecureSeed, "insecure-test-seed", "", "INSECURE: derive every key from the seed `HEX` (tests only; needs --"+insecureAckFlag+")")
+	fs.BoolVar(&o.insecureCoreDumps, "insecure-allow-core-dumps", false, "INSECURE: do not turn core dumps off (they hold the KEK and key material); for debugging only")
+	fs.BoolVar(&o.insecureAck, insecureAckFlag, false, "acknowledge that the provider is INSECURE (required with --insecure-test-seed or an insecure plugin)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `ADDR` (host defaults to 127.0.0.1)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
@@ -88,6 +94,11 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 		return nil, errors.New("--provider-sha256, --provider-arg and --provider-env need --provider-plugin")
 	case o.pluginPath != "" && o.pluginSHA256 == "":
 		return nil, errors.New("--provider-plugin needs --provider-sha256 (the binary's SHA-256, as sha256sum prints it)")
+	case o.insecureSeed != "" && !o.insecureAck:
+		return nil, errors.New(insecureAckMissing("--insecure-test-seed"))
+	case o.insecureAck && o.insecureSeed == "" && o.pluginPath == "":
+		return nil, errors.New("--" + insecureAckFlag + " acknowledges an INSECURE provider, but none is selected " +
+			"(--insecure-test-seed, or a --provider-plugin that announces itself insecure)")
 	}
 	if o.socket == "" {
 		o.socket = getenv(socketEnv)
@@ -103,6 +114,18 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 		o.metricsAddr = addr
 	}
 	return o, nil
+}
+
+// insecureAckFlag is the second acknowledgement an INSECURE provider
+// needs: a flag with the word in its name, so a command line that runs
+// one says so twice.
+const insecureAckFlag = "i-understand-this-is-insecure"
+
+// insecureAckMissing is the refusal of an INSECURE provider (named by
+// what) without --i-understand-this-is-insecure.
+func insecureAckMissing(what string) string {
+	return what + " runs an INSECURE provider: every key derives from a seed, so anyone who knows the seed knows every key, " +
+		"and it proves nothing about security; it is for tests only. Add --" + insecureAckFlag + " to run it anyway"
 }
 
 // metricsAddr completes a metrics address: "9464" and ":9464" listen on

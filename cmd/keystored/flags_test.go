@@ -2,6 +2,10 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -69,6 +73,19 @@ func TestMetricsAddr(t *testing.T) {
 // TestRunUsageErrors: the exit status of usage errors is 2, with the
 // message on stderr.
 func TestRunUsageErrors(t *testing.T) {
+	t.Run("insecure without the acknowledgement", func(t *testing.T) {
+		var out, errb bytes.Buffer
+		state := filepath.Join(t.TempDir(), "state")
+		if code := run([]string{"--state", state, "--insecure-test-seed", "000102030405060708090a0b0c0d0e0f"}, &out, &errb, env(nil), nil); code != 2 {
+			t.Fatalf("--insecure-test-seed alone: exit %d, want 2; stderr %q", code, errb.String())
+		}
+		if !strings.Contains(errb.String(), "INSECURE") || !strings.Contains(errb.String(), "--i-understand-this-is-insecure") {
+			t.Errorf("stderr %q does not say INSECURE and name the acknowledgement flag", errb.String())
+		}
+		if _, err := os.Stat(state); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("the refused daemon touched its state directory: %v", err)
+		}
+	})
 	var out, errb bytes.Buffer
 	if code := run([]string{"--log-format", "xml"}, &out, &errb, env(nil), nil); code != 2 {
 		t.Fatalf("exit %d, want 2", code)
@@ -87,6 +104,8 @@ func TestRunUsageErrors(t *testing.T) {
 		{"--provider-sha256", "ab"},
 		{"--provider-plugin", "/bin/true"},
 		{"--provider-plugin", "/bin/true", "--provider-sha256", "ab", "--insecure-test-seed", "00"},
+		{"--provider-plugin", "/bin/true", "--provider-sha256", "ab", "--insecure-test-seed", "00", "--i-understand-this-is-insecure"},
+		{"--i-understand-this-is-insecure"},
 	} {
 		if code := run(args, &out, &errb, env(nil), nil); code != 2 {
 			t.Fatalf("%v: exit %d, want 2", args, code)

@@ -13,8 +13,17 @@
 // $KEYSTORE_SOCKET), --config FILE (TOML: identity map, socket group,
 // trust anchors, audit sync, limits), --provider-plugin PATH
 // --provider-sha256 HEX [--provider-arg ARG]... [--provider-env NAME]...,
-// --insecure-test-seed HEX (INSECURE, tests only), --metrics-addr ADDR,
+// --insecure-test-seed HEX --i-understand-this-is-insecure (INSECURE,
+// tests only: both flags are required), --metrics-addr ADDR,
 // --log-format text|json, --log-level LEVEL, --version.
+//
+// At start it turns core dumps off (RLIMIT_CORE 0, PR_SET_DUMPABLE 0);
+// --insecure-allow-core-dumps keeps them, for debugging only.
+//
+// SIGHUP reloads the config file: the identity map (apps, operators,
+// unmapped) and the trust anchors are validated whole and swapped in at
+// once, or, on any error, left as they were; every reload is logged and
+// audited ("daemon.reload"). Other settings need a restart.
 //
 // SIGTERM or SIGINT stops it gracefully: no new connections, in-flight
 // calls finish (bounded), the audit log is flushed and closed, the state
@@ -51,6 +60,7 @@ import (
 	"github.com/nexus-os/keystored/clock"
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/core/storage"
+	"github.com/nexus-os/keystored/internal/coredump"
 	"github.com/nexus-os/keystored/server"
 )
 
@@ -62,8 +72,11 @@ var version = "dev"
 const auditFile = "audit/audit.jsonl"
 
 func main() {
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	sig := make(chan os.Signal, 4)
+	// SIGHUP reloads the configuration; without a handler it would kill
+	// the daemon with no graceful stop (and systemd's Restart=on-failure
+	// would not restart it).
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv, sig))
 }
 
@@ -159,6 +172,14 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 		}
 	}()
 
+	// Before any secret is read: the KEK and key material must never reach
+	// a core file or a same-uid debugger.
+	if o.insecureCoreDumps {
+		fmt.Fprintln(stderr, coreDumpWarning)
+		logger.Warn(coreDumpWarning)
+	} else if err := coredump.Disable(); err != nil {
+		return withHint(err, "keystored turns core dumps off at start; --insecure-allow-core-dumps skips this, for debugging only")
+	}
 	if o.insecureSeed != "" {
 		fmt.Fprintln(stderr, insecureWarning)
 		logger.Warn(insecureWarning)
@@ -169,7 +190,8 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 			return withHint(err, "docs/operations.md describes the config file")
 		}
 	}
-	if o.metricsAddr == "" {
+	metricsFlag := o.metricsAddr != ""
+	if !metricsFlag {
 		o.metricsAddr = cfg.metricsAddr
 	}
 
@@ -194,6 +216,9 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	}
 	if prov.closer != nil {
 		cl.add("provider", prov.closer.Close)
+	}
+	if err := checkInsecureAck(ctx, o, prov, stderr, logger); err != nil {
+		return err
 	}
 
 	var anchors *server.Anchors
@@ -263,12 +288,21 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(gs, l) }()
 
-	select {
-	case s := <-sig:
-		logger.Info("shutting down", "signal", s.String())
-	case err := <-serveErr:
-		gs.Stop()
-		return fmt.Errorf("serving %s: %w", o.socket, err)
+	rl := &reloader{o: o, srv: srv, alog: alog, logger: logger, running: cfg, metricsFlag: metricsFlag}
+wait:
+	for {
+		select {
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				rl.reload(ctx)
+				continue
+			}
+			logger.Info("shutting down", "signal", s.String())
+			break wait
+		case err := <-serveErr:
+			gs.Stop()
+			return fmt.Errorf("serving %s: %w", o.socket, err)
+		}
 	}
 	stopGracefully(gs, cfg.shutdownTimeout, sig, logger)
 	if err := <-serveErr; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -282,8 +316,38 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	return nil
 }
 
+// coreDumpWarning is printed at every start with --insecure-allow-core-dumps.
+const coreDumpWarning = "WARNING: INSECURE: core dumps are allowed (--insecure-allow-core-dumps): a core file of this process holds the KEK and key material; debugging only"
+
+// checkInsecureAck refuses a provider that announces itself INSECURE
+// (Info.Secure false: the testseed plugin) without
+// --i-understand-this-is-insecure, before the state is opened with it;
+// with the acknowledgement, an insecure plugin gets the same warning as
+// --insecure-test-seed. (--insecure-test-seed without it is a usage
+// error, refused before anything starts.)
+func checkInsecureAck(ctx context.Context, o *options, prov *selectedProvider, stderr io.Writer, logger *slog.Logger) error {
+	info, err := prov.p.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("provider %s: Info: %w", prov.summary, err)
+	}
+	if info.Secure || prov.kind == kindInsecureSeed {
+		return nil
+	}
+	if !o.insecureAck {
+		return withHint(fmt.Errorf("provider %s (%q) announces itself insecure; refusing to start: %s", prov.summary, info.Name,
+			insecureAckMissing("it")), "an insecure provider is for tests only; never give it real keys")
+	}
+	fmt.Fprintln(stderr, insecurePluginWarning)
+	logger.Warn(insecurePluginWarning, "provider", info.Name)
+	return nil
+}
+
+// insecurePluginWarning is printed at every start on an insecure plugin.
+const insecurePluginWarning = "WARNING: INSECURE: the provider plugin announces itself insecure; never use it for real keys"
+
 // stopGracefully stops accepting connections and waits for in-flight calls
-// for at most timeout (a second signal cuts the wait short), then stops.
+// for at most timeout (a second SIGTERM or SIGINT cuts the wait short; a
+// SIGHUP meanwhile is ignored), then stops.
 func stopGracefully(gs *grpc.Server, timeout time.Duration, sig <-chan os.Signal, logger *slog.Logger) {
 	done := make(chan struct{})
 	go func() {
@@ -292,13 +356,20 @@ func stopGracefully(gs *grpc.Server, timeout time.Duration, sig <-chan os.Signal
 	}()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
-	select {
-	case <-done:
-		return
-	case <-timer.C:
-		logger.Warn("in-flight calls did not finish in time; stopping now", "timeout", timeout.String())
-	case s := <-sig:
-		logger.Warn("second signal; stopping now", "signal", s.String())
+	for {
+		select {
+		case <-done:
+			return
+		case <-timer.C:
+			logger.Warn("in-flight calls did not finish in time; stopping now", "timeout", timeout.String())
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				logger.Info("SIGHUP while stopping: ignored")
+				continue
+			}
+			logger.Warn("second signal; stopping now", "signal", s.String())
+		}
+		break
 	}
 	gs.Stop()
 	<-done

@@ -21,6 +21,12 @@ const insecureWarning = "WARNING: INSECURE: every key is derived from the seed; 
 // kekFileName is the software provider's KEK file in the state directory.
 const kekFileName = "kek"
 
+// pluginDirName is the plugin's private directory in the state directory.
+// Its dot keeps it out of the storage layout: no storage path can name it
+// (CheckPath refuses dot names) and the storage's sweep of temporary files
+// does not walk into it.
+const pluginDirName = ".plugins"
+
 // providerKind names the provider the flags select.
 type providerKind int
 
@@ -76,12 +82,20 @@ func openPlugin(ctx context.Context, o *options, logger *slog.Logger) (*selected
 		}
 		env = append(env, name+"="+v)
 	}
+	// The verified copy of the binary, the plugin's working directory and
+	// its socket live in the state directory (0700, the daemon's), never
+	// in $TMPDIR.
+	priv, err := filepath.Abs(filepath.Join(o.state, pluginDirName))
+	if err != nil {
+		return nil, fmt.Errorf("--state: %w", err)
+	}
 	c, err := plugin.Launch(ctx, plugin.Config{
-		Path:   path,
-		SHA256: o.pluginSHA256,
-		Args:   o.pluginArgs,
-		Env:    env,
-		Logger: logger,
+		Path:       path,
+		SHA256:     o.pluginSHA256,
+		PrivateDir: priv,
+		Args:       o.pluginArgs,
+		Env:        env,
+		Logger:     logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("provider plugin %s: %w", path, err)

@@ -61,10 +61,7 @@ func TestListenSocketGroup(t *testing.T) {
 	gid := os.Getgid()
 	base := sockDir(t)
 	path := filepath.Join(base, "run", "ks.sock")
-	// An existing directory too permissive for reading is tightened.
-	if err := os.Mkdir(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	// A directory keystored creates gets the group's mode and the group.
 	l, err := listenSocket(path, gid, quiet)
 	if err != nil {
 		t.Fatal(err)
@@ -85,6 +82,86 @@ func TestListenSocketGroup(t *testing.T) {
 			t.Errorf("%s group %d, want %d", p, g, gid)
 		}
 	}
+}
+
+// TestListenSocketLeavesExistingDirs: a directory keystored did not create
+// is never changed (issue 9: --socket ks.sock chmodded the current
+// directory to 0700 and left it; /run/keystored.sock would have locked
+// down /run). A safe one is used as it is; one the group cannot search is
+// refused, unchanged, with a message naming it and the fix.
+func TestListenSocketLeavesExistingDirs(t *testing.T) {
+	gid := os.Getgid()
+	for _, c := range []struct {
+		name   string
+		perm   fs.FileMode
+		gid    int
+		refuse string // "" if accepted
+	}{
+		{"0755 without a group", 0o755, -1, ""},
+		{"0711 without a group", 0o711, -1, ""},
+		{"0700 without a group", 0o700, -1, ""},
+		{"0750 with its group", 0o750, gid, ""},
+		{"0755 with a group", 0o755, gid, ""},
+		{"0700 with a group", 0o700, gid, "cannot be searched by members of socket_group"},
+		{"0705 with its group", 0o705, gid, "cannot be searched by members of socket_group"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			base := sockDir(t)
+			if err := os.Chmod(base, c.perm); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(base, "ks.sock")
+			l, err := listenSocket(path, c.gid, quiet)
+			if c.refuse == "" && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if c.refuse != "" {
+				if err == nil {
+					l.Close()
+					t.Fatal("accepted")
+				}
+				if !strings.Contains(err.Error(), c.refuse) || !strings.Contains(err.Error(), base) || !strings.Contains(err.Error(), "chmod g+x") {
+					t.Fatalf("error %q does not say %q, name %s and the fix", err, c.refuse, base)
+				}
+			}
+			if m := mode(t, base); m.Perm() != c.perm {
+				t.Errorf("existing directory changed from %v to %v", c.perm, m.Perm())
+			}
+			if l == nil {
+				return
+			}
+			defer l.Close()
+			want := fs.FileMode(0o600)
+			if c.gid >= 0 {
+				want = 0o660
+			}
+			if m := mode(t, path); m.Perm() != want {
+				t.Errorf("socket mode %v, want %v", m.Perm(), want)
+			}
+		})
+	}
+	t.Run("relative path in the current directory", func(t *testing.T) {
+		base := sockDir(t)
+		if err := os.Chmod(base, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Chdir(base)
+		l, err := listenSocket("ks.sock", -1, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Close()
+		if m := mode(t, base); m.Perm() != 0o755 {
+			t.Errorf("current directory changed to %v", m.Perm())
+		}
+		if err := os.Chmod(base, 0o775); err != nil {
+			t.Fatal(err)
+		}
+		_, err = listenSocket("ks.sock", -1, quiet)
+		if err == nil || !strings.Contains(err.Error(), ". ("+base+")") || !strings.Contains(err.Error(), "chmod go-w") {
+			t.Fatalf("group-writable current directory: %v, want a refusal naming . (%s) and the fix", err, base)
+		}
+	})
 }
 
 func TestListenSocketRefusals(t *testing.T) {

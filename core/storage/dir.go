@@ -307,7 +307,10 @@ func readAll(op, name string, fd int, size int64) ([]byte, error) {
 // On failure the temporary file is removed and the target keeps its old
 // content, except after a failed final directory fsync, when it may hold
 // either. A symlink on the path or at the target is refused (ErrIO), data
-// over MaxFileSize is ErrTooLarge.
+// over MaxFileSize is ErrTooLarge. The root is checked again first (owner
+// and mode, through its descriptor): a root made group- or
+// world-writable, or given to another uid, while the daemon runs refuses
+// every write (ErrIO).
 func (d *Dir) WriteFile(name string, data []byte) error {
 	const op = "write"
 	if len(data) > MaxFileSize {
@@ -321,6 +324,9 @@ func (d *Dir) WriteFile(name string, data []byte) error {
 		return err
 	}
 	defer d.mu.RUnlock()
+	if err := d.checkRoot(op, name); err != nil {
+		return err
+	}
 	dirfd, err := d.walk(op, name, segs[:len(segs)-1], true)
 	if err != nil {
 		return err
@@ -387,6 +393,22 @@ func (d *Dir) WriteFile(name string, data []byte) error {
 	return d.fsyncDir(op, name, dirfd, dir)
 }
 
+// checkRoot re-checks the root through its descriptor (one fstat) before
+// a write: OpenDir checked it, but its owner or mode can change while the
+// daemon runs (chmod 0777 by mistake), and a root writable by others lets
+// them swap whole subtrees — a new key directory included.
+func (d *Dir) checkRoot(op, name string) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(d.fd, &st); err != nil {
+		return ioErr(op, name, "stat state directory "+d.root, err)
+	}
+	if msg := d.dirProblem(&st); msg != "" {
+		return ioErr(op, name, fmt.Sprintf("state directory %s is now %s; refusing to write until it is fixed "+
+			"(chmod 0700 %s, chown it to uid %d, and check that nothing else in it changed)", d.root, msg, d.root, d.euid), nil)
+	}
+	return nil
+}
+
 // abandonTemp cleans up after a failed write: closes fd (if open) and
 // removes the temporary file. The hook is consulted before the removal, so
 // a simulated crash leaves the file behind for the next sweep.
@@ -448,6 +470,9 @@ func (d *Dir) Remove(name string) error {
 		return err
 	}
 	defer d.mu.RUnlock()
+	if err := d.checkRoot(op, name); err != nil {
+		return err
+	}
 	dirfd, err := d.walk(op, name, segs[:len(segs)-1], false)
 	if isNotFound(err) {
 		return nil

@@ -5,6 +5,7 @@ package storage_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -262,6 +263,41 @@ func TestDirRefusesGroupWritableDirectory(t *testing.T) {
 	_, err := d.ReadFile(name)
 	wantRefused(t, "ReadFile under a 0770 directory", err, "keystore/app: writable by group or others")
 	wantRefused(t, "WriteFile under a 0770 directory", d.WriteFile(name, []byte("x")), "writable by group or others")
+}
+
+// TestDirRechecksRootBeforeWrites: a root made 0777 (or 0770) while the
+// Dir is open is noticed at the next write — a new key directory above
+// all — and the write is refused with EIO naming the root and the fix;
+// nothing is created. Reads go on (every directory below the root is
+// still checked). Fixing the mode lets writes through again (issue 9,
+// item 14: the change went unnoticed until the next start).
+func TestDirRechecksRootBeforeWrites(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "state")
+	d := openDir(t, root)
+	if err := d.WriteFile("keystore/app/p/old/meta.json", []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	for _, perm := range []os.FileMode{0o777, 0o770, 0o702} {
+		if err := os.Chmod(root, perm); err != nil {
+			t.Fatal(err)
+		}
+		err := d.WriteFile("keystore/app/p/new/meta.json", []byte("new"))
+		wantRefused(t, fmt.Sprintf("write of a new key under a %04o root", perm), err,
+			"state directory "+root+" is now writable by group or others", "chmod 0700 "+root)
+		if _, serr := os.Stat(filepath.Join(root, "keystore/app/p/new")); !errors.Is(serr, fs.ErrNotExist) {
+			t.Errorf("root %04o: the new key directory was created: %v", perm, serr)
+		}
+		wantRefused(t, fmt.Sprintf("remove under a %04o root", perm), d.Remove("keystore/app/p/old/meta.json"), "is now writable by group or others")
+		if b, err := d.ReadFile("keystore/app/p/old/meta.json"); err != nil || string(b) != "old" {
+			t.Errorf("root %04o: read = %q, %v; want the old content", perm, b, err)
+		}
+	}
+	if err := os.Chmod(root, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.WriteFile("keystore/app/p/new/meta.json", []byte("new")); err != nil {
+		t.Errorf("write after the root was fixed: %v", err)
+	}
 }
 
 func TestDirRefusesForeignOwner(t *testing.T) {

@@ -9,10 +9,8 @@ import (
 	"encoding/pem"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -21,6 +19,7 @@ import (
 	"github.com/nexus-os/keystored/core/alg"
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/internal/daemontest"
+	"github.com/nexus-os/keystored/internal/testbin"
 	"github.com/nexus-os/keystored/providers/testseed"
 )
 
@@ -34,39 +33,24 @@ const seedHex = "6b657973746f7265642d6c65616b2d746573742d736565642d3030303030303
 // and the audit log for every canary (0 hits).
 func TestNoKeyMaterialInAnySink(t *testing.T) {
 	t.Run("in-process", func(t *testing.T) {
-		runLeakTest(t, []string{"--insecure-test-seed", seedHex}, "WARNING: INSECURE")
+		runLeakTest(t, daemontest.InsecureSeed(seedHex), "WARNING: INSECURE")
 	})
 	t.Run("plugin", func(t *testing.T) {
 		bin, sum := testseedPlugin(t)
 		runLeakTest(t, []string{"--provider-plugin", bin, "--provider-sha256", sum,
-			"--provider-arg", "--insecure", "--provider-arg", "--seed", "--provider-arg", seedHex},
+			"--provider-arg", "--insecure", "--provider-arg", "--seed", "--provider-arg", seedHex,
+			"--i-understand-this-is-insecure"},
 			// The plugin's own start-up warning, forwarded into the daemon's log.
 			"keystore-plugin-testseed: INSECURE provider")
 	})
 }
 
-var (
-	pluginOnce sync.Once
-	pluginBin  string
-	pluginErr  error
-)
-
-// testseedPlugin builds cmd/keystore-plugin-testseed beside the daemon
-// and returns its path and SHA-256.
+// testseedPlugin builds cmd/keystore-plugin-testseed (into a directory
+// the daemon's StrictModes checks accept) and returns its path and
+// SHA-256.
 func testseedPlugin(t *testing.T) (string, string) {
 	t.Helper()
-	pluginOnce.Do(func() {
-		bin := filepath.Join(daemontest.BuildDir(t), "keystore-plugin-testseed")
-		out, err := exec.Command("go", "build", "-o", bin, "github.com/nexus-os/keystored/cmd/keystore-plugin-testseed").CombinedOutput()
-		if err != nil {
-			pluginErr = fmt.Errorf("building the testseed plugin: %v\n%s", err, out)
-			return
-		}
-		pluginBin = bin
-	})
-	if pluginErr != nil {
-		t.Fatal(pluginErr)
-	}
+	pluginBin := testbin.Build(t, "github.com/nexus-os/keystored/cmd/keystore-plugin-testseed")
 	data, err := os.ReadFile(pluginBin)
 	if err != nil {
 		t.Fatal(err)

@@ -34,6 +34,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/nexus-os/keystored/internal/testbin"
 )
 
 // Package is the import path of the daemon Build compiles.
@@ -76,17 +78,20 @@ func Build(t testing.TB) string {
 }
 
 // BuildDir returns the directory Build puts binaries in (mode 0755), after
-// building the daemon.
+// building the daemon. It is below $TMPDIR: a provider plugin binary there
+// is refused by the daemon's StrictModes checks; build plugins with
+// testbin.Build.
 func BuildDir(t testing.TB) string {
 	t.Helper()
 	Build(t)
 	return buildDir
 }
 
-// Main runs the tests and then removes what Build made. Use it from
-// TestMain: os.Exit(daemontest.Main(m)).
+// Main runs the tests and then removes what Build and testbin made. Use
+// it from TestMain: os.Exit(daemontest.Main(m)).
 func Main(m *testing.M) int {
 	code := m.Run()
+	testbin.Cleanup()
 	if buildDir != "" {
 		if err := os.RemoveAll(buildDir); err != nil {
 			fmt.Fprintf(os.Stderr, "daemontest: removing %s: %v\n", buildDir, err)
@@ -115,7 +120,9 @@ type Options struct {
 	// own defaults (keystore-state and keystore-state/keystored.sock, or
 	// $KEYSTORE_SOCKET) relative to Dir.
 	NoDefaults bool
-	// Args are more flags (--config, --insecure-test-seed, ...).
+	// Args are more flags (--config, ...). An INSECURE provider needs two:
+	// --insecure-test-seed HEX --i-understand-this-is-insecure (InsecureSeed
+	// returns them).
 	Args []string
 	// Env adds "NAME=value" entries to the daemon's environment (which is
 	// the test's, without KEYSTORE_SOCKET).
@@ -124,6 +131,13 @@ type Options struct {
 	Credential *syscall.Credential
 	// StartTimeout bounds the wait for the socket (default 60 s).
 	StartTimeout time.Duration
+}
+
+// InsecureSeed returns the flags that run keystored on the INSECURE
+// deterministic test provider with seed (hex): --insecure-test-seed and
+// its required acknowledgement, --i-understand-this-is-insecure.
+func InsecureSeed(seedHex string) []string {
+	return []string{"--insecure-test-seed", seedHex, "--i-understand-this-is-insecure"}
 }
 
 // Daemon is a running keystored process.

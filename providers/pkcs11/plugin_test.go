@@ -11,48 +11,32 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/nexus-os/keystored/conformance"
 	"github.com/nexus-os/keystored/core/provider"
+	"github.com/nexus-os/keystored/internal/testbin"
 	"github.com/nexus-os/keystored/plugin"
 )
 
 // pluginPkg is the plugin binary's package.
 const pluginPkg = "github.com/nexus-os/keystored/cmd/keystore-plugin-pkcs11"
 
-// The plugin binary is built once per test run, into a directory TestMain
-// removes.
-var plugBin struct {
-	once sync.Once
-	dir  string
-	path string
-	sum  string
-	err  error
-	out  []byte
-}
-
+// The plugin binary is built once per test run (internal/testbin: in a
+// directory that passes the plugin's StrictModes checks, which TestMain
+// removes).
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if plugBin.dir != "" {
-		if err := os.RemoveAll(plugBin.dir); err != nil {
-			code = 1
-		}
-	}
+	testbin.Cleanup()
 	os.Exit(code)
 }
 
-// goTool returns the go command that runs this test.
-func goTool() (string, error) {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p, nil
-	}
-	p := filepath.Join(runtime.GOROOT(), "bin", "go")
-	_, err := os.Stat(p)
-	return p, err
+var pluginSum struct {
+	once sync.Once
+	sum  string
+	err  error
 }
 
 // pluginBinary returns the path and SHA-256 of the plugin binary, building
@@ -60,33 +44,36 @@ func goTool() (string, error) {
 func pluginBinary(t testing.TB) (string, string) {
 	t.Helper()
 	needSoftHSM(t)
-	plugBin.once.Do(func() {
-		goCmd, err := goTool()
+	path := testbin.Build(t, pluginPkg)
+	pluginSum.once.Do(func() {
+		b, err := os.ReadFile(path)
 		if err != nil {
-			plugBin.err = err
-			return
-		}
-		if plugBin.dir, err = os.MkdirTemp("", "keystore-plugin-pkcs11-test-"); err != nil {
-			plugBin.err = err
-			return
-		}
-		plugBin.path = filepath.Join(plugBin.dir, "keystore-plugin-pkcs11")
-		cmd := exec.Command(goCmd, "build", "-o", plugBin.path, pluginPkg)
-		if plugBin.out, plugBin.err = cmd.CombinedOutput(); plugBin.err != nil {
-			return
-		}
-		b, err := os.ReadFile(plugBin.path)
-		if err != nil {
-			plugBin.err = err
+			pluginSum.err = err
 			return
 		}
 		sum := sha256.Sum256(b)
-		plugBin.sum = hex.EncodeToString(sum[:])
+		pluginSum.sum = hex.EncodeToString(sum[:])
 	})
-	if plugBin.err != nil {
-		t.Fatalf("building %s: %v\n%s", pluginPkg, plugBin.err, plugBin.out)
+	if pluginSum.err != nil {
+		t.Fatal(pluginSum.err)
 	}
-	return plugBin.path, plugBin.sum
+	return path, pluginSum.sum
+}
+
+// privDir returns a short path for plugin.Config.PrivateDir (Launch
+// creates it), removed when t ends.
+func privDir(t testing.TB) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "kp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.RemoveAll(d); err != nil {
+			t.Errorf("removing %s: %v", d, err)
+		}
+	})
+	return filepath.Join(d, "plugins")
 }
 
 // pinFile writes the test PIN to a new file of the given mode.
@@ -128,11 +115,12 @@ func (tk *testToken) launch(t testing.TB, extraArgs ...string) *plugin.Client {
 	logs := &logBuffer{}
 	args := append([]string{"--module", softhsmModule, "--token-label", tk.label, "--pin-file", pinFile(t, 0o600)}, extraArgs...)
 	c, err := plugin.Launch(t.Context(), plugin.Config{
-		Path:   path,
-		SHA256: sum,
-		Args:   args,
-		Env:    []string{"SOFTHSM2_CONF=" + tk.conf},
-		Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		Path:       path,
+		SHA256:     sum,
+		PrivateDir: privDir(t),
+		Args:       args,
+		Env:        []string{"SOFTHSM2_CONF=" + tk.conf},
+		Logger:     slog.New(slog.NewTextHandler(logs, nil)),
 	})
 	if err != nil {
 		t.Fatalf("plugin.Launch: %v\nplugin log:\n%s", err, logs)
@@ -235,10 +223,11 @@ func TestPluginPINFromEnv(t *testing.T) {
 	tk := newToken(t, "plugin-env")
 	path, sum := pluginBinary(t)
 	c, err := plugin.Launch(t.Context(), plugin.Config{
-		Path:   path,
-		SHA256: sum,
-		Args:   []string{"--module", softhsmModule, "--token-label", tk.label, "--name", "hsm-a"},
-		Env:    []string{"SOFTHSM2_CONF=" + tk.conf, pinEnv + "=" + testPIN},
+		Path:       path,
+		SHA256:     sum,
+		PrivateDir: privDir(t),
+		Args:       []string{"--module", softhsmModule, "--token-label", tk.label, "--name", "hsm-a"},
+		Env:        []string{"SOFTHSM2_CONF=" + tk.conf, pinEnv + "=" + testPIN},
 	})
 	if err != nil {
 		t.Fatalf("plugin.Launch: %v", err)
