@@ -207,9 +207,11 @@ func ksRevoke(t *testing.T, e *ksEnv) {
 	}
 	if d := e.algs(provider.UseDecrypt); len(d) > 0 {
 		did = e.create(t, "revoke-dec", d[0])
-		if sealed, _, err = e.ks.Seal(t.Context(), ksCaller, did, []byte("p"), []byte("a")); err != nil {
+		s, err := e.ks.Seal(t.Context(), ksCaller, did, []byte("p"), []byte("a"))
+		if err != nil {
 			t.Fatal(err)
 		}
+		sealed = s.Data
 	}
 	for _, id := range []core.KeyID{sid, did} {
 		if id.IsZero() {
@@ -228,9 +230,9 @@ func ksRevoke(t *testing.T, e *ksEnv) {
 			ksWant(t, "rotate after revoke", err, provider.EKEYREVOKED)
 		}
 		if !did.IsZero() {
-			_, _, err := e.ks.Seal(t.Context(), ksCaller, did, []byte("p"), nil)
+			_, err := e.ks.Seal(t.Context(), ksCaller, did, []byte("p"), nil)
 			ksWant(t, "seal after revoke", err, provider.EKEYREVOKED)
-			_, _, err = e.ks.Unseal(t.Context(), ksCaller, did, sealed, []byte("a"))
+			_, err = e.ks.Unseal(t.Context(), ksCaller, did, sealed, []byte("a"))
 			ksWant(t, "unseal after revoke", err, provider.EKEYREVOKED)
 		}
 	}
@@ -244,27 +246,28 @@ func ksSealUnseal(t *testing.T, e *ksEnv) {
 	for _, a := range algs {
 		t.Run(string(a), func(t *testing.T) {
 			id := e.create(t, "seal-"+string(a), a)
-			sealed, v, err := e.ks.Seal(t.Context(), ksCaller, id, []byte("conformance plaintext"), []byte("aad"))
-			if err != nil || v != 1 {
-				t.Fatalf("seal: %v", err)
+			s, err := e.ks.Seal(t.Context(), ksCaller, id, []byte("conformance plaintext"), []byte("aad"))
+			if err != nil || s.Version != 1 {
+				t.Fatalf("seal: v%d, %v", s.Version, err)
 			}
-			pt, v, err := e.ks.Unseal(t.Context(), ksCaller, id, sealed, []byte("aad"))
-			if err != nil || v != 1 || string(pt) != "conformance plaintext" {
-				t.Fatalf("unseal: %q, %v", pt, err)
+			sealed := s.Data
+			u, err := e.ks.Unseal(t.Context(), ksCaller, id, sealed, []byte("aad"))
+			if err != nil || u.Version != 1 || string(u.Plaintext) != "conformance plaintext" {
+				t.Fatalf("unseal: %q v%d, %v", u.Plaintext, u.Version, err)
 			}
-			_, _, err = e.ks.Unseal(t.Context(), ksCaller, id, sealed, []byte("aaD"))
+			_, err = e.ks.Unseal(t.Context(), ksCaller, id, sealed, []byte("aaD"))
 			ksWant(t, "wrong AAD", err, provider.EBADMSG)
 			for i := range sealed {
 				b := append([]byte(nil), sealed...)
 				b[i] ^= 0x80
-				pt, _, err := e.ks.Unseal(t.Context(), ksCaller, id, b, []byte("aad"))
-				if pt != nil {
+				pt, err := e.ks.Unseal(t.Context(), ksCaller, id, b, []byte("aad"))
+				if pt.Plaintext != nil {
 					t.Fatalf("byte %d flipped: plaintext returned", i)
 				}
 				ksWant(t, "flipped byte", err, provider.EBADMSG)
 			}
 			for n := 0; n < len(sealed); n += max(1, len(sealed)/16) {
-				_, _, err := e.ks.Unseal(t.Context(), ksCaller, id, sealed[:n], []byte("aad"))
+				_, err := e.ks.Unseal(t.Context(), ksCaller, id, sealed[:n], []byte("aad"))
 				ksWant(t, "truncated", err, provider.EBADMSG)
 			}
 		})
@@ -307,11 +310,11 @@ func ksReopen(t *testing.T, p provider.Provider) {
 			t.Fatal(err)
 		}
 		if s, _ := defaultRegistry().Lookup(a); s != nil && s.Use == provider.UseDecrypt {
-			b, _, err := e.ks.Seal(t.Context(), ksCaller, id, []byte("kept"), nil)
+			b, err := e.ks.Seal(t.Context(), ksCaller, id, []byte("kept"), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			sealedBy[id] = b
+			sealedBy[id] = b.Data
 		}
 		ids = append(ids, id)
 	}
@@ -344,12 +347,12 @@ func ksReopen(t *testing.T, p provider.Provider) {
 		}
 	}
 	for id, b := range sealedBy {
-		pt, _, err := e2.ks.Unseal(t.Context(), ksCaller, id, b, nil)
+		pt, err := e2.ks.Unseal(t.Context(), ksCaller, id, b, nil)
 		if m, _ := e2.ks.Get(t.Context(), ksCaller, id); m.State == core.StateRevoked {
 			ksWant(t, "unseal with a revoked key after reopen", err, provider.EKEYREVOKED)
 			continue
 		}
-		if err != nil || string(pt) != "kept" {
+		if err != nil || string(pt.Plaintext) != "kept" {
 			t.Fatalf("unseal %s after reopen: %q, %v", id, pt, err)
 		}
 	}
@@ -385,11 +388,11 @@ func ksDeterministic(t *testing.T, newProvider Factory) {
 				}
 				out["pub/"+string(a)], out["sig/"+string(a)] = pk.Key, sig.Signature
 			} else {
-				b, _, err := e.ks.Seal(t.Context(), ksCaller, id, []byte("determinism"), []byte("aad"))
+				b, err := e.ks.Seal(t.Context(), ksCaller, id, []byte("determinism"), []byte("aad"))
 				if err != nil {
 					t.Fatal(err)
 				}
-				out["sealed/"+string(a)] = b
+				out["sealed/"+string(a)] = b.Data
 			}
 		}
 		return out

@@ -35,7 +35,7 @@ func BenchmarkSealOverhead(b *testing.B) {
 	pt := make([]byte, 1024)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := ks.Seal(ctx, appBench, id, pt, []byte("context")); err != nil {
+		if _, err := ks.Seal(ctx, appBench, id, pt, []byte("context")); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -50,7 +50,7 @@ func TestSealReservationPublishedOnlyWhenDurable(t *testing.T) {
 		}
 		return nil
 	})
-	_, _, err = ks.Seal(ctx, c, id, []byte("x"), nil)
+	_, err = ks.Seal(ctx, c, id, []byte("x"), nil)
 	if code, _ := provider.CodeOf(err); code != provider.EIO {
 		t.Fatalf("seal with a failing reservation write: got %v, want EIO", err)
 	}

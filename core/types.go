@@ -180,6 +180,24 @@ type Signature struct {
 	Signature []byte
 }
 
+// Sealed is what Seal and Rewrap return: the sealed envelope and the key
+// version that sealed it. The envelope records its version, so Unseal
+// picks the right one by itself.
+type Sealed struct {
+	Version Version
+	Data    []byte
+}
+
+// Unsealed is what Unseal returns: the plaintext and the key version that
+// opened it.
+type Unsealed struct {
+	Version   Version
+	Plaintext []byte
+}
+
+// wipe clears the plaintext (a result that is withheld).
+func (u Unsealed) wipe() { clear(u.Plaintext) }
+
 // PublicKey is a key version's public key.
 type PublicKey struct {
 	ID        KeyID
