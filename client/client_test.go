@@ -148,6 +148,12 @@ func TestParseKeyRef(t *testing.T) {
 		{"p/k@4294967296", "", 0, client.ErrInvalid},
 		{"p/k@", "", 0, client.ErrInvalid},
 		{"@1", "", 0, client.ErrInvalid},
+		{"p/k@+1", "", 0, client.ErrInvalid},
+		{"p/k@1x", "", 0, client.ErrInvalid},
+		{"p/k@ 1", "", 0, client.ErrInvalid},
+		{"p/k@9223372036854775808", "", 0, client.ErrInvalid},
+		{"p/k@" + strings.Repeat("9", 1000), "", 0, client.ErrInvalid},
+		{"a/b/c@1@2", "a/b/c@1", 2, nil}, // the key part is the daemon's to check
 	}
 	for _, tt := range tests {
 		key, v, err := client.ParseKeyRef(tt.in)

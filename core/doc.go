@@ -21,7 +21,6 @@ type (
 	KeyID       = provider.KeyID
 	KeyRef      = provider.KeyRef
 	Version     = provider.Version
-	VersionedID = provider.VersionedID
 	Algorithm   = provider.Algorithm
 	Use         = provider.Use
 	Code        = provider.Code

@@ -355,7 +355,7 @@ func TestRedaction(t *testing.T) {
 			}
 		}
 		// Unwrap independently, per docs/software-provider.md.
-		refBin, _ := r.MarshalBinary()
+		refBin, _ := r.AppendBinary(nil)
 		m, err := aead.Open(nil, g.Handle[12:36], g.Handle[36:], append([]byte("keystored/softkey/handle/v1"), refBin...))
 		if err != nil {
 			t.Fatalf("%s: independent unwrap: %v", a, err)
