@@ -130,7 +130,7 @@ func FuzzMetaFile(f *testing.F) {
 		f.Fatal("no meta seeds")
 	}
 	f.Fuzz(func(t *testing.T, path string, data []byte) {
-		if len(data) > MaxFileSize {
+		if len(data) > storage.MaxFileSize {
 			return
 		}
 		var b metaBody

@@ -344,8 +344,8 @@ func snapshot(t *testing.T, st core.Storage) map[string][]byte {
 			t.Fatalf("readdir %s: %v", dir, err)
 		}
 		for _, de := range entries {
-			p := dir + "/" + de.Name
-			if de.IsDir {
+			p := dir + "/" + de.Name()
+			if de.IsDir() {
 				walk(p)
 				continue
 			}

@@ -465,8 +465,8 @@ func (k *Keystore) dirNames(dir string) ([]string, error) {
 	}
 	var out []string
 	for _, de := range entries {
-		if de.IsDir && provider.CheckSegment("name", de.Name) == nil {
-			out = append(out, de.Name)
+		if de.IsDir() && provider.CheckSegment("name", de.Name()) == nil {
+			out = append(out, de.Name())
 		}
 	}
 	sort.Strings(out)

@@ -90,8 +90,8 @@ func (v *valueStore) names(app string) ([]string, error) {
 	}
 	out := make([]string, 0, len(entries))
 	for _, e := range entries {
-		if !e.IsDir && provider.CheckSegment("name", e.Name) == nil {
-			out = append(out, e.Name)
+		if !e.IsDir() && provider.CheckSegment("name", e.Name()) == nil {
+			out = append(out, e.Name())
 		}
 	}
 	return out, nil

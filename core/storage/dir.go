@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -476,7 +477,7 @@ func (d *Dir) Remove(name string) error {
 // starting with a dot (temporary files, the lock). A missing directory is
 // ErrNotFound; a symlink on the path or in the listing, or an entry that
 // is neither a regular file nor a directory, is ErrIO.
-func (d *Dir) ReadDir(name string) ([]DirEntry, error) {
+func (d *Dir) ReadDir(name string) ([]fs.DirEntry, error) {
 	const op = "readdir"
 	segs, err := d.begin(op, name)
 	if err != nil {
@@ -492,8 +493,8 @@ func (d *Dir) ReadDir(name string) ([]DirEntry, error) {
 	if err != nil {
 		return nil, ioErr(op, name, "list", err)
 	}
-	sort.Strings(names)
-	out := make([]DirEntry, 0, len(names))
+	slices.Sort(names)
+	out := make([]fs.DirEntry, 0, len(names))
 	for _, n := range names {
 		if strings.HasPrefix(n, ".") {
 			continue
@@ -506,11 +507,13 @@ func (d *Dir) ReadDir(name string) ([]DirEntry, error) {
 		if err != nil {
 			return nil, ioErr(op, name, "stat "+n, err)
 		}
+		e := entry{name: n, mode: fs.FileMode(st.Mode & 0o777), size: st.Size, mod: time.Unix(st.Mtim.Unix())}
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFDIR:
-			out = append(out, DirEntry{Name: n, IsDir: true})
+			e.mode |= fs.ModeDir
+			out = append(out, e)
 		case unix.S_IFREG:
-			out = append(out, DirEntry{Name: n})
+			out = append(out, e)
 		case unix.S_IFLNK:
 			return nil, symlinkErr(op, name, name+"/"+n)
 		default:

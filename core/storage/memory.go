@@ -2,7 +2,8 @@ package storage
 
 import (
 	"fmt"
-	"sort"
+	"io/fs"
+	"slices"
 	"strings"
 	"sync"
 
@@ -195,7 +196,7 @@ func (m *Memory) Remove(name string) error {
 }
 
 // ReadDir lists the directory at name, sorted by name.
-func (m *Memory) ReadDir(name string) ([]DirEntry, error) {
+func (m *Memory) ReadDir(name string) ([]fs.DirEntry, error) {
 	const op = "readdir"
 	segs, err := splitPath(name)
 	if err != nil {
@@ -213,19 +214,20 @@ func (m *Memory) ReadDir(name string) ([]DirEntry, error) {
 		return nil, ioErr(op, name, name+" is not a directory", nil)
 	}
 	prefix := name + "/"
-	var out []DirEntry
-	add := func(p string, isDir bool) {
+	var out []fs.DirEntry
+	add := func(p string, e entry) {
 		if rest, ok := strings.CutPrefix(p, prefix); ok && !strings.Contains(rest, "/") {
-			out = append(out, DirEntry{Name: rest, IsDir: isDir})
+			e.name = rest
+			out = append(out, e)
 		}
 	}
-	for p := range m.files {
-		add(p, false)
+	for p, data := range m.files {
+		add(p, entry{mode: 0o600, size: int64(len(data))})
 	}
 	for p := range m.dirs {
-		add(p, true)
+		add(p, entry{mode: fs.ModeDir | 0o700})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	slices.SortFunc(out, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
 	return out, nil
 }
 
