@@ -103,7 +103,7 @@ func (k *keysService) RevokeVersion(ctx context.Context, req *keystorev1.RevokeK
 	if err != nil {
 		return nil, err
 	}
-	v, err := parseVersion(req.GetVersion(), false)
+	v, err := parseVersion(req.GetVersion())
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +143,7 @@ func (k *keysService) PublicKey(ctx context.Context, req *keystorev1.PublicKeyRe
 	if err != nil {
 		return nil, err
 	}
-	v, err := parseVersion(req.GetVersion(), true)
+	v, err := parseOptionalVersion(req.GetVersion())
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +180,7 @@ func (k *keysService) Verify(ctx context.Context, req *keystorev1.VerifyRequest)
 	if err != nil {
 		return nil, err
 	}
-	v, err := parseVersion(req.GetVersion(), false)
+	v, err := parseVersion(req.GetVersion())
 	if err != nil {
 		return nil, err
 	}
