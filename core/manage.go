@@ -3,7 +3,7 @@ package core
 import (
 	"context"
 	"errors"
-	"sort"
+	"slices"
 	"strconv"
 	"time"
 
@@ -469,7 +469,7 @@ func (k *Keystore) dirNames(dir string) ([]string, error) {
 			out = append(out, de.Name())
 		}
 	}
-	sort.Strings(out)
+	slices.Sort(out)
 	return out, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"slices"
 	"sort"
 	"sync"
 
@@ -106,8 +107,7 @@ func (v *valueStore) put(app, name string, value []byte, commit func() error) er
 	if err != nil {
 		return err
 	}
-	i := sort.SearchStrings(names, name)
-	exists := i < len(names) && names[i] == name
+	_, exists := slices.BinarySearch(names, name)
 	if !exists && len(names) >= MaxValuesPerApp {
 		return provider.Errorf(provider.EMSGSIZE, "app %s already holds %d values; delete one first", app, MaxValuesPerApp)
 	}
