@@ -21,7 +21,7 @@ var testSeed = []byte("conformance-suite-test-seed")
 // newSoftware returns a software provider with a fixed test KEK.
 func newSoftware(t *testing.T) provider.Provider {
 	t.Helper()
-	p, err := software.New(software.Options{KEK: secret.New(bytes.Repeat([]byte{0x4b}, 32))})
+	p, err := software.New(software.Config{KEK: secret.New(bytes.Repeat([]byte{0x4b}, 32))})
 	if err != nil {
 		t.Fatalf("software.New: %v", err)
 	}

@@ -17,7 +17,7 @@ func ExampleRun() {
 	testConformance := func(t *testing.T) {
 		conformance.Run(t, func(t *testing.T) provider.Provider {
 			kek := make([]byte, 32) // a fixed KEK: fine for a test, never for real keys
-			p, err := software.New(software.Options{KEK: secret.New(kek)})
+			p, err := software.New(software.Config{KEK: secret.New(kek)})
 			if err != nil {
 				t.Fatal(err)
 			}

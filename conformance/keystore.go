@@ -79,7 +79,7 @@ func newKSEnv(t *testing.T, p provider.Provider) *ksEnv {
 func newKSEnvOn(t *testing.T, p provider.Provider, st *storage.Memory) *ksEnv {
 	t.Helper()
 	e := &ksEnv{st: st, p: p, clock: clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)), audit: &ksAudit{}}
-	ks, err := core.Open(t.Context(), core.Options{Storage: st, Provider: p, Clock: e.clock, Audit: e.audit})
+	ks, err := core.Open(t.Context(), core.Config{Storage: st, Provider: p, Clock: e.clock, Audit: e.audit})
 	if err != nil {
 		t.Fatalf("core.Open: %v", err)
 	}

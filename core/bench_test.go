@@ -27,7 +27,7 @@ func benchProvider(b *testing.B) provider.Provider {
 	if _, err := rand.Read(kek); err != nil {
 		b.Fatal(err)
 	}
-	p, err := software.New(software.Options{KEK: secret.New(kek)})
+	p, err := software.New(software.Config{KEK: secret.New(kek)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func benchProvider(b *testing.B) provider.Provider {
 func benchKeystore(b *testing.B, a core.Algorithm) (*core.Keystore, core.KeyID) {
 	b.Helper()
 	p := benchProvider(b)
-	ks, err := core.Open(ctx, core.Options{Storage: storage.NewMemory(), Provider: p, Clock: fixedClock{}, Audit: core.DiscardAudit{}})
+	ks, err := core.Open(ctx, core.Config{Storage: storage.NewMemory(), Provider: p, Clock: fixedClock{}, Audit: core.DiscardAudit{}})
 	if err != nil {
 		b.Fatal(err)
 	}

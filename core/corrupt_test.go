@@ -191,7 +191,7 @@ func TestConcurrentUse(t *testing.T) {
 // A keystore whose key cache is smaller than its key set still serves
 // every key correctly, concurrently.
 func TestSmallKeyCache(t *testing.T) {
-	e := newEnv(t, func(o *core.Options) { o.CacheSize = 4 })
+	e := newEnv(t, func(o *core.Config) { o.CacheSize = 4 })
 	var ids []core.KeyID
 	for i := 0; i < 20; i++ {
 		ids = append(ids, e.create(t, appA, "app-a/s/k"+string(rune('a'+i)), provider.Ed25519))

@@ -194,7 +194,7 @@ func TestCrashAtEveryStorageStep(t *testing.T) {
 
 func openDirEnv(t *testing.T, dir string, hook storage.Hook) *env {
 	t.Helper()
-	var opts []storage.DirOption
+	var opts []storage.Option
 	if hook != nil {
 		opts = append(opts, storage.WithHook(hook))
 	}

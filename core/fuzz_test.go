@@ -22,7 +22,7 @@ func fuzzStore(f *testing.F) (*Keystore, *storage.Memory, map[string][]byte) {
 		f.Fatal(err)
 	}
 	mem := storage.NewMemory()
-	ks, err := Open(context.Background(), Options{Storage: mem, Provider: p, Clock: clock.NewFake(time.Unix(1e9, 0)), Audit: DiscardAudit{}})
+	ks, err := Open(context.Background(), Config{Storage: mem, Provider: p, Clock: clock.NewFake(time.Unix(1e9, 0)), Audit: DiscardAudit{}})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -11,8 +11,8 @@ import (
 	"github.com/nexus-os/keystored/core/provider"
 )
 
-// Options configure Open. Storage, Provider, Clock and Audit are required.
-type Options struct {
+// Config configures Open. Storage, Provider, Clock and Audit are required.
+type Config struct {
 	Storage  Storage
 	Provider provider.Provider
 	Clock    Clock
@@ -67,7 +67,7 @@ type entry struct {
 // Open opens the keystore in st with provider p. It writes the MANIFEST on
 // first use and refuses a state made by a provider with another name, or
 // by a secure provider when p is insecure (and the reverse).
-func Open(ctx context.Context, o Options) (*Keystore, error) {
+func Open(ctx context.Context, o Config) (*Keystore, error) {
 	if o.Storage == nil || o.Provider == nil || o.Clock == nil || o.Audit == nil {
 		return nil, provider.Errorf(provider.EINVAL, "core.Open needs Storage, Provider, Clock and Audit")
 	}

@@ -530,7 +530,7 @@ func TestSealBudget(t *testing.T) {
 	}
 	st := storage.NewMemory()
 	base := newEnv(t)
-	e := newEnvWith(t, st, base.p, func(o *core.Options) { o.Algorithms = reg })
+	e := newEnvWith(t, st, base.p, func(o *core.Config) { o.Algorithms = reg })
 	id := e.create(t, appA, "app-a/d/k", provider.ChaCha20Poly1305)
 	for i := 0; i < 3; i++ {
 		if _, err := e.ks.Seal(ctx, appA, id, []byte("p"), nil); err != nil {
@@ -543,7 +543,7 @@ func TestSealBudget(t *testing.T) {
 		t.Fatalf("error does not say to rotate: %v", err)
 	}
 	// The count is durable: a reopened keystore does not reset it.
-	e2 := newEnvWith(t, st, base.p, func(o *core.Options) { o.Algorithms = reg })
+	e2 := newEnvWith(t, st, base.p, func(o *core.Config) { o.Algorithms = reg })
 	_, err = e2.ks.Seal(ctx, appA, id, []byte("p"), nil)
 	wantCode(t, "over budget after reopen", err, provider.EPERM)
 	if _, err := e2.ks.Rotate(ctx, appA, id); err != nil {
@@ -600,16 +600,16 @@ func TestManifestGuardsProviderKind(t *testing.T) {
 	e := newEnvWith(t, st, newEnv(t).p) // insecure testseed
 	e.create(t, appA, "app-a/s/k", provider.Ed25519)
 	secure := fakeInfo{Provider: e.p, info: provider.Info{Name: "software", Secure: true, Algorithms: []provider.Algorithm{provider.Ed25519}}}
-	_, err := core.Open(ctx, core.Options{Storage: st, Provider: secure, Clock: e.clock, Audit: e.audit})
+	_, err := core.Open(ctx, core.Config{Storage: st, Provider: secure, Clock: e.clock, Audit: e.audit})
 	wantCode(t, "secure over insecure state", err, provider.EPERM)
 	if !strings.Contains(err.Error(), "INSECURE") {
 		t.Fatalf("error does not say insecure: %v", err)
 	}
 	st2 := storage.NewMemory()
-	if _, err := core.Open(ctx, core.Options{Storage: st2, Provider: secure, Clock: e.clock, Audit: e.audit}); err != nil {
+	if _, err := core.Open(ctx, core.Config{Storage: st2, Provider: secure, Clock: e.clock, Audit: e.audit}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = core.Open(ctx, core.Options{Storage: st2, Provider: e.p, Clock: e.clock, Audit: e.audit})
+	_, err = core.Open(ctx, core.Config{Storage: st2, Provider: e.p, Clock: e.clock, Audit: e.audit})
 	wantCode(t, "insecure over secure state", err, provider.EPERM)
 }
 

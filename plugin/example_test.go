@@ -26,7 +26,7 @@ func ExampleServe() {
 			fmt.Fprintln(os.Stderr, "my-plugin: --kek-file is required")
 			os.Exit(2)
 		}
-		p, err := software.New(software.Options{KEKFile: *kekFile})
+		p, err := software.New(software.Config{KEKFile: *kekFile})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "my-plugin:", err)
 			os.Exit(1)

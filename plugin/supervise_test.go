@@ -41,7 +41,7 @@ func killPlugin(t testing.TB, c *Client) int {
 // openKeystore opens a keystore on memory storage backed by p.
 func openKeystore(t testing.TB, p provider.Provider) *core.Keystore {
 	t.Helper()
-	ks, err := core.Open(t.Context(), core.Options{
+	ks, err := core.Open(t.Context(), core.Config{
 		Storage:  storage.NewMemory(),
 		Provider: p,
 		Clock:    clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)),

@@ -129,7 +129,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if s.limits.HandshakeTimeout <= 0 {
 		s.limits.HandshakeTimeout = DefaultHandshakeTimeout
 	}
-	ks, err := core.Open(ctx, core.Options{
+	ks, err := core.Open(ctx, core.Config{
 		Storage:         cfg.Storage,
 		Provider:        cfg.Provider,
 		Clock:           cfg.Clock,

@@ -40,8 +40,8 @@ type Dir struct {
 	lockFD int          // the locked .lock file; -1 once closed
 }
 
-// A DirOption configures OpenDir.
-type DirOption func(*dirConfig)
+// An Option configures OpenDir.
+type Option func(*dirConfig)
 
 type dirConfig struct {
 	hook Hook
@@ -49,7 +49,7 @@ type dirConfig struct {
 
 // WithHook installs a fault-injection hook called before every step of a
 // write, a removal and the temporary-file sweep (see Hook). For tests.
-func WithHook(h Hook) DirOption {
+func WithHook(h Hook) Option {
 	return func(c *dirConfig) { c.hook = h }
 }
 
@@ -59,7 +59,7 @@ func WithHook(h Hook) DirOption {
 // others (ErrIO); takes an exclusive lock on root/.lock (ErrUnavailable if
 // another process, or another Dir, holds it); and removes the temporary
 // files that a crash may have left anywhere in the tree.
-func OpenDir(root string, opts ...DirOption) (*Dir, error) {
+func OpenDir(root string, opts ...Option) (*Dir, error) {
 	var cfg dirConfig
 	for _, o := range opts {
 		if o != nil {

@@ -4,7 +4,7 @@
 //
 // # KEK sources
 //
-// Options names exactly one source of the KEK:
+// Config names exactly one source of the KEK:
 //
 //   - KEKFile: a file holding the 32 raw KEK bytes. If the file does not
 //     exist, New creates it from crypto/rand with mode 0600, atomically and
@@ -69,9 +69,9 @@ const Name = "software"
 // Version is the provider's version, as Info reports it.
 const Version = "1"
 
-// Options configures New. Exactly one KEK source is set: KEKFile, KEK, or
+// Config configures New. Exactly one KEK source is set: KEKFile, KEK, or
 // Passphrase together with ParamsFile.
-type Options struct {
+type Config struct {
 	// KEKFile is the path of a file holding the 32 raw KEK bytes; it is
 	// created (mode 0600) if missing.
 	KEKFile string
@@ -100,7 +100,7 @@ type softProvider struct {
 }
 
 // New returns a software provider whose KEK comes from opts.
-func New(opts Options) (provider.Provider, error) {
+func New(opts Config) (provider.Provider, error) {
 	kek, owned, err := loadKEK(opts)
 	if err != nil {
 		return nil, err
@@ -131,7 +131,7 @@ func New(opts Options) (provider.Provider, error) {
 
 // loadKEK returns the KEK named by opts, and whether the caller owns (and
 // must wipe) it.
-func loadKEK(opts Options) (secret.Bytes, bool, error) {
+func loadKEK(opts Config) (secret.Bytes, bool, error) {
 	n := 0
 	if opts.KEKFile != "" {
 		n++
