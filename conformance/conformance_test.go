@@ -47,9 +47,11 @@ func TestSoftware(t *testing.T) {
 	conformance.Run(t, newSoftware)
 }
 
-func TestTestseedInsecure(t *testing.T) {
-	conformance.Run(t, newTestseed, conformance.WithKnownSecrets(knownTestseed))
-}
+func TestTestseedInsecure(t *testing.T) { testTestseed(t) }
+
+// TestMemProvider runs the example provider (example_provider_test.go)
+// through both suites.
+func TestMemProvider(t *testing.T) { testMemProvider(t) }
 
 // fault is a broken provider and the check that must notice.
 type fault struct {
