@@ -98,3 +98,12 @@ func IsSkip(err error) bool {
 
 // FindSecret exposes the secret search.
 func FindSecret(hay, secret []byte) (string, bool) { return findSecret(hay, secret) }
+
+// KeystoreCheckNames lists RunKeystore's subtests.
+func KeystoreCheckNames() []string {
+	var names []string
+	for _, c := range ksChecks() {
+		names = append(names, c.name)
+	}
+	return names
+}
