@@ -15,7 +15,8 @@ import (
 	"github.com/nexus-os/keystored/client/clienttest"
 )
 
-// dial starts a fake with opts and returns a client connected to it.
+// dial starts keystored's server (clienttest) with opts and returns a
+// client connected to it.
 func dial(t *testing.T, opts clienttest.Options) (*client.Client, *clienttest.Server) {
 	t.Helper()
 	srv := clienttest.Start(t, opts)

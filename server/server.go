@@ -194,9 +194,9 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 	}
 }
 
-// Register registers the three services on g, which must have been made
-// with ServerOptions.
-func (s *Server) Register(g *grpc.Server) {
+// Register registers the three services on g, a grpc.Server made with
+// ServerOptions (or a registrar in front of one).
+func (s *Server) Register(g grpc.ServiceRegistrar) {
 	keystorev1.RegisterKeysServer(g, &keysService{s: s})
 	keystorev1.RegisterStoreServer(g, &storeService{s: s})
 	keystorev1.RegisterTrustAnchorsServer(g, &anchorsService{s: s})

@@ -4,6 +4,7 @@ package layering
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -34,21 +35,27 @@ var rules = []struct {
 // (prefixes, relative to the module when they start with a letter of a
 // module package, else full paths).
 var forbidden = []struct {
-	pkg  string
-	deny []string
+	pkg    string
+	deny   []string
+	except []string // packages below pkg that have a rule of their own
 }{
 	// The plugin layer carries the contract only: no keystore, no storage.
-	{"plugin", []string{module + "/core/storage", module + "/server", module + "/client", module + "/providers/"}},
+	{"plugin", []string{module + "/core/storage", module + "/server", module + "/client", module + "/providers/"}, nil},
 	// The client talks to the daemon: it never links the keystore itself.
-	{"client", []string{module + "/core/storage", module + "/core/alg", module + "/server", module + "/plugin", module + "/providers/", module + "/audit"}},
+	{"client", []string{module + "/core/storage", module + "/core/alg", module + "/server", module + "/plugin", module + "/providers/", module + "/audit"}, []string{"client/clienttest"}},
+	// clienttest is test support: it runs the real server in the test
+	// process (so it links server, storage, audit and the in-process
+	// providers), never a plugin process or cgo, and only tests import it
+	// (TestTestSupportOnlyInTests).
+	{"client/clienttest", []string{module + "/plugin", module + "/providers/pkcs11", module + "/cmd/", "github.com/miekg/pkcs11"}, nil},
 	// The daemon side never links cgo PKCS#11 (it runs as a plugin binary).
-	{"server", []string{module + "/plugin", module + "/client", "github.com/miekg/pkcs11"}},
-	{"cmd/keystored", []string{"github.com/miekg/pkcs11", module + "/providers/pkcs11"}},
-	{"cmd/keystorectl", []string{module + "/core/storage", module + "/server", module + "/plugin", module + "/providers/"}},
+	{"server", []string{module + "/plugin", module + "/client", "github.com/miekg/pkcs11"}, nil},
+	{"cmd/keystored", []string{"github.com/miekg/pkcs11", module + "/providers/pkcs11"}, nil},
+	{"cmd/keystorectl", []string{module + "/core/storage", module + "/server", module + "/plugin", module + "/providers/"}, nil},
 	// The wire API is generated code only.
-	{"api/", []string{module + "/core", module + "/server"}},
+	{"api/", []string{module + "/core", module + "/server"}, nil},
 	// core must not import any outer layer.
-	{"core", []string{module + "/server", module + "/plugin", module + "/client", module + "/providers/", module + "/api/", "google.golang.org/grpc", "github.com/hashicorp/"}},
+	{"core", []string{module + "/server", module + "/plugin", module + "/client", module + "/providers/", module + "/api/", "google.golang.org/grpc", "github.com/hashicorp/"}, nil},
 }
 
 func TestImportLayers(t *testing.T) {
@@ -112,6 +119,9 @@ func TestForbiddenImports(t *testing.T) {
 			if pkg != f.pkg && !(strings.HasSuffix(f.pkg, "/") && strings.HasPrefix(pkg, f.pkg)) && !strings.HasPrefix(pkg, f.pkg+"/") {
 				continue
 			}
+			if slices.Contains(f.except, pkg) {
+				continue
+			}
 			matched[f.pkg] = true
 			for _, dep := range fields[1:] {
 				for _, d := range f.deny {
@@ -126,6 +136,35 @@ func TestForbiddenImports(t *testing.T) {
 		if !matched[f.pkg] {
 			t.Errorf("rule for %s matched no package", f.pkg)
 		}
+	}
+}
+
+// testSupport are packages that link a whole daemon or build binaries for
+// tests; a package that is not a test never imports them.
+var testSupport = []string{module + "/client/clienttest", module + "/internal/daemontest"}
+
+func TestTestSupportOnlyInTests(t *testing.T) {
+	// Deps lists the imports of the packages themselves, not of their
+	// tests.
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Deps}} {{.}}{{end}}`, module+"/...").Output()
+	if err != nil {
+		t.Skipf("go list unavailable (%v): the layering check needs the go command", err)
+	}
+	checked := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		checked++
+		for _, dep := range fields[1:] {
+			if slices.Contains(testSupport, dep) {
+				t.Errorf("%s imports the test-support package %s", fields[0], dep)
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("go list listed no package")
 	}
 }
 
