@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -58,18 +59,45 @@ var forbidden = []struct {
 	{"core", []string{module + "/server", module + "/plugin", module + "/client", module + "/providers/", module + "/api/", "google.golang.org/grpc", "github.com/hashicorp/"}, nil},
 }
 
-func TestImportLayers(t *testing.T) {
-	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Deps}} {{.}}{{end}}`, module+"/...").Output()
-	if err != nil {
-		t.Skipf("go list unavailable (%v): the layering check needs the go command", err)
-	}
-	checked := 0
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) == 0 {
-			continue
+// pkgDeps is a package of the module and every package it depends on
+// (go list's Deps: the imports of its tests are not included).
+type pkgDeps struct {
+	pkg  string
+	deps []string
+}
+
+var (
+	graphOnce sync.Once
+	graph     []pkgDeps
+	graphErr  error
+)
+
+// importGraph lists the module's packages once per test binary, or skips
+// t when the go command is unavailable.
+func importGraph(t *testing.T) []pkgDeps {
+	t.Helper()
+	graphOnce.Do(func() {
+		out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Deps}} {{.}}{{end}}`, module+"/...").Output()
+		if err != nil {
+			graphErr = err
+			return
 		}
-		pkg := strings.TrimPrefix(fields[0], module+"/")
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if fields := strings.Fields(line); len(fields) > 0 {
+				graph = append(graph, pkgDeps{pkg: fields[0], deps: fields[1:]})
+			}
+		}
+	})
+	if graphErr != nil {
+		t.Skipf("go list unavailable (%v): the layering check needs the go command", graphErr)
+	}
+	return graph
+}
+
+func TestImportLayers(t *testing.T) {
+	checked := 0
+	for _, p := range importGraph(t) {
+		pkg := strings.TrimPrefix(p.pkg, module+"/")
 		rule := -1
 		for i, r := range rules {
 			if pkg == r.pkg || strings.HasSuffix(r.pkg, "/") && strings.HasPrefix(pkg, r.pkg) {
@@ -81,7 +109,7 @@ func TestImportLayers(t *testing.T) {
 			continue
 		}
 		checked++
-		for _, dep := range fields[1:] {
+		for _, dep := range p.deps {
 			if isStd(dep) {
 				continue
 			}
@@ -104,17 +132,9 @@ func TestImportLayers(t *testing.T) {
 }
 
 func TestForbiddenImports(t *testing.T) {
-	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Deps}} {{.}}{{end}}`, module+"/...").Output()
-	if err != nil {
-		t.Skipf("go list unavailable (%v): the layering check needs the go command", err)
-	}
 	matched := map[string]bool{}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) == 0 {
-			continue
-		}
-		pkg := strings.TrimPrefix(fields[0], module+"/")
+	for _, p := range importGraph(t) {
+		pkg := strings.TrimPrefix(p.pkg, module+"/")
 		for _, f := range forbidden {
 			if pkg != f.pkg && !(strings.HasSuffix(f.pkg, "/") && strings.HasPrefix(pkg, f.pkg)) && !strings.HasPrefix(pkg, f.pkg+"/") {
 				continue
@@ -123,7 +143,7 @@ func TestForbiddenImports(t *testing.T) {
 				continue
 			}
 			matched[f.pkg] = true
-			for _, dep := range fields[1:] {
+			for _, dep := range p.deps {
 				for _, d := range f.deny {
 					if dep == d || strings.HasPrefix(dep, strings.TrimSuffix(d, "/")+"/") || strings.HasSuffix(d, "/") && strings.HasPrefix(dep, d) {
 						t.Errorf("%s imports %s, which its layer forbids", pkg, dep)
@@ -144,22 +164,12 @@ func TestForbiddenImports(t *testing.T) {
 var testSupport = []string{module + "/client/clienttest", module + "/internal/daemontest"}
 
 func TestTestSupportOnlyInTests(t *testing.T) {
-	// Deps lists the imports of the packages themselves, not of their
-	// tests.
-	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Deps}} {{.}}{{end}}`, module+"/...").Output()
-	if err != nil {
-		t.Skipf("go list unavailable (%v): the layering check needs the go command", err)
-	}
 	checked := 0
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) == 0 {
-			continue
-		}
+	for _, p := range importGraph(t) {
 		checked++
-		for _, dep := range fields[1:] {
+		for _, dep := range p.deps {
 			if slices.Contains(testSupport, dep) {
-				t.Errorf("%s imports the test-support package %s", fields[0], dep)
+				t.Errorf("%s imports the test-support package %s", p.pkg, dep)
 			}
 		}
 	}
