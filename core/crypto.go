@@ -12,9 +12,9 @@ import (
 // primary version and returns the plain algorithm signature with the
 // version that made it. A key past its rotation period is rotated first.
 func (k *Keystore) Sign(ctx context.Context, c Caller, id KeyID, msg []byte) (Signature, error) {
-	return audited(ctx, k, c, OpSign, id.String(), 0, func(ev *Event) (Signature, error) {
-		return k.sign(ctx, c, id, msg, ev)
-	})
+	ev := k.event(c, OpSign, id.String(), 0)
+	sig, err := k.sign(ctx, c, id, msg, &ev)
+	return audited(ctx, k, &ev, sig, err)
 }
 
 func (k *Keystore) sign(ctx context.Context, c Caller, id KeyID, msg []byte, ev *Event) (Signature, error) {
@@ -45,10 +45,8 @@ func (k *Keystore) sign(ctx context.Context, c Caller, id KeyID, msg []byte, ev 
 // Verify checks sig over msg with version v of the key: nil if it
 // verifies, an error wrapping ErrBadMessage if it does not.
 func (k *Keystore) Verify(ctx context.Context, c Caller, id KeyID, v Version, msg, sig []byte) error {
-	_, err := audited(ctx, k, c, OpVerify, id.String(), v, func(ev *Event) (struct{}, error) {
-		return struct{}{}, k.verify(ctx, c, id, v, msg, sig, ev)
-	})
-	return err
+	ev := k.event(c, OpVerify, id.String(), v)
+	return k.finish(ctx, &ev, k.verify(ctx, c, id, v, msg, sig, &ev))
 }
 
 func (k *Keystore) verify(ctx context.Context, c Caller, id KeyID, v Version, msg, sig []byte, ev *Event) error {
@@ -73,13 +71,17 @@ func (k *Keystore) verify(ctx context.Context, c Caller, id KeyID, v Version, ms
 // PublicKey returns the public key of version v (0: the current version)
 // of a sign key.
 func (k *Keystore) PublicKey(ctx context.Context, c Caller, id KeyID, v Version) (PublicKey, error) {
-	return audited(ctx, k, c, OpPublicKey, id.String(), v, func(ev *Event) (PublicKey, error) {
-		t, err := k.resolve(ctx, c, OpPublicKey, id, provider.UseSign, pickVersion(v), ev)
-		if err != nil {
-			return PublicKey{}, err
-		}
-		return PublicKey{ID: id, Version: t.vr.ref.Version, Algorithm: t.spec.Name, Key: append([]byte(nil), t.pub...)}, nil
-	})
+	ev := k.event(c, OpPublicKey, id.String(), v)
+	pk, err := k.publicKey(ctx, c, id, v, &ev)
+	return audited(ctx, k, &ev, pk, err)
+}
+
+func (k *Keystore) publicKey(ctx context.Context, c Caller, id KeyID, v Version, ev *Event) (PublicKey, error) {
+	t, err := k.resolve(ctx, c, OpPublicKey, id, provider.UseSign, pickVersion(v), ev)
+	if err != nil {
+		return PublicKey{}, err
+	}
+	return PublicKey{ID: id, Version: t.vr.ref.Version, Algorithm: t.spec.Name, Key: append([]byte(nil), t.pub...)}, nil
 }
 
 // aadPool recycles the buffers that hold the provider's associated data.
@@ -90,9 +92,9 @@ var aadPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }
 // the sealed envelope and the version used. A key past its rotation period
 // is rotated first.
 func (k *Keystore) Seal(ctx context.Context, c Caller, id KeyID, plaintext, aad []byte) (Sealed, error) {
-	return audited(ctx, k, c, OpSeal, id.String(), 0, func(ev *Event) (Sealed, error) {
-		return k.seal(ctx, c, id, plaintext, aad, ev)
-	})
+	ev := k.event(c, OpSeal, id.String(), 0)
+	s, err := k.seal(ctx, c, id, plaintext, aad, &ev)
+	return audited(ctx, k, &ev, s, err)
 }
 
 func (k *Keystore) seal(ctx context.Context, c Caller, id KeyID, plaintext, aad []byte, ev *Event) (Sealed, error) {
@@ -196,9 +198,9 @@ func (k *Keystore) countSeal(ctx context.Context, vr *versionRT, spec *alg.Spec)
 // this key with the same aad. The envelope names the one version to use
 // (no trial decryption). It returns the plaintext and that version.
 func (k *Keystore) Unseal(ctx context.Context, c Caller, id KeyID, sealed, aad []byte) (Unsealed, error) {
-	return audited(ctx, k, c, OpUnseal, id.String(), 0, func(ev *Event) (Unsealed, error) {
-		return k.unseal(ctx, c, OpUnseal, id, sealed, aad, ev)
-	})
+	ev := k.event(c, OpUnseal, id.String(), 0)
+	u, err := k.unseal(ctx, c, OpUnseal, id, sealed, aad, &ev)
+	return audited(ctx, k, &ev, u, err)
 }
 
 func (k *Keystore) unseal(ctx context.Context, c Caller, op Op, id KeyID, sealed, aad []byte, ev *Event) (Unsealed, error) {
@@ -247,9 +249,9 @@ func (k *Keystore) unseal(ctx context.Context, c Caller, op Op, id KeyID, sealed
 // under the current primary version, without returning the plaintext. It
 // returns the new envelope and its version.
 func (k *Keystore) Rewrap(ctx context.Context, c Caller, id KeyID, sealed, aad []byte) (Sealed, error) {
-	return audited(ctx, k, c, OpRewrap, id.String(), 0, func(ev *Event) (Sealed, error) {
-		return k.rewrap(ctx, c, id, sealed, aad, ev)
-	})
+	ev := k.event(c, OpRewrap, id.String(), 0)
+	s, err := k.rewrap(ctx, c, id, sealed, aad, &ev)
+	return audited(ctx, k, &ev, s, err)
 }
 
 func (k *Keystore) rewrap(ctx context.Context, c Caller, id KeyID, sealed, aad []byte, ev *Event) (Sealed, error) {

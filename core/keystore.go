@@ -345,9 +345,10 @@ func (k *Keystore) handle(vr *versionRT) (provider.Handle, error) {
 	return h, nil
 }
 
-// event starts the audit event of a call.
-func (k *Keystore) event(c Caller, op Op, key string) Event {
-	return Event{Time: k.clock.Now(), Caller: c, Op: op, Key: key}
+// event starts the audit event of a call naming key ("" for none) and
+// version v (0 for none).
+func (k *Keystore) event(c Caller, op Op, key string, v Version) Event {
+	return Event{Time: k.clock.Now(), Caller: c, Op: op, Key: key, Version: v}
 }
 
 // finish records ev with err's outcome and returns the error the caller

@@ -14,9 +14,9 @@ import (
 // id (operators may create keys for any app). IDs are never reused: a key
 // that exists in any state gives EALREADY.
 func (k *Keystore) Create(ctx context.Context, c Caller, id KeyID, o CreateOptions) (Metadata, error) {
-	return audited(ctx, k, c, OpCreate, id.String(), 0, func(ev *Event) (Metadata, error) {
-		return k.create(ctx, c, id, o, ev)
-	})
+	ev := k.event(c, OpCreate, id.String(), 0)
+	m, err := k.create(ctx, c, id, o, &ev)
+	return audited(ctx, k, &ev, m, err)
 }
 
 func (k *Keystore) create(ctx context.Context, c Caller, id KeyID, o CreateOptions, ev *Event) (Metadata, error) {
@@ -118,19 +118,23 @@ func checkPolicy(p Policy, current Version) error {
 
 // Get returns a key's metadata, in any state.
 func (k *Keystore) Get(ctx context.Context, c Caller, id KeyID) (Metadata, error) {
-	return audited(ctx, k, c, OpGet, id.String(), 0, func(*Event) (Metadata, error) {
-		if err := admit(ctx, c, id); err != nil {
-			return Metadata{}, err
-		}
-		_, rec, err := k.readKey(id)
-		if err != nil {
-			return Metadata{}, err
-		}
-		if err := checkKey(OpGet, metaOf(rec)); err != nil {
-			return Metadata{}, err
-		}
-		return rec.meta.clone(), nil
-	})
+	ev := k.event(c, OpGet, id.String(), 0)
+	m, err := k.get(ctx, c, id)
+	return audited(ctx, k, &ev, m, err)
+}
+
+func (k *Keystore) get(ctx context.Context, c Caller, id KeyID) (Metadata, error) {
+	if err := admit(ctx, c, id); err != nil {
+		return Metadata{}, err
+	}
+	_, rec, err := k.readKey(id)
+	if err != nil {
+		return Metadata{}, err
+	}
+	if err := checkKey(OpGet, metaOf(rec)); err != nil {
+		return Metadata{}, err
+	}
+	return rec.meta.clone(), nil
 }
 
 // transition runs a state change on an existing key under its write lock:
@@ -188,12 +192,12 @@ func (r *record) successor() *record {
 // Rotate adds a new primary version; the old primary becomes retired and
 // keeps verifying and unsealing.
 func (k *Keystore) Rotate(ctx context.Context, c Caller, id KeyID) (Metadata, error) {
-	return audited(ctx, k, c, OpRotate, id.String(), 0, func(ev *Event) (Metadata, error) {
-		return k.transition(ctx, c, OpRotate, id, ev, func(rec *record, now time.Time) (*record, func() error, error) {
-			next, err := k.rotateLocked(ctx, rec, now)
-			return next, nil, err
-		})
+	ev := k.event(c, OpRotate, id.String(), 0)
+	m, err := k.transition(ctx, c, OpRotate, id, &ev, func(rec *record, now time.Time) (*record, func() error, error) {
+		next, err := k.rotateLocked(ctx, rec, now)
+		return next, nil, err
 	})
+	return audited(ctx, k, &ev, m, err)
 }
 
 // rotateLocked makes the successor record with a new primary version; the
@@ -221,36 +225,40 @@ func (k *Keystore) rotateLocked(ctx context.Context, rec *record, now time.Time)
 // Revoke revokes every version of a key, irreversibly: every later use
 // fails with EKEYREVOKED.
 func (k *Keystore) Revoke(ctx context.Context, c Caller, id KeyID) (Metadata, error) {
-	return audited(ctx, k, c, OpRevoke, id.String(), 0, func(ev *Event) (Metadata, error) {
-		return k.transition(ctx, c, OpRevoke, id, ev, func(rec *record, now time.Time) (*record, func() error, error) {
-			next := rec.successor()
-			next.meta.State, next.meta.Revoked = StateRevoked, now
-			for i := range next.meta.Versions {
-				if v := &next.meta.Versions[i]; v.State != VersionRevoked && v.State != VersionDestroyed {
-					v.State, v.Revoked = VersionRevoked, now
-				}
+	ev := k.event(c, OpRevoke, id.String(), 0)
+	m, err := k.transition(ctx, c, OpRevoke, id, &ev, func(rec *record, now time.Time) (*record, func() error, error) {
+		next := rec.successor()
+		next.meta.State, next.meta.Revoked = StateRevoked, now
+		for i := range next.meta.Versions {
+			if v := &next.meta.Versions[i]; v.State != VersionRevoked && v.State != VersionDestroyed {
+				v.State, v.Revoked = VersionRevoked, now
 			}
-			return next, nil, nil
-		})
+		}
+		return next, nil, nil
 	})
+	return audited(ctx, k, &ev, m, err)
 }
 
 // RevokeVersion revokes one retired version of an active key. The primary
 // version cannot be revoked alone (EPERM): rotate first, or revoke the key.
 func (k *Keystore) RevokeVersion(ctx context.Context, c Caller, id KeyID, v Version) (Metadata, error) {
-	return audited(ctx, k, c, OpRevokeVersion, id.String(), v, func(ev *Event) (Metadata, error) {
-		if v == 0 {
-			// Syntax before any lookup (docs/lifecycle.md, order of checks).
-			return Metadata{}, provider.Errorf(provider.EINVAL, "no version given")
+	ev := k.event(c, OpRevokeVersion, id.String(), v)
+	m, err := k.revokeVersion(ctx, c, id, v, &ev)
+	return audited(ctx, k, &ev, m, err)
+}
+
+func (k *Keystore) revokeVersion(ctx context.Context, c Caller, id KeyID, v Version, ev *Event) (Metadata, error) {
+	if v == 0 {
+		// Syntax before any lookup (docs/lifecycle.md, order of checks).
+		return Metadata{}, provider.Errorf(provider.EINVAL, "no version given")
+	}
+	return k.transition(ctx, c, OpRevokeVersion, id, ev, func(rec *record, now time.Time) (*record, func() error, error) {
+		if err := checkVersion(OpRevokeVersion, &rec.meta, v); err != nil {
+			return nil, nil, err
 		}
-		return k.transition(ctx, c, OpRevokeVersion, id, ev, func(rec *record, now time.Time) (*record, func() error, error) {
-			if err := checkVersion(OpRevokeVersion, &rec.meta, v); err != nil {
-				return nil, nil, err
-			}
-			next := rec.successor()
-			next.meta.Versions[v-1].State, next.meta.Versions[v-1].Revoked = VersionRevoked, now
-			return next, nil, nil
-		})
+		next := rec.successor()
+		next.meta.Versions[v-1].State, next.meta.Versions[v-1].Revoked = VersionRevoked, now
+		return next, nil, nil
 	})
 }
 
@@ -259,11 +267,11 @@ func (k *Keystore) RevokeVersion(ctx context.Context, c Caller, id KeyID, v Vers
 // tombstone (IDs are never reused). An active key gives EPERM: revoke it
 // first. A destroy interrupted by a crash can be repeated.
 func (k *Keystore) Destroy(ctx context.Context, c Caller, id KeyID) (Metadata, error) {
-	return audited(ctx, k, c, OpDestroy, id.String(), 0, func(ev *Event) (Metadata, error) {
-		return k.transition(ctx, c, OpDestroy, id, ev, func(rec *record, now time.Time) (*record, func() error, error) {
-			return k.destroyLocked(ctx, rec, now, ev)
-		})
+	ev := k.event(c, OpDestroy, id.String(), 0)
+	m, err := k.transition(ctx, c, OpDestroy, id, &ev, func(rec *record, now time.Time) (*record, func() error, error) {
+		return k.destroyLocked(ctx, rec, now, &ev)
 	})
+	return audited(ctx, k, &ev, m, err)
 }
 
 // destroyLocked makes the successor record of a destroy and the function
@@ -320,28 +328,32 @@ func (k *Keystore) destroyLocked(ctx context.Context, rec *record, now time.Time
 
 // SetPolicy replaces a key's policy.
 func (k *Keystore) SetPolicy(ctx context.Context, c Caller, id KeyID, p Policy) (Metadata, error) {
-	return audited(ctx, k, c, OpSetPolicy, id.String(), 0, func(ev *Event) (Metadata, error) {
-		// Syntax before any lookup (docs/lifecycle.md, order of checks); the
-		// minimum version is checked against the key's current one below.
-		if err := checkPolicy(p, provider.MaxVersion); err != nil {
-			return Metadata{}, err
+	ev := k.event(c, OpSetPolicy, id.String(), 0)
+	m, err := k.setPolicy(ctx, c, id, p, &ev)
+	return audited(ctx, k, &ev, m, err)
+}
+
+func (k *Keystore) setPolicy(ctx context.Context, c Caller, id KeyID, p Policy, ev *Event) (Metadata, error) {
+	// Syntax before any lookup (docs/lifecycle.md, order of checks); the
+	// minimum version is checked against the key's current one below.
+	if err := checkPolicy(p, provider.MaxVersion); err != nil {
+		return Metadata{}, err
+	}
+	return k.transition(ctx, c, OpSetPolicy, id, ev, func(rec *record, _ time.Time) (*record, func() error, error) {
+		if err := checkPolicy(p, rec.meta.Current); err != nil {
+			return nil, nil, err
 		}
-		return k.transition(ctx, c, OpSetPolicy, id, ev, func(rec *record, _ time.Time) (*record, func() error, error) {
-			if err := checkPolicy(p, rec.meta.Current); err != nil {
-				return nil, nil, err
-			}
-			next := rec.successor()
-			next.meta.Policy = p
-			return next, nil, nil
-		})
+		next := rec.successor()
+		next.meta.Policy = p
+		return next, nil, nil
 	})
 }
 
 // List returns one page of keys ordered by (app, purpose, name).
 func (k *Keystore) List(ctx context.Context, c Caller, o ListOptions) (ListPage, error) {
-	return audited(ctx, k, c, OpList, "", 0, func(*Event) (ListPage, error) {
-		return k.list(ctx, c, o)
-	})
+	ev := k.event(c, OpList, "", 0)
+	page, err := k.list(ctx, c, o)
+	return audited(ctx, k, &ev, page, err)
 }
 
 func (k *Keystore) list(ctx context.Context, c Caller, o ListOptions) (ListPage, error) {
@@ -482,7 +494,7 @@ func idLess(a, b KeyID) bool { return a.Compare(b) < 0 }
 func (k *Keystore) Sweep(ctx context.Context, c Caller) ([]KeyID, error) {
 	// Not audited(): what was rotated is returned even when the sweep
 	// failed, because those rotations happened.
-	ev := k.event(c, OpSweep, "")
+	ev := k.event(c, OpSweep, "", 0)
 	rotated, err := k.sweep(ctx, c)
 	ev.Detail = "rotated " + strconv.Itoa(len(rotated)) + " keys"
 	if err = k.finish(ctx, &ev, err); err != nil {
@@ -507,7 +519,7 @@ func (k *Keystore) sweep(ctx context.Context, c Caller) ([]KeyID, error) {
 			if !rotationDue(&m, k.clock.Now()) {
 				continue
 			}
-			did, err := k.autoRotate(ctx, m.ID, k.event(c, OpRotate, ""))
+			did, err := k.autoRotate(ctx, m.ID, k.event(c, OpRotate, "", 0))
 			if err != nil {
 				errs = append(errs, err)
 			} else if did {

@@ -103,16 +103,16 @@ func readsOldOutput(op Op) bool {
 // the result is withheld.
 type wiper interface{ wipe() }
 
-// audited runs the body of a public Keystore method: it starts the call's
-// audit event (version v, when the call names one), runs f, and records
-// the outcome. When f fails, or its outcome cannot be recorded (fail
-// closed), the caller gets the zero T and the error, and f's output is
-// wiped if it holds secrets.
-func audited[T any](ctx context.Context, k *Keystore, c Caller, op Op, key string, v Version, f func(ev *Event) (T, error)) (T, error) {
-	ev := k.event(c, op, key)
-	ev.Version = v
-	out, err := f(&ev)
-	if err = k.finish(ctx, &ev, err); err != nil {
+// audited ends a public Keystore method: it records ev with err's outcome
+// (finish) and returns out, or, when the call failed or its record could
+// not be written (fail closed), the zero T and the error, wiping out if it
+// holds secrets. Every method is
+//
+//	ev := k.event(c, op, id.String(), v)
+//	out, err := k.op(ctx, c, id, ..., &ev)
+//	return audited(ctx, k, &ev, out, err)
+func audited[T any](ctx context.Context, k *Keystore, ev *Event, out T, err error) (T, error) {
+	if err = k.finish(ctx, ev, err); err != nil {
 		if w, ok := any(out).(wiper); ok {
 			w.wipe()
 		}
