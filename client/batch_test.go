@@ -77,7 +77,7 @@ func TestBatchOverMessageSize(t *testing.T) {
 		t.Fatalf("SignBatch over %d bytes = %v, want ErrTooLarge", client.MaxMessageSize, err)
 	}
 	if n := srv.Calls("/keystore.v1.Keys/SignBatch"); n != 0 {
-		t.Errorf("the fake saw %d calls, want the client to refuse before sending", n)
+		t.Errorf("the daemon saw %d calls, want the client to refuse before sending", n)
 	}
 }
 
@@ -138,7 +138,7 @@ func TestBatchItemErrors(t *testing.T) {
 			t.Errorf("item %d = %v, want %v", i, res[i].Err, want)
 		}
 	}
-	if msg := res[0].Err.Error(); msg != "sign app/p/nope: not found" {
+	if msg := res[0].Err.Error(); msg != "sign app/p/nope: no such key" {
 		t.Errorf("item message %q, want the daemon's", msg)
 	}
 }

@@ -15,7 +15,8 @@ import (
 	"github.com/nexus-os/keystored/client/clienttest"
 )
 
-// dial starts a fake with opts and returns a client connected to it.
+// dial starts keystored's server (clienttest) with opts and returns a
+// client connected to it.
 func dial(t *testing.T, opts clienttest.Options) (*client.Client, *clienttest.Server) {
 	t.Helper()
 	srv := clienttest.Start(t, opts)
@@ -148,6 +149,12 @@ func TestParseKeyRef(t *testing.T) {
 		{"p/k@4294967296", "", 0, client.ErrInvalid},
 		{"p/k@", "", 0, client.ErrInvalid},
 		{"@1", "", 0, client.ErrInvalid},
+		{"p/k@+1", "", 0, client.ErrInvalid},
+		{"p/k@1x", "", 0, client.ErrInvalid},
+		{"p/k@ 1", "", 0, client.ErrInvalid},
+		{"p/k@9223372036854775808", "", 0, client.ErrInvalid},
+		{"p/k@" + strings.Repeat("9", 1000), "", 0, client.ErrInvalid},
+		{"a/b/c@1@2", "a/b/c@1", 2, nil}, // the key part is the daemon's to check
 	}
 	for _, tt := range tests {
 		key, v, err := client.ParseKeyRef(tt.in)

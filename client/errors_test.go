@@ -97,7 +97,7 @@ func TestEveryCodeEveryMethod(t *testing.T) {
 		for name, f := range methods {
 			err := f(context.Background())
 			if called != "/keystore.v1."+name {
-				t.Errorf("%s: the fake saw %q", name, called)
+				t.Errorf("%s: the daemon saw %q", name, called)
 			}
 			if got, ok := client.CodeOf(err); !ok || got != s.code {
 				t.Errorf("%s with %v: CodeOf = %v, %v", name, s.code, got, ok)

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -210,14 +211,38 @@ func ParseKeyRef(ref string) (key string, version uint32, err error) {
 	if i < 0 {
 		return ref, 0, nil
 	}
-	v, err := provider.ParseVersion(ref[i+1:])
+	v, err := parseVersion(ref[i+1:])
 	if err != nil {
 		return "", 0, err
 	}
 	if i == 0 {
 		return "", 0, provider.Errorf(provider.EINVAL, "key reference %q has no key before @", ref)
 	}
-	return ref[:i], uint32(v), nil
+	return ref[:i], v, nil
+}
+
+// parseVersion parses a decimal version from 1 to 4294967295, without
+// sign or leading zeros.
+func parseVersion(s string) (uint32, error) {
+	bad := func() (uint32, error) {
+		if len(s) > 10 {
+			return 0, provider.Errorf(provider.EINVAL, "version must be a number from 1 to %d", uint32(math.MaxUint32))
+		}
+		return 0, provider.Errorf(provider.EINVAL, "version %q must be a number from 1 to %d", s, uint32(math.MaxUint32))
+	}
+	if s == "" || len(s) > 10 || s[0] == '0' {
+		return bad()
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return bad()
+		}
+	}
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return bad()
+	}
+	return uint32(n), nil
 }
 
 // keyInfo converts the wire metadata.

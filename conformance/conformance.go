@@ -3,6 +3,8 @@ package conformance
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -182,7 +184,7 @@ func (s *provSuite) perAlg(t *testing.T, g provGroup) {
 		}
 		for _, a := range algs {
 			t.Run(string(a), func(t *testing.T) {
-				for _, n := range sortedKeys(g.checks) {
+				for _, n := range slices.Sorted(maps.Keys(g.checks)) {
 					c := g.checks[n]
 					t.Run(n, func(t *testing.T) {
 						s := s.withLog(t.Logf)

@@ -21,7 +21,7 @@ var testSeed = []byte("conformance-suite-test-seed")
 // newSoftware returns a software provider with a fixed test KEK.
 func newSoftware(t *testing.T) provider.Provider {
 	t.Helper()
-	p, err := software.New(software.Options{KEK: secret.New(bytes.Repeat([]byte{0x4b}, 32))})
+	p, err := software.New(software.Config{KEK: secret.New(bytes.Repeat([]byte{0x4b}, 32))})
 	if err != nil {
 		t.Fatalf("software.New: %v", err)
 	}
@@ -47,9 +47,11 @@ func TestSoftware(t *testing.T) {
 	conformance.Run(t, newSoftware)
 }
 
-func TestTestseedInsecure(t *testing.T) {
-	conformance.Run(t, newTestseed, conformance.WithKnownSecrets(knownTestseed))
-}
+func TestTestseedInsecure(t *testing.T) { testTestseed(t) }
+
+// TestMemProvider runs the example provider (example_provider_test.go)
+// through both suites.
+func TestMemProvider(t *testing.T) { testMemProvider(t) }
 
 // fault is a broken provider and the check that must notice.
 type fault struct {

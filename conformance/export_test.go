@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -47,7 +49,7 @@ func CheckOne(ctx context.Context, p provider.Provider, path string, a provider.
 	for _, g := range provGroups() {
 		if g.name == group {
 			if c, ok := g.checks[name]; ok {
-				if !containsAlg(s.algsOf(g.use), a) {
+				if !slices.Contains(s.algsOf(g.use), a) {
 					return fmt.Errorf("test: %s is not an announced %s algorithm", a, g.use)
 				}
 				return c(s, ctx, a)
@@ -81,7 +83,7 @@ func CheckNames() []string {
 		names = append(names, c.name)
 	}
 	for _, g := range provGroups() {
-		for _, n := range sortedKeys(g.checks) {
+		for _, n := range slices.Sorted(maps.Keys(g.checks)) {
 			names = append(names, g.name+"/"+n)
 		}
 	}
@@ -96,3 +98,12 @@ func IsSkip(err error) bool {
 
 // FindSecret exposes the secret search.
 func FindSecret(hay, secret []byte) (string, bool) { return findSecret(hay, secret) }
+
+// KeystoreCheckNames lists RunKeystore's subtests.
+func KeystoreCheckNames() []string {
+	var names []string
+	for _, c := range ksChecks() {
+		names = append(names, c.name)
+	}
+	return names
+}

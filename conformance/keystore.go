@@ -15,34 +15,38 @@ import (
 )
 
 // RunKeystore runs the keystore-level suite over providers from
-// newProvider: a core.Keystore on in-memory storage with a fake clock, and
-// the required host behaviours, one subtest each:
-//
-//   - CreateSignVerify: every announced signature algorithm signs through
-//     the keystore; the signature verifies through Verify and with an
-//     independent implementation under the key's public key.
-//   - Rotate: the old public key still verifies signatures made before the
-//     rotation; new signatures carry and verify under the new version.
-//   - Revoke: after revocation every use fails with EKEYREVOKED, every
-//     time.
-//   - SealUnseal: every announced AEAD round-trips with AAD; a wrong AAD,
-//     any flipped byte or a truncation fails with EBADMSG.
-//   - Destroy: a revoked key can be destroyed; every later use fails with
-//     EKEYREVOKED and its handle files are gone.
-//   - Reopen: a keystore reopened on the same storage and provider has
-//     every key, version and state; old sealed data unseals.
-//   - Deterministic (only for providers announcing it): two fresh
-//     keystores give byte-identical public keys, signatures and sealed
-//     data, whatever the order keys were created in.
+// newProvider: a core.Keystore on in-memory storage with a fake clock
+// over each provider, one subtest per host behaviour the keystore needs
+// (create, sign and verify, rotate, revoke, seal and unseal, destroy,
+// reopen, determinism). docs/providers.md lists each subtest and what it
+// checks.
 func RunKeystore(t *testing.T, newProvider Factory, opts ...Option) {
 	t.Helper()
-	t.Run("CreateSignVerify", func(t *testing.T) { ksCreateSignVerify(t, newKSEnv(t, newProvider(t))) })
-	t.Run("Rotate", func(t *testing.T) { ksRotate(t, newKSEnv(t, newProvider(t))) })
-	t.Run("Revoke", func(t *testing.T) { ksRevoke(t, newKSEnv(t, newProvider(t))) })
-	t.Run("SealUnseal", func(t *testing.T) { ksSealUnseal(t, newKSEnv(t, newProvider(t))) })
-	t.Run("Destroy", func(t *testing.T) { ksDestroy(t, newKSEnv(t, newProvider(t))) })
-	t.Run("Reopen", func(t *testing.T) { ksReopen(t, newProvider(t)) })
-	t.Run("Deterministic", func(t *testing.T) { ksDeterministic(t, newProvider) })
+	for _, c := range ksChecks() {
+		t.Run(c.name, func(t *testing.T) { c.run(t, newProvider) })
+	}
+}
+
+// ksCheck is one subtest of RunKeystore.
+type ksCheck struct {
+	name string
+	run  func(t *testing.T, newProvider Factory)
+}
+
+// ksChecks lists RunKeystore's subtests in order.
+func ksChecks() []ksCheck {
+	onFresh := func(f func(*testing.T, *ksEnv)) func(*testing.T, Factory) {
+		return func(t *testing.T, newProvider Factory) { f(t, newKSEnv(t, newProvider(t))) }
+	}
+	return []ksCheck{
+		{"CreateSignVerify", onFresh(ksCreateSignVerify)},
+		{"Rotate", onFresh(ksRotate)},
+		{"Revoke", onFresh(ksRevoke)},
+		{"SealUnseal", onFresh(ksSealUnseal)},
+		{"Destroy", onFresh(ksDestroy)},
+		{"Reopen", func(t *testing.T, newProvider Factory) { ksReopen(t, newProvider(t)) }},
+		{"Deterministic", ksDeterministic},
+	}
 }
 
 var ksCaller = core.Caller{App: "conformance"}
@@ -79,7 +83,7 @@ func newKSEnv(t *testing.T, p provider.Provider) *ksEnv {
 func newKSEnvOn(t *testing.T, p provider.Provider, st *storage.Memory) *ksEnv {
 	t.Helper()
 	e := &ksEnv{st: st, p: p, clock: clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)), audit: &ksAudit{}}
-	ks, err := core.Open(t.Context(), core.Options{Storage: st, Provider: p, Clock: e.clock, Audit: e.audit})
+	ks, err := core.Open(t.Context(), core.Config{Storage: st, Provider: p, Clock: e.clock, Audit: e.audit})
 	if err != nil {
 		t.Fatalf("core.Open: %v", err)
 	}
@@ -207,9 +211,11 @@ func ksRevoke(t *testing.T, e *ksEnv) {
 	}
 	if d := e.algs(provider.UseDecrypt); len(d) > 0 {
 		did = e.create(t, "revoke-dec", d[0])
-		if sealed, _, err = e.ks.Seal(t.Context(), ksCaller, did, []byte("p"), []byte("a")); err != nil {
+		s, err := e.ks.Seal(t.Context(), ksCaller, did, []byte("p"), []byte("a"))
+		if err != nil {
 			t.Fatal(err)
 		}
+		sealed = s.Data
 	}
 	for _, id := range []core.KeyID{sid, did} {
 		if id.IsZero() {
@@ -228,9 +234,9 @@ func ksRevoke(t *testing.T, e *ksEnv) {
 			ksWant(t, "rotate after revoke", err, provider.EKEYREVOKED)
 		}
 		if !did.IsZero() {
-			_, _, err := e.ks.Seal(t.Context(), ksCaller, did, []byte("p"), nil)
+			_, err := e.ks.Seal(t.Context(), ksCaller, did, []byte("p"), nil)
 			ksWant(t, "seal after revoke", err, provider.EKEYREVOKED)
-			_, _, err = e.ks.Unseal(t.Context(), ksCaller, did, sealed, []byte("a"))
+			_, err = e.ks.Unseal(t.Context(), ksCaller, did, sealed, []byte("a"))
 			ksWant(t, "unseal after revoke", err, provider.EKEYREVOKED)
 		}
 	}
@@ -244,27 +250,28 @@ func ksSealUnseal(t *testing.T, e *ksEnv) {
 	for _, a := range algs {
 		t.Run(string(a), func(t *testing.T) {
 			id := e.create(t, "seal-"+string(a), a)
-			sealed, v, err := e.ks.Seal(t.Context(), ksCaller, id, []byte("conformance plaintext"), []byte("aad"))
-			if err != nil || v != 1 {
-				t.Fatalf("seal: %v", err)
+			s, err := e.ks.Seal(t.Context(), ksCaller, id, []byte("conformance plaintext"), []byte("aad"))
+			if err != nil || s.Version != 1 {
+				t.Fatalf("seal: v%d, %v", s.Version, err)
 			}
-			pt, v, err := e.ks.Unseal(t.Context(), ksCaller, id, sealed, []byte("aad"))
-			if err != nil || v != 1 || string(pt) != "conformance plaintext" {
-				t.Fatalf("unseal: %q, %v", pt, err)
+			sealed := s.Data
+			u, err := e.ks.Unseal(t.Context(), ksCaller, id, sealed, []byte("aad"))
+			if err != nil || u.Version != 1 || string(u.Plaintext) != "conformance plaintext" {
+				t.Fatalf("unseal: %q v%d, %v", u.Plaintext, u.Version, err)
 			}
-			_, _, err = e.ks.Unseal(t.Context(), ksCaller, id, sealed, []byte("aaD"))
+			_, err = e.ks.Unseal(t.Context(), ksCaller, id, sealed, []byte("aaD"))
 			ksWant(t, "wrong AAD", err, provider.EBADMSG)
 			for i := range sealed {
 				b := append([]byte(nil), sealed...)
 				b[i] ^= 0x80
-				pt, _, err := e.ks.Unseal(t.Context(), ksCaller, id, b, []byte("aad"))
-				if pt != nil {
+				pt, err := e.ks.Unseal(t.Context(), ksCaller, id, b, []byte("aad"))
+				if pt.Plaintext != nil {
 					t.Fatalf("byte %d flipped: plaintext returned", i)
 				}
 				ksWant(t, "flipped byte", err, provider.EBADMSG)
 			}
 			for n := 0; n < len(sealed); n += max(1, len(sealed)/16) {
-				_, _, err := e.ks.Unseal(t.Context(), ksCaller, id, sealed[:n], []byte("aad"))
+				_, err := e.ks.Unseal(t.Context(), ksCaller, id, sealed[:n], []byte("aad"))
 				ksWant(t, "truncated", err, provider.EBADMSG)
 			}
 		})
@@ -307,11 +314,11 @@ func ksReopen(t *testing.T, p provider.Provider) {
 			t.Fatal(err)
 		}
 		if s, _ := defaultRegistry().Lookup(a); s != nil && s.Use == provider.UseDecrypt {
-			b, _, err := e.ks.Seal(t.Context(), ksCaller, id, []byte("kept"), nil)
+			b, err := e.ks.Seal(t.Context(), ksCaller, id, []byte("kept"), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			sealedBy[id] = b
+			sealedBy[id] = b.Data
 		}
 		ids = append(ids, id)
 	}
@@ -344,12 +351,12 @@ func ksReopen(t *testing.T, p provider.Provider) {
 		}
 	}
 	for id, b := range sealedBy {
-		pt, _, err := e2.ks.Unseal(t.Context(), ksCaller, id, b, nil)
+		pt, err := e2.ks.Unseal(t.Context(), ksCaller, id, b, nil)
 		if m, _ := e2.ks.Get(t.Context(), ksCaller, id); m.State == core.StateRevoked {
 			ksWant(t, "unseal with a revoked key after reopen", err, provider.EKEYREVOKED)
 			continue
 		}
-		if err != nil || string(pt) != "kept" {
+		if err != nil || string(pt.Plaintext) != "kept" {
 			t.Fatalf("unseal %s after reopen: %q, %v", id, pt, err)
 		}
 	}
@@ -385,11 +392,11 @@ func ksDeterministic(t *testing.T, newProvider Factory) {
 				}
 				out["pub/"+string(a)], out["sig/"+string(a)] = pk.Key, sig.Signature
 			} else {
-				b, _, err := e.ks.Seal(t.Context(), ksCaller, id, []byte("determinism"), []byte("aad"))
+				b, err := e.ks.Seal(t.Context(), ksCaller, id, []byte("determinism"), []byte("aad"))
 				if err != nil {
 					t.Fatal(err)
 				}
-				out["sealed/"+string(a)] = b
+				out["sealed/"+string(a)] = b.Data
 			}
 		}
 		return out

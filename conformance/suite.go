@@ -5,7 +5,8 @@ import (
 	"crypto/sha3"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,7 +63,7 @@ func newProvSuite(ctx context.Context, p provider.Provider, o options) (*provSui
 	s.info = info
 	s.info.Algorithms = append([]provider.Algorithm(nil), info.Algorithms...)
 	for _, a := range info.Algorithms {
-		if _, err := s.reg.Lookup(a); err == nil && !containsAlg(s.algs, a) {
+		if _, err := s.reg.Lookup(a); err == nil && !slices.Contains(s.algs, a) {
 			s.algs = append(s.algs, a)
 		}
 	}
@@ -98,7 +99,7 @@ func (t *provTally) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var parts []string
-	for _, k := range sortedKeys(t.n) {
+	for _, k := range slices.Sorted(maps.Keys(t.n)) {
 		parts = append(parts, k+"×"+strconv.Itoa(t.n[k]))
 	}
 	return strings.Join(parts, ", ")
@@ -275,25 +276,6 @@ func pseudo(label string, n int) []byte {
 		return []byte{}
 	}
 	return sha3.SumSHAKE256([]byte("keystored/conformance/"+label), n)
-}
-
-// sortedKeys returns m's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-func containsAlg(list []provider.Algorithm, a provider.Algorithm) bool {
-	for _, b := range list {
-		if a == b {
-			return true
-		}
-	}
-	return false
 }
 
 // otherName returns a valid segment that differs from name.

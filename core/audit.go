@@ -47,25 +47,6 @@ func (o Op) String() string {
 	return "invalid-op(" + strconv.Itoa(int(o)) + ")"
 }
 
-// Ops lists every operation.
-func Ops() []Op {
-	out := make([]Op, 0, opEnd-1)
-	for o := Op(1); o < opEnd; o++ {
-		out = append(out, o)
-	}
-	return out
-}
-
-// ParseOp returns the Op named s.
-func ParseOp(s string) (Op, bool) {
-	for o := Op(1); o < opEnd; o++ {
-		if opNames[o] == s {
-			return o, true
-		}
-	}
-	return 0, false
-}
-
 // Event is one audit record of one keystore call. It holds identifiers and
 // outcomes only: never messages, plaintext, AAD, signatures or key bytes.
 type Event struct {

@@ -21,7 +21,7 @@ func TestOversizeInputIsAuditedWithItsKey(t *testing.T) {
 	if ev := e.audit.last(t); ev.Op != core.OpSign || ev.Key != sid.String() || ev.Result != provider.EMSGSIZE {
 		t.Errorf("sign event: got op %v key %q result %v, want sign %q EMSGSIZE", ev.Op, ev.Key, ev.Result, sid)
 	}
-	_, _, err = e.ks.Seal(ctx, appA, did, make([]byte, provider.MaxSealPlaintext+1), nil)
+	_, err = e.ks.Seal(ctx, appA, did, make([]byte, provider.MaxSealPlaintext+1), nil)
 	wantCode(t, "seal over the bound", err, provider.EMSGSIZE)
 	if ev := e.audit.last(t); ev.Op != core.OpSeal || ev.Key != did.String() || ev.Result != provider.EMSGSIZE {
 		t.Errorf("seal event: got op %v key %q result %v, want seal %q EMSGSIZE", ev.Op, ev.Key, ev.Result, did)
@@ -34,7 +34,7 @@ func TestOversizeInputIsAuditedWithItsKey(t *testing.T) {
 func TestRewrapAutoRotationCommitsItsEvent(t *testing.T) {
 	e := newEnv(t)
 	id := e.create(t, appA, "app-a/d/k", provider.XChaCha20Poly1305)
-	sealed, _, err := e.ks.Seal(ctx, appA, id, []byte("pt"), nil)
+	sealed, err := e.ks.Seal(ctx, appA, id, []byte("pt"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,8 +42,8 @@ func TestRewrapAutoRotationCommitsItsEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.clock.Advance(2 * time.Hour)
-	if _, v, err := e.ks.Rewrap(ctx, appA, id, sealed, nil); err != nil || v != 2 {
-		t.Fatalf("auto-rotating rewrap: v%d %v", v, err)
+	if s, err := e.ks.Rewrap(ctx, appA, id, sealed.Data, nil); err != nil || s.Version != 2 {
+		t.Fatalf("auto-rotating rewrap: v%d %v", s.Version, err)
 	}
 	e.audit.mu.Lock()
 	got := e.audit.commits[len(e.audit.commits)-1]

@@ -27,7 +27,7 @@ func benchProvider(b *testing.B) provider.Provider {
 	if _, err := rand.Read(kek); err != nil {
 		b.Fatal(err)
 	}
-	p, err := software.New(software.Options{KEK: secret.New(kek)})
+	p, err := software.New(software.Config{KEK: secret.New(kek)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func benchProvider(b *testing.B) provider.Provider {
 func benchKeystore(b *testing.B, a core.Algorithm) (*core.Keystore, core.KeyID) {
 	b.Helper()
 	p := benchProvider(b)
-	ks, err := core.Open(ctx, core.Options{Storage: storage.NewMemory(), Provider: p, Clock: fixedClock{}, Audit: core.DiscardAudit{}})
+	ks, err := core.Open(ctx, core.Config{Storage: storage.NewMemory(), Provider: p, Clock: fixedClock{}, Audit: core.DiscardAudit{}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func BenchmarkSeal1KiB(b *testing.B) {
 		b.SetBytes(int64(len(pt)))
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, _, err := ks.Seal(ctx, appBench, id, pt, aad); err != nil {
+			if _, err := ks.Seal(ctx, appBench, id, pt, aad); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -127,14 +127,14 @@ func BenchmarkSeal1KiB(b *testing.B) {
 
 func BenchmarkUnseal1KiB(b *testing.B) {
 	ks, id := benchKeystore(b, provider.XChaCha20Poly1305)
-	sealed, _, err := ks.Seal(ctx, appBench, id, make([]byte, 1024), nil)
+	sealed, err := ks.Seal(ctx, appBench, id, make([]byte, 1024), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.SetBytes(1024)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := ks.Unseal(ctx, appBench, id, sealed, nil); err != nil {
+		if _, err := ks.Unseal(ctx, appBench, id, sealed.Data, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -181,7 +181,7 @@ func BenchmarkRatios(b *testing.B) {
 				_ = xc.Seal(out, out, pt, aad)
 				return nil
 			},
-			core: func() error { _, _, err := xKS.Seal(ctx, appBench, xID, pt, aad); return err }},
+			core: func() error { _, err := xKS.Seal(ctx, appBench, xID, pt, aad); return err }},
 		{name: "sign-ml-dsa-65",
 			raw:  func() error { return mldsa65.SignTo(mlPriv, msg64, nil, true, mlSig) },
 			core: func() error { _, err := mlKS.Sign(ctx, appBench, mlID, msg64); return err }},

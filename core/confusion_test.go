@@ -23,7 +23,7 @@ func TestFilesCopiedAcrossKeysAreRefused(t *testing.T) {
 	}
 	mem := storage.NewMemory()
 	open := func() *Keystore {
-		ks, err := Open(context.Background(), Options{Storage: mem, Provider: p, Clock: clock.NewFake(time.Unix(1e9, 0)), Audit: DiscardAudit{}})
+		ks, err := Open(context.Background(), Config{Storage: mem, Provider: p, Clock: clock.NewFake(time.Unix(1e9, 0)), Audit: DiscardAudit{}})
 		if err != nil {
 			t.Fatal(err)
 		}

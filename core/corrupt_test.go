@@ -37,7 +37,7 @@ func TestCorruptedFilesAreDetected(t *testing.T) {
 						_, err := e.ks.Sign(ctx, appA, id, []byte("m"))
 						return err
 					}
-					_, _, err := e.ks.Seal(ctx, appA, id, []byte("m"), nil)
+					_, err := e.ks.Seal(ctx, appA, id, []byte("m"), nil)
 					return err
 				}
 				damage := []func(i int) []byte{
@@ -147,16 +147,16 @@ func TestConcurrentUse(t *testing.T) {
 					}
 					lastSig = s.Version
 				case 1:
-					b, v, err := e.ks.Seal(ctx, appA, did, []byte{byte(g), byte(i)}, []byte("aad"))
+					s, err := e.ks.Seal(ctx, appA, did, []byte{byte(g), byte(i)}, []byte("aad"))
 					if err != nil {
 						errs <- err
 						continue
 					}
-					if v < lastSeal {
+					if s.Version < lastSeal {
 						errs <- provider.Errorf(provider.EIO, "seal version went back")
 					}
-					lastSeal = v
-					results <- sealedBlob{b, v}
+					lastSeal = s.Version
+					results <- sealedBlob{s.Data, s.Version}
 				case 2:
 					if g%16 == 0 {
 						if _, err := e.ks.Rotate(ctx, appA, did); err != nil {
@@ -181,8 +181,8 @@ func TestConcurrentUse(t *testing.T) {
 		t.Error(err)
 	}
 	for r := range results {
-		pt, v, err := e.ks.Unseal(ctx, appA, did, r.b, []byte("aad"))
-		if err != nil || v != r.v || len(pt) != 2 {
+		u, err := e.ks.Unseal(ctx, appA, did, r.b, []byte("aad"))
+		if err != nil || u.Version != r.v || len(u.Plaintext) != 2 {
 			t.Fatalf("acknowledged blob does not unseal: %v", err)
 		}
 	}
@@ -191,7 +191,7 @@ func TestConcurrentUse(t *testing.T) {
 // A keystore whose key cache is smaller than its key set still serves
 // every key correctly, concurrently.
 func TestSmallKeyCache(t *testing.T) {
-	e := newEnv(t, func(o *core.Options) { o.CacheSize = 4 })
+	e := newEnv(t, func(o *core.Config) { o.CacheSize = 4 })
 	var ids []core.KeyID
 	for i := 0; i < 20; i++ {
 		ids = append(ids, e.create(t, appA, "app-a/s/k"+string(rune('a'+i)), provider.Ed25519))
@@ -312,11 +312,12 @@ func TestConcurrentRevoke(t *testing.T) {
 					s, err = e.ks.Sign(ctx, appA, sid, []byte("m"))
 					v = s.Version
 				case 1:
-					var b []byte
+					var s core.Sealed
 					id = did
-					b, v, err = e.ks.Seal(ctx, appA, did, []byte("p"), nil)
+					s, err = e.ks.Seal(ctx, appA, did, []byte("p"), nil)
+					v = s.Version
 					if err == nil {
-						if _, _, uerr := e.ks.Unseal(ctx, appA, did, b, nil); uerr != nil && codeOf(uerr) != provider.EKEYREVOKED {
+						if _, uerr := e.ks.Unseal(ctx, appA, did, s.Data, nil); uerr != nil && codeOf(uerr) != provider.EKEYREVOKED {
 							errs <- uerr
 							return
 						}

@@ -71,11 +71,11 @@ func crashOps() []crashOp {
 				if m.Current != 1 || m.State != core.StateActive {
 					return fmt.Sprintf("mixed: %+v", m)
 				}
-				b, _, err := e.ks.Seal(ctx, appA, m.ID, []byte("x"), nil)
+				b, err := e.ks.Seal(ctx, appA, m.ID, []byte("x"), nil)
 				if err != nil {
 					return "created but unusable: " + err.Error()
 				}
-				if _, _, err := e.ks.Unseal(ctx, appA, m.ID, b, nil); err != nil {
+				if _, err := e.ks.Unseal(ctx, appA, m.ID, b.Data, nil); err != nil {
 					return "created but unusable: " + err.Error()
 				}
 				return "new"
@@ -85,11 +85,11 @@ func crashOps() []crashOp {
 			name: "rotate",
 			setup: func(t *testing.T, e *env) []byte {
 				id := e.create(t, appA, crashID, provider.XChaCha20Poly1305)
-				b, _, err := e.ks.Seal(ctx, appA, id, []byte("before"), []byte("aad"))
+				b, err := e.ks.Seal(ctx, appA, id, []byte("before"), []byte("aad"))
 				if err != nil {
 					t.Fatal(err)
 				}
-				return b
+				return b.Data
 			},
 			run: func(e *env) error {
 				_, err := e.ks.Rotate(ctx, appA, crashKeyID)
@@ -101,8 +101,8 @@ func crashOps() []crashOp {
 				if err != nil {
 					return "unreadable: " + err.Error()
 				}
-				pt, _, err := e.ks.Unseal(ctx, appA, id, sealed, []byte("aad"))
-				if err != nil || string(pt) != "before" {
+				pt, err := e.ks.Unseal(ctx, appA, id, sealed, []byte("aad"))
+				if err != nil || string(pt.Plaintext) != "before" {
 					return fmt.Sprintf("data sealed before the rotation lost: %v", err)
 				}
 				primaries := 0
@@ -114,10 +114,11 @@ func crashOps() []crashOp {
 				if primaries != 1 {
 					return fmt.Sprintf("%d primary versions", primaries)
 				}
-				_, v, err := e.ks.Seal(ctx, appA, id, []byte("x"), nil)
+				s, err := e.ks.Seal(ctx, appA, id, []byte("x"), nil)
 				if err != nil {
 					return "unusable: " + err.Error()
 				}
+				v := s.Version
 				switch {
 				case m.Current == 1 && v == 1:
 					return "old"
@@ -193,7 +194,7 @@ func TestCrashAtEveryStorageStep(t *testing.T) {
 
 func openDirEnv(t *testing.T, dir string, hook storage.Hook) *env {
 	t.Helper()
-	var opts []storage.DirOption
+	var opts []storage.Option
 	if hook != nil {
 		opts = append(opts, storage.WithHook(hook))
 	}

@@ -18,11 +18,10 @@ import "github.com/nexus-os/keystored/core/provider"
 
 // Names of the provider contract, re-exported for callers of core.
 type (
-	KeyID       = provider.KeyID
-	KeyRef      = provider.KeyRef
-	Version     = provider.Version
-	VersionedID = provider.VersionedID
-	Algorithm   = provider.Algorithm
-	Use         = provider.Use
-	Code        = provider.Code
+	KeyID     = provider.KeyID
+	KeyRef    = provider.KeyRef
+	Version   = provider.Version
+	Algorithm = provider.Algorithm
+	Use       = provider.Use
+	Code      = provider.Code
 )

@@ -22,7 +22,7 @@ func fuzzStore(f *testing.F) (*Keystore, *storage.Memory, map[string][]byte) {
 		f.Fatal(err)
 	}
 	mem := storage.NewMemory()
-	ks, err := Open(context.Background(), Options{Storage: mem, Provider: p, Clock: clock.NewFake(time.Unix(1e9, 0)), Audit: DiscardAudit{}})
+	ks, err := Open(context.Background(), Config{Storage: mem, Provider: p, Clock: clock.NewFake(time.Unix(1e9, 0)), Audit: DiscardAudit{}})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -40,11 +40,11 @@ func fuzzStore(f *testing.F) (*Keystore, *storage.Memory, map[string][]byte) {
 			f.Fatal(err)
 		}
 		if spec, _ := ks.reg.Lookup(a); spec.Use == provider.UseDecrypt {
-			b, _, err := ks.Seal(context.Background(), op, id, []byte("fuzz plaintext"), []byte("aad"))
+			b, err := ks.Seal(context.Background(), op, id, []byte("fuzz plaintext"), []byte("aad"))
 			if err != nil {
 				f.Fatal(err)
 			}
-			seeds["sealed/"+string(a)] = b
+			seeds["sealed/"+string(a)] = b.Data
 		}
 	}
 	for name, data := range mem.Snapshot() {
@@ -78,9 +78,9 @@ func FuzzUnseal(f *testing.F) {
 	f.Fuzz(func(t *testing.T, sealed, aad []byte) {
 		for _, a := range []provider.Algorithm{provider.XChaCha20Poly1305, provider.ChaCha20Poly1305, provider.AES256GCM} {
 			id, _ = provider.NewKeyID("fuzz", "p", string(a))
-			pt, _, err := ks.Unseal(context.Background(), op, id, sealed, aad)
+			pt, err := ks.Unseal(context.Background(), op, id, sealed, aad)
 			if err != nil {
-				if _, ok := provider.CodeOf(err); !ok || pt != nil {
+				if _, ok := provider.CodeOf(err); !ok || pt.Plaintext != nil {
 					t.Fatalf("untyped error or output with error: %v", err)
 				}
 				continue
@@ -130,7 +130,7 @@ func FuzzMetaFile(f *testing.F) {
 		f.Fatal("no meta seeds")
 	}
 	f.Fuzz(func(t *testing.T, path string, data []byte) {
-		if len(data) > MaxFileSize {
+		if len(data) > storage.MaxFileSize {
 			return
 		}
 		var b metaBody

@@ -85,7 +85,7 @@ type env struct {
 	p     provider.Provider
 }
 
-type envOption func(*core.Options)
+type envOption func(*core.Config)
 
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
@@ -99,7 +99,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 func newEnvWith(t *testing.T, st core.Storage, p provider.Provider, opts ...envOption) *env {
 	t.Helper()
 	e := &env{st: st, audit: &recorder{}, clock: clock.NewFake(epoch), p: p}
-	o := core.Options{Storage: st, Provider: p, Clock: e.clock, Audit: e.audit}
+	o := core.Config{Storage: st, Provider: p, Clock: e.clock, Audit: e.audit}
 	for _, f := range opts {
 		f(&o)
 	}

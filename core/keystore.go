@@ -11,8 +11,8 @@ import (
 	"github.com/nexus-os/keystored/core/provider"
 )
 
-// Options configure Open. Storage, Provider, Clock and Audit are required.
-type Options struct {
+// Config configures Open. Storage, Provider, Clock and Audit are required.
+type Config struct {
 	Storage  Storage
 	Provider provider.Provider
 	Clock    Clock
@@ -67,7 +67,7 @@ type entry struct {
 // Open opens the keystore in st with provider p. It writes the MANIFEST on
 // first use and refuses a state made by a provider with another name, or
 // by a secure provider when p is insecure (and the reverse).
-func Open(ctx context.Context, o Options) (*Keystore, error) {
+func Open(ctx context.Context, o Config) (*Keystore, error) {
 	if o.Storage == nil || o.Provider == nil || o.Clock == nil || o.Audit == nil {
 		return nil, provider.Errorf(provider.EINVAL, "core.Open needs Storage, Provider, Clock and Audit")
 	}
@@ -345,9 +345,10 @@ func (k *Keystore) handle(vr *versionRT) (provider.Handle, error) {
 	return h, nil
 }
 
-// event starts the audit event of a call.
-func (k *Keystore) event(c Caller, op Op, key string) Event {
-	return Event{Time: k.clock.Now(), Caller: c, Op: op, Key: key}
+// event starts the audit event of a call naming key ("" for none) and
+// version v (0 for none).
+func (k *Keystore) event(c Caller, op Op, key string, v Version) Event {
+	return Event{Time: k.clock.Now(), Caller: c, Op: op, Key: key, Version: v}
 }
 
 // finish records ev with err's outcome and returns the error the caller

@@ -91,7 +91,7 @@ func TestRevokeEveryUseFails(t *testing.T) {
 	sid := e.create(t, appA, "app-a/s/k", provider.Ed25519)
 	did := e.create(t, appA, "app-a/d/k", provider.XChaCha20Poly1305)
 	sig, _ := e.ks.Sign(ctx, appA, sid, []byte("m"))
-	sealed, _, _ := e.ks.Seal(ctx, appA, did, []byte("p"), []byte("aad"))
+	sealed, _ := e.ks.Seal(ctx, appA, did, []byte("p"), []byte("aad"))
 	for _, id := range []core.KeyID{sid, did} {
 		if _, err := e.ks.Revoke(ctx, appA, id); err != nil {
 			t.Fatal(err)
@@ -104,9 +104,9 @@ func TestRevokeEveryUseFails(t *testing.T) {
 			t.Fatalf("errors.Is(%v, EKEYREVOKED) false", err)
 		}
 		wantCode(t, "verify", e.ks.Verify(ctx, appA, sid, 1, []byte("m"), sig.Signature), provider.EKEYREVOKED)
-		_, _, err = e.ks.Seal(ctx, appA, did, []byte("p"), nil)
+		_, err = e.ks.Seal(ctx, appA, did, []byte("p"), nil)
 		wantCode(t, "seal", err, provider.EKEYREVOKED)
-		_, _, err = e.ks.Unseal(ctx, appA, did, sealed, []byte("aad"))
+		_, err = e.ks.Unseal(ctx, appA, did, sealed.Data, []byte("aad"))
 		wantCode(t, "unseal", err, provider.EKEYREVOKED)
 		_, err = e.ks.Rotate(ctx, appA, did)
 		wantCode(t, "rotate", err, provider.EKEYREVOKED)
@@ -124,27 +124,28 @@ func TestSealUnsealAAD(t *testing.T) {
 		t.Run(string(a), func(t *testing.T) {
 			e := newEnv(t)
 			id := e.create(t, appA, "app-a/d/k", a)
-			sealed, v, err := e.ks.Seal(ctx, appA, id, []byte("secret"), []byte("ctx"))
-			if err != nil || v != 1 {
+			s, err := e.ks.Seal(ctx, appA, id, []byte("secret"), []byte("ctx"))
+			if err != nil || s.Version != 1 {
 				t.Fatal(err)
 			}
+			sealed := s.Data
 			if bytes.Contains(sealed, []byte("secret")) {
 				t.Fatal("plaintext visible")
 			}
-			pt, v, err := e.ks.Unseal(ctx, appA, id, sealed, []byte("ctx"))
-			if err != nil || v != 1 || string(pt) != "secret" {
-				t.Fatalf("unseal = %q, %d, %v", pt, v, err)
+			u, err := e.ks.Unseal(ctx, appA, id, sealed, []byte("ctx"))
+			if err != nil || u.Version != 1 || string(u.Plaintext) != "secret" {
+				t.Fatalf("unseal = %q, %d, %v", u.Plaintext, u.Version, err)
 			}
-			_, _, err = e.ks.Unseal(ctx, appA, id, sealed, []byte("ctX"))
+			_, err = e.ks.Unseal(ctx, appA, id, sealed, []byte("ctX"))
 			wantCode(t, "wrong aad", err, provider.EBADMSG)
-			_, _, err = e.ks.Unseal(ctx, appA, id, sealed, nil)
+			_, err = e.ks.Unseal(ctx, appA, id, sealed, nil)
 			wantCode(t, "missing aad", err, provider.EBADMSG)
 			// Every single-byte flip and every truncation fails.
 			for i := range sealed {
 				b := append([]byte(nil), sealed...)
 				b[i] ^= 0x01
-				pt, _, err := e.ks.Unseal(ctx, appA, id, b, []byte("ctx"))
-				if err == nil || pt != nil {
+				pt, err := e.ks.Unseal(ctx, appA, id, b, []byte("ctx"))
+				if err == nil || pt.Plaintext != nil {
 					t.Fatalf("flip at %d accepted", i)
 				}
 				if c := codeOf(err); c != provider.EBADMSG && !(i == 7 && c == provider.EBADMSG) {
@@ -152,13 +153,13 @@ func TestSealUnsealAAD(t *testing.T) {
 				}
 			}
 			for n := 0; n < len(sealed); n++ {
-				if _, _, err := e.ks.Unseal(ctx, appA, id, sealed[:n], []byte("ctx")); codeOf(err) != provider.EBADMSG {
+				if _, err := e.ks.Unseal(ctx, appA, id, sealed[:n], []byte("ctx")); codeOf(err) != provider.EBADMSG {
 					t.Fatalf("truncation to %d: %v", n, err)
 				}
 			}
 			// Sealed under another key ID fails, even with the same provider.
 			other := e.create(t, appA, "app-a/d/k2", a)
-			_, _, err = e.ks.Unseal(ctx, appA, other, sealed, []byte("ctx"))
+			_, err = e.ks.Unseal(ctx, appA, other, sealed, []byte("ctx"))
 			wantCode(t, "other key", err, provider.EBADMSG)
 		})
 	}
@@ -172,11 +173,11 @@ func TestAADIsLengthPrefixed(t *testing.T) {
 	// two keys differ anyway, so compare the provider AAD directly.
 	e := newEnv(t)
 	id := e.create(t, appA, "app-a/d/k", provider.XChaCha20Poly1305)
-	s1, _, _ := e.ks.Seal(ctx, appA, id, []byte("p"), []byte("ab"))
-	if _, _, err := e.ks.Unseal(ctx, appA, id, s1, []byte("a")); codeOf(err) != provider.EBADMSG {
+	s1, _ := e.ks.Seal(ctx, appA, id, []byte("p"), []byte("ab"))
+	if _, err := e.ks.Unseal(ctx, appA, id, s1.Data, []byte("a")); codeOf(err) != provider.EBADMSG {
 		t.Fatal("prefix of AAD accepted")
 	}
-	if _, _, err := e.ks.Unseal(ctx, appA, id, s1, []byte("ab\x00")); codeOf(err) != provider.EBADMSG {
+	if _, err := e.ks.Unseal(ctx, appA, id, s1.Data, []byte("ab\x00")); codeOf(err) != provider.EBADMSG {
 		t.Fatal("extended AAD accepted")
 	}
 }
@@ -187,10 +188,10 @@ func TestUseIsEnforced(t *testing.T) {
 	did := e.create(t, appA, "app-a/d/k", provider.XChaCha20Poly1305)
 	_, err := e.ks.Sign(ctx, appA, did, []byte("m"))
 	wantCode(t, "sign with decrypt key", err, provider.EPERM)
-	_, _, err = e.ks.Seal(ctx, appA, sid, []byte("m"), nil)
+	_, err = e.ks.Seal(ctx, appA, sid, []byte("m"), nil)
 	wantCode(t, "seal with sign key", err, provider.EPERM)
-	sealed, _, _ := e.ks.Seal(ctx, appA, did, []byte("m"), nil)
-	_, _, err = e.ks.Unseal(ctx, appA, sid, sealed, nil)
+	sealed, _ := e.ks.Seal(ctx, appA, did, []byte("m"), nil)
+	_, err = e.ks.Unseal(ctx, appA, sid, sealed.Data, nil)
 	wantCode(t, "unseal with sign key", err, provider.EPERM)
 	_, err = e.ks.PublicKey(ctx, appA, did, 1)
 	wantCode(t, "public key of decrypt key", err, provider.EPERM)
@@ -256,20 +257,20 @@ func TestBounds(t *testing.T) {
 	_, err := e.ks.Sign(ctx, appA, sid, make([]byte, provider.MaxSignMessage+1))
 	wantCode(t, "sign over bound", err, provider.EMSGSIZE)
 	for _, n := range []int{0, 1, provider.MaxSealPlaintext} {
-		b, _, err := e.ks.Seal(ctx, appA, did, make([]byte, n), make([]byte, min(n, provider.MaxAAD)))
+		b, err := e.ks.Seal(ctx, appA, did, make([]byte, n), make([]byte, min(n, provider.MaxAAD)))
 		if err != nil {
 			t.Fatalf("seal %d bytes: %v", n, err)
 		}
-		pt, _, err := e.ks.Unseal(ctx, appA, did, b, make([]byte, min(n, provider.MaxAAD)))
-		if err != nil || len(pt) != n {
+		pt, err := e.ks.Unseal(ctx, appA, did, b.Data, make([]byte, min(n, provider.MaxAAD)))
+		if err != nil || len(pt.Plaintext) != n {
 			t.Fatalf("unseal %d bytes: %v", n, err)
 		}
 	}
-	_, _, err = e.ks.Seal(ctx, appA, did, make([]byte, provider.MaxSealPlaintext+1), nil)
+	_, err = e.ks.Seal(ctx, appA, did, make([]byte, provider.MaxSealPlaintext+1), nil)
 	wantCode(t, "plaintext over bound", err, provider.EMSGSIZE)
-	_, _, err = e.ks.Seal(ctx, appA, did, nil, make([]byte, provider.MaxAAD+1))
+	_, err = e.ks.Seal(ctx, appA, did, nil, make([]byte, provider.MaxAAD+1))
 	wantCode(t, "aad over bound", err, provider.EMSGSIZE)
-	_, _, err = e.ks.Unseal(ctx, appA, did, make([]byte, provider.MaxSealed+1), nil)
+	_, err = e.ks.Unseal(ctx, appA, did, make([]byte, provider.MaxSealed+1), nil)
 	wantCode(t, "sealed over bound", err, provider.EMSGSIZE)
 	wantCode(t, "sig over bound", e.ks.Verify(ctx, appA, sid, 1, nil, make([]byte, provider.MaxSignature+1)), provider.EMSGSIZE)
 	if got := len(e.audit.all()) - before; got != 3+3*2+5 {
@@ -307,14 +308,14 @@ func TestAuditFailsClosed(t *testing.T) {
 	e := newEnv(t)
 	id := e.create(t, appA, "app-a/s/k", provider.Ed25519)
 	did := e.create(t, appA, "app-a/d/k", provider.XChaCha20Poly1305)
-	sealed, _, _ := e.ks.Seal(ctx, appA, did, []byte("p"), nil)
+	sealed, _ := e.ks.Seal(ctx, appA, did, []byte("p"), nil)
 	before := snapshot(t, e.st)
 	e.audit.fail = true
 	_, err := e.ks.Sign(ctx, appA, id, []byte("m"))
 	wantCode(t, "sign", err, provider.EIO)
-	pt, _, err := e.ks.Unseal(ctx, appA, did, sealed, nil)
+	pt, err := e.ks.Unseal(ctx, appA, did, sealed.Data, nil)
 	wantCode(t, "unseal", err, provider.EIO)
-	if pt != nil {
+	if pt.Plaintext != nil {
 		t.Fatal("plaintext released without an audit record")
 	}
 	_, err = e.ks.Rotate(ctx, appA, id)
@@ -343,8 +344,8 @@ func snapshot(t *testing.T, st core.Storage) map[string][]byte {
 			t.Fatalf("readdir %s: %v", dir, err)
 		}
 		for _, de := range entries {
-			p := dir + "/" + de.Name
-			if de.IsDir {
+			p := dir + "/" + de.Name()
+			if de.IsDir() {
 				walk(p)
 				continue
 			}
@@ -392,7 +393,7 @@ func TestReopen(t *testing.T) {
 	if _, err := e.ks.SetPolicy(ctx, appA, d, core.Policy{RotationPeriod: 24 * time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	sealed, _, err := e.ks.Seal(ctx, appA, d, []byte("kept"), []byte("a"))
+	sealed, err := e.ks.Seal(ctx, appA, d, []byte("kept"), []byte("a"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,8 +428,8 @@ func TestReopen(t *testing.T) {
 			t.Errorf("key %s after reopen:\n got %+v\nwant %+v", id, m, before[i])
 		}
 	}
-	pt, _, err := e2.ks.Unseal(ctx, appA, d, sealed, []byte("a"))
-	if err != nil || string(pt) != "kept" {
+	pt, err := e2.ks.Unseal(ctx, appA, d, sealed.Data, []byte("a"))
+	if err != nil || string(pt.Plaintext) != "kept" {
 		t.Fatalf("unseal after reopen: %q %v", pt, err)
 	}
 	if sig, err := e2.ks.Sign(ctx, appA, s, []byte("m")); err != nil || sig.Version != 2 {
@@ -491,14 +492,14 @@ func TestAutoRotation(t *testing.T) {
 func TestMinDecryptionVersion(t *testing.T) {
 	e := newEnv(t)
 	id := e.create(t, appA, "app-a/d/k", provider.XChaCha20Poly1305)
-	old, _, _ := e.ks.Seal(ctx, appA, id, []byte("v1"), nil)
+	old, _ := e.ks.Seal(ctx, appA, id, []byte("v1"), nil)
 	if _, err := e.ks.Rotate(ctx, appA, id); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.ks.SetPolicy(ctx, appA, id, core.Policy{MinDecryptionVersion: 2}); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err := e.ks.Unseal(ctx, appA, id, old, nil)
+	_, err := e.ks.Unseal(ctx, appA, id, old.Data, nil)
 	wantCode(t, "below minimum", err, provider.EPERM)
 	_, err = e.ks.SetPolicy(ctx, appA, id, core.Policy{MinDecryptionVersion: 3})
 	wantCode(t, "minimum above current", err, provider.EINVAL)
@@ -506,13 +507,13 @@ func TestMinDecryptionVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Rewrap moves old data to the current version without showing it.
-	nw, v, err := e.ks.Rewrap(ctx, appA, id, old, nil)
-	if err != nil || v != 2 || bytes.Contains(nw, []byte("v1")) {
-		t.Fatalf("rewrap = v%d %v", v, err)
+	nw, err := e.ks.Rewrap(ctx, appA, id, old.Data, nil)
+	if err != nil || nw.Version != 2 || bytes.Contains(nw.Data, []byte("v1")) {
+		t.Fatalf("rewrap = v%d %v", nw.Version, err)
 	}
-	pt, v, err := e.ks.Unseal(ctx, appA, id, nw, nil)
-	if err != nil || v != 2 || string(pt) != "v1" {
-		t.Fatalf("unseal rewrapped = %q v%d %v", pt, v, err)
+	u, err := e.ks.Unseal(ctx, appA, id, nw.Data, nil)
+	if err != nil || u.Version != 2 || string(u.Plaintext) != "v1" {
+		t.Fatalf("unseal rewrapped = %q v%d %v", u.Plaintext, u.Version, err)
 	}
 }
 
@@ -529,27 +530,27 @@ func TestSealBudget(t *testing.T) {
 	}
 	st := storage.NewMemory()
 	base := newEnv(t)
-	e := newEnvWith(t, st, base.p, func(o *core.Options) { o.Algorithms = reg })
+	e := newEnvWith(t, st, base.p, func(o *core.Config) { o.Algorithms = reg })
 	id := e.create(t, appA, "app-a/d/k", provider.ChaCha20Poly1305)
 	for i := 0; i < 3; i++ {
-		if _, _, err := e.ks.Seal(ctx, appA, id, []byte("p"), nil); err != nil {
+		if _, err := e.ks.Seal(ctx, appA, id, []byte("p"), nil); err != nil {
 			t.Fatalf("seal %d: %v", i, err)
 		}
 	}
-	_, _, err = e.ks.Seal(ctx, appA, id, []byte("p"), nil)
+	_, err = e.ks.Seal(ctx, appA, id, []byte("p"), nil)
 	wantCode(t, "over budget", err, provider.EPERM)
 	if !strings.Contains(err.Error(), "rotate") {
 		t.Fatalf("error does not say to rotate: %v", err)
 	}
 	// The count is durable: a reopened keystore does not reset it.
-	e2 := newEnvWith(t, st, base.p, func(o *core.Options) { o.Algorithms = reg })
-	_, _, err = e2.ks.Seal(ctx, appA, id, []byte("p"), nil)
+	e2 := newEnvWith(t, st, base.p, func(o *core.Config) { o.Algorithms = reg })
+	_, err = e2.ks.Seal(ctx, appA, id, []byte("p"), nil)
 	wantCode(t, "over budget after reopen", err, provider.EPERM)
 	if _, err := e2.ks.Rotate(ctx, appA, id); err != nil {
 		t.Fatal(err)
 	}
-	if _, v, err := e2.ks.Seal(ctx, appA, id, []byte("p"), nil); err != nil || v != 2 {
-		t.Fatalf("seal after rotation: v%d %v", v, err)
+	if s, err := e2.ks.Seal(ctx, appA, id, []byte("p"), nil); err != nil || s.Version != 2 {
+		t.Fatalf("seal after rotation: v%d %v", s.Version, err)
 	}
 }
 
@@ -599,16 +600,16 @@ func TestManifestGuardsProviderKind(t *testing.T) {
 	e := newEnvWith(t, st, newEnv(t).p) // insecure testseed
 	e.create(t, appA, "app-a/s/k", provider.Ed25519)
 	secure := fakeInfo{Provider: e.p, info: provider.Info{Name: "software", Secure: true, Algorithms: []provider.Algorithm{provider.Ed25519}}}
-	_, err := core.Open(ctx, core.Options{Storage: st, Provider: secure, Clock: e.clock, Audit: e.audit})
+	_, err := core.Open(ctx, core.Config{Storage: st, Provider: secure, Clock: e.clock, Audit: e.audit})
 	wantCode(t, "secure over insecure state", err, provider.EPERM)
 	if !strings.Contains(err.Error(), "INSECURE") {
 		t.Fatalf("error does not say insecure: %v", err)
 	}
 	st2 := storage.NewMemory()
-	if _, err := core.Open(ctx, core.Options{Storage: st2, Provider: secure, Clock: e.clock, Audit: e.audit}); err != nil {
+	if _, err := core.Open(ctx, core.Config{Storage: st2, Provider: secure, Clock: e.clock, Audit: e.audit}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = core.Open(ctx, core.Options{Storage: st2, Provider: e.p, Clock: e.clock, Audit: e.audit})
+	_, err = core.Open(ctx, core.Config{Storage: st2, Provider: e.p, Clock: e.clock, Audit: e.audit})
 	wantCode(t, "insecure over secure state", err, provider.EPERM)
 }
 

@@ -67,9 +67,11 @@ func setup(t *testing.T, e *env, st state) fixture {
 	if f.sig, err = e.ks.Sign(ctx, appA, f.sign, []byte("m")); err != nil {
 		t.Fatal(err)
 	}
-	if f.sealed, _, err = e.ks.Seal(ctx, appA, f.dec, []byte("p"), nil); err != nil {
+	s, err := e.ks.Seal(ctx, appA, f.dec, []byte("p"), nil)
+	if err != nil {
 		t.Fatal(err)
 	}
+	f.sealed = s.Data
 	if st == active {
 		return f
 	}
@@ -104,7 +106,7 @@ func invoke(e *env, op string, f fixture) error {
 		_, err := e.ks.Sign(ctx, appA, f.sign, []byte("m"))
 		return err
 	case "seal":
-		_, _, err := e.ks.Seal(ctx, appA, f.dec, []byte("p"), nil)
+		_, err := e.ks.Seal(ctx, appA, f.dec, []byte("p"), nil)
 		return err
 	case "verify":
 		v, sig := f.sig.Version, f.sig.Signature
@@ -117,14 +119,14 @@ func invoke(e *env, op string, f fixture) error {
 		if sealed == nil {
 			sealed = []byte("KS\x01\x10\x00\x00\x00\x01" + string(make([]byte, 40)))
 		}
-		_, _, err := e.ks.Unseal(ctx, appA, f.dec, sealed, nil)
+		_, err := e.ks.Unseal(ctx, appA, f.dec, sealed, nil)
 		return err
 	case "rewrap":
 		sealed := f.sealed
 		if sealed == nil {
 			sealed = []byte("KS\x01\x10\x00\x00\x00\x01" + string(make([]byte, 40)))
 		}
-		_, _, err := e.ks.Rewrap(ctx, appA, f.dec, sealed, nil)
+		_, err := e.ks.Rewrap(ctx, appA, f.dec, sealed, nil)
 		return err
 	case "revoke-version":
 		_, err := e.ks.RevokeVersion(ctx, appA, f.sign, 1)
@@ -213,11 +215,11 @@ func TestVersionTable(t *testing.T) {
 						t.Fatalf("sign v%d: %v %v", v, s.Version, err)
 					}
 					sigs[v] = s
-					b, sv, err := e.ks.Seal(ctx, appA, did, []byte("p"), nil)
-					if err != nil || sv != v {
+					b, err := e.ks.Seal(ctx, appA, did, []byte("p"), nil)
+					if err != nil || b.Version != v {
 						t.Fatal(err)
 					}
-					sealed[v] = b
+					sealed[v] = b.Data
 				}
 				for _, id := range []core.KeyID{sid, did} {
 					if _, err := e.ks.RevokeVersion(ctx, appA, id, 1); err != nil {
@@ -239,7 +241,7 @@ func TestVersionTable(t *testing.T) {
 						b = append([]byte(nil), sealed[3]...)
 						b[7] = 4
 					}
-					_, _, err = e.ks.Unseal(ctx, appA, did, b, nil)
+					_, err = e.ks.Unseal(ctx, appA, did, b, nil)
 				case "public-key":
 					_, err = e.ks.PublicKey(ctx, appA, sid, v)
 				case "revoke-version":

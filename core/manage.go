@@ -3,7 +3,7 @@ package core
 import (
 	"context"
 	"errors"
-	"sort"
+	"slices"
 	"strconv"
 	"time"
 
@@ -14,19 +14,13 @@ import (
 // id (operators may create keys for any app). IDs are never reused: a key
 // that exists in any state gives EALREADY.
 func (k *Keystore) Create(ctx context.Context, c Caller, id KeyID, o CreateOptions) (Metadata, error) {
-	ev := k.event(c, OpCreate, id.String())
+	ev := k.event(c, OpCreate, id.String(), 0)
 	m, err := k.create(ctx, c, id, o, &ev)
-	if err = k.finish(ctx, &ev, err); err != nil {
-		return Metadata{}, err
-	}
-	return m, nil
+	return audited(ctx, k, &ev, m, err)
 }
 
 func (k *Keystore) create(ctx context.Context, c Caller, id KeyID, o CreateOptions, ev *Event) (Metadata, error) {
-	if id.IsZero() {
-		return Metadata{}, provider.Errorf(provider.EINVAL, "no key ID")
-	}
-	if err := authorize(c, id.App()); err != nil {
+	if err := admit(ctx, c, id); err != nil {
 		return Metadata{}, err
 	}
 	if o.Algorithm == "" {
@@ -43,9 +37,6 @@ func (k *Keystore) create(ctx context.Context, c Caller, id KeyID, o CreateOptio
 		return Metadata{}, provider.Errorf(provider.ENOTSUP, "provider %s does not support %s", k.info.Name, string(spec.Name))
 	}
 	if err := checkPolicy(o.Policy, 1); err != nil {
-		return Metadata{}, err
-	}
-	if err := provider.CheckContext(ctx); err != nil {
 		return Metadata{}, err
 	}
 	e, err := k.writeKey(id)
@@ -127,19 +118,13 @@ func checkPolicy(p Policy, current Version) error {
 
 // Get returns a key's metadata, in any state.
 func (k *Keystore) Get(ctx context.Context, c Caller, id KeyID) (Metadata, error) {
-	ev := k.event(c, OpGet, id.String())
-	m, err := k.get(c, id)
-	if err = k.finish(ctx, &ev, err); err != nil {
-		return Metadata{}, err
-	}
-	return m, nil
+	ev := k.event(c, OpGet, id.String(), 0)
+	m, err := k.get(ctx, c, id)
+	return audited(ctx, k, &ev, m, err)
 }
 
-func (k *Keystore) get(c Caller, id KeyID) (Metadata, error) {
-	if id.IsZero() {
-		return Metadata{}, provider.Errorf(provider.EINVAL, "no key ID")
-	}
-	if err := authorize(c, id.App()); err != nil {
+func (k *Keystore) get(ctx context.Context, c Caller, id KeyID) (Metadata, error) {
+	if err := admit(ctx, c, id); err != nil {
 		return Metadata{}, err
 	}
 	_, rec, err := k.readKey(id)
@@ -162,13 +147,7 @@ func (k *Keystore) get(c Caller, id KeyID) (Metadata, error) {
 // destroy erases material), an apply function that transition runs after
 // the audit sink committed the change and before the metadata is written.
 func (k *Keystore) transition(ctx context.Context, c Caller, op Op, id KeyID, ev *Event, f func(rec *record, now time.Time) (next *record, apply func() error, err error)) (Metadata, error) {
-	if id.IsZero() {
-		return Metadata{}, provider.Errorf(provider.EINVAL, "no key ID")
-	}
-	if err := authorize(c, id.App()); err != nil {
-		return Metadata{}, err
-	}
-	if err := provider.CheckContext(ctx); err != nil {
+	if err := admit(ctx, c, id); err != nil {
 		return Metadata{}, err
 	}
 	e, err := k.writeKey(id)
@@ -213,15 +192,12 @@ func (r *record) successor() *record {
 // Rotate adds a new primary version; the old primary becomes retired and
 // keeps verifying and unsealing.
 func (k *Keystore) Rotate(ctx context.Context, c Caller, id KeyID) (Metadata, error) {
-	ev := k.event(c, OpRotate, id.String())
+	ev := k.event(c, OpRotate, id.String(), 0)
 	m, err := k.transition(ctx, c, OpRotate, id, &ev, func(rec *record, now time.Time) (*record, func() error, error) {
 		next, err := k.rotateLocked(ctx, rec, now)
 		return next, nil, err
 	})
-	if err = k.finish(ctx, &ev, err); err != nil {
-		return Metadata{}, err
-	}
-	return m, nil
+	return audited(ctx, k, &ev, m, err)
 }
 
 // rotateLocked makes the successor record with a new primary version; the
@@ -249,7 +225,7 @@ func (k *Keystore) rotateLocked(ctx context.Context, rec *record, now time.Time)
 // Revoke revokes every version of a key, irreversibly: every later use
 // fails with EKEYREVOKED.
 func (k *Keystore) Revoke(ctx context.Context, c Caller, id KeyID) (Metadata, error) {
-	ev := k.event(c, OpRevoke, id.String())
+	ev := k.event(c, OpRevoke, id.String(), 0)
 	m, err := k.transition(ctx, c, OpRevoke, id, &ev, func(rec *record, now time.Time) (*record, func() error, error) {
 		next := rec.successor()
 		next.meta.State, next.meta.Revoked = StateRevoked, now
@@ -260,36 +236,30 @@ func (k *Keystore) Revoke(ctx context.Context, c Caller, id KeyID) (Metadata, er
 		}
 		return next, nil, nil
 	})
-	if err = k.finish(ctx, &ev, err); err != nil {
-		return Metadata{}, err
-	}
-	return m, nil
+	return audited(ctx, k, &ev, m, err)
 }
 
 // RevokeVersion revokes one retired version of an active key. The primary
 // version cannot be revoked alone (EPERM): rotate first, or revoke the key.
 func (k *Keystore) RevokeVersion(ctx context.Context, c Caller, id KeyID, v Version) (Metadata, error) {
-	ev := k.event(c, OpRevokeVersion, id.String())
-	ev.Version = v
-	var m Metadata
-	var err error
+	ev := k.event(c, OpRevokeVersion, id.String(), v)
+	m, err := k.revokeVersion(ctx, c, id, v, &ev)
+	return audited(ctx, k, &ev, m, err)
+}
+
+func (k *Keystore) revokeVersion(ctx context.Context, c Caller, id KeyID, v Version, ev *Event) (Metadata, error) {
 	if v == 0 {
 		// Syntax before any lookup (docs/lifecycle.md, order of checks).
-		err = provider.Errorf(provider.EINVAL, "no version given")
-	} else {
-		m, err = k.transition(ctx, c, OpRevokeVersion, id, &ev, func(rec *record, now time.Time) (*record, func() error, error) {
-			if err := checkVersion(OpRevokeVersion, &rec.meta, v); err != nil {
-				return nil, nil, err
-			}
-			next := rec.successor()
-			next.meta.Versions[v-1].State, next.meta.Versions[v-1].Revoked = VersionRevoked, now
-			return next, nil, nil
-		})
+		return Metadata{}, provider.Errorf(provider.EINVAL, "no version given")
 	}
-	if err = k.finish(ctx, &ev, err); err != nil {
-		return Metadata{}, err
-	}
-	return m, nil
+	return k.transition(ctx, c, OpRevokeVersion, id, ev, func(rec *record, now time.Time) (*record, func() error, error) {
+		if err := checkVersion(OpRevokeVersion, &rec.meta, v); err != nil {
+			return nil, nil, err
+		}
+		next := rec.successor()
+		next.meta.Versions[v-1].State, next.meta.Versions[v-1].Revoked = VersionRevoked, now
+		return next, nil, nil
+	})
 }
 
 // Destroy erases a revoked key's material: the provider destroys each
@@ -297,96 +267,93 @@ func (k *Keystore) RevokeVersion(ctx context.Context, c Caller, id KeyID, v Vers
 // tombstone (IDs are never reused). An active key gives EPERM: revoke it
 // first. A destroy interrupted by a crash can be repeated.
 func (k *Keystore) Destroy(ctx context.Context, c Caller, id KeyID) (Metadata, error) {
-	ev := k.event(c, OpDestroy, id.String())
+	ev := k.event(c, OpDestroy, id.String(), 0)
 	m, err := k.transition(ctx, c, OpDestroy, id, &ev, func(rec *record, now time.Time) (*record, func() error, error) {
-		// Read every handle first (no change yet); erase after the
-		// audit sink has committed the destroy.
-		type victim struct {
-			vr *versionRT
-			h  provider.Handle // nil: no handle file, or an unreadable one
-		}
-		var victims []victim
-		for i, vr := range rec.versions {
-			if rec.meta.Versions[i].State == VersionDestroyed {
-				continue
-			}
-			h, err := k.handle(vr)
-			switch {
-			case err == nil, isMissingHandle(err):
-			case errors.Is(err, errHandleCorrupt):
-				// The file is there but its content is damaged: the
-				// provider cannot be told which object to erase. Removing
-				// the file is all we can do; say so in the audit detail.
-				ev.Detail = "corrupted handle removed: " + vr.refStr
-			default:
-				// The file could not be read (I/O error, a planted link):
-				// the material may be intact, so do not destroy blind.
-				return nil, nil, err
-			}
-			victims = append(victims, victim{vr, h})
-		}
-		next := rec.successor()
-		next.meta.State, next.meta.Destroyed = StateDestroyed, now
-		for i := range next.meta.Versions {
-			if v := &next.meta.Versions[i]; v.State != VersionDestroyed {
-				v.State, v.Destroyed = VersionDestroyed, now
-			}
-		}
-		apply := func() error {
-			for _, v := range victims {
-				if v.h != nil {
-					if err := k.p.Destroy(ctx, v.vr.ref, v.h); err != nil {
-						return provider.WithOp("destroy", v.vr.refStr, err)
-					}
-				}
-				if err := k.st.Remove(handlePath(id, v.vr.ref.Version)); err != nil {
-					return err
-				}
-				v.vr.handle.Store(nil)
-			}
-			return nil
-		}
-		return next, apply, nil
+		return k.destroyLocked(ctx, rec, now, &ev)
 	})
-	if err = k.finish(ctx, &ev, err); err != nil {
-		return Metadata{}, err
-	}
-	return m, nil
+	return audited(ctx, k, &ev, m, err)
 }
 
-func isMissingHandle(err error) bool { return errors.Is(err, errHandleMissing) }
+// destroyLocked makes the successor record of a destroy and the function
+// that erases the material, run once the audit sink committed the change.
+// It reads every handle first and changes nothing.
+func (k *Keystore) destroyLocked(ctx context.Context, rec *record, now time.Time, ev *Event) (*record, func() error, error) {
+	type victim struct {
+		vr *versionRT
+		h  provider.Handle // nil: no handle file, or an unreadable one
+	}
+	var victims []victim
+	for i, vr := range rec.versions {
+		if rec.meta.Versions[i].State == VersionDestroyed {
+			continue
+		}
+		h, err := k.handle(vr)
+		switch {
+		case err == nil, errors.Is(err, errHandleMissing):
+		case errors.Is(err, errHandleCorrupt):
+			// The file is there but its content is damaged: the
+			// provider cannot be told which object to erase. Removing
+			// the file is all we can do; say so in the audit detail.
+			ev.Detail = "corrupted handle removed: " + vr.refStr
+		default:
+			// The file could not be read (I/O error, a planted link):
+			// the material may be intact, so do not destroy blind.
+			return nil, nil, err
+		}
+		victims = append(victims, victim{vr, h})
+	}
+	next := rec.successor()
+	next.meta.State, next.meta.Destroyed = StateDestroyed, now
+	for i := range next.meta.Versions {
+		if v := &next.meta.Versions[i]; v.State != VersionDestroyed {
+			v.State, v.Destroyed = VersionDestroyed, now
+		}
+	}
+	apply := func() error {
+		for _, v := range victims {
+			if v.h != nil {
+				if err := k.p.Destroy(ctx, v.vr.ref, v.h); err != nil {
+					return provider.WithOp("destroy", v.vr.refStr, err)
+				}
+			}
+			if err := k.st.Remove(handlePath(v.vr.ref.ID, v.vr.ref.Version)); err != nil {
+				return err
+			}
+			v.vr.handle.Store(nil)
+		}
+		return nil
+	}
+	return next, apply, nil
+}
 
 // SetPolicy replaces a key's policy.
 func (k *Keystore) SetPolicy(ctx context.Context, c Caller, id KeyID, p Policy) (Metadata, error) {
-	ev := k.event(c, OpSetPolicy, id.String())
+	ev := k.event(c, OpSetPolicy, id.String(), 0)
+	m, err := k.setPolicy(ctx, c, id, p, &ev)
+	return audited(ctx, k, &ev, m, err)
+}
+
+func (k *Keystore) setPolicy(ctx context.Context, c Caller, id KeyID, p Policy, ev *Event) (Metadata, error) {
 	// Syntax before any lookup (docs/lifecycle.md, order of checks); the
 	// minimum version is checked against the key's current one below.
-	err := checkPolicy(p, provider.MaxVersion)
-	var m Metadata
-	if err == nil {
-		m, err = k.transition(ctx, c, OpSetPolicy, id, &ev, func(rec *record, _ time.Time) (*record, func() error, error) {
-			if err := checkPolicy(p, rec.meta.Current); err != nil {
-				return nil, nil, err
-			}
-			next := rec.successor()
-			next.meta.Policy = p
-			return next, nil, nil
-		})
-	}
-	if err = k.finish(ctx, &ev, err); err != nil {
+	if err := checkPolicy(p, provider.MaxVersion); err != nil {
 		return Metadata{}, err
 	}
-	return m, nil
+	return k.transition(ctx, c, OpSetPolicy, id, ev, func(rec *record, _ time.Time) (*record, func() error, error) {
+		if err := checkPolicy(p, rec.meta.Current); err != nil {
+			return nil, nil, err
+		}
+		next := rec.successor()
+		next.meta.Policy = p
+		return next, nil, nil
+	})
 }
 
 // List returns one page of keys ordered by (app, purpose, name).
 func (k *Keystore) List(ctx context.Context, c Caller, o ListOptions) (ListPage, error) {
-	ev := k.event(c, OpList, "")
-	p, err := k.list(ctx, c, o)
-	if err = k.finish(ctx, &ev, err); err != nil {
-		return ListPage{}, err
-	}
-	return p, nil
+	ev := k.event(c, OpList, "", 0)
+	page, err := k.list(ctx, c, o)
+	return audited(ctx, k, &ev, page, err)
 }
 
 func (k *Keystore) list(ctx context.Context, c Caller, o ListOptions) (ListPage, error) {
@@ -510,11 +477,11 @@ func (k *Keystore) dirNames(dir string) ([]string, error) {
 	}
 	var out []string
 	for _, de := range entries {
-		if de.IsDir && provider.CheckSegment("name", de.Name) == nil {
-			out = append(out, de.Name)
+		if de.IsDir() && provider.CheckSegment("name", de.Name()) == nil {
+			out = append(out, de.Name())
 		}
 	}
-	sort.Strings(out)
+	slices.Sort(out)
 	return out, nil
 }
 
@@ -525,7 +492,9 @@ func idLess(a, b KeyID) bool { return a.Compare(b) < 0 }
 // an operator may sweep. It returns the keys rotated; a key that fails to
 // rotate is reported in the error but does not stop the sweep.
 func (k *Keystore) Sweep(ctx context.Context, c Caller) ([]KeyID, error) {
-	ev := k.event(c, OpSweep, "")
+	// Not audited(): what was rotated is returned even when the sweep
+	// failed, because those rotations happened.
+	ev := k.event(c, OpSweep, "", 0)
 	rotated, err := k.sweep(ctx, c)
 	ev.Detail = "rotated " + strconv.Itoa(len(rotated)) + " keys"
 	if err = k.finish(ctx, &ev, err); err != nil {
@@ -550,7 +519,7 @@ func (k *Keystore) sweep(ctx context.Context, c Caller) ([]KeyID, error) {
 			if !rotationDue(&m, k.clock.Now()) {
 				continue
 			}
-			did, err := k.autoRotate(ctx, m.ID, Event{Time: k.clock.Now(), Caller: c, Op: OpRotate})
+			did, err := k.autoRotate(ctx, m.ID, k.event(c, OpRotate, "", 0))
 			if err != nil {
 				errs = append(errs, err)
 			} else if did {

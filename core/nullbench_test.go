@@ -25,7 +25,7 @@ func BenchmarkSealOverhead(b *testing.B) {
 	base, id := benchKeystore(b, provider.XChaCha20Poly1305)
 	_ = base
 	p := nullProvider{benchProvider(b)}
-	ks, err := core.Open(ctx, core.Options{Storage: storage.NewMemory(), Provider: p, Clock: fixedClock{}, Audit: core.DiscardAudit{}})
+	ks, err := core.Open(ctx, core.Config{Storage: storage.NewMemory(), Provider: p, Clock: fixedClock{}, Audit: core.DiscardAudit{}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func BenchmarkSealOverhead(b *testing.B) {
 	pt := make([]byte, 1024)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := ks.Seal(ctx, appBench, id, pt, []byte("context")); err != nil {
+		if _, err := ks.Seal(ctx, appBench, id, pt, []byte("context")); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -24,7 +24,7 @@ func TestSealReservationPublishedOnlyWhenDurable(t *testing.T) {
 	}
 	mem := storage.NewMemory()
 	ctx := context.Background()
-	ks, err := Open(ctx, Options{Storage: mem, Provider: p, Clock: clock.NewFake(time.Unix(1e9, 0)), Audit: DiscardAudit{}})
+	ks, err := Open(ctx, Config{Storage: mem, Provider: p, Clock: clock.NewFake(time.Unix(1e9, 0)), Audit: DiscardAudit{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func TestSealReservationPublishedOnlyWhenDurable(t *testing.T) {
 		}
 		return nil
 	})
-	_, _, err = ks.Seal(ctx, c, id, []byte("x"), nil)
+	_, err = ks.Seal(ctx, c, id, []byte("x"), nil)
 	if code, _ := provider.CodeOf(err); code != provider.EIO {
 		t.Fatalf("seal with a failing reservation write: got %v, want EIO", err)
 	}

@@ -1,6 +1,6 @@
 package core
 
-import "github.com/nexus-os/keystored/core/storage"
+import "io/fs"
 
 // Storage is where a Keystore keeps its state: a tree of small files named
 // by slash-separated relative paths (the layout is in layout.go and
@@ -12,11 +12,11 @@ import "github.com/nexus-os/keystored/core/storage"
 //
 // Errors wrap the provider package's sentinels: ErrNotFound when a file or
 // directory does not exist, ErrInvalid for a malformed path, ErrTooLarge
-// for data over MaxFileSize, ErrUnavailable when the directory is locked by
+// for data over the adapter's bound (core/storage.MaxFileSize), ErrUnavailable when the directory is locked by
 // another process, ErrIO for anything else (with the path).
 type Storage interface {
 	// ReadFile returns the whole content of the file at name. It refuses
-	// (ErrIO) files larger than MaxFileSize, symlinks, hard-linked files and
+	// (ErrIO) files over the adapter's size bound, symlinks, hard-linked files and
 	// files with group or world permissions.
 	ReadFile(name string) ([]byte, error)
 
@@ -30,19 +30,8 @@ type Storage interface {
 	// error.
 	Remove(name string) error
 
-	// ReadDir lists the names in the directory at name, sorted, without
-	// temporary files. ErrNotFound if the directory does not exist.
-	ReadDir(name string) ([]DirEntry, error)
+	// ReadDir lists the regular files and directories in the directory at
+	// name, sorted by name, without temporary files. ErrNotFound if the
+	// directory does not exist.
+	ReadDir(name string) ([]fs.DirEntry, error)
 }
-
-// DirEntry is one name in a directory.
-type DirEntry = storage.DirEntry
-
-// MaxFileSize is the largest file the keystore reads or writes.
-const MaxFileSize = storage.MaxFileSize
-
-// Both adapters satisfy Storage.
-var (
-	_ Storage = (*storage.Dir)(nil)
-	_ Storage = (*storage.Memory)(nil)
-)

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"slices"
 	"strconv"
 	"time"
 
@@ -52,10 +53,15 @@ func (s KeyState) String() string {
 func (s KeyState) Valid() bool { return s >= StateActive && s <= StateDestroyed }
 
 func parseKeyState(v string) (KeyState, bool) {
-	for i, n := range keyStateNames {
-		if n != "" && n == v {
-			return KeyState(i), true
-		}
+	i, ok := parseName(keyStateNames[:], v)
+	return KeyState(i), ok
+}
+
+// parseName returns the index of v among an enum's names, whose zero
+// value (index 0, "") is invalid.
+func parseName(names []string, v string) (int, bool) {
+	if i := slices.Index(names, v); i > 0 {
+		return i, true
 	}
 	return 0, false
 }
@@ -86,12 +92,8 @@ func (s VersionState) String() string {
 func (s VersionState) Valid() bool { return s >= VersionPrimary && s <= VersionDestroyed }
 
 func parseVersionState(v string) (VersionState, bool) {
-	for i, n := range versionStateNames {
-		if n != "" && n == v {
-			return VersionState(i), true
-		}
-	}
-	return 0, false
+	i, ok := parseName(versionStateNames[:], v)
+	return VersionState(i), ok
 }
 
 // Policy is a key's usage policy.
@@ -179,6 +181,24 @@ type Signature struct {
 	Version   Version
 	Signature []byte
 }
+
+// Sealed is what Seal and Rewrap return: the sealed envelope and the key
+// version that sealed it. The envelope records its version, so Unseal
+// picks the right one by itself.
+type Sealed struct {
+	Version Version
+	Data    []byte
+}
+
+// Unsealed is what Unseal returns: the plaintext and the key version that
+// opened it.
+type Unsealed struct {
+	Version   Version
+	Plaintext []byte
+}
+
+// wipe clears the plaintext (a result that is withheld).
+func (u Unsealed) wipe() { clear(u.Plaintext) }
 
 // PublicKey is a key version's public key.
 type PublicKey struct {

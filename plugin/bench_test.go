@@ -84,7 +84,7 @@ func report(b *testing.B, elapsed time.Duration, lat []time.Duration) {
 // software plugin binary's client.
 func benchProviders(b *testing.B) (inproc, plug provider.Provider) {
 	b.Helper()
-	p, err := software.New(software.Options{KEKFile: filepath.Join(b.TempDir(), "kek")})
+	p, err := software.New(software.Config{KEKFile: filepath.Join(b.TempDir(), "kek")})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -403,19 +403,19 @@ func (c *Client) start(ctx context.Context) (*instance, error) {
 			go func() {
 				// The start is still under way: wait for it, then kill.
 				<-ch
-				c.kill(in, false)
+				c.kill(in)
 			}()
 		} else {
 			// Killing waits for go-plugin to have forwarded all of the
 			// plugin's output, so the log explains the failure by the time
 			// the caller sees it.
-			c.kill(in, false)
+			c.kill(in)
 		}
 		return nil, provider.Errorf(provider.EUNAVAILABLE, "starting %s: %w", c.label, res.err)
 	}
 	info, err := res.s.fetchInfo(ctx)
 	if err != nil {
-		c.kill(in, false)
+		c.kill(in)
 		if code, _ := provider.CodeOf(err); code == provider.EIO {
 			return nil, err
 		}
@@ -425,15 +425,20 @@ func (c *Client) start(ctx context.Context) (*instance, error) {
 	return in, nil
 }
 
-// kill stops in. Unless graceful, the process is killed at once (a
-// plugin that failed to start or lost its connection cannot be asked).
-// Otherwise go-plugin asks the plugin to exit and waits up to 2 s before
-// killing it; if even that does not finish within killGrace (a stopped
-// process), the process is killed directly.
-func (c *Client) kill(in *instance, graceful bool) {
-	if !graceful && in.run != nil {
+// kill stops in at once: its process is killed (a plugin that failed to
+// start or lost its connection cannot be asked to exit), then stop reaps
+// it.
+func (c *Client) kill(in *instance) {
+	if in.run != nil {
 		c.killProcess(in)
 	}
+	c.stop(in)
+}
+
+// stop asks in's plugin to exit: go-plugin asks and waits up to 2 s before
+// killing it; if even that does not finish within killGrace (a stopped
+// process), the process is killed directly.
+func (c *Client) stop(in *instance) {
 	done := make(chan struct{})
 	go func() {
 		in.gp.Kill()
@@ -501,7 +506,7 @@ func (c *Client) restart(ctx context.Context) (*instance, error) {
 	}
 	if old != nil {
 		c.cur.Store(nil)
-		c.kill(old, false)
+		c.kill(old)
 		if old.served.Load() {
 			c.failures = 1
 		} else {
@@ -531,7 +536,7 @@ func (c *Client) restart(ctx context.Context) (*instance, error) {
 	}
 	in, err := c.start(ctx)
 	if err == nil && !sameInfo(in.r.info, c.info) {
-		c.kill(in, false)
+		c.kill(in)
 		err = provider.Errorf(provider.EUNAVAILABLE, "restarted %s describes itself differently (provider %q, secure %s; was %q, secure %s); refusing it", c.label, in.r.info.Name, strconv.FormatBool(in.r.info.Secure), c.info.Name, strconv.FormatBool(c.info.Secure))
 	}
 	if err != nil && ctx.Err() != nil {
@@ -574,7 +579,7 @@ func (c *Client) Close() error {
 	in := c.cur.Swap(nil)
 	<-c.gate
 	if in != nil {
-		c.kill(in, true)
+		c.stop(in)
 	}
 	if err := c.empty(); err != nil {
 		return provider.WithOp("close", c.label, err)

@@ -18,20 +18,19 @@ import (
 //
 // Everything the plugin writes to stderr ends up in the daemon's log: a
 // provider must never print payloads or key material.
+//
+// The example is compiled, not run: its body is the plugin's func main.
 func ExampleServe() {
-	main := func() {
-		kekFile := flag.String("kek-file", "", "absolute path of the key-encryption key file")
-		flag.Parse()
-		if *kekFile == "" {
-			fmt.Fprintln(os.Stderr, "my-plugin: --kek-file is required")
-			os.Exit(2)
-		}
-		p, err := software.New(software.Options{KEKFile: *kekFile})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "my-plugin:", err)
-			os.Exit(1)
-		}
-		plugin.Serve(p) // returns when the daemon stops the plugin
+	kekFile := flag.String("kek-file", "", "absolute path of the key-encryption key file")
+	flag.Parse()
+	if *kekFile == "" {
+		fmt.Fprintln(os.Stderr, "my-plugin: --kek-file is required")
+		os.Exit(2)
 	}
-	_ = main // in a real plugin, this is func main()
+	p, err := software.New(software.Config{KEKFile: *kekFile})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "my-plugin:", err)
+		os.Exit(1)
+	}
+	plugin.Serve(p) // returns when the daemon stops the plugin
 }

@@ -66,11 +66,11 @@ func TestPluginOutputHasNoSecrets(t *testing.T) {
 					t.Fatalf("sign %s: %v", a, err)
 				}
 			case provider.UseDecrypt:
-				sealed, _, err := ks.Seal(ctx, testCaller, id, []byte("plaintext"), []byte("aad"))
+				sealed, err := ks.Seal(ctx, testCaller, id, []byte("plaintext"), []byte("aad"))
 				if err != nil {
 					t.Fatalf("seal %s: %v", a, err)
 				}
-				if _, _, err := ks.Unseal(ctx, testCaller, id, sealed, []byte("other aad")); err == nil {
+				if _, err := ks.Unseal(ctx, testCaller, id, sealed.Data, []byte("other aad")); err == nil {
 					t.Fatalf("unseal %s with the wrong AAD succeeded", a)
 				}
 			}

@@ -41,7 +41,7 @@ func killPlugin(t testing.TB, c *Client) int {
 // openKeystore opens a keystore on memory storage backed by p.
 func openKeystore(t testing.TB, p provider.Provider) *core.Keystore {
 	t.Helper()
-	ks, err := core.Open(t.Context(), core.Options{
+	ks, err := core.Open(t.Context(), core.Config{
 		Storage:  storage.NewMemory(),
 		Provider: p,
 		Clock:    clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)),
@@ -87,7 +87,7 @@ func TestCrashMidStream(t *testing.T) {
 	if _, err := ks.Create(ctx, testCaller, aeadID, core.CreateOptions{Algorithm: provider.XChaCha20Poly1305}); err != nil {
 		t.Fatal(err)
 	}
-	sealed, _, err := ks.Seal(ctx, testCaller, aeadID, []byte("sealed before the crash"), []byte("aad"))
+	sealed, err := ks.Seal(ctx, testCaller, aeadID, []byte("sealed before the crash"), []byte("aad"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,8 +175,8 @@ func TestCrashMidStream(t *testing.T) {
 			t.Errorf("signature of %s after the restart does not verify", id)
 		}
 	}
-	pt, _, err := ks.Unseal(ctx, testCaller, aeadID, sealed, []byte("aad"))
-	if err != nil || string(pt) != "sealed before the crash" {
+	pt, err := ks.Unseal(ctx, testCaller, aeadID, sealed.Data, []byte("aad"))
+	if err != nil || string(pt.Plaintext) != "sealed before the crash" {
 		t.Errorf("unseal after restart = %q, %v", pt, err)
 	}
 	if !strings.Contains(string(logs.Bytes()), "restart") {

@@ -11,7 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -111,7 +111,7 @@ func LoadAnchors(dir string) (*Anchors, error) {
 		out.list = append(out.list, an)
 		out.byName[name] = an
 	}
-	sort.Slice(out.list, func(i, j int) bool { return out.list[i].Name < out.list[j].Name })
+	slices.SortFunc(out.list, func(a, b *Anchor) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 

@@ -30,16 +30,21 @@ func parseKeyName(c *Caller, s string) (core.KeyID, error) {
 	return core.KeyID{}, provider.Errorf(provider.EINVAL, "key name must be <purpose>/<name> or <app>/<purpose>/<name>")
 }
 
-// parseVersion checks a version of a request: 1 .. 4294967295, or 0 when
-// zeroOK (the proto says "0 means the current version").
-func parseVersion(v int64, zeroOK bool) (core.Version, error) {
-	switch {
-	case v == 0 && zeroOK:
-		return 0, nil
-	case v < 1 || v > int64(provider.MaxVersion):
+// parseVersion checks a version a request must name: 1 .. 4294967295.
+func parseVersion(v int64) (core.Version, error) {
+	if v < 1 || v > int64(provider.MaxVersion) {
 		return 0, provider.Errorf(provider.EINVAL, "version must be a number from 1 to %s", provider.MaxVersion)
 	}
 	return core.Version(v), nil
+}
+
+// parseOptionalVersion checks a version a request may leave out: 0 (the
+// proto's "the current version") or 1 .. 4294967295.
+func parseOptionalVersion(v int64) (core.Version, error) {
+	if v == 0 {
+		return 0, nil
+	}
+	return parseVersion(v)
 }
 
 // maxRotationSeconds is the largest rotation period in seconds.

@@ -163,7 +163,7 @@ func newProvider(t testing.TB, insecureSeed bool) provider.Provider {
 	for i := range kek {
 		kek[i] = byte(i + 7)
 	}
-	p, err := software.New(software.Options{KEK: secret.New(kek)})
+	p, err := software.New(software.Config{KEK: secret.New(kek)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -103,7 +103,7 @@ func (k *keysService) RevokeVersion(ctx context.Context, req *keystorev1.RevokeK
 	if err != nil {
 		return nil, err
 	}
-	v, err := parseVersion(req.GetVersion(), false)
+	v, err := parseVersion(req.GetVersion())
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +143,7 @@ func (k *keysService) PublicKey(ctx context.Context, req *keystorev1.PublicKeyRe
 	if err != nil {
 		return nil, err
 	}
-	v, err := parseVersion(req.GetVersion(), true)
+	v, err := parseOptionalVersion(req.GetVersion())
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +180,7 @@ func (k *keysService) Verify(ctx context.Context, req *keystorev1.VerifyRequest)
 	if err != nil {
 		return nil, err
 	}
-	v, err := parseVersion(req.GetVersion(), false)
+	v, err := parseVersion(req.GetVersion())
 	if err != nil {
 		return nil, err
 	}
@@ -206,11 +206,11 @@ func (k *keysService) Seal(ctx context.Context, req *keystorev1.SealRequest) (*k
 }
 
 func (k *keysService) seal(ctx context.Context, c *Caller, id core.KeyID, req *keystorev1.SealRequest) (*keystorev1.SealResponse, error) {
-	out, v, err := k.s.ks.Seal(ctx, c.coreCaller(), id, req.GetPlaintext(), req.GetAad())
+	s, err := k.s.ks.Seal(ctx, c.coreCaller(), id, req.GetPlaintext(), req.GetAad())
 	if err != nil {
 		return nil, err
 	}
-	return &keystorev1.SealResponse{Sealed: out, Version: uint32(v)}, nil
+	return &keystorev1.SealResponse{Sealed: s.Data, Version: uint32(s.Version)}, nil
 }
 
 func (k *keysService) Unseal(ctx context.Context, req *keystorev1.UnsealRequest) (*keystorev1.UnsealResponse, error) {
@@ -222,11 +222,11 @@ func (k *keysService) Unseal(ctx context.Context, req *keystorev1.UnsealRequest)
 }
 
 func (k *keysService) unseal(ctx context.Context, c *Caller, id core.KeyID, req *keystorev1.UnsealRequest) (*keystorev1.UnsealResponse, error) {
-	pt, v, err := k.s.ks.Unseal(ctx, c.coreCaller(), id, req.GetSealed(), req.GetAad())
+	u, err := k.s.ks.Unseal(ctx, c.coreCaller(), id, req.GetSealed(), req.GetAad())
 	if err != nil {
 		return nil, err
 	}
-	return &keystorev1.UnsealResponse{Plaintext: pt, Version: uint32(v)}, nil
+	return &keystorev1.UnsealResponse{Plaintext: u.Plaintext, Version: uint32(u.Version)}, nil
 }
 
 func (k *keysService) Rewrap(ctx context.Context, req *keystorev1.RewrapRequest) (*keystorev1.RewrapResponse, error) {
@@ -234,11 +234,11 @@ func (k *keysService) Rewrap(ctx context.Context, req *keystorev1.RewrapRequest)
 	if err != nil {
 		return nil, err
 	}
-	out, v, err := k.s.ks.Rewrap(ctx, c.coreCaller(), id, req.GetSealed(), req.GetAad())
+	s, err := k.s.ks.Rewrap(ctx, c.coreCaller(), id, req.GetSealed(), req.GetAad())
 	if err != nil {
 		return nil, err
 	}
-	return &keystorev1.RewrapResponse{Sealed: out, Version: uint32(v)}, nil
+	return &keystorev1.RewrapResponse{Sealed: s.Data, Version: uint32(s.Version)}, nil
 }
 
 // MaxListBytes bounds the encoded keys of one List response. A page whose

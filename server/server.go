@@ -169,7 +169,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.limits = s.limits.withDefaults()
 	s.inflight = newBudget(s.limits.InFlightBytes, s.limits.InFlightBytesPerUID)
 	s.adm = &admission{s: s, limiters: map[uint32]*rate.Limiter{}, pending: map[refusalKey]*refusals{}}
-	ks, err := core.Open(ctx, core.Options{
+	ks, err := core.Open(ctx, core.Config{
 		Storage:         cfg.Storage,
 		Provider:        cfg.Provider,
 		Clock:           cfg.Clock,
@@ -241,9 +241,9 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 	}
 }
 
-// Register registers the three services on g, which must have been made
-// with ServerOptions.
-func (s *Server) Register(g *grpc.Server) {
+// Register registers the three services on g, a grpc.Server made with
+// ServerOptions (or a registrar in front of one).
+func (s *Server) Register(g grpc.ServiceRegistrar) {
 	g.RegisterService(s.wrapService(&keystorev1.Keys_ServiceDesc), &keysService{s: s})
 	g.RegisterService(s.wrapService(&keystorev1.Store_ServiceDesc), &storeService{s: s})
 	g.RegisterService(s.wrapService(&keystorev1.TrustAnchors_ServiceDesc), &anchorsService{s: s})

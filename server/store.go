@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"slices"
 	"sort"
 	"sync"
 
@@ -90,8 +91,8 @@ func (v *valueStore) names(app string) ([]string, error) {
 	}
 	out := make([]string, 0, len(entries))
 	for _, e := range entries {
-		if !e.IsDir && provider.CheckSegment("name", e.Name) == nil {
-			out = append(out, e.Name)
+		if !e.IsDir() && provider.CheckSegment("name", e.Name()) == nil {
+			out = append(out, e.Name())
 		}
 	}
 	return out, nil
@@ -106,8 +107,7 @@ func (v *valueStore) put(app, name string, value []byte, commit func() error) er
 	if err != nil {
 		return err
 	}
-	i := sort.SearchStrings(names, name)
-	exists := i < len(names) && names[i] == name
+	_, exists := slices.BinarySearch(names, name)
 	if !exists && len(names) >= MaxValuesPerApp {
 		return provider.Errorf(provider.EMSGSIZE, "app %s already holds %d values; delete one first", app, MaxValuesPerApp)
 	}

@@ -1,135 +1,258 @@
-// Package clienttest runs an in-process fake keystored on a Unix socket,
-// for tests of code that uses package client (as net/http/httptest does
-// for HTTP). The fake serves the three keystore.v1 services from memory
-// with the daemon's error vocabulary, bounds and lifecycle rules, close
-// enough to drive client code through every path, including every error
-// code (SetFault) and the INSECURE marker (Options.Insecure).
+// Package clienttest runs keystored's real server in the test process, on
+// a Unix socket, for tests of code that uses package client (as
+// net/http/httptest does for HTTP). [Start] serves the three keystore.v1
+// services of package server over in-memory storage, a hash-chained audit
+// log in a temporary directory, a fixed clock, and the software provider
+// (a random KEK) or, with [Options].Insecure, the INSECURE testseed
+// provider: the lifecycle, bounds, errors, identity checks and envelopes
+// are the daemon's own.
 //
-// It is not keystored: keys live in process memory, nothing is persisted
-// or audited, every caller is the one app of Options, and its sealed
-// format is its own. Test against the real daemon (internal/daemontest)
-// for anything about keystored itself.
+// The caller's identity comes from the kernel as in the daemon: the test
+// process's uid is mapped to [Options].App. [Server.SetFault] injects an
+// error into later calls, [Server.SetUnreadable] corrupts a key's stored
+// metadata, [Server.Calls] counts calls. It links the whole server, so only
+// tests may import it (internal/layering checks); docs/testing.md says
+// more.
 package clienttest
 
 import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
+	"encoding/pem"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
-	"strconv"
-	"strings"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
+	"github.com/nexus-os/keystored/audit"
+	"github.com/nexus-os/keystored/clock"
 	"github.com/nexus-os/keystored/core/provider"
-	"github.com/nexus-os/keystored/internal/rpcerr"
+	"github.com/nexus-os/keystored/core/secret"
+	"github.com/nexus-os/keystored/core/storage"
+	"github.com/nexus-os/keystored/providers/software"
+	"github.com/nexus-os/keystored/providers/testseed"
+	"github.com/nexus-os/keystored/server"
 )
 
-// Options configure the fake.
+// Options configure Start.
 type Options struct {
-	// App is the caller's app ID (default "app"): every connection is
-	// this app.
+	// App is the caller's app ID (default "app"): the test process's uid
+	// is mapped to it.
 	App string
 	// Operator makes the caller an operator, who may name any app's keys.
 	Operator bool
-	// Insecure makes the fake behave like a daemon on the INSECURE test
-	// provider: every response carries "keystored-insecure: true" and keys
-	// are marked insecure.
+	// Insecure runs the server on the INSECURE testseed provider, as the
+	// daemon with --insecure-test-seed: every response carries
+	// "keystored-insecure: true" and keys are marked insecure.
 	Insecure bool
-	// Anchors are the trust anchors TrustAnchors serves.
+	// Anchors are the trust anchors of the TrustAnchors service, by name
+	// (each a key ID segment).
 	Anchors map[string]ed25519.PublicKey
 }
 
-// Server is a running fake.
+// Epoch is the time of the server's clock: every timestamp it records.
+var Epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// insecureSeed is the seed of the testseed provider of Options.Insecure.
+var insecureSeed = []byte("keystored/clienttest/insecure-seed")
+
+// Server is a running server.
 type Server struct {
-	// Socket is the path of the Unix socket the fake listens on.
+	// Socket is the path of the Unix socket the server listens on.
 	Socket string
+	// AuditLog is the path of its audit log (keystorectl audit verify
+	// checks it).
+	AuditLog string
 
-	opts Options
-	grpc *grpc.Server
+	t    testing.TB
 	dir  string
+	cfg  server.Config
+	st   *storage.Memory
+	log  *audit.Log
+	stop sync.Once
 
-	mu         sync.Mutex
-	keys       map[string]*fakeKey
-	values     map[string][]byte
-	unreadable map[string]bool
-	fault      func(method string) error
-	calls      map[string]int
-	tick       int64
+	mu      sync.Mutex
+	g       *grpc.Server
+	done    chan struct{} // closed when g stopped serving
+	stopped bool
+	fault   func(method string) error
+	calls   map[string]int
 }
 
-// Start starts a fake and registers its shutdown with t.Cleanup.
+// Start starts a server and registers its shutdown with t.Cleanup. It
+// fails t if the server cannot start.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
-	if opts.App == "" {
-		opts.App = "app"
-	}
-	// A short directory: a Unix socket path is limited to 107 bytes.
-	dir, err := os.MkdirTemp("", "kst-fake-")
+	s, err := start(t, opts)
 	if err != nil {
 		t.Fatalf("clienttest: %v", err)
 	}
-	sock := filepath.Join(dir, "keystored.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatalf("clienttest: listen %s: %v", sock, err)
-	}
-	s := &Server{
-		Socket:     sock,
-		opts:       opts,
-		dir:        dir,
-		keys:       map[string]*fakeKey{},
-		values:     map[string][]byte{},
-		unreadable: map[string]bool{},
-		calls:      map[string]int{},
-	}
-	s.grpc = grpc.NewServer(
-		grpc.UnaryInterceptor(s.intercept),
-		// The daemon's transport bounds (docs/api.md): requests up to
-		// 9 MiB, responses up to 16 MiB.
-		grpc.MaxRecvMsgSize(9<<20),
-		grpc.MaxSendMsgSize(16<<20),
-	)
-	keystorev1.RegisterKeysServer(s.grpc, &keysServer{s: s})
-	keystorev1.RegisterStoreServer(s.grpc, &storeServer{s: s})
-	keystorev1.RegisterTrustAnchorsServer(s.grpc, &anchorsServer{s: s})
-	go func() { _ = s.grpc.Serve(ln) }() // Serve returns when Stop closes the listener
 	t.Cleanup(s.Stop)
 	return s
 }
 
-// Stop stops the fake (calls in flight are cut) and removes its socket.
-// Later calls to the fake fail with ErrUnavailable. Stop may be called
-// more than once.
-func (s *Server) Stop() {
-	s.grpc.Stop()
-	_ = os.RemoveAll(s.dir) // best effort: a temp directory
+func start(t testing.TB, opts Options) (s *Server, err error) {
+	if opts.App == "" {
+		opts.App = "app"
+	}
+	// A short directory: a Unix socket path is limited to 107 bytes, and
+	// t.TempDir() holds the test's name.
+	dir, err := os.MkdirTemp("", "clienttest-")
+	if err != nil {
+		return nil, err
+	}
+	s = &Server{t: t, Socket: filepath.Join(dir, "keystored.sock"), AuditLog: filepath.Join(dir, "audit.log"), dir: dir, st: storage.NewMemory(), calls: map[string]int{}}
+	defer func() {
+		if err != nil {
+			s.Stop()
+		}
+	}()
+	uid := uint32(os.Getuid())
+	var operators []uint32
+	if opts.Operator {
+		operators = []uint32{uid}
+	}
+	identity, err := server.NewIdentity(map[uint32]string{uid: opts.App}, operators, server.UnmappedDeny)
+	if err != nil {
+		return nil, err
+	}
+	anchors, err := loadAnchors(filepath.Join(dir, "anchors"), opts.Anchors)
+	if err != nil {
+		return nil, err
+	}
+	p, err := newProvider(opts.Insecure)
+	if err != nil {
+		return nil, err
+	}
+	clk := clock.NewFake(Epoch)
+	if s.log, err = audit.Open(s.AuditLog, audit.WithClock(clk)); err != nil {
+		return nil, err
+	}
+	s.cfg = server.Config{Storage: s.st, Provider: p, Clock: clk, Audit: s.log, Identity: identity, Anchors: anchors}
+	if err := s.serve(); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
-// SetFault makes every later call first ask f: a non-nil error is
-// returned instead of running the call. Errors carrying a provider Code
-// travel with their reason like the daemon's; a plain gRPC status error
-// (status.Error) travels as it is, without a reason. nil clears the fault.
-// method is the full gRPC method, e.g. "/keystore.v1.Keys/Sign".
+func newProvider(insecure bool) (provider.Provider, error) {
+	if insecure {
+		return testseed.NewInsecure(insecureSeed)
+	}
+	kek := make([]byte, 32)
+	if _, err := rand.Read(kek); err != nil {
+		return nil, err
+	}
+	defer clear(kek)
+	return software.New(software.Config{KEK: secret.New(kek)})
+}
+
+// loadAnchors writes anchors as the PEM files of a trust anchor directory
+// and loads it as the daemon does.
+func loadAnchors(dir string, anchors map[string]ed25519.PublicKey) (*server.Anchors, error) {
+	if len(anchors) == 0 {
+		return nil, nil
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, err
+	}
+	for name, pub := range anchors {
+		der, err := x509.MarshalPKIXPublicKey(pub)
+		if err != nil {
+			return nil, err
+		}
+		block := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+		if err := os.WriteFile(filepath.Join(dir, name+".pem"), block, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	return server.LoadAnchors(dir)
+}
+
+// serve opens a server over s's storage (a fresh core that reads the
+// keys from storage) and serves it on s.Socket.
+func (s *Server) serve() error {
+	srv, err := server.New(context.Background(), s.cfg)
+	if err != nil {
+		return err
+	}
+	_ = os.Remove(s.Socket) // a stale socket of the previous server
+	ln, err := net.Listen("unix", s.Socket)
+	if err != nil {
+		return err
+	}
+	g := grpc.NewServer(srv.ServerOptions()...)
+	srv.Register(registrar{g: g, s: s})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(g, ln) // returns when g stops; the error is the listener's close
+	}()
+	s.mu.Lock()
+	s.g, s.done = g, done
+	s.mu.Unlock()
+	return nil
+}
+
+// halt stops the gRPC server and waits until it no longer serves. With
+// graceful, calls in flight finish and clients are told to go away (the
+// calls they start meanwhile are retried on a new connection); otherwise
+// calls in flight are cut.
+func (s *Server) halt(graceful bool) {
+	s.mu.Lock()
+	g, done := s.g, s.done
+	s.g = nil
+	s.mu.Unlock()
+	if g == nil {
+		return
+	}
+	if graceful {
+		g.GracefulStop()
+	} else {
+		g.Stop()
+	}
+	<-done
+}
+
+// Stop stops the server (calls in flight are cut) and removes its
+// directory. Later calls fail with ErrUnavailable. Stop may be called more
+// than once.
+func (s *Server) Stop() {
+	s.stop.Do(func() {
+		s.mu.Lock()
+		s.stopped = true
+		s.mu.Unlock()
+		s.halt(false)
+		if s.log != nil {
+			_ = s.log.Close() // the records are not looked at after Stop
+		}
+		_ = os.RemoveAll(s.dir) // best effort: a temporary directory
+	})
+}
+
+// SetFault makes every later call first ask f (method is the full gRPC
+// method, e.g. "/keystore.v1.Keys/Sign"); a non-nil error is returned
+// instead of running the call. An error carrying a provider Code is
+// returned as the daemon returns its handler's errors: audited, with its
+// reason and message. A gRPC status error without one (status.Error)
+// never reaches the daemon and travels as it is, as from a proxy or a
+// broken transport. nil clears the fault.
 func (s *Server) SetFault(f func(method string) error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.fault = f
 }
 
-// Calls returns how many calls the fake received for method (the full
+// Calls returns how many calls the server received for method (the full
 // gRPC method name), faults included.
 func (s *Server) Calls(method string) int {
 	s.mu.Lock()
@@ -137,203 +260,89 @@ func (s *Server) Calls(method string) int {
 	return s.calls[method]
 }
 
-// SetUnreadable marks a key (full ID) as corrupted: Get gives EIO and List
-// reports it as unreadable.
+// SetUnreadable corrupts the stored metadata of the key id (a full key ID)
+// and restarts the server so that it reads it again, as the daemon does
+// after a restart: Get gives EIO and List reports the key as unreadable.
+// Calls in flight finish first; clients reconnect by themselves. It fails the
+// test (of Start's t) when the key has no metadata. Call it from the
+// test's goroutine.
 func (s *Server) SetUnreadable(id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.unreadable[id] = true
+	s.t.Helper()
+	kid, err := provider.ParseKeyID(id)
+	if err == nil {
+		err = s.st.Corrupt("keystore/"+kid.String()+"/meta.json", func(b []byte) []byte {
+			return append(b[:len(b)/2:len(b)/2], "\x00corrupted by clienttest"...)
+		})
+	}
+	if err == nil {
+		err = s.restart()
+	}
+	if err != nil {
+		s.t.Fatalf("clienttest: SetUnreadable(%s): %v", id, err)
+	}
 }
 
-func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if s.opts.Insecure {
-		if err := grpc.SetHeader(ctx, metadata.Pairs("keystored-insecure", "true")); err != nil {
-			return nil, rpcerr.ToStatus(provider.Errorf(provider.EIO, "set header: %w", err))
-		}
-	}
+func (s *Server) restart() error {
 	s.mu.Lock()
-	s.calls[info.FullMethod]++
-	fault := s.fault
+	stopped := s.stopped
 	s.mu.Unlock()
-	if fault != nil {
-		if err := fault(info.FullMethod); err != nil {
-			return nil, toStatus(err)
-		}
+	if stopped {
+		return errors.New("the server was stopped")
 	}
-	resp, err := handler(ctx, req)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	return resp, nil
+	s.halt(true)
+	return s.serve()
 }
 
-func toStatus(err error) error {
-	if _, ok := provider.CodeOf(err); !ok {
-		if st, ok := status.FromError(err); ok {
-			return st.Err()
-		}
+// before counts a call and returns the fault to inject, if any.
+func (s *Server) before(method string) error {
+	s.mu.Lock()
+	s.calls[method]++
+	f := s.fault
+	s.mu.Unlock()
+	if f == nil {
+		return nil
 	}
-	return rpcerr.ToStatus(err)
+	return f(method)
 }
 
-// now returns the fake clock's time: one second per event from a fixed
-// date, so tests are deterministic. Called with mu held.
-func (s *Server) now() time.Time {
-	s.tick++
-	return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(s.tick) * time.Second)
-}
-
-// resolve turns a request's key name into a full key ID, checking the
-// caller may use it.
-func (s *Server) resolve(op, name string) (string, error) {
-	parts := strings.Split(name, "/")
-	var app, purpose, kname string
-	switch len(parts) {
-	case 2:
-		app, purpose, kname = s.opts.App, parts[0], parts[1]
-	case 3:
-		app, purpose, kname = parts[0], parts[1], parts[2]
-	default:
-		if len(name) > provider.MaxKeyIDLen {
-			name = name[:provider.MaxKeyIDLen]
-		}
-		return "", &provider.Error{Code: provider.EINVAL, Op: op, Msg: "key " + strconv.Quote(name) + " is not <purpose>/<name> or <app>/<purpose>/<name>"}
-	}
-	id, err := provider.NewKeyID(app, purpose, kname)
-	if err != nil {
-		return "", provider.WithOp(op, "", err)
-	}
-	if app != s.opts.App && !s.opts.Operator {
-		return "", &provider.Error{Code: provider.EPERM, Op: op, Key: id.String()}
-	}
-	return id.String(), nil
-}
-
-// hexID is a short fingerprint used in anchors.
-func fingerprint(pub ed25519.PublicKey) string {
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return ""
-	}
-	sum := sha256.Sum256(der)
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
-
-type anchorsServer struct {
-	keystorev1.UnimplementedTrustAnchorsServer
+// registrar registers the server's services with every method wrapped:
+// once its request has arrived, the call is counted and, when a fault is
+// set, the fault replaces the handler.
+type registrar struct {
+	g *grpc.Server
 	s *Server
 }
 
-func (a *anchorsServer) ListAnchors(context.Context, *keystorev1.ListAnchorsRequest) (*keystorev1.ListAnchorsResponse, error) {
-	names := make([]string, 0, len(a.s.opts.Anchors))
-	for n := range a.s.opts.Anchors {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	resp := &keystorev1.ListAnchorsResponse{}
-	for _, n := range names {
-		pub := a.s.opts.Anchors[n]
-		resp.Anchors = append(resp.Anchors, &keystorev1.TrustAnchor{Name: n, Algorithm: "ed25519", PublicKey: pub, Fingerprint: fingerprint(pub)})
-	}
-	return resp, nil
-}
-
-func (a *anchorsServer) Verify(_ context.Context, req *keystorev1.VerifyAnchorRequest) (*keystorev1.VerifyAnchorResponse, error) {
-	pub, ok := a.s.opts.Anchors[req.GetAnchor()]
-	if !ok {
-		return nil, &provider.Error{Code: provider.ENOENT, Op: "verify-anchor", Key: req.GetAnchor()}
-	}
-	if len(req.GetMessage()) > provider.MaxSignMessage {
-		return nil, &provider.Error{Code: provider.EMSGSIZE, Op: "verify-anchor", Key: req.GetAnchor(), Msg: "message over " + strconv.Itoa(provider.MaxSignMessage) + " bytes"}
-	}
-	return &keystorev1.VerifyAnchorResponse{Valid: ed25519.Verify(pub, req.GetMessage(), req.GetSignature())}, nil
-}
-
-type storeServer struct {
-	keystorev1.UnimplementedStoreServer
-	s *Server
-}
-
-// maxValue bounds a stored value.
-const maxValue = 64 << 10
-
-func (st *storeServer) Put(_ context.Context, req *keystorev1.PutValueRequest) (*keystorev1.PutValueResponse, error) {
-	if err := provider.CheckSegment("value name", req.GetName()); err != nil {
-		return nil, provider.WithOp("put", "", err)
-	}
-	if len(req.GetValue()) > maxValue {
-		return nil, &provider.Error{Code: provider.EMSGSIZE, Op: "put", Key: req.GetName(), Msg: "value over " + strconv.Itoa(maxValue) + " bytes"}
-	}
-	st.s.mu.Lock()
-	defer st.s.mu.Unlock()
-	st.s.values[req.GetName()] = append([]byte{}, req.GetValue()...)
-	return &keystorev1.PutValueResponse{}, nil
-}
-
-func (st *storeServer) Get(_ context.Context, req *keystorev1.GetValueRequest) (*keystorev1.GetValueResponse, error) {
-	st.s.mu.Lock()
-	defer st.s.mu.Unlock()
-	v, ok := st.s.values[req.GetName()]
-	if !ok {
-		return nil, &provider.Error{Code: provider.ENOENT, Op: "get", Key: req.GetName()}
-	}
-	return &keystorev1.GetValueResponse{Value: v}, nil
-}
-
-func (st *storeServer) Delete(_ context.Context, req *keystorev1.DeleteValueRequest) (*keystorev1.DeleteValueResponse, error) {
-	st.s.mu.Lock()
-	defer st.s.mu.Unlock()
-	if _, ok := st.s.values[req.GetName()]; !ok {
-		return nil, &provider.Error{Code: provider.ENOENT, Op: "delete", Key: req.GetName()}
-	}
-	delete(st.s.values, req.GetName())
-	return &keystorev1.DeleteValueResponse{}, nil
-}
-
-func (st *storeServer) List(_ context.Context, req *keystorev1.ListValuesRequest) (*keystorev1.ListValuesResponse, error) {
-	st.s.mu.Lock()
-	names := make([]string, 0, len(st.s.values))
-	for n := range st.s.values {
-		names = append(names, n)
-	}
-	st.s.mu.Unlock()
-	sort.Strings(names)
-	page, next, err := paginate(names, req.GetPageSize(), req.GetPageToken())
-	if err != nil {
-		return nil, err
-	}
-	return &keystorev1.ListValuesResponse{Names: page, NextPageToken: next}, nil
-}
-
-// paginate returns one page of items; the token is the decimal offset.
-func paginate[T any](items []T, size int32, token string) ([]T, string, error) {
-	if size < 0 || size > 1000 {
-		return nil, "", provider.Errorf(provider.EINVAL, "page size must be 0 .. 1000")
-	}
-	if size == 0 {
-		size = 100
-	}
-	off := 0
-	if token != "" {
-		n, err := strconv.Atoi(token)
-		if err != nil || n < 0 || n > len(items) {
-			return nil, "", provider.Errorf(provider.EINVAL, "bad page token")
+func (r registrar) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	d := *desc
+	d.Methods = slices.Clone(desc.Methods)
+	for i := range d.Methods {
+		method := "/" + desc.ServiceName + "/" + d.Methods[i].MethodName
+		handler := d.Methods[i].Handler
+		d.Methods[i].Handler = func(srv any, ctx context.Context, dec func(any) error, icpt grpc.UnaryServerInterceptor) (any, error) {
+			var fault error
+			received := func(req any) error {
+				if err := dec(req); err != nil {
+					return err // refused by the transport: not a call
+				}
+				fault = r.s.before(method)
+				if _, coded := provider.CodeOf(fault); fault != nil && !coded {
+					if _, isStatus := status.FromError(fault); isStatus {
+						return fault // never reaches the daemon
+					}
+				}
+				return nil
+			}
+			// The daemon's own interceptor runs (identity, audit, the
+			// error table); with a fault, around a handler that fails.
+			faulty := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+				if fault != nil {
+					h = func(context.Context, any) (any, error) { return nil, fault }
+				}
+				return icpt(ctx, req, info, h)
+			}
+			return handler(srv, ctx, received, faulty)
 		}
-		off = n
 	}
-	end := min(off+int(size), len(items))
-	next := ""
-	if end < len(items) {
-		next = strconv.Itoa(end)
-	}
-	return items[off:end], next, nil
-}
-
-// randomBytes fills a new slice from crypto/rand.
-func randomBytes(n int) ([]byte, error) {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		return nil, provider.Errorf(provider.EIO, "random: %w", err)
-	}
-	return b, nil
+	r.g.RegisterService(&d, impl)
 }

@@ -75,7 +75,7 @@ func run(args []string, stderr io.Writer) int {
 			"(keystored --provider-plugin PATH --provider-sha256 HEX); it does nothing when run by hand\n", name)
 		return 1
 	}
-	p, err := software.New(software.Options{KEKFile: *kekFile})
+	p, err := software.New(software.Config{KEKFile: *kekFile})
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: error: %v\n", name, err)
 		return 1

@@ -18,7 +18,7 @@ import (
 var binaryInput = []byte("\x00\xff\xfe\r\n\xc3\x28 text \x00\x80\xbf\xf8")
 
 func TestSignVerify(t *testing.T) {
-	srv := fake(t, clienttest.Options{})
+	srv := startDaemon(t, clienttest.Options{})
 	s := srv.Socket
 	ok(t, s, nil, "create", "p/sig", "--alg", "ed25519")
 	dir := t.TempDir()
@@ -96,7 +96,7 @@ func TestSignVerify(t *testing.T) {
 }
 
 func TestSealUnseal(t *testing.T) {
-	s := fake(t, clienttest.Options{}).Socket
+	s := startDaemon(t, clienttest.Options{}).Socket
 	ok(t, s, nil, "create", "db/box")
 	dir := t.TempDir()
 
@@ -152,7 +152,7 @@ func TestSealUnseal(t *testing.T) {
 }
 
 func TestInputBounds(t *testing.T) {
-	srv := fake(t, clienttest.Options{})
+	srv := startDaemon(t, clienttest.Options{})
 	s := srv.Socket
 	ok(t, s, nil, "create", "p/sig", "--alg", "ed25519")
 	ok(t, s, nil, "create", "p/box")

@@ -26,7 +26,7 @@ func TestExitCodeEveryCode(t *testing.T) {
 	if len(exitCodes) != len(provider.Codes()) {
 		t.Fatalf("table has %d codes, provider has %d", len(exitCodes), len(provider.Codes()))
 	}
-	srv := fake(t, clienttest.Options{})
+	srv := startDaemon(t, clienttest.Options{})
 	for code, want := range exitCodes {
 		srv.SetFault(func(string) error {
 			return &provider.Error{Code: code, Op: "sign", Key: "app/p/k", Msg: "injected"}
@@ -55,7 +55,7 @@ func TestExitCodeEveryCode(t *testing.T) {
 }
 
 func TestHints(t *testing.T) {
-	srv := fake(t, clienttest.Options{})
+	srv := startDaemon(t, clienttest.Options{})
 	tests := []struct {
 		code provider.Code
 		hint string
@@ -73,7 +73,7 @@ func TestHints(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
-	s := fake(t, clienttest.Options{}).Socket
+	s := startDaemon(t, clienttest.Options{}).Socket
 	for _, args := range [][]string{
 		{"bogus"},
 		{"create"},
@@ -114,7 +114,7 @@ func TestHelpAndCompletion(t *testing.T) {
 	if !strings.Contains(string(r.stdout), "ed25519\n") || !strings.Contains(string(r.stdout), "xchacha20-poly1305\n") {
 		t.Errorf("--alg completion = %q", r.stdout)
 	}
-	srv := fake(t, clienttest.Options{})
+	srv := startDaemon(t, clienttest.Options{})
 	ok(t, srv.Socket, nil, "create", "p/k", "--alg", "ed25519")
 	r = ok(t, srv.Socket, nil, "__complete", "sign", "")
 	if !strings.Contains(string(r.stdout), "app/p/k\ted25519 active") {

@@ -45,9 +45,10 @@ func docCommandLines(tb testing.TB) [][]string {
 var fileFlags = []string{"--in", "--out", "--sig", "--state", "--socket"}
 
 // FuzzCommandLine runs keystorectl in-process with arbitrary arguments
-// (NUL-separated) and standard input against a fake daemon holding a
-// signing and a sealing key: every run ends with exit status 0, 2 (usage),
-// 69 (unavailable) or the errno of a keystored code, with a
+// (NUL-separated) and standard input against keystored's server
+// (clienttest, in the test process) holding a signing and a sealing key:
+// every run ends with exit status 0, 2 (usage), 69 (unavailable) or the
+// errno of a keystored code, with a
 // "keystorectl: error:" line on stderr when it fails, and never panics.
 // This covers KEY@N references, --format, --alg, --rotation-period,
 // --aad, --app, --checkpoint, --json and the command tree. Seeded with

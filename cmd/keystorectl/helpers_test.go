@@ -69,8 +69,9 @@ func decode(t *testing.T, r result) map[string]any {
 	return m
 }
 
-// fake starts a fake daemon.
-func fake(t *testing.T, opts clienttest.Options) *clienttest.Server {
+// startDaemon starts keystored's server in the test process
+// (clienttest).
+func startDaemon(t *testing.T, opts clienttest.Options) *clienttest.Server {
 	t.Helper()
 	return clienttest.Start(t, opts)
 }

@@ -10,7 +10,7 @@ import (
 )
 
 func TestKeyCommands(t *testing.T) {
-	s := fake(t, clienttest.Options{App: "web"}).Socket
+	s := startDaemon(t, clienttest.Options{App: "web"}).Socket
 
 	r := ok(t, s, nil, "create", "signing/release", "--alg", "ed25519")
 	if got, want := string(r.stdout), "created web/signing/release (ed25519, version 1)\n"; got != want {
@@ -101,7 +101,7 @@ func TestKeyCommands(t *testing.T) {
 }
 
 func TestListUnreadableAndEmpty(t *testing.T) {
-	srv := fake(t, clienttest.Options{})
+	srv := startDaemon(t, clienttest.Options{})
 	r := ok(t, srv.Socket, nil, "list")
 	if len(r.stdout) != 0 || !strings.Contains(r.stderr, "no keys") {
 		t.Errorf("empty list: stdout %q stderr %q", r.stdout, r.stderr)
@@ -125,7 +125,7 @@ func TestListUnreadableAndEmpty(t *testing.T) {
 }
 
 func TestSocketResolution(t *testing.T) {
-	srv := fake(t, clienttest.Options{})
+	srv := startDaemon(t, clienttest.Options{})
 	missing := filepath.Join(t.TempDir(), "none.sock")
 
 	// --socket wins over the environment.
@@ -152,7 +152,7 @@ func TestSocketResolution(t *testing.T) {
 }
 
 func TestInsecureWarning(t *testing.T) {
-	s := fake(t, clienttest.Options{Insecure: true}).Socket
+	s := startDaemon(t, clienttest.Options{Insecure: true}).Socket
 	r := ok(t, s, nil, "create", "p/k", "--alg", "ed25519")
 	if !strings.Contains(r.stderr, "INSECURE") {
 		t.Errorf("stderr %q lacks the INSECURE warning", r.stderr)
@@ -165,7 +165,7 @@ func TestInsecureWarning(t *testing.T) {
 	if !strings.Contains(string(r.stdout), "INSECURE") {
 		t.Errorf("show lacks the insecure line:\n%s", r.stdout)
 	}
-	s2 := fake(t, clienttest.Options{}).Socket
+	s2 := startDaemon(t, clienttest.Options{}).Socket
 	if r := ok(t, s2, nil, "create", "p/k"); strings.Contains(r.stderr, "INSECURE") {
 		t.Errorf("secure daemon: stderr %q warns", r.stderr)
 	}

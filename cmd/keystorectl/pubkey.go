@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -41,7 +42,7 @@ func (a *app) pubkeyCommand() *cobra.Command {
 		Args:              exactArgs(1, "one KEY[@N]"),
 		ValidArgsFunction: a.completeKeys,
 		RunE: func(_ *cobra.Command, args []string) error {
-			if !contains(pubkeyFormats, format) {
+			if !slices.Contains(pubkeyFormats, format) {
 				return usageError{fmt.Errorf("--format %q is not one of %s", format, strings.Join(pubkeyFormats, ", ")), "keystorectl pubkey"}
 			}
 			key, version, err := client.ParseKeyRef(args[0])
@@ -65,15 +66,6 @@ func (a *app) pubkeyCommand() *cobra.Command {
 	cmd.Flags().StringVar(&format, "format", "pem", "pem, raw, ssh or jwk")
 	a.setup(cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(pubkeyFormats, cobra.ShellCompDirectiveNoFileComp)))
 	return cmd
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // pubkeyJSON is pubkey's --json output: the raw key in base64 and, for the

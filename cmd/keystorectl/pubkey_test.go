@@ -23,7 +23,7 @@ import (
 )
 
 func TestPubkeyFormats(t *testing.T) {
-	s := fake(t, clienttest.Options{}).Socket
+	s := startDaemon(t, clienttest.Options{}).Socket
 	ok(t, s, nil, "create", "p/ed", "--alg", "ed25519")
 	raw := ok(t, s, nil, "pubkey", "p/ed", "--format", "raw").stdout
 	if len(raw) != ed25519.PublicKeySize {

@@ -11,7 +11,7 @@ import (
 // "--out -" is stdout: with --json, stdout holds the one JSON object, which
 // carries the data (never the raw bytes beside it, never nothing).
 func TestJSONOutDash(t *testing.T) {
-	s := fake(t, clienttest.Options{}).Socket
+	s := startDaemon(t, clienttest.Options{}).Socket
 	ok(t, s, nil, "create", "sig/k", "--alg", "ed25519")
 	ok(t, s, nil, "create", "db/box")
 

@@ -62,7 +62,7 @@ func openProvider(ctx context.Context, o *options, logger *slog.Logger) (*select
 		}
 		return &selectedProvider{p: p, kind: kindInsecureSeed, closer: closerOf(p), summary: "INSECURE testseed"}, nil
 	}
-	p, err := software.New(software.Options{KEKFile: filepath.Join(o.state, kekFileName)})
+	p, err := software.New(software.Config{KEKFile: filepath.Join(o.state, kekFileName)})
 	if err != nil {
 		return nil, fmt.Errorf("software provider: %w", err)
 	}

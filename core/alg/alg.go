@@ -15,10 +15,10 @@
 package alg
 
 import (
+	"cmp"
 	"crypto/cipher"
 	"fmt"
 	"slices"
-	"sort"
 
 	"github.com/nexus-os/keystored/core/provider"
 )
@@ -88,7 +88,7 @@ func NewRegistry(specs ...Spec) (*Registry, error) {
 		r.byID[s.ID] = &s
 		r.names = append(r.names, s.Name)
 	}
-	sort.Slice(r.names, func(i, j int) bool { return r.byName[r.names[i]].ID < r.byName[r.names[j]].ID })
+	slices.SortFunc(r.names, func(a, b provider.Algorithm) int { return cmp.Compare(r.byName[a].ID, r.byName[b].ID) })
 	return r, nil
 }
 

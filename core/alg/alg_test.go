@@ -78,6 +78,15 @@ func TestSignVerifyEverySpec(t *testing.T) {
 				if !s.Verify(pub, []byte("msg"), sig) || s.Verify(pub, []byte("msG"), sig) {
 					t.Fatal("verify is wrong")
 				}
+				// ML-DSA signs hedged (randomized) when asked; everything else,
+				// and ML-DSA when not asked, is deterministic.
+				again, err := k.Sign([]byte("msg"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if randomized := hedged && strings.HasPrefix(string(s.Name), "ml-dsa-"); bytes.Equal(sig, again) == randomized {
+					t.Fatalf("hedged=%v: two signatures of one message equal=%v, want %v", hedged, !randomized, !randomized)
+				}
 				// Wrong sizes are invalid, never a panic.
 				if s.Verify(pub[:1], []byte("msg"), sig) || s.Verify(pub, []byte("msg"), sig[:1]) || s.Verify(nil, nil, nil) {
 					t.Fatal("verify accepted wrong sizes")

@@ -5,6 +5,7 @@ import (
 	"crypto/cipher"
 	"crypto/ed25519"
 
+	"github.com/cloudflare/circl/sign"
 	"github.com/cloudflare/circl/sign/ed448"
 	"github.com/cloudflare/circl/sign/mldsa/mldsa44"
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
@@ -50,78 +51,9 @@ func Builtins() []Spec {
 					append([]byte(nil), pub...), nil
 			},
 		},
-		{
-			Name: provider.MLDSA44, ID: 3, Use: provider.UseSign,
-			SecretSize: mldsa44.SeedSize, PublicKeySize: mldsa44.PublicKeySize, SignatureSize: mldsa44.SignatureSize,
-			verify: func(pub, msg, sig []byte) bool {
-				var pk mldsa44.PublicKey
-				if pk.UnmarshalBinary(pub) != nil {
-					return false
-				}
-				return mldsa44.Verify(&pk, msg, nil, sig)
-			},
-			newSigner: func(seed []byte, hedged bool) (signFunc, []byte, error) {
-				var s [mldsa44.SeedSize]byte
-				copy(s[:], seed)
-				pk, sk := mldsa44.NewKeyFromSeed(&s)
-				clear(s[:])
-				return func(msg []byte) ([]byte, error) {
-					sig := make([]byte, mldsa44.SignatureSize)
-					if err := mldsa44.SignTo(sk, msg, nil, hedged, sig); err != nil {
-						return nil, provider.Errorf(provider.EIO, "ml-dsa-44 sign failed: %w", err)
-					}
-					return sig, nil
-				}, pk.Bytes(), nil
-			},
-		},
-		{
-			Name: provider.MLDSA65, ID: 4, Use: provider.UseSign,
-			SecretSize: mldsa65.SeedSize, PublicKeySize: mldsa65.PublicKeySize, SignatureSize: mldsa65.SignatureSize,
-			verify: func(pub, msg, sig []byte) bool {
-				var pk mldsa65.PublicKey
-				if pk.UnmarshalBinary(pub) != nil {
-					return false
-				}
-				return mldsa65.Verify(&pk, msg, nil, sig)
-			},
-			newSigner: func(seed []byte, hedged bool) (signFunc, []byte, error) {
-				var s [mldsa65.SeedSize]byte
-				copy(s[:], seed)
-				pk, sk := mldsa65.NewKeyFromSeed(&s)
-				clear(s[:])
-				return func(msg []byte) ([]byte, error) {
-					sig := make([]byte, mldsa65.SignatureSize)
-					if err := mldsa65.SignTo(sk, msg, nil, hedged, sig); err != nil {
-						return nil, provider.Errorf(provider.EIO, "ml-dsa-65 sign failed: %w", err)
-					}
-					return sig, nil
-				}, pk.Bytes(), nil
-			},
-		},
-		{
-			Name: provider.MLDSA87, ID: 5, Use: provider.UseSign,
-			SecretSize: mldsa87.SeedSize, PublicKeySize: mldsa87.PublicKeySize, SignatureSize: mldsa87.SignatureSize,
-			verify: func(pub, msg, sig []byte) bool {
-				var pk mldsa87.PublicKey
-				if pk.UnmarshalBinary(pub) != nil {
-					return false
-				}
-				return mldsa87.Verify(&pk, msg, nil, sig)
-			},
-			newSigner: func(seed []byte, hedged bool) (signFunc, []byte, error) {
-				var s [mldsa87.SeedSize]byte
-				copy(s[:], seed)
-				pk, sk := mldsa87.NewKeyFromSeed(&s)
-				clear(s[:])
-				return func(msg []byte) ([]byte, error) {
-					sig := make([]byte, mldsa87.SignatureSize)
-					if err := mldsa87.SignTo(sk, msg, nil, hedged, sig); err != nil {
-						return nil, provider.Errorf(provider.EIO, "ml-dsa-87 sign failed: %w", err)
-					}
-					return sig, nil
-				}, pk.Bytes(), nil
-			},
-		},
+		mldsaSpec(provider.MLDSA44, 3, mldsa44.Scheme(), mldsa44.NewKeyFromSeed, mldsa44.SignTo),
+		mldsaSpec(provider.MLDSA65, 4, mldsa65.Scheme(), mldsa65.NewKeyFromSeed, mldsa65.SignTo),
+		mldsaSpec(provider.MLDSA87, 5, mldsa87.Scheme(), mldsa87.NewKeyFromSeed, mldsa87.SignTo),
 		{
 			Name: provider.XChaCha20Poly1305, ID: 16, Use: provider.UseDecrypt,
 			SecretSize: chacha20poly1305.KeySize, NonceSize: chacha20poly1305.NonceSizeX, Overhead: chacha20poly1305.Overhead,
@@ -145,6 +77,42 @@ func Builtins() []Spec {
 				}
 				return cipher.NewGCM(b)
 			},
+		},
+	}
+}
+
+// mldsaSpec is the spec of one ML-DSA parameter set (FIPS 204) from its
+// circl package: sizes, public-key decoding and verification come from the
+// package's sign.Scheme. Key derivation and signing use the package's own
+// NewKeyFromSeed and SignTo, because the Scheme signs deterministically
+// only (its Sign and crypto.Signer ignore randomness) and the software
+// provider signs hedged; NewKeyFromSeed takes an array this function can
+// clear.
+func mldsaSpec[PK sign.PublicKey, SK sign.PrivateKey](name provider.Algorithm, id uint8, s sign.Scheme,
+	newKey func(seed *[32]byte) (PK, SK), signTo func(sk SK, msg, ctx []byte, randomized bool, sig []byte) error) Spec {
+	return Spec{
+		Name: name, ID: id, Use: provider.UseSign,
+		SecretSize: s.SeedSize(), PublicKeySize: s.PublicKeySize(), SignatureSize: s.SignatureSize(),
+		verify: func(pub, msg, sig []byte) bool {
+			pk, err := s.UnmarshalBinaryPublicKey(pub)
+			return err == nil && s.Verify(pk, msg, sig, nil)
+		},
+		newSigner: func(seed []byte, hedged bool) (signFunc, []byte, error) {
+			var sd [32]byte
+			copy(sd[:], seed)
+			pk, sk := newKey(&sd)
+			clear(sd[:])
+			pub, err := pk.MarshalBinary()
+			if err != nil {
+				return nil, nil, provider.Errorf(provider.EIO, "%s public key encoding failed: %w", string(name), err)
+			}
+			return func(msg []byte) ([]byte, error) {
+				sig := make([]byte, s.SignatureSize())
+				if err := signTo(sk, msg, nil, hedged, sig); err != nil {
+					return nil, provider.Errorf(provider.EIO, "%s sign failed: %w", string(name), err)
+				}
+				return sig, nil
+			}, pub, nil
 		},
 	}
 }

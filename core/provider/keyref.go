@@ -1,9 +1,6 @@
 package provider
 
-import (
-	"encoding/binary"
-	"strconv"
-)
+import "encoding/binary"
 
 // KeyRef identifies one version of one key to a provider: the key ID, the
 // version, the algorithm, the use and the name of the provider that made it.
@@ -56,48 +53,4 @@ func (r KeyRef) AppendBinary(b []byte) ([]byte, error) {
 	}
 	b = binary.BigEndian.AppendUint32(b, uint32(r.Version))
 	return append(b, byte(r.Use)), nil
-}
-
-// MarshalBinary returns the canonical binary encoding (see AppendBinary).
-func (r KeyRef) MarshalBinary() ([]byte, error) { return r.AppendBinary(nil) }
-
-// ParseKeyRef decodes the canonical binary encoding made by AppendBinary.
-func ParseKeyRef(b []byte) (KeyRef, error) {
-	bad := func(what string) (KeyRef, error) {
-		return KeyRef{}, Errorf(EINVAL, "malformed key ref encoding: %s", what)
-	}
-	if len(b) < len(refMagic) || string(b[:len(refMagic)]) != refMagic {
-		return bad("magic")
-	}
-	b = b[len(refMagic):]
-	var s [5]string
-	for i := range s {
-		if len(b) < 2 {
-			return bad("truncated")
-		}
-		n := int(binary.BigEndian.Uint16(b))
-		b = b[2:]
-		if n > MaxSegment || len(b) < n {
-			return bad("field " + strconv.Itoa(i) + " length")
-		}
-		s[i], b = string(b[:n]), b[n:]
-	}
-	if len(b) != 5 {
-		return bad("trailer length")
-	}
-	id, err := NewKeyID(s[0], s[1], s[2])
-	if err != nil {
-		return KeyRef{}, err
-	}
-	r := KeyRef{
-		ID:        id,
-		Algorithm: Algorithm(s[3]),
-		Provider:  s[4],
-		Version:   Version(binary.BigEndian.Uint32(b)),
-		Use:       Use(b[4]),
-	}
-	if err := r.Check(); err != nil {
-		return KeyRef{}, err
-	}
-	return r, nil
 }

@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 )
 
@@ -82,14 +83,7 @@ type Info struct {
 }
 
 // Supports reports whether alg is among the announced algorithms.
-func (i Info) Supports(alg Algorithm) bool {
-	for _, a := range i.Algorithms {
-		if a == alg {
-			return true
-		}
-	}
-	return false
-}
+func (i Info) Supports(alg Algorithm) bool { return slices.Contains(i.Algorithms, alg) }
 
 // Check reports whether i is well formed and within bounds.
 func (i Info) Check() error {

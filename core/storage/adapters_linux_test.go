@@ -20,7 +20,7 @@ func allAdapters() []adapter {
 }
 
 // openDir opens a Dir at root and closes it at the end of the test.
-func openDir(t *testing.T, root string, opts ...storage.DirOption) *storage.Dir {
+func openDir(t *testing.T, root string, opts ...storage.Option) *storage.Dir {
 	t.Helper()
 	d, err := storage.OpenDir(root, opts...)
 	if err != nil {

@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -39,8 +40,8 @@ type Dir struct {
 	lockFD int          // the locked .lock file; -1 once closed
 }
 
-// A DirOption configures OpenDir.
-type DirOption func(*dirConfig)
+// An Option configures OpenDir.
+type Option func(*dirConfig)
 
 type dirConfig struct {
 	hook Hook
@@ -48,7 +49,7 @@ type dirConfig struct {
 
 // WithHook installs a fault-injection hook called before every step of a
 // write, a removal and the temporary-file sweep (see Hook). For tests.
-func WithHook(h Hook) DirOption {
+func WithHook(h Hook) Option {
 	return func(c *dirConfig) { c.hook = h }
 }
 
@@ -58,7 +59,7 @@ func WithHook(h Hook) DirOption {
 // others (ErrIO); takes an exclusive lock on root/.lock (ErrUnavailable if
 // another process, or another Dir, holds it); and removes the temporary
 // files that a crash may have left anywhere in the tree.
-func OpenDir(root string, opts ...DirOption) (*Dir, error) {
+func OpenDir(root string, opts ...Option) (*Dir, error) {
 	var cfg dirConfig
 	for _, o := range opts {
 		if o != nil {
@@ -501,7 +502,7 @@ func (d *Dir) Remove(name string) error {
 // starting with a dot (temporary files, the lock). A missing directory is
 // ErrNotFound; a symlink on the path or in the listing, or an entry that
 // is neither a regular file nor a directory, is ErrIO.
-func (d *Dir) ReadDir(name string) ([]DirEntry, error) {
+func (d *Dir) ReadDir(name string) ([]fs.DirEntry, error) {
 	const op = "readdir"
 	segs, err := d.begin(op, name)
 	if err != nil {
@@ -517,8 +518,8 @@ func (d *Dir) ReadDir(name string) ([]DirEntry, error) {
 	if err != nil {
 		return nil, ioErr(op, name, "list", err)
 	}
-	sort.Strings(names)
-	out := make([]DirEntry, 0, len(names))
+	slices.Sort(names)
+	out := make([]fs.DirEntry, 0, len(names))
 	for _, n := range names {
 		if strings.HasPrefix(n, ".") {
 			continue
@@ -531,11 +532,13 @@ func (d *Dir) ReadDir(name string) ([]DirEntry, error) {
 		if err != nil {
 			return nil, ioErr(op, name, "stat "+n, err)
 		}
+		e := entry{name: n, mode: fs.FileMode(st.Mode & 0o777), size: st.Size, mod: time.Unix(st.Mtim.Unix())}
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFDIR:
-			out = append(out, DirEntry{Name: n, IsDir: true})
+			e.mode |= fs.ModeDir
+			out = append(out, e)
 		case unix.S_IFREG:
-			out = append(out, DirEntry{Name: n})
+			out = append(out, e)
 		case unix.S_IFLNK:
 			return nil, symlinkErr(op, name, name+"/"+n)
 		default:

@@ -8,13 +8,13 @@
 // over MaxFileSize with provider.ErrTooLarge, and every other failure with
 // provider.ErrIO and the path concerned.
 //
-// The package does not import package core (core imports it); it
-// satisfies core.Storage structurally, and core aliases DirEntry and
-// MaxFileSize from here.
+// The package does not import package core, and core does not import it:
+// both adapters satisfy core.Storage structurally (ReadDir lists
+// fs.DirEntry values), and the daemon or a test hands one to core.Open.
 //
 // Fault injection: a Hook is called before every step of a write or a
 // removal (StepMkdir, StepCreateTemp, StepWrite, StepFsync, StepRename,
 // StepDirFsync, StepRemove) and makes that step fail when it returns an
 // error, so crash tests can stop a write at any step. See
-// docs/storage-adapter.md.
+// docs/storage.md, "Storage adapters".
 package storage

@@ -2,7 +2,8 @@ package storage
 
 import (
 	"fmt"
-	"sort"
+	"io/fs"
+	"slices"
 	"strings"
 	"sync"
 
@@ -71,24 +72,40 @@ func (m *Memory) checkParents(op, name string, segs []string) error {
 	return nil
 }
 
+// lockNode checks name, locks m and checks that what is at name is a
+// file (want 'f') or a directory (want 'd'). On success the caller
+// unlocks m.
+func (m *Memory) lockNode(op, name string, want byte) error {
+	segs, err := splitPath(name)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	err = m.checkParents(op, name, segs)
+	if err == nil {
+		switch m.kind(name) {
+		case want:
+		case 0:
+			err = notFound(op, name, nil)
+		case 'd':
+			err = ioErr(op, name, "not a regular file (directory)", nil)
+		default:
+			err = ioErr(op, name, name+" is not a directory", nil)
+		}
+	}
+	if err != nil {
+		m.mu.Unlock()
+	}
+	return err
+}
+
 // ReadFile returns a copy of the file at name.
 func (m *Memory) ReadFile(name string) ([]byte, error) {
 	const op = "read"
-	segs, err := splitPath(name)
-	if err != nil {
+	if err := m.lockNode(op, name, 'f'); err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.checkParents(op, name, segs); err != nil {
-		return nil, err
-	}
-	switch m.kind(name) {
-	case 0:
-		return nil, notFound(op, name, nil)
-	case 'd':
-		return nil, ioErr(op, name, "not a regular file (directory)", nil)
-	}
 	data := m.files[name]
 	if len(data) > MaxFileSize {
 		return nil, ioErr(op, name, fmt.Sprintf("file of %d bytes, over the %d-byte limit", len(data), MaxFileSize), nil)
@@ -195,37 +212,26 @@ func (m *Memory) Remove(name string) error {
 }
 
 // ReadDir lists the directory at name, sorted by name.
-func (m *Memory) ReadDir(name string) ([]DirEntry, error) {
-	const op = "readdir"
-	segs, err := splitPath(name)
-	if err != nil {
+func (m *Memory) ReadDir(name string) ([]fs.DirEntry, error) {
+	if err := m.lockNode("readdir", name, 'd'); err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.checkParents(op, name, segs); err != nil {
-		return nil, err
-	}
-	switch m.kind(name) {
-	case 0:
-		return nil, notFound(op, name, nil)
-	case 'f':
-		return nil, ioErr(op, name, name+" is not a directory", nil)
-	}
 	prefix := name + "/"
-	var out []DirEntry
-	add := func(p string, isDir bool) {
+	var out []fs.DirEntry
+	add := func(p string, e entry) {
 		if rest, ok := strings.CutPrefix(p, prefix); ok && !strings.Contains(rest, "/") {
-			out = append(out, DirEntry{Name: rest, IsDir: isDir})
+			e.name = rest
+			out = append(out, e)
 		}
 	}
-	for p := range m.files {
-		add(p, false)
+	for p, data := range m.files {
+		add(p, entry{mode: 0o600, size: int64(len(data))})
 	}
 	for p := range m.dirs {
-		add(p, true)
+		add(p, entry{mode: fs.ModeDir | 0o700})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	slices.SortFunc(out, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
 	return out, nil
 }
 

@@ -2,16 +2,30 @@ package storage
 
 import (
 	"fmt"
+	"io/fs"
 	"strings"
+	"time"
 
 	"github.com/nexus-os/keystored/core/provider"
 )
 
-// DirEntry is one name in a directory listed by ReadDir.
-type DirEntry struct {
-	Name  string // one path segment
-	IsDir bool   // a directory; otherwise a regular file
+// entry is one name in a directory listed by ReadDir: a regular file or a
+// directory. It is its own fs.FileInfo.
+type entry struct {
+	name string // one path segment
+	mode fs.FileMode
+	size int64
+	mod  time.Time
 }
+
+func (e entry) Name() string               { return e.name }
+func (e entry) IsDir() bool                { return e.mode.IsDir() }
+func (e entry) Type() fs.FileMode          { return e.mode.Type() }
+func (e entry) Info() (fs.FileInfo, error) { return e, nil }
+func (e entry) Size() int64                { return e.size }
+func (e entry) Mode() fs.FileMode          { return e.mode }
+func (e entry) ModTime() time.Time         { return e.mod }
+func (e entry) Sys() any                   { return nil }
 
 // Bounds on what the adapters store.
 const (

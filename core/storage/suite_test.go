@@ -18,7 +18,21 @@ type store interface {
 	ReadFile(name string) ([]byte, error)
 	WriteFile(name string, data []byte) error
 	Remove(name string) error
-	ReadDir(name string) ([]storage.DirEntry, error)
+	ReadDir(name string) ([]fs.DirEntry, error)
+}
+
+// listing is what a ReadDir returned, a name per entry, directories with
+// a trailing slash.
+func listing(entries []fs.DirEntry) []string {
+	out := []string{}
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, e.Name()+"/")
+		} else {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }
 
 var (
@@ -234,19 +248,32 @@ func testReadDir(t *testing.T, a adapter) {
 	}
 	tests := []struct {
 		dir  string
-		want []storage.DirEntry
+		want []string
 	}{
-		{"keystore", []storage.DirEntry{{Name: "a", IsDir: true}, {Name: "b", IsDir: true}, {Name: "c"}}},
-		{"keystore/a", []storage.DirEntry{{Name: "sub", IsDir: true}, {Name: "x"}, {Name: "y"}}},
-		{"keystore/a/sub", []storage.DirEntry{{Name: "f"}}},
+		{"keystore", []string{"a/", "b/", "c"}},
+		{"keystore/a", []string{"sub/", "x", "y"}},
+		{"keystore/a/sub", []string{"f"}},
 	}
 	for _, tt := range tests {
 		got, err := s.ReadDir(tt.dir)
 		if err != nil {
 			t.Fatalf("ReadDir(%q): %v", tt.dir, err)
 		}
-		if !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("ReadDir(%q) = %v, want %v", tt.dir, got, tt.want)
+		if !reflect.DeepEqual(listing(got), tt.want) {
+			t.Errorf("ReadDir(%q) = %v, want %v", tt.dir, listing(got), tt.want)
+		}
+		for _, e := range got {
+			fi, err := e.Info()
+			switch {
+			case err != nil:
+				t.Errorf("%s/%s: Info: %v", tt.dir, e.Name(), err)
+			case fi.Name() != e.Name() || fi.IsDir() != e.IsDir() || e.Type() != fi.Mode().Type():
+				t.Errorf("%s/%s: Info %v disagrees with the entry", tt.dir, e.Name(), fi.Mode())
+			case !e.IsDir() && (fi.Size() != int64(len(tt.dir+"/"+e.Name())) || fi.Mode() != 0o600):
+				t.Errorf("%s/%s: size %d mode %v, want %d 0600", tt.dir, e.Name(), fi.Size(), fi.Mode(), len(tt.dir+"/"+e.Name()))
+			case e.IsDir() && fi.Mode() != fs.ModeDir|0o700:
+				t.Errorf("%s/%s: mode %v, want drwx------", tt.dir, e.Name(), fi.Mode())
+			}
 		}
 	}
 	_, err := s.ReadDir("keystore/none")

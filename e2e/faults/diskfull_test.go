@@ -49,7 +49,7 @@ var testKEK = func() []byte {
 // with hook installed in its storage.
 func startInproc(t *testing.T, state string, hook storage.Hook) *inproc {
 	t.Helper()
-	var opts []storage.DirOption
+	var opts []storage.Option
 	if hook != nil {
 		opts = append(opts, storage.WithHook(hook))
 	}
@@ -61,7 +61,7 @@ func startInproc(t *testing.T, state string, hook storage.Hook) *inproc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := software.New(software.Options{KEK: secret.New(append([]byte(nil), testKEK...))})
+	p, err := software.New(software.Config{KEK: secret.New(append([]byte(nil), testKEK...))})
 	if err != nil {
 		t.Fatal(err)
 	}

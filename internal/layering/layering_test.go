@@ -4,7 +4,9 @@ package layering
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -36,35 +38,68 @@ var rules = []struct {
 // (prefixes, relative to the module when they start with a letter of a
 // module package, else full paths).
 var forbidden = []struct {
-	pkg  string
-	deny []string
+	pkg    string
+	deny   []string
+	except []string // packages below pkg that have a rule of their own
 }{
 	// The plugin layer carries the contract only: no keystore, no storage.
-	{"plugin", []string{module + "/core/storage", module + "/server", module + "/client", module + "/providers/"}},
+	{"plugin", []string{module + "/core/storage", module + "/server", module + "/client", module + "/providers/"}, nil},
 	// The client talks to the daemon: it never links the keystore itself.
-	{"client", []string{module + "/core/storage", module + "/core/alg", module + "/server", module + "/plugin", module + "/providers/", module + "/audit"}},
+	{"client", []string{module + "/core/storage", module + "/core/alg", module + "/server", module + "/plugin", module + "/providers/", module + "/audit"}, []string{"client/clienttest"}},
+	// clienttest is test support: it runs the real server in the test
+	// process (so it links server, storage, audit and the in-process
+	// providers), never a plugin process or cgo, and only tests import it
+	// (TestTestSupportOnlyInTests).
+	{"client/clienttest", []string{module + "/plugin", module + "/providers/pkcs11", module + "/cmd/", "github.com/miekg/pkcs11"}, nil},
 	// The daemon side never links cgo PKCS#11 (it runs as a plugin binary).
-	{"server", []string{module + "/plugin", module + "/client", "github.com/miekg/pkcs11"}},
-	{"cmd/keystored", []string{"github.com/miekg/pkcs11", module + "/providers/pkcs11"}},
-	{"cmd/keystorectl", []string{module + "/core/storage", module + "/server", module + "/plugin", module + "/providers/"}},
+	{"server", []string{module + "/plugin", module + "/client", "github.com/miekg/pkcs11"}, nil},
+	{"cmd/keystored", []string{"github.com/miekg/pkcs11", module + "/providers/pkcs11"}, nil},
+	{"cmd/keystorectl", []string{module + "/core/storage", module + "/server", module + "/plugin", module + "/providers/"}, nil},
 	// The wire API is generated code only.
-	{"api/", []string{module + "/core", module + "/server"}},
+	{"api/", []string{module + "/core", module + "/server"}, nil},
 	// core must not import any outer layer.
-	{"core", []string{module + "/server", module + "/plugin", module + "/client", module + "/providers/", module + "/api/", "google.golang.org/grpc", "github.com/hashicorp/"}},
+	{"core", []string{module + "/server", module + "/plugin", module + "/client", module + "/providers/", module + "/api/", "google.golang.org/grpc", "github.com/hashicorp/"}, nil},
+}
+
+// pkgDeps is a package of the module and every package it depends on
+// (go list's Deps: the imports of its tests are not included).
+type pkgDeps struct {
+	pkg  string
+	deps []string
+}
+
+var (
+	graphOnce sync.Once
+	graph     []pkgDeps
+	graphErr  error
+)
+
+// importGraph lists the module's packages once per test binary, or skips
+// t when the go command is unavailable.
+func importGraph(t *testing.T) []pkgDeps {
+	t.Helper()
+	graphOnce.Do(func() {
+		out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Deps}} {{.}}{{end}}`, module+"/...").Output()
+		if err != nil {
+			graphErr = err
+			return
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if fields := strings.Fields(line); len(fields) > 0 {
+				graph = append(graph, pkgDeps{pkg: fields[0], deps: fields[1:]})
+			}
+		}
+	})
+	if graphErr != nil {
+		t.Skipf("go list unavailable (%v): the layering check needs the go command", graphErr)
+	}
+	return graph
 }
 
 func TestImportLayers(t *testing.T) {
-	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Deps}} {{.}}{{end}}`, module+"/...").Output()
-	if err != nil {
-		t.Skipf("go list unavailable (%v): the layering check needs the go command", err)
-	}
 	checked := 0
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) == 0 {
-			continue
-		}
-		pkg := strings.TrimPrefix(fields[0], module+"/")
+	for _, p := range importGraph(t) {
+		pkg := strings.TrimPrefix(p.pkg, module+"/")
 		rule := -1
 		for i, r := range rules {
 			if pkg == r.pkg || strings.HasSuffix(r.pkg, "/") && strings.HasPrefix(pkg, r.pkg) {
@@ -76,7 +111,7 @@ func TestImportLayers(t *testing.T) {
 			continue
 		}
 		checked++
-		for _, dep := range fields[1:] {
+		for _, dep := range p.deps {
 			if isStd(dep) {
 				continue
 			}
@@ -99,23 +134,18 @@ func TestImportLayers(t *testing.T) {
 }
 
 func TestForbiddenImports(t *testing.T) {
-	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Deps}} {{.}}{{end}}`, module+"/...").Output()
-	if err != nil {
-		t.Skipf("go list unavailable (%v): the layering check needs the go command", err)
-	}
 	matched := map[string]bool{}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) == 0 {
-			continue
-		}
-		pkg := strings.TrimPrefix(fields[0], module+"/")
+	for _, p := range importGraph(t) {
+		pkg := strings.TrimPrefix(p.pkg, module+"/")
 		for _, f := range forbidden {
 			if pkg != f.pkg && !(strings.HasSuffix(f.pkg, "/") && strings.HasPrefix(pkg, f.pkg)) && !strings.HasPrefix(pkg, f.pkg+"/") {
 				continue
 			}
+			if slices.Contains(f.except, pkg) {
+				continue
+			}
 			matched[f.pkg] = true
-			for _, dep := range fields[1:] {
+			for _, dep := range p.deps {
 				for _, d := range f.deny {
 					if dep == d || strings.HasPrefix(dep, strings.TrimSuffix(d, "/")+"/") || strings.HasSuffix(d, "/") && strings.HasPrefix(dep, d) {
 						t.Errorf("%s imports %s, which its layer forbids", pkg, dep)
@@ -128,6 +158,25 @@ func TestForbiddenImports(t *testing.T) {
 		if !matched[f.pkg] {
 			t.Errorf("rule for %s matched no package", f.pkg)
 		}
+	}
+}
+
+// testSupport are packages that link a whole daemon or build binaries for
+// tests; a package that is not a test never imports them.
+var testSupport = []string{module + "/client/clienttest", module + "/internal/daemontest"}
+
+func TestTestSupportOnlyInTests(t *testing.T) {
+	checked := 0
+	for _, p := range importGraph(t) {
+		checked++
+		for _, dep := range p.deps {
+			if slices.Contains(testSupport, dep) {
+				t.Errorf("%s imports the test-support package %s", p.pkg, dep)
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("go list listed no package")
 	}
 }
 

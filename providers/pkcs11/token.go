@@ -1,7 +1,7 @@
 package pkcs11
 
 import (
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -57,7 +57,7 @@ func findToken(ctx *p11.Ctx, label, serial string) (tokenRef, error) {
 	case len(labels) == 0:
 		return tokenRef{}, provider.Errorf(provider.EINVAL, "no token labelled %q: the module has no initialized token", label)
 	}
-	sort.Strings(labels)
+	slices.Sort(labels)
 	return tokenRef{}, provider.Errorf(provider.EINVAL, "no token labelled %q; tokens present: %s", label, strings.Join(labels, ", "))
 }
 

@@ -16,7 +16,7 @@ import (
 
 func BenchmarkSign(b *testing.B) {
 	b.Run("ed25519-cached", func(b *testing.B) {
-		p := newTest(b, Options{KEK: testKEK()})
+		p := newTest(b, Config{KEK: testKEK()})
 		r := testRef(b, "bench", provider.Ed25519)
 		g, err := p.Generate(context.Background(), r)
 		if err != nil {
@@ -48,7 +48,7 @@ func BenchmarkSeal1KiB(b *testing.B) {
 	pt := make([]byte, 1024)
 	aad := make([]byte, 64)
 	b.Run("xchacha20-poly1305", func(b *testing.B) {
-		p := newTest(b, Options{KEK: testKEK()})
+		p := newTest(b, Config{KEK: testKEK()})
 		r := testRef(b, "bench", provider.XChaCha20Poly1305)
 		g, err := p.Generate(context.Background(), r)
 		if err != nil {

@@ -1,57 +1,19 @@
 // Package software is keystored's secure default provider: private keys
 // come from crypto/rand and are kept at rest only wrapped under a 256-bit
-// key-encryption key (KEK).
+// key-encryption key (KEK), so a handle is the wrapped key, bound to its
+// KeyRef as associated data.
 //
-// # KEK sources
+// [New] takes a [Config] naming exactly one KEK source: a KEK file
+// (created 0600 if missing, refused if it is a symlink, of another owner or
+// readable by others), the KEK bytes, or a passphrase stretched with
+// Argon2id with its salt and a verifier in a parameters file. Unwrapped
+// keys are cached, so a signature costs the signature only; ML-DSA signs
+// hedged.
 //
-// Options names exactly one source of the KEK:
-//
-//   - KEKFile: a file holding the 32 raw KEK bytes. If the file does not
-//     exist, New creates it from crypto/rand with mode 0600, atomically and
-//     durably (a temporary file in the same directory, fsync, a hard link
-//     to the final name that never replaces an existing file, fsync of the
-//     directory). An existing file is never overwritten, and is refused if
-//     it is a symlink, not a regular file, not exactly 32 bytes, readable
-//     or writable by group or others (mode&0077 != 0), or owned by another
-//     user. The parent directory must exist.
-//   - KEK: the 32 KEK bytes themselves, from wherever the caller keeps them.
-//   - Passphrase and ParamsFile: the KEK is Argon2id(passphrase, salt) with
-//     time 3, memory 64 MiB, 4 threads, 32 bytes out and a random 16-byte
-//     salt. ParamsFile (JSON, mode 0600, created durably on first use, with
-//     the same checks as a KEK file afterwards) records the salt, the
-//     parameters and a verifier, HMAC-SHA256(KEK, "keystored/kek-verifier/v1"),
-//     so a wrong passphrase fails at New with EPERM "wrong passphrase"
-//     instead of failing every unwrap later. The verifier lets whoever reads
-//     the file test passphrase guesses offline at Argon2id's cost: choose a
-//     strong passphrase.
-//
-// # Keys, handles, cache
-//
-// Every key's private material (a seed for signature algorithms, a key for
-// AEADs) comes from crypto/rand; so do wrap and seal nonces. A handle is
-// "KSW1" ‖ KEK ID (8) ‖ nonce (24) ‖ XChaCha20-Poly1305 of the material
-// with "keystored/softkey/handle/v1" ‖ KeyRef.AppendBinary as associated
-// data, so a handle presented under another key, version, algorithm, use or
-// provider fails (EIO). ML-DSA signs hedged (randomized). Unwrapped keys
-// are cached (CacheSize, default 1024) so a signature costs the signature
-// only. docs/software-provider.md has the byte-level format.
-//
-// # Destroy and its limit
-//
-// For a software provider the key material IS the wrapped handle. Destroy
-// forgets the cached key and refuses the handle (ENOENT) for as long as the
-// provider runs; the core deletes the handle file. A copy of the handle in
-// a backup still unwraps with the KEK: destroying keys for good
-// (crypto-shredding) needs a KEK rotation, which this provider does not
-// do yet.
-//
-// # Memory
-//
-// The provider clears the buffers it owns that hold private material
-// (material read from a handle, Argon2id output, a KEK read from a file)
-// once the keys are built. The cipher and signer objects keep their own
-// copies for as long as the key is cached, and Go may have copied any of
-// them (stack growth, registers): no further zeroing is promised.
+// Destroy forgets the key while the provider runs, but a copy of a handle
+// in a backup still unwraps with the KEK. docs/software-provider.md has
+// the KEK sources, the handle format, the cache, the limit of Destroy and
+// what is and is not promised about memory.
 package software
 
 import (
@@ -69,9 +31,9 @@ const Name = "software"
 // Version is the provider's version, as Info reports it.
 const Version = "1"
 
-// Options configures New. Exactly one KEK source is set: KEKFile, KEK, or
+// Config configures New. Exactly one KEK source is set: KEKFile, KEK, or
 // Passphrase together with ParamsFile.
-type Options struct {
+type Config struct {
 	// KEKFile is the path of a file holding the 32 raw KEK bytes; it is
 	// created (mode 0600) if missing.
 	KEKFile string
@@ -100,7 +62,7 @@ type softProvider struct {
 }
 
 // New returns a software provider whose KEK comes from opts.
-func New(opts Options) (provider.Provider, error) {
+func New(opts Config) (provider.Provider, error) {
 	kek, owned, err := loadKEK(opts)
 	if err != nil {
 		return nil, err
@@ -131,7 +93,7 @@ func New(opts Options) (provider.Provider, error) {
 
 // loadKEK returns the KEK named by opts, and whether the caller owns (and
 // must wipe) it.
-func loadKEK(opts Options) (secret.Bytes, bool, error) {
+func loadKEK(opts Config) (secret.Bytes, bool, error) {
 	n := 0
 	if opts.KEKFile != "" {
 		n++

@@ -28,7 +28,7 @@ func testKEK() secret.Bytes {
 	return secret.Own(k)
 }
 
-func newTest(t testing.TB, o Options) provider.Provider {
+func newTest(t testing.TB, o Config) provider.Provider {
 	t.Helper()
 	p, err := New(o)
 	if err != nil {
@@ -75,7 +75,7 @@ func signWith(t testing.TB, p provider.Provider, r provider.KeyRef, g provider.G
 }
 
 func TestInfo(t *testing.T) {
-	p := newTest(t, Options{KEK: testKEK()})
+	p := newTest(t, Config{KEK: testKEK()})
 	info, err := p.Info(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -96,18 +96,18 @@ func TestKEKSources(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name string
-		o    Options
+		o    Config
 	}{
-		{"none", Options{}},
-		{"file and KEK", Options{KEKFile: filepath.Join(dir, "k"), KEK: testKEK()}},
-		{"KEK and passphrase", Options{KEK: testKEK(), Passphrase: secret.New([]byte("pw")), ParamsFile: filepath.Join(dir, "p")}},
-		{"file and params", Options{KEKFile: filepath.Join(dir, "k"), ParamsFile: filepath.Join(dir, "p")}},
-		{"short KEK", Options{KEK: secret.New(make([]byte, 31))}},
-		{"long KEK", Options{KEK: secret.New(make([]byte, 33))}},
-		{"passphrase without file", Options{Passphrase: secret.New([]byte("pw"))}},
-		{"file without passphrase", Options{ParamsFile: filepath.Join(dir, "p")}},
-		{"passphrase too long", Options{Passphrase: secret.New(make([]byte, MaxPassphrase+1)), ParamsFile: filepath.Join(dir, "p"), kdf: fastKDF}},
-		{"bad cache size", Options{KEK: testKEK(), CacheSize: -1}},
+		{"none", Config{}},
+		{"file and KEK", Config{KEKFile: filepath.Join(dir, "k"), KEK: testKEK()}},
+		{"KEK and passphrase", Config{KEK: testKEK(), Passphrase: secret.New([]byte("pw")), ParamsFile: filepath.Join(dir, "p")}},
+		{"file and params", Config{KEKFile: filepath.Join(dir, "k"), ParamsFile: filepath.Join(dir, "p")}},
+		{"short KEK", Config{KEK: secret.New(make([]byte, 31))}},
+		{"long KEK", Config{KEK: secret.New(make([]byte, 33))}},
+		{"passphrase without file", Config{Passphrase: secret.New([]byte("pw"))}},
+		{"file without passphrase", Config{ParamsFile: filepath.Join(dir, "p")}},
+		{"passphrase too long", Config{Passphrase: secret.New(make([]byte, MaxPassphrase+1)), ParamsFile: filepath.Join(dir, "p"), kdf: fastKDF}},
+		{"bad cache size", Config{KEK: testKEK(), CacheSize: -1}},
 	} {
 		_, err := New(tc.o)
 		wantCode(t, tc.name, err, provider.EINVAL)
@@ -119,7 +119,7 @@ func TestKEKSources(t *testing.T) {
 
 func TestKEKFileCreatedPrivate(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "kek")
-	p1 := newTest(t, Options{KEKFile: path})
+	p1 := newTest(t, Config{KEKFile: path})
 	fi, err := os.Lstat(path)
 	if err != nil {
 		t.Fatalf("KEK file not created: %v", err)
@@ -142,7 +142,7 @@ func TestKEKFileCreatedPrivate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p2 := newTest(t, Options{KEKFile: path})
+	p2 := newTest(t, Config{KEKFile: path})
 	if err := signWith(t, p2, r, g); err != nil {
 		t.Fatalf("provider reloaded from the KEK file cannot use a handle: %v", err)
 	}
@@ -152,7 +152,7 @@ func TestKEKFileCreatedPrivate(t *testing.T) {
 	}
 
 	// A provider with another KEK file fails with the wrong-KEK error.
-	p3 := newTest(t, Options{KEKFile: filepath.Join(t.TempDir(), "kek")})
+	p3 := newTest(t, Config{KEKFile: filepath.Join(t.TempDir(), "kek")})
 	err = signWith(t, p3, r, g)
 	wantCode(t, "other KEK", err, provider.EIO)
 	if !strings.Contains(err.Error(), "wrong KEK") {
@@ -203,7 +203,7 @@ func TestKEKFileRefused(t *testing.T) {
 		if fi, err := os.Lstat(tc.path); err == nil && fi.Mode().IsRegular() {
 			before, _ = os.ReadFile(tc.path)
 		}
-		_, err := New(Options{KEKFile: tc.path})
+		_, err := New(Config{KEKFile: tc.path})
 		wantCode(t, tc.name, err, tc.code)
 		if !strings.Contains(err.Error(), tc.msg) || !strings.Contains(err.Error(), tc.path) {
 			t.Errorf("%s: error %q does not name the path and say %q", tc.name, err, tc.msg)
@@ -230,7 +230,7 @@ func TestKEKFileOtherOwner(t *testing.T) {
 	if err := os.Chown(path, 4242, 4242); err != nil {
 		t.Fatal(err)
 	}
-	_, err := New(Options{KEKFile: path})
+	_, err := New(Config{KEKFile: path})
 	wantCode(t, "other owner", err, provider.EPERM)
 	if !strings.Contains(err.Error(), "owned by uid 4242") {
 		t.Errorf("error %q does not name the owner", err)
@@ -240,7 +240,7 @@ func TestKEKFileOtherOwner(t *testing.T) {
 func TestPassphrase(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "kek.json")
 	pw := secret.New([]byte("correct horse battery staple"))
-	p1 := newTest(t, Options{Passphrase: pw, ParamsFile: path, kdf: fastKDF})
+	p1 := newTest(t, Config{Passphrase: pw, ParamsFile: path, kdf: fastKDF})
 	fi, err := os.Lstat(path)
 	if err != nil {
 		t.Fatalf("params file not created: %v", err)
@@ -264,13 +264,13 @@ func TestPassphrase(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Right passphrase: same KEK. The file's parameters are used, not the
-	// Options' (nil kdf would mean the slow defaults).
-	p2 := newTest(t, Options{Passphrase: secret.New([]byte("correct horse battery staple")), ParamsFile: path})
+	// Config' (nil kdf would mean the slow defaults).
+	p2 := newTest(t, Config{Passphrase: secret.New([]byte("correct horse battery staple")), ParamsFile: path})
 	if err := signWith(t, p2, r, g); err != nil {
 		t.Fatalf("right passphrase cannot use the handle: %v", err)
 	}
 	// Wrong passphrase: EPERM at New, file untouched.
-	_, err = New(Options{Passphrase: secret.New([]byte("wrong")), ParamsFile: path})
+	_, err = New(Config{Passphrase: secret.New([]byte("wrong")), ParamsFile: path})
 	wantCode(t, "wrong passphrase", err, provider.EPERM)
 	if !strings.Contains(err.Error(), "wrong passphrase") || !strings.Contains(err.Error(), path) {
 		t.Errorf("error %q does not say wrong passphrase and name the file", err)
@@ -312,7 +312,7 @@ func TestParamsFileRefused(t *testing.T) {
 		if err := os.Chmod(path, tc.mode); err != nil {
 			t.Fatal(err)
 		}
-		_, err := New(Options{Passphrase: pw, ParamsFile: path})
+		_, err := New(Config{Passphrase: pw, ParamsFile: path})
 		wantCode(t, tc.name, err, tc.code)
 		if !strings.Contains(err.Error(), path) {
 			t.Errorf("%s: error %q does not name the file", tc.name, err)
@@ -337,7 +337,7 @@ func TestDefaultKDF(t *testing.T) {
 // neither the KEK nor any key's private material appears.
 func TestRedaction(t *testing.T) {
 	kek := testKEK()
-	p := newTest(t, Options{KEK: kek})
+	p := newTest(t, Config{KEK: kek})
 	secrets := [][]byte{kek.Reveal()}
 	aead, err := chacha20poly1305.NewX(kek.Reveal())
 	if err != nil {
@@ -355,7 +355,7 @@ func TestRedaction(t *testing.T) {
 			}
 		}
 		// Unwrap independently, per docs/software-provider.md.
-		refBin, _ := r.MarshalBinary()
+		refBin, _ := r.AppendBinary(nil)
 		m, err := aead.Open(nil, g.Handle[12:36], g.Handle[36:], append([]byte("keystored/softkey/handle/v1"), refBin...))
 		if err != nil {
 			t.Fatalf("%s: independent unwrap: %v", a, err)

@@ -246,7 +246,7 @@ func TestGoldenIndependent(t *testing.T) {
 	}
 	for _, v := range f.Vectors {
 		r := v.ref(t)
-		refBin, err := r.MarshalBinary()
+		refBin, err := r.AppendBinary(nil)
 		if err != nil {
 			t.Fatal(err)
 		}
