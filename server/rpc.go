@@ -74,8 +74,8 @@ func (s *Server) wrapService(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
 	for i, md := range desc.Methods {
 		op, h := OpName("/"+desc.ServiceName+"/"+md.MethodName), md.Handler
 		d.Methods[i] = grpc.MethodDesc{MethodName: md.MethodName,
-			Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-				return s.serve(ctx, op, srv, dec, h)
+			Handler: func(srv any, ctx context.Context, dec func(any) error, icpt grpc.UnaryServerInterceptor) (any, error) {
+				return s.serve(ctx, op, srv, dec, h, icpt)
 			}}
 	}
 	return &d
@@ -92,7 +92,11 @@ func (s *Server) wrapService(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
 // ours (EINVAL, audited like any refusal) rather than as the transport's
 // Internal status; a transport error (a message over the size limit, a
 // cancelled stream) ends the call with the transport's status.
-func (s *Server) serve(ctx context.Context, op string, srv any, dec func(any) error, h grpc.MethodHandler) (any, error) {
+//
+// icpt, when not nil, is a unary interceptor installed in front of the
+// handler (by a registrar wrapping the services, e.g. client/clienttest);
+// it runs inside the daemon's checks and audit, around the handler.
+func (s *Server) serve(ctx context.Context, op string, srv any, dec func(any) error, h grpc.MethodHandler, icpt grpc.UnaryServerInterceptor) (any, error) {
 	c := callFrom(ctx)
 	if c == nil {
 		c = s.newCall(op, s.caller(ctx))
@@ -117,7 +121,7 @@ func (s *Server) serve(ctx context.Context, op string, srv any, dec func(any) er
 		return nil
 	}
 	ours := false // err is the handler's (a provider error), not the transport's status
-	resp, err := h(srv, ctx, decode, func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := h(srv, ctx, decode, func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		ours = true
 		switch {
 		case c.caller.Denied:
@@ -125,7 +129,11 @@ func (s *Server) serve(ctx context.Context, op string, srv any, dec func(any) er
 		case bad != nil:
 			return nil, bad
 		}
-		return handler(context.WithValue(ctx, callerKey{}, &c.caller), req)
+		ctx = context.WithValue(ctx, callerKey{}, &c.caller)
+		if icpt != nil {
+			return icpt(ctx, req, info, handler)
+		}
+		return handler(ctx, req)
 	})
 	if !ours && err != nil {
 		c.finish(ctx, codeOf(rpcerr.FromStatus(err)))

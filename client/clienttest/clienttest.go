@@ -333,11 +333,15 @@ func (r registrar) RegisterService(desc *grpc.ServiceDesc, impl any) {
 				}
 				return nil
 			}
-			// The daemon's own interceptor runs (identity, audit, the
-			// error table); with a fault, around a handler that fails.
+			// The daemon's own checks run (identity, audit, the error
+			// table), then this interceptor; with a fault, the handler
+			// fails.
 			faulty := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 				if fault != nil {
 					h = func(context.Context, any) (any, error) { return nil, fault }
+				}
+				if icpt == nil {
+					return h(ctx, req)
 				}
 				return icpt(ctx, req, info, h)
 			}
