@@ -81,7 +81,7 @@ func (k *Keystore) primary(ctx context.Context, c Caller, op Op, id KeyID, use U
 		}
 		if m.Policy.RotationPeriod > 0 && attempt == 0 && rotationDue(m, k.clock.Now()) {
 			did, err := k.autoRotate(ctx, id, *ev)
-			if err != nil {
+			if err = overdueOnQuota(ev, err); err != nil { // quota.go
 				return target{}, err
 			}
 			if did {
