@@ -19,6 +19,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/nexus-os/keystored/audit"
+	"github.com/nexus-os/keystored/core"
 	"github.com/nexus-os/keystored/server"
 )
 
@@ -43,6 +44,7 @@ type fileConfig struct {
 	MetricsAddr string       `toml:"metrics_addr"`
 	Audit       auditConfig  `toml:"audit"`
 	Limits      limitsConfig `toml:"limits"`
+	Quotas      quotasConfig `toml:"quotas"`
 }
 
 type auditConfig struct {
@@ -70,6 +72,7 @@ type settings struct {
 	auditSync       audit.SyncMode
 	limits          server.Limits
 	shutdownTimeout time.Duration
+	quotas          core.Quotas
 }
 
 // defaultShutdownTimeout bounds the graceful stop.
@@ -214,6 +217,9 @@ func (fc *fileConfig) settings(baseDir string) (settings, error) {
 		return settings{}, err
 	}
 	if s.limits, s.shutdownTimeout, err = fc.Limits.parse(); err != nil {
+		return settings{}, err
+	}
+	if s.quotas, err = fc.Quotas.parse(); err != nil {
 		return settings{}, err
 	}
 	return s, nil

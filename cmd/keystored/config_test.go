@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nexus-os/keystored/audit"
+	"github.com/nexus-os/keystored/core"
 	"github.com/nexus-os/keystored/server"
 )
 
@@ -180,4 +181,47 @@ func FuzzLoadConfig(f *testing.F) {
 			t.Fatalf("accepted config maps uid 1 to an empty app: %q", body)
 		}
 	})
+}
+
+func TestLoadConfigQuotas(t *testing.T) {
+	s, err := loadConfig(writeConfig(t, `
+[quotas]
+keys = 50
+store_bytes = 65536
+
+[quotas.apps.billing]
+keys = 5000
+versions_per_key = 7
+`, 0o600))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := core.Quotas{Default: core.Quota{Keys: 50, StoreBytes: 65536}, Apps: map[string]core.Quota{"billing": {Keys: 5000, VersionsPerKey: 7}}}
+	if s.quotas.Default != want.Default || len(s.quotas.Apps) != 1 || s.quotas.Apps["billing"] != want.Apps["billing"] {
+		t.Fatalf("quotas = %+v, want %+v", s.quotas, want)
+	}
+	if got := s.quotas.For("billing"); got != (core.Quota{Keys: 5000, VersionsPerKey: 7, StoreValues: core.DefaultQuotaStoreValues, StoreBytes: 65536}) {
+		t.Fatalf("billing's quota = %+v", got)
+	}
+	if got := s.quotas.For("web"); got != (core.Quota{Keys: 50, VersionsPerKey: core.DefaultQuotaVersionsPerKey, StoreValues: core.DefaultQuotaStoreValues, StoreBytes: 65536}) {
+		t.Fatalf("web's quota = %+v", got)
+	}
+	d, err := loadConfig(writeConfig(t, "", 0o600))
+	if err != nil || d.quotas.For("x") != core.DefaultQuota() {
+		t.Fatalf("no [quotas]: %+v, %v", d.quotas.For("x"), err)
+	}
+	for body, want := range map[string]string{
+		"[quotas]\nkeys = 0\n":                   "quotas.keys: 0 is out of range (1 to 16777216)",
+		"[quotas]\nstore_bytes = -1\n":           "quotas.store_bytes: -1 is out of range",
+		"[quotas]\nversions_per_key = 1048577\n": "quotas.versions_per_key: 1048577 is out of range",
+		"[quotas.apps.Web]\nkeys = 3\n":          `quotas.apps: "Web" is not an app ID`,
+		"[quotas.apps.web]\nstore_values = 0\n":  "quotas.apps.web.store_values: 0 is out of range",
+		"[quotas.apps.web]\nbytes = 3\n":         "unknown key(s): quotas.apps.web.bytes",
+		"[quotas]\nkeys = \"many\"\n":            "quotas.keys",
+	} {
+		_, err := loadConfig(writeConfig(t, body, 0o600))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want %q", body, err, want)
+		}
+	}
 }

@@ -213,6 +213,7 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 		Logger:          logger,
 		Limits:          cfg.limits,
 		CheckSignatures: prov.kind == kindPlugin,
+		Quotas:          cfg.quotas,
 	})
 	if err != nil {
 		if c, ok := provider.CodeOf(err); ok && c == provider.EPERM {
