@@ -225,3 +225,26 @@ versions_per_key = 7
 		}
 	}
 }
+
+func TestLoadConfigAuditSegments(t *testing.T) {
+	s, err := loadConfig(writeConfig(t, "[audit]\nsegment_size = 1048576\nmax_segments = 30\n", 0o600))
+	if err != nil || s.auditSegment != 1<<20 || s.auditMaxSegs != 30 {
+		t.Fatalf("segments = %d, %d, %v", s.auditSegment, s.auditMaxSegs, err)
+	}
+	d, err := loadConfig(writeConfig(t, "[audit]\nmax_segments = 0\n", 0o600))
+	if err != nil || d.auditSegment != 0 || d.auditMaxSegs != 0 {
+		t.Fatalf("defaults = %d, %d, %v", d.auditSegment, d.auditMaxSegs, err)
+	}
+	for body, want := range map[string]string{
+		"[audit]\nsegment_size = 4095\n":      "audit.segment_size: 4095 is out of range (4096 to 1099511627776 bytes)",
+		"[audit]\nsegment_size = 0\n":         "audit.segment_size: 0 is out of range",
+		"[audit]\nmax_segments = 1\n":         "audit.max_segments: 1 is out of range",
+		"[audit]\nmax_segments = -2\n":        "audit.max_segments: -2 is out of range",
+		"[audit]\nsegment_size = \"64MiB\"\n": "audit.segment_size",
+	} {
+		_, err := loadConfig(writeConfig(t, body, 0o600))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want %q", body, err, want)
+		}
+	}
+}
