@@ -42,7 +42,6 @@ const (
 // app "uid-N", uid 0 an operator) and sets the small segment size.
 var crashConfig = "unmapped = \"uid\"\noperators = [0]\n\n[audit]\nsegment_size = " + strconv.Itoa(segmentSize) + "\n"
 
-
 // envUint reads a positive integer from the environment.
 func envUint(t *testing.T, name string, def uint64) uint64 {
 	t.Helper()
