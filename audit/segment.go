@@ -125,8 +125,10 @@ func listSealed(dfd int, dir, base string) ([]segment, error) {
 	return sealedIn(base, names), nil
 }
 
-// openSealed opens a sealed segment for reading, with the checks of the
-// current file (a regular 0600 file of this user with one link).
+// openSealed opens a sealed segment for reading. It must be a regular
+// file of this user without group or other permissions (0600, or 0400 if
+// an operator made it read-only); other hard links are allowed (an archive
+// may link it), as nothing writes to it any more.
 func openSealed(dfd int, dir, name string) (*os.File, int64, error) {
 	what := "audit segment " + filepath.Join(dir, name)
 	fd, err := unix.Openat(dfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
@@ -141,9 +143,19 @@ func openSealed(dfd int, dir, name string) (*os.File, int64, error) {
 		closeFD(fd)
 		return nil, 0, provider.Errorf(provider.EIO, "stat %s: %w", what, err)
 	}
-	if err := checkFile(what, &st, unix.Geteuid()); err != nil {
+	euid := unix.Geteuid()
+	var problem error
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		problem = provider.Errorf(provider.EIO, "%s is not a regular file", what)
+	case int(st.Uid) != euid:
+		problem = provider.Errorf(provider.EIO, "%s is owned by uid %d, not by this process (uid %d)", what, st.Uid, euid)
+	case st.Mode&0o077 != 0:
+		problem = provider.Errorf(provider.EIO, "%s has mode %04o: readable or writable by group or others", what, st.Mode&0o7777)
+	}
+	if problem != nil {
 		closeFD(fd)
-		return nil, 0, err
+		return nil, 0, problem
 	}
 	return os.NewFile(uintptr(fd), filepath.Join(dir, name)), st.Size, nil
 }
