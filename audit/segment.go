@@ -558,8 +558,10 @@ func (l *Log) planPrune() error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := l.unusable(); err != nil {
-		return err
+	// Not unusable(): a Close waits for the write side, so records queued
+	// while it waits are still written.
+	if l.failure != nil {
+		return l.failure
 	}
 	for i := range recs {
 		r := &recs[i]

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nexus-os/keystored/audit"
 	"github.com/nexus-os/keystored/core/provider"
@@ -622,5 +623,49 @@ func TestSegmentRotationCrash(t *testing.T) {
 			}
 
 		})
+	}
+}
+
+// A Close that begins while a rotation with retention is under way waits
+// for it, and the batch being written (and the rotation's own records)
+// still go to the log.
+func TestSegmentCloseDuringRotation(t *testing.T) {
+	path := logPath(t)
+	var l *audit.Log
+	rotations := 0
+	closed := make(chan error, 1)
+	hook := audit.WithRotationFault(func(step string) error {
+		if step != "sync" {
+			return nil
+		}
+		if rotations++; rotations != 2 { // the 2nd rotation removes a segment
+			return nil
+		}
+		go func() { closed <- l.Close() }()
+		for range 1000 { // until Close has begun (bounded)
+			if l.Ready(context.Background()) != nil {
+				return nil
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return errors.New("Close did not begin")
+	})
+	var err error
+	l, err = audit.Open(path, audit.WithSegmentSize(segSize), audit.WithMaxSegments(2), hook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last audit.Record
+	for i := 0; rotations < 2; i++ {
+		if last, err = l.Append(context.Background(), record(i)); err != nil {
+			t.Fatalf("Append %d, in the batch written while Close waits: %v", i, err)
+		}
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	got, res := walkLog(t, path)
+	if res.LastSeq < last.Seq || countOp(got, audit.OpSegmentPruned) != 1 {
+		t.Fatalf("log after Close: %+v, %d prune records; want record %d and one prune record", res, countOp(got, audit.OpSegmentPruned), last.Seq)
 	}
 }
