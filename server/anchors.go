@@ -210,7 +210,7 @@ func (a *anchorsService) Verify(ctx context.Context, req *keystorev1.VerifyAncho
 	if len(name) > provider.MaxSegment || provider.CheckSegment("anchor name", name) != nil {
 		return nil, provider.Errorf(provider.EINVAL, "anchor name must match [a-z0-9][a-z0-9._-]* (at most %d bytes)", provider.MaxSegment)
 	}
-	sum := summaryFrom(ctx)
+	sum := callFrom(ctx)
 	if sum != nil {
 		sum.setKey(name)
 	}

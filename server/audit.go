@@ -2,7 +2,10 @@ package server
 
 import (
 	"context"
+	"errors"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/nexus-os/keystored/audit"
 	"github.com/nexus-os/keystored/core"
@@ -17,153 +20,222 @@ type AuditLog interface {
 	Ready(ctx context.Context) error
 }
 
-// summary gathers the core events of one request: the daemon writes one
-// audit record per request, however many core calls (a batch) it made.
-type summary struct {
-	mu      sync.Mutex
-	events  int
+// call is one request, from the moment the transport sees it to its audit
+// record: who asked for which operation, and what the core did on its
+// behalf. The daemon writes one record per call, however many core calls
+// (a batch) it made; a call that changes state writes that record ahead,
+// before the change, and then a correction if the outcome differs.
+//
+// Every field after mu is guarded by it. The items of a batch run in
+// parallel, so add and commit may be called concurrently; commit holds mu
+// while it writes the record ahead, so that only the first change writes
+// it and later ones see it written.
+type call struct {
+	s      *Server
+	op     string
+	start  time.Time
+	caller Caller
+
+	mu sync.Mutex
+	// What the record names, folded from the core's events: the key and
+	// version of the first event (cleared when events disagree), its
+	// detail, and whether several keys were involved.
 	key     string
 	version core.Version
-	multi   bool // events named different keys or versions
 	detail  string
-
-	// Set by handlers: batch counts and a note that replaces the detail.
+	events  int
+	multi   bool
+	// Set by handlers: a batch's counts and a note that replaces the
+	// detail.
 	items, failed int
 	note          string
-
-	// commitAhead, set by the interceptor, writes the request's record
-	// before its first change is made durable (write-ahead); written holds
-	// what it wrote and commits counts the changes committed.
-	commitAhead func(ctx context.Context) (audit.Record, error)
-	written     *audit.Record
-	commits     int
-	// commitMu serializes commits: the items of a batch run in parallel,
-	// and only the first change may write the record ahead.
-	commitMu sync.Mutex
+	// ahead is the record written ahead (nil if none); commits counts the
+	// changes committed after it was written.
+	ahead   *audit.Record
+	commits int
+	// done is set once the request's final record is written.
+	done bool
 }
 
-// commit is called right before the request changes state durably. The
-// first change of a request that writes ahead writes the request's record
-// now (with result "ok") so that no change ever exists without its
-// record; an error refuses the change. A later change of the same request
-// (another key auto-rotated in a batch) only checks that the log is
-// writable; the request's final record then reports the outcome (see
-// settled).
-func (s *summary) commit(ctx context.Context, log AuditLog) error {
-	s.commitMu.Lock()
-	defer s.commitMu.Unlock()
-	s.mu.Lock()
-	ahead := s.commitAhead
-	already := s.written != nil
-	s.mu.Unlock()
-	var err error
-	if ahead == nil || already {
-		err = log.Ready(ctx)
-	} else {
-		var r audit.Record
-		if r, err = ahead(ctx); err == nil {
-			s.mu.Lock()
-			s.written = &r
-			s.mu.Unlock()
-		}
-	}
-	if err == nil {
-		s.mu.Lock()
-		s.commits++
-		s.mu.Unlock()
-	}
-	return err
+type callKey struct{}
+
+func withCall(ctx context.Context, c *call) context.Context {
+	return context.WithValue(ctx, callKey{}, c)
 }
 
-// writtenAhead returns the record written ahead, if any.
-func (s *summary) writtenAhead() (audit.Record, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.written == nil {
-		return audit.Record{}, false
-	}
-	return *s.written, true
+// callFrom returns the request of ctx, or nil outside a request.
+func callFrom(ctx context.Context) *call {
+	c, _ := ctx.Value(callKey{}).(*call)
+	return c
 }
 
-// settled reports whether the record written ahead, r, still tells the
-// whole story of a successful request: no change was committed after it
-// and a batch's counts are those it recorded.
-func (s *summary) settled(r audit.Record) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.commits == 1 && s.items == r.Items && s.failed == r.Failed
+// newCall starts the state of one request of op by caller.
+func (s *Server) newCall(op string, caller Caller) *call {
+	return &call{s: s, op: op, start: time.Now(), caller: caller}
 }
 
 // setKey records the key (or store or anchor name) of a request that
 // makes no core call.
-func (s *summary) setKey(key string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.key = key
+func (c *call) setKey(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.key = key
 }
 
 // setBatch records a batch's item and failure counts.
-func (s *summary) setBatch(items, failed int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.items, s.failed = items, failed
+func (c *call) setBatch(items, failed int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.items, c.failed = items, failed
 }
 
 // setNote records a machine-made note for the audit detail.
-func (s *summary) setNote(note string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.note = note
+func (c *call) setNote(note string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.note = note
 }
 
-// batch returns the batch counts and the note.
-func (s *summary) batch() (items, failed int, note string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.items, s.failed, s.note
-}
-
-// add folds one core event into the summary.
-func (s *summary) add(e core.Event) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.events++
-	if e.Detail != "" && s.detail == "" {
-		s.detail = e.Detail
+// add folds one core event into the request.
+func (c *call) add(e core.Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.events++
+	if e.Detail != "" && c.detail == "" {
+		c.detail = e.Detail
 	}
 	switch {
-	case s.events == 1:
-		s.key, s.version = e.Key, e.Version
-	case e.Key != s.key:
-		s.multi = true
-		s.key, s.version = "", 0
-	case e.Version != s.version:
-		s.version = 0
+	case c.events == 1:
+		c.key, c.version = e.Key, e.Version
+	case e.Key != c.key:
+		c.multi = true
+		c.key, c.version = "", 0
+	case e.Version != c.version:
+		c.version = 0
 	}
 }
 
-// snapshot returns the key, version and detail to record.
-func (s *summary) snapshot() (key string, v core.Version, detail string, multi bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.key, s.version, s.detail, s.multi
+// commit is called right before the request changes state durably. The
+// first change writes the request's record now, with result ok, so that
+// no change ever exists without its record; an error refuses the change.
+// A later change of the same request (another key auto-rotated in a
+// batch) only checks that the log is writable; the final record then
+// reports the outcome (see finish).
+func (c *call) commit(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ahead != nil {
+		if err := c.s.audit.Ready(ctx); err != nil {
+			return err
+		}
+		c.commits++
+		return nil
+	}
+	r, err := c.s.appendRecord(ctx, c.recordLocked(0, ""))
+	if err != nil {
+		return err
+	}
+	c.ahead = &r
+	c.commits = 1
+	return nil
 }
 
-type summaryKey struct{}
-
-func withSummary(ctx context.Context, s *summary) context.Context {
-	return context.WithValue(ctx, summaryKey{}, s)
+// finish writes the request's final record once its result is known, and
+// reports whether it was written (false: the audit log failed, and the
+// request must fail with EIO). A request whose record was written ahead
+// needs a second record, marked as the outcome of the first, unless the
+// first still tells the whole story: a success with no change after it
+// and the batch counts it recorded. finish is idempotent: the transport's
+// end of the request calls it again for requests the handlers never saw.
+func (c *call) finish(ctx context.Context, code provider.Code) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done {
+		return true
+	}
+	c.done = true
+	var err error
+	switch a := c.ahead; {
+	case a == nil:
+		_, err = c.s.appendRecord(ctx, c.recordLocked(code, ""))
+	case code == 0 && c.commits == 1 && c.items == a.Items && c.failed == a.Failed:
+	default:
+		_, err = c.s.appendRecord(ctx, c.recordLocked(code, "outcome of seq "+strconv.FormatUint(a.Seq, 10)))
+	}
+	ok := err == nil
+	if !ok {
+		code = provider.EIO
+	}
+	result := resultName(code)
+	c.s.metrics.observe(c.op, result, time.Since(c.start))
+	c.s.log.Debug("request", "op", c.op, "uid", c.caller.UID, "app", c.caller.App, "result", result)
+	return ok
 }
 
-func summaryFrom(ctx context.Context) *summary {
-	s, _ := ctx.Value(summaryKey{}).(*summary)
-	return s
+// recordLocked builds the request's record with result code; detail, when
+// given, replaces the one the request gathered. c.mu must be held.
+func (c *call) recordLocked(code provider.Code, detail string) audit.Record {
+	switch {
+	case detail != "":
+	case c.note != "":
+		detail = c.note
+	case c.multi && c.detail == "":
+		detail = "several keys"
+	default:
+		detail = c.detail
+	}
+	return audit.Record{
+		Time:    c.s.clock.Now(),
+		Caller:  auditCaller(c.caller),
+		Op:      c.op,
+		Key:     c.key,
+		Version: uint32(c.version),
+		Result:  resultName(code),
+		Items:   c.items,
+		Failed:  c.failed,
+		Detail:  detail,
+	}
+}
+
+// appendRecord writes one record. A cancelled request is still audited.
+func (s *Server) appendRecord(ctx context.Context, rec audit.Record) (audit.Record, error) {
+	r, err := s.audit.Append(context.WithoutCancel(ctx), rec)
+	if err != nil {
+		s.log.Error("audit record not written; request refused", "op", rec.Op, "uid", rec.Caller.UID, "err", err)
+		return audit.Record{}, err
+	}
+	return r, nil
+}
+
+// codeOf is the code an error is reported with: 0 for nil, err's code,
+// EUNAVAILABLE for a context error and EIO for any other error, as
+// rpcerr.ToStatus reports it.
+func codeOf(err error) provider.Code {
+	if err == nil {
+		return 0
+	}
+	if c, ok := provider.CodeOf(err); ok {
+		return c
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return provider.EUNAVAILABLE
+	}
+	return provider.EIO
+}
+
+// resultName is the audit record's and the metrics' name of a result:
+// "ok" for the zero code, else the code's name.
+func resultName(c provider.Code) string {
+	if c == 0 {
+		return "ok"
+	}
+	return c.String()
 }
 
 // coreSink is the core.AuditSink the server installs: inside a request it
-// adds the core's events to the request's summary (the interceptor writes
-// the one record); outside a request (a daemon-initiated call such as a
-// sweep) it writes each event as its own record.
+// adds the core's events to the request (which writes the one record);
+// outside a request (a daemon-initiated call such as a sweep) it writes
+// each event as its own record.
 type coreSink struct {
 	log   AuditLog
 	clock core.Clock
@@ -174,22 +246,22 @@ type coreSink struct {
 func (s *coreSink) Ready(ctx context.Context) error { return s.log.Ready(ctx) }
 
 // Commit implements core.AuditSink: inside a request, the change's event
-// joins the request's summary and the request's record is written ahead
-// (see summary.commit); outside a request it checks the log is writable
-// (Record then writes the event).
+// joins the request and the request's record is written ahead (see
+// call.commit); outside a request it checks the log is writable (Record
+// then writes the event).
 func (s *coreSink) Commit(ctx context.Context, e core.Event) error {
-	sum := summaryFrom(ctx)
-	if sum == nil {
+	c := callFrom(ctx)
+	if c == nil {
 		return s.log.Ready(ctx)
 	}
-	sum.add(e)
-	return sum.commit(ctx, s.log)
+	c.add(e)
+	return c.commit(ctx)
 }
 
 // Record implements core.AuditSink.
 func (s *coreSink) Record(ctx context.Context, e core.Event) error {
-	if sum := summaryFrom(ctx); sum != nil {
-		sum.add(e)
+	if c := callFrom(ctx); c != nil {
+		c.add(e)
 		return nil
 	}
 	r := audit.Record{
@@ -206,12 +278,4 @@ func (s *coreSink) Record(ctx context.Context, e core.Event) error {
 	}
 	_, err := s.log.Append(ctx, r)
 	return err
-}
-
-// resultName is "ok" for the zero code, else the code's name.
-func resultName(c provider.Code) string {
-	if c == 0 {
-		return "ok"
-	}
-	return c.String()
 }

@@ -67,7 +67,7 @@ func runItems[Item interface{ GetKey() string }, Resp any, Result any](
 	if err := checkBatch(len(items), req); err != nil {
 		return nil, err
 	}
-	sum := summaryFrom(ctx)
+	sum := callFrom(ctx)
 	if sum != nil {
 		// A record written ahead (an item auto-rotates a key) carries the
 		// item count.

@@ -3,10 +3,10 @@ package server
 import (
 	"bytes"
 	"errors"
-	"sync"
 	"testing"
 
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
 
 	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
 	"github.com/nexus-os/keystored/core/provider"
@@ -18,7 +18,6 @@ import (
 // count. The codec now counts the items on the wire first: such a batch
 // is refused with EINVAL and no item is built.
 func TestBatchCountedBeforeDecoding(t *testing.T) {
-	c := requestCodec{bad: &sync.Map{}}
 	n := (MaxRequestBytes - 16) / 2
 	wire := bytes.Repeat([]byte{0x0a, 0x00}, n) // n empty items
 	for _, req := range []interface {
@@ -26,10 +25,7 @@ func TestBatchCountedBeforeDecoding(t *testing.T) {
 		String() string
 	}{&keystorev1.SignBatchRequest{}, &keystorev1.SealBatchRequest{}, &keystorev1.UnsealBatchRequest{}} {
 		allocs := testing.AllocsPerRun(3, func() {
-			if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(wire)}, req); err != nil {
-				t.Fatal(err)
-			}
-			if err := c.malformed(req); !errors.Is(err, provider.EINVAL) {
+			if err := decodeRequest(mem.BufferSlice{mem.SliceBuffer(wire)}, req.(proto.Message)); !errors.Is(err, provider.EINVAL) {
 				t.Fatalf("%T of %d items: %v, want EINVAL", req, n, err)
 			}
 		})
@@ -40,11 +36,11 @@ func TestBatchCountedBeforeDecoding(t *testing.T) {
 	// The bound itself decodes.
 	ok := bytes.Repeat([]byte{0x0a, 0x00}, MaxBatchItems)
 	var req keystorev1.SignBatchRequest
-	if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(ok)}, &req); err != nil || c.malformed(&req) != nil || len(req.GetItems()) != MaxBatchItems {
+	if err := decodeRequest(mem.BufferSlice{mem.SliceBuffer(ok)}, &req); err != nil || len(req.GetItems()) != MaxBatchItems {
 		t.Fatalf("batch of %d items: %v, %d items decoded", MaxBatchItems, err, len(req.GetItems()))
 	}
 	// Malformed wire data is still EINVAL.
-	if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer([]byte{0x0a, 0x05})}, &req); err != nil || !errors.Is(c.malformed(&req), provider.EINVAL) {
+	if err := decodeRequest(mem.BufferSlice{mem.SliceBuffer([]byte{0x0a, 0x05})}, &req); !errors.Is(err, provider.EINVAL) {
 		t.Fatalf("malformed batch: not refused")
 	}
 }
@@ -64,25 +60,5 @@ func TestCountItems(t *testing.T) {
 		if got := countItems(tt.wire); got != tt.want {
 			t.Errorf("countItems(% x) = %d, want %d", tt.wire, got, tt.want)
 		}
-	}
-}
-
-// Regression: a malformed request of a denied caller was refused before
-// the codec's note about it was taken back, so every such request left an
-// entry in the codec's map for the life of the daemon.
-func TestDeniedMalformedNotKept(t *testing.T) {
-	deny, err := NewIdentity(nil, nil, UnmappedDeny)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := newEnv(t, envOpts{identity: &deny})
-	for range 50 {
-		err := invokeRaw(e.conn, keystorev1.Keys_Sign_FullMethodName, []byte{0xff})
-		wantCode(t, "malformed Sign of a denied caller", err, provider.EPERM)
-	}
-	kept := 0
-	e.srv.codec.bad.Range(func(any, any) bool { kept++; return true })
-	if kept != 0 {
-		t.Fatalf("the codec still holds %d refused requests", kept)
 	}
 }

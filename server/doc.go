@@ -6,13 +6,15 @@
 // Identity maps the uid to an app ID and the operator role. A request
 // never names its own identity.
 //
-// Every RPC passes one unary interceptor that establishes the caller,
-// refuses denied callers and malformed messages, runs the handler with a
-// request-scoped collector of the core's audit events, and writes exactly
-// one audit record per request (a stats handler writes the record of a
-// call the transport refused before the interceptor). When the record
-// cannot be written the call fails with EIO and returns no output (fail
-// closed). Errors cross the wire through internal/rpcerr's one table.
+// Every request has one state (a call, audit.go) from the moment the
+// transport sees it: the caller, and the core's audit events folded into
+// the request's one audit record. Every method runs through serve
+// (rpc.go), which refuses denied callers and malformed messages, runs the
+// handler and writes the record; a request the transport refused before
+// serve gets its record when it ends. A state change writes the record
+// ahead of the change. When the record cannot be written the call fails
+// with EIO and returns no output (fail closed). Errors cross the wire
+// through internal/rpcerr's one table.
 //
 // The daemon (cmd/keystored) owns listening, configuration and the
 // process; docs/api.md describes the API and docs/operations.md the

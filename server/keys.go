@@ -11,7 +11,7 @@ import (
 )
 
 // keysService implements keystorev1.KeysServer over the core. Handlers
-// return keystored errors; the interceptor turns them into statuses.
+// return keystored errors; serve turns them into statuses.
 type keysService struct {
 	keystorev1.UnimplementedKeysServer
 	s *Server
@@ -187,7 +187,7 @@ func (k *keysService) Verify(ctx context.Context, req *keystorev1.VerifyRequest)
 	err = k.s.ks.Verify(ctx, c.coreCaller(), id, v, req.GetMessage(), req.GetSignature())
 	if err != nil {
 		if code, ok := provider.CodeOf(err); ok && code == provider.EBADMSG {
-			if sum := summaryFrom(ctx); sum != nil {
+			if sum := callFrom(ctx); sum != nil {
 				sum.setNote(noteInvalid)
 			}
 			return &keystorev1.VerifyResponse{Valid: false}, nil

@@ -13,6 +13,9 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	refused  prometheus.Counter
+	// refusedRequests counts requests refused before their body was read,
+	// by reason.
+	refusedRequests *prometheus.CounterVec
 }
 
 // Metric names.
@@ -21,9 +24,15 @@ const (
 	MetricDuration    = "keystored_request_duration_seconds"
 	MetricConnections = "keystored_connections_open"
 	MetricRefused     = "keystored_connections_refused_total"
+	// MetricRequestsRefused counts requests refused at admission, by
+	// reason: rate, denied, size, budget (and overrun: connections closed
+	// for sending more than they declared).
+	MetricRequestsRefused = "keystored_requests_refused_total"
+	// MetricInFlight is the memory reserved by requests being received.
+	MetricInFlight = "keystored_inflight_bytes"
 )
 
-func newMetrics(openConns func() int) (*metrics, error) {
+func newMetrics(openConns func() int, inFlight func() int64) (*metrics, error) {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -41,11 +50,19 @@ func newMetrics(openConns func() int) (*metrics, error) {
 		Name: MetricRefused,
 		Help: "Connections closed at accept: over a connection limit, or without peer credentials.",
 	})
+	m.refusedRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: MetricRequestsRefused,
+		Help: "Requests refused before their body was read, by reason (rate, denied, size, budget, overrun).",
+	}, []string{"reason"})
+	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: MetricInFlight,
+		Help: "Bytes of memory reserved by requests being received.",
+	}, func() float64 { return float64(inFlight()) })
 	conns := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: MetricConnections,
 		Help: "Client connections open now.",
 	}, func() float64 { return float64(openConns()) })
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.refused, conns} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.refused, m.refusedRequests, inflight, conns} {
 		if err := m.reg.Register(c); err != nil {
 			return nil, err
 		}

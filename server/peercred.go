@@ -20,6 +20,9 @@ type PeerInfo struct {
 	credentials.CommonAuthInfo
 	UID, GID uint32
 	PID      int32
+
+	// conn is the metered connection (nil for one Listener did not accept).
+	conn *meteredConn
 }
 
 // AuthType implements credentials.AuthInfo.
@@ -117,8 +120,10 @@ func (p *peerCreds) acquire(uid uint32) error {
 // listener read when it accepted the connection, or (for a connection from
 // another listener) read now, uncounted.
 func (p *peerCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	if cc, ok := conn.(*countedConn); ok {
-		return cc, cc.info, nil
+	if mc, ok := conn.(*meteredConn); ok {
+		info := mc.info
+		info.conn = mc
+		return mc, info, nil
 	}
 	info, err := ReadPeerCred(conn)
 	if err != nil {
@@ -182,11 +187,13 @@ func (c *countedConn) SyscallConn() (syscall.RawConn, error) {
 // limitListener accepts connections, reads each peer's credentials and
 // enforces the connection limits before gRPC sees the connection: a
 // connection over a limit (or without credentials) is closed at once and
-// counted in refused.
+// counted in refused. A connection it accepts is metered (flow.go).
 type limitListener struct {
 	net.Listener
 	creds   *peerCreds
+	budget  *budget
 	refused func(reason string)
+	overrun func()
 }
 
 // Accept returns the next connection within the limits.
@@ -207,7 +214,8 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			}
 			continue
 		}
-		return &countedConn{Conn: c, info: info, release: func() { l.creds.release(info.UID) }}, nil
+		cc := &countedConn{Conn: c, info: info, release: func() { l.creds.release(info.UID) }}
+		return newMeteredConn(cc, l.budget, l.overrun), nil
 	}
 }
 

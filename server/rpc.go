@@ -2,11 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
-	"strconv"
-	"sync"
-	"sync/atomic"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
@@ -25,28 +20,10 @@ import (
 	"github.com/nexus-os/keystored/internal/rpcerr"
 )
 
-// rpcCall is the per-request state the stats handler attaches to every
-// call's context: the operation, its start, and whether the interceptor
-// took charge of the audit record. A call the interceptor never sees
-// (refused by the transport: oversized message, unknown method) gets its
-// record from the stats handler when it ends.
-type rpcCall struct {
-	op      string
-	start   time.Time
-	handled atomic.Bool
-}
-
-type callKey struct{}
-
-func callFrom(ctx context.Context) *rpcCall {
-	c, _ := ctx.Value(callKey{}).(*rpcCall)
-	return c
-}
-
 type callerKey struct{}
 
-// callerOf returns the caller the interceptor established, or nil when a
-// handler runs without the interceptor (then every handler refuses).
+// callerOf returns the caller serve admitted, or nil when a handler runs
+// without serve (then every handler refuses).
 func callerOf(ctx context.Context) *Caller {
 	c, _ := ctx.Value(callerKey{}).(*Caller)
 	return c
@@ -61,12 +38,19 @@ func (c *Caller) coreCaller() core.Caller {
 // credentials (which the server's transport credentials always provide)
 // the caller is denied.
 func (s *Server) caller(ctx context.Context) Caller {
-	if p, ok := peer.FromContext(ctx); ok {
-		if info, ok := p.AuthInfo.(PeerInfo); ok {
-			return s.identity.Resolve(info)
-		}
+	if info, ok := peerInfo(ctx); ok {
+		return s.identity.Resolve(info)
 	}
 	return Caller{UID: noID, GID: noID, PID: -1, Denied: true}
+}
+
+// peerInfo returns the kernel credentials of ctx's connection.
+func peerInfo(ctx context.Context) (PeerInfo, bool) {
+	if p, ok := peer.FromContext(ctx); ok {
+		info, ok := p.AuthInfo.(PeerInfo)
+		return info, ok
+	}
+	return PeerInfo{}, false
 }
 
 // noID marks a uid or gid the transport could not establish.
@@ -82,124 +66,79 @@ func auditCaller(c Caller) audit.Caller {
 
 var insecureMD = metadata.Pairs(InsecureHeader, "true")
 
-// intercept is the unary interceptor every RPC passes through: it
-// establishes the caller from the kernel credentials, refuses denied
-// callers and malformed messages, runs the handler with a request-scoped
-// audit summary, and writes exactly one audit record. If that record cannot
-// be written, the call fails with EIO and returns no output.
-func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+// wrapService returns desc with every method's handler running through
+// serve.
+func (s *Server) wrapService(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
+	d := *desc
+	d.Methods = make([]grpc.MethodDesc, len(desc.Methods))
+	for i, md := range desc.Methods {
+		op, h := OpName("/"+desc.ServiceName+"/"+md.MethodName), md.Handler
+		d.Methods[i] = grpc.MethodDesc{MethodName: md.MethodName,
+			Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+				return s.serve(ctx, op, srv, dec, h)
+			}}
+	}
+	return &d
+}
+
+// serve runs one call of a keystore.v1 method: h is the generated handler,
+// dec reads the request from the transport. It refuses denied callers and
+// malformed messages, runs the handler with the request's state in its
+// context, and writes exactly one audit record (call.finish). If that
+// record cannot be written, the call fails with EIO and returns no output.
+//
+// The request is decoded by requestCodec into a decodeInto, so that a
+// message that does not decode reaches this function as an error of
+// ours (EINVAL, audited like any refusal) rather than as the transport's
+// Internal status; a transport error (a message over the size limit, a
+// cancelled stream) ends the call with the transport's status.
+func (s *Server) serve(ctx context.Context, op string, srv any, dec func(any) error, h grpc.MethodHandler) (any, error) {
 	c := callFrom(ctx)
 	if c == nil {
-		c = &rpcCall{op: OpName(info.FullMethod), start: time.Now()}
+		c = s.newCall(op, s.caller(ctx))
+		ctx = withCall(ctx, c)
 	}
-	c.handled.Store(true)
 	if s.insecure {
 		if err := grpc.SetHeader(ctx, insecureMD); err != nil {
-			s.log.Warn("could not set the insecure header", "op", c.op, "err", err)
+			s.log.Warn("could not set the insecure header", "op", op, "err", err)
 		}
 	}
-	caller := s.caller(ctx)
-	sum := &summary{}
-	sum.commitAhead = func(ctx context.Context) (audit.Record, error) {
-		return s.appendRecord(ctx, c.op, caller, sum, "ok", "")
+	var bad error
+	decode := func(m any) error {
+		msg, ok := m.(proto.Message)
+		if !ok {
+			return dec(m)
+		}
+		d := &decodeInto{m: msg}
+		if err := dec(d); err != nil {
+			return err
+		}
+		bad = d.err
+		return nil
 	}
-	var (
-		resp any
-		err  error
-	)
-	bad := s.codec.malformed(req)
-	switch {
-	case caller.Denied:
-		err = provider.Errorf(provider.EPERM, "uid %d is not mapped to an app", uint64(caller.UID))
-	case bad != nil:
-		err = bad
-	default:
-		resp, err = handler(context.WithValue(withSummary(ctx, sum), callerKey{}, &caller), req)
+	ours := false // err is the handler's (a provider error), not the transport's status
+	resp, err := h(srv, ctx, decode, func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		ours = true
+		switch {
+		case c.caller.Denied:
+			return nil, provider.Errorf(provider.EPERM, "uid %d is not mapped to an app", uint64(c.caller.UID))
+		case bad != nil:
+			return nil, bad
+		}
+		return handler(context.WithValue(ctx, callerKey{}, &c.caller), req)
+	})
+	if !ours && err != nil {
+		c.finish(ctx, codeOf(rpcerr.FromStatus(err)))
+		return nil, err
 	}
-	result := codeName(err)
-	if aerr := s.finishRecord(ctx, c.op, caller, sum, result); aerr != nil {
+	if !c.finish(ctx, codeOf(err)) {
 		scrub(resp)
-		resp = nil
-		err = provider.Errorf(provider.EIO, "audit log unavailable; request refused")
-		result = provider.EIO.String()
+		return nil, rpcerr.ToStatus(provider.Errorf(provider.EIO, "audit log unavailable; request refused"))
 	}
-	s.metrics.observe(c.op, result, time.Since(c.start))
-	s.log.Debug("request", "op", c.op, "uid", caller.UID, "app", caller.App, "result", result)
 	if err != nil {
 		return nil, rpcerr.ToStatus(err)
 	}
 	return resp, nil
-}
-
-// finishRecord writes the request's audit record once its result is
-// known. A request that changed state wrote its record ahead (result "ok")
-// before the change; if it then failed after all (or, in a batch, items
-// failed or more keys changed), a second record with the real result and
-// counts, marked as the outcome of the first, completes it.
-func (s *Server) finishRecord(ctx context.Context, op string, caller Caller, sum *summary, result string) error {
-	if r, ok := sum.writtenAhead(); ok {
-		if result == "ok" && sum.settled(r) {
-			return nil
-		}
-		_, err := s.appendRecord(ctx, op, caller, sum, result, "outcome of seq "+strconv.FormatUint(r.Seq, 10))
-		return err
-	}
-	_, err := s.appendRecord(ctx, op, caller, sum, result, "")
-	return err
-}
-
-// appendRecord builds a request's audit record from its summary and writes
-// it; detail, when given, replaces the summary's.
-func (s *Server) appendRecord(ctx context.Context, op string, caller Caller, sum *summary, result, detail string) (audit.Record, error) {
-	key, v, sumDetail, multi := sum.snapshot()
-	items, failed, note := sum.batch()
-	switch {
-	case detail != "":
-	case note != "":
-		detail = note
-	case multi && sumDetail == "":
-		detail = "several keys"
-	default:
-		detail = sumDetail
-	}
-	rec := audit.Record{
-		Time:    s.clock.Now(),
-		Caller:  auditCaller(caller),
-		Op:      op,
-		Key:     key,
-		Version: uint32(v),
-		Result:  result,
-		Items:   items,
-		Failed:  failed,
-		Detail:  detail,
-	}
-	// A cancelled request is still audited.
-	r, err := s.audit.Append(context.WithoutCancel(ctx), rec)
-	if err != nil {
-		s.log.Error("audit record not written; request refused", "op", op, "uid", caller.UID, "err", err)
-		return audit.Record{}, err
-	}
-	return r, nil
-}
-
-// codeName is "ok" for nil, else the name of err's code (EIO for an error
-// without one, EUNAVAILABLE for a context error), as rpcerr.ToStatus
-// reports it.
-func codeName(err error) string {
-	if err == nil {
-		return "ok"
-	}
-	return codeOf(err).String()
-}
-
-func codeOf(err error) provider.Code {
-	if c, ok := provider.CodeOf(err); ok {
-		return c
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return provider.EUNAVAILABLE
-	}
-	return provider.EIO
 }
 
 // scrub clears plaintext in a response that will not be sent.
@@ -220,48 +159,44 @@ func (s *Server) unknown(any, grpc.ServerStream) error {
 	return rpcerr.ToStatus(provider.Errorf(provider.ENOTSUP, "unknown method"))
 }
 
-// statsHandler tags every call with its rpcCall and, when a call ends
-// without having reached the interceptor, writes its audit record.
+// statsHandler starts every call's state when the transport sees it and
+// finishes it when the call ends: a call that never reached serve (the
+// transport refused it, or no such method) gets its audit record here.
 type statsHandler struct{ s *Server }
 
 func (h *statsHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
-	return context.WithValue(ctx, callKey{}, &rpcCall{op: OpName(info.FullMethodName), start: time.Now()})
+	if callFrom(ctx) != nil { // started by the tap (admit)
+		return ctx
+	}
+	return withCall(ctx, h.s.newCall(OpName(info.FullMethodName), h.s.caller(ctx)))
 }
 
 func (h *statsHandler) HandleRPC(ctx context.Context, st stats.RPCStats) {
-	end, ok := st.(*stats.End)
-	if !ok {
-		return
+	if end, ok := st.(*stats.End); ok {
+		if c := callFrom(ctx); c != nil {
+			c.finish(ctx, codeOf(rpcerr.FromStatus(end.Error)))
+		}
 	}
-	c := callFrom(ctx)
-	if c == nil || c.handled.Swap(true) {
-		return
-	}
-	caller := h.s.caller(ctx)
-	result := "ok"
-	if end.Error != nil {
-		result = codeName(rpcerr.FromStatus(end.Error))
-	}
-	if _, err := h.s.appendRecord(ctx, c.op, caller, &summary{}, result, ""); err != nil {
-		result = provider.EIO.String()
-	}
-	h.s.metrics.observe(c.op, result, time.Since(c.start))
 }
 
 func (h *statsHandler) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
 
 func (h *statsHandler) HandleConn(context.Context, stats.ConnStats) {}
 
-// requestCodec is the proto codec, except that a request that does not
-// decode is not refused by the transport (which would answer Internal
-// before any interceptor runs): it is reset, remembered as malformed, and
-// the interceptor refuses it with EINVAL and audits it like any request.
-// A batch request's items are counted on the wire before it is decoded: a
-// batch of more than MaxBatchItems is refused the same way (EINVAL)
-// without building its items, so that a request within the transport's
-// byte limit cannot make the daemon allocate millions of empty items.
-type requestCodec struct {
-	bad *sync.Map // request message pointer → the error that refuses it
+// requestCodec is the proto codec, except for a decodeInto: serve asks
+// for the request that way, so that a request that does not decode is
+// refused by serve (EINVAL, audited) instead of by the transport (which
+// would answer Internal). A batch request's items are counted on the wire
+// before it is decoded: a batch of more than MaxBatchItems is refused
+// without building its items, so that a request within the byte limit
+// cannot make the daemon allocate millions of empty items.
+type requestCodec struct{}
+
+// decodeInto asks requestCodec to decode into m and to keep the error
+// that refuses the request in err instead of returning it.
+type decodeInto struct {
+	m   proto.Message
+	err error
 }
 
 // protoCodec is gRPC's proto codec (package grpc registers it).
@@ -271,39 +206,28 @@ func (requestCodec) Name() string { return protoenc.Name }
 
 func (requestCodec) Marshal(v any) (mem.BufferSlice, error) { return protoCodec.Marshal(v) }
 
-var errMalformed = provider.Errorf(provider.EINVAL, "malformed request message")
-
-func (c requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	var err error
-	switch v.(type) {
-	case *keystorev1.SignBatchRequest, *keystorev1.SealBatchRequest, *keystorev1.UnsealBatchRequest:
-		err = c.unmarshalBatch(data, v.(proto.Message))
-	default:
-		err = protoCodec.Unmarshal(data, v)
-	}
-	if err == nil {
-		return nil
-	}
-	m, ok := v.(proto.Message)
+func (requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	d, ok := v.(*decodeInto)
 	if !ok {
-		return err
+		return protoCodec.Unmarshal(data, v)
 	}
-	proto.Reset(m)
-	if code, typed := provider.CodeOf(err); !typed || code != provider.EINVAL {
-		err = errMalformed
-	}
-	c.bad.Store(v, err)
+	d.err = decodeRequest(data, d.m)
 	return nil
 }
 
-// unmarshalBatch decodes a batch request after counting its items (field
-// 1) on the wire.
-func (requestCodec) unmarshalBatch(data mem.BufferSlice, m proto.Message) error {
+var errMalformed = provider.Errorf(provider.EINVAL, "malformed request message")
+
+// decodeRequest decodes a request, counting a batch's items (field 1) on
+// the wire first; the error refuses it (EINVAL).
+func decodeRequest(data mem.BufferSlice, m proto.Message) error {
 	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
 	defer buf.Free()
 	b := buf.ReadOnlyData()
-	if n := countItems(b); n > MaxBatchItems {
-		return checkBatch(n, m)
+	switch m.(type) {
+	case *keystorev1.SignBatchRequest, *keystorev1.SealBatchRequest, *keystorev1.UnsealBatchRequest:
+		if n := countItems(b); n > MaxBatchItems {
+			return checkBatch(n, m)
+		}
 	}
 	if err := proto.Unmarshal(b, m); err != nil {
 		return errMalformed
@@ -332,17 +256,4 @@ func countItems(b []byte) int {
 		}
 	}
 	return n
-}
-
-// malformed returns (once) the error that refuses a request that failed
-// to decode (or was refused while decoding), or nil.
-func (c requestCodec) malformed(req any) error {
-	v, bad := c.bad.LoadAndDelete(req)
-	if !bad {
-		return nil
-	}
-	if err, ok := v.(error); ok {
-		return err
-	}
-	return errMalformed
 }

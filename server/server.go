@@ -4,10 +4,10 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
@@ -60,6 +60,56 @@ type Limits struct {
 	// HandshakeTimeout bounds the time a new connection has to send its
 	// HTTP/2 preface (default DefaultHandshakeTimeout).
 	HandshakeTimeout time.Duration
+	// InFlightBytes and InFlightBytesPerUID bound the memory that requests
+	// being received may reserve, in all and per uid (defaults
+	// DefaultInFlightBytes, DefaultInFlightBytesPerUID; see flow.go).
+	InFlightBytes, InFlightBytesPerUID int64
+	// RatePerUID and BurstPerUID are the token bucket (requests per
+	// second, bucket size) of each admitted uid; DeniedRate and
+	// DeniedBurst those of each uid the identity map denies.
+	RatePerUID  float64
+	BurstPerUID int
+	DeniedRate  float64
+	DeniedBurst int
+	// RefusalInterval is the period over which requests refused for their
+	// rate or the budget are audited as one record with a count (default
+	// DefaultRefusalInterval).
+	RefusalInterval time.Duration
+}
+
+// withDefaults returns l with every zero field set to its default.
+func (l Limits) withDefaults() Limits {
+	if l.MaxConcurrentStreams == 0 {
+		l.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = DefaultIdleTimeout
+	}
+	if l.HandshakeTimeout <= 0 {
+		l.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if l.InFlightBytes <= 0 {
+		l.InFlightBytes = DefaultInFlightBytes
+	}
+	if l.InFlightBytesPerUID <= 0 {
+		l.InFlightBytesPerUID = DefaultInFlightBytesPerUID
+	}
+	if l.RatePerUID <= 0 {
+		l.RatePerUID = DefaultRatePerUID
+	}
+	if l.BurstPerUID <= 0 {
+		l.BurstPerUID = DefaultBurstPerUID
+	}
+	if l.DeniedRate <= 0 {
+		l.DeniedRate = DefaultDeniedRate
+	}
+	if l.DeniedBurst <= 0 {
+		l.DeniedBurst = DefaultDeniedBurst
+	}
+	if l.RefusalInterval <= 0 {
+		l.RefusalInterval = DefaultRefusalInterval
+	}
+	return l
 }
 
 // Defaults of Limits and the message bounds.
@@ -99,7 +149,8 @@ type Server struct {
 	creds    *peerCreds
 	metrics  *metrics
 	store    *valueStore
-	codec    requestCodec
+	inflight *budget
+	adm      *admission
 	insecure bool
 }
 
@@ -112,7 +163,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if protoCodec == nil {
 		return nil, provider.Errorf(provider.EIO, "gRPC's proto codec is not registered")
 	}
-	s := &Server{codec: requestCodec{bad: &sync.Map{}}, st: cfg.Storage, clock: cfg.Clock, audit: cfg.Audit, identity: cfg.Identity,
+	s := &Server{st: cfg.Storage, clock: cfg.Clock, audit: cfg.Audit, identity: cfg.Identity,
 		anchors: cfg.Anchors, log: cfg.Logger, limits: cfg.Limits}
 	if s.identity.unmapped == 0 {
 		s.identity = DefaultIdentity()
@@ -123,15 +174,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	if s.limits.MaxConcurrentStreams == 0 {
-		s.limits.MaxConcurrentStreams = DefaultMaxConcurrentStreams
-	}
-	if s.limits.IdleTimeout <= 0 {
-		s.limits.IdleTimeout = DefaultIdleTimeout
-	}
-	if s.limits.HandshakeTimeout <= 0 {
-		s.limits.HandshakeTimeout = DefaultHandshakeTimeout
-	}
+	s.limits = s.limits.withDefaults()
+	s.inflight = newBudget(s.limits.InFlightBytes, s.limits.InFlightBytesPerUID)
+	s.adm = &admission{s: s, limiters: map[uint32]*rate.Limiter{}, pending: map[refusalKey]*refusals{}}
 	ks, err := core.Open(ctx, core.Options{
 		Storage:         cfg.Storage,
 		Provider:        cfg.Provider,
@@ -146,7 +191,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.ks = ks
 	s.insecure = ks.Insecure()
 	s.creds = newPeerCreds(ConnLimits{Total: s.limits.MaxConnections, PerUID: s.limits.MaxConnectionsPerUID})
-	if s.metrics, err = newMetrics(s.creds.open); err != nil {
+	if s.metrics, err = newMetrics(s.creds.open, s.inflight.inUse); err != nil {
 		return nil, provider.Errorf(provider.EIO, "registering metrics: %w", err)
 	}
 	s.store = &valueStore{st: cfg.Storage, quota: ks.Quota}
@@ -185,14 +230,21 @@ func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
 const StreamWorkers = 64
 
 // ServerOptions returns the grpc.ServerOptions the services need: peer
-// credentials, the audit and identity interceptor, the request codec,
-// message and stream bounds and keepalive enforcement.
+// credentials, the stats handler that starts and ends every call, the
+// request codec, message and stream bounds and keepalive enforcement.
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.Creds(s.creds),
-		grpc.UnaryInterceptor(s.intercept),
+		grpc.InTapHandle(s.admit),
 		grpc.StatsHandler(&statsHandler{s: s}),
-		grpc.ForceServerCodecV2(s.codec),
+		// Frame by frame (the tap learns a new stream's ID from the last
+		// frame read: flow.go), static windows that bound what a stream
+		// sends before its request is read, no idle write buffers.
+		grpc.ReadBufferSize(0),
+		grpc.InitialWindowSize(InitialWindowSize),
+		grpc.InitialConnWindowSize(InitialWindowSize),
+		grpc.SharedWriteBuffer(true),
+		grpc.ForceServerCodecV2(requestCodec{}),
 		grpc.UnknownServiceHandler(s.unknown),
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
 		grpc.MaxSendMsgSize(MaxResponseBytes),
@@ -217,9 +269,9 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 // Register registers the three services on g, which must have been made
 // with ServerOptions.
 func (s *Server) Register(g *grpc.Server) {
-	keystorev1.RegisterKeysServer(g, &keysService{s: s})
-	keystorev1.RegisterStoreServer(g, &storeService{s: s})
-	keystorev1.RegisterTrustAnchorsServer(g, &anchorsService{s: s})
+	g.RegisterService(s.wrapService(&keystorev1.Keys_ServiceDesc), &keysService{s: s})
+	g.RegisterService(s.wrapService(&keystorev1.Store_ServiceDesc), &storeService{s: s})
+	g.RegisterService(s.wrapService(&keystorev1.TrustAnchors_ServiceDesc), &anchorsService{s: s})
 }
 
 // Listener wraps l (a Unix socket listener) so that every accepted
@@ -228,9 +280,12 @@ func (s *Server) Register(g *grpc.Server) {
 // uses it; a grpc.Server serving another listener still gets the peer
 // credentials, but no limits.
 func (s *Server) Listener(l net.Listener) net.Listener {
-	return &limitListener{Listener: l, creds: s.creds, refused: func(reason string) {
+	return &limitListener{Listener: l, creds: s.creds, budget: s.inflight, refused: func(reason string) {
 		s.metrics.refused.Inc()
 		s.log.Debug("connection refused", "reason", reason)
+	}, overrun: func() {
+		s.metrics.refusedRequests.WithLabelValues(refusedOverrun).Inc()
+		s.log.Warn("connection closed: a stream sent more than its request declared")
 	}}
 }
 

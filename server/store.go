@@ -252,7 +252,7 @@ func valueTarget(ctx context.Context, name string) (*Caller, error) {
 	if err := provider.CheckSegment("value name", name); err != nil {
 		return nil, err
 	}
-	if sum := summaryFrom(ctx); sum != nil {
+	if sum := callFrom(ctx); sum != nil {
 		sum.setKey(name)
 	}
 	return c, nil
@@ -331,11 +331,11 @@ func (st *storeService) List(ctx context.Context, req *keystorev1.ListValuesRequ
 }
 
 // commit is called by a Store request right before it changes a value
-// file: the request's audit record is written ahead (see summary.commit).
+// file: the request's audit record is written ahead (see call.commit).
 func (s *Server) commit(ctx context.Context) error {
 	var err error
-	if sum := summaryFrom(ctx); sum != nil {
-		err = sum.commit(ctx, s.audit)
+	if sum := callFrom(ctx); sum != nil {
+		err = sum.commit(ctx)
 	} else {
 		err = s.audit.Ready(ctx)
 	}

@@ -65,6 +65,13 @@ type limitsConfig struct {
 	IdleTimeout          string `toml:"idle_timeout"`
 	HandshakeTimeout     string `toml:"handshake_timeout"`
 	ShutdownTimeout      string `toml:"shutdown_timeout"`
+	InFlightBytes        int64  `toml:"inflight_bytes"`
+	InFlightBytesPerUID  int64  `toml:"inflight_bytes_per_uid"`
+	RatePerUID           int64  `toml:"rate_per_uid"`
+	BurstPerUID          int64  `toml:"burst_per_uid"`
+	DeniedRate           int64  `toml:"denied_rate"`
+	DeniedBurst          int64  `toml:"denied_burst"`
+	RefusalInterval      string `toml:"refusal_interval"`
 }
 
 // settings is what the daemon takes from its config file (or the defaults
@@ -311,6 +318,12 @@ func (l limitsConfig) parse() (server.Limits, time.Duration, error) {
 		{"max_connections", l.MaxConnections, 1 << 20, func(n int64) { out.MaxConnections = int(n) }, server.DefaultMaxConnections},
 		{"max_connections_per_uid", l.MaxConnectionsPerUID, 1 << 20, func(n int64) { out.MaxConnectionsPerUID = int(n) }, server.DefaultMaxConnectionsPerUID},
 		{"max_concurrent_streams", l.MaxConcurrentStreams, 1 << 16, func(n int64) { out.MaxConcurrentStreams = uint32(n) }, server.DefaultMaxConcurrentStreams},
+		{"inflight_bytes", l.InFlightBytes, 1 << 40, func(n int64) { out.InFlightBytes = n }, server.DefaultInFlightBytes},
+		{"inflight_bytes_per_uid", l.InFlightBytesPerUID, 1 << 40, func(n int64) { out.InFlightBytesPerUID = n }, server.DefaultInFlightBytesPerUID},
+		{"rate_per_uid", l.RatePerUID, 1 << 30, func(n int64) { out.RatePerUID = float64(n) }, server.DefaultRatePerUID},
+		{"burst_per_uid", l.BurstPerUID, 1 << 30, func(n int64) { out.BurstPerUID = int(n) }, server.DefaultBurstPerUID},
+		{"denied_rate", l.DeniedRate, 1 << 30, func(n int64) { out.DeniedRate = float64(n) }, server.DefaultDeniedRate},
+		{"denied_burst", l.DeniedBurst, 1 << 30, func(n int64) { out.DeniedBurst = int(n) }, server.DefaultDeniedBurst},
 	}
 	for _, f := range ints {
 		switch {
@@ -327,6 +340,9 @@ func (l limitsConfig) parse() (server.Limits, time.Duration, error) {
 		return server.Limits{}, 0, err
 	}
 	if out.HandshakeTimeout, err = parseDuration("handshake_timeout", l.HandshakeTimeout, 100*time.Millisecond, time.Minute, server.DefaultHandshakeTimeout); err != nil {
+		return server.Limits{}, 0, err
+	}
+	if out.RefusalInterval, err = parseDuration("refusal_interval", l.RefusalInterval, 10*time.Millisecond, time.Hour, server.DefaultRefusalInterval); err != nil {
 		return server.Limits{}, 0, err
 	}
 	shutdown, err := parseDuration("shutdown_timeout", l.ShutdownTimeout, 0, 10*time.Minute, defaultShutdownTimeout)

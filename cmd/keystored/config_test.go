@@ -34,6 +34,13 @@ max_concurrent_streams = 100
 idle_timeout = "10m"
 handshake_timeout = "3s"
 shutdown_timeout = "20s"
+inflight_bytes = 67108864
+inflight_bytes_per_uid = 8388608
+rate_per_uid = 500
+burst_per_uid = 50
+denied_rate = 2
+denied_burst = 4
+refusal_interval = "5s"
 `
 
 func writeConfig(t *testing.T, body string, mode os.FileMode) string {
@@ -75,7 +82,8 @@ func TestLoadConfigExample(t *testing.T) {
 	if s.auditSync != audit.SyncEveryRecord {
 		t.Errorf("audit sync = %v", s.auditSync)
 	}
-	want := server.Limits{MaxConnections: 512, MaxConnectionsPerUID: 32, MaxConcurrentStreams: 100, IdleTimeout: 10 * time.Minute, HandshakeTimeout: 3 * time.Second}
+	want := server.Limits{MaxConnections: 512, MaxConnectionsPerUID: 32, MaxConcurrentStreams: 100, IdleTimeout: 10 * time.Minute, HandshakeTimeout: 3 * time.Second,
+		InFlightBytes: 64 << 20, InFlightBytesPerUID: 8 << 20, RatePerUID: 500, BurstPerUID: 50, DeniedRate: 2, DeniedBurst: 4, RefusalInterval: 5 * time.Second}
 	if s.limits != want || s.shutdownTimeout != 20*time.Second {
 		t.Errorf("limits = %+v, shutdown %v", s.limits, s.shutdownTimeout)
 	}
@@ -102,23 +110,25 @@ func TestLoadConfigDefaults(t *testing.T) {
 
 func TestLoadConfigErrors(t *testing.T) {
 	cases := map[string]struct{ body, want string }{
-		"unknown key":         {"colour = \"blue\"\n", "unknown key(s): colour"},
-		"unknown nested key":  {"[limits]\nmax_conns = 3\n", "limits.max_conns"},
-		"syntax":              {"apps = [\n", "config"},
-		"wrong type":          {"operators = \"0\"\n", "operators"},
-		"uid not a number":    {"[apps]\nalice = \"a\"\n", "not a uid"},
-		"uid with sign":       {"[apps]\n\"+5\" = \"a\"\n", "not a uid"},
-		"uid out of range":    {"[apps]\n4294967295 = \"a\"\n", "out of range"},
-		"negative operator":   {"operators = [-1]\n", "out of range"},
-		"bad app":             {"[apps]\n1001 = \"Billing App\"\n", "app ID of uid 1001"},
-		"bad unmapped":        {"unmapped = \"allow\"\n", "unmapped"},
-		"operator twice":      {"operators = [1, 1]\n", "twice"},
-		"unknown group":       {"socket_group = \"no-such-group-xyz\"\n", "socket_group"},
-		"bad metrics":         {"metrics_addr = \"localhost:http\"\n", "metrics_addr"},
-		"bad audit sync":      {"[audit]\nsync = \"sometimes\"\n", "audit.sync"},
-		"audit sync too long": {"[audit]\nsync = \"1h\"\n", "audit.sync"},
-		"bad limit":           {"[limits]\nmax_connections = -5\n", "limits.max_connections"},
-		"bad duration":        {"[limits]\nidle_timeout = \"soon\"\n", "limits.idle_timeout"},
+		"unknown key":          {"colour = \"blue\"\n", "unknown key(s): colour"},
+		"unknown nested key":   {"[limits]\nmax_conns = 3\n", "limits.max_conns"},
+		"zero rate":            {"[limits]\nrate_per_uid = -1\n", "limits.rate_per_uid"},
+		"bad refusal interval": {"[limits]\nrefusal_interval = \"1ns\"\n", "limits.refusal_interval"},
+		"syntax":               {"apps = [\n", "config"},
+		"wrong type":           {"operators = \"0\"\n", "operators"},
+		"uid not a number":     {"[apps]\nalice = \"a\"\n", "not a uid"},
+		"uid with sign":        {"[apps]\n\"+5\" = \"a\"\n", "not a uid"},
+		"uid out of range":     {"[apps]\n4294967295 = \"a\"\n", "out of range"},
+		"negative operator":    {"operators = [-1]\n", "out of range"},
+		"bad app":              {"[apps]\n1001 = \"Billing App\"\n", "app ID of uid 1001"},
+		"bad unmapped":         {"unmapped = \"allow\"\n", "unmapped"},
+		"operator twice":       {"operators = [1, 1]\n", "twice"},
+		"unknown group":        {"socket_group = \"no-such-group-xyz\"\n", "socket_group"},
+		"bad metrics":          {"metrics_addr = \"localhost:http\"\n", "metrics_addr"},
+		"bad audit sync":       {"[audit]\nsync = \"sometimes\"\n", "audit.sync"},
+		"audit sync too long":  {"[audit]\nsync = \"1h\"\n", "audit.sync"},
+		"bad limit":            {"[limits]\nmax_connections = -5\n", "limits.max_connections"},
+		"bad duration":         {"[limits]\nidle_timeout = \"soon\"\n", "limits.idle_timeout"},
 	}
 	for name, c := range cases {
 		_, err := loadConfig(writeConfig(t, c.body, 0o600))

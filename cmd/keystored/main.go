@@ -276,6 +276,7 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	if err := <-serveErr; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		logger.Error("serve", "err", err)
 	}
+	srv.FlushRefusals()
 	if err := cl.closeAll(); err != nil {
 		return err
 	}

@@ -447,11 +447,11 @@ var classes = []class{
 			e.add("items", mSealBatch, &keystorev1.SealBatchRequest{Items: sealItems(n, "enc/k")}, fails(provider.EINVAL))
 			e.add("items", mUnsealBatch, &keystorev1.UnsealBatchRequest{Items: unsealItems(n, "enc/k", e.sealed)}, fails(provider.EINVAL))
 		}
-		// Millions of empty items in a request under the frame limit:
-		// refused before the items are built.
-		empties := bytes.Repeat([]byte{0x0a, 0x00}, (server.MaxRequestBytes-16)/2)
+		// Millions of empty items in a request under the batches' receive
+		// limit: refused before the items are built.
+		empties := bytes.Repeat([]byte{0x0a, 0x00}, server.MaxBatchBytes/2)
 		for _, m := range []string{mSignBatch, mSealBatch, mUnsealBatch} {
-			e.raw("4.7M empty items", m, empties, fails(provider.EINVAL))
+			e.raw("4.2M empty items", m, empties, fails(provider.EINVAL))
 		}
 		// Control: the bound itself is served.
 		n := server.MaxBatchItems

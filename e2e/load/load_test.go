@@ -64,6 +64,11 @@ max_concurrent_streams = %d
 idle_timeout = "1s"
 handshake_timeout = "200ms"
 shutdown_timeout = "5s"
+# One uid plays every client here, and the stalled ones keep their 1 MiB
+# unseals' memory reserved (their responses are never read): room for
+# that, so this test is about connections; e2e/dos tests the budgets.
+inflight_bytes = 536870912
+inflight_bytes_per_uid = 536870912
 `, os.Getuid(), os.Getuid(), perUIDLimit, streamLimit)
 	path := filepath.Join(dir, "keystored.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -171,7 +176,7 @@ func TestLoadAndSlowClients(t *testing.T) {
 		for i := 0; ; i++ {
 			if err := roundTrip(ctx, goodKeys, []byte(fmt.Sprintf("good %d", i))); err != nil {
 				goodFails.Add(1)
-				goodErr.Store(err)
+				goodErr.Store(fmt.Errorf("%w", err))
 			}
 			goodCalls.Add(3)
 			select {
@@ -303,14 +308,14 @@ func TestLoadAndSlowClients(t *testing.T) {
 			defer hammerWG.Done()
 			defer func() {
 				if err := c.Close(); err != nil {
-					hammerErr.Store(err)
+					hammerErr.Store(fmt.Errorf("%w", err))
 				}
 			}()
 			k := keystorev1.NewKeysClient(c)
 			for r := 0; r < hammerRounds; r++ {
 				if err := roundTrip(ctx, k, []byte(fmt.Sprintf("hammer %d round %d", i, r))); err != nil {
 					hammerFails.Add(1)
-					hammerErr.Store(err)
+					hammerErr.Store(fmt.Errorf("%w", err))
 				}
 				hammerCalls.Add(3)
 			}

@@ -196,4 +196,3 @@ func (kekCipher) GoString() string { return "kek" }
 
 // Format prints "kek" under every verb.
 func (kekCipher) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte("kek")) }
-
