@@ -18,3 +18,13 @@ func Rehash(r Record) Record {
 	_, r.Hash = appendLine(newHasher(), nil, &r)
 	return r
 }
+
+// WithRotationFault makes a rotation call f before each of its steps
+// (RotationSteps) and stop there, failing the log, if f returns an error.
+func WithRotationFault(f func(step string) error) Option {
+	return func(c *config) { c.fault = f }
+}
+
+// RotationSteps are the steps WithRotationFault's function is called
+// with, in order.
+var RotationSteps = rotationSteps

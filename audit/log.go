@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nexus-os/keystored/core/provider"
 )
 
@@ -48,12 +50,35 @@ type Log struct {
 	syncDue bool  // an interval fsync is scheduled
 	timer   *time.Timer
 	written Checkpoint // last record written
+	prune   *prunePlan // segments to remove once their records are written
 
 	// state is nil while the log is usable, else the error Ready returns.
 	state atomic.Pointer[error]
 
-	syncMu     sync.Mutex // serialises fsync with the file's Close
+	syncMu     sync.Mutex // serialises fsync with the file's Close and a rotation's swap
 	fileClosed bool       // guarded by syncMu
+
+	// The write side: used by Open, then only by the goroutine that owns
+	// it (writing is true) or by Close once no one does.
+	dfd      int    // the log's directory, locked (see openLockedDir)
+	dir      string // its path
+	base     string // the current file's name
+	segSize  int64  // the current file is sealed before a write would pass it
+	maxSegs  int    // keep at most this many files; 0: all
+	size     int64  // bytes in the current file
+	segFirst uint64 // Seq of the current file's first record; 0 while empty
+	sealed   []segment
+	wrap     func(file) file
+	fault    func(step string) error // tests only; nil in use
+	clock    Clock
+}
+
+// prunePlan is a removal of the oldest sealed segments: their
+// OpSegmentPruned records are queued, and once the record with seq is
+// written and synced the files are removed.
+type prunePlan struct {
+	seq      uint64
+	segments []segment
 }
 
 // batch is the set of records written by one write(2).
@@ -63,21 +88,28 @@ type batch struct {
 	last Checkpoint
 }
 
-// Open opens the log at path, creating its directory (0700, its parent
-// must exist) and the file (0600) if missing, and continues its chain.
+// Open opens the log whose current file is path, creating its directory
+// (0700, its parent must exist) and the file (0600) if missing, and
+// continues its chain.
 //
 // It refuses (EIO) a directory or file that is a symlink, owned by another
 // user, a directory writable by group or others, a file whose mode is not
-// exactly 0600 or that has other hard links; and (EUNAVAILABLE) a file
-// another Log holds (an exclusive flock, kept until Close).
+// exactly 0600 or that has other hard links; and (EUNAVAILABLE) a
+// directory another Log holds (an exclusive flock, kept until Close).
 //
-// It reads and verifies the whole file, streaming. A torn last line — no
-// newline at the end, or a last line that does not decode as a record,
-// what a crash in the middle of a write leaves — is cut off, and a record
-// with Op OpRecoveredTornTail, Result "ok" and Detail "dropped N bytes" is
-// appended and synced. Any other verification failure makes Open fail with
-// EIO wrapping the *VerifyError that names the first bad line: the chain
-// is not continued past a record that does not verify.
+// The log is a series of segment files (see WithSegmentSize): Open reads
+// and verifies the current file, streaming, and of the sealed segments
+// only the last record of the newest, which the current file's first
+// record must follow (without a sealed segment, it must start at seq 1
+// with the genesis Prev). If the current file is missing or empty (a crash
+// during a rotation leaves that), the chain continues from that record. A
+// torn last line — no newline at the end, or a last line that does not
+// decode as a record, what a crash in the middle of a write leaves — is
+// cut off, and a record with Op OpRecoveredTornTail, Result "ok" and
+// Detail "dropped N bytes" is appended and synced. Any other verification
+// failure makes Open fail with EIO wrapping the *VerifyError that names
+// the first bad line: the chain is not continued past a record that does
+// not verify.
 func Open(path string, opts ...Option) (*Log, error) {
 	cfg := config{clock: systemClock{}}
 	for _, o := range opts {
@@ -85,19 +117,48 @@ func Open(path string, opts ...Option) (*Log, error) {
 			o(&cfg)
 		}
 	}
-	f, size, err := openFile(path)
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	dir, base, err := splitPath(path)
 	if err != nil {
+		return nil, err
+	}
+	dfd, err := openLockedDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := listSealed(dfd, dir, base)
+	if err != nil {
+		closeFD(dfd)
+		return nil, err
+	}
+	// Where the current file's chain starts: after the newest sealed
+	// segment's last record, or at the genesis.
+	from := Checkpoint{Hash: Genesis}
+	if len(sealed) > 0 {
+		if from, err = sealedEnd(dfd, dir, sealed[len(sealed)-1]); err != nil {
+			closeFD(dfd)
+			return nil, err
+		}
+	}
+	f, size, err := openFile(dfd, path, base, false)
+	if err != nil {
+		closeFD(dfd)
 		return nil, err
 	}
 	abandon := func(err error) (*Log, error) {
 		// The error being returned is the one to report; the file was
 		// not written since it was opened or the failure is in err.
 		_ = f.Close()
+		closeFD(dfd)
 		return nil, err
 	}
 
 	w := newWalker(io.NewSectionReader(f, 0, size))
+	w.continueFrom(from.Seq, from.Hash)
 	var torn *badRecord
+	var dropped int64
 	for {
 		rec, bad, err := w.next()
 		if err != nil {
@@ -121,6 +182,7 @@ func Open(path string, opts ...Option) (*Log, error) {
 		if err := f.Sync(); err != nil {
 			return abandon(provider.Errorf(provider.EIO, "audit log %s: fsync: %w", path, err))
 		}
+		dropped, size = size-torn.start, torn.start
 	}
 
 	l := &Log{
@@ -131,19 +193,24 @@ func Open(path string, opts ...Option) (*Log, error) {
 		seq:      w.seq,
 		prev:     w.prev,
 		written:  Checkpoint{Seq: w.seq, Hash: w.prev},
+		dfd:      dfd,
+		dir:      dir,
+		base:     base,
+		segSize:  cfg.segmentSize(),
+		maxSegs:  cfg.maxSegments,
+		size:     size,
+		segFirst: w.first,
+		sealed:   sealed,
+		wrap:     cfg.wrap,
+		fault:    cfg.fault,
+		clock:    cfg.clock,
 	}
 	l.idle.L = &l.mu
 	if cfg.wrap != nil {
 		l.f = cfg.wrap(f)
 	}
 	if torn != nil {
-		rec := Record{
-			Time:   cfg.clock.Now(),
-			Caller: Caller{UID: int64(os.Geteuid()), GID: int64(os.Getegid()), PID: int64(os.Getpid())},
-			Op:     OpRecoveredTornTail,
-			Result: "ok",
-			Detail: "dropped " + strconv.FormatInt(size-torn.start, 10) + " bytes",
-		}
+		rec := l.ownRecord(OpRecoveredTornTail, "", "dropped "+strconv.FormatInt(dropped, 10)+" bytes")
 		_, err := l.Append(context.Background(), rec)
 		if err == nil {
 			err = l.Sync()
@@ -153,6 +220,19 @@ func Open(path string, opts ...Option) (*Log, error) {
 		}
 	}
 	return l, nil
+}
+
+// ownRecord is a record the Log writes itself, with the daemon's own
+// identity as caller and no app.
+func (l *Log) ownRecord(op, key, detail string) Record {
+	return Record{
+		Time:   l.clock.Now(),
+		Caller: Caller{UID: int64(os.Geteuid()), GID: int64(os.Getegid()), PID: int64(os.Getpid())},
+		Op:     op,
+		Key:    key,
+		Result: "ok",
+		Detail: detail,
+	}
 }
 
 // Append assigns r its Seq, Prev and Hash, writes it, and returns it as
@@ -223,25 +303,57 @@ func (l *Log) flush() {
 	buf, b := l.pending, l.cur
 	l.pending, l.cur = l.spare[:0], nil
 	l.spare = nil
+	first := l.written.Seq + 1 // the Seq of buf's first record
 	l.mu.Unlock()
 
-	err := l.write(buf)
+	// A batch that would pass the segment size goes to a new segment.
+	var err error
+	if l.size > 0 && l.size+int64(len(buf)) > l.segSize {
+		err = l.rotate()
+	}
+	if err == nil {
+		err = l.write(buf)
+	}
+	if err == nil {
+		l.size += int64(len(buf))
+		if l.segFirst == 0 {
+			l.segFirst = first
+		}
+	}
 
 	l.mu.Lock()
 	if cap(buf) <= maxSpare {
 		l.spare = buf[:0]
 	}
+	var plan *prunePlan
+	if err == nil {
+		l.written = b.last
+		l.scheduleSync()
+		if l.prune != nil && b.last.Seq >= l.prune.seq {
+			plan, l.prune = l.prune, nil
+		}
+	}
+	l.mu.Unlock()
+	var perr error
+	if plan != nil {
+		perr = l.removeSegments(plan)
+	}
+
+	l.mu.Lock()
+	if perr != nil {
+		// The batch is written; only later records are refused.
+		l.fail(perr)
+	}
 	if err != nil {
 		err = l.fail(err)
+	}
+	if l.failure != nil {
 		if c := l.cur; c != nil {
 			// Queued behind the failed write: never written.
-			c.err = err
+			c.err = l.failure
 			close(c.done)
 			l.cur, l.pending = nil, l.pending[:0]
 		}
-	} else {
-		l.written = b.last
-		l.scheduleSync()
 	}
 	more := l.cur != nil
 	if !more {
@@ -403,11 +515,17 @@ func (l *Log) Close() error {
 	defer l.syncMu.Unlock()
 	l.fileClosed = true
 	var errs []error
-	if err := l.f.Sync(); err != nil {
-		errs = append(errs, provider.Errorf(provider.EIO, "audit log %s: fsync: %w", l.path, err))
+	if l.f != nil {
+		if err := l.f.Sync(); err != nil {
+			errs = append(errs, provider.Errorf(provider.EIO, "audit log %s: fsync: %w", l.path, err))
+		}
+		if err := l.f.Close(); err != nil {
+			errs = append(errs, provider.Errorf(provider.EIO, "audit log %s: close: %w", l.path, err))
+		}
 	}
-	if err := l.f.Close(); err != nil {
-		errs = append(errs, provider.Errorf(provider.EIO, "audit log %s: close: %w", l.path, err))
+	// Closing the directory releases the lock.
+	if err := unix.Close(l.dfd); err != nil {
+		errs = append(errs, provider.Errorf(provider.EIO, "audit directory %s: close: %w", l.dir, err))
 	}
 	return errors.Join(errs...)
 }

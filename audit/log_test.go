@@ -56,7 +56,7 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("VerifyFile: %v", err)
 	}
-	if last := want[len(want)-1]; res != (audit.VerifyResult{Records: 12, LastSeq: 12, LastHash: last.Hash}) {
+	if last := want[len(want)-1]; res != (audit.VerifyResult{Records: 12, LastSeq: 12, LastHash: last.Hash, FirstSeq: 1}) {
 		t.Fatalf("VerifyFile = %+v, want 12 records ending at %d %s", res, last.Seq, last.Hash)
 	}
 

@@ -1,6 +1,10 @@
 package audit
 
-import "time"
+import (
+	"time"
+
+	"github.com/nexus-os/keystored/core/provider"
+)
 
 // SyncMode says when a Log fsyncs its file. The zero value is the default,
 // SyncInterval(DefaultSyncInterval).
@@ -54,9 +58,49 @@ type Clock interface {
 type Option func(*config)
 
 type config struct {
-	sync  SyncMode
-	clock Clock
-	wrap  func(file) file // tests: wraps the opened file
+	sync        SyncMode
+	clock       Clock
+	segSize     int64                   // 0: DefaultSegmentSize
+	maxSegments int                     // 0: keep every segment
+	wrap        func(file) file         // tests: wraps the opened file
+	fault       func(step string) error // tests: fails a rotation at a step
+}
+
+// check refuses (EINVAL) a segment size or count out of bounds.
+func (c *config) check() error {
+	if c.segSize != 0 && (c.segSize < MinSegmentSize || c.segSize > MaxSegmentSize) {
+		return provider.Errorf(provider.EINVAL, "audit segment size %d is out of range (%d to %d bytes)", c.segSize, MinSegmentSize, int64(MaxSegmentSize))
+	}
+	if c.maxSegments != 0 && (c.maxSegments < MinMaxSegments || c.maxSegments > MaxMaxSegments) {
+		return provider.Errorf(provider.EINVAL, "audit max segments %d is out of range (%d to %d)", c.maxSegments, MinMaxSegments, MaxMaxSegments)
+	}
+	return nil
+}
+
+func (c *config) segmentSize() int64 {
+	if c.segSize == 0 {
+		return DefaultSegmentSize
+	}
+	return c.segSize
+}
+
+// WithSegmentSize sets the size at which the current file is sealed and a
+// new one started: a batch of records that would make the current file
+// larger than n bytes goes to a new file instead (a single batch larger
+// than n makes a segment of its own). 0 means DefaultSegmentSize (64 MiB);
+// otherwise MinSegmentSize (4 KiB) to MaxSegmentSize (1 TiB).
+func WithSegmentSize(n int64) Option {
+	return func(c *config) { c.segSize = n }
+}
+
+// WithMaxSegments keeps at most n segment files, the current one
+// included: when a rotation makes more, the oldest sealed segments are
+// removed, each after an OpSegmentPruned record naming it and its last
+// record is durable, so that the verifier can tell a removal by the
+// daemon from a deletion. 0 (the default) keeps every segment; otherwise
+// MinMaxSegments (2) to MaxMaxSegments.
+func WithMaxSegments(n int) Option {
+	return func(c *config) { c.maxSegments = n }
 }
 
 // WithSync sets when the log fsyncs (default SyncInterval(100ms)).

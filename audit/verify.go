@@ -22,6 +22,13 @@ type VerifyResult struct {
 	Records  int
 	LastSeq  uint64
 	LastHash string
+	// FirstSeq is the Seq of the first record verified (1 unless the
+	// segments before it were removed); 0 for an empty log.
+	FirstSeq uint64
+	// Segments is the number of segment files VerifyLog or WalkLog read
+	// (the sealed segments and the current file); 0 for Verify, Walk and
+	// VerifyFile, which read one stream.
+	Segments int
 }
 
 // Checkpoint returns the result's last record as a Checkpoint.
@@ -32,7 +39,10 @@ func (r VerifyResult) Checkpoint() Checkpoint {
 // VerifyError reports the first record of a log that fails verification.
 // It unwraps to EIO (corrupted state).
 type VerifyError struct {
-	// Line is the 1-based line number of the bad record.
+	// File is the segment file holding the bad record, when the log was
+	// read by VerifyLog or WalkLog; empty for a single stream.
+	File string
+	// Line is the 1-based line number of the bad record (in File).
 	Line int
 	// Seq is the sequence number the record at that line should carry
 	// (one more than the last good record's).
@@ -41,9 +51,14 @@ type VerifyError struct {
 	Reason string
 }
 
-// Error returns "audit: record at line N (seq S): reason".
+// Error returns "audit: record at line N (seq S): reason", with
+// " of FILE" after the line number when File is set.
 func (e *VerifyError) Error() string {
-	return "audit: record at line " + strconv.Itoa(e.Line) + " (seq " +
+	of := ""
+	if e.File != "" {
+		of = " of " + e.File
+	}
+	return "audit: record at line " + strconv.Itoa(e.Line) + of + " (seq " +
 		strconv.FormatUint(e.Seq, 10) + "): " + e.Reason
 }
 
@@ -127,54 +142,89 @@ func VerifyFile(path string, checkpoints ...Checkpoint) (VerifyResult, error) {
 // record that verified, in order. It stops at the first bad record or the
 // first error from fn, which it returns as is.
 func Walk(r io.Reader, fn func(Record) error, checkpoints ...Checkpoint) (VerifyResult, error) {
-	cps := make(map[uint64]string, len(checkpoints))
-	for _, c := range checkpoints {
+	cps, err := checkpointSet(checkpoints)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	w := newWalker(r)
+	if err := w.walk(cps, fn); err != nil {
+		return w.result(), err
+	}
+	res := w.result()
+	if err := cps.pastEnd(res.LastSeq, w.line+1); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// checkpoints maps the Seq of each checkpoint to its Hash.
+type checkpoints map[uint64]string
+
+// checkpointSet checks the checkpoints given to a verification (EINVAL
+// for a malformed one, or two hashes for one seq).
+func checkpointSet(list []Checkpoint) (checkpoints, error) {
+	cps := make(checkpoints, len(list))
+	for _, c := range list {
 		if err := c.check(); err != nil {
-			return VerifyResult{}, err
+			return nil, err
 		}
 		if h, ok := cps[c.Seq]; ok && h != c.Hash {
-			return VerifyResult{}, provider.Errorf(provider.EINVAL, "audit checkpoints: two hashes for seq %d", c.Seq)
+			return nil, provider.Errorf(provider.EINVAL, "audit checkpoints: two hashes for seq %d", c.Seq)
 		}
 		cps[c.Seq] = c.Hash
 	}
-	w := newWalker(r)
+	return cps, nil
+}
+
+// pastEnd reports the smallest checkpoint past the log's last seq: the
+// log lost its tail. line is the line number to report.
+func (cps checkpoints) pastEnd(last uint64, line int) error {
+	var missing uint64
+	for seq := range cps {
+		if seq > last && (missing == 0 || seq < missing) {
+			missing = seq
+		}
+	}
+	if missing == 0 {
+		return nil
+	}
+	return &VerifyError{Line: line, Seq: last + 1,
+		Reason: "log ends at seq " + strconv.FormatUint(last, 10) +
+			" but checkpoint " + strconv.FormatUint(missing, 10) +
+			" is later: records were removed from the end"}
+}
+
+// walk reads the rest of w's input, checking each record against cps and
+// passing it to fn (if not nil). It returns the first bad record's
+// *VerifyError, a read error, or fn's error.
+func (w *walker) walk(cps checkpoints, fn func(Record) error) error {
 	for {
-		before := w.result()
 		rec, bad, err := w.next()
 		if err != nil {
-			return w.result(), err
+			return err
 		}
 		if bad != nil {
-			return w.result(), bad.err
+			return bad.err
 		}
 		if rec == nil {
-			break
+			return nil
 		}
 		if h, ok := cps[rec.Seq]; ok && subtle.ConstantTimeCompare([]byte(h), []byte(rec.Hash)) != 1 {
-			return before, &VerifyError{Line: w.line, Seq: rec.Seq,
+			// The record verified but is not the one noted: report the
+			// chain as it stood before it.
+			w.seq, w.prev, w.count = rec.Seq-1, rec.Prev, w.count-1
+			if w.count == 0 {
+				w.first = 0
+			}
+			return &VerifyError{Line: w.line, Seq: rec.Seq,
 				Reason: "hash differs from checkpoint " + Checkpoint{rec.Seq, h}.String()}
 		}
 		if fn != nil {
 			if err := fn(*rec); err != nil {
-				return w.result(), err
+				return err
 			}
 		}
 	}
-	res := w.result()
-	// The smallest checkpoint past the end says the log lost its tail.
-	var missing uint64
-	for seq := range cps {
-		if seq > res.LastSeq && (missing == 0 || seq < missing) {
-			missing = seq
-		}
-	}
-	if missing != 0 {
-		return res, &VerifyError{Line: w.line + 1, Seq: res.LastSeq + 1,
-			Reason: "log ends at seq " + strconv.FormatUint(res.LastSeq, 10) +
-				" but checkpoint " + strconv.FormatUint(missing, 10) +
-				" is later: records were removed from the end"}
-	}
-	return res, nil
 }
 
 // walker reads a log line by line and checks the chain.
@@ -189,6 +239,12 @@ type walker struct {
 	seq   uint64 // last good record's Seq
 	prev  string // last good record's Hash (Genesis before the first)
 	count int
+	first uint64 // the first good record's Seq; 0 before it
+
+	// anyStart accepts whatever Seq and Prev the first record has (a log
+	// whose earlier segments are elsewhere); a record with Seq 1 must
+	// still have the genesis Prev.
+	anyStart bool
 }
 
 // badRecord is a failed check. tail reports that the bad line is the last
@@ -205,8 +261,14 @@ func newWalker(r io.Reader) *walker {
 	return &walker{br: bufio.NewReaderSize(r, 64<<10), x: newHasher(), prev: Genesis}
 }
 
+// continueFrom makes the walker expect its first record to follow the
+// record (seq, prev) of an earlier segment.
+func (w *walker) continueFrom(seq uint64, prev string) {
+	w.seq, w.prev = seq, prev
+}
+
 func (w *walker) result() VerifyResult {
-	return VerifyResult{Records: w.count, LastSeq: w.seq, LastHash: w.prev}
+	return VerifyResult{Records: w.count, LastSeq: w.seq, LastHash: w.prev, FirstSeq: w.first}
 }
 
 // next returns the next good record, or nil at the end of the log; a
@@ -244,12 +306,18 @@ func (w *walker) next() (*Record, *badRecord, error) {
 	if reason != "" {
 		return bad("malformed record: "+reason, last)
 	}
+	if w.anyStart && w.count == 0 && (rec.Seq > 1 || rec.Prev == Genesis) {
+		w.seq, w.prev = rec.Seq-1, rec.Prev
+	}
 	if rec.Seq != w.seq+1 {
 		return bad("seq is "+strconv.FormatUint(rec.Seq, 10)+", want "+strconv.FormatUint(w.seq+1, 10), false)
 	}
 	if subtle.ConstantTimeCompare([]byte(rec.Prev), []byte(w.prev)) != 1 {
-		if w.count == 0 {
+		switch {
+		case w.count == 0 && w.prev == Genesis:
 			return bad("prev is not the genesis value", false)
+		case w.count == 0:
+			return bad("prev is not the hash of the previous segment's last record", false)
 		}
 		return bad("prev does not match the previous record's hash", false)
 	}
@@ -262,6 +330,9 @@ func (w *walker) next() (*Record, *badRecord, error) {
 		return bad("hash does not match the record", false)
 	}
 	w.seq, w.prev = rec.Seq, rec.Hash
+	if w.count == 0 {
+		w.first = rec.Seq
+	}
 	w.count++
 	w.good = w.off
 	return &rec, nil, nil

@@ -22,6 +22,7 @@ var (
 	ErrNotSupported = provider.ErrNotSupported // ENOTSUP: algorithm or operation not supported
 	ErrIO           = provider.ErrIO           // EIO: storage failure or corrupted state in the daemon
 	ErrUnavailable  = provider.ErrUnavailable  // EUNAVAILABLE: the daemon or its provider cannot be reached; retry later
+	ErrQuota        = provider.ErrQuota        // EDQUOT: the app's quota (keys, versions per key, Store values or bytes) is used up
 )
 
 // ErrVersionMismatch is returned (wrapped, with ErrInvalid) by a Signer's

@@ -32,6 +32,7 @@ var sentinels = []struct {
 	{provider.ENOTSUP, client.ErrNotSupported, syscall.ENOTSUP},
 	{provider.EIO, client.ErrIO, syscall.EIO},
 	{provider.EUNAVAILABLE, client.ErrUnavailable, 0},
+	{provider.EDQUOT, client.ErrQuota, syscall.EDQUOT},
 }
 
 func TestSentinelTableCoversEveryCode(t *testing.T) {

@@ -289,7 +289,8 @@ func TestPlantedLinksAreRefused(t *testing.T) {
 // fails with EKEYREVOKED; before that an operation either succeeds or
 // already sees the revocation.
 func TestConcurrentRevoke(t *testing.T) {
-	e := newEnv(t)
+	// Up to 64×30/5 rotations per key: above the default versions quota.
+	e := newEnv(t, withQuotas(core.Quotas{Default: core.Quota{VersionsPerKey: 1000}}))
 	sid := e.create(t, appA, "app-a/s/r", provider.Ed25519)
 	did := e.create(t, appA, "app-a/d/r", provider.XChaCha20Poly1305)
 	var revoked atomic.Bool

@@ -27,6 +27,9 @@ type Config struct {
 	// CacheSize bounds how many keys are kept in memory (default
 	// DefaultCacheSize).
 	CacheSize int
+	// Quotas bound what each app may hold (zero: the defaults, see
+	// DefaultQuota).
+	Quotas Quotas
 }
 
 // DefaultCacheSize is the default number of keys kept in memory.
@@ -45,6 +48,8 @@ type Keystore struct {
 	insecure  bool
 	checkSigs bool
 	cacheSize int
+	quotas    Quotas
+	keyCount  keyCounts // per-app key counts for the keys quota
 
 	// keys maps each key in memory to its entry; mu guards the map (not
 	// the entries, which have their own locks).
@@ -71,8 +76,11 @@ func Open(ctx context.Context, o Config) (*Keystore, error) {
 	if o.Storage == nil || o.Provider == nil || o.Clock == nil || o.Audit == nil {
 		return nil, provider.Errorf(provider.EINVAL, "core.Open needs Storage, Provider, Clock and Audit")
 	}
+	if err := o.Quotas.Check(); err != nil {
+		return nil, err
+	}
 	k := &Keystore{st: o.Storage, p: o.Provider, clock: o.Clock, audit: o.Audit, reg: o.Algorithms,
-		checkSigs: o.CheckSignatures, cacheSize: o.CacheSize, keys: map[string]*entry{}}
+		checkSigs: o.CheckSignatures, cacheSize: o.CacheSize, quotas: o.Quotas, keys: map[string]*entry{}}
 	if k.reg == nil {
 		k.reg = alg.Default()
 	}

@@ -50,6 +50,11 @@ func (k *Keystore) create(ctx context.Context, c Caller, id KeyID, o CreateOptio
 	if err := k.ready(ctx); err != nil {
 		return Metadata{}, err
 	}
+	settle, err := k.reserveKey(id.App()) // quota.go
+	if err != nil {
+		return Metadata{}, err
+	}
+	defer settle(e)
 	now := k.clock.Now().UTC()
 	vr := newVersionRT(id, 1, spec, k.info.Name, 0)
 	pub, err := k.generate(ctx, vr)
@@ -205,6 +210,9 @@ func (k *Keystore) Rotate(ctx context.Context, c Caller, id KeyID) (Metadata, er
 func (k *Keystore) rotateLocked(ctx context.Context, rec *record, now time.Time) (*record, error) {
 	if rec.meta.Current == provider.MaxVersion {
 		return nil, provider.Errorf(provider.EINVAL, "key has reached the last version number")
+	}
+	if err := k.checkVersionQuota(rec); err != nil { // quota.go
+		return nil, err
 	}
 	v := rec.meta.Current + 1
 	vr := newVersionRT(rec.meta.ID, v, rec.spec, k.info.Name, 0)

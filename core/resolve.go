@@ -68,7 +68,7 @@ func (k *Keystore) resolve(ctx context.Context, c Caller, op Op, id KeyID, use U
 		}
 		if p.rotate && attempt == 0 && rotationDue(m, k.clock.Now()) {
 			did, err := k.autoRotate(ctx, id, *ev)
-			if err != nil {
+			if err = overdueOnQuota(ev, err); err != nil { // quota.go
 				return target{}, err
 			}
 			if did {

@@ -106,6 +106,7 @@ type envOpts struct {
 	anchors  *Anchors
 	limits   Limits
 	storage  core.Storage // nil: a fresh Memory
+	quotas   core.Quotas
 }
 
 type env struct {
@@ -189,7 +190,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 		id = aliceIdentity(t)
 	}
 	srv, err := New(context.Background(), Config{Storage: e.st, Provider: p, Clock: e.clock, Audit: e.audit,
-		Identity: id, Anchors: o.anchors, Limits: o.limits})
+		Identity: id, Anchors: o.anchors, Limits: o.limits, Quotas: o.quotas})
 	if err != nil {
 		t.Fatal(err)
 	}

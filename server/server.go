@@ -42,6 +42,9 @@ type Config struct {
 	// CheckSignatures makes the core verify every signature a provider
 	// returns before releasing it (for out-of-process providers).
 	CheckSignatures bool
+	// Quotas bound each app's keys, versions per key and Store values
+	// and bytes (zero: core.DefaultQuota for every app).
+	Quotas core.Quotas
 }
 
 // Limits bound what one client can hold. Zero fields take the defaults.
@@ -175,6 +178,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Clock:           cfg.Clock,
 		Audit:           &coreSink{log: cfg.Audit, clock: cfg.Clock},
 		CheckSignatures: cfg.CheckSignatures,
+		Quotas:          cfg.Quotas,
 	})
 	if err != nil {
 		return nil, err
@@ -185,8 +189,24 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if s.metrics, err = newMetrics(s.creds.open, s.inflight.inUse); err != nil {
 		return nil, provider.Errorf(provider.EIO, "registering metrics: %w", err)
 	}
-	s.store = &valueStore{st: cfg.Storage}
+	s.store = &valueStore{st: cfg.Storage, quota: ks.Quota}
 	return s, nil
+}
+
+// Usage returns what app holds against its quota: its keys (from the
+// core) and its Store values and bytes. The caller must be the app or an
+// operator (EPERM).
+func (s *Server) Usage(ctx context.Context, c core.Caller, app string) (core.Usage, error) {
+	u, err := s.ks.Usage(ctx, c, app)
+	if err != nil {
+		return core.Usage{}, err
+	}
+	su, err := s.store.usageOf(app)
+	if err != nil {
+		return core.Usage{}, err
+	}
+	u.StoreValues, u.StoreBytes = su.values, su.bytes
+	return u, nil
 }
 
 // Keystore returns the core keystore the server serves.

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
-	"slices"
 	"sort"
 	"sync"
 
@@ -19,8 +18,6 @@ import (
 const (
 	// MaxValueSize is the largest value Put accepts.
 	MaxValueSize = 64 << 10
-	// MaxValuesPerApp is the most values one app may hold.
-	MaxValuesPerApp = 1024
 	// DefaultValuePageSize and MaxValuePageSize bound a List page.
 	DefaultValuePageSize = 100
 	MaxValuePageSize     = 1000
@@ -71,9 +68,22 @@ func decodeValue(path string, data []byte) ([]byte, error) {
 // valueStore keeps the Store service's values. Every path is built from
 // the caller's app (a checked segment) and a checked name segment: no
 // request can name another app's value.
+//
+// Each app's values are held to its quota (core.Quota StoreValues and
+// StoreBytes): the app's usage is counted in storage on its first Put or
+// Delete, then kept in memory.
 type valueStore struct {
-	st core.Storage
-	mu sync.Mutex // orders Put and Delete (the per-app count)
+	st    core.Storage
+	quota func(app string) core.Quota
+	mu    sync.Mutex             // orders Put and Delete (the per-app usage)
+	usage map[string]*storeUsage // guarded by mu; an app is absent until counted
+}
+
+// storeUsage is what one app holds in the Store: values and the sum of
+// their lengths.
+type storeUsage struct {
+	values int
+	bytes  int64
 }
 
 func valueDir(app string) string { return storeRoot + "/" + app }
@@ -99,23 +109,90 @@ func (v *valueStore) names(app string) ([]string, error) {
 }
 
 // put writes a value; commit is called after every check, right before
-// the file changes (the audit record is written there, ahead).
+// the file changes (the audit record is written there, ahead). Over the
+// app's quota of values or bytes (an overwrite counts the difference) it
+// fails with EDQUOT.
 func (v *valueStore) put(app, name string, value []byte, commit func() error) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	names, err := v.names(app)
+	u, err := v.usageLocked(app)
 	if err != nil {
 		return err
 	}
-	_, exists := slices.BinarySearch(names, name)
-	if !exists && len(names) >= MaxValuesPerApp {
-		return provider.Errorf(provider.EMSGSIZE, "app %s already holds %d values; delete one first", app, MaxValuesPerApp)
+	old, exists := v.valueSize(valuePath(app, name))
+	q := v.quota(app)
+	if !exists && u.values >= q.StoreValues {
+		return provider.Errorf(provider.EDQUOT, "app %s holds %d values, its quota; delete one first", app, q.StoreValues)
+	}
+	if after := u.bytes - old + int64(len(value)); after > q.StoreBytes {
+		return provider.Errorf(provider.EDQUOT, "app %s would hold %d bytes of values, over its quota of %d; delete or shorten values first", app, after, q.StoreBytes)
 	}
 	if err := commit(); err != nil {
 		return err
 	}
 	path := valuePath(app, name)
-	return v.st.WriteFile(path, encodeValue(path, value))
+	if err := v.st.WriteFile(path, encodeValue(path, value)); err != nil {
+		// The file may hold the old or the new value: count again.
+		delete(v.usage, app)
+		return err
+	}
+	if !exists {
+		u.values++
+	}
+	u.bytes = max(u.bytes+int64(len(value))-old, 0)
+	return nil
+}
+
+// usageLocked returns app's usage, counting it in storage the first time.
+// Called with v.mu held.
+func (v *valueStore) usageLocked(app string) (*storeUsage, error) {
+	if u := v.usage[app]; u != nil {
+		return u, nil
+	}
+	names, err := v.names(app)
+	if err != nil {
+		return nil, err
+	}
+	u := &storeUsage{}
+	for _, name := range names {
+		if n, exists := v.valueSize(valuePath(app, name)); exists {
+			u.values++
+			u.bytes += n
+		}
+	}
+	if v.usage == nil {
+		v.usage = map[string]*storeUsage{}
+	}
+	v.usage[app] = u
+	return u, nil
+}
+
+// valueSize returns the length of the value stored at path, and whether
+// there is one. A damaged file counts with the length it claims (its
+// bytes past the header), and one that cannot be read at all (a planted
+// link, an I/O error) as a value of MaxValueSize: either takes that space
+// until it is replaced or deleted, and neither stops the app's other
+// values from working.
+func (v *valueStore) valueSize(path string) (int64, bool) {
+	data, err := v.st.ReadFile(path)
+	switch {
+	case errors.Is(err, provider.ErrNotFound):
+		return 0, false
+	case err != nil:
+		return MaxValueSize, true
+	}
+	return int64(max(len(data)-valueHeaderLen, 0)), true
+}
+
+// usageOf returns app's Store usage (counted in storage the first time).
+func (v *valueStore) usageOf(app string) (storeUsage, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	u, err := v.usageLocked(app)
+	if err != nil {
+		return storeUsage{}, err
+	}
+	return *u, nil
 }
 
 func (v *valueStore) get(app, name string) ([]byte, error) {
@@ -135,13 +212,24 @@ func (v *valueStore) get(app, name string) ([]byte, error) {
 func (v *valueStore) remove(app, name string, commit func() error) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if _, err := v.get(app, name); err != nil && codeOf(err) == provider.ENOENT {
+	u, err := v.usageLocked(app)
+	if err != nil {
 		return err
+	}
+	old, exists := v.valueSize(valuePath(app, name))
+	if !exists {
+		return provider.Errorf(provider.ENOENT, "value %s not found", name)
 	}
 	if err := commit(); err != nil {
 		return err
 	}
-	return v.st.Remove(valuePath(app, name))
+	if err := v.st.Remove(valuePath(app, name)); err != nil {
+		delete(v.usage, app) // count again: the file may be gone
+		return err
+	}
+	u.values--
+	u.bytes = max(u.bytes-old, 0)
+	return nil
 }
 
 // storeService implements keystorev1.StoreServer: small values scoped by

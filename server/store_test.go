@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
+	"github.com/nexus-os/keystored/core"
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/core/storage"
 )
@@ -142,13 +143,16 @@ func TestStoreCorruptionIsEIO(t *testing.T) {
 
 func TestStoreQuota(t *testing.T) {
 	e := newEnv(t, envOpts{})
-	for i := range MaxValuesPerApp {
+	for i := range core.DefaultQuotaStoreValues {
 		if err := e.srv.store.put("alice", fmt.Sprintf("v%04d", i), []byte("x"), func() error { return nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
 	_, err := e.store.Put(bg, &keystorev1.PutValueRequest{Name: "one-more", Value: []byte("x")})
-	wantCode(t, "Put over the quota", err, provider.EMSGSIZE)
+	wantCode(t, "Put over the quota", err, provider.EDQUOT)
+	if r := e.audit.last(t); r.Op != "store.put" || r.Result != "EDQUOT" || r.Key != "one-more" {
+		t.Fatalf("refusal audited as %+v", r)
+	}
 	_, err = e.store.Put(bg, &keystorev1.PutValueRequest{Name: "v0000", Value: []byte("replaced")})
 	mustOK(t, "overwrite at the quota", err)
 	_, err = e.store.Delete(bg, &keystorev1.DeleteValueRequest{Name: "v0001"})
@@ -159,5 +163,76 @@ func TestStoreQuota(t *testing.T) {
 	mustOK(t, "List", err)
 	if len(l.GetNames()) != MaxValuePageSize || l.GetNextPageToken() != l.GetNames()[MaxValuePageSize-1] {
 		t.Fatalf("List: %d names, token %q", len(l.GetNames()), l.GetNextPageToken())
+	}
+}
+
+// The Store's bytes quota: the sum of an app's value lengths. An overwrite
+// counts the difference; a delete gives the space back; the usage counted
+// by a new server over the same storage is the same; another app has its
+// own quota.
+func TestStoreBytesQuota(t *testing.T) {
+	const quota = 3 * MaxValueSize
+	mem := storage.NewMemory()
+	q := core.Quotas{Default: core.Quota{StoreBytes: quota}}
+	e := newEnv(t, envOpts{storage: mem, quotas: q})
+	big := bytes.Repeat([]byte{7}, MaxValueSize)
+	for _, n := range []string{"a", "b"} {
+		_, err := e.store.Put(bg, &keystorev1.PutValueRequest{Name: n, Value: big})
+		mustOK(t, "Put "+n, err)
+	}
+	_, err := e.store.Put(bg, &keystorev1.PutValueRequest{Name: "c", Value: big[:MaxValueSize-10]})
+	mustOK(t, "Put c", err)
+	_, err = e.store.Put(bg, &keystorev1.PutValueRequest{Name: "d", Value: big[:11]})
+	wantCode(t, "Put 11 bytes with 10 left", err, provider.EDQUOT)
+	_, err = e.store.Put(bg, &keystorev1.PutValueRequest{Name: "d", Value: big[:10]})
+	mustOK(t, "Put the last 10 bytes", err)
+	_, err = e.store.Put(bg, &keystorev1.PutValueRequest{Name: "c", Value: big[:MaxValueSize-9]})
+	wantCode(t, "grow c by one byte at the quota", err, provider.EDQUOT)
+	_, err = e.store.Put(bg, &keystorev1.PutValueRequest{Name: "c", Value: big[:100]})
+	mustOK(t, "shrink c", err)
+	u, err := e.srv.Usage(bg, core.Caller{App: "alice"}, "alice")
+	if want := int64(2*MaxValueSize + 100 + 10); err != nil || u.StoreValues != 4 || u.StoreBytes != want || u.Quota.StoreBytes != quota {
+		t.Fatalf("Usage = %+v, %v; want 4 values, %d bytes", u, err, want)
+	}
+	_, err = e.store.Delete(bg, &keystorev1.DeleteValueRequest{Name: "a"})
+	mustOK(t, "Delete a", err)
+
+	// A new server counts what is in storage.
+	e2 := newEnv(t, envOpts{storage: mem, quotas: q})
+	u2, err := e2.srv.Usage(bg, core.Caller{App: "ops", Operator: true}, "alice")
+	if want := int64(MaxValueSize + 100 + 10); err != nil || u2.StoreValues != 3 || u2.StoreBytes != want {
+		t.Fatalf("Usage after a restart = %+v, %v; want 3 values, %d bytes", u2, err, want)
+	}
+	_, err = e2.store.Put(bg, &keystorev1.PutValueRequest{Name: "e", Value: big})
+	mustOK(t, "Put into the space a delete freed", err)
+	_, err = e2.store.Put(bg, &keystorev1.PutValueRequest{Name: "f", Value: big[:MaxValueSize-100]})
+	wantCode(t, "Put over the quota after a restart", err, provider.EDQUOT)
+	if err := e2.srv.store.put("bob", "x", big, func() error { return nil }); err != nil {
+		t.Fatalf("another app's Put: %v", err)
+	}
+	if _, err := e2.srv.Usage(bg, core.Caller{App: "alice"}, "bob"); codeOf(err) != provider.EPERM {
+		t.Fatalf("Usage of another app: %v, want EPERM", err)
+	}
+}
+
+// The keys and versions quotas reach a client as EDQUOT, each refusal
+// audited with that result.
+func TestKeysQuotaOverRPC(t *testing.T) {
+	e := newEnv(t, envOpts{quotas: core.Quotas{Default: core.Quota{Keys: 2, VersionsPerKey: 2}}})
+	for _, k := range []string{"sig/a", "sig/b"} {
+		_, err := e.keys.Create(bg, &keystorev1.CreateKeyRequest{Key: k, Algorithm: "ed25519"})
+		mustOK(t, "Create "+k, err)
+	}
+	_, err := e.keys.Create(bg, &keystorev1.CreateKeyRequest{Key: "sig/c", Algorithm: "ed25519"})
+	wantCode(t, "Create over the keys quota", err, provider.EDQUOT)
+	if r := e.audit.last(t); r.Op != "keys.create" || r.Result != "EDQUOT" || r.Key != "alice/sig/c" {
+		t.Fatalf("refusal audited as %+v", r)
+	}
+	_, err = e.keys.Rotate(bg, &keystorev1.RotateKeyRequest{Key: "sig/a"})
+	mustOK(t, "Rotate to v2", err)
+	_, err = e.keys.Rotate(bg, &keystorev1.RotateKeyRequest{Key: "sig/a"})
+	wantCode(t, "Rotate over the versions quota", err, provider.EDQUOT)
+	if r := e.audit.last(t); r.Op != "keys.rotate" || r.Result != "EDQUOT" {
+		t.Fatalf("refusal audited as %+v", r)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -89,4 +90,82 @@ func TestAuditVerify(t *testing.T) {
 	if !strings.Contains(r.stderr, "(ENOENT)\nhint: no audit log at") {
 		t.Errorf("missing log: stderr %q", r.stderr)
 	}
+}
+
+// audit verify walks every segment: a tampered or missing middle segment
+// fails with the file named; segments moved away need --start.
+func TestAuditVerifySegments(t *testing.T) {
+	state := t.TempDir()
+	path := auditFile(state)
+	l, err := audit.Open(path, audit.WithSegmentSize(audit.MinSegmentSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if _, err := l.Append(context.Background(), audit.Record{Time: time.Date(2026, 1, 1, 0, 0, i, 0, time.UTC),
+			Caller: audit.Caller{UID: 1000, App: "web"}, Op: "keys.sign", Key: "web/p/k", Result: "ok"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m := decode(t, ok(t, "", nil, "--json", "audit", "verify", "--state", state))
+	segs, _ := m["segments"].(float64)
+	if m["ok"] != true || m["records"] != 100.0 || m["first_seq"] != 1.0 || m["last_seq"] != 100.0 || segs < 4 {
+		t.Fatalf("audit verify --json = %v", m)
+	}
+	if r := ok(t, "", nil, "audit", "verify", "--state", state); !strings.Contains(string(r.stdout), "ok, 100 records in ") {
+		t.Fatalf("audit verify: %s", r.stdout)
+	}
+	dir := filepath.Dir(path)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sealed []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "audit-") {
+			sealed = append(sealed, filepath.Join(dir, e.Name()))
+		}
+	}
+	mid := sealed[1]
+	data, err := os.ReadFile(mid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(data), `"web/p/k"`, `"web/p/j"`, 1)
+	if err := os.WriteFile(mid, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	em := decode(t, fails(t, "", nil, 74, "--json", "audit", "verify", "--state", state))
+	if e := em["error"].(map[string]any); e["file"] != mid || e["line"] != 1.0 {
+		t.Fatalf("tampered middle segment --json = %v", em)
+	}
+	if err := os.Rename(mid, mid+".gone"); err != nil {
+		t.Fatal(err)
+	}
+	r := fails(t, "", nil, 74, "audit", "verify", "--state", state)
+	if !strings.Contains(r.stderr, "are missing") || !strings.Contains(r.stderr, sealed[2]) {
+		t.Fatalf("missing middle segment: %s", r.stderr)
+	}
+	// The first two segments archived elsewhere: --start accepts the log
+	// only from where they ended.
+	if err := os.WriteFile(mid, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(t.TempDir(), "audit")
+	if err := os.Mkdir(archive, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range sealed[:2] {
+		if err := os.Rename(p, filepath.Join(archive, filepath.Base(p))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fails(t, "", nil, 74, "audit", "verify", "--state", state)
+	am := decode(t, ok(t, "", nil, "--json", "audit", "verify", "--state", filepath.Dir(archive)))
+	start := strconv.FormatFloat(am["last_seq"].(float64), 'f', 0, 64) + ":" + am["last_hash"].(string)
+	ok(t, "", nil, "audit", "verify", "--state", state, "--start", start)
+	fails(t, "", nil, 2, "audit", "verify", "--state", state, "--start", "nonsense")
 }

@@ -97,6 +97,8 @@ func hintFor(err error) string {
 		return "keystored hit a storage error; see its log"
 	case provider.EUNAVAILABLE:
 		return "keystored or its provider is unavailable; retry, or check the daemon's log"
+	case provider.EDQUOT:
+		return "your app's quota is used up (keys, versions per key, Store values or bytes); delete Store values you no longer need, or ask the operator to raise [quotas] (docs/operations.md)"
 	}
 	return ""
 }

@@ -20,6 +20,7 @@ var exitCodes = map[provider.Code]int{
 	provider.EALREADY:     114,
 	provider.EKEYREVOKED:  128,
 	provider.EUNAVAILABLE: 69,
+	provider.EDQUOT:       122,
 }
 
 func TestExitCodeEveryCode(t *testing.T) {
@@ -63,6 +64,7 @@ func TestHints(t *testing.T) {
 		{provider.EKEYREVOKED, "hint: the key is revoked; create a new key"},
 		{provider.EPERM, "hint: this key belongs to another app, or you are not allowed"},
 		{provider.EMSGSIZE, "hint: sign accepts a message of at most 65536 bytes (64 KiB)"},
+		{provider.EDQUOT, "hint: your app's quota is used up"},
 	}
 	for _, tt := range tests {
 		srv.SetFault(func(string) error { return provider.Errorf(tt.code, "x") })

@@ -19,6 +19,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/nexus-os/keystored/audit"
+	"github.com/nexus-os/keystored/core"
 	"github.com/nexus-os/keystored/server"
 )
 
@@ -43,11 +44,18 @@ type fileConfig struct {
 	MetricsAddr string       `toml:"metrics_addr"`
 	Audit       auditConfig  `toml:"audit"`
 	Limits      limitsConfig `toml:"limits"`
+	Quotas      quotasConfig `toml:"quotas"`
 }
 
 type auditConfig struct {
 	// Sync is "every-record" or a duration such as "100ms" (the default).
 	Sync string `toml:"sync"`
+	// SegmentSize is the size in bytes at which the current audit file is
+	// sealed and a new one started (default 64 MiB).
+	SegmentSize *int64 `toml:"segment_size"`
+	// MaxSegments keeps at most that many audit files, removing the
+	// oldest (default 0: keep all).
+	MaxSegments *int64 `toml:"max_segments"`
 }
 
 type limitsConfig struct {
@@ -75,8 +83,11 @@ type settings struct {
 	anchorsDir      string
 	metricsAddr     string
 	auditSync       audit.SyncMode
+	auditSegment    int64 // bytes; 0: audit.DefaultSegmentSize
+	auditMaxSegs    int   // 0: keep every segment
 	limits          server.Limits
 	shutdownTimeout time.Duration
+	quotas          core.Quotas
 }
 
 // defaultShutdownTimeout bounds the graceful stop.
@@ -222,7 +233,13 @@ func (fc *fileConfig) settings(baseDir string) (settings, error) {
 	if s.auditSync, err = parseAuditSync(fc.Audit.Sync); err != nil {
 		return settings{}, err
 	}
+	if s.auditSegment, s.auditMaxSegs, err = fc.Audit.parseSegments(); err != nil {
+		return settings{}, err
+	}
 	if s.limits, s.shutdownTimeout, err = fc.Limits.parse(); err != nil {
+		return settings{}, err
+	}
+	if s.quotas, err = fc.Quotas.parse(); err != nil {
 		return settings{}, err
 	}
 	return s, nil
@@ -258,6 +275,27 @@ func parseAuditSync(v string) (audit.SyncMode, error) {
 		return 0, fmt.Errorf("audit.sync: %q is neither \"every-record\" nor a duration from 1ms to 10s", v)
 	}
 	return audit.SyncInterval(d), nil
+}
+
+// parseSegments checks [audit] segment_size (4 KiB to 1 TiB) and
+// max_segments (0: keep all, or 2 to 1048576).
+func (a auditConfig) parseSegments() (int64, int, error) {
+	var size int64
+	if a.SegmentSize != nil {
+		size = *a.SegmentSize
+		if size < audit.MinSegmentSize || size > audit.MaxSegmentSize {
+			return 0, 0, fmt.Errorf("audit.segment_size: %d is out of range (%d to %d bytes)", size, audit.MinSegmentSize, int64(audit.MaxSegmentSize))
+		}
+	}
+	var keep int
+	if a.MaxSegments != nil {
+		n := *a.MaxSegments
+		if n != 0 && (n < audit.MinMaxSegments || n > audit.MaxMaxSegments) {
+			return 0, 0, fmt.Errorf("audit.max_segments: %d is out of range (0 to keep every segment, or %d to %d)", n, audit.MinMaxSegments, audit.MaxMaxSegments)
+		}
+		keep = int(n)
+	}
+	return size, keep, nil
 }
 
 func parseDuration(key, v string, lo, hi, def time.Duration) (time.Duration, error) {

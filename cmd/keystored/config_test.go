@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nexus-os/keystored/audit"
+	"github.com/nexus-os/keystored/core"
 	"github.com/nexus-os/keystored/server"
 )
 
@@ -192,4 +193,70 @@ func FuzzLoadConfig(f *testing.F) {
 			t.Fatalf("accepted config maps uid 1 to an empty app: %q", body)
 		}
 	})
+}
+
+func TestLoadConfigQuotas(t *testing.T) {
+	s, err := loadConfig(writeConfig(t, `
+[quotas]
+keys = 50
+store_bytes = 65536
+
+[quotas.apps.billing]
+keys = 5000
+versions_per_key = 7
+`, 0o600))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := core.Quotas{Default: core.Quota{Keys: 50, StoreBytes: 65536}, Apps: map[string]core.Quota{"billing": {Keys: 5000, VersionsPerKey: 7}}}
+	if s.quotas.Default != want.Default || len(s.quotas.Apps) != 1 || s.quotas.Apps["billing"] != want.Apps["billing"] {
+		t.Fatalf("quotas = %+v, want %+v", s.quotas, want)
+	}
+	if got := s.quotas.For("billing"); got != (core.Quota{Keys: 5000, VersionsPerKey: 7, StoreValues: core.DefaultQuotaStoreValues, StoreBytes: 65536}) {
+		t.Fatalf("billing's quota = %+v", got)
+	}
+	if got := s.quotas.For("web"); got != (core.Quota{Keys: 50, VersionsPerKey: core.DefaultQuotaVersionsPerKey, StoreValues: core.DefaultQuotaStoreValues, StoreBytes: 65536}) {
+		t.Fatalf("web's quota = %+v", got)
+	}
+	d, err := loadConfig(writeConfig(t, "", 0o600))
+	if err != nil || d.quotas.For("x") != core.DefaultQuota() {
+		t.Fatalf("no [quotas]: %+v, %v", d.quotas.For("x"), err)
+	}
+	for body, want := range map[string]string{
+		"[quotas]\nkeys = 0\n":                   "quotas.keys: 0 is out of range (1 to 16777216)",
+		"[quotas]\nstore_bytes = -1\n":           "quotas.store_bytes: -1 is out of range",
+		"[quotas]\nversions_per_key = 1048577\n": "quotas.versions_per_key: 1048577 is out of range",
+		"[quotas.apps.Web]\nkeys = 3\n":          `quotas.apps: "Web" is not an app ID`,
+		"[quotas.apps.web]\nstore_values = 0\n":  "quotas.apps.web.store_values: 0 is out of range",
+		"[quotas.apps.web]\nbytes = 3\n":         "unknown key(s): quotas.apps.web.bytes",
+		"[quotas]\nkeys = \"many\"\n":            "quotas.keys",
+	} {
+		_, err := loadConfig(writeConfig(t, body, 0o600))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want %q", body, err, want)
+		}
+	}
+}
+
+func TestLoadConfigAuditSegments(t *testing.T) {
+	s, err := loadConfig(writeConfig(t, "[audit]\nsegment_size = 1048576\nmax_segments = 30\n", 0o600))
+	if err != nil || s.auditSegment != 1<<20 || s.auditMaxSegs != 30 {
+		t.Fatalf("segments = %d, %d, %v", s.auditSegment, s.auditMaxSegs, err)
+	}
+	d, err := loadConfig(writeConfig(t, "[audit]\nmax_segments = 0\n", 0o600))
+	if err != nil || d.auditSegment != 0 || d.auditMaxSegs != 0 {
+		t.Fatalf("defaults = %d, %d, %v", d.auditSegment, d.auditMaxSegs, err)
+	}
+	for body, want := range map[string]string{
+		"[audit]\nsegment_size = 4095\n":      "audit.segment_size: 4095 is out of range (4096 to 1099511627776 bytes)",
+		"[audit]\nsegment_size = 0\n":         "audit.segment_size: 0 is out of range",
+		"[audit]\nmax_segments = 1\n":         "audit.max_segments: 1 is out of range",
+		"[audit]\nmax_segments = -2\n":        "audit.max_segments: -2 is out of range",
+		"[audit]\nsegment_size = \"64MiB\"\n": "audit.segment_size",
+	} {
+		_, err := loadConfig(writeConfig(t, body, 0o600))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want %q", body, err, want)
+		}
+	}
 }

@@ -95,6 +95,15 @@ func FuzzConfigFromDocs(f *testing.F) {
 			s.shutdownTimeout < 0 || s.shutdownTimeout > 10*time.Minute:
 			t.Fatalf("accepted limits out of range: %+v, shutdown %v", l, s.shutdownTimeout)
 		}
+		if err := s.quotas.Check(); err != nil {
+			t.Fatalf("accepted quotas that core refuses: %v", err)
+		}
+		for _, app := range append([]string{"any-app"}, mapKeys(s.quotas.Apps)...) {
+			q := s.quotas.For(app)
+			if q.Keys < 1 || q.VersionsPerKey < 1 || q.StoreValues < 1 || q.StoreBytes < 1 {
+				t.Fatalf("quota of %s has a field below 1: %+v", app, q)
+			}
+		}
 		if s.socketGID < -1 {
 			t.Fatalf("socket gid %d", s.socketGID)
 		}
@@ -110,4 +119,12 @@ func FuzzConfigFromDocs(f *testing.F) {
 			}
 		}
 	})
+}
+
+func mapKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }

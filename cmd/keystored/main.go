@@ -204,7 +204,8 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	}
 	cl.add("state directory", dir.Close)
 
-	alog, err := audit.Open(filepath.Join(o.state, auditFile), audit.WithSync(cfg.auditSync), audit.WithClock(clock.System{}))
+	alog, err := audit.Open(filepath.Join(o.state, auditFile), audit.WithSync(cfg.auditSync), audit.WithClock(clock.System{}),
+		audit.WithSegmentSize(cfg.auditSegment), audit.WithMaxSegments(cfg.auditMaxSegs))
 	if err != nil {
 		return withHint(fmt.Errorf("audit log: %w", err), "keystorectl audit verify --state "+o.state+" shows the first bad record")
 	}
@@ -238,6 +239,7 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 		Logger:          logger,
 		Limits:          cfg.limits,
 		CheckSignatures: prov.kind == kindPlugin,
+		Quotas:          cfg.quotas,
 	})
 	if err != nil {
 		if c, ok := provider.CodeOf(err); ok && c == provider.EPERM {

@@ -89,6 +89,12 @@ func (r *reloader) needsRestart(next settings) []string {
 	if next.auditSync != cur.auditSync {
 		out = append(out, "audit.sync")
 	}
+	if next.auditSegment != cur.auditSegment || next.auditMaxSegs != cur.auditMaxSegs {
+		out = append(out, "audit.segments")
+	}
+	if !reflect.DeepEqual(next.quotas, cur.quotas) {
+		out = append(out, "quotas")
+	}
 	if !reflect.DeepEqual(next.limits, cur.limits) {
 		out = append(out, "limits")
 	}

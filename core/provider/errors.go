@@ -31,6 +31,7 @@ const (
 	ENOTSUP           // the algorithm or operation is not supported
 	EIO               // storage failure or corrupted state
 	EUNAVAILABLE      // the provider or service is unavailable; retry later
+	EDQUOT            // a quota is exhausted: keys, versions or Store space of an app
 	codeEnd
 )
 
@@ -46,6 +47,7 @@ var (
 	ErrNotSupported error = ENOTSUP
 	ErrIO           error = EIO
 	ErrUnavailable  error = EUNAVAILABLE
+	ErrQuota        error = EDQUOT
 )
 
 type codeInfo struct {
@@ -65,6 +67,7 @@ var codes = [codeEnd]codeInfo{
 	ENOTSUP:      {"ENOTSUP", "not supported", syscall.ENOTSUP},
 	EIO:          {"EIO", "input/output error", syscall.EIO},
 	EUNAVAILABLE: {"EUNAVAILABLE", "unavailable", 0},
+	EDQUOT:       {"EDQUOT", "quota exceeded", syscall.EDQUOT},
 }
 
 // Codes lists every valid Code in order.

@@ -32,7 +32,15 @@ const (
 	// more and removed, and a new log begins: verifying after every
 	// restart stays cheap over 1,000 kills.
 	archiveAt = 1000
+	// segmentSize is the daemon's audit segment size: small, so that the
+	// log is sealed and a new segment started every few dozen records
+	// and kills land in the middle of rotations too.
+	segmentSize = 8192
 )
+
+// crashConfig keeps the daemon's defaults without a config file (uid N is
+// app "uid-N", uid 0 an operator) and sets the small segment size.
+var crashConfig = "unmapped = \"uid\"\noperators = [0]\n\n[audit]\nsegment_size = " + strconv.Itoa(segmentSize) + "\n"
 
 // envUint reads a positive integer from the environment.
 func envUint(t *testing.T, name string, def uint64) uint64 {
@@ -69,8 +77,13 @@ func TestKill9(t *testing.T) {
 			t.Errorf("removing %s: %v", sockDir, err)
 		}
 	})
-	opts := daemontest.Options{Dir: dir, State: filepath.Join(dir, "state"), Socket: filepath.Join(sockDir, "s.sock")}
+	cfg := filepath.Join(dir, "keystored.toml")
+	if err := os.WriteFile(cfg, []byte(crashConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts := daemontest.Options{Dir: dir, State: filepath.Join(dir, "state"), Socket: filepath.Join(sockDir, "s.sock"), Args: []string{"--config", cfg}}
 	logPath := filepath.Join(opts.State, "audit", "audit.jsonl")
+	maxSegments := 0 // the most segment files a verified log had
 	m := newModel(seed)
 	fail := func(cycle int, d *daemontest.Daemon, what string) {
 		t.Helper()
@@ -113,7 +126,8 @@ func TestKill9(t *testing.T) {
 		m.st.restarts++
 		// Before any request: the daemon has verified the log and cut off
 		// a torn last line; the file must verify as a whole.
-		records, n := verifyAudit(t, logPath)
+		records, n, segs := verifyAudit(t, logPath)
+		maxSegments = max(maxSegments, segs)
 		m.st.tornTails += n - torn
 		torn = n
 		c = dial(t, d)
@@ -124,10 +138,11 @@ func TestKill9(t *testing.T) {
 		fail(cycle, d, "after the restart")
 		if records >= archiveAt || cycle == kills-1 {
 			d.Stop()
-			r, _ := verifyAudit(t, logPath)
+			r, _, _ := verifyAudit(t, logPath)
 			m.st.auditChecks += r
 			if cycle < kills-1 {
-				if err := os.Remove(logPath); err != nil {
+				// The whole log: every segment and the current file.
+				if err := os.RemoveAll(filepath.Dir(logPath)); err != nil {
 					t.Fatal(err)
 				}
 				torn = 0
@@ -145,8 +160,11 @@ func TestKill9(t *testing.T) {
 	sort.Strings(ops)
 	t.Logf("kills %d, restarts %d, operations acknowledged %d (%s), refused as expected %d, in flight at a kill %d (creates among them that took effect: %d), lost %d",
 		st.kills, st.restarts, st.ackedTotal(), strings.Join(ops, ", "), st.refused, st.inFlight, st.landed, st.lost)
-	t.Logf("keys %d; checks after restarts: %d unseals, %d verifies; audit: %d records verified, %d torn last lines cut off by the daemon; wall time %v",
-		len(m.order), st.unsealed, st.verified, st.auditChecks, st.tornTails, elapsed.Round(time.Millisecond))
+	t.Logf("keys %d; checks after restarts: %d unseals, %d verifies; audit: %d records verified, %d torn last lines cut off by the daemon, up to %d segment files of %d bytes; wall time %v",
+		len(m.order), st.unsealed, st.verified, st.auditChecks, st.tornTails, maxSegments, segmentSize, elapsed.Round(time.Millisecond))
+	if maxSegments < 3 {
+		t.Errorf("the audit log never had more than %d segment files: the kills did not meet rotations", maxSegments)
+	}
 	if st.lost != 0 {
 		t.Errorf("lost %d acknowledged operations, want 0", st.lost)
 	}
@@ -165,20 +183,12 @@ func dial(t *testing.T, d *daemontest.Daemon) *client.Client {
 	return c
 }
 
-// verifyAudit verifies the whole audit log and returns its record count
-// and the number of torn-tail recoveries in it.
-func verifyAudit(t *testing.T, path string) (records, torn int) {
+// verifyAudit verifies the whole audit log, every segment, and returns its
+// record count, the number of torn-tail recoveries in it and the number
+// of segment files.
+func verifyAudit(t *testing.T, path string) (records, torn, segments int) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := f.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
-	res, err := audit.Walk(f, func(r audit.Record) error {
+	res, err := audit.WalkLog(path, audit.Checkpoint{}, func(r audit.Record) error {
 		if r.Op == audit.OpRecoveredTornTail {
 			torn++
 		}
@@ -187,5 +197,8 @@ func verifyAudit(t *testing.T, path string) (records, torn int) {
 	if err != nil {
 		t.Fatalf("audit log %s does not verify after a restart: %v", path, err)
 	}
-	return int(res.Records), torn
+	if res.FirstSeq > 1 {
+		t.Fatalf("audit log %s starts at seq %d: segments lost", path, res.FirstSeq)
+	}
+	return res.Records, torn, res.Segments
 }

@@ -28,7 +28,11 @@ const Domain = "keystored"
 // MaxMessage bounds the human-readable message carried across a boundary.
 const MaxMessage = 1024
 
-// table: each Code and its gRPC status code.
+// table: each Code and its gRPC status code. Two codes share
+// ResourceExhausted: EMSGSIZE (an input over its bound, gRPC's own use of
+// the code for a message too large) and EDQUOT (a quota, the code's other
+// documented use); the reason tells them apart, and a status without a
+// reason (made by a transport) is EMSGSIZE.
 var table = map[provider.Code]codes.Code{
 	provider.EPERM:        codes.PermissionDenied,
 	provider.ENOENT:       codes.NotFound,
@@ -40,7 +44,23 @@ var table = map[provider.Code]codes.Code{
 	provider.ENOTSUP:      codes.Unimplemented,
 	provider.EIO:          codes.Internal,
 	provider.EUNAVAILABLE: codes.Unavailable,
+	provider.EDQUOT:       codes.ResourceExhausted,
 }
+
+// fallback is the Code of a gRPC status code that carries no reason; for
+// a code in the table that several Codes share, the one a transport means.
+var fallback = func() map[codes.Code]provider.Code {
+	m := map[codes.Code]provider.Code{}
+	for c, g := range table {
+		if _, dup := m[g]; !dup || c == provider.EMSGSIZE {
+			m[g] = c
+		}
+	}
+	m[codes.Unavailable] = provider.EUNAVAILABLE
+	m[codes.Canceled] = provider.EUNAVAILABLE
+	m[codes.DeadlineExceeded] = provider.EUNAVAILABLE
+	return m
+}()
 
 // GRPCCode returns the gRPC status code for c (Internal for an invalid c).
 func GRPCCode(c provider.Code) codes.Code {
@@ -124,14 +144,8 @@ func bound(msg string) string {
 }
 
 func fromGRPC(c codes.Code) provider.Code {
-	switch c {
-	case codes.Unavailable, codes.Canceled, codes.DeadlineExceeded:
-		return provider.EUNAVAILABLE
-	}
-	for k, v := range table {
-		if v == c {
-			return k
-		}
+	if code, ok := fallback[c]; ok {
+		return code
 	}
 	return provider.EIO
 }

@@ -9,7 +9,7 @@
 // Errors are gRPC statuses whose details carry a google.rpc.ErrorInfo with
 // domain "keystored" and the reason set to the error's name: EPERM,
 // ENOENT, EALREADY, EKEYREVOKED, EINVAL, EMSGSIZE, EBADMSG, ENOTSUP, EIO,
-// EUNAVAILABLE (docs/api.md has the table of gRPC codes).
+// EUNAVAILABLE, EDQUOT (docs/api.md has the table of gRPC codes).
 //
 // When the daemon runs on the INSECURE test provider, every response
 // carries the header metadata "keystored-insecure: true".
