@@ -53,7 +53,7 @@ func TestAuditVerify(t *testing.T) {
 	}
 	checkpoint := "5:" + m["last_hash"].(string)
 	ok(t, "", nil, "audit", "verify", "--state", state, "--checkpoint", checkpoint)
-	fails(t, "", nil, 2, "audit", "verify", "--state", state, "--checkpoint", "garbage")
+	fails(t, "", nil, exitUsage, "audit", "verify", "--state", state, "--checkpoint", "garbage")
 
 	// Change one byte of the third record.
 	data, err := os.ReadFile(path)
@@ -167,5 +167,5 @@ func TestAuditVerifySegments(t *testing.T) {
 	am := decode(t, ok(t, "", nil, "--json", "audit", "verify", "--state", filepath.Dir(archive)))
 	start := strconv.FormatFloat(am["last_seq"].(float64), 'f', 0, 64) + ":" + am["last_hash"].(string)
 	ok(t, "", nil, "audit", "verify", "--state", state, "--start", start)
-	fails(t, "", nil, 2, "audit", "verify", "--state", state, "--start", "nonsense")
+	fails(t, "", nil, exitUsage, "audit", "verify", "--state", state, "--start", "nonsense")
 }

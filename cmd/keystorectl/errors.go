@@ -10,12 +10,12 @@ import (
 
 // Exit statuses besides the errno values.
 const (
-	exitUsage       = 2  // a command line mistake (cobra's convention)
+	exitUsage       = 64 // a command line mistake: sysexits.h EX_USAGE, apart from every errno
 	exitUnavailable = 69 // EUNAVAILABLE has no errno: sysexits.h EX_UNAVAILABLE
 )
 
 // exitCode returns the exit status for err: the Linux errno of its code,
-// 69 for EUNAVAILABLE, 2 for a usage error (or an error without a code,
+// 69 for EUNAVAILABLE, 64 for a usage error (or an error without a code,
 // which only cobra's own parsing produces).
 func exitCode(err error) int {
 	var u usageError

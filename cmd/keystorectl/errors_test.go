@@ -87,13 +87,13 @@ func TestUsageErrors(t *testing.T) {
 		{"pubkey", "p/k", "--format", "xml"},
 		{"audit", "verify", "extra"},
 	} {
-		r := fails(t, s, nil, 2, args...)
+		r := fails(t, s, nil, exitUsage, args...)
 		if !strings.Contains(r.stderr, "\nhint: see: keystorectl") {
 			t.Errorf("%v: stderr %q lacks the help hint", args, r.stderr)
 		}
 	}
 	m := decode(t, ctl(t, s, nil, "--json", "bogus"))
-	if e := m["error"].(map[string]any); e["reason"] != "usage" || e["exit"] != 2.0 {
+	if e := m["error"].(map[string]any); e["reason"] != "usage" || e["exit"] != float64(exitUsage) {
 		t.Errorf("--json usage error = %v", m)
 	}
 }

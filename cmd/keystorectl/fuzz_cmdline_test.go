@@ -47,7 +47,7 @@ var fileFlags = []string{"--in", "--out", "--sig", "--state", "--socket"}
 // FuzzCommandLine runs keystorectl in-process with arbitrary arguments
 // (NUL-separated) and standard input against keystored's server
 // (clienttest, in the test process) holding a signing and a sealing key:
-// every run ends with exit status 0, 2 (usage), 69 (unavailable) or the
+// every run ends with exit status 0, 64 (usage), 69 (unavailable) or the
 // errno of a keystored code, with a
 // "keystorectl: error:" line on stderr when it fails, and never panics.
 // This covers KEY@N references, --format, --alg, --rotation-period,
@@ -96,7 +96,7 @@ func FuzzCommandLine(f *testing.F) {
 		var stdout, stderr bytes.Buffer
 		code := runEnv(args, bytes.NewReader(stdin), &stdout, &stderr, env)
 		if !valid[code] {
-			t.Fatalf("keystorectl %q: exit %d is not 0, 2, 69 or a keystored errno", args, code)
+			t.Fatalf("keystorectl %q: exit %d is not 0, 64, 69 or a keystored errno", args, code)
 		}
 		if code != 0 && !strings.HasPrefix(stderr.String(), "keystorectl: error: ") && !strings.Contains(stderr.String(), "\nkeystorectl: error: ") {
 			t.Fatalf("keystorectl %q: exit %d without a 'keystorectl: error:' line: %q", args, code, stderr.String())

@@ -38,8 +38,8 @@ func TestKeyCommands(t *testing.T) {
 	}
 	fails(t, s, nil, 22, "create", "Bad/Name")
 	fails(t, s, nil, 1, "create", "other/p/k")
-	fails(t, s, nil, 2, "create")
-	fails(t, s, nil, 2, "create", "--rotation-period", "-1s", "p/x")
+	fails(t, s, nil, exitUsage, "create")
+	fails(t, s, nil, exitUsage, "create", "--rotation-period", "-1s", "p/x")
 
 	r = ok(t, s, nil, "list")
 	for _, want := range []string{"KEY", "web/db/secrets", "web/signing/release", "ed25519", "active"} {
@@ -62,7 +62,7 @@ func TestKeyCommands(t *testing.T) {
 		}
 	}
 	fails(t, s, nil, 2, "show", "nope/missing")
-	fails(t, s, nil, 2, "show")
+	fails(t, s, nil, exitUsage, "show")
 
 	r = ok(t, s, nil, "rotate", "signing/release")
 	if got := string(r.stdout); got != "rotated web/signing/release: version 2 is primary\n" {

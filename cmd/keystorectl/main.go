@@ -9,8 +9,8 @@
 // keystore-state/keystored.sock. Data goes through stdin and stdout by
 // default, byte for byte; --json prints one JSON object per command. The
 // exit status is 0 on success, the Linux errno of a typed error (EPERM 1,
-// ENOENT 2, EKEYREVOKED 128, ...; EUNAVAILABLE 69), or 2 for a usage
-// error. docs/cli.md has every command, output shape and exit code.
+// ENOENT 2, EKEYREVOKED 128, ...; EUNAVAILABLE 69), or 64 (EX_USAGE)
+// for a usage error. docs/cli.md has every command, output shape and exit code.
 package main
 
 import (

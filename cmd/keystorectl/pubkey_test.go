@@ -69,7 +69,7 @@ func TestPubkeyFormats(t *testing.T) {
 		}
 	}
 
-	fails(t, s, nil, 2, "pubkey", "p/ed", "--format", "der")
+	fails(t, s, nil, exitUsage, "pubkey", "p/ed", "--format", "der")
 	fails(t, s, nil, 22, "pubkey", "p/ed@x")
 	fails(t, s, nil, 2, "pubkey", "p/ed@7") // ENOENT
 	ok(t, s, nil, "create", "p/box")

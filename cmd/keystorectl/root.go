@@ -29,7 +29,7 @@ Socket: --socket, else $KEYSTORE_SOCKET, else ` + DefaultSocket + `.
 Data: stdin/stdout by default (binary-safe), or --in/--out FILE.
 Exit status: 0, the errno of the error (EPERM 1, ENOENT 2, EINVAL 22,
 EBADMSG 74, EMSGSIZE 90, EALREADY 114, EKEYREVOKED 128, ...; EUNAVAILABLE
-69), or 2 for a usage error. See docs/cli.md.`,
+69), or 64 (EX_USAGE) for a usage error. See docs/cli.md.`,
 		Example: `  keystorectl create signing/release --alg ed25519
   echo -n hello | keystorectl sign signing/release > hello.sig
   echo -n hello | keystorectl verify signing/release@1 --sig hello.sig`,
@@ -93,7 +93,7 @@ func (a *app) warnInsecure() {
 	}
 }
 
-// usageError is a command line mistake: exit status 2. cmd is the
+// usageError is a command line mistake: exit status 64 (EX_USAGE). cmd is the
 // command's path, for the hint.
 type usageError struct {
 	err error
