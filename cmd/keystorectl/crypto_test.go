@@ -71,11 +71,11 @@ func TestSignVerify(t *testing.T) {
 	if e := m["error"].(map[string]any); e["reason"] != "EBADMSG" || e["exit"] != 74.0 {
 		t.Errorf("verify invalid --json = %v", m)
 	}
-	fails(t, s, binaryInput, exitUsage, "verify", "p/sig", "--sig", sigFile)                      // no @N
-	fails(t, s, binaryInput, exitUsage, "verify", "p/sig@1")                                      // no --sig
+	fails(t, s, binaryInput, exitUsage, "verify", "p/sig", "--sig", sigFile)              // no @N
+	fails(t, s, binaryInput, exitUsage, "verify", "p/sig@1")                              // no --sig
 	fails(t, s, binaryInput, 22, "verify", "p/sig@0", "--sig", sigFile)                   // bad version
-	fails(t, s, binaryInput, exitUsage, "verify", "p/sig@1", "--sig", "-")                        // both stdin
-	fails(t, s, binaryInput, exitUsage, "verify", "p/sig@1", "--sig", "")                         // "" is stdin too
+	fails(t, s, binaryInput, exitUsage, "verify", "p/sig@1", "--sig", "-")                // both stdin
+	fails(t, s, binaryInput, exitUsage, "verify", "p/sig@1", "--sig", "")                 // "" is stdin too
 	fails(t, s, binaryInput, 2, "verify", "p/sig@1", "--sig", filepath.Join(dir, "none")) // ENOENT
 	if n := srv.Calls("/keystore.v1.Keys/Verify"); n != 5 {
 		t.Errorf("the daemon saw %d verify calls, want 5 (usage errors never reach it)", n)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -121,5 +122,14 @@ func TestHelpAndCompletion(t *testing.T) {
 	r = ok(t, srv.Socket, nil, "__complete", "sign", "")
 	if !strings.Contains(string(r.stdout), "app/p/k\ted25519 active") {
 		t.Errorf("KEY completion = %q", r.stdout)
+	}
+}
+
+// --version prints one line, "keystorectl <version> (<revision>, <go>)",
+// without a daemon.
+func TestVersion(t *testing.T) {
+	r := ok(t, filepath.Join(t.TempDir(), "no.sock"), nil, "--version")
+	if out := string(r.stdout); !strings.HasPrefix(out, "keystorectl dev (") || strings.Count(out, "\n") != 1 {
+		t.Fatalf("--version printed %q", out)
 	}
 }

@@ -8,11 +8,16 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nexus-os/keystored/client"
+	"github.com/nexus-os/keystored/internal/buildinfo"
 )
 
 // DefaultSocket is the socket used when neither --socket nor
 // $KEYSTORE_SOCKET is given: the daemon's default.
 const DefaultSocket = "keystore-state/keystored.sock"
+
+// version is keystorectl's version; release builds set it with
+// -ldflags "-X main.version=v1.2.3".
+var version = "dev"
 
 // SocketEnv is the environment variable naming the socket.
 const SocketEnv = "KEYSTORE_SOCKET"
@@ -35,7 +40,9 @@ EBADMSG 74, EMSGSIZE 90, EALREADY 114, EKEYREVOKED 128, ...; EUNAVAILABLE
   echo -n hello | keystorectl verify signing/release@1 --sig hello.sig`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
+		Version:       buildinfo.String("keystorectl", version),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetIn(a.stdin)
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)

@@ -47,8 +47,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -60,6 +58,7 @@ import (
 	"github.com/nexus-os/keystored/clock"
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/core/storage"
+	"github.com/nexus-os/keystored/internal/buildinfo"
 	"github.com/nexus-os/keystored/internal/coredump"
 	"github.com/nexus-os/keystored/server"
 )
@@ -119,20 +118,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string, si
 }
 
 // versionString is "keystored <version> (<vcs revision>, <go version>)".
-func versionString() string {
-	rev := "unknown revision"
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && s.Value != "" {
-				rev = s.Value
-				if len(rev) > 12 {
-					rev = rev[:12]
-				}
-			}
-		}
-	}
-	return "keystored " + version + " (" + rev + ", " + runtime.Version() + ")"
-}
+func versionString() string { return buildinfo.String("keystored", version) }
 
 // closers releases what the daemon opened, last opened first.
 type closers struct {
