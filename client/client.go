@@ -71,18 +71,42 @@ type Client struct {
 	dialErr  atomic.Pointer[error]
 }
 
+// Socket paths.
+const (
+	// SocketEnv names the environment variable that gives the daemon's
+	// socket, as VAULT_ADDR does for Vault's client.
+	SocketEnv = "KEYSTORE_SOCKET"
+	// DefaultSocket is the development daemon's socket (go run
+	// ./cmd/keystored), relative to the working directory.
+	DefaultSocket = "keystore-state/keystored.sock"
+	// SystemSocket is the socket of a system install (dist/systemd and
+	// docs/operations.md): set KEYSTORE_SOCKET to it, e.g. in
+	// /etc/environment, for clients on such a host.
+	SystemSocket = "/run/keystored/keystored.sock"
+)
+
+// SocketFromEnv returns $KEYSTORE_SOCKET, or DefaultSocket when it is
+// unset or empty.
+func SocketFromEnv() string {
+	if s := os.Getenv(SocketEnv); s != "" {
+		return s
+	}
+	return DefaultSocket
+}
+
 // Dial connects to the daemon listening on the Unix socket at socketPath
-// and waits until the connection is up (bounded by ctx and the dial
-// timeout). A missing socket, a refused connection or a timeout give an
-// error wrapping ErrUnavailable that names the socket; a socket the caller
-// may not open gives ErrPermission.
+// ("" means SocketFromEnv: $KEYSTORE_SOCKET, else DefaultSocket) and waits
+// until the connection is up (bounded by ctx and the dial timeout). A
+// missing socket, a refused connection or a timeout give an error
+// wrapping ErrUnavailable that names the socket; a socket the caller may
+// not open gives ErrPermission.
 func Dial(ctx context.Context, socketPath string, opts ...Option) (*Client, error) {
 	o := options{dialTimeout: DefaultDialTimeout}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if socketPath == "" {
-		return nil, provider.Errorf(provider.EINVAL, "no keystored socket path given")
+		socketPath = SocketFromEnv()
 	}
 	abs, err := filepath.Abs(socketPath)
 	if err != nil {

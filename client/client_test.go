@@ -43,6 +43,28 @@ func TestDialNoSocket(t *testing.T) {
 	}
 }
 
+// Dial("") takes $KEYSTORE_SOCKET, else the development default.
+func TestDialSocketFromEnv(t *testing.T) {
+	srv := clienttest.Start(t, clienttest.Options{})
+	t.Setenv(client.SocketEnv, srv.Socket)
+	c, err := client.Dial(context.Background(), "")
+	if err != nil {
+		t.Fatalf("Dial(\"\") with %s=%s: %v", client.SocketEnv, srv.Socket, err)
+	}
+	if c.Socket() != srv.Socket {
+		t.Errorf("Socket() = %q, want %q", c.Socket(), srv.Socket)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(client.SocketEnv, "")
+	t.Chdir(t.TempDir())
+	_, err = client.Dial(context.Background(), "")
+	if !errors.Is(err, client.ErrUnavailable) || !strings.Contains(err.Error(), client.DefaultSocket) {
+		t.Fatalf("Dial(\"\") without %s = %v, want ErrUnavailable naming %s", client.SocketEnv, err, client.DefaultSocket)
+	}
+}
+
 func TestDialNotASocket(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
@@ -77,12 +99,6 @@ func TestDialRefused(t *testing.T) {
 	}
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("Dial(refused) = %v, want the cause ECONNREFUSED in the chain", err)
-	}
-}
-
-func TestDialEmptyPath(t *testing.T) {
-	if _, err := client.Dial(context.Background(), ""); !errors.Is(err, client.ErrInvalid) {
-		t.Fatalf("Dial(\"\") = %v, want ErrInvalid", err)
 	}
 }
 

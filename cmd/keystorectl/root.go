@@ -12,15 +12,16 @@ import (
 )
 
 // DefaultSocket is the socket used when neither --socket nor
-// $KEYSTORE_SOCKET is given: the daemon's default.
-const DefaultSocket = "keystore-state/keystored.sock"
+// $KEYSTORE_SOCKET is given: the development daemon's default (a system
+// install's is client.SystemSocket).
+const DefaultSocket = client.DefaultSocket
 
 // version is keystorectl's version; release builds set it with
 // -ldflags "-X main.version=v1.2.3".
 var version = "dev"
 
 // SocketEnv is the environment variable naming the socket.
-const SocketEnv = "KEYSTORE_SOCKET"
+const SocketEnv = client.SocketEnv
 
 func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
