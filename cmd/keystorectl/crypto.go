@@ -26,6 +26,9 @@ An ed25519 signature verifies with any Ed25519 implementation, e.g.
 		Args:              exactArgs(1, "one KEY"),
 		ValidArgsFunction: a.completeKeys,
 		RunE: func(_ *cobra.Command, args []string) error {
+			if err := a.refuseBinaryToTerminal(out, "signature", "keystorectl sign"); err != nil {
+				return err
+			}
 			c, err := a.dial()
 			if err != nil {
 				return err
@@ -133,6 +136,9 @@ With --json stdout gets {"key","version","sealed"} (sealed in base64).`,
 			if err := checkAAD(aad); err != nil {
 				return err
 			}
+			if err := a.refuseBinaryToTerminal(out, "sealed data", "keystorectl seal"); err != nil {
+				return err
+			}
 			c, err := a.dial()
 			if err != nil {
 				return err
@@ -195,6 +201,9 @@ or {"key","version","out"} when --out is given.`,
 					return withHint(err, "wrong key, wrong --aad, or the sealed data was modified or truncated")
 				}
 				return useHint(err, "unseal", provider.MaxSealed, "sealed data")
+			}
+			if err := a.refuseBinaryPlaintext(out, u.Plaintext); err != nil {
+				return err
 			}
 			if err := a.writeOutputUnlessJSON(out, u.Plaintext); err != nil {
 				return err

@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"strconv"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -64,6 +66,43 @@ func (a *app) writeOutput(path string, data []byte) error {
 	return nil
 }
 
+// refuseBinaryToTerminal refuses, before any work, to write binary
+// output (a signature, sealed data) to a terminal, as age does: it would
+// garble the terminal and is never what the user wanted. --out, a pipe or
+// --json (base64 in the object) are the ways out.
+func (a *app) refuseBinaryToTerminal(out, what, cmd string) error {
+	if a.json || out != "" && out != "-" || !isTerminal(a.stdout) {
+		return nil
+	}
+	return withHint(usageError{fmt.Errorf("refusing to write the %s (binary) to the terminal", what), cmd},
+		"write it to a file with --out FILE, pipe it (e.g. | base64), or use --json")
+}
+
+// refuseBinaryPlaintext refuses to print plaintext that is not text
+// (valid UTF-8 without control characters besides tab, newline and
+// carriage return) to a terminal.
+func (a *app) refuseBinaryPlaintext(out string, pt []byte) error {
+	if a.json || out != "" && out != "-" || !isTerminal(a.stdout) || isText(pt) {
+		return nil
+	}
+	return withHint(usageError{errors.New("refusing to write the plaintext to the terminal: it is binary"), "keystorectl unseal"},
+		"write it to a file with --out FILE, pipe it, or use --json")
+}
+
+// isText reports whether b is valid UTF-8 with no control characters
+// other than tab, newline and carriage return.
+func isText(b []byte) bool {
+	if !utf8.Valid(b) {
+		return false
+	}
+	for _, r := range string(b) {
+		if unicode.IsControl(r) && r != '\t' && r != '\n' && r != '\r' {
+			return false
+		}
+	}
+	return true
+}
+
 // fileError gives a local file error a code: ENOENT, EPERM or EIO.
 func fileError(op, path string, err error) error {
 	code := provider.EIO
@@ -80,10 +119,10 @@ func fileError(op, path string, err error) error {
 	return withHint(wrapped, "check the file "+path+" (it must exist for --in and --sig; --out creates it)")
 }
 
-// isTerminal reports whether r is a terminal (not merely a character
-// device such as /dev/null).
-func isTerminal(r io.Reader) bool {
-	f, ok := r.(*os.File)
+// isTerminal reports whether s (stdin or stdout) is a terminal (not
+// merely a character device such as /dev/null).
+func isTerminal(s any) bool {
+	f, ok := s.(*os.File)
 	if !ok {
 		return false
 	}
