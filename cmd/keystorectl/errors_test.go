@@ -123,6 +123,19 @@ func TestHelpAndCompletion(t *testing.T) {
 	if !strings.Contains(string(r.stdout), "app/p/k\ted25519 active") {
 		t.Errorf("KEY completion = %q", r.stdout)
 	}
+	// The short form of the caller's own keys is offered too.
+	if !strings.Contains(string(r.stdout), "\np/k\ted25519 active") {
+		t.Errorf("KEY completion lacks the short form p/k: %q", r.stdout)
+	}
+	// An operator sees every app's keys; the short form only for its own.
+	op := startDaemon(t, clienttest.Options{App: "ops", Operator: true})
+	ok(t, op.Socket, nil, "create", "web/p/k", "--alg", "ed25519")
+	ok(t, op.Socket, nil, "create", "p/own", "--alg", "ed25519")
+	r = ok(t, op.Socket, nil, "__complete", "sign", "")
+	if out := string(r.stdout); !strings.Contains(out, "web/p/k\t") || !strings.Contains(out, "ops/p/own\t") ||
+		!strings.Contains(out, "\np/own\t") || strings.Contains(out, "\np/k\t") {
+		t.Errorf("operator's KEY completion = %q", out)
+	}
 }
 
 // --version prints one line, "keystorectl <version> (<revision>, <go>)",

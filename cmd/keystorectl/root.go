@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -138,9 +139,36 @@ func (a *app) completeKeys(_ *cobra.Command, args []string, _ string) ([]cobra.C
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	out := make([]cobra.Completion, 0, len(page.Keys))
+	own := ownApp(ctx, c, page.Keys)
+	out := make([]cobra.Completion, 0, 2*len(page.Keys))
 	for _, k := range page.Keys {
-		out = append(out, cobra.CompletionWithDesc(k.ID, k.Algorithm.String()+" "+k.State.String()))
+		desc := k.Algorithm.String() + " " + k.State.String()
+		out = append(out, cobra.CompletionWithDesc(k.ID, desc))
+		if app, short, ok := strings.Cut(k.ID, "/"); ok && app == own {
+			out = append(out, cobra.CompletionWithDesc(short, desc))
+		}
 	}
 	return out, cobra.ShellCompDirectiveNoFileComp
+}
+
+// ownApp returns the caller's own app among the apps of keys, "" if it is
+// none of them: the app whose key the short form <purpose>/<name> of one
+// of its keys names (the daemon resolves a short name to the caller's
+// app). It asks about at most three apps.
+func ownApp(ctx context.Context, c *client.Client, keys []client.KeyInfo) string {
+	tried := map[string]bool{}
+	for _, k := range keys {
+		app, short, ok := strings.Cut(k.ID, "/")
+		if !ok || tried[app] {
+			continue
+		}
+		if len(tried) == 3 {
+			return ""
+		}
+		tried[app] = true
+		if m, err := c.Get(ctx, short); err == nil && m.ID == k.ID {
+			return app
+		}
+	}
+	return ""
 }
