@@ -7,6 +7,9 @@ import (
 	"github.com/nexus-os/keystored/core/provider"
 )
 
+// MaxValueSize is the largest value PutValue stores (the daemon's bound).
+const MaxValueSize = 64 << 10
+
 // PutValue stores value (at most 64 KiB) under name ([a-z0-9][a-z0-9._-]*,
 // at most 64 bytes) in the caller's app's small value store, replacing any
 // previous value. One app can never read another's values.

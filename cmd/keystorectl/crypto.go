@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 
@@ -121,35 +122,76 @@ still verifies; a revoked key gives EKEYREVOKED (exit 128).`,
 }
 
 func (a *app) sealCommand() *cobra.Command {
-	var in, out, aad string
-	cmd := &cobra.Command{
-		Use:   "seal KEY [--aad STRING] [--in FILE] [--out FILE]",
-		Short: "Encrypt data (stdin or --in) under the key's primary version",
-		Long: `Seal encrypts a plaintext (at most 1 MiB) from stdin or --in and writes the
+	return a.sealingCommand(sealing{
+		name: "seal", input: "plaintext", bound: provider.MaxSealPlaintext,
+		short: "Encrypt data (stdin or --in) under the key's primary version",
+		long: `Seal encrypts a plaintext (at most 1 MiB) from stdin or --in and writes the
 sealed envelope (binary; it records the key version) to stdout or --out.
 --aad (at most 64 KiB) is authenticated, not stored: unseal needs it again.
 With --json stdout gets {"key","version","sealed"} (sealed in base64).`,
-		Example:           `  keystorectl seal db/secrets --aad row-7 --in secret.txt --out secret.sealed`,
+		example: `  keystorectl seal db/secrets --aad row-7 --in secret.txt --out secret.sealed`,
+		aadHelp: "associated data, needed again to unseal",
+		do:      (*client.Client).Seal,
+	})
+}
+
+func (a *app) rewrapCommand() *cobra.Command {
+	return a.sealingCommand(sealing{
+		name: "rewrap", input: "sealed data", bound: provider.MaxSealed,
+		short: "Re-seal sealed data under the key's primary version, inside the daemon",
+		long: `Rewrap takes data sealed under an older version of KEY (stdin or --in) and
+writes it sealed under the primary version (stdout or --out), without the
+plaintext ever leaving the daemon: after a rotation, rewrap what you stored,
+then set --min-decryption-version (set-policy) to retire the old versions.
+The same --aad as for seal is needed, and stays the same. A wrong key, wrong
+AAD or modified data give EBADMSG (exit 74) and no output. With --json
+stdout gets {"key","version","sealed"} (sealed in base64).`,
+		example: `  keystorectl rewrap db/secrets --aad row-7 --in secret.sealed --out secret.sealed.new`,
+		aadHelp: "the associated data given to seal (kept)",
+		do:      (*client.Client).Rewrap,
+	})
+}
+
+// sealing describes a command that reads an input and writes sealed data:
+// seal (from a plaintext) and rewrap (from sealed data).
+type sealing struct {
+	name, input          string
+	bound                int
+	short, long, example string
+	aadHelp              string
+	do                   func(c *client.Client, ctx context.Context, key string, in, aad []byte) (client.Sealed, error)
+}
+
+func (a *app) sealingCommand(o sealing) *cobra.Command {
+	var in, out, aad string
+	cmd := &cobra.Command{
+		Use:               o.name + " KEY [--aad STRING] [--in FILE] [--out FILE]",
+		Short:             o.short,
+		Long:              o.long,
+		Example:           o.example,
 		Args:              exactArgs(1, "one KEY"),
 		ValidArgsFunction: a.completeKeys,
 		RunE: func(_ *cobra.Command, args []string) error {
 			if err := checkAAD(aad); err != nil {
 				return err
 			}
-			if err := a.refuseBinaryToTerminal(out, "sealed data", "keystorectl seal"); err != nil {
+			if err := a.refuseBinaryToTerminal(out, "sealed data", "keystorectl "+o.name); err != nil {
 				return err
 			}
 			c, err := a.dial()
 			if err != nil {
 				return err
 			}
-			pt, err := a.readInput(in, provider.MaxSealPlaintext, "plaintext")
+			data, err := a.readInput(in, o.bound, o.input)
 			if err != nil {
 				return err
 			}
-			s, err := c.Seal(a.ctx, args[0], pt, []byte(aad))
+			s, err := o.do(c, a.ctx, args[0], data, []byte(aad))
 			if err != nil {
-				return useHint(err, "seal", provider.MaxSealPlaintext, "plaintext")
+				if code, _ := client.CodeOf(err); code == provider.EBADMSG {
+					return withHint(err, "wrong key, wrong --aad, or the sealed data was modified or truncated")
+				}
+				return useHint(err, o.name, o.bound, o.input)
 			}
 			if err := a.writeOutputUnlessJSON(out, s.Data); err != nil {
 				return err
@@ -164,9 +206,9 @@ With --json stdout gets {"key","version","sealed"} (sealed in base64).`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&in, "in", "", "read the plaintext from FILE (default stdin)")
+	cmd.Flags().StringVar(&in, "in", "", "read the "+o.input+" from FILE (default stdin)")
 	cmd.Flags().StringVar(&out, "out", "", "write the sealed data to FILE (default stdout)")
-	cmd.Flags().StringVar(&aad, "aad", "", "associated data, needed again to unseal")
+	cmd.Flags().StringVar(&aad, "aad", "", o.aadHelp)
 	return cmd
 }
 
@@ -202,7 +244,7 @@ or {"key","version","out"} when --out is given.`,
 				}
 				return useHint(err, "unseal", provider.MaxSealed, "sealed data")
 			}
-			if err := a.refuseBinaryPlaintext(out, u.Plaintext); err != nil {
+			if err := a.refuseBinaryText(out, u.Plaintext, "plaintext", "keystorectl unseal"); err != nil {
 				return err
 			}
 			if err := a.writeOutputUnlessJSON(out, u.Plaintext); err != nil {

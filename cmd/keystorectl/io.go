@@ -78,14 +78,14 @@ func (a *app) refuseBinaryToTerminal(out, what, cmd string) error {
 		"write it to a file with --out FILE, pipe it (e.g. | base64), or use --json")
 }
 
-// refuseBinaryPlaintext refuses to print plaintext that is not text
-// (valid UTF-8 without control characters besides tab, newline and
-// carriage return) to a terminal.
-func (a *app) refuseBinaryPlaintext(out string, pt []byte) error {
-	if a.json || out != "" && out != "-" || !isTerminal(a.stdout) || isText(pt) {
+// refuseBinaryText refuses to print data (a plaintext, a stored value)
+// that is not text (valid UTF-8 without control characters besides tab,
+// newline and carriage return) to a terminal.
+func (a *app) refuseBinaryText(out string, data []byte, what, cmd string) error {
+	if a.json || out != "" && out != "-" || !isTerminal(a.stdout) || isText(data) {
 		return nil
 	}
-	return withHint(usageError{errors.New("refusing to write the plaintext to the terminal: it is binary"), "keystorectl unseal"},
+	return withHint(usageError{fmt.Errorf("refusing to write the %s to the terminal: it is binary", what), cmd},
 		"write it to a file with --out FILE, pipe it, or use --json")
 }
 

@@ -251,3 +251,69 @@ and its ID is never reused. An active key must be revoked first (EPERM).`,
 			return k, fmt.Sprintf("destroyed %s", k.ID), nil
 		})
 }
+
+func (a *app) setPolicyCommand() *cobra.Command {
+	var minVersion uint32
+	var rotation time.Duration
+	cmd := &cobra.Command{
+		Use:   "set-policy KEY [--min-decryption-version N] [--rotation-period DURATION]",
+		Short: "Change a key's policy: oldest version that verifies/unseals, rotation period",
+		Long: `Set-policy changes the policy of KEY and keeps what is not given: it reads the
+key's policy, changes the flags given and writes it back (if two run at
+once on one key, the last one wins).
+
+--min-decryption-version N: verify, unseal and rewrap refuse versions older
+than N (0 allows all; N may not be above the primary version). Rewrap what
+you stored first.
+--rotation-period DURATION: rotate automatically when the primary version is
+this old (0 turns it off; at least 1m).`,
+		Example: `  keystorectl set-policy db/secrets --min-decryption-version 3
+  keystorectl set-policy signing/release --rotation-period 720h`,
+		Args:              exactArgs(1, "one KEY"),
+		ValidArgsFunction: a.completeKeys,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			setMin, setRot := cmd.Flags().Changed("min-decryption-version"), cmd.Flags().Changed("rotation-period")
+			if !setMin && !setRot {
+				return usageError{fmt.Errorf("set-policy needs --min-decryption-version or --rotation-period"), "keystorectl set-policy"}
+			}
+			if rotation < 0 {
+				return usageError{fmt.Errorf("--rotation-period must not be negative"), "keystorectl set-policy"}
+			}
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			k, err := c.Get(a.ctx, args[0])
+			if err != nil {
+				return err
+			}
+			p := k.Policy
+			if setMin {
+				p.MinDecryptionVersion = minVersion
+			}
+			if setRot {
+				p.RotationPeriod = rotation
+			}
+			k, err = c.SetPolicy(a.ctx, args[0], p)
+			if err != nil {
+				return err
+			}
+			if a.json {
+				return a.emit(toKeyJSON(k))
+			}
+			return a.printf("policy of %s: min decryption version %d, rotation period %s\n",
+				k.ID, k.Policy.MinDecryptionVersion, periodString(k.Policy.RotationPeriod))
+		},
+	}
+	cmd.Flags().Uint32Var(&minVersion, "min-decryption-version", 0, "refuse versions older than N for verify, unseal and rewrap (0: allow all)")
+	cmd.Flags().DurationVar(&rotation, "rotation-period", 0, "rotate automatically this often (0: never; at least 1m)")
+	return cmd
+}
+
+// periodString prints a rotation period, "off" for 0.
+func periodString(d time.Duration) string {
+	if d == 0 {
+		return "off"
+	}
+	return d.String()
+}

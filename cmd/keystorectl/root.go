@@ -64,6 +64,10 @@ EBADMSG 74, EMSGSIZE 90, EALREADY 114, EKEYREVOKED 128, ...; EUNAVAILABLE
 		a.verifyCommand(),
 		a.sealCommand(),
 		a.unsealCommand(),
+		a.rewrapCommand(),
+		a.setPolicyCommand(),
+		a.storeCommand(),
+		a.anchorsCommand(),
 		a.auditCommand(),
 	)
 	return root
