@@ -114,4 +114,3 @@ at most 64 KiB) against the named trust anchor. It exits 0 and prints
 	a.setup(cmd.MarkFlagRequired("sig"))
 	return cmd
 }
-

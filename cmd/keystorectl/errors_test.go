@@ -101,7 +101,7 @@ func TestUsageErrors(t *testing.T) {
 
 func TestHelpAndCompletion(t *testing.T) {
 	r := ok(t, "", nil, "--help")
-	for _, cmd := range []string{"create", "list", "show", "rotate", "revoke", "destroy", "pubkey", "sign", "verify", "seal", "unseal", "rewrap", "set-policy", "store", "anchors", "audit", "completion"} {
+	for _, cmd := range []string{"create", "list", "show", "rotate", "revoke", "destroy", "pubkey", "sign", "verify", "seal", "unseal", "rewrap", "batch", "set-policy", "store", "anchors", "audit", "completion"} {
 		if !strings.Contains(string(r.stdout), "  "+cmd+" ") {
 			t.Errorf("--help does not list %s", cmd)
 		}

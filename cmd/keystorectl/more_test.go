@@ -3,8 +3,12 @@ package main
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -111,4 +115,89 @@ func TestAnchorsCommands(t *testing.T) {
 	fails(t, s, msg, 74, "anchors", "verify", "release", "--sig", sigFile)
 	fails(t, s, msg, 2, "anchors", "verify", "nope", "--sig", sigFile)
 	fails(t, s, msg, exitUsage, "anchors", "verify", "release")
+}
+
+// batch sign/seal/unseal: one result line per input line, in order, over
+// several batch calls; bad lines and failed items are answered in place
+// and the exit status is the first failure's errno.
+func TestBatchCommands(t *testing.T) {
+	srv := startDaemon(t, clienttest.Options{})
+	s := srv.Socket
+	ok(t, s, nil, "create", "p/sig", "--alg", "ed25519")
+	ok(t, s, nil, "create", "p/box", "--alg", "xchacha20-poly1305")
+	var in bytes.Buffer
+	const n = 1500 // more than one batch call
+	for i := range n {
+		fmt.Fprintf(&in, `{"key":"p/sig","message":"%s"}`+"\n", base64.StdEncoding.EncodeToString([]byte(strconv.Itoa(i))))
+	}
+	r := ok(t, s, in.Bytes(), "batch", "sign")
+	lines := strings.Split(strings.TrimSuffix(string(r.stdout), "\n"), "\n")
+	if len(lines) != n {
+		t.Fatalf("batch sign wrote %d lines for %d", len(lines), n)
+	}
+	if calls := srv.Calls("/keystore.v1.Keys/SignBatch"); calls != 2 {
+		t.Errorf("%d items took %d batch calls, want 2", n, calls)
+	}
+	for i, l := range lines {
+		var res struct {
+			Line      int    `json:"line"`
+			Version   uint32 `json:"version"`
+			Signature []byte `json:"signature"`
+		}
+		if err := json.Unmarshal([]byte(l), &res); err != nil || res.Line != i+1 || res.Version != 1 || len(res.Signature) != ed25519.SignatureSize {
+			t.Fatalf("line %d: %s (%v)", i+1, l, err)
+		}
+		if i == 7 { // the daemon signed this line's message
+			ok(t, s, []byte(strconv.Itoa(i)), "verify", "p/sig@1", "--sig", writeTemp(t, res.Signature))
+		}
+	}
+
+	// seal then unseal through batch; a bad line, a wrong AAD and an
+	// unknown key fail in place.
+	in.Reset()
+	for _, pt := range []string{"a", "bb", ""} {
+		fmt.Fprintf(&in, `{"key":"p/box","plaintext":"%s","aad":"%s"}`+"\n", base64.StdEncoding.EncodeToString([]byte(pt)), base64.StdEncoding.EncodeToString([]byte("ctx")))
+	}
+	sealed := ok(t, s, in.Bytes(), "batch", "seal").stdout
+	in.Reset()
+	for i, l := range strings.Split(strings.TrimSuffix(string(sealed), "\n"), "\n") {
+		var res struct {
+			Sealed []byte `json:"sealed"`
+		}
+		if err := json.Unmarshal([]byte(l), &res); err != nil {
+			t.Fatal(err)
+		}
+		aad := "ctx"
+		if i == 1 {
+			aad = "wrong"
+		}
+		fmt.Fprintf(&in, `{"key":"p/box","sealed":"%s","aad":"%s"}`+"\n", base64.StdEncoding.EncodeToString(res.Sealed), base64.StdEncoding.EncodeToString([]byte(aad)))
+	}
+	in.WriteString("not json\n")
+	in.WriteString(`{"key":"p/none","sealed":"AA=="}` + "\n")
+	r = fails(t, s, in.Bytes(), 74, "batch", "unseal") // the first failure: EBADMSG (wrong AAD)
+	out := strings.Split(strings.TrimSuffix(string(r.stdout), "\n"), "\n")
+	if len(out) != 5 {
+		t.Fatalf("batch unseal wrote %d lines: %q", len(out), r.stdout)
+	}
+	for i, want := range []string{`"plaintext":"YQ=="`, `"reason":"EBADMSG"`, `"plaintext":""`, `"reason":"EINVAL"`, `"reason":"EBADMSG"`} {
+		if !strings.Contains(out[i], want) || !strings.Contains(out[i], fmt.Sprintf(`"line":%d`, i+1)) {
+			t.Errorf("unseal line %d = %s, want %s", i+1, out[i], want)
+		}
+	}
+	fails(t, s, []byte(`{"key":"p/sig","message":"AA==","aad":"AA=="}`+"\n"), 22, "batch", "sign") // sign has no aad
+	r = fails(t, s, []byte(`{"key":"p/none","message":"AA=="}`+"\n"+`{"key":"p/sig","message":"AA=="}`+"\n"), 2, "batch", "sign")
+	if out := string(r.stdout); !strings.Contains(out, `"reason":"ENOENT"`) || !strings.Contains(out, `"line":2,"signature"`) {
+		t.Errorf("batch sign with an unknown key: %s", out)
+	}
+}
+
+// writeTemp writes b to a new file and returns its path.
+func writeTemp(t *testing.T, b []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -65,6 +65,7 @@ EBADMSG 74, EMSGSIZE 90, EALREADY 114, EKEYREVOKED 128, ...; EUNAVAILABLE
 		a.sealCommand(),
 		a.unsealCommand(),
 		a.rewrapCommand(),
+		a.batchCommand(),
 		a.setPolicyCommand(),
 		a.storeCommand(),
 		a.anchorsCommand(),
