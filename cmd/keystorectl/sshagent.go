@@ -26,10 +26,10 @@ func (a *app) sshAgentCommand() *cobra.Command {
 		Use:   "ssh-agent [-a PATH] [--app APP] [--purpose PURPOSE]... [--key KEY]...",
 		Short: "Serve the ssh-agent protocol with your signing keys (read-only)",
 		Long: `Serve the ssh-agent protocol (ssh, ssh-add, ssh-keygen -Y, git commit -S
-with gpg.format=ssh) with your keystored signing keys, until SIGINT or
-SIGTERM. It connects to keystored as you, so the daemon knows the caller
-from the kernel and audits every signature under your app. The private
-keys stay in keystored.
+with gpg.format=ssh) with your keystored signing keys, until SIGINT,
+SIGTERM or SIGHUP. It connects to keystored as you, so the daemon knows
+the caller from the kernel and audits every signature under your app.
+The private keys stay in keystored.
 
 Keys: the current version of every active ed25519 signing key of your app
 (operators: every app's, unless --app), or of the given purposes, or
@@ -86,7 +86,9 @@ func (a *app) runSSHAgent(sock string, sel sshagent.Selection, maxConnections in
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(a.ctx, os.Interrupt, syscall.SIGTERM)
+	// SIGHUP too: a terminal that closes stops the agent cleanly, as
+	// OpenSSH's ssh-agent.
+	ctx, stop := signal.NotifyContext(a.ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	ag, err := sshagent.New(ctx, sshagent.Config{Keystore: c, Select: sel})
 	if err != nil {
@@ -142,7 +144,7 @@ func (a *app) announceAndServe(ctx context.Context, s *sshagent.Socket, ag *ssha
 	} else {
 		fmt.Fprintf(a.stderr, "keystorectl: ssh-agent: offering %s\n", strings.Join(refs, ", "))
 	}
-	fmt.Fprintf(a.stderr, "keystorectl: ssh-agent: serving on %s until SIGINT or SIGTERM (kill %d)\n", s.Path, pid)
+	fmt.Fprintf(a.stderr, "keystorectl: ssh-agent: serving on %s until SIGINT, SIGTERM or SIGHUP (kill %d)\n", s.Path, pid)
 	return sshagent.Serve(ctx, s, ag, sshagent.ServeConfig{
 		MaxConnections: maxConnections,
 		Logf: func(format string, args ...any) {

@@ -268,3 +268,18 @@ func shortTempDir(t *testing.T) string {
 	})
 	return d
 }
+
+func TestShellQuote(t *testing.T) {
+	for in, want := range map[string]string{
+		"/tmp/keystore-ssh-123/agent.sock": "/tmp/keystore-ssh-123/agent.sock",
+		"/home/me/my agent/s":              "'/home/me/my agent/s'",
+		"/tmp/it's":                        `'/tmp/it'\''s'`,
+		"/tmp/$(reboot)":                   "'/tmp/$(reboot)'",
+		"/tmp/a;b":                         "'/tmp/a;b'",
+		"":                                 "''",
+	} {
+		if got := shellQuote(in); got != want {
+			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)
+		}
+	}
+}

@@ -497,9 +497,9 @@ func TestOpenSSH(t *testing.T) {
 	}
 }
 
-// The default socket is a new directory below $TMPDIR; SIGINT stops the
-// agent and removes both.
-func TestDefaultSocketAndSIGINT(t *testing.T) {
+// The default socket is a new directory below $TMPDIR; SIGINT (Ctrl-C)
+// and SIGHUP (a closed terminal) stop the agent and remove both.
+func TestDefaultSocketAndSignals(t *testing.T) {
 	tools := need(t, "ssh-add")
 	d := daemontest.Start(t, daemontest.Options{})
 	c, err := client.Dial(context.Background(), d.Socket)
@@ -510,15 +510,19 @@ func TestDefaultSocketAndSIGINT(t *testing.T) {
 	if _, err := c.Create(context.Background(), "ssh/one", client.CreateOptions{Algorithm: client.Ed25519}); err != nil {
 		t.Fatal(err)
 	}
-	p := startAgent(t, d, "--key", "ssh/one")
-	dir := filepath.Dir(p.sock)
-	if !strings.HasPrefix(filepath.Base(dir), "keystore-ssh-") || filepath.Base(p.sock) != "agent.sock" {
-		t.Errorf("socket %s, want $TMPDIR/keystore-ssh-*/agent.sock", p.sock)
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGHUP} {
+		t.Run(sig.String(), func(t *testing.T) {
+			p := startAgent(t, d, "--key", "ssh/one")
+			dir := filepath.Dir(p.sock)
+			if !strings.HasPrefix(filepath.Base(dir), "keystore-ssh-") || filepath.Base(p.sock) != "agent.sock" {
+				t.Errorf("socket %s, want $TMPDIR/keystore-ssh-*/agent.sock", p.sock)
+			}
+			if got := runOK(t, toolEnv(t, p.sock), nil, tools["ssh-add"], "-L").stdout; got != sshLine(t, c, "ssh/one")+"\n" {
+				t.Errorf("ssh-add -L: %q", got)
+			}
+			p.stop(t, sig, dir)
+		})
 	}
-	if got := runOK(t, toolEnv(t, p.sock), nil, tools["ssh-add"], "-L").stdout; got != sshLine(t, c, "ssh/one")+"\n" {
-		t.Errorf("ssh-add -L: %q", got)
-	}
-	p.stop(t, syscall.SIGINT, dir)
 }
 
 // auditRecord is the part of an audit line the test reads.
