@@ -603,6 +603,7 @@ func (c *Client) pid() int {
 func (c *Client) Info(context.Context) (provider.Info, error) {
 	i := c.info
 	i.Algorithms = append([]provider.Algorithm(nil), c.info.Algorithms...)
+	i.KEKs = append([]string(nil), c.info.KEKs...)
 	return i, nil
 }
 

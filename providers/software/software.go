@@ -79,11 +79,12 @@ func New(opts Config) (provider.Provider, error) {
 			Deterministic: false,
 			Algorithms:    reg.Names(),
 		},
-		Registry:  reg,
-		KEK:       kek,
-		Source:    randSource{},
-		Hedged:    true,
-		CacheSize: opts.CacheSize,
+		Registry:    reg,
+		KEK:         kek,
+		Source:      randSource{},
+		Hedged:      true,
+		AnnounceKEK: true,
+		CacheSize:   opts.CacheSize,
 	})
 	if err != nil {
 		return nil, err
