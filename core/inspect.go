@@ -50,3 +50,17 @@ func Inspect(ctx context.Context, st Storage) (StateInfo, error) {
 	}
 	return si, nil
 }
+
+// CheckProvider reports whether a provider that announces info may open
+// the state, with the checks and errors of Open: the MANIFEST's provider
+// name and Secure flag (EPERM when they differ) and, when info and the
+// MANIFEST both name KEKs, the recorded KEK among info.KEKs (EIO). A state
+// without a MANIFEST admits any provider. The daemon calls it before it
+// makes the provider (Info without KEKs), so that a state of another
+// provider is refused as such, not as one whose KEK is missing.
+func (s StateInfo) CheckProvider(info provider.Info) error {
+	if s.Provider == "" {
+		return nil
+	}
+	return checkProvider(manifestBody{Provider: s.Provider, Secure: s.Secure, KEK: s.KEK}, info)
+}

@@ -211,3 +211,29 @@ func TestInspectNeverWrites(t *testing.T) {
 		t.Errorf("Inspect(nil) = %v, want EINVAL", err)
 	}
 }
+
+// TestStateCheckProvider: StateInfo.CheckProvider makes Open's checks
+// without a provider: no MANIFEST admits anyone; another name or Secure
+// flag is EPERM; a recorded KEK missing from announced KEKs is EIO; no
+// announced KEKs checks no KEK.
+func TestStateCheckProvider(t *testing.T) {
+	soft := provider.Info{Name: "software", Secure: true}
+	rec := core.StateInfo{HoldsKeys: true, Provider: "software", Secure: true, KEK: "00000000000000aa"}
+	for _, tc := range []struct {
+		name string
+		s    core.StateInfo
+		info provider.Info
+		want provider.Code
+	}{
+		{"new state", core.StateInfo{}, soft, 0},
+		{"same provider, no KEKs announced", rec, soft, 0},
+		{"recorded KEK announced", rec, provider.Info{Name: "software", Secure: true, KEKs: []string{"00000000000000aa"}}, 0},
+		{"other KEK", rec, provider.Info{Name: "software", Secure: true, KEKs: []string{"00000000000000bb"}}, provider.EIO},
+		{"other name", rec, provider.Info{Name: "other", Secure: true}, provider.EPERM},
+		{"insecure state", core.StateInfo{Provider: "testseed"}, soft, provider.EPERM},
+	} {
+		if got := codeOf(tc.s.CheckProvider(tc.info)); got != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

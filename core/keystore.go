@@ -148,28 +148,39 @@ func (k *Keystore) checkManifest() error {
 		}
 		return writeManifest(k.st, body)
 	}
-	switch {
-	case m.Secure && !k.info.Secure:
-		return provider.Errorf(provider.EPERM, "state was made by the secure provider %q; refusing to open it with the insecure provider %q", m.Provider, k.info.Name)
-	case !m.Secure && k.info.Secure:
-		return provider.Errorf(provider.EPERM, "state was made by the INSECURE provider %q; refusing to open it with the secure provider %q (its keys are known; start a new state directory)", m.Provider, k.info.Name)
-	case m.Provider != k.info.Name:
-		return provider.Errorf(provider.EPERM, "state was made by provider %q, not %q", m.Provider, k.info.Name)
+	if err := checkProvider(m, k.info); err != nil {
+		return err
 	}
-	if len(k.info.KEKs) == 0 {
-		return nil // the provider wraps nothing under a KEK: nothing to check
-	}
-	if m.KEK == "" {
+	if len(k.info.KEKs) > 0 && m.KEK == "" {
 		// A state from before the KEK was recorded: record the one the
 		// provider wraps new handles under.
 		m.KEK = k.info.KEKs[0]
 		return writeManifest(k.st, m)
 	}
-	if !slices.Contains(k.info.KEKs, m.KEK) {
+	return nil
+}
+
+// checkProvider reports whether the provider described by info may open
+// the state whose MANIFEST is m: the same name, the same Secure flag and,
+// when both the provider and m name KEKs, the recorded KEK among the
+// provider's.
+func checkProvider(m manifestBody, info provider.Info) error {
+	switch {
+	case m.Secure && !info.Secure:
+		return provider.Errorf(provider.EPERM, "state was made by the secure provider %q; refusing to open it with the insecure provider %q", m.Provider, info.Name)
+	case !m.Secure && info.Secure:
+		return provider.Errorf(provider.EPERM, "state was made by the INSECURE provider %q; refusing to open it with the secure provider %q (its keys are known; start a new state directory)", m.Provider, info.Name)
+	case m.Provider != info.Name:
+		return provider.Errorf(provider.EPERM, "state was made by provider %q, not %q", m.Provider, info.Name)
+	}
+	if len(info.KEKs) == 0 || m.KEK == "" {
+		return nil // nothing recorded, or a provider that wraps nothing under a KEK
+	}
+	if !slices.Contains(info.KEKs, m.KEK) {
 		return provider.Errorf(provider.EIO, "state's keys are wrapped under KEK %s (recorded in %s); the provider holds KEK %s: "+
 			"restore the KEK it was made with (from the backup of the KEK, see docs/operations.md) or use another state directory; "+
 			"refusing to open the state with another KEK, under which none of its keys would work",
-			m.KEK, manifestPath, strings.Join(k.info.KEKs, ", "))
+			m.KEK, manifestPath, strings.Join(info.KEKs, ", "))
 	}
 	return nil
 }

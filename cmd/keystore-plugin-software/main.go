@@ -5,12 +5,16 @@
 //
 //	keystore-plugin-software --kek-file /var/lib/keystored/kek
 //
-// --kek-file is required and absolute. If the file does not exist it is
-// created (32 random bytes, mode 0600); an existing file must be a
+// --kek-file is required and absolute. An existing file must be a
 // regular file of exactly 32 bytes, mode 0600 or stricter, owned by the
 // plugin's user. Every handle the daemon stores is wrapped under this KEK,
 // so it must be the same file across restarts of the plugin: keys made
-// under another KEK cannot be used.
+// under another KEK cannot be used. A missing file is created (32 random
+// bytes, mode 0600) only for a state that holds no keys: when the daemon
+// says so with KEYSTORED_STATE_HOLDS_KEYS=0 and KEYSTORED_STATE_KEK empty
+// (docs/providers.md). Otherwise, the variables unset included, the
+// plugin refuses to start, naming the missing file and the KEK
+// fingerprint the state records: restore the KEK from its backup.
 //
 // Pin the binary in the daemon's configuration with its SHA-256:
 //
@@ -26,6 +30,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/plugin"
 	"github.com/nexus-os/keystored/providers/software"
 )
@@ -75,11 +80,71 @@ func run(args []string, stderr io.Writer) int {
 			"(keystored --provider-plugin PATH --provider-sha256 HEX); it does nothing when run by hand\n", name)
 		return 1
 	}
-	p, err := software.New(software.Config{KEKFile: *kekFile})
+	state, err := stateFromEnv(os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: error: %v\n", name, err)
+		return 2
+	}
+	p, err := software.New(software.Config{KEKFile: *kekFile, Create: state.mayCreate()})
+	if errors.Is(err, provider.ErrNotFound) {
+		fmt.Fprintf(stderr, "%s: error: %s\n", name, state.missingKEK(*kekFile))
+		return 1
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: error: %v\n", name, err)
 		return 1
 	}
 	plugin.Serve(p)
 	return 0
+}
+
+// The variables keystored sets in a plugin's environment
+// (docs/providers.md).
+const (
+	envHoldsKeys = "KEYSTORED_STATE_HOLDS_KEYS"
+	envStateKEK  = "KEYSTORED_STATE_KEK"
+)
+
+// stateInfo is what the daemon says of its state directory.
+type stateInfo struct {
+	holdsKeys bool   // true unless the daemon said "0"
+	kek       string // the fingerprint its MANIFEST records, or ""
+}
+
+// stateFromEnv reads the daemon's variables. KEYSTORED_STATE_HOLDS_KEYS
+// unset means the state may hold keys: a KEK is then never created.
+func stateFromEnv(getenv func(string) string) (stateInfo, error) {
+	s := stateInfo{holdsKeys: true, kek: getenv(envStateKEK)}
+	switch v := getenv(envHoldsKeys); v {
+	case "0":
+		s.holdsKeys = false
+	case "1", "":
+	default:
+		return stateInfo{}, fmt.Errorf("%s=%q: want 0 or 1", envHoldsKeys, v)
+	}
+	if s.kek != "" {
+		if err := provider.CheckKEKFingerprint(s.kek); err != nil {
+			return stateInfo{}, fmt.Errorf("%s: %w", envStateKEK, err)
+		}
+	}
+	return s, nil
+}
+
+// mayCreate reports whether a missing KEK may be created: only for a
+// state that holds no keys and records no KEK.
+func (s stateInfo) mayCreate() bool { return !s.holdsKeys && s.kek == "" }
+
+// missingKEK is the refusal to start without the KEK at path.
+func (s stateInfo) missingKEK(path string) string {
+	recorded := "a KEK whose fingerprint the daemon did not pass (" + envStateKEK + " is empty)"
+	if s.kek != "" {
+		recorded = "KEK " + s.kek + " (the fingerprint recorded in the state's keystore/MANIFEST)"
+	}
+	why := "the state holds keys (" + envHoldsKeys + "=1, or unset) wrapped under"
+	if !s.holdsKeys {
+		why = "the state was made with"
+	}
+	return fmt.Sprintf("KEK file %q is missing, and %s %s; refusing to start rather than make a new KEK, "+
+		"under which none of its keys would work: restore the KEK file from its backup (docs/operations.md, \"Backup and restore\")",
+		path, why, recorded)
 }

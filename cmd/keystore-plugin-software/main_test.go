@@ -55,3 +55,61 @@ func TestHelp(t *testing.T) {
 		t.Errorf("-h: status %d, output %q", got, stderr.String())
 	}
 }
+
+// TestMissingKEKNotCreated: started by the daemon (cookie set) without a
+// KEK file, the plugin creates none unless the daemon said the state holds
+// no keys and records no KEK: unset variables, HOLDS_KEYS=1, or a recorded
+// KEK all refuse with status 1, naming the file and the fingerprint.
+func TestMissingKEKNotCreated(t *testing.T) {
+	kek := filepath.Join(t.TempDir(), "kek")
+	for _, tc := range []struct {
+		name       string
+		holds, fp  string
+		wantStatus int
+		want       []string
+	}{
+		{"variables unset", "", "", 1, []string{"is missing", "holds keys", "restore the KEK file from its backup"}},
+		{"holds keys", "1", "0123456789abcdef", 1, []string{"is missing", "KEK 0123456789abcdef", "restore"}},
+		{"no keys but a recorded KEK", "0", "0123456789abcdef", 1, []string{"is missing", "made with KEK 0123456789abcdef"}},
+		{"bad HOLDS_KEYS", "yes", "", 2, []string{"KEYSTORED_STATE_HOLDS_KEYS=\"yes\": want 0 or 1"}},
+		{"bad KEK", "1", "NOT-HEX", 2, []string{"KEYSTORED_STATE_KEK"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(plugin.Handshake.MagicCookieKey, plugin.Handshake.MagicCookieValue)
+			t.Setenv(envHoldsKeys, tc.holds)
+			t.Setenv(envStateKEK, tc.fp)
+			var stderr bytes.Buffer
+			if got := run([]string{"--kek-file", kek}, &stderr); got != tc.wantStatus {
+				t.Errorf("exit status %d, want %d; stderr %q", got, tc.wantStatus, stderr.String())
+			}
+			for _, w := range append(tc.want, name+": error: ") {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("stderr %q does not say %q", stderr.String(), w)
+				}
+			}
+			if _, err := os.Stat(kek); !os.IsNotExist(err) {
+				t.Errorf("a KEK file was created (%v)", err)
+			}
+		})
+	}
+}
+
+// TestStateFromEnv: only HOLDS_KEYS=0 with no recorded KEK allows creating
+// a KEK.
+func TestStateFromEnv(t *testing.T) {
+	for _, tc := range []struct {
+		holds, fp string
+		create    bool
+	}{
+		{"0", "", true}, {"1", "", false}, {"", "", false}, {"0", "ab", false},
+	} {
+		env := map[string]string{envHoldsKeys: tc.holds, envStateKEK: tc.fp}
+		s, err := stateFromEnv(func(k string) string { return env[k] })
+		if err != nil {
+			t.Fatalf("%q/%q: %v", tc.holds, tc.fp, err)
+		}
+		if s.mayCreate() != tc.create {
+			t.Errorf("HOLDS_KEYS=%q KEK=%q: may create %v, want %v", tc.holds, tc.fp, s.mayCreate(), tc.create)
+		}
+	}
+}

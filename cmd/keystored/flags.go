@@ -100,6 +100,11 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 		return nil, errors.New("--" + insecureAckFlag + " acknowledges an INSECURE provider, but none is selected " +
 			"(--insecure-test-seed, or a --provider-plugin that announces itself insecure)")
 	}
+	for _, name := range o.pluginEnv {
+		if strings.HasPrefix(name, stateEnvPrefix) {
+			return nil, fmt.Errorf("--provider-env %s: the %s* variables are set by keystored itself (docs/providers.md)", name, stateEnvPrefix)
+		}
+	}
 	if o.socket == "" {
 		o.socket = getenv(socketEnv)
 	}

@@ -106,6 +106,8 @@ func TestRunUsageErrors(t *testing.T) {
 		{"--provider-plugin", "/bin/true", "--provider-sha256", "ab", "--insecure-test-seed", "00"},
 		{"--provider-plugin", "/bin/true", "--provider-sha256", "ab", "--insecure-test-seed", "00", "--i-understand-this-is-insecure"},
 		{"--i-understand-this-is-insecure"},
+		// The daemon sets KEYSTORED_STATE_* itself (docs/providers.md).
+		{"--provider-plugin", "/bin/true", "--provider-sha256", "ab", "--provider-env", "KEYSTORED_STATE_HOLDS_KEYS"},
 	} {
 		if code := run(args, &out, &errb, env(nil), nil); code != 2 {
 			t.Fatalf("%v: exit %d, want 2", args, code)

@@ -58,6 +58,7 @@ import (
 
 	"github.com/nexus-os/keystored/audit"
 	"github.com/nexus-os/keystored/clock"
+	"github.com/nexus-os/keystored/core"
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/core/storage"
 	"github.com/nexus-os/keystored/internal/coredump"
@@ -211,7 +212,13 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	}
 	cl.add("audit log", alog.Close)
 
-	prov, err := openProvider(ctx, o, logger)
+	// What the state holds decides whether a missing KEK may be made:
+	// only for a state without keys (and without a recorded KEK).
+	state, err := core.Inspect(ctx, dir)
+	if err != nil {
+		return fmt.Errorf("state directory %s: %w", o.state, err)
+	}
+	prov, err := openProvider(ctx, o, state, logger)
 	if err != nil {
 		return err
 	}
@@ -242,11 +249,7 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 		Quotas:          cfg.quotas,
 	})
 	if err != nil {
-		if c, ok := provider.CodeOf(err); ok && c == provider.EPERM {
-			return withHint(fmt.Errorf("opening the keystore in %s: %w", o.state, err),
-				"a state directory belongs to the provider that made it; use another --state directory")
-		}
-		return fmt.Errorf("opening the keystore in %s: %w", o.state, err)
+		return stateRefused(o.state, err)
 	}
 	if err := srv.Registry().Register(collectors.NewGoCollector()); err != nil {
 		return fmt.Errorf("metrics: %w", err)
@@ -316,6 +319,15 @@ wait:
 	}
 	logger.Info("keystored stopped")
 	return nil
+}
+
+// stateRefused is the error of a state that the provider may not open.
+func stateRefused(state string, err error) error {
+	if c, ok := provider.CodeOf(err); ok && c == provider.EPERM {
+		return withHint(fmt.Errorf("opening the keystore in %s: %w", state, err),
+			"a state directory belongs to the provider that made it; use another --state directory")
+	}
+	return fmt.Errorf("opening the keystore in %s: %w", state, err)
 }
 
 // coreDumpWarning is printed at every start with --insecure-allow-core-dumps.
