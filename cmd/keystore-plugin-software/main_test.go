@@ -26,9 +26,24 @@ func TestRunRefuses(t *testing.T) {
 		{"unknown flag", []string{"--kek", kek}, true, 2, "flag provided but not defined"},
 		{"extra argument", []string{"--kek-file", kek, "more"}, true, 2, "unexpected argument"},
 		{"run by hand", []string{"--kek-file", kek}, false, 1, "keystored provider plugin"},
+		{"two sources", []string{"--kek-file", kek, "--kek-passphrase-file", kek + ".pw", "--kek-params-file", kek + ".p"}, true, 2,
+			"--kek-file and --kek-passphrase-file both name a KEK source"},
+		{"two passphrases", []string{"--kek-passphrase-file", kek + ".pw", "--kek-passphrase-credential", "pw", "--kek-params-file", kek + ".p"}, true, 2,
+			"both name the KEK passphrase"},
+		{"passphrase without params", []string{"--kek-passphrase-file", kek + ".pw"}, true, 2, "--kek-params-file is required"},
+		{"params without passphrase", []string{"--kek-file", kek, "--kek-params-file", kek + ".p"}, true, 2, "needs a passphrase"},
+		{"relative params file", []string{"--kek-passphrase-file", kek + ".pw", "--kek-params-file", "p"}, true, 2, "must be an absolute path"},
+		{"credential without CREDENTIALS_DIRECTORY", []string{"--kek-passphrase-credential", "pw", "--kek-params-file", kek + ".p"}, true, 2,
+			"$CREDENTIALS_DIRECTORY is not set"},
+		{"credential with a slash", []string{"--kek-passphrase-credential", "../pw", "--kek-params-file", kek + ".p"}, true, 2,
+			"is not a credential name"},
+		{"missing passphrase file", []string{"--kek-passphrase-file", kek + ".pw", "--kek-params-file", kek + ".p"}, true, 1,
+			"KEK passphrase file"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("CREDENTIALS_DIRECTORY", "")
+			t.Setenv(envHoldsKeys, "0") // creating would be allowed: only the flags refuse
 			if tc.cookie {
 				t.Setenv(plugin.Handshake.MagicCookieKey, plugin.Handshake.MagicCookieValue)
 			} else {
@@ -68,7 +83,7 @@ func TestMissingKEKNotCreated(t *testing.T) {
 		wantStatus int
 		want       []string
 	}{
-		{"variables unset", "", "", 1, []string{"is missing", "holds keys", "restore the KEK file from its backup"}},
+		{"variables unset", "", "", 1, []string{"is missing", "holds keys", "restore the file from its backup"}},
 		{"holds keys", "1", "0123456789abcdef", 1, []string{"is missing", "KEK 0123456789abcdef", "restore"}},
 		{"no keys but a recorded KEK", "0", "0123456789abcdef", 1, []string{"is missing", "made with KEK 0123456789abcdef"}},
 		{"bad HOLDS_KEYS", "yes", "", 2, []string{"KEYSTORED_STATE_HOLDS_KEYS=\"yes\": want 0 or 1"}},

@@ -42,6 +42,11 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"--state", ""},
 		{"extra"},
 		{"--no-such-flag"},
+		{"--kek-file", "/k", "--kek-passphrase-file", "/pw"},
+		{"--kek-passphrase-file", "/pw", "--kek-passphrase-credential", "pw"},
+		{"--kek-passphrase-credential", "a/b"},
+		{"--kek-file", "/k", "--insecure-test-seed", "00", "--i-understand-this-is-insecure"},
+		{"--kek-file", "/k", "--provider-plugin", "/bin/true", "--provider-sha256", "ab"},
 	} {
 		if _, err := parseFlags(args, &bytes.Buffer{}, env(nil)); err == nil {
 			t.Errorf("%v accepted", args)

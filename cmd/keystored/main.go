@@ -15,7 +15,11 @@
 // --provider-sha256 HEX [--provider-arg ARG]... [--provider-env NAME]...,
 // --insecure-test-seed HEX --i-understand-this-is-insecure (INSECURE,
 // tests only: both flags are required), --metrics-addr ADDR,
-// --log-format text|json, --log-level LEVEL, --version.
+// --log-format text|json, --log-level LEVEL, --version; the software
+// provider's KEK: --kek-file PATH, or --kek-passphrase-file FILE |
+// --kek-passphrase-credential NAME with --kek-params-file PATH (or the
+// config's [kek] table). A KEK is created only for a state with no keys;
+// a missing one stops the start.
 //
 // At start it turns core dumps off (RLIMIT_CORE 0, PR_SET_DUMPABLE 0);
 // --insecure-allow-core-dumps keeps them, for debugging only.
@@ -218,7 +222,7 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	if err != nil {
 		return fmt.Errorf("state directory %s: %w", o.state, err)
 	}
-	prov, err := openProvider(ctx, o, state, logger)
+	prov, err := openProvider(ctx, o, cfg.kek, state, logger)
 	if err != nil {
 		return err
 	}
