@@ -123,7 +123,13 @@ func faults() []fault {
 				t.Fatal(err)
 			}
 			return sharesInfo{p, &info}
-		}, "Info", "", "does Info share its Algorithms slice?"},
+		}, "Info", "", "does Info share its Algorithms or KEKs slice?"},
+		{"Info KEKs change", newSoftware, func(_ *testing.T, p provider.Provider) provider.Provider {
+			return unstableKEKs{p, &sync.Mutex{}, new(int)}
+		}, "Info", "", "the KEKs that wrap the handles may not change"},
+		{"Info announces a malformed KEK", newSoftware, func(_ *testing.T, p provider.Provider) provider.Provider {
+			return infoWrapper{p, func(i provider.Info) provider.Info { i.KEKs = append(i.KEKs, "NOT-HEX"); return i }}
+		}, "Info", "", "invalid KEK fingerprint"},
 		{"one key for every ref", newSoftware, func(_ *testing.T, p provider.Provider) provider.Provider {
 			return sameKey{p, &sync.Mutex{}, map[provider.Algorithm]provider.Generated{}}
 		}, "Generate/DistinctKeys", provider.MLDSA44, "returned the same public key"},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 
 	"github.com/nexus-os/keystored/core/alg"
@@ -279,6 +280,22 @@ func (p unstableInfo) Info(ctx context.Context) (provider.Info, error) {
 	defer p.mu.Unlock()
 	*p.n++
 	info.Version += string(rune('a' + *p.n%26))
+	return info, err
+}
+
+// unstableKEKs announces a different KEK fingerprint on every call.
+type unstableKEKs struct {
+	provider.Provider
+	mu *sync.Mutex
+	n  *int
+}
+
+func (p unstableKEKs) Info(ctx context.Context) (provider.Info, error) {
+	info, err := p.Provider.Info(ctx)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	*p.n++
+	info.KEKs = []string{strconv.FormatInt(int64(*p.n), 16)}
 	return info, err
 }
 

@@ -8,3 +8,9 @@ func Ops() []Op {
 	}
 	return out
 }
+
+// EncodeManifest returns a MANIFEST file as Open writes it (for tests that
+// write old or damaged ones).
+func EncodeManifest(providerName string, secure bool, kek string) ([]byte, error) {
+	return encodeChecked("manifest", manifestPath, manifestBody{Provider: providerName, Secure: secure, KEK: kek})
+}

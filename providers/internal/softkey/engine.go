@@ -23,6 +23,7 @@ import (
 	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 
 	"golang.org/x/crypto/chacha20poly1305"
@@ -59,6 +60,12 @@ type Config struct {
 	Source Source
 	// Hedged selects randomized ML-DSA signing.
 	Hedged bool
+	// AnnounceKEK makes Info report the KEK's fingerprint (KEKFingerprint)
+	// in Info.KEKs, so that the core records it in the MANIFEST and
+	// refuses a state made under another KEK. Info.KEKs given in Info is
+	// ignored. The secure provider sets it; the testseed provider, whose
+	// KEK follows from its seed, does not.
+	AnnounceKEK bool
 	// CacheSize bounds the cache of unwrapped keys; 0 means
 	// DefaultCacheSize.
 	CacheSize int
@@ -123,6 +130,10 @@ func New(cfg Config) (*Engine, error) {
 	}
 	info := cfg.Info
 	info.Algorithms = append([]provider.Algorithm(nil), cfg.Info.Algorithms...)
+	info.KEKs = nil
+	if cfg.AnnounceKEK {
+		info.KEKs = []string{KEKFingerprint(id)}
+	}
 	return &Engine{
 		info:   info,
 		reg:    cfg.Registry,
@@ -157,13 +168,19 @@ func KEKID(kek secret.Bytes) ([KEKIDSize]byte, error) {
 	return id, nil
 }
 
-// Info returns the provider description given to New.
+// KEKFingerprint returns the KEK ID as the provider.Info.KEKs entry that
+// names the KEK: 16 lowercase hex characters.
+func KEKFingerprint(id [KEKIDSize]byte) string { return hex.EncodeToString(id[:]) }
+
+// Info returns the provider description given to New, with the KEK's
+// fingerprint in KEKs when the engine announces it.
 func (e *Engine) Info(ctx context.Context) (provider.Info, error) {
 	if err := provider.CheckContext(ctx); err != nil {
 		return provider.Info{}, err
 	}
 	info := e.info
 	info.Algorithms = append([]provider.Algorithm(nil), e.info.Algorithms...)
+	info.KEKs = append([]string(nil), e.info.KEKs...) // nil when empty
 	return info, nil
 }
 
