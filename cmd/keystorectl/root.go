@@ -56,6 +56,7 @@ EBADMSG 74, EMSGSIZE 90, EALREADY 114, EKEYREVOKED 128, ...; EUNAVAILABLE
 		a.sealCommand(),
 		a.unsealCommand(),
 		a.auditCommand(),
+		a.kekCommand(),
 	)
 	return root
 }
