@@ -3,6 +3,7 @@ package conformance_test
 import (
 	"bytes"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +29,17 @@ func newSoftware(t *testing.T) provider.Provider {
 	return p
 }
 
+// newSoftwareFile returns a software provider over a new KEK file: one
+// that can rotate its KEK.
+func newSoftwareFile(t *testing.T) provider.Provider {
+	t.Helper()
+	p, err := software.New(software.Config{KEKFile: filepath.Join(t.TempDir(), "kek"), Create: true})
+	if err != nil {
+		t.Fatalf("software.New: %v", err)
+	}
+	return p
+}
+
 // newTestseed returns an INSECURE testseed provider with testSeed.
 func newTestseed(t *testing.T) provider.Provider {
 	t.Helper()
@@ -45,6 +57,12 @@ func knownTestseed(ref provider.KeyRef) ([][]byte, error) {
 
 func TestSoftware(t *testing.T) {
 	conformance.Run(t, newSoftware)
+}
+
+// TestSoftwareKEKFile runs the suite over a KEK file, whose provider
+// rotates its KEK (the KEKRotation subtest).
+func TestSoftwareKEKFile(t *testing.T) {
+	conformance.Run(t, newSoftwareFile)
 }
 
 func TestTestseedInsecure(t *testing.T) { testTestseed(t) }
@@ -146,6 +164,10 @@ func faults() []fault {
 		{"secrets printed", newTestseed, func(_ *testing.T, p provider.Provider) provider.Provider {
 			return &leaksInFormat{Provider: p, known: known}
 		}, "Redaction", "", "contains known secret"},
+		{"KEK commit keeps the old KEK", newSoftwareFile, func(_ *testing.T, p provider.Provider) provider.Provider { return lazyCommit{p} },
+			"KEKRotation", "", "want an error wrapping EIO"},
+		{"KEK rewrap returns the handle as it was", newSoftwareFile, func(_ *testing.T, p provider.Provider) provider.Provider { return noRewrap{p} },
+			"KEKRotation", "", "returned it unchanged"},
 		{"payload in an error", newSoftware, func(_ *testing.T, p provider.Provider) provider.Provider { return echoesPayload{p} },
 			"NoPayloadsInErrors", "", "contains its payload"},
 	}

@@ -390,3 +390,31 @@ func (p echoesPayload) Open(ctx context.Context, ref provider.KeyRef, h provider
 	}
 	return out, nil
 }
+
+// lazyCommit rotates its KEK but never drops the old one at the commit.
+type lazyCommit struct{ provider.Provider }
+
+func (p lazyCommit) BeginKEKRotation(ctx context.Context) (string, error) {
+	return p.Provider.(provider.KEKRotator).BeginKEKRotation(ctx)
+}
+
+func (p lazyCommit) RewrapHandle(ctx context.Context, ref provider.KeyRef, h provider.Handle) (provider.Handle, error) {
+	return p.Provider.(provider.KEKRotator).RewrapHandle(ctx, ref, h)
+}
+
+func (p lazyCommit) CommitKEKRotation(context.Context) error { return nil }
+
+// noRewrap returns every handle as it was from RewrapHandle.
+type noRewrap struct{ provider.Provider }
+
+func (p noRewrap) BeginKEKRotation(ctx context.Context) (string, error) {
+	return p.Provider.(provider.KEKRotator).BeginKEKRotation(ctx)
+}
+
+func (p noRewrap) RewrapHandle(_ context.Context, _ provider.KeyRef, h provider.Handle) (provider.Handle, error) {
+	return h, nil
+}
+
+func (p noRewrap) CommitKEKRotation(ctx context.Context) error {
+	return p.Provider.(provider.KEKRotator).CommitKEKRotation(ctx)
+}

@@ -14,3 +14,9 @@ func Ops() []Op {
 func EncodeManifest(providerName string, secure bool, kek string) ([]byte, error) {
 	return encodeChecked("manifest", manifestPath, manifestBody{Provider: providerName, Secure: secure, KEK: kek})
 }
+
+// EncodeManifestRotating is EncodeManifest with a pending KEK rotation
+// (kek_next).
+func EncodeManifestRotating(providerName string, secure bool, kek, next string) ([]byte, error) {
+	return encodeChecked("manifest", manifestPath, manifestBody{Provider: providerName, Secure: secure, KEK: kek, KEKNext: next})
+}

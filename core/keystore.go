@@ -53,6 +53,15 @@ type Keystore struct {
 	quotas    Quotas
 	keyCount  keyCounts // per-app key counts for the keys quota
 
+	// kekMu orders KEK rotations against the operations that make
+	// handles: creates and rotations hold it for reading from the
+	// provider's Generate until their handle is durable, so that a
+	// rotation's Begin (under the write lock) is never overtaken by a
+	// handle wrapped under the old KEK that its walk might miss.
+	// rotating admits one KEK rotation at a time (kekrot.go).
+	kekMu    sync.RWMutex
+	rotating sync.Mutex
+
 	// keys maps each key in memory to its entry; mu guards the map (not
 	// the entries, which have their own locks).
 	mu   sync.RWMutex
@@ -112,8 +121,9 @@ func Open(ctx context.Context, o Config) (*Keystore, error) {
 	return k, nil
 }
 
-// ProviderInfo returns the provider's Info (algorithms limited to those the
-// keystore knows).
+// ProviderInfo returns the provider's Info as Open read it (algorithms
+// limited to those the keystore knows; KEKs as they were then: KEKStatus
+// has the current ones).
 func (k *Keystore) ProviderInfo() provider.Info {
 	i := k.info
 	i.Algorithms = append([]Algorithm(nil), i.Algorithms...)
@@ -157,13 +167,16 @@ func (k *Keystore) checkManifest() error {
 		m.KEK = k.info.KEKs[0]
 		return writeManifest(k.st, m)
 	}
+	if len(k.info.KEKs) > 0 && m.KEKNext != "" {
+		return k.checkRotation(m)
+	}
 	return nil
 }
 
 // checkProvider reports whether the provider described by info may open
 // the state whose MANIFEST is m: the same name, the same Secure flag and,
-// when both the provider and m name KEKs, the recorded KEK among the
-// provider's.
+// when both the provider and m name KEKs (and no rotation is recorded:
+// checkRotation judges those), the recorded KEK among the provider's.
 func checkProvider(m manifestBody, info provider.Info) error {
 	switch {
 	case m.Secure && !info.Secure:
@@ -173,8 +186,8 @@ func checkProvider(m manifestBody, info provider.Info) error {
 	case m.Provider != info.Name:
 		return provider.Errorf(provider.EPERM, "state was made by provider %q, not %q", m.Provider, info.Name)
 	}
-	if len(info.KEKs) == 0 || m.KEK == "" {
-		return nil // nothing recorded, or a provider that wraps nothing under a KEK
+	if len(info.KEKs) == 0 || m.KEK == "" || m.KEKNext != "" {
+		return nil // nothing recorded, a provider that wraps nothing under a KEK, or a rotation
 	}
 	if !slices.Contains(info.KEKs, m.KEK) {
 		return provider.Errorf(provider.EIO, "state's keys are wrapped under KEK %s (recorded in %s); the provider holds KEK %s: "+
@@ -202,6 +215,11 @@ func readManifest(st Storage) (m manifestBody, found bool, err error) {
 	if m.KEK != "" {
 		if err := provider.CheckKEKFingerprint(m.KEK); err != nil {
 			return manifestBody{}, false, provider.Errorf(provider.EIO, "corrupted file %s: malformed kek: %w", manifestPath, err)
+		}
+	}
+	if m.KEKNext != "" {
+		if err := provider.CheckKEKFingerprint(m.KEKNext); err != nil || m.KEK == "" || m.KEKNext == m.KEK {
+			return manifestBody{}, false, provider.Errorf(provider.EIO, "corrupted file %s: malformed kek_next", manifestPath)
 		}
 	}
 	return m, true, nil

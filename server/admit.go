@@ -59,6 +59,9 @@ var receiveLimits = map[string]int64{
 	"keys.unseal-batch": MaxBatchBytes + framing,
 	"store.put":         MaxValueSize + framing,
 	"anchors.verify":    provider.MaxSignMessage + provider.MaxSignature + framing,
+	// The Admin methods' requests are empty.
+	"admin.kek-status": framing,
+	"admin.kek-rotate": framing,
 }
 
 // ReceiveLimit returns the largest request message (bytes, gRPC framing

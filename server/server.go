@@ -136,7 +136,7 @@ const (
 // response when the daemon runs on the INSECURE test provider.
 const InsecureHeader = "keystored-insecure"
 
-// Server serves keystore.v1 (Keys, Store, TrustAnchors) over one
+// Server serves keystore.v1 (Keys, Store, TrustAnchors, Admin) over one
 // core.Keystore. It is safe for concurrent use.
 type Server struct {
 	ks       *core.Keystore
@@ -261,12 +261,13 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 	}
 }
 
-// Register registers the three services on g, a grpc.Server made with
+// Register registers the four services on g, a grpc.Server made with
 // ServerOptions (or a registrar in front of one).
 func (s *Server) Register(g grpc.ServiceRegistrar) {
 	g.RegisterService(s.wrapService(&keystorev1.Keys_ServiceDesc), &keysService{s: s})
 	g.RegisterService(s.wrapService(&keystorev1.Store_ServiceDesc), &storeService{s: s})
 	g.RegisterService(s.wrapService(&keystorev1.TrustAnchors_ServiceDesc), &anchorsService{s: s})
+	g.RegisterService(s.wrapService(&keystorev1.Admin_ServiceDesc), &adminService{s: s})
 }
 
 // Listener wraps l (a Unix socket listener) so that every accepted

@@ -71,6 +71,7 @@ EBADMSG 74, EMSGSIZE 90, EALREADY 114, EKEYREVOKED 128, ...; EUNAVAILABLE
 		a.anchorsCommand(),
 		a.auditCommand(),
 		a.sshAgentCommand(),
+		a.kekCommand(),
 	)
 	return root
 }

@@ -72,6 +72,14 @@ type softProvider struct {
 
 // New returns a software provider whose KEK comes from opts.
 func New(opts Config) (provider.Provider, error) {
+	var next secret.Bytes // a KEK file's pending rotation (kekrot.go)
+	if opts.KEKFile != "" {
+		var err error
+		if next, err = loadNextKEK(opts.KEKFile); err != nil {
+			return nil, err
+		}
+		defer next.Wipe()
+	}
 	kek, owned, err := loadKEK(opts)
 	if err != nil {
 		return nil, err
@@ -90,6 +98,7 @@ func New(opts Config) (provider.Provider, error) {
 		},
 		Registry:    reg,
 		KEK:         kek,
+		NextKEK:     next,
 		Source:      randSource{},
 		Hedged:      true,
 		AnnounceKEK: true,
@@ -97,6 +106,9 @@ func New(opts Config) (provider.Provider, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if opts.KEKFile != "" {
+		return &fileProvider{softProvider: softProvider{Engine: e}, path: opts.KEKFile}, nil
 	}
 	return &softProvider{Engine: e}, nil
 }
