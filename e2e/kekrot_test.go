@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"os"
@@ -114,7 +115,10 @@ func TestKEKRotateRealDaemon(t *testing.T) {
 // every intact key signs. With the handle file repaired, a rerun of
 // keystorectl kek rotate completes; after a restart every key signs, a
 // signature made before the rotation verifies, data sealed before
-// unseals, and the plugin's KEK file holds the new KEK alone.
+// unseals, and the plugin's KEK file holds the new KEK alone. Neither
+// KEK's bytes, in any common encoding, appear in keystorectl's output, the
+// daemons' logs (which hold the plugin's), or any file of the state
+// directory (the audit log among them).
 func TestKEKRotateRealDaemonPlugin(t *testing.T) {
 	ctx := context.Background()
 	bin := testbin.Build(t, "github.com/nexus-os/keystored/cmd/keystore-plugin-software")
@@ -127,6 +131,7 @@ func TestKEKRotateRealDaemonPlugin(t *testing.T) {
 	state, kekPath := filepath.Join(dir, "state"), filepath.Join(dir, "plugin-kek")
 	opts := daemontest.Options{Dir: dir, State: state, Args: []string{"--provider-plugin", bin,
 		"--provider-sha256", hex.EncodeToString(sum[:]), "--provider-arg", "--kek-file=" + kekPath}}
+	var sinks []string // keystorectl output and daemon logs
 	d := daemontest.Start(t, opts)
 	c := dial(t, d)
 	for _, k := range []struct {
@@ -157,6 +162,7 @@ func TestKEKRotateRealDaemonPlugin(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Stop()
+	sinks = append(sinks, d.Logs())
 
 	// Damage kek/broken's handle file (a daemon just started has read no
 	// handle yet): the rotation cannot rewrap it.
@@ -175,7 +181,8 @@ func TestKEKRotateRealDaemonPlugin(t *testing.T) {
 	}
 	d = daemontest.Start(t, opts)
 	c = dial(t, d)
-	ctlFails(t, d, nil, 5, "EIO", "kek", "rotate")
+	f := ctlFails(t, d, nil, 5, "EIO", "kek", "rotate")
+	sinks = append(sinks, string(f.stdout), f.stderr)
 	pending, err := c.KEKStatus(ctx)
 	if err != nil || pending.Pending == "" || !slices.Equal(pending.ProviderKEKs, []string{pending.Pending, before.Current}) {
 		t.Fatalf("kek status after the failed rotation: %+v, %v; want %s pending, the plugin holding both", pending, err, before.Current)
@@ -218,6 +225,7 @@ func TestKEKRotateRealDaemonPlugin(t *testing.T) {
 	}
 	// And the daemon, with the rotation pending.
 	d.Stop()
+	sinks = append(sinks, d.Logs())
 	d = daemontest.Start(t, opts)
 	c = dial(t, d)
 	use(c, "with the rotation pending, after a daemon restart")
@@ -229,7 +237,9 @@ func TestKEKRotateRealDaemonPlugin(t *testing.T) {
 	if want := "rotated KEK " + before.Current + " -> " + pending.Pending + ": 4 keys, 1 handles rewrapped, 4 already under the new KEK"; !strings.HasPrefix(string(r.stdout), want) {
 		t.Fatalf("rerun of kek rotate printed %q, want %q", r.stdout, want)
 	}
+	sinks = append(sinks, string(r.stdout), r.stderr, string(ctlOK(t, d, nil, "--json", "kek", "status").stdout))
 	d.Stop()
+	sinks = append(sinks, d.Logs())
 
 	d = daemontest.Start(t, opts)
 	c = dial(t, d)
@@ -248,6 +258,39 @@ func TestKEKRotateRealDaemonPlugin(t *testing.T) {
 	if _, err := os.Lstat(kekPath + ".next"); !os.IsNotExist(err) {
 		t.Fatalf("plugin-kek.next left after the rotation: %v", err)
 	}
+	d.Stop()
+	sinks = append(sinks, d.Logs())
+	err = filepath.WalkDir(state, func(path string, e os.DirEntry, err error) error {
+		if err != nil || !e.Type().IsRegular() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		sinks = append(sinks, string(b))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kek := range []struct {
+		name string
+		b    []byte
+	}{{"old KEK", oldKEK}, {"new KEK", newKEK}} {
+		for _, form := range kekForms(kek.b) {
+			for i, s := range sinks {
+				if strings.Contains(s, form) {
+					t.Errorf("the %s (as %q) is in sink %d", kek.name, form, i)
+				}
+			}
+		}
+	}
+}
+
+// kekForms returns b raw, in hex (both cases) and in base64 (standard
+// and URL alphabets, padded or not).
+func kekForms(b []byte) []string {
+	return []string{string(b), hex.EncodeToString(b), strings.ToUpper(hex.EncodeToString(b)),
+		base64.StdEncoding.EncodeToString(b), base64.RawStdEncoding.EncodeToString(b),
+		base64.URLEncoding.EncodeToString(b), base64.RawURLEncoding.EncodeToString(b)}
 }
 
 // pluginOf returns the pid of the one child process of the daemon pid
