@@ -244,7 +244,7 @@ func TestRestartAcrossKEKRotation(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	kekPath := filepath.Join(t.TempDir(), "kek")
-	c := softwarePlugin(t, Config{Args: []string{"--kek-file", kekPath}, RestartBackoff: time.Millisecond})
+	c := softwarePluginOver(t, kekPath)
 	p := c.Provider()
 	ref := signRef(t, software.Name)
 	g, err := p.Generate(ctx, ref)
@@ -396,7 +396,7 @@ func TestKEKRotationPluginKilled(t *testing.T) {
 			t.Parallel()
 			ctx := t.Context()
 			kekPath := filepath.Join(t.TempDir(), "kek")
-			c := softwarePlugin(t, Config{Args: []string{"--kek-file", kekPath}, RestartBackoff: time.Millisecond})
+			c := softwarePluginOver(t, kekPath)
 			k := &killAt{Provider: c.Provider(), t: t, c: c, step: tc.step, n: tc.n, after: tc.after}
 			ks := openKeystore(t, k)
 			op := core.Caller{Operator: true}
@@ -462,4 +462,12 @@ func TestKEKRotationPluginKilled(t *testing.T) {
 			}
 		})
 	}
+}
+
+// softwarePluginOver launches the software plugin binary over the KEK file
+// kekPath, restarting it without delay.
+func softwarePluginOver(t *testing.T, kekPath string) *Client {
+	t.Helper()
+	sw, _, _ := binaries(t)
+	return launch(t, sw, Config{Args: []string{"--kek-file", kekPath}, RestartBackoff: time.Millisecond})
 }
