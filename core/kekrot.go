@@ -85,7 +85,10 @@ func (k *Keystore) kekStatus(ctx context.Context, c Caller) (KEKStatus, error) {
 // replaced; the provider's Commit drops the old KEK; the MANIFEST records
 // the new one as kek. A key that cannot be read or rewrapped stops the
 // rotation before the commit (EIO): the old KEK stays until every handle
-// is under the new one. ctx is honoured between keys.
+// is under the new one. ctx is honoured between keys. A rerun that finds
+// the provider already committed (it holds the recorded kek_next but not
+// the recorded kek: a provider plugin restarted after a Commit whose reply
+// was lost) only records the new KEK.
 func (k *Keystore) RotateKEK(ctx context.Context, c Caller) (KEKRotation, error) {
 	ev := k.event(c, OpKEKRotate, "", 0)
 	r, err := k.rotateKEK(ctx, c, &ev)
@@ -136,6 +139,9 @@ func (k *Keystore) rotateKEK(ctx context.Context, c Caller, ev *Event) (KEKRotat
 	if err := k.commit(ctx, *ev); err != nil {
 		return r, err
 	}
+	if done, err := k.committedMeanwhile(ctx, m, &r); done || err != nil {
+		return r, err
+	}
 
 	// Begin under kekMu: no create or rotation is between its Generate
 	// and its durable handle, so every handle under the old KEK is in
@@ -175,6 +181,28 @@ func (k *Keystore) rotateKEK(ctx context.Context, c Caller, ev *Event) (KEKRotat
 	r.Committed = true
 	m.KEK, m.KEKNext = to, ""
 	return r, writeManifest(k.st, m)
+}
+
+// committedMeanwhile finishes a rotation that the provider committed
+// without the MANIFEST saying so, while the keystore ran: the MANIFEST
+// records kek_next, and the provider now holds that KEK but not the
+// recorded one. A provider plugin restarted by its client after a Commit
+// whose reply was lost is in that state (Open finishes the same state at
+// start). It reports whether it did.
+func (k *Keystore) committedMeanwhile(ctx context.Context, m manifestBody, r *KEKRotation) (bool, error) {
+	if m.KEKNext == "" {
+		return false, nil
+	}
+	info, err := k.p.Info(ctx)
+	if err != nil {
+		return false, provider.WithOp("provider info", "", err)
+	}
+	if slices.Contains(info.KEKs, m.KEK) || !slices.Contains(info.KEKs, m.KEKNext) {
+		return false, nil
+	}
+	r.To, r.Committed = m.KEKNext, true
+	m.KEK, m.KEKNext = m.KEKNext, ""
+	return true, writeManifest(k.st, m)
 }
 
 // rewrapAll walks every key of every app, as an operator's List does, and

@@ -473,6 +473,93 @@ func TestCrashDuringKEKRotation(t *testing.T) {
 	}
 }
 
+// failOnce makes a KEKRotator's first Begin or Commit fail after it took
+// effect (durably), as a provider plugin killed before its reply does;
+// later calls pass through.
+type failOnce struct {
+	provider.Provider
+	afterBegin, afterCommit bool
+	failed                  *bool
+}
+
+func (p failOnce) fail(when bool, what string) error {
+	if !when || *p.failed {
+		return nil
+	}
+	*p.failed = true
+	return provider.Errorf(provider.EUNAVAILABLE, "lost the reply to %s: %w", what, errKilled)
+}
+
+func (p failOnce) BeginKEKRotation(ctx context.Context) (string, error) {
+	fp, err := p.Provider.(provider.KEKRotator).BeginKEKRotation(ctx)
+	if err == nil {
+		err = p.fail(p.afterBegin, "begin")
+	}
+	return fp, err
+}
+
+func (p failOnce) RewrapHandle(ctx context.Context, ref provider.KeyRef, h provider.Handle) (provider.Handle, error) {
+	return p.Provider.(provider.KEKRotator).RewrapHandle(ctx, ref, h)
+}
+
+func (p failOnce) CommitKEKRotation(ctx context.Context) error {
+	err := p.Provider.(provider.KEKRotator).CommitKEKRotation(ctx)
+	if err == nil {
+		err = p.fail(p.afterCommit, "commit")
+	}
+	return err
+}
+
+// TestRotateKEKRerunWhileRunning: a rotation whose provider took its
+// Begin or its Commit but whose reply was lost (a plugin killed and
+// restarted by its client, the daemon still running) is completed by a
+// rerun in the same keystore, without a restart: after a lost Commit the
+// provider holds only the next KEK and the rerun records it; after a lost
+// Begin the rerun resumes the pending KEK. Keys work throughout, and after
+// a restart.
+func TestRotateKEKRerunWhileRunning(t *testing.T) {
+	for _, c := range []failOnce{{afterBegin: true}, {afterCommit: true}} {
+		what := "begin"
+		if c.afterCommit {
+			what = "commit"
+		}
+		t.Run(what, func(t *testing.T) {
+			dir, kekPath := t.TempDir(), filepath.Join(t.TempDir(), "kek")
+			c.failed = new(bool)
+			e := openSoftDir(t, dir, kekPath, nil, func(p provider.Provider) provider.Provider {
+				c.Provider = p
+				return c
+			})
+			keys := makeRotKeys(t, e)
+			if _, err := e.ks.RotateKEK(ctx, operator); !errors.Is(err, errKilled) {
+				t.Fatalf("rotation = %v, want the injected lost reply", err)
+			}
+			if msg := keys.usable(e); msg != "" {
+				t.Fatalf("after the lost reply to %s: %s", what, msg)
+			}
+			r, err := e.ks.RotateKEK(ctx, operator)
+			if err != nil || !r.Committed || r.To == "" || r.To == r.From {
+				t.Fatalf("rerun after the lost reply to %s: %+v, %v", what, r, err)
+			}
+			if st := kekStatus(t, e); st.Current != r.To || st.Pending != "" || !slices.Equal(st.ProviderKEKs, []string{r.To}) {
+				t.Fatalf("status after the rerun: %+v, want %s only", st, r.To)
+			}
+			if msg := keys.usable(e); msg != "" {
+				t.Fatalf("after the rerun: %s", msg)
+			}
+			closeDirEnv(t, e)
+			e = openSoftDir(t, dir, kekPath, nil, nil)
+			defer closeDirEnv(t, e)
+			if st := kekStatus(t, e); st.Current != r.To || st.Pending != "" {
+				t.Fatalf("status after a restart: %+v, want %s", st, r.To)
+			}
+			if msg := keys.usable(e); msg != "" {
+				t.Fatalf("after a restart: %s", msg)
+			}
+		})
+	}
+}
+
 // openSoftDir opens the directory state dir with a fresh software
 // provider over the KEK file kekPath (wrapped by wrap, if given).
 func openSoftDir(t *testing.T, dir, kekPath string, hook storage.Hook, wrap func(provider.Provider) provider.Provider) *env {

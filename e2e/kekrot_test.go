@@ -3,14 +3,21 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/nexus-os/keystored/client"
 	"github.com/nexus-os/keystored/internal/daemontest"
+	"github.com/nexus-os/keystored/internal/testbin"
 )
 
 // TestKEKRotateRealDaemon: keystorectl kek rotate on a running daemon
@@ -96,4 +103,218 @@ func TestKEKRotateRealDaemon(t *testing.T) {
 	}
 	d = daemontest.Start(t, daemontest.Options{State: state})
 	use(dial(t, d))
+}
+
+// TestKEKRotateRealDaemonPlugin: the same through the real software
+// plugin binary (keystore-plugin-software over its own KEK file), with a
+// rotation that fails midway. Four keys are made; one's handle file is
+// damaged while the daemon is stopped, so the rotation stops before its
+// commit (EIO) with the others rewrapped under the pending KEK. The
+// plugin process is then killed (the daemon's client restarts it, holding
+// both KEKs) and the daemon restarted, both with the rotation pending:
+// every intact key signs. With the handle file repaired, a rerun of
+// keystorectl kek rotate completes; after a restart every key signs, a
+// signature made before the rotation verifies, data sealed before
+// unseals, and the plugin's KEK file holds the new KEK alone. Neither
+// KEK's bytes, in any common encoding, appear in keystorectl's output, the
+// daemons' logs (which hold the plugin's), or any file of the state
+// directory (the audit log among them).
+func TestKEKRotateRealDaemonPlugin(t *testing.T) {
+	ctx := context.Background()
+	bin := testbin.Build(t, "github.com/nexus-os/keystored/cmd/keystore-plugin-software")
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	dir := t.TempDir()
+	state, kekPath := filepath.Join(dir, "state"), filepath.Join(dir, "plugin-kek")
+	opts := daemontest.Options{Dir: dir, State: state, Args: []string{"--provider-plugin", bin,
+		"--provider-sha256", hex.EncodeToString(sum[:]), "--provider-arg", "--kek-file=" + kekPath}}
+	var sinks []string // keystorectl output and daemon logs
+	d := daemontest.Start(t, opts)
+	c := dial(t, d)
+	for _, k := range []struct {
+		name string
+		alg  client.Algorithm
+	}{{"kek/sign", client.Ed25519}, {"kek/pq", client.MLDSA44}, {"kek/box", client.XChaCha20Poly1305}, {"kek/broken", client.Ed25519}} {
+		if _, err := c.Create(ctx, k.name, client.CreateOptions{Algorithm: k.alg}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Rotate(ctx, "kek/box"); err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := c.Seal(ctx, "kek/box", []byte("before the rotation"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := c.Sign(ctx, "kek/sign", []byte("signed before"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := c.KEKStatus(ctx)
+	if err != nil || !before.Rotatable || before.Current == "" {
+		t.Fatalf("kek status through the plugin: %+v, %v; want a rotatable KEK", before, err)
+	}
+	oldKEK, err := os.ReadFile(kekPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Stop()
+	sinks = append(sinks, d.Logs())
+
+	// Damage kek/broken's handle file (a daemon just started has read no
+	// handle yet): the rotation cannot rewrap it.
+	handles, err := filepath.Glob(filepath.Join(state, "keystore", "*", "kek", "broken", "v1.handle"))
+	if err != nil || len(handles) != 1 {
+		t.Fatalf("handle file of kek/broken: %v, %v", handles, err)
+	}
+	good, err := os.ReadFile(handles[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Clone(good)
+	bad[len(bad)-1] ^= 0xff
+	if err := os.WriteFile(handles[0], bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d = daemontest.Start(t, opts)
+	c = dial(t, d)
+	f := ctlFails(t, d, nil, 5, "EIO", "kek", "rotate")
+	sinks = append(sinks, string(f.stdout), f.stderr)
+	pending, err := c.KEKStatus(ctx)
+	if err != nil || pending.Pending == "" || !slices.Equal(pending.ProviderKEKs, []string{pending.Pending, before.Current}) {
+		t.Fatalf("kek status after the failed rotation: %+v, %v; want %s pending, the plugin holding both", pending, err, before.Current)
+	}
+	use := func(c *client.Client, what string) {
+		t.Helper()
+		for _, k := range []string{"kek/sign", "kek/pq"} {
+			var err error
+			for range 3 { // the first calls after a kill may find the connection lost
+				if _, err = c.Sign(ctx, k, []byte("m")); err == nil {
+					break
+				}
+			}
+			if err != nil {
+				t.Fatalf("%s: sign with %s: %v", what, k, err)
+			}
+		}
+		pt, err := c.Unseal(ctx, "kek/box", sealed.Data, nil)
+		if err != nil || string(pt.Plaintext) != "before the rotation" {
+			t.Fatalf("%s: unseal of data sealed before the rotation: %v", what, err)
+		}
+		if err := c.Verify(ctx, "kek/sign", sig.Version, []byte("signed before"), sig.Signature); err != nil {
+			t.Fatalf("%s: verify a signature made before the rotation: %v", what, err)
+		}
+	}
+	use(c, "with the rotation pending")
+
+	// Kill the plugin with the rotation pending: the daemon's client
+	// restarts it, and it holds both KEKs.
+	plug := pluginOf(t, d.Pid())
+	if err := syscall.Kill(plug, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	use(c, "with the rotation pending, after the plugin was killed")
+	if again := pluginOf(t, d.Pid()); again == plug {
+		t.Fatalf("plugin process %d still the daemon's child after SIGKILL", plug)
+	}
+	if st, err := c.KEKStatus(ctx); err != nil || st.Pending != pending.Pending || !slices.Equal(st.ProviderKEKs, pending.ProviderKEKs) {
+		t.Fatalf("kek status after the plugin restarted: %+v, %v; want %+v", st, err, pending)
+	}
+	// And the daemon, with the rotation pending.
+	d.Stop()
+	sinks = append(sinks, d.Logs())
+	d = daemontest.Start(t, opts)
+	c = dial(t, d)
+	use(c, "with the rotation pending, after a daemon restart")
+
+	if err := os.WriteFile(handles[0], good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := ctlOK(t, d, nil, "kek", "rotate")
+	if want := "rotated KEK " + before.Current + " -> " + pending.Pending + ": 4 keys, 1 handles rewrapped, 4 already under the new KEK"; !strings.HasPrefix(string(r.stdout), want) {
+		t.Fatalf("rerun of kek rotate printed %q, want %q", r.stdout, want)
+	}
+	sinks = append(sinks, string(r.stdout), r.stderr, string(ctlOK(t, d, nil, "--json", "kek", "status").stdout))
+	d.Stop()
+	sinks = append(sinks, d.Logs())
+
+	d = daemontest.Start(t, opts)
+	c = dial(t, d)
+	use(c, "after the rotation and a restart")
+	if _, err := c.Sign(ctx, "kek/broken", []byte("m")); err != nil {
+		t.Fatalf("sign with the repaired key: %v", err)
+	}
+	after, err := c.KEKStatus(ctx)
+	if err != nil || after.Current != pending.Pending || after.Pending != "" || !slices.Equal(after.ProviderKEKs, []string{after.Current}) {
+		t.Fatalf("kek status after the rotation: %+v, %v; want %s alone", after, err, pending.Pending)
+	}
+	newKEK, err := os.ReadFile(kekPath)
+	if err != nil || bytes.Equal(newKEK, oldKEK) {
+		t.Fatalf("plugin KEK file after the rotation: changed %t (%v)", !bytes.Equal(newKEK, oldKEK), err)
+	}
+	if _, err := os.Lstat(kekPath + ".next"); !os.IsNotExist(err) {
+		t.Fatalf("plugin-kek.next left after the rotation: %v", err)
+	}
+	d.Stop()
+	sinks = append(sinks, d.Logs())
+	err = filepath.WalkDir(state, func(path string, e os.DirEntry, err error) error {
+		if err != nil || !e.Type().IsRegular() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		sinks = append(sinks, string(b))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kek := range []struct {
+		name string
+		b    []byte
+	}{{"old KEK", oldKEK}, {"new KEK", newKEK}} {
+		for _, form := range kekForms(kek.b) {
+			for i, s := range sinks {
+				if strings.Contains(s, form) {
+					t.Errorf("the %s (as %q) is in sink %d", kek.name, form, i)
+				}
+			}
+		}
+	}
+}
+
+// kekForms returns b raw, in hex (both cases) and in base64 (standard
+// and URL alphabets, padded or not).
+func kekForms(b []byte) []string {
+	return []string{string(b), hex.EncodeToString(b), strings.ToUpper(hex.EncodeToString(b)),
+		base64.StdEncoding.EncodeToString(b), base64.RawStdEncoding.EncodeToString(b),
+		base64.URLEncoding.EncodeToString(b), base64.RawURLEncoding.EncodeToString(b)}
+}
+
+// pluginOf returns the pid of the one child process of the daemon pid
+// (its provider plugin).
+func pluginOf(t *testing.T, pid int) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kids []int
+	want := "\nPPid:\t" + strconv.Itoa(pid) + "\n"
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/status")
+		if err == nil && strings.Contains(string(b), want) && !strings.Contains(string(b), "\nState:\tZ") {
+			kids = append(kids, n)
+		}
+	}
+	if len(kids) != 1 {
+		t.Fatalf("daemon %d has children %v, want exactly one (the plugin)", pid, kids)
+	}
+	return kids[0]
 }

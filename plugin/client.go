@@ -201,6 +201,10 @@ func (c Config) normalize() (Config, []byte, error) {
 // Client is a provider.Provider served by a plugin process that it
 // supervises. See the package documentation for what it guarantees. It is
 // safe for concurrent use. Close stops the plugin.
+//
+// A Client implements no optional interface of the contract itself:
+// Provider returns it with those its plugin announces (a KEK rotation,
+// provider.KEKRotator), which is what a daemon hands to the core.
 type Client struct {
 	cfg   Config
 	pin   []byte      // the pinned SHA-256
@@ -209,7 +213,14 @@ type Client struct {
 	dir   *privateDir // Config.PrivateDir, emptied by Close
 	work  string      // the plugin's working directory
 	log   *slog.Logger
-	info  provider.Info // announced at Launch; never changes
+	// rotates is whether the plugin announced kek_rotation at Launch;
+	// every restarted plugin must announce the same.
+	rotates bool
+	// last is the plugin's Info as last read, by Launch, by a restart, or
+	// after a step of a KEK rotation (the current instance's, when it was
+	// replaced): a restarted plugin must announce the same but for its
+	// KEKs, which must share one with these (checkRestarted).
+	last atomic.Pointer[provider.Info]
 
 	cur    atomic.Pointer[instance]
 	closed atomic.Bool
@@ -302,9 +313,11 @@ func Launch(ctx context.Context, cfg Config) (*Client, error) {
 		c.release()
 		return nil, err
 	}
-	c.info = in.r.info
+	info := in.r.current()
+	c.rotates = in.r.rotates
+	c.last.Store(&info)
 	c.cur.Store(in)
-	c.logf(slog.LevelInfo, "plugin started", "provider", c.info.Name, "pid", in.run.processID())
+	c.logf(slog.LevelInfo, "plugin started", "provider", info.Name, "pid", in.run.processID())
 	return c, nil
 }
 
@@ -423,7 +436,7 @@ func (c *Client) start(ctx context.Context, env []string) (*instance, error) {
 		}
 		return nil, provider.Errorf(provider.EUNAVAILABLE, "starting %s: %w", c.label, res.err)
 	}
-	info, err := res.s.fetchInfo(ctx)
+	info, rotates, err := res.s.fetchInfo(ctx)
 	if err != nil {
 		c.kill(in)
 		if code, _ := provider.CodeOf(err); code == provider.EIO {
@@ -431,7 +444,7 @@ func (c *Client) start(ctx context.Context, env []string) (*instance, error) {
 		}
 		return nil, provider.Errorf(provider.EUNAVAILABLE, "starting %s: Info: %w", c.label, err)
 	}
-	in.r = &remote{stub: res.s, info: info}
+	in.r = newRemote(res.s, info, rotates)
 	return in, nil
 }
 
@@ -515,6 +528,9 @@ func (c *Client) restart(ctx context.Context) (*instance, error) {
 		return old, nil // restarted by another caller
 	}
 	if old != nil {
+		// Its KEKs as last read (a KEK rotation may have changed them).
+		was := old.r.current()
+		c.last.Store(&was)
 		c.cur.Store(nil)
 		c.kill(old)
 		if old.served.Load() {
@@ -549,9 +565,11 @@ func (c *Client) restart(ctx context.Context) (*instance, error) {
 		env = c.cfg.RestartEnv
 	}
 	in, err := c.start(ctx, env)
-	if err == nil && !sameInfo(in.r.info, c.info) {
-		c.kill(in)
-		err = provider.Errorf(provider.EUNAVAILABLE, "restarted %s describes itself differently (provider %q, secure %s; was %q, secure %s); refusing it", c.label, in.r.info.Name, strconv.FormatBool(in.r.info.Secure), c.info.Name, strconv.FormatBool(c.info.Secure))
+	if err == nil {
+		if cerr := checkRestarted(*c.last.Load(), in.r.current(), c.rotates, in.r.rotates); cerr != nil {
+			c.kill(in)
+			err = provider.Errorf(provider.EUNAVAILABLE, "refusing restarted %s: %w", c.label, cerr)
+		}
 	}
 	if err != nil && ctx.Err() != nil {
 		// The caller gave up: not the plugin's failure.
@@ -563,6 +581,11 @@ func (c *Client) restart(ctx context.Context) (*instance, error) {
 		c.logf(slog.LevelError, "plugin restart failed", "failures", c.failures, "error", err.Error())
 		return nil, provider.WithOp("restart", c.label, err)
 	}
+	info := in.r.current()
+	if was := c.last.Load(); !slices.Equal(was.KEKs, info.KEKs) {
+		c.logf(slog.LevelInfo, "restarted plugin holds other KEKs (a KEK rotation was under way)", "was", strings.Join(was.KEKs, " "), "now", strings.Join(info.KEKs, " "))
+	}
+	c.last.Store(&info)
 	c.cur.Store(in)
 	c.logf(slog.LevelInfo, "plugin restarted", "pid", in.run.processID())
 	return in, nil
@@ -612,13 +635,35 @@ func (c *Client) pid() int {
 	return 0
 }
 
-// Info returns the Info the plugin announced at Launch. A restarted
-// plugin must announce the same.
+// Info returns the Info the plugin announced at Launch, with the KEKs it
+// announced last: a KEK rotation changes them (read again after each
+// Begin and Commit the client forwards, and at each restart). A restarted
+// plugin must announce the same Info but for its KEKs, which must share
+// one with those it announced last (docs/providers.md, Restarts).
 func (c *Client) Info(context.Context) (provider.Info, error) {
-	i := c.info
-	i.Algorithms = append([]provider.Algorithm(nil), c.info.Algorithms...)
-	i.KEKs = append([]string(nil), c.info.KEKs...)
-	return i, nil
+	return copyInfo(c.known()), nil
+}
+
+// known returns the plugin's Info as last read: the current instance's,
+// or the last one's.
+func (c *Client) known() provider.Info {
+	if in := c.cur.Load(); in != nil {
+		return in.r.current()
+	}
+	return *c.last.Load()
+}
+
+// Provider returns c as the provider.Provider to give the core: c itself,
+// or, when the plugin announced kek_rotation, c with provider.KEKRotator
+// over the plugin's KEK rotation RPCs. The capability is fixed at Launch
+// (a restarted plugin must announce the same), so the core asks the
+// plugin to rotate only when it can: for a plugin without it, a rotation
+// is ENOTSUP before anything is done.
+func (c *Client) Provider() provider.Provider {
+	if c.rotates {
+		return rotatingClient{c}
+	}
+	return c
 }
 
 // served marks in as having answered a call: a success, or an error of
@@ -683,6 +728,46 @@ func (c *Client) Destroy(ctx context.Context, ref provider.KeyRef, h provider.Ha
 		return provider.WithOp("destroy", ref.String(), err)
 	}
 	err = in.r.Destroy(ctx, ref, h)
+	served(in, err)
+	return err
+}
+
+// rotatingClient is a Client whose plugin announced kek_rotation: it is a
+// provider.KEKRotator. Begin and Commit read the plugin's Info again and
+// the client adopts its new KEKs.
+type rotatingClient struct{ *Client }
+
+var _ provider.KEKRotator = rotatingClient{}
+
+// BeginKEKRotation implements provider.KEKRotator.
+func (c rotatingClient) BeginKEKRotation(ctx context.Context) (string, error) {
+	in, err := c.get(ctx)
+	if err != nil {
+		return "", provider.WithOp("begin KEK rotation", "", err)
+	}
+	next, err := in.r.beginKEKRotation(ctx)
+	served(in, err)
+	return next, err
+}
+
+// RewrapHandle implements provider.KEKRotator.
+func (c rotatingClient) RewrapHandle(ctx context.Context, ref provider.KeyRef, h provider.Handle) (provider.Handle, error) {
+	in, err := c.get(ctx)
+	if err != nil {
+		return nil, provider.WithOp("rewrap handle", ref.String(), err)
+	}
+	nh, err := in.r.rewrapHandle(ctx, ref, h)
+	served(in, err)
+	return nh, err
+}
+
+// CommitKEKRotation implements provider.KEKRotator.
+func (c rotatingClient) CommitKEKRotation(ctx context.Context) error {
+	in, err := c.get(ctx)
+	if err != nil {
+		return provider.WithOp("commit KEK rotation", "", err)
+	}
+	err = in.r.commitKEKRotation(ctx)
 	served(in, err)
 	return err
 }

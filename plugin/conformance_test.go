@@ -22,7 +22,9 @@ func inProcessSoftware(t *testing.T) provider.Provider {
 }
 
 // TestConformanceInProcess runs the provider and keystore suites against
-// the software provider across the wire protocol, in process.
+// the software provider across the wire protocol, in process; over a KEK
+// file it rotates its KEK, so the provider suite's KEKRotation runs over
+// the KEK rotation RPCs.
 func TestConformanceInProcess(t *testing.T) {
 	t.Parallel()
 	t.Run("Provider", func(t *testing.T) { conformance.Run(t, inProcessSoftware) })
@@ -31,16 +33,17 @@ func TestConformanceInProcess(t *testing.T) {
 
 // TestConformanceSoftwarePlugin runs both suites against the real
 // keystore-plugin-software binary as a subprocess. The provider suite
-// gets a fresh plugin process each time it asks; the keystore suite's
-// subtests share one (each has its own storage and keys), which saves a
-// launch per subtest.
+// gets a fresh plugin process each time it asks (its KEKRotation rotates
+// the plugin's KEK file through Client.Provider's provider.KEKRotator);
+// the keystore suite's subtests share one (each has its own storage and
+// keys), which saves a launch per subtest.
 func TestConformanceSoftwarePlugin(t *testing.T) {
 	t.Parallel()
 	t.Run("Provider", func(t *testing.T) {
-		conformance.Run(t, func(t *testing.T) provider.Provider { return softwarePlugin(t, Config{}) })
+		conformance.Run(t, func(t *testing.T) provider.Provider { return softwarePlugin(t, Config{}).Provider() })
 	})
 	t.Run("Keystore", func(t *testing.T) {
-		shared := softwarePlugin(t, Config{})
+		shared := softwarePlugin(t, Config{}).Provider()
 		conformance.RunKeystore(t, func(*testing.T) provider.Provider { return shared })
 	})
 }

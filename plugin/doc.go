@@ -11,8 +11,9 @@
 // and that passes sshd-style StrictModes checks, with an environment of its own, and returns a
 // [*Client] that implements provider.Provider: calls are bounded in time
 // and size, errors keep their codes, and a plugin that dies is restarted
-// with backoff. [TestClient] serves a provider over the real protocol
-// inside a test.
+// with backoff. [Client.Provider] adds the optional interfaces the plugin
+// announces (provider.KEKRotator). [TestClient] serves a provider over the
+// real protocol inside a test.
 //
 // docs/providers.md is the guide for provider authors: the contract, the
 // conformance suite, packaging and pinning, what Launch does, the wire

@@ -3,6 +3,7 @@ package plugin
 import (
 	"bytes"
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -111,6 +112,33 @@ func (c *replyClient) Destroy(context.Context, *providerpb.DestroyRequest, ...gr
 	return &r, c.decode(&r)
 }
 
+func (c *replyClient) BeginKEKRotation(context.Context, *providerpb.BeginKEKRotationRequest, ...grpc.CallOption) (*providerpb.BeginKEKRotationResponse, error) {
+	var r providerpb.BeginKEKRotationResponse
+	if err := c.decode(&r); err != nil {
+		return nil, err
+	}
+	if c.size > 0 {
+		r.NextKek = string(c.payload())
+	}
+	return &r, nil
+}
+
+func (c *replyClient) RewrapHandle(context.Context, *providerpb.RewrapHandleRequest, ...grpc.CallOption) (*providerpb.RewrapHandleResponse, error) {
+	var r providerpb.RewrapHandleResponse
+	if err := c.decode(&r); err != nil {
+		return nil, err
+	}
+	if c.size > 0 {
+		r.Handle = c.payload()
+	}
+	return &r, nil
+}
+
+func (c *replyClient) CommitKEKRotation(context.Context, *providerpb.CommitKEKRotationRequest, ...grpc.CallOption) (*providerpb.CommitKEKRotationResponse, error) {
+	var r providerpb.CommitKEKRotationResponse
+	return &r, c.decode(&r)
+}
+
 // The operations FuzzPluginReplies drives.
 const (
 	opGenerate = iota
@@ -119,6 +147,9 @@ const (
 	opOpen
 	opDestroy
 	opInfo
+	opBeginKEK
+	opRewrap
+	opCommitKEK
 	numOps
 )
 
@@ -177,6 +208,11 @@ func FuzzPluginReplies(f *testing.F) {
 	}
 	add(opInfo, marshal(infoToWire(info)), 0, false, 0)
 	add(opDestroy, nil, 0, false, 0)
+	// KEK rotation: a next KEK (whose bytes, read again as an Info, name
+	// no provider: refused), a handle, a commit.
+	add(opBeginKEK, marshal(&providerpb.BeginKEKRotationResponse{NextKek: "fedcba9876543210"}), 0, false, 0)
+	add(opRewrap, marshal(&providerpb.RewrapHandleResponse{Handle: []byte("rewrapped handle")}), 0, false, 0)
+	add(opCommitKEK, nil, 0, false, 0)
 	// Error statuses of every code, as a plugin's Serve sends them.
 	for _, c := range provider.Codes() {
 		st, ok := status.FromError(rpcerr.ToStatus(provider.Errorf(c, "plugin says no")))
@@ -189,6 +225,9 @@ func FuzzPluginReplies(f *testing.F) {
 	add(opSign, nil, provider.MaxSignature, false, 1)
 	add(opSign, nil, provider.MaxSignature+1, false, 1)
 	add(opGenerate, nil, provider.MaxHandle+1, false, 0)
+	add(opRewrap, nil, provider.MaxHandle, false, 0)
+	add(opRewrap, nil, provider.MaxHandle+1, false, 0)
+	add(opBeginKEK, nil, provider.MaxKEKFingerprint+1, false, 0)
 	add(opSeal, nil, 16+provider.MaxSealOverhead, false, 16)
 	add(opSeal, nil, 16+provider.MaxSealOverhead+1, false, 16)
 	add(opOpen, nil, 100, false, 100)
@@ -198,8 +237,9 @@ func FuzzPluginReplies(f *testing.F) {
 	f.Fuzz(func(t *testing.T, op uint8, reply []byte, size uint32, asStatus bool, inLen uint16) {
 		c := &replyClient{reply: reply, size: int(size % (2*provider.MaxSealed + 2)), asStatus: asStatus}
 		stubCfg := stubConfig{label: "plugin fuzz", callTimeout: time.Minute, maxReply: DefaultMaxReply}
-		r := &remote{stub: newStub(c, stubCfg), info: provider.Info{Name: "fuzz", Version: "1", Secure: true,
-			Algorithms: []provider.Algorithm{provider.Ed25519, provider.XChaCha20Poly1305}}}
+		const kek = "0123456789abcdef"
+		r := newRemote(newStub(c, stubCfg), provider.Info{Name: "fuzz", Version: "1", Secure: true,
+			Algorithms: []provider.Algorithm{provider.Ed25519, provider.XChaCha20Poly1305}, KEKs: []string{kek}}, true)
 		signRef, sealRef := fuzzRef(t, provider.Ed25519), fuzzRef(t, provider.XChaCha20Poly1305)
 		in := bytes.Repeat([]byte{'i'}, int(inLen)%(provider.MaxSealed+1))
 		h := provider.Handle("handle")
@@ -235,11 +275,30 @@ func FuzzPluginReplies(f *testing.F) {
 			err = r.Destroy(ctx, signRef, h)
 		case opInfo:
 			var i provider.Info
-			i, err = r.stub.fetchInfo(ctx)
+			i, _, err = r.stub.fetchInfo(ctx)
 			if err == nil {
 				if cerr := i.Check(); cerr != nil {
 					t.Fatalf("accepted an Info that fails Check: %v", cerr)
 				}
+			}
+		case opBeginKEK:
+			var next string
+			next, err = r.beginKEKRotation(ctx)
+			if keks := r.current().KEKs; err == nil && (provider.CheckKEKFingerprint(next) != nil || keks[0] != next) {
+				t.Fatalf("accepted a next KEK %q with KEKs %q after it", next, keks)
+			}
+			if err != nil && !slices.Equal(r.current().KEKs, []string{kek}) {
+				t.Fatalf("a failed Begin changed the KEKs to %q", r.current().KEKs)
+			}
+		case opRewrap:
+			out, err = r.rewrapHandle(ctx, signRef, h)
+			if err == nil && (len(out) == 0 || len(out) > provider.MaxHandle) {
+				t.Fatalf("accepted a rewrapped handle of %d bytes", len(out))
+			}
+		case opCommitKEK:
+			err = r.commitKEKRotation(ctx)
+			if keks := r.current().KEKs; !slices.Equal(keks, []string{kek}) {
+				t.Fatalf("KEKs after a commit (error %v) = %q; want [%s]", err, keks, kek)
 			}
 		}
 		if err != nil {

@@ -3,7 +3,10 @@ package plugin
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -42,15 +45,23 @@ func newStub(rpc providerpb.ProviderClient, cfg stubConfig) *stub {
 	}
 }
 
-// fetchInfo asks the plugin for its Info and checks it.
-func (s *stub) fetchInfo(ctx context.Context) (provider.Info, error) {
+// fetchInfo asks the plugin for its Info and checks it; rotates is
+// InfoResponse.kek_rotation (the plugin serves the KEK rotation RPCs).
+func (s *stub) fetchInfo(ctx context.Context) (_ provider.Info, rotates bool, _ error) {
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.callTimeout)
 	defer cancel()
 	w, err := s.rpc.Info(cctx, &providerpb.InfoRequest{}, s.opts...)
 	if err != nil {
-		return provider.Info{}, s.callError(ctx, "info", "", err)
+		return provider.Info{}, false, s.callError(ctx, "info", "", err)
 	}
-	return infoFromWire(w)
+	info, err := infoFromWire(w)
+	if err != nil {
+		return provider.Info{}, false, err
+	}
+	if w.GetKekRotation() && len(info.KEKs) == 0 {
+		return provider.Info{}, false, provider.Errorf(provider.EIO, "%s announces KEK rotation but no KEK", s.cfg.label)
+	}
+	return info, w.GetKekRotation(), nil
 }
 
 // callError turns the error of a call into a keystored error. ctx is the
@@ -94,10 +105,35 @@ func hasReason(st *status.Status) bool {
 // remote is a provider.Provider over one connection to one plugin. It
 // checks requests before sending them (key reference, announced
 // algorithm, bounds), bounds every call by the call timeout and checks
-// every reply against the contract's bounds.
+// every reply against the contract's bounds. When the plugin announces
+// kek_rotation, rotatingRemote adds provider.KEKRotator.
 type remote struct {
 	*stub
-	info provider.Info
+	rotates bool // InfoResponse.kek_rotation, as announced at the start
+	// info is the Info the plugin announced at the start, with the KEKs
+	// it announced after the last Begin or Commit of a KEK rotation.
+	info atomic.Pointer[provider.Info]
+}
+
+// newRemote returns the remote of a plugin that announced info and
+// rotates.
+func newRemote(s *stub, info provider.Info, rotates bool) *remote {
+	r := &remote{stub: s, rotates: rotates}
+	r.info.Store(&info)
+	return r
+}
+
+// current returns the plugin's Info as last read. The caller must not
+// modify its slices.
+func (r *remote) current() provider.Info { return *r.info.Load() }
+
+// asProvider returns r as the provider.Provider it serves: with
+// provider.KEKRotator when the plugin announced kek_rotation.
+func (r *remote) asProvider() provider.Provider {
+	if r.rotates {
+		return rotatingRemote{r}
+	}
+	return r
 }
 
 // badReply is the error for a reply outside the contract.
@@ -111,18 +147,23 @@ func (r *remote) checkRef(op string, ref provider.KeyRef) error {
 	if err := ref.Check(); err != nil {
 		return provider.WithOp(op, "", err)
 	}
-	if !r.info.Supports(ref.Algorithm) {
+	if info := r.current(); !info.Supports(ref.Algorithm) {
 		return provider.WithOp(op, ref.String(), provider.Errorf(provider.ENOTSUP, "%s does not announce algorithm %q", r.cfg.label, string(ref.Algorithm)))
 	}
 	return nil
 }
 
-// Info returns the Info the plugin announced when it started.
+// Info returns the Info the plugin announced when it started, with the
+// KEKs it holds since the last step of a KEK rotation.
 func (r *remote) Info(context.Context) (provider.Info, error) {
-	i := r.info
-	i.Algorithms = append([]provider.Algorithm(nil), r.info.Algorithms...)
-	i.KEKs = append([]string(nil), r.info.KEKs...)
-	return i, nil
+	return copyInfo(r.current()), nil
+}
+
+// copyInfo returns a copy of i that shares no slice with it.
+func copyInfo(i provider.Info) provider.Info {
+	i.Algorithms = append([]provider.Algorithm(nil), i.Algorithms...)
+	i.KEKs = append([]string(nil), i.KEKs...)
+	return i
 }
 
 // Generate implements provider.Provider.
@@ -225,5 +266,105 @@ func (r *remote) Destroy(ctx context.Context, ref provider.KeyRef, h provider.Ha
 	if _, err := r.rpc.Destroy(cctx, &providerpb.DestroyRequest{Ref: refToWire(ref), Handle: h}, r.opts...); err != nil {
 		return r.callError(ctx, "destroy", ref.String(), err)
 	}
+	return nil
+}
+
+// rotatingRemote is a remote whose plugin announced kek_rotation: it is
+// a provider.KEKRotator.
+type rotatingRemote struct{ *remote }
+
+var _ provider.KEKRotator = rotatingRemote{}
+
+// BeginKEKRotation implements provider.KEKRotator.
+func (r rotatingRemote) BeginKEKRotation(ctx context.Context) (string, error) {
+	return r.beginKEKRotation(ctx)
+}
+
+// RewrapHandle implements provider.KEKRotator.
+func (r rotatingRemote) RewrapHandle(ctx context.Context, ref provider.KeyRef, h provider.Handle) (provider.Handle, error) {
+	return r.rewrapHandle(ctx, ref, h)
+}
+
+// CommitKEKRotation implements provider.KEKRotator.
+func (r rotatingRemote) CommitKEKRotation(ctx context.Context) error {
+	return r.commitKEKRotation(ctx)
+}
+
+// beginKEKRotation calls BeginKEKRotation, then reads the plugin's Info
+// again and adopts its KEKs, which must now start with the next KEK.
+func (r *remote) beginKEKRotation(ctx context.Context) (string, error) {
+	const op = "begin KEK rotation"
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.callTimeout)
+	defer cancel()
+	resp, err := r.rpc.BeginKEKRotation(cctx, &providerpb.BeginKEKRotationRequest{}, r.opts...)
+	if err != nil {
+		return "", r.callError(ctx, op, "", err)
+	}
+	next := resp.GetNextKek()
+	if err := provider.CheckKEKFingerprint(next); err != nil {
+		return "", provider.WithOp(op, "", provider.Errorf(provider.EIO, "%s returned an invalid next KEK: %w", r.cfg.label, err))
+	}
+	err = r.refresh(ctx, op, func(keks []string) bool { return len(keks) > 0 && keks[0] == next })
+	if err != nil {
+		return "", err
+	}
+	return next, nil
+}
+
+// rewrapHandle calls RewrapHandle.
+func (r *remote) rewrapHandle(ctx context.Context, ref provider.KeyRef, h provider.Handle) (provider.Handle, error) {
+	const op = "rewrap handle"
+	if err := r.checkRef(op, ref); err != nil {
+		return nil, err
+	}
+	if err := checkHandle(op, ref, h); err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.callTimeout)
+	defer cancel()
+	resp, err := r.rpc.RewrapHandle(cctx, &providerpb.RewrapHandleRequest{Ref: refToWire(ref), Handle: h}, r.opts...)
+	if err != nil {
+		return nil, r.callError(ctx, op, ref.String(), err)
+	}
+	nh := resp.GetHandle()
+	if err := checkReturnedHandle(nh); err != nil {
+		return nil, r.badReply(op, ref, "a handle of "+strconv.Itoa(len(nh))+" bytes")
+	}
+	return nh, nil
+}
+
+// commitKEKRotation calls CommitKEKRotation, then reads the plugin's
+// Info again and adopts its KEKs, which must now be the first KEK alone
+// (the pending one, or the only one when none was pending).
+func (r *remote) commitKEKRotation(ctx context.Context) error {
+	const op = "commit KEK rotation"
+	was := r.current().KEKs
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.callTimeout)
+	defer cancel()
+	if _, err := r.rpc.CommitKEKRotation(cctx, &providerpb.CommitKEKRotationRequest{}, r.opts...); err != nil {
+		return r.callError(ctx, op, "", err)
+	}
+	return r.refresh(ctx, op, func(keks []string) bool { return len(was) > 0 && slices.Equal(keks, was[:1]) })
+}
+
+// refresh reads the plugin's Info again after op and adopts its KEKs when
+// ok accepts them and nothing else changed; otherwise it is EIO (the
+// reply is outside the contract) and the KEKs stay as they were.
+func (r *remote) refresh(ctx context.Context, op string, ok func(keks []string) bool) error {
+	info, rotates, err := r.fetchInfo(ctx)
+	if err != nil {
+		return provider.WithOp(op, "", err)
+	}
+	was := r.current()
+	if !sameDescription(was, info) || !rotates {
+		return provider.WithOp(op, "", provider.Errorf(provider.EIO, "%s describes itself differently after it (provider %q, kek_rotation %s)",
+			r.cfg.label, info.Name, strconv.FormatBool(rotates)))
+	}
+	if !ok(info.KEKs) {
+		return provider.WithOp(op, "", provider.Errorf(provider.EIO, "%s holds KEKs [%s] after it, which the contract does not allow (held [%s] before)",
+			r.cfg.label, strings.Join(info.KEKs, " "), strings.Join(was.KEKs, " ")))
+	}
+	was.KEKs = info.KEKs
+	r.info.Store(&was)
 	return nil
 }

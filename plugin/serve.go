@@ -126,7 +126,9 @@ func (s *server) Info(ctx context.Context, _ *providerpb.InfoRequest) (_ *provid
 	if err := info.Check(); err != nil {
 		return nil, rpcerr.ToStatus(provider.Errorf(provider.EIO, "provider Info is invalid: %w", err))
 	}
-	return infoToWire(info), nil
+	w := infoToWire(info)
+	_, w.KekRotation = s.p.(provider.KEKRotator)
+	return w, nil
 }
 
 func (s *server) Generate(ctx context.Context, req *providerpb.GenerateRequest) (_ *providerpb.GenerateResponse, err error) {
@@ -203,4 +205,66 @@ func (s *server) Destroy(ctx context.Context, req *providerpb.DestroyRequest) (_
 		return nil, rpcerr.ToStatus(err)
 	}
 	return &providerpb.DestroyResponse{}, nil
+}
+
+// rotator returns the served provider as a provider.KEKRotator, or
+// ENOTSUP when it is not one (and the plugin does not announce
+// kek_rotation).
+func (s *server) rotator(op string) (provider.KEKRotator, error) {
+	rot, ok := s.p.(provider.KEKRotator)
+	if !ok {
+		return nil, provider.WithOp(op, "", provider.Errorf(provider.ENOTSUP, "this plugin's provider cannot rotate its KEK (it does not announce kek_rotation)"))
+	}
+	return rot, nil
+}
+
+func (s *server) BeginKEKRotation(ctx context.Context, _ *providerpb.BeginKEKRotationRequest) (_ *providerpb.BeginKEKRotationResponse, err error) {
+	defer recovered("begin KEK rotation", &err)
+	rot, err := s.rotator("begin KEK rotation")
+	if err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	next, err := rot.BeginKEKRotation(ctx)
+	if err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	if err := provider.CheckKEKFingerprint(next); err != nil {
+		return nil, rpcerr.ToStatus(provider.Errorf(provider.EIO, "provider's BeginKEKRotation returned an invalid next KEK: %w", err))
+	}
+	return &providerpb.BeginKEKRotationResponse{NextKek: next}, nil
+}
+
+func (s *server) RewrapHandle(ctx context.Context, req *providerpb.RewrapHandleRequest) (_ *providerpb.RewrapHandleResponse, err error) {
+	defer recovered("rewrap handle", &err)
+	rot, err := s.rotator("rewrap handle")
+	if err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	ref, err := refFromWire(req.GetRef())
+	if err != nil {
+		return nil, rpcerr.ToStatus(provider.WithOp("rewrap handle", "", err))
+	}
+	if err := checkHandle("rewrap handle", ref, req.GetHandle()); err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	h, err := rot.RewrapHandle(ctx, ref, req.GetHandle())
+	if err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	if err := checkReturnedHandle(h); err != nil {
+		return nil, rpcerr.ToStatus(provider.WithOp("rewrap handle", ref.String(), provider.Errorf(provider.EIO, "provider returned %w", err)))
+	}
+	return &providerpb.RewrapHandleResponse{Handle: h}, nil
+}
+
+func (s *server) CommitKEKRotation(ctx context.Context, _ *providerpb.CommitKEKRotationRequest) (_ *providerpb.CommitKEKRotationResponse, err error) {
+	defer recovered("commit KEK rotation", &err)
+	rot, err := s.rotator("commit KEK rotation")
+	if err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	if err := rot.CommitKEKRotation(ctx); err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	return &providerpb.CommitKEKRotationResponse{}, nil
 }

@@ -19,6 +19,9 @@ import (
 //		return plugin.TestClient(t, myprovider.New(...))
 //	})
 //
+// When p implements provider.KEKRotator, so does the provider returned,
+// over the KEK rotation RPCs (the plugin announces kek_rotation).
+//
 // The connection is closed when t ends. For tests only.
 func TestClient(t testing.TB, p provider.Provider) provider.Provider {
 	t.Helper()
@@ -44,9 +47,9 @@ func TestClient(t testing.TB, p provider.Provider) provider.Provider {
 	if !ok {
 		t.Fatalf("plugin.TestClient: unexpected client type %T", raw)
 	}
-	info, err := s.fetchInfo(t.Context())
+	info, rotates, err := s.fetchInfo(t.Context())
 	if err != nil {
 		t.Fatalf("plugin.TestClient: Info: %v", err)
 	}
-	return &remote{stub: s, info: info}
+	return newRemote(s, info, rotates).asProvider()
 }

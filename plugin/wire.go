@@ -2,6 +2,8 @@ package plugin
 
 import (
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/plugin/internal/providerpb"
@@ -108,17 +110,52 @@ func infoFromWire(w *providerpb.InfoResponse) (provider.Info, error) {
 
 // sameInfo reports whether two Infos are identical.
 func sameInfo(a, b provider.Info) bool {
-	if a.Name != b.Name || a.Version != b.Version || a.Secure != b.Secure ||
-		a.Deterministic != b.Deterministic || len(a.Algorithms) != len(b.Algorithms) ||
-		!slices.Equal(a.KEKs, b.KEKs) {
-		return false
+	return sameDescription(a, b) && slices.Equal(a.KEKs, b.KEKs)
+}
+
+// sameDescription reports whether two Infos are identical but for their
+// KEKs, which a KEK rotation changes.
+func sameDescription(a, b provider.Info) bool {
+	return a.Name == b.Name && a.Version == b.Version && a.Secure == b.Secure &&
+		a.Deterministic == b.Deterministic && slices.Equal(a.Algorithms, b.Algorithms)
+}
+
+// checkRestarted says why a restarted plugin that announces now (and
+// nowRot, InfoResponse.kek_rotation) may not take the place of one that
+// last announced was (and wasRot), or returns nil. Everything but the
+// KEKs must be as before. The KEK list may differ, since a rotation
+// changes it and the plugin may have died before the daemon re-read it
+// (after a Begin it did not answer: [next, current] where the daemon
+// knew [current]; after a Commit: [next] where it knew [next, current]),
+// but must share a KEK with the last list (or both be empty): a plugin
+// holding none of the KEKs the handles were wrapped under cannot be the
+// same one.
+func checkRestarted(was, now provider.Info, wasRot, nowRot bool) error {
+	switch {
+	case !sameDescription(was, now):
+		return provider.Errorf(provider.EUNAVAILABLE, "it describes itself differently (provider %q %q, secure %s; was %q %q, secure %s)",
+			now.Name, now.Version, strconv.FormatBool(now.Secure), was.Name, was.Version, strconv.FormatBool(was.Secure))
+	case wasRot != nowRot:
+		return provider.Errorf(provider.EUNAVAILABLE, "it announces KEK rotation %s; it did %s", strconv.FormatBool(nowRot), strconv.FormatBool(wasRot))
+	case !keksOverlap(was.KEKs, now.KEKs):
+		return provider.Errorf(provider.EUNAVAILABLE, "it holds KEKs [%s], none of the KEKs [%s] it held before",
+			strings.Join(now.KEKs, " "), strings.Join(was.KEKs, " "))
 	}
-	for i := range a.Algorithms {
-		if a.Algorithms[i] != b.Algorithms[i] {
-			return false
+	return nil
+}
+
+// keksOverlap reports whether two KEK lists share a KEK, or are both
+// empty.
+func keksOverlap(a, b []string) bool {
+	if len(a) == 0 && len(b) == 0 {
+		return true
+	}
+	for _, k := range a {
+		if slices.Contains(b, k) {
+			return true
 		}
 	}
-	return true
+	return false
 }
 
 // Request checks shared by both sides of the wire: the client checks
@@ -143,6 +180,15 @@ func checkSeal(ref provider.KeyRef, h, plaintext, aad []byte) error {
 		return provider.WithOp("seal", ref.String(), err)
 	}
 	return checkHandle("seal", ref, h)
+}
+
+// checkReturnedHandle checks a handle a provider returned: 1 to MaxHandle
+// bytes.
+func checkReturnedHandle(h []byte) error {
+	if len(h) == 0 || len(h) > provider.MaxHandle {
+		return provider.Errorf(provider.EIO, "a handle of %d bytes (want 1 to %d)", len(h), provider.MaxHandle)
+	}
+	return nil
 }
 
 func checkOpen(ref provider.KeyRef, h, sealed, aad []byte) error {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -302,6 +303,45 @@ func TestSlogAdapter(t *testing.T) {
 	for _, hidden := range []string{"after the start", "other logger", "root logger"} {
 		if strings.Contains(got, hidden) {
 			t.Errorf("%q was raised to Info: %q", hidden, got)
+		}
+	}
+}
+
+// TestCheckRestarted: a restarted plugin is accepted when it describes
+// itself as before, announces KEK rotation as before, and holds a KEK it
+// held before (or none, as before); the KEKs of a rotation under way
+// differ from the last list and are accepted.
+func TestCheckRestarted(t *testing.T) {
+	base := provider.Info{Name: "p", Version: "1", Secure: true, Algorithms: []provider.Algorithm{"ed25519"}, KEKs: []string{"aa"}}
+	with := func(f func(*provider.Info)) provider.Info {
+		i := base
+		i.Algorithms = slices.Clone(base.Algorithms)
+		f(&i)
+		return i
+	}
+	cases := []struct {
+		name           string
+		was, now       provider.Info
+		wasRot, nowRot bool
+		ok             bool
+	}{
+		{"same", base, base, true, true, true},
+		{"begun: [next, current]", base, with(func(i *provider.Info) { i.KEKs = []string{"bb", "aa"} }), true, true, true},
+		{"committed: [next]", with(func(i *provider.Info) { i.KEKs = []string{"bb", "aa"} }), with(func(i *provider.Info) { i.KEKs = []string{"bb"} }), true, true, true},
+		{"no KEKs, as before", with(func(i *provider.Info) { i.KEKs = nil }), with(func(i *provider.Info) { i.KEKs = nil }), false, false, true},
+		{"another KEK", base, with(func(i *provider.Info) { i.KEKs = []string{"bb"} }), true, true, false},
+		{"KEKs gone", base, with(func(i *provider.Info) { i.KEKs = nil }), true, true, false},
+		{"KEKs appear", with(func(i *provider.Info) { i.KEKs = nil }), base, false, false, false},
+		{"rotation gone", base, base, true, false, false},
+		{"rotation appears", base, base, false, true, false},
+		{"insecure now", base, with(func(i *provider.Info) { i.Secure = false }), true, true, false},
+		{"other version", base, with(func(i *provider.Info) { i.Version = "2" }), true, true, false},
+		{"other algorithms", base, with(func(i *provider.Info) { i.Algorithms = []provider.Algorithm{"ml-dsa-44"} }), true, true, false},
+	}
+	for _, tc := range cases {
+		err := checkRestarted(tc.was, tc.now, tc.wasRot, tc.nowRot)
+		if (err == nil) != tc.ok || err != nil && !errorsIsCode(err, provider.EUNAVAILABLE) {
+			t.Errorf("%s: checkRestarted = %v, want accepted %v", tc.name, err, tc.ok)
 		}
 	}
 }

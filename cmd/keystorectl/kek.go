@@ -96,7 +96,7 @@ the old one (docs/operations.md, KEK rotation).`,
 				hint := operatorHint(err)
 				switch {
 				case errors.Is(err, client.ErrNotSupported):
-					hint = "the provider cannot rotate its KEK: only the software provider with a KEK file can (docs/operations.md)"
+					hint = "the provider cannot rotate its KEK: only the software provider with a KEK file can, built in or as keystore-plugin-software (docs/operations.md)"
 				case errors.Is(err, client.ErrIO):
 					hint = "the rotation is not finished; every key still works. Fix the cause, then run keystorectl kek rotate again to resume"
 				}

@@ -190,7 +190,9 @@ func openPlugin(ctx context.Context, o *options, state core.StateInfo, logger *s
 	if err != nil {
 		return nil, fmt.Errorf("provider plugin %s: %w", path, err)
 	}
-	return &selectedProvider{p: c, kind: kindPlugin, closer: c, summary: "plugin " + filepath.Base(path)}, nil
+	// Provider: the client with the optional interfaces the plugin
+	// announces (a KEK rotation).
+	return &selectedProvider{p: c.Provider(), kind: kindPlugin, closer: c, summary: "plugin " + filepath.Base(path)}, nil
 }
 
 // closerOf returns p as an io.Closer when it has a Close method.

@@ -145,7 +145,7 @@ func TestBadInput(t *testing.T) {
 			rpcs[rpc] = true
 		}
 	}
-	for _, svc := range []grpc.ServiceDesc{keystorev1.Keys_ServiceDesc, keystorev1.Store_ServiceDesc, keystorev1.TrustAnchors_ServiceDesc} {
+	for _, svc := range []grpc.ServiceDesc{keystorev1.Keys_ServiceDesc, keystorev1.Store_ServiceDesc, keystorev1.TrustAnchors_ServiceDesc, keystorev1.Admin_ServiceDesc} {
 		for _, m := range svc.Methods {
 			if full := "/" + svc.ServiceName + "/" + m.MethodName; !rpcs[full] {
 				t.Errorf("no bad input sent to %s", full)

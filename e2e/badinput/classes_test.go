@@ -42,6 +42,8 @@ const (
 	mListValues    = keystorev1.Store_List_FullMethodName
 	mListAnchors   = keystorev1.TrustAnchors_ListAnchors_FullMethodName
 	mVerifyAnchor  = keystorev1.TrustAnchors_Verify_FullMethodName
+	mKEKStatus     = keystorev1.Admin_WrappingKeyStatus_FullMethodName
+	mRotateKEK     = keystorev1.Admin_RotateWrappingKey_FullMethodName
 )
 
 // allMethods is every RPC of keystore.v1.
@@ -49,6 +51,7 @@ var allMethods = []string{
 	mCreate, mGet, mList, mRotate, mRevoke, mRevokeVersion, mDestroy, mSetPolicy, mPublicKey, mSign, mVerify,
 	mSeal, mUnseal, mRewrap, mSignBatch, mSealBatch, mUnsealBatch,
 	mPut, mGetValue, mDelete, mListValues, mListAnchors, mVerifyAnchor,
+	mKEKStatus, mRotateKEK,
 }
 
 // itemOf is the outcome of a call that names a key: for a batch of one
@@ -285,6 +288,10 @@ var classes = []class{
 		e.add("zero", mListValues, &keystorev1.ListValuesRequest{}, ok())
 		e.add("zero", mListAnchors, &keystorev1.ListAnchorsRequest{}, ok())
 		e.add("zero", mVerifyAnchor, &keystorev1.VerifyAnchorRequest{}, fails(provider.EINVAL))
+		// Admin's requests are empty: the status is read. (A well-formed
+		// RotateWrappingKey would change the state; it gets only the
+		// classes the transport or the codec refuse.)
+		e.add("zero", mKEKStatus, &keystorev1.WrappingKeyStatusRequest{}, ok())
 	}},
 	{name: "message-size", build: func(e *env) {
 		for _, n := range []int{0, provider.MaxSignMessage, provider.MaxSignMessage + 1, 1 << 20} {

@@ -100,13 +100,22 @@ var everyRPC = map[string]rpcCall{
 	keystorev1.TrustAnchors_Verify_FullMethodName: func(ctx context.Context, conn *grpc.ClientConn, fx fixture) (any, error) {
 		return keystorev1.NewTrustAnchorsClient(conn).Verify(ctx, &keystorev1.VerifyAnchorRequest{Anchor: "release", Message: fx.msg, Signature: fx.sig.Signature})
 	},
+	// The daemon's software provider over its KEK file can rotate: refused
+	// for want of its audit record, the rotation rewraps nothing (the
+	// state is unchanged) and makes no next KEK file (checked below).
+	keystorev1.Admin_WrappingKeyStatus_FullMethodName: func(ctx context.Context, conn *grpc.ClientConn, _ fixture) (any, error) {
+		return keystorev1.NewAdminClient(conn).WrappingKeyStatus(ctx, &keystorev1.WrappingKeyStatusRequest{})
+	},
+	keystorev1.Admin_RotateWrappingKey_FullMethodName: func(ctx context.Context, conn *grpc.ClientConn, _ fixture) (any, error) {
+		return keystorev1.NewAdminClient(conn).RotateWrappingKey(ctx, &keystorev1.RotateWrappingKeyRequest{})
+	},
 }
 
 // TestEveryRPCCovered keeps everyRPC complete: a new RPC must be added to
 // the audit-failure test.
 func TestEveryRPCCovered(t *testing.T) {
 	n := 0
-	for _, sd := range []grpc.ServiceDesc{keystorev1.Keys_ServiceDesc, keystorev1.Store_ServiceDesc, keystorev1.TrustAnchors_ServiceDesc} {
+	for _, sd := range []grpc.ServiceDesc{keystorev1.Keys_ServiceDesc, keystorev1.Store_ServiceDesc, keystorev1.TrustAnchors_ServiceDesc, keystorev1.Admin_ServiceDesc} {
 		for _, m := range sd.Methods {
 			n++
 			if everyRPC["/"+sd.ServiceName+"/"+m.MethodName] == nil {
@@ -200,6 +209,9 @@ func TestAuditUnwritable(t *testing.T) {
 	}
 	writesFail(t, c, append(writes(true), destroyRequest), auditRefused)
 	sameFiles(t, "requests with the audit log unwritable", before, snapshot(t, d.State))
+	if _, err := os.Lstat(filepath.Join(d.State, "kek.next")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a KEK rotation refused for want of its audit record began: kek.next: %v", err)
+	}
 	if got := fileSize(t, auditLogOf(d)); got != size {
 		t.Errorf("the audit log grew from %d to %d bytes while unwritable", size, got)
 	}

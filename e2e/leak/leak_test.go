@@ -123,8 +123,8 @@ func runLeakTest(t *testing.T, providerArgs []string, wantLog string) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	// Every RPC of the three services was called.
-	for _, sd := range []grpc.ServiceDesc{keystorev1.Keys_ServiceDesc, keystorev1.Store_ServiceDesc, keystorev1.TrustAnchors_ServiceDesc} {
+	// Every RPC of the four services was called.
+	for _, sd := range []grpc.ServiceDesc{keystorev1.Keys_ServiceDesc, keystorev1.Store_ServiceDesc, keystorev1.TrustAnchors_ServiceDesc, keystorev1.Admin_ServiceDesc} {
 		for _, m := range sd.Methods {
 			if name := "/" + sd.ServiceName + "/" + m.MethodName; rec.methods[name] == 0 {
 				t.Errorf("the workload never called %s", name)

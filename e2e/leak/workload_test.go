@@ -49,7 +49,7 @@ type trackedKey struct {
 	provider string
 }
 
-// workload drives every RPC of the three services through a recording
+// workload drives every RPC of the four services through a recording
 // connection and keeps what the leak search needs.
 type workload struct {
 	t       *testing.T
@@ -57,6 +57,7 @@ type workload struct {
 	keys    keystorev1.KeysClient
 	store   keystorev1.StoreClient
 	anchors keystorev1.TrustAnchorsClient
+	admin   keystorev1.AdminClient
 
 	tracked  map[string]*trackedKey // by full key ID
 	canaries []needle               // plaintexts, AAD, messages
@@ -72,6 +73,7 @@ func newWorkload(t *testing.T, conn *grpc.ClientConn) *workload {
 		keys:    keystorev1.NewKeysClient(conn),
 		store:   keystorev1.NewStoreClient(conn),
 		anchors: keystorev1.NewTrustAnchorsClient(conn),
+		admin:   keystorev1.NewAdminClient(conn),
 		tracked: map[string]*trackedKey{},
 		sealed:  map[string][]byte{},
 		results: map[string]int{},
@@ -169,7 +171,8 @@ func keyName(app string, a provider.Algorithm) string {
 }
 
 // operatorPhase runs as an operator over the apps "leak" and "other":
-// every RPC of Keys, Store and TrustAnchors with their error paths.
+// every RPC of Keys, Store, TrustAnchors and Admin with their error
+// paths.
 func (w *workload) operatorPhase(ctx context.Context) {
 	t := w.t
 	for _, a := range algorithms {
@@ -202,7 +205,20 @@ func (w *workload) operatorPhase(ctx context.Context) {
 	w.lifecycleErrors(ctx)
 	w.storeCalls(ctx)
 	w.anchorCalls(ctx)
+	w.adminCalls(ctx)
 	w.transportErrors(ctx)
+}
+
+// adminCalls reads the KEK status and asks for a KEK rotation, which the
+// testseed provider cannot do (ENOTSUP): only fingerprints may travel.
+func (w *workload) adminCalls(ctx context.Context) {
+	st, err := w.admin.WrappingKeyStatus(ctx, &keystorev1.WrappingKeyStatusRequest{})
+	w.expect("KEK status", err, "ok")
+	if err == nil && st.GetRotatable() {
+		w.t.Error("KEK status: the testseed provider is rotatable")
+	}
+	_, err = w.admin.RotateWrappingKey(ctx, &keystorev1.RotateWrappingKeyRequest{})
+	w.expect("KEK rotation on testseed", err, "ENOTSUP")
 }
 
 func (w *workload) signKey(ctx context.Context, name string) {
@@ -544,4 +560,8 @@ func (w *workload) appPhase(ctx context.Context) {
 		{Key: "sig/ed25519", Message: w.next("message")}, {Key: otherSig, Message: w.next("message")},
 	}})
 	w.expect("app sign batch", err, "ok")
+	_, err = w.admin.WrappingKeyStatus(ctx, &keystorev1.WrappingKeyStatusRequest{})
+	w.expect("app KEK status", err, "EPERM")
+	_, err = w.admin.RotateWrappingKey(ctx, &keystorev1.RotateWrappingKeyRequest{})
+	w.expect("app KEK rotation", err, "EPERM")
 }

@@ -207,7 +207,14 @@ type InfoResponse struct {
 	// plugin's handles, the one new handles are wrapped under first. Names
 	// of KEKs, never KEK bytes. Empty when handles are not wrapped under a
 	// KEK (a hardware token's objects).
-	Keks          []string `protobuf:"bytes,6,rep,name=keks,proto3" json:"keks,omitempty"`
+	Keks []string `protobuf:"bytes,6,rep,name=keks,proto3" json:"keks,omitempty"`
+	// True when the plugin serves BeginKEKRotation, RewrapHandle and
+	// CommitKEKRotation; the daemon rotates the KEK only then. Like the
+	// rest of Info, it must not change across restarts. While a rotation
+	// runs, keks changes (Begin adds the next KEK first, Commit removes the
+	// old one); a restarted plugin must announce a list that shares a KEK
+	// with the last one the daemon saw.
+	KekRotation   bool `protobuf:"varint,7,opt,name=kek_rotation,json=kekRotation,proto3" json:"kek_rotation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -282,6 +289,13 @@ func (x *InfoResponse) GetKeks() []string {
 		return x.Keks
 	}
 	return nil
+}
+
+func (x *InfoResponse) GetKekRotation() bool {
+	if x != nil {
+		return x.KekRotation
+	}
+	return false
 }
 
 type GenerateRequest struct {
@@ -799,6 +813,257 @@ func (*DestroyResponse) Descriptor() ([]byte, []int) {
 	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{12}
 }
 
+type BeginKEKRotationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BeginKEKRotationRequest) Reset() {
+	*x = BeginKEKRotationRequest{}
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BeginKEKRotationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BeginKEKRotationRequest) ProtoMessage() {}
+
+func (x *BeginKEKRotationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BeginKEKRotationRequest.ProtoReflect.Descriptor instead.
+func (*BeginKEKRotationRequest) Descriptor() ([]byte, []int) {
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{13}
+}
+
+type BeginKEKRotationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The next KEK's fingerprint (as in InfoResponse.keks); never KEK
+	// bytes.
+	NextKek       string `protobuf:"bytes,1,opt,name=next_kek,json=nextKek,proto3" json:"next_kek,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BeginKEKRotationResponse) Reset() {
+	*x = BeginKEKRotationResponse{}
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BeginKEKRotationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BeginKEKRotationResponse) ProtoMessage() {}
+
+func (x *BeginKEKRotationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BeginKEKRotationResponse.ProtoReflect.Descriptor instead.
+func (*BeginKEKRotationResponse) Descriptor() ([]byte, []int) {
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *BeginKEKRotationResponse) GetNextKek() string {
+	if x != nil {
+		return x.NextKek
+	}
+	return ""
+}
+
+type RewrapHandleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ref           *KeyRef                `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Handle        []byte                 `protobuf:"bytes,2,opt,name=handle,proto3" json:"handle,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RewrapHandleRequest) Reset() {
+	*x = RewrapHandleRequest{}
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RewrapHandleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RewrapHandleRequest) ProtoMessage() {}
+
+func (x *RewrapHandleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RewrapHandleRequest.ProtoReflect.Descriptor instead.
+func (*RewrapHandleRequest) Descriptor() ([]byte, []int) {
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RewrapHandleRequest) GetRef() *KeyRef {
+	if x != nil {
+		return x.Ref
+	}
+	return nil
+}
+
+func (x *RewrapHandleRequest) GetHandle() []byte {
+	if x != nil {
+		return x.Handle
+	}
+	return nil
+}
+
+type RewrapHandleResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Opaque; 1 to 4096 bytes.
+	Handle        []byte `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RewrapHandleResponse) Reset() {
+	*x = RewrapHandleResponse{}
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RewrapHandleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RewrapHandleResponse) ProtoMessage() {}
+
+func (x *RewrapHandleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RewrapHandleResponse.ProtoReflect.Descriptor instead.
+func (*RewrapHandleResponse) Descriptor() ([]byte, []int) {
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RewrapHandleResponse) GetHandle() []byte {
+	if x != nil {
+		return x.Handle
+	}
+	return nil
+}
+
+type CommitKEKRotationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitKEKRotationRequest) Reset() {
+	*x = CommitKEKRotationRequest{}
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitKEKRotationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitKEKRotationRequest) ProtoMessage() {}
+
+func (x *CommitKEKRotationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitKEKRotationRequest.ProtoReflect.Descriptor instead.
+func (*CommitKEKRotationRequest) Descriptor() ([]byte, []int) {
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{17}
+}
+
+type CommitKEKRotationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitKEKRotationResponse) Reset() {
+	*x = CommitKEKRotationResponse{}
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitKEKRotationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitKEKRotationResponse) ProtoMessage() {}
+
+func (x *CommitKEKRotationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitKEKRotationResponse.ProtoReflect.Descriptor instead.
+func (*CommitKEKRotationResponse) Descriptor() ([]byte, []int) {
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{18}
+}
+
 var File_keystore_provider_v1_provider_proto protoreflect.FileDescriptor
 
 const file_keystore_provider_v1_provider_proto_rawDesc = "" +
@@ -810,7 +1075,7 @@ const file_keystore_provider_v1_provider_proto_rawDesc = "" +
 	"\talgorithm\x18\x03 \x01(\tR\talgorithm\x12+\n" +
 	"\x03use\x18\x04 \x01(\x0e2\x19.keystore.provider.v1.UseR\x03use\x12\x1a\n" +
 	"\bprovider\x18\x05 \x01(\tR\bprovider\"\r\n" +
-	"\vInfoRequest\"\xae\x01\n" +
+	"\vInfoRequest\"\xd1\x01\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x16\n" +
@@ -819,7 +1084,8 @@ const file_keystore_provider_v1_provider_proto_rawDesc = "" +
 	"\n" +
 	"algorithms\x18\x05 \x03(\tR\n" +
 	"algorithms\x12\x12\n" +
-	"\x04keks\x18\x06 \x03(\tR\x04keks\"A\n" +
+	"\x04keks\x18\x06 \x03(\tR\x04keks\x12!\n" +
+	"\fkek_rotation\x18\a \x01(\bR\vkekRotation\"A\n" +
 	"\x0fGenerateRequest\x12.\n" +
 	"\x03ref\x18\x01 \x01(\v2\x1c.keystore.provider.v1.KeyRefR\x03ref\"I\n" +
 	"\x10GenerateResponse\x12\x1d\n" +
@@ -849,18 +1115,31 @@ const file_keystore_provider_v1_provider_proto_rawDesc = "" +
 	"\x0eDestroyRequest\x12.\n" +
 	"\x03ref\x18\x01 \x01(\v2\x1c.keystore.provider.v1.KeyRefR\x03ref\x12\x16\n" +
 	"\x06handle\x18\x02 \x01(\fR\x06handle\"\x11\n" +
-	"\x0fDestroyResponse*9\n" +
+	"\x0fDestroyResponse\"\x19\n" +
+	"\x17BeginKEKRotationRequest\"5\n" +
+	"\x18BeginKEKRotationResponse\x12\x19\n" +
+	"\bnext_kek\x18\x01 \x01(\tR\anextKek\"]\n" +
+	"\x13RewrapHandleRequest\x12.\n" +
+	"\x03ref\x18\x01 \x01(\v2\x1c.keystore.provider.v1.KeyRefR\x03ref\x12\x16\n" +
+	"\x06handle\x18\x02 \x01(\fR\x06handle\".\n" +
+	"\x14RewrapHandleResponse\x12\x16\n" +
+	"\x06handle\x18\x01 \x01(\fR\x06handle\"\x1a\n" +
+	"\x18CommitKEKRotationRequest\"\x1b\n" +
+	"\x19CommitKEKRotationResponse*9\n" +
 	"\x03Use\x12\x13\n" +
 	"\x0fUSE_UNSPECIFIED\x10\x00\x12\f\n" +
 	"\bUSE_SIGN\x10\x01\x12\x0f\n" +
-	"\vUSE_DECRYPT\x10\x022\xf9\x03\n" +
+	"\vUSE_DECRYPT\x10\x022\xc9\x06\n" +
 	"\bProvider\x12M\n" +
 	"\x04Info\x12!.keystore.provider.v1.InfoRequest\x1a\".keystore.provider.v1.InfoResponse\x12Y\n" +
 	"\bGenerate\x12%.keystore.provider.v1.GenerateRequest\x1a&.keystore.provider.v1.GenerateResponse\x12M\n" +
 	"\x04Sign\x12!.keystore.provider.v1.SignRequest\x1a\".keystore.provider.v1.SignResponse\x12M\n" +
 	"\x04Seal\x12!.keystore.provider.v1.SealRequest\x1a\".keystore.provider.v1.SealResponse\x12M\n" +
 	"\x04Open\x12!.keystore.provider.v1.OpenRequest\x1a\".keystore.provider.v1.OpenResponse\x12V\n" +
-	"\aDestroy\x12$.keystore.provider.v1.DestroyRequest\x1a%.keystore.provider.v1.DestroyResponseB:Z8github.com/nexus-os/keystored/plugin/internal/providerpbb\x06proto3"
+	"\aDestroy\x12$.keystore.provider.v1.DestroyRequest\x1a%.keystore.provider.v1.DestroyResponse\x12q\n" +
+	"\x10BeginKEKRotation\x12-.keystore.provider.v1.BeginKEKRotationRequest\x1a..keystore.provider.v1.BeginKEKRotationResponse\x12e\n" +
+	"\fRewrapHandle\x12).keystore.provider.v1.RewrapHandleRequest\x1a*.keystore.provider.v1.RewrapHandleResponse\x12t\n" +
+	"\x11CommitKEKRotation\x12..keystore.provider.v1.CommitKEKRotationRequest\x1a/.keystore.provider.v1.CommitKEKRotationResponseB:Z8github.com/nexus-os/keystored/plugin/internal/providerpbb\x06proto3"
 
 var (
 	file_keystore_provider_v1_provider_proto_rawDescOnce sync.Once
@@ -875,22 +1154,28 @@ func file_keystore_provider_v1_provider_proto_rawDescGZIP() []byte {
 }
 
 var file_keystore_provider_v1_provider_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_keystore_provider_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_keystore_provider_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_keystore_provider_v1_provider_proto_goTypes = []any{
-	(Use)(0),                 // 0: keystore.provider.v1.Use
-	(*KeyRef)(nil),           // 1: keystore.provider.v1.KeyRef
-	(*InfoRequest)(nil),      // 2: keystore.provider.v1.InfoRequest
-	(*InfoResponse)(nil),     // 3: keystore.provider.v1.InfoResponse
-	(*GenerateRequest)(nil),  // 4: keystore.provider.v1.GenerateRequest
-	(*GenerateResponse)(nil), // 5: keystore.provider.v1.GenerateResponse
-	(*SignRequest)(nil),      // 6: keystore.provider.v1.SignRequest
-	(*SignResponse)(nil),     // 7: keystore.provider.v1.SignResponse
-	(*SealRequest)(nil),      // 8: keystore.provider.v1.SealRequest
-	(*SealResponse)(nil),     // 9: keystore.provider.v1.SealResponse
-	(*OpenRequest)(nil),      // 10: keystore.provider.v1.OpenRequest
-	(*OpenResponse)(nil),     // 11: keystore.provider.v1.OpenResponse
-	(*DestroyRequest)(nil),   // 12: keystore.provider.v1.DestroyRequest
-	(*DestroyResponse)(nil),  // 13: keystore.provider.v1.DestroyResponse
+	(Use)(0),                          // 0: keystore.provider.v1.Use
+	(*KeyRef)(nil),                    // 1: keystore.provider.v1.KeyRef
+	(*InfoRequest)(nil),               // 2: keystore.provider.v1.InfoRequest
+	(*InfoResponse)(nil),              // 3: keystore.provider.v1.InfoResponse
+	(*GenerateRequest)(nil),           // 4: keystore.provider.v1.GenerateRequest
+	(*GenerateResponse)(nil),          // 5: keystore.provider.v1.GenerateResponse
+	(*SignRequest)(nil),               // 6: keystore.provider.v1.SignRequest
+	(*SignResponse)(nil),              // 7: keystore.provider.v1.SignResponse
+	(*SealRequest)(nil),               // 8: keystore.provider.v1.SealRequest
+	(*SealResponse)(nil),              // 9: keystore.provider.v1.SealResponse
+	(*OpenRequest)(nil),               // 10: keystore.provider.v1.OpenRequest
+	(*OpenResponse)(nil),              // 11: keystore.provider.v1.OpenResponse
+	(*DestroyRequest)(nil),            // 12: keystore.provider.v1.DestroyRequest
+	(*DestroyResponse)(nil),           // 13: keystore.provider.v1.DestroyResponse
+	(*BeginKEKRotationRequest)(nil),   // 14: keystore.provider.v1.BeginKEKRotationRequest
+	(*BeginKEKRotationResponse)(nil),  // 15: keystore.provider.v1.BeginKEKRotationResponse
+	(*RewrapHandleRequest)(nil),       // 16: keystore.provider.v1.RewrapHandleRequest
+	(*RewrapHandleResponse)(nil),      // 17: keystore.provider.v1.RewrapHandleResponse
+	(*CommitKEKRotationRequest)(nil),  // 18: keystore.provider.v1.CommitKEKRotationRequest
+	(*CommitKEKRotationResponse)(nil), // 19: keystore.provider.v1.CommitKEKRotationResponse
 }
 var file_keystore_provider_v1_provider_proto_depIdxs = []int32{
 	0,  // 0: keystore.provider.v1.KeyRef.use:type_name -> keystore.provider.v1.Use
@@ -899,23 +1184,30 @@ var file_keystore_provider_v1_provider_proto_depIdxs = []int32{
 	1,  // 3: keystore.provider.v1.SealRequest.ref:type_name -> keystore.provider.v1.KeyRef
 	1,  // 4: keystore.provider.v1.OpenRequest.ref:type_name -> keystore.provider.v1.KeyRef
 	1,  // 5: keystore.provider.v1.DestroyRequest.ref:type_name -> keystore.provider.v1.KeyRef
-	2,  // 6: keystore.provider.v1.Provider.Info:input_type -> keystore.provider.v1.InfoRequest
-	4,  // 7: keystore.provider.v1.Provider.Generate:input_type -> keystore.provider.v1.GenerateRequest
-	6,  // 8: keystore.provider.v1.Provider.Sign:input_type -> keystore.provider.v1.SignRequest
-	8,  // 9: keystore.provider.v1.Provider.Seal:input_type -> keystore.provider.v1.SealRequest
-	10, // 10: keystore.provider.v1.Provider.Open:input_type -> keystore.provider.v1.OpenRequest
-	12, // 11: keystore.provider.v1.Provider.Destroy:input_type -> keystore.provider.v1.DestroyRequest
-	3,  // 12: keystore.provider.v1.Provider.Info:output_type -> keystore.provider.v1.InfoResponse
-	5,  // 13: keystore.provider.v1.Provider.Generate:output_type -> keystore.provider.v1.GenerateResponse
-	7,  // 14: keystore.provider.v1.Provider.Sign:output_type -> keystore.provider.v1.SignResponse
-	9,  // 15: keystore.provider.v1.Provider.Seal:output_type -> keystore.provider.v1.SealResponse
-	11, // 16: keystore.provider.v1.Provider.Open:output_type -> keystore.provider.v1.OpenResponse
-	13, // 17: keystore.provider.v1.Provider.Destroy:output_type -> keystore.provider.v1.DestroyResponse
-	12, // [12:18] is the sub-list for method output_type
-	6,  // [6:12] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	1,  // 6: keystore.provider.v1.RewrapHandleRequest.ref:type_name -> keystore.provider.v1.KeyRef
+	2,  // 7: keystore.provider.v1.Provider.Info:input_type -> keystore.provider.v1.InfoRequest
+	4,  // 8: keystore.provider.v1.Provider.Generate:input_type -> keystore.provider.v1.GenerateRequest
+	6,  // 9: keystore.provider.v1.Provider.Sign:input_type -> keystore.provider.v1.SignRequest
+	8,  // 10: keystore.provider.v1.Provider.Seal:input_type -> keystore.provider.v1.SealRequest
+	10, // 11: keystore.provider.v1.Provider.Open:input_type -> keystore.provider.v1.OpenRequest
+	12, // 12: keystore.provider.v1.Provider.Destroy:input_type -> keystore.provider.v1.DestroyRequest
+	14, // 13: keystore.provider.v1.Provider.BeginKEKRotation:input_type -> keystore.provider.v1.BeginKEKRotationRequest
+	16, // 14: keystore.provider.v1.Provider.RewrapHandle:input_type -> keystore.provider.v1.RewrapHandleRequest
+	18, // 15: keystore.provider.v1.Provider.CommitKEKRotation:input_type -> keystore.provider.v1.CommitKEKRotationRequest
+	3,  // 16: keystore.provider.v1.Provider.Info:output_type -> keystore.provider.v1.InfoResponse
+	5,  // 17: keystore.provider.v1.Provider.Generate:output_type -> keystore.provider.v1.GenerateResponse
+	7,  // 18: keystore.provider.v1.Provider.Sign:output_type -> keystore.provider.v1.SignResponse
+	9,  // 19: keystore.provider.v1.Provider.Seal:output_type -> keystore.provider.v1.SealResponse
+	11, // 20: keystore.provider.v1.Provider.Open:output_type -> keystore.provider.v1.OpenResponse
+	13, // 21: keystore.provider.v1.Provider.Destroy:output_type -> keystore.provider.v1.DestroyResponse
+	15, // 22: keystore.provider.v1.Provider.BeginKEKRotation:output_type -> keystore.provider.v1.BeginKEKRotationResponse
+	17, // 23: keystore.provider.v1.Provider.RewrapHandle:output_type -> keystore.provider.v1.RewrapHandleResponse
+	19, // 24: keystore.provider.v1.Provider.CommitKEKRotation:output_type -> keystore.provider.v1.CommitKEKRotationResponse
+	16, // [16:25] is the sub-list for method output_type
+	7,  // [7:16] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_keystore_provider_v1_provider_proto_init() }
@@ -929,7 +1221,7 @@ func file_keystore_provider_v1_provider_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keystore_provider_v1_provider_proto_rawDesc), len(file_keystore_provider_v1_provider_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

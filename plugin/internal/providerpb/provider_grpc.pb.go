@@ -19,12 +19,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Provider_Info_FullMethodName     = "/keystore.provider.v1.Provider/Info"
-	Provider_Generate_FullMethodName = "/keystore.provider.v1.Provider/Generate"
-	Provider_Sign_FullMethodName     = "/keystore.provider.v1.Provider/Sign"
-	Provider_Seal_FullMethodName     = "/keystore.provider.v1.Provider/Seal"
-	Provider_Open_FullMethodName     = "/keystore.provider.v1.Provider/Open"
-	Provider_Destroy_FullMethodName  = "/keystore.provider.v1.Provider/Destroy"
+	Provider_Info_FullMethodName              = "/keystore.provider.v1.Provider/Info"
+	Provider_Generate_FullMethodName          = "/keystore.provider.v1.Provider/Generate"
+	Provider_Sign_FullMethodName              = "/keystore.provider.v1.Provider/Sign"
+	Provider_Seal_FullMethodName              = "/keystore.provider.v1.Provider/Seal"
+	Provider_Open_FullMethodName              = "/keystore.provider.v1.Provider/Open"
+	Provider_Destroy_FullMethodName           = "/keystore.provider.v1.Provider/Destroy"
+	Provider_BeginKEKRotation_FullMethodName  = "/keystore.provider.v1.Provider/BeginKEKRotation"
+	Provider_RewrapHandle_FullMethodName      = "/keystore.provider.v1.Provider/RewrapHandle"
+	Provider_CommitKEKRotation_FullMethodName = "/keystore.provider.v1.Provider/CommitKEKRotation"
 )
 
 // ProviderClient is the client API for Provider service.
@@ -36,7 +39,8 @@ const (
 // package, method for method.
 type ProviderClient interface {
 	// Info describes the provider. It must not change while the plugin runs,
-	// nor across restarts of the same plugin.
+	// nor across restarts of the same plugin, but for keks during a KEK
+	// rotation (see kek_rotation).
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoResponse, error)
 	// Generate makes a new key for ref and returns its public key and handle.
 	Generate(ctx context.Context, in *GenerateRequest, opts ...grpc.CallOption) (*GenerateResponse, error)
@@ -50,6 +54,18 @@ type ProviderClient interface {
 	// Destroy erases the key material behind handle; destroying twice
 	// succeeds.
 	Destroy(ctx context.Context, in *DestroyRequest, opts ...grpc.CallOption) (*DestroyResponse, error)
+	// BeginKEKRotation makes (or, when one is pending, resumes) the next
+	// KEK: from its reply on, new handles are wrapped under it, handles
+	// under either KEK work, and Info.keks is [next, current].
+	BeginKEKRotation(ctx context.Context, in *BeginKEKRotationRequest, opts ...grpc.CallOption) (*BeginKEKRotationResponse, error)
+	// RewrapHandle returns handle wrapped under the KEK new handles are
+	// wrapped under, bound to ref as before; handle itself when it already
+	// is. A handle that does not authenticate under ref is EIO.
+	RewrapHandle(ctx context.Context, in *RewrapHandleRequest, opts ...grpc.CallOption) (*RewrapHandleResponse, error)
+	// CommitKEKRotation makes the pending KEK the only one (Info.keks is
+	// [next]); a handle not rewrapped fails from then on. Without a pending
+	// rotation it does nothing.
+	CommitKEKRotation(ctx context.Context, in *CommitKEKRotationRequest, opts ...grpc.CallOption) (*CommitKEKRotationResponse, error)
 }
 
 type providerClient struct {
@@ -120,6 +136,36 @@ func (c *providerClient) Destroy(ctx context.Context, in *DestroyRequest, opts .
 	return out, nil
 }
 
+func (c *providerClient) BeginKEKRotation(ctx context.Context, in *BeginKEKRotationRequest, opts ...grpc.CallOption) (*BeginKEKRotationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BeginKEKRotationResponse)
+	err := c.cc.Invoke(ctx, Provider_BeginKEKRotation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *providerClient) RewrapHandle(ctx context.Context, in *RewrapHandleRequest, opts ...grpc.CallOption) (*RewrapHandleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RewrapHandleResponse)
+	err := c.cc.Invoke(ctx, Provider_RewrapHandle_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *providerClient) CommitKEKRotation(ctx context.Context, in *CommitKEKRotationRequest, opts ...grpc.CallOption) (*CommitKEKRotationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CommitKEKRotationResponse)
+	err := c.cc.Invoke(ctx, Provider_CommitKEKRotation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ProviderServer is the server API for Provider service.
 // All implementations must embed UnimplementedProviderServer
 // for forward compatibility.
@@ -129,7 +175,8 @@ func (c *providerClient) Destroy(ctx context.Context, in *DestroyRequest, opts .
 // package, method for method.
 type ProviderServer interface {
 	// Info describes the provider. It must not change while the plugin runs,
-	// nor across restarts of the same plugin.
+	// nor across restarts of the same plugin, but for keks during a KEK
+	// rotation (see kek_rotation).
 	Info(context.Context, *InfoRequest) (*InfoResponse, error)
 	// Generate makes a new key for ref and returns its public key and handle.
 	Generate(context.Context, *GenerateRequest) (*GenerateResponse, error)
@@ -143,6 +190,18 @@ type ProviderServer interface {
 	// Destroy erases the key material behind handle; destroying twice
 	// succeeds.
 	Destroy(context.Context, *DestroyRequest) (*DestroyResponse, error)
+	// BeginKEKRotation makes (or, when one is pending, resumes) the next
+	// KEK: from its reply on, new handles are wrapped under it, handles
+	// under either KEK work, and Info.keks is [next, current].
+	BeginKEKRotation(context.Context, *BeginKEKRotationRequest) (*BeginKEKRotationResponse, error)
+	// RewrapHandle returns handle wrapped under the KEK new handles are
+	// wrapped under, bound to ref as before; handle itself when it already
+	// is. A handle that does not authenticate under ref is EIO.
+	RewrapHandle(context.Context, *RewrapHandleRequest) (*RewrapHandleResponse, error)
+	// CommitKEKRotation makes the pending KEK the only one (Info.keks is
+	// [next]); a handle not rewrapped fails from then on. Without a pending
+	// rotation it does nothing.
+	CommitKEKRotation(context.Context, *CommitKEKRotationRequest) (*CommitKEKRotationResponse, error)
 	mustEmbedUnimplementedProviderServer()
 }
 
@@ -170,6 +229,15 @@ func (UnimplementedProviderServer) Open(context.Context, *OpenRequest) (*OpenRes
 }
 func (UnimplementedProviderServer) Destroy(context.Context, *DestroyRequest) (*DestroyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Destroy not implemented")
+}
+func (UnimplementedProviderServer) BeginKEKRotation(context.Context, *BeginKEKRotationRequest) (*BeginKEKRotationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BeginKEKRotation not implemented")
+}
+func (UnimplementedProviderServer) RewrapHandle(context.Context, *RewrapHandleRequest) (*RewrapHandleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RewrapHandle not implemented")
+}
+func (UnimplementedProviderServer) CommitKEKRotation(context.Context, *CommitKEKRotationRequest) (*CommitKEKRotationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CommitKEKRotation not implemented")
 }
 func (UnimplementedProviderServer) mustEmbedUnimplementedProviderServer() {}
 func (UnimplementedProviderServer) testEmbeddedByValue()                  {}
@@ -300,6 +368,60 @@ func _Provider_Destroy_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Provider_BeginKEKRotation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BeginKEKRotationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProviderServer).BeginKEKRotation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Provider_BeginKEKRotation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProviderServer).BeginKEKRotation(ctx, req.(*BeginKEKRotationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Provider_RewrapHandle_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RewrapHandleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProviderServer).RewrapHandle(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Provider_RewrapHandle_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProviderServer).RewrapHandle(ctx, req.(*RewrapHandleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Provider_CommitKEKRotation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CommitKEKRotationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProviderServer).CommitKEKRotation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Provider_CommitKEKRotation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProviderServer).CommitKEKRotation(ctx, req.(*CommitKEKRotationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Provider_ServiceDesc is the grpc.ServiceDesc for Provider service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -330,6 +452,18 @@ var Provider_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Destroy",
 			Handler:    _Provider_Destroy_Handler,
+		},
+		{
+			MethodName: "BeginKEKRotation",
+			Handler:    _Provider_BeginKEKRotation_Handler,
+		},
+		{
+			MethodName: "RewrapHandle",
+			Handler:    _Provider_RewrapHandle_Handler,
+		},
+		{
+			MethodName: "CommitKEKRotation",
+			Handler:    _Provider_CommitKEKRotation_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
