@@ -25,6 +25,12 @@
 // once, or, on any error, left as they were; every reload is logged and
 // audited ("daemon.reload"). Other settings need a restart.
 //
+// Under systemd (dist/systemd: Type=notify) it reports READY=1 once its
+// socket listens, RELOADING=1/READY=1 around a reload and STOPPING=1;
+// started by socket activation (LISTEN_FDS, keystored.socket) it serves
+// on the socket it inherits and leaves that socket to the service
+// manager.
+//
 // SIGTERM or SIGINT stops it gracefully: no new connections, in-flight
 // calls finish (bounded), the audit log is flushed and closed, the state
 // lock released, exit status 0. docs/operations.md is the operator's guide.
@@ -262,19 +268,21 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 		fmt.Fprintf(stdout, "keystored: metrics on http://%s/metrics\n", ml.Addr())
 	}
 
-	l, err := listenSocket(o.socket, cfg.socketGID, logger)
+	l, socket, err := openListener(o, cfg, logger)
 	if err != nil {
 		return err
 	}
 	gs := srv.NewGRPCServer()
 
-	logger.Info("keystored started", "version", version, "socket", o.socket, "state", o.state,
+	logger.Info("keystored started", "version", version, "socket", socket, "state", o.state,
 		"provider", prov.summary, "insecure", srv.Insecure(), "anchors", anchors.Len())
-	fmt.Fprintf(stdout, "keystored: listening on %s (provider %s, state %s)\n", o.socket, prov.summary, o.state)
-	fmt.Fprintf(stdout, "keystored: try: keystorectl --socket %s create app/demo --alg ed25519\n", o.socket)
+	fmt.Fprintf(stdout, "keystored: listening on %s (provider %s, state %s)\n", socket, prov.summary, o.state)
+	fmt.Fprintf(stdout, "keystored: try: keystorectl --socket %s create app/demo --alg ed25519\n", socket)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(gs, l) }()
+	sd := notifier{log: logger}
+	sd.ready()
 
 	rl := &reloader{o: o, srv: srv, alog: alog, logger: logger, running: cfg, metricsFlag: metricsFlag}
 wait:
@@ -282,12 +290,16 @@ wait:
 		select {
 		case s := <-sig:
 			if s == syscall.SIGHUP {
+				sd.reloading()
 				rl.reload(ctx)
+				sd.ready()
 				continue
 			}
 			logger.Info("shutting down", "signal", s.String())
+			sd.stopping()
 			break wait
 		case err := <-serveErr:
+			sd.stopping()
 			gs.Stop()
 			return fmt.Errorf("serving %s: %w", o.socket, err)
 		}
@@ -302,6 +314,30 @@ wait:
 	}
 	logger.Info("keystored stopped")
 	return nil
+}
+
+// openListener returns the socket to serve on and its name for messages:
+// the one the service manager passed (socket activation), which the
+// daemon uses as it is, or else --socket, which listenSocket prepares and
+// binds.
+func openListener(o *options, cfg settings, logger *slog.Logger) (*net.UnixListener, string, error) {
+	l, err := activatedListener()
+	if err != nil {
+		return nil, "", err
+	}
+	if l == nil {
+		l, err := listenSocket(o.socket, cfg.socketGID, logger)
+		return l, o.socket, err
+	}
+	name := l.Addr().String()
+	logger.Info("serving on the socket the service manager passed; its mode, group and path are the service manager's", "socket", name)
+	if name != o.socket {
+		logger.Warn("the inherited socket is not --socket; serving on the inherited one", "socket", name, "flag", o.socket)
+	}
+	if cfg.socketGID >= 0 {
+		logger.Info("socket_group does not apply to an inherited socket (set SocketGroup= in keystored.socket)")
+	}
+	return l, name, nil
 }
 
 // coreDumpWarning is printed at every start with --insecure-allow-core-dumps.
