@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
 	"google.golang.org/grpc/keepalive"
 
 	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
@@ -151,6 +152,9 @@ type Server struct {
 	store    *valueStore
 	inflight *budget
 	adm      *admission
+	health   *health.Server
+	stopping context.Context // cancelled by Shutdown (probe.go)
+	stop     context.CancelFunc
 	insecure bool
 }
 
@@ -164,8 +168,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, provider.Errorf(provider.EIO, "gRPC's proto codec is not registered")
 	}
 	s := &Server{st: cfg.Storage, clock: cfg.Clock, audit: cfg.Audit,
-		log: cfg.Logger, limits: cfg.Limits}
+		log: cfg.Logger, limits: cfg.Limits, health: newHealth()}
 	s.live.Store(newLiveConfig(cfg.Identity, cfg.Anchors))
+	s.stopping, s.stop = context.WithCancel(context.Background())
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -261,12 +266,14 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 	}
 }
 
-// Register registers the three services on g, a grpc.Server made with
-// ServerOptions (or a registrar in front of one).
+// Register registers the three services, gRPC health and server
+// reflection (probe.go) on g, a grpc.Server made with ServerOptions (or a
+// registrar in front of one).
 func (s *Server) Register(g grpc.ServiceRegistrar) {
 	g.RegisterService(s.wrapService(&keystorev1.Keys_ServiceDesc), &keysService{s: s})
 	g.RegisterService(s.wrapService(&keystorev1.Store_ServiceDesc), &storeService{s: s})
 	g.RegisterService(s.wrapService(&keystorev1.TrustAnchors_ServiceDesc), &anchorsService{s: s})
+	s.registerProbes(g)
 }
 
 // Listener wraps l (a Unix socket listener) so that every accepted

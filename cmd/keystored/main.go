@@ -297,6 +297,7 @@ wait:
 			}
 			logger.Info("shutting down", "signal", s.String())
 			sd.stopping()
+			srv.Shutdown()
 			break wait
 		case err := <-serveErr:
 			sd.stopping()
