@@ -42,6 +42,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -82,8 +83,13 @@ func main() {
 	// the daemon with no graceful stop (and systemd's Restart=on-failure
 	// would not restart it).
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	processLogs = true
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv, sig))
 }
+
+// processLogs makes run install its logger as the process's (logs.go):
+// main sets it; tests that call run leave the globals alone.
+var processLogs = false
 
 // exitError is a failure with a hint for the operator.
 type exitError struct {
@@ -98,13 +104,36 @@ func withHint(err error, hint string) error { return &exitError{err: err, hint: 
 
 // run is the daemon; it returns the exit status: 0 after a clean stop, 1
 // on a failure, 2 on a usage error.
+//
+// With --log-format json (found in args before they are parsed, so that
+// a usage error is reported in JSON too) every line on stderr is JSON:
+// the flag package's messages are held back, a usage error or a failure
+// is one Error record with "err" and "hint", and -h prints the usage on
+// stdout.
 func run(args []string, stdout, stderr io.Writer, getenv func(string) string, sig <-chan os.Signal) int {
-	o, err := parseFlags(args, stderr, getenv)
+	jsonLogs := logFormatOf(args) == "json"
+	flagOut := stderr
+	var held bytes.Buffer
+	if jsonLogs {
+		flagOut = &held
+	}
+	o, err := parseFlags(args, flagOut, getenv)
 	if errors.Is(err, flag.ErrHelp) {
+		if jsonLogs {
+			// Asked for, and not a log line: the usage goes to stdout.
+			if _, werr := stdout.Write(held.Bytes()); werr != nil {
+				return 1
+			}
+		}
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "keystored: error: %v\nhint: keystored -h lists the flags\n", err)
+		const hint = "keystored -h lists the flags"
+		if jsonLogs {
+			slog.New(slog.NewJSONHandler(stderr, nil)).Error("usage error", "err", err.Error(), "hint", hint)
+			return 2
+		}
+		fmt.Fprintf(stderr, "keystored: error: %v\nhint: %s\n", err, hint)
 		return 2
 	}
 	if o.version {
@@ -112,11 +141,26 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string, si
 		return 0
 	}
 	logger := newLogger(o, stderr)
+	if processLogs {
+		installProcessLogs(logger)
+	}
 	if err := daemon(o, stdout, stderr, logger, sig); err != nil {
-		fmt.Fprintf(stderr, "keystored: error: %v\n", err)
+		var hint string
 		var ee *exitError
-		if errors.As(err, &ee) && ee.hint != "" {
-			fmt.Fprintf(stderr, "hint: %s\n", ee.hint)
+		if errors.As(err, &ee) {
+			hint = ee.hint
+		}
+		if o.logFormat == "json" {
+			args := []any{"err", err.Error()}
+			if hint != "" {
+				args = append(args, "hint", hint)
+			}
+			logger.Error("keystored failed", args...)
+			return 1
+		}
+		fmt.Fprintf(stderr, "keystored: error: %v\n", err)
+		if hint != "" {
+			fmt.Fprintf(stderr, "hint: %s\n", hint)
 		}
 		return 1
 	}
@@ -167,14 +211,12 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	// Before any secret is read: the KEK and key material must never reach
 	// a core file or a same-uid debugger.
 	if o.insecureCoreDumps {
-		fmt.Fprintln(stderr, coreDumpWarning)
-		logger.Warn(coreDumpWarning)
+		warnLine(o, stderr, logger, coreDumpWarning)
 	} else if err := coredump.Disable(); err != nil {
 		return withHint(err, "keystored turns core dumps off at start; --insecure-allow-core-dumps skips this, for debugging only")
 	}
 	if o.insecureSeed != "" {
-		fmt.Fprintln(stderr, insecureWarning)
-		logger.Warn(insecureWarning)
+		warnLine(o, stderr, logger, insecureWarning)
 	}
 	cfg := defaultSettings()
 	if o.config != "" {
@@ -254,7 +296,8 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(srv.Registry(), promhttp.HandlerOpts{}))
-		metricsSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		metricsSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
+			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 		go func() {
 			if err := metricsSrv.Serve(ml); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				logger.Error("metrics server stopped", "err", err)
@@ -362,8 +405,7 @@ func checkInsecureAck(ctx context.Context, o *options, prov *selectedProvider, s
 		return withHint(fmt.Errorf("provider %s (%q) announces itself insecure; refusing to start: %s", prov.summary, info.Name,
 			insecureAckMissing("it")), "an insecure provider is for tests only; never give it real keys")
 	}
-	fmt.Fprintln(stderr, insecurePluginWarning)
-	logger.Warn(insecurePluginWarning, "provider", info.Name)
+	warnLine(o, stderr, logger, insecurePluginWarning, "provider", info.Name)
 	return nil
 }
 
