@@ -194,6 +194,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if s.metrics, err = newMetrics(s.creds.open, s.inflight.inUse); err != nil {
 		return nil, provider.Errorf(provider.EIO, "registering metrics: %w", err)
 	}
+	if err := s.metrics.reg.Register(&censusCollector{s: s}); err != nil {
+		return nil, provider.Errorf(provider.EIO, "registering metrics: %w", err)
+	}
 	s.store = &valueStore{st: cfg.Storage, quota: ks.Quota}
 	return s, nil
 }
@@ -221,8 +224,9 @@ func (s *Server) Keystore() *core.Keystore { return s.ks }
 func (s *Server) Insecure() bool { return s.insecure }
 
 // Registry returns the server's own Prometheus registry (never the global
-// default one): keystored_requests_total, keystored_request_duration_seconds
-// and keystored_connections_open.
+// default one): requests, durations, connections, refusals, memory in
+// flight, probes (metrics.go) and the census of keys and quota use
+// (census.go). The daemon adds its own collectors to it.
 func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
 
 // StreamWorkers is the number of long-lived goroutines that serve

@@ -67,6 +67,7 @@ import (
 	"github.com/nexus-os/keystored/core/storage"
 	"github.com/nexus-os/keystored/internal/buildinfo"
 	"github.com/nexus-os/keystored/internal/coredump"
+	"github.com/nexus-os/keystored/plugin"
 	"github.com/nexus-os/keystored/server"
 )
 
@@ -238,8 +239,9 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	}
 	cl.add("state directory", dir.Close)
 
+	auditSyncs := newAuditSyncHistogram()
 	alog, err := audit.Open(filepath.Join(o.state, auditFile), audit.WithSync(cfg.auditSync), audit.WithClock(clock.System{}),
-		audit.WithSegmentSize(cfg.auditSegment), audit.WithMaxSegments(cfg.auditMaxSegs))
+		audit.WithSegmentSize(cfg.auditSegment), audit.WithMaxSegments(cfg.auditMaxSegs), audit.WithSyncObserver(observeSeconds(auditSyncs)))
 	if err != nil {
 		return withHint(fmt.Errorf("audit log: %w", err), "keystorectl audit verify --state "+o.state+" shows the first bad record")
 	}
@@ -284,6 +286,12 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	}
 	if err := srv.Registry().Register(collectors.NewGoCollector()); err != nil {
 		return fmt.Errorf("metrics: %w", err)
+	}
+	pc, _ := prov.p.(*plugin.Client) // nil unless the provider is a plugin
+	for _, c := range daemonCollectors(alog, auditSyncs, pc) {
+		if err := srv.Registry().Register(c); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
 	}
 	if err := srv.Registry().Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
 		return fmt.Errorf("metrics: %w", err)
