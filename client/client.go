@@ -67,6 +67,7 @@ type Client struct {
 	keys     keystorev1.KeysClient
 	store    keystorev1.StoreClient
 	anchors  keystorev1.TrustAnchorsClient
+	admin    keystorev1.AdminClient
 	insecure atomic.Bool
 	dialErr  atomic.Pointer[error]
 }
@@ -137,6 +138,7 @@ func Dial(ctx context.Context, socketPath string, opts ...Option) (*Client, erro
 	c.keys = keystorev1.NewKeysClient(conn)
 	c.store = keystorev1.NewStoreClient(conn)
 	c.anchors = keystorev1.NewTrustAnchorsClient(conn)
+	c.admin = keystorev1.NewAdminClient(conn)
 	if err := c.waitReady(ctx, o.dialTimeout); err != nil {
 		_ = conn.Close() // the dial error is the one to report
 		return nil, err

@@ -77,6 +77,8 @@ func everyMethod(c *client.Client) map[string]func(context.Context) error {
 		"Store/List":               func(ctx context.Context) error { _, err := c.ListValues(ctx, 0, ""); return err },
 		"TrustAnchors/ListAnchors": func(ctx context.Context) error { _, err := c.ListAnchors(ctx); return err },
 		"TrustAnchors/Verify":      func(ctx context.Context) error { return c.VerifyAnchor(ctx, "a", msg, msg) },
+		"Admin/WrappingKeyStatus":  func(ctx context.Context) error { _, err := c.KEKStatus(ctx); return err },
+		"Admin/RotateWrappingKey":  func(ctx context.Context) error { _, err := c.RotateKEK(ctx); return err },
 	}
 }
 
@@ -86,8 +88,8 @@ func everyMethod(c *client.Client) map[string]func(context.Context) error {
 func TestEveryCodeEveryMethod(t *testing.T) {
 	c, srv := dial(t, clienttest.Options{})
 	methods := everyMethod(c)
-	if len(methods) != 23 {
-		t.Fatalf("%d methods in the table, want the 23 RPCs", len(methods))
+	if len(methods) != 25 {
+		t.Fatalf("%d methods in the table, want the 25 RPCs", len(methods))
 	}
 	for _, s := range sentinels {
 		var called string

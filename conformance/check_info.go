@@ -11,7 +11,8 @@ import (
 // checkInfo: Info is well formed (Info.Check), the name is a segment, the
 // algorithm list is non-empty and every algorithm is known to the
 // registry, and Info returns the same value on every call, even after the
-// caller modified an earlier result.
+// caller modified an earlier result. KEKs, when announced, are part of
+// that value: the same fingerprints in the same order on every call.
 func (s *provSuite) checkInfo(ctx context.Context) error {
 	var f provFails
 	info, err := s.p.Info(ctx)
@@ -44,6 +45,11 @@ func (s *provSuite) checkInfo(ctx context.Context) error {
 		// checks that follow see the provider as it was.
 		defer func() { info.Algorithms[0] = orig }()
 	}
+	if len(info.KEKs) > 0 {
+		origKEK := info.KEKs[0]
+		info.KEKs[0] = "c0ffee"
+		defer func() { info.KEKs[0] = origKEK }()
+	}
 	info.Name = "conformance-mutated"
 	for i := 0; i < 2; i++ {
 		again, err := s.p.Info(ctx)
@@ -52,7 +58,10 @@ func (s *provSuite) checkInfo(ctx context.Context) error {
 			continue
 		}
 		if !reflect.DeepEqual(again, s.info) {
-			f.addf("Info() call %d: got %+v, want %+v as on the first call (the caller modified an earlier result; does Info share its Algorithms slice?)", i+2, again, s.info)
+			f.addf("Info() call %d: got %+v, want %+v as on the first call (the caller modified an earlier result; does Info share its Algorithms or KEKs slice?)", i+2, again, s.info)
+		}
+		if len(s.info.KEKs) > 0 && !reflect.DeepEqual(again.KEKs, s.info.KEKs) {
+			f.addf("Info() call %d: KEKs %v, want %v as on the first call: the KEKs that wrap the handles may not change while the provider runs", i+2, again.KEKs, s.info.KEKs)
 		}
 	}
 	return f.err()

@@ -41,8 +41,10 @@ func WithKnownSecrets(f func(ref provider.KeyRef) ([][]byte, error)) Option {
 // Run checks that the providers newProvider returns keep the provider
 // contract (package core/provider), with one subtest per requirement.
 //
-// It calls newProvider once for the bulk of the suite and twice more to
-// compare fresh providers when the provider announces Deterministic. It
+// It calls newProvider once for the bulk of the suite, twice more to
+// compare fresh providers when the provider announces Deterministic, and
+// once more to rotate a KEK when the provider implements
+// provider.KEKRotator. It
 // exercises every algorithm the provider announces, with sizes from
 // core/alg, and verifies every signature with an implementation independent
 // of keystored (crypto/ed25519 and cloudflare/circl).
@@ -80,6 +82,16 @@ func Run(t *testing.T, newProvider Factory, opts ...Option) {
 			fresh[i] = fresh[i].withLog(t.Logf)
 		}
 		report(t, checkDeterministic(t.Context(), fresh[0], fresh[1]), nil)
+	})
+	t.Run("KEKRotation", func(t *testing.T) {
+		// A fresh provider: a rotation changes its KEKs, which the
+		// other checks hold stable.
+		fresh, err := newProvSuite(t.Context(), newProvider(t), o)
+		if err != nil {
+			t.Fatalf("fresh provider: %v", err)
+		}
+		fresh = fresh.withLog(t.Logf)
+		report(t, fresh.checkKEKRotation(t.Context()), fresh.tally)
 	})
 	// Last, so that it sees every error the subtests above provoked.
 	t.Run("ErrorCodes", s.test((*provSuite).checkErrorCodes))

@@ -3,6 +3,7 @@ package conformance_test
 import (
 	"bytes"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +29,17 @@ func newSoftware(t *testing.T) provider.Provider {
 	return p
 }
 
+// newSoftwareFile returns a software provider over a new KEK file: one
+// that can rotate its KEK.
+func newSoftwareFile(t *testing.T) provider.Provider {
+	t.Helper()
+	p, err := software.New(software.Config{KEKFile: filepath.Join(t.TempDir(), "kek"), Create: true})
+	if err != nil {
+		t.Fatalf("software.New: %v", err)
+	}
+	return p
+}
+
 // newTestseed returns an INSECURE testseed provider with testSeed.
 func newTestseed(t *testing.T) provider.Provider {
 	t.Helper()
@@ -45,6 +57,12 @@ func knownTestseed(ref provider.KeyRef) ([][]byte, error) {
 
 func TestSoftware(t *testing.T) {
 	conformance.Run(t, newSoftware)
+}
+
+// TestSoftwareKEKFile runs the suite over a KEK file, whose provider
+// rotates its KEK (the KEKRotation subtest).
+func TestSoftwareKEKFile(t *testing.T) {
+	conformance.Run(t, newSoftwareFile)
 }
 
 func TestTestseedInsecure(t *testing.T) { testTestseed(t) }
@@ -123,7 +141,13 @@ func faults() []fault {
 				t.Fatal(err)
 			}
 			return sharesInfo{p, &info}
-		}, "Info", "", "does Info share its Algorithms slice?"},
+		}, "Info", "", "does Info share its Algorithms or KEKs slice?"},
+		{"Info KEKs change", newSoftware, func(_ *testing.T, p provider.Provider) provider.Provider {
+			return unstableKEKs{p, &sync.Mutex{}, new(int)}
+		}, "Info", "", "the KEKs that wrap the handles may not change"},
+		{"Info announces a malformed KEK", newSoftware, func(_ *testing.T, p provider.Provider) provider.Provider {
+			return infoWrapper{p, func(i provider.Info) provider.Info { i.KEKs = append(i.KEKs, "NOT-HEX"); return i }}
+		}, "Info", "", "invalid KEK fingerprint"},
 		{"one key for every ref", newSoftware, func(_ *testing.T, p provider.Provider) provider.Provider {
 			return sameKey{p, &sync.Mutex{}, map[provider.Algorithm]provider.Generated{}}
 		}, "Generate/DistinctKeys", provider.MLDSA44, "returned the same public key"},
@@ -140,6 +164,10 @@ func faults() []fault {
 		{"secrets printed", newTestseed, func(_ *testing.T, p provider.Provider) provider.Provider {
 			return &leaksInFormat{Provider: p, known: known}
 		}, "Redaction", "", "contains known secret"},
+		{"KEK commit keeps the old KEK", newSoftwareFile, func(_ *testing.T, p provider.Provider) provider.Provider { return lazyCommit{p} },
+			"KEKRotation", "", "want an error wrapping EIO"},
+		{"KEK rewrap returns the handle as it was", newSoftwareFile, func(_ *testing.T, p provider.Provider) provider.Provider { return noRewrap{p} },
+			"KEKRotation", "", "returned it unchanged"},
 		{"payload in an error", newSoftware, func(_ *testing.T, p provider.Provider) provider.Provider { return echoesPayload{p} },
 			"NoPayloadsInErrors", "", "contains its payload"},
 	}

@@ -39,6 +39,8 @@ func CheckOne(ctx context.Context, p provider.Provider, path string, a provider.
 		return s.checkInfo(ctx)
 	case "ErrorCodes":
 		return s.checkErrorCodes(ctx)
+	case "KEKRotation":
+		return s.checkKEKRotation(ctx)
 	}
 	for _, c := range provSingles() {
 		if c.name == path {
@@ -78,7 +80,7 @@ func CheckDeterministic(ctx context.Context, p1, p2 provider.Provider, logf func
 
 // CheckNames lists every check path CheckOne knows.
 func CheckNames() []string {
-	names := []string{"Info", "ErrorCodes"}
+	names := []string{"Info", "ErrorCodes", "KEKRotation"}
 	for _, c := range provSingles() {
 		names = append(names, c.name)
 	}

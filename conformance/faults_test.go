@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 
 	"github.com/nexus-os/keystored/core/alg"
@@ -282,6 +283,22 @@ func (p unstableInfo) Info(ctx context.Context) (provider.Info, error) {
 	return info, err
 }
 
+// unstableKEKs announces a different KEK fingerprint on every call.
+type unstableKEKs struct {
+	provider.Provider
+	mu *sync.Mutex
+	n  *int
+}
+
+func (p unstableKEKs) Info(ctx context.Context) (provider.Info, error) {
+	info, err := p.Provider.Info(ctx)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	*p.n++
+	info.KEKs = []string{strconv.FormatInt(int64(*p.n), 16)}
+	return info, err
+}
+
 // sharesInfo returns the same Algorithms slice on every call.
 type sharesInfo struct {
 	provider.Provider
@@ -372,4 +389,32 @@ func (p echoesPayload) Open(ctx context.Context, ref provider.KeyRef, h provider
 		return nil, provider.Errorf(provider.EBADMSG, "open failed for aad %s: %w", string(aad), err)
 	}
 	return out, nil
+}
+
+// lazyCommit rotates its KEK but never drops the old one at the commit.
+type lazyCommit struct{ provider.Provider }
+
+func (p lazyCommit) BeginKEKRotation(ctx context.Context) (string, error) {
+	return p.Provider.(provider.KEKRotator).BeginKEKRotation(ctx)
+}
+
+func (p lazyCommit) RewrapHandle(ctx context.Context, ref provider.KeyRef, h provider.Handle) (provider.Handle, error) {
+	return p.Provider.(provider.KEKRotator).RewrapHandle(ctx, ref, h)
+}
+
+func (p lazyCommit) CommitKEKRotation(context.Context) error { return nil }
+
+// noRewrap returns every handle as it was from RewrapHandle.
+type noRewrap struct{ provider.Provider }
+
+func (p noRewrap) BeginKEKRotation(ctx context.Context) (string, error) {
+	return p.Provider.(provider.KEKRotator).BeginKEKRotation(ctx)
+}
+
+func (p noRewrap) RewrapHandle(_ context.Context, _ provider.KeyRef, h provider.Handle) (provider.Handle, error) {
+	return h, nil
+}
+
+func (p noRewrap) CommitKEKRotation(ctx context.Context) error {
+	return p.Provider.(provider.KEKRotator).CommitKEKRotation(ctx)
 }

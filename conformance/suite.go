@@ -62,6 +62,7 @@ func newProvSuite(ctx context.Context, p provider.Provider, o options) (*provSui
 	}
 	s.info = info
 	s.info.Algorithms = append([]provider.Algorithm(nil), info.Algorithms...)
+	s.info.KEKs = append([]string(nil), info.KEKs...)
 	for _, a := range info.Algorithms {
 		if _, err := s.reg.Lookup(a); err == nil && !slices.Contains(s.algs, a) {
 			s.algs = append(s.algs, a)

@@ -29,6 +29,8 @@ const (
 	OpRewrap           // rewrap
 	OpPublicKey        // public-key
 	OpSweep            // sweep
+	OpKEKStatus        // kek-status
+	OpKEKRotate        // kek-rotate
 	opEnd
 )
 
@@ -36,7 +38,7 @@ var opNames = [opEnd]string{
 	OpCreate: "create", OpGet: "get", OpList: "list", OpRotate: "rotate", OpRevoke: "revoke",
 	OpRevokeVersion: "revoke-version", OpDestroy: "destroy", OpSetPolicy: "set-policy",
 	OpSign: "sign", OpVerify: "verify", OpSeal: "seal", OpUnseal: "unseal", OpRewrap: "rewrap",
-	OpPublicKey: "public-key", OpSweep: "sweep",
+	OpPublicKey: "public-key", OpSweep: "sweep", OpKEKStatus: "kek-status", OpKEKRotate: "kek-rotate",
 }
 
 // String returns the operation's name, e.g. "revoke-version".

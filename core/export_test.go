@@ -8,3 +8,15 @@ func Ops() []Op {
 	}
 	return out
 }
+
+// EncodeManifest returns a MANIFEST file as Open writes it (for tests that
+// write old or damaged ones).
+func EncodeManifest(providerName string, secure bool, kek string) ([]byte, error) {
+	return encodeChecked("manifest", manifestPath, manifestBody{Provider: providerName, Secure: secure, KEK: kek})
+}
+
+// EncodeManifestRotating is EncodeManifest with a pending KEK rotation
+// (kek_next).
+func EncodeManifestRotating(providerName string, secure bool, kek, next string) ([]byte, error) {
+	return encodeChecked("manifest", manifestPath, manifestBody{Provider: providerName, Secure: secure, KEK: kek, KEKNext: next})
+}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -50,6 +52,15 @@ type Keystore struct {
 	cacheSize int
 	quotas    Quotas
 	keyCount  keyCounts // per-app key counts for the keys quota
+
+	// kekMu orders KEK rotations against the operations that make
+	// handles: creates and rotations hold it for reading from the
+	// provider's Generate until their handle is durable, so that a
+	// rotation's Begin (under the write lock) is never overtaken by a
+	// handle wrapped under the old KEK that its walk might miss.
+	// rotating admits one KEK rotation at a time (kekrot.go).
+	kekMu    sync.RWMutex
+	rotating sync.Mutex
 
 	// keys maps each key in memory to its entry; mu guards the map (not
 	// the entries, which have their own locks).
@@ -110,11 +121,13 @@ func Open(ctx context.Context, o Config) (*Keystore, error) {
 	return k, nil
 }
 
-// ProviderInfo returns the provider's Info (algorithms limited to those the
-// keystore knows).
+// ProviderInfo returns the provider's Info as Open read it (algorithms
+// limited to those the keystore knows; KEKs as they were then: KEKStatus
+// has the current ones).
 func (k *Keystore) ProviderInfo() provider.Info {
 	i := k.info
 	i.Algorithms = append([]Algorithm(nil), i.Algorithms...)
+	i.KEKs = append([]string(nil), i.KEKs...)
 	return i
 }
 
@@ -122,9 +135,16 @@ func (k *Keystore) ProviderInfo() provider.Info {
 // Insecure: true).
 func (k *Keystore) Insecure() bool { return k.insecure }
 
+// checkManifest writes the MANIFEST of a new state, or checks the
+// existing one against the provider: same name, same Secure flag, and,
+// when the provider announces KEKs, a recorded KEK among them (a state
+// from before KEKs were recorded gets the provider's first).
 func (k *Keystore) checkManifest() error {
-	data, err := k.st.ReadFile(manifestPath)
-	if errors.Is(err, provider.ErrNotFound) {
+	m, found, err := readManifest(k.st)
+	if err != nil {
+		return err
+	}
+	if !found {
 		entries, derr := k.st.ReadDir(layoutRoot)
 		if derr == nil && len(entries) > 0 {
 			return provider.Errorf(provider.EIO, "state directory holds keys but no %s; refusing to guess which provider made them", manifestPath)
@@ -133,28 +153,85 @@ func (k *Keystore) checkManifest() error {
 			return derr
 		}
 		body := manifestBody{Provider: k.info.Name, Secure: k.info.Secure, Created: k.clock.Now().UTC()}
-		out, err := encodeChecked("manifest", manifestPath, body)
-		if err != nil {
-			return err
+		if len(k.info.KEKs) > 0 {
+			body.KEK = k.info.KEKs[0]
 		}
-		return k.st.WriteFile(manifestPath, out)
+		return writeManifest(k.st, body)
 	}
+	if err := checkProvider(m, k.info); err != nil {
+		return err
+	}
+	if len(k.info.KEKs) > 0 && m.KEK == "" {
+		// A state from before the KEK was recorded: record the one the
+		// provider wraps new handles under.
+		m.KEK = k.info.KEKs[0]
+		return writeManifest(k.st, m)
+	}
+	if len(k.info.KEKs) > 0 && m.KEKNext != "" {
+		return k.checkRotation(m)
+	}
+	return nil
+}
+
+// checkProvider reports whether the provider described by info may open
+// the state whose MANIFEST is m: the same name, the same Secure flag and,
+// when both the provider and m name KEKs (and no rotation is recorded:
+// checkRotation judges those), the recorded KEK among the provider's.
+func checkProvider(m manifestBody, info provider.Info) error {
+	switch {
+	case m.Secure && !info.Secure:
+		return provider.Errorf(provider.EPERM, "state was made by the secure provider %q; refusing to open it with the insecure provider %q", m.Provider, info.Name)
+	case !m.Secure && info.Secure:
+		return provider.Errorf(provider.EPERM, "state was made by the INSECURE provider %q; refusing to open it with the secure provider %q (its keys are known; start a new state directory)", m.Provider, info.Name)
+	case m.Provider != info.Name:
+		return provider.Errorf(provider.EPERM, "state was made by provider %q, not %q", m.Provider, info.Name)
+	}
+	if len(info.KEKs) == 0 || m.KEK == "" || m.KEKNext != "" {
+		return nil // nothing recorded, a provider that wraps nothing under a KEK, or a rotation
+	}
+	if !slices.Contains(info.KEKs, m.KEK) {
+		return provider.Errorf(provider.EIO, "state's keys are wrapped under KEK %s (recorded in %s); the provider holds KEK %s: "+
+			"restore the KEK it was made with (from the backup of the KEK, see docs/operations.md) or use another state directory; "+
+			"refusing to open the state with another KEK, under which none of its keys would work",
+			m.KEK, manifestPath, strings.Join(info.KEKs, ", "))
+	}
+	return nil
+}
+
+// readManifest reads and decodes the MANIFEST; found is false when there
+// is none. A recorded KEK that is not a well-formed fingerprint is
+// corruption (EIO).
+func readManifest(st Storage) (m manifestBody, found bool, err error) {
+	data, err := st.ReadFile(manifestPath)
+	if errors.Is(err, provider.ErrNotFound) {
+		return manifestBody{}, false, nil
+	}
+	if err != nil {
+		return manifestBody{}, false, err
+	}
+	if err := decodeChecked("manifest", manifestPath, data, &m); err != nil {
+		return manifestBody{}, false, err
+	}
+	if m.KEK != "" {
+		if err := provider.CheckKEKFingerprint(m.KEK); err != nil {
+			return manifestBody{}, false, provider.Errorf(provider.EIO, "corrupted file %s: malformed kek: %w", manifestPath, err)
+		}
+	}
+	if m.KEKNext != "" {
+		if err := provider.CheckKEKFingerprint(m.KEKNext); err != nil || m.KEK == "" || m.KEKNext == m.KEK {
+			return manifestBody{}, false, provider.Errorf(provider.EIO, "corrupted file %s: malformed kek_next", manifestPath)
+		}
+	}
+	return m, true, nil
+}
+
+// writeManifest replaces the MANIFEST with m (atomically: Storage.WriteFile).
+func writeManifest(st Storage, m manifestBody) error {
+	out, err := encodeChecked("manifest", manifestPath, m)
 	if err != nil {
 		return err
 	}
-	var m manifestBody
-	if err := decodeChecked("manifest", manifestPath, data, &m); err != nil {
-		return err
-	}
-	switch {
-	case m.Secure && !k.info.Secure:
-		return provider.Errorf(provider.EPERM, "state was made by the secure provider %q; refusing to open it with the insecure provider %q", m.Provider, k.info.Name)
-	case !m.Secure && k.info.Secure:
-		return provider.Errorf(provider.EPERM, "state was made by the INSECURE provider %q; refusing to open it with the secure provider %q (its keys are known; start a new state directory)", m.Provider, k.info.Name)
-	case m.Provider != k.info.Name:
-		return provider.Errorf(provider.EPERM, "state was made by provider %q, not %q", m.Provider, k.info.Name)
-	}
-	return nil
+	return st.WriteFile(manifestPath, out)
 }
 
 // authorize checks that c may act on keys of app.

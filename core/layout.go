@@ -15,7 +15,7 @@ import (
 
 // The storage layout contract (docs/storage.md):
 //
-//	keystore/MANIFEST                              format, provider name, secure flag
+//	keystore/MANIFEST                              format, provider name, secure flag, KEK fingerprints
 //	keystore/<appId>/<purpose>/<name>/meta.json    metadata: versions, states, times, policy
 //	keystore/<appId>/<purpose>/<name>/v<N>.handle  provider handle of version N
 //
@@ -151,6 +151,15 @@ type manifestBody struct {
 	Provider string    `json:"provider"`
 	Secure   bool      `json:"secure"`
 	Created  time.Time `json:"created"`
+	// KEK is the fingerprint of the KEK the state's handles are wrapped
+	// under (provider.Info.KEKs[0] when it was recorded); empty for
+	// providers that announce no KEK and for states made before it was
+	// recorded.
+	KEK string `json:"kek,omitempty"`
+	// KEKNext is the fingerprint of the KEK a rotation is rewrapping the
+	// handles under (core.Keystore.RotateKEK), from the provider's Begin
+	// until the MANIFEST names it as KEK; empty otherwise.
+	KEKNext string `json:"kek_next,omitempty"`
 }
 
 // metaBody is meta.json's body.

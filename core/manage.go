@@ -20,6 +20,8 @@ func (k *Keystore) Create(ctx context.Context, c Caller, id KeyID, o CreateOptio
 }
 
 func (k *Keystore) create(ctx context.Context, c Caller, id KeyID, o CreateOptions, ev *Event) (Metadata, error) {
+	k.kekMu.RLock() // a handle is made: see Keystore.kekMu
+	defer k.kekMu.RUnlock()
 	if err := admit(ctx, c, id); err != nil {
 		return Metadata{}, err
 	}
@@ -198,6 +200,8 @@ func (r *record) successor() *record {
 // keeps verifying and unsealing.
 func (k *Keystore) Rotate(ctx context.Context, c Caller, id KeyID) (Metadata, error) {
 	ev := k.event(c, OpRotate, id.String(), 0)
+	k.kekMu.RLock() // a handle is made: see Keystore.kekMu
+	defer k.kekMu.RUnlock()
 	m, err := k.transition(ctx, c, OpRotate, id, &ev, func(rec *record, now time.Time) (*record, func() error, error) {
 		next, err := k.rotateLocked(ctx, rec, now)
 		return next, nil, err
@@ -557,6 +561,8 @@ func rotationDue(m *Metadata, now time.Time) bool {
 // the event of the operation that triggered it (a sign, a seal, a sweep);
 // the sink is asked to commit it with the new version and "auto-rotated".
 func (k *Keystore) autoRotate(ctx context.Context, id KeyID, ev Event) (bool, error) {
+	k.kekMu.RLock() // a handle may be made: see Keystore.kekMu
+	defer k.kekMu.RUnlock()
 	e, err := k.writeKey(id)
 	if err != nil {
 		return false, err

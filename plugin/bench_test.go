@@ -84,7 +84,7 @@ func report(b *testing.B, elapsed time.Duration, lat []time.Duration) {
 // software plugin binary's client.
 func benchProviders(b *testing.B) (inproc, plug provider.Provider) {
 	b.Helper()
-	p, err := software.New(software.Config{KEKFile: filepath.Join(b.TempDir(), "kek")})
+	p, err := software.New(software.Config{KEKFile: filepath.Join(b.TempDir(), "kek"), Create: true})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func BenchmarkPluginStart(b *testing.B) {
 	var lat []time.Duration
 	for b.Loop() {
 		t0 := time.Now()
-		c, err := Launch(b.Context(), Config{Path: sw, SHA256: sum, PrivateDir: priv, Args: []string{"--kek-file", kek}})
+		c, err := Launch(b.Context(), Config{Path: sw, SHA256: sum, PrivateDir: priv, Args: []string{"--kek-file", kek}, Env: newStateEnv})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -78,6 +79,11 @@ type Config struct {
 	// nothing of the host's environment is passed on. Names starting with
 	// "PLUGIN_" and Handshake.MagicCookieKey are go-plugin's and refused.
 	Env []string
+	// RestartEnv, when not nil, is the environment of every restart (every
+	// start after the one Launch made), checked like Env. keystored uses
+	// it to tell a restarted plugin that the state holds keys: whatever
+	// the state held at Launch, keys may have been made since.
+	RestartEnv []string
 	// Logger receives go-plugin's messages and every line the plugin
 	// writes to stderr or stdout. nil discards them.
 	Logger *slog.Logger
@@ -141,7 +147,7 @@ func (c Config) normalize() (Config, []byte, error) {
 	if err != nil {
 		return Config{}, nil, provider.WithOp("plugin config", c.Path, err)
 	}
-	if len(c.Args) > maxArgs || len(c.Env) > maxEnv {
+	if len(c.Args) > maxArgs || len(c.Env) > maxEnv || len(c.RestartEnv) > maxEnv {
 		return bad("more than " + strconv.Itoa(maxArgs) + " arguments or environment entries")
 	}
 	for _, a := range c.Args {
@@ -149,7 +155,7 @@ func (c Config) normalize() (Config, []byte, error) {
 			return bad("an argument is over " + strconv.Itoa(maxArgLen) + " bytes or holds a NUL byte")
 		}
 	}
-	for _, e := range c.Env {
+	for _, e := range slices.Concat(c.Env, c.RestartEnv) {
 		name, _, ok := strings.Cut(e, "=")
 		switch {
 		case !ok || name == "":
@@ -186,6 +192,9 @@ func (c Config) normalize() (Config, []byte, error) {
 	}
 	c.Args = append([]string(nil), c.Args...)
 	c.Env = append([]string(nil), c.Env...)
+	if c.RestartEnv != nil {
+		c.RestartEnv = append([]string{}, c.RestartEnv...)
+	}
 	return c, pin, nil
 }
 
@@ -351,7 +360,7 @@ func Launch(ctx context.Context, cfg Config) (*Client, error) {
 		c.release()
 		return nil, err
 	}
-	in, err := c.start(ctx)
+	in, err := c.start(ctx, cfg.Env)
 	if err != nil {
 		c.release()
 		return nil, err
@@ -387,8 +396,9 @@ func (c *Client) logf(level slog.Level, msg string, args ...any) {
 	}
 }
 
-// start starts one plugin process, connects, and fetches its Info.
-func (c *Client) start(ctx context.Context) (*instance, error) {
+// start starts one plugin process with the environment env, connects,
+// and fetches its Info.
+func (c *Client) start(ctx context.Context, env []string) (*instance, error) {
 	in := &instance{}
 	in.starting.Store(true)
 	defer in.starting.Store(false)
@@ -407,7 +417,7 @@ func (c *Client) start(ctx context.Context) (*instance, error) {
 		RunnerFunc: func(_ hclog.Logger, cmd *exec.Cmd, _ string) (runner.Runner, error) {
 			// cmd carries only go-plugin's variables (SkipHostEnv); the
 			// caller's come first so that go-plugin's win.
-			env := append(append([]string(nil), c.cfg.Env...), cmd.Env...)
+			env := append(append([]string(nil), env...), cmd.Env...)
 			exe := func() (*os.File, error) { return c.dir.openCopy(c.name, c.pin) }
 			in.run = newProcRunner(c.name, exe, c.cfg.Args, env, c.work, c.dir.path)
 			return in.run, nil
@@ -597,7 +607,11 @@ func (c *Client) restart(ctx context.Context) (*instance, error) {
 			}
 		}
 	}
-	in, err := c.start(ctx)
+	env := c.cfg.Env
+	if c.cfg.RestartEnv != nil {
+		env = c.cfg.RestartEnv
+	}
+	in, err := c.start(ctx, env)
 	if err == nil && !sameInfo(in.r.info, c.info) {
 		c.kill(in)
 		err = provider.Errorf(provider.EUNAVAILABLE, "restarted %s describes itself differently (provider %q, secure %s; was %q, secure %s); refusing it", c.label, in.r.info.Name, strconv.FormatBool(in.r.info.Secure), c.info.Name, strconv.FormatBool(c.info.Secure))
@@ -669,6 +683,7 @@ func (c *Client) pid() int {
 func (c *Client) Info(context.Context) (provider.Info, error) {
 	i := c.info
 	i.Algorithms = append([]provider.Algorithm(nil), c.info.Algorithms...)
+	i.KEKs = append([]string(nil), c.info.KEKs...)
 	return i, nil
 }
 

@@ -14,7 +14,7 @@ import (
 // inProcessSoftware serves a fresh software provider through the wire
 // protocol inside the test process.
 func inProcessSoftware(t *testing.T) provider.Provider {
-	p, err := software.New(software.Config{KEKFile: filepath.Join(t.TempDir(), "kek")})
+	p, err := software.New(software.Config{KEKFile: filepath.Join(t.TempDir(), "kek"), Create: true})
 	if err != nil {
 		t.Fatalf("software.New: %v", err)
 	}

@@ -27,7 +27,10 @@ func ExampleServe() {
 		fmt.Fprintln(os.Stderr, "my-plugin: --kek-file is required")
 		os.Exit(2)
 	}
-	p, err := software.New(software.Config{KEKFile: *kekFile})
+	// Make a KEK only for a state that holds no keys, as the daemon says
+	// (docs/providers.md); never in place of a lost one.
+	create := os.Getenv("KEYSTORED_STATE_HOLDS_KEYS") == "0" && os.Getenv("KEYSTORED_STATE_KEK") == ""
+	p, err := software.New(software.Config{KEKFile: *kekFile, Create: create})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "my-plugin:", err)
 		os.Exit(1)

@@ -70,6 +70,7 @@ func TestLaunchRefuses(t *testing.T) {
 		{"missing", Config{Path: filepath.Join(dir, "nope"), SHA256: sum}, provider.ENOENT, nil},
 		{"reserved env", Config{Path: mb, SHA256: sum, Env: []string{"PLUGIN_CLIENT_CERT=x"}}, provider.EINVAL, []string{"reserved"}},
 		{"cookie env", Config{Path: mb, SHA256: sum, Env: []string{Handshake.MagicCookieKey + "=x"}}, provider.EINVAL, []string{"reserved"}},
+		{"reserved restart env", Config{Path: mb, SHA256: sum, RestartEnv: []string{"PLUGIN_CLIENT_CERT=x"}}, provider.EINVAL, []string{"reserved"}},
 		{"env without =", Config{Path: mb, SHA256: sum, Env: []string{"NAME"}}, provider.EINVAL, []string{"NAME=value"}},
 		{"negative timeout", Config{Path: mb, SHA256: sum, CallTimeout: -1}, provider.EINVAL, nil},
 		{"huge MaxReply", Config{Path: mb, SHA256: sum, MaxReply: 1 << 30}, provider.EINVAL, nil},
@@ -524,7 +525,7 @@ func TestServeRefusesWithoutMutualTLS(t *testing.T) {
 	t.Parallel()
 	sw, _, _ := binaries(t)
 	cmd := exec.Command(sw, "--kek-file", filepath.Join(t.TempDir(), "kek"))
-	cmd.Env = []string{Handshake.MagicCookieKey + "=" + Handshake.MagicCookieValue}
+	cmd.Env = append([]string{Handshake.MagicCookieKey + "=" + Handshake.MagicCookieValue}, newStateEnv...)
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 1 {

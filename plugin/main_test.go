@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 
@@ -107,11 +108,16 @@ func launch(t testing.TB, path string, cfg Config) *Client {
 	return c
 }
 
+// newStateEnv is what keystored tells a plugin about a new state: no keys,
+// no recorded KEK, so the software plugin may create its KEK file.
+var newStateEnv = []string{"KEYSTORED_STATE_HOLDS_KEYS=0", "KEYSTORED_STATE_KEK="}
+
 // softwarePlugin launches the software plugin binary with a fresh KEK
-// file in t's temporary directory.
+// file in t's temporary directory, as for a new state.
 func softwarePlugin(t testing.TB, cfg Config) *Client {
 	t.Helper()
 	sw, _, _ := binaries(t)
 	cfg.Args = append([]string{"--kek-file", filepath.Join(t.TempDir(), "kek")}, cfg.Args...)
+	cfg.Env = append(slices.Clone(newStateEnv), cfg.Env...)
 	return launch(t, sw, cfg)
 }

@@ -121,6 +121,7 @@ func (r *remote) checkRef(op string, ref provider.KeyRef) error {
 func (r *remote) Info(context.Context) (provider.Info, error) {
 	i := r.info
 	i.Algorithms = append([]provider.Algorithm(nil), r.info.Algorithms...)
+	i.KEKs = append([]string(nil), r.info.KEKs...)
 	return i, nil
 }
 

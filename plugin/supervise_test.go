@@ -340,6 +340,28 @@ func TestRestartRefusesChangedInfo(t *testing.T) {
 	}
 }
 
+// TestRestartEnv: a restart runs with Config.RestartEnv, not Env (here
+// the plugin reports the variable in Info, so a restart with another value
+// is refused as a changed Info); the same value restarts fine.
+func TestRestartEnv(t *testing.T) {
+	t.Parallel()
+	ref := signRef(t, "misbehave")
+	same := misbehavePlugin(t, "serve", Config{RestartBackoff: time.Millisecond,
+		Env: []string{"KEYSTORE_TEST_VISIBLE=x"}, RestartEnv: []string{"KEYSTORE_TEST_VISIBLE=x"}})
+	killPlugin(t, same)
+	if _, err := same.Sign(t.Context(), ref, provider.Handle("h"), []byte("fine")); err != nil {
+		t.Fatalf("restart with the same environment: %v", err)
+	}
+	other := misbehavePlugin(t, "serve", Config{RestartBackoff: time.Millisecond,
+		Env: []string{"KEYSTORE_TEST_VISIBLE=at-launch"}, RestartEnv: []string{"KEYSTORE_TEST_VISIBLE=at-restart"}})
+	killPlugin(t, other)
+	_, err := other.Sign(t.Context(), ref, provider.Handle("h"), []byte("fine"))
+	checkCode(t, err, provider.EUNAVAILABLE)
+	if !strings.Contains(err.Error(), "describes itself differently") {
+		t.Errorf("restart with RestartEnv: %v; want it refused as a changed Info (it saw RestartEnv)", err)
+	}
+}
+
 // TestCloseStopsPlugin: Close kills the plugin, empties the private
 // directory, and later calls fail with EUNAVAILABLE.
 func TestCloseStopsPlugin(t *testing.T) {

@@ -1,6 +1,8 @@
 package plugin
 
 import (
+	"slices"
+
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/plugin/internal/providerpb"
 )
@@ -71,6 +73,7 @@ func infoToWire(i provider.Info) *providerpb.InfoResponse {
 		Secure:        i.Secure,
 		Deterministic: i.Deterministic,
 		Algorithms:    algs,
+		Keks:          append([]string(nil), i.KEKs...),
 	}
 }
 
@@ -80,6 +83,9 @@ func infoToWire(i provider.Info) *providerpb.InfoResponse {
 func infoFromWire(w *providerpb.InfoResponse) (provider.Info, error) {
 	if len(w.GetAlgorithms()) > provider.MaxAlgorithms {
 		return provider.Info{}, provider.Errorf(provider.EIO, "plugin announces more than %d algorithms", provider.MaxAlgorithms)
+	}
+	if len(w.GetKeks()) > provider.MaxKEKs {
+		return provider.Info{}, provider.Errorf(provider.EIO, "plugin announces more than %d KEKs", provider.MaxKEKs)
 	}
 	i := provider.Info{
 		Name:          w.GetName(),
@@ -91,6 +97,9 @@ func infoFromWire(w *providerpb.InfoResponse) (provider.Info, error) {
 	for n, a := range w.GetAlgorithms() {
 		i.Algorithms[n] = provider.Algorithm(a)
 	}
+	if len(w.GetKeks()) > 0 {
+		i.KEKs = append([]string(nil), w.GetKeks()...)
+	}
 	if err := i.Check(); err != nil {
 		return provider.Info{}, provider.Errorf(provider.EIO, "plugin announced an invalid Info: %w", err)
 	}
@@ -100,7 +109,8 @@ func infoFromWire(w *providerpb.InfoResponse) (provider.Info, error) {
 // sameInfo reports whether two Infos are identical.
 func sameInfo(a, b provider.Info) bool {
 	if a.Name != b.Name || a.Version != b.Version || a.Secure != b.Secure ||
-		a.Deterministic != b.Deterministic || len(a.Algorithms) != len(b.Algorithms) {
+		a.Deterministic != b.Deterministic || len(a.Algorithms) != len(b.Algorithms) ||
+		!slices.Equal(a.KEKs, b.KEKs) {
 		return false
 	}
 	for i := range a.Algorithms {

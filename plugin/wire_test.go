@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -87,6 +88,11 @@ func TestInfoFromWireRejects(t *testing.T) {
 		"long alg":        {Name: "p", Algorithms: []string{strings.Repeat("a", provider.MaxSegment+1)}},
 		"long name":       {Name: strings.Repeat("a", provider.MaxSegment+1)},
 		"newline in name": {Name: "a\nb"},
+		"empty KEK":       {Name: "p", Keks: []string{""}},
+		"upper-case KEK":  {Name: "p", Keks: []string{"ABCD"}},
+		"duplicate KEK":   {Name: "p", Keks: []string{"ab", "ab"}},
+		"long KEK":        {Name: "p", Keks: []string{strings.Repeat("a", provider.MaxKEKFingerprint+1)}},
+		"too many KEKs":   {Name: "p", Keks: []string{"1", "2", "3", "4", "5"}},
 	}
 	for name, w := range cases {
 		if _, err := infoFromWire(w); !errorsIsCode(err, provider.EIO) {
@@ -97,6 +103,21 @@ func TestInfoFromWireRejects(t *testing.T) {
 	got, err := infoFromWire(infoToWire(want))
 	if err != nil || !sameInfo(got, want) {
 		t.Errorf("round trip = %+v, %v", got, err)
+	}
+	// KEKs cross both ways, in order; a changed list is another Info.
+	want.KEKs = []string{"0123456789abcdef", "fedcba9876543210"}
+	got, err = infoFromWire(infoToWire(want))
+	if err != nil || !sameInfo(got, want) || !reflect.DeepEqual(got.KEKs, want.KEKs) {
+		t.Errorf("round trip with KEKs = %+v, %v; want KEKs %v", got, err, want.KEKs)
+	}
+	other := want
+	other.KEKs = []string{"fedcba9876543210", "0123456789abcdef"}
+	if sameInfo(want, other) {
+		t.Error("sameInfo ignores the order of KEKs")
+	}
+	other.KEKs = nil
+	if sameInfo(want, other) {
+		t.Error("sameInfo ignores KEKs")
 	}
 }
 

@@ -64,6 +64,9 @@ var receiveLimits = map[string]int64{
 	"health.watch":    probeRequest,
 	"health.list":     probeRequest,
 	"reflection.info": probeRequest,
+	// The Admin methods' requests are empty.
+	"admin.kek-status": framing,
+	"admin.kek-rotate": framing,
 }
 
 // ReceiveLimit returns the largest request message (bytes, gRPC framing

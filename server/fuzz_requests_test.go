@@ -14,7 +14,7 @@ import (
 // fuzzMethods are the full method names of every RPC of keystore.v1.
 func fuzzMethods() []string {
 	var out []string
-	for _, sd := range []grpc.ServiceDesc{keystorev1.Keys_ServiceDesc, keystorev1.Store_ServiceDesc, keystorev1.TrustAnchors_ServiceDesc} {
+	for _, sd := range []grpc.ServiceDesc{keystorev1.Keys_ServiceDesc, keystorev1.Store_ServiceDesc, keystorev1.TrustAnchors_ServiceDesc, keystorev1.Admin_ServiceDesc} {
 		for _, m := range sd.Methods {
 			out = append(out, "/"+sd.ServiceName+"/"+m.MethodName)
 		}
@@ -82,6 +82,8 @@ func FuzzRequest(f *testing.F) {
 		"/keystore.v1.Store/List":               &keystorev1.ListValuesRequest{PageSize: 1},
 		"/keystore.v1.TrustAnchors/ListAnchors": &keystorev1.ListAnchorsRequest{},
 		"/keystore.v1.TrustAnchors/Verify":      &keystorev1.VerifyAnchorRequest{Anchor: "release", Message: []byte("m"), Signature: make([]byte, 64)},
+		"/keystore.v1.Admin/WrappingKeyStatus":  &keystorev1.WrappingKeyStatusRequest{},
+		"/keystore.v1.Admin/RotateWrappingKey":  &keystorev1.RotateWrappingKeyRequest{},
 	}
 	seeds := 0
 	for _, m := range methods {

@@ -30,6 +30,9 @@ var opNames = map[string]string{
 
 	keystorev1.TrustAnchors_ListAnchors_FullMethodName: "anchors.list",
 	keystorev1.TrustAnchors_Verify_FullMethodName:      "anchors.verify",
+
+	keystorev1.Admin_WrappingKeyStatus_FullMethodName: "admin.kek-status",
+	keystorev1.Admin_RotateWrappingKey_FullMethodName: "admin.kek-rotate",
 }
 
 // opUnknown is the operation name of a call to a method keystore.v1 does

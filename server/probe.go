@@ -59,6 +59,7 @@ var servedServices = []string{
 	keystorev1.Keys_ServiceDesc.ServiceName,
 	keystorev1.Store_ServiceDesc.ServiceName,
 	keystorev1.TrustAnchors_ServiceDesc.ServiceName,
+	keystorev1.Admin_ServiceDesc.ServiceName,
 	healthpb.Health_ServiceDesc.ServiceName,
 	reflectionv1.ServerReflection_ServiceDesc.ServiceName,
 	reflectionv1alpha.ServerReflection_ServiceDesc.ServiceName,
@@ -81,7 +82,7 @@ func (serviceList) GetServiceInfo() map[string]grpc.ServiceInfo {
 func newHealth() *health.Server {
 	h := health.NewServer()
 	for _, name := range []string{"", keystorev1.Keys_ServiceDesc.ServiceName, keystorev1.Store_ServiceDesc.ServiceName,
-		keystorev1.TrustAnchors_ServiceDesc.ServiceName} {
+		keystorev1.TrustAnchors_ServiceDesc.ServiceName, keystorev1.Admin_ServiceDesc.ServiceName} {
 		h.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
 	return h

@@ -137,7 +137,7 @@ const (
 // response when the daemon runs on the INSECURE test provider.
 const InsecureHeader = "keystored-insecure"
 
-// Server serves keystore.v1 (Keys, Store, TrustAnchors) over one
+// Server serves keystore.v1 (Keys, Store, TrustAnchors, Admin) over one
 // core.Keystore. It is safe for concurrent use.
 type Server struct {
 	ks       *core.Keystore
@@ -270,13 +270,14 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 	}
 }
 
-// Register registers the three services, gRPC health and server
+// Register registers the four services, gRPC health and server
 // reflection (probe.go) on g, a grpc.Server made with ServerOptions (or a
 // registrar in front of one).
 func (s *Server) Register(g grpc.ServiceRegistrar) {
 	g.RegisterService(s.wrapService(&keystorev1.Keys_ServiceDesc), &keysService{s: s})
 	g.RegisterService(s.wrapService(&keystorev1.Store_ServiceDesc), &storeService{s: s})
 	g.RegisterService(s.wrapService(&keystorev1.TrustAnchors_ServiceDesc), &anchorsService{s: s})
+	g.RegisterService(s.wrapService(&keystorev1.Admin_ServiceDesc), &adminService{s: s})
 	s.registerProbes(g)
 }
 

@@ -1,9 +1,10 @@
 // Package clienttest runs keystored's real server in the test process, on
 // a Unix socket, for tests of code that uses package client (as
-// net/http/httptest does for HTTP). [Start] serves the three keystore.v1
+// net/http/httptest does for HTTP). [Start] serves the four keystore.v1
 // services of package server over in-memory storage, a hash-chained audit
 // log in a temporary directory, a fixed clock, and the software provider
-// (a random KEK) or, with [Options].Insecure, the INSECURE testseed
+// (a random KEK in a KEK file of that directory, so it can be rotated) or,
+// with [Options].Insecure, the INSECURE testseed
 // provider: the lifecycle, bounds, errors, identity checks and envelopes
 // are the daemon's own.
 //
@@ -18,7 +19,6 @@ package clienttest
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -36,7 +36,6 @@ import (
 	"github.com/nexus-os/keystored/audit"
 	"github.com/nexus-os/keystored/clock"
 	"github.com/nexus-os/keystored/core/provider"
-	"github.com/nexus-os/keystored/core/secret"
 	"github.com/nexus-os/keystored/core/storage"
 	"github.com/nexus-os/keystored/providers/software"
 	"github.com/nexus-os/keystored/providers/testseed"
@@ -129,7 +128,7 @@ func start(t testing.TB, opts Options) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := newProvider(opts.Insecure)
+	p, err := newProvider(opts.Insecure, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -144,16 +143,14 @@ func start(t testing.TB, opts Options) (s *Server, err error) {
 	return s, nil
 }
 
-func newProvider(insecure bool) (provider.Provider, error) {
+// newProvider returns the testseed provider, or the software provider
+// over a new KEK file in dir (so that its KEK can be rotated, as the
+// daemon's).
+func newProvider(insecure bool, dir string) (provider.Provider, error) {
 	if insecure {
 		return testseed.NewInsecure(insecureSeed)
 	}
-	kek := make([]byte, 32)
-	if _, err := rand.Read(kek); err != nil {
-		return nil, err
-	}
-	defer clear(kek)
-	return software.New(software.Config{KEK: secret.New(kek)})
+	return software.New(software.Config{KEKFile: filepath.Join(dir, "kek"), Create: true})
 }
 
 // loadAnchors writes anchors as the PEM files of a trust anchor directory

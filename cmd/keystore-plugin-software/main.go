@@ -1,16 +1,29 @@
 // Command keystore-plugin-software is keystored's software provider as a
 // provider plugin: private keys come from crypto/rand and exist outside
-// the plugin only wrapped under the key-encryption key (KEK) in
-// --kek-file. The daemon starts it; it is not meant to be run by hand.
+// the plugin only wrapped under the key-encryption key (KEK). The daemon
+// starts it; it is not meant to be run by hand.
 //
 //	keystore-plugin-software --kek-file /var/lib/keystored/kek
+//	keystore-plugin-software --kek-passphrase-credential kek-passphrase --kek-params-file /var/lib/keystored/kek.params
 //
-// --kek-file is required and absolute. If the file does not exist it is
-// created (32 random bytes, mode 0600); an existing file must be a
-// regular file of exactly 32 bytes, mode 0600 or stricter, owned by the
-// plugin's user. Every handle the daemon stores is wrapped under this KEK,
-// so it must be the same file across restarts of the plugin: keys made
-// under another KEK cannot be used.
+// Exactly one KEK source, paths absolute (the plugin runs in a private
+// working directory): --kek-file PATH, a file of the 32 raw KEK bytes; or
+// a passphrase stretched with Argon2id, read from --kek-passphrase-file
+// PATH or from the systemd credential --kek-passphrase-credential NAME
+// ($CREDENTIALS_DIRECTORY/NAME: the daemon must pass the variable with
+// --provider-env CREDENTIALS_DIRECTORY), with --kek-params-file PATH (the
+// salt, parameters and verifier). Every file must be a regular file, mode
+// 0600 or stricter, owned by the plugin's user; a passphrase is at most
+// 1024 bytes, one trailing newline stripped. Every handle the daemon
+// stores is wrapped under this KEK, so it must be the same across
+// restarts of the plugin: keys made under another KEK cannot be used.
+//
+// A missing KEK file or parameters file is created (mode 0600) only for a
+// state that holds no keys: when the daemon says so with
+// KEYSTORED_STATE_HOLDS_KEYS=0 and KEYSTORED_STATE_KEK empty
+// (docs/providers.md). Otherwise, the variables unset included, the
+// plugin refuses to start, naming the missing file and the KEK
+// fingerprint the state records: restore it from its backup.
 //
 // Pin the binary in the daemon's configuration with its SHA-256:
 //
@@ -24,8 +37,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
+	"strconv"
 
+	"github.com/nexus-os/keystored/core/provider"
+	"github.com/nexus-os/keystored/internal/keksource"
 	"github.com/nexus-os/keystored/plugin"
 	"github.com/nexus-os/keystored/providers/software"
 )
@@ -46,9 +61,19 @@ func main() {
 func run(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	kekFile := fs.String("kek-file", "", "absolute `path` of the 32-byte key-encryption key file (created 0600 if missing); required")
+	kek := keksource.Options{
+		File:                 keksource.Setting{From: "--kek-file"},
+		PassphraseFile:       keksource.Setting{From: "--kek-passphrase-file"},
+		PassphraseCredential: keksource.Setting{From: "--kek-passphrase-credential"},
+		ParamsFile:           keksource.Setting{From: "--kek-params-file"},
+	}
+	fs.StringVar(&kek.File.Value, "kek-file", "", "absolute `path` of the 32-byte key-encryption key file (created 0600 for a new state)")
+	fs.StringVar(&kek.PassphraseFile.Value, "kek-passphrase-file", "", "derive the KEK (Argon2id) from the passphrase in the absolute `path`")
+	fs.StringVar(&kek.PassphraseCredential.Value, "kek-passphrase-credential", "", "derive the KEK from the systemd credential `NAME` ($CREDENTIALS_DIRECTORY/NAME; pass --provider-env CREDENTIALS_DIRECTORY to the daemon)")
+	fs.StringVar(&kek.ParamsFile.Value, "kek-params-file", "", "absolute `path` of the Argon2id parameters file of a passphrase KEK (created 0600 for a new state); required with a passphrase")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: %s --kek-file PATH\n\nkeystored's software provider as a plugin; the keystore daemon starts it.\n\n", name)
+		fmt.Fprintf(stderr, "usage: %s --kek-file PATH | (--kek-passphrase-file PATH | --kek-passphrase-credential NAME) --kek-params-file PATH\n\n"+
+			"keystored's software provider as a plugin; the keystore daemon starts it.\n\n", name)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -61,13 +86,15 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: error: unexpected argument %q\n", name, fs.Arg(0))
 		return 2
 	}
-	if *kekFile == "" {
-		fmt.Fprintf(stderr, "%s: error: --kek-file PATH is required: every key is kept wrapped under this "+
-			"key-encryption key, and the same file must be used across plugin restarts or the keys are lost\n", name)
+	if kek.Values() == ([4]string{}) {
+		fmt.Fprintf(stderr, "%s: error: --kek-file PATH is required (or a passphrase: --kek-passphrase-file or --kek-passphrase-credential, "+
+			"with --kek-params-file): every key is kept wrapped under this key-encryption key, and the same KEK must be used "+
+			"across plugin restarts or the keys are lost\n", name)
 		return 2
 	}
-	if !filepath.IsAbs(*kekFile) {
-		fmt.Fprintf(stderr, "%s: error: --kek-file %q must be an absolute path (the plugin runs in a private working directory)\n", name, *kekFile)
+	src, err := keksource.Resolve(kek, keksource.Defaults{Abs: true}, os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: error: %v\n", name, err)
 		return 2
 	}
 	if os.Getenv(plugin.Handshake.MagicCookieKey) != plugin.Handshake.MagicCookieValue {
@@ -75,11 +102,82 @@ func run(args []string, stderr io.Writer) int {
 			"(keystored --provider-plugin PATH --provider-sha256 HEX); it does nothing when run by hand\n", name)
 		return 1
 	}
-	p, err := software.New(software.Config{KEKFile: *kekFile})
+	state, err := stateFromEnv(os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: error: %v\n", name, err)
+		return 2
+	}
+	cfg, wipe, err := src.Config(state.mayCreate())
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: error: %v\n", name, err)
+		return 1
+	}
+	p, err := software.New(cfg)
+	wipe()
+	if errors.Is(err, provider.ErrNotFound) {
+		fmt.Fprintf(stderr, "%s: error: %s\n", name, state.missingKEK(src))
+		return 1
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: error: %v\n", name, err)
 		return 1
 	}
 	plugin.Serve(p)
 	return 0
+}
+
+// The variables keystored sets in a plugin's environment
+// (docs/providers.md).
+const (
+	envHoldsKeys = "KEYSTORED_STATE_HOLDS_KEYS"
+	envStateKEK  = "KEYSTORED_STATE_KEK"
+)
+
+// stateInfo is what the daemon says of its state directory.
+type stateInfo struct {
+	holdsKeys bool   // true unless the daemon said "0"
+	kek       string // the fingerprint its MANIFEST records, or ""
+}
+
+// stateFromEnv reads the daemon's variables. KEYSTORED_STATE_HOLDS_KEYS
+// unset means the state may hold keys: a KEK is then never created.
+func stateFromEnv(getenv func(string) string) (stateInfo, error) {
+	s := stateInfo{holdsKeys: true, kek: getenv(envStateKEK)}
+	switch v := getenv(envHoldsKeys); v {
+	case "0":
+		s.holdsKeys = false
+	case "1", "":
+	default:
+		return stateInfo{}, fmt.Errorf("%s=%q: want 0 or 1", envHoldsKeys, v)
+	}
+	if s.kek != "" {
+		if err := provider.CheckKEKFingerprint(s.kek); err != nil {
+			return stateInfo{}, fmt.Errorf("%s: %w", envStateKEK, err)
+		}
+	}
+	return s, nil
+}
+
+// mayCreate reports whether a missing KEK may be created: only for a
+// state that holds no keys and records no KEK.
+func (s stateInfo) mayCreate() bool { return !s.holdsKeys && s.kek == "" }
+
+// missingKEK is the refusal to start without the KEK file (or the
+// passphrase's parameters file) of src.
+func (s stateInfo) missingKEK(src keksource.Source) string {
+	what := "KEK file " + strconv.Quote(src.KEKFile)
+	if src.Passphrase() {
+		what = "KEK parameters file " + strconv.Quote(src.ParamsFile) + " (its salt: without it the passphrase gives another KEK)"
+	}
+	recorded := "a KEK whose fingerprint the daemon did not pass (" + envStateKEK + " is empty)"
+	if s.kek != "" {
+		recorded = "KEK " + s.kek + " (the fingerprint recorded in the state's keystore/MANIFEST)"
+	}
+	why := "the state holds keys (" + envHoldsKeys + "=1, or unset) wrapped under"
+	if !s.holdsKeys {
+		why = "the state was made with"
+	}
+	return fmt.Sprintf("%s is missing, and %s %s; refusing to start rather than make a new KEK, "+
+		"under which none of its keys would work: restore the file from its backup (docs/operations.md, \"Backup and restore\")",
+		what, why, recorded)
 }

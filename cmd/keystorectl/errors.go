@@ -130,7 +130,7 @@ func (a *app) fail(err error) int {
 		fmt.Fprintf(a.stderr, "hint: %s\n", hint)
 	}
 	exit := exitCode(err)
-	if a.json {
+	if a.json && !a.emitted {
 		obj := map[string]any{"reason": reason, "message": msg, "exit": exit}
 		if hint != "" {
 			obj["hint"] = hint

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -42,7 +43,11 @@ func docCommandLines(tb testing.TB) [][]string {
 // fileFlags are the flags that name files or sockets: inputs using them
 // are not run, so that the fuzzer never reads or writes a file of the
 // machine it runs on.
-var fileFlags = []string{"--in", "--out", "--sig", "--state", "--socket"}
+var fileFlags = []string{"--in", "--out", "--sig", "--state", "--socket", "--agent-socket", "-a"}
+
+// longRunning are the commands that serve until a signal: inputs naming
+// them are not run (ssh-agent has its own tests, sshagent_test.go).
+var longRunning = []string{"ssh-agent"}
 
 // FuzzCommandLine runs keystorectl in-process with arbitrary arguments
 // (NUL-separated) and standard input against keystored's server
@@ -91,6 +96,9 @@ func FuzzCommandLine(f *testing.F) {
 				if strings.HasPrefix(a, ff) {
 					return
 				}
+			}
+			if slices.Contains(longRunning, a) {
+				return
 			}
 		}
 		var stdout, stderr bytes.Buffer

@@ -17,6 +17,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log"
 	"os"
 
 	"github.com/nexus-os/keystored/client"
@@ -24,6 +25,10 @@ import (
 )
 
 func main() {
+	// x/crypto's agent server logs each refused request with the log
+	// package (ssh-agent): keystorectl's style, on stderr.
+	log.SetFlags(0)
+	log.SetPrefix("keystorectl: ")
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
@@ -34,8 +39,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 // runEnv is run with the environment injected (tests).
 func runEnv(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	return runCtx(context.Background(), args, stdin, stdout, stderr, getenv)
+}
+
+// runCtx is runEnv under ctx: a long-running command (ssh-agent) stops
+// when it ends (tests).
+func runCtx(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
 	a := &app{
-		ctx:    context.Background(),
+		ctx:    ctx,
 		stdin:  stdin,
 		stdout: stdout,
 		stderr: stderr,
@@ -72,6 +83,7 @@ type app struct {
 
 	client   *client.Client
 	insecure bool  // the insecure warning was printed
+	emitted  bool  // a long-running command printed its JSON object: errors go to stderr only
 	setupErr error // building the commands failed (a bug)
 }
 

@@ -70,6 +70,8 @@ EBADMSG 74, EMSGSIZE 90, EALREADY 114, EKEYREVOKED 128, ...; EUNAVAILABLE
 		a.storeCommand(),
 		a.anchorsCommand(),
 		a.auditCommand(),
+		a.sshAgentCommand(),
+		a.kekCommand(),
 	)
 	return root
 }

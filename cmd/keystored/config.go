@@ -20,6 +20,7 @@ import (
 
 	"github.com/nexus-os/keystored/audit"
 	"github.com/nexus-os/keystored/core"
+	"github.com/nexus-os/keystored/internal/keksource"
 	"github.com/nexus-os/keystored/server"
 )
 
@@ -45,6 +46,34 @@ type fileConfig struct {
 	Audit       auditConfig  `toml:"audit"`
 	Limits      limitsConfig `toml:"limits"`
 	Quotas      quotasConfig `toml:"quotas"`
+	KEK         kekConfig    `toml:"kek"`
+}
+
+// kekConfig is the built-in software provider's KEK source (the --kek-*
+// flags win, field by field). Relative paths are relative to the config
+// file's directory.
+type kekConfig struct {
+	File                 string `toml:"file"`
+	PassphraseFile       string `toml:"passphrase_file"`
+	PassphraseCredential string `toml:"passphrase_credential"`
+	ParamsFile           string `toml:"params_file"`
+}
+
+// options returns the table as KEK options, paths made relative to
+// baseDir.
+func (k kekConfig) options(baseDir string) keksource.Options {
+	path := func(v string) string {
+		if v != "" && !filepath.IsAbs(v) {
+			return filepath.Join(baseDir, v)
+		}
+		return v
+	}
+	return keksource.Options{
+		File:                 keksource.Setting{Value: path(k.File), From: "[kek] file"},
+		PassphraseFile:       keksource.Setting{Value: path(k.PassphraseFile), From: "[kek] passphrase_file"},
+		PassphraseCredential: keksource.Setting{Value: k.PassphraseCredential, From: "[kek] passphrase_credential"},
+		ParamsFile:           keksource.Setting{Value: path(k.ParamsFile), From: "[kek] params_file"},
+	}
 }
 
 type auditConfig struct {
@@ -88,6 +117,7 @@ type settings struct {
 	limits          server.Limits
 	shutdownTimeout time.Duration
 	quotas          core.Quotas
+	kek             keksource.Options // [kek]; the flags win
 }
 
 // defaultShutdownTimeout bounds the graceful stop.
@@ -241,6 +271,10 @@ func (fc *fileConfig) settings(baseDir string) (settings, error) {
 	}
 	if s.quotas, err = fc.Quotas.parse(); err != nil {
 		return settings{}, err
+	}
+	s.kek = fc.KEK.options(baseDir)
+	if err := keksource.CheckConflicts(s.kek); err != nil {
+		return settings{}, err // within the table; the rest is checked at start, with the flags
 	}
 	return s, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/nexus-os/keystored/audit"
 	"github.com/nexus-os/keystored/core"
+	"github.com/nexus-os/keystored/internal/keksource"
 	"github.com/nexus-os/keystored/server"
 )
 
@@ -131,6 +133,10 @@ func TestLoadConfigErrors(t *testing.T) {
 		"bad duration":         {"[limits]\nidle_timeout = \"soon\"\n", "limits.idle_timeout"},
 		"generated name":       {"unmapped = \"uid\"\n[apps]\n1002 = \"uid-1005\"\n", `app ID "uid-1005" of uid 1002 is refused`},
 		"root's name":          {"operators = [0]\n[apps]\n1004 = \"uid-0\"\n", "uid 0 would use uid 1004's keys"},
+		"unknown kek key":      {"[kek]\npassphrase = \"x\"\n", "kek.passphrase"},
+		"two KEK sources":      {"[kek]\nfile = \"/k\"\npassphrase_file = \"/pw\"\n", "[kek] file and [kek] passphrase_file both name a KEK source"},
+		"two passphrases":      {"[kek]\npassphrase_file = \"/pw\"\npassphrase_credential = \"pw\"\n", "both name the KEK passphrase"},
+		"bad credential":       {"[kek]\npassphrase_credential = \"../pw\"\n", "is not a credential name"},
 	}
 	for name, c := range cases {
 		_, err := loadConfig(writeConfig(t, c.body, 0o600))
@@ -258,5 +264,34 @@ func TestLoadConfigAuditSegments(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: error %v, want %q", body, err, want)
 		}
+	}
+}
+
+// TestLoadConfigKEK: the [kek] table, relative paths from the config
+// file's directory; flags win field by field over it.
+func TestLoadConfigKEK(t *testing.T) {
+	path := writeConfig(t, "[kek]\npassphrase_credential = \"kek-pass\"\nparams_file = \"params/kek.params\"\n", 0o600)
+	s, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(filepath.Dir(path), "params", "kek.params")
+	if s.kek.PassphraseCredential.Value != "kek-pass" || s.kek.ParamsFile.Value != want || s.kek.File.Set() || s.kek.PassphraseFile.Set() {
+		t.Errorf("[kek] = %+v, want the credential and params file %s", s.kek, want)
+	}
+	o, err := parseFlags([]string{"--state", "/st", "--kek-params-file", "/elsewhere/p"}, &bytes.Buffer{}, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := keksource.Resolve(o.kek.Over(s.kek), keksource.Defaults{File: "/st/kek", Params: "/st/kek.params"},
+		env(map[string]string{"CREDENTIALS_DIRECTORY": "/run/credentials/keystored.service"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (keksource.Source{PassphraseFile: "/run/credentials/keystored.service/kek-pass", Credential: "kek-pass", ParamsFile: "/elsewhere/p"}); src != want {
+		t.Errorf("flags over [kek] = %+v, want %+v", src, want)
+	}
+	if _, err := parseFlags([]string{"--kek-file", "/k"}, &bytes.Buffer{}, env(nil)); err != nil {
+		t.Errorf("--kek-file alone: %v", err)
 	}
 }

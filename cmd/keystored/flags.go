@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/nexus-os/keystored/internal/keksource"
 )
 
 // Defaults of the state directory and the socket.
@@ -38,6 +40,12 @@ type options struct {
 
 	// insecureCoreDumps keeps core dumps possible (debugging only).
 	insecureCoreDumps bool
+
+	// kek is the built-in software provider's KEK source from the
+	// --kek-* flags (unset fields come from the config's [kek] table).
+	kek keksource.Options
+	// getenv reads the daemon's environment ($CREDENTIALS_DIRECTORY).
+	getenv func(string) string
 }
 
 // stringList is a repeatable string flag.
@@ -48,7 +56,12 @@ func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 // parseFlags parses the command line. getenv supplies KEYSTORE_SOCKET.
 func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*options, error) {
-	o := &options{}
+	o := &options{getenv: getenv, kek: keksource.Options{
+		File:                 keksource.Setting{From: "--kek-file"},
+		PassphraseFile:       keksource.Setting{From: "--kek-passphrase-file"},
+		PassphraseCredential: keksource.Setting{From: "--kek-passphrase-credential"},
+		ParamsFile:           keksource.Setting{From: "--kek-params-file"},
+	}}
 	fs := flag.NewFlagSet("keystored", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.state, "state", defaultState, "state `DIR` (keys, values, audit log, KEK)")
@@ -61,6 +74,10 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	fs.StringVar(&o.insecureSeed, "insecure-test-seed", "", "INSECURE: derive every key from the seed `HEX` (tests only; needs --"+insecureAckFlag+")")
 	fs.BoolVar(&o.insecureCoreDumps, "insecure-allow-core-dumps", false, "INSECURE: do not turn core dumps off (they hold the KEK and key material); for debugging only")
 	fs.BoolVar(&o.insecureAck, insecureAckFlag, false, "acknowledge that the provider is INSECURE (required with --insecure-test-seed or an insecure plugin)")
+	fs.StringVar(&o.kek.File.Value, "kek-file", "", "software provider: KEK file `PATH`, 32 raw bytes (default DIR/kek)")
+	fs.StringVar(&o.kek.PassphraseFile.Value, "kek-passphrase-file", "", "software provider: derive the KEK (Argon2id) from the passphrase in `FILE`")
+	fs.StringVar(&o.kek.PassphraseCredential.Value, "kek-passphrase-credential", "", "software provider: derive the KEK from the systemd credential `NAME` ($CREDENTIALS_DIRECTORY/NAME)")
+	fs.StringVar(&o.kek.ParamsFile.Value, "kek-params-file", "", "software provider: Argon2id parameters `FILE` of a passphrase KEK (default DIR/kek.params)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `ADDR` (host defaults to 127.0.0.1)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
@@ -99,6 +116,19 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	case o.insecureAck && o.insecureSeed == "" && o.pluginPath == "":
 		return nil, errors.New("--" + insecureAckFlag + " acknowledges an INSECURE provider, but none is selected " +
 			"(--insecure-test-seed, or a --provider-plugin that announces itself insecure)")
+	}
+	if (o.pluginPath != "" || o.insecureSeed != "") && o.kek.Values() != ([4]string{}) {
+		return nil, errors.New("the --kek-* flags set the built-in software provider's KEK; with --provider-plugin pass the plugin's own with --provider-arg, and --insecure-test-seed has no KEK")
+	}
+	// Conflicts among the flags; the rest (with the config's [kek]) is
+	// checked at start.
+	if err := keksource.CheckConflicts(o.kek); err != nil {
+		return nil, err
+	}
+	for _, name := range o.pluginEnv {
+		if strings.HasPrefix(name, stateEnvPrefix) {
+			return nil, fmt.Errorf("--provider-env %s: the %s* variables are set by keystored itself (docs/providers.md)", name, stateEnvPrefix)
+		}
 	}
 	if o.socket == "" {
 		o.socket = getenv(socketEnv)

@@ -42,6 +42,11 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"--state", ""},
 		{"extra"},
 		{"--no-such-flag"},
+		{"--kek-file", "/k", "--kek-passphrase-file", "/pw"},
+		{"--kek-passphrase-file", "/pw", "--kek-passphrase-credential", "pw"},
+		{"--kek-passphrase-credential", "a/b"},
+		{"--kek-file", "/k", "--insecure-test-seed", "00", "--i-understand-this-is-insecure"},
+		{"--kek-file", "/k", "--provider-plugin", "/bin/true", "--provider-sha256", "ab"},
 	} {
 		if _, err := parseFlags(args, &bytes.Buffer{}, env(nil)); err == nil {
 			t.Errorf("%v accepted", args)
@@ -106,6 +111,8 @@ func TestRunUsageErrors(t *testing.T) {
 		{"--provider-plugin", "/bin/true", "--provider-sha256", "ab", "--insecure-test-seed", "00"},
 		{"--provider-plugin", "/bin/true", "--provider-sha256", "ab", "--insecure-test-seed", "00", "--i-understand-this-is-insecure"},
 		{"--i-understand-this-is-insecure"},
+		// The daemon sets KEYSTORED_STATE_* itself (docs/providers.md).
+		{"--provider-plugin", "/bin/true", "--provider-sha256", "ab", "--provider-env", "KEYSTORED_STATE_HOLDS_KEYS"},
 	} {
 		if code := run(args, &out, &errb, env(nil), nil); code != 2 {
 			t.Fatalf("%v: exit %d, want 2", args, code)

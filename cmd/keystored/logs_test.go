@@ -116,3 +116,28 @@ func TestLogFormatOf(t *testing.T) {
 		}
 	}
 }
+
+// TestBoolFlagsComplete: logFormatOf knows every flag that takes no
+// value (the usage lists them without a value name), so that it skips
+// the values of the others and only theirs.
+func TestBoolFlagsComplete(t *testing.T) {
+	var out, errb strings.Builder
+	if code := run([]string{"-h"}, &out, &errb, func(string) string { return "" }, nil); code != 0 {
+		t.Fatalf("-h: exit %d", code)
+	}
+	usage := out.String() + errb.String()
+	n := 0
+	for _, line := range strings.Split(usage, "\n") {
+		name, ok := strings.CutPrefix(line, "  -")
+		if !ok || strings.Contains(name, " ") {
+			continue
+		}
+		n++
+		if !boolFlags[name] {
+			t.Errorf("flag -%s takes no value but is not in boolFlags", name)
+		}
+	}
+	if n != len(boolFlags)-2 { // boolFlags also holds -h and -help
+		t.Errorf("usage lists %d flags without a value, boolFlags has %d besides -h and -help", n, len(boolFlags)-2)
+	}
+}

@@ -15,7 +15,11 @@
 // --provider-sha256 HEX [--provider-arg ARG]... [--provider-env NAME]...,
 // --insecure-test-seed HEX --i-understand-this-is-insecure (INSECURE,
 // tests only: both flags are required), --metrics-addr ADDR,
-// --log-format text|json, --log-level LEVEL, --version.
+// --log-format text|json, --log-level LEVEL, --version; the software
+// provider's KEK: --kek-file PATH, or --kek-passphrase-file FILE |
+// --kek-passphrase-credential NAME with --kek-params-file PATH (or the
+// config's [kek] table). A KEK is created only for a state with no keys;
+// a missing one stops the start.
 //
 // At start it turns core dumps off (RLIMIT_CORE 0, PR_SET_DUMPABLE 0);
 // --insecure-allow-core-dumps keeps them, for debugging only.
@@ -63,6 +67,7 @@ import (
 
 	"github.com/nexus-os/keystored/audit"
 	"github.com/nexus-os/keystored/clock"
+	"github.com/nexus-os/keystored/core"
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/core/storage"
 	"github.com/nexus-os/keystored/internal/buildinfo"
@@ -247,7 +252,13 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	}
 	cl.add("audit log", alog.Close)
 
-	prov, err := openProvider(ctx, o, logger)
+	// What the state holds decides whether a missing KEK may be made:
+	// only for a state without keys (and without a recorded KEK).
+	state, err := core.Inspect(ctx, dir)
+	if err != nil {
+		return fmt.Errorf("state directory %s: %w", o.state, err)
+	}
+	prov, err := openProvider(ctx, o, cfg.kek, state, logger)
 	if err != nil {
 		return err
 	}
@@ -278,11 +289,7 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 		Quotas:          cfg.quotas,
 	})
 	if err != nil {
-		if c, ok := provider.CodeOf(err); ok && c == provider.EPERM {
-			return withHint(fmt.Errorf("opening the keystore in %s: %w", o.state, err),
-				"a state directory belongs to the provider that made it; use another --state directory")
-		}
-		return fmt.Errorf("opening the keystore in %s: %w", o.state, err)
+		return stateRefused(o.state, err)
 	}
 	if err := srv.Registry().Register(collectors.NewGoCollector()); err != nil {
 		return fmt.Errorf("metrics: %w", err)
@@ -390,6 +397,15 @@ func openListener(o *options, cfg settings, logger *slog.Logger) (*net.UnixListe
 		logger.Info("socket_group does not apply to an inherited socket (set SocketGroup= in keystored.socket)")
 	}
 	return l, name, nil
+}
+
+// stateRefused is the error of a state that the provider may not open.
+func stateRefused(state string, err error) error {
+	if c, ok := provider.CodeOf(err); ok && c == provider.EPERM {
+		return withHint(fmt.Errorf("opening the keystore in %s: %w", state, err),
+			"a state directory belongs to the provider that made it; use another --state directory")
+	}
+	return fmt.Errorf("opening the keystore in %s: %w", state, err)
 }
 
 // coreDumpWarning is printed at every start with --insecure-allow-core-dumps.

@@ -3,13 +3,17 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 
+	"github.com/nexus-os/keystored/core"
 	"github.com/nexus-os/keystored/core/provider"
+	"github.com/nexus-os/keystored/internal/keksource"
 	"github.com/nexus-os/keystored/plugin"
 	"github.com/nexus-os/keystored/providers/software"
 	"github.com/nexus-os/keystored/providers/testseed"
@@ -18,14 +22,36 @@ import (
 // insecureWarning is printed at every start with --insecure-test-seed.
 const insecureWarning = "WARNING: INSECURE: every key is derived from the seed; never use for real keys"
 
-// kekFileName is the software provider's KEK file in the state directory.
-const kekFileName = "kek"
+// kekFileName is the software provider's default KEK file in the state
+// directory, and kekParamsFileName the default Argon2id parameters file of
+// a passphrase-derived KEK.
+const (
+	kekFileName       = "kek"
+	kekParamsFileName = "kek.params"
+)
 
 // pluginDirName is the plugin's private directory in the state directory.
 // Its dot keeps it out of the storage layout: no storage path can name it
 // (CheckPath refuses dot names) and the storage's sweep of temporary files
 // does not walk into it.
 const pluginDirName = ".plugins"
+
+// The variables keystored sets in a plugin's environment
+// (docs/providers.md): whether the state holds keys ("0" or "1"; a plugin
+// that wraps keys under a KEK creates one only on "0") and the KEK
+// fingerprint its MANIFEST records (empty if none).
+const (
+	stateEnvPrefix = "KEYSTORED_STATE_"
+	envHoldsKeys   = stateEnvPrefix + "HOLDS_KEYS"
+	envStateKEK    = stateEnvPrefix + "KEK"
+)
+
+func boolEnv(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
 
 // providerKind names the provider the flags select.
 type providerKind int
@@ -45,12 +71,18 @@ type selectedProvider struct {
 }
 
 // openProvider makes the provider the options select: the software
-// provider (KEK in <state>/kek, created 0600 on first start), a pinned
-// plugin, or the INSECURE seeded provider.
-func openProvider(ctx context.Context, o *options, logger *slog.Logger) (*selectedProvider, error) {
+// provider (KEK from the --kek-* flags over the config's [kek] table,
+// by default <state>/kek, created 0600 on first start of a state without
+// keys), a pinned plugin, or the INSECURE seeded provider. state is what
+// core.Inspect found in the state directory.
+func openProvider(ctx context.Context, o *options, kekConfig keksource.Options, state core.StateInfo, logger *slog.Logger) (*selectedProvider, error) {
+	if (o.pluginPath != "" || o.insecureSeed != "") && kekConfig.Values() != ([4]string{}) {
+		return nil, withHint(errors.New("the config's [kek] table sets the built-in software provider's KEK, but another provider is selected"),
+			"remove [kek] from the config file, or pass a plugin its KEK with --provider-arg")
+	}
 	switch {
 	case o.pluginPath != "":
-		return openPlugin(ctx, o, logger)
+		return openPlugin(ctx, o, state, logger)
 	case o.insecureSeed != "":
 		seed, err := hex.DecodeString(o.insecureSeed)
 		if err != nil {
@@ -62,19 +94,71 @@ func openProvider(ctx context.Context, o *options, logger *slog.Logger) (*select
 		}
 		return &selectedProvider{p: p, kind: kindInsecureSeed, closer: closerOf(p), summary: "INSECURE testseed"}, nil
 	}
-	p, err := software.New(software.Config{KEKFile: filepath.Join(o.state, kekFileName)})
-	if err != nil {
-		return nil, fmt.Errorf("software provider: %w", err)
+	// A state of another provider is refused as such, before its (absent)
+	// KEK file could be mistaken for a lost one.
+	if err := state.CheckProvider(provider.Info{Name: software.Name, Secure: true}); err != nil {
+		return nil, stateRefused(o.state, err)
 	}
+	src, err := keksource.Resolve(o.kek.Over(kekConfig),
+		keksource.Defaults{File: filepath.Join(o.state, kekFileName), Params: filepath.Join(o.state, kekParamsFileName)}, o.getenv)
+	if err != nil {
+		return nil, withHint(fmt.Errorf("software provider KEK: %w", err), "docs/operations.md, \"The KEK\", lists the sources")
+	}
+	scfg, wipe, err := src.Config(mayCreateKEK(state))
+	if err != nil {
+		return nil, fmt.Errorf("software provider KEK: %w", err)
+	}
+	p, err := software.New(scfg)
+	wipe()
+	if err != nil {
+		if errors.Is(err, provider.ErrNotFound) {
+			return nil, missingKEK(o.state, src, state, err)
+		}
+		return nil, fmt.Errorf("software provider (%s): %w", src, err)
+	}
+	logger.Info("software provider KEK", "source", src.String())
 	return &selectedProvider{p: p, kind: kindSoftware, closer: closerOf(p), summary: "software"}, nil
 }
 
-func openPlugin(ctx context.Context, o *options, logger *slog.Logger) (*selectedProvider, error) {
+// mayCreateKEK reports whether a missing KEK may be created for state:
+// only when it holds no keys and its MANIFEST records no KEK. A KEK made
+// for a state with keys would leave every key failing with "wrong KEK".
+func mayCreateKEK(state core.StateInfo) bool { return !state.HoldsKeys && state.KEK == "" }
+
+// missingKEK is the refusal to start when a state's KEK is missing: it
+// names the state directory, the missing file (the KEK file, or the
+// parameters file of a passphrase KEK, whose salt the KEK needs) and the
+// fingerprint the MANIFEST records, and says to restore it from its
+// backup. err is the provider's ENOENT (kept for its code; its text says
+// no more).
+func missingKEK(stateDir string, src keksource.Source, state core.StateInfo, err error) error {
+	path, what := src.KEKFile, "the KEK file "+src.KEKFile
+	if src.Passphrase() {
+		path, what = src.ParamsFile, "the KEK parameters file "+src.ParamsFile+" (its salt: without it the passphrase gives another KEK)"
+	}
+	recorded := "KEK " + state.KEK + " (the fingerprint recorded in keystore/MANIFEST)"
+	if state.KEK == "" {
+		recorded = "a KEK whose fingerprint keystore/MANIFEST does not record (the state predates it)"
+	}
+	var msg string
+	if state.HoldsKeys {
+		msg = fmt.Sprintf("state directory %s holds keys wrapped under %s, but %s is missing; refusing to start: "+
+			"a new KEK would leave every key unusable", stateDir, recorded, what)
+	} else {
+		msg = fmt.Sprintf("state directory %s was made with %s, but %s is missing; refusing to start rather than make another KEK",
+			stateDir, recorded, what)
+	}
+	code, _ := provider.CodeOf(err)
+	return withHint(provider.Errorf(code, "%s", msg),
+		"restore it from its backup to "+path+" (docs/operations.md, \"Backup and restore\"), 0600 and owned by the daemon's user")
+}
+
+func openPlugin(ctx context.Context, o *options, state core.StateInfo, logger *slog.Logger) (*selectedProvider, error) {
 	path, err := filepath.Abs(o.pluginPath)
 	if err != nil {
 		return nil, fmt.Errorf("--provider-plugin: %w", err)
 	}
-	env := make([]string, 0, len(o.pluginEnv))
+	env := make([]string, 0, len(o.pluginEnv)+2)
 	for _, name := range o.pluginEnv {
 		v, ok := os.LookupEnv(name)
 		if !ok {
@@ -82,6 +166,11 @@ func openPlugin(ctx context.Context, o *options, logger *slog.Logger) (*selected
 		}
 		env = append(env, name+"="+v)
 	}
+	// What the state holds, so that a plugin creates a KEK only for a
+	// state without keys; a restart is always told the state holds keys
+	// (keys may have been made since the launch).
+	restartEnv := append(slices.Clone(env), envHoldsKeys+"=1", envStateKEK+"="+state.KEK)
+	env = append(env, envHoldsKeys+"="+boolEnv(state.HoldsKeys), envStateKEK+"="+state.KEK)
 	// The verified copy of the binary, the plugin's working directory and
 	// its socket live in the state directory (0700, the daemon's), never
 	// in $TMPDIR.
@@ -95,6 +184,7 @@ func openPlugin(ctx context.Context, o *options, logger *slog.Logger) (*selected
 		PrivateDir: priv,
 		Args:       o.pluginArgs,
 		Env:        env,
+		RestartEnv: restartEnv,
 		Logger:     logger,
 	})
 	if err != nil {

@@ -101,6 +101,9 @@ func (r *reloader) needsRestart(next settings) []string {
 	if next.shutdownTimeout != cur.shutdownTimeout {
 		out = append(out, "limits.shutdown_timeout")
 	}
+	if next.kek.Values() != cur.kek.Values() {
+		out = append(out, "kek")
+	}
 	return out
 }
 

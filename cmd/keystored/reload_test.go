@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
 	"github.com/nexus-os/keystored/internal/daemontest"
+	"github.com/nexus-os/keystored/internal/keksource"
 )
 
 // replaceConfig writes body to path atomically (0600), as an operator's
@@ -143,4 +145,21 @@ func TestSIGHUPWithoutConfig(t *testing.T) {
 	_, err := keys.Create(t.Context(), &keystorev1.CreateKeyRequest{Key: "sig/k", Algorithm: "ed25519"})
 	mustOK(t, "Create after SIGHUP", err)
 	d.Stop()
+}
+
+// TestReloadKEKNeedsRestart: a changed [kek] table is reported as needing
+// a restart (the provider's KEK is read once, at start); an unchanged one
+// is not.
+func TestReloadKEKNeedsRestart(t *testing.T) {
+	cur := defaultSettings()
+	cur.kek.File = keksource.Setting{Value: "/etc/keystored/kek", From: "[kek] file"}
+	r := &reloader{running: cur}
+	if got := r.needsRestart(cur); len(got) != 0 {
+		t.Errorf("unchanged config: needs a restart for %v", got)
+	}
+	next := cur
+	next.kek = keksource.Options{PassphraseCredential: keksource.Setting{Value: "kek-pass", From: "[kek] passphrase_credential"}}
+	if got := r.needsRestart(next); !slices.Equal(got, []string{"kek"}) {
+		t.Errorf("changed [kek]: needs a restart for %v, want [kek]", got)
+	}
 }

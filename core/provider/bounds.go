@@ -38,4 +38,9 @@ const (
 	MaxAlgorithms = 64
 	// MaxInfoString bounds Info's name and version strings.
 	MaxInfoString = 128
+	// MaxKEKs is the most KEK fingerprints a provider may announce.
+	MaxKEKs = 4
+	// MaxKEKFingerprint bounds the length of a KEK fingerprint (hex
+	// characters).
+	MaxKEKFingerprint = 64
 )

@@ -113,10 +113,20 @@ func TestInfoCheck(t *testing.T) {
 	if err := ok.Check(); err != nil {
 		t.Fatal(err)
 	}
+	withKEKs := Info{Name: "software", KEKs: []string{"0123456789abcdef", strings.Repeat("f", MaxKEKFingerprint), "a", "b"}}
+	if err := withKEKs.Check(); err != nil {
+		t.Fatalf("%d valid KEKs (one at the length bound): %v", MaxKEKs, err)
+	}
 	bad := []Info{
 		{Name: ""}, {Name: "Bad Name"}, {Name: "x", Version: strings.Repeat("v", MaxInfoString+1)},
 		{Name: "x", Algorithms: []Algorithm{Ed25519, Ed25519}}, {Name: "x", Algorithms: []Algorithm{""}},
 		{Name: "x", Algorithms: make([]Algorithm, MaxAlgorithms+1)},
+		{Name: "x", KEKs: []string{""}},
+		{Name: "x", KEKs: []string{"0123456789ABCDEF"}},
+		{Name: "x", KEKs: []string{"0123456789abcdeg"}},
+		{Name: "x", KEKs: []string{strings.Repeat("a", MaxKEKFingerprint+1)}},
+		{Name: "x", KEKs: []string{"ab", "ab"}},
+		{Name: "x", KEKs: []string{"a", "b", "c", "d", "e"}},
 	}
 	for i, b := range bad {
 		if err := b.Check(); !errors.Is(err, ErrInvalid) {

@@ -80,6 +80,16 @@ type Info struct {
 	Deterministic bool
 	// Algorithms lists every algorithm the provider supports, and no other.
 	Algorithms []Algorithm
+	// KEKs lists the fingerprints of the key-encryption keys that wrap
+	// this provider's handles, the one new handles are wrapped under
+	// first: lowercase hex, at most MaxKEKs entries of at most
+	// MaxKEKFingerprint characters, no duplicates. A fingerprint names a
+	// KEK and reveals nothing of it (the software provider's is the
+	// 16-hex-character KEK ID of docs/software-provider.md). Empty for
+	// providers whose handles are not wrapped under a KEK (testseed,
+	// pkcs11). The core records the first in the keystore's MANIFEST and
+	// refuses a state whose recorded KEK is not in the list.
+	KEKs []string
 }
 
 // Supports reports whether alg is among the announced algorithms.
@@ -105,6 +115,32 @@ func (i Info) Check() error {
 			return Errorf(EINVAL, "provider announces %q twice", string(a))
 		}
 		seen[a] = true
+	}
+	if len(i.KEKs) > MaxKEKs {
+		return Errorf(EINVAL, "provider announces more than %d KEKs", MaxKEKs)
+	}
+	for n, k := range i.KEKs {
+		if err := CheckKEKFingerprint(k); err != nil {
+			return Errorf(EINVAL, "provider announces an invalid KEK fingerprint: %w", err)
+		}
+		if slices.Contains(i.KEKs[:n], k) {
+			return Errorf(EINVAL, "provider announces KEK %s twice", k)
+		}
+	}
+	return nil
+}
+
+// CheckKEKFingerprint reports whether s is a well-formed KEK fingerprint
+// (see Info.KEKs): 1 to MaxKEKFingerprint lowercase hex characters. The
+// error (EINVAL) does not repeat s.
+func CheckKEKFingerprint(s string) error {
+	if s == "" || len(s) > MaxKEKFingerprint {
+		return Errorf(EINVAL, "a KEK fingerprint is 1 to %d lowercase hex characters", MaxKEKFingerprint)
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return Errorf(EINVAL, "a KEK fingerprint is 1 to %d lowercase hex characters", MaxKEKFingerprint)
+		}
 	}
 	return nil
 }

@@ -54,7 +54,13 @@ var forbidden = []struct {
 	// The daemon side never links cgo PKCS#11 (it runs as a plugin binary).
 	{"server", []string{module + "/plugin", module + "/client", "github.com/miekg/pkcs11"}, nil},
 	{"cmd/keystored", []string{"github.com/miekg/pkcs11", module + "/providers/pkcs11"}, nil},
+	// The KEK options shared by the daemon and the software plugin: files
+	// and the software provider only.
+	{"internal/keksource", []string{module + "/plugin", module + "/server", module + "/core/storage", "google.golang.org/grpc", "github.com/hashicorp/"}, nil},
 	{"cmd/keystorectl", []string{module + "/core/storage", module + "/server", module + "/plugin", module + "/providers/"}, nil},
+	// The ssh agent is a client of the daemon like keystorectl: it holds no
+	// key and links no keystore.
+	{"internal/sshagent", []string{module + "/core/storage", module + "/core/alg", module + "/server", module + "/plugin", module + "/providers/", module + "/audit"}, nil},
 	// The wire API is generated code only.
 	{"api/", []string{module + "/core", module + "/server"}, nil},
 	// core must not import any outer layer.

@@ -12,7 +12,7 @@ import (
 // with a fresh KEK file.
 func TestConformance(t *testing.T) {
 	conformance.Run(t, func(t *testing.T) provider.Provider {
-		p, err := New(Config{KEKFile: filepath.Join(t.TempDir(), "kek")})
+		p, err := New(Config{KEKFile: filepath.Join(t.TempDir(), "kek"), Create: true})
 		if err != nil {
 			t.Fatalf("software.New: %v", err)
 		}
@@ -25,7 +25,7 @@ func TestConformance(t *testing.T) {
 // over the software provider.
 func TestKeystoreConformance(t *testing.T) {
 	conformance.RunKeystore(t, func(t *testing.T) provider.Provider {
-		p, err := New(Config{KEKFile: filepath.Join(t.TempDir(), "kek")})
+		p, err := New(Config{KEKFile: filepath.Join(t.TempDir(), "kek"), Create: true})
 		if err != nil {
 			t.Fatalf("software.New: %v", err)
 		}

@@ -12,15 +12,17 @@ import (
 )
 
 // loadOrCreateKEKFile returns the KEK held in the file at path, creating
-// the file from crypto/rand if it does not exist. An existing file is
-// never overwritten.
-func loadOrCreateKEKFile(path string) (secret.Bytes, error) {
+// the file from crypto/rand if it does not exist and create is set (ENOENT
+// otherwise). An existing file is never overwritten.
+func loadOrCreateKEKFile(path string, create bool) (secret.Bytes, error) {
 	_, err := os.Lstat(path)
 	switch {
 	case err == nil:
 		return readKEKFile(path)
 	case !errors.Is(err, fs.ErrNotExist):
 		return secret.Bytes{}, fileError("KEK file "+strconv.Quote(path), err)
+	case !create:
+		return secret.Bytes{}, provider.Errorf(provider.ENOENT, "KEK file %q does not exist, and creating a KEK was not allowed", path)
 	}
 	kek := make([]byte, softkey.KEKSize)
 	if err := fill(kek); err != nil {

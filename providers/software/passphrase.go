@@ -62,8 +62,9 @@ type paramsFile struct {
 
 // passphraseKEK derives the KEK from pass with the salt and parameters of
 // the file at path, creating the file (with kdf and a new salt) if it does
-// not exist. A wrong passphrase is EPERM.
-func passphraseKEK(pass secret.Bytes, path string, kdf kdfParams) (secret.Bytes, error) {
+// not exist and create is set (ENOENT otherwise). A wrong passphrase is
+// EPERM.
+func passphraseKEK(pass secret.Bytes, path string, kdf kdfParams, create bool) (secret.Bytes, error) {
 	switch {
 	case pass.IsZero():
 		return secret.Bytes{}, provider.Errorf(provider.EINVAL, "a passphrase needs ParamsFile and a non-empty Passphrase")
@@ -82,6 +83,8 @@ func passphraseKEK(pass secret.Bytes, path string, kdf kdfParams) (secret.Bytes,
 		return openParams(pass, path)
 	case !errors.Is(err, fs.ErrNotExist):
 		return secret.Bytes{}, fileError(q, err)
+	case !create:
+		return secret.Bytes{}, provider.Errorf(provider.ENOENT, "%s does not exist, and creating a KEK was not allowed", q)
 	}
 	salt := make([]byte, saltSize)
 	if err := fill(salt); err != nil {

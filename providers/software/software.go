@@ -4,9 +4,11 @@
 // KeyRef as associated data.
 //
 // [New] takes a [Config] naming exactly one KEK source: a KEK file
-// (created 0600 if missing, refused if it is a symlink, of another owner or
-// readable by others), the KEK bytes, or a passphrase stretched with
-// Argon2id with its salt and a verifier in a parameters file. Unwrapped
+// (refused if it is a symlink, of another owner or readable by others),
+// the KEK bytes, or a passphrase stretched with Argon2id with its salt and
+// a verifier in a parameters file. A missing KEK file or parameters file
+// is created (0600) only when [Config.Create] says so: a KEK is made only
+// for a state that holds no keys, never silently in place of a lost one. Unwrapped
 // keys are cached, so a signature costs the signature only; ML-DSA signs
 // hedged.
 //
@@ -35,7 +37,7 @@ const Version = "1"
 // Passphrase together with ParamsFile.
 type Config struct {
 	// KEKFile is the path of a file holding the 32 raw KEK bytes; it is
-	// created (mode 0600) if missing.
+	// created (mode 0600) if missing and Create is set.
 	KEKFile string
 	// KEK is the 32-byte KEK itself. New does not keep or wipe this value.
 	KEK secret.Bytes
@@ -43,8 +45,15 @@ type Config struct {
 	// most MaxPassphrase bytes.
 	Passphrase secret.Bytes
 	// ParamsFile is the path of the JSON file holding the Argon2id salt,
-	// parameters and verifier; it is created (mode 0600) if missing.
+	// parameters and verifier; it is created (mode 0600) if missing and
+	// Create is set.
 	ParamsFile string
+	// Create allows New to create a missing KEKFile (a new random KEK) or
+	// ParamsFile (a new salt, so a new KEK). Set it only for a state that
+	// holds no keys: a KEK made for a state with keys would leave every
+	// key unusable ("wrong KEK"). Without it a missing file is ENOENT,
+	// naming the path. An existing file is never overwritten either way.
+	Create bool
 	// CacheSize bounds the number of unwrapped keys kept in memory; 0
 	// means 1024.
 	CacheSize int
@@ -63,6 +72,14 @@ type softProvider struct {
 
 // New returns a software provider whose KEK comes from opts.
 func New(opts Config) (provider.Provider, error) {
+	var next secret.Bytes // a KEK file's pending rotation (kekrot.go)
+	if opts.KEKFile != "" {
+		var err error
+		if next, err = loadNextKEK(opts.KEKFile); err != nil {
+			return nil, err
+		}
+		defer next.Wipe()
+	}
 	kek, owned, err := loadKEK(opts)
 	if err != nil {
 		return nil, err
@@ -79,14 +96,19 @@ func New(opts Config) (provider.Provider, error) {
 			Deterministic: false,
 			Algorithms:    reg.Names(),
 		},
-		Registry:  reg,
-		KEK:       kek,
-		Source:    randSource{},
-		Hedged:    true,
-		CacheSize: opts.CacheSize,
+		Registry:    reg,
+		KEK:         kek,
+		NextKEK:     next,
+		Source:      randSource{},
+		Hedged:      true,
+		AnnounceKEK: true,
+		CacheSize:   opts.CacheSize,
 	})
 	if err != nil {
 		return nil, err
+	}
+	if opts.KEKFile != "" {
+		return &fileProvider{softProvider: softProvider{Engine: e}, path: opts.KEKFile}, nil
 	}
 	return &softProvider{Engine: e}, nil
 }
@@ -110,7 +132,7 @@ func loadKEK(opts Config) (secret.Bytes, bool, error) {
 	}
 	switch {
 	case opts.KEKFile != "":
-		kek, err := loadOrCreateKEKFile(opts.KEKFile)
+		kek, err := loadOrCreateKEKFile(opts.KEKFile, opts.Create)
 		return kek, true, err
 	case !opts.KEK.IsZero():
 		if opts.KEK.Len() != softkey.KEKSize {
@@ -122,7 +144,7 @@ func loadKEK(opts Config) (secret.Bytes, bool, error) {
 	if opts.kdf != nil {
 		kdf = *opts.kdf
 	}
-	kek, err := passphraseKEK(opts.Passphrase, opts.ParamsFile, kdf)
+	kek, err := passphraseKEK(opts.Passphrase, opts.ParamsFile, kdf, opts.Create)
 	return kek, true, err
 }
 

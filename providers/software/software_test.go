@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/nexus-os/keystored/core/alg"
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/core/secret"
+	"github.com/nexus-os/keystored/providers/internal/softkey"
 )
 
 // fastKDF keeps passphrase tests fast; production files use defaultKDF.
@@ -90,6 +92,14 @@ func TestInfo(t *testing.T) {
 	if err := info.Check(); err != nil {
 		t.Errorf("Info.Check: %v", err)
 	}
+	// The KEK's fingerprint: its KEK ID in hex (docs/software-provider.md).
+	id, err := softkey.KEKID(testKEK())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{hex.EncodeToString(id[:])}; !slices.Equal(info.KEKs, want) {
+		t.Errorf("KEKs: got %q, want %q", info.KEKs, want)
+	}
 }
 
 func TestKEKSources(t *testing.T) {
@@ -106,7 +116,7 @@ func TestKEKSources(t *testing.T) {
 		{"long KEK", Config{KEK: secret.New(make([]byte, 33))}},
 		{"passphrase without file", Config{Passphrase: secret.New([]byte("pw"))}},
 		{"file without passphrase", Config{ParamsFile: filepath.Join(dir, "p")}},
-		{"passphrase too long", Config{Passphrase: secret.New(make([]byte, MaxPassphrase+1)), ParamsFile: filepath.Join(dir, "p"), kdf: fastKDF}},
+		{"passphrase too long", Config{Passphrase: secret.New(make([]byte, MaxPassphrase+1)), ParamsFile: filepath.Join(dir, "p"), kdf: fastKDF, Create: true}},
 		{"bad cache size", Config{KEK: testKEK(), CacheSize: -1}},
 	} {
 		_, err := New(tc.o)
@@ -117,9 +127,55 @@ func TestKEKSources(t *testing.T) {
 	}
 }
 
+// TestMissingKEKNotCreated: without Create, a missing KEK file or
+// parameters file is ENOENT naming the path, and nothing is created (a
+// KEK is made only for a state with no keys, never in place of a lost
+// one); with Create it is made, and from then on loads without Create.
+func TestMissingKEKNotCreated(t *testing.T) {
+	dir := t.TempDir()
+	kekPath := filepath.Join(dir, "kek")
+	paramsPath := filepath.Join(dir, "kek.params")
+	for _, tc := range []struct {
+		name, path string
+		o          Config
+	}{
+		{"KEK file", kekPath, Config{KEKFile: kekPath}},
+		{"params file", paramsPath, Config{Passphrase: secret.New([]byte("pw")), ParamsFile: paramsPath, kdf: fastKDF}},
+	} {
+		_, err := New(tc.o)
+		wantCode(t, tc.name, err, provider.ENOENT)
+		if !strings.Contains(err.Error(), tc.path) || !strings.Contains(err.Error(), "does not exist") {
+			t.Errorf("%s: error %q does not name the missing path", tc.name, err)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Fatalf("%s: New without Create left %d files in the directory", tc.name, len(entries))
+		}
+		o := tc.o
+		o.Create = true
+		p1 := newTest(t, o)
+		r := testRef(t, "created", provider.Ed25519)
+		g, err := p1.Generate(context.Background(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p2 := newTest(t, tc.o) // the file exists now: no Create needed
+		if err := signWith(t, p2, r, g); err != nil {
+			t.Fatalf("%s: provider reloaded without Create cannot use a handle: %v", tc.name, err)
+		}
+		i1, _ := p1.Info(context.Background())
+		i2, _ := p2.Info(context.Background())
+		if !slices.Equal(i1.KEKs, i2.KEKs) || len(i1.KEKs) != 1 {
+			t.Errorf("%s: KEKs %v then %v, want the same single fingerprint", tc.name, i1.KEKs, i2.KEKs)
+		}
+		if err := os.Remove(tc.path); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestKEKFileCreatedPrivate(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "kek")
-	p1 := newTest(t, Config{KEKFile: path})
+	p1 := newTest(t, Config{KEKFile: path, Create: true})
 	fi, err := os.Lstat(path)
 	if err != nil {
 		t.Fatalf("KEK file not created: %v", err)
@@ -152,7 +208,7 @@ func TestKEKFileCreatedPrivate(t *testing.T) {
 	}
 
 	// A provider with another KEK file fails with the wrong-KEK error.
-	p3 := newTest(t, Config{KEKFile: filepath.Join(t.TempDir(), "kek")})
+	p3 := newTest(t, Config{KEKFile: filepath.Join(t.TempDir(), "kek"), Create: true})
 	err = signWith(t, p3, r, g)
 	wantCode(t, "other KEK", err, provider.EIO)
 	if !strings.Contains(err.Error(), "wrong KEK") {
@@ -203,7 +259,7 @@ func TestKEKFileRefused(t *testing.T) {
 		if fi, err := os.Lstat(tc.path); err == nil && fi.Mode().IsRegular() {
 			before, _ = os.ReadFile(tc.path)
 		}
-		_, err := New(Config{KEKFile: tc.path})
+		_, err := New(Config{KEKFile: tc.path, Create: true})
 		wantCode(t, tc.name, err, tc.code)
 		if !strings.Contains(err.Error(), tc.msg) || !strings.Contains(err.Error(), tc.path) {
 			t.Errorf("%s: error %q does not name the path and say %q", tc.name, err, tc.msg)
@@ -240,7 +296,7 @@ func TestKEKFileOtherOwner(t *testing.T) {
 func TestPassphrase(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "kek.json")
 	pw := secret.New([]byte("correct horse battery staple"))
-	p1 := newTest(t, Config{Passphrase: pw, ParamsFile: path, kdf: fastKDF})
+	p1 := newTest(t, Config{Passphrase: pw, ParamsFile: path, kdf: fastKDF, Create: true})
 	fi, err := os.Lstat(path)
 	if err != nil {
 		t.Fatalf("params file not created: %v", err)

@@ -15,7 +15,7 @@
 // carries the header metadata "keystored-insecure: true".
 //
 // Compatibility: TrustAnchors and Store are the v1 surface; Keys is the
-// v1.1 addition. Fields are never removed, renumbered or retyped;
+// v1.1 addition, Admin the v1.2 one. Fields are never removed, renumbered or retyped;
 // api/keystore/v1/descriptor_test.go holds the published descriptors
 // against a committed snapshot.
 
@@ -3050,6 +3050,242 @@ func (x *UnsealBatchResponse) GetResults() []*UnsealResult {
 	return nil
 }
 
+type WrappingKeyStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WrappingKeyStatusRequest) Reset() {
+	*x = WrappingKeyStatusRequest{}
+	mi := &file_keystore_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WrappingKeyStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WrappingKeyStatusRequest) ProtoMessage() {}
+
+func (x *WrappingKeyStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WrappingKeyStatusRequest.ProtoReflect.Descriptor instead.
+func (*WrappingKeyStatusRequest) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{55}
+}
+
+type WrappingKeyStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// current is the fingerprint (lowercase hex) of the KEK the MANIFEST
+	// records; empty for a provider whose handles are not wrapped under a
+	// KEK.
+	Current string `protobuf:"bytes,1,opt,name=current,proto3" json:"current,omitempty"`
+	// pending is the fingerprint of the KEK an unfinished rotation rewraps
+	// the handles under; empty when none is pending.
+	Pending string `protobuf:"bytes,2,opt,name=pending,proto3" json:"pending,omitempty"`
+	// provider_wrapping_keys are the fingerprints of the KEKs the provider
+	// holds now, the one new handles are wrapped under first.
+	ProviderWrappingKeys []string `protobuf:"bytes,3,rep,name=provider_wrapping_keys,json=providerWrappingKeys,proto3" json:"provider_wrapping_keys,omitempty"`
+	// rotatable is true when the provider can rotate its KEK.
+	Rotatable     bool `protobuf:"varint,4,opt,name=rotatable,proto3" json:"rotatable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WrappingKeyStatusResponse) Reset() {
+	*x = WrappingKeyStatusResponse{}
+	mi := &file_keystore_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WrappingKeyStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WrappingKeyStatusResponse) ProtoMessage() {}
+
+func (x *WrappingKeyStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WrappingKeyStatusResponse.ProtoReflect.Descriptor instead.
+func (*WrappingKeyStatusResponse) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *WrappingKeyStatusResponse) GetCurrent() string {
+	if x != nil {
+		return x.Current
+	}
+	return ""
+}
+
+func (x *WrappingKeyStatusResponse) GetPending() string {
+	if x != nil {
+		return x.Pending
+	}
+	return ""
+}
+
+func (x *WrappingKeyStatusResponse) GetProviderWrappingKeys() []string {
+	if x != nil {
+		return x.ProviderWrappingKeys
+	}
+	return nil
+}
+
+func (x *WrappingKeyStatusResponse) GetRotatable() bool {
+	if x != nil {
+		return x.Rotatable
+	}
+	return false
+}
+
+type RotateWrappingKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateWrappingKeyRequest) Reset() {
+	*x = RotateWrappingKeyRequest{}
+	mi := &file_keystore_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateWrappingKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateWrappingKeyRequest) ProtoMessage() {}
+
+func (x *RotateWrappingKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateWrappingKeyRequest.ProtoReflect.Descriptor instead.
+func (*RotateWrappingKeyRequest) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{57}
+}
+
+type RotateWrappingKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// from and to are the old and the new KEK's fingerprints.
+	From string `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	To   string `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	// keys is the number of keys walked; rewrapped the handles written
+	// anew under the new KEK; unchanged those already under it; missing
+	// the versions whose handle file was already gone.
+	Keys          uint32 `protobuf:"varint,3,opt,name=keys,proto3" json:"keys,omitempty"`
+	Rewrapped     uint32 `protobuf:"varint,4,opt,name=rewrapped,proto3" json:"rewrapped,omitempty"`
+	Unchanged     uint32 `protobuf:"varint,5,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
+	Missing       uint32 `protobuf:"varint,6,opt,name=missing,proto3" json:"missing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateWrappingKeyResponse) Reset() {
+	*x = RotateWrappingKeyResponse{}
+	mi := &file_keystore_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateWrappingKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateWrappingKeyResponse) ProtoMessage() {}
+
+func (x *RotateWrappingKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateWrappingKeyResponse.ProtoReflect.Descriptor instead.
+func (*RotateWrappingKeyResponse) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *RotateWrappingKeyResponse) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *RotateWrappingKeyResponse) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *RotateWrappingKeyResponse) GetKeys() uint32 {
+	if x != nil {
+		return x.Keys
+	}
+	return 0
+}
+
+func (x *RotateWrappingKeyResponse) GetRewrapped() uint32 {
+	if x != nil {
+		return x.Rewrapped
+	}
+	return 0
+}
+
+func (x *RotateWrappingKeyResponse) GetUnchanged() uint32 {
+	if x != nil {
+		return x.Unchanged
+	}
+	return 0
+}
+
+func (x *RotateWrappingKeyResponse) GetMissing() uint32 {
+	if x != nil {
+		return x.Missing
+	}
+	return 0
+}
+
 var File_keystore_proto protoreflect.FileDescriptor
 
 const file_keystore_proto_rawDesc = "" +
@@ -3230,7 +3466,21 @@ const file_keystore_proto_rawDesc = "" +
 	"\bresponse\x18\x01 \x01(\v2\x1b.keystore.v1.UnsealResponseR\bresponse\x12.\n" +
 	"\x05error\x18\x02 \x01(\v2\x18.keystore.v1.ErrorDetailR\x05error\"J\n" +
 	"\x13UnsealBatchResponse\x123\n" +
-	"\aresults\x18\x01 \x03(\v2\x19.keystore.v1.UnsealResultR\aresults*k\n" +
+	"\aresults\x18\x01 \x03(\v2\x19.keystore.v1.UnsealResultR\aresults\"\x1a\n" +
+	"\x18WrappingKeyStatusRequest\"\xa3\x01\n" +
+	"\x19WrappingKeyStatusResponse\x12\x18\n" +
+	"\acurrent\x18\x01 \x01(\tR\acurrent\x12\x18\n" +
+	"\apending\x18\x02 \x01(\tR\apending\x124\n" +
+	"\x16provider_wrapping_keys\x18\x03 \x03(\tR\x14providerWrappingKeys\x12\x1c\n" +
+	"\trotatable\x18\x04 \x01(\bR\trotatable\"\x1a\n" +
+	"\x18RotateWrappingKeyRequest\"\xa9\x01\n" +
+	"\x19RotateWrappingKeyResponse\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\x12\x12\n" +
+	"\x04keys\x18\x03 \x01(\rR\x04keys\x12\x1c\n" +
+	"\trewrapped\x18\x04 \x01(\rR\trewrapped\x12\x1c\n" +
+	"\tunchanged\x18\x05 \x01(\rR\tunchanged\x12\x18\n" +
+	"\amissing\x18\x06 \x01(\rR\amissing*k\n" +
 	"\bKeyState\x12\x19\n" +
 	"\x15KEY_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10KEY_STATE_ACTIVE\x10\x01\x12\x15\n" +
@@ -3267,7 +3517,10 @@ const file_keystore_proto_rawDesc = "" +
 	"\x06Rewrap\x12\x1a.keystore.v1.RewrapRequest\x1a\x1b.keystore.v1.RewrapResponse\x12J\n" +
 	"\tSignBatch\x12\x1d.keystore.v1.SignBatchRequest\x1a\x1e.keystore.v1.SignBatchResponse\x12J\n" +
 	"\tSealBatch\x12\x1d.keystore.v1.SealBatchRequest\x1a\x1e.keystore.v1.SealBatchResponse\x12P\n" +
-	"\vUnsealBatch\x12\x1f.keystore.v1.UnsealBatchRequest\x1a .keystore.v1.UnsealBatchResponseB:Z8github.com/nexus-os/keystored/api/keystore/v1;keystorev1b\x06proto3"
+	"\vUnsealBatch\x12\x1f.keystore.v1.UnsealBatchRequest\x1a .keystore.v1.UnsealBatchResponse2\xcf\x01\n" +
+	"\x05Admin\x12b\n" +
+	"\x11WrappingKeyStatus\x12%.keystore.v1.WrappingKeyStatusRequest\x1a&.keystore.v1.WrappingKeyStatusResponse\x12b\n" +
+	"\x11RotateWrappingKey\x12%.keystore.v1.RotateWrappingKeyRequest\x1a&.keystore.v1.RotateWrappingKeyResponseB:Z8github.com/nexus-os/keystored/api/keystore/v1;keystorev1b\x06proto3"
 
 var (
 	file_keystore_proto_rawDescOnce sync.Once
@@ -3282,80 +3535,84 @@ func file_keystore_proto_rawDescGZIP() []byte {
 }
 
 var file_keystore_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_keystore_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_keystore_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_keystore_proto_goTypes = []any{
-	(KeyState)(0),                    // 0: keystore.v1.KeyState
-	(VersionState)(0),                // 1: keystore.v1.VersionState
-	(*TrustAnchor)(nil),              // 2: keystore.v1.TrustAnchor
-	(*ListAnchorsRequest)(nil),       // 3: keystore.v1.ListAnchorsRequest
-	(*ListAnchorsResponse)(nil),      // 4: keystore.v1.ListAnchorsResponse
-	(*VerifyAnchorRequest)(nil),      // 5: keystore.v1.VerifyAnchorRequest
-	(*VerifyAnchorResponse)(nil),     // 6: keystore.v1.VerifyAnchorResponse
-	(*PutValueRequest)(nil),          // 7: keystore.v1.PutValueRequest
-	(*PutValueResponse)(nil),         // 8: keystore.v1.PutValueResponse
-	(*GetValueRequest)(nil),          // 9: keystore.v1.GetValueRequest
-	(*GetValueResponse)(nil),         // 10: keystore.v1.GetValueResponse
-	(*DeleteValueRequest)(nil),       // 11: keystore.v1.DeleteValueRequest
-	(*DeleteValueResponse)(nil),      // 12: keystore.v1.DeleteValueResponse
-	(*ListValuesRequest)(nil),        // 13: keystore.v1.ListValuesRequest
-	(*ListValuesResponse)(nil),       // 14: keystore.v1.ListValuesResponse
-	(*KeyPolicy)(nil),                // 15: keystore.v1.KeyPolicy
-	(*KeyVersion)(nil),               // 16: keystore.v1.KeyVersion
-	(*KeyMetadata)(nil),              // 17: keystore.v1.KeyMetadata
-	(*CreateKeyRequest)(nil),         // 18: keystore.v1.CreateKeyRequest
-	(*CreateKeyResponse)(nil),        // 19: keystore.v1.CreateKeyResponse
-	(*GetKeyRequest)(nil),            // 20: keystore.v1.GetKeyRequest
-	(*GetKeyResponse)(nil),           // 21: keystore.v1.GetKeyResponse
-	(*ListKeysRequest)(nil),          // 22: keystore.v1.ListKeysRequest
-	(*UnreadableKey)(nil),            // 23: keystore.v1.UnreadableKey
-	(*ListKeysResponse)(nil),         // 24: keystore.v1.ListKeysResponse
-	(*RotateKeyRequest)(nil),         // 25: keystore.v1.RotateKeyRequest
-	(*RotateKeyResponse)(nil),        // 26: keystore.v1.RotateKeyResponse
-	(*RevokeKeyRequest)(nil),         // 27: keystore.v1.RevokeKeyRequest
-	(*RevokeKeyResponse)(nil),        // 28: keystore.v1.RevokeKeyResponse
-	(*RevokeKeyVersionRequest)(nil),  // 29: keystore.v1.RevokeKeyVersionRequest
-	(*RevokeKeyVersionResponse)(nil), // 30: keystore.v1.RevokeKeyVersionResponse
-	(*DestroyKeyRequest)(nil),        // 31: keystore.v1.DestroyKeyRequest
-	(*DestroyKeyResponse)(nil),       // 32: keystore.v1.DestroyKeyResponse
-	(*SetKeyPolicyRequest)(nil),      // 33: keystore.v1.SetKeyPolicyRequest
-	(*SetKeyPolicyResponse)(nil),     // 34: keystore.v1.SetKeyPolicyResponse
-	(*PublicKeyRequest)(nil),         // 35: keystore.v1.PublicKeyRequest
-	(*PublicKeyResponse)(nil),        // 36: keystore.v1.PublicKeyResponse
-	(*SignRequest)(nil),              // 37: keystore.v1.SignRequest
-	(*SignResponse)(nil),             // 38: keystore.v1.SignResponse
-	(*VerifyRequest)(nil),            // 39: keystore.v1.VerifyRequest
-	(*VerifyResponse)(nil),           // 40: keystore.v1.VerifyResponse
-	(*SealRequest)(nil),              // 41: keystore.v1.SealRequest
-	(*SealResponse)(nil),             // 42: keystore.v1.SealResponse
-	(*UnsealRequest)(nil),            // 43: keystore.v1.UnsealRequest
-	(*UnsealResponse)(nil),           // 44: keystore.v1.UnsealResponse
-	(*RewrapRequest)(nil),            // 45: keystore.v1.RewrapRequest
-	(*RewrapResponse)(nil),           // 46: keystore.v1.RewrapResponse
-	(*ErrorDetail)(nil),              // 47: keystore.v1.ErrorDetail
-	(*SignBatchRequest)(nil),         // 48: keystore.v1.SignBatchRequest
-	(*SignResult)(nil),               // 49: keystore.v1.SignResult
-	(*SignBatchResponse)(nil),        // 50: keystore.v1.SignBatchResponse
-	(*SealBatchRequest)(nil),         // 51: keystore.v1.SealBatchRequest
-	(*SealResult)(nil),               // 52: keystore.v1.SealResult
-	(*SealBatchResponse)(nil),        // 53: keystore.v1.SealBatchResponse
-	(*UnsealBatchRequest)(nil),       // 54: keystore.v1.UnsealBatchRequest
-	(*UnsealResult)(nil),             // 55: keystore.v1.UnsealResult
-	(*UnsealBatchResponse)(nil),      // 56: keystore.v1.UnsealBatchResponse
-	(*timestamppb.Timestamp)(nil),    // 57: google.protobuf.Timestamp
+	(KeyState)(0),                     // 0: keystore.v1.KeyState
+	(VersionState)(0),                 // 1: keystore.v1.VersionState
+	(*TrustAnchor)(nil),               // 2: keystore.v1.TrustAnchor
+	(*ListAnchorsRequest)(nil),        // 3: keystore.v1.ListAnchorsRequest
+	(*ListAnchorsResponse)(nil),       // 4: keystore.v1.ListAnchorsResponse
+	(*VerifyAnchorRequest)(nil),       // 5: keystore.v1.VerifyAnchorRequest
+	(*VerifyAnchorResponse)(nil),      // 6: keystore.v1.VerifyAnchorResponse
+	(*PutValueRequest)(nil),           // 7: keystore.v1.PutValueRequest
+	(*PutValueResponse)(nil),          // 8: keystore.v1.PutValueResponse
+	(*GetValueRequest)(nil),           // 9: keystore.v1.GetValueRequest
+	(*GetValueResponse)(nil),          // 10: keystore.v1.GetValueResponse
+	(*DeleteValueRequest)(nil),        // 11: keystore.v1.DeleteValueRequest
+	(*DeleteValueResponse)(nil),       // 12: keystore.v1.DeleteValueResponse
+	(*ListValuesRequest)(nil),         // 13: keystore.v1.ListValuesRequest
+	(*ListValuesResponse)(nil),        // 14: keystore.v1.ListValuesResponse
+	(*KeyPolicy)(nil),                 // 15: keystore.v1.KeyPolicy
+	(*KeyVersion)(nil),                // 16: keystore.v1.KeyVersion
+	(*KeyMetadata)(nil),               // 17: keystore.v1.KeyMetadata
+	(*CreateKeyRequest)(nil),          // 18: keystore.v1.CreateKeyRequest
+	(*CreateKeyResponse)(nil),         // 19: keystore.v1.CreateKeyResponse
+	(*GetKeyRequest)(nil),             // 20: keystore.v1.GetKeyRequest
+	(*GetKeyResponse)(nil),            // 21: keystore.v1.GetKeyResponse
+	(*ListKeysRequest)(nil),           // 22: keystore.v1.ListKeysRequest
+	(*UnreadableKey)(nil),             // 23: keystore.v1.UnreadableKey
+	(*ListKeysResponse)(nil),          // 24: keystore.v1.ListKeysResponse
+	(*RotateKeyRequest)(nil),          // 25: keystore.v1.RotateKeyRequest
+	(*RotateKeyResponse)(nil),         // 26: keystore.v1.RotateKeyResponse
+	(*RevokeKeyRequest)(nil),          // 27: keystore.v1.RevokeKeyRequest
+	(*RevokeKeyResponse)(nil),         // 28: keystore.v1.RevokeKeyResponse
+	(*RevokeKeyVersionRequest)(nil),   // 29: keystore.v1.RevokeKeyVersionRequest
+	(*RevokeKeyVersionResponse)(nil),  // 30: keystore.v1.RevokeKeyVersionResponse
+	(*DestroyKeyRequest)(nil),         // 31: keystore.v1.DestroyKeyRequest
+	(*DestroyKeyResponse)(nil),        // 32: keystore.v1.DestroyKeyResponse
+	(*SetKeyPolicyRequest)(nil),       // 33: keystore.v1.SetKeyPolicyRequest
+	(*SetKeyPolicyResponse)(nil),      // 34: keystore.v1.SetKeyPolicyResponse
+	(*PublicKeyRequest)(nil),          // 35: keystore.v1.PublicKeyRequest
+	(*PublicKeyResponse)(nil),         // 36: keystore.v1.PublicKeyResponse
+	(*SignRequest)(nil),               // 37: keystore.v1.SignRequest
+	(*SignResponse)(nil),              // 38: keystore.v1.SignResponse
+	(*VerifyRequest)(nil),             // 39: keystore.v1.VerifyRequest
+	(*VerifyResponse)(nil),            // 40: keystore.v1.VerifyResponse
+	(*SealRequest)(nil),               // 41: keystore.v1.SealRequest
+	(*SealResponse)(nil),              // 42: keystore.v1.SealResponse
+	(*UnsealRequest)(nil),             // 43: keystore.v1.UnsealRequest
+	(*UnsealResponse)(nil),            // 44: keystore.v1.UnsealResponse
+	(*RewrapRequest)(nil),             // 45: keystore.v1.RewrapRequest
+	(*RewrapResponse)(nil),            // 46: keystore.v1.RewrapResponse
+	(*ErrorDetail)(nil),               // 47: keystore.v1.ErrorDetail
+	(*SignBatchRequest)(nil),          // 48: keystore.v1.SignBatchRequest
+	(*SignResult)(nil),                // 49: keystore.v1.SignResult
+	(*SignBatchResponse)(nil),         // 50: keystore.v1.SignBatchResponse
+	(*SealBatchRequest)(nil),          // 51: keystore.v1.SealBatchRequest
+	(*SealResult)(nil),                // 52: keystore.v1.SealResult
+	(*SealBatchResponse)(nil),         // 53: keystore.v1.SealBatchResponse
+	(*UnsealBatchRequest)(nil),        // 54: keystore.v1.UnsealBatchRequest
+	(*UnsealResult)(nil),              // 55: keystore.v1.UnsealResult
+	(*UnsealBatchResponse)(nil),       // 56: keystore.v1.UnsealBatchResponse
+	(*WrappingKeyStatusRequest)(nil),  // 57: keystore.v1.WrappingKeyStatusRequest
+	(*WrappingKeyStatusResponse)(nil), // 58: keystore.v1.WrappingKeyStatusResponse
+	(*RotateWrappingKeyRequest)(nil),  // 59: keystore.v1.RotateWrappingKeyRequest
+	(*RotateWrappingKeyResponse)(nil), // 60: keystore.v1.RotateWrappingKeyResponse
+	(*timestamppb.Timestamp)(nil),     // 61: google.protobuf.Timestamp
 }
 var file_keystore_proto_depIdxs = []int32{
 	2,  // 0: keystore.v1.ListAnchorsResponse.anchors:type_name -> keystore.v1.TrustAnchor
 	1,  // 1: keystore.v1.KeyVersion.state:type_name -> keystore.v1.VersionState
-	57, // 2: keystore.v1.KeyVersion.created:type_name -> google.protobuf.Timestamp
-	57, // 3: keystore.v1.KeyVersion.retired:type_name -> google.protobuf.Timestamp
-	57, // 4: keystore.v1.KeyVersion.revoked:type_name -> google.protobuf.Timestamp
-	57, // 5: keystore.v1.KeyVersion.destroyed:type_name -> google.protobuf.Timestamp
+	61, // 2: keystore.v1.KeyVersion.created:type_name -> google.protobuf.Timestamp
+	61, // 3: keystore.v1.KeyVersion.retired:type_name -> google.protobuf.Timestamp
+	61, // 4: keystore.v1.KeyVersion.revoked:type_name -> google.protobuf.Timestamp
+	61, // 5: keystore.v1.KeyVersion.destroyed:type_name -> google.protobuf.Timestamp
 	0,  // 6: keystore.v1.KeyMetadata.state:type_name -> keystore.v1.KeyState
 	16, // 7: keystore.v1.KeyMetadata.versions:type_name -> keystore.v1.KeyVersion
 	15, // 8: keystore.v1.KeyMetadata.policy:type_name -> keystore.v1.KeyPolicy
-	57, // 9: keystore.v1.KeyMetadata.created:type_name -> google.protobuf.Timestamp
-	57, // 10: keystore.v1.KeyMetadata.revoked:type_name -> google.protobuf.Timestamp
-	57, // 11: keystore.v1.KeyMetadata.destroyed:type_name -> google.protobuf.Timestamp
+	61, // 9: keystore.v1.KeyMetadata.created:type_name -> google.protobuf.Timestamp
+	61, // 10: keystore.v1.KeyMetadata.revoked:type_name -> google.protobuf.Timestamp
+	61, // 11: keystore.v1.KeyMetadata.destroyed:type_name -> google.protobuf.Timestamp
 	15, // 12: keystore.v1.CreateKeyRequest.policy:type_name -> keystore.v1.KeyPolicy
 	17, // 13: keystore.v1.CreateKeyResponse.key:type_name -> keystore.v1.KeyMetadata
 	17, // 14: keystore.v1.GetKeyResponse.key:type_name -> keystore.v1.KeyMetadata
@@ -3403,31 +3660,35 @@ var file_keystore_proto_depIdxs = []int32{
 	48, // 56: keystore.v1.Keys.SignBatch:input_type -> keystore.v1.SignBatchRequest
 	51, // 57: keystore.v1.Keys.SealBatch:input_type -> keystore.v1.SealBatchRequest
 	54, // 58: keystore.v1.Keys.UnsealBatch:input_type -> keystore.v1.UnsealBatchRequest
-	4,  // 59: keystore.v1.TrustAnchors.ListAnchors:output_type -> keystore.v1.ListAnchorsResponse
-	6,  // 60: keystore.v1.TrustAnchors.Verify:output_type -> keystore.v1.VerifyAnchorResponse
-	8,  // 61: keystore.v1.Store.Put:output_type -> keystore.v1.PutValueResponse
-	10, // 62: keystore.v1.Store.Get:output_type -> keystore.v1.GetValueResponse
-	12, // 63: keystore.v1.Store.Delete:output_type -> keystore.v1.DeleteValueResponse
-	14, // 64: keystore.v1.Store.List:output_type -> keystore.v1.ListValuesResponse
-	19, // 65: keystore.v1.Keys.Create:output_type -> keystore.v1.CreateKeyResponse
-	21, // 66: keystore.v1.Keys.Get:output_type -> keystore.v1.GetKeyResponse
-	24, // 67: keystore.v1.Keys.List:output_type -> keystore.v1.ListKeysResponse
-	26, // 68: keystore.v1.Keys.Rotate:output_type -> keystore.v1.RotateKeyResponse
-	28, // 69: keystore.v1.Keys.Revoke:output_type -> keystore.v1.RevokeKeyResponse
-	30, // 70: keystore.v1.Keys.RevokeVersion:output_type -> keystore.v1.RevokeKeyVersionResponse
-	32, // 71: keystore.v1.Keys.Destroy:output_type -> keystore.v1.DestroyKeyResponse
-	34, // 72: keystore.v1.Keys.SetPolicy:output_type -> keystore.v1.SetKeyPolicyResponse
-	36, // 73: keystore.v1.Keys.PublicKey:output_type -> keystore.v1.PublicKeyResponse
-	38, // 74: keystore.v1.Keys.Sign:output_type -> keystore.v1.SignResponse
-	40, // 75: keystore.v1.Keys.Verify:output_type -> keystore.v1.VerifyResponse
-	42, // 76: keystore.v1.Keys.Seal:output_type -> keystore.v1.SealResponse
-	44, // 77: keystore.v1.Keys.Unseal:output_type -> keystore.v1.UnsealResponse
-	46, // 78: keystore.v1.Keys.Rewrap:output_type -> keystore.v1.RewrapResponse
-	50, // 79: keystore.v1.Keys.SignBatch:output_type -> keystore.v1.SignBatchResponse
-	53, // 80: keystore.v1.Keys.SealBatch:output_type -> keystore.v1.SealBatchResponse
-	56, // 81: keystore.v1.Keys.UnsealBatch:output_type -> keystore.v1.UnsealBatchResponse
-	59, // [59:82] is the sub-list for method output_type
-	36, // [36:59] is the sub-list for method input_type
+	57, // 59: keystore.v1.Admin.WrappingKeyStatus:input_type -> keystore.v1.WrappingKeyStatusRequest
+	59, // 60: keystore.v1.Admin.RotateWrappingKey:input_type -> keystore.v1.RotateWrappingKeyRequest
+	4,  // 61: keystore.v1.TrustAnchors.ListAnchors:output_type -> keystore.v1.ListAnchorsResponse
+	6,  // 62: keystore.v1.TrustAnchors.Verify:output_type -> keystore.v1.VerifyAnchorResponse
+	8,  // 63: keystore.v1.Store.Put:output_type -> keystore.v1.PutValueResponse
+	10, // 64: keystore.v1.Store.Get:output_type -> keystore.v1.GetValueResponse
+	12, // 65: keystore.v1.Store.Delete:output_type -> keystore.v1.DeleteValueResponse
+	14, // 66: keystore.v1.Store.List:output_type -> keystore.v1.ListValuesResponse
+	19, // 67: keystore.v1.Keys.Create:output_type -> keystore.v1.CreateKeyResponse
+	21, // 68: keystore.v1.Keys.Get:output_type -> keystore.v1.GetKeyResponse
+	24, // 69: keystore.v1.Keys.List:output_type -> keystore.v1.ListKeysResponse
+	26, // 70: keystore.v1.Keys.Rotate:output_type -> keystore.v1.RotateKeyResponse
+	28, // 71: keystore.v1.Keys.Revoke:output_type -> keystore.v1.RevokeKeyResponse
+	30, // 72: keystore.v1.Keys.RevokeVersion:output_type -> keystore.v1.RevokeKeyVersionResponse
+	32, // 73: keystore.v1.Keys.Destroy:output_type -> keystore.v1.DestroyKeyResponse
+	34, // 74: keystore.v1.Keys.SetPolicy:output_type -> keystore.v1.SetKeyPolicyResponse
+	36, // 75: keystore.v1.Keys.PublicKey:output_type -> keystore.v1.PublicKeyResponse
+	38, // 76: keystore.v1.Keys.Sign:output_type -> keystore.v1.SignResponse
+	40, // 77: keystore.v1.Keys.Verify:output_type -> keystore.v1.VerifyResponse
+	42, // 78: keystore.v1.Keys.Seal:output_type -> keystore.v1.SealResponse
+	44, // 79: keystore.v1.Keys.Unseal:output_type -> keystore.v1.UnsealResponse
+	46, // 80: keystore.v1.Keys.Rewrap:output_type -> keystore.v1.RewrapResponse
+	50, // 81: keystore.v1.Keys.SignBatch:output_type -> keystore.v1.SignBatchResponse
+	53, // 82: keystore.v1.Keys.SealBatch:output_type -> keystore.v1.SealBatchResponse
+	56, // 83: keystore.v1.Keys.UnsealBatch:output_type -> keystore.v1.UnsealBatchResponse
+	58, // 84: keystore.v1.Admin.WrappingKeyStatus:output_type -> keystore.v1.WrappingKeyStatusResponse
+	60, // 85: keystore.v1.Admin.RotateWrappingKey:output_type -> keystore.v1.RotateWrappingKeyResponse
+	61, // [61:86] is the sub-list for method output_type
+	36, // [36:61] is the sub-list for method input_type
 	36, // [36:36] is the sub-list for extension type_name
 	36, // [36:36] is the sub-list for extension extendee
 	0,  // [0:36] is the sub-list for field type_name
@@ -3444,9 +3705,9 @@ func file_keystore_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keystore_proto_rawDesc), len(file_keystore_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   55,
+			NumMessages:   59,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_keystore_proto_goTypes,
 		DependencyIndexes: file_keystore_proto_depIdxs,

@@ -15,7 +15,7 @@
 // carries the header metadata "keystored-insecure: true".
 //
 // Compatibility: TrustAnchors and Store are the v1 surface; Keys is the
-// v1.1 addition. Fields are never removed, renumbered or retyped;
+// v1.1 addition, Admin the v1.2 one. Fields are never removed, renumbered or retyped;
 // api/keystore/v1/descriptor_test.go holds the published descriptors
 // against a committed snapshot.
 
@@ -1111,6 +1111,160 @@ var Keys_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UnsealBatch",
 			Handler:    _Keys_UnsealBatch_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "keystore.proto",
+}
+
+const (
+	Admin_WrappingKeyStatus_FullMethodName = "/keystore.v1.Admin/WrappingKeyStatus"
+	Admin_RotateWrappingKey_FullMethodName = "/keystore.v1.Admin/RotateWrappingKey"
+)
+
+// AdminClient is the client API for Admin service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+type AdminClient interface {
+	// KEKStatus reports the key-encryption keys (KEKs) of the state: the
+	// one the state's handles are wrapped under and, while a rotation is
+	// unfinished, the one it rewraps them under.
+	WrappingKeyStatus(ctx context.Context, in *WrappingKeyStatusRequest, opts ...grpc.CallOption) (*WrappingKeyStatusResponse, error)
+	// RotateKEK rewraps every handle of every app under a new KEK and then
+	// drops the old one; crash-safe, and resumed by a second call after an
+	// interruption. ENOTSUP for a provider that cannot rotate its KEK;
+	// EALREADY while another rotation runs.
+	RotateWrappingKey(ctx context.Context, in *RotateWrappingKeyRequest, opts ...grpc.CallOption) (*RotateWrappingKeyResponse, error)
+}
+
+type adminClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewAdminClient(cc grpc.ClientConnInterface) AdminClient {
+	return &adminClient{cc}
+}
+
+func (c *adminClient) WrappingKeyStatus(ctx context.Context, in *WrappingKeyStatusRequest, opts ...grpc.CallOption) (*WrappingKeyStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WrappingKeyStatusResponse)
+	err := c.cc.Invoke(ctx, Admin_WrappingKeyStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) RotateWrappingKey(ctx context.Context, in *RotateWrappingKeyRequest, opts ...grpc.CallOption) (*RotateWrappingKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateWrappingKeyResponse)
+	err := c.cc.Invoke(ctx, Admin_RotateWrappingKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// AdminServer is the server API for Admin service.
+// All implementations must embed UnimplementedAdminServer
+// for forward compatibility.
+type AdminServer interface {
+	// KEKStatus reports the key-encryption keys (KEKs) of the state: the
+	// one the state's handles are wrapped under and, while a rotation is
+	// unfinished, the one it rewraps them under.
+	WrappingKeyStatus(context.Context, *WrappingKeyStatusRequest) (*WrappingKeyStatusResponse, error)
+	// RotateKEK rewraps every handle of every app under a new KEK and then
+	// drops the old one; crash-safe, and resumed by a second call after an
+	// interruption. ENOTSUP for a provider that cannot rotate its KEK;
+	// EALREADY while another rotation runs.
+	RotateWrappingKey(context.Context, *RotateWrappingKeyRequest) (*RotateWrappingKeyResponse, error)
+	mustEmbedUnimplementedAdminServer()
+}
+
+// UnimplementedAdminServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedAdminServer struct{}
+
+func (UnimplementedAdminServer) WrappingKeyStatus(context.Context, *WrappingKeyStatusRequest) (*WrappingKeyStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method WrappingKeyStatus not implemented")
+}
+func (UnimplementedAdminServer) RotateWrappingKey(context.Context, *RotateWrappingKeyRequest) (*RotateWrappingKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateWrappingKey not implemented")
+}
+func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
+func (UnimplementedAdminServer) testEmbeddedByValue()               {}
+
+// UnsafeAdminServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to AdminServer will
+// result in compilation errors.
+type UnsafeAdminServer interface {
+	mustEmbedUnimplementedAdminServer()
+}
+
+func RegisterAdminServer(s grpc.ServiceRegistrar, srv AdminServer) {
+	// If the following call panics, it indicates UnimplementedAdminServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Admin_ServiceDesc, srv)
+}
+
+func _Admin_WrappingKeyStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WrappingKeyStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).WrappingKeyStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_WrappingKeyStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).WrappingKeyStatus(ctx, req.(*WrappingKeyStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_RotateWrappingKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateWrappingKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RotateWrappingKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RotateWrappingKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RotateWrappingKey(ctx, req.(*RotateWrappingKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Admin_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "keystore.v1.Admin",
+	HandlerType: (*AdminServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "WrappingKeyStatus",
+			Handler:    _Admin_WrappingKeyStatus_Handler,
+		},
+		{
+			MethodName: "RotateWrappingKey",
+			Handler:    _Admin_RotateWrappingKey_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

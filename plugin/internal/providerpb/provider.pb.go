@@ -201,7 +201,13 @@ type InfoResponse struct {
 	// True when the same inputs always give the same outputs.
 	Deterministic bool `protobuf:"varint,4,opt,name=deterministic,proto3" json:"deterministic,omitempty"`
 	// Every algorithm the plugin supports, and no other; at most 64.
-	Algorithms    []string `protobuf:"bytes,5,rep,name=algorithms,proto3" json:"algorithms,omitempty"`
+	Algorithms []string `protobuf:"bytes,5,rep,name=algorithms,proto3" json:"algorithms,omitempty"`
+	// Fingerprints (lowercase hex, at most 64 characters each, no
+	// duplicates, at most 4) of the key-encryption keys that wrap this
+	// plugin's handles, the one new handles are wrapped under first. Names
+	// of KEKs, never KEK bytes. Empty when handles are not wrapped under a
+	// KEK (a hardware token's objects).
+	Keks          []string `protobuf:"bytes,6,rep,name=keks,proto3" json:"keks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -267,6 +273,13 @@ func (x *InfoResponse) GetDeterministic() bool {
 func (x *InfoResponse) GetAlgorithms() []string {
 	if x != nil {
 		return x.Algorithms
+	}
+	return nil
+}
+
+func (x *InfoResponse) GetKeks() []string {
+	if x != nil {
+		return x.Keks
 	}
 	return nil
 }
@@ -797,7 +810,7 @@ const file_keystore_provider_v1_provider_proto_rawDesc = "" +
 	"\talgorithm\x18\x03 \x01(\tR\talgorithm\x12+\n" +
 	"\x03use\x18\x04 \x01(\x0e2\x19.keystore.provider.v1.UseR\x03use\x12\x1a\n" +
 	"\bprovider\x18\x05 \x01(\tR\bprovider\"\r\n" +
-	"\vInfoRequest\"\x9a\x01\n" +
+	"\vInfoRequest\"\xae\x01\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x16\n" +
@@ -805,7 +818,8 @@ const file_keystore_provider_v1_provider_proto_rawDesc = "" +
 	"\rdeterministic\x18\x04 \x01(\bR\rdeterministic\x12\x1e\n" +
 	"\n" +
 	"algorithms\x18\x05 \x03(\tR\n" +
-	"algorithms\"A\n" +
+	"algorithms\x12\x12\n" +
+	"\x04keks\x18\x06 \x03(\tR\x04keks\"A\n" +
 	"\x0fGenerateRequest\x12.\n" +
 	"\x03ref\x18\x01 \x01(\v2\x1c.keystore.provider.v1.KeyRefR\x03ref\"I\n" +
 	"\x10GenerateResponse\x12\x1d\n" +

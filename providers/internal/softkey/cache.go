@@ -114,6 +114,25 @@ func (c *cache) destroy(h provider.Handle, sum *[sha256.Size]byte) {
 	c.dead[*sum] = struct{}{}
 }
 
+// purge forgets every cached key whose handle drop reports true for
+// (tombstones stay).
+func (c *cache) purge(drop func(h string) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for h := range c.keys {
+		if drop(h) {
+			delete(c.keys, h)
+		}
+	}
+}
+
+// forget drops h's cached key, if any.
+func (c *cache) forget(h provider.Handle) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.keys, string(h))
+}
+
 // len returns the number of cached keys.
 func (c *cache) len() int {
 	c.mu.RLock()

@@ -23,6 +23,7 @@ import (
 	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 
 	"golang.org/x/crypto/chacha20poly1305"
@@ -55,10 +56,20 @@ type Config struct {
 	// inside its XChaCha20-Poly1305 instance; the caller still owns KEK
 	// and may wipe it after New returns.
 	KEK secret.Bytes
+	// NextKEK, when set, is the pending KEK of a KEK rotation (see
+	// AddKEK): new handles are wrapped under it, and handles under
+	// either KEK unwrap. Owned by the caller like KEK.
+	NextKEK secret.Bytes
 	// Source supplies key material and nonces.
 	Source Source
 	// Hedged selects randomized ML-DSA signing.
 	Hedged bool
+	// AnnounceKEK makes Info report the KEK's fingerprint (KEKFingerprint)
+	// in Info.KEKs, so that the core records it in the MANIFEST and
+	// refuses a state made under another KEK. Info.KEKs given in Info is
+	// ignored. The secure provider sets it; the testseed provider, whose
+	// KEK follows from its seed, does not.
+	AnnounceKEK bool
 	// CacheSize bounds the cache of unwrapped keys; 0 means
 	// DefaultCacheSize.
 	CacheSize int
@@ -78,13 +89,13 @@ const (
 // Engine implements provider.Provider over a KEK and a Source. It is safe
 // for concurrent use.
 type Engine struct {
-	info   provider.Info
-	reg    *alg.Registry
-	src    Source
-	hedged bool
-	kek    kekCipher // XChaCha20-Poly1305 keyed with the KEK
-	kekID  [KEKIDSize]byte
-	cache  *cache
+	info     provider.Info
+	announce bool // Info reports the KEKs' fingerprints
+	reg      *alg.Registry
+	src      Source
+	hedged   bool
+	ring     *ring // the KEKs (kek.go)
+	cache    *cache
 }
 
 // New checks cfg and returns an engine.
@@ -113,25 +124,35 @@ func New(cfg Config) (*Engine, error) {
 	case size < 0 || size > MaxCacheSize:
 		return nil, provider.Errorf(provider.EINVAL, "cache size must be from 1 to %d (0 for the default)", MaxCacheSize)
 	}
-	aead, err := chacha20poly1305.NewX(cfg.KEK.Reveal())
-	if err != nil {
-		return nil, provider.Errorf(provider.EIO, "KEK setup failed: %w", err)
-	}
-	id, err := KEKID(cfg.KEK)
+	cur, err := newSlot(cfg.KEK)
 	if err != nil {
 		return nil, err
 	}
+	keys := &kekSet{slots: []*kekSlot{cur}}
+	if !cfg.NextKEK.IsZero() {
+		next, err := newSlot(cfg.NextKEK)
+		if err != nil {
+			return nil, err
+		}
+		if next.id == cur.id {
+			return nil, provider.Errorf(provider.EINVAL, "the next KEK is the current KEK")
+		}
+		keys.slots = []*kekSlot{next, cur}
+	}
 	info := cfg.Info
 	info.Algorithms = append([]provider.Algorithm(nil), cfg.Info.Algorithms...)
-	return &Engine{
-		info:   info,
-		reg:    cfg.Registry,
-		src:    cfg.Source,
-		hedged: cfg.Hedged,
-		kek:    kekCipher{aead},
-		kekID:  id,
-		cache:  newCache(size),
-	}, nil
+	info.KEKs = nil
+	e := &Engine{
+		info:     info,
+		announce: cfg.AnnounceKEK,
+		reg:      cfg.Registry,
+		src:      cfg.Source,
+		hedged:   cfg.Hedged,
+		ring:     &ring{},
+		cache:    newCache(size),
+	}
+	e.ring.set(keys)
+	return e, nil
 }
 
 // KEKIDSize is the size of a KEK ID.
@@ -157,13 +178,21 @@ func KEKID(kek secret.Bytes) ([KEKIDSize]byte, error) {
 	return id, nil
 }
 
-// Info returns the provider description given to New.
+// KEKFingerprint returns the KEK ID as the provider.Info.KEKs entry that
+// names the KEK: 16 lowercase hex characters.
+func KEKFingerprint(id [KEKIDSize]byte) string { return hex.EncodeToString(id[:]) }
+
+// Info returns the provider description given to New, with the KEK's
+// fingerprint in KEKs when the engine announces it.
 func (e *Engine) Info(ctx context.Context) (provider.Info, error) {
 	if err := provider.CheckContext(ctx); err != nil {
 		return provider.Info{}, err
 	}
 	info := e.info
 	info.Algorithms = append([]provider.Algorithm(nil), e.info.Algorithms...)
+	if e.announce {
+		info.KEKs = e.ring.load().fingerprints()
+	}
 	return info, nil
 }
 
@@ -180,7 +209,7 @@ func (e Engine) String() string { return "softkey(" + e.info.Name + ")" }
 func (e Engine) GoString() string { return e.String() }
 
 // Format prints the same as String under every verb, so no field (the
-// keyed KEK cipher, cached keys) is ever printed.
+// keyed KEK ciphers, cached keys) is ever printed.
 func (e Engine) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(e.String())) }
 
 // kekCipher is the AEAD keyed with the KEK. It prints as "kek" only.

@@ -2,8 +2,8 @@ package softkey
 
 import (
 	"bytes"
-	"crypto/subtle"
 	"encoding/hex"
+	"strings"
 
 	"golang.org/x/crypto/chacha20poly1305"
 
@@ -33,20 +33,26 @@ func wrapAAD(ref provider.KeyRef) ([]byte, error) {
 	return ref.AppendBinary(b)
 }
 
-// wrap seals material into a handle bound to ref.
+// wrap seals material into a handle bound to ref, under the KEK new
+// handles are wrapped under.
 func (e *Engine) wrap(ref provider.KeyRef, material []byte) (provider.Handle, error) {
+	return e.wrapWith(e.ring.load().wrapper(), ref, material)
+}
+
+// wrapWith seals material into a handle bound to ref under kek.
+func (e *Engine) wrapWith(kek *kekSlot, ref provider.KeyRef, material []byte) (provider.Handle, error) {
 	aad, err := wrapAAD(ref)
 	if err != nil {
 		return nil, err
 	}
 	h := make([]byte, headerSize, headerSize+len(material)+chacha20poly1305.Overhead)
 	copy(h, HandleMagic)
-	copy(h[len(HandleMagic):], e.kekID[:])
+	copy(h[len(HandleMagic):], kek.id[:])
 	nonce := h[len(HandleMagic)+KEKIDSize : headerSize]
 	if err := e.src.WrapNonce(ref, nonce); err != nil {
 		return nil, provider.Errorf(provider.EIO, "wrap nonce for %s unavailable: %w", ref, err)
 	}
-	return e.kek.Seal(h, nonce, material, aad), nil
+	return kek.aead.Seal(h, nonce, material, aad), nil
 }
 
 // unwrap authenticates h under ref and returns the private material. The
@@ -55,16 +61,18 @@ func (e *Engine) unwrap(ref provider.KeyRef, spec *alg.Spec, h provider.Handle) 
 	if len(h) != HandleOverhead+spec.SecretSize || !bytes.HasPrefix(h, []byte(HandleMagic)) {
 		return nil, provider.Errorf(provider.EIO, "corrupt key handle for %s", ref)
 	}
+	keys := e.ring.load()
 	id := h[len(HandleMagic) : len(HandleMagic)+KEKIDSize]
-	if subtle.ConstantTimeCompare(id, e.kekID[:]) != 1 {
-		return nil, provider.Errorf(provider.EIO, "key handle for %s was wrapped under KEK %s, this provider holds KEK %s: wrong KEK", ref, hex.EncodeToString(id), hex.EncodeToString(e.kekID[:]))
+	kek := keys.find(id)
+	if kek == nil {
+		return nil, provider.Errorf(provider.EIO, "key handle for %s was wrapped under KEK %s, this provider holds KEK %s: wrong KEK", ref, hex.EncodeToString(id), strings.Join(keys.fingerprints(), ", "))
 	}
 	aad, err := wrapAAD(ref)
 	if err != nil {
 		return nil, err
 	}
 	nonce := h[len(HandleMagic)+KEKIDSize : headerSize]
-	material, err := e.kek.Open(make([]byte, 0, spec.SecretSize), nonce, h[headerSize:], aad)
+	material, err := kek.aead.Open(make([]byte, 0, spec.SecretSize), nonce, h[headerSize:], aad)
 	if err != nil {
 		return nil, provider.Errorf(provider.EIO, "key handle for %s failed authentication (corrupted, or moved from another key/version)", ref)
 	}

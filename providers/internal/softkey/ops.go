@@ -105,6 +105,12 @@ func (e *Engine) key(ref provider.KeyRef, h provider.Handle) (*entry, error) {
 	if !e.cache.put(h, &sum, ent) {
 		return nil, destroyedError(ref)
 	}
+	// A rotation may have dropped h's KEK while it was being unwrapped,
+	// after its purge of the cache: then h must not stay cached.
+	if id := h[len(HandleMagic) : len(HandleMagic)+KEKIDSize]; e.ring.load().find(id) == nil {
+		e.cache.forget(h)
+		return nil, provider.Errorf(provider.EIO, "key handle for %s was wrapped under a KEK this provider no longer holds: wrong KEK", ref)
+	}
 	return ent, nil
 }
 

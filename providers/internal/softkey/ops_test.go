@@ -259,7 +259,7 @@ func TestRedaction(t *testing.T) {
 	}
 	secrets = append(secrets, testKEK(1).Reveal())
 	var printed []string
-	for _, v := range []any{e, *e, e.cache, e.src, e.kek, struct{ E Engine }{*e}} {
+	for _, v := range []any{e, *e, e.cache, e.src, e.ring, e.ring.load(), e.ring.load().wrapper(), *e.ring.load().wrapper(), struct{ E Engine }{*e}} {
 		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x"} {
 			printed = append(printed, fmt.Sprintf(verb, v))
 		}

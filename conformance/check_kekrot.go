@@ -1,0 +1,152 @@
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// checkKEKRotation (a fresh provider that implements provider.KEKRotator):
+// keys made before, during (after Begin) and after a rotation all sign
+// or open afterwards, their handles rewrapped; a handle from before still
+// works after Begin; Begin twice is the same pending KEK; Info.KEKs is
+// [next, current] during the rotation and [next] after it; after Commit a
+// handle that was not rewrapped fails with EIO; Commit again does nothing.
+func (s *provSuite) checkKEKRotation(ctx context.Context) error {
+	rot, ok := s.raw.(provider.KEKRotator)
+	if !ok {
+		return skipf("provider does not implement provider.KEKRotator: it cannot rotate a KEK")
+	}
+	var f provFails
+	algs := s.algs
+	if len(algs) == 0 {
+		return skipf("provider announces no algorithm the registry knows")
+	}
+	type key struct {
+		ref provider.KeyRef
+		g   provider.Generated
+	}
+	var before, during, after []key
+	for _, a := range algs {
+		ref, g, err := s.generate(ctx, "kekrot", "before", a)
+		if err != nil {
+			return err
+		}
+		before = append(before, key{ref, g})
+	}
+	old := s.info.KEKs
+	next, err := rot.BeginKEKRotation(ctx)
+	if err != nil {
+		return fmt.Errorf("BeginKEKRotation: %w", err)
+	}
+	if err := provider.CheckKEKFingerprint(next); err != nil {
+		f.addf("BeginKEKRotation returned %q, not a KEK fingerprint: %v", next, err)
+	}
+	if again, err := rot.BeginKEKRotation(ctx); err != nil || again != next {
+		f.addf("BeginKEKRotation again = %q, %v; want the pending %q (resumed)", again, err, next)
+	}
+	if info, err := s.raw.Info(ctx); err != nil || len(old) > 0 && !slices.Equal(info.KEKs, append([]string{next}, old...)) {
+		f.addf("Info().KEKs during a rotation = %q (%v); want [%s] then %q", info.KEKs, err, next, old)
+	}
+	for _, k := range before {
+		f.add(s.useKey(ctx, "after Begin, a handle from before", k.ref, k.g))
+	}
+	for _, a := range algs {
+		ref, g, err := s.generate(ctx, "kekrot", "during", a)
+		if err != nil {
+			return err
+		}
+		during = append(during, key{ref, g})
+	}
+	rewrapped := make([]key, 0, len(before)+len(during))
+	for i, k := range append(slices.Clone(before), during...) {
+		h, err := rot.RewrapHandle(ctx, k.ref, k.g.Handle)
+		if err != nil {
+			f.addf("RewrapHandle(%s): %v", k.ref, err)
+			continue
+		}
+		switch isBefore := i < len(before); {
+		case isBefore && bytes.Equal(h, k.g.Handle):
+			f.addf("RewrapHandle(%s) of a handle from before the rotation returned it unchanged", k.ref)
+		case !isBefore && !bytes.Equal(h, k.g.Handle):
+			f.addf("RewrapHandle(%s) of a handle made after Begin changed it; want it unchanged", k.ref)
+		}
+		if again, err := rot.RewrapHandle(ctx, k.ref, h); err != nil || !bytes.Equal(again, h) {
+			f.addf("RewrapHandle(%s) of a rewrapped handle: changed or %v; want it unchanged", k.ref, err)
+		}
+		rewrapped = append(rewrapped, key{k.ref, provider.Generated{PublicKey: k.g.PublicKey, Handle: h}})
+	}
+	if len(before) > 1 {
+		_, err := rot.RewrapHandle(ctx, before[1].ref, before[0].g.Handle)
+		if err == nil {
+			f.addf("RewrapHandle(%s) of another key's handle succeeded; want an error", before[1].ref)
+		}
+	}
+	if err := rot.CommitKEKRotation(ctx); err != nil {
+		return errors.Join(f.err(), fmt.Errorf("CommitKEKRotation: %w", err))
+	}
+	if info, err := s.raw.Info(ctx); err != nil || len(old) > 0 && !slices.Equal(info.KEKs, []string{next}) {
+		f.addf("Info().KEKs after the commit = %q (%v); want [%s]", info.KEKs, err, next)
+	}
+	if err := rot.CommitKEKRotation(ctx); err != nil {
+		f.addf("CommitKEKRotation without a pending rotation: %v; want nil", err)
+	}
+	for _, a := range algs {
+		ref, g, err := s.generate(ctx, "kekrot", "after", a)
+		if err != nil {
+			return err
+		}
+		after = append(after, key{ref, g})
+	}
+	for _, k := range append(rewrapped, after...) {
+		f.add(s.useKey(ctx, "after the commit", k.ref, k.g))
+	}
+	for _, k := range before {
+		if err := s.useKey(ctx, "", k.ref, k.g); !errors.Is(err, provider.ErrIO) {
+			f.addf("after the commit, the handle of %s from before the rotation, not rewrapped: %v; want an error wrapping EIO", k.ref, err)
+		}
+	}
+	return f.err()
+}
+
+// useKey signs with (and verifies) or seals and opens with a key.
+func (s *provSuite) useKey(ctx context.Context, when string, ref provider.KeyRef, g provider.Generated) error {
+	wrap := func(err error) error {
+		if err == nil || when == "" {
+			return err
+		}
+		return fmt.Errorf("%s: %s: %w", when, ref, err)
+	}
+	switch ref.Use {
+	case provider.UseSign:
+		sig, err := s.raw.Sign(ctx, ref, g.Handle, []byte("kek rotation"))
+		if err != nil {
+			return wrap(err)
+		}
+		sp, err := s.spec(ref.Algorithm)
+		if err != nil {
+			return err
+		}
+		if !sp.Verify(g.PublicKey, []byte("kek rotation"), sig) {
+			return wrap(errors.New("signature does not verify"))
+		}
+		return nil
+	default:
+		ct, err := s.raw.Seal(ctx, ref, g.Handle, []byte("kek rotation"), nil)
+		if err != nil {
+			return wrap(err)
+		}
+		pt, err := s.raw.Open(ctx, ref, g.Handle, ct, nil)
+		if err != nil {
+			return wrap(err)
+		}
+		if string(pt) != "kek rotation" {
+			return wrap(errors.New("opened a different plaintext"))
+		}
+		return nil
+	}
+}

@@ -1,0 +1,67 @@
+package sshagent
+
+import (
+	"crypto/ed25519"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+
+	"github.com/nexus-os/keystored/client"
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// sshAlgorithm is the ssh form of a keystored signing algorithm: its
+// public key type and how a daemon signature becomes an ssh signature.
+type sshAlgorithm struct {
+	// KeyType is the ssh public key type ("ssh-ed25519").
+	KeyType string
+	// PublicKey turns the daemon's raw public key into an ssh public key.
+	PublicKey func(raw []byte) (ssh.PublicKey, error)
+	// Format returns the signature format for the agent's sign flags, or
+	// an error for flags the key type cannot honour. Only RSA keys use
+	// flags (PROTOCOL.agent 4.5.1: rsa-sha2-256 and rsa-sha2-512); the
+	// other key types ignore them, as OpenSSH's agent does.
+	Format func(flags agent.SignatureFlags) (string, error)
+	// Blob turns the daemon's signature into the ssh signature blob.
+	Blob func(sig []byte) ([]byte, error)
+}
+
+// algorithms maps keystored algorithms to their ssh forms (a static
+// table: KeyTypes reads it). Algorithms
+// without an entry are not offered by the agent: Ed448 (RFC 8709 names
+// ssh-ed448, but OpenSSH does not implement it) and ML-DSA (no ssh key
+// type in OpenSSH).
+//
+// Keys that keystored does not have yet slot in as entries: ECDSA P-256
+// and P-384 as "ecdsa-sha2-nistp256" / "ecdsa-sha2-nistp384" with a Blob
+// that re-encodes the daemon's signature as the two mpints r and s (RFC
+// 5656 3.1.2); RSA as "ssh-rsa" whose Format maps
+// agent.SignatureFlagRsaSha256 / SignatureFlagRsaSha512 to "rsa-sha2-256"
+// / "rsa-sha2-512" (RFC 8332; flags 0, SHA-1 "ssh-rsa", refused), with the
+// daemon asked for the matching hash.
+var algorithms = map[client.Algorithm]sshAlgorithm{
+	client.Ed25519: {
+		KeyType: ssh.KeyAlgoED25519,
+		PublicKey: func(raw []byte) (ssh.PublicKey, error) {
+			if len(raw) != ed25519.PublicKeySize {
+				return nil, provider.Errorf(provider.EIO, "ed25519 public key of %d bytes, want %d", len(raw), ed25519.PublicKeySize)
+			}
+			return ssh.NewPublicKey(ed25519.PublicKey(raw))
+		},
+		Format: func(agent.SignatureFlags) (string, error) { return ssh.KeyAlgoED25519, nil },
+		// RFC 8709 section 6: the blob is the 64-byte RFC 8032 signature.
+		Blob: func(sig []byte) ([]byte, error) {
+			if len(sig) != ed25519.SignatureSize {
+				return nil, provider.Errorf(provider.EIO, "ed25519 signature of %d bytes, want %d", len(sig), ed25519.SignatureSize)
+			}
+			return sig, nil
+		},
+	},
+}
+
+// KeyType returns the ssh public key type of a keystored algorithm, and
+// false if the agent does not offer keys of that algorithm.
+func KeyType(alg client.Algorithm) (string, bool) {
+	a, ok := algorithms[alg]
+	return a.KeyType, ok
+}
