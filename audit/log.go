@@ -71,6 +71,37 @@ type Log struct {
 	wrap     func(file) file
 	fault    func(step string) error // tests only; nil in use
 	clock    Clock
+
+	// Counters for Stats, and the fsync observer (WithSyncObserver).
+	statRecords, statBytes, statSyncs atomic.Uint64
+	onSync                            func(time.Duration)
+}
+
+// Stats are what a Log has written since it was opened: the daemon
+// exports them as metrics.
+type Stats struct {
+	Records uint64 // records written (a record is written once its batch's write(2) returned)
+	Bytes   uint64 // bytes of those records, newlines included
+	Syncs   uint64 // fsyncs of the log file that succeeded
+}
+
+// Stats returns the Log's counters. It is safe to call at any time.
+func (l *Log) Stats() Stats {
+	return Stats{Records: l.statRecords.Load(), Bytes: l.statBytes.Load(), Syncs: l.statSyncs.Load()}
+}
+
+// fsync fsyncs the current file, counting it and telling the observer
+// how long it took.
+func (l *Log) fsync() error {
+	start := time.Now()
+	err := l.f.Sync()
+	if err == nil {
+		l.statSyncs.Add(1)
+		if l.onSync != nil {
+			l.onSync(time.Since(start))
+		}
+	}
+	return err
 }
 
 // prunePlan is a removal of the oldest sealed segments: their
@@ -197,6 +228,7 @@ func Open(path string, opts ...Option) (*Log, error) {
 		dir:      dir,
 		base:     base,
 		segSize:  cfg.segmentSize(),
+		onSync:   cfg.onSync,
 		maxSegs:  cfg.maxSegments,
 		size:     size,
 		segFirst: w.first,
@@ -319,6 +351,8 @@ func (l *Log) flush() {
 		if l.segFirst == 0 {
 			l.segFirst = first
 		}
+		l.statRecords.Add(b.last.Seq - first + 1)
+		l.statBytes.Add(uint64(len(buf)))
 	}
 
 	l.mu.Lock()
@@ -379,7 +413,7 @@ func (l *Log) write(buf []byte) error {
 		return provider.Errorf(provider.EIO, "audit log %s: write: %w", l.path, err)
 	}
 	if l.interval == 0 {
-		if err := l.f.Sync(); err != nil {
+		if err := l.fsync(); err != nil {
 			return provider.Errorf(provider.EIO, "audit log %s: fsync: %w", l.path, err)
 		}
 	}
@@ -446,7 +480,7 @@ func (l *Log) syncFile() error {
 	if l.fileClosed {
 		return nil
 	}
-	if err := l.f.Sync(); err != nil {
+	if err := l.fsync(); err != nil {
 		return provider.Errorf(provider.EIO, "audit log %s: fsync: %w", l.path, err)
 	}
 	return nil

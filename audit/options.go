@@ -64,6 +64,7 @@ type config struct {
 	maxSegments int                     // 0: keep every segment
 	wrap        func(file) file         // tests: wraps the opened file
 	fault       func(step string) error // tests: fails a rotation at a step
+	onSync      func(time.Duration)     // WithSyncObserver
 }
 
 // check refuses (EINVAL) a segment size or count out of bounds.
@@ -101,6 +102,14 @@ func WithSegmentSize(n int64) Option {
 // MinMaxSegments (2) to MaxMaxSegments.
 func WithMaxSegments(n int) Option {
 	return func(c *config) { c.maxSegments = n }
+}
+
+// WithSyncObserver has f called with the duration of every successful
+// fsync of the log file (the daemon feeds a latency histogram with it).
+// f runs on the goroutine that fsyncs, with no lock of the Log held; it
+// must be quick and safe for concurrent use.
+func WithSyncObserver(f func(time.Duration)) Option {
+	return func(c *config) { c.onSync = f }
 }
 
 // WithSync sets when the log fsyncs (default SyncInterval(100ms)).

@@ -232,6 +232,69 @@ type Client struct {
 	failures    int
 	lastFailure time.Time
 	coolUntil   time.Time
+
+	// For Status, readable without the gate.
+	restarts, failedStarts atomic.Uint64
+	coolUntilNs            atomic.Int64
+}
+
+// State is the supervision state of a plugin (Client.Status). The zero
+// value is invalid.
+type State uint8
+
+// The states of a plugin.
+const (
+	_ State = iota
+	// StateRunning: a plugin process is up and takes calls.
+	StateRunning
+	// StateDown: no usable process (it exited or lost its connection);
+	// the next call starts one, after the backoff.
+	StateDown
+	// StateCoolingDown: MaxRestarts consecutive failures; calls fail with
+	// EUNAVAILABLE without a start until the cool-down ends.
+	StateCoolingDown
+	// StateClosed: Close was called.
+	StateClosed
+)
+
+var stateNames = [...]string{StateRunning: "running", StateDown: "down", StateCoolingDown: "cooling-down", StateClosed: "closed"}
+
+// States lists the valid states, in order.
+func States() []State { return []State{StateRunning, StateDown, StateCoolingDown, StateClosed} }
+
+// String returns "running", "down", "cooling-down" or "closed".
+func (s State) String() string {
+	if s >= StateRunning && s <= StateClosed {
+		return stateNames[s]
+	}
+	return "invalid-state(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Status is what the daemon exports about its plugin as metrics.
+type Status struct {
+	State State
+	// Restarts counts the starts after the first that succeeded;
+	// FailedStarts the starts that failed (the plugin did not come up,
+	// or came up describing itself differently).
+	Restarts, FailedStarts uint64
+}
+
+// Status returns the plugin's state and restart counts. It never waits
+// for a start in progress.
+func (c *Client) Status() Status {
+	st := Status{Restarts: c.restarts.Load(), FailedStarts: c.failedStarts.Load()}
+	in := c.cur.Load()
+	switch {
+	case c.closed.Load():
+		st.State = StateClosed
+	case in != nil && in.usable():
+		st.State = StateRunning
+	case time.Now().UnixNano() < c.coolUntilNs.Load():
+		st.State = StateCoolingDown
+	default:
+		st.State = StateDown
+	}
+	return st
 }
 
 var _ provider.Provider = (*Client)(nil)
@@ -577,6 +640,7 @@ func (c *Client) restart(ctx context.Context) (*instance, error) {
 	}
 	if err != nil {
 		c.failures++
+		c.failedStarts.Add(1)
 		c.fail(time.Now())
 		c.logf(slog.LevelError, "plugin restart failed", "failures", c.failures, "error", err.Error())
 		return nil, provider.WithOp("restart", c.label, err)
@@ -587,6 +651,7 @@ func (c *Client) restart(ctx context.Context) (*instance, error) {
 	}
 	c.last.Store(&info)
 	c.cur.Store(in)
+	c.restarts.Add(1)
 	c.logf(slog.LevelInfo, "plugin restarted", "pid", in.run.processID())
 	return in, nil
 }
@@ -597,6 +662,7 @@ func (c *Client) fail(now time.Time) {
 	c.lastFailure = now
 	if c.failures >= c.cfg.MaxRestarts {
 		c.coolUntil = now.Add(c.cfg.CoolDown)
+		c.coolUntilNs.Store(c.coolUntil.UnixNano())
 	}
 }
 

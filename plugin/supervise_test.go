@@ -402,3 +402,44 @@ func TestCancelledRestartIsNotAFailure(t *testing.T) {
 		t.Fatalf("sign after cancelled restarts: %v", err)
 	}
 }
+
+// TestStatus: Status follows the plugin: running, down once it dies,
+// running again after a restart (counted), cooling down after
+// MaxRestarts failed starts, closed after Close.
+func TestStatus(t *testing.T) {
+	t.Parallel()
+	c := misbehavePlugin(t, "serve", Config{MaxRestarts: 2, RestartBackoff: time.Millisecond, CoolDown: time.Hour})
+	ref := signRef(t, "misbehave")
+	want := func(state State, restarts uint64) {
+		t.Helper()
+		if s := c.Status(); s.State != state || s.Restarts != restarts {
+			t.Errorf("Status = %v (%d restarts), want %v (%d)", s.State, s.Restarts, state, restarts)
+		}
+	}
+	want(StateRunning, 0)
+	killPlugin(t, c)
+	want(StateDown, 0)
+	if _, err := c.Sign(t.Context(), ref, provider.Handle("h"), []byte("fine")); err != nil {
+		t.Fatal(err)
+	}
+	want(StateRunning, 1)
+	for range 2 {
+		_, err := c.Sign(t.Context(), ref, provider.Handle("h"), []byte("crash"))
+		checkCode(t, err, provider.EUNAVAILABLE)
+	}
+	if _, err := c.Sign(t.Context(), ref, provider.Handle("h"), []byte("fine")); err == nil {
+		t.Fatal("a call succeeded during the cool-down")
+	}
+	if s := c.Status(); s.State != StateCoolingDown {
+		t.Errorf("Status after repeated crashes = %v, want %v", s.State, StateCoolingDown)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s := c.Status(); s.State != StateClosed {
+		t.Errorf("Status after Close = %v, want %v", s.State, StateClosed)
+	}
+	if got := State(0).String(); got != "invalid-state(0)" {
+		t.Errorf("State(0) = %q", got)
+	}
+}

@@ -59,6 +59,11 @@ var receiveLimits = map[string]int64{
 	"keys.unseal-batch": MaxBatchBytes + framing,
 	"store.put":         MaxValueSize + framing,
 	"anchors.verify":    provider.MaxSignMessage + provider.MaxSignature + framing,
+	// Probes (probe.go): a service name, a symbol or file name.
+	"health.check":    probeRequest,
+	"health.watch":    probeRequest,
+	"health.list":     probeRequest,
+	"reflection.info": probeRequest,
 	// The Admin methods' requests are empty.
 	"admin.kek-status": framing,
 	"admin.kek-rotate": framing,
@@ -215,7 +220,7 @@ func (s *Server) admit(ctx context.Context, info *tap.Info) (context.Context, er
 		return nil, s.refuse(ctx, c, refusedRate, true, provider.Errorf(provider.EUNAVAILABLE,
 			"uid %d is over its rate limit of %g requests/s; retry later", uint64(c.caller.UID), lim))
 	}
-	if c.caller.Denied {
+	if c.caller.Denied && !c.probe {
 		return nil, s.refuse(ctx, c, refusedDenied, false, provider.Errorf(provider.EPERM,
 			"uid %d is not mapped to an app", uint64(c.caller.UID)))
 	}
@@ -253,7 +258,7 @@ func (s *Server) refuse(ctx context.Context, c *call, reason string, coalesced b
 	if reason != "" {
 		s.metrics.refusedRequests.WithLabelValues(reason).Inc()
 	}
-	if coalesced {
+	if coalesced && !c.probe {
 		c.done = true
 		s.adm.coalesce(c, code, reason)
 		s.metrics.observe(c.op, resultName(code), time.Since(c.start))

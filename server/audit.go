@@ -55,6 +55,9 @@ type call struct {
 	commits int
 	// done is set once the request's final record is written.
 	done bool
+	// probe marks a health or reflection call: counted, never audited
+	// (probe.go).
+	probe bool
 }
 
 type callKey struct{}
@@ -71,7 +74,7 @@ func callFrom(ctx context.Context) *call {
 
 // newCall starts the state of one request of op by caller.
 func (s *Server) newCall(op string, caller Caller) *call {
-	return &call{s: s, op: op, start: time.Now(), caller: caller}
+	return &call{s: s, op: op, start: time.Now(), caller: caller, probe: isProbe(op)}
 }
 
 // setKey records the key (or store or anchor name) of a request that
@@ -155,6 +158,10 @@ func (c *call) finish(ctx context.Context, code provider.Code) bool {
 		return true
 	}
 	c.done = true
+	if c.probe {
+		c.s.metrics.probes.WithLabelValues(c.op, resultName(code)).Inc()
+		return true
+	}
 	var err error
 	switch a := c.ahead; {
 	case a == nil:

@@ -16,6 +16,8 @@ type metrics struct {
 	// refusedRequests counts requests refused before their body was read,
 	// by reason.
 	refusedRequests *prometheus.CounterVec
+	// probes counts health and reflection calls, which are not audited.
+	probes *prometheus.CounterVec
 }
 
 // Metric names.
@@ -30,6 +32,9 @@ const (
 	MetricRequestsRefused = "keystored_requests_refused_total"
 	// MetricInFlight is the memory reserved by requests being received.
 	MetricInFlight = "keystored_inflight_bytes"
+	// MetricProbes counts health and reflection calls (not audited), by
+	// operation and result.
+	MetricProbes = "keystored_probe_requests_total"
 )
 
 func newMetrics(openConns func() int, inFlight func() int64) (*metrics, error) {
@@ -54,6 +59,10 @@ func newMetrics(openConns func() int, inFlight func() int64) (*metrics, error) {
 		Name: MetricRequestsRefused,
 		Help: "Requests refused before their body was read, by reason (rate, denied, size, budget, overrun).",
 	}, []string{"reason"})
+	m.probes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: MetricProbes,
+		Help: "Health and reflection calls (not audited), by operation and result.",
+	}, []string{"op", "result"})
 	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: MetricInFlight,
 		Help: "Bytes of memory reserved by requests being received.",
@@ -62,7 +71,7 @@ func newMetrics(openConns func() int, inFlight func() int64) (*metrics, error) {
 		Name: MetricConnections,
 		Help: "Client connections open now.",
 	}, func() float64 { return float64(openConns()) })
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.refused, m.refusedRequests, inflight, conns} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.refused, m.refusedRequests, m.probes, inflight, conns} {
 		if err := m.reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -45,5 +45,8 @@ func OpName(fullMethod string) string {
 	if op, ok := opNames[fullMethod]; ok {
 		return op
 	}
+	if op, ok := probeOps[fullMethod]; ok {
+		return op
+	}
 	return opUnknown
 }

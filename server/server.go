@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
 	"google.golang.org/grpc/keepalive"
 
 	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
@@ -151,6 +152,9 @@ type Server struct {
 	store    *valueStore
 	inflight *budget
 	adm      *admission
+	health   *health.Server
+	stopping context.Context // cancelled by Shutdown (probe.go)
+	stop     context.CancelFunc
 	insecure bool
 }
 
@@ -164,8 +168,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, provider.Errorf(provider.EIO, "gRPC's proto codec is not registered")
 	}
 	s := &Server{st: cfg.Storage, clock: cfg.Clock, audit: cfg.Audit,
-		log: cfg.Logger, limits: cfg.Limits}
+		log: cfg.Logger, limits: cfg.Limits, health: newHealth()}
 	s.live.Store(newLiveConfig(cfg.Identity, cfg.Anchors))
+	s.stopping, s.stop = context.WithCancel(context.Background())
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -187,6 +192,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.insecure = ks.Insecure()
 	s.creds = newPeerCreds(ConnLimits{Total: s.limits.MaxConnections, PerUID: s.limits.MaxConnectionsPerUID})
 	if s.metrics, err = newMetrics(s.creds.open, s.inflight.inUse); err != nil {
+		return nil, provider.Errorf(provider.EIO, "registering metrics: %w", err)
+	}
+	if err := s.metrics.reg.Register(&censusCollector{s: s}); err != nil {
 		return nil, provider.Errorf(provider.EIO, "registering metrics: %w", err)
 	}
 	s.store = &valueStore{st: cfg.Storage, quota: ks.Quota}
@@ -216,8 +224,9 @@ func (s *Server) Keystore() *core.Keystore { return s.ks }
 func (s *Server) Insecure() bool { return s.insecure }
 
 // Registry returns the server's own Prometheus registry (never the global
-// default one): keystored_requests_total, keystored_request_duration_seconds
-// and keystored_connections_open.
+// default one): requests, durations, connections, refusals, memory in
+// flight, probes (metrics.go) and the census of keys and quota use
+// (census.go). The daemon adds its own collectors to it.
 func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
 
 // StreamWorkers is the number of long-lived goroutines that serve
@@ -261,13 +270,15 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 	}
 }
 
-// Register registers the four services on g, a grpc.Server made with
-// ServerOptions (or a registrar in front of one).
+// Register registers the four services, gRPC health and server
+// reflection (probe.go) on g, a grpc.Server made with ServerOptions (or a
+// registrar in front of one).
 func (s *Server) Register(g grpc.ServiceRegistrar) {
 	g.RegisterService(s.wrapService(&keystorev1.Keys_ServiceDesc), &keysService{s: s})
 	g.RegisterService(s.wrapService(&keystorev1.Store_ServiceDesc), &storeService{s: s})
 	g.RegisterService(s.wrapService(&keystorev1.TrustAnchors_ServiceDesc), &anchorsService{s: s})
 	g.RegisterService(s.wrapService(&keystorev1.Admin_ServiceDesc), &adminService{s: s})
+	s.registerProbes(g)
 }
 
 // Listener wraps l (a Unix socket listener) so that every accepted

@@ -29,6 +29,12 @@
 // once, or, on any error, left as they were; every reload is logged and
 // audited ("daemon.reload"). Other settings need a restart.
 //
+// Under systemd (dist/systemd: Type=notify) it reports READY=1 once its
+// socket listens, RELOADING=1/READY=1 around a reload and STOPPING=1;
+// started by socket activation (LISTEN_FDS, keystored.socket) it serves
+// on the socket it inherits and leaves that socket to the service
+// manager.
+//
 // SIGTERM or SIGINT stops it gracefully: no new connections, in-flight
 // calls finish (bounded), the audit log is flushed and closed, the state
 // lock released, exit status 0. docs/operations.md is the operator's guide.
@@ -40,6 +46,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -65,6 +72,7 @@ import (
 	"github.com/nexus-os/keystored/core/storage"
 	"github.com/nexus-os/keystored/internal/buildinfo"
 	"github.com/nexus-os/keystored/internal/coredump"
+	"github.com/nexus-os/keystored/plugin"
 	"github.com/nexus-os/keystored/server"
 )
 
@@ -81,8 +89,13 @@ func main() {
 	// the daemon with no graceful stop (and systemd's Restart=on-failure
 	// would not restart it).
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	processLogs = true
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv, sig))
 }
+
+// processLogs makes run install its logger as the process's (logs.go):
+// main sets it; tests that call run leave the globals alone.
+var processLogs = false
 
 // exitError is a failure with a hint for the operator.
 type exitError struct {
@@ -97,13 +110,36 @@ func withHint(err error, hint string) error { return &exitError{err: err, hint: 
 
 // run is the daemon; it returns the exit status: 0 after a clean stop, 1
 // on a failure, 2 on a usage error.
+//
+// With --log-format json (found in args before they are parsed, so that
+// a usage error is reported in JSON too) every line on stderr is JSON:
+// the flag package's messages are held back, a usage error or a failure
+// is one Error record with "err" and "hint", and -h prints the usage on
+// stdout.
 func run(args []string, stdout, stderr io.Writer, getenv func(string) string, sig <-chan os.Signal) int {
-	o, err := parseFlags(args, stderr, getenv)
+	jsonLogs := logFormatOf(args) == "json"
+	flagOut := stderr
+	var held bytes.Buffer
+	if jsonLogs {
+		flagOut = &held
+	}
+	o, err := parseFlags(args, flagOut, getenv)
 	if errors.Is(err, flag.ErrHelp) {
+		if jsonLogs {
+			// Asked for, and not a log line: the usage goes to stdout.
+			if _, werr := stdout.Write(held.Bytes()); werr != nil {
+				return 1
+			}
+		}
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "keystored: error: %v\nhint: keystored -h lists the flags\n", err)
+		const hint = "keystored -h lists the flags"
+		if jsonLogs {
+			slog.New(slog.NewJSONHandler(stderr, nil)).Error("usage error", "err", err.Error(), "hint", hint)
+			return 2
+		}
+		fmt.Fprintf(stderr, "keystored: error: %v\nhint: %s\n", err, hint)
 		return 2
 	}
 	if o.version {
@@ -111,11 +147,26 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string, si
 		return 0
 	}
 	logger := newLogger(o, stderr)
+	if processLogs {
+		installProcessLogs(logger)
+	}
 	if err := daemon(o, stdout, stderr, logger, sig); err != nil {
-		fmt.Fprintf(stderr, "keystored: error: %v\n", err)
+		var hint string
 		var ee *exitError
-		if errors.As(err, &ee) && ee.hint != "" {
-			fmt.Fprintf(stderr, "hint: %s\n", ee.hint)
+		if errors.As(err, &ee) {
+			hint = ee.hint
+		}
+		if o.logFormat == "json" {
+			args := []any{"err", err.Error()}
+			if hint != "" {
+				args = append(args, "hint", hint)
+			}
+			logger.Error("keystored failed", args...)
+			return 1
+		}
+		fmt.Fprintf(stderr, "keystored: error: %v\n", err)
+		if hint != "" {
+			fmt.Fprintf(stderr, "hint: %s\n", hint)
 		}
 		return 1
 	}
@@ -166,14 +217,12 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	// Before any secret is read: the KEK and key material must never reach
 	// a core file or a same-uid debugger.
 	if o.insecureCoreDumps {
-		fmt.Fprintln(stderr, coreDumpWarning)
-		logger.Warn(coreDumpWarning)
+		warnLine(o, stderr, logger, coreDumpWarning)
 	} else if err := coredump.Disable(); err != nil {
 		return withHint(err, "keystored turns core dumps off at start; --insecure-allow-core-dumps skips this, for debugging only")
 	}
 	if o.insecureSeed != "" {
-		fmt.Fprintln(stderr, insecureWarning)
-		logger.Warn(insecureWarning)
+		warnLine(o, stderr, logger, insecureWarning)
 	}
 	cfg := defaultSettings()
 	if o.config != "" {
@@ -195,8 +244,9 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	}
 	cl.add("state directory", dir.Close)
 
+	auditSyncs := newAuditSyncHistogram()
 	alog, err := audit.Open(filepath.Join(o.state, auditFile), audit.WithSync(cfg.auditSync), audit.WithClock(clock.System{}),
-		audit.WithSegmentSize(cfg.auditSegment), audit.WithMaxSegments(cfg.auditMaxSegs))
+		audit.WithSegmentSize(cfg.auditSegment), audit.WithMaxSegments(cfg.auditMaxSegs), audit.WithSyncObserver(observeSeconds(auditSyncs)))
 	if err != nil {
 		return withHint(fmt.Errorf("audit log: %w", err), "keystorectl audit verify --state "+o.state+" shows the first bad record")
 	}
@@ -244,6 +294,12 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	if err := srv.Registry().Register(collectors.NewGoCollector()); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
+	pc, _ := prov.p.(*plugin.Client) // nil unless the provider is a plugin
+	for _, c := range daemonCollectors(alog, auditSyncs, pc) {
+		if err := srv.Registry().Register(c); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
 	if err := srv.Registry().Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
@@ -255,7 +311,8 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(srv.Registry(), promhttp.HandlerOpts{}))
-		metricsSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		metricsSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
+			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 		go func() {
 			if err := metricsSrv.Serve(ml); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				logger.Error("metrics server stopped", "err", err)
@@ -269,19 +326,21 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 		fmt.Fprintf(stdout, "keystored: metrics on http://%s/metrics\n", ml.Addr())
 	}
 
-	l, err := listenSocket(o.socket, cfg.socketGID, logger)
+	l, socket, err := openListener(o, cfg, logger)
 	if err != nil {
 		return err
 	}
 	gs := srv.NewGRPCServer()
 
-	logger.Info("keystored started", "version", version, "socket", o.socket, "state", o.state,
+	logger.Info("keystored started", "version", version, "socket", socket, "state", o.state,
 		"provider", prov.summary, "insecure", srv.Insecure(), "anchors", anchors.Len())
-	fmt.Fprintf(stdout, "keystored: listening on %s (provider %s, state %s)\n", o.socket, prov.summary, o.state)
-	fmt.Fprintf(stdout, "keystored: try: keystorectl --socket %s create app/demo --alg ed25519\n", o.socket)
+	fmt.Fprintf(stdout, "keystored: listening on %s (provider %s, state %s)\n", socket, prov.summary, o.state)
+	fmt.Fprintf(stdout, "keystored: try: keystorectl --socket %s create app/demo --alg ed25519\n", socket)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(gs, l) }()
+	sd := notifier{log: logger}
+	sd.ready()
 
 	rl := &reloader{o: o, srv: srv, alog: alog, logger: logger, running: cfg, metricsFlag: metricsFlag}
 wait:
@@ -289,12 +348,17 @@ wait:
 		select {
 		case s := <-sig:
 			if s == syscall.SIGHUP {
+				sd.reloading()
 				rl.reload(ctx)
+				sd.ready()
 				continue
 			}
 			logger.Info("shutting down", "signal", s.String())
+			sd.stopping()
+			srv.Shutdown()
 			break wait
 		case err := <-serveErr:
+			sd.stopping()
 			gs.Stop()
 			return fmt.Errorf("serving %s: %w", o.socket, err)
 		}
@@ -309,6 +373,30 @@ wait:
 	}
 	logger.Info("keystored stopped")
 	return nil
+}
+
+// openListener returns the socket to serve on and its name for messages:
+// the one the service manager passed (socket activation), which the
+// daemon uses as it is, or else --socket, which listenSocket prepares and
+// binds.
+func openListener(o *options, cfg settings, logger *slog.Logger) (*net.UnixListener, string, error) {
+	l, err := activatedListener()
+	if err != nil {
+		return nil, "", err
+	}
+	if l == nil {
+		l, err := listenSocket(o.socket, cfg.socketGID, logger)
+		return l, o.socket, err
+	}
+	name := l.Addr().String()
+	logger.Info("serving on the socket the service manager passed; its mode, group and path are the service manager's", "socket", name)
+	if name != o.socket {
+		logger.Warn("the inherited socket is not --socket; serving on the inherited one", "socket", name, "flag", o.socket)
+	}
+	if cfg.socketGID >= 0 {
+		logger.Info("socket_group does not apply to an inherited socket (set SocketGroup= in keystored.socket)")
+	}
+	return l, name, nil
 }
 
 // stateRefused is the error of a state that the provider may not open.
@@ -341,8 +429,7 @@ func checkInsecureAck(ctx context.Context, o *options, prov *selectedProvider, s
 		return withHint(fmt.Errorf("provider %s (%q) announces itself insecure; refusing to start: %s", prov.summary, info.Name,
 			insecureAckMissing("it")), "an insecure provider is for tests only; never give it real keys")
 	}
-	fmt.Fprintln(stderr, insecurePluginWarning)
-	logger.Warn(insecurePluginWarning, "provider", info.Name)
+	warnLine(o, stderr, logger, insecurePluginWarning, "provider", info.Name)
 	return nil
 }
 

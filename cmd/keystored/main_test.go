@@ -29,6 +29,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(clientEnv) != "" {
 		os.Exit(clientMain(os.Stdout))
 	}
+	if os.Getenv(activateEnv) != "" {
+		os.Exit(activateMain())
+	}
 	os.Exit(daemontest.Main(m))
 }
 

@@ -570,7 +570,7 @@ var classes = []class{
 			call: probe.Call{Method: mSign, Request: bomb, Compressor: gzip.Name}})
 	}},
 	{name: "unknown-method", build: func(e *env) {
-		for _, m := range []string{"/keystore.v1.Keys/Nope", "/keystore.v1.Nope/Get", "/keystore.v2.Keys/Sign", "/grpc.health.v1.Health/Check", "/keystore.v1.Keys/sign"} {
+		for _, m := range []string{"/keystore.v1.Keys/Nope", "/keystore.v1.Nope/Get", "/keystore.v2.Keys/Sign", "/grpc.health.v1.Health/Nope", "/keystore.v1.Keys/sign"} {
 			e.raw("unknown method", m, nil, fails(provider.ENOTSUP))
 		}
 	}},
