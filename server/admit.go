@@ -240,7 +240,7 @@ func (s *Server) admit(ctx context.Context, info *tap.Info) (context.Context, er
 			declared = limit
 		}
 		need := reserveFor(declared)
-		if !s.inflight.reserve(c.caller.UID, need) {
+		if !s.inflight.reserveWithin(c.caller.UID, need, releaseWait) {
 			return nil, s.refuse(ctx, c, refusedBudget, true, provider.Errorf(provider.EUNAVAILABLE,
 				"uid %d has its limit of requests in flight; retry later", uint64(c.caller.UID)))
 		}

@@ -104,25 +104,62 @@ const InitialWindowSize = 64 << 10
 type budget struct {
 	total, perUID int64
 
-	mu    sync.Mutex
-	used  int64
-	byUID map[uint32]int64
+	mu       sync.Mutex
+	used     int64
+	byUID    map[uint32]int64
+	released chan struct{} // closed (and replaced) by every release
 }
 
 func newBudget(total, perUID int64) *budget {
-	return &budget{total: total, perUID: perUID, byUID: make(map[uint32]int64)}
+	return &budget{total: total, perUID: perUID, byUID: make(map[uint32]int64), released: make(chan struct{})}
 }
 
 // reserve takes n bytes for uid, or reports false without taking any.
 func (b *budget) reserve(uid uint32, n int64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.reserveLocked(uid, n)
+}
+
+func (b *budget) reserveLocked(uid uint32, n int64) bool {
 	if b.used+n > b.total || b.byUID[uid]+n > b.perUID {
 		return false
 	}
 	b.used += n
 	b.byUID[uid] += n
 	return true
+}
+
+// releaseWait is how long a request that does not fit waits for
+// reservations being released before it is refused. A reservation ends
+// when the daemon has written the end of its stream, a moment after the
+// client can read it: a client that sends its next large request at once
+// (sequentially, within its budget) would otherwise be refused by a
+// release that is still on its way.
+const releaseWait = 100 * time.Millisecond
+
+// reserveWithin is reserve, waiting up to wait for releases when n does
+// not fit now (never when it cannot fit at all).
+func (b *budget) reserveWithin(uid uint32, n int64, wait time.Duration) bool {
+	if n > b.total || n > b.perUID {
+		return false
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		b.mu.Lock()
+		if b.reserveLocked(uid, n) {
+			b.mu.Unlock()
+			return true
+		}
+		released := b.released
+		b.mu.Unlock()
+		select {
+		case <-released:
+		case <-timer.C:
+			return b.reserve(uid, n)
+		}
+	}
 }
 
 func (b *budget) release(uid uint32, n int64) {
@@ -132,6 +169,8 @@ func (b *budget) release(uid uint32, n int64) {
 	if b.byUID[uid] -= n; b.byUID[uid] <= 0 {
 		delete(b.byUID, uid)
 	}
+	close(b.released)
+	b.released = make(chan struct{})
 }
 
 // inUse returns the bytes reserved now, in all.

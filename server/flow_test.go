@@ -168,3 +168,30 @@ func headerValue(f *http2.MetaHeadersFrame, name string) string {
 	}
 	return ""
 }
+
+// reserveWithin: a request that does not fit waits for a release (a
+// sequential client's previous reservation still on its way back) and
+// then fits; one that cannot fit at all, or still does not fit when the
+// wait is over, is refused.
+func TestReserveWithinWaitsForRelease(t *testing.T) {
+	b := newBudget(100, 60)
+	if !b.reserve(1, 50) {
+		t.Fatal("the first reservation did not fit")
+	}
+	if b.reserveWithin(1, 61, time.Hour) {
+		t.Fatal("a reservation over the per-uid budget was taken")
+	}
+	if b.reserveWithin(1, 20, 0) {
+		t.Fatal("a reservation that does not fit was taken without a release")
+	}
+	done := make(chan bool)
+	go func() { done <- b.reserveWithin(1, 20, time.Hour) }()
+	b.release(2, 0) // another uid's release: still no room for uid 1
+	b.release(1, 50)
+	if !<-done {
+		t.Fatal("the waiting reservation was refused after the release")
+	}
+	if got := b.inUse(); got != 20 {
+		t.Fatalf("in use %d, want 20", got)
+	}
+}

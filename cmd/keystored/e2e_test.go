@@ -269,7 +269,7 @@ func TestInsecureSeed(t *testing.T) {
 		t.Errorf("the refused daemon made its state directory: %v", err)
 	}
 	d := daemontest.Start(t, daemontest.Options{Dir: dir, State: state, Args: seed})
-	if !strings.Contains(d.Stderr(), insecureWarning) {
+	if !d.WaitStderr(insecureWarning) {
 		t.Errorf("stderr lacks the warning %q:\n%s", insecureWarning, d.Stderr())
 	}
 	if !strings.Contains(d.Stdout(), "INSECURE") {
@@ -439,7 +439,7 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
-	if !strings.Contains(d.Stderr(), `"msg":"keystored started"`) {
+	if !d.WaitStderr(`"msg":"keystored started"`) {
 		t.Errorf("--log-format json: logs are not JSON:\n%s", d.Stderr())
 	}
 	d.Stop()
@@ -767,9 +767,6 @@ func TestInsecurePluginNeedsAck(t *testing.T) {
 		t.Errorf("the refused daemon initialised the keystore: %v", err)
 	}
 	d := daemontest.Start(t, daemontest.Options{Dir: dir, State: state, Args: append(args, "--i-understand-this-is-insecure")})
-	if !strings.Contains(d.Stderr(), insecurePluginWarning) {
-		t.Errorf("stderr lacks %q:\n%s", insecurePluginWarning, d.Stderr())
-	}
 	keys, _, _ := clients(t, d)
 	cr, err := keys.Create(t.Context(), &keystorev1.CreateKeyRequest{Key: "sig/k", Algorithm: "ed25519"})
 	mustOK(t, "Create through the insecure plugin", err)
@@ -777,6 +774,11 @@ func TestInsecurePluginNeedsAck(t *testing.T) {
 		t.Error("a key of the insecure plugin is not marked insecure")
 	}
 	d.Stop()
+	// Checked once the daemon has exited: its stderr is copied by its own
+	// goroutine and may lag behind the stdout line that said it is ready.
+	if !strings.Contains(d.Stderr(), insecurePluginWarning) {
+		t.Errorf("stderr lacks %q:\n%s", insecurePluginWarning, d.Stderr())
+	}
 }
 
 // TestNoCoreDumps: the daemon and its plugin turn core dumps off
@@ -828,7 +830,7 @@ func TestNoCoreDumps(t *testing.T) {
 		if soft, hard := coreLimit(t, plug); soft != "0" || hard != "0" {
 			t.Errorf("allow=%v: the plugin's core limit is %s/%s, want 0/0", allow, soft, hard)
 		}
-		if allow != strings.Contains(d.Stderr(), coreDumpWarning) {
+		if allow && !d.WaitStderr(coreDumpWarning) || !allow && strings.Contains(d.Stderr(), coreDumpWarning) {
 			t.Errorf("allow=%v: the warning %q in stderr: %v", allow, coreDumpWarning, !allow)
 		}
 		d.Stop()

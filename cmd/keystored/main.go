@@ -72,7 +72,6 @@ import (
 	"github.com/nexus-os/keystored/core/storage"
 	"github.com/nexus-os/keystored/internal/buildinfo"
 	"github.com/nexus-os/keystored/internal/coredump"
-	"github.com/nexus-os/keystored/plugin"
 	"github.com/nexus-os/keystored/server"
 )
 
@@ -294,8 +293,7 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	if err := srv.Registry().Register(collectors.NewGoCollector()); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	pc, _ := prov.p.(*plugin.Client) // nil unless the provider is a plugin
-	for _, c := range daemonCollectors(alog, auditSyncs, pc) {
+	for _, c := range daemonCollectors(alog, auditSyncs, prov.plugin) {
 		if err := srv.Registry().Register(c); err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}

@@ -66,8 +66,9 @@ const (
 type selectedProvider struct {
 	p       provider.Provider
 	kind    providerKind
-	closer  io.Closer // nil when there is nothing to close
-	summary string    // for the start line, e.g. "software"
+	closer  io.Closer      // nil when there is nothing to close
+	plugin  *plugin.Client // the plugin's client (its status for metrics); nil unless kindPlugin
+	summary string         // for the start line, e.g. "software"
 }
 
 // openProvider makes the provider the options select: the software
@@ -192,7 +193,7 @@ func openPlugin(ctx context.Context, o *options, state core.StateInfo, logger *s
 	}
 	// Provider: the client with the optional interfaces the plugin
 	// announces (a KEK rotation).
-	return &selectedProvider{p: c.Provider(), kind: kindPlugin, closer: c, summary: "plugin " + filepath.Base(path)}, nil
+	return &selectedProvider{p: c.Provider(), kind: kindPlugin, closer: c, plugin: c, summary: "plugin " + filepath.Base(path)}, nil
 }
 
 // closerOf returns p as an io.Closer when it has a Close method.

@@ -397,6 +397,25 @@ func (d *Daemon) Stdout() string { return d.stdout.String() }
 // Stderr returns what the daemon printed on stderr (its logs) so far.
 func (d *Daemon) Stderr() string { return d.stderr.String() }
 
+// WaitStderr waits (up to 10 s, or until the daemon exits) for its stderr
+// to contain substr and reports whether it does. The daemon's stderr is
+// copied by a goroutine of its own, so a line written before the ready
+// line on stdout may not be in Stderr yet when Start returns.
+func (d *Daemon) WaitStderr(substr string) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(d.Stderr(), substr) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-d.done:
+			return strings.Contains(d.Stderr(), substr)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return true
+}
+
 // Logs returns stdout and stderr so far.
 func (d *Daemon) Logs() string {
 	return "--- stdout\n" + d.stdout.String() + "--- stderr\n" + d.stderr.String()
