@@ -165,6 +165,42 @@ type KeyPage struct {
 	Unreadable    []UnreadableKey
 }
 
+// SweepOptions bound one Sweep call.
+type SweepOptions struct {
+	// PageToken: empty to start at the first key, else
+	// SweepResult.NextPageToken.
+	PageToken string
+	// Limit is the most keys the call examines: 0 means the daemon's
+	// default (1000); at most 1000.
+	Limit int
+}
+
+// SweepResult is what one Sweep call did.
+type SweepResult struct {
+	// Examined counts the keys looked at, in any state.
+	Examined int
+	// Rotated and Failed are in key ID order.
+	Rotated []RotatedKey
+	Failed  []SweepFailure
+	// NextPageToken resumes the sweep; empty when it reached the last key.
+	NextPageToken string
+}
+
+// RotatedKey is a key a sweep rotated.
+type RotatedKey struct {
+	// Key is the full key ID.
+	Key string
+	// Version is the new primary version.
+	Version uint32
+}
+
+// SweepFailure is a key a sweep could not rotate (ErrQuota at its
+// versions quota, ...) or read (ErrIO). Err has the daemon's code.
+type SweepFailure struct {
+	Key string
+	Err error
+}
+
 // PublicKey is the public key of one version of a signing key.
 type PublicKey struct {
 	// Key is the full key ID.

@@ -160,7 +160,11 @@ func (c *call) finish(ctx context.Context, code provider.Code) bool {
 		_, err = c.s.appendRecord(ctx, c.recordLocked(code, ""))
 	case code == 0 && c.commits == 1 && c.items == a.Items && c.failed == a.Failed:
 	default:
-		_, err = c.s.appendRecord(ctx, c.recordLocked(code, "outcome of seq "+strconv.FormatUint(a.Seq, 10)))
+		detail := "outcome of seq " + strconv.FormatUint(a.Seq, 10)
+		if c.note != "" {
+			detail += "; " + c.note // a sweep's counts
+		}
+		_, err = c.s.appendRecord(ctx, c.recordLocked(code, detail))
 	}
 	ok := err == nil
 	if !ok {

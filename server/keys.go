@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 
 	"google.golang.org/protobuf/proto"
 
@@ -273,4 +274,36 @@ func listResponse(page core.ListPage) *keystorev1.ListKeysResponse {
 		out.Unreadable = append(out.Unreadable, &keystorev1.UnreadableKey{Id: u.ID.String(), Error: errorDetail(u.Err)})
 	}
 	return out
+}
+
+// Sweep runs one bounded sweep (core.Keystore.Sweep) for an operator. The
+// request's audit record carries the counts: items are the keys examined,
+// failed the keys that failed to rotate or could not be read, and the
+// detail says how many were rotated.
+func (k *keysService) Sweep(ctx context.Context, req *keystorev1.SweepKeysRequest) (*keystorev1.SweepKeysResponse, error) {
+	c := callerOf(ctx)
+	if c == nil {
+		return nil, errNoCaller
+	}
+	res, err := k.s.ks.Sweep(ctx, c.coreCaller(), core.SweepOptions{PageToken: req.GetPageToken(), Limit: int(req.GetLimit())})
+	if call := callFrom(ctx); call != nil {
+		call.setBatch(res.Examined, len(res.Failed))
+		call.setNote(sweepNote(res))
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := &keystorev1.SweepKeysResponse{Examined: int32(res.Examined), NextPageToken: res.NextPageToken}
+	for _, r := range res.Rotated {
+		out.Rotated = append(out.Rotated, &keystorev1.RotatedKey{Key: r.ID.String(), Version: uint32(r.Version)})
+	}
+	for _, f := range res.Failed {
+		out.Failed = append(out.Failed, &keystorev1.SweepFailure{Key: f.ID.String(), Error: errorDetail(f.Err)})
+	}
+	return out, nil
+}
+
+// sweepNote is the audit detail of a sweep.
+func sweepNote(res core.SweepResult) string {
+	return fmt.Sprintf("swept: examined %d, rotated %d, failed %d", res.Examined, len(res.Rotated), len(res.Failed))
 }

@@ -36,6 +36,7 @@ const (
 	mSignBatch     = keystorev1.Keys_SignBatch_FullMethodName
 	mSealBatch     = keystorev1.Keys_SealBatch_FullMethodName
 	mUnsealBatch   = keystorev1.Keys_UnsealBatch_FullMethodName
+	mSweep         = keystorev1.Keys_Sweep_FullMethodName
 	mPut           = keystorev1.Store_Put_FullMethodName
 	mGetValue      = keystorev1.Store_Get_FullMethodName
 	mDelete        = keystorev1.Store_Delete_FullMethodName
@@ -47,7 +48,7 @@ const (
 // allMethods is every RPC of keystore.v1.
 var allMethods = []string{
 	mCreate, mGet, mList, mRotate, mRevoke, mRevokeVersion, mDestroy, mSetPolicy, mPublicKey, mSign, mVerify,
-	mSeal, mUnseal, mRewrap, mSignBatch, mSealBatch, mUnsealBatch,
+	mSeal, mUnseal, mRewrap, mSignBatch, mSealBatch, mUnsealBatch, mSweep,
 	mPut, mGetValue, mDelete, mListValues, mListAnchors, mVerifyAnchor,
 }
 
@@ -510,7 +511,9 @@ var classes = []class{
 		for _, n := range []int32{-1, 1001, math.MinInt32, math.MaxInt32} {
 			e.add("page size", mList, &keystorev1.ListKeysRequest{PageSize: n}, fails(provider.EINVAL))
 			e.add("page size", mListValues, &keystorev1.ListValuesRequest{PageSize: n}, fails(provider.EINVAL))
+			e.add("sweep limit", mSweep, &keystorev1.SweepKeysRequest{Limit: n}, fails(provider.EINVAL))
 		}
+		e.add("sweep limit 1000", mSweep, &keystorev1.SweepKeysRequest{Limit: 1000}, ok())
 		e.add("page size 1000", mList, &keystorev1.ListKeysRequest{PageSize: 1000}, ok())
 		e.add("page size 1000", mListValues, &keystorev1.ListValuesRequest{PageSize: 1000}, ok())
 	}},
@@ -519,6 +522,7 @@ var classes = []class{
 			"uid-0/sig/" + seg65, strings.Repeat("t", 10<<10), "\x00"} {
 			e.add("token", mList, &keystorev1.ListKeysRequest{PageToken: tok}, fails(provider.EINVAL))
 			e.add("token", mListValues, &keystorev1.ListValuesRequest{PageToken: tok + "/"}, fails(provider.EINVAL))
+			e.add("token", mSweep, &keystorev1.SweepKeysRequest{PageToken: tok}, fails(provider.EINVAL))
 		}
 	}},
 	{name: "store-bounds", build: func(e *env) {

@@ -3050,6 +3050,241 @@ func (x *UnsealBatchResponse) GetResults() []*UnsealResult {
 	return nil
 }
 
+type SweepKeysRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// page_token: empty to start at the first key, else the previous
+	// response's next_page_token.
+	PageToken string `protobuf:"bytes,1,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// limit: the most keys this call examines; 0 means 1000, at most 1000.
+	Limit         int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SweepKeysRequest) Reset() {
+	*x = SweepKeysRequest{}
+	mi := &file_keystore_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SweepKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SweepKeysRequest) ProtoMessage() {}
+
+func (x *SweepKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SweepKeysRequest.ProtoReflect.Descriptor instead.
+func (*SweepKeysRequest) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *SweepKeysRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *SweepKeysRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// RotatedKey is a key a sweep rotated.
+type RotatedKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key is the full key ID.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// version is the new primary version.
+	Version       uint32 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotatedKey) Reset() {
+	*x = RotatedKey{}
+	mi := &file_keystore_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotatedKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotatedKey) ProtoMessage() {}
+
+func (x *RotatedKey) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotatedKey.ProtoReflect.Descriptor instead.
+func (*RotatedKey) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *RotatedKey) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *RotatedKey) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// SweepFailure is a key a sweep could not rotate (or read).
+type SweepFailure struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key is the full key ID.
+	Key           string       `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Error         *ErrorDetail `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SweepFailure) Reset() {
+	*x = SweepFailure{}
+	mi := &file_keystore_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SweepFailure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SweepFailure) ProtoMessage() {}
+
+func (x *SweepFailure) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SweepFailure.ProtoReflect.Descriptor instead.
+func (*SweepFailure) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *SweepFailure) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *SweepFailure) GetError() *ErrorDetail {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+type SweepKeysResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// examined counts the keys looked at, in any state.
+	Examined int32 `protobuf:"varint,1,opt,name=examined,proto3" json:"examined,omitempty"`
+	// rotated and failed are in key ID order.
+	Rotated []*RotatedKey   `protobuf:"bytes,2,rep,name=rotated,proto3" json:"rotated,omitempty"`
+	Failed  []*SweepFailure `protobuf:"bytes,3,rep,name=failed,proto3" json:"failed,omitempty"`
+	// next_page_token resumes the sweep; empty when it reached the last key.
+	NextPageToken string `protobuf:"bytes,4,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SweepKeysResponse) Reset() {
+	*x = SweepKeysResponse{}
+	mi := &file_keystore_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SweepKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SweepKeysResponse) ProtoMessage() {}
+
+func (x *SweepKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SweepKeysResponse.ProtoReflect.Descriptor instead.
+func (*SweepKeysResponse) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *SweepKeysResponse) GetExamined() int32 {
+	if x != nil {
+		return x.Examined
+	}
+	return 0
+}
+
+func (x *SweepKeysResponse) GetRotated() []*RotatedKey {
+	if x != nil {
+		return x.Rotated
+	}
+	return nil
+}
+
+func (x *SweepKeysResponse) GetFailed() []*SweepFailure {
+	if x != nil {
+		return x.Failed
+	}
+	return nil
+}
+
+func (x *SweepKeysResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_keystore_proto protoreflect.FileDescriptor
 
 const file_keystore_proto_rawDesc = "" +
@@ -3230,7 +3465,23 @@ const file_keystore_proto_rawDesc = "" +
 	"\bresponse\x18\x01 \x01(\v2\x1b.keystore.v1.UnsealResponseR\bresponse\x12.\n" +
 	"\x05error\x18\x02 \x01(\v2\x18.keystore.v1.ErrorDetailR\x05error\"J\n" +
 	"\x13UnsealBatchResponse\x123\n" +
-	"\aresults\x18\x01 \x03(\v2\x19.keystore.v1.UnsealResultR\aresults*k\n" +
+	"\aresults\x18\x01 \x03(\v2\x19.keystore.v1.UnsealResultR\aresults\"G\n" +
+	"\x10SweepKeysRequest\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x01 \x01(\tR\tpageToken\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\"8\n" +
+	"\n" +
+	"RotatedKey\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\rR\aversion\"P\n" +
+	"\fSweepFailure\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
+	"\x05error\x18\x02 \x01(\v2\x18.keystore.v1.ErrorDetailR\x05error\"\xbd\x01\n" +
+	"\x11SweepKeysResponse\x12\x1a\n" +
+	"\bexamined\x18\x01 \x01(\x05R\bexamined\x121\n" +
+	"\arotated\x18\x02 \x03(\v2\x17.keystore.v1.RotatedKeyR\arotated\x121\n" +
+	"\x06failed\x18\x03 \x03(\v2\x19.keystore.v1.SweepFailureR\x06failed\x12&\n" +
+	"\x0fnext_page_token\x18\x04 \x01(\tR\rnextPageToken*k\n" +
 	"\bKeyState\x12\x19\n" +
 	"\x15KEY_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10KEY_STATE_ACTIVE\x10\x01\x12\x15\n" +
@@ -3249,7 +3500,8 @@ const file_keystore_proto_rawDesc = "" +
 	"\x03Put\x12\x1c.keystore.v1.PutValueRequest\x1a\x1d.keystore.v1.PutValueResponse\x12B\n" +
 	"\x03Get\x12\x1c.keystore.v1.GetValueRequest\x1a\x1d.keystore.v1.GetValueResponse\x12K\n" +
 	"\x06Delete\x12\x1f.keystore.v1.DeleteValueRequest\x1a .keystore.v1.DeleteValueResponse\x12G\n" +
-	"\x04List\x12\x1e.keystore.v1.ListValuesRequest\x1a\x1f.keystore.v1.ListValuesResponse2\xdb\t\n" +
+	"\x04List\x12\x1e.keystore.v1.ListValuesRequest\x1a\x1f.keystore.v1.ListValuesResponse2\xa3\n" +
+	"\n" +
 	"\x04Keys\x12G\n" +
 	"\x06Create\x12\x1d.keystore.v1.CreateKeyRequest\x1a\x1e.keystore.v1.CreateKeyResponse\x12>\n" +
 	"\x03Get\x12\x1a.keystore.v1.GetKeyRequest\x1a\x1b.keystore.v1.GetKeyResponse\x12C\n" +
@@ -3267,7 +3519,8 @@ const file_keystore_proto_rawDesc = "" +
 	"\x06Rewrap\x12\x1a.keystore.v1.RewrapRequest\x1a\x1b.keystore.v1.RewrapResponse\x12J\n" +
 	"\tSignBatch\x12\x1d.keystore.v1.SignBatchRequest\x1a\x1e.keystore.v1.SignBatchResponse\x12J\n" +
 	"\tSealBatch\x12\x1d.keystore.v1.SealBatchRequest\x1a\x1e.keystore.v1.SealBatchResponse\x12P\n" +
-	"\vUnsealBatch\x12\x1f.keystore.v1.UnsealBatchRequest\x1a .keystore.v1.UnsealBatchResponseB:Z8github.com/nexus-os/keystored/api/keystore/v1;keystorev1b\x06proto3"
+	"\vUnsealBatch\x12\x1f.keystore.v1.UnsealBatchRequest\x1a .keystore.v1.UnsealBatchResponse\x12F\n" +
+	"\x05Sweep\x12\x1d.keystore.v1.SweepKeysRequest\x1a\x1e.keystore.v1.SweepKeysResponseB:Z8github.com/nexus-os/keystored/api/keystore/v1;keystorev1b\x06proto3"
 
 var (
 	file_keystore_proto_rawDescOnce sync.Once
@@ -3282,7 +3535,7 @@ func file_keystore_proto_rawDescGZIP() []byte {
 }
 
 var file_keystore_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_keystore_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_keystore_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_keystore_proto_goTypes = []any{
 	(KeyState)(0),                    // 0: keystore.v1.KeyState
 	(VersionState)(0),                // 1: keystore.v1.VersionState
@@ -3341,21 +3594,25 @@ var file_keystore_proto_goTypes = []any{
 	(*UnsealBatchRequest)(nil),       // 54: keystore.v1.UnsealBatchRequest
 	(*UnsealResult)(nil),             // 55: keystore.v1.UnsealResult
 	(*UnsealBatchResponse)(nil),      // 56: keystore.v1.UnsealBatchResponse
-	(*timestamppb.Timestamp)(nil),    // 57: google.protobuf.Timestamp
+	(*SweepKeysRequest)(nil),         // 57: keystore.v1.SweepKeysRequest
+	(*RotatedKey)(nil),               // 58: keystore.v1.RotatedKey
+	(*SweepFailure)(nil),             // 59: keystore.v1.SweepFailure
+	(*SweepKeysResponse)(nil),        // 60: keystore.v1.SweepKeysResponse
+	(*timestamppb.Timestamp)(nil),    // 61: google.protobuf.Timestamp
 }
 var file_keystore_proto_depIdxs = []int32{
 	2,  // 0: keystore.v1.ListAnchorsResponse.anchors:type_name -> keystore.v1.TrustAnchor
 	1,  // 1: keystore.v1.KeyVersion.state:type_name -> keystore.v1.VersionState
-	57, // 2: keystore.v1.KeyVersion.created:type_name -> google.protobuf.Timestamp
-	57, // 3: keystore.v1.KeyVersion.retired:type_name -> google.protobuf.Timestamp
-	57, // 4: keystore.v1.KeyVersion.revoked:type_name -> google.protobuf.Timestamp
-	57, // 5: keystore.v1.KeyVersion.destroyed:type_name -> google.protobuf.Timestamp
+	61, // 2: keystore.v1.KeyVersion.created:type_name -> google.protobuf.Timestamp
+	61, // 3: keystore.v1.KeyVersion.retired:type_name -> google.protobuf.Timestamp
+	61, // 4: keystore.v1.KeyVersion.revoked:type_name -> google.protobuf.Timestamp
+	61, // 5: keystore.v1.KeyVersion.destroyed:type_name -> google.protobuf.Timestamp
 	0,  // 6: keystore.v1.KeyMetadata.state:type_name -> keystore.v1.KeyState
 	16, // 7: keystore.v1.KeyMetadata.versions:type_name -> keystore.v1.KeyVersion
 	15, // 8: keystore.v1.KeyMetadata.policy:type_name -> keystore.v1.KeyPolicy
-	57, // 9: keystore.v1.KeyMetadata.created:type_name -> google.protobuf.Timestamp
-	57, // 10: keystore.v1.KeyMetadata.revoked:type_name -> google.protobuf.Timestamp
-	57, // 11: keystore.v1.KeyMetadata.destroyed:type_name -> google.protobuf.Timestamp
+	61, // 9: keystore.v1.KeyMetadata.created:type_name -> google.protobuf.Timestamp
+	61, // 10: keystore.v1.KeyMetadata.revoked:type_name -> google.protobuf.Timestamp
+	61, // 11: keystore.v1.KeyMetadata.destroyed:type_name -> google.protobuf.Timestamp
 	15, // 12: keystore.v1.CreateKeyRequest.policy:type_name -> keystore.v1.KeyPolicy
 	17, // 13: keystore.v1.CreateKeyResponse.key:type_name -> keystore.v1.KeyMetadata
 	17, // 14: keystore.v1.GetKeyResponse.key:type_name -> keystore.v1.KeyMetadata
@@ -3380,57 +3637,62 @@ var file_keystore_proto_depIdxs = []int32{
 	44, // 33: keystore.v1.UnsealResult.response:type_name -> keystore.v1.UnsealResponse
 	47, // 34: keystore.v1.UnsealResult.error:type_name -> keystore.v1.ErrorDetail
 	55, // 35: keystore.v1.UnsealBatchResponse.results:type_name -> keystore.v1.UnsealResult
-	3,  // 36: keystore.v1.TrustAnchors.ListAnchors:input_type -> keystore.v1.ListAnchorsRequest
-	5,  // 37: keystore.v1.TrustAnchors.Verify:input_type -> keystore.v1.VerifyAnchorRequest
-	7,  // 38: keystore.v1.Store.Put:input_type -> keystore.v1.PutValueRequest
-	9,  // 39: keystore.v1.Store.Get:input_type -> keystore.v1.GetValueRequest
-	11, // 40: keystore.v1.Store.Delete:input_type -> keystore.v1.DeleteValueRequest
-	13, // 41: keystore.v1.Store.List:input_type -> keystore.v1.ListValuesRequest
-	18, // 42: keystore.v1.Keys.Create:input_type -> keystore.v1.CreateKeyRequest
-	20, // 43: keystore.v1.Keys.Get:input_type -> keystore.v1.GetKeyRequest
-	22, // 44: keystore.v1.Keys.List:input_type -> keystore.v1.ListKeysRequest
-	25, // 45: keystore.v1.Keys.Rotate:input_type -> keystore.v1.RotateKeyRequest
-	27, // 46: keystore.v1.Keys.Revoke:input_type -> keystore.v1.RevokeKeyRequest
-	29, // 47: keystore.v1.Keys.RevokeVersion:input_type -> keystore.v1.RevokeKeyVersionRequest
-	31, // 48: keystore.v1.Keys.Destroy:input_type -> keystore.v1.DestroyKeyRequest
-	33, // 49: keystore.v1.Keys.SetPolicy:input_type -> keystore.v1.SetKeyPolicyRequest
-	35, // 50: keystore.v1.Keys.PublicKey:input_type -> keystore.v1.PublicKeyRequest
-	37, // 51: keystore.v1.Keys.Sign:input_type -> keystore.v1.SignRequest
-	39, // 52: keystore.v1.Keys.Verify:input_type -> keystore.v1.VerifyRequest
-	41, // 53: keystore.v1.Keys.Seal:input_type -> keystore.v1.SealRequest
-	43, // 54: keystore.v1.Keys.Unseal:input_type -> keystore.v1.UnsealRequest
-	45, // 55: keystore.v1.Keys.Rewrap:input_type -> keystore.v1.RewrapRequest
-	48, // 56: keystore.v1.Keys.SignBatch:input_type -> keystore.v1.SignBatchRequest
-	51, // 57: keystore.v1.Keys.SealBatch:input_type -> keystore.v1.SealBatchRequest
-	54, // 58: keystore.v1.Keys.UnsealBatch:input_type -> keystore.v1.UnsealBatchRequest
-	4,  // 59: keystore.v1.TrustAnchors.ListAnchors:output_type -> keystore.v1.ListAnchorsResponse
-	6,  // 60: keystore.v1.TrustAnchors.Verify:output_type -> keystore.v1.VerifyAnchorResponse
-	8,  // 61: keystore.v1.Store.Put:output_type -> keystore.v1.PutValueResponse
-	10, // 62: keystore.v1.Store.Get:output_type -> keystore.v1.GetValueResponse
-	12, // 63: keystore.v1.Store.Delete:output_type -> keystore.v1.DeleteValueResponse
-	14, // 64: keystore.v1.Store.List:output_type -> keystore.v1.ListValuesResponse
-	19, // 65: keystore.v1.Keys.Create:output_type -> keystore.v1.CreateKeyResponse
-	21, // 66: keystore.v1.Keys.Get:output_type -> keystore.v1.GetKeyResponse
-	24, // 67: keystore.v1.Keys.List:output_type -> keystore.v1.ListKeysResponse
-	26, // 68: keystore.v1.Keys.Rotate:output_type -> keystore.v1.RotateKeyResponse
-	28, // 69: keystore.v1.Keys.Revoke:output_type -> keystore.v1.RevokeKeyResponse
-	30, // 70: keystore.v1.Keys.RevokeVersion:output_type -> keystore.v1.RevokeKeyVersionResponse
-	32, // 71: keystore.v1.Keys.Destroy:output_type -> keystore.v1.DestroyKeyResponse
-	34, // 72: keystore.v1.Keys.SetPolicy:output_type -> keystore.v1.SetKeyPolicyResponse
-	36, // 73: keystore.v1.Keys.PublicKey:output_type -> keystore.v1.PublicKeyResponse
-	38, // 74: keystore.v1.Keys.Sign:output_type -> keystore.v1.SignResponse
-	40, // 75: keystore.v1.Keys.Verify:output_type -> keystore.v1.VerifyResponse
-	42, // 76: keystore.v1.Keys.Seal:output_type -> keystore.v1.SealResponse
-	44, // 77: keystore.v1.Keys.Unseal:output_type -> keystore.v1.UnsealResponse
-	46, // 78: keystore.v1.Keys.Rewrap:output_type -> keystore.v1.RewrapResponse
-	50, // 79: keystore.v1.Keys.SignBatch:output_type -> keystore.v1.SignBatchResponse
-	53, // 80: keystore.v1.Keys.SealBatch:output_type -> keystore.v1.SealBatchResponse
-	56, // 81: keystore.v1.Keys.UnsealBatch:output_type -> keystore.v1.UnsealBatchResponse
-	59, // [59:82] is the sub-list for method output_type
-	36, // [36:59] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	47, // 36: keystore.v1.SweepFailure.error:type_name -> keystore.v1.ErrorDetail
+	58, // 37: keystore.v1.SweepKeysResponse.rotated:type_name -> keystore.v1.RotatedKey
+	59, // 38: keystore.v1.SweepKeysResponse.failed:type_name -> keystore.v1.SweepFailure
+	3,  // 39: keystore.v1.TrustAnchors.ListAnchors:input_type -> keystore.v1.ListAnchorsRequest
+	5,  // 40: keystore.v1.TrustAnchors.Verify:input_type -> keystore.v1.VerifyAnchorRequest
+	7,  // 41: keystore.v1.Store.Put:input_type -> keystore.v1.PutValueRequest
+	9,  // 42: keystore.v1.Store.Get:input_type -> keystore.v1.GetValueRequest
+	11, // 43: keystore.v1.Store.Delete:input_type -> keystore.v1.DeleteValueRequest
+	13, // 44: keystore.v1.Store.List:input_type -> keystore.v1.ListValuesRequest
+	18, // 45: keystore.v1.Keys.Create:input_type -> keystore.v1.CreateKeyRequest
+	20, // 46: keystore.v1.Keys.Get:input_type -> keystore.v1.GetKeyRequest
+	22, // 47: keystore.v1.Keys.List:input_type -> keystore.v1.ListKeysRequest
+	25, // 48: keystore.v1.Keys.Rotate:input_type -> keystore.v1.RotateKeyRequest
+	27, // 49: keystore.v1.Keys.Revoke:input_type -> keystore.v1.RevokeKeyRequest
+	29, // 50: keystore.v1.Keys.RevokeVersion:input_type -> keystore.v1.RevokeKeyVersionRequest
+	31, // 51: keystore.v1.Keys.Destroy:input_type -> keystore.v1.DestroyKeyRequest
+	33, // 52: keystore.v1.Keys.SetPolicy:input_type -> keystore.v1.SetKeyPolicyRequest
+	35, // 53: keystore.v1.Keys.PublicKey:input_type -> keystore.v1.PublicKeyRequest
+	37, // 54: keystore.v1.Keys.Sign:input_type -> keystore.v1.SignRequest
+	39, // 55: keystore.v1.Keys.Verify:input_type -> keystore.v1.VerifyRequest
+	41, // 56: keystore.v1.Keys.Seal:input_type -> keystore.v1.SealRequest
+	43, // 57: keystore.v1.Keys.Unseal:input_type -> keystore.v1.UnsealRequest
+	45, // 58: keystore.v1.Keys.Rewrap:input_type -> keystore.v1.RewrapRequest
+	48, // 59: keystore.v1.Keys.SignBatch:input_type -> keystore.v1.SignBatchRequest
+	51, // 60: keystore.v1.Keys.SealBatch:input_type -> keystore.v1.SealBatchRequest
+	54, // 61: keystore.v1.Keys.UnsealBatch:input_type -> keystore.v1.UnsealBatchRequest
+	57, // 62: keystore.v1.Keys.Sweep:input_type -> keystore.v1.SweepKeysRequest
+	4,  // 63: keystore.v1.TrustAnchors.ListAnchors:output_type -> keystore.v1.ListAnchorsResponse
+	6,  // 64: keystore.v1.TrustAnchors.Verify:output_type -> keystore.v1.VerifyAnchorResponse
+	8,  // 65: keystore.v1.Store.Put:output_type -> keystore.v1.PutValueResponse
+	10, // 66: keystore.v1.Store.Get:output_type -> keystore.v1.GetValueResponse
+	12, // 67: keystore.v1.Store.Delete:output_type -> keystore.v1.DeleteValueResponse
+	14, // 68: keystore.v1.Store.List:output_type -> keystore.v1.ListValuesResponse
+	19, // 69: keystore.v1.Keys.Create:output_type -> keystore.v1.CreateKeyResponse
+	21, // 70: keystore.v1.Keys.Get:output_type -> keystore.v1.GetKeyResponse
+	24, // 71: keystore.v1.Keys.List:output_type -> keystore.v1.ListKeysResponse
+	26, // 72: keystore.v1.Keys.Rotate:output_type -> keystore.v1.RotateKeyResponse
+	28, // 73: keystore.v1.Keys.Revoke:output_type -> keystore.v1.RevokeKeyResponse
+	30, // 74: keystore.v1.Keys.RevokeVersion:output_type -> keystore.v1.RevokeKeyVersionResponse
+	32, // 75: keystore.v1.Keys.Destroy:output_type -> keystore.v1.DestroyKeyResponse
+	34, // 76: keystore.v1.Keys.SetPolicy:output_type -> keystore.v1.SetKeyPolicyResponse
+	36, // 77: keystore.v1.Keys.PublicKey:output_type -> keystore.v1.PublicKeyResponse
+	38, // 78: keystore.v1.Keys.Sign:output_type -> keystore.v1.SignResponse
+	40, // 79: keystore.v1.Keys.Verify:output_type -> keystore.v1.VerifyResponse
+	42, // 80: keystore.v1.Keys.Seal:output_type -> keystore.v1.SealResponse
+	44, // 81: keystore.v1.Keys.Unseal:output_type -> keystore.v1.UnsealResponse
+	46, // 82: keystore.v1.Keys.Rewrap:output_type -> keystore.v1.RewrapResponse
+	50, // 83: keystore.v1.Keys.SignBatch:output_type -> keystore.v1.SignBatchResponse
+	53, // 84: keystore.v1.Keys.SealBatch:output_type -> keystore.v1.SealBatchResponse
+	56, // 85: keystore.v1.Keys.UnsealBatch:output_type -> keystore.v1.UnsealBatchResponse
+	60, // 86: keystore.v1.Keys.Sweep:output_type -> keystore.v1.SweepKeysResponse
+	63, // [63:87] is the sub-list for method output_type
+	39, // [39:63] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_keystore_proto_init() }
@@ -3444,7 +3706,7 @@ func file_keystore_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keystore_proto_rawDesc), len(file_keystore_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   55,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -84,6 +84,10 @@ var apiAllowlist = map[string]string{
 	"RewrapResponse.sealed":              "sealed blob",
 	"ErrorDetail.reason":                 "error code name",
 	"ErrorDetail.message":                "error message (names keys, never payloads)",
+	"SweepKeysRequest.page_token":        "opaque page token (a key ID)",
+	"RotatedKey.key":                     "key ID",
+	"SweepFailure.key":                   "key ID",
+	"SweepKeysResponse.next_page_token":  "opaque page token (a key ID)",
 }
 
 // apiForbiddenWords may not appear in any message, field or enum value

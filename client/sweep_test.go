@@ -1,0 +1,44 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nexus-os/keystored/client"
+	"github.com/nexus-os/keystored/client/clienttest"
+)
+
+// Sweep rotates the due keys, in bounded calls that resume from the page
+// token. An app may not sweep.
+func TestSweep(t *testing.T) {
+	ctx := context.Background()
+	c, srv := dial(t, clienttest.Options{App: "ops", Operator: true})
+	for _, key := range []string{"a/p/due", "a/p/manual", "b/p/due"} {
+		opts := client.CreateOptions{Algorithm: client.Ed25519}
+		if key != "a/p/manual" {
+			opts.Policy.RotationPeriod = time.Hour
+		}
+		if _, err := c.Create(ctx, key, opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.Advance(time.Hour)
+	res, err := c.Sweep(ctx, client.SweepOptions{Limit: 2})
+	if err != nil || res.Examined != 2 || len(res.Rotated) != 1 || res.Rotated[0] != (client.RotatedKey{Key: "a/p/due", Version: 2}) || res.NextPageToken == "" {
+		t.Fatalf("first Sweep = %+v, %v; want a/p/due rotated to v2 and a token", res, err)
+	}
+	res, err = c.Sweep(ctx, client.SweepOptions{Limit: 2, PageToken: res.NextPageToken})
+	if err != nil || res.Examined != 1 || len(res.Rotated) != 1 || res.Rotated[0].Key != "b/p/due" || res.NextPageToken != "" || len(res.Failed) != 0 {
+		t.Fatalf("second Sweep = %+v, %v; want b/p/due rotated and no token", res, err)
+	}
+	if _, err := c.Sweep(ctx, client.SweepOptions{Limit: 1001}); !errors.Is(err, client.ErrInvalid) {
+		t.Fatalf("Sweep with limit 1001 = %v, want ErrInvalid", err)
+	}
+
+	app, _ := dial(t, clienttest.Options{App: "a"})
+	if _, err := app.Sweep(ctx, client.SweepOptions{}); !errors.Is(err, client.ErrPermission) {
+		t.Fatalf("Sweep by an app = %v, want ErrPermission", err)
+	}
+}
