@@ -41,10 +41,36 @@ type fileConfig struct {
 	// file's directory).
 	AnchorsDir string `toml:"anchors_dir"`
 	// MetricsAddr is the metrics listen address (the flag wins).
-	MetricsAddr string       `toml:"metrics_addr"`
-	Audit       auditConfig  `toml:"audit"`
-	Limits      limitsConfig `toml:"limits"`
-	Quotas      quotasConfig `toml:"quotas"`
+	MetricsAddr string         `toml:"metrics_addr"`
+	Audit       auditConfig    `toml:"audit"`
+	Limits      limitsConfig   `toml:"limits"`
+	Quotas      quotasConfig   `toml:"quotas"`
+	Rotation    rotationConfig `toml:"rotation"`
+}
+
+// rotationConfig is the [rotation] table.
+type rotationConfig struct {
+	// SweepInterval is how often the daemon sweeps for keys due for
+	// rotation: a duration from 1m to 24h, or "0" for never (default 10m).
+	SweepInterval string `toml:"sweep_interval"`
+}
+
+// parse checks [rotation] sweep_interval.
+func (r rotationConfig) parse() (time.Duration, error) {
+	switch r.SweepInterval {
+	case "":
+		return server.DefaultSweepInterval, nil
+	case "0":
+		return 0, nil
+	}
+	d, err := time.ParseDuration(r.SweepInterval)
+	if err == nil {
+		err = server.CheckSweepInterval(d)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("rotation.sweep_interval: %q is neither \"0\" (off) nor a duration from %s to %s", r.SweepInterval, server.MinSweepInterval, server.MaxSweepInterval)
+	}
+	return d, nil
 }
 
 type auditConfig struct {
@@ -88,6 +114,7 @@ type settings struct {
 	limits          server.Limits
 	shutdownTimeout time.Duration
 	quotas          core.Quotas
+	sweepInterval   time.Duration // 0: no scheduled sweep
 }
 
 // defaultShutdownTimeout bounds the graceful stop.
@@ -96,7 +123,8 @@ const defaultShutdownTimeout = 10 * time.Second
 // defaultSettings are the settings without a config file: uid N is app
 // "uid-N", uid 0 is an operator, no socket group.
 func defaultSettings() settings {
-	return settings{identity: server.DefaultIdentity(), socketGID: -1, shutdownTimeout: defaultShutdownTimeout}
+	return settings{identity: server.DefaultIdentity(), socketGID: -1, shutdownTimeout: defaultShutdownTimeout,
+		sweepInterval: server.DefaultSweepInterval}
 }
 
 // loadConfig reads and validates the config file at path.
@@ -240,6 +268,9 @@ func (fc *fileConfig) settings(baseDir string) (settings, error) {
 		return settings{}, err
 	}
 	if s.quotas, err = fc.Quotas.parse(); err != nil {
+		return settings{}, err
+	}
+	if s.sweepInterval, err = fc.Rotation.parse(); err != nil {
 		return settings{}, err
 	}
 	return s, nil
