@@ -42,3 +42,24 @@ func TestSweep(t *testing.T) {
 		t.Fatalf("Sweep by an app = %v, want ErrPermission", err)
 	}
 }
+
+// KeyInfo carries the rotation due time and whether it has passed.
+func TestRotationDue(t *testing.T) {
+	ctx := context.Background()
+	c, srv := dial(t, clienttest.Options{App: "a"})
+	k, err := c.Create(ctx, "p/k", client.CreateOptions{Algorithm: client.Ed25519, Policy: client.Policy{RotationPeriod: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k.RotationDue.Equal(clienttest.Epoch.Add(time.Hour)) || k.RotationOverdue {
+		t.Fatalf("Create: due %v overdue %v, want %v and not overdue", k.RotationDue, k.RotationOverdue, clienttest.Epoch.Add(time.Hour))
+	}
+	srv.Advance(2 * time.Hour)
+	if k, err = c.Get(ctx, "p/k"); err != nil || !k.RotationOverdue {
+		t.Fatalf("Get past the due time: overdue %v, %v", k.RotationOverdue, err)
+	}
+	n, err := c.Create(ctx, "p/n", client.CreateOptions{Algorithm: client.Ed25519})
+	if err != nil || !n.RotationDue.IsZero() || n.RotationOverdue {
+		t.Fatalf("a key without a period: due %v overdue %v, %v", n.RotationDue, n.RotationOverdue, err)
+	}
+}

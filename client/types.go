@@ -118,6 +118,14 @@ type KeyInfo struct {
 	Created   time.Time
 	Revoked   time.Time
 	Destroyed time.Time
+	// RotationDue is when the key is due for automatic rotation (its
+	// primary version's creation plus the rotation period); zero for a
+	// key without a rotation period and for a revoked or destroyed key.
+	// RotationOverdue is true when that time had passed by the daemon's
+	// clock when it answered: the key rotates on its next sign or seal,
+	// or at the daemon's next sweep.
+	RotationDue     time.Time
+	RotationOverdue bool
 }
 
 // Version returns the metadata of version v, and false if the key has no
@@ -295,7 +303,9 @@ func keyInfo(m *keystorev1.KeyMetadata, insecureHeader bool) KeyInfo {
 		Revoked:        timeOf(m.GetRevoked()),
 		Destroyed:      timeOf(m.GetDestroyed()),
 		Policy:         policyOf(m.GetPolicy()),
+		RotationDue:    timeOf(m.GetRotationDue()),
 	}
+	k.RotationOverdue = m.GetRotationOverdue() && !k.RotationDue.IsZero()
 	if k.State > KeyDestroyed {
 		k.State = 0
 	}

@@ -83,9 +83,10 @@ var versionStates = map[core.VersionState]keystorev1.VersionState{
 	core.VersionDestroyed: keystorev1.VersionState_VERSION_STATE_DESTROYED,
 }
 
-// keyMetadata converts core metadata to the API's. It never holds private
-// material (core.Metadata has none).
-func keyMetadata(m *core.Metadata) *keystorev1.KeyMetadata {
+// keyMetadata converts core metadata to the API's, with the rotation due
+// time and whether it has passed at now. It never holds private material
+// (core.Metadata has none).
+func keyMetadata(m *core.Metadata, now time.Time) *keystorev1.KeyMetadata {
 	out := &keystorev1.KeyMetadata{
 		Id:             m.ID.String(),
 		Algorithm:      string(m.Algorithm),
@@ -102,6 +103,9 @@ func keyMetadata(m *core.Metadata) *keystorev1.KeyMetadata {
 		Revoked:   ts(m.Revoked),
 		Destroyed: ts(m.Destroyed),
 		Versions:  make([]*keystorev1.KeyVersion, 0, len(m.Versions)),
+	}
+	if due, ok := m.RotationDue(); ok {
+		out.RotationDue, out.RotationOverdue = ts(due), !now.Before(due)
 	}
 	for i := range m.Versions {
 		v := &m.Versions[i]

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -46,7 +47,7 @@ func (k *keysService) Create(ctx context.Context, req *keystorev1.CreateKeyReque
 	if err != nil {
 		return nil, err
 	}
-	return &keystorev1.CreateKeyResponse{Key: keyMetadata(&m)}, nil
+	return &keystorev1.CreateKeyResponse{Key: keyMetadata(&m, k.s.clock.Now())}, nil
 }
 
 func (k *keysService) Get(ctx context.Context, req *keystorev1.GetKeyRequest) (*keystorev1.GetKeyResponse, error) {
@@ -66,7 +67,7 @@ func (k *keysService) List(ctx context.Context, req *keystorev1.ListKeysRequest)
 	if err != nil {
 		return nil, err
 	}
-	return listResponse(page), nil
+	return listResponse(page, k.s.clock.Now()), nil
 }
 
 // keyOp runs one metadata-returning core operation on the key a request
@@ -80,7 +81,7 @@ func (k *keysService) keyOp(ctx context.Context, key string, op func(context.Con
 	if err != nil {
 		return nil, err
 	}
-	return keyMetadata(&m), nil
+	return keyMetadata(&m, k.s.clock.Now()), nil
 }
 
 func (k *keysService) Rotate(ctx context.Context, req *keystorev1.RotateKeyRequest) (*keystorev1.RotateKeyResponse, error) {
@@ -112,7 +113,7 @@ func (k *keysService) RevokeVersion(ctx context.Context, req *keystorev1.RevokeK
 	if err != nil {
 		return nil, err
 	}
-	return &keystorev1.RevokeKeyVersionResponse{Key: keyMetadata(&m)}, nil
+	return &keystorev1.RevokeKeyVersionResponse{Key: keyMetadata(&m, k.s.clock.Now())}, nil
 }
 
 func (k *keysService) Destroy(ctx context.Context, req *keystorev1.DestroyKeyRequest) (*keystorev1.DestroyKeyResponse, error) {
@@ -136,7 +137,7 @@ func (k *keysService) SetPolicy(ctx context.Context, req *keystorev1.SetKeyPolic
 	if err != nil {
 		return nil, err
 	}
-	return &keystorev1.SetKeyPolicyResponse{Key: keyMetadata(&m)}, nil
+	return &keystorev1.SetKeyPolicyResponse{Key: keyMetadata(&m, k.s.clock.Now())}, nil
 }
 
 func (k *keysService) PublicKey(ctx context.Context, req *keystorev1.PublicKeyRequest) (*keystorev1.PublicKeyResponse, error) {
@@ -251,11 +252,11 @@ const MaxListBytes = 4 << 20
 // listResponse converts a core page, cutting it after MaxListBytes of
 // keys. Page tokens are the last key ID returned, so a cut page continues
 // right after its last key.
-func listResponse(page core.ListPage) *keystorev1.ListKeysResponse {
+func listResponse(page core.ListPage, now time.Time) *keystorev1.ListKeysResponse {
 	out := &keystorev1.ListKeysResponse{NextPageToken: page.NextPageToken, Keys: make([]*keystorev1.KeyMetadata, 0, len(page.Keys))}
 	size := 0
 	for i := range page.Keys {
-		m := keyMetadata(&page.Keys[i])
+		m := keyMetadata(&page.Keys[i], now)
 		size += proto.Size(m)
 		if size > MaxListBytes && len(out.Keys) > 0 {
 			out.NextPageToken = page.Keys[i-1].ID.String()

@@ -148,3 +148,50 @@ func TestSweepRPCReceiveLimit(t *testing.T) {
 	wantCode(t, "Sweep of 32 KiB", err, provider.EMSGSIZE)
 	waitReleased(t, e)
 }
+
+// KeyMetadata says when a key is due for rotation and, by the daemon's
+// clock, whether that time has passed; keys without a period, and revoked
+// keys, say nothing.
+func TestRotationDueInMetadata(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	cr, err := e.keys.Create(bg, &keystorev1.CreateKeyRequest{Key: "p/due", Algorithm: "ed25519", Policy: &keystorev1.KeyPolicy{RotationPeriodSeconds: 3600}})
+	mustOK(t, "Create", err)
+	if m := cr.GetKey(); !m.GetRotationDue().AsTime().Equal(testTime.Add(time.Hour)) || m.GetRotationOverdue() {
+		t.Fatalf("Create: rotation due %v, overdue %v; want %v, false", m.GetRotationDue(), m.GetRotationOverdue(), testTime.Add(time.Hour))
+	}
+	_, err = e.keys.Create(bg, &keystorev1.CreateKeyRequest{Key: "p/never", Algorithm: "ed25519"})
+	mustOK(t, "Create", err)
+	e.clock.Advance(time.Hour)
+	gr, err := e.keys.Get(bg, &keystorev1.GetKeyRequest{Key: "p/due"})
+	mustOK(t, "Get", err)
+	if m := gr.GetKey(); !m.GetRotationDue().AsTime().Equal(testTime.Add(time.Hour)) || !m.GetRotationOverdue() {
+		t.Fatalf("Get at the due time: rotation due %v, overdue %v; want overdue", m.GetRotationDue(), m.GetRotationOverdue())
+	}
+	lr, err := e.keys.List(bg, &keystorev1.ListKeysRequest{})
+	mustOK(t, "List", err)
+	for _, m := range lr.GetKeys() {
+		switch m.GetId() {
+		case "alice/p/due":
+			if !m.GetRotationOverdue() || m.GetRotationDue() == nil {
+				t.Errorf("List: %s rotation due %v, overdue %v", m.GetId(), m.GetRotationDue(), m.GetRotationOverdue())
+			}
+		case "alice/p/never":
+			if m.GetRotationOverdue() || m.GetRotationDue() != nil {
+				t.Errorf("List: %s without a period has rotation due %v, overdue %v", m.GetId(), m.GetRotationDue(), m.GetRotationOverdue())
+			}
+		}
+	}
+	// A sign rotates it: due again one period after the new version.
+	_, err = e.keys.Sign(bg, &keystorev1.SignRequest{Key: "p/due", Message: []byte("m")})
+	mustOK(t, "Sign", err)
+	gr, err = e.keys.Get(bg, &keystorev1.GetKeyRequest{Key: "p/due"})
+	mustOK(t, "Get", err)
+	if m := gr.GetKey(); m.GetCurrentVersion() != 2 || !m.GetRotationDue().AsTime().Equal(testTime.Add(2*time.Hour)) || m.GetRotationOverdue() {
+		t.Fatalf("after the auto-rotation: v%d due %v overdue %v", m.GetCurrentVersion(), m.GetRotationDue(), m.GetRotationOverdue())
+	}
+	rr, err := e.keys.Revoke(bg, &keystorev1.RevokeKeyRequest{Key: "p/due"})
+	mustOK(t, "Revoke", err)
+	if m := rr.GetKey(); m.GetRotationDue() != nil || m.GetRotationOverdue() {
+		t.Fatalf("revoked key: rotation due %v, overdue %v", m.GetRotationDue(), m.GetRotationOverdue())
+	}
+}

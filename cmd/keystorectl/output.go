@@ -45,6 +45,10 @@ type keyJSON struct {
 	Created        *time.Time    `json:"created,omitempty"`
 	Revoked        *time.Time    `json:"revoked,omitempty"`
 	Destroyed      *time.Time    `json:"destroyed,omitempty"`
+	// RotationDue and RotationOverdue are set for a key with a rotation
+	// period only.
+	RotationDue     *time.Time `json:"rotation_due,omitempty"`
+	RotationOverdue bool       `json:"rotation_overdue,omitempty"`
 }
 
 type versionJSON struct {
@@ -87,6 +91,9 @@ func toKeyJSON(k client.KeyInfo) keyJSON {
 		Created:   timePtr(k.Created),
 		Revoked:   timePtr(k.Revoked),
 		Destroyed: timePtr(k.Destroyed),
+
+		RotationDue:     timePtr(k.RotationDue),
+		RotationOverdue: k.RotationOverdue,
 	}
 	if j.Uses == nil {
 		j.Uses = []string{}
@@ -124,6 +131,13 @@ func printKey(w io.Writer, k client.KeyInfo) error {
 	}
 	if k.Policy.RotationPeriod != 0 {
 		row("rotation period", k.Policy.RotationPeriod.String())
+	}
+	if !k.RotationDue.IsZero() {
+		due := stamp(k.RotationDue)
+		if k.RotationOverdue {
+			due += " (overdue: rotates on the next sign or seal, or the daemon's next sweep)"
+		}
+		row("rotation due", due)
 	}
 	row("created", stamp(k.Created))
 	if !k.Revoked.IsZero() {

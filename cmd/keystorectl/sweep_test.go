@@ -69,3 +69,37 @@ func TestSweepCommandFailures(t *testing.T) {
 		t.Errorf("sweep --json with a failure = %v", m)
 	}
 }
+
+// show says when a key is due for rotation, and that it is overdue.
+func TestShowRotationDue(t *testing.T) {
+	d := startDaemon(t, clienttest.Options{App: "web"})
+	s := d.Socket
+	ok(t, s, nil, "create", "p/k", "--alg", "ed25519", "--rotation-period", "1h")
+	ok(t, s, nil, "create", "p/n", "--alg", "ed25519")
+	r := ok(t, s, nil, "show", "p/k")
+	if !strings.Contains(string(r.stdout), "rotation due") || !strings.Contains(string(r.stdout), "2026-01-01T01:00:00Z\n") {
+		t.Errorf("show:\n%s\nwant a line: rotation due 2026-01-01T01:00:00Z", r.stdout)
+	}
+	if strings.Contains(string(r.stdout), "overdue") {
+		t.Errorf("show before the due time says overdue:\n%s", r.stdout)
+	}
+	m := decode(t, ok(t, s, nil, "--json", "show", "p/k"))
+	if m["rotation_due"] != "2026-01-01T01:00:00Z" || m["rotation_overdue"] != nil {
+		t.Errorf("show --json: rotation_due %v, rotation_overdue %v", m["rotation_due"], m["rotation_overdue"])
+	}
+	d.Advance(time.Hour)
+	r = ok(t, s, nil, "show", "p/k")
+	if !strings.Contains(string(r.stdout), "2026-01-01T01:00:00Z (overdue") {
+		t.Errorf("show after the due time:\n%s\nwant it overdue", r.stdout)
+	}
+	if m := decode(t, ok(t, s, nil, "--json", "show", "p/k")); m["rotation_overdue"] != true {
+		t.Errorf("show --json after the due time: rotation_overdue %v", m["rotation_overdue"])
+	}
+	r = ok(t, s, nil, "show", "p/n")
+	if strings.Contains(string(r.stdout), "rotation due") {
+		t.Errorf("show of a key without a period:\n%s", r.stdout)
+	}
+	if m := decode(t, ok(t, s, nil, "--json", "show", "p/n")); m["rotation_due"] != nil {
+		t.Errorf("show --json of a key without a period: rotation_due %v", m["rotation_due"])
+	}
+}

@@ -931,12 +931,21 @@ type KeyMetadata struct {
 	Policy         *KeyPolicy    `protobuf:"bytes,7,opt,name=policy,proto3" json:"policy,omitempty"`
 	Provider       string        `protobuf:"bytes,8,opt,name=provider,proto3" json:"provider,omitempty"`
 	// insecure is true for keys of the INSECURE test provider.
-	Insecure      bool                   `protobuf:"varint,9,opt,name=insecure,proto3" json:"insecure,omitempty"`
-	Created       *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created,proto3" json:"created,omitempty"`
-	Revoked       *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=revoked,proto3" json:"revoked,omitempty"`
-	Destroyed     *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=destroyed,proto3" json:"destroyed,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Insecure  bool                   `protobuf:"varint,9,opt,name=insecure,proto3" json:"insecure,omitempty"`
+	Created   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created,proto3" json:"created,omitempty"`
+	Revoked   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	Destroyed *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=destroyed,proto3" json:"destroyed,omitempty"`
+	// rotation_due is when the key is due for automatic rotation: the
+	// primary version's created time plus the policy's rotation period.
+	// Unset for a key without a rotation period, and for a revoked or
+	// destroyed key.
+	RotationDue *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=rotation_due,json=rotationDue,proto3" json:"rotation_due,omitempty"`
+	// rotation_overdue is true when rotation_due has passed by the
+	// daemon's clock at the time of the response: the key rotates on its
+	// next sign or seal, or at the next sweep.
+	RotationOverdue bool `protobuf:"varint,14,opt,name=rotation_overdue,json=rotationOverdue,proto3" json:"rotation_overdue,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *KeyMetadata) Reset() {
@@ -1051,6 +1060,20 @@ func (x *KeyMetadata) GetDestroyed() *timestamppb.Timestamp {
 		return x.Destroyed
 	}
 	return nil
+}
+
+func (x *KeyMetadata) GetRotationDue() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RotationDue
+	}
+	return nil
+}
+
+func (x *KeyMetadata) GetRotationOverdue() bool {
+	if x != nil {
+		return x.RotationOverdue
+	}
+	return false
 }
 
 type CreateKeyRequest struct {
@@ -3335,7 +3358,7 @@ const file_keystore_proto_rawDesc = "" +
 	"\acreated\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x124\n" +
 	"\aretired\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aretired\x124\n" +
 	"\arevoked\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\arevoked\x128\n" +
-	"\tdestroyed\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tdestroyed\"\xe8\x03\n" +
+	"\tdestroyed\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tdestroyed\"\xd2\x04\n" +
 	"\vKeyMetadata\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\talgorithm\x18\x02 \x01(\tR\talgorithm\x12\x12\n" +
@@ -3349,7 +3372,9 @@ const file_keystore_proto_rawDesc = "" +
 	"\acreated\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x124\n" +
 	"\arevoked\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\arevoked\x128\n" +
-	"\tdestroyed\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tdestroyed\"r\n" +
+	"\tdestroyed\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tdestroyed\x12=\n" +
+	"\frotation_due\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\vrotationDue\x12)\n" +
+	"\x10rotation_overdue\x18\x0e \x01(\bR\x0frotationOverdue\"r\n" +
 	"\x10CreateKeyRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1c\n" +
 	"\talgorithm\x18\x02 \x01(\tR\talgorithm\x12.\n" +
@@ -3613,86 +3638,87 @@ var file_keystore_proto_depIdxs = []int32{
 	61, // 9: keystore.v1.KeyMetadata.created:type_name -> google.protobuf.Timestamp
 	61, // 10: keystore.v1.KeyMetadata.revoked:type_name -> google.protobuf.Timestamp
 	61, // 11: keystore.v1.KeyMetadata.destroyed:type_name -> google.protobuf.Timestamp
-	15, // 12: keystore.v1.CreateKeyRequest.policy:type_name -> keystore.v1.KeyPolicy
-	17, // 13: keystore.v1.CreateKeyResponse.key:type_name -> keystore.v1.KeyMetadata
-	17, // 14: keystore.v1.GetKeyResponse.key:type_name -> keystore.v1.KeyMetadata
-	47, // 15: keystore.v1.UnreadableKey.error:type_name -> keystore.v1.ErrorDetail
-	17, // 16: keystore.v1.ListKeysResponse.keys:type_name -> keystore.v1.KeyMetadata
-	23, // 17: keystore.v1.ListKeysResponse.unreadable:type_name -> keystore.v1.UnreadableKey
-	17, // 18: keystore.v1.RotateKeyResponse.key:type_name -> keystore.v1.KeyMetadata
-	17, // 19: keystore.v1.RevokeKeyResponse.key:type_name -> keystore.v1.KeyMetadata
-	17, // 20: keystore.v1.RevokeKeyVersionResponse.key:type_name -> keystore.v1.KeyMetadata
-	17, // 21: keystore.v1.DestroyKeyResponse.key:type_name -> keystore.v1.KeyMetadata
-	15, // 22: keystore.v1.SetKeyPolicyRequest.policy:type_name -> keystore.v1.KeyPolicy
-	17, // 23: keystore.v1.SetKeyPolicyResponse.key:type_name -> keystore.v1.KeyMetadata
-	37, // 24: keystore.v1.SignBatchRequest.items:type_name -> keystore.v1.SignRequest
-	38, // 25: keystore.v1.SignResult.response:type_name -> keystore.v1.SignResponse
-	47, // 26: keystore.v1.SignResult.error:type_name -> keystore.v1.ErrorDetail
-	49, // 27: keystore.v1.SignBatchResponse.results:type_name -> keystore.v1.SignResult
-	41, // 28: keystore.v1.SealBatchRequest.items:type_name -> keystore.v1.SealRequest
-	42, // 29: keystore.v1.SealResult.response:type_name -> keystore.v1.SealResponse
-	47, // 30: keystore.v1.SealResult.error:type_name -> keystore.v1.ErrorDetail
-	52, // 31: keystore.v1.SealBatchResponse.results:type_name -> keystore.v1.SealResult
-	43, // 32: keystore.v1.UnsealBatchRequest.items:type_name -> keystore.v1.UnsealRequest
-	44, // 33: keystore.v1.UnsealResult.response:type_name -> keystore.v1.UnsealResponse
-	47, // 34: keystore.v1.UnsealResult.error:type_name -> keystore.v1.ErrorDetail
-	55, // 35: keystore.v1.UnsealBatchResponse.results:type_name -> keystore.v1.UnsealResult
-	47, // 36: keystore.v1.SweepFailure.error:type_name -> keystore.v1.ErrorDetail
-	58, // 37: keystore.v1.SweepKeysResponse.rotated:type_name -> keystore.v1.RotatedKey
-	59, // 38: keystore.v1.SweepKeysResponse.failed:type_name -> keystore.v1.SweepFailure
-	3,  // 39: keystore.v1.TrustAnchors.ListAnchors:input_type -> keystore.v1.ListAnchorsRequest
-	5,  // 40: keystore.v1.TrustAnchors.Verify:input_type -> keystore.v1.VerifyAnchorRequest
-	7,  // 41: keystore.v1.Store.Put:input_type -> keystore.v1.PutValueRequest
-	9,  // 42: keystore.v1.Store.Get:input_type -> keystore.v1.GetValueRequest
-	11, // 43: keystore.v1.Store.Delete:input_type -> keystore.v1.DeleteValueRequest
-	13, // 44: keystore.v1.Store.List:input_type -> keystore.v1.ListValuesRequest
-	18, // 45: keystore.v1.Keys.Create:input_type -> keystore.v1.CreateKeyRequest
-	20, // 46: keystore.v1.Keys.Get:input_type -> keystore.v1.GetKeyRequest
-	22, // 47: keystore.v1.Keys.List:input_type -> keystore.v1.ListKeysRequest
-	25, // 48: keystore.v1.Keys.Rotate:input_type -> keystore.v1.RotateKeyRequest
-	27, // 49: keystore.v1.Keys.Revoke:input_type -> keystore.v1.RevokeKeyRequest
-	29, // 50: keystore.v1.Keys.RevokeVersion:input_type -> keystore.v1.RevokeKeyVersionRequest
-	31, // 51: keystore.v1.Keys.Destroy:input_type -> keystore.v1.DestroyKeyRequest
-	33, // 52: keystore.v1.Keys.SetPolicy:input_type -> keystore.v1.SetKeyPolicyRequest
-	35, // 53: keystore.v1.Keys.PublicKey:input_type -> keystore.v1.PublicKeyRequest
-	37, // 54: keystore.v1.Keys.Sign:input_type -> keystore.v1.SignRequest
-	39, // 55: keystore.v1.Keys.Verify:input_type -> keystore.v1.VerifyRequest
-	41, // 56: keystore.v1.Keys.Seal:input_type -> keystore.v1.SealRequest
-	43, // 57: keystore.v1.Keys.Unseal:input_type -> keystore.v1.UnsealRequest
-	45, // 58: keystore.v1.Keys.Rewrap:input_type -> keystore.v1.RewrapRequest
-	48, // 59: keystore.v1.Keys.SignBatch:input_type -> keystore.v1.SignBatchRequest
-	51, // 60: keystore.v1.Keys.SealBatch:input_type -> keystore.v1.SealBatchRequest
-	54, // 61: keystore.v1.Keys.UnsealBatch:input_type -> keystore.v1.UnsealBatchRequest
-	57, // 62: keystore.v1.Keys.Sweep:input_type -> keystore.v1.SweepKeysRequest
-	4,  // 63: keystore.v1.TrustAnchors.ListAnchors:output_type -> keystore.v1.ListAnchorsResponse
-	6,  // 64: keystore.v1.TrustAnchors.Verify:output_type -> keystore.v1.VerifyAnchorResponse
-	8,  // 65: keystore.v1.Store.Put:output_type -> keystore.v1.PutValueResponse
-	10, // 66: keystore.v1.Store.Get:output_type -> keystore.v1.GetValueResponse
-	12, // 67: keystore.v1.Store.Delete:output_type -> keystore.v1.DeleteValueResponse
-	14, // 68: keystore.v1.Store.List:output_type -> keystore.v1.ListValuesResponse
-	19, // 69: keystore.v1.Keys.Create:output_type -> keystore.v1.CreateKeyResponse
-	21, // 70: keystore.v1.Keys.Get:output_type -> keystore.v1.GetKeyResponse
-	24, // 71: keystore.v1.Keys.List:output_type -> keystore.v1.ListKeysResponse
-	26, // 72: keystore.v1.Keys.Rotate:output_type -> keystore.v1.RotateKeyResponse
-	28, // 73: keystore.v1.Keys.Revoke:output_type -> keystore.v1.RevokeKeyResponse
-	30, // 74: keystore.v1.Keys.RevokeVersion:output_type -> keystore.v1.RevokeKeyVersionResponse
-	32, // 75: keystore.v1.Keys.Destroy:output_type -> keystore.v1.DestroyKeyResponse
-	34, // 76: keystore.v1.Keys.SetPolicy:output_type -> keystore.v1.SetKeyPolicyResponse
-	36, // 77: keystore.v1.Keys.PublicKey:output_type -> keystore.v1.PublicKeyResponse
-	38, // 78: keystore.v1.Keys.Sign:output_type -> keystore.v1.SignResponse
-	40, // 79: keystore.v1.Keys.Verify:output_type -> keystore.v1.VerifyResponse
-	42, // 80: keystore.v1.Keys.Seal:output_type -> keystore.v1.SealResponse
-	44, // 81: keystore.v1.Keys.Unseal:output_type -> keystore.v1.UnsealResponse
-	46, // 82: keystore.v1.Keys.Rewrap:output_type -> keystore.v1.RewrapResponse
-	50, // 83: keystore.v1.Keys.SignBatch:output_type -> keystore.v1.SignBatchResponse
-	53, // 84: keystore.v1.Keys.SealBatch:output_type -> keystore.v1.SealBatchResponse
-	56, // 85: keystore.v1.Keys.UnsealBatch:output_type -> keystore.v1.UnsealBatchResponse
-	60, // 86: keystore.v1.Keys.Sweep:output_type -> keystore.v1.SweepKeysResponse
-	63, // [63:87] is the sub-list for method output_type
-	39, // [39:63] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	61, // 12: keystore.v1.KeyMetadata.rotation_due:type_name -> google.protobuf.Timestamp
+	15, // 13: keystore.v1.CreateKeyRequest.policy:type_name -> keystore.v1.KeyPolicy
+	17, // 14: keystore.v1.CreateKeyResponse.key:type_name -> keystore.v1.KeyMetadata
+	17, // 15: keystore.v1.GetKeyResponse.key:type_name -> keystore.v1.KeyMetadata
+	47, // 16: keystore.v1.UnreadableKey.error:type_name -> keystore.v1.ErrorDetail
+	17, // 17: keystore.v1.ListKeysResponse.keys:type_name -> keystore.v1.KeyMetadata
+	23, // 18: keystore.v1.ListKeysResponse.unreadable:type_name -> keystore.v1.UnreadableKey
+	17, // 19: keystore.v1.RotateKeyResponse.key:type_name -> keystore.v1.KeyMetadata
+	17, // 20: keystore.v1.RevokeKeyResponse.key:type_name -> keystore.v1.KeyMetadata
+	17, // 21: keystore.v1.RevokeKeyVersionResponse.key:type_name -> keystore.v1.KeyMetadata
+	17, // 22: keystore.v1.DestroyKeyResponse.key:type_name -> keystore.v1.KeyMetadata
+	15, // 23: keystore.v1.SetKeyPolicyRequest.policy:type_name -> keystore.v1.KeyPolicy
+	17, // 24: keystore.v1.SetKeyPolicyResponse.key:type_name -> keystore.v1.KeyMetadata
+	37, // 25: keystore.v1.SignBatchRequest.items:type_name -> keystore.v1.SignRequest
+	38, // 26: keystore.v1.SignResult.response:type_name -> keystore.v1.SignResponse
+	47, // 27: keystore.v1.SignResult.error:type_name -> keystore.v1.ErrorDetail
+	49, // 28: keystore.v1.SignBatchResponse.results:type_name -> keystore.v1.SignResult
+	41, // 29: keystore.v1.SealBatchRequest.items:type_name -> keystore.v1.SealRequest
+	42, // 30: keystore.v1.SealResult.response:type_name -> keystore.v1.SealResponse
+	47, // 31: keystore.v1.SealResult.error:type_name -> keystore.v1.ErrorDetail
+	52, // 32: keystore.v1.SealBatchResponse.results:type_name -> keystore.v1.SealResult
+	43, // 33: keystore.v1.UnsealBatchRequest.items:type_name -> keystore.v1.UnsealRequest
+	44, // 34: keystore.v1.UnsealResult.response:type_name -> keystore.v1.UnsealResponse
+	47, // 35: keystore.v1.UnsealResult.error:type_name -> keystore.v1.ErrorDetail
+	55, // 36: keystore.v1.UnsealBatchResponse.results:type_name -> keystore.v1.UnsealResult
+	47, // 37: keystore.v1.SweepFailure.error:type_name -> keystore.v1.ErrorDetail
+	58, // 38: keystore.v1.SweepKeysResponse.rotated:type_name -> keystore.v1.RotatedKey
+	59, // 39: keystore.v1.SweepKeysResponse.failed:type_name -> keystore.v1.SweepFailure
+	3,  // 40: keystore.v1.TrustAnchors.ListAnchors:input_type -> keystore.v1.ListAnchorsRequest
+	5,  // 41: keystore.v1.TrustAnchors.Verify:input_type -> keystore.v1.VerifyAnchorRequest
+	7,  // 42: keystore.v1.Store.Put:input_type -> keystore.v1.PutValueRequest
+	9,  // 43: keystore.v1.Store.Get:input_type -> keystore.v1.GetValueRequest
+	11, // 44: keystore.v1.Store.Delete:input_type -> keystore.v1.DeleteValueRequest
+	13, // 45: keystore.v1.Store.List:input_type -> keystore.v1.ListValuesRequest
+	18, // 46: keystore.v1.Keys.Create:input_type -> keystore.v1.CreateKeyRequest
+	20, // 47: keystore.v1.Keys.Get:input_type -> keystore.v1.GetKeyRequest
+	22, // 48: keystore.v1.Keys.List:input_type -> keystore.v1.ListKeysRequest
+	25, // 49: keystore.v1.Keys.Rotate:input_type -> keystore.v1.RotateKeyRequest
+	27, // 50: keystore.v1.Keys.Revoke:input_type -> keystore.v1.RevokeKeyRequest
+	29, // 51: keystore.v1.Keys.RevokeVersion:input_type -> keystore.v1.RevokeKeyVersionRequest
+	31, // 52: keystore.v1.Keys.Destroy:input_type -> keystore.v1.DestroyKeyRequest
+	33, // 53: keystore.v1.Keys.SetPolicy:input_type -> keystore.v1.SetKeyPolicyRequest
+	35, // 54: keystore.v1.Keys.PublicKey:input_type -> keystore.v1.PublicKeyRequest
+	37, // 55: keystore.v1.Keys.Sign:input_type -> keystore.v1.SignRequest
+	39, // 56: keystore.v1.Keys.Verify:input_type -> keystore.v1.VerifyRequest
+	41, // 57: keystore.v1.Keys.Seal:input_type -> keystore.v1.SealRequest
+	43, // 58: keystore.v1.Keys.Unseal:input_type -> keystore.v1.UnsealRequest
+	45, // 59: keystore.v1.Keys.Rewrap:input_type -> keystore.v1.RewrapRequest
+	48, // 60: keystore.v1.Keys.SignBatch:input_type -> keystore.v1.SignBatchRequest
+	51, // 61: keystore.v1.Keys.SealBatch:input_type -> keystore.v1.SealBatchRequest
+	54, // 62: keystore.v1.Keys.UnsealBatch:input_type -> keystore.v1.UnsealBatchRequest
+	57, // 63: keystore.v1.Keys.Sweep:input_type -> keystore.v1.SweepKeysRequest
+	4,  // 64: keystore.v1.TrustAnchors.ListAnchors:output_type -> keystore.v1.ListAnchorsResponse
+	6,  // 65: keystore.v1.TrustAnchors.Verify:output_type -> keystore.v1.VerifyAnchorResponse
+	8,  // 66: keystore.v1.Store.Put:output_type -> keystore.v1.PutValueResponse
+	10, // 67: keystore.v1.Store.Get:output_type -> keystore.v1.GetValueResponse
+	12, // 68: keystore.v1.Store.Delete:output_type -> keystore.v1.DeleteValueResponse
+	14, // 69: keystore.v1.Store.List:output_type -> keystore.v1.ListValuesResponse
+	19, // 70: keystore.v1.Keys.Create:output_type -> keystore.v1.CreateKeyResponse
+	21, // 71: keystore.v1.Keys.Get:output_type -> keystore.v1.GetKeyResponse
+	24, // 72: keystore.v1.Keys.List:output_type -> keystore.v1.ListKeysResponse
+	26, // 73: keystore.v1.Keys.Rotate:output_type -> keystore.v1.RotateKeyResponse
+	28, // 74: keystore.v1.Keys.Revoke:output_type -> keystore.v1.RevokeKeyResponse
+	30, // 75: keystore.v1.Keys.RevokeVersion:output_type -> keystore.v1.RevokeKeyVersionResponse
+	32, // 76: keystore.v1.Keys.Destroy:output_type -> keystore.v1.DestroyKeyResponse
+	34, // 77: keystore.v1.Keys.SetPolicy:output_type -> keystore.v1.SetKeyPolicyResponse
+	36, // 78: keystore.v1.Keys.PublicKey:output_type -> keystore.v1.PublicKeyResponse
+	38, // 79: keystore.v1.Keys.Sign:output_type -> keystore.v1.SignResponse
+	40, // 80: keystore.v1.Keys.Verify:output_type -> keystore.v1.VerifyResponse
+	42, // 81: keystore.v1.Keys.Seal:output_type -> keystore.v1.SealResponse
+	44, // 82: keystore.v1.Keys.Unseal:output_type -> keystore.v1.UnsealResponse
+	46, // 83: keystore.v1.Keys.Rewrap:output_type -> keystore.v1.RewrapResponse
+	50, // 84: keystore.v1.Keys.SignBatch:output_type -> keystore.v1.SignBatchResponse
+	53, // 85: keystore.v1.Keys.SealBatch:output_type -> keystore.v1.SealBatchResponse
+	56, // 86: keystore.v1.Keys.UnsealBatch:output_type -> keystore.v1.UnsealBatchResponse
+	60, // 87: keystore.v1.Keys.Sweep:output_type -> keystore.v1.SweepKeysResponse
+	64, // [64:88] is the sub-list for method output_type
+	40, // [40:64] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_keystore_proto_init() }
