@@ -228,3 +228,26 @@ func (c *Client) Sweep(ctx context.Context, opts SweepOptions) (SweepResult, err
 
 // maxSweepLimit is the most keys one sweep call examines.
 const maxSweepLimit = 1000
+
+// Usage returns what app holds against its quotas: its keys and its Store
+// values and bytes, with the limits. An empty app means the caller's own;
+// another app's needs an operator (ErrPermission otherwise).
+func (c *Client) Usage(ctx context.Context, app string) (Usage, error) {
+	resp, _, err := call(ctx, c, c.keys.GetUsage, &keystorev1.GetUsageRequest{App: app})
+	if err != nil {
+		return Usage{}, err
+	}
+	if resp.GetApp() == "" {
+		return Usage{}, protocolError("get-usage", app, "no app in the response")
+	}
+	return Usage{
+		App:                 resp.GetApp(),
+		Keys:                resp.GetKeys(),
+		KeysLimit:           resp.GetKeysLimit(),
+		VersionsPerKeyLimit: resp.GetVersionsPerKeyLimit(),
+		StoreValues:         resp.GetStoreValues(),
+		StoreValuesLimit:    resp.GetStoreValuesLimit(),
+		StoreBytes:          resp.GetStoreBytes(),
+		StoreBytesLimit:     resp.GetStoreBytesLimit(),
+	}, nil
+}

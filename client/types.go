@@ -97,6 +97,21 @@ type KeyVersion struct {
 	Retired   time.Time
 	Revoked   time.Time
 	Destroyed time.Time
+	// Seals is how many seals the version has counted against its seal
+	// budget, SealLimit that budget (both 0 for sign keys). The count is
+	// at least the seals made (refused and failed seals count; after a
+	// daemon restart it resumes from a reservation up to 65,536 above).
+	// At SealLimit the version seals no more: rotate the key.
+	Seals, SealLimit uint64
+}
+
+// SealsLeft returns how many more seals the version may make (0 for a
+// sign key).
+func (v KeyVersion) SealsLeft() uint64 {
+	if v.Seals >= v.SealLimit {
+		return 0
+	}
+	return v.SealLimit - v.Seals
 }
 
 // KeyInfo is a key's metadata. It never holds private material.
@@ -209,6 +224,21 @@ type SweepFailure struct {
 	Err error
 }
 
+// Usage is what an app holds against its quotas (docs/operations.md,
+// Quotas).
+type Usage struct {
+	App string
+	// Keys counts the app's keys in any state: revoked keys and destroyed
+	// tombstones count, since key IDs are never reused.
+	Keys, KeysLimit int64
+	// VersionsPerKeyLimit is the most versions one key may have.
+	VersionsPerKeyLimit int64
+	// StoreValues and StoreBytes are the app's Store values and the sum
+	// of their lengths.
+	StoreValues, StoreValuesLimit int64
+	StoreBytes, StoreBytesLimit   int64
+}
+
 // PublicKey is the public key of one version of a signing key.
 type PublicKey struct {
 	// Key is the full key ID.
@@ -318,6 +348,8 @@ func keyInfo(m *keystorev1.KeyMetadata, insecureHeader bool) KeyInfo {
 			Retired:   timeOf(v.GetRetired()),
 			Revoked:   timeOf(v.GetRevoked()),
 			Destroyed: timeOf(v.GetDestroyed()),
+			Seals:     v.GetSeals(),
+			SealLimit: v.GetSealLimit(),
 		}
 		if kv.State > VersionDestroyed {
 			kv.State = 0

@@ -59,8 +59,9 @@ var receiveLimits = map[string]int64{
 	"keys.unseal-batch": MaxBatchBytes + framing,
 	"store.put":         MaxValueSize + framing,
 	"anchors.verify":    provider.MaxSignMessage + provider.MaxSignature + framing,
-	// A page token (a key ID) and a limit.
-	"keys.sweep": smallRequest,
+	// A page token (a key ID) and a limit; an app ID.
+	"keys.sweep":     smallRequest,
+	"keys.get-usage": smallRequest,
 }
 
 // ReceiveLimit returns the largest request message (bytes, gRPC framing

@@ -117,6 +117,8 @@ func keyMetadata(m *core.Metadata, now time.Time) *keystorev1.KeyMetadata {
 			Retired:   ts(v.Retired),
 			Revoked:   ts(v.Revoked),
 			Destroyed: ts(v.Destroyed),
+			Seals:     v.Seals,
+			SealLimit: v.SealLimit,
 		})
 	}
 	return out

@@ -308,3 +308,33 @@ func (k *keysService) Sweep(ctx context.Context, req *keystorev1.SweepKeysReques
 func sweepNote(res core.SweepResult) string {
 	return fmt.Sprintf("swept: examined %d, rotated %d, failed %d", res.Examined, len(res.Rotated), len(res.Failed))
 }
+
+// GetUsage reports what an app (empty: the caller's) holds against its
+// quotas (Server.Usage).
+func (k *keysService) GetUsage(ctx context.Context, req *keystorev1.GetUsageRequest) (*keystorev1.GetUsageResponse, error) {
+	c := callerOf(ctx)
+	if c == nil {
+		return nil, errNoCaller
+	}
+	app := req.GetApp()
+	if app == "" {
+		app = c.App
+	}
+	u, err := k.s.Usage(ctx, c.coreCaller(), app)
+	if err != nil {
+		return nil, err
+	}
+	if call := callFrom(ctx); call != nil {
+		call.setNote("app " + u.App) // a valid app ID: Usage checked it
+	}
+	return &keystorev1.GetUsageResponse{
+		App:                 u.App,
+		Keys:                int64(u.Keys),
+		KeysLimit:           int64(u.Quota.Keys),
+		VersionsPerKeyLimit: int64(u.Quota.VersionsPerKey),
+		StoreValues:         int64(u.StoreValues),
+		StoreValuesLimit:    int64(u.Quota.StoreValues),
+		StoreBytes:          u.StoreBytes,
+		StoreBytesLimit:     u.Quota.StoreBytes,
+	}, nil
+}

@@ -59,6 +59,9 @@ type versionJSON struct {
 	Retired   *time.Time `json:"retired,omitempty"`
 	Revoked   *time.Time `json:"revoked,omitempty"`
 	Destroyed *time.Time `json:"destroyed,omitempty"`
+	// Seals and SealLimit: decrypt keys only.
+	Seals     *uint64 `json:"seals,omitempty"`
+	SealLimit *uint64 `json:"seal_limit,omitempty"`
 }
 
 type policyJSON struct {
@@ -99,7 +102,7 @@ func toKeyJSON(k client.KeyInfo) keyJSON {
 		j.Uses = []string{}
 	}
 	for _, v := range k.Versions {
-		j.Versions = append(j.Versions, versionJSON{
+		vj := versionJSON{
 			Version:   v.Version,
 			State:     v.State.String(),
 			PublicKey: v.PublicKey,
@@ -107,7 +110,12 @@ func toKeyJSON(k client.KeyInfo) keyJSON {
 			Retired:   timePtr(v.Retired),
 			Revoked:   timePtr(v.Revoked),
 			Destroyed: timePtr(v.Destroyed),
-		})
+		}
+		if v.SealLimit > 0 {
+			seals, limit := v.Seals, v.SealLimit
+			vj.Seals, vj.SealLimit = &seals, &limit
+		}
+		j.Versions = append(j.Versions, vj)
 	}
 	return j
 }
@@ -147,7 +155,11 @@ func printKey(w io.Writer, k client.KeyInfo) error {
 		row("destroyed", stamp(k.Destroyed))
 	}
 	for _, v := range k.Versions {
-		row("version "+strconv.FormatUint(uint64(v.Version), 10), v.State.String()+"\tcreated "+stamp(v.Created))
+		line := v.State.String() + "\tcreated " + stamp(v.Created)
+		if v.SealLimit > 0 {
+			line += "\t" + sealBudget(v)
+		}
+		row("version "+strconv.FormatUint(uint64(v.Version), 10), line)
 	}
 	if err := tw.Flush(); err != nil {
 		return provider.Errorf(provider.EIO, "writing to stdout: %w", err)
@@ -160,4 +172,11 @@ func stamp(t time.Time) string {
 		return "-"
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+// sealBudget describes a decrypt key version's seal budget: "seals 3 of
+// 4294967296 (4294967293 left)".
+func sealBudget(v client.KeyVersion) string {
+	return "seals " + strconv.FormatUint(v.Seals, 10) + " of " + strconv.FormatUint(v.SealLimit, 10) +
+		" (" + strconv.FormatUint(v.SealsLeft(), 10) + " left)"
 }

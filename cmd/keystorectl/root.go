@@ -68,6 +68,7 @@ EBADMSG 74, EMSGSIZE 90, EALREADY 114, EKEYREVOKED 128, ...; EUNAVAILABLE
 		a.batchCommand(),
 		a.setPolicyCommand(),
 		a.sweepCommand(),
+		a.usageCommand(),
 		a.storeCommand(),
 		a.anchorsCommand(),
 		a.auditCommand(),

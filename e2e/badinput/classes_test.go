@@ -37,6 +37,7 @@ const (
 	mSealBatch     = keystorev1.Keys_SealBatch_FullMethodName
 	mUnsealBatch   = keystorev1.Keys_UnsealBatch_FullMethodName
 	mSweep         = keystorev1.Keys_Sweep_FullMethodName
+	mGetUsage      = keystorev1.Keys_GetUsage_FullMethodName
 	mPut           = keystorev1.Store_Put_FullMethodName
 	mGetValue      = keystorev1.Store_Get_FullMethodName
 	mDelete        = keystorev1.Store_Delete_FullMethodName
@@ -48,7 +49,7 @@ const (
 // allMethods is every RPC of keystore.v1.
 var allMethods = []string{
 	mCreate, mGet, mList, mRotate, mRevoke, mRevokeVersion, mDestroy, mSetPolicy, mPublicKey, mSign, mVerify,
-	mSeal, mUnseal, mRewrap, mSignBatch, mSealBatch, mUnsealBatch, mSweep,
+	mSeal, mUnseal, mRewrap, mSignBatch, mSealBatch, mUnsealBatch, mSweep, mGetUsage,
 	mPut, mGetValue, mDelete, mListValues, mListAnchors, mVerifyAnchor,
 }
 
@@ -123,6 +124,7 @@ func (e *env) segRequests(v string, want, listWant provider.Code, withList bool)
 	e.add(v, mVerifyAnchor, &keystorev1.VerifyAnchorRequest{Anchor: v, Message: msg, Signature: e.anchorSig}, fails(want))
 	if withList {
 		e.add("app "+v, mList, &keystorev1.ListKeysRequest{App: v}, fails(listWant))
+		e.add("app "+v, mGetUsage, &keystorev1.GetUsageRequest{App: v}, fails(listWant))
 		e.add("token "+v, mList, &keystorev1.ListKeysRequest{PageToken: v}, fails(listWant))
 		e.add("token "+v, mListValues, &keystorev1.ListValuesRequest{PageToken: v}, fails(listWant))
 	}
@@ -164,6 +166,8 @@ func (e *env) stringRequests(s string) map[string][]proto.Message {
 	}
 	m[mCreate] = append(m[mCreate], &keystorev1.CreateKeyRequest{Key: "new/k", Algorithm: s})
 	m[mList] = []proto.Message{&keystorev1.ListKeysRequest{App: s}, &keystorev1.ListKeysRequest{PageToken: s}}
+	m[mGetUsage] = []proto.Message{&keystorev1.GetUsageRequest{App: s}}
+	m[mSweep] = []proto.Message{&keystorev1.SweepKeysRequest{PageToken: s}}
 	m[mPut] = []proto.Message{&keystorev1.PutValueRequest{Name: s}}
 	m[mGetValue] = []proto.Message{&keystorev1.GetValueRequest{Name: s}}
 	m[mDelete] = []proto.Message{&keystorev1.DeleteValueRequest{Name: s}}

@@ -830,11 +830,18 @@ type KeyVersion struct {
 	Version uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	State   VersionState           `protobuf:"varint,2,opt,name=state,proto3,enum=keystore.v1.VersionState" json:"state,omitempty"`
 	// public_key is empty for decrypt keys.
-	PublicKey     []byte                 `protobuf:"bytes,3,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
-	Created       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created,proto3" json:"created,omitempty"`
-	Retired       *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=retired,proto3" json:"retired,omitempty"`
-	Revoked       *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=revoked,proto3" json:"revoked,omitempty"`
-	Destroyed     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=destroyed,proto3" json:"destroyed,omitempty"`
+	PublicKey []byte                 `protobuf:"bytes,3,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	Created   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created,proto3" json:"created,omitempty"`
+	Retired   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=retired,proto3" json:"retired,omitempty"`
+	Revoked   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	Destroyed *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=destroyed,proto3" json:"destroyed,omitempty"`
+	// seals is how many seals the version has counted against its seal
+	// budget, seal_limit that budget (both 0 for sign keys). The count is
+	// at least the seals made: refused and failed seals count, and after a
+	// daemon restart counting resumes from a durable reservation (up to
+	// 65536 above). At seal_limit the version seals no more (EPERM).
+	Seals         uint64 `protobuf:"varint,8,opt,name=seals,proto3" json:"seals,omitempty"`
+	SealLimit     uint64 `protobuf:"varint,9,opt,name=seal_limit,json=sealLimit,proto3" json:"seal_limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -916,6 +923,20 @@ func (x *KeyVersion) GetDestroyed() *timestamppb.Timestamp {
 		return x.Destroyed
 	}
 	return nil
+}
+
+func (x *KeyVersion) GetSeals() uint64 {
+	if x != nil {
+		return x.Seals
+	}
+	return 0
+}
+
+func (x *KeyVersion) GetSealLimit() uint64 {
+	if x != nil {
+		return x.SealLimit
+	}
+	return 0
 }
 
 type KeyMetadata struct {
@@ -3308,6 +3329,157 @@ func (x *SweepKeysResponse) GetNextPageToken() string {
 	return ""
 }
 
+type GetUsageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// app: empty means the caller's app; another app's needs an operator
+	// (EPERM otherwise).
+	App           string `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUsageRequest) Reset() {
+	*x = GetUsageRequest{}
+	mi := &file_keystore_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUsageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUsageRequest) ProtoMessage() {}
+
+func (x *GetUsageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUsageRequest.ProtoReflect.Descriptor instead.
+func (*GetUsageRequest) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *GetUsageRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+type GetUsageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	App   string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	// keys counts the app's keys in any state: revoked keys and destroyed
+	// tombstones count (key IDs are never reused).
+	Keys      int64 `protobuf:"varint,2,opt,name=keys,proto3" json:"keys,omitempty"`
+	KeysLimit int64 `protobuf:"varint,3,opt,name=keys_limit,json=keysLimit,proto3" json:"keys_limit,omitempty"`
+	// versions_per_key_limit is the most versions one key may have.
+	VersionsPerKeyLimit int64 `protobuf:"varint,4,opt,name=versions_per_key_limit,json=versionsPerKeyLimit,proto3" json:"versions_per_key_limit,omitempty"`
+	// store_values and store_bytes are the app's Store values and the sum
+	// of their lengths.
+	StoreValues      int64 `protobuf:"varint,5,opt,name=store_values,json=storeValues,proto3" json:"store_values,omitempty"`
+	StoreValuesLimit int64 `protobuf:"varint,6,opt,name=store_values_limit,json=storeValuesLimit,proto3" json:"store_values_limit,omitempty"`
+	StoreBytes       int64 `protobuf:"varint,7,opt,name=store_bytes,json=storeBytes,proto3" json:"store_bytes,omitempty"`
+	StoreBytesLimit  int64 `protobuf:"varint,8,opt,name=store_bytes_limit,json=storeBytesLimit,proto3" json:"store_bytes_limit,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *GetUsageResponse) Reset() {
+	*x = GetUsageResponse{}
+	mi := &file_keystore_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUsageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUsageResponse) ProtoMessage() {}
+
+func (x *GetUsageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUsageResponse.ProtoReflect.Descriptor instead.
+func (*GetUsageResponse) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *GetUsageResponse) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *GetUsageResponse) GetKeys() int64 {
+	if x != nil {
+		return x.Keys
+	}
+	return 0
+}
+
+func (x *GetUsageResponse) GetKeysLimit() int64 {
+	if x != nil {
+		return x.KeysLimit
+	}
+	return 0
+}
+
+func (x *GetUsageResponse) GetVersionsPerKeyLimit() int64 {
+	if x != nil {
+		return x.VersionsPerKeyLimit
+	}
+	return 0
+}
+
+func (x *GetUsageResponse) GetStoreValues() int64 {
+	if x != nil {
+		return x.StoreValues
+	}
+	return 0
+}
+
+func (x *GetUsageResponse) GetStoreValuesLimit() int64 {
+	if x != nil {
+		return x.StoreValuesLimit
+	}
+	return 0
+}
+
+func (x *GetUsageResponse) GetStoreBytes() int64 {
+	if x != nil {
+		return x.StoreBytes
+	}
+	return 0
+}
+
+func (x *GetUsageResponse) GetStoreBytesLimit() int64 {
+	if x != nil {
+		return x.StoreBytesLimit
+	}
+	return 0
+}
+
 var File_keystore_proto protoreflect.FileDescriptor
 
 const file_keystore_proto_rawDesc = "" +
@@ -3348,7 +3520,7 @@ const file_keystore_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"y\n" +
 	"\tKeyPolicy\x124\n" +
 	"\x16min_decryption_version\x18\x01 \x01(\rR\x14minDecryptionVersion\x126\n" +
-	"\x17rotation_period_seconds\x18\x02 \x01(\x03R\x15rotationPeriodSeconds\"\xd2\x02\n" +
+	"\x17rotation_period_seconds\x18\x02 \x01(\x03R\x15rotationPeriodSeconds\"\x87\x03\n" +
 	"\n" +
 	"KeyVersion\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12/\n" +
@@ -3358,7 +3530,10 @@ const file_keystore_proto_rawDesc = "" +
 	"\acreated\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x124\n" +
 	"\aretired\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aretired\x124\n" +
 	"\arevoked\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\arevoked\x128\n" +
-	"\tdestroyed\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tdestroyed\"\xd2\x04\n" +
+	"\tdestroyed\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tdestroyed\x12\x14\n" +
+	"\x05seals\x18\b \x01(\x04R\x05seals\x12\x1d\n" +
+	"\n" +
+	"seal_limit\x18\t \x01(\x04R\tsealLimit\"\xd2\x04\n" +
 	"\vKeyMetadata\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\talgorithm\x18\x02 \x01(\tR\talgorithm\x12\x12\n" +
@@ -3506,7 +3681,20 @@ const file_keystore_proto_rawDesc = "" +
 	"\bexamined\x18\x01 \x01(\x05R\bexamined\x121\n" +
 	"\arotated\x18\x02 \x03(\v2\x17.keystore.v1.RotatedKeyR\arotated\x121\n" +
 	"\x06failed\x18\x03 \x03(\v2\x19.keystore.v1.SweepFailureR\x06failed\x12&\n" +
-	"\x0fnext_page_token\x18\x04 \x01(\tR\rnextPageToken*k\n" +
+	"\x0fnext_page_token\x18\x04 \x01(\tR\rnextPageToken\"#\n" +
+	"\x0fGetUsageRequest\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\"\xaa\x02\n" +
+	"\x10GetUsageResponse\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12\x12\n" +
+	"\x04keys\x18\x02 \x01(\x03R\x04keys\x12\x1d\n" +
+	"\n" +
+	"keys_limit\x18\x03 \x01(\x03R\tkeysLimit\x123\n" +
+	"\x16versions_per_key_limit\x18\x04 \x01(\x03R\x13versionsPerKeyLimit\x12!\n" +
+	"\fstore_values\x18\x05 \x01(\x03R\vstoreValues\x12,\n" +
+	"\x12store_values_limit\x18\x06 \x01(\x03R\x10storeValuesLimit\x12\x1f\n" +
+	"\vstore_bytes\x18\a \x01(\x03R\n" +
+	"storeBytes\x12*\n" +
+	"\x11store_bytes_limit\x18\b \x01(\x03R\x0fstoreBytesLimit*k\n" +
 	"\bKeyState\x12\x19\n" +
 	"\x15KEY_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10KEY_STATE_ACTIVE\x10\x01\x12\x15\n" +
@@ -3525,7 +3713,7 @@ const file_keystore_proto_rawDesc = "" +
 	"\x03Put\x12\x1c.keystore.v1.PutValueRequest\x1a\x1d.keystore.v1.PutValueResponse\x12B\n" +
 	"\x03Get\x12\x1c.keystore.v1.GetValueRequest\x1a\x1d.keystore.v1.GetValueResponse\x12K\n" +
 	"\x06Delete\x12\x1f.keystore.v1.DeleteValueRequest\x1a .keystore.v1.DeleteValueResponse\x12G\n" +
-	"\x04List\x12\x1e.keystore.v1.ListValuesRequest\x1a\x1f.keystore.v1.ListValuesResponse2\xa3\n" +
+	"\x04List\x12\x1e.keystore.v1.ListValuesRequest\x1a\x1f.keystore.v1.ListValuesResponse2\xec\n" +
 	"\n" +
 	"\x04Keys\x12G\n" +
 	"\x06Create\x12\x1d.keystore.v1.CreateKeyRequest\x1a\x1e.keystore.v1.CreateKeyResponse\x12>\n" +
@@ -3545,7 +3733,8 @@ const file_keystore_proto_rawDesc = "" +
 	"\tSignBatch\x12\x1d.keystore.v1.SignBatchRequest\x1a\x1e.keystore.v1.SignBatchResponse\x12J\n" +
 	"\tSealBatch\x12\x1d.keystore.v1.SealBatchRequest\x1a\x1e.keystore.v1.SealBatchResponse\x12P\n" +
 	"\vUnsealBatch\x12\x1f.keystore.v1.UnsealBatchRequest\x1a .keystore.v1.UnsealBatchResponse\x12F\n" +
-	"\x05Sweep\x12\x1d.keystore.v1.SweepKeysRequest\x1a\x1e.keystore.v1.SweepKeysResponseB:Z8github.com/nexus-os/keystored/api/keystore/v1;keystorev1b\x06proto3"
+	"\x05Sweep\x12\x1d.keystore.v1.SweepKeysRequest\x1a\x1e.keystore.v1.SweepKeysResponse\x12G\n" +
+	"\bGetUsage\x12\x1c.keystore.v1.GetUsageRequest\x1a\x1d.keystore.v1.GetUsageResponseB:Z8github.com/nexus-os/keystored/api/keystore/v1;keystorev1b\x06proto3"
 
 var (
 	file_keystore_proto_rawDescOnce sync.Once
@@ -3560,7 +3749,7 @@ func file_keystore_proto_rawDescGZIP() []byte {
 }
 
 var file_keystore_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_keystore_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_keystore_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_keystore_proto_goTypes = []any{
 	(KeyState)(0),                    // 0: keystore.v1.KeyState
 	(VersionState)(0),                // 1: keystore.v1.VersionState
@@ -3623,22 +3812,24 @@ var file_keystore_proto_goTypes = []any{
 	(*RotatedKey)(nil),               // 58: keystore.v1.RotatedKey
 	(*SweepFailure)(nil),             // 59: keystore.v1.SweepFailure
 	(*SweepKeysResponse)(nil),        // 60: keystore.v1.SweepKeysResponse
-	(*timestamppb.Timestamp)(nil),    // 61: google.protobuf.Timestamp
+	(*GetUsageRequest)(nil),          // 61: keystore.v1.GetUsageRequest
+	(*GetUsageResponse)(nil),         // 62: keystore.v1.GetUsageResponse
+	(*timestamppb.Timestamp)(nil),    // 63: google.protobuf.Timestamp
 }
 var file_keystore_proto_depIdxs = []int32{
 	2,  // 0: keystore.v1.ListAnchorsResponse.anchors:type_name -> keystore.v1.TrustAnchor
 	1,  // 1: keystore.v1.KeyVersion.state:type_name -> keystore.v1.VersionState
-	61, // 2: keystore.v1.KeyVersion.created:type_name -> google.protobuf.Timestamp
-	61, // 3: keystore.v1.KeyVersion.retired:type_name -> google.protobuf.Timestamp
-	61, // 4: keystore.v1.KeyVersion.revoked:type_name -> google.protobuf.Timestamp
-	61, // 5: keystore.v1.KeyVersion.destroyed:type_name -> google.protobuf.Timestamp
+	63, // 2: keystore.v1.KeyVersion.created:type_name -> google.protobuf.Timestamp
+	63, // 3: keystore.v1.KeyVersion.retired:type_name -> google.protobuf.Timestamp
+	63, // 4: keystore.v1.KeyVersion.revoked:type_name -> google.protobuf.Timestamp
+	63, // 5: keystore.v1.KeyVersion.destroyed:type_name -> google.protobuf.Timestamp
 	0,  // 6: keystore.v1.KeyMetadata.state:type_name -> keystore.v1.KeyState
 	16, // 7: keystore.v1.KeyMetadata.versions:type_name -> keystore.v1.KeyVersion
 	15, // 8: keystore.v1.KeyMetadata.policy:type_name -> keystore.v1.KeyPolicy
-	61, // 9: keystore.v1.KeyMetadata.created:type_name -> google.protobuf.Timestamp
-	61, // 10: keystore.v1.KeyMetadata.revoked:type_name -> google.protobuf.Timestamp
-	61, // 11: keystore.v1.KeyMetadata.destroyed:type_name -> google.protobuf.Timestamp
-	61, // 12: keystore.v1.KeyMetadata.rotation_due:type_name -> google.protobuf.Timestamp
+	63, // 9: keystore.v1.KeyMetadata.created:type_name -> google.protobuf.Timestamp
+	63, // 10: keystore.v1.KeyMetadata.revoked:type_name -> google.protobuf.Timestamp
+	63, // 11: keystore.v1.KeyMetadata.destroyed:type_name -> google.protobuf.Timestamp
+	63, // 12: keystore.v1.KeyMetadata.rotation_due:type_name -> google.protobuf.Timestamp
 	15, // 13: keystore.v1.CreateKeyRequest.policy:type_name -> keystore.v1.KeyPolicy
 	17, // 14: keystore.v1.CreateKeyResponse.key:type_name -> keystore.v1.KeyMetadata
 	17, // 15: keystore.v1.GetKeyResponse.key:type_name -> keystore.v1.KeyMetadata
@@ -3690,32 +3881,34 @@ var file_keystore_proto_depIdxs = []int32{
 	51, // 61: keystore.v1.Keys.SealBatch:input_type -> keystore.v1.SealBatchRequest
 	54, // 62: keystore.v1.Keys.UnsealBatch:input_type -> keystore.v1.UnsealBatchRequest
 	57, // 63: keystore.v1.Keys.Sweep:input_type -> keystore.v1.SweepKeysRequest
-	4,  // 64: keystore.v1.TrustAnchors.ListAnchors:output_type -> keystore.v1.ListAnchorsResponse
-	6,  // 65: keystore.v1.TrustAnchors.Verify:output_type -> keystore.v1.VerifyAnchorResponse
-	8,  // 66: keystore.v1.Store.Put:output_type -> keystore.v1.PutValueResponse
-	10, // 67: keystore.v1.Store.Get:output_type -> keystore.v1.GetValueResponse
-	12, // 68: keystore.v1.Store.Delete:output_type -> keystore.v1.DeleteValueResponse
-	14, // 69: keystore.v1.Store.List:output_type -> keystore.v1.ListValuesResponse
-	19, // 70: keystore.v1.Keys.Create:output_type -> keystore.v1.CreateKeyResponse
-	21, // 71: keystore.v1.Keys.Get:output_type -> keystore.v1.GetKeyResponse
-	24, // 72: keystore.v1.Keys.List:output_type -> keystore.v1.ListKeysResponse
-	26, // 73: keystore.v1.Keys.Rotate:output_type -> keystore.v1.RotateKeyResponse
-	28, // 74: keystore.v1.Keys.Revoke:output_type -> keystore.v1.RevokeKeyResponse
-	30, // 75: keystore.v1.Keys.RevokeVersion:output_type -> keystore.v1.RevokeKeyVersionResponse
-	32, // 76: keystore.v1.Keys.Destroy:output_type -> keystore.v1.DestroyKeyResponse
-	34, // 77: keystore.v1.Keys.SetPolicy:output_type -> keystore.v1.SetKeyPolicyResponse
-	36, // 78: keystore.v1.Keys.PublicKey:output_type -> keystore.v1.PublicKeyResponse
-	38, // 79: keystore.v1.Keys.Sign:output_type -> keystore.v1.SignResponse
-	40, // 80: keystore.v1.Keys.Verify:output_type -> keystore.v1.VerifyResponse
-	42, // 81: keystore.v1.Keys.Seal:output_type -> keystore.v1.SealResponse
-	44, // 82: keystore.v1.Keys.Unseal:output_type -> keystore.v1.UnsealResponse
-	46, // 83: keystore.v1.Keys.Rewrap:output_type -> keystore.v1.RewrapResponse
-	50, // 84: keystore.v1.Keys.SignBatch:output_type -> keystore.v1.SignBatchResponse
-	53, // 85: keystore.v1.Keys.SealBatch:output_type -> keystore.v1.SealBatchResponse
-	56, // 86: keystore.v1.Keys.UnsealBatch:output_type -> keystore.v1.UnsealBatchResponse
-	60, // 87: keystore.v1.Keys.Sweep:output_type -> keystore.v1.SweepKeysResponse
-	64, // [64:88] is the sub-list for method output_type
-	40, // [40:64] is the sub-list for method input_type
+	61, // 64: keystore.v1.Keys.GetUsage:input_type -> keystore.v1.GetUsageRequest
+	4,  // 65: keystore.v1.TrustAnchors.ListAnchors:output_type -> keystore.v1.ListAnchorsResponse
+	6,  // 66: keystore.v1.TrustAnchors.Verify:output_type -> keystore.v1.VerifyAnchorResponse
+	8,  // 67: keystore.v1.Store.Put:output_type -> keystore.v1.PutValueResponse
+	10, // 68: keystore.v1.Store.Get:output_type -> keystore.v1.GetValueResponse
+	12, // 69: keystore.v1.Store.Delete:output_type -> keystore.v1.DeleteValueResponse
+	14, // 70: keystore.v1.Store.List:output_type -> keystore.v1.ListValuesResponse
+	19, // 71: keystore.v1.Keys.Create:output_type -> keystore.v1.CreateKeyResponse
+	21, // 72: keystore.v1.Keys.Get:output_type -> keystore.v1.GetKeyResponse
+	24, // 73: keystore.v1.Keys.List:output_type -> keystore.v1.ListKeysResponse
+	26, // 74: keystore.v1.Keys.Rotate:output_type -> keystore.v1.RotateKeyResponse
+	28, // 75: keystore.v1.Keys.Revoke:output_type -> keystore.v1.RevokeKeyResponse
+	30, // 76: keystore.v1.Keys.RevokeVersion:output_type -> keystore.v1.RevokeKeyVersionResponse
+	32, // 77: keystore.v1.Keys.Destroy:output_type -> keystore.v1.DestroyKeyResponse
+	34, // 78: keystore.v1.Keys.SetPolicy:output_type -> keystore.v1.SetKeyPolicyResponse
+	36, // 79: keystore.v1.Keys.PublicKey:output_type -> keystore.v1.PublicKeyResponse
+	38, // 80: keystore.v1.Keys.Sign:output_type -> keystore.v1.SignResponse
+	40, // 81: keystore.v1.Keys.Verify:output_type -> keystore.v1.VerifyResponse
+	42, // 82: keystore.v1.Keys.Seal:output_type -> keystore.v1.SealResponse
+	44, // 83: keystore.v1.Keys.Unseal:output_type -> keystore.v1.UnsealResponse
+	46, // 84: keystore.v1.Keys.Rewrap:output_type -> keystore.v1.RewrapResponse
+	50, // 85: keystore.v1.Keys.SignBatch:output_type -> keystore.v1.SignBatchResponse
+	53, // 86: keystore.v1.Keys.SealBatch:output_type -> keystore.v1.SealBatchResponse
+	56, // 87: keystore.v1.Keys.UnsealBatch:output_type -> keystore.v1.UnsealBatchResponse
+	60, // 88: keystore.v1.Keys.Sweep:output_type -> keystore.v1.SweepKeysResponse
+	62, // 89: keystore.v1.Keys.GetUsage:output_type -> keystore.v1.GetUsageResponse
+	65, // [65:90] is the sub-list for method output_type
+	40, // [40:65] is the sub-list for method input_type
 	40, // [40:40] is the sub-list for extension type_name
 	40, // [40:40] is the sub-list for extension extendee
 	0,  // [0:40] is the sub-list for field type_name
@@ -3732,7 +3925,7 @@ func file_keystore_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keystore_proto_rawDesc), len(file_keystore_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   59,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -418,6 +418,7 @@ const (
 	Keys_SealBatch_FullMethodName     = "/keystore.v1.Keys/SealBatch"
 	Keys_UnsealBatch_FullMethodName   = "/keystore.v1.Keys/UnsealBatch"
 	Keys_Sweep_FullMethodName         = "/keystore.v1.Keys/Sweep"
+	Keys_GetUsage_FullMethodName      = "/keystore.v1.Keys/GetUsage"
 )
 
 // KeysClient is the client API for Keys service.
@@ -450,6 +451,9 @@ type KeysClient interface {
 	// otherwise). A sweep of many keys is a series of calls, each resuming
 	// from the previous response's next_page_token.
 	Sweep(ctx context.Context, in *SweepKeysRequest, opts ...grpc.CallOption) (*SweepKeysResponse, error)
+	// GetUsage returns what an app holds against its quotas: its keys and
+	// its Store values and bytes, with the limits.
+	GetUsage(ctx context.Context, in *GetUsageRequest, opts ...grpc.CallOption) (*GetUsageResponse, error)
 }
 
 type keysClient struct {
@@ -640,6 +644,16 @@ func (c *keysClient) Sweep(ctx context.Context, in *SweepKeysRequest, opts ...gr
 	return out, nil
 }
 
+func (c *keysClient) GetUsage(ctx context.Context, in *GetUsageRequest, opts ...grpc.CallOption) (*GetUsageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetUsageResponse)
+	err := c.cc.Invoke(ctx, Keys_GetUsage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KeysServer is the server API for Keys service.
 // All implementations must embed UnimplementedKeysServer
 // for forward compatibility.
@@ -670,6 +684,9 @@ type KeysServer interface {
 	// otherwise). A sweep of many keys is a series of calls, each resuming
 	// from the previous response's next_page_token.
 	Sweep(context.Context, *SweepKeysRequest) (*SweepKeysResponse, error)
+	// GetUsage returns what an app holds against its quotas: its keys and
+	// its Store values and bytes, with the limits.
+	GetUsage(context.Context, *GetUsageRequest) (*GetUsageResponse, error)
 	mustEmbedUnimplementedKeysServer()
 }
 
@@ -733,6 +750,9 @@ func (UnimplementedKeysServer) UnsealBatch(context.Context, *UnsealBatchRequest)
 }
 func (UnimplementedKeysServer) Sweep(context.Context, *SweepKeysRequest) (*SweepKeysResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Sweep not implemented")
+}
+func (UnimplementedKeysServer) GetUsage(context.Context, *GetUsageRequest) (*GetUsageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetUsage not implemented")
 }
 func (UnimplementedKeysServer) mustEmbedUnimplementedKeysServer() {}
 func (UnimplementedKeysServer) testEmbeddedByValue()              {}
@@ -1079,6 +1099,24 @@ func _Keys_Sweep_Handler(srv interface{}, ctx context.Context, dec func(interfac
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Keys_GetUsage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetUsageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KeysServer).GetUsage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Keys_GetUsage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KeysServer).GetUsage(ctx, req.(*GetUsageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Keys_ServiceDesc is the grpc.ServiceDesc for Keys service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1157,6 +1195,10 @@ var Keys_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Sweep",
 			Handler:    _Keys_Sweep_Handler,
+		},
+		{
+			MethodName: "GetUsage",
+			Handler:    _Keys_GetUsage_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -88,6 +88,8 @@ var apiAllowlist = map[string]string{
 	"RotatedKey.key":                     "key ID",
 	"SweepFailure.key":                   "key ID",
 	"SweepKeysResponse.next_page_token":  "opaque page token (a key ID)",
+	"GetUsageRequest.app":                "app ID",
+	"GetUsageResponse.app":               "app ID",
 }
 
 // apiForbiddenWords may not appear in any message, field or enum value

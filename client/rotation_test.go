@@ -63,3 +63,34 @@ func TestRotationDue(t *testing.T) {
 		t.Fatalf("a key without a period: due %v overdue %v, %v", n.RotationDue, n.RotationOverdue, err)
 	}
 }
+
+// Usage reports the app's keys and Store values against its quotas;
+// KeyVersion carries a decrypt version's seal count and budget.
+func TestUsageAndSeals(t *testing.T) {
+	ctx := context.Background()
+	c, _ := dial(t, clienttest.Options{App: "a"})
+	if _, err := c.Create(ctx, "box/k", client.CreateOptions{Algorithm: client.ChaCha20Poly1305}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Seal(ctx, "box/k", []byte("x"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PutValue(ctx, "v", []byte("four")); err != nil {
+		t.Fatal(err)
+	}
+	u, err := c.Usage(ctx, "")
+	want := client.Usage{App: "a", Keys: 1, KeysLimit: 1000, VersionsPerKeyLimit: 100, StoreValues: 1, StoreValuesLimit: 1024, StoreBytes: 4, StoreBytesLimit: 4 << 20}
+	if err != nil || u != want {
+		t.Fatalf("Usage = %+v, %v; want %+v", u, err, want)
+	}
+	if _, err := c.Usage(ctx, "b"); !errors.Is(err, client.ErrPermission) {
+		t.Fatalf("Usage of another app = %v, want ErrPermission", err)
+	}
+	k, err := c.Get(ctx, "box/k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := k.Versions[0]; v.Seals != 1 || v.SealLimit != 1<<32 || v.SealsLeft() != 1<<32-1 {
+		t.Fatalf("version 1: seals %d of %d (%d left)", v.Seals, v.SealLimit, v.SealsLeft())
+	}
+}
