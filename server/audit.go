@@ -144,8 +144,8 @@ func (c *call) commit(ctx context.Context) error {
 // reports whether it was written (false: the audit log failed, and the
 // request must fail with EIO). A request whose record was written ahead
 // needs a second record, marked as the outcome of the first, unless the
-// first still tells the whole story: a success with no change after it
-// and the batch counts it recorded. finish is idempotent: the transport's
+// first still tells the whole story: a success with no change after it,
+// the batch counts it recorded and no note set since (a sweep's counts). finish is idempotent: the transport's
 // end of the request calls it again for requests the handlers never saw.
 func (c *call) finish(ctx context.Context, code provider.Code) bool {
 	c.mu.Lock()
@@ -158,7 +158,7 @@ func (c *call) finish(ctx context.Context, code provider.Code) bool {
 	switch a := c.ahead; {
 	case a == nil:
 		_, err = c.s.appendRecord(ctx, c.recordLocked(code, ""))
-	case code == 0 && c.commits == 1 && c.items == a.Items && c.failed == a.Failed:
+	case code == 0 && c.commits == 1 && c.items == a.Items && c.failed == a.Failed && (c.note == "" || c.note == a.Detail):
 	default:
 		detail := "outcome of seq " + strconv.FormatUint(a.Seq, 10)
 		if c.note != "" {

@@ -278,9 +278,8 @@ func listResponse(page core.ListPage, now time.Time) *keystorev1.ListKeysRespons
 }
 
 // Sweep runs one bounded sweep (core.Keystore.Sweep) for an operator. The
-// request's audit record carries the counts: items are the keys examined,
-// failed the keys that failed to rotate or could not be read, and the
-// detail says how many were rotated.
+// request's audit record carries the counts in its detail ("swept:
+// examined N, rotated R, failed F"); items and failed stay the batches'.
 func (k *keysService) Sweep(ctx context.Context, req *keystorev1.SweepKeysRequest) (*keystorev1.SweepKeysResponse, error) {
 	c := callerOf(ctx)
 	if c == nil {
@@ -288,7 +287,6 @@ func (k *keysService) Sweep(ctx context.Context, req *keystorev1.SweepKeysReques
 	}
 	res, err := k.s.ks.Sweep(ctx, c.coreCaller(), core.SweepOptions{PageToken: req.GetPageToken(), Limit: int(req.GetLimit())})
 	if call := callFrom(ctx); call != nil {
-		call.setBatch(res.Examined, len(res.Failed))
 		call.setNote(sweepNote(res))
 	}
 	if err != nil {

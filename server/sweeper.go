@@ -170,7 +170,6 @@ func (w *Sweeper) sweepOnce(ctx context.Context, token string) (core.SweepResult
 	c := w.s.newCall(sweepOp, w.caller)
 	ctx = withCall(ctx, c)
 	res, err := w.s.ks.Sweep(ctx, w.caller.coreCaller(), core.SweepOptions{PageToken: token})
-	c.setBatch(res.Examined, len(res.Failed))
 	c.setNote(sweepNote(res))
 	if !c.finish(ctx, codeOf(err)) && err == nil {
 		err = provider.Errorf(provider.EIO, "audit log unavailable; sweep stopped")

@@ -39,7 +39,7 @@ func TestSweeperRotatesOnSchedule(t *testing.T) {
 	if w.Sweeps() != 1 {
 		t.Fatalf("%d sweeps, want 1", w.Sweeps())
 	}
-	if r := e.audit.last(t); r.Op != "daemon.sweep" || r.Result != "ok" || r.Items != 2 || r.Detail != "swept: examined 2, rotated 0, failed 0" {
+	if r := e.audit.last(t); r.Op != "daemon.sweep" || r.Result != "ok" || r.Items != 0 || r.Detail != "swept: examined 2, rotated 0, failed 0" {
 		t.Fatalf("record of a sweep that rotated nothing: %+v", r)
 	}
 
@@ -64,7 +64,7 @@ func TestSweeperRotatesOnSchedule(t *testing.T) {
 	if ahead.Op != "daemon.sweep" || ahead.Key != "alice/p/idle-due" || ahead.Version != 2 || ahead.Detail != "auto-rotated" {
 		t.Fatalf("record written ahead: %+v", ahead)
 	}
-	if final.Op != "daemon.sweep" || final.Result != "ok" || final.Items != 2 || final.Failed != 0 ||
+	if final.Op != "daemon.sweep" || final.Result != "ok" || final.Items != 0 || final.Failed != 0 ||
 		final.Detail != "outcome of seq "+itoa(ahead.Seq)+"; swept: examined 2, rotated 1, failed 0" {
 		t.Fatalf("final record: %+v", final)
 	}
