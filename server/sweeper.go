@@ -146,7 +146,11 @@ func (w *Sweeper) SweepAll(ctx context.Context) (core.SweepResult, error) {
 			log.Warn("scheduled sweep: key not rotated", "key", f.ID.String(), "err", f.Err)
 		}
 		if err != nil {
-			log.Error("scheduled sweep stopped", "examined", total.Examined, "rotated", len(total.Rotated), "err", err)
+			if ctx.Err() != nil {
+				log.Info("scheduled sweep interrupted (the daemon stops)", "examined", total.Examined, "rotated", len(total.Rotated))
+			} else {
+				log.Error("scheduled sweep stopped", "examined", total.Examined, "rotated", len(total.Rotated), "err", err)
+			}
 			return total, err
 		}
 		if res.NextPageToken == "" || res.NextPageToken == token {
