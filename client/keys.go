@@ -198,3 +198,56 @@ func (c *Client) Rewrap(ctx context.Context, key string, sealedData, aad []byte)
 	}
 	return sealed(resp.GetSealed(), resp.GetVersion(), "rewrap", key)
 }
+
+// Sweep rotates the keys due for automatic rotation among the next
+// opts.Limit keys of every app (operators only: ErrPermission otherwise).
+// It examines at most 1000 keys per call: sweep every key by calling again
+// with SweepResult.NextPageToken until it is empty. A key that fails to
+// rotate is listed in SweepResult.Failed and does not fail the call.
+func (c *Client) Sweep(ctx context.Context, opts SweepOptions) (SweepResult, error) {
+	if opts.Limit < 0 || opts.Limit > maxSweepLimit {
+		return SweepResult{}, provider.Errorf(provider.EINVAL, "sweep limit %d is not 0 .. %d", opts.Limit, maxSweepLimit)
+	}
+	resp, _, err := call(ctx, c, c.keys.Sweep, &keystorev1.SweepKeysRequest{PageToken: opts.PageToken, Limit: int32(opts.Limit)})
+	if err != nil {
+		return SweepResult{}, err
+	}
+	res := SweepResult{Examined: int(resp.GetExamined()), NextPageToken: resp.GetNextPageToken()}
+	for _, r := range resp.GetRotated() {
+		res.Rotated = append(res.Rotated, RotatedKey{Key: r.GetKey(), Version: r.GetVersion()})
+	}
+	for _, f := range resp.GetFailed() {
+		var ferr error = provider.EIO
+		if f.GetError() != nil {
+			ferr = detailError(f.GetError())
+		}
+		res.Failed = append(res.Failed, SweepFailure{Key: f.GetKey(), Err: ferr})
+	}
+	return res, nil
+}
+
+// maxSweepLimit is the most keys one sweep call examines.
+const maxSweepLimit = 1000
+
+// Usage returns what app holds against its quotas: its keys and its Store
+// values and bytes, with the limits. An empty app means the caller's own;
+// another app's needs an operator (ErrPermission otherwise).
+func (c *Client) Usage(ctx context.Context, app string) (Usage, error) {
+	resp, _, err := call(ctx, c, c.keys.GetUsage, &keystorev1.GetUsageRequest{App: app})
+	if err != nil {
+		return Usage{}, err
+	}
+	if resp.GetApp() == "" {
+		return Usage{}, protocolError("get-usage", app, "no app in the response")
+	}
+	return Usage{
+		App:                 resp.GetApp(),
+		Keys:                resp.GetKeys(),
+		KeysLimit:           resp.GetKeysLimit(),
+		VersionsPerKeyLimit: resp.GetVersionsPerKeyLimit(),
+		StoreValues:         resp.GetStoreValues(),
+		StoreValuesLimit:    resp.GetStoreValuesLimit(),
+		StoreBytes:          resp.GetStoreBytes(),
+		StoreBytesLimit:     resp.GetStoreBytesLimit(),
+	}, nil
+}

@@ -97,6 +97,21 @@ type KeyVersion struct {
 	Retired   time.Time
 	Revoked   time.Time
 	Destroyed time.Time
+	// Seals is how many seals the version has counted against its seal
+	// budget, SealLimit that budget (both 0 for sign keys). The count is
+	// at least the seals made (refused and failed seals count; after a
+	// daemon restart it resumes from a reservation up to 65,536 above).
+	// At SealLimit the version seals no more: rotate the key.
+	Seals, SealLimit uint64
+}
+
+// SealsLeft returns how many more seals the version may make (0 for a
+// sign key).
+func (v KeyVersion) SealsLeft() uint64 {
+	if v.Seals >= v.SealLimit {
+		return 0
+	}
+	return v.SealLimit - v.Seals
 }
 
 // KeyInfo is a key's metadata. It never holds private material.
@@ -118,6 +133,14 @@ type KeyInfo struct {
 	Created   time.Time
 	Revoked   time.Time
 	Destroyed time.Time
+	// RotationDue is when the key is due for automatic rotation (its
+	// primary version's creation plus the rotation period); zero for a
+	// key without a rotation period and for a revoked or destroyed key.
+	// RotationOverdue is true when that time had passed by the daemon's
+	// clock when it answered: the key rotates on its next sign or seal,
+	// or at the daemon's next sweep.
+	RotationDue     time.Time
+	RotationOverdue bool
 }
 
 // Version returns the metadata of version v, and false if the key has no
@@ -163,6 +186,57 @@ type KeyPage struct {
 	// NextPageToken is empty on the last page.
 	NextPageToken string
 	Unreadable    []UnreadableKey
+}
+
+// SweepOptions bound one Sweep call.
+type SweepOptions struct {
+	// PageToken: empty to start at the first key, else
+	// SweepResult.NextPageToken.
+	PageToken string
+	// Limit is the most keys the call examines: 0 means the daemon's
+	// default (1000); at most 1000.
+	Limit int
+}
+
+// SweepResult is what one Sweep call did.
+type SweepResult struct {
+	// Examined counts the keys looked at, in any state.
+	Examined int
+	// Rotated and Failed are in key ID order.
+	Rotated []RotatedKey
+	Failed  []SweepFailure
+	// NextPageToken resumes the sweep; empty when it reached the last key.
+	NextPageToken string
+}
+
+// RotatedKey is a key a sweep rotated.
+type RotatedKey struct {
+	// Key is the full key ID.
+	Key string
+	// Version is the new primary version.
+	Version uint32
+}
+
+// SweepFailure is a key a sweep could not rotate (ErrQuota at its
+// versions quota, ...) or read (ErrIO). Err has the daemon's code.
+type SweepFailure struct {
+	Key string
+	Err error
+}
+
+// Usage is what an app holds against its quotas (docs/operations.md,
+// Quotas).
+type Usage struct {
+	App string
+	// Keys counts the app's keys in any state: revoked keys and destroyed
+	// tombstones count, since key IDs are never reused.
+	Keys, KeysLimit int64
+	// VersionsPerKeyLimit is the most versions one key may have.
+	VersionsPerKeyLimit int64
+	// StoreValues and StoreBytes are the app's Store values and the sum
+	// of their lengths.
+	StoreValues, StoreValuesLimit int64
+	StoreBytes, StoreBytesLimit   int64
 }
 
 // PublicKey is the public key of one version of a signing key.
@@ -259,7 +333,9 @@ func keyInfo(m *keystorev1.KeyMetadata, insecureHeader bool) KeyInfo {
 		Revoked:        timeOf(m.GetRevoked()),
 		Destroyed:      timeOf(m.GetDestroyed()),
 		Policy:         policyOf(m.GetPolicy()),
+		RotationDue:    timeOf(m.GetRotationDue()),
 	}
+	k.RotationOverdue = m.GetRotationOverdue() && !k.RotationDue.IsZero()
 	if k.State > KeyDestroyed {
 		k.State = 0
 	}
@@ -272,6 +348,8 @@ func keyInfo(m *keystorev1.KeyMetadata, insecureHeader bool) KeyInfo {
 			Retired:   timeOf(v.GetRetired()),
 			Revoked:   timeOf(v.GetRevoked()),
 			Destroyed: timeOf(v.GetDestroyed()),
+			Seals:     v.GetSeals(),
+			SealLimit: v.GetSealLimit(),
 		}
 		if kv.State > VersionDestroyed {
 			kv.State = 0

@@ -31,6 +31,8 @@ type recorder struct {
 	fail      bool
 	notReady  bool
 	refuseAll bool // Commit fails while Ready and Record work
+	// onCommit, when set, sees every committed event (after the commit).
+	onCommit func(core.Event)
 }
 
 func (r *recorder) Ready(context.Context) error {
@@ -49,6 +51,9 @@ func (r *recorder) Commit(_ context.Context, e core.Event) error {
 		return errFailed
 	}
 	r.commits = append(r.commits, e)
+	if r.onCommit != nil {
+		r.onCommit(e)
+	}
 	return nil
 }
 

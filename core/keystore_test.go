@@ -225,7 +225,7 @@ func TestAuthorization(t *testing.T) {
 		"destroy": func() error { _, err := e.ks.Destroy(ctx, appB, id); return err },
 		"pubkey":  func() error { _, err := e.ks.PublicKey(ctx, appB, id, 1); return err },
 		"list":    func() error { _, err := e.ks.List(ctx, appB, core.ListOptions{App: "app-a"}); return err },
-		"sweep":   func() error { _, err := e.ks.Sweep(ctx, appB); return err },
+		"sweep":   func() error { _, err := e.ks.Sweep(ctx, appB, core.SweepOptions{}); return err },
 		"empty":   func() error { _, err := e.ks.Get(ctx, core.Caller{}, id); return err },
 	} {
 		wantCode(t, name, f(), provider.EPERM)
@@ -474,9 +474,12 @@ func TestAutoRotation(t *testing.T) {
 	}
 	// Sweep rotates due keys only.
 	e.clock.Advance(25 * time.Hour)
-	rotated, err := e.ks.Sweep(ctx, operator)
-	if err != nil || len(rotated) != 1 || rotated[0] != id {
-		t.Fatalf("sweep = %v, %v", rotated, err)
+	res, err := e.ks.Sweep(ctx, operator, core.SweepOptions{})
+	if err != nil || len(res.Rotated) != 1 || res.Rotated[0] != (core.RotatedKey{ID: id, Version: 3}) || res.Examined != 2 || len(res.Failed) != 0 || res.NextPageToken != "" {
+		t.Fatalf("sweep = %+v, %v", res, err)
+	}
+	if ev := e.audit.last(t); ev.Op != core.OpSweep || !ev.OK() || ev.Detail != "examined 2, rotated 1, failed 0" {
+		t.Fatalf("sweep audit %+v", ev)
 	}
 	m, _ := e.ks.Get(ctx, appA, id)
 	if m.Current != 3 {

@@ -75,7 +75,7 @@ func (k *Keystore) create(ctx context.Context, c Caller, id KeyID, o CreateOptio
 	if err := k.persist(e, rec); err != nil {
 		return Metadata{}, err
 	}
-	return rec.meta.clone(), nil
+	return rec.snapshot(), nil
 }
 
 // generate asks the provider for a new key version and checks what it
@@ -141,7 +141,7 @@ func (k *Keystore) get(ctx context.Context, c Caller, id KeyID) (Metadata, error
 	if err := checkKey(OpGet, metaOf(rec)); err != nil {
 		return Metadata{}, err
 	}
-	return rec.meta.clone(), nil
+	return rec.snapshot(), nil
 }
 
 // transition runs a state change on an existing key under its write lock:
@@ -187,7 +187,7 @@ func (k *Keystore) transition(ctx context.Context, c Caller, op Op, id KeyID, ev
 	if err := k.persist(e, next); err != nil {
 		return Metadata{}, err
 	}
-	return next.meta.clone(), nil
+	return next.snapshot(), nil
 }
 
 // successor returns a copy of r for a transition: metadata cloned, the
@@ -475,7 +475,7 @@ func (k *Keystore) listOne(id KeyID) (Metadata, bool, error) {
 	if rec == nil {
 		return Metadata{}, false, nil
 	}
-	return rec.meta.clone(), true, nil
+	return rec.snapshot(), true, nil
 }
 
 // dirNames lists the valid segment names of subdirectories of dir.
@@ -500,92 +500,125 @@ func (k *Keystore) dirNames(dir string) ([]string, error) {
 // idLess orders key IDs by (app, purpose, name).
 func idLess(a, b KeyID) bool { return a.Compare(b) < 0 }
 
-// Sweep rotates every active key whose rotation period has passed. Only
-// an operator may sweep. It returns the keys rotated; a key that fails to
-// rotate is reported in the error but does not stop the sweep.
-func (k *Keystore) Sweep(ctx context.Context, c Caller) ([]KeyID, error) {
-	// Not audited(): what was rotated is returned even when the sweep
-	// failed, because those rotations happened.
+// Sweep rotates the active keys whose rotation period has passed, in key
+// ID order, examining at most o.Limit keys per call: a sweep of many keys
+// is a series of calls, each resuming after the last key the previous one
+// examined (SweepResult.NextPageToken), so that no call holds the caller,
+// or any lock, for long. Only an operator may sweep (EPERM). Each due key
+// is rotated under its own lock, one at a time; a key that fails to rotate
+// (or cannot be read) is listed in SweepResult.Failed and does not stop
+// the sweep. Sweep stops early, with the context's error and the result
+// so far, when ctx ends; its NextPageToken then resumes after the last key
+// handled.
+//
+// The call is one audit event (op sweep) whose detail gives the counts;
+// each rotation is committed to the sink first, as any state change.
+func (k *Keystore) Sweep(ctx context.Context, c Caller, o SweepOptions) (SweepResult, error) {
+	// Not audited(): the result is returned even when the sweep failed
+	// part way, because the rotations it reports happened.
 	ev := k.event(c, OpSweep, "", 0)
-	rotated, err := k.sweep(ctx, c)
-	ev.Detail = "rotated " + strconv.Itoa(len(rotated)) + " keys"
+	res, err := k.sweep(ctx, c, o)
+	ev.Detail = res.counts()
 	if err = k.finish(ctx, &ev, err); err != nil {
-		return rotated, err
+		return res, err
 	}
-	return rotated, nil
+	return res, nil
 }
 
-func (k *Keystore) sweep(ctx context.Context, c Caller) ([]KeyID, error) {
+// counts is the audit detail of a sweep.
+func (r *SweepResult) counts() string {
+	return "examined " + strconv.Itoa(r.Examined) + ", rotated " + strconv.Itoa(len(r.Rotated)) + ", failed " + strconv.Itoa(len(r.Failed))
+}
+
+func (k *Keystore) sweep(ctx context.Context, c Caller, o SweepOptions) (SweepResult, error) {
 	if !c.Operator {
-		return nil, provider.Errorf(provider.EPERM, "only an operator may sweep")
+		return SweepResult{}, provider.Errorf(provider.EPERM, "only an operator may sweep")
 	}
-	var rotated []KeyID
-	var errs []error
-	token := ""
-	for {
-		page, err := k.list(ctx, c, ListOptions{PageSize: MaxPageSize, PageToken: token})
-		if err != nil {
-			return rotated, err
-		}
-		for _, m := range page.Keys {
-			if !rotationDue(&m, k.clock.Now()) {
-				continue
+	if o.Limit < 0 || o.Limit > MaxSweepLimit {
+		return SweepResult{}, provider.Errorf(provider.EINVAL, "sweep limit must be 0 (default) to %d", MaxSweepLimit)
+	}
+	if o.Limit == 0 {
+		o.Limit = DefaultSweepLimit
+	}
+	page, err := k.list(ctx, c, ListOptions{PageSize: o.Limit, PageToken: o.PageToken})
+	if err != nil {
+		return SweepResult{}, err
+	}
+	res := SweepResult{NextPageToken: page.NextPageToken}
+	var last KeyID // the last key handled
+	// The page's keys and unreadable keys, merged in ID order, so that an
+	// early stop resumes right after the last one handled.
+	keys, bad := page.Keys, page.Unreadable
+	for len(keys) > 0 || len(bad) > 0 {
+		if err := provider.CheckContext(ctx); err != nil {
+			res.NextPageToken = o.PageToken
+			if !last.IsZero() {
+				res.NextPageToken = last.String()
 			}
-			did, err := k.autoRotate(ctx, m.ID, k.event(c, OpRotate, "", 0))
-			if err != nil {
-				errs = append(errs, err)
-			} else if did {
-				rotated = append(rotated, m.ID)
-			}
+			return res, err
 		}
-		if page.NextPageToken == "" {
-			break
+		if len(bad) > 0 && (len(keys) == 0 || idLess(bad[0].ID, keys[0].ID)) {
+			res.Examined++
+			last = bad[0].ID
+			res.Failed = append(res.Failed, SweepFailure{ID: bad[0].ID, Err: bad[0].Err})
+			bad = bad[1:]
+			continue
 		}
-		token = page.NextPageToken
+		m := &keys[0]
+		keys = keys[1:]
+		res.Examined++
+		last = m.ID
+		if !rotationDue(m, k.clock.Now()) {
+			continue
+		}
+		v, err := k.autoRotate(ctx, m.ID, k.event(c, OpRotate, "", 0))
+		switch {
+		case err != nil:
+			res.Failed = append(res.Failed, SweepFailure{ID: m.ID, Err: provider.WithOp("rotate", m.ID.String(), err)})
+		case v != 0:
+			res.Rotated = append(res.Rotated, RotatedKey{ID: m.ID, Version: v})
+		}
 	}
-	if len(errs) > 0 {
-		return rotated, provider.Errorf(provider.EIO, "%d keys failed to rotate: %w", len(errs), errors.Join(errs...))
-	}
-	return rotated, nil
+	return res, nil
 }
 
+// rotationDue reports whether m is an active key whose primary version is
+// at least its rotation period old at now.
 func rotationDue(m *Metadata, now time.Time) bool {
-	if m.State != StateActive || m.Policy.RotationPeriod <= 0 {
-		return false
-	}
-	p, ok := m.Version(m.Current)
-	return ok && !now.Before(p.Created.Add(m.Policy.RotationPeriod))
+	due, ok := m.RotationDue()
+	return ok && !now.Before(due)
 }
 
-// autoRotate rotates id if it is still due, under its write lock. ev is
+// autoRotate rotates id if it is still due, under its write lock, and
+// returns the new primary version (0: the key was no longer due). ev is
 // the event of the operation that triggered it (a sign, a seal, a sweep);
 // the sink is asked to commit it with the new version and "auto-rotated".
-func (k *Keystore) autoRotate(ctx context.Context, id KeyID, ev Event) (bool, error) {
+func (k *Keystore) autoRotate(ctx context.Context, id KeyID, ev Event) (Version, error) {
 	k.kekMu.RLock() // a handle may be made: see Keystore.kekMu
 	defer k.kekMu.RUnlock()
 	e, err := k.writeKey(id)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	defer e.mu.Unlock()
 	now := k.clock.Now().UTC()
 	rec := e.rec.Load()
 	if rec == nil || !rotationDue(&rec.meta, now) {
-		return false, nil
+		return 0, nil
 	}
 	if err := k.ready(ctx); err != nil {
-		return false, err
+		return 0, err
 	}
 	next, err := k.rotateLocked(ctx, rec, now)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	ev.Key, ev.Version, ev.Detail = e.idStr, next.meta.Current, "auto-rotated"
 	if err := k.commit(ctx, ev); err != nil {
-		return false, err
+		return 0, err
 	}
 	if err := k.persist(e, next); err != nil {
-		return false, err
+		return 0, err
 	}
-	return true, nil
+	return next.meta.Current, nil
 }

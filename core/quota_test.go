@@ -190,7 +190,7 @@ func TestQuotaVersionsPerKey(t *testing.T) {
 
 // A key due for automatic rotation at its versions quota keeps signing
 // and sealing with the overdue version; the call's audit event says the
-// rotation was refused. A sweep reports the key as failed to rotate.
+// rotation was refused. A sweep reports the keys as failed to rotate.
 func TestQuotaAutoRotationAtVersionsQuota(t *testing.T) {
 	e := newEnv(t, withQuotas(core.Quotas{Default: core.Quota{VersionsPerKey: 2}}))
 	pol := core.Policy{RotationPeriod: time.Hour}
@@ -227,9 +227,12 @@ func TestQuotaAutoRotationAtVersionsQuota(t *testing.T) {
 	if err != nil || sealed.Version != 2 {
 		t.Fatalf("seal due at the quota: v%d %v", sealed.Version, err)
 	}
-	rotated, err := e.ks.Sweep(ctx, operator)
-	if len(rotated) != 0 || err == nil {
-		t.Fatalf("sweep at the quota = %v, %v; want nothing rotated and an error", rotated, err)
+	res, err := e.ks.Sweep(ctx, operator, core.SweepOptions{})
+	if err != nil || len(res.Rotated) != 0 || len(res.Failed) != 2 {
+		t.Fatalf("sweep at the quota = %+v, %v; want nothing rotated and both keys failed", res, err)
+	}
+	for _, f := range res.Failed {
+		wantCode(t, "sweep failure of "+f.ID.String(), f.Err, provider.EDQUOT)
 	}
 }
 

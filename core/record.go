@@ -42,6 +42,23 @@ func newVersionRT(id KeyID, v Version, spec *alg.Spec, providerName string, rese
 	return vr
 }
 
+// snapshot returns a copy of the record's metadata for a caller, with
+// each version's seal count as of now.
+func (r *record) snapshot() Metadata {
+	m := r.meta.clone()
+	if r.spec.SealLimit == 0 {
+		return m
+	}
+	for i := range m.Versions {
+		v := &m.Versions[i]
+		v.SealLimit = r.spec.SealLimit
+		if i < len(r.versions) {
+			v.Seals = min(r.versions[i].seals.Load(), r.spec.SealLimit)
+		}
+	}
+	return m
+}
+
 // body encodes the record for meta.json.
 func (r *record) body() metaBody {
 	m := &r.meta

@@ -67,11 +67,11 @@ func (k *Keystore) resolve(ctx context.Context, c Caller, op Op, id KeyID, use U
 			return target{}, provider.Errorf(provider.EPERM, "key is a %s key; %s needs a %s key", m.Use, op, use)
 		}
 		if p.rotate && attempt == 0 && rotationDue(m, k.clock.Now()) {
-			did, err := k.autoRotate(ctx, id, *ev)
+			rotated, err := k.autoRotate(ctx, id, *ev)
 			if err = overdueOnQuota(ev, err); err != nil { // quota.go
 				return target{}, err
 			}
-			if did {
+			if rotated != 0 {
 				ev.Detail = "auto-rotated"
 			}
 			continue

@@ -121,6 +121,13 @@ type VersionInfo struct {
 	Retired   time.Time // when a rotation replaced it as primary; zero if never
 	Revoked   time.Time // zero if not revoked
 	Destroyed time.Time // zero if not destroyed
+	// Seals is how many seals the version has counted against its seal
+	// budget, SealLimit that budget (both 0 for sign keys, which have
+	// none). The count is at least the seals made: it counts refused and
+	// failed seals too, and after a restart it resumes from the durable
+	// reservation, which may be up to 65,536 above the seals made before
+	// (docs/lifecycle.md). At SealLimit the version seals no more (EPERM).
+	Seals, SealLimit uint64
 }
 
 // Metadata describes a key. It never holds private material.
@@ -150,6 +157,20 @@ func (m *Metadata) Version(v Version) (VersionInfo, bool) {
 		return VersionInfo{}, false
 	}
 	return m.Versions[v-1], true
+}
+
+// RotationDue returns when the key is due for automatic rotation: its
+// primary version's creation time plus its rotation period. ok is false
+// for a key without a rotation period and for a revoked or destroyed key.
+func (m *Metadata) RotationDue() (due time.Time, ok bool) {
+	if m.State != StateActive || m.Policy.RotationPeriod <= 0 {
+		return time.Time{}, false
+	}
+	p, ok := m.Version(m.Current)
+	if !ok {
+		return time.Time{}, false
+	}
+	return p.Created.Add(m.Policy.RotationPeriod), true
 }
 
 func (m *Metadata) clone() Metadata {
@@ -233,6 +254,50 @@ type ListPage struct {
 	Unreadable []UnreadableKey
 	// NextPageToken is empty on the last page.
 	NextPageToken string
+}
+
+// SweepOptions bound one Sweep call.
+type SweepOptions struct {
+	// PageToken resumes a sweep after the last key the previous call
+	// examined (its NextPageToken); empty starts at the first key.
+	PageToken string
+	// Limit is the most keys the call examines (default
+	// DefaultSweepLimit, at most MaxSweepLimit).
+	Limit int
+}
+
+// Bounds of one Sweep call.
+const (
+	DefaultSweepLimit = 1000
+	MaxSweepLimit     = 1000
+)
+
+// SweepResult is what one Sweep call did.
+type SweepResult struct {
+	// Examined counts the keys looked at, in any state.
+	Examined int
+	// Rotated lists the keys rotated, each with its new primary version,
+	// in ID order.
+	Rotated []RotatedKey
+	// Failed lists the due keys that failed to rotate and the keys that
+	// could not be read, in ID order.
+	Failed []SweepFailure
+	// NextPageToken resumes the sweep; empty when it reached the last key.
+	NextPageToken string
+}
+
+// RotatedKey is a key a sweep rotated and its new primary version.
+type RotatedKey struct {
+	ID      KeyID
+	Version Version
+}
+
+// SweepFailure is a key a sweep could not rotate or read; Err has the
+// code (EDQUOT for a key at its versions quota, EIO for an unreadable
+// one, ...) and names the key.
+type SweepFailure struct {
+	ID  KeyID
+	Err error
 }
 
 // UnreadableKey is a key a listing could not read.

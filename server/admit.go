@@ -67,6 +67,9 @@ var receiveLimits = map[string]int64{
 	// The Admin methods' requests are empty.
 	"admin.kek-status": framing,
 	"admin.kek-rotate": framing,
+	// A page token (a key ID) and a limit; an app ID.
+	"keys.sweep":     smallRequest,
+	"keys.get-usage": smallRequest,
 }
 
 // ReceiveLimit returns the largest request message (bytes, gRPC framing

@@ -148,8 +148,8 @@ func (c *call) commit(ctx context.Context) error {
 // request must fail with EIO). A request whose record was written ahead
 // needs a second record, marked as the outcome of the first, unless the
 // first still tells the whole story: a success with no change after it,
-// the batch counts and the detail it recorded (a KEK rotation learns its
-// counts after its record was written ahead). finish is idempotent: the transport's
+// the batch counts and the detail it recorded (a KEK rotation or a sweep
+// learns its counts after its record was written ahead). finish is idempotent: the transport's
 // end of the request calls it again for requests the handlers never saw.
 func (c *call) finish(ctx context.Context, code provider.Code) bool {
 	c.mu.Lock()

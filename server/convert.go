@@ -83,9 +83,10 @@ var versionStates = map[core.VersionState]keystorev1.VersionState{
 	core.VersionDestroyed: keystorev1.VersionState_VERSION_STATE_DESTROYED,
 }
 
-// keyMetadata converts core metadata to the API's. It never holds private
-// material (core.Metadata has none).
-func keyMetadata(m *core.Metadata) *keystorev1.KeyMetadata {
+// keyMetadata converts core metadata to the API's, with the rotation due
+// time and whether it has passed at now. It never holds private material
+// (core.Metadata has none).
+func keyMetadata(m *core.Metadata, now time.Time) *keystorev1.KeyMetadata {
 	out := &keystorev1.KeyMetadata{
 		Id:             m.ID.String(),
 		Algorithm:      string(m.Algorithm),
@@ -103,6 +104,9 @@ func keyMetadata(m *core.Metadata) *keystorev1.KeyMetadata {
 		Destroyed: ts(m.Destroyed),
 		Versions:  make([]*keystorev1.KeyVersion, 0, len(m.Versions)),
 	}
+	if due, ok := m.RotationDue(); ok {
+		out.RotationDue, out.RotationOverdue = ts(due), !now.Before(due)
+	}
 	for i := range m.Versions {
 		v := &m.Versions[i]
 		out.Versions = append(out.Versions, &keystorev1.KeyVersion{
@@ -113,6 +117,8 @@ func keyMetadata(m *core.Metadata) *keystorev1.KeyMetadata {
 			Retired:   ts(v.Retired),
 			Revoked:   ts(v.Revoked),
 			Destroyed: ts(v.Destroyed),
+			Seals:     v.Seals,
+			SealLimit: v.SealLimit,
 		})
 	}
 	return out

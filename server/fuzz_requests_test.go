@@ -76,6 +76,8 @@ func FuzzRequest(f *testing.F) {
 			{Key: "box/k", Plaintext: []byte("a")}, {Key: "sig/k", Plaintext: []byte("b")}}},
 		"/keystore.v1.Keys/UnsealBatch": &keystorev1.UnsealBatchRequest{Items: []*keystorev1.UnsealRequest{
 			{Key: "box/k", Sealed: sealed.GetSealed(), Aad: []byte("aad")}, {Key: "box/k", Sealed: []byte{1}}}},
+		"/keystore.v1.Keys/Sweep":               &keystorev1.SweepKeysRequest{Limit: 10},
+		"/keystore.v1.Keys/GetUsage":            &keystorev1.GetUsageRequest{},
 		"/keystore.v1.Store/Put":                &keystorev1.PutValueRequest{Name: "w", Value: []byte("x")},
 		"/keystore.v1.Store/Get":                &keystorev1.GetValueRequest{Name: "v"},
 		"/keystore.v1.Store/Delete":             &keystorev1.DeleteValueRequest{Name: "w"},

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"fmt"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -45,7 +47,7 @@ func (k *keysService) Create(ctx context.Context, req *keystorev1.CreateKeyReque
 	if err != nil {
 		return nil, err
 	}
-	return &keystorev1.CreateKeyResponse{Key: keyMetadata(&m)}, nil
+	return &keystorev1.CreateKeyResponse{Key: keyMetadata(&m, k.s.clock.Now())}, nil
 }
 
 func (k *keysService) Get(ctx context.Context, req *keystorev1.GetKeyRequest) (*keystorev1.GetKeyResponse, error) {
@@ -65,7 +67,7 @@ func (k *keysService) List(ctx context.Context, req *keystorev1.ListKeysRequest)
 	if err != nil {
 		return nil, err
 	}
-	return listResponse(page), nil
+	return listResponse(page, k.s.clock.Now()), nil
 }
 
 // keyOp runs one metadata-returning core operation on the key a request
@@ -79,7 +81,7 @@ func (k *keysService) keyOp(ctx context.Context, key string, op func(context.Con
 	if err != nil {
 		return nil, err
 	}
-	return keyMetadata(&m), nil
+	return keyMetadata(&m, k.s.clock.Now()), nil
 }
 
 func (k *keysService) Rotate(ctx context.Context, req *keystorev1.RotateKeyRequest) (*keystorev1.RotateKeyResponse, error) {
@@ -111,7 +113,7 @@ func (k *keysService) RevokeVersion(ctx context.Context, req *keystorev1.RevokeK
 	if err != nil {
 		return nil, err
 	}
-	return &keystorev1.RevokeKeyVersionResponse{Key: keyMetadata(&m)}, nil
+	return &keystorev1.RevokeKeyVersionResponse{Key: keyMetadata(&m, k.s.clock.Now())}, nil
 }
 
 func (k *keysService) Destroy(ctx context.Context, req *keystorev1.DestroyKeyRequest) (*keystorev1.DestroyKeyResponse, error) {
@@ -135,7 +137,7 @@ func (k *keysService) SetPolicy(ctx context.Context, req *keystorev1.SetKeyPolic
 	if err != nil {
 		return nil, err
 	}
-	return &keystorev1.SetKeyPolicyResponse{Key: keyMetadata(&m)}, nil
+	return &keystorev1.SetKeyPolicyResponse{Key: keyMetadata(&m, k.s.clock.Now())}, nil
 }
 
 func (k *keysService) PublicKey(ctx context.Context, req *keystorev1.PublicKeyRequest) (*keystorev1.PublicKeyResponse, error) {
@@ -250,11 +252,11 @@ const MaxListBytes = 4 << 20
 // listResponse converts a core page, cutting it after MaxListBytes of
 // keys. Page tokens are the last key ID returned, so a cut page continues
 // right after its last key.
-func listResponse(page core.ListPage) *keystorev1.ListKeysResponse {
+func listResponse(page core.ListPage, now time.Time) *keystorev1.ListKeysResponse {
 	out := &keystorev1.ListKeysResponse{NextPageToken: page.NextPageToken, Keys: make([]*keystorev1.KeyMetadata, 0, len(page.Keys))}
 	size := 0
 	for i := range page.Keys {
-		m := keyMetadata(&page.Keys[i])
+		m := keyMetadata(&page.Keys[i], now)
 		size += proto.Size(m)
 		if size > MaxListBytes && len(out.Keys) > 0 {
 			out.NextPageToken = page.Keys[i-1].ID.String()
@@ -273,4 +275,64 @@ func listResponse(page core.ListPage) *keystorev1.ListKeysResponse {
 		out.Unreadable = append(out.Unreadable, &keystorev1.UnreadableKey{Id: u.ID.String(), Error: errorDetail(u.Err)})
 	}
 	return out
+}
+
+// Sweep runs one bounded sweep (core.Keystore.Sweep) for an operator. The
+// request's audit record carries the counts in its detail ("swept:
+// examined N, rotated R, failed F"); items and failed stay the batches'.
+func (k *keysService) Sweep(ctx context.Context, req *keystorev1.SweepKeysRequest) (*keystorev1.SweepKeysResponse, error) {
+	c := callerOf(ctx)
+	if c == nil {
+		return nil, errNoCaller
+	}
+	res, err := k.s.ks.Sweep(ctx, c.coreCaller(), core.SweepOptions{PageToken: req.GetPageToken(), Limit: int(req.GetLimit())})
+	if call := callFrom(ctx); call != nil {
+		call.setNote(sweepNote(res))
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := &keystorev1.SweepKeysResponse{Examined: int32(res.Examined), NextPageToken: res.NextPageToken}
+	for _, r := range res.Rotated {
+		out.Rotated = append(out.Rotated, &keystorev1.RotatedKey{Key: r.ID.String(), Version: uint32(r.Version)})
+	}
+	for _, f := range res.Failed {
+		out.Failed = append(out.Failed, &keystorev1.SweepFailure{Key: f.ID.String(), Error: errorDetail(f.Err)})
+	}
+	return out, nil
+}
+
+// sweepNote is the audit detail of a sweep.
+func sweepNote(res core.SweepResult) string {
+	return fmt.Sprintf("swept: examined %d, rotated %d, failed %d", res.Examined, len(res.Rotated), len(res.Failed))
+}
+
+// GetUsage reports what an app (empty: the caller's) holds against its
+// quotas (Server.Usage).
+func (k *keysService) GetUsage(ctx context.Context, req *keystorev1.GetUsageRequest) (*keystorev1.GetUsageResponse, error) {
+	c := callerOf(ctx)
+	if c == nil {
+		return nil, errNoCaller
+	}
+	app := req.GetApp()
+	if app == "" {
+		app = c.App
+	}
+	u, err := k.s.Usage(ctx, c.coreCaller(), app)
+	if err != nil {
+		return nil, err
+	}
+	if call := callFrom(ctx); call != nil {
+		call.setNote("app " + u.App) // a valid app ID: Usage checked it
+	}
+	return &keystorev1.GetUsageResponse{
+		App:                 u.App,
+		Keys:                int64(u.Keys),
+		KeysLimit:           int64(u.Quota.Keys),
+		VersionsPerKeyLimit: int64(u.Quota.VersionsPerKey),
+		StoreValues:         int64(u.StoreValues),
+		StoreValuesLimit:    int64(u.Quota.StoreValues),
+		StoreBytes:          u.StoreBytes,
+		StoreBytesLimit:     u.Quota.StoreBytes,
+	}, nil
 }

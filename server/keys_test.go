@@ -242,7 +242,7 @@ func TestListResponseIsBounded(t *testing.T) {
 	late, _ := provider.NewKeyID("app", "p", "cz")
 	early, _ := provider.NewKeyID("app", "p", "aa")
 	page.Unreadable = []core.UnreadableKey{{ID: early, Err: provider.ErrIO}, {ID: late, Err: provider.ErrIO}}
-	out := listResponse(page)
+	out := listResponse(page, testTime)
 	if len(out.Keys) != 2 || out.NextPageToken != "app/p/b" {
 		t.Fatalf("got %d keys, next %q; want 2 keys and next app/p/b", len(out.Keys), out.NextPageToken)
 	}
@@ -255,7 +255,7 @@ func TestListResponseIsBounded(t *testing.T) {
 	// A single key over the budget is still returned alone.
 	one := core.ListPage{Keys: page.Keys[:1], NextPageToken: "x"}
 	one.Keys[0].Versions[0].PublicKey = make([]byte, MaxListBytes+1)
-	if out := listResponse(one); len(out.Keys) != 1 || out.NextPageToken != "x" {
+	if out := listResponse(one, testTime); len(out.Keys) != 1 || out.NextPageToken != "x" {
 		t.Fatalf("single large key: %d keys, next %q", len(out.Keys), out.NextPageToken)
 	}
 }

@@ -22,6 +22,8 @@ var opNames = map[string]string{
 	keystorev1.Keys_SignBatch_FullMethodName:     "keys.sign-batch",
 	keystorev1.Keys_SealBatch_FullMethodName:     "keys.seal-batch",
 	keystorev1.Keys_UnsealBatch_FullMethodName:   "keys.unseal-batch",
+	keystorev1.Keys_Sweep_FullMethodName:         "keys.sweep",
+	keystorev1.Keys_GetUsage_FullMethodName:      "keys.get-usage",
 
 	keystorev1.Store_Put_FullMethodName:    "store.put",
 	keystorev1.Store_Get_FullMethodName:    "store.get",

@@ -35,6 +35,7 @@ import (
 
 	"github.com/nexus-os/keystored/audit"
 	"github.com/nexus-os/keystored/clock"
+	"github.com/nexus-os/keystored/core"
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/core/storage"
 	"github.com/nexus-os/keystored/providers/software"
@@ -56,6 +57,8 @@ type Options struct {
 	// Anchors are the trust anchors of the TrustAnchors service, by name
 	// (each a key ID segment).
 	Anchors map[string]ed25519.PublicKey
+	// Quotas are the apps' quotas (zero: the daemon's defaults).
+	Quotas core.Quotas
 }
 
 // Epoch is the time of the server's clock: every timestamp it records.
@@ -72,12 +75,13 @@ type Server struct {
 	// checks it).
 	AuditLog string
 
-	t    testing.TB
-	dir  string
-	cfg  server.Config
-	st   *storage.Memory
-	log  *audit.Log
-	stop sync.Once
+	t     testing.TB
+	dir   string
+	clock *clock.Fake
+	cfg   server.Config
+	st    *storage.Memory
+	log   *audit.Log
+	stop  sync.Once
 
 	mu      sync.Mutex
 	g       *grpc.Server
@@ -133,10 +137,11 @@ func start(t testing.TB, opts Options) (s *Server, err error) {
 		return nil, err
 	}
 	clk := clock.NewFake(Epoch)
+	s.clock = clk
 	if s.log, err = audit.Open(s.AuditLog, audit.WithClock(clk)); err != nil {
 		return nil, err
 	}
-	s.cfg = server.Config{Storage: s.st, Provider: p, Clock: clk, Audit: s.log, Identity: identity, Anchors: anchors}
+	s.cfg = server.Config{Storage: s.st, Provider: p, Clock: clk, Audit: s.log, Identity: identity, Anchors: anchors, Quotas: opts.Quotas}
 	if err := s.serve(); err != nil {
 		return nil, err
 	}
@@ -235,6 +240,10 @@ func (s *Server) Stop() {
 		_ = os.RemoveAll(s.dir) // best effort: a temporary directory
 	})
 }
+
+// Advance moves the server's clock forward by d: the time it records, and
+// the time against which keys are due for automatic rotation.
+func (s *Server) Advance(d time.Duration) { s.clock.Advance(d) }
 
 // SetFault makes every later call first ask f (method is the full gRPC
 // method, e.g. "/keystore.v1.Keys/Sign"); a non-nil error is returned

@@ -45,6 +45,10 @@ type keyJSON struct {
 	Created        *time.Time    `json:"created,omitempty"`
 	Revoked        *time.Time    `json:"revoked,omitempty"`
 	Destroyed      *time.Time    `json:"destroyed,omitempty"`
+	// RotationDue and RotationOverdue are set for a key with a rotation
+	// period only.
+	RotationDue     *time.Time `json:"rotation_due,omitempty"`
+	RotationOverdue bool       `json:"rotation_overdue,omitempty"`
 }
 
 type versionJSON struct {
@@ -55,6 +59,9 @@ type versionJSON struct {
 	Retired   *time.Time `json:"retired,omitempty"`
 	Revoked   *time.Time `json:"revoked,omitempty"`
 	Destroyed *time.Time `json:"destroyed,omitempty"`
+	// Seals and SealLimit: decrypt keys only.
+	Seals     *uint64 `json:"seals,omitempty"`
+	SealLimit *uint64 `json:"seal_limit,omitempty"`
 }
 
 type policyJSON struct {
@@ -87,12 +94,15 @@ func toKeyJSON(k client.KeyInfo) keyJSON {
 		Created:   timePtr(k.Created),
 		Revoked:   timePtr(k.Revoked),
 		Destroyed: timePtr(k.Destroyed),
+
+		RotationDue:     timePtr(k.RotationDue),
+		RotationOverdue: k.RotationOverdue,
 	}
 	if j.Uses == nil {
 		j.Uses = []string{}
 	}
 	for _, v := range k.Versions {
-		j.Versions = append(j.Versions, versionJSON{
+		vj := versionJSON{
 			Version:   v.Version,
 			State:     v.State.String(),
 			PublicKey: v.PublicKey,
@@ -100,7 +110,12 @@ func toKeyJSON(k client.KeyInfo) keyJSON {
 			Retired:   timePtr(v.Retired),
 			Revoked:   timePtr(v.Revoked),
 			Destroyed: timePtr(v.Destroyed),
-		})
+		}
+		if v.SealLimit > 0 {
+			seals, limit := v.Seals, v.SealLimit
+			vj.Seals, vj.SealLimit = &seals, &limit
+		}
+		j.Versions = append(j.Versions, vj)
 	}
 	return j
 }
@@ -125,6 +140,13 @@ func printKey(w io.Writer, k client.KeyInfo) error {
 	if k.Policy.RotationPeriod != 0 {
 		row("rotation period", k.Policy.RotationPeriod.String())
 	}
+	if !k.RotationDue.IsZero() {
+		due := stamp(k.RotationDue)
+		if k.RotationOverdue {
+			due += " (overdue: rotates on the next sign or seal, or the daemon's next sweep)"
+		}
+		row("rotation due", due)
+	}
 	row("created", stamp(k.Created))
 	if !k.Revoked.IsZero() {
 		row("revoked", stamp(k.Revoked))
@@ -133,7 +155,11 @@ func printKey(w io.Writer, k client.KeyInfo) error {
 		row("destroyed", stamp(k.Destroyed))
 	}
 	for _, v := range k.Versions {
-		row("version "+strconv.FormatUint(uint64(v.Version), 10), v.State.String()+"\tcreated "+stamp(v.Created))
+		line := v.State.String() + "\tcreated " + stamp(v.Created)
+		if v.SealLimit > 0 {
+			line += "\t" + sealBudget(v)
+		}
+		row("version "+strconv.FormatUint(uint64(v.Version), 10), line)
 	}
 	if err := tw.Flush(); err != nil {
 		return provider.Errorf(provider.EIO, "writing to stdout: %w", err)
@@ -146,4 +172,11 @@ func stamp(t time.Time) string {
 		return "-"
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+// sealBudget describes a decrypt key version's seal budget: "seals 3 of
+// 4294967296 (4294967293 left)".
+func sealBudget(v client.KeyVersion) string {
+	return "seals " + strconv.FormatUint(v.Seals, 10) + " of " + strconv.FormatUint(v.SealLimit, 10) +
+		" (" + strconv.FormatUint(v.SealsLeft(), 10) + " left)"
 }

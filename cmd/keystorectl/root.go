@@ -67,6 +67,8 @@ EBADMSG 74, EMSGSIZE 90, EALREADY 114, EKEYREVOKED 128, ...; EUNAVAILABLE
 		a.rewrapCommand(),
 		a.batchCommand(),
 		a.setPolicyCommand(),
+		a.sweepCommand(),
+		a.usageCommand(),
 		a.storeCommand(),
 		a.anchorsCommand(),
 		a.auditCommand(),

@@ -42,11 +42,12 @@ type fileConfig struct {
 	// file's directory).
 	AnchorsDir string `toml:"anchors_dir"`
 	// MetricsAddr is the metrics listen address (the flag wins).
-	MetricsAddr string       `toml:"metrics_addr"`
-	Audit       auditConfig  `toml:"audit"`
-	Limits      limitsConfig `toml:"limits"`
-	Quotas      quotasConfig `toml:"quotas"`
-	KEK         kekConfig    `toml:"kek"`
+	MetricsAddr string         `toml:"metrics_addr"`
+	Audit       auditConfig    `toml:"audit"`
+	Limits      limitsConfig   `toml:"limits"`
+	Quotas      quotasConfig   `toml:"quotas"`
+	KEK         kekConfig      `toml:"kek"`
+	Rotation    rotationConfig `toml:"rotation"`
 }
 
 // kekConfig is the built-in software provider's KEK source (the --kek-*
@@ -74,6 +75,31 @@ func (k kekConfig) options(baseDir string) keksource.Options {
 		PassphraseCredential: keksource.Setting{Value: k.PassphraseCredential, From: "[kek] passphrase_credential"},
 		ParamsFile:           keksource.Setting{Value: path(k.ParamsFile), From: "[kek] params_file"},
 	}
+}
+
+// rotationConfig is the [rotation] table.
+type rotationConfig struct {
+	// SweepInterval is how often the daemon sweeps for keys due for
+	// rotation: a duration from 1m to 24h, or "0" for never (default 10m).
+	SweepInterval string `toml:"sweep_interval"`
+}
+
+// parse checks [rotation] sweep_interval.
+func (r rotationConfig) parse() (time.Duration, error) {
+	switch r.SweepInterval {
+	case "":
+		return server.DefaultSweepInterval, nil
+	case "0":
+		return 0, nil
+	}
+	d, err := time.ParseDuration(r.SweepInterval)
+	if err == nil {
+		err = server.CheckSweepInterval(d)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("rotation.sweep_interval: %q is neither \"0\" (off) nor a duration from %s to %s", r.SweepInterval, server.MinSweepInterval, server.MaxSweepInterval)
+	}
+	return d, nil
 }
 
 type auditConfig struct {
@@ -118,6 +144,7 @@ type settings struct {
 	shutdownTimeout time.Duration
 	quotas          core.Quotas
 	kek             keksource.Options // [kek]; the flags win
+	sweepInterval   time.Duration     // 0: no scheduled sweep
 }
 
 // defaultShutdownTimeout bounds the graceful stop.
@@ -126,7 +153,8 @@ const defaultShutdownTimeout = 10 * time.Second
 // defaultSettings are the settings without a config file: uid N is app
 // "uid-N", uid 0 is an operator, no socket group.
 func defaultSettings() settings {
-	return settings{identity: server.DefaultIdentity(), socketGID: -1, shutdownTimeout: defaultShutdownTimeout}
+	return settings{identity: server.DefaultIdentity(), socketGID: -1, shutdownTimeout: defaultShutdownTimeout,
+		sweepInterval: server.DefaultSweepInterval}
 }
 
 // loadConfig reads and validates the config file at path.
@@ -275,6 +303,9 @@ func (fc *fileConfig) settings(baseDir string) (settings, error) {
 	s.kek = fc.KEK.options(baseDir)
 	if err := keksource.CheckConflicts(s.kek); err != nil {
 		return settings{}, err // within the table; the rest is checked at start, with the flags
+	}
+	if s.sweepInterval, err = fc.Rotation.parse(); err != nil {
+		return settings{}, err
 	}
 	return s, nil
 }

@@ -43,6 +43,9 @@ burst_per_uid = 50
 denied_rate = 2
 denied_burst = 4
 refusal_interval = "5s"
+
+[rotation]
+sweep_interval = "30m"
 `
 
 func writeConfig(t *testing.T, body string, mode os.FileMode) string {
@@ -88,6 +91,27 @@ func TestLoadConfigExample(t *testing.T) {
 		InFlightBytes: 64 << 20, InFlightBytesPerUID: 8 << 20, RatePerUID: 500, BurstPerUID: 50, DeniedRate: 2, DeniedBurst: 4, RefusalInterval: 5 * time.Second}
 	if s.limits != want || s.shutdownTimeout != 20*time.Second {
 		t.Errorf("limits = %+v, shutdown %v", s.limits, s.shutdownTimeout)
+	}
+	if s.sweepInterval != 30*time.Minute {
+		t.Errorf("rotation.sweep_interval = %v, want 30m", s.sweepInterval)
+	}
+}
+
+func TestLoadConfigSweepInterval(t *testing.T) {
+	for body, want := range map[string]time.Duration{
+		"":                                       server.DefaultSweepInterval,
+		"[rotation]\n":                           server.DefaultSweepInterval,
+		"[rotation]\nsweep_interval = \"0\"\n":   0,
+		"[rotation]\nsweep_interval = \"1m\"\n":  time.Minute,
+		"[rotation]\nsweep_interval = \"24h\"\n": 24 * time.Hour,
+	} {
+		s, err := loadConfig(writeConfig(t, body, 0o600))
+		if err != nil || s.sweepInterval != want {
+			t.Errorf("%q: sweep interval %v, %v; want %v", body, s.sweepInterval, err, want)
+		}
+	}
+	if defaultSettings().sweepInterval != server.DefaultSweepInterval {
+		t.Errorf("without a config file the sweep interval is %v, want %v", defaultSettings().sweepInterval, server.DefaultSweepInterval)
 	}
 }
 
@@ -137,6 +161,12 @@ func TestLoadConfigErrors(t *testing.T) {
 		"two KEK sources":      {"[kek]\nfile = \"/k\"\npassphrase_file = \"/pw\"\n", "[kek] file and [kek] passphrase_file both name a KEK source"},
 		"two passphrases":      {"[kek]\npassphrase_file = \"/pw\"\npassphrase_credential = \"pw\"\n", "both name the KEK passphrase"},
 		"bad credential":       {"[kek]\npassphrase_credential = \"../pw\"\n", "is not a credential name"},
+		"sweep too often":      {"[rotation]\nsweep_interval = \"59s\"\n", "rotation.sweep_interval"},
+		"sweep too rarely":     {"[rotation]\nsweep_interval = \"25h\"\n", "rotation.sweep_interval"},
+		"sweep negative":       {"[rotation]\nsweep_interval = \"-10m\"\n", "rotation.sweep_interval"},
+		"sweep not a duration": {"[rotation]\nsweep_interval = \"often\"\n", "rotation.sweep_interval"},
+		"sweep as a number":    {"[rotation]\nsweep_interval = 600\n", "sweep_interval"},
+		"unknown rotation key": {"[rotation]\nperiod = \"1h\"\n", "rotation.period"},
 	}
 	for name, c := range cases {
 		_, err := loadConfig(writeConfig(t, c.body, 0o600))

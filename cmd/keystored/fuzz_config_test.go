@@ -98,6 +98,9 @@ func FuzzConfigFromDocs(f *testing.F) {
 		if err := s.quotas.Check(); err != nil {
 			t.Fatalf("accepted quotas that core refuses: %v", err)
 		}
+		if err := server.CheckSweepInterval(s.sweepInterval); err != nil {
+			t.Fatalf("accepted a sweep interval the server refuses: %v", err)
+		}
 		for _, app := range append([]string{"any-app"}, mapKeys(s.quotas.Apps)...) {
 			q := s.quotas.For(app)
 			if q.Keys < 1 || q.VersionsPerKey < 1 || q.StoreValues < 1 || q.StoreBytes < 1 {

@@ -24,10 +24,14 @@
 // At start it turns core dumps off (RLIMIT_CORE 0, PR_SET_DUMPABLE 0);
 // --insecure-allow-core-dumps keeps them, for debugging only.
 //
+// Every [rotation] sweep_interval (default 10m) it sweeps: it rotates
+// the keys past their rotation period, audited as "daemon.sweep".
+//
 // SIGHUP reloads the config file: the identity map (apps, operators,
-// unmapped) and the trust anchors are validated whole and swapped in at
-// once, or, on any error, left as they were; every reload is logged and
-// audited ("daemon.reload"). Other settings need a restart.
+// unmapped), the trust anchors and the sweep interval are validated whole
+// and swapped in at once, or, on any error, left as they were; every
+// reload is logged and audited ("daemon.reload"). Other settings need a
+// restart.
 //
 // Under systemd (dist/systemd: Type=notify) it reports READY=1 once its
 // socket listens, RELOADING=1/READY=1 around a reload and STOPPING=1;
@@ -324,6 +328,22 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 		fmt.Fprintf(stdout, "keystored: metrics on http://%s/metrics\n", ml.Addr())
 	}
 
+	sweeper, err := srv.NewSweeper(cfg.sweepInterval)
+	if err != nil {
+		return err
+	}
+	sweepCtx, stopSweeps := context.WithCancel(ctx)
+	sweepsDone := make(chan struct{})
+	go func() {
+		defer close(sweepsDone)
+		sweeper.Run(sweepCtx)
+	}()
+	cl.add("scheduled sweep", func() error {
+		stopSweeps()
+		<-sweepsDone // before the audit log closes: a sweep in progress is audited
+		return nil
+	})
+
 	l, socket, err := openListener(o, cfg, logger)
 	if err != nil {
 		return err
@@ -331,7 +351,7 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	gs := srv.NewGRPCServer()
 
 	logger.Info("keystored started", "version", version, "socket", socket, "state", o.state,
-		"provider", prov.summary, "insecure", srv.Insecure(), "anchors", anchors.Len())
+		"provider", prov.summary, "insecure", srv.Insecure(), "anchors", anchors.Len(), "sweep_interval", cfg.sweepInterval.String())
 	fmt.Fprintf(stdout, "keystored: listening on %s (provider %s, state %s)\n", socket, prov.summary, o.state)
 	fmt.Fprintf(stdout, "keystored: try: keystorectl --socket %s create app/demo --alg ed25519\n", socket)
 
@@ -340,7 +360,7 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	sd := notifier{log: logger}
 	sd.ready()
 
-	rl := &reloader{o: o, srv: srv, alog: alog, logger: logger, running: cfg, metricsFlag: metricsFlag}
+	rl := &reloader{o: o, srv: srv, sweeper: sweeper, alog: alog, logger: logger, running: cfg, metricsFlag: metricsFlag}
 wait:
 	for {
 		select {

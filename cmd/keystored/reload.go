@@ -21,13 +21,14 @@ const reloadOp = "daemon.reload"
 // reloader applies SIGHUP: it reads and validates the whole config file
 // again and swaps what can change while the daemon runs — the identity
 // map (apps, operators, unmapped) and the trust anchors — into the server
-// at once. Anything else that changed (socket group, metrics address,
-// audit sync, limits) is reported as needing a restart and keeps its
-// running value. On any error nothing changes. Every attempt is logged
+// at once, and the sweep interval into the scheduled sweep. Anything else
+// that changed (socket group, metrics address, audit sync, limits,
+// quotas) is reported as needing a restart and keeps its running value. On any error nothing changes. Every attempt is logged
 // and audited.
 type reloader struct {
 	o       *options
 	srv     *server.Server
+	sweeper *server.Sweeper
 	alog    *audit.Log
 	logger  *slog.Logger
 	running settings // what runs now
@@ -62,13 +63,24 @@ func (r *reloader) reload(ctx context.Context) {
 	}
 	stale := r.needsRestart(next)
 	r.running.identity, r.running.anchorsDir = next.identity, next.anchorsDir
-	args := []any{"config", r.o.config, "unmapped", next.identity.Unmapped().String(), "anchors", anchors.Len()}
+	sweep := ""
+	if next.sweepInterval != r.running.sweepInterval {
+		// Validated with the config: SetInterval cannot refuse it.
+		if err := r.sweeper.SetInterval(next.sweepInterval); err != nil {
+			r.logger.Error("SIGHUP: rotation.sweep_interval not applied", "err", err)
+		} else {
+			r.running.sweepInterval = next.sweepInterval
+			sweep = "; sweep_interval=" + next.sweepInterval.String()
+		}
+	}
+	args := []any{"config", r.o.config, "unmapped", next.identity.Unmapped().String(), "anchors", anchors.Len(),
+		"sweep_interval", r.running.sweepInterval.String()}
 	if len(stale) > 0 {
 		args = append(args, "restart_needed_for", strings.Join(stale, ","))
 		r.logger.Warn("SIGHUP: these settings changed in the config file but take effect only at the next start", "keys", strings.Join(stale, ", "))
 	}
-	r.logger.Info("SIGHUP: configuration reloaded (apps, operators, unmapped, anchors)", args...)
-	detail := "identity and anchors reloaded; anchors=" + strconv.Itoa(anchors.Len())
+	r.logger.Info("SIGHUP: configuration reloaded (apps, operators, unmapped, anchors, sweep interval)", args...)
+	detail := "identity and anchors reloaded; anchors=" + strconv.Itoa(anchors.Len()) + sweep
 	if len(stale) > 0 {
 		detail += "; restart needed for " + strings.Join(stale, ",")
 	}

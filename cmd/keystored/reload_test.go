@@ -112,8 +112,9 @@ func TestSIGHUPReload(t *testing.T) {
 		t.Errorf("anchors after a refused reload: %v, %v", l.GetAnchors(), err)
 	}
 
-	// A limit changes only at the next start: said so, the rest applies.
-	replaceConfig(t, cfg, good+"[limits]\nmax_connections = 7\n")
+	// A limit changes only at the next start: said so, the rest applies,
+	// the sweep interval included.
+	replaceConfig(t, cfg, good+"[limits]\nmax_connections = 7\n[rotation]\nsweep_interval = \"5m\"\n")
 	hup(t, d, "configuration reloaded")
 	if !strings.Contains(d.Stderr(), "take effect only at the next start") || !strings.Contains(d.Stderr(), "keys=limits") {
 		t.Errorf("a changed limit is not reported as needing a restart:\n%s", d.Stderr())
@@ -129,7 +130,7 @@ func TestSIGHUPReload(t *testing.T) {
 	want := []string{
 		"ok: identity and anchors reloaded; anchors=1",
 		"EINVAL: config refused; running configuration unchanged",
-		"ok: identity and anchors reloaded; anchors=1; restart needed for limits",
+		"ok: identity and anchors reloaded; anchors=1; sweep_interval=5m0s; restart needed for limits",
 	}
 	if strings.Join(reloads, "\n") != strings.Join(want, "\n") {
 		t.Errorf("reload audit records:\n%s\nwant:\n%s", strings.Join(reloads, "\n"), strings.Join(want, "\n"))

@@ -36,6 +36,8 @@ const (
 	mSignBatch     = keystorev1.Keys_SignBatch_FullMethodName
 	mSealBatch     = keystorev1.Keys_SealBatch_FullMethodName
 	mUnsealBatch   = keystorev1.Keys_UnsealBatch_FullMethodName
+	mSweep         = keystorev1.Keys_Sweep_FullMethodName
+	mGetUsage      = keystorev1.Keys_GetUsage_FullMethodName
 	mPut           = keystorev1.Store_Put_FullMethodName
 	mGetValue      = keystorev1.Store_Get_FullMethodName
 	mDelete        = keystorev1.Store_Delete_FullMethodName
@@ -49,7 +51,7 @@ const (
 // allMethods is every RPC of keystore.v1.
 var allMethods = []string{
 	mCreate, mGet, mList, mRotate, mRevoke, mRevokeVersion, mDestroy, mSetPolicy, mPublicKey, mSign, mVerify,
-	mSeal, mUnseal, mRewrap, mSignBatch, mSealBatch, mUnsealBatch,
+	mSeal, mUnseal, mRewrap, mSignBatch, mSealBatch, mUnsealBatch, mSweep, mGetUsage,
 	mPut, mGetValue, mDelete, mListValues, mListAnchors, mVerifyAnchor,
 	mKEKStatus, mRotateKEK,
 }
@@ -125,6 +127,7 @@ func (e *env) segRequests(v string, want, listWant provider.Code, withList bool)
 	e.add(v, mVerifyAnchor, &keystorev1.VerifyAnchorRequest{Anchor: v, Message: msg, Signature: e.anchorSig}, fails(want))
 	if withList {
 		e.add("app "+v, mList, &keystorev1.ListKeysRequest{App: v}, fails(listWant))
+		e.add("app "+v, mGetUsage, &keystorev1.GetUsageRequest{App: v}, fails(listWant))
 		e.add("token "+v, mList, &keystorev1.ListKeysRequest{PageToken: v}, fails(listWant))
 		e.add("token "+v, mListValues, &keystorev1.ListValuesRequest{PageToken: v}, fails(listWant))
 	}
@@ -166,6 +169,8 @@ func (e *env) stringRequests(s string) map[string][]proto.Message {
 	}
 	m[mCreate] = append(m[mCreate], &keystorev1.CreateKeyRequest{Key: "new/k", Algorithm: s})
 	m[mList] = []proto.Message{&keystorev1.ListKeysRequest{App: s}, &keystorev1.ListKeysRequest{PageToken: s}}
+	m[mGetUsage] = []proto.Message{&keystorev1.GetUsageRequest{App: s}}
+	m[mSweep] = []proto.Message{&keystorev1.SweepKeysRequest{PageToken: s}}
 	m[mPut] = []proto.Message{&keystorev1.PutValueRequest{Name: s}}
 	m[mGetValue] = []proto.Message{&keystorev1.GetValueRequest{Name: s}}
 	m[mDelete] = []proto.Message{&keystorev1.DeleteValueRequest{Name: s}}
@@ -517,7 +522,9 @@ var classes = []class{
 		for _, n := range []int32{-1, 1001, math.MinInt32, math.MaxInt32} {
 			e.add("page size", mList, &keystorev1.ListKeysRequest{PageSize: n}, fails(provider.EINVAL))
 			e.add("page size", mListValues, &keystorev1.ListValuesRequest{PageSize: n}, fails(provider.EINVAL))
+			e.add("sweep limit", mSweep, &keystorev1.SweepKeysRequest{Limit: n}, fails(provider.EINVAL))
 		}
+		e.add("sweep limit 1000", mSweep, &keystorev1.SweepKeysRequest{Limit: 1000}, ok())
 		e.add("page size 1000", mList, &keystorev1.ListKeysRequest{PageSize: 1000}, ok())
 		e.add("page size 1000", mListValues, &keystorev1.ListValuesRequest{PageSize: 1000}, ok())
 	}},
@@ -526,6 +533,7 @@ var classes = []class{
 			"uid-0/sig/" + seg65, strings.Repeat("t", 10<<10), "\x00"} {
 			e.add("token", mList, &keystorev1.ListKeysRequest{PageToken: tok}, fails(provider.EINVAL))
 			e.add("token", mListValues, &keystorev1.ListValuesRequest{PageToken: tok + "/"}, fails(provider.EINVAL))
+			e.add("token", mSweep, &keystorev1.SweepKeysRequest{PageToken: tok}, fails(provider.EINVAL))
 		}
 	}},
 	{name: "store-bounds", build: func(e *env) {

@@ -82,6 +82,12 @@ var everyRPC = map[string]rpcCall{
 	keystorev1.Keys_UnsealBatch_FullMethodName: func(ctx context.Context, conn *grpc.ClientConn, fx fixture) (any, error) {
 		return keystorev1.NewKeysClient(conn).UnsealBatch(ctx, &keystorev1.UnsealBatchRequest{Items: []*keystorev1.UnsealRequest{{Key: keyBox, Sealed: fx.sealed.Data, Aad: fx.aad}}})
 	},
+	keystorev1.Keys_Sweep_FullMethodName: func(ctx context.Context, conn *grpc.ClientConn, _ fixture) (any, error) {
+		return keystorev1.NewKeysClient(conn).Sweep(ctx, &keystorev1.SweepKeysRequest{})
+	},
+	keystorev1.Keys_GetUsage_FullMethodName: func(ctx context.Context, conn *grpc.ClientConn, _ fixture) (any, error) {
+		return keystorev1.NewKeysClient(conn).GetUsage(ctx, &keystorev1.GetUsageRequest{})
+	},
 	keystorev1.Store_Put_FullMethodName: func(ctx context.Context, conn *grpc.ClientConn, _ fixture) (any, error) {
 		return keystorev1.NewStoreClient(conn).Put(ctx, &keystorev1.PutValueRequest{Name: "v3", Value: []byte("x")})
 	},

@@ -203,6 +203,10 @@ func (w *workload) operatorPhase(ctx context.Context) {
 		}
 	}
 	w.lifecycleErrors(ctx)
+	_, err := w.keys.Sweep(ctx, &keystorev1.SweepKeysRequest{})
+	w.expect("sweep", err, "ok")
+	_, err = w.keys.GetUsage(ctx, &keystorev1.GetUsageRequest{App: "other"})
+	w.expect("usage of other", err, "ok")
 	w.storeCalls(ctx)
 	w.anchorCalls(ctx)
 	w.adminCalls(ctx)
@@ -556,6 +560,12 @@ func (w *workload) appPhase(ctx context.Context) {
 	w.expect("app create in other app", err, "EPERM")
 	_, err = w.keys.List(ctx, &keystorev1.ListKeysRequest{App: "other"})
 	w.expect("app list other app", err, "EPERM")
+	_, err = w.keys.Sweep(ctx, &keystorev1.SweepKeysRequest{})
+	w.expect("app sweep", err, "EPERM")
+	_, err = w.keys.GetUsage(ctx, &keystorev1.GetUsageRequest{})
+	w.expect("app usage", err, "ok")
+	_, err = w.keys.GetUsage(ctx, &keystorev1.GetUsageRequest{App: "other"})
+	w.expect("app usage of other", err, "EPERM")
 	_, err = w.keys.SignBatch(ctx, &keystorev1.SignBatchRequest{Items: []*keystorev1.SignRequest{
 		{Key: "sig/ed25519", Message: w.next("message")}, {Key: otherSig, Message: w.next("message")},
 	}})

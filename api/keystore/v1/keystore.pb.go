@@ -830,11 +830,18 @@ type KeyVersion struct {
 	Version uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	State   VersionState           `protobuf:"varint,2,opt,name=state,proto3,enum=keystore.v1.VersionState" json:"state,omitempty"`
 	// public_key is empty for decrypt keys.
-	PublicKey     []byte                 `protobuf:"bytes,3,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
-	Created       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created,proto3" json:"created,omitempty"`
-	Retired       *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=retired,proto3" json:"retired,omitempty"`
-	Revoked       *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=revoked,proto3" json:"revoked,omitempty"`
-	Destroyed     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=destroyed,proto3" json:"destroyed,omitempty"`
+	PublicKey []byte                 `protobuf:"bytes,3,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	Created   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created,proto3" json:"created,omitempty"`
+	Retired   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=retired,proto3" json:"retired,omitempty"`
+	Revoked   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	Destroyed *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=destroyed,proto3" json:"destroyed,omitempty"`
+	// seals is how many seals the version has counted against its seal
+	// budget, seal_limit that budget (both 0 for sign keys). The count is
+	// at least the seals made: refused and failed seals count, and after a
+	// daemon restart counting resumes from a durable reservation (up to
+	// 65536 above). At seal_limit the version seals no more (EPERM).
+	Seals         uint64 `protobuf:"varint,8,opt,name=seals,proto3" json:"seals,omitempty"`
+	SealLimit     uint64 `protobuf:"varint,9,opt,name=seal_limit,json=sealLimit,proto3" json:"seal_limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -918,6 +925,20 @@ func (x *KeyVersion) GetDestroyed() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *KeyVersion) GetSeals() uint64 {
+	if x != nil {
+		return x.Seals
+	}
+	return 0
+}
+
+func (x *KeyVersion) GetSealLimit() uint64 {
+	if x != nil {
+		return x.SealLimit
+	}
+	return 0
+}
+
 type KeyMetadata struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// id is "<app>/<purpose>/<name>".
@@ -931,12 +952,21 @@ type KeyMetadata struct {
 	Policy         *KeyPolicy    `protobuf:"bytes,7,opt,name=policy,proto3" json:"policy,omitempty"`
 	Provider       string        `protobuf:"bytes,8,opt,name=provider,proto3" json:"provider,omitempty"`
 	// insecure is true for keys of the INSECURE test provider.
-	Insecure      bool                   `protobuf:"varint,9,opt,name=insecure,proto3" json:"insecure,omitempty"`
-	Created       *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created,proto3" json:"created,omitempty"`
-	Revoked       *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=revoked,proto3" json:"revoked,omitempty"`
-	Destroyed     *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=destroyed,proto3" json:"destroyed,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Insecure  bool                   `protobuf:"varint,9,opt,name=insecure,proto3" json:"insecure,omitempty"`
+	Created   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created,proto3" json:"created,omitempty"`
+	Revoked   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	Destroyed *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=destroyed,proto3" json:"destroyed,omitempty"`
+	// rotation_due is when the key is due for automatic rotation: the
+	// primary version's created time plus the policy's rotation period.
+	// Unset for a key without a rotation period, and for a revoked or
+	// destroyed key.
+	RotationDue *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=rotation_due,json=rotationDue,proto3" json:"rotation_due,omitempty"`
+	// rotation_overdue is true when rotation_due has passed by the
+	// daemon's clock at the time of the response: the key rotates on its
+	// next sign or seal, or at the next sweep.
+	RotationOverdue bool `protobuf:"varint,14,opt,name=rotation_overdue,json=rotationOverdue,proto3" json:"rotation_overdue,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *KeyMetadata) Reset() {
@@ -1051,6 +1081,20 @@ func (x *KeyMetadata) GetDestroyed() *timestamppb.Timestamp {
 		return x.Destroyed
 	}
 	return nil
+}
+
+func (x *KeyMetadata) GetRotationDue() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RotationDue
+	}
+	return nil
+}
+
+func (x *KeyMetadata) GetRotationOverdue() bool {
+	if x != nil {
+		return x.RotationOverdue
+	}
+	return false
 }
 
 type CreateKeyRequest struct {
@@ -3286,6 +3330,392 @@ func (x *RotateWrappingKeyResponse) GetMissing() uint32 {
 	return 0
 }
 
+type SweepKeysRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// page_token: empty to start at the first key, else the previous
+	// response's next_page_token.
+	PageToken string `protobuf:"bytes,1,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// limit: the most keys this call examines; 0 means 1000, at most 1000.
+	Limit         int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SweepKeysRequest) Reset() {
+	*x = SweepKeysRequest{}
+	mi := &file_keystore_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SweepKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SweepKeysRequest) ProtoMessage() {}
+
+func (x *SweepKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SweepKeysRequest.ProtoReflect.Descriptor instead.
+func (*SweepKeysRequest) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *SweepKeysRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *SweepKeysRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// RotatedKey is a key a sweep rotated.
+type RotatedKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key is the full key ID.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// version is the new primary version.
+	Version       uint32 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotatedKey) Reset() {
+	*x = RotatedKey{}
+	mi := &file_keystore_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotatedKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotatedKey) ProtoMessage() {}
+
+func (x *RotatedKey) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotatedKey.ProtoReflect.Descriptor instead.
+func (*RotatedKey) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *RotatedKey) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *RotatedKey) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// SweepFailure is a key a sweep could not rotate (or read).
+type SweepFailure struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key is the full key ID.
+	Key           string       `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Error         *ErrorDetail `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SweepFailure) Reset() {
+	*x = SweepFailure{}
+	mi := &file_keystore_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SweepFailure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SweepFailure) ProtoMessage() {}
+
+func (x *SweepFailure) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SweepFailure.ProtoReflect.Descriptor instead.
+func (*SweepFailure) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *SweepFailure) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *SweepFailure) GetError() *ErrorDetail {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+type SweepKeysResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// examined counts the keys looked at, in any state.
+	Examined int32 `protobuf:"varint,1,opt,name=examined,proto3" json:"examined,omitempty"`
+	// rotated and failed are in key ID order.
+	Rotated []*RotatedKey   `protobuf:"bytes,2,rep,name=rotated,proto3" json:"rotated,omitempty"`
+	Failed  []*SweepFailure `protobuf:"bytes,3,rep,name=failed,proto3" json:"failed,omitempty"`
+	// next_page_token resumes the sweep; empty when it reached the last key.
+	NextPageToken string `protobuf:"bytes,4,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SweepKeysResponse) Reset() {
+	*x = SweepKeysResponse{}
+	mi := &file_keystore_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SweepKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SweepKeysResponse) ProtoMessage() {}
+
+func (x *SweepKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SweepKeysResponse.ProtoReflect.Descriptor instead.
+func (*SweepKeysResponse) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *SweepKeysResponse) GetExamined() int32 {
+	if x != nil {
+		return x.Examined
+	}
+	return 0
+}
+
+func (x *SweepKeysResponse) GetRotated() []*RotatedKey {
+	if x != nil {
+		return x.Rotated
+	}
+	return nil
+}
+
+func (x *SweepKeysResponse) GetFailed() []*SweepFailure {
+	if x != nil {
+		return x.Failed
+	}
+	return nil
+}
+
+func (x *SweepKeysResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type GetUsageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// app: empty means the caller's app; another app's needs an operator
+	// (EPERM otherwise).
+	App           string `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUsageRequest) Reset() {
+	*x = GetUsageRequest{}
+	mi := &file_keystore_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUsageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUsageRequest) ProtoMessage() {}
+
+func (x *GetUsageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUsageRequest.ProtoReflect.Descriptor instead.
+func (*GetUsageRequest) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *GetUsageRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+type GetUsageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	App   string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	// keys counts the app's keys in any state: revoked keys and destroyed
+	// tombstones count (key IDs are never reused).
+	Keys      int64 `protobuf:"varint,2,opt,name=keys,proto3" json:"keys,omitempty"`
+	KeysLimit int64 `protobuf:"varint,3,opt,name=keys_limit,json=keysLimit,proto3" json:"keys_limit,omitempty"`
+	// versions_per_key_limit is the most versions one key may have.
+	VersionsPerKeyLimit int64 `protobuf:"varint,4,opt,name=versions_per_key_limit,json=versionsPerKeyLimit,proto3" json:"versions_per_key_limit,omitempty"`
+	// store_values and store_bytes are the app's Store values and the sum
+	// of their lengths.
+	StoreValues      int64 `protobuf:"varint,5,opt,name=store_values,json=storeValues,proto3" json:"store_values,omitempty"`
+	StoreValuesLimit int64 `protobuf:"varint,6,opt,name=store_values_limit,json=storeValuesLimit,proto3" json:"store_values_limit,omitempty"`
+	StoreBytes       int64 `protobuf:"varint,7,opt,name=store_bytes,json=storeBytes,proto3" json:"store_bytes,omitempty"`
+	StoreBytesLimit  int64 `protobuf:"varint,8,opt,name=store_bytes_limit,json=storeBytesLimit,proto3" json:"store_bytes_limit,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *GetUsageResponse) Reset() {
+	*x = GetUsageResponse{}
+	mi := &file_keystore_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUsageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUsageResponse) ProtoMessage() {}
+
+func (x *GetUsageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUsageResponse.ProtoReflect.Descriptor instead.
+func (*GetUsageResponse) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *GetUsageResponse) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *GetUsageResponse) GetKeys() int64 {
+	if x != nil {
+		return x.Keys
+	}
+	return 0
+}
+
+func (x *GetUsageResponse) GetKeysLimit() int64 {
+	if x != nil {
+		return x.KeysLimit
+	}
+	return 0
+}
+
+func (x *GetUsageResponse) GetVersionsPerKeyLimit() int64 {
+	if x != nil {
+		return x.VersionsPerKeyLimit
+	}
+	return 0
+}
+
+func (x *GetUsageResponse) GetStoreValues() int64 {
+	if x != nil {
+		return x.StoreValues
+	}
+	return 0
+}
+
+func (x *GetUsageResponse) GetStoreValuesLimit() int64 {
+	if x != nil {
+		return x.StoreValuesLimit
+	}
+	return 0
+}
+
+func (x *GetUsageResponse) GetStoreBytes() int64 {
+	if x != nil {
+		return x.StoreBytes
+	}
+	return 0
+}
+
+func (x *GetUsageResponse) GetStoreBytesLimit() int64 {
+	if x != nil {
+		return x.StoreBytesLimit
+	}
+	return 0
+}
+
 var File_keystore_proto protoreflect.FileDescriptor
 
 const file_keystore_proto_rawDesc = "" +
@@ -3326,7 +3756,7 @@ const file_keystore_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"y\n" +
 	"\tKeyPolicy\x124\n" +
 	"\x16min_decryption_version\x18\x01 \x01(\rR\x14minDecryptionVersion\x126\n" +
-	"\x17rotation_period_seconds\x18\x02 \x01(\x03R\x15rotationPeriodSeconds\"\xd2\x02\n" +
+	"\x17rotation_period_seconds\x18\x02 \x01(\x03R\x15rotationPeriodSeconds\"\x87\x03\n" +
 	"\n" +
 	"KeyVersion\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12/\n" +
@@ -3336,7 +3766,10 @@ const file_keystore_proto_rawDesc = "" +
 	"\acreated\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x124\n" +
 	"\aretired\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aretired\x124\n" +
 	"\arevoked\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\arevoked\x128\n" +
-	"\tdestroyed\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tdestroyed\"\xe8\x03\n" +
+	"\tdestroyed\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tdestroyed\x12\x14\n" +
+	"\x05seals\x18\b \x01(\x04R\x05seals\x12\x1d\n" +
+	"\n" +
+	"seal_limit\x18\t \x01(\x04R\tsealLimit\"\xd2\x04\n" +
 	"\vKeyMetadata\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\talgorithm\x18\x02 \x01(\tR\talgorithm\x12\x12\n" +
@@ -3350,7 +3783,9 @@ const file_keystore_proto_rawDesc = "" +
 	"\acreated\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x124\n" +
 	"\arevoked\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\arevoked\x128\n" +
-	"\tdestroyed\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tdestroyed\"r\n" +
+	"\tdestroyed\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tdestroyed\x12=\n" +
+	"\frotation_due\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\vrotationDue\x12)\n" +
+	"\x10rotation_overdue\x18\x0e \x01(\bR\x0frotationOverdue\"r\n" +
 	"\x10CreateKeyRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1c\n" +
 	"\talgorithm\x18\x02 \x01(\tR\talgorithm\x12.\n" +
@@ -3480,7 +3915,36 @@ const file_keystore_proto_rawDesc = "" +
 	"\x04keys\x18\x03 \x01(\rR\x04keys\x12\x1c\n" +
 	"\trewrapped\x18\x04 \x01(\rR\trewrapped\x12\x1c\n" +
 	"\tunchanged\x18\x05 \x01(\rR\tunchanged\x12\x18\n" +
-	"\amissing\x18\x06 \x01(\rR\amissing*k\n" +
+	"\amissing\x18\x06 \x01(\rR\amissing\"G\n" +
+	"\x10SweepKeysRequest\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x01 \x01(\tR\tpageToken\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\"8\n" +
+	"\n" +
+	"RotatedKey\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\rR\aversion\"P\n" +
+	"\fSweepFailure\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
+	"\x05error\x18\x02 \x01(\v2\x18.keystore.v1.ErrorDetailR\x05error\"\xbd\x01\n" +
+	"\x11SweepKeysResponse\x12\x1a\n" +
+	"\bexamined\x18\x01 \x01(\x05R\bexamined\x121\n" +
+	"\arotated\x18\x02 \x03(\v2\x17.keystore.v1.RotatedKeyR\arotated\x121\n" +
+	"\x06failed\x18\x03 \x03(\v2\x19.keystore.v1.SweepFailureR\x06failed\x12&\n" +
+	"\x0fnext_page_token\x18\x04 \x01(\tR\rnextPageToken\"#\n" +
+	"\x0fGetUsageRequest\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\"\xaa\x02\n" +
+	"\x10GetUsageResponse\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12\x12\n" +
+	"\x04keys\x18\x02 \x01(\x03R\x04keys\x12\x1d\n" +
+	"\n" +
+	"keys_limit\x18\x03 \x01(\x03R\tkeysLimit\x123\n" +
+	"\x16versions_per_key_limit\x18\x04 \x01(\x03R\x13versionsPerKeyLimit\x12!\n" +
+	"\fstore_values\x18\x05 \x01(\x03R\vstoreValues\x12,\n" +
+	"\x12store_values_limit\x18\x06 \x01(\x03R\x10storeValuesLimit\x12\x1f\n" +
+	"\vstore_bytes\x18\a \x01(\x03R\n" +
+	"storeBytes\x12*\n" +
+	"\x11store_bytes_limit\x18\b \x01(\x03R\x0fstoreBytesLimit*k\n" +
 	"\bKeyState\x12\x19\n" +
 	"\x15KEY_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10KEY_STATE_ACTIVE\x10\x01\x12\x15\n" +
@@ -3499,7 +3963,8 @@ const file_keystore_proto_rawDesc = "" +
 	"\x03Put\x12\x1c.keystore.v1.PutValueRequest\x1a\x1d.keystore.v1.PutValueResponse\x12B\n" +
 	"\x03Get\x12\x1c.keystore.v1.GetValueRequest\x1a\x1d.keystore.v1.GetValueResponse\x12K\n" +
 	"\x06Delete\x12\x1f.keystore.v1.DeleteValueRequest\x1a .keystore.v1.DeleteValueResponse\x12G\n" +
-	"\x04List\x12\x1e.keystore.v1.ListValuesRequest\x1a\x1f.keystore.v1.ListValuesResponse2\xdb\t\n" +
+	"\x04List\x12\x1e.keystore.v1.ListValuesRequest\x1a\x1f.keystore.v1.ListValuesResponse2\xec\n" +
+	"\n" +
 	"\x04Keys\x12G\n" +
 	"\x06Create\x12\x1d.keystore.v1.CreateKeyRequest\x1a\x1e.keystore.v1.CreateKeyResponse\x12>\n" +
 	"\x03Get\x12\x1a.keystore.v1.GetKeyRequest\x1a\x1b.keystore.v1.GetKeyResponse\x12C\n" +
@@ -3517,7 +3982,9 @@ const file_keystore_proto_rawDesc = "" +
 	"\x06Rewrap\x12\x1a.keystore.v1.RewrapRequest\x1a\x1b.keystore.v1.RewrapResponse\x12J\n" +
 	"\tSignBatch\x12\x1d.keystore.v1.SignBatchRequest\x1a\x1e.keystore.v1.SignBatchResponse\x12J\n" +
 	"\tSealBatch\x12\x1d.keystore.v1.SealBatchRequest\x1a\x1e.keystore.v1.SealBatchResponse\x12P\n" +
-	"\vUnsealBatch\x12\x1f.keystore.v1.UnsealBatchRequest\x1a .keystore.v1.UnsealBatchResponse2\xcf\x01\n" +
+	"\vUnsealBatch\x12\x1f.keystore.v1.UnsealBatchRequest\x1a .keystore.v1.UnsealBatchResponse\x12F\n" +
+	"\x05Sweep\x12\x1d.keystore.v1.SweepKeysRequest\x1a\x1e.keystore.v1.SweepKeysResponse\x12G\n" +
+	"\bGetUsage\x12\x1c.keystore.v1.GetUsageRequest\x1a\x1d.keystore.v1.GetUsageResponse2\xcf\x01\n" +
 	"\x05Admin\x12b\n" +
 	"\x11WrappingKeyStatus\x12%.keystore.v1.WrappingKeyStatusRequest\x1a&.keystore.v1.WrappingKeyStatusResponse\x12b\n" +
 	"\x11RotateWrappingKey\x12%.keystore.v1.RotateWrappingKeyRequest\x1a&.keystore.v1.RotateWrappingKeyResponseB:Z8github.com/nexus-os/keystored/api/keystore/v1;keystorev1b\x06proto3"
@@ -3535,7 +4002,7 @@ func file_keystore_proto_rawDescGZIP() []byte {
 }
 
 var file_keystore_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_keystore_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_keystore_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_keystore_proto_goTypes = []any{
 	(KeyState)(0),                     // 0: keystore.v1.KeyState
 	(VersionState)(0),                 // 1: keystore.v1.VersionState
@@ -3598,100 +4065,114 @@ var file_keystore_proto_goTypes = []any{
 	(*WrappingKeyStatusResponse)(nil), // 58: keystore.v1.WrappingKeyStatusResponse
 	(*RotateWrappingKeyRequest)(nil),  // 59: keystore.v1.RotateWrappingKeyRequest
 	(*RotateWrappingKeyResponse)(nil), // 60: keystore.v1.RotateWrappingKeyResponse
-	(*timestamppb.Timestamp)(nil),     // 61: google.protobuf.Timestamp
+	(*SweepKeysRequest)(nil),          // 61: keystore.v1.SweepKeysRequest
+	(*RotatedKey)(nil),                // 62: keystore.v1.RotatedKey
+	(*SweepFailure)(nil),              // 63: keystore.v1.SweepFailure
+	(*SweepKeysResponse)(nil),         // 64: keystore.v1.SweepKeysResponse
+	(*GetUsageRequest)(nil),           // 65: keystore.v1.GetUsageRequest
+	(*GetUsageResponse)(nil),          // 66: keystore.v1.GetUsageResponse
+	(*timestamppb.Timestamp)(nil),     // 67: google.protobuf.Timestamp
 }
 var file_keystore_proto_depIdxs = []int32{
 	2,  // 0: keystore.v1.ListAnchorsResponse.anchors:type_name -> keystore.v1.TrustAnchor
 	1,  // 1: keystore.v1.KeyVersion.state:type_name -> keystore.v1.VersionState
-	61, // 2: keystore.v1.KeyVersion.created:type_name -> google.protobuf.Timestamp
-	61, // 3: keystore.v1.KeyVersion.retired:type_name -> google.protobuf.Timestamp
-	61, // 4: keystore.v1.KeyVersion.revoked:type_name -> google.protobuf.Timestamp
-	61, // 5: keystore.v1.KeyVersion.destroyed:type_name -> google.protobuf.Timestamp
+	67, // 2: keystore.v1.KeyVersion.created:type_name -> google.protobuf.Timestamp
+	67, // 3: keystore.v1.KeyVersion.retired:type_name -> google.protobuf.Timestamp
+	67, // 4: keystore.v1.KeyVersion.revoked:type_name -> google.protobuf.Timestamp
+	67, // 5: keystore.v1.KeyVersion.destroyed:type_name -> google.protobuf.Timestamp
 	0,  // 6: keystore.v1.KeyMetadata.state:type_name -> keystore.v1.KeyState
 	16, // 7: keystore.v1.KeyMetadata.versions:type_name -> keystore.v1.KeyVersion
 	15, // 8: keystore.v1.KeyMetadata.policy:type_name -> keystore.v1.KeyPolicy
-	61, // 9: keystore.v1.KeyMetadata.created:type_name -> google.protobuf.Timestamp
-	61, // 10: keystore.v1.KeyMetadata.revoked:type_name -> google.protobuf.Timestamp
-	61, // 11: keystore.v1.KeyMetadata.destroyed:type_name -> google.protobuf.Timestamp
-	15, // 12: keystore.v1.CreateKeyRequest.policy:type_name -> keystore.v1.KeyPolicy
-	17, // 13: keystore.v1.CreateKeyResponse.key:type_name -> keystore.v1.KeyMetadata
-	17, // 14: keystore.v1.GetKeyResponse.key:type_name -> keystore.v1.KeyMetadata
-	47, // 15: keystore.v1.UnreadableKey.error:type_name -> keystore.v1.ErrorDetail
-	17, // 16: keystore.v1.ListKeysResponse.keys:type_name -> keystore.v1.KeyMetadata
-	23, // 17: keystore.v1.ListKeysResponse.unreadable:type_name -> keystore.v1.UnreadableKey
-	17, // 18: keystore.v1.RotateKeyResponse.key:type_name -> keystore.v1.KeyMetadata
-	17, // 19: keystore.v1.RevokeKeyResponse.key:type_name -> keystore.v1.KeyMetadata
-	17, // 20: keystore.v1.RevokeKeyVersionResponse.key:type_name -> keystore.v1.KeyMetadata
-	17, // 21: keystore.v1.DestroyKeyResponse.key:type_name -> keystore.v1.KeyMetadata
-	15, // 22: keystore.v1.SetKeyPolicyRequest.policy:type_name -> keystore.v1.KeyPolicy
-	17, // 23: keystore.v1.SetKeyPolicyResponse.key:type_name -> keystore.v1.KeyMetadata
-	37, // 24: keystore.v1.SignBatchRequest.items:type_name -> keystore.v1.SignRequest
-	38, // 25: keystore.v1.SignResult.response:type_name -> keystore.v1.SignResponse
-	47, // 26: keystore.v1.SignResult.error:type_name -> keystore.v1.ErrorDetail
-	49, // 27: keystore.v1.SignBatchResponse.results:type_name -> keystore.v1.SignResult
-	41, // 28: keystore.v1.SealBatchRequest.items:type_name -> keystore.v1.SealRequest
-	42, // 29: keystore.v1.SealResult.response:type_name -> keystore.v1.SealResponse
-	47, // 30: keystore.v1.SealResult.error:type_name -> keystore.v1.ErrorDetail
-	52, // 31: keystore.v1.SealBatchResponse.results:type_name -> keystore.v1.SealResult
-	43, // 32: keystore.v1.UnsealBatchRequest.items:type_name -> keystore.v1.UnsealRequest
-	44, // 33: keystore.v1.UnsealResult.response:type_name -> keystore.v1.UnsealResponse
-	47, // 34: keystore.v1.UnsealResult.error:type_name -> keystore.v1.ErrorDetail
-	55, // 35: keystore.v1.UnsealBatchResponse.results:type_name -> keystore.v1.UnsealResult
-	3,  // 36: keystore.v1.TrustAnchors.ListAnchors:input_type -> keystore.v1.ListAnchorsRequest
-	5,  // 37: keystore.v1.TrustAnchors.Verify:input_type -> keystore.v1.VerifyAnchorRequest
-	7,  // 38: keystore.v1.Store.Put:input_type -> keystore.v1.PutValueRequest
-	9,  // 39: keystore.v1.Store.Get:input_type -> keystore.v1.GetValueRequest
-	11, // 40: keystore.v1.Store.Delete:input_type -> keystore.v1.DeleteValueRequest
-	13, // 41: keystore.v1.Store.List:input_type -> keystore.v1.ListValuesRequest
-	18, // 42: keystore.v1.Keys.Create:input_type -> keystore.v1.CreateKeyRequest
-	20, // 43: keystore.v1.Keys.Get:input_type -> keystore.v1.GetKeyRequest
-	22, // 44: keystore.v1.Keys.List:input_type -> keystore.v1.ListKeysRequest
-	25, // 45: keystore.v1.Keys.Rotate:input_type -> keystore.v1.RotateKeyRequest
-	27, // 46: keystore.v1.Keys.Revoke:input_type -> keystore.v1.RevokeKeyRequest
-	29, // 47: keystore.v1.Keys.RevokeVersion:input_type -> keystore.v1.RevokeKeyVersionRequest
-	31, // 48: keystore.v1.Keys.Destroy:input_type -> keystore.v1.DestroyKeyRequest
-	33, // 49: keystore.v1.Keys.SetPolicy:input_type -> keystore.v1.SetKeyPolicyRequest
-	35, // 50: keystore.v1.Keys.PublicKey:input_type -> keystore.v1.PublicKeyRequest
-	37, // 51: keystore.v1.Keys.Sign:input_type -> keystore.v1.SignRequest
-	39, // 52: keystore.v1.Keys.Verify:input_type -> keystore.v1.VerifyRequest
-	41, // 53: keystore.v1.Keys.Seal:input_type -> keystore.v1.SealRequest
-	43, // 54: keystore.v1.Keys.Unseal:input_type -> keystore.v1.UnsealRequest
-	45, // 55: keystore.v1.Keys.Rewrap:input_type -> keystore.v1.RewrapRequest
-	48, // 56: keystore.v1.Keys.SignBatch:input_type -> keystore.v1.SignBatchRequest
-	51, // 57: keystore.v1.Keys.SealBatch:input_type -> keystore.v1.SealBatchRequest
-	54, // 58: keystore.v1.Keys.UnsealBatch:input_type -> keystore.v1.UnsealBatchRequest
-	57, // 59: keystore.v1.Admin.WrappingKeyStatus:input_type -> keystore.v1.WrappingKeyStatusRequest
-	59, // 60: keystore.v1.Admin.RotateWrappingKey:input_type -> keystore.v1.RotateWrappingKeyRequest
-	4,  // 61: keystore.v1.TrustAnchors.ListAnchors:output_type -> keystore.v1.ListAnchorsResponse
-	6,  // 62: keystore.v1.TrustAnchors.Verify:output_type -> keystore.v1.VerifyAnchorResponse
-	8,  // 63: keystore.v1.Store.Put:output_type -> keystore.v1.PutValueResponse
-	10, // 64: keystore.v1.Store.Get:output_type -> keystore.v1.GetValueResponse
-	12, // 65: keystore.v1.Store.Delete:output_type -> keystore.v1.DeleteValueResponse
-	14, // 66: keystore.v1.Store.List:output_type -> keystore.v1.ListValuesResponse
-	19, // 67: keystore.v1.Keys.Create:output_type -> keystore.v1.CreateKeyResponse
-	21, // 68: keystore.v1.Keys.Get:output_type -> keystore.v1.GetKeyResponse
-	24, // 69: keystore.v1.Keys.List:output_type -> keystore.v1.ListKeysResponse
-	26, // 70: keystore.v1.Keys.Rotate:output_type -> keystore.v1.RotateKeyResponse
-	28, // 71: keystore.v1.Keys.Revoke:output_type -> keystore.v1.RevokeKeyResponse
-	30, // 72: keystore.v1.Keys.RevokeVersion:output_type -> keystore.v1.RevokeKeyVersionResponse
-	32, // 73: keystore.v1.Keys.Destroy:output_type -> keystore.v1.DestroyKeyResponse
-	34, // 74: keystore.v1.Keys.SetPolicy:output_type -> keystore.v1.SetKeyPolicyResponse
-	36, // 75: keystore.v1.Keys.PublicKey:output_type -> keystore.v1.PublicKeyResponse
-	38, // 76: keystore.v1.Keys.Sign:output_type -> keystore.v1.SignResponse
-	40, // 77: keystore.v1.Keys.Verify:output_type -> keystore.v1.VerifyResponse
-	42, // 78: keystore.v1.Keys.Seal:output_type -> keystore.v1.SealResponse
-	44, // 79: keystore.v1.Keys.Unseal:output_type -> keystore.v1.UnsealResponse
-	46, // 80: keystore.v1.Keys.Rewrap:output_type -> keystore.v1.RewrapResponse
-	50, // 81: keystore.v1.Keys.SignBatch:output_type -> keystore.v1.SignBatchResponse
-	53, // 82: keystore.v1.Keys.SealBatch:output_type -> keystore.v1.SealBatchResponse
-	56, // 83: keystore.v1.Keys.UnsealBatch:output_type -> keystore.v1.UnsealBatchResponse
-	58, // 84: keystore.v1.Admin.WrappingKeyStatus:output_type -> keystore.v1.WrappingKeyStatusResponse
-	60, // 85: keystore.v1.Admin.RotateWrappingKey:output_type -> keystore.v1.RotateWrappingKeyResponse
-	61, // [61:86] is the sub-list for method output_type
-	36, // [36:61] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	67, // 9: keystore.v1.KeyMetadata.created:type_name -> google.protobuf.Timestamp
+	67, // 10: keystore.v1.KeyMetadata.revoked:type_name -> google.protobuf.Timestamp
+	67, // 11: keystore.v1.KeyMetadata.destroyed:type_name -> google.protobuf.Timestamp
+	67, // 12: keystore.v1.KeyMetadata.rotation_due:type_name -> google.protobuf.Timestamp
+	15, // 13: keystore.v1.CreateKeyRequest.policy:type_name -> keystore.v1.KeyPolicy
+	17, // 14: keystore.v1.CreateKeyResponse.key:type_name -> keystore.v1.KeyMetadata
+	17, // 15: keystore.v1.GetKeyResponse.key:type_name -> keystore.v1.KeyMetadata
+	47, // 16: keystore.v1.UnreadableKey.error:type_name -> keystore.v1.ErrorDetail
+	17, // 17: keystore.v1.ListKeysResponse.keys:type_name -> keystore.v1.KeyMetadata
+	23, // 18: keystore.v1.ListKeysResponse.unreadable:type_name -> keystore.v1.UnreadableKey
+	17, // 19: keystore.v1.RotateKeyResponse.key:type_name -> keystore.v1.KeyMetadata
+	17, // 20: keystore.v1.RevokeKeyResponse.key:type_name -> keystore.v1.KeyMetadata
+	17, // 21: keystore.v1.RevokeKeyVersionResponse.key:type_name -> keystore.v1.KeyMetadata
+	17, // 22: keystore.v1.DestroyKeyResponse.key:type_name -> keystore.v1.KeyMetadata
+	15, // 23: keystore.v1.SetKeyPolicyRequest.policy:type_name -> keystore.v1.KeyPolicy
+	17, // 24: keystore.v1.SetKeyPolicyResponse.key:type_name -> keystore.v1.KeyMetadata
+	37, // 25: keystore.v1.SignBatchRequest.items:type_name -> keystore.v1.SignRequest
+	38, // 26: keystore.v1.SignResult.response:type_name -> keystore.v1.SignResponse
+	47, // 27: keystore.v1.SignResult.error:type_name -> keystore.v1.ErrorDetail
+	49, // 28: keystore.v1.SignBatchResponse.results:type_name -> keystore.v1.SignResult
+	41, // 29: keystore.v1.SealBatchRequest.items:type_name -> keystore.v1.SealRequest
+	42, // 30: keystore.v1.SealResult.response:type_name -> keystore.v1.SealResponse
+	47, // 31: keystore.v1.SealResult.error:type_name -> keystore.v1.ErrorDetail
+	52, // 32: keystore.v1.SealBatchResponse.results:type_name -> keystore.v1.SealResult
+	43, // 33: keystore.v1.UnsealBatchRequest.items:type_name -> keystore.v1.UnsealRequest
+	44, // 34: keystore.v1.UnsealResult.response:type_name -> keystore.v1.UnsealResponse
+	47, // 35: keystore.v1.UnsealResult.error:type_name -> keystore.v1.ErrorDetail
+	55, // 36: keystore.v1.UnsealBatchResponse.results:type_name -> keystore.v1.UnsealResult
+	47, // 37: keystore.v1.SweepFailure.error:type_name -> keystore.v1.ErrorDetail
+	62, // 38: keystore.v1.SweepKeysResponse.rotated:type_name -> keystore.v1.RotatedKey
+	63, // 39: keystore.v1.SweepKeysResponse.failed:type_name -> keystore.v1.SweepFailure
+	3,  // 40: keystore.v1.TrustAnchors.ListAnchors:input_type -> keystore.v1.ListAnchorsRequest
+	5,  // 41: keystore.v1.TrustAnchors.Verify:input_type -> keystore.v1.VerifyAnchorRequest
+	7,  // 42: keystore.v1.Store.Put:input_type -> keystore.v1.PutValueRequest
+	9,  // 43: keystore.v1.Store.Get:input_type -> keystore.v1.GetValueRequest
+	11, // 44: keystore.v1.Store.Delete:input_type -> keystore.v1.DeleteValueRequest
+	13, // 45: keystore.v1.Store.List:input_type -> keystore.v1.ListValuesRequest
+	18, // 46: keystore.v1.Keys.Create:input_type -> keystore.v1.CreateKeyRequest
+	20, // 47: keystore.v1.Keys.Get:input_type -> keystore.v1.GetKeyRequest
+	22, // 48: keystore.v1.Keys.List:input_type -> keystore.v1.ListKeysRequest
+	25, // 49: keystore.v1.Keys.Rotate:input_type -> keystore.v1.RotateKeyRequest
+	27, // 50: keystore.v1.Keys.Revoke:input_type -> keystore.v1.RevokeKeyRequest
+	29, // 51: keystore.v1.Keys.RevokeVersion:input_type -> keystore.v1.RevokeKeyVersionRequest
+	31, // 52: keystore.v1.Keys.Destroy:input_type -> keystore.v1.DestroyKeyRequest
+	33, // 53: keystore.v1.Keys.SetPolicy:input_type -> keystore.v1.SetKeyPolicyRequest
+	35, // 54: keystore.v1.Keys.PublicKey:input_type -> keystore.v1.PublicKeyRequest
+	37, // 55: keystore.v1.Keys.Sign:input_type -> keystore.v1.SignRequest
+	39, // 56: keystore.v1.Keys.Verify:input_type -> keystore.v1.VerifyRequest
+	41, // 57: keystore.v1.Keys.Seal:input_type -> keystore.v1.SealRequest
+	43, // 58: keystore.v1.Keys.Unseal:input_type -> keystore.v1.UnsealRequest
+	45, // 59: keystore.v1.Keys.Rewrap:input_type -> keystore.v1.RewrapRequest
+	48, // 60: keystore.v1.Keys.SignBatch:input_type -> keystore.v1.SignBatchRequest
+	51, // 61: keystore.v1.Keys.SealBatch:input_type -> keystore.v1.SealBatchRequest
+	54, // 62: keystore.v1.Keys.UnsealBatch:input_type -> keystore.v1.UnsealBatchRequest
+	61, // 63: keystore.v1.Keys.Sweep:input_type -> keystore.v1.SweepKeysRequest
+	65, // 64: keystore.v1.Keys.GetUsage:input_type -> keystore.v1.GetUsageRequest
+	57, // 65: keystore.v1.Admin.WrappingKeyStatus:input_type -> keystore.v1.WrappingKeyStatusRequest
+	59, // 66: keystore.v1.Admin.RotateWrappingKey:input_type -> keystore.v1.RotateWrappingKeyRequest
+	4,  // 67: keystore.v1.TrustAnchors.ListAnchors:output_type -> keystore.v1.ListAnchorsResponse
+	6,  // 68: keystore.v1.TrustAnchors.Verify:output_type -> keystore.v1.VerifyAnchorResponse
+	8,  // 69: keystore.v1.Store.Put:output_type -> keystore.v1.PutValueResponse
+	10, // 70: keystore.v1.Store.Get:output_type -> keystore.v1.GetValueResponse
+	12, // 71: keystore.v1.Store.Delete:output_type -> keystore.v1.DeleteValueResponse
+	14, // 72: keystore.v1.Store.List:output_type -> keystore.v1.ListValuesResponse
+	19, // 73: keystore.v1.Keys.Create:output_type -> keystore.v1.CreateKeyResponse
+	21, // 74: keystore.v1.Keys.Get:output_type -> keystore.v1.GetKeyResponse
+	24, // 75: keystore.v1.Keys.List:output_type -> keystore.v1.ListKeysResponse
+	26, // 76: keystore.v1.Keys.Rotate:output_type -> keystore.v1.RotateKeyResponse
+	28, // 77: keystore.v1.Keys.Revoke:output_type -> keystore.v1.RevokeKeyResponse
+	30, // 78: keystore.v1.Keys.RevokeVersion:output_type -> keystore.v1.RevokeKeyVersionResponse
+	32, // 79: keystore.v1.Keys.Destroy:output_type -> keystore.v1.DestroyKeyResponse
+	34, // 80: keystore.v1.Keys.SetPolicy:output_type -> keystore.v1.SetKeyPolicyResponse
+	36, // 81: keystore.v1.Keys.PublicKey:output_type -> keystore.v1.PublicKeyResponse
+	38, // 82: keystore.v1.Keys.Sign:output_type -> keystore.v1.SignResponse
+	40, // 83: keystore.v1.Keys.Verify:output_type -> keystore.v1.VerifyResponse
+	42, // 84: keystore.v1.Keys.Seal:output_type -> keystore.v1.SealResponse
+	44, // 85: keystore.v1.Keys.Unseal:output_type -> keystore.v1.UnsealResponse
+	46, // 86: keystore.v1.Keys.Rewrap:output_type -> keystore.v1.RewrapResponse
+	50, // 87: keystore.v1.Keys.SignBatch:output_type -> keystore.v1.SignBatchResponse
+	53, // 88: keystore.v1.Keys.SealBatch:output_type -> keystore.v1.SealBatchResponse
+	56, // 89: keystore.v1.Keys.UnsealBatch:output_type -> keystore.v1.UnsealBatchResponse
+	64, // 90: keystore.v1.Keys.Sweep:output_type -> keystore.v1.SweepKeysResponse
+	66, // 91: keystore.v1.Keys.GetUsage:output_type -> keystore.v1.GetUsageResponse
+	58, // 92: keystore.v1.Admin.WrappingKeyStatus:output_type -> keystore.v1.WrappingKeyStatusResponse
+	60, // 93: keystore.v1.Admin.RotateWrappingKey:output_type -> keystore.v1.RotateWrappingKeyResponse
+	67, // [67:94] is the sub-list for method output_type
+	40, // [40:67] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_keystore_proto_init() }
@@ -3705,7 +4186,7 @@ func file_keystore_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keystore_proto_rawDesc), len(file_keystore_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   59,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

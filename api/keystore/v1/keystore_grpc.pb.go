@@ -417,6 +417,8 @@ const (
 	Keys_SignBatch_FullMethodName     = "/keystore.v1.Keys/SignBatch"
 	Keys_SealBatch_FullMethodName     = "/keystore.v1.Keys/SealBatch"
 	Keys_UnsealBatch_FullMethodName   = "/keystore.v1.Keys/UnsealBatch"
+	Keys_Sweep_FullMethodName         = "/keystore.v1.Keys/Sweep"
+	Keys_GetUsage_FullMethodName      = "/keystore.v1.Keys/GetUsage"
 )
 
 // KeysClient is the client API for Keys service.
@@ -444,6 +446,14 @@ type KeysClient interface {
 	SignBatch(ctx context.Context, in *SignBatchRequest, opts ...grpc.CallOption) (*SignBatchResponse, error)
 	SealBatch(ctx context.Context, in *SealBatchRequest, opts ...grpc.CallOption) (*SealBatchResponse, error)
 	UnsealBatch(ctx context.Context, in *UnsealBatchRequest, opts ...grpc.CallOption) (*UnsealBatchResponse, error)
+	// Sweep rotates the keys due for automatic rotation among the next
+	// `limit` keys of every app, in key ID order (operators only; EPERM
+	// otherwise). A sweep of many keys is a series of calls, each resuming
+	// from the previous response's next_page_token.
+	Sweep(ctx context.Context, in *SweepKeysRequest, opts ...grpc.CallOption) (*SweepKeysResponse, error)
+	// GetUsage returns what an app holds against its quotas: its keys and
+	// its Store values and bytes, with the limits.
+	GetUsage(ctx context.Context, in *GetUsageRequest, opts ...grpc.CallOption) (*GetUsageResponse, error)
 }
 
 type keysClient struct {
@@ -624,6 +634,26 @@ func (c *keysClient) UnsealBatch(ctx context.Context, in *UnsealBatchRequest, op
 	return out, nil
 }
 
+func (c *keysClient) Sweep(ctx context.Context, in *SweepKeysRequest, opts ...grpc.CallOption) (*SweepKeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SweepKeysResponse)
+	err := c.cc.Invoke(ctx, Keys_Sweep_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *keysClient) GetUsage(ctx context.Context, in *GetUsageRequest, opts ...grpc.CallOption) (*GetUsageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetUsageResponse)
+	err := c.cc.Invoke(ctx, Keys_GetUsage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KeysServer is the server API for Keys service.
 // All implementations must embed UnimplementedKeysServer
 // for forward compatibility.
@@ -649,6 +679,14 @@ type KeysServer interface {
 	SignBatch(context.Context, *SignBatchRequest) (*SignBatchResponse, error)
 	SealBatch(context.Context, *SealBatchRequest) (*SealBatchResponse, error)
 	UnsealBatch(context.Context, *UnsealBatchRequest) (*UnsealBatchResponse, error)
+	// Sweep rotates the keys due for automatic rotation among the next
+	// `limit` keys of every app, in key ID order (operators only; EPERM
+	// otherwise). A sweep of many keys is a series of calls, each resuming
+	// from the previous response's next_page_token.
+	Sweep(context.Context, *SweepKeysRequest) (*SweepKeysResponse, error)
+	// GetUsage returns what an app holds against its quotas: its keys and
+	// its Store values and bytes, with the limits.
+	GetUsage(context.Context, *GetUsageRequest) (*GetUsageResponse, error)
 	mustEmbedUnimplementedKeysServer()
 }
 
@@ -709,6 +747,12 @@ func (UnimplementedKeysServer) SealBatch(context.Context, *SealBatchRequest) (*S
 }
 func (UnimplementedKeysServer) UnsealBatch(context.Context, *UnsealBatchRequest) (*UnsealBatchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UnsealBatch not implemented")
+}
+func (UnimplementedKeysServer) Sweep(context.Context, *SweepKeysRequest) (*SweepKeysResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Sweep not implemented")
+}
+func (UnimplementedKeysServer) GetUsage(context.Context, *GetUsageRequest) (*GetUsageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetUsage not implemented")
 }
 func (UnimplementedKeysServer) mustEmbedUnimplementedKeysServer() {}
 func (UnimplementedKeysServer) testEmbeddedByValue()              {}
@@ -1037,6 +1081,42 @@ func _Keys_UnsealBatch_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Keys_Sweep_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SweepKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KeysServer).Sweep(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Keys_Sweep_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KeysServer).Sweep(ctx, req.(*SweepKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Keys_GetUsage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetUsageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KeysServer).GetUsage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Keys_GetUsage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KeysServer).GetUsage(ctx, req.(*GetUsageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Keys_ServiceDesc is the grpc.ServiceDesc for Keys service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1111,6 +1191,14 @@ var Keys_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UnsealBatch",
 			Handler:    _Keys_UnsealBatch_Handler,
+		},
+		{
+			MethodName: "Sweep",
+			Handler:    _Keys_Sweep_Handler,
+		},
+		{
+			MethodName: "GetUsage",
+			Handler:    _Keys_GetUsage_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

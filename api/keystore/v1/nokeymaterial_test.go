@@ -89,6 +89,12 @@ var apiAllowlist = map[string]string{
 	"WrappingKeyStatusResponse.provider_wrapping_keys": "KEK fingerprints",
 	"RotateWrappingKeyResponse.from":                   "KEK fingerprint",
 	"RotateWrappingKeyResponse.to":                     "KEK fingerprint",
+	"SweepKeysRequest.page_token":                      "opaque page token (a key ID)",
+	"RotatedKey.key":                                   "key ID",
+	"SweepFailure.key":                                 "key ID",
+	"SweepKeysResponse.next_page_token":                "opaque page token (a key ID)",
+	"GetUsageRequest.app":                              "app ID",
+	"GetUsageResponse.app":                             "app ID",
 }
 
 // apiForbiddenWords may not appear in any message, field or enum value
