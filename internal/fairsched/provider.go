@@ -1,0 +1,107 @@
+package fairsched
+
+import (
+	"context"
+
+	"github.com/nexus-os/keystored/core/alg"
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// Wrap returns p with its Generate, Sign, Seal and Open calls run by s,
+// each in the queue of the tenant tenantOf names for the call's context
+// and weighted by the algorithm's cost in reg (Spec.Cost, GenerateCost,
+// CostPerMiB; one Unit for an algorithm reg does not know). Info and
+// Destroy are not scheduled: they do no cryptography. The result has
+// SealAppend exactly when p has it. tenantOf must take the tenant from
+// the caller identity the server established, never from a request; a
+// nil tenantOf puts every call in one queue.
+func (s *Scheduler) Wrap(p provider.Provider, reg *alg.Registry, tenantOf func(context.Context) string) provider.Provider {
+	if tenantOf == nil {
+		tenantOf = func(context.Context) string { return "" }
+	}
+	w := &scheduled{p: p, s: s, reg: reg, tenantOf: tenantOf}
+	if sa, ok := p.(provider.SealAppender); ok {
+		return &scheduledAppender{scheduled: w, sa: sa}
+	}
+	return w
+}
+
+type scheduled struct {
+	p        provider.Provider
+	s        *Scheduler
+	reg      *alg.Registry
+	tenantOf func(context.Context) string
+}
+
+type scheduledAppender struct {
+	*scheduled
+	sa provider.SealAppender
+}
+
+// cost returns the cost of an operation on n bytes with a, in 1/Unit.
+func (w *scheduled) cost(a provider.Algorithm, generate bool, n int) int64 {
+	if w.reg == nil {
+		return Unit
+	}
+	spec, err := w.reg.Lookup(a)
+	if err != nil {
+		return Unit
+	}
+	c := spec.Cost
+	if generate {
+		c = spec.GenerateCost
+	}
+	c += spec.CostPerMiB * float64(n) / (1 << 20)
+	return int64(c * Unit)
+}
+
+func (w *scheduled) Info(ctx context.Context) (provider.Info, error) { return w.p.Info(ctx) }
+
+func (w *scheduled) Destroy(ctx context.Context, ref provider.KeyRef, h provider.Handle) error {
+	return w.p.Destroy(ctx, ref, h)
+}
+
+func (w *scheduled) Generate(ctx context.Context, ref provider.KeyRef) (g provider.Generated, err error) {
+	if serr := w.s.Do(ctx, w.tenantOf(ctx), w.cost(ref.Algorithm, true, 0), func() {
+		g, err = w.p.Generate(ctx, ref)
+	}); serr != nil {
+		return provider.Generated{}, serr
+	}
+	return g, err
+}
+
+func (w *scheduled) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) (sig []byte, err error) {
+	if serr := w.s.Do(ctx, w.tenantOf(ctx), w.cost(ref.Algorithm, false, len(msg)), func() {
+		sig, err = w.p.Sign(ctx, ref, h, msg)
+	}); serr != nil {
+		return nil, serr
+	}
+	return sig, err
+}
+
+func (w *scheduled) Seal(ctx context.Context, ref provider.KeyRef, h provider.Handle, plaintext, aad []byte) (out []byte, err error) {
+	if serr := w.s.Do(ctx, w.tenantOf(ctx), w.cost(ref.Algorithm, false, len(plaintext)+len(aad)), func() {
+		out, err = w.p.Seal(ctx, ref, h, plaintext, aad)
+	}); serr != nil {
+		return nil, serr
+	}
+	return out, err
+}
+
+func (w *scheduled) Open(ctx context.Context, ref provider.KeyRef, h provider.Handle, sealed, aad []byte) (out []byte, err error) {
+	if serr := w.s.Do(ctx, w.tenantOf(ctx), w.cost(ref.Algorithm, false, len(sealed)+len(aad)), func() {
+		out, err = w.p.Open(ctx, ref, h, sealed, aad)
+	}); serr != nil {
+		return nil, serr
+	}
+	return out, err
+}
+
+func (w *scheduledAppender) SealAppend(ctx context.Context, dst []byte, ref provider.KeyRef, h provider.Handle, plaintext, aad []byte) (out []byte, err error) {
+	if serr := w.s.Do(ctx, w.tenantOf(ctx), w.cost(ref.Algorithm, false, len(plaintext)+len(aad)), func() {
+		out, err = w.sa.SealAppend(ctx, dst, ref, h, plaintext, aad)
+	}); serr != nil {
+		return nil, serr
+	}
+	return out, err
+}
