@@ -64,6 +64,11 @@ type Scheduler struct {
 	// for a worker (default fairsched.DefaultMaxQueued, 1024); a call over
 	// it fails at once with EUNAVAILABLE.
 	MaxQueuedPerApp int
+	// Nice is how much (1 to 19) the threads that run expensive provider
+	// calls (fairsched.HeavyCost and more: Ed448, ML-DSA, large seals)
+	// raise their nice value over the daemon's; 0 means
+	// fairsched.DefaultNice (2), -1 runs them at the daemon's priority.
+	Nice int
 }
 
 // Limits bound what one client can hold. Zero fields take the defaults.
@@ -192,7 +197,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.limits = s.limits.withDefaults()
 	s.inflight = newBudget(s.limits.InFlightBytes, s.limits.InFlightBytesPerUID)
 	s.adm = &admission{s: s, limiters: map[uint32]*rate.Limiter{}, pending: map[refusalKey]*refusals{}}
-	sched, err := fairsched.New(fairsched.Config{Workers: cfg.Scheduler.Workers, MaxQueued: cfg.Scheduler.MaxQueuedPerApp})
+	sched, err := fairsched.New(fairsched.Config{Workers: cfg.Scheduler.Workers, MaxQueued: cfg.Scheduler.MaxQueuedPerApp, Nice: cfg.Scheduler.Nice})
 	if err != nil {
 		return nil, err
 	}

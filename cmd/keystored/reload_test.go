@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
 	"github.com/nexus-os/keystored/internal/daemontest"
+	"github.com/nexus-os/keystored/server"
 )
 
 // replaceConfig writes body to path atomically (0600), as an operator's
@@ -143,4 +145,16 @@ func TestSIGHUPWithoutConfig(t *testing.T) {
 	_, err := keys.Create(t.Context(), &keystorev1.CreateKeyRequest{Key: "sig/k", Algorithm: "ed25519"})
 	mustOK(t, "Create after SIGHUP", err)
 	d.Stop()
+}
+
+// TestReloadSchedulerNeedsRestart: a changed [scheduler] is reported as
+// taking effect at the next start; an unchanged one is not.
+func TestReloadSchedulerNeedsRestart(t *testing.T) {
+	r := &reloader{running: settings{scheduler: server.Scheduler{Workers: 2}}}
+	if got := r.needsRestart(settings{scheduler: server.Scheduler{Workers: 2}}); slices.Contains(got, "scheduler") {
+		t.Fatalf("unchanged scheduler reported: %v", got)
+	}
+	if got := r.needsRestart(settings{scheduler: server.Scheduler{Workers: 2, Nice: -1}}); !slices.Contains(got, "scheduler") {
+		t.Fatalf("changed scheduler not reported: %v", got)
+	}
 }

@@ -49,6 +49,11 @@ type Config struct {
 	// MaxQueued is the most calls one tenant may have waiting for a
 	// worker (default DefaultMaxQueued).
 	MaxQueued int
+	// Nice is how much (1 to 19) the threads that run calls of at least
+	// HeavyCost raise their nice value over the daemon's, to at most 19
+	// (default DefaultNice); -1 runs those calls on their callers'
+	// threads like the others.
+	Nice int
 }
 
 // Scheduler is a fair queue in front of Workers slots. It is safe for
@@ -62,6 +67,7 @@ type Scheduler struct {
 	waiting   tenantHeap // tenants with waiting calls, by their first call's tags
 	workers   int
 	maxQueued int
+	heavy     *heavyPool // nil: every call runs on its caller's goroutine
 }
 
 // tenant is one tenant's state while it has calls waiting or running.
@@ -89,13 +95,41 @@ func New(cfg Config) (*Scheduler, error) {
 	if cfg.Workers < 0 || cfg.MaxQueued < 0 {
 		return nil, provider.Errorf(provider.EINVAL, "scheduler workers and queue bound must not be negative (workers %d, max queued %d)", cfg.Workers, cfg.MaxQueued)
 	}
+	if cfg.Nice < -1 || cfg.Nice > 19 {
+		return nil, provider.Errorf(provider.EINVAL, "scheduler nice value %d is out of range (1 to 19, 0 for the default, -1 for none)", cfg.Nice)
+	}
 	if cfg.Workers == 0 {
 		cfg.Workers = runtime.GOMAXPROCS(0)
 	}
 	if cfg.MaxQueued == 0 {
 		cfg.MaxQueued = DefaultMaxQueued
 	}
-	return &Scheduler{free: cfg.Workers, workers: cfg.Workers, maxQueued: cfg.MaxQueued, tenants: map[string]*tenant{}}, nil
+	switch cfg.Nice {
+	case 0:
+		cfg.Nice = DefaultNice
+	case -1:
+		cfg.Nice = 0
+	}
+	heavy, err := newHeavyPool(cfg.Workers, cfg.Nice)
+	if err != nil {
+		return nil, provider.Errorf(provider.EIO, "scheduler: %w", err)
+	}
+	s := &Scheduler{free: cfg.Workers, workers: cfg.Workers, maxQueued: cfg.MaxQueued, tenants: map[string]*tenant{}, heavy: heavy}
+	if heavy != nil {
+		// The threads end with the scheduler.
+		runtime.AddCleanup(s, func(p *heavyPool) { close(p.jobs) }, heavy)
+	}
+	return s, nil
+}
+
+// run runs f on the caller's goroutine, or on a low-priority thread when
+// the call is heavy.
+func (s *Scheduler) run(cost int64, f func()) {
+	if cost < HeavyCost || s.heavy == nil {
+		f()
+		return
+	}
+	s.heavy.run(f)
 }
 
 // Workers returns the number of slots.
@@ -137,7 +171,7 @@ func (s *Scheduler) Do(ctx context.Context, name string, cost int64, f func()) e
 		s.vtime = start
 		s.mu.Unlock()
 		defer s.release(t)
-		f()
+		s.run(cost, f)
 		return nil
 	}
 	if t.queue.Len() >= s.maxQueued {
@@ -182,7 +216,7 @@ func (s *Scheduler) Do(ctx context.Context, name string, cost int64, f func()) e
 		return provider.Errorf(provider.EUNAVAILABLE, "request cancelled waiting for a provider worker: %w", ctx.Err())
 	}
 	defer s.release(t)
-	f()
+	s.run(cost, f)
 	return nil
 }
 
