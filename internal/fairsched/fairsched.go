@@ -4,7 +4,7 @@
 // another app's call by about one call, not by the flood.
 //
 // A Scheduler has Workers slots. A call that finds a free slot and nobody
-// waiting runs at once on its own goroutine (no handoff); otherwise it
+// waiting has it at once (no handoff); otherwise it
 // waits in its tenant's FIFO queue, and each slot that frees goes to the
 // waiting call with the smallest start tag. A call's start tag is the
 // larger of the scheduler's virtual time (the start tag of the last call
@@ -17,7 +17,11 @@
 // A waiting call gives up when its context is done; each tenant may have
 // at most MaxQueued calls waiting, and a call over that bound is refused
 // at once (EUNAVAILABLE). Costs are in Units: an Ed25519 signature is one
-// Unit (core/alg's Spec.Cost).
+// Unit (core/alg's Spec.Cost). Once it has its slot, a call of at least
+// HeavyCost runs on a thread of lowered priority (nice.go), a cheaper one
+// on its caller's goroutine.
+//
+// Wrap puts a Scheduler in front of a provider.Provider.
 package fairsched
 
 import (
@@ -68,6 +72,7 @@ type Scheduler struct {
 	workers   int
 	maxQueued int
 	heavy     *heavyPool // nil: every call runs on its caller's goroutine
+	spare     *tenant    // a forgotten tenant's struct, for the next one
 }
 
 // tenant is one tenant's state while it has calls waiting or running.
@@ -122,16 +127,6 @@ func New(cfg Config) (*Scheduler, error) {
 	return s, nil
 }
 
-// run runs f on the caller's goroutine, or on a low-priority thread when
-// the call is heavy.
-func (s *Scheduler) run(cost int64, f func()) {
-	if cost < HeavyCost || s.heavy == nil {
-		f()
-		return
-	}
-	s.heavy.run(f)
-}
-
 // Workers returns the number of slots.
 func (s *Scheduler) Workers() int { return s.workers }
 
@@ -148,19 +143,34 @@ func (s *Scheduler) Waiting(name string) int {
 	return 0
 }
 
-// Do runs f once a slot is given to the call, on the calling goroutine,
-// and returns nil after f returns. cost is the call's weight in 1/Unit of
-// an Ed25519 signature (below 1 counts as 1, above MaxCost as MaxCost).
-// If ctx is done before the call gets a slot, f does not run and Do
-// returns an error wrapping ErrUnavailable and ctx's error; if the
-// tenant already has MaxQueued calls waiting, Do returns an error wrapping
-// ErrUnavailable at once.
-func (s *Scheduler) Do(ctx context.Context, name string, cost int64, f func()) error {
+// Slot is a worker slot given to one call: the call runs, then releases
+// it. The zero Slot is not a slot.
+type Slot struct {
+	s     *Scheduler
+	t     *tenant
+	heavy bool
+}
+
+// Acquire waits until the call gets a slot and returns it. cost is the
+// call's weight in 1/Unit of an Ed25519 signature (below 1 counts as 1,
+// above MaxCost as MaxCost). If ctx is done before the call gets a slot,
+// Acquire returns an error wrapping ErrUnavailable and ctx's error; if
+// the tenant already has MaxQueued calls waiting, it returns an error
+// wrapping ErrUnavailable at once. A call that finds a slot free and
+// nobody waiting never waits, whatever ctx says (the provider checks its
+// context).
+func (s *Scheduler) Acquire(ctx context.Context, name string, cost int64) (Slot, error) {
 	cost = min(max(cost, 1), MaxCost)
+	heavy := cost >= HeavyCost && s.heavy != nil
 	s.mu.Lock()
 	t := s.tenants[name]
 	if t == nil {
-		t = &tenant{name: name, index: -1}
+		if t = s.spare; t != nil {
+			s.spare = nil
+			t.name = name
+		} else {
+			t = &tenant{name: name, index: -1}
+		}
 		s.tenants[name] = t
 	}
 	start := max(s.vtime, t.finish)
@@ -170,19 +180,17 @@ func (s *Scheduler) Do(ctx context.Context, name string, cost int64, f func()) e
 		t.running++
 		s.vtime = start
 		s.mu.Unlock()
-		defer s.release(t)
-		s.run(cost, f)
-		return nil
+		return Slot{s: s, t: t, heavy: heavy}, nil
 	}
 	if t.queue.Len() >= s.maxQueued {
 		s.forget(t)
 		s.mu.Unlock()
-		return provider.Errorf(provider.EUNAVAILABLE, "too many provider calls of this app waiting (%d); retry later", s.maxQueued)
+		return Slot{}, provider.Errorf(provider.EUNAVAILABLE, "too many provider calls of this app waiting (%d); retry later", s.maxQueued)
 	}
 	if err := ctx.Err(); err != nil {
 		s.forget(t)
 		s.mu.Unlock()
-		return provider.Errorf(provider.EUNAVAILABLE, "request cancelled waiting for a provider worker: %w", err)
+		return Slot{}, provider.Errorf(provider.EUNAVAILABLE, "request cancelled waiting for a provider worker: %w", err)
 	}
 	w := &waiter{t: t, start: start, seq: s.seq, ready: make(chan struct{})}
 	s.seq++
@@ -195,28 +203,62 @@ func (s *Scheduler) Do(ctx context.Context, name string, cost int64, f func()) e
 
 	select {
 	case <-w.ready:
+		return Slot{s: s, t: t, heavy: heavy}, nil
 	case <-ctx.Done():
-		s.mu.Lock()
-		if !w.granted {
-			front := t.queue.Front() == w.elem
-			t.queue.Remove(w.elem)
-			switch {
-			case t.queue.Len() == 0:
-				heap.Remove(&s.waiting, t.index)
-				s.forget(t)
-			case front:
-				heap.Fix(&s.waiting, t.index)
-			}
-			s.mu.Unlock()
-			return provider.Errorf(provider.EUNAVAILABLE, "request cancelled waiting for a provider worker: %w", ctx.Err())
+	}
+	s.mu.Lock()
+	if !w.granted {
+		front := t.queue.Front() == w.elem
+		t.queue.Remove(w.elem)
+		switch {
+		case t.queue.Len() == 0:
+			heap.Remove(&s.waiting, t.index)
+			s.forget(t)
+		case front:
+			heap.Fix(&s.waiting, t.index)
 		}
 		s.mu.Unlock()
-		// The slot was given as ctx ended: pass it on without running.
-		s.release(t)
-		return provider.Errorf(provider.EUNAVAILABLE, "request cancelled waiting for a provider worker: %w", ctx.Err())
+		return Slot{}, provider.Errorf(provider.EUNAVAILABLE, "request cancelled waiting for a provider worker: %w", ctx.Err())
 	}
-	defer s.release(t)
-	s.run(cost, f)
+	s.mu.Unlock()
+	// The slot was given as ctx ended: pass it on without running.
+	s.release(t)
+	return Slot{}, provider.Errorf(provider.EUNAVAILABLE, "request cancelled waiting for a provider worker: %w", ctx.Err())
+}
+
+// Release gives the slot back: to the waiting call with the smallest
+// tags, or to the pool. Release it exactly once.
+func (sl Slot) Release() {
+	if sl.s != nil {
+		sl.s.release(sl.t)
+	}
+}
+
+// Heavy reports whether the slot's call should run on a low-priority
+// thread (Run): its cost is at least HeavyCost and the scheduler has
+// such threads.
+func (sl Slot) Heavy() bool { return sl.heavy }
+
+// Run runs f on a low-priority thread if the call is heavy, else on the
+// calling goroutine, and returns when f has returned; a panic in f is
+// raised again on the calling goroutine.
+func (sl Slot) Run(f func()) {
+	if !sl.heavy {
+		f()
+		return
+	}
+	sl.s.heavy.run(f)
+}
+
+// Do runs f once the call has a slot (Acquire, Run, Release) and returns
+// nil after f returns, or Acquire's error without running f.
+func (s *Scheduler) Do(ctx context.Context, name string, cost int64, f func()) error {
+	sl, err := s.Acquire(ctx, name, cost)
+	if err != nil {
+		return err
+	}
+	defer sl.Release()
+	sl.Run(f)
 	return nil
 }
 
@@ -251,6 +293,12 @@ func (s *Scheduler) release(t *tenant) {
 func (s *Scheduler) forget(t *tenant) {
 	if t.running == 0 && t.queue.Len() == 0 && s.tenants[t.name] == t {
 		delete(s.tenants, t.name)
+		if s.spare == nil {
+			// Kept for the next tenant: a caller alone, one call at a
+			// time, allocates nothing.
+			*t = tenant{index: -1}
+			s.spare = t
+		}
 	}
 }
 

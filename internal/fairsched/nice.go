@@ -12,7 +12,7 @@ import (
 // daemon's transport (reading the next request, of any app) and the
 // applications' own processes. Without it another app's call waits for
 // the kernel to preempt a signing thread at every wake-up on its way
-// (docs/performance.md: p99 10-35 ms instead of about 2 ms under the
+// (docs/performance.md: p99 11-17 ms instead of 2.5-4 ms under the
 // issue's flood). A thread's nice value can only be raised without
 // privilege, so these threads never run anything else; cheap calls run
 // on the caller's goroutine, with no handoff.

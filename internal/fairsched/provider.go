@@ -61,47 +61,89 @@ func (w *scheduled) Destroy(ctx context.Context, ref provider.KeyRef, h provider
 	return w.p.Destroy(ctx, ref, h)
 }
 
-func (w *scheduled) Generate(ctx context.Context, ref provider.KeyRef) (g provider.Generated, err error) {
-	if serr := w.s.Do(ctx, w.tenantOf(ctx), w.cost(ref.Algorithm, true, 0), func() {
-		g, err = w.p.Generate(ctx, ref)
-	}); serr != nil {
-		return provider.Generated{}, serr
+// Each method acquires a slot and calls the provider on the request's
+// goroutine; a heavy call goes through a method of its own (on), so that
+// the closure a low-priority thread needs, and what it captures, are
+// allocated only then.
+
+func (w *scheduled) Generate(ctx context.Context, ref provider.KeyRef) (provider.Generated, error) {
+	sl, err := w.s.Acquire(ctx, w.tenantOf(ctx), w.cost(ref.Algorithm, true, 0))
+	if err != nil {
+		return provider.Generated{}, err
 	}
-	return g, err
+	defer sl.Release()
+	if sl.Heavy() {
+		return on(sl, func() (provider.Generated, error) { return w.p.Generate(ctx, ref) })
+	}
+	return w.p.Generate(ctx, ref)
 }
 
-func (w *scheduled) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) (sig []byte, err error) {
-	if serr := w.s.Do(ctx, w.tenantOf(ctx), w.cost(ref.Algorithm, false, len(msg)), func() {
-		sig, err = w.p.Sign(ctx, ref, h, msg)
-	}); serr != nil {
-		return nil, serr
+func (w *scheduled) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	sl, err := w.s.Acquire(ctx, w.tenantOf(ctx), w.cost(ref.Algorithm, false, len(msg)))
+	if err != nil {
+		return nil, err
 	}
-	return sig, err
+	defer sl.Release()
+	if sl.Heavy() {
+		return w.signOn(sl, ctx, ref, h, msg)
+	}
+	return w.p.Sign(ctx, ref, h, msg)
 }
 
-func (w *scheduled) Seal(ctx context.Context, ref provider.KeyRef, h provider.Handle, plaintext, aad []byte) (out []byte, err error) {
-	if serr := w.s.Do(ctx, w.tenantOf(ctx), w.cost(ref.Algorithm, false, len(plaintext)+len(aad)), func() {
-		out, err = w.p.Seal(ctx, ref, h, plaintext, aad)
-	}); serr != nil {
-		return nil, serr
-	}
-	return out, err
+func (w *scheduled) signOn(sl Slot, ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	return on(sl, func() ([]byte, error) { return w.p.Sign(ctx, ref, h, msg) })
 }
 
-func (w *scheduled) Open(ctx context.Context, ref provider.KeyRef, h provider.Handle, sealed, aad []byte) (out []byte, err error) {
-	if serr := w.s.Do(ctx, w.tenantOf(ctx), w.cost(ref.Algorithm, false, len(sealed)+len(aad)), func() {
-		out, err = w.p.Open(ctx, ref, h, sealed, aad)
-	}); serr != nil {
-		return nil, serr
+func (w *scheduled) Seal(ctx context.Context, ref provider.KeyRef, h provider.Handle, plaintext, aad []byte) ([]byte, error) {
+	sl, err := w.s.Acquire(ctx, w.tenantOf(ctx), w.cost(ref.Algorithm, false, len(plaintext)+len(aad)))
+	if err != nil {
+		return nil, err
 	}
-	return out, err
+	defer sl.Release()
+	if sl.Heavy() {
+		return w.sealOn(sl, ctx, ref, h, plaintext, aad)
+	}
+	return w.p.Seal(ctx, ref, h, plaintext, aad)
 }
 
-func (w *scheduledAppender) SealAppend(ctx context.Context, dst []byte, ref provider.KeyRef, h provider.Handle, plaintext, aad []byte) (out []byte, err error) {
-	if serr := w.s.Do(ctx, w.tenantOf(ctx), w.cost(ref.Algorithm, false, len(plaintext)+len(aad)), func() {
-		out, err = w.sa.SealAppend(ctx, dst, ref, h, plaintext, aad)
-	}); serr != nil {
-		return nil, serr
+func (w *scheduled) sealOn(sl Slot, ctx context.Context, ref provider.KeyRef, h provider.Handle, plaintext, aad []byte) ([]byte, error) {
+	return on(sl, func() ([]byte, error) { return w.p.Seal(ctx, ref, h, plaintext, aad) })
+}
+
+func (w *scheduled) Open(ctx context.Context, ref provider.KeyRef, h provider.Handle, sealed, aad []byte) ([]byte, error) {
+	sl, err := w.s.Acquire(ctx, w.tenantOf(ctx), w.cost(ref.Algorithm, false, len(sealed)+len(aad)))
+	if err != nil {
+		return nil, err
 	}
+	defer sl.Release()
+	if sl.Heavy() {
+		return w.openOn(sl, ctx, ref, h, sealed, aad)
+	}
+	return w.p.Open(ctx, ref, h, sealed, aad)
+}
+
+func (w *scheduled) openOn(sl Slot, ctx context.Context, ref provider.KeyRef, h provider.Handle, sealed, aad []byte) ([]byte, error) {
+	return on(sl, func() ([]byte, error) { return w.p.Open(ctx, ref, h, sealed, aad) })
+}
+
+func (w *scheduledAppender) SealAppend(ctx context.Context, dst []byte, ref provider.KeyRef, h provider.Handle, plaintext, aad []byte) ([]byte, error) {
+	sl, err := w.s.Acquire(ctx, w.tenantOf(ctx), w.cost(ref.Algorithm, false, len(plaintext)+len(aad)))
+	if err != nil {
+		return nil, err
+	}
+	defer sl.Release()
+	if sl.Heavy() {
+		return w.sealAppendOn(sl, ctx, dst, ref, h, plaintext, aad)
+	}
+	return w.sa.SealAppend(ctx, dst, ref, h, plaintext, aad)
+}
+
+func (w *scheduledAppender) sealAppendOn(sl Slot, ctx context.Context, dst []byte, ref provider.KeyRef, h provider.Handle, plaintext, aad []byte) ([]byte, error) {
+	return on(sl, func() ([]byte, error) { return w.sa.SealAppend(ctx, dst, ref, h, plaintext, aad) })
+}
+
+// on runs f with sl.Run and returns its results.
+func on[T any](sl Slot, f func() (T, error)) (out T, err error) {
+	sl.Run(func() { out, err = f() })
 	return out, err
 }
