@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -24,10 +23,13 @@ func checkBatch(n int, req proto.Message) error {
 	return nil
 }
 
-// runBatch calls f(i) for every i in [0, n) on up to GOMAXPROCS
-// goroutines (the caller's among them) and returns when all are done.
-func runBatch(n int, f func(i int)) {
-	workers := min(n, runtime.GOMAXPROCS(0))
+// runBatch calls f(i) for every i in [0, n) on up to workers goroutines
+// (the caller's among them) and returns when all are done. Each item's
+// provider call still waits for its turn in the fair scheduler: the
+// goroutines only let one batch use every worker when no one else
+// needs them.
+func runBatch(n, workers int, f func(i int)) {
+	workers = min(n, workers)
 	if workers <= 1 {
 		for i := range n {
 			f(i)
@@ -56,7 +58,7 @@ func runBatch(n int, f func(i int)) {
 // in parallel (parsing each item's key name), turns each outcome into a
 // result with wrap, and records the counts for the audit record.
 func runItems[Item interface{ GetKey() string }, Resp any, Result any](
-	ctx context.Context, req proto.Message, items []Item,
+	ctx context.Context, workers int, req proto.Message, items []Item,
 	do func(ctx context.Context, c *Caller, id provider.KeyID, item Item) (Resp, error),
 	wrap func(resp Resp, err *keystorev1.ErrorDetail) Result,
 ) ([]Result, error) {
@@ -75,7 +77,7 @@ func runItems[Item interface{ GetKey() string }, Resp any, Result any](
 	}
 	out := make([]Result, len(items))
 	var failed atomic.Int64
-	runBatch(len(items), func(i int) {
+	runBatch(len(items), workers, func(i int) {
 		id, err := parseKeyName(c, items[i].GetKey())
 		var resp Resp
 		if err == nil {
@@ -96,7 +98,7 @@ func runItems[Item interface{ GetKey() string }, Resp any, Result any](
 }
 
 func (k *keysService) SignBatch(ctx context.Context, req *keystorev1.SignBatchRequest) (*keystorev1.SignBatchResponse, error) {
-	out, err := runItems(ctx, req, req.GetItems(), k.sign,
+	out, err := runItems(ctx, k.s.sched.Workers(), req, req.GetItems(), k.sign,
 		func(r *keystorev1.SignResponse, e *keystorev1.ErrorDetail) *keystorev1.SignResult {
 			return &keystorev1.SignResult{Response: r, Error: e}
 		})
@@ -107,7 +109,7 @@ func (k *keysService) SignBatch(ctx context.Context, req *keystorev1.SignBatchRe
 }
 
 func (k *keysService) SealBatch(ctx context.Context, req *keystorev1.SealBatchRequest) (*keystorev1.SealBatchResponse, error) {
-	out, err := runItems(ctx, req, req.GetItems(), k.seal,
+	out, err := runItems(ctx, k.s.sched.Workers(), req, req.GetItems(), k.seal,
 		func(r *keystorev1.SealResponse, e *keystorev1.ErrorDetail) *keystorev1.SealResult {
 			return &keystorev1.SealResult{Response: r, Error: e}
 		})
@@ -118,7 +120,7 @@ func (k *keysService) SealBatch(ctx context.Context, req *keystorev1.SealBatchRe
 }
 
 func (k *keysService) UnsealBatch(ctx context.Context, req *keystorev1.UnsealBatchRequest) (*keystorev1.UnsealBatchResponse, error) {
-	out, err := runItems(ctx, req, req.GetItems(), k.unseal,
+	out, err := runItems(ctx, k.s.sched.Workers(), req, req.GetItems(), k.unseal,
 		func(r *keystorev1.UnsealResponse, e *keystorev1.ErrorDetail) *keystorev1.UnsealResult {
 			return &keystorev1.UnsealResult{Response: r, Error: e}
 		})

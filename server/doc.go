@@ -16,6 +16,11 @@
 // with EIO and returns no output (fail closed). Errors cross the wire
 // through internal/rpcerr's one table.
 //
+// The provider's work is shared fairly among apps: New wraps the provider
+// in internal/fairsched, so every Generate, Sign, Seal and Open (every
+// batch item) waits in the queue of the app serve admitted, weighted by
+// its algorithm's cost (docs/architecture.md, "Fair scheduling").
+//
 // The daemon (cmd/keystored) owns listening, configuration and the
 // process; docs/api.md describes the API and docs/operations.md the
 // daemon.

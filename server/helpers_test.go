@@ -107,6 +107,7 @@ type envOpts struct {
 	limits   Limits
 	storage  core.Storage // nil: a fresh Memory
 	quotas   core.Quotas
+	sched    Scheduler
 }
 
 type env struct {
@@ -190,7 +191,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 		id = aliceIdentity(t)
 	}
 	srv, err := New(context.Background(), Config{Storage: e.st, Provider: p, Clock: e.clock, Audit: e.audit,
-		Identity: id, Anchors: o.anchors, Limits: o.limits, Quotas: o.quotas})
+		Identity: id, Anchors: o.anchors, Limits: o.limits, Quotas: o.quotas, Scheduler: o.sched})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,17 @@ func callerOf(ctx context.Context) *Caller {
 	return c
 }
 
+// tenantOf is the fair scheduler's tenant of a call: the app serve
+// admitted (from the kernel's peer credentials, never from the request),
+// or the shared anonymous queue ("") for provider calls made outside a
+// request.
+func tenantOf(ctx context.Context) string {
+	if c := callerOf(ctx); c != nil {
+		return c.App
+	}
+	return ""
+}
+
 // coreCaller returns the core's view of c.
 func (c *Caller) coreCaller() core.Caller {
 	return core.Caller{App: c.App, Operator: c.Operator, UID: int64(c.UID), PID: int64(c.PID)}

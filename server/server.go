@@ -15,7 +15,9 @@ import (
 
 	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
 	"github.com/nexus-os/keystored/core"
+	"github.com/nexus-os/keystored/core/alg"
 	"github.com/nexus-os/keystored/core/provider"
+	"github.com/nexus-os/keystored/internal/fairsched"
 )
 
 // Config configures New. Storage, Provider, Clock and Audit are required.
@@ -46,6 +48,28 @@ type Config struct {
 	// Quotas bound each app's keys, versions per key and Store values
 	// and bytes (zero: core.DefaultQuota for every app).
 	Quotas core.Quotas
+	// Scheduler shares the provider's workers fairly among apps.
+	Scheduler Scheduler
+}
+
+// Scheduler configures the fair scheduling of provider work
+// (docs/architecture.md, "Fair scheduling"): every Generate, Sign, Seal
+// and Open the core asks of the provider, each batch item on its own,
+// waits in its app's queue for one of Workers slots, weighted by its
+// algorithm's cost. Zero fields take the defaults.
+type Scheduler struct {
+	// Workers is the number of provider calls that run at once (default
+	// runtime.GOMAXPROCS(0): the cores the daemon may use).
+	Workers int
+	// MaxQueuedPerApp bounds the provider calls one app may have waiting
+	// for a worker (default fairsched.DefaultMaxQueued, 1024); a call over
+	// it fails at once with EUNAVAILABLE.
+	MaxQueuedPerApp int
+	// Nice is how much (1 to 19) the threads that run expensive provider
+	// calls (fairsched.HeavyCost and more: Ed448, ML-DSA, large seals)
+	// raise their nice value over the daemon's; 0 means
+	// fairsched.DefaultNice (2), -1 runs them at the daemon's priority.
+	Nice int
 }
 
 // Limits bound what one client can hold. Zero fields take the defaults.
@@ -155,6 +179,7 @@ type Server struct {
 	health   *health.Server
 	stopping context.Context // cancelled by Shutdown (probe.go)
 	stop     context.CancelFunc
+	sched    *fairsched.Scheduler
 	insecure bool
 }
 
@@ -177,9 +202,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.limits = s.limits.withDefaults()
 	s.inflight = newBudget(s.limits.InFlightBytes, s.limits.InFlightBytesPerUID)
 	s.adm = &admission{s: s, limiters: map[uint32]*rate.Limiter{}, pending: map[refusalKey]*refusals{}}
+	sched, err := fairsched.New(fairsched.Config{Workers: cfg.Scheduler.Workers, MaxQueued: cfg.Scheduler.MaxQueuedPerApp, Nice: cfg.Scheduler.Nice})
+	if err != nil {
+		return nil, err
+	}
+	s.sched = sched
 	ks, err := core.Open(ctx, core.Config{
 		Storage:         cfg.Storage,
-		Provider:        cfg.Provider,
+		Provider:        sched.Wrap(cfg.Provider, alg.Default(), tenantOf),
 		Clock:           cfg.Clock,
 		Audit:           &coreSink{log: cfg.Audit, clock: cfg.Clock},
 		CheckSignatures: cfg.CheckSignatures,

@@ -48,6 +48,7 @@ type fileConfig struct {
 	Quotas      quotasConfig   `toml:"quotas"`
 	KEK         kekConfig      `toml:"kek"`
 	Rotation    rotationConfig `toml:"rotation"`
+	Scheduler   schedConfig    `toml:"scheduler"`
 }
 
 // kekConfig is the built-in software provider's KEK source (the --kek-*
@@ -102,6 +103,48 @@ func (r rotationConfig) parse() (time.Duration, error) {
 	return d, nil
 }
 
+// schedConfig is [scheduler]: the fair scheduling of provider work.
+type schedConfig struct {
+	// Workers is the number of provider calls that run at once
+	// (default: GOMAXPROCS).
+	Workers int64 `toml:"workers"`
+	// MaxQueuedPerApp bounds one app's provider calls waiting for a
+	// worker (default 1024).
+	MaxQueuedPerApp int64 `toml:"max_queued_per_app"`
+	// Nice is how much the threads of expensive provider calls raise
+	// their nice value over the daemon's (default 2; 0: not at all).
+	Nice *int64 `toml:"nice"`
+}
+
+// maxWorkers and maxQueuedPerApp bound [scheduler]'s values.
+const (
+	maxWorkers      = 4096
+	maxQueuedPerApp = 1 << 20
+)
+
+// parse checks [scheduler]: 0 (or absent) is the default, otherwise 1 to
+// the bound.
+func (c schedConfig) parse() (server.Scheduler, error) {
+	switch {
+	case c.Workers < 0 || c.Workers > maxWorkers:
+		return server.Scheduler{}, fmt.Errorf("scheduler.workers: %d is out of range (1 to %d, or 0 for GOMAXPROCS)", c.Workers, maxWorkers)
+	case c.MaxQueuedPerApp < 0 || c.MaxQueuedPerApp > maxQueuedPerApp:
+		return server.Scheduler{}, fmt.Errorf("scheduler.max_queued_per_app: %d is out of range (1 to %d, or 0 for the default)", c.MaxQueuedPerApp, maxQueuedPerApp)
+	}
+	out := server.Scheduler{Workers: int(c.Workers), MaxQueuedPerApp: int(c.MaxQueuedPerApp)}
+	if c.Nice != nil {
+		switch n := *c.Nice; {
+		case n < 0 || n > 19:
+			return server.Scheduler{}, fmt.Errorf("scheduler.nice: %d is out of range (0 for none, 1 to 19)", n)
+		case n == 0:
+			out.Nice = -1
+		default:
+			out.Nice = int(n)
+		}
+	}
+	return out, nil
+}
+
 type auditConfig struct {
 	// Sync is "every-record" or a duration such as "100ms" (the default).
 	Sync string `toml:"sync"`
@@ -145,6 +188,7 @@ type settings struct {
 	quotas          core.Quotas
 	kek             keksource.Options // [kek]; the flags win
 	sweepInterval   time.Duration     // 0: no scheduled sweep
+	scheduler       server.Scheduler
 }
 
 // defaultShutdownTimeout bounds the graceful stop.
@@ -305,6 +349,9 @@ func (fc *fileConfig) settings(baseDir string) (settings, error) {
 		return settings{}, err // within the table; the rest is checked at start, with the flags
 	}
 	if s.sweepInterval, err = fc.Rotation.parse(); err != nil {
+		return settings{}, err
+	}
+	if s.scheduler, err = fc.Scheduler.parse(); err != nil {
 		return settings{}, err
 	}
 	return s, nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -323,5 +324,61 @@ func TestLoadConfigKEK(t *testing.T) {
 	}
 	if _, err := parseFlags([]string{"--kek-file", "/k"}, &bytes.Buffer{}, env(nil)); err != nil {
 		t.Errorf("--kek-file alone: %v", err)
+	}
+}
+
+func TestLoadConfigScheduler(t *testing.T) {
+	s, err := loadConfig(writeConfig(t, "[scheduler]\nworkers = 3\nmax_queued_per_app = 64\nnice = 5\n", 0o600))
+	if err != nil || s.scheduler != (server.Scheduler{Workers: 3, MaxQueuedPerApp: 64, Nice: 5}) {
+		t.Fatalf("scheduler = %+v, %v", s.scheduler, err)
+	}
+	d, err := loadConfig(writeConfig(t, "", 0o600))
+	if err != nil || d.scheduler != (server.Scheduler{}) {
+		t.Fatalf("no [scheduler]: %+v, %v", d.scheduler, err)
+	}
+	off, err := loadConfig(writeConfig(t, "[scheduler]\nnice = 0\n", 0o600))
+	if err != nil || off.scheduler.Nice != -1 {
+		t.Fatalf("nice = 0: %+v, %v (want Nice -1: no low-priority threads)", off.scheduler, err)
+	}
+	for body, want := range map[string]string{
+		"[scheduler]\nworkers = -1\n":            "scheduler.workers: -1 is out of range",
+		"[scheduler]\nworkers = 4097\n":          "scheduler.workers: 4097 is out of range",
+		"[scheduler]\nmax_queued_per_app = -2\n": "scheduler.max_queued_per_app: -2 is out of range",
+		"[scheduler]\nnice = 20\n":               "scheduler.nice: 20 is out of range",
+		"[scheduler]\nnice = -5\n":               "scheduler.nice: -5 is out of range",
+		"[scheduler]\nthreads = 2\n":             "unknown key(s): scheduler.threads",
+	} {
+		_, err := loadConfig(writeConfig(t, body, 0o600))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want %q", body, err, want)
+		}
+	}
+}
+
+// TestDefaultWorkers: without $GOMAXPROCS the daemon keeps one P more
+// than its provider workers (the CPUs); with it, GOMAXPROCS - 1, at least
+// one.
+func TestDefaultWorkers(t *testing.T) {
+	prev := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(prev)
+	if w := reserveTransportProc(false); w != startProcs || runtime.GOMAXPROCS(0) != startProcs+1 {
+		t.Fatalf("workers %d, GOMAXPROCS %d; want %d and %d", w, runtime.GOMAXPROCS(0), startProcs, startProcs+1)
+	}
+	if w := reserveTransportProc(false); w != startProcs || runtime.GOMAXPROCS(0) != startProcs+1 {
+		t.Fatalf("a second call changed it: workers %d, GOMAXPROCS %d", w, runtime.GOMAXPROCS(0))
+	}
+	runtime.GOMAXPROCS(1)
+	if w := reserveTransportProc(true); w != 1 || runtime.GOMAXPROCS(0) != 1 {
+		t.Fatalf("GOMAXPROCS=1 from the environment: workers %d, GOMAXPROCS %d; want 1 and 1", w, runtime.GOMAXPROCS(0))
+	}
+	runtime.GOMAXPROCS(5)
+	if w := reserveTransportProc(true); w != 4 {
+		t.Fatalf("GOMAXPROCS=5 from the environment: workers %d, want 4", w)
+	}
+	if got := withWorkers(server.Scheduler{}, 4); got.Workers != 4 {
+		t.Fatalf("default workers not applied: %+v", got)
+	}
+	if got := withWorkers(server.Scheduler{Workers: 7}, 4); got.Workers != 7 {
+		t.Fatalf("configured workers replaced: %+v", got)
 	}
 }

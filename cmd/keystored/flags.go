@@ -24,6 +24,10 @@ const (
 
 // options are the command-line flags.
 type options struct {
+	// workers is the default number of provider workers
+	// (reserveTransportProc); not a flag.
+	workers int
+
 	state        string
 	socket       string
 	config       string

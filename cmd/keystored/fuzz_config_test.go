@@ -95,6 +95,9 @@ func FuzzConfigFromDocs(f *testing.F) {
 			s.shutdownTimeout < 0 || s.shutdownTimeout > 10*time.Minute:
 			t.Fatalf("accepted limits out of range: %+v, shutdown %v", l, s.shutdownTimeout)
 		}
+		if sc := s.scheduler; sc.Workers < 0 || sc.Workers > maxWorkers || sc.MaxQueuedPerApp < 0 || sc.MaxQueuedPerApp > maxQueuedPerApp || sc.Nice < -1 || sc.Nice > 19 {
+			t.Fatalf("accepted scheduler settings out of range: %+v", sc)
+		}
 		if err := s.quotas.Check(); err != nil {
 			t.Fatalf("accepted quotas that core refuses: %v", err)
 		}

@@ -62,6 +62,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -150,6 +151,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string, si
 		return 0
 	}
 	logger := newLogger(o, stderr)
+	o.workers = reserveTransportProc(getenv("GOMAXPROCS") != "")
 	if processLogs {
 		installProcessLogs(logger)
 	}
@@ -174,6 +176,26 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string, si
 		return 1
 	}
 	return 0
+}
+
+// startProcs is GOMAXPROCS as the runtime chose it at start: the CPUs the
+// daemon may use (cgroup limits included).
+var startProcs = runtime.GOMAXPROCS(0)
+
+// reserveTransportProc gives the Go runtime one processor (P) more than
+// the provider workers, unless $GOMAXPROCS is set, and returns the
+// default number of workers: the CPUs (startProcs), or GOMAXPROCS - 1
+// (at least 1) when the environment chose it. While the workers are busy
+// with a flood of expensive signatures, the spare P is the one that reads
+// requests and runs the other apps' calls: a runtime whose every P is
+// busy looks at the network only every 10 ms (sysmon), which put 25 ms on
+// another app's p50 in the fairness measurement (docs/performance.md).
+func reserveTransportProc(fromEnv bool) int {
+	if fromEnv {
+		return max(1, runtime.GOMAXPROCS(0)-1)
+	}
+	runtime.GOMAXPROCS(startProcs + 1)
+	return startProcs
 }
 
 // versionString is "keystored <version> (<vcs revision>, <go version>)".
@@ -290,6 +312,7 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 		Limits:          cfg.limits,
 		CheckSignatures: prov.kind == kindPlugin,
 		Quotas:          cfg.quotas,
+		Scheduler:       withWorkers(cfg.scheduler, o.workers),
 	})
 	if err != nil {
 		return stateRefused(o.state, err)
@@ -482,4 +505,13 @@ func stopGracefully(gs *grpc.Server, timeout time.Duration, sig <-chan os.Signal
 	}
 	gs.Stop()
 	<-done
+}
+
+// withWorkers is sc with its default number of workers (0) replaced by
+// workers.
+func withWorkers(sc server.Scheduler, workers int) server.Scheduler {
+	if sc.Workers == 0 {
+		sc.Workers = workers
+	}
+	return sc
 }

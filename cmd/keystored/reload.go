@@ -107,6 +107,9 @@ func (r *reloader) needsRestart(next settings) []string {
 	if !reflect.DeepEqual(next.quotas, cur.quotas) {
 		out = append(out, "quotas")
 	}
+	if next.scheduler != cur.scheduler {
+		out = append(out, "scheduler")
+	}
 	if !reflect.DeepEqual(next.limits, cur.limits) {
 		out = append(out, "limits")
 	}

@@ -16,6 +16,7 @@ import (
 	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
 	"github.com/nexus-os/keystored/internal/daemontest"
 	"github.com/nexus-os/keystored/internal/keksource"
+	"github.com/nexus-os/keystored/server"
 )
 
 // replaceConfig writes body to path atomically (0600), as an operator's
@@ -162,5 +163,17 @@ func TestReloadKEKNeedsRestart(t *testing.T) {
 	next.kek = keksource.Options{PassphraseCredential: keksource.Setting{Value: "kek-pass", From: "[kek] passphrase_credential"}}
 	if got := r.needsRestart(next); !slices.Equal(got, []string{"kek"}) {
 		t.Errorf("changed [kek]: needs a restart for %v, want [kek]", got)
+	}
+}
+
+// TestReloadSchedulerNeedsRestart: a changed [scheduler] is reported as
+// taking effect at the next start; an unchanged one is not.
+func TestReloadSchedulerNeedsRestart(t *testing.T) {
+	r := &reloader{running: settings{scheduler: server.Scheduler{Workers: 2}}}
+	if got := r.needsRestart(settings{scheduler: server.Scheduler{Workers: 2}}); slices.Contains(got, "scheduler") {
+		t.Fatalf("unchanged scheduler reported: %v", got)
+	}
+	if got := r.needsRestart(settings{scheduler: server.Scheduler{Workers: 2, Nice: -1}}); !slices.Contains(got, "scheduler") {
+		t.Fatalf("changed scheduler not reported: %v", got)
 	}
 }

@@ -46,6 +46,15 @@ type Spec struct {
 	// signature algorithms.
 	SealLimit uint64
 
+	// Cost is the CPU time of one private-key operation (a signature of a
+	// short message; a seal or open of an empty message) relative to an
+	// Ed25519 signature, which is 1; GenerateCost is that of making a
+	// key, and CostPerMiB that of each MiB of message, plaintext or
+	// sealed data. The daemon's fair scheduler weighs provider work by
+	// them (internal/fairsched). Measured with BenchmarkCost on the
+	// reference machine; docs/performance.md has the figures.
+	Cost, GenerateCost, CostPerMiB float64
+
 	// sign
 	verify    func(pub, msg, sig []byte) bool
 	newSigner func(seed []byte, hedged bool) (signFunc, []byte, error)

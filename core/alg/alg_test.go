@@ -149,3 +149,16 @@ func TestAEADEverySpec(t *testing.T) {
 		})
 	}
 }
+
+// TestBuiltinCosts: every built-in algorithm has a positive cost for
+// the fair scheduler, in units of an Ed25519 signature.
+func TestBuiltinCosts(t *testing.T) {
+	for _, s := range Builtins() {
+		if s.Cost <= 0 || s.GenerateCost <= 0 || s.CostPerMiB <= 0 {
+			t.Errorf("%s: costs %v/%v/%v, want all positive", s.Name, s.Cost, s.GenerateCost, s.CostPerMiB)
+		}
+		if s.Name == provider.Ed25519 && s.Cost != 1 {
+			t.Errorf("ed25519 sign cost %v: it is the unit (1)", s.Cost)
+		}
+	}
+}

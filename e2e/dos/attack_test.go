@@ -41,6 +41,11 @@ type attackSpec struct {
 	// each keystored reason, then exits.
 	Flood       int    `json:"flood"`
 	FloodMethod string `json:"flood_method"`
+	// Batch flood: SignBatch calls of BatchItems items with a new
+	// BatchAlgorithm key, Streams at a time on each of Conns connections,
+	// until the process is killed (batchFlood).
+	BatchItems     int    `json:"batch_items"`
+	BatchAlgorithm string `json:"batch_algorithm"`
 }
 
 // attackMain runs the attacker described by $envAttack.
@@ -52,6 +57,9 @@ func attackMain() int {
 	}
 	if spec.Flood > 0 {
 		return flood(spec)
+	}
+	if spec.BatchItems > 0 {
+		return batchFlood(spec)
 	}
 	var wg sync.WaitGroup
 	for range spec.Conns {
