@@ -148,7 +148,7 @@ func (a *app) completeKeys(_ *cobra.Command, args []string, _ string) ([]cobra.C
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	own := ownApp(ctx, c, page.Keys)
+	own := ownApp(ctx, c)
 	out := make([]cobra.Completion, 0, 2*len(page.Keys))
 	for _, k := range page.Keys {
 		desc := k.Algorithm.String() + " " + k.State.String()
@@ -160,24 +160,12 @@ func (a *app) completeKeys(_ *cobra.Command, args []string, _ string) ([]cobra.C
 	return out, cobra.ShellCompDirectiveNoFileComp
 }
 
-// ownApp returns the caller's own app among the apps of keys, "" if it is
-// none of them: the app whose key the short form <purpose>/<name> of one
-// of its keys names (the daemon resolves a short name to the caller's
-// app). It asks about at most three apps.
-func ownApp(ctx context.Context, c *client.Client, keys []client.KeyInfo) string {
-	tried := map[string]bool{}
-	for _, k := range keys {
-		app, short, ok := strings.Cut(k.ID, "/")
-		if !ok || tried[app] {
-			continue
-		}
-		if len(tried) == 3 {
-			return ""
-		}
-		tried[app] = true
-		if m, err := c.Get(ctx, short); err == nil && m.ID == k.ID {
-			return app
-		}
+// ownApp returns the caller's own app ("" if the daemon does not say):
+// GetUsage without an app names it.
+func ownApp(ctx context.Context, c *client.Client) string {
+	u, err := c.Usage(ctx, "")
+	if err != nil {
+		return ""
 	}
-	return ""
+	return u.App
 }

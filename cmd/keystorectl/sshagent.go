@@ -32,7 +32,7 @@ the caller from the kernel and audits every signature under your app.
 The private keys stay in keystored.
 
 Keys: the current version of every active ed25519 signing key of your app
-(operators: every app's, unless --app), or of the given purposes, or
+(operators too; another app's with --app), or of the given purposes, or
 exactly the named keys. Each request asks the daemon again: a new,
 rotated or revoked key shows at once. Ed448 and ML-DSA keys are not
 offered: OpenSSH has no key type for them.
@@ -66,7 +66,7 @@ the shell lines of ssh-agent, or with --json one object:
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&sock, "agent-socket", "a", "", "the agent's socket (default: agent.sock in a new directory below $TMPDIR)")
-	fl.StringVar(&appID, "app", "", "offer this app's keys (operators; default: your app's, every app's for an operator)")
+	fl.StringVar(&appID, "app", "", "offer this app's keys (operators; default: your own app's)")
 	fl.StringArrayVar(&purposes, "purpose", nil, "offer only keys of this purpose (repeatable)")
 	fl.StringArrayVar(&keys, "key", nil, "offer exactly this key, <purpose>/<name> or <app>/<purpose>/<name> (repeatable)")
 	fl.IntVar(&maxConnections, "max-connections", sshagent.DefaultMaxConnections, "clients served at once; more are closed at once")
@@ -90,6 +90,15 @@ func (a *app) runSSHAgent(sock string, sel sshagent.Selection, maxConnections in
 	// OpenSSH's ssh-agent.
 	ctx, stop := signal.NotifyContext(a.ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
+	if sel.App == "" && len(sel.Keys) == 0 {
+		// Your own app's keys, also for an operator (whose listing holds
+		// every app's): GetUsage names the caller's app.
+		u, err := c.Usage(ctx, "")
+		if err != nil {
+			return err
+		}
+		sel.App = u.App
+	}
 	ag, err := sshagent.New(ctx, sshagent.Config{Keystore: c, Select: sel})
 	if err != nil {
 		return err

@@ -201,6 +201,33 @@ func TestSSHAgentCommandJSON(t *testing.T) {
 	}
 }
 
+// An operator's agent offers the operator's own app's keys by default
+// (its listing holds every app's), another app's with --app.
+func TestSSHAgentOperatorOwnApp(t *testing.T) {
+	srv := startDaemon(t, clienttest.Options{App: "ops", Operator: true})
+	ok(t, srv.Socket, nil, "create", "ssh/mine", "--alg", "ed25519")
+	ok(t, srv.Socket, nil, "create", "web/ssh/theirs", "--alg", "ed25519")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "ops/ssh/mine@1"},
+		{[]string{"--app", "web"}, "web/ssh/theirs@1"},
+	} {
+		r := startAgent(t, srv, append([]string{"--json", "ssh-agent"}, tc.args...)...)
+		var got sshAgentJSON
+		if err := json.Unmarshal([]byte(r.ready(t)), &got); err != nil {
+			t.Fatalf("stdout %q: %v", r.stdout.String(), err)
+		}
+		if len(got.Keys) != 1 || got.Keys[0] != tc.want {
+			t.Errorf("ssh-agent %q offers %v, want [%s]", tc.args, got.Keys, tc.want)
+		}
+		if code := r.stop(t); code != 0 {
+			t.Fatalf("exit %d; stderr:\n%s", code, r.stderr.String())
+		}
+	}
+}
+
 func mustPub(t *testing.T, srv *clienttest.Server, key string) []byte {
 	t.Helper()
 	c, err := client.Dial(t.Context(), srv.Socket)
