@@ -28,6 +28,7 @@ const (
 // plaintext or sealed data) and its AAD; err is set for a line that did
 // not parse (it is answered without asking the daemon).
 type batchItem struct {
+	line    int // the input line it came from
 	key     string
 	payload []byte
 	aad     []byte
@@ -205,7 +206,7 @@ func (a *app) runBatch(op batchOp, r io.Reader, w *bufio.Writer) error {
 	sc.Buffer(make([]byte, 0, 64<<10), maxBatchLine)
 	var c *client.Client
 	var pending []batchItem
-	size, line, first := 0, 0, 0 // first: the line number of pending[0]
+	size, line := 0, 0
 	failed := &batchFailed{}
 	flush := func() error {
 		if len(pending) == 0 {
@@ -240,7 +241,7 @@ func (a *app) runBatch(op batchOp, r io.Reader, w *bufio.Writer) error {
 			}
 		}
 		for i, res := range results {
-			if err := writeBatchLine(w, op, first+i, pending[i].key, res, failed); err != nil {
+			if err := writeBatchLine(w, op, pending[i].line, pending[i].key, res, failed); err != nil {
 				return err
 			}
 		}
@@ -258,9 +259,6 @@ func (a *app) runBatch(op batchOp, r io.Reader, w *bufio.Writer) error {
 			if err := flush(); err != nil {
 				return err
 			}
-		}
-		if len(pending) == 0 {
-			first = line
 		}
 		pending = append(pending, it)
 		size += len(it.payload) + len(it.aad) + len(it.key)
@@ -289,9 +287,9 @@ func (a *app) runBatch(op batchOp, r io.Reader, w *bufio.Writer) error {
 func parseBatchLine(op batchOp, b []byte, line int) batchItem {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(b, &obj); err != nil {
-		return batchItem{err: provider.Errorf(provider.EINVAL, "line %d is not a JSON object: %v", line, err)}
+		return batchItem{line: line, err: provider.Errorf(provider.EINVAL, "line %d is not a JSON object: %v", line, err)}
 	}
-	var it batchItem
+	it := batchItem{line: line}
 	for name, raw := range obj {
 		var err error
 		switch {
@@ -305,7 +303,7 @@ func parseBatchLine(op batchOp, b []byte, line int) batchItem {
 			err = errors.New("unknown field")
 		}
 		if err != nil {
-			return batchItem{key: it.key, err: provider.Errorf(provider.EINVAL, "line %d: field %q: %v", line, name, err)}
+			return batchItem{line: line, key: it.key, err: provider.Errorf(provider.EINVAL, "line %d: field %q: %v", line, name, err)}
 		}
 	}
 	switch {

@@ -173,6 +173,7 @@ func TestBatchCommands(t *testing.T) {
 		}
 		fmt.Fprintf(&in, `{"key":"p/box","sealed":"%s","aad":"%s"}`+"\n", base64.StdEncoding.EncodeToString(res.Sealed), base64.StdEncoding.EncodeToString([]byte(aad)))
 	}
+	in.WriteString("\n   \n") // blank lines are skipped but still counted
 	in.WriteString("not json\n")
 	in.WriteString(`{"key":"p/none","sealed":"AA=="}` + "\n")
 	r = fails(t, s, in.Bytes(), 74, "batch", "unseal") // the first failure: EBADMSG (wrong AAD)
@@ -181,9 +182,19 @@ func TestBatchCommands(t *testing.T) {
 		t.Fatalf("batch unseal wrote %d lines: %q", len(out), r.stdout)
 	}
 	for i, want := range []string{`"plaintext":"YQ=="`, `"reason":"EBADMSG"`, `"plaintext":""`, `"reason":"EINVAL"`, `"reason":"EBADMSG"`} {
-		if !strings.Contains(out[i], want) || !strings.Contains(out[i], fmt.Sprintf(`"line":%d`, i+1)) {
-			t.Errorf("unseal line %d = %s, want %s", i+1, out[i], want)
+		line := i + 1
+		if i >= 3 {
+			line += 2 // after the two blank lines
 		}
+		var got struct {
+			Line int `json:"line"`
+		}
+		if err := json.Unmarshal([]byte(out[i]), &got); err != nil || !strings.Contains(out[i], want) || got.Line != line {
+			t.Errorf("unseal result %d = %s, want %s on line %d", i+1, out[i], want, line)
+		}
+	}
+	if !strings.Contains(out[3], "line 6 is not a JSON object") {
+		t.Errorf("the bad line's message does not name its line: %s", out[3])
 	}
 	fails(t, s, []byte(`{"key":"p/sig","message":"AA==","aad":"AA=="}`+"\n"), 22, "batch", "sign") // sign has no aad
 	r = fails(t, s, []byte(`{"key":"p/none","message":"AA=="}`+"\n"+`{"key":"p/sig","message":"AA=="}`+"\n"), 2, "batch", "sign")
