@@ -128,7 +128,7 @@ func (k *Keystore) rotateKEK(ctx context.Context, c Caller, ev *Event) (KEKRotat
 		return r, provider.Errorf(provider.EALREADY, "a KEK rotation is already running")
 	}
 	defer k.rotating.Unlock()
-	if err := k.ready(ctx); err != nil {
+	if err := k.auditReady(ctx); err != nil { // not ready: a rerun records an unrecorded pending KEK
 		return r, err
 	}
 	m, _, err := readManifest(k.st)
@@ -158,11 +158,14 @@ func (k *Keystore) rotateKEK(ctx context.Context, c Caller, ev *Event) (KEKRotat
 	r.To = to
 	switch m.KEKNext {
 	case to:
+		k.unrecorded.Store(nil)
 	case "":
 		m.KEKNext = to
 		if err := writeManifest(k.st, m); err != nil {
+			k.unrecorded.Store(&to)
 			return r, err
 		}
+		k.unrecorded.Store(nil)
 	default:
 		return r, provider.Errorf(provider.EIO, "%s records a rotation to KEK %s, but the provider's pending KEK is %s; "+
 			"restore the pending KEK the rotation began with (docs/operations.md)", manifestPath, m.KEKNext, to)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/nexus-os/keystored/core"
@@ -322,6 +323,19 @@ func TestManifestKEKRotationStates(t *testing.T) {
 			t.Errorf("status = %+v, want the rotation finished at %s", s, fpB)
 		}
 	})
+	t.Run("pending but not recorded", func(t *testing.T) {
+		// A Begin took effect and the kek_next write did not (or its
+		// reply was lost): the provider wraps under fpB, the MANIFEST
+		// names fpA only. Open records fpB, so that a later start without
+		// it is refused instead of losing the keys made under it.
+		st := storage.NewMemory()
+		write(t, st, fpA, "")
+		if _, err := openWith(st, kekList{pA, []string{fpB, fpA}}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := openWith(st, pA)
+		wantCode(t, "open without the pending KEK", err, provider.EIO)
+	})
 	t.Run("old only", func(t *testing.T) {
 		st := storage.NewMemory()
 		write(t, st, fpA, fpB)
@@ -577,4 +591,39 @@ func openSoftDir(t *testing.T, dir, kekPath string, hook storage.Hook, wrap func
 		p = wrap(p)
 	}
 	return newEnvWith(t, st, p)
+}
+
+// A rotation whose Begin took effect but whose kek_next record failed
+// leaves the keystore refusing every change (a key made now would be
+// under a KEK the state does not name) until a rerun records it and
+// completes.
+func TestRotateKEKUnrecordedPendingKEK(t *testing.T) {
+	dir := t.TempDir()
+	kekPath := filepath.Join(t.TempDir(), "kek")
+	var failManifest atomic.Bool
+	hook := func(step storage.Step, path string) error {
+		if failManifest.Load() && step == storage.StepCreateTemp && path == "keystore/MANIFEST" {
+			failManifest.Store(false)
+			return errors.New("injected: MANIFEST write failed")
+		}
+		return nil
+	}
+	e := openSoftDir(t, dir, kekPath, hook, nil)
+	id := e.create(t, appA, "app-a/s/before", provider.Ed25519)
+	op := core.Caller{Operator: true}
+	failManifest.Store(true)
+	if _, err := e.ks.RotateKEK(ctx, op); err == nil {
+		t.Fatal("RotateKEK succeeded although its kek_next record failed")
+	}
+	if _, err := e.ks.Create(ctx, appA, mustID(t, "app-a/s/during"), core.CreateOptions{Algorithm: provider.Ed25519}); codeOf(err) != provider.EIO {
+		t.Fatalf("Create with an unrecorded pending KEK = %v, want EIO", err)
+	}
+	if _, err := e.ks.Sign(ctx, appA, id, []byte("m")); err != nil {
+		t.Fatalf("Sign (no change of state) refused: %v", err)
+	}
+	r, err := e.ks.RotateKEK(ctx, op)
+	if err != nil || !r.Committed {
+		t.Fatalf("rerun: %+v, %v", r, err)
+	}
+	e.create(t, appA, "app-a/s/after", provider.Ed25519)
 }

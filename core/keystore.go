@@ -61,6 +61,12 @@ type Keystore struct {
 	// rotating admits one KEK rotation at a time (kekrot.go).
 	kekMu    sync.RWMutex
 	rotating sync.Mutex
+	// unrecorded is the pending KEK of a rotation whose Begin took effect
+	// but whose MANIFEST record (kek_next) failed: until a rerun records
+	// it, ready refuses every change, so that no key is made under a KEK
+	// the state does not name (it would be lost with a .next file that a
+	// backup, or an operator tidying up, left out).
+	unrecorded atomic.Pointer[string]
 
 	// keys maps each key in memory to its entry; mu guards the map (not
 	// the entries, which have their own locks).
@@ -169,6 +175,13 @@ func (k *Keystore) checkManifest() error {
 	}
 	if len(k.info.KEKs) > 0 && m.KEKNext != "" {
 		return k.checkRotation(m)
+	}
+	if len(k.info.KEKs) > 1 && k.info.KEKs[0] != m.KEK {
+		// The provider wraps new handles under a pending KEK the MANIFEST
+		// does not name (a rotation's Begin took effect, its record did
+		// not): record it, so that a later start without it is refused.
+		m.KEKNext = k.info.KEKs[0]
+		return writeManifest(k.st, m)
 	}
 	return nil
 }
@@ -463,6 +476,18 @@ func refString(key string, v Version) string {
 
 // ready checks the audit sink before a state change.
 func (k *Keystore) ready(ctx context.Context) error {
+	if err := k.auditReady(ctx); err != nil {
+		return err
+	}
+	if next := k.unrecorded.Load(); next != nil {
+		return provider.Errorf(provider.EIO, "a KEK rotation to KEK %s began but %s could not record it; refusing to change state until "+
+			"`keystorectl kek rotate` runs again and records it", *next, manifestPath)
+	}
+	return nil
+}
+
+// auditReady reports whether the audit log takes records.
+func (k *Keystore) auditReady(ctx context.Context) error {
 	if err := k.audit.Ready(ctx); err != nil {
 		return provider.Errorf(provider.EIO, "audit log unavailable; refusing to change state: %w", err)
 	}
