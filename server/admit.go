@@ -206,6 +206,12 @@ func (a *admission) close() {
 // counted (the daemon calls it when it stops, before closing the log).
 func (s *Server) FlushRefusals() { s.adm.close() }
 
+// deniedMayCall reports whether a caller the identity map denies may call
+// op: the unary health probes only. Watch and reflection are streams a
+// denied uid could hold open (memory in flight) or use to make the daemon
+// encode descriptors; they need an app.
+func deniedMayCall(op string) bool { return op == "health.check" || op == "health.list" }
+
 // admit is the transport's tap (grpc.InTapHandle): it runs when a new
 // stream's headers have been read, before any of its body, on the
 // connection's reader goroutine. It starts the request's call state and
@@ -223,7 +229,7 @@ func (s *Server) admit(ctx context.Context, info *tap.Info) (context.Context, er
 		return nil, s.refuse(ctx, c, refusedRate, true, provider.Errorf(provider.EUNAVAILABLE,
 			"uid %d is over its rate limit of %g requests/s; retry later", uint64(c.caller.UID), lim))
 	}
-	if c.caller.Denied && !c.probe {
+	if c.caller.Denied && !deniedMayCall(c.op) {
 		return nil, s.refuse(ctx, c, refusedDenied, false, provider.Errorf(provider.EPERM,
 			"uid %d is not mapped to an app", uint64(c.caller.UID)))
 	}

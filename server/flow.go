@@ -99,8 +99,9 @@ func reserveFor(n int64) int64 {
 const InitialWindowSize = 64 << 10
 
 // budget counts the bytes reserved by requests in flight, in all and per
-// uid. Denied callers never reserve: admit refuses them before their
-// bodies are read.
+// uid. Denied callers reserve only for the unary health probes (a
+// request of at most 4 KiB, released when answered): admit refuses
+// everything else of theirs before its body is read.
 type budget struct {
 	total, perUID int64
 
@@ -143,6 +144,9 @@ const releaseWait = 100 * time.Millisecond
 func (b *budget) reserveWithin(uid uint32, n int64, wait time.Duration) bool {
 	if n > b.total || n > b.perUID {
 		return false
+	}
+	if b.reserve(uid, n) {
+		return true
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()

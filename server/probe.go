@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"slices"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -121,10 +122,44 @@ func (s *Server) registerProbes(g grpc.ServiceRegistrar) {
 	reflection.Register(reflectionRegistrar{ServiceRegistrar: g})
 }
 
-// reflectionRegistrar is g with the service list reflection reports.
+// reflectionRegistrar is g with the service list reflection reports,
+// whose streams answer at most MaxReflectionRequests requests each.
 type reflectionRegistrar struct {
 	grpc.ServiceRegistrar
 	serviceList
+}
+
+// MaxReflectionRequests bounds the requests of one reflection stream: a
+// stream is admitted (rate limit, memory) once, and each request makes
+// the daemon encode descriptors, so without a bound one admitted stream
+// could ask for them without end. grpcurl asks a handful per stream.
+const MaxReflectionRequests = 64
+
+// RegisterService registers desc with every stream handler bounded.
+func (r reflectionRegistrar) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	d := *desc
+	d.Streams = slices.Clone(desc.Streams)
+	for i := range d.Streams {
+		h := d.Streams[i].Handler
+		d.Streams[i].Handler = func(srv any, stream grpc.ServerStream) error {
+			return h(srv, &boundedStream{ServerStream: stream, left: MaxReflectionRequests})
+		}
+	}
+	r.ServiceRegistrar.RegisterService(&d, impl)
+}
+
+// boundedStream refuses requests past its bound (RESOURCE_EXHAUSTED).
+type boundedStream struct {
+	grpc.ServerStream
+	left int
+}
+
+func (b *boundedStream) RecvMsg(m any) error {
+	if b.left == 0 {
+		return status.Errorf(codes.ResourceExhausted, "a reflection stream takes at most %d requests; open another", MaxReflectionRequests)
+	}
+	b.left--
+	return b.ServerStream.RecvMsg(m)
 }
 
 // Shutdown sets every health status to NOT_SERVING, so that Check

@@ -5,8 +5,10 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/descriptorpb"
 
@@ -92,9 +94,30 @@ func TestHealthShutdown(t *testing.T) {
 }
 
 // TestReflection: server reflection lists the keystore.v1 services and
-// describes them (what grpcurl needs), for a denied uid too, unaudited.
+// describes them (what grpcurl needs), unaudited; a stream answers at most
+// MaxReflectionRequests requests, and a denied uid gets none (nor Watch):
+// it may only call the unary health probes.
 func TestReflection(t *testing.T) {
-	e := newEnv(t, envOpts{identity: deniedIdentity(t)})
+	d := newEnv(t, envOpts{identity: deniedIdentity(t)})
+	ds, err := reflectionv1.NewServerReflectionClient(d.conn).ServerReflectionInfo(bg)
+	if err == nil {
+		_, err = ds.Recv()
+	}
+	if status.Code(err) != codes.PermissionDenied {
+		t.Errorf("reflection for a denied uid: %v, want PermissionDenied", err)
+	}
+	w, err := healthpb.NewHealthClient(d.conn).Watch(bg, &healthpb.HealthCheckRequest{})
+	if err == nil {
+		_, err = w.Recv()
+	}
+	if status.Code(err) != codes.PermissionDenied {
+		t.Errorf("health Watch for a denied uid: %v, want PermissionDenied", err)
+	}
+	if _, err := healthpb.NewHealthClient(d.conn).Check(bg, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Errorf("health Check for a denied uid: %v", err)
+	}
+
+	e := newEnv(t, envOpts{})
 	stream, err := reflectionv1.NewServerReflectionClient(e.conn).ServerReflectionInfo(bg)
 	mustOK(t, "ServerReflectionInfo", err)
 	ask := func(req *reflectionv1.ServerReflectionRequest) *reflectionv1.ServerReflectionResponse {
@@ -133,9 +156,14 @@ func TestReflection(t *testing.T) {
 	if !found {
 		t.Error("FileContainingSymbol(keystore.v1.Keys) has no Keys service")
 	}
-	mustOK(t, "CloseSend", stream.CloseSend())
-	if _, err := stream.Recv(); err == nil {
-		t.Error("stream did not end after CloseSend")
+	for range MaxReflectionRequests - 2 {
+		ask(&reflectionv1.ServerReflectionRequest{MessageRequest: &reflectionv1.ServerReflectionRequest_ListServices{}})
+	}
+	// The daemon ends the stream as it would read request 65 (a Send may
+	// meet the ended stream: io.EOF); Recv has the status.
+	_ = stream.Send(&reflectionv1.ServerReflectionRequest{MessageRequest: &reflectionv1.ServerReflectionRequest_ListServices{}})
+	if _, err := stream.Recv(); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("request %d of one reflection stream: %v, want ResourceExhausted", MaxReflectionRequests+1, err)
 	}
 	e.srv.FlushRefusals()
 	if n := e.audit.count(); n != 0 {

@@ -17,10 +17,10 @@ import (
 	"github.com/nexus-os/keystored/internal/daemontest"
 )
 
-// TestProbes: the real daemon answers grpc.health.v1 and server
-// reflection on its socket, to a uid its identity map denies (this test
-// runs with unmapped = "deny" and no operators, so its own uid is
-// denied): SERVING, and reflection lists keystore.v1.Keys. 100 health
+// TestProbes: the real daemon answers grpc.health.v1 on its socket, to a
+// uid its identity map denies too (this test runs with unmapped = "deny"
+// and no operators, so its own uid is denied): SERVING; reflection is
+// refused to that uid and lists keystore.v1.Keys to a mapped one. 100 health
 // checks add no audit record (the denied key request does), and show in
 // keystored_probe_requests_total.
 func TestProbes(t *testing.T) {
@@ -41,7 +41,16 @@ func TestProbes(t *testing.T) {
 			t.Fatalf("health check %d: %v, want SERVING", i, r.GetStatus())
 		}
 	}
-	stream, err := reflectionv1.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	// Reflection (a stream) needs an app: refused to the denied uid,
+	// answered by a daemon that maps it.
+	denied, err := reflectionv1.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err == nil {
+		_, err = denied.Recv()
+	}
+	wantReason(t, "reflection by a denied uid", err, provider.EPERM)
+	cfg2 := writeFile(t, t.TempDir(), "keystored.toml", "unmapped = \"uid\"\n", 0o600)
+	d2 := daemontest.Start(t, daemontest.Options{Args: []string{"--config", cfg2}})
+	stream, err := reflectionv1.NewServerReflectionClient(d2.Dial(t)).ServerReflectionInfo(ctx)
 	mustOK(t, "ServerReflectionInfo", err)
 	mustOK(t, "Send", stream.Send(&reflectionv1.ServerReflectionRequest{MessageRequest: &reflectionv1.ServerReflectionRequest_ListServices{}}))
 	lr, err := stream.Recv()
@@ -54,6 +63,7 @@ func TestProbes(t *testing.T) {
 		t.Errorf("reflection lists %v, want keystore.v1.Keys among them", names)
 	}
 	mustOK(t, "CloseSend", stream.CloseSend())
+	d2.Stop()
 
 	m := regexp.MustCompile(`metrics on (http://127\.0\.0\.1:\d+/metrics)`).FindStringSubmatch(d.Stdout())
 	if m == nil {
@@ -69,7 +79,7 @@ func TestProbes(t *testing.T) {
 		ops = append(ops, r.Op)
 	}
 	if !slices.Equal(ops, []string{"keys.get"}) {
-		t.Errorf("audit records %v, want only the denied keys.get", ops)
+		t.Errorf("audit records %v, want only the denied keys.get (a refused probe is counted, not audited)", ops)
 	}
 }
 
