@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
 	"github.com/nexus-os/keystored/client"
 	"github.com/nexus-os/keystored/client/clienttest"
 	"github.com/nexus-os/keystored/core/provider"
@@ -41,7 +42,7 @@ func TestSentinelTableCoversEveryCode(t *testing.T) {
 	}
 }
 
-// every RPC of the three services, as a call through the client.
+// every RPC of keystore.v1, as a call through the client.
 func everyMethod(c *client.Client) map[string]func(context.Context) error {
 	msg := []byte("m")
 	return map[string]func(context.Context) error{
@@ -79,6 +80,8 @@ func everyMethod(c *client.Client) map[string]func(context.Context) error {
 		"TrustAnchors/Verify":      func(ctx context.Context) error { return c.VerifyAnchor(ctx, "a", msg, msg) },
 		"Admin/WrappingKeyStatus":  func(ctx context.Context) error { _, err := c.KEKStatus(ctx); return err },
 		"Admin/RotateWrappingKey":  func(ctx context.Context) error { _, err := c.RotateKEK(ctx); return err },
+		"Keys/Sweep":               func(ctx context.Context) error { _, err := c.Sweep(ctx, client.SweepOptions{}); return err },
+		"Keys/GetUsage":            func(ctx context.Context) error { _, err := c.Usage(ctx, ""); return err },
 	}
 }
 
@@ -88,8 +91,19 @@ func everyMethod(c *client.Client) map[string]func(context.Context) error {
 func TestEveryCodeEveryMethod(t *testing.T) {
 	c, srv := dial(t, clienttest.Options{})
 	methods := everyMethod(c)
-	if len(methods) != 25 {
-		t.Fatalf("%d methods in the table, want the 25 RPCs", len(methods))
+	services := keystorev1.File_keystore_proto.Services()
+	rpcs := 0
+	for i := range services.Len() {
+		sd := services.Get(i)
+		for j := range sd.Methods().Len() {
+			rpcs++
+			if name := string(sd.Name()) + "/" + string(sd.Methods().Get(j).Name()); methods[name] == nil {
+				t.Errorf("the table has no call of %s", name)
+			}
+		}
+	}
+	if len(methods) != rpcs {
+		t.Fatalf("%d methods in the table, want the %d RPCs of keystore.v1", len(methods), rpcs)
 	}
 	for _, s := range sentinels {
 		var called string
