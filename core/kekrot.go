@@ -181,6 +181,17 @@ func (k *Keystore) rotateKEK(ctx context.Context, c Caller, ev *Event) (KEKRotat
 	if err := rot.CommitKEKRotation(ctx); err != nil {
 		return r, provider.WithOp("commit KEK rotation", "", err)
 	}
+	// The MANIFEST names the new KEK only once the provider holds it
+	// alone (a plugin restarted without its pending KEK would otherwise
+	// commit nothing and leave the state naming a KEK no one has).
+	info, err := k.p.Info(ctx)
+	if err != nil {
+		return r, provider.WithOp("provider info", "", err)
+	}
+	if len(info.KEKs) != 1 || info.KEKs[0] != to {
+		return r, provider.Errorf(provider.EIO, "after committing the rotation to KEK %s the provider holds KEKs %v, not that KEK alone; "+
+			"%s still records the rotation (restore the pending KEK, then rerun)", to, info.KEKs, manifestPath)
+	}
 	r.Committed = true
 	m.KEK, m.KEKNext = to, ""
 	return r, writeManifest(k.st, m)

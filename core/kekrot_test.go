@@ -627,3 +627,36 @@ func TestRotateKEKUnrecordedPendingKEK(t *testing.T) {
 	}
 	e.create(t, appA, "app-a/s/after", provider.Ed25519)
 }
+
+// noCommit is a KEKRotator whose Commit reports success but does nothing
+// (a plugin restarted without its pending KEK looks like this).
+type noCommit struct {
+	provider.Provider
+	rot provider.KEKRotator
+}
+
+func (p noCommit) BeginKEKRotation(ctx context.Context) (string, error) {
+	return p.rot.BeginKEKRotation(ctx)
+}
+func (p noCommit) RewrapHandle(ctx context.Context, ref provider.KeyRef, h provider.Handle) (provider.Handle, error) {
+	return p.rot.RewrapHandle(ctx, ref, h)
+}
+func (p noCommit) CommitKEKRotation(context.Context) error { return nil }
+
+// The MANIFEST takes the new KEK only when the provider holds it alone
+// after Commit.
+func TestRotateKEKCommitChecked(t *testing.T) {
+	dir := t.TempDir()
+	kekPath := filepath.Join(t.TempDir(), "kek")
+	e := openSoftDir(t, dir, kekPath, nil, func(p provider.Provider) provider.Provider {
+		return noCommit{Provider: p, rot: p.(provider.KEKRotator)}
+	})
+	e.create(t, appA, "app-a/s/k", provider.Ed25519)
+	r, err := e.ks.RotateKEK(ctx, core.Caller{Operator: true})
+	if codeOf(err) != provider.EIO || r.Committed {
+		t.Fatalf("RotateKEK over a Commit that did nothing = %+v, %v; want EIO, not committed", r, err)
+	}
+	if s := kekStatus(t, e); s.Current != r.From || s.Pending != r.To {
+		t.Errorf("status %+v: want the rotation still recorded as pending (%s -> %s)", s, r.From, r.To)
+	}
+}

@@ -1,5 +1,6 @@
 // Package server serves keystored's public API, keystore.v1 (services
-// Keys, Store and TrustAnchors), over one core.Keystore.
+// Keys, Store, TrustAnchors and Admin, with gRPC health and reflection),
+// over one core.Keystore.
 //
 // Identity comes only from the kernel: the server's transport credentials
 // read SO_PEERCRED (uid, gid, pid) of every Unix socket connection, and an

@@ -204,7 +204,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.adm = &admission{s: s, limiters: map[uint32]*rate.Limiter{}, pending: map[refusalKey]*refusals{}}
 	sched, err := fairsched.New(fairsched.Config{Workers: cfg.Scheduler.Workers, MaxQueued: cfg.Scheduler.MaxQueuedPerApp, Nice: cfg.Scheduler.Nice})
 	if err != nil {
-		return nil, err
+		return nil, provider.Errorf(provider.EINVAL, "[scheduler] (set nice = 0 to run provider work at the daemon's own priority): %w", err)
 	}
 	s.sched = sched
 	ks, err := core.Open(ctx, core.Config{

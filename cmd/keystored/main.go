@@ -1,5 +1,5 @@
 // Command keystored is the keystore daemon: it serves keystore.v1 (Keys,
-// Store, TrustAnchors) over a Unix socket to the applications of one host,
+// Store, TrustAnchors, Admin; health and reflection) over a Unix socket to the applications of one host,
 // taking each caller's identity from the kernel (SO_PEERCRED).
 //
 // With no flags it runs on the secure software provider, keeps its state
@@ -401,7 +401,7 @@ wait:
 		case err := <-serveErr:
 			sd.stopping()
 			gs.Stop()
-			return fmt.Errorf("serving %s: %w", o.socket, err)
+			return fmt.Errorf("serving %s: %w", socket, err)
 		}
 	}
 	stopGracefully(gs, cfg.shutdownTimeout, sig, logger)

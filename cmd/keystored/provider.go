@@ -169,8 +169,9 @@ func openPlugin(ctx context.Context, o *options, state core.StateInfo, logger *s
 	}
 	// What the state holds, so that a plugin creates a KEK only for a
 	// state without keys; a restart is always told the state holds keys
-	// (keys may have been made since the launch).
-	restartEnv := append(slices.Clone(env), envHoldsKeys+"=1", envStateKEK+"="+state.KEK)
+	// (keys may have been made since the launch) and no KEK fingerprint
+	// (the one of the launch may be stale after a rotation).
+	restartEnv := append(slices.Clone(env), envHoldsKeys+"=1", envStateKEK+"=")
 	env = append(env, envHoldsKeys+"="+boolEnv(state.HoldsKeys), envStateKEK+"="+state.KEK)
 	// The verified copy of the binary, the plugin's working directory and
 	// its socket live in the state directory (0700, the daemon's), never

@@ -22,8 +22,8 @@ const reloadOp = "daemon.reload"
 // again and swaps what can change while the daemon runs — the identity
 // map (apps, operators, unmapped) and the trust anchors — into the server
 // at once, and the sweep interval into the scheduled sweep. Anything else
-// that changed (socket group, metrics address, audit sync, limits,
-// quotas) is reported as needing a restart and keeps its running value. On any error nothing changes. Every attempt is logged
+// that changed (socket group, metrics address, audit, limits, quotas,
+// scheduler, KEK) is reported as needing a restart and keeps its running value. On any error nothing changes. Every attempt is logged
 // and audited.
 type reloader struct {
 	o       *options

@@ -122,5 +122,13 @@ func checkListeningUnix(fd int) error {
 	if acc == 0 {
 		return errors.New("a Unix stream socket that is not listening (Accept=yes passes connections; keystored.socket needs Accept=no)")
 	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return err
+	}
+	if u, ok := sa.(*unix.SockaddrUnix); !ok || u.Name == "" || u.Name[0] == '@' || u.Name[0] == 0 {
+		return errors.New("an abstract or unnamed Unix socket: it has no file permissions, so nothing would keep other users out; " +
+			"ListenStream= must name a path (e.g. /run/keystored/keystored.sock)")
+	}
 	return nil
 }

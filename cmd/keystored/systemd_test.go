@@ -298,6 +298,15 @@ func TestListenerFromFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	abstract, err := net.ListenUnix("unix", &net.UnixAddr{Name: "@keystored-test-" + strconv.Itoa(os.Getpid()), Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer abstract.Close()
+	abstractFile, err := abstract.File()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		name  string
 		files []*os.File
@@ -307,6 +316,7 @@ func TestListenerFromFiles(t *testing.T) {
 		{"datagram", []*os.File{gramFile}, "not SOCK_STREAM"},
 		{"not listening", []*os.File{idle}, "not listening"},
 		{"regular file", []*os.File{regular}, "not a socket"},
+		{"abstract", []*os.File{abstractFile}, "abstract or unnamed"},
 		{"two sockets", []*os.File{good("a.sock"), good("b.sock")}, "passed 2 file descriptors"},
 	} {
 		l, err := listenerFromFiles(c.files)

@@ -38,8 +38,10 @@ type job struct {
 	panic any
 }
 
-// newHeavyPool starts n locked threads, nice raised by nice; it returns nil (calls run
-// on their callers' threads) if nice is 0 or the threads cannot be set.
+// newHeavyPool starts n locked threads, nice raised by nice; it returns
+// nil (calls run on their callers' threads) if nice is 0, and an error if
+// the threads cannot be set (the daemon then refuses to start, naming
+// [scheduler] nice: an operator who asked for it is told, not ignored).
 func newHeavyPool(n, nice int) (*heavyPool, error) {
 	if nice == 0 {
 		return nil, nil

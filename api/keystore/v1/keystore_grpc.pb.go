@@ -1214,11 +1214,11 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type AdminClient interface {
-	// KEKStatus reports the key-encryption keys (KEKs) of the state: the
+	// WrappingKeyStatus reports the key-encryption keys (KEKs) of the state: the
 	// one the state's handles are wrapped under and, while a rotation is
 	// unfinished, the one it rewraps them under.
 	WrappingKeyStatus(ctx context.Context, in *WrappingKeyStatusRequest, opts ...grpc.CallOption) (*WrappingKeyStatusResponse, error)
-	// RotateKEK rewraps every handle of every app under a new KEK and then
+	// RotateWrappingKey rewraps every handle of every app under a new KEK and then
 	// drops the old one; crash-safe, and resumed by a second call after an
 	// interruption. ENOTSUP for a provider that cannot rotate its KEK;
 	// EALREADY while another rotation runs.
@@ -1257,11 +1257,11 @@ func (c *adminClient) RotateWrappingKey(ctx context.Context, in *RotateWrappingK
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
 type AdminServer interface {
-	// KEKStatus reports the key-encryption keys (KEKs) of the state: the
+	// WrappingKeyStatus reports the key-encryption keys (KEKs) of the state: the
 	// one the state's handles are wrapped under and, while a rotation is
 	// unfinished, the one it rewraps them under.
 	WrappingKeyStatus(context.Context, *WrappingKeyStatusRequest) (*WrappingKeyStatusResponse, error)
-	// RotateKEK rewraps every handle of every app under a new KEK and then
+	// RotateWrappingKey rewraps every handle of every app under a new KEK and then
 	// drops the old one; crash-safe, and resumed by a second call after an
 	// interruption. ENOTSUP for a provider that cannot rotate its KEK;
 	// EALREADY while another rotation runs.
