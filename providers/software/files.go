@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/internal/privfile"
@@ -81,6 +82,35 @@ func createExclusive(path, what string, data []byte) (bool, error) {
 		return false, provider.Errorf(provider.EIO, "cannot sync the directory of %s: %w", q, err)
 	}
 	return true, nil
+}
+
+// removeLeftoverTemps removes the temporary files createExclusive makes
+// for path (".<base>.tmp-*" in its directory). Call it only when path
+// exists: a temporary file is then left over from a crash (or from a
+// creator that lost the race to path and removes it anyway).
+func removeLeftoverTemps(path string) error {
+	matches, err := filepath.Glob(filepath.Join(filepath.Dir(path), "."+globEscape(filepath.Base(path))+".tmp-*"))
+	if err != nil {
+		return provider.Errorf(provider.EIO, "looking for temporary copies of %q: %w", path, err)
+	}
+	for _, m := range matches {
+		if err := os.Remove(m); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return provider.Errorf(provider.EIO, "cannot remove the leftover temporary copy %q of %q (remove it by hand): %w", m, path, err)
+		}
+	}
+	return nil
+}
+
+// globEscape escapes the pattern characters of s for filepath.Glob.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // syncDir fsyncs a directory so that a new name in it is durable.

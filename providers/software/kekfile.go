@@ -42,7 +42,13 @@ func loadOrCreateKEKFile(path string, create bool) (secret.Bytes, error) {
 }
 
 // readKEKFile reads a KEK file: exactly 32 raw bytes, private to this user.
+// A temporary copy that createExclusive left beside it (a crash between
+// its link and its removal) is removed first: it is a second name of a
+// KEK that nothing else would clean up.
 func readKEKFile(path string) (secret.Bytes, error) {
+	if err := removeLeftoverTemps(path); err != nil {
+		return secret.Bytes{}, err
+	}
 	b, err := readPrivateFile(path, "KEK file", softkey.KEKSize)
 	if err != nil {
 		return secret.Bytes{}, err

@@ -443,3 +443,33 @@ func TestRedaction(t *testing.T) {
 		t.Errorf("provider prints as %q, want softkey(software)", got)
 	}
 }
+
+// A temporary copy of a KEK file left by a crash between createExclusive's
+// link and its removal (a second name of the KEK) is removed when the KEK
+// file is next read; another file is left alone.
+func TestLeftoverKEKTempRemoved(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "kek")
+	newTest(t, Config{KEKFile: path, Create: true})
+	kek, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := filepath.Join(dir, ".kek.tmp-123")
+	other := filepath.Join(dir, ".kek.next.tmp-9")
+	for _, p := range []string{left, other} {
+		if err := os.Link(path, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newTest(t, Config{KEKFile: path})
+	if _, err := os.Lstat(left); !os.IsNotExist(err) {
+		t.Errorf("the leftover copy %s of the KEK is still there (%v)", left, err)
+	}
+	if _, err := os.Lstat(other); err != nil {
+		t.Errorf("a temporary file of another name was removed: %v", err)
+	}
+	if got, err := os.ReadFile(path); err != nil || string(got) != string(kek) {
+		t.Errorf("the KEK file changed: %v", err)
+	}
+}
