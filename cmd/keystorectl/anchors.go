@@ -76,18 +76,14 @@ at most 64 KiB) against the named trust anchor. It exits 0 and prints
 		Example: `  keystorectl anchors verify release-ca --in release.tar.sha256 --sig release.sig`,
 		Args:    exactArgs(1, "one ANCHOR"),
 		RunE: func(_ *cobra.Command, args []string) error {
-			if (sigFile == "" || sigFile == "-") && (in == "" || in == "-") {
-				return usageError{fmt.Errorf("--sig and the message cannot both come from stdin"), "keystorectl anchors verify"}
+			if err := checkSigInputs(sigFile, in, "keystorectl anchors verify"); err != nil {
+				return err
 			}
 			c, err := a.dial()
 			if err != nil {
 				return err
 			}
-			sig, err := a.readInput(sigFile, provider.MaxSignature, "signature")
-			if err != nil {
-				return err
-			}
-			msg, err := a.readInput(in, provider.MaxSignMessage, "message")
+			sig, msg, err := a.readSigAndMessage(sigFile, in)
 			if err != nil {
 				return err
 			}

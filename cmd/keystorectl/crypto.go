@@ -83,18 +83,14 @@ still verifies; a revoked key gives EKEYREVOKED (exit 128).`,
 			if version == 0 {
 				return usageError{fmt.Errorf("verify needs KEY@N, the version that signed (sign prints it; see also: keystorectl show %s)", key), "keystorectl verify"}
 			}
-			if (sigFile == "" || sigFile == "-") && (in == "" || in == "-") {
-				return usageError{fmt.Errorf("--sig and the message cannot both come from stdin"), "keystorectl verify"}
+			if err := checkSigInputs(sigFile, in, "keystorectl verify"); err != nil {
+				return err
 			}
 			c, err := a.dial()
 			if err != nil {
 				return err
 			}
-			sig, err := a.readInput(sigFile, provider.MaxSignature, "signature")
-			if err != nil {
-				return err
-			}
-			msg, err := a.readInput(in, provider.MaxSignMessage, "message")
+			sig, msg, err := a.readSigAndMessage(sigFile, in)
 			if err != nil {
 				return err
 			}
@@ -300,4 +296,25 @@ func useHint(err error, op string, bound int, what string) error {
 		return withHint(err, "this key belongs to another app, or you are not allowed, or the key is not for "+op+" (sign/verify need a signing key, seal/unseal a decrypt key)")
 	}
 	return err
+}
+
+// checkSigInputs refuses, as a usage error of cmd, a signature and a
+// message that would both come from stdin.
+func checkSigInputs(sigFile, in, cmd string) error {
+	if (sigFile == "" || sigFile == "-") && (in == "" || in == "-") {
+		return usageError{fmt.Errorf("--sig and the message cannot both come from stdin"), cmd}
+	}
+	return nil
+}
+
+// readSigAndMessage reads a verify's signature (--sig) and message (--in
+// or stdin), each within its bound.
+func (a *app) readSigAndMessage(sigFile, in string) (sig, msg []byte, err error) {
+	if sig, err = a.readInput(sigFile, provider.MaxSignature, "signature"); err != nil {
+		return nil, nil, err
+	}
+	if msg, err = a.readInput(in, provider.MaxSignMessage, "message"); err != nil {
+		return nil, nil, err
+	}
+	return sig, msg, nil
 }

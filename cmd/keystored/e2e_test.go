@@ -33,7 +33,6 @@ import (
 	"github.com/nexus-os/keystored/audit"
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/internal/daemontest"
-	"github.com/nexus-os/keystored/internal/testbin"
 )
 
 // TestNoFlags: with no flags the daemon runs on the software provider in
@@ -721,22 +720,17 @@ func auditRecords(t *testing.T, path string) []audit.Record {
 // TestProviderPlugin: --provider-plugin runs the pinned software plugin;
 // a wrong pin is refused before the daemon serves.
 func TestProviderPlugin(t *testing.T) {
-	bin := testbin.Build(t, "github.com/nexus-os/keystored/cmd/keystore-plugin-software")
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(data)
+	bin, pin := pinnedPlugin(t, "github.com/nexus-os/keystored/cmd/keystore-plugin-software")
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
-	args := []string{"--provider-plugin", bin, "--provider-sha256", hex.EncodeToString(sum[:]),
+	args := []string{"--provider-plugin", bin, "--provider-sha256", pin,
 		"--provider-arg", "--kek-file=" + filepath.Join(dir, "plugin-kek")}
 	d := daemontest.Start(t, daemontest.Options{Dir: dir, State: state, Args: args})
 	if !strings.Contains(d.Stdout(), "provider plugin keystore-plugin-software") {
 		t.Errorf("stdout %q does not name the plugin", d.Stdout())
 	}
 	keys, _, _ := clients(t, d)
-	_, err = keys.Create(t.Context(), &keystorev1.CreateKeyRequest{Key: "sig/k", Algorithm: "ed25519"})
+	_, err := keys.Create(t.Context(), &keystorev1.CreateKeyRequest{Key: "sig/k", Algorithm: "ed25519"})
 	mustOK(t, "Create through the plugin", err)
 	s, err := keys.Sign(t.Context(), &keystorev1.SignRequest{Key: "sig/k", Message: []byte("m")})
 	mustOK(t, "Sign through the plugin", err)
@@ -760,15 +754,10 @@ func TestProviderPlugin(t *testing.T) {
 // daemon without --i-understand-this-is-insecure, before the state is
 // made; with it, the daemon serves and warns.
 func TestInsecurePluginNeedsAck(t *testing.T) {
-	bin := testbin.Build(t, "github.com/nexus-os/keystored/cmd/keystore-plugin-testseed")
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(data)
+	bin, pin := pinnedPlugin(t, "github.com/nexus-os/keystored/cmd/keystore-plugin-testseed")
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
-	args := []string{"--provider-plugin", bin, "--provider-sha256", hex.EncodeToString(sum[:]),
+	args := []string{"--provider-plugin", bin, "--provider-sha256", pin,
 		"--provider-arg", "--insecure", "--provider-arg", "--seed", "--provider-arg", "000102030405060708090a0b0c0d0e0f"}
 	r := daemontest.Run(t, daemontest.Options{Dir: dir, State: state, Args: args})
 	if r.ExitCode != 1 || !strings.Contains(r.Stderr, "announces itself insecure") || !strings.Contains(r.Stderr, "--i-understand-this-is-insecure") {
@@ -811,15 +800,10 @@ func TestNoCoreDumps(t *testing.T) {
 		t.Skip("the test process's gid is 0 but it is not root: the /proc ownership check cannot tell dumpable from not")
 	}
 	allowCores(t)
-	bin := testbin.Build(t, "github.com/nexus-os/keystored/cmd/keystore-plugin-software")
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(data)
+	bin, pin := pinnedPlugin(t, "github.com/nexus-os/keystored/cmd/keystore-plugin-software")
 	for _, allow := range []bool{false, true} {
 		dir := t.TempDir()
-		args := []string{"--provider-plugin", bin, "--provider-sha256", hex.EncodeToString(sum[:]),
+		args := []string{"--provider-plugin", bin, "--provider-sha256", pin,
 			"--provider-arg", "--kek-file=" + filepath.Join(dir, "plugin-kek")}
 		if allow {
 			args = append(args, "--insecure-allow-core-dumps")

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io/fs"
@@ -13,7 +11,6 @@ import (
 
 	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
 	"github.com/nexus-os/keystored/internal/daemontest"
-	"github.com/nexus-os/keystored/internal/testbin"
 )
 
 // manifestKEK returns the KEK fingerprint recorded in state's MANIFEST.
@@ -112,16 +109,11 @@ func TestMissingKEKRefused(t *testing.T) {
 // holds keys (KEYSTORED_STATE_HOLDS_KEYS=1) and which KEK it records, and
 // the plugin refuses to start without its KEK file.
 func TestMissingKEKRefusedPlugin(t *testing.T) {
-	bin := testbin.Build(t, "github.com/nexus-os/keystored/cmd/keystore-plugin-software")
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(data)
+	bin, pin := pinnedPlugin(t, "github.com/nexus-os/keystored/cmd/keystore-plugin-software")
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
 	kekPath := filepath.Join(dir, "plugin-kek")
-	args := []string{"--provider-plugin", bin, "--provider-sha256", hex.EncodeToString(sum[:]),
+	args := []string{"--provider-plugin", bin, "--provider-sha256", pin,
 		"--provider-arg", "--kek-file=" + kekPath}
 	kekScenario(t, dir, state, kekPath, args, false)
 }
@@ -276,17 +268,12 @@ func TestKEKPassphraseCredential(t *testing.T) {
 // (here a passphrase file and a parameters file, absolute paths) and
 // survives a restart of the daemon.
 func TestKEKPassphrasePlugin(t *testing.T) {
-	bin := testbin.Build(t, "github.com/nexus-os/keystored/cmd/keystore-plugin-software")
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(data)
+	bin, pin := pinnedPlugin(t, "github.com/nexus-os/keystored/cmd/keystore-plugin-software")
 	dir := t.TempDir()
 	pw := filepath.Join(dir, "passphrase")
 	writeSecret(t, pw, "plugin passphrase\n")
 	params := filepath.Join(dir, "plugin-kek.params")
-	args := []string{"--provider-plugin", bin, "--provider-sha256", hex.EncodeToString(sum[:]),
+	args := []string{"--provider-plugin", bin, "--provider-sha256", pin,
 		"--provider-arg", "--kek-passphrase-file=" + pw, "--provider-arg", "--kek-params-file=" + params}
 	signAcrossRestart(t, daemontest.Options{Dir: dir, State: filepath.Join(dir, "state"), Args: args})
 	if _, err := os.Lstat(params); err != nil {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +21,7 @@ import (
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/internal/daemontest"
 	"github.com/nexus-os/keystored/internal/rpcerr"
+	"github.com/nexus-os/keystored/internal/testbin"
 )
 
 // clientEnv switches the test binary into a tiny keystore client (see
@@ -219,4 +222,17 @@ func writeFile(t *testing.T, dir, name, body string, perm os.FileMode) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// pinnedPlugin builds the plugin binary of package pkg and returns its
+// path and its SHA-256 in hex, for --provider-plugin and --provider-sha256.
+func pinnedPlugin(t *testing.T, pkg string) (string, string) {
+	t.Helper()
+	bin := testbin.Build(t, pkg)
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	return bin, hex.EncodeToString(sum[:])
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,7 +13,6 @@ import (
 
 	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
 	"github.com/nexus-os/keystored/internal/daemontest"
-	"github.com/nexus-os/keystored/internal/testbin"
 )
 
 // scrape returns the daemon's /metrics text.
@@ -45,23 +42,18 @@ func lint(t *testing.T, body string) {
 // restarts and state, keys per state and quota use, and promlint finds
 // no problem in any of its metrics.
 func TestMetricsLint(t *testing.T) {
-	bin := testbin.Build(t, "github.com/nexus-os/keystored/cmd/keystore-plugin-software")
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(data)
+	bin, pin := pinnedPlugin(t, "github.com/nexus-os/keystored/cmd/keystore-plugin-software")
 	dir := t.TempDir()
 	cfg := writeFile(t, dir, "keystored.toml", "unmapped = \"uid\"\n[audit]\nsync = \"every-record\"\n", 0o600)
 	d := daemontest.Start(t, daemontest.Options{Dir: dir, Args: []string{"--config", cfg, "--metrics-addr", "127.0.0.1:0",
-		"--provider-plugin", bin, "--provider-sha256", hex.EncodeToString(sum[:]),
+		"--provider-plugin", bin, "--provider-sha256", pin,
 		"--provider-arg", "--kek-file=" + filepath.Join(dir, "plugin-kek")}})
 	keys, store, _ := clients(t, d)
 	for _, k := range []string{"sig/a", "sig/b"} {
 		_, err := keys.Create(t.Context(), &keystorev1.CreateKeyRequest{Key: k, Algorithm: "ed25519"})
 		mustOK(t, "Create", err)
 	}
-	_, err = keys.Revoke(t.Context(), &keystorev1.RevokeKeyRequest{Key: "sig/b"})
+	_, err := keys.Revoke(t.Context(), &keystorev1.RevokeKeyRequest{Key: "sig/b"})
 	mustOK(t, "Revoke", err)
 	_, err = store.Put(t.Context(), &keystorev1.PutValueRequest{Name: "v", Value: []byte("abc")})
 	mustOK(t, "Put", err)
