@@ -102,12 +102,12 @@ func run(args []string, stderr io.Writer) int {
 			"(keystored --provider-plugin PATH --provider-sha256 HEX); it does nothing when run by hand\n", name)
 		return 1
 	}
-	state, err := stateFromEnv(os.Getenv)
+	state, err := keksource.StateFromEnv(os.Getenv)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: error: %v\n", name, err)
 		return 2
 	}
-	cfg, wipe, err := src.Config(state.mayCreate())
+	cfg, wipe, err := src.Config(state.MayCreate())
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: error: %v\n", name, err)
 		return 1
@@ -115,7 +115,7 @@ func run(args []string, stderr io.Writer) int {
 	p, err := software.New(cfg)
 	wipe()
 	if errors.Is(err, provider.ErrNotFound) {
-		fmt.Fprintf(stderr, "%s: error: %s\n", name, state.missingKEK(src))
+		fmt.Fprintf(stderr, "%s: error: %s\n", name, missingKEK(state, src))
 		return 1
 	}
 	if err != nil {
@@ -126,55 +126,19 @@ func run(args []string, stderr io.Writer) int {
 	return 0
 }
 
-// The variables keystored sets in a plugin's environment
-// (docs/providers.md).
-const (
-	envHoldsKeys = "KEYSTORED_STATE_HOLDS_KEYS"
-	envStateKEK  = "KEYSTORED_STATE_KEK"
-)
-
-// stateInfo is what the daemon says of its state directory.
-type stateInfo struct {
-	holdsKeys bool   // true unless the daemon said "0"
-	kek       string // the fingerprint its MANIFEST records, or ""
-}
-
-// stateFromEnv reads the daemon's variables. KEYSTORED_STATE_HOLDS_KEYS
-// unset means the state may hold keys: a KEK is then never created.
-func stateFromEnv(getenv func(string) string) (stateInfo, error) {
-	s := stateInfo{holdsKeys: true, kek: getenv(envStateKEK)}
-	switch v := getenv(envHoldsKeys); v {
-	case "0":
-		s.holdsKeys = false
-	case "1", "":
-	default:
-		return stateInfo{}, fmt.Errorf("%s=%q: want 0 or 1", envHoldsKeys, v)
-	}
-	if s.kek != "" {
-		if err := provider.CheckKEKFingerprint(s.kek); err != nil {
-			return stateInfo{}, fmt.Errorf("%s: %w", envStateKEK, err)
-		}
-	}
-	return s, nil
-}
-
-// mayCreate reports whether a missing KEK may be created: only for a
-// state that holds no keys and records no KEK.
-func (s stateInfo) mayCreate() bool { return !s.holdsKeys && s.kek == "" }
-
 // missingKEK is the refusal to start without the KEK file (or the
 // passphrase's parameters file) of src.
-func (s stateInfo) missingKEK(src keksource.Source) string {
+func missingKEK(s keksource.State, src keksource.Source) string {
 	what := "KEK file " + strconv.Quote(src.KEKFile)
 	if src.Passphrase() {
 		what = "KEK parameters file " + strconv.Quote(src.ParamsFile) + " (its salt: without it the passphrase gives another KEK)"
 	}
-	recorded := "a KEK whose fingerprint the daemon did not pass (" + envStateKEK + " is empty)"
-	if s.kek != "" {
-		recorded = "KEK " + s.kek + " (the fingerprint recorded in the state's keystore/MANIFEST)"
+	recorded := "a KEK whose fingerprint the daemon did not pass (" + keksource.EnvStateKEK + " is empty)"
+	if s.KEK != "" {
+		recorded = "KEK " + s.KEK + " (the fingerprint recorded in the state's keystore/MANIFEST)"
 	}
-	why := "the state holds keys (" + envHoldsKeys + "=1, or unset) wrapped under"
-	if !s.holdsKeys {
+	why := "the state holds keys (" + keksource.EnvHoldsKeys + "=1, or unset) wrapped under"
+	if !s.HoldsKeys {
 		why = "the state was made with"
 	}
 	return fmt.Sprintf("%s is missing, and %s %s; refusing to start rather than make a new KEK, "+

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nexus-os/keystored/internal/keksource"
 	"github.com/nexus-os/keystored/plugin"
 )
 
@@ -43,7 +44,7 @@ func TestRunRefuses(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("CREDENTIALS_DIRECTORY", "")
-			t.Setenv(envHoldsKeys, "0") // creating would be allowed: only the flags refuse
+			t.Setenv(keksource.EnvHoldsKeys, "0") // creating would be allowed: only the flags refuse
 			if tc.cookie {
 				t.Setenv(plugin.Handshake.MagicCookieKey, plugin.Handshake.MagicCookieValue)
 			} else {
@@ -91,8 +92,8 @@ func TestMissingKEKNotCreated(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv(plugin.Handshake.MagicCookieKey, plugin.Handshake.MagicCookieValue)
-			t.Setenv(envHoldsKeys, tc.holds)
-			t.Setenv(envStateKEK, tc.fp)
+			t.Setenv(keksource.EnvHoldsKeys, tc.holds)
+			t.Setenv(keksource.EnvStateKEK, tc.fp)
 			var stderr bytes.Buffer
 			if got := run([]string{"--kek-file", kek}, &stderr); got != tc.wantStatus {
 				t.Errorf("exit status %d, want %d; stderr %q", got, tc.wantStatus, stderr.String())
@@ -118,13 +119,13 @@ func TestStateFromEnv(t *testing.T) {
 	}{
 		{"0", "", true}, {"1", "", false}, {"", "", false}, {"0", "ab", false},
 	} {
-		env := map[string]string{envHoldsKeys: tc.holds, envStateKEK: tc.fp}
-		s, err := stateFromEnv(func(k string) string { return env[k] })
+		env := map[string]string{keksource.EnvHoldsKeys: tc.holds, keksource.EnvStateKEK: tc.fp}
+		s, err := keksource.StateFromEnv(func(k string) string { return env[k] })
 		if err != nil {
 			t.Fatalf("%q/%q: %v", tc.holds, tc.fp, err)
 		}
-		if s.mayCreate() != tc.create {
-			t.Errorf("HOLDS_KEYS=%q KEK=%q: may create %v, want %v", tc.holds, tc.fp, s.mayCreate(), tc.create)
+		if s.MayCreate() != tc.create {
+			t.Errorf("HOLDS_KEYS=%q KEK=%q: may create %v, want %v", tc.holds, tc.fp, s.MayCreate(), tc.create)
 		}
 	}
 }

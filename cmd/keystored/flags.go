@@ -130,8 +130,8 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 		return nil, err
 	}
 	for _, name := range o.pluginEnv {
-		if strings.HasPrefix(name, stateEnvPrefix) {
-			return nil, fmt.Errorf("--provider-env %s: the %s* variables are set by keystored itself (docs/providers.md)", name, stateEnvPrefix)
+		if strings.HasPrefix(name, keksource.StateEnvPrefix) {
+			return nil, fmt.Errorf("--provider-env %s: the %s* variables are set by keystored itself (docs/providers.md)", name, keksource.StateEnvPrefix)
 		}
 	}
 	if o.socket == "" {

@@ -36,23 +36,6 @@ const (
 // does not walk into it.
 const pluginDirName = ".plugins"
 
-// The variables keystored sets in a plugin's environment
-// (docs/providers.md): whether the state holds keys ("0" or "1"; a plugin
-// that wraps keys under a KEK creates one only on "0") and the KEK
-// fingerprint its MANIFEST records (empty if none).
-const (
-	stateEnvPrefix = "KEYSTORED_STATE_"
-	envHoldsKeys   = stateEnvPrefix + "HOLDS_KEYS"
-	envStateKEK    = stateEnvPrefix + "KEK"
-)
-
-func boolEnv(b bool) string {
-	if b {
-		return "1"
-	}
-	return "0"
-}
-
 // providerKind names the provider the flags select.
 type providerKind int
 
@@ -105,7 +88,7 @@ func openProvider(ctx context.Context, o *options, kekConfig keksource.Options, 
 	if err != nil {
 		return nil, withHint(fmt.Errorf("software provider KEK: %w", err), "docs/operations.md, \"The KEK\", lists the sources")
 	}
-	scfg, wipe, err := src.Config(mayCreateKEK(state))
+	scfg, wipe, err := src.Config(kekState(state).MayCreate())
 	if err != nil {
 		return nil, fmt.Errorf("software provider KEK: %w", err)
 	}
@@ -121,10 +104,10 @@ func openProvider(ctx context.Context, o *options, kekConfig keksource.Options, 
 	return &selectedProvider{p: p, kind: kindSoftware, closer: closerOf(p), summary: "software"}, nil
 }
 
-// mayCreateKEK reports whether a missing KEK may be created for state:
-// only when it holds no keys and its MANIFEST records no KEK. A KEK made
-// for a state with keys would leave every key failing with "wrong KEK".
-func mayCreateKEK(state core.StateInfo) bool { return !state.HoldsKeys && state.KEK == "" }
+// kekState is what the state holds, as keksource (and a plugin) sees it.
+func kekState(state core.StateInfo) keksource.State {
+	return keksource.State{HoldsKeys: state.HoldsKeys, KEK: state.KEK}
+}
 
 // missingKEK is the refusal to start when a state's KEK is missing: it
 // names the state directory, the missing file (the KEK file, or the
@@ -171,8 +154,8 @@ func openPlugin(ctx context.Context, o *options, state core.StateInfo, logger *s
 	// state without keys; a restart is always told the state holds keys
 	// (keys may have been made since the launch) and no KEK fingerprint
 	// (the one of the launch may be stale after a rotation).
-	restartEnv := append(slices.Clone(env), envHoldsKeys+"=1", envStateKEK+"=")
-	env = append(env, envHoldsKeys+"="+boolEnv(state.HoldsKeys), envStateKEK+"="+state.KEK)
+	restartEnv := append(slices.Clone(env), keksource.RestartEnv()...)
+	env = append(env, kekState(state).Env()...)
 	// The verified copy of the binary, the plugin's working directory and
 	// its socket live in the state directory (0700, the daemon's), never
 	// in $TMPDIR.

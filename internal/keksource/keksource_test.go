@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -189,6 +190,37 @@ func TestCheckConflicts(t *testing.T) {
 	for _, o := range []Options{opts("/k", "/pw", "", ""), opts("", "/pw", "c", ""), opts("", "", "a/b", "")} {
 		if err := CheckConflicts(o); err == nil {
 			t.Errorf("%+v accepted", o)
+		}
+	}
+}
+
+// The state variables round-trip, a restart says "holds keys" with no
+// fingerprint, and a KEK may be created only for a state without keys
+// and without a recorded KEK (unset variables: never).
+func TestStateEnv(t *testing.T) {
+	for _, s := range []State{{}, {HoldsKeys: true}, {HoldsKeys: true, KEK: "0011223344556677"}} {
+		env := map[string]string{}
+		for _, kv := range s.Env() {
+			k, v, _ := strings.Cut(kv, "=")
+			env[k] = v
+		}
+		got, err := StateFromEnv(func(k string) string { return env[k] })
+		if err != nil || got != s {
+			t.Errorf("%+v: round trip %+v, %v", s, got, err)
+		}
+		if got.MayCreate() != (s == State{}) {
+			t.Errorf("%+v: MayCreate %v", s, got.MayCreate())
+		}
+	}
+	if s, err := StateFromEnv(func(string) string { return "" }); err != nil || s.MayCreate() {
+		t.Errorf("unset variables: %+v, %v; want a state that may hold keys", s, err)
+	}
+	if got := RestartEnv(); !slices.Equal(got, []string{EnvHoldsKeys + "=1", EnvStateKEK + "="}) {
+		t.Errorf("RestartEnv = %q", got)
+	}
+	for _, bad := range []map[string]string{{EnvHoldsKeys: "yes"}, {EnvStateKEK: "XYZ"}} {
+		if _, err := StateFromEnv(func(k string) string { return bad[k] }); err == nil {
+			t.Errorf("%v accepted", bad)
 		}
 	}
 }
