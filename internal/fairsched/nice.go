@@ -87,6 +87,10 @@ func (p *heavyPool) run(f func()) {
 	p.jobs <- j
 	<-j.done
 	if j.panic != nil {
+		// Not a new panic: the provider call's own, moved back to the
+		// goroutine it would have happened on without the pool, so that
+		// a pool thread never dies of it and the caller sees what it
+		// would have seen calling the provider directly.
 		panic(j.panic)
 	}
 }
