@@ -240,26 +240,38 @@ func (sl Slot) Release() {
 func (sl Slot) Heavy() bool { return sl.heavy }
 
 // Run runs f on a low-priority thread if the call is heavy, else on the
-// calling goroutine, and returns when f has returned; a panic in f is
-// raised again on the calling goroutine.
-func (sl Slot) Run(f func()) {
+// calling goroutine, and returns when f has returned. A panic in f (a
+// provider bug) is recovered and returned as EIO, wherever f ran, so that
+// it never kills a pool thread; its value is not in the error (it could
+// hold anything the provider had in hand).
+func (sl Slot) Run(f func()) error {
 	if !sl.heavy {
-		f()
-		return
+		return recovered(f)
 	}
-	sl.s.heavy.run(f)
+	return sl.s.heavy.run(f)
+}
+
+// recovered runs f and turns a panic in it into EIO.
+func recovered(f func()) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = provider.Errorf(provider.EIO, "the provider call panicked (%T): a provider bug", v)
+		}
+	}()
+	f()
+	return nil
 }
 
 // Do runs f once the call has a slot (Acquire, Run, Release) and returns
-// nil after f returns, or Acquire's error without running f.
+// nil after f returns, Run's error if f panicked, or Acquire's error
+// without running f.
 func (s *Scheduler) Do(ctx context.Context, name string, cost int64, f func()) error {
 	sl, err := s.Acquire(ctx, name, cost)
 	if err != nil {
 		return err
 	}
 	defer sl.Release()
-	sl.Run(f)
-	return nil
+	return sl.Run(f)
 }
 
 // release frees t's slot: it goes to the waiting call with the smallest

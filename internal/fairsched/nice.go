@@ -33,9 +33,9 @@ type heavyPool struct {
 }
 
 type job struct {
-	f     func()
-	done  chan struct{}
-	panic any
+	f    func()
+	done chan struct{}
+	err  error
 }
 
 // newHeavyPool starts n locked threads, nice raised by nice; it returns
@@ -73,24 +73,15 @@ func (p *heavyPool) worker(nice int, started chan<- error) {
 }
 
 func (j *job) run() {
-	defer func() {
-		j.panic = recover()
-		close(j.done)
-	}()
-	j.f()
+	j.err = recovered(j.f)
+	close(j.done)
 }
 
-// run runs f on a pool thread and returns when it is done; a panic in f
-// is raised again on the caller's goroutine.
-func (p *heavyPool) run(f func()) {
+// run runs f on a pool thread and returns when it is done, with
+// recovered's error if f panicked (the thread lives on).
+func (p *heavyPool) run(f func()) error {
 	j := &job{f: f, done: make(chan struct{})}
 	p.jobs <- j
 	<-j.done
-	if j.panic != nil {
-		// Not a new panic: the provider call's own, moved back to the
-		// goroutine it would have happened on without the pool, so that
-		// a pool thread never dies of it and the caller sees what it
-		// would have seen calling the provider directly.
-		panic(j.panic)
-	}
+	return j.err
 }

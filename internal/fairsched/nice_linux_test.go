@@ -2,8 +2,11 @@ package fairsched
 
 import (
 	"context"
+	"errors"
 	"syscall"
 	"testing"
+
+	"github.com/nexus-os/keystored/core/provider"
 )
 
 // threadNice returns the nice value of the calling thread.
@@ -20,7 +23,7 @@ func threadNice(t *testing.T) int {
 // TestHeavyCallsRunNiced: a call of HeavyCost or more runs on a thread
 // whose nice value is the caller's raised by Nice, a cheaper one on the caller's thread;
 // with Nice -1 every call runs on the caller's thread. A heavy call's
-// panic reaches the caller.
+// panic is EIO to the caller, and the pool thread serves the next call.
 func TestHeavyCallsRunNiced(t *testing.T) {
 	base := threadNice(t)
 	if base >= 15 {
@@ -44,14 +47,12 @@ func TestHeavyCallsRunNiced(t *testing.T) {
 	if heavy != base {
 		t.Fatalf("Nice -1: a heavy call ran at nice %d, want the caller's %d", heavy, base)
 	}
-	func() {
-		defer func() {
-			if recover() != "heavy bug" {
-				t.Fatal("a heavy call's panic did not reach the caller")
-			}
-		}()
-		_ = s.Do(context.Background(), "x", HeavyCost, func() { panic("heavy bug") }) // it panics
-	}()
+	if err := s.Do(context.Background(), "x", HeavyCost, func() { panic("heavy bug") }); !errors.Is(err, provider.ErrIO) {
+		t.Fatalf("a panicking heavy call: %v, want EIO", err)
+	}
+	if err := s.Do(context.Background(), "x", HeavyCost, func() {}); err != nil {
+		t.Fatalf("a heavy call after a panic (the pool thread must live on): %v", err)
+	}
 	if !s.idle() {
 		t.Fatal("a panicking heavy call leaked its slot")
 	}

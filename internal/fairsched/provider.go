@@ -164,6 +164,9 @@ func (w *scheduledAppender) sealAppendOn(sl Slot, ctx context.Context, dst []byt
 
 // on runs f with sl.Run and returns its results.
 func on[T any](sl Slot, f func() (T, error)) (out T, err error) {
-	sl.Run(func() { out, err = f() })
+	if rerr := sl.Run(func() { out, err = f() }); rerr != nil {
+		var zero T
+		return zero, rerr
+	}
 	return out, err
 }
