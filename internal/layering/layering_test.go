@@ -28,6 +28,7 @@ var rules = []struct {
 	{"audit", []string{"core/provider", "golang.org/x/sys"}},
 	{"internal/privfile", []string{"core/provider"}},
 	{"internal/strictmodes", []string{"core/provider", "golang.org/x/sys"}},
+	{"internal/unixsock", []string{"core/provider", "golang.org/x/sys"}},
 	{"internal/coredump", []string{"golang.org/x/sys"}},
 	{"internal/fairsched", []string{"core/provider", "core/alg", "golang.org/x/crypto", "golang.org/x/sys", "github.com/cloudflare/circl"}},
 	{"providers/pkcs11", []string{"core/provider", "core/alg", "core/secret", "internal/privfile", "github.com/miekg/pkcs11", "golang.org/x/crypto", "golang.org/x/sys", "github.com/cloudflare/circl"}},
