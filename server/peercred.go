@@ -8,7 +8,7 @@ import (
 	"sync"
 	"syscall"
 
-	"golang.org/x/sys/unix"
+	"github.com/nexus-os/keystored/internal/unixsock"
 	"google.golang.org/grpc/credentials"
 )
 
@@ -78,21 +78,9 @@ func ReadPeerCred(conn net.Conn) (PeerInfo, error) {
 	if _, isUnix := conn.LocalAddr().(*net.UnixAddr); !isUnix {
 		return PeerInfo{}, errNotUnix
 	}
-	raw, err := sc.SyscallConn()
+	cred, err := unixsock.PeerCred(sc)
 	if err != nil {
 		return PeerInfo{}, err
-	}
-	var (
-		cred *unix.Ucred
-		gerr error
-	)
-	if err := raw.Control(func(fd uintptr) {
-		cred, gerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return PeerInfo{}, err
-	}
-	if gerr != nil {
-		return PeerInfo{}, gerr
 	}
 	return PeerInfo{
 		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},

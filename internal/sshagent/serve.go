@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nexus-os/keystored/internal/unixsock"
 	"golang.org/x/crypto/ssh/agent"
-	"golang.org/x/sys/unix"
 )
 
 // Defaults of ServeConfig.
@@ -150,21 +150,9 @@ func Serve(ctx context.Context, s *Socket, ag agent.Agent, cfg ServeConfig) erro
 
 // peerUID returns the uid of the process at the other end of c.
 func peerUID(c *net.UnixConn) (uint32, error) {
-	raw, err := c.SyscallConn()
+	cred, err := unixsock.PeerCred(c)
 	if err != nil {
 		return 0, err
-	}
-	var (
-		cred *unix.Ucred
-		gerr error
-	)
-	if err := raw.Control(func(fd uintptr) {
-		cred, gerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return 0, err
-	}
-	if gerr != nil {
-		return 0, gerr
 	}
 	return cred.Uid, nil
 }

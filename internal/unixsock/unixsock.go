@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -182,4 +183,26 @@ func ShownDir(dir string) string {
 		return dir + " (" + abs + ")"
 	}
 	return dir
+}
+
+// PeerCred returns the kernel's credentials (SO_PEERCRED) of the process
+// at the other end of c: who connected, as the kernel says.
+func PeerCred(c syscall.Conn) (*unix.Ucred, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var (
+		cred *unix.Ucred
+		gerr error
+	)
+	if err := raw.Control(func(fd uintptr) {
+		cred, gerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return nil, err
+	}
+	if gerr != nil {
+		return nil, gerr
+	}
+	return cred, nil
 }
