@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -106,6 +107,20 @@ func (r *provRecorder) Sign(ctx context.Context, ref provider.KeyRef, h provider
 	defer func() { err = r.note("Sign "+ref.String(), err) }()
 	defer recoverInto("Sign", &err)
 	return r.p.Sign(ctx, ref, h, msg)
+}
+
+// SignDigest implements provider.Provider.
+func (r *provRecorder) SignDigest(ctx context.Context, ref provider.KeyRef, h provider.Handle, hash crypto.Hash, digest []byte) (sig []byte, err error) {
+	defer func() { err = r.note("SignDigest "+ref.String(), err) }()
+	defer recoverInto("SignDigest", &err)
+	return r.p.SignDigest(ctx, ref, h, hash, digest)
+}
+
+// MAC implements provider.Provider.
+func (r *provRecorder) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) (tag []byte, err error) {
+	defer func() { err = r.note("MAC "+ref.String(), err) }()
+	defer recoverInto("MAC", &err)
+	return r.p.MAC(ctx, ref, h, msg)
 }
 
 // Seal implements provider.Provider.

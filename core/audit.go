@@ -31,6 +31,8 @@ const (
 	OpSweep            // sweep
 	OpKEKStatus        // kek-status
 	OpKEKRotate        // kek-rotate
+	OpMAC              // mac
+	OpVerifyMAC        // verify-mac
 	opEnd
 )
 
@@ -39,6 +41,7 @@ var opNames = [opEnd]string{
 	OpRevokeVersion: "revoke-version", OpDestroy: "destroy", OpSetPolicy: "set-policy",
 	OpSign: "sign", OpVerify: "verify", OpSeal: "seal", OpUnseal: "unseal", OpRewrap: "rewrap",
 	OpPublicKey: "public-key", OpSweep: "sweep", OpKEKStatus: "kek-status", OpKEKRotate: "kek-rotate",
+	OpMAC: "mac", OpVerifyMAC: "verify-mac",
 }
 
 // String returns the operation's name, e.g. "revoke-version".

@@ -12,47 +12,100 @@ import (
 // primary version and returns the plain algorithm signature with the
 // version that made it. A key past its rotation period is rotated first.
 func (k *Keystore) Sign(ctx context.Context, c Caller, id KeyID, msg []byte) (Signature, error) {
-	ev := k.event(c, OpSign, id.String(), 0)
-	sig, err := k.sign(ctx, c, id, msg, &ev)
+	return k.SignWith(ctx, c, id, 0, SignInput{Message: msg})
+}
+
+// SignWith signs in (a message, or a digest of one) with version v of the
+// key, or with its primary version when v is 0 (rotating a key past its
+// rotation period first). A named version must be primary or retired:
+// a caller bound to one version's public key (client.Signer) keeps
+// signing with it across rotations, and never once it is revoked.
+func (k *Keystore) SignWith(ctx context.Context, c Caller, id KeyID, v Version, in SignInput) (Signature, error) {
+	ev := k.event(c, OpSign, id.String(), v)
+	sig, err := k.sign(ctx, c, id, v, in, &ev)
 	return audited(ctx, k, &ev, sig, err)
 }
 
-func (k *Keystore) sign(ctx context.Context, c Caller, id KeyID, msg []byte, ev *Event) (Signature, error) {
-	if len(msg) > provider.MaxSignMessage {
-		return Signature{}, provider.Errorf(provider.EMSGSIZE, "message over %d bytes", provider.MaxSignMessage)
+// checkSignInput bounds in before any lookup.
+func checkSignInput(in SignInput) error {
+	if in.isDigest() {
+		if len(in.Message) > 0 {
+			return provider.Errorf(provider.EINVAL, "give a message or a digest, not both")
+		}
+		return provider.CheckDigest(in.Hash, in.Digest)
 	}
-	t, err := k.resolve(ctx, c, OpSign, id, provider.UseSign, pickPrimary, ev)
+	if len(in.Message) > provider.MaxSignMessage {
+		return provider.Errorf(provider.EMSGSIZE, "message over %d bytes; sign a digest of it instead", provider.MaxSignMessage)
+	}
+	return nil
+}
+
+func (k *Keystore) sign(ctx context.Context, c Caller, id KeyID, v Version, in SignInput, ev *Event) (Signature, error) {
+	if err := checkSignInput(in); err != nil {
+		return Signature{}, err
+	}
+	p := pickPrimary
+	if v != 0 {
+		p = pickVersion(v)
+	}
+	t, err := k.resolve(ctx, c, OpSign, id, provider.UseSign, p, ev)
 	if err != nil {
 		return Signature{}, err
+	}
+	if in.isDigest() {
+		if err := t.spec.CheckDigest(in.Hash, in.Digest); err != nil {
+			return Signature{}, err
+		}
 	}
 	h, err := k.handle(t.vr)
 	if err != nil {
 		return Signature{}, err
 	}
-	sig, err := k.p.Sign(ctx, t.vr.ref, h, msg)
+	var sig []byte
+	if in.isDigest() {
+		sig, err = k.p.SignDigest(ctx, t.vr.ref, h, in.Hash, in.Digest)
+	} else {
+		sig, err = k.p.Sign(ctx, t.vr.ref, h, in.Message)
+	}
 	if err != nil {
 		return Signature{}, provider.WithOp("provider sign", t.vr.refStr, err)
 	}
-	if len(sig) != t.spec.SignatureSize {
+	if !t.spec.SignatureSizeOK(len(sig)) {
 		return Signature{}, provider.Errorf(provider.EIO, "provider returned a signature of the wrong size")
 	}
-	if k.checkSigs && !t.spec.Verify(t.pub, msg, sig) {
+	if k.checkSigs && !t.verify(in, sig) {
 		return Signature{}, provider.Errorf(provider.EIO, "provider returned a signature that does not verify; withheld")
 	}
 	return Signature{Version: t.vr.ref.Version, Signature: sig}, nil
 }
 
+// verify checks sig over in with the target's public key.
+func (t target) verify(in SignInput, sig []byte) bool {
+	if in.isDigest() {
+		return t.spec.VerifyDigest(t.pub, in.Hash, in.Digest, sig)
+	}
+	return t.spec.Verify(t.pub, in.Message, sig)
+}
+
 // Verify checks sig over msg with version v of the key: nil if it
 // verifies, an error wrapping ErrBadMessage if it does not.
 func (k *Keystore) Verify(ctx context.Context, c Caller, id KeyID, v Version, msg, sig []byte) error {
-	ev := k.event(c, OpVerify, id.String(), v)
-	return k.finish(ctx, &ev, k.verify(ctx, c, id, v, msg, sig, &ev))
+	return k.VerifyWith(ctx, c, id, v, SignInput{Message: msg}, sig)
 }
 
-func (k *Keystore) verify(ctx context.Context, c Caller, id KeyID, v Version, msg, sig []byte, ev *Event) error {
+// VerifyWith checks sig over in (a message, or a digest of one) with
+// version v of the key: nil if it verifies, an error wrapping
+// ErrBadMessage if it does not.
+func (k *Keystore) VerifyWith(ctx context.Context, c Caller, id KeyID, v Version, in SignInput, sig []byte) error {
+	ev := k.event(c, OpVerify, id.String(), v)
+	return k.finish(ctx, &ev, k.verify(ctx, c, id, v, in, sig, &ev))
+}
+
+func (k *Keystore) verify(ctx context.Context, c Caller, id KeyID, v Version, in SignInput, sig []byte, ev *Event) error {
+	if err := checkSignInput(in); err != nil {
+		return err
+	}
 	switch {
-	case len(msg) > provider.MaxSignMessage:
-		return provider.Errorf(provider.EMSGSIZE, "message over %d bytes", provider.MaxSignMessage)
 	case len(sig) > provider.MaxSignature:
 		return provider.Errorf(provider.EMSGSIZE, "signature over %d bytes", provider.MaxSignature)
 	case v == 0:
@@ -62,8 +115,69 @@ func (k *Keystore) verify(ctx context.Context, c Caller, id KeyID, v Version, ms
 	if err != nil {
 		return err
 	}
-	if !t.spec.Verify(t.pub, msg, sig) {
+	if in.isDigest() {
+		if err := t.spec.CheckDigest(in.Hash, in.Digest); err != nil {
+			return err
+		}
+	}
+	if !t.verify(in, sig) {
 		return provider.Errorf(provider.EBADMSG, "signature does not verify")
+	}
+	return nil
+}
+
+// MAC returns the tag of msg (at most provider.MaxMACMessage bytes) under
+// the key's primary version, with that version. A key past its rotation
+// period is rotated first.
+func (k *Keystore) MAC(ctx context.Context, c Caller, id KeyID, msg []byte) (MACTag, error) {
+	ev := k.event(c, OpMAC, id.String(), 0)
+	m, err := k.mac(ctx, c, OpMAC, id, pickPrimary, msg, &ev)
+	return audited(ctx, k, &ev, m, err)
+}
+
+func (k *Keystore) mac(ctx context.Context, c Caller, op Op, id KeyID, p pick, msg []byte, ev *Event) (MACTag, error) {
+	if err := provider.CheckMAC(msg); err != nil {
+		return MACTag{}, err
+	}
+	t, err := k.resolve(ctx, c, op, id, provider.UseMAC, p, ev)
+	if err != nil {
+		return MACTag{}, err
+	}
+	h, err := k.handle(t.vr)
+	if err != nil {
+		return MACTag{}, err
+	}
+	tag, err := k.p.MAC(ctx, t.vr.ref, h, msg)
+	if err != nil {
+		return MACTag{}, provider.WithOp("provider mac", t.vr.refStr, err)
+	}
+	if len(tag) != t.spec.MACSize {
+		return MACTag{}, provider.Errorf(provider.EIO, "provider returned a tag of the wrong size")
+	}
+	return MACTag{Version: t.vr.ref.Version, Tag: tag}, nil
+}
+
+// VerifyMAC checks tag over msg with version v of the key (the version
+// MAC returned): nil if it matches, an error wrapping ErrBadMessage if it
+// does not. The comparison takes the same time wherever the tags differ.
+func (k *Keystore) VerifyMAC(ctx context.Context, c Caller, id KeyID, v Version, msg, tag []byte) error {
+	ev := k.event(c, OpVerifyMAC, id.String(), v)
+	return k.finish(ctx, &ev, k.verifyMAC(ctx, c, id, v, msg, tag, &ev))
+}
+
+func (k *Keystore) verifyMAC(ctx context.Context, c Caller, id KeyID, v Version, msg, tag []byte, ev *Event) error {
+	switch {
+	case len(tag) > provider.MaxMAC:
+		return provider.Errorf(provider.EMSGSIZE, "tag over %d bytes", provider.MaxMAC)
+	case v == 0:
+		return provider.Errorf(provider.EINVAL, "verify-mac needs a version (the one Mac returned)")
+	}
+	want, err := k.mac(ctx, c, OpVerifyMAC, id, pickVersion(v), msg, ev)
+	if err != nil {
+		return err
+	}
+	if !alg.Equal(want.Tag, tag) {
+		return provider.Errorf(provider.EBADMSG, "tag does not match")
 	}
 	return nil
 }

@@ -36,12 +36,17 @@ var lifecycle = [opEnd]*[keyColumns]provider.Code{
 	OpSetPolicy:     {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
 	OpPublicKey:     {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
 	OpGet:           {allow, allow, allow, provider.ENOENT},
+	OpMAC:           {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
+	OpVerifyMAC:     {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
 }
 
 // The version table: for operations that name one version, the result by
-// the state of that version. Sign and Seal always use the primary version
-// and need no row. Unseal and Rewrap read the version from an untrusted
-// envelope, so a version the key never had is a malformed message.
+// the state of that version. Seal and MAC always use the primary version
+// and need no row; Sign does too unless the caller names a version (a
+// long-lived signer bound to the public key it reports), which it may
+// while that version is primary or retired. Unseal and Rewrap read the
+// version from an untrusted envelope, so a version the key never had is a
+// malformed message.
 //
 // Columns: primary, retired, revoked, destroyed, missing.
 type versionColumn uint8
@@ -57,7 +62,9 @@ const (
 
 var versionTable = [opEnd]*[versionColumns]provider.Code{
 	//                   primary          retired  revoked               destroyed             missing
+	OpSign:          {allow, allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
 	OpVerify:        {allow, allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
+	OpVerifyMAC:     {allow, allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
 	OpUnseal:        {allow, allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.EBADMSG},
 	OpRewrap:        {allow, allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.EBADMSG},
 	OpPublicKey:     {allow, allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},

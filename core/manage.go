@@ -26,7 +26,11 @@ func (k *Keystore) create(ctx context.Context, c Caller, id KeyID, o CreateOptio
 		return Metadata{}, err
 	}
 	if o.Algorithm == "" {
-		o.Algorithm = DefaultAlgorithm
+		a, err := k.defaultAlgorithm(o.Use)
+		if err != nil {
+			return Metadata{}, err
+		}
+		o.Algorithm = a
 	}
 	spec, err := k.reg.Lookup(o.Algorithm)
 	if err != nil {
@@ -95,12 +99,32 @@ func (k *Keystore) generate(ctx context.Context, vr *versionRT) ([]byte, error) 
 	if len(g.Handle) == 0 || len(g.Handle) > provider.MaxHandle {
 		return nil, provider.Errorf(provider.EIO, "provider returned a handle of %d bytes for %s", len(g.Handle), vr.refStr)
 	}
-	if len(g.PublicKey) != spec.PublicKeySize {
-		return nil, provider.Errorf(provider.EIO, "provider returned a public key of the wrong size for %s", vr.refStr)
+	if !spec.PublicKeySizeOK(len(g.PublicKey)) || spec.PublicKeySize > 0 && !spec.CheckPublicKey(g.PublicKey) {
+		return nil, provider.Errorf(provider.EIO, "provider returned a malformed public key for %s", vr.refStr)
 	}
 	h := provider.Handle(append([]byte(nil), g.Handle...))
 	vr.handle.Store(&h)
 	return append([]byte(nil), g.PublicKey...), nil
+}
+
+// defaultAlgorithm is the algorithm of a key created without one: the
+// first of DefaultAlgorithms[use] the provider offers (use 0 means
+// decrypt).
+func (k *Keystore) defaultAlgorithm(use Use) (Algorithm, error) {
+	if use == 0 {
+		use = provider.UseDecrypt
+	}
+	if !use.Valid() {
+		return "", provider.Errorf(provider.EINVAL, "invalid use")
+	}
+	for _, a := range DefaultAlgorithms[use] {
+		if k.info.Supports(a) {
+			if _, err := k.reg.Lookup(a); err == nil {
+				return a, nil
+			}
+		}
+	}
+	return "", provider.Errorf(provider.ENOTSUP, "provider %s offers no %s algorithm", k.info.Name, use)
 }
 
 func metaOf(r *record) *Metadata {

@@ -146,8 +146,7 @@ func recordFromBody(id KeyID, path string, b *metaBody, reg *alg.Registry, provi
 		if !ok || vb.Version != uint32(i+1) {
 			return bad("version " + strconv.Itoa(i+1) + " is malformed")
 		}
-		wantPub := spec.PublicKeySize
-		if len(vb.PublicKey) != wantPub {
+		if !spec.PublicKeySizeOK(len(vb.PublicKey)) {
 			return bad("version " + strconv.Itoa(i+1) + " public key has the wrong size")
 		}
 		if vs == VersionPrimary {

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"crypto"
 	"slices"
 	"strconv"
 	"time"
@@ -185,16 +186,51 @@ func (m *Metadata) clone() Metadata {
 
 // CreateOptions are the parameters of a new key.
 type CreateOptions struct {
-	// Algorithm of the key; empty means xchacha20-poly1305.
+	// Algorithm of the key; empty means the provider's default for Use
+	// (DefaultAlgorithms).
 	Algorithm Algorithm
 	// Use, if set, must be the algorithm's use (it is implied otherwise).
+	// Without an algorithm it picks the default; 0 then means decrypt.
 	Use Use
 	// Policy of the key.
 	Policy Policy
 }
 
-// DefaultAlgorithm is the algorithm of a key created without one.
+// DefaultAlgorithm is the algorithm of a key created without an
+// algorithm or use, when the provider offers it.
 const DefaultAlgorithm = provider.XChaCha20Poly1305
+
+// DefaultAlgorithms lists, for each use, the algorithms a key created
+// without one gets: the first the provider offers. A provider that offers
+// none of a use's is ENOTSUP for it.
+var DefaultAlgorithms = map[Use][]Algorithm{
+	provider.UseSign: {provider.Ed25519, provider.ECDSAP256, provider.ECDSAP384, provider.Ed448,
+		provider.RSA3072PSS, provider.RSA2048PSS, provider.RSA4096PSS, provider.MLDSA65},
+	provider.UseDecrypt: {provider.XChaCha20Poly1305, provider.AES256GCM, provider.ChaCha20Poly1305},
+	provider.UseMAC:     {provider.HMACSHA256, provider.HMACSHA512, provider.HMACSHA384},
+}
+
+// SignInput is what SignWith signs and VerifyWith checks: a message, or
+// the caller's digest of one.
+type SignInput struct {
+	// Message is the message (at most provider.MaxSignMessage bytes);
+	// empty when Digest is set.
+	Message []byte
+	// Digest is the caller's hash of the message under Hash, for
+	// algorithms that sign digests (alg.Spec.Hash): Hash must be the
+	// algorithm's, Digest exactly its size.
+	Digest []byte
+	Hash   crypto.Hash
+}
+
+// isDigest reports whether in names a digest rather than a message.
+func (in SignInput) isDigest() bool { return in.Hash != 0 || len(in.Digest) > 0 }
+
+// MACTag is what MAC returns: the tag and the key version that made it.
+type MACTag struct {
+	Version Version
+	Tag     []byte
+}
 
 // Signature is what Sign returns: the plain algorithm signature and the
 // key version that made it.

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"crypto"
 	"io"
 	"log/slog"
 	"os"
@@ -836,4 +837,14 @@ func (c rotatingClient) CommitKEKRotation(ctx context.Context) error {
 	err = in.r.commitKEKRotation(ctx)
 	served(in, err)
 	return err
+}
+
+// SignDigest implements provider.Provider. TODO(issue 11): not yet wired.
+func (c *Client) SignDigest(ctx context.Context, ref provider.KeyRef, h provider.Handle, hash crypto.Hash, digest []byte) ([]byte, error) {
+	return nil, provider.Errorf(provider.ENOTSUP, "SignDigest is not implemented yet")
+}
+
+// MAC implements provider.Provider. TODO(issue 11): not yet wired.
+func (c *Client) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	return nil, provider.Errorf(provider.ENOTSUP, "MAC is not implemented yet")
 }

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"slices"
 	"strconv"
@@ -367,4 +368,14 @@ func (r *remote) refresh(ctx context.Context, op string, ok func(keks []string) 
 	was.KEKs = info.KEKs
 	r.info.Store(&was)
 	return nil
+}
+
+// SignDigest implements provider.Provider. TODO(issue 11): not yet wired.
+func (r *remote) SignDigest(ctx context.Context, ref provider.KeyRef, h provider.Handle, hash crypto.Hash, digest []byte) ([]byte, error) {
+	return nil, provider.Errorf(provider.ENOTSUP, "SignDigest is not implemented yet")
+}
+
+// MAC implements provider.Provider. TODO(issue 11): not yet wired.
+func (r *remote) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	return nil, provider.Errorf(provider.ENOTSUP, "MAC is not implemented yet")
 }

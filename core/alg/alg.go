@@ -7,16 +7,18 @@
 // fresh one holding every built-in algorithm, NewRegistry builds one from a
 // chosen set and refuses duplicates.
 //
-// Implementations: Ed25519 from the standard library; Ed448 and ML-DSA
-// (FIPS 204) from github.com/cloudflare/circl; ChaCha20-Poly1305 and
-// XChaCha20-Poly1305 from golang.org/x/crypto; AES-256-GCM from the
-// standard library. Every size is checked before a library call that would
-// panic on a wrong length.
+// Implementations: Ed25519 and Ed25519ph, ECDSA, RSA, HMAC and AES-256-GCM
+// from the standard library; Ed448 and ML-DSA (FIPS 204) from
+// github.com/cloudflare/circl; ChaCha20-Poly1305 and XChaCha20-Poly1305
+// from golang.org/x/crypto. Every size is checked before a library call
+// that would panic on a wrong length.
 package alg
 
 import (
 	"cmp"
+	"crypto"
 	"crypto/cipher"
+	"crypto/subtle"
 	"fmt"
 	"slices"
 
@@ -33,11 +35,26 @@ type Spec struct {
 	// Use is the algorithm's one use.
 	Use provider.Use
 	// SecretSize is the size of the private material a software provider
-	// stores: the private seed of a signature algorithm, the key of an AEAD.
+	// stores: the private seed of an EdDSA or ML-DSA key, the scalar of
+	// an ECDSA key, the key of an AEAD or HMAC; for RSA (SecretVaries)
+	// the largest PKCS #1 RSAPrivateKey DER.
 	SecretSize int
-	// PublicKeySize and SignatureSize are 0 for AEADs.
+	// RandomSize is how many bytes of fresh randomness NewMaterial takes
+	// to make a key's material: SecretSize, or 32 for RSA.
+	RandomSize int
+	// PublicKeySize and SignatureSize are 0 for AEADs and MACs. For RSA
+	// (PublicKeyVaries) PublicKeySize is the largest PKCS #1
+	// RSAPublicKey DER; for ECDSA (SignatureVaries) SignatureSize is the
+	// largest ASN.1 DER signature.
 	PublicKeySize int
 	SignatureSize int
+	// The sizes that vary within their bound (see above).
+	SecretVaries, PublicKeyVaries, SignatureVaries bool
+	// Hash is the hash whose digests SignDigest signs; 0 for algorithms
+	// that sign whole messages only (Ed25519, Ed448, ML-DSA).
+	Hash crypto.Hash
+	// MACSize is the size of a MAC key's tag; 0 for other uses.
+	MACSize int
 	// NonceSize and Overhead (tag size) are 0 for signature algorithms.
 	NonceSize int
 	Overhead  int
@@ -55,14 +72,27 @@ type Spec struct {
 	// reference machine; docs/performance.md has the figures.
 	Cost, GenerateCost, CostPerMiB float64
 
+	// key generation: nil when the material is the randomness itself
+	newMaterial func(random []byte, deterministic bool) ([]byte, error)
 	// sign
-	verify    func(pub, msg, sig []byte) bool
-	newSigner func(seed []byte, hedged bool) (signFunc, []byte, error)
+	verify       func(pub, msg, sig []byte) bool
+	verifyDigest func(pub []byte, digest, sig []byte) bool // nil unless Hash is set
+	newSigner    func(material []byte, hedged bool) (signFuncs, []byte, error)
+	checkPublic  func(pub []byte) bool // nil: any PublicKeySize bytes
 	// decrypt
 	newAEAD func(key []byte) (cipher.AEAD, error)
+	// mac
+	newMAC func(key []byte) (macFunc, error)
 }
 
-type signFunc func(msg []byte) ([]byte, error)
+// signFuncs are the signing operations of one unwrapped key: sign a whole
+// message and, for algorithms with a Hash, a digest of that hash.
+type signFuncs struct {
+	sign       func(msg []byte) ([]byte, error)
+	signDigest func(digest []byte) ([]byte, error)
+}
+
+type macFunc func(msg []byte) []byte
 
 // Registry is a fixed set of algorithms. It is safe for concurrent use; it
 // never changes after construction.
@@ -84,8 +114,17 @@ func NewRegistry(specs ...Spec) (*Registry, error) {
 			return nil, provider.Errorf(provider.EINVAL, "algorithm spec %d lacks a name, ID or use", i)
 		case s.Use == provider.UseSign && (s.verify == nil || s.newSigner == nil || s.PublicKeySize <= 0 || s.SignatureSize <= 0):
 			return nil, provider.Errorf(provider.EINVAL, "algorithm %s has no signature implementation", string(s.Name))
+		case s.Use == provider.UseSign && s.Hash != 0 && s.verifyDigest == nil:
+			return nil, provider.Errorf(provider.EINVAL, "algorithm %s has a hash but no digest verification", string(s.Name))
 		case s.Use == provider.UseDecrypt && (s.newAEAD == nil || s.NonceSize <= 0 || s.Overhead <= 0):
 			return nil, provider.Errorf(provider.EINVAL, "algorithm %s has no AEAD implementation", string(s.Name))
+		case s.Use == provider.UseMAC && (s.newMAC == nil || s.MACSize <= 0 || s.MACSize > provider.MaxMAC):
+			return nil, provider.Errorf(provider.EINVAL, "algorithm %s has no MAC implementation", string(s.Name))
+		case s.SecretSize <= 0 || s.RandomSize < 0:
+			return nil, provider.Errorf(provider.EINVAL, "algorithm %s has no secret size", string(s.Name))
+		}
+		if s.RandomSize == 0 {
+			s.RandomSize = s.SecretSize
 		}
 		if _, dup := r.byName[s.Name]; dup {
 			return nil, provider.Errorf(provider.EINVAL, "algorithm %s registered twice", string(s.Name))
@@ -135,48 +174,157 @@ func (r *Registry) Names() []provider.Algorithm {
 	return append([]provider.Algorithm(nil), r.names...)
 }
 
+// sizeOK reports whether n is a valid size for a value of size size that
+// varies within that bound when varies is set.
+func sizeOK(n, size int, varies bool) bool {
+	if varies {
+		return n > 0 && n <= size
+	}
+	return n == size
+}
+
+// SecretSizeOK reports whether n bytes can be the private material of a
+// key of this algorithm.
+func (s *Spec) SecretSizeOK(n int) bool { return sizeOK(n, s.SecretSize, s.SecretVaries) }
+
+// SignatureSizeOK reports whether n bytes can be a signature of this
+// algorithm.
+func (s *Spec) SignatureSizeOK(n int) bool {
+	return s.SignatureSize > 0 && sizeOK(n, s.SignatureSize, s.SignatureVaries)
+}
+
+// PublicKeySizeOK reports whether n bytes can be a public key of this
+// algorithm: 0 for AEADs and MACs.
+func (s *Spec) PublicKeySizeOK(n int) bool {
+	if s.PublicKeySize == 0 {
+		return n == 0
+	}
+	return sizeOK(n, s.PublicKeySize, s.PublicKeyVaries)
+}
+
+// CheckPublicKey reports whether pub is a well-formed public key of this
+// algorithm: its size, and for ECDSA and RSA that it parses (a point on
+// the curve; a modulus of the algorithm's size and exponent 65537).
+func (s *Spec) CheckPublicKey(pub []byte) bool {
+	if s.PublicKeySize <= 0 || !sizeOK(len(pub), s.PublicKeySize, s.PublicKeyVaries) {
+		return false
+	}
+	return s.checkPublic == nil || s.checkPublic(pub)
+}
+
+// NewMaterial makes the private material of a new key from RandomSize
+// bytes of fresh randomness: the randomness itself for most algorithms, a
+// valid ECDSA scalar (deterministically from the randomness), or an RSA
+// key. A secure provider passes deterministic=false, and an RSA key then
+// comes from crypto/rsa.GenerateKey and the operating system's random
+// source (Go ignores any other source); a deterministic provider passes
+// true, and the RSA primes are searched from a stream keyed by the
+// randomness: reproducible, and fit for INSECURE test keys only. The
+// caller clears the result.
+func (s *Spec) NewMaterial(random []byte, deterministic bool) ([]byte, error) {
+	if len(random) != s.RandomSize {
+		return nil, provider.Errorf(provider.EINVAL, "%s key generation takes %d random bytes", string(s.Name), s.RandomSize)
+	}
+	if s.newMaterial == nil {
+		return append([]byte(nil), random...), nil
+	}
+	m, err := s.newMaterial(random, deterministic)
+	if err != nil {
+		return nil, err
+	}
+	if !s.SecretSizeOK(len(m)) {
+		clear(m)
+		return nil, provider.Errorf(provider.EIO, "%s key generation made material of a wrong size", string(s.Name))
+	}
+	return m, nil
+}
+
 // Verify reports whether sig is a valid signature of msg under the public
 // key pub. Wrong sizes are invalid signatures, never panics.
 func (s *Spec) Verify(pub, msg, sig []byte) bool {
-	if s.verify == nil || len(pub) != s.PublicKeySize || len(sig) != s.SignatureSize {
+	if s.verify == nil || !sizeOK(len(pub), s.PublicKeySize, s.PublicKeyVaries) || !s.SignatureSizeOK(len(sig)) {
 		return false
 	}
 	return s.verify(pub, msg, sig)
 }
 
+// CheckDigest checks a digest to be signed or verified with this
+// algorithm: EPERM for an algorithm without a Hash, EINVAL for another
+// hash or a digest of the wrong size.
+func (s *Spec) CheckDigest(hash crypto.Hash, digest []byte) error {
+	if s.Use != provider.UseSign || s.Hash == 0 {
+		return provider.Errorf(provider.EPERM, "%s signs whole messages only, not digests", string(s.Name))
+	}
+	if err := provider.CheckDigest(hash, digest); err != nil {
+		return err
+	}
+	if hash != s.Hash {
+		want, _ := provider.HashName(s.Hash)
+		got, _ := provider.HashName(hash)
+		return provider.Errorf(provider.EINVAL, "%s signs %s digests, not %s", string(s.Name), want, got)
+	}
+	return nil
+}
+
+// VerifyDigest reports whether sig is a valid signature, under pub, of
+// the message whose hash digest is. A hash or digest CheckDigest refuses,
+// and wrong sizes, are invalid signatures, never panics.
+func (s *Spec) VerifyDigest(pub []byte, hash crypto.Hash, digest, sig []byte) bool {
+	if s.CheckDigest(hash, digest) != nil || s.verifyDigest == nil ||
+		!sizeOK(len(pub), s.PublicKeySize, s.PublicKeyVaries) || !s.SignatureSizeOK(len(sig)) {
+		return false
+	}
+	return s.verifyDigest(pub, digest, sig)
+}
+
 // Signer is an unwrapped private signing key. It prints as its algorithm
 // only; its material is unreachable except by signing.
 type Signer struct {
-	alg    provider.Algorithm
-	sign   signFunc
+	spec   *Spec
+	f      signFuncs
 	public []byte
 }
 
-// NewSigner derives the key pair from a private seed of SecretSize bytes.
-// hedged selects randomized signing where the algorithm has it (ML-DSA);
-// deterministic providers pass false.
-func (s *Spec) NewSigner(seed []byte, hedged bool) (*Signer, error) {
+// NewSigner makes the key pair from its private material (SecretSize
+// bytes, or a PKCS #1 DER key for RSA). hedged selects randomized signing
+// where the algorithm has a choice (ML-DSA hedged, ECDSA with fresh
+// randomness, RSA-PSS with a random salt); deterministic providers pass
+// false and get FIPS 204 deterministic ML-DSA, RFC 6979 ECDSA and a PSS
+// salt derived from the key and digest.
+func (s *Spec) NewSigner(material []byte, hedged bool) (*Signer, error) {
 	if s.Use != provider.UseSign || s.newSigner == nil {
 		return nil, provider.Errorf(provider.EPERM, "%s is not a signature algorithm", string(s.Name))
 	}
-	if len(seed) != s.SecretSize {
-		return nil, provider.Errorf(provider.EINVAL, "%s seed has the wrong size", string(s.Name))
+	if !s.SecretSizeOK(len(material)) {
+		return nil, provider.Errorf(provider.EINVAL, "%s private material has the wrong size", string(s.Name))
 	}
-	f, pub, err := s.newSigner(seed, hedged)
+	f, pub, err := s.newSigner(material, hedged)
 	if err != nil {
 		return nil, err
 	}
-	return &Signer{alg: s.Name, sign: f, public: pub}, nil
+	return &Signer{spec: s, f: f, public: pub}, nil
 }
 
 // Sign signs msg.
-func (k *Signer) Sign(msg []byte) ([]byte, error) { return k.sign(msg) }
+func (k *Signer) Sign(msg []byte) ([]byte, error) { return k.f.sign(msg) }
+
+// SignDigest signs the message whose hash digest is. It refuses what
+// Spec.CheckDigest refuses.
+func (k *Signer) SignDigest(hash crypto.Hash, digest []byte) ([]byte, error) {
+	if err := k.spec.CheckDigest(hash, digest); err != nil {
+		return nil, err
+	}
+	if k.f.signDigest == nil {
+		return nil, provider.Errorf(provider.EPERM, "%s signs whole messages only, not digests", string(k.spec.Name))
+	}
+	return k.f.signDigest(digest)
+}
 
 // PublicKey returns a copy of the public key.
 func (k *Signer) PublicKey() []byte { return append([]byte(nil), k.public...) }
 
 // String returns "signer(<alg>)".
-func (k *Signer) String() string { return "signer(" + string(k.alg) + ")" }
+func (k *Signer) String() string { return "signer(" + string(k.spec.Name) + ")" }
 
 // Format prints the same as String under every verb.
 func (k *Signer) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(k.String())) }
@@ -259,3 +407,44 @@ func (a *AEAD) String() string { return "aead(" + string(a.alg) + ")" }
 
 // Format prints the same as String under every verb.
 func (a *AEAD) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(a.String())) }
+
+// MAC is an HMAC keyed with private material. It prints as its algorithm
+// only.
+type MAC struct {
+	alg  provider.Algorithm
+	size int
+	mac  macFunc
+}
+
+// NewMAC keys the algorithm's HMAC with key (SecretSize bytes).
+func (s *Spec) NewMAC(key []byte) (*MAC, error) {
+	if s.Use != provider.UseMAC || s.newMAC == nil {
+		return nil, provider.Errorf(provider.EPERM, "%s is not a MAC algorithm", string(s.Name))
+	}
+	if len(key) != s.SecretSize {
+		return nil, provider.Errorf(provider.EINVAL, "%s key has the wrong size", string(s.Name))
+	}
+	f, err := s.newMAC(key)
+	if err != nil {
+		return nil, provider.Errorf(provider.EIO, "%s key setup failed: %w", string(s.Name), err)
+	}
+	return &MAC{alg: s.Name, size: s.MACSize, mac: f}, nil
+}
+
+// Tag returns the full tag of msg (at most provider.MaxMACMessage bytes).
+func (m *MAC) Tag(msg []byte) ([]byte, error) {
+	if err := provider.CheckMAC(msg); err != nil {
+		return nil, err
+	}
+	return m.mac(msg), nil
+}
+
+// Equal reports, in time independent of where they differ, whether two
+// tags are equal. Tags of different lengths are unequal.
+func Equal(a, b []byte) bool { return subtle.ConstantTimeCompare(a, b) == 1 }
+
+// String returns "mac(<alg>)".
+func (m *MAC) String() string { return "mac(" + string(m.alg) + ")" }
+
+// Format prints the same as String under every verb.
+func (m *MAC) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(m.String())) }

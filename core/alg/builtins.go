@@ -1,9 +1,13 @@
 package alg
 
 import (
+	"crypto"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/sha256"
+	"crypto/sha512"
 
 	"github.com/cloudflare/circl/sign"
 	"github.com/cloudflare/circl/sign/ed448"
@@ -24,7 +28,7 @@ const (
 )
 
 // Builtins returns the specs of every built-in algorithm. IDs are stable
-// and never reused: signatures from 1, AEADs from 16.
+// and never reused: signatures from 1, AEADs from 16, MACs from 32.
 //
 // The costs (relative to an Ed25519 signature of a short message, about
 // 17 µs on the reference machine) are BenchmarkCost's figures rounded:
@@ -36,15 +40,15 @@ const (
 // 440 µs (ChaCha20), 180 µs (AES-256-GCM with AES-NI), under 1 µs of
 // fixed cost per call.
 func Builtins() []Spec {
-	return []Spec{
+	specs := []Spec{
 		{
 			Name: provider.Ed25519, ID: 1, Use: provider.UseSign,
 			SecretSize: ed25519.SeedSize, PublicKeySize: ed25519.PublicKeySize, SignatureSize: ed25519.SignatureSize,
 			Cost: 1, GenerateCost: 1, CostPerMiB: 170,
 			verify: func(pub, msg, sig []byte) bool { return ed25519.Verify(pub, msg, sig) },
-			newSigner: func(seed []byte, _ bool) (signFunc, []byte, error) {
+			newSigner: func(seed []byte, _ bool) (signFuncs, []byte, error) {
 				k := ed25519.NewKeyFromSeed(seed)
-				return func(msg []byte) ([]byte, error) { return ed25519.Sign(k, msg), nil },
+				return signFuncs{sign: func(msg []byte) ([]byte, error) { return ed25519.Sign(k, msg), nil }},
 					append([]byte(nil), k[32:]...), nil
 			},
 		},
@@ -53,19 +57,28 @@ func Builtins() []Spec {
 			SecretSize: ed448.SeedSize, PublicKeySize: ed448.PublicKeySize, SignatureSize: ed448.SignatureSize,
 			Cost: 4, GenerateCost: 4, CostPerMiB: 280,
 			verify: func(pub, msg, sig []byte) bool { return ed448.Verify(ed448.PublicKey(pub), msg, sig, "") },
-			newSigner: func(seed []byte, _ bool) (signFunc, []byte, error) {
+			newSigner: func(seed []byte, _ bool) (signFuncs, []byte, error) {
 				k := ed448.NewKeyFromSeed(seed)
 				pub, ok := k.Public().(ed448.PublicKey)
 				if !ok {
-					return nil, nil, provider.Errorf(provider.EIO, "ed448 public key has an unexpected type")
+					return signFuncs{}, nil, provider.Errorf(provider.EIO, "ed448 public key has an unexpected type")
 				}
-				return func(msg []byte) ([]byte, error) { return ed448.Sign(k, msg, ""), nil },
+				return signFuncs{sign: func(msg []byte) ([]byte, error) { return ed448.Sign(k, msg, ""), nil }},
 					append([]byte(nil), pub...), nil
 			},
 		},
 		mldsaSpec(provider.MLDSA44, 3, mldsa44.Scheme(), mldsa44.NewKeyFromSeed, mldsa44.SignTo, 8, 5.5),
 		mldsaSpec(provider.MLDSA65, 4, mldsa65.Scheme(), mldsa65.NewKeyFromSeed, mldsa65.SignTo, 13, 9.5),
 		mldsaSpec(provider.MLDSA87, 5, mldsa87.Scheme(), mldsa87.NewKeyFromSeed, mldsa87.SignTo, 16, 10),
+		ecdsaSpec(provider.ECDSAP256, 6, elliptic.P256(), crypto.SHA256, 32, 72, 2.5, 1),
+		ecdsaSpec(provider.ECDSAP384, 7, elliptic.P384(), crypto.SHA384, 48, 104, 12, 5),
+		rsaSpec(provider.RSA2048PSS, 8, 2048, true, 60, 4000),
+		rsaSpec(provider.RSA3072PSS, 9, 3072, true, 170, 15000),
+		rsaSpec(provider.RSA4096PSS, 10, 4096, true, 380, 40000),
+		rsaSpec(provider.RSA2048PKCS1, 11, 2048, false, 60, 4000),
+		rsaSpec(provider.RSA3072PKCS1, 12, 3072, false, 170, 15000),
+		rsaSpec(provider.RSA4096PKCS1, 13, 4096, false, 380, 40000),
+		ed25519phSpec(),
 		{
 			Name: provider.XChaCha20Poly1305, ID: 16, Use: provider.UseDecrypt,
 			SecretSize: chacha20poly1305.KeySize, NonceSize: chacha20poly1305.NonceSizeX, Overhead: chacha20poly1305.Overhead,
@@ -93,7 +106,16 @@ func Builtins() []Spec {
 				return cipher.NewGCM(b)
 			},
 		},
+		hmacSpec(provider.HMACSHA256, 32, sha256.New, 0.05, 3),
+		hmacSpec(provider.HMACSHA384, 33, sha512.New384, 0.05, 2),
+		hmacSpec(provider.HMACSHA512, 34, sha512.New, 0.05, 2),
 	}
+	for i := range specs {
+		if specs[i].RandomSize == 0 {
+			specs[i].RandomSize = specs[i].SecretSize
+		}
+	}
+	return specs
 }
 
 // mldsaSpec is the spec of one ML-DSA parameter set (FIPS 204) from its
@@ -114,22 +136,22 @@ func mldsaSpec[PK sign.PublicKey, SK sign.PrivateKey](name provider.Algorithm, i
 			pk, err := s.UnmarshalBinaryPublicKey(pub)
 			return err == nil && s.Verify(pk, msg, sig, nil)
 		},
-		newSigner: func(seed []byte, hedged bool) (signFunc, []byte, error) {
+		newSigner: func(seed []byte, hedged bool) (signFuncs, []byte, error) {
 			var sd [32]byte
 			copy(sd[:], seed)
 			pk, sk := newKey(&sd)
 			clear(sd[:])
 			pub, err := pk.MarshalBinary()
 			if err != nil {
-				return nil, nil, provider.Errorf(provider.EIO, "%s public key encoding failed: %w", string(name), err)
+				return signFuncs{}, nil, provider.Errorf(provider.EIO, "%s public key encoding failed: %w", string(name), err)
 			}
-			return func(msg []byte) ([]byte, error) {
+			return signFuncs{sign: func(msg []byte) ([]byte, error) {
 				sig := make([]byte, s.SignatureSize())
 				if err := signTo(sk, msg, nil, hedged, sig); err != nil {
 					return nil, provider.Errorf(provider.EIO, "%s sign failed: %w", string(name), err)
 				}
 				return sig, nil
-			}, pub, nil
+			}}, pub, nil
 		},
 	}
 }

@@ -9,14 +9,26 @@ type Algorithm string
 
 // The algorithms.
 const (
-	Ed25519           Algorithm = "ed25519"            // sign: RFC 8032 pure Ed25519
-	Ed448             Algorithm = "ed448"              // sign: RFC 8032 pure Ed448, empty context
-	MLDSA44           Algorithm = "ml-dsa-44"          // sign: FIPS 204, empty context
-	MLDSA65           Algorithm = "ml-dsa-65"          // sign: FIPS 204, empty context
-	MLDSA87           Algorithm = "ml-dsa-87"          // sign: FIPS 204, empty context
-	XChaCha20Poly1305 Algorithm = "xchacha20-poly1305" // decrypt: 192-bit random nonce (the default)
-	ChaCha20Poly1305  Algorithm = "chacha20-poly1305"  // decrypt: RFC 8439, 96-bit nonce
-	AES256GCM         Algorithm = "aes-256-gcm"        // decrypt: 96-bit nonce
+	Ed25519           Algorithm = "ed25519"               // sign: RFC 8032 pure Ed25519
+	Ed448             Algorithm = "ed448"                 // sign: RFC 8032 pure Ed448, empty context
+	MLDSA44           Algorithm = "ml-dsa-44"             // sign: FIPS 204, empty context
+	MLDSA65           Algorithm = "ml-dsa-65"             // sign: FIPS 204, empty context
+	MLDSA87           Algorithm = "ml-dsa-87"             // sign: FIPS 204, empty context
+	ECDSAP256         Algorithm = "ecdsa-p256-sha256"     // sign: ECDSA on P-256 over SHA-256, ASN.1 DER signatures
+	ECDSAP384         Algorithm = "ecdsa-p384-sha384"     // sign: ECDSA on P-384 over SHA-384, ASN.1 DER signatures
+	RSA2048PSS        Algorithm = "rsa-2048-pss-sha256"   // sign: RSASSA-PSS, SHA-256, MGF1-SHA-256, salt 32
+	RSA3072PSS        Algorithm = "rsa-3072-pss-sha256"   // sign: RSASSA-PSS, SHA-256, MGF1-SHA-256, salt 32
+	RSA4096PSS        Algorithm = "rsa-4096-pss-sha256"   // sign: RSASSA-PSS, SHA-256, MGF1-SHA-256, salt 32
+	RSA2048PKCS1      Algorithm = "rsa-2048-pkcs1-sha256" // sign: RSASSA-PKCS1-v1_5, SHA-256
+	RSA3072PKCS1      Algorithm = "rsa-3072-pkcs1-sha256" // sign: RSASSA-PKCS1-v1_5, SHA-256
+	RSA4096PKCS1      Algorithm = "rsa-4096-pkcs1-sha256" // sign: RSASSA-PKCS1-v1_5, SHA-256
+	Ed25519ph         Algorithm = "ed25519ph"             // sign: RFC 8032 Ed25519ph (SHA-512 prehash), empty context
+	XChaCha20Poly1305 Algorithm = "xchacha20-poly1305"    // decrypt: 192-bit random nonce (the default)
+	ChaCha20Poly1305  Algorithm = "chacha20-poly1305"     // decrypt: RFC 8439, 96-bit nonce
+	AES256GCM         Algorithm = "aes-256-gcm"           // decrypt: 96-bit nonce
+	HMACSHA256        Algorithm = "hmac-sha256"           // mac: HMAC-SHA-256, 32-byte key and tag
+	HMACSHA384        Algorithm = "hmac-sha384"           // mac: HMAC-SHA-384, 48-byte key and tag
+	HMACSHA512        Algorithm = "hmac-sha512"           // mac: HMAC-SHA-512, 64-byte key and tag
 )
 
 // String returns the algorithm name.
@@ -31,34 +43,39 @@ const (
 	_          Use = iota
 	UseSign        // sign and verify
 	UseDecrypt     // seal and unseal (AEAD)
+	UseMAC         // mac and verify-mac (HMAC)
 )
 
-// String returns "sign" or "decrypt".
+// String returns "sign", "decrypt" or "mac".
 func (u Use) String() string {
 	switch u {
 	case UseSign:
 		return "sign"
 	case UseDecrypt:
 		return "decrypt"
+	case UseMAC:
+		return "mac"
 	}
 	return "invalid-use(" + strconv.Itoa(int(u)) + ")"
 }
 
 // Valid reports whether u is a defined use.
-func (u Use) Valid() bool { return u == UseSign || u == UseDecrypt }
+func (u Use) Valid() bool { return u == UseSign || u == UseDecrypt || u == UseMAC }
 
-// ParseUse parses "sign" or "decrypt".
+// ParseUse parses "sign", "decrypt" or "mac".
 func ParseUse(s string) (Use, error) {
 	switch s {
 	case "sign":
 		return UseSign, nil
 	case "decrypt":
 		return UseDecrypt, nil
+	case "mac":
+		return UseMAC, nil
 	}
 	if len(s) > MaxSegment {
 		s = s[:MaxSegment]
 	}
-	return 0, Errorf(EINVAL, "use %q is not sign or decrypt", s)
+	return 0, Errorf(EINVAL, "use %q is not sign, decrypt or mac", s)
 }
 
 // MarshalText implements encoding.TextMarshaler.

@@ -14,6 +14,12 @@ const (
 
 	// MaxSignMessage is the largest message Sign and Verify accept.
 	MaxSignMessage = 64 << 10
+	// MaxMACMessage is the largest message MAC and VerifyMAC accept.
+	MaxMACMessage = 1 << 20
+	// MaxDigest is the largest digest SignDigest accepts (SHA-512's).
+	MaxDigest = 64
+	// MaxMAC is the largest tag a provider may return (HMAC-SHA-512's).
+	MaxMAC = 64
 	// MaxSealPlaintext is the largest plaintext Seal accepts.
 	MaxSealPlaintext = 1 << 20
 	// MaxAAD is the largest caller AAD Seal and Open accept.

@@ -1,6 +1,9 @@
 package provider
 
-import "context"
+import (
+	"context"
+	"crypto"
+)
 
 // The checks every provider makes before any work, so that every provider
 // (and the plugin wire layer on both sides) refuses the same inputs with
@@ -46,4 +49,56 @@ func checkProviderAAD(aad []byte) error {
 		return Errorf(EMSGSIZE, "associated data is over %d bytes", MaxProviderAAD)
 	}
 	return nil
+}
+
+// CheckMAC checks MAC's message against MaxMACMessage.
+func CheckMAC(msg []byte) error {
+	if len(msg) > MaxMACMessage {
+		return Errorf(EMSGSIZE, "message to MAC is over %d bytes", MaxMACMessage)
+	}
+	return nil
+}
+
+// Digest hashes: the hashes whose digests SignDigest takes.
+var digestHashes = [...]crypto.Hash{crypto.SHA256, crypto.SHA384, crypto.SHA512}
+
+// CheckDigest checks a digest SignDigest is given: hash is SHA-256,
+// SHA-384 or SHA-512 and digest is exactly its size (EINVAL otherwise).
+func CheckDigest(hash crypto.Hash, digest []byte) error {
+	name, ok := HashName(hash)
+	if !ok {
+		return Errorf(EINVAL, "digest hash must be sha256, sha384 or sha512")
+	}
+	if len(digest) != hash.Size() {
+		return Errorf(EINVAL, "a %s digest is %d bytes, not %d", name, hash.Size(), len(digest))
+	}
+	return nil
+}
+
+// HashName returns the wire name of a digest hash ("sha256", "sha384",
+// "sha512") and whether hash is one of them.
+func HashName(hash crypto.Hash) (string, bool) {
+	switch hash {
+	case crypto.SHA256:
+		return "sha256", true
+	case crypto.SHA384:
+		return "sha384", true
+	case crypto.SHA512:
+		return "sha512", true
+	}
+	return "", false
+}
+
+// ParseHash parses a digest hash's wire name: "sha256", "sha384" or
+// "sha512" (EINVAL otherwise).
+func ParseHash(s string) (crypto.Hash, error) {
+	for _, h := range digestHashes {
+		if n, _ := HashName(h); n == s {
+			return h, nil
+		}
+	}
+	if len(s) > MaxSegment {
+		s = s[:MaxSegment]
+	}
+	return 0, Errorf(EINVAL, "digest hash %q is not sha256, sha384 or sha512", s)
 }

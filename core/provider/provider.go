@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"crypto"
 	"fmt"
 	"slices"
 	"strconv"
@@ -37,6 +38,20 @@ type Provider interface {
 	// Sign signs msg (at most MaxSignMessage bytes) with the key of a
 	// sign-use ref and returns the plain algorithm signature.
 	Sign(ctx context.Context, ref KeyRef, h Handle, msg []byte) ([]byte, error)
+
+	// SignDigest signs digest, the caller's hash of a message, with the
+	// key of a sign-use ref whose algorithm signs digests (ECDSA, RSA,
+	// Ed25519ph), and returns the same signature Sign returns for that
+	// message. hash must be the algorithm's own hash (core/alg
+	// Spec.Hash) and digest exactly its size (EINVAL otherwise); an
+	// algorithm that signs only whole messages (Ed25519, Ed448, ML-DSA)
+	// is EPERM.
+	SignDigest(ctx context.Context, ref KeyRef, h Handle, hash crypto.Hash, digest []byte) ([]byte, error)
+
+	// MAC returns the tag of msg (at most MaxMACMessage bytes) under the
+	// key of a mac-use ref: the full HMAC output. Verification is the
+	// core's constant-time comparison with a tag MAC makes again.
+	MAC(ctx context.Context, ref KeyRef, h Handle, msg []byte) ([]byte, error)
 
 	// Seal encrypts plaintext (at most MaxSealPlaintext bytes) with the key
 	// of a decrypt-use ref, authenticating aad (at most MaxProviderAAD

@@ -2,6 +2,7 @@ package fairsched
 
 import (
 	"context"
+	"crypto"
 
 	"github.com/nexus-os/keystored/core/alg"
 	"github.com/nexus-os/keystored/core/provider"
@@ -112,6 +113,30 @@ func (w *scheduled) Sign(ctx context.Context, ref provider.KeyRef, h provider.Ha
 
 func (w *scheduled) signOn(sl Slot, ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
 	return on(sl, func() ([]byte, error) { return w.p.Sign(ctx, ref, h, msg) })
+}
+
+func (w *scheduled) SignDigest(ctx context.Context, ref provider.KeyRef, h provider.Handle, hash crypto.Hash, digest []byte) ([]byte, error) {
+	sl, err := w.s.Acquire(ctx, w.tenantOf(ctx), w.cost(ref.Algorithm, false, 0))
+	if err != nil {
+		return nil, err
+	}
+	defer sl.Release()
+	if sl.Heavy() {
+		return on(sl, func() ([]byte, error) { return w.p.SignDigest(ctx, ref, h, hash, digest) })
+	}
+	return w.p.SignDigest(ctx, ref, h, hash, digest)
+}
+
+func (w *scheduled) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	sl, err := w.s.Acquire(ctx, w.tenantOf(ctx), w.cost(ref.Algorithm, false, len(msg)))
+	if err != nil {
+		return nil, err
+	}
+	defer sl.Release()
+	if sl.Heavy() {
+		return on(sl, func() ([]byte, error) { return w.p.MAC(ctx, ref, h, msg) })
+	}
+	return w.p.MAC(ctx, ref, h, msg)
 }
 
 func (w *scheduled) Seal(ctx context.Context, ref provider.KeyRef, h provider.Handle, plaintext, aad []byte) ([]byte, error) {

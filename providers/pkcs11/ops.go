@@ -2,6 +2,7 @@ package pkcs11
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
@@ -525,4 +526,14 @@ func (p *tokenProvider) Destroy(ctx context.Context, ref provider.KeyRef, h prov
 		return err
 	})
 	return mapErr(keyMsg(ref), err)
+}
+
+// SignDigest implements provider.Provider. TODO(issue 11): not yet wired.
+func (p *tokenProvider) SignDigest(ctx context.Context, ref provider.KeyRef, h provider.Handle, hash crypto.Hash, digest []byte) ([]byte, error) {
+	return nil, provider.Errorf(provider.ENOTSUP, "SignDigest is not implemented yet")
+}
+
+// MAC implements provider.Provider. TODO(issue 11): not yet wired.
+func (p *tokenProvider) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	return nil, provider.Errorf(provider.ENOTSUP, "MAC is not implemented yet")
 }

@@ -944,7 +944,7 @@ type KeyMetadata struct {
 	// id is "<app>/<purpose>/<name>".
 	Id        string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Algorithm string `protobuf:"bytes,2,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
-	// uses is ["sign"] or ["decrypt"].
+	// uses is ["sign"], ["decrypt"] or ["mac"].
 	Uses           []string      `protobuf:"bytes,3,rep,name=uses,proto3" json:"uses,omitempty"`
 	State          KeyState      `protobuf:"varint,4,opt,name=state,proto3,enum=keystore.v1.KeyState" json:"state,omitempty"`
 	CurrentVersion uint32        `protobuf:"varint,5,opt,name=current_version,json=currentVersion,proto3" json:"current_version,omitempty"`
@@ -1101,10 +1101,15 @@ type CreateKeyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// key: "<purpose>/<name>", or "<app>/<purpose>/<name>".
 	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	// algorithm: e.g. "ed25519", "ml-dsa-65", "xchacha20-poly1305".
-	// Empty means xchacha20-poly1305.
-	Algorithm     string     `protobuf:"bytes,2,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
-	Policy        *KeyPolicy `protobuf:"bytes,3,opt,name=policy,proto3" json:"policy,omitempty"`
+	// algorithm: e.g. "ed25519", "ecdsa-p256-sha256", "xchacha20-poly1305",
+	// "hmac-sha256" (docs/api.md lists them). Empty means the provider's
+	// default for use.
+	Algorithm string     `protobuf:"bytes,2,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
+	Policy    *KeyPolicy `protobuf:"bytes,3,opt,name=policy,proto3" json:"policy,omitempty"`
+	// use: "sign", "decrypt" or "mac" (v1.3). With an algorithm it must be
+	// the algorithm's use; without one it picks the provider's first
+	// algorithm of that use in docs/api.md's order. Empty means "decrypt".
+	Use           string `protobuf:"bytes,4,opt,name=use,proto3" json:"use,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1158,6 +1163,13 @@ func (x *CreateKeyRequest) GetPolicy() *KeyPolicy {
 		return x.Policy
 	}
 	return nil
+}
+
+func (x *CreateKeyRequest) GetUse() string {
+	if x != nil {
+		return x.Use
+	}
+	return ""
 }
 
 type CreateKeyResponse struct {
@@ -1985,7 +1997,9 @@ type PublicKeyResponse struct {
 	Key       string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	Version   uint32 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
 	Algorithm string `protobuf:"bytes,3,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
-	// public_key is the raw public key (32 bytes for ed25519).
+	// public_key is the raw public key: 32 bytes for ed25519 and
+	// ed25519ph, the SEC 1 uncompressed point for ECDSA, the PKCS #1
+	// RSAPublicKey DER for RSA (docs/api.md).
 	PublicKey     []byte `protobuf:"bytes,4,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2052,8 +2066,17 @@ func (x *PublicKeyResponse) GetPublicKey() []byte {
 type SignRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	// message: at most 64 KiB.
-	Message       []byte `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// message: at most 64 KiB. Empty when digest is set.
+	Message []byte `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// version: 0 signs with the primary version; otherwise that version,
+	// while it is primary or retired (EKEYREVOKED once it is revoked).
+	Version int64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	// digest: the caller's hash of the message, instead of the message
+	// (ECDSA, RSA and ed25519ph keys; EPERM for others). digest_hash names
+	// the hash: "sha256", "sha384" or "sha512", which must be the
+	// algorithm's own; the digest must be exactly its size (EINVAL).
+	Digest        []byte `protobuf:"bytes,4,opt,name=digest,proto3" json:"digest,omitempty"`
+	DigestHash    string `protobuf:"bytes,5,opt,name=digest_hash,json=digestHash,proto3" json:"digest_hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2100,6 +2123,27 @@ func (x *SignRequest) GetMessage() []byte {
 		return x.Message
 	}
 	return nil
+}
+
+func (x *SignRequest) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *SignRequest) GetDigest() []byte {
+	if x != nil {
+		return x.Digest
+	}
+	return nil
+}
+
+func (x *SignRequest) GetDigestHash() string {
+	if x != nil {
+		return x.DigestHash
+	}
+	return ""
 }
 
 type SignResponse struct {
@@ -2169,9 +2213,12 @@ type VerifyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	// version: the one Sign returned; required.
-	Version       int64  `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
-	Message       []byte `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
-	Signature     []byte `protobuf:"bytes,4,opt,name=signature,proto3" json:"signature,omitempty"`
+	Version   int64  `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Message   []byte `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	Signature []byte `protobuf:"bytes,4,opt,name=signature,proto3" json:"signature,omitempty"`
+	// digest and digest_hash: as in SignRequest, instead of message.
+	Digest        []byte `protobuf:"bytes,5,opt,name=digest,proto3" json:"digest,omitempty"`
+	DigestHash    string `protobuf:"bytes,6,opt,name=digest_hash,json=digestHash,proto3" json:"digest_hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2234,6 +2281,20 @@ func (x *VerifyRequest) GetSignature() []byte {
 	return nil
 }
 
+func (x *VerifyRequest) GetDigest() []byte {
+	if x != nil {
+		return x.Digest
+	}
+	return nil
+}
+
+func (x *VerifyRequest) GetDigestHash() string {
+	if x != nil {
+		return x.DigestHash
+	}
+	return ""
+}
+
 type VerifyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// valid is false when the signature does not verify.
@@ -2279,6 +2340,236 @@ func (x *VerifyResponse) GetValid() bool {
 	return false
 }
 
+type MacRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// message: at most 1 MiB.
+	Message       []byte `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MacRequest) Reset() {
+	*x = MacRequest{}
+	mi := &file_keystore_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MacRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MacRequest) ProtoMessage() {}
+
+func (x *MacRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MacRequest.ProtoReflect.Descriptor instead.
+func (*MacRequest) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *MacRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *MacRequest) GetMessage() []byte {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+type MacResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key is the full key ID.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// version is the key version that made the tag.
+	Version uint32 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// tag is the full HMAC output (32, 48 or 64 bytes).
+	Tag           []byte `protobuf:"bytes,3,opt,name=tag,proto3" json:"tag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MacResponse) Reset() {
+	*x = MacResponse{}
+	mi := &file_keystore_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MacResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MacResponse) ProtoMessage() {}
+
+func (x *MacResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MacResponse.ProtoReflect.Descriptor instead.
+func (*MacResponse) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *MacResponse) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *MacResponse) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *MacResponse) GetTag() []byte {
+	if x != nil {
+		return x.Tag
+	}
+	return nil
+}
+
+type VerifyMacRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// version: the one Mac returned; required.
+	Version       int64  `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Message       []byte `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	Tag           []byte `protobuf:"bytes,4,opt,name=tag,proto3" json:"tag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyMacRequest) Reset() {
+	*x = VerifyMacRequest{}
+	mi := &file_keystore_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyMacRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyMacRequest) ProtoMessage() {}
+
+func (x *VerifyMacRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyMacRequest.ProtoReflect.Descriptor instead.
+func (*VerifyMacRequest) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *VerifyMacRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *VerifyMacRequest) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *VerifyMacRequest) GetMessage() []byte {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *VerifyMacRequest) GetTag() []byte {
+	if x != nil {
+		return x.Tag
+	}
+	return nil
+}
+
+type VerifyMacResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// valid is false when the tag does not match.
+	Valid         bool `protobuf:"varint,1,opt,name=valid,proto3" json:"valid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyMacResponse) Reset() {
+	*x = VerifyMacResponse{}
+	mi := &file_keystore_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyMacResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyMacResponse) ProtoMessage() {}
+
+func (x *VerifyMacResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyMacResponse.ProtoReflect.Descriptor instead.
+func (*VerifyMacResponse) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *VerifyMacResponse) GetValid() bool {
+	if x != nil {
+		return x.Valid
+	}
+	return false
+}
+
 type SealRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -2292,7 +2583,7 @@ type SealRequest struct {
 
 func (x *SealRequest) Reset() {
 	*x = SealRequest{}
-	mi := &file_keystore_proto_msgTypes[39]
+	mi := &file_keystore_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2304,7 +2595,7 @@ func (x *SealRequest) String() string {
 func (*SealRequest) ProtoMessage() {}
 
 func (x *SealRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[39]
+	mi := &file_keystore_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2317,7 +2608,7 @@ func (x *SealRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealRequest.ProtoReflect.Descriptor instead.
 func (*SealRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{39}
+	return file_keystore_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SealRequest) GetKey() string {
@@ -2353,7 +2644,7 @@ type SealResponse struct {
 
 func (x *SealResponse) Reset() {
 	*x = SealResponse{}
-	mi := &file_keystore_proto_msgTypes[40]
+	mi := &file_keystore_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2365,7 +2656,7 @@ func (x *SealResponse) String() string {
 func (*SealResponse) ProtoMessage() {}
 
 func (x *SealResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[40]
+	mi := &file_keystore_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2378,7 +2669,7 @@ func (x *SealResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealResponse.ProtoReflect.Descriptor instead.
 func (*SealResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{40}
+	return file_keystore_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SealResponse) GetSealed() []byte {
@@ -2406,7 +2697,7 @@ type UnsealRequest struct {
 
 func (x *UnsealRequest) Reset() {
 	*x = UnsealRequest{}
-	mi := &file_keystore_proto_msgTypes[41]
+	mi := &file_keystore_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2418,7 +2709,7 @@ func (x *UnsealRequest) String() string {
 func (*UnsealRequest) ProtoMessage() {}
 
 func (x *UnsealRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[41]
+	mi := &file_keystore_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2431,7 +2722,7 @@ func (x *UnsealRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsealRequest.ProtoReflect.Descriptor instead.
 func (*UnsealRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{41}
+	return file_keystore_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *UnsealRequest) GetKey() string {
@@ -2465,7 +2756,7 @@ type UnsealResponse struct {
 
 func (x *UnsealResponse) Reset() {
 	*x = UnsealResponse{}
-	mi := &file_keystore_proto_msgTypes[42]
+	mi := &file_keystore_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2477,7 +2768,7 @@ func (x *UnsealResponse) String() string {
 func (*UnsealResponse) ProtoMessage() {}
 
 func (x *UnsealResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[42]
+	mi := &file_keystore_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2490,7 +2781,7 @@ func (x *UnsealResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsealResponse.ProtoReflect.Descriptor instead.
 func (*UnsealResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{42}
+	return file_keystore_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *UnsealResponse) GetPlaintext() []byte {
@@ -2518,7 +2809,7 @@ type RewrapRequest struct {
 
 func (x *RewrapRequest) Reset() {
 	*x = RewrapRequest{}
-	mi := &file_keystore_proto_msgTypes[43]
+	mi := &file_keystore_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2530,7 +2821,7 @@ func (x *RewrapRequest) String() string {
 func (*RewrapRequest) ProtoMessage() {}
 
 func (x *RewrapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[43]
+	mi := &file_keystore_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2543,7 +2834,7 @@ func (x *RewrapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RewrapRequest.ProtoReflect.Descriptor instead.
 func (*RewrapRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{43}
+	return file_keystore_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RewrapRequest) GetKey() string {
@@ -2577,7 +2868,7 @@ type RewrapResponse struct {
 
 func (x *RewrapResponse) Reset() {
 	*x = RewrapResponse{}
-	mi := &file_keystore_proto_msgTypes[44]
+	mi := &file_keystore_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2589,7 +2880,7 @@ func (x *RewrapResponse) String() string {
 func (*RewrapResponse) ProtoMessage() {}
 
 func (x *RewrapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[44]
+	mi := &file_keystore_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2602,7 +2893,7 @@ func (x *RewrapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RewrapResponse.ProtoReflect.Descriptor instead.
 func (*RewrapResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{44}
+	return file_keystore_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RewrapResponse) GetSealed() []byte {
@@ -2631,7 +2922,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_keystore_proto_msgTypes[45]
+	mi := &file_keystore_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2643,7 +2934,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[45]
+	mi := &file_keystore_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2656,7 +2947,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{45}
+	return file_keystore_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ErrorDetail) GetReason() string {
@@ -2682,7 +2973,7 @@ type SignBatchRequest struct {
 
 func (x *SignBatchRequest) Reset() {
 	*x = SignBatchRequest{}
-	mi := &file_keystore_proto_msgTypes[46]
+	mi := &file_keystore_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2694,7 +2985,7 @@ func (x *SignBatchRequest) String() string {
 func (*SignBatchRequest) ProtoMessage() {}
 
 func (x *SignBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[46]
+	mi := &file_keystore_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2707,7 +2998,7 @@ func (x *SignBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchRequest.ProtoReflect.Descriptor instead.
 func (*SignBatchRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{46}
+	return file_keystore_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *SignBatchRequest) GetItems() []*SignRequest {
@@ -2728,7 +3019,7 @@ type SignResult struct {
 
 func (x *SignResult) Reset() {
 	*x = SignResult{}
-	mi := &file_keystore_proto_msgTypes[47]
+	mi := &file_keystore_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2740,7 +3031,7 @@ func (x *SignResult) String() string {
 func (*SignResult) ProtoMessage() {}
 
 func (x *SignResult) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[47]
+	mi := &file_keystore_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2753,7 +3044,7 @@ func (x *SignResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignResult.ProtoReflect.Descriptor instead.
 func (*SignResult) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{47}
+	return file_keystore_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *SignResult) GetResponse() *SignResponse {
@@ -2779,7 +3070,7 @@ type SignBatchResponse struct {
 
 func (x *SignBatchResponse) Reset() {
 	*x = SignBatchResponse{}
-	mi := &file_keystore_proto_msgTypes[48]
+	mi := &file_keystore_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2791,7 +3082,7 @@ func (x *SignBatchResponse) String() string {
 func (*SignBatchResponse) ProtoMessage() {}
 
 func (x *SignBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[48]
+	mi := &file_keystore_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2804,7 +3095,7 @@ func (x *SignBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchResponse.ProtoReflect.Descriptor instead.
 func (*SignBatchResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{48}
+	return file_keystore_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *SignBatchResponse) GetResults() []*SignResult {
@@ -2823,7 +3114,7 @@ type SealBatchRequest struct {
 
 func (x *SealBatchRequest) Reset() {
 	*x = SealBatchRequest{}
-	mi := &file_keystore_proto_msgTypes[49]
+	mi := &file_keystore_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2835,7 +3126,7 @@ func (x *SealBatchRequest) String() string {
 func (*SealBatchRequest) ProtoMessage() {}
 
 func (x *SealBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[49]
+	mi := &file_keystore_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2848,7 +3139,7 @@ func (x *SealBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealBatchRequest.ProtoReflect.Descriptor instead.
 func (*SealBatchRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{49}
+	return file_keystore_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *SealBatchRequest) GetItems() []*SealRequest {
@@ -2868,7 +3159,7 @@ type SealResult struct {
 
 func (x *SealResult) Reset() {
 	*x = SealResult{}
-	mi := &file_keystore_proto_msgTypes[50]
+	mi := &file_keystore_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2880,7 +3171,7 @@ func (x *SealResult) String() string {
 func (*SealResult) ProtoMessage() {}
 
 func (x *SealResult) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[50]
+	mi := &file_keystore_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2893,7 +3184,7 @@ func (x *SealResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealResult.ProtoReflect.Descriptor instead.
 func (*SealResult) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{50}
+	return file_keystore_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *SealResult) GetResponse() *SealResponse {
@@ -2919,7 +3210,7 @@ type SealBatchResponse struct {
 
 func (x *SealBatchResponse) Reset() {
 	*x = SealBatchResponse{}
-	mi := &file_keystore_proto_msgTypes[51]
+	mi := &file_keystore_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2931,7 +3222,7 @@ func (x *SealBatchResponse) String() string {
 func (*SealBatchResponse) ProtoMessage() {}
 
 func (x *SealBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[51]
+	mi := &file_keystore_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2944,7 +3235,7 @@ func (x *SealBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealBatchResponse.ProtoReflect.Descriptor instead.
 func (*SealBatchResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{51}
+	return file_keystore_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *SealBatchResponse) GetResults() []*SealResult {
@@ -2963,7 +3254,7 @@ type UnsealBatchRequest struct {
 
 func (x *UnsealBatchRequest) Reset() {
 	*x = UnsealBatchRequest{}
-	mi := &file_keystore_proto_msgTypes[52]
+	mi := &file_keystore_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2975,7 +3266,7 @@ func (x *UnsealBatchRequest) String() string {
 func (*UnsealBatchRequest) ProtoMessage() {}
 
 func (x *UnsealBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[52]
+	mi := &file_keystore_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2988,7 +3279,7 @@ func (x *UnsealBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsealBatchRequest.ProtoReflect.Descriptor instead.
 func (*UnsealBatchRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{52}
+	return file_keystore_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *UnsealBatchRequest) GetItems() []*UnsealRequest {
@@ -3008,7 +3299,7 @@ type UnsealResult struct {
 
 func (x *UnsealResult) Reset() {
 	*x = UnsealResult{}
-	mi := &file_keystore_proto_msgTypes[53]
+	mi := &file_keystore_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3020,7 +3311,7 @@ func (x *UnsealResult) String() string {
 func (*UnsealResult) ProtoMessage() {}
 
 func (x *UnsealResult) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[53]
+	mi := &file_keystore_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3033,7 +3324,7 @@ func (x *UnsealResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsealResult.ProtoReflect.Descriptor instead.
 func (*UnsealResult) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{53}
+	return file_keystore_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *UnsealResult) GetResponse() *UnsealResponse {
@@ -3059,7 +3350,7 @@ type UnsealBatchResponse struct {
 
 func (x *UnsealBatchResponse) Reset() {
 	*x = UnsealBatchResponse{}
-	mi := &file_keystore_proto_msgTypes[54]
+	mi := &file_keystore_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3071,7 +3362,7 @@ func (x *UnsealBatchResponse) String() string {
 func (*UnsealBatchResponse) ProtoMessage() {}
 
 func (x *UnsealBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[54]
+	mi := &file_keystore_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3084,10 +3375,290 @@ func (x *UnsealBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsealBatchResponse.ProtoReflect.Descriptor instead.
 func (*UnsealBatchResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{54}
+	return file_keystore_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *UnsealBatchResponse) GetResults() []*UnsealResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type MacBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Items         []*MacRequest          `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MacBatchRequest) Reset() {
+	*x = MacBatchRequest{}
+	mi := &file_keystore_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MacBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MacBatchRequest) ProtoMessage() {}
+
+func (x *MacBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MacBatchRequest.ProtoReflect.Descriptor instead.
+func (*MacBatchRequest) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *MacBatchRequest) GetItems() []*MacRequest {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type MacResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Response      *MacResponse           `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	Error         *ErrorDetail           `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MacResult) Reset() {
+	*x = MacResult{}
+	mi := &file_keystore_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MacResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MacResult) ProtoMessage() {}
+
+func (x *MacResult) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MacResult.ProtoReflect.Descriptor instead.
+func (*MacResult) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *MacResult) GetResponse() *MacResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *MacResult) GetError() *ErrorDetail {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+type MacBatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*MacResult           `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MacBatchResponse) Reset() {
+	*x = MacBatchResponse{}
+	mi := &file_keystore_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MacBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MacBatchResponse) ProtoMessage() {}
+
+func (x *MacBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MacBatchResponse.ProtoReflect.Descriptor instead.
+func (*MacBatchResponse) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *MacBatchResponse) GetResults() []*MacResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type VerifyMacBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Items         []*VerifyMacRequest    `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyMacBatchRequest) Reset() {
+	*x = VerifyMacBatchRequest{}
+	mi := &file_keystore_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyMacBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyMacBatchRequest) ProtoMessage() {}
+
+func (x *VerifyMacBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyMacBatchRequest.ProtoReflect.Descriptor instead.
+func (*VerifyMacBatchRequest) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *VerifyMacBatchRequest) GetItems() []*VerifyMacRequest {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type VerifyMacResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Response      *VerifyMacResponse     `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	Error         *ErrorDetail           `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyMacResult) Reset() {
+	*x = VerifyMacResult{}
+	mi := &file_keystore_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyMacResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyMacResult) ProtoMessage() {}
+
+func (x *VerifyMacResult) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyMacResult.ProtoReflect.Descriptor instead.
+func (*VerifyMacResult) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *VerifyMacResult) GetResponse() *VerifyMacResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *VerifyMacResult) GetError() *ErrorDetail {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+type VerifyMacBatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*VerifyMacResult     `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyMacBatchResponse) Reset() {
+	*x = VerifyMacBatchResponse{}
+	mi := &file_keystore_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyMacBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyMacBatchResponse) ProtoMessage() {}
+
+func (x *VerifyMacBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyMacBatchResponse.ProtoReflect.Descriptor instead.
+func (*VerifyMacBatchResponse) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *VerifyMacBatchResponse) GetResults() []*VerifyMacResult {
 	if x != nil {
 		return x.Results
 	}
@@ -3102,7 +3673,7 @@ type WrappingKeyStatusRequest struct {
 
 func (x *WrappingKeyStatusRequest) Reset() {
 	*x = WrappingKeyStatusRequest{}
-	mi := &file_keystore_proto_msgTypes[55]
+	mi := &file_keystore_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3114,7 +3685,7 @@ func (x *WrappingKeyStatusRequest) String() string {
 func (*WrappingKeyStatusRequest) ProtoMessage() {}
 
 func (x *WrappingKeyStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[55]
+	mi := &file_keystore_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3127,7 +3698,7 @@ func (x *WrappingKeyStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WrappingKeyStatusRequest.ProtoReflect.Descriptor instead.
 func (*WrappingKeyStatusRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{55}
+	return file_keystore_proto_rawDescGZIP(), []int{65}
 }
 
 type WrappingKeyStatusResponse struct {
@@ -3150,7 +3721,7 @@ type WrappingKeyStatusResponse struct {
 
 func (x *WrappingKeyStatusResponse) Reset() {
 	*x = WrappingKeyStatusResponse{}
-	mi := &file_keystore_proto_msgTypes[56]
+	mi := &file_keystore_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3162,7 +3733,7 @@ func (x *WrappingKeyStatusResponse) String() string {
 func (*WrappingKeyStatusResponse) ProtoMessage() {}
 
 func (x *WrappingKeyStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[56]
+	mi := &file_keystore_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3175,7 +3746,7 @@ func (x *WrappingKeyStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WrappingKeyStatusResponse.ProtoReflect.Descriptor instead.
 func (*WrappingKeyStatusResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{56}
+	return file_keystore_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *WrappingKeyStatusResponse) GetCurrent() string {
@@ -3214,7 +3785,7 @@ type RotateWrappingKeyRequest struct {
 
 func (x *RotateWrappingKeyRequest) Reset() {
 	*x = RotateWrappingKeyRequest{}
-	mi := &file_keystore_proto_msgTypes[57]
+	mi := &file_keystore_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3226,7 +3797,7 @@ func (x *RotateWrappingKeyRequest) String() string {
 func (*RotateWrappingKeyRequest) ProtoMessage() {}
 
 func (x *RotateWrappingKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[57]
+	mi := &file_keystore_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3239,7 +3810,7 @@ func (x *RotateWrappingKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateWrappingKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateWrappingKeyRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{57}
+	return file_keystore_proto_rawDescGZIP(), []int{67}
 }
 
 type RotateWrappingKeyResponse struct {
@@ -3260,7 +3831,7 @@ type RotateWrappingKeyResponse struct {
 
 func (x *RotateWrappingKeyResponse) Reset() {
 	*x = RotateWrappingKeyResponse{}
-	mi := &file_keystore_proto_msgTypes[58]
+	mi := &file_keystore_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3272,7 +3843,7 @@ func (x *RotateWrappingKeyResponse) String() string {
 func (*RotateWrappingKeyResponse) ProtoMessage() {}
 
 func (x *RotateWrappingKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[58]
+	mi := &file_keystore_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3285,7 +3856,7 @@ func (x *RotateWrappingKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateWrappingKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateWrappingKeyResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{58}
+	return file_keystore_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *RotateWrappingKeyResponse) GetFrom() string {
@@ -3343,7 +3914,7 @@ type SweepKeysRequest struct {
 
 func (x *SweepKeysRequest) Reset() {
 	*x = SweepKeysRequest{}
-	mi := &file_keystore_proto_msgTypes[59]
+	mi := &file_keystore_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3355,7 +3926,7 @@ func (x *SweepKeysRequest) String() string {
 func (*SweepKeysRequest) ProtoMessage() {}
 
 func (x *SweepKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[59]
+	mi := &file_keystore_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3368,7 +3939,7 @@ func (x *SweepKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SweepKeysRequest.ProtoReflect.Descriptor instead.
 func (*SweepKeysRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{59}
+	return file_keystore_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *SweepKeysRequest) GetPageToken() string {
@@ -3398,7 +3969,7 @@ type RotatedKey struct {
 
 func (x *RotatedKey) Reset() {
 	*x = RotatedKey{}
-	mi := &file_keystore_proto_msgTypes[60]
+	mi := &file_keystore_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3410,7 +3981,7 @@ func (x *RotatedKey) String() string {
 func (*RotatedKey) ProtoMessage() {}
 
 func (x *RotatedKey) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[60]
+	mi := &file_keystore_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3423,7 +3994,7 @@ func (x *RotatedKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotatedKey.ProtoReflect.Descriptor instead.
 func (*RotatedKey) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{60}
+	return file_keystore_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *RotatedKey) GetKey() string {
@@ -3452,7 +4023,7 @@ type SweepFailure struct {
 
 func (x *SweepFailure) Reset() {
 	*x = SweepFailure{}
-	mi := &file_keystore_proto_msgTypes[61]
+	mi := &file_keystore_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3464,7 +4035,7 @@ func (x *SweepFailure) String() string {
 func (*SweepFailure) ProtoMessage() {}
 
 func (x *SweepFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[61]
+	mi := &file_keystore_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3477,7 +4048,7 @@ func (x *SweepFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SweepFailure.ProtoReflect.Descriptor instead.
 func (*SweepFailure) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{61}
+	return file_keystore_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *SweepFailure) GetKey() string {
@@ -3509,7 +4080,7 @@ type SweepKeysResponse struct {
 
 func (x *SweepKeysResponse) Reset() {
 	*x = SweepKeysResponse{}
-	mi := &file_keystore_proto_msgTypes[62]
+	mi := &file_keystore_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3521,7 +4092,7 @@ func (x *SweepKeysResponse) String() string {
 func (*SweepKeysResponse) ProtoMessage() {}
 
 func (x *SweepKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[62]
+	mi := &file_keystore_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3534,7 +4105,7 @@ func (x *SweepKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SweepKeysResponse.ProtoReflect.Descriptor instead.
 func (*SweepKeysResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{62}
+	return file_keystore_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *SweepKeysResponse) GetExamined() int32 {
@@ -3576,7 +4147,7 @@ type GetUsageRequest struct {
 
 func (x *GetUsageRequest) Reset() {
 	*x = GetUsageRequest{}
-	mi := &file_keystore_proto_msgTypes[63]
+	mi := &file_keystore_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3588,7 +4159,7 @@ func (x *GetUsageRequest) String() string {
 func (*GetUsageRequest) ProtoMessage() {}
 
 func (x *GetUsageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[63]
+	mi := &file_keystore_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3601,7 +4172,7 @@ func (x *GetUsageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUsageRequest.ProtoReflect.Descriptor instead.
 func (*GetUsageRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{63}
+	return file_keystore_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *GetUsageRequest) GetApp() string {
@@ -3632,7 +4203,7 @@ type GetUsageResponse struct {
 
 func (x *GetUsageResponse) Reset() {
 	*x = GetUsageResponse{}
-	mi := &file_keystore_proto_msgTypes[64]
+	mi := &file_keystore_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3644,7 +4215,7 @@ func (x *GetUsageResponse) String() string {
 func (*GetUsageResponse) ProtoMessage() {}
 
 func (x *GetUsageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[64]
+	mi := &file_keystore_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3657,7 +4228,7 @@ func (x *GetUsageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUsageResponse.ProtoReflect.Descriptor instead.
 func (*GetUsageResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{64}
+	return file_keystore_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *GetUsageResponse) GetApp() string {
@@ -3785,11 +4356,12 @@ const file_keystore_proto_rawDesc = "" +
 	"\arevoked\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\arevoked\x128\n" +
 	"\tdestroyed\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tdestroyed\x12=\n" +
 	"\frotation_due\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\vrotationDue\x12)\n" +
-	"\x10rotation_overdue\x18\x0e \x01(\bR\x0frotationOverdue\"r\n" +
+	"\x10rotation_overdue\x18\x0e \x01(\bR\x0frotationOverdue\"\x84\x01\n" +
 	"\x10CreateKeyRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1c\n" +
 	"\talgorithm\x18\x02 \x01(\tR\talgorithm\x12.\n" +
-	"\x06policy\x18\x03 \x01(\v2\x16.keystore.v1.KeyPolicyR\x06policy\"?\n" +
+	"\x06policy\x18\x03 \x01(\v2\x16.keystore.v1.KeyPolicyR\x06policy\x12\x10\n" +
+	"\x03use\x18\x04 \x01(\tR\x03use\"?\n" +
 	"\x11CreateKeyResponse\x12*\n" +
 	"\x03key\x18\x01 \x01(\v2\x18.keystore.v1.KeyMetadataR\x03key\"!\n" +
 	"\rGetKeyRequest\x12\x10\n" +
@@ -3840,20 +4412,42 @@ const file_keystore_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12\x1c\n" +
 	"\talgorithm\x18\x03 \x01(\tR\talgorithm\x12\x1d\n" +
 	"\n" +
-	"public_key\x18\x04 \x01(\fR\tpublicKey\"9\n" +
+	"public_key\x18\x04 \x01(\fR\tpublicKey\"\x8c\x01\n" +
 	"\vSignRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\fR\amessage\"X\n" +
+	"\amessage\x18\x02 \x01(\fR\amessage\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x03R\aversion\x12\x16\n" +
+	"\x06digest\x18\x04 \x01(\fR\x06digest\x12\x1f\n" +
+	"\vdigest_hash\x18\x05 \x01(\tR\n" +
+	"digestHash\"X\n" +
 	"\fSignResponse\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12\x1c\n" +
-	"\tsignature\x18\x03 \x01(\fR\tsignature\"s\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\"\xac\x01\n" +
 	"\rVerifyRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\fR\amessage\x12\x1c\n" +
-	"\tsignature\x18\x04 \x01(\fR\tsignature\"&\n" +
+	"\tsignature\x18\x04 \x01(\fR\tsignature\x12\x16\n" +
+	"\x06digest\x18\x05 \x01(\fR\x06digest\x12\x1f\n" +
+	"\vdigest_hash\x18\x06 \x01(\tR\n" +
+	"digestHash\"&\n" +
 	"\x0eVerifyResponse\x12\x14\n" +
+	"\x05valid\x18\x01 \x01(\bR\x05valid\"8\n" +
+	"\n" +
+	"MacRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\fR\amessage\"K\n" +
+	"\vMacResponse\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\rR\aversion\x12\x10\n" +
+	"\x03tag\x18\x03 \x01(\fR\x03tag\"j\n" +
+	"\x10VerifyMacRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\fR\amessage\x12\x10\n" +
+	"\x03tag\x18\x04 \x01(\fR\x03tag\")\n" +
+	"\x11VerifyMacResponse\x12\x14\n" +
 	"\x05valid\x18\x01 \x01(\bR\x05valid\"O\n" +
 	"\vSealRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1c\n" +
@@ -3901,7 +4495,21 @@ const file_keystore_proto_rawDesc = "" +
 	"\bresponse\x18\x01 \x01(\v2\x1b.keystore.v1.UnsealResponseR\bresponse\x12.\n" +
 	"\x05error\x18\x02 \x01(\v2\x18.keystore.v1.ErrorDetailR\x05error\"J\n" +
 	"\x13UnsealBatchResponse\x123\n" +
-	"\aresults\x18\x01 \x03(\v2\x19.keystore.v1.UnsealResultR\aresults\"\x1a\n" +
+	"\aresults\x18\x01 \x03(\v2\x19.keystore.v1.UnsealResultR\aresults\"@\n" +
+	"\x0fMacBatchRequest\x12-\n" +
+	"\x05items\x18\x01 \x03(\v2\x17.keystore.v1.MacRequestR\x05items\"q\n" +
+	"\tMacResult\x124\n" +
+	"\bresponse\x18\x01 \x01(\v2\x18.keystore.v1.MacResponseR\bresponse\x12.\n" +
+	"\x05error\x18\x02 \x01(\v2\x18.keystore.v1.ErrorDetailR\x05error\"D\n" +
+	"\x10MacBatchResponse\x120\n" +
+	"\aresults\x18\x01 \x03(\v2\x16.keystore.v1.MacResultR\aresults\"L\n" +
+	"\x15VerifyMacBatchRequest\x123\n" +
+	"\x05items\x18\x01 \x03(\v2\x1d.keystore.v1.VerifyMacRequestR\x05items\"}\n" +
+	"\x0fVerifyMacResult\x12:\n" +
+	"\bresponse\x18\x01 \x01(\v2\x1e.keystore.v1.VerifyMacResponseR\bresponse\x12.\n" +
+	"\x05error\x18\x02 \x01(\v2\x18.keystore.v1.ErrorDetailR\x05error\"P\n" +
+	"\x16VerifyMacBatchResponse\x126\n" +
+	"\aresults\x18\x01 \x03(\v2\x1c.keystore.v1.VerifyMacResultR\aresults\"\x1a\n" +
 	"\x18WrappingKeyStatusRequest\"\xa3\x01\n" +
 	"\x19WrappingKeyStatusResponse\x12\x18\n" +
 	"\acurrent\x18\x01 \x01(\tR\acurrent\x12\x18\n" +
@@ -3963,8 +4571,7 @@ const file_keystore_proto_rawDesc = "" +
 	"\x03Put\x12\x1c.keystore.v1.PutValueRequest\x1a\x1d.keystore.v1.PutValueResponse\x12B\n" +
 	"\x03Get\x12\x1c.keystore.v1.GetValueRequest\x1a\x1d.keystore.v1.GetValueResponse\x12K\n" +
 	"\x06Delete\x12\x1f.keystore.v1.DeleteValueRequest\x1a .keystore.v1.DeleteValueResponse\x12G\n" +
-	"\x04List\x12\x1e.keystore.v1.ListValuesRequest\x1a\x1f.keystore.v1.ListValuesResponse2\xec\n" +
-	"\n" +
+	"\x04List\x12\x1e.keystore.v1.ListValuesRequest\x1a\x1f.keystore.v1.ListValuesResponse2\x96\r\n" +
 	"\x04Keys\x12G\n" +
 	"\x06Create\x12\x1d.keystore.v1.CreateKeyRequest\x1a\x1e.keystore.v1.CreateKeyResponse\x12>\n" +
 	"\x03Get\x12\x1a.keystore.v1.GetKeyRequest\x1a\x1b.keystore.v1.GetKeyResponse\x12C\n" +
@@ -3984,7 +4591,11 @@ const file_keystore_proto_rawDesc = "" +
 	"\tSealBatch\x12\x1d.keystore.v1.SealBatchRequest\x1a\x1e.keystore.v1.SealBatchResponse\x12P\n" +
 	"\vUnsealBatch\x12\x1f.keystore.v1.UnsealBatchRequest\x1a .keystore.v1.UnsealBatchResponse\x12F\n" +
 	"\x05Sweep\x12\x1d.keystore.v1.SweepKeysRequest\x1a\x1e.keystore.v1.SweepKeysResponse\x12G\n" +
-	"\bGetUsage\x12\x1c.keystore.v1.GetUsageRequest\x1a\x1d.keystore.v1.GetUsageResponse2\xcf\x01\n" +
+	"\bGetUsage\x12\x1c.keystore.v1.GetUsageRequest\x1a\x1d.keystore.v1.GetUsageResponse\x128\n" +
+	"\x03Mac\x12\x17.keystore.v1.MacRequest\x1a\x18.keystore.v1.MacResponse\x12J\n" +
+	"\tVerifyMac\x12\x1d.keystore.v1.VerifyMacRequest\x1a\x1e.keystore.v1.VerifyMacResponse\x12G\n" +
+	"\bMacBatch\x12\x1c.keystore.v1.MacBatchRequest\x1a\x1d.keystore.v1.MacBatchResponse\x12Y\n" +
+	"\x0eVerifyMacBatch\x12\".keystore.v1.VerifyMacBatchRequest\x1a#.keystore.v1.VerifyMacBatchResponse2\xcf\x01\n" +
 	"\x05Admin\x12b\n" +
 	"\x11WrappingKeyStatus\x12%.keystore.v1.WrappingKeyStatusRequest\x1a&.keystore.v1.WrappingKeyStatusResponse\x12b\n" +
 	"\x11RotateWrappingKey\x12%.keystore.v1.RotateWrappingKeyRequest\x1a&.keystore.v1.RotateWrappingKeyResponseB:Z8github.com/nexus-os/keystored/api/keystore/v1;keystorev1b\x06proto3"
@@ -4002,7 +4613,7 @@ func file_keystore_proto_rawDescGZIP() []byte {
 }
 
 var file_keystore_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_keystore_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
+var file_keystore_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
 var file_keystore_proto_goTypes = []any{
 	(KeyState)(0),                     // 0: keystore.v1.KeyState
 	(VersionState)(0),                 // 1: keystore.v1.VersionState
@@ -4045,52 +4656,62 @@ var file_keystore_proto_goTypes = []any{
 	(*SignResponse)(nil),              // 38: keystore.v1.SignResponse
 	(*VerifyRequest)(nil),             // 39: keystore.v1.VerifyRequest
 	(*VerifyResponse)(nil),            // 40: keystore.v1.VerifyResponse
-	(*SealRequest)(nil),               // 41: keystore.v1.SealRequest
-	(*SealResponse)(nil),              // 42: keystore.v1.SealResponse
-	(*UnsealRequest)(nil),             // 43: keystore.v1.UnsealRequest
-	(*UnsealResponse)(nil),            // 44: keystore.v1.UnsealResponse
-	(*RewrapRequest)(nil),             // 45: keystore.v1.RewrapRequest
-	(*RewrapResponse)(nil),            // 46: keystore.v1.RewrapResponse
-	(*ErrorDetail)(nil),               // 47: keystore.v1.ErrorDetail
-	(*SignBatchRequest)(nil),          // 48: keystore.v1.SignBatchRequest
-	(*SignResult)(nil),                // 49: keystore.v1.SignResult
-	(*SignBatchResponse)(nil),         // 50: keystore.v1.SignBatchResponse
-	(*SealBatchRequest)(nil),          // 51: keystore.v1.SealBatchRequest
-	(*SealResult)(nil),                // 52: keystore.v1.SealResult
-	(*SealBatchResponse)(nil),         // 53: keystore.v1.SealBatchResponse
-	(*UnsealBatchRequest)(nil),        // 54: keystore.v1.UnsealBatchRequest
-	(*UnsealResult)(nil),              // 55: keystore.v1.UnsealResult
-	(*UnsealBatchResponse)(nil),       // 56: keystore.v1.UnsealBatchResponse
-	(*WrappingKeyStatusRequest)(nil),  // 57: keystore.v1.WrappingKeyStatusRequest
-	(*WrappingKeyStatusResponse)(nil), // 58: keystore.v1.WrappingKeyStatusResponse
-	(*RotateWrappingKeyRequest)(nil),  // 59: keystore.v1.RotateWrappingKeyRequest
-	(*RotateWrappingKeyResponse)(nil), // 60: keystore.v1.RotateWrappingKeyResponse
-	(*SweepKeysRequest)(nil),          // 61: keystore.v1.SweepKeysRequest
-	(*RotatedKey)(nil),                // 62: keystore.v1.RotatedKey
-	(*SweepFailure)(nil),              // 63: keystore.v1.SweepFailure
-	(*SweepKeysResponse)(nil),         // 64: keystore.v1.SweepKeysResponse
-	(*GetUsageRequest)(nil),           // 65: keystore.v1.GetUsageRequest
-	(*GetUsageResponse)(nil),          // 66: keystore.v1.GetUsageResponse
-	(*timestamppb.Timestamp)(nil),     // 67: google.protobuf.Timestamp
+	(*MacRequest)(nil),                // 41: keystore.v1.MacRequest
+	(*MacResponse)(nil),               // 42: keystore.v1.MacResponse
+	(*VerifyMacRequest)(nil),          // 43: keystore.v1.VerifyMacRequest
+	(*VerifyMacResponse)(nil),         // 44: keystore.v1.VerifyMacResponse
+	(*SealRequest)(nil),               // 45: keystore.v1.SealRequest
+	(*SealResponse)(nil),              // 46: keystore.v1.SealResponse
+	(*UnsealRequest)(nil),             // 47: keystore.v1.UnsealRequest
+	(*UnsealResponse)(nil),            // 48: keystore.v1.UnsealResponse
+	(*RewrapRequest)(nil),             // 49: keystore.v1.RewrapRequest
+	(*RewrapResponse)(nil),            // 50: keystore.v1.RewrapResponse
+	(*ErrorDetail)(nil),               // 51: keystore.v1.ErrorDetail
+	(*SignBatchRequest)(nil),          // 52: keystore.v1.SignBatchRequest
+	(*SignResult)(nil),                // 53: keystore.v1.SignResult
+	(*SignBatchResponse)(nil),         // 54: keystore.v1.SignBatchResponse
+	(*SealBatchRequest)(nil),          // 55: keystore.v1.SealBatchRequest
+	(*SealResult)(nil),                // 56: keystore.v1.SealResult
+	(*SealBatchResponse)(nil),         // 57: keystore.v1.SealBatchResponse
+	(*UnsealBatchRequest)(nil),        // 58: keystore.v1.UnsealBatchRequest
+	(*UnsealResult)(nil),              // 59: keystore.v1.UnsealResult
+	(*UnsealBatchResponse)(nil),       // 60: keystore.v1.UnsealBatchResponse
+	(*MacBatchRequest)(nil),           // 61: keystore.v1.MacBatchRequest
+	(*MacResult)(nil),                 // 62: keystore.v1.MacResult
+	(*MacBatchResponse)(nil),          // 63: keystore.v1.MacBatchResponse
+	(*VerifyMacBatchRequest)(nil),     // 64: keystore.v1.VerifyMacBatchRequest
+	(*VerifyMacResult)(nil),           // 65: keystore.v1.VerifyMacResult
+	(*VerifyMacBatchResponse)(nil),    // 66: keystore.v1.VerifyMacBatchResponse
+	(*WrappingKeyStatusRequest)(nil),  // 67: keystore.v1.WrappingKeyStatusRequest
+	(*WrappingKeyStatusResponse)(nil), // 68: keystore.v1.WrappingKeyStatusResponse
+	(*RotateWrappingKeyRequest)(nil),  // 69: keystore.v1.RotateWrappingKeyRequest
+	(*RotateWrappingKeyResponse)(nil), // 70: keystore.v1.RotateWrappingKeyResponse
+	(*SweepKeysRequest)(nil),          // 71: keystore.v1.SweepKeysRequest
+	(*RotatedKey)(nil),                // 72: keystore.v1.RotatedKey
+	(*SweepFailure)(nil),              // 73: keystore.v1.SweepFailure
+	(*SweepKeysResponse)(nil),         // 74: keystore.v1.SweepKeysResponse
+	(*GetUsageRequest)(nil),           // 75: keystore.v1.GetUsageRequest
+	(*GetUsageResponse)(nil),          // 76: keystore.v1.GetUsageResponse
+	(*timestamppb.Timestamp)(nil),     // 77: google.protobuf.Timestamp
 }
 var file_keystore_proto_depIdxs = []int32{
 	2,  // 0: keystore.v1.ListAnchorsResponse.anchors:type_name -> keystore.v1.TrustAnchor
 	1,  // 1: keystore.v1.KeyVersion.state:type_name -> keystore.v1.VersionState
-	67, // 2: keystore.v1.KeyVersion.created:type_name -> google.protobuf.Timestamp
-	67, // 3: keystore.v1.KeyVersion.retired:type_name -> google.protobuf.Timestamp
-	67, // 4: keystore.v1.KeyVersion.revoked:type_name -> google.protobuf.Timestamp
-	67, // 5: keystore.v1.KeyVersion.destroyed:type_name -> google.protobuf.Timestamp
+	77, // 2: keystore.v1.KeyVersion.created:type_name -> google.protobuf.Timestamp
+	77, // 3: keystore.v1.KeyVersion.retired:type_name -> google.protobuf.Timestamp
+	77, // 4: keystore.v1.KeyVersion.revoked:type_name -> google.protobuf.Timestamp
+	77, // 5: keystore.v1.KeyVersion.destroyed:type_name -> google.protobuf.Timestamp
 	0,  // 6: keystore.v1.KeyMetadata.state:type_name -> keystore.v1.KeyState
 	16, // 7: keystore.v1.KeyMetadata.versions:type_name -> keystore.v1.KeyVersion
 	15, // 8: keystore.v1.KeyMetadata.policy:type_name -> keystore.v1.KeyPolicy
-	67, // 9: keystore.v1.KeyMetadata.created:type_name -> google.protobuf.Timestamp
-	67, // 10: keystore.v1.KeyMetadata.revoked:type_name -> google.protobuf.Timestamp
-	67, // 11: keystore.v1.KeyMetadata.destroyed:type_name -> google.protobuf.Timestamp
-	67, // 12: keystore.v1.KeyMetadata.rotation_due:type_name -> google.protobuf.Timestamp
+	77, // 9: keystore.v1.KeyMetadata.created:type_name -> google.protobuf.Timestamp
+	77, // 10: keystore.v1.KeyMetadata.revoked:type_name -> google.protobuf.Timestamp
+	77, // 11: keystore.v1.KeyMetadata.destroyed:type_name -> google.protobuf.Timestamp
+	77, // 12: keystore.v1.KeyMetadata.rotation_due:type_name -> google.protobuf.Timestamp
 	15, // 13: keystore.v1.CreateKeyRequest.policy:type_name -> keystore.v1.KeyPolicy
 	17, // 14: keystore.v1.CreateKeyResponse.key:type_name -> keystore.v1.KeyMetadata
 	17, // 15: keystore.v1.GetKeyResponse.key:type_name -> keystore.v1.KeyMetadata
-	47, // 16: keystore.v1.UnreadableKey.error:type_name -> keystore.v1.ErrorDetail
+	51, // 16: keystore.v1.UnreadableKey.error:type_name -> keystore.v1.ErrorDetail
 	17, // 17: keystore.v1.ListKeysResponse.keys:type_name -> keystore.v1.KeyMetadata
 	23, // 18: keystore.v1.ListKeysResponse.unreadable:type_name -> keystore.v1.UnreadableKey
 	17, // 19: keystore.v1.RotateKeyResponse.key:type_name -> keystore.v1.KeyMetadata
@@ -4101,78 +4722,94 @@ var file_keystore_proto_depIdxs = []int32{
 	17, // 24: keystore.v1.SetKeyPolicyResponse.key:type_name -> keystore.v1.KeyMetadata
 	37, // 25: keystore.v1.SignBatchRequest.items:type_name -> keystore.v1.SignRequest
 	38, // 26: keystore.v1.SignResult.response:type_name -> keystore.v1.SignResponse
-	47, // 27: keystore.v1.SignResult.error:type_name -> keystore.v1.ErrorDetail
-	49, // 28: keystore.v1.SignBatchResponse.results:type_name -> keystore.v1.SignResult
-	41, // 29: keystore.v1.SealBatchRequest.items:type_name -> keystore.v1.SealRequest
-	42, // 30: keystore.v1.SealResult.response:type_name -> keystore.v1.SealResponse
-	47, // 31: keystore.v1.SealResult.error:type_name -> keystore.v1.ErrorDetail
-	52, // 32: keystore.v1.SealBatchResponse.results:type_name -> keystore.v1.SealResult
-	43, // 33: keystore.v1.UnsealBatchRequest.items:type_name -> keystore.v1.UnsealRequest
-	44, // 34: keystore.v1.UnsealResult.response:type_name -> keystore.v1.UnsealResponse
-	47, // 35: keystore.v1.UnsealResult.error:type_name -> keystore.v1.ErrorDetail
-	55, // 36: keystore.v1.UnsealBatchResponse.results:type_name -> keystore.v1.UnsealResult
-	47, // 37: keystore.v1.SweepFailure.error:type_name -> keystore.v1.ErrorDetail
-	62, // 38: keystore.v1.SweepKeysResponse.rotated:type_name -> keystore.v1.RotatedKey
-	63, // 39: keystore.v1.SweepKeysResponse.failed:type_name -> keystore.v1.SweepFailure
-	3,  // 40: keystore.v1.TrustAnchors.ListAnchors:input_type -> keystore.v1.ListAnchorsRequest
-	5,  // 41: keystore.v1.TrustAnchors.Verify:input_type -> keystore.v1.VerifyAnchorRequest
-	7,  // 42: keystore.v1.Store.Put:input_type -> keystore.v1.PutValueRequest
-	9,  // 43: keystore.v1.Store.Get:input_type -> keystore.v1.GetValueRequest
-	11, // 44: keystore.v1.Store.Delete:input_type -> keystore.v1.DeleteValueRequest
-	13, // 45: keystore.v1.Store.List:input_type -> keystore.v1.ListValuesRequest
-	18, // 46: keystore.v1.Keys.Create:input_type -> keystore.v1.CreateKeyRequest
-	20, // 47: keystore.v1.Keys.Get:input_type -> keystore.v1.GetKeyRequest
-	22, // 48: keystore.v1.Keys.List:input_type -> keystore.v1.ListKeysRequest
-	25, // 49: keystore.v1.Keys.Rotate:input_type -> keystore.v1.RotateKeyRequest
-	27, // 50: keystore.v1.Keys.Revoke:input_type -> keystore.v1.RevokeKeyRequest
-	29, // 51: keystore.v1.Keys.RevokeVersion:input_type -> keystore.v1.RevokeKeyVersionRequest
-	31, // 52: keystore.v1.Keys.Destroy:input_type -> keystore.v1.DestroyKeyRequest
-	33, // 53: keystore.v1.Keys.SetPolicy:input_type -> keystore.v1.SetKeyPolicyRequest
-	35, // 54: keystore.v1.Keys.PublicKey:input_type -> keystore.v1.PublicKeyRequest
-	37, // 55: keystore.v1.Keys.Sign:input_type -> keystore.v1.SignRequest
-	39, // 56: keystore.v1.Keys.Verify:input_type -> keystore.v1.VerifyRequest
-	41, // 57: keystore.v1.Keys.Seal:input_type -> keystore.v1.SealRequest
-	43, // 58: keystore.v1.Keys.Unseal:input_type -> keystore.v1.UnsealRequest
-	45, // 59: keystore.v1.Keys.Rewrap:input_type -> keystore.v1.RewrapRequest
-	48, // 60: keystore.v1.Keys.SignBatch:input_type -> keystore.v1.SignBatchRequest
-	51, // 61: keystore.v1.Keys.SealBatch:input_type -> keystore.v1.SealBatchRequest
-	54, // 62: keystore.v1.Keys.UnsealBatch:input_type -> keystore.v1.UnsealBatchRequest
-	61, // 63: keystore.v1.Keys.Sweep:input_type -> keystore.v1.SweepKeysRequest
-	65, // 64: keystore.v1.Keys.GetUsage:input_type -> keystore.v1.GetUsageRequest
-	57, // 65: keystore.v1.Admin.WrappingKeyStatus:input_type -> keystore.v1.WrappingKeyStatusRequest
-	59, // 66: keystore.v1.Admin.RotateWrappingKey:input_type -> keystore.v1.RotateWrappingKeyRequest
-	4,  // 67: keystore.v1.TrustAnchors.ListAnchors:output_type -> keystore.v1.ListAnchorsResponse
-	6,  // 68: keystore.v1.TrustAnchors.Verify:output_type -> keystore.v1.VerifyAnchorResponse
-	8,  // 69: keystore.v1.Store.Put:output_type -> keystore.v1.PutValueResponse
-	10, // 70: keystore.v1.Store.Get:output_type -> keystore.v1.GetValueResponse
-	12, // 71: keystore.v1.Store.Delete:output_type -> keystore.v1.DeleteValueResponse
-	14, // 72: keystore.v1.Store.List:output_type -> keystore.v1.ListValuesResponse
-	19, // 73: keystore.v1.Keys.Create:output_type -> keystore.v1.CreateKeyResponse
-	21, // 74: keystore.v1.Keys.Get:output_type -> keystore.v1.GetKeyResponse
-	24, // 75: keystore.v1.Keys.List:output_type -> keystore.v1.ListKeysResponse
-	26, // 76: keystore.v1.Keys.Rotate:output_type -> keystore.v1.RotateKeyResponse
-	28, // 77: keystore.v1.Keys.Revoke:output_type -> keystore.v1.RevokeKeyResponse
-	30, // 78: keystore.v1.Keys.RevokeVersion:output_type -> keystore.v1.RevokeKeyVersionResponse
-	32, // 79: keystore.v1.Keys.Destroy:output_type -> keystore.v1.DestroyKeyResponse
-	34, // 80: keystore.v1.Keys.SetPolicy:output_type -> keystore.v1.SetKeyPolicyResponse
-	36, // 81: keystore.v1.Keys.PublicKey:output_type -> keystore.v1.PublicKeyResponse
-	38, // 82: keystore.v1.Keys.Sign:output_type -> keystore.v1.SignResponse
-	40, // 83: keystore.v1.Keys.Verify:output_type -> keystore.v1.VerifyResponse
-	42, // 84: keystore.v1.Keys.Seal:output_type -> keystore.v1.SealResponse
-	44, // 85: keystore.v1.Keys.Unseal:output_type -> keystore.v1.UnsealResponse
-	46, // 86: keystore.v1.Keys.Rewrap:output_type -> keystore.v1.RewrapResponse
-	50, // 87: keystore.v1.Keys.SignBatch:output_type -> keystore.v1.SignBatchResponse
-	53, // 88: keystore.v1.Keys.SealBatch:output_type -> keystore.v1.SealBatchResponse
-	56, // 89: keystore.v1.Keys.UnsealBatch:output_type -> keystore.v1.UnsealBatchResponse
-	64, // 90: keystore.v1.Keys.Sweep:output_type -> keystore.v1.SweepKeysResponse
-	66, // 91: keystore.v1.Keys.GetUsage:output_type -> keystore.v1.GetUsageResponse
-	58, // 92: keystore.v1.Admin.WrappingKeyStatus:output_type -> keystore.v1.WrappingKeyStatusResponse
-	60, // 93: keystore.v1.Admin.RotateWrappingKey:output_type -> keystore.v1.RotateWrappingKeyResponse
-	67, // [67:94] is the sub-list for method output_type
-	40, // [40:67] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	51, // 27: keystore.v1.SignResult.error:type_name -> keystore.v1.ErrorDetail
+	53, // 28: keystore.v1.SignBatchResponse.results:type_name -> keystore.v1.SignResult
+	45, // 29: keystore.v1.SealBatchRequest.items:type_name -> keystore.v1.SealRequest
+	46, // 30: keystore.v1.SealResult.response:type_name -> keystore.v1.SealResponse
+	51, // 31: keystore.v1.SealResult.error:type_name -> keystore.v1.ErrorDetail
+	56, // 32: keystore.v1.SealBatchResponse.results:type_name -> keystore.v1.SealResult
+	47, // 33: keystore.v1.UnsealBatchRequest.items:type_name -> keystore.v1.UnsealRequest
+	48, // 34: keystore.v1.UnsealResult.response:type_name -> keystore.v1.UnsealResponse
+	51, // 35: keystore.v1.UnsealResult.error:type_name -> keystore.v1.ErrorDetail
+	59, // 36: keystore.v1.UnsealBatchResponse.results:type_name -> keystore.v1.UnsealResult
+	41, // 37: keystore.v1.MacBatchRequest.items:type_name -> keystore.v1.MacRequest
+	42, // 38: keystore.v1.MacResult.response:type_name -> keystore.v1.MacResponse
+	51, // 39: keystore.v1.MacResult.error:type_name -> keystore.v1.ErrorDetail
+	62, // 40: keystore.v1.MacBatchResponse.results:type_name -> keystore.v1.MacResult
+	43, // 41: keystore.v1.VerifyMacBatchRequest.items:type_name -> keystore.v1.VerifyMacRequest
+	44, // 42: keystore.v1.VerifyMacResult.response:type_name -> keystore.v1.VerifyMacResponse
+	51, // 43: keystore.v1.VerifyMacResult.error:type_name -> keystore.v1.ErrorDetail
+	65, // 44: keystore.v1.VerifyMacBatchResponse.results:type_name -> keystore.v1.VerifyMacResult
+	51, // 45: keystore.v1.SweepFailure.error:type_name -> keystore.v1.ErrorDetail
+	72, // 46: keystore.v1.SweepKeysResponse.rotated:type_name -> keystore.v1.RotatedKey
+	73, // 47: keystore.v1.SweepKeysResponse.failed:type_name -> keystore.v1.SweepFailure
+	3,  // 48: keystore.v1.TrustAnchors.ListAnchors:input_type -> keystore.v1.ListAnchorsRequest
+	5,  // 49: keystore.v1.TrustAnchors.Verify:input_type -> keystore.v1.VerifyAnchorRequest
+	7,  // 50: keystore.v1.Store.Put:input_type -> keystore.v1.PutValueRequest
+	9,  // 51: keystore.v1.Store.Get:input_type -> keystore.v1.GetValueRequest
+	11, // 52: keystore.v1.Store.Delete:input_type -> keystore.v1.DeleteValueRequest
+	13, // 53: keystore.v1.Store.List:input_type -> keystore.v1.ListValuesRequest
+	18, // 54: keystore.v1.Keys.Create:input_type -> keystore.v1.CreateKeyRequest
+	20, // 55: keystore.v1.Keys.Get:input_type -> keystore.v1.GetKeyRequest
+	22, // 56: keystore.v1.Keys.List:input_type -> keystore.v1.ListKeysRequest
+	25, // 57: keystore.v1.Keys.Rotate:input_type -> keystore.v1.RotateKeyRequest
+	27, // 58: keystore.v1.Keys.Revoke:input_type -> keystore.v1.RevokeKeyRequest
+	29, // 59: keystore.v1.Keys.RevokeVersion:input_type -> keystore.v1.RevokeKeyVersionRequest
+	31, // 60: keystore.v1.Keys.Destroy:input_type -> keystore.v1.DestroyKeyRequest
+	33, // 61: keystore.v1.Keys.SetPolicy:input_type -> keystore.v1.SetKeyPolicyRequest
+	35, // 62: keystore.v1.Keys.PublicKey:input_type -> keystore.v1.PublicKeyRequest
+	37, // 63: keystore.v1.Keys.Sign:input_type -> keystore.v1.SignRequest
+	39, // 64: keystore.v1.Keys.Verify:input_type -> keystore.v1.VerifyRequest
+	45, // 65: keystore.v1.Keys.Seal:input_type -> keystore.v1.SealRequest
+	47, // 66: keystore.v1.Keys.Unseal:input_type -> keystore.v1.UnsealRequest
+	49, // 67: keystore.v1.Keys.Rewrap:input_type -> keystore.v1.RewrapRequest
+	52, // 68: keystore.v1.Keys.SignBatch:input_type -> keystore.v1.SignBatchRequest
+	55, // 69: keystore.v1.Keys.SealBatch:input_type -> keystore.v1.SealBatchRequest
+	58, // 70: keystore.v1.Keys.UnsealBatch:input_type -> keystore.v1.UnsealBatchRequest
+	71, // 71: keystore.v1.Keys.Sweep:input_type -> keystore.v1.SweepKeysRequest
+	75, // 72: keystore.v1.Keys.GetUsage:input_type -> keystore.v1.GetUsageRequest
+	41, // 73: keystore.v1.Keys.Mac:input_type -> keystore.v1.MacRequest
+	43, // 74: keystore.v1.Keys.VerifyMac:input_type -> keystore.v1.VerifyMacRequest
+	61, // 75: keystore.v1.Keys.MacBatch:input_type -> keystore.v1.MacBatchRequest
+	64, // 76: keystore.v1.Keys.VerifyMacBatch:input_type -> keystore.v1.VerifyMacBatchRequest
+	67, // 77: keystore.v1.Admin.WrappingKeyStatus:input_type -> keystore.v1.WrappingKeyStatusRequest
+	69, // 78: keystore.v1.Admin.RotateWrappingKey:input_type -> keystore.v1.RotateWrappingKeyRequest
+	4,  // 79: keystore.v1.TrustAnchors.ListAnchors:output_type -> keystore.v1.ListAnchorsResponse
+	6,  // 80: keystore.v1.TrustAnchors.Verify:output_type -> keystore.v1.VerifyAnchorResponse
+	8,  // 81: keystore.v1.Store.Put:output_type -> keystore.v1.PutValueResponse
+	10, // 82: keystore.v1.Store.Get:output_type -> keystore.v1.GetValueResponse
+	12, // 83: keystore.v1.Store.Delete:output_type -> keystore.v1.DeleteValueResponse
+	14, // 84: keystore.v1.Store.List:output_type -> keystore.v1.ListValuesResponse
+	19, // 85: keystore.v1.Keys.Create:output_type -> keystore.v1.CreateKeyResponse
+	21, // 86: keystore.v1.Keys.Get:output_type -> keystore.v1.GetKeyResponse
+	24, // 87: keystore.v1.Keys.List:output_type -> keystore.v1.ListKeysResponse
+	26, // 88: keystore.v1.Keys.Rotate:output_type -> keystore.v1.RotateKeyResponse
+	28, // 89: keystore.v1.Keys.Revoke:output_type -> keystore.v1.RevokeKeyResponse
+	30, // 90: keystore.v1.Keys.RevokeVersion:output_type -> keystore.v1.RevokeKeyVersionResponse
+	32, // 91: keystore.v1.Keys.Destroy:output_type -> keystore.v1.DestroyKeyResponse
+	34, // 92: keystore.v1.Keys.SetPolicy:output_type -> keystore.v1.SetKeyPolicyResponse
+	36, // 93: keystore.v1.Keys.PublicKey:output_type -> keystore.v1.PublicKeyResponse
+	38, // 94: keystore.v1.Keys.Sign:output_type -> keystore.v1.SignResponse
+	40, // 95: keystore.v1.Keys.Verify:output_type -> keystore.v1.VerifyResponse
+	46, // 96: keystore.v1.Keys.Seal:output_type -> keystore.v1.SealResponse
+	48, // 97: keystore.v1.Keys.Unseal:output_type -> keystore.v1.UnsealResponse
+	50, // 98: keystore.v1.Keys.Rewrap:output_type -> keystore.v1.RewrapResponse
+	54, // 99: keystore.v1.Keys.SignBatch:output_type -> keystore.v1.SignBatchResponse
+	57, // 100: keystore.v1.Keys.SealBatch:output_type -> keystore.v1.SealBatchResponse
+	60, // 101: keystore.v1.Keys.UnsealBatch:output_type -> keystore.v1.UnsealBatchResponse
+	74, // 102: keystore.v1.Keys.Sweep:output_type -> keystore.v1.SweepKeysResponse
+	76, // 103: keystore.v1.Keys.GetUsage:output_type -> keystore.v1.GetUsageResponse
+	42, // 104: keystore.v1.Keys.Mac:output_type -> keystore.v1.MacResponse
+	44, // 105: keystore.v1.Keys.VerifyMac:output_type -> keystore.v1.VerifyMacResponse
+	63, // 106: keystore.v1.Keys.MacBatch:output_type -> keystore.v1.MacBatchResponse
+	66, // 107: keystore.v1.Keys.VerifyMacBatch:output_type -> keystore.v1.VerifyMacBatchResponse
+	68, // 108: keystore.v1.Admin.WrappingKeyStatus:output_type -> keystore.v1.WrappingKeyStatusResponse
+	70, // 109: keystore.v1.Admin.RotateWrappingKey:output_type -> keystore.v1.RotateWrappingKeyResponse
+	79, // [79:110] is the sub-list for method output_type
+	48, // [48:79] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_keystore_proto_init() }
@@ -4186,7 +4823,7 @@ func file_keystore_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keystore_proto_rawDesc), len(file_keystore_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   65,
+			NumMessages:   75,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -400,25 +400,29 @@ var Store_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Keys_Create_FullMethodName        = "/keystore.v1.Keys/Create"
-	Keys_Get_FullMethodName           = "/keystore.v1.Keys/Get"
-	Keys_List_FullMethodName          = "/keystore.v1.Keys/List"
-	Keys_Rotate_FullMethodName        = "/keystore.v1.Keys/Rotate"
-	Keys_Revoke_FullMethodName        = "/keystore.v1.Keys/Revoke"
-	Keys_RevokeVersion_FullMethodName = "/keystore.v1.Keys/RevokeVersion"
-	Keys_Destroy_FullMethodName       = "/keystore.v1.Keys/Destroy"
-	Keys_SetPolicy_FullMethodName     = "/keystore.v1.Keys/SetPolicy"
-	Keys_PublicKey_FullMethodName     = "/keystore.v1.Keys/PublicKey"
-	Keys_Sign_FullMethodName          = "/keystore.v1.Keys/Sign"
-	Keys_Verify_FullMethodName        = "/keystore.v1.Keys/Verify"
-	Keys_Seal_FullMethodName          = "/keystore.v1.Keys/Seal"
-	Keys_Unseal_FullMethodName        = "/keystore.v1.Keys/Unseal"
-	Keys_Rewrap_FullMethodName        = "/keystore.v1.Keys/Rewrap"
-	Keys_SignBatch_FullMethodName     = "/keystore.v1.Keys/SignBatch"
-	Keys_SealBatch_FullMethodName     = "/keystore.v1.Keys/SealBatch"
-	Keys_UnsealBatch_FullMethodName   = "/keystore.v1.Keys/UnsealBatch"
-	Keys_Sweep_FullMethodName         = "/keystore.v1.Keys/Sweep"
-	Keys_GetUsage_FullMethodName      = "/keystore.v1.Keys/GetUsage"
+	Keys_Create_FullMethodName         = "/keystore.v1.Keys/Create"
+	Keys_Get_FullMethodName            = "/keystore.v1.Keys/Get"
+	Keys_List_FullMethodName           = "/keystore.v1.Keys/List"
+	Keys_Rotate_FullMethodName         = "/keystore.v1.Keys/Rotate"
+	Keys_Revoke_FullMethodName         = "/keystore.v1.Keys/Revoke"
+	Keys_RevokeVersion_FullMethodName  = "/keystore.v1.Keys/RevokeVersion"
+	Keys_Destroy_FullMethodName        = "/keystore.v1.Keys/Destroy"
+	Keys_SetPolicy_FullMethodName      = "/keystore.v1.Keys/SetPolicy"
+	Keys_PublicKey_FullMethodName      = "/keystore.v1.Keys/PublicKey"
+	Keys_Sign_FullMethodName           = "/keystore.v1.Keys/Sign"
+	Keys_Verify_FullMethodName         = "/keystore.v1.Keys/Verify"
+	Keys_Seal_FullMethodName           = "/keystore.v1.Keys/Seal"
+	Keys_Unseal_FullMethodName         = "/keystore.v1.Keys/Unseal"
+	Keys_Rewrap_FullMethodName         = "/keystore.v1.Keys/Rewrap"
+	Keys_SignBatch_FullMethodName      = "/keystore.v1.Keys/SignBatch"
+	Keys_SealBatch_FullMethodName      = "/keystore.v1.Keys/SealBatch"
+	Keys_UnsealBatch_FullMethodName    = "/keystore.v1.Keys/UnsealBatch"
+	Keys_Sweep_FullMethodName          = "/keystore.v1.Keys/Sweep"
+	Keys_GetUsage_FullMethodName       = "/keystore.v1.Keys/GetUsage"
+	Keys_Mac_FullMethodName            = "/keystore.v1.Keys/Mac"
+	Keys_VerifyMac_FullMethodName      = "/keystore.v1.Keys/VerifyMac"
+	Keys_MacBatch_FullMethodName       = "/keystore.v1.Keys/MacBatch"
+	Keys_VerifyMacBatch_FullMethodName = "/keystore.v1.Keys/VerifyMacBatch"
 )
 
 // KeysClient is the client API for Keys service.
@@ -454,6 +458,13 @@ type KeysClient interface {
 	// GetUsage returns what an app holds against its quotas: its keys and
 	// its Store values and bytes, with the limits.
 	GetUsage(ctx context.Context, in *GetUsageRequest, opts ...grpc.CallOption) (*GetUsageResponse, error)
+	// Mac returns the HMAC tag of a message under a mac key's primary
+	// version (v1.3); VerifyMac checks a tag against the version Mac
+	// returned, comparing in constant time.
+	Mac(ctx context.Context, in *MacRequest, opts ...grpc.CallOption) (*MacResponse, error)
+	VerifyMac(ctx context.Context, in *VerifyMacRequest, opts ...grpc.CallOption) (*VerifyMacResponse, error)
+	MacBatch(ctx context.Context, in *MacBatchRequest, opts ...grpc.CallOption) (*MacBatchResponse, error)
+	VerifyMacBatch(ctx context.Context, in *VerifyMacBatchRequest, opts ...grpc.CallOption) (*VerifyMacBatchResponse, error)
 }
 
 type keysClient struct {
@@ -654,6 +665,46 @@ func (c *keysClient) GetUsage(ctx context.Context, in *GetUsageRequest, opts ...
 	return out, nil
 }
 
+func (c *keysClient) Mac(ctx context.Context, in *MacRequest, opts ...grpc.CallOption) (*MacResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MacResponse)
+	err := c.cc.Invoke(ctx, Keys_Mac_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *keysClient) VerifyMac(ctx context.Context, in *VerifyMacRequest, opts ...grpc.CallOption) (*VerifyMacResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyMacResponse)
+	err := c.cc.Invoke(ctx, Keys_VerifyMac_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *keysClient) MacBatch(ctx context.Context, in *MacBatchRequest, opts ...grpc.CallOption) (*MacBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MacBatchResponse)
+	err := c.cc.Invoke(ctx, Keys_MacBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *keysClient) VerifyMacBatch(ctx context.Context, in *VerifyMacBatchRequest, opts ...grpc.CallOption) (*VerifyMacBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyMacBatchResponse)
+	err := c.cc.Invoke(ctx, Keys_VerifyMacBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KeysServer is the server API for Keys service.
 // All implementations must embed UnimplementedKeysServer
 // for forward compatibility.
@@ -687,6 +738,13 @@ type KeysServer interface {
 	// GetUsage returns what an app holds against its quotas: its keys and
 	// its Store values and bytes, with the limits.
 	GetUsage(context.Context, *GetUsageRequest) (*GetUsageResponse, error)
+	// Mac returns the HMAC tag of a message under a mac key's primary
+	// version (v1.3); VerifyMac checks a tag against the version Mac
+	// returned, comparing in constant time.
+	Mac(context.Context, *MacRequest) (*MacResponse, error)
+	VerifyMac(context.Context, *VerifyMacRequest) (*VerifyMacResponse, error)
+	MacBatch(context.Context, *MacBatchRequest) (*MacBatchResponse, error)
+	VerifyMacBatch(context.Context, *VerifyMacBatchRequest) (*VerifyMacBatchResponse, error)
 	mustEmbedUnimplementedKeysServer()
 }
 
@@ -753,6 +811,18 @@ func (UnimplementedKeysServer) Sweep(context.Context, *SweepKeysRequest) (*Sweep
 }
 func (UnimplementedKeysServer) GetUsage(context.Context, *GetUsageRequest) (*GetUsageResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetUsage not implemented")
+}
+func (UnimplementedKeysServer) Mac(context.Context, *MacRequest) (*MacResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Mac not implemented")
+}
+func (UnimplementedKeysServer) VerifyMac(context.Context, *VerifyMacRequest) (*VerifyMacResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VerifyMac not implemented")
+}
+func (UnimplementedKeysServer) MacBatch(context.Context, *MacBatchRequest) (*MacBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MacBatch not implemented")
+}
+func (UnimplementedKeysServer) VerifyMacBatch(context.Context, *VerifyMacBatchRequest) (*VerifyMacBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VerifyMacBatch not implemented")
 }
 func (UnimplementedKeysServer) mustEmbedUnimplementedKeysServer() {}
 func (UnimplementedKeysServer) testEmbeddedByValue()              {}
@@ -1117,6 +1187,78 @@ func _Keys_GetUsage_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Keys_Mac_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MacRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KeysServer).Mac(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Keys_Mac_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KeysServer).Mac(ctx, req.(*MacRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Keys_VerifyMac_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyMacRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KeysServer).VerifyMac(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Keys_VerifyMac_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KeysServer).VerifyMac(ctx, req.(*VerifyMacRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Keys_MacBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MacBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KeysServer).MacBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Keys_MacBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KeysServer).MacBatch(ctx, req.(*MacBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Keys_VerifyMacBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyMacBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KeysServer).VerifyMacBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Keys_VerifyMacBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KeysServer).VerifyMacBatch(ctx, req.(*VerifyMacBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Keys_ServiceDesc is the grpc.ServiceDesc for Keys service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1199,6 +1341,22 @@ var Keys_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetUsage",
 			Handler:    _Keys_GetUsage_Handler,
+		},
+		{
+			MethodName: "Mac",
+			Handler:    _Keys_Mac_Handler,
+		},
+		{
+			MethodName: "VerifyMac",
+			Handler:    _Keys_VerifyMac_Handler,
+		},
+		{
+			MethodName: "MacBatch",
+			Handler:    _Keys_MacBatch_Handler,
+		},
+		{
+			MethodName: "VerifyMacBatch",
+			Handler:    _Keys_VerifyMacBatch_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -28,6 +28,7 @@ const (
 	Use_USE_UNSPECIFIED Use = 0 // invalid
 	Use_USE_SIGN        Use = 1 // sign and verify
 	Use_USE_DECRYPT     Use = 2 // seal and open
+	Use_USE_MAC         Use = 3 // mac
 )
 
 // Enum value maps for Use.
@@ -36,11 +37,13 @@ var (
 		0: "USE_UNSPECIFIED",
 		1: "USE_SIGN",
 		2: "USE_DECRYPT",
+		3: "USE_MAC",
 	}
 	Use_value = map[string]int32{
 		"USE_UNSPECIFIED": 0,
 		"USE_SIGN":        1,
 		"USE_DECRYPT":     2,
+		"USE_MAC":         3,
 	}
 )
 
@@ -500,6 +503,179 @@ func (x *SignResponse) GetSignature() []byte {
 	return nil
 }
 
+type SignDigestRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ref           *KeyRef                `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Handle        []byte                 `protobuf:"bytes,2,opt,name=handle,proto3" json:"handle,omitempty"`
+	DigestHash    string                 `protobuf:"bytes,3,opt,name=digest_hash,json=digestHash,proto3" json:"digest_hash,omitempty"`
+	Digest        []byte                 `protobuf:"bytes,4,opt,name=digest,proto3" json:"digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignDigestRequest) Reset() {
+	*x = SignDigestRequest{}
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignDigestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignDigestRequest) ProtoMessage() {}
+
+func (x *SignDigestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignDigestRequest.ProtoReflect.Descriptor instead.
+func (*SignDigestRequest) Descriptor() ([]byte, []int) {
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SignDigestRequest) GetRef() *KeyRef {
+	if x != nil {
+		return x.Ref
+	}
+	return nil
+}
+
+func (x *SignDigestRequest) GetHandle() []byte {
+	if x != nil {
+		return x.Handle
+	}
+	return nil
+}
+
+func (x *SignDigestRequest) GetDigestHash() string {
+	if x != nil {
+		return x.DigestHash
+	}
+	return ""
+}
+
+func (x *SignDigestRequest) GetDigest() []byte {
+	if x != nil {
+		return x.Digest
+	}
+	return nil
+}
+
+type MacRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Ref    *KeyRef                `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Handle []byte                 `protobuf:"bytes,2,opt,name=handle,proto3" json:"handle,omitempty"`
+	// message: at most 1 MiB.
+	Message       []byte `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MacRequest) Reset() {
+	*x = MacRequest{}
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MacRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MacRequest) ProtoMessage() {}
+
+func (x *MacRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MacRequest.ProtoReflect.Descriptor instead.
+func (*MacRequest) Descriptor() ([]byte, []int) {
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *MacRequest) GetRef() *KeyRef {
+	if x != nil {
+		return x.Ref
+	}
+	return nil
+}
+
+func (x *MacRequest) GetHandle() []byte {
+	if x != nil {
+		return x.Handle
+	}
+	return nil
+}
+
+func (x *MacRequest) GetMessage() []byte {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+type MacResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tag           []byte                 `protobuf:"bytes,1,opt,name=tag,proto3" json:"tag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MacResponse) Reset() {
+	*x = MacResponse{}
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MacResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MacResponse) ProtoMessage() {}
+
+func (x *MacResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MacResponse.ProtoReflect.Descriptor instead.
+func (*MacResponse) Descriptor() ([]byte, []int) {
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *MacResponse) GetTag() []byte {
+	if x != nil {
+		return x.Tag
+	}
+	return nil
+}
+
 type SealRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Ref           *KeyRef                `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
@@ -512,7 +688,7 @@ type SealRequest struct {
 
 func (x *SealRequest) Reset() {
 	*x = SealRequest{}
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[7]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -524,7 +700,7 @@ func (x *SealRequest) String() string {
 func (*SealRequest) ProtoMessage() {}
 
 func (x *SealRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[7]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -537,7 +713,7 @@ func (x *SealRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealRequest.ProtoReflect.Descriptor instead.
 func (*SealRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{7}
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SealRequest) GetRef() *KeyRef {
@@ -578,7 +754,7 @@ type SealResponse struct {
 
 func (x *SealResponse) Reset() {
 	*x = SealResponse{}
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[8]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -590,7 +766,7 @@ func (x *SealResponse) String() string {
 func (*SealResponse) ProtoMessage() {}
 
 func (x *SealResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[8]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -603,7 +779,7 @@ func (x *SealResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealResponse.ProtoReflect.Descriptor instead.
 func (*SealResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{8}
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SealResponse) GetSealed() []byte {
@@ -625,7 +801,7 @@ type OpenRequest struct {
 
 func (x *OpenRequest) Reset() {
 	*x = OpenRequest{}
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[9]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -637,7 +813,7 @@ func (x *OpenRequest) String() string {
 func (*OpenRequest) ProtoMessage() {}
 
 func (x *OpenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[9]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -650,7 +826,7 @@ func (x *OpenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenRequest.ProtoReflect.Descriptor instead.
 func (*OpenRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{9}
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *OpenRequest) GetRef() *KeyRef {
@@ -690,7 +866,7 @@ type OpenResponse struct {
 
 func (x *OpenResponse) Reset() {
 	*x = OpenResponse{}
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[10]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -702,7 +878,7 @@ func (x *OpenResponse) String() string {
 func (*OpenResponse) ProtoMessage() {}
 
 func (x *OpenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[10]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -715,7 +891,7 @@ func (x *OpenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenResponse.ProtoReflect.Descriptor instead.
 func (*OpenResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{10}
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *OpenResponse) GetPlaintext() []byte {
@@ -735,7 +911,7 @@ type DestroyRequest struct {
 
 func (x *DestroyRequest) Reset() {
 	*x = DestroyRequest{}
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[11]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +923,7 @@ func (x *DestroyRequest) String() string {
 func (*DestroyRequest) ProtoMessage() {}
 
 func (x *DestroyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[11]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +936,7 @@ func (x *DestroyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroyRequest.ProtoReflect.Descriptor instead.
 func (*DestroyRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{11}
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DestroyRequest) GetRef() *KeyRef {
@@ -785,7 +961,7 @@ type DestroyResponse struct {
 
 func (x *DestroyResponse) Reset() {
 	*x = DestroyResponse{}
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[12]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -797,7 +973,7 @@ func (x *DestroyResponse) String() string {
 func (*DestroyResponse) ProtoMessage() {}
 
 func (x *DestroyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[12]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -810,7 +986,7 @@ func (x *DestroyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroyResponse.ProtoReflect.Descriptor instead.
 func (*DestroyResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{12}
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{15}
 }
 
 type BeginKEKRotationRequest struct {
@@ -821,7 +997,7 @@ type BeginKEKRotationRequest struct {
 
 func (x *BeginKEKRotationRequest) Reset() {
 	*x = BeginKEKRotationRequest{}
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[13]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +1009,7 @@ func (x *BeginKEKRotationRequest) String() string {
 func (*BeginKEKRotationRequest) ProtoMessage() {}
 
 func (x *BeginKEKRotationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[13]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +1022,7 @@ func (x *BeginKEKRotationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginKEKRotationRequest.ProtoReflect.Descriptor instead.
 func (*BeginKEKRotationRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{13}
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{16}
 }
 
 type BeginKEKRotationResponse struct {
@@ -860,7 +1036,7 @@ type BeginKEKRotationResponse struct {
 
 func (x *BeginKEKRotationResponse) Reset() {
 	*x = BeginKEKRotationResponse{}
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[14]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -872,7 +1048,7 @@ func (x *BeginKEKRotationResponse) String() string {
 func (*BeginKEKRotationResponse) ProtoMessage() {}
 
 func (x *BeginKEKRotationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[14]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -885,7 +1061,7 @@ func (x *BeginKEKRotationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginKEKRotationResponse.ProtoReflect.Descriptor instead.
 func (*BeginKEKRotationResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{14}
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *BeginKEKRotationResponse) GetNextKek() string {
@@ -905,7 +1081,7 @@ type RewrapHandleRequest struct {
 
 func (x *RewrapHandleRequest) Reset() {
 	*x = RewrapHandleRequest{}
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[15]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -917,7 +1093,7 @@ func (x *RewrapHandleRequest) String() string {
 func (*RewrapHandleRequest) ProtoMessage() {}
 
 func (x *RewrapHandleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[15]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -930,7 +1106,7 @@ func (x *RewrapHandleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RewrapHandleRequest.ProtoReflect.Descriptor instead.
 func (*RewrapHandleRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{15}
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RewrapHandleRequest) GetRef() *KeyRef {
@@ -957,7 +1133,7 @@ type RewrapHandleResponse struct {
 
 func (x *RewrapHandleResponse) Reset() {
 	*x = RewrapHandleResponse{}
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[16]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -969,7 +1145,7 @@ func (x *RewrapHandleResponse) String() string {
 func (*RewrapHandleResponse) ProtoMessage() {}
 
 func (x *RewrapHandleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[16]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -982,7 +1158,7 @@ func (x *RewrapHandleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RewrapHandleResponse.ProtoReflect.Descriptor instead.
 func (*RewrapHandleResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{16}
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RewrapHandleResponse) GetHandle() []byte {
@@ -1000,7 +1176,7 @@ type CommitKEKRotationRequest struct {
 
 func (x *CommitKEKRotationRequest) Reset() {
 	*x = CommitKEKRotationRequest{}
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[17]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1012,7 +1188,7 @@ func (x *CommitKEKRotationRequest) String() string {
 func (*CommitKEKRotationRequest) ProtoMessage() {}
 
 func (x *CommitKEKRotationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[17]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1025,7 +1201,7 @@ func (x *CommitKEKRotationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitKEKRotationRequest.ProtoReflect.Descriptor instead.
 func (*CommitKEKRotationRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{17}
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{20}
 }
 
 type CommitKEKRotationResponse struct {
@@ -1036,7 +1212,7 @@ type CommitKEKRotationResponse struct {
 
 func (x *CommitKEKRotationResponse) Reset() {
 	*x = CommitKEKRotationResponse{}
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[18]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1048,7 +1224,7 @@ func (x *CommitKEKRotationResponse) String() string {
 func (*CommitKEKRotationResponse) ProtoMessage() {}
 
 func (x *CommitKEKRotationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[18]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1061,7 +1237,7 @@ func (x *CommitKEKRotationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitKEKRotationResponse.ProtoReflect.Descriptor instead.
 func (*CommitKEKRotationResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{18}
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{21}
 }
 
 var File_keystore_provider_v1_provider_proto protoreflect.FileDescriptor
@@ -1097,7 +1273,20 @@ const file_keystore_provider_v1_provider_proto_rawDesc = "" +
 	"\x06handle\x18\x02 \x01(\fR\x06handle\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\fR\amessage\",\n" +
 	"\fSignResponse\x12\x1c\n" +
-	"\tsignature\x18\x01 \x01(\fR\tsignature\"\x85\x01\n" +
+	"\tsignature\x18\x01 \x01(\fR\tsignature\"\x94\x01\n" +
+	"\x11SignDigestRequest\x12.\n" +
+	"\x03ref\x18\x01 \x01(\v2\x1c.keystore.provider.v1.KeyRefR\x03ref\x12\x16\n" +
+	"\x06handle\x18\x02 \x01(\fR\x06handle\x12\x1f\n" +
+	"\vdigest_hash\x18\x03 \x01(\tR\n" +
+	"digestHash\x12\x16\n" +
+	"\x06digest\x18\x04 \x01(\fR\x06digest\"n\n" +
+	"\n" +
+	"MacRequest\x12.\n" +
+	"\x03ref\x18\x01 \x01(\v2\x1c.keystore.provider.v1.KeyRefR\x03ref\x12\x16\n" +
+	"\x06handle\x18\x02 \x01(\fR\x06handle\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\fR\amessage\"\x1f\n" +
+	"\vMacResponse\x12\x10\n" +
+	"\x03tag\x18\x01 \x01(\fR\x03tag\"\x85\x01\n" +
 	"\vSealRequest\x12.\n" +
 	"\x03ref\x18\x01 \x01(\v2\x1c.keystore.provider.v1.KeyRefR\x03ref\x12\x16\n" +
 	"\x06handle\x18\x02 \x01(\fR\x06handle\x12\x1c\n" +
@@ -1125,15 +1314,19 @@ const file_keystore_provider_v1_provider_proto_rawDesc = "" +
 	"\x14RewrapHandleResponse\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\fR\x06handle\"\x1a\n" +
 	"\x18CommitKEKRotationRequest\"\x1b\n" +
-	"\x19CommitKEKRotationResponse*9\n" +
+	"\x19CommitKEKRotationResponse*F\n" +
 	"\x03Use\x12\x13\n" +
 	"\x0fUSE_UNSPECIFIED\x10\x00\x12\f\n" +
 	"\bUSE_SIGN\x10\x01\x12\x0f\n" +
-	"\vUSE_DECRYPT\x10\x022\xc9\x06\n" +
+	"\vUSE_DECRYPT\x10\x02\x12\v\n" +
+	"\aUSE_MAC\x10\x032\xf0\a\n" +
 	"\bProvider\x12M\n" +
 	"\x04Info\x12!.keystore.provider.v1.InfoRequest\x1a\".keystore.provider.v1.InfoResponse\x12Y\n" +
 	"\bGenerate\x12%.keystore.provider.v1.GenerateRequest\x1a&.keystore.provider.v1.GenerateResponse\x12M\n" +
-	"\x04Sign\x12!.keystore.provider.v1.SignRequest\x1a\".keystore.provider.v1.SignResponse\x12M\n" +
+	"\x04Sign\x12!.keystore.provider.v1.SignRequest\x1a\".keystore.provider.v1.SignResponse\x12Y\n" +
+	"\n" +
+	"SignDigest\x12'.keystore.provider.v1.SignDigestRequest\x1a\".keystore.provider.v1.SignResponse\x12J\n" +
+	"\x03Mac\x12 .keystore.provider.v1.MacRequest\x1a!.keystore.provider.v1.MacResponse\x12M\n" +
 	"\x04Seal\x12!.keystore.provider.v1.SealRequest\x1a\".keystore.provider.v1.SealResponse\x12M\n" +
 	"\x04Open\x12!.keystore.provider.v1.OpenRequest\x1a\".keystore.provider.v1.OpenResponse\x12V\n" +
 	"\aDestroy\x12$.keystore.provider.v1.DestroyRequest\x1a%.keystore.provider.v1.DestroyResponse\x12q\n" +
@@ -1154,7 +1347,7 @@ func file_keystore_provider_v1_provider_proto_rawDescGZIP() []byte {
 }
 
 var file_keystore_provider_v1_provider_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_keystore_provider_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_keystore_provider_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_keystore_provider_v1_provider_proto_goTypes = []any{
 	(Use)(0),                          // 0: keystore.provider.v1.Use
 	(*KeyRef)(nil),                    // 1: keystore.provider.v1.KeyRef
@@ -1164,50 +1357,59 @@ var file_keystore_provider_v1_provider_proto_goTypes = []any{
 	(*GenerateResponse)(nil),          // 5: keystore.provider.v1.GenerateResponse
 	(*SignRequest)(nil),               // 6: keystore.provider.v1.SignRequest
 	(*SignResponse)(nil),              // 7: keystore.provider.v1.SignResponse
-	(*SealRequest)(nil),               // 8: keystore.provider.v1.SealRequest
-	(*SealResponse)(nil),              // 9: keystore.provider.v1.SealResponse
-	(*OpenRequest)(nil),               // 10: keystore.provider.v1.OpenRequest
-	(*OpenResponse)(nil),              // 11: keystore.provider.v1.OpenResponse
-	(*DestroyRequest)(nil),            // 12: keystore.provider.v1.DestroyRequest
-	(*DestroyResponse)(nil),           // 13: keystore.provider.v1.DestroyResponse
-	(*BeginKEKRotationRequest)(nil),   // 14: keystore.provider.v1.BeginKEKRotationRequest
-	(*BeginKEKRotationResponse)(nil),  // 15: keystore.provider.v1.BeginKEKRotationResponse
-	(*RewrapHandleRequest)(nil),       // 16: keystore.provider.v1.RewrapHandleRequest
-	(*RewrapHandleResponse)(nil),      // 17: keystore.provider.v1.RewrapHandleResponse
-	(*CommitKEKRotationRequest)(nil),  // 18: keystore.provider.v1.CommitKEKRotationRequest
-	(*CommitKEKRotationResponse)(nil), // 19: keystore.provider.v1.CommitKEKRotationResponse
+	(*SignDigestRequest)(nil),         // 8: keystore.provider.v1.SignDigestRequest
+	(*MacRequest)(nil),                // 9: keystore.provider.v1.MacRequest
+	(*MacResponse)(nil),               // 10: keystore.provider.v1.MacResponse
+	(*SealRequest)(nil),               // 11: keystore.provider.v1.SealRequest
+	(*SealResponse)(nil),              // 12: keystore.provider.v1.SealResponse
+	(*OpenRequest)(nil),               // 13: keystore.provider.v1.OpenRequest
+	(*OpenResponse)(nil),              // 14: keystore.provider.v1.OpenResponse
+	(*DestroyRequest)(nil),            // 15: keystore.provider.v1.DestroyRequest
+	(*DestroyResponse)(nil),           // 16: keystore.provider.v1.DestroyResponse
+	(*BeginKEKRotationRequest)(nil),   // 17: keystore.provider.v1.BeginKEKRotationRequest
+	(*BeginKEKRotationResponse)(nil),  // 18: keystore.provider.v1.BeginKEKRotationResponse
+	(*RewrapHandleRequest)(nil),       // 19: keystore.provider.v1.RewrapHandleRequest
+	(*RewrapHandleResponse)(nil),      // 20: keystore.provider.v1.RewrapHandleResponse
+	(*CommitKEKRotationRequest)(nil),  // 21: keystore.provider.v1.CommitKEKRotationRequest
+	(*CommitKEKRotationResponse)(nil), // 22: keystore.provider.v1.CommitKEKRotationResponse
 }
 var file_keystore_provider_v1_provider_proto_depIdxs = []int32{
 	0,  // 0: keystore.provider.v1.KeyRef.use:type_name -> keystore.provider.v1.Use
 	1,  // 1: keystore.provider.v1.GenerateRequest.ref:type_name -> keystore.provider.v1.KeyRef
 	1,  // 2: keystore.provider.v1.SignRequest.ref:type_name -> keystore.provider.v1.KeyRef
-	1,  // 3: keystore.provider.v1.SealRequest.ref:type_name -> keystore.provider.v1.KeyRef
-	1,  // 4: keystore.provider.v1.OpenRequest.ref:type_name -> keystore.provider.v1.KeyRef
-	1,  // 5: keystore.provider.v1.DestroyRequest.ref:type_name -> keystore.provider.v1.KeyRef
-	1,  // 6: keystore.provider.v1.RewrapHandleRequest.ref:type_name -> keystore.provider.v1.KeyRef
-	2,  // 7: keystore.provider.v1.Provider.Info:input_type -> keystore.provider.v1.InfoRequest
-	4,  // 8: keystore.provider.v1.Provider.Generate:input_type -> keystore.provider.v1.GenerateRequest
-	6,  // 9: keystore.provider.v1.Provider.Sign:input_type -> keystore.provider.v1.SignRequest
-	8,  // 10: keystore.provider.v1.Provider.Seal:input_type -> keystore.provider.v1.SealRequest
-	10, // 11: keystore.provider.v1.Provider.Open:input_type -> keystore.provider.v1.OpenRequest
-	12, // 12: keystore.provider.v1.Provider.Destroy:input_type -> keystore.provider.v1.DestroyRequest
-	14, // 13: keystore.provider.v1.Provider.BeginKEKRotation:input_type -> keystore.provider.v1.BeginKEKRotationRequest
-	16, // 14: keystore.provider.v1.Provider.RewrapHandle:input_type -> keystore.provider.v1.RewrapHandleRequest
-	18, // 15: keystore.provider.v1.Provider.CommitKEKRotation:input_type -> keystore.provider.v1.CommitKEKRotationRequest
-	3,  // 16: keystore.provider.v1.Provider.Info:output_type -> keystore.provider.v1.InfoResponse
-	5,  // 17: keystore.provider.v1.Provider.Generate:output_type -> keystore.provider.v1.GenerateResponse
-	7,  // 18: keystore.provider.v1.Provider.Sign:output_type -> keystore.provider.v1.SignResponse
-	9,  // 19: keystore.provider.v1.Provider.Seal:output_type -> keystore.provider.v1.SealResponse
-	11, // 20: keystore.provider.v1.Provider.Open:output_type -> keystore.provider.v1.OpenResponse
-	13, // 21: keystore.provider.v1.Provider.Destroy:output_type -> keystore.provider.v1.DestroyResponse
-	15, // 22: keystore.provider.v1.Provider.BeginKEKRotation:output_type -> keystore.provider.v1.BeginKEKRotationResponse
-	17, // 23: keystore.provider.v1.Provider.RewrapHandle:output_type -> keystore.provider.v1.RewrapHandleResponse
-	19, // 24: keystore.provider.v1.Provider.CommitKEKRotation:output_type -> keystore.provider.v1.CommitKEKRotationResponse
-	16, // [16:25] is the sub-list for method output_type
-	7,  // [7:16] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	1,  // 3: keystore.provider.v1.SignDigestRequest.ref:type_name -> keystore.provider.v1.KeyRef
+	1,  // 4: keystore.provider.v1.MacRequest.ref:type_name -> keystore.provider.v1.KeyRef
+	1,  // 5: keystore.provider.v1.SealRequest.ref:type_name -> keystore.provider.v1.KeyRef
+	1,  // 6: keystore.provider.v1.OpenRequest.ref:type_name -> keystore.provider.v1.KeyRef
+	1,  // 7: keystore.provider.v1.DestroyRequest.ref:type_name -> keystore.provider.v1.KeyRef
+	1,  // 8: keystore.provider.v1.RewrapHandleRequest.ref:type_name -> keystore.provider.v1.KeyRef
+	2,  // 9: keystore.provider.v1.Provider.Info:input_type -> keystore.provider.v1.InfoRequest
+	4,  // 10: keystore.provider.v1.Provider.Generate:input_type -> keystore.provider.v1.GenerateRequest
+	6,  // 11: keystore.provider.v1.Provider.Sign:input_type -> keystore.provider.v1.SignRequest
+	8,  // 12: keystore.provider.v1.Provider.SignDigest:input_type -> keystore.provider.v1.SignDigestRequest
+	9,  // 13: keystore.provider.v1.Provider.Mac:input_type -> keystore.provider.v1.MacRequest
+	11, // 14: keystore.provider.v1.Provider.Seal:input_type -> keystore.provider.v1.SealRequest
+	13, // 15: keystore.provider.v1.Provider.Open:input_type -> keystore.provider.v1.OpenRequest
+	15, // 16: keystore.provider.v1.Provider.Destroy:input_type -> keystore.provider.v1.DestroyRequest
+	17, // 17: keystore.provider.v1.Provider.BeginKEKRotation:input_type -> keystore.provider.v1.BeginKEKRotationRequest
+	19, // 18: keystore.provider.v1.Provider.RewrapHandle:input_type -> keystore.provider.v1.RewrapHandleRequest
+	21, // 19: keystore.provider.v1.Provider.CommitKEKRotation:input_type -> keystore.provider.v1.CommitKEKRotationRequest
+	3,  // 20: keystore.provider.v1.Provider.Info:output_type -> keystore.provider.v1.InfoResponse
+	5,  // 21: keystore.provider.v1.Provider.Generate:output_type -> keystore.provider.v1.GenerateResponse
+	7,  // 22: keystore.provider.v1.Provider.Sign:output_type -> keystore.provider.v1.SignResponse
+	7,  // 23: keystore.provider.v1.Provider.SignDigest:output_type -> keystore.provider.v1.SignResponse
+	10, // 24: keystore.provider.v1.Provider.Mac:output_type -> keystore.provider.v1.MacResponse
+	12, // 25: keystore.provider.v1.Provider.Seal:output_type -> keystore.provider.v1.SealResponse
+	14, // 26: keystore.provider.v1.Provider.Open:output_type -> keystore.provider.v1.OpenResponse
+	16, // 27: keystore.provider.v1.Provider.Destroy:output_type -> keystore.provider.v1.DestroyResponse
+	18, // 28: keystore.provider.v1.Provider.BeginKEKRotation:output_type -> keystore.provider.v1.BeginKEKRotationResponse
+	20, // 29: keystore.provider.v1.Provider.RewrapHandle:output_type -> keystore.provider.v1.RewrapHandleResponse
+	22, // 30: keystore.provider.v1.Provider.CommitKEKRotation:output_type -> keystore.provider.v1.CommitKEKRotationResponse
+	20, // [20:31] is the sub-list for method output_type
+	9,  // [9:20] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_keystore_provider_v1_provider_proto_init() }
@@ -1221,7 +1423,7 @@ func file_keystore_provider_v1_provider_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keystore_provider_v1_provider_proto_rawDesc), len(file_keystore_provider_v1_provider_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

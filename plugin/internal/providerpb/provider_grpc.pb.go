@@ -22,6 +22,8 @@ const (
 	Provider_Info_FullMethodName              = "/keystore.provider.v1.Provider/Info"
 	Provider_Generate_FullMethodName          = "/keystore.provider.v1.Provider/Generate"
 	Provider_Sign_FullMethodName              = "/keystore.provider.v1.Provider/Sign"
+	Provider_SignDigest_FullMethodName        = "/keystore.provider.v1.Provider/SignDigest"
+	Provider_Mac_FullMethodName               = "/keystore.provider.v1.Provider/Mac"
 	Provider_Seal_FullMethodName              = "/keystore.provider.v1.Provider/Seal"
 	Provider_Open_FullMethodName              = "/keystore.provider.v1.Provider/Open"
 	Provider_Destroy_FullMethodName           = "/keystore.provider.v1.Provider/Destroy"
@@ -46,6 +48,15 @@ type ProviderClient interface {
 	Generate(ctx context.Context, in *GenerateRequest, opts ...grpc.CallOption) (*GenerateResponse, error)
 	// Sign signs message with the key of a sign-use ref.
 	Sign(ctx context.Context, in *SignRequest, opts ...grpc.CallOption) (*SignResponse, error)
+	// SignDigest signs a digest the daemon was given (ECDSA, RSA,
+	// ed25519ph): the signature Sign makes of the message it hashes.
+	// digest_hash is "sha256", "sha384" or "sha512" and must be the
+	// algorithm's own; digest is exactly its size (EINVAL). A plugin built
+	// before SignDigest answers UNIMPLEMENTED, which the daemon reports as
+	// ENOTSUP.
+	SignDigest(ctx context.Context, in *SignDigestRequest, opts ...grpc.CallOption) (*SignResponse, error)
+	// Mac returns the full HMAC tag of message under a mac-use ref's key.
+	Mac(ctx context.Context, in *MacRequest, opts ...grpc.CallOption) (*MacResponse, error)
 	// Seal encrypts plaintext with the key of a decrypt-use ref,
 	// authenticating aad; the plugin chooses the nonce.
 	Seal(ctx context.Context, in *SealRequest, opts ...grpc.CallOption) (*SealResponse, error)
@@ -100,6 +111,26 @@ func (c *providerClient) Sign(ctx context.Context, in *SignRequest, opts ...grpc
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(SignResponse)
 	err := c.cc.Invoke(ctx, Provider_Sign_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *providerClient) SignDigest(ctx context.Context, in *SignDigestRequest, opts ...grpc.CallOption) (*SignResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SignResponse)
+	err := c.cc.Invoke(ctx, Provider_SignDigest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *providerClient) Mac(ctx context.Context, in *MacRequest, opts ...grpc.CallOption) (*MacResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MacResponse)
+	err := c.cc.Invoke(ctx, Provider_Mac_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -182,6 +213,15 @@ type ProviderServer interface {
 	Generate(context.Context, *GenerateRequest) (*GenerateResponse, error)
 	// Sign signs message with the key of a sign-use ref.
 	Sign(context.Context, *SignRequest) (*SignResponse, error)
+	// SignDigest signs a digest the daemon was given (ECDSA, RSA,
+	// ed25519ph): the signature Sign makes of the message it hashes.
+	// digest_hash is "sha256", "sha384" or "sha512" and must be the
+	// algorithm's own; digest is exactly its size (EINVAL). A plugin built
+	// before SignDigest answers UNIMPLEMENTED, which the daemon reports as
+	// ENOTSUP.
+	SignDigest(context.Context, *SignDigestRequest) (*SignResponse, error)
+	// Mac returns the full HMAC tag of message under a mac-use ref's key.
+	Mac(context.Context, *MacRequest) (*MacResponse, error)
 	// Seal encrypts plaintext with the key of a decrypt-use ref,
 	// authenticating aad; the plugin chooses the nonce.
 	Seal(context.Context, *SealRequest) (*SealResponse, error)
@@ -220,6 +260,12 @@ func (UnimplementedProviderServer) Generate(context.Context, *GenerateRequest) (
 }
 func (UnimplementedProviderServer) Sign(context.Context, *SignRequest) (*SignResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Sign not implemented")
+}
+func (UnimplementedProviderServer) SignDigest(context.Context, *SignDigestRequest) (*SignResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SignDigest not implemented")
+}
+func (UnimplementedProviderServer) Mac(context.Context, *MacRequest) (*MacResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Mac not implemented")
 }
 func (UnimplementedProviderServer) Seal(context.Context, *SealRequest) (*SealResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Seal not implemented")
@@ -310,6 +356,42 @@ func _Provider_Sign_Handler(srv interface{}, ctx context.Context, dec func(inter
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(ProviderServer).Sign(ctx, req.(*SignRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Provider_SignDigest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SignDigestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProviderServer).SignDigest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Provider_SignDigest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProviderServer).SignDigest(ctx, req.(*SignDigestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Provider_Mac_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MacRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProviderServer).Mac(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Provider_Mac_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProviderServer).Mac(ctx, req.(*MacRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -440,6 +522,14 @@ var Provider_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Sign",
 			Handler:    _Provider_Sign_Handler,
+		},
+		{
+			MethodName: "SignDigest",
+			Handler:    _Provider_SignDigest_Handler,
+		},
+		{
+			MethodName: "Mac",
+			Handler:    _Provider_Mac_Handler,
 		},
 		{
 			MethodName: "Seal",

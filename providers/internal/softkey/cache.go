@@ -10,12 +10,13 @@ import (
 	"github.com/nexus-os/keystored/core/provider"
 )
 
-// entry is one unwrapped key. Exactly one of signer and aead is set. Both
+// entry is one unwrapped key. Exactly one of signer, aead and mac is set. All
 // print as their algorithm only.
 type entry struct {
 	ref    provider.KeyRef
 	signer *alg.Signer
 	aead   *alg.AEAD
+	mac    *alg.MAC
 }
 
 // cache holds unwrapped keys by handle, and the tombstones of destroyed

@@ -58,7 +58,7 @@ func (e *Engine) wrapWith(kek *kekSlot, ref provider.KeyRef, material []byte) (p
 // unwrap authenticates h under ref and returns the private material. The
 // caller must clear it after use.
 func (e *Engine) unwrap(ref provider.KeyRef, spec *alg.Spec, h provider.Handle) ([]byte, error) {
-	if len(h) != HandleOverhead+spec.SecretSize || !bytes.HasPrefix(h, []byte(HandleMagic)) {
+	if len(h) < HandleOverhead || !spec.SecretSizeOK(len(h)-HandleOverhead) || !bytes.HasPrefix(h, []byte(HandleMagic)) {
 		return nil, provider.Errorf(provider.EIO, "corrupt key handle for %s", ref)
 	}
 	keys := e.ring.load()
@@ -72,7 +72,7 @@ func (e *Engine) unwrap(ref provider.KeyRef, spec *alg.Spec, h provider.Handle) 
 		return nil, err
 	}
 	nonce := h[len(HandleMagic)+KEKIDSize : headerSize]
-	material, err := kek.aead.Open(make([]byte, 0, spec.SecretSize), nonce, h[headerSize:], aad)
+	material, err := kek.aead.Open(make([]byte, 0, len(h)-HandleOverhead), nonce, h[headerSize:], aad)
 	if err != nil {
 		return nil, provider.Errorf(provider.EIO, "key handle for %s failed authentication (corrupted, or moved from another key/version)", ref)
 	}

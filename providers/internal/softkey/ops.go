@@ -2,6 +2,7 @@ package softkey
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
 
 	"github.com/nexus-os/keystored/core/alg"
@@ -52,7 +53,7 @@ func needUse(ref provider.KeyRef, use provider.Use, op string) error {
 }
 
 // newKey builds the unwrapped key of ref from its private material and
-// returns it with its public key (nil for an AEAD).
+// returns it with its public key (nil for an AEAD or MAC).
 func (e *Engine) newKey(ref provider.KeyRef, s *alg.Spec, material []byte) (*entry, []byte, error) {
 	switch s.Use {
 	case provider.UseSign:
@@ -67,6 +68,12 @@ func (e *Engine) newKey(ref provider.KeyRef, s *alg.Spec, material []byte) (*ent
 			return nil, nil, err
 		}
 		return &entry{ref: ref, aead: aead}, nil, nil
+	case provider.UseMAC:
+		mac, err := s.NewMAC(material)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &entry{ref: ref, mac: mac}, nil, nil
 	}
 	return nil, nil, provider.Errorf(provider.EINVAL, "key %s has no valid use", ref)
 }
@@ -127,11 +134,19 @@ func (e *Engine) Generate(ctx context.Context, ref provider.KeyRef) (provider.Ge
 	if err != nil {
 		return provider.Generated{}, err
 	}
-	material := make([]byte, s.SecretSize)
-	defer clear(material)
-	if err := e.src.Material(ref, material); err != nil {
+	random := make([]byte, s.RandomSize)
+	defer clear(random)
+	if err := e.src.Material(ref, random); err != nil {
 		return provider.Generated{}, provider.Errorf(provider.EIO, "key material for %s unavailable: %w", ref, err)
 	}
+	if err := provider.CheckContext(ctx); err != nil {
+		return provider.Generated{}, err
+	}
+	material, err := s.NewMaterial(random, e.info.Deterministic)
+	if err != nil {
+		return provider.Generated{}, err
+	}
+	defer clear(material)
 	ent, pub, err := e.newKey(ref, s, material)
 	if err != nil {
 		return provider.Generated{}, err
@@ -169,6 +184,55 @@ func (e *Engine) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handl
 		return nil, err
 	}
 	return ent.signer.Sign(msg)
+}
+
+// SignDigest signs digest, a hash of a message under hash, with the key
+// of h.
+func (e *Engine) SignDigest(ctx context.Context, ref provider.KeyRef, h provider.Handle, hash crypto.Hash, digest []byte) ([]byte, error) {
+	if err := provider.CheckContext(ctx); err != nil {
+		return nil, err
+	}
+	if err := e.checkRef(ref); err != nil {
+		return nil, err
+	}
+	if err := provider.CheckDigest(hash, digest); err != nil {
+		return nil, err
+	}
+	if err := checkHandle(ref, h); err != nil {
+		return nil, err
+	}
+	if err := needUse(ref, provider.UseSign, "sign"); err != nil {
+		return nil, err
+	}
+	ent, err := e.key(ref, h)
+	if err != nil {
+		return nil, err
+	}
+	return ent.signer.SignDigest(hash, digest)
+}
+
+// MAC returns the tag of msg under the key of h.
+func (e *Engine) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	if err := provider.CheckContext(ctx); err != nil {
+		return nil, err
+	}
+	if err := e.checkRef(ref); err != nil {
+		return nil, err
+	}
+	if err := provider.CheckMAC(msg); err != nil {
+		return nil, err
+	}
+	if err := checkHandle(ref, h); err != nil {
+		return nil, err
+	}
+	if err := needUse(ref, provider.UseMAC, "mac"); err != nil {
+		return nil, err
+	}
+	ent, err := e.key(ref, h)
+	if err != nil {
+		return nil, err
+	}
+	return ent.mac.Tag(msg)
 }
 
 // aeadKey checks what Seal and Open share and returns the key.

@@ -19,6 +19,7 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"fmt"
 	"os"
 	"strings"
@@ -128,3 +129,14 @@ func (m *misbehave) Open(_ context.Context, _ provider.KeyRef, _ provider.Handle
 }
 
 func (m *misbehave) Destroy(context.Context, provider.KeyRef, provider.Handle) error { return nil }
+
+// SignDigest is not served: this plugin misbehaves only in Sign and its
+// other methods.
+func (m *misbehave) SignDigest(context.Context, provider.KeyRef, provider.Handle, crypto.Hash, []byte) ([]byte, error) {
+	return nil, provider.Errorf(provider.ENOTSUP, "misbehave: no SignDigest")
+}
+
+// MAC is not served.
+func (m *misbehave) MAC(context.Context, provider.KeyRef, provider.Handle, []byte) ([]byte, error) {
+	return nil, provider.Errorf(provider.ENOTSUP, "misbehave: no MAC")
+}
