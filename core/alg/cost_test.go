@@ -19,7 +19,7 @@ func BenchmarkCost(b *testing.B) {
 		switch s.Use.String() {
 		case "sign":
 			b.Run(string(s.Name)+"/sign", func(b *testing.B) {
-				k, err := s.NewSigner(seed[:s.SecretSize], true)
+				k, err := s.NewSigner(testMaterial(b, &s), true)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -31,7 +31,7 @@ func BenchmarkCost(b *testing.B) {
 			})
 			long := bytes.Repeat([]byte{'m'}, 1<<16)
 			b.Run(string(s.Name)+"/sign-64KiB", func(b *testing.B) {
-				k, err := s.NewSigner(seed[:s.SecretSize], true)
+				k, err := s.NewSigner(testMaterial(b, &s), true)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -44,11 +44,31 @@ func BenchmarkCost(b *testing.B) {
 			})
 			b.Run(string(s.Name)+"/generate", func(b *testing.B) {
 				for b.Loop() {
-					if _, err := s.NewSigner(seed[:s.SecretSize], true); err != nil {
+					m, err := s.NewMaterial(seed[:s.RandomSize], false)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if _, err := s.NewSigner(m, true); err != nil {
 						b.Fatal(err)
 					}
 				}
 			})
+		case "mac":
+			for _, size := range []int{64, 1 << 20} {
+				m, err := s.NewMAC(seed[:s.SecretSize])
+				if err != nil {
+					b.Fatal(err)
+				}
+				pt := make([]byte, size)
+				b.Run(string(s.Name)+"/mac-"+byteSize(size), func(b *testing.B) {
+					b.SetBytes(int64(size))
+					for b.Loop() {
+						if _, err := m.Tag(pt); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			}
 		default:
 			for _, size := range []int{1 << 10, 1 << 20} {
 				pt := make([]byte, size)
@@ -72,8 +92,11 @@ func BenchmarkCost(b *testing.B) {
 }
 
 func byteSize(n int) string {
-	if n >= 1<<20 {
+	switch {
+	case n >= 1<<20:
 		return "1MiB"
+	case n >= 1<<10:
+		return "1KiB"
 	}
-	return "1KiB"
+	return "64B"
 }

@@ -20,7 +20,7 @@ const maxScalarTries = 64
 // uncompressed point, the signature ASN.1 DER (at most maxSig bytes).
 // A hedged signer signs with fresh randomness (crypto/ecdsa.SignASN1); an
 // unhedged one deterministically (RFC 6979).
-func ecdsaSpec(name provider.Algorithm, id uint8, curve elliptic.Curve, hash crypto.Hash, size, maxSig int, cost, generateCost float64) Spec {
+func ecdsaSpec(name provider.Algorithm, id uint8, curve elliptic.Curve, hash crypto.Hash, size, maxSig int, cost, generateCost, costPerMiB float64) Spec {
 	pubSize := 1 + 2*size
 	parsePub := func(pub []byte) (*ecdsa.PublicKey, bool) {
 		if len(pub) != pubSize {
@@ -37,7 +37,7 @@ func ecdsaSpec(name provider.Algorithm, id uint8, curve elliptic.Curve, hash cry
 		Name: name, ID: id, Use: provider.UseSign,
 		SecretSize: size, PublicKeySize: pubSize, SignatureSize: maxSig, SignatureVaries: true,
 		Hash: hash,
-		Cost: cost, GenerateCost: generateCost, CostPerMiB: 4,
+		Cost: cost, GenerateCost: generateCost, CostPerMiB: costPerMiB,
 		checkPublic: func(pub []byte) bool { _, ok := parsePub(pub); return ok },
 		newMaterial: func(random []byte, _ bool) ([]byte, error) {
 			// The first candidate in range of hash^i(random), i = 0, 1, ...:

@@ -22,7 +22,7 @@ func ed25519phSpec() Spec {
 		Name: provider.Ed25519ph, ID: 14, Use: provider.UseSign,
 		SecretSize: ed25519.SeedSize, PublicKeySize: ed25519.PublicKeySize, SignatureSize: ed25519.SignatureSize,
 		Hash: crypto.SHA512,
-		Cost: 1, GenerateCost: 1, CostPerMiB: 170,
+		Cost: 1, GenerateCost: 1, CostPerMiB: 100,
 		verify: func(pub, msg, sig []byte) bool {
 			d := sha512.Sum512(msg)
 			return verifyDigest(pub, d[:], sig)

@@ -50,7 +50,7 @@ func rsaSpec(name provider.Algorithm, id uint8, bits int, pss bool, cost, genera
 		PublicKeySize: size + 32, PublicKeyVaries: true,
 		SignatureSize: size,
 		Hash:          crypto.SHA256,
-		Cost:          cost, GenerateCost: generateCost, CostPerMiB: 4,
+		Cost:          cost, GenerateCost: generateCost, CostPerMiB: 36,
 		checkPublic: func(pub []byte) bool { _, ok := parsePub(pub); return ok },
 		newMaterial: func(random []byte, deterministic bool) ([]byte, error) {
 			var k *rsa.PrivateKey

@@ -21,6 +21,12 @@
 // HeavyCost runs on a thread of lowered priority (nice.go), a cheaper one
 // on its caller's goroutine.
 //
+// A long call (at least LongCost: an RSA key generation, which takes up
+// to seconds) first waits for one of Workers-1 long-call passes (one when
+// Workers is 1), so that long calls never hold every slot: however many
+// apps generate RSA keys at once, one slot is always left for everything
+// else.
+//
 // Wrap puts a Scheduler in front of a provider.Provider.
 package fairsched
 
@@ -41,6 +47,10 @@ const Unit = 1000
 // MaxCost bounds the cost of one call (larger costs count as MaxCost), so
 // that tags cannot overflow.
 const MaxCost = 1 << 20 * Unit
+
+// LongCost is the least cost of a long call (about 17 ms of CPU: RSA key
+// generation), which needs a long-call pass as well as a slot.
+const LongCost = 1000 * Unit
 
 // DefaultMaxQueued is the default bound on one tenant's waiting calls.
 const DefaultMaxQueued = 1024
@@ -71,8 +81,10 @@ type Scheduler struct {
 	waiting   tenantHeap // tenants with waiting calls, by their first call's tags
 	workers   int
 	maxQueued int
-	heavy     *heavyPool // nil: every call runs on its caller's goroutine
-	spare     *tenant    // a forgotten tenant's struct, for the next one
+	heavy     *heavyPool     // nil: every call runs on its caller's goroutine
+	spare     *tenant        // a forgotten tenant's struct, for the next one
+	long      chan struct{}  // long-call passes: a call of LongCost or more holds one
+	longWait  map[string]int // long calls waiting for a pass, by tenant (under mu)
 }
 
 // tenant is one tenant's state while it has calls waiting or running.
@@ -119,7 +131,8 @@ func New(cfg Config) (*Scheduler, error) {
 	if err != nil {
 		return nil, provider.Errorf(provider.EIO, "scheduler: %w", err)
 	}
-	s := &Scheduler{free: cfg.Workers, workers: cfg.Workers, maxQueued: cfg.MaxQueued, tenants: map[string]*tenant{}, heavy: heavy}
+	s := &Scheduler{free: cfg.Workers, workers: cfg.Workers, maxQueued: cfg.MaxQueued, tenants: map[string]*tenant{}, heavy: heavy,
+		long: make(chan struct{}, max(1, cfg.Workers-1)), longWait: map[string]int{}}
 	if heavy != nil {
 		// The threads end with the scheduler.
 		runtime.AddCleanup(s, func(p *heavyPool) { close(p.jobs) }, heavy)
@@ -149,6 +162,7 @@ type Slot struct {
 	s     *Scheduler
 	t     *tenant
 	heavy bool
+	long  bool // holds a long-call pass
 }
 
 // Acquire waits until the call gets a slot and returns it. cost is the
@@ -161,6 +175,53 @@ type Slot struct {
 // context).
 func (s *Scheduler) Acquire(ctx context.Context, name string, cost int64) (Slot, error) {
 	cost = min(max(cost, 1), MaxCost)
+	if cost < LongCost {
+		return s.acquire(ctx, name, cost)
+	}
+	if err := s.longPass(ctx, name); err != nil {
+		return Slot{}, err
+	}
+	sl, err := s.acquire(ctx, name, cost)
+	if err != nil {
+		<-s.long
+		return Slot{}, err
+	}
+	sl.long = true
+	return sl, nil
+}
+
+// longPass waits for a long-call pass. Each tenant may have MaxQueued
+// long calls waiting for one.
+func (s *Scheduler) longPass(ctx context.Context, name string) error {
+	select {
+	case s.long <- struct{}{}:
+		return nil
+	default:
+	}
+	s.mu.Lock()
+	if s.longWait[name] >= s.maxQueued {
+		s.mu.Unlock()
+		return provider.Errorf(provider.EUNAVAILABLE, "too many long provider calls of this app waiting (%d); retry later", s.maxQueued)
+	}
+	s.longWait[name]++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		if s.longWait[name]--; s.longWait[name] == 0 {
+			delete(s.longWait, name)
+		}
+		s.mu.Unlock()
+	}()
+	select {
+	case s.long <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return provider.Errorf(provider.EUNAVAILABLE, "request cancelled waiting for a provider worker: %w", ctx.Err())
+	}
+}
+
+// acquire is Acquire without the long-call pass.
+func (s *Scheduler) acquire(ctx context.Context, name string, cost int64) (Slot, error) {
 	heavy := cost >= HeavyCost && s.heavy != nil
 	s.mu.Lock()
 	t := s.tenants[name]
@@ -231,6 +292,9 @@ func (s *Scheduler) Acquire(ctx context.Context, name string, cost int64) (Slot,
 func (sl Slot) Release() {
 	if sl.s != nil {
 		sl.s.release(sl.t)
+		if sl.long {
+			<-sl.s.long
+		}
 	}
 }
 

@@ -384,3 +384,80 @@ func TestConcurrent(t *testing.T) {
 		t.Fatal("scheduler holds state after every call ended")
 	}
 }
+
+// TestLongCallsLeaveASlot: long calls (RSA key generation) never hold
+// every slot. With 3 workers, two long calls run; a third, from another
+// app, waits for a pass, and a short call still gets the free slot at
+// once. When a long call ends, the waiting one runs.
+func TestLongCallsLeaveASlot(t *testing.T) {
+	s := newSched(t, Config{Workers: 3, Nice: -1})
+	type run struct{ started, done chan struct{} }
+	var wg sync.WaitGroup
+	start := func(name string) run {
+		r := run{make(chan struct{}), make(chan struct{})}
+		wg.Go(func() {
+			if err := s.Do(context.Background(), name, LongCost, func() { close(r.started); <-r.done }); err != nil {
+				t.Errorf("long call of %s: %v", name, err)
+			}
+		})
+		return r
+	}
+	a, b := start("a"), start("b")
+	<-a.started
+	<-b.started
+	c := start("c")
+	waitUntil(t, "c waits for a long-call pass", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.longWait["c"] == 1
+	})
+	select {
+	case <-c.started:
+		t.Fatal("a third long call got the last slot")
+	default:
+	}
+	ran := false
+	if err := s.Do(context.Background(), "d", Unit, func() { ran = true }); err != nil || !ran {
+		t.Fatalf("a short call beside two long ones: ran=%v, %v", ran, err)
+	}
+	close(a.done)
+	<-c.started
+	close(b.done)
+	close(c.done)
+	wg.Wait()
+	if !s.idle() || len(s.long) != 0 {
+		t.Fatal("scheduler not idle after the long calls")
+	}
+}
+
+// TestLongCallPassCancel: a long call whose context ends while it waits
+// for a pass gives up with EUNAVAILABLE and leaves nothing behind.
+func TestLongCallPassCancel(t *testing.T) {
+	s := newSched(t, Config{Workers: 2, Nice: -1})
+	started, done := make(chan struct{}), make(chan struct{})
+	finished := make(chan error, 1)
+	go func() { finished <- s.Do(context.Background(), "a", LongCost, func() { close(started); <-done }) }()
+	<-started
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- s.Do(ctx, "b", LongCost, func() { t.Error("cancelled long call ran") }) }()
+	waitUntil(t, "b waits for a pass", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.longWait["b"] == 1
+	})
+	cancel()
+	if err := <-errc; !errors.Is(err, provider.ErrUnavailable) {
+		t.Fatalf("cancelled long call: %v, want EUNAVAILABLE", err)
+	}
+	close(done)
+	if err := <-finished; err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	left := len(s.longWait)
+	s.mu.Unlock()
+	if !s.idle() || len(s.long) != 0 || left != 0 {
+		t.Fatal("state left behind by a cancelled long call")
+	}
+}

@@ -2,6 +2,7 @@ package fairsched
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"sync/atomic"
 	"testing"
@@ -29,6 +30,16 @@ func (f *fakeProvider) Generate(context.Context, provider.KeyRef) (provider.Gene
 func (f *fakeProvider) Sign(context.Context, provider.KeyRef, provider.Handle, []byte) ([]byte, error) {
 	f.calls.Add(1)
 	return []byte("sig"), f.err
+}
+
+func (f *fakeProvider) SignDigest(context.Context, provider.KeyRef, provider.Handle, crypto.Hash, []byte) ([]byte, error) {
+	f.calls.Add(1)
+	return []byte("digest-sig"), nil
+}
+
+func (f *fakeProvider) MAC(context.Context, provider.KeyRef, provider.Handle, []byte) ([]byte, error) {
+	f.calls.Add(1)
+	return []byte("tag"), nil
 }
 
 func (f *fakeProvider) Seal(context.Context, provider.KeyRef, provider.Handle, []byte, []byte) ([]byte, error) {
