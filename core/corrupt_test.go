@@ -33,8 +33,12 @@ func TestCorruptedFilesAreDetected(t *testing.T) {
 					t.Fatalf("no %s", path)
 				}
 				use := func(e *env, id core.KeyID) error {
-					if spec, _ := alg.Default().Lookup(a); spec.Use == provider.UseSign {
+					switch spec, _ := alg.Default().Lookup(a); spec.Use {
+					case provider.UseSign:
 						_, err := e.ks.Sign(ctx, appA, id, []byte("m"))
+						return err
+					case provider.UseMAC:
+						_, err := e.ks.MAC(ctx, appA, id, []byte("m"))
 						return err
 					}
 					_, err := e.ks.Seal(ctx, appA, id, []byte("m"), nil)

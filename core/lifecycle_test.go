@@ -35,26 +35,32 @@ var wantLifecycle = map[string]map[state]provider.Code{
 	"set-policy":     {active: ok, revoked: provider.EKEYREVOKED, destroyed: provider.EKEYREVOKED, missing: provider.ENOENT},
 	"public-key":     {active: ok, revoked: provider.EKEYREVOKED, destroyed: provider.EKEYREVOKED, missing: provider.ENOENT},
 	"get":            {active: ok, revoked: ok, destroyed: ok, missing: provider.ENOENT},
+	"mac":            {active: ok, revoked: provider.EKEYREVOKED, destroyed: provider.EKEYREVOKED, missing: provider.ENOENT},
+	"verify-mac":     {active: ok, revoked: provider.EKEYREVOKED, destroyed: provider.EKEYREVOKED, missing: provider.ENOENT},
 }
 
 // fixture is one key brought to a state, with artefacts made while it was
 // active (a signature, a sealed blob, a retired version 1).
 type fixture struct {
-	sign, dec core.KeyID
-	sig       core.Signature
-	sealed    []byte
+	sign, dec, mac core.KeyID
+	sig            core.Signature
+	sealed         []byte
+	tag            core.MACTag
 }
 
 func setup(t *testing.T, e *env, st state) fixture {
 	t.Helper()
-	f := fixture{sign: mustID(t, "app-a/sig/"+string(st)), dec: mustID(t, "app-a/dec/"+string(st))}
+	f := fixture{sign: mustID(t, "app-a/sig/"+string(st)), dec: mustID(t, "app-a/dec/"+string(st)), mac: mustID(t, "app-a/mac/"+string(st))}
 	if st == missing {
 		return f
 	}
-	for _, id := range []core.KeyID{f.sign, f.dec} {
+	for _, id := range []core.KeyID{f.sign, f.dec, f.mac} {
 		a := provider.Ed25519
-		if id == f.dec {
+		switch id {
+		case f.dec:
 			a = provider.XChaCha20Poly1305
+		case f.mac:
+			a = provider.HMACSHA256
 		}
 		if _, err := e.ks.Create(ctx, appA, id, core.CreateOptions{Algorithm: a}); err != nil {
 			t.Fatal(err)
@@ -72,10 +78,13 @@ func setup(t *testing.T, e *env, st state) fixture {
 		t.Fatal(err)
 	}
 	f.sealed = s.Data
+	if f.tag, err = e.ks.MAC(ctx, appA, f.mac, []byte("m")); err != nil {
+		t.Fatal(err)
+	}
 	if st == active {
 		return f
 	}
-	for _, id := range []core.KeyID{f.sign, f.dec} {
+	for _, id := range []core.KeyID{f.sign, f.dec, f.mac} {
 		if _, err := e.ks.Revoke(ctx, appA, id); err != nil {
 			t.Fatal(err)
 		}
@@ -140,6 +149,15 @@ func invoke(e *env, op string, f fixture) error {
 	case "get":
 		_, err := e.ks.Get(ctx, appA, f.sign)
 		return err
+	case "mac":
+		_, err := e.ks.MAC(ctx, appA, f.mac, []byte("m"))
+		return err
+	case "verify-mac":
+		v, tag := f.tag.Version, f.tag.Tag
+		if v == 0 {
+			v, tag = 1, make([]byte, 32)
+		}
+		return e.ks.VerifyMAC(ctx, appA, f.mac, v, []byte("m"), tag)
 	}
 	return provider.Errorf(provider.EINVAL, "unknown op %s", op)
 }
@@ -176,8 +194,8 @@ func TestLifecycleTable(t *testing.T) {
 	}
 }
 
-// The version table: verify/unseal/public-key/revoke-version by the state of
-// the version named.
+// The version table: sign (with an explicit version), verify, verify-mac,
+// unseal, public-key and revoke-version by the state of the version named.
 func TestVersionTable(t *testing.T) {
 	type vstate string
 	const (
@@ -187,7 +205,9 @@ func TestVersionTable(t *testing.T) {
 		vmissing vstate = "missing"
 	)
 	want := map[string]map[vstate]provider.Code{
+		"sign":           {primary: ok, retired: ok, vrevoked: provider.EKEYREVOKED, vmissing: provider.ENOENT},
 		"verify":         {primary: ok, retired: ok, vrevoked: provider.EKEYREVOKED, vmissing: provider.ENOENT},
+		"verify-mac":     {primary: ok, retired: ok, vrevoked: provider.EKEYREVOKED, vmissing: provider.ENOENT},
 		"unseal":         {primary: ok, retired: ok, vrevoked: provider.EKEYREVOKED, vmissing: provider.EBADMSG},
 		"public-key":     {primary: ok, retired: ok, vrevoked: provider.EKEYREVOKED, vmissing: provider.ENOENT},
 		"revoke-version": {primary: provider.EPERM, retired: ok, vrevoked: provider.EALREADY, vmissing: provider.ENOENT},
@@ -198,18 +218,24 @@ func TestVersionTable(t *testing.T) {
 				e := newEnv(t)
 				sid := e.create(t, appA, "app-a/s/k", provider.Ed25519)
 				did := e.create(t, appA, "app-a/d/k", provider.XChaCha20Poly1305)
+				mid := e.create(t, appA, "app-a/m/k", provider.HMACSHA256)
 				// v1: revoked, v2: retired, v3: primary.
 				sigs := map[core.Version]core.Signature{}
 				sealed := map[core.Version][]byte{}
+				tags := map[core.Version]core.MACTag{}
 				for v := core.Version(1); v <= 3; v++ {
 					if v > 1 {
-						if _, err := e.ks.Rotate(ctx, appA, sid); err != nil {
-							t.Fatal(err)
-						}
-						if _, err := e.ks.Rotate(ctx, appA, did); err != nil {
-							t.Fatal(err)
+						for _, id := range []core.KeyID{sid, did, mid} {
+							if _, err := e.ks.Rotate(ctx, appA, id); err != nil {
+								t.Fatal(err)
+							}
 						}
 					}
+					m, err := e.ks.MAC(ctx, appA, mid, []byte("m"))
+					if err != nil || m.Version != v {
+						t.Fatalf("mac v%d: %v %v", v, m.Version, err)
+					}
+					tags[v] = m
 					s, err := e.ks.Sign(ctx, appA, sid, []byte("m"))
 					if err != nil || s.Version != v {
 						t.Fatalf("sign v%d: %v %v", v, s.Version, err)
@@ -221,7 +247,7 @@ func TestVersionTable(t *testing.T) {
 					}
 					sealed[v] = b.Data
 				}
-				for _, id := range []core.KeyID{sid, did} {
+				for _, id := range []core.KeyID{sid, did, mid} {
 					if _, err := e.ks.RevokeVersion(ctx, appA, id, 1); err != nil {
 						t.Fatal(err)
 					}
@@ -229,6 +255,18 @@ func TestVersionTable(t *testing.T) {
 				v := map[vstate]core.Version{primary: 3, retired: 2, vrevoked: 1, vmissing: 4}[vs]
 				var err error
 				switch op {
+				case "sign":
+					var s core.Signature
+					s, err = e.ks.SignWith(ctx, appA, sid, v, core.SignInput{Message: []byte("m")})
+					if err == nil && (s.Version != v || e.ks.Verify(ctx, appA, sid, v, []byte("m"), s.Signature) != nil) {
+						t.Fatalf("sign with version %d made version %d's signature", v, s.Version)
+					}
+				case "verify-mac":
+					tag := tags[v].Tag
+					if tag == nil {
+						tag = tags[3].Tag
+					}
+					err = e.ks.VerifyMAC(ctx, appA, mid, v, []byte("m"), tag)
 				case "verify":
 					sig := sigs[v].Signature
 					if sig == nil {
