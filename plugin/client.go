@@ -766,6 +766,30 @@ func (c *Client) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handl
 	return sig, err
 }
 
+// SignDigest implements provider.Provider. A plugin built before
+// SignDigest answers ENOTSUP.
+func (c *Client) SignDigest(ctx context.Context, ref provider.KeyRef, h provider.Handle, hash crypto.Hash, digest []byte) ([]byte, error) {
+	in, err := c.get(ctx)
+	if err != nil {
+		return nil, provider.WithOp("sign digest", ref.String(), err)
+	}
+	sig, err := in.r.SignDigest(ctx, ref, h, hash, digest)
+	served(in, err)
+	return sig, err
+}
+
+// MAC implements provider.Provider. A plugin built before MAC answers
+// ENOTSUP.
+func (c *Client) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	in, err := c.get(ctx)
+	if err != nil {
+		return nil, provider.WithOp("mac", ref.String(), err)
+	}
+	tag, err := in.r.MAC(ctx, ref, h, msg)
+	served(in, err)
+	return tag, err
+}
+
 // Seal implements provider.Provider.
 func (c *Client) Seal(ctx context.Context, ref provider.KeyRef, h provider.Handle, plaintext, aad []byte) ([]byte, error) {
 	in, err := c.get(ctx)
@@ -837,14 +861,4 @@ func (c rotatingClient) CommitKEKRotation(ctx context.Context) error {
 	err = in.r.commitKEKRotation(ctx)
 	served(in, err)
 	return err
-}
-
-// SignDigest implements provider.Provider. TODO(issue 11): not yet wired.
-func (c *Client) SignDigest(ctx context.Context, ref provider.KeyRef, h provider.Handle, hash crypto.Hash, digest []byte) ([]byte, error) {
-	return nil, provider.Errorf(provider.ENOTSUP, "SignDigest is not implemented yet")
-}
-
-// MAC implements provider.Provider. TODO(issue 11): not yet wired.
-func (c *Client) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
-	return nil, provider.Errorf(provider.ENOTSUP, "MAC is not implemented yet")
 }

@@ -1,11 +1,16 @@
 package plugin
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/sha256"
 	"encoding/hex"
 	"path/filepath"
 	"testing"
 
 	"github.com/nexus-os/keystored/conformance"
+	"github.com/nexus-os/keystored/core"
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/providers/software"
 	"github.com/nexus-os/keystored/providers/testseed"
@@ -73,4 +78,76 @@ func TestConformanceTestseedPlugin(t *testing.T) {
 		shared := testseedPlugin(t, Config{})
 		conformance.RunKeystore(t, func(*testing.T) provider.Provider { return shared }, known)
 	})
+}
+
+// TestDigestAndMACThroughPluginProcesses: a keystore over the software
+// plugin (its Client.Provider(), a rotatingClient) and over the testseed
+// plugin (a plain Client) signs digests and MACs through the plugin
+// process: an ECDSA signature of a digest verifies with crypto/ecdsa, the
+// same signature as of the message; a MAC tag verifies with VerifyMAC, a
+// changed one does not.
+func TestDigestAndMACThroughPluginProcesses(t *testing.T) {
+	t.Parallel()
+	for name, p := range map[string]func(t *testing.T) provider.Provider{
+		"Software": func(t *testing.T) provider.Provider {
+			rc := softwarePlugin(t, Config{}).Provider()
+			if _, ok := rc.(rotatingClient); !ok {
+				t.Fatalf("the software plugin's Provider() is a %T, want rotatingClient", rc)
+			}
+			return rc
+		},
+		"Testseed": func(t *testing.T) provider.Provider { return testseedPlugin(t, Config{}) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ks := openKeystore(t, p(t))
+			ctx := t.Context()
+			sid, err := provider.NewKeyID("app", "digest", "ecdsa")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ks.Create(ctx, testCaller, sid, core.CreateOptions{Algorithm: provider.ECDSAP256}); err != nil {
+				t.Fatalf("create %s: %v", sid, err)
+			}
+			msg := []byte("a release artifact, hashed by the caller")
+			d := sha256.Sum256(msg)
+			sig, err := ks.SignWith(ctx, testCaller, sid, 0, core.SignInput{Digest: d[:], Hash: crypto.SHA256})
+			if err != nil {
+				t.Fatalf("SignWith digest: %v", err)
+			}
+			pk, err := ks.PublicKey(ctx, testCaller, sid, sig.Version)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), pk.Key)
+			if err != nil {
+				t.Fatalf("public key of %d bytes is not a P-256 point: %v", len(pk.Key), err)
+			}
+			if !ecdsa.VerifyASN1(pub, d[:], sig.Signature) {
+				t.Error("the digest's signature does not verify with crypto/ecdsa")
+			}
+			if err := ks.Verify(ctx, testCaller, sid, sig.Version, msg, sig.Signature); err != nil {
+				t.Errorf("the digest's signature does not verify as the message's: %v", err)
+			}
+
+			mid, err := provider.NewKeyID("app", "mac", "hmac")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ks.Create(ctx, testCaller, mid, core.CreateOptions{Algorithm: provider.HMACSHA256}); err != nil {
+				t.Fatalf("create %s: %v", mid, err)
+			}
+			tag, err := ks.MAC(ctx, testCaller, mid, msg)
+			if err != nil || len(tag.Tag) != sha256.Size {
+				t.Fatalf("MAC = %d bytes, %v; want %d", len(tag.Tag), err, sha256.Size)
+			}
+			if err := ks.VerifyMAC(ctx, testCaller, mid, tag.Version, msg, tag.Tag); err != nil {
+				t.Errorf("VerifyMAC of the tag: %v", err)
+			}
+			tag.Tag[0] ^= 1
+			if err := ks.VerifyMAC(ctx, testCaller, mid, tag.Version, msg, tag.Tag); !errorsIsCode(err, provider.EBADMSG) {
+				t.Errorf("VerifyMAC of a changed tag: %v, want EBADMSG", err)
+			}
+		})
+	}
 }

@@ -2,8 +2,10 @@ package plugin
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -12,16 +14,20 @@ import (
 )
 
 // fakeProvider is a minimal in-process provider for tests of the wire:
-// its Sign returns the error sign returns, or waits in block.
+// its Sign, SignDigest and MAC return what sign returns for the message
+// (or digest), or wait in it.
 type fakeProvider struct {
 	info  provider.Info
 	sign  func(ctx context.Context, msg []byte) ([]byte, error)
-	calls chan provider.KeyRef // gets each Sign's ref, if non-nil
+	calls chan provider.KeyRef // gets each Sign's, SignDigest's and MAC's ref, if non-nil
+	// hash is the hash of the last SignDigest call.
+	hash atomic.Uint32
 }
 
 func newFake(sign func(ctx context.Context, msg []byte) ([]byte, error)) *fakeProvider {
 	return &fakeProvider{
-		info: provider.Info{Name: "fake", Version: "1", Secure: true, Algorithms: []provider.Algorithm{provider.Ed25519, provider.AES256GCM}},
+		info: provider.Info{Name: "fake", Version: "1", Secure: true, Algorithms: []provider.Algorithm{
+			provider.Ed25519, provider.AES256GCM, provider.ECDSAP256, provider.HMACSHA256}},
 		sign: sign,
 	}
 }
@@ -31,6 +37,19 @@ func (f *fakeProvider) Generate(context.Context, provider.KeyRef) (provider.Gene
 	return provider.Generated{PublicKey: make([]byte, 32), Handle: provider.Handle("h")}, nil
 }
 func (f *fakeProvider) Sign(ctx context.Context, ref provider.KeyRef, _ provider.Handle, msg []byte) ([]byte, error) {
+	if f.calls != nil {
+		f.calls <- ref
+	}
+	return f.sign(ctx, msg)
+}
+func (f *fakeProvider) SignDigest(ctx context.Context, ref provider.KeyRef, _ provider.Handle, hash crypto.Hash, digest []byte) ([]byte, error) {
+	if f.calls != nil {
+		f.calls <- ref
+	}
+	f.hash.Store(uint32(hash))
+	return f.sign(ctx, digest)
+}
+func (f *fakeProvider) MAC(ctx context.Context, ref provider.KeyRef, _ provider.Handle, msg []byte) ([]byte, error) {
 	if f.calls != nil {
 		f.calls <- ref
 	}
@@ -52,6 +71,14 @@ func signRef(t testing.TB, name string) provider.KeyRef {
 		t.Fatal(err)
 	}
 	return provider.KeyRef{ID: id, Version: 1, Algorithm: provider.Ed25519, Use: provider.UseSign, Provider: name}
+}
+
+// macKeyRef returns a valid hmac-sha256 ref for provider "fake".
+func macKeyRef(t testing.TB) provider.KeyRef {
+	t.Helper()
+	ref := signRef(t, "fake")
+	ref.Algorithm, ref.Use = provider.HMACSHA256, provider.UseMAC
+	return ref
 }
 
 // checkCode checks that err carries code c: the sentinel, the errno and

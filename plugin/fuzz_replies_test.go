@@ -3,6 +3,7 @@ package plugin
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"slices"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/nexus-os/keystored/core/alg"
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/internal/rpcerr"
 	"github.com/nexus-os/keystored/plugin/internal/providerpb"
@@ -85,6 +87,28 @@ func (c *replyClient) Sign(context.Context, *providerpb.SignRequest, ...grpc.Cal
 	return &r, nil
 }
 
+func (c *replyClient) SignDigest(context.Context, *providerpb.SignDigestRequest, ...grpc.CallOption) (*providerpb.SignResponse, error) {
+	var r providerpb.SignResponse
+	if err := c.decode(&r); err != nil {
+		return nil, err
+	}
+	if c.size > 0 {
+		r.Signature = c.payload()
+	}
+	return &r, nil
+}
+
+func (c *replyClient) Mac(context.Context, *providerpb.MacRequest, ...grpc.CallOption) (*providerpb.MacResponse, error) {
+	var r providerpb.MacResponse
+	if err := c.decode(&r); err != nil {
+		return nil, err
+	}
+	if c.size > 0 {
+		r.Tag = c.payload()
+	}
+	return &r, nil
+}
+
 func (c *replyClient) Seal(context.Context, *providerpb.SealRequest, ...grpc.CallOption) (*providerpb.SealResponse, error) {
 	var r providerpb.SealResponse
 	if err := c.decode(&r); err != nil {
@@ -150,6 +174,8 @@ const (
 	opBeginKEK
 	opRewrap
 	opCommitKEK
+	opSignDigest
+	opMAC
 	numOps
 )
 
@@ -179,7 +205,8 @@ func FuzzPluginReplies(f *testing.F) {
 		f.Fatal(err)
 	}
 	ctx := context.Background()
-	for _, a := range []provider.Algorithm{provider.Ed25519, provider.MLDSA44, provider.XChaCha20Poly1305, provider.AES256GCM} {
+	for _, a := range []provider.Algorithm{provider.Ed25519, provider.MLDSA44, provider.ECDSAP256, provider.RSA2048PKCS1,
+		provider.Ed25519ph, provider.HMACSHA256, provider.HMACSHA512, provider.XChaCha20Poly1305, provider.AES256GCM} {
 		ref := fuzzRef(f, a)
 		ref.Provider = testseed.Name
 		g, err := p.Generate(ctx, ref)
@@ -187,12 +214,27 @@ func FuzzPluginReplies(f *testing.F) {
 			f.Fatal(err)
 		}
 		add(opGenerate, marshal(&providerpb.GenerateResponse{PublicKey: g.PublicKey, Handle: g.Handle}), 0, false, 0)
-		if ref.Use == provider.UseSign {
+		switch ref.Use {
+		case provider.UseSign:
 			sig, err := p.Sign(ctx, ref, g.Handle, []byte("message"))
 			if err != nil {
 				f.Fatal(err)
 			}
 			add(opSign, marshal(&providerpb.SignResponse{Signature: sig}), 0, false, 7)
+			if s, err := alg.Default().Lookup(a); err == nil && s.Hash != 0 {
+				sig, err := p.SignDigest(ctx, ref, g.Handle, s.Hash, digestOf(s.Hash, []byte("message")))
+				if err != nil {
+					f.Fatal(err)
+				}
+				add(opSignDigest, marshal(&providerpb.SignResponse{Signature: sig}), 0, false, 0)
+			}
+			continue
+		case provider.UseMAC:
+			tag, err := p.MAC(ctx, ref, g.Handle, []byte("message"))
+			if err != nil {
+				f.Fatal(err)
+			}
+			add(opMAC, marshal(&providerpb.MacResponse{Tag: tag}), 0, false, 7)
 			continue
 		}
 		sealed, err := p.Seal(ctx, ref, g.Handle, []byte("plaintext"), []byte("aad"))
@@ -231,6 +273,11 @@ func FuzzPluginReplies(f *testing.F) {
 	add(opSeal, nil, 16+provider.MaxSealOverhead, false, 16)
 	add(opSeal, nil, 16+provider.MaxSealOverhead+1, false, 16)
 	add(opOpen, nil, 100, false, 100)
+	add(opSignDigest, nil, provider.MaxSignature, false, 0)
+	add(opSignDigest, nil, provider.MaxSignature+1, false, 0)
+	add(opMAC, nil, provider.MaxMAC, false, 1)
+	add(opMAC, nil, provider.MaxMAC+1, false, 1)
+	add(opMAC, nil, 0, false, uint16(provider.MaxMACMessage%(1<<16)))
 	if seeds == 0 {
 		f.Fatal("empty seed set")
 	}
@@ -239,8 +286,9 @@ func FuzzPluginReplies(f *testing.F) {
 		stubCfg := stubConfig{label: "plugin fuzz", callTimeout: time.Minute, maxReply: DefaultMaxReply}
 		const kek = "0123456789abcdef"
 		r := newRemote(newStub(c, stubCfg), provider.Info{Name: "fuzz", Version: "1", Secure: true,
-			Algorithms: []provider.Algorithm{provider.Ed25519, provider.XChaCha20Poly1305}, KEKs: []string{kek}}, true)
+			Algorithms: []provider.Algorithm{provider.Ed25519, provider.XChaCha20Poly1305, provider.ECDSAP256, provider.HMACSHA256}, KEKs: []string{kek}}, true)
 		signRef, sealRef := fuzzRef(t, provider.Ed25519), fuzzRef(t, provider.XChaCha20Poly1305)
+		digestRef, macRef := fuzzRef(t, provider.ECDSAP256), fuzzRef(t, provider.HMACSHA256)
 		in := bytes.Repeat([]byte{'i'}, int(inLen)%(provider.MaxSealed+1))
 		h := provider.Handle("handle")
 		var (
@@ -295,6 +343,17 @@ func FuzzPluginReplies(f *testing.F) {
 			if err == nil && (len(out) == 0 || len(out) > provider.MaxHandle) {
 				t.Fatalf("accepted a rewrapped handle of %d bytes", len(out))
 			}
+		case opSignDigest:
+			out, err = r.SignDigest(ctx, digestRef, h, crypto.SHA256, bytes.Repeat([]byte{'d'}, 32))
+			if err == nil && (len(out) == 0 || len(out) > provider.MaxSignature) {
+				t.Fatalf("accepted a digest signature of %d bytes", len(out))
+			}
+		case opMAC:
+			msg := in[:min(len(in), provider.MaxMACMessage)]
+			out, err = r.MAC(ctx, macRef, h, msg)
+			if err == nil && (len(out) == 0 || len(out) > provider.MaxMAC) {
+				t.Fatalf("accepted a tag of %d bytes", len(out))
+			}
 		case opCommitKEK:
 			err = r.commitKEKRotation(ctx)
 			if keks := r.current().KEKs; !slices.Equal(keks, []string{kek}) {
@@ -331,8 +390,15 @@ func fuzzRef(t testing.TB, a provider.Algorithm) provider.KeyRef {
 		t.Fatal(err)
 	}
 	use := provider.UseSign
-	if a == provider.XChaCha20Poly1305 || a == provider.AES256GCM || a == provider.ChaCha20Poly1305 {
-		use = provider.UseDecrypt
+	if s, err := alg.Default().Lookup(a); err == nil {
+		use = s.Use
 	}
 	return provider.KeyRef{ID: id, Version: 1, Algorithm: a, Use: use, Provider: "fuzz"}
+}
+
+// digestOf returns the digest of msg under h.
+func digestOf(h crypto.Hash, msg []byte) []byte {
+	d := h.New()
+	_, _ = d.Write(msg) // a hash.Hash's Write never fails
+	return d.Sum(nil)
 }

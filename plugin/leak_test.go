@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/nexus-os/keystored/core"
+	"github.com/nexus-os/keystored/core/alg"
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/providers/testseed"
 )
@@ -30,9 +31,10 @@ func secretForms(secret []byte) map[string][]byte {
 }
 
 // TestPluginOutputHasNoSecrets runs a workload through a keystore backed
-// by the INSECURE testseed plugin (every algorithm; signs, seals, failed
-// unseals, corrupted handles, revoke, rotate, destroy, a crash and a
-// restart), captures everything the plugin wrote (its stderr and stdio,
+// by the INSECURE testseed plugin (every algorithm; signs of messages and
+// digests, seals, failed unseals, MACs and failed MAC verifications,
+// corrupted handles, revoke, rotate, destroy, a crash and a restart),
+// captures everything the plugin wrote (its stderr and stdio,
 // raw and as forwarded into the host log) and searches it for every
 // private key and the KEK: there must be none.
 func TestPluginOutputHasNoSecrets(t *testing.T) {
@@ -65,6 +67,20 @@ func TestPluginOutputHasNoSecrets(t *testing.T) {
 				if _, err := ks.Sign(ctx, testCaller, id, []byte("message")); err != nil {
 					t.Fatalf("sign %s: %v", a, err)
 				}
+				if s, err := alg.Default().Lookup(a); err == nil && s.Hash != 0 {
+					in := core.SignInput{Digest: make([]byte, s.Hash.Size()), Hash: s.Hash}
+					if _, err := ks.SignWith(ctx, testCaller, id, 0, in); err != nil {
+						t.Fatalf("sign a digest with %s: %v", a, err)
+					}
+				}
+			case provider.UseMAC:
+				tag, err := ks.MAC(ctx, testCaller, id, []byte("message"))
+				if err != nil {
+					t.Fatalf("mac %s: %v", a, err)
+				}
+				if err := ks.VerifyMAC(ctx, testCaller, id, tag.Version, []byte("other message"), tag.Tag); err == nil {
+					t.Fatalf("verify-mac %s of another message succeeded", a)
+				}
 			case provider.UseDecrypt:
 				sealed, err := ks.Seal(ctx, testCaller, id, []byte("plaintext"), []byte("aad"))
 				if err != nil {
@@ -93,9 +109,12 @@ func TestPluginOutputHasNoSecrets(t *testing.T) {
 			ref provider.KeyRef
 			h   provider.Handle
 		}{{refs[len(refs)-1], bad}, {other, g.Handle}} {
-			if use == provider.UseSign {
+			switch use {
+			case provider.UseSign:
 				_, err = c.Sign(ctx, tc.ref, tc.h, []byte("m"))
-			} else {
+			case provider.UseMAC:
+				_, err = c.MAC(ctx, tc.ref, tc.h, []byte("m"))
+			default:
 				_, err = c.Open(ctx, tc.ref, tc.h, make([]byte, 64), nil)
 			}
 			if err == nil {

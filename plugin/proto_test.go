@@ -32,6 +32,12 @@ var wireAllowlist = map[string]bool{
 	"SignRequest.handle":                true,
 	"SignRequest.message":               true,
 	"SignResponse.signature":            true,
+	"SignDigestRequest.handle":          true,
+	"SignDigestRequest.digest_hash":     true,
+	"SignDigestRequest.digest":          true,
+	"MacRequest.handle":                 true,
+	"MacRequest.message":                true,
+	"MacResponse.tag":                   true,
 	"SealRequest.handle":                true,
 	"SealRequest.plaintext":             true,
 	"SealRequest.aad":                   true,
@@ -117,7 +123,7 @@ func TestWireCarriesNoKeyMaterial(t *testing.T) {
 	for i := 0; i < svc.Methods().Len(); i++ {
 		methods = append(methods, string(svc.Methods().Get(i).Name()))
 	}
-	if got, want := strings.Join(methods, ","), "Info,Generate,Sign,Seal,Open,Destroy,BeginKEKRotation,RewrapHandle,CommitKEKRotation"; got != want {
+	if got, want := strings.Join(methods, ","), "Info,Generate,Sign,SignDigest,Mac,Seal,Open,Destroy,BeginKEKRotation,RewrapHandle,CommitKEKRotation"; got != want {
 		t.Errorf("Provider methods = %s, want %s", got, want)
 	}
 }

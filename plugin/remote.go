@@ -88,6 +88,10 @@ func (s *stub) callError(ctx context.Context, op, key string, err error) error {
 		// Requests are bounded before they are sent, so this is the reply
 		// over MaxCallRecvMsgSize.
 		return provider.WithOp(op, key, provider.Errorf(provider.EIO, "%s reply over %d bytes refused", s.cfg.label, s.cfg.maxReply))
+	case codes.Unimplemented:
+		// A plugin built before the method (SignDigest, Mac): gRPC
+		// answers for it, without a reason.
+		return provider.WithOp(op, key, provider.Errorf(provider.ENOTSUP, "%s does not serve %s (built before it?)", s.cfg.label, op))
 	case codes.Unavailable, codes.Canceled:
 		if s.cfg.onLost != nil {
 			s.cfg.onLost()
@@ -207,6 +211,51 @@ func (r *remote) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handl
 		return nil, r.badReply("sign", ref, "a signature of "+strconv.Itoa(len(sig))+" bytes")
 	}
 	return sig, nil
+}
+
+// SignDigest implements provider.Provider.
+func (r *remote) SignDigest(ctx context.Context, ref provider.KeyRef, h provider.Handle, hash crypto.Hash, digest []byte) ([]byte, error) {
+	const op = "sign digest"
+	if err := r.checkRef(op, ref); err != nil {
+		return nil, err
+	}
+	name, err := checkSignDigest(ref, h, hash, digest)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.callTimeout)
+	defer cancel()
+	resp, err := r.rpc.SignDigest(cctx, &providerpb.SignDigestRequest{Ref: refToWire(ref), Handle: h, DigestHash: name, Digest: digest}, r.opts...)
+	if err != nil {
+		return nil, r.callError(ctx, op, ref.String(), err)
+	}
+	sig := resp.GetSignature()
+	if len(sig) == 0 || len(sig) > provider.MaxSignature {
+		return nil, r.badReply(op, ref, "a signature of "+strconv.Itoa(len(sig))+" bytes")
+	}
+	return sig, nil
+}
+
+// MAC implements provider.Provider.
+func (r *remote) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	const op = "mac"
+	if err := r.checkRef(op, ref); err != nil {
+		return nil, err
+	}
+	if err := checkMAC(ref, h, msg); err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.callTimeout)
+	defer cancel()
+	resp, err := r.rpc.Mac(cctx, &providerpb.MacRequest{Ref: refToWire(ref), Handle: h, Message: msg}, r.opts...)
+	if err != nil {
+		return nil, r.callError(ctx, op, ref.String(), err)
+	}
+	tag := resp.GetTag()
+	if len(tag) == 0 || len(tag) > provider.MaxMAC {
+		return nil, r.badReply(op, ref, "a tag of "+strconv.Itoa(len(tag))+" bytes")
+	}
+	return tag, nil
 }
 
 // Seal implements provider.Provider.
@@ -368,14 +417,4 @@ func (r *remote) refresh(ctx context.Context, op string, ok func(keks []string) 
 	was.KEKs = info.KEKs
 	r.info.Store(&was)
 	return nil
-}
-
-// SignDigest implements provider.Provider. TODO(issue 11): not yet wired.
-func (r *remote) SignDigest(ctx context.Context, ref provider.KeyRef, h provider.Handle, hash crypto.Hash, digest []byte) ([]byte, error) {
-	return nil, provider.Errorf(provider.ENOTSUP, "SignDigest is not implemented yet")
-}
-
-// MAC implements provider.Provider. TODO(issue 11): not yet wired.
-func (r *remote) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
-	return nil, provider.Errorf(provider.ENOTSUP, "MAC is not implemented yet")
 }

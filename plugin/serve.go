@@ -160,6 +160,42 @@ func (s *server) Sign(ctx context.Context, req *providerpb.SignRequest) (_ *prov
 	return &providerpb.SignResponse{Signature: sig}, nil
 }
 
+func (s *server) SignDigest(ctx context.Context, req *providerpb.SignDigestRequest) (_ *providerpb.SignResponse, err error) {
+	defer recovered("sign digest", &err)
+	ref, err := refFromWire(req.GetRef())
+	if err != nil {
+		return nil, rpcerr.ToStatus(provider.WithOp("sign digest", "", err))
+	}
+	hash, err := provider.ParseHash(req.GetDigestHash())
+	if err != nil {
+		return nil, rpcerr.ToStatus(provider.WithOp("sign digest", ref.String(), err))
+	}
+	if _, err := checkSignDigest(ref, req.GetHandle(), hash, req.GetDigest()); err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	sig, err := s.p.SignDigest(ctx, ref, req.GetHandle(), hash, req.GetDigest())
+	if err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	return &providerpb.SignResponse{Signature: sig}, nil
+}
+
+func (s *server) Mac(ctx context.Context, req *providerpb.MacRequest) (_ *providerpb.MacResponse, err error) {
+	defer recovered("mac", &err)
+	ref, err := refFromWire(req.GetRef())
+	if err != nil {
+		return nil, rpcerr.ToStatus(provider.WithOp("mac", "", err))
+	}
+	if err := checkMAC(ref, req.GetHandle(), req.GetMessage()); err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	tag, err := s.p.MAC(ctx, ref, req.GetHandle(), req.GetMessage())
+	if err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	return &providerpb.MacResponse{Tag: tag}, nil
+}
+
 func (s *server) Seal(ctx context.Context, req *providerpb.SealRequest) (_ *providerpb.SealResponse, err error) {
 	defer recovered("seal", &err)
 	ref, err := refFromWire(req.GetRef())

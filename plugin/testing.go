@@ -25,11 +25,20 @@ import (
 // The connection is closed when t ends. For tests only.
 func TestClient(t testing.TB, p provider.Provider) provider.Provider {
 	t.Helper()
-	gp := &grpcPlugin{impl: p, stub: stubConfig{
-		label:       "in-process test plugin",
-		callTimeout: DefaultCallTimeout,
-		maxReply:    DefaultMaxReply,
-	}}
+	return testRemote(t, &grpcPlugin{impl: p, stub: testStub}).asProvider()
+}
+
+// testStub is the daemon side's configuration of TestClient.
+var testStub = stubConfig{
+	label:       "in-process test plugin",
+	callTimeout: DefaultCallTimeout,
+	maxReply:    DefaultMaxReply,
+}
+
+// testRemote connects to the plugin gp serves in process, as TestClient
+// does, and returns the daemon side's remote for it.
+func testRemote(t testing.TB, gp goplugin.Plugin) *remote {
+	t.Helper()
 	client, server := goplugin.TestPluginGRPCConn(t, false, map[string]goplugin.Plugin{pluginName: gp})
 	t.Cleanup(func() {
 		// Stop the server first: client.Close asks it to stop too, and
@@ -51,5 +60,5 @@ func TestClient(t testing.TB, p provider.Provider) provider.Provider {
 	if err != nil {
 		t.Fatalf("plugin.TestClient: Info: %v", err)
 	}
-	return newRemote(s, info, rotates).asProvider()
+	return newRemote(s, info, rotates)
 }

@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"crypto"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,7 +43,7 @@ func refFromWire(w *providerpb.KeyRef) (provider.KeyRef, error) {
 	}
 	u := w.GetUse()
 	if u < 0 || u > 255 {
-		return provider.KeyRef{}, provider.Errorf(provider.EINVAL, "key ref use %d is not sign or decrypt", int(u))
+		return provider.KeyRef{}, provider.Errorf(provider.EINVAL, "key ref use %d is not sign, decrypt or mac", int(u))
 	}
 	ref := provider.KeyRef{
 		Version:   provider.Version(w.GetVersion()),
@@ -173,6 +174,25 @@ func checkSign(ref provider.KeyRef, h, msg []byte) error {
 		return provider.WithOp("sign", ref.String(), err)
 	}
 	return checkHandle("sign", ref, h)
+}
+
+// checkSignDigest checks a SignDigest request and returns the wire name
+// of its hash: SHA-256, SHA-384 or SHA-512, with a digest of exactly its
+// size (provider.CheckDigest, EINVAL; so never over MaxDigest).
+func checkSignDigest(ref provider.KeyRef, h []byte, hash crypto.Hash, digest []byte) (string, error) {
+	if err := provider.CheckDigest(hash, digest); err != nil {
+		return "", provider.WithOp("sign digest", ref.String(), err)
+	}
+	name, _ := provider.HashName(hash) // CheckDigest accepted hash: it has a name
+	return name, checkHandle("sign digest", ref, h)
+}
+
+// checkMAC checks a MAC request: the message against MaxMACMessage.
+func checkMAC(ref provider.KeyRef, h, msg []byte) error {
+	if err := provider.CheckMAC(msg); err != nil {
+		return provider.WithOp("mac", ref.String(), err)
+	}
+	return checkHandle("mac", ref, h)
 }
 
 func checkSeal(ref provider.KeyRef, h, plaintext, aad []byte) error {

@@ -3,6 +3,7 @@ package plugin
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"log/slog"
 	"reflect"
 	"slices"
@@ -17,12 +18,28 @@ import (
 	"github.com/nexus-os/keystored/plugin/internal/providerpb"
 )
 
-// TestRefRoundTrip: a valid KeyRef survives the wire unchanged.
+// TestRefRoundTrip: a valid KeyRef of each use survives the wire
+// unchanged, its use as the protocol's enum value.
 func TestRefRoundTrip(t *testing.T) {
-	ref := signRef(t, "software")
-	got, err := refFromWire(refToWire(ref))
-	if err != nil || got != ref {
-		t.Fatalf("round trip = %+v, %v; want %+v", got, err, ref)
+	for _, tc := range []struct {
+		alg  provider.Algorithm
+		use  provider.Use
+		wire providerpb.Use
+	}{
+		{provider.Ed25519, provider.UseSign, providerpb.Use_USE_SIGN},
+		{provider.AES256GCM, provider.UseDecrypt, providerpb.Use_USE_DECRYPT},
+		{provider.HMACSHA256, provider.UseMAC, providerpb.Use_USE_MAC},
+	} {
+		ref := signRef(t, "software")
+		ref.Algorithm, ref.Use = tc.alg, tc.use
+		w := refToWire(ref)
+		if w.GetUse() != tc.wire {
+			t.Errorf("%s: wire use = %v, want %v", tc.alg, w.GetUse(), tc.wire)
+		}
+		got, err := refFromWire(w)
+		if err != nil || got != ref {
+			t.Errorf("round trip = %+v, %v; want %+v", got, err, ref)
+		}
 	}
 }
 
@@ -42,8 +59,8 @@ func TestRefFromWireRejects(t *testing.T) {
 		"no algorithm":        func(r *providerpb.KeyRef) { r.Algorithm = "" },
 		"long algorithm":      func(r *providerpb.KeyRef) { r.Algorithm = strings.Repeat("a", provider.MaxSegment+1) },
 		"use 0":               func(r *providerpb.KeyRef) { r.Use = 0 },
-		"use 3":               func(r *providerpb.KeyRef) { r.Use = 3 },
-		"use 259 (wraps 3)":   func(r *providerpb.KeyRef) { r.Use = 259 },
+		"use 4":               func(r *providerpb.KeyRef) { r.Use = 4 },
+		"use 260 (wraps 4)":   func(r *providerpb.KeyRef) { r.Use = 260 },
 		"use 257 (wraps 1)":   func(r *providerpb.KeyRef) { r.Use = 257 },
 		"negative use":        func(r *providerpb.KeyRef) { r.Use = -1 },
 		"no provider":         func(r *providerpb.KeyRef) { r.Provider = "" },
@@ -131,6 +148,7 @@ func TestServerChecksRequests(t *testing.T) {
 	s := &server{p: fake}
 	ctx := t.Context()
 	ref := refToWire(signRef(t, "fake"))
+	macRef := refToWire(macKeyRef(t))
 	big := func(n int) []byte { return make([]byte, n) }
 	cases := []struct {
 		name string
@@ -166,6 +184,57 @@ func TestServerChecksRequests(t *testing.T) {
 			_, err := s.Destroy(ctx, &providerpb.DestroyRequest{Ref: ref, Handle: big(provider.MaxHandle + 1)})
 			return err
 		}, provider.EINVAL},
+		{"sign digest without ref", func() error {
+			_, err := s.SignDigest(ctx, &providerpb.SignDigestRequest{DigestHash: "sha256", Digest: big(32)})
+			return err
+		}, provider.EINVAL},
+		{"sign digest without hash", func() error {
+			_, err := s.SignDigest(ctx, &providerpb.SignDigestRequest{Ref: ref, Handle: []byte("h"), Digest: big(32)})
+			return err
+		}, provider.EINVAL},
+		{"sign digest unknown hash", func() error {
+			_, err := s.SignDigest(ctx, &providerpb.SignDigestRequest{Ref: ref, Handle: []byte("h"), DigestHash: "md5", Digest: big(16)})
+			return err
+		}, provider.EINVAL},
+		{"sign digest hash name over bound", func() error {
+			_, err := s.SignDigest(ctx, &providerpb.SignDigestRequest{Ref: ref, Handle: []byte("h"), DigestHash: strings.Repeat("s", 1<<16), Digest: big(32)})
+			return err
+		}, provider.EINVAL},
+		{"sign digest short", func() error {
+			_, err := s.SignDigest(ctx, &providerpb.SignDigestRequest{Ref: ref, Handle: []byte("h"), DigestHash: "sha256", Digest: big(31)})
+			return err
+		}, provider.EINVAL},
+		{"sign digest long", func() error {
+			_, err := s.SignDigest(ctx, &providerpb.SignDigestRequest{Ref: ref, Handle: []byte("h"), DigestHash: "sha384", Digest: big(49)})
+			return err
+		}, provider.EINVAL},
+		{"sign digest over MaxDigest", func() error {
+			_, err := s.SignDigest(ctx, &providerpb.SignDigestRequest{Ref: ref, Handle: []byte("h"), DigestHash: "sha512", Digest: big(provider.MaxDigest + 1)})
+			return err
+		}, provider.EINVAL},
+		{"sign digest empty", func() error {
+			_, err := s.SignDigest(ctx, &providerpb.SignDigestRequest{Ref: ref, Handle: []byte("h"), DigestHash: "sha256"})
+			return err
+		}, provider.EINVAL},
+		{"sign digest handle over bound", func() error {
+			_, err := s.SignDigest(ctx, &providerpb.SignDigestRequest{Ref: ref, Handle: big(provider.MaxHandle + 1), DigestHash: "sha256", Digest: big(32)})
+			return err
+		}, provider.EINVAL},
+		{"mac without ref", func() error { _, err := s.Mac(ctx, &providerpb.MacRequest{Message: []byte("m")}); return err }, provider.EINVAL},
+		{"mac message over bound", func() error {
+			_, err := s.Mac(ctx, &providerpb.MacRequest{Ref: macRef, Handle: []byte("h"), Message: big(provider.MaxMACMessage + 1)})
+			return err
+		}, provider.EMSGSIZE},
+		{"mac handle over bound", func() error {
+			_, err := s.Mac(ctx, &providerpb.MacRequest{Ref: macRef, Handle: big(provider.MaxHandle + 1)})
+			return err
+		}, provider.EINVAL},
+		{"mac use 4", func() error {
+			bad := refToWire(signRef(t, "fake"))
+			bad.Use = 4
+			_, err := s.Mac(ctx, &providerpb.MacRequest{Ref: bad, Handle: []byte("h")})
+			return err
+		}, provider.EINVAL},
 		{"generate bad ref", func() error {
 			_, err := s.Generate(ctx, &providerpb.GenerateRequest{Ref: &providerpb.KeyRef{KeyId: "x"}})
 			return err
@@ -183,7 +252,7 @@ func TestServerChecksRequests(t *testing.T) {
 }
 
 // panicky panics in Sign.
-type panicky struct{ fakeProvider }
+type panicky struct{ *fakeProvider }
 
 func (*panicky) Sign(context.Context, provider.KeyRef, provider.Handle, []byte) ([]byte, error) {
 	panic("provider bug holding request data")
@@ -192,7 +261,7 @@ func (*panicky) Sign(context.Context, provider.KeyRef, provider.Handle, []byte) 
 // TestServerRecoversPanics: a provider panic becomes EIO without the
 // panic value, and the plugin keeps serving.
 func TestServerRecoversPanics(t *testing.T) {
-	p := &panicky{fakeProvider: *newFake(nil)}
+	p := &panicky{fakeProvider: newFake(nil)}
 	c := TestClient(t, p)
 	for i := 0; i < 2; i++ {
 		_, err := c.Sign(t.Context(), signRef(t, "fake"), provider.Handle("h"), []byte("m"))
@@ -229,6 +298,40 @@ func TestClientChecksBeforeSending(t *testing.T) {
 	}
 	if _, err := c.Sign(ctx, ref, provider.Handle("h"), make([]byte, provider.MaxSignMessage+1)); !errorsIsCode(err, provider.EMSGSIZE) {
 		t.Errorf("big message: %v, want EMSGSIZE", err)
+	}
+	ecdsa := ref
+	ecdsa.Algorithm = provider.ECDSAP256
+	for name, tc := range map[string]struct {
+		ref    provider.KeyRef
+		hash   crypto.Hash
+		digest []byte
+		h      provider.Handle
+		code   provider.Code
+	}{
+		"no hash":           {ecdsa, 0, make([]byte, 32), provider.Handle("h"), provider.EINVAL},
+		"md5":               {ecdsa, crypto.MD5, make([]byte, 16), provider.Handle("h"), provider.EINVAL},
+		"short digest":      {ecdsa, crypto.SHA256, make([]byte, 31), provider.Handle("h"), provider.EINVAL},
+		"long digest":       {ecdsa, crypto.SHA256, make([]byte, 33), provider.Handle("h"), provider.EINVAL},
+		"over MaxDigest":    {ecdsa, crypto.SHA512, make([]byte, provider.MaxDigest+1), provider.Handle("h"), provider.EINVAL},
+		"handle over bound": {ecdsa, crypto.SHA256, make([]byte, 32), make(provider.Handle, provider.MaxHandle+1), provider.EINVAL},
+		"bad ref":           {bad, crypto.SHA256, make([]byte, 32), provider.Handle("h"), provider.EINVAL},
+		"unannounced":       {mldsa, crypto.SHA256, make([]byte, 32), provider.Handle("h"), provider.ENOTSUP},
+	} {
+		if _, err := c.SignDigest(ctx, tc.ref, tc.h, tc.hash, tc.digest); !errorsIsCode(err, tc.code) {
+			t.Errorf("sign digest, %s: %v, want %v", name, err, tc.code)
+		}
+	}
+	mac := macKeyRef(t)
+	unannouncedMAC := mac
+	unannouncedMAC.Algorithm = provider.HMACSHA512
+	if _, err := c.MAC(ctx, mac, provider.Handle("h"), make([]byte, provider.MaxMACMessage+1)); !errorsIsCode(err, provider.EMSGSIZE) {
+		t.Errorf("mac of a big message: %v, want EMSGSIZE", err)
+	}
+	if _, err := c.MAC(ctx, mac, make(provider.Handle, provider.MaxHandle+1), []byte("m")); !errorsIsCode(err, provider.EINVAL) {
+		t.Errorf("mac with a handle over the bound: %v, want EINVAL", err)
+	}
+	if _, err := c.MAC(ctx, unannouncedMAC, provider.Handle("h"), []byte("m")); !errorsIsCode(err, provider.ENOTSUP) {
+		t.Errorf("mac of an unannounced algorithm: %v, want ENOTSUP", err)
 	}
 	if n := len(fake.calls); n != 0 {
 		t.Errorf("%d refused calls reached the provider", n)

@@ -76,6 +76,32 @@ func TestOneAuditRecordPerRequest(t *testing.T) {
 		{"keys.create", "", "EINVAL", 0, 0, 0, func() error {
 			return invokeRaw(e.conn, keystorev1.Keys_Create_FullMethodName, []byte{0xff, 0xff})
 		}},
+		{"keys.create", "alice/mac/k", "ok", 1, 0, 0, func() error {
+			_, err := k.Create(bg, &keystorev1.CreateKeyRequest{Key: "mac/k", Use: "mac"})
+			return err
+		}},
+		{"keys.mac", "alice/mac/k", "ok", 1, 0, 0, func() error {
+			_, err := k.Mac(bg, &keystorev1.MacRequest{Key: "mac/k", Message: secretMsg})
+			return err
+		}},
+		{"keys.verify-mac", "alice/mac/k", "ok", 1, 0, 0, func() error {
+			_, err := k.VerifyMac(bg, &keystorev1.VerifyMacRequest{Key: "mac/k", Version: 1, Message: secretMsg, Tag: secretMsg})
+			return err
+		}},
+		{"keys.verify-mac", "alice/sig/k", "EPERM", 1, 0, 0, func() error {
+			_, err := k.VerifyMac(bg, &keystorev1.VerifyMacRequest{Key: "sig/k", Version: 1, Message: secretMsg, Tag: secretMsg})
+			return err
+		}},
+		{"keys.mac-batch", "", "ok", 0, 2, 1, func() error { // two keys named: no key
+			items := []*keystorev1.MacRequest{{Key: "mac/k", Message: secretMsg}, {Key: "mac/none", Message: secretMsg}}
+			_, err := k.MacBatch(bg, &keystorev1.MacBatchRequest{Items: items})
+			return err
+		}},
+		{"keys.verify-mac-batch", "alice/mac/k", "ok", 1, 1, 0, func() error {
+			items := []*keystorev1.VerifyMacRequest{{Key: "mac/k", Version: 1, Message: secretMsg, Tag: secretMsg}}
+			_, err := k.VerifyMacBatch(bg, &keystorev1.VerifyMacBatchRequest{Items: items})
+			return err
+		}},
 		{"store.put", "cfg", "ok", 0, 0, 0, func() error {
 			_, err := e.store.Put(bg, &keystorev1.PutValueRequest{Name: "cfg", Value: secretPT})
 			return err

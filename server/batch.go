@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -128,4 +129,38 @@ func (k *keysService) UnsealBatch(ctx context.Context, req *keystorev1.UnsealBat
 		return nil, err
 	}
 	return &keystorev1.UnsealBatchResponse{Results: out}, nil
+}
+
+func (k *keysService) MacBatch(ctx context.Context, req *keystorev1.MacBatchRequest) (*keystorev1.MacBatchResponse, error) {
+	out, err := runItems(ctx, k.s.sched.Workers(), req, req.GetItems(), k.mac,
+		func(r *keystorev1.MacResponse, e *keystorev1.ErrorDetail) *keystorev1.MacResult {
+			return &keystorev1.MacResult{Response: r, Error: e}
+		})
+	if err != nil {
+		return nil, err
+	}
+	return &keystorev1.MacBatchResponse{Results: out}, nil
+}
+
+// VerifyMacBatch answers each item as VerifyMac does: a tag that does not
+// match is a response with valid=false, not a failed item. The audit
+// detail counts them ("N tags invalid").
+func (k *keysService) VerifyMacBatch(ctx context.Context, req *keystorev1.VerifyMacBatchRequest) (*keystorev1.VerifyMacBatchResponse, error) {
+	out, err := runItems(ctx, k.s.sched.Workers(), req, req.GetItems(), k.verifyMac,
+		func(r *keystorev1.VerifyMacResponse, e *keystorev1.ErrorDetail) *keystorev1.VerifyMacResult {
+			return &keystorev1.VerifyMacResult{Response: r, Error: e}
+		})
+	if err != nil {
+		return nil, err
+	}
+	bad := 0
+	for _, r := range out {
+		if r.GetError() == nil && !r.GetResponse().GetValid() {
+			bad++
+		}
+	}
+	if sum := callFrom(ctx); sum != nil && bad > 0 {
+		sum.setNote(strconv.Itoa(bad) + " tags invalid")
+	}
+	return &keystorev1.VerifyMacBatchResponse{Results: out}, nil
 }

@@ -137,6 +137,12 @@ func TestMetrics(t *testing.T) {
 	}
 	_, err = e.keys.Sign(bg, &keystorev1.SignRequest{Key: "sig/none", Message: []byte("m")})
 	wantCode(t, "Sign missing", err, provider.ENOENT)
+	_, err = e.keys.Create(bg, &keystorev1.CreateKeyRequest{Key: "mac/k", Use: "mac"})
+	mustOK(t, "Create mac", err)
+	mr, err := e.keys.Mac(bg, &keystorev1.MacRequest{Key: "mac/k", Message: []byte("m")})
+	mustOK(t, "Mac", err)
+	_, err = e.keys.VerifyMac(bg, &keystorev1.VerifyMacRequest{Key: "mac/k", Version: 0, Message: []byte("m"), Tag: mr.GetTag()})
+	wantCode(t, "VerifyMac version 0", err, provider.EINVAL)
 
 	families, err := e.srv.Registry().Gather()
 	if err != nil {
@@ -160,7 +166,8 @@ func TestMetrics(t *testing.T) {
 			}
 		}
 	}
-	if counts["keys.sign/ok"] != 3 || counts["keys.sign/ENOENT"] != 1 || counts["keys.create/ok"] != 1 {
+	if counts["keys.sign/ok"] != 3 || counts["keys.sign/ENOENT"] != 1 || counts["keys.create/ok"] != 2 ||
+		counts["keys.mac/ok"] != 1 || counts["keys.verify-mac/EINVAL"] != 1 {
 		t.Fatalf("request counts = %v", counts)
 	}
 	if histCount != 3 {

@@ -18,9 +18,9 @@
 // through internal/rpcerr's one table.
 //
 // The provider's work is shared fairly among apps: New wraps the provider
-// in internal/fairsched, so every Generate, Sign, Seal and Open (every
-// batch item) waits in the queue of the app serve admitted, weighted by
-// its algorithm's cost (docs/architecture.md, "Fair scheduling").
+// in internal/fairsched, so every Generate, Sign, SignDigest, MAC, Seal
+// and Open (every batch item) waits in the queue of the app serve
+// admitted, weighted by its algorithm's cost (docs/architecture.md, "Fair scheduling").
 //
 // The daemon (cmd/keystored) owns listening, configuration and the
 // process; docs/api.md describes the API and docs/operations.md the

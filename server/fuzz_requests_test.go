@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/sha256"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -34,7 +35,8 @@ func FuzzRequest(f *testing.F) {
 	for _, k := range []struct {
 		id  string
 		alg provider.Algorithm
-	}{{"alice/sig/k", provider.Ed25519}, {"alice/box/k", provider.XChaCha20Poly1305}} {
+	}{{"alice/sig/k", provider.Ed25519}, {"alice/box/k", provider.XChaCha20Poly1305},
+		{"alice/ec/k", provider.ECDSAP256}, {"alice/mac/k", provider.HMACSHA256}} {
 		if _, err := e.keys.Create(bg, &keystorev1.CreateKeyRequest{Key: k.id, Algorithm: string(k.alg)}); err != nil {
 			f.Fatal(err)
 		}
@@ -47,6 +49,11 @@ func FuzzRequest(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	tag, err := e.keys.Mac(bg, &keystorev1.MacRequest{Key: "mac/k", Message: []byte("m")})
+	if err != nil {
+		f.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("m"))
 	if _, err := e.store.Put(bg, &keystorev1.PutValueRequest{Name: "v", Value: []byte("value")}); err != nil {
 		f.Fatal(err)
 	}
@@ -76,6 +83,12 @@ func FuzzRequest(f *testing.F) {
 			{Key: "box/k", Plaintext: []byte("a")}, {Key: "sig/k", Plaintext: []byte("b")}}},
 		"/keystore.v1.Keys/UnsealBatch": &keystorev1.UnsealBatchRequest{Items: []*keystorev1.UnsealRequest{
 			{Key: "box/k", Sealed: sealed.GetSealed(), Aad: []byte("aad")}, {Key: "box/k", Sealed: []byte{1}}}},
+		"/keystore.v1.Keys/Mac":       &keystorev1.MacRequest{Key: "mac/k", Message: []byte("m")},
+		"/keystore.v1.Keys/VerifyMac": &keystorev1.VerifyMacRequest{Key: "mac/k", Version: 1, Message: []byte("m"), Tag: tag.GetTag()},
+		"/keystore.v1.Keys/MacBatch": &keystorev1.MacBatchRequest{Items: []*keystorev1.MacRequest{
+			{Key: "mac/k", Message: []byte("a")}, {Key: "sig/k", Message: []byte("b")}}},
+		"/keystore.v1.Keys/VerifyMacBatch": &keystorev1.VerifyMacBatchRequest{Items: []*keystorev1.VerifyMacRequest{
+			{Key: "mac/k", Version: 1, Message: []byte("m"), Tag: tag.GetTag()}, {Key: "mac/k", Version: 1, Message: []byte("n"), Tag: tag.GetTag()}}},
 		"/keystore.v1.Keys/Sweep":               &keystorev1.SweepKeysRequest{Limit: 10},
 		"/keystore.v1.Keys/GetUsage":            &keystorev1.GetUsageRequest{},
 		"/keystore.v1.Store/Put":                &keystorev1.PutValueRequest{Name: "w", Value: []byte("x")},
@@ -101,6 +114,19 @@ func FuzzRequest(f *testing.F) {
 		f.Add(index[m], b[:len(b)/2])
 		f.Add(index[m], append(b, 0xff))
 		seeds += 3
+	}
+	// The v1.3 fields of requests that had golden requests before.
+	for m, g := range map[string]proto.Message{
+		"/keystore.v1.Keys/Create": &keystorev1.CreateKeyRequest{Key: "mac/new", Use: "mac"},
+		"/keystore.v1.Keys/Sign":   &keystorev1.SignRequest{Key: "ec/k", Version: 1, Digest: digest[:], DigestHash: "sha256"},
+		"/keystore.v1.Keys/Verify": &keystorev1.VerifyRequest{Key: "ec/k", Version: 1, Digest: digest[:], DigestHash: "sha256", Signature: make([]byte, 70)},
+	} {
+		b, err := proto.Marshal(g)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(index[m], b)
+		seeds++
 	}
 	if len(golden) != len(methods) {
 		f.Fatalf("%d golden requests for %d methods", len(golden), len(methods))

@@ -43,7 +43,13 @@ func (k *keysService) Create(ctx context.Context, req *keystorev1.CreateKeyReque
 	if err != nil {
 		return nil, err
 	}
-	m, err := k.s.ks.Create(ctx, c.coreCaller(), id, core.CreateOptions{Algorithm: provider.Algorithm(req.GetAlgorithm()), Policy: pol})
+	var use provider.Use
+	if u := req.GetUse(); u != "" {
+		if use, err = provider.ParseUse(u); err != nil {
+			return nil, err
+		}
+	}
+	m, err := k.s.ks.Create(ctx, c.coreCaller(), id, core.CreateOptions{Algorithm: provider.Algorithm(req.GetAlgorithm()), Use: use, Policy: pol})
 	if err != nil {
 		return nil, err
 	}
@@ -165,15 +171,52 @@ func (k *keysService) Sign(ctx context.Context, req *keystorev1.SignRequest) (*k
 }
 
 func (k *keysService) sign(ctx context.Context, c *Caller, id core.KeyID, req *keystorev1.SignRequest) (*keystorev1.SignResponse, error) {
-	sig, err := k.s.ks.Sign(ctx, c.coreCaller(), id, req.GetMessage())
+	v, err := parseOptionalVersion(req.GetVersion())
+	if err != nil {
+		return nil, err
+	}
+	in, err := signInput(req.GetMessage(), req.GetDigest(), req.GetDigestHash())
+	if err != nil {
+		return nil, err
+	}
+	sig, err := k.s.ks.SignWith(ctx, c.coreCaller(), id, v, in)
 	if err != nil {
 		return nil, err
 	}
 	return &keystorev1.SignResponse{Key: id.String(), Version: uint32(sig.Version), Signature: sig.Signature}, nil
 }
 
-// noteInvalid is the audit detail of a verify whose signature is invalid.
-const noteInvalid = "signature invalid"
+// signInput is what a Sign or Verify request names: its message, or its
+// digest under the hash digest_hash names. A request naming both (a
+// message with a digest or a digest hash) is EINVAL; a digest of the
+// wrong size for its hash is EINVAL from the core.
+func signInput(msg, digest []byte, hash string) (core.SignInput, error) {
+	if len(digest) == 0 && hash == "" {
+		return core.SignInput{Message: msg}, nil
+	}
+	if len(msg) > 0 {
+		return core.SignInput{}, provider.Errorf(provider.EINVAL, "give a message or a digest, not both")
+	}
+	h, err := provider.ParseHash(hash)
+	if err != nil {
+		return core.SignInput{}, err
+	}
+	return core.SignInput{Digest: digest, Hash: h}, nil
+}
+
+// The audit details of a verify whose signature, or a verify-mac whose
+// tag, is invalid.
+const (
+	noteInvalid    = "signature invalid"
+	noteInvalidTag = "tag invalid"
+)
+
+// invalid reports whether err is the core's EBADMSG: a signature or tag
+// that does not verify, answered valid=false.
+func invalid(err error) bool {
+	code, ok := provider.CodeOf(err)
+	return ok && code == provider.EBADMSG
+}
 
 // Verify answers valid=false, with an OK status, for a signature that does
 // not verify (the core's EBADMSG); every other error stays an error.
@@ -186,9 +229,13 @@ func (k *keysService) Verify(ctx context.Context, req *keystorev1.VerifyRequest)
 	if err != nil {
 		return nil, err
 	}
-	err = k.s.ks.Verify(ctx, c.coreCaller(), id, v, req.GetMessage(), req.GetSignature())
+	in, err := signInput(req.GetMessage(), req.GetDigest(), req.GetDigestHash())
 	if err != nil {
-		if code, ok := provider.CodeOf(err); ok && code == provider.EBADMSG {
+		return nil, err
+	}
+	err = k.s.ks.VerifyWith(ctx, c.coreCaller(), id, v, in, req.GetSignature())
+	if err != nil {
+		if invalid(err) {
 			if sum := callFrom(ctx); sum != nil {
 				sum.setNote(noteInvalid)
 			}
@@ -197,6 +244,53 @@ func (k *keysService) Verify(ctx context.Context, req *keystorev1.VerifyRequest)
 		return nil, err
 	}
 	return &keystorev1.VerifyResponse{Valid: true}, nil
+}
+
+func (k *keysService) Mac(ctx context.Context, req *keystorev1.MacRequest) (*keystorev1.MacResponse, error) {
+	c, id, err := target(ctx, req.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	return k.mac(ctx, c, id, req)
+}
+
+func (k *keysService) mac(ctx context.Context, c *Caller, id core.KeyID, req *keystorev1.MacRequest) (*keystorev1.MacResponse, error) {
+	m, err := k.s.ks.MAC(ctx, c.coreCaller(), id, req.GetMessage())
+	if err != nil {
+		return nil, err
+	}
+	return &keystorev1.MacResponse{Key: id.String(), Version: uint32(m.Version), Tag: m.Tag}, nil
+}
+
+// VerifyMac answers valid=false, with an OK status, for a tag that does
+// not match (the core's EBADMSG), as Verify does for a signature.
+func (k *keysService) VerifyMac(ctx context.Context, req *keystorev1.VerifyMacRequest) (*keystorev1.VerifyMacResponse, error) {
+	c, id, err := target(ctx, req.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	resp, err := k.verifyMac(ctx, c, id, req)
+	if err == nil && !resp.GetValid() {
+		if sum := callFrom(ctx); sum != nil {
+			sum.setNote(noteInvalidTag)
+		}
+	}
+	return resp, err
+}
+
+func (k *keysService) verifyMac(ctx context.Context, c *Caller, id core.KeyID, req *keystorev1.VerifyMacRequest) (*keystorev1.VerifyMacResponse, error) {
+	v, err := parseVersion(req.GetVersion())
+	if err != nil {
+		return nil, err
+	}
+	err = k.s.ks.VerifyMAC(ctx, c.coreCaller(), id, v, req.GetMessage(), req.GetTag())
+	if err != nil {
+		if invalid(err) {
+			return &keystorev1.VerifyMacResponse{Valid: false}, nil
+		}
+		return nil, err
+	}
+	return &keystorev1.VerifyMacResponse{Valid: true}, nil
 }
 
 func (k *keysService) Seal(ctx context.Context, req *keystorev1.SealRequest) (*keystorev1.SealResponse, error) {

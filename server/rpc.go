@@ -243,7 +243,8 @@ func decodeRequest(data mem.BufferSlice, m proto.Message) error {
 	defer buf.Free()
 	b := buf.ReadOnlyData()
 	switch m.(type) {
-	case *keystorev1.SignBatchRequest, *keystorev1.SealBatchRequest, *keystorev1.UnsealBatchRequest:
+	case *keystorev1.SignBatchRequest, *keystorev1.SealBatchRequest, *keystorev1.UnsealBatchRequest,
+		*keystorev1.MacBatchRequest, *keystorev1.VerifyMacBatchRequest:
 		if n := countItems(b); n > MaxBatchItems {
 			return checkBatch(n, m)
 		}

@@ -53,10 +53,10 @@ type Config struct {
 }
 
 // Scheduler configures the fair scheduling of provider work
-// (docs/architecture.md, "Fair scheduling"): every Generate, Sign, Seal
-// and Open the core asks of the provider, each batch item on its own,
-// waits in its app's queue for one of Workers slots, weighted by its
-// algorithm's cost. Zero fields take the defaults.
+// (docs/architecture.md, "Fair scheduling"): every Generate, Sign,
+// SignDigest, MAC, Seal and Open the core asks of the provider, each batch
+// item on its own, waits in its app's queue for one of Workers slots,
+// weighted by its algorithm's cost. Zero fields take the defaults.
 type Scheduler struct {
 	// Workers is the number of provider calls that run at once (default
 	// runtime.GOMAXPROCS(0): the cores the daemon may use).

@@ -170,7 +170,7 @@ func TestDescriptorCheckCatchesBreaks(t *testing.T) {
 	fd := next.GetFile()[0]
 	m := msg(fd, "SignRequest")
 	m.Field = append(m.Field, &descriptorpb.FieldDescriptorProto{
-		Name: proto.String("context"), Number: proto.Int32(3), JsonName: proto.String("context"),
+		Name: proto.String("context"), Number: proto.Int32(99), JsonName: proto.String("context"),
 		Label: descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL.Enum(), Type: descriptorpb.FieldDescriptorProto_TYPE_BYTES.Enum(),
 	})
 	fd.MessageType = append(fd.MessageType, &descriptorpb.DescriptorProto{Name: proto.String("NewThing")})

@@ -95,6 +95,18 @@ var apiAllowlist = map[string]string{
 	"SweepKeysResponse.next_page_token":                "opaque page token (a key ID)",
 	"GetUsageRequest.app":                              "app ID",
 	"GetUsageResponse.app":                             "app ID",
+	"CreateKeyRequest.use":                             "use name",
+	"SignRequest.digest":                               "caller's digest of its message",
+	"SignRequest.digest_hash":                          "hash name",
+	"VerifyRequest.digest":                             "caller's digest of its message",
+	"VerifyRequest.digest_hash":                        "hash name",
+	"MacRequest.key":                                   "key name",
+	"MacRequest.message":                               "caller's message",
+	"MacResponse.key":                                  "key ID",
+	"MacResponse.tag":                                  "HMAC tag (a PRF output, never the key)",
+	"VerifyMacRequest.key":                             "key name",
+	"VerifyMacRequest.message":                         "caller's message",
+	"VerifyMacRequest.tag":                             "caller's tag",
 }
 
 // apiForbiddenWords may not appear in any message, field or enum value
