@@ -143,6 +143,17 @@ func TestSignNamedVersion(t *testing.T) {
 	if err := e.ks.Verify(ctx, appA, id, 1, []byte("handshake"), s.Signature); err != nil {
 		t.Fatal(err)
 	}
+	// Below the minimum decryption version, a named version signs no more
+	// (verify would refuse what it made).
+	if _, err := e.ks.SetPolicy(ctx, appA, id, core.Policy{MinDecryptionVersion: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ks.SignWith(ctx, appA, id, 1, core.SignInput{Message: []byte("handshake")}); codeOf(err) != provider.EPERM {
+		t.Fatalf("sign with version 1 below the minimum: %v, want EPERM", err)
+	}
+	if _, err := e.ks.SetPolicy(ctx, appA, id, core.Policy{}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := e.ks.RevokeVersion(ctx, appA, id, 1); err != nil {
 		t.Fatal(err)
 	}

@@ -83,7 +83,9 @@ func (k *Keystore) resolve(ctx context.Context, c Caller, op Op, id KeyID, use U
 			if err := checkVersion(op, m, v); err != nil {
 				return target{}, err
 			}
-			if readsOldOutput(op) && v < m.Policy.MinDecryptionVersion {
+			// A named sign version below the minimum makes signatures verify
+			// would refuse: refused the same way.
+			if (readsOldOutput(op) || op == OpSign) && v < m.Policy.MinDecryptionVersion {
 				return target{}, provider.Errorf(provider.EPERM, "version %s is below the key's minimum decryption version %s", v, m.Policy.MinDecryptionVersion)
 			}
 		}
