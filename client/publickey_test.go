@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/nexus-os/keystored/client"
+	"github.com/nexus-os/keystored/core/alg"
 )
 
 // jwsVector is testdata/jws-es256.json.
@@ -192,4 +193,47 @@ func FuzzCryptoPublicKey(f *testing.F) {
 			t.Fatal("nil key without an error")
 		}
 	})
+}
+
+// Every algorithm has a use; the signing ones are those DigestHash and
+// the Signer know.
+func TestAlgorithmUse(t *testing.T) {
+	counts := map[client.Use]int{}
+	for _, alg := range client.Algorithms() {
+		u := client.AlgorithmUse(alg)
+		if !u.Valid() {
+			t.Errorf("%s has no use", alg)
+		}
+		counts[u]++
+	}
+	if counts[client.UseSign] != 14 || counts[client.UseDecrypt] != 3 || counts[client.UseMAC] != 3 {
+		t.Errorf("uses %v, want 14 sign, 3 decrypt, 3 mac", counts)
+	}
+	if u := client.AlgorithmUse("rot13"); u != 0 {
+		t.Errorf("AlgorithmUse(rot13) = %v, want 0", u)
+	}
+}
+
+// The client's knowledge of the algorithms (it may not link the
+// registry) matches core/alg: the same names in the same order, the same
+// use and digest hash.
+func TestAlgorithmsMatchRegistry(t *testing.T) {
+	reg := alg.Default()
+	names := reg.Names()
+	got := client.Algorithms()
+	if len(got) != len(names) {
+		t.Fatalf("client.Algorithms() has %d names, the registry %d: %v vs %v", len(got), len(names), got, names)
+	}
+	for i, name := range names {
+		if got[i] != name {
+			t.Errorf("algorithm %d: client %s, registry %s", i, got[i], name)
+		}
+		spec, err := reg.Lookup(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if client.AlgorithmUse(name) != spec.Use || client.DigestHash(name) != spec.Hash {
+			t.Errorf("%s: client use %v hash %v, registry use %v hash %v", name, client.AlgorithmUse(name), client.DigestHash(name), spec.Use, spec.Hash)
+		}
+	}
 }
