@@ -25,12 +25,12 @@ var (
 	ErrQuota        = provider.ErrQuota        // EDQUOT: the app's quota (keys, versions per key, Store values or bytes) is used up
 )
 
-// ErrVersionMismatch is returned (wrapped, with ErrInvalid) by a Signer's
-// Sign when the daemon signed with another version than the one whose
-// public key the Signer holds: the key was rotated since the Signer was
-// made, and the signature would not verify against Public(). Make a new
-// Signer.
-var ErrVersionMismatch = errors.New("key version changed since the Signer was created")
+// ErrVersionMismatch is returned (wrapped, with ErrInvalid) by SignWith,
+// SignBatch and a Signer's Sign when the daemon signed with another
+// version than the one asked for: a daemon older than API v1.3 ignores
+// the version and signs with the primary one, and the signature would not
+// verify against the public key the caller holds.
+var ErrVersionMismatch = errors.New("the daemon signed with another key version than the one asked for")
 
 // Code is the error vocabulary shared with the daemon (EPERM, ENOENT,
 // ...). CodeOf extracts it from an error.

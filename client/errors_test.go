@@ -82,6 +82,16 @@ func everyMethod(c *client.Client) map[string]func(context.Context) error {
 		"Admin/RotateWrappingKey":  func(ctx context.Context) error { _, err := c.RotateKEK(ctx); return err },
 		"Keys/Sweep":               func(ctx context.Context) error { _, err := c.Sweep(ctx, client.SweepOptions{}); return err },
 		"Keys/GetUsage":            func(ctx context.Context) error { _, err := c.Usage(ctx, ""); return err },
+		"Keys/Mac":                 func(ctx context.Context) error { _, err := c.MAC(ctx, "p/k", msg); return err },
+		"Keys/VerifyMac":           func(ctx context.Context) error { return c.VerifyMAC(ctx, "p/k", 1, msg, msg) },
+		"Keys/MacBatch": func(ctx context.Context) error {
+			_, err := c.MACBatch(ctx, []client.MACItem{{Key: "p/k"}})
+			return err
+		},
+		"Keys/VerifyMacBatch": func(ctx context.Context) error {
+			_, err := c.VerifyMACBatch(ctx, []client.VerifyMACItem{{Key: "p/k", Version: 1}})
+			return err
+		},
 	}
 }
 

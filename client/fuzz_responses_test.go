@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto"
 	"net"
 	"os"
 	"path/filepath"
@@ -81,6 +82,46 @@ func (d *replyDaemon) handle(_ any, stream grpc.ServerStream) error {
 	return stream.SendMsg(&rawBytes{b: reply})
 }
 
+// startReplyDaemon starts a replyDaemon and returns it with a client
+// connected to it; both stop when tb ends.
+func startReplyDaemon(tb testing.TB) (*replyDaemon, *Client) {
+	tb.Helper()
+	d := &replyDaemon{}
+	dir, err := os.MkdirTemp("", "kcf")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			tb.Error(err)
+		}
+	})
+	sock := filepath.Join(dir, "s.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	gs := grpc.NewServer(grpc.ForceServerCodecV2(rawServerCodec{}), grpc.UnknownServiceHandler(d.handle))
+	served := make(chan error, 1)
+	go func() { served <- gs.Serve(l) }()
+	tb.Cleanup(func() {
+		gs.Stop()
+		if err := <-served; err != nil {
+			tb.Error(err)
+		}
+	})
+	c, err := Dial(context.Background(), sock, WithDialTimeout(30*time.Second))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			tb.Error(err)
+		}
+	})
+	return d, c
+}
+
 // FuzzResponses answers every client call with arbitrary bytes (as the
 // response message, or as an error status with any code, message and
 // details) and checks what the client makes of them: a typed error (a
@@ -89,40 +130,7 @@ func (d *replyDaemon) handle(_ any, stream grpc.ServerStream) error {
 // per item, states within their enums), never a panic. Seeded with the
 // genuine responses of every call and keystored statuses of every code.
 func FuzzResponses(f *testing.F) {
-	d := &replyDaemon{}
-	dir, err := os.MkdirTemp("", "kcf")
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() {
-		if err := os.RemoveAll(dir); err != nil {
-			f.Error(err)
-		}
-	})
-	sock := filepath.Join(dir, "s.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		f.Fatal(err)
-	}
-	gs := grpc.NewServer(grpc.ForceServerCodecV2(rawServerCodec{}), grpc.UnknownServiceHandler(d.handle))
-	served := make(chan error, 1)
-	go func() { served <- gs.Serve(l) }()
-	f.Cleanup(func() {
-		gs.Stop()
-		if err := <-served; err != nil {
-			f.Error(err)
-		}
-	})
-	c, err := Dial(context.Background(), sock, WithDialTimeout(30*time.Second))
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() {
-		if err := c.Close(); err != nil {
-			f.Error(err)
-		}
-	})
-
+	d, c := startReplyDaemon(f)
 	marshal := func(m proto.Message) []byte {
 		b, err := proto.Marshal(m)
 		if err != nil {
@@ -154,6 +162,14 @@ func FuzzResponses(f *testing.F) {
 		marshal(&keystorev1.ListValuesResponse{Names: []string{"a", "b"}, NextPageToken: "b"}),
 		marshal(&keystorev1.ListAnchorsResponse{Anchors: []*keystorev1.TrustAnchor{{Name: "release", Algorithm: "ed25519", PublicKey: make([]byte, 32), Fingerprint: "sha256:00"}}}),
 		marshal(&keystorev1.VerifyAnchorResponse{Valid: true}),
+		marshal(&keystorev1.MacResponse{Key: "app/mac/k", Version: 1, Tag: make([]byte, 32)}),
+		marshal(&keystorev1.VerifyMacResponse{Valid: true}),
+		marshal(&keystorev1.MacBatchResponse{Results: []*keystorev1.MacResult{
+			{Response: &keystorev1.MacResponse{Key: "app/mac/k", Version: 1, Tag: make([]byte, 32)}},
+			{Error: &keystorev1.ErrorDetail{Reason: "EPERM", Message: "not a mac key (EPERM)"}}}}),
+		marshal(&keystorev1.VerifyMacBatchResponse{Results: []*keystorev1.VerifyMacResult{
+			{Response: &keystorev1.VerifyMacResponse{Valid: true}}, {Response: &keystorev1.VerifyMacResponse{}}}}),
+		marshal(&keystorev1.PublicKeyResponse{Key: "app/sig/ec", Version: 2, Algorithm: "ecdsa-p256-sha256", PublicKey: append([]byte{4}, make([]byte, 64)...)}),
 		nil,
 	}
 	seeds := 0
@@ -188,7 +204,7 @@ func FuzzResponses(f *testing.F) {
 }
 
 // numClientOps is the number of operations clientOp knows.
-const numClientOps = 23
+const numClientOps = 30
 
 // clientOp runs client operation op and checks the promises of its result.
 func clientOp(t *testing.T, ctx context.Context, c *Client, op int) error {
@@ -325,6 +341,69 @@ func clientOp(t *testing.T, ctx context.Context, c *Client, op int) error {
 		return err
 	case 22:
 		return c.VerifyAnchor(ctx, "release", []byte("m"), make([]byte, 64))
+	case 23:
+		s, err := c.SignWith(ctx, "sig/k", 2, SignInput{Hash: crypto.SHA256, Digest: make([]byte, 32)})
+		if err == nil && (len(s.Signature) == 0 || s.Version != 2) {
+			t.Fatalf("signature %+v accepted for version 2", s)
+		}
+		return err
+	case 24:
+		m, err := c.MAC(ctx, "mac/k", []byte("m"))
+		if err == nil && (len(m.Tag) == 0 || m.Version == 0) {
+			t.Fatalf("tag %+v accepted", m)
+		}
+		return err
+	case 25:
+		return c.VerifyMAC(ctx, "mac/k", 1, []byte("m"), make([]byte, 32))
+	case 26:
+		rs, err := c.MACBatch(ctx, []MACItem{{Key: "mac/k", Message: []byte("a")}, {Key: "mac/k", Message: []byte("b")}})
+		if err == nil {
+			if len(rs) != 2 {
+				t.Fatalf("%d results for 2 items", len(rs))
+			}
+			for _, r := range rs {
+				if r.Err == nil && (len(r.Tag) == 0 || r.Version == 0) {
+					t.Fatalf("batch tag %+v accepted", r.MACTag)
+				}
+				checkItemErr(t, r.Err)
+			}
+		}
+		return err
+	case 27:
+		rs, err := c.VerifyMACBatch(ctx, []VerifyMACItem{{Key: "mac/k", Version: 1}, {Key: "mac/k", Version: 2}})
+		if err == nil {
+			if len(rs) != 2 {
+				t.Fatalf("%d results for 2 items", len(rs))
+			}
+			for _, r := range rs {
+				checkItemErr(t, r)
+			}
+		}
+		return err
+	case 28:
+		rs, err := c.SignBatch(ctx, []SignItem{{Key: "sig/k", Version: 3, Hash: crypto.SHA256, Digest: make([]byte, 32)}, {Key: "sig/k", Hash: crypto.SHA256}})
+		if err == nil {
+			if len(rs) != 2 {
+				t.Fatalf("%d results for 2 items", len(rs))
+			}
+			if rs[0].Err == nil && rs[0].Signature.Version != 3 {
+				t.Fatalf("batch signature %+v accepted for version 3", rs[0].Signature)
+			}
+			if rs[1].Err == nil {
+				t.Fatal("an item without a digest was signed")
+			}
+			checkItemErr(t, rs[0].Err)
+		}
+		return err
+	case 29:
+		s, err := c.Signer(ctx, "sig/ec")
+		if err == nil {
+			if s.Public() == nil || s.KeyVersion().Version == 0 {
+				t.Fatalf("signer %+v accepted", s.KeyVersion())
+			}
+			_, err = s.Sign(nil, make([]byte, 32), crypto.SHA256)
+		}
+		return err
 	}
 	t.Fatalf("no operation %d", op)
 	return nil

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto"
 	"strconv"
 
 	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
@@ -12,10 +13,18 @@ import (
 // operators) with version 1 as primary. Key IDs are never reused: an
 // existing, revoked or destroyed key gives ErrAlready.
 func (c *Client) Create(ctx context.Context, key string, opts CreateOptions) (KeyInfo, error) {
+	use := ""
+	if opts.Use != 0 {
+		if !opts.Use.Valid() {
+			return KeyInfo{}, &provider.Error{Code: provider.EINVAL, Op: "create", Key: key, Msg: "invalid use " + opts.Use.String()}
+		}
+		use = opts.Use.String()
+	}
 	resp, insec, err := call(ctx, c, c.keys.Create, &keystorev1.CreateKeyRequest{
 		Key:       key,
 		Algorithm: string(opts.Algorithm),
 		Policy:    policyProto(opts.Policy),
+		Use:       use,
 	})
 	return keyResult(resp.GetKey(), insec, "create", key, err)
 }
@@ -124,13 +133,78 @@ func (c *Client) PublicKey(ctx context.Context, key string, version uint32) (Pub
 	}, nil
 }
 
-// Sign signs msg (at most 64 KiB) with the primary version of key.
+// Sign signs msg (at most 64 KiB) with the primary version of key. ECDSA,
+// RSA and ed25519ph keys hash msg inside the daemon; for a longer message
+// hash it yourself and use SignDigest.
 func (c *Client) Sign(ctx context.Context, key string, msg []byte) (Signature, error) {
-	resp, _, err := call(ctx, c, c.keys.Sign, &keystorev1.SignRequest{Key: key, Message: msg})
+	return c.SignWith(ctx, key, 0, SignInput{Message: msg})
+}
+
+// SignDigest signs the caller's digest of a message with the primary
+// version of key: an ECDSA, RSA or ed25519ph key, whose own hash hash must
+// be (DigestHash; ErrInvalid otherwise, and for a digest of the wrong
+// size). Keys that sign whole messages only (ed25519, ed448, ML-DSA) give
+// ErrPermission. The signature is the one Sign would make over the
+// message, so Verify checks it too.
+func (c *Client) SignDigest(ctx context.Context, key string, hash crypto.Hash, digest []byte) (Signature, error) {
+	return c.SignWith(ctx, key, 0, SignInput{Hash: hash, Digest: digest})
+}
+
+// SignWith signs a message or a digest (see SignInput) with version of
+// key: 0 is the primary version (rotated first when it is due); any other
+// version signs while it is primary or retired, and gives ErrKeyRevoked
+// once it is revoked or destroyed (ErrNotFound if the key never had it).
+// Naming the version keeps long-lived users (a TLS server, a JWT issuer)
+// signing with the key whose public key they published across a rotate.
+// A daemon that signed with another version than the one asked for (one
+// older than API v1.3, which ignores the field) gives ErrVersionMismatch.
+func (c *Client) SignWith(ctx context.Context, key string, version uint32, in SignInput) (Signature, error) {
+	req := &keystorev1.SignRequest{Key: key, Version: int64(version)}
+	if err := in.check("sign", key); err != nil {
+		return Signature{}, err
+	}
+	if in.Hash != 0 {
+		req.DigestHash, _ = provider.HashName(in.Hash) // checked above
+		req.Digest = in.Digest
+	} else {
+		req.Message = in.Message
+	}
+	resp, _, err := call(ctx, c, c.keys.Sign, req)
 	if err != nil {
 		return Signature{}, err
 	}
-	return signature(resp, key)
+	sig, err := signature(resp, key)
+	if err != nil {
+		return Signature{}, err
+	}
+	if version != 0 && sig.Version != version {
+		return Signature{}, versionMismatch("sign", key, version, sig.Version)
+	}
+	return sig, nil
+}
+
+// check refuses a SignInput that is neither a message nor a well-formed
+// digest, before anything is sent.
+func (in SignInput) check(op, key string) error {
+	switch {
+	case in.Hash == 0 && len(in.Digest) > 0:
+		return &provider.Error{Code: provider.EINVAL, Op: op, Key: key, Msg: "a digest needs its Hash"}
+	case in.Hash != 0 && len(in.Message) > 0:
+		return &provider.Error{Code: provider.EINVAL, Op: op, Key: key, Msg: "give a message or a digest, not both"}
+	case in.Hash != 0:
+		if err := provider.CheckDigest(in.Hash, in.Digest); err != nil {
+			return &provider.Error{Code: provider.EINVAL, Op: op, Key: key, Err: err}
+		}
+	}
+	return nil
+}
+
+// versionMismatch is the error for a daemon that answered with another
+// version than the one asked for.
+func versionMismatch(op, key string, want, got uint32) error {
+	return &provider.Error{Code: provider.EINVAL, Op: op, Key: key + "@" + strconv.FormatUint(uint64(want), 10),
+		Msg: "daemon signed with version " + strconv.FormatUint(uint64(got), 10) + " (a daemon older than API v1.3 ignores the version)",
+		Err: ErrVersionMismatch}
 }
 
 func signature(resp *keystorev1.SignResponse, key string) (Signature, error) {
@@ -145,7 +219,30 @@ func signature(resp *keystorev1.SignResponse, key string) (Signature, error) {
 // wrapping ErrBadMessage if it is not; other errors mean the check could
 // not be made (ErrKeyRevoked, ErrNotFound, ...).
 func (c *Client) Verify(ctx context.Context, key string, version uint32, msg, sig []byte) error {
-	resp, _, err := call(ctx, c, c.keys.Verify, &keystorev1.VerifyRequest{Key: key, Version: int64(version), Message: msg, Signature: sig})
+	return c.VerifyWith(ctx, key, version, SignInput{Message: msg}, sig)
+}
+
+// VerifyDigest checks sig over the caller's digest of a message against
+// the given version of key, as Verify does over the message; hash and
+// digest as for SignDigest.
+func (c *Client) VerifyDigest(ctx context.Context, key string, version uint32, hash crypto.Hash, digest, sig []byte) error {
+	return c.VerifyWith(ctx, key, version, SignInput{Hash: hash, Digest: digest}, sig)
+}
+
+// VerifyWith checks sig over a message or a digest (see SignInput)
+// against the given version of key; results as for Verify.
+func (c *Client) VerifyWith(ctx context.Context, key string, version uint32, in SignInput, sig []byte) error {
+	if err := in.check("verify", key); err != nil {
+		return err
+	}
+	req := &keystorev1.VerifyRequest{Key: key, Version: int64(version), Signature: sig}
+	if in.Hash != 0 {
+		req.DigestHash, _ = provider.HashName(in.Hash) // checked above
+		req.Digest = in.Digest
+	} else {
+		req.Message = in.Message
+	}
+	resp, _, err := call(ctx, c, c.keys.Verify, req)
 	if err != nil {
 		return err
 	}
@@ -153,6 +250,44 @@ func (c *Client) Verify(ctx context.Context, key string, version uint32, msg, si
 		return &provider.Error{Code: provider.EBADMSG, Op: "verify", Key: key + "@" + strconv.FormatUint(uint64(version), 10), Msg: "signature does not verify"}
 	}
 	return nil
+}
+
+// MAC returns the HMAC tag of msg (at most 1 MiB) under the primary
+// version of key, a mac key (hmac-sha256/384/512; ErrPermission for
+// others). Keep MACTag.Version with the tag: VerifyMAC needs it.
+func (c *Client) MAC(ctx context.Context, key string, msg []byte) (MACTag, error) {
+	resp, _, err := call(ctx, c, c.keys.Mac, &keystorev1.MacRequest{Key: key, Message: msg})
+	if err != nil {
+		return MACTag{}, err
+	}
+	return macTag(resp, "mac", key)
+}
+
+func macTag(resp *keystorev1.MacResponse, op, key string) (MACTag, error) {
+	if len(resp.GetTag()) == 0 || resp.GetVersion() == 0 {
+		return MACTag{}, protocolError(op, key, "empty tag or version 0")
+	}
+	return MACTag{Key: resp.GetKey(), Version: resp.GetVersion(), Tag: resp.GetTag()}, nil
+}
+
+// VerifyMAC checks tag over msg against the given version of key (the one
+// MAC returned; a retired version still verifies), comparing in constant
+// time inside the daemon. It returns nil if the tag matches and an error
+// wrapping ErrBadMessage if it does not (a truncated tag does not match);
+// other errors mean the check could not be made.
+func (c *Client) VerifyMAC(ctx context.Context, key string, version uint32, msg, tag []byte) error {
+	resp, _, err := call(ctx, c, c.keys.VerifyMac, &keystorev1.VerifyMacRequest{Key: key, Version: int64(version), Message: msg, Tag: tag})
+	if err != nil {
+		return err
+	}
+	if !resp.GetValid() {
+		return badTag(key, version)
+	}
+	return nil
+}
+
+func badTag(key string, version uint32) error {
+	return &provider.Error{Code: provider.EBADMSG, Op: "verify-mac", Key: key + "@" + strconv.FormatUint(uint64(version), 10), Msg: "tag does not match"}
 }
 
 // Seal encrypts plaintext (at most 1 MiB) under the primary version of key

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"crypto"
 	"math"
 	"strconv"
 	"strings"
@@ -17,15 +18,53 @@ type Algorithm = provider.Algorithm
 
 // The algorithms keystored knows. Which ones a daemon offers depends on
 // its provider (ENOTSUP otherwise).
+// docs/api.md describes each; DigestHash gives the hash a signing
+// algorithm's digests are made with.
 const (
-	Ed25519           = provider.Ed25519           // sign
-	Ed448             = provider.Ed448             // sign
-	MLDSA44           = provider.MLDSA44           // sign
-	MLDSA65           = provider.MLDSA65           // sign
-	MLDSA87           = provider.MLDSA87           // sign
+	Ed25519           = provider.Ed25519           // sign: pure Ed25519 (RFC 8032)
+	Ed448             = provider.Ed448             // sign: pure Ed448
+	MLDSA44           = provider.MLDSA44           // sign: FIPS 204
+	MLDSA65           = provider.MLDSA65           // sign: FIPS 204
+	MLDSA87           = provider.MLDSA87           // sign: FIPS 204
+	ECDSAP256         = provider.ECDSAP256         // sign: ecdsa-p256-sha256, ASN.1 DER signatures
+	ECDSAP384         = provider.ECDSAP384         // sign: ecdsa-p384-sha384, ASN.1 DER signatures
+	RSA2048PSS        = provider.RSA2048PSS        // sign: RSASSA-PSS, SHA-256, MGF1-SHA-256, salt 32
+	RSA3072PSS        = provider.RSA3072PSS        // sign: RSASSA-PSS, SHA-256, MGF1-SHA-256, salt 32
+	RSA4096PSS        = provider.RSA4096PSS        // sign: RSASSA-PSS, SHA-256, MGF1-SHA-256, salt 32
+	RSA2048PKCS1      = provider.RSA2048PKCS1      // sign: RSASSA-PKCS1-v1_5, SHA-256
+	RSA3072PKCS1      = provider.RSA3072PKCS1      // sign: RSASSA-PKCS1-v1_5, SHA-256
+	RSA4096PKCS1      = provider.RSA4096PKCS1      // sign: RSASSA-PKCS1-v1_5, SHA-256
+	Ed25519ph         = provider.Ed25519ph         // sign: Ed25519ph (RFC 8032 SHA-512 prehash)
 	XChaCha20Poly1305 = provider.XChaCha20Poly1305 // decrypt (the daemon's default)
 	ChaCha20Poly1305  = provider.ChaCha20Poly1305  // decrypt
 	AES256GCM         = provider.AES256GCM         // decrypt
+	HMACSHA256        = provider.HMACSHA256        // mac: 32-byte tags
+	HMACSHA384        = provider.HMACSHA384        // mac: 48-byte tags
+	HMACSHA512        = provider.HMACSHA512        // mac: 64-byte tags
+)
+
+// Algorithms lists every algorithm above, signing ones first, in the order
+// of docs/api.md.
+func Algorithms() []Algorithm {
+	return []Algorithm{
+		Ed25519, Ed448, MLDSA44, MLDSA65, MLDSA87,
+		ECDSAP256, ECDSAP384,
+		RSA2048PSS, RSA3072PSS, RSA4096PSS, RSA2048PKCS1, RSA3072PKCS1, RSA4096PKCS1,
+		Ed25519ph,
+		XChaCha20Poly1305, ChaCha20Poly1305, AES256GCM,
+		HMACSHA256, HMACSHA384, HMACSHA512,
+	}
+}
+
+// Use is what a key may do: sign, decrypt or mac. Each algorithm has one.
+// The zero Use is unset.
+type Use = provider.Use
+
+// The uses.
+const (
+	UseSign    = provider.UseSign    // Sign, Verify (and Signer)
+	UseDecrypt = provider.UseDecrypt // Seal, Unseal, Rewrap
+	UseMAC     = provider.UseMAC     // MAC, VerifyMAC
 )
 
 // KeyState is the state of a key. The zero KeyState is invalid (a daemon
@@ -119,7 +158,7 @@ type KeyInfo struct {
 	// ID is the full key ID, "<app>/<purpose>/<name>".
 	ID        string
 	Algorithm Algorithm
-	// Uses is ["sign"] or ["decrypt"].
+	// Uses is ["sign"], ["decrypt"] or ["mac"].
 	Uses           []string
 	State          KeyState
 	CurrentVersion uint32
@@ -156,9 +195,13 @@ func (k KeyInfo) Version(v uint32) (KeyVersion, bool) {
 
 // CreateOptions are the options of Create.
 type CreateOptions struct {
-	// Algorithm of the key; empty means the daemon's default
-	// (xchacha20-poly1305).
+	// Algorithm of the key; empty means the provider's default for Use
+	// (its first algorithm of that use in docs/api.md's order).
 	Algorithm Algorithm
+	// Use, when set, must be Algorithm's use (ErrInvalid otherwise).
+	// Without an Algorithm it picks the default; unset means decrypt
+	// (xchacha20-poly1305 on the software provider).
+	Use Use
 	// Policy of the key; the zero Policy is the default.
 	Policy Policy
 }
@@ -245,8 +288,11 @@ type PublicKey struct {
 	Key       string
 	Version   uint32
 	Algorithm Algorithm
-	// Raw is the raw public key (32 bytes for ed25519, 57 for ed448, the
-	// FIPS 204 encoding for ML-DSA).
+	// Raw is the raw public key: 32 bytes for ed25519 and ed25519ph, 57
+	// for ed448, the FIPS 204 encoding for ML-DSA, the SEC 1 uncompressed
+	// point for ECDSA (65 or 97 bytes), the PKCS #1 RSAPublicKey DER for
+	// RSA. CryptoPublicKey decodes it; package client/keyfmt encodes it
+	// as PEM, OpenSSH, JWK.
 	Raw []byte
 }
 
@@ -258,9 +304,34 @@ type Signature struct {
 	// Key is the full key ID.
 	Key     string
 	Version uint32
-	// Signature is the plain algorithm signature: an Ed25519 signature
-	// verifies with any standard implementation.
+	// Signature is the plain algorithm signature, which any standard
+	// implementation verifies: Ed25519/Ed448/ML-DSA as specified, ECDSA
+	// as ASN.1 DER (ECDSASignatureRaw converts it to JOSE's r‖s), RSA as
+	// the modulus-sized integer.
 	Signature []byte
+}
+
+// SignInput is what SignWith and VerifyWith sign or verify: a message,
+// or the caller's digest of one.
+type SignInput struct {
+	// Message is the message itself (at most 64 KiB); nil when Hash is
+	// set.
+	Message []byte
+	// Hash and Digest: the caller's hash of the message, for ECDSA, RSA
+	// and ed25519ph keys. Hash must be the algorithm's own (DigestHash),
+	// Digest exactly its size. The signature is the one Sign would make
+	// over the message.
+	Hash   crypto.Hash
+	Digest []byte
+}
+
+// MACTag is an HMAC tag and the key version that made it.
+type MACTag struct {
+	// Key is the full key ID.
+	Key     string
+	Version uint32
+	// Tag is the full HMAC output (32, 48 or 64 bytes; never truncated).
+	Tag []byte
 }
 
 // Sealed is a sealed envelope and the key version that sealed it. Data
