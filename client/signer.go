@@ -62,8 +62,9 @@ type KeySigner interface {
 // PSS key. For tls.Certificate set SupportedSignatureAlgorithms to
 // TLSSignatureSchemes(algorithm): a TLS 1.2 peer may otherwise ask for a
 // hash the key does not sign with. ssh.NewSignerFromSigner of an RSA key
-// signs "ssh-rsa" (SHA-1) by default: ask for "rsa-sha2-256"
-// (ssh.NewSignerWithAlgorithms) with a PKCS #1 v1.5 key.
+// signs "ssh-rsa" (SHA-1) by default: restrict it to "rsa-sha2-256" with
+// ssh.NewSignerWithAlgorithms (a PKCS #1 v1.5 key; ssh has no PSS). The
+// public key formats (PEM, authorized_keys, JWK) are in client/keyfmt.
 //
 // rand is ignored: the daemon's provider signs. Sign takes no context, so
 // its calls to the daemon use ctx: pass a context that lives as long as

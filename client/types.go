@@ -56,6 +56,21 @@ func Algorithms() []Algorithm {
 	}
 }
 
+// AlgorithmUse returns the use of an algorithm of Algorithms, and 0 for a
+// name the client does not know.
+func AlgorithmUse(alg Algorithm) Use {
+	switch alg {
+	case XChaCha20Poly1305, ChaCha20Poly1305, AES256GCM:
+		return UseDecrypt
+	case HMACSHA256, HMACSHA384, HMACSHA512:
+		return UseMAC
+	}
+	if _, ok := sigAlgorithms[alg]; ok {
+		return UseSign
+	}
+	return 0
+}
+
 // Use is what a key may do: sign, decrypt or mac. Each algorithm has one.
 // The zero Use is unset.
 type Use = provider.Use

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +33,10 @@ type batchItem struct {
 	key     string
 	payload []byte
 	aad     []byte
+	// sign only: a digest instead of the message, and a version.
+	digest  []byte
+	hash    crypto.Hash
+	version uint32
 	err     error
 }
 
@@ -42,6 +47,9 @@ type batchOp struct {
 	out     string // the result's JSON field: "signature"
 	bound   int    // the payload's bound
 	withAAD bool
+	// withDigest accepts "digest" and "digest_hash" instead of the
+	// payload, and "version".
+	withDigest bool
 	// run calls the daemon for items (all parsed) and returns, per item,
 	// the key version and the output bytes, or the item's error.
 	run func(a *app, c *client.Client, items []batchItem) ([]batchResult, error)
@@ -54,16 +62,29 @@ type batchResult struct {
 }
 
 var batchOps = []batchOp{
-	{name: "sign", field: "message", out: "signature", bound: provider.MaxSignMessage,
+	{name: "sign", field: "message", out: "signature", bound: provider.MaxSignMessage, withDigest: true,
 		run: func(a *app, c *client.Client, items []batchItem) ([]batchResult, error) {
 			in := make([]client.SignItem, len(items))
 			for i, it := range items {
-				in[i] = client.SignItem{Key: it.key, Message: it.payload}
+				in[i] = client.SignItem{Key: it.key, Message: it.payload, Version: it.version, Hash: it.hash, Digest: it.digest}
 			}
 			res, err := c.SignBatch(a.ctx, in)
 			out := make([]batchResult, len(res))
 			for i, r := range res {
 				out[i] = batchResult{r.Version, r.Signature.Signature, r.Err}
+			}
+			return out, err
+		}},
+	{name: "mac", field: "message", out: "tag", bound: provider.MaxMACMessage,
+		run: func(a *app, c *client.Client, items []batchItem) ([]batchResult, error) {
+			in := make([]client.MACItem, len(items))
+			for i, it := range items {
+				in[i] = client.MACItem{Key: it.key, Message: it.payload}
+			}
+			res, err := c.MACBatch(a.ctx, in)
+			out := make([]batchResult, len(res))
+			for i, r := range res {
+				out[i] = batchResult{r.Version, r.Tag, r.Err}
 			}
 			return out, err
 		}},
@@ -97,24 +118,27 @@ var batchOps = []batchOp{
 
 func (a *app) batchCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "batch sign|seal|unseal [--in FILE] [--out FILE]",
-		Short: "Sign, seal or unseal many items: JSON Lines in, JSON Lines out",
+		Use:   "batch sign|mac|seal|unseal [--in FILE] [--out FILE]",
+		Short: "Sign, MAC, seal or unseal many items: JSON Lines in, JSON Lines out",
 		Long: `Batch reads one JSON object per line (stdin or --in) and writes one JSON
 object per line (stdout or --out), in the same order, sending the items to
 the daemon in batch calls (at most 1,024 items or about 6 MiB each). Bytes
 are base64 (standard, with padding), as in every --json output.
 
   sign:   {"key":"p/k","message":"..."}               -> {"line","key","version","signature"}
+  mac:    {"key":"p/k","message":"..."}               -> {"line","key","version","tag"}
   seal:   {"key":"p/k","plaintext":"...","aad":"..."} -> {"line","key","version","sealed"}
   unseal: {"key":"p/k","sealed":"...","aad":"..."}    -> {"line","key","version","plaintext"}
 
-"aad" may be left out (empty). An item that fails (or a line that is not
+"aad" may be left out (empty). A sign item may carry "digest" (base64) and
+"digest_hash" ("sha256", "sha384" or "sha512") instead of "message", and
+"version" (a number: sign with that version, primary or retired). An item that fails (or a line that is not
 such an object) gives {"line":N,"key":...,"error":{"reason","message"}} and
 the others go on. The exit status is 0 when every item succeeded, else that
 of the first failed item (its errno, as for a single call); a failure of a
 whole call (the daemon gone) stops at once with its own status.`,
 		Example: `  printf '{"key":"signing/release","message":"aGVsbG8="}\n' | keystorectl batch sign`,
-		Args:    exactArgs(0, "a subcommand: sign, seal or unseal"),
+		Args:    exactArgs(0, "a subcommand: sign, mac, seal or unseal"),
 	}
 	for _, op := range batchOps {
 		cmd.AddCommand(a.batchOpCommand(op))
@@ -261,7 +285,7 @@ func (a *app) runBatch(op batchOp, r io.Reader, w *bufio.Writer) error {
 			}
 		}
 		pending = append(pending, it)
-		size += len(it.payload) + len(it.aad) + len(it.key)
+		size += len(it.payload) + len(it.aad) + len(it.key) + len(it.digest)
 	}
 	if err := sc.Err(); err != nil {
 		if ferr := flush(); ferr != nil {
@@ -299,6 +323,15 @@ func parseBatchLine(op batchOp, b []byte, line int) batchItem {
 			err = json.Unmarshal(raw, &it.payload)
 		case name == "aad" && op.withAAD:
 			err = json.Unmarshal(raw, &it.aad)
+		case name == "digest" && op.withDigest:
+			err = json.Unmarshal(raw, &it.digest)
+		case name == "digest_hash" && op.withDigest:
+			var h string
+			if err = json.Unmarshal(raw, &h); err == nil {
+				it.hash, err = provider.ParseHash(h)
+			}
+		case name == "version" && op.withDigest:
+			err = json.Unmarshal(raw, &it.version)
 		default:
 			err = errors.New("unknown field")
 		}
@@ -313,6 +346,10 @@ func parseBatchLine(op batchOp, b []byte, line int) batchItem {
 		it.err = provider.Errorf(provider.EMSGSIZE, "line %d: %s is larger than %d bytes", line, op.field, op.bound)
 	case len(it.aad) > provider.MaxAAD:
 		it.err = provider.Errorf(provider.EMSGSIZE, "line %d: aad is larger than %d bytes", line, provider.MaxAAD)
+	case (it.hash != 0) != (it.digest != nil):
+		it.err = provider.Errorf(provider.EINVAL, "line %d: \"digest\" and \"digest_hash\" go together", line)
+	case it.hash != 0 && it.payload != nil:
+		it.err = provider.Errorf(provider.EINVAL, "line %d: \"digest\" replaces %q: give one", line, op.field)
 	}
 	return it
 }

@@ -43,7 +43,7 @@ func docCommandLines(tb testing.TB) [][]string {
 // fileFlags are the flags that name files or sockets: inputs using them
 // are not run, so that the fuzzer never reads or writes a file of the
 // machine it runs on.
-var fileFlags = []string{"--in", "--out", "--sig", "--state", "--socket", "--agent-socket", "-a"}
+var fileFlags = []string{"--in", "--out", "--sig", "--tag", "--state", "--socket", "--agent-socket", "-a"}
 
 // longRunning are the commands that serve until a signal: inputs naming
 // them are not run (ssh-agent has its own tests, sshagent_test.go).

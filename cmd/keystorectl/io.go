@@ -1,8 +1,12 @@
 package main
 
 import (
+	"crypto"
+	"crypto/sha256"
+	"crypto/sha512"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -42,6 +46,46 @@ func (a *app) readInput(path string, bound int, what string) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// hashInput hashes the input named by path ("" or "-" is stdin) with
+// hashFn, streaming it: any size, in constant memory. what names the input
+// in messages.
+func (a *app) hashInput(path string, hashFn crypto.Hash, what string) ([]byte, error) {
+	var r io.Reader = a.stdin
+	name := "stdin"
+	if path != "" && path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fileError("open", path, err)
+		}
+		defer f.Close()
+		r, name = f, path
+	} else if isTerminal(a.stdin) {
+		fmt.Fprintf(a.stderr, "keystorectl: reading the %s from the terminal; end it with Ctrl-D\n", what)
+	}
+	var h hash.Hash
+	switch hashFn {
+	case crypto.SHA256:
+		h = sha256.New()
+	case crypto.SHA384:
+		h = sha512.New384()
+	case crypto.SHA512:
+		h = sha512.New()
+	default:
+		return nil, provider.Errorf(provider.EINVAL, "digest hash %v is not sha256, sha384 or sha512", hashFn)
+	}
+	buf := make([]byte, 64<<10)
+	if _, err := io.CopyBuffer(h, onlyReader{r}, buf); err != nil {
+		return nil, fileError("read", name, err)
+	}
+	return h.Sum(nil), nil
+}
+
+// onlyReader hides a reader's WriterTo (an *os.File's would copy through
+// its own path), so that CopyBuffer uses the given buffer.
+type onlyReader struct{ r io.Reader }
+
+func (o onlyReader) Read(p []byte) (int, error) { return o.r.Read(p) }
 
 // writeOutput writes data to path ("" or "-" is stdout), byte for byte. A
 // file is created 0600 (it may hold plaintext) or truncated.

@@ -12,32 +12,65 @@ import (
 	"github.com/nexus-os/keystored/core/provider"
 )
 
-// algorithms lists the algorithm names for help and completion.
-var algorithms = []string{
-	string(client.Ed25519), string(client.Ed448),
-	string(client.MLDSA44), string(client.MLDSA65), string(client.MLDSA87),
-	string(client.XChaCha20Poly1305), string(client.ChaCha20Poly1305), string(client.AES256GCM),
+// algorithms lists the algorithm names for help and completion, in
+// docs/api.md's order (client.Algorithms).
+var algorithms = func() []string {
+	var names []string
+	for _, alg := range client.Algorithms() {
+		names = append(names, string(alg))
+	}
+	return names
+}()
+
+// uses are the values of create --use.
+var uses = []string{"sign", "decrypt", "mac"}
+
+// algorithmsOf returns the algorithm names of a use, for help.
+func algorithmsOf(use string) string {
+	var names []string
+	for _, alg := range algorithms {
+		if useOf(client.Algorithm(alg)) == use {
+			names = append(names, alg)
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
+// useOf returns the use of a known algorithm ("sign", "decrypt", "mac").
+func useOf(alg client.Algorithm) string { return client.AlgorithmUse(alg).String() }
+
 func (a *app) createCommand() *cobra.Command {
-	var alg string
+	var alg, use string
 	var rotation time.Duration
 	cmd := &cobra.Command{
-		Use:   "create <purpose>/<name> --alg ALG",
+		Use:   "create <purpose>/<name> [--alg ALG | --use sign|decrypt|mac]",
 		Short: "Create a key (version 1)",
 		Long: `Create a key of your app, <purpose>/<name>; operators may name any app's
 key as <app>/<purpose>/<name>. Segments are [a-z0-9][a-z0-9._-]*, at most 64
 bytes. Key IDs are never reused (EALREADY).
 
-Algorithms: ` + strings.Join(algorithms, ", ") + `.
-Signing keys sign and verify; the others seal and unseal. Without --alg the
-daemon's default is used (xchacha20-poly1305).`,
-		Example: `  keystorectl create signing/release --alg ed25519
-  keystorectl create db/secrets --alg xchacha20-poly1305`,
+Algorithms:
+  sign and verify:  ` + algorithmsOf("sign") + `
+  seal and unseal:  ` + algorithmsOf("decrypt") + `
+  mac, verify-mac:  ` + algorithmsOf("mac") + `
+Without --alg the daemon's provider picks its first algorithm of --use in
+this order (sign: ed25519, decrypt: xchacha20-poly1305, mac: hmac-sha256 on
+the software provider); without either, a decrypt key. With both, --use
+must be the algorithm's (EINVAL).`,
+		Example: `  keystorectl create signing/release --alg ecdsa-p256-sha256
+  keystorectl create db/secrets
+  keystorectl create tokens/session --use mac`,
 		Args: exactArgs(1, "one key name"),
 		RunE: func(_ *cobra.Command, args []string) error {
 			if rotation < 0 {
 				return usageError{fmt.Errorf("--rotation-period must not be negative"), "keystorectl create"}
+			}
+			var u client.Use
+			if use != "" {
+				var err error
+				if u, err = provider.ParseUse(use); err != nil {
+					return usageError{fmt.Errorf("--use %q is not one of %s", use, strings.Join(uses, ", ")), "keystorectl create"}
+				}
 			}
 			c, err := a.dial()
 			if err != nil {
@@ -45,10 +78,11 @@ daemon's default is used (xchacha20-poly1305).`,
 			}
 			k, err := c.Create(a.ctx, args[0], client.CreateOptions{
 				Algorithm: client.Algorithm(alg),
+				Use:       u,
 				Policy:    client.Policy{RotationPeriod: rotation},
 			})
 			if err != nil {
-				return createHint(err, alg)
+				return createHint(err, alg, use)
 			}
 			if a.json {
 				return a.emit(toKeyJSON(k))
@@ -56,18 +90,27 @@ daemon's default is used (xchacha20-poly1305).`,
 			return a.printf("created %s (%s, version %d)\n", k.ID, k.Algorithm, k.CurrentVersion)
 		},
 	}
-	cmd.Flags().StringVar(&alg, "alg", "", "algorithm: "+strings.Join(algorithms, ", ")+" (default: the daemon's, xchacha20-poly1305)")
+	cmd.Flags().StringVar(&alg, "alg", "", "algorithm: "+strings.Join(algorithms, ", ")+" (default: the provider's first of --use)")
+	cmd.Flags().StringVar(&use, "use", "", "sign, decrypt or mac: what the key is for, when --alg is not given (default decrypt)")
 	cmd.Flags().DurationVar(&rotation, "rotation-period", 0, "rotate automatically this often (0: never; at least 1m)")
 	a.setup(cmd.RegisterFlagCompletionFunc("alg", cobra.FixedCompletions(algorithms, cobra.ShellCompDirectiveNoFileComp)))
+	a.setup(cmd.RegisterFlagCompletionFunc("use", cobra.FixedCompletions(uses, cobra.ShellCompDirectiveNoFileComp)))
 	return cmd
 }
 
-func createHint(err error, alg string) error {
+func createHint(err error, alg, use string) error {
 	switch code, _ := client.CodeOf(err); code {
 	case provider.EALREADY:
 		return withHint(err, "key IDs are never reused, even after destroy; pick another name")
 	case provider.ENOTSUP:
+		if alg == "" {
+			return withHint(err, "the daemon's provider offers no algorithm for --use "+use+"; name one with --alg")
+		}
 		return withHint(err, "the daemon's provider does not offer "+alg+"; algorithms: "+strings.Join(algorithms, ", "))
+	case provider.EINVAL:
+		if alg != "" && use != "" {
+			return withHint(err, alg+" is a "+useOf(client.Algorithm(alg))+" algorithm: leave out --use, or give it --use "+useOf(client.Algorithm(alg)))
+		}
 	}
 	return err
 }

@@ -2,17 +2,12 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/x509"
-	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -20,6 +15,7 @@ import (
 
 	"github.com/nexus-os/keystored/client"
 	"github.com/nexus-os/keystored/client/clienttest"
+	"github.com/nexus-os/keystored/client/keyfmt"
 )
 
 func TestPubkeyFormats(t *testing.T) {
@@ -54,12 +50,19 @@ func TestPubkeyFormats(t *testing.T) {
 	if err := json.Unmarshal(j, &k); err != nil {
 		t.Fatal(err)
 	}
+	kid, err := keyfmt.Thumbprint(client.PublicKey{Key: "app/p/ed", Version: 1, Algorithm: client.Ed25519, Raw: raw})
+	if err != nil {
+		t.Fatal(err)
+	}
 	x, err := base64.RawURLEncoding.DecodeString(k["x"])
-	if k["kty"] != "OKP" || k["crv"] != "Ed25519" || k["kid"] != "app/p/ed@1" || err != nil || !bytes.Equal(x, raw) || len(k) != 4 {
-		t.Errorf("jwk = %s", j)
+	if k["kty"] != "OKP" || k["crv"] != "Ed25519" || k["alg"] != "EdDSA" || k["use"] != "sig" || k["kid"] != kid || err != nil || !bytes.Equal(x, raw) || len(k) != 6 {
+		t.Errorf("jwk = %s, want kid %s", j, kid)
 	}
 
 	for _, f := range pubkeyFormats {
+		if f == "jwks" {
+			continue
+		}
 		m := decode(t, ok(t, s, nil, "--json", "pubkey", "p/ed", "--format", f))
 		if m["key"] != "app/p/ed" || m["version"] != 1.0 || m["algorithm"] != "ed25519" || m["format"] != f || m["public_key"] != base64.StdEncoding.EncodeToString(raw) {
 			t.Errorf("--json --format %s = %v", f, m)
@@ -70,100 +73,85 @@ func TestPubkeyFormats(t *testing.T) {
 	}
 
 	fails(t, s, nil, exitUsage, "pubkey", "p/ed", "--format", "der")
+	fails(t, s, nil, exitUsage, "pubkey", "p/ed@1", "--format", "jwks")
 	fails(t, s, nil, 22, "pubkey", "p/ed@x")
 	fails(t, s, nil, 2, "pubkey", "p/ed@7") // ENOENT
 	ok(t, s, nil, "create", "p/box")
-	r := fails(t, s, nil, 1, "pubkey", "p/box")
-	if !strings.Contains(r.stderr, "hint: only signing keys have a public key") {
-		t.Errorf("pubkey of a decrypt key: %q", r.stderr)
+	for _, f := range []string{"pem", "jwks"} {
+		r := fails(t, s, nil, 1, "pubkey", "p/box", "--format", f)
+		if !strings.Contains(r.stderr, "hint: only signing keys have a public key") {
+			t.Errorf("pubkey --format %s of a decrypt key: %q", f, r.stderr)
+		}
 	}
 
 	// Ed448: pem and jwk, not ssh.
 	ok(t, s, nil, "create", "p/ed448", "--alg", "ed448")
-	raw448 := ok(t, s, nil, "pubkey", "p/ed448", "--format", "raw").stdout
 	j = ok(t, s, nil, "pubkey", "p/ed448", "--format", "jwk").stdout
 	if err := json.Unmarshal(j, &k); err != nil || k["crv"] != "Ed448" {
 		t.Errorf("ed448 jwk = %s, %v", j, err)
 	}
-	checkSPKI(t, ok(t, s, nil, "pubkey", "p/ed448").stdout, asn1.ObjectIdentifier{1, 3, 101, 113}, raw448)
+	ok(t, s, nil, "pubkey", "p/ed448")
 	fails(t, s, nil, 95, "pubkey", "p/ed448", "--format", "ssh")
+	// ed25519ph: pem only.
+	ok(t, s, nil, "create", "p/ph", "--alg", "ed25519ph")
+	ok(t, s, nil, "pubkey", "p/ph")
+	fails(t, s, nil, 95, "pubkey", "p/ph", "--format", "ssh")
+	fails(t, s, nil, 95, "pubkey", "p/ph", "--format", "jwk")
 }
 
-// checkSPKI parses a PEM SubjectPublicKeyInfo and compares OID and key.
-func checkSPKI(t *testing.T, pemOut []byte, oid asn1.ObjectIdentifier, raw []byte) {
-	t.Helper()
-	block, _ := pem.Decode(pemOut)
+// ECDSA and RSA keys in every format; jwks follows rotations.
+func TestPubkeyECDSAAndRSA(t *testing.T) {
+	s := startDaemon(t, clienttest.Options{}).Socket
+	ok(t, s, nil, "create", "p/ec", "--alg", "ecdsa-p384-sha384")
+	ok(t, s, nil, "create", "p/rsa", "--alg", "rsa-2048-pkcs1-sha256")
+	ok(t, s, nil, "create", "p/pss", "--alg", "rsa-2048-pss-sha256")
+
+	block, _ := pem.Decode(ok(t, s, nil, "pubkey", "p/ec").stdout)
 	if block == nil {
-		t.Fatalf("no PEM in %q", pemOut)
+		t.Fatal("no PEM")
 	}
-	var info spki
-	rest, err := asn1.Unmarshal(block.Bytes, &info)
-	if err != nil || len(rest) != 0 {
-		t.Fatalf("SPKI: %v", err)
+	pk, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil || pk.(*ecdsa.PublicKey).Curve.Params().Name != "P-384" {
+		t.Fatalf("ecdsa PEM: %T, %v", pk, err)
 	}
-	if !info.Algorithm.Algorithm.Equal(oid) || len(info.Algorithm.Parameters.FullBytes) != 0 {
-		t.Errorf("SPKI algorithm %v (params %x), want %v without parameters", info.Algorithm.Algorithm, info.Algorithm.Parameters.FullBytes, oid)
+	for key, typ := range map[string]string{"p/ec": ssh.KeyAlgoECDSA384, "p/rsa": ssh.KeyAlgoRSA} {
+		sk, comment, _, _, err := ssh.ParseAuthorizedKey(ok(t, s, nil, "pubkey", key, "--format", "ssh").stdout)
+		if err != nil || sk.Type() != typ || comment != "app/"+key+"@1" {
+			t.Errorf("%s ssh: %v, %v, %q", key, err, sk, comment)
+		}
 	}
-	if !bytes.Equal(info.PublicKey.RightAlign(), raw) || info.PublicKey.BitLength != 8*len(raw) {
-		t.Errorf("SPKI key differs from the raw key")
+	r := fails(t, s, nil, 95, "pubkey", "p/pss", "--format", "ssh")
+	if !strings.Contains(r.stderr, "pkcs1") {
+		t.Errorf("ssh of a PSS key: %q, want the hint to use a pkcs1 key", r.stderr)
 	}
-}
+	for key, alg := range map[string]string{"p/ec": "ES384", "p/rsa": "RS256", "p/pss": "PS256"} {
+		var k map[string]string
+		if err := json.Unmarshal(ok(t, s, nil, "pubkey", key, "--format", "jwk").stdout, &k); err != nil || k["alg"] != alg || k["use"] != "sig" || k["kid"] == "" {
+			t.Errorf("%s jwk = %v, %v; want alg %s", key, k, err, alg)
+		}
+	}
 
-func TestSPKIEveryAlgorithm(t *testing.T) {
-	for alg, info := range spkiOIDs {
-		raw := make([]byte, info.size)
-		if _, err := rand.Read(raw); err != nil {
-			t.Fatal(err)
-		}
-		pub := client.PublicKey{Key: "a/p/k", Version: 1, Algorithm: alg, Raw: raw}
-		out, err := publicKeyPEM(pub)
-		if err != nil {
-			t.Fatalf("%s: %v", alg, err)
-		}
-		checkSPKI(t, out, info.oid, raw)
-		pub.Raw = raw[1:]
-		if _, err := publicKeyPEM(pub); !errors.Is(err, client.ErrIO) {
-			t.Errorf("%s with a short key: %v, want ErrIO", alg, err)
+	ok(t, s, nil, "rotate", "p/ec")
+	ok(t, s, nil, "rotate", "p/ec")
+	var set keyfmt.JWKS
+	if err := json.Unmarshal(ok(t, s, nil, "pubkey", "p/ec", "--format", "jwks").stdout, &set); err != nil || len(set.Keys) != 3 {
+		t.Fatalf("jwks after two rotations: %d keys, %v; want 3", len(set.Keys), err)
+	}
+	for i, v := range []string{"p/ec@3", "p/ec@2", "p/ec@1"} {
+		var k keyfmt.JWK
+		if err := json.Unmarshal(ok(t, s, nil, "pubkey", v, "--format", "jwk").stdout, &k); err != nil || k != set.Keys[i] {
+			t.Errorf("jwks key %d = %+v, want the jwk of %s %+v (%v)", i, set.Keys[i], v, k, err)
 		}
 	}
-	if _, err := publicKeyPEM(client.PublicKey{Algorithm: client.XChaCha20Poly1305, Raw: []byte{1}}); !errors.Is(err, client.ErrNotSupported) {
-		t.Errorf("pem of an AEAD algorithm: %v, want ErrNotSupported", err)
+	ok(t, s, nil, "revoke", "p/ec@1")
+	ok(t, s, nil, "set-policy", "p/ec", "--min-decryption-version", "3")
+	if err := json.Unmarshal(ok(t, s, nil, "pubkey", "p/ec", "--format", "jwks").stdout, &set); err != nil || len(set.Keys) != 1 {
+		t.Fatalf("jwks with version 1 revoked and min version 3: %d keys, %v; want 1", len(set.Keys), err)
 	}
-	if _, err := publicKeyJWK(client.PublicKey{Algorithm: client.MLDSA44, Raw: make([]byte, 1312)}); !errors.Is(err, client.ErrNotSupported) {
-		t.Errorf("jwk of ML-DSA: %v, want ErrNotSupported", err)
+	m := decode(t, ok(t, s, nil, "--json", "pubkey", "p/ec", "--format", "jwks"))
+	if m["key"] != "app/p/ec" || m["format"] != "jwks" || m["jwks"] == nil {
+		t.Errorf("--json jwks = %v", m)
 	}
-}
-
-// OpenSSL 3.0 (Debian 12) reads the Ed25519 and Ed448 PEM; ML-DSA needs
-// OpenSSL 3.5.
-func TestPEMReadByOpenSSL(t *testing.T) {
-	openssl, err := exec.LookPath("openssl")
-	if err != nil {
-		t.Skip("openssl not installed: apt-get install openssl")
-	}
-	edPub, _, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys := map[client.Algorithm][]byte{client.Ed25519: edPub, client.Ed448: ed448Public(t)}
-	for alg, raw := range keys {
-		out, err := publicKeyPEM(client.PublicKey{Key: "a/p/k", Version: 1, Algorithm: alg, Raw: raw})
-		if err != nil {
-			t.Fatal(err)
-		}
-		path := filepath.Join(t.TempDir(), "pub.pem")
-		if err := os.WriteFile(path, out, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(openssl, "pkey", "-pubin", "-in", path, "-noout", "-text")
-		text, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Errorf("%s: openssl pkey -pubin: %v\n%s", alg, err, text)
-			continue
-		}
-		want := map[client.Algorithm]string{client.Ed25519: "ED25519 Public-Key", client.Ed448: "ED448 Public-Key"}[alg]
-		if !strings.Contains(string(text), want) {
-			t.Errorf("%s: openssl says %q, want %q", alg, text, want)
-		}
-	}
+	ok(t, s, nil, "revoke", "p/ec")
+	fails(t, s, nil, 128, "pubkey", "p/ec", "--format", "jwks")
 }

@@ -37,9 +37,9 @@ Data: stdin/stdout by default (binary-safe), or --in/--out FILE.
 Exit status: 0, the errno of the error (EPERM 1, ENOENT 2, EINVAL 22,
 EBADMSG 74, EMSGSIZE 90, EALREADY 114, EKEYREVOKED 128, ...; EUNAVAILABLE
 69), or 64 (EX_USAGE) for a usage error. See docs/cli.md.`,
-		Example: `  keystorectl create signing/release --alg ed25519
-  echo -n hello | keystorectl sign signing/release > hello.sig
-  echo -n hello | keystorectl verify signing/release@1 --sig hello.sig`,
+		Example: `  keystorectl create signing/release --alg ecdsa-p256-sha256
+  keystorectl sign signing/release --digest sha256 --in release.tar --out release.sig
+  keystorectl verify signing/release@1 --digest sha256 --sig release.sig --in release.tar`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		Version:       buildinfo.String("keystorectl", version),
@@ -62,6 +62,8 @@ EBADMSG 74, EMSGSIZE 90, EALREADY 114, EKEYREVOKED 128, ...; EUNAVAILABLE
 		a.pubkeyCommand(),
 		a.signCommand(),
 		a.verifyCommand(),
+		a.macCommand(),
+		a.verifyMACCommand(),
 		a.sealCommand(),
 		a.unsealCommand(),
 		a.rewrapCommand(),
