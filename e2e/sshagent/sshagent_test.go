@@ -24,6 +24,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/nexus-os/keystored/client"
+	"github.com/nexus-os/keystored/client/keyfmt"
 	"github.com/nexus-os/keystored/internal/daemontest"
 	"github.com/nexus-os/keystored/internal/testbin"
 )
@@ -690,4 +691,64 @@ func currentUser(t *testing.T) string {
 		t.Skipf("uid %d has no user name for sshd to log in as: %v", os.Getuid(), err)
 	}
 	return u.Username
+}
+
+// TestOpenSSHECDSA: ECDSA P-256 and P-384 keys are offered as
+// ecdsa-sha2-nistp256 / nistp384, listed by ssh-add -L exactly as
+// keystorectl pubkey --format ssh prints them, and ssh-keygen -Y signs
+// with them through the agent and verifies the result; an RSA key is not
+// offered (it signs SHA-256 only, OpenSSH asks for rsa-sha2-512).
+func TestOpenSSHECDSA(t *testing.T) {
+	tools := need(t, "ssh-add", "ssh-keygen")
+	d := daemontest.Start(t, daemontest.Options{})
+	c, err := client.Dial(context.Background(), d.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	lines := map[string]string{}
+	for _, k := range []struct {
+		name string
+		alg  client.Algorithm
+	}{{"ssh/ec256", client.ECDSAP256}, {"ssh/ec384", client.ECDSAP384}, {"ssh/rsa", client.RSA2048PKCS1}} {
+		if _, err := c.Create(context.Background(), k.name, client.CreateOptions{Algorithm: k.alg}); err != nil {
+			t.Fatal(err)
+		}
+		pub, err := c.PublicKey(context.Background(), k.name, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		line, err := keyfmt.AuthorizedKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines[k.name] = strings.TrimSuffix(string(line), "\n")
+	}
+	p := startAgent(t, d, "-a", filepath.Join(shortDir(t, 0o700), "agent.sock"), "--purpose", "ssh")
+	env := toolEnv(t, p.sock)
+	got := strings.Split(strings.TrimSpace(runOK(t, env, nil, tools["ssh-add"], "-L").stdout), "\n")
+	slices.Sort(got)
+	want := []string{lines["ssh/ec256"], lines["ssh/ec384"]}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("ssh-add -L:\n%s\nwant the two ECDSA keys as keystorectl prints them:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	work := shortDir(t, 0o700)
+	for _, k := range []struct{ name, label string }{{"ssh/ec256", "ECDSA"}, {"ssh/ec384", "ECDSA"}} {
+		pubFile := writeFile(t, filepath.Join(work, strings.ReplaceAll(k.name, "/", "_")+".pub"), lines[k.name]+"\n", 0o600)
+		msg := writeFile(t, filepath.Join(work, strings.ReplaceAll(k.name, "/", "_")+".msg"), "release v1.0\n", 0o600)
+		runOK(t, env, nil, tools["ssh-keygen"], "-Y", "sign", "-f", pubFile, "-n", "file", msg)
+		allowed := writeFile(t, filepath.Join(work, strings.ReplaceAll(k.name, "/", "_")+".allowed"), "release@example.com namespaces=\"file\" "+lines[k.name]+"\n", 0o600)
+		r := runOK(t, env, []byte("release v1.0\n"), tools["ssh-keygen"], "-Y", "verify", "-f", allowed, "-I", "release@example.com", "-n", "file", "-s", msg+".sig")
+		if !strings.Contains(r.stdout, `Good "file" signature for release@example.com with `+k.label+` key`) {
+			t.Errorf("%s: ssh-keygen -Y verify: %s", k.name, r)
+		}
+		if r := run(t, env, []byte("release v1.1\n"), nil, tools["ssh-keygen"], "-Y", "verify", "-f", allowed, "-I", "release@example.com", "-n", "file", "-s", msg+".sig"); r.code == 0 {
+			t.Errorf("%s: ssh-keygen -Y verify accepted another message: %s", k.name, r)
+		}
+	}
 }

@@ -2,11 +2,14 @@ package sshagent
 
 import (
 	"crypto/ed25519"
+	"encoding/asn1"
+	"math/big"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 
 	"github.com/nexus-os/keystored/client"
+	"github.com/nexus-os/keystored/client/keyfmt"
 	"github.com/nexus-os/keystored/core/provider"
 )
 
@@ -32,14 +35,16 @@ type sshAlgorithm struct {
 // ssh-ed448, but OpenSSH does not implement it) and ML-DSA (no ssh key
 // type in OpenSSH).
 //
-// Keys that keystored does not have yet slot in as entries: ECDSA P-256
-// and P-384 as "ecdsa-sha2-nistp256" / "ecdsa-sha2-nistp384" with a Blob
-// that re-encodes the daemon's signature as the two mpints r and s (RFC
-// 5656 3.1.2); RSA as "ssh-rsa" whose Format maps
-// agent.SignatureFlagRsaSha256 / SignatureFlagRsaSha512 to "rsa-sha2-256"
-// / "rsa-sha2-512" (RFC 8332; flags 0, SHA-1 "ssh-rsa", refused), with the
-// daemon asked for the matching hash.
+// ECDSA P-256 and P-384 keys are "ecdsa-sha2-nistp256" and
+// "ecdsa-sha2-nistp384" (RFC 5656): the daemon hashes the data with the
+// curve's hash, as RFC 5656 6.2.1 asks, and its DER signature is
+// re-encoded as the two mpints r and s. RSA keys are not offered: a
+// keystored RSA key signs SHA-256 only (rsa-sha2-256), while OpenSSH asks
+// an agent for rsa-sha2-512 first and does not fall back to a weaker
+// hash with the same key, so such a key would be listed and then fail.
 var algorithms = map[client.Algorithm]sshAlgorithm{
+	client.ECDSAP256: ecdsaAlgorithm(client.ECDSAP256, ssh.KeyAlgoECDSA256),
+	client.ECDSAP384: ecdsaAlgorithm(client.ECDSAP384, ssh.KeyAlgoECDSA384),
 	client.Ed25519: {
 		KeyType: ssh.KeyAlgoED25519,
 		PublicKey: func(raw []byte) (ssh.PublicKey, error) {
@@ -64,4 +69,24 @@ var algorithms = map[client.Algorithm]sshAlgorithm{
 func KeyType(alg client.Algorithm) (string, bool) {
 	a, ok := algorithms[alg]
 	return a.KeyType, ok
+}
+
+// ecdsaAlgorithm is the ssh form of an ECDSA key of alg (RFC 5656).
+func ecdsaAlgorithm(alg client.Algorithm, keyType string) sshAlgorithm {
+	return sshAlgorithm{
+		KeyType: keyType,
+		PublicKey: func(raw []byte) (ssh.PublicKey, error) {
+			return keyfmt.SSHPublicKey(client.PublicKey{Algorithm: alg, Raw: raw})
+		},
+		Format: func(agent.SignatureFlags) (string, error) { return keyType, nil },
+		// RFC 5656 3.1.2: the blob is mpint r ‖ mpint s.
+		Blob: func(sig []byte) ([]byte, error) {
+			var rs struct{ R, S *big.Int }
+			rest, err := asn1.Unmarshal(sig, &rs)
+			if err != nil || len(rest) > 0 || rs.R == nil || rs.S == nil || rs.R.Sign() <= 0 || rs.S.Sign() <= 0 {
+				return nil, provider.Errorf(provider.EIO, "%s signature is not ASN.1 DER (r, s)", string(alg))
+			}
+			return ssh.Marshal(rs), nil
+		},
+	}
 }
