@@ -10,6 +10,12 @@
 //	sig, err := c.Sign(ctx, "signing/release", msg)
 //	err = c.Verify(ctx, "signing/release", sig.Version, msg, sig.Signature)
 //
+// Messages over 64 KiB are signed by their digest (SignDigest, for ECDSA,
+// RSA and ed25519ph keys); Signer returns a crypto.Signer for any signing
+// key, bound to one key version, for crypto/x509, crypto/tls, x/crypto/ssh
+// and JOSE libraries; MAC and VerifyMAC make and check HMAC tags. Package
+// client/keyfmt writes public keys as PEM, OpenSSH lines and JWK sets.
+//
 // Keys are named "<purpose>/<name>" (a key of the caller's own app) or
 // "<app>/<purpose>/<name>" (operators may name any app). A specific
 // version is a separate argument, or "@N" where a method takes a key

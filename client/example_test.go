@@ -2,13 +2,18 @@ package client_test
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"math/big"
+	"os"
 	"time"
 
 	"github.com/nexus-os/keystored/client"
@@ -70,7 +75,10 @@ func ExampleClient_Signer() {
 	}
 	defer c.Close()
 
-	signer, err := c.Signer(ctx, "tls/server") // an ed25519 key
+	// An ecdsa-p256-sha256 key (any signing key works). The signer is
+	// bound to the key's current version: after a rotate it keeps signing
+	// with it, as the certificate needs, until that version is revoked.
+	signer, err := c.Signer(ctx, "tls/server")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -87,6 +95,52 @@ func ExampleClient_Signer() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	// tls.Certificate{Certificate: [][]byte{der}, PrivateKey: signer}
+	_ = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: signer,
+		SupportedSignatureAlgorithms: client.TLSSignatureSchemes(signer.KeyVersion().Algorithm)}
 	fmt.Println(len(der) > 0)
+}
+
+func ExampleClient_SignDigest() {
+	ctx := context.Background()
+	c, err := client.Dial(ctx, "keystore-state/keystored.sock")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	// A file of any size: hash it here, send only the digest.
+	f, err := os.Open("release.tar")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New() // the key's own hash: client.DigestHash(client.ECDSAP256)
+	if _, err := io.Copy(h, f); err != nil {
+		log.Fatal(err)
+	}
+	sig, err := c.SignDigest(ctx, "signing/release", crypto.SHA256, h.Sum(nil))
+	if err != nil {
+		log.Fatal(err)
+	}
+	// openssl dgst -sha256 -verify pub.pem -signature release.sig release.tar
+	fmt.Printf("%s@%d: %d-byte DER signature\n", sig.Key, sig.Version, len(sig.Signature))
+}
+
+func ExampleClient_MAC() {
+	ctx := context.Background()
+	c, err := client.Dial(ctx, "keystore-state/keystored.sock")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	token := []byte(`{"user":42,"exp":1767225600}`)
+	tag, err := c.MAC(ctx, "tokens/session", token) // an hmac-sha256 key
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Later: the tag and its version travel with the token.
+	if err := c.VerifyMAC(ctx, "tokens/session", tag.Version, token, tag.Tag); errors.Is(err, client.ErrBadMessage) {
+		log.Fatal("forged or changed token")
+	}
 }
