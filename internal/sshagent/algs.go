@@ -48,10 +48,8 @@ var algorithms = map[client.Algorithm]sshAlgorithm{
 	client.Ed25519: {
 		KeyType: ssh.KeyAlgoED25519,
 		PublicKey: func(raw []byte) (ssh.PublicKey, error) {
-			if len(raw) != ed25519.PublicKeySize {
-				return nil, provider.Errorf(provider.EIO, "ed25519 public key of %d bytes, want %d", len(raw), ed25519.PublicKeySize)
-			}
-			return ssh.NewPublicKey(ed25519.PublicKey(raw))
+			// The authorized_keys form of keystorectl pubkey --format ssh.
+			return keyfmt.SSHPublicKey(client.PublicKey{Algorithm: client.Ed25519, Raw: raw})
 		},
 		Format: func(agent.SignatureFlags) (string, error) { return ssh.KeyAlgoED25519, nil },
 		// RFC 8709 section 6: the blob is the 64-byte RFC 8032 signature.
