@@ -137,17 +137,19 @@ func (tk *testToken) launch(t testing.TB, extraArgs ...string) *plugin.Client {
 }
 
 // TestPluginConformance runs the provider suite through the plugin
-// binary, for quickAlgorithms (--algorithms).
+// binary.
 func TestPluginConformance(t *testing.T) {
 	tk := newToken(t, "plugin-conformance")
-	conformance.Run(t, func(t *testing.T) provider.Provider { return tk.launch(t, quickArgs()...) })
+	args := suiteArgs(t)
+	conformance.Run(t, func(t *testing.T) provider.Provider { return tk.launch(t, args...) })
 }
 
 // TestPluginConformanceKeystore runs the keystore-level suite through the
-// plugin binary, for quickAlgorithms.
+// plugin binary.
 func TestPluginConformanceKeystore(t *testing.T) {
 	tk := newToken(t, "plugin-keystore")
-	conformance.RunKeystore(t, func(t *testing.T) provider.Provider { return tk.launch(t, quickArgs()...) })
+	args := suiteArgs(t)
+	conformance.RunKeystore(t, func(t *testing.T) provider.Provider { return tk.launch(t, args...) })
 }
 
 // TestPluginSharesToken: keys made through the plugin live in the token:
