@@ -12,8 +12,9 @@ import (
 const maxCached = 4096
 
 // objCache maps a CKA_ID to the object handle of the key that operations
-// use (the private key of a pair, the AES or HMAC secret key). It has a generation:
-// a handle found before a forget or a clear is not cached after it.
+// use (the private key of a pair, the AES or HMAC secret key). It has a
+// generation: a handle found before a forget or a clear is not cached
+// after it.
 type objCache struct {
 	mu  sync.Mutex
 	gen uint64
