@@ -342,3 +342,51 @@ type nopAudit struct{}
 func (nopAudit) Ready(context.Context) error              { return nil }
 func (nopAudit) Commit(context.Context, core.Event) error { return nil }
 func (nopAudit) Record(context.Context, core.Event) error { return nil }
+
+// TestCommitRefusedCopy: when the token refuses to copy a staged key
+// (here SoftHSM2 refusing to change CKA_TOKEN of an unmodifiable session
+// object, CKR_ATTRIBUTE_READ_ONLY), commit reports errNoCopy, destroys the
+// staged objects, leaves no token object and sets noStaging; the next RSA
+// Generate then makes the key on the token and works.
+func TestCommitRefusedCopy(t *testing.T) {
+	tk := newToken(t, "refused-copy")
+	p := tk.open(t)
+	tp := p.(*tokenProvider)
+	d := tk.openDirect(t)
+	ref := mustRef(t, "rsa", 1, provider.RSA2048PSS)
+	id, err := idOf(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubT := []*p11.Attribute{
+		p11.NewAttribute(p11.CKA_TOKEN, false), p11.NewAttribute(p11.CKA_ID, id[:]), p11.NewAttribute(p11.CKA_MODIFIABLE, false),
+		p11.NewAttribute(p11.CKA_VERIFY, true), p11.NewAttribute(p11.CKA_MODULUS_BITS, 2048), p11.NewAttribute(p11.CKA_PUBLIC_EXPONENT, rsaExponent),
+	}
+	privT := []*p11.Attribute{
+		p11.NewAttribute(p11.CKA_TOKEN, false), p11.NewAttribute(p11.CKA_ID, id[:]), p11.NewAttribute(p11.CKA_MODIFIABLE, false),
+		p11.NewAttribute(p11.CKA_PRIVATE, true), p11.NewAttribute(p11.CKA_SENSITIVE, true), p11.NewAttribute(p11.CKA_SIGN, true),
+	}
+	pubObj, privObj, err := d.ctx.GenerateKeyPair(d.sh, []*p11.Mechanism{p11.NewMechanism(p11.CKM_RSA_PKCS_KEY_PAIR_GEN, nil)}, pubT, privT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tp.commit(t.Context(), d.sh, id, madeKey{obj: privObj, pubObj: pubObj})
+	if !errors.Is(err, errNoCopy) || !rvIs(err, p11.CKR_ATTRIBUTE_READ_ONLY) {
+		t.Fatalf("commit of an uncopyable key: %v; want errNoCopy with CKR_ATTRIBUTE_READ_ONLY", err)
+	}
+	if !tp.noStaging.Load() {
+		t.Error("noStaging not set after the token refused the copy")
+	}
+	if n := len(allObjects(t, d, ref)); n != 0 {
+		t.Errorf("%d objects with the key's CKA_ID after the refused commit, want 0", n)
+	}
+	g := generate(t, p, ref)
+	sig, err := p.Sign(t.Context(), ref, g.Handle, []byte("m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifyIndependently(t, ref.Algorithm, g.PublicKey, []byte("m"), sig)
+	if n := len(d.objects(t, ref, anyClass)); n != 2 {
+		t.Errorf("%d token objects after Generate, want 2", n)
+	}
+}

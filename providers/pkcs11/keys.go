@@ -379,26 +379,25 @@ func (p *tokenProvider) commitLocked(sh p11.SessionHandle, id objectID, st madeK
 }
 
 // copyToToken copies a staged session object to a token object that
-// cannot be modified, keeping every other attribute.
+// cannot be modified (unless the token refuses CKA_MODIFIABLE=false
+// altogether, noModifiable), keeping every other attribute. A token that
+// refuses the copy, or CKA_MODIFIABLE=false in it, sets noStaging: its
+// RSA keys are then made on the token like every other key, so they get
+// the same attributes.
 func (p *tokenProvider) copyToToken(sh p11.SessionHandle, obj p11.ObjectHandle) (p11.ObjectHandle, error) {
-	for {
-		t := []*p11.Attribute{p11.NewAttribute(p11.CKA_TOKEN, true)}
-		if !p.noModifiable.Load() {
-			t = append(t, p11.NewAttribute(p11.CKA_MODIFIABLE, false))
-		}
-		c, err := p.mod.ctx.CopyObject(sh, obj, t)
-		if err == nil {
-			return c, nil
-		}
-		if p.rejectsModifiable(err) {
-			continue
-		}
-		if refusesCopy(err) {
-			p.noStaging.Store(true)
-			return 0, errors.Join(errNoCopy, call("C_CopyObject", err))
-		}
-		return 0, call("C_CopyObject", err)
+	t := []*p11.Attribute{p11.NewAttribute(p11.CKA_TOKEN, true)}
+	if !p.noModifiable.Load() {
+		t = append(t, p11.NewAttribute(p11.CKA_MODIFIABLE, false))
 	}
+	c, err := p.mod.ctx.CopyObject(sh, obj, t)
+	if err == nil {
+		return c, nil
+	}
+	if refusesCopy(err) {
+		p.noStaging.Store(true)
+		return 0, errors.Join(errNoCopy, call("C_CopyObject", err))
+	}
+	return 0, call("C_CopyObject", err)
 }
 
 // refusesCopy reports whether err is a token refusing C_CopyObject, or
