@@ -17,6 +17,11 @@
 //	--pool-size N        sessions kept open and logged in (0: min(token limit,
 //	                     2×GOMAXPROCS, 8))
 //	--name NAME          provider name, part of every key reference (default pkcs11)
+//	--algorithms LIST    offer only these of the algorithms the token supports
+//	                     (comma-separated, e.g. ecdsa-p256-sha256,hmac-sha256;
+//	                     default: all of them)
+//	--shared-token       other applications create and destroy objects on the
+//	                     token: confirm cached object handles before every use
 //
 // The PIN comes from --pin-file or, without it, from the environment
 // variable KEYSTORE_PKCS11_PIN (which the daemon passes with the plugin's
@@ -42,6 +47,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/core/secret"
 	"github.com/nexus-os/keystored/plugin"
 	"github.com/nexus-os/keystored/providers/pkcs11"
@@ -81,8 +87,9 @@ func run(args []string, stderr io.Writer) int {
 	poolSize := fs.Int("pool-size", 0, "`sessions` kept open and logged in; 0 means min(token limit, 2×GOMAXPROCS, 8)")
 	shared := fs.Bool("shared-token", false, "other applications create and destroy objects on this token: confirm cached object handles before every use")
 	provName := fs.String("name", pkcs11.DefaultName, "provider `name`, part of every key reference")
+	algList := fs.String("algorithms", "", "comma-separated `list` of the algorithms to offer, of those the token supports (default: all)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: %s --module PATH --token-label LABEL [--pin-file PATH] [--pool-size N] [--shared-token] [--name NAME]\n\n"+
+		fmt.Fprintf(stderr, "usage: %s --module PATH --token-label LABEL [--pin-file PATH] [--pool-size N] [--shared-token] [--name NAME] [--algorithms LIST]\n\n"+
 			"keystored's PKCS#11 provider as a plugin; the keystore daemon starts it.\n"+
 			"The PIN comes from --pin-file or $%s, never from an argument.\n\n", name, pinEnv)
 		fs.PrintDefaults()
@@ -106,6 +113,10 @@ func run(args []string, stderr io.Writer) int {
 	case *pinFile != "" && !filepath.IsAbs(*pinFile):
 		return fail(2, "--pin-file %q must be an absolute path (the plugin runs in a private working directory)", *pinFile)
 	}
+	algs, err := parseAlgorithms(*algList)
+	if err != nil {
+		return fail(2, "%v", err)
+	}
 	if _, err := os.Stat(*module); err != nil {
 		return fail(1, "--module %q: %v", *module, err)
 	}
@@ -125,6 +136,7 @@ func run(args []string, stderr io.Writer) int {
 		PoolSize:    *poolSize,
 		SharedToken: *shared,
 		Name:        *provName,
+		Algorithms:  algs,
 	})
 	if err != nil {
 		return fail(1, "%v", err)
@@ -134,6 +146,24 @@ func run(args []string, stderr io.Writer) int {
 		return fail(1, "closing the token: %v", err)
 	}
 	return 0
+}
+
+// parseAlgorithms parses --algorithms: names separated by commas, spaces
+// around them ignored; empty means every algorithm the token supports.
+// pkcs11.New checks the names.
+func parseAlgorithms(list string) ([]provider.Algorithm, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, nil
+	}
+	var out []provider.Algorithm
+	for _, f := range strings.Split(list, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			return nil, fmt.Errorf("--algorithms %q has an empty name", list)
+		}
+		out = append(out, provider.Algorithm(f))
+	}
+	return out, nil
 }
 
 // refusePIN reports whether args try to pass a PIN as an argument (-pin,

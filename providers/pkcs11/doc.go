@@ -2,13 +2,19 @@
 // token (a hardware security module, a smart card, SoftHSM2): keys are
 // generated inside the token, sensitive and never extractable, and every
 // private-key operation runs there. [New] returns the provider, which
-// announces exactly the algorithms the token's mechanisms allow (ed25519,
-// aes-256-gcm); [Provider] adds Close.
+// announces exactly the algorithms the token's mechanisms allow (of
+// ed25519, ed448, ed25519ph, ECDSA P-256 and P-384, RSA-PSS and RSA
+// PKCS#1 v1.5 of 2048 to 4096 bits, HMAC-SHA-256/384/512 and
+// aes-256-gcm; Config.Algorithms may limit them); [Provider] adds Close.
+// ECDSA, RSA and Ed25519ph sign a digest computed on the host, so Sign of
+// a message is SignDigest of its digest; a new key pair passes a pairwise
+// consistency test before Generate returns.
 //
 // A handle only names the key's token objects, by an ID derived from the
 // KeyRef, so it cannot name another key's objects. Calls borrow logged-in
-// sessions from a pool, and a session lost to a token reset is replaced
-// and the call retried once. Every CKR_ value maps to a contract code
+// sessions from a pool (key generation and destruction use sessions of
+// their own, and a slow RSA generation holds no lock others need), and a
+// session lost to a token reset is replaced and the call retried once. Every CKR_ value maps to a contract code
 // through one table; the provider never logs.
 //
 // The package needs cgo (github.com/miekg/pkcs11), so the daemon runs it

@@ -10,6 +10,7 @@ import (
 
 	p11 "github.com/miekg/pkcs11"
 
+	"github.com/nexus-os/keystored/core/alg"
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/core/secret"
 )
@@ -171,8 +172,8 @@ func mustRef(t testing.TB, name string, version provider.Version, a provider.Alg
 		t.Fatal(err)
 	}
 	use := provider.UseSign
-	if a == provider.AES256GCM {
-		use = provider.UseDecrypt
+	if s, err := alg.Default().Lookup(a); err == nil {
+		use = s.Use
 	}
 	return provider.KeyRef{ID: id, Version: version, Algorithm: a, Use: use, Provider: DefaultName}
 }

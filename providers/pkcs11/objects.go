@@ -12,8 +12,9 @@ import (
 const maxCached = 4096
 
 // objCache maps a CKA_ID to the object handle of the key that operations
-// use (the Ed25519 private key, the AES secret key). It has a generation:
-// a handle found before a forget or a clear is not cached after it.
+// use (the private key of a pair, the AES or HMAC secret key). It has a
+// generation: a handle found before a forget or a clear is not cached
+// after it.
 type objCache struct {
 	mu  sync.Mutex
 	gen uint64
@@ -56,10 +57,12 @@ func (c *objCache) clear() {
 	c.gen++
 }
 
-// idTemplate is the search template of the objects with CKA_ID id, and
-// of class class when it is not ^0.
+// idTemplate is the search template of the token objects with CKA_ID id,
+// and of class class when it is not ^0. Session objects are never
+// matched: the ones Generate stages (stage) carry the CKA_ID of the key
+// they will become, and vanish with their session.
 func idTemplate(id objectID, class uint) []*p11.Attribute {
-	t := []*p11.Attribute{p11.NewAttribute(p11.CKA_ID, id[:])}
+	t := []*p11.Attribute{p11.NewAttribute(p11.CKA_ID, id[:]), p11.NewAttribute(p11.CKA_TOKEN, true)}
 	if class != anyClass {
 		t = append(t, p11.NewAttribute(p11.CKA_CLASS, class))
 	}
@@ -109,8 +112,8 @@ func findKey(ctx *p11.Ctx, sh p11.SessionHandle, ref provider.KeyRef, id objectI
 	return 0, provider.Errorf(provider.EIO, "the token holds several objects of class %d with the ID of key %s", uint64(class), ref)
 }
 
-// destroyAll destroys every object with CKA_ID id, whatever its class. An
-// object destroyed meanwhile by someone else is not an error.
+// destroyAll destroys every token object with CKA_ID id, whatever its
+// class. An object destroyed meanwhile by someone else is not an error.
 func destroyAll(ctx *p11.Ctx, sh p11.SessionHandle, id objectID) error {
 	const batch, rounds = 16, 8
 	for range rounds {

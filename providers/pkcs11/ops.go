@@ -2,13 +2,12 @@ package pkcs11
 
 import (
 	"context"
-	"crypto"
-	"crypto/ed25519"
 	"crypto/rand"
-	"errors"
+	"strings"
 
 	p11 "github.com/miekg/pkcs11"
 
+	"github.com/nexus-os/keystored/core/alg"
 	"github.com/nexus-os/keystored/core/provider"
 )
 
@@ -23,21 +22,41 @@ func (p *tokenProvider) checkRef(ref provider.KeyRef) error {
 	return nil
 }
 
-// checkAlg checks that the token supports ref's algorithm (ENOTSUP) and
-// that ref's use is the algorithm's (EPERM).
-func (p *tokenProvider) checkAlg(ref provider.KeyRef) error {
+// checkAlg checks that the token supports ref's algorithm (ENOTSUP,
+// naming the algorithms it does support) and that ref's use is the
+// algorithm's (EPERM). It returns the algorithm's spec and scheme.
+func (p *tokenProvider) checkAlg(ref provider.KeyRef) (*alg.Spec, scheme, error) {
 	if !p.info.Supports(ref.Algorithm) {
-		name := string(ref.Algorithm)
-		return provider.Errorf(provider.ENOTSUP, "provider %s (token %q) does not support algorithm %q", p.info.Name, p.label, name)
+		return nil, scheme{}, p.unsupported(ref.Algorithm)
 	}
 	s, err := p.reg.Lookup(ref.Algorithm)
 	if err != nil {
-		return err
+		return nil, scheme{}, err
+	}
+	sc, ok := schemeOf(ref.Algorithm)
+	if !ok {
+		return nil, scheme{}, p.unsupported(ref.Algorithm)
 	}
 	if ref.Use != s.Use {
-		return provider.Errorf(provider.EPERM, "key %s: algorithm %s has use %s, not %s", ref, string(s.Name), s.Use, ref.Use)
+		return nil, scheme{}, provider.Errorf(provider.EPERM, "key %s: algorithm %s has use %s, not %s", ref, string(s.Name), s.Use, ref.Use)
 	}
-	return nil
+	return s, sc, nil
+}
+
+// unsupported is the ENOTSUP error for algorithm a: it names a (cut to
+// a segment's length) and lists what the token offers, so a caller
+// learns what to ask for instead.
+func (p *tokenProvider) unsupported(a provider.Algorithm) error {
+	name := string(a)
+	if len(name) > provider.MaxSegment {
+		name = name[:provider.MaxSegment] + "..."
+	}
+	offered := make([]string, len(p.info.Algorithms))
+	for i, o := range p.info.Algorithms {
+		offered[i] = string(o)
+	}
+	return provider.Errorf(provider.ENOTSUP, "provider %s (token %q) does not support algorithm %q; it offers %s",
+		p.info.Name, p.label, name, strings.Join(offered, ", "))
 }
 
 // needUse refuses an operation that ref's use does not allow.
@@ -48,22 +67,35 @@ func needUse(ref provider.KeyRef, use provider.Use, op string) error {
 	return nil
 }
 
-// prepare runs the checks every keyed operation shares, in order: context,
-// ref, handle size, use, algorithm, and the handle's binding to ref. It
-// returns the objects' CKA_ID.
-func (p *tokenProvider) prepare(ref provider.KeyRef, h provider.Handle, use provider.Use, op string) (objectID, error) {
+// keyed is what prepare returns of a key: its algorithm's spec and
+// scheme and its objects' CKA_ID.
+type keyed struct {
+	spec *alg.Spec
+	sc   scheme
+	id   objectID
+}
+
+// prepare runs the checks every keyed operation shares, in order: handle
+// size, use, algorithm, and the handle's binding to ref (the caller has
+// checked the context, ref and its inputs).
+func (p *tokenProvider) prepare(ref provider.KeyRef, h provider.Handle, use provider.Use, op string) (keyed, error) {
 	if len(h) > provider.MaxHandle {
-		return objectID{}, provider.Errorf(provider.EINVAL, "handle for %s is over %d bytes", ref, provider.MaxHandle)
+		return keyed{}, provider.Errorf(provider.EINVAL, "handle for %s is over %d bytes", ref, provider.MaxHandle)
 	}
 	if use != 0 {
 		if err := needUse(ref, use, op); err != nil {
-			return objectID{}, err
+			return keyed{}, err
 		}
 	}
-	if err := p.checkAlg(ref); err != nil {
-		return objectID{}, err
+	spec, sc, err := p.checkAlg(ref)
+	if err != nil {
+		return keyed{}, err
 	}
-	return checkHandleFor(ref, h)
+	id, err := checkHandleFor(ref, h)
+	if err != nil {
+		return keyed{}, err
+	}
+	return keyed{spec: spec, sc: sc, id: id}, nil
 }
 
 // keyMsg is the context of a token error about ref.
@@ -105,11 +137,13 @@ func (p *tokenProvider) withKey(sh p11.SessionHandle, ref provider.KeyRef, id ob
 // errStale is confirm's error for a handle that now names another object.
 var errStale = provider.Errorf(provider.EIO, "cached object handle names another object")
 
-// confirm checks that obj still has CKA_ID id and CKA_CLASS class.
+// confirm checks that obj is still a token object with CKA_ID id and
+// CKA_CLASS class.
 func (p *tokenProvider) confirm(sh p11.SessionHandle, obj p11.ObjectHandle, id objectID, class uint) error {
 	attrs, err := p.mod.ctx.GetAttributeValue(sh, obj, []*p11.Attribute{
 		p11.NewAttribute(p11.CKA_ID, nil),
 		p11.NewAttribute(p11.CKA_CLASS, nil),
+		p11.NewAttribute(p11.CKA_TOKEN, nil),
 	})
 	if err != nil {
 		if rv, _ := rvOf(err); rv == p11.CKR_ATTRIBUTE_TYPE_INVALID || rv == p11.CKR_ATTRIBUTE_SENSITIVE {
@@ -117,7 +151,8 @@ func (p *tokenProvider) confirm(sh p11.SessionHandle, obj p11.ObjectHandle, id o
 		}
 		return call("C_GetAttributeValue", err)
 	}
-	if len(attrs) != 2 || string(attrs[0].Value) != string(id[:]) || string(attrs[1].Value) != string(ulongBytes(class)) {
+	if len(attrs) != 3 || string(attrs[0].Value) != string(id[:]) || string(attrs[1].Value) != string(ulongBytes(class)) ||
+		len(attrs[2].Value) != 1 || attrs[2].Value[0] == 0 {
 		return errStale
 	}
 	return nil
@@ -125,248 +160,6 @@ func (p *tokenProvider) confirm(sh p11.SessionHandle, obj p11.ObjectHandle, id o
 
 // ulongBytes is a CK_ULONG attribute value as the binding encodes it.
 func ulongBytes(v uint) []byte { return p11.NewAttribute(0, v).Value }
-
-// Generate makes ref's key inside the token, replacing any objects a
-// previous Generate for the same ref left, and returns its public key
-// (Ed25519) and handle.
-func (p *tokenProvider) Generate(ctx context.Context, ref provider.KeyRef) (provider.Generated, error) {
-	if err := provider.CheckContext(ctx); err != nil {
-		return provider.Generated{}, err
-	}
-	if err := p.checkRef(ref); err != nil {
-		return provider.Generated{}, err
-	}
-	if err := p.checkAlg(ref); err != nil {
-		return provider.Generated{}, err
-	}
-	id, err := idOf(ref)
-	if err != nil {
-		return provider.Generated{}, err
-	}
-	done, err := p.enter()
-	if err != nil {
-		return provider.Generated{}, err
-	}
-	defer done()
-	unlock, err := p.lockObjects(ctx)
-	if err != nil {
-		return provider.Generated{}, err
-	}
-	defer unlock()
-	var pub []byte
-	err = p.run(ctx, func(sh p11.SessionHandle) error {
-		if err := destroyAll(p.mod.ctx, sh, id); err != nil {
-			return err
-		}
-		p.objs.forget(id)
-		var obj p11.ObjectHandle
-		var err error
-		switch ref.Algorithm {
-		case provider.Ed25519:
-			obj, pub, err = p.generateEd25519(sh, ref, id)
-		case provider.AES256GCM:
-			obj, err = p.generateAES(sh, ref, id)
-		default:
-			err = provider.Errorf(provider.ENOTSUP, "provider %s cannot generate %q", p.info.Name, string(ref.Algorithm))
-		}
-		if err != nil {
-			return err
-		}
-		_, gen, _ := p.objs.get(id)
-		p.objs.put(id, obj, gen)
-		return nil
-	})
-	if err != nil {
-		return provider.Generated{}, mapErr(keyMsg(ref), err)
-	}
-	return provider.Generated{PublicKey: pub, Handle: encodeHandle(id)}, nil
-}
-
-// commonAttrs are the attributes of every object the provider makes.
-func (p *tokenProvider) commonAttrs(ref provider.KeyRef, id objectID, class uint) []*p11.Attribute {
-	a := []*p11.Attribute{
-		p11.NewAttribute(p11.CKA_CLASS, class),
-		p11.NewAttribute(p11.CKA_TOKEN, true),
-		p11.NewAttribute(p11.CKA_ID, id[:]),
-		p11.NewAttribute(p11.CKA_LABEL, ref.String()),
-	}
-	if !p.noModifiable.Load() {
-		a = append(a, p11.NewAttribute(p11.CKA_MODIFIABLE, false))
-	}
-	return a
-}
-
-// secretAttrs are the attributes of every private or secret key.
-func secretAttrs() []*p11.Attribute {
-	return []*p11.Attribute{
-		p11.NewAttribute(p11.CKA_PRIVATE, true),
-		p11.NewAttribute(p11.CKA_SENSITIVE, true),
-		p11.NewAttribute(p11.CKA_EXTRACTABLE, false),
-		p11.NewAttribute(p11.CKA_DERIVE, false),
-	}
-}
-
-// rejectsModifiable reports whether err is the token refusing
-// CKA_MODIFIABLE=false in a template, which is then left out from now on.
-func (p *tokenProvider) rejectsModifiable(err error) bool {
-	if p.noModifiable.Load() {
-		return false
-	}
-	rv, ok := rvOf(err)
-	if !ok {
-		return false
-	}
-	switch rv {
-	case p11.CKR_ATTRIBUTE_TYPE_INVALID, p11.CKR_ATTRIBUTE_VALUE_INVALID, p11.CKR_TEMPLATE_INCONSISTENT:
-		p.noModifiable.Store(true)
-		return true
-	}
-	return false
-}
-
-// pairwiseMsg is what Generate signs to check a new Ed25519 key pair.
-var pairwiseMsg = []byte("keystored/pkcs11/pairwise-consistency/v1")
-
-// generateEd25519 makes an Ed25519 key pair, reads its public key and
-// checks that the private key signs for it (a pairwise consistency test,
-// which also checks that the token's CKA_EC_POINT was read right). It
-// returns the private key's object handle and the public key.
-func (p *tokenProvider) generateEd25519(sh p11.SessionHandle, ref provider.KeyRef, id objectID) (p11.ObjectHandle, []byte, error) {
-	mech := []*p11.Mechanism{p11.NewMechanism(ckmECEdwardsKeyPairGen, nil)}
-	var pubObj, privObj p11.ObjectHandle
-	var err error
-	for {
-		pubT := append(p.commonAttrs(ref, id, p11.CKO_PUBLIC_KEY),
-			p11.NewAttribute(p11.CKA_KEY_TYPE, ckkECEdwards),
-			p11.NewAttribute(p11.CKA_PRIVATE, false),
-			p11.NewAttribute(p11.CKA_VERIFY, true),
-			p11.NewAttribute(p11.CKA_VERIFY_RECOVER, false),
-			p11.NewAttribute(p11.CKA_ENCRYPT, false),
-			p11.NewAttribute(p11.CKA_WRAP, false),
-			p11.NewAttribute(p11.CKA_DERIVE, false),
-			p11.NewAttribute(p11.CKA_EC_PARAMS, ed25519Params),
-		)
-		privT := append(append(p.commonAttrs(ref, id, p11.CKO_PRIVATE_KEY), secretAttrs()...),
-			p11.NewAttribute(p11.CKA_KEY_TYPE, ckkECEdwards),
-			p11.NewAttribute(p11.CKA_SIGN, true),
-			p11.NewAttribute(p11.CKA_SIGN_RECOVER, false),
-			p11.NewAttribute(p11.CKA_DECRYPT, false),
-			p11.NewAttribute(p11.CKA_UNWRAP, false),
-		)
-		pubObj, privObj, err = p.mod.ctx.GenerateKeyPair(sh, mech, pubT, privT)
-		if err == nil || !p.rejectsModifiable(err) {
-			break
-		}
-	}
-	if err != nil {
-		return 0, nil, call("C_GenerateKeyPair", err)
-	}
-	pub, err := p.checkEd25519Pair(sh, pubObj, privObj)
-	if err != nil {
-		if derr := destroyAll(p.mod.ctx, sh, id); derr != nil {
-			err = errors.Join(err, derr)
-		}
-		return 0, nil, err
-	}
-	return privObj, pub, nil
-}
-
-// checkEd25519Pair reads the public key of a new pair and checks a
-// signature of the private key under it.
-func (p *tokenProvider) checkEd25519Pair(sh p11.SessionHandle, pubObj, privObj p11.ObjectHandle) ([]byte, error) {
-	attrs, err := p.mod.ctx.GetAttributeValue(sh, pubObj, []*p11.Attribute{p11.NewAttribute(p11.CKA_EC_POINT, nil)})
-	if err != nil {
-		return nil, call("C_GetAttributeValue", err)
-	}
-	if len(attrs) != 1 {
-		return nil, provider.Errorf(provider.EIO, "token returned no CKA_EC_POINT")
-	}
-	pub, err := ed25519Point(attrs[0].Value)
-	if err != nil {
-		return nil, err
-	}
-	sig, err := p.signOnce(sh, privObj, pairwiseMsg)
-	if err != nil {
-		return nil, err
-	}
-	if !ed25519.Verify(pub, pairwiseMsg, sig) {
-		return nil, provider.Errorf(provider.EIO, "the token's new Ed25519 key fails its pairwise consistency test")
-	}
-	return pub, nil
-}
-
-// generateAES makes an AES-256 key for GCM and returns its object handle.
-func (p *tokenProvider) generateAES(sh p11.SessionHandle, ref provider.KeyRef, id objectID) (p11.ObjectHandle, error) {
-	mech := []*p11.Mechanism{p11.NewMechanism(p11.CKM_AES_KEY_GEN, nil)}
-	for {
-		t := append(append(p.commonAttrs(ref, id, p11.CKO_SECRET_KEY), secretAttrs()...),
-			p11.NewAttribute(p11.CKA_KEY_TYPE, p11.CKK_AES),
-			p11.NewAttribute(p11.CKA_VALUE_LEN, aesKeySize),
-			p11.NewAttribute(p11.CKA_ENCRYPT, true),
-			p11.NewAttribute(p11.CKA_DECRYPT, true),
-			p11.NewAttribute(p11.CKA_SIGN, false),
-			p11.NewAttribute(p11.CKA_VERIFY, false),
-			p11.NewAttribute(p11.CKA_WRAP, false),
-			p11.NewAttribute(p11.CKA_UNWRAP, false),
-		)
-		obj, err := p.mod.ctx.GenerateKey(sh, mech, t)
-		if err == nil {
-			return obj, nil
-		}
-		if !p.rejectsModifiable(err) {
-			return 0, call("C_GenerateKey", err)
-		}
-	}
-}
-
-// signOnce signs msg with the Ed25519 private key obj.
-func (p *tokenProvider) signOnce(sh p11.SessionHandle, obj p11.ObjectHandle, msg []byte) ([]byte, error) {
-	if err := p.mod.ctx.SignInit(sh, []*p11.Mechanism{p11.NewMechanism(ckmEdDSA, nil)}, obj); err != nil {
-		return nil, call("C_SignInit", err)
-	}
-	sig, err := p.mod.ctx.Sign(sh, msg)
-	if err != nil {
-		return nil, call("C_Sign", err)
-	}
-	if len(sig) != ed25519SignatureSize {
-		return nil, provider.Errorf(provider.EIO, "token returned a %d-byte Ed25519 signature", len(sig))
-	}
-	return sig, nil
-}
-
-// Sign signs msg with the token's key of ref (pure Ed25519, CKM_EDDSA).
-func (p *tokenProvider) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
-	if err := provider.CheckContext(ctx); err != nil {
-		return nil, err
-	}
-	if err := p.checkRef(ref); err != nil {
-		return nil, err
-	}
-	if err := provider.CheckSign(msg); err != nil {
-		return nil, err
-	}
-	id, err := p.prepare(ref, h, provider.UseSign, "sign")
-	if err != nil {
-		return nil, err
-	}
-	done, err := p.enter()
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	var sig []byte
-	err = p.run(ctx, func(sh p11.SessionHandle) error {
-		return p.withKey(sh, ref, id, p11.CKO_PRIVATE_KEY, func(obj p11.ObjectHandle) error {
-			var err error
-			sig, err = p.signOnce(sh, obj, msg)
-			return err
-		})
-	})
-	if err != nil {
-		return nil, mapErr(keyMsg(ref), err)
-	}
-	return sig, nil
-}
 
 // Seal encrypts plaintext with the token's AES-256 key of ref under a
 // random 12-byte IV and returns IV ‖ ciphertext ‖ tag.
@@ -385,7 +178,7 @@ func (p *tokenProvider) SealAppend(ctx context.Context, dst []byte, ref provider
 	if err := provider.CheckSeal(plaintext, aad); err != nil {
 		return nil, err
 	}
-	id, err := p.prepare(ref, h, provider.UseDecrypt, "seal")
+	k, err := p.prepare(ref, h, provider.UseDecrypt, "seal")
 	if err != nil {
 		return nil, err
 	}
@@ -396,7 +189,7 @@ func (p *tokenProvider) SealAppend(ctx context.Context, dst []byte, ref provider
 	defer done()
 	var iv, ct []byte
 	err = p.run(ctx, func(sh p11.SessionHandle) error {
-		return p.withKey(sh, ref, id, p11.CKO_SECRET_KEY, func(obj p11.ObjectHandle) error {
+		return p.withKey(sh, ref, k.id, p11.CKO_SECRET_KEY, func(obj p11.ObjectHandle) error {
 			var err error
 			iv, ct, err = p.encrypt(sh, obj, plaintext, aad)
 			return err
@@ -445,7 +238,7 @@ func (p *tokenProvider) Open(ctx context.Context, ref provider.KeyRef, h provide
 	if err := provider.CheckOpen(sealed, aad); err != nil {
 		return nil, err
 	}
-	id, err := p.prepare(ref, h, provider.UseDecrypt, "open")
+	k, err := p.prepare(ref, h, provider.UseDecrypt, "open")
 	if err != nil {
 		return nil, err
 	}
@@ -456,7 +249,7 @@ func (p *tokenProvider) Open(ctx context.Context, ref provider.KeyRef, h provide
 	defer done()
 	var pt []byte
 	err = p.run(ctx, func(sh p11.SessionHandle) error {
-		return p.withKey(sh, ref, id, p11.CKO_SECRET_KEY, func(obj p11.ObjectHandle) error {
+		return p.withKey(sh, ref, k.id, p11.CKO_SECRET_KEY, func(obj p11.ObjectHandle) error {
 			var err error
 			pt, err = p.decrypt(sh, obj, sealed, aad)
 			return err
@@ -506,7 +299,7 @@ func (p *tokenProvider) Destroy(ctx context.Context, ref provider.KeyRef, h prov
 	if err := p.checkRef(ref); err != nil {
 		return err
 	}
-	id, err := p.prepare(ref, h, 0, "destroy")
+	k, err := p.prepare(ref, h, 0, "destroy")
 	if err != nil {
 		return err
 	}
@@ -515,25 +308,15 @@ func (p *tokenProvider) Destroy(ctx context.Context, ref provider.KeyRef, h prov
 		return err
 	}
 	defer done()
-	unlock, err := p.lockObjects(ctx)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	err = p.run(ctx, func(sh p11.SessionHandle) error {
-		err := destroyAll(p.mod.ctx, sh, id)
-		p.objs.forget(id)
+	err = p.runSpare(ctx, func(sh p11.SessionHandle) error {
+		unlock, err := p.lockObjects(ctx)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		err = destroyAll(p.mod.ctx, sh, k.id)
+		p.objs.forget(k.id)
 		return err
 	})
 	return mapErr(keyMsg(ref), err)
-}
-
-// SignDigest implements provider.Provider. TODO(issue 11): not yet wired.
-func (p *tokenProvider) SignDigest(ctx context.Context, ref provider.KeyRef, h provider.Handle, hash crypto.Hash, digest []byte) ([]byte, error) {
-	return nil, provider.Errorf(provider.ENOTSUP, "SignDigest is not implemented yet")
-}
-
-// MAC implements provider.Provider. TODO(issue 11): not yet wired.
-func (p *tokenProvider) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
-	return nil, provider.Errorf(provider.ENOTSUP, "MAC is not implemented yet")
 }

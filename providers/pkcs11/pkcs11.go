@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -45,9 +46,13 @@ type Config struct {
 	// again after a token reset) and Close wipes it; the caller keeps
 	// ownership of this value.
 	PIN secret.Bytes
-	// PoolSize is the number of sessions kept open and logged in, which
-	// is also the number of calls that run in parallel. 0 means the
-	// default: min(the token's read/write session limit, 2×GOMAXPROCS, 8).
+	// PoolSize is the number of sessions kept open and logged in for
+	// calls, which is also the number of calls that run in parallel.
+	// Generate and Destroy use one more session of their own, and the
+	// generation of RSA keys another, when the token's read/write session
+	// limit leaves room for them, so a slow key generation (RSA-4096)
+	// holds no session signing or other key generations need. 0 means the
+	// default: min(the token's limit less those two, 2×GOMAXPROCS, 8).
 	PoolSize int
 	// Name is the provider name ([a-z0-9][a-z0-9._-]*), part of every
 	// KeyRef; "" means DefaultName.
@@ -61,6 +66,11 @@ type Config struct {
 	// keystored: a cached handle is used as is, and dropped and found
 	// again when the token calls it invalid.
 	SharedToken bool
+	// Algorithms, if not empty, limits what the provider offers to these
+	// of the algorithms the token supports (a site's policy, say no
+	// RSA PKCS#1 v1.5). New refuses a name the registry does not know or
+	// given twice (EINVAL) and one the token does not support (ENOTSUP).
+	Algorithms []provider.Algorithm
 }
 
 // Provider is a PKCS#11 provider: a provider.Provider that holds
@@ -95,6 +105,15 @@ type tokenProvider struct {
 	// noModifiable is set once the token refused CKA_MODIFIABLE=false in
 	// a key template; keys are then made without it.
 	noModifiable atomic.Bool
+	// noStaging is set once the token refused to copy a staged key pair
+	// to the token (commit); RSA keys are then made on the token, in
+	// turn.
+	noStaging atomic.Bool
+
+	// testHooks are called around C_GenerateKeyPair; set only by tests.
+	testHooks struct {
+		beforeKeygen, afterKeygen func(provider.KeyRef)
+	}
 
 	life   sync.RWMutex // calls hold it shared, Close exclusively
 	closed bool
@@ -159,7 +178,7 @@ func newTokenProvider(mod *module, cfg Config, name string) (*tokenProvider, err
 	case tok.info.Flags&p11.CKF_USER_PIN_INITIALIZED == 0:
 		return nil, provider.Errorf(provider.EPERM, "token %s has no user PIN; initialize it first", quoted)
 	}
-	algs, err := mechanisms(mod.ctx, tok.slot)
+	infos, err := mechanisms(mod.ctx, tok.slot)
 	if err != nil {
 		return nil, err
 	}
@@ -167,15 +186,10 @@ func newTokenProvider(mod *module, cfg Config, name string) (*tokenProvider, err
 	size := cfg.PoolSize
 	if size == 0 {
 		size = poolSize(maxRW, runtime.GOMAXPROCS(0))
-	} else if maxRW != p11.CK_EFFECTIVELY_INFINITE && maxRW != p11.CK_UNAVAILABLE_INFORMATION && uint(size) > maxRW {
+	} else if limited(maxRW) && uint(size) > maxRW {
 		return nil, provider.Errorf(provider.EINVAL, "pool size %d is over token %s's limit of %d read/write sessions", size, quoted, uint64(maxRW))
 	}
 	reg := alg.Default()
-	for _, a := range algs {
-		if _, err := reg.Lookup(a); err != nil {
-			return nil, err
-		}
-	}
 	p := &tokenProvider{
 		mod:    mod,
 		shared: cfg.SharedToken,
@@ -187,12 +201,11 @@ func newTokenProvider(mod *module, cfg Config, name string) (*tokenProvider, err
 			Version:       Version,
 			Secure:        true,
 			Deterministic: false,
-			Algorithms:    algs,
 		},
 	}
 	p.mutating = make(chan struct{}, 1)
 	p.slot.Store(uint64(tok.slot))
-	p.pool = newPool(mod.ctx, p.currentSlot, secret.New(cfg.PIN.Reveal()), size)
+	p.pool = newPool(mod.ctx, p.currentSlot, secret.New(cfg.PIN.Reveal()), size, extraRoom(maxRW, size))
 	// Log in now, so a wrong PIN fails here and not at the first call.
 	s, err := p.pool.get(context.Background())
 	if err != nil {
@@ -202,8 +215,45 @@ func newTokenProvider(mod *module, cfg Config, name string) (*tokenProvider, err
 		}
 		return nil, mapErr("logging in to token "+quoted, err)
 	}
+	names := reg.Names()
+	ph := false
+	if slices.Contains(algorithmsFrom(infos, names, false), provider.Ed25519) {
+		ph, err = probeEd25519ph(mod.ctx, s.h, reg)
+		if err != nil {
+			p.pool.drop(s)
+			p.pool.drain()
+			p.pool.pin.Wipe()
+			return nil, mapErr("probing token "+quoted+" for Ed25519ph", err)
+		}
+	}
+	p.info.Algorithms = algorithmsFrom(infos, names, ph)
+	if len(cfg.Algorithms) > 0 {
+		if p.info.Algorithms, err = p.limitTo(cfg.Algorithms); err != nil {
+			p.pool.put(s)
+			p.pool.drain()
+			p.pool.pin.Wipe()
+			return nil, err
+		}
+	}
 	p.pool.put(s)
 	return p, nil
+}
+
+// limitTo returns the algorithms of want (Config.Algorithms) in the
+// registry's order, once each checked to be known and offered.
+func (p *tokenProvider) limitTo(want []provider.Algorithm) ([]provider.Algorithm, error) {
+	for i, a := range want {
+		if _, err := p.reg.Lookup(a); err != nil {
+			return nil, provider.Errorf(provider.EINVAL, "configured algorithms: %w", err)
+		}
+		if slices.Contains(want[:i], a) {
+			return nil, provider.Errorf(provider.EINVAL, "configured algorithms: %q given twice", string(a))
+		}
+		if !p.info.Supports(a) {
+			return nil, p.unsupported(a)
+		}
+	}
+	return slices.DeleteFunc(slices.Clone(p.info.Algorithms), func(a provider.Algorithm) bool { return !slices.Contains(want, a) }), nil
 }
 
 // checkModule checks that path is an absolute path naming a regular file
@@ -271,7 +321,10 @@ func (p *tokenProvider) enter() (func(), error) {
 // provider that creates or destroys token objects, and returns the unlock
 // function. Key generation and destruction are rare, and SoftHSM2 (through
 // at least 2.6.1) fails now and then with CKR_GENERAL_ERROR when threads
-// create and destroy objects at once (SoftHSMv2 issues #485, #573).
+// create and destroy token objects at once (SoftHSMv2 issues #485, #573:
+// its object files). It is taken by a caller that holds a session, which
+// asks for no other session while it holds it, so the two never wait for
+// each other in a cycle.
 func (p *tokenProvider) lockObjects(ctx context.Context) (func(), error) {
 	select {
 	case p.mutating <- struct{}{}:
@@ -287,11 +340,28 @@ func (p *tokenProvider) lockObjects(ctx context.Context) (func(), error) {
 // (reinitializing the library, finding the token's slot again) and runs
 // fn once more with a new, logged-in session. fn must be safe to repeat.
 func (p *tokenProvider) run(ctx context.Context, fn func(sh p11.SessionHandle) error) error {
+	return p.runWith(ctx, p.pool.get, fn)
+}
+
+// runSpare is run with the pool's spare session, for Generate and
+// Destroy.
+func (p *tokenProvider) runSpare(ctx context.Context, fn func(sh p11.SessionHandle) error) error {
+	return p.runWith(ctx, p.pool.getSpare, fn)
+}
+
+// runSlow is run with the pool's slow session, for the generation of RSA
+// keys.
+func (p *tokenProvider) runSlow(ctx context.Context, fn func(sh p11.SessionHandle) error) error {
+	return p.runWith(ctx, p.pool.getSlow, fn)
+}
+
+// runWith is run taking sessions from get.
+func (p *tokenProvider) runWith(ctx context.Context, get func(context.Context) (session, error), fn func(sh p11.SessionHandle) error) error {
 	for attempt := 0; ; attempt++ {
 		if err := provider.CheckContext(ctx); err != nil {
 			return err
 		}
-		s, err := p.pool.get(ctx)
+		s, err := get(ctx)
 		got := err == nil
 		if got {
 			err = fn(s.h)

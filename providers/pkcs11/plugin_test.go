@@ -136,17 +136,20 @@ func (tk *testToken) launch(t testing.TB, extraArgs ...string) *plugin.Client {
 	return c
 }
 
-// TestPluginConformance runs the provider suite through the plugin binary.
+// TestPluginConformance runs the provider suite through the plugin
+// binary.
 func TestPluginConformance(t *testing.T) {
 	tk := newToken(t, "plugin-conformance")
-	conformance.Run(t, func(t *testing.T) provider.Provider { return tk.launch(t) })
+	args := suiteArgs(t)
+	conformance.Run(t, func(t *testing.T) provider.Provider { return tk.launch(t, args...) })
 }
 
 // TestPluginConformanceKeystore runs the keystore-level suite through the
 // plugin binary.
 func TestPluginConformanceKeystore(t *testing.T) {
 	tk := newToken(t, "plugin-keystore")
-	conformance.RunKeystore(t, func(t *testing.T) provider.Provider { return tk.launch(t) })
+	args := suiteArgs(t)
+	conformance.RunKeystore(t, func(t *testing.T) provider.Provider { return tk.launch(t, args...) })
 }
 
 // TestPluginSharesToken: keys made through the plugin live in the token:
@@ -193,6 +196,7 @@ func TestPluginRefuses(t *testing.T) {
 		{"no PIN", base, nil, "no PIN"},
 		{"PIN twice", append(base, "--pin-file", good), []string{pinEnv + "=" + testPIN}, "both --pin-file and $" + pinEnv},
 		{"no label", []string{"--module", softhsmModule, "--pin-file", good}, nil, "--token-label LABEL is required"},
+		{"empty algorithm", append(base, "--pin-file", good, "--algorithms", "ed25519,,hmac-sha256"), nil, "has an empty name"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

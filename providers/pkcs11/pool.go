@@ -11,43 +11,77 @@ import (
 )
 
 // session is a logged-in read/write session of the pool, with the
-// generation of the pool it was opened in.
+// generation of the pool it was opened in and, while it is borrowed, the
+// semaphore its borrower holds.
 type session struct {
 	h   p11.SessionHandle
 	gen uint64
+	sem chan struct{}
 }
 
-// pool holds up to size logged-in sessions. get borrows one (opening it
-// if none is idle), waiting while size are borrowed; put returns it; drop
-// closes it. reset starts a new generation: idle sessions of older
-// generations are closed instead of being lent.
+// pool holds up to size logged-in sessions for calls and two more: the
+// spare session, for Generate and Destroy, and the slow one, for the
+// generation of RSA keys (which takes up to seconds). get borrows a
+// session for a call (opening it if none is idle), waiting while size are
+// borrowed; getSpare and getSlow borrow the other two, so that a long
+// generation holds neither a session signing needs nor the one other
+// keys are made and destroyed with; put returns a session; drop closes
+// it. reset starts a new generation: idle sessions of older generations
+// are closed instead of being lent.
 type pool struct {
 	ctx  *p11.Ctx
 	slot func() uint // the token's current slot
 	pin  secret.Bytes
 
-	slots chan struct{} // one token per session that may exist
+	slots chan struct{} // one token per session calls may hold
+	spare chan struct{} // the spare session's token; slots when the token leaves no room
+	slow  chan struct{} // the slow session's token; spare when the token leaves no room
 	idle  chan session
 	gen   atomic.Uint64
 
 	closeFailures atomic.Uint64 // sessions that were gone when closed
 }
 
-func newPool(ctx *p11.Ctx, slot func() uint, pin secret.Bytes, size int) *pool {
-	return &pool{
+// newPool returns a pool of size sessions for calls and extra (0, 1 or 2)
+// more: with 2, the spare and the slow sessions; with 1 the spare one,
+// which slow generations then share; with 0 both share the calls'.
+func newPool(ctx *p11.Ctx, slot func() uint, pin secret.Bytes, size, extra int) *pool {
+	p := &pool{
 		ctx:   ctx,
 		slot:  slot,
 		pin:   pin,
 		slots: make(chan struct{}, size),
-		idle:  make(chan session, size),
+		idle:  make(chan session, size+extra),
 	}
+	p.spare, p.slow = p.slots, p.slots
+	if extra >= 1 {
+		p.spare = make(chan struct{}, 1)
+		p.slow = p.spare
+	}
+	if extra >= 2 {
+		p.slow = make(chan struct{}, 1)
+	}
+	return p
 }
 
-// get returns a session of the current generation, waiting for one while
-// every session is borrowed, until ctx is done.
-func (p *pool) get(ctx context.Context) (session, error) {
+// get returns a session of the current generation for a call, waiting
+// for one while every session of the calls is borrowed, until ctx is
+// done.
+func (p *pool) get(ctx context.Context) (session, error) { return p.acquire(ctx, p.slots) }
+
+// getSpare returns the spare session, for Generate and Destroy, waiting
+// for it until ctx is done.
+func (p *pool) getSpare(ctx context.Context) (session, error) { return p.acquire(ctx, p.spare) }
+
+// getSlow returns the slow session, for the generation of RSA keys,
+// waiting for it until ctx is done.
+func (p *pool) getSlow(ctx context.Context) (session, error) { return p.acquire(ctx, p.slow) }
+
+// acquire takes a token of sem and returns an idle session of the current
+// generation, or a new one.
+func (p *pool) acquire(ctx context.Context, sem chan struct{}) (session, error) {
 	select {
-	case p.slots <- struct{}{}:
+	case sem <- struct{}{}:
 	case <-ctx.Done():
 		return session{}, provider.CheckContext(ctx)
 	}
@@ -59,12 +93,14 @@ func (p *pool) get(ctx context.Context) (session, error) {
 		default:
 			s, err := p.open(gen)
 			if err != nil {
-				<-p.slots
+				<-sem
 				return session{}, err
 			}
+			s.sem = sem
 			return s, nil
 		}
 		if s.gen == gen {
+			s.sem = sem
 			return s, nil
 		}
 		p.close(s) // of an older generation: suspect
@@ -94,18 +130,20 @@ func (p *pool) open(gen uint64) (session, error) {
 
 // put returns a borrowed session to the pool.
 func (p *pool) put(s session) {
+	sem := s.sem
+	s.sem = nil
 	select {
 	case p.idle <- s:
 	default: // cannot happen: at most cap(idle) sessions exist
 		p.close(s)
 	}
-	<-p.slots
+	<-sem
 }
 
 // drop closes a borrowed session instead of returning it.
 func (p *pool) drop(s session) {
 	p.close(s)
-	<-p.slots
+	<-s.sem
 }
 
 // reset starts a new generation, unless a reset already happened since s
@@ -135,15 +173,38 @@ func (p *pool) drain() {
 	}
 }
 
+// extraSessions is the number of sessions the pool keeps beside those of
+// calls: the spare and the slow one.
+const extraSessions = 2
+
 // poolSize returns the default pool size for a token: at most 8 and at
 // most 2×GOMAXPROCS (SoftHSM2 computes on the caller's thread, so more
 // sessions than that only queue inside the library; a network HSM that
-// benefits from more sets Config.PoolSize), and never more than the
-// token's own read/write session limit when it states one.
+// benefits from more sets Config.PoolSize), and when the token states a
+// read/write session limit, at most that limit less the extra sessions
+// (at least 1).
 func poolSize(maxRW uint, procs int) int {
 	n := min(2*procs, 8)
-	if maxRW != p11.CK_EFFECTIVELY_INFINITE && maxRW != p11.CK_UNAVAILABLE_INFORMATION && maxRW < uint(n) {
-		n = int(maxRW)
+	if limited(maxRW) && maxRW < uint(n+extraSessions) {
+		n = int(maxRW) - extraSessions
 	}
 	return max(n, 1)
+}
+
+// extraRoom returns how many of the extra sessions a token with
+// read/write session limit maxRW leaves room for beside size sessions
+// for calls.
+func extraRoom(maxRW uint, size int) int {
+	if !limited(maxRW) {
+		return extraSessions
+	}
+	if maxRW <= uint(size) {
+		return 0
+	}
+	return int(min(maxRW-uint(size), extraSessions))
+}
+
+// limited reports whether a token's session count states a limit.
+func limited(max uint) bool {
+	return max != p11.CK_EFFECTIVELY_INFINITE && max != p11.CK_UNAVAILABLE_INFORMATION
 }
