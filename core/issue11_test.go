@@ -331,8 +331,11 @@ func TestDefaultAlgorithmPerUse(t *testing.T) {
 	if _, err := e2.ks.Create(ctx, appA, mustID(t, "app-a/limited/mac"), core.CreateOptions{Use: provider.UseMAC}); codeOf(err) != provider.ENOTSUP || !strings.Contains(err.Error(), "mac") {
 		t.Fatalf("limited provider, mac: %v, want ENOTSUP naming the use", err)
 	}
-	if _, err := e2.ks.Create(ctx, appA, mustID(t, "app-a/limited/x"), core.CreateOptions{Algorithm: provider.Ed25519}); codeOf(err) != provider.ENOTSUP {
-		t.Fatalf("limited provider, ed25519: %v, want ENOTSUP", err)
+	// The refusal names what the provider offers for that use, never an
+	// empty algorithm or the whole registry.
+	if _, err := e2.ks.Create(ctx, appA, mustID(t, "app-a/limited/x"), core.CreateOptions{Algorithm: provider.Ed25519}); codeOf(err) != provider.ENOTSUP ||
+		!strings.Contains(err.Error(), "does not offer ed25519; its sign algorithms: ecdsa-p256-sha256") {
+		t.Fatalf("limited provider, ed25519: %v, want ENOTSUP listing ecdsa-p256-sha256", err)
 	}
 }
 

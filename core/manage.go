@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nexus-os/keystored/core/provider"
@@ -40,7 +41,7 @@ func (k *Keystore) create(ctx context.Context, c Caller, id KeyID, o CreateOptio
 		return Metadata{}, provider.Errorf(provider.EINVAL, "algorithm %s has use %s, not %s", string(spec.Name), spec.Use, o.Use)
 	}
 	if !k.info.Supports(spec.Name) {
-		return Metadata{}, provider.Errorf(provider.ENOTSUP, "provider %s does not support %s", k.info.Name, string(spec.Name))
+		return Metadata{}, provider.Errorf(provider.ENOTSUP, "provider %s does not offer %s; its %s algorithms: %s", k.info.Name, string(spec.Name), spec.Use, k.offered(spec.Use))
 	}
 	if err := checkPolicy(o.Policy, 1); err != nil {
 		return Metadata{}, err
@@ -125,6 +126,21 @@ func (k *Keystore) defaultAlgorithm(use Use) (Algorithm, error) {
 		}
 	}
 	return "", provider.Errorf(provider.ENOTSUP, "provider %s offers no %s algorithm", k.info.Name, use)
+}
+
+// offered lists, comma-separated, the algorithms of use the provider
+// offers, in the registry's order ("none" when there are none).
+func (k *Keystore) offered(use Use) string {
+	var names []string
+	for _, a := range k.reg.Names() {
+		if s, err := k.reg.Lookup(a); err == nil && s.Use == use && k.info.Supports(a) {
+			names = append(names, string(a))
+		}
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
 }
 
 func metaOf(r *record) *Metadata {

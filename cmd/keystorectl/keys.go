@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -106,7 +107,10 @@ func createHint(err error, alg, use string) error {
 		if alg == "" {
 			return withHint(err, "the daemon's provider offers no algorithm for --use "+use+"; name one with --alg")
 		}
-		return withHint(err, "the daemon's provider does not offer "+alg+"; algorithms: "+strings.Join(algorithms, ", "))
+		if !slices.Contains(algorithms, alg) {
+			return withHint(err, alg+" is not an algorithm keystored knows; algorithms: "+strings.Join(algorithms, ", "))
+		}
+		return withHint(err, "the daemon's provider does not offer "+alg+": name one it offers (listed above) with --alg, or leave --alg out for its default")
 	case provider.EINVAL:
 		if alg != "" && use != "" {
 			return withHint(err, alg+" is a "+useOf(client.Algorithm(alg))+" algorithm: leave out --use, or give it --use "+useOf(client.Algorithm(alg)))

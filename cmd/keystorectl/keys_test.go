@@ -33,7 +33,7 @@ func TestKeyCommands(t *testing.T) {
 	}
 	fails(t, s, nil, 114, "create", "signing/release", "--alg", "ed25519")
 	r = fails(t, s, nil, 95, "create", "p/k", "--alg", "rsa")
-	if !strings.Contains(r.stderr, "hint: the daemon's provider does not offer rsa") {
+	if !strings.Contains(r.stderr, "hint: rsa is not an algorithm keystored knows; algorithms: ed25519,") {
 		t.Errorf("create --alg rsa: stderr %q lacks the hint", r.stderr)
 	}
 	fails(t, s, nil, 22, "create", "Bad/Name")
