@@ -17,7 +17,7 @@ import (
 func (s *provSuite) checkContext(ctx context.Context) error {
 	var keys []*provKey
 	for _, a := range s.algs {
-		k, err := s.newKey(ctx, "context", "key", a)
+		k, err := s.keyFor(ctx, "context", "key", a)
 		if err != nil {
 			return err
 		}

@@ -9,14 +9,14 @@ import (
 
 // checkDestroy: after Destroy, every operation with the handle fails with
 // ErrNotFound and no output (Open of a blob sealed before the Destroy
-// included); Destroy again succeeds; another key of the same algorithm
-// still works.
+// included, SignDigest where the algorithm signs digests, MAC); Destroy
+// again succeeds; another key of the same algorithm still works.
 func (s *provSuite) checkDestroy(ctx context.Context, a provider.Algorithm) error {
-	k, err := s.newKey(ctx, "destroy", "a", a)
+	k, err := s.keyToDestroy(ctx, "destroy", "a", a)
 	if err != nil {
 		return err
 	}
-	other, err := s.newKey(ctx, "destroy", "b", a)
+	other, err := s.keyFor(ctx, "destroy", "b", a)
 	if err != nil {
 		return err
 	}

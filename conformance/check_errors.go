@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"crypto"
 	"fmt"
 	"strings"
 
@@ -16,7 +17,7 @@ func (s *provSuite) checkErrorCodes(ctx context.Context) error {
 	var ats []provAttempt
 	add := func(what string, out []byte, err error) { ats = append(ats, provAttempt{what, out, err}) }
 	for _, a := range s.algs {
-		k, err := s.newKey(ctx, "error-codes", "key", a)
+		k, err := s.keyFor(ctx, "error-codes", "key", a)
 		if err != nil {
 			return err
 		}
@@ -38,15 +39,35 @@ func (s *provSuite) checkErrorCodes(ctx context.Context) error {
 			add(fmt.Sprintf("Sign(%s, MaxSignMessage+1 bytes)", k.ref), out, err)
 			out, err = s.p.Seal(ctx, k.ref, k.g.Handle, nil, nil)
 			add(fmt.Sprintf("Seal(%s) with a signature key", k.ref), out, err)
+			out, err = s.p.MAC(ctx, k.ref, k.g.Handle, nil)
+			add(fmt.Sprintf("MAC(%s) with a signature key", k.ref), out, err)
+			out, err = s.p.SignDigest(ctx, k.ref, k.g.Handle, s.misuseDigestHash(a), []byte("short"))
+			add(fmt.Sprintf("SignDigest(%s) of a 5-byte digest", k.ref), out, err)
+			out, err = s.p.SignDigest(ctx, k.ref, k.g.Handle, 0, nil)
+			add(fmt.Sprintf("SignDigest(%s) with the zero hash", k.ref), out, err)
 		case provider.UseDecrypt:
 			out, err := s.p.Open(ctx, k.ref, k.g.Handle, k.sealed[:len(k.sealed)-1], provKeyAAD)
 			add(fmt.Sprintf("Open(%s) of a truncated blob", k.ref), out, err)
 			out, err = s.p.Sign(ctx, k.ref, k.g.Handle, nil)
 			add(fmt.Sprintf("Sign(%s) with an AEAD key", k.ref), out, err)
+			out, err = s.p.MAC(ctx, k.ref, k.g.Handle, nil)
+			add(fmt.Sprintf("MAC(%s) with an AEAD key", k.ref), out, err)
+		case provider.UseMAC:
+			out, err := s.p.MAC(ctx, k.ref, k.g.Handle, make([]byte, provider.MaxMACMessage+1))
+			add(fmt.Sprintf("MAC(%s, MaxMACMessage+1 bytes)", k.ref), out, err)
+			out, err = s.p.Sign(ctx, k.ref, k.g.Handle, nil)
+			add(fmt.Sprintf("Sign(%s) with a MAC key", k.ref), out, err)
+			out, err = s.p.SignDigest(ctx, k.ref, k.g.Handle, crypto.SHA256, make([]byte, 32))
+			add(fmt.Sprintf("SignDigest(%s) with a MAC key", k.ref), out, err)
+			out, err = s.p.Open(ctx, k.ref, k.g.Handle, pseudo("error-codes", 64), nil)
+			add(fmt.Sprintf("Open(%s) with a MAC key", k.ref), out, err)
 		}
 		cancelled, cancel := context.WithCancel(ctx)
 		cancel()
 		ats = append(ats, s.misuse(cancelled, k, k.ref, k.g.Handle, "a cancelled context")...)
+		if s.shared(k) {
+			continue // other checks use it; the cheaper algorithms' keys show destroyed handles
+		}
 		if err := s.p.Destroy(ctx, k.ref, k.g.Handle); err != nil {
 			return fmt.Errorf("Destroy(%s): %w; want success", k.ref, err)
 		}

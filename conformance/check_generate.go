@@ -8,24 +8,29 @@ import (
 	"github.com/nexus-os/keystored/core/provider"
 )
 
-// checkGenerateSizes: Generate succeeds; the public key has the
-// algorithm's size (none for an AEAD); the handle is 1..MaxHandle bytes.
+// checkGenerateSizes: Generate succeeds; the public key has a size the
+// algorithm allows (none for an AEAD or MAC; RSA's DER varies) and parses
+// with an independent implementation (a point on the curve, a modulus of
+// the algorithm's size with exponent 65537); the handle is 1..MaxHandle
+// bytes.
 func (s *provSuite) checkGenerateSizes(ctx context.Context, a provider.Algorithm) error {
 	sp, err := s.spec(a)
 	if err != nil {
 		return err
 	}
-	ref, err := s.ref("generate", string(a)+"-sizes", a)
+	k, err := s.keyFor(ctx, "generate", "sizes", a)
 	if err != nil {
 		return err
 	}
-	g, err := s.p.Generate(ctx, ref)
-	if err != nil {
-		return fmt.Errorf("Generate(%s, %s): %w; want success", ref, a, err)
-	}
+	ref, g := k.ref, k.g
 	var f provFails
-	if len(g.PublicKey) != sp.PublicKeySize {
-		f.addf("Generate(%s, %s): public key is %d bytes, want %d", ref, a, len(g.PublicKey), sp.PublicKeySize)
+	if !sp.PublicKeySizeOK(len(g.PublicKey)) {
+		f.addf("Generate(%s, %s): public key is %d bytes, want %s", ref, a, len(g.PublicKey), sizeWant(sp.PublicKeySize, sp.PublicKeyVaries))
+	}
+	if sp.Use == provider.UseSign {
+		if valid, ok := independentPublicKey(a, g.PublicKey); ok && !valid {
+			f.addf("Generate(%s, %s): the public key does not parse as a %s public key (independent parser)", ref, a, a)
+		}
 	}
 	if len(g.PublicKey) > provider.MaxPublicKey {
 		f.addf("Generate(%s, %s): public key is %d bytes, want at most MaxPublicKey (%d)", ref, a, len(g.PublicKey), provider.MaxPublicKey)
@@ -37,16 +42,28 @@ func (s *provSuite) checkGenerateSizes(ctx context.Context, a provider.Algorithm
 }
 
 // checkDistinctKeys: two Generates for different refs give different keys:
-// different handles, different public keys, and for an AEAD a blob sealed
-// under one key does not open under the other.
+// different handles, different public keys, for an AEAD a blob sealed
+// under one key does not open under the other, and for a MAC key the tags
+// of one message differ.
 func (s *provSuite) checkDistinctKeys(ctx context.Context, a provider.Algorithm) error {
-	refA, gA, err := s.generate(ctx, "generate", "distinct-a", a)
-	if err != nil {
-		return err
-	}
-	refB, gB, err := s.generate(ctx, "generate", "distinct-b", a)
-	if err != nil {
-		return err
+	var refA, refB provider.KeyRef
+	var gA, gB provider.Generated
+	if s.expensive(a) {
+		kA, kB, err := s.keyPair(ctx, "generate", "distinct", a)
+		if err != nil {
+			return err
+		}
+		refA, gA, refB, gB = kA.ref, kA.g, kB.ref, kB.g
+	} else {
+		// Generate only, so that two keys that are one fail here, not in
+		// the first use of the second.
+		var err error
+		if refA, gA, err = s.generate(ctx, "generate", "distinct-a", a); err != nil {
+			return err
+		}
+		if refB, gB, err = s.generate(ctx, "generate", "distinct-b", a); err != nil {
+			return err
+		}
 	}
 	var f provFails
 	if bytes.Equal(gA.Handle, gB.Handle) {
@@ -63,6 +80,16 @@ func (s *provSuite) checkDistinctKeys(ctx context.Context, a provider.Algorithm)
 		}
 		out, err := s.p.Open(ctx, refB, gB.Handle, sealed, nil)
 		f.add(wantCode(fmt.Sprintf("Open(%s) of a blob sealed under %s", refB, refA), err, provider.EBADMSG, out))
+	}
+	if refA.Use == provider.UseMAC {
+		tagA, errA := s.p.MAC(ctx, refA, gA.Handle, provKeyMsg)
+		tagB, errB := s.p.MAC(ctx, refB, gB.Handle, provKeyMsg)
+		switch {
+		case errA != nil || errB != nil:
+			f.addf("MAC(%s) and MAC(%s): %v, %v; want success", refA, refB, errA, errB)
+		case bytes.Equal(tagA, tagB):
+			f.addf("MAC(%s) and MAC(%s) give the same tag for the same message; want different keys", refA, refB)
+		}
 	}
 	return f.err()
 }

@@ -55,8 +55,13 @@ func provBindingChecks() map[string]provCheckAlg {
 			return append(out, v)
 		}),
 		"Use": field("use", func(_ *provSuite, r provider.KeyRef) []provider.KeyRef {
-			r.Use = otherUse(r.Use)
-			return []provider.KeyRef{r}
+			var out []provider.KeyRef
+			for _, u := range otherUses(r.Use) {
+				v := r
+				v.Use = u
+				out = append(out, v)
+			}
+			return out
 		}),
 		"Provider": field("provider name", func(s *provSuite, r provider.KeyRef) []provider.KeyRef {
 			r.Provider = otherName(s.info.Name)
@@ -69,7 +74,7 @@ func provBindingChecks() map[string]provCheckAlg {
 // A's in exactly one field fails in every operation, Destroy included, with
 // no output; afterwards A still works under its own ref.
 func (s *provSuite) checkBinding(ctx context.Context, a provider.Algorithm, field string, variants func(*provSuite, provider.KeyRef) []provider.KeyRef) error {
-	k, err := s.newKey(ctx, "binding", field2seg(field), a)
+	k, err := s.keyFor(ctx, "binding", field2seg(field), a)
 	if err != nil {
 		return err
 	}
@@ -159,7 +164,7 @@ func (s *provSuite) corrupt(ctx context.Context, k *provKey, bad []provider.Hand
 // checkHandleRandom: random handles (empty, nil, 1, 32 bytes, the real
 // handle's length, MaxHandle) fail without panicking.
 func (s *provSuite) checkHandleRandom(ctx context.Context, a provider.Algorithm) error {
-	k, err := s.newKey(ctx, "corrupt-handle", "random", a)
+	k, err := s.keyFor(ctx, "corrupt-handle", "random", a)
 	if err != nil {
 		return err
 	}
@@ -176,7 +181,7 @@ func (s *provSuite) checkHandleRandom(ctx context.Context, a provider.Algorithm)
 // checkHandleTruncated: every proper prefix of a handle (sampled for long
 // handles) fails.
 func (s *provSuite) checkHandleTruncated(ctx context.Context, a provider.Algorithm) error {
-	k, err := s.newKey(ctx, "corrupt-handle", "truncated", a)
+	k, err := s.keyFor(ctx, "corrupt-handle", "truncated", a)
 	if err != nil {
 		return err
 	}
@@ -192,7 +197,7 @@ func (s *provSuite) checkHandleTruncated(ctx context.Context, a provider.Algorit
 // checkHandleBitFlip: the handle with one bit flipped, at every byte
 // (sampled for long handles), fails.
 func (s *provSuite) checkHandleBitFlip(ctx context.Context, a provider.Algorithm) error {
-	k, err := s.newKey(ctx, "corrupt-handle", "bit-flip", a)
+	k, err := s.keyFor(ctx, "corrupt-handle", "bit-flip", a)
 	if err != nil {
 		return err
 	}
@@ -218,7 +223,7 @@ func (s *provSuite) checkHandleBitFlip(ctx context.Context, a provider.Algorithm
 
 // checkHandleExtended: the handle with bytes appended or prepended fails.
 func (s *provSuite) checkHandleExtended(ctx context.Context, a provider.Algorithm) error {
-	k, err := s.newKey(ctx, "corrupt-handle", "extended", a)
+	k, err := s.keyFor(ctx, "corrupt-handle", "extended", a)
 	if err != nil {
 		return err
 	}
@@ -236,7 +241,7 @@ func (s *provSuite) checkHandleExtended(ctx context.Context, a provider.Algorith
 // checkHandleOversize: a handle of MaxHandle+1 bytes, starting with the
 // real handle, fails.
 func (s *provSuite) checkHandleOversize(ctx context.Context, a provider.Algorithm) error {
-	k, err := s.newKey(ctx, "corrupt-handle", "oversize", a)
+	k, err := s.keyFor(ctx, "corrupt-handle", "oversize", a)
 	if err != nil {
 		return err
 	}

@@ -9,33 +9,38 @@ import (
 )
 
 // checkWrongUse: an operation of a use the key's algorithm does not have
-// fails with ErrPermission and no output: with the key's own ref, Seal and
-// Open with a signature key and Sign with an AEAD key; and with the same
-// handle under a ref whose use was switched to the other one, both the
-// operation of the claimed use and that of the key's real use.
+// fails with ErrPermission and no output: with the key's own ref, Seal,
+// Open and MAC with a signature key, Sign, SignDigest and MAC with an AEAD
+// key, Sign, SignDigest, Seal and Open with a MAC key; and with the same
+// handle under a ref whose use was switched to each other use, every
+// operation, that of the claimed use and those of the key's real use.
 func (s *provSuite) checkWrongUse(ctx context.Context, a provider.Algorithm) error {
-	k, err := s.newKey(ctx, "wrong-use", "key", a)
+	k, err := s.keyFor(ctx, "wrong-use", "key", a)
 	if err != nil {
 		return err
 	}
-	switched := k.ref
-	switched.Use = otherUse(k.ref.Use)
-	var f provFails
-	for _, c := range []struct {
+	type refHow struct {
 		ref provider.KeyRef
 		how string
-	}{
-		{k.ref, "its own ref"},
-		{switched, "its handle under a " + switched.Use.String() + "-use ref"},
-	} {
+	}
+	cases := []refHow{{k.ref, "its own ref"}}
+	for _, u := range otherUses(k.ref.Use) {
+		switched := k.ref
+		switched.Use = u
+		cases = append(cases, refHow{switched, "its handle under a " + u.String() + "-use ref"})
+	}
+	var f provFails
+	for _, c := range cases {
 		var ops []string
 		switch {
-		case c.ref.Use == provider.UseSign && k.ref.Use == provider.UseSign:
-			ops = []string{"Seal", "Open"}
-		case c.ref.Use == provider.UseDecrypt && k.ref.Use == provider.UseDecrypt:
-			ops = []string{"Sign"}
-		default: // switched: every operation is of a use the ref or the algorithm lacks
-			ops = []string{"Sign", "Seal", "Open"}
+		case c.ref.Use != k.ref.Use: // switched: every operation is of a use the ref or the algorithm lacks
+			ops = provOps
+		case k.ref.Use == provider.UseSign:
+			ops = []string{"Seal", "Open", "MAC"}
+		case k.ref.Use == provider.UseDecrypt:
+			ops = []string{"Sign", "SignDigest", "MAC"}
+		default:
+			ops = []string{"Sign", "SignDigest", "Seal", "Open"}
 		}
 		for _, op := range ops {
 			out, err := s.call(ctx, op, k, c.ref)
@@ -45,13 +50,22 @@ func (s *provSuite) checkWrongUse(ctx context.Context, a provider.Algorithm) err
 	return f.err()
 }
 
-// call runs op ("Sign", "Seal" or "Open") with k's handle under ref.
+// provOps are the operations call knows.
+var provOps = []string{"Sign", "SignDigest", "Seal", "Open", "MAC"}
+
+// call runs op (one of provOps) with k's handle under ref. SignDigest
+// signs a well-formed SHA-256 digest (k's own hash when it has one).
 func (s *provSuite) call(ctx context.Context, op string, k *provKey, ref provider.KeyRef) ([]byte, error) {
 	switch op {
 	case "Sign":
 		return s.p.Sign(ctx, ref, k.g.Handle, provKeyMsg)
+	case "SignDigest":
+		h := s.misuseDigestHash(k.ref.Algorithm)
+		return s.p.SignDigest(ctx, ref, k.g.Handle, h, digestOf(h, provKeyMsg))
 	case "Seal":
 		return s.p.Seal(ctx, ref, k.g.Handle, provKeyPlaintext, provKeyAAD)
+	case "MAC":
+		return s.p.MAC(ctx, ref, k.g.Handle, provKeyMsg)
 	}
 	blob := k.sealed
 	if blob == nil {
@@ -69,7 +83,7 @@ func (s *provSuite) checkUnsupported(ctx context.Context) error {
 		a   provider.Algorithm
 		use provider.Use
 	}
-	cands := []cand{{"no-such-alg", provider.UseSign}, {"no-such-alg", provider.UseDecrypt}}
+	cands := []cand{{"no-such-alg", provider.UseSign}, {"no-such-alg", provider.UseDecrypt}, {"no-such-alg", provider.UseMAC}}
 	if len(s.algs) > 0 {
 		sp, err := s.spec(s.algs[0])
 		if err != nil {
@@ -143,17 +157,18 @@ var provInvalidRefs = []struct {
 // checkInvalidRef: every method given a ref that fails KeyRef.Check (zero
 // version, zero key ID, invalid use, empty or overlong algorithm, invalid
 // provider name) fails with ErrInvalid and no output, even with a valid
-// handle. Generate for an algorithm with the other use fails.
+// handle. Generate for an algorithm with another use fails.
 func (s *provSuite) checkInvalidRef(ctx context.Context) error {
 	if len(s.algs) == 0 {
 		return skipf("provider announces no algorithm the registry knows")
 	}
 	var f provFails
 	for _, a := range s.algs {
-		ref, g, err := s.generate(ctx, "invalid-ref", "key", a)
+		k, err := s.keyFor(ctx, "invalid-ref", "key", a)
 		if err != nil {
 			return err
 		}
+		ref, g := k.ref, k.g
 		for _, v := range provInvalidRefs {
 			bad := ref
 			v.mutate(&bad)
@@ -166,6 +181,12 @@ func (s *provSuite) checkInvalidRef(ctx context.Context) error {
 			case provider.UseSign:
 				out, err := s.p.Sign(ctx, bad, g.Handle, []byte("msg"))
 				f.add(wantCode(fmt.Sprintf("Sign(%s ref with %s, valid handle)", a, v.name), err, provider.EINVAL, out))
+				h := s.misuseDigestHash(a)
+				out, err = s.p.SignDigest(ctx, bad, g.Handle, h, digestOf(h, []byte("msg")))
+				f.add(wantCode(fmt.Sprintf("SignDigest(%s ref with %s, valid handle)", a, v.name), err, provider.EINVAL, out))
+			case provider.UseMAC:
+				out, err := s.p.MAC(ctx, bad, g.Handle, []byte("msg"))
+				f.add(wantCode(fmt.Sprintf("MAC(%s ref with %s, valid handle)", a, v.name), err, provider.EINVAL, out))
 			case provider.UseDecrypt:
 				out, err := s.p.Seal(ctx, bad, g.Handle, []byte("pt"), nil)
 				f.add(wantCode(fmt.Sprintf("Seal(%s ref with %s, valid handle)", a, v.name), err, provider.EINVAL, out))
@@ -176,21 +197,29 @@ func (s *provSuite) checkInvalidRef(ctx context.Context) error {
 			f.add(wantCode(fmt.Sprintf("Destroy(%s ref with %s, valid handle)", a, v.name), err, provider.EINVAL, nil))
 		}
 		// A well-formed ref whose use is not its algorithm's.
-		mixed, err := s.ref("invalid-ref", string(a)+"-other-use", a)
-		if err != nil {
-			return err
+		for _, u := range otherUses(ref.Use) {
+			mixed, err := s.ref("invalid-ref", string(a)+"-other-use", a)
+			if err != nil {
+				return err
+			}
+			mixed.Use = u
+			gen, err := s.p.Generate(ctx, mixed)
+			f.add(s.wantFailure(fmt.Sprintf("Generate(%s, algorithm %s with use %s)", mixed, a, mixed.Use), err, gen.Handle))
 		}
-		mixed.Use = otherUse(mixed.Use)
-		gen, err := s.p.Generate(ctx, mixed)
-		f.add(s.wantFailure(fmt.Sprintf("Generate(%s, algorithm %s with use %s)", mixed, a, mixed.Use), err, gen.Handle))
 	}
 	return f.err()
 }
 
-// otherUse returns the use that is not u.
-func otherUse(u provider.Use) provider.Use {
-	if u == provider.UseSign {
-		return provider.UseDecrypt
+// provUses are the uses, in order.
+var provUses = []provider.Use{provider.UseSign, provider.UseDecrypt, provider.UseMAC}
+
+// otherUses returns the uses that are not u.
+func otherUses(u provider.Use) []provider.Use {
+	var out []provider.Use
+	for _, v := range provUses {
+		if v != u {
+			out = append(out, v)
+		}
 	}
-	return provider.UseSign
+	return out
 }

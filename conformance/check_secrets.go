@@ -53,11 +53,21 @@ func findSecret(hay, secret []byte) (string, bool) {
 	return "", false
 }
 
-// knownSecrets returns the searchable secrets of ref.
+// knownSecrets returns the searchable secrets of ref. They are computed
+// once per run and ref: for a deterministic RSA key that costs a key
+// generation.
 func (s *provSuite) knownSecrets(ref provider.KeyRef) ([][]byte, error) {
-	secrets, err := s.known(ref)
-	if err != nil {
-		return nil, fmt.Errorf("WithKnownSecrets(%s): %w", ref, err)
+	s.pool.mu.Lock()
+	secrets, ok := s.pool.known[ref]
+	s.pool.mu.Unlock()
+	if !ok {
+		var err error
+		if secrets, err = s.known(ref); err != nil {
+			return nil, fmt.Errorf("WithKnownSecrets(%s): %w", ref, err)
+		}
+		s.pool.mu.Lock()
+		s.pool.known[ref] = secrets
+		s.pool.mu.Unlock()
 	}
 	var out [][]byte
 	for i, sec := range secrets {
@@ -88,6 +98,16 @@ func (s *provSuite) outputsOf(ctx context.Context, k *provKey) []provOutput {
 		if sig, err := s.p.Sign(ctx, k.ref, k.g.Handle, provKeyMsg); err == nil {
 			out = append(out, provOutput{"a signature", sig})
 		}
+		if k.hash != 0 {
+			if sig, err := s.p.SignDigest(ctx, k.ref, k.g.Handle, k.hash, digestOf(k.hash, provKeyMsg)); err == nil {
+				out = append(out, provOutput{"a signature of a digest", sig})
+			}
+		}
+	case provider.UseMAC:
+		out = append(out, provOutput{"a tag", k.tag})
+		if tag, err := s.p.MAC(ctx, k.ref, k.g.Handle, nil); err == nil {
+			out = append(out, provOutput{"the tag of an empty message", tag})
+		}
 	case provider.UseDecrypt:
 		out = append(out, provOutput{"a sealed blob", k.sealed})
 		if sealed, err := s.p.Seal(ctx, k.ref, k.g.Handle, nil, nil); err == nil {
@@ -117,8 +137,9 @@ func (s *provSuite) outputsOf(ctx context.Context, k *provKey) []provOutput {
 }
 
 // checkNoSecretsInOutputs: with WithKnownSecrets, no secret of a key
-// appears, in any spelling, in its public key, handle, signatures, sealed
-// blobs or the errors its misuse provokes.
+// appears, in any spelling, in its public key, handle, signatures (of
+// messages and digests), sealed blobs, tags or the errors its misuse
+// provokes.
 func (s *provSuite) checkNoSecretsInOutputs(ctx context.Context) error {
 	if s.known == nil {
 		return skipf("provider's private material is unknown; pass WithKnownSecrets")
@@ -126,7 +147,7 @@ func (s *provSuite) checkNoSecretsInOutputs(ctx context.Context) error {
 	var f provFails
 	searched := 0
 	for _, a := range s.algs {
-		k, err := s.newKey(ctx, "secrets", "outputs", a)
+		k, err := s.keyFor(ctx, "secrets", "outputs", a)
 		if err != nil {
 			return err
 		}
@@ -161,7 +182,7 @@ func (s *provSuite) checkSecretsDerive(k *provKey, secrets [][]byte) {
 		return
 	}
 	for _, sec := range secrets {
-		if len(sec) != sp.SecretSize {
+		if !sp.SecretSizeOK(len(sec)) {
 			continue
 		}
 		if signer, err := sp.NewSigner(sec, false); err == nil && bytes.Equal(signer.PublicKey(), k.g.PublicKey) {
@@ -176,11 +197,11 @@ func (s *provSuite) checkSecretsDerive(k *provKey, secrets [][]byte) {
 var provCanary = []byte("conformance-canary-payload-5f1c9e")
 
 // checkNoPayloadsInErrors: the errors of failed calls do not contain the
-// message, plaintext or AAD they were given, in any spelling.
+// message, digest, plaintext or AAD they were given, in any spelling.
 func (s *provSuite) checkNoPayloadsInErrors(ctx context.Context) error {
 	var errs []provAttempt
 	for _, a := range s.algs {
-		k, err := s.newKey(ctx, "payloads", "key", a)
+		k, err := s.keyFor(ctx, "payloads", "key", a)
 		if err != nil {
 			return err
 		}
@@ -194,9 +215,27 @@ func (s *provSuite) checkNoPayloadsInErrors(ctx context.Context) error {
 			errs = append(errs, provAttempt{what: fmt.Sprintf("Sign(%s) with a truncated handle", k.ref), err: err})
 			_, err = s.p.Seal(ctx, k.ref, k.g.Handle, provCanary, provCanary)
 			errs = append(errs, provAttempt{what: fmt.Sprintf("Seal(%s) with a signature key", k.ref), err: err})
+			_, err = s.p.MAC(ctx, k.ref, k.g.Handle, provCanary)
+			errs = append(errs, provAttempt{what: fmt.Sprintf("MAC(%s) with a signature key", k.ref), err: err})
+			// The canary as a digest: of no hash's size, or refused by an
+			// algorithm that signs no digests.
+			_, err = s.p.SignDigest(ctx, k.ref, k.g.Handle, s.misuseDigestHash(k.ref.Algorithm), provCanary)
+			errs = append(errs, provAttempt{what: fmt.Sprintf("SignDigest(%s) of a digest of the wrong size", k.ref), err: err})
+		case provider.UseMAC:
+			big := append(bytes.Clone(provCanary), make([]byte, provider.MaxMACMessage)...)
+			_, err := s.p.MAC(ctx, k.ref, k.g.Handle, big)
+			errs = append(errs, provAttempt{what: fmt.Sprintf("MAC(%s) of an oversize message", k.ref), err: err})
+			_, err = s.p.MAC(ctx, k.ref, half, provCanary)
+			errs = append(errs, provAttempt{what: fmt.Sprintf("MAC(%s) with a truncated handle", k.ref), err: err})
+			_, err = s.p.Sign(ctx, k.ref, k.g.Handle, provCanary)
+			errs = append(errs, provAttempt{what: fmt.Sprintf("Sign(%s) with a MAC key", k.ref), err: err})
+			_, err = s.p.Seal(ctx, k.ref, k.g.Handle, provCanary, provCanary)
+			errs = append(errs, provAttempt{what: fmt.Sprintf("Seal(%s) with a MAC key", k.ref), err: err})
 		case provider.UseDecrypt:
 			_, err := s.p.Sign(ctx, k.ref, k.g.Handle, provCanary)
 			errs = append(errs, provAttempt{what: fmt.Sprintf("Sign(%s) with an AEAD key", k.ref), err: err})
+			_, err = s.p.MAC(ctx, k.ref, k.g.Handle, provCanary)
+			errs = append(errs, provAttempt{what: fmt.Sprintf("MAC(%s) with an AEAD key", k.ref), err: err})
 			big := append(bytes.Clone(provCanary), make([]byte, provider.MaxSealPlaintext)...)
 			_, err = s.p.Seal(ctx, k.ref, k.g.Handle, big, provCanary)
 			errs = append(errs, provAttempt{what: fmt.Sprintf("Seal(%s) of an oversize plaintext", k.ref), err: err})
@@ -247,7 +286,7 @@ func (s *provSuite) checkRedaction(ctx context.Context) error {
 	}
 	var all []keySecrets
 	for _, a := range s.algs {
-		k, err := s.newKey(ctx, "redaction", "key", a)
+		k, err := s.keyFor(ctx, "redaction", "key", a)
 		if err != nil {
 			return err
 		}

@@ -13,9 +13,11 @@ import (
 var provSignSizes = []int{0, 1, provider.MaxSignMessage}
 
 // checkSignVerify: signatures of messages of 0, 1 and MaxSignMessage bytes
-// have the algorithm's size and verify under the public key Generate
-// returned, with an independent implementation; they do not verify for
-// another message; Sign does not modify its input.
+// have a size the algorithm allows (ECDSA's DER varies) and verify under
+// the public key Generate returned, with an independent implementation;
+// they do not verify for another message; Sign does not modify its input.
+// Where the scheme is deterministic (EdDSA, PKCS #1 v1.5) or the provider
+// announces Deterministic, signing again gives the same bytes.
 func (s *provSuite) checkSignVerify(ctx context.Context, a provider.Algorithm) error {
 	verify, err := verifier(a)
 	if err != nil {
@@ -25,10 +27,12 @@ func (s *provSuite) checkSignVerify(ctx context.Context, a provider.Algorithm) e
 	if err != nil {
 		return err
 	}
-	ref, g, err := s.generate(ctx, "sign", "verify", a)
+	k, err := s.keyFor(ctx, "sign", "verify", a)
 	if err != nil {
 		return err
 	}
+	ref, g := k.ref, k.g
+	same := s.info.Deterministic || deterministicSchemes[a]
 	var f provFails
 	for _, n := range provSignSizes {
 		msg := pseudo("sign/"+string(a), n)
@@ -42,8 +46,8 @@ func (s *provSuite) checkSignVerify(ctx context.Context, a provider.Algorithm) e
 		if !bytes.Equal(msg, orig) {
 			f.addf("%s modified the message", what)
 		}
-		if len(sig) != sp.SignatureSize {
-			f.addf("%s: signature is %d bytes, want %d", what, len(sig), sp.SignatureSize)
+		if !sp.SignatureSizeOK(len(sig)) {
+			f.addf("%s: signature is %d bytes, want %s", what, len(sig), sizeWant(sp.SignatureSize, sp.SignatureVaries))
 		}
 		if !verify(g.PublicKey, msg, sig) {
 			f.addf("%s: signature does not verify with the independent %s verifier; want valid", what, a)
@@ -52,20 +56,42 @@ func (s *provSuite) checkSignVerify(ctx context.Context, a provider.Algorithm) e
 		if verify(g.PublicKey, other, sig) {
 			f.addf("%s: signature also verifies for the message with a byte appended; want invalid", what)
 		}
+		if same {
+			again, err := s.p.Sign(ctx, ref, g.Handle, msg)
+			if err != nil || !bytes.Equal(again, sig) {
+				f.addf("%s again: got other bytes or %v; want the same signature (%s)", what, err, sameWhy(s.info.Deterministic))
+			}
+		}
 	}
 	return f.err()
+}
+
+// sameWhy says why two signatures must be equal.
+func sameWhy(deterministic bool) string {
+	if deterministic {
+		return "the provider announces Deterministic"
+	}
+	return "the scheme has no randomness"
+}
+
+// sizeWant describes a size bound for messages.
+func sizeWant(size int, varies bool) string {
+	if varies {
+		return fmt.Sprintf("1 to %d", size)
+	}
+	return fmt.Sprintf("%d", size)
 }
 
 // checkSignTooLarge: a message of MaxSignMessage+1 bytes fails with
 // ErrTooLarge and no signature.
 func (s *provSuite) checkSignTooLarge(ctx context.Context, a provider.Algorithm) error {
-	ref, g, err := s.generate(ctx, "sign", "too-large", a)
+	k, err := s.keyFor(ctx, "sign", "too-large", a)
 	if err != nil {
 		return err
 	}
 	msg := make([]byte, provider.MaxSignMessage+1)
-	sig, err := s.p.Sign(ctx, ref, g.Handle, msg)
-	return wantCode(fmt.Sprintf("Sign(%s, MaxSignMessage+1 bytes)", ref), err, provider.EMSGSIZE, sig)
+	sig, err := s.p.Sign(ctx, k.ref, k.g.Handle, msg)
+	return wantCode(fmt.Sprintf("Sign(%s, MaxSignMessage+1 bytes)", k.ref), err, provider.EMSGSIZE, sig)
 }
 
 // checkSignOtherKey: a signature by key A does not verify under key B's
@@ -75,14 +101,11 @@ func (s *provSuite) checkSignOtherKey(ctx context.Context, a provider.Algorithm)
 	if err != nil {
 		return err
 	}
-	refA, gA, err := s.generate(ctx, "sign", "other-key-a", a)
+	kA, kB, err := s.keyPair(ctx, "sign", "other-key", a)
 	if err != nil {
 		return err
 	}
-	refB, gB, err := s.generate(ctx, "sign", "other-key-b", a)
-	if err != nil {
-		return err
-	}
+	refA, gA, refB, gB := kA.ref, kA.g, kB.ref, kB.g
 	msg := []byte("conformance: signed by one key")
 	var f provFails
 	for _, k := range []struct {

@@ -22,7 +22,9 @@ type Option func(*options)
 
 type options struct {
 	knownSecrets func(ref provider.KeyRef) ([][]byte, error)
-	hang         time.Duration // 0: provHangLimit; the suite's own tests shorten it
+	freshKeys    bool
+	hang         time.Duration        // 0: provHangLimit; the suite's own tests shorten it
+	only         []provider.Algorithm // nil: every announced algorithm; the suite's own tests narrow it
 }
 
 // WithKnownSecrets tells the suite the private material the provider holds
@@ -38,6 +40,16 @@ func WithKnownSecrets(f func(ref provider.KeyRef) ([][]byte, error)) Option {
 	return func(o *options) { o.knownSecrets = f }
 }
 
+// WithFreshKeys makes every check generate keys of its own, whatever the
+// algorithm. By default the keys of algorithms whose generation is
+// expensive (alg.Spec.GenerateCost of at least 100 Ed25519 key
+// generations: RSA) are made a few times per run and shared by the checks
+// that do not need a fresh key (see docs/providers.md); with this option a
+// run over a provider that offers RSA takes minutes.
+func WithFreshKeys() Option {
+	return func(o *options) { o.freshKeys = true }
+}
+
 // Run checks that the providers newProvider returns keep the provider
 // contract (package core/provider), with one subtest per requirement.
 //
@@ -46,8 +58,11 @@ func WithKnownSecrets(f func(ref provider.KeyRef) ([][]byte, error)) Option {
 // once more to rotate a KEK when the provider implements
 // provider.KEKRotator. It
 // exercises every algorithm the provider announces, with sizes from
-// core/alg, and verifies every signature with an implementation independent
-// of keystored (crypto/ed25519 and cloudflare/circl).
+// core/alg, and verifies every signature and tag with an implementation
+// independent of keystored (crypto/ed25519, crypto/ecdsa, crypto/rsa,
+// crypto/hmac and cloudflare/circl). Keys of algorithms that are slow to
+// generate (RSA) are shared between the checks that need no fresh key,
+// unless WithFreshKeys is given.
 func Run(t *testing.T, newProvider Factory, opts ...Option) {
 	t.Helper()
 	var o options
@@ -81,7 +96,7 @@ func Run(t *testing.T, newProvider Factory, opts ...Option) {
 			}
 			fresh[i] = fresh[i].withLog(t.Logf)
 		}
-		report(t, checkDeterministic(t.Context(), fresh[0], fresh[1]), nil)
+		report(t, checkDeterministic(t.Context(), fresh[0], fresh[1], s), nil)
 	})
 	t.Run("KEKRotation", func(t *testing.T) {
 		// A fresh provider: a rotation changes its KEKs, which the
@@ -98,7 +113,7 @@ func Run(t *testing.T, newProvider Factory, opts ...Option) {
 }
 
 // provGroup is a set of requirements checked once per announced algorithm
-// (of one use, or of both when use is 0).
+// (of one use, or of every use when use is 0).
 type provGroup struct {
 	name   string
 	use    provider.Use
@@ -117,6 +132,16 @@ func provGroups() []provGroup {
 			"Verify":   (*provSuite).checkSignVerify,
 			"TooLarge": (*provSuite).checkSignTooLarge,
 			"OtherKey": (*provSuite).checkSignOtherKey,
+		}},
+		{"SignDigest", provider.UseSign, map[string]provCheckAlg{
+			"Verify":  (*provSuite).checkSignDigestVerify,
+			"Refused": (*provSuite).checkSignDigestRefused,
+		}},
+		{"MAC", provider.UseMAC, map[string]provCheckAlg{
+			"Tag":      (*provSuite).checkMACTag,
+			"TooLarge": (*provSuite).checkMACTooLarge,
+			"OtherKey": (*provSuite).checkMACOtherKey,
+			"Known":    (*provSuite).checkMACKnown,
 		}},
 		{"Seal", provider.UseDecrypt, map[string]provCheckAlg{
 			"RoundTrip":  (*provSuite).checkSealRoundTrip,

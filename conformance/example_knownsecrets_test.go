@@ -21,7 +21,7 @@ func knownSecrets(ref provider.KeyRef) ([][]byte, error) {
 // testTestseed is the INSECURE deterministic provider's conformance test
 // (TestTestseedInsecure runs it): WithKnownSecrets lets the suite search
 // every handle, output, error and printed value for the private bytes.
-func testTestseed(t *testing.T) {
+func testTestseed(t *testing.T, opts ...conformance.Option) {
 	conformance.Run(t,
 		func(t *testing.T) provider.Provider {
 			p, err := testseed.NewInsecure(exampleSeed)
@@ -30,7 +30,7 @@ func testTestseed(t *testing.T) {
 			}
 			return p
 		},
-		conformance.WithKnownSecrets(knownSecrets),
+		append(opts, conformance.WithKnownSecrets(knownSecrets))...,
 	)
 }
 

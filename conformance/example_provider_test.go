@@ -2,6 +2,7 @@ package conformance_test
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
@@ -17,8 +18,9 @@ import (
 // memName is the example provider's name, part of every KeyRef it serves.
 const memName = "memory"
 
-// memAlgorithms are the algorithms it announces: one per use.
-var memAlgorithms = []provider.Algorithm{provider.Ed25519, provider.XChaCha20Poly1305}
+// memAlgorithms are the algorithms it announces: one per use, and ECDSA
+// for a signer of digests.
+var memAlgorithms = []provider.Algorithm{provider.Ed25519, provider.ECDSAP256, provider.XChaCha20Poly1305, provider.HMACSHA256}
 
 // memProvider is a complete provider that keeps its keys in process
 // memory. A handle is a random name for an entry of a map, and the entry
@@ -39,6 +41,7 @@ type memKey struct {
 	ref    provider.KeyRef
 	signer *alg.Signer // sign keys
 	aead   *alg.AEAD   // decrypt keys
+	mac    *alg.MAC    // mac keys
 	gone   bool        // destroyed
 }
 
@@ -100,23 +103,34 @@ func (p *memProvider) Generate(ctx context.Context, ref provider.KeyRef) (provid
 	if err != nil {
 		return provider.Generated{}, err
 	}
-	secret := make([]byte, spec.SecretSize)
-	defer clear(secret)
+	random := make([]byte, spec.RandomSize)
+	defer clear(random)
 	h := make([]byte, 16)
-	if _, err := rand.Read(secret); err != nil {
+	if _, err := rand.Read(random); err != nil {
 		return provider.Generated{}, provider.Errorf(provider.EIO, "random: %w", err)
 	}
 	if _, err := rand.Read(h); err != nil {
 		return provider.Generated{}, provider.Errorf(provider.EIO, "random: %w", err)
 	}
+	secret, err := spec.NewMaterial(random, false) // a valid ECDSA scalar, an RSA key, or random itself
+	if err != nil {
+		return provider.Generated{}, err
+	}
+	defer clear(secret)
 	k := &memKey{ref: ref}
 	var pub []byte
-	if spec.Use == provider.UseSign {
+	switch spec.Use {
+	case provider.UseSign:
 		if k.signer, err = spec.NewSigner(secret, true); err != nil {
 			return provider.Generated{}, err
 		}
 		pub = k.signer.PublicKey()
-	} else if k.aead, err = spec.NewAEAD(secret); err != nil {
+	case provider.UseDecrypt:
+		k.aead, err = spec.NewAEAD(secret)
+	case provider.UseMAC:
+		k.mac, err = spec.NewMAC(secret)
+	}
+	if err != nil {
 		return provider.Generated{}, err
 	}
 	p.mu.Lock()
@@ -134,6 +148,25 @@ func (p *memProvider) Sign(ctx context.Context, ref provider.KeyRef, h provider.
 		return nil, err
 	}
 	return k.signer.Sign(msg)
+}
+
+// SignDigest signs a digest the caller computed; the signer refuses a
+// digest of another hash or size (EINVAL) and an algorithm that signs
+// whole messages only (EPERM).
+func (p *memProvider) SignDigest(ctx context.Context, ref provider.KeyRef, h provider.Handle, hash crypto.Hash, digest []byte) ([]byte, error) {
+	k, err := p.key(ctx, ref, h, provider.UseSign)
+	if err != nil {
+		return nil, err
+	}
+	return k.signer.SignDigest(hash, digest)
+}
+
+func (p *memProvider) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	k, err := p.key(ctx, ref, h, provider.UseMAC)
+	if err != nil {
+		return nil, err
+	}
+	return k.mac.Tag(msg) // EMSGSIZE over MaxMACMessage
 }
 
 func (p *memProvider) Seal(ctx context.Context, ref provider.KeyRef, h provider.Handle, plaintext, aad []byte) ([]byte, error) {
@@ -171,7 +204,7 @@ func (p *memProvider) Destroy(ctx context.Context, ref provider.KeyRef, h provid
 	if !ok || k.ref != ref {
 		return provider.Errorf(provider.EIO, "handle was not made for %s", ref)
 	}
-	k.gone, k.signer, k.aead = true, nil, nil // again: still gone
+	k.gone, k.signer, k.aead, k.mac = true, nil, nil, nil // again: still gone
 	return nil
 }
 

@@ -19,6 +19,12 @@ import (
 // WithHangLimit shortens the hang detector for the suite's own tests.
 func WithHangLimit(d time.Duration) Option { return func(o *options) { o.hang = d } }
 
+// WithOnlyAlgorithms narrows the suite's own tests to some of the
+// announced algorithms (the providers' packages run every one).
+func WithOnlyAlgorithms(algs ...provider.Algorithm) Option {
+	return func(o *options) { o.only = slices.Clone(algs) }
+}
+
 // CheckOne runs the requirement named path against p: a whole-provider
 // check ("Info", "Context", "ErrorCodes", ...) with a == "", or a
 // per-algorithm one ("Seal/Tamper", "HandleBinding/Version") for algorithm
@@ -27,7 +33,9 @@ func WithHangLimit(d time.Duration) Option { return func(o *options) { o.hang = 
 func CheckOne(ctx context.Context, p provider.Provider, path string, a provider.Algorithm, logf func(string, ...any), opts ...Option) error {
 	var o options
 	for _, opt := range opts {
-		opt(&o)
+		if opt != nil {
+			opt(&o)
+		}
 	}
 	s, err := newProvSuite(ctx, p, o)
 	if err != nil {
@@ -65,7 +73,9 @@ func CheckOne(ctx context.Context, p provider.Provider, path string, a provider.
 func CheckDeterministic(ctx context.Context, p1, p2 provider.Provider, logf func(string, ...any), opts ...Option) error {
 	var o options
 	for _, opt := range opts {
-		opt(&o)
+		if opt != nil {
+			opt(&o)
+		}
 	}
 	s1, err := newProvSuite(ctx, p1, o)
 	if err != nil {
@@ -75,7 +85,7 @@ func CheckDeterministic(ctx context.Context, p1, p2 provider.Provider, logf func
 	if err != nil {
 		return err
 	}
-	return checkDeterministic(ctx, s1.withLog(logf), s2.withLog(logf))
+	return checkDeterministic(ctx, s1.withLog(logf), s2.withLog(logf), nil)
 }
 
 // CheckNames lists every check path CheckOne knows.

@@ -3,7 +3,14 @@ package conformance_test
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/asn1"
 	"errors"
+	"math/big"
 	"strconv"
 	"sync"
 
@@ -47,6 +54,25 @@ func (p truncatesMessage) Sign(ctx context.Context, ref provider.KeyRef, h provi
 type leaksSecretInHandle struct {
 	provider.Provider
 	known func(provider.KeyRef) ([][]byte, error)
+}
+
+// newLeaksSecretInHandle remembers the known secrets of each ref: for an
+// RSA key they cost a key generation, and strip needs them on every call.
+func newLeaksSecretInHandle(p provider.Provider, known func(provider.KeyRef) ([][]byte, error)) leaksSecretInHandle {
+	var mu sync.Mutex
+	memo := map[provider.KeyRef][][]byte{}
+	return leaksSecretInHandle{p, func(ref provider.KeyRef) ([][]byte, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if s, ok := memo[ref]; ok {
+			return s, nil
+		}
+		s, err := known(ref)
+		if err == nil {
+			memo[ref] = s
+		}
+		return s, err
+	}}
 }
 
 func (p leaksSecretInHandle) Generate(ctx context.Context, ref provider.KeyRef) (provider.Generated, error) {
@@ -417,4 +443,202 @@ func (p noRewrap) RewrapHandle(_ context.Context, _ provider.KeyRef, h provider.
 
 func (p noRewrap) CommitKEKRotation(ctx context.Context) error {
 	return p.Provider.(provider.KEKRotator).CommitKEKRotation(ctx)
+}
+
+// SignDigest, MAC and Destroy of the wrappers above, where their fault
+// concerns those operations too.
+
+func (p leaksSecretInHandle) SignDigest(ctx context.Context, ref provider.KeyRef, h provider.Handle, hash crypto.Hash, digest []byte) ([]byte, error) {
+	return p.Provider.SignDigest(ctx, ref, p.strip(ref, h), hash, digest)
+}
+
+func (p leaksSecretInHandle) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	return p.Provider.MAC(ctx, ref, p.strip(ref, h), msg)
+}
+
+func (p leaksSecretInHandle) Destroy(ctx context.Context, ref provider.KeyRef, h provider.Handle) error {
+	return p.Provider.Destroy(ctx, ref, p.strip(ref, h))
+}
+
+func (p uncodedErrors) SignDigest(ctx context.Context, ref provider.KeyRef, h provider.Handle, hash crypto.Hash, digest []byte) ([]byte, error) {
+	out, err := p.Provider.SignDigest(ctx, ref, h, hash, digest)
+	return out, flatten(err)
+}
+
+func (p uncodedErrors) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	out, err := p.Provider.MAC(ctx, ref, h, msg)
+	return out, flatten(err)
+}
+
+func (p ignoresVersion) SignDigest(ctx context.Context, ref provider.KeyRef, h provider.Handle, hash crypto.Hash, digest []byte) ([]byte, error) {
+	return p.Provider.SignDigest(ctx, v1(ref), h, hash, digest)
+}
+
+func (p ignoresVersion) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	return p.Provider.MAC(ctx, v1(ref), h, msg)
+}
+
+func (p permissionAsInvalid) SignDigest(ctx context.Context, ref provider.KeyRef, h provider.Handle, hash crypto.Hash, digest []byte) ([]byte, error) {
+	out, err := p.Provider.SignDigest(ctx, ref, h, hash, digest)
+	return out, recode(err)
+}
+
+func (p permissionAsInvalid) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	out, err := p.Provider.MAC(ctx, ref, h, msg)
+	return out, recode(err)
+}
+
+// signsOtherDigest signs the digest with its first bit flipped.
+type signsOtherDigest struct{ provider.Provider }
+
+func (p signsOtherDigest) SignDigest(ctx context.Context, ref provider.KeyRef, h provider.Handle, hash crypto.Hash, digest []byte) ([]byte, error) {
+	d := bytes.Clone(digest)
+	if len(d) > 0 {
+		d[0] ^= 1
+	}
+	return p.Provider.SignDigest(ctx, ref, h, hash, d)
+}
+
+// digestAnyHash signs a digest of any hash (and length) as one of the
+// algorithm's: it pads or cuts it to the size of the algorithm's hash.
+type digestAnyHash struct{ provider.Provider }
+
+func (p digestAnyHash) SignDigest(ctx context.Context, ref provider.KeyRef, h provider.Handle, _ crypto.Hash, digest []byte) ([]byte, error) {
+	s, err := alg.Default().Lookup(ref.Algorithm)
+	if err != nil || s.Hash == 0 {
+		return p.Provider.SignDigest(ctx, ref, h, crypto.SHA256, make([]byte, 32))
+	}
+	d := make([]byte, s.Hash.Size())
+	copy(d, digest)
+	return p.Provider.SignDigest(ctx, ref, h, s.Hash, d)
+}
+
+// digestOfMessage answers SignDigest with a signature of the digest bytes
+// taken as a message (the classic double hash).
+type digestOfMessage struct{ provider.Provider }
+
+func (p digestOfMessage) SignDigest(ctx context.Context, ref provider.KeyRef, h provider.Handle, _ crypto.Hash, digest []byte) ([]byte, error) {
+	return p.Provider.Sign(ctx, ref, h, digest)
+}
+
+// truncatesTag returns the first 16 bytes of every tag.
+type truncatesTag struct{ provider.Provider }
+
+func (p truncatesTag) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	tag, err := p.Provider.MAC(ctx, ref, h, msg)
+	if len(tag) > 16 {
+		tag = tag[:16]
+	}
+	return tag, err
+}
+
+// macTruncatesMessage tags an oversize message's first MaxMACMessage
+// bytes.
+type macTruncatesMessage struct{ provider.Provider }
+
+func (p macTruncatesMessage) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	if len(msg) > provider.MaxMACMessage {
+		msg = msg[:provider.MaxMACMessage]
+	}
+	return p.Provider.MAC(ctx, ref, h, msg)
+}
+
+// macUnkeyed returns a plain SHA-256 of the message: the same for every
+// key, and no HMAC at all.
+type macUnkeyed struct{ provider.Provider }
+
+func (p macUnkeyed) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	if _, err := p.Provider.MAC(ctx, ref, h, msg); err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(msg)
+	return sum[:], nil
+}
+
+// macWrongKey computes the tag under the key's secret with one byte
+// changed: a tag that looks right but is not HMAC under the key.
+type macWrongKey struct{ provider.Provider }
+
+func (p macWrongKey) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	tag, err := p.Provider.MAC(ctx, ref, h, msg)
+	if err != nil {
+		return nil, err
+	}
+	return p.Provider.MAC(ctx, ref, h, append(tag, msg...))
+}
+
+// macForAnyUse serves MAC for a key of any use (a signature key's handle
+// under its own ref included), with a hash of the message: the use check
+// forgotten.
+type macForAnyUse struct{ provider.Provider }
+
+func (p macForAnyUse) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	if ref.Use != provider.UseMAC {
+		sum := sha256.Sum256(append(bytes.Clone(h), msg...))
+		return sum[:], nil
+	}
+	return p.Provider.MAC(ctx, ref, h, msg)
+}
+
+// pkixPublicKey returns RSA and ECDSA public keys as PKIX
+// SubjectPublicKeyInfo DER instead of the contract's encodings.
+type pkixPublicKey struct{ provider.Provider }
+
+func (p pkixPublicKey) Generate(ctx context.Context, ref provider.KeyRef) (provider.Generated, error) {
+	g, err := p.Provider.Generate(ctx, ref)
+	if err != nil {
+		return g, err
+	}
+	var pub any
+	switch ref.Algorithm {
+	case provider.RSA2048PSS, provider.RSA2048PKCS1:
+		pub, err = x509.ParsePKCS1PublicKey(g.PublicKey)
+	case provider.ECDSAP256:
+		pub, err = ecdsa.ParseUncompressedPublicKey(elliptic.P256(), g.PublicKey)
+	default:
+		return g, nil
+	}
+	if err != nil {
+		return provider.Generated{}, provider.Errorf(provider.EIO, "test: %v", err)
+	}
+	if g.PublicKey, err = x509.MarshalPKIXPublicKey(pub); err != nil {
+		return provider.Generated{}, provider.Errorf(provider.EIO, "test: %v", err)
+	}
+	return g, nil
+}
+
+// rawECDSA returns ECDSA signatures as the fixed-size r ‖ s of JOSE
+// instead of ASN.1 DER.
+type rawECDSA struct{ provider.Provider }
+
+func (p rawECDSA) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	sig, err := p.Provider.Sign(ctx, ref, h, msg)
+	if err != nil || ref.Algorithm != provider.ECDSAP256 {
+		return sig, err
+	}
+	var v struct{ R, S *big.Int }
+	if _, err := asn1.Unmarshal(sig, &v); err != nil {
+		return nil, provider.Errorf(provider.EIO, "test: %v", err)
+	}
+	out := make([]byte, 64)
+	v.R.FillBytes(out[:32])
+	v.S.FillBytes(out[32:])
+	return out, nil
+}
+
+// macErrorLeaks puts the key's secret, in hex, in the error of a MAC with
+// a corrupted handle.
+type macErrorLeaks struct {
+	provider.Provider
+	known func(provider.KeyRef) ([][]byte, error)
+}
+
+func (p macErrorLeaks) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	tag, err := p.Provider.MAC(ctx, ref, h, msg)
+	if err != nil {
+		if s, kerr := p.known(ref); kerr == nil && len(s) > 0 {
+			return nil, provider.Errorf(provider.EIO, "unwrap failed, key was %x: %w", s[0], err)
+		}
+	}
+	return tag, err
 }

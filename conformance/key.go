@@ -3,17 +3,20 @@ package conformance
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"fmt"
 
 	"github.com/nexus-os/keystored/core/provider"
 )
 
 // provKey is a key the suite generated, with a blob sealed under it when
-// it is an AEAD key.
+// it is an AEAD key and the tag of provKeyMsg when it is a MAC key.
 type provKey struct {
 	ref    provider.KeyRef
 	g      provider.Generated
 	sealed []byte // nonce ‖ ciphertext ‖ tag of provKeyPlaintext under provKeyAAD
+	tag    []byte // MAC of provKeyMsg
+	hash   crypto.Hash
 }
 
 var (
@@ -23,25 +26,35 @@ var (
 )
 
 // newKey generates conformance/<purpose>/<alg>-<name> and, for an AEAD,
-// seals one blob under it.
+// seals one blob under it; for a MAC key, it computes one tag.
 func (s *provSuite) newKey(ctx context.Context, purpose, name string, a provider.Algorithm) (*provKey, error) {
 	ref, g, err := s.generate(ctx, purpose, name, a)
 	if err != nil {
 		return nil, err
 	}
 	k := &provKey{ref: ref, g: g}
-	if ref.Use == provider.UseDecrypt {
+	if sp, err := s.spec(a); err == nil {
+		k.hash = sp.Hash
+	}
+	switch ref.Use {
+	case provider.UseDecrypt:
 		k.sealed, err = s.p.Seal(ctx, ref, g.Handle, provKeyPlaintext, provKeyAAD)
 		if err != nil {
 			return nil, fmt.Errorf("Seal(%s): %w; want success", ref, err)
+		}
+	case provider.UseMAC:
+		k.tag, err = s.p.MAC(ctx, ref, g.Handle, provKeyMsg)
+		if err != nil {
+			return nil, fmt.Errorf("MAC(%s): %w; want success", ref, err)
 		}
 	}
 	return k, nil
 }
 
 // works checks that k still works with its own ref and handle: a fresh
-// signature verifies (independently where the suite can), or the blob
-// opens and a fresh seal round-trips.
+// signature verifies (independently where the suite can), and so does a
+// signature of a digest where the algorithm signs digests; or the blob
+// opens and a fresh seal round-trips; or the tag is made again.
 func (s *provSuite) works(ctx context.Context, k *provKey) error {
 	switch k.ref.Use {
 	case provider.UseSign:
@@ -51,6 +64,16 @@ func (s *provSuite) works(ctx context.Context, k *provKey) error {
 		}
 		if v, ok := independentVerifiers[k.ref.Algorithm]; ok && !v(k.g.PublicKey, provKeyMsg, sig) {
 			return fmt.Errorf("Sign(%s) with its own handle: signature does not verify; want valid", k.ref)
+		}
+		if d, ok := digestVerifiers[k.ref.Algorithm]; ok && k.hash != 0 {
+			digest := digestOf(k.hash, provKeyMsg)
+			sig, err := s.p.SignDigest(ctx, k.ref, k.g.Handle, k.hash, digest)
+			if err != nil {
+				return fmt.Errorf("SignDigest(%s) with its own handle: %w; want success", k.ref, err)
+			}
+			if !d.verify(k.g.PublicKey, digest, sig) {
+				return fmt.Errorf("SignDigest(%s) with its own handle: signature does not verify; want valid", k.ref)
+			}
 		}
 	case provider.UseDecrypt:
 		pt, err := s.p.Open(ctx, k.ref, k.g.Handle, k.sealed, provKeyAAD)
@@ -65,6 +88,14 @@ func (s *provSuite) works(ctx context.Context, k *provKey) error {
 		if err != nil || !bytes.Equal(pt, provKeyPlaintext) {
 			return fmt.Errorf("Open(%s) of a fresh seal: got %d bytes, error %v; want the plaintext", k.ref, len(pt), err)
 		}
+	case provider.UseMAC:
+		tag, err := s.p.MAC(ctx, k.ref, k.g.Handle, provKeyMsg)
+		if err != nil {
+			return fmt.Errorf("MAC(%s) with its own handle: %w; want success", k.ref, err)
+		}
+		if !bytes.Equal(tag, k.tag) {
+			return fmt.Errorf("MAC(%s) with its own handle: got another tag than at first for the same message; want the same", k.ref)
+		}
 	}
 	return nil
 }
@@ -76,14 +107,35 @@ type provAttempt struct {
 	err  error
 }
 
+// misuseDigestHash is the hash misuse signs digests of: the algorithm's
+// own when it has one (so that the call reaches the handle), else SHA-256.
+func (s *provSuite) misuseDigestHash(algs ...provider.Algorithm) crypto.Hash {
+	for _, a := range algs {
+		if sp, err := s.spec(a); err == nil && sp.Hash != 0 {
+			return sp.Hash
+		}
+	}
+	return crypto.SHA256
+}
+
 // misuse calls, with ref and h instead of k's own, every operation that
-// could use k's material: Sign for a signature key; Open of k's blob and
-// Seal for an AEAD key; and the operation of ref's use when that differs.
+// could use k's material: Sign, and SignDigest where k's or ref's
+// algorithm signs digests, for a signature key; Open of k's blob and Seal
+// for an AEAD key; MAC for a MAC key; and the operations of ref's use
+// when that differs.
 func (s *provSuite) misuse(ctx context.Context, k *provKey, ref provider.KeyRef, h provider.Handle, how string) []provAttempt {
 	var out []provAttempt
 	sign := func() {
 		sig, err := s.p.Sign(ctx, ref, h, provKeyMsg)
 		out = append(out, provAttempt{fmt.Sprintf("Sign(%s) with %s", ref, how), sig, err})
+		if !s.signsDigests(k.ref.Algorithm) && !s.signsDigests(ref.Algorithm) {
+			// An algorithm that signs no digests may refuse SignDigest
+			// (EPERM) before it looks at the handle.
+			return
+		}
+		hash := s.misuseDigestHash(k.ref.Algorithm, ref.Algorithm)
+		sig, err = s.p.SignDigest(ctx, ref, h, hash, digestOf(hash, provKeyMsg))
+		out = append(out, provAttempt{fmt.Sprintf("SignDigest(%s) with %s", ref, how), sig, err})
 	}
 	seal := func() {
 		b, err := s.p.Seal(ctx, ref, h, provKeyPlaintext, provKeyAAD)
@@ -95,11 +147,24 @@ func (s *provSuite) misuse(ctx context.Context, k *provKey, ref provider.KeyRef,
 		b, err = s.p.Open(ctx, ref, h, blob, provKeyAAD)
 		out = append(out, provAttempt{fmt.Sprintf("Open(%s) with %s", ref, how), b, err})
 	}
+	mac := func() {
+		tag, err := s.p.MAC(ctx, ref, h, provKeyMsg)
+		out = append(out, provAttempt{fmt.Sprintf("MAC(%s) with %s", ref, how), tag, err})
+	}
 	if k.ref.Use == provider.UseSign || ref.Use == provider.UseSign {
 		sign()
 	}
 	if k.ref.Use == provider.UseDecrypt || ref.Use == provider.UseDecrypt {
 		seal()
 	}
+	if k.ref.Use == provider.UseMAC || ref.Use == provider.UseMAC {
+		mac()
+	}
 	return out
+}
+
+// signsDigests reports whether a is a signature algorithm with a Hash.
+func (s *provSuite) signsDigests(a provider.Algorithm) bool {
+	sp, err := s.reg.Lookup(a)
+	return err == nil && sp.Use == provider.UseSign && sp.Hash != 0
 }

@@ -36,6 +36,27 @@ type provSuite struct {
 	logf  func(format string, args ...any)
 	hang  time.Duration
 	tally *provTally // codes of the expected failures of one check
+	fresh bool       // WithFreshKeys: no shared keys
+	pool  *provPool  // the run's shared keys and known secrets
+}
+
+// provExpensiveGenerate is the key generation cost (alg.Spec.GenerateCost,
+// in Ed25519 key generations) from which the suite shares keys between
+// checks: RSA's thousands, not ML-DSA's ten.
+const provExpensiveGenerate = 100
+
+// provPool holds what the checks of one run share: the keys of expensive
+// algorithms, generated once per slot, and the known secrets of each ref,
+// which can cost a key generation to compute (a deterministic RSA key).
+type provPool struct {
+	mu    sync.Mutex
+	keys  map[provPoolSlot]*provKey
+	known map[provider.KeyRef][][]byte
+}
+
+type provPoolSlot struct {
+	a    provider.Algorithm
+	slot int
 }
 
 // newProvSuite wraps p and reads its Info.
@@ -52,6 +73,8 @@ func newProvSuite(ctx context.Context, p provider.Provider, o options) (*provSui
 		known: o.knownSecrets,
 		logf:  func(string, ...any) {},
 		hang:  provHangLimit,
+		fresh: o.freshKeys,
+		pool:  &provPool{keys: map[provPoolSlot]*provKey{}, known: map[provider.KeyRef][][]byte{}},
 	}
 	if o.hang > 0 {
 		s.hang = o.hang
@@ -64,6 +87,9 @@ func newProvSuite(ctx context.Context, p provider.Provider, o options) (*provSui
 	s.info.Algorithms = append([]provider.Algorithm(nil), info.Algorithms...)
 	s.info.KEKs = append([]string(nil), info.KEKs...)
 	for _, a := range info.Algorithms {
+		if o.only != nil && !slices.Contains(o.only, a) {
+			continue
+		}
 		if _, err := s.reg.Lookup(a); err == nil && !slices.Contains(s.algs, a) {
 			s.algs = append(s.algs, a)
 		}
@@ -157,6 +183,91 @@ func (s *provSuite) generate(ctx context.Context, purpose, name string, a provid
 		return ref, g, fmt.Errorf("Generate(%s, %s): got an empty handle", ref, a)
 	}
 	return ref, g, nil
+}
+
+// expensive reports whether keys of a are shared between checks: its
+// generation costs at least provExpensiveGenerate, and the run was not
+// asked for fresh keys.
+func (s *provSuite) expensive(a provider.Algorithm) bool {
+	if s.fresh {
+		return false
+	}
+	sp, err := s.reg.Lookup(a)
+	return err == nil && sp.GenerateCost >= provExpensiveGenerate
+}
+
+// keyFor returns a key a check may use but not destroy: a fresh
+// conformance/<purpose>/<alg>-<name> for most algorithms, the run's shared
+// key of slot 0 for an expensive one.
+func (s *provSuite) keyFor(ctx context.Context, purpose, name string, a provider.Algorithm) (*provKey, error) {
+	return s.keyIn(ctx, purpose, name, a, 0)
+}
+
+// keyPair returns two different keys a check may use but not destroy
+// (fresh, or the shared keys of slots 0 and 1).
+func (s *provSuite) keyPair(ctx context.Context, purpose, name string, a provider.Algorithm) (*provKey, *provKey, error) {
+	k1, err := s.keyIn(ctx, purpose, name+"-a", a, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	k2, err := s.keyIn(ctx, purpose, name+"-b", a, 1)
+	if err != nil {
+		return nil, nil, err
+	}
+	return k1, k2, nil
+}
+
+func (s *provSuite) keyIn(ctx context.Context, purpose, name string, a provider.Algorithm, slot int) (*provKey, error) {
+	if !s.expensive(a) {
+		return s.newKey(ctx, purpose, name, a)
+	}
+	s.pool.mu.Lock()
+	defer s.pool.mu.Unlock()
+	at := provPoolSlot{a, slot}
+	if k := s.pool.keys[at]; k != nil {
+		return k, nil
+	}
+	k, err := s.newKey(ctx, "shared", strconv.Itoa(slot), a)
+	if err != nil {
+		return nil, err // not kept: the next check tries again and reports its own failure
+	}
+	s.pool.keys[at] = k
+	return k, nil
+}
+
+// keyToDestroy returns a key a check may destroy: a fresh one, or for an
+// expensive algorithm the run's shared key of slot 1, which leaves the
+// pool (Destroy is the last check that uses slot 1; a later one would get
+// a new key).
+func (s *provSuite) keyToDestroy(ctx context.Context, purpose, name string, a provider.Algorithm) (*provKey, error) {
+	k, err := s.keyIn(ctx, purpose, name, a, 1)
+	if err != nil || !s.expensive(a) {
+		return k, err
+	}
+	s.pool.mu.Lock()
+	delete(s.pool.keys, provPoolSlot{a, 1})
+	s.pool.mu.Unlock()
+	return k, nil
+}
+
+// pooled returns the run's shared key of a in slot, or nil.
+func (s *provSuite) pooled(a provider.Algorithm, slot int) *provKey {
+	s.pool.mu.Lock()
+	defer s.pool.mu.Unlock()
+	return s.pool.keys[provPoolSlot{a, slot}]
+}
+
+// shared reports whether k is one of the run's shared keys, which no check
+// may destroy.
+func (s *provSuite) shared(k *provKey) bool {
+	s.pool.mu.Lock()
+	defer s.pool.mu.Unlock()
+	for _, p := range s.pool.keys {
+		if p == k {
+			return true
+		}
+	}
+	return false
 }
 
 // provSkip is returned by a check that does not apply to the provider.

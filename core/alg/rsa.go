@@ -85,6 +85,12 @@ func rsaSpec(name provider.Algorithm, id uint8, bits int, pss bool, cost, genera
 				return signFuncs{}, nil, provider.Errorf(provider.EIO, "%s private key does not parse", string(name))
 			}
 			pub := x509.MarshalPKCS1PublicKey(&k.PublicKey)
+			// The deterministic PSS salt hashes the material: keep a copy,
+			// since the caller clears its own once the signer is made.
+			var saltKey []byte
+			if pss && !hedged {
+				saltKey = append([]byte(nil), material...)
+			}
 			signDigest := func(digest []byte) ([]byte, error) {
 				var sig []byte
 				var err error
@@ -94,7 +100,7 @@ func rsaSpec(name provider.Algorithm, id uint8, bits int, pss bool, cost, genera
 				case hedged:
 					sig, err = rsa.SignPSS(rand.Reader, k, crypto.SHA256, digest, pssOpts)
 				default:
-					sig, err = rsa.SignPSS(deterministicSalt(material, digest), k, crypto.SHA256, digest, pssOpts)
+					sig, err = rsa.SignPSS(deterministicSalt(saltKey, digest), k, crypto.SHA256, digest, pssOpts)
 				}
 				if err != nil {
 					return nil, provider.Errorf(provider.EIO, "%s sign failed: %w", string(name), err)

@@ -3,12 +3,14 @@ package testseed
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/ed25519"
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -68,6 +70,7 @@ type goldenVector struct {
 	Handle    string             `json:"handle"`
 	Signature string             `json:"signature,omitempty"`
 	Sealed    string             `json:"sealed,omitempty"`
+	Tag       string             `json:"tag,omitempty"`
 }
 
 func (v goldenVector) ref(t testing.TB) provider.KeyRef {
@@ -136,13 +139,34 @@ func makeGolden(t testing.TB) goldenFile {
 			Algorithm: a, KeyID: r.ID.String(), Version: r.Version, Use: r.Use.String(), Provider: r.Provider,
 			PublicKey: hex.EncodeToString(g.PublicKey), Handle: hex.EncodeToString(g.Handle),
 		}
-		if r.Use == provider.UseSign {
+		switch r.Use {
+		case provider.UseSign:
 			sig, err := p.Sign(ctx, r, g.Handle, goldenMessage)
 			if err != nil {
 				t.Fatal(err)
 			}
 			v.Signature = hex.EncodeToString(sig)
-		} else {
+			// A digest signature is the message's: every testseed
+			// signature is deterministic, so it is pinned by the same
+			// vector.
+			if s, _ := alg.Default().Lookup(a); s != nil && s.Hash != 0 {
+				h := s.Hash.New()
+				h.Write(goldenMessage)
+				dsig, err := p.SignDigest(ctx, r, g.Handle, s.Hash, h.Sum(nil))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(dsig, sig) {
+					t.Errorf("%s: SignDigest of the golden message's digest differs from Sign of the message", a)
+				}
+			}
+		case provider.UseMAC:
+			tag, err := p.MAC(ctx, r, g.Handle, goldenMessage)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v.Tag = hex.EncodeToString(tag)
+		default:
 			sealed, err := p.Seal(ctx, r, g.Handle, goldenPlaintext, goldenAAD)
 			if err != nil {
 				t.Fatal(err)
@@ -203,7 +227,7 @@ func TestGolden(t *testing.T) {
 			{"algorithm", string(g.Algorithm), string(w.Algorithm)}, {"key_id", g.KeyID, w.KeyID},
 			{"use", g.Use, w.Use}, {"provider", g.Provider, w.Provider},
 			{"public_key", g.PublicKey, w.PublicKey}, {"handle", g.Handle, w.Handle},
-			{"signature", g.Signature, w.Signature}, {"sealed", g.Sealed, w.Sealed},
+			{"signature", g.Signature, w.Signature}, {"sealed", g.Sealed, w.Sealed}, {"tag", g.Tag, w.Tag},
 		} {
 			if f.got != f.want {
 				t.Errorf("%s %s drifted:\n got %.80s...\nwant %.80s...", g.Algorithm, f.name, f.got, f.want)
@@ -254,16 +278,20 @@ func TestGoldenIndependent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		material, err := hkdf.Key(sha256.New, seed, salt, "key"+string(refBin), s.SecretSize)
+		// The HKDF output is the material itself but for ECDSA (the first
+		// valid scalar of a hash chain from it) and RSA (the key of a
+		// prime search): docs/testing.md.
+		random, err := hkdf.Key(sha256.New, seed, salt, "key"+string(refBin), randomSize(r.Algorithm, s.SecretSize))
 		if err != nil {
 			t.Fatal(err)
 		}
+		material := independentMaterial(t, r.Algorithm, random)
 		known, err := InsecureKnownSecrets(seed, r)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(known[0], material) {
-			t.Errorf("%s: InsecureKnownSecrets material differs from HKDF(seed, salt, \"key\" ‖ ref)", v.Algorithm)
+			t.Errorf("%s: InsecureKnownSecrets material differs from the documented derivation", v.Algorithm)
 		}
 
 		// Handle: "KSW1" ‖ KEK ID ‖ nonce ‖ XChaCha20-Poly1305(KEK, nonce, material, label ‖ ref).
@@ -283,8 +311,12 @@ func TestGoldenIndependent(t *testing.T) {
 			t.Errorf("%s: handle does not unwrap to the material (err %v)", v.Algorithm, err)
 		}
 
-		if r.Use == provider.UseSign {
+		switch r.Use {
+		case provider.UseSign:
 			checkSignature(t, v, material, msg)
+			continue
+		case provider.UseMAC:
+			checkTag(t, v, material, msg)
 			continue
 		}
 		// Sealed: nonce = HMAC(HKDF(seed, salt, "seal-nonce" ‖ ref), u32be(len(aad)) ‖ aad ‖ pt)[:n].
@@ -356,6 +388,21 @@ func checkSignature(t *testing.T, v goldenVector, material, msg []byte) {
 		pk, _ := mldsa87.NewKeyFromSeed(&s)
 		derived = pk.Bytes()
 		ok = mldsa87.Verify(pk, msg, nil, sig)
+	case provider.Ed25519ph:
+		derived = ed25519.NewKeyFromSeed(material).Public().(ed25519.PublicKey)
+		d := sha512.Sum512(msg)
+		ok = ed25519.VerifyWithOptions(pub, d[:], sig, &ed25519.Options{Hash: crypto.SHA512}) == nil
+		// Ed25519ph is deterministic (RFC 8032): the signature is the one
+		// crypto/ed25519 makes.
+		again, err := ed25519.NewKeyFromSeed(material).Sign(nil, d[:], &ed25519.Options{Hash: crypto.SHA512})
+		if err != nil || !bytes.Equal(again, sig) {
+			t.Errorf("%s: golden signature is not crypto/ed25519's (err %v)", v.Algorithm, err)
+		}
+	case provider.ECDSAP256, provider.ECDSAP384:
+		derived, ok = checkECDSA(t, v, material, msg)
+	case provider.RSA2048PSS, provider.RSA3072PSS, provider.RSA4096PSS,
+		provider.RSA2048PKCS1, provider.RSA3072PKCS1, provider.RSA4096PKCS1:
+		derived, ok = checkRSA(t, v, material, msg)
 	default:
 		t.Fatalf("no independent implementation for %s", v.Algorithm)
 	}

@@ -13,13 +13,18 @@
 // are created, because each value derives from the seed and the full
 // KeyRef (salt = "keystored/testseed/v1", HKDF-SHA256):
 //
-//	private material = HKDF(seed, salt, "key" ‖ ref, SecretSize)
+//	random           = HKDF(seed, salt, "key" ‖ ref, RandomSize)
+//	private material = random, but for ECDSA (the first valid scalar of
+//	                   random, H(random), H(H(random)), ...) and RSA (an
+//	                   INSECURE deterministic prime search keyed by random)
 //	KEK              = HKDF(seed, salt, "kek", 32)
 //	wrap nonce       = HKDF(seed, salt, "wrap-nonce" ‖ ref, 24)
 //	seal nonce       = HMAC-SHA256(HKDF(seed, salt, "seal-nonce" ‖ ref, 32),
 //	                     u32be(len(aad)) ‖ aad ‖ plaintext)[:NonceSize]
 //
-// where ref is KeyRef.AppendBinary. ML-DSA signs deterministically. Handles
+// where ref is KeyRef.AppendBinary. Every signature is deterministic:
+// ML-DSA's deterministic variant, ECDSA by RFC 6979, the RSA-PSS salt
+// SHA-256(material ‖ digest), EdDSA and PKCS #1 v1.5 by design. Handles
 // have the software provider's format (package softkey). The golden
 // vectors in testdata/golden.json pin all of this; docs/testing.md gives
 // the byte-exact description.

@@ -1,8 +1,8 @@
 // Package softkey is the engine shared by keystored's in-process providers
 // (providers/software and providers/testseed): key generation, wrapping of
 // private material under a key-encryption key (KEK), a bounded cache of
-// unwrapped keys, tombstones for destroyed handles, and the Sign, Seal and
-// Open operations with their bounds.
+// unwrapped keys, tombstones for destroyed handles, and the Sign,
+// SignDigest, MAC, Seal and Open operations with their bounds.
 //
 // The two providers differ only in where randomness comes from (a Source):
 // crypto/rand for the secure provider, seed-derived values for the insecure
@@ -12,6 +12,7 @@
 // docs/software-provider.md):
 //
 //	"KSW1" | KEK ID (8) | nonce (24) | XChaCha20-Poly1305(KEK, nonce, material, aad)
+//	material: SecretSize bytes, or for RSA a PKCS #1 DER of up to SecretSize
 //	aad = "keystored/softkey/handle/v1" ‖ KeyRef.AppendBinary
 //
 // The engine never logs, never returns private material and prints as its

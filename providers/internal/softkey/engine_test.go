@@ -3,6 +3,7 @@ package softkey
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"encoding/hex"
 	"errors"
 	"strings"
@@ -24,15 +25,18 @@ func TestRoundTripEveryAlgorithm(t *testing.T) {
 			}
 			r := ref(t, "rt", a)
 			g := generate(t, e, r)
-			if got, want := len(g.Handle), HandleOverhead+s.SecretSize; got != want {
-				t.Errorf("handle length: got %d, want %d", got, want)
+			// The handle wraps the material: SecretSize bytes, or a PKCS #1
+			// DER of up to SecretSize for RSA.
+			if n := len(g.Handle) - HandleOverhead; !s.SecretSizeOK(n) || (!s.SecretVaries && n != s.SecretSize) {
+				t.Errorf("handle length: got %d, want %d + a material size %s allows", len(g.Handle), HandleOverhead, a)
 			}
 			if !bytes.HasPrefix(g.Handle, []byte(HandleMagic)) {
 				t.Errorf("handle does not start with %q", HandleMagic)
 			}
-			if s.Use == provider.UseSign {
-				if len(g.PublicKey) != s.PublicKeySize {
-					t.Fatalf("public key: got %d bytes, want %d", len(g.PublicKey), s.PublicKeySize)
+			switch s.Use {
+			case provider.UseSign:
+				if !s.CheckPublicKey(g.PublicKey) {
+					t.Fatalf("public key: %d bytes that %s does not accept", len(g.PublicKey), a)
 				}
 				msg := []byte("hello")
 				sig, err := e.Sign(ctx, r, g.Handle, msg)
@@ -41,6 +45,34 @@ func TestRoundTripEveryAlgorithm(t *testing.T) {
 				}
 				if !s.Verify(g.PublicKey, msg, sig) {
 					t.Fatal("signature does not verify under the generated public key")
+				}
+				if s.Hash == 0 {
+					_, err := e.SignDigest(ctx, r, g.Handle, crypto.SHA512, make([]byte, 64))
+					wantCode(t, "SignDigest of "+string(a), err, provider.EPERM)
+					return
+				}
+				h := s.Hash.New()
+				h.Write(msg)
+				digest := h.Sum(nil)
+				dsig, err := e.SignDigest(ctx, r, g.Handle, s.Hash, digest)
+				if err != nil {
+					t.Fatalf("SignDigest: %v", err)
+				}
+				if !s.VerifyDigest(g.PublicKey, s.Hash, digest, dsig) || !s.Verify(g.PublicKey, msg, dsig) {
+					t.Fatal("the signature of the digest does not verify, as one of the digest and of the message")
+				}
+				return
+			case provider.UseMAC:
+				if len(g.PublicKey) != 0 {
+					t.Errorf("MAC public key: got %d bytes, want none", len(g.PublicKey))
+				}
+				tag, err := e.MAC(ctx, r, g.Handle, []byte("hello"))
+				if err != nil || len(tag) != s.MACSize {
+					t.Fatalf("MAC: %d-byte tag, %v; want %d bytes", len(tag), err, s.MACSize)
+				}
+				again, err := e.MAC(ctx, r, g.Handle, []byte("hello"))
+				if err != nil || !bytes.Equal(again, tag) {
+					t.Fatalf("MAC again: another tag or %v", err)
 				}
 				return
 			}

@@ -116,11 +116,15 @@ func wantCode(t testing.TB, what string, err error, want provider.Code) {
 	}
 }
 
-// use exercises the key of h under r: a signature or a seal.
+// use exercises the key of h under r: a signature, a seal or a tag.
 func use(e *Engine, r provider.KeyRef, h provider.Handle) error {
 	ctx := context.Background()
-	if r.Use == provider.UseSign {
+	switch r.Use {
+	case provider.UseSign:
 		_, err := e.Sign(ctx, r, h, []byte("msg"))
+		return err
+	case provider.UseMAC:
+		_, err := e.MAC(ctx, r, h, []byte("msg"))
 		return err
 	}
 	_, err := e.Seal(ctx, r, h, []byte("pt"), []byte("aad"))
