@@ -183,12 +183,10 @@ func (r *rsaMemo) put(seed []byte, bits int, m []byte) {
 	r.m[k] = append([]byte(nil), m...)
 }
 
-// insecureDeterministicRSAKey makes an RSA key whose primes are, for two
-// starting points read in turn from a ChaCha20 stream keyed by seed (with
-// the top two bits and the low bit set), the first probable prime at or
-// above each with p-1 prime to the exponent: the same seed gives the same
-// key. Candidates are tested with Baillie-PSW alone
-// (math/big.ProbablyPrime(0)), which has no known pseudoprime. Only the deterministic, INSECURE test provider uses it:
+// insecureDeterministicRSAKey makes an RSA key whose primes are the first
+// probable primes (with the top two bits set, and p-1 prime to the
+// exponent) in a ChaCha20 stream keyed by seed: the same seed gives the
+// same key (docs/testing.md has the byte-exact derivation). Only the deterministic, INSECURE test provider uses it:
 // crypto/rsa.GenerateKey ignores any random source but the operating
 // system's since Go 1.26, and the search here is not constant time.
 func insecureDeterministicRSAKey(seed []byte, bits int) (*rsa.PrivateKey, error) {
@@ -200,27 +198,15 @@ func insecureDeterministicRSAKey(seed []byte, bits int) (*rsa.PrivateKey, error)
 	one := big.NewInt(1)
 	prime := func() (*big.Int, error) {
 		b := make([]byte, bits/16)
-		stream.XORKeyStream(b, b)
-		b[0] |= 0xc0
-		b[len(b)-1] |= 1
-		start := new(big.Int).SetBytes(b)
-		// Search upwards from the odd start, skipping multiples of the
-		// small primes by their residues, and test what is left.
-		rem := make([]uint64, len(smallPrimes))
-		for i, q := range smallPrimes {
-			rem[i] = new(big.Int).Mod(start, new(big.Int).SetUint64(q)).Uint64()
-		}
-		// Bounded so that a runaway cannot spin: the gap to the next prime
-		// is far below this with overwhelming probability.
-	next:
-		for delta := uint64(0); delta < 1<<20; delta += 2 {
-			for i, q := range smallPrimes {
-				if (rem[i]+delta)%q == 0 {
-					continue next
-				}
-			}
-			p := new(big.Int).Add(start, new(big.Int).SetUint64(delta))
-			if p.BitLen() == bits/2 && new(big.Int).Mod(new(big.Int).Sub(p, one), e).Sign() != 0 && p.ProbablyPrime(0) {
+		// A prime of bits/2 bits is found within a few thousand candidates
+		// with overwhelming probability; the bound only stops a runaway.
+		for range 1 << 16 {
+			clear(b)
+			stream.XORKeyStream(b, b)
+			b[0] |= 0xc0
+			b[len(b)-1] |= 1
+			p := new(big.Int).SetBytes(b)
+			if new(big.Int).Mod(new(big.Int).Sub(p, one), e).Sign() != 0 && p.ProbablyPrime(20) {
 				return p, nil
 			}
 		}
@@ -251,25 +237,3 @@ func insecureDeterministicRSAKey(seed []byte, bits int) (*rsa.PrivateKey, error)
 	}
 	return k, nil
 }
-
-// smallPrimes are the odd primes below 2000, by which the deterministic
-// prime search sieves its candidates.
-var smallPrimes = func() []uint64 {
-	var ps []uint64
-	for n := uint64(3); n < 2000; n += 2 {
-		prime := true
-		for _, q := range ps {
-			if q*q > n {
-				break
-			}
-			if n%q == 0 {
-				prime = false
-				break
-			}
-		}
-		if prime {
-			ps = append(ps, n)
-		}
-	}
-	return ps
-}()
