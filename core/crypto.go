@@ -76,7 +76,28 @@ func (k *Keystore) sign(ctx context.Context, c Caller, id KeyID, v Version, in S
 	if k.checkSigs && !t.verify(in, sig) {
 		return Signature{}, provider.Errorf(provider.EIO, "provider returned a signature that does not verify; withheld")
 	}
+	if err := k.stillUsable(OpSign, id, t.vr.ref.Version); err != nil {
+		return Signature{}, err
+	}
 	return Signature{Version: t.vr.ref.Version, Signature: sig}, nil
+}
+
+// stillUsable checks, once the provider has answered, that the key and
+// version v may still make output: a call that waited in the provider's
+// queue while the key or the version was revoked returns nothing, so that
+// no signature or tag of a version appears after its revocation was
+// acknowledged. The version may have been retired meanwhile (a rotation),
+// which does not stop it.
+func (k *Keystore) stillUsable(op Op, id KeyID, v Version) error {
+	_, rec, err := k.readKey(id)
+	if err != nil {
+		return err
+	}
+	m := metaOf(rec)
+	if err := checkKey(op, m); err != nil {
+		return err
+	}
+	return checkVersion(OpSign, m, v)
 }
 
 // verify checks sig over in with the target's public key.
@@ -153,6 +174,10 @@ func (k *Keystore) mac(ctx context.Context, c Caller, op Op, id KeyID, p pick, m
 	}
 	if len(tag) != t.spec.MACSize {
 		return MACTag{}, provider.Errorf(provider.EIO, "provider returned a tag of the wrong size")
+	}
+	if err := k.stillUsable(op, id, t.vr.ref.Version); err != nil {
+		clear(tag)
+		return MACTag{}, err
 	}
 	return MACTag{Version: t.vr.ref.Version, Tag: tag}, nil
 }

@@ -434,3 +434,59 @@ func (g *gatedGenerate) Generate(ctx context.Context, ref provider.KeyRef) (prov
 	}
 	return g.Provider.Generate(ctx, ref)
 }
+
+// gatedSign holds Sign in the provider, once gate is set, until release
+// is closed: a call queued in the fair scheduler looks the same.
+type gatedSign struct {
+	provider.Provider
+	gate             atomic.Bool
+	entered, release chan struct{}
+}
+
+func (g *gatedSign) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	if g.gate.CompareAndSwap(true, false) {
+		close(g.entered)
+		<-g.release
+	}
+	return g.Provider.Sign(ctx, ref, h, msg)
+}
+
+// TestNoSignatureAfterRevocation: a sign that passed its checks and then
+// waited in the provider (queued behind other work) while its version,
+// or its key, was revoked returns EKEYREVOKED, not a signature made after
+// the revocation was acknowledged (attacker review of issue 11).
+func TestNoSignatureAfterRevocation(t *testing.T) {
+	for _, whole := range []bool{false, true} {
+		p, err := testseed.NewInsecure(testSeed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := &gatedSign{Provider: p, entered: make(chan struct{}), release: make(chan struct{})}
+		e := newEnvWith(t, storage.NewMemory(), g)
+		id := e.create(t, appA, "app-a/s/k", provider.ECDSAP256)
+		if _, err := e.ks.Rotate(ctx, appA, id); err != nil {
+			t.Fatal(err)
+		}
+		g.gate.Store(true)
+		var wg sync.WaitGroup
+		var serr error
+		wg.Go(func() { _, serr = e.ks.SignWith(ctx, appA, id, 1, core.SignInput{Message: []byte("m")}) })
+		<-g.entered
+		if whole {
+			_, err = e.ks.Revoke(ctx, appA, id)
+		} else {
+			_, err = e.ks.RevokeVersion(ctx, appA, id, 1)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		close(g.release)
+		wg.Wait()
+		if codeOf(serr) != provider.EKEYREVOKED {
+			t.Fatalf("revoke (whole key %v) while the sign was in the provider: %v, want EKEYREVOKED", whole, serr)
+		}
+		if ev := e.audit.last(t); ev.Op != core.OpSign || ev.Result != provider.EKEYREVOKED {
+			t.Fatalf("audit %+v, want the sign recorded as EKEYREVOKED", ev)
+		}
+	}
+}
