@@ -1,8 +1,10 @@
 package badinput
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -70,6 +72,10 @@ type env struct {
 	// sealed is plaintext sealed by enc/k with aad; sealed2 by enc/k2;
 	// sealedC by enc/c (chacha20-poly1305).
 	sealed, sealed2, sealedC []byte
+	// tag and tag2 are the tags of msg by mac/k and mac/k2 (hmac-sha256,
+	// version 1); sigEC is a signature of msg by sig/ec (ECDSA P-256) and
+	// digest msg's SHA-256, the digest sig/ec signs.
+	tag, tag2, sigEC, digest []byte
 	reqs                     []request
 }
 
@@ -219,23 +225,34 @@ func setup(t *testing.T, conn *grpc.ClientConn) *env {
 			}
 		}
 	}
-	for _, k := range []struct{ name, alg string }{
-		{"sig/k", "ed25519"}, {"sig/k2", "ed25519"}, {"sig/old", "ed25519"},
-		{"enc/k", ""}, {"enc/k2", ""}, {"enc/c", "chacha20-poly1305"}, {"enc/old", ""},
+	for _, k := range []struct{ name, alg, use string }{
+		{"sig/k", "ed25519", ""}, {"sig/k2", "ed25519", ""}, {"sig/old", "ed25519", ""}, {"sig/ec", "ecdsa-p256-sha256", ""},
+		{"enc/k", "", ""}, {"enc/k2", "", ""}, {"enc/c", "chacha20-poly1305", ""}, {"enc/old", "", ""},
+		{"mac/k", "", "mac"}, {"mac/k2", "hmac-sha256", ""}, {"mac/old", "hmac-sha256", "mac"},
 	} {
-		call(keystorev1.Keys_Create_FullMethodName, &keystorev1.CreateKeyRequest{Key: k.name, Algorithm: k.alg}, nil)
+		call(keystorev1.Keys_Create_FullMethodName, &keystorev1.CreateKeyRequest{Key: k.name, Algorithm: k.alg, Use: k.use}, nil)
 	}
-	var sig, sig2 keystorev1.SignResponse
+	var sig, sig2, sigEC keystorev1.SignResponse
 	call(keystorev1.Keys_Sign_FullMethodName, &keystorev1.SignRequest{Key: "sig/k", Message: msg}, &sig)
 	call(keystorev1.Keys_Sign_FullMethodName, &keystorev1.SignRequest{Key: "sig/k2", Message: msg}, &sig2)
-	e.sig, e.sig2 = sig.GetSignature(), sig2.GetSignature()
+	call(keystorev1.Keys_Sign_FullMethodName, &keystorev1.SignRequest{Key: "sig/ec", Message: msg}, &sigEC)
+	e.sig, e.sig2, e.sigEC = sig.GetSignature(), sig2.GetSignature(), sigEC.GetSignature()
+	d := sha256.Sum256(msg)
+	e.digest = d[:]
+	var tag, tag2 keystorev1.MacResponse
+	call(keystorev1.Keys_Mac_FullMethodName, &keystorev1.MacRequest{Key: "mac/k", Message: msg}, &tag)
+	call(keystorev1.Keys_Mac_FullMethodName, &keystorev1.MacRequest{Key: "mac/k2", Message: msg}, &tag2)
+	e.tag, e.tag2 = tag.GetTag(), tag2.GetTag()
+	if len(e.tag) != 32 || bytes.Equal(e.tag, e.tag2) {
+		t.Fatalf("setup: tags %x and %x, want two different 32-byte tags", e.tag, e.tag2)
+	}
 	e.anchorSig = ed25519.Sign(anchorKey(), msg)
 	var s1, s2, sc keystorev1.SealResponse
 	call(keystorev1.Keys_Seal_FullMethodName, &keystorev1.SealRequest{Key: "enc/k", Plaintext: plaintext, Aad: aad}, &s1)
 	call(keystorev1.Keys_Seal_FullMethodName, &keystorev1.SealRequest{Key: "enc/k2", Plaintext: plaintext, Aad: aad}, &s2)
 	call(keystorev1.Keys_Seal_FullMethodName, &keystorev1.SealRequest{Key: "enc/c", Plaintext: plaintext, Aad: aad}, &sc)
 	e.sealed, e.sealed2, e.sealedC = s1.GetSealed(), s2.GetSealed(), sc.GetSealed()
-	for _, k := range []string{"sig/old", "enc/old"} {
+	for _, k := range []string{"sig/old", "enc/old", "mac/old"} {
 		call(keystorev1.Keys_Revoke_FullMethodName, &keystorev1.RevokeKeyRequest{Key: k}, nil)
 	}
 	call(keystorev1.Store_Put_FullMethodName, &keystorev1.PutValueRequest{Name: "v", Value: []byte("value")}, nil)
@@ -442,10 +459,10 @@ func checkResult(req request, res probe.Result) error {
 	return nil
 }
 
-// valid checks a Verify or anchor Verify answer.
+// valid checks a Verify, VerifyMac or anchor Verify answer.
 func valid(want bool) outcome {
 	return checked(func(b []byte) error {
-		var v keystorev1.VerifyResponse // same wire shape as VerifyAnchorResponse
+		var v keystorev1.VerifyResponse // same wire shape as VerifyAnchorResponse and VerifyMacResponse
 		if err := proto.Unmarshal(b, &v); err != nil {
 			return err
 		}

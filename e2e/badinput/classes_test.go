@@ -2,6 +2,8 @@ package badinput
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/binary"
 	"math"
 	"math/rand/v2"
@@ -19,39 +21,44 @@ import (
 
 // Short names of the methods.
 const (
-	mCreate        = keystorev1.Keys_Create_FullMethodName
-	mGet           = keystorev1.Keys_Get_FullMethodName
-	mList          = keystorev1.Keys_List_FullMethodName
-	mRotate        = keystorev1.Keys_Rotate_FullMethodName
-	mRevoke        = keystorev1.Keys_Revoke_FullMethodName
-	mRevokeVersion = keystorev1.Keys_RevokeVersion_FullMethodName
-	mDestroy       = keystorev1.Keys_Destroy_FullMethodName
-	mSetPolicy     = keystorev1.Keys_SetPolicy_FullMethodName
-	mPublicKey     = keystorev1.Keys_PublicKey_FullMethodName
-	mSign          = keystorev1.Keys_Sign_FullMethodName
-	mVerify        = keystorev1.Keys_Verify_FullMethodName
-	mSeal          = keystorev1.Keys_Seal_FullMethodName
-	mUnseal        = keystorev1.Keys_Unseal_FullMethodName
-	mRewrap        = keystorev1.Keys_Rewrap_FullMethodName
-	mSignBatch     = keystorev1.Keys_SignBatch_FullMethodName
-	mSealBatch     = keystorev1.Keys_SealBatch_FullMethodName
-	mUnsealBatch   = keystorev1.Keys_UnsealBatch_FullMethodName
-	mSweep         = keystorev1.Keys_Sweep_FullMethodName
-	mGetUsage      = keystorev1.Keys_GetUsage_FullMethodName
-	mPut           = keystorev1.Store_Put_FullMethodName
-	mGetValue      = keystorev1.Store_Get_FullMethodName
-	mDelete        = keystorev1.Store_Delete_FullMethodName
-	mListValues    = keystorev1.Store_List_FullMethodName
-	mListAnchors   = keystorev1.TrustAnchors_ListAnchors_FullMethodName
-	mVerifyAnchor  = keystorev1.TrustAnchors_Verify_FullMethodName
-	mKEKStatus     = keystorev1.Admin_WrappingKeyStatus_FullMethodName
-	mRotateKEK     = keystorev1.Admin_RotateWrappingKey_FullMethodName
+	mCreate         = keystorev1.Keys_Create_FullMethodName
+	mGet            = keystorev1.Keys_Get_FullMethodName
+	mList           = keystorev1.Keys_List_FullMethodName
+	mRotate         = keystorev1.Keys_Rotate_FullMethodName
+	mRevoke         = keystorev1.Keys_Revoke_FullMethodName
+	mRevokeVersion  = keystorev1.Keys_RevokeVersion_FullMethodName
+	mDestroy        = keystorev1.Keys_Destroy_FullMethodName
+	mSetPolicy      = keystorev1.Keys_SetPolicy_FullMethodName
+	mPublicKey      = keystorev1.Keys_PublicKey_FullMethodName
+	mSign           = keystorev1.Keys_Sign_FullMethodName
+	mVerify         = keystorev1.Keys_Verify_FullMethodName
+	mSeal           = keystorev1.Keys_Seal_FullMethodName
+	mUnseal         = keystorev1.Keys_Unseal_FullMethodName
+	mRewrap         = keystorev1.Keys_Rewrap_FullMethodName
+	mSignBatch      = keystorev1.Keys_SignBatch_FullMethodName
+	mSealBatch      = keystorev1.Keys_SealBatch_FullMethodName
+	mUnsealBatch    = keystorev1.Keys_UnsealBatch_FullMethodName
+	mMac            = keystorev1.Keys_Mac_FullMethodName
+	mVerifyMac      = keystorev1.Keys_VerifyMac_FullMethodName
+	mMacBatch       = keystorev1.Keys_MacBatch_FullMethodName
+	mVerifyMacBatch = keystorev1.Keys_VerifyMacBatch_FullMethodName
+	mSweep          = keystorev1.Keys_Sweep_FullMethodName
+	mGetUsage       = keystorev1.Keys_GetUsage_FullMethodName
+	mPut            = keystorev1.Store_Put_FullMethodName
+	mGetValue       = keystorev1.Store_Get_FullMethodName
+	mDelete         = keystorev1.Store_Delete_FullMethodName
+	mListValues     = keystorev1.Store_List_FullMethodName
+	mListAnchors    = keystorev1.TrustAnchors_ListAnchors_FullMethodName
+	mVerifyAnchor   = keystorev1.TrustAnchors_Verify_FullMethodName
+	mKEKStatus      = keystorev1.Admin_WrappingKeyStatus_FullMethodName
+	mRotateKEK      = keystorev1.Admin_RotateWrappingKey_FullMethodName
 )
 
 // allMethods is every RPC of keystore.v1.
 var allMethods = []string{
 	mCreate, mGet, mList, mRotate, mRevoke, mRevokeVersion, mDestroy, mSetPolicy, mPublicKey, mSign, mVerify,
-	mSeal, mUnseal, mRewrap, mSignBatch, mSealBatch, mUnsealBatch, mSweep, mGetUsage,
+	mSeal, mUnseal, mRewrap, mSignBatch, mSealBatch, mUnsealBatch, mMac, mVerifyMac, mMacBatch, mVerifyMacBatch,
+	mSweep, mGetUsage,
 	mPut, mGetValue, mDelete, mListValues, mListAnchors, mVerifyAnchor,
 	mKEKStatus, mRotateKEK,
 }
@@ -60,7 +67,7 @@ var allMethods = []string{
 // item, the item's; for other calls, the call's.
 func itemOf(method string, c provider.Code) outcome {
 	switch method {
-	case mSignBatch, mSealBatch, mUnsealBatch:
+	case mSignBatch, mSealBatch, mUnsealBatch, mMacBatch, mVerifyMacBatch:
 		return batch(c)
 	}
 	if c == 0 {
@@ -84,6 +91,11 @@ func (e *env) keyRequests(k string, withChanges bool) map[string]proto.Message {
 		mSignBatch:   &keystorev1.SignBatchRequest{Items: []*keystorev1.SignRequest{{Key: k, Message: msg}}},
 		mSealBatch:   &keystorev1.SealBatchRequest{Items: []*keystorev1.SealRequest{{Key: k, Plaintext: plaintext, Aad: aad}}},
 		mUnsealBatch: &keystorev1.UnsealBatchRequest{Items: []*keystorev1.UnsealRequest{{Key: k, Sealed: e.sealed, Aad: aad}}},
+		mMac:         &keystorev1.MacRequest{Key: k, Message: msg},
+		mVerifyMac:   &keystorev1.VerifyMacRequest{Key: k, Version: 1, Message: msg, Tag: e.tag},
+		mMacBatch:    &keystorev1.MacBatchRequest{Items: []*keystorev1.MacRequest{{Key: k, Message: msg}}},
+		mVerifyMacBatch: &keystorev1.VerifyMacBatchRequest{Items: []*keystorev1.VerifyMacRequest{
+			{Key: k, Version: 1, Message: msg, Tag: e.tag}}},
 	}
 	if withChanges {
 		m[mCreate] = &keystorev1.CreateKeyRequest{Key: k, Algorithm: "ed25519"}
@@ -167,7 +179,10 @@ func (e *env) stringRequests(s string) map[string][]proto.Message {
 	for method, req := range e.keyRequests(s, true) {
 		m[method] = append(m[method], req)
 	}
-	m[mCreate] = append(m[mCreate], &keystorev1.CreateKeyRequest{Key: "new/k", Algorithm: s})
+	m[mCreate] = append(m[mCreate], &keystorev1.CreateKeyRequest{Key: "new/k", Algorithm: s},
+		&keystorev1.CreateKeyRequest{Key: "new/k", Use: s})
+	m[mSign] = append(m[mSign], &keystorev1.SignRequest{Key: "sig/ec", Digest: e.digest, DigestHash: s})
+	m[mVerify] = append(m[mVerify], &keystorev1.VerifyRequest{Key: "sig/ec", Version: 1, Digest: e.digest, DigestHash: s, Signature: e.sigEC})
 	m[mList] = []proto.Message{&keystorev1.ListKeysRequest{App: s}, &keystorev1.ListKeysRequest{PageToken: s}}
 	m[mGetUsage] = []proto.Message{&keystorev1.GetUsageRequest{App: s}}
 	m[mSweep] = []proto.Message{&keystorev1.SweepKeysRequest{PageToken: s}}
@@ -314,6 +329,24 @@ var classes = []class{
 			e.add("verify", mVerify, &keystorev1.VerifyRequest{Key: "sig/k", Version: 1, Message: m, Signature: e.sig}, verify)
 			e.add("verify", mVerifyAnchor, &keystorev1.VerifyAnchorRequest{Anchor: "root", Message: m, Signature: e.anchorSig}, anchor)
 		}
+		// MAC messages have their own bound, 1 MiB (4 MiB is over the
+		// methods' receive limits, but not a batch's).
+		for _, n := range []int{0, provider.MaxMACMessage, provider.MaxMACMessage + 1, 4 << 20} {
+			m := make([]byte, n)
+			c := provider.Code(0)
+			if n > provider.MaxMACMessage {
+				c = provider.EMSGSIZE
+			}
+			e.add("mac", mMac, &keystorev1.MacRequest{Key: "mac/k", Message: m}, itemOf(mMac, c))
+			e.add("mac", mMacBatch, &keystorev1.MacBatchRequest{Items: []*keystorev1.MacRequest{{Key: "mac/k", Message: m}}}, itemOf(mMacBatch, c))
+			verify := valid(false) // the tag is msg's
+			if c != 0 {
+				verify = fails(c)
+			}
+			e.add("verify-mac", mVerifyMac, &keystorev1.VerifyMacRequest{Key: "mac/k", Version: 1, Message: m, Tag: e.tag}, verify)
+			e.add("verify-mac", mVerifyMacBatch, &keystorev1.VerifyMacBatchRequest{Items: []*keystorev1.VerifyMacRequest{
+				{Key: "mac/k", Version: 1, Message: m, Tag: e.tag}}}, itemOf(mVerifyMacBatch, c))
+		}
 	}},
 	{name: "plaintext-size", build: func(e *env) {
 		for _, n := range []int{0, provider.MaxSealPlaintext, provider.MaxSealPlaintext + 1, 4 << 20} {
@@ -364,15 +397,56 @@ var classes = []class{
 			e.raw(x.note, mRevokeVersion, e.wireInt64(&keystorev1.RevokeKeyVersionRequest{Key: "sig/k"}, 2, x.val), revoke)
 			e.raw(x.note, mPublicKey, e.wireInt64(&keystorev1.PublicKeyRequest{Key: "sig/k"}, 2, x.val), pub)
 			e.raw(x.note, mVerify, e.wireInt64(&keystorev1.VerifyRequest{Key: "sig/k", Message: msg, Signature: e.sig}, 2, x.val), verify)
+			e.raw(x.note, mVerifyMac, e.wireInt64(&keystorev1.VerifyMacRequest{Key: "mac/k", Message: msg, Tag: e.tag}, 2, x.val), verify)
+			// Sign's version is optional: 0 signs with the primary.
+			sign := verify
+			if x.val == 0 {
+				sign = ok()
+			}
+			e.raw(x.note, mSign, e.wireInt64(&keystorev1.SignRequest{Key: "sig/k", Message: msg}, 3, x.val), sign)
 		}
+		// A named version of a revoked key neither signs nor checks tags.
+		e.add("revoked", mSign, &keystorev1.SignRequest{Key: "sig/old", Version: 1, Message: msg}, fails(provider.EKEYREVOKED))
+		e.add("revoked", mVerifyMac, &keystorev1.VerifyMacRequest{Key: "mac/old", Version: 1, Message: msg, Tag: e.tag}, fails(provider.EKEYREVOKED))
+		e.add("version 2 of a one-version key", mSign, &keystorev1.SignRequest{Key: "sig/k", Version: 2, Message: msg}, fails(provider.ENOENT))
+		e.add("version 2 of a one-version key", mVerifyMac, &keystorev1.VerifyMacRequest{Key: "mac/k", Version: 2, Message: msg, Tag: e.tag}, fails(provider.ENOENT))
 	}},
 	{name: "unknown-algorithm", build: func(e *env) {
 		for _, a := range []string{"rsa-4096", "ED25519", "ed25519 ", " ed25519", "ed25519\x00", "ed-25519", "ed25519/../aes",
-			"none", "rsa", "aes-128-gcm", "xchacha20-poly1305\n", strings.Repeat("x", 10<<10)} {
+			"none", "rsa", "aes-128-gcm", "xchacha20-poly1305\n", strings.Repeat("x", 10<<10),
+			"hmac-sha1", "hmac-md5", "HMAC-SHA256", "hmac-sha256 ", "hmac", "ecdsa-p521-sha512", "ecdsa-p256", "rsa-1024-pss-sha256",
+			"rsa-2048-pss-sha512", "rsa-2048", "ed25519ph\x00"} {
 			e.add(a, mCreate, &keystorev1.CreateKeyRequest{Key: "new/k", Algorithm: a}, fails(provider.ENOTSUP))
 		}
 	}},
+	{name: "unknown-use", build: func(e *env) {
+		// CreateKeyRequest.use is "sign", "decrypt", "mac" or empty.
+		for _, u := range []string{"encrypt", "SIGN", "Mac", "mac ", " mac", "mac\x00", "hmac", "seal", "sign,mac", "0", "3",
+			strings.Repeat("u", 10<<10)} {
+			e.add(u, mCreate, &keystorev1.CreateKeyRequest{Key: "new/k", Use: u}, fails(provider.EINVAL))
+			e.add(u, mCreate, &keystorev1.CreateKeyRequest{Key: "new/k", Algorithm: "hmac-sha256", Use: u}, fails(provider.EINVAL))
+		}
+	}},
 	{name: "alg-use-mismatch", build: func(e *env) {
+		// An algorithm and a use that is not its own.
+		for _, c := range []struct{ alg, use string }{{"ed25519", "mac"}, {"ed25519", "decrypt"}, {"hmac-sha256", "sign"},
+			{"hmac-sha256", "decrypt"}, {"xchacha20-poly1305", "mac"}, {"ecdsa-p256-sha256", "decrypt"}} {
+			e.add(c.alg+" as "+c.use, mCreate, &keystorev1.CreateKeyRequest{Key: "new/k", Algorithm: c.alg, Use: c.use}, fails(provider.EINVAL))
+		}
+		// A MAC key where another is needed, and the reverse.
+		for _, k := range []string{"sig/k", "enc/k"} {
+			e.add("mac with "+k, mMac, &keystorev1.MacRequest{Key: k, Message: msg}, fails(provider.EPERM))
+			e.add("verify-mac with "+k, mVerifyMac, &keystorev1.VerifyMacRequest{Key: k, Version: 1, Message: msg, Tag: e.tag}, fails(provider.EPERM))
+			e.add("mac batch with "+k, mMacBatch, &keystorev1.MacBatchRequest{Items: []*keystorev1.MacRequest{{Key: k, Message: msg}}}, batch(provider.EPERM))
+			e.add("verify-mac batch with "+k, mVerifyMacBatch, &keystorev1.VerifyMacBatchRequest{Items: []*keystorev1.VerifyMacRequest{
+				{Key: k, Version: 1, Message: msg, Tag: e.tag}}}, batch(provider.EPERM))
+		}
+		e.add("sign with a MAC key", mSign, &keystorev1.SignRequest{Key: "mac/k", Message: msg}, fails(provider.EPERM))
+		e.add("verify with a MAC key", mVerify, &keystorev1.VerifyRequest{Key: "mac/k", Version: 1, Message: msg, Signature: e.tag}, fails(provider.EPERM))
+		e.add("public key of a MAC key", mPublicKey, &keystorev1.PublicKeyRequest{Key: "mac/k"}, fails(provider.EPERM))
+		e.add("seal with a MAC key", mSeal, &keystorev1.SealRequest{Key: "mac/k", Plaintext: plaintext}, fails(provider.EPERM))
+		e.add("unseal with a MAC key", mUnseal, &keystorev1.UnsealRequest{Key: "mac/k", Sealed: e.sealed, Aad: aad}, fails(provider.EPERM))
+		e.add("sign batch with a MAC key", mSignBatch, &keystorev1.SignBatchRequest{Items: []*keystorev1.SignRequest{{Key: "mac/k", Message: msg}}}, batch(provider.EPERM))
 		// A sign key where a decrypt key is needed, and the reverse.
 		e.add("sign with a decrypt key", mSign, &keystorev1.SignRequest{Key: "enc/k", Message: msg}, fails(provider.EPERM))
 		e.add("verify with a decrypt key", mVerify, &keystorev1.VerifyRequest{Key: "enc/k", Version: 1, Message: msg, Signature: e.sig}, fails(provider.EPERM))
@@ -453,16 +527,91 @@ var classes = []class{
 		e.add("verify", mVerify, &keystorev1.VerifyRequest{Key: "sig/k", Version: 1, Message: msg, Signature: e.sig}, valid(true))
 		e.add("anchor", mVerifyAnchor, &keystorev1.VerifyAnchorRequest{Anchor: "root", Message: msg, Signature: e.anchorSig}, valid(true))
 	}},
+	{name: "tag-length", build: func(e *env) {
+		// A tag of another length, another key's or flipped does not
+		// match (valid=false); over the largest tag (64 bytes) it is
+		// EMSGSIZE.
+		flipped := append([]byte(nil), e.tag...)
+		flipped[0] ^= 1
+		for _, tag := range [][]byte{nil, {0}, make([]byte, 31), make([]byte, 33), append(append([]byte(nil), e.tag...), 0),
+			e.tag[:31], e.tag[:16], make([]byte, provider.MaxMAC), e.tag2, flipped, append(append([]byte(nil), e.tag...), e.tag...)} {
+			e.add("verify-mac", mVerifyMac, &keystorev1.VerifyMacRequest{Key: "mac/k", Version: 1, Message: msg, Tag: tag}, valid(false))
+			e.add("verify-mac", mVerifyMacBatch, &keystorev1.VerifyMacBatchRequest{Items: []*keystorev1.VerifyMacRequest{
+				{Key: "mac/k", Version: 1, Message: msg, Tag: tag}}}, batch(0))
+		}
+		for _, n := range []int{provider.MaxMAC + 1, 4096} {
+			tag := make([]byte, n)
+			e.add("verify-mac", mVerifyMac, &keystorev1.VerifyMacRequest{Key: "mac/k", Version: 1, Message: msg, Tag: tag}, fails(provider.EMSGSIZE))
+			e.add("verify-mac", mVerifyMacBatch, &keystorev1.VerifyMacBatchRequest{Items: []*keystorev1.VerifyMacRequest{
+				{Key: "mac/k", Version: 1, Message: msg, Tag: tag}}}, batch(provider.EMSGSIZE))
+		}
+		// Controls: the right tag matches.
+		e.add("verify-mac", mVerifyMac, &keystorev1.VerifyMacRequest{Key: "mac/k", Version: 1, Message: msg, Tag: e.tag}, valid(true))
+		e.add("verify-mac", mVerifyMac, &keystorev1.VerifyMacRequest{Key: "mac/k2", Version: 1, Message: msg, Tag: e.tag2}, valid(true))
+	}},
+	{name: "digest-input", build: func(e *env) {
+		// Sign and Verify by digest (sig/ec signs SHA-256 digests): a
+		// message with a digest, a digest without its hash or of the
+		// wrong size, an unknown hash name or another algorithm's hash is
+		// EINVAL; a key that signs whole messages only, or no signing
+		// key, is EPERM.
+		d := e.digest
+		d384, d512 := sha512.Sum384(msg), sha512.Sum512(msg)
+		type in struct {
+			note    string
+			message []byte
+			digest  []byte
+			hash    string
+		}
+		bad := []in{
+			{"message and digest", msg, d, "sha256"},
+			{"message and digest hash", msg, nil, "sha256"},
+			{"digest without its hash", nil, d, ""},
+			{"hash without a digest", nil, nil, "sha256"},
+			{"sha384 digest for P-256", nil, d384[:], "sha384"},
+			{"sha512 digest for P-256", nil, d512[:], "sha512"},
+			{"sha256 digest called sha384", nil, d, "sha384"},
+			{"1 byte", nil, d[:1], "sha256"},
+			{"31 bytes", nil, d[:31], "sha256"},
+			{"33 bytes", nil, append(append([]byte(nil), d...), 0), "sha256"},
+			{"over the message bound", nil, make([]byte, provider.MaxSignMessage+1), "sha256"},
+		}
+		for _, h := range []string{"md5", "sha1", "SHA256", "sha-256", "sha256\x00", " sha256", "sha3-256", "sha512/256", strings.Repeat("h", 10<<10)} {
+			bad = append(bad, in{"hash " + h, nil, d, h})
+		}
+		for _, b := range bad {
+			e.add(b.note, mSign, &keystorev1.SignRequest{Key: "sig/ec", Message: b.message, Digest: b.digest, DigestHash: b.hash}, fails(provider.EINVAL))
+			e.add(b.note, mVerify, &keystorev1.VerifyRequest{Key: "sig/ec", Version: 1, Message: b.message, Digest: b.digest, DigestHash: b.hash, Signature: e.sigEC},
+				fails(provider.EINVAL))
+			e.add(b.note, mSignBatch, &keystorev1.SignBatchRequest{Items: []*keystorev1.SignRequest{
+				{Key: "sig/ec", Message: b.message, Digest: b.digest, DigestHash: b.hash}}}, batch(provider.EINVAL))
+		}
+		for _, k := range []string{"sig/k", "enc/k", "mac/k"} {
+			e.add("digest to "+k, mSign, &keystorev1.SignRequest{Key: k, Digest: d, DigestHash: "sha256"}, fails(provider.EPERM))
+			e.add("digest to "+k, mVerify, &keystorev1.VerifyRequest{Key: k, Version: 1, Digest: d, DigestHash: "sha256", Signature: e.sig}, fails(provider.EPERM))
+			e.add("digest to "+k, mSignBatch, &keystorev1.SignBatchRequest{Items: []*keystorev1.SignRequest{{Key: k, Digest: d, DigestHash: "sha256"}}}, batch(provider.EPERM))
+		}
+		e.add("digest to a missing key", mSign, &keystorev1.SignRequest{Key: "nope/k", Digest: d, DigestHash: "sha256"}, fails(provider.ENOENT))
+		// Controls: the digest signs, and the message's signature
+		// verifies by digest; another digest does not verify.
+		e.add("digest", mSign, &keystorev1.SignRequest{Key: "sig/ec", Digest: d, DigestHash: "sha256"}, ok())
+		e.add("digest", mSignBatch, &keystorev1.SignBatchRequest{Items: []*keystorev1.SignRequest{{Key: "sig/ec", Digest: d, DigestHash: "sha256"}}}, batch(0))
+		e.add("digest", mVerify, &keystorev1.VerifyRequest{Key: "sig/ec", Version: 1, Digest: d, DigestHash: "sha256", Signature: e.sigEC}, valid(true))
+		other := sha256.Sum256(plaintext)
+		e.add("another digest", mVerify, &keystorev1.VerifyRequest{Key: "sig/ec", Version: 1, Digest: other[:], DigestHash: "sha256", Signature: e.sigEC}, valid(false))
+	}},
 	{name: "batch-count", build: func(e *env) {
 		for _, n := range []int{0, server.MaxBatchItems + 1, 10000} {
 			e.add("items", mSignBatch, &keystorev1.SignBatchRequest{Items: signItems(n, "sig/k")}, fails(provider.EINVAL))
 			e.add("items", mSealBatch, &keystorev1.SealBatchRequest{Items: sealItems(n, "enc/k")}, fails(provider.EINVAL))
 			e.add("items", mUnsealBatch, &keystorev1.UnsealBatchRequest{Items: unsealItems(n, "enc/k", e.sealed)}, fails(provider.EINVAL))
+			e.add("items", mMacBatch, &keystorev1.MacBatchRequest{Items: macItems(n, "mac/k")}, fails(provider.EINVAL))
+			e.add("items", mVerifyMacBatch, &keystorev1.VerifyMacBatchRequest{Items: verifyMacItems(n, "mac/k", e.tag)}, fails(provider.EINVAL))
 		}
 		// Millions of empty items in a request under the batches' receive
 		// limit: refused before the items are built.
 		empties := bytes.Repeat([]byte{0x0a, 0x00}, server.MaxBatchBytes/2)
-		for _, m := range []string{mSignBatch, mSealBatch, mUnsealBatch} {
+		for _, m := range []string{mSignBatch, mSealBatch, mUnsealBatch, mMacBatch, mVerifyMacBatch} {
 			e.raw("4.2M empty items", m, empties, fails(provider.EINVAL))
 		}
 		// Control: the bound itself is served.
@@ -471,13 +620,19 @@ var classes = []class{
 		e.add("items", mSignBatch, &keystorev1.SignBatchRequest{Items: signItems(n, "sig/k")}, batch(all...))
 		e.add("items", mSealBatch, &keystorev1.SealBatchRequest{Items: sealItems(n, "enc/k")}, batch(all...))
 		e.add("items", mUnsealBatch, &keystorev1.UnsealBatchRequest{Items: unsealItems(n, "enc/k", e.sealed)}, batch(all...))
+		e.add("items", mMacBatch, &keystorev1.MacBatchRequest{Items: macItems(n, "mac/k")}, batch(all...))
+		e.add("items", mVerifyMacBatch, &keystorev1.VerifyMacBatchRequest{Items: verifyMacItems(n, "mac/k", e.tag)}, batch(all...))
 	}},
 	{name: "batch-mixed", build: func(e *env) {
 		big := make([]byte, provider.MaxSignMessage+1)
 		e.add("mixed", mSignBatch, &keystorev1.SignBatchRequest{Items: []*keystorev1.SignRequest{
 			{Key: "sig/k", Message: msg}, {Key: "../x", Message: msg}, {Key: "enc/k", Message: msg}, {Key: "nope/k", Message: msg},
 			{Key: "sig/k", Message: big}, {Key: "sig/old", Message: msg}, {Key: "SIG/K", Message: msg}, {Key: "sig/k2", Message: msg},
-		}}, batch(0, provider.EINVAL, provider.EPERM, provider.ENOENT, provider.EMSGSIZE, provider.EKEYREVOKED, provider.EINVAL, 0))
+			{Key: "sig/ec", Digest: e.digest, DigestHash: "sha256"}, {Key: "sig/ec", Digest: e.digest[:31], DigestHash: "sha256"},
+			{Key: "sig/k", Digest: e.digest, DigestHash: "sha256"}, {Key: "sig/k", Version: 1, Message: msg}, {Key: "sig/k", Version: 2, Message: msg},
+			{Key: "sig/old", Version: 1, Message: msg}, {Key: "sig/k", Version: -1, Message: msg},
+		}}, batch(0, provider.EINVAL, provider.EPERM, provider.ENOENT, provider.EMSGSIZE, provider.EKEYREVOKED, provider.EINVAL, 0,
+			0, provider.EINVAL, provider.EPERM, 0, provider.ENOENT, provider.EKEYREVOKED, provider.EINVAL))
 		e.add("mixed", mSealBatch, &keystorev1.SealBatchRequest{Items: []*keystorev1.SealRequest{
 			{Key: "enc/k", Plaintext: plaintext}, {Key: "enc/../k", Plaintext: plaintext}, {Key: "sig/k", Plaintext: plaintext},
 			{Key: "nope/k", Plaintext: plaintext}, {Key: "enc/k", Aad: make([]byte, provider.MaxAAD+1)}, {Key: "enc/old", Plaintext: plaintext},
@@ -489,6 +644,20 @@ var classes = []class{
 			{Key: "enc/k", Sealed: e.sealed, Aad: make([]byte, provider.MaxAAD+1)}, {Key: "enc/old", Sealed: e.sealed, Aad: aad},
 			{Key: "enc/c", Sealed: e.sealedC, Aad: aad},
 		}}, batch(0, provider.EBADMSG, provider.EBADMSG, provider.EPERM, provider.EINVAL, provider.ENOENT, provider.EMSGSIZE, provider.EKEYREVOKED, 0))
+		e.add("mixed", mMacBatch, &keystorev1.MacBatchRequest{Items: []*keystorev1.MacRequest{
+			{Key: "mac/k", Message: msg}, {Key: "../x", Message: msg}, {Key: "sig/k", Message: msg}, {Key: "nope/k", Message: msg},
+			{Key: "mac/k", Message: make([]byte, provider.MaxMACMessage+1)}, {Key: "mac/old", Message: msg}, {Key: "MAC/K", Message: msg},
+			{Key: "mac/k2", Message: msg},
+		}}, batch(0, provider.EINVAL, provider.EPERM, provider.ENOENT, provider.EMSGSIZE, provider.EKEYREVOKED, provider.EINVAL, 0))
+		// A tag that does not match is a success (valid=false).
+		e.add("mixed", mVerifyMacBatch, &keystorev1.VerifyMacBatchRequest{Items: []*keystorev1.VerifyMacRequest{
+			{Key: "mac/k", Version: 1, Message: msg, Tag: e.tag}, {Key: "mac/k", Version: 1, Message: msg, Tag: e.tag2},
+			{Key: "mac/k", Message: msg, Tag: e.tag}, {Key: "mac/k", Version: 1, Message: msg, Tag: make([]byte, provider.MaxMAC+1)},
+			{Key: "sig/k", Version: 1, Message: msg, Tag: e.tag}, {Key: "nope/k", Version: 1, Message: msg, Tag: e.tag},
+			{Key: "mac/old", Version: 1, Message: msg, Tag: e.tag}, {Key: "/mac/k", Version: 1, Message: msg, Tag: e.tag},
+			{Key: "mac/k", Version: 2, Message: msg, Tag: e.tag}, {Key: "mac/k", Version: 1, Message: make([]byte, provider.MaxMACMessage+1), Tag: e.tag},
+		}}, batch(0, 0, provider.EINVAL, provider.EMSGSIZE, provider.EPERM, provider.ENOENT, provider.EKEYREVOKED, provider.EINVAL,
+			provider.ENOENT, provider.EMSGSIZE))
 	}},
 	{name: "batch-bytes", build: func(e *env) {
 		// Over MaxBatchBytes but under the transport's limit: EMSGSIZE
@@ -508,6 +677,15 @@ var classes = []class{
 		}
 		e.add("8 MiB of plaintext", mSealBatch, &keystorev1.SealBatchRequest{Items: seals}, fails(provider.EMSGSIZE))
 		e.add("8 MiB of sealed data", mUnsealBatch, &keystorev1.UnsealBatchRequest{Items: unseals}, fails(provider.EMSGSIZE))
+		mm := make([]byte, provider.MaxMACMessage)
+		var macs []*keystorev1.MacRequest
+		var verifies []*keystorev1.VerifyMacRequest
+		for range 8 {
+			macs = append(macs, &keystorev1.MacRequest{Key: "mac/k", Message: mm})
+			verifies = append(verifies, &keystorev1.VerifyMacRequest{Key: "mac/k", Version: 1, Message: mm, Tag: e.tag})
+		}
+		e.add("8 MiB of messages to MAC", mMacBatch, &keystorev1.MacBatchRequest{Items: macs}, fails(provider.EMSGSIZE))
+		e.add("8 MiB of messages to check", mVerifyMacBatch, &keystorev1.VerifyMacBatchRequest{Items: verifies}, fails(provider.EMSGSIZE))
 	}},
 	{name: "oversized-frame", build: func(e *env) {
 		// Every RPC, a request over the transport's limit: refused before
@@ -588,6 +766,22 @@ func signItems(n int, k string) []*keystorev1.SignRequest {
 	out := make([]*keystorev1.SignRequest, n)
 	for i := range out {
 		out[i] = &keystorev1.SignRequest{Key: k, Message: msg}
+	}
+	return out
+}
+
+func macItems(n int, k string) []*keystorev1.MacRequest {
+	out := make([]*keystorev1.MacRequest, n)
+	for i := range out {
+		out[i] = &keystorev1.MacRequest{Key: k, Message: msg}
+	}
+	return out
+}
+
+func verifyMacItems(n int, k string, tag []byte) []*keystorev1.VerifyMacRequest {
+	out := make([]*keystorev1.VerifyMacRequest, n)
+	for i := range out {
+		out[i] = &keystorev1.VerifyMacRequest{Key: k, Version: 1, Message: msg, Tag: tag}
 	}
 	return out
 }

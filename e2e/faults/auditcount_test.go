@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -80,7 +81,12 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 
 // auditConfig writes a config file mapping this process's uid to app
 // "alpha" (not an operator; other uids denied) with one trust anchor,
-// and returns its path and the anchor's private key.
+// and returns its path and the anchor's private key. The uid's rate and
+// its budget of bytes in flight are raised out of the run's reach: a
+// request refused for either is counted into one record per interval
+// (e2e/dos tests that), and the eight workers' batches, each reserving
+// up to twice the 8 MiB batch limit while it is received, can pass the
+// default 32 MiB per uid.
 func auditConfig(t *testing.T) (string, ed25519.PrivateKey) {
 	t.Helper()
 	dir := t.TempDir()
@@ -96,7 +102,9 @@ func auditConfig(t *testing.T) (string, ed25519.PrivateKey) {
 	if err := os.WriteFile(filepath.Join(anchors, "release.pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := fmt.Sprintf("unmapped = \"deny\"\noperators = []\nanchors_dir = %q\n\n[apps]\n%d = \"alpha\"\n", anchors, os.Getuid())
+	cfg := fmt.Sprintf("unmapped = \"deny\"\noperators = []\nanchors_dir = %q\n\n[apps]\n%d = \"alpha\"\n\n"+
+		"[limits]\ninflight_bytes = %d\ninflight_bytes_per_uid = %d\nrate_per_uid = 1000000\nburst_per_uid = 1000000\n",
+		anchors, os.Getuid(), 1<<30, 1<<30)
 	path := filepath.Join(dir, "keystored.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -120,6 +128,7 @@ type gen struct {
 	created *atomic.Int64
 	sig     *keystorev1.SignResponse
 	sealed  *keystorev1.SealResponse
+	tag     *keystorev1.MacResponse
 	anchor  ed25519.PrivateKey
 }
 
@@ -188,7 +197,45 @@ var mix = []mixed{
 		_, err := g.keys.Seal(ctx, &keystorev1.SealRequest{Key: keySig, Plaintext: msg})
 		return err
 	}},
+	{1, func(ctx context.Context, g *gen) error { // a named version
+		_, err := g.keys.Sign(ctx, &keystorev1.SignRequest{Key: keySig, Version: 1, Message: msg})
+		return err
+	}},
+	{1, func(ctx context.Context, g *gen) error { // EPERM: ed25519 signs whole messages only
+		d := sha256.Sum256(msg)
+		_, err := g.keys.Sign(ctx, &keystorev1.SignRequest{Key: keySig, Digest: d[:], DigestHash: "sha256"})
+		return err
+	}},
+	// MAC.
+	{8, func(ctx context.Context, g *gen) error {
+		_, err := g.keys.Mac(ctx, &keystorev1.MacRequest{Key: keyMAC, Message: msg})
+		return err
+	}},
+	{5, func(ctx context.Context, g *gen) error { // valid, or (a flipped tag) valid=false: both OK
+		tag := bytes.Clone(g.tag.GetTag())
+		if g.rng.IntN(3) == 0 {
+			tag[0] ^= 1
+		}
+		_, err := g.keys.VerifyMac(ctx, &keystorev1.VerifyMacRequest{Key: keyMAC, Version: int64(g.tag.GetVersion()), Message: msg, Tag: tag})
+		return err
+	}},
+	{2, func(ctx context.Context, g *gen) error { // EPERM: a sign key cannot MAC
+		_, err := g.keys.Mac(ctx, &keystorev1.MacRequest{Key: keySig, Message: msg})
+		return err
+	}},
+	{1, func(ctx context.Context, g *gen) error { // EMSGSIZE: over 1 MiB
+		_, err := g.keys.Mac(ctx, &keystorev1.MacRequest{Key: keyMAC, Message: make([]byte, provider.MaxMACMessage+1)})
+		return err
+	}},
+	{1, func(ctx context.Context, g *gen) error { // EINVAL: no version
+		_, err := g.keys.VerifyMac(ctx, &keystorev1.VerifyMacRequest{Key: keyMAC, Message: msg, Tag: g.tag.GetTag()})
+		return err
+	}},
 	// Denied: another app's keys, whether they exist or not.
+	{2, func(ctx context.Context, g *gen) error {
+		_, err := g.keys.Mac(ctx, &keystorev1.MacRequest{Key: "beta/p/mac", Message: msg})
+		return err
+	}},
 	{6, func(ctx context.Context, g *gen) error {
 		_, err := g.keys.Sign(ctx, &keystorev1.SignRequest{Key: "beta/p/sig", Message: msg})
 		return err
@@ -249,6 +296,19 @@ var mix = []mixed{
 	{3, func(ctx context.Context, g *gen) error {
 		_, err := g.keys.UnsealBatch(ctx, &keystorev1.UnsealBatchRequest{Items: []*keystorev1.UnsealRequest{
 			{Key: keyBox, Sealed: g.sealed.GetSealed(), Aad: []byte("a")}, {Key: keyBox, Sealed: []byte("junk")},
+		}})
+		return err
+	}},
+	{2, func(ctx context.Context, g *gen) error {
+		_, err := g.keys.MacBatch(ctx, &keystorev1.MacBatchRequest{Items: []*keystorev1.MacRequest{
+			{Key: keyMAC, Message: msg}, {Key: keySig, Message: msg}, {Key: "beta/p/mac", Message: msg},
+		}})
+		return err
+	}},
+	{2, func(ctx context.Context, g *gen) error {
+		_, err := g.keys.VerifyMacBatch(ctx, &keystorev1.VerifyMacBatchRequest{Items: []*keystorev1.VerifyMacRequest{
+			{Key: keyMAC, Version: int64(g.tag.GetVersion()), Message: msg, Tag: g.tag.GetTag()}, {Key: keyMAC, Version: 1, Message: msg},
+			{Key: "p/missing", Version: 1, Message: msg, Tag: g.tag.GetTag()},
 		}})
 		return err
 	}},
@@ -318,7 +378,7 @@ func TestAuditOneRecordPerRequest(t *testing.T) {
 		}
 	}()
 	keys := keystorev1.NewKeysClient(conn)
-	for _, k := range []struct{ name, alg string }{{keySig, "ed25519"}, {keyBox, "xchacha20-poly1305"}, {keyOld, "ed25519"}, {keyGone, "ed25519"}} {
+	for _, k := range []struct{ name, alg string }{{keySig, "ed25519"}, {keyBox, "xchacha20-poly1305"}, {keyOld, "ed25519"}, {keyGone, "ed25519"}, {keyMAC, "hmac-sha256"}} {
 		if _, err := keys.Create(ctx, &keystorev1.CreateKeyRequest{Key: k.name, Algorithm: k.alg}); err != nil {
 			t.Fatal(err)
 		}
@@ -331,6 +391,10 @@ func TestAuditOneRecordPerRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	sealed, err := keys.Seal(ctx, &keystorev1.SealRequest{Key: keyBox, Plaintext: msg, Aad: []byte("a")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, err := keys.Mac(ctx, &keystorev1.MacRequest{Key: keyMAC, Message: msg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +416,7 @@ func TestAuditOneRecordPerRequest(t *testing.T) {
 	var wg sync.WaitGroup
 	for w := range workers {
 		g := &gen{conn: conn, keys: keys, store: keystorev1.NewStoreClient(conn), anchors: keystorev1.NewTrustAnchorsClient(conn),
-			rng: rand.New(rand.NewPCG(uint64(w), 1)), created: &created, sig: sig, sealed: sealed, anchor: anchor}
+			rng: rand.New(rand.NewPCG(uint64(w), 1)), created: &created, sig: sig, sealed: sealed, tag: tag, anchor: anchor}
 		wg.Go(func() {
 			for range auditCountRequests / workers {
 				n := g.rng.IntN(total)

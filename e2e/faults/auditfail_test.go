@@ -82,6 +82,19 @@ var everyRPC = map[string]rpcCall{
 	keystorev1.Keys_UnsealBatch_FullMethodName: func(ctx context.Context, conn *grpc.ClientConn, fx fixture) (any, error) {
 		return keystorev1.NewKeysClient(conn).UnsealBatch(ctx, &keystorev1.UnsealBatchRequest{Items: []*keystorev1.UnsealRequest{{Key: keyBox, Sealed: fx.sealed.Data, Aad: fx.aad}}})
 	},
+	keystorev1.Keys_Mac_FullMethodName: func(ctx context.Context, conn *grpc.ClientConn, fx fixture) (any, error) {
+		return keystorev1.NewKeysClient(conn).Mac(ctx, &keystorev1.MacRequest{Key: keyMAC, Message: fx.msg})
+	},
+	keystorev1.Keys_VerifyMac_FullMethodName: func(ctx context.Context, conn *grpc.ClientConn, fx fixture) (any, error) {
+		return keystorev1.NewKeysClient(conn).VerifyMac(ctx, &keystorev1.VerifyMacRequest{Key: keyMAC, Version: int64(fx.tag.Version), Message: fx.msg, Tag: fx.tag.Tag})
+	},
+	keystorev1.Keys_MacBatch_FullMethodName: func(ctx context.Context, conn *grpc.ClientConn, fx fixture) (any, error) {
+		return keystorev1.NewKeysClient(conn).MacBatch(ctx, &keystorev1.MacBatchRequest{Items: []*keystorev1.MacRequest{{Key: keyMAC, Message: fx.msg}}})
+	},
+	keystorev1.Keys_VerifyMacBatch_FullMethodName: func(ctx context.Context, conn *grpc.ClientConn, fx fixture) (any, error) {
+		return keystorev1.NewKeysClient(conn).VerifyMacBatch(ctx, &keystorev1.VerifyMacBatchRequest{Items: []*keystorev1.VerifyMacRequest{
+			{Key: keyMAC, Version: int64(fx.tag.Version), Message: fx.msg, Tag: fx.tag.Tag}}})
+	},
 	keystorev1.Keys_Sweep_FullMethodName: func(ctx context.Context, conn *grpc.ClientConn, _ fixture) (any, error) {
 		return keystorev1.NewKeysClient(conn).Sweep(ctx, &keystorev1.SweepKeysRequest{})
 	},

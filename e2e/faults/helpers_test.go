@@ -94,6 +94,7 @@ func noTempFiles(t *testing.T, state string) {
 type fixture struct {
 	msg     []byte
 	sig     client.Signature
+	tag     client.MACTag // of msg by keyMAC
 	pt, aad []byte
 	sealed  client.Sealed
 	value   []byte
@@ -106,8 +107,13 @@ const (
 	keyFresh = "p/fresh" // xchacha20-poly1305, never sealed with: its first seal writes a reservation
 	keyOld   = "p/old"   // ed25519 at version 2: version 1 can be revoked
 	keyGone  = "p/gone"  // ed25519, revoked: can be destroyed
+	keyMAC   = "p/mac"   // hmac-sha256, MACed with
 	keyNew   = "p/new"   // not created
 )
+
+// fixtureKeys is the number of keys setUp creates (keyNew, created by the
+// writes, makes one more).
+const fixtureKeys = 6
 
 // setUp creates the fixture through c.
 func setUp(t *testing.T, c *client.Client) fixture {
@@ -116,7 +122,7 @@ func setUp(t *testing.T, c *client.Client) fixture {
 	for _, k := range []struct {
 		name string
 		alg  client.Algorithm
-	}{{keySig, client.Ed25519}, {keyBox, client.XChaCha20Poly1305}, {keyFresh, client.XChaCha20Poly1305}, {keyOld, client.Ed25519}, {keyGone, client.Ed25519}} {
+	}{{keySig, client.Ed25519}, {keyBox, client.XChaCha20Poly1305}, {keyFresh, client.XChaCha20Poly1305}, {keyOld, client.Ed25519}, {keyGone, client.Ed25519}, {keyMAC, client.HMACSHA256}} {
 		if _, err := c.Create(ctx, k.name, client.CreateOptions{Algorithm: k.alg}); err != nil {
 			t.Fatalf("create %s: %v", k.name, err)
 		}
@@ -133,6 +139,9 @@ func setUp(t *testing.T, c *client.Client) fixture {
 		t.Fatal(err)
 	}
 	if fx.sealed, err = c.Seal(ctx, keyBox, fx.pt, fx.aad); err != nil {
+		t.Fatal(err)
+	}
+	if fx.tag, err = c.MAC(ctx, keyMAC, fx.msg); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"v1", "v2"} {
@@ -238,8 +247,8 @@ func readsWork(t *testing.T, c *client.Client, fx fixture) {
 	}
 	page, err := c.List(ctx, client.ListOptions{})
 	check("list", err)
-	if err == nil && (len(page.Keys) != 5 || len(page.Unreadable) != 0) {
-		t.Errorf("list: %d keys, unreadable %v; want the 5 keys of the fixture", len(page.Keys), page.Unreadable)
+	if err == nil && (len(page.Keys) != fixtureKeys || len(page.Unreadable) != 0) {
+		t.Errorf("list: %d keys, unreadable %v; want the %d keys of the fixture", len(page.Keys), page.Unreadable, fixtureKeys)
 	}
 	_, err = c.PublicKey(ctx, keySig, 1)
 	check("public key", err)
@@ -264,5 +273,26 @@ func readsWork(t *testing.T, c *client.Client, fx fixture) {
 	check("seal batch (budget reserved)", err)
 	for _, r := range br {
 		check("seal batch item", r.Err)
+	}
+	m, err := c.MAC(ctx, keyMAC, fx.msg)
+	check("mac", err)
+	if err == nil && !bytes.Equal(m.Tag, fx.tag.Tag) {
+		t.Errorf("mac: tag %x, want the fixture's %x", m.Tag, fx.tag.Tag)
+	}
+	check("verify-mac", c.VerifyMAC(ctx, keyMAC, fx.tag.Version, fx.msg, fx.tag.Tag))
+	mr, err := c.MACBatch(ctx, []client.MACItem{{Key: keyMAC, Message: fx.msg}})
+	check("mac batch", err)
+	for _, r := range mr {
+		check("mac batch item", r.Err)
+	}
+	vr, err := c.VerifyMACBatch(ctx, []client.VerifyMACItem{{Key: keyMAC, Version: fx.tag.Version, Message: fx.msg, Tag: fx.tag.Tag}})
+	check("verify-mac batch", err)
+	for _, err := range vr {
+		check("verify-mac batch item", err)
+	}
+	s2, err := c.SignWith(ctx, keySig, fx.sig.Version, client.SignInput{Message: fx.msg})
+	check("sign with a named version", err)
+	if err == nil && s2.Version != fx.sig.Version {
+		t.Errorf("sign with version %d: signed with %d", fx.sig.Version, s2.Version)
 	}
 }

@@ -3,13 +3,17 @@ package leak
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"hash"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -143,6 +147,7 @@ func runLeakTest(t *testing.T, providerArgs []string, wantLog string) {
 	secrets = append(secrets, needle{"KEK", kek}, needle{"seed", seed},
 		needle{"anchor private key", anchorKey()}, needle{"anchor seed", anchorKey().Seed()})
 	provName := ""
+	formsOf := map[provider.Algorithm]int{} // private key forms by algorithm
 	for _, ref := range refs {
 		provName = ref.Provider
 		known, err := testseed.InsecureKnownSecrets(seed, ref)
@@ -152,11 +157,24 @@ func runLeakTest(t *testing.T, providerArgs []string, wantLog string) {
 		for i, s := range known {
 			secrets = append(secrets, needle{fmt.Sprintf("%s private form %d (%d bytes)", ref, i, len(s)), s})
 		}
+		formsOf[ref.Algorithm] += len(known)
 	}
 	if provName != testseed.Name {
 		t.Fatalf("keys are served by provider %q, want %q", provName, testseed.Name)
 	}
-	checkSecretsAreReal(t, rec, refs, seed)
+	// Every algorithm of the workload gives the search its private forms
+	// (an HMAC key its key; ECDSA its scalar, SEC 1 and PKCS #8 DER; RSA
+	// its PKCS #1 and PKCS #8 DER, d, p, q, dp, dq and the prime search's
+	// key).
+	var perAlg []string
+	for _, a := range algorithms {
+		if formsOf[a] == 0 {
+			t.Errorf("no private key form of %s is searched for", a)
+		}
+		perAlg = append(perAlg, fmt.Sprintf("%s %d", a, formsOf[a]))
+	}
+	t.Logf("private key forms by algorithm (over its versions): %s", strings.Join(perAlg, ", "))
+	checkSecretsAreReal(t, rec, refs, seed, w.macked)
 
 	// The sinks.
 	responses := rec.sinks()
@@ -219,20 +237,40 @@ func runLeakTest(t *testing.T, providerArgs []string, wantLog string) {
 }
 
 // checkSecretsAreReal proves the computed secrets are the daemon's: the
-// public key each signing version's computed seed gives must be the one
-// the daemon returned (otherwise a search for wrong secrets would pass
-// vacuously).
-func checkSecretsAreReal(t *testing.T, rec *recorder, refs []provider.KeyRef, seed []byte) {
+// public key each signing version's computed private key gives must be
+// the one the daemon returned, and the tag crypto/hmac computes with an
+// HMAC version's computed key over a message the daemon MACed (macked,
+// by "<key ID>@<version>") must be the one it returned (otherwise a
+// search for wrong secrets would pass vacuously).
+func checkSecretsAreReal(t *testing.T, rec *recorder, refs []provider.KeyRef, seed []byte, macked map[string][]byte) {
 	t.Helper()
 	bodies := rec.sinks()["response bodies"]
-	checked := 0
+	checked, macs := 0, 0
 	for _, ref := range refs {
-		if ref.Use != provider.UseSign {
+		if ref.Use != provider.UseSign && ref.Use != provider.UseMAC {
 			continue
 		}
 		known, err := testseed.InsecureKnownSecrets(seed, ref)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if ref.Use == provider.UseMAC {
+			msg, ok := macked[ref.ID.String()+"@"+strconv.FormatUint(uint64(ref.Version), 10)]
+			if !ok {
+				continue
+			}
+			h := map[provider.Algorithm]func() hash.Hash{provider.HMACSHA256: sha256.New, provider.HMACSHA384: sha512.New384, provider.HMACSHA512: sha512.New}[ref.Algorithm]
+			if h == nil {
+				t.Fatalf("%s: no independent HMAC for %s", ref, ref.Algorithm)
+			}
+			m := hmac.New(h, known[0])
+			m.Write(msg)
+			if !bytes.Contains(bodies, m.Sum(nil)) {
+				t.Errorf("%s: the tag of the computed HMAC key is in no response: the computed secrets are not the daemon's", ref)
+				continue
+			}
+			macs++
+			continue
 		}
 		spec, err := alg.Default().Lookup(ref.Algorithm)
 		if err != nil {
@@ -252,8 +290,8 @@ func checkSecretsAreReal(t *testing.T, rec *recorder, refs []provider.KeyRef, se
 		}
 		checked++
 	}
-	if checked == 0 {
-		t.Fatal("no signing key version was checked against the daemon's public keys")
+	if checked == 0 || macs == 0 {
+		t.Fatalf("%d signing key versions were checked against the daemon's public keys, %d HMAC key versions against its tags: want both", checked, macs)
 	}
-	t.Logf("%d signing key versions: computed private keys match the daemon's public keys", checked)
+	t.Logf("%d signing key versions: computed private keys match the daemon's public keys; %d HMAC key versions: computed keys make the daemon's tags", checked, macs)
 }

@@ -3,9 +3,12 @@ package leak
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/hex"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,7 +25,9 @@ import (
 // algorithms are the algorithms the workload creates a key of, each.
 var algorithms = []provider.Algorithm{
 	provider.Ed25519, provider.Ed448, provider.MLDSA44, provider.MLDSA65, provider.MLDSA87,
+	provider.ECDSAP256, provider.RSA2048PSS, // the cheapest RSA: a key generation per version, in the daemon and in the test
 	provider.XChaCha20Poly1305, provider.ChaCha20Poly1305, provider.AES256GCM,
+	provider.HMACSHA256,
 }
 
 // canary returns a deterministic, random-looking marker of kind (its
@@ -63,6 +68,7 @@ type workload struct {
 	canaries []needle               // plaintexts, AAD, messages
 	values   []needle               // Store values
 	sealed   map[string][]byte      // the last blob sealed under each AEAD key
+	macked   map[string][]byte      // "<key ID>@<version>" → a message the daemon MACed with it
 	results  map[string]int         // result code → calls
 	counter  int
 }
@@ -76,6 +82,7 @@ func newWorkload(t *testing.T, conn *grpc.ClientConn) *workload {
 		admin:   keystorev1.NewAdminClient(conn),
 		tracked: map[string]*trackedKey{},
 		sealed:  map[string][]byte{},
+		macked:  map[string][]byte{},
 		results: map[string]int{},
 	}
 }
@@ -161,11 +168,16 @@ func (w *workload) refs() []provider.KeyRef {
 }
 
 // keyName is the name of the workload's key of a in app, as the operator
-// names it.
+// names it: "<app>/sig/<alg>", "<app>/box/<alg>" or "<app>/mac/<alg>".
 func keyName(app string, a provider.Algorithm) string {
 	purpose := "box"
-	if spec, err := alg.Default().Lookup(a); err == nil && spec.Use == provider.UseSign {
-		purpose = "sig"
+	if spec, err := alg.Default().Lookup(a); err == nil {
+		switch spec.Use {
+		case provider.UseSign:
+			purpose = "sig"
+		case provider.UseMAC:
+			purpose = "mac"
+		}
 	}
 	return app + "/" + purpose + "/" + string(a)
 }
@@ -183,7 +195,7 @@ func (w *workload) operatorPhase(ctx context.Context) {
 		}
 		w.track(r.GetKey())
 	}
-	for _, a := range []provider.Algorithm{provider.Ed25519, provider.XChaCha20Poly1305} {
+	for _, a := range []provider.Algorithm{provider.Ed25519, provider.XChaCha20Poly1305, provider.HMACSHA256} {
 		r, err := w.keys.Create(ctx, &keystorev1.CreateKeyRequest{Key: keyName("other", a), Algorithm: string(a)})
 		w.expect("create other "+string(a), err, "ok")
 		if err == nil {
@@ -196,12 +208,16 @@ func (w *workload) operatorPhase(ctx context.Context) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if spec.Use == provider.UseSign {
-			w.signKey(ctx, name)
-		} else {
+		switch spec.Use {
+		case provider.UseSign:
+			w.signKey(ctx, name, spec)
+		case provider.UseMAC:
+			w.macKey(ctx, name)
+		default:
 			w.sealKey(ctx, name)
 		}
 	}
+	w.createByUse(ctx)
 	w.lifecycleErrors(ctx)
 	_, err := w.keys.Sweep(ctx, &keystorev1.SweepKeysRequest{})
 	w.expect("sweep", err, "ok")
@@ -225,7 +241,33 @@ func (w *workload) adminCalls(ctx context.Context) {
 	w.expect("KEK rotation on testseed", err, "ENOTSUP")
 }
 
-func (w *workload) signKey(ctx context.Context, name string) {
+// hashOf returns the h digest of b (the hashes a SignRequest may name).
+func hashOf(h crypto.Hash, b []byte) []byte {
+	switch h {
+	case crypto.SHA256:
+		d := sha256.Sum256(b)
+		return d[:]
+	case crypto.SHA384:
+		d := sha512.Sum384(b)
+		return d[:]
+	case crypto.SHA512:
+		d := sha512.Sum512(b)
+		return d[:]
+	}
+	return nil
+}
+
+// digest returns a new canary message and its h digest, the digest a
+// canary too: a caller's digest stands for its message and must not
+// reach a log or the audit log either.
+func (w *workload) digest(h crypto.Hash) ([]byte, []byte) {
+	msg := w.next("message")
+	d := hashOf(h, msg)
+	w.canaries = append(w.canaries, needle{what: "digest of " + string(msg), b: d})
+	return msg, d
+}
+
+func (w *workload) signKey(ctx context.Context, name string, spec *alg.Spec) {
 	t := w.t
 	g, err := w.keys.Get(ctx, &keystorev1.GetKeyRequest{Key: name})
 	w.expect("get "+name, err, "ok")
@@ -234,6 +276,13 @@ func (w *workload) signKey(ctx context.Context, name string) {
 	msg := w.next("message")
 	s, err := w.keys.Sign(ctx, &keystorev1.SignRequest{Key: name, Message: msg})
 	w.expect("sign "+name, err, "ok")
+	_, err = w.keys.Sign(ctx, &keystorev1.SignRequest{Key: name, Version: 1, Message: w.next("message")})
+	w.expect("sign with version 1 named "+name, err, "ok")
+	w.signDigests(ctx, name, spec)
+	_, err = w.keys.Mac(ctx, &keystorev1.MacRequest{Key: name, Message: w.next("message")})
+	w.expect("mac with signing key "+name, err, "EPERM")
+	_, err = w.keys.VerifyMac(ctx, &keystorev1.VerifyMacRequest{Key: name, Version: 1, Message: w.next("message"), Tag: make([]byte, 32)})
+	w.expect("verify-mac with signing key "+name, err, "EPERM")
 	v, err := w.keys.Verify(ctx, &keystorev1.VerifyRequest{Key: name, Version: int64(s.GetVersion()), Message: msg, Signature: s.GetSignature()})
 	w.expect("verify "+name, err, "ok")
 	if !v.GetValid() {
@@ -261,6 +310,25 @@ func (w *workload) signKey(ctx context.Context, name string) {
 	}
 	_, err = w.keys.Sign(ctx, &keystorev1.SignRequest{Key: name, Message: w.next("message")})
 	w.expect("sign v2 "+name, err, "ok")
+	// A named version signs while it is primary or retired; one the key
+	// never had does not.
+	m1 := w.next("message")
+	s1, err := w.keys.Sign(ctx, &keystorev1.SignRequest{Key: name, Version: 1, Message: m1})
+	w.expect("sign with retired version 1 "+name, err, "ok")
+	if err == nil && s1.GetVersion() != 1 {
+		t.Errorf("sign with version 1 %s: signed with version %d", name, s1.GetVersion())
+	}
+	v, err = w.keys.Verify(ctx, &keystorev1.VerifyRequest{Key: name, Version: 1, Message: m1, Signature: s1.GetSignature()})
+	w.expect("verify retired version 1 "+name, err, "ok")
+	if err == nil && !v.GetValid() {
+		t.Errorf("verify %s: valid = false for version 1's signature", name)
+	}
+	_, err = w.keys.Sign(ctx, &keystorev1.SignRequest{Key: name, Version: 2, Message: w.next("message")})
+	w.expect("sign with version 2 named "+name, err, "ok")
+	_, err = w.keys.Sign(ctx, &keystorev1.SignRequest{Key: name, Version: 3, Message: w.next("message")})
+	w.expect("sign with missing version 3 "+name, err, "ENOENT")
+	_, err = w.keys.Sign(ctx, &keystorev1.SignRequest{Key: name, Version: -1, Message: w.next("message")})
+	w.expect("sign with version -1 "+name, err, "EINVAL")
 	for _, ver := range []int64{1, 2} {
 		_, err = w.keys.PublicKey(ctx, &keystorev1.PublicKeyRequest{Key: name, Version: ver})
 		w.expect("public key v"+strconv.FormatInt(ver, 10)+" "+name, err, "ok")
@@ -269,18 +337,29 @@ func (w *workload) signKey(ctx context.Context, name string) {
 		_, err = w.keys.PublicKey(ctx, &keystorev1.PublicKeyRequest{Key: name, Version: ver})
 		w.expect("public key bad version "+strconv.FormatInt(ver, 10)+" "+name, err, "error")
 	}
-	_, err = w.keys.SignBatch(ctx, &keystorev1.SignBatchRequest{Items: []*keystorev1.SignRequest{
+	items := []*keystorev1.SignRequest{
 		{Key: name, Message: w.next("message")},
+		{Key: name, Version: 1, Message: w.next("message")},
 		{Key: "leak/sig/missing", Message: w.next("message")},
 		{Key: "../../etc", Message: w.next("message")},
 		{Key: keyName("other", provider.Ed25519), Message: w.next("message")},
-	}})
+	}
+	if spec.Hash != 0 {
+		hash, _ := provider.HashName(spec.Hash) // spec.Hash is one of the three
+		_, d := w.digest(spec.Hash)
+		_, d2 := w.digest(spec.Hash)
+		items = append(items, &keystorev1.SignRequest{Key: name, Digest: d, DigestHash: hash},
+			&keystorev1.SignRequest{Key: name, Digest: d2[:len(d2)-1], DigestHash: hash})
+	}
+	_, err = w.keys.SignBatch(ctx, &keystorev1.SignBatchRequest{Items: items})
 	w.expect("sign batch "+name, err, "ok")
 	r, err := w.keys.RevokeVersion(ctx, &keystorev1.RevokeKeyVersionRequest{Key: name, Version: 1})
 	w.expect("revoke v1 "+name, err, "ok")
 	if err == nil {
 		w.track(r.GetKey())
 	}
+	_, err = w.keys.Sign(ctx, &keystorev1.SignRequest{Key: name, Version: 1, Message: w.next("message")})
+	w.expect("sign with revoked version 1 "+name, err, "EKEYREVOKED")
 	_, err = w.keys.Verify(ctx, &keystorev1.VerifyRequest{Key: name, Version: 1, Message: msg, Signature: s.GetSignature()})
 	w.expect("verify revoked v1 "+name, err, "error")
 	_, err = w.keys.SetPolicy(ctx, &keystorev1.SetKeyPolicyRequest{Key: name, Policy: &keystorev1.KeyPolicy{MinDecryptionVersion: 2}})
@@ -289,6 +368,219 @@ func (w *workload) signKey(ctx context.Context, name string) {
 	w.expect("set bad policy "+name, err, "EINVAL")
 	if g != nil {
 		w.track(g.GetKey())
+	}
+}
+
+// signDigests signs digests with name (the caller hashed the message):
+// a key whose algorithm has a hash signs its digest, the signature
+// verifies by digest and by message, and malformed digest requests are
+// EINVAL; a key that signs whole messages only refuses digests (EPERM).
+func (w *workload) signDigests(ctx context.Context, name string, spec *alg.Spec) {
+	t := w.t
+	if spec.Hash == 0 {
+		_, d := w.digest(crypto.SHA256)
+		_, err := w.keys.Sign(ctx, &keystorev1.SignRequest{Key: name, Digest: d, DigestHash: "sha256"})
+		w.expect("sign a digest with a message-only key "+name, err, "EPERM")
+		return
+	}
+	hash, _ := provider.HashName(spec.Hash) // spec.Hash is one of the three
+	msg, d := w.digest(spec.Hash)
+	s, err := w.keys.Sign(ctx, &keystorev1.SignRequest{Key: name, Digest: d, DigestHash: hash})
+	w.expect("sign digest "+name, err, "ok")
+	for _, req := range []*keystorev1.VerifyRequest{
+		{Key: name, Version: int64(s.GetVersion()), Digest: d, DigestHash: hash, Signature: s.GetSignature()},
+		{Key: name, Version: int64(s.GetVersion()), Message: msg, Signature: s.GetSignature()},
+	} {
+		v, err := w.keys.Verify(ctx, req)
+		w.expect("verify the digest's signature "+name, err, "ok")
+		if err == nil && !v.GetValid() {
+			t.Errorf("verify %s: valid = false for the signature of a digest (by digest: %v)", name, req.Digest != nil)
+		}
+	}
+	_, err = w.keys.Sign(ctx, &keystorev1.SignRequest{Key: name, Version: 1, Digest: d, DigestHash: hash})
+	w.expect("sign digest with version 1 named "+name, err, "ok")
+	other := crypto.SHA512
+	if spec.Hash == crypto.SHA512 {
+		other = crypto.SHA256
+	}
+	otherName, _ := provider.HashName(other)
+	_, od := w.digest(other)
+	for what, req := range map[string]*keystorev1.SignRequest{
+		"a message and a digest": {Key: name, Message: w.next("message"), Digest: d, DigestHash: hash},
+		"a short digest":         {Key: name, Digest: d[:len(d)-1], DigestHash: hash},
+		"a digest without hash":  {Key: name, Digest: d},
+		"an unknown hash":        {Key: name, Digest: d, DigestHash: "md5"},
+		"another hash":           {Key: name, Digest: od, DigestHash: otherName},
+	} {
+		_, err = w.keys.Sign(ctx, req)
+		w.expect("sign "+what+" "+name, err, "EINVAL")
+		_, err = w.keys.Verify(ctx, &keystorev1.VerifyRequest{Key: name, Version: 1, Message: req.Message, Digest: req.Digest, DigestHash: req.DigestHash, Signature: s.GetSignature()})
+		w.expect("verify "+what+" "+name, err, "EINVAL")
+	}
+}
+
+// macKey drives the MAC RPCs over the HMAC key name, with their error
+// paths, a rotation and a revoked version.
+func (w *workload) macKey(ctx context.Context, name string) {
+	t := w.t
+	g, err := w.keys.Get(ctx, &keystorev1.GetKeyRequest{Key: name})
+	w.expect("get "+name, err, "ok")
+	msg := w.next("message")
+	m, err := w.keys.Mac(ctx, &keystorev1.MacRequest{Key: name, Message: msg})
+	w.expect("mac "+name, err, "ok")
+	w.macked[m.GetKey()+"@"+strconv.FormatUint(uint64(m.GetVersion()), 10)] = msg
+	tag := m.GetTag()
+	v, err := w.keys.VerifyMac(ctx, &keystorev1.VerifyMacRequest{Key: name, Version: int64(m.GetVersion()), Message: msg, Tag: tag})
+	w.expect("verify-mac "+name, err, "ok")
+	if err == nil && !v.GetValid() {
+		t.Errorf("verify-mac %s: valid = false for the daemon's own tag", name)
+	}
+	bad := bytes.Clone(tag)
+	if len(bad) > 0 {
+		bad[len(bad)-1] ^= 1
+	}
+	for what, b := range map[string][]byte{"a flipped tag": bad, "a short tag": tag[:len(tag)/2], "no tag": nil} {
+		v, err = w.keys.VerifyMac(ctx, &keystorev1.VerifyMacRequest{Key: name, Version: 1, Message: msg, Tag: b})
+		w.expect("verify-mac "+what+" "+name, err, "ok")
+		if err == nil && v.GetValid() {
+			t.Errorf("verify-mac %s: %s is valid", name, what)
+		}
+	}
+	v, err = w.keys.VerifyMac(ctx, &keystorev1.VerifyMacRequest{Key: name, Version: 1, Message: w.next("message"), Tag: tag})
+	w.expect("verify-mac another message "+name, err, "ok")
+	if err == nil && v.GetValid() {
+		t.Errorf("verify-mac %s: the tag is valid for another message", name)
+	}
+	_, err = w.keys.VerifyMac(ctx, &keystorev1.VerifyMacRequest{Key: name, Message: msg, Tag: tag})
+	w.expect("verify-mac without a version "+name, err, "EINVAL")
+	_, err = w.keys.VerifyMac(ctx, &keystorev1.VerifyMacRequest{Key: name, Version: 1, Message: msg, Tag: make([]byte, provider.MaxMAC+1)})
+	w.expect("verify-mac oversize tag "+name, err, "EMSGSIZE")
+	_, err = w.keys.Mac(ctx, &keystorev1.MacRequest{Key: name, Message: append(w.next("message"), make([]byte, provider.MaxMACMessage)...)})
+	w.expect("mac oversize "+name, err, "EMSGSIZE")
+	_, err = w.keys.Sign(ctx, &keystorev1.SignRequest{Key: name, Message: w.next("message")})
+	w.expect("sign with MAC key "+name, err, "EPERM")
+	_, err = w.keys.Seal(ctx, &keystorev1.SealRequest{Key: name, Plaintext: w.next("plaintext"), Aad: w.next("aad")})
+	w.expect("seal with MAC key "+name, err, "EPERM")
+	_, err = w.keys.PublicKey(ctx, &keystorev1.PublicKeyRequest{Key: name})
+	w.expect("public key of a MAC key "+name, err, "EPERM")
+	rot, err := w.keys.Rotate(ctx, &keystorev1.RotateKeyRequest{Key: name})
+	w.expect("rotate "+name, err, "ok")
+	if err == nil {
+		w.track(rot.GetKey())
+	}
+	msg2 := w.next("message")
+	m2, err := w.keys.Mac(ctx, &keystorev1.MacRequest{Key: name, Message: msg2})
+	w.expect("mac v2 "+name, err, "ok")
+	if err == nil && m2.GetVersion() != 2 {
+		t.Errorf("mac %s after a rotation: version %d, want 2", name, m2.GetVersion())
+	}
+	w.macked[m2.GetKey()+"@"+strconv.FormatUint(uint64(m2.GetVersion()), 10)] = msg2
+	v, err = w.keys.VerifyMac(ctx, &keystorev1.VerifyMacRequest{Key: name, Version: 1, Message: msg, Tag: tag})
+	w.expect("verify-mac retired version 1 "+name, err, "ok")
+	if err == nil && !v.GetValid() {
+		t.Errorf("verify-mac %s: version 1's tag no longer valid after a rotation", name)
+	}
+	_, err = w.keys.VerifyMac(ctx, &keystorev1.VerifyMacRequest{Key: name, Version: 3, Message: msg, Tag: tag})
+	w.expect("verify-mac missing version 3 "+name, err, "ENOENT")
+	mb, err := w.keys.MacBatch(ctx, &keystorev1.MacBatchRequest{Items: []*keystorev1.MacRequest{
+		{Key: name, Message: w.next("message")},
+		{Key: name, Message: append(w.next("message"), make([]byte, provider.MaxMACMessage)...)},
+		{Key: "leak/mac/missing", Message: w.next("message")},
+		{Key: "../../etc", Message: w.next("message")},
+		{Key: keyName("other", provider.HMACSHA256), Message: w.next("message")},
+		{Key: keyName("leak", provider.Ed25519), Message: w.next("message")},
+	}})
+	w.expect("mac batch "+name, err, "ok")
+	// The operator may use the other app's key; a signing key cannot MAC.
+	if got, want := batchReasons(mb.GetResults()), []string{"ok", "EMSGSIZE", "ENOENT", "EINVAL", "ok", "EPERM"}; err == nil && !slices.Equal(got, want) {
+		t.Errorf("mac batch %s: results %v, want %v", name, got, want)
+	}
+	if res := mb.GetResults(); len(res) > 0 && len(res[0].GetResponse().GetTag()) != len(tag) {
+		t.Errorf("mac batch %s: a %d-byte tag, want %d", name, len(res[0].GetResponse().GetTag()), len(tag))
+	}
+	vb, err := w.keys.VerifyMacBatch(ctx, &keystorev1.VerifyMacBatchRequest{Items: []*keystorev1.VerifyMacRequest{
+		{Key: name, Version: 1, Message: msg, Tag: tag},
+		{Key: name, Version: 2, Message: msg2, Tag: m2.GetTag()},
+		{Key: name, Version: 1, Message: msg, Tag: bad},
+		{Key: name, Version: 0, Message: msg, Tag: tag},
+		{Key: "leak/mac/missing", Version: 1, Message: msg, Tag: tag},
+		{Key: keyName("other", provider.HMACSHA256), Version: 1, Message: msg, Tag: tag},
+	}})
+	w.expect("verify-mac batch "+name, err, "ok")
+	// Valid, valid, a flipped tag, no version, no such key, another key's
+	// tag (to the operator, who may use that key).
+	if got, want := batchReasons(vb.GetResults()), []string{"valid", "valid", "invalid", "EINVAL", "ENOENT", "invalid"}; err == nil && !slices.Equal(got, want) {
+		t.Errorf("verify-mac batch %s: results %v, want %v", name, got, want)
+	}
+	r, err := w.keys.RevokeVersion(ctx, &keystorev1.RevokeKeyVersionRequest{Key: name, Version: 1})
+	w.expect("revoke v1 "+name, err, "ok")
+	if err == nil {
+		w.track(r.GetKey())
+	}
+	_, err = w.keys.VerifyMac(ctx, &keystorev1.VerifyMacRequest{Key: name, Version: 1, Message: msg, Tag: tag})
+	w.expect("verify-mac revoked v1 "+name, err, "EKEYREVOKED")
+	_, err = w.keys.SetPolicy(ctx, &keystorev1.SetKeyPolicyRequest{Key: name, Policy: &keystorev1.KeyPolicy{RotationPeriodSeconds: 3600}})
+	w.expect("set policy "+name, err, "ok")
+	if g != nil {
+		w.track(g.GetKey())
+	}
+}
+
+// batchResult is one result of a batch response.
+type batchResult interface {
+	GetError() *keystorev1.ErrorDetail
+}
+
+// batchReasons returns each batch result's error reason, "ok" for a
+// success, or "valid"/"invalid" for a verification's answer.
+func batchReasons[R batchResult](results []R) []string {
+	out := make([]string, len(results))
+	for i, r := range results {
+		out[i] = "ok"
+		if e := r.GetError(); e != nil {
+			out[i] = e.GetReason()
+			continue
+		}
+		if v, ok := any(r).(*keystorev1.VerifyMacResult); ok {
+			out[i] = "invalid"
+			if v.GetResponse().GetValid() {
+				out[i] = "valid"
+			}
+		}
+	}
+	return out
+}
+
+// createByUse creates keys by use alone (CreateKeyRequest.use, no
+// algorithm): the provider's default of each use. A use that is none, or
+// not the algorithm's, is EINVAL.
+func (w *workload) createByUse(ctx context.Context) {
+	t := w.t
+	for use, want := range map[string]provider.Algorithm{"sign": provider.Ed25519, "mac": provider.HMACSHA256, "decrypt": provider.XChaCha20Poly1305} {
+		r, err := w.keys.Create(ctx, &keystorev1.CreateKeyRequest{Key: "leak/by-use/" + use, Use: use})
+		w.expect("create by use "+use, err, "ok")
+		if err != nil {
+			continue
+		}
+		if got := provider.Algorithm(r.GetKey().GetAlgorithm()); got != want {
+			t.Errorf("create by use %s: algorithm %s, want %s", use, got, want)
+		}
+		w.track(r.GetKey())
+	}
+	msg := w.next("message")
+	m, err := w.keys.Mac(ctx, &keystorev1.MacRequest{Key: "leak/by-use/mac", Message: msg})
+	w.expect("mac with the key created by use", err, "ok")
+	if err == nil {
+		w.macked[m.GetKey()+"@"+strconv.FormatUint(uint64(m.GetVersion()), 10)] = msg
+	}
+	for _, req := range []*keystorev1.CreateKeyRequest{
+		{Key: "leak/by-use/bad", Use: "encrypt"},
+		{Key: "leak/by-use/bad", Use: "MAC"},
+		{Key: "leak/by-use/bad", Use: "mac", Algorithm: string(provider.Ed25519)},
+		{Key: "leak/by-use/bad", Use: "sign", Algorithm: string(provider.HMACSHA256)},
+	} {
+		_, err := w.keys.Create(ctx, req)
+		w.expect("create use "+strconv.Quote(req.Use)+" algorithm "+strconv.Quote(req.Algorithm), err, "EINVAL")
 	}
 }
 
@@ -322,6 +614,8 @@ func (w *workload) sealKey(ctx context.Context, name string) {
 	w.expect("unseal empty "+name, err, "error")
 	_, err = w.keys.Sign(ctx, &keystorev1.SignRequest{Key: name, Message: w.next("message")})
 	w.expect("sign with sealing key "+name, err, "error")
+	_, err = w.keys.Mac(ctx, &keystorev1.MacRequest{Key: name, Message: w.next("message")})
+	w.expect("mac with sealing key "+name, err, "EPERM")
 	_, err = w.keys.Seal(ctx, &keystorev1.SealRequest{Key: name, Plaintext: make([]byte, provider.MaxSealPlaintext+1), Aad: w.next("aad")})
 	w.expect("seal oversize "+name, err, "EMSGSIZE")
 	_, err = w.keys.Seal(ctx, &keystorev1.SealRequest{Key: name, Plaintext: w.next("plaintext"), Aad: make([]byte, provider.MaxAAD+1)})
@@ -537,8 +831,17 @@ func (w *workload) appPhase(ctx context.Context) {
 	_, err = w.store.Get(ctx, &keystorev1.GetValueRequest{Name: "config"})
 	w.expect("app get own value", err, "ok")
 
-	otherSig, otherBox := keyName("other", provider.Ed25519), keyName("other", provider.XChaCha20Poly1305)
-	for _, name := range []string{otherSig, otherBox, "other/sig/missing"} {
+	msg := w.next("message")
+	m, err := w.keys.Mac(ctx, &keystorev1.MacRequest{Key: "mac/hmac-sha256", Message: msg})
+	w.expect("app mac own key", err, "ok")
+	v, err := w.keys.VerifyMac(ctx, &keystorev1.VerifyMacRequest{Key: "mac/hmac-sha256", Version: int64(m.GetVersion()), Message: msg, Tag: m.GetTag()})
+	w.expect("app verify-mac own key", err, "ok")
+	if err == nil && !v.GetValid() {
+		w.t.Error("app verify-mac own key: valid = false for the daemon's own tag")
+	}
+
+	otherSig, otherBox, otherMAC := keyName("other", provider.Ed25519), keyName("other", provider.XChaCha20Poly1305), keyName("other", provider.HMACSHA256)
+	for _, name := range []string{otherSig, otherBox, otherMAC, "other/sig/missing", "other/mac/missing"} {
 		_, err = w.keys.Get(ctx, &keystorev1.GetKeyRequest{Key: name})
 		w.expect("app get "+name, err, "EPERM")
 		_, err = w.keys.PublicKey(ctx, &keystorev1.PublicKeyRequest{Key: name})
@@ -555,6 +858,12 @@ func (w *workload) appPhase(ctx context.Context) {
 		w.expect("app revoke "+name, err, "EPERM")
 		_, err = w.keys.Destroy(ctx, &keystorev1.DestroyKeyRequest{Key: name})
 		w.expect("app destroy "+name, err, "EPERM")
+		_, err = w.keys.Mac(ctx, &keystorev1.MacRequest{Key: name, Message: w.next("message")})
+		w.expect("app mac "+name, err, "EPERM")
+		_, err = w.keys.VerifyMac(ctx, &keystorev1.VerifyMacRequest{Key: name, Version: 1, Message: msg, Tag: m.GetTag()})
+		w.expect("app verify-mac "+name, err, "EPERM")
+		_, err = w.keys.Sign(ctx, &keystorev1.SignRequest{Key: name, Version: 1, Message: w.next("message")})
+		w.expect("app sign version 1 "+name, err, "EPERM")
 	}
 	_, err = w.keys.Create(ctx, &keystorev1.CreateKeyRequest{Key: "other/sig/new", Algorithm: "ed25519"})
 	w.expect("app create in other app", err, "EPERM")
@@ -570,6 +879,21 @@ func (w *workload) appPhase(ctx context.Context) {
 		{Key: "sig/ed25519", Message: w.next("message")}, {Key: otherSig, Message: w.next("message")},
 	}})
 	w.expect("app sign batch", err, "ok")
+	mb, err := w.keys.MacBatch(ctx, &keystorev1.MacBatchRequest{Items: []*keystorev1.MacRequest{
+		{Key: "mac/hmac-sha256", Message: w.next("message")}, {Key: otherMAC, Message: w.next("message")},
+	}})
+	w.expect("app mac batch", err, "ok")
+	if got, want := batchReasons(mb.GetResults()), []string{"ok", "EPERM"}; err == nil && !slices.Equal(got, want) {
+		w.t.Errorf("app mac batch: results %v, want %v", got, want)
+	}
+	vb, err := w.keys.VerifyMacBatch(ctx, &keystorev1.VerifyMacBatchRequest{Items: []*keystorev1.VerifyMacRequest{
+		{Key: "mac/hmac-sha256", Version: int64(m.GetVersion()), Message: msg, Tag: m.GetTag()},
+		{Key: otherMAC, Version: 1, Message: msg, Tag: m.GetTag()},
+	}})
+	w.expect("app verify-mac batch", err, "ok")
+	if got, want := batchReasons(vb.GetResults()), []string{"valid", "EPERM"}; err == nil && !slices.Equal(got, want) {
+		w.t.Errorf("app verify-mac batch: results %v, want %v", got, want)
+	}
 	_, err = w.admin.WrappingKeyStatus(ctx, &keystorev1.WrappingKeyStatusRequest{})
 	w.expect("app KEK status", err, "EPERM")
 	_, err = w.admin.RotateWrappingKey(ctx, &keystorev1.RotateWrappingKeyRequest{})

@@ -51,6 +51,26 @@ func BatchErrors(method string, resp []byte) ([]*keystorev1.ErrorDetail, error) 
 				return nil, err
 			}
 		}
+	case keystorev1.Keys_MacBatch_FullMethodName:
+		var m keystorev1.MacBatchResponse
+		if err := proto.Unmarshal(resp, &m); err != nil {
+			return nil, err
+		}
+		for _, r := range m.GetResults() {
+			if err := one(r.GetResponse() != nil, r.GetError()); err != nil {
+				return nil, err
+			}
+		}
+	case keystorev1.Keys_VerifyMacBatch_FullMethodName:
+		var m keystorev1.VerifyMacBatchResponse
+		if err := proto.Unmarshal(resp, &m); err != nil {
+			return nil, err
+		}
+		for _, r := range m.GetResults() {
+			if err := one(r.GetResponse() != nil, r.GetError()); err != nil {
+				return nil, err
+			}
+		}
 	default:
 		return nil, fmt.Errorf("%s is not a batch", method)
 	}
