@@ -136,7 +136,9 @@ var (
 	notAfter  = time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
-func certPEM(der []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}) }
+func certPEM(der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
 
 // TestX509AndTLSWithSigner: a CA and a leaf on ECDSA P-256 keys made with
 // client.Signer pass openssl verify, and a TLS 1.3 server whose key is

@@ -22,10 +22,11 @@
 // on its caller's goroutine.
 //
 // A long call (at least LongCost: an RSA key generation, which takes up
-// to seconds) first waits for one of Workers-1 long-call passes (one when
-// Workers is 1), so that long calls never hold every slot: however many
-// apps generate RSA keys at once, one slot is always left for everything
-// else.
+// to seconds) first waits for its app's turn (an app has one long call at
+// a pass at a time) and then for one of Workers-1 long-call passes (one
+// when Workers is 1), so that long calls never hold every slot of two or
+// more: however many apps generate RSA keys at once, one slot is left for
+// everything else, and one app's many generations hold one pass, not all.
 //
 // Wrap puts a Scheduler in front of a provider.Provider.
 package fairsched
@@ -81,10 +82,18 @@ type Scheduler struct {
 	waiting   tenantHeap // tenants with waiting calls, by their first call's tags
 	workers   int
 	maxQueued int
-	heavy     *heavyPool     // nil: every call runs on its caller's goroutine
-	spare     *tenant        // a forgotten tenant's struct, for the next one
-	long      chan struct{}  // long-call passes: a call of LongCost or more holds one
-	longWait  map[string]int // long calls waiting for a pass, by tenant (under mu)
+	heavy     *heavyPool             // nil: every call runs on its caller's goroutine
+	spare     *tenant                // a forgotten tenant's struct, for the next one
+	long      chan struct{}          // long-call passes: a call of LongCost or more holds one
+	longApps  map[string]*longTenant // each tenant's long calls (under mu)
+}
+
+// longTenant is one tenant's long calls: at most one holds (or waits for)
+// a pass at a time, so one app's many RSA key generations take one pass
+// and leave the others to other apps.
+type longTenant struct {
+	turn chan struct{} // capacity 1: the tenant's one call at the pass
+	refs int           // its long calls waiting or running
 }
 
 // tenant is one tenant's state while it has calls waiting or running.
@@ -132,7 +141,7 @@ func New(cfg Config) (*Scheduler, error) {
 		return nil, provider.Errorf(provider.EIO, "scheduler: %w", err)
 	}
 	s := &Scheduler{free: cfg.Workers, workers: cfg.Workers, maxQueued: cfg.MaxQueued, tenants: map[string]*tenant{}, heavy: heavy,
-		long: make(chan struct{}, max(1, cfg.Workers-1)), longWait: map[string]int{}}
+		long: make(chan struct{}, max(1, cfg.Workers-1)), longApps: map[string]*longTenant{}}
 	if heavy != nil {
 		// The threads end with the scheduler.
 		runtime.AddCleanup(s, func(p *heavyPool) { close(p.jobs) }, heavy)
@@ -162,7 +171,8 @@ type Slot struct {
 	s     *Scheduler
 	t     *tenant
 	heavy bool
-	long  bool // holds a long-call pass
+	long  bool   // holds a long-call pass
+	name  string // the tenant, for a long call
 }
 
 // Acquire waits until the call gets a slot and returns it. cost is the
@@ -183,41 +193,66 @@ func (s *Scheduler) Acquire(ctx context.Context, name string, cost int64) (Slot,
 	}
 	sl, err := s.acquire(ctx, name, cost)
 	if err != nil {
-		<-s.long
+		s.longDone(name)
 		return Slot{}, err
 	}
 	sl.long = true
+	sl.name = name
 	return sl, nil
 }
 
-// longPass waits for a long-call pass. Each tenant may have MaxQueued
-// long calls waiting for one.
+// longPass waits for a long-call pass: first for the tenant's turn (its
+// one call that may hold or wait for a pass), then for a pass. Each tenant
+// may have MaxQueued long calls waiting for its turn. On success the call
+// holds both; longDone gives them back.
 func (s *Scheduler) longPass(ctx context.Context, name string) error {
-	select {
-	case s.long <- struct{}{}:
-		return nil
-	default:
-	}
 	s.mu.Lock()
-	if s.longWait[name] >= s.maxQueued {
+	lt := s.longApps[name]
+	if lt == nil {
+		lt = &longTenant{turn: make(chan struct{}, 1)}
+		s.longApps[name] = lt
+	}
+	if lt.refs > s.maxQueued {
 		s.mu.Unlock()
 		return provider.Errorf(provider.EUNAVAILABLE, "too many long provider calls of this app waiting (%d); retry later", s.maxQueued)
 	}
-	s.longWait[name]++
+	lt.refs++
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		if s.longWait[name]--; s.longWait[name] == 0 {
-			delete(s.longWait, name)
-		}
-		s.mu.Unlock()
-	}()
+	select {
+	case lt.turn <- struct{}{}:
+	case <-ctx.Done():
+		s.longLeave(name, lt)
+		return provider.Errorf(provider.EUNAVAILABLE, "request cancelled waiting for a provider worker: %w", ctx.Err())
+	}
 	select {
 	case s.long <- struct{}{}:
 		return nil
 	case <-ctx.Done():
+		<-lt.turn
+		s.longLeave(name, lt)
 		return provider.Errorf(provider.EUNAVAILABLE, "request cancelled waiting for a provider worker: %w", ctx.Err())
 	}
+}
+
+// longDone gives back a long call's pass and its tenant's turn.
+func (s *Scheduler) longDone(name string) {
+	<-s.long
+	s.mu.Lock()
+	lt := s.longApps[name]
+	s.mu.Unlock()
+	if lt != nil {
+		<-lt.turn
+		s.longLeave(name, lt)
+	}
+}
+
+// longLeave counts one of lt's calls out, forgetting lt with its last.
+func (s *Scheduler) longLeave(name string, lt *longTenant) {
+	s.mu.Lock()
+	if lt.refs--; lt.refs == 0 && s.longApps[name] == lt {
+		delete(s.longApps, name)
+	}
+	s.mu.Unlock()
 }
 
 // acquire is Acquire without the long-call pass.
@@ -293,7 +328,7 @@ func (sl Slot) Release() {
 	if sl.s != nil {
 		sl.s.release(sl.t)
 		if sl.long {
-			<-sl.s.long
+			sl.s.longDone(sl.name)
 		}
 	}
 }

@@ -16,6 +16,16 @@ import (
 // queued is Waiting.
 func (s *Scheduler) queued(name string) int { return s.Waiting(name) }
 
+// longRefs is how many long calls of tenant name wait or run.
+func (s *Scheduler) longRefs(name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if lt := s.longApps[name]; lt != nil {
+		return lt.refs
+	}
+	return 0
+}
+
 // idle reports whether s holds no tenant state and every slot is free.
 func (s *Scheduler) idle() bool {
 	s.mu.Lock()
@@ -409,7 +419,7 @@ func TestLongCallsLeaveASlot(t *testing.T) {
 	waitUntil(t, "c waits for a long-call pass", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return s.longWait["c"] == 1
+		return s.longRefs("c") == 1
 	})
 	select {
 	case <-c.started:
@@ -444,7 +454,7 @@ func TestLongCallPassCancel(t *testing.T) {
 	waitUntil(t, "b waits for a pass", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return s.longWait["b"] == 1
+		return s.longRefs("b") == 1
 	})
 	cancel()
 	if err := <-errc; !errors.Is(err, provider.ErrUnavailable) {
@@ -455,9 +465,38 @@ func TestLongCallPassCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.mu.Lock()
-	left := len(s.longWait)
+	left := len(s.longApps)
 	s.mu.Unlock()
 	if !s.idle() || len(s.long) != 0 || left != 0 {
 		t.Fatal("state left behind by a cancelled long call")
+	}
+}
+
+// TestLongCallPassesFairAcrossApps: one app's many long calls (RSA key
+// generations) hold one pass at a time, so another app's long call gets
+// the other pass at once instead of waiting behind the whole queue
+// (attacker review of issue 11: passes were first come, first served).
+func TestLongCallPassesFairAcrossApps(t *testing.T) {
+	s := newSched(t, Config{Workers: 3, Nice: -1})
+	first, done := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	var once sync.Once
+	for range 6 {
+		wg.Go(func() {
+			if err := s.Do(context.Background(), "a", LongCost, func() { once.Do(func() { close(first) }); <-done }); err != nil {
+				t.Errorf("a's long call: %v", err)
+			}
+		})
+	}
+	<-first
+	waitUntil(t, "a's other long calls wait for a's turn", func() bool { return s.longRefs("a") == 6 })
+	ran := false
+	if err := s.Do(context.Background(), "b", LongCost, func() { ran = true }); err != nil || !ran {
+		t.Fatalf("b's long call beside a's queue: ran=%v, %v", ran, err)
+	}
+	close(done)
+	wg.Wait()
+	if !s.idle() || len(s.long) != 0 || s.longRefs("a") != 0 {
+		t.Fatal("scheduler not idle after the long calls")
 	}
 }
