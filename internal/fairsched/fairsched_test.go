@@ -416,11 +416,7 @@ func TestLongCallsLeaveASlot(t *testing.T) {
 	<-a.started
 	<-b.started
 	c := start("c")
-	waitUntil(t, "c waits for a long-call pass", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.longRefs("c") == 1
-	})
+	waitUntil(t, "c waits for a long-call pass", func() bool { return s.longRefs("c") == 1 })
 	select {
 	case <-c.started:
 		t.Fatal("a third long call got the last slot")
@@ -451,11 +447,7 @@ func TestLongCallPassCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- s.Do(ctx, "b", LongCost, func() { t.Error("cancelled long call ran") }) }()
-	waitUntil(t, "b waits for a pass", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.longRefs("b") == 1
-	})
+	waitUntil(t, "b waits for a pass", func() bool { return s.longRefs("b") == 1 })
 	cancel()
 	if err := <-errc; !errors.Is(err, provider.ErrUnavailable) {
 		t.Fatalf("cancelled long call: %v, want EUNAVAILABLE", err)
