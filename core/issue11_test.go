@@ -419,6 +419,38 @@ func TestSlowGenerateBlocksNoSigner(t *testing.T) {
 	wg.Wait()
 }
 
+// TestAutoRotationBlocksNoSigner: while a sign's automatic rotation of an
+// RSA key generates the new version in the provider, other signs of the
+// same key do not wait for it: they sign with the overdue primary.
+func TestAutoRotationBlocksNoSigner(t *testing.T) {
+	p, err := testseed.NewInsecure(testSeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gatedGenerate{Provider: p, entered: make(chan struct{}), release: make(chan struct{})}
+	e := newEnvWith(t, storage.NewMemory(), g)
+	id := e.create(t, appA, "app-a/s/rsa", provider.RSA2048PSS)
+	if _, err := e.ks.SetPolicy(ctx, appA, id, core.Policy{RotationPeriod: core.MinRotationPeriod}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(2 * core.MinRotationPeriod)
+	g.gate.Store(true)
+	var wg sync.WaitGroup
+	var first core.Signature
+	var ferr error
+	wg.Go(func() { first, ferr = e.ks.Sign(ctx, appA, id, []byte("m")) })
+	<-g.entered
+	s, err := e.ks.Sign(ctx, appA, id, []byte("n"))
+	if err != nil || s.Version != 1 {
+		t.Fatalf("sign during the automatic rotation: version %v, %v; want the overdue version 1", s.Version, err)
+	}
+	close(g.release)
+	wg.Wait()
+	if ferr != nil || first.Version != 2 {
+		t.Fatalf("the rotating sign: version %v, %v; want 2", first.Version, ferr)
+	}
+}
+
 // gatedGenerate holds Generate in the provider, once gate is set, until
 // release is closed.
 type gatedGenerate struct {

@@ -345,6 +345,31 @@ func (k *Keystore) writeKey(id KeyID) (*entry, error) {
 	}
 }
 
+// tryWriteKey is writeKey that does not wait: ok is false when another
+// call holds the key's lock.
+func (k *Keystore) tryWriteKey(id KeyID) (e *entry, ok bool, err error) {
+	for {
+		e := k.lookup(id)
+		if !e.mu.TryLock() {
+			return nil, false, nil
+		}
+		if e.evicted.Load() {
+			e.mu.Unlock()
+			continue
+		}
+		if !e.loaded.Load() {
+			rec, err := k.load(id)
+			if err != nil {
+				e.mu.Unlock()
+				return nil, false, err
+			}
+			e.rec.Store(rec)
+			e.loaded.Store(true)
+		}
+		return e, true, nil
+	}
+}
+
 // load reads a key's metadata from storage; nil, nil if it does not exist.
 func (k *Keystore) load(id KeyID) (*record, error) {
 	path := metaPath(id)

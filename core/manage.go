@@ -634,10 +634,17 @@ func rotationDue(m *Metadata, now time.Time) bool {
 // the event of the operation that triggered it (a sign, a seal, a sweep);
 // the sink is asked to commit it with the new version and "auto-rotated".
 func (k *Keystore) autoRotate(ctx context.Context, id KeyID, ev Event) (Version, error) {
-	k.kekMu.RLock() // a handle may be made: see Keystore.kekMu
+	// A call that finds the KEK lock or the key's lock held (a KEK
+	// rotation; another call rotating this key, whose RSA key generation
+	// can take seconds) does not wait for it: it goes on with the overdue
+	// primary, and the rotation is the holder's, or the next call's or
+	// sweep's.
+	if !k.kekMu.TryRLock() { // a handle may be made: see Keystore.kekMu
+		return 0, nil
+	}
 	defer k.kekMu.RUnlock()
-	e, err := k.writeKey(id)
-	if err != nil {
+	e, ok, err := k.tryWriteKey(id)
+	if err != nil || !ok {
 		return 0, err
 	}
 	defer e.mu.Unlock()
