@@ -473,3 +473,37 @@ func TestLeftoverKEKTempRemoved(t *testing.T) {
 		t.Errorf("the KEK file changed: %v", err)
 	}
 }
+
+// TestSignsHedged: the secure provider signs ECDSA and RSA-PSS with fresh
+// randomness: two signatures of one message differ (both verify), where
+// the INSECURE test provider's repeat.
+func TestSignsHedged(t *testing.T) {
+	p, err := New(Config{KEK: secret.New(bytes.Repeat([]byte{1}, 32))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := alg.Default()
+	for _, a := range []provider.Algorithm{provider.ECDSAP256, provider.ECDSAP384, provider.RSA2048PSS, provider.MLDSA44} {
+		id, err := provider.NewKeyID("app", "hedged", string(a))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := provider.KeyRef{ID: id, Version: 1, Algorithm: a, Use: provider.UseSign, Provider: Name}
+		g, err := p.Generate(context.Background(), ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s1, err1 := p.Sign(context.Background(), ref, g.Handle, []byte("m"))
+		s2, err2 := p.Sign(context.Background(), ref, g.Handle, []byte("m"))
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		spec, err := reg.Lookup(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Equal(s1, s2) || !spec.Verify(g.PublicKey, []byte("m"), s1) || !spec.Verify(g.PublicKey, []byte("m"), s2) {
+			t.Fatalf("%s: two signatures of one message equal=%v; want two different valid ones", a, bytes.Equal(s1, s2))
+		}
+	}
+}
