@@ -41,8 +41,9 @@ type KeySigner interface {
 // Public returns ed25519.PublicKey (ed25519, ed25519ph), *ecdsa.PublicKey,
 // *rsa.PublicKey, or circl's ed448.PublicKey and *mldsa44/65/87.PublicKey.
 // Sign honours opts as the standard library's keys do, and refuses what
-// the key cannot make (ErrInvalid for a wrong hash, ErrNotSupported for
-// a scheme the key does not have):
+// the key cannot make: ErrInvalid for a wrong hash or padding (PSS options
+// for a PKCS #1 v1.5 key, a plain hash for a PSS key, another salt
+// length), ErrNotSupported for a context or a mode the key does not have:
 //
 //	ed25519, ed448, ml-dsa-*   opts.HashFunc() 0: the message itself (at
 //	                           most 64 KiB); no Ed25519/Ed448 context

@@ -24,9 +24,10 @@
 // A long call (at least LongCost: an RSA key generation, which takes up
 // to seconds) first waits for its app's turn (an app has one long call at
 // a pass at a time) and then for one of Workers-1 long-call passes (one
-// when Workers is 1), so that long calls never hold every slot of two or
-// more: however many apps generate RSA keys at once, one slot is left for
-// everything else, and one app's many generations hold one pass, not all.
+// when Workers is 1, which a long call then holds alone), so that with two
+// or more slots long calls never hold them all: however many apps generate
+// RSA keys at once, one slot is left for everything else, and one app's
+// many generations hold one pass, not all.
 //
 // Wrap puts a Scheduler in front of a provider.Provider.
 package fairsched
