@@ -109,7 +109,7 @@ func (k *Keystore) generate(ctx context.Context, vr *versionRT) ([]byte, error) 
 }
 
 // defaultAlgorithm is the algorithm of a key created without one: the
-// first of DefaultAlgorithms[use] the provider offers (use 0 means
+// first of DefaultAlgorithms(use) the provider offers (use 0 means
 // decrypt).
 func (k *Keystore) defaultAlgorithm(use Use) (Algorithm, error) {
 	if use == 0 {
@@ -118,7 +118,7 @@ func (k *Keystore) defaultAlgorithm(use Use) (Algorithm, error) {
 	if !use.Valid() {
 		return "", provider.Errorf(provider.EINVAL, "invalid use")
 	}
-	for _, a := range DefaultAlgorithms[use] {
+	for _, a := range defaultAlgorithms[use] {
 		if k.info.Supports(a) {
 			if _, err := k.reg.Lookup(a); err == nil {
 				return a, nil

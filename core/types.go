@@ -196,14 +196,12 @@ type CreateOptions struct {
 	Policy Policy
 }
 
-// DefaultAlgorithm is the algorithm of a key created without an
-// algorithm or use, when the provider offers it.
-const DefaultAlgorithm = provider.XChaCha20Poly1305
-
-// DefaultAlgorithms lists, for each use, the algorithms a key created
+// DefaultAlgorithms returns, for use, the algorithms a key created
 // without one gets: the first the provider offers. A provider that offers
 // none of a use's is ENOTSUP for it.
-var DefaultAlgorithms = map[Use][]Algorithm{
+func DefaultAlgorithms(use Use) []Algorithm { return slices.Clone(defaultAlgorithms[use]) }
+
+var defaultAlgorithms = map[Use][]Algorithm{
 	provider.UseSign: {provider.Ed25519, provider.ECDSAP256, provider.ECDSAP384, provider.Ed448,
 		provider.RSA3072PSS, provider.RSA2048PSS, provider.RSA4096PSS, provider.MLDSA65},
 	provider.UseDecrypt: {provider.XChaCha20Poly1305, provider.AES256GCM, provider.ChaCha20Poly1305},
