@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nexus-os/keystored/core"
 	"github.com/nexus-os/keystored/core/provider"
@@ -405,7 +406,10 @@ func TestSlowGenerateBlocksNoSigner(t *testing.T) {
 		}
 	})
 	<-g.entered
-	// Generation is in the provider: every other call still runs.
+	// Generation is in the provider: every other call still runs (bounded,
+	// so that a regression fails instead of hanging).
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	if _, err := e.ks.Sign(ctx, appA, sid, []byte("m")); err != nil {
 		t.Fatalf("sign during a slow generate: %v", err)
 	}
@@ -440,7 +444,9 @@ func TestAutoRotationBlocksNoSigner(t *testing.T) {
 	var ferr error
 	wg.Go(func() { first, ferr = e.ks.Sign(ctx, appA, id, []byte("m")) })
 	<-g.entered
-	s, err := e.ks.Sign(ctx, appA, id, []byte("n"))
+	bounded, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	s, err := e.ks.Sign(bounded, appA, id, []byte("n"))
 	if err != nil || s.Version != 1 {
 		t.Fatalf("sign during the automatic rotation: version %v, %v; want the overdue version 1", s.Version, err)
 	}

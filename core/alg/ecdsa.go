@@ -58,7 +58,7 @@ func ecdsaSpec(name provider.Algorithm, id uint8, curve elliptic.Curve, hash cry
 		},
 		verify: func(pub, msg, sig []byte) bool {
 			h := hash.New()
-			_, _ = h.Write(msg)
+			_, _ = h.Write(msg) // hash.Hash.Write never fails
 			return verifyDigest(pub, h.Sum(nil), sig)
 		},
 		verifyDigest: verifyDigest,
@@ -85,7 +85,7 @@ func ecdsaSpec(name provider.Algorithm, id uint8, curve elliptic.Curve, hash cry
 			return signFuncs{
 				sign: func(msg []byte) ([]byte, error) {
 					h := hash.New()
-					_, _ = h.Write(msg)
+					_, _ = h.Write(msg) // hash.Hash.Write never fails
 					return signDigest(h.Sum(nil))
 				},
 				signDigest: signDigest,
