@@ -162,24 +162,31 @@ func (e *Engine) Generate(ctx context.Context, ref provider.KeyRef) (provider.Ge
 	return provider.Generated{PublicKey: pub, Handle: h}, nil
 }
 
-// Sign signs msg with the key of h.
-func (e *Engine) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+// keyFor makes the checks Sign, SignDigest and MAC share, in the
+// contract's order (context, ref, the operation's input, handle, use),
+// and returns the unwrapped key of h.
+func (e *Engine) keyFor(ctx context.Context, ref provider.KeyRef, h provider.Handle, input func() error, use provider.Use, op string) (*entry, error) {
 	if err := provider.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	if err := e.checkRef(ref); err != nil {
 		return nil, err
 	}
-	if err := provider.CheckSign(msg); err != nil {
+	if err := input(); err != nil {
 		return nil, err
 	}
 	if err := checkHandle(ref, h); err != nil {
 		return nil, err
 	}
-	if err := needUse(ref, provider.UseSign, "sign"); err != nil {
+	if err := needUse(ref, use, op); err != nil {
 		return nil, err
 	}
-	ent, err := e.key(ref, h)
+	return e.key(ref, h)
+}
+
+// Sign signs msg with the key of h.
+func (e *Engine) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
+	ent, err := e.keyFor(ctx, ref, h, func() error { return provider.CheckSign(msg) }, provider.UseSign, "sign")
 	if err != nil {
 		return nil, err
 	}
@@ -189,22 +196,7 @@ func (e *Engine) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handl
 // SignDigest signs digest, a hash of a message under hash, with the key
 // of h.
 func (e *Engine) SignDigest(ctx context.Context, ref provider.KeyRef, h provider.Handle, hash crypto.Hash, digest []byte) ([]byte, error) {
-	if err := provider.CheckContext(ctx); err != nil {
-		return nil, err
-	}
-	if err := e.checkRef(ref); err != nil {
-		return nil, err
-	}
-	if err := provider.CheckDigest(hash, digest); err != nil {
-		return nil, err
-	}
-	if err := checkHandle(ref, h); err != nil {
-		return nil, err
-	}
-	if err := needUse(ref, provider.UseSign, "sign"); err != nil {
-		return nil, err
-	}
-	ent, err := e.key(ref, h)
+	ent, err := e.keyFor(ctx, ref, h, func() error { return provider.CheckDigest(hash, digest) }, provider.UseSign, "sign")
 	if err != nil {
 		return nil, err
 	}
@@ -213,22 +205,7 @@ func (e *Engine) SignDigest(ctx context.Context, ref provider.KeyRef, h provider
 
 // MAC returns the tag of msg under the key of h.
 func (e *Engine) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
-	if err := provider.CheckContext(ctx); err != nil {
-		return nil, err
-	}
-	if err := e.checkRef(ref); err != nil {
-		return nil, err
-	}
-	if err := provider.CheckMAC(msg); err != nil {
-		return nil, err
-	}
-	if err := checkHandle(ref, h); err != nil {
-		return nil, err
-	}
-	if err := needUse(ref, provider.UseMAC, "mac"); err != nil {
-		return nil, err
-	}
-	ent, err := e.key(ref, h)
+	ent, err := e.keyFor(ctx, ref, h, func() error { return provider.CheckMAC(msg) }, provider.UseMAC, "mac")
 	if err != nil {
 		return nil, err
 	}
