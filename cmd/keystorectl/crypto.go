@@ -127,14 +127,7 @@ a signature made with or without --digest verifies either way.`,
 				}
 				return signHint(err, "verify", hash)
 			}
-			if a.json {
-				return a.emit(struct {
-					Key     string `json:"key"`
-					Version uint32 `json:"version"`
-					Valid   bool   `json:"valid"`
-				}{key, version, true})
-			}
-			return a.printf("valid signature by %s\n", ref)
+			return a.printValid(key, version, "signature by "+ref)
 		},
 	}
 	cmd.Flags().StringVar(&in, "in", "", "read the message from FILE (default stdin)")
@@ -284,14 +277,7 @@ does not match; a revoked key gives EKEYREVOKED (exit 128).`,
 				}
 				return macHint(err, "verify-mac")
 			}
-			if a.json {
-				return a.emit(struct {
-					Key     string `json:"key"`
-					Version uint32 `json:"version"`
-					Valid   bool   `json:"valid"`
-				}{key, version, true})
-			}
-			return a.printf("valid tag by %s\n", ref)
+			return a.printValid(key, version, "tag by "+ref)
 		},
 	}
 	cmd.Flags().StringVar(&in, "in", "", "read the message from FILE (default stdin)")
@@ -508,4 +494,17 @@ func (a *app) readSigAndMessage(sigFile, in string) (sig, msg []byte, err error)
 		return nil, nil, err
 	}
 	return sig, msg, nil
+}
+
+// printValid reports a signature or tag that verified: {"key","version",
+// "valid":true} with --json, else "valid <what>".
+func (a *app) printValid(key string, version uint32, what string) error {
+	if a.json {
+		return a.emit(struct {
+			Key     string `json:"key"`
+			Version uint32 `json:"version"`
+			Valid   bool   `json:"valid"`
+		}{key, version, true})
+	}
+	return a.printf("valid %s\n", what)
 }
