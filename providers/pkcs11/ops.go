@@ -169,34 +169,18 @@ func (p *tokenProvider) Seal(ctx context.Context, ref provider.KeyRef, h provide
 
 // SealAppend is Seal appending its output to dst (provider.SealAppender).
 func (p *tokenProvider) SealAppend(ctx context.Context, dst []byte, ref provider.KeyRef, h provider.Handle, plaintext, aad []byte) ([]byte, error) {
-	if err := provider.CheckContext(ctx); err != nil {
-		return nil, err
-	}
-	if err := p.checkRef(ref); err != nil {
-		return nil, err
-	}
-	if err := provider.CheckSeal(plaintext, aad); err != nil {
-		return nil, err
-	}
-	k, err := p.prepare(ref, h, provider.UseDecrypt, "seal")
+	k, err := p.begin(ctx, ref, h, func() error { return provider.CheckSeal(plaintext, aad) }, provider.UseDecrypt, "seal")
 	if err != nil {
 		return nil, err
 	}
-	done, err := p.enter()
-	if err != nil {
-		return nil, err
-	}
-	defer done()
 	var iv, ct []byte
-	err = p.run(ctx, func(sh p11.SessionHandle) error {
-		return p.withKey(sh, ref, k.id, p11.CKO_SECRET_KEY, func(obj p11.ObjectHandle) error {
-			var err error
-			iv, ct, err = p.encrypt(sh, obj, plaintext, aad)
-			return err
-		})
+	err = p.useObject(ctx, ref, k, p11.CKO_SECRET_KEY, func(sh p11.SessionHandle, obj p11.ObjectHandle) error {
+		var err error
+		iv, ct, err = p.encrypt(sh, obj, plaintext, aad)
+		return err
 	})
 	if err != nil {
-		return nil, mapErr(keyMsg(ref), err)
+		return nil, err
 	}
 	out := append(dst, iv...)
 	return append(out, ct...), nil
@@ -229,34 +213,18 @@ func (p *tokenProvider) encrypt(sh p11.SessionHandle, obj p11.ObjectHandle, plai
 // Open authenticates and decrypts sealed (IV ‖ ciphertext ‖ tag). Any
 // failure to authenticate is EBADMSG with no output.
 func (p *tokenProvider) Open(ctx context.Context, ref provider.KeyRef, h provider.Handle, sealed, aad []byte) ([]byte, error) {
-	if err := provider.CheckContext(ctx); err != nil {
-		return nil, err
-	}
-	if err := p.checkRef(ref); err != nil {
-		return nil, err
-	}
-	if err := provider.CheckOpen(sealed, aad); err != nil {
-		return nil, err
-	}
-	k, err := p.prepare(ref, h, provider.UseDecrypt, "open")
+	k, err := p.begin(ctx, ref, h, func() error { return provider.CheckOpen(sealed, aad) }, provider.UseDecrypt, "open")
 	if err != nil {
 		return nil, err
 	}
-	done, err := p.enter()
-	if err != nil {
-		return nil, err
-	}
-	defer done()
 	var pt []byte
-	err = p.run(ctx, func(sh p11.SessionHandle) error {
-		return p.withKey(sh, ref, k.id, p11.CKO_SECRET_KEY, func(obj p11.ObjectHandle) error {
-			var err error
-			pt, err = p.decrypt(sh, obj, sealed, aad)
-			return err
-		})
+	err = p.useObject(ctx, ref, k, p11.CKO_SECRET_KEY, func(sh p11.SessionHandle, obj p11.ObjectHandle) error {
+		var err error
+		pt, err = p.decrypt(sh, obj, sealed, aad)
+		return err
 	})
 	if err != nil {
-		return nil, mapErr(keyMsg(ref), err)
+		return nil, err
 	}
 	return pt, nil
 }

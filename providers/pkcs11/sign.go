@@ -3,8 +3,6 @@ package pkcs11
 import (
 	"context"
 	"crypto"
-	"crypto/sha256"
-	"crypto/sha512"
 
 	p11 "github.com/miekg/pkcs11"
 
@@ -17,16 +15,7 @@ import (
 // is computed here (the token gets 32 to 64 bytes whatever the size of
 // msg), so that Sign(msg) is SignDigest of msg's digest.
 func (p *tokenProvider) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
-	if err := provider.CheckContext(ctx); err != nil {
-		return nil, err
-	}
-	if err := p.checkRef(ref); err != nil {
-		return nil, err
-	}
-	if err := provider.CheckSign(msg); err != nil {
-		return nil, err
-	}
-	k, err := p.prepare(ref, h, provider.UseSign, "sign")
+	k, err := p.begin(ctx, ref, h, func() error { return provider.CheckSign(msg) }, provider.UseSign, "sign")
 	if err != nil {
 		return nil, err
 	}
@@ -43,16 +32,7 @@ func (p *tokenProvider) Sign(ctx context.Context, ref provider.KeyRef, h provide
 // algorithm's or a digest of the wrong size). The signature is the one
 // Sign gives for that message.
 func (p *tokenProvider) SignDigest(ctx context.Context, ref provider.KeyRef, h provider.Handle, hash crypto.Hash, digest []byte) ([]byte, error) {
-	if err := provider.CheckContext(ctx); err != nil {
-		return nil, err
-	}
-	if err := p.checkRef(ref); err != nil {
-		return nil, err
-	}
-	if err := provider.CheckDigest(hash, digest); err != nil {
-		return nil, err
-	}
-	k, err := p.prepare(ref, h, provider.UseSign, "sign")
+	k, err := p.begin(ctx, ref, h, func() error { return provider.CheckDigest(hash, digest) }, provider.UseSign, "sign")
 	if err != nil {
 		return nil, err
 	}
@@ -66,42 +46,27 @@ func (p *tokenProvider) SignDigest(ctx context.Context, ref provider.KeyRef, h p
 // without a hash (pure EdDSA), else msg's digest under the algorithm's
 // hash.
 func signInput(spec *alg.Spec, msg []byte) ([]byte, error) {
-	switch spec.Hash {
-	case 0:
+	if spec.Hash == 0 {
 		return msg, nil
-	case crypto.SHA256:
-		d := sha256.Sum256(msg)
-		return d[:], nil
-	case crypto.SHA384:
-		d := sha512.Sum384(msg)
-		return d[:], nil
-	case crypto.SHA512:
-		d := sha512.Sum512(msg)
-		return d[:], nil
 	}
-	return nil, provider.Errorf(provider.ENOTSUP, "%s hashes with a hash the provider does not know", string(spec.Name))
+	if _, ok := provider.HashName(spec.Hash); !ok || !spec.Hash.Available() {
+		return nil, provider.Errorf(provider.ENOTSUP, "%s hashes with a hash the provider does not know", string(spec.Name))
+	}
+	h := spec.Hash.New()
+	_, _ = h.Write(msg) // hash.Hash.Write never fails
+	return h.Sum(nil), nil
 }
 
 // sign signs in (a message or a digest, see signInput) with the private
 // key of k.
 func (p *tokenProvider) sign(ctx context.Context, ref provider.KeyRef, k keyed, in []byte) ([]byte, error) {
-	done, err := p.enter()
-	if err != nil {
-		return nil, err
-	}
-	defer done()
 	var sig []byte
-	err = p.run(ctx, func(sh p11.SessionHandle) error {
-		return p.withKey(sh, ref, k.id, p11.CKO_PRIVATE_KEY, func(obj p11.ObjectHandle) error {
-			var err error
-			sig, err = p.signOnce(sh, obj, k.spec, k.sc, in)
-			return err
-		})
+	err := p.useObject(ctx, ref, k, p11.CKO_PRIVATE_KEY, func(sh p11.SessionHandle, obj p11.ObjectHandle) error {
+		var err error
+		sig, err = p.signOnce(sh, obj, k.spec, k.sc, in)
+		return err
 	})
-	if err != nil {
-		return nil, mapErr(keyMsg(ref), err)
-	}
-	return sig, nil
+	return sig, err
 }
 
 // signMechanism returns the mechanism that signs in for the scheme and
@@ -164,34 +129,18 @@ func (p *tokenProvider) signOnce(sh p11.SessionHandle, obj p11.ObjectHandle, spe
 // (CKM_SHA256_HMAC, CKM_SHA384_HMAC, CKM_SHA512_HMAC): the full tag,
 // never truncated.
 func (p *tokenProvider) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
-	if err := provider.CheckContext(ctx); err != nil {
-		return nil, err
-	}
-	if err := p.checkRef(ref); err != nil {
-		return nil, err
-	}
-	if err := provider.CheckMAC(msg); err != nil {
-		return nil, err
-	}
-	k, err := p.prepare(ref, h, provider.UseMAC, "mac")
+	k, err := p.begin(ctx, ref, h, func() error { return provider.CheckMAC(msg) }, provider.UseMAC, "mac")
 	if err != nil {
 		return nil, err
 	}
-	done, err := p.enter()
-	if err != nil {
-		return nil, err
-	}
-	defer done()
 	var tag []byte
-	err = p.run(ctx, func(sh p11.SessionHandle) error {
-		return p.withKey(sh, ref, k.id, p11.CKO_SECRET_KEY, func(obj p11.ObjectHandle) error {
-			var err error
-			tag, err = p.macOnce(sh, obj, k.spec, k.sc, msg)
-			return err
-		})
+	err = p.useObject(ctx, ref, k, p11.CKO_SECRET_KEY, func(sh p11.SessionHandle, obj p11.ObjectHandle) error {
+		var err error
+		tag, err = p.macOnce(sh, obj, k.spec, k.sc, msg)
+		return err
 	})
 	if err != nil {
-		return nil, mapErr(keyMsg(ref), err)
+		return nil, err
 	}
 	return tag, nil
 }
@@ -213,4 +162,34 @@ func (p *tokenProvider) macOnce(sh p11.SessionHandle, obj p11.ObjectHandle, spec
 		return nil, provider.Errorf(provider.EIO, "token returned a %d-byte %s tag", len(tag), string(spec.Name))
 	}
 	return tag, nil
+}
+
+// begin makes the checks every keyed operation shares, in the contract's
+// order (context, ref, the operation's input, handle, use), and returns
+// the key of h.
+func (p *tokenProvider) begin(ctx context.Context, ref provider.KeyRef, h provider.Handle, input func() error, use provider.Use, op string) (keyed, error) {
+	if err := provider.CheckContext(ctx); err != nil {
+		return keyed{}, err
+	}
+	if err := p.checkRef(ref); err != nil {
+		return keyed{}, err
+	}
+	if err := input(); err != nil {
+		return keyed{}, err
+	}
+	return p.prepare(ref, h, use, op)
+}
+
+// useObject runs fn on a session with k's object of class (entered,
+// retried after a token reset), and returns its error as a contract error.
+func (p *tokenProvider) useObject(ctx context.Context, ref provider.KeyRef, k keyed, class uint, fn func(sh p11.SessionHandle, obj p11.ObjectHandle) error) error {
+	done, err := p.enter()
+	if err != nil {
+		return err
+	}
+	defer done()
+	err = p.run(ctx, func(sh p11.SessionHandle) error {
+		return p.withKey(sh, ref, k.id, class, func(obj p11.ObjectHandle) error { return fn(sh, obj) })
+	})
+	return mapErr(keyMsg(ref), err)
 }
