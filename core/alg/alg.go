@@ -74,7 +74,8 @@ type Spec struct {
 
 	// key generation: nil when the material is the randomness itself
 	newMaterial func(random []byte, deterministic bool) ([]byte, error)
-	// sign
+	// sign: verify is nil for algorithms with a Hash, whose messages are
+	// verified (and signed) as their digests
 	verify       func(pub, msg, sig []byte) bool
 	verifyDigest func(pub []byte, digest, sig []byte) bool // nil unless Hash is set
 	newSigner    func(material []byte, hedged bool) (signFuncs, []byte, error)
@@ -86,7 +87,8 @@ type Spec struct {
 }
 
 // signFuncs are the signing operations of one unwrapped key: sign a whole
-// message and, for algorithms with a Hash, a digest of that hash.
+// message (algorithms without a Hash) or a digest of that hash (the
+// others, whose messages Signer.Sign hashes).
 type signFuncs struct {
 	sign       func(msg []byte) ([]byte, error)
 	signDigest func(digest []byte) ([]byte, error)
@@ -112,10 +114,10 @@ func NewRegistry(specs ...Spec) (*Registry, error) {
 		switch {
 		case s.Name == "" || s.ID == 0 || !s.Use.Valid():
 			return nil, provider.Errorf(provider.EINVAL, "algorithm spec %d lacks a name, ID or use", i)
-		case s.Use == provider.UseSign && (s.verify == nil || s.newSigner == nil || s.PublicKeySize <= 0 || s.SignatureSize <= 0):
+		case s.Use == provider.UseSign && (s.newSigner == nil || s.PublicKeySize <= 0 || s.SignatureSize <= 0):
 			return nil, provider.Errorf(provider.EINVAL, "algorithm %s has no signature implementation", string(s.Name))
-		case s.Use == provider.UseSign && s.Hash != 0 && s.verifyDigest == nil:
-			return nil, provider.Errorf(provider.EINVAL, "algorithm %s has a hash but no digest verification", string(s.Name))
+		case s.Use == provider.UseSign && (s.Hash == 0) == (s.verify == nil) || s.Hash != 0 && s.verifyDigest == nil:
+			return nil, provider.Errorf(provider.EINVAL, "algorithm %s needs message verification without a hash, digest verification with one", string(s.Name))
 		case s.Use == provider.UseDecrypt && (s.newAEAD == nil || s.NonceSize <= 0 || s.Overhead <= 0):
 			return nil, provider.Errorf(provider.EINVAL, "algorithm %s has no AEAD implementation", string(s.Name))
 		case s.Use == provider.UseMAC && (s.newMAC == nil || s.MACSize <= 0 || s.MACSize > provider.MaxMAC):
@@ -242,10 +244,20 @@ func (s *Spec) NewMaterial(random []byte, deterministic bool) ([]byte, error) {
 // Verify reports whether sig is a valid signature of msg under the public
 // key pub. Wrong sizes are invalid signatures, never panics.
 func (s *Spec) Verify(pub, msg, sig []byte) bool {
-	if s.verify == nil || !sizeOK(len(pub), s.PublicKeySize, s.PublicKeyVaries) || !s.SignatureSizeOK(len(sig)) {
+	if s.Use != provider.UseSign || !sizeOK(len(pub), s.PublicKeySize, s.PublicKeyVaries) || !s.SignatureSizeOK(len(sig)) {
 		return false
 	}
+	if s.Hash != 0 {
+		return s.verifyDigest(pub, digest(s.Hash, msg), sig)
+	}
 	return s.verify(pub, msg, sig)
+}
+
+// digest returns msg's hash under h.
+func digest(h crypto.Hash, msg []byte) []byte {
+	d := h.New()
+	_, _ = d.Write(msg) // hash.Hash.Write never fails
+	return d.Sum(nil)
 }
 
 // CheckDigest checks a digest to be signed or verified with this
@@ -305,8 +317,13 @@ func (s *Spec) NewSigner(material []byte, hedged bool) (*Signer, error) {
 	return &Signer{spec: s, f: f, public: pub}, nil
 }
 
-// Sign signs msg.
-func (k *Signer) Sign(msg []byte) ([]byte, error) { return k.f.sign(msg) }
+// Sign signs msg: itself, or for an algorithm with a Hash its digest.
+func (k *Signer) Sign(msg []byte) ([]byte, error) {
+	if k.spec.Hash != 0 {
+		return k.f.signDigest(digest(k.spec.Hash, msg))
+	}
+	return k.f.sign(msg)
+}
 
 // SignDigest signs the message whose hash digest is. It refuses what
 // Spec.CheckDigest refuses.

@@ -56,11 +56,6 @@ func ecdsaSpec(name provider.Algorithm, id uint8, curve elliptic.Curve, hash cry
 			clear(c)
 			return nil, provider.Errorf(provider.EIO, "%s key generation found no valid scalar", string(name))
 		},
-		verify: func(pub, msg, sig []byte) bool {
-			h := hash.New()
-			_, _ = h.Write(msg) // hash.Hash.Write never fails
-			return verifyDigest(pub, h.Sum(nil), sig)
-		},
 		verifyDigest: verifyDigest,
 		newSigner: func(material []byte, hedged bool) (signFuncs, []byte, error) {
 			k, err := ecdsa.ParseRawPrivateKey(curve, material)
@@ -83,11 +78,6 @@ func ecdsaSpec(name provider.Algorithm, id uint8, curve elliptic.Curve, hash cry
 				return sig, nil
 			}
 			return signFuncs{
-				sign: func(msg []byte) ([]byte, error) {
-					h := hash.New()
-					_, _ = h.Write(msg) // hash.Hash.Write never fails
-					return signDigest(h.Sum(nil))
-				},
 				signDigest: signDigest,
 			}, pub, nil
 		},

@@ -3,7 +3,6 @@ package alg
 import (
 	"crypto"
 	"crypto/ed25519"
-	"crypto/sha512"
 
 	"github.com/nexus-os/keystored/core/provider"
 )
@@ -23,10 +22,6 @@ func ed25519phSpec() Spec {
 		SecretSize: ed25519.SeedSize, PublicKeySize: ed25519.PublicKeySize, SignatureSize: ed25519.SignatureSize,
 		Hash: crypto.SHA512,
 		Cost: 1, GenerateCost: 1, CostPerMiB: 100,
-		verify: func(pub, msg, sig []byte) bool {
-			d := sha512.Sum512(msg)
-			return verifyDigest(pub, d[:], sig)
-		},
 		verifyDigest: verifyDigest,
 		newSigner: func(seed []byte, _ bool) (signFuncs, []byte, error) {
 			k := ed25519.NewKeyFromSeed(seed)
@@ -38,10 +33,6 @@ func ed25519phSpec() Spec {
 				return sig, nil
 			}
 			return signFuncs{
-				sign: func(msg []byte) ([]byte, error) {
-					d := sha512.Sum512(msg)
-					return signDigest(d[:])
-				},
 				signDigest: signDigest,
 			}, append([]byte(nil), k[32:]...), nil
 		},

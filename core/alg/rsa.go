@@ -74,10 +74,6 @@ func rsaSpec(name provider.Algorithm, id uint8, bits int, pss bool, cost, genera
 			}
 			return x509.MarshalPKCS1PrivateKey(k), nil
 		},
-		verify: func(pub, msg, sig []byte) bool {
-			d := sha256.Sum256(msg)
-			return verifyDigest(pub, d[:], sig)
-		},
 		verifyDigest: verifyDigest,
 		newSigner: func(material []byte, hedged bool) (signFuncs, []byte, error) {
 			k, err := x509.ParsePKCS1PrivateKey(material)
@@ -108,10 +104,6 @@ func rsaSpec(name provider.Algorithm, id uint8, bits int, pss bool, cost, genera
 				return sig, nil
 			}
 			return signFuncs{
-				sign: func(msg []byte) ([]byte, error) {
-					d := sha256.Sum256(msg)
-					return signDigest(d[:])
-				},
 				signDigest: signDigest,
 			}, pub, nil
 		},
