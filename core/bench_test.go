@@ -275,7 +275,8 @@ func BenchmarkRatiosKeyTypes(b *testing.B) {
 		a    core.Algorithm
 		bits int
 		pss  bool
-	}{{provider.RSA2048PSS, 2048, true}, {provider.RSA2048PKCS1, 2048, false}, {provider.RSA3072PSS, 3072, true}, {provider.RSA4096PSS, 4096, true}} {
+	}{{provider.RSA2048PSS, 2048, true}, {provider.RSA2048PKCS1, 2048, false}, {provider.RSA3072PSS, 3072, true}, {provider.RSA3072PKCS1, 3072, false},
+		{provider.RSA4096PSS, 4096, true}, {provider.RSA4096PKCS1, 4096, false}} {
 		k, err := rsa.GenerateKey(rand.Reader, c.bits)
 		if err != nil {
 			b.Fatal(err)
@@ -303,7 +304,7 @@ func BenchmarkRatiosKeyTypes(b *testing.B) {
 	for _, c := range []struct {
 		a       core.Algorithm
 		newHash func() hash.Hash
-	}{{provider.HMACSHA256, sha256.New}, {provider.HMACSHA512, sha512.New}} {
+	}{{provider.HMACSHA256, sha256.New}, {provider.HMACSHA384, sha512.New384}, {provider.HMACSHA512, sha512.New}} {
 		ks, id := benchKeystore(b, c.a)
 		key := make([]byte, c.newHash().Size())
 		if _, err := rand.Read(key); err != nil {
