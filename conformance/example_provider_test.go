@@ -250,3 +250,15 @@ func ExampleRun() {
 	// verifies: true
 	// under another ref: handle was not made for example/signing/release@2
 }
+
+func (*memProvider) Decrypt(context.Context, provider.KeyRef, provider.Handle, []byte, []byte, []byte, []byte) ([]byte, error) {
+	return nil, provider.Errorf(provider.ENOTSUP, "memProvider: no HPKE")
+}
+
+func (*memProvider) NewImportKey(context.Context, provider.KeyRef) (provider.Generated, error) {
+	return provider.Generated{}, provider.Errorf(provider.ENOTSUP, "memProvider: no import")
+}
+
+func (*memProvider) Import(context.Context, provider.KeyRef, provider.KeyRef, provider.Handle, []byte, []byte) (provider.Generated, error) {
+	return provider.Generated{}, provider.Errorf(provider.ENOTSUP, "memProvider: no import")
+}

@@ -123,6 +123,27 @@ func (r *provRecorder) MAC(ctx context.Context, ref provider.KeyRef, h provider.
 	return r.p.MAC(ctx, ref, h, msg)
 }
 
+// Decrypt implements provider.Provider.
+func (r *provRecorder) Decrypt(ctx context.Context, ref provider.KeyRef, h provider.Handle, enc, ciphertext, info, aad []byte) (pt []byte, err error) {
+	defer func() { err = r.note("Decrypt "+ref.String(), err) }()
+	defer recoverInto("Decrypt", &err)
+	return r.p.Decrypt(ctx, ref, h, enc, ciphertext, info, aad)
+}
+
+// NewImportKey implements provider.Provider.
+func (r *provRecorder) NewImportKey(ctx context.Context, wrap provider.KeyRef) (g provider.Generated, err error) {
+	defer func() { err = r.note("NewImportKey "+wrap.String(), err) }()
+	defer recoverInto("NewImportKey", &err)
+	return r.p.NewImportKey(ctx, wrap)
+}
+
+// Import implements provider.Provider.
+func (r *provRecorder) Import(ctx context.Context, ref provider.KeyRef, wrap provider.KeyRef, wh provider.Handle, enc, wrapped []byte) (g provider.Generated, err error) {
+	defer func() { err = r.note("Import "+ref.String(), err) }()
+	defer recoverInto("Import", &err)
+	return r.p.Import(ctx, ref, wrap, wh, enc, wrapped)
+}
+
 // Seal implements provider.Provider.
 func (r *provRecorder) Seal(ctx context.Context, ref provider.KeyRef, h provider.Handle, plaintext, aad []byte) (out []byte, err error) {
 	defer func() { err = r.note("Seal "+ref.String(), err) }()

@@ -13,26 +13,31 @@ type Op uint8
 
 // Operations.
 const (
-	_               Op = iota
-	OpCreate           // create
-	OpGet              // get
-	OpList             // list
-	OpRotate           // rotate
-	OpRevoke           // revoke
-	OpRevokeVersion    // revoke-version
-	OpDestroy          // destroy
-	OpSetPolicy        // set-policy
-	OpSign             // sign
-	OpVerify           // verify
-	OpSeal             // seal
-	OpUnseal           // unseal
-	OpRewrap           // rewrap
-	OpPublicKey        // public-key
-	OpSweep            // sweep
-	OpKEKStatus        // kek-status
-	OpKEKRotate        // kek-rotate
-	OpMAC              // mac
-	OpVerifyMAC        // verify-mac
+	_                                 Op = iota
+	OpCreate                             // create
+	OpGet                                // get
+	OpList                               // list
+	OpRotate                             // rotate
+	OpRevoke                             // revoke
+	OpRevokeVersion                      // revoke-version
+	OpDestroy                            // destroy
+	OpSetPolicy                          // set-policy
+	OpSign                               // sign
+	OpVerify                             // verify
+	OpSeal                               // seal
+	OpUnseal                             // unseal
+	OpRewrap                             // rewrap
+	OpPublicKey                          // public-key
+	OpSweep                              // sweep
+	OpKEKStatus                          // kek-status
+	OpKEKRotate                          // kek-rotate
+	OpMAC                                // mac
+	OpVerifyMAC                          // verify-mac
+	OpGenerateDataKey                    // generate-data-key
+	OpGenerateDataKeyWithoutPlaintext    // generate-data-key-without-plaintext
+	OpDecrypt                            // decrypt
+	OpImportParameters                   // import-parameters
+	OpImport                             // import
 	opEnd
 )
 
@@ -42,6 +47,8 @@ var opNames = [opEnd]string{
 	OpSign: "sign", OpVerify: "verify", OpSeal: "seal", OpUnseal: "unseal", OpRewrap: "rewrap",
 	OpPublicKey: "public-key", OpSweep: "sweep", OpKEKStatus: "kek-status", OpKEKRotate: "kek-rotate",
 	OpMAC: "mac", OpVerifyMAC: "verify-mac",
+	OpGenerateDataKey: "generate-data-key", OpGenerateDataKeyWithoutPlaintext: "generate-data-key-without-plaintext",
+	OpDecrypt: "decrypt", OpImportParameters: "import-parameters", OpImport: "import",
 }
 
 // String returns the operation's name, e.g. "revoke-version".

@@ -232,18 +232,18 @@ var aadPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }
 // is rotated first.
 func (k *Keystore) Seal(ctx context.Context, c Caller, id KeyID, plaintext, aad []byte) (Sealed, error) {
 	ev := k.event(c, OpSeal, id.String(), 0)
-	s, err := k.seal(ctx, c, id, plaintext, aad, &ev)
+	s, err := k.seal(ctx, c, OpSeal, id, plaintext, aad, &ev)
 	return audited(ctx, k, &ev, s, err)
 }
 
-func (k *Keystore) seal(ctx context.Context, c Caller, id KeyID, plaintext, aad []byte, ev *Event) (Sealed, error) {
+func (k *Keystore) seal(ctx context.Context, c Caller, op Op, id KeyID, plaintext, aad []byte, ev *Event) (Sealed, error) {
 	switch {
 	case len(plaintext) > provider.MaxSealPlaintext:
 		return Sealed{}, provider.Errorf(provider.EMSGSIZE, "plaintext over %d bytes", provider.MaxSealPlaintext)
 	case len(aad) > provider.MaxAAD:
 		return Sealed{}, provider.Errorf(provider.EMSGSIZE, "AAD over %d bytes", provider.MaxAAD)
 	}
-	t, err := k.resolve(ctx, c, OpSeal, id, provider.UseDecrypt, pickPrimary, ev)
+	t, err := k.resolve(ctx, c, op, id, provider.UseDecrypt, pickPrimary, ev)
 	if err != nil {
 		return Sealed{}, err
 	}
@@ -401,7 +401,7 @@ func (k *Keystore) rewrap(ctx context.Context, c Caller, id KeyID, sealed, aad [
 	defer u.wipe()
 	// The seal's event is the rewrap's: an automatic rotation commits it.
 	sev := *ev
-	out, err := k.seal(ctx, c, id, u.Plaintext, aad, &sev)
+	out, err := k.seal(ctx, c, OpSeal, id, u.Plaintext, aad, &sev)
 	if err != nil {
 		return Sealed{}, err
 	}

@@ -3,7 +3,9 @@ package core
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -32,6 +34,10 @@ type Config struct {
 	// Quotas bound what each app may hold (zero: the defaults, see
 	// DefaultQuota).
 	Quotas Quotas
+	// Random is where data keys and import tokens come from; nil means
+	// crypto/rand.Reader (the kernel's getrandom). Tests may pass a
+	// deterministic reader.
+	Random io.Reader
 }
 
 // DefaultCacheSize is the default number of keys kept in memory.
@@ -41,6 +47,8 @@ const DefaultCacheSize = 1 << 16
 // concurrent use. One Keystore owns its storage: two keystores over the same
 // directory are refused by the directory adapter's lock.
 type Keystore struct {
+	random    io.Reader
+	imports   *importTable // import.go
 	st        Storage
 	p         provider.Provider
 	clock     Clock
@@ -97,7 +105,11 @@ func Open(ctx context.Context, o Config) (*Keystore, error) {
 		return nil, err
 	}
 	k := &Keystore{st: o.Storage, p: o.Provider, clock: o.Clock, audit: o.Audit, reg: o.Algorithms,
-		checkSigs: o.CheckSignatures, cacheSize: o.CacheSize, quotas: o.Quotas, keys: map[string]*entry{}}
+		checkSigs: o.CheckSignatures, cacheSize: o.CacheSize, quotas: o.Quotas, keys: map[string]*entry{},
+		random: o.Random, imports: newImportTable()}
+	if k.random == nil {
+		k.random = rand.Reader
+	}
 	if k.reg == nil {
 		k.reg = alg.Default()
 	}

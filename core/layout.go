@@ -171,6 +171,7 @@ type metaBody struct {
 	Current   uint32        `json:"current_version"`
 	Provider  string        `json:"provider"`
 	Insecure  bool          `json:"insecure"`
+	Origin    string        `json:"origin,omitempty"` // "imported"; absent: generated
 	Created   time.Time     `json:"created"`
 	Revoked   *time.Time    `json:"revoked,omitempty"`
 	Destroyed *time.Time    `json:"destroyed,omitempty"`
@@ -192,6 +193,7 @@ type versionBody struct {
 	Revoked       *time.Time `json:"revoked,omitempty"`
 	Destroyed     *time.Time `json:"destroyed,omitempty"`
 	SealsReserved uint64     `json:"seals_reserved,omitempty"`
+	Origin        string     `json:"origin,omitempty"` // "imported"; absent: generated
 }
 
 func timePtr(t time.Time) *time.Time {

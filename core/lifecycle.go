@@ -23,21 +23,28 @@ const (
 
 var lifecycle = [opEnd]*[keyColumns]provider.Code{
 	//                   active          revoked               destroyed             missing
-	OpCreate:        {provider.EALREADY, provider.EALREADY, provider.EALREADY, allow},
-	OpRotate:        {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
-	OpRevoke:        {allow, provider.EALREADY, provider.EALREADY, provider.ENOENT},
-	OpDestroy:       {provider.EPERM, allow, provider.EALREADY, provider.ENOENT},
-	OpSign:          {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
-	OpSeal:          {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
-	OpVerify:        {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
-	OpUnseal:        {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
-	OpRewrap:        {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
-	OpRevokeVersion: {allow, provider.EALREADY, provider.EALREADY, provider.ENOENT},
-	OpSetPolicy:     {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
-	OpPublicKey:     {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
-	OpGet:           {allow, allow, allow, provider.ENOENT},
-	OpMAC:           {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
-	OpVerifyMAC:     {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
+	OpCreate:                          {provider.EALREADY, provider.EALREADY, provider.EALREADY, allow},
+	OpRotate:                          {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
+	OpRevoke:                          {allow, provider.EALREADY, provider.EALREADY, provider.ENOENT},
+	OpDestroy:                         {provider.EPERM, allow, provider.EALREADY, provider.ENOENT},
+	OpSign:                            {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
+	OpSeal:                            {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
+	OpVerify:                          {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
+	OpUnseal:                          {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
+	OpRewrap:                          {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
+	OpRevokeVersion:                   {allow, provider.EALREADY, provider.EALREADY, provider.ENOENT},
+	OpSetPolicy:                       {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
+	OpPublicKey:                       {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
+	OpGet:                             {allow, allow, allow, provider.ENOENT},
+	OpMAC:                             {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
+	OpVerifyMAC:                       {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
+	OpGenerateDataKey:                 {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
+	OpGenerateDataKeyWithoutPlaintext: {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
+	OpDecrypt:                         {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
+	// import-parameters and import create a missing key, add a version to
+	// an active (imported) one
+	OpImportParameters: {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, allow},
+	OpImport:           {allow, provider.EKEYREVOKED, provider.EKEYREVOKED, allow},
 }
 
 // The version table: for operations that name one version, the result by
@@ -69,6 +76,7 @@ var versionTable = [opEnd]*[versionColumns]provider.Code{
 	OpRewrap:        {allow, allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.EBADMSG},
 	OpPublicKey:     {allow, allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
 	OpRevokeVersion: {provider.EPERM, allow, provider.EALREADY, provider.EALREADY, provider.ENOENT},
+	OpDecrypt:       {allow, allow, provider.EKEYREVOKED, provider.EKEYREVOKED, provider.ENOENT},
 }
 
 func keyColumnOf(m *Metadata) keyColumn {

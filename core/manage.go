@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nexus-os/keystored/core/alg"
 	"github.com/nexus-os/keystored/core/provider"
 )
 
@@ -70,8 +71,8 @@ func (k *Keystore) create(ctx context.Context, c Caller, id KeyID, o CreateOptio
 	}
 	rec := &record{spec: spec, versions: []*versionRT{vr}, newVersion: vr, meta: Metadata{
 		ID: id, Algorithm: spec.Name, Use: spec.Use, State: StateActive, Current: 1,
-		Versions: []VersionInfo{{Version: 1, State: VersionPrimary, PublicKey: pub, Created: now}},
-		Policy:   o.Policy, Provider: k.info.Name, Insecure: k.insecure, Created: now,
+		Versions: []VersionInfo{{Version: 1, State: VersionPrimary, PublicKey: pub, Created: now, Origin: OriginGenerated}},
+		Policy:   o.Policy, Provider: k.info.Name, Insecure: k.insecure, Origin: OriginGenerated, Created: now,
 	}}
 	ev.Version = 1
 	if err := k.commit(ctx, *ev); err != nil {
@@ -97,6 +98,12 @@ func (k *Keystore) generate(ctx context.Context, vr *versionRT) ([]byte, error) 
 	if err != nil {
 		return nil, provider.WithOp("generate", vr.refStr, err)
 	}
+	return k.adopt(spec, vr, g)
+}
+
+// adopt checks what the provider made for vr (by Generate or Import) and
+// keeps its handle in vr; it returns a copy of the public key.
+func (k *Keystore) adopt(spec *alg.Spec, vr *versionRT, g provider.Generated) ([]byte, error) {
 	if len(g.Handle) == 0 || len(g.Handle) > provider.MaxHandle {
 		return nil, provider.Errorf(provider.EIO, "provider returned a handle of %d bytes for %s", len(g.Handle), vr.refStr)
 	}
@@ -239,11 +246,26 @@ func (r *record) successor() *record {
 // Rotate adds a new primary version; the old primary becomes retired and
 // keeps verifying and unsealing.
 func (k *Keystore) Rotate(ctx context.Context, c Caller, id KeyID) (Metadata, error) {
+	return k.RotateWith(ctx, c, id, RotateOptions{})
+}
+
+// RotateWith is Rotate with options: o.Generate rotates an imported key to
+// generated material (the key is a generated one from then on); without
+// it an imported key is EPERM, as its new versions come from Import.
+func (k *Keystore) RotateWith(ctx context.Context, c Caller, id KeyID, o RotateOptions) (Metadata, error) {
 	ev := k.event(c, OpRotate, id.String(), 0)
 	k.kekMu.RLock() // a handle is made: see Keystore.kekMu
 	defer k.kekMu.RUnlock()
 	m, err := k.transition(ctx, c, OpRotate, id, &ev, func(rec *record, now time.Time) (*record, func() error, error) {
+		imported := rec.meta.Origin == OriginImported
+		if imported && !o.Generate {
+			return nil, nil, provider.Errorf(provider.EPERM, "key %s holds imported material: import new material for its next version, or rotate with generate to switch it to generated material", id)
+		}
 		next, err := k.rotateLocked(ctx, rec, now)
+		if err == nil && imported {
+			next.meta.Origin = OriginGenerated
+			ev.Detail = "switched from imported to generated material"
+		}
 		return next, nil, err
 	})
 	return audited(ctx, k, &ev, m, err)
@@ -258,20 +280,25 @@ func (k *Keystore) rotateLocked(ctx context.Context, rec *record, now time.Time)
 	if err := k.checkVersionQuota(rec); err != nil { // quota.go
 		return nil, err
 	}
-	v := rec.meta.Current + 1
-	vr := newVersionRT(rec.meta.ID, v, rec.spec, k.info.Name, 0)
+	vr := newVersionRT(rec.meta.ID, rec.meta.Current+1, rec.spec, k.info.Name, 0)
 	pub, err := k.generate(ctx, vr)
 	if err != nil {
 		return nil, err
 	}
-	next := rec.successor()
-	old := &next.meta.Versions[rec.meta.Current-1]
+	return rec.withVersion(vr, pub, now, OriginGenerated), nil
+}
+
+// withVersion returns the successor of r with vr (whose handle is set) as
+// its new primary version: the old primary is retired.
+func (r *record) withVersion(vr *versionRT, pub []byte, now time.Time, origin Origin) *record {
+	next := r.successor()
+	old := &next.meta.Versions[r.meta.Current-1]
 	old.State, old.Retired = VersionRetired, now
-	next.meta.Versions = append(next.meta.Versions, VersionInfo{Version: v, State: VersionPrimary, PublicKey: pub, Created: now})
-	next.meta.Current = v
+	next.meta.Versions = append(next.meta.Versions, VersionInfo{Version: vr.ref.Version, State: VersionPrimary, PublicKey: pub, Created: now, Origin: origin})
+	next.meta.Current = vr.ref.Version
 	next.versions = append(next.versions, vr)
 	next.newVersion = vr
-	return next, nil
+	return next
 }
 
 // Revoke revokes every version of a key, irreversibly: every later use
@@ -394,6 +421,9 @@ func (k *Keystore) setPolicy(ctx context.Context, c Caller, id KeyID, p Policy, 
 	return k.transition(ctx, c, OpSetPolicy, id, ev, func(rec *record, _ time.Time) (*record, func() error, error) {
 		if err := checkPolicy(p, rec.meta.Current); err != nil {
 			return nil, nil, err
+		}
+		if p.RotationPeriod != 0 && rec.meta.Origin == OriginImported {
+			return nil, nil, provider.Errorf(provider.EPERM, "an imported key has no rotation period: its new versions come from Import (rotate with generate first to switch it to generated material)")
 		}
 		next := rec.successor()
 		next.meta.Policy = p
@@ -580,6 +610,7 @@ func (k *Keystore) sweep(ctx context.Context, c Caller, o SweepOptions) (SweepRe
 	if o.Limit == 0 {
 		o.Limit = DefaultSweepLimit
 	}
+	k.expireImports(ctx) // import.go
 	page, err := k.list(ctx, c, ListOptions{PageSize: o.Limit, PageToken: o.PageToken})
 	if err != nil {
 		return SweepResult{}, err

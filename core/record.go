@@ -70,6 +70,7 @@ func (r *record) body() metaBody {
 		Current:   uint32(m.Current),
 		Provider:  m.Provider,
 		Insecure:  m.Insecure,
+		Origin:    originField(m.Origin),
 		Created:   m.Created.UTC(),
 		Revoked:   timePtr(m.Revoked.UTC()),
 		Destroyed: timePtr(m.Destroyed.UTC()),
@@ -87,6 +88,7 @@ func (r *record) body() metaBody {
 			Retired:   timePtr(v.Retired.UTC()),
 			Revoked:   timePtr(v.Revoked.UTC()),
 			Destroyed: timePtr(v.Destroyed.UTC()),
+			Origin:    originField(v.Origin),
 		}
 		if i < len(r.versions) {
 			vb.SealsReserved = r.versions[i].reserved.Load()
@@ -136,6 +138,9 @@ func recordFromBody(id KeyID, path string, b *metaBody, reg *alg.Registry, provi
 	if m.Policy.MinDecryptionVersion > m.Current {
 		return bad("minimum decryption version above the current version")
 	}
+	if m.Origin, ok = parseOrigin(b.Origin); !ok {
+		return bad("invalid origin")
+	}
 	if p := m.Policy.RotationPeriod; p != 0 && (p < MinRotationPeriod || p > MaxRotationPeriod) {
 		return bad("rotation period out of range")
 	}
@@ -158,9 +163,14 @@ func recordFromBody(id KeyID, path string, b *metaBody, reg *alg.Registry, provi
 		if spec.SealLimit > 0 && vb.SealsReserved > spec.SealLimit || spec.SealLimit == 0 && vb.SealsReserved != 0 {
 			return bad("version " + strconv.Itoa(i+1) + " seal count out of range")
 		}
+		vo, ok := parseOrigin(vb.Origin)
+		if !ok {
+			return bad("version " + strconv.Itoa(i+1) + " has an invalid origin")
+		}
 		m.Versions = append(m.Versions, VersionInfo{
 			Version: Version(vb.Version), State: vs, PublicKey: vb.PublicKey, Created: vb.Created,
 			Retired: timeVal(vb.Retired), Revoked: timeVal(vb.Revoked), Destroyed: timeVal(vb.Destroyed),
+			Origin: vo,
 		})
 		r.versions = append(r.versions, newVersionRT(id, Version(vb.Version), spec, providerName, vb.SealsReserved))
 	}
@@ -188,4 +198,25 @@ func versionStateAllowed(k KeyState, v VersionState, current bool) bool {
 		return v == VersionDestroyed
 	}
 	return false
+}
+
+// originField is an origin as meta.json records it: "imported", or
+// nothing for generated material (so that files of keys that were never
+// imported read as before).
+func originField(o Origin) string {
+	if o == OriginImported {
+		return "imported"
+	}
+	return ""
+}
+
+// parseOrigin reads originField's form.
+func parseOrigin(s string) (Origin, bool) {
+	switch s {
+	case "":
+		return OriginGenerated, true
+	case "imported":
+		return OriginImported, true
+	}
+	return 0, false
 }

@@ -98,7 +98,7 @@ func (k *Keystore) resolve(ctx context.Context, c Caller, op Op, id KeyID, use U
 // signature, a sealed envelope) with the version that made it: those are
 // the ops the minimum decryption version restricts.
 func readsOldOutput(op Op) bool {
-	return op == OpVerify || op == OpVerifyMAC || op == OpUnseal || op == OpRewrap
+	return op == OpVerify || op == OpVerifyMAC || op == OpUnseal || op == OpRewrap || op == OpDecrypt
 }
 
 // wiper is a call result holding secret bytes that must be cleared when

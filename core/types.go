@@ -129,6 +129,8 @@ type VersionInfo struct {
 	// reservation, which may be up to 65,536 above the seals made before
 	// (docs/lifecycle.md). At SealLimit the version seals no more (EPERM).
 	Seals, SealLimit uint64
+	// Origin is where the version's material came from.
+	Origin Origin
 }
 
 // Metadata describes a key. It never holds private material.
@@ -139,11 +141,14 @@ type Metadata struct {
 	State     KeyState
 	// Current is the primary version of an active key, and the last
 	// version of a revoked or destroyed one.
-	Current   Version
-	Versions  []VersionInfo // ordered by version, from 1
-	Policy    Policy
-	Provider  string
-	Insecure  bool // made by a provider that announces Secure == false
+	Current  Version
+	Versions []VersionInfo // ordered by version, from 1
+	Policy   Policy
+	Provider string
+	Insecure bool // made by a provider that announces Secure == false
+	// Origin is OriginImported for a key whose new versions come from
+	// Import (Rotate refuses it unless it switches to generated).
+	Origin    Origin
 	Created   time.Time
 	Revoked   time.Time
 	Destroyed time.Time
@@ -162,9 +167,10 @@ func (m *Metadata) Version(v Version) (VersionInfo, bool) {
 
 // RotationDue returns when the key is due for automatic rotation: its
 // primary version's creation time plus its rotation period. ok is false
-// for a key without a rotation period and for a revoked or destroyed key.
+// for a key without a rotation period, for a revoked or destroyed key, and
+// for an imported key (which never rotates by itself).
 func (m *Metadata) RotationDue() (due time.Time, ok bool) {
-	if m.State != StateActive || m.Policy.RotationPeriod <= 0 {
+	if m.State != StateActive || m.Policy.RotationPeriod <= 0 || m.Origin == OriginImported {
 		return time.Time{}, false
 	}
 	p, ok := m.Version(m.Current)
@@ -204,8 +210,9 @@ func DefaultAlgorithms(use Use) []Algorithm { return slices.Clone(defaultAlgorit
 var defaultAlgorithms = map[Use][]Algorithm{
 	provider.UseSign: {provider.Ed25519, provider.ECDSAP256, provider.ECDSAP384, provider.Ed448,
 		provider.RSA3072PSS, provider.RSA2048PSS, provider.RSA4096PSS, provider.MLDSA65},
-	provider.UseDecrypt: {provider.XChaCha20Poly1305, provider.AES256GCM, provider.ChaCha20Poly1305},
-	provider.UseMAC:     {provider.HMACSHA256, provider.HMACSHA512, provider.HMACSHA384},
+	provider.UseDecrypt:           {provider.XChaCha20Poly1305, provider.AES256GCM, provider.ChaCha20Poly1305},
+	provider.UseMAC:               {provider.HMACSHA256, provider.HMACSHA512, provider.HMACSHA384},
+	provider.UseAsymmetricDecrypt: {provider.HPKEMLKEM768X25519, provider.HPKEX25519, provider.HPKEP256},
 }
 
 // SignInput is what SignWith signs and VerifyWith checks: a message, or
@@ -338,4 +345,129 @@ type SweepFailure struct {
 type UnreadableKey struct {
 	ID  KeyID
 	Err error
+}
+
+// Origin is where a key's material comes from. The zero value reads as
+// OriginGenerated (state written before imports existed).
+type Origin uint8
+
+// Origins.
+const (
+	OriginGenerated Origin = iota + 1 // made by the provider (Create, Rotate)
+	OriginImported                    // brought in by Import
+)
+
+// String returns "generated" or "imported".
+func (o Origin) String() string {
+	if o == OriginImported {
+		return "imported"
+	}
+	return "generated"
+}
+
+// DataKeySpec chooses the size of a data key: a cipher name (Name) or a
+// number of bytes (Size, 16 .. 64); both zero means "aes-256-gcm".
+type DataKeySpec struct {
+	// Name is "aes-256-gcm", "aes-128-gcm", "chacha20-poly1305" or
+	// "xchacha20-poly1305" (32 bytes; 16 for aes-128-gcm).
+	Name string
+	// Size is the data key's size in bytes when Name is empty.
+	Size int
+}
+
+// Bounds of data key sizes (DataKeySpec.Size).
+const (
+	MinDataKeySize = 16
+	MaxDataKeySize = 64
+)
+
+// DataKey is what GenerateDataKey returns: a fresh random data key, the
+// same key sealed under the key's primary version (an envelope Unseal
+// opens with the same AAD), and that version.
+type DataKey struct {
+	Version   Version
+	Plaintext []byte
+	Sealed    []byte
+}
+
+// wipe clears the plaintext data key (a result that is withheld).
+func (d DataKey) wipe() { clear(d.Plaintext) }
+
+// HPKEMessage is what Decrypt opens: an HPKE (RFC 9180) base-mode message
+// a sender encrypted to the public key of an asymmetric-decrypt key
+// version, with the sender's info and aad.
+type HPKEMessage struct {
+	Enc, Ciphertext, Info, AAD []byte
+}
+
+// Decrypted is what Decrypt returns: the plaintext and the version that
+// opened it.
+type Decrypted struct {
+	Version   Version
+	Plaintext []byte
+}
+
+// wipe clears the plaintext (a result that is withheld).
+func (d Decrypted) wipe() { clear(d.Plaintext) }
+
+// Import bounds and defaults.
+const (
+	// DefaultImportWrapping is the wrapping algorithm of import
+	// parameters that name none: the post-quantum hybrid suite.
+	DefaultImportWrapping = provider.HPKEMLKEM768X25519
+	// DefaultImportTTL, MinImportTTL and MaxImportTTL bound how long
+	// import parameters are valid.
+	DefaultImportTTL = 24 * time.Hour
+	MinImportTTL     = time.Minute
+	MaxImportTTL     = 24 * time.Hour
+	// MaxImportTokensPerApp and MaxImportTokens bound the outstanding
+	// (unused, unexpired) import tokens of one app and of the keystore.
+	MaxImportTokensPerApp = 16
+	MaxImportTokens       = 256
+)
+
+// ImportOptions are the parameters of ImportParameters.
+type ImportOptions struct {
+	// Algorithm of the material to import (required).
+	Algorithm Algorithm
+	// WrappingAlgorithm is the HPKE suite of the one-time wrapping key;
+	// empty means DefaultImportWrapping.
+	WrappingAlgorithm Algorithm
+	// TTL is how long the parameters are valid; 0 means DefaultImportTTL.
+	TTL time.Duration
+}
+
+// ImportParameters are what a caller needs to wrap key material for one
+// Import: a one-time HPKE public key, the info to seal under, and the
+// token Import takes. The token is valid once, for this key and
+// algorithm, for the calling app, until Expires.
+type ImportParameters struct {
+	ID                KeyID
+	Algorithm         Algorithm
+	Token             string
+	WrappingAlgorithm Algorithm
+	KEMID, KDFID      uint16
+	AEADID            uint16
+	PublicKey         []byte
+	Info              []byte
+	Expires           time.Time
+}
+
+// ImportRequest is the wrapped material Import takes.
+type ImportRequest struct {
+	Token string
+	// Enc and Wrapped are the HPKE encapsulated key and ciphertext of the
+	// material (base mode, ImportParameters.Info, empty aad).
+	Enc, Wrapped []byte
+	// Policy of a new key; ignored when a version is added. An imported
+	// key has no rotation period (EPERM).
+	Policy Policy
+}
+
+// RotateOptions are the parameters of RotateWith.
+type RotateOptions struct {
+	// Generate switches an imported key to generated material: the new
+	// version is generated, and the key becomes a generated one. Without
+	// it, rotating an imported key is EPERM.
+	Generate bool
 }

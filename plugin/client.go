@@ -790,6 +790,39 @@ func (c *Client) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle
 	return tag, err
 }
 
+// Decrypt implements provider.Provider.
+func (c *Client) Decrypt(ctx context.Context, ref provider.KeyRef, h provider.Handle, enc, ciphertext, info, aad []byte) ([]byte, error) {
+	in, err := c.get(ctx)
+	if err != nil {
+		return nil, provider.WithOp("decrypt", ref.String(), err)
+	}
+	out, err := in.r.Decrypt(ctx, ref, h, enc, ciphertext, info, aad)
+	served(in, err)
+	return out, err
+}
+
+// NewImportKey implements provider.Provider.
+func (c *Client) NewImportKey(ctx context.Context, wrap provider.KeyRef) (provider.Generated, error) {
+	in, err := c.get(ctx)
+	if err != nil {
+		return provider.Generated{}, provider.WithOp("new import key", wrap.String(), err)
+	}
+	g, err := in.r.NewImportKey(ctx, wrap)
+	served(in, err)
+	return g, err
+}
+
+// Import implements provider.Provider.
+func (c *Client) Import(ctx context.Context, ref provider.KeyRef, wrap provider.KeyRef, wh provider.Handle, enc, wrapped []byte) (provider.Generated, error) {
+	in, err := c.get(ctx)
+	if err != nil {
+		return provider.Generated{}, provider.WithOp("import", ref.String(), err)
+	}
+	g, err := in.r.Import(ctx, ref, wrap, wh, enc, wrapped)
+	served(in, err)
+	return g, err
+}
+
 // Seal implements provider.Provider.
 func (c *Client) Seal(ctx context.Context, ref provider.KeyRef, h provider.Handle, plaintext, aad []byte) ([]byte, error) {
 	in, err := c.get(ctx)

@@ -258,6 +258,21 @@ func (r *remote) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle
 	return tag, nil
 }
 
+// Decrypt implements provider.Provider. TODO(issue 12): the wire RPC.
+func (r *remote) Decrypt(ctx context.Context, ref provider.KeyRef, h provider.Handle, enc, ciphertext, info, aad []byte) ([]byte, error) {
+	return nil, provider.Errorf(provider.ENOTSUP, "plugin decrypt not implemented yet")
+}
+
+// NewImportKey implements provider.Provider. TODO(issue 12): the wire RPC.
+func (r *remote) NewImportKey(ctx context.Context, wrap provider.KeyRef) (provider.Generated, error) {
+	return provider.Generated{}, provider.Errorf(provider.ENOTSUP, "plugin import not implemented yet")
+}
+
+// Import implements provider.Provider. TODO(issue 12): the wire RPC.
+func (r *remote) Import(ctx context.Context, ref provider.KeyRef, wrap provider.KeyRef, wh provider.Handle, enc, wrapped []byte) (provider.Generated, error) {
+	return provider.Generated{}, provider.Errorf(provider.ENOTSUP, "plugin import not implemented yet")
+}
+
 // Seal implements provider.Provider.
 func (r *remote) Seal(ctx context.Context, ref provider.KeyRef, h provider.Handle, plaintext, aad []byte) ([]byte, error) {
 	if err := r.checkRef("seal", ref); err != nil {

@@ -55,7 +55,12 @@ type Spec struct {
 	Hash crypto.Hash
 	// MACSize is the size of a MAC key's tag; 0 for other uses.
 	MACSize int
-	// NonceSize and Overhead (tag size) are 0 for signature algorithms.
+	// EncSize is the size of an HPKE algorithm's encapsulated key, and
+	// KEMID, KDFID and AEADID its RFC 9180 suite; all 0 for other uses.
+	EncSize              int
+	KEMID, KDFID, AEADID uint16
+	// NonceSize and Overhead (tag size) are 0 for signature algorithms;
+	// an HPKE algorithm has the Overhead of its AEAD and no NonceSize.
 	NonceSize int
 	Overhead  int
 	// SealLimit is the most seals one key version may make with random
@@ -84,6 +89,9 @@ type Spec struct {
 	newAEAD func(key []byte) (cipher.AEAD, error)
 	// mac
 	newMAC func(key []byte) (macFunc, error)
+	// import: the private material of a parsed PKCS #8 key (nil for
+	// AEADs and MACs, imported raw, and for algorithms without import)
+	importKey func(key any) ([]byte, error)
 }
 
 // signFuncs are the signing operations of one unwrapped key: sign a whole
@@ -122,6 +130,8 @@ func NewRegistry(specs ...Spec) (*Registry, error) {
 			return nil, provider.Errorf(provider.EINVAL, "algorithm %s has no AEAD implementation", string(s.Name))
 		case s.Use == provider.UseMAC && (s.newMAC == nil || s.MACSize <= 0 || s.MACSize > provider.MaxMAC):
 			return nil, provider.Errorf(provider.EINVAL, "algorithm %s has no MAC implementation", string(s.Name))
+		case s.Use == provider.UseAsymmetricDecrypt && (s.KEMID == 0 || s.KDFID == 0 || s.AEADID == 0 || s.EncSize <= 0 || s.EncSize > provider.MaxHPKEEnc || s.PublicKeySize <= 0):
+			return nil, provider.Errorf(provider.EINVAL, "algorithm %s has no HPKE suite", string(s.Name))
 		case s.SecretSize <= 0 || s.RandomSize < 0:
 			return nil, provider.Errorf(provider.EINVAL, "algorithm %s has no secret size", string(s.Name))
 		}

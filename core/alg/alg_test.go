@@ -29,7 +29,8 @@ func TestBuiltins(t *testing.T) {
 		provider.RSA2048PSS, provider.RSA3072PSS, provider.RSA4096PSS,
 		provider.RSA2048PKCS1, provider.RSA3072PKCS1, provider.RSA4096PKCS1, provider.Ed25519ph,
 		provider.XChaCha20Poly1305, provider.ChaCha20Poly1305, provider.AES256GCM,
-		provider.HMACSHA256, provider.HMACSHA384, provider.HMACSHA512}
+		provider.HMACSHA256, provider.HMACSHA384, provider.HMACSHA512,
+		provider.HPKEX25519, provider.HPKEP256, provider.HPKEMLKEM768X25519}
 	if fmt.Sprint(r.Names()) != fmt.Sprint(want) {
 		t.Fatalf("names %v, want %v", r.Names(), want)
 	}

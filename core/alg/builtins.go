@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/sha256"
@@ -28,7 +29,8 @@ const (
 )
 
 // Builtins returns the specs of every built-in algorithm. IDs are stable
-// and never reused: signatures from 1, AEADs from 16, MACs from 32.
+// and never reused: signatures from 1, AEADs from 16, MACs from 32, HPKE
+// suites from 48.
 //
 // The costs (relative to an Ed25519 signature of a short message, about
 // 17 µs on the reference machine) are BenchmarkCost's figures rounded:
@@ -51,7 +53,8 @@ func Builtins() []Spec {
 			Name: provider.Ed25519, ID: 1, Use: provider.UseSign,
 			SecretSize: ed25519.SeedSize, PublicKeySize: ed25519.PublicKeySize, SignatureSize: ed25519.SignatureSize,
 			Cost: 1, GenerateCost: 1, CostPerMiB: 170,
-			verify: func(pub, msg, sig []byte) bool { return ed25519.Verify(pub, msg, sig) },
+			importKey: importEd25519(provider.Ed25519),
+			verify:    func(pub, msg, sig []byte) bool { return ed25519.Verify(pub, msg, sig) },
 			newSigner: func(seed []byte, _ bool) (signFuncs, []byte, error) {
 				k := ed25519.NewKeyFromSeed(seed)
 				return signFuncs{sign: func(msg []byte) ([]byte, error) { return ed25519.Sign(k, msg), nil }},
@@ -115,6 +118,11 @@ func Builtins() []Spec {
 		hmacSpec(provider.HMACSHA256, 32, sha256.New, 0.05, 36),
 		hmacSpec(provider.HMACSHA384, 33, sha512.New384, 0.1, 90),
 		hmacSpec(provider.HMACSHA512, 34, sha512.New, 0.1, 90),
+		hpkeSpec(provider.HPKEX25519, 48, KEMX25519HKDFSHA256, KDFHKDFSHA256, AEADChaCha20Poly1305, 32, 32, 3, 3,
+			importDHKEM(provider.HPKEX25519, ecdh.X25519(), "X25519")),
+		hpkeSpec(provider.HPKEP256, 49, KEMP256HKDFSHA256, KDFHKDFSHA256, AEADAES128GCM, 65, 65, 4, 4,
+			importDHKEM(provider.HPKEP256, ecdh.P256(), "P-256")),
+		hpkeSpec(provider.HPKEMLKEM768X25519, 50, KEMMLKEM768X25519, KDFHKDFSHA256, AEADAES256GCM, 1216, 1120, 6, 6, nil),
 	}
 	for i := range specs {
 		if specs[i].RandomSize == 0 {

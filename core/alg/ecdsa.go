@@ -39,6 +39,7 @@ func ecdsaSpec(name provider.Algorithm, id uint8, curve elliptic.Curve, hash cry
 		Hash: hash,
 		Cost: cost, GenerateCost: generateCost, CostPerMiB: costPerMiB,
 		checkPublic: func(pub []byte) bool { _, ok := parsePub(pub); return ok },
+		importKey:   importECDSA(name, curve.Params().Name),
 		newMaterial: func(random []byte, _ bool) ([]byte, error) {
 			// The first candidate in range of hash^i(random), i = 0, 1, ...:
 			// uniform over the valid scalars, and reproducible for a

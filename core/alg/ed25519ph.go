@@ -22,6 +22,7 @@ func ed25519phSpec() Spec {
 		SecretSize: ed25519.SeedSize, PublicKeySize: ed25519.PublicKeySize, SignatureSize: ed25519.SignatureSize,
 		Hash: crypto.SHA512,
 		Cost: 1, GenerateCost: 1, CostPerMiB: 100,
+		importKey:    importEd25519(provider.Ed25519ph),
 		verifyDigest: verifyDigest,
 		newSigner: func(seed []byte, _ bool) (signFuncs, []byte, error) {
 			k := ed25519.NewKeyFromSeed(seed)

@@ -53,6 +53,7 @@ func rsaSpec(name provider.Algorithm, id uint8, bits int, pss bool, cost, genera
 		Hash:          crypto.SHA256,
 		Cost:          cost, GenerateCost: generateCost, CostPerMiB: 36,
 		checkPublic: func(pub []byte) bool { _, ok := parsePub(pub); return ok },
+		importKey:   importRSA(name, bits),
 		newMaterial: func(random []byte, deterministic bool) ([]byte, error) {
 			var k *rsa.PrivateKey
 			var err error

@@ -29,6 +29,12 @@ const (
 	HMACSHA256        Algorithm = "hmac-sha256"           // mac: HMAC-SHA-256, 32-byte key and tag
 	HMACSHA384        Algorithm = "hmac-sha384"           // mac: HMAC-SHA-384, 48-byte key and tag
 	HMACSHA512        Algorithm = "hmac-sha512"           // mac: HMAC-SHA-512, 64-byte key and tag
+
+	// asymmetric-decrypt: HPKE (RFC 9180) base mode; senders encrypt to
+	// the public key with any RFC 9180 implementation.
+	HPKEX25519         Algorithm = "hpke-x25519-sha256-chacha20poly1305"  // DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305
+	HPKEP256           Algorithm = "hpke-p256-sha256-aes128gcm"           // DHKEM(P-256, HKDF-SHA256), HKDF-SHA256, AES-128-GCM
+	HPKEMLKEM768X25519 Algorithm = "hpke-mlkem768x25519-sha256-aes256gcm" // MLKEM768-X25519 (X-Wing), HKDF-SHA256, AES-256-GCM
 )
 
 // String returns the algorithm name.
@@ -44,9 +50,12 @@ const (
 	UseSign        // sign and verify
 	UseDecrypt     // seal and unseal (AEAD)
 	UseMAC         // mac and verify-mac (HMAC)
+	// UseAsymmetricDecrypt: decrypt (HPKE) what senders encrypted to the
+	// public key; the keystore never encrypts with it.
+	UseAsymmetricDecrypt
 )
 
-// String returns "sign", "decrypt" or "mac".
+// String returns "sign", "decrypt", "mac" or "asymmetric-decrypt".
 func (u Use) String() string {
 	switch u {
 	case UseSign:
@@ -55,14 +64,16 @@ func (u Use) String() string {
 		return "decrypt"
 	case UseMAC:
 		return "mac"
+	case UseAsymmetricDecrypt:
+		return "asymmetric-decrypt"
 	}
 	return "invalid-use(" + strconv.Itoa(int(u)) + ")"
 }
 
 // Valid reports whether u is a defined use.
-func (u Use) Valid() bool { return u == UseSign || u == UseDecrypt || u == UseMAC }
+func (u Use) Valid() bool { return u >= UseSign && u <= UseAsymmetricDecrypt }
 
-// ParseUse parses "sign", "decrypt" or "mac".
+// ParseUse parses "sign", "decrypt", "mac" or "asymmetric-decrypt".
 func ParseUse(s string) (Use, error) {
 	switch s {
 	case "sign":
@@ -71,11 +82,13 @@ func ParseUse(s string) (Use, error) {
 		return UseDecrypt, nil
 	case "mac":
 		return UseMAC, nil
+	case "asymmetric-decrypt":
+		return UseAsymmetricDecrypt, nil
 	}
 	if len(s) > MaxSegment {
 		s = s[:MaxSegment]
 	}
-	return 0, Errorf(EINVAL, "use %q is not sign, decrypt or mac", s)
+	return 0, Errorf(EINVAL, "use %q is not sign, decrypt, mac or asymmetric-decrypt", s)
 }
 
 // MarshalText implements encoding.TextMarshaler.

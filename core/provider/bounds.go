@@ -33,6 +33,23 @@ const (
 	// caller's AAD plus the envelope header and the key ID, length-prefixed.
 	MaxProviderAAD = MaxAAD + 1024
 
+	// MaxHPKEEnc is the largest HPKE encapsulated key Decrypt accepts
+	// (MLKEM768-X25519's is 1,120 bytes).
+	MaxHPKEEnc = 2 << 10
+	// MaxHPKEInfo is the largest HPKE info Decrypt accepts.
+	MaxHPKEInfo = 4 << 10
+	// MaxHPKECiphertext is the largest HPKE ciphertext (plaintext and tag)
+	// Decrypt accepts.
+	MaxHPKECiphertext = MaxSealPlaintext + MaxSealOverhead
+	// MaxImportMaterial is the largest key material Import accepts once
+	// unwrapped (an RSA-4096 PKCS #8 DER is about 2,400 bytes), and
+	// MaxImportWrapped the largest wrapped form (material and tag).
+	MaxImportMaterial = 8 << 10
+	MaxImportWrapped  = MaxImportMaterial + MaxSealOverhead
+	// MaxImportKeys is the most one-time import wrapping keys a provider
+	// holds at once; past it NewImportKey forgets the oldest.
+	MaxImportKeys = 1024
+
 	// MaxHandle is the largest provider handle.
 	MaxHandle = 4 << 10
 	// MaxPublicKey is the largest public key a provider may return.

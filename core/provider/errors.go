@@ -32,6 +32,7 @@ const (
 	EIO               // storage failure or corrupted state
 	EUNAVAILABLE      // the provider or service is unavailable; retry later
 	EDQUOT            // a quota is exhausted: keys, versions or Store space of an app
+	EKEYEXPIRED       // a time-limited credential (an import token) has expired
 	codeEnd
 )
 
@@ -48,6 +49,7 @@ var (
 	ErrIO           error = EIO
 	ErrUnavailable  error = EUNAVAILABLE
 	ErrQuota        error = EDQUOT
+	ErrExpired      error = EKEYEXPIRED
 )
 
 type codeInfo struct {
@@ -68,6 +70,7 @@ var codes = [codeEnd]codeInfo{
 	EIO:          {"EIO", "input/output error", syscall.EIO},
 	EUNAVAILABLE: {"EUNAVAILABLE", "unavailable", 0},
 	EDQUOT:       {"EDQUOT", "quota exceeded", syscall.EDQUOT},
+	EKEYEXPIRED:  {"EKEYEXPIRED", "expired", syscall.EKEYEXPIRED},
 }
 
 // Codes lists every valid Code in order.

@@ -63,6 +63,37 @@ type Provider interface {
 	// wrapping ErrBadMessage and no plaintext.
 	Open(ctx context.Context, ref KeyRef, h Handle, sealed, aad []byte) ([]byte, error)
 
+	// Decrypt opens an HPKE (RFC 9180) base-mode message that a sender
+	// encrypted to the public key of an asymmetric-decrypt ref: enc is
+	// the encapsulated key (at most MaxHPKEEnc bytes), ciphertext the
+	// AEAD output (at most MaxHPKECiphertext), info and aad the sender's
+	// (at most MaxHPKEInfo and MaxAAD bytes), passed to HPKE unchanged.
+	// Any failure to decapsulate or authenticate wraps ErrBadMessage and
+	// returns no plaintext.
+	Decrypt(ctx context.Context, ref KeyRef, h Handle, enc, ciphertext, info, aad []byte) ([]byte, error)
+
+	// NewImportKey makes a one-time import wrapping key: an HPKE key pair
+	// of wrap.Algorithm (an asymmetric-decrypt algorithm; the provider
+	// need not offer it for keys) whose private half exists only in the
+	// provider's memory: never in the handle, never on disk. It returns
+	// the wrapping public key and a handle naming the pair for Import.
+	// The provider holds at most MaxImportKeys and forgets the oldest
+	// past that; Destroy(wrap, h) forgets one. A provider that cannot
+	// import returns ErrNotSupported with the reason.
+	NewImportKey(ctx context.Context, wrap KeyRef) (Generated, error)
+
+	// Import makes the key version ref from key material the caller
+	// sealed with HPKE (base mode, info ImportInfo(ref.ID, ref.Algorithm),
+	// empty aad) to the wrapping key wrap/wh from NewImportKey, and
+	// returns what Generate returns for it. The material is raw bytes for
+	// AEAD and MAC keys and PKCS #8 DER for the others (core/alg
+	// Spec.ImportMaterial); material of another algorithm or size is
+	// ErrInvalid, a wrapped form that does not open ErrBadMessage, an
+	// algorithm the provider cannot import ErrNotSupported. The wrapping
+	// key is spent by the call whatever its outcome: a second Import with
+	// wh is ErrNotFound. The plaintext material never leaves the provider.
+	Import(ctx context.Context, ref KeyRef, wrap KeyRef, wh Handle, enc, wrapped []byte) (Generated, error)
+
 	// Destroy erases the key material behind h, where the provider holds
 	// any (a hardware provider deletes the token objects; a software
 	// provider forgets any cached copy). After Destroy returns, calls with
@@ -70,6 +101,22 @@ type Provider interface {
 	// an already destroyed handle succeeds, so a destroy can be retried.
 	Destroy(ctx context.Context, ref KeyRef, h Handle) error
 }
+
+// ImportInfo is the HPKE info an import's key material is sealed under:
+// "keystored import v1", a zero byte, the key ID, a zero byte and the
+// algorithm name. It binds the wrapped material to the key and algorithm it
+// was wrapped for (docs/api.md, "Key import").
+func ImportInfo(id KeyID, a Algorithm) []byte {
+	s := id.String()
+	b := make([]byte, 0, len(importInfoLabel)+2+len(s)+len(a))
+	b = append(b, importInfoLabel...)
+	b = append(b, 0)
+	b = append(b, s...)
+	b = append(b, 0)
+	return append(b, a...)
+}
+
+const importInfoLabel = "keystored import v1"
 
 // SealAppender is an optional capability of in-process providers: Seal
 // that appends its output (nonce ‖ ciphertext ‖ tag) to dst, so the core

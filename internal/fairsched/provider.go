@@ -139,6 +139,45 @@ func (w *scheduled) MAC(ctx context.Context, ref provider.KeyRef, h provider.Han
 	return w.p.MAC(ctx, ref, h, msg)
 }
 
+func (w *scheduled) Decrypt(ctx context.Context, ref provider.KeyRef, h provider.Handle, enc, ciphertext, info, aad []byte) ([]byte, error) {
+	sl, err := w.s.Acquire(ctx, w.tenantOf(ctx), w.cost(ref.Algorithm, false, len(ciphertext)+len(aad)))
+	if err != nil {
+		return nil, err
+	}
+	defer sl.Release()
+	if sl.Heavy() {
+		return on(sl, func() ([]byte, error) { return w.p.Decrypt(ctx, ref, h, enc, ciphertext, info, aad) })
+	}
+	return w.p.Decrypt(ctx, ref, h, enc, ciphertext, info, aad)
+}
+
+// NewImportKey is weighed as making a key of the wrapping algorithm.
+func (w *scheduled) NewImportKey(ctx context.Context, wrap provider.KeyRef) (provider.Generated, error) {
+	sl, err := w.s.Acquire(ctx, w.tenantOf(ctx), w.cost(wrap.Algorithm, true, 0))
+	if err != nil {
+		return provider.Generated{}, err
+	}
+	defer sl.Release()
+	if sl.Heavy() {
+		return on(sl, func() (provider.Generated, error) { return w.p.NewImportKey(ctx, wrap) })
+	}
+	return w.p.NewImportKey(ctx, wrap)
+}
+
+// Import is weighed as making a key of the imported algorithm: no more
+// than a key generation (an RSA import validates the key, no prime search).
+func (w *scheduled) Import(ctx context.Context, ref provider.KeyRef, wrap provider.KeyRef, wh provider.Handle, enc, wrapped []byte) (provider.Generated, error) {
+	sl, err := w.s.Acquire(ctx, w.tenantOf(ctx), w.cost(wrap.Algorithm, true, 0)+w.cost(ref.Algorithm, false, 0))
+	if err != nil {
+		return provider.Generated{}, err
+	}
+	defer sl.Release()
+	if sl.Heavy() {
+		return on(sl, func() (provider.Generated, error) { return w.p.Import(ctx, ref, wrap, wh, enc, wrapped) })
+	}
+	return w.p.Import(ctx, ref, wrap, wh, enc, wrapped)
+}
+
 func (w *scheduled) Seal(ctx context.Context, ref provider.KeyRef, h provider.Handle, plaintext, aad []byte) ([]byte, error) {
 	sl, err := w.s.Acquire(ctx, w.tenantOf(ctx), w.cost(ref.Algorithm, false, len(plaintext)+len(aad)))
 	if err != nil {

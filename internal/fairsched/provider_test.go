@@ -224,3 +224,15 @@ func TestWrapKeepsOptionalInterfaces(t *testing.T) {
 		}
 	}
 }
+
+func (*fakeProvider) Decrypt(context.Context, provider.KeyRef, provider.Handle, []byte, []byte, []byte, []byte) ([]byte, error) {
+	return nil, provider.Errorf(provider.ENOTSUP, "fake: no HPKE")
+}
+
+func (*fakeProvider) NewImportKey(context.Context, provider.KeyRef) (provider.Generated, error) {
+	return provider.Generated{}, provider.Errorf(provider.ENOTSUP, "fake: no import")
+}
+
+func (*fakeProvider) Import(context.Context, provider.KeyRef, provider.KeyRef, provider.Handle, []byte, []byte) (provider.Generated, error) {
+	return provider.Generated{}, provider.Errorf(provider.ENOTSUP, "fake: no import")
+}

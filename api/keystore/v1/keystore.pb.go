@@ -9,7 +9,7 @@
 // Errors are gRPC statuses whose details carry a google.rpc.ErrorInfo with
 // domain "keystored" and the reason set to the error's name: EPERM,
 // ENOENT, EALREADY, EKEYREVOKED, EINVAL, EMSGSIZE, EBADMSG, ENOTSUP, EIO,
-// EUNAVAILABLE, EDQUOT (docs/api.md has the table of gRPC codes).
+// EUNAVAILABLE, EDQUOT, EKEYEXPIRED (docs/api.md has the table of gRPC codes).
 //
 // When the daemon runs on the INSECURE test provider, every response
 // carries the header metadata "keystored-insecure: true".
@@ -835,6 +835,9 @@ type KeyVersion struct {
 	Retired   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=retired,proto3" json:"retired,omitempty"`
 	Revoked   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=revoked,proto3" json:"revoked,omitempty"`
 	Destroyed *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=destroyed,proto3" json:"destroyed,omitempty"`
+	// origin (v1.4): "generated" or "imported": where the version's
+	// material came from.
+	Origin string `protobuf:"bytes,10,opt,name=origin,proto3" json:"origin,omitempty"`
 	// seals is how many seals the version has counted against its seal
 	// budget, seal_limit that budget (both 0 for sign keys). The count is
 	// at least the seals made: refused and failed seals count, and after a
@@ -925,6 +928,13 @@ func (x *KeyVersion) GetDestroyed() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *KeyVersion) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
 func (x *KeyVersion) GetSeals() uint64 {
 	if x != nil {
 		return x.Seals
@@ -944,7 +954,7 @@ type KeyMetadata struct {
 	// id is "<app>/<purpose>/<name>".
 	Id        string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Algorithm string `protobuf:"bytes,2,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
-	// uses is ["sign"], ["decrypt"] or ["mac"].
+	// uses is ["sign"], ["decrypt"], ["mac"] or ["asymmetric-decrypt"].
 	Uses           []string      `protobuf:"bytes,3,rep,name=uses,proto3" json:"uses,omitempty"`
 	State          KeyState      `protobuf:"varint,4,opt,name=state,proto3,enum=keystore.v1.KeyState" json:"state,omitempty"`
 	CurrentVersion uint32        `protobuf:"varint,5,opt,name=current_version,json=currentVersion,proto3" json:"current_version,omitempty"`
@@ -965,8 +975,12 @@ type KeyMetadata struct {
 	// daemon's clock at the time of the response: the key rotates on its
 	// next sign or seal, or at the next sweep.
 	RotationOverdue bool `protobuf:"varint,14,opt,name=rotation_overdue,json=rotationOverdue,proto3" json:"rotation_overdue,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// origin (v1.4): "generated", or "imported" for a key whose versions
+	// come from Import: rotate refuses it unless it switches the key to
+	// generated material (RotateKeyRequest.generate).
+	Origin        string `protobuf:"bytes,15,opt,name=origin,proto3" json:"origin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *KeyMetadata) Reset() {
@@ -1097,6 +1111,13 @@ func (x *KeyMetadata) GetRotationOverdue() bool {
 	return false
 }
 
+func (x *KeyMetadata) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
 type CreateKeyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// key: "<purpose>/<name>", or "<app>/<purpose>/<name>".
@@ -1106,7 +1127,7 @@ type CreateKeyRequest struct {
 	// default for use.
 	Algorithm string     `protobuf:"bytes,2,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
 	Policy    *KeyPolicy `protobuf:"bytes,3,opt,name=policy,proto3" json:"policy,omitempty"`
-	// use: "sign", "decrypt" or "mac" (v1.3). With an algorithm it must be
+	// use: "sign", "decrypt", "mac" (v1.3) or "asymmetric-decrypt" (v1.4). With an algorithm it must be
 	// the algorithm's use; without one it picks the provider's first
 	// algorithm of that use in docs/api.md's order. Empty means "decrypt".
 	Use           string `protobuf:"bytes,4,opt,name=use,proto3" json:"use,omitempty"`
@@ -1481,8 +1502,12 @@ func (x *ListKeysResponse) GetUnreadable() []*UnreadableKey {
 }
 
 type RotateKeyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// generate (v1.4): rotate an imported key to generated material; from
+	// then on the key is a generated one. Refused without it (EPERM): an
+	// imported key gets new versions from Import.
+	Generate      bool `protobuf:"varint,2,opt,name=generate,proto3" json:"generate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1522,6 +1547,13 @@ func (x *RotateKeyRequest) GetKey() string {
 		return x.Key
 	}
 	return ""
+}
+
+func (x *RotateKeyRequest) GetGenerate() bool {
+	if x != nil {
+		return x.Generate
+	}
+	return false
 }
 
 type RotateKeyResponse struct {
@@ -1999,8 +2031,14 @@ type PublicKeyResponse struct {
 	Algorithm string `protobuf:"bytes,3,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
 	// public_key is the raw public key: 32 bytes for ed25519 and
 	// ed25519ph, the SEC 1 uncompressed point for ECDSA, the PKCS #1
-	// RSAPublicKey DER for RSA (docs/api.md).
-	PublicKey     []byte `protobuf:"bytes,4,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// RSAPublicKey DER for RSA, the KEM's serialized public key for HPKE
+	// (docs/api.md).
+	PublicKey []byte `protobuf:"bytes,4,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// kem_id, kdf_id and aead_id (v1.4): the RFC 9180 suite of an HPKE
+	// key; 0 for other keys.
+	KemId         uint32 `protobuf:"varint,5,opt,name=kem_id,json=kemId,proto3" json:"kem_id,omitempty"`
+	KdfId         uint32 `protobuf:"varint,6,opt,name=kdf_id,json=kdfId,proto3" json:"kdf_id,omitempty"`
+	AeadId        uint32 `protobuf:"varint,7,opt,name=aead_id,json=aeadId,proto3" json:"aead_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2061,6 +2099,27 @@ func (x *PublicKeyResponse) GetPublicKey() []byte {
 		return x.PublicKey
 	}
 	return nil
+}
+
+func (x *PublicKeyResponse) GetKemId() uint32 {
+	if x != nil {
+		return x.KemId
+	}
+	return 0
+}
+
+func (x *PublicKeyResponse) GetKdfId() uint32 {
+	if x != nil {
+		return x.KdfId
+	}
+	return 0
+}
+
+func (x *PublicKeyResponse) GetAeadId() uint32 {
+	if x != nil {
+		return x.AeadId
+	}
+	return 0
 }
 
 type SignRequest struct {
@@ -2910,6 +2969,628 @@ func (x *RewrapResponse) GetVersion() uint32 {
 	return 0
 }
 
+type GenerateDataKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key: a decrypt key.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// spec: "aes-256-gcm" (the default), "aes-128-gcm", "chacha20-poly1305"
+	// or "xchacha20-poly1305": the cipher the data key is for, which sets
+	// its size (32 bytes; 16 for aes-128-gcm). Empty with number_of_bytes
+	// set: that many bytes, 16 .. 64. Giving both is EINVAL.
+	Spec          string `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	NumberOfBytes uint32 `protobuf:"varint,3,opt,name=number_of_bytes,json=numberOfBytes,proto3" json:"number_of_bytes,omitempty"`
+	// aad: at most 64 KiB; must be given again to unseal the data key.
+	Aad           []byte `protobuf:"bytes,4,opt,name=aad,proto3" json:"aad,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GenerateDataKeyRequest) Reset() {
+	*x = GenerateDataKeyRequest{}
+	mi := &file_keystore_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GenerateDataKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GenerateDataKeyRequest) ProtoMessage() {}
+
+func (x *GenerateDataKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GenerateDataKeyRequest.ProtoReflect.Descriptor instead.
+func (*GenerateDataKeyRequest) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *GenerateDataKeyRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *GenerateDataKeyRequest) GetSpec() string {
+	if x != nil {
+		return x.Spec
+	}
+	return ""
+}
+
+func (x *GenerateDataKeyRequest) GetNumberOfBytes() uint32 {
+	if x != nil {
+		return x.NumberOfBytes
+	}
+	return 0
+}
+
+func (x *GenerateDataKeyRequest) GetAad() []byte {
+	if x != nil {
+		return x.Aad
+	}
+	return nil
+}
+
+type GenerateDataKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key is the full key ID.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// version is the key version that sealed the data key.
+	Version uint32 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// plaintext is the data key; empty from GenerateDataKeyWithoutPlaintext.
+	Plaintext []byte `protobuf:"bytes,3,opt,name=plaintext,proto3" json:"plaintext,omitempty"`
+	// sealed is the data key sealed (docs/storage.md's envelope).
+	Sealed        []byte `protobuf:"bytes,4,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GenerateDataKeyResponse) Reset() {
+	*x = GenerateDataKeyResponse{}
+	mi := &file_keystore_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GenerateDataKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GenerateDataKeyResponse) ProtoMessage() {}
+
+func (x *GenerateDataKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GenerateDataKeyResponse.ProtoReflect.Descriptor instead.
+func (*GenerateDataKeyResponse) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *GenerateDataKeyResponse) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *GenerateDataKeyResponse) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *GenerateDataKeyResponse) GetPlaintext() []byte {
+	if x != nil {
+		return x.Plaintext
+	}
+	return nil
+}
+
+func (x *GenerateDataKeyResponse) GetSealed() []byte {
+	if x != nil {
+		return x.Sealed
+	}
+	return nil
+}
+
+type DecryptRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key: an asymmetric-decrypt key.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// version: the version whose public key the sender encrypted to; 0
+	// means the primary version. Retired versions decrypt too.
+	Version int64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// enc: the HPKE encapsulated key (32 bytes for X25519, 65 for P-256,
+	// 1120 for MLKEM768-X25519).
+	Enc []byte `protobuf:"bytes,3,opt,name=enc,proto3" json:"enc,omitempty"`
+	// ciphertext: the AEAD output (plaintext and 16-byte tag), at most
+	// 1 MiB + 256 bytes.
+	Ciphertext []byte `protobuf:"bytes,4,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`
+	// info and aad: the sender's HPKE info (at most 4 KiB) and aad (at
+	// most 64 KiB), exactly as the sender used them.
+	Info          []byte `protobuf:"bytes,5,opt,name=info,proto3" json:"info,omitempty"`
+	Aad           []byte `protobuf:"bytes,6,opt,name=aad,proto3" json:"aad,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecryptRequest) Reset() {
+	*x = DecryptRequest{}
+	mi := &file_keystore_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecryptRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecryptRequest) ProtoMessage() {}
+
+func (x *DecryptRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecryptRequest.ProtoReflect.Descriptor instead.
+func (*DecryptRequest) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *DecryptRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *DecryptRequest) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *DecryptRequest) GetEnc() []byte {
+	if x != nil {
+		return x.Enc
+	}
+	return nil
+}
+
+func (x *DecryptRequest) GetCiphertext() []byte {
+	if x != nil {
+		return x.Ciphertext
+	}
+	return nil
+}
+
+func (x *DecryptRequest) GetInfo() []byte {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+func (x *DecryptRequest) GetAad() []byte {
+	if x != nil {
+		return x.Aad
+	}
+	return nil
+}
+
+type DecryptResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key is the full key ID.
+	Key           string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Version       uint32 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Plaintext     []byte `protobuf:"bytes,3,opt,name=plaintext,proto3" json:"plaintext,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecryptResponse) Reset() {
+	*x = DecryptResponse{}
+	mi := &file_keystore_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecryptResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecryptResponse) ProtoMessage() {}
+
+func (x *DecryptResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecryptResponse.ProtoReflect.Descriptor instead.
+func (*DecryptResponse) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *DecryptResponse) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *DecryptResponse) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *DecryptResponse) GetPlaintext() []byte {
+	if x != nil {
+		return x.Plaintext
+	}
+	return nil
+}
+
+type GetImportParametersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key: the key to import into (created by Import if it does not exist;
+	// an existing key must be an imported one).
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// algorithm: the algorithm of the material (required).
+	Algorithm string `protobuf:"bytes,2,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
+	// wrapping_algorithm: the HPKE suite of the wrapping key; empty means
+	// "hpke-mlkem768x25519-sha256-aes256gcm".
+	WrappingAlgorithm string `protobuf:"bytes,3,opt,name=wrapping_algorithm,json=wrappingAlgorithm,proto3" json:"wrapping_algorithm,omitempty"`
+	// ttl_seconds: how long the parameters are valid; 0 means 86400 (24 h),
+	// otherwise 60 .. 86400.
+	TtlSeconds    int64 `protobuf:"varint,4,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetImportParametersRequest) Reset() {
+	*x = GetImportParametersRequest{}
+	mi := &file_keystore_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetImportParametersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetImportParametersRequest) ProtoMessage() {}
+
+func (x *GetImportParametersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetImportParametersRequest.ProtoReflect.Descriptor instead.
+func (*GetImportParametersRequest) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *GetImportParametersRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *GetImportParametersRequest) GetAlgorithm() string {
+	if x != nil {
+		return x.Algorithm
+	}
+	return ""
+}
+
+func (x *GetImportParametersRequest) GetWrappingAlgorithm() string {
+	if x != nil {
+		return x.WrappingAlgorithm
+	}
+	return ""
+}
+
+func (x *GetImportParametersRequest) GetTtlSeconds() int64 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+type GetImportParametersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key is the full key ID the token is for.
+	Key       string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Algorithm string `protobuf:"bytes,2,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
+	// token: give it to Import with the wrapped material; valid once, for
+	// this key and algorithm, for the calling app, until expires.
+	Token             string `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`
+	WrappingAlgorithm string `protobuf:"bytes,4,opt,name=wrapping_algorithm,json=wrappingAlgorithm,proto3" json:"wrapping_algorithm,omitempty"`
+	KemId             uint32 `protobuf:"varint,5,opt,name=kem_id,json=kemId,proto3" json:"kem_id,omitempty"`
+	KdfId             uint32 `protobuf:"varint,6,opt,name=kdf_id,json=kdfId,proto3" json:"kdf_id,omitempty"`
+	AeadId            uint32 `protobuf:"varint,7,opt,name=aead_id,json=aeadId,proto3" json:"aead_id,omitempty"`
+	// public_key: the wrapping key's serialized HPKE public key.
+	PublicKey []byte `protobuf:"bytes,8,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// info: the HPKE info to seal the material with (base mode, empty aad):
+	// "keystored import v1" 0x00 key 0x00 algorithm.
+	Info          []byte                 `protobuf:"bytes,9,opt,name=info,proto3" json:"info,omitempty"`
+	Expires       *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=expires,proto3" json:"expires,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetImportParametersResponse) Reset() {
+	*x = GetImportParametersResponse{}
+	mi := &file_keystore_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetImportParametersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetImportParametersResponse) ProtoMessage() {}
+
+func (x *GetImportParametersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetImportParametersResponse.ProtoReflect.Descriptor instead.
+func (*GetImportParametersResponse) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *GetImportParametersResponse) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *GetImportParametersResponse) GetAlgorithm() string {
+	if x != nil {
+		return x.Algorithm
+	}
+	return ""
+}
+
+func (x *GetImportParametersResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *GetImportParametersResponse) GetWrappingAlgorithm() string {
+	if x != nil {
+		return x.WrappingAlgorithm
+	}
+	return ""
+}
+
+func (x *GetImportParametersResponse) GetKemId() uint32 {
+	if x != nil {
+		return x.KemId
+	}
+	return 0
+}
+
+func (x *GetImportParametersResponse) GetKdfId() uint32 {
+	if x != nil {
+		return x.KdfId
+	}
+	return 0
+}
+
+func (x *GetImportParametersResponse) GetAeadId() uint32 {
+	if x != nil {
+		return x.AeadId
+	}
+	return 0
+}
+
+func (x *GetImportParametersResponse) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *GetImportParametersResponse) GetInfo() []byte {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+func (x *GetImportParametersResponse) GetExpires() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expires
+	}
+	return nil
+}
+
+type ImportKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Token string                 `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	// enc and wrapped: the HPKE encapsulated key and ciphertext of the
+	// material: raw key bytes for decrypt and mac keys, PKCS #8 DER for the
+	// others (at most 8 KiB).
+	Enc     []byte `protobuf:"bytes,3,opt,name=enc,proto3" json:"enc,omitempty"`
+	Wrapped []byte `protobuf:"bytes,4,opt,name=wrapped,proto3" json:"wrapped,omitempty"`
+	// policy: of a new key (ignored when adding a version to an existing
+	// key). An imported key has no rotation period.
+	Policy        *KeyPolicy `protobuf:"bytes,5,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportKeyRequest) Reset() {
+	*x = ImportKeyRequest{}
+	mi := &file_keystore_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportKeyRequest) ProtoMessage() {}
+
+func (x *ImportKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportKeyRequest.ProtoReflect.Descriptor instead.
+func (*ImportKeyRequest) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *ImportKeyRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *ImportKeyRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *ImportKeyRequest) GetEnc() []byte {
+	if x != nil {
+		return x.Enc
+	}
+	return nil
+}
+
+func (x *ImportKeyRequest) GetWrapped() []byte {
+	if x != nil {
+		return x.Wrapped
+	}
+	return nil
+}
+
+func (x *ImportKeyRequest) GetPolicy() *KeyPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+type ImportKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *KeyMetadata           `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportKeyResponse) Reset() {
+	*x = ImportKeyResponse{}
+	mi := &file_keystore_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportKeyResponse) ProtoMessage() {}
+
+func (x *ImportKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportKeyResponse.ProtoReflect.Descriptor instead.
+func (*ImportKeyResponse) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *ImportKeyResponse) GetKey() *KeyMetadata {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
 // ErrorDetail is one item's error inside a batch or listing.
 type ErrorDetail struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2922,7 +3603,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_keystore_proto_msgTypes[49]
+	mi := &file_keystore_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2934,7 +3615,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[49]
+	mi := &file_keystore_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2947,7 +3628,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{49}
+	return file_keystore_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ErrorDetail) GetReason() string {
@@ -2973,7 +3654,7 @@ type SignBatchRequest struct {
 
 func (x *SignBatchRequest) Reset() {
 	*x = SignBatchRequest{}
-	mi := &file_keystore_proto_msgTypes[50]
+	mi := &file_keystore_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2985,7 +3666,7 @@ func (x *SignBatchRequest) String() string {
 func (*SignBatchRequest) ProtoMessage() {}
 
 func (x *SignBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[50]
+	mi := &file_keystore_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2998,7 +3679,7 @@ func (x *SignBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchRequest.ProtoReflect.Descriptor instead.
 func (*SignBatchRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{50}
+	return file_keystore_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *SignBatchRequest) GetItems() []*SignRequest {
@@ -3019,7 +3700,7 @@ type SignResult struct {
 
 func (x *SignResult) Reset() {
 	*x = SignResult{}
-	mi := &file_keystore_proto_msgTypes[51]
+	mi := &file_keystore_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3031,7 +3712,7 @@ func (x *SignResult) String() string {
 func (*SignResult) ProtoMessage() {}
 
 func (x *SignResult) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[51]
+	mi := &file_keystore_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3044,7 +3725,7 @@ func (x *SignResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignResult.ProtoReflect.Descriptor instead.
 func (*SignResult) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{51}
+	return file_keystore_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *SignResult) GetResponse() *SignResponse {
@@ -3070,7 +3751,7 @@ type SignBatchResponse struct {
 
 func (x *SignBatchResponse) Reset() {
 	*x = SignBatchResponse{}
-	mi := &file_keystore_proto_msgTypes[52]
+	mi := &file_keystore_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3082,7 +3763,7 @@ func (x *SignBatchResponse) String() string {
 func (*SignBatchResponse) ProtoMessage() {}
 
 func (x *SignBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[52]
+	mi := &file_keystore_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3095,7 +3776,7 @@ func (x *SignBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchResponse.ProtoReflect.Descriptor instead.
 func (*SignBatchResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{52}
+	return file_keystore_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *SignBatchResponse) GetResults() []*SignResult {
@@ -3114,7 +3795,7 @@ type SealBatchRequest struct {
 
 func (x *SealBatchRequest) Reset() {
 	*x = SealBatchRequest{}
-	mi := &file_keystore_proto_msgTypes[53]
+	mi := &file_keystore_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3126,7 +3807,7 @@ func (x *SealBatchRequest) String() string {
 func (*SealBatchRequest) ProtoMessage() {}
 
 func (x *SealBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[53]
+	mi := &file_keystore_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3139,7 +3820,7 @@ func (x *SealBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealBatchRequest.ProtoReflect.Descriptor instead.
 func (*SealBatchRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{53}
+	return file_keystore_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *SealBatchRequest) GetItems() []*SealRequest {
@@ -3159,7 +3840,7 @@ type SealResult struct {
 
 func (x *SealResult) Reset() {
 	*x = SealResult{}
-	mi := &file_keystore_proto_msgTypes[54]
+	mi := &file_keystore_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3171,7 +3852,7 @@ func (x *SealResult) String() string {
 func (*SealResult) ProtoMessage() {}
 
 func (x *SealResult) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[54]
+	mi := &file_keystore_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3184,7 +3865,7 @@ func (x *SealResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealResult.ProtoReflect.Descriptor instead.
 func (*SealResult) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{54}
+	return file_keystore_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *SealResult) GetResponse() *SealResponse {
@@ -3210,7 +3891,7 @@ type SealBatchResponse struct {
 
 func (x *SealBatchResponse) Reset() {
 	*x = SealBatchResponse{}
-	mi := &file_keystore_proto_msgTypes[55]
+	mi := &file_keystore_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3222,7 +3903,7 @@ func (x *SealBatchResponse) String() string {
 func (*SealBatchResponse) ProtoMessage() {}
 
 func (x *SealBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[55]
+	mi := &file_keystore_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3235,7 +3916,7 @@ func (x *SealBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealBatchResponse.ProtoReflect.Descriptor instead.
 func (*SealBatchResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{55}
+	return file_keystore_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *SealBatchResponse) GetResults() []*SealResult {
@@ -3254,7 +3935,7 @@ type UnsealBatchRequest struct {
 
 func (x *UnsealBatchRequest) Reset() {
 	*x = UnsealBatchRequest{}
-	mi := &file_keystore_proto_msgTypes[56]
+	mi := &file_keystore_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3266,7 +3947,7 @@ func (x *UnsealBatchRequest) String() string {
 func (*UnsealBatchRequest) ProtoMessage() {}
 
 func (x *UnsealBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[56]
+	mi := &file_keystore_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3279,7 +3960,7 @@ func (x *UnsealBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsealBatchRequest.ProtoReflect.Descriptor instead.
 func (*UnsealBatchRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{56}
+	return file_keystore_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *UnsealBatchRequest) GetItems() []*UnsealRequest {
@@ -3299,7 +3980,7 @@ type UnsealResult struct {
 
 func (x *UnsealResult) Reset() {
 	*x = UnsealResult{}
-	mi := &file_keystore_proto_msgTypes[57]
+	mi := &file_keystore_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3311,7 +3992,7 @@ func (x *UnsealResult) String() string {
 func (*UnsealResult) ProtoMessage() {}
 
 func (x *UnsealResult) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[57]
+	mi := &file_keystore_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3324,7 +4005,7 @@ func (x *UnsealResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsealResult.ProtoReflect.Descriptor instead.
 func (*UnsealResult) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{57}
+	return file_keystore_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *UnsealResult) GetResponse() *UnsealResponse {
@@ -3350,7 +4031,7 @@ type UnsealBatchResponse struct {
 
 func (x *UnsealBatchResponse) Reset() {
 	*x = UnsealBatchResponse{}
-	mi := &file_keystore_proto_msgTypes[58]
+	mi := &file_keystore_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3362,7 +4043,7 @@ func (x *UnsealBatchResponse) String() string {
 func (*UnsealBatchResponse) ProtoMessage() {}
 
 func (x *UnsealBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[58]
+	mi := &file_keystore_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3375,7 +4056,7 @@ func (x *UnsealBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsealBatchResponse.ProtoReflect.Descriptor instead.
 func (*UnsealBatchResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{58}
+	return file_keystore_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *UnsealBatchResponse) GetResults() []*UnsealResult {
@@ -3394,7 +4075,7 @@ type MacBatchRequest struct {
 
 func (x *MacBatchRequest) Reset() {
 	*x = MacBatchRequest{}
-	mi := &file_keystore_proto_msgTypes[59]
+	mi := &file_keystore_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3406,7 +4087,7 @@ func (x *MacBatchRequest) String() string {
 func (*MacBatchRequest) ProtoMessage() {}
 
 func (x *MacBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[59]
+	mi := &file_keystore_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3419,7 +4100,7 @@ func (x *MacBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MacBatchRequest.ProtoReflect.Descriptor instead.
 func (*MacBatchRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{59}
+	return file_keystore_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *MacBatchRequest) GetItems() []*MacRequest {
@@ -3439,7 +4120,7 @@ type MacResult struct {
 
 func (x *MacResult) Reset() {
 	*x = MacResult{}
-	mi := &file_keystore_proto_msgTypes[60]
+	mi := &file_keystore_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3451,7 +4132,7 @@ func (x *MacResult) String() string {
 func (*MacResult) ProtoMessage() {}
 
 func (x *MacResult) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[60]
+	mi := &file_keystore_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3464,7 +4145,7 @@ func (x *MacResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MacResult.ProtoReflect.Descriptor instead.
 func (*MacResult) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{60}
+	return file_keystore_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *MacResult) GetResponse() *MacResponse {
@@ -3490,7 +4171,7 @@ type MacBatchResponse struct {
 
 func (x *MacBatchResponse) Reset() {
 	*x = MacBatchResponse{}
-	mi := &file_keystore_proto_msgTypes[61]
+	mi := &file_keystore_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3502,7 +4183,7 @@ func (x *MacBatchResponse) String() string {
 func (*MacBatchResponse) ProtoMessage() {}
 
 func (x *MacBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[61]
+	mi := &file_keystore_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3515,7 +4196,7 @@ func (x *MacBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MacBatchResponse.ProtoReflect.Descriptor instead.
 func (*MacBatchResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{61}
+	return file_keystore_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *MacBatchResponse) GetResults() []*MacResult {
@@ -3534,7 +4215,7 @@ type VerifyMacBatchRequest struct {
 
 func (x *VerifyMacBatchRequest) Reset() {
 	*x = VerifyMacBatchRequest{}
-	mi := &file_keystore_proto_msgTypes[62]
+	mi := &file_keystore_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3546,7 +4227,7 @@ func (x *VerifyMacBatchRequest) String() string {
 func (*VerifyMacBatchRequest) ProtoMessage() {}
 
 func (x *VerifyMacBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[62]
+	mi := &file_keystore_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3559,7 +4240,7 @@ func (x *VerifyMacBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyMacBatchRequest.ProtoReflect.Descriptor instead.
 func (*VerifyMacBatchRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{62}
+	return file_keystore_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *VerifyMacBatchRequest) GetItems() []*VerifyMacRequest {
@@ -3579,7 +4260,7 @@ type VerifyMacResult struct {
 
 func (x *VerifyMacResult) Reset() {
 	*x = VerifyMacResult{}
-	mi := &file_keystore_proto_msgTypes[63]
+	mi := &file_keystore_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3591,7 +4272,7 @@ func (x *VerifyMacResult) String() string {
 func (*VerifyMacResult) ProtoMessage() {}
 
 func (x *VerifyMacResult) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[63]
+	mi := &file_keystore_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3604,7 +4285,7 @@ func (x *VerifyMacResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyMacResult.ProtoReflect.Descriptor instead.
 func (*VerifyMacResult) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{63}
+	return file_keystore_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *VerifyMacResult) GetResponse() *VerifyMacResponse {
@@ -3630,7 +4311,7 @@ type VerifyMacBatchResponse struct {
 
 func (x *VerifyMacBatchResponse) Reset() {
 	*x = VerifyMacBatchResponse{}
-	mi := &file_keystore_proto_msgTypes[64]
+	mi := &file_keystore_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3642,7 +4323,7 @@ func (x *VerifyMacBatchResponse) String() string {
 func (*VerifyMacBatchResponse) ProtoMessage() {}
 
 func (x *VerifyMacBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[64]
+	mi := &file_keystore_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3655,7 +4336,7 @@ func (x *VerifyMacBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyMacBatchResponse.ProtoReflect.Descriptor instead.
 func (*VerifyMacBatchResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{64}
+	return file_keystore_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *VerifyMacBatchResponse) GetResults() []*VerifyMacResult {
@@ -3673,7 +4354,7 @@ type WrappingKeyStatusRequest struct {
 
 func (x *WrappingKeyStatusRequest) Reset() {
 	*x = WrappingKeyStatusRequest{}
-	mi := &file_keystore_proto_msgTypes[65]
+	mi := &file_keystore_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3685,7 +4366,7 @@ func (x *WrappingKeyStatusRequest) String() string {
 func (*WrappingKeyStatusRequest) ProtoMessage() {}
 
 func (x *WrappingKeyStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[65]
+	mi := &file_keystore_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3698,7 +4379,7 @@ func (x *WrappingKeyStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WrappingKeyStatusRequest.ProtoReflect.Descriptor instead.
 func (*WrappingKeyStatusRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{65}
+	return file_keystore_proto_rawDescGZIP(), []int{73}
 }
 
 type WrappingKeyStatusResponse struct {
@@ -3721,7 +4402,7 @@ type WrappingKeyStatusResponse struct {
 
 func (x *WrappingKeyStatusResponse) Reset() {
 	*x = WrappingKeyStatusResponse{}
-	mi := &file_keystore_proto_msgTypes[66]
+	mi := &file_keystore_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3733,7 +4414,7 @@ func (x *WrappingKeyStatusResponse) String() string {
 func (*WrappingKeyStatusResponse) ProtoMessage() {}
 
 func (x *WrappingKeyStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[66]
+	mi := &file_keystore_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3746,7 +4427,7 @@ func (x *WrappingKeyStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WrappingKeyStatusResponse.ProtoReflect.Descriptor instead.
 func (*WrappingKeyStatusResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{66}
+	return file_keystore_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *WrappingKeyStatusResponse) GetCurrent() string {
@@ -3785,7 +4466,7 @@ type RotateWrappingKeyRequest struct {
 
 func (x *RotateWrappingKeyRequest) Reset() {
 	*x = RotateWrappingKeyRequest{}
-	mi := &file_keystore_proto_msgTypes[67]
+	mi := &file_keystore_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3797,7 +4478,7 @@ func (x *RotateWrappingKeyRequest) String() string {
 func (*RotateWrappingKeyRequest) ProtoMessage() {}
 
 func (x *RotateWrappingKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[67]
+	mi := &file_keystore_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3810,7 +4491,7 @@ func (x *RotateWrappingKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateWrappingKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateWrappingKeyRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{67}
+	return file_keystore_proto_rawDescGZIP(), []int{75}
 }
 
 type RotateWrappingKeyResponse struct {
@@ -3831,7 +4512,7 @@ type RotateWrappingKeyResponse struct {
 
 func (x *RotateWrappingKeyResponse) Reset() {
 	*x = RotateWrappingKeyResponse{}
-	mi := &file_keystore_proto_msgTypes[68]
+	mi := &file_keystore_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3843,7 +4524,7 @@ func (x *RotateWrappingKeyResponse) String() string {
 func (*RotateWrappingKeyResponse) ProtoMessage() {}
 
 func (x *RotateWrappingKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[68]
+	mi := &file_keystore_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3856,7 +4537,7 @@ func (x *RotateWrappingKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateWrappingKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateWrappingKeyResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{68}
+	return file_keystore_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *RotateWrappingKeyResponse) GetFrom() string {
@@ -3914,7 +4595,7 @@ type SweepKeysRequest struct {
 
 func (x *SweepKeysRequest) Reset() {
 	*x = SweepKeysRequest{}
-	mi := &file_keystore_proto_msgTypes[69]
+	mi := &file_keystore_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3926,7 +4607,7 @@ func (x *SweepKeysRequest) String() string {
 func (*SweepKeysRequest) ProtoMessage() {}
 
 func (x *SweepKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[69]
+	mi := &file_keystore_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3939,7 +4620,7 @@ func (x *SweepKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SweepKeysRequest.ProtoReflect.Descriptor instead.
 func (*SweepKeysRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{69}
+	return file_keystore_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *SweepKeysRequest) GetPageToken() string {
@@ -3969,7 +4650,7 @@ type RotatedKey struct {
 
 func (x *RotatedKey) Reset() {
 	*x = RotatedKey{}
-	mi := &file_keystore_proto_msgTypes[70]
+	mi := &file_keystore_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3981,7 +4662,7 @@ func (x *RotatedKey) String() string {
 func (*RotatedKey) ProtoMessage() {}
 
 func (x *RotatedKey) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[70]
+	mi := &file_keystore_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3994,7 +4675,7 @@ func (x *RotatedKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotatedKey.ProtoReflect.Descriptor instead.
 func (*RotatedKey) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{70}
+	return file_keystore_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *RotatedKey) GetKey() string {
@@ -4023,7 +4704,7 @@ type SweepFailure struct {
 
 func (x *SweepFailure) Reset() {
 	*x = SweepFailure{}
-	mi := &file_keystore_proto_msgTypes[71]
+	mi := &file_keystore_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4035,7 +4716,7 @@ func (x *SweepFailure) String() string {
 func (*SweepFailure) ProtoMessage() {}
 
 func (x *SweepFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[71]
+	mi := &file_keystore_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4048,7 +4729,7 @@ func (x *SweepFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SweepFailure.ProtoReflect.Descriptor instead.
 func (*SweepFailure) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{71}
+	return file_keystore_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *SweepFailure) GetKey() string {
@@ -4080,7 +4761,7 @@ type SweepKeysResponse struct {
 
 func (x *SweepKeysResponse) Reset() {
 	*x = SweepKeysResponse{}
-	mi := &file_keystore_proto_msgTypes[72]
+	mi := &file_keystore_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4092,7 +4773,7 @@ func (x *SweepKeysResponse) String() string {
 func (*SweepKeysResponse) ProtoMessage() {}
 
 func (x *SweepKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[72]
+	mi := &file_keystore_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4105,7 +4786,7 @@ func (x *SweepKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SweepKeysResponse.ProtoReflect.Descriptor instead.
 func (*SweepKeysResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{72}
+	return file_keystore_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *SweepKeysResponse) GetExamined() int32 {
@@ -4147,7 +4828,7 @@ type GetUsageRequest struct {
 
 func (x *GetUsageRequest) Reset() {
 	*x = GetUsageRequest{}
-	mi := &file_keystore_proto_msgTypes[73]
+	mi := &file_keystore_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4159,7 +4840,7 @@ func (x *GetUsageRequest) String() string {
 func (*GetUsageRequest) ProtoMessage() {}
 
 func (x *GetUsageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[73]
+	mi := &file_keystore_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4172,7 +4853,7 @@ func (x *GetUsageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUsageRequest.ProtoReflect.Descriptor instead.
 func (*GetUsageRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{73}
+	return file_keystore_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *GetUsageRequest) GetApp() string {
@@ -4203,7 +4884,7 @@ type GetUsageResponse struct {
 
 func (x *GetUsageResponse) Reset() {
 	*x = GetUsageResponse{}
-	mi := &file_keystore_proto_msgTypes[74]
+	mi := &file_keystore_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4215,7 +4896,7 @@ func (x *GetUsageResponse) String() string {
 func (*GetUsageResponse) ProtoMessage() {}
 
 func (x *GetUsageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_proto_msgTypes[74]
+	mi := &file_keystore_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4228,7 +4909,7 @@ func (x *GetUsageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUsageResponse.ProtoReflect.Descriptor instead.
 func (*GetUsageResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_proto_rawDescGZIP(), []int{74}
+	return file_keystore_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *GetUsageResponse) GetApp() string {
@@ -4327,7 +5008,7 @@ const file_keystore_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"y\n" +
 	"\tKeyPolicy\x124\n" +
 	"\x16min_decryption_version\x18\x01 \x01(\rR\x14minDecryptionVersion\x126\n" +
-	"\x17rotation_period_seconds\x18\x02 \x01(\x03R\x15rotationPeriodSeconds\"\x87\x03\n" +
+	"\x17rotation_period_seconds\x18\x02 \x01(\x03R\x15rotationPeriodSeconds\"\x9f\x03\n" +
 	"\n" +
 	"KeyVersion\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12/\n" +
@@ -4337,10 +5018,12 @@ const file_keystore_proto_rawDesc = "" +
 	"\acreated\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x124\n" +
 	"\aretired\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aretired\x124\n" +
 	"\arevoked\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\arevoked\x128\n" +
-	"\tdestroyed\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tdestroyed\x12\x14\n" +
+	"\tdestroyed\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tdestroyed\x12\x16\n" +
+	"\x06origin\x18\n" +
+	" \x01(\tR\x06origin\x12\x14\n" +
 	"\x05seals\x18\b \x01(\x04R\x05seals\x12\x1d\n" +
 	"\n" +
-	"seal_limit\x18\t \x01(\x04R\tsealLimit\"\xd2\x04\n" +
+	"seal_limit\x18\t \x01(\x04R\tsealLimit\"\xea\x04\n" +
 	"\vKeyMetadata\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\talgorithm\x18\x02 \x01(\tR\talgorithm\x12\x12\n" +
@@ -4356,7 +5039,8 @@ const file_keystore_proto_rawDesc = "" +
 	"\arevoked\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\arevoked\x128\n" +
 	"\tdestroyed\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tdestroyed\x12=\n" +
 	"\frotation_due\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\vrotationDue\x12)\n" +
-	"\x10rotation_overdue\x18\x0e \x01(\bR\x0frotationOverdue\"\x84\x01\n" +
+	"\x10rotation_overdue\x18\x0e \x01(\bR\x0frotationOverdue\x12\x16\n" +
+	"\x06origin\x18\x0f \x01(\tR\x06origin\"\x84\x01\n" +
 	"\x10CreateKeyRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1c\n" +
 	"\talgorithm\x18\x02 \x01(\tR\talgorithm\x12.\n" +
@@ -4381,9 +5065,10 @@ const file_keystore_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12:\n" +
 	"\n" +
 	"unreadable\x18\x03 \x03(\v2\x1a.keystore.v1.UnreadableKeyR\n" +
-	"unreadable\"$\n" +
+	"unreadable\"@\n" +
 	"\x10RotateKeyRequest\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\"?\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1a\n" +
+	"\bgenerate\x18\x02 \x01(\bR\bgenerate\"?\n" +
 	"\x11RotateKeyResponse\x12*\n" +
 	"\x03key\x18\x01 \x01(\v2\x18.keystore.v1.KeyMetadataR\x03key\"$\n" +
 	"\x10RevokeKeyRequest\x12\x10\n" +
@@ -4406,13 +5091,16 @@ const file_keystore_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\v2\x18.keystore.v1.KeyMetadataR\x03key\">\n" +
 	"\x10PublicKeyRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\x03R\aversion\"|\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\"\xc3\x01\n" +
 	"\x11PublicKeyResponse\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12\x1c\n" +
 	"\talgorithm\x18\x03 \x01(\tR\talgorithm\x12\x1d\n" +
 	"\n" +
-	"public_key\x18\x04 \x01(\fR\tpublicKey\"\x8c\x01\n" +
+	"public_key\x18\x04 \x01(\fR\tpublicKey\x12\x15\n" +
+	"\x06kem_id\x18\x05 \x01(\rR\x05kemId\x12\x15\n" +
+	"\x06kdf_id\x18\x06 \x01(\rR\x05kdfId\x12\x17\n" +
+	"\aaead_id\x18\a \x01(\rR\x06aeadId\"\x8c\x01\n" +
 	"\vSignRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\fR\amessage\x12\x18\n" +
@@ -4469,7 +5157,57 @@ const file_keystore_proto_rawDesc = "" +
 	"\x03aad\x18\x03 \x01(\fR\x03aad\"B\n" +
 	"\x0eRewrapResponse\x12\x16\n" +
 	"\x06sealed\x18\x01 \x01(\fR\x06sealed\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\rR\aversion\"?\n" +
+	"\aversion\x18\x02 \x01(\rR\aversion\"x\n" +
+	"\x16GenerateDataKeyRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
+	"\x04spec\x18\x02 \x01(\tR\x04spec\x12&\n" +
+	"\x0fnumber_of_bytes\x18\x03 \x01(\rR\rnumberOfBytes\x12\x10\n" +
+	"\x03aad\x18\x04 \x01(\fR\x03aad\"{\n" +
+	"\x17GenerateDataKeyResponse\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\rR\aversion\x12\x1c\n" +
+	"\tplaintext\x18\x03 \x01(\fR\tplaintext\x12\x16\n" +
+	"\x06sealed\x18\x04 \x01(\fR\x06sealed\"\x94\x01\n" +
+	"\x0eDecryptRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\x12\x10\n" +
+	"\x03enc\x18\x03 \x01(\fR\x03enc\x12\x1e\n" +
+	"\n" +
+	"ciphertext\x18\x04 \x01(\fR\n" +
+	"ciphertext\x12\x12\n" +
+	"\x04info\x18\x05 \x01(\fR\x04info\x12\x10\n" +
+	"\x03aad\x18\x06 \x01(\fR\x03aad\"[\n" +
+	"\x0fDecryptResponse\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\rR\aversion\x12\x1c\n" +
+	"\tplaintext\x18\x03 \x01(\fR\tplaintext\"\x9c\x01\n" +
+	"\x1aGetImportParametersRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1c\n" +
+	"\talgorithm\x18\x02 \x01(\tR\talgorithm\x12-\n" +
+	"\x12wrapping_algorithm\x18\x03 \x01(\tR\x11wrappingAlgorithm\x12\x1f\n" +
+	"\vttl_seconds\x18\x04 \x01(\x03R\n" +
+	"ttlSeconds\"\xc2\x02\n" +
+	"\x1bGetImportParametersResponse\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1c\n" +
+	"\talgorithm\x18\x02 \x01(\tR\talgorithm\x12\x14\n" +
+	"\x05token\x18\x03 \x01(\tR\x05token\x12-\n" +
+	"\x12wrapping_algorithm\x18\x04 \x01(\tR\x11wrappingAlgorithm\x12\x15\n" +
+	"\x06kem_id\x18\x05 \x01(\rR\x05kemId\x12\x15\n" +
+	"\x06kdf_id\x18\x06 \x01(\rR\x05kdfId\x12\x17\n" +
+	"\aaead_id\x18\a \x01(\rR\x06aeadId\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\b \x01(\fR\tpublicKey\x12\x12\n" +
+	"\x04info\x18\t \x01(\fR\x04info\x124\n" +
+	"\aexpires\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\"\x96\x01\n" +
+	"\x10ImportKeyRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\x12\x10\n" +
+	"\x03enc\x18\x03 \x01(\fR\x03enc\x12\x18\n" +
+	"\awrapped\x18\x04 \x01(\fR\awrapped\x12.\n" +
+	"\x06policy\x18\x05 \x01(\v2\x16.keystore.v1.KeyPolicyR\x06policy\"?\n" +
+	"\x11ImportKeyResponse\x12*\n" +
+	"\x03key\x18\x01 \x01(\v2\x18.keystore.v1.KeyMetadataR\x03key\"?\n" +
 	"\vErrorDetail\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"B\n" +
@@ -4571,7 +5309,7 @@ const file_keystore_proto_rawDesc = "" +
 	"\x03Put\x12\x1c.keystore.v1.PutValueRequest\x1a\x1d.keystore.v1.PutValueResponse\x12B\n" +
 	"\x03Get\x12\x1c.keystore.v1.GetValueRequest\x1a\x1d.keystore.v1.GetValueResponse\x12K\n" +
 	"\x06Delete\x12\x1f.keystore.v1.DeleteValueRequest\x1a .keystore.v1.DeleteValueResponse\x12G\n" +
-	"\x04List\x12\x1e.keystore.v1.ListValuesRequest\x1a\x1f.keystore.v1.ListValuesResponse2\x96\r\n" +
+	"\x04List\x12\x1e.keystore.v1.ListValuesRequest\x1a\x1f.keystore.v1.ListValuesResponse2\xdb\x10\n" +
 	"\x04Keys\x12G\n" +
 	"\x06Create\x12\x1d.keystore.v1.CreateKeyRequest\x1a\x1e.keystore.v1.CreateKeyResponse\x12>\n" +
 	"\x03Get\x12\x1a.keystore.v1.GetKeyRequest\x1a\x1b.keystore.v1.GetKeyResponse\x12C\n" +
@@ -4595,7 +5333,12 @@ const file_keystore_proto_rawDesc = "" +
 	"\x03Mac\x12\x17.keystore.v1.MacRequest\x1a\x18.keystore.v1.MacResponse\x12J\n" +
 	"\tVerifyMac\x12\x1d.keystore.v1.VerifyMacRequest\x1a\x1e.keystore.v1.VerifyMacResponse\x12G\n" +
 	"\bMacBatch\x12\x1c.keystore.v1.MacBatchRequest\x1a\x1d.keystore.v1.MacBatchResponse\x12Y\n" +
-	"\x0eVerifyMacBatch\x12\".keystore.v1.VerifyMacBatchRequest\x1a#.keystore.v1.VerifyMacBatchResponse2\xcf\x01\n" +
+	"\x0eVerifyMacBatch\x12\".keystore.v1.VerifyMacBatchRequest\x1a#.keystore.v1.VerifyMacBatchResponse\x12\\\n" +
+	"\x0fGenerateDataKey\x12#.keystore.v1.GenerateDataKeyRequest\x1a$.keystore.v1.GenerateDataKeyResponse\x12l\n" +
+	"\x1fGenerateDataKeyWithoutPlaintext\x12#.keystore.v1.GenerateDataKeyRequest\x1a$.keystore.v1.GenerateDataKeyResponse\x12D\n" +
+	"\aDecrypt\x12\x1b.keystore.v1.DecryptRequest\x1a\x1c.keystore.v1.DecryptResponse\x12h\n" +
+	"\x13GetImportParameters\x12'.keystore.v1.GetImportParametersRequest\x1a(.keystore.v1.GetImportParametersResponse\x12G\n" +
+	"\x06Import\x12\x1d.keystore.v1.ImportKeyRequest\x1a\x1e.keystore.v1.ImportKeyResponse2\xcf\x01\n" +
 	"\x05Admin\x12b\n" +
 	"\x11WrappingKeyStatus\x12%.keystore.v1.WrappingKeyStatusRequest\x1a&.keystore.v1.WrappingKeyStatusResponse\x12b\n" +
 	"\x11RotateWrappingKey\x12%.keystore.v1.RotateWrappingKeyRequest\x1a&.keystore.v1.RotateWrappingKeyResponseB:Z8github.com/nexus-os/keystored/api/keystore/v1;keystorev1b\x06proto3"
@@ -4613,105 +5356,113 @@ func file_keystore_proto_rawDescGZIP() []byte {
 }
 
 var file_keystore_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_keystore_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
+var file_keystore_proto_msgTypes = make([]protoimpl.MessageInfo, 83)
 var file_keystore_proto_goTypes = []any{
-	(KeyState)(0),                     // 0: keystore.v1.KeyState
-	(VersionState)(0),                 // 1: keystore.v1.VersionState
-	(*TrustAnchor)(nil),               // 2: keystore.v1.TrustAnchor
-	(*ListAnchorsRequest)(nil),        // 3: keystore.v1.ListAnchorsRequest
-	(*ListAnchorsResponse)(nil),       // 4: keystore.v1.ListAnchorsResponse
-	(*VerifyAnchorRequest)(nil),       // 5: keystore.v1.VerifyAnchorRequest
-	(*VerifyAnchorResponse)(nil),      // 6: keystore.v1.VerifyAnchorResponse
-	(*PutValueRequest)(nil),           // 7: keystore.v1.PutValueRequest
-	(*PutValueResponse)(nil),          // 8: keystore.v1.PutValueResponse
-	(*GetValueRequest)(nil),           // 9: keystore.v1.GetValueRequest
-	(*GetValueResponse)(nil),          // 10: keystore.v1.GetValueResponse
-	(*DeleteValueRequest)(nil),        // 11: keystore.v1.DeleteValueRequest
-	(*DeleteValueResponse)(nil),       // 12: keystore.v1.DeleteValueResponse
-	(*ListValuesRequest)(nil),         // 13: keystore.v1.ListValuesRequest
-	(*ListValuesResponse)(nil),        // 14: keystore.v1.ListValuesResponse
-	(*KeyPolicy)(nil),                 // 15: keystore.v1.KeyPolicy
-	(*KeyVersion)(nil),                // 16: keystore.v1.KeyVersion
-	(*KeyMetadata)(nil),               // 17: keystore.v1.KeyMetadata
-	(*CreateKeyRequest)(nil),          // 18: keystore.v1.CreateKeyRequest
-	(*CreateKeyResponse)(nil),         // 19: keystore.v1.CreateKeyResponse
-	(*GetKeyRequest)(nil),             // 20: keystore.v1.GetKeyRequest
-	(*GetKeyResponse)(nil),            // 21: keystore.v1.GetKeyResponse
-	(*ListKeysRequest)(nil),           // 22: keystore.v1.ListKeysRequest
-	(*UnreadableKey)(nil),             // 23: keystore.v1.UnreadableKey
-	(*ListKeysResponse)(nil),          // 24: keystore.v1.ListKeysResponse
-	(*RotateKeyRequest)(nil),          // 25: keystore.v1.RotateKeyRequest
-	(*RotateKeyResponse)(nil),         // 26: keystore.v1.RotateKeyResponse
-	(*RevokeKeyRequest)(nil),          // 27: keystore.v1.RevokeKeyRequest
-	(*RevokeKeyResponse)(nil),         // 28: keystore.v1.RevokeKeyResponse
-	(*RevokeKeyVersionRequest)(nil),   // 29: keystore.v1.RevokeKeyVersionRequest
-	(*RevokeKeyVersionResponse)(nil),  // 30: keystore.v1.RevokeKeyVersionResponse
-	(*DestroyKeyRequest)(nil),         // 31: keystore.v1.DestroyKeyRequest
-	(*DestroyKeyResponse)(nil),        // 32: keystore.v1.DestroyKeyResponse
-	(*SetKeyPolicyRequest)(nil),       // 33: keystore.v1.SetKeyPolicyRequest
-	(*SetKeyPolicyResponse)(nil),      // 34: keystore.v1.SetKeyPolicyResponse
-	(*PublicKeyRequest)(nil),          // 35: keystore.v1.PublicKeyRequest
-	(*PublicKeyResponse)(nil),         // 36: keystore.v1.PublicKeyResponse
-	(*SignRequest)(nil),               // 37: keystore.v1.SignRequest
-	(*SignResponse)(nil),              // 38: keystore.v1.SignResponse
-	(*VerifyRequest)(nil),             // 39: keystore.v1.VerifyRequest
-	(*VerifyResponse)(nil),            // 40: keystore.v1.VerifyResponse
-	(*MacRequest)(nil),                // 41: keystore.v1.MacRequest
-	(*MacResponse)(nil),               // 42: keystore.v1.MacResponse
-	(*VerifyMacRequest)(nil),          // 43: keystore.v1.VerifyMacRequest
-	(*VerifyMacResponse)(nil),         // 44: keystore.v1.VerifyMacResponse
-	(*SealRequest)(nil),               // 45: keystore.v1.SealRequest
-	(*SealResponse)(nil),              // 46: keystore.v1.SealResponse
-	(*UnsealRequest)(nil),             // 47: keystore.v1.UnsealRequest
-	(*UnsealResponse)(nil),            // 48: keystore.v1.UnsealResponse
-	(*RewrapRequest)(nil),             // 49: keystore.v1.RewrapRequest
-	(*RewrapResponse)(nil),            // 50: keystore.v1.RewrapResponse
-	(*ErrorDetail)(nil),               // 51: keystore.v1.ErrorDetail
-	(*SignBatchRequest)(nil),          // 52: keystore.v1.SignBatchRequest
-	(*SignResult)(nil),                // 53: keystore.v1.SignResult
-	(*SignBatchResponse)(nil),         // 54: keystore.v1.SignBatchResponse
-	(*SealBatchRequest)(nil),          // 55: keystore.v1.SealBatchRequest
-	(*SealResult)(nil),                // 56: keystore.v1.SealResult
-	(*SealBatchResponse)(nil),         // 57: keystore.v1.SealBatchResponse
-	(*UnsealBatchRequest)(nil),        // 58: keystore.v1.UnsealBatchRequest
-	(*UnsealResult)(nil),              // 59: keystore.v1.UnsealResult
-	(*UnsealBatchResponse)(nil),       // 60: keystore.v1.UnsealBatchResponse
-	(*MacBatchRequest)(nil),           // 61: keystore.v1.MacBatchRequest
-	(*MacResult)(nil),                 // 62: keystore.v1.MacResult
-	(*MacBatchResponse)(nil),          // 63: keystore.v1.MacBatchResponse
-	(*VerifyMacBatchRequest)(nil),     // 64: keystore.v1.VerifyMacBatchRequest
-	(*VerifyMacResult)(nil),           // 65: keystore.v1.VerifyMacResult
-	(*VerifyMacBatchResponse)(nil),    // 66: keystore.v1.VerifyMacBatchResponse
-	(*WrappingKeyStatusRequest)(nil),  // 67: keystore.v1.WrappingKeyStatusRequest
-	(*WrappingKeyStatusResponse)(nil), // 68: keystore.v1.WrappingKeyStatusResponse
-	(*RotateWrappingKeyRequest)(nil),  // 69: keystore.v1.RotateWrappingKeyRequest
-	(*RotateWrappingKeyResponse)(nil), // 70: keystore.v1.RotateWrappingKeyResponse
-	(*SweepKeysRequest)(nil),          // 71: keystore.v1.SweepKeysRequest
-	(*RotatedKey)(nil),                // 72: keystore.v1.RotatedKey
-	(*SweepFailure)(nil),              // 73: keystore.v1.SweepFailure
-	(*SweepKeysResponse)(nil),         // 74: keystore.v1.SweepKeysResponse
-	(*GetUsageRequest)(nil),           // 75: keystore.v1.GetUsageRequest
-	(*GetUsageResponse)(nil),          // 76: keystore.v1.GetUsageResponse
-	(*timestamppb.Timestamp)(nil),     // 77: google.protobuf.Timestamp
+	(KeyState)(0),                       // 0: keystore.v1.KeyState
+	(VersionState)(0),                   // 1: keystore.v1.VersionState
+	(*TrustAnchor)(nil),                 // 2: keystore.v1.TrustAnchor
+	(*ListAnchorsRequest)(nil),          // 3: keystore.v1.ListAnchorsRequest
+	(*ListAnchorsResponse)(nil),         // 4: keystore.v1.ListAnchorsResponse
+	(*VerifyAnchorRequest)(nil),         // 5: keystore.v1.VerifyAnchorRequest
+	(*VerifyAnchorResponse)(nil),        // 6: keystore.v1.VerifyAnchorResponse
+	(*PutValueRequest)(nil),             // 7: keystore.v1.PutValueRequest
+	(*PutValueResponse)(nil),            // 8: keystore.v1.PutValueResponse
+	(*GetValueRequest)(nil),             // 9: keystore.v1.GetValueRequest
+	(*GetValueResponse)(nil),            // 10: keystore.v1.GetValueResponse
+	(*DeleteValueRequest)(nil),          // 11: keystore.v1.DeleteValueRequest
+	(*DeleteValueResponse)(nil),         // 12: keystore.v1.DeleteValueResponse
+	(*ListValuesRequest)(nil),           // 13: keystore.v1.ListValuesRequest
+	(*ListValuesResponse)(nil),          // 14: keystore.v1.ListValuesResponse
+	(*KeyPolicy)(nil),                   // 15: keystore.v1.KeyPolicy
+	(*KeyVersion)(nil),                  // 16: keystore.v1.KeyVersion
+	(*KeyMetadata)(nil),                 // 17: keystore.v1.KeyMetadata
+	(*CreateKeyRequest)(nil),            // 18: keystore.v1.CreateKeyRequest
+	(*CreateKeyResponse)(nil),           // 19: keystore.v1.CreateKeyResponse
+	(*GetKeyRequest)(nil),               // 20: keystore.v1.GetKeyRequest
+	(*GetKeyResponse)(nil),              // 21: keystore.v1.GetKeyResponse
+	(*ListKeysRequest)(nil),             // 22: keystore.v1.ListKeysRequest
+	(*UnreadableKey)(nil),               // 23: keystore.v1.UnreadableKey
+	(*ListKeysResponse)(nil),            // 24: keystore.v1.ListKeysResponse
+	(*RotateKeyRequest)(nil),            // 25: keystore.v1.RotateKeyRequest
+	(*RotateKeyResponse)(nil),           // 26: keystore.v1.RotateKeyResponse
+	(*RevokeKeyRequest)(nil),            // 27: keystore.v1.RevokeKeyRequest
+	(*RevokeKeyResponse)(nil),           // 28: keystore.v1.RevokeKeyResponse
+	(*RevokeKeyVersionRequest)(nil),     // 29: keystore.v1.RevokeKeyVersionRequest
+	(*RevokeKeyVersionResponse)(nil),    // 30: keystore.v1.RevokeKeyVersionResponse
+	(*DestroyKeyRequest)(nil),           // 31: keystore.v1.DestroyKeyRequest
+	(*DestroyKeyResponse)(nil),          // 32: keystore.v1.DestroyKeyResponse
+	(*SetKeyPolicyRequest)(nil),         // 33: keystore.v1.SetKeyPolicyRequest
+	(*SetKeyPolicyResponse)(nil),        // 34: keystore.v1.SetKeyPolicyResponse
+	(*PublicKeyRequest)(nil),            // 35: keystore.v1.PublicKeyRequest
+	(*PublicKeyResponse)(nil),           // 36: keystore.v1.PublicKeyResponse
+	(*SignRequest)(nil),                 // 37: keystore.v1.SignRequest
+	(*SignResponse)(nil),                // 38: keystore.v1.SignResponse
+	(*VerifyRequest)(nil),               // 39: keystore.v1.VerifyRequest
+	(*VerifyResponse)(nil),              // 40: keystore.v1.VerifyResponse
+	(*MacRequest)(nil),                  // 41: keystore.v1.MacRequest
+	(*MacResponse)(nil),                 // 42: keystore.v1.MacResponse
+	(*VerifyMacRequest)(nil),            // 43: keystore.v1.VerifyMacRequest
+	(*VerifyMacResponse)(nil),           // 44: keystore.v1.VerifyMacResponse
+	(*SealRequest)(nil),                 // 45: keystore.v1.SealRequest
+	(*SealResponse)(nil),                // 46: keystore.v1.SealResponse
+	(*UnsealRequest)(nil),               // 47: keystore.v1.UnsealRequest
+	(*UnsealResponse)(nil),              // 48: keystore.v1.UnsealResponse
+	(*RewrapRequest)(nil),               // 49: keystore.v1.RewrapRequest
+	(*RewrapResponse)(nil),              // 50: keystore.v1.RewrapResponse
+	(*GenerateDataKeyRequest)(nil),      // 51: keystore.v1.GenerateDataKeyRequest
+	(*GenerateDataKeyResponse)(nil),     // 52: keystore.v1.GenerateDataKeyResponse
+	(*DecryptRequest)(nil),              // 53: keystore.v1.DecryptRequest
+	(*DecryptResponse)(nil),             // 54: keystore.v1.DecryptResponse
+	(*GetImportParametersRequest)(nil),  // 55: keystore.v1.GetImportParametersRequest
+	(*GetImportParametersResponse)(nil), // 56: keystore.v1.GetImportParametersResponse
+	(*ImportKeyRequest)(nil),            // 57: keystore.v1.ImportKeyRequest
+	(*ImportKeyResponse)(nil),           // 58: keystore.v1.ImportKeyResponse
+	(*ErrorDetail)(nil),                 // 59: keystore.v1.ErrorDetail
+	(*SignBatchRequest)(nil),            // 60: keystore.v1.SignBatchRequest
+	(*SignResult)(nil),                  // 61: keystore.v1.SignResult
+	(*SignBatchResponse)(nil),           // 62: keystore.v1.SignBatchResponse
+	(*SealBatchRequest)(nil),            // 63: keystore.v1.SealBatchRequest
+	(*SealResult)(nil),                  // 64: keystore.v1.SealResult
+	(*SealBatchResponse)(nil),           // 65: keystore.v1.SealBatchResponse
+	(*UnsealBatchRequest)(nil),          // 66: keystore.v1.UnsealBatchRequest
+	(*UnsealResult)(nil),                // 67: keystore.v1.UnsealResult
+	(*UnsealBatchResponse)(nil),         // 68: keystore.v1.UnsealBatchResponse
+	(*MacBatchRequest)(nil),             // 69: keystore.v1.MacBatchRequest
+	(*MacResult)(nil),                   // 70: keystore.v1.MacResult
+	(*MacBatchResponse)(nil),            // 71: keystore.v1.MacBatchResponse
+	(*VerifyMacBatchRequest)(nil),       // 72: keystore.v1.VerifyMacBatchRequest
+	(*VerifyMacResult)(nil),             // 73: keystore.v1.VerifyMacResult
+	(*VerifyMacBatchResponse)(nil),      // 74: keystore.v1.VerifyMacBatchResponse
+	(*WrappingKeyStatusRequest)(nil),    // 75: keystore.v1.WrappingKeyStatusRequest
+	(*WrappingKeyStatusResponse)(nil),   // 76: keystore.v1.WrappingKeyStatusResponse
+	(*RotateWrappingKeyRequest)(nil),    // 77: keystore.v1.RotateWrappingKeyRequest
+	(*RotateWrappingKeyResponse)(nil),   // 78: keystore.v1.RotateWrappingKeyResponse
+	(*SweepKeysRequest)(nil),            // 79: keystore.v1.SweepKeysRequest
+	(*RotatedKey)(nil),                  // 80: keystore.v1.RotatedKey
+	(*SweepFailure)(nil),                // 81: keystore.v1.SweepFailure
+	(*SweepKeysResponse)(nil),           // 82: keystore.v1.SweepKeysResponse
+	(*GetUsageRequest)(nil),             // 83: keystore.v1.GetUsageRequest
+	(*GetUsageResponse)(nil),            // 84: keystore.v1.GetUsageResponse
+	(*timestamppb.Timestamp)(nil),       // 85: google.protobuf.Timestamp
 }
 var file_keystore_proto_depIdxs = []int32{
 	2,  // 0: keystore.v1.ListAnchorsResponse.anchors:type_name -> keystore.v1.TrustAnchor
 	1,  // 1: keystore.v1.KeyVersion.state:type_name -> keystore.v1.VersionState
-	77, // 2: keystore.v1.KeyVersion.created:type_name -> google.protobuf.Timestamp
-	77, // 3: keystore.v1.KeyVersion.retired:type_name -> google.protobuf.Timestamp
-	77, // 4: keystore.v1.KeyVersion.revoked:type_name -> google.protobuf.Timestamp
-	77, // 5: keystore.v1.KeyVersion.destroyed:type_name -> google.protobuf.Timestamp
+	85, // 2: keystore.v1.KeyVersion.created:type_name -> google.protobuf.Timestamp
+	85, // 3: keystore.v1.KeyVersion.retired:type_name -> google.protobuf.Timestamp
+	85, // 4: keystore.v1.KeyVersion.revoked:type_name -> google.protobuf.Timestamp
+	85, // 5: keystore.v1.KeyVersion.destroyed:type_name -> google.protobuf.Timestamp
 	0,  // 6: keystore.v1.KeyMetadata.state:type_name -> keystore.v1.KeyState
 	16, // 7: keystore.v1.KeyMetadata.versions:type_name -> keystore.v1.KeyVersion
 	15, // 8: keystore.v1.KeyMetadata.policy:type_name -> keystore.v1.KeyPolicy
-	77, // 9: keystore.v1.KeyMetadata.created:type_name -> google.protobuf.Timestamp
-	77, // 10: keystore.v1.KeyMetadata.revoked:type_name -> google.protobuf.Timestamp
-	77, // 11: keystore.v1.KeyMetadata.destroyed:type_name -> google.protobuf.Timestamp
-	77, // 12: keystore.v1.KeyMetadata.rotation_due:type_name -> google.protobuf.Timestamp
+	85, // 9: keystore.v1.KeyMetadata.created:type_name -> google.protobuf.Timestamp
+	85, // 10: keystore.v1.KeyMetadata.revoked:type_name -> google.protobuf.Timestamp
+	85, // 11: keystore.v1.KeyMetadata.destroyed:type_name -> google.protobuf.Timestamp
+	85, // 12: keystore.v1.KeyMetadata.rotation_due:type_name -> google.protobuf.Timestamp
 	15, // 13: keystore.v1.CreateKeyRequest.policy:type_name -> keystore.v1.KeyPolicy
 	17, // 14: keystore.v1.CreateKeyResponse.key:type_name -> keystore.v1.KeyMetadata
 	17, // 15: keystore.v1.GetKeyResponse.key:type_name -> keystore.v1.KeyMetadata
-	51, // 16: keystore.v1.UnreadableKey.error:type_name -> keystore.v1.ErrorDetail
+	59, // 16: keystore.v1.UnreadableKey.error:type_name -> keystore.v1.ErrorDetail
 	17, // 17: keystore.v1.ListKeysResponse.keys:type_name -> keystore.v1.KeyMetadata
 	23, // 18: keystore.v1.ListKeysResponse.unreadable:type_name -> keystore.v1.UnreadableKey
 	17, // 19: keystore.v1.RotateKeyResponse.key:type_name -> keystore.v1.KeyMetadata
@@ -4720,96 +5471,109 @@ var file_keystore_proto_depIdxs = []int32{
 	17, // 22: keystore.v1.DestroyKeyResponse.key:type_name -> keystore.v1.KeyMetadata
 	15, // 23: keystore.v1.SetKeyPolicyRequest.policy:type_name -> keystore.v1.KeyPolicy
 	17, // 24: keystore.v1.SetKeyPolicyResponse.key:type_name -> keystore.v1.KeyMetadata
-	37, // 25: keystore.v1.SignBatchRequest.items:type_name -> keystore.v1.SignRequest
-	38, // 26: keystore.v1.SignResult.response:type_name -> keystore.v1.SignResponse
-	51, // 27: keystore.v1.SignResult.error:type_name -> keystore.v1.ErrorDetail
-	53, // 28: keystore.v1.SignBatchResponse.results:type_name -> keystore.v1.SignResult
-	45, // 29: keystore.v1.SealBatchRequest.items:type_name -> keystore.v1.SealRequest
-	46, // 30: keystore.v1.SealResult.response:type_name -> keystore.v1.SealResponse
-	51, // 31: keystore.v1.SealResult.error:type_name -> keystore.v1.ErrorDetail
-	56, // 32: keystore.v1.SealBatchResponse.results:type_name -> keystore.v1.SealResult
-	47, // 33: keystore.v1.UnsealBatchRequest.items:type_name -> keystore.v1.UnsealRequest
-	48, // 34: keystore.v1.UnsealResult.response:type_name -> keystore.v1.UnsealResponse
-	51, // 35: keystore.v1.UnsealResult.error:type_name -> keystore.v1.ErrorDetail
-	59, // 36: keystore.v1.UnsealBatchResponse.results:type_name -> keystore.v1.UnsealResult
-	41, // 37: keystore.v1.MacBatchRequest.items:type_name -> keystore.v1.MacRequest
-	42, // 38: keystore.v1.MacResult.response:type_name -> keystore.v1.MacResponse
-	51, // 39: keystore.v1.MacResult.error:type_name -> keystore.v1.ErrorDetail
-	62, // 40: keystore.v1.MacBatchResponse.results:type_name -> keystore.v1.MacResult
-	43, // 41: keystore.v1.VerifyMacBatchRequest.items:type_name -> keystore.v1.VerifyMacRequest
-	44, // 42: keystore.v1.VerifyMacResult.response:type_name -> keystore.v1.VerifyMacResponse
-	51, // 43: keystore.v1.VerifyMacResult.error:type_name -> keystore.v1.ErrorDetail
-	65, // 44: keystore.v1.VerifyMacBatchResponse.results:type_name -> keystore.v1.VerifyMacResult
-	51, // 45: keystore.v1.SweepFailure.error:type_name -> keystore.v1.ErrorDetail
-	72, // 46: keystore.v1.SweepKeysResponse.rotated:type_name -> keystore.v1.RotatedKey
-	73, // 47: keystore.v1.SweepKeysResponse.failed:type_name -> keystore.v1.SweepFailure
-	3,  // 48: keystore.v1.TrustAnchors.ListAnchors:input_type -> keystore.v1.ListAnchorsRequest
-	5,  // 49: keystore.v1.TrustAnchors.Verify:input_type -> keystore.v1.VerifyAnchorRequest
-	7,  // 50: keystore.v1.Store.Put:input_type -> keystore.v1.PutValueRequest
-	9,  // 51: keystore.v1.Store.Get:input_type -> keystore.v1.GetValueRequest
-	11, // 52: keystore.v1.Store.Delete:input_type -> keystore.v1.DeleteValueRequest
-	13, // 53: keystore.v1.Store.List:input_type -> keystore.v1.ListValuesRequest
-	18, // 54: keystore.v1.Keys.Create:input_type -> keystore.v1.CreateKeyRequest
-	20, // 55: keystore.v1.Keys.Get:input_type -> keystore.v1.GetKeyRequest
-	22, // 56: keystore.v1.Keys.List:input_type -> keystore.v1.ListKeysRequest
-	25, // 57: keystore.v1.Keys.Rotate:input_type -> keystore.v1.RotateKeyRequest
-	27, // 58: keystore.v1.Keys.Revoke:input_type -> keystore.v1.RevokeKeyRequest
-	29, // 59: keystore.v1.Keys.RevokeVersion:input_type -> keystore.v1.RevokeKeyVersionRequest
-	31, // 60: keystore.v1.Keys.Destroy:input_type -> keystore.v1.DestroyKeyRequest
-	33, // 61: keystore.v1.Keys.SetPolicy:input_type -> keystore.v1.SetKeyPolicyRequest
-	35, // 62: keystore.v1.Keys.PublicKey:input_type -> keystore.v1.PublicKeyRequest
-	37, // 63: keystore.v1.Keys.Sign:input_type -> keystore.v1.SignRequest
-	39, // 64: keystore.v1.Keys.Verify:input_type -> keystore.v1.VerifyRequest
-	45, // 65: keystore.v1.Keys.Seal:input_type -> keystore.v1.SealRequest
-	47, // 66: keystore.v1.Keys.Unseal:input_type -> keystore.v1.UnsealRequest
-	49, // 67: keystore.v1.Keys.Rewrap:input_type -> keystore.v1.RewrapRequest
-	52, // 68: keystore.v1.Keys.SignBatch:input_type -> keystore.v1.SignBatchRequest
-	55, // 69: keystore.v1.Keys.SealBatch:input_type -> keystore.v1.SealBatchRequest
-	58, // 70: keystore.v1.Keys.UnsealBatch:input_type -> keystore.v1.UnsealBatchRequest
-	71, // 71: keystore.v1.Keys.Sweep:input_type -> keystore.v1.SweepKeysRequest
-	75, // 72: keystore.v1.Keys.GetUsage:input_type -> keystore.v1.GetUsageRequest
-	41, // 73: keystore.v1.Keys.Mac:input_type -> keystore.v1.MacRequest
-	43, // 74: keystore.v1.Keys.VerifyMac:input_type -> keystore.v1.VerifyMacRequest
-	61, // 75: keystore.v1.Keys.MacBatch:input_type -> keystore.v1.MacBatchRequest
-	64, // 76: keystore.v1.Keys.VerifyMacBatch:input_type -> keystore.v1.VerifyMacBatchRequest
-	67, // 77: keystore.v1.Admin.WrappingKeyStatus:input_type -> keystore.v1.WrappingKeyStatusRequest
-	69, // 78: keystore.v1.Admin.RotateWrappingKey:input_type -> keystore.v1.RotateWrappingKeyRequest
-	4,  // 79: keystore.v1.TrustAnchors.ListAnchors:output_type -> keystore.v1.ListAnchorsResponse
-	6,  // 80: keystore.v1.TrustAnchors.Verify:output_type -> keystore.v1.VerifyAnchorResponse
-	8,  // 81: keystore.v1.Store.Put:output_type -> keystore.v1.PutValueResponse
-	10, // 82: keystore.v1.Store.Get:output_type -> keystore.v1.GetValueResponse
-	12, // 83: keystore.v1.Store.Delete:output_type -> keystore.v1.DeleteValueResponse
-	14, // 84: keystore.v1.Store.List:output_type -> keystore.v1.ListValuesResponse
-	19, // 85: keystore.v1.Keys.Create:output_type -> keystore.v1.CreateKeyResponse
-	21, // 86: keystore.v1.Keys.Get:output_type -> keystore.v1.GetKeyResponse
-	24, // 87: keystore.v1.Keys.List:output_type -> keystore.v1.ListKeysResponse
-	26, // 88: keystore.v1.Keys.Rotate:output_type -> keystore.v1.RotateKeyResponse
-	28, // 89: keystore.v1.Keys.Revoke:output_type -> keystore.v1.RevokeKeyResponse
-	30, // 90: keystore.v1.Keys.RevokeVersion:output_type -> keystore.v1.RevokeKeyVersionResponse
-	32, // 91: keystore.v1.Keys.Destroy:output_type -> keystore.v1.DestroyKeyResponse
-	34, // 92: keystore.v1.Keys.SetPolicy:output_type -> keystore.v1.SetKeyPolicyResponse
-	36, // 93: keystore.v1.Keys.PublicKey:output_type -> keystore.v1.PublicKeyResponse
-	38, // 94: keystore.v1.Keys.Sign:output_type -> keystore.v1.SignResponse
-	40, // 95: keystore.v1.Keys.Verify:output_type -> keystore.v1.VerifyResponse
-	46, // 96: keystore.v1.Keys.Seal:output_type -> keystore.v1.SealResponse
-	48, // 97: keystore.v1.Keys.Unseal:output_type -> keystore.v1.UnsealResponse
-	50, // 98: keystore.v1.Keys.Rewrap:output_type -> keystore.v1.RewrapResponse
-	54, // 99: keystore.v1.Keys.SignBatch:output_type -> keystore.v1.SignBatchResponse
-	57, // 100: keystore.v1.Keys.SealBatch:output_type -> keystore.v1.SealBatchResponse
-	60, // 101: keystore.v1.Keys.UnsealBatch:output_type -> keystore.v1.UnsealBatchResponse
-	74, // 102: keystore.v1.Keys.Sweep:output_type -> keystore.v1.SweepKeysResponse
-	76, // 103: keystore.v1.Keys.GetUsage:output_type -> keystore.v1.GetUsageResponse
-	42, // 104: keystore.v1.Keys.Mac:output_type -> keystore.v1.MacResponse
-	44, // 105: keystore.v1.Keys.VerifyMac:output_type -> keystore.v1.VerifyMacResponse
-	63, // 106: keystore.v1.Keys.MacBatch:output_type -> keystore.v1.MacBatchResponse
-	66, // 107: keystore.v1.Keys.VerifyMacBatch:output_type -> keystore.v1.VerifyMacBatchResponse
-	68, // 108: keystore.v1.Admin.WrappingKeyStatus:output_type -> keystore.v1.WrappingKeyStatusResponse
-	70, // 109: keystore.v1.Admin.RotateWrappingKey:output_type -> keystore.v1.RotateWrappingKeyResponse
-	79, // [79:110] is the sub-list for method output_type
-	48, // [48:79] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	85, // 25: keystore.v1.GetImportParametersResponse.expires:type_name -> google.protobuf.Timestamp
+	15, // 26: keystore.v1.ImportKeyRequest.policy:type_name -> keystore.v1.KeyPolicy
+	17, // 27: keystore.v1.ImportKeyResponse.key:type_name -> keystore.v1.KeyMetadata
+	37, // 28: keystore.v1.SignBatchRequest.items:type_name -> keystore.v1.SignRequest
+	38, // 29: keystore.v1.SignResult.response:type_name -> keystore.v1.SignResponse
+	59, // 30: keystore.v1.SignResult.error:type_name -> keystore.v1.ErrorDetail
+	61, // 31: keystore.v1.SignBatchResponse.results:type_name -> keystore.v1.SignResult
+	45, // 32: keystore.v1.SealBatchRequest.items:type_name -> keystore.v1.SealRequest
+	46, // 33: keystore.v1.SealResult.response:type_name -> keystore.v1.SealResponse
+	59, // 34: keystore.v1.SealResult.error:type_name -> keystore.v1.ErrorDetail
+	64, // 35: keystore.v1.SealBatchResponse.results:type_name -> keystore.v1.SealResult
+	47, // 36: keystore.v1.UnsealBatchRequest.items:type_name -> keystore.v1.UnsealRequest
+	48, // 37: keystore.v1.UnsealResult.response:type_name -> keystore.v1.UnsealResponse
+	59, // 38: keystore.v1.UnsealResult.error:type_name -> keystore.v1.ErrorDetail
+	67, // 39: keystore.v1.UnsealBatchResponse.results:type_name -> keystore.v1.UnsealResult
+	41, // 40: keystore.v1.MacBatchRequest.items:type_name -> keystore.v1.MacRequest
+	42, // 41: keystore.v1.MacResult.response:type_name -> keystore.v1.MacResponse
+	59, // 42: keystore.v1.MacResult.error:type_name -> keystore.v1.ErrorDetail
+	70, // 43: keystore.v1.MacBatchResponse.results:type_name -> keystore.v1.MacResult
+	43, // 44: keystore.v1.VerifyMacBatchRequest.items:type_name -> keystore.v1.VerifyMacRequest
+	44, // 45: keystore.v1.VerifyMacResult.response:type_name -> keystore.v1.VerifyMacResponse
+	59, // 46: keystore.v1.VerifyMacResult.error:type_name -> keystore.v1.ErrorDetail
+	73, // 47: keystore.v1.VerifyMacBatchResponse.results:type_name -> keystore.v1.VerifyMacResult
+	59, // 48: keystore.v1.SweepFailure.error:type_name -> keystore.v1.ErrorDetail
+	80, // 49: keystore.v1.SweepKeysResponse.rotated:type_name -> keystore.v1.RotatedKey
+	81, // 50: keystore.v1.SweepKeysResponse.failed:type_name -> keystore.v1.SweepFailure
+	3,  // 51: keystore.v1.TrustAnchors.ListAnchors:input_type -> keystore.v1.ListAnchorsRequest
+	5,  // 52: keystore.v1.TrustAnchors.Verify:input_type -> keystore.v1.VerifyAnchorRequest
+	7,  // 53: keystore.v1.Store.Put:input_type -> keystore.v1.PutValueRequest
+	9,  // 54: keystore.v1.Store.Get:input_type -> keystore.v1.GetValueRequest
+	11, // 55: keystore.v1.Store.Delete:input_type -> keystore.v1.DeleteValueRequest
+	13, // 56: keystore.v1.Store.List:input_type -> keystore.v1.ListValuesRequest
+	18, // 57: keystore.v1.Keys.Create:input_type -> keystore.v1.CreateKeyRequest
+	20, // 58: keystore.v1.Keys.Get:input_type -> keystore.v1.GetKeyRequest
+	22, // 59: keystore.v1.Keys.List:input_type -> keystore.v1.ListKeysRequest
+	25, // 60: keystore.v1.Keys.Rotate:input_type -> keystore.v1.RotateKeyRequest
+	27, // 61: keystore.v1.Keys.Revoke:input_type -> keystore.v1.RevokeKeyRequest
+	29, // 62: keystore.v1.Keys.RevokeVersion:input_type -> keystore.v1.RevokeKeyVersionRequest
+	31, // 63: keystore.v1.Keys.Destroy:input_type -> keystore.v1.DestroyKeyRequest
+	33, // 64: keystore.v1.Keys.SetPolicy:input_type -> keystore.v1.SetKeyPolicyRequest
+	35, // 65: keystore.v1.Keys.PublicKey:input_type -> keystore.v1.PublicKeyRequest
+	37, // 66: keystore.v1.Keys.Sign:input_type -> keystore.v1.SignRequest
+	39, // 67: keystore.v1.Keys.Verify:input_type -> keystore.v1.VerifyRequest
+	45, // 68: keystore.v1.Keys.Seal:input_type -> keystore.v1.SealRequest
+	47, // 69: keystore.v1.Keys.Unseal:input_type -> keystore.v1.UnsealRequest
+	49, // 70: keystore.v1.Keys.Rewrap:input_type -> keystore.v1.RewrapRequest
+	60, // 71: keystore.v1.Keys.SignBatch:input_type -> keystore.v1.SignBatchRequest
+	63, // 72: keystore.v1.Keys.SealBatch:input_type -> keystore.v1.SealBatchRequest
+	66, // 73: keystore.v1.Keys.UnsealBatch:input_type -> keystore.v1.UnsealBatchRequest
+	79, // 74: keystore.v1.Keys.Sweep:input_type -> keystore.v1.SweepKeysRequest
+	83, // 75: keystore.v1.Keys.GetUsage:input_type -> keystore.v1.GetUsageRequest
+	41, // 76: keystore.v1.Keys.Mac:input_type -> keystore.v1.MacRequest
+	43, // 77: keystore.v1.Keys.VerifyMac:input_type -> keystore.v1.VerifyMacRequest
+	69, // 78: keystore.v1.Keys.MacBatch:input_type -> keystore.v1.MacBatchRequest
+	72, // 79: keystore.v1.Keys.VerifyMacBatch:input_type -> keystore.v1.VerifyMacBatchRequest
+	51, // 80: keystore.v1.Keys.GenerateDataKey:input_type -> keystore.v1.GenerateDataKeyRequest
+	51, // 81: keystore.v1.Keys.GenerateDataKeyWithoutPlaintext:input_type -> keystore.v1.GenerateDataKeyRequest
+	53, // 82: keystore.v1.Keys.Decrypt:input_type -> keystore.v1.DecryptRequest
+	55, // 83: keystore.v1.Keys.GetImportParameters:input_type -> keystore.v1.GetImportParametersRequest
+	57, // 84: keystore.v1.Keys.Import:input_type -> keystore.v1.ImportKeyRequest
+	75, // 85: keystore.v1.Admin.WrappingKeyStatus:input_type -> keystore.v1.WrappingKeyStatusRequest
+	77, // 86: keystore.v1.Admin.RotateWrappingKey:input_type -> keystore.v1.RotateWrappingKeyRequest
+	4,  // 87: keystore.v1.TrustAnchors.ListAnchors:output_type -> keystore.v1.ListAnchorsResponse
+	6,  // 88: keystore.v1.TrustAnchors.Verify:output_type -> keystore.v1.VerifyAnchorResponse
+	8,  // 89: keystore.v1.Store.Put:output_type -> keystore.v1.PutValueResponse
+	10, // 90: keystore.v1.Store.Get:output_type -> keystore.v1.GetValueResponse
+	12, // 91: keystore.v1.Store.Delete:output_type -> keystore.v1.DeleteValueResponse
+	14, // 92: keystore.v1.Store.List:output_type -> keystore.v1.ListValuesResponse
+	19, // 93: keystore.v1.Keys.Create:output_type -> keystore.v1.CreateKeyResponse
+	21, // 94: keystore.v1.Keys.Get:output_type -> keystore.v1.GetKeyResponse
+	24, // 95: keystore.v1.Keys.List:output_type -> keystore.v1.ListKeysResponse
+	26, // 96: keystore.v1.Keys.Rotate:output_type -> keystore.v1.RotateKeyResponse
+	28, // 97: keystore.v1.Keys.Revoke:output_type -> keystore.v1.RevokeKeyResponse
+	30, // 98: keystore.v1.Keys.RevokeVersion:output_type -> keystore.v1.RevokeKeyVersionResponse
+	32, // 99: keystore.v1.Keys.Destroy:output_type -> keystore.v1.DestroyKeyResponse
+	34, // 100: keystore.v1.Keys.SetPolicy:output_type -> keystore.v1.SetKeyPolicyResponse
+	36, // 101: keystore.v1.Keys.PublicKey:output_type -> keystore.v1.PublicKeyResponse
+	38, // 102: keystore.v1.Keys.Sign:output_type -> keystore.v1.SignResponse
+	40, // 103: keystore.v1.Keys.Verify:output_type -> keystore.v1.VerifyResponse
+	46, // 104: keystore.v1.Keys.Seal:output_type -> keystore.v1.SealResponse
+	48, // 105: keystore.v1.Keys.Unseal:output_type -> keystore.v1.UnsealResponse
+	50, // 106: keystore.v1.Keys.Rewrap:output_type -> keystore.v1.RewrapResponse
+	62, // 107: keystore.v1.Keys.SignBatch:output_type -> keystore.v1.SignBatchResponse
+	65, // 108: keystore.v1.Keys.SealBatch:output_type -> keystore.v1.SealBatchResponse
+	68, // 109: keystore.v1.Keys.UnsealBatch:output_type -> keystore.v1.UnsealBatchResponse
+	82, // 110: keystore.v1.Keys.Sweep:output_type -> keystore.v1.SweepKeysResponse
+	84, // 111: keystore.v1.Keys.GetUsage:output_type -> keystore.v1.GetUsageResponse
+	42, // 112: keystore.v1.Keys.Mac:output_type -> keystore.v1.MacResponse
+	44, // 113: keystore.v1.Keys.VerifyMac:output_type -> keystore.v1.VerifyMacResponse
+	71, // 114: keystore.v1.Keys.MacBatch:output_type -> keystore.v1.MacBatchResponse
+	74, // 115: keystore.v1.Keys.VerifyMacBatch:output_type -> keystore.v1.VerifyMacBatchResponse
+	52, // 116: keystore.v1.Keys.GenerateDataKey:output_type -> keystore.v1.GenerateDataKeyResponse
+	52, // 117: keystore.v1.Keys.GenerateDataKeyWithoutPlaintext:output_type -> keystore.v1.GenerateDataKeyResponse
+	54, // 118: keystore.v1.Keys.Decrypt:output_type -> keystore.v1.DecryptResponse
+	56, // 119: keystore.v1.Keys.GetImportParameters:output_type -> keystore.v1.GetImportParametersResponse
+	58, // 120: keystore.v1.Keys.Import:output_type -> keystore.v1.ImportKeyResponse
+	76, // 121: keystore.v1.Admin.WrappingKeyStatus:output_type -> keystore.v1.WrappingKeyStatusResponse
+	78, // 122: keystore.v1.Admin.RotateWrappingKey:output_type -> keystore.v1.RotateWrappingKeyResponse
+	87, // [87:123] is the sub-list for method output_type
+	51, // [51:87] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_keystore_proto_init() }
@@ -4823,7 +5587,7 @@ func file_keystore_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keystore_proto_rawDesc), len(file_keystore_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   75,
+			NumMessages:   83,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

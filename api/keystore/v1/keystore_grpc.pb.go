@@ -9,7 +9,7 @@
 // Errors are gRPC statuses whose details carry a google.rpc.ErrorInfo with
 // domain "keystored" and the reason set to the error's name: EPERM,
 // ENOENT, EALREADY, EKEYREVOKED, EINVAL, EMSGSIZE, EBADMSG, ENOTSUP, EIO,
-// EUNAVAILABLE, EDQUOT (docs/api.md has the table of gRPC codes).
+// EUNAVAILABLE, EDQUOT, EKEYEXPIRED (docs/api.md has the table of gRPC codes).
 //
 // When the daemon runs on the INSECURE test provider, every response
 // carries the header metadata "keystored-insecure: true".
@@ -400,29 +400,34 @@ var Store_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Keys_Create_FullMethodName         = "/keystore.v1.Keys/Create"
-	Keys_Get_FullMethodName            = "/keystore.v1.Keys/Get"
-	Keys_List_FullMethodName           = "/keystore.v1.Keys/List"
-	Keys_Rotate_FullMethodName         = "/keystore.v1.Keys/Rotate"
-	Keys_Revoke_FullMethodName         = "/keystore.v1.Keys/Revoke"
-	Keys_RevokeVersion_FullMethodName  = "/keystore.v1.Keys/RevokeVersion"
-	Keys_Destroy_FullMethodName        = "/keystore.v1.Keys/Destroy"
-	Keys_SetPolicy_FullMethodName      = "/keystore.v1.Keys/SetPolicy"
-	Keys_PublicKey_FullMethodName      = "/keystore.v1.Keys/PublicKey"
-	Keys_Sign_FullMethodName           = "/keystore.v1.Keys/Sign"
-	Keys_Verify_FullMethodName         = "/keystore.v1.Keys/Verify"
-	Keys_Seal_FullMethodName           = "/keystore.v1.Keys/Seal"
-	Keys_Unseal_FullMethodName         = "/keystore.v1.Keys/Unseal"
-	Keys_Rewrap_FullMethodName         = "/keystore.v1.Keys/Rewrap"
-	Keys_SignBatch_FullMethodName      = "/keystore.v1.Keys/SignBatch"
-	Keys_SealBatch_FullMethodName      = "/keystore.v1.Keys/SealBatch"
-	Keys_UnsealBatch_FullMethodName    = "/keystore.v1.Keys/UnsealBatch"
-	Keys_Sweep_FullMethodName          = "/keystore.v1.Keys/Sweep"
-	Keys_GetUsage_FullMethodName       = "/keystore.v1.Keys/GetUsage"
-	Keys_Mac_FullMethodName            = "/keystore.v1.Keys/Mac"
-	Keys_VerifyMac_FullMethodName      = "/keystore.v1.Keys/VerifyMac"
-	Keys_MacBatch_FullMethodName       = "/keystore.v1.Keys/MacBatch"
-	Keys_VerifyMacBatch_FullMethodName = "/keystore.v1.Keys/VerifyMacBatch"
+	Keys_Create_FullMethodName                          = "/keystore.v1.Keys/Create"
+	Keys_Get_FullMethodName                             = "/keystore.v1.Keys/Get"
+	Keys_List_FullMethodName                            = "/keystore.v1.Keys/List"
+	Keys_Rotate_FullMethodName                          = "/keystore.v1.Keys/Rotate"
+	Keys_Revoke_FullMethodName                          = "/keystore.v1.Keys/Revoke"
+	Keys_RevokeVersion_FullMethodName                   = "/keystore.v1.Keys/RevokeVersion"
+	Keys_Destroy_FullMethodName                         = "/keystore.v1.Keys/Destroy"
+	Keys_SetPolicy_FullMethodName                       = "/keystore.v1.Keys/SetPolicy"
+	Keys_PublicKey_FullMethodName                       = "/keystore.v1.Keys/PublicKey"
+	Keys_Sign_FullMethodName                            = "/keystore.v1.Keys/Sign"
+	Keys_Verify_FullMethodName                          = "/keystore.v1.Keys/Verify"
+	Keys_Seal_FullMethodName                            = "/keystore.v1.Keys/Seal"
+	Keys_Unseal_FullMethodName                          = "/keystore.v1.Keys/Unseal"
+	Keys_Rewrap_FullMethodName                          = "/keystore.v1.Keys/Rewrap"
+	Keys_SignBatch_FullMethodName                       = "/keystore.v1.Keys/SignBatch"
+	Keys_SealBatch_FullMethodName                       = "/keystore.v1.Keys/SealBatch"
+	Keys_UnsealBatch_FullMethodName                     = "/keystore.v1.Keys/UnsealBatch"
+	Keys_Sweep_FullMethodName                           = "/keystore.v1.Keys/Sweep"
+	Keys_GetUsage_FullMethodName                        = "/keystore.v1.Keys/GetUsage"
+	Keys_Mac_FullMethodName                             = "/keystore.v1.Keys/Mac"
+	Keys_VerifyMac_FullMethodName                       = "/keystore.v1.Keys/VerifyMac"
+	Keys_MacBatch_FullMethodName                        = "/keystore.v1.Keys/MacBatch"
+	Keys_VerifyMacBatch_FullMethodName                  = "/keystore.v1.Keys/VerifyMacBatch"
+	Keys_GenerateDataKey_FullMethodName                 = "/keystore.v1.Keys/GenerateDataKey"
+	Keys_GenerateDataKeyWithoutPlaintext_FullMethodName = "/keystore.v1.Keys/GenerateDataKeyWithoutPlaintext"
+	Keys_Decrypt_FullMethodName                         = "/keystore.v1.Keys/Decrypt"
+	Keys_GetImportParameters_FullMethodName             = "/keystore.v1.Keys/GetImportParameters"
+	Keys_Import_FullMethodName                          = "/keystore.v1.Keys/Import"
 )
 
 // KeysClient is the client API for Keys service.
@@ -465,6 +470,23 @@ type KeysClient interface {
 	VerifyMac(ctx context.Context, in *VerifyMacRequest, opts ...grpc.CallOption) (*VerifyMacResponse, error)
 	MacBatch(ctx context.Context, in *MacBatchRequest, opts ...grpc.CallOption) (*MacBatchResponse, error)
 	VerifyMacBatch(ctx context.Context, in *VerifyMacBatchRequest, opts ...grpc.CallOption) (*VerifyMacBatchResponse, error)
+	// v1.4: data keys, HPKE decryption, key import.
+	//
+	// GenerateDataKey returns a fresh random data key and the same key
+	// sealed under the decrypt key's primary version (an ordinary sealed
+	// envelope that Unseal opens with the same aad).
+	GenerateDataKey(ctx context.Context, in *GenerateDataKeyRequest, opts ...grpc.CallOption) (*GenerateDataKeyResponse, error)
+	// GenerateDataKeyWithoutPlaintext returns only the sealed data key.
+	GenerateDataKeyWithoutPlaintext(ctx context.Context, in *GenerateDataKeyRequest, opts ...grpc.CallOption) (*GenerateDataKeyResponse, error)
+	// Decrypt opens an HPKE (RFC 9180, base mode) message a sender
+	// encrypted to an asymmetric-decrypt key's public key.
+	Decrypt(ctx context.Context, in *DecryptRequest, opts ...grpc.CallOption) (*DecryptResponse, error)
+	// GetImportParameters returns a one-time wrapping public key and an
+	// import token for importing key material into a key.
+	GetImportParameters(ctx context.Context, in *GetImportParametersRequest, opts ...grpc.CallOption) (*GetImportParametersResponse, error)
+	// Import creates the key, or a new version of an imported key, from
+	// key material wrapped to GetImportParameters' public key.
+	Import(ctx context.Context, in *ImportKeyRequest, opts ...grpc.CallOption) (*ImportKeyResponse, error)
 }
 
 type keysClient struct {
@@ -705,6 +727,56 @@ func (c *keysClient) VerifyMacBatch(ctx context.Context, in *VerifyMacBatchReque
 	return out, nil
 }
 
+func (c *keysClient) GenerateDataKey(ctx context.Context, in *GenerateDataKeyRequest, opts ...grpc.CallOption) (*GenerateDataKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GenerateDataKeyResponse)
+	err := c.cc.Invoke(ctx, Keys_GenerateDataKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *keysClient) GenerateDataKeyWithoutPlaintext(ctx context.Context, in *GenerateDataKeyRequest, opts ...grpc.CallOption) (*GenerateDataKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GenerateDataKeyResponse)
+	err := c.cc.Invoke(ctx, Keys_GenerateDataKeyWithoutPlaintext_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *keysClient) Decrypt(ctx context.Context, in *DecryptRequest, opts ...grpc.CallOption) (*DecryptResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DecryptResponse)
+	err := c.cc.Invoke(ctx, Keys_Decrypt_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *keysClient) GetImportParameters(ctx context.Context, in *GetImportParametersRequest, opts ...grpc.CallOption) (*GetImportParametersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetImportParametersResponse)
+	err := c.cc.Invoke(ctx, Keys_GetImportParameters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *keysClient) Import(ctx context.Context, in *ImportKeyRequest, opts ...grpc.CallOption) (*ImportKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImportKeyResponse)
+	err := c.cc.Invoke(ctx, Keys_Import_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KeysServer is the server API for Keys service.
 // All implementations must embed UnimplementedKeysServer
 // for forward compatibility.
@@ -745,6 +817,23 @@ type KeysServer interface {
 	VerifyMac(context.Context, *VerifyMacRequest) (*VerifyMacResponse, error)
 	MacBatch(context.Context, *MacBatchRequest) (*MacBatchResponse, error)
 	VerifyMacBatch(context.Context, *VerifyMacBatchRequest) (*VerifyMacBatchResponse, error)
+	// v1.4: data keys, HPKE decryption, key import.
+	//
+	// GenerateDataKey returns a fresh random data key and the same key
+	// sealed under the decrypt key's primary version (an ordinary sealed
+	// envelope that Unseal opens with the same aad).
+	GenerateDataKey(context.Context, *GenerateDataKeyRequest) (*GenerateDataKeyResponse, error)
+	// GenerateDataKeyWithoutPlaintext returns only the sealed data key.
+	GenerateDataKeyWithoutPlaintext(context.Context, *GenerateDataKeyRequest) (*GenerateDataKeyResponse, error)
+	// Decrypt opens an HPKE (RFC 9180, base mode) message a sender
+	// encrypted to an asymmetric-decrypt key's public key.
+	Decrypt(context.Context, *DecryptRequest) (*DecryptResponse, error)
+	// GetImportParameters returns a one-time wrapping public key and an
+	// import token for importing key material into a key.
+	GetImportParameters(context.Context, *GetImportParametersRequest) (*GetImportParametersResponse, error)
+	// Import creates the key, or a new version of an imported key, from
+	// key material wrapped to GetImportParameters' public key.
+	Import(context.Context, *ImportKeyRequest) (*ImportKeyResponse, error)
 	mustEmbedUnimplementedKeysServer()
 }
 
@@ -823,6 +912,21 @@ func (UnimplementedKeysServer) MacBatch(context.Context, *MacBatchRequest) (*Mac
 }
 func (UnimplementedKeysServer) VerifyMacBatch(context.Context, *VerifyMacBatchRequest) (*VerifyMacBatchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method VerifyMacBatch not implemented")
+}
+func (UnimplementedKeysServer) GenerateDataKey(context.Context, *GenerateDataKeyRequest) (*GenerateDataKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GenerateDataKey not implemented")
+}
+func (UnimplementedKeysServer) GenerateDataKeyWithoutPlaintext(context.Context, *GenerateDataKeyRequest) (*GenerateDataKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GenerateDataKeyWithoutPlaintext not implemented")
+}
+func (UnimplementedKeysServer) Decrypt(context.Context, *DecryptRequest) (*DecryptResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Decrypt not implemented")
+}
+func (UnimplementedKeysServer) GetImportParameters(context.Context, *GetImportParametersRequest) (*GetImportParametersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetImportParameters not implemented")
+}
+func (UnimplementedKeysServer) Import(context.Context, *ImportKeyRequest) (*ImportKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Import not implemented")
 }
 func (UnimplementedKeysServer) mustEmbedUnimplementedKeysServer() {}
 func (UnimplementedKeysServer) testEmbeddedByValue()              {}
@@ -1259,6 +1363,96 @@ func _Keys_VerifyMacBatch_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Keys_GenerateDataKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GenerateDataKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KeysServer).GenerateDataKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Keys_GenerateDataKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KeysServer).GenerateDataKey(ctx, req.(*GenerateDataKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Keys_GenerateDataKeyWithoutPlaintext_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GenerateDataKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KeysServer).GenerateDataKeyWithoutPlaintext(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Keys_GenerateDataKeyWithoutPlaintext_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KeysServer).GenerateDataKeyWithoutPlaintext(ctx, req.(*GenerateDataKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Keys_Decrypt_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DecryptRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KeysServer).Decrypt(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Keys_Decrypt_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KeysServer).Decrypt(ctx, req.(*DecryptRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Keys_GetImportParameters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetImportParametersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KeysServer).GetImportParameters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Keys_GetImportParameters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KeysServer).GetImportParameters(ctx, req.(*GetImportParametersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Keys_Import_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KeysServer).Import(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Keys_Import_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KeysServer).Import(ctx, req.(*ImportKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Keys_ServiceDesc is the grpc.ServiceDesc for Keys service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1357,6 +1551,26 @@ var Keys_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "VerifyMacBatch",
 			Handler:    _Keys_VerifyMacBatch_Handler,
+		},
+		{
+			MethodName: "GenerateDataKey",
+			Handler:    _Keys_GenerateDataKey_Handler,
+		},
+		{
+			MethodName: "GenerateDataKeyWithoutPlaintext",
+			Handler:    _Keys_GenerateDataKeyWithoutPlaintext_Handler,
+		},
+		{
+			MethodName: "Decrypt",
+			Handler:    _Keys_Decrypt_Handler,
+		},
+		{
+			MethodName: "GetImportParameters",
+			Handler:    _Keys_GetImportParameters_Handler,
+		},
+		{
+			MethodName: "Import",
+			Handler:    _Keys_Import_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -25,10 +25,11 @@ const (
 type Use int32
 
 const (
-	Use_USE_UNSPECIFIED Use = 0 // invalid
-	Use_USE_SIGN        Use = 1 // sign and verify
-	Use_USE_DECRYPT     Use = 2 // seal and open
-	Use_USE_MAC         Use = 3 // mac
+	Use_USE_UNSPECIFIED        Use = 0 // invalid
+	Use_USE_SIGN               Use = 1 // sign and verify
+	Use_USE_DECRYPT            Use = 2 // seal and open
+	Use_USE_MAC                Use = 3 // mac
+	Use_USE_ASYMMETRIC_DECRYPT Use = 4 // decrypt (HPKE)
 )
 
 // Enum value maps for Use.
@@ -38,12 +39,14 @@ var (
 		1: "USE_SIGN",
 		2: "USE_DECRYPT",
 		3: "USE_MAC",
+		4: "USE_ASYMMETRIC_DECRYPT",
 	}
 	Use_value = map[string]int32{
-		"USE_UNSPECIFIED": 0,
-		"USE_SIGN":        1,
-		"USE_DECRYPT":     2,
-		"USE_MAC":         3,
+		"USE_UNSPECIFIED":        0,
+		"USE_SIGN":               1,
+		"USE_DECRYPT":            2,
+		"USE_MAC":                3,
+		"USE_ASYMMETRIC_DECRYPT": 4,
 	}
 )
 
@@ -571,6 +574,216 @@ func (x *SignDigestRequest) GetDigest() []byte {
 	return nil
 }
 
+type DecryptRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Ref    *KeyRef                `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Handle []byte                 `protobuf:"bytes,2,opt,name=handle,proto3" json:"handle,omitempty"`
+	// enc: at most 2 KiB; ciphertext: at most 1 MiB + 256 bytes; info: at
+	// most 4 KiB; aad: at most 64 KiB.
+	Enc           []byte `protobuf:"bytes,3,opt,name=enc,proto3" json:"enc,omitempty"`
+	Ciphertext    []byte `protobuf:"bytes,4,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`
+	Info          []byte `protobuf:"bytes,5,opt,name=info,proto3" json:"info,omitempty"`
+	Aad           []byte `protobuf:"bytes,6,opt,name=aad,proto3" json:"aad,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecryptRequest) Reset() {
+	*x = DecryptRequest{}
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecryptRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecryptRequest) ProtoMessage() {}
+
+func (x *DecryptRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecryptRequest.ProtoReflect.Descriptor instead.
+func (*DecryptRequest) Descriptor() ([]byte, []int) {
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *DecryptRequest) GetRef() *KeyRef {
+	if x != nil {
+		return x.Ref
+	}
+	return nil
+}
+
+func (x *DecryptRequest) GetHandle() []byte {
+	if x != nil {
+		return x.Handle
+	}
+	return nil
+}
+
+func (x *DecryptRequest) GetEnc() []byte {
+	if x != nil {
+		return x.Enc
+	}
+	return nil
+}
+
+func (x *DecryptRequest) GetCiphertext() []byte {
+	if x != nil {
+		return x.Ciphertext
+	}
+	return nil
+}
+
+func (x *DecryptRequest) GetInfo() []byte {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+func (x *DecryptRequest) GetAad() []byte {
+	if x != nil {
+		return x.Aad
+	}
+	return nil
+}
+
+type DecryptResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Plaintext     []byte                 `protobuf:"bytes,1,opt,name=plaintext,proto3" json:"plaintext,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecryptResponse) Reset() {
+	*x = DecryptResponse{}
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecryptResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecryptResponse) ProtoMessage() {}
+
+func (x *DecryptResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecryptResponse.ProtoReflect.Descriptor instead.
+func (*DecryptResponse) Descriptor() ([]byte, []int) {
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *DecryptResponse) GetPlaintext() []byte {
+	if x != nil {
+		return x.Plaintext
+	}
+	return nil
+}
+
+type ImportRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ref: the key version to make; wrap and wrap_handle: the wrapping key
+	// NewImportKey made.
+	Ref        *KeyRef `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Wrap       *KeyRef `protobuf:"bytes,2,opt,name=wrap,proto3" json:"wrap,omitempty"`
+	WrapHandle []byte  `protobuf:"bytes,3,opt,name=wrap_handle,json=wrapHandle,proto3" json:"wrap_handle,omitempty"`
+	// enc and wrapped: the HPKE-sealed material (info ImportInfo(ref),
+	// empty aad); wrapped at most 8 KiB + 256 bytes.
+	Enc           []byte `protobuf:"bytes,4,opt,name=enc,proto3" json:"enc,omitempty"`
+	Wrapped       []byte `protobuf:"bytes,5,opt,name=wrapped,proto3" json:"wrapped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportRequest) Reset() {
+	*x = ImportRequest{}
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportRequest) ProtoMessage() {}
+
+func (x *ImportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportRequest.ProtoReflect.Descriptor instead.
+func (*ImportRequest) Descriptor() ([]byte, []int) {
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ImportRequest) GetRef() *KeyRef {
+	if x != nil {
+		return x.Ref
+	}
+	return nil
+}
+
+func (x *ImportRequest) GetWrap() *KeyRef {
+	if x != nil {
+		return x.Wrap
+	}
+	return nil
+}
+
+func (x *ImportRequest) GetWrapHandle() []byte {
+	if x != nil {
+		return x.WrapHandle
+	}
+	return nil
+}
+
+func (x *ImportRequest) GetEnc() []byte {
+	if x != nil {
+		return x.Enc
+	}
+	return nil
+}
+
+func (x *ImportRequest) GetWrapped() []byte {
+	if x != nil {
+		return x.Wrapped
+	}
+	return nil
+}
+
 type MacRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Ref    *KeyRef                `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
@@ -583,7 +796,7 @@ type MacRequest struct {
 
 func (x *MacRequest) Reset() {
 	*x = MacRequest{}
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[8]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -595,7 +808,7 @@ func (x *MacRequest) String() string {
 func (*MacRequest) ProtoMessage() {}
 
 func (x *MacRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[8]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -608,7 +821,7 @@ func (x *MacRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MacRequest.ProtoReflect.Descriptor instead.
 func (*MacRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{8}
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *MacRequest) GetRef() *KeyRef {
@@ -641,7 +854,7 @@ type MacResponse struct {
 
 func (x *MacResponse) Reset() {
 	*x = MacResponse{}
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[9]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -653,7 +866,7 @@ func (x *MacResponse) String() string {
 func (*MacResponse) ProtoMessage() {}
 
 func (x *MacResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[9]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -666,7 +879,7 @@ func (x *MacResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MacResponse.ProtoReflect.Descriptor instead.
 func (*MacResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{9}
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MacResponse) GetTag() []byte {
@@ -688,7 +901,7 @@ type SealRequest struct {
 
 func (x *SealRequest) Reset() {
 	*x = SealRequest{}
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[10]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -700,7 +913,7 @@ func (x *SealRequest) String() string {
 func (*SealRequest) ProtoMessage() {}
 
 func (x *SealRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[10]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -713,7 +926,7 @@ func (x *SealRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealRequest.ProtoReflect.Descriptor instead.
 func (*SealRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{10}
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SealRequest) GetRef() *KeyRef {
@@ -754,7 +967,7 @@ type SealResponse struct {
 
 func (x *SealResponse) Reset() {
 	*x = SealResponse{}
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[11]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -766,7 +979,7 @@ func (x *SealResponse) String() string {
 func (*SealResponse) ProtoMessage() {}
 
 func (x *SealResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[11]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -779,7 +992,7 @@ func (x *SealResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealResponse.ProtoReflect.Descriptor instead.
 func (*SealResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{11}
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SealResponse) GetSealed() []byte {
@@ -801,7 +1014,7 @@ type OpenRequest struct {
 
 func (x *OpenRequest) Reset() {
 	*x = OpenRequest{}
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[12]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -813,7 +1026,7 @@ func (x *OpenRequest) String() string {
 func (*OpenRequest) ProtoMessage() {}
 
 func (x *OpenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[12]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -826,7 +1039,7 @@ func (x *OpenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenRequest.ProtoReflect.Descriptor instead.
 func (*OpenRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{12}
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *OpenRequest) GetRef() *KeyRef {
@@ -866,7 +1079,7 @@ type OpenResponse struct {
 
 func (x *OpenResponse) Reset() {
 	*x = OpenResponse{}
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[13]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +1091,7 @@ func (x *OpenResponse) String() string {
 func (*OpenResponse) ProtoMessage() {}
 
 func (x *OpenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[13]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +1104,7 @@ func (x *OpenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenResponse.ProtoReflect.Descriptor instead.
 func (*OpenResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{13}
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *OpenResponse) GetPlaintext() []byte {
@@ -911,7 +1124,7 @@ type DestroyRequest struct {
 
 func (x *DestroyRequest) Reset() {
 	*x = DestroyRequest{}
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[14]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +1136,7 @@ func (x *DestroyRequest) String() string {
 func (*DestroyRequest) ProtoMessage() {}
 
 func (x *DestroyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[14]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +1149,7 @@ func (x *DestroyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroyRequest.ProtoReflect.Descriptor instead.
 func (*DestroyRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{14}
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DestroyRequest) GetRef() *KeyRef {
@@ -961,7 +1174,7 @@ type DestroyResponse struct {
 
 func (x *DestroyResponse) Reset() {
 	*x = DestroyResponse{}
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[15]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -973,7 +1186,7 @@ func (x *DestroyResponse) String() string {
 func (*DestroyResponse) ProtoMessage() {}
 
 func (x *DestroyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[15]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -986,7 +1199,7 @@ func (x *DestroyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroyResponse.ProtoReflect.Descriptor instead.
 func (*DestroyResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{15}
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{18}
 }
 
 type BeginKEKRotationRequest struct {
@@ -997,7 +1210,7 @@ type BeginKEKRotationRequest struct {
 
 func (x *BeginKEKRotationRequest) Reset() {
 	*x = BeginKEKRotationRequest{}
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[16]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1009,7 +1222,7 @@ func (x *BeginKEKRotationRequest) String() string {
 func (*BeginKEKRotationRequest) ProtoMessage() {}
 
 func (x *BeginKEKRotationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[16]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1022,7 +1235,7 @@ func (x *BeginKEKRotationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginKEKRotationRequest.ProtoReflect.Descriptor instead.
 func (*BeginKEKRotationRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{16}
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{19}
 }
 
 type BeginKEKRotationResponse struct {
@@ -1036,7 +1249,7 @@ type BeginKEKRotationResponse struct {
 
 func (x *BeginKEKRotationResponse) Reset() {
 	*x = BeginKEKRotationResponse{}
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[17]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1048,7 +1261,7 @@ func (x *BeginKEKRotationResponse) String() string {
 func (*BeginKEKRotationResponse) ProtoMessage() {}
 
 func (x *BeginKEKRotationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[17]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1061,7 +1274,7 @@ func (x *BeginKEKRotationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginKEKRotationResponse.ProtoReflect.Descriptor instead.
 func (*BeginKEKRotationResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{17}
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *BeginKEKRotationResponse) GetNextKek() string {
@@ -1081,7 +1294,7 @@ type RewrapHandleRequest struct {
 
 func (x *RewrapHandleRequest) Reset() {
 	*x = RewrapHandleRequest{}
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[18]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1093,7 +1306,7 @@ func (x *RewrapHandleRequest) String() string {
 func (*RewrapHandleRequest) ProtoMessage() {}
 
 func (x *RewrapHandleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[18]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1106,7 +1319,7 @@ func (x *RewrapHandleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RewrapHandleRequest.ProtoReflect.Descriptor instead.
 func (*RewrapHandleRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{18}
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RewrapHandleRequest) GetRef() *KeyRef {
@@ -1133,7 +1346,7 @@ type RewrapHandleResponse struct {
 
 func (x *RewrapHandleResponse) Reset() {
 	*x = RewrapHandleResponse{}
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[19]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1358,7 @@ func (x *RewrapHandleResponse) String() string {
 func (*RewrapHandleResponse) ProtoMessage() {}
 
 func (x *RewrapHandleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[19]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1371,7 @@ func (x *RewrapHandleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RewrapHandleResponse.ProtoReflect.Descriptor instead.
 func (*RewrapHandleResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{19}
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RewrapHandleResponse) GetHandle() []byte {
@@ -1176,7 +1389,7 @@ type CommitKEKRotationRequest struct {
 
 func (x *CommitKEKRotationRequest) Reset() {
 	*x = CommitKEKRotationRequest{}
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[20]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1188,7 +1401,7 @@ func (x *CommitKEKRotationRequest) String() string {
 func (*CommitKEKRotationRequest) ProtoMessage() {}
 
 func (x *CommitKEKRotationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[20]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1201,7 +1414,7 @@ func (x *CommitKEKRotationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitKEKRotationRequest.ProtoReflect.Descriptor instead.
 func (*CommitKEKRotationRequest) Descriptor() ([]byte, []int) {
-	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{20}
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{23}
 }
 
 type CommitKEKRotationResponse struct {
@@ -1212,7 +1425,7 @@ type CommitKEKRotationResponse struct {
 
 func (x *CommitKEKRotationResponse) Reset() {
 	*x = CommitKEKRotationResponse{}
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[21]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1224,7 +1437,7 @@ func (x *CommitKEKRotationResponse) String() string {
 func (*CommitKEKRotationResponse) ProtoMessage() {}
 
 func (x *CommitKEKRotationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keystore_provider_v1_provider_proto_msgTypes[21]
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1237,7 +1450,7 @@ func (x *CommitKEKRotationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitKEKRotationResponse.ProtoReflect.Descriptor instead.
 func (*CommitKEKRotationResponse) Descriptor() ([]byte, []int) {
-	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{21}
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{24}
 }
 
 var File_keystore_provider_v1_provider_proto protoreflect.FileDescriptor
@@ -1279,7 +1492,25 @@ const file_keystore_provider_v1_provider_proto_rawDesc = "" +
 	"\x06handle\x18\x02 \x01(\fR\x06handle\x12\x1f\n" +
 	"\vdigest_hash\x18\x03 \x01(\tR\n" +
 	"digestHash\x12\x16\n" +
-	"\x06digest\x18\x04 \x01(\fR\x06digest\"n\n" +
+	"\x06digest\x18\x04 \x01(\fR\x06digest\"\xb0\x01\n" +
+	"\x0eDecryptRequest\x12.\n" +
+	"\x03ref\x18\x01 \x01(\v2\x1c.keystore.provider.v1.KeyRefR\x03ref\x12\x16\n" +
+	"\x06handle\x18\x02 \x01(\fR\x06handle\x12\x10\n" +
+	"\x03enc\x18\x03 \x01(\fR\x03enc\x12\x1e\n" +
+	"\n" +
+	"ciphertext\x18\x04 \x01(\fR\n" +
+	"ciphertext\x12\x12\n" +
+	"\x04info\x18\x05 \x01(\fR\x04info\x12\x10\n" +
+	"\x03aad\x18\x06 \x01(\fR\x03aad\"/\n" +
+	"\x0fDecryptResponse\x12\x1c\n" +
+	"\tplaintext\x18\x01 \x01(\fR\tplaintext\"\xbe\x01\n" +
+	"\rImportRequest\x12.\n" +
+	"\x03ref\x18\x01 \x01(\v2\x1c.keystore.provider.v1.KeyRefR\x03ref\x120\n" +
+	"\x04wrap\x18\x02 \x01(\v2\x1c.keystore.provider.v1.KeyRefR\x04wrap\x12\x1f\n" +
+	"\vwrap_handle\x18\x03 \x01(\fR\n" +
+	"wrapHandle\x12\x10\n" +
+	"\x03enc\x18\x04 \x01(\fR\x03enc\x12\x18\n" +
+	"\awrapped\x18\x05 \x01(\fR\awrapped\"n\n" +
 	"\n" +
 	"MacRequest\x12.\n" +
 	"\x03ref\x18\x01 \x01(\v2\x1c.keystore.provider.v1.KeyRefR\x03ref\x12\x16\n" +
@@ -1314,19 +1545,23 @@ const file_keystore_provider_v1_provider_proto_rawDesc = "" +
 	"\x14RewrapHandleResponse\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\fR\x06handle\"\x1a\n" +
 	"\x18CommitKEKRotationRequest\"\x1b\n" +
-	"\x19CommitKEKRotationResponse*F\n" +
+	"\x19CommitKEKRotationResponse*b\n" +
 	"\x03Use\x12\x13\n" +
 	"\x0fUSE_UNSPECIFIED\x10\x00\x12\f\n" +
 	"\bUSE_SIGN\x10\x01\x12\x0f\n" +
 	"\vUSE_DECRYPT\x10\x02\x12\v\n" +
-	"\aUSE_MAC\x10\x032\xf0\a\n" +
+	"\aUSE_MAC\x10\x03\x12\x1a\n" +
+	"\x16USE_ASYMMETRIC_DECRYPT\x10\x042\xfe\t\n" +
 	"\bProvider\x12M\n" +
 	"\x04Info\x12!.keystore.provider.v1.InfoRequest\x1a\".keystore.provider.v1.InfoResponse\x12Y\n" +
 	"\bGenerate\x12%.keystore.provider.v1.GenerateRequest\x1a&.keystore.provider.v1.GenerateResponse\x12M\n" +
 	"\x04Sign\x12!.keystore.provider.v1.SignRequest\x1a\".keystore.provider.v1.SignResponse\x12Y\n" +
 	"\n" +
 	"SignDigest\x12'.keystore.provider.v1.SignDigestRequest\x1a\".keystore.provider.v1.SignResponse\x12J\n" +
-	"\x03Mac\x12 .keystore.provider.v1.MacRequest\x1a!.keystore.provider.v1.MacResponse\x12M\n" +
+	"\x03Mac\x12 .keystore.provider.v1.MacRequest\x1a!.keystore.provider.v1.MacResponse\x12V\n" +
+	"\aDecrypt\x12$.keystore.provider.v1.DecryptRequest\x1a%.keystore.provider.v1.DecryptResponse\x12]\n" +
+	"\fNewImportKey\x12%.keystore.provider.v1.GenerateRequest\x1a&.keystore.provider.v1.GenerateResponse\x12U\n" +
+	"\x06Import\x12#.keystore.provider.v1.ImportRequest\x1a&.keystore.provider.v1.GenerateResponse\x12M\n" +
 	"\x04Seal\x12!.keystore.provider.v1.SealRequest\x1a\".keystore.provider.v1.SealResponse\x12M\n" +
 	"\x04Open\x12!.keystore.provider.v1.OpenRequest\x1a\".keystore.provider.v1.OpenResponse\x12V\n" +
 	"\aDestroy\x12$.keystore.provider.v1.DestroyRequest\x1a%.keystore.provider.v1.DestroyResponse\x12q\n" +
@@ -1347,7 +1582,7 @@ func file_keystore_provider_v1_provider_proto_rawDescGZIP() []byte {
 }
 
 var file_keystore_provider_v1_provider_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_keystore_provider_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_keystore_provider_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_keystore_provider_v1_provider_proto_goTypes = []any{
 	(Use)(0),                          // 0: keystore.provider.v1.Use
 	(*KeyRef)(nil),                    // 1: keystore.provider.v1.KeyRef
@@ -1358,58 +1593,70 @@ var file_keystore_provider_v1_provider_proto_goTypes = []any{
 	(*SignRequest)(nil),               // 6: keystore.provider.v1.SignRequest
 	(*SignResponse)(nil),              // 7: keystore.provider.v1.SignResponse
 	(*SignDigestRequest)(nil),         // 8: keystore.provider.v1.SignDigestRequest
-	(*MacRequest)(nil),                // 9: keystore.provider.v1.MacRequest
-	(*MacResponse)(nil),               // 10: keystore.provider.v1.MacResponse
-	(*SealRequest)(nil),               // 11: keystore.provider.v1.SealRequest
-	(*SealResponse)(nil),              // 12: keystore.provider.v1.SealResponse
-	(*OpenRequest)(nil),               // 13: keystore.provider.v1.OpenRequest
-	(*OpenResponse)(nil),              // 14: keystore.provider.v1.OpenResponse
-	(*DestroyRequest)(nil),            // 15: keystore.provider.v1.DestroyRequest
-	(*DestroyResponse)(nil),           // 16: keystore.provider.v1.DestroyResponse
-	(*BeginKEKRotationRequest)(nil),   // 17: keystore.provider.v1.BeginKEKRotationRequest
-	(*BeginKEKRotationResponse)(nil),  // 18: keystore.provider.v1.BeginKEKRotationResponse
-	(*RewrapHandleRequest)(nil),       // 19: keystore.provider.v1.RewrapHandleRequest
-	(*RewrapHandleResponse)(nil),      // 20: keystore.provider.v1.RewrapHandleResponse
-	(*CommitKEKRotationRequest)(nil),  // 21: keystore.provider.v1.CommitKEKRotationRequest
-	(*CommitKEKRotationResponse)(nil), // 22: keystore.provider.v1.CommitKEKRotationResponse
+	(*DecryptRequest)(nil),            // 9: keystore.provider.v1.DecryptRequest
+	(*DecryptResponse)(nil),           // 10: keystore.provider.v1.DecryptResponse
+	(*ImportRequest)(nil),             // 11: keystore.provider.v1.ImportRequest
+	(*MacRequest)(nil),                // 12: keystore.provider.v1.MacRequest
+	(*MacResponse)(nil),               // 13: keystore.provider.v1.MacResponse
+	(*SealRequest)(nil),               // 14: keystore.provider.v1.SealRequest
+	(*SealResponse)(nil),              // 15: keystore.provider.v1.SealResponse
+	(*OpenRequest)(nil),               // 16: keystore.provider.v1.OpenRequest
+	(*OpenResponse)(nil),              // 17: keystore.provider.v1.OpenResponse
+	(*DestroyRequest)(nil),            // 18: keystore.provider.v1.DestroyRequest
+	(*DestroyResponse)(nil),           // 19: keystore.provider.v1.DestroyResponse
+	(*BeginKEKRotationRequest)(nil),   // 20: keystore.provider.v1.BeginKEKRotationRequest
+	(*BeginKEKRotationResponse)(nil),  // 21: keystore.provider.v1.BeginKEKRotationResponse
+	(*RewrapHandleRequest)(nil),       // 22: keystore.provider.v1.RewrapHandleRequest
+	(*RewrapHandleResponse)(nil),      // 23: keystore.provider.v1.RewrapHandleResponse
+	(*CommitKEKRotationRequest)(nil),  // 24: keystore.provider.v1.CommitKEKRotationRequest
+	(*CommitKEKRotationResponse)(nil), // 25: keystore.provider.v1.CommitKEKRotationResponse
 }
 var file_keystore_provider_v1_provider_proto_depIdxs = []int32{
 	0,  // 0: keystore.provider.v1.KeyRef.use:type_name -> keystore.provider.v1.Use
 	1,  // 1: keystore.provider.v1.GenerateRequest.ref:type_name -> keystore.provider.v1.KeyRef
 	1,  // 2: keystore.provider.v1.SignRequest.ref:type_name -> keystore.provider.v1.KeyRef
 	1,  // 3: keystore.provider.v1.SignDigestRequest.ref:type_name -> keystore.provider.v1.KeyRef
-	1,  // 4: keystore.provider.v1.MacRequest.ref:type_name -> keystore.provider.v1.KeyRef
-	1,  // 5: keystore.provider.v1.SealRequest.ref:type_name -> keystore.provider.v1.KeyRef
-	1,  // 6: keystore.provider.v1.OpenRequest.ref:type_name -> keystore.provider.v1.KeyRef
-	1,  // 7: keystore.provider.v1.DestroyRequest.ref:type_name -> keystore.provider.v1.KeyRef
-	1,  // 8: keystore.provider.v1.RewrapHandleRequest.ref:type_name -> keystore.provider.v1.KeyRef
-	2,  // 9: keystore.provider.v1.Provider.Info:input_type -> keystore.provider.v1.InfoRequest
-	4,  // 10: keystore.provider.v1.Provider.Generate:input_type -> keystore.provider.v1.GenerateRequest
-	6,  // 11: keystore.provider.v1.Provider.Sign:input_type -> keystore.provider.v1.SignRequest
-	8,  // 12: keystore.provider.v1.Provider.SignDigest:input_type -> keystore.provider.v1.SignDigestRequest
-	9,  // 13: keystore.provider.v1.Provider.Mac:input_type -> keystore.provider.v1.MacRequest
-	11, // 14: keystore.provider.v1.Provider.Seal:input_type -> keystore.provider.v1.SealRequest
-	13, // 15: keystore.provider.v1.Provider.Open:input_type -> keystore.provider.v1.OpenRequest
-	15, // 16: keystore.provider.v1.Provider.Destroy:input_type -> keystore.provider.v1.DestroyRequest
-	17, // 17: keystore.provider.v1.Provider.BeginKEKRotation:input_type -> keystore.provider.v1.BeginKEKRotationRequest
-	19, // 18: keystore.provider.v1.Provider.RewrapHandle:input_type -> keystore.provider.v1.RewrapHandleRequest
-	21, // 19: keystore.provider.v1.Provider.CommitKEKRotation:input_type -> keystore.provider.v1.CommitKEKRotationRequest
-	3,  // 20: keystore.provider.v1.Provider.Info:output_type -> keystore.provider.v1.InfoResponse
-	5,  // 21: keystore.provider.v1.Provider.Generate:output_type -> keystore.provider.v1.GenerateResponse
-	7,  // 22: keystore.provider.v1.Provider.Sign:output_type -> keystore.provider.v1.SignResponse
-	7,  // 23: keystore.provider.v1.Provider.SignDigest:output_type -> keystore.provider.v1.SignResponse
-	10, // 24: keystore.provider.v1.Provider.Mac:output_type -> keystore.provider.v1.MacResponse
-	12, // 25: keystore.provider.v1.Provider.Seal:output_type -> keystore.provider.v1.SealResponse
-	14, // 26: keystore.provider.v1.Provider.Open:output_type -> keystore.provider.v1.OpenResponse
-	16, // 27: keystore.provider.v1.Provider.Destroy:output_type -> keystore.provider.v1.DestroyResponse
-	18, // 28: keystore.provider.v1.Provider.BeginKEKRotation:output_type -> keystore.provider.v1.BeginKEKRotationResponse
-	20, // 29: keystore.provider.v1.Provider.RewrapHandle:output_type -> keystore.provider.v1.RewrapHandleResponse
-	22, // 30: keystore.provider.v1.Provider.CommitKEKRotation:output_type -> keystore.provider.v1.CommitKEKRotationResponse
-	20, // [20:31] is the sub-list for method output_type
-	9,  // [9:20] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	1,  // 4: keystore.provider.v1.DecryptRequest.ref:type_name -> keystore.provider.v1.KeyRef
+	1,  // 5: keystore.provider.v1.ImportRequest.ref:type_name -> keystore.provider.v1.KeyRef
+	1,  // 6: keystore.provider.v1.ImportRequest.wrap:type_name -> keystore.provider.v1.KeyRef
+	1,  // 7: keystore.provider.v1.MacRequest.ref:type_name -> keystore.provider.v1.KeyRef
+	1,  // 8: keystore.provider.v1.SealRequest.ref:type_name -> keystore.provider.v1.KeyRef
+	1,  // 9: keystore.provider.v1.OpenRequest.ref:type_name -> keystore.provider.v1.KeyRef
+	1,  // 10: keystore.provider.v1.DestroyRequest.ref:type_name -> keystore.provider.v1.KeyRef
+	1,  // 11: keystore.provider.v1.RewrapHandleRequest.ref:type_name -> keystore.provider.v1.KeyRef
+	2,  // 12: keystore.provider.v1.Provider.Info:input_type -> keystore.provider.v1.InfoRequest
+	4,  // 13: keystore.provider.v1.Provider.Generate:input_type -> keystore.provider.v1.GenerateRequest
+	6,  // 14: keystore.provider.v1.Provider.Sign:input_type -> keystore.provider.v1.SignRequest
+	8,  // 15: keystore.provider.v1.Provider.SignDigest:input_type -> keystore.provider.v1.SignDigestRequest
+	12, // 16: keystore.provider.v1.Provider.Mac:input_type -> keystore.provider.v1.MacRequest
+	9,  // 17: keystore.provider.v1.Provider.Decrypt:input_type -> keystore.provider.v1.DecryptRequest
+	4,  // 18: keystore.provider.v1.Provider.NewImportKey:input_type -> keystore.provider.v1.GenerateRequest
+	11, // 19: keystore.provider.v1.Provider.Import:input_type -> keystore.provider.v1.ImportRequest
+	14, // 20: keystore.provider.v1.Provider.Seal:input_type -> keystore.provider.v1.SealRequest
+	16, // 21: keystore.provider.v1.Provider.Open:input_type -> keystore.provider.v1.OpenRequest
+	18, // 22: keystore.provider.v1.Provider.Destroy:input_type -> keystore.provider.v1.DestroyRequest
+	20, // 23: keystore.provider.v1.Provider.BeginKEKRotation:input_type -> keystore.provider.v1.BeginKEKRotationRequest
+	22, // 24: keystore.provider.v1.Provider.RewrapHandle:input_type -> keystore.provider.v1.RewrapHandleRequest
+	24, // 25: keystore.provider.v1.Provider.CommitKEKRotation:input_type -> keystore.provider.v1.CommitKEKRotationRequest
+	3,  // 26: keystore.provider.v1.Provider.Info:output_type -> keystore.provider.v1.InfoResponse
+	5,  // 27: keystore.provider.v1.Provider.Generate:output_type -> keystore.provider.v1.GenerateResponse
+	7,  // 28: keystore.provider.v1.Provider.Sign:output_type -> keystore.provider.v1.SignResponse
+	7,  // 29: keystore.provider.v1.Provider.SignDigest:output_type -> keystore.provider.v1.SignResponse
+	13, // 30: keystore.provider.v1.Provider.Mac:output_type -> keystore.provider.v1.MacResponse
+	10, // 31: keystore.provider.v1.Provider.Decrypt:output_type -> keystore.provider.v1.DecryptResponse
+	5,  // 32: keystore.provider.v1.Provider.NewImportKey:output_type -> keystore.provider.v1.GenerateResponse
+	5,  // 33: keystore.provider.v1.Provider.Import:output_type -> keystore.provider.v1.GenerateResponse
+	15, // 34: keystore.provider.v1.Provider.Seal:output_type -> keystore.provider.v1.SealResponse
+	17, // 35: keystore.provider.v1.Provider.Open:output_type -> keystore.provider.v1.OpenResponse
+	19, // 36: keystore.provider.v1.Provider.Destroy:output_type -> keystore.provider.v1.DestroyResponse
+	21, // 37: keystore.provider.v1.Provider.BeginKEKRotation:output_type -> keystore.provider.v1.BeginKEKRotationResponse
+	23, // 38: keystore.provider.v1.Provider.RewrapHandle:output_type -> keystore.provider.v1.RewrapHandleResponse
+	25, // 39: keystore.provider.v1.Provider.CommitKEKRotation:output_type -> keystore.provider.v1.CommitKEKRotationResponse
+	26, // [26:40] is the sub-list for method output_type
+	12, // [12:26] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_keystore_provider_v1_provider_proto_init() }
@@ -1423,7 +1670,7 @@ func file_keystore_provider_v1_provider_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keystore_provider_v1_provider_proto_rawDesc), len(file_keystore_provider_v1_provider_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

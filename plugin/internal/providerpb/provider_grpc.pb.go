@@ -24,6 +24,9 @@ const (
 	Provider_Sign_FullMethodName              = "/keystore.provider.v1.Provider/Sign"
 	Provider_SignDigest_FullMethodName        = "/keystore.provider.v1.Provider/SignDigest"
 	Provider_Mac_FullMethodName               = "/keystore.provider.v1.Provider/Mac"
+	Provider_Decrypt_FullMethodName           = "/keystore.provider.v1.Provider/Decrypt"
+	Provider_NewImportKey_FullMethodName      = "/keystore.provider.v1.Provider/NewImportKey"
+	Provider_Import_FullMethodName            = "/keystore.provider.v1.Provider/Import"
 	Provider_Seal_FullMethodName              = "/keystore.provider.v1.Provider/Seal"
 	Provider_Open_FullMethodName              = "/keystore.provider.v1.Provider/Open"
 	Provider_Destroy_FullMethodName           = "/keystore.provider.v1.Provider/Destroy"
@@ -57,6 +60,16 @@ type ProviderClient interface {
 	SignDigest(ctx context.Context, in *SignDigestRequest, opts ...grpc.CallOption) (*SignResponse, error)
 	// Mac returns the full HMAC tag of message under a mac-use ref's key.
 	Mac(ctx context.Context, in *MacRequest, opts ...grpc.CallOption) (*MacResponse, error)
+	// Decrypt (issue 12): open an HPKE base-mode message sent to an
+	// asymmetric-decrypt key's public key. EBADMSG on any failure.
+	Decrypt(ctx context.Context, in *DecryptRequest, opts ...grpc.CallOption) (*DecryptResponse, error)
+	// NewImportKey (issue 12): a one-time HPKE wrapping key pair held only
+	// in the plugin's memory; ref names the wrapping key (its algorithm is
+	// the HPKE suite). ENOTSUP when the plugin cannot import.
+	NewImportKey(ctx context.Context, in *GenerateRequest, opts ...grpc.CallOption) (*GenerateResponse, error)
+	// Import (issue 12): make the key version ref from material sealed to
+	// the wrapping key; the wrapping key is spent whatever the outcome.
+	Import(ctx context.Context, in *ImportRequest, opts ...grpc.CallOption) (*GenerateResponse, error)
 	// Seal encrypts plaintext with the key of a decrypt-use ref,
 	// authenticating aad; the plugin chooses the nonce.
 	Seal(ctx context.Context, in *SealRequest, opts ...grpc.CallOption) (*SealResponse, error)
@@ -131,6 +144,36 @@ func (c *providerClient) Mac(ctx context.Context, in *MacRequest, opts ...grpc.C
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(MacResponse)
 	err := c.cc.Invoke(ctx, Provider_Mac_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *providerClient) Decrypt(ctx context.Context, in *DecryptRequest, opts ...grpc.CallOption) (*DecryptResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DecryptResponse)
+	err := c.cc.Invoke(ctx, Provider_Decrypt_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *providerClient) NewImportKey(ctx context.Context, in *GenerateRequest, opts ...grpc.CallOption) (*GenerateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GenerateResponse)
+	err := c.cc.Invoke(ctx, Provider_NewImportKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *providerClient) Import(ctx context.Context, in *ImportRequest, opts ...grpc.CallOption) (*GenerateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GenerateResponse)
+	err := c.cc.Invoke(ctx, Provider_Import_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -222,6 +265,16 @@ type ProviderServer interface {
 	SignDigest(context.Context, *SignDigestRequest) (*SignResponse, error)
 	// Mac returns the full HMAC tag of message under a mac-use ref's key.
 	Mac(context.Context, *MacRequest) (*MacResponse, error)
+	// Decrypt (issue 12): open an HPKE base-mode message sent to an
+	// asymmetric-decrypt key's public key. EBADMSG on any failure.
+	Decrypt(context.Context, *DecryptRequest) (*DecryptResponse, error)
+	// NewImportKey (issue 12): a one-time HPKE wrapping key pair held only
+	// in the plugin's memory; ref names the wrapping key (its algorithm is
+	// the HPKE suite). ENOTSUP when the plugin cannot import.
+	NewImportKey(context.Context, *GenerateRequest) (*GenerateResponse, error)
+	// Import (issue 12): make the key version ref from material sealed to
+	// the wrapping key; the wrapping key is spent whatever the outcome.
+	Import(context.Context, *ImportRequest) (*GenerateResponse, error)
 	// Seal encrypts plaintext with the key of a decrypt-use ref,
 	// authenticating aad; the plugin chooses the nonce.
 	Seal(context.Context, *SealRequest) (*SealResponse, error)
@@ -266,6 +319,15 @@ func (UnimplementedProviderServer) SignDigest(context.Context, *SignDigestReques
 }
 func (UnimplementedProviderServer) Mac(context.Context, *MacRequest) (*MacResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Mac not implemented")
+}
+func (UnimplementedProviderServer) Decrypt(context.Context, *DecryptRequest) (*DecryptResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Decrypt not implemented")
+}
+func (UnimplementedProviderServer) NewImportKey(context.Context, *GenerateRequest) (*GenerateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method NewImportKey not implemented")
+}
+func (UnimplementedProviderServer) Import(context.Context, *ImportRequest) (*GenerateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Import not implemented")
 }
 func (UnimplementedProviderServer) Seal(context.Context, *SealRequest) (*SealResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Seal not implemented")
@@ -392,6 +454,60 @@ func _Provider_Mac_Handler(srv interface{}, ctx context.Context, dec func(interf
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(ProviderServer).Mac(ctx, req.(*MacRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Provider_Decrypt_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DecryptRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProviderServer).Decrypt(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Provider_Decrypt_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProviderServer).Decrypt(ctx, req.(*DecryptRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Provider_NewImportKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GenerateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProviderServer).NewImportKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Provider_NewImportKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProviderServer).NewImportKey(ctx, req.(*GenerateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Provider_Import_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProviderServer).Import(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Provider_Import_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProviderServer).Import(ctx, req.(*ImportRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -530,6 +646,18 @@ var Provider_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Mac",
 			Handler:    _Provider_Mac_Handler,
+		},
+		{
+			MethodName: "Decrypt",
+			Handler:    _Provider_Decrypt_Handler,
+		},
+		{
+			MethodName: "NewImportKey",
+			Handler:    _Provider_NewImportKey_Handler,
+		},
+		{
+			MethodName: "Import",
+			Handler:    _Provider_Import_Handler,
 		},
 		{
 			MethodName: "Seal",

@@ -212,6 +212,21 @@ func (e *Engine) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle
 	return ent.mac.Tag(msg)
 }
 
+// Decrypt opens an HPKE message. TODO(issue 12).
+func (e *Engine) Decrypt(ctx context.Context, ref provider.KeyRef, h provider.Handle, enc, ciphertext, info, aad []byte) ([]byte, error) {
+	return nil, provider.Errorf(provider.ENOTSUP, "decrypt not implemented yet")
+}
+
+// NewImportKey makes a one-time import wrapping key. TODO(issue 12).
+func (e *Engine) NewImportKey(ctx context.Context, wrap provider.KeyRef) (provider.Generated, error) {
+	return provider.Generated{}, provider.Errorf(provider.ENOTSUP, "import not implemented yet")
+}
+
+// Import makes a key version from wrapped material. TODO(issue 12).
+func (e *Engine) Import(ctx context.Context, ref provider.KeyRef, wrap provider.KeyRef, wh provider.Handle, enc, wrapped []byte) (provider.Generated, error) {
+	return provider.Generated{}, provider.Errorf(provider.ENOTSUP, "import not implemented yet")
+}
+
 // aeadKey checks what Seal and Open share and returns the key.
 func (e *Engine) aeadKey(ref provider.KeyRef, h provider.Handle, op string) (*entry, error) {
 	if err := checkHandle(ref, h); err != nil {

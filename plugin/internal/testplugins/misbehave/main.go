@@ -140,3 +140,15 @@ func (m *misbehave) SignDigest(context.Context, provider.KeyRef, provider.Handle
 func (m *misbehave) MAC(context.Context, provider.KeyRef, provider.Handle, []byte) ([]byte, error) {
 	return nil, provider.Errorf(provider.ENOTSUP, "misbehave: no MAC")
 }
+
+func (m *misbehave) Decrypt(context.Context, provider.KeyRef, provider.Handle, []byte, []byte, []byte, []byte) ([]byte, error) {
+	return nil, provider.Errorf(provider.ENOTSUP, "misbehave: no decrypt")
+}
+
+func (m *misbehave) NewImportKey(context.Context, provider.KeyRef) (provider.Generated, error) {
+	return provider.Generated{}, provider.Errorf(provider.ENOTSUP, "misbehave: no import")
+}
+
+func (m *misbehave) Import(context.Context, provider.KeyRef, provider.KeyRef, provider.Handle, []byte, []byte) (provider.Generated, error) {
+	return provider.Generated{}, provider.Errorf(provider.ENOTSUP, "misbehave: no import")
+}
