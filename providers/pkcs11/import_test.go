@@ -681,3 +681,9 @@ func TestImportWithoutStaging(t *testing.T) {
 		t.Errorf("%d session objects left (%v), want 0", len(session), err)
 	}
 }
+
+// ed25519Key returns a new Ed25519 private key.
+func ed25519Key(t testing.TB) ed25519.PrivateKey {
+	t.Helper()
+	return ed25519.NewKeyFromSeed(randomKey(t, ed25519.SeedSize))
+}
