@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdh"
 	"crypto/hpke"
+	"fmt"
 	"strconv"
 
 	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
@@ -63,14 +64,7 @@ func (s HPKESuite) EncSize() int {
 
 // String returns the identifiers as "KEM 0x0020, KDF 0x0001, AEAD 0x0003".
 func (s HPKESuite) String() string {
-	hex := func(v uint16) string {
-		h := strconv.FormatUint(uint64(v), 16)
-		for len(h) < 4 {
-			h = "0" + h
-		}
-		return "0x" + h
-	}
-	return "KEM " + hex(s.KEM) + ", KDF " + hex(s.KDF) + ", AEAD " + hex(s.AEAD)
+	return fmt.Sprintf("KEM %#04x, KDF %#04x, AEAD %#04x", s.KEM, s.KDF, s.AEAD)
 }
 
 // parts returns Go's crypto/hpke KEM, KDF and AEAD of the suite, or
