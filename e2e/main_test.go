@@ -12,10 +12,16 @@ import (
 	"testing"
 
 	"github.com/nexus-os/keystored/client"
+	"github.com/nexus-os/keystored/e2e/internal/probe"
 	"github.com/nexus-os/keystored/internal/daemontest"
 )
 
+// TestMain also makes the test binary a probe (package probe): the import
+// and HPKE tests run a copy of it under another uid, as another app.
 func TestMain(m *testing.M) {
+	if probe.Enabled() {
+		os.Exit(probe.Main(os.Stdin, os.Stdout))
+	}
 	code := daemontest.Main(m)
 	if ctlDir != "" {
 		if err := os.RemoveAll(ctlDir); err != nil {
