@@ -13,7 +13,7 @@ import (
 const provWorkers = 16
 
 // checkConcurrency: 16 goroutines at once sign (messages and digests),
-// seal and open, and MAC with keys they share (one per algorithm) and with
+// seal and open, MAC, and decrypt HPKE messages with keys they share (one per algorithm) and with
 // keys each generates and destroys for itself (of the algorithms that are
 // quick to generate, when there are any); every result is correct
 // (signatures verify independently, blobs open to their plaintext, tags
@@ -90,7 +90,8 @@ func (s *provSuite) concurrencyWorker(ctx context.Context, w int, shared []*prov
 }
 
 // useOnce signs and verifies (a message and a digest), or seals and
-// opens, or MACs a message unique to tag.
+// opens, or MACs, or decrypts (sealed with crypto/hpke) a message unique
+// to tag.
 func (s *provSuite) useOnce(ctx context.Context, k *provKey, tag string) error {
 	msg := []byte("conformance concurrency: " + tag)
 	switch k.ref.Use {
@@ -125,6 +126,21 @@ func (s *provSuite) useOnce(ctx context.Context, k *provKey, tag string) error {
 		mac, err = s.p.MAC(ctx, k.ref, k.g.Handle, provKeyMsg)
 		if err != nil || !bytes.Equal(mac, k.tag) {
 			return fmt.Errorf("%s: MAC(%s) of the message tagged beforehand: another tag or %v; want the same tag", tag, k.ref, err)
+		}
+	case provider.UseAsymmetricDecrypt:
+		if k.msg.enc == nil {
+			return nil // an algorithm the suite cannot seal to
+		}
+		m, err := s.sealTo(k, msg, []byte(tag), []byte(tag))
+		if err != nil {
+			return fmt.Errorf("%s: %w", tag, err)
+		}
+		if err := s.decrypts(ctx, k.ref, k.g.Handle, m, "a message unique to the call"); err != nil {
+			return fmt.Errorf("%s: %w", tag, err)
+		}
+		// The message sealed before the goroutines started decrypts too.
+		if err := s.decrypts(ctx, k.ref, k.g.Handle, k.msg, "the message sealed beforehand"); err != nil {
+			return fmt.Errorf("%s: %w", tag, err)
 		}
 	case provider.UseDecrypt:
 		sealed, err := s.p.Seal(ctx, k.ref, k.g.Handle, msg, []byte(tag))

@@ -10,7 +10,8 @@ import (
 )
 
 // checkContext: with a cancelled context, and with one whose deadline has
-// passed, Generate, Sign, Seal, Open and Destroy fail with an error that
+// passed, Generate, Destroy and every operation (Sign, SignDigest, Seal,
+// Open, MAC, Decrypt), NewImportKey and Import fail with an error that
 // carries a code, and return (a call still running after 30 s counts as
 // hung). Info may succeed, but if it fails its error carries a code. The
 // keys are unharmed afterwards.
@@ -75,6 +76,15 @@ func (s *provSuite) checkContext(ctx context.Context) error {
 				f.add(wantAnyCode(at.what, at.err, at.out))
 			}
 		}
+		wrap := importWrap(keys[0].ref, provider.HPKEX25519)
+		f.add(s.wantCoded(fmt.Sprintf("NewImportKey(%s) with %s", wrap, c.name), func() ([]byte, error) {
+			g, err := s.p.NewImportKey(c.ctx, wrap)
+			return g.Handle, err
+		}))
+		f.add(s.wantCoded(fmt.Sprintf("Import(%s) with %s", keys[0].ref, c.name), func() ([]byte, error) {
+			g, err := s.p.Import(c.ctx, keys[0].ref, wrap, append([]byte("KSI1"), make([]byte, 16)...), make([]byte, 32), make([]byte, 48))
+			return g.Handle, err
+		}))
 	}
 	for _, k := range keys {
 		if err := s.works(ctx, k); err != nil {

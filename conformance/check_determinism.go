@@ -11,7 +11,8 @@ import (
 
 // checkDeterministic: two fresh providers that announce Deterministic give
 // byte-identical public keys, handles, signatures (of a message and of a
-// digest), sealed blobs and tags for the same refs and inputs, whatever
+// digest), sealed blobs and tags for the same refs and inputs (and the
+// same plaintext of an HPKE message to either), whatever
 // the order the keys were generated in (A then B on one, B then A on the
 // other). A key of an algorithm that is expensive to generate (RSA) is
 // made by the first fresh provider only and compared with the run's
@@ -94,6 +95,8 @@ func checkDeterministic(ctx context.Context, p1, p2, main *provSuite) error {
 		switch {
 		case ref.Use == provider.UseDecrypt:
 			ops = []string{"Seal"}
+		case ref.Use == provider.UseAsymmetricDecrypt:
+			ops = []string{"Decrypt"}
 		case ref.Use == provider.UseMAC:
 			ops = []string{"MAC"}
 		case p1.signsDigests(ref.Algorithm):
@@ -113,6 +116,13 @@ func checkDeterministic(ctx context.Context, p1, p2, main *provSuite) error {
 					outs[i], err = c.s.p.Seal(ctx, ref, c.g.Handle, pt, aad)
 				case "MAC":
 					outs[i], err = c.s.p.MAC(ctx, ref, c.g.Handle, msg)
+				case "Decrypt":
+					// One message, sealed to the first provider's
+					// public key (equal keys were checked above).
+					var m provHPKEMessage
+					if m, err = c.s.sealTo(&provKey{ref: ref, g: g1[ref]}, pt, aad, aad); err == nil {
+						outs[i], err = c.s.p.Decrypt(ctx, ref, c.g.Handle, m.enc, m.ct, m.info, m.aad)
+					}
 				}
 				if err != nil {
 					return fmt.Errorf("provider %d: %s(%s): %w; want success", i+1, op, ref, err)

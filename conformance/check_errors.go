@@ -52,6 +52,16 @@ func (s *provSuite) checkErrorCodes(ctx context.Context) error {
 			add(fmt.Sprintf("Sign(%s) with an AEAD key", k.ref), out, err)
 			out, err = s.p.MAC(ctx, k.ref, k.g.Handle, nil)
 			add(fmt.Sprintf("MAC(%s) with an AEAD key", k.ref), out, err)
+		case provider.UseAsymmetricDecrypt:
+			m := k.hpkeMessage(k.ref)
+			out, err := s.p.Decrypt(ctx, k.ref, k.g.Handle, m.enc, m.ct[:len(m.ct)-1], m.info, m.aad)
+			add(fmt.Sprintf("Decrypt(%s) of a truncated message", k.ref), out, err)
+			out, err = s.p.Decrypt(ctx, k.ref, k.g.Handle, m.enc, m.ct, make([]byte, provider.MaxHPKEInfo+1), nil)
+			add(fmt.Sprintf("Decrypt(%s) with MaxHPKEInfo+1 bytes of info", k.ref), out, err)
+			out, err = s.p.Seal(ctx, k.ref, k.g.Handle, nil, nil)
+			add(fmt.Sprintf("Seal(%s) with an HPKE key", k.ref), out, err)
+			out, err = s.p.Sign(ctx, k.ref, k.g.Handle, nil)
+			add(fmt.Sprintf("Sign(%s) with an HPKE key", k.ref), out, err)
 		case provider.UseMAC:
 			out, err := s.p.MAC(ctx, k.ref, k.g.Handle, make([]byte, provider.MaxMACMessage+1))
 			add(fmt.Sprintf("MAC(%s, MaxMACMessage+1 bytes)", k.ref), out, err)

@@ -11,8 +11,8 @@ import (
 // checkGenerateSizes: Generate succeeds; the public key has a size the
 // algorithm allows (none for an AEAD or MAC; RSA's DER varies) and parses
 // with an independent implementation (a point on the curve, a modulus of
-// the algorithm's size with exponent 65537); the handle is 1..MaxHandle
-// bytes.
+// the algorithm's size with exponent 65537, a KEM public key for
+// crypto/hpke); the handle is 1..MaxHandle bytes.
 func (s *provSuite) checkGenerateSizes(ctx context.Context, a provider.Algorithm) error {
 	sp, err := s.spec(a)
 	if err != nil {
@@ -27,9 +27,14 @@ func (s *provSuite) checkGenerateSizes(ctx context.Context, a provider.Algorithm
 	if !sp.PublicKeySizeOK(len(g.PublicKey)) {
 		f.addf("Generate(%s, %s): public key is %d bytes, want %s", ref, a, len(g.PublicKey), sizeWant(sp.PublicKeySize, sp.PublicKeyVaries))
 	}
-	if sp.Use == provider.UseSign {
+	switch sp.Use {
+	case provider.UseSign:
 		if valid, ok := independentPublicKey(a, g.PublicKey); ok && !valid {
 			f.addf("Generate(%s, %s): the public key does not parse as a %s public key (independent parser)", ref, a, a)
+		}
+	case provider.UseAsymmetricDecrypt:
+		if valid, ok := independentHPKEPublicKey(a, g.PublicKey); ok && !valid {
+			f.addf("Generate(%s, %s): the public key does not parse as a %s public key (crypto/hpke)", ref, a, a)
 		}
 	}
 	if len(g.PublicKey) > provider.MaxPublicKey {
@@ -43,8 +48,9 @@ func (s *provSuite) checkGenerateSizes(ctx context.Context, a provider.Algorithm
 
 // checkDistinctKeys: two Generates for different refs give different keys:
 // different handles, different public keys, for an AEAD a blob sealed
-// under one key does not open under the other, and for a MAC key the tags
-// of one message differ.
+// under one key does not open under the other, for a MAC key the tags of
+// one message differ, and for an HPKE key a message to one does not
+// decrypt with the other.
 func (s *provSuite) checkDistinctKeys(ctx context.Context, a provider.Algorithm) error {
 	var refA, refB provider.KeyRef
 	var gA, gB provider.Generated
@@ -80,6 +86,14 @@ func (s *provSuite) checkDistinctKeys(ctx context.Context, a provider.Algorithm)
 		}
 		out, err := s.p.Open(ctx, refB, gB.Handle, sealed, nil)
 		f.add(wantCode(fmt.Sprintf("Open(%s) of a blob sealed under %s", refB, refA), err, provider.EBADMSG, out))
+	}
+	if _, ok := hpkeSuites[a]; ok && refA.Use == provider.UseAsymmetricDecrypt {
+		m, err := s.sealTo(&provKey{ref: refA, g: gA}, []byte("to key A"), nil, nil)
+		if err != nil {
+			return err
+		}
+		out, err := s.p.Decrypt(ctx, refB, gB.Handle, m.enc, m.ct, nil, nil)
+		f.add(wantCode(fmt.Sprintf("Decrypt(%s) of a message sealed to %s", refB, refA), err, provider.EBADMSG, out))
 	}
 	if refA.Use == provider.UseMAC {
 		tagA, errA := s.p.MAC(ctx, refA, gA.Handle, provKeyMsg)

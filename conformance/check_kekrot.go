@@ -12,7 +12,7 @@ import (
 
 // checkKEKRotation (a fresh provider that implements provider.KEKRotator):
 // keys made before, during (after Begin) and after a rotation all sign,
-// open or MAC (the same tag) afterwards, their handles rewrapped; a handle from before still
+// open, decrypt or MAC (the same tag) afterwards, their handles rewrapped; a handle from before still
 // works after Begin; Begin twice is the same pending KEK; Info.KEKs is
 // [next, current] during the rotation and [next] after it; after Commit a
 // handle that was not rewrapped fails with EIO; Commit again does nothing.
@@ -130,8 +130,9 @@ func (s *provSuite) checkKEKRotation(ctx context.Context) error {
 	return f.err()
 }
 
-// useKey signs with (and verifies), or seals and opens with, or MACs with
-// a key; a MAC key's tag must be wantTag, the one its first handle made.
+// useKey signs with (and verifies), or seals and opens with, or decrypts
+// a message to, or MACs with a key; a MAC key's tag must be wantTag, the
+// one its first handle made.
 func (s *provSuite) useKey(ctx context.Context, when string, ref provider.KeyRef, g provider.Generated, wantTag []byte) error {
 	wrap := func(err error) error {
 		if err == nil || when == "" {
@@ -152,6 +153,20 @@ func (s *provSuite) useKey(ctx context.Context, when string, ref provider.KeyRef
 		}
 		if !sp.Verify(g.PublicKey, msg, sig) {
 			return wrap(errors.New("signature does not verify"))
+		}
+		return nil
+	case provider.UseAsymmetricDecrypt:
+		k := &provKey{ref: ref, g: g}
+		m, err := s.sealTo(k, msg, nil, nil)
+		if err != nil {
+			return wrap(err)
+		}
+		pt, err := s.raw.Decrypt(ctx, ref, g.Handle, m.enc, m.ct, nil, nil)
+		if err != nil {
+			return wrap(err)
+		}
+		if !bytes.Equal(pt, msg) {
+			return wrap(errors.New("decrypted a different plaintext"))
 		}
 		return nil
 	case provider.UseMAC:

@@ -9,11 +9,11 @@ import (
 )
 
 // checkWrongUse: an operation of a use the key's algorithm does not have
-// fails with ErrPermission and no output: with the key's own ref, Seal,
-// Open and MAC with a signature key, Sign, SignDigest and MAC with an AEAD
-// key, Sign, SignDigest, Seal and Open with a MAC key; and with the same
-// handle under a ref whose use was switched to each other use, every
-// operation, that of the claimed use and those of the key's real use.
+// fails with ErrPermission and no output: with the key's own ref, every
+// operation of the other uses (Sign and SignDigest, Seal and Open, MAC,
+// Decrypt); and with the same handle under a ref whose use was switched
+// to each other use, every operation, that of the claimed use and those
+// of the key's real use.
 func (s *provSuite) checkWrongUse(ctx context.Context, a provider.Algorithm) error {
 	k, err := s.keyFor(ctx, "wrong-use", "key", a)
 	if err != nil {
@@ -31,16 +31,9 @@ func (s *provSuite) checkWrongUse(ctx context.Context, a provider.Algorithm) err
 	}
 	var f provFails
 	for _, c := range cases {
-		var ops []string
-		switch {
-		case c.ref.Use != k.ref.Use: // switched: every operation is of a use the ref or the algorithm lacks
-			ops = provOps
-		case k.ref.Use == provider.UseSign:
-			ops = []string{"Seal", "Open", "MAC"}
-		case k.ref.Use == provider.UseDecrypt:
-			ops = []string{"Sign", "SignDigest", "MAC"}
-		default:
-			ops = []string{"Sign", "SignDigest", "Seal", "Open"}
+		ops := provOps
+		if c.ref.Use == k.ref.Use { // else switched: every operation is of a use the ref or the algorithm lacks
+			ops = otherOps(k.ref.Use)
 		}
 		for _, op := range ops {
 			out, err := s.call(ctx, op, k, c.ref)
@@ -51,7 +44,25 @@ func (s *provSuite) checkWrongUse(ctx context.Context, a provider.Algorithm) err
 }
 
 // provOps are the operations call knows.
-var provOps = []string{"Sign", "SignDigest", "Seal", "Open", "MAC"}
+var provOps = []string{"Sign", "SignDigest", "Seal", "Open", "MAC", "Decrypt"}
+
+// opUse is the use each of provOps needs.
+var opUse = map[string]provider.Use{
+	"Sign": provider.UseSign, "SignDigest": provider.UseSign,
+	"Seal": provider.UseDecrypt, "Open": provider.UseDecrypt,
+	"MAC": provider.UseMAC, "Decrypt": provider.UseAsymmetricDecrypt,
+}
+
+// otherOps returns the operations of provOps that u does not allow.
+func otherOps(u provider.Use) []string {
+	var out []string
+	for _, op := range provOps {
+		if opUse[op] != u {
+			out = append(out, op)
+		}
+	}
+	return out
+}
 
 // call runs op (one of provOps) with k's handle under ref. SignDigest
 // signs a well-formed SHA-256 digest (k's own hash when it has one).
@@ -66,6 +77,9 @@ func (s *provSuite) call(ctx context.Context, op string, k *provKey, ref provide
 		return s.p.Seal(ctx, ref, k.g.Handle, provKeyPlaintext, provKeyAAD)
 	case "MAC":
 		return s.p.MAC(ctx, ref, k.g.Handle, provKeyMsg)
+	case "Decrypt":
+		m := k.hpkeMessage(ref)
+		return s.p.Decrypt(ctx, ref, k.g.Handle, m.enc, m.ct, m.info, m.aad)
 	}
 	blob := k.sealed
 	if blob == nil {
@@ -83,7 +97,10 @@ func (s *provSuite) checkUnsupported(ctx context.Context) error {
 		a   provider.Algorithm
 		use provider.Use
 	}
-	cands := []cand{{"no-such-alg", provider.UseSign}, {"no-such-alg", provider.UseDecrypt}, {"no-such-alg", provider.UseMAC}}
+	var cands []cand
+	for _, u := range provUses {
+		cands = append(cands, cand{"no-such-alg", u})
+	}
 	if len(s.algs) > 0 {
 		sp, err := s.spec(s.algs[0])
 		if err != nil {
@@ -192,6 +209,10 @@ func (s *provSuite) checkInvalidRef(ctx context.Context) error {
 				f.add(wantCode(fmt.Sprintf("Seal(%s ref with %s, valid handle)", a, v.name), err, provider.EINVAL, out))
 				out, err = s.p.Open(ctx, bad, g.Handle, pseudo("invalid-ref", 64), nil)
 				f.add(wantCode(fmt.Sprintf("Open(%s ref with %s, valid handle)", a, v.name), err, provider.EINVAL, out))
+			case provider.UseAsymmetricDecrypt:
+				m := k.hpkeMessage(ref)
+				out, err := s.p.Decrypt(ctx, bad, g.Handle, m.enc, m.ct, m.info, m.aad)
+				f.add(wantCode(fmt.Sprintf("Decrypt(%s ref with %s, valid handle)", a, v.name), err, provider.EINVAL, out))
 			}
 			err = s.p.Destroy(ctx, bad, g.Handle)
 			f.add(wantCode(fmt.Sprintf("Destroy(%s ref with %s, valid handle)", a, v.name), err, provider.EINVAL, nil))
@@ -211,7 +232,7 @@ func (s *provSuite) checkInvalidRef(ctx context.Context) error {
 }
 
 // provUses are the uses, in order.
-var provUses = []provider.Use{provider.UseSign, provider.UseDecrypt, provider.UseMAC}
+var provUses = []provider.Use{provider.UseSign, provider.UseDecrypt, provider.UseMAC, provider.UseAsymmetricDecrypt}
 
 // otherUses returns the uses that are not u.
 func otherUses(u provider.Use) []provider.Use {

@@ -113,6 +113,19 @@ func (s *provSuite) outputsOf(ctx context.Context, k *provKey) []provOutput {
 		if sealed, err := s.p.Seal(ctx, k.ref, k.g.Handle, nil, nil); err == nil {
 			out = append(out, provOutput{"a sealed empty plaintext", sealed})
 		}
+	case provider.UseAsymmetricDecrypt:
+		if k.msg.enc != nil {
+			if pt, err := s.p.Decrypt(ctx, k.ref, k.g.Handle, k.msg.enc, k.msg.ct, k.msg.info, k.msg.aad); err == nil {
+				out = append(out, provOutput{"a decrypted message", pt})
+			}
+			bad := bytes.Clone(k.msg.ct)
+			bad[len(bad)-1] ^= 1
+			pt, err := s.p.Decrypt(ctx, k.ref, k.g.Handle, k.msg.enc, bad, k.msg.info, k.msg.aad)
+			out = append(out, provOutput{"the output of Decrypt of a tampered message", pt})
+			if err != nil {
+				out = append(out, provOutput{"the error of Decrypt of a tampered message", []byte(fmt.Sprintf("%v %+v", err, err))})
+			}
+		}
 	}
 	wrongVersion := k.ref
 	wrongVersion.Version++
@@ -138,8 +151,8 @@ func (s *provSuite) outputsOf(ctx context.Context, k *provKey) []provOutput {
 
 // checkNoSecretsInOutputs: with WithKnownSecrets, no secret of a key
 // appears, in any spelling, in its public key, handle, signatures (of
-// messages and digests), sealed blobs, tags or the errors its misuse
-// provokes.
+// messages and digests), sealed blobs, tags, decrypted messages or the
+// errors its misuse provokes.
 func (s *provSuite) checkNoSecretsInOutputs(ctx context.Context) error {
 	if s.known == nil {
 		return skipf("provider's private material is unknown; pass WithKnownSecrets")
@@ -197,7 +210,8 @@ func (s *provSuite) checkSecretsDerive(k *provKey, secrets [][]byte) {
 var provCanary = []byte("conformance-canary-payload-5f1c9e")
 
 // checkNoPayloadsInErrors: the errors of failed calls do not contain the
-// message, digest, plaintext or AAD they were given, in any spelling.
+// message, digest, plaintext, ciphertext, HPKE info or AAD they were
+// given, in any spelling.
 func (s *provSuite) checkNoPayloadsInErrors(ctx context.Context) error {
 	var errs []provAttempt
 	for _, a := range s.algs {
@@ -253,6 +267,21 @@ func (s *provSuite) checkNoPayloadsInErrors(ctx context.Context) error {
 			errs = append(errs, provAttempt{what: fmt.Sprintf("Open(%s) with the wrong AAD", k.ref), err: err})
 			_, err = s.p.Open(ctx, k.ref, k.g.Handle, provCanary, nil)
 			errs = append(errs, provAttempt{what: fmt.Sprintf("Open(%s) of garbage", k.ref), err: err})
+		case provider.UseAsymmetricDecrypt:
+			_, err := s.p.Sign(ctx, k.ref, k.g.Handle, provCanary)
+			errs = append(errs, provAttempt{what: fmt.Sprintf("Sign(%s) with an HPKE key", k.ref), err: err})
+			_, err = s.p.Seal(ctx, k.ref, k.g.Handle, provCanary, provCanary)
+			errs = append(errs, provAttempt{what: fmt.Sprintf("Seal(%s) with an HPKE key", k.ref), err: err})
+			m := k.hpkeMessage(k.ref)
+			_, err = s.p.Decrypt(ctx, k.ref, k.g.Handle, m.enc, m.ct, provCanary, provCanary)
+			errs = append(errs, provAttempt{what: fmt.Sprintf("Decrypt(%s) with the wrong info and AAD", k.ref), err: err})
+			_, err = s.p.Decrypt(ctx, k.ref, half, m.enc, m.ct, provCanary, provCanary)
+			errs = append(errs, provAttempt{what: fmt.Sprintf("Decrypt(%s) with a truncated handle", k.ref), err: err})
+			_, err = s.p.Decrypt(ctx, k.ref, k.g.Handle, provCanary, provCanary, provCanary, provCanary)
+			errs = append(errs, provAttempt{what: fmt.Sprintf("Decrypt(%s) of garbage", k.ref), err: err})
+			big := append(bytes.Clone(provCanary), make([]byte, provider.MaxHPKEInfo)...)
+			_, err = s.p.Decrypt(ctx, k.ref, k.g.Handle, m.enc, m.ct, big, provCanary)
+			errs = append(errs, provAttempt{what: fmt.Sprintf("Decrypt(%s) with oversize info", k.ref), err: err})
 		}
 	}
 	var f provFails

@@ -152,6 +152,15 @@ func provGroups() []provGroup {
 			"Extend":     (*provSuite).checkSealExtend,
 			"WrongAAD":   (*provSuite).checkSealWrongAAD,
 		}},
+		{"Decrypt", provider.UseAsymmetricDecrypt, map[string]provCheckAlg{
+			"RoundTrip": (*provSuite).checkDecryptRoundTrip,
+			"TooLarge":  (*provSuite).checkDecryptTooLarge,
+			"Tamper":    (*provSuite).checkDecryptTamper,
+			"WrongInfo": (*provSuite).checkDecryptWrongInfo,
+			"WrongAAD":  (*provSuite).checkDecryptWrongAAD,
+			"OtherKey":  (*provSuite).checkDecryptOtherKey,
+			"Suite":     (*provSuite).checkDecryptSuite,
+		}},
 		{"WrongUse", 0, map[string]provCheckAlg{
 			"Permission": (*provSuite).checkWrongUse,
 		}},
@@ -166,6 +175,13 @@ func provGroups() []provGroup {
 		{"Destroy", 0, map[string]provCheckAlg{
 			"NotFound": (*provSuite).checkDestroy,
 		}},
+		{"Import", 0, map[string]provCheckAlg{
+			"RoundTrip":     (*provSuite).checkImportRoundTrip,
+			"OneTime":       (*provSuite).checkImportOneTime,
+			"WrongMaterial": (*provSuite).checkImportWrongMaterial,
+			"WrongInfo":     (*provSuite).checkImportWrongInfo,
+			"Destroy":       (*provSuite).checkImportDestroy,
+		}},
 	}
 }
 
@@ -179,6 +195,7 @@ type provNamed struct {
 // per-algorithm ones (Info comes first; Deterministic and ErrorCodes last).
 func provSingles() []provNamed {
 	return []provNamed{
+		{"ImportWrapping", (*provSuite).checkImportWrapping},
 		{"Unsupported", (*provSuite).checkUnsupported},
 		{"ProviderMismatch", (*provSuite).checkProviderMismatch},
 		{"InvalidRef", (*provSuite).checkInvalidRef},

@@ -251,10 +251,18 @@ func ExampleRun() {
 	// under another ref: handle was not made for example/signing/release@2
 }
 
-func (*memProvider) Decrypt(context.Context, provider.KeyRef, provider.Handle, []byte, []byte, []byte, []byte) ([]byte, error) {
-	return nil, provider.Errorf(provider.ENOTSUP, "memProvider: no HPKE")
+// Decrypt: memProvider announces no HPKE algorithm, so its keys are all
+// of another use (EPERM), after the preamble's checks (a ref of an
+// HPKE algorithm it does not announce is ENOTSUP there).
+func (p *memProvider) Decrypt(ctx context.Context, ref provider.KeyRef, _ provider.Handle, _, _, _, _ []byte) ([]byte, error) {
+	if _, err := p.check(ctx, ref); err != nil {
+		return nil, err
+	}
+	return nil, provider.Errorf(provider.EPERM, "a %s key cannot decrypt HPKE messages", ref.Use)
 }
 
+// NewImportKey and Import: memProvider cannot import; the suite accepts
+// a consistent ENOTSUP.
 func (*memProvider) NewImportKey(context.Context, provider.KeyRef) (provider.Generated, error) {
 	return provider.Generated{}, provider.Errorf(provider.ENOTSUP, "memProvider: no import")
 }

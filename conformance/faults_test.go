@@ -642,3 +642,113 @@ func (p macErrorLeaks) MAC(ctx context.Context, ref provider.KeyRef, h provider.
 	}
 	return tag, err
 }
+
+// ignoresHPKEContext decrypts a message whose info (or AAD) is wrong with
+// the info (AAD) it last decrypted the same enc with: as if it did not
+// authenticate that part of the context.
+type ignoresHPKEContext struct {
+	provider.Provider
+	info bool // the info; else the AAD
+	mu   *sync.Mutex
+	seen map[string][]byte // enc → the info or AAD of its last success
+}
+
+func newIgnoresContext(p provider.Provider, info bool) ignoresHPKEContext {
+	return ignoresHPKEContext{Provider: p, info: info, mu: &sync.Mutex{}, seen: map[string][]byte{}}
+}
+
+func (p ignoresHPKEContext) Decrypt(ctx context.Context, ref provider.KeyRef, h provider.Handle, enc, ct, info, aad []byte) ([]byte, error) {
+	pt, err := p.Provider.Decrypt(ctx, ref, h, enc, ct, info, aad)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err == nil {
+		if p.info {
+			p.seen[string(enc)] = bytes.Clone(info)
+		} else {
+			p.seen[string(enc)] = bytes.Clone(aad)
+		}
+		return pt, nil
+	}
+	if prev, ok := p.seen[string(enc)]; ok && errors.Is(err, provider.ErrBadMessage) {
+		if p.info {
+			return p.Provider.Decrypt(ctx, ref, h, enc, ct, prev, aad)
+		}
+		return p.Provider.Decrypt(ctx, ref, h, enc, ct, info, prev)
+	}
+	return nil, err
+}
+
+// decryptAnyUse answers Decrypt for a key of another use with EBADMSG, as
+// if it had tried.
+type decryptAnyUse struct{ provider.Provider }
+
+func (p decryptAnyUse) Decrypt(ctx context.Context, ref provider.KeyRef, h provider.Handle, enc, ct, info, aad []byte) ([]byte, error) {
+	if ref.Use != provider.UseAsymmetricDecrypt {
+		return nil, provider.Errorf(provider.EBADMSG, "message authentication failed")
+	}
+	return p.Provider.Decrypt(ctx, ref, h, enc, ct, info, aad)
+}
+
+// partialDecrypt returns bytes along with a Decrypt error.
+type partialDecrypt struct{ provider.Provider }
+
+func (p partialDecrypt) Decrypt(ctx context.Context, ref provider.KeyRef, h provider.Handle, enc, ct, info, aad []byte) ([]byte, error) {
+	out, err := p.Provider.Decrypt(ctx, ref, h, enc, ct, info, aad)
+	if err != nil {
+		return []byte("partial"), err
+	}
+	return out, nil
+}
+
+// truncatesInfo cuts an oversize HPKE info to the bound instead of
+// refusing it; Decrypt then fails to authenticate, which it reports as
+// success with an empty plaintext.
+type truncatesInfo struct{ provider.Provider }
+
+func (p truncatesInfo) Decrypt(ctx context.Context, ref provider.KeyRef, h provider.Handle, enc, ct, info, aad []byte) ([]byte, error) {
+	if len(info) > provider.MaxHPKEInfo {
+		if _, err := p.Provider.Decrypt(ctx, ref, h, enc, ct, info[:provider.MaxHPKEInfo], aad); err != nil {
+			return nil, nil
+		}
+	}
+	return p.Provider.Decrypt(ctx, ref, h, enc, ct, info, aad)
+}
+
+// reimports accepts a spent wrapping key again: an Import with a handle
+// that already imported returns what the first Import made.
+type reimports struct {
+	provider.Provider
+	mu   *sync.Mutex
+	done map[string]provider.Generated // wrapping handle → its import
+}
+
+func newReimports(p provider.Provider) reimports {
+	return reimports{Provider: p, mu: &sync.Mutex{}, done: map[string]provider.Generated{}}
+}
+
+func (p reimports) Import(ctx context.Context, ref, wrap provider.KeyRef, wh provider.Handle, enc, wrapped []byte) (provider.Generated, error) {
+	p.mu.Lock()
+	g, ok := p.done[string(wh)]
+	p.mu.Unlock()
+	if ok {
+		return g, nil
+	}
+	g, err := p.Provider.Import(ctx, ref, wrap, wh, enc, wrapped)
+	if err == nil {
+		p.mu.Lock()
+		p.done[string(wh)] = g
+		p.mu.Unlock()
+	}
+	return g, err
+}
+
+// importGenerates spends the wrapping key, then generates a key of its
+// own instead of using the material.
+type importGenerates struct{ provider.Provider }
+
+func (p importGenerates) Import(ctx context.Context, ref, wrap provider.KeyRef, wh provider.Handle, enc, wrapped []byte) (provider.Generated, error) {
+	if _, err := p.Provider.Import(ctx, ref, wrap, wh, enc, wrapped); errors.Is(err, provider.ErrNotFound) || errors.Is(err, provider.ErrBadMessage) {
+		return provider.Generated{}, err
+	}
+	return p.Provider.Generate(ctx, ref)
+}

@@ -20,8 +20,8 @@ import (
 // newProvider: a core.Keystore on in-memory storage with a fake clock
 // over each provider, one subtest per host behaviour the keystore needs
 // (create, sign and verify messages and digests, sign with a named
-// version, MAC and verify, rotate, revoke, seal and unseal, destroy,
-// reopen, determinism). docs/providers.md lists each subtest and what it
+// version, MAC and verify, rotate, revoke, seal and unseal, data keys,
+// HPKE decryption, key import, destroy, reopen, determinism). docs/providers.md lists each subtest and what it
 // checks. Of the options only WithFreshKeys applies: without it a key of
 // an algorithm that is slow to generate (RSA) is not rotated where the
 // check does not need it.
@@ -60,6 +60,9 @@ func ksChecks() []ksCheck {
 		{"Rotate", onFresh(ksRotate)},
 		{"Revoke", onFresh(ksRevoke)},
 		{"SealUnseal", onFresh(ksSealUnseal)},
+		{"DataKeys", onFresh(ksDataKeys)},
+		{"HPKEDecrypt", onFresh(ksHPKEDecrypt)},
+		{"Import", onFresh(ksImport)},
 		{"Destroy", onFresh(ksDestroy)},
 		{"Reopen", func(t *testing.T, newProvider Factory, o options) { ksReopen(t, newProvider(t), o) }},
 		{"Deterministic", ksDeterministic},
@@ -623,6 +626,7 @@ func ksReopen(t *testing.T, p provider.Provider, o options) {
 	e.fresh = o.freshKeys
 	var ids []core.KeyID
 	var sealedBy = map[core.KeyID][]byte{}
+	var sentTo = map[core.KeyID]ksHPKE{}
 	var taggedBy = map[core.KeyID]core.MACTag{}
 	var signedBy = map[core.KeyID]core.Signature{}
 	msg := []byte("kept")
@@ -655,6 +659,10 @@ func ksReopen(t *testing.T, p provider.Provider, o options) {
 				t.Fatal(err)
 			}
 			signedBy[id] = sig
+		case s.Use == provider.UseAsymmetricDecrypt:
+			if _, ok := hpkeSuites[a]; ok {
+				sentTo[id] = e.hpkeSend(t, id, 1, msg)
+			}
 		}
 		ids = append(ids, id)
 	}
@@ -696,6 +704,16 @@ func ksReopen(t *testing.T, p provider.Provider, o options) {
 		}
 		if err != nil || !bytes.Equal(pt.Plaintext, msg) {
 			t.Fatalf("unseal %s after reopen: %q, %v", id, pt.Plaintext, err)
+		}
+	}
+	for id, m := range sentTo {
+		d, err := e2.ks.Decrypt(t.Context(), ksCaller, id, 1, m.msg)
+		if revoked[id] {
+			ksWant(t, "decrypt with a revoked key after reopen", err, provider.EKEYREVOKED)
+			continue
+		}
+		if err != nil || d.Version != 1 || !bytes.Equal(d.Plaintext, msg) {
+			t.Fatalf("decrypt %s after reopen: version %d, %q, %v", id, d.Version, d.Plaintext, err)
 		}
 	}
 	for id, m := range taggedBy {
@@ -778,6 +796,8 @@ func ksDeterministic(t *testing.T, newProvider Factory, o options) {
 					t.Fatal(err)
 				}
 				out["tag/"+string(a)] = m.Tag
+			case provider.UseAsymmetricDecrypt:
+				out["pub/"+string(a)] = e.hpkePublicKey(t, id, 1).Key
 			default:
 				b, err := e.ks.Seal(t.Context(), ksCaller, id, msg, []byte("aad"))
 				if err != nil {

@@ -49,9 +49,11 @@ const provExpensiveGenerate = 100
 // algorithms, generated once per slot, and the known secrets of each ref,
 // which can cost a key generation to compute (a deterministic RSA key).
 type provPool struct {
-	mu    sync.Mutex
-	keys  map[provPoolSlot]*provKey
-	known map[provider.KeyRef][][]byte
+	mu        sync.Mutex
+	keys      map[provPoolSlot]*provKey
+	known     map[provider.KeyRef][][]byte
+	materials map[string]*provImportMaterial // by algorithm (RSA: by modulus size)
+	imports   provImportSupport
 }
 
 type provPoolSlot struct {
@@ -74,7 +76,8 @@ func newProvSuite(ctx context.Context, p provider.Provider, o options) (*provSui
 		logf:  func(string, ...any) {},
 		hang:  provHangLimit,
 		fresh: o.freshKeys,
-		pool:  &provPool{keys: map[provPoolSlot]*provKey{}, known: map[provider.KeyRef][][]byte{}},
+		pool: &provPool{keys: map[provPoolSlot]*provKey{}, known: map[provider.KeyRef][][]byte{},
+			materials: map[string]*provImportMaterial{}},
 	}
 	if o.hang > 0 {
 		s.hang = o.hang

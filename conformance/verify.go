@@ -2,6 +2,8 @@ package conformance
 
 import (
 	"crypto"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -16,6 +18,7 @@ import (
 	"github.com/cloudflare/circl/sign/mldsa/mldsa44"
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 	"github.com/cloudflare/circl/sign/mldsa/mldsa87"
+	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/nexus-os/keystored/core/provider"
 )
@@ -203,6 +206,30 @@ func independentTag(a provider.Algorithm, key, msg []byte) []byte {
 	m := hmac.New(h, key)
 	_, _ = m.Write(msg) // hash.Hash.Write never fails
 	return m.Sum(nil)
+}
+
+// independentAEAD returns the AEAD of a keyed with key, from x/crypto or
+// crypto/aes directly; ok is false when the suite does not know a or the
+// key does not fit.
+func independentAEAD(a provider.Algorithm, key []byte) (aead cipher.AEAD, ok bool) {
+	var err error
+	switch a {
+	case provider.XChaCha20Poly1305:
+		aead, err = chacha20poly1305.NewX(key)
+	case provider.ChaCha20Poly1305:
+		aead, err = chacha20poly1305.New(key)
+	case provider.AES256GCM:
+		if len(key) != 32 {
+			return nil, false
+		}
+		var b cipher.Block
+		if b, err = aes.NewCipher(key); err == nil {
+			aead, err = cipher.NewGCM(b)
+		}
+	default:
+		return nil, false
+	}
+	return aead, err == nil
 }
 
 // verifier returns the independent verifier of a, or a skip when the

@@ -2,10 +2,13 @@ package core_test
 
 import (
 	"crypto"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/hmac"
+	"crypto/hpke"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -18,6 +21,7 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/nexus-os/keystored/core"
+	"github.com/nexus-os/keystored/core/alg"
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/core/secret"
 	"github.com/nexus-os/keystored/core/storage"
@@ -318,6 +322,105 @@ func BenchmarkRatiosKeyTypes(b *testing.B) {
 				return nil
 			},
 			core: func() error { _, err := ks.MAC(ctx, appBench, id, msg1k); return err }})
+	}
+	interleave(b, pairs)
+	report(b, pairs)
+}
+
+// BenchmarkRatiosEnvelope measures issue 12's targets the same way:
+// GenerateDataKey through the keystore (software provider, 32-byte data
+// key sealed under XChaCha20-Poly1305 and AES-256-GCM) against the raw
+// primitives (32 bytes from crypto/rand and one AEAD seal of them), and
+// HPKE Decrypt of a 1 KiB message through the keystore against
+// crypto/hpke's Open with the same suite (target >= 0.8 for each):
+//
+//	go test ./core -run '^$' -bench RatiosEnvelope -benchtime 3x
+func BenchmarkRatiosEnvelope(b *testing.B) {
+	var pairs []*pair
+	for _, c := range []struct {
+		a   core.Algorithm
+		new func(key []byte) (cipher.AEAD, error)
+	}{{provider.XChaCha20Poly1305, chacha20poly1305.NewX}, {provider.AES256GCM, func(key []byte) (cipher.AEAD, error) {
+		blk, err := aes.NewCipher(key)
+		if err != nil {
+			return nil, err
+		}
+		return cipher.NewGCM(blk)
+	}}} {
+		ks, id := benchKeystore(b, c.a)
+		key := make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			b.Fatal(err)
+		}
+		aead, err := c.new(key)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pairs = append(pairs, &pair{name: "datakey-" + string(c.a),
+			raw: func() error {
+				dk := make([]byte, 32)
+				if _, err := rand.Read(dk); err != nil {
+					return err
+				}
+				nonce := make([]byte, aead.NonceSize())
+				if _, err := rand.Read(nonce); err != nil {
+					return err
+				}
+				_ = aead.Seal(nonce, nonce, dk, msg64)
+				return nil
+			},
+			core: func() error { _, err := ks.GenerateDataKey(ctx, appBench, id, core.DataKeySpec{}, msg64); return err }})
+	}
+	msg1k := make([]byte, 1024)
+	for _, a := range []core.Algorithm{provider.HPKEX25519, provider.HPKEP256, provider.HPKEMLKEM768X25519} {
+		ks, id := benchKeystore(b, a)
+		spec, err := alg.Default().Lookup(a)
+		if err != nil {
+			b.Fatal(err)
+		}
+		kem, kdf, aead, err := spec.Suite()
+		if err != nil {
+			b.Fatal(err)
+		}
+		raw, err := kem.GenerateKey()
+		if err != nil {
+			b.Fatal(err)
+		}
+		pk, err := ks.PublicKey(ctx, appBench, id, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pub, err := kem.NewPublicKey(pk.Key)
+		if err != nil {
+			b.Fatal(err)
+		}
+		enc, s, err := hpke.NewSender(pub, kdf, aead, msg64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ct, err := s.Seal(msg64, msg1k)
+		if err != nil {
+			b.Fatal(err)
+		}
+		renc, rs, err := hpke.NewSender(raw.PublicKey(), kdf, aead, msg64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rct, err := rs.Seal(msg64, msg1k)
+		if err != nil {
+			b.Fatal(err)
+		}
+		m := core.HPKEMessage{Enc: enc, Ciphertext: ct, Info: msg64, AAD: msg64}
+		pairs = append(pairs, &pair{name: "decrypt-1KiB-" + string(a),
+			raw: func() error {
+				r, err := hpke.NewRecipient(renc, raw, kdf, aead, msg64)
+				if err != nil {
+					return err
+				}
+				_, err = r.Open(msg64, rct)
+				return err
+			},
+			core: func() error { _, err := ks.Decrypt(ctx, appBench, id, 1, m); return err }})
 	}
 	interleave(b, pairs)
 	report(b, pairs)

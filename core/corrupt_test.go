@@ -32,13 +32,29 @@ func TestCorruptedFilesAreDetected(t *testing.T) {
 				if len(orig) == 0 {
 					t.Fatalf("no %s", path)
 				}
+				// An HPKE key decrypts a message sealed to it beforehand.
+				msgs := map[core.KeyID]core.HPKEMessage{}
+				spec, _ := alg.Default().Lookup(a)
+				if spec.Use == provider.UseAsymmetricDecrypt {
+					for _, id := range []core.KeyID{victim, good} {
+						m, err := e.ks.Get(ctx, appA, id)
+						if err != nil {
+							t.Fatal(err)
+						}
+						enc, ct := sealTo(t, spec.KEMID, spec.KDFID, spec.AEADID, m.Versions[0].PublicKey, nil, nil, []byte("m"))
+						msgs[id] = core.HPKEMessage{Enc: enc, Ciphertext: ct}
+					}
+				}
 				use := func(e *env, id core.KeyID) error {
-					switch spec, _ := alg.Default().Lookup(a); spec.Use {
+					switch spec.Use {
 					case provider.UseSign:
 						_, err := e.ks.Sign(ctx, appA, id, []byte("m"))
 						return err
 					case provider.UseMAC:
 						_, err := e.ks.MAC(ctx, appA, id, []byte("m"))
+						return err
+					case provider.UseAsymmetricDecrypt:
+						_, err := e.ks.Decrypt(ctx, appA, id, 1, msgs[id])
 						return err
 					}
 					_, err := e.ks.Seal(ctx, appA, id, []byte("m"), nil)

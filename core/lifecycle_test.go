@@ -37,6 +37,14 @@ var wantLifecycle = map[string]map[state]provider.Code{
 	"get":            {active: ok, revoked: ok, destroyed: ok, missing: provider.ENOENT},
 	"mac":            {active: ok, revoked: provider.EKEYREVOKED, destroyed: provider.EKEYREVOKED, missing: provider.ENOENT},
 	"verify-mac":     {active: ok, revoked: provider.EKEYREVOKED, destroyed: provider.EKEYREVOKED, missing: provider.ENOENT},
+
+	"generate-data-key":                   {active: ok, revoked: provider.EKEYREVOKED, destroyed: provider.EKEYREVOKED, missing: provider.ENOENT},
+	"generate-data-key-without-plaintext": {active: ok, revoked: provider.EKEYREVOKED, destroyed: provider.EKEYREVOKED, missing: provider.ENOENT},
+	"decrypt":                             {active: ok, revoked: provider.EKEYREVOKED, destroyed: provider.EKEYREVOKED, missing: provider.ENOENT},
+	// import-parameters and import make a missing key, add a version to an
+	// active imported one
+	"import-parameters": {active: ok, revoked: provider.EKEYREVOKED, destroyed: provider.EKEYREVOKED, missing: ok},
+	"import":            {active: ok, revoked: provider.EKEYREVOKED, destroyed: provider.EKEYREVOKED, missing: ok},
 }
 
 // fixture is one key brought to a state, with artefacts made while it was
@@ -46,14 +54,34 @@ type fixture struct {
 	sig            core.Signature
 	sealed         []byte
 	tag            core.MACTag
+	// hpke is an asymmetric-decrypt key, msg a message sent to its v2;
+	// imp an imported AES key with a token got while it was active (one
+	// for a missing key when it is missing).
+	hpke   core.KeyID
+	msg    core.HPKEMessage
+	imp    core.KeyID
+	impReq core.ImportRequest
 }
 
 func setup(t *testing.T, e *env, st state) fixture {
 	t.Helper()
-	f := fixture{sign: mustID(t, "app-a/sig/"+string(st)), dec: mustID(t, "app-a/dec/"+string(st)), mac: mustID(t, "app-a/mac/"+string(st))}
+	f := fixture{sign: mustID(t, "app-a/sig/"+string(st)), dec: mustID(t, "app-a/dec/"+string(st)), mac: mustID(t, "app-a/mac/"+string(st)),
+		hpke: mustID(t, "app-a/hpke/"+string(st)), imp: mustID(t, "app-a/imp/"+string(st))}
 	if st == missing {
+		f.impReq = e.importRequest(t, appA, f.imp, provider.AES256GCM, fixedAESKey)
 		return f
 	}
+	if _, err := e.ks.Import(ctx, appA, f.imp, e.importRequest(t, appA, f.imp, provider.AES256GCM, fixedAESKey)); err != nil {
+		t.Fatal(err)
+	}
+	f.impReq = e.importRequest(t, appA, f.imp, provider.AES256GCM, fixedAESKey)
+	if _, err := e.ks.Create(ctx, appA, f.hpke, core.CreateOptions{Algorithm: provider.HPKEX25519}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ks.Rotate(ctx, appA, f.hpke); err != nil {
+		t.Fatal(err)
+	}
+	f.msg = e.hpkeSeal(t, appA, f.hpke, 2, []byte("p"))
 	for _, id := range []core.KeyID{f.sign, f.dec, f.mac} {
 		a := provider.Ed25519
 		switch id {
@@ -84,7 +112,7 @@ func setup(t *testing.T, e *env, st state) fixture {
 	if st == active {
 		return f
 	}
-	for _, id := range []core.KeyID{f.sign, f.dec, f.mac} {
+	for _, id := range []core.KeyID{f.sign, f.dec, f.mac, f.hpke, f.imp} {
 		if _, err := e.ks.Revoke(ctx, appA, id); err != nil {
 			t.Fatal(err)
 		}
@@ -158,6 +186,25 @@ func invoke(e *env, op string, f fixture) error {
 			v, tag = 1, make([]byte, 32)
 		}
 		return e.ks.VerifyMAC(ctx, appA, f.mac, v, []byte("m"), tag)
+	case "generate-data-key":
+		_, err := e.ks.GenerateDataKey(ctx, appA, f.dec, core.DataKeySpec{}, nil)
+		return err
+	case "generate-data-key-without-plaintext":
+		_, err := e.ks.GenerateDataKeyWithoutPlaintext(ctx, appA, f.dec, core.DataKeySpec{}, nil)
+		return err
+	case "decrypt":
+		m := f.msg
+		if m.Enc == nil {
+			m = core.HPKEMessage{Enc: make([]byte, 32), Ciphertext: make([]byte, 17)}
+		}
+		_, err := e.ks.Decrypt(ctx, appA, f.hpke, 2, m)
+		return err
+	case "import-parameters":
+		_, err := e.ks.ImportParameters(ctx, appA, f.imp, core.ImportOptions{Algorithm: provider.AES256GCM})
+		return err
+	case "import":
+		_, err := e.ks.Import(ctx, appA, f.imp, f.impReq)
+		return err
 	}
 	return provider.Errorf(provider.EINVAL, "unknown op %s", op)
 }

@@ -63,7 +63,10 @@ func (k *Keystore) resolve(ctx context.Context, c Caller, op Op, id KeyID, use U
 		if err := checkKey(op, m); err != nil {
 			return target{}, err
 		}
-		if m.Use != use {
+		if m.Use != use && !publicUse(op, use, m.Use) {
+			if op == OpPublicKey {
+				return target{}, provider.Errorf(provider.EPERM, "key is a %s key, which has no public key; %s needs a sign or asymmetric-decrypt key", m.Use, op)
+			}
 			return target{}, provider.Errorf(provider.EPERM, "key is a %s key; %s needs a %s key", m.Use, op, use)
 		}
 		if p.rotate && attempt == 0 && rotationDue(m, k.clock.Now()) {
@@ -92,6 +95,13 @@ func (k *Keystore) resolve(ctx context.Context, c Caller, op Op, id KeyID, use U
 		ev.Version = v
 		return target{e: e, rec: rec, vr: rec.versions[v-1], spec: rec.spec, pub: m.Versions[v-1].PublicKey}, nil
 	}
+}
+
+// publicUse reports whether a key of use got may answer op, asked for a
+// key of use want, because it has a public key: public-key resolves with
+// UseSign and takes asymmetric-decrypt (HPKE) keys too.
+func publicUse(op Op, want, got Use) bool {
+	return op == OpPublicKey && want == provider.UseSign && got == provider.UseAsymmetricDecrypt
 }
 
 // readsOldOutput reports whether op checks output made earlier (a

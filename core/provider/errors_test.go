@@ -13,7 +13,7 @@ func TestCodesMapToErrno(t *testing.T) {
 		EPERM: syscall.EPERM, ENOENT: syscall.ENOENT, EALREADY: syscall.EALREADY,
 		EKEYREVOKED: syscall.EKEYREVOKED, EINVAL: syscall.EINVAL, EMSGSIZE: syscall.EMSGSIZE,
 		EBADMSG: syscall.EBADMSG, ENOTSUP: syscall.ENOTSUP, EIO: syscall.EIO, EUNAVAILABLE: 0,
-		EDQUOT: syscall.EDQUOT,
+		EDQUOT: syscall.EDQUOT, EKEYEXPIRED: syscall.EKEYEXPIRED,
 	}
 	if len(Codes()) != len(want) {
 		t.Fatalf("Codes() has %d codes, want %d", len(Codes()), len(want))

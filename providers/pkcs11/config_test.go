@@ -322,7 +322,7 @@ func TestReadPINFile(t *testing.T) {
 	if _, err := ReadPINFile(write("ro", "1234", 0o400)); err != nil {
 		t.Errorf("mode 0400: %v", err)
 	}
-	good := write("target", "1234", 0o600)
+	good := write("target", "secret-pin", 0o600)
 	link := filepath.Join(dir, "link")
 	if err := os.Symlink(good, link); err != nil {
 		t.Fatal(err)
@@ -331,15 +331,15 @@ func TestReadPINFile(t *testing.T) {
 		name, path string
 		code       provider.Code
 	}{
-		{"mode 0644", write("wide", "1234", 0o644), provider.EPERM},
-		{"mode 0640", write("group", "1234", 0o640), provider.EPERM},
+		{"mode 0644", write("wide", "secret-pin", 0o644), provider.EPERM},
+		{"mode 0640", write("group", "secret-pin", 0o640), provider.EPERM},
 		{"symlink", link, provider.EPERM},
 		{"directory", dir, provider.EPERM},
 		{"missing", filepath.Join(dir, "missing"), provider.EINVAL},
 		{"empty", write("empty", "", 0o600), provider.EINVAL},
 		{"newline only", write("nl", "\n", 0o600), provider.EINVAL},
-		{"too long", write("long", strings.Repeat("9", MaxPIN+1), 0o600), provider.EINVAL},
-		{"much too long", write("huge", strings.Repeat("9", 10000), 0o600), provider.EINVAL},
+		{"too long", write("long", strings.Repeat("p", MaxPIN+1), 0o600), provider.EINVAL},
+		{"much too long", write("huge", strings.Repeat("p", 10000), 0o600), provider.EINVAL},
 		{"no path", "", provider.EINVAL},
 	}
 	for _, c := range cases {
@@ -349,7 +349,9 @@ func TestReadPINFile(t *testing.T) {
 			continue
 		}
 		wantCode(t, c.name, err, c.code)
-		if strings.Contains(err.Error(), "1234") || strings.Contains(err.Error(), "99999") {
+		// The contents have letters: the temporary directory's random
+		// name is digits only, and may well contain "1234".
+		if strings.Contains(err.Error(), "secret-pin") || strings.Contains(err.Error(), "ppppp") {
 			t.Errorf("%s: error %q contains the file's content", c.name, err)
 		}
 		if errors.Is(err, os.ErrNotExist) != (c.name == "missing") {

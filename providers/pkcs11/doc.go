@@ -17,6 +17,15 @@
 // session lost to a token reset is replaced and the call retried once. Every CKR_ value maps to a contract code
 // through one table; the provider never logs.
 //
+// Key import (NewImportKey, Import) opens the caller's HPKE-sealed
+// material in the plugin's memory (the one-time wrapping keys live there,
+// providers/internal/importkey) and brings it into the token with
+// C_UnwrapKey (CKM_AES_KEY_WRAP_PAD), as a key with the attributes of a
+// generated one; a probe at start decides which kinds of key the token
+// takes (SoftHSM2 2.6.1: not Ed25519). PKCS#11 has no HPKE mechanism, so
+// the provider offers no asymmetric-decrypt algorithm and Decrypt is
+// ENOTSUP.
+//
 // The package needs cgo (github.com/miekg/pkcs11), so the daemon runs it
 // out of process, as the plugin binary cmd/keystore-plugin-pkcs11.
 // docs/hardware.md has the configuration, the object layout, sessions,

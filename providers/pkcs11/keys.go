@@ -388,6 +388,9 @@ func (p *tokenProvider) commitLocked(sh p11.SessionHandle, id objectID, st madeK
 	if err != nil {
 		return 0, err
 	}
+	if st.pubObj == 0 { // a secret key (Import stages those too)
+		return obj, nil
+	}
 	if _, err := p.copyToToken(sh, st.pubObj); err != nil {
 		return 0, errors.Join(err, destroyAll(p.mod.ctx, sh, id))
 	}
@@ -431,11 +434,15 @@ func refusesCopy(err error) bool {
 	return false
 }
 
-// dropStaged destroys the session objects of a staged key. An object
-// already gone (its session was closed) is not an error.
+// dropStaged destroys the session objects of a staged key (a secret key
+// has no pubObj: 0, CK_INVALID_HANDLE). An object already gone (its
+// session was closed) is not an error.
 func (p *tokenProvider) dropStaged(sh p11.SessionHandle, st madeKey) error {
 	var errs []error
 	for _, o := range []p11.ObjectHandle{st.obj, st.pubObj} {
+		if o == 0 {
+			continue
+		}
 		if err := p.mod.ctx.DestroyObject(sh, o); err != nil {
 			if rv, _ := rvOf(err); !isStaleObject(rv) {
 				errs = append(errs, call("C_DestroyObject", err))

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nexus-os/keystored/core/alg"
 	"github.com/nexus-os/keystored/core/provider"
+	"github.com/nexus-os/keystored/providers/internal/importkey"
 )
 
 // checkRef checks ref and that it names this provider.
@@ -259,13 +260,19 @@ func (p *tokenProvider) decrypt(sh p11.SessionHandle, obj p11.ObjectHandle, seal
 
 // Destroy deletes the token objects of ref's key. Later uses fail with
 // ENOENT; destroying again succeeds. A handle not made for ref is refused
-// (EIO), so a mistaken destroy cannot hit another key.
+// (EIO), so a mistaken destroy cannot hit another key. The handle of an
+// import wrapping key (importkey.IsHandle) is forgotten instead, if it
+// was made for ref; that always succeeds.
 func (p *tokenProvider) Destroy(ctx context.Context, ref provider.KeyRef, h provider.Handle) error {
 	if err := provider.CheckContext(ctx); err != nil {
 		return err
 	}
 	if err := p.checkRef(ref); err != nil {
 		return err
+	}
+	if importkey.IsHandle(h) {
+		p.forgetImportKey(ref, h)
+		return nil
 	}
 	k, err := p.prepare(ref, h, 0, "destroy")
 	if err != nil {

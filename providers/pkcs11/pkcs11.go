@@ -16,6 +16,7 @@ import (
 	"github.com/nexus-os/keystored/core/alg"
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/core/secret"
+	"github.com/nexus-os/keystored/providers/internal/importkey"
 )
 
 // DefaultName is the provider name when Config.Name is empty.
@@ -95,6 +96,12 @@ type tokenProvider struct {
 	reg    *alg.Registry
 	objs   objCache
 
+	// imports holds the one-time import wrapping keys (NewImportKey), in
+	// this process's memory; nil once closed. caps is what the token can
+	// import, as probeImport found at start.
+	imports *importkey.Table
+	caps    importCaps
+
 	// mutating admits one Generate or Destroy at a time (see lockObjects).
 	mutating chan struct{}
 
@@ -109,6 +116,11 @@ type tokenProvider struct {
 	// to the token (commit); RSA keys are then made on the token, in
 	// turn.
 	noStaging atomic.Bool
+	// noUnwrapModifiable is set when the token refuses
+	// CKA_MODIFIABLE=false in an unwrap template (probeImport, or an
+	// import that found it out): keys unwrapped on the token directly
+	// are then modifiable.
+	noUnwrapModifiable atomic.Bool
 
 	// testHooks are called around C_GenerateKeyPair; set only by tests.
 	testHooks struct {
@@ -235,7 +247,18 @@ func newTokenProvider(mod *module, cfg Config, name string) (*tokenProvider, err
 			return nil, err
 		}
 	}
-	p.pool.put(s)
+	if p.caps, err = probeImport(mod.ctx, s.h, infos, p.info.Algorithms); err != nil {
+		p.pool.drop(s)
+		p.pool.drain()
+		p.pool.pin.Wipe()
+		return nil, mapErr("probing token "+quoted+" for key import", err)
+	}
+	p.noUnwrapModifiable.Store(p.caps.noUnwrapModifiable)
+	// Closed, not kept: a refused unwrap template may have left a stray
+	// session object in it (probeUnwrap). The pool opens sessions again
+	// as calls need them.
+	p.pool.drop(s)
+	p.imports = importkey.New(reg, randomFill)
 	return p, nil
 }
 
@@ -301,6 +324,7 @@ func (p *tokenProvider) Close() error {
 		return nil
 	}
 	p.closed = true
+	p.imports = nil // the wrapping keys die with the provider
 	p.pool.drain()
 	p.pool.pin.Wipe()
 	return p.mod.release()

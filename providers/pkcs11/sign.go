@@ -128,21 +128,6 @@ func (p *tokenProvider) signOnce(sh p11.SessionHandle, obj p11.ObjectHandle, spe
 // MAC returns the HMAC tag of msg under the token's key of ref
 // (CKM_SHA256_HMAC, CKM_SHA384_HMAC, CKM_SHA512_HMAC): the full tag,
 // never truncated.
-// Decrypt: no HPKE algorithm is announced. TODO(issue 12).
-func (p *tokenProvider) Decrypt(ctx context.Context, ref provider.KeyRef, h provider.Handle, enc, ciphertext, info, aad []byte) ([]byte, error) {
-	return nil, provider.Errorf(provider.ENOTSUP, "decrypt not implemented yet")
-}
-
-// NewImportKey: TODO(issue 12).
-func (p *tokenProvider) NewImportKey(ctx context.Context, wrap provider.KeyRef) (provider.Generated, error) {
-	return provider.Generated{}, provider.Errorf(provider.ENOTSUP, "import not implemented yet")
-}
-
-// Import: TODO(issue 12).
-func (p *tokenProvider) Import(ctx context.Context, ref provider.KeyRef, wrap provider.KeyRef, wh provider.Handle, enc, wrapped []byte) (provider.Generated, error) {
-	return provider.Generated{}, provider.Errorf(provider.ENOTSUP, "import not implemented yet")
-}
-
 func (p *tokenProvider) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle, msg []byte) ([]byte, error) {
 	k, err := p.begin(ctx, ref, h, func() error { return provider.CheckMAC(msg) }, provider.UseMAC, "mac")
 	if err != nil {

@@ -69,6 +69,7 @@ var wantedMechanisms = []uint{
 	p11.CKM_RSA_PKCS_KEY_PAIR_GEN, p11.CKM_RSA_PKCS, p11.CKM_RSA_PKCS_PSS,
 	p11.CKM_AES_KEY_GEN, p11.CKM_AES_GCM,
 	p11.CKM_GENERIC_SECRET_KEY_GEN, p11.CKM_SHA256_HMAC, p11.CKM_SHA384_HMAC, p11.CKM_SHA512_HMAC,
+	p11.CKM_AES_KEY_WRAP_PAD, // import (probeImport)
 }
 
 // mechanisms returns the information (C_GetMechanismInfo) of each of

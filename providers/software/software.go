@@ -148,7 +148,8 @@ func loadKEK(opts Config) (secret.Bytes, bool, error) {
 	return kek, true, err
 }
 
-// randSource draws every key and nonce from crypto/rand.
+// randSource draws every key and nonce from crypto/rand, the one-time
+// import wrapping keys and their handles' names included.
 type randSource struct{}
 
 func (randSource) Material(_ provider.KeyRef, out []byte) error { return fill(out) }
@@ -156,6 +157,8 @@ func (randSource) Material(_ provider.KeyRef, out []byte) error { return fill(ou
 func (randSource) WrapNonce(_ provider.KeyRef, out []byte) error { return fill(out) }
 
 func (randSource) SealNonce(_ provider.KeyRef, _, _, out []byte) error { return fill(out) }
+
+func (randSource) ImportRandom(_ provider.KeyRef, out []byte) error { return fill(out) }
 
 func fill(out []byte) error {
 	if _, err := rand.Read(out); err != nil {

@@ -28,13 +28,15 @@ func FuzzUnwrapHandle(f *testing.F) {
 	}
 	refs := make([]provider.KeyRef, len(golden.Vectors))
 	genuine := make([][]byte, len(golden.Vectors))
+	pubs := make([][]byte, len(golden.Vectors))
 	for i, v := range golden.Vectors {
 		refs[i] = v.ref(f)
 		genuine[i] = unhex(f, v.Handle)
+		pubs[i] = unhex(f, v.PublicKey)
 	}
 	f.Fuzz(func(t *testing.T, h []byte, which uint8) {
 		i := int(which) % len(refs)
-		_, err := exercise(p, refs[i], h)
+		_, err := exercise(p, refs[i], h, pubs[i])
 		if bytes.Equal(h, genuine[i]) {
 			if err != nil {
 				t.Fatalf("genuine handle of %s failed: %v", refs[i].Algorithm, err)

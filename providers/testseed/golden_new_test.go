@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/hmac"
+	"crypto/hpke"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -80,6 +81,23 @@ func independentMaterial(t *testing.T, a provider.Algorithm, random []byte) []by
 		t.Fatalf("%s: no valid scalar in 64 steps", a)
 	case rsaBits(a) != 0:
 		return independentRSA(t, random, rsaBits(a))
+	case a == provider.HPKEX25519 || a == provider.HPKEP256 || a == provider.HPKEMLKEM768X25519:
+		// RFC 9180 DeriveKeyPair of the suite's KEM (crypto/hpke), its
+		// private key serialized.
+		kemID := map[provider.Algorithm]uint16{provider.HPKEX25519: 0x0020, provider.HPKEP256: 0x0010, provider.HPKEMLKEM768X25519: 0x647a}[a]
+		kem, err := hpke.NewKEM(kemID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := kem.DeriveKeyPair(random)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := k.Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
 	}
 	return random
 }

@@ -6,9 +6,11 @@ import (
 	"crypto"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/hkdf"
 	"crypto/hmac"
+	"crypto/hpke"
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/binary"
@@ -166,6 +168,15 @@ func makeGolden(t testing.TB) goldenFile {
 				t.Fatal(err)
 			}
 			v.Tag = hex.EncodeToString(tag)
+		case provider.UseAsymmetricDecrypt:
+			// HPKE senders choose their own randomness, so no output of
+			// the key is pinned but its public key and handle (which
+			// pin the material); the round trip is checked here and
+			// independently in TestGoldenIndependent.
+			got, err := exercise(p, r, g.Handle, g.PublicKey)
+			if err != nil || !bytes.Equal(got, goldenPlaintext) {
+				t.Errorf("%s: Decrypt of a message sealed with crypto/hpke: %q, %v; want the plaintext", a, got, err)
+			}
 		default:
 			sealed, err := p.Seal(ctx, r, g.Handle, goldenPlaintext, goldenAAD)
 			if err != nil {
@@ -318,6 +329,9 @@ func TestGoldenIndependent(t *testing.T) {
 		case provider.UseMAC:
 			checkTag(t, v, material, msg)
 			continue
+		case provider.UseAsymmetricDecrypt:
+			checkHPKE(t, v, s, material, pt, aad)
+			continue
 		}
 		// Sealed: nonce = HMAC(HKDF(seed, salt, "seal-nonce" ‖ ref), u32be(len(aad)) ‖ aad ‖ pt)[:n].
 		sealed := unhex(t, v.Sealed)
@@ -411,6 +425,79 @@ func checkSignature(t *testing.T, v goldenVector, material, msg []byte) {
 	}
 	if !ok {
 		t.Errorf("%s: golden signature does not verify independently", v.Algorithm)
+	}
+}
+
+// checkHPKE derives the public key from the material with crypto/ecdh
+// (the DHKEMs) or crypto/hpke (X-Wing), compares it with the golden one,
+// and decrypts with crypto/hpke under the material a message crypto/hpke
+// sealed to the golden public key: the golden key pair is one HPKE key
+// pair, independently of the provider. Then the provider decrypts a
+// message sealed to that public key.
+func checkHPKE(t *testing.T, v goldenVector, s *alg.Spec, material, pt, aad []byte) {
+	t.Helper()
+	pub := unhex(t, v.PublicKey)
+	var derived []byte
+	switch v.Algorithm {
+	case provider.HPKEX25519, provider.HPKEP256:
+		curve := ecdh.X25519()
+		if v.Algorithm == provider.HPKEP256 {
+			curve = ecdh.P256()
+		}
+		k, err := curve.NewPrivateKey(material)
+		if err != nil {
+			t.Fatalf("%s: material is not a %v private key: %v", v.Algorithm, curve, err)
+		}
+		derived = k.PublicKey().Bytes()
+	default:
+		kem, err := hpke.NewKEM(s.KEMID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := kem.NewPrivateKey(material)
+		if err != nil {
+			t.Fatalf("%s: material is not a private key: %v", v.Algorithm, err)
+		}
+		derived = k.PublicKey().Bytes()
+	}
+	if !bytes.Equal(derived, pub) {
+		t.Errorf("%s: public key is not the one derived from the material", v.Algorithm)
+	}
+	enc, ct, err := hpkeSeal(v.Algorithm, pub, aad, aad, pt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kem, err := hpke.NewKEM(s.KEMID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kdf, err := hpke.NewKDF(s.KDFID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aeadAlg, err := hpke.NewAEAD(s.AEADID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := kem.NewPrivateKey(material)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := hpke.NewRecipient(enc, priv, kdf, aeadAlg, aad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.Open(aad, ct); err != nil || !bytes.Equal(got, pt) {
+		t.Errorf("%s: crypto/hpke under the material does not open a message to the golden public key (%v)", v.Algorithm, err)
+	}
+	p, err := NewInsecure(goldenSeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := v.ref(t)
+	got, err := p.Decrypt(context.Background(), ref, unhex(t, v.Handle), enc, ct, aad, aad)
+	if err != nil || !bytes.Equal(got, pt) {
+		t.Errorf("%s: the provider does not decrypt a message to the golden public key with the golden handle (%v)", v.Algorithm, err)
 	}
 }
 

@@ -21,8 +21,8 @@ import (
 // with seed uses for ref. First comes the private material the handle
 // wraps: the seed of an EdDSA or ML-DSA key, the scalar of an ECDSA key,
 // the PKCS #1 RSAPrivateKey DER of an RSA key, the key of an AEAD or
-// HMAC. Then, for signature algorithms, the other encodings and values
-// that each give the private key away:
+// HMAC, the KEM's serialized private key of an HPKE key. Then the other
+// encodings and values that each give the private key away:
 //
 //   - Ed25519, Ed25519ph: the 64-byte private key (seed ‖ public key);
 //   - Ed448: the 114-byte private key; ML-DSA: the packed private key;
@@ -30,7 +30,8 @@ import (
 //     of either does not contain the scalar's base64);
 //   - RSA: the 32-byte key of the prime search (HKDF output), the PKCS #8
 //     DER, and the big-endian bytes of d, p, q, d mod (p-1) and
-//     d mod (q-1).
+//     d mod (q-1);
+//   - HPKE: the 32-byte HKDF output the KEM derives the key pair from.
 //
 // The ECDSA and RSA material is derived as the provider derives it
 // (docs/testing.md), so for RSA this costs a key generation. Leak tests
@@ -86,6 +87,9 @@ func InsecureKnownSecrets(seed []byte, ref provider.KeyRef) ([][]byte, error) {
 			// The scalar came from a hash of this, which gives it away.
 			out = append(out, random)
 		}
+	case provider.HPKEX25519, provider.HPKEP256, provider.HPKEMLKEM768X25519:
+		// The material is DeriveKeyPair(random): random gives it away.
+		out = append(out, random)
 	case provider.RSA2048PSS, provider.RSA3072PSS, provider.RSA4096PSS,
 		provider.RSA2048PKCS1, provider.RSA3072PKCS1, provider.RSA4096PKCS1:
 		k, err := x509.ParsePKCS1PrivateKey(m)

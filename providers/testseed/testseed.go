@@ -15,12 +15,19 @@
 //
 //	random           = HKDF(seed, salt, "key" ‖ ref, RandomSize)
 //	private material = random, but for ECDSA (the first valid scalar of
-//	                   random, H(random), H(H(random)), ...) and RSA (an
+//	                   random, H(random), H(H(random)), ...), RSA (an
 //	                   INSECURE deterministic prime search keyed by random)
+//	                   and HPKE (the KEM's DeriveKeyPair(random), RFC 9180,
+//	                   serialized)
 //	KEK              = HKDF(seed, salt, "kek", 32)
 //	wrap nonce       = HKDF(seed, salt, "wrap-nonce" ‖ ref, 24)
 //	seal nonce       = HMAC-SHA256(HKDF(seed, salt, "seal-nonce" ‖ ref, 32),
 //	                     u32be(len(aad)) ‖ aad ‖ plaintext)[:NonceSize]
+//	import random    = HKDF(seed, salt, "import" ‖ u64be(n) ‖ ref, len):
+//	                   the n-th draw of the provider (from 1), for the
+//	                   material (32) and handle name (16) of a one-time
+//	                   import wrapping key, ref its wrap KeyRef, and the
+//	                   wrap nonce (24) of a key imported into ref
 //
 // where ref is KeyRef.AppendBinary. Every signature is deterministic:
 // ML-DSA's deterministic variant, ECDSA by RFC 6979, the RSA-PSS salt
@@ -36,6 +43,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"sync/atomic"
 	"testing"
 
 	"github.com/nexus-os/keystored/core/alg"
@@ -97,7 +105,7 @@ func NewInsecure(seed []byte, opts ...Option) (provider.Provider, error) {
 	if err := checkSeed(seed); err != nil {
 		return nil, err
 	}
-	src := &seedSource{seed: secret.New(seed)}
+	src := &seedSource{seed: secret.New(seed), imports: new(atomic.Uint64)}
 	kek, err := src.kek()
 	if err != nil {
 		return nil, err
@@ -143,6 +151,9 @@ func checkSeed(seed []byte) error {
 // seedSource derives every key and nonce from the seed.
 type seedSource struct {
 	seed secret.Bytes
+	// imports counts the ImportRandom calls (a pointer, so that the
+	// value receivers below copy no atomic).
+	imports *atomic.Uint64
 }
 
 // String returns "testseed-source". String, GoString and Format have value
@@ -199,6 +210,17 @@ func (s *seedSource) fill(label string, ref provider.KeyRef, out []byte) error {
 	copy(out, b)
 	clear(b)
 	return nil
+}
+
+// ImportRandom fills out with HKDF(seed, Salt, "import" ‖ u64be(n) ‖ ref),
+// n counting the provider's calls from 1: the material and the handle
+// name of each import wrapping key (one call each) and the wrap nonce of
+// each imported key. The counter makes every output independent of every
+// other (HKDF outputs of one info and different lengths share a prefix),
+// and the sequence reproducible for the same calls in the same order.
+func (s *seedSource) ImportRandom(ref provider.KeyRef, out []byte) error {
+	n := s.imports.Add(1)
+	return s.fill("import"+string(binary.BigEndian.AppendUint64(nil, n)), ref, out)
 }
 
 // SealNonce fills out with the first len(out) bytes of

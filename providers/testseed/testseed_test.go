@@ -3,6 +3,7 @@ package testseed
 import (
 	"bytes"
 	"context"
+	"crypto/hpke"
 	"encoding/hex"
 	"fmt"
 	"strings"
@@ -32,15 +33,53 @@ func wantCode(t testing.TB, what string, err error, want provider.Code) {
 }
 
 // exercise signs or MACs goldenMessage, or seals goldenPlaintext, with the
-// key of h.
-func exercise(p provider.Provider, r provider.KeyRef, h provider.Handle) ([]byte, error) {
+// key of h; for an HPKE key it decrypts goldenPlaintext, sealed with
+// crypto/hpke to pub (the key's public key) with info and aad goldenAAD.
+func exercise(p provider.Provider, r provider.KeyRef, h provider.Handle, pub []byte) ([]byte, error) {
 	switch r.Use {
 	case provider.UseSign:
 		return p.Sign(context.Background(), r, h, goldenMessage)
 	case provider.UseMAC:
 		return p.MAC(context.Background(), r, h, goldenMessage)
+	case provider.UseAsymmetricDecrypt:
+		enc, ct, err := hpkeSeal(r.Algorithm, pub, goldenAAD, goldenAAD, goldenPlaintext)
+		if err != nil {
+			return nil, err
+		}
+		return p.Decrypt(context.Background(), r, h, enc, ct, goldenAAD, goldenAAD)
 	}
 	return p.Seal(context.Background(), r, h, goldenPlaintext, goldenAAD)
+}
+
+// hpkeSeal seals msg with crypto/hpke (base mode) to pub, a public key of
+// the HPKE algorithm a.
+func hpkeSeal(a provider.Algorithm, pub, info, aad, msg []byte) (enc, ct []byte, err error) {
+	s, err := alg.Default().Lookup(a)
+	if err != nil {
+		return nil, nil, err
+	}
+	kem, err := hpke.NewKEM(s.KEMID)
+	if err != nil {
+		return nil, nil, err
+	}
+	kdf, err := hpke.NewKDF(s.KDFID)
+	if err != nil {
+		return nil, nil, err
+	}
+	aead, err := hpke.NewAEAD(s.AEADID)
+	if err != nil {
+		return nil, nil, err
+	}
+	pk, err := kem.NewPublicKey(pub)
+	if err != nil {
+		return nil, nil, err
+	}
+	enc, snd, err := hpke.NewSender(pk, kdf, aead, info)
+	if err != nil {
+		return nil, nil, err
+	}
+	ct, err = snd.Seal(aad, msg)
+	return enc, ct, err
 }
 
 func TestInfo(t *testing.T) {
@@ -113,7 +152,7 @@ func TestOrderIndependence(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := exercise(p, r, g.Handle)
+			res, err := exercise(p, r, g.Handle, g.PublicKey)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -142,7 +181,7 @@ func TestOrderIndependence(t *testing.T) {
 			t.Errorf("%s: outputs differ between two providers with the same seed", a)
 		}
 		// Signing or sealing again gives the same bytes too.
-		again, err := exercise(p1, goldenRef(t, a), f.h)
+		again, err := exercise(p1, goldenRef(t, a), f.h, f.pub)
 		if err != nil || !bytes.Equal(again, f.res) {
 			t.Errorf("%s: second operation differs (err %v)", a, err)
 		}
@@ -213,15 +252,17 @@ func TestRegenerateDestroyedStaysDestroyed(t *testing.T) {
 	if !bytes.Equal(g.Handle, g2.Handle) {
 		t.Fatal("deterministic provider gave another handle for the same ref")
 	}
-	_, err = exercise(p, r, g2.Handle)
+	_, err = exercise(p, r, g2.Handle, g2.PublicKey)
 	wantCode(t, "regenerated destroyed handle", err, provider.ENOENT)
 }
 
 // knownCounts is how many known secrets InsecureKnownSecrets returns per
 // algorithm (its doc): the material, then for EdDSA and ML-DSA the
 // expanded private key, for ECDSA the SEC 1 and PKCS #8 DER, for RSA the
-// prime-search key, the PKCS #8 DER, d, p, q, dp and dq.
+// prime-search key, the PKCS #8 DER, d, p, q, dp and dq, for HPKE the
+// input of DeriveKeyPair.
 var knownCounts = map[provider.Algorithm]int{
+	provider.HPKEX25519: 2, provider.HPKEP256: 2, provider.HPKEMLKEM768X25519: 2,
 	provider.Ed25519: 2, provider.Ed448: 2, provider.MLDSA44: 2, provider.MLDSA65: 2, provider.MLDSA87: 2,
 	provider.Ed25519ph: 2, provider.ECDSAP256: 3, provider.ECDSAP384: 3,
 	provider.RSA2048PSS: 8, provider.RSA3072PSS: 8, provider.RSA4096PSS: 8,
@@ -286,7 +327,7 @@ func TestNoLeaks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := exercise(p, r, g.Handle)
+		res, err := exercise(p, r, g.Handle, g.PublicKey)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -312,10 +353,10 @@ func TestNoLeaks(t *testing.T) {
 		bad := append([]byte(nil), g.Handle...)
 		bad[len(bad)-1] ^= 1
 		for _, call := range []func() error{
-			func() error { _, err := exercise(wrongKEK, r, g.Handle); return err },
-			func() error { _, err := exercise(p, r, bad); return err },
-			func() error { _, err := exercise(p, r, g.Handle[:10]); return err },
-			func() error { r2 := r; r2.Version = 9; _, err := exercise(p, r2, g.Handle); return err },
+			func() error { _, err := exercise(wrongKEK, r, g.Handle, g.PublicKey); return err },
+			func() error { _, err := exercise(p, r, bad, g.PublicKey); return err },
+			func() error { _, err := exercise(p, r, g.Handle[:10], g.PublicKey); return err },
+			func() error { r2 := r; r2.Version = 9; _, err := exercise(p, r2, g.Handle, g.PublicKey); return err },
 		} {
 			err := call()
 			if err == nil {

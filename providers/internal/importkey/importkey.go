@@ -13,6 +13,8 @@ package importkey
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"strconv"
 	"sync"
 
 	"github.com/nexus-os/keystored/core/alg"
@@ -32,8 +34,11 @@ func IsHandle(h provider.Handle) bool {
 }
 
 // Random fills out with randomness for the wrapping key of wrap: the
-// key's material (32 bytes) or its handle's name (16 bytes). A secure
-// provider reads crypto/rand; the INSECURE deterministic one derives it.
+// key's material (32 bytes) or its handle's name (16 bytes), one call
+// for each. A secure provider reads crypto/rand; the INSECURE
+// deterministic one derives it, and must then make every call's output
+// independent of every other's (a counter in the derivation), or a
+// handle's name could give away the material of the same key.
 type Random func(wrap provider.KeyRef, out []byte) error
 
 type entry struct {
@@ -42,7 +47,7 @@ type entry struct {
 }
 
 // Table is a provider's set of import wrapping keys. It is safe for
-// concurrent use.
+// concurrent use, and prints as its size only.
 type Table struct {
 	reg    *alg.Registry
 	random Random
@@ -100,33 +105,100 @@ func (t *Table) New(ctx context.Context, wrap provider.KeyRef) (provider.Generat
 	}
 	t.keys[string(h)] = &entry{wrap: wrap, dec: dec}
 	t.order = append(t.order, string(h))
-	for len(t.keys) > t.max || len(t.order) > 2*t.max {
+	for len(t.keys) > t.max {
 		delete(t.keys, t.order[0])
 		t.order = t.order[1:]
+	}
+	if len(t.order) > 2*t.max {
+		// Mostly names of spent keys: drop those, keeping the live ones
+		// in order. (Popping the oldest name here would forget a live key
+		// while the table is far from full, because others were spent.)
+		live := make([]string, 0, len(t.keys))
+		for _, n := range t.order {
+			if _, ok := t.keys[n]; ok {
+				live = append(live, n)
+			}
+		}
+		t.order = live
 	}
 	return provider.Generated{PublicKey: dec.PublicKey(), Handle: h}, nil
 }
 
-// take removes and returns the key named h, which must have been made for
-// wrap: ENOENT for one that is unknown, spent or forgotten, or made for
-// another KeyRef (the handle names nothing else).
-func (t *Table) take(wrap provider.KeyRef, h provider.Handle) (*entry, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	e, ok := t.keys[string(h)]
-	if !ok || e.wrap != wrap {
-		return nil, provider.Errorf(provider.ENOENT, "no such import wrapping key (spent, expired or forgotten); get new import parameters")
-	}
-	delete(t.keys, string(h))
-	return e, nil
+// Key is a wrapping key Take has spent: it opens one import's material,
+// and the table no longer holds it.
+type Key struct {
+	dec *alg.Decrypter
 }
 
-// Open spends the wrapping key wrap/wh and opens the material sealed to
-// it for ref (HPKE base mode, info provider.ImportInfo(ref.ID,
-// ref.Algorithm), empty aad), then converts it with ref's algorithm
-// (alg.Spec.ImportMaterial). It returns the provider's private material
-// (the caller clears it) and the public key.
+// Take spends the wrapping key wrap/wh and returns it: ENOENT for one
+// that is unknown, spent or forgotten, or made for another KeyRef (the
+// handle names nothing else). A provider's Import calls it before any
+// other check, so that the key is spent whatever the outcome.
+func (t *Table) Take(wrap provider.KeyRef, wh provider.Handle) (*Key, error) {
+	if !IsHandle(wh) {
+		return nil, errNoKey
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.keys[string(wh)]
+	if !ok || e.wrap != wrap {
+		return nil, errNoKey
+	}
+	delete(t.keys, string(wh))
+	return &Key{dec: e.dec}, nil
+}
+
+// errNoKey is Take's error; it names nothing the caller did not send.
+var errNoKey = provider.Errorf(provider.ENOENT, "no such import wrapping key (spent, expired or forgotten); get new import parameters")
+
+// Open opens the material sealed to k for ref (HPKE base mode, info
+// provider.ImportInfo(ref.ID, ref.Algorithm), empty aad) and converts it
+// with spec, ref's algorithm (alg.Spec.ImportMaterial). It returns the
+// provider's private material (the caller clears it) and the public key
+// Generate would return. A wrapped form that does not open is EBADMSG,
+// material of another algorithm or size EINVAL, an algorithm that cannot
+// be imported ENOTSUP; the plaintext material is cleared before Open
+// returns.
+func (k *Key) Open(ref provider.KeyRef, spec *alg.Spec, enc, wrapped []byte) (material, pub []byte, err error) {
+	if spec == nil || spec.Name != ref.Algorithm {
+		return nil, nil, provider.Errorf(provider.EINVAL, "import of %s: no spec for its algorithm", ref)
+	}
+	if spec.Use != ref.Use {
+		return nil, nil, provider.Errorf(provider.EINVAL, "key ref %s has use %s, not its algorithm's %s", ref, ref.Use, spec.Use)
+	}
+	if !spec.Importable() {
+		return nil, nil, provider.Errorf(provider.ENOTSUP, "%s keys cannot be imported (no standard PKCS #8 form keystored parses)", string(spec.Name))
+	}
+	if len(enc) > provider.MaxHPKEEnc {
+		return nil, nil, provider.Errorf(provider.EMSGSIZE, "HPKE enc over %d bytes", provider.MaxHPKEEnc)
+	}
+	if len(wrapped) > provider.MaxImportWrapped {
+		return nil, nil, provider.Errorf(provider.EMSGSIZE, "wrapped material over %d bytes", provider.MaxImportWrapped)
+	}
+	pt, err := k.dec.Decrypt(enc, wrapped, provider.ImportInfo(ref.ID, ref.Algorithm), nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer clear(pt)
+	return spec.ImportMaterial(pt)
+}
+
+// String returns "import wrapping key"; a Key prints nothing else.
+func (k *Key) String() string { return "import wrapping key" }
+
+// Format prints the same as String under every verb.
+func (k *Key) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(k.String())) }
+
+// Open spends the wrapping key wrap/wh (Take) and opens the material
+// sealed to it for ref (Key.Open), after checking ref: Take, then
+// everything else, so the key is spent whatever the outcome. It returns
+// the provider's private material (the caller clears it) and the public
+// key.
 func (t *Table) Open(ctx context.Context, ref, wrap provider.KeyRef, wh provider.Handle, enc, wrapped []byte) (material, pub []byte, err error) {
+	k, err := t.Take(wrap, wh)
+	if err != nil {
+		return nil, nil, err
+	}
 	if err := provider.CheckContext(ctx); err != nil {
 		return nil, nil, err
 	}
@@ -137,28 +209,7 @@ func (t *Table) Open(ctx context.Context, ref, wrap provider.KeyRef, wh provider
 	if err != nil {
 		return nil, nil, err
 	}
-	if spec.Use != ref.Use {
-		return nil, nil, provider.Errorf(provider.EINVAL, "key ref %s has use %s, not its algorithm's %s", ref, ref.Use, spec.Use)
-	}
-	if !spec.Importable() {
-		return nil, nil, provider.Errorf(provider.ENOTSUP, "%s keys cannot be imported", string(spec.Name))
-	}
-	if len(wh) > provider.MaxHandle || len(enc) > provider.MaxHPKEEnc {
-		return nil, nil, provider.Errorf(provider.EMSGSIZE, "import handle or enc over its bound")
-	}
-	if len(wrapped) > provider.MaxImportWrapped {
-		return nil, nil, provider.Errorf(provider.EMSGSIZE, "wrapped material over %d bytes", provider.MaxImportWrapped)
-	}
-	e, err := t.take(wrap, wh)
-	if err != nil {
-		return nil, nil, err
-	}
-	pt, err := e.dec.Decrypt(enc, wrapped, provider.ImportInfo(ref.ID, ref.Algorithm), nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer clear(pt)
-	return spec.ImportMaterial(pt)
+	return k.Open(ref, spec, enc, wrapped)
 }
 
 // Forget drops the wrapping key wrap/wh if the table holds it; forgetting
@@ -170,6 +221,12 @@ func (t *Table) Forget(wrap provider.KeyRef, wh provider.Handle) {
 		delete(t.keys, string(wh))
 	}
 }
+
+// String returns "import wrapping keys (<n>)".
+func (t *Table) String() string { return "import wrapping keys (" + strconv.Itoa(t.Len()) + ")" }
+
+// Format prints the same as String under every verb.
+func (t *Table) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(t.String())) }
 
 // Len returns how many wrapping keys the table holds.
 func (t *Table) Len() int {

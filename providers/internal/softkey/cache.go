@@ -10,13 +10,14 @@ import (
 	"github.com/nexus-os/keystored/core/provider"
 )
 
-// entry is one unwrapped key. Exactly one of signer, aead and mac is set. All
-// print as their algorithm only.
+// entry is one unwrapped key. Exactly one of signer, aead, mac and dec is
+// set. All print as their algorithm only.
 type entry struct {
 	ref    provider.KeyRef
 	signer *alg.Signer
 	aead   *alg.AEAD
 	mac    *alg.MAC
+	dec    *alg.Decrypter
 }
 
 // cache holds unwrapped keys by handle, and the tombstones of destroyed

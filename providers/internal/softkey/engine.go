@@ -1,8 +1,10 @@
 // Package softkey is the engine shared by keystored's in-process providers
 // (providers/software and providers/testseed): key generation, wrapping of
 // private material under a key-encryption key (KEK), a bounded cache of
-// unwrapped keys, tombstones for destroyed handles, and the Sign,
-// SignDigest, MAC, Seal and Open operations with their bounds.
+// unwrapped keys, tombstones for destroyed handles, the Sign, SignDigest,
+// MAC, Seal, Open and (HPKE) Decrypt operations with their bounds, and key
+// import through one-time wrapping keys held in memory (package
+// importkey).
 //
 // The two providers differ only in where randomness comes from (a Source):
 // crypto/rand for the secure provider, seed-derived values for the insecure
@@ -13,6 +15,7 @@
 //
 //	"KSW1" | KEK ID (8) | nonce (24) | XChaCha20-Poly1305(KEK, nonce, material, aad)
 //	material: SecretSize bytes, or for RSA a PKCS #1 DER of up to SecretSize
+//	(an HPKE key's is the KEM's serialized private key, 32 bytes)
 //	aad = "keystored/softkey/handle/v1" ‖ KeyRef.AppendBinary
 //
 // The engine never logs, never returns private material and prints as its
@@ -32,6 +35,7 @@ import (
 	"github.com/nexus-os/keystored/core/alg"
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/core/secret"
+	"github.com/nexus-os/keystored/providers/internal/importkey"
 )
 
 // Source is where an engine's randomness comes from. Each method fills out
@@ -44,6 +48,12 @@ type Source interface {
 	// SealNonce fills out with the nonce for sealing plaintext with aad
 	// under ref's key.
 	SealNonce(ref provider.KeyRef, plaintext, aad, out []byte) error
+	// ImportRandom fills out with randomness of an import: the material
+	// or the handle name of a one-time wrapping key made for ref (the
+	// wrap KeyRef of NewImportKey), or the nonce that wraps material
+	// imported into ref. Every call's output must be independent of every
+	// other's, even for one ref: a deterministic source counts its calls.
+	ImportRandom(ref provider.KeyRef, out []byte) error
 }
 
 // Config configures an Engine.
@@ -97,6 +107,7 @@ type Engine struct {
 	hedged   bool
 	ring     *ring // the KEKs (kek.go)
 	cache    *cache
+	imports  *importkey.Table // one-time import wrapping keys (import.go)
 }
 
 // New checks cfg and returns an engine.
@@ -151,6 +162,7 @@ func New(cfg Config) (*Engine, error) {
 		hedged:   cfg.Hedged,
 		ring:     &ring{},
 		cache:    newCache(size),
+		imports:  importkey.New(cfg.Registry, cfg.Source.ImportRandom),
 	}
 	e.ring.set(keys)
 	return e, nil

@@ -75,6 +75,20 @@ func TestRoundTripEveryAlgorithm(t *testing.T) {
 					t.Fatalf("MAC again: another tag or %v", err)
 				}
 				return
+			case provider.UseAsymmetricDecrypt:
+				if !s.CheckPublicKey(g.PublicKey) {
+					t.Fatalf("public key: %d bytes that %s does not accept", len(g.PublicKey), a)
+				}
+				enc, ct := hpkeSeal(t, s, g.PublicKey, []byte("info"), []byte("aad"), []byte("plain"))
+				pt, err := e.Decrypt(ctx, r, g.Handle, enc, ct, []byte("info"), []byte("aad"))
+				if err != nil || string(pt) != "plain" {
+					t.Fatalf("Decrypt: got %q, %v; want %q", pt, err, "plain")
+				}
+				_, err = e.Decrypt(ctx, r, g.Handle, enc, ct, []byte("infx"), []byte("aad"))
+				wantCode(t, "Decrypt with another info", err, provider.EBADMSG)
+				_, err = e.Seal(ctx, r, g.Handle, []byte("plain"), nil)
+				wantCode(t, "Seal with an HPKE key", err, provider.EPERM)
+				return
 			}
 			if len(g.PublicKey) != 0 {
 				t.Errorf("AEAD public key: got %d bytes, want none", len(g.PublicKey))

@@ -39,8 +39,20 @@ func (e *Engine) wrap(ref provider.KeyRef, material []byte) (provider.Handle, er
 	return e.wrapWith(e.ring.load().wrapper(), ref, material)
 }
 
-// wrapWith seals material into a handle bound to ref under kek.
+// wrapWith seals material into a handle bound to ref under kek, with a
+// wrap nonce from Source.WrapNonce.
 func (e *Engine) wrapWith(kek *kekSlot, ref provider.KeyRef, material []byte) (provider.Handle, error) {
+	return e.wrapWithNonce(kek, ref, material, func(nonce []byte) error {
+		if err := e.src.WrapNonce(ref, nonce); err != nil {
+			return provider.Errorf(provider.EIO, "wrap nonce for %s unavailable: %w", ref, err)
+		}
+		return nil
+	})
+}
+
+// wrapWithNonce seals material into a handle bound to ref under kek, with
+// the wrap nonce fill makes.
+func (e *Engine) wrapWithNonce(kek *kekSlot, ref provider.KeyRef, material []byte, fill func(nonce []byte) error) (provider.Handle, error) {
 	aad, err := wrapAAD(ref)
 	if err != nil {
 		return nil, err
@@ -49,8 +61,8 @@ func (e *Engine) wrapWith(kek *kekSlot, ref provider.KeyRef, material []byte) (p
 	copy(h, HandleMagic)
 	copy(h[len(HandleMagic):], kek.id[:])
 	nonce := h[len(HandleMagic)+KEKIDSize : headerSize]
-	if err := e.src.WrapNonce(ref, nonce); err != nil {
-		return nil, provider.Errorf(provider.EIO, "wrap nonce for %s unavailable: %w", ref, err)
+	if err := fill(nonce); err != nil {
+		return nil, err
 	}
 	return kek.aead.Seal(h, nonce, material, aad), nil
 }

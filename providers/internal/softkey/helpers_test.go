@@ -2,6 +2,8 @@ package softkey
 
 import (
 	"context"
+	"crypto/ecdh"
+	"crypto/hpke"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -42,6 +44,9 @@ func (s *countSource) WrapNonce(_ provider.KeyRef, out []byte) error {
 }
 func (s *countSource) SealNonce(_ provider.KeyRef, _, _, out []byte) error {
 	return s.fill("seal-nonce", out)
+}
+func (s *countSource) ImportRandom(_ provider.KeyRef, out []byte) error {
+	return s.fill("import", out)
 }
 
 func testKEK(b byte) secret.Bytes {
@@ -126,9 +131,47 @@ func use(e *Engine, r provider.KeyRef, h provider.Handle) error {
 	case provider.UseMAC:
 		_, err := e.MAC(ctx, r, h, []byte("msg"))
 		return err
+	case provider.UseAsymmetricDecrypt:
+		// A message that is not one: EBADMSG once the key is found, the
+		// errors of a missing or refused key before that.
+		s, err := alg.Default().Lookup(r.Algorithm)
+		if err != nil {
+			return err
+		}
+		_, err = e.Decrypt(ctx, r, h, make([]byte, s.EncSize), make([]byte, s.Overhead), nil, nil)
+		if errors.Is(err, provider.ErrBadMessage) {
+			return nil
+		}
+		return err
 	}
 	_, err := e.Seal(ctx, r, h, []byte("pt"), []byte("aad"))
 	return err
 }
 
 func sha256Sum(h []byte) [sha256.Size]byte { return sha256.Sum256(h) }
+
+// hpkeSeal seals msg with crypto/hpke (base mode) to pub, a public key of
+// the HPKE algorithm s.
+func hpkeSeal(t testing.TB, s *alg.Spec, pub, info, aad, msg []byte) (enc, ct []byte) {
+	t.Helper()
+	kem, kdf, aead, err := s.Suite()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := kem.NewPublicKey(pub)
+	if err != nil {
+		t.Fatalf("%s public key: %v", s.Name, err)
+	}
+	enc, snd, err := hpke.NewSender(pk, kdf, aead, info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err = snd.Seal(aad, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return enc, ct
+}
+
+// ecdhX25519 returns the crypto/ecdh X25519 key of raw.
+func ecdhX25519(raw []byte) (*ecdh.PrivateKey, error) { return ecdh.X25519().NewPrivateKey(raw) }

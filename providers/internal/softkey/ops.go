@@ -74,6 +74,12 @@ func (e *Engine) newKey(ref provider.KeyRef, s *alg.Spec, material []byte) (*ent
 			return nil, nil, err
 		}
 		return &entry{ref: ref, mac: mac}, nil, nil
+	case provider.UseAsymmetricDecrypt:
+		dec, err := s.NewDecrypter(material)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &entry{ref: ref, dec: dec}, dec.PublicKey(), nil
 	}
 	return nil, nil, provider.Errorf(provider.EINVAL, "key %s has no valid use", ref)
 }
@@ -212,19 +218,36 @@ func (e *Engine) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle
 	return ent.mac.Tag(msg)
 }
 
-// Decrypt opens an HPKE message. TODO(issue 12).
+// Decrypt opens an HPKE base-mode message sent to the public key of h:
+// the checks in the contract's order (context, ref, the message's bounds
+// and sizes, handle, use), then the key's alg.Decrypter. Any failure to
+// decapsulate or authenticate is EBADMSG with no output.
 func (e *Engine) Decrypt(ctx context.Context, ref provider.KeyRef, h provider.Handle, enc, ciphertext, info, aad []byte) ([]byte, error) {
-	return nil, provider.Errorf(provider.ENOTSUP, "decrypt not implemented yet")
-}
-
-// NewImportKey makes a one-time import wrapping key. TODO(issue 12).
-func (e *Engine) NewImportKey(ctx context.Context, wrap provider.KeyRef) (provider.Generated, error) {
-	return provider.Generated{}, provider.Errorf(provider.ENOTSUP, "import not implemented yet")
-}
-
-// Import makes a key version from wrapped material. TODO(issue 12).
-func (e *Engine) Import(ctx context.Context, ref provider.KeyRef, wrap provider.KeyRef, wh provider.Handle, enc, wrapped []byte) (provider.Generated, error) {
-	return provider.Generated{}, provider.Errorf(provider.ENOTSUP, "import not implemented yet")
+	if err := provider.CheckContext(ctx); err != nil {
+		return nil, err
+	}
+	if err := e.checkRef(ref); err != nil {
+		return nil, err
+	}
+	s, err := e.spec(ref)
+	if err != nil {
+		return nil, err
+	}
+	// EPERM for a ref of another use; then EMSGSIZE and EBADMSG on sizes.
+	if err := s.CheckHPKE(enc, ciphertext, info, aad); err != nil {
+		return nil, err
+	}
+	if err := checkHandle(ref, h); err != nil {
+		return nil, err
+	}
+	ent, err := e.key(ref, h)
+	if err != nil {
+		return nil, err
+	}
+	if ent.dec == nil {
+		return nil, provider.Errorf(provider.EIO, "key %s is not an HPKE key", ref)
+	}
+	return ent.dec.Decrypt(enc, ciphertext, info, aad)
 }
 
 // aeadKey checks what Seal and Open share and returns the key.
@@ -297,7 +320,9 @@ func (e *Engine) Open(ctx context.Context, ref provider.KeyRef, h provider.Handl
 // Destroy forgets any cached copy of h's key and remembers h as destroyed:
 // later calls with h fail with ENOENT for as long as the engine lives.
 // Destroying twice succeeds. A handle that does not authenticate under ref
-// is refused (EIO), so a mistaken destroy cannot hit another key.
+// is refused (EIO), so a mistaken destroy cannot hit another key. The
+// handle of an import wrapping key (importkey.IsHandle) is forgotten
+// instead, if it was made for ref; that always succeeds.
 func (e *Engine) Destroy(ctx context.Context, ref provider.KeyRef, h provider.Handle) error {
 	if err := provider.CheckContext(ctx); err != nil {
 		return err
@@ -307,6 +332,9 @@ func (e *Engine) Destroy(ctx context.Context, ref provider.KeyRef, h provider.Ha
 	}
 	if err := checkHandle(ref, h); err != nil {
 		return err
+	}
+	if e.destroyImportKey(ref, h) {
+		return nil
 	}
 	s, err := e.spec(ref)
 	if err != nil {

@@ -76,6 +76,60 @@ func TestBounds(t *testing.T) {
 	wantCode(t, "Destroy with a handle over MaxHandle", e.Destroy(ctx, ar, long), provider.EINVAL)
 }
 
+// TestDecryptBounds: Decrypt's inputs at their bounds reach the key (a
+// message that is none: EBADMSG), over them EMSGSIZE; an enc of the
+// wrong size and a ciphertext shorter than the tag are EBADMSG; all
+// before the handle is looked at.
+func TestDecryptBounds(t *testing.T) {
+	e := newEngine(t)
+	ctx := context.Background()
+	hr := ref(t, "hpke", provider.HPKEX25519)
+	hg := generate(t, e, hr)
+	s, err := alg.Default().Lookup(provider.HPKEX25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := make([]byte, provider.MaxHPKEInfo)
+	aad := make([]byte, provider.MaxAAD)
+	enc, ct := hpkeSeal(t, s, hg.PublicKey, info, aad, make([]byte, provider.MaxHPKECiphertext-s.Overhead))
+	pt, err := e.Decrypt(ctx, hr, hg.Handle, enc, ct, info, aad)
+	if err != nil || len(pt) != provider.MaxHPKECiphertext-s.Overhead {
+		t.Fatalf("Decrypt at every bound: %d bytes, %v", len(pt), err)
+	}
+	long := make([]byte, provider.MaxHandle+1)
+	for _, c := range []struct {
+		name               string
+		h                  provider.Handle
+		enc, ct, info, aad []byte
+		want               provider.Code
+	}{
+		{"enc over MaxHPKEEnc", long, make([]byte, provider.MaxHPKEEnc+1), ct, nil, nil, provider.EMSGSIZE},
+		{"ciphertext over MaxHPKECiphertext", long, enc, make([]byte, provider.MaxHPKECiphertext+1), nil, nil, provider.EMSGSIZE},
+		{"info over MaxHPKEInfo", long, enc, ct, make([]byte, provider.MaxHPKEInfo+1), nil, provider.EMSGSIZE},
+		{"AAD over MaxAAD", long, enc, ct, nil, make([]byte, provider.MaxAAD+1), provider.EMSGSIZE},
+		{"enc one byte short", long, enc[:len(enc)-1], ct, nil, nil, provider.EBADMSG},
+		{"ciphertext shorter than the tag", long, enc, ct[:s.Overhead-1], nil, nil, provider.EBADMSG},
+		{"handle over MaxHandle", long, enc, ct, info, aad, provider.EINVAL},
+		{"wrong info", hg.Handle, enc, ct, info[1:], aad, provider.EBADMSG},
+		{"wrong AAD", hg.Handle, enc, ct, info, aad[1:], provider.EBADMSG},
+	} {
+		out, err := e.Decrypt(ctx, hr, c.h, c.enc, c.ct, c.info, c.aad)
+		wantCode(t, "Decrypt, "+c.name, err, c.want)
+		if out != nil {
+			t.Errorf("Decrypt, %s: %d bytes out with the error", c.name, len(out))
+		}
+	}
+	// Another use's key: EPERM before the message is looked at.
+	sr := ref(t, "sign", provider.Ed25519)
+	sg := generate(t, e, sr)
+	_, err = e.Decrypt(ctx, sr, sg.Handle, enc, ct, nil, nil)
+	wantCode(t, "Decrypt with a signature key", err, provider.EPERM)
+	switched := hr
+	switched.Use = provider.UseDecrypt
+	_, err = e.Seal(ctx, switched, hg.Handle, nil, nil)
+	wantCode(t, "Seal with an HPKE handle under a decrypt-use ref", err, provider.EPERM)
+}
+
 func TestOpenTampered(t *testing.T) {
 	e := newEngine(t)
 	ctx := context.Background()
@@ -147,6 +201,13 @@ func TestContextCancelled(t *testing.T) {
 	sg := generate(t, e, sr)
 	ar := ref(t, "a", provider.XChaCha20Poly1305)
 	ag := generate(t, e, ar)
+	hr := ref(t, "h", provider.HPKEX25519)
+	hg := generate(t, e, hr)
+	wk, err := e.NewImportKey(context.Background(), wrapOf(ar, provider.HPKEX25519))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wh := wk.Handle
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	calls := map[string]func() error{
@@ -156,6 +217,15 @@ func TestContextCancelled(t *testing.T) {
 		"Seal":     func() error { _, err := e.Seal(ctx, ar, ag.Handle, nil, nil); return err },
 		"Open":     func() error { _, err := e.Open(ctx, ar, ag.Handle, nil, nil); return err },
 		"Destroy":  func() error { return e.Destroy(ctx, sr, sg.Handle) },
+		"Decrypt": func() error {
+			_, err := e.Decrypt(ctx, hr, hg.Handle, make([]byte, 32), make([]byte, 16), nil, nil)
+			return err
+		},
+		"NewImportKey": func() error { _, err := e.NewImportKey(ctx, wrapOf(ar, provider.HPKEX25519)); return err },
+		"Import": func() error {
+			_, err := e.Import(ctx, ar, wrapOf(ar, provider.HPKEX25519), wh, make([]byte, 32), make([]byte, 48))
+			return err
+		},
 	}
 	for name, call := range calls {
 		err := call()
@@ -259,7 +329,7 @@ func TestRedaction(t *testing.T) {
 	}
 	secrets = append(secrets, testKEK(1).Reveal())
 	var printed []string
-	for _, v := range []any{e, *e, e.cache, e.src, e.ring, e.ring.load(), e.ring.load().wrapper(), *e.ring.load().wrapper(), struct{ E Engine }{*e}} {
+	for _, v := range []any{e, *e, e.cache, e.src, e.imports, e.ring, e.ring.load(), e.ring.load().wrapper(), *e.ring.load().wrapper(), struct{ E Engine }{*e}} {
 		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x"} {
 			printed = append(printed, fmt.Sprintf(verb, v))
 		}
