@@ -57,9 +57,6 @@ func TestPluginOutputHasNoSecrets(t *testing.T) {
 	// secrets holds what the workload learns besides the provider's own
 	// keys (derived from the seed below): data keys, imported material.
 	var secrets []secret
-	// pending is the placeholder error of a tree where the providers'
-	// side of issue 12 has not landed (HPKE decryption, import).
-	var pending error
 	var refs []provider.KeyRef
 	for i, a := range info.Algorithms {
 		id, err := provider.NewKeyID("app", "leak", fmt.Sprintf("k%d", i))
@@ -67,10 +64,6 @@ func TestPluginOutputHasNoSecrets(t *testing.T) {
 			t.Fatal(err)
 		}
 		md, err := ks.Create(ctx, testCaller, id, core.CreateOptions{Algorithm: a})
-		if pendingIssue12(err) {
-			pending = err
-			continue
-		}
 		if err != nil {
 			t.Fatalf("create %s: %v", a, err)
 		}
@@ -120,10 +113,6 @@ func TestPluginOutputHasNoSecrets(t *testing.T) {
 				msg := []byte("plaintext")
 				enc, ct := hpkeSeal(t, a, pub, []byte("info"), []byte("aad"), msg)
 				d, err := ks.Decrypt(ctx, testCaller, id, 0, core.HPKEMessage{Enc: enc, Ciphertext: ct, Info: []byte("info"), AAD: []byte("aad")})
-				if pendingIssue12(err) {
-					pending = err
-					break
-				}
 				if err != nil || !bytes.Equal(d.Plaintext, msg) {
 					t.Fatalf("decrypt %s: %q, %v", a, d.Plaintext, err)
 				}
@@ -178,49 +167,43 @@ func TestPluginOutputHasNoSecrets(t *testing.T) {
 	// Imports of material the test knows, of each format (raw AEAD and
 	// HMAC keys, PKCS #8 Ed25519, ECDSA and X25519 keys), each used once,
 	// and imports refused for material of another algorithm.
-	if pending == nil {
-		for i, im := range importMaterials(t) {
-			id, err := provider.NewKeyID("app", "leak-import", fmt.Sprintf("k%d", i))
-			if err != nil {
-				t.Fatal(err)
-			}
-			secrets = append(secrets, secret{fmt.Sprintf("imported %s material", im.alg), im.data})
-			secrets = append(secrets, im.secrets...)
-			md, err := ks.Import(ctx, testCaller, id, importRequest(t, ks, id, im.alg, im.data))
-			if pendingIssue12(err) {
-				pending = err
-				break
-			}
-			if err != nil || md.Origin != core.OriginImported {
-				t.Fatalf("import %s: %v", im.alg, err)
-			}
-			switch md.Use {
-			case provider.UseSign:
-				_, err = ks.Sign(ctx, testCaller, id, []byte("message"))
-			case provider.UseMAC:
-				_, err = ks.MAC(ctx, testCaller, id, []byte("message"))
-			case provider.UseDecrypt:
-				_, err = ks.Seal(ctx, testCaller, id, []byte("plaintext"), nil)
-			case provider.UseAsymmetricDecrypt:
-				pub := md.Versions[0].PublicKey
-				enc, ct := hpkeSeal(t, im.alg, pub, nil, nil, []byte("plaintext"))
-				_, err = ks.Decrypt(ctx, testCaller, id, 1, core.HPKEMessage{Enc: enc, Ciphertext: ct})
-			}
-			if err != nil {
-				t.Fatalf("use of the imported %s key: %v", im.alg, err)
-			}
-			// The same material offered as another algorithm's: refused.
-			wrong := provider.HMACSHA512
-			if im.alg == provider.HMACSHA512 {
-				wrong = provider.AES256GCM
-			}
-			wid, err := provider.NewKeyID("app", "leak-import", fmt.Sprintf("wrong%d", i))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := ks.Import(ctx, testCaller, wid, importRequest(t, ks, wid, wrong, im.data)); err == nil {
-				t.Fatalf("%s material imported as %s", im.alg, wrong)
-			}
+	for i, im := range importMaterials(t) {
+		id, err := provider.NewKeyID("app", "leak-import", fmt.Sprintf("k%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets = append(secrets, secret{fmt.Sprintf("imported %s material", im.alg), im.data})
+		secrets = append(secrets, im.secrets...)
+		md, err := ks.Import(ctx, testCaller, id, importRequest(t, ks, id, im.alg, im.data))
+		if err != nil || md.Origin != core.OriginImported {
+			t.Fatalf("import %s: %v", im.alg, err)
+		}
+		switch md.Use {
+		case provider.UseSign:
+			_, err = ks.Sign(ctx, testCaller, id, []byte("message"))
+		case provider.UseMAC:
+			_, err = ks.MAC(ctx, testCaller, id, []byte("message"))
+		case provider.UseDecrypt:
+			_, err = ks.Seal(ctx, testCaller, id, []byte("plaintext"), nil)
+		case provider.UseAsymmetricDecrypt:
+			pub := md.Versions[0].PublicKey
+			enc, ct := hpkeSeal(t, im.alg, pub, nil, nil, []byte("plaintext"))
+			_, err = ks.Decrypt(ctx, testCaller, id, 1, core.HPKEMessage{Enc: enc, Ciphertext: ct})
+		}
+		if err != nil {
+			t.Fatalf("use of the imported %s key: %v", im.alg, err)
+		}
+		// The same material offered as another algorithm's: refused.
+		wrong := provider.HMACSHA512
+		if im.alg == provider.HMACSHA512 {
+			wrong = provider.AES256GCM
+		}
+		wid, err := provider.NewKeyID("app", "leak-import", fmt.Sprintf("wrong%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ks.Import(ctx, testCaller, wid, importRequest(t, ks, wid, wrong, im.data)); err == nil {
+			t.Fatalf("%s material imported as %s", im.alg, wrong)
 		}
 	}
 	// A crash and a restart add go-plugin's messages to the output.
@@ -265,19 +248,6 @@ func TestPluginOutputHasNoSecrets(t *testing.T) {
 	}
 	t.Logf("searched %d bytes of plugin output and %d of host log for %d secrets (%d searches)",
 		len(outputs["raw plugin output"]), len(outputs["host log"]), len(secrets), searched)
-	if pending != nil {
-		t.Skipf("SKIP (issue 12 pending): the workload without HPKE decryption and import passed; the provider of this tree does not implement them yet: %v", pending)
-	}
-}
-
-// pendingIssue12 reports whether err is a placeholder of a tree where the
-// providers' side of issue 12 (HPKE decryption, import) has not landed:
-// their stubs say "not implemented yet", and a software engine that does
-// not know the asymmetric-decrypt use makes no HPKE key. In a tree where it has, no
-// placeholder is left and this is always false. Remove it once issue 12
-// is merged.
-func pendingIssue12(err error) bool {
-	return err != nil && (strings.Contains(err.Error(), "not implemented yet") || strings.Contains(err.Error(), "has no valid use"))
 }
 
 // importMaterial is key material the leak test imports: its algorithm,
