@@ -16,6 +16,16 @@
 // and JOSE libraries; MAC and VerifyMAC make and check HMAC tags. Package
 // client/keyfmt writes public keys as PEM, OpenSSH lines and JWK sets.
 //
+// Envelope encryption: GenerateDataKey returns a fresh data key and the
+// same key sealed under a decrypt key (Unseal recovers it); package
+// client/envelope encrypts a stream of any size with one. Asymmetric
+// decryption: senders encrypt to an asymmetric-decrypt key's public key
+// with HPKE (HPKESeal here, or any RFC 9180 implementation) and Decrypt
+// opens the message inside the daemon. Key import: GetImportParameters,
+// WrapForImport (the material is sealed here, never sent in the clear) and
+// Import, or ImportKey for all three; imported keys have KeyInfo.Origin
+// OriginImported and rotate only with RotateWith's Generate.
+//
 // Keys are named "<purpose>/<name>" (a key of the caller's own app) or
 // "<app>/<purpose>/<name>" (operators may name any app). A specific
 // version is a separate argument, or "@N" where a method takes a key

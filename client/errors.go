@@ -22,7 +22,8 @@ var (
 	ErrNotSupported = provider.ErrNotSupported // ENOTSUP: algorithm or operation not supported
 	ErrIO           = provider.ErrIO           // EIO: storage failure or corrupted state in the daemon
 	ErrUnavailable  = provider.ErrUnavailable  // EUNAVAILABLE: the daemon or its provider cannot be reached; retry later
-	ErrQuota        = provider.ErrQuota        // EDQUOT: the app's quota (keys, versions per key, Store values or bytes) is used up
+	ErrQuota        = provider.ErrQuota        // EDQUOT: the app's quota (keys, versions per key, Store values or bytes) is used up, or too many import tokens are outstanding
+	ErrExpired      = provider.ErrExpired      // EKEYEXPIRED: a time-limited credential (an import token) has expired
 )
 
 // ErrVersionMismatch is returned (wrapped, with ErrInvalid) by SignWith,

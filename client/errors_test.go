@@ -34,6 +34,7 @@ var sentinels = []struct {
 	{provider.EIO, client.ErrIO, syscall.EIO},
 	{provider.EUNAVAILABLE, client.ErrUnavailable, 0},
 	{provider.EDQUOT, client.ErrQuota, syscall.EDQUOT},
+	{provider.EKEYEXPIRED, client.ErrExpired, syscall.EKEYEXPIRED},
 }
 
 func TestSentinelTableCoversEveryCode(t *testing.T) {
@@ -90,6 +91,26 @@ func everyMethod(c *client.Client) map[string]func(context.Context) error {
 		},
 		"Keys/VerifyMacBatch": func(ctx context.Context) error {
 			_, err := c.VerifyMACBatch(ctx, []client.VerifyMACItem{{Key: "p/k", Version: 1}})
+			return err
+		},
+		"Keys/GenerateDataKey": func(ctx context.Context) error {
+			_, err := c.GenerateDataKey(ctx, "p/k", client.DataKeySpec{}, msg)
+			return err
+		},
+		"Keys/GenerateDataKeyWithoutPlaintext": func(ctx context.Context) error {
+			_, err := c.GenerateDataKeyWithoutPlaintext(ctx, "p/k", client.DataKeySpec{}, msg)
+			return err
+		},
+		"Keys/Decrypt": func(ctx context.Context) error {
+			_, err := c.Decrypt(ctx, "p/k", 1, client.HPKEMessage{Enc: msg, Ciphertext: msg})
+			return err
+		},
+		"Keys/GetImportParameters": func(ctx context.Context) error {
+			_, err := c.GetImportParameters(ctx, "p/k", client.AES256GCM, client.ImportOptions{})
+			return err
+		},
+		"Keys/Import": func(ctx context.Context) error {
+			_, err := c.Import(ctx, "p/k", "kit1.token", msg, msg, client.Policy{})
 			return err
 		},
 	}

@@ -170,6 +170,14 @@ func FuzzResponses(f *testing.F) {
 		marshal(&keystorev1.VerifyMacBatchResponse{Results: []*keystorev1.VerifyMacResult{
 			{Response: &keystorev1.VerifyMacResponse{Valid: true}}, {Response: &keystorev1.VerifyMacResponse{}}}}),
 		marshal(&keystorev1.PublicKeyResponse{Key: "app/sig/ec", Version: 2, Algorithm: "ecdsa-p256-sha256", PublicKey: append([]byte{4}, make([]byte, 64)...)}),
+		marshal(&keystorev1.GenerateDataKeyResponse{Key: "app/box/k", Version: 1, Plaintext: make([]byte, 32), Sealed: make([]byte, 90)}),
+		marshal(&keystorev1.GenerateDataKeyResponse{Key: "app/box/k", Version: 1, Sealed: make([]byte, 90)}),
+		marshal(&keystorev1.DecryptResponse{Key: "app/inbox/k", Version: 1, Plaintext: []byte("pt")}),
+		marshal(&keystorev1.PublicKeyResponse{Key: "app/inbox/k", Version: 1, Algorithm: "hpke-x25519-sha256-chacha20poly1305", PublicKey: x25519Point, KemId: 0x20, KdfId: 1, AeadId: 3}),
+		marshal(&keystorev1.GetImportParametersResponse{Key: "app/box/k", Algorithm: "aes-256-gcm", Token: "kit1.AAAAAAAAAAAAAAAAAAAAAA",
+			WrappingAlgorithm: "hpke-x25519-sha256-chacha20poly1305", KemId: 0x20, KdfId: 1, AeadId: 3, PublicKey: x25519Point,
+			Info: []byte("keystored import v1\x00app/box/k\x00aes-256-gcm"), Expires: ts}),
+		marshal(&keystorev1.ImportKeyResponse{Key: meta}),
 		nil,
 	}
 	seeds := 0
@@ -204,7 +212,13 @@ func FuzzResponses(f *testing.F) {
 }
 
 // numClientOps is the number of operations clientOp knows.
-const numClientOps = 30
+const numClientOps = 36
+
+// x25519Point is a valid X25519 public key (RFC 7748's Alice).
+var x25519Point = []byte{
+	0x85, 0x20, 0xf0, 0x09, 0x89, 0x30, 0xa7, 0x54, 0x74, 0x8b, 0x7d, 0xdc, 0xb4, 0x3e, 0xf7, 0x5a,
+	0x0d, 0xbf, 0x3a, 0x0d, 0x26, 0x38, 0x1a, 0xf4, 0xeb, 0xa4, 0xa9, 0x8e, 0xaa, 0x9b, 0x4e, 0x6a,
+}
 
 // clientOp runs client operation op and checks the promises of its result.
 func clientOp(t *testing.T, ctx context.Context, c *Client, op int) error {
@@ -404,6 +418,44 @@ func clientOp(t *testing.T, ctx context.Context, c *Client, op int) error {
 			_, err = s.Sign(nil, make([]byte, 32), crypto.SHA256)
 		}
 		return err
+	case 30:
+		d, err := c.GenerateDataKey(ctx, "box/k", DataKeySpec{}, nil)
+		if err == nil && (len(d.Plaintext) != 32 || len(d.Sealed) == 0 || d.Version == 0) {
+			t.Fatalf("data key %v accepted", d)
+		}
+		return err
+	case 31:
+		d, err := c.GenerateDataKeyWithoutPlaintext(ctx, "box/k", DataKeySpec{Bytes: 16}, nil)
+		if err == nil && (d.Plaintext != nil || len(d.Sealed) == 0 || d.Version == 0) {
+			t.Fatalf("data key %v accepted", d)
+		}
+		return err
+	case 32:
+		d, err := c.Decrypt(ctx, "inbox/k", 1, HPKEMessage{Enc: make([]byte, 32), Ciphertext: make([]byte, 18)})
+		if err == nil && (len(d.Plaintext) != 2 || d.Version != 1) {
+			t.Fatalf("decrypted %+v accepted", d)
+		}
+		return err
+	case 33:
+		p, err := c.PublicKey(ctx, "inbox/k", 0)
+		if err == nil && p.Suite.IsZero() != (AlgorithmUse(p.Algorithm) != UseAsymmetricDecrypt) {
+			t.Fatalf("public key %+v accepted", p)
+		}
+		if err == nil && !p.Suite.IsZero() {
+			_, _, err = HPKESeal(p, nil, nil, []byte("m"))
+		}
+		return err
+	case 34:
+		p, err := c.GetImportParameters(ctx, "box/k", AES256GCM, ImportOptions{})
+		if err == nil {
+			if p.Token == "" || p.Suite.IsZero() || len(p.PublicKey) == 0 || p.Algorithm != AES256GCM {
+				t.Fatalf("import parameters %+v accepted", p)
+			}
+			_, _, err = WrapForImport(p, make([]byte, 32))
+		}
+		return err
+	case 35:
+		return checkKey(c.ImportKey(ctx, "box/k", AES256GCM, make([]byte, 32)))
 	}
 	t.Fatalf("no operation %d", op)
 	return nil

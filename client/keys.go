@@ -67,10 +67,11 @@ func (c *Client) List(ctx context.Context, opts ListOptions) (KeyPage, error) {
 const maxPageSize = 1000
 
 // Rotate makes a new version of key the primary one; the old primary is
-// retired (it still verifies and unseals).
+// retired (it still verifies and unseals). An imported key gives
+// ErrPermission: import new material (Import, ImportKey), or switch it to
+// generated material with RotateWith.
 func (c *Client) Rotate(ctx context.Context, key string) (KeyInfo, error) {
-	resp, insec, err := call(ctx, c, c.keys.Rotate, &keystorev1.RotateKeyRequest{Key: key})
-	return keyResult(resp.GetKey(), insec, "rotate", key, err)
+	return c.RotateWith(ctx, key, RotateOptions{})
 }
 
 // Revoke revokes every version of key, irreversibly: every later use gives
@@ -115,8 +116,10 @@ func protocolError(op, key, what string) error {
 	return &provider.Error{Code: provider.EIO, Op: op, Key: key, Msg: "keystored protocol error: " + what}
 }
 
-// PublicKey returns the public key of a version of a signing key; version
-// 0 means the current one.
+// PublicKey returns the public key of a version of a signing or
+// asymmetric-decrypt key; version 0 means the current one. An HPKE key's
+// comes with its suite (PublicKey.Suite), what senders need besides the
+// key (HPKESeal).
 func (c *Client) PublicKey(ctx context.Context, key string, version uint32) (PublicKey, error) {
 	resp, _, err := call(ctx, c, c.keys.PublicKey, &keystorev1.PublicKeyRequest{Key: key, Version: int64(version)})
 	if err != nil {
@@ -125,12 +128,46 @@ func (c *Client) PublicKey(ctx context.Context, key string, version uint32) (Pub
 	if len(resp.GetPublicKey()) == 0 || resp.GetVersion() == 0 {
 		return PublicKey{}, protocolError("public-key", key, "empty public key or version 0")
 	}
+	if version != 0 && resp.GetVersion() != version {
+		return PublicKey{}, protocolError("public-key", key, "the public key of another version than the one asked for")
+	}
+	suite, ok := wireSuite(resp.GetKemId(), resp.GetKdfId(), resp.GetAeadId())
+	alg := Algorithm(resp.GetAlgorithm())
+	if !ok || !checkSuite(alg, suite) {
+		return PublicKey{}, protocolError("public-key", key, string(alg)+" with HPKE suite "+suite.String())
+	}
 	return PublicKey{
 		Key:       resp.GetKey(),
 		Version:   resp.GetVersion(),
-		Algorithm: Algorithm(resp.GetAlgorithm()),
+		Algorithm: alg,
 		Raw:       resp.GetPublicKey(),
+		Suite:     suite,
 	}, nil
+}
+
+// wireSuite reads the uint32 suite identifiers of the wire, each 16 bits
+// in RFC 9180 (false otherwise).
+func wireSuite(kem, kdf, aead uint32) (HPKESuite, bool) {
+	if kem > 0xffff || kdf > 0xffff || aead > 0xffff {
+		return HPKESuite{}, false
+	}
+	return HPKESuite{KEM: uint16(kem), KDF: uint16(kdf), AEAD: uint16(aead)}, true
+}
+
+// RotateOptions are the options of RotateWith.
+type RotateOptions struct {
+	// Generate rotates an imported key to generated material: the new
+	// version is made by the daemon's provider, and from then on the key
+	// is a generated one (KeyInfo.Origin). Without it, rotating an
+	// imported key gives ErrPermission: its new versions come from
+	// Import.
+	Generate bool
+}
+
+// RotateWith is Rotate with options.
+func (c *Client) RotateWith(ctx context.Context, key string, opts RotateOptions) (KeyInfo, error) {
+	resp, insec, err := call(ctx, c, c.keys.Rotate, &keystorev1.RotateKeyRequest{Key: key, Generate: opts.Generate})
+	return keyResult(resp.GetKey(), insec, "rotate", key, err)
 }
 
 // Sign signs msg (at most 64 KiB) with the primary version of key. ECDSA,

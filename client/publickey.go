@@ -75,11 +75,19 @@ func DigestHash(alg Algorithm) crypto.Hash { return sigAlgorithms[alg].hash }
 
 // CryptoPublicKey decodes the raw public key into the type the Go
 // ecosystem uses for it: ed25519.PublicKey (ed25519 and ed25519ph),
-// *ecdsa.PublicKey, *rsa.PublicKey, and circl's ed448.PublicKey and
-// *mldsa44/65/87.PublicKey. A raw key that is not a valid key of its
-// algorithm gives an error wrapping ErrIO; an algorithm the client does
-// not know, ErrNotSupported.
+// *ecdsa.PublicKey, *rsa.PublicKey, circl's ed448.PublicKey and
+// *mldsa44/65/87.PublicKey, and *ecdh.PublicKey for the DHKEM HPKE keys
+// (X25519, P-256). A raw key that is not a valid key of its algorithm
+// gives an error wrapping ErrIO; an algorithm the client does not know,
+// or the hybrid HPKE key (whose only Go type is crypto/hpke's:
+// HPKEPublicKey), ErrNotSupported.
 func (p PublicKey) CryptoPublicKey() (crypto.PublicKey, error) {
+	if _, isHPKE := hpkeSuites[p.Algorithm]; isHPKE {
+		if !checkSuite(p.Algorithm, p.Suite) {
+			return nil, &provider.Error{Code: provider.EIO, Op: "public-key", Key: p.Ref(), Msg: "keystored protocol error: " + string(p.Algorithm) + " with HPKE suite " + p.Suite.String()}
+		}
+		return p.hpkeCryptoPublicKey()
+	}
 	a, ok := sigAlgorithms[p.Algorithm]
 	if !ok {
 		return nil, &provider.Error{Code: provider.ENOTSUP, Op: "public-key", Key: p.Ref(), Msg: "no public key type for " + string(p.Algorithm)}

@@ -206,8 +206,8 @@ func TestAlgorithmUse(t *testing.T) {
 		}
 		counts[u]++
 	}
-	if counts[client.UseSign] != 14 || counts[client.UseDecrypt] != 3 || counts[client.UseMAC] != 3 {
-		t.Errorf("uses %v, want 14 sign, 3 decrypt, 3 mac", counts)
+	if counts[client.UseSign] != 14 || counts[client.UseDecrypt] != 3 || counts[client.UseMAC] != 3 || counts[client.UseAsymmetricDecrypt] != 3 {
+		t.Errorf("uses %v, want 14 sign, 3 decrypt, 3 mac, 3 asymmetric-decrypt", counts)
 	}
 	if u := client.AlgorithmUse("rot13"); u != 0 {
 		t.Errorf("AlgorithmUse(rot13) = %v, want 0", u)

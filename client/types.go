@@ -41,6 +41,13 @@ const (
 	HMACSHA256        = provider.HMACSHA256        // mac: 32-byte tags
 	HMACSHA384        = provider.HMACSHA384        // mac: 48-byte tags
 	HMACSHA512        = provider.HMACSHA512        // mac: 64-byte tags
+
+	// asymmetric-decrypt: HPKE (RFC 9180) base mode. Senders encrypt to
+	// the public key (HPKESeal, or any RFC 9180 implementation); the
+	// daemon decrypts (Decrypt).
+	HPKEX25519         = provider.HPKEX25519         // DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305
+	HPKEP256           = provider.HPKEP256           // DHKEM(P-256, HKDF-SHA256), HKDF-SHA256, AES-128-GCM
+	HPKEMLKEM768X25519 = provider.HPKEMLKEM768X25519 // MLKEM768-X25519 (X-Wing, post-quantum hybrid), HKDF-SHA256, AES-256-GCM
 )
 
 // Algorithms lists every algorithm above, signing ones first, in the order
@@ -53,6 +60,7 @@ func Algorithms() []Algorithm {
 		Ed25519ph,
 		XChaCha20Poly1305, ChaCha20Poly1305, AES256GCM,
 		HMACSHA256, HMACSHA384, HMACSHA512,
+		HPKEX25519, HPKEP256, HPKEMLKEM768X25519,
 	}
 }
 
@@ -64,6 +72,8 @@ func AlgorithmUse(alg Algorithm) Use {
 		return UseDecrypt
 	case HMACSHA256, HMACSHA384, HMACSHA512:
 		return UseMAC
+	case HPKEX25519, HPKEP256, HPKEMLKEM768X25519:
+		return UseAsymmetricDecrypt
 	}
 	if _, ok := sigAlgorithms[alg]; ok {
 		return UseSign
@@ -71,16 +81,39 @@ func AlgorithmUse(alg Algorithm) Use {
 	return 0
 }
 
-// Use is what a key may do: sign, decrypt or mac. Each algorithm has one.
-// The zero Use is unset.
+// Use is what a key may do: sign, decrypt, mac or asymmetric-decrypt.
+// Each algorithm has one. The zero Use is unset.
 type Use = provider.Use
 
 // The uses.
 const (
-	UseSign    = provider.UseSign    // Sign, Verify (and Signer)
-	UseDecrypt = provider.UseDecrypt // Seal, Unseal, Rewrap
-	UseMAC     = provider.UseMAC     // MAC, VerifyMAC
+	UseSign              = provider.UseSign              // Sign, Verify (and Signer)
+	UseDecrypt           = provider.UseDecrypt           // Seal, Unseal, Rewrap, GenerateDataKey
+	UseMAC               = provider.UseMAC               // MAC, VerifyMAC
+	UseAsymmetricDecrypt = provider.UseAsymmetricDecrypt // Decrypt (HPKE); senders encrypt to PublicKey
 )
+
+// Origin is where a key's or a version's material came from: generated
+// by the daemon's provider, or imported (Import, ImportKey).
+type Origin string
+
+// The origins.
+const (
+	OriginGenerated Origin = "generated"
+	OriginImported  Origin = "imported"
+)
+
+// originOf reads a wire origin: empty (a daemon older than API v1.4,
+// which imports nothing) is generated.
+func originOf(s string) Origin {
+	if s == "" {
+		return OriginGenerated
+	}
+	if len(s) > provider.MaxSegment {
+		s = s[:provider.MaxSegment]
+	}
+	return Origin(s)
+}
 
 // KeyState is the state of a key. The zero KeyState is invalid (a daemon
 // that sent no state).
@@ -157,6 +190,10 @@ type KeyVersion struct {
 	// daemon restart it resumes from a reservation up to 65,536 above).
 	// At SealLimit the version seals no more: rotate the key.
 	Seals, SealLimit uint64
+	// Origin is where the version's material came from (an imported
+	// key's versions are imported, except one made by RotateWith's
+	// Generate and those after it).
+	Origin Origin
 }
 
 // SealsLeft returns how many more seals the version may make (0 for a
@@ -173,7 +210,7 @@ type KeyInfo struct {
 	// ID is the full key ID, "<app>/<purpose>/<name>".
 	ID        string
 	Algorithm Algorithm
-	// Uses is ["sign"], ["decrypt"] or ["mac"].
+	// Uses is ["sign"], ["decrypt"], ["mac"] or ["asymmetric-decrypt"].
 	Uses           []string
 	State          KeyState
 	CurrentVersion uint32
@@ -195,6 +232,10 @@ type KeyInfo struct {
 	// or at the daemon's next sweep.
 	RotationDue     time.Time
 	RotationOverdue bool
+	// Origin is OriginImported for a key whose versions come from
+	// Import: Rotate refuses it (ErrPermission) unless RotateWith
+	// switches it to generated material.
+	Origin Origin
 }
 
 // Version returns the metadata of version v, and false if the key has no
@@ -297,7 +338,8 @@ type Usage struct {
 	StoreBytes, StoreBytesLimit   int64
 }
 
-// PublicKey is the public key of one version of a signing key.
+// PublicKey is the public key of one version of a signing or
+// asymmetric-decrypt key.
 type PublicKey struct {
 	// Key is the full key ID.
 	Key       string
@@ -306,9 +348,14 @@ type PublicKey struct {
 	// Raw is the raw public key: 32 bytes for ed25519 and ed25519ph, 57
 	// for ed448, the FIPS 204 encoding for ML-DSA, the SEC 1 uncompressed
 	// point for ECDSA (65 or 97 bytes), the PKCS #1 RSAPublicKey DER for
-	// RSA. CryptoPublicKey decodes it; package client/keyfmt encodes it
-	// as PEM, OpenSSH, JWK.
+	// RSA; for HPKE the KEM's SerializePublicKey (32 bytes for X25519,
+	// the 65-byte SEC 1 point for P-256, 1216 bytes for MLKEM768-X25519).
+	// CryptoPublicKey decodes it; package client/keyfmt encodes it as
+	// PEM, OpenSSH, JWK.
 	Raw []byte
+	// Suite is the RFC 9180 suite of an HPKE key (zero for other keys):
+	// what HPKESeal and any RFC 9180 implementation need with Raw.
+	Suite HPKESuite
 }
 
 // Ref returns "<key>@<version>".
@@ -420,6 +467,7 @@ func keyInfo(m *keystorev1.KeyMetadata, insecureHeader bool) KeyInfo {
 		Destroyed:      timeOf(m.GetDestroyed()),
 		Policy:         policyOf(m.GetPolicy()),
 		RotationDue:    timeOf(m.GetRotationDue()),
+		Origin:         originOf(m.GetOrigin()),
 	}
 	k.RotationOverdue = m.GetRotationOverdue() && !k.RotationDue.IsZero()
 	if k.State > KeyDestroyed {
@@ -436,6 +484,7 @@ func keyInfo(m *keystorev1.KeyMetadata, insecureHeader bool) KeyInfo {
 			Destroyed: timeOf(v.GetDestroyed()),
 			Seals:     v.GetSeals(),
 			SealLimit: v.GetSealLimit(),
+			Origin:    originOf(v.GetOrigin()),
 		}
 		if kv.State > VersionDestroyed {
 			kv.State = 0

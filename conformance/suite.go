@@ -54,6 +54,9 @@ type provPool struct {
 	known     map[provider.KeyRef][][]byte
 	materials map[string]*provImportMaterial // by algorithm (RSA: by modulus size)
 	imports   provImportSupport
+	// algImports: per importable algorithm, nil when the provider imports
+	// it, a skip when it answers ENOTSUP for it (checkAlgImport)
+	algImports map[provider.Algorithm]error
 }
 
 type provPoolSlot struct {

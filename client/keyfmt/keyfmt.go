@@ -1,7 +1,9 @@
-// Package keyfmt writes the public keys of keystored signing keys in the
-// formats other tools read: SubjectPublicKeyInfo (DER and PEM, for
-// OpenSSL and X.509), OpenSSH authorized_keys lines, JSON Web Keys and
-// key sets (JOSE) with RFC 7638 thumbprints as key IDs.
+// Package keyfmt writes the public keys of keystored signing and
+// asymmetric-decrypt (HPKE) keys in the formats other tools read:
+// SubjectPublicKeyInfo (DER and PEM, for OpenSSL and X.509), OpenSSH
+// authorized_keys lines, JSON Web Keys and key sets (JOSE) with RFC 7638
+// thumbprints as key IDs, and for HPKE keys the raw key with its RFC 9180
+// suite (HPKEKey, what any RFC 9180 sender needs).
 //
 // It works on client.PublicKey (Client.PublicKey, or a KeyVersion of
 // Client.Get) and client.KeyInfo, and sends nothing to the daemon. It is a
@@ -20,6 +22,16 @@
 //	rsa-*-pss-sha256     yes  -                     RSA PS256
 //	rsa-*-pkcs1-sha256   yes  ssh-rsa               RSA RS256
 //	ml-dsa-44/65/87      yes  -                     -
+//	hpke-x25519-*        yes  -                     OKP X25519 (use enc)
+//	hpke-p256-*          yes  -                     EC P-256 (use enc)
+//	hpke-mlkem768x25519  -    -                     -
+//
+// Every HPKE key also has HPKEKey (raw key and suite). An HPKE key's PEM
+// and JWK carry the key only: the sender must also know the suite (the
+// key's algorithm, or HPKEKey's IDs). Their JWK has no "alg": JOSE's HPKE
+// algorithms (draft-ietf-jose-hpke-encrypt) are not registered yet. The
+// hybrid MLKEM768-X25519 key has no standard SubjectPublicKeyInfo or JWK
+// yet: its raw bytes (HPKEKey) are its only form.
 //
 // A key is offered only in a format whose verifiers check its signatures:
 // an ed25519ph signature is not a pure Ed25519 one (ssh-ed25519, JOSE
@@ -63,7 +75,13 @@ type spki struct {
 // ECDSA (id-ecPublicKey with the named curve) and RSA (rsaEncryption, for
 // PSS keys too, as OpenSSL and X.509 certificates use); with RFC 8410's
 // OID for Ed448 and the ML-DSA OIDs of FIPS 204's profile.
+//
+// HPKE keys: X25519 as RFC 8410's id-X25519, P-256 as id-ecPublicKey
+// with the named curve; the hybrid has none (ErrNotSupported).
 func SPKI(pub client.PublicKey) ([]byte, error) {
+	if pub.Algorithm == client.HPKEMLKEM768X25519 {
+		return nil, notSupported(pub, "a SubjectPublicKeyInfo (PEM)", rawOnly)
+	}
 	k, err := pub.CryptoPublicKey()
 	if err != nil {
 		return nil, err
@@ -132,6 +150,9 @@ func AuthorizedKey(pub client.PublicKey) ([]byte, error) {
 	line := strings.TrimSuffix(string(ssh.MarshalAuthorizedKey(sk)), "\n")
 	return []byte(line + " " + pub.Ref() + "\n"), nil
 }
+
+// rawOnly says why the hybrid HPKE key has one form.
+const rawOnly = "MLKEM768-X25519 has no standard SubjectPublicKeyInfo or JWK yet; export it raw, or as the hpke JSON with its suite (HPKEKey)"
 
 // notSupported is the error for a format an algorithm does not have.
 func notSupported(pub client.PublicKey, format, why string) error {

@@ -98,7 +98,9 @@ func hintFor(err error) string {
 	case provider.EUNAVAILABLE:
 		return "keystored or its provider is unavailable; retry, or check the daemon's log"
 	case provider.EDQUOT:
-		return "your app's quota is used up (keys, versions per key, Store values or bytes); delete Store values you no longer need, or ask the operator to raise [quotas] (docs/operations.md)"
+		return "your app's quota is used up (keys, versions per key, Store values or bytes, outstanding import tokens); delete Store values you no longer need, or ask the operator to raise [quotas] (docs/operations.md)"
+	case provider.EKEYEXPIRED:
+		return "the import parameters expired before the import; run keystorectl import again (it gets fresh ones)"
 	}
 	return ""
 }

@@ -22,6 +22,7 @@ var exitCodes = map[provider.Code]int{
 	provider.EKEYREVOKED:  128,
 	provider.EUNAVAILABLE: 69,
 	provider.EDQUOT:       122,
+	provider.EKEYEXPIRED:  127,
 }
 
 func TestExitCodeEveryCode(t *testing.T) {
@@ -101,7 +102,7 @@ func TestUsageErrors(t *testing.T) {
 
 func TestHelpAndCompletion(t *testing.T) {
 	r := ok(t, "", nil, "--help")
-	for _, cmd := range []string{"create", "list", "show", "rotate", "revoke", "destroy", "pubkey", "sign", "verify", "seal", "unseal", "rewrap", "batch", "set-policy", "store", "anchors", "audit", "completion"} {
+	for _, cmd := range []string{"create", "list", "show", "rotate", "revoke", "destroy", "pubkey", "sign", "verify", "seal", "unseal", "rewrap", "datakey", "encrypt", "decrypt", "hpke-encrypt", "hpke-decrypt", "import", "batch", "set-policy", "store", "anchors", "audit", "completion"} {
 		if !strings.Contains(string(r.stdout), "  "+cmd+" ") {
 			t.Errorf("--help does not list %s", cmd)
 		}

@@ -24,7 +24,7 @@ var algorithms = func() []string {
 }()
 
 // uses are the values of create --use.
-var uses = []string{"sign", "decrypt", "mac"}
+var uses = []string{"sign", "decrypt", "mac", "asymmetric-decrypt"}
 
 // algorithmsOf returns the algorithm names of a use, for help.
 func algorithmsOf(use string) string {
@@ -37,14 +37,15 @@ func algorithmsOf(use string) string {
 	return strings.Join(names, ", ")
 }
 
-// useOf returns the use of a known algorithm ("sign", "decrypt", "mac").
+// useOf returns the use of a known algorithm ("sign", "decrypt", "mac",
+// "asymmetric-decrypt").
 func useOf(alg client.Algorithm) string { return client.AlgorithmUse(alg).String() }
 
 func (a *app) createCommand() *cobra.Command {
 	var alg, use string
 	var rotation time.Duration
 	cmd := &cobra.Command{
-		Use:   "create <purpose>/<name> [--alg ALG | --use sign|decrypt|mac]",
+		Use:   "create <purpose>/<name> [--alg ALG | --use sign|decrypt|mac|asymmetric-decrypt]",
 		Short: "Create a key (version 1)",
 		Long: `Create a key of your app, <purpose>/<name>; operators may name any app's
 key as <app>/<purpose>/<name>. Segments are [a-z0-9][a-z0-9._-]*, at most 64
@@ -52,15 +53,20 @@ bytes. Key IDs are never reused (EALREADY).
 
 Algorithms:
   sign and verify:  ` + algorithmsOf("sign") + `
-  seal and unseal:  ` + algorithmsOf("decrypt") + `
+  seal and unseal, datakey, encrypt and decrypt:
+                    ` + algorithmsOf("decrypt") + `
   mac, verify-mac:  ` + algorithmsOf("mac") + `
+  hpke-decrypt (asymmetric-decrypt; senders encrypt to pubkey):
+                    ` + algorithmsOf("asymmetric-decrypt") + `
 Without --alg the daemon's provider picks its first algorithm of --use in
-this order (sign: ed25519, decrypt: xchacha20-poly1305, mac: hmac-sha256 on
-the software provider); without either, a decrypt key. With both, --use
-must be the algorithm's (EINVAL).`,
+this order (sign: ed25519, decrypt: xchacha20-poly1305, mac: hmac-sha256,
+asymmetric-decrypt: hpke-mlkem768x25519-sha256-aes256gcm on the software
+provider); without either, a decrypt key. With both, --use must be the
+algorithm's (EINVAL).`,
 		Example: `  keystorectl create signing/release --alg ecdsa-p256-sha256
   keystorectl create db/secrets
-  keystorectl create tokens/session --use mac`,
+  keystorectl create tokens/session --use mac
+  keystorectl create inbox/orders --use asymmetric-decrypt`,
 		Args: exactArgs(1, "one key name"),
 		RunE: func(_ *cobra.Command, args []string) error {
 			if rotation < 0 {
@@ -92,7 +98,7 @@ must be the algorithm's (EINVAL).`,
 		},
 	}
 	cmd.Flags().StringVar(&alg, "alg", "", "algorithm: "+strings.Join(algorithms, ", ")+" (default: the provider's first of --use)")
-	cmd.Flags().StringVar(&use, "use", "", "sign, decrypt or mac: what the key is for, when --alg is not given (default decrypt)")
+	cmd.Flags().StringVar(&use, "use", "", "sign, decrypt, mac or asymmetric-decrypt: what the key is for, when --alg is not given (default decrypt)")
 	cmd.Flags().DurationVar(&rotation, "rotation-period", 0, "rotate automatically this often (0: never; at least 1m)")
 	a.setup(cmd.RegisterFlagCompletionFunc("alg", cobra.FixedCompletions(algorithms, cobra.ShellCompDirectiveNoFileComp)))
 	a.setup(cmd.RegisterFlagCompletionFunc("use", cobra.FixedCompletions(uses, cobra.ShellCompDirectiveNoFileComp)))
@@ -242,16 +248,33 @@ func (a *app) showCommand() *cobra.Command {
 }
 
 func (a *app) rotateCommand() *cobra.Command {
-	return a.keyCommand("rotate", "Make a new version the primary one",
+	var generate bool
+	cmd := a.keyCommand("rotate", "Make a new version the primary one",
 		`Rotate makes a new version of KEY the primary one: new signatures and sealed
-data use it. The old primary is retired: it still verifies and unseals.`,
+data use it. The old primary is retired: it still verifies and unseals.
+
+An imported key (show: origin imported) is not rotated to generated
+material silently: rotate refuses it (EPERM); give it a new version with
+keystorectl import, or switch it to generated material with --generate
+(the new version is made by the daemon's provider, and from then on the key
+is a generated one; its imported versions stay as they are).`,
 		func(c *client.Client, key string) (client.KeyInfo, string, error) {
-			k, err := c.Rotate(a.ctx, key)
+			k, err := c.RotateWith(a.ctx, key, client.RotateOptions{Generate: generate})
 			if err != nil {
+				if code, _ := client.CodeOf(err); code == provider.EPERM && !generate {
+					err = withHint(err, "an imported key gets new versions from import (keystorectl import "+key+" --alg ALG --in FILE), or is switched to generated material with: keystorectl rotate "+key+" --generate (or the key is not yours)")
+				}
 				return k, "", err
 			}
-			return k, fmt.Sprintf("rotated %s: version %d is primary", k.ID, k.CurrentVersion), nil
+			line := fmt.Sprintf("rotated %s: version %d is primary", k.ID, k.CurrentVersion)
+			if generate {
+				line += " (generated; the key is a generated one from now on)"
+			}
+			return k, line, nil
 		})
+	cmd.Use = "rotate KEY [--generate]"
+	cmd.Flags().BoolVar(&generate, "generate", false, "switch an imported key to generated material (its new version is made by the daemon)")
+	return cmd
 }
 
 func (a *app) revokeCommand() *cobra.Command {

@@ -1,7 +1,9 @@
 // Command keystorectl is the command line client of keystored: it creates,
-// rotates, revokes and destroys keys, signs, verifies, seals and unseals
-// through the daemon's Unix socket, prints public keys in the usual formats
-// and checks the daemon's audit log.
+// imports, rotates, revokes and destroys keys, signs, verifies, seals and
+// unseals through the daemon's Unix socket, encrypts files of any size with
+// data keys (envelope encryption), encrypts to and decrypts with HPKE keys,
+// prints public keys in the usual formats and checks the daemon's audit
+// log.
 //
 //	keystorectl [--socket PATH] [--json] <command>
 //

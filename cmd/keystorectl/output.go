@@ -49,6 +49,8 @@ type keyJSON struct {
 	// period only.
 	RotationDue     *time.Time `json:"rotation_due,omitempty"`
 	RotationOverdue bool       `json:"rotation_overdue,omitempty"`
+	// Origin is "generated" or "imported".
+	Origin string `json:"origin"`
 }
 
 type versionJSON struct {
@@ -62,6 +64,8 @@ type versionJSON struct {
 	// Seals and SealLimit: decrypt keys only.
 	Seals     *uint64 `json:"seals,omitempty"`
 	SealLimit *uint64 `json:"seal_limit,omitempty"`
+	// Origin is "generated" or "imported".
+	Origin string `json:"origin"`
 }
 
 type policyJSON struct {
@@ -97,6 +101,7 @@ func toKeyJSON(k client.KeyInfo) keyJSON {
 
 		RotationDue:     timePtr(k.RotationDue),
 		RotationOverdue: k.RotationOverdue,
+		Origin:          string(k.Origin),
 	}
 	if j.Uses == nil {
 		j.Uses = []string{}
@@ -110,6 +115,7 @@ func toKeyJSON(k client.KeyInfo) keyJSON {
 			Retired:   timePtr(v.Retired),
 			Revoked:   timePtr(v.Revoked),
 			Destroyed: timePtr(v.Destroyed),
+			Origin:    string(v.Origin),
 		}
 		if v.SealLimit > 0 {
 			seals, limit := v.Seals, v.SealLimit
@@ -131,6 +137,11 @@ func printKey(w io.Writer, k client.KeyInfo) error {
 	row("state", k.State.String())
 	row("version", strconv.FormatUint(uint64(k.CurrentVersion), 10))
 	row("provider", k.Provider)
+	origin := string(k.Origin)
+	if k.Origin == client.OriginImported {
+		origin += " (new versions come from import; rotate --generate switches it to generated)"
+	}
+	row("origin", origin)
 	if k.Insecure {
 		row("insecure", "true (INSECURE test provider: not secret)")
 	}
@@ -155,7 +166,7 @@ func printKey(w io.Writer, k client.KeyInfo) error {
 		row("destroyed", stamp(k.Destroyed))
 	}
 	for _, v := range k.Versions {
-		line := v.State.String() + "\tcreated " + stamp(v.Created)
+		line := v.State.String() + "\tcreated " + stamp(v.Created) + "\t" + string(v.Origin)
 		if v.SealLimit > 0 {
 			line += "\t" + sealBudget(v)
 		}

@@ -14,30 +14,42 @@ import (
 )
 
 // The public key formats of pubkey.
-var pubkeyFormats = []string{"pem", "raw", "ssh", "jwk", "jwks"}
+var pubkeyFormats = []string{"pem", "raw", "ssh", "jwk", "jwks", "hpke"}
 
 func (a *app) pubkeyCommand() *cobra.Command {
 	var format string
 	cmd := &cobra.Command{
-		Use:   "pubkey KEY[@N] [--format pem|raw|ssh|jwk|jwks]",
-		Short: "Print the public key of a signing key (current version, or @N)",
-		Long: `Print the public key of a signing key's current version, or of version N.
+		Use:   "pubkey KEY[@N] [--format pem|raw|ssh|jwk|jwks|hpke]",
+		Short: "Print the public key of a signing or asymmetric-decrypt key (current version, or @N)",
+		Long: `Print the public key of a signing or asymmetric-decrypt (HPKE) key's current
+version, or of version N.
 
   pem   SubjectPublicKeyInfo PEM ("PUBLIC KEY"): every signing algorithm
-        (OpenSSL 3.0 reads all but ML-DSA, which needs OpenSSL 3.5)
+        (OpenSSL 3.0 reads all but ML-DSA, which needs OpenSSL 3.5), and
+        the HPKE X25519 and P-256 keys (id-X25519, id-ecPublicKey)
   raw   the raw public key bytes (32 for ed25519, the SEC 1 point for
-        ECDSA, the PKCS #1 RSAPublicKey DER for RSA)
+        ECDSA, the PKCS #1 RSAPublicKey DER for RSA; the KEM's serialized
+        public key for HPKE: 32, 65 or 1216 bytes)
   ssh   an authorized_keys line, "TYPE AAAA... KEY@N": ed25519 (ssh-ed25519),
         ecdsa-p256/p384 (ecdsa-sha2-nistp256/384), rsa-*-pkcs1-sha256 (ssh-rsa)
   jwk   a JSON Web Key with kty, use "sig", alg (EdDSA, ES256, ES384, PS256,
         RS256) and kid, the key's RFC 7638 thumbprint: ed25519, ed448,
-        ECDSA, RSA
+        ECDSA, RSA; for HPKE X25519 (OKP) and P-256 (EC) keys use "enc" and
+        no alg (JOSE has no registered HPKE algorithm yet)
   jwks  the JSON Web Key Set of every active version of KEY (primary first,
-        then retired ones, newest first; not below --min-decryption-version)`,
+        then retired ones, newest first; not below --min-decryption-version)
+  hpke  HPKE keys: one line of JSON, {"key","version","algorithm","kem_id",
+        "kdf_id","aead_id","public_key"} (RFC 9180 suite IDs as numbers,
+        the raw key in base64): what any RFC 9180 sender needs; the only
+        form of the post-quantum hybrid hpke-mlkem768x25519 key besides raw
+
+An HPKE key's pem, raw and jwk carry the key only: a sender must also use
+its suite (the algorithm's name says it; hpke spells it out).`,
 		Example: `  keystorectl pubkey signing/release > release.pem
   openssl pkey -pubin -in release.pem -noout -text
   keystorectl pubkey ssh/laptop@1 --format ssh
-  keystorectl pubkey jwt/issuer --format jwks > jwks.json`,
+  keystorectl pubkey jwt/issuer --format jwks > jwks.json
+  keystorectl pubkey inbox/orders --format hpke > orders.hpke.json`,
 		Args:              exactArgs(1, "one KEY[@N]"),
 		ValidArgsFunction: a.completeKeys,
 		RunE: func(_ *cobra.Command, args []string) error {
@@ -71,8 +83,11 @@ func (a *app) pubkeyCommand() *cobra.Command {
 }
 
 func pubkeyHint(err error) error {
-	if code, _ := client.CodeOf(err); code == provider.EPERM {
-		return withHint(err, "only signing keys have a public key, and only your app's keys are visible to you")
+	switch code, _ := client.CodeOf(err); code {
+	case provider.EPERM:
+		return withHint(err, "only signing and asymmetric-decrypt keys have a public key, and only your app's keys are visible to you")
+	case provider.ENOTSUP:
+		return withHint(err, "try another --format: "+strings.Join(pubkeyFormats, ", ")+" (raw and hpke hold every HPKE key)")
 	}
 	return err
 }
@@ -88,10 +103,16 @@ type pubkeyJSON struct {
 	PEM       string          `json:"pem,omitempty"`
 	SSH       string          `json:"ssh,omitempty"`
 	JWK       json.RawMessage `json:"jwk,omitempty"`
+	// KEMID, KDFID and AEADID: the suite of an HPKE key, in every format.
+	KEMID  uint16          `json:"kem_id,omitempty"`
+	KDFID  uint16          `json:"kdf_id,omitempty"`
+	AEADID uint16          `json:"aead_id,omitempty"`
+	HPKE   *keyfmt.HPKEKey `json:"hpke,omitempty"`
 }
 
 func (a *app) printPublicKey(pub client.PublicKey, format string) error {
 	var text []byte
+	var hpkeKey keyfmt.HPKEKey
 	var err error
 	switch format {
 	case "pem":
@@ -105,14 +126,19 @@ func (a *app) printPublicKey(pub client.PublicKey, format string) error {
 		if j, err = keyfmt.NewJWK(pub); err == nil {
 			text, err = marshalLine(j)
 		}
+	case "hpke":
+		if hpkeKey, err = keyfmt.NewHPKEKey(pub); err == nil {
+			text, err = marshalLine(hpkeKey)
+		}
 	}
 	if err != nil {
-		return err
+		return pubkeyHint(err)
 	}
 	if !a.json {
 		return a.writeOutput("", text)
 	}
-	out := pubkeyJSON{Key: pub.Key, Version: pub.Version, Algorithm: string(pub.Algorithm), Format: format, PublicKey: pub.Raw}
+	out := pubkeyJSON{Key: pub.Key, Version: pub.Version, Algorithm: string(pub.Algorithm), Format: format, PublicKey: pub.Raw,
+		KEMID: pub.Suite.KEM, KDFID: pub.Suite.KDF, AEADID: pub.Suite.AEAD}
 	switch format {
 	case "pem":
 		out.PEM = string(text)
@@ -120,6 +146,8 @@ func (a *app) printPublicKey(pub client.PublicKey, format string) error {
 		out.SSH = strings.TrimSuffix(string(text), "\n")
 	case "jwk":
 		out.JWK = json.RawMessage(text[:len(text)-1])
+	case "hpke":
+		out.HPKE = &hpkeKey
 	}
 	return a.emit(out)
 }

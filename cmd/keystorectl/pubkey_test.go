@@ -60,7 +60,7 @@ func TestPubkeyFormats(t *testing.T) {
 	}
 
 	for _, f := range pubkeyFormats {
-		if f == "jwks" {
+		if f == "jwks" || f == "hpke" {
 			continue
 		}
 		m := decode(t, ok(t, s, nil, "--json", "pubkey", "p/ed", "--format", f))
@@ -72,6 +72,9 @@ func TestPubkeyFormats(t *testing.T) {
 		}
 	}
 
+	if r := fails(t, s, nil, 95, "pubkey", "p/ed", "--format", "hpke"); !strings.Contains(r.stderr, "not an HPKE") {
+		t.Errorf("pubkey --format hpke of an ed25519 key: %q", r.stderr)
+	}
 	fails(t, s, nil, exitUsage, "pubkey", "p/ed", "--format", "der")
 	fails(t, s, nil, exitUsage, "pubkey", "p/ed@1", "--format", "jwks")
 	fails(t, s, nil, 22, "pubkey", "p/ed@x")
@@ -79,7 +82,7 @@ func TestPubkeyFormats(t *testing.T) {
 	ok(t, s, nil, "create", "p/box")
 	for _, f := range []string{"pem", "jwks"} {
 		r := fails(t, s, nil, 1, "pubkey", "p/box", "--format", f)
-		if !strings.Contains(r.stderr, "hint: only signing keys have a public key") {
+		if !strings.Contains(r.stderr, "hint: only signing and asymmetric-decrypt keys have a public key") {
 			t.Errorf("pubkey --format %s of a decrypt key: %q", f, r.stderr)
 		}
 	}

@@ -35,8 +35,8 @@ socket. Keys are <purpose>/<name> (a key of your app) or
 Socket: --socket, else $KEYSTORE_SOCKET, else ` + DefaultSocket + `.
 Data: stdin/stdout by default (binary-safe), or --in/--out FILE.
 Exit status: 0, the errno of the error (EPERM 1, ENOENT 2, EINVAL 22,
-EBADMSG 74, EMSGSIZE 90, EALREADY 114, EKEYREVOKED 128, ...; EUNAVAILABLE
-69), or 64 (EX_USAGE) for a usage error. See docs/cli.md.`,
+EBADMSG 74, EMSGSIZE 90, EALREADY 114, EKEYEXPIRED 127, EKEYREVOKED 128,
+...; EUNAVAILABLE 69), or 64 (EX_USAGE) for a usage error. See docs/cli.md.`,
 		Example: `  keystorectl create signing/release --alg ecdsa-p256-sha256
   keystorectl sign signing/release --digest sha256 --in release.tar --out release.sig
   keystorectl verify signing/release@1 --digest sha256 --sig release.sig --in release.tar`,
@@ -67,6 +67,12 @@ EBADMSG 74, EMSGSIZE 90, EALREADY 114, EKEYREVOKED 128, ...; EUNAVAILABLE
 		a.sealCommand(),
 		a.unsealCommand(),
 		a.rewrapCommand(),
+		a.datakeyCommand(),
+		a.encryptCommand(),
+		a.decryptCommand(),
+		a.hpkeEncryptCommand(),
+		a.hpkeDecryptCommand(),
+		a.importCommand(),
 		a.batchCommand(),
 		a.setPolicyCommand(),
 		a.sweepCommand(),

@@ -93,13 +93,16 @@ func (p *tokenProvider) Import(ctx context.Context, ref provider.KeyRef, wrap pr
 		return provider.Generated{}, err
 	}
 	defer done()
-	spec, sc, id, err := p.checkImport(ctx, ref)
+	// The wrapping key is spent first, whatever the outcome.
+	k, err := p.imports.Take(wrap, wh)
 	if err != nil {
-		// The wrapping key is spent whatever the outcome.
-		p.imports.Forget(wrap, wh)
 		return provider.Generated{}, err
 	}
-	material, pub, err := p.imports.Open(ctx, ref, wrap, wh, enc, wrapped)
+	spec, sc, id, err := p.checkImport(ctx, ref)
+	if err != nil {
+		return provider.Generated{}, err
+	}
+	material, pub, err := k.Open(ref, spec, enc, wrapped)
 	if err != nil {
 		return provider.Generated{}, err
 	}
