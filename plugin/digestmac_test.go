@@ -121,15 +121,19 @@ func TestMACAcrossTheWire(t *testing.T) {
 	}
 }
 
-// oldPlugin serves the protocol as a plugin built before SignDigest and
-// Mac did: its service has no such methods, so gRPC itself answers them
+// oldPlugin serves the protocol as a plugin built before the methods
+// drop names (SignDigest and Mac; Decrypt, NewImportKey and Import): its
+// service has no such methods, so gRPC itself answers them
 // UNIMPLEMENTED, without a keystored reason.
-type oldPlugin struct{ grpcPlugin }
+type oldPlugin struct {
+	grpcPlugin
+	drop []string
+}
 
 func (p *oldPlugin) GRPCServer(_ *goplugin.GRPCBroker, s *grpc.Server) error {
 	desc := providerpb.Provider_ServiceDesc
 	desc.Methods = slices.DeleteFunc(slices.Clone(desc.Methods), func(m grpc.MethodDesc) bool {
-		return m.MethodName == "SignDigest" || m.MethodName == "Mac"
+		return slices.Contains(p.drop, m.MethodName)
 	})
 	s.RegisterService(&desc, &server{p: p.impl})
 	return nil
@@ -143,7 +147,7 @@ func TestOldPluginIsENOTSUP(t *testing.T) {
 	lost := false
 	cfg := testStub
 	cfg.onLost = func() { lost = true }
-	r := testRemote(t, &oldPlugin{grpcPlugin{impl: echoFake(), stub: cfg}})
+	r := testRemote(t, &oldPlugin{grpcPlugin: grpcPlugin{impl: echoFake(), stub: cfg}, drop: []string{"SignDigest", "Mac"}})
 	ctx := t.Context()
 	ref := signRef(t, "fake")
 	ref.Algorithm = provider.ECDSAP256

@@ -109,6 +109,25 @@ func (c *replyClient) Mac(context.Context, *providerpb.MacRequest, ...grpc.CallO
 	return &r, nil
 }
 
+func (c *replyClient) Decrypt(context.Context, *providerpb.DecryptRequest, ...grpc.CallOption) (*providerpb.DecryptResponse, error) {
+	var r providerpb.DecryptResponse
+	if err := c.decode(&r); err != nil {
+		return nil, err
+	}
+	if c.size > 0 {
+		r.Plaintext = c.payload()
+	}
+	return &r, nil
+}
+
+func (c *replyClient) NewImportKey(context.Context, *providerpb.GenerateRequest, ...grpc.CallOption) (*providerpb.GenerateResponse, error) {
+	return c.Generate(context.Background(), nil)
+}
+
+func (c *replyClient) Import(context.Context, *providerpb.ImportRequest, ...grpc.CallOption) (*providerpb.GenerateResponse, error) {
+	return c.Generate(context.Background(), nil)
+}
+
 func (c *replyClient) Seal(context.Context, *providerpb.SealRequest, ...grpc.CallOption) (*providerpb.SealResponse, error) {
 	var r providerpb.SealResponse
 	if err := c.decode(&r); err != nil {
@@ -176,6 +195,9 @@ const (
 	opCommitKEK
 	opSignDigest
 	opMAC
+	opDecrypt
+	opNewImportKey
+	opImport
 	numOps
 )
 
@@ -244,6 +266,13 @@ func FuzzPluginReplies(f *testing.F) {
 		add(opSeal, marshal(&providerpb.SealResponse{Sealed: sealed}), 0, false, 9)
 		add(opOpen, marshal(&providerpb.OpenResponse{Plaintext: []byte("plaintext")}), 0, false, uint16(len(sealed)))
 	}
+	// HPKE decryption and import: well-formed replies (a plaintext of the
+	// ciphertext less its tag; a wrapping key's X25519 public key and
+	// handle; an imported key's handle).
+	add(opDecrypt, marshal(&providerpb.DecryptResponse{Plaintext: []byte("plaintext")}), 0, false, 9+hpkeTagSize)
+	add(opDecrypt, marshal(&providerpb.DecryptResponse{}), 0, false, hpkeTagSize)
+	add(opNewImportKey, marshal(&providerpb.GenerateResponse{PublicKey: bytes.Repeat([]byte{9}, 32), Handle: []byte("KSI1 sixteen bytes..")}), 0, false, 0)
+	add(opImport, marshal(&providerpb.GenerateResponse{Handle: []byte("imported handle")}), 0, false, 0)
 	info, err := p.Info(ctx)
 	if err != nil {
 		f.Fatal(err)
@@ -278,6 +307,12 @@ func FuzzPluginReplies(f *testing.F) {
 	add(opMAC, nil, provider.MaxMAC, false, 1)
 	add(opMAC, nil, provider.MaxMAC+1, false, 1)
 	add(opMAC, nil, 0, false, uint16(provider.MaxMACMessage%(1<<16)))
+	add(opDecrypt, nil, 100-hpkeTagSize, false, 100)
+	add(opDecrypt, nil, 100-hpkeTagSize+1, false, 100)
+	add(opDecrypt, nil, 1, false, hpkeTagSize-1)
+	add(opNewImportKey, nil, provider.MaxHandle, false, 0)
+	add(opNewImportKey, nil, provider.MaxHandle+1, false, 0)
+	add(opImport, nil, provider.MaxPublicKey+1, false, 0)
 	if seeds == 0 {
 		f.Fatal("empty seed set")
 	}
@@ -286,9 +321,12 @@ func FuzzPluginReplies(f *testing.F) {
 		stubCfg := stubConfig{label: "plugin fuzz", callTimeout: time.Minute, maxReply: DefaultMaxReply}
 		const kek = "0123456789abcdef"
 		r := newRemote(newStub(c, stubCfg), provider.Info{Name: "fuzz", Version: "1", Secure: true,
-			Algorithms: []provider.Algorithm{provider.Ed25519, provider.XChaCha20Poly1305, provider.ECDSAP256, provider.HMACSHA256}, KEKs: []string{kek}}, true)
+			Algorithms: []provider.Algorithm{provider.Ed25519, provider.XChaCha20Poly1305, provider.ECDSAP256, provider.HMACSHA256, provider.HPKEX25519},
+			KEKs:       []string{kek}}, true)
 		signRef, sealRef := fuzzRef(t, provider.Ed25519), fuzzRef(t, provider.XChaCha20Poly1305)
 		digestRef, macRef := fuzzRef(t, provider.ECDSAP256), fuzzRef(t, provider.HMACSHA256)
+		// The wrapping key's suite is not announced: it need not be.
+		hpkeRef, wrapRef := fuzzRef(t, provider.HPKEX25519), fuzzRef(t, provider.HPKEMLKEM768X25519)
 		in := bytes.Repeat([]byte{'i'}, int(inLen)%(provider.MaxSealed+1))
 		h := provider.Handle("handle")
 		var (
@@ -353,6 +391,24 @@ func FuzzPluginReplies(f *testing.F) {
 			out, err = r.MAC(ctx, macRef, h, msg)
 			if err == nil && (len(out) == 0 || len(out) > provider.MaxMAC) {
 				t.Fatalf("accepted a tag of %d bytes", len(out))
+			}
+		case opDecrypt:
+			ct := in[:min(len(in), provider.MaxHPKECiphertext)]
+			out, err = r.Decrypt(ctx, hpkeRef, h, bytes.Repeat([]byte{'e'}, 32), ct, []byte("info"), []byte("aad"))
+			if err == nil && (out == nil || len(out) != len(ct)-hpkeTagSize) {
+				t.Fatalf("accepted a plaintext of %d bytes (nil %v) for a ciphertext of %d", len(out), out == nil, len(ct))
+			}
+		case opNewImportKey:
+			var g provider.Generated
+			g, err = r.NewImportKey(ctx, wrapRef)
+			if err == nil && (len(g.Handle) == 0 || len(g.Handle) > provider.MaxHandle || len(g.PublicKey) == 0 || len(g.PublicKey) > provider.MaxPublicKey) {
+				t.Fatalf("accepted a wrapping key handle of %d bytes and a public key of %d", len(g.Handle), len(g.PublicKey))
+			}
+		case opImport:
+			var g provider.Generated
+			g, err = r.Import(ctx, sealRef, wrapRef, h, bytes.Repeat([]byte{'e'}, 32), in[:min(len(in), provider.MaxImportWrapped)])
+			if err == nil && (len(g.Handle) == 0 || len(g.Handle) > provider.MaxHandle || len(g.PublicKey) > provider.MaxPublicKey) {
+				t.Fatalf("accepted an imported handle of %d bytes and a public key of %d", len(g.Handle), len(g.PublicKey))
 			}
 		case opCommitKEK:
 			err = r.commitKEKRotation(ctx)

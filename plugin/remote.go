@@ -89,8 +89,8 @@ func (s *stub) callError(ctx context.Context, op, key string, err error) error {
 		// over MaxCallRecvMsgSize.
 		return provider.WithOp(op, key, provider.Errorf(provider.EIO, "%s reply over %d bytes refused", s.cfg.label, s.cfg.maxReply))
 	case codes.Unimplemented:
-		// A plugin built before the method (SignDigest, Mac): gRPC
-		// answers for it, without a reason.
+		// A plugin built before the method (SignDigest, Mac; Decrypt,
+		// NewImportKey, Import): gRPC answers for it, without a reason.
 		return provider.WithOp(op, key, provider.Errorf(provider.ENOTSUP, "%s does not serve %s (built before it?)", s.cfg.label, op))
 	case codes.Unavailable, codes.Canceled:
 		if s.cfg.onLost != nil {
@@ -258,19 +258,82 @@ func (r *remote) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle
 	return tag, nil
 }
 
-// Decrypt implements provider.Provider. TODO(issue 12): the wire RPC.
+// Decrypt implements provider.Provider. The reply's plaintext must be
+// exactly the ciphertext less the AEAD tag; anything else is EIO.
 func (r *remote) Decrypt(ctx context.Context, ref provider.KeyRef, h provider.Handle, enc, ciphertext, info, aad []byte) ([]byte, error) {
-	return nil, provider.Errorf(provider.ENOTSUP, "plugin decrypt not implemented yet")
+	const op = "decrypt"
+	if err := r.checkRef(op, ref); err != nil {
+		return nil, err
+	}
+	if err := checkDecrypt(ref, h, enc, ciphertext, info, aad); err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.callTimeout)
+	defer cancel()
+	resp, err := r.rpc.Decrypt(cctx, &providerpb.DecryptRequest{Ref: refToWire(ref), Handle: h, Enc: enc, Ciphertext: ciphertext, Info: info, Aad: aad}, r.opts...)
+	if err != nil {
+		return nil, r.callError(ctx, op, ref.String(), err)
+	}
+	out := resp.GetPlaintext()
+	if len(ciphertext) < hpkeTagSize || len(out) != len(ciphertext)-hpkeTagSize {
+		clear(out)
+		return nil, r.badReply(op, ref, "a plaintext of "+strconv.Itoa(len(out))+" bytes for a ciphertext of "+strconv.Itoa(len(ciphertext)))
+	}
+	if out == nil {
+		out = []byte{}
+	}
+	return out, nil
 }
 
-// NewImportKey implements provider.Provider. TODO(issue 12): the wire RPC.
+// NewImportKey implements provider.Provider. wrap's algorithm need not be
+// one the plugin announces for keys (the contract's rule), so only its
+// form is checked before the call; the reply must hold a public key and a
+// handle within their bounds.
 func (r *remote) NewImportKey(ctx context.Context, wrap provider.KeyRef) (provider.Generated, error) {
-	return provider.Generated{}, provider.Errorf(provider.ENOTSUP, "plugin import not implemented yet")
+	const op = "new import key"
+	if err := checkWrapRef(op, wrap); err != nil {
+		return provider.Generated{}, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.callTimeout)
+	defer cancel()
+	resp, err := r.rpc.NewImportKey(cctx, &providerpb.GenerateRequest{Ref: refToWire(wrap)}, r.opts...)
+	if err != nil {
+		return provider.Generated{}, r.callError(ctx, op, wrap.String(), err)
+	}
+	g := provider.Generated{PublicKey: resp.GetPublicKey(), Handle: resp.GetHandle()}
+	switch {
+	case len(g.Handle) == 0 || len(g.Handle) > provider.MaxHandle:
+		return provider.Generated{}, r.badReply(op, wrap, "a handle of "+strconv.Itoa(len(g.Handle))+" bytes")
+	case len(g.PublicKey) == 0 || len(g.PublicKey) > provider.MaxPublicKey:
+		return provider.Generated{}, r.badReply(op, wrap, "a wrapping public key of "+strconv.Itoa(len(g.PublicKey))+" bytes")
+	}
+	return g, nil
 }
 
-// Import implements provider.Provider. TODO(issue 12): the wire RPC.
+// Import implements provider.Provider. The reply is checked as
+// Generate's.
 func (r *remote) Import(ctx context.Context, ref provider.KeyRef, wrap provider.KeyRef, wh provider.Handle, enc, wrapped []byte) (provider.Generated, error) {
-	return provider.Generated{}, provider.Errorf(provider.ENOTSUP, "plugin import not implemented yet")
+	const op = "import"
+	if err := r.checkRef(op, ref); err != nil {
+		return provider.Generated{}, err
+	}
+	if err := checkImport(ref, wrap, wh, enc, wrapped); err != nil {
+		return provider.Generated{}, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.callTimeout)
+	defer cancel()
+	resp, err := r.rpc.Import(cctx, &providerpb.ImportRequest{Ref: refToWire(ref), Wrap: refToWire(wrap), WrapHandle: wh, Enc: enc, Wrapped: wrapped}, r.opts...)
+	if err != nil {
+		return provider.Generated{}, r.callError(ctx, op, ref.String(), err)
+	}
+	g := provider.Generated{PublicKey: resp.GetPublicKey(), Handle: resp.GetHandle()}
+	switch {
+	case len(g.Handle) == 0 || len(g.Handle) > provider.MaxHandle:
+		return provider.Generated{}, r.badReply(op, ref, "a handle of "+strconv.Itoa(len(g.Handle))+" bytes")
+	case len(g.PublicKey) > provider.MaxPublicKey:
+		return provider.Generated{}, r.badReply(op, ref, "a public key of "+strconv.Itoa(len(g.PublicKey))+" bytes")
+	}
+	return g, nil
 }
 
 // Seal implements provider.Provider.
@@ -318,9 +381,16 @@ func (r *remote) Open(ctx context.Context, ref provider.KeyRef, h provider.Handl
 	return out, nil
 }
 
-// Destroy implements provider.Provider.
+// Destroy implements provider.Provider. It also forgets an import
+// wrapping key (NewImportKey's wrap ref and handle), whose HPKE suite the
+// plugin need not announce: a ref of use asymmetric-decrypt is checked for
+// its form only.
 func (r *remote) Destroy(ctx context.Context, ref provider.KeyRef, h provider.Handle) error {
-	if err := r.checkRef("destroy", ref); err != nil {
+	check := r.checkRef
+	if ref.Use == provider.UseAsymmetricDecrypt {
+		check = checkWrapRef
+	}
+	if err := check("destroy", ref); err != nil {
 		return err
 	}
 	if err := checkHandle("destroy", ref, h); err != nil {

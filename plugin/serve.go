@@ -196,6 +196,58 @@ func (s *server) Mac(ctx context.Context, req *providerpb.MacRequest) (_ *provid
 	return &providerpb.MacResponse{Tag: tag}, nil
 }
 
+func (s *server) Decrypt(ctx context.Context, req *providerpb.DecryptRequest) (_ *providerpb.DecryptResponse, err error) {
+	const op = "decrypt"
+	defer recovered(op, &err)
+	ref, err := refFromWire(req.GetRef())
+	if err != nil {
+		return nil, rpcerr.ToStatus(provider.WithOp(op, "", err))
+	}
+	if err := checkDecrypt(ref, req.GetHandle(), req.GetEnc(), req.GetCiphertext(), req.GetInfo(), req.GetAad()); err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	out, err := s.p.Decrypt(ctx, ref, req.GetHandle(), req.GetEnc(), req.GetCiphertext(), req.GetInfo(), req.GetAad())
+	if err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	return &providerpb.DecryptResponse{Plaintext: out}, nil
+}
+
+func (s *server) NewImportKey(ctx context.Context, req *providerpb.GenerateRequest) (_ *providerpb.GenerateResponse, err error) {
+	const op = "new import key"
+	defer recovered(op, &err)
+	wrap, err := refFromWire(req.GetRef())
+	if err != nil {
+		return nil, rpcerr.ToStatus(provider.WithOp(op, "", err))
+	}
+	g, err := s.p.NewImportKey(ctx, wrap)
+	if err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	return &providerpb.GenerateResponse{PublicKey: g.PublicKey, Handle: g.Handle}, nil
+}
+
+func (s *server) Import(ctx context.Context, req *providerpb.ImportRequest) (_ *providerpb.GenerateResponse, err error) {
+	const op = "import"
+	defer recovered(op, &err)
+	ref, err := refFromWire(req.GetRef())
+	if err != nil {
+		return nil, rpcerr.ToStatus(provider.WithOp(op, "", err))
+	}
+	wrap, err := refFromWire(req.GetWrap())
+	if err != nil {
+		return nil, rpcerr.ToStatus(provider.WithOp(op, ref.String(), provider.Errorf(provider.EINVAL, "import wrapping key ref: %w", err)))
+	}
+	if err := checkImport(ref, wrap, req.GetWrapHandle(), req.GetEnc(), req.GetWrapped()); err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	g, err := s.p.Import(ctx, ref, wrap, req.GetWrapHandle(), req.GetEnc(), req.GetWrapped())
+	if err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	return &providerpb.GenerateResponse{PublicKey: g.PublicKey, Handle: g.Handle}, nil
+}
+
 func (s *server) Seal(ctx context.Context, req *providerpb.SealRequest) (_ *providerpb.SealResponse, err error) {
 	defer recovered("seal", &err)
 	ref, err := refFromWire(req.GetRef())

@@ -10,9 +10,16 @@ import (
 	"github.com/nexus-os/keystored/plugin/internal/providerpb"
 )
 
-// maxRequest bounds one request message on the wire: the largest is Open
-// (a sealed blob, the provider AAD, a handle, a key reference and framing).
-const maxRequest = provider.MaxSealed + provider.MaxProviderAAD + provider.MaxHandle + 4096
+// maxRequest bounds one request message on the wire: the largest of Open
+// (a sealed blob, the provider AAD) and Decrypt (an enc, a ciphertext, an
+// info and an AAD), with a handle, a key reference and framing.
+const maxRequest = max(provider.MaxSealed+provider.MaxProviderAAD,
+	provider.MaxHPKEEnc+provider.MaxHPKECiphertext+provider.MaxHPKEInfo+provider.MaxAAD) + provider.MaxHandle + 4096
+
+// hpkeTagSize is the AEAD tag of every HPKE suite keystored has (AES-GCM
+// and ChaCha20-Poly1305: core/alg Spec.Overhead): a Decrypt reply's
+// plaintext is exactly the ciphertext less it.
+const hpkeTagSize = 16
 
 // DefaultMaxReply is the default bound on one reply from a plugin: the
 // largest reply is a sealed blob (Seal) or a plaintext (Open).
@@ -43,7 +50,7 @@ func refFromWire(w *providerpb.KeyRef) (provider.KeyRef, error) {
 	}
 	u := w.GetUse()
 	if u < 0 || u > 255 {
-		return provider.KeyRef{}, provider.Errorf(provider.EINVAL, "key ref use %d is not sign, decrypt or mac", int(u))
+		return provider.KeyRef{}, provider.Errorf(provider.EINVAL, "key ref use %d is not sign, decrypt, mac or asymmetric-decrypt", int(u))
 	}
 	ref := provider.KeyRef{
 		Version:   provider.Version(w.GetVersion()),
@@ -216,4 +223,51 @@ func checkOpen(ref provider.KeyRef, h, sealed, aad []byte) error {
 		return provider.WithOp("open", ref.String(), err)
 	}
 	return checkHandle("open", ref, h)
+}
+
+// checkDecrypt checks a Decrypt request: enc, ciphertext, info and aad
+// against MaxHPKEEnc, MaxHPKECiphertext, MaxHPKEInfo and MaxAAD
+// (EMSGSIZE), the handle against MaxHandle. The sizes the suite fixes
+// (enc, the tag) are the provider's to check (alg.Spec.CheckHPKE:
+// EBADMSG), after the key's use.
+func checkDecrypt(ref provider.KeyRef, h, enc, ciphertext, info, aad []byte) error {
+	const op = "decrypt"
+	switch {
+	case len(enc) > provider.MaxHPKEEnc:
+		return provider.WithOp(op, ref.String(), provider.Errorf(provider.EMSGSIZE, "HPKE enc over %d bytes", provider.MaxHPKEEnc))
+	case len(ciphertext) > provider.MaxHPKECiphertext:
+		return provider.WithOp(op, ref.String(), provider.Errorf(provider.EMSGSIZE, "HPKE ciphertext over %d bytes", provider.MaxHPKECiphertext))
+	case len(info) > provider.MaxHPKEInfo:
+		return provider.WithOp(op, ref.String(), provider.Errorf(provider.EMSGSIZE, "HPKE info over %d bytes", provider.MaxHPKEInfo))
+	case len(aad) > provider.MaxAAD:
+		return provider.WithOp(op, ref.String(), provider.Errorf(provider.EMSGSIZE, "AAD over %d bytes", provider.MaxAAD))
+	}
+	return checkHandle(op, ref, h)
+}
+
+// checkWrapRef checks the reference of an import wrapping key: well
+// formed (KeyRef.Check). Its algorithm need not be one the plugin offers
+// for keys, so it is not checked against Info.
+func checkWrapRef(op string, wrap provider.KeyRef) error {
+	if err := wrap.Check(); err != nil {
+		return provider.WithOp(op, "", provider.Errorf(provider.EINVAL, "import wrapping key ref: %w", err))
+	}
+	return nil
+}
+
+// checkImport checks an Import request: the wrapping key's ref and
+// handle, enc against MaxHPKEEnc and wrapped against MaxImportWrapped
+// (EMSGSIZE).
+func checkImport(ref, wrap provider.KeyRef, wh, enc, wrapped []byte) error {
+	const op = "import"
+	if err := checkWrapRef(op, wrap); err != nil {
+		return err
+	}
+	switch {
+	case len(enc) > provider.MaxHPKEEnc:
+		return provider.WithOp(op, ref.String(), provider.Errorf(provider.EMSGSIZE, "HPKE enc over %d bytes", provider.MaxHPKEEnc))
+	case len(wrapped) > provider.MaxImportWrapped:
+		return provider.WithOp(op, ref.String(), provider.Errorf(provider.EMSGSIZE, "wrapped material over %d bytes", provider.MaxImportWrapped))
+	}
+	return checkHandle(op, ref, wh)
 }

@@ -29,6 +29,7 @@ func TestRefRoundTrip(t *testing.T) {
 		{provider.Ed25519, provider.UseSign, providerpb.Use_USE_SIGN},
 		{provider.AES256GCM, provider.UseDecrypt, providerpb.Use_USE_DECRYPT},
 		{provider.HMACSHA256, provider.UseMAC, providerpb.Use_USE_MAC},
+		{provider.HPKEX25519, provider.UseAsymmetricDecrypt, providerpb.Use_USE_ASYMMETRIC_DECRYPT},
 	} {
 		ref := signRef(t, "software")
 		ref.Algorithm, ref.Use = tc.alg, tc.use
@@ -59,7 +60,8 @@ func TestRefFromWireRejects(t *testing.T) {
 		"no algorithm":        func(r *providerpb.KeyRef) { r.Algorithm = "" },
 		"long algorithm":      func(r *providerpb.KeyRef) { r.Algorithm = strings.Repeat("a", provider.MaxSegment+1) },
 		"use 0":               func(r *providerpb.KeyRef) { r.Use = 0 },
-		"use 4":               func(r *providerpb.KeyRef) { r.Use = 4 },
+		"use 5":               func(r *providerpb.KeyRef) { r.Use = 5 },
+		"use 261 (wraps 5)":   func(r *providerpb.KeyRef) { r.Use = 261 },
 		"use 260 (wraps 4)":   func(r *providerpb.KeyRef) { r.Use = 260 },
 		"use 257 (wraps 1)":   func(r *providerpb.KeyRef) { r.Use = 257 },
 		"negative use":        func(r *providerpb.KeyRef) { r.Use = -1 },
@@ -229,9 +231,9 @@ func TestServerChecksRequests(t *testing.T) {
 			_, err := s.Mac(ctx, &providerpb.MacRequest{Ref: macRef, Handle: big(provider.MaxHandle + 1)})
 			return err
 		}, provider.EINVAL},
-		{"mac use 4", func() error {
+		{"mac use 5", func() error {
 			bad := refToWire(signRef(t, "fake"))
-			bad.Use = 4
+			bad.Use = 5
 			_, err := s.Mac(ctx, &providerpb.MacRequest{Ref: bad, Handle: []byte("h")})
 			return err
 		}, provider.EINVAL},

@@ -61,8 +61,15 @@ var receiveLimits = map[string]int64{
 	"keys.verify-mac":       provider.MaxMACMessage + provider.MaxMAC + framing,
 	"keys.mac-batch":        MaxBatchBytes + framing,
 	"keys.verify-mac-batch": MaxBatchBytes + framing,
-	"store.put":             MaxValueSize + framing,
-	"anchors.verify":        provider.MaxSignMessage + provider.MaxSignature + framing,
+
+	// v1.4: a data key's AAD; an HPKE message; wrapped import material.
+	"keys.generate-data-key":                   provider.MaxAAD + framing,
+	"keys.generate-data-key-without-plaintext": provider.MaxAAD + framing,
+	"keys.decrypt":                             provider.MaxHPKEEnc + provider.MaxHPKECiphertext + provider.MaxHPKEInfo + provider.MaxAAD + framing,
+	"keys.import":                              provider.MaxHPKEEnc + provider.MaxImportWrapped + framing,
+
+	"store.put":      MaxValueSize + framing,
+	"anchors.verify": provider.MaxSignMessage + provider.MaxSignature + framing,
 	// Probes (probe.go): a service name, a symbol or file name.
 	"health.check":    probeRequest,
 	"health.watch":    probeRequest,

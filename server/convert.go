@@ -99,6 +99,7 @@ func keyMetadata(m *core.Metadata, now time.Time) *keystorev1.KeyMetadata {
 		},
 		Provider:  m.Provider,
 		Insecure:  m.Insecure,
+		Origin:    m.Origin.String(),
 		Created:   ts(m.Created),
 		Revoked:   ts(m.Revoked),
 		Destroyed: ts(m.Destroyed),
@@ -119,6 +120,7 @@ func keyMetadata(m *core.Metadata, now time.Time) *keystorev1.KeyMetadata {
 			Destroyed: ts(v.Destroyed),
 			Seals:     v.Seals,
 			SealLimit: v.SealLimit,
+			Origin:    v.Origin.String(),
 		})
 	}
 	return out

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -94,6 +95,15 @@ func TestErrorMapping(t *testing.T) {
 			e.audit.failAppend.Store(true)
 			defer e.audit.failAppend.Store(false)
 			_, err := k.Get(bg, &keystorev1.GetKeyRequest{Key: "sig/k"})
+			return err
+		}},
+		{provider.EKEYEXPIRED, provider.ErrExpired, codes.FailedPrecondition, syscall.EKEYEXPIRED, func() error {
+			p, err := k.GetImportParameters(bg, &keystorev1.GetImportParametersRequest{Key: "imp/k", Algorithm: "aes-256-gcm", TtlSeconds: 60})
+			if err != nil {
+				return err
+			}
+			e.clock.Advance(time.Minute)
+			_, err = k.Import(bg, &keystorev1.ImportKeyRequest{Key: "imp/k", Token: p.GetToken()})
 			return err
 		}},
 		{provider.EUNAVAILABLE, provider.ErrUnavailable, codes.Unavailable, 0, func() error {

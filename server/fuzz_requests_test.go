@@ -29,7 +29,8 @@ func fuzzMethods() []string {
 // handler: every call ends in success or a typed error carrying a
 // keystored reason, never a panic or an untyped status, and writes
 // exactly one audit record. The corpus is seeded with a valid request of
-// every RPC against keys that exist, and with malformed encodings.
+// every RPC against keys that exist (an HPKE message to a key, material
+// wrapped to import parameters for v1.4's), and with malformed encodings.
 func FuzzRequest(f *testing.F) {
 	e := newEnv(f, envOpts{anchors: testAnchors(f)})
 	for _, k := range []struct {
@@ -54,6 +55,20 @@ func FuzzRequest(f *testing.F) {
 		f.Fatal(err)
 	}
 	digest := sha256.Sum256([]byte("m"))
+	// v1.4: an HPKE key and a message to it, import parameters.
+	if _, err := e.keys.Create(bg, &keystorev1.CreateKeyRequest{Key: "hpke/k", Algorithm: string(provider.HPKEX25519)}); err != nil {
+		f.Fatal(err)
+	}
+	pk, err := e.keys.PublicKey(bg, &keystorev1.PublicKeyRequest{Key: "hpke/k"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	hpkeEnc, hpkeCT := hpkeSealTo(f, pk.GetKemId(), pk.GetKdfId(), pk.GetAeadId(), pk.GetPublicKey(), []byte("info"), []byte("aad"), []byte("m"))
+	ip, err := e.keys.GetImportParameters(bg, &keystorev1.GetImportParametersRequest{Key: "imp/k", Algorithm: "aes-256-gcm", WrappingAlgorithm: string(provider.HPKEX25519)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	importEnc, wrapped := hpkeSealTo(f, ip.GetKemId(), ip.GetKdfId(), ip.GetAeadId(), ip.GetPublicKey(), ip.GetInfo(), nil, make([]byte, 32))
 	if _, err := e.store.Put(bg, &keystorev1.PutValueRequest{Name: "v", Value: []byte("value")}); err != nil {
 		f.Fatal(err)
 	}
@@ -89,16 +104,21 @@ func FuzzRequest(f *testing.F) {
 			{Key: "mac/k", Message: []byte("a")}, {Key: "sig/k", Message: []byte("b")}}},
 		"/keystore.v1.Keys/VerifyMacBatch": &keystorev1.VerifyMacBatchRequest{Items: []*keystorev1.VerifyMacRequest{
 			{Key: "mac/k", Version: 1, Message: []byte("m"), Tag: tag.GetTag()}, {Key: "mac/k", Version: 1, Message: []byte("n"), Tag: tag.GetTag()}}},
-		"/keystore.v1.Keys/Sweep":               &keystorev1.SweepKeysRequest{Limit: 10},
-		"/keystore.v1.Keys/GetUsage":            &keystorev1.GetUsageRequest{},
-		"/keystore.v1.Store/Put":                &keystorev1.PutValueRequest{Name: "w", Value: []byte("x")},
-		"/keystore.v1.Store/Get":                &keystorev1.GetValueRequest{Name: "v"},
-		"/keystore.v1.Store/Delete":             &keystorev1.DeleteValueRequest{Name: "w"},
-		"/keystore.v1.Store/List":               &keystorev1.ListValuesRequest{PageSize: 1},
-		"/keystore.v1.TrustAnchors/ListAnchors": &keystorev1.ListAnchorsRequest{},
-		"/keystore.v1.TrustAnchors/Verify":      &keystorev1.VerifyAnchorRequest{Anchor: "release", Message: []byte("m"), Signature: make([]byte, 64)},
-		"/keystore.v1.Admin/WrappingKeyStatus":  &keystorev1.WrappingKeyStatusRequest{},
-		"/keystore.v1.Admin/RotateWrappingKey":  &keystorev1.RotateWrappingKeyRequest{},
+		"/keystore.v1.Keys/GenerateDataKey":                 &keystorev1.GenerateDataKeyRequest{Key: "box/k", Spec: "aes-256-gcm", Aad: []byte("aad")},
+		"/keystore.v1.Keys/GenerateDataKeyWithoutPlaintext": &keystorev1.GenerateDataKeyRequest{Key: "box/k", NumberOfBytes: 24},
+		"/keystore.v1.Keys/Decrypt":                         &keystorev1.DecryptRequest{Key: "hpke/k", Version: 1, Enc: hpkeEnc, Ciphertext: hpkeCT, Info: []byte("info"), Aad: []byte("aad")},
+		"/keystore.v1.Keys/GetImportParameters":             &keystorev1.GetImportParametersRequest{Key: "imp/new", Algorithm: "hmac-sha256", WrappingAlgorithm: string(provider.HPKEX25519), TtlSeconds: 60},
+		"/keystore.v1.Keys/Import":                          &keystorev1.ImportKeyRequest{Key: "imp/k", Token: ip.GetToken(), Enc: importEnc, Wrapped: wrapped},
+		"/keystore.v1.Keys/Sweep":                           &keystorev1.SweepKeysRequest{Limit: 10},
+		"/keystore.v1.Keys/GetUsage":                        &keystorev1.GetUsageRequest{},
+		"/keystore.v1.Store/Put":                            &keystorev1.PutValueRequest{Name: "w", Value: []byte("x")},
+		"/keystore.v1.Store/Get":                            &keystorev1.GetValueRequest{Name: "v"},
+		"/keystore.v1.Store/Delete":                         &keystorev1.DeleteValueRequest{Name: "w"},
+		"/keystore.v1.Store/List":                           &keystorev1.ListValuesRequest{PageSize: 1},
+		"/keystore.v1.TrustAnchors/ListAnchors":             &keystorev1.ListAnchorsRequest{},
+		"/keystore.v1.TrustAnchors/Verify":                  &keystorev1.VerifyAnchorRequest{Anchor: "release", Message: []byte("m"), Signature: make([]byte, 64)},
+		"/keystore.v1.Admin/WrappingKeyStatus":              &keystorev1.WrappingKeyStatusRequest{},
+		"/keystore.v1.Admin/RotateWrappingKey":              &keystorev1.RotateWrappingKeyRequest{},
 	}
 	seeds := 0
 	for _, m := range methods {
@@ -120,6 +140,8 @@ func FuzzRequest(f *testing.F) {
 		"/keystore.v1.Keys/Create": &keystorev1.CreateKeyRequest{Key: "mac/new", Use: "mac"},
 		"/keystore.v1.Keys/Sign":   &keystorev1.SignRequest{Key: "ec/k", Version: 1, Digest: digest[:], DigestHash: "sha256"},
 		"/keystore.v1.Keys/Verify": &keystorev1.VerifyRequest{Key: "ec/k", Version: 1, Digest: digest[:], DigestHash: "sha256", Signature: make([]byte, 70)},
+		// v1.4 fields of older requests.
+		"/keystore.v1.Keys/Rotate": &keystorev1.RotateKeyRequest{Key: "box/k", Generate: true},
 	} {
 		b, err := proto.Marshal(g)
 		if err != nil {

@@ -90,8 +90,13 @@ func (k *keysService) keyOp(ctx context.Context, key string, op func(context.Con
 	return keyMetadata(&m, k.s.clock.Now()), nil
 }
 
+// Rotate adds a new primary version; generate (v1.4) switches an
+// imported key to generated material (without it, an imported key is
+// EPERM: its new versions come from Import).
 func (k *keysService) Rotate(ctx context.Context, req *keystorev1.RotateKeyRequest) (*keystorev1.RotateKeyResponse, error) {
-	m, err := k.keyOp(ctx, req.GetKey(), k.s.ks.Rotate)
+	m, err := k.keyOp(ctx, req.GetKey(), func(ctx context.Context, c core.Caller, id core.KeyID) (core.Metadata, error) {
+		return k.s.ks.RotateWith(ctx, c, id, core.RotateOptions{Generate: req.GetGenerate()})
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +164,13 @@ func (k *keysService) PublicKey(ctx context.Context, req *keystorev1.PublicKeyRe
 	if err != nil {
 		return nil, err
 	}
-	return &keystorev1.PublicKeyResponse{Key: pk.ID.String(), Version: uint32(pk.Version), Algorithm: string(pk.Algorithm), PublicKey: pk.Key}, nil
+	out := &keystorev1.PublicKeyResponse{Key: pk.ID.String(), Version: uint32(pk.Version), Algorithm: string(pk.Algorithm), PublicKey: pk.Key}
+	// An HPKE key's public key comes with its RFC 9180 suite, so that a
+	// sender needs nothing else (docs/api.md, HPKE public keys).
+	if spec, err := k.s.reg.Lookup(pk.Algorithm); err == nil && spec.Use == provider.UseAsymmetricDecrypt {
+		out.KemId, out.KdfId, out.AeadId = uint32(spec.KEMID), uint32(spec.KDFID), uint32(spec.AEADID)
+	}
+	return out, nil
 }
 
 func (k *keysService) Sign(ctx context.Context, req *keystorev1.SignRequest) (*keystorev1.SignResponse, error) {

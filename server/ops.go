@@ -29,6 +29,12 @@ var opNames = map[string]string{
 	keystorev1.Keys_MacBatch_FullMethodName:       "keys.mac-batch",
 	keystorev1.Keys_VerifyMacBatch_FullMethodName: "keys.verify-mac-batch",
 
+	keystorev1.Keys_GenerateDataKey_FullMethodName:                 "keys.generate-data-key",
+	keystorev1.Keys_GenerateDataKeyWithoutPlaintext_FullMethodName: "keys.generate-data-key-without-plaintext",
+	keystorev1.Keys_Decrypt_FullMethodName:                         "keys.decrypt",
+	keystorev1.Keys_GetImportParameters_FullMethodName:             "keys.get-import-parameters",
+	keystorev1.Keys_Import_FullMethodName:                          "keys.import",
+
 	keystorev1.Store_Put_FullMethodName:    "store.put",
 	keystorev1.Store_Get_FullMethodName:    "store.get",
 	keystorev1.Store_Delete_FullMethodName: "store.delete",

@@ -169,6 +169,10 @@ func scrub(resp any) {
 		for _, item := range r.GetResults() {
 			clear(item.GetResponse().GetPlaintext())
 		}
+	case *keystorev1.GenerateDataKeyResponse:
+		clear(r.GetPlaintext())
+	case *keystorev1.DecryptResponse:
+		clear(r.GetPlaintext())
 	}
 }
 

@@ -165,6 +165,7 @@ const InsecureHeader = "keystored-insecure"
 // core.Keystore. It is safe for concurrent use.
 type Server struct {
 	ks       *core.Keystore
+	reg      *alg.Registry // the keystore's algorithms (HPKE suite IDs of PublicKey)
 	st       core.Storage
 	clock    core.Clock
 	audit    AuditLog
@@ -207,9 +208,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, provider.Errorf(provider.EINVAL, "[scheduler] (set nice = 0 to run provider work at the daemon's own priority): %w", err)
 	}
 	s.sched = sched
+	s.reg = alg.Default()
 	ks, err := core.Open(ctx, core.Config{
 		Storage:         cfg.Storage,
-		Provider:        sched.Wrap(cfg.Provider, alg.Default(), tenantOf),
+		Provider:        sched.Wrap(cfg.Provider, s.reg, tenantOf),
+		Algorithms:      s.reg,
 		Clock:           cfg.Clock,
 		Audit:           &coreSink{log: cfg.Audit, clock: cfg.Clock},
 		CheckSignatures: cfg.CheckSignatures,

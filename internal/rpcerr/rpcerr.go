@@ -28,11 +28,14 @@ const Domain = "keystored"
 // MaxMessage bounds the human-readable message carried across a boundary.
 const MaxMessage = 1024
 
-// table: each Code and its gRPC status code. Two codes share
-// ResourceExhausted: EMSGSIZE (an input over its bound, gRPC's own use of
-// the code for a message too large) and EDQUOT (a quota, the code's other
-// documented use); the reason tells them apart, and a status without a
-// reason (made by a transport) is EMSGSIZE.
+// table: each Code and its gRPC status code. Two pairs of codes share
+// one: EMSGSIZE (an input over its bound, gRPC's own use of the code for
+// a message too large) and EDQUOT (a quota, the code's other documented
+// use) share ResourceExhausted; EKEYREVOKED and EKEYEXPIRED (an import
+// token past its expiry: Cloud KMS answers an expired import job the
+// same way) share FailedPrecondition, the state a caller must fix before
+// retrying. The reason tells them apart; a status without a reason is
+// the first of each pair (preferred), EMSGSIZE and EKEYREVOKED.
 var table = map[provider.Code]codes.Code{
 	provider.EPERM:        codes.PermissionDenied,
 	provider.ENOENT:       codes.NotFound,
@@ -45,16 +48,25 @@ var table = map[provider.Code]codes.Code{
 	provider.EIO:          codes.Internal,
 	provider.EUNAVAILABLE: codes.Unavailable,
 	provider.EDQUOT:       codes.ResourceExhausted,
+	provider.EKEYEXPIRED:  codes.FailedPrecondition,
 }
 
-// fallback is the Code of a gRPC status code that carries no reason; for
-// a code in the table that several Codes share, the one a transport means.
+// preferred is, for each gRPC code several Codes share, the Code a status
+// without a reason means: a transport's ResourceExhausted is a message
+// too large; a FailedPrecondition from an older peer, a revoked key.
+var preferred = map[codes.Code]provider.Code{
+	codes.ResourceExhausted:  provider.EMSGSIZE,
+	codes.FailedPrecondition: provider.EKEYREVOKED,
+}
+
+// fallback is the Code of a gRPC status code that carries no reason.
 var fallback = func() map[codes.Code]provider.Code {
 	m := map[codes.Code]provider.Code{}
 	for c, g := range table {
-		if _, dup := m[g]; !dup || c == provider.EMSGSIZE {
-			m[g] = c
-		}
+		m[g] = c
+	}
+	for g, c := range preferred {
+		m[g] = c
 	}
 	m[codes.Unavailable] = provider.EUNAVAILABLE
 	m[codes.Canceled] = provider.EUNAVAILABLE

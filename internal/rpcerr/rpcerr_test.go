@@ -25,7 +25,7 @@ func TestRoundTrip(t *testing.T) {
 		if !ok || s.Code() != GRPCCode(c) {
 			t.Fatalf("%v: status %v", c, st)
 		}
-		if prev, dup := seen[s.Code()]; dup && !sharesResourceExhausted(prev, c) {
+		if prev, dup := seen[s.Code()]; dup && !sharesCode(prev, c) {
 			t.Fatalf("%v and %v share gRPC code %v", prev, c, s.Code())
 		}
 		seen[s.Code()] = c
@@ -50,10 +50,37 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-// sharesResourceExhausted reports the one documented pair of codes on one
-// gRPC code: EMSGSIZE and EDQUOT, told apart by the reason.
-func sharesResourceExhausted(a, b provider.Code) bool {
-	return a == provider.EMSGSIZE && b == provider.EDQUOT || a == provider.EDQUOT && b == provider.EMSGSIZE
+// sharesCode reports the two documented pairs of codes on one gRPC code:
+// EMSGSIZE and EDQUOT, EKEYREVOKED and EKEYEXPIRED, told apart by the
+// reason.
+func sharesCode(a, b provider.Code) bool {
+	pair := func(x, y provider.Code) bool { return a == x && b == y || a == y && b == x }
+	return pair(provider.EMSGSIZE, provider.EDQUOT) || pair(provider.EKEYREVOKED, provider.EKEYEXPIRED)
+}
+
+// EKEYEXPIRED and EKEYREVOKED share FailedPrecondition: the reason keeps
+// them apart both ways (and across a second boundary), EKEYEXPIRED is
+// errno EKEYEXPIRED, and a FailedPrecondition without a reason is
+// EKEYREVOKED (preferred; not whichever a map iteration met first).
+func TestFailedPreconditionPair(t *testing.T) {
+	for _, c := range []provider.Code{provider.EKEYREVOKED, provider.EKEYEXPIRED} {
+		if g := GRPCCode(c); g != codes.FailedPrecondition {
+			t.Fatalf("%v maps to %v, want FailedPrecondition", c, g)
+		}
+		back := FromStatus(ToStatus(provider.Errorf(c, "import token expired")))
+		if got, _ := provider.CodeOf(back); got != c {
+			t.Fatalf("%v came back as %v", c, got)
+		}
+		if got, _ := provider.CodeOf(FromStatus(ToStatus(back))); got != c {
+			t.Fatalf("%v relayed came back as %v", c, got)
+		}
+	}
+	if err := FromStatus(ToStatus(provider.ErrExpired)); !errors.Is(err, syscall.EKEYEXPIRED) || errors.Is(err, syscall.EKEYREVOKED) {
+		t.Fatalf("EKEYEXPIRED came back as %v: want errno EKEYEXPIRED only", err)
+	}
+	if got, _ := provider.CodeOf(FromStatus(status.Error(codes.FailedPrecondition, "x"))); got != provider.EKEYREVOKED {
+		t.Fatalf("reasonless FailedPrecondition became %v, want EKEYREVOKED", got)
+	}
 }
 
 // EDQUOT and EMSGSIZE share ResourceExhausted: the reason keeps them apart

@@ -15,7 +15,14 @@
 // carries the header metadata "keystored-insecure: true".
 //
 // Compatibility: TrustAnchors and Store are the v1 surface; Keys is the
-// v1.1 addition, Admin the v1.2 one. Fields are never removed, renumbered or retyped;
+// v1.1 addition, Admin the v1.2 one; v1.3 added the MAC RPCs, digest
+// signing, named sign versions and CreateKeyRequest.use; v1.4 adds data
+// keys (GenerateDataKey, GenerateDataKeyWithoutPlaintext), HPKE decryption
+// (Decrypt, the asymmetric-decrypt use, PublicKeyResponse's suite IDs),
+// key import (GetImportParameters, Import, the origin of keys and
+// versions, RotateKeyRequest.generate) and the reason EKEYEXPIRED. A
+// client of an earlier version never sets the new fields and gets what it
+// got before. Fields are never removed, renumbered or retyped;
 // api/keystore/v1/descriptor_test.go holds the published descriptors
 // against a committed snapshot.
 

@@ -107,6 +107,45 @@ var apiAllowlist = map[string]string{
 	"VerifyMacRequest.key":                             "key name",
 	"VerifyMacRequest.message":                         "caller's message",
 	"VerifyMacRequest.tag":                             "caller's tag",
+	// v1.4.
+	"KeyMetadata.origin":             "origin name (generated or imported)",
+	"KeyVersion.origin":              "origin name (generated or imported)",
+	"GenerateDataKeyRequest.key":     "key name",
+	"GenerateDataKeyRequest.spec":    "data key spec name",
+	"GenerateDataKeyRequest.aad":     "caller's AAD",
+	"GenerateDataKeyResponse.key":    "key ID",
+	"GenerateDataKeyResponse.sealed": "sealed blob (the data key sealed under the key: AEAD output)",
+	// Reviewed: a data key is not a keystore key's material. It is fresh
+	// random bytes the caller asked for, to encrypt its own data with,
+	// never derived from or used as any key the keystore holds (it is
+	// sealed under one, like a Seal plaintext) — the caller's own payload,
+	// as UnsealResponse.plaintext. GenerateDataKeyWithoutPlaintext leaves
+	// it empty.
+	"GenerateDataKeyResponse.plaintext":              "a data key the caller asked for (its payload, like Unseal's plaintext); never a keystore key",
+	"DecryptRequest.key":                             "key name",
+	"DecryptRequest.enc":                             "HPKE encapsulated key (a sender's ephemeral public value)",
+	"DecryptRequest.ciphertext":                      "HPKE ciphertext (AEAD output)",
+	"DecryptRequest.info":                            "sender's HPKE info",
+	"DecryptRequest.aad":                             "sender's AAD",
+	"DecryptResponse.key":                            "key ID",
+	"DecryptResponse.plaintext":                      "the sender's message to the caller (its payload)",
+	"GetImportParametersRequest.key":                 "key name",
+	"GetImportParametersRequest.algorithm":           "algorithm name",
+	"GetImportParametersRequest.wrapping_algorithm":  "algorithm name",
+	"GetImportParametersResponse.key":                "key ID",
+	"GetImportParametersResponse.algorithm":          "algorithm name",
+	"GetImportParametersResponse.token":              "opaque import token (a random name of the parameters; no key)",
+	"GetImportParametersResponse.wrapping_algorithm": "algorithm name",
+	"GetImportParametersResponse.public_key":         "the one-time wrapping key's public key (its private half never leaves the provider)",
+	"GetImportParametersResponse.info":               "HPKE info (a label, the key ID and the algorithm name)",
+	"ImportKeyRequest.key":                           "key name",
+	"ImportKeyRequest.token":                         "import token",
+	"ImportKeyRequest.enc":                           "HPKE encapsulated key (the caller's ephemeral public value)",
+	// Reviewed: the material travels into the keystore only, HPKE-sealed
+	// to a one-time wrapping key whose private half lives only in the
+	// provider's memory (docs/api.md, Key import): nothing but the
+	// provider can open it, and no response ever carries it back.
+	"ImportKeyRequest.wrapped": "key material HPKE-sealed to the one-time wrapping key (inbound only; only the provider opens it)",
 }
 
 // apiForbiddenWords may not appear in any message, field or enum value
