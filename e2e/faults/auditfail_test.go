@@ -101,6 +101,24 @@ var everyRPC = map[string]rpcCall{
 	keystorev1.Keys_GetUsage_FullMethodName: func(ctx context.Context, conn *grpc.ClientConn, _ fixture) (any, error) {
 		return keystorev1.NewKeysClient(conn).GetUsage(ctx, &keystorev1.GetUsageRequest{})
 	},
+	keystorev1.Keys_GenerateDataKey_FullMethodName: func(ctx context.Context, conn *grpc.ClientConn, fx fixture) (any, error) {
+		return keystorev1.NewKeysClient(conn).GenerateDataKey(ctx, &keystorev1.GenerateDataKeyRequest{Key: keyBox, Aad: fx.aad})
+	},
+	keystorev1.Keys_GenerateDataKeyWithoutPlaintext_FullMethodName: func(ctx context.Context, conn *grpc.ClientConn, fx fixture) (any, error) {
+		return keystorev1.NewKeysClient(conn).GenerateDataKeyWithoutPlaintext(ctx, &keystorev1.GenerateDataKeyRequest{Key: keyBox, Aad: fx.aad})
+	},
+	keystorev1.Keys_Decrypt_FullMethodName: func(ctx context.Context, conn *grpc.ClientConn, fx fixture) (any, error) {
+		return keystorev1.NewKeysClient(conn).Decrypt(ctx, &keystorev1.DecryptRequest{Key: keyHPKE, Version: 1,
+			Enc: fx.hpke.Enc, Ciphertext: fx.hpke.Ciphertext, Info: fx.hpke.Info, Aad: fx.hpke.AAD})
+	},
+	keystorev1.Keys_GetImportParameters_FullMethodName: func(ctx context.Context, conn *grpc.ClientConn, _ fixture) (any, error) {
+		return keystorev1.NewKeysClient(conn).GetImportParameters(ctx, &keystorev1.GetImportParametersRequest{Key: keyImpNew, Algorithm: string(client.AES256GCM)})
+	},
+	// Refused for want of its audit record, the import creates nothing
+	// (sameFiles below; readsWork after the restart finds no key).
+	keystorev1.Keys_Import_FullMethodName: func(ctx context.Context, conn *grpc.ClientConn, fx fixture) (any, error) {
+		return keystorev1.NewKeysClient(conn).Import(ctx, &keystorev1.ImportKeyRequest{Key: keyImpNew, Token: fx.importToken, Enc: fx.importEnc, Wrapped: fx.importWrapped})
+	},
 	keystorev1.Store_Put_FullMethodName: func(ctx context.Context, conn *grpc.ClientConn, _ fixture) (any, error) {
 		return keystorev1.NewStoreClient(conn).Put(ctx, &keystorev1.PutValueRequest{Name: "v3", Value: []byte("x")})
 	},
@@ -275,54 +293,71 @@ func TestAuditUnwritable(t *testing.T) {
 }
 
 // The first request to find the audit log unwritable, when it is a state
-// change: it fails with EIO, returns nothing, and changes nothing. The
-// daemon writes a state change's audit record ahead, before the change is
-// made durable, so a log that cannot take the record stops the change.
+// change (a create, or an import with parameters issued before): it fails
+// with EIO, returns nothing, and changes nothing. The daemon writes a
+// state change's audit record ahead, before the change is made durable,
+// so a log that cannot take the record stops the change.
 func TestAuditUnwritableFirstStateChange(t *testing.T) {
-	ctx := context.Background()
-	d := daemontest.Start(t, daemontest.Options{})
-	c, err := client.Dial(ctx, d.Socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := c.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
-	setUp(t, c)
-	breakAuditLog(t, d, c)
-	before := snapshot(t, d.State)
-	_, err = c.Create(ctx, keyNew, client.CreateOptions{Algorithm: client.Ed25519})
-	if !errors.Is(err, client.ErrIO) || !strings.Contains(err.Error(), auditRefused) {
-		t.Fatalf("create as the first request with the log unwritable: %v, want EIO %q", err, auditRefused)
-	}
-	after := snapshot(t, d.State)
-	d.Kill()
+	for _, tc := range []struct {
+		name, key string
+		call      func(ctx context.Context, c *client.Client, fx fixture) error
+	}{
+		{"create", keyNew, func(ctx context.Context, c *client.Client, _ fixture) error {
+			_, err := c.Create(ctx, keyNew, client.CreateOptions{Algorithm: client.Ed25519})
+			return err
+		}},
+		{"import", keyImpNew, func(ctx context.Context, c *client.Client, fx fixture) error {
+			_, err := c.Import(ctx, keyImpNew, fx.importToken, fx.importEnc, fx.importWrapped, client.Policy{})
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			d := daemontest.Start(t, daemontest.Options{})
+			c, err := client.Dial(ctx, d.Socket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := c.Close(); err != nil {
+					t.Error(err)
+				}
+			}()
+			fx := setUp(t, c)
+			breakAuditLog(t, d, c)
+			before := snapshot(t, d.State)
+			err = tc.call(ctx, c, fx)
+			if !errors.Is(err, client.ErrIO) || !strings.Contains(err.Error(), auditRefused) {
+				t.Fatalf("%s as the first request with the log unwritable: %v, want EIO %q", tc.name, err, auditRefused)
+			}
+			after := snapshot(t, d.State)
+			d.Kill()
 
-	d2 := daemontest.Start(t, daemontest.Options{State: d.State})
-	c2, err := client.Dial(ctx, d2.Socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := c2.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
-	page, err := c2.List(ctx, client.ListOptions{})
-	if err != nil || len(page.Unreadable) != 0 {
-		t.Fatalf("list after restart: unreadable %v, %v", page.Unreadable, err)
-	}
-	// The daemon writes a state change's audit record before making the
-	// change durable, so the refused create must not exist and nothing
-	// may have changed.
-	if _, err := c2.Get(ctx, keyNew); !errors.Is(err, client.ErrNotFound) {
-		t.Fatalf("get %s after restart: %v, want ENOENT (the refused create took effect)", keyNew, err)
-	}
-	sameFiles(t, "a refused create", before, after)
-	d2.Stop()
-	if _, err := audit.VerifyFile(auditLogOf(d2)); err != nil {
-		t.Errorf("audit log: %v", err)
+			d2 := daemontest.Start(t, daemontest.Options{State: d.State})
+			c2, err := client.Dial(ctx, d2.Socket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := c2.Close(); err != nil {
+					t.Error(err)
+				}
+			}()
+			page, err := c2.List(ctx, client.ListOptions{})
+			if err != nil || len(page.Unreadable) != 0 || len(page.Keys) != fixtureKeys {
+				t.Fatalf("list after restart: %d keys, unreadable %v, %v; want the %d of the fixture", len(page.Keys), page.Unreadable, err, fixtureKeys)
+			}
+			// The daemon writes a state change's audit record before
+			// making the change durable, so the refused change must not
+			// exist and nothing may have changed.
+			if _, err := c2.Get(ctx, tc.key); !errors.Is(err, client.ErrNotFound) {
+				t.Fatalf("get %s after restart: %v, want ENOENT (the refused %s took effect)", tc.key, err, tc.name)
+			}
+			sameFiles(t, "a refused "+tc.name, before, after)
+			d2.Stop()
+			if _, err := audit.VerifyFile(auditLogOf(d2)); err != nil {
+				t.Errorf("audit log: %v", err)
+			}
+		})
 	}
 }

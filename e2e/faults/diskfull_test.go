@@ -171,8 +171,8 @@ func TestDiskFull(t *testing.T) {
 			defer s.stop(t)
 			noTempFiles(t, state)
 			page, err := s.c.List(ctx, client.ListOptions{})
-			if err != nil || len(page.Unreadable) != 0 || len(page.Keys) != fixtureKeys+1 {
-				t.Fatalf("list after reopening: %d keys, unreadable %v, %v; want %d keys", len(page.Keys), page.Unreadable, err, fixtureKeys+1)
+			if err != nil || len(page.Unreadable) != 0 || len(page.Keys) != fixtureKeys+writtenKeys {
+				t.Fatalf("list after reopening: %d keys, unreadable %v, %v; want %d keys", len(page.Keys), page.Unreadable, err, fixtureKeys+writtenKeys)
 			}
 			if err := s.c.Verify(ctx, keySig, fx.sig.Version, fx.msg, fx.sig.Signature); err != nil {
 				t.Errorf("verify after reopening: %v", err)
@@ -290,8 +290,8 @@ func TestDiskFullRealDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	page, err := c2.List(ctx, client.ListOptions{})
-	if err != nil || len(page.Unreadable) != 0 || len(page.Keys) != fixtureKeys+1 {
-		t.Errorf("list after restart: %d keys, unreadable %v, %v; want %d keys", len(page.Keys), page.Unreadable, err, fixtureKeys+1)
+	if err != nil || len(page.Unreadable) != 0 || len(page.Keys) != fixtureKeys+writtenKeys {
+		t.Errorf("list after restart: %d keys, unreadable %v, %v; want %d keys", len(page.Keys), page.Unreadable, err, fixtureKeys+writtenKeys)
 	}
 	if err := c2.Close(); err != nil {
 		t.Error(err)

@@ -98,7 +98,17 @@ type fixture struct {
 	pt, aad []byte
 	sealed  client.Sealed
 	value   []byte
+	// hpke is a message sent to keyHPKE's version 1, of pt.
+	hpke client.HPKEMessage
+	// importToken, importEnc and importWrapped import importMaterial
+	// into keyImpNew, once: import parameters issued by setUp.
+	importToken              string
+	importEnc, importWrapped []byte
 }
+
+// importMaterial is the AES-256-GCM key material of the fixture's
+// imports.
+var importMaterial = bytes.Repeat([]byte{0x3c}, 32)
 
 // The keys of the fixture (names of the caller's own app).
 const (
@@ -108,12 +118,19 @@ const (
 	keyOld   = "p/old"   // ed25519 at version 2: version 1 can be revoked
 	keyGone  = "p/gone"  // ed25519, revoked: can be destroyed
 	keyMAC   = "p/mac"   // hmac-sha256, MACed with
+	keyHPKE  = "p/hpke"  // hpke-x25519-sha256-chacha20poly1305, a message sent to it
+	keyImp   = "p/imp"   // aes-256-gcm, imported: a new version may be imported
 	keyNew   = "p/new"   // not created
+	// keyImpNew is not created: setUp's import parameters are for it.
+	keyImpNew = "p/impnew"
 )
 
-// fixtureKeys is the number of keys setUp creates (keyNew, created by the
-// writes, makes one more).
-const fixtureKeys = 6
+// fixtureKeys is the number of keys setUp creates; writtenKeys the keys
+// the writes create (keyNew and keyImpNew).
+const (
+	fixtureKeys = 8
+	writtenKeys = 2
+)
 
 // setUp creates the fixture through c.
 func setUp(t *testing.T, c *client.Client) fixture {
@@ -122,10 +139,14 @@ func setUp(t *testing.T, c *client.Client) fixture {
 	for _, k := range []struct {
 		name string
 		alg  client.Algorithm
-	}{{keySig, client.Ed25519}, {keyBox, client.XChaCha20Poly1305}, {keyFresh, client.XChaCha20Poly1305}, {keyOld, client.Ed25519}, {keyGone, client.Ed25519}, {keyMAC, client.HMACSHA256}} {
+	}{{keySig, client.Ed25519}, {keyBox, client.XChaCha20Poly1305}, {keyFresh, client.XChaCha20Poly1305}, {keyOld, client.Ed25519}, {keyGone, client.Ed25519},
+		{keyMAC, client.HMACSHA256}, {keyHPKE, client.HPKEX25519}} {
 		if _, err := c.Create(ctx, k.name, client.CreateOptions{Algorithm: k.alg}); err != nil {
 			t.Fatalf("create %s: %v", k.name, err)
 		}
+	}
+	if _, err := c.ImportKey(ctx, keyImp, client.AES256GCM, importMaterial); err != nil {
+		t.Fatalf("import %s: %v", keyImp, err)
 	}
 	if _, err := c.Rotate(ctx, keyOld); err != nil {
 		t.Fatal(err)
@@ -148,6 +169,22 @@ func setUp(t *testing.T, c *client.Client) fixture {
 		if err := c.PutValue(ctx, name, fx.value); err != nil {
 			t.Fatal(err)
 		}
+	}
+	pub, err := c.PublicKey(ctx, keyHPKE, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.hpke = client.HPKEMessage{Info: []byte("an info"), AAD: fx.aad}
+	if fx.hpke.Enc, fx.hpke.Ciphertext, err = client.HPKESeal(pub, fx.hpke.Info, fx.hpke.AAD, fx.pt); err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.GetImportParameters(ctx, keyImpNew, client.AES256GCM, client.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.importToken = p.Token
+	if fx.importEnc, fx.importWrapped, err = client.WrapForImport(p, importMaterial); err != nil {
+		t.Fatal(err)
 	}
 	return fx
 }
@@ -187,6 +224,22 @@ func writes(deletes bool) []request {
 				return err
 			}
 			return res[0].Err
+		}},
+		{"data-key reservation", func(ctx context.Context, c *client.Client) error {
+			_, err := c.GenerateDataKey(ctx, keyFresh, client.DataKeySpec{}, nil)
+			return err
+		}},
+		{"import a new key", func(ctx context.Context, c *client.Client) error {
+			_, err := c.ImportKey(ctx, keyImpNew, client.AES256GCM, importMaterial)
+			return err
+		}},
+		{"import a new version", func(ctx context.Context, c *client.Client) error {
+			_, err := c.ImportKey(ctx, keyImp, client.AES256GCM, importMaterial)
+			return err
+		}},
+		{"rotate to generated", func(ctx context.Context, c *client.Client) error {
+			_, err := c.RotateWith(ctx, keyImp, client.RotateOptions{Generate: true})
+			return err
 		}},
 		{"put new value", func(ctx context.Context, c *client.Client) error { return c.PutValue(ctx, "v3", []byte("x")) }},
 		{"replace value", func(ctx context.Context, c *client.Client) error { return c.PutValue(ctx, "v1", []byte("x")) }},
@@ -294,5 +347,30 @@ func readsWork(t *testing.T, c *client.Client, fx fixture) {
 	check("sign with a named version", err)
 	if err == nil && s2.Version != fx.sig.Version {
 		t.Errorf("sign with version %d: signed with %d", fx.sig.Version, s2.Version)
+	}
+	d, err := c.Decrypt(ctx, keyHPKE, 1, fx.hpke)
+	check("hpke decrypt", err)
+	if err == nil && !bytes.Equal(d.Plaintext, fx.pt) {
+		t.Errorf("hpke decrypt: plaintext %q, want %q", d.Plaintext, fx.pt)
+	}
+	dk, err := c.GenerateDataKey(ctx, keyBox, client.DataKeySpec{}, fx.aad) // within the reserved budget: no write
+	check("data key (budget reserved)", err)
+	if err == nil {
+		u, err := c.Unseal(ctx, keyBox, dk.Sealed, fx.aad)
+		check("unseal of a data key", err)
+		if err == nil && !bytes.Equal(u.Plaintext, dk.Plaintext) {
+			t.Error("unseal of a data key: not the data key")
+		}
+	}
+	_, err = c.GenerateDataKeyWithoutPlaintext(ctx, keyBox, client.DataKeySpec{}, nil)
+	check("data key without plaintext (budget reserved)", err)
+	// Import parameters live in memory: no write.
+	_, err = c.GetImportParameters(ctx, keyImp, client.AES256GCM, client.ImportOptions{})
+	check("import parameters", err)
+	if info, err := c.Get(ctx, keyImp); err != nil || info.CurrentVersion != 1 || info.Origin != client.OriginImported {
+		t.Errorf("get %s: %+v, %v; want version 1, imported", keyImp, info, err)
+	}
+	if _, err := c.Get(ctx, keyImpNew); !errors.Is(err, client.ErrNotFound) {
+		t.Errorf("get %s: %v, want ErrNotFound (the refused import made it)", keyImpNew, err)
 	}
 }

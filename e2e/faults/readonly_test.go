@@ -117,8 +117,8 @@ func TestReadOnlyStateDir(t *testing.T) {
 	}()
 	noTempFiles(t, state)
 	page, err := c2.List(ctx, client.ListOptions{})
-	if err != nil || len(page.Unreadable) != 0 || len(page.Keys) != fixtureKeys+1 {
-		t.Fatalf("list after restart: %d keys, unreadable %v, %v; want %d keys", len(page.Keys), page.Unreadable, err, fixtureKeys+1)
+	if err != nil || len(page.Unreadable) != 0 || len(page.Keys) != fixtureKeys+writtenKeys {
+		t.Fatalf("list after restart: %d keys, unreadable %v, %v; want %d keys", len(page.Keys), page.Unreadable, err, fixtureKeys+writtenKeys)
 	}
 	if err := c2.Verify(ctx, keySig, fx.sig.Version, fx.msg, fx.sig.Signature); err != nil {
 		t.Errorf("verify after restart: %v", err)
