@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/hpke"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
@@ -76,13 +77,21 @@ type env struct {
 	// version 1); sigEC is a signature of msg by sig/ec (ECDSA P-256) and
 	// digest msg's SHA-256, the digest sig/ec signs.
 	tag, tag2, sigEC, digest []byte
-	reqs                     []request
+	// hpkeEnc and hpkeCT are an HPKE message of plaintext to dec/k
+	// (hpke-x25519, version 1) with info hpkeInfo and aad; hpkeCT2 one
+	// to dec/old (revoked).
+	hpkeEnc, hpkeCT, hpkeEnc2, hpkeCT2 []byte
+	// imports are import parameters issued at setup, by key name: each
+	// is spent by the import-input class.
+	imports map[string]*keystorev1.GetImportParametersResponse
+	reqs    []request
 }
 
 var (
 	msg       = []byte("m")
 	plaintext = []byte("payload")
 	aad       = []byte("aad")
+	hpkeInfo  = []byte("info")
 )
 
 // add adds a request built from a message.
@@ -229,6 +238,7 @@ func setup(t *testing.T, conn *grpc.ClientConn) *env {
 		{"sig/k", "ed25519", ""}, {"sig/k2", "ed25519", ""}, {"sig/old", "ed25519", ""}, {"sig/ec", "ecdsa-p256-sha256", ""},
 		{"enc/k", "", ""}, {"enc/k2", "", ""}, {"enc/c", "chacha20-poly1305", ""}, {"enc/old", "", ""},
 		{"mac/k", "", "mac"}, {"mac/k2", "hmac-sha256", ""}, {"mac/old", "hmac-sha256", "mac"},
+		{"dec/k", "hpke-x25519-sha256-chacha20poly1305", ""}, {"dec/old", "", "asymmetric-decrypt"},
 	} {
 		call(keystorev1.Keys_Create_FullMethodName, &keystorev1.CreateKeyRequest{Key: k.name, Algorithm: k.alg, Use: k.use}, nil)
 	}
@@ -252,11 +262,63 @@ func setup(t *testing.T, conn *grpc.ClientConn) *env {
 	call(keystorev1.Keys_Seal_FullMethodName, &keystorev1.SealRequest{Key: "enc/k2", Plaintext: plaintext, Aad: aad}, &s2)
 	call(keystorev1.Keys_Seal_FullMethodName, &keystorev1.SealRequest{Key: "enc/c", Plaintext: plaintext, Aad: aad}, &sc)
 	e.sealed, e.sealed2, e.sealedC = s1.GetSealed(), s2.GetSealed(), sc.GetSealed()
-	for _, k := range []string{"sig/old", "enc/old", "mac/old"} {
+	var pub, pubOld keystorev1.PublicKeyResponse
+	call(keystorev1.Keys_PublicKey_FullMethodName, &keystorev1.PublicKeyRequest{Key: "dec/k"}, &pub)
+	call(keystorev1.Keys_PublicKey_FullMethodName, &keystorev1.PublicKeyRequest{Key: "dec/old"}, &pubOld)
+	e.hpkeEnc, e.hpkeCT = hpkeSeal(t, pub.GetKemId(), pub.GetKdfId(), pub.GetAeadId(), pub.GetPublicKey(), hpkeInfo, aad, plaintext)
+	e.hpkeEnc2, e.hpkeCT2 = hpkeSeal(t, pubOld.GetKemId(), pubOld.GetKdfId(), pubOld.GetAeadId(), pubOld.GetPublicKey(), hpkeInfo, aad, plaintext)
+	for _, k := range []string{"sig/old", "enc/old", "mac/old", "dec/old"} {
 		call(keystorev1.Keys_Revoke_FullMethodName, &keystorev1.RevokeKeyRequest{Key: k}, nil)
 	}
+	// An imported key, and import parameters for the import-input class
+	// (tokens live in memory: the state directory does not change).
+	e.imports = map[string]*keystorev1.GetImportParametersResponse{}
+	for _, k := range []struct{ name, alg string }{{"imp/k", "aes-256-gcm"}, {"imp/a", "aes-256-gcm"}, {"imp/c", "aes-256-gcm"}, {"imp/d", "ed25519"}} {
+		var p keystorev1.GetImportParametersResponse
+		call(keystorev1.Keys_GetImportParameters_FullMethodName, &keystorev1.GetImportParametersRequest{Key: k.name, Algorithm: k.alg, WrappingAlgorithm: "hpke-x25519-sha256-chacha20poly1305"}, &p)
+		e.imports[k.name] = &p
+	}
+	enc, wrapped := wrapTo(t, e.imports["imp/k"], bytes.Repeat([]byte{0x11}, 32))
+	call(keystorev1.Keys_Import_FullMethodName, &keystorev1.ImportKeyRequest{Key: "imp/k", Token: e.imports["imp/k"].GetToken(), Enc: enc, Wrapped: wrapped}, nil)
 	call(keystorev1.Store_Put_FullMethodName, &keystorev1.PutValueRequest{Name: "v", Value: []byte("value")}, nil)
 	return e
+}
+
+// hpkeSeal seals pt to the raw public key of the suite with Go's
+// crypto/hpke (base mode).
+func hpkeSeal(t *testing.T, kemID, kdfID, aeadID uint32, pub, info, aad, pt []byte) (enc, ct []byte) {
+	t.Helper()
+	kem, err := hpke.NewKEM(uint16(kemID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kdf, err := hpke.NewKDF(uint16(kdfID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	aead, err := hpke.NewAEAD(uint16(aeadID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := kem.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, s, err := hpke.NewSender(pk, kdf, aead, info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err = s.Seal(aad, pt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return enc, ct
+}
+
+// wrapTo wraps key material to import parameters p (their info, no aad).
+func wrapTo(t *testing.T, p *keystorev1.GetImportParametersResponse, material []byte) (enc, wrapped []byte) {
+	t.Helper()
+	return hpkeSeal(t, p.GetKemId(), p.GetKdfId(), p.GetAeadId(), p.GetPublicKey(), p.GetInfo(), nil, material)
 }
 
 // runner runs the classes and keeps the tally.

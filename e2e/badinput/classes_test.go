@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -44,6 +45,11 @@ const (
 	mVerifyMacBatch = keystorev1.Keys_VerifyMacBatch_FullMethodName
 	mSweep          = keystorev1.Keys_Sweep_FullMethodName
 	mGetUsage       = keystorev1.Keys_GetUsage_FullMethodName
+	mDataKey        = keystorev1.Keys_GenerateDataKey_FullMethodName
+	mDataKeyNoPT    = keystorev1.Keys_GenerateDataKeyWithoutPlaintext_FullMethodName
+	mDecrypt        = keystorev1.Keys_Decrypt_FullMethodName
+	mImportParams   = keystorev1.Keys_GetImportParameters_FullMethodName
+	mImport         = keystorev1.Keys_Import_FullMethodName
 	mPut            = keystorev1.Store_Put_FullMethodName
 	mGetValue       = keystorev1.Store_Get_FullMethodName
 	mDelete         = keystorev1.Store_Delete_FullMethodName
@@ -59,6 +65,7 @@ var allMethods = []string{
 	mCreate, mGet, mList, mRotate, mRevoke, mRevokeVersion, mDestroy, mSetPolicy, mPublicKey, mSign, mVerify,
 	mSeal, mUnseal, mRewrap, mSignBatch, mSealBatch, mUnsealBatch, mMac, mVerifyMac, mMacBatch, mVerifyMacBatch,
 	mSweep, mGetUsage,
+	mDataKey, mDataKeyNoPT, mDecrypt, mImportParams, mImport,
 	mPut, mGetValue, mDelete, mListValues, mListAnchors, mVerifyAnchor,
 	mKEKStatus, mRotateKEK,
 }
@@ -96,8 +103,16 @@ func (e *env) keyRequests(k string, withChanges bool) map[string]proto.Message {
 		mMacBatch:    &keystorev1.MacBatchRequest{Items: []*keystorev1.MacRequest{{Key: k, Message: msg}}},
 		mVerifyMacBatch: &keystorev1.VerifyMacBatchRequest{Items: []*keystorev1.VerifyMacRequest{
 			{Key: k, Version: 1, Message: msg, Tag: e.tag}}},
+		mDataKey:     &keystorev1.GenerateDataKeyRequest{Key: k, Aad: aad},
+		mDataKeyNoPT: &keystorev1.GenerateDataKeyRequest{Key: k, Spec: "aes-128-gcm"},
+		mDecrypt:     &keystorev1.DecryptRequest{Key: k, Version: 1, Enc: e.hpkeEnc, Ciphertext: e.hpkeCT, Info: hpkeInfo, Aad: aad},
 	}
+	// Import parameters for a key that does not exist are granted (Import
+	// creates it), and an import of a valid token changes the state: both
+	// go with the state changes.
 	if withChanges {
+		m[mImportParams] = &keystorev1.GetImportParametersRequest{Key: k, Algorithm: "aes-256-gcm"}
+		m[mImport] = &keystorev1.ImportKeyRequest{Key: k, Token: "kit1." + strings.Repeat("A", 22), Enc: make([]byte, 32), Wrapped: make([]byte, 48)}
 		m[mCreate] = &keystorev1.CreateKeyRequest{Key: k, Algorithm: "ed25519"}
 		m[mRotate] = &keystorev1.RotateKeyRequest{Key: k}
 		m[mRevoke] = &keystorev1.RevokeKeyRequest{Key: k}
@@ -183,6 +198,11 @@ func (e *env) stringRequests(s string) map[string][]proto.Message {
 		&keystorev1.CreateKeyRequest{Key: "new/k", Use: s})
 	m[mSign] = append(m[mSign], &keystorev1.SignRequest{Key: "sig/ec", Digest: e.digest, DigestHash: s})
 	m[mVerify] = append(m[mVerify], &keystorev1.VerifyRequest{Key: "sig/ec", Version: 1, Digest: e.digest, DigestHash: s, Signature: e.sigEC})
+	m[mDataKey] = append(m[mDataKey], &keystorev1.GenerateDataKeyRequest{Key: "enc/k", Spec: s})
+	m[mDataKeyNoPT] = append(m[mDataKeyNoPT], &keystorev1.GenerateDataKeyRequest{Key: "enc/k", Spec: s})
+	m[mImportParams] = append(m[mImportParams], &keystorev1.GetImportParametersRequest{Key: "imp/new", Algorithm: s},
+		&keystorev1.GetImportParametersRequest{Key: "imp/new", Algorithm: "aes-256-gcm", WrappingAlgorithm: s})
+	m[mImport] = append(m[mImport], &keystorev1.ImportKeyRequest{Key: "imp/new", Token: s})
 	m[mList] = []proto.Message{&keystorev1.ListKeysRequest{App: s}, &keystorev1.ListKeysRequest{PageToken: s}}
 	m[mGetUsage] = []proto.Message{&keystorev1.GetUsageRequest{App: s}}
 	m[mSweep] = []proto.Message{&keystorev1.SweepKeysRequest{PageToken: s}}
@@ -755,11 +775,199 @@ var classes = []class{
 		e.reqs = append(e.reqs, request{note: "gzip bomb", want: outcome{code: provider.ENOTSUP, transport: true},
 			call: probe.Call{Method: mSign, Request: bomb, Compressor: gzip.Name}})
 	}},
+	{name: "datakey-input", build: func(e *env) {
+		// The spec is a known cipher name or empty (aes-256-gcm); the
+		// number of bytes 16 .. 64 or 0; not both; AAD as for Seal; a
+		// decrypt key only.
+		for _, m := range []string{mDataKey, mDataKeyNoPT} {
+			plain := m == mDataKey
+			for spec, n := range map[string]int{"": 32, "aes-256-gcm": 32, "aes-128-gcm": 16, "chacha20-poly1305": 32, "xchacha20-poly1305": 32} {
+				e.add("spec "+spec, m, &keystorev1.GenerateDataKeyRequest{Key: "enc/k", Spec: spec}, dataKey(n, plain))
+			}
+			for _, spec := range []string{"aes-512-gcm", "AES-256-GCM", "aes-256-gcm ", "aes256gcm", "aes-256-gcm\x00", "ed25519", strings.Repeat("s", 10<<10)} {
+				e.add("spec", m, &keystorev1.GenerateDataKeyRequest{Key: "enc/k", Spec: spec}, fails(provider.EINVAL))
+			}
+			for _, n := range []uint32{16, 17, 48, 64} {
+				e.add("bytes", m, &keystorev1.GenerateDataKeyRequest{Key: "enc/k", NumberOfBytes: n}, dataKey(int(n), plain))
+			}
+			for _, n := range []uint32{1, 15, 65, 1 << 31, math.MaxUint32} {
+				e.add("bytes", m, &keystorev1.GenerateDataKeyRequest{Key: "enc/k", NumberOfBytes: n}, fails(provider.EINVAL))
+			}
+			e.add("spec and bytes", m, &keystorev1.GenerateDataKeyRequest{Key: "enc/k", Spec: "aes-256-gcm", NumberOfBytes: 32}, fails(provider.EINVAL))
+			e.add("aad", m, &keystorev1.GenerateDataKeyRequest{Key: "enc/k", Aad: make([]byte, provider.MaxAAD)}, dataKey(32, plain))
+			for _, n := range []int{provider.MaxAAD + 1, 1 << 20} {
+				e.add("aad", m, &keystorev1.GenerateDataKeyRequest{Key: "enc/k", Aad: make([]byte, n)}, fails(provider.EMSGSIZE))
+			}
+			e.add("chacha20-poly1305 key", m, &keystorev1.GenerateDataKeyRequest{Key: "enc/c"}, dataKey(32, plain))
+			for _, k := range []string{"sig/k", "mac/k", "dec/k"} {
+				e.add("key of another use", m, &keystorev1.GenerateDataKeyRequest{Key: k}, fails(provider.EPERM))
+			}
+			e.add("revoked", m, &keystorev1.GenerateDataKeyRequest{Key: "enc/old"}, fails(provider.EKEYREVOKED))
+			e.add("missing", m, &keystorev1.GenerateDataKeyRequest{Key: "nope/k"}, fails(provider.ENOENT))
+		}
+	}},
+	{name: "hpke-input", build: func(e *env) {
+		// Decrypt of dec/k (X25519: enc 32 bytes, tag 16): the bounds
+		// are EMSGSIZE, any other damage EBADMSG, a key of another use
+		// EPERM.
+		req := func(f func(r *keystorev1.DecryptRequest)) *keystorev1.DecryptRequest {
+			r := &keystorev1.DecryptRequest{Key: "dec/k", Version: 1, Enc: e.hpkeEnc, Ciphertext: e.hpkeCT, Info: hpkeInfo, Aad: aad}
+			f(r)
+			return r
+		}
+		e.add("control", mDecrypt, req(func(*keystorev1.DecryptRequest) {}), decrypted(plaintext))
+		e.add("primary", mDecrypt, req(func(r *keystorev1.DecryptRequest) { r.Version = 0 }), decrypted(plaintext))
+		flip := func(b []byte, i int) []byte { b = bytes.Clone(b); b[i] ^= 1; return b }
+		for note, r := range map[string]*keystorev1.DecryptRequest{
+			"no enc":              req(func(r *keystorev1.DecryptRequest) { r.Enc = nil }),
+			"enc 31":              req(func(r *keystorev1.DecryptRequest) { r.Enc = r.Enc[:31] }),
+			"enc 33":              req(func(r *keystorev1.DecryptRequest) { r.Enc = append(bytes.Clone(r.Enc), 0) }),
+			"enc of the hybrid":   req(func(r *keystorev1.DecryptRequest) { r.Enc = e.hpkeEnc2 }),
+			"enc at the bound":    req(func(r *keystorev1.DecryptRequest) { r.Enc = make([]byte, provider.MaxHPKEEnc) }),
+			"enc flipped":         req(func(r *keystorev1.DecryptRequest) { r.Enc = flip(r.Enc, 5) }),
+			"no ciphertext":       req(func(r *keystorev1.DecryptRequest) { r.Ciphertext = nil }),
+			"ciphertext 15":       req(func(r *keystorev1.DecryptRequest) { r.Ciphertext = r.Ciphertext[:15] }),
+			"ciphertext cut":      req(func(r *keystorev1.DecryptRequest) { r.Ciphertext = r.Ciphertext[:len(r.Ciphertext)-1] }),
+			"ciphertext flipped":  req(func(r *keystorev1.DecryptRequest) { r.Ciphertext = flip(r.Ciphertext, 0) }),
+			"ciphertext at bound": req(func(r *keystorev1.DecryptRequest) { r.Ciphertext = make([]byte, provider.MaxHPKECiphertext) }),
+			"other info":          req(func(r *keystorev1.DecryptRequest) { r.Info = []byte("infp") }),
+			"no info":             req(func(r *keystorev1.DecryptRequest) { r.Info = nil }),
+			"info at the bound":   req(func(r *keystorev1.DecryptRequest) { r.Info = make([]byte, provider.MaxHPKEInfo) }),
+			"other aad":           req(func(r *keystorev1.DecryptRequest) { r.Aad = []byte("aae") }),
+			"aad at the bound":    req(func(r *keystorev1.DecryptRequest) { r.Aad = make([]byte, provider.MaxAAD) }),
+			"dec/old's message":   req(func(r *keystorev1.DecryptRequest) { r.Enc, r.Ciphertext = e.hpkeEnc2, e.hpkeCT2 }),
+		} {
+			e.add(note, mDecrypt, r, fails(provider.EBADMSG))
+		}
+		for note, r := range map[string]*keystorev1.DecryptRequest{
+			"enc over":        req(func(r *keystorev1.DecryptRequest) { r.Enc = make([]byte, provider.MaxHPKEEnc+1) }),
+			"ciphertext over": req(func(r *keystorev1.DecryptRequest) { r.Ciphertext = make([]byte, provider.MaxHPKECiphertext+1) }),
+			"ciphertext 4MiB": req(func(r *keystorev1.DecryptRequest) { r.Ciphertext = make([]byte, 4<<20) }),
+			"info over":       req(func(r *keystorev1.DecryptRequest) { r.Info = make([]byte, provider.MaxHPKEInfo+1) }),
+			"aad over":        req(func(r *keystorev1.DecryptRequest) { r.Aad = make([]byte, provider.MaxAAD+1) }),
+		} {
+			e.add(note, mDecrypt, r, fails(provider.EMSGSIZE))
+		}
+		for _, k := range []string{"enc/k", "sig/k", "mac/k"} {
+			e.add("key of another use", mDecrypt, req(func(r *keystorev1.DecryptRequest) { r.Key = k }), fails(provider.EPERM))
+		}
+		e.add("revoked", mDecrypt, req(func(r *keystorev1.DecryptRequest) { r.Key, r.Enc, r.Ciphertext = "dec/old", e.hpkeEnc2, e.hpkeCT2 }), fails(provider.EKEYREVOKED))
+		e.add("missing", mDecrypt, req(func(r *keystorev1.DecryptRequest) { r.Key = "nope/k" }), fails(provider.ENOENT))
+		e.add("version 2", mDecrypt, req(func(r *keystorev1.DecryptRequest) { r.Version = 2 }), fails(provider.ENOENT))
+		for _, v := range []uint64{math.MaxUint64, 1 << 32, 1 << 63} {
+			e.raw("version", mDecrypt, e.wireInt64(req(func(r *keystorev1.DecryptRequest) { r.Version = 0 }), 2, v), fails(provider.EINVAL))
+		}
+	}},
+	{name: "import-parameters-input", build: func(e *env) {
+		p := func(key, alg, wrapping string, ttl int64) *keystorev1.GetImportParametersRequest {
+			return &keystorev1.GetImportParametersRequest{Key: key, Algorithm: alg, WrappingAlgorithm: wrapping, TtlSeconds: ttl}
+		}
+		// Granted (each leaves a token, which the daemon keeps in
+		// memory only: at most 16 per app, so few).
+		e.add("new key", mImportParams, p("imp/new", "aes-256-gcm", "", 60), importParams("hpke-mlkem768x25519-sha256-aes256gcm"))
+		e.add("imported key", mImportParams, p("imp/k", "aes-256-gcm", "hpke-p256-sha256-aes128gcm", 86400), importParams("hpke-p256-sha256-aes128gcm"))
+		e.add("no algorithm", mImportParams, p("imp/new", "", "", 0), fails(provider.EINVAL))
+		for _, a := range []string{"aes-512-gcm", "AES-256-GCM", "aes-256-gcm ", strings.Repeat("a", 10<<10), "ed448", "ml-dsa-65", "hpke-mlkem768x25519-sha256-aes256gcm"} {
+			e.add("algorithm "+a, mImportParams, p("imp/new", a, "", 0), fails(provider.ENOTSUP))
+		}
+		for _, w := range []string{"aes-256-gcm", "ed25519", "hmac-sha256"} {
+			e.add("wrapping "+w, mImportParams, p("imp/new", "aes-256-gcm", w, 0), fails(provider.EINVAL))
+		}
+		e.add("wrapping unknown", mImportParams, p("imp/new", "aes-256-gcm", "hpke-x448-sha512-aes256gcm", 0), fails(provider.ENOTSUP))
+		for _, ttl := range []int64{-1, 1, 59, 86401, math.MaxInt64, math.MinInt64} {
+			e.add("ttl", mImportParams, p("imp/new", "aes-256-gcm", "", ttl), fails(provider.EINVAL))
+		}
+		e.add("generated key", mImportParams, p("sig/k", "ed25519", "", 0), fails(provider.EPERM))
+		e.add("generated key", mImportParams, p("enc/c", "chacha20-poly1305", "", 0), fails(provider.EPERM))
+		e.add("another algorithm", mImportParams, p("imp/k", "chacha20-poly1305", "", 0), fails(provider.EINVAL))
+		e.add("revoked", mImportParams, p("enc/old", "xchacha20-poly1305", "", 0), fails(provider.EKEYREVOKED))
+	}},
+	{name: "import-input", build: func(e *env) {
+		// Tokens malformed, unknown, of another key, spent; wrapped
+		// material that does not open or is not the token's algorithm.
+		// Nothing is created.
+		unknown := "kit1." + strings.Repeat("B", 22)
+		imp := func(key, token string, enc, wrapped []byte) *keystorev1.ImportKeyRequest {
+			return &keystorev1.ImportKeyRequest{Key: key, Token: token, Enc: enc, Wrapped: wrapped}
+		}
+		enc32, w48 := make([]byte, 32), make([]byte, 48)
+		for _, tok := range []string{"", "kit1.", "kit1." + strings.Repeat("A", 21), "kit1." + strings.Repeat("A", 23), "kit2." + strings.Repeat("A", 22),
+			"KIT1." + strings.Repeat("A", 22), strings.Repeat("k", 10<<10)} {
+			e.add("token", mImport, imp("imp/a", tok, enc32, w48), fails(provider.EINVAL))
+		}
+		e.add("unknown token", mImport, imp("imp/a", unknown, enc32, w48), fails(provider.ENOENT))
+		e.add("enc over", mImport, imp("imp/a", unknown, make([]byte, provider.MaxHPKEEnc+1), w48), fails(provider.EMSGSIZE))
+		e.add("wrapped over", mImport, imp("imp/a", unknown, enc32, make([]byte, provider.MaxImportWrapped+1)), fails(provider.EMSGSIZE))
+		e.add("wrapped 4 MiB", mImport, imp("imp/a", unknown, enc32, make([]byte, 4<<20)), fails(provider.EMSGSIZE))
+		rot := imp("imp/a", unknown, enc32, w48)
+		rot.Policy = &keystorev1.KeyPolicy{RotationPeriodSeconds: 3600}
+		e.add("rotation period", mImport, rot, fails(provider.EPERM))
+
+		a, c, d := e.imports["imp/a"], e.imports["imp/c"], e.imports["imp/d"]
+		encA, wrappedA := wrapTo(e.t, a, bytes.Repeat([]byte{0x22}, 32))
+		e.add("another key's token", mImport, imp("imp/b", a.GetToken(), encA, wrappedA), fails(provider.EINVAL))
+		e.add("another key's token", mImport, imp("sig/k", a.GetToken(), encA, wrappedA), fails(provider.EINVAL))
+		bad := bytes.Clone(wrappedA)
+		bad[0] ^= 1
+		e.add("wrapped flipped", mImport, imp("imp/a", a.GetToken(), encA, bad), fails(provider.EBADMSG))
+		e.add("spent token", mImport, imp("imp/a", a.GetToken(), encA, wrappedA), fails(provider.EALREADY))
+		encC, wrappedC := wrapTo(e.t, c, bytes.Repeat([]byte{0x33}, 16))
+		e.add("16 bytes for aes-256-gcm", mImport, imp("imp/c", c.GetToken(), encC, wrappedC), fails(provider.EINVAL))
+		encD, wrappedD := wrapTo(e.t, d, bytes.Repeat([]byte{0x44}, 32))
+		e.add("raw bytes for ed25519", mImport, imp("imp/d", d.GetToken(), encD, wrappedD), fails(provider.EINVAL))
+	}},
 	{name: "unknown-method", build: func(e *env) {
 		for _, m := range []string{"/keystore.v1.Keys/Nope", "/keystore.v1.Nope/Get", "/keystore.v2.Keys/Sign", "/grpc.health.v1.Health/Nope", "/keystore.v1.Keys/sign"} {
 			e.raw("unknown method", m, nil, fails(provider.ENOTSUP))
 		}
 	}},
+}
+
+// dataKey is the outcome of a granted GenerateDataKey(WithoutPlaintext):
+// an n-byte data key (none without plaintext) and its sealed form.
+func dataKey(n int, withPlaintext bool) outcome {
+	return checked(func(b []byte) error {
+		var r keystorev1.GenerateDataKeyResponse
+		if err := proto.Unmarshal(b, &r); err != nil {
+			return err
+		}
+		if !withPlaintext {
+			n = 0
+		}
+		if len(r.GetPlaintext()) != n || len(r.GetSealed()) == 0 || r.GetVersion() != 1 {
+			return fmt.Errorf("a data key of %d bytes, %d sealed, version %d; want %d bytes", len(r.GetPlaintext()), len(r.GetSealed()), r.GetVersion(), n)
+		}
+		return nil
+	})
+}
+
+// decrypted is the outcome of a Decrypt that gives want.
+func decrypted(want []byte) outcome {
+	return checked(func(b []byte) error {
+		var r keystorev1.DecryptResponse
+		if err := proto.Unmarshal(b, &r); err != nil {
+			return err
+		}
+		if !bytes.Equal(r.GetPlaintext(), want) || r.GetVersion() != 1 {
+			return fmt.Errorf("decrypted %q, version %d; want %q of version 1", r.GetPlaintext(), r.GetVersion(), want)
+		}
+		return nil
+	})
+}
+
+// importParams is the outcome of granted import parameters wrapped with
+// the suite wrapping.
+func importParams(wrapping string) outcome {
+	return checked(func(b []byte) error {
+		var r keystorev1.GetImportParametersResponse
+		if err := proto.Unmarshal(b, &r); err != nil {
+			return err
+		}
+		if r.GetWrappingAlgorithm() != wrapping || !strings.HasPrefix(r.GetToken(), "kit1.") || len(r.GetPublicKey()) == 0 || len(r.GetInfo()) == 0 {
+			return fmt.Errorf("import parameters %v, want a token and a %s wrapping key", &r, wrapping)
+		}
+		return nil
+	})
 }
 
 func signItems(n int, k string) []*keystorev1.SignRequest {
