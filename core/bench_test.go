@@ -425,3 +425,24 @@ func BenchmarkRatiosEnvelope(b *testing.B) {
 	interleave(b, pairs)
 	report(b, pairs)
 }
+
+func BenchmarkGenerateDataKey(b *testing.B) {
+	ks, id := benchKeystore(b, provider.AES256GCM)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ks.GenerateDataKey(ctx, appBench, id, core.DataKeySpec{}, msg64); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkSeal32(b *testing.B) {
+	ks, id := benchKeystore(b, provider.AES256GCM)
+	b.ReportAllocs()
+	pt := make([]byte, 32)
+	for b.Loop() {
+		if _, err := ks.Seal(ctx, appBench, id, pt, msg64); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

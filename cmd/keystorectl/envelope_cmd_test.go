@@ -19,16 +19,6 @@ import (
 	"github.com/nexus-os/keystored/client/clienttest"
 )
 
-// pending skips t, saying why, when keystorectl failed on one of issue
-// 12's placeholders (clienttest.SkipIfPending) in a tree where the
-// server or provider side has not landed.
-func pending(t *testing.T, r result) {
-	t.Helper()
-	if r.code != 0 {
-		clienttest.SkipIfPending(t, errors.New(r.stderr))
-	}
-}
-
 // ctlReader runs keystorectl with stdin read from in.
 func ctlReader(t *testing.T, sock string, in io.Reader, args ...string) result {
 	t.Helper()
@@ -78,7 +68,6 @@ func TestDatakeyCommand(t *testing.T) {
 	s := startDaemon(t, clienttest.Options{App: "web"}).Socket
 	ok(t, s, nil, "create", "db/files")
 	r := ctl(t, s, nil, "datakey", "db/files", "--aad", "invoice-7")
-	pending(t, r)
 	if r.code != 0 {
 		t.Fatalf("datakey: exit %d: %s", r.code, r.stderr)
 	}
@@ -135,7 +124,6 @@ func TestEncryptDecryptCommands(t *testing.T) {
 	}
 	enc := filepath.Join(dir, "dump.sql.ksenv")
 	r := ctl(t, s, nil, "encrypt", "backups/db", "--in", in, "--out", enc, "--aad", "host-1")
-	pending(t, r)
 	if r.code != 0 {
 		t.Fatalf("encrypt: exit %d: %s", r.code, r.stderr)
 	}
@@ -245,7 +233,6 @@ func TestStreamTerminal(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := ctl(t, s, nil, "encrypt", "backups/db", "--in", in, "--out", enc)
-	pending(t, r)
 	if r.code != 0 || strings.Contains(r.stderr, "\r") || strings.Contains(r.stderr, "encrypting") {
 		t.Fatalf("encrypt with stderr on a pipe: exit %d, stderr %q: want no progress", r.code, r.stderr)
 	}
@@ -338,7 +325,6 @@ func TestEncryptLargeFileBoundedMemory(t *testing.T) {
 		r := run()
 		elapsed := time.Since(start)
 		runtime.ReadMemStats(&after)
-		pending(t, r)
 		if r.code != 0 {
 			t.Fatalf("%s: exit %d: %s", name, r.code, r.stderr)
 		}

@@ -33,7 +33,6 @@ type hpkeKeyJSON struct {
 func TestHPKECommands(t *testing.T) {
 	s := startDaemon(t, clienttest.Options{App: "web"}).Socket
 	r := ctl(t, s, nil, "create", "inbox/default", "--use", "asymmetric-decrypt")
-	pending(t, r)
 	if r.code != 0 || !strings.Contains(string(r.stdout), "hpke-mlkem768x25519-sha256-aes256gcm") {
 		t.Fatalf("create --use asymmetric-decrypt: exit %d, %q %s; want the hybrid by default", r.code, r.stdout, r.stderr)
 	}
