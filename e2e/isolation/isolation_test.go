@@ -2,6 +2,7 @@ package isolation
 
 import (
 	"bytes"
+	"crypto/hpke"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
 
 	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
 	"github.com/nexus-os/keystored/audit"
@@ -38,18 +41,22 @@ func onlyValue(i int) string { return "only-" + strconv.Itoa(i) }
 func secretOf(i int) []byte  { return []byte("the shared value of " + appName(i)) }
 
 // keyNames are the keys of every app the matrix targets: an active sign
-// key, an active decrypt key, an active MAC key, a revoked key, a
-// destroyed key and a key that never exists.
-var keyNames = []string{"sig/k", "enc/k", "mac/k", "old/k", "gone/k", "none/k"}
+// key, an active decrypt key, an active MAC key, an active HPKE
+// (asymmetric-decrypt) key, an imported key, a revoked key, a destroyed
+// key and a key that never exists.
+var keyNames = []string{"sig/k", "enc/k", "mac/k", "dec/k", "imp/k", "old/k", "gone/k", "none/k"}
 
 // fixture is what the daemon and the apps' setup produced.
 type fixture struct {
-	t      *testing.T
-	d      *daemontest.Daemon
-	bin    string // the probe binary, executable by every uid
-	sigs   map[int][]byte
-	sealed map[int][]byte
-	tags   map[int][]byte
+	t   *testing.T
+	d   *daemontest.Daemon
+	bin string // the probe binary, executable by every uid
+	// mat is each app's material (by app number); ownerImport each app's
+	// import parameters for a new version of its imp/k, opImport the
+	// operator's for a new key opimp/k in each app.
+	mat         map[int]*material
+	ownerImport map[int]importCall
+	opImport    map[int]importCall
 }
 
 // TestIsolation: 8 apps as 8 real uids, an unmapped uid and the operator;
@@ -130,34 +137,53 @@ func start(t *testing.T) *fixture {
 	}
 	bin := filepath.Join(pub, "probe")
 	copyFile(t, exe, bin)
-	return &fixture{t: t, d: d, bin: bin, sigs: map[int][]byte{}, sealed: map[int][]byte{}, tags: map[int][]byte{}}
+	return &fixture{t: t, d: d, bin: bin, mat: map[int]*material{}, ownerImport: map[int]importCall{}, opImport: map[int]importCall{}}
 }
 
 // setup: every app, as its own uid, creates its keys (sig/k, enc/k, mac/k
-// by its use, a revoked old/k, a destroyed gone/k), signs, seals and MACs
-// once, and puts two values: "shared" (a name every app uses) and its own
-// "only-<i>".
+// by its use, an HPKE dec/k, a revoked old/k, a destroyed gone/k), signs,
+// seals and MACs once, puts two values: "shared" (a name every app uses)
+// and its own "only-<i>", and asks for three sets of import parameters
+// for imp/k. Then each app imports imp/k with the first, and the operator
+// asks for import parameters for opimp/k in every app.
 func (f *fixture) setup() {
 	t := f.t
 	jobs := map[uint32][]step{}
+	type at struct{ sig, seal, mac, pub int }
+	idx := map[int]at{}
+	imps := map[int][]int{}
 	for i := 1; i <= nApps; i++ {
 		s := &script{t: t}
 		s.add("setup", keystorev1.Keys_Create_FullMethodName, &keystorev1.CreateKeyRequest{Key: "sig/k", Algorithm: "ed25519"}, "ok")
 		s.add("setup", keystorev1.Keys_Create_FullMethodName, &keystorev1.CreateKeyRequest{Key: "enc/k"}, "ok")
 		s.add("setup", keystorev1.Keys_Create_FullMethodName, &keystorev1.CreateKeyRequest{Key: "mac/k", Use: "mac"}, "ok")
+		s.add("setup", keystorev1.Keys_Create_FullMethodName, &keystorev1.CreateKeyRequest{Key: "dec/k", Algorithm: "hpke-x25519-sha256-chacha20poly1305"}, "ok")
 		for _, k := range []string{"old/k", "gone/k"} {
 			s.add("setup", keystorev1.Keys_Create_FullMethodName, &keystorev1.CreateKeyRequest{Key: k, Algorithm: "ed25519"}, "ok")
 			s.add("setup", keystorev1.Keys_Revoke_FullMethodName, &keystorev1.RevokeKeyRequest{Key: k}, "ok")
 		}
 		s.add("setup", keystorev1.Keys_Destroy_FullMethodName, &keystorev1.DestroyKeyRequest{Key: "gone/k"}, "ok")
+		var x at
+		x.sig = len(s.steps)
 		s.add("setup", keystorev1.Keys_Sign_FullMethodName, &keystorev1.SignRequest{Key: "sig/k", Message: msg}, "ok")
+		x.seal = len(s.steps)
 		s.add("setup", keystorev1.Keys_Seal_FullMethodName, &keystorev1.SealRequest{Key: "enc/k", Plaintext: plaintext, Aad: aad}, "ok")
+		x.mac = len(s.steps)
 		s.add("setup", keystorev1.Keys_Mac_FullMethodName, &keystorev1.MacRequest{Key: "mac/k", Message: msg}, "ok")
+		x.pub = len(s.steps)
+		s.add("setup", keystorev1.Keys_PublicKey_FullMethodName, &keystorev1.PublicKeyRequest{Key: "dec/k", Version: 1}, "ok")
+		for range 3 {
+			imps[i] = append(imps[i], len(s.steps))
+			s.add("setup", keystorev1.Keys_GetImportParameters_FullMethodName, &keystorev1.GetImportParametersRequest{
+				Key: "imp/k", Algorithm: "aes-256-gcm", WrappingAlgorithm: "hpke-x25519-sha256-chacha20poly1305"}, "ok")
+		}
 		s.add("setup", keystorev1.Store_Put_FullMethodName, &keystorev1.PutValueRequest{Name: "shared", Value: secretOf(i)}, "ok")
 		s.add("setup", keystorev1.Store_Put_FullMethodName, &keystorev1.PutValueRequest{Name: onlyValue(i), Value: []byte("x")}, "ok")
 		jobs[appUID(i)] = s.steps
+		idx[i] = x
 	}
 	outs := f.runAll(jobs)
+	setupImport := map[int]importCall{}
 	for i := 1; i <= nApps; i++ {
 		uid := appUID(i)
 		f.checkResults(uid, jobs[uid], outs[uid].results)
@@ -165,21 +191,101 @@ func (f *fixture) setup() {
 		var sig keystorev1.SignResponse
 		var sealed keystorev1.SealResponse
 		var tag keystorev1.MacResponse
-		if err := res[len(res)-5].Decode(&sig); err != nil {
-			t.Fatal(err)
-		}
-		if err := res[len(res)-4].Decode(&sealed); err != nil {
-			t.Fatal(err)
-		}
-		if err := res[len(res)-3].Decode(&tag); err != nil {
-			t.Fatal(err)
+		var pub keystorev1.PublicKeyResponse
+		for _, d := range []struct {
+			at int
+			m  proto.Message
+		}{{idx[i].sig, &sig}, {idx[i].seal, &sealed}, {idx[i].mac, &tag}, {idx[i].pub, &pub}} {
+			if err := res[d.at].Decode(d.m); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if sig.GetKey() != appName(i)+"/sig/k" || len(sig.GetSignature()) != 64 || len(sealed.GetSealed()) == 0 ||
-			tag.GetKey() != appName(i)+"/mac/k" || len(tag.GetTag()) != 32 {
-			t.Fatalf("%s setup: sign %v, seal %d bytes, mac %v", appName(i), &sig, len(sealed.GetSealed()), &tag)
+			tag.GetKey() != appName(i)+"/mac/k" || len(tag.GetTag()) != 32 || pub.GetKey() != appName(i)+"/dec/k" || len(pub.GetPublicKey()) != 32 {
+			t.Fatalf("%s setup: sign %v, seal %d bytes, mac %v, public key %v", appName(i), &sig, len(sealed.GetSealed()), &tag, &pub)
 		}
-		f.sigs[i], f.sealed[i], f.tags[i] = sig.GetSignature(), sealed.GetSealed(), tag.GetTag()
+		m := &material{sig: sig.GetSignature(), sealed: sealed.GetSealed(), tag: tag.GetTag()}
+		m.enc, m.ct = hpkeSeal(t, pub.GetKemId(), pub.GetKdfId(), pub.GetAeadId(), pub.GetPublicKey(), hpkeInfo, aad, plaintext)
+		calls := make([]importCall, 3)
+		for n, at := range imps[i] {
+			var p keystorev1.GetImportParametersResponse
+			if err := res[at].Decode(&p); err != nil {
+				t.Fatal(err)
+			}
+			calls[n] = wrapFor(t, &p)
+		}
+		setupImport[i], m.imp, f.ownerImport[i] = calls[0], calls[1], calls[2]
+		f.mat[i] = m
 	}
+
+	// Each app imports its imp/k; the operator asks for parameters.
+	jobs = map[uint32][]step{}
+	for i := 1; i <= nApps; i++ {
+		s := &script{t: t}
+		c := setupImport[i]
+		s.add("setup", keystorev1.Keys_Import_FullMethodName, &keystorev1.ImportKeyRequest{Key: "imp/k", Token: c.token, Enc: c.enc, Wrapped: c.wrapped}, "ok")
+		jobs[appUID(i)] = s.steps
+	}
+	op := &script{t: t}
+	for j := 1; j <= nApps; j++ {
+		op.add("setup", keystorev1.Keys_GetImportParameters_FullMethodName, &keystorev1.GetImportParametersRequest{
+			Key: appName(j) + "/opimp/k", Algorithm: "aes-256-gcm"}, "ok") // the default wrapping: the hybrid
+	}
+	jobs[0] = op.steps
+	outs = f.runAll(jobs)
+	for uid, steps := range jobs {
+		f.checkResults(uid, steps, outs[uid].results)
+	}
+	for j := 1; j <= nApps; j++ {
+		var p keystorev1.GetImportParametersResponse
+		if err := outs[0].results[j-1].Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		if p.GetKey() != appName(j)+"/opimp/k" || p.GetWrappingAlgorithm() != "hpke-mlkem768x25519-sha256-aes256gcm" {
+			t.Fatalf("operator's import parameters: %v", &p)
+		}
+		f.opImport[j] = wrapFor(t, &p)
+	}
+}
+
+// hpkeSeal seals pt to a raw HPKE public key with Go's crypto/hpke (base
+// mode).
+func hpkeSeal(t *testing.T, kemID, kdfID, aeadID uint32, pub, info, aad, pt []byte) (enc, ct []byte) {
+	t.Helper()
+	kem, err := hpke.NewKEM(uint16(kemID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kdf, err := hpke.NewKDF(uint16(kdfID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	aead, err := hpke.NewAEAD(uint16(aeadID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := kem.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, sender, err := hpke.NewSender(pk, kdf, aead, info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct, err = sender.Seal(aad, pt); err != nil {
+		t.Fatal(err)
+	}
+	return enc, ct
+}
+
+// wrapFor wraps importMaterial to import parameters p.
+func wrapFor(t *testing.T, p *keystorev1.GetImportParametersResponse) importCall {
+	t.Helper()
+	if p.GetToken() == "" {
+		t.Fatalf("import parameters without a token: %v", p)
+	}
+	enc, wrapped := hpkeSeal(t, p.GetKemId(), p.GetKdfId(), p.GetAeadId(), p.GetPublicKey(), p.GetInfo(), nil, importMaterial)
+	return importCall{token: p.GetToken(), enc: enc, wrapped: wrapped}
 }
 
 // deniedScript is what app i tries on the other apps: every Keys RPC on
@@ -195,7 +301,7 @@ func (f *fixture) deniedScript(i int) []step {
 		}
 		for _, k := range keyNames {
 			id := appName(j) + "/" + k
-			for _, v := range keyVariants(id, f.sigs[j], f.sealed[j], f.tags[j]) {
+			for _, v := range keyVariants(id, f.mat[j]) {
 				want, item := "EPERM", ""
 				if v.batch {
 					want, item = "ok", "EPERM"
@@ -212,6 +318,12 @@ func (f *fixture) deniedScript(i int) []step {
 			st := s.add("keys.unseal-garbage", keystorev1.Keys_Unseal_FullMethodName, &keystorev1.UnsealRequest{Key: id, Sealed: []byte("garbage"), Aad: aad}, "EBADMSG")
 			st.target, st.auditKey, st.app = id, id, appName(j)
 		}
+		// Another app's import token is refused for a key of one's own
+		// (EPERM), and stays unspent.
+		own := appName(i) + "/imp/k"
+		st := s.add("keys.import-token-of-another-app", keystorev1.Keys_Import_FullMethodName, &keystorev1.ImportKeyRequest{
+			Key: own, Token: f.mat[j].imp.token, Enc: f.mat[j].imp.enc, Wrapped: f.mat[j].imp.wrapped}, "EPERM")
+		st.target, st.auditKey, st.app = own, own, appName(j)
 		s.add("keys.list-app", keystorev1.Keys_List_FullMethodName, &keystorev1.ListKeysRequest{App: appName(j)}, "EPERM").app = appName(j)
 		s.add("keys.get-usage-app", keystorev1.Keys_GetUsage_FullMethodName, &keystorev1.GetUsageRequest{App: appName(j)}, "EPERM").app = appName(j)
 		s.add("store.get-other", keystorev1.Store_Get_FullMethodName, &keystorev1.GetValueRequest{Name: onlyValue(j)}, "ENOENT")
@@ -224,7 +336,7 @@ func (f *fixture) deniedScript(i int) []step {
 	s.add("store.list", keystorev1.Store_List_FullMethodName, &keystorev1.ListValuesRequest{}, "ok").check = valueNamesAre(onlyValue(i), "shared")
 	// Identity claimed in the call's metadata is ignored: still EPERM.
 	other := i%nApps + 1
-	for _, v := range keyVariants(appName(other)+"/sig/k", f.sigs[other], f.sealed[other], f.tags[other]) {
+	for _, v := range keyVariants(appName(other)+"/sig/k", f.mat[other]) {
 		want, item := "EPERM", ""
 		if v.batch {
 			want, item = "ok", "EPERM"
@@ -236,7 +348,7 @@ func (f *fixture) deniedScript(i int) []step {
 	s.add("spoof.store.get", keystorev1.Store_Get_FullMethodName, &keystorev1.GetValueRequest{Name: "shared"}, "ok").check = valueIs(secretOf(i))
 	s.steps[len(s.steps)-1].call.Metadata = spoofHeaders(other)
 	s.add("keys.list-own", keystorev1.Keys_List_FullMethodName, &keystorev1.ListKeysRequest{}, "ok").check =
-		keyIDsAre(appName(i)+"/enc/k", appName(i)+"/gone/k", appName(i)+"/mac/k", appName(i)+"/old/k", appName(i)+"/sig/k")
+		keyIDsAre(appName(i)+"/dec/k", appName(i)+"/enc/k", appName(i)+"/gone/k", appName(i)+"/imp/k", appName(i)+"/mac/k", appName(i)+"/old/k", appName(i)+"/sig/k")
 	// Sweeping is for operators: refused to every app.
 	s.add("keys.sweep", keystorev1.Keys_Sweep_FullMethodName, &keystorev1.SweepKeysRequest{}, "EPERM")
 	return s.steps
@@ -259,12 +371,11 @@ func (f *fixture) unmappedScript() []step {
 	s := &script{t: f.t}
 	for j := 0; j <= nApps; j++ {
 		for _, k := range keyNames {
-			id, app := k, ""
-			sig, sealed, tag := f.sigs[1], f.sealed[1], f.tags[1]
+			id, app, m := k, "", f.mat[1]
 			if j > 0 {
-				id, app, sig, sealed, tag = appName(j)+"/"+k, appName(j), f.sigs[j], f.sealed[j], f.tags[j]
+				id, app, m = appName(j)+"/"+k, appName(j), f.mat[j]
 			}
-			for _, v := range keyVariants(id, sig, sealed, tag) {
+			for _, v := range keyVariants(id, m) {
 				st := s.add(v.name, v.method, v.req, "EPERM")
 				st.target, st.app = id, app
 				if st.app == "" {
@@ -295,11 +406,14 @@ func (f *fixture) operatorScript() []step {
 	s := &script{t: f.t}
 	for j := 1; j <= nApps; j++ {
 		app := appName(j)
-		sigID, encID, macID, opID := app+"/sig/k", app+"/enc/k", app+"/mac/k", app+"/op/k"
-		s.useKeys(sigID, encID, macID, f.sigs[j], f.sealed[j], f.tags[j])
+		sigID, encID, macID, decID, impID, opID := app+"/sig/k", app+"/enc/k", app+"/mac/k", app+"/dec/k", app+"/imp/k", app+"/op/k"
+		s.useKeys(sigID, encID, macID, decID, impID, f.mat[j])
 		s.manage(opID)
+		c := f.opImport[j]
+		s.add("keys.import", keystorev1.Keys_Import_FullMethodName, &keystorev1.ImportKeyRequest{Key: app + "/opimp/k", Token: c.token, Enc: c.enc, Wrapped: c.wrapped}, "ok").check =
+			imported(app+"/opimp/k", 1)
 		s.add("keys.list-app", keystorev1.Keys_List_FullMethodName, &keystorev1.ListKeysRequest{App: app}, "ok").check =
-			keyIDsAre(app+"/enc/k", app+"/gone/k", app+"/mac/k", app+"/old/k", app+"/op/k", app+"/sig/k")
+			keyIDsAre(app+"/dec/k", app+"/enc/k", app+"/gone/k", app+"/imp/k", app+"/mac/k", app+"/old/k", app+"/op/k", app+"/opimp/k", app+"/sig/k")
 		s.add("keys.get-usage-app", keystorev1.Keys_GetUsage_FullMethodName, &keystorev1.GetUsageRequest{App: app}, "ok")
 	}
 	s.add("keys.sweep", keystorev1.Keys_Sweep_FullMethodName, &keystorev1.SweepKeysRequest{}, "ok")
@@ -313,8 +427,8 @@ func (f *fixture) operatorScript() []step {
 			apps[strings.SplitN(k.GetId(), "/", 2)[0]]++
 		}
 		for j := 1; j <= nApps; j++ {
-			if apps[appName(j)] != 6 {
-				return fmt.Errorf("operator's list holds %d keys of %s, want 6 (%v)", apps[appName(j)], appName(j), apps)
+			if apps[appName(j)] != 9 {
+				return fmt.Errorf("operator's list holds %d keys of %s, want 9 (%v)", apps[appName(j)], appName(j), apps)
 			}
 		}
 		return nil
@@ -330,14 +444,17 @@ func (f *fixture) ownerScript(i int) []step {
 	s := &script{t: f.t}
 	app := appName(i)
 	s.add("keys.get-short", keystorev1.Keys_Get_FullMethodName, &keystorev1.GetKeyRequest{Key: "sig/k"}, "ok").check = keyIDIs(app + "/sig/k")
-	s.useKeys(app+"/sig/k", "enc/k", "mac/k", f.sigs[i], f.sealed[i], f.tags[i])
-	s.useKeys("sig/k", app+"/enc/k", app+"/mac/k", f.sigs[i], f.sealed[i], f.tags[i])
+	s.useKeys(app+"/sig/k", "enc/k", "mac/k", app+"/dec/k", "imp/k", f.mat[i])
+	s.useKeys("sig/k", app+"/enc/k", app+"/mac/k", "dec/k", app+"/imp/k", f.mat[i])
+	c := f.ownerImport[i]
+	s.add("keys.import", keystorev1.Keys_Import_FullMethodName, &keystorev1.ImportKeyRequest{Key: "imp/k", Token: c.token, Enc: c.enc, Wrapped: c.wrapped}, "ok").check =
+		imported(app+"/imp/k", 2)
 	s.manage("tmp/k")
 	s.add("keys.rotate", keystorev1.Keys_Rotate_FullMethodName, &keystorev1.RotateKeyRequest{Key: "sig/k"}, "ok")
 	s.add("keys.revoke-version", keystorev1.Keys_RevokeVersion_FullMethodName, &keystorev1.RevokeKeyVersionRequest{Key: app + "/sig/k", Version: 1}, "ok")
 	s.add("keys.destroy", keystorev1.Keys_Destroy_FullMethodName, &keystorev1.DestroyKeyRequest{Key: "old/k"}, "ok")
 	s.add("keys.list-own", keystorev1.Keys_List_FullMethodName, &keystorev1.ListKeysRequest{}, "ok").check =
-		keyIDsAre(app+"/enc/k", app+"/gone/k", app+"/mac/k", app+"/old/k", app+"/op/k", app+"/sig/k", app+"/tmp/k")
+		keyIDsAre(app+"/dec/k", app+"/enc/k", app+"/gone/k", app+"/imp/k", app+"/mac/k", app+"/old/k", app+"/op/k", app+"/opimp/k", app+"/sig/k", app+"/tmp/k")
 	s.add("keys.list-app", keystorev1.Keys_List_FullMethodName, &keystorev1.ListKeysRequest{App: app}, "ok")
 	s.add("keys.get-usage", keystorev1.Keys_GetUsage_FullMethodName, &keystorev1.GetUsageRequest{}, "ok")
 	s.add("keys.get-usage-own", keystorev1.Keys_GetUsage_FullMethodName, &keystorev1.GetUsageRequest{App: app}, "ok")
@@ -348,10 +465,11 @@ func (f *fixture) ownerScript(i int) []step {
 	return s.steps
 }
 
-// useKeys adds every non-destructive use of a sign key, a decrypt key and
-// a MAC key (sig is a version-1 signature of msg, sealed a version-1
-// envelope of plaintext with aad, tag the version-1 tag of msg).
-func (s *script) useKeys(sigID, encID, macID string, sig, sealed, tag []byte) {
+// useKeys adds every non-destructive use of a sign key, a decrypt key, a
+// MAC key, an HPKE key and an imported key, with the material of their
+// app (m).
+func (s *script) useKeys(sigID, encID, macID, decID, impID string, m *material) {
+	sig, sealed, tag := m.sig, m.sealed, m.tag
 	s.add("keys.get", keystorev1.Keys_Get_FullMethodName, &keystorev1.GetKeyRequest{Key: encID}, "ok")
 	s.add("keys.public-key", keystorev1.Keys_PublicKey_FullMethodName, &keystorev1.PublicKeyRequest{Key: sigID}, "ok")
 	s.add("keys.sign", keystorev1.Keys_Sign_FullMethodName, &keystorev1.SignRequest{Key: sigID, Message: msg}, "ok")
@@ -413,6 +531,47 @@ func (s *script) useKeys(sigID, encID, macID string, sig, sealed, tag []byte) {
 		Items: []*keystorev1.MacRequest{{Key: macID, Message: msg}}}, "ok").item = "ok"
 	s.add("keys.verify-mac-batch", keystorev1.Keys_VerifyMacBatch_FullMethodName, &keystorev1.VerifyMacBatchRequest{
 		Items: []*keystorev1.VerifyMacRequest{{Key: macID, Version: 1, Message: msg, Tag: tag}}}, "ok").item = "ok"
+	s.add("keys.generate-data-key", keystorev1.Keys_GenerateDataKey_FullMethodName, &keystorev1.GenerateDataKeyRequest{Key: encID, Aad: aad}, "ok").check =
+		func(r probe.Result) error {
+			var d keystorev1.GenerateDataKeyResponse
+			if err := r.Decode(&d); err != nil {
+				return err
+			}
+			if len(d.GetPlaintext()) != 32 || len(d.GetSealed()) == 0 {
+				return fmt.Errorf("a data key of %d bytes, %d sealed", len(d.GetPlaintext()), len(d.GetSealed()))
+			}
+			return nil
+		}
+	s.add("keys.generate-data-key-without-plaintext", keystorev1.Keys_GenerateDataKeyWithoutPlaintext_FullMethodName,
+		&keystorev1.GenerateDataKeyRequest{Key: encID, Spec: "aes-128-gcm"}, "ok")
+	s.add("keys.decrypt", keystorev1.Keys_Decrypt_FullMethodName, &keystorev1.DecryptRequest{Key: decID, Version: 1, Enc: m.enc, Ciphertext: m.ct, Info: hpkeInfo, Aad: aad}, "ok").check =
+		func(r probe.Result) error {
+			var d keystorev1.DecryptResponse
+			if err := r.Decode(&d); err != nil {
+				return err
+			}
+			if !bytes.Equal(d.GetPlaintext(), plaintext) {
+				return fmt.Errorf("decrypt returned %q", d.GetPlaintext())
+			}
+			return nil
+		}
+	// Granted parameters leave a token, unused (an app holds up to 16).
+	s.add("keys.get-import-parameters", keystorev1.Keys_GetImportParameters_FullMethodName, &keystorev1.GetImportParametersRequest{
+		Key: impID, Algorithm: "aes-256-gcm", WrappingAlgorithm: "hpke-x25519-sha256-chacha20poly1305"}, "ok")
+}
+
+// imported checks an Import's answer: key id, imported, at version v.
+func imported(id string, v uint32) func(probe.Result) error {
+	return func(r probe.Result) error {
+		var k keystorev1.ImportKeyResponse
+		if err := r.Decode(&k); err != nil {
+			return err
+		}
+		if m := k.GetKey(); m.GetId() != id || m.GetOrigin() != "imported" || m.GetCurrentVersion() != v {
+			return fmt.Errorf("import answered %v, want %s imported at version %d", m, id, v)
+		}
+		return nil
+	}
 }
 
 // manage adds the whole life of a new key: create, set-policy, rotate,

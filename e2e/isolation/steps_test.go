@@ -1,6 +1,7 @@
 package isolation
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -69,13 +70,33 @@ var (
 	msg       = []byte("a message to sign")
 	plaintext = []byte("a plaintext")
 	aad       = []byte("some aad")
+	hpkeInfo  = []byte("an hpke info")
+	// importMaterial is the AES-256-GCM key every import imports.
+	importMaterial = bytes.Repeat([]byte{0x5e}, 32)
 )
 
+// material is what requests naming an app's keys carry, made by the
+// app's setup: a signature of msg by sig/k, an envelope of plaintext with
+// aad by enc/k and the tag of msg by mac/k (version 1 each); an HPKE
+// message of plaintext to dec/k (version 1, info hpkeInfo, aad aad); and
+// import parameters for imp/k with importMaterial wrapped to them, which
+// only the other apps use (refused): they stay unspent.
+type material struct {
+	sig, sealed, tag []byte
+	enc, ct          []byte
+	imp              importCall
+}
+
+// importCall is an import token and the material wrapped for it.
+type importCall struct {
+	token        string
+	enc, wrapped []byte
+}
+
 // keyVariants returns every Keys RPC that names a key, with a request
-// naming id that would succeed for its owner (sig, sealed and tag are a
-// signature, an envelope and a MAC tag made by the key, or by another key
-// of the same app when id does not exist).
-func keyVariants(id string, sig, sealed, tag []byte) []variant {
+// naming id that would succeed for its owner (m is what the key's app
+// made, or another app's when id does not exist).
+func keyVariants(id string, m *material) []variant {
 	return []variant{
 		{"keys.create", keystorev1.Keys_Create_FullMethodName, &keystorev1.CreateKeyRequest{Key: id, Algorithm: "ed25519"}, false},
 		{"keys.get", keystorev1.Keys_Get_FullMethodName, &keystorev1.GetKeyRequest{Key: id}, false},
@@ -88,22 +109,28 @@ func keyVariants(id string, sig, sealed, tag []byte) []variant {
 		{"keys.public-key@1", keystorev1.Keys_PublicKey_FullMethodName, &keystorev1.PublicKeyRequest{Key: id, Version: 1}, false},
 		{"keys.sign", keystorev1.Keys_Sign_FullMethodName, &keystorev1.SignRequest{Key: id, Message: msg}, false},
 		{"keys.sign@1", keystorev1.Keys_Sign_FullMethodName, &keystorev1.SignRequest{Key: id, Version: 1, Message: msg}, false},
-		{"keys.verify", keystorev1.Keys_Verify_FullMethodName, &keystorev1.VerifyRequest{Key: id, Version: 1, Message: msg, Signature: sig}, false},
+		{"keys.verify", keystorev1.Keys_Verify_FullMethodName, &keystorev1.VerifyRequest{Key: id, Version: 1, Message: msg, Signature: m.sig}, false},
 		{"keys.seal", keystorev1.Keys_Seal_FullMethodName, &keystorev1.SealRequest{Key: id, Plaintext: plaintext, Aad: aad}, false},
-		{"keys.unseal", keystorev1.Keys_Unseal_FullMethodName, &keystorev1.UnsealRequest{Key: id, Sealed: sealed, Aad: aad}, false},
-		{"keys.rewrap", keystorev1.Keys_Rewrap_FullMethodName, &keystorev1.RewrapRequest{Key: id, Sealed: sealed, Aad: aad}, false},
+		{"keys.unseal", keystorev1.Keys_Unseal_FullMethodName, &keystorev1.UnsealRequest{Key: id, Sealed: m.sealed, Aad: aad}, false},
+		{"keys.rewrap", keystorev1.Keys_Rewrap_FullMethodName, &keystorev1.RewrapRequest{Key: id, Sealed: m.sealed, Aad: aad}, false},
 		{"keys.sign-batch", keystorev1.Keys_SignBatch_FullMethodName, &keystorev1.SignBatchRequest{
 			Items: []*keystorev1.SignRequest{{Key: id, Message: msg}}}, true},
 		{"keys.seal-batch", keystorev1.Keys_SealBatch_FullMethodName, &keystorev1.SealBatchRequest{
 			Items: []*keystorev1.SealRequest{{Key: id, Plaintext: plaintext, Aad: aad}}}, true},
 		{"keys.unseal-batch", keystorev1.Keys_UnsealBatch_FullMethodName, &keystorev1.UnsealBatchRequest{
-			Items: []*keystorev1.UnsealRequest{{Key: id, Sealed: sealed, Aad: aad}}}, true},
+			Items: []*keystorev1.UnsealRequest{{Key: id, Sealed: m.sealed, Aad: aad}}}, true},
 		{"keys.mac", keystorev1.Keys_Mac_FullMethodName, &keystorev1.MacRequest{Key: id, Message: msg}, false},
-		{"keys.verify-mac", keystorev1.Keys_VerifyMac_FullMethodName, &keystorev1.VerifyMacRequest{Key: id, Version: 1, Message: msg, Tag: tag}, false},
+		{"keys.verify-mac", keystorev1.Keys_VerifyMac_FullMethodName, &keystorev1.VerifyMacRequest{Key: id, Version: 1, Message: msg, Tag: m.tag}, false},
 		{"keys.mac-batch", keystorev1.Keys_MacBatch_FullMethodName, &keystorev1.MacBatchRequest{
 			Items: []*keystorev1.MacRequest{{Key: id, Message: msg}}}, true},
 		{"keys.verify-mac-batch", keystorev1.Keys_VerifyMacBatch_FullMethodName, &keystorev1.VerifyMacBatchRequest{
-			Items: []*keystorev1.VerifyMacRequest{{Key: id, Version: 1, Message: msg, Tag: tag}}}, true},
+			Items: []*keystorev1.VerifyMacRequest{{Key: id, Version: 1, Message: msg, Tag: m.tag}}}, true},
+		{"keys.generate-data-key", keystorev1.Keys_GenerateDataKey_FullMethodName, &keystorev1.GenerateDataKeyRequest{Key: id, Aad: aad}, false},
+		{"keys.generate-data-key-without-plaintext", keystorev1.Keys_GenerateDataKeyWithoutPlaintext_FullMethodName,
+			&keystorev1.GenerateDataKeyRequest{Key: id, Spec: "aes-128-gcm"}, false},
+		{"keys.decrypt", keystorev1.Keys_Decrypt_FullMethodName, &keystorev1.DecryptRequest{Key: id, Version: 1, Enc: m.enc, Ciphertext: m.ct, Info: hpkeInfo, Aad: aad}, false},
+		{"keys.get-import-parameters", keystorev1.Keys_GetImportParameters_FullMethodName, &keystorev1.GetImportParametersRequest{Key: id, Algorithm: "aes-256-gcm"}, false},
+		{"keys.import", keystorev1.Keys_Import_FullMethodName, &keystorev1.ImportKeyRequest{Key: id, Token: m.imp.token, Enc: m.imp.enc, Wrapped: m.imp.wrapped}, false},
 	}
 }
 
