@@ -118,12 +118,13 @@ func runLeakTest(t *testing.T, providerArgs []string, wantLog string) {
 	cfg = writeConfig(t, dir, false)
 	d = daemontest.Start(t, daemontest.Options{Dir: dir, State: state, Args: args})
 	w2 := newWorkload(t, dialRecorded(t, d.Socket, rec))
-	w2.tracked, w2.sealed, w2.counter, w2.results = w.tracked, w.sealed, w.counter, w.results
+	w2.tracked, w2.sealed, w2.counter, w2.results, w2.hpke = w.tracked, w.sealed, w.counter, w.results, w.hpke
 	w2.appPhase(t.Context())
 	d.Stop()
 	logs = append(logs, d.Logs())
 	w.canaries = append(w.canaries, w2.canaries...)
 	w.values = append(w.values, w2.values...)
+	w.datakeys = append(w.datakeys, w2.datakeys...)
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -148,8 +149,13 @@ func runLeakTest(t *testing.T, providerArgs []string, wantLog string) {
 		needle{"anchor private key", anchorKey()}, needle{"anchor seed", anchorKey().Seed()})
 	provName := ""
 	formsOf := map[provider.Algorithm]int{} // private key forms by algorithm
+	var generated []provider.KeyRef         // testseed made their material; the others were imported
 	for _, ref := range refs {
 		provName = ref.Provider
+		if w.isImported(ref) {
+			continue
+		}
+		generated = append(generated, ref)
 		known, err := testseed.InsecureKnownSecrets(seed, ref)
 		if err != nil {
 			t.Fatalf("secrets of %s: %v", ref, err)
@@ -174,7 +180,17 @@ func runLeakTest(t *testing.T, providerArgs []string, wantLog string) {
 		perAlg = append(perAlg, fmt.Sprintf("%s %d", a, formsOf[a]))
 	}
 	t.Logf("private key forms by algorithm (over its versions): %s", strings.Join(perAlg, ", "))
-	checkSecretsAreReal(t, rec, refs, seed, w.macked)
+	checkSecretsAreReal(t, rec, generated, seed, w.macked)
+	// Imported material (checked against the daemon's use of it by the
+	// workload) and the import wrapping keys' (checked against their
+	// public keys by wrapSecrets).
+	wraps := wrapSecrets(t, seed, w.wraps, provName)
+	if len(w.imported) == 0 || len(wraps) == 0 {
+		t.Fatalf("%d imported material forms and %d wrapping key secrets to search for: want both", len(w.imported), len(wraps))
+	}
+	secrets = append(append(secrets, w.imported...), wraps...)
+	t.Logf("issue 12: %d imported material forms, %d import wrapping key secrets (%d wrapping keys), %d data keys searched for",
+		len(w.imported), len(wraps), len(w.wraps), len(w.datakeys))
 
 	// The sinks.
 	responses := rec.sinks()
@@ -215,6 +231,17 @@ func runLeakTest(t *testing.T, providerArgs []string, wantLog string) {
 		}
 	}
 	s3 := search(t, "canary", w.canaries, stateNoAudit)
+	// Data keys: handed out in responses, never logged, audited or stored.
+	if len(w.datakeys) == 0 {
+		t.Fatal("the workload made no data keys")
+	}
+	dkPlaces := map[string][]byte{}
+	for _, m := range []map[string][]byte{logSinks, files} {
+		for k, v := range m {
+			dkPlaces[k] = v
+		}
+	}
+	s4 := search(t, "data key", w.datakeys, dkPlaces)
 	found := 0
 	for _, v := range w.values {
 		for _, f := range files {
@@ -234,6 +261,7 @@ func runLeakTest(t *testing.T, providerArgs []string, wantLog string) {
 	t.Logf("canaries in logs and audit: %d canaries (%d plaintext/AAD/message, %d Store values) × forms × %d places (%d bytes) = %d searches, %d hits",
 		s2.needles, len(w.canaries), len(w.values), s2.places, s2.bytes, s2.searches, s2.hits)
 	t.Logf("canaries (not Store values) in state files: %d × forms × %d files = %d searches, %d hits", s3.needles, s3.places, s3.searches, s3.hits)
+	t.Logf("data keys in logs, audit and state files: %d × forms × %d places = %d searches, %d hits", s4.needles, s4.places, s4.searches, s4.hits)
 }
 
 // checkSecretsAreReal proves the computed secrets are the daemon's: the
@@ -245,8 +273,28 @@ func runLeakTest(t *testing.T, providerArgs []string, wantLog string) {
 func checkSecretsAreReal(t *testing.T, rec *recorder, refs []provider.KeyRef, seed []byte, macked map[string][]byte) {
 	t.Helper()
 	bodies := rec.sinks()["response bodies"]
-	checked, macs := 0, 0
+	checked, macs, hpkes := 0, 0, 0
 	for _, ref := range refs {
+		if ref.Use == provider.UseAsymmetricDecrypt {
+			known, err := testseed.InsecureKnownSecrets(seed, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			spec, err := alg.Default().Lookup(ref.Algorithm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dec, err := spec.NewDecrypter(known[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Contains(bodies, dec.PublicKey()) {
+				t.Errorf("%s: the public key of the computed HPKE private key is in no response: the computed secrets are not the daemon's", ref)
+				continue
+			}
+			hpkes++
+			continue
+		}
 		if ref.Use != provider.UseSign && ref.Use != provider.UseMAC {
 			continue
 		}
@@ -290,8 +338,8 @@ func checkSecretsAreReal(t *testing.T, rec *recorder, refs []provider.KeyRef, se
 		}
 		checked++
 	}
-	if checked == 0 || macs == 0 {
-		t.Fatalf("%d signing key versions were checked against the daemon's public keys, %d HMAC key versions against its tags: want both", checked, macs)
+	if checked == 0 || macs == 0 || hpkes == 0 {
+		t.Fatalf("%d signing and %d HPKE key versions were checked against the daemon's public keys, %d HMAC key versions against its tags: want each", checked, hpkes, macs)
 	}
-	t.Logf("%d signing key versions: computed private keys match the daemon's public keys; %d HMAC key versions: computed keys make the daemon's tags", checked, macs)
+	t.Logf("%d signing and %d HPKE key versions: computed private keys match the daemon's public keys; %d HMAC key versions: computed keys make the daemon's tags", checked, hpkes, macs)
 }

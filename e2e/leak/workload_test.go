@@ -28,6 +28,7 @@ var algorithms = []provider.Algorithm{
 	provider.ECDSAP256, provider.RSA2048PSS, // the cheapest RSA: a key generation per version, in the daemon and in the test
 	provider.XChaCha20Poly1305, provider.ChaCha20Poly1305, provider.AES256GCM,
 	provider.HMACSHA256,
+	provider.HPKEX25519, provider.HPKEP256, provider.HPKEMLKEM768X25519,
 }
 
 // canary returns a deterministic, random-looking marker of kind (its
@@ -52,6 +53,9 @@ type trackedKey struct {
 	use      provider.Use
 	versions provider.Version
 	provider string
+	// imported are the versions made from imported material (their
+	// secrets are the workload's, not testseed's).
+	imported map[provider.Version]bool
 }
 
 // workload drives every RPC of the four services through a recording
@@ -71,6 +75,14 @@ type workload struct {
 	macked   map[string][]byte      // "<key ID>@<version>" → a message the daemon MACed with it
 	results  map[string]int         // result code → calls
 	counter  int
+
+	// Issue 12 (issue12_test.go): hpke holds a message to each HPKE key's
+	// version 2; datakeys the data keys handed out; imported the forms of
+	// imported material; wraps the import wrapping keys handed out.
+	hpke     map[string]hpkeMessage
+	datakeys []needle
+	imported []needle
+	wraps    []wrapRecord
 }
 
 func newWorkload(t *testing.T, conn *grpc.ClientConn) *workload {
@@ -84,6 +96,7 @@ func newWorkload(t *testing.T, conn *grpc.ClientConn) *workload {
 		sealed:  map[string][]byte{},
 		macked:  map[string][]byte{},
 		results: map[string]int{},
+		hpke:    map[string]hpkeMessage{},
 	}
 }
 
@@ -144,7 +157,7 @@ func (w *workload) track(m *keystorev1.KeyMetadata) {
 	}
 	k := w.tracked[id.String()]
 	if k == nil {
-		k = &trackedKey{id: id, alg: a, use: spec.Use}
+		k = &trackedKey{id: id, alg: a, use: spec.Use, imported: map[provider.Version]bool{}}
 		w.tracked[id.String()] = k
 	}
 	k.provider = m.GetProvider()
@@ -152,7 +165,17 @@ func (w *workload) track(m *keystorev1.KeyMetadata) {
 		if provider.Version(v.GetVersion()) > k.versions {
 			k.versions = provider.Version(v.GetVersion())
 		}
+		if v.GetOrigin() == "imported" {
+			k.imported[provider.Version(v.GetVersion())] = true
+		}
 	}
+}
+
+// isImported reports whether ref is a version made from imported
+// material.
+func (w *workload) isImported(ref provider.KeyRef) bool {
+	k := w.tracked[ref.ID.String()]
+	return k != nil && k.imported[ref.Version]
 }
 
 // refs returns the KeyRef of every version of every key the workload made.
@@ -177,6 +200,8 @@ func keyName(app string, a provider.Algorithm) string {
 			purpose = "sig"
 		case provider.UseMAC:
 			purpose = "mac"
+		case provider.UseAsymmetricDecrypt:
+			purpose = "inbox"
 		}
 	}
 	return app + "/" + purpose + "/" + string(a)
@@ -195,7 +220,7 @@ func (w *workload) operatorPhase(ctx context.Context) {
 		}
 		w.track(r.GetKey())
 	}
-	for _, a := range []provider.Algorithm{provider.Ed25519, provider.XChaCha20Poly1305, provider.HMACSHA256} {
+	for _, a := range []provider.Algorithm{provider.Ed25519, provider.XChaCha20Poly1305, provider.HMACSHA256, provider.HPKEX25519} {
 		r, err := w.keys.Create(ctx, &keystorev1.CreateKeyRequest{Key: keyName("other", a), Algorithm: string(a)})
 		w.expect("create other "+string(a), err, "ok")
 		if err == nil {
@@ -213,11 +238,15 @@ func (w *workload) operatorPhase(ctx context.Context) {
 			w.signKey(ctx, name, spec)
 		case provider.UseMAC:
 			w.macKey(ctx, name)
+		case provider.UseAsymmetricDecrypt:
+			w.hpkeKey(ctx, name)
 		default:
 			w.sealKey(ctx, name)
+			w.dataKeyCalls(ctx, name)
 		}
 	}
 	w.createByUse(ctx)
+	w.importCalls(ctx)
 	w.lifecycleErrors(ctx)
 	_, err := w.keys.Sweep(ctx, &keystorev1.SweepKeysRequest{})
 	w.expect("sweep", err, "ok")
@@ -893,6 +922,37 @@ func (w *workload) appPhase(ctx context.Context) {
 	w.expect("app verify-mac batch", err, "ok")
 	if got, want := batchReasons(vb.GetResults()), []string{"valid", "EPERM"}; err == nil && !slices.Equal(got, want) {
 		w.t.Errorf("app verify-mac batch: results %v, want %v", got, want)
+	}
+	// Issue 12's calls: the app's own keys work, the other app's are
+	// EPERM.
+	dk, err := w.keys.GenerateDataKey(ctx, &keystorev1.GenerateDataKeyRequest{Key: "box/xchacha20-poly1305", Aad: w.next("aad")})
+	w.expect("app data key own key", err, "ok")
+	if err == nil {
+		w.datakeys = append(w.datakeys, needle{what: "data key of the app phase", b: dk.GetPlaintext()})
+	}
+	inbox := keyName("leak", provider.HPKEX25519)
+	if m, ok := w.hpke[inbox]; ok {
+		d, err := w.keys.Decrypt(ctx, m.request("inbox/"+string(provider.HPKEX25519)))
+		w.expect("app decrypt own key", err, "ok")
+		if err == nil && !bytes.Equal(d.GetPlaintext(), m.plaintext) {
+			w.t.Error("app decrypt own key: plaintext differs")
+		}
+		_, err = w.keys.Decrypt(ctx, m.request(keyName("other", provider.HPKEX25519)))
+		w.expect("app decrypt other's key", err, "EPERM")
+	} else {
+		w.t.Errorf("no message to %s from the operator phase", inbox)
+	}
+	for _, name := range []string{otherBox, "other/box/missing"} {
+		_, err = w.keys.GenerateDataKey(ctx, &keystorev1.GenerateDataKeyRequest{Key: name, Aad: w.next("aad")})
+		w.expect("app data key "+name, err, "EPERM")
+		_, err = w.keys.GenerateDataKeyWithoutPlaintext(ctx, &keystorev1.GenerateDataKeyRequest{Key: name})
+		w.expect("app data key without plaintext "+name, err, "EPERM")
+	}
+	for _, name := range []string{"other/imp/new", "other/imp/missing"} {
+		_, err = w.keys.GetImportParameters(ctx, &keystorev1.GetImportParametersRequest{Key: name, Algorithm: "aes-256-gcm"})
+		w.expect("app import parameters "+name, err, "EPERM")
+		_, err = w.keys.Import(ctx, &keystorev1.ImportKeyRequest{Key: name, Token: "kit1.AAAAAAAAAAAAAAAAAAAAAA", Enc: make([]byte, 32), Wrapped: w.next("plaintext")})
+		w.expect("app import "+name, err, "EPERM")
 	}
 	_, err = w.admin.WrappingKeyStatus(ctx, &keystorev1.WrappingKeyStatusRequest{})
 	w.expect("app KEK status", err, "EPERM")
