@@ -90,10 +90,16 @@ func (s HPKESuite) parts() (hpke.KEM, hpke.KDF, hpke.AEAD, error) {
 // none, unless the client does not know it.
 func checkSuite(alg Algorithm, got HPKESuite) bool {
 	want, known := hpkeSuites[alg]
-	if known {
+	switch {
+	case known:
 		return got == want
+	case alg == "":
+		return false
 	}
-	return got.IsZero() || AlgorithmUse(alg) == 0
+	// An algorithm this client does not know (a newer daemon's) may carry
+	// a suite, but a whole one; a known algorithm of another use none.
+	complete := got.KEM != 0 && got.KDF != 0 && got.AEAD != 0
+	return got.IsZero() || complete && AlgorithmUse(alg) == 0
 }
 
 // HPKEPublicKey returns the public key as Go's crypto/hpke decodes it,
