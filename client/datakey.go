@@ -120,7 +120,7 @@ type dataKeyRPC = func(context.Context, *keystorev1.GenerateDataKeyRequest, ...g
 func (c *Client) generateDataKey(ctx context.Context, op string, rpc dataKeyRPC, key string, spec DataKeySpec, aad []byte) (DataKey, error) {
 	size, err := spec.size()
 	if err != nil {
-		return DataKey{}, &provider.Error{Code: provider.EINVAL, Op: op, Key: key, Err: err}
+		return DataKey{}, provider.WithOp(op, key, err)
 	}
 	resp, _, err := call(ctx, c, rpc, &keystorev1.GenerateDataKeyRequest{Key: key, Spec: spec.Spec, NumberOfBytes: uint32(spec.Bytes), Aad: aad})
 	if err != nil {

@@ -284,6 +284,9 @@ func (s *provSuite) importSupport(ctx context.Context) (bool, error) {
 			return false, cerr
 		}
 		sup = provImportSupport{done: true, reason: skipf("the provider cannot import (NewImportKey and Import answer ENOTSUP: %v); accepted, nothing to check", err)}
+		if s.imports != nil {
+			return false, fmt.Errorf("NewImportKey(%s): %w; the provider was run WithImport, so import must work", wrap, err)
+		}
 	default:
 		return false, fmt.Errorf("NewImportKey(%s): %w; want success, or ENOTSUP from a provider that cannot import", wrap, err)
 	}
@@ -354,6 +357,14 @@ func (s *provSuite) probeAlgImport(ctx context.Context, a provider.Algorithm) er
 		return err
 	}
 	g, err := s.p.Import(ctx, ref, w.wrap, w.g.Handle, enc, ct)
+	if must, ok := s.imports.requires(a); ok {
+		switch {
+		case must && err != nil:
+			return fmt.Errorf("Import(%s) of %s material made outside: %w; the provider was run WithImport, so it must import %s keys", ref, a, err, a)
+		case !must && !errors.Is(err, provider.ErrNotSupported):
+			return fmt.Errorf("Import(%s) of %s material: %v; the provider was run WithImport excepting %s, so it must answer ENOTSUP", ref, a, err, a)
+		}
+	}
 	switch {
 	case err == nil:
 		if derr := s.p.Destroy(ctx, ref, g.Handle); derr != nil {

@@ -25,6 +25,21 @@ type options struct {
 	freshKeys    bool
 	hang         time.Duration        // 0: provHangLimit; the suite's own tests shorten it
 	only         []provider.Algorithm // nil: every announced algorithm; the suite's own tests narrow it
+	imports      *importRule          // WithImport; nil: import may be ENOTSUP
+}
+
+// importRule is WithImport's: the provider must import every announced
+// algorithm that has an import format but those in except, which must be
+// ENOTSUP.
+type importRule struct{ except []provider.Algorithm }
+
+// requires reports whether the rule makes import of a mandatory (true) or
+// an ENOTSUP (false); ok is false without a rule.
+func (r *importRule) requires(a provider.Algorithm) (must, ok bool) {
+	if r == nil {
+		return false, false
+	}
+	return !slices.Contains(r.except, a), true
 }
 
 // WithKnownSecrets tells the suite the private material the provider holds
@@ -48,6 +63,17 @@ func WithKnownSecrets(f func(ref provider.KeyRef) ([][]byte, error)) Option {
 // run over a provider that offers RSA takes minutes.
 func WithFreshKeys() Option {
 	return func(o *options) { o.freshKeys = true }
+}
+
+// WithImport says the provider imports keys (NewImportKey and Import):
+// every announced algorithm with an import format (alg.Spec.Importable)
+// but those in except, which it must refuse with ENOTSUP (a token that
+// cannot unwrap that key type). Without it the suite accepts a provider
+// that answers ENOTSUP, consistently, for any algorithm or for import as a
+// whole, and skips those checks saying so; with it that is a failure, so
+// an import that breaks into ENOTSUP cannot pass unnoticed.
+func WithImport(except ...provider.Algorithm) Option {
+	return func(o *options) { o.imports = &importRule{except: except} }
 }
 
 // Run checks that the providers newProvider returns keep the provider

@@ -2,6 +2,7 @@ package conformance_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -370,5 +371,49 @@ func TestFindSecret(t *testing.T) {
 		if !ok || got != tc.want {
 			t.Errorf("%s: FindSecret = %q, %v; want %q, true", tc.name, got, ok, tc.want)
 		}
+	}
+}
+
+// importUnsupported answers ENOTSUP to every Import, as an import that
+// broke might; the wrapping key is still spent.
+type importUnsupported struct {
+	provider.Provider
+	mu    *sync.Mutex
+	spent map[string]bool
+}
+
+func newImportUnsupported(p provider.Provider) importUnsupported {
+	return importUnsupported{Provider: p, mu: &sync.Mutex{}, spent: map[string]bool{}}
+}
+
+func (p importUnsupported) Import(ctx context.Context, ref, wrap provider.KeyRef, wh provider.Handle, enc, wrapped []byte) (provider.Generated, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.spent[string(wh)] {
+		return provider.Generated{}, provider.Errorf(provider.ENOENT, "spent")
+	}
+	p.spent[string(wh)] = true
+	if err := p.Provider.Destroy(ctx, wrap, wh); err != nil {
+		return provider.Generated{}, err
+	}
+	return provider.Generated{}, provider.Errorf(provider.ENOTSUP, "import broke")
+}
+
+// TestWithImportCatchesENOTSUP: an Import that answers ENOTSUP passes (a
+// skip saying so) without WithImport and fails with it; and WithImport's
+// exceptions must be ENOTSUP.
+func TestWithImportCatchesENOTSUP(t *testing.T) {
+	p := newImportUnsupported(newSoftware(t))
+	err := conformance.CheckOne(t.Context(), p, "Import/RoundTrip", provider.Ed25519, t.Logf, quick)
+	if !conformance.IsSkip(err) {
+		t.Fatalf("without WithImport: %v; want a skip", err)
+	}
+	err = conformance.CheckOne(t.Context(), newImportUnsupported(newSoftware(t)), "Import/RoundTrip", provider.Ed25519, t.Logf, quick, conformance.WithImport())
+	if err == nil || conformance.IsSkip(err) || !strings.Contains(err.Error(), "must import") {
+		t.Fatalf("with WithImport: %v; want a failure", err)
+	}
+	err = conformance.CheckOne(t.Context(), newSoftware(t), "Import/RoundTrip", provider.Ed25519, t.Logf, quick, conformance.WithImport(provider.Ed25519))
+	if err == nil || conformance.IsSkip(err) || !strings.Contains(err.Error(), "must answer ENOTSUP") {
+		t.Fatalf("an exception that imports: %v; want a failure", err)
 	}
 }

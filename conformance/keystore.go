@@ -50,6 +50,7 @@ func ksChecks() []ksCheck {
 		return func(t *testing.T, newProvider Factory, o options) {
 			e := newKSEnv(t, newProvider(t))
 			e.fresh = o.freshKeys
+			e.imports = o.imports
 			f(t, e)
 		}
 	}
@@ -72,13 +73,14 @@ func ksChecks() []ksCheck {
 var ksCaller = core.Caller{App: "conformance"}
 
 type ksEnv struct {
-	ks    *core.Keystore
-	st    *storage.Memory
-	p     provider.Provider
-	info  provider.Info
-	clock *clock.Fake
-	audit *ksAudit
-	fresh bool // WithFreshKeys
+	ks      *core.Keystore
+	st      *storage.Memory
+	p       provider.Provider
+	info    provider.Info
+	clock   *clock.Fake
+	audit   *ksAudit
+	fresh   bool        // WithFreshKeys
+	imports *importRule // WithImport
 }
 
 type ksAudit struct {

@@ -411,7 +411,7 @@ func ksImport(t *testing.T, e *ksEnv) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.ks.ImportParameters(ctx, ksCaller, probe, core.ImportOptions{Algorithm: algs[0]}); errors.Is(err, provider.ErrNotSupported) {
+	if _, err := e.ks.ImportParameters(ctx, ksCaller, probe, core.ImportOptions{Algorithm: algs[0]}); errors.Is(err, provider.ErrNotSupported) && e.imports == nil {
 		t.Skipf("the provider cannot import (ImportParameters is ENOTSUP: %v); accepted", err)
 	} else if err != nil {
 		t.Fatalf("ImportParameters: %v", err)
@@ -424,6 +424,9 @@ func ksImport(t *testing.T, e *ksEnv) {
 			}
 			m1 := ksMaterial(t, a)
 			md, _, r, err := e.importInto(t, id, a, m1)
+			if must, ok := e.imports.requires(a); ok && must && err != nil {
+				t.Fatalf("Import(%s): %v; the provider was run WithImport, so it must import %s keys", id, err, a)
+			}
 			if errors.Is(err, provider.ErrNotSupported) {
 				// As the provider suite's Import checks accept: a provider
 				// that cannot import this algorithm (a token lacking the

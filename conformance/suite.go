@@ -26,18 +26,19 @@ const provApp = "conformance"
 // provSuite is the state the checks share: the provider under test
 // (wrapped in a recorder), what it announced, and the options.
 type provSuite struct {
-	p     provider.Provider // rec, which calls raw
-	raw   provider.Provider // as the factory returned it
-	rec   *provRecorder
-	info  provider.Info // as announced
-	algs  []provider.Algorithm
-	reg   *alg.Registry
-	known func(provider.KeyRef) ([][]byte, error)
-	logf  func(format string, args ...any)
-	hang  time.Duration
-	tally *provTally // codes of the expected failures of one check
-	fresh bool       // WithFreshKeys: no shared keys
-	pool  *provPool  // the run's shared keys and known secrets
+	p       provider.Provider // rec, which calls raw
+	raw     provider.Provider // as the factory returned it
+	rec     *provRecorder
+	info    provider.Info // as announced
+	algs    []provider.Algorithm
+	reg     *alg.Registry
+	known   func(provider.KeyRef) ([][]byte, error)
+	logf    func(format string, args ...any)
+	hang    time.Duration
+	tally   *provTally  // codes of the expected failures of one check
+	fresh   bool        // WithFreshKeys: no shared keys
+	imports *importRule // WithImport
+	pool    *provPool   // the run's shared keys and known secrets
 }
 
 // provExpensiveGenerate is the key generation cost (alg.Spec.GenerateCost,
@@ -71,14 +72,15 @@ func newProvSuite(ctx context.Context, p provider.Provider, o options) (*provSui
 	}
 	rec := &provRecorder{p: p}
 	s := &provSuite{
-		p:     rec,
-		raw:   p,
-		rec:   rec,
-		reg:   alg.Default(),
-		known: o.knownSecrets,
-		logf:  func(string, ...any) {},
-		hang:  provHangLimit,
-		fresh: o.freshKeys,
+		p:       rec,
+		raw:     p,
+		rec:     rec,
+		reg:     alg.Default(),
+		known:   o.knownSecrets,
+		logf:    func(string, ...any) {},
+		hang:    provHangLimit,
+		fresh:   o.freshKeys,
+		imports: o.imports,
 		pool: &provPool{keys: map[provPoolSlot]*provKey{}, known: map[provider.KeyRef][][]byte{},
 			materials: map[string]*provImportMaterial{}},
 	}

@@ -20,3 +20,11 @@ func EncodeManifest(providerName string, secure bool, kek string) ([]byte, error
 func EncodeManifestRotating(providerName string, secure bool, kek, next string) ([]byte, error) {
 	return encodeChecked("manifest", manifestPath, manifestBody{Provider: providerName, Secure: secure, KEK: kek, KEKNext: next})
 }
+
+// ImportTableLen returns how many import tokens (unused and spent) k
+// remembers.
+func ImportTableLen(k *Keystore) int {
+	k.imports.mu.Lock()
+	defer k.imports.mu.Unlock()
+	return len(k.imports.tokens)
+}

@@ -20,15 +20,8 @@ func (k *Keystore) Decrypt(ctx context.Context, c Caller, id KeyID, v Version, m
 }
 
 func (k *Keystore) decrypt(ctx context.Context, c Caller, id KeyID, v Version, m HPKEMessage, ev *Event) (Decrypted, error) {
-	switch {
-	case len(m.Enc) > provider.MaxHPKEEnc:
-		return Decrypted{}, provider.Errorf(provider.EMSGSIZE, "HPKE enc over %d bytes", provider.MaxHPKEEnc)
-	case len(m.Ciphertext) > provider.MaxHPKECiphertext:
-		return Decrypted{}, provider.Errorf(provider.EMSGSIZE, "HPKE ciphertext over %d bytes", provider.MaxHPKECiphertext)
-	case len(m.Info) > provider.MaxHPKEInfo:
-		return Decrypted{}, provider.Errorf(provider.EMSGSIZE, "HPKE info over %d bytes", provider.MaxHPKEInfo)
-	case len(m.AAD) > provider.MaxAAD:
-		return Decrypted{}, provider.Errorf(provider.EMSGSIZE, "AAD over %d bytes", provider.MaxAAD)
+	if err := provider.CheckDecrypt(m.Enc, m.Ciphertext, m.Info, m.AAD); err != nil {
+		return Decrypted{}, err
 	}
 	t, err := k.resolve(ctx, c, OpDecrypt, id, provider.UseAsymmetricDecrypt, pickVersion(v), ev)
 	if err != nil {

@@ -65,6 +65,30 @@ func (t *importTable) expired(now time.Time) []*importToken {
 	return out
 }
 
+// maxImportEntries bounds the table: the unused tokens (at most
+// MaxImportTokens) and the spent ones it remembers so that a reuse says
+// "already used". Past it the spent tokens that expire first are
+// forgotten (a reuse of one then says "unknown").
+const maxImportEntries = 4 * MaxImportTokens
+
+// dropSpent forgets spent tokens, those that expire first, until the
+// table holds at most n entries.
+func (t *importTable) dropSpent(n int) {
+	for len(t.tokens) > n {
+		var oldest string
+		var at time.Time
+		for s, tok := range t.tokens {
+			if tok.used && (oldest == "" || tok.expires.Before(at)) {
+				oldest, at = s, tok.expires
+			}
+		}
+		if oldest == "" {
+			return // only unused tokens, which MaxImportTokens bounds
+		}
+		delete(t.tokens, oldest)
+	}
+}
+
 // outstanding counts the unused tokens of app and of everyone.
 func (t *importTable) outstanding(app string) (ofApp, all int) {
 	for _, tok := range t.tokens {
@@ -84,9 +108,7 @@ func (t *importTable) outstanding(app string) (ofApp, all int) {
 // the sweep.
 func (k *Keystore) forget(ctx context.Context, toks []*importToken) {
 	for _, tok := range toks {
-		if err := k.p.Destroy(ctx, tok.wrap, tok.h); err != nil {
-			continue // see above: the provider's own bound forgets it
-		}
+		_ = k.p.Destroy(ctx, tok.wrap, tok.h) // see above: the provider's own bound forgets it
 	}
 }
 
@@ -160,6 +182,7 @@ func (k *Keystore) importParameters(ctx context.Context, c Caller, id KeyID, o I
 	ofApp, all = k.imports.outstanding(c.App)
 	full := ofApp >= MaxImportTokensPerApp || all >= MaxImportTokens
 	if !full {
+		k.imports.dropSpent(maxImportEntries - 1)
 		k.imports.tokens[token] = tok
 	}
 	k.imports.mu.Unlock()
@@ -202,7 +225,7 @@ func (k *Keystore) checkImportOptions(o ImportOptions) (spec, wrap *alg.Spec, tt
 	case ttl == 0:
 		ttl = DefaultImportTTL
 	case ttl < MinImportTTL || ttl > MaxImportTTL || ttl%time.Second != 0:
-		return nil, nil, 0, provider.Errorf(provider.EINVAL, "import parameters are valid for whole seconds between %s and %s", MinImportTTL, MaxImportTTL)
+		return nil, nil, 0, provider.Errorf(provider.EINVAL, "import parameters are valid for 0 (the default, %s) or whole seconds from %s to %s", DefaultImportTTL, MinImportTTL, MaxImportTTL)
 	}
 	return spec, wrap, ttl, nil
 }
@@ -240,13 +263,11 @@ func (k *Keystore) Import(ctx context.Context, c Caller, id KeyID, r ImportReque
 }
 
 func (k *Keystore) importKey(ctx context.Context, c Caller, id KeyID, r ImportRequest, ev *Event) (Metadata, error) {
-	switch {
-	case len(r.Token) != importTokenLen || !strings.HasPrefix(r.Token, importTokenPrefix):
+	if err := provider.CheckImport(r.Enc, r.Wrapped); err != nil {
+		return Metadata{}, err
+	}
+	if len(r.Token) != importTokenLen || !strings.HasPrefix(r.Token, importTokenPrefix) {
 		return Metadata{}, provider.Errorf(provider.EINVAL, "malformed import token")
-	case len(r.Enc) > provider.MaxHPKEEnc:
-		return Metadata{}, provider.Errorf(provider.EMSGSIZE, "HPKE enc over %d bytes", provider.MaxHPKEEnc)
-	case len(r.Wrapped) > provider.MaxImportWrapped:
-		return Metadata{}, provider.Errorf(provider.EMSGSIZE, "wrapped material over %d bytes", provider.MaxImportWrapped)
 	}
 	if r.Policy.RotationPeriod != 0 {
 		return Metadata{}, provider.Errorf(provider.EPERM, "an imported key has no rotation period: its new versions come from Import")
@@ -301,6 +322,10 @@ func (k *Keystore) importKey(ctx context.Context, c Caller, id KeyID, r ImportRe
 		if err := k.checkVersionQuota(rec); err != nil { // quota.go
 			k.forget(ctx, []*importToken{tok})
 			return Metadata{}, err
+		}
+		if r.Policy != (Policy{}) {
+			k.forget(ctx, []*importToken{tok})
+			return Metadata{}, provider.Errorf(provider.EINVAL, "a policy is set when an import creates a key; key %s exists (use set-policy)", id)
 		}
 		v = rec.meta.Current + 1
 	}

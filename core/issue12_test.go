@@ -10,6 +10,8 @@ import (
 	"crypto/hpke"
 	"crypto/x509"
 	"errors"
+	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -416,4 +418,51 @@ func sealOutside(t *testing.T, key []byte, keyID string, aad, plaintext []byte) 
 	nonce := bytes.Repeat([]byte{1}, g.NonceSize())
 	out := append(append([]byte(nil), hdr...), nonce...)
 	return g.Seal(out, nonce, plaintext, paad)
+}
+
+// TestDataKeyPrintsNoKey: a DataKey printed with any verb, or logged,
+// shows no byte of the data key.
+func TestDataKeyPrintsNoKey(t *testing.T) {
+	d := core.DataKey{Version: 1, Plaintext: bytes.Repeat([]byte{0xAB}, 32), Sealed: []byte("s")}
+	var logged bytes.Buffer
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("x", "dk", d)
+	for _, out := range []string{fmt.Sprint(d), fmt.Sprintf("%v %+v %#v %x %s %q", d, d, d, d, d, d), logged.String()} {
+		if strings.Contains(strings.ToLower(out), "abab") || strings.Contains(out, "\xab") || strings.Contains(out, "171") {
+			t.Fatalf("data key printed: %s", out)
+		}
+	}
+}
+
+// TestImportSpentTokensBounded: an app that asks for parameters and spends
+// them in a loop does not grow the table without bound; the newest spent
+// token still says "already used". A policy given with an import into an
+// existing key is EINVAL.
+func TestImportSpentTokensBounded(t *testing.T) {
+	e := newEnv(t)
+	id := mustID(t, "app-a/imp/loop")
+	var last core.ImportRequest
+	for i := 0; i < core.MaxImportTokens*5; i++ {
+		p, err := e.ks.ImportParameters(ctx, appA, id, core.ImportOptions{Algorithm: provider.AES256GCM, WrappingAlgorithm: provider.HPKEX25519})
+		if err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		last = core.ImportRequest{Token: p.Token, Enc: make([]byte, 32), Wrapped: make([]byte, 48)}
+		if _, err := e.ks.Import(ctx, appA, id, last); !errors.Is(err, provider.ErrBadMessage) {
+			t.Fatalf("round %d: %v, want EBADMSG", i, err)
+		}
+	}
+	if n := core.ImportTableLen(e.ks); n > 4*core.MaxImportTokens {
+		t.Fatalf("table holds %d tokens, want at most %d", n, 4*core.MaxImportTokens)
+	}
+	if _, err := e.ks.Import(ctx, appA, id, last); !errors.Is(err, provider.ErrAlready) {
+		t.Fatalf("the newest spent token: %v, want EALREADY", err)
+	}
+	if _, err := e.ks.Import(ctx, appA, id, e.importRequest(t, appA, id, provider.AES256GCM, fixedAESKey)); err != nil {
+		t.Fatal(err)
+	}
+	r := e.importRequest(t, appA, id, provider.AES256GCM, fixedAESKey)
+	r.Policy = core.Policy{MinDecryptionVersion: 1}
+	if _, err := e.ks.Import(ctx, appA, id, r); !errors.Is(err, provider.ErrInvalid) {
+		t.Fatalf("a policy with an import into an existing key: %v, want EINVAL", err)
+	}
 }

@@ -2,6 +2,8 @@ package core
 
 import (
 	"crypto"
+	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"time"
@@ -393,6 +395,20 @@ type DataKey struct {
 // wipe clears the plaintext data key (a result that is withheld).
 func (d DataKey) wipe() { clear(d.Plaintext) }
 
+// String prints the version and sizes only, never the data key.
+func (d DataKey) String() string {
+	return "datakey(v" + d.Version.String() + ", " + strconv.Itoa(len(d.Plaintext)) + " bytes, sealed " + strconv.Itoa(len(d.Sealed)) + " bytes)"
+}
+
+// GoString returns the same as String.
+func (d DataKey) GoString() string { return d.String() }
+
+// Format prints the same as String under every verb.
+func (d DataKey) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(d.String())) }
+
+// LogValue logs the same as String.
+func (d DataKey) LogValue() slog.Value { return slog.StringValue(d.String()) }
+
 // HPKEMessage is what Decrypt opens: an HPKE (RFC 9180) base-mode message
 // a sender encrypted to the public key of an asymmetric-decrypt key
 // version, with the sender's info and aad.
@@ -459,7 +475,8 @@ type ImportRequest struct {
 	// Enc and Wrapped are the HPKE encapsulated key and ciphertext of the
 	// material (base mode, ImportParameters.Info, empty aad).
 	Enc, Wrapped []byte
-	// Policy of a new key; ignored when a version is added. An imported
+	// Policy of a new key; EINVAL when a version is added (use
+	// SetPolicy). An imported
 	// key has no rotation period (EPERM).
 	Policy Policy
 }

@@ -32,8 +32,8 @@ func inProcessSoftware(t *testing.T) provider.Provider {
 // the KEK rotation RPCs.
 func TestConformanceInProcess(t *testing.T) {
 	t.Parallel()
-	t.Run("Provider", func(t *testing.T) { conformance.Run(t, inProcessSoftware) })
-	t.Run("Keystore", func(t *testing.T) { conformance.RunKeystore(t, inProcessSoftware) })
+	t.Run("Provider", func(t *testing.T) { conformance.Run(t, inProcessSoftware, conformance.WithImport()) })
+	t.Run("Keystore", func(t *testing.T) { conformance.RunKeystore(t, inProcessSoftware, conformance.WithImport()) })
 }
 
 // TestConformanceSoftwarePlugin runs both suites against the real
@@ -45,11 +45,11 @@ func TestConformanceInProcess(t *testing.T) {
 func TestConformanceSoftwarePlugin(t *testing.T) {
 	t.Parallel()
 	t.Run("Provider", func(t *testing.T) {
-		conformance.Run(t, func(t *testing.T) provider.Provider { return softwarePlugin(t, Config{}).Provider() })
+		conformance.Run(t, func(t *testing.T) provider.Provider { return softwarePlugin(t, Config{}).Provider() }, conformance.WithImport())
 	})
 	t.Run("Keystore", func(t *testing.T) {
 		shared := softwarePlugin(t, Config{}).Provider()
-		conformance.RunKeystore(t, func(*testing.T) provider.Provider { return shared })
+		conformance.RunKeystore(t, func(*testing.T) provider.Provider { return shared }, conformance.WithImport())
 	})
 }
 
@@ -73,10 +73,10 @@ func TestConformanceTestseedPlugin(t *testing.T) {
 	known := conformance.WithKnownSecrets(func(ref provider.KeyRef) ([][]byte, error) {
 		return testseed.InsecureKnownSecrets(testSeed, ref)
 	})
-	t.Run("Provider", func(t *testing.T) { conformance.Run(t, factory, known) })
+	t.Run("Provider", func(t *testing.T) { conformance.Run(t, factory, known, conformance.WithImport()) })
 	t.Run("Keystore", func(t *testing.T) {
 		shared := testseedPlugin(t, Config{})
-		conformance.RunKeystore(t, func(*testing.T) provider.Provider { return shared }, known)
+		conformance.RunKeystore(t, func(*testing.T) provider.Provider { return shared }, known, conformance.WithImport())
 	})
 }
 

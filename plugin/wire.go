@@ -232,15 +232,8 @@ func checkOpen(ref provider.KeyRef, h, sealed, aad []byte) error {
 // EBADMSG), after the key's use.
 func checkDecrypt(ref provider.KeyRef, h, enc, ciphertext, info, aad []byte) error {
 	const op = "decrypt"
-	switch {
-	case len(enc) > provider.MaxHPKEEnc:
-		return provider.WithOp(op, ref.String(), provider.Errorf(provider.EMSGSIZE, "HPKE enc over %d bytes", provider.MaxHPKEEnc))
-	case len(ciphertext) > provider.MaxHPKECiphertext:
-		return provider.WithOp(op, ref.String(), provider.Errorf(provider.EMSGSIZE, "HPKE ciphertext over %d bytes", provider.MaxHPKECiphertext))
-	case len(info) > provider.MaxHPKEInfo:
-		return provider.WithOp(op, ref.String(), provider.Errorf(provider.EMSGSIZE, "HPKE info over %d bytes", provider.MaxHPKEInfo))
-	case len(aad) > provider.MaxAAD:
-		return provider.WithOp(op, ref.String(), provider.Errorf(provider.EMSGSIZE, "AAD over %d bytes", provider.MaxAAD))
+	if err := provider.CheckDecrypt(enc, ciphertext, info, aad); err != nil {
+		return provider.WithOp(op, ref.String(), err)
 	}
 	return checkHandle(op, ref, h)
 }
@@ -263,11 +256,8 @@ func checkImport(ref, wrap provider.KeyRef, wh, enc, wrapped []byte) error {
 	if err := checkWrapRef(op, wrap); err != nil {
 		return err
 	}
-	switch {
-	case len(enc) > provider.MaxHPKEEnc:
-		return provider.WithOp(op, ref.String(), provider.Errorf(provider.EMSGSIZE, "HPKE enc over %d bytes", provider.MaxHPKEEnc))
-	case len(wrapped) > provider.MaxImportWrapped:
-		return provider.WithOp(op, ref.String(), provider.Errorf(provider.EMSGSIZE, "wrapped material over %d bytes", provider.MaxImportWrapped))
+	if err := provider.CheckImport(enc, wrapped); err != nil {
+		return provider.WithOp(op, ref.String(), err)
 	}
 	return checkHandle(op, ref, wh)
 }

@@ -82,14 +82,16 @@ func (k *keysService) GetImportParameters(ctx context.Context, req *keystorev1.G
 	if err != nil {
 		return nil, err
 	}
-	secs := req.GetTtlSeconds()
-	if secs < 0 || secs > maxImportTTLSeconds {
-		return nil, provider.Errorf(provider.EINVAL, "import parameters are valid for 0 (the default, %s) or %s to %s", core.DefaultImportTTL, core.MinImportTTL, core.MaxImportTTL)
+	// The core checks the TTL (one message for every caller); out of its
+	// range here only so that the conversion cannot overflow.
+	ttl := time.Duration(-1)
+	if secs := req.GetTtlSeconds(); secs >= 0 && secs <= maxImportTTLSeconds {
+		ttl = time.Duration(secs) * time.Second
 	}
 	p, err := k.s.ks.ImportParameters(ctx, c.coreCaller(), id, core.ImportOptions{
 		Algorithm:         provider.Algorithm(req.GetAlgorithm()),
 		WrappingAlgorithm: provider.Algorithm(req.GetWrappingAlgorithm()),
-		TTL:               time.Duration(secs) * time.Second,
+		TTL:               ttl,
 	})
 	if err != nil {
 		return nil, err

@@ -79,19 +79,15 @@ func (s *Spec) Suite() (hpke.KEM, hpke.KDF, hpke.AEAD, error) {
 // any work: EMSGSIZE over a bound, EBADMSG for an enc of the wrong size or
 // a ciphertext shorter than the AEAD's tag (both are malformed messages).
 func (s *Spec) CheckHPKE(enc, ciphertext, info, aad []byte) error {
-	switch {
-	case s.Use != provider.UseAsymmetricDecrypt:
+	if s.Use != provider.UseAsymmetricDecrypt {
 		return provider.Errorf(provider.EPERM, "%s is not an HPKE algorithm", string(s.Name))
-	case len(enc) > provider.MaxHPKEEnc:
-		return provider.Errorf(provider.EMSGSIZE, "HPKE enc over %d bytes", provider.MaxHPKEEnc)
-	case len(ciphertext) > provider.MaxHPKECiphertext:
-		return provider.Errorf(provider.EMSGSIZE, "HPKE ciphertext over %d bytes", provider.MaxHPKECiphertext)
-	case len(info) > provider.MaxHPKEInfo:
-		return provider.Errorf(provider.EMSGSIZE, "HPKE info over %d bytes", provider.MaxHPKEInfo)
-	case len(aad) > provider.MaxAAD:
-		return provider.Errorf(provider.EMSGSIZE, "AAD over %d bytes", provider.MaxAAD)
+	}
+	if err := provider.CheckDecrypt(enc, ciphertext, info, aad); err != nil {
+		return err
+	}
+	switch {
 	case len(enc) != s.EncSize:
-		return provider.Errorf(provider.EBADMSG, "%s enc is %d bytes, not %d", string(s.Name), s.EncSize, len(enc))
+		return provider.Errorf(provider.EBADMSG, "%s enc is %d bytes, not %d", string(s.Name), len(enc), s.EncSize)
 	case len(ciphertext) < s.Overhead:
 		return provider.Errorf(provider.EBADMSG, "HPKE ciphertext shorter than its tag")
 	}

@@ -102,3 +102,33 @@ func ParseHash(s string) (crypto.Hash, error) {
 	}
 	return 0, Errorf(EINVAL, "digest hash %q is not sha256, sha384 or sha512", s)
 }
+
+// CheckDecrypt checks Decrypt's input: enc, ciphertext, info and aad
+// against MaxHPKEEnc, MaxHPKECiphertext, MaxHPKEInfo and MaxAAD. The
+// sizes a suite fixes (enc, the tag) are checked with the key's
+// algorithm (core/alg Spec.CheckHPKE: EBADMSG).
+func CheckDecrypt(enc, ciphertext, info, aad []byte) error {
+	switch {
+	case len(enc) > MaxHPKEEnc:
+		return Errorf(EMSGSIZE, "HPKE enc over %d bytes", MaxHPKEEnc)
+	case len(ciphertext) > MaxHPKECiphertext:
+		return Errorf(EMSGSIZE, "HPKE ciphertext over %d bytes", MaxHPKECiphertext)
+	case len(info) > MaxHPKEInfo:
+		return Errorf(EMSGSIZE, "HPKE info over %d bytes", MaxHPKEInfo)
+	case len(aad) > MaxAAD:
+		return Errorf(EMSGSIZE, "AAD over %d bytes", MaxAAD)
+	}
+	return nil
+}
+
+// CheckImport checks Import's wrapped material: enc against MaxHPKEEnc,
+// wrapped against MaxImportWrapped.
+func CheckImport(enc, wrapped []byte) error {
+	switch {
+	case len(enc) > MaxHPKEEnc:
+		return Errorf(EMSGSIZE, "HPKE enc over %d bytes", MaxHPKEEnc)
+	case len(wrapped) > MaxImportWrapped:
+		return Errorf(EMSGSIZE, "wrapped material over %d bytes", MaxImportWrapped)
+	}
+	return nil
+}

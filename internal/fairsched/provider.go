@@ -164,7 +164,9 @@ func (w *scheduled) NewImportKey(ctx context.Context, wrap provider.KeyRef) (pro
 	return w.p.NewImportKey(ctx, wrap)
 }
 
-// Import is weighed as making a key of the imported algorithm: no more
+// Import is weighed as the wrapping suite's key generation (as much CPU as
+// its decapsulation) plus one operation of the imported algorithm (the
+// provider checks the material once): no more
 // than a key generation (an RSA import validates the key, no prime search).
 func (w *scheduled) Import(ctx context.Context, ref provider.KeyRef, wrap provider.KeyRef, wh provider.Handle, enc, wrapped []byte) (provider.Generated, error) {
 	sl, err := w.s.Acquire(ctx, w.tenantOf(ctx), w.cost(wrap.Algorithm, true, 0)+w.cost(ref.Algorithm, false, 0))

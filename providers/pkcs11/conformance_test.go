@@ -55,7 +55,7 @@ func suiteArgs(t *testing.T) []string {
 func TestConformance(t *testing.T) {
 	tk := newToken(t, "conformance")
 	edit := suiteConfig(t)
-	conformance.Run(t, func(t *testing.T) provider.Provider { return tk.open(t, edit...) })
+	conformance.Run(t, func(t *testing.T) provider.Provider { return tk.open(t, edit...) }, conformance.WithImport(provider.Ed25519))
 }
 
 // TestConformanceKeystore runs the keystore-level suite (a core.Keystore
@@ -63,5 +63,5 @@ func TestConformance(t *testing.T) {
 func TestConformanceKeystore(t *testing.T) {
 	tk := newToken(t, "keystore")
 	edit := suiteConfig(t)
-	conformance.RunKeystore(t, func(t *testing.T) provider.Provider { return tk.open(t, edit...) })
+	conformance.RunKeystore(t, func(t *testing.T) provider.Provider { return tk.open(t, edit...) }, conformance.WithImport(provider.Ed25519))
 }

@@ -23,7 +23,7 @@ func (p *tokenProvider) Decrypt(ctx context.Context, ref provider.KeyRef, h prov
 	if err := p.checkRef(ref); err != nil {
 		return nil, err
 	}
-	if err := checkHPKEInput(enc, ciphertext, info, aad); err != nil {
+	if err := provider.CheckDecrypt(enc, ciphertext, info, aad); err != nil {
 		return nil, err
 	}
 	if len(h) > provider.MaxHandle {
@@ -41,22 +41,6 @@ func (p *tokenProvider) Decrypt(ctx context.Context, ref provider.KeyRef, h prov
 		return nil, err
 	}
 	return nil, p.noHPKE(ref.Algorithm)
-}
-
-// checkHPKEInput bounds Decrypt's input (EMSGSIZE): the contract's bounds
-// for every HPKE suite.
-func checkHPKEInput(enc, ciphertext, info, aad []byte) error {
-	switch {
-	case len(enc) > provider.MaxHPKEEnc:
-		return provider.Errorf(provider.EMSGSIZE, "HPKE enc over %d bytes", provider.MaxHPKEEnc)
-	case len(ciphertext) > provider.MaxHPKECiphertext:
-		return provider.Errorf(provider.EMSGSIZE, "HPKE ciphertext over %d bytes", provider.MaxHPKECiphertext)
-	case len(info) > provider.MaxHPKEInfo:
-		return provider.Errorf(provider.EMSGSIZE, "HPKE info over %d bytes", provider.MaxHPKEInfo)
-	case len(aad) > provider.MaxAAD:
-		return provider.Errorf(provider.EMSGSIZE, "AAD over %d bytes", provider.MaxAAD)
-	}
-	return nil
 }
 
 // noHPKE is Decrypt's ENOTSUP for algorithm a (cut to a segment's

@@ -141,7 +141,7 @@ func (tk *testToken) launch(t testing.TB, extraArgs ...string) *plugin.Client {
 func TestPluginConformance(t *testing.T) {
 	tk := newToken(t, "plugin-conformance")
 	args := suiteArgs(t)
-	conformance.Run(t, func(t *testing.T) provider.Provider { return tk.launch(t, args...) })
+	conformance.Run(t, func(t *testing.T) provider.Provider { return tk.launch(t, args...) }, conformance.WithImport(provider.Ed25519))
 }
 
 // TestPluginConformanceKeystore runs the keystore-level suite through the
@@ -149,7 +149,7 @@ func TestPluginConformance(t *testing.T) {
 func TestPluginConformanceKeystore(t *testing.T) {
 	tk := newToken(t, "plugin-keystore")
 	args := suiteArgs(t)
-	conformance.RunKeystore(t, func(t *testing.T) provider.Provider { return tk.launch(t, args...) })
+	conformance.RunKeystore(t, func(t *testing.T) provider.Provider { return tk.launch(t, args...) }, conformance.WithImport(provider.Ed25519))
 }
 
 // TestPluginSharesToken: keys made through the plugin live in the token:

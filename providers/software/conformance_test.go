@@ -17,7 +17,7 @@ func TestConformance(t *testing.T) {
 			t.Fatalf("software.New: %v", err)
 		}
 		return p
-	})
+	}, conformance.WithImport())
 }
 
 // TestKeystoreConformance runs the keystore-level suite (the host
@@ -30,5 +30,5 @@ func TestKeystoreConformance(t *testing.T) {
 			t.Fatalf("software.New: %v", err)
 		}
 		return p
-	})
+	}, conformance.WithImport())
 }

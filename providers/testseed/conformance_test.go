@@ -18,7 +18,7 @@ func TestConformance(t *testing.T) {
 		return p
 	}, conformance.WithKnownSecrets(func(ref provider.KeyRef) ([][]byte, error) {
 		return InsecureKnownSecrets(goldenSeed, ref)
-	}))
+	}), conformance.WithImport())
 }
 
 // TestKeystoreConformance runs the keystore-level suite over testseed,
@@ -30,5 +30,5 @@ func TestKeystoreConformance(t *testing.T) {
 			t.Fatalf("NewInsecure: %v", err)
 		}
 		return p
-	})
+	}, conformance.WithImport())
 }

@@ -169,11 +169,8 @@ func (k *Key) Open(ref provider.KeyRef, spec *alg.Spec, enc, wrapped []byte) (ma
 	if !spec.Importable() {
 		return nil, nil, provider.Errorf(provider.ENOTSUP, "%s keys cannot be imported (no standard PKCS #8 form keystored parses)", string(spec.Name))
 	}
-	if len(enc) > provider.MaxHPKEEnc {
-		return nil, nil, provider.Errorf(provider.EMSGSIZE, "HPKE enc over %d bytes", provider.MaxHPKEEnc)
-	}
-	if len(wrapped) > provider.MaxImportWrapped {
-		return nil, nil, provider.Errorf(provider.EMSGSIZE, "wrapped material over %d bytes", provider.MaxImportWrapped)
+	if err := provider.CheckImport(enc, wrapped); err != nil {
+		return nil, nil, err
 	}
 	pt, err := k.dec.Decrypt(enc, wrapped, provider.ImportInfo(ref.ID, ref.Algorithm), nil)
 	if err != nil {
