@@ -624,23 +624,32 @@ func (s *provSuite) checkImportWrongMaterial(ctx context.Context, a provider.Alg
 	return f.err()
 }
 
+// importCase starts an Import check of a: the material to import and the
+// ref conformance/import/<a>-<name>; a skip for an algorithm without an
+// import format (Import/RoundTrip checks its ENOTSUP) or one the provider
+// cannot import.
+func (s *provSuite) importCase(ctx context.Context, a provider.Algorithm, name string) (*provImportMaterial, provider.KeyRef, error) {
+	ok, err := s.importable(ctx, a)
+	if err != nil {
+		return nil, provider.KeyRef{}, err
+	}
+	if !ok {
+		return nil, provider.KeyRef{}, skipf("%s keys have no import format (Import/RoundTrip checks the ENOTSUP)", a)
+	}
+	m, err := s.importMaterial(a)
+	if err != nil {
+		return nil, provider.KeyRef{}, err
+	}
+	ref, err := s.ref("import", string(a)+"-"+name, a)
+	return m, ref, err
+}
+
 // checkImportWrongInfo: material wrapped under another info (that of
 // another key ID, another algorithm, none, the label only), with an AAD,
 // or with its enc or wrapped form tampered or truncated, is EBADMSG with
 // no output.
 func (s *provSuite) checkImportWrongInfo(ctx context.Context, a provider.Algorithm) error {
-	ok, err := s.importable(ctx, a)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return skipf("%s keys have no import format (Import/RoundTrip checks the ENOTSUP)", a)
-	}
-	m, err := s.importMaterial(a)
-	if err != nil {
-		return err
-	}
-	ref, err := s.ref("import", string(a)+"-wrong-info", a)
+	m, ref, err := s.importCase(ctx, a, "wrong-info")
 	if err != nil {
 		return err
 	}
@@ -695,18 +704,7 @@ func (s *provSuite) checkImportWrongInfo(ctx context.Context, a provider.Algorit
 // destroyed like a generated one: every operation with its handle is
 // then ENOENT, another imported key unaffected.
 func (s *provSuite) checkImportDestroy(ctx context.Context, a provider.Algorithm) error {
-	ok, err := s.importable(ctx, a)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return skipf("%s keys have no import format (Import/RoundTrip checks the ENOTSUP)", a)
-	}
-	m, err := s.importMaterial(a)
-	if err != nil {
-		return err
-	}
-	ref, err := s.ref("import", string(a)+"-destroyed-wrap", a)
+	m, ref, err := s.importCase(ctx, a, "destroyed-wrap")
 	if err != nil {
 		return err
 	}
