@@ -47,19 +47,21 @@ type importTable struct {
 
 func newImportTable() *importTable { return &importTable{tokens: map[string]*importToken{}} }
 
-// expired ends the tokens expired at now: it returns the wrapping keys to
-// forget (of unused tokens; a used one was spent by the provider) and
-// keeps the token itself for another MaxImportTTL, so that a late Import
-// says "expired" rather than "unknown".
+// expired ends the tokens expired at now: it marks them used and returns
+// those whose wrapping key the provider may still hold (h set: unused,
+// or a forget that failed), to forget. A token is kept for another
+// MaxImportTTL, so that a late Import says "expired" rather than
+// "unknown", and never dropped while its wrapping key may live.
 func (t *importTable) expired(now time.Time) []*importToken {
 	var out []*importToken
 	for s, tok := range t.tokens {
 		switch {
+		case now.Before(tok.expires):
+		case tok.h != nil:
+			tok.used = true
+			out = append(out, tok)
 		case !now.Before(tok.expires.Add(MaxImportTTL)):
 			delete(t.tokens, s)
-		case !now.Before(tok.expires) && !tok.used:
-			out = append(out, &importToken{wrap: tok.wrap, h: tok.h})
-			tok.used, tok.h = true, nil
 		}
 	}
 	return out
@@ -78,12 +80,12 @@ func (t *importTable) dropSpent(n int) {
 		var oldest string
 		var at time.Time
 		for s, tok := range t.tokens {
-			if tok.used && (oldest == "" || tok.expires.Before(at)) {
+			if tok.used && tok.h == nil && (oldest == "" || tok.expires.Before(at)) {
 				oldest, at = s, tok.expires
 			}
 		}
 		if oldest == "" {
-			return // only unused tokens, which MaxImportTokens bounds
+			return // only tokens whose wrapping key may live (MaxImportTokens bounds the unused)
 		}
 		delete(t.tokens, oldest)
 	}
@@ -102,13 +104,24 @@ func (t *importTable) outstanding(app string) (ofApp, all int) {
 	return ofApp, all
 }
 
-// forget asks the provider to drop expired wrapping keys. Failures are
-// harmless (the provider bounds what it holds and forgets at its own
-// limit), so they are not reported to the caller who happened to trigger
-// the sweep.
+// forget asks the provider to drop the wrapping keys of toks, on a
+// context that the caller's cancellation does not end (a caller that hung
+// up must not leave a wrapping key alive). A key forgotten is no longer
+// named (h cleared); one whose Destroy failed keeps its name, and the
+// next expiry sweep tries again. The failure is not the caller's, who
+// only happened to trigger the sweep, so it is not reported.
 func (k *Keystore) forget(ctx context.Context, toks []*importToken) {
+	ctx = context.WithoutCancel(ctx)
 	for _, tok := range toks {
-		_ = k.p.Destroy(ctx, tok.wrap, tok.h) // see above: the provider's own bound forgets it
+		k.imports.mu.Lock()
+		h := tok.h
+		k.imports.mu.Unlock()
+		if h == nil || k.p.Destroy(ctx, tok.wrap, h) != nil {
+			continue
+		}
+		k.imports.mu.Lock()
+		tok.h = nil
+		k.imports.mu.Unlock()
 	}
 }
 
@@ -330,7 +343,14 @@ func (k *Keystore) importKey(ctx context.Context, c Caller, id KeyID, r ImportRe
 		v = rec.meta.Current + 1
 	}
 	vr := newVersionRT(id, v, spec, k.info.Name, 0)
-	g, err := k.p.Import(ctx, vr.ref, tok.wrap, tok.h, r.Enc, r.Wrapped)
+	k.imports.mu.Lock()
+	wh := tok.h
+	k.imports.mu.Unlock()
+	g, err := k.p.Import(ctx, vr.ref, tok.wrap, wh, r.Enc, r.Wrapped)
+	// The provider spends the wrapping key whatever the outcome.
+	k.imports.mu.Lock()
+	tok.h = nil
+	k.imports.mu.Unlock()
 	if err != nil {
 		return Metadata{}, provider.WithOp("provider import", vr.refStr, err)
 	}
