@@ -54,6 +54,10 @@ func parseRecord(line, scratch []byte) (Record, []byte, string) {
 	r.Key = p.str()
 	p.lit(`,"version":`)
 	r.Version = uint32(p.uint(math.MaxUint32))
+	if p.err == "" && bytes.HasPrefix(p.b[p.i:], []byte(`,"gen":`)) {
+		p.lit(`,"gen":`)
+		r.Gen = p.uint(math.MaxUint64)
+	}
 	p.lit(`,"result":`)
 	r.Result = p.str()
 	p.lit(`,"items":`)

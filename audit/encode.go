@@ -59,6 +59,10 @@ func appendBody(dst []byte, r *Record) []byte {
 	dst = appendString(dst, r.Key)
 	dst = append(dst, `,"version":`...)
 	dst = strconv.AppendUint(dst, uint64(r.Version), 10)
+	if r.Gen > 0 {
+		dst = append(dst, `,"gen":`...)
+		dst = strconv.AppendUint(dst, r.Gen, 10)
+	}
 	dst = append(dst, `,"result":`...)
 	dst = appendString(dst, r.Result)
 	dst = append(dst, `,"items":`...)

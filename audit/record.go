@@ -52,6 +52,11 @@ type Record struct {
 	// request concerned; empty when none.
 	Key     string `json:"key"`
 	Version uint32 `json:"version"`
+	// Gen is the key's generation after the change a record announces
+	// (docs/audit.md, "Generations"); 0 for every other record. The line
+	// carries "gen" only when it is not 0, so logs written before
+	// generations existed read and verify unchanged.
+	Gen uint64 `json:"gen,omitempty"`
 	// Result is "ok" or the error's code name ("EPERM", ...). Required.
 	Result string `json:"result"`
 	// Items and Failed count the items of a batch request and those that
