@@ -30,6 +30,7 @@ var rules = []struct {
 	{"internal/strictmodes", []string{"core/provider", "golang.org/x/sys"}},
 	{"internal/unixsock", []string{"core/provider", "golang.org/x/sys"}},
 	{"internal/coredump", []string{"golang.org/x/sys"}},
+	{"internal/tpmcounter", []string{"core/provider", "core/secret", "github.com/google/go-tpm/", "golang.org/x/sys"}},
 	{"internal/fairsched", []string{"core/provider", "core/alg", "golang.org/x/crypto", "golang.org/x/sys", "github.com/cloudflare/circl"}},
 	{"providers/pkcs11", []string{"core/provider", "core/alg", "core/secret", "internal/privfile", "providers/internal/importkey", "github.com/miekg/pkcs11", "golang.org/x/crypto", "golang.org/x/sys", "github.com/cloudflare/circl"}},
 	{"providers/", []string{"core/provider", "core/alg", "core/secret", "providers/internal/", "internal/privfile", "golang.org/x/crypto", "golang.org/x/sys", "github.com/cloudflare/circl"}},
