@@ -135,7 +135,13 @@ func (l *link) roundTrip(ctx context.Context, cmd []byte) ([]byte, error) {
 // ioError names a failed read or write, and the context's error when the
 // context is why it failed.
 func (l *link) ioError(ctx context.Context, what string, err error) error {
-	if cerr := ctx.Err(); cerr != nil {
+	cerr := ctx.Err()
+	if _, ok := ctx.Deadline(); ok && cerr == nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		// The link's deadline is ctx's: it may pass before ctx's own
+		// timer has marked ctx done.
+		cerr = context.DeadlineExceeded
+	}
+	if cerr != nil {
 		return provider.Errorf(provider.EUNAVAILABLE, "tpm: %s: %w (%v)", what, cerr, err)
 	}
 	return provider.Errorf(provider.EIO, "tpm: %s: %w", what, err)

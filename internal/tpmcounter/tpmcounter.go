@@ -184,7 +184,7 @@ func (c *Counter) Increment(ctx context.Context) (uint64, error) {
 	defer c.mu.Unlock()
 	var v uint64
 	err := c.do(ctx, func(t *bound) error {
-		pub, err := c.public(t)
+		pub, err := c.defined(t)
 		if err != nil {
 			return err
 		}
@@ -227,7 +227,13 @@ func (c *Counter) do(ctx context.Context, f func(*bound) error) error {
 	return err
 }
 
-// errNoIndex: the index is not defined (public's own, never returned).
+// ErrNotDefined is wrapped (EIO) by the error Read and Increment return
+// when the index has gone since Open: the TPM was cleared (TPM2_Clear
+// deletes every owner index) or the index deleted. Only Open defines it.
+var ErrNotDefined = errors.New("the NV index is not defined")
+
+// errNoIndex: the index is not defined (public's own; Open defines it,
+// Read and Increment return ErrNotDefined).
 var errNoIndex = errors.New("nv index not defined")
 
 // public reads the index's public area and checks it; errNoIndex when
@@ -254,6 +260,15 @@ func (c *Counter) public(t *bound) (*tpm2.NVReadPublicResponse, error) {
 		return nil, err
 	}
 	return rsp, nil
+}
+
+// defined is public for Read and Increment: a missing index is an error.
+func (c *Counter) defined(t *bound) (*tpm2.NVReadPublicResponse, error) {
+	rsp, err := c.public(t)
+	if errors.Is(err, errNoIndex) {
+		return nil, provider.Errorf(provider.EIO, "%s: %w: the TPM was cleared or the index deleted since the counter was opened (opening it again defines it, reading 0)", c.Describe(), ErrNotDefined)
+	}
+	return rsp, err
 }
 
 // check refuses a public area that is not this package's counter.
@@ -308,7 +323,7 @@ func (c *Counter) define(t *bound, ownerAuth []byte) error {
 
 // read returns the value (0 when never incremented).
 func (c *Counter) read(t *bound) (uint64, error) {
-	pub, err := c.public(t)
+	pub, err := c.defined(t)
 	if err != nil {
 		return 0, err
 	}

@@ -360,3 +360,49 @@ func TestClosed(t *testing.T) {
 		t.Errorf("increment after close = %v, want EUNAVAILABLE", err)
 	}
 }
+
+// TestClearDoesNotTakeCounterBack: TPM2_Clear (tpm2_clear, or "clear
+// TPM" in firmware) deletes every owner index; the daemon's next Open
+// defines the index again, which reads 0 (internal/tamper then reports
+// the counter behind the log), and its first increment starts above the
+// old value.
+func TestClearDoesNotTakeCounterBack(t *testing.T) {
+	s := newSwtpm(t)
+	c, err := s.open(Options{Index: testIndex})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for want := uint64(1); want <= 7; want++ {
+		incr(t, c, want)
+	}
+	withTPM(t, s, func(tpm transport.TPM) {
+		clear := tpm2.Clear{AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHLockout, Auth: tpm2.PasswordAuth(nil)}}
+		if _, err := clear.Execute(tpm); err != nil {
+			t.Fatalf("TPM2_Clear: %v", err)
+		}
+		if _, err := (tpm2.NVReadPublic{NVIndex: tpm2.TPMHandle(testIndex)}).Execute(tpm); !errors.Is(err, tpm2.TPMRCHandle) {
+			t.Fatalf("index after TPM2_Clear: %v, want TPM_RC_HANDLE (deleted)", err)
+		}
+	})
+	// The open counter does not define it again behind the daemon's back.
+	if _, err := c.Read(testContext(t)); !errors.Is(err, ErrNotDefined) || !errors.Is(err, provider.ErrIO) {
+		t.Fatalf("read after TPM2_Clear = %v, want EIO wrapping ErrNotDefined", err)
+	}
+	if _, err := c.Increment(testContext(t)); !errors.Is(err, ErrNotDefined) {
+		t.Fatalf("increment after TPM2_Clear = %v, want ErrNotDefined", err)
+	}
+	// Opening it again (the daemon's next start) defines it: 0, then
+	// above the old value.
+	c, err = s.open(Options{Index: testIndex})
+	if err != nil {
+		t.Fatal(err)
+	}
+	read(t, c, 0)
+	v, err := c.Increment(testContext(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v <= 7 {
+		t.Fatalf("first increment after TPM2_Clear = %d, want > 7", v)
+	}
+}
