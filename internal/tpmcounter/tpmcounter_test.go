@@ -1,6 +1,7 @@
 package tpmcounter
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,6 +13,15 @@ import (
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/core/secret"
 )
+
+// Counter has tamper.Counter's method set (issue 14, part C item 4),
+// checked here without importing internal/tamper.
+var _ interface {
+	Read(ctx context.Context) (uint64, error)
+	Increment(ctx context.Context) (uint64, error)
+	Describe() string
+	Close() error
+} = (*Counter)(nil)
 
 // testIndex is not DefaultIndex, so that Options.Index is exercised;
 // TestDefaultIndex covers the default.
