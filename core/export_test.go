@@ -31,3 +31,23 @@ func ImportTableLen(k *Keystore) int {
 	defer k.imports.mu.Unlock()
 	return len(k.imports.tokens)
 }
+
+// RewriteGeneration rewrites id's meta.json with generation g (0: a file
+// as written before generations), as a forger or an old daemon would.
+func RewriteGeneration(st Storage, id KeyID, g uint64) error {
+	path := metaPath(id)
+	data, err := st.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var b metaBody
+	if err := decodeChecked("meta", path, data, &b); err != nil {
+		return err
+	}
+	b.Generation = g
+	out, err := encodeChecked("meta", path, b)
+	if err != nil {
+		return err
+	}
+	return st.WriteFile(path, out)
+}
