@@ -38,6 +38,10 @@ const (
 	OpDecrypt                            // decrypt
 	OpImportParameters                   // import-parameters
 	OpImport                             // import
+	// Notes: not calls, but records the core writes on its own
+	// (AuditSink.Note).
+	OpApplied          // applied
+	OpRollbackDetected // rollback-detected
 	opEnd
 )
 
@@ -49,6 +53,7 @@ var opNames = [opEnd]string{
 	OpMAC: "mac", OpVerifyMAC: "verify-mac",
 	OpGenerateDataKey: "generate-data-key", OpGenerateDataKeyWithoutPlaintext: "generate-data-key-without-plaintext",
 	OpDecrypt: "decrypt", OpImportParameters: "import-parameters", OpImport: "import",
+	OpApplied: "applied", OpRollbackDetected: "rollback-detected",
 }
 
 // String returns the operation's name, e.g. "revoke-version".
@@ -74,6 +79,10 @@ type Event struct {
 	// Detail is a short machine-made note (e.g. "auto-rotated to v3",
 	// "rotated 2 keys"); never caller-supplied text.
 	Detail string
+	// Gen is the key's generation after a lifecycle change (set on the
+	// Commit event and the Record event of the change, and on its
+	// OpApplied note); 0 otherwise.
+	Gen uint64
 }
 
 // OK reports whether the call succeeded.
@@ -100,6 +109,15 @@ type AuditSink interface {
 	Commit(ctx context.Context, e Event) error
 	// Record writes one event: the final outcome of every call.
 	Record(ctx context.Context, e Event) error
+	// Note writes e as a record of its own, never folded into the record
+	// of the request that caused it. The core writes two notes:
+	//   - OpApplied (Key, Version, Gen): a lifecycle change with
+	//     generation Gen is durable (written after its persist; an error
+	//     fails the call with EIO, the change stays);
+	//   - OpRollbackDetected (Key, Result EIO, Detail the reason): a key
+	//     read from storage disagrees with the audit log's generation
+	//     (Config.Generations), written once per key per process.
+	Note(ctx context.Context, e Event) error
 }
 
 // DiscardAudit is an AuditSink that drops every event. It is meant for
@@ -114,3 +132,6 @@ func (DiscardAudit) Commit(context.Context, Event) error { return nil }
 
 // Record implements AuditSink.
 func (DiscardAudit) Record(context.Context, Event) error { return nil }
+
+// Note implements AuditSink.
+func (DiscardAudit) Note(context.Context, Event) error { return nil }

@@ -53,7 +53,7 @@ func (k *Keystore) Census(ctx context.Context) (Census, error) {
 				if err != nil {
 					continue // not a key directory
 				}
-				m, ok, err := k.listOne(id)
+				m, ok, err := k.listOne(ctx, id)
 				switch {
 				case err != nil:
 					ac.Unreadable++

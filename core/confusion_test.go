@@ -63,7 +63,7 @@ func TestFilesCopiedAcrossKeysAreRefused(t *testing.T) {
 	// with exactly that version's handle and KeyRef).
 	check := func(t *testing.T, dst file) error {
 		ks := open()
-		_, rec, err := ks.readKey(dst.id)
+		_, rec, err := ks.readKey(context.Background(), dst.id)
 		if err != nil {
 			return err
 		}

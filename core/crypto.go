@@ -76,7 +76,7 @@ func (k *Keystore) sign(ctx context.Context, c Caller, id KeyID, v Version, in S
 	if k.checkSigs && !t.verify(in, sig) {
 		return Signature{}, provider.Errorf(provider.EIO, "provider returned a signature that does not verify; withheld")
 	}
-	if err := k.stillUsable(OpSign, id, t.vr.ref.Version); err != nil {
+	if err := k.stillUsable(ctx, OpSign, id, t.vr.ref.Version); err != nil {
 		return Signature{}, err
 	}
 	return Signature{Version: t.vr.ref.Version, Signature: sig}, nil
@@ -88,8 +88,8 @@ func (k *Keystore) sign(ctx context.Context, c Caller, id KeyID, v Version, in S
 // no signature or tag of a version appears after its revocation was
 // acknowledged. The version may have been retired meanwhile (a rotation),
 // which does not stop it.
-func (k *Keystore) stillUsable(op Op, id KeyID, v Version) error {
-	_, rec, err := k.readKey(id)
+func (k *Keystore) stillUsable(ctx context.Context, op Op, id KeyID, v Version) error {
+	_, rec, err := k.readKey(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -175,7 +175,7 @@ func (k *Keystore) mac(ctx context.Context, c Caller, op Op, id KeyID, p pick, m
 	if len(tag) != t.spec.MACSize {
 		return MACTag{}, provider.Errorf(provider.EIO, "provider returned a tag of the wrong size")
 	}
-	if err := k.stillUsable(op, id, t.vr.ref.Version); err != nil {
+	if err := k.stillUsable(ctx, op, id, t.vr.ref.Version); err != nil {
 		clear(tag)
 		return MACTag{}, err
 	}
@@ -297,7 +297,7 @@ func (k *Keystore) countSeal(ctx context.Context, vr *versionRT, spec *alg.Spec)
 	if n <= vr.reserved.Load() {
 		return nil
 	}
-	e, err := k.writeKey(vr.ref.ID)
+	e, err := k.writeKey(ctx, vr.ref.ID)
 	if err != nil {
 		return err
 	}
@@ -407,7 +407,7 @@ func (k *Keystore) rewrap(ctx context.Context, c Caller, id KeyID, sealed, aad [
 	}
 	ev.Version = out.Version
 	if sev.Detail != "" {
-		ev.Detail = sev.Detail
+		ev.Detail, ev.Gen = sev.Detail, sev.Gen
 	}
 	return out, nil
 }

@@ -68,7 +68,7 @@ func (k *Keystore) generateDataKey(ctx context.Context, c Caller, op Op, id KeyI
 	if len(aad) > provider.MaxAAD {
 		return DataKey{}, provider.Errorf(provider.EMSGSIZE, "AAD over %d bytes", provider.MaxAAD)
 	}
-	if err := admit(ctx, c, id); err != nil {
+	if err := admit(ctx, c, op, id); err != nil {
 		return DataKey{}, err
 	}
 	plaintext := make([]byte, n)

@@ -28,7 +28,9 @@ type recorder struct {
 	mu        sync.Mutex
 	events    []core.Event
 	commits   []core.Event
+	notes     []core.Event
 	fail      bool
+	failNotes bool // Note fails while the other methods work
 	notReady  bool
 	refuseAll bool // Commit fails while Ready and Record work
 	// onCommit, when set, sees every committed event (after the commit).
@@ -65,6 +67,29 @@ func (r *recorder) Record(_ context.Context, e core.Event) error {
 	}
 	r.events = append(r.events, e)
 	return nil
+}
+
+func (r *recorder) Note(_ context.Context, e core.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail || r.failNotes {
+		return errFailed
+	}
+	r.notes = append(r.notes, e)
+	return nil
+}
+
+// notesOf returns the notes of op.
+func (r *recorder) notesOf(op core.Op) []core.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []core.Event
+	for _, e := range r.notes {
+		if e.Op == op {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func (r *recorder) all() []core.Event {

@@ -42,7 +42,7 @@ func (k *Keystore) decrypt(ctx context.Context, c Caller, id KeyID, v Version, m
 		clear(pt)
 		return Decrypted{}, provider.Errorf(provider.EIO, "provider returned plaintext of the wrong size")
 	}
-	if err := k.stillUsable(OpDecrypt, id, t.vr.ref.Version); err != nil {
+	if err := k.stillUsable(ctx, OpDecrypt, id, t.vr.ref.Version); err != nil {
 		clear(pt)
 		return Decrypted{}, err
 	}

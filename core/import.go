@@ -155,10 +155,10 @@ func (k *Keystore) importParameters(ctx context.Context, c Caller, id KeyID, o I
 	if err != nil {
 		return ImportParameters{}, err
 	}
-	if err := admit(ctx, c, id); err != nil {
+	if err := admit(ctx, c, OpImportParameters, id); err != nil {
 		return ImportParameters{}, err
 	}
-	_, rec, err := k.readKey(id)
+	_, rec, err := k.readKey(ctx, id)
 	if err != nil {
 		return ImportParameters{}, err
 	}
@@ -285,7 +285,7 @@ func (k *Keystore) importKey(ctx context.Context, c Caller, id KeyID, r ImportRe
 	if r.Policy.RotationPeriod != 0 {
 		return Metadata{}, provider.Errorf(provider.EPERM, "an imported key has no rotation period: its new versions come from Import")
 	}
-	if err := admit(ctx, c, id); err != nil {
+	if err := admit(ctx, c, OpImport, id); err != nil {
 		return Metadata{}, err
 	}
 	tok, err := k.spend(c, id, r.Token)
@@ -299,7 +299,7 @@ func (k *Keystore) importKey(ctx context.Context, c Caller, id KeyID, r ImportRe
 	ev.Detail = "algorithm " + string(spec.Name) + ", origin imported"
 	k.kekMu.RLock() // a handle is made: see Keystore.kekMu
 	defer k.kekMu.RUnlock()
-	e, err := k.writeKey(id)
+	e, err := k.writeKey(ctx, id)
 	if err != nil {
 		k.forget(ctx, []*importToken{tok})
 		return Metadata{}, err
@@ -369,11 +369,18 @@ func (k *Keystore) importKey(ctx context.Context, c Caller, id KeyID, r ImportRe
 	} else {
 		next = rec.withVersion(vr, pub, now, OriginImported)
 	}
-	ev.Version = v
+	next.meta.Generation = 1
+	if rec != nil {
+		next.meta.Generation = rec.meta.Generation + 1
+	}
+	ev.Version, ev.Gen = v, next.meta.Generation
 	if err := k.commit(ctx, *ev); err != nil {
 		return Metadata{}, err
 	}
 	if err := k.persist(e, next); err != nil {
+		return Metadata{}, err
+	}
+	if err := k.applied(ctx, ev); err != nil {
 		return Metadata{}, err
 	}
 	return next.snapshot(), nil

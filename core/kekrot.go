@@ -268,7 +268,7 @@ func (k *Keystore) rewrapAll(ctx context.Context, rot provider.KEKRotator, r *KE
 // rewrapKey rewraps every version of id that has a handle, under the
 // key's lock: each new handle is durable in its file before the next.
 func (k *Keystore) rewrapKey(ctx context.Context, rot provider.KEKRotator, id KeyID, r *KEKRotation) error {
-	e, err := k.writeKey(id)
+	e, err := k.writeKey(ctx, id)
 	if err != nil {
 		return err
 	}

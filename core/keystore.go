@@ -38,6 +38,10 @@ type Config struct {
 	// crypto/rand.Reader (the kernel's getrandom). Tests may pass a
 	// deterministic reader.
 	Random io.Reader
+	// Generations is what the audit log says about each key's generation;
+	// every key record read from storage is checked against it (see
+	// Generations). nil: no check.
+	Generations Generations
 }
 
 // DefaultCacheSize is the default number of keys kept in memory.
@@ -60,6 +64,8 @@ type Keystore struct {
 	cacheSize int
 	quotas    Quotas
 	keyCount  keyCounts // per-app key counts for the keys quota
+	gens      Generations
+	refusals  refusals // generations.go
 
 	// kekMu orders KEK rotations against the operations that make
 	// handles: creates and rotations hold it for reading from the
@@ -91,6 +97,7 @@ type entry struct {
 	idStr   string
 	loaded  atomic.Bool
 	evicted atomic.Bool
+	pinned  atomic.Bool            // never evicted (the audit signing key)
 	rec     atomic.Pointer[record] // nil: the key does not exist
 }
 
@@ -106,7 +113,7 @@ func Open(ctx context.Context, o Config) (*Keystore, error) {
 	}
 	k := &Keystore{st: o.Storage, p: o.Provider, clock: o.Clock, audit: o.Audit, reg: o.Algorithms,
 		checkSigs: o.CheckSignatures, cacheSize: o.CacheSize, quotas: o.Quotas, keys: map[string]*entry{},
-		random: o.Random, imports: newImportTable()}
+		random: o.Random, imports: newImportTable(), gens: o.Generations}
 	if k.random == nil {
 		k.random = rand.Reader
 	}
@@ -305,7 +312,7 @@ func (k *Keystore) evictLocked() {
 		if len(k.keys) <= target {
 			return
 		}
-		if e.mu.TryLock() {
+		if !e.pinned.Load() && e.mu.TryLock() {
 			e.evicted.Store(true)
 			delete(k.keys, id)
 			e.mu.Unlock()
@@ -316,7 +323,7 @@ func (k *Keystore) evictLocked() {
 // readKey returns id's entry and its current record (nil if the key does
 // not exist), loading it from storage on first use. No lock is held on
 // return: the record is an immutable snapshot.
-func (k *Keystore) readKey(id KeyID) (*entry, *record, error) {
+func (k *Keystore) readKey(ctx context.Context, id KeyID) (*entry, *record, error) {
 	for {
 		e := k.lookup(id)
 		if e.evicted.Load() {
@@ -326,7 +333,7 @@ func (k *Keystore) readKey(id KeyID) (*entry, *record, error) {
 			return e, e.rec.Load(), nil
 		}
 		// Load under the entry's lock, then read again.
-		we, err := k.writeKey(id)
+		we, err := k.writeKey(ctx, id)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -336,7 +343,7 @@ func (k *Keystore) readKey(id KeyID) (*entry, *record, error) {
 
 // writeKey returns id's entry locked and loaded; release with
 // e.mu.Unlock(). Only the holder of the lock publishes a new record.
-func (k *Keystore) writeKey(id KeyID) (*entry, error) {
+func (k *Keystore) writeKey(ctx context.Context, id KeyID) (*entry, error) {
 	for {
 		e := k.lookup(id)
 		e.mu.Lock()
@@ -345,7 +352,7 @@ func (k *Keystore) writeKey(id KeyID) (*entry, error) {
 			continue
 		}
 		if !e.loaded.Load() {
-			rec, err := k.load(id)
+			rec, err := k.load(ctx, id)
 			if err != nil {
 				e.mu.Unlock()
 				return nil, err
@@ -359,7 +366,7 @@ func (k *Keystore) writeKey(id KeyID) (*entry, error) {
 
 // tryWriteKey is writeKey that does not wait: ok is false when another
 // call holds the key's lock.
-func (k *Keystore) tryWriteKey(id KeyID) (e *entry, ok bool, err error) {
+func (k *Keystore) tryWriteKey(ctx context.Context, id KeyID) (e *entry, ok bool, err error) {
 	for {
 		e := k.lookup(id)
 		if !e.mu.TryLock() {
@@ -370,7 +377,7 @@ func (k *Keystore) tryWriteKey(id KeyID) (e *entry, ok bool, err error) {
 			continue
 		}
 		if !e.loaded.Load() {
-			rec, err := k.load(id)
+			rec, err := k.load(ctx, id)
 			if err != nil {
 				e.mu.Unlock()
 				return nil, false, err
@@ -382,11 +389,20 @@ func (k *Keystore) tryWriteKey(id KeyID) (e *entry, ok bool, err error) {
 	}
 }
 
-// load reads a key's metadata from storage; nil, nil if it does not exist.
-func (k *Keystore) load(id KeyID) (*record, error) {
+// load reads a key's metadata from storage; nil, nil if it does not
+// exist. The record read is checked against the audit log's generations
+// (checkGeneration); a key refused once is refused again without reading
+// storage.
+func (k *Keystore) load(ctx context.Context, id KeyID) (*record, error) {
+	if err := k.refused(ctx, id); err != nil {
+		return nil, err
+	}
 	path := metaPath(id)
 	data, err := k.st.ReadFile(path)
 	if errors.Is(err, provider.ErrNotFound) {
+		if err := k.checkGeneration(ctx, id, nil); err != nil {
+			return nil, err
+		}
 		return nil, nil
 	}
 	if err != nil {
@@ -399,6 +415,9 @@ func (k *Keystore) load(id KeyID) (*record, error) {
 	rec, err := recordFromBody(id, path, &b, k.reg, k.info.Name)
 	if err != nil {
 		return nil, provider.WithOp("load", id.String(), err)
+	}
+	if err := k.checkGeneration(ctx, id, rec); err != nil {
+		return nil, err
 	}
 	return rec, nil
 }

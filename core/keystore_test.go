@@ -293,7 +293,7 @@ func TestAuditEvents(t *testing.T) {
 		t.Fatalf("%d events, want 3", len(ev))
 	}
 	want := []core.Event{
-		{Time: epoch, Caller: appA, Op: core.OpCreate, Key: "app-a/s/k", Version: 1},
+		{Time: epoch, Caller: appA, Op: core.OpCreate, Key: "app-a/s/k", Version: 1, Gen: 1},
 		{Time: epoch.Add(time.Minute), Caller: appA, Op: core.OpSign, Key: "app-a/s/k", Version: 1},
 		{Time: epoch.Add(time.Minute), Caller: appB, Op: core.OpSign, Key: "app-a/s/k", Result: provider.EPERM},
 	}

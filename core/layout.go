@@ -177,6 +177,9 @@ type metaBody struct {
 	Destroyed *time.Time    `json:"destroyed,omitempty"`
 	Policy    policyBody    `json:"policy"`
 	Versions  []versionBody `json:"versions"`
+	// Generation counts the key's lifecycle changes (1 after its
+	// create); 0, omitted, in files written before generations.
+	Generation uint64 `json:"generation,omitempty"`
 }
 
 type policyBody struct {

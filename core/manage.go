@@ -24,7 +24,7 @@ func (k *Keystore) Create(ctx context.Context, c Caller, id KeyID, o CreateOptio
 func (k *Keystore) create(ctx context.Context, c Caller, id KeyID, o CreateOptions, ev *Event) (Metadata, error) {
 	k.kekMu.RLock() // a handle is made: see Keystore.kekMu
 	defer k.kekMu.RUnlock()
-	if err := admit(ctx, c, id); err != nil {
+	if err := admit(ctx, c, OpCreate, id); err != nil {
 		return Metadata{}, err
 	}
 	if o.Algorithm == "" {
@@ -47,7 +47,7 @@ func (k *Keystore) create(ctx context.Context, c Caller, id KeyID, o CreateOptio
 	if err := checkPolicy(o.Policy, 1); err != nil {
 		return Metadata{}, err
 	}
-	e, err := k.writeKey(id)
+	e, err := k.writeKey(ctx, id)
 	if err != nil {
 		return Metadata{}, err
 	}
@@ -73,12 +73,16 @@ func (k *Keystore) create(ctx context.Context, c Caller, id KeyID, o CreateOptio
 		ID: id, Algorithm: spec.Name, Use: spec.Use, State: StateActive, Current: 1,
 		Versions: []VersionInfo{{Version: 1, State: VersionPrimary, PublicKey: pub, Created: now, Origin: OriginGenerated}},
 		Policy:   o.Policy, Provider: k.info.Name, Insecure: k.insecure, Origin: OriginGenerated, Created: now,
+		Generation: 1,
 	}}
-	ev.Version = 1
+	ev.Version, ev.Gen = 1, 1
 	if err := k.commit(ctx, *ev); err != nil {
 		return Metadata{}, err
 	}
 	if err := k.persist(e, rec); err != nil {
+		return Metadata{}, err
+	}
+	if err := k.applied(ctx, ev); err != nil {
 		return Metadata{}, err
 	}
 	return rec.snapshot(), nil
@@ -178,10 +182,10 @@ func (k *Keystore) Get(ctx context.Context, c Caller, id KeyID) (Metadata, error
 }
 
 func (k *Keystore) get(ctx context.Context, c Caller, id KeyID) (Metadata, error) {
-	if err := admit(ctx, c, id); err != nil {
+	if err := admit(ctx, c, OpGet, id); err != nil {
 		return Metadata{}, err
 	}
-	_, rec, err := k.readKey(id)
+	_, rec, err := k.readKey(ctx, id)
 	if err != nil {
 		return Metadata{}, err
 	}
@@ -201,10 +205,10 @@ func (k *Keystore) get(ctx context.Context, c Caller, id KeyID) (Metadata, error
 // destroy erases material), an apply function that transition runs after
 // the audit sink committed the change and before the metadata is written.
 func (k *Keystore) transition(ctx context.Context, c Caller, op Op, id KeyID, ev *Event, f func(rec *record, now time.Time) (next *record, apply func() error, err error)) (Metadata, error) {
-	if err := admit(ctx, c, id); err != nil {
+	if err := admit(ctx, c, op, id); err != nil {
 		return Metadata{}, err
 	}
-	e, err := k.writeKey(id)
+	e, err := k.writeKey(ctx, id)
 	if err != nil {
 		return Metadata{}, err
 	}
@@ -223,6 +227,8 @@ func (k *Keystore) transition(ctx context.Context, c Caller, op Op, id KeyID, ev
 	if ev.Version == 0 {
 		ev.Version = next.meta.Current
 	}
+	next.meta.Generation = rec.meta.Generation + 1
+	ev.Gen = next.meta.Generation
 	if err := k.commit(ctx, *ev); err != nil {
 		return Metadata{}, err
 	}
@@ -232,6 +238,9 @@ func (k *Keystore) transition(ctx context.Context, c Caller, op Op, id KeyID, ev
 		}
 	}
 	if err := k.persist(e, next); err != nil {
+		return Metadata{}, err
+	}
+	if err := k.applied(ctx, ev); err != nil {
 		return Metadata{}, err
 	}
 	return next.snapshot(), nil
@@ -459,6 +468,9 @@ func (k *Keystore) list(ctx context.Context, c Caller, o ListOptions) (ListPage,
 		if err := provider.CheckSegment("app ID", o.App); err != nil {
 			return ListPage{}, err
 		}
+		if err := checkReserved(c, OpList, o.App); err != nil {
+			return ListPage{}, err
+		}
 		if err := authorize(c, o.App); err != nil {
 			return ListPage{}, err
 		}
@@ -474,6 +486,9 @@ func (k *Keystore) list(ctx context.Context, c Caller, o ListOptions) (ListPage,
 		// segment; here the app is the caller's own, so check it.
 		if provider.CheckSegment("caller app ID", c.App) != nil {
 			return ListPage{}, provider.Errorf(provider.EPERM, "caller has no valid app ID")
+		}
+		if err := checkReserved(c, OpList, c.App); err != nil {
+			return ListPage{}, err
 		}
 		apps = []string{c.App}
 	}
@@ -507,7 +522,7 @@ func (k *Keystore) list(ctx context.Context, c Caller, o ListOptions) (ListPage,
 					page.NextPageToken = last.String()
 					return page, nil
 				}
-				m, ok, err := k.listOne(id)
+				m, ok, err := k.listOne(ctx, id)
 				switch {
 				case err != nil:
 					page.Unreadable = append(page.Unreadable, UnreadableKey{ID: id, Err: err})
@@ -537,8 +552,8 @@ func (p *ListPage) lastID() KeyID {
 
 // listOne loads a key for List; ok is false for a directory that holds no
 // key (e.g. a create that crashed before its metadata was written).
-func (k *Keystore) listOne(id KeyID) (Metadata, bool, error) {
-	_, rec, err := k.readKey(id)
+func (k *Keystore) listOne(ctx context.Context, id KeyID) (Metadata, bool, error) {
+	_, rec, err := k.readKey(ctx, id)
 	if err != nil {
 		return Metadata{}, false, err
 	}
@@ -642,7 +657,7 @@ func (k *Keystore) sweep(ctx context.Context, c Caller, o SweepOptions) (SweepRe
 		if !rotationDue(m, k.clock.Now()) {
 			continue
 		}
-		v, err := k.autoRotate(ctx, m.ID, k.event(c, OpRotate, "", 0))
+		v, _, err := k.autoRotate(ctx, m.ID, k.event(c, OpRotate, "", 0))
 		switch {
 		case err != nil:
 			res.Failed = append(res.Failed, SweepFailure{ID: m.ID, Err: provider.WithOp("rotate", m.ID.String(), err)})
@@ -661,42 +676,47 @@ func rotationDue(m *Metadata, now time.Time) bool {
 }
 
 // autoRotate rotates id if it is still due, under its write lock, and
-// returns the new primary version (0: the key was no longer due). ev is
+// returns the new primary version (0: the key was no longer due) and the
+// key's new generation. ev is
 // the event of the operation that triggered it (a sign, a seal, a sweep);
 // the sink is asked to commit it with the new version and "auto-rotated".
-func (k *Keystore) autoRotate(ctx context.Context, id KeyID, ev Event) (Version, error) {
+func (k *Keystore) autoRotate(ctx context.Context, id KeyID, ev Event) (v Version, gen uint64, err error) {
 	// A call that finds the KEK lock or the key's lock held (a KEK
 	// rotation; another call rotating this key, whose RSA key generation
 	// can take seconds) does not wait for it: it goes on with the overdue
 	// primary, and the rotation is the holder's, or the next call's or
 	// sweep's.
 	if !k.kekMu.TryRLock() { // a handle may be made: see Keystore.kekMu
-		return 0, nil
+		return 0, 0, nil
 	}
 	defer k.kekMu.RUnlock()
-	e, ok, err := k.tryWriteKey(id)
+	e, ok, err := k.tryWriteKey(ctx, id)
 	if err != nil || !ok {
-		return 0, err
+		return 0, 0, err
 	}
 	defer e.mu.Unlock()
 	now := k.clock.Now().UTC()
 	rec := e.rec.Load()
 	if rec == nil || !rotationDue(&rec.meta, now) {
-		return 0, nil
+		return 0, 0, nil
 	}
 	if err := k.ready(ctx); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	next, err := k.rotateLocked(ctx, rec, now)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	ev.Key, ev.Version, ev.Detail = e.idStr, next.meta.Current, "auto-rotated"
+	next.meta.Generation = rec.meta.Generation + 1
+	ev.Key, ev.Version, ev.Detail, ev.Gen = e.idStr, next.meta.Current, "auto-rotated", next.meta.Generation
 	if err := k.commit(ctx, ev); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if err := k.persist(e, next); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return next.meta.Current, nil
+	if err := k.applied(ctx, &ev); err != nil {
+		return 0, 0, err
+	}
+	return next.meta.Current, next.meta.Generation, nil
 }

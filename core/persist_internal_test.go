@@ -36,7 +36,7 @@ func TestSealReservationPublishedOnlyWhenDurable(t *testing.T) {
 	if _, err := ks.Create(ctx, c, id, CreateOptions{Algorithm: provider.ChaCha20Poly1305}); err != nil {
 		t.Fatal(err)
 	}
-	_, rec, err := ks.readKey(id)
+	_, rec, err := ks.readKey(ctx, id)
 	if err != nil || rec == nil {
 		t.Fatalf("readKey: %v", err)
 	}

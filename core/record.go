@@ -78,6 +78,7 @@ func (r *record) body() metaBody {
 			MinDecryptionVersion:  uint32(m.Policy.MinDecryptionVersion),
 			RotationPeriodSeconds: int64(m.Policy.RotationPeriod / time.Second),
 		},
+		Generation: m.Generation,
 	}
 	for i, v := range m.Versions {
 		vb := versionBody{
@@ -129,7 +130,7 @@ func recordFromBody(id KeyID, path string, b *metaBody, reg *alg.Registry, provi
 	m := Metadata{
 		ID: id, Algorithm: spec.Name, Use: spec.Use, State: state, Current: Version(b.Current),
 		Provider: b.Provider, Insecure: b.Insecure, Created: b.Created,
-		Revoked: timeVal(b.Revoked), Destroyed: timeVal(b.Destroyed),
+		Revoked: timeVal(b.Revoked), Destroyed: timeVal(b.Destroyed), Generation: b.Generation,
 		Policy: Policy{
 			MinDecryptionVersion: Version(b.Policy.MinDecryptionVersion),
 			RotationPeriod:       time.Duration(b.Policy.RotationPeriodSeconds) * time.Second,

@@ -33,12 +33,16 @@ type target struct {
 	pub  []byte
 }
 
-// admit is the preamble of every call that names a key: the ID is given,
-// the caller may use the app's keys (decided from the ID alone, before any
-// lookup) and the context is still live.
-func admit(ctx context.Context, c Caller, id KeyID) error {
+// admit is the preamble of every call of op that names a key: the ID is
+// given, the caller may use the app's keys (decided from the ID alone,
+// before any lookup; ReservedApp's keys only as checkReserved allows) and
+// the context is still live.
+func admit(ctx context.Context, c Caller, op Op, id KeyID) error {
 	if id.IsZero() {
 		return provider.Errorf(provider.EINVAL, "no key ID")
+	}
+	if err := checkReserved(c, op, id.App()); err != nil {
+		return err
 	}
 	if err := authorize(c, id.App()); err != nil {
 		return err
@@ -51,11 +55,11 @@ func admit(ctx context.Context, c Caller, id KeyID) error {
 // pickPrimary a due automatic rotation happens first and ev's detail says
 // so. On success ev names the version resolved.
 func (k *Keystore) resolve(ctx context.Context, c Caller, op Op, id KeyID, use Use, p pick, ev *Event) (target, error) {
-	if err := admit(ctx, c, id); err != nil {
+	if err := admit(ctx, c, op, id); err != nil {
 		return target{}, err
 	}
 	for attempt := 0; ; attempt++ {
-		e, rec, err := k.readKey(id)
+		e, rec, err := k.readKey(ctx, id)
 		if err != nil {
 			return target{}, err
 		}
@@ -70,12 +74,12 @@ func (k *Keystore) resolve(ctx context.Context, c Caller, op Op, id KeyID, use U
 			return target{}, provider.Errorf(provider.EPERM, "key is a %s key; %s needs a %s key", m.Use, op, use)
 		}
 		if p.rotate && attempt == 0 && rotationDue(m, k.clock.Now()) {
-			rotated, err := k.autoRotate(ctx, id, *ev)
+			rotated, gen, err := k.autoRotate(ctx, id, *ev)
 			if err = overdueOnQuota(ev, err); err != nil { // quota.go
 				return target{}, err
 			}
 			if rotated != 0 {
-				ev.Detail = "auto-rotated"
+				ev.Detail, ev.Gen = "auto-rotated", gen
 			}
 			continue
 		}

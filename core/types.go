@@ -21,6 +21,9 @@ type Caller struct {
 	// UID and PID are recorded in audit events when the transport knows
 	// them; the core does not interpret them.
 	UID, PID int64
+	// system marks the keystore's own caller (AuditSigner), the only one
+	// that may change keys of ReservedApp.
+	system bool
 }
 
 // String returns "app" or "operator:app".
@@ -154,6 +157,11 @@ type Metadata struct {
 	Created   time.Time
 	Revoked   time.Time
 	Destroyed time.Time
+	// Generation counts the key's lifecycle changes: 1 after its create,
+	// +1 with every rotation, revocation, destroy, policy change or
+	// import; 0 for a key last changed before generations were recorded.
+	// The audit log records it with each change (Config.Generations).
+	Generation uint64
 }
 
 // App returns the key's app ID.

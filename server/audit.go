@@ -273,6 +273,26 @@ func (s *coreSink) Commit(ctx context.Context, e core.Event) error {
 	return c.commit(ctx)
 }
 
+// Note implements core.AuditSink: the note is a record of its own (Op
+// "keys."+op, with the key's generation), inside a request or not.
+func (s *coreSink) Note(ctx context.Context, e core.Event) error {
+	r := audit.Record{
+		Time:    e.Time,
+		Caller:  audit.Caller{UID: e.Caller.UID, PID: e.Caller.PID, App: e.Caller.App, Operator: e.Caller.Operator},
+		Op:      "keys." + e.Op.String(),
+		Key:     e.Key,
+		Version: uint32(e.Version),
+		Gen:     e.Gen,
+		Result:  resultName(e.Result),
+		Detail:  e.Detail,
+	}
+	if r.Time.IsZero() {
+		r.Time = s.clock.Now()
+	}
+	_, err := s.log.Append(context.WithoutCancel(ctx), r)
+	return err
+}
+
 // Record implements core.AuditSink.
 func (s *coreSink) Record(ctx context.Context, e core.Event) error {
 	if c := callFrom(ctx); c != nil {

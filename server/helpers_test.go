@@ -28,9 +28,14 @@ import (
 )
 
 // fakeAudit is an in-memory AuditLog whose writes can be made to fail.
+// The core's notes (keys.applied, keys.rollback-detected: records of
+// their own, not a request's) are kept apart in notes, so that recs holds
+// one record per request as the tests count them.
 type fakeAudit struct {
 	mu         sync.Mutex
 	recs       []audit.Record
+	notes      []audit.Record
+	seq        uint64
 	failAppend atomic.Bool
 	failReady  atomic.Bool
 }
@@ -43,9 +48,27 @@ func (f *fakeAudit) Append(_ context.Context, r audit.Record) (audit.Record, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	r.Seq = uint64(len(f.recs) + 1)
+	f.seq++
+	r.Seq = f.seq
+	if r.Op == "keys.applied" || r.Op == "keys.rollback-detected" {
+		f.notes = append(f.notes, r)
+		return r, nil
+	}
 	f.recs = append(f.recs, r)
 	return r, nil
+}
+
+// notesOf returns the core's notes (records of their own) of op.
+func (f *fakeAudit) notesOf(op string) []audit.Record {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []audit.Record
+	for _, r := range f.notes {
+		if r.Op == op {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func (f *fakeAudit) Ready(context.Context) error {

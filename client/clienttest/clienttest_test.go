@@ -66,8 +66,9 @@ func TestAuditLog(t *testing.T) {
 	if _, err := audit.Walk(f, func(r audit.Record) error { got = append(got, r); return nil }); err != nil {
 		t.Fatalf("audit log does not verify: %v", err)
 	}
-	if len(got) != 2 || got[0].Op != "keys.create" || got[0].Result != "ok" || got[1].Op != "keys.get" || got[1].Result != "EIO" {
-		t.Fatalf("audit records %+v; want keys.create ok, keys.get EIO", got)
+	if len(got) != 3 || got[0].Op != "keys.create" || got[0].Result != "ok" || got[1].Op != "keys.applied" || got[1].Gen != 1 ||
+		got[2].Op != "keys.get" || got[2].Result != "EIO" {
+		t.Fatalf("audit records %+v; want keys.create ok, keys.applied gen 1, keys.get EIO", got)
 	}
 	if got[0].Caller.UID != int64(os.Getuid()) || got[0].Caller.App != "app" {
 		t.Errorf("audited caller %+v, want uid %d app app", got[0].Caller, os.Getuid())

@@ -257,8 +257,8 @@ func TestGracefulStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := successes + 1; res.Records != want {
-		t.Fatalf("audit log holds %d records, want %d (create + %d successful seals)", res.Records, want, successes)
+	if want := successes + 2; res.Records != want {
+		t.Fatalf("audit log holds %d records, want %d (create, its keys.applied record, %d successful seals)", res.Records, want, successes)
 	}
 }
 
@@ -695,8 +695,9 @@ socket_group = "4242"
 			t.Errorf("unmapped uid's record %+v", r)
 		}
 	}
-	if uids[1001] != 11 || uids[1002] != 10 || uids[1003] != 4 {
-		t.Errorf("audit records per uid = %v, want 1001:11 1002:10 1003:4", uids)
+	// Each uid's successful create also wrote a keys.applied record.
+	if uids[1001] != 12 || uids[1002] != 11 || uids[1003] != 4 {
+		t.Errorf("audit records per uid = %v, want 1001:12 1002:11 1003:4", uids)
 	}
 }
 

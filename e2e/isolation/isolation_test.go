@@ -833,6 +833,9 @@ func (f *fixture) checkAudit(recs []audit.Record, jobs map[uint32][]step, outs m
 	defer func() { t.Logf("%d audit records matched one to one with their calls", checked) }()
 	byPID := map[int64][]audit.Record{}
 	for _, r := range recs {
+		if r.Op == "keys.applied" {
+			continue // the core's record of its own after a lifecycle change, not a call's
+		}
 		byPID[r.Caller.PID] = append(byPID[r.Caller.PID], r)
 	}
 	for uid, steps := range jobs {

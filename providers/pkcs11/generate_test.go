@@ -342,6 +342,7 @@ type nopAudit struct{}
 func (nopAudit) Ready(context.Context) error              { return nil }
 func (nopAudit) Commit(context.Context, core.Event) error { return nil }
 func (nopAudit) Record(context.Context, core.Event) error { return nil }
+func (nopAudit) Note(context.Context, core.Event) error   { return nil }
 
 // TestCommitRefusedCopy: when the token refuses to copy a staged key
 // (here SoftHSM2 refusing to change CKA_TOKEN of an unmodifiable session
