@@ -67,6 +67,15 @@ type env struct {
 	path   string
 	opened int // OpenLog calls
 	log    *testLog
+	seg    int64 // segment size; 0: the default
+}
+
+func (e *env) logOptions() []audit.Option {
+	opts := []audit.Option{audit.WithClock(fixedClock{})}
+	if e.seg != 0 {
+		opts = append(opts, audit.WithSegmentSize(e.seg))
+	}
+	return opts
 }
 
 func newEnv(t *testing.T) *env {
@@ -81,7 +90,7 @@ func (e *env) options() tamper.Options {
 		LogPath:  e.path,
 		OpenLog: func() (tamper.Log, error) {
 			e.opened++
-			l, err := audit.Open(e.path, audit.WithClock(fixedClock{}))
+			l, err := audit.Open(e.path, e.logOptions()...)
 			if err != nil {
 				return nil, err
 			}
@@ -147,9 +156,10 @@ func appendVia(t *testing.T, tr *tamper.Tracker, rs ...audit.Record) {
 
 // appendRaw appends records to the log at path with no tracker: records
 // written after the last snapshot (a crash), or by someone else.
-func appendRaw(t *testing.T, path string, rs ...audit.Record) {
+func (e *env) appendRaw(rs ...audit.Record) {
+	t := e.t
 	t.Helper()
-	l, err := audit.Open(path, audit.WithClock(fixedClock{}))
+	l, err := audit.Open(e.path, e.logOptions()...)
 	if err != nil {
 		t.Fatalf("audit.Open: %v", err)
 	}

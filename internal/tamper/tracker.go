@@ -261,16 +261,20 @@ type errStop struct{ problem, short string }
 func (e *errStop) Error() string { return e.problem }
 
 // walkLog verifies the whole log (audit.WalkLog) and checks that it holds
-// the snapshot's head S — the record at seq S with its hash, or, when the
-// segments up to S were moved away, a first record S+1 whose prev is S's
-// hash — then feeds the records after S to the snapshot's index; with
-// full, every record also to a new index.
+// the snapshot's head S — the record at seq S with its hash, or a first
+// record S+1 whose prev is S's hash (the segments through S were moved
+// elsewhere) — then feeds the records after S to the snapshot's index;
+// with full, every record also to a new index. A log whose first segments
+// were moved away (its first record is not seq 1 and no
+// audit.segment-pruned record accounts for it) is walked from its own
+// first record: what matters here is S, which must then still be there.
 func walkLog(path string, snap *Index, full bool) (walked, error) {
 	var S audit.Checkpoint
 	if snap != nil {
 		S = snap.Head()
 	}
-	attempt := func(start audit.Checkpoint) (walked, audit.VerifyResult, error) {
+	var firstRec *audit.Record
+	attempt := func(start audit.Checkpoint) (walked, error) {
 		var w walked
 		if snap != nil {
 			w.inc = snap.clone()
@@ -280,30 +284,41 @@ func walkLog(path string, snap *Index, full bool) (walked, error) {
 		}
 		seen := S.Seq == 0
 		first := true
+		mismatch := func(problem, short string) error {
+			w.problem, w.short, w.inc = problem, short, nil
+			if w.full == nil {
+				return &errStop{problem, short}
+			}
+			return nil // go on: the full index needs every record
+		}
 		res, err := audit.WalkLog(path, start, func(r audit.Record) error {
 			if w.full != nil {
 				w.full.Observe(r)
 			}
-			if w.inc == nil {
-				return nil
-			}
 			if first {
 				first = false
-				if r.Seq > S.Seq+1 {
-					return &errStop{"the log starts at seq " + strconv.FormatUint(r.Seq, 10) + " but the state directory last saw seq " + strconv.FormatUint(S.Seq, 10) + " (hash " + S.Hash + "): the records between are gone", "log replaced"}
+				if firstRec == nil {
+					c := r
+					firstRec = &c
 				}
-				if r.Seq == S.Seq+1 {
+				if w.inc != nil && r.Seq > S.Seq+1 {
+					return mismatch("the log starts at seq "+strconv.FormatUint(r.Seq, 10)+" but the state directory last saw seq "+strconv.FormatUint(S.Seq, 10)+" (hash "+S.Hash+"): the records between are gone", "log replaced")
+				}
+				if w.inc != nil && r.Seq == S.Seq+1 {
 					if r.Prev != S.Hash {
-						return &errStop{"record " + strconv.FormatUint(r.Seq, 10) + " does not follow seq " + S.String() + " the state directory last saw: a different chain", "log replaced"}
+						return mismatch("record "+strconv.FormatUint(r.Seq, 10)+" does not follow seq "+S.String()+" the state directory last saw: a different chain", "log replaced")
 					}
 					seen = true
 				}
+			}
+			if w.inc == nil {
+				return nil
 			}
 			switch {
 			case r.Seq < S.Seq:
 			case r.Seq == S.Seq:
 				if r.Hash != S.Hash {
-					return &errStop{"the log's record at seq " + strconv.FormatUint(S.Seq, 10) + " has hash " + r.Hash + ", not the " + S.Hash + " the state directory last saw: the log was replaced or rewritten", "log replaced"}
+					return mismatch("the log's record at seq "+strconv.FormatUint(S.Seq, 10)+" has hash "+r.Hash+", not the "+S.Hash+" the state directory last saw: the log was replaced or rewritten", "log replaced")
 				}
 				seen = true
 			default:
@@ -313,23 +328,21 @@ func walkLog(path string, snap *Index, full bool) (walked, error) {
 		})
 		var stop *errStop
 		if errors.As(err, &stop) {
-			w.problem, w.short = stop.problem, stop.short
-			return w, res, nil
+			return w, nil
 		}
-		if err == nil && !seen {
+		if err == nil && !seen && w.problem == "" {
 			w.problem = "the log ends at seq " + strconv.FormatUint(res.LastSeq, 10) + " but the state directory last saw seq " + strconv.FormatUint(S.Seq, 10) + " (hash " + S.Hash + "): the log was truncated or replaced by a shorter one"
 			w.short = "log truncated"
+			w.inc = nil
 		}
-		return w, res, err
+		return w, err
 	}
-	w, _, err := attempt(audit.Checkpoint{})
+	w, err := attempt(audit.Checkpoint{})
 	var ve *audit.VerifyError
-	if err != nil && S.Seq > 0 && errors.As(err, &ve) {
-		// The segments through S may have been moved elsewhere: the log
-		// may start right after S.
-		if w2, _, err2 := attempt(S); err2 == nil && w2.problem == "" {
-			return w2, nil
-		}
+	if err != nil && errors.As(err, &ve) && firstRec != nil && firstRec.Seq > 1 {
+		// Segments before the first record present were moved elsewhere:
+		// walk from where the log starts.
+		w, err = attempt(audit.Checkpoint{Seq: firstRec.Seq - 1, Hash: firstRec.Prev})
 	}
 	if err != nil {
 		return walked{}, provider.Errorf(provider.EIO, "audit log %s does not verify (keystorectl audit verify shows the first bad record): %w", path, err)
