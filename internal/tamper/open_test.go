@@ -252,3 +252,58 @@ func sealedSegments(t *testing.T, e *env) []string {
 	}
 	return m
 }
+
+// movingLog reports a head other than the log's at SetObserver: records
+// appended between the walk and the attach.
+type movingLog struct{ *testLog }
+
+func (l movingLog) SetObserver(f func(audit.Record)) audit.Checkpoint {
+	cp := l.testLog.SetObserver(f)
+	cp.Seq++
+	return cp
+}
+
+func TestOpenRefusesAHeadThatMoved(t *testing.T) {
+	e := newEnv(t)
+	o := e.options()
+	inner := o.OpenLog
+	o.OpenLog = func() (tamper.Log, error) {
+		l, err := inner()
+		if err != nil {
+			return nil, err
+		}
+		return movingLog{l.(*testLog)}, nil
+	}
+	_, err := e.open(o)
+	wantErr(t, err, nil, provider.EIO, "head moved")
+}
+
+func TestSnapshotWhileRecordsArrive(t *testing.T) {
+	e := newEnv(t)
+	tr := e.mustOpen(e.options())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			if _, err := tr.Log().AppendSync(context.Background(), intent("keys.create", "a/p/k"+strings.Repeat("x", i%5), uint64(i+1))); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for range 20 {
+		if err := tr.Snapshot(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-done
+	e.closeTracker(tr)
+	x, err := tamper.LoadSnapshot(filepath.Join(e.state, tamper.SnapshotName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := x.Head().Seq; got != 200 {
+		t.Errorf("final snapshot head %d, want 200", got)
+	}
+	wantExpected(t, x, "a/p/kxxxx", 200, false, true)
+}
