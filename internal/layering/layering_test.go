@@ -27,6 +27,7 @@ var rules = []struct {
 	{"clock", nil},
 	{"audit", []string{"core/provider", "golang.org/x/sys"}},
 	{"internal/privfile", []string{"core/provider"}},
+	{"internal/tamper", []string{"audit", "core/provider", "internal/privfile", "golang.org/x/sys"}},
 	{"internal/strictmodes", []string{"core/provider", "golang.org/x/sys"}},
 	{"internal/unixsock", []string{"core/provider", "golang.org/x/sys"}},
 	{"internal/coredump", []string{"golang.org/x/sys"}},

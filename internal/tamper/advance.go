@@ -1,0 +1,203 @@
+package tamper
+
+import (
+	"context"
+	"errors"
+	"strconv"
+
+	"github.com/nexus-os/keystored/core/provider"
+)
+
+// startCounter applies the counter's start rules (docs/storage.md, "The
+// external counter"), with L the value of the log's last audit.counter
+// record and X the counter's.
+func (t *Tracker) startCounter(ctx context.Context) error {
+	c := t.o.Counter
+	desc := c.Describe()
+	L, found := t.idx.Counter()
+	X, err := c.Read(ctx)
+	missing := errors.Is(err, ErrCounterMissing)
+	if err != nil && !missing {
+		return provider.Errorf(provider.EIO, "external counter %s: %w", desc, err)
+	}
+	accept := t.o.AcceptCounterChange
+	var problem error
+	if missing {
+		if found && !accept {
+			return provider.Errorf(provider.EIO, "%w: %s is missing but the audit log says it reached %d: the counter was removed or replaced; "+
+				"restore it, or restart tracking from a new counter with %s (audited)", ErrCounterBehind, desc, L, counterFlag)
+		}
+		cr, ok := c.(creator)
+		if !ok {
+			return provider.Errorf(provider.EIO, "external counter %s does not exist and cannot be created here: %w", desc, err)
+		}
+		if err := cr.Create(ctx); err != nil {
+			return provider.Errorf(provider.EIO, "external counter %s: create: %w", desc, err)
+		}
+		X = 0
+		if found {
+			problem = errors.New("counter missing")
+		}
+	}
+	switch {
+	case problem != nil:
+	case !found:
+		// First use: tracking starts at the counter's value, whatever it is.
+		t.value = X
+		return t.step(ctx)
+	case X == L:
+	case X+1 == L:
+		// A crash between the counter record and the increment.
+		v, err := c.Increment(ctx)
+		if err != nil {
+			return provider.Errorf(provider.EIO, "external counter %s: finish the increment to %d: %w", desc, L, err)
+		}
+		if v != L {
+			return provider.Errorf(provider.EIO, "external counter %s: finishing the increment to %d gave %d: another process advances it", desc, L, v)
+		}
+		if err := t.note(ctx, OpCounterFinished, "", L, "finished the interrupted increment of "+desc+" to "+strconv.FormatUint(L, 10)); err != nil {
+			return err
+		}
+	case X > L:
+		if !accept {
+			return provider.Errorf(provider.EIO, "%w: %s is at %d but the audit log's last counter record says %d: "+
+				"the state directory and audit log are older than the external counter: restored from a backup? "+
+				"(%s accepts them, audited, and restarts tracking from the counter)", ErrCounterAhead, desc, X, L, counterFlag)
+		}
+		problem = ErrCounterAhead
+	default: // X+1 < L
+		if !accept {
+			return provider.Errorf(provider.EIO, "%w: %s is at %d but the audit log's last counter record says %d: "+
+				"the counter was replaced or reset (%s restarts tracking from it, audited)", ErrCounterBehind, desc, X, L, counterFlag)
+		}
+		problem = ErrCounterBehind
+	}
+	t.value = L
+	if !accept {
+		return nil
+	}
+	what := "none found"
+	if problem != nil {
+		what = problem.Error()
+	}
+	detail := "counter change accepted (" + what + "): log says " + strconv.FormatUint(L, 10) + ", " + desc + " says " + strconv.FormatUint(X, 10)
+	if err := t.note(ctx, OpOverride, "", 0, detail); err != nil {
+		return err
+	}
+	if problem == nil {
+		return nil
+	}
+	t.value = X
+	return t.step(ctx)
+}
+
+// step is one round of Advance: an audit.counter record with Gen N+1
+// (durable), then the increment to N+1. After a failed round it first
+// brings the counter back in line with the log (the start rules).
+func (t *Tracker) step(ctx context.Context) error {
+	t.stepMu.Lock()
+	defer t.stepMu.Unlock()
+	c := t.o.Counter
+	desc := c.Describe()
+	if t.dirty {
+		L, _ := t.idx.Counter()
+		X, err := c.Read(ctx)
+		if err != nil {
+			return provider.Errorf(provider.EIO, "external counter %s: %w", desc, err)
+		}
+		switch {
+		case X+1 == L:
+			v, err := c.Increment(ctx)
+			if err != nil {
+				return provider.Errorf(provider.EIO, "external counter %s: increment: %w", desc, err)
+			}
+			if v != L {
+				return provider.Errorf(provider.EIO, "%w: %s went to %d, expected %d: another process advances it", ErrCounterAhead, desc, v, L)
+			}
+		case X > L:
+			return provider.Errorf(provider.EIO, "%w: %s is at %d, the audit log says %d: another process advances it", ErrCounterAhead, desc, X, L)
+		case X < L:
+			return provider.Errorf(provider.EIO, "%w: %s is at %d, the audit log says %d: it was reset", ErrCounterBehind, desc, X, L)
+		}
+		t.value, t.dirty = L, false
+	}
+	n := t.value + 1
+	if n == 0 {
+		return provider.Errorf(provider.EIO, "external counter %s is at its maximum", desc)
+	}
+	if err := t.note(ctx, OpCounter, "", n, desc); err != nil {
+		// The record may have its place in the log all the same.
+		t.dirty = true
+		return err
+	}
+	v, err := c.Increment(ctx)
+	if err != nil {
+		t.dirty = true
+		return provider.Errorf(provider.EIO, "external counter %s: increment to %d: %w", desc, n, err)
+	}
+	if v != n {
+		t.dirty = true
+		return provider.Errorf(provider.EIO, "%w: %s went to %d, expected %d: another process advances it", ErrCounterAhead, desc, v, n)
+	}
+	t.value = n
+	return nil
+}
+
+// Advance advances the external counter past the caller's state change:
+// it returns nil once an increment that started after the call has been
+// recorded in the log and made. Concurrent callers share increments, as
+// group commit shares an fsync: while one round runs, later callers wait
+// for the next, which one round serves them all. Without a counter it
+// does nothing. If ctx ends first it returns EUNAVAILABLE (the round goes
+// on).
+func (t *Tracker) Advance(ctx context.Context) error {
+	if t.o.Counter == nil {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return provider.Errorf(provider.EUNAVAILABLE, "external counter not advanced: %w", err)
+	}
+	t.advMu.Lock()
+	if t.closed {
+		t.advMu.Unlock()
+		return provider.Errorf(provider.EIO, "tamper tracker is closed")
+	}
+	var r *round
+	if t.cur == nil {
+		r = &round{done: make(chan struct{})}
+		t.cur = r
+		t.rounds.Add(1)
+		t.advMu.Unlock()
+		t.run(context.WithoutCancel(ctx), r)
+	} else {
+		if t.next == nil {
+			t.next = &round{done: make(chan struct{})}
+		}
+		r = t.next
+		t.advMu.Unlock()
+	}
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		return provider.Errorf(provider.EUNAVAILABLE, "external counter advance not yet done: %w", ctx.Err())
+	}
+}
+
+// run runs round r, then hands the next round, if callers joined it, to a
+// new goroutine.
+func (t *Tracker) run(ctx context.Context, r *round) {
+	r.err = t.step(ctx)
+	t.advMu.Lock()
+	next := t.next
+	t.next, t.cur = nil, next
+	if next != nil {
+		t.rounds.Add(1)
+	}
+	t.advMu.Unlock()
+	close(r.done)
+	t.rounds.Done()
+	if next != nil {
+		go t.run(ctx, next)
+	}
+}

@@ -1,0 +1,144 @@
+// Package tamper keeps what the audit log says about each key's
+// generation (the index), snapshots it in the state directory, refuses to
+// start on an audit log that was deleted, replaced or cut below what the
+// state directory last saw, and advances an external monotonic counter
+// (a file elsewhere, a TPM NV counter) with the state changes, so that a
+// rollback of the state directory together with its log is seen at the
+// next start. docs/storage.md, "The audit index", is its contract.
+package tamper
+
+import (
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/nexus-os/keystored/audit"
+)
+
+// Ops the index reads and the records this package writes.
+const (
+	// OpApplied is the record written after a lifecycle change with
+	// generation Gen was persisted.
+	OpApplied = "keys.applied"
+	// OpCounter is the record appended before the external counter is
+	// incremented; its Gen is the counter's value after the increment and
+	// its Detail the counter's Describe.
+	OpCounter = "audit.counter"
+	// OpCounterFinished is the note appended at start after an increment
+	// that an earlier run recorded but did not make (a crash between the
+	// OpCounter record and the increment).
+	OpCounterFinished = "audit.counter-finished"
+	// OpOverride records an operator override (--accept-audit-log-change,
+	// --accept-counter-change); its Detail says what was accepted.
+	OpOverride = "audit.override"
+)
+
+// entry is what the log says about one key.
+type entry struct {
+	gen     uint64
+	seq     uint64 // seq of the intent record
+	applied bool
+}
+
+// Index maps key IDs to the generation of their last intent record, in
+// the order the log holds them. Its methods are safe for concurrent use;
+// Observe is O(1) and is called under the audit log's lock.
+type Index struct {
+	mu         sync.RWMutex
+	head       audit.Checkpoint
+	counter    uint64
+	hasCounter bool
+	keys       map[string]entry
+}
+
+// NewIndex returns an empty index: the state of an empty log.
+func NewIndex() *Index {
+	return &Index{head: audit.Checkpoint{Hash: audit.Genesis}, keys: map[string]entry{}}
+}
+
+// keyID is the key ID a record names: its Key without an "@version"
+// suffix (key IDs never hold '@').
+func keyID(key string) string {
+	id, _, _ := strings.Cut(key, "@")
+	return id
+}
+
+// Observe takes the next record of the log into account:
+//   - an intent record (Gen > 0, Result "ok", Op "keys.*" other than
+//     keys.applied) sets its key's entry to (Gen, Seq, not applied);
+//   - a keys.applied record whose Gen is its key's entry's marks it
+//     applied (any other keys.applied record is ignored);
+//   - an audit.counter record sets the counter value to its Gen.
+//
+// Every record moves the head. A record at or below the head (seen
+// already) is ignored, so Observe is idempotent.
+func (x *Index) Observe(r audit.Record) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if r.Seq <= x.head.Seq {
+		return
+	}
+	x.head = audit.Checkpoint{Seq: r.Seq, Hash: r.Hash}
+	switch {
+	case r.Op == OpApplied:
+		id := keyID(r.Key)
+		if e, ok := x.keys[id]; ok && r.Gen != 0 && e.gen == r.Gen {
+			e.applied = true
+			x.keys[id] = e
+		}
+	case r.Op == OpCounter:
+		if r.Gen > 0 && r.Result == "ok" {
+			x.counter, x.hasCounter = r.Gen, true
+		}
+	case r.Gen > 0 && r.Result == "ok" && strings.HasPrefix(r.Op, "keys."):
+		if id := keyID(r.Key); id != "" {
+			x.keys[id] = entry{gen: r.Gen, seq: r.Seq}
+		}
+	}
+}
+
+// Expected returns what the log says about key id: the generation of its
+// last intent record, whether an applied record followed it, and whether
+// the log knows the key at all. It implements core.Generations.
+func (x *Index) Expected(id string) (gen uint64, applied, found bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	e, ok := x.keys[id]
+	return e.gen, e.applied, ok
+}
+
+// Head returns the last record observed (seq 0 and the genesis hash for
+// an empty log).
+func (x *Index) Head() audit.Checkpoint {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.head
+}
+
+// Keys returns the IDs of the keys the log knows, sorted.
+func (x *Index) Keys() []string {
+	x.mu.RLock()
+	ids := make([]string, 0, len(x.keys))
+	for id := range x.keys {
+		ids = append(ids, id)
+	}
+	x.mu.RUnlock()
+	sort.Strings(ids)
+	return ids
+}
+
+// Counter returns the value of the last audit.counter record, and whether
+// there is one.
+func (x *Index) Counter() (uint64, bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.counter, x.hasCounter
+}
+
+// tracked reports whether the index holds anything a missing snapshot
+// would lose: a key entry or a counter record.
+func (x *Index) tracked() bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.keys) > 0 || x.hasCounter
+}
