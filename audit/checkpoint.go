@@ -263,6 +263,7 @@ func (l *Log) checkpoint(reason string) (err error) {
 	l.statCheckpoints.Add(1)
 	l.mu.Lock()
 	c.lastCP = rec.Seq
+	c.lastTry = max(c.lastTry, rec.Seq) // every N records after this one
 	l.mu.Unlock()
 	line := append(appendCanonical(nil, &rec), '\n')
 	for _, s := range c.sinks {

@@ -511,16 +511,34 @@ func (l *Log) flush() {
 		go l.flush()
 	}
 	if plan != nil {
-		perr := l.removeSegments(plan)
+		removed, perr := l.removeSegments(plan)
+		if perr == nil && removed {
+			// Segments still in excess (a rotation skipped its plan
+			// while this one ran): plan them now.
+			perr = l.planPrune(true)
+		}
 		l.mu.Lock()
-		l.pruning = false
 		if perr != nil {
 			// The batch is written; only later records are refused.
 			l.fail(perr)
 			l.syncCond.Broadcast()
 		}
+		start := l.cur != nil && !l.writing
+		if start && l.failure != nil {
+			// Planned, but the log failed: never written.
+			l.cur.err = l.failure
+			close(l.cur.done)
+			l.cur, l.pending, start = nil, l.pending[:0], false
+		}
+		if start {
+			l.writing = true // the planned records need a writer
+		}
+		l.pruning = false
 		l.idle.Broadcast()
 		l.mu.Unlock()
+		if start {
+			go l.flush()
+		}
 	}
 
 	b.err = err
@@ -657,13 +675,22 @@ func (l *Log) syncThrough(seq uint64, force bool) error {
 // Seq (so what an observer saw) — is written and on stable storage when it
 // returns nil. Concurrent calls share fsyncs with each other and with
 // AppendSync. A failure (EIO) fails the log.
+//
+// It works while Close waits for the records being written (a prune
+// guard may call it then), and fails (EIO) once Close has closed the file.
 func (l *Log) Sync() error {
 	l.mu.Lock()
-	err := l.unusable()
+	err := l.failure
 	target := l.seq
 	l.mu.Unlock()
 	if err != nil {
 		return err
+	}
+	l.syncMu.Lock()
+	closed := l.fileClosed
+	l.syncMu.Unlock()
+	if closed {
+		return errClosed(l.path)
 	}
 	return l.syncThrough(target, true)
 }

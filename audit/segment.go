@@ -526,7 +526,7 @@ func (l *Log) rotate() error {
 	if err := old.Close(); err != nil {
 		return provider.Errorf(provider.EIO, "audit segment %s: close: %w", sealedPath, err)
 	}
-	return l.planPrune()
+	return l.planPrune(false)
 }
 
 // rotationSteps names the points between the steps of a rotation, in
@@ -548,10 +548,13 @@ func (l *Log) step(name string) error {
 // WithMaxSegments, oldest first, and plans their removal once the records
 // are written (see removeSegments). One plan at a time: segments still
 // in excess are planned at the next rotation.
-func (l *Log) planPrune() error {
+//
+// again is set by the goroutine that just carried out a removal (and
+// still has l.pruning set): segments left in excess are planned at once.
+func (l *Log) planPrune(again bool) error {
 	l.mu.Lock()
 	excess := len(l.sealed) + 1 - l.maxSegs
-	busy := l.prune != nil || l.pruning
+	busy := l.prune != nil || (l.pruning && !again)
 	sealed := append([]segment(nil), l.sealed...)
 	l.mu.Unlock()
 	if l.maxSegs == 0 || excess <= 0 || busy {
@@ -583,6 +586,9 @@ func (l *Log) planPrune() error {
 	if l.failure != nil {
 		return l.failure
 	}
+	if l.prune != nil {
+		return nil // planned meanwhile by the other side
+	}
 	for i := range recs {
 		r := &recs[i]
 		if err := r.validate(); err != nil {
@@ -601,12 +607,12 @@ func (l *Log) planPrune() error {
 // them). The prune guard, if set, is asked first. Called by the goroutine
 // that wrote the plan's records, after it handed the write side on (see
 // flush), with l.pruning set.
-func (l *Log) removeSegments(p *prunePlan) error {
+func (l *Log) removeSegments(p *prunePlan) (removed bool, err error) {
 	if err := l.syncFile(); err != nil {
-		return err
+		return false, err
 	}
 	if err := l.step("prune"); err != nil {
-		return err
+		return false, err
 	}
 	l.mu.Lock()
 	guard := l.guard
@@ -616,16 +622,16 @@ func (l *Log) removeSegments(p *prunePlan) error {
 			// Postponed: the segments stay listed, and the next
 			// rotation plans their removal again.
 			l.statPrunePostponed.Add(1)
-			return nil
+			return false, nil
 		}
 	}
 	for _, s := range p.segments {
 		if err := unix.Unlinkat(l.dfd, s.name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
-			return provider.Errorf(provider.EIO, "remove audit segment %s: %w", filepath.Join(l.dir, s.name), err)
+			return false, provider.Errorf(provider.EIO, "remove audit segment %s: %w", filepath.Join(l.dir, s.name), err)
 		}
 	}
 	if err := unix.Fsync(l.dfd); err != nil {
-		return provider.Errorf(provider.EIO, "audit directory %s: fsync after removing segments: %w", l.dir, err)
+		return false, provider.Errorf(provider.EIO, "audit directory %s: fsync after removing segments: %w", l.dir, err)
 	}
 	// The victims are the oldest: drop them from the front.
 	l.mu.Lock()
@@ -635,5 +641,5 @@ func (l *Log) removeSegments(p *prunePlan) error {
 		n++
 	}
 	l.sealed = l.sealed[n:]
-	return nil
+	return true, nil
 }
