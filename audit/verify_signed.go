@@ -30,6 +30,9 @@ type VerifyOptions struct {
 	// last checkpoint that is not "stop": a running daemon's log. They are
 	// counted in VerifyResult.Unsigned, not an error.
 	AllowUnsignedTail bool
+	// Start is WalkLog's start: the last seq and hash of segments moved
+	// elsewhere (zero: none).
+	Start Checkpoint
 }
 
 // ShippedFile is the VerifyError.File of a failure found in the shipped
@@ -138,7 +141,12 @@ func VerifyLogWith(path string, o VerifyOptions) (VerifyResult, error) {
 		prevWasCP, sawAnyAfter = true, false
 		return nil
 	}
-	res, err := walkLog(path, Checkpoint{}, cps, visit)
+	if o.Start.Hash != "" {
+		if err := o.Start.check(); err != nil {
+			return VerifyResult{}, err
+		}
+	}
+	res, err := walkLog(path, o.Start, cps, visit)
 	res.Checkpoints, res.Shipped = nCP, found
 	if last != nil {
 		res.LastSigned = last.Seq - 1
