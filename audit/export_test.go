@@ -28,3 +28,17 @@ func WithRotationFault(f func(step string) error) Option {
 // RotationSteps are the steps WithRotationFault's function is called
 // with, in order.
 var RotationSteps = rotationSteps
+
+// WaitCheckpoints waits until no checkpoint is being made (an every-N
+// checkpoint is claimed by the Append that makes it due, before that
+// Append returns, and made on its own goroutine).
+func WaitCheckpoints(l *Log) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for l.cp != nil && l.cp.running {
+		l.syncCond.Wait()
+	}
+}
+
+// TickCheckpoint runs the interval timer's function now.
+func TickCheckpoint(l *Log) { l.intervalCheckpoint() }

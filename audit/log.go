@@ -73,8 +73,22 @@ type Log struct {
 	clock    Clock
 
 	// Counters for Stats, and the fsync observer (WithSyncObserver).
-	statRecords, statBytes, statSyncs atomic.Uint64
-	onSync                            func(time.Duration)
+	statRecords, statBytes, statSyncs     atomic.Uint64
+	statCheckpoints, statCheckpointErrors atomic.Uint64
+	statSinkErrors, statPrunePostponed    atomic.Uint64
+	onSync                                func(time.Duration)
+
+	// Group fsync (syncThrough), guarded by mu.
+	syncing    bool      // a goroutine is fsyncing for syncThrough
+	synced     uint64    // every record up to this Seq is known fsynced
+	syncStarts uint64    // fsyncs begun by syncThrough
+	syncDone   uint64    // the number of the last one that completed
+	syncCond   sync.Cond // broadcast when syncing turns false or written advances
+	observer   func(Record)
+	guard      func(lastSeq uint64) error
+	pruning    bool // a planned removal is being carried out (see flush)
+	closing    bool // Close has begun: only the Log's own records are accepted
+	cp         *signerState
 }
 
 // Stats are what a Log has written since it was opened: the daemon
@@ -83,11 +97,26 @@ type Stats struct {
 	Records uint64 // records written (a record is written once its batch's write(2) returned)
 	Bytes   uint64 // bytes of those records, newlines included
 	Syncs   uint64 // fsyncs of the log file that succeeded
+	// Checkpoints counts the signed checkpoint records written and
+	// fsynced (SetSigner); CheckpointErrors the checkpoints that could
+	// not be made (the signer failed or the log refused the record), each
+	// retried at the next trigger.
+	Checkpoints, CheckpointErrors uint64
+	// SinkErrors counts checkpoint lines a CheckpointSink did not take
+	// (an error, a FIFO without a reader, a full pipe).
+	SinkErrors uint64
+	// PrunesPostponed counts segment removals the prune guard
+	// (SetPruneGuard) refused; the segments stay until the next rotation.
+	PrunesPostponed uint64
 }
 
 // Stats returns the Log's counters. It is safe to call at any time.
 func (l *Log) Stats() Stats {
-	return Stats{Records: l.statRecords.Load(), Bytes: l.statBytes.Load(), Syncs: l.statSyncs.Load()}
+	return Stats{
+		Records: l.statRecords.Load(), Bytes: l.statBytes.Load(), Syncs: l.statSyncs.Load(),
+		Checkpoints: l.statCheckpoints.Load(), CheckpointErrors: l.statCheckpointErrors.Load(),
+		SinkErrors: l.statSinkErrors.Load(), PrunesPostponed: l.statPrunePostponed.Load(),
+	}
 }
 
 // fsync fsyncs the current file, counting it and telling the observer
@@ -109,6 +138,7 @@ func (l *Log) fsync() error {
 // written and synced the files are removed.
 type prunePlan struct {
 	seq      uint64
+	through  uint64 // the last record of the last segment removed
 	segments []segment
 }
 
@@ -238,6 +268,7 @@ func Open(path string, opts ...Option) (*Log, error) {
 		clock:    cfg.clock,
 	}
 	l.idle.L = &l.mu
+	l.syncCond.L = &l.mu
 	if cfg.wrap != nil {
 		l.f = cfg.wrap(f)
 	}
@@ -285,6 +316,29 @@ func (l *Log) ownRecord(op, key, detail string) Record {
 // while waiting for the write, Append returns an error (EUNAVAILABLE) but
 // the record has its place in the chain and is still written.
 func (l *Log) Append(ctx context.Context, r Record) (Record, error) {
+	return l.append(ctx, r, false, nil)
+}
+
+// AppendSync is Append, and returns only once the record is also on
+// stable storage (fsynced), whatever the SyncMode. Concurrent callers
+// share fsyncs: one fsync covers every record written before it began.
+// An fsync failure fails the log (EIO), as Sync's does.
+func (l *Log) AppendSync(ctx context.Context, r Record) (Record, error) {
+	rec, err := l.append(ctx, r, false, nil)
+	if err != nil {
+		return rec, err
+	}
+	if err := l.syncThrough(rec.Seq, false); err != nil {
+		return Record{}, err
+	}
+	return rec, nil
+}
+
+// append is Append. own marks the Log's own records (checkpoints), which
+// are accepted while Close is under way and do not wait for a checkpoint
+// being made. after, if not nil, is the head the record must follow
+// (errHeadMoved otherwise, nothing queued).
+func (l *Log) append(ctx context.Context, r Record, own bool, after *Checkpoint) (Record, error) {
 	if err := r.validate(); err != nil {
 		return Record{}, err
 	}
@@ -294,23 +348,36 @@ func (l *Log) Append(ctx context.Context, r Record) (Record, error) {
 	r.Time = r.Time.UTC()
 
 	l.mu.Lock()
-	if err := l.unusable(); err != nil {
+	for !own && l.cp != nil && l.cp.hold && l.unusable() == nil {
+		// A checkpoint is being signed: it must directly follow the
+		// record it covers.
+		l.syncCond.Wait()
+	}
+	err := l.unusable()
+	if own && err != nil && l.failure == nil && !l.closed {
+		err = nil // Close has begun (closing) but waits for these
+	}
+	if err == nil && after != nil && (after.Seq != l.seq || after.Hash != l.prev) {
+		err = errHeadMoved
+	}
+	if err != nil {
 		l.mu.Unlock()
 		return Record{}, err
 	}
-	r.Seq, r.Prev = l.seq+1, l.prev
-	l.pending, r.Hash = appendLine(l.x, l.pending, &r)
-	l.seq, l.prev = r.Seq, r.Hash
-	b := l.cur
-	if b == nil {
-		b = &batch{done: make(chan struct{})}
-		l.cur = b
+	l.assign(&r)
+	if own && l.cp != nil && l.cp.hold {
+		l.cp.hold = false
+		l.syncCond.Broadcast()
 	}
-	b.last = Checkpoint{Seq: r.Seq, Hash: r.Hash}
+	b := l.cur
 	lead := !l.writing
 	l.writing = true
+	trigger := !own && l.cp.due(l.seq)
 	l.mu.Unlock()
 
+	if trigger {
+		go l.checkpoint(reasonEvery)
+	}
 	if lead {
 		// No write in progress: write now, without waiting for company.
 		l.flush()
@@ -324,6 +391,52 @@ func (l *Log) Append(ctx context.Context, r Record) (Record, error) {
 		return Record{}, b.err
 	}
 	return r, nil
+}
+
+// assign gives r its place in the chain (Seq, Prev, Hash), queues its
+// line in the current batch and tells the observer. Called with l.mu
+// held, r validated and its Time in UTC.
+func (l *Log) assign(r *Record) {
+	r.Seq, r.Prev = l.seq+1, l.prev
+	l.pending, r.Hash = appendLine(l.x, l.pending, r)
+	l.seq, l.prev = r.Seq, r.Hash
+	if l.cur == nil {
+		l.cur = &batch{done: make(chan struct{})}
+	}
+	l.cur.last = Checkpoint{Seq: r.Seq, Hash: r.Hash}
+	if l.observer != nil {
+		l.observer(*r)
+	}
+}
+
+// SetObserver has f called with every record appended after the call —
+// the Log's own records included (torn-tail note, segment-pruned notes,
+// checkpoints) — in Seq order, once the record has its Seq, Prev and Hash
+// and before it is written. f runs under the Log's lock: it must be quick
+// and must not call the Log. A nil f removes the observer. SetObserver
+// returns the head at that instant: the Seq and Hash of the last record
+// appended (not necessarily written yet), so that f plus the records up to
+// the head are the whole log.
+func (l *Log) SetObserver(f func(Record)) Checkpoint {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.observer = f
+	return Checkpoint{Seq: l.seq, Hash: l.prev}
+}
+
+// SetPruneGuard has f called before the Log removes sealed segments for
+// WithMaxSegments, with the Seq of the last record they hold, once the
+// OpSegmentPruned records announcing the removal are written and
+// fsynced. If f returns an error, nothing is removed: the removal is
+// postponed to the next rotation (which plans it again, with new
+// OpSegmentPruned records) and counted in Stats.PrunesPostponed; the log
+// goes on. f runs on a goroutine of the Log's with no lock of the Log
+// held; it may call Sync and Checkpoint but must not Append (a removal
+// waits for f). A nil f removes the guard.
+func (l *Log) SetPruneGuard(f func(lastSeq uint64) error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.guard = f
 }
 
 // flush writes the pending batch. The caller has set l.writing; flush
@@ -362,21 +475,15 @@ func (l *Log) flush() {
 	var plan *prunePlan
 	if err == nil {
 		l.written = b.last
+		if l.interval == 0 {
+			l.synced = b.last.Seq // write fsynced it
+		}
+		l.syncCond.Broadcast()
 		l.scheduleSync()
 		if l.prune != nil && b.last.Seq >= l.prune.seq {
 			plan, l.prune = l.prune, nil
+			l.pruning = true
 		}
-	}
-	l.mu.Unlock()
-	var perr error
-	if plan != nil {
-		perr = l.removeSegments(plan)
-	}
-
-	l.mu.Lock()
-	if perr != nil {
-		// The batch is written; only later records are refused.
-		l.fail(perr)
 	}
 	if err != nil {
 		err = l.fail(err)
@@ -388,6 +495,7 @@ func (l *Log) flush() {
 			close(c.done)
 			l.cur, l.pending = nil, l.pending[:0]
 		}
+		l.syncCond.Broadcast()
 	}
 	more := l.cur != nil
 	if !more {
@@ -396,11 +504,45 @@ func (l *Log) flush() {
 	}
 	l.mu.Unlock()
 
-	b.err = err
-	close(b.done)
 	if more {
+		// Records queued meanwhile are written by another goroutine, also
+		// while this one removes segments: a prune guard may wait for
+		// them (Sync).
 		go l.flush()
 	}
+	if plan != nil {
+		removed, perr := l.removeSegments(plan)
+		if perr == nil && removed {
+			// Segments still in excess (a rotation skipped its plan
+			// while this one ran): plan them now.
+			perr = l.planPrune(true)
+		}
+		l.mu.Lock()
+		if perr != nil {
+			// The batch is written; only later records are refused.
+			l.fail(perr)
+			l.syncCond.Broadcast()
+		}
+		start := l.cur != nil && !l.writing
+		if start && l.failure != nil {
+			// Planned, but the log failed: never written.
+			l.cur.err = l.failure
+			close(l.cur.done)
+			l.cur, l.pending, start = nil, l.pending[:0], false
+		}
+		if start {
+			l.writing = true // the planned records need a writer
+		}
+		l.pruning = false
+		l.idle.Broadcast()
+		l.mu.Unlock()
+		if start {
+			go l.flush()
+		}
+	}
+
+	b.err = err
+	close(b.done)
 }
 
 // write writes buf with one write(2) and, with SyncEveryRecord, fsyncs.
@@ -437,7 +579,7 @@ func (l *Log) unusable() error {
 	if l.failure != nil {
 		return l.failure
 	}
-	if l.closed {
+	if l.closed || l.closing {
 		return errClosed(l.path)
 	}
 	return nil
@@ -465,12 +607,10 @@ func (l *Log) scheduleSync() {
 func (l *Log) intervalSync() {
 	l.mu.Lock()
 	l.syncDue = false
+	target := l.written.Seq
 	l.mu.Unlock()
-	if err := l.syncFile(); err != nil {
-		l.mu.Lock()
-		l.fail(err)
-		l.mu.Unlock()
-	}
+	// The error, if any, failed the log; nobody waits for this one.
+	_ = l.syncThrough(target, false)
 }
 
 // syncFile fsyncs the file unless it is closed.
@@ -486,22 +626,73 @@ func (l *Log) syncFile() error {
 	return nil
 }
 
-// Sync fsyncs the file now: every record whose Append returned before Sync
-// was called is on stable storage when it returns nil. A failure (EIO)
-// fails the log.
+// syncThrough returns once every record up to seq is written and
+// fsynced, or the log failed. Callers share fsyncs: one caller fsyncs
+// for all the records written when it began, the others wait for it and
+// fsync again only if their record was not covered. A failed fsync fails
+// the log.
+//
+// With force, it also waits for an fsync that began after the call (Sync's
+// promise to fsync now).
+func (l *Log) syncThrough(seq uint64, force bool) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	after := l.syncStarts
+	for {
+		if l.failure != nil {
+			return l.failure
+		}
+		if l.synced >= seq && (!force || l.syncDone > after) {
+			return nil
+		}
+		if l.written.Seq < seq || l.syncing {
+			if l.closed && !l.writing && l.written.Seq < seq {
+				return errClosed(l.path)
+			}
+			l.syncCond.Wait()
+			continue
+		}
+		l.syncing = true
+		l.syncStarts++
+		gen := l.syncStarts
+		target := l.written.Seq
+		l.mu.Unlock()
+		err := l.syncFile()
+		l.mu.Lock()
+		l.syncing = false
+		if err != nil {
+			l.fail(err)
+		} else {
+			l.synced = max(l.synced, target)
+			l.syncDone = gen
+		}
+		l.syncCond.Broadcast()
+	}
+}
+
+// Sync fsyncs the file: every record appended before Sync was called —
+// every record whose Append returned, and every record already given its
+// Seq (so what an observer saw) — is written and on stable storage when it
+// returns nil. Concurrent calls share fsyncs with each other and with
+// AppendSync. A failure (EIO) fails the log.
+//
+// It works while Close waits for the records being written (a prune
+// guard may call it then), and fails (EIO) once Close has closed the file.
 func (l *Log) Sync() error {
 	l.mu.Lock()
-	err := l.unusable()
+	err := l.failure
+	target := l.seq
 	l.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	if err := l.syncFile(); err != nil {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		return l.fail(err)
+	l.syncMu.Lock()
+	closed := l.fileClosed
+	l.syncMu.Unlock()
+	if closed {
+		return errClosed(l.path)
 	}
-	return nil
+	return l.syncThrough(target, true)
 }
 
 // Ready returns nil if the next Append can succeed as far as the Log
@@ -528,16 +719,19 @@ func (l *Log) Checkpoint() Checkpoint {
 // nothing.
 func (l *Log) Close() error {
 	l.mu.Lock()
-	if l.closed {
+	if l.closed || l.closing {
 		l.mu.Unlock()
 		return nil
 	}
-	l.closed = true
+	l.closing = true
 	if l.failure == nil {
 		err := errClosed(l.path)
 		l.state.Store(&err)
 	}
-	for l.writing {
+	l.syncCond.Broadcast() // Appends waiting for a checkpoint now fail
+	sinks := l.stopCheckpoints()
+	l.closed = true
+	for l.writing || l.pruning {
 		l.idle.Wait()
 	}
 	if l.timer != nil {
@@ -560,6 +754,11 @@ func (l *Log) Close() error {
 	// Closing the directory releases the lock.
 	if err := unix.Close(l.dfd); err != nil {
 		errs = append(errs, provider.Errorf(provider.EIO, "audit directory %s: close: %w", l.dir, err))
+	}
+	for _, s := range sinks {
+		if err := s.Close(); err != nil {
+			l.statSinkErrors.Add(1) // a sink never fails the log
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -295,11 +295,21 @@ func VerifyLog(path string, checkpoints ...Checkpoint) (VerifyResult, error) {
 // start a log must begin at seq 1, or after a removal its own
 // OpSegmentPruned record accounts for.
 func WalkLog(path string, start Checkpoint, fn func(Record) error, checkpoints ...Checkpoint) (VerifyResult, error) {
-	dir, base, err := splitPath(path)
+	cps, err := checkpointSet(checkpoints)
 	if err != nil {
 		return VerifyResult{}, err
 	}
-	cps, err := checkpointSet(checkpoints)
+	var visit func(Record, string, int) error
+	if fn != nil {
+		visit = func(r Record, _ string, _ int) error { return fn(r) }
+	}
+	return walkLog(path, start, cps, visit)
+}
+
+// walkLog is WalkLog with the checkpoints checked and fn told the file
+// and line of each record.
+func walkLog(path string, start Checkpoint, cps *checkpoints, fn func(r Record, file string, line int) error) (VerifyResult, error) {
+	dir, base, err := splitPath(path)
 	if err != nil {
 		return VerifyResult{}, err
 	}
@@ -342,6 +352,8 @@ func WalkLog(path string, start Checkpoint, fn func(Record) error, checkpoints .
 	// must account for the records before it.
 	var need *Checkpoint
 	accounted := false
+	var cur *walker
+	var curPath string
 	visit := func(r Record) error {
 		if need == nil && res.Records == 0 && r.Seq > 1 {
 			need = &Checkpoint{Seq: r.Seq - 1, Hash: r.Prev}
@@ -351,7 +363,7 @@ func WalkLog(path string, start Checkpoint, fn func(Record) error, checkpoints .
 				}
 				accounted = true
 			}
-			for seq := range cps {
+			for seq := range cps.m {
 				if seq < r.Seq && !(accounted && seq == start.Seq) {
 					return &VerifyError{Line: 1, Seq: r.Seq, Reason: "checkpoint " + strconv.FormatUint(seq, 10) + " is before the first record present (seq " + strconv.FormatUint(r.Seq, 10) + "): its segment is not here"}
 				}
@@ -367,19 +379,24 @@ func WalkLog(path string, start Checkpoint, fn func(Record) error, checkpoints .
 		}
 		res.Records++
 		if fn != nil {
-			return fn(r)
+			return fn(r, curPath, cur.line)
 		}
 		return nil
 	}
 	if start.Hash != "" && start.Seq > 0 {
 		// A start whose records are present anyway is a checkpoint.
-		cps[start.Seq] = start.Hash
+		cps.m[start.Seq] = start.Hash
 	}
 	for i, f := range files {
 		fail := func(err error) (VerifyResult, error) {
 			var ve *VerifyError
-			if errors.As(err, &ve) && ve.File == "" {
-				ve.File = f.path
+			if errors.As(err, &ve) {
+				if ve.File == "" {
+					ve.File = f.path
+				}
+				if ve.UntrustedFrom == 0 {
+					ve.UntrustedFrom = ve.Seq
+				}
 			}
 			return res, err
 		}
@@ -410,6 +427,7 @@ func WalkLog(path string, start Checkpoint, fn func(Record) error, checkpoints .
 			}
 		}
 		w := newWalker(fh)
+		cur, curPath = w, f.path
 		if i == 0 {
 			w.anyStart = true
 		} else {
@@ -439,7 +457,7 @@ func WalkLog(path string, start Checkpoint, fn func(Record) error, checkpoints .
 		}
 	}
 	if need != nil && !accounted {
-		err := &VerifyError{File: files[0].path, Line: 1, Seq: 1,
+		err := &VerifyError{File: files[0].path, Line: 1, Seq: 1, UntrustedFrom: 1,
 			Reason: "the log starts at seq " + strconv.FormatUint(need.Seq+1, 10) + ": the records before it are in no segment here, and no " + OpSegmentPruned +
 				" record says the daemon removed them (if the segments were moved elsewhere, verify them there and give their last seq and hash as the start)"}
 		return res, err
@@ -501,12 +519,14 @@ func (l *Log) rotate() error {
 	old := l.f
 	l.f = nf
 	l.syncMu.Unlock()
+	l.mu.Lock() // a removal may be trimming the front (see flush)
 	l.sealed = append(l.sealed, segment{name: name, first: l.segFirst})
+	l.mu.Unlock()
 	l.size, l.segFirst = 0, 0
 	if err := old.Close(); err != nil {
 		return provider.Errorf(provider.EIO, "audit segment %s: close: %w", sealedPath, err)
 	}
-	return l.planPrune()
+	return l.planPrune(false)
 }
 
 // rotationSteps names the points between the steps of a rotation, in
@@ -528,23 +548,25 @@ func (l *Log) step(name string) error {
 // WithMaxSegments, oldest first, and plans their removal once the records
 // are written (see removeSegments). One plan at a time: segments still
 // in excess are planned at the next rotation.
-func (l *Log) planPrune() error {
-	excess := len(l.sealed) + 1 - l.maxSegs
-	if l.maxSegs == 0 || excess <= 0 {
-		return nil
-	}
+//
+// again is set by the goroutine that just carried out a removal (and
+// still has l.pruning set): segments left in excess are planned at once.
+func (l *Log) planPrune(again bool) error {
 	l.mu.Lock()
-	busy := l.prune != nil
+	excess := len(l.sealed) + 1 - l.maxSegs
+	busy := l.prune != nil || (l.pruning && !again)
+	sealed := append([]segment(nil), l.sealed...)
 	l.mu.Unlock()
-	if busy {
+	if l.maxSegs == 0 || excess <= 0 || busy {
 		return nil
 	}
 	// The last record of each victim is the one before the first record
 	// of the segment after it (maxSegs >= 2 keeps one sealed segment).
-	victims := l.sealed[:excess]
+	victims := sealed[:excess]
 	recs := make([]Record, 0, len(victims))
+	var through uint64
 	for i, v := range victims {
-		next := l.sealed[i+1]
+		next := sealed[i+1]
 		prev, err := sealedStart(l.dfd, l.dir, next)
 		if err != nil {
 			return err
@@ -554,6 +576,7 @@ func (l *Log) planPrune() error {
 			key = "" // a log name that does not fit a record; the detail says which records
 		}
 		end := Checkpoint{Seq: next.first - 1, Hash: prev}
+		through = end.Seq
 		recs = append(recs, l.ownRecord(OpSegmentPruned, key, pruneDetailPrefix+end.String()))
 	}
 	l.mu.Lock()
@@ -563,48 +586,60 @@ func (l *Log) planPrune() error {
 	if l.failure != nil {
 		return l.failure
 	}
+	if l.prune != nil {
+		return nil // planned meanwhile by the other side
+	}
 	for i := range recs {
 		r := &recs[i]
 		if err := r.validate(); err != nil {
 			return err
 		}
 		r.Time = r.Time.UTC()
-		r.Seq, r.Prev = l.seq+1, l.prev
-		l.pending, r.Hash = appendLine(l.x, l.pending, r)
-		l.seq, l.prev = r.Seq, r.Hash
+		l.assign(r)
 	}
-	if l.cur == nil {
-		l.cur = &batch{done: make(chan struct{})}
-	}
-	l.cur.last = Checkpoint{Seq: l.seq, Hash: l.prev}
-	l.prune = &prunePlan{seq: l.seq, segments: append([]segment(nil), victims...)}
+	l.prune = &prunePlan{seq: l.seq, through: through, segments: victims}
 	return nil
 }
 
 // removeSegments carries out a plan whose records are written: fsync them,
 // remove the segments, fsync the directory. A crash in between leaves
 // segments that the next rotation plans again (a second record for
-// them). Called by the owner of the write side.
-func (l *Log) removeSegments(p *prunePlan) error {
+// them). The prune guard, if set, is asked first. Called by the goroutine
+// that wrote the plan's records, after it handed the write side on (see
+// flush), with l.pruning set.
+func (l *Log) removeSegments(p *prunePlan) (removed bool, err error) {
 	if err := l.syncFile(); err != nil {
-		return err
+		return false, err
 	}
 	if err := l.step("prune"); err != nil {
-		return err
+		return false, err
+	}
+	l.mu.Lock()
+	guard := l.guard
+	l.mu.Unlock()
+	if guard != nil {
+		if err := guard(p.through); err != nil {
+			// Postponed: the segments stay listed, and the next
+			// rotation plans their removal again.
+			l.statPrunePostponed.Add(1)
+			return false, nil
+		}
 	}
 	for _, s := range p.segments {
 		if err := unix.Unlinkat(l.dfd, s.name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
-			return provider.Errorf(provider.EIO, "remove audit segment %s: %w", filepath.Join(l.dir, s.name), err)
+			return false, provider.Errorf(provider.EIO, "remove audit segment %s: %w", filepath.Join(l.dir, s.name), err)
 		}
 	}
 	if err := unix.Fsync(l.dfd); err != nil {
-		return provider.Errorf(provider.EIO, "audit directory %s: fsync after removing segments: %w", l.dir, err)
+		return false, provider.Errorf(provider.EIO, "audit directory %s: fsync after removing segments: %w", l.dir, err)
 	}
 	// The victims are the oldest: drop them from the front.
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	n := 0
 	for n < len(l.sealed) && n < len(p.segments) && l.sealed[n].first == p.segments[n].first {
 		n++
 	}
 	l.sealed = l.sealed[n:]
-	return nil
+	return true, nil
 }

@@ -29,6 +29,21 @@ type VerifyResult struct {
 	// (the sealed segments and the current file); 0 for Verify, Walk and
 	// VerifyFile, which read one stream.
 	Segments int
+
+	// Set by VerifyLogWith with a public key: LastSigned is the seq the
+	// last valid checkpoint covers (the record before it), Checkpoints
+	// the number of checkpoint records whose signature verified,
+	// Unsigned the records after the last checkpoint record, EndsWithStop
+	// whether the last checkpoint is a "stop" one (the daemon closed the
+	// log).
+	LastSigned   uint64
+	Checkpoints  int
+	Unsigned     uint64
+	EndsWithStop bool
+	// KeyRef is the key ref the last valid checkpoint names.
+	KeyRef string
+	// Shipped is the number of shipped checkpoints found in the log.
+	Shipped int
 }
 
 // Checkpoint returns the result's last record as a Checkpoint.
@@ -49,6 +64,12 @@ type VerifyError struct {
 	Seq uint64
 	// Reason says what is wrong, e.g. "hash does not match the record".
 	Reason string
+	// UntrustedFrom is the first seq that nothing vouches for: for a
+	// record that fails its own check (hash, prev, seq, form) it is Seq;
+	// for a chain that is consistent but disagrees with a checkpoint
+	// (given, shipped or signed) it is one past the last checkpoint that
+	// matched, 1 if none did — the log was rewritten from there on.
+	UntrustedFrom uint64
 }
 
 // Error returns "audit: record at line N (seq S): reason", with
@@ -157,30 +178,51 @@ func Walk(r io.Reader, fn func(Record) error, checkpoints ...Checkpoint) (Verify
 	return res, nil
 }
 
-// checkpoints maps the Seq of each checkpoint to its Hash.
-type checkpoints map[uint64]string
+// checkpoints maps the Seq of each checkpoint to its Hash, and tracks
+// the last one a verification found (matched): a later mismatch means
+// everything after it is untrusted.
+type checkpoints struct {
+	m       map[uint64]string
+	matched uint64
+}
 
 // checkpointSet checks the checkpoints given to a verification (EINVAL
 // for a malformed one, or two hashes for one seq).
-func checkpointSet(list []Checkpoint) (checkpoints, error) {
-	cps := make(checkpoints, len(list))
+func checkpointSet(list []Checkpoint) (*checkpoints, error) {
+	cps := &checkpoints{m: make(map[uint64]string, len(list))}
 	for _, c := range list {
 		if err := c.check(); err != nil {
 			return nil, err
 		}
-		if h, ok := cps[c.Seq]; ok && h != c.Hash {
+		if h, ok := cps.m[c.Seq]; ok && h != c.Hash {
 			return nil, provider.Errorf(provider.EINVAL, "audit checkpoints: two hashes for seq %d", c.Seq)
 		}
-		cps[c.Seq] = c.Hash
+		cps.m[c.Seq] = c.Hash
 	}
 	return cps, nil
 }
 
+// match notes that the record seq matched a checkpoint.
+func (cps *checkpoints) match(seq uint64) {
+	cps.matched = max(cps.matched, seq)
+}
+
+// rewritten is the error for a record that verified but disagrees with a
+// checkpoint (what, e.g. "checkpoint 12:ab…").
+func (cps *checkpoints) rewritten(line int, seq uint64, what string) *VerifyError {
+	tail := "every record after the last matching checkpoint (seq " + strconv.FormatUint(cps.matched, 10) + ") is untrusted"
+	if cps.matched == 0 {
+		tail = "no checkpoint before it matched: every record is untrusted"
+	}
+	return &VerifyError{Line: line, Seq: seq, UntrustedFrom: cps.matched + 1,
+		Reason: "hash differs from " + what + ": the log was rewritten; " + tail}
+}
+
 // pastEnd reports the smallest checkpoint past the log's last seq: the
 // log lost its tail. line is the line number to report.
-func (cps checkpoints) pastEnd(last uint64, line int) error {
+func (cps *checkpoints) pastEnd(last uint64, line int) error {
 	var missing uint64
-	for seq := range cps {
+	for seq := range cps.m {
 		if seq > last && (missing == 0 || seq < missing) {
 			missing = seq
 		}
@@ -188,7 +230,7 @@ func (cps checkpoints) pastEnd(last uint64, line int) error {
 	if missing == 0 {
 		return nil
 	}
-	return &VerifyError{Line: line, Seq: last + 1,
+	return &VerifyError{Line: line, Seq: last + 1, UntrustedFrom: cps.matched + 1,
 		Reason: "log ends at seq " + strconv.FormatUint(last, 10) +
 			" but checkpoint " + strconv.FormatUint(missing, 10) +
 			" is later: records were removed from the end"}
@@ -197,7 +239,7 @@ func (cps checkpoints) pastEnd(last uint64, line int) error {
 // walk reads the rest of w's input, checking each record against cps and
 // passing it to fn (if not nil). It returns the first bad record's
 // *VerifyError, a read error, or fn's error.
-func (w *walker) walk(cps checkpoints, fn func(Record) error) error {
+func (w *walker) walk(cps *checkpoints, fn func(Record) error) error {
 	for {
 		rec, bad, err := w.next()
 		if err != nil {
@@ -209,15 +251,17 @@ func (w *walker) walk(cps checkpoints, fn func(Record) error) error {
 		if rec == nil {
 			return nil
 		}
-		if h, ok := cps[rec.Seq]; ok && subtle.ConstantTimeCompare([]byte(h), []byte(rec.Hash)) != 1 {
-			// The record verified but is not the one noted: report the
-			// chain as it stood before it.
-			w.seq, w.prev, w.count = rec.Seq-1, rec.Prev, w.count-1
-			if w.count == 0 {
-				w.first = 0
+		if h, ok := cps.m[rec.Seq]; ok {
+			if subtle.ConstantTimeCompare([]byte(h), []byte(rec.Hash)) != 1 {
+				// The record verified but is not the one noted: report the
+				// chain as it stood before it.
+				w.seq, w.prev, w.count = rec.Seq-1, rec.Prev, w.count-1
+				if w.count == 0 {
+					w.first = 0
+				}
+				return cps.rewritten(w.line, rec.Seq, "checkpoint "+Checkpoint{rec.Seq, h}.String())
 			}
-			return &VerifyError{Line: w.line, Seq: rec.Seq,
-				Reason: "hash differs from checkpoint " + Checkpoint{rec.Seq, h}.String()}
+			cps.match(rec.Seq)
 		}
 		if fn != nil {
 			if err := fn(*rec); err != nil {
@@ -285,7 +329,7 @@ func (w *walker) next() (*Record, *badRecord, error) {
 	}
 	w.line++
 	bad := func(reason string, tail bool) (*Record, *badRecord, error) {
-		return nil, &badRecord{err: &VerifyError{Line: w.line, Seq: w.seq + 1, Reason: reason}, start: start, tail: tail}, nil
+		return nil, &badRecord{err: &VerifyError{Line: w.line, Seq: w.seq + 1, UntrustedFrom: w.seq + 1, Reason: reason}, start: start, tail: tail}, nil
 	}
 	if !complete {
 		return bad("truncated last line (no newline at the end of the file)", true)

@@ -66,7 +66,7 @@ func TestAuditVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = ctlFails(t, d, nil, 74, "EBADMSG", "audit", "verify", "--state", d.State)
-	if !strings.Contains(r.stderr, "line 10") || !strings.Contains(r.stderr, "hint: records before line 10 are intact") {
+	if !strings.Contains(r.stderr, "line 10") || !strings.Contains(r.stderr, "hint: the record at line 10 (seq 10) fails its check") {
 		t.Errorf("tampered log: stderr %q", r.stderr)
 	}
 	r = ctl(t, d, nil, "--json", "audit", "verify", "--state", d.State)

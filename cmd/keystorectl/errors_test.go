@@ -87,7 +87,8 @@ func TestUsageErrors(t *testing.T) {
 		{"--nope", "list"},
 		{"verify", "p/k@1"},
 		{"pubkey", "p/k", "--format", "xml"},
-		{"audit", "verify", "extra"},
+		{"audit", "verify", "one", "two"},
+		{"audit", "verify", "--state", "x", "file"},
 	} {
 		r := fails(t, s, nil, exitUsage, args...)
 		if !strings.Contains(r.stderr, "\nhint: see: keystorectl") {
