@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,41 +22,20 @@ type fixedClock struct{}
 
 func (fixedClock) Now() time.Time { return t0 }
 
-// testLog adapts a real *audit.Log to tamper.Log until package audit has
-// AppendSync and SetObserver: Append then Sync, and the observer called
-// after the record is on disk, all under one lock so it sees records in
-// seq order. Its methods shadow the promoted ones once audit has them.
+// testLog is a real *audit.Log that counts the counter records appended
+// through it.
 type testLog struct {
 	*audit.Log
-	mu      sync.Mutex
-	obs     func(audit.Record)
 	appends atomic.Int64 // audit.counter records whose append started
 }
 
+// AppendSync counts the counter records, then appends through the real
+// log (whose observer the tracker attached).
 func (l *testLog) AppendSync(ctx context.Context, r audit.Record) (audit.Record, error) {
 	if r.Op == tamper.OpCounter {
 		l.appends.Add(1)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	r, err := l.Log.Append(ctx, r)
-	if err != nil {
-		return audit.Record{}, err
-	}
-	if err := l.Log.Sync(); err != nil {
-		return audit.Record{}, err
-	}
-	if l.obs != nil {
-		l.obs(r)
-	}
-	return r, nil
-}
-
-func (l *testLog) SetObserver(f func(audit.Record)) audit.Checkpoint {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.obs = f
-	return l.Log.Checkpoint()
+	return l.Log.AppendSync(ctx, r)
 }
 
 // env is a state directory with its audit log.

@@ -49,6 +49,9 @@ type Index struct {
 	counter    uint64
 	hasCounter bool
 	keys       map[string]entry
+	// stopped is set in a snapshot written after the log was closed (a
+	// clean stop): nothing may follow its head (Open).
+	stopped bool
 }
 
 // NewIndex returns an empty index: the state of an empty log.
@@ -64,8 +67,10 @@ func keyID(key string) string {
 }
 
 // Observe takes the next record of the log into account:
-//   - an intent record (Gen > 0, Result "ok", Op "keys.*" other than
-//     keys.applied) sets its key's entry to (Gen, Seq, not applied);
+//   - an intent record (Gen > 0, Result "ok", any Op but keys.applied and
+//     the log's own "audit.*": a change's own "keys.rotate", or the
+//     record of the request that made it, "daemon.sweep" included) sets
+//     its key's entry to (Gen, Seq, not applied);
 //   - a keys.applied record whose Gen is its key's entry's marks it
 //     applied (any other keys.applied record is ignored);
 //   - an audit.counter record sets the counter value to its Gen.
@@ -90,7 +95,9 @@ func (x *Index) Observe(r audit.Record) {
 		if r.Gen > 0 && r.Result == "ok" {
 			x.counter, x.hasCounter = r.Gen, true
 		}
-	case r.Gen > 0 && r.Result == "ok" && strings.HasPrefix(r.Op, "keys."):
+	case r.Gen > 0 && r.Result == "ok" && !strings.HasPrefix(r.Op, "audit."):
+		// An intent: a key change's own record ("keys.rotate"), or the
+		// record of the request that made it ("daemon.sweep" too).
 		if id := keyID(r.Key); id != "" {
 			x.keys[id] = entry{gen: r.Gen, seq: r.Seq}
 		}

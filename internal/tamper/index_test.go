@@ -42,25 +42,27 @@ func TestIndexRules(t *testing.T) {
 		applied("a/p/k", 3),                     // 4: not the entry's generation: ignored
 		rec("keys.revoke", "a/p/j", 4, "EPERM"), // 5: a refused change is no intent
 		intent("keys.sign", "a/p/i", 0),         // 6: no generation
-		intent("store.put", "a/p/h", 7),         // 7: not a keys.* op
+		intent("audit.override", "a/p/h", 7),    // 7: the log's own records are no intents
 		applied("a/p/g", 1),                     // 8: applied of an unknown key
 		intent("keys.create", "b/p/k", 1),       // 9
 		intent(tamper.OpCounter, "", 5),         // 10: counter
 		rec(tamper.OpCounter, "", 6, "EIO"),     // 11: not ok: ignored
+		intent("daemon.sweep", "c/p/k", 4),      // 12: the record of the request that made the change
 	)
 	wantExpected(t, x, "a/p/k", 2, false, true)
 	wantExpected(t, x, "b/p/k", 1, false, true)
+	wantExpected(t, x, "c/p/k", 4, false, true)
 	for _, id := range []string{"a/p/j", "a/p/i", "a/p/h", "a/p/g"} {
 		wantExpected(t, x, id, 0, false, false)
 	}
-	if got := x.Keys(); !slices.Equal(got, []string{"a/p/k", "b/p/k"}) {
+	if got := x.Keys(); !slices.Equal(got, []string{"a/p/k", "b/p/k", "c/p/k"}) {
 		t.Errorf("Keys = %q", got)
 	}
 	if v, ok := x.Counter(); v != 5 || !ok {
 		t.Errorf("Counter = %d, %v; want 5, true", v, ok)
 	}
-	if h := x.Head(); h.Seq != 11 {
-		t.Errorf("head seq %d, want 11", h.Seq)
+	if h := x.Head(); h.Seq != 12 {
+		t.Errorf("head seq %d, want 12", h.Seq)
 	}
 
 	// The applied record of the current generation marks it.

@@ -307,3 +307,40 @@ func TestSnapshotWhileRecordsArrive(t *testing.T) {
 	}
 	wantExpected(t, x, "a/p/kxxxx", 200, false, true)
 }
+
+// A clean stop (Stopped: the log closed, then the snapshot marked) makes
+// the next Open refuse any record after it — records appended while no
+// daemon ran — and accept them only with the override; after a stop that
+// was not clean (Close: a crash-like end) the same records are taken in.
+func TestOpenRefusesRecordsAfterACleanStop(t *testing.T) {
+	e := newEnv(t)
+	tr, err := tamper.Open(context.Background(), e.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendVia(t, tr, intent("keys.create", "a/p/k", 1), applied("a/p/k", 1))
+	if err := e.log.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Stopped(); err != nil {
+		t.Fatalf("Stopped: %v", err)
+	}
+	// Forged: a record appended with a valid chain while nothing ran.
+	e.appendRaw(intent("keys.revoke", "a/p/k", 2))
+	_, err = e.open(e.options())
+	wantErr(t, err, tamper.ErrLogAppended, provider.EIO, "1 records follow seq 2", "--accept-audit-log-change")
+
+	o := e.options()
+	o.AcceptLogChange = true
+	tr = e.mustOpen(o)
+	wantExpected(t, tr.Index(), "a/p/k", 2, false, true)
+	if got := ofOp(readLog(t, e.path), tamper.OpOverride); len(got) != 1 {
+		t.Errorf("%d override records, want 1", len(got))
+	}
+	// Open rewrote the snapshot as not stopped: after a crash (no
+	// Stopped), records after it are the normal case.
+	e.closeTracker(tr)
+	e.appendRaw(intent("keys.destroy", "a/p/k", 3))
+	tr = e.mustOpen(e.options())
+	wantExpected(t, tr.Index(), "a/p/k", 3, false, true)
+}

@@ -48,7 +48,10 @@ type snapshotFile struct {
 }
 
 type snapshotBody struct {
-	Head    snapshotHead    `json:"head"`
+	Head snapshotHead `json:"head"`
+	// Stopped: written by Tracker.Stopped after the log's last record
+	// (its stop checkpoint); Open refuses records after Head.
+	Stopped bool            `json:"stopped,omitempty"`
 	Counter *uint64         `json:"counter,omitempty"`
 	Keys    []snapshotEntry `json:"keys"`
 }
@@ -79,9 +82,9 @@ func snapshotSum(body []byte) string {
 }
 
 // encode returns the snapshot file of the index's current state.
-func (x *Index) encode() ([]byte, error) {
+func (x *Index) encode(stopped bool) ([]byte, error) {
 	x.mu.RLock()
-	b := snapshotBody{Head: snapshotHead{Seq: x.head.Seq, Hash: x.head.Hash}, Keys: make([]snapshotEntry, 0, len(x.keys))}
+	b := snapshotBody{Head: snapshotHead{Seq: x.head.Seq, Hash: x.head.Hash}, Stopped: stopped, Keys: make([]snapshotEntry, 0, len(x.keys))}
 	if x.hasCounter {
 		c := x.counter
 		b.Counter = &c
@@ -153,6 +156,7 @@ func decodeSnapshot(data []byte) (*Index, error) {
 	}
 	x := NewIndex()
 	x.head = audit.Checkpoint{Seq: cp.Seq, Hash: cp.Hash}
+	x.stopped = b.Stopped
 	if b.Counter != nil {
 		x.counter, x.hasCounter = *b.Counter, true
 	}
@@ -201,7 +205,13 @@ func LoadSnapshot(path string) (*Index, error) {
 // fsync, rename over path, fsync of the directory. Callers serialise
 // WriteSnapshot calls on one path (Tracker does).
 func (x *Index) WriteSnapshot(path string, sync func() error) error {
-	data, err := x.encode()
+	return x.writeSnapshot(path, sync, false)
+}
+
+// writeSnapshot is WriteSnapshot, marking the snapshot as written after a
+// clean stop when stopped is set.
+func (x *Index) writeSnapshot(path string, sync func() error, stopped bool) error {
+	data, err := x.encode(stopped)
 	if err != nil {
 		return err
 	}

@@ -62,6 +62,9 @@ var (
 	ErrLogReplaced = errors.New("audit log replaced or truncated")
 	// ErrIndexMissing: no snapshot, but the log tracks key generations.
 	ErrIndexMissing = errors.New("audit index missing")
+	// ErrLogAppended: records follow the head of a snapshot written at a
+	// clean stop.
+	ErrLogAppended = errors.New("audit log appended to after the daemon stopped")
 	// ErrIndexCorrupt: the snapshot fails its checks.
 	ErrIndexCorrupt = errors.New("audit index corrupt")
 	// ErrCounterAhead: the external counter is past what the log says:
@@ -192,6 +195,10 @@ func Open(ctx context.Context, o Options) (*Tracker, error) {
 		idx = w.full
 	case accept:
 		idx = w.full
+	case snap.stopped && w.inc.Head().Seq > S.Seq:
+		return fail(provider.Errorf(provider.EIO, "%w: %d records follow seq %d, where the daemon stopped cleanly: they were appended while it was not running "+
+			"(forged), or the log is not the one the state directory was written with; accept them with %s (audited)",
+			ErrLogAppended, w.inc.Head().Seq-S.Seq, S.Seq, logFlag))
 	default:
 		idx = w.inc
 	}
@@ -398,9 +405,25 @@ func (t *Tracker) Snapshot() error {
 // Close waits for a running Advance, refuses later ones, and writes a
 // last snapshot. It closes neither the log nor the counter.
 func (t *Tracker) Close() error {
+	t.stopAdvances()
+	return t.Snapshot()
+}
+
+// Stopped is Close for a log that is closed already (its last record, the
+// stop checkpoint, on disk): the last snapshot's head is the log's last
+// record and is marked as a clean stop, so that the next Open refuses any
+// record after it — records appended while the daemon was not running
+// (docs/storage.md, "The audit index").
+func (t *Tracker) Stopped() error {
+	t.stopAdvances()
+	t.snapMu.Lock()
+	defer t.snapMu.Unlock()
+	return t.idx.writeSnapshot(t.snapPath, nil, true)
+}
+
+func (t *Tracker) stopAdvances() {
 	t.advMu.Lock()
 	t.closed = true
 	t.advMu.Unlock()
 	t.rounds.Wait()
-	return t.Snapshot()
 }
