@@ -42,6 +42,7 @@ const (
 	// (AuditSink.Note).
 	OpApplied          // applied
 	OpRollbackDetected // rollback-detected
+	OpAdopted          // adopted
 	opEnd
 )
 
@@ -53,7 +54,7 @@ var opNames = [opEnd]string{
 	OpMAC: "mac", OpVerifyMAC: "verify-mac",
 	OpGenerateDataKey: "generate-data-key", OpGenerateDataKeyWithoutPlaintext: "generate-data-key-without-plaintext",
 	OpDecrypt: "decrypt", OpImportParameters: "import-parameters", OpImport: "import",
-	OpApplied: "applied", OpRollbackDetected: "rollback-detected",
+	OpApplied: "applied", OpRollbackDetected: "rollback-detected", OpAdopted: "adopted",
 }
 
 // String returns the operation's name, e.g. "revoke-version".
@@ -116,7 +117,10 @@ type AuditSink interface {
 	//     fails the call with EIO, the change stays);
 	//   - OpRollbackDetected (Key, Result EIO, Detail the reason): a key
 	//     read from storage disagrees with the audit log's generation
-	//     (Config.Generations), written once per key per process.
+	//     (Config.Generations), written once per key per process;
+	//   - OpAdopted (Key, Version, Gen, Result ok): AdoptGenerations took
+	//     the key's stored generation into the log after an operator
+	//     accepted a log that lacks it.
 	Note(ctx context.Context, e Event) error
 }
 

@@ -63,6 +63,13 @@ func (f *refusal) claim() bool {
 	return true
 }
 
+// forget drops the refusal of id (AdoptGenerations).
+func (r *refusals) forget(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.m, id)
+}
+
 // add records the refusal of id (the first one stays) and returns the
 // one in force.
 func (r *refusals) add(id string, err error, reason string) (error, string, bool) {
@@ -190,4 +197,83 @@ func (k *Keystore) CheckKey(ctx context.Context, id KeyID) error {
 		return provider.Errorf(provider.ENOENT, "key %s: no such key", id)
 	}
 	return nil
+}
+
+// AdoptGenerations is the keystore's part of an operator's accepted audit
+// log change (keystored --accept-audit-log-change): the accepted log lacks
+// the history of keys whose files are newer than it (ErrNotInLog). For
+// every stored key whose meta.json holds a generation the log does not
+// know, or one beyond the log's, it writes a note OpAdopted with that
+// generation, so that the log (and its index) takes it in, and forgets
+// the key's refusal. Keys the log proves older than it says (ErrRolledBack)
+// are not adopted: accepting a log is not accepting a rollback. It returns
+// the IDs adopted. Call it before serving.
+func (k *Keystore) AdoptGenerations(ctx context.Context) ([]KeyID, error) {
+	if k.gens == nil {
+		return nil, nil
+	}
+	var adopted []KeyID
+	apps, err := k.dirNames(layoutRoot)
+	if err != nil {
+		return nil, err
+	}
+	for _, app := range apps {
+		purposes, err := k.dirNames(layoutRoot + "/" + app)
+		if err != nil {
+			return adopted, err
+		}
+		for _, purpose := range purposes {
+			names, err := k.dirNames(layoutRoot + "/" + app + "/" + purpose)
+			if err != nil {
+				return adopted, err
+			}
+			for _, name := range names {
+				id, err := provider.NewKeyID(app, purpose, name)
+				if err != nil {
+					continue // not a key directory: listings skip it too
+				}
+				if err := provider.CheckContext(ctx); err != nil {
+					return adopted, err
+				}
+				ok, err := k.adoptGeneration(ctx, id)
+				if err != nil {
+					return adopted, err
+				}
+				if ok {
+					adopted = append(adopted, id)
+				}
+			}
+		}
+	}
+	return adopted, nil
+}
+
+// adoptGeneration is AdoptGenerations for one key: it reads meta.json without the
+// generation check and notes its generation when the log lacks it.
+func (k *Keystore) adoptGeneration(ctx context.Context, id KeyID) (bool, error) {
+	path := metaPath(id)
+	data, err := k.st.ReadFile(path)
+	if errors.Is(err, provider.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, provider.WithOp("adopt", id.String(), err)
+	}
+	var b metaBody
+	if err := decodeChecked("meta", path, data, &b); err != nil {
+		return false, nil // unreadable for another reason: it stays so
+	}
+	ids := id.String()
+	i, applied, found := k.gens.Expected(ids)
+	rule, _ := generationRule(ids, b.Generation, true, i, applied, found)
+	if rule == nil || !errors.Is(rule, ErrNotInLog) {
+		return false, nil
+	}
+	ev := Event{Time: k.clock.Now(), Caller: systemCaller, Op: OpAdopted, Key: ids, Version: Version(b.Current), Gen: b.Generation,
+		Detail: "generation not in the accepted audit log"}
+	if err := k.audit.Note(context.WithoutCancel(ctx), ev); err != nil {
+		return false, provider.Errorf(provider.EIO, "key %s: noting its generation %d: %w", ids, b.Generation, err)
+	}
+	k.refusals.forget(ids)
+	return true, nil
 }

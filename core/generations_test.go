@@ -659,3 +659,66 @@ func TestLogGensSeesTheLog(t *testing.T) {
 		t.Fatal("an unknown key is found")
 	}
 }
+
+// adoptGens is mapGens that takes in the OpAdopted notes of a recorder,
+// as the daemon's index takes in the log's keys.adopted records.
+type adoptGens struct {
+	m mapGens
+	r *recorder
+}
+
+func (g adoptGens) Expected(id string) (uint64, bool, bool) {
+	gen, applied, found := g.m.Expected(id)
+	g.r.mu.Lock()
+	defer g.r.mu.Unlock()
+	for _, n := range g.r.notes {
+		if n.Op == core.OpAdopted && n.Key == id {
+			gen, applied, found = n.Gen, false, true
+		}
+	}
+	return gen, applied, found
+}
+
+// TestAdoptGenerations: after an accepted log change, keys whose
+// generation the log lacks (newer than it, or unknown to it) are adopted
+// with a note and serve again; a key the log proves rolled back is not.
+func TestAdoptGenerations(t *testing.T) {
+	e := newGenEnv(t)
+	newer := e.create(t, appA, "app-a/s/newer", provider.Ed25519)
+	if _, err := e.ks.Rotate(ctx, appA, newer); err != nil {
+		t.Fatal(err)
+	}
+	unknown := e.create(t, appA, "app-a/s/unknown", provider.Ed25519)
+	old := e.create(t, appA, "app-a/s/old", provider.Ed25519)
+	// The accepted log: it saw newer at 1, old at 5, and not unknown.
+	g := adoptGens{m: mapGens{newer.String(): {gen: 1, applied: true}, old.String(): {gen: 5, applied: true}}, r: e.audit}
+	e2 := e.restart(t, g)
+	_, err := e2.ks.Get(ctx, appA, newer)
+	wantRefused(t, "before adoption", err, core.ErrNotInLog, newer)
+	adopted, err := e2.ks.AdoptGenerations(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(adopted, []core.KeyID{newer, unknown}) {
+		t.Fatalf("adopted %v, want %v and %v", adopted, newer, unknown)
+	}
+	for _, id := range adopted {
+		if _, err := e2.ks.Get(ctx, appA, id); err != nil {
+			t.Errorf("get %s after adoption: %v", id, err)
+		}
+	}
+	_, err = e2.ks.Get(ctx, appA, old)
+	wantRefused(t, "a rolled-back key is not adopted", err, core.ErrRolledBack, old)
+	var notes int
+	for _, n := range e.audit.notes {
+		if n.Op == core.OpAdopted {
+			notes++
+			if n.Result != 0 || n.Gen == 0 || !n.Caller.Operator {
+				t.Errorf("adopted note %+v", n)
+			}
+		}
+	}
+	if notes != 2 {
+		t.Errorf("%d adopted notes, want 2", notes)
+	}
+}
