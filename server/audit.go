@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +18,10 @@ import (
 // error from Append or Ready makes the request fail (fail closed).
 type AuditLog interface {
 	Append(ctx context.Context, r audit.Record) (audit.Record, error)
+	// AppendSync is Append returning once the record is on disk
+	// (fsynced): the intent record of every lifecycle change is written
+	// with it, so that no acknowledged change exists without its record.
+	AppendSync(ctx context.Context, r audit.Record) (audit.Record, error)
 	Ready(ctx context.Context) error
 }
 
@@ -118,12 +123,48 @@ func (c *call) add(e core.Event) {
 	}
 }
 
-// commit is called right before the request changes state durably. The
-// first change writes the request's record now, with result ok, so that
-// no change ever exists without its record; an error refuses the change.
-// A later change of the same request (another key auto-rotated in a
-// batch) only checks that the log is writable; the final record then
-// reports the outcome (see finish).
+// commitChange is called right before the request changes a key durably, with
+// the change's event (e.Gen: the key's generation after it). The change's
+// intent record is made durable first, so that no change ever exists
+// without its record; an error refuses the change. The first change of a
+// request on the key the request names writes the request's own record
+// now, with result ok and the generation; any other change (another key
+// auto-rotated in a batch) gets an intent record of its own, "during" the
+// request. The final record then reports the outcome (see finish).
+func (c *call) commitChange(ctx context.Context, e core.Event) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ahead != nil || c.key != e.Key || c.multi {
+		r := intentRecord(e, c.s.clock)
+		r.Caller = auditCaller(c.caller)
+		r.Detail = strings.TrimPrefix(e.Detail+" during "+c.op, " ")
+		if c.ahead != nil {
+			r.Detail += " seq " + strconv.FormatUint(c.ahead.Seq, 10)
+		}
+		if len(r.Detail) > audit.MaxField {
+			r.Detail = r.Detail[:audit.MaxField]
+		}
+		if _, err := c.s.appendIntent(ctx, r); err != nil {
+			return err
+		}
+		c.commits++
+		return nil
+	}
+	rec := c.recordLocked(0, "")
+	rec.Gen = e.Gen
+	r, err := c.s.appendIntent(ctx, rec)
+	if err != nil {
+		return err
+	}
+	c.ahead = &r
+	c.commits = 1
+	return nil
+}
+
+// commit is called right before a Store request changes a value: the
+// request's record is written ahead, durably (a value change is not a key
+// change: no generation, no counter); a second change only checks that
+// the log is writable.
 func (c *call) commit(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -134,13 +175,33 @@ func (c *call) commit(ctx context.Context) error {
 		c.commits++
 		return nil
 	}
-	r, err := c.s.appendRecord(ctx, c.recordLocked(0, ""))
+	r, err := c.s.audit.AppendSync(context.WithoutCancel(ctx), c.recordLocked(0, ""))
 	if err != nil {
+		c.s.log.Error("audit record not written; request refused", "op", c.op, "uid", c.caller.UID, "err", err)
 		return err
 	}
 	c.ahead = &r
 	c.commits = 1
 	return nil
+}
+
+// intentRecord is the write-ahead record of a lifecycle change made on
+// no request's behalf, or a request's change other than its first.
+func intentRecord(e core.Event, clk core.Clock) audit.Record {
+	r := audit.Record{
+		Time:    e.Time,
+		Caller:  audit.Caller{UID: e.Caller.UID, PID: e.Caller.PID, App: e.Caller.App, Operator: e.Caller.Operator},
+		Op:      "keys." + e.Op.String(),
+		Key:     e.Key,
+		Version: uint32(e.Version),
+		Gen:     e.Gen,
+		Result:  resultName(e.Result),
+		Detail:  e.Detail,
+	}
+	if r.Time.IsZero() {
+		r.Time = clk.Now()
+	}
+	return r
 }
 
 // finish writes the request's final record once its result is known, and
@@ -212,6 +273,24 @@ func (c *call) recordLocked(code provider.Code, detail string) audit.Record {
 	}
 }
 
+// appendIntent writes a change's intent record durably (fsynced before
+// it returns) and then advances the external counter, if any. A
+// cancelled request is still audited.
+func (s *Server) appendIntent(ctx context.Context, rec audit.Record) (audit.Record, error) {
+	r, err := s.audit.AppendSync(context.WithoutCancel(ctx), rec)
+	if err != nil {
+		s.log.Error("audit record not written; change refused", "op", rec.Op, "key", rec.Key, "uid", rec.Caller.UID, "err", err)
+		return audit.Record{}, err
+	}
+	if s.advance != nil {
+		if err := s.advance(context.WithoutCancel(ctx)); err != nil {
+			s.log.Error("external counter not advanced; change refused", "op", rec.Op, "key", rec.Key, "err", err)
+			return audit.Record{}, err
+		}
+	}
+	return r, nil
+}
+
 // appendRecord writes one record. A cancelled request is still audited.
 func (s *Server) appendRecord(ctx context.Context, rec audit.Record) (audit.Record, error) {
 	r, err := s.audit.Append(context.WithoutCancel(ctx), rec)
@@ -250,8 +329,11 @@ func resultName(c provider.Code) string {
 // coreSink is the core.AuditSink the server installs: inside a request it
 // adds the core's events to the request (which writes the one record);
 // outside a request (a daemon-initiated call such as a sweep) it writes
-// each event as its own record.
+// each event as its own record. Either way a change's intent record is
+// durable before the change (call.commit, Server.appendIntent), and
+// notes (a change applied, a rollback found) are records of their own.
 type coreSink struct {
+	s     *Server
 	log   AuditLog
 	clock core.Clock
 }
@@ -260,37 +342,16 @@ type coreSink struct {
 // before it happens when the log cannot be written.
 func (s *coreSink) Ready(ctx context.Context) error { return s.log.Ready(ctx) }
 
-// Commit implements core.AuditSink: inside a request, the change's event
-// joins the request and the request's record is written ahead (see
-// call.commit); outside a request it checks the log is writable (Record
-// then writes the event).
+// Commit implements core.AuditSink: it writes the change's intent record
+// durably before the change (inside a request: see call.commit).
 func (s *coreSink) Commit(ctx context.Context, e core.Event) error {
 	c := callFrom(ctx)
 	if c == nil {
-		return s.log.Ready(ctx)
+		_, err := s.s.appendIntent(ctx, intentRecord(e, s.clock))
+		return err
 	}
 	c.add(e)
-	return c.commit(ctx)
-}
-
-// Note implements core.AuditSink: the note is a record of its own (Op
-// "keys."+op, with the key's generation), inside a request or not.
-func (s *coreSink) Note(ctx context.Context, e core.Event) error {
-	r := audit.Record{
-		Time:    e.Time,
-		Caller:  audit.Caller{UID: e.Caller.UID, PID: e.Caller.PID, App: e.Caller.App, Operator: e.Caller.Operator},
-		Op:      "keys." + e.Op.String(),
-		Key:     e.Key,
-		Version: uint32(e.Version),
-		Gen:     e.Gen,
-		Result:  resultName(e.Result),
-		Detail:  e.Detail,
-	}
-	if r.Time.IsZero() {
-		r.Time = s.clock.Now()
-	}
-	_, err := s.log.Append(context.WithoutCancel(ctx), r)
-	return err
+	return c.commitChange(ctx, e)
 }
 
 // Record implements core.AuditSink.
@@ -299,18 +360,21 @@ func (s *coreSink) Record(ctx context.Context, e core.Event) error {
 		c.add(e)
 		return nil
 	}
-	r := audit.Record{
-		Time:    e.Time,
-		Caller:  audit.Caller{UID: e.Caller.UID, PID: e.Caller.PID, App: e.Caller.App, Operator: e.Caller.Operator},
-		Op:      "keys." + e.Op.String(),
-		Key:     e.Key,
-		Version: uint32(e.Version),
-		Result:  resultName(e.Result),
-		Detail:  e.Detail,
+	if e.OK() && e.Gen > 0 {
+		// A change that went through: its intent record (Commit) said
+		// so already, with this op, key and generation.
+		return nil
 	}
-	if r.Time.IsZero() {
-		r.Time = s.clock.Now()
-	}
+	r := intentRecord(e, s.clock)
+	r.Gen = 0 // an outcome; only intent records carry a generation
 	_, err := s.log.Append(ctx, r)
+	return err
+}
+
+// Note implements core.AuditSink: a record of its own ("keys.applied",
+// "keys.rollback-detected", with the key's generation), never folded into
+// the request's. A cancelled request's note is still written.
+func (s *coreSink) Note(ctx context.Context, e core.Event) error {
+	_, err := s.log.Append(context.WithoutCancel(ctx), intentRecord(e, s.clock))
 	return err
 }

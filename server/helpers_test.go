@@ -36,6 +36,7 @@ type fakeAudit struct {
 	recs       []audit.Record
 	notes      []audit.Record
 	seq        uint64
+	synced     map[uint64]bool // seqs written by AppendSync
 	failAppend atomic.Bool
 	failReady  atomic.Bool
 }
@@ -69,6 +70,29 @@ func (f *fakeAudit) notesOf(op string) []audit.Record {
 		}
 	}
 	return out
+}
+
+// AppendSync is Append, remembering that the record was asked to be
+// durable before the call returned.
+func (f *fakeAudit) AppendSync(ctx context.Context, r audit.Record) (audit.Record, error) {
+	r, err := f.Append(ctx, r)
+	if err != nil {
+		return r, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.synced == nil {
+		f.synced = map[uint64]bool{}
+	}
+	f.synced[r.Seq] = true
+	return r, nil
+}
+
+// wasSynced reports whether record seq was written by AppendSync.
+func (f *fakeAudit) wasSynced(seq uint64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.synced[seq]
 }
 
 func (f *fakeAudit) Ready(context.Context) error {

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nexus-os/keystored/core"
 	"github.com/nexus-os/keystored/core/provider"
 )
 
@@ -121,6 +122,11 @@ func generatedApp(uid uint32) string {
 // and no configured app can be reached by an unnamed uid or an operator
 // without an app.
 func checkReserved(uid uint32, app string) error {
+	if app == core.ReservedApp {
+		return provider.Errorf(provider.EINVAL,
+			"app ID %q of uid %d is refused: %q is the daemon's own namespace (its audit checkpoint key); choose another app ID",
+			app, uint64(uid), core.ReservedApp)
+	}
 	rest, ok := strings.CutPrefix(app, GeneratedPrefix)
 	if !ok || app == generatedApp(uid) {
 		return nil

@@ -50,6 +50,16 @@ type Config struct {
 	Quotas core.Quotas
 	// Scheduler shares the provider's workers fairly among apps.
 	Scheduler Scheduler
+	// Generations is what the audit log says each key's generation is
+	// (internal/tamper's index): the core refuses a key record older or
+	// newer than it (docs/security.md, "Rollback detection"). nil: no
+	// check.
+	Generations core.Generations
+	// Advance, when set, is called after a lifecycle change's intent
+	// record is durable and before the change is made: the daemon
+	// advances its external monotonic counter there. An error refuses
+	// the change.
+	Advance func(ctx context.Context) error
 }
 
 // Scheduler configures the fair scheduling of provider work
@@ -169,7 +179,8 @@ type Server struct {
 	st       core.Storage
 	clock    core.Clock
 	audit    AuditLog
-	live     atomic.Pointer[liveConfig] // identity map and anchors; Reload swaps them
+	advance  func(context.Context) error // Config.Advance
+	live     atomic.Pointer[liveConfig]  // identity map and anchors; Reload swaps them
 	log      *slog.Logger
 	limits   Limits
 	creds    *peerCreds
@@ -193,7 +204,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if protoCodec == nil {
 		return nil, provider.Errorf(provider.EIO, "gRPC's proto codec is not registered")
 	}
-	s := &Server{st: cfg.Storage, clock: cfg.Clock, audit: cfg.Audit,
+	s := &Server{st: cfg.Storage, clock: cfg.Clock, audit: cfg.Audit, advance: cfg.Advance,
 		log: cfg.Logger, limits: cfg.Limits, health: newHealth()}
 	s.live.Store(newLiveConfig(cfg.Identity, cfg.Anchors))
 	s.stopping, s.stop = context.WithCancel(context.Background())
@@ -214,7 +225,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Provider:        sched.Wrap(cfg.Provider, s.reg, tenantOf),
 		Algorithms:      s.reg,
 		Clock:           cfg.Clock,
-		Audit:           &coreSink{log: cfg.Audit, clock: cfg.Clock},
+		Audit:           &coreSink{s: s, log: cfg.Audit, clock: cfg.Clock},
+		Generations:     cfg.Generations,
 		CheckSignatures: cfg.CheckSignatures,
 		Quotas:          cfg.Quotas,
 	})

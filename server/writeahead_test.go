@@ -143,7 +143,9 @@ func TestWriteAheadBatchOneRecord(t *testing.T) {
 
 // Items failing after the record was written ahead, or several keys
 // rotating in one batch (in parallel), give an outcome record with the
-// real counts; each key rotates once.
+// real counts; each key rotates once, and each rotation has its own
+// durable intent record with its generation: the request's record for
+// the first, one "during" it for each other.
 func TestWriteAheadBatchOutcome(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	keys := []string{"sig/k0", "sig/k1", "sig/k2", "sig/k3"}
@@ -157,16 +159,27 @@ func TestWriteAheadBatchOutcome(t *testing.T) {
 	_, err := e.keys.SignBatch(bg, &keystorev1.SignBatchRequest{Items: items})
 	mustOK(t, "sign-batch", err)
 	recs := e.audit.records()[n:]
-	if len(recs) != 2 {
-		t.Fatalf("%d records, want the one written ahead and its outcome: %+v", len(recs), recs)
+	if len(recs) != 2+len(keys)-1 {
+		t.Fatalf("%d records, want the one written ahead, one intent per other rotated key and the outcome: %+v", len(recs), recs)
 	}
-	first, second := recs[0], recs[1]
-	if first.Op != "keys.sign-batch" || first.Result != "ok" || first.Items != len(items) {
-		t.Fatalf("record written ahead: %+v", first)
+	first, last := recs[0], recs[len(recs)-1]
+	if first.Op != "keys.sign-batch" || first.Result != "ok" || first.Items != len(items) || first.Gen != 2 || !e.audit.wasSynced(first.Seq) {
+		t.Fatalf("record written ahead: %+v (durable: %v)", first, e.audit.wasSynced(first.Seq))
 	}
-	if second.Op != "keys.sign-batch" || second.Result != "ok" || second.Items != len(items) || second.Failed != 1 ||
-		second.Detail != "outcome of seq "+strconv.FormatUint(first.Seq, 10) {
-		t.Fatalf("outcome record: %+v", second)
+	rotated := map[string]bool{first.Key: true}
+	for _, r := range recs[1 : len(recs)-1] {
+		if r.Gen != 2 || r.Result != "ok" || !e.audit.wasSynced(r.Seq) ||
+			r.Detail != "auto-rotated during keys.sign-batch seq "+strconv.FormatUint(first.Seq, 10) {
+			t.Errorf("intent record of another key: %+v (durable: %v)", r, e.audit.wasSynced(r.Seq))
+		}
+		rotated[r.Key] = true
+	}
+	if len(rotated) != len(keys) {
+		t.Errorf("intent records name %d keys, want %d: %v", len(rotated), len(keys), rotated)
+	}
+	if last.Op != "keys.sign-batch" || last.Result != "ok" || last.Items != len(items) || last.Failed != 1 || last.Gen != 0 ||
+		last.Detail != "outcome of seq "+strconv.FormatUint(first.Seq, 10) {
+		t.Fatalf("outcome record: %+v", last)
 	}
 	for _, k := range keys {
 		if v := currentVersion(t, e, k); v != 2 {
