@@ -161,7 +161,7 @@ elsewhere, verify them there and give their last seq and hash as --start.`,
 	verify.Flags().StringVar(&pubkey, "pubkey", "", "PEM file with the checkpoint key's public key: verify signed checkpoints")
 	verify.Flags().StringVar(&shippedPath, "shipped", "", "file of checkpoint lines shipped off the host: each must be in the log")
 	verify.Flags().BoolVar(&allowTail, "allow-unsigned-tail", false, "a running daemon's log: report records after the last checkpoint instead of failing")
-	cmd.AddCommand(verify)
+	cmd.AddCommand(verify, a.auditPubkeyCommand())
 	return cmd
 }
 

@@ -127,6 +127,7 @@ func createHint(err error, alg, use string) error {
 
 func (a *app) listCommand() *cobra.Command {
 	var appID string
+	var onlyUnreadable bool
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List keys (your app's; every app's for operators)",
@@ -156,6 +157,9 @@ func (a *app) listCommand() *cobra.Command {
 				seen[page.NextPageToken] = true
 				opts.PageToken = page.NextPageToken
 			}
+			if onlyUnreadable {
+				keys = nil
+			}
 			if a.json {
 				out := struct {
 					Keys       []keyJSON        `json:"keys"`
@@ -168,6 +172,9 @@ func (a *app) listCommand() *cobra.Command {
 					out.Unreadable = append(out.Unreadable, toUnreadableJSON(u))
 				}
 				return a.emit(out)
+			}
+			if onlyUnreadable {
+				return a.printUnreadable(unreadable)
 			}
 			if len(keys) == 0 && len(unreadable) == 0 {
 				fmt.Fprintln(a.stderr, "keystorectl: no keys; create one with: keystorectl create <purpose>/<name> --alg ed25519")
@@ -191,7 +198,26 @@ func (a *app) listCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&appID, "app", "", "list this app's keys (operators)")
+	cmd.Flags().BoolVar(&onlyUnreadable, "unreadable", false, "list only the keys keystored refuses to read (corrupted files, or rolled back: older than the audit log says), with the reason")
 	return cmd
+}
+
+// printUnreadable prints list --unreadable: one line per refused key and
+// its reason, or a note on stderr that there are none.
+func (a *app) printUnreadable(unreadable []client.UnreadableKey) error {
+	if len(unreadable) == 0 {
+		fmt.Fprintln(a.stderr, "keystorectl: no unreadable keys")
+		return nil
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KEY\tREASON")
+	for _, u := range unreadable {
+		fmt.Fprintf(tw, "%s\t%v\n", u.ID, u.Err)
+	}
+	if err := tw.Flush(); err != nil {
+		return provider.Errorf(provider.EIO, "writing to stdout: %w", err)
+	}
+	return nil
 }
 
 type unreadableJSON struct {

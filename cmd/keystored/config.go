@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -49,6 +50,7 @@ type fileConfig struct {
 	KEK         kekConfig      `toml:"kek"`
 	Rotation    rotationConfig `toml:"rotation"`
 	Scheduler   schedConfig    `toml:"scheduler"`
+	Counter     counterConfig  `toml:"counter"`
 }
 
 // kekConfig is the built-in software provider's KEK source (the --kek-*
@@ -154,6 +156,146 @@ type auditConfig struct {
 	// MaxSegments keeps at most that many audit files, removing the
 	// oldest (default 0: keep all).
 	MaxSegments *int64 `toml:"max_segments"`
+	// CheckpointEvery is how many records a signed checkpoint covers at
+	// most (default 1000; 0: only by time and at stop).
+	CheckpointEvery *int64 `toml:"checkpoint_every"`
+	// CheckpointInterval is the longest time between signed checkpoints
+	// while records are written (default "60s"; "0": only by count and at
+	// stop).
+	CheckpointInterval string `toml:"checkpoint_interval"`
+	// CheckpointFile is a file or named pipe every checkpoint line is also
+	// appended to, for a shipper to take off the host ("": none).
+	CheckpointFile string `toml:"checkpoint_file"`
+	// CheckpointSyslog sends every checkpoint line to syslog: "local"
+	// (the local syslog socket, which is the journal's on systemd hosts),
+	// "udp:HOST:PORT" or "tcp:HOST:PORT" ("": none).
+	CheckpointSyslog string `toml:"checkpoint_syslog"`
+}
+
+// Checkpoint defaults and bounds ([audit] checkpoint_every,
+// checkpoint_interval).
+const (
+	defaultCheckpointEvery    = 1000
+	maxCheckpointEvery        = 1 << 30
+	defaultCheckpointInterval = time.Minute
+	minCheckpointInterval     = time.Second
+	maxCheckpointInterval     = 24 * time.Hour
+)
+
+// checkpointSettings is [audit]'s signed-checkpoint part, validated.
+type checkpointSettings struct {
+	every    int
+	interval time.Duration // 0: not by time
+	file     string
+	syslog   string // "", "local", or "udp:…"/"tcp:…"
+}
+
+// parseCheckpoints checks [audit]'s checkpoint_* keys.
+func (a auditConfig) parseCheckpoints(baseDir string) (checkpointSettings, error) {
+	c := checkpointSettings{every: defaultCheckpointEvery, interval: defaultCheckpointInterval}
+	if a.CheckpointEvery != nil {
+		n := *a.CheckpointEvery
+		if n < 0 || n > maxCheckpointEvery {
+			return checkpointSettings{}, fmt.Errorf("audit.checkpoint_every: %d is out of range (0 for none by count, 1 to %d)", n, maxCheckpointEvery)
+		}
+		c.every = int(n)
+	}
+	switch v := a.CheckpointInterval; v {
+	case "":
+	case "0":
+		c.interval = 0
+	default:
+		d, err := time.ParseDuration(v)
+		if err != nil || d < minCheckpointInterval || d > maxCheckpointInterval {
+			return checkpointSettings{}, fmt.Errorf("audit.checkpoint_interval: %q is neither \"0\" (none by time) nor a duration from %s to %s", v, minCheckpointInterval, maxCheckpointInterval)
+		}
+		c.interval = d
+	}
+	if a.CheckpointFile != "" {
+		c.file = a.CheckpointFile
+		if !filepath.IsAbs(c.file) {
+			c.file = filepath.Join(baseDir, c.file)
+		}
+	}
+	switch v := a.CheckpointSyslog; {
+	case v == "" || v == "local":
+		c.syslog = v
+	case strings.HasPrefix(v, "udp:") || strings.HasPrefix(v, "tcp:"):
+		if _, _, err := net.SplitHostPort(v[4:]); err != nil {
+			return checkpointSettings{}, fmt.Errorf("audit.checkpoint_syslog: %q: %v", v, err)
+		}
+		c.syslog = v
+	default:
+		return checkpointSettings{}, fmt.Errorf("audit.checkpoint_syslog: %q is none of \"local\", \"udp:HOST:PORT\", \"tcp:HOST:PORT\"", v)
+	}
+	return c, nil
+}
+
+// counterConfig is [counter]: the external monotonic counter that makes a
+// rollback of the whole state directory, audit log included, visible
+// (docs/security.md, "Rollback detection").
+type counterConfig struct {
+	// Type is "" (none), "file" or "tpm".
+	Type string `toml:"type"`
+	// Path is the file counter's file: on another file system or device
+	// than the state directory (relative: to the config file's directory).
+	Path string `toml:"path"`
+	// Device is the TPM's device (default /dev/tpmrm0).
+	Device string `toml:"device"`
+	// NVIndex is the TPM NV index of the counter, e.g. "0x01500016".
+	NVIndex string `toml:"nv_index"`
+}
+
+// counterSettings is [counter], validated.
+type counterSettings struct {
+	kind    string // "", "file", "tpm"
+	path    string
+	device  string
+	nvIndex uint32 // 0: the package default
+}
+
+// defaultTPMDevice is the kernel's TPM resource manager.
+const defaultTPMDevice = "/dev/tpmrm0"
+
+// parse checks [counter].
+func (c counterConfig) parse(baseDir string) (counterSettings, error) {
+	switch c.Type {
+	case "":
+		if c.Path != "" || c.Device != "" || c.NVIndex != "" {
+			return counterSettings{}, fmt.Errorf("counter: path, device and nv_index need type = \"file\" or \"tpm\"")
+		}
+		return counterSettings{}, nil
+	case "file":
+		if c.Path == "" {
+			return counterSettings{}, fmt.Errorf("counter: type = \"file\" needs path (a file outside the state directory, on another file system or device)")
+		}
+		if c.Device != "" || c.NVIndex != "" {
+			return counterSettings{}, fmt.Errorf("counter: device and nv_index are for type = \"tpm\"")
+		}
+		p := c.Path
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(baseDir, p)
+		}
+		return counterSettings{kind: "file", path: filepath.Clean(p)}, nil
+	case "tpm":
+		if c.Path != "" {
+			return counterSettings{}, fmt.Errorf("counter: path is for type = \"file\"")
+		}
+		out := counterSettings{kind: "tpm", device: c.Device}
+		if out.device == "" {
+			out.device = defaultTPMDevice
+		}
+		if c.NVIndex != "" {
+			n, err := strconv.ParseUint(strings.TrimPrefix(strings.ToLower(c.NVIndex), "0x"), 16, 32)
+			if err != nil || !strings.HasPrefix(strings.ToLower(c.NVIndex), "0x") {
+				return counterSettings{}, fmt.Errorf("counter.nv_index: %q is not a hex NV index such as \"0x01500016\"", c.NVIndex)
+			}
+			out.nvIndex = uint32(n)
+		}
+		return out, nil
+	default:
+		return counterSettings{}, fmt.Errorf("counter.type: %q is none of \"file\", \"tpm\"", c.Type)
+	}
 }
 
 type limitsConfig struct {
@@ -189,6 +331,8 @@ type settings struct {
 	kek             keksource.Options // [kek]; the flags win
 	sweepInterval   time.Duration     // 0: no scheduled sweep
 	scheduler       server.Scheduler
+	checkpoints     checkpointSettings
+	counter         counterSettings
 }
 
 // defaultShutdownTimeout bounds the graceful stop.
@@ -198,7 +342,8 @@ const defaultShutdownTimeout = 10 * time.Second
 // "uid-N", uid 0 is an operator, no socket group.
 func defaultSettings() settings {
 	return settings{identity: server.DefaultIdentity(), socketGID: -1, shutdownTimeout: defaultShutdownTimeout,
-		sweepInterval: server.DefaultSweepInterval}
+		sweepInterval: server.DefaultSweepInterval,
+		checkpoints:   checkpointSettings{every: defaultCheckpointEvery, interval: defaultCheckpointInterval}}
 }
 
 // loadConfig reads and validates the config file at path.
@@ -336,6 +481,12 @@ func (fc *fileConfig) settings(baseDir string) (settings, error) {
 		return settings{}, err
 	}
 	if s.auditSegment, s.auditMaxSegs, err = fc.Audit.parseSegments(); err != nil {
+		return settings{}, err
+	}
+	if s.checkpoints, err = fc.Audit.parseCheckpoints(baseDir); err != nil {
+		return settings{}, err
+	}
+	if s.counter, err = fc.Counter.parse(baseDir); err != nil {
 		return settings{}, err
 	}
 	if s.limits, s.shutdownTimeout, err = fc.Limits.parse(); err != nil {

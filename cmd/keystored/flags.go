@@ -45,6 +45,12 @@ type options struct {
 	// insecureCoreDumps keeps core dumps possible (debugging only).
 	insecureCoreDumps bool
 
+	// acceptLogChange and acceptCounterChange are the operator's
+	// audited overrides of the start-up tamper checks
+	// (docs/operations.md, "When the daemon refuses to start").
+	acceptLogChange     bool
+	acceptCounterChange bool
+
 	// kek is the built-in software provider's KEK source from the
 	// --kek-* flags (unset fields come from the config's [kek] table).
 	kek keksource.Options
@@ -76,6 +82,8 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	fs.Var((*stringList)(&o.pluginArgs), "provider-arg", "argument `ARG` for the plugin (repeatable)")
 	fs.Var((*stringList)(&o.pluginEnv), "provider-env", "pass the host variable `NAME` to the plugin (repeatable)")
 	fs.StringVar(&o.insecureSeed, "insecure-test-seed", "", "INSECURE: derive every key from the seed `HEX` (tests only; needs --"+insecureAckFlag+")")
+	fs.BoolVar(&o.acceptLogChange, "accept-audit-log-change", false, "start although the audit log is not the one the state directory last saw (deleted, replaced or cut): the change is accepted, audited, and the audit index rebuilt from the log as it is")
+	fs.BoolVar(&o.acceptCounterChange, "accept-counter-change", false, "start although the external monotonic counter disagrees with the audit log (a restored backup, a replaced or reset counter): the change is accepted and audited, and the counter is set to follow the log")
 	fs.BoolVar(&o.insecureCoreDumps, "insecure-allow-core-dumps", false, "INSECURE: do not turn core dumps off (they hold the KEK and key material); for debugging only")
 	fs.BoolVar(&o.insecureAck, insecureAckFlag, false, "acknowledge that the provider is INSECURE (required with --insecure-test-seed or an insecure plugin)")
 	fs.StringVar(&o.kek.File.Value, "kek-file", "", "software provider: KEK file `PATH`, 32 raw bytes (default DIR/kek)")

@@ -49,7 +49,7 @@ func logFormatOf(args []string) string {
 }
 
 // boolFlags are the flags that take no value (parseFlags), -h included.
-var boolFlags = map[string]bool{"insecure-allow-core-dumps": true, insecureAckFlag: true, "version": true, "h": true, "help": true}
+var boolFlags = map[string]bool{"insecure-allow-core-dumps": true, "accept-audit-log-change": true, "accept-counter-change": true, insecureAckFlag: true, "version": true, "h": true, "help": true}
 
 // warnLine prints an INSECURE warning: a plain line on stderr beside the
 // text logs (so that it stands out), or only the log record in JSON.

@@ -77,6 +77,7 @@ import (
 	"github.com/nexus-os/keystored/core/storage"
 	"github.com/nexus-os/keystored/internal/buildinfo"
 	"github.com/nexus-os/keystored/internal/coredump"
+	"github.com/nexus-os/keystored/internal/tamper"
 	"github.com/nexus-os/keystored/server"
 )
 
@@ -269,16 +270,10 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	}
 	cl.add("state directory", dir.Close)
 
-	auditSyncs := newAuditSyncHistogram()
-	alog, err := audit.Open(filepath.Join(o.state, auditFile), audit.WithSync(cfg.auditSync), audit.WithClock(clock.System{}),
-		audit.WithSegmentSize(cfg.auditSegment), audit.WithMaxSegments(cfg.auditMaxSegs), audit.WithSyncObserver(observeSeconds(auditSyncs)))
-	if err != nil {
-		return withHint(fmt.Errorf("audit log: %w", err), "keystorectl audit verify --state "+o.state+" shows the first bad record")
-	}
-	cl.add("audit log", alog.Close)
-
 	// What the state holds decides whether a missing KEK may be made:
-	// only for a state without keys (and without a recorded KEK).
+	// only for a state without keys (and without a recorded KEK). The
+	// provider opens before the audit log so that it is still there
+	// when the log signs its last checkpoint at stop.
 	state, err := core.Inspect(ctx, dir)
 	if err != nil {
 		return fmt.Errorf("state directory %s: %w", o.state, err)
@@ -293,6 +288,50 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	if err := checkInsecureAck(ctx, o, prov, stderr, logger); err != nil {
 		return err
 	}
+
+	// The audit log, checked against what the state directory remembers
+	// of it (the audit index) and against the external counter, before
+	// anything is served (docs/security.md, "Rollback detection").
+	counter, err := openCounter(ctx, cfg.counter, o.state)
+	if err != nil {
+		return err
+	}
+	if counter != nil {
+		cl.add("external counter", counter.Close)
+	}
+	auditSyncs := newAuditSyncHistogram()
+	auditPath := filepath.Join(o.state, auditFile)
+	var alog *audit.Log
+	tr, err := tamper.Open(ctx, tamper.Options{
+		StateDir: o.state,
+		LogPath:  auditPath,
+		OpenLog: func() (tamper.Log, error) {
+			l, err := audit.Open(auditPath, audit.WithSync(cfg.auditSync), audit.WithClock(clock.System{}),
+				audit.WithSegmentSize(cfg.auditSegment), audit.WithMaxSegments(cfg.auditMaxSegs), audit.WithSyncObserver(observeSeconds(auditSyncs)))
+			if err != nil {
+				return nil, err
+			}
+			alog = l
+			return l, nil
+		},
+		Counter:             counter,
+		AcceptLogChange:     o.acceptLogChange,
+		AcceptCounterChange: o.acceptCounterChange,
+		Clock:               time.Now,
+	})
+	if err != nil {
+		return auditRefused(err, o.state) // tamper.Open closed the log
+	}
+	// At stop: the log's last record (the stop checkpoint, signed while
+	// the provider is still open), then the index snapshot that marks the
+	// stop as clean — only if the log closed cleanly.
+	cl.add("audit log", func() error {
+		if err := alog.Close(); err != nil {
+			return err
+		}
+		return tr.Stopped()
+	})
+	alog.SetPruneGuard(func(uint64) error { return tr.Snapshot() })
 
 	var anchors *server.Anchors
 	if cfg.anchorsDir != "" {
@@ -313,10 +352,44 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 		CheckSignatures: prov.kind == kindPlugin,
 		Quotas:          cfg.quotas,
 		Scheduler:       withWorkers(cfg.scheduler, o.workers),
+		Generations:     tr.Index(),
+		Advance:         tr.Advance,
 	})
 	if err != nil {
 		return stateRefused(o.state, err)
 	}
+	if o.acceptLogChange {
+		// The accepted log may lack the history of keys newer than it:
+		// their generations are taken into it (keys.adopted records).
+		adopted, err := srv.Keystore().AdoptGenerations(ctx)
+		if err != nil {
+			return fmt.Errorf("accepting the audit log change: %w", err)
+		}
+		logger.Warn("audit log change accepted; key generations the log lacked are taken into it", "keys", len(adopted))
+	}
+	sinks, err := openSinks(cfg.checkpoints)
+	if err != nil {
+		return err
+	}
+	if err := startSigning(ctx, srv.Keystore(), alog, cfg.checkpoints, sinks, logger); err != nil {
+		return err
+	}
+	bgCtx, stopBackground := context.WithCancel(ctx)
+	bgDone := make(chan struct{}, 2)
+	go func() {
+		defer func() { bgDone <- struct{}{} }()
+		scanKeys(bgCtx, srv.Keystore(), tr.Index().Keys(), logger)
+	}()
+	go func() {
+		defer func() { bgDone <- struct{}{} }()
+		snapshotLoop(bgCtx, tr, logger)
+	}()
+	cl.add("start scan and index snapshots", func() error {
+		stopBackground()
+		<-bgDone
+		<-bgDone
+		return nil
+	})
 	if err := srv.Registry().Register(collectors.NewGoCollector()); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}

@@ -75,7 +75,7 @@ func TestProbes(t *testing.T) {
 	}
 	d.Stop()
 	var ops []string
-	for _, r := range auditRecords(t, filepath.Join(d.State, auditFile)) {
+	for _, r := range requestRecords(t, filepath.Join(d.State, auditFile)) {
 		ops = append(ops, r.Op)
 	}
 	if !slices.Equal(ops, []string{"keys.get"}) {

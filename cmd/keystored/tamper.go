@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nexus-os/keystored/audit"
+	"github.com/nexus-os/keystored/core"
+	"github.com/nexus-os/keystored/core/provider"
+	"github.com/nexus-os/keystored/internal/tamper"
+	"github.com/nexus-os/keystored/internal/tpmcounter"
+)
+
+// snapshotInterval is how often the daemon rewrites the audit index
+// snapshot (<state>/audit-index) while it runs; it is also written
+// before old audit segments are pruned and at stop.
+const snapshotInterval = time.Minute
+
+// openCounter opens the external monotonic counter of [counter], or
+// returns nil when none is configured. A file counter inside the state
+// directory is refused: a restored state directory would bring its
+// counter back with it.
+func openCounter(ctx context.Context, c counterSettings, state string) (tamper.Counter, error) {
+	switch c.kind {
+	case "":
+		return nil, nil
+	case "file":
+		abs, err := filepath.Abs(state)
+		if err != nil {
+			return nil, fmt.Errorf("counter: %w", err)
+		}
+		if rel, err := filepath.Rel(abs, c.path); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return nil, fmt.Errorf("counter.path %s is inside the state directory %s: a restored state directory would bring the counter back with it; put it on another file system or device", c.path, abs)
+		}
+		fc, err := tamper.OpenFileCounter(c.path)
+		if err != nil {
+			return nil, fmt.Errorf("counter: %w", err)
+		}
+		return fc, nil
+	case "tpm":
+		tc, err := tpmcounter.Open(ctx, tpmcounter.Options{Path: c.device, Index: c.nvIndex})
+		if err != nil {
+			return nil, fmt.Errorf("counter: %w", err)
+		}
+		return tc, nil
+	}
+	return nil, fmt.Errorf("counter: unknown type %q", c.kind)
+}
+
+// openSinks opens [audit]'s checkpoint sinks.
+func openSinks(c checkpointSettings) ([]audit.CheckpointSink, error) {
+	var sinks []audit.CheckpointSink
+	if c.file != "" {
+		s, err := audit.NewFileSink(c.file)
+		if err != nil {
+			return nil, fmt.Errorf("audit.checkpoint_file: %w", err)
+		}
+		sinks = append(sinks, s)
+	}
+	if c.syslog != "" {
+		network, addr := "", ""
+		if c.syslog != "local" {
+			network, addr = c.syslog[:3], c.syslog[4:]
+		}
+		s, err := audit.NewSyslogSink(network, addr, "keystored")
+		if err != nil {
+			for _, o := range sinks {
+				if cerr := o.Close(); cerr != nil {
+					err = errors.Join(err, cerr)
+				}
+			}
+			return nil, fmt.Errorf("audit.checkpoint_syslog: %w", err)
+		}
+		sinks = append(sinks, s)
+	}
+	return sinks, nil
+}
+
+// startSigning makes (on first start) or loads the daemon's audit
+// checkpoint key and attaches it to the log: from now on the log signs a
+// checkpoint at once, every c.every records or c.interval, and at stop.
+func startSigning(ctx context.Context, ks *core.Keystore, alog *audit.Log, c checkpointSettings, sinks []audit.CheckpointSink, logger *slog.Logger) error {
+	signer, err := ks.AuditSigner(ctx)
+	if err != nil {
+		return withHint(fmt.Errorf("audit checkpoint key %s: %w", core.AuditSignerKey, err),
+			"the provider must be able to make and use an Ed25519 key for the audit log's signed checkpoints (docs/audit.md)")
+	}
+	if err := alog.SetSigner(signer, c.every, c.interval, sinks...); err != nil {
+		return fmt.Errorf("audit checkpoints: %w", err)
+	}
+	logger.Info("audit log checkpoints signed", "key", signer.KeyRef(), "every", c.every, "interval", c.interval.String(), "sinks", len(sinks))
+	return nil
+}
+
+// scanKeys checks every key the audit index knows against its files in
+// the background, so that a rolled-back key is reported (logged and
+// audited by the core, listed by keystorectl keys list) at start rather
+// than at its first use. It stops with ctx.
+func scanKeys(ctx context.Context, ks *core.Keystore, ids []string, logger *slog.Logger) {
+	bad := 0
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			return
+		}
+		kid, err := provider.ParseKeyID(id)
+		if err != nil {
+			logger.Error("audit index names a malformed key ID", "key", id, "err", err)
+			bad++
+			continue
+		}
+		if err := ks.CheckKey(ctx, kid); err != nil {
+			if errors.Is(err, core.ErrRolledBack) || errors.Is(err, core.ErrNotInLog) {
+				bad++
+				logger.Error("key refused: its files disagree with the audit log", "key", id, "err", err)
+			}
+		}
+	}
+	if bad > 0 {
+		logger.Error("keys refused at start; keystorectl keys list --unreadable shows them (docs/operations.md, \"Rolled-back keys\")", "count", bad, "checked", len(ids))
+		return
+	}
+	logger.Info("key files agree with the audit log", "checked", len(ids))
+}
+
+// snapshotLoop rewrites the audit index snapshot every snapshotInterval
+// until ctx ends.
+func snapshotLoop(ctx context.Context, tr *tamper.Tracker, logger *slog.Logger) {
+	t := time.NewTicker(snapshotInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := tr.Snapshot(); err != nil {
+				logger.Error("audit index snapshot not written", "err", err)
+			}
+		}
+	}
+}
+
+// auditRefused is the error of an audit log the daemon will not start
+// on, with the operator's way out: a tamper refusal names its override,
+// any other failure points at keystorectl audit verify.
+func auditRefused(err error, state string) error {
+	switch {
+	case errors.Is(err, tamper.ErrLogMissing), errors.Is(err, tamper.ErrLogReplaced), errors.Is(err, tamper.ErrIndexMissing):
+		return withHint(err, "restore the audit log of "+state+" if you have it; if the change is known and accepted, start once with --accept-audit-log-change (audited) — docs/operations.md, \"When the daemon refuses to start\"")
+	case errors.Is(err, tamper.ErrCounterAhead), errors.Is(err, tamper.ErrCounterBehind):
+		return withHint(err, "a restored backup of the state directory, or a replaced or reset counter; if known and accepted, start once with --accept-counter-change (audited) — docs/operations.md, \"When the daemon refuses to start\"")
+	}
+	return withHint(fmt.Errorf("audit log: %w", err), "keystorectl audit verify --state "+state+" shows the first bad record")
+}
+
+// The tracker's index is what the core checks key records against.
+var _ core.Generations = (*tamper.Index)(nil)
