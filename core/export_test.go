@@ -5,7 +5,7 @@ package core
 func Ops() []Op {
 	out := make([]Op, 0, opEnd-1)
 	for o := Op(1); o < opEnd; o++ {
-		if o != OpApplied && o != OpRollbackDetected {
+		if o != OpApplied && o != OpRollbackDetected && o != OpAdopted { // notes, not calls
 			out = append(out, o)
 		}
 	}

@@ -722,3 +722,22 @@ func TestAdoptGenerations(t *testing.T) {
 		t.Errorf("%d adopted notes, want 2", notes)
 	}
 }
+
+// TestOperatorListSkipsReservedApp: an operator's listing of every app
+// leaves out the daemon's own keys; naming the app lists them.
+func TestOperatorListSkipsReservedApp(t *testing.T) {
+	e := newGenEnv(t)
+	if _, err := e.ks.AuditSigner(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.create(t, appA, "app-a/s/k", provider.Ed25519)
+	op := core.Caller{UID: 0, Operator: true}
+	all, err := e.ks.List(ctx, op, core.ListOptions{})
+	if err != nil || len(all.Keys) != 1 || all.Keys[0].ID.App() != "app-a" {
+		t.Fatalf("operator list: %+v, %v", all, err)
+	}
+	own, err := e.ks.List(ctx, op, core.ListOptions{App: core.ReservedApp})
+	if err != nil || len(own.Keys) != 1 || own.Keys[0].ID.String() != core.AuditSignerKey {
+		t.Fatalf("operator list of %s: %+v, %v", core.ReservedApp, own, err)
+	}
+}

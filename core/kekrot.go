@@ -226,7 +226,7 @@ func (k *Keystore) rewrapAll(ctx context.Context, rot provider.KEKRotator, r *KE
 	var errs []error
 	token := ""
 	for {
-		page, err := k.list(ctx, Caller{Operator: true}, ListOptions{PageSize: MaxPageSize, PageToken: token})
+		page, err := k.list(ctx, Caller{Operator: true}, ListOptions{PageSize: MaxPageSize, PageToken: token, withReserved: true})
 		if err != nil {
 			return err
 		}

@@ -480,7 +480,12 @@ func (k *Keystore) list(ctx context.Context, c Caller, o ListOptions) (ListPage,
 		if err != nil {
 			return ListPage{}, err
 		}
+		// Every app's keys but the daemon's own (ReservedApp), which an
+		// operator lists by naming it.
 		apps = names
+		if !o.withReserved {
+			apps = slices.DeleteFunc(names, func(a string) bool { return a == ReservedApp })
+		}
 	default:
 		// authorize trusts an app equal to the caller's to be a valid
 		// segment; here the app is the caller's own, so check it.

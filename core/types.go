@@ -283,12 +283,15 @@ type PublicKey struct {
 // ListOptions select a page of keys.
 type ListOptions struct {
 	// App restricts the listing to one app. Empty means the caller's own
-	// app, or every app for an operator.
+	// app, or every app but ReservedApp for an operator.
 	App string
 	// PageSize is the most keys returned (default 100, at most MaxPageSize).
 	PageSize int
 	// PageToken is the NextPageToken of the previous page, or empty.
 	PageToken string
+	// withReserved includes ReservedApp in an operator's listing of every
+	// app (the keystore's own walks: a KEK rotation rewraps its keys too).
+	withReserved bool
 }
 
 // Page sizes.

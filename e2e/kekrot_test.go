@@ -57,8 +57,9 @@ func TestKEKRotateRealDaemon(t *testing.T) {
 	}
 
 	r := ctlOK(t, d, nil, "kek", "rotate")
-	if want := "rotated KEK " + before.Current + " -> "; !strings.HasPrefix(string(r.stdout), want) || !strings.Contains(string(r.stdout), "3 keys, 4 handles rewrapped") {
-		t.Fatalf("kek rotate printed %q, want %q... 3 keys, 4 handles rewrapped", r.stdout, want)
+	// The test's 3 keys and the daemon's own audit checkpoint key.
+	if want := "rotated KEK " + before.Current + " -> "; !strings.HasPrefix(string(r.stdout), want) || !strings.Contains(string(r.stdout), "4 keys, 5 handles rewrapped") {
+		t.Fatalf("kek rotate printed %q, want %q... 4 keys, 5 handles rewrapped", r.stdout, want)
 	}
 	newKEK, err := os.ReadFile(kekPath)
 	if err != nil || bytes.Equal(newKEK, oldKEK) || len(newKEK) != 32 {
@@ -234,7 +235,7 @@ func TestKEKRotateRealDaemonPlugin(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := ctlOK(t, d, nil, "kek", "rotate")
-	if want := "rotated KEK " + before.Current + " -> " + pending.Pending + ": 4 keys, 1 handles rewrapped, 4 already under the new KEK"; !strings.HasPrefix(string(r.stdout), want) {
+	if want := "rotated KEK " + before.Current + " -> " + pending.Pending + ": 5 keys, 1 handles rewrapped, 5 already under the new KEK"; !strings.HasPrefix(string(r.stdout), want) {
 		t.Fatalf("rerun of kek rotate printed %q, want %q", r.stdout, want)
 	}
 	sinks = append(sinks, string(r.stdout), r.stderr, string(ctlOK(t, d, nil, "--json", "kek", "status").stdout))

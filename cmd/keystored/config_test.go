@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -380,5 +381,77 @@ func TestDefaultWorkers(t *testing.T) {
 	}
 	if got := withWorkers(server.Scheduler{Workers: 7}, 4); got.Workers != 7 {
 		t.Fatalf("configured workers replaced: %+v", got)
+	}
+}
+
+// TestLoadConfigTamper: [audit]'s checkpoint keys and [counter], with
+// their defaults, relative paths from the config file's directory, and
+// every bound.
+func TestLoadConfigTamper(t *testing.T) {
+	d, err := loadConfig(writeConfig(t, "", 0o600))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (checkpointSettings{every: defaultCheckpointEvery, interval: defaultCheckpointInterval}); d.checkpoints != want || d.counter != (counterSettings{}) {
+		t.Fatalf("defaults %+v %+v", d.checkpoints, d.counter)
+	}
+	if n := defaultSettings(); n.checkpoints != d.checkpoints {
+		t.Fatalf("no config file: %+v, with an empty one: %+v", n.checkpoints, d.checkpoints)
+	}
+	path := writeConfig(t, "[audit]\ncheckpoint_every = 0\ncheckpoint_interval = \"5s\"\ncheckpoint_file = \"ship/cp\"\ncheckpoint_syslog = \"udp:127.0.0.1:514\"\n"+
+		"[counter]\ntype = \"file\"\npath = \"ctr\"\n", 0o600)
+	s, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(path)
+	if want := (checkpointSettings{every: 0, interval: 5 * time.Second, file: filepath.Join(dir, "ship/cp"), syslog: "udp:127.0.0.1:514"}); s.checkpoints != want {
+		t.Errorf("checkpoints %+v, want %+v", s.checkpoints, want)
+	}
+	if want := (counterSettings{kind: "file", path: filepath.Join(dir, "ctr")}); s.counter != want {
+		t.Errorf("counter %+v, want %+v", s.counter, want)
+	}
+	tpm, err := loadConfig(writeConfig(t, "[counter]\ntype = \"tpm\"\nnv_index = \"0x01500020\"\n", 0o600))
+	if err != nil || tpm.counter != (counterSettings{kind: "tpm", device: defaultTPMDevice, nvIndex: 0x01500020}) {
+		t.Errorf("tpm counter %+v, %v", tpm.counter, err)
+	}
+	for body, want := range map[string]string{
+		"[audit]\ncheckpoint_every = -1\n":                                "audit.checkpoint_every: -1 is out of range",
+		"[audit]\ncheckpoint_every = 1073741825\n":                        "audit.checkpoint_every",
+		"[audit]\ncheckpoint_interval = \"999ms\"\n":                      "audit.checkpoint_interval",
+		"[audit]\ncheckpoint_interval = \"25h\"\n":                        "audit.checkpoint_interval",
+		"[audit]\ncheckpoint_interval = \"soon\"\n":                       "audit.checkpoint_interval",
+		"[audit]\ncheckpoint_syslog = \"remote\"\n":                       "audit.checkpoint_syslog",
+		"[audit]\ncheckpoint_syslog = \"udp:nohost\"\n":                   "audit.checkpoint_syslog",
+		"[counter]\ntype = \"disk\"\n":                                    "counter.type",
+		"[counter]\ntype = \"file\"\n":                                    "needs path",
+		"[counter]\npath = \"/x\"\n":                                      "need type",
+		"[counter]\ntype = \"file\"\npath = \"/x\"\nnv_index = \"0x1\"\n": "for type = \"tpm\"",
+		"[counter]\ntype = \"tpm\"\npath = \"/x\"\n":                      "for type = \"file\"",
+		"[counter]\ntype = \"tpm\"\nnv_index = \"01500016\"\n":            "counter.nv_index",
+		"[counter]\ntype = \"tpm\"\nnv_index = \"0xzz\"\n":                "counter.nv_index",
+		"[apps]\n1001 = \"keystored\"\n":                                  "the daemon's own namespace",
+	} {
+		_, err := loadConfig(writeConfig(t, body, 0o600))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want %q", body, err, want)
+		}
+	}
+}
+
+// TestCounterInsideStateRefused: a file counter in the state directory
+// would be restored with it, so it is refused.
+func TestCounterInsideStateRefused(t *testing.T) {
+	state := t.TempDir()
+	_, err := openCounter(context.Background(), counterSettings{kind: "file", path: filepath.Join(state, "sub", "counter")}, state)
+	if err == nil || !strings.Contains(err.Error(), "inside the state directory") {
+		t.Fatalf("counter inside the state: %v", err)
+	}
+	c, err := openCounter(context.Background(), counterSettings{kind: "file", path: filepath.Join(t.TempDir(), "counter")}, state)
+	if err != nil || c == nil {
+		t.Fatalf("counter outside the state: %v", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

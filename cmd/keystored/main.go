@@ -329,7 +329,7 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 		if err := alog.Close(); err != nil {
 			return err
 		}
-		return tr.Stopped()
+		return tr.Stopped(alog.Checkpoint())
 	})
 	alog.SetPruneGuard(func(uint64) error { return tr.Snapshot() })
 

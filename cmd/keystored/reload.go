@@ -119,6 +119,12 @@ func (r *reloader) needsRestart(next settings) []string {
 	if next.kek.Values() != cur.kek.Values() {
 		out = append(out, "kek")
 	}
+	if next.checkpoints != cur.checkpoints {
+		out = append(out, "audit.checkpoints")
+	}
+	if next.counter != cur.counter {
+		out = append(out, "counter")
+	}
 	return out
 }
 

@@ -30,11 +30,19 @@ func openCounter(ctx context.Context, c counterSettings, state string) (tamper.C
 	case "":
 		return nil, nil
 	case "file":
+		// Compared with symlinks resolved, where the paths exist.
 		abs, err := filepath.Abs(state)
 		if err != nil {
 			return nil, fmt.Errorf("counter: %w", err)
 		}
-		if rel, err := filepath.Rel(abs, c.path); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		if r, err := filepath.EvalSymlinks(abs); err == nil {
+			abs = r
+		}
+		where := c.path
+		if r, err := filepath.EvalSymlinks(filepath.Dir(c.path)); err == nil {
+			where = filepath.Join(r, filepath.Base(c.path))
+		}
+		if rel, err := filepath.Rel(abs, where); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 			return nil, fmt.Errorf("counter.path %s is inside the state directory %s: a restored state directory would bring the counter back with it; put it on another file system or device", c.path, abs)
 		}
 		fc, err := tamper.OpenFileCounter(c.path)

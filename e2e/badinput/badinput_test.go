@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -176,8 +177,9 @@ func TestBadInput(t *testing.T) {
 	if err != nil {
 		t.Fatalf("audit log: %v", err)
 	}
+	recs = slices.DeleteFunc(recs, func(rec audit.Record) bool { return strings.HasPrefix(rec.Op, "audit.") })
 	if want := r.setupRecords + r.requests; len(recs) != want {
-		t.Errorf("audit log holds %d records, want %d (%d for the setup, one per request)", len(recs), want, r.setupRecords)
+		t.Errorf("audit log holds %d records besides its own checkpoints, want %d (%d for the setup, one per request)", len(recs), want, r.setupRecords)
 	}
 }
 
@@ -341,6 +343,7 @@ func (r *runner) auditOffset() (int64, int) {
 	if err != nil {
 		r.t.Fatal(err)
 	}
+	recs = slices.DeleteFunc(recs, func(rec audit.Record) bool { return strings.HasPrefix(rec.Op, "audit.") })
 	return off, len(recs)
 }
 
@@ -416,6 +419,9 @@ func (r *runner) checkAudit(name string, want []string) {
 			t.Fatal(err)
 		}
 		for _, rec := range recs {
+			if strings.HasPrefix(rec.Op, "audit.") {
+				continue // the log's own (a signed checkpoint every 1000 records)
+			}
 			got = append(got, recordKey(rec))
 		}
 		r.off = off

@@ -53,6 +53,20 @@ func (m *model) check(ctx context.Context, c *client.Client, state string, cycle
 		}
 		token = page.NextPageToken
 	}
+	// The daemon's own keys (its audit checkpoint key) are listed only
+	// when their app is named; they must be as whole as the rest.
+	own := map[string]client.KeyInfo{}
+	page, err := c.List(ctx, client.ListOptions{App: "keystored", PageSize: 1000})
+	if err != nil {
+		m.failf("list of the daemon's own keys after restart: %v", err)
+		return
+	}
+	for _, u := range page.Unreadable {
+		m.failf("key %s unreadable after restart: %v", u.ID, u.Err)
+	}
+	for _, k := range page.Keys {
+		own[k.ID] = k
+	}
 
 	// Creates cut off by the kill: the key exists (version 1, active) or
 	// does not, nothing in between.
@@ -86,6 +100,9 @@ func (m *model) check(ctx context.Context, c *client.Client, state string, cycle
 			m.failf("state directory: %s", p)
 		}
 		info, ok := listed[id]
+		if !ok {
+			info, ok = own[id]
+		}
 		if dk.meta == nil {
 			// What a create cut off before its meta.json leaves.
 			if ok {

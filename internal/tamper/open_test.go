@@ -322,7 +322,10 @@ func TestOpenRefusesRecordsAfterACleanStop(t *testing.T) {
 	if err := e.log.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := tr.Stopped(); err != nil {
+	if err := tr.Stopped(audit.Checkpoint{Seq: 1, Hash: tr.Index().Head().Hash}); err == nil {
+		t.Fatal("Stopped with a written head behind the index's marked the stop")
+	}
+	if err := tr.Stopped(e.log.Checkpoint()); err != nil {
 		t.Fatalf("Stopped: %v", err)
 	}
 	// Forged: a record appended with a valid chain while nothing ran.

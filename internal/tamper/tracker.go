@@ -414,10 +414,18 @@ func (t *Tracker) Close() error {
 // record and is marked as a clean stop, so that the next Open refuses any
 // record after it — records appended while the daemon was not running
 // (docs/storage.md, "The audit index").
-func (t *Tracker) Stopped() error {
+//
+// written is the log's last record on disk (audit.Log.Checkpoint after a
+// Close that succeeded). When the index has seen more — records given a
+// seq whose write failed (a broken log) — nothing is written: the last
+// snapshot, which covers only records that were synced, stays.
+func (t *Tracker) Stopped(written audit.Checkpoint) error {
 	t.stopAdvances()
 	t.snapMu.Lock()
 	defer t.snapMu.Unlock()
+	if h := t.idx.Head(); h != written {
+		return provider.Errorf(provider.EIO, "audit index not marked stopped: it has seen the log through seq %d, the log is written through seq %d (a write failed); the last snapshot stays", h.Seq, written.Seq)
+	}
 	return t.idx.writeSnapshot(t.snapPath, nil, true)
 }
 
