@@ -155,6 +155,8 @@ type envOpts struct {
 	storage  core.Storage // nil: a fresh Memory
 	quotas   core.Quotas
 	sched    Scheduler
+	advance  func(context.Context) error // Config.Advance
+	gens     core.Generations            // Config.Generations
 }
 
 type env struct {
@@ -238,7 +240,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 		id = aliceIdentity(t)
 	}
 	srv, err := New(context.Background(), Config{Storage: e.st, Provider: p, Clock: e.clock, Audit: e.audit,
-		Identity: id, Anchors: o.anchors, Limits: o.limits, Quotas: o.quotas, Scheduler: o.sched})
+		Identity: id, Anchors: o.anchors, Limits: o.limits, Quotas: o.quotas, Scheduler: o.sched, Advance: o.advance, Generations: o.gens})
 	if err != nil {
 		t.Fatal(err)
 	}

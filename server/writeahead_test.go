@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -186,4 +187,54 @@ func TestWriteAheadBatchOutcome(t *testing.T) {
 			t.Errorf("%s: current version %d, want 2 (rotated once)", k, v)
 		}
 	}
+}
+
+// Every lifecycle change's intent record is durable (AppendSync) before
+// the change, carries the key's generation, and is followed by a
+// keys.applied note of that generation; the external counter advances
+// after the intent and before the change, and a failed advance refuses
+// the change: nothing is made.
+func TestIntentDurableThenAdvance(t *testing.T) {
+	var advances atomic.Int32
+	var failAdvance atomic.Bool
+	var e *env
+	e = newEnv(t, envOpts{advance: func(context.Context) error {
+		advances.Add(1)
+		// The intent is on record, the key not yet made.
+		recs := e.audit.records()
+		if last := recs[len(recs)-1]; last.Gen == 0 || !e.audit.wasSynced(last.Seq) {
+			t.Errorf("advance before a durable intent record: last record %+v", last)
+		}
+		if failAdvance.Load() {
+			return errDiskFull
+		}
+		return nil
+	}})
+	n := e.audit.count()
+	_, err := e.keys.Create(bg, &keystorev1.CreateKeyRequest{Key: "sig/a", Algorithm: "ed25519"})
+	mustOK(t, "create", err)
+	_, err = e.keys.Revoke(bg, &keystorev1.RevokeKeyRequest{Key: "sig/a"})
+	mustOK(t, "revoke", err)
+	recs := e.audit.records()[n:]
+	if len(recs) != 2 || recs[0].Op != "keys.create" || recs[0].Gen != 1 || recs[1].Op != "keys.revoke" || recs[1].Gen != 2 {
+		t.Fatalf("records %+v, want create gen 1 and revoke gen 2", recs)
+	}
+	for _, r := range recs {
+		if !e.audit.wasSynced(r.Seq) {
+			t.Errorf("%s: intent record not written durably", r.Op)
+		}
+	}
+	if notes := e.audit.notesOf("keys.applied"); len(notes) != 2 || notes[0].Gen != 1 || notes[1].Gen != 2 {
+		t.Errorf("applied notes %+v, want gens 1 and 2", notes)
+	}
+	if advances.Load() != 2 {
+		t.Errorf("%d counter advances for 2 changes", advances.Load())
+	}
+
+	failAdvance.Store(true)
+	_, err = e.keys.Create(bg, &keystorev1.CreateKeyRequest{Key: "sig/b", Algorithm: "ed25519"})
+	wantCode(t, "create with the counter failing", err, provider.EIO)
+	failAdvance.Store(false)
+	_, err = e.keys.Get(bg, &keystorev1.GetKeyRequest{Key: "sig/b"})
+	wantCode(t, "get of a create refused by the counter", err, provider.ENOENT)
 }
