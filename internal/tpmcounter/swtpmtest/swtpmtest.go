@@ -1,7 +1,11 @@
-package tpmcounter
+// Package swtpmtest runs a software TPM 2.0 (Debian's swtpm) for tests:
+// its state in a directory that outlives restarts, its data channel on a
+// Unix socket speaking raw TPM 2.0 commands (what internal/tpmcounter and
+// keystored's [counter] type = "tpm" take as their device), its control
+// channel on another. Only tests import it (internal/layering checks).
+package swtpmtest
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -14,36 +18,36 @@ import (
 	"time"
 )
 
-// swtpm is a software TPM 2.0 (Debian's swtpm) run by a test: its state
-// in a directory that outlives restarts, its data channel on a Unix
-// socket speaking raw TPM commands, its control channel on another.
-type swtpm struct {
-	t     *testing.T
+// Bounds on the swtpm process: startup and shutdown (a busy CI machine
+// is slow; these are ceilings, not expectations).
+const (
+	StartTimeout = 20 * time.Second
+	StopTimeout  = 10 * time.Second
+)
+
+// TPM is one swtpm run by a test. Its methods are for the test's own
+// goroutine (they call t.Fatal).
+type TPM struct {
+	t     testing.TB
 	state string // the TPM's state directory
 	sock  string // data channel
 	ctrl  string // control channel
 	cmd   *exec.Cmd
 	done  chan struct{} // closed when cmd has exited
+	out   *lockedBuffer // the current process's output
 }
 
-// Bounds on the swtpm process: startup and shutdown (a busy CI machine
-// is slow; these are ceilings, not expectations).
-const (
-	swtpmStart = 20 * time.Second
-	swtpmStop  = 10 * time.Second
-)
-
-// newSwtpm starts a swtpm on a fresh state directory, or skips t, saying
+// Start starts a swtpm on a fresh state directory, or skips t, saying
 // why, when the swtpm binary is absent (CI installs it: .ci/run). It is
-// killed when t ends.
-func newSwtpm(t *testing.T) *swtpm {
+// killed, and its directory removed, when t ends.
+func Start(t testing.TB) *TPM {
 	t.Helper()
 	if _, err := exec.LookPath("swtpm"); err != nil {
-		t.Skipf("swtpm not installed (%v): the TPM counter tests need a software TPM (apt-get install swtpm swtpm-tools)", err)
+		t.Skipf("swtpm not installed (%v): this test needs a software TPM (apt-get install swtpm swtpm-tools)", err)
 	}
 	// Socket paths are limited to 108 bytes: a short directory of our
 	// own rather than t.TempDir, whose path grows with the test's name.
-	dir, err := os.MkdirTemp("", "tpmc")
+	dir, err := os.MkdirTemp("", "swtpm")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,18 +56,36 @@ func newSwtpm(t *testing.T) *swtpm {
 			t.Errorf("removing %s: %v", dir, err)
 		}
 	})
-	s := &swtpm{t: t, state: filepath.Join(dir, "state"), sock: filepath.Join(dir, "tpm.sock"), ctrl: filepath.Join(dir, "ctrl.sock")}
+	s := &TPM{t: t, state: filepath.Join(dir, "state"), sock: filepath.Join(dir, "tpm.sock"), ctrl: filepath.Join(dir, "ctrl.sock")}
 	if err := os.Mkdir(s.state, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	s.start()
-	t.Cleanup(s.kill)
+	// Registered before the start, so that it runs before the directory
+	// is removed (cleanups run last-registered first).
+	t.Cleanup(s.Kill)
+	s.Start()
 	return s
 }
 
-// start runs swtpm on s.state and waits until its data socket answers.
-func (s *swtpm) start() {
+// Sock is the path of the TPM's data socket (stable across restarts).
+func (s *TPM) Sock() string { return s.sock }
+
+// Output is what the current (or last) swtpm process printed, for
+// failure messages.
+func (s *TPM) Output() string {
+	if s.out == nil {
+		return ""
+	}
+	return s.out.String()
+}
+
+// Start runs swtpm on the TPM's state directory and waits until its data
+// socket answers. The TPM must not be running.
+func (s *TPM) Start() {
 	s.t.Helper()
+	if s.running() {
+		s.t.Fatal("swtpmtest: Start of a running swtpm")
+	}
 	for _, p := range []string{s.sock, s.ctrl} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			s.t.Fatal(err)
@@ -74,8 +96,8 @@ func (s *swtpm) start() {
 		"--server", "type=unixio,path="+s.sock,
 		"--ctrl", "type=unixio,path="+s.ctrl,
 		"--flags", "not-need-init,startup-clear")
-	out := &lockedBuffer{}
-	s.cmd.Stdout, s.cmd.Stderr = out, out
+	s.out = &lockedBuffer{}
+	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("starting swtpm: %v", err)
 	}
@@ -87,7 +109,7 @@ func (s *swtpm) start() {
 		_ = cmd.Wait()
 		close(done)
 	}(s.cmd, s.done)
-	deadline := time.NewTimer(swtpmStart)
+	deadline := time.NewTimer(StartTimeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
@@ -100,25 +122,38 @@ func (s *swtpm) start() {
 		}
 		select {
 		case <-s.done:
-			s.t.Fatalf("swtpm exited at start: %s", out.String())
+			s.t.Fatalf("swtpm exited at start: %s", s.out.String())
 		case <-deadline.C:
-			s.kill()
-			s.t.Fatalf("swtpm did not listen on %s within %v: %s", s.sock, swtpmStart, out.String())
+			s.Kill()
+			s.t.Fatalf("swtpm did not listen on %s within %v: %s", s.sock, StartTimeout, s.out.String())
 		case <-tick.C:
 		}
 	}
 }
 
-// stop shuts swtpm down through its control channel (CMD_SHUTDOWN, as a
+// running reports whether a swtpm process is up.
+func (s *TPM) running() bool {
+	if s.done == nil {
+		return false
+	}
+	select {
+	case <-s.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Stop shuts swtpm down through its control channel (CMD_SHUTDOWN, as a
 // host's power-off would: state saved) and waits for it to exit.
-func (s *swtpm) stop() {
+func (s *TPM) Stop() {
 	s.t.Helper()
-	c, err := net.DialTimeout("unix", s.ctrl, swtpmStop)
+	c, err := net.DialTimeout("unix", s.ctrl, StopTimeout)
 	if err != nil {
 		s.t.Fatalf("swtpm control channel: %v", err)
 	}
 	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(swtpmStop)); err != nil {
+	if err := c.SetDeadline(time.Now().Add(StopTimeout)); err != nil {
 		s.t.Fatal(err)
 	}
 	const cmdShutdown = 3 // swtpm's control protocol (swtpm_ioctl -s)
@@ -134,78 +169,47 @@ func (s *swtpm) stop() {
 	s.wait()
 }
 
-// kill kills swtpm (SIGKILL: a crash, nothing saved at exit) and waits.
-func (s *swtpm) kill() {
-	if s.cmd == nil || s.cmd.Process == nil {
+// Kill kills swtpm (SIGKILL: a crash, nothing saved at exit) and waits.
+// It does nothing when swtpm is not running.
+func (s *TPM) Kill() {
+	if !s.running() {
 		return
-	}
-	select {
-	case <-s.done:
-		return
-	default:
 	}
 	// An error means it has exited already: wait sees that.
 	_ = s.cmd.Process.Kill()
 	s.wait()
 }
 
-func (s *swtpm) wait() {
+func (s *TPM) wait() {
 	select {
 	case <-s.done:
-	case <-time.After(swtpmStop):
+	case <-time.After(StopTimeout):
 		// Kill's error: exited meanwhile, which done will show.
 		_ = s.cmd.Process.Kill()
 		<-s.done
-		s.t.Errorf("swtpm did not exit within %v; killed", swtpmStop)
+		s.t.Errorf("swtpm did not exit within %v; killed", StopTimeout)
 	}
 }
 
-// restart stops swtpm and starts it again on the same state: a reboot.
-func (s *swtpm) restart() {
+// Restart stops swtpm and starts it again on the same state: a reboot.
+func (s *TPM) Restart() {
 	s.t.Helper()
-	s.stop()
-	s.start()
+	s.Stop()
+	s.Start()
 }
 
-// reset starts swtpm on an empty state directory: a new (or wiped) TPM.
-func (s *swtpm) reset() {
+// Reset stops swtpm and starts it on an empty state directory: a new (or
+// wiped) TPM on the same socket.
+func (s *TPM) Reset() {
 	s.t.Helper()
-	s.stop()
+	s.Stop()
 	if err := os.RemoveAll(s.state); err != nil {
 		s.t.Fatal(err)
 	}
 	if err := os.Mkdir(s.state, 0o700); err != nil {
 		s.t.Fatal(err)
 	}
-	s.start()
-}
-
-// open opens a Counter on s with o (o.Path set to s's socket), closed
-// when t ends.
-func (s *swtpm) open(o Options) (*Counter, error) {
-	s.t.Helper()
-	o.Path = s.sock
-	c, err := Open(testContext(s.t), o)
-	if err != nil {
-		return nil, err
-	}
-	s.t.Cleanup(func() {
-		if err := c.Close(); err != nil {
-			s.t.Errorf("close: %v", err)
-		}
-	})
-	return c, nil
-}
-
-// testContext is bounded by the test's deadline, or a minute.
-func testContext(t *testing.T) context.Context {
-	d, ok := t.Deadline()
-	if !ok {
-		d = time.Now().Add(time.Minute)
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
+	s.Start()
 }
 
 // lockedBuffer collects a process's output (its first 64 KiB) for
