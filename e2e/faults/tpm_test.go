@@ -29,7 +29,8 @@ func auditOverrides(t *testing.T, state string) int {
 // directory, audit log included, restored from a backup taken before a
 // revocation is refused at start ("older than the external counter")
 // until the change is accepted (audited); the counter's value survives a
-// TPM restart; a wiped TPM is refused ("behind") until accepted.
+// TPM restart; a wiped TPM (swtpm's state removed) and a cleared one
+// (TPM2_Clear) are refused ("behind") until accepted.
 func TestRollbackWholeStateTPMRealDaemon(t *testing.T) {
 	ctx := context.Background()
 	s := swtpmtest.Start(t)
@@ -86,6 +87,22 @@ func TestRollbackWholeStateTPMRealDaemon(t *testing.T) {
 	td.stop()
 	if n := auditOverrides(t, state); n != 2 {
 		t.Fatalf("%d audit.override records after accepting the wiped TPM, want 2", n)
+	}
+	startTamper(t, config, state).stop()
+
+	// TPM2_Clear: the index is deleted, the TPM keeps the largest value
+	// its counters had, and the index defined again at the next start
+	// starts above it at its first increment (not at 1). Refused as
+	// behind; accepted, the daemon starts and tracks from that value.
+	s.Clear()
+	startRefused(t, config, state, "behind")
+	td = startTamper(t, config, state, "--accept-counter-change")
+	if _, err := td.c.Revoke(ctx, "p/k"); err != nil {
+		t.Fatal(err)
+	}
+	td.stop()
+	if n := auditOverrides(t, state); n != 3 {
+		t.Fatalf("%d audit.override records after accepting the cleared TPM, want 3", n)
 	}
 	startTamper(t, config, state).stop()
 }

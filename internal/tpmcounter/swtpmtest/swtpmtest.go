@@ -212,6 +212,40 @@ func (s *TPM) Reset() {
 	s.Start()
 }
 
+// Clear sends TPM2_Clear to the running swtpm (with the lockout
+// hierarchy's empty password, as tpm2_clear or the firmware's "Clear TPM"
+// does): every owner NV index is deleted, while the TPM remembers the
+// largest counter value it had (a counter defined again starts above it
+// at its first increment).
+func (s *TPM) Clear() {
+	s.t.Helper()
+	c, err := net.DialTimeout("unix", s.sock, StopTimeout)
+	if err != nil {
+		s.t.Fatalf("swtpm data channel: %v", err)
+	}
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(StopTimeout)); err != nil {
+		s.t.Fatal(err)
+	}
+	cmd := binary.BigEndian.AppendUint16(nil, 0x8002) // TPM_ST_SESSIONS
+	cmd = binary.BigEndian.AppendUint32(cmd, 27)      // command size
+	cmd = binary.BigEndian.AppendUint32(cmd, 0x126)   // TPM_CC_Clear
+	cmd = binary.BigEndian.AppendUint32(cmd, 0x4000000a)
+	cmd = binary.BigEndian.AppendUint32(cmd, 9)          // authorization area size
+	cmd = binary.BigEndian.AppendUint32(cmd, 0x40000009) // TPM_RS_PW
+	cmd = append(cmd, 0, 0, 0, 0, 0)                     // empty nonce, attributes, empty password
+	if _, err := c.Write(cmd); err != nil {
+		s.t.Fatalf("TPM2_Clear: %v", err)
+	}
+	rsp := make([]byte, 10)
+	if _, err := io.ReadFull(c, rsp); err != nil {
+		s.t.Fatalf("TPM2_Clear: %v", err)
+	}
+	if rc := binary.BigEndian.Uint32(rsp[6:]); rc != 0 {
+		s.t.Fatalf("TPM2_Clear: response code 0x%x", rc)
+	}
+}
+
 // lockedBuffer collects a process's output (its first 64 KiB) for
 // failure messages; exec writes to it from its own goroutines.
 type lockedBuffer struct {
