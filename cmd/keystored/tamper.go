@@ -55,9 +55,34 @@ func openCounter(ctx context.Context, c counterSettings, state string) (tamper.C
 		if err != nil {
 			return nil, fmt.Errorf("counter: %w", err)
 		}
-		return tc, nil
+		return tpmCounter{tc}, nil
 	}
 	return nil, fmt.Errorf("counter: unknown type %q", c.kind)
+}
+
+// tpmCounter is the TPM counter as the tracker needs it. An index never
+// incremented (Read 0: defined by this Open, on first use or after the
+// TPM was cleared or wiped) is a missing counter (tamper.ErrCounterMissing),
+// and Create is its first increment: the TPM starts a counter's first
+// increment above the largest value any counter had on it, not at 1, and
+// the tracker's rule that each increment gives the last value + 1 holds
+// from there on. (Read as 0, a cleared TPM's counter jumped at its first
+// increment, which the tracker took for another process advancing it,
+// so --accept-counter-change could not start the daemon.)
+type tpmCounter struct{ *tpmcounter.Counter }
+
+func (c tpmCounter) Read(ctx context.Context) (uint64, error) {
+	v, err := c.Counter.Read(ctx)
+	if err == nil && v == 0 {
+		return 0, provider.Errorf(provider.ENOENT, "%s: %w: the index was never incremented (just defined: first use, or the TPM was cleared or wiped)", c.Describe(), tamper.ErrCounterMissing)
+	}
+	return v, err
+}
+
+// Create makes the first increment; its value is read back by the tracker.
+func (c tpmCounter) Create(ctx context.Context) error {
+	_, err := c.Counter.Increment(ctx)
+	return err
 }
 
 // openSinks opens [audit]'s checkpoint sinks.

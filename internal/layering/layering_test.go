@@ -32,6 +32,8 @@ var rules = []struct {
 	{"internal/unixsock", []string{"core/provider", "golang.org/x/sys"}},
 	{"internal/coredump", []string{"golang.org/x/sys"}},
 	{"internal/tpmcounter", []string{"core/provider", "core/secret", "github.com/google/go-tpm/", "golang.org/x/sys"}},
+	// swtpmtest runs a software TPM for tests: the standard library only.
+	{"internal/tpmcounter/swtpmtest", nil},
 	{"internal/fairsched", []string{"core/provider", "core/alg", "golang.org/x/crypto", "golang.org/x/sys", "github.com/cloudflare/circl"}},
 	{"providers/pkcs11", []string{"core/provider", "core/alg", "core/secret", "internal/privfile", "providers/internal/importkey", "github.com/miekg/pkcs11", "golang.org/x/crypto", "golang.org/x/sys", "github.com/cloudflare/circl"}},
 	{"providers/", []string{"core/provider", "core/alg", "core/secret", "providers/internal/", "internal/privfile", "golang.org/x/crypto", "golang.org/x/sys", "github.com/cloudflare/circl"}},
@@ -171,9 +173,10 @@ func TestForbiddenImports(t *testing.T) {
 	}
 }
 
-// testSupport are packages that link a whole daemon or build binaries for
-// tests; a package that is not a test never imports them.
-var testSupport = []string{module + "/client/clienttest", module + "/internal/daemontest"}
+// testSupport are packages that link a whole daemon, build binaries or
+// run helper processes (a software TPM) for tests; a package that is not
+// a test never imports them.
+var testSupport = []string{module + "/client/clienttest", module + "/internal/daemontest", module + "/internal/tpmcounter/swtpmtest"}
 
 func TestTestSupportOnlyInTests(t *testing.T) {
 	checked := 0

@@ -34,7 +34,11 @@ func (t *Tracker) startCounter(ctx context.Context) error {
 		if err := cr.Create(ctx); err != nil {
 			return provider.Errorf(provider.EIO, "external counter %s: create: %w", desc, err)
 		}
-		X = 0
+		// Its starting value: 0 for a file, for a TPM counter what its
+		// first increment gave.
+		if X, err = c.Read(ctx); err != nil {
+			return provider.Errorf(provider.EIO, "external counter %s: after create: %w", desc, err)
+		}
 		if found {
 			problem = errors.New("counter missing")
 		}

@@ -32,8 +32,9 @@ type Counter interface {
 }
 
 // creator is the optional capability of a counter that does not exist
-// yet and can be made at 0 (FileCounter). Open uses it only when the
-// start rules allow it.
+// yet and can be made (FileCounter at 0; the daemon's TPM counter by its
+// first increment, which starts wherever the TPM says). Open uses it
+// only when the start rules allow it, and reads the value it starts at.
 type creator interface {
 	Create(ctx context.Context) error
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/core/secret"
+	"github.com/nexus-os/keystored/internal/tpmcounter/swtpmtest"
 )
 
 // Counter has tamper.Counter's method set (issue 14, part C item 4),
@@ -52,12 +53,12 @@ func read(t *testing.T, c *Counter, want uint64) {
 }
 
 func TestDefineIncrementRead(t *testing.T) {
-	s := newSwtpm(t)
-	c, err := s.open(Options{Index: testIndex})
+	s := swtpmtest.Start(t)
+	c, err := open(t, s, Options{Index: testIndex})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := c.Describe(), fmt.Sprintf("tpm nv 0x01500020 on %s", s.sock); got != want {
+	if got, want := c.Describe(), fmt.Sprintf("tpm nv 0x01500020 on %s", s.Sock()); got != want {
 		t.Errorf("Describe() = %q, want %q", got, want)
 	}
 	read(t, c, 0) // defined, never incremented
@@ -76,7 +77,7 @@ func TestDefineIncrementRead(t *testing.T) {
 	}
 
 	// A second counter on the same index finds it defined and shares it.
-	c2, err := s.open(Options{Index: testIndex})
+	c2, err := open(t, s, Options{Index: testIndex})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,12 +87,12 @@ func TestDefineIncrementRead(t *testing.T) {
 }
 
 func TestDefaultIndex(t *testing.T) {
-	s := newSwtpm(t)
-	c, err := s.open(Options{})
+	s := swtpmtest.Start(t)
+	c, err := open(t, s, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := c.Describe(), "tpm nv 0x01500016 on "+s.sock; got != want {
+	if got, want := c.Describe(), "tpm nv 0x01500016 on "+s.Sock(); got != want {
 		t.Errorf("Describe() = %q, want %q", got, want)
 	}
 	incr(t, c, 1)
@@ -101,8 +102,8 @@ func TestDefaultIndex(t *testing.T) {
 }
 
 func TestPersistsAcrossRestart(t *testing.T) {
-	s := newSwtpm(t)
-	c, err := s.open(Options{Index: testIndex})
+	s := swtpmtest.Start(t)
+	c, err := open(t, s, Options{Index: testIndex})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,8 +114,8 @@ func TestPersistsAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s.restart() // an orderly shutdown and a new process on the same state
-	c, err = s.open(Options{Index: testIndex})
+	s.Restart() // an orderly shutdown and a new process on the same state
+	c, err = open(t, s, Options{Index: testIndex})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,15 +124,15 @@ func TestPersistsAcrossRestart(t *testing.T) {
 
 	// A crash (SIGKILL, no shutdown): every increment is in NV already.
 	// The same Counter goes on (a connection per operation).
-	s.kill()
-	s.start()
+	s.Kill()
+	s.Start()
 	read(t, c, 4)
 	incr(t, c, 5)
 }
 
 func TestFreshStateReadsZero(t *testing.T) {
-	s := newSwtpm(t)
-	c, err := s.open(Options{Index: testIndex})
+	s := swtpmtest.Start(t)
+	c, err := open(t, s, Options{Index: testIndex})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,8 +145,8 @@ func TestFreshStateReadsZero(t *testing.T) {
 	// The TPM's state is gone (a new TPM, or its NV wiped): the index is
 	// defined again and reads 0. Seeing that 0 is below what the audit
 	// log recorded is internal/tamper's job (ErrCounterBehind).
-	s.reset()
-	c, err = s.open(Options{Index: testIndex})
+	s.Reset()
+	c, err = open(t, s, Options{Index: testIndex})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,8 +160,8 @@ func TestFreshStateReadsZero(t *testing.T) {
 // starts from the largest value a counter had on this TPM: the TPM's own
 // defence, which the docs rely on.
 func TestRedefinedCounterDoesNotGoBack(t *testing.T) {
-	s := newSwtpm(t)
-	c, err := s.open(Options{Index: testIndex})
+	s := swtpmtest.Start(t)
+	c, err := open(t, s, Options{Index: testIndex})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +169,7 @@ func TestRedefinedCounterDoesNotGoBack(t *testing.T) {
 		incr(t, c, want)
 	}
 	undefineRaw(t, s, testIndex)
-	c2, err := s.open(Options{Index: testIndex})
+	c2, err := open(t, s, Options{Index: testIndex})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,9 +186,9 @@ func TestRedefinedCounterDoesNotGoBack(t *testing.T) {
 
 // withTPM runs f over a connection of its own to s's TPM (swtpm serves
 // one connection at a time: it is closed before f returns).
-func withTPM(t *testing.T, s *swtpm, f func(tpm transport.TPM)) {
+func withTPM(t *testing.T, s *swtpmtest.TPM, f func(tpm transport.TPM)) {
 	t.Helper()
-	l, err := dial(testContext(t), s.sock)
+	l, err := dial(testContext(t), s.Sock())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +201,7 @@ func withTPM(t *testing.T, s *swtpm, f func(tpm transport.TPM)) {
 }
 
 // readPublic returns index's public area on s's TPM.
-func readPublic(t *testing.T, s *swtpm, index uint32) *tpm2.TPMSNVPublic {
+func readPublic(t *testing.T, s *swtpmtest.TPM, index uint32) *tpm2.TPMSNVPublic {
 	t.Helper()
 	var p *tpm2.TPMSNVPublic
 	withTPM(t, s, func(tpm transport.TPM) {
@@ -217,7 +218,7 @@ func readPublic(t *testing.T, s *swtpm, index uint32) *tpm2.TPMSNVPublic {
 
 // undefineRaw deletes index with the (empty) owner auth, as an attacker
 // with root, or TPM2_Clear, would.
-func undefineRaw(t *testing.T, s *swtpm, index uint32) {
+func undefineRaw(t *testing.T, s *swtpmtest.TPM, index uint32) {
 	t.Helper()
 	withTPM(t, s, func(tpm transport.TPM) {
 		rsp, err := tpm2.NVReadPublic{NVIndex: tpm2.TPMHandle(index)}.Execute(tpm)
@@ -236,7 +237,7 @@ func undefineRaw(t *testing.T, s *swtpm, index uint32) {
 
 // defineRaw defines index with attrs and size on s's TPM, as another
 // program would.
-func defineRaw(t *testing.T, s *swtpm, index uint32, attrs tpm2.TPMANV, size uint16, policy []byte) {
+func defineRaw(t *testing.T, s *swtpmtest.TPM, index uint32, attrs tpm2.TPMANV, size uint16, policy []byte) {
 	t.Helper()
 	def := tpm2.NVDefineSpace{
 		AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
@@ -256,7 +257,7 @@ func defineRaw(t *testing.T, s *swtpm, index uint32, attrs tpm2.TPMANV, size uin
 }
 
 func TestWrongAttributesRefused(t *testing.T) {
-	s := newSwtpm(t)
+	s := swtpmtest.Start(t)
 	ordinary := tpm2.TPMANV{AuthWrite: true, AuthRead: true, NoDA: true, NT: tpm2.TPMNTOrdinary}
 	ownerOnly := tpm2.TPMANV{OwnerWrite: true, OwnerRead: true, NoDA: true, NT: tpm2.TPMNTCounter}
 	withDA := tpm2.TPMANV{AuthWrite: true, AuthRead: true, NT: tpm2.TPMNTCounter}
@@ -279,7 +280,7 @@ func TestWrongAttributesRefused(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			index := testIndex + 1 + uint32(i)
 			defineRaw(t, s, index, tc.attrs, tc.size, tc.policy)
-			_, err := s.open(Options{Index: index})
+			_, err := open(t, s, Options{Index: index})
 			if !errors.Is(err, ErrAttributes) || !errors.Is(err, provider.ErrInvalid) {
 				t.Fatalf("open = %v, want EINVAL wrapping ErrAttributes", err)
 			}
@@ -298,8 +299,8 @@ func TestWrongAttributesRefused(t *testing.T) {
 // TestRedefinedWithWrongAttributesRefused: an index replaced behind an
 // open Counter's back is refused at the next call, not incremented.
 func TestRedefinedWithWrongAttributesRefused(t *testing.T) {
-	s := newSwtpm(t)
-	c, err := s.open(Options{Index: testIndex})
+	s := swtpmtest.Start(t)
+	c, err := open(t, s, Options{Index: testIndex})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +316,7 @@ func TestRedefinedWithWrongAttributesRefused(t *testing.T) {
 }
 
 func TestOwnerAuth(t *testing.T) {
-	s := newSwtpm(t)
+	s := swtpmtest.Start(t)
 	const pass = "owner-secret-1234"
 	change := tpm2.HierarchyChangeAuth{
 		AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
@@ -327,15 +328,15 @@ func TestOwnerAuth(t *testing.T) {
 		}
 	})
 
-	_, err := s.open(Options{Index: testIndex})
+	_, err := open(t, s, Options{Index: testIndex})
 	if err == nil || !errors.Is(err, provider.ErrIO) {
 		t.Fatalf("open without the owner auth = %v, want EIO", err)
 	}
-	_, err = s.open(Options{Index: testIndex, OwnerAuth: secret.New([]byte("wrong"))})
+	_, err = open(t, s, Options{Index: testIndex, OwnerAuth: secret.New([]byte("wrong"))})
 	if err == nil {
 		t.Fatal("open with a wrong owner auth succeeded")
 	}
-	c, err := s.open(Options{Index: testIndex, OwnerAuth: secret.New([]byte(pass))})
+	c, err := open(t, s, Options{Index: testIndex, OwnerAuth: secret.New([]byte(pass))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +345,7 @@ func TestOwnerAuth(t *testing.T) {
 		t.Error("the counter keeps or prints the owner auth")
 	}
 	// Defined: opening it needs no owner auth any more.
-	c2, err := s.open(Options{Index: testIndex})
+	c2, err := open(t, s, Options{Index: testIndex})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,8 +353,8 @@ func TestOwnerAuth(t *testing.T) {
 }
 
 func TestClosed(t *testing.T) {
-	s := newSwtpm(t)
-	c, err := s.open(Options{Index: testIndex})
+	s := swtpmtest.Start(t)
+	c, err := open(t, s, Options{Index: testIndex})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,8 +378,8 @@ func TestClosed(t *testing.T) {
 // the counter behind the log), and its first increment starts above the
 // old value.
 func TestClearDoesNotTakeCounterBack(t *testing.T) {
-	s := newSwtpm(t)
-	c, err := s.open(Options{Index: testIndex})
+	s := swtpmtest.Start(t)
+	c, err := open(t, s, Options{Index: testIndex})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +404,7 @@ func TestClearDoesNotTakeCounterBack(t *testing.T) {
 	}
 	// Opening it again (the daemon's next start) defines it: 0, then
 	// above the old value.
-	c, err = s.open(Options{Index: testIndex})
+	c, err = open(t, s, Options{Index: testIndex})
 	if err != nil {
 		t.Fatal(err)
 	}
