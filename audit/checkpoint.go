@@ -329,3 +329,56 @@ func codeOr(err error, def provider.Code) provider.Code {
 	}
 	return def
 }
+
+// VerifyCheckpoint checks one checkpoint record r, as read from a chain
+// that verified (so r.Prev is the hash of the record before it), against
+// key: its detail's form, that it covers the record right before it, and
+// its Ed25519 signature. The error wraps EBADMSG and says what is wrong.
+func VerifyCheckpoint(r Record, key ed25519.PublicKey) error {
+	if r.Op != OpCheckpoint {
+		return provider.Errorf(provider.EINVAL, "audit record seq %d is not a checkpoint (%s)", r.Seq, r.Op)
+	}
+	if len(key) != ed25519.PublicKeySize {
+		return provider.Errorf(provider.EINVAL, "checkpoint key is %d bytes, not an Ed25519 public key", len(key))
+	}
+	if _, problem := checkSigned(r, key); problem != "" {
+		return provider.Errorf(provider.EBADMSG, "audit record seq %d: %s", r.Seq, problem)
+	}
+	return nil
+}
+
+// reasonCounter is the reason of a checkpoint made for the external
+// counter (CheckpointNow).
+const reasonCounter = "counter"
+
+// CheckpointNow makes a signed checkpoint of the log's head now, durably,
+// waiting for one being made; it returns its error (EUNAVAILABLE without a
+// signer). The daemon uses it to sign an external counter's record
+// before the counter moves (internal/tamper), so that the log's counter
+// value at a later start is one the key vouches for.
+func (l *Log) CheckpointNow(ctx context.Context) error {
+	l.mu.Lock()
+	c := l.cp
+	if c == nil {
+		l.mu.Unlock()
+		return provider.Errorf(provider.EUNAVAILABLE, "audit log %s: no checkpoint signer", l.path)
+	}
+	for c.running && !c.stopped && ctx.Err() == nil {
+		l.syncCond.Wait()
+	}
+	switch {
+	case c.stopped:
+		l.mu.Unlock()
+		return errClosed(l.path)
+	case ctx.Err() != nil:
+		l.mu.Unlock()
+		return provider.Errorf(provider.EUNAVAILABLE, "audit checkpoint: %w", ctx.Err())
+	}
+	if err := l.unusable(); err != nil {
+		l.mu.Unlock()
+		return err
+	}
+	c.running = true
+	l.mu.Unlock()
+	return l.checkpoint(reasonCounter)
+}

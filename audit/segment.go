@@ -303,12 +303,33 @@ func WalkLog(path string, start Checkpoint, fn func(Record) error, checkpoints .
 	if fn != nil {
 		visit = func(r Record, _ string, _ int) error { return fn(r) }
 	}
-	return walkLog(path, start, cps, visit)
+	return walkLog(path, start, cps, visit, 0)
+}
+
+// WalkLogFrom is WalkLog from the segment that holds record from on: the
+// sealed segments before it are not read (a start of the daemon reads the
+// tail after its audit index's head, not the whole history). The first
+// record read is taken as the start of the chain; the caller checks that
+// the record at from is the one it expects (its hash), which ties the
+// rest to what it saw. With from 0 it is WalkLog with a zero start.
+func WalkLogFrom(path string, from uint64, fn func(Record) error) (VerifyResult, error) {
+	var visit func(Record, string, int) error
+	if fn != nil {
+		visit = func(r Record, _ string, _ int) error { return fn(r) }
+	}
+	cps, err := checkpointSet(nil)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	return walkLog(path, Checkpoint{}, cps, visit, from)
 }
 
 // walkLog is WalkLog with the checkpoints checked and fn told the file
 // and line of each record.
-func walkLog(path string, start Checkpoint, cps *checkpoints, fn func(r Record, file string, line int) error) (VerifyResult, error) {
+//
+// With from > 0 the sealed segments wholly before record from are
+// skipped, and the first record read is trusted as the chain's start.
+func walkLog(path string, start Checkpoint, cps *checkpoints, fn func(r Record, file string, line int) error, from uint64) (VerifyResult, error) {
 	dir, base, err := splitPath(path)
 	if err != nil {
 		return VerifyResult{}, err
@@ -345,6 +366,15 @@ func walkLog(path string, start Checkpoint, cps *checkpoints, fn func(r Record, 
 	if len(files) == 0 {
 		return VerifyResult{}, provider.Errorf(provider.ENOENT, "audit log %s: no current file and no sealed segment", path)
 	}
+	skipped := false
+	if from > 0 {
+		// Keep the segment holding from: drop one while the next sealed
+		// segment still starts at or before it.
+		for len(files) > 1 && files[1].first != 0 && files[1].first <= from {
+			files = files[1:]
+			skipped = true
+		}
+	}
 
 	var res VerifyResult
 	res.LastHash = Genesis
@@ -357,6 +387,9 @@ func walkLog(path string, start Checkpoint, cps *checkpoints, fn func(r Record, 
 	visit := func(r Record) error {
 		if need == nil && res.Records == 0 && r.Seq > 1 {
 			need = &Checkpoint{Seq: r.Seq - 1, Hash: r.Prev}
+			if skipped {
+				accounted = true // WalkLogFrom: the caller vouches for the start
+			}
 			if start.Hash != "" {
 				if start.Seq != need.Seq || subtle.ConstantTimeCompare([]byte(start.Hash), []byte(need.Hash)) != 1 {
 					return &VerifyError{Line: 1, Seq: r.Seq, Reason: "the log starts after seq " + need.String() + ", not after the given start " + start.String()}

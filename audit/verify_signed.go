@@ -146,7 +146,7 @@ func VerifyLogWith(path string, o VerifyOptions) (VerifyResult, error) {
 			return VerifyResult{}, err
 		}
 	}
-	res, err := walkLog(path, o.Start, cps, visit)
+	res, err := walkLog(path, o.Start, cps, visit, 0)
 	res.Checkpoints, res.Shipped = nCP, found
 	if last != nil {
 		res.LastSigned = last.Seq - 1
@@ -167,8 +167,14 @@ func VerifyLogWith(path string, o VerifyOptions) (VerifyResult, error) {
 		return res, &VerifyError{File: endFile, Line: endLine + 1, Seq: res.LastSeq + 1, UntrustedFrom: cps.matched + 1,
 			Reason: "log truncated: shipped checkpoint seq " + strconv.FormatUint(beyond, 10) + " is beyond the log's end (seq " + strconv.FormatUint(res.LastSeq, 10) + ")"}
 	}
-	if key == nil || res.Records == 0 {
+	if key == nil {
 		return res, nil
+	}
+	if res.Records == 0 {
+		// A daemon with checkpoints writes one at its first start: an
+		// empty log is an emptied one.
+		return res, &VerifyError{File: path, Line: 1, Seq: 1, UntrustedFrom: 1,
+			Reason: "the log is empty: a daemon signs a checkpoint at its first start, so it was emptied or replaced"}
 	}
 	if last == nil {
 		return res, &VerifyError{File: path, Line: 1, Seq: res.FirstSeq, UntrustedFrom: res.FirstSeq,

@@ -14,6 +14,10 @@ type StateInfo struct {
 	// MANIFEST (a key directory): the state may hold keys, so a KEK for
 	// it must never be made anew.
 	HoldsKeys bool
+	// HoldsAppKeys is true when the layout root holds an app's directory
+	// other than the daemon's own (ReservedApp): keys callers made, whose
+	// history an audit log must hold.
+	HoldsAppKeys bool
 	// Provider and Secure are the MANIFEST's; empty and false when there
 	// is no MANIFEST yet.
 	Provider string
@@ -45,7 +49,7 @@ func Inspect(ctx context.Context, st Storage) (StateInfo, error) {
 	for _, e := range entries {
 		if e.Name() != "MANIFEST" {
 			si.HoldsKeys = true
-			break
+			si.HoldsAppKeys = si.HoldsAppKeys || e.Name() != ReservedApp
 		}
 	}
 	return si, nil

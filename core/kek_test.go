@@ -71,7 +71,7 @@ func TestManifestKEK(t *testing.T) {
 	if _, err := ks.Create(ctx, appA, id, core.CreateOptions{Algorithm: provider.Ed25519}); err != nil {
 		t.Fatal(err)
 	}
-	if si := inspect(t, st); si != (core.StateInfo{HoldsKeys: true, Provider: "software", Secure: true, KEK: fpA}) {
+	if si := inspect(t, st); si != (core.StateInfo{HoldsKeys: true, HoldsAppKeys: true, Provider: "software", Secure: true, KEK: fpA}) {
 		t.Errorf("Inspect = %+v, want keys, software, secure, KEK %s", si, fpA)
 	}
 

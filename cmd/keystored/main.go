@@ -318,6 +318,7 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 		AcceptLogChange:     o.acceptLogChange,
 		AcceptCounterChange: o.acceptCounterChange,
 		Clock:               time.Now,
+		HoldsAppKeys:        state.HoldsAppKeys,
 	})
 	if err != nil {
 		return auditRefused(err, o.state) // tamper.Open closed the log
@@ -325,13 +326,23 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	// At stop: the log's last record (the stop checkpoint, signed while
 	// the provider is still open), then the index snapshot that marks the
 	// stop as clean — only if the log closed cleanly.
+	// A start refused for what it found writes no snapshot and no stop
+	// mark: the tampered state stays as it was found.
+	started := false
 	cl.add("audit log", func() error {
+		if !started {
+			return alog.Close()
+		}
+		serr := tr.SnapshotNow()
 		if err := alog.Close(); err != nil {
-			return err
+			return errors.Join(serr, err)
+		}
+		if serr != nil {
+			return serr
 		}
 		return tr.Stopped(alog.Checkpoint())
 	})
-	alog.SetPruneGuard(func(uint64) error { return tr.Snapshot() })
+	alog.SetPruneGuard(tr.SnapshotThrough)
 
 	var anchors *server.Anchors
 	if cfg.anchorsDir != "" {
@@ -371,9 +382,10 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	if err != nil {
 		return err
 	}
-	if err := startSigning(ctx, srv.Keystore(), alog, cfg.checkpoints, sinks, logger); err != nil {
+	if err := startSigning(ctx, srv.Keystore(), alog, tr, o.state, cfg.checkpoints, sinks, logger); err != nil {
 		return err
 	}
+	started = true
 	bgCtx, stopBackground := context.WithCancel(ctx)
 	bgDone := make(chan struct{}, 2)
 	go func() {

@@ -63,9 +63,10 @@ func TestMetricsLint(t *testing.T) {
 	for _, want := range []string{
 		`keystored_build_info{goversion="` + runtime.Version() + `",revision=`,
 		// 4 requests, the keys.applied records of the 2 creates and the
-		// revoke, and the daemon's own 3 at its first start: the create
-		// of its audit key, its keys.applied, the "start" checkpoint.
-		`keystored_audit_records_total 10`,
+		// revoke, and the daemon's own 4 at its first start: the create
+		// of its audit key, its keys.applied, the "start" checkpoint and
+		// the audit.index record of the index's first snapshot.
+		`keystored_audit_records_total 11`,
 		`keystored_audit_bytes_total `,
 		`keystored_audit_fsync_duration_seconds_count `,
 		`keystored_plugin_state{state="running"} 1`,

@@ -85,6 +85,10 @@ func (c tpmCounter) Create(ctx context.Context) error {
 	return err
 }
 
+// syslogTag is the syslog tag of the checkpoint lines, apart from the
+// daemon's own log (journalctl -t keystored-audit -o cat lists them).
+const syslogTag = "keystored-audit"
+
 // openSinks opens [audit]'s checkpoint sinks.
 func openSinks(c checkpointSettings) ([]audit.CheckpointSink, error) {
 	var sinks []audit.CheckpointSink
@@ -100,7 +104,7 @@ func openSinks(c checkpointSettings) ([]audit.CheckpointSink, error) {
 		if c.syslog != "local" {
 			network, addr = c.syslog[:3], c.syslog[4:]
 		}
-		s, err := audit.NewSyslogSink(network, addr, "keystored")
+		s, err := audit.NewSyslogSink(network, addr, syslogTag)
 		if err != nil {
 			for _, o := range sinks {
 				if cerr := o.Close(); cerr != nil {
@@ -117,14 +121,26 @@ func openSinks(c checkpointSettings) ([]audit.CheckpointSink, error) {
 // startSigning makes (on first start) or loads the daemon's audit
 // checkpoint key and attaches it to the log: from now on the log signs a
 // checkpoint at once, every c.every records or c.interval, and at stop.
-func startSigning(ctx context.Context, ks *core.Keystore, alog *audit.Log, c checkpointSettings, sinks []audit.CheckpointSink, logger *slog.Logger) error {
+//
+// Before the log signs anything new, the checkpoints it holds after the
+// audit index's snapshot are verified with the key: a tail rewritten
+// with its chain recomputed is refused here (tamper.ErrLogForged).
+func startSigning(ctx context.Context, ks *core.Keystore, alog *audit.Log, tr *tamper.Tracker, state string, c checkpointSettings, sinks []audit.CheckpointSink, logger *slog.Logger) error {
 	signer, err := ks.AuditSigner(ctx)
 	if err != nil {
 		return withHint(fmt.Errorf("audit checkpoint key %s: %w", core.AuditSignerKey, err),
 			"the provider must be able to make and use an Ed25519 key for the audit log's signed checkpoints (docs/audit.md)")
 	}
+	if err := tr.Verify(ctx, signer.PublicKey()); err != nil {
+		return auditRefused(err, state)
+	}
 	if err := alog.SetSigner(signer, c.every, c.interval, sinks...); err != nil {
 		return fmt.Errorf("audit checkpoints: %w", err)
+	}
+	// The counter's start rules (its records are signed from now on) and
+	// the first signed snapshot of the index.
+	if err := tr.Start(ctx, signer); err != nil {
+		return auditRefused(err, state)
 	}
 	logger.Info("audit log checkpoints signed", "key", signer.KeyRef(), "every", c.every, "interval", c.interval.String(), "sinks", len(sinks))
 	return nil
@@ -146,15 +162,21 @@ func scanKeys(ctx context.Context, ks *core.Keystore, ids []string, logger *slog
 			bad++
 			continue
 		}
-		if err := ks.CheckKey(ctx, kid); err != nil {
-			if errors.Is(err, core.ErrRolledBack) || errors.Is(err, core.ErrNotInLog) {
-				bad++
-				logger.Error("key refused: its files disagree with the audit log", "key", id, "err", err)
-			}
+		switch err := ks.CheckKey(ctx, kid); {
+		case err == nil:
+		case errors.Is(err, core.ErrRolledBack) || errors.Is(err, core.ErrNotInLog):
+			bad++
+			logger.Error("key refused: its files disagree with the audit log", "key", id, "err", err)
+		case errors.Is(err, provider.ErrNotFound):
+			// Known to the log, no files, not a rollback: an
+			// interrupted create (storage.md).
+		default:
+			bad++
+			logger.Warn("key unreadable", "key", id, "err", err)
 		}
 	}
 	if bad > 0 {
-		logger.Error("keys refused at start; keystorectl keys list --unreadable shows them (docs/operations.md, \"Rolled-back keys\")", "count", bad, "checked", len(ids))
+		logger.Error("keys refused at start; keystorectl list --unreadable shows them (docs/operations.md, \"Rolled-back keys\")", "count", bad, "checked", len(ids))
 		return
 	}
 	logger.Info("key files agree with the audit log", "checked", len(ids))
@@ -182,9 +204,10 @@ func snapshotLoop(ctx context.Context, tr *tamper.Tracker, logger *slog.Logger) 
 // any other failure points at keystorectl audit verify.
 func auditRefused(err error, state string) error {
 	switch {
-	case errors.Is(err, tamper.ErrLogMissing), errors.Is(err, tamper.ErrLogReplaced), errors.Is(err, tamper.ErrIndexMissing):
+	case errors.Is(err, tamper.ErrLogMissing), errors.Is(err, tamper.ErrLogReplaced), errors.Is(err, tamper.ErrIndexMissing),
+		errors.Is(err, tamper.ErrIndexCorrupt), errors.Is(err, tamper.ErrLogAppended), errors.Is(err, tamper.ErrLogForged):
 		return withHint(err, "restore the audit log of "+state+" if you have it; if the change is known and accepted, start once with --accept-audit-log-change (audited) — docs/operations.md, \"When the daemon refuses to start\"")
-	case errors.Is(err, tamper.ErrCounterAhead), errors.Is(err, tamper.ErrCounterBehind):
+	case errors.Is(err, tamper.ErrCounterAhead), errors.Is(err, tamper.ErrCounterBehind), errors.Is(err, tamper.ErrCounterMissing):
 		return withHint(err, "a restored backup of the state directory, or a replaced or reset counter; if known and accepted, start once with --accept-counter-change (audited) — docs/operations.md, \"When the daemon refuses to start\"")
 	}
 	return withHint(fmt.Errorf("audit log: %w", err), "keystorectl audit verify --state "+state+" shows the first bad record")

@@ -11,10 +11,17 @@ import (
 // startCounter applies the counter's start rules (docs/storage.md, "The
 // external counter"), with L the value of the log's last audit.counter
 // record and X the counter's.
-func (t *Tracker) startCounter(ctx context.Context) error {
+//
+// With act false it only decides: it returns the refusal, if any, and
+// changes nothing (no create, increment or record) — Verify runs it so
+// that a refused start signs nothing.
+func (t *Tracker) startCounter(ctx context.Context, act bool) error {
 	c := t.o.Counter
 	desc := c.Describe()
-	L, found := t.idx.Counter()
+	// L: the value the key vouches for (the signed snapshot's, or a
+	// counter record a checkpoint covers): a counter record appended
+	// without a signature after it could be anyone's.
+	L, found := t.signedCounter.v, t.signedCounter.has
 	X, err := c.Read(ctx)
 	missing := errors.Is(err, ErrCounterMissing)
 	if err != nil && !missing {
@@ -31,6 +38,9 @@ func (t *Tracker) startCounter(ctx context.Context) error {
 		if !ok {
 			return provider.Errorf(provider.EIO, "external counter %s does not exist and cannot be created here: %w", desc, err)
 		}
+		if !act {
+			return nil
+		}
 		if err := cr.Create(ctx); err != nil {
 			return provider.Errorf(provider.EIO, "external counter %s: create: %w", desc, err)
 		}
@@ -45,13 +55,31 @@ func (t *Tracker) startCounter(ctx context.Context) error {
 	}
 	switch {
 	case problem != nil:
+	case !found && X > 0 && !missing && !accept:
+		// A counter already in use, but the log has no record of it: a
+		// state and log older than the counter (from before it was
+		// configured, or a backup with the log and index replaced).
+		return provider.Errorf(provider.EIO, "%w: %s is at %d but the audit log has no counter record: the state directory and audit log are older than the counter, "+
+			"or were replaced; if this counter is new to this state, accept it with %s (audited)", ErrCounterAhead, desc, X, counterFlag)
 	case !found:
-		// First use: tracking starts at the counter's value, whatever it is.
+		if !act {
+			return nil
+		}
+		// First use: tracking starts at the counter's value (0 for a new
+		// one).
 		t.value = X
+		if accept {
+			if err := t.note(ctx, OpOverride, "", 0, "counter change accepted (first use at "+strconv.FormatUint(X, 10)+"): "+desc); err != nil {
+				return err
+			}
+		}
 		return t.step(ctx)
 	case X == L:
 	case X+1 == L:
-		// A crash between the counter record and the increment.
+		if !act {
+			return nil
+		}
+		// A crash between the counter record (signed) and the increment.
 		v, err := c.Increment(ctx)
 		if err != nil {
 			return provider.Errorf(provider.EIO, "external counter %s: finish the increment to %d: %w", desc, L, err)
@@ -75,6 +103,9 @@ func (t *Tracker) startCounter(ctx context.Context) error {
 				"the counter was replaced or reset (%s restarts tracking from it, audited)", ErrCounterBehind, desc, X, L, counterFlag)
 		}
 		problem = ErrCounterBehind
+	}
+	if !act {
+		return nil
 	}
 	t.value = L
 	if !accept {
@@ -134,6 +165,12 @@ func (t *Tracker) step(ctx context.Context) error {
 		t.dirty = true
 		return err
 	}
+	// Signed before the counter moves: at a start, only a counter value
+	// a checkpoint covers counts (Tracker.Start).
+	if err := t.log.CheckpointNow(ctx); err != nil {
+		t.dirty = true
+		return provider.Errorf(provider.EIO, "external counter %s: the checkpoint of its record %d: %w", desc, n, err)
+	}
 	v, err := c.Increment(ctx)
 	if err != nil {
 		t.dirty = true
@@ -155,7 +192,10 @@ func (t *Tracker) step(ctx context.Context) error {
 // does nothing. If ctx ends first it returns EUNAVAILABLE (the round goes
 // on).
 func (t *Tracker) Advance(ctx context.Context) error {
-	if t.o.Counter == nil {
+	if t.o.Counter == nil || !t.counting.Load() {
+		// No counter, or Start has not applied its rules yet: the only
+		// change before it is the daemon's own audit key at its first
+		// start, which the counter's first record then follows.
 		return nil
 	}
 	if err := ctx.Err(); err != nil {

@@ -134,10 +134,16 @@ func (e *countEnv) counterRecords() []uint64 {
 func TestCounterFirstUse(t *testing.T) {
 	for _, start := range []uint64{0, 7} {
 		e := newCountEnv(t)
+		o := e.options()
 		if start > 0 {
+			// A counter in use the log has no record of: refused, unless
+			// accepted (a counter new to this state).
 			e.setCounter(start)
+			_, err := e.open(o)
+			wantErr(t, err, tamper.ErrCounterAhead, provider.EIO, "no counter record", "--accept-counter-change")
+			o.AcceptCounterChange = true
 		} // else the file is missing: made at 0 on first use
-		tr := e.mustOpen(e.options())
+		tr := e.mustOpen(o)
 		if v := e.value(); v != start+1 {
 			t.Errorf("start %d: counter at %d after Open, want %d", start, v, start+1)
 		}
@@ -167,8 +173,17 @@ func TestCounterCrashBetweenRecordAndIncrement(t *testing.T) {
 	e := newCountEnv(t)
 	tr := e.mustOpen(e.options()) // counter 1
 	e.closeTracker(tr)
-	// The record of the next increment is in the log, the increment not.
+	// The record of the next increment is in the log, not signed by a
+	// checkpoint after it: the increment never began (Advance signs the
+	// record first), so it is not made.
 	e.appendRaw(rec(tamper.OpCounter, "", 2, "ok"))
+	tr = e.mustOpen(e.options())
+	if v := e.value(); v != 1 {
+		t.Fatalf("counter %d, want 1: an unsigned counter record does not count", v)
+	}
+	e.closeTracker(tr)
+	// Signed (a checkpoint covers it), the increment not made: finished.
+	e.appendSigned(rec(tamper.OpCounter, "", 2, "ok"))
 	tr = e.mustOpen(e.options())
 	if v := e.value(); v != 2 {
 		t.Fatalf("counter %d, want the increment finished at 2", v)

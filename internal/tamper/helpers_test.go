@@ -1,7 +1,9 @@
 package tamper_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"os"
 	"path/filepath"
@@ -83,13 +85,50 @@ func (e *env) options() tamper.Options {
 // test's cleanup closes it and its log.
 func (e *env) open(o tamper.Options) (*tamper.Tracker, error) {
 	e.t.Helper()
-	tr, err := tamper.Open(context.Background(), o)
+	tr, err := openStarted(e, o)
 	if err != nil {
 		return nil, err
 	}
 	e.t.Cleanup(func() { e.closeTracker(tr) })
 	return tr, nil
 }
+
+// theKey is the tests' audit key.
+var theKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+
+// openStarted is what the daemon does: tamper.Open, Verify with its key,
+// the key attached to the log (a start checkpoint), tamper.Start.
+func openStarted(e *env, o tamper.Options) (*tamper.Tracker, error) {
+	ctx := context.Background()
+	tr, err := tamper.Open(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	s := testSigner{theKey}
+	err = tr.Verify(ctx, s.PublicKey())
+	if err == nil {
+		err = e.log.SetSigner(s, 0, 0)
+	}
+	if err == nil {
+		err = tr.Start(ctx, s)
+	}
+	if err != nil {
+		if cerr := e.log.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		return nil, err
+	}
+	return tr, nil
+}
+
+// testSigner signs checkpoints and snapshots with a fixed key.
+type testSigner struct{ key ed25519.PrivateKey }
+
+func (s testSigner) KeyRef() string { return "keystored/audit/checkpoint@1" }
+func (s testSigner) Sign(_ context.Context, msg []byte) ([]byte, error) {
+	return ed25519.Sign(s.key, msg), nil
+}
+func (s testSigner) PublicKey() ed25519.PublicKey { return s.key.Public().(ed25519.PublicKey) }
 
 func (e *env) mustOpen(o tamper.Options) *tamper.Tracker {
 	e.t.Helper()
@@ -144,6 +183,31 @@ func (e *env) appendRaw(rs ...audit.Record) {
 	for _, r := range rs {
 		if _, err := l.Append(context.Background(), r); err != nil {
 			t.Fatalf("Append: %v", err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
+// appendSigned is appendRaw with the daemon's key on the log: each record
+// is followed by a checkpoint that covers it.
+func (e *env) appendSigned(rs ...audit.Record) {
+	t := e.t
+	t.Helper()
+	l, err := audit.Open(e.path, e.logOptions()...)
+	if err != nil {
+		t.Fatalf("audit.Open: %v", err)
+	}
+	if err := l.SetSigner(testSigner{theKey}, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if _, err := l.Append(context.Background(), r); err != nil {
+			t.Fatalf("Append: %v", err)
+		}
+		if err := l.CheckpointNow(context.Background()); err != nil {
+			t.Fatal(err)
 		}
 	}
 	if err := l.Close(); err != nil {

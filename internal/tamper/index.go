@@ -9,6 +9,7 @@ package tamper
 
 import (
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -31,6 +32,12 @@ const (
 	// OpOverride records an operator override (--accept-audit-log-change,
 	// --accept-counter-change); its Detail says what was accepted.
 	OpOverride = "audit.override"
+	// OpAdopted is the record of a key generation taken into the log
+	// after an accepted log change (core.Keystore.AdoptGenerations).
+	OpAdopted = "keys.adopted"
+	// OpIndex records the digest of a snapshot of the index
+	// (Tracker.Snapshot): Detail "sha256=<digest> head=<seq>".
+	OpIndex = "audit.index"
 )
 
 // entry is what the log says about one key.
@@ -49,9 +56,19 @@ type Index struct {
 	counter    uint64
 	hasCounter bool
 	keys       map[string]entry
-	// stopped is set in a snapshot written after the log was closed (a
-	// clean stop): nothing may follow its head (Open).
-	stopped bool
+	// changes counts the changes of keys and counter (Observe), so that
+	// a snapshot with nothing new can be skipped.
+	changes uint64
+	// anchor and stopped are what a loaded snapshot says besides its
+	// entries (snapshotBody): the audit.index record that vouches for
+	// them, and the log's last record at a clean stop. Nil otherwise.
+	anchor, stopped *audit.Checkpoint
+	// sig and signedMsg are a loaded snapshot's signature and the bytes
+	// it signs (Tracker.Start checks them).
+	sig, signedMsg []byte
+	// problem is the first intent record that does not follow its key's
+	// last one (a generation going back, or jumping): forged records.
+	problem string
 }
 
 // NewIndex returns an empty index: the state of an empty log.
@@ -90,16 +107,26 @@ func (x *Index) Observe(r audit.Record) {
 		if e, ok := x.keys[id]; ok && r.Gen != 0 && e.gen == r.Gen {
 			e.applied = true
 			x.keys[id] = e
+			x.changes++
 		}
 	case r.Op == OpCounter:
 		if r.Gen > 0 && r.Result == "ok" {
 			x.counter, x.hasCounter = r.Gen, true
+			x.changes++
 		}
 	case r.Gen > 0 && r.Result == "ok" && !strings.HasPrefix(r.Op, "audit."):
 		// An intent: a key change's own record ("keys.rotate"), or the
-		// record of the request that made it ("daemon.sweep" too).
+		// record of the request that made it ("daemon.sweep" too). It
+		// follows its key's last one: the next generation, or the same
+		// one again after a change that was not applied. Only an
+		// adoption (an accepted log change) may move it otherwise.
 		if id := keyID(r.Key); id != "" {
+			if e, ok := x.keys[id]; ok && r.Op != OpAdopted && r.Gen != e.gen+1 && !(r.Gen == e.gen && !e.applied) && x.problem == "" {
+				x.problem = "key " + id + " goes from generation " + strconv.FormatUint(e.gen, 10) + " to " + strconv.FormatUint(r.Gen, 10) +
+					" at seq " + strconv.FormatUint(r.Seq, 10)
+			}
 			x.keys[id] = entry{gen: r.Gen, seq: r.Seq}
+			x.changes++
 		}
 	}
 }
@@ -147,5 +174,43 @@ func (x *Index) Counter() (uint64, bool) {
 func (x *Index) tracked() bool {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return len(x.keys) > 0 || x.hasCounter
+	if x.hasCounter {
+		return true
+	}
+	for id := range x.keys {
+		// The daemon's own key is made at its first start, before the
+		// first snapshot: a crash then is no missing index.
+		if !strings.HasPrefix(id, reservedPrefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// reservedPrefix starts the IDs of the daemon's own keys (core.ReservedApp).
+const reservedPrefix = "keystored/"
+
+// inconsistency returns the first intent record that did not follow its
+// key's last one, or "".
+func (x *Index) inconsistency() string {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.problem
+}
+
+// raiseTo takes from old every key entry whose generation is higher than
+// this index's (or that it lacks): an accepted log change never lowers
+// what the state directory last knew of a key.
+func (x *Index) raiseTo(old *Index) {
+	old.mu.RLock()
+	defer old.mu.RUnlock()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for id, e := range old.keys {
+		if cur, ok := x.keys[id]; !ok || cur.gen < e.gen {
+			e.seq = max(1, min(e.seq, x.head.Seq)) // the snapshot's head is past it by then
+			x.keys[id] = e
+			x.changes++
+		}
+	}
 }

@@ -3,6 +3,10 @@ package tamper_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,8 +34,10 @@ func tracked(t *testing.T) *env {
 func TestOpenFirstRun(t *testing.T) {
 	e := newEnv(t)
 	tr := e.mustOpen(e.options())
-	if h := tr.Index().Head(); h.Seq != 0 {
-		t.Errorf("head %v on a new log", h)
+	// The only records: the key's start checkpoint and the audit.index
+	// record of Start's snapshot.
+	if recs := readLog(t, e.path); len(recs) != 2 || recs[0].Op != audit.OpCheckpoint || recs[1].Op != tamper.OpIndex || tr.Index().Head().Seq != 2 {
+		t.Errorf("a new log holds %+v, head %v; want a checkpoint and Start's audit.index record", recs, tr.Index().Head())
 	}
 	if _, err := tamper.LoadSnapshot(filepath.Join(e.state, tamper.SnapshotName)); err != nil {
 		t.Errorf("no snapshot after Open: %v", err)
@@ -57,8 +63,8 @@ func TestOpenLogWithoutGenerationsNeedsNoIndex(t *testing.T) {
 	e := newEnv(t)
 	e.appendRaw(rec("keys.sign", "a/p/k", 0, "ok"), rec("keys.create", "a/p/k", 0, "ok"))
 	tr := e.mustOpen(e.options())
-	if h := tr.Index().Head(); h.Seq != 2 {
-		t.Errorf("head %v, want seq 2", h)
+	if h := tr.Index().Head(); h.Seq != 4 { // two records, the start checkpoint, Start's audit.index
+		t.Errorf("head %v, want seq 4", h)
 	}
 }
 
@@ -78,7 +84,7 @@ func TestOpenRefusals(t *testing.T) {
 					t.Fatal(err)
 				}
 			},
-			want: tamper.ErrLogMissing, says: []string{"last saw seq 5", "--accept-audit-log-change"}, noOpen: true, accepted: "log deleted",
+			want: tamper.ErrLogMissing, says: []string{"last saw seq 7", "--accept-audit-log-change"}, noOpen: true, accepted: "log deleted",
 		},
 		{
 			name: "log replaced by a fresh chain",
@@ -88,9 +94,9 @@ func TestOpenRefusals(t *testing.T) {
 				}
 				e.appendRaw(rec("keys.sign", "x/p/k", 0, "ok"), rec("keys.sign", "x/p/k", 0, "ok"),
 					rec("keys.sign", "x/p/k", 0, "ok"), rec("keys.sign", "x/p/k", 0, "ok"), rec("keys.sign", "x/p/k", 0, "ok"),
-					rec("keys.sign", "x/p/k", 0, "ok"))
+					rec("keys.sign", "x/p/k", 0, "ok"), rec("keys.sign", "x/p/k", 0, "ok"))
 			},
-			want: tamper.ErrLogReplaced, says: []string{"seq 5", "replaced", "--accept-audit-log-change"}, accepted: "log replaced",
+			want: tamper.ErrLogReplaced, says: []string{"seq 7", "replaced", "--accept-audit-log-change"}, accepted: "log replaced",
 		},
 		{
 			name: "log truncated below the snapshot's head",
@@ -102,7 +108,7 @@ func TestOpenRefusals(t *testing.T) {
 				lines := bytes.SplitAfter(data, []byte("\n"))
 				writeFile(t, e.path, bytes.Join(lines[:3], nil))
 			},
-			want: tamper.ErrLogReplaced, says: []string{"ends at seq 3", "last saw seq 5", "truncated"}, accepted: "log truncated",
+			want: tamper.ErrLogReplaced, says: []string{"ends at seq 3", "last saw seq 7", "truncated"}, accepted: "log truncated",
 		},
 		{
 			name: "snapshot missing with a tracked log",
@@ -185,20 +191,6 @@ func TestOpenAcceptWithoutChangeIsAudited(t *testing.T) {
 	if len(ov) != 1 || !strings.Contains(ov[0].Detail, "(none found)") {
 		t.Fatalf("override records %+v", ov)
 	}
-}
-
-func TestOpenTruncatedRebuildForgetsWhatTheLogLost(t *testing.T) {
-	e := tracked(t)
-	data, err := os.ReadFile(e.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, e.path, bytes.Join(bytes.SplitAfter(data, []byte("\n"))[:2], nil)) // a: gen 1 applied
-	o := e.options()
-	o.AcceptLogChange = true
-	tr := e.mustOpen(o)
-	wantExpected(t, tr.Index(), "a/p/k", 1, true, true)
-	wantExpected(t, tr.Index(), "b/p/k", 0, false, false)
 }
 
 func TestOpenSegmentsMovedAway(t *testing.T) {
@@ -302,8 +294,11 @@ func TestSnapshotWhileRecordsArrive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := x.Head().Seq; got != 200 {
-		t.Errorf("final snapshot head %d, want 200", got)
+	// The final snapshot covers every record before its own audit.index
+	// record, the last one but the stop checkpoint.
+	idx := ofOp(readLog(t, e.path), tamper.OpIndex)
+	if last := idx[len(idx)-1]; x.Head().Seq != last.Seq-1 {
+		t.Errorf("final snapshot head %d, its audit.index record at seq %d", x.Head().Seq, last.Seq)
 	}
 	wantExpected(t, x, "a/p/kxxxx", 200, false, true)
 }
@@ -314,12 +309,12 @@ func TestSnapshotWhileRecordsArrive(t *testing.T) {
 // was not clean (Close: a crash-like end) the same records are taken in.
 func TestOpenRefusesRecordsAfterACleanStop(t *testing.T) {
 	e := newEnv(t)
-	tr, err := tamper.Open(context.Background(), e.options())
-	if err != nil {
+	tr := e.mustOpen(e.options())
+	appendVia(t, tr, intent("keys.create", "a/p/k", 1), applied("a/p/k", 1))
+	if err := tr.SnapshotNow(); err != nil {
 		t.Fatal(err)
 	}
-	appendVia(t, tr, intent("keys.create", "a/p/k", 1), applied("a/p/k", 1))
-	if err := e.log.Close(); err != nil {
+	if err := e.log.Close(); err != nil { // its last record: the stop checkpoint
 		t.Fatal(err)
 	}
 	if err := tr.Stopped(audit.Checkpoint{Seq: 1, Hash: tr.Index().Head().Hash}); err == nil {
@@ -328,10 +323,11 @@ func TestOpenRefusesRecordsAfterACleanStop(t *testing.T) {
 	if err := tr.Stopped(e.log.Checkpoint()); err != nil {
 		t.Fatalf("Stopped: %v", err)
 	}
+	var err error
 	// Forged: a record appended with a valid chain while nothing ran.
 	e.appendRaw(intent("keys.revoke", "a/p/k", 2))
 	_, err = e.open(e.options())
-	wantErr(t, err, tamper.ErrLogAppended, provider.EIO, "1 records follow seq 2", "--accept-audit-log-change")
+	wantErr(t, err, tamper.ErrLogAppended, provider.EIO, "1 records follow seq", "--accept-audit-log-change")
 
 	o := e.options()
 	o.AcceptLogChange = true
@@ -346,4 +342,196 @@ func TestOpenRefusesRecordsAfterACleanStop(t *testing.T) {
 	e.appendRaw(intent("keys.destroy", "a/p/k", 3))
 	tr = e.mustOpen(e.options())
 	wantExpected(t, tr.Index(), "a/p/k", 3, false, true)
+}
+
+// forgedBody mirrors the snapshot's body (docs/storage.md), field order
+// included, as a forger reads it from the docs.
+type forgedBody struct {
+	Head struct {
+		Seq  uint64 `json:"seq"`
+		Hash string `json:"hash"`
+	} `json:"head"`
+	Anchor *struct {
+		Seq  uint64 `json:"seq"`
+		Hash string `json:"hash"`
+	} `json:"anchor,omitempty"`
+	Stopped *struct {
+		Seq  uint64 `json:"seq"`
+		Hash string `json:"hash"`
+	} `json:"stopped,omitempty"`
+	Counter *uint64 `json:"counter,omitempty"`
+	Keys    []struct {
+		ID      string `json:"id"`
+		Gen     uint64 `json:"gen"`
+		Seq     uint64 `json:"seq"`
+		Applied bool   `json:"applied"`
+	} `json:"keys"`
+}
+
+// forgeSnapshot rewrites the state's audit-index with edit applied to its
+// body and the checksum recomputed as docs/storage.md specifies: what an
+// attacker who knows the format writes (the checksum is not a MAC).
+func forgeSnapshot(t *testing.T, e *env, edit func(body *forgedBody)) {
+	t.Helper()
+	p := filepath.Join(e.state, tamper.SnapshotName)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env struct {
+		Kind   string          `json:"kind"`
+		Format int             `json:"format"`
+		Body   json.RawMessage `json:"body"`
+		SHA256 string          `json:"sha256"`
+	}
+	if err := json.Unmarshal(data, &env); err != nil {
+		t.Fatal(err)
+	}
+	var body forgedBody
+	if err := json.Unmarshal(env.Body, &body); err != nil {
+		t.Fatal(err)
+	}
+	edit(&body)
+	b, err := json.Marshal(&body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	h.Write([]byte("keystored/audit-index/v1\x00audit-index\x00"))
+	h.Write(b)
+	env.Body, env.SHA256 = b, hex.EncodeToString(h.Sum(nil))
+	out, err := json.Marshal(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, p, append(out, '\n'))
+}
+
+// An index edited to hide a rollback (a key's generation lowered, with the
+// checksum recomputed) or stripped of its anchor is refused: the log's
+// audit.index record vouches for the entries.
+func TestOpenRefusesAnEditedIndex(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(body *forgedBody)
+		says string
+	}{
+		{"a key's generation lowered", func(body *forgedBody) {
+			for i := range body.Keys {
+				if body.Keys[i].ID == "a/p/k" {
+					body.Keys[i].Gen = 1
+				}
+			}
+		}, "was edited"},
+		{"a key removed", func(body *forgedBody) { body.Keys = body.Keys[1:] }, "was edited"},
+		{"the anchor removed", func(body *forgedBody) { body.Anchor = nil }, "no audit.index anchor"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := tracked(t)
+			forgeSnapshot(t, e, tc.edit)
+			if _, err := tamper.LoadSnapshot(filepath.Join(e.state, tamper.SnapshotName)); err != nil {
+				t.Fatalf("the forged snapshot does not even load (the test forges badly): %v", err)
+			}
+			_, err := e.open(e.options())
+			wantErr(t, err, tamper.ErrIndexCorrupt, provider.EIO, tc.says, "--accept-audit-log-change")
+			o := e.options()
+			o.AcceptLogChange = true
+			tr := e.mustOpen(o)
+			wantExpected(t, tr.Index(), "a/p/k", 2, true, true) // rebuilt from the log
+		})
+	}
+}
+
+// Start checks the snapshot's signature and the checkpoints after its
+// head with the daemon's key: another key's snapshot, or checkpoints
+// appended under another key (a tail rewritten and re-signed by someone
+// else), are refused; with the override, accepted and audited.
+func TestStartVerifiesWithTheKey(t *testing.T) {
+	other := testSigner{ed25519.NewKeyFromSeed(bytes.Repeat([]byte{8}, ed25519.SeedSize))}
+	e := tracked(t)
+	tr, err := tamper.Open(context.Background(), e.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, tr.Verify(context.Background(), other.PublicKey()), tamper.ErrIndexCorrupt, provider.EIO, "not signed by the daemon's audit key")
+	if err := tr.Verify(context.Background(), testSigner{theKey}.PublicKey()); err != nil {
+		t.Fatalf("Verify with the right key: %v", err)
+	}
+	if err := e.log.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Records with checkpoints signed by another key after the head.
+	l, err := audit.Open(e.path, e.logOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetSigner(other, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(context.Background(), intent("keys.revoke", "a/p/k", 3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.open(e.options())
+	wantErr(t, err, tamper.ErrLogForged, provider.EIO, "signature invalid", "--accept-audit-log-change")
+	o := e.options()
+	o.AcceptLogChange = true
+	e.mustOpen(o)
+	// Open's ("none found": it saw nothing wrong) and the signature's.
+	if ov := ofOp(readLog(t, e.path), tamper.OpOverride); len(ov) != 2 || !strings.Contains(ov[1].Detail, "checkpoint signature invalid") {
+		t.Errorf("override records %+v, want Open's and the bad signature's", ov)
+	}
+}
+
+// A forged intent that takes a key's generation back (or past the next)
+// is refused: records cannot make a restored meta.json look current.
+func TestOpenRefusesAGenerationGoingBack(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		gen  uint64
+	}{{"back to 1", 1}, {"skipping to 5", 5}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := tracked(t) // a/p/k at 2, applied
+			e.appendRaw(intent("keys.set-policy", "a/p/k", tc.gen), applied("a/p/k", tc.gen))
+			_, err := e.open(e.options())
+			wantErr(t, err, tamper.ErrLogForged, provider.EIO, "key a/p/k goes from generation 2 to")
+		})
+	}
+	// The next generation, and the same one again after a change that
+	// was not applied, are the normal course.
+	e := tracked(t)
+	e.appendRaw(intent("keys.rotate", "a/p/k", 3), intent("keys.rotate", "a/p/k", 3), applied("a/p/k", 3), intent("keys.create", "b/p/k", 1))
+	tr := e.mustOpen(e.options())
+	wantExpected(t, tr.Index(), "a/p/k", 3, true, true)
+}
+
+// An accepted log change never lowers what the old index knew: a key's
+// generation from before the log was lost stays, so a restored older
+// meta.json is still refused.
+func TestAcceptKeepsTheOldIndexGenerations(t *testing.T) {
+	e := tracked(t) // a/p/k at 2
+	if err := os.RemoveAll(filepath.Dir(e.path)); err != nil {
+		t.Fatal(err)
+	}
+	o := e.options()
+	o.AcceptLogChange = true
+	tr := e.mustOpen(o)
+	wantExpected(t, tr.Index(), "a/p/k", 2, true, true)
+	wantExpected(t, tr.Index(), "b/p/k", 1, false, true)
+}
+
+// No index, no log with generations, but keys in the state: refused (a
+// state whose log and index were both removed, or from before
+// generations), unless accepted.
+func TestOpenRefusesKeysWithoutAnIndex(t *testing.T) {
+	e := newEnv(t)
+	o := e.options()
+	o.HoldsAppKeys = true
+	_, err := e.open(o)
+	wantErr(t, err, tamper.ErrIndexMissing, provider.EIO, "holds keys", "--accept-audit-log-change")
+	o.AcceptLogChange = true
+	e.mustOpen(o)
 }

@@ -2,7 +2,9 @@ package tamper
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -23,11 +25,12 @@ const SnapshotName = "audit-index"
 // Bounds of a snapshot, checked when it is written and when it is read.
 const (
 	// MaxSnapshotSize is the largest snapshot file, in bytes.
-	MaxSnapshotSize = 64 << 20
-	// MaxSnapshotKeys is the most key entries a snapshot holds: at the
-	// longest key ID an entry is under 300 bytes, so MaxSnapshotKeys of
-	// them fit in MaxSnapshotSize.
-	MaxSnapshotKeys = 200_000
+	MaxSnapshotSize = 256 << 20
+	// MaxSnapshotKeys is the most key entries a snapshot holds (every
+	// key the log ever named, destroyed ones included): an entry is
+	// about 100 bytes plus its ID (at most audit.MaxField), so that many
+	// of the longest fit in MaxSnapshotSize.
+	MaxSnapshotKeys = 1 << 20
 )
 
 const (
@@ -49,11 +52,31 @@ type snapshotFile struct {
 
 type snapshotBody struct {
 	Head snapshotHead `json:"head"`
-	// Stopped: written by Tracker.Stopped after the log's last record
-	// (its stop checkpoint); Open refuses records after Head.
-	Stopped bool            `json:"stopped,omitempty"`
+	// Anchor is the audit.index record that holds the digest of Head,
+	// Counter and Keys (indexDigest): the log vouches for the entries
+	// (Tracker.Snapshot). Absent only in a snapshot of an empty log.
+	Anchor *snapshotHead `json:"anchor,omitempty"`
+	// Stopped is the log's last record at a clean stop (its stop
+	// checkpoint; Tracker.Stopped): Open refuses a log that does not end
+	// there.
+	Stopped *snapshotHead   `json:"stopped,omitempty"`
 	Counter *uint64         `json:"counter,omitempty"`
 	Keys    []snapshotEntry `json:"keys"`
+	// Signature is the daemon's audit key's Ed25519 signature (standard
+	// base64) of signedMessage: the body without it.
+	Signature string `json:"signature,omitempty"`
+}
+
+// signedMessage is what a snapshot's signature signs: a domain string
+// and the body's canonical JSON without the signature.
+func signedMessage(b *snapshotBody) ([]byte, error) {
+	c := *b
+	c.Signature = ""
+	data, err := json.Marshal(&c)
+	if err != nil {
+		return nil, provider.Errorf(provider.EIO, "encode audit index: %w", err)
+	}
+	return append([]byte("keystored-audit-index-v1\n"), data...), nil
 }
 
 type snapshotHead struct {
@@ -81,10 +104,11 @@ func snapshotSum(body []byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// encode returns the snapshot file of the index's current state.
-func (x *Index) encode(stopped bool) ([]byte, error) {
+// body returns the index's current state as a snapshot body (no anchor,
+// not stopped), keys sorted.
+func (x *Index) body() *snapshotBody {
 	x.mu.RLock()
-	b := snapshotBody{Head: snapshotHead{Seq: x.head.Seq, Hash: x.head.Hash}, Stopped: stopped, Keys: make([]snapshotEntry, 0, len(x.keys))}
+	b := &snapshotBody{Head: snapshotHead{Seq: x.head.Seq, Hash: x.head.Hash}, Keys: make([]snapshotEntry, 0, len(x.keys))}
 	if x.hasCounter {
 		c := x.counter
 		b.Counter = &c
@@ -93,14 +117,27 @@ func (x *Index) encode(stopped bool) ([]byte, error) {
 		b.Keys = append(b.Keys, snapshotEntry{ID: id, Gen: e.gen, Seq: e.seq, Applied: e.applied})
 	}
 	x.mu.RUnlock()
-	return encodeBody(&b)
+	sort.Slice(b.Keys, func(i, j int) bool { return b.Keys[i].ID < b.Keys[j].ID })
+	return b
+}
+
+// indexDigest is the hex SHA-256 of what an audit.index record vouches
+// for: the body's head, counter and keys (not its anchor or stop mark),
+// in their canonical JSON.
+func indexDigest(b *snapshotBody) (string, error) {
+	core := snapshotBody{Head: b.Head, Counter: b.Counter, Keys: b.Keys}
+	data, err := json.Marshal(&core)
+	if err != nil {
+		return "", provider.Errorf(provider.EIO, "encode audit index: %w", err)
+	}
+	sum := sha256.Sum256(append([]byte("keystored/audit-index-digest/v1\x00"), data...))
+	return hex.EncodeToString(sum[:]), nil
 }
 
 func encodeBody(b *snapshotBody) ([]byte, error) {
 	if len(b.Keys) > MaxSnapshotKeys {
 		return nil, provider.Errorf(provider.EDQUOT, "audit index holds %d keys, more than a snapshot's bound of %d", len(b.Keys), MaxSnapshotKeys)
 	}
-	sort.Slice(b.Keys, func(i, j int) bool { return b.Keys[i].ID < b.Keys[j].ID })
 	body, err := json.Marshal(b)
 	if err != nil {
 		return nil, provider.Errorf(provider.EIO, "encode audit index: %w", err)
@@ -154,9 +191,33 @@ func decodeSnapshot(data []byte) (*Index, error) {
 	if len(cp.Hash) != 64 || strings.Trim(cp.Hash, "0123456789abcdef") != "" || (cp.Seq == 0 && cp.Hash != audit.Genesis) {
 		return bad("head %d:%q is not a checkpoint", cp.Seq, cp.Hash)
 	}
+	for _, h := range []*snapshotHead{b.Anchor, b.Stopped} {
+		if h != nil && (len(h.Hash) != 64 || strings.Trim(h.Hash, "0123456789abcdef") != "" || h.Seq <= cp.Seq) {
+			return bad("anchor or stop mark %d:%q is not a record after the head", h.Seq, h.Hash)
+		}
+	}
+	if b.Stopped != nil && (b.Anchor == nil || b.Stopped.Seq < b.Anchor.Seq) {
+		return bad("stop mark without an anchor before it")
+	}
 	x := NewIndex()
 	x.head = audit.Checkpoint{Seq: cp.Seq, Hash: cp.Hash}
-	x.stopped = b.Stopped
+	if b.Anchor != nil {
+		x.anchor = &audit.Checkpoint{Seq: b.Anchor.Seq, Hash: b.Anchor.Hash}
+	}
+	if b.Stopped != nil {
+		x.stopped = &audit.Checkpoint{Seq: b.Stopped.Seq, Hash: b.Stopped.Hash}
+	}
+	if b.Signature != "" {
+		sig, err := base64.StdEncoding.Strict().DecodeString(b.Signature)
+		if err != nil || len(sig) != ed25519.SignatureSize {
+			return bad("signature is not 64 bytes of standard base64")
+		}
+		msg, err := signedMessage(&b)
+		if err != nil {
+			return nil, err
+		}
+		x.sig, x.signedMsg = sig, msg
+	}
 	if b.Counter != nil {
 		x.counter, x.hasCounter = *b.Counter, true
 	}
@@ -198,27 +259,28 @@ func LoadSnapshot(path string) (*Index, error) {
 	return x, nil
 }
 
-// WriteSnapshot copies the index (under its lock, so the copy is one
-// point of the log), calls sync — the audit log's Sync, so that the
-// snapshot never covers a record that is not on disk — and writes the
-// copy to path atomically and durably: a temporary file beside it (0600),
-// fsync, rename over path, fsync of the directory. Callers serialise
-// WriteSnapshot calls on one path (Tracker does).
+// WriteSnapshot writes the index to path with no anchor (tools and
+// tests; Tracker.Snapshot writes the anchored snapshot Open requires):
+// sync is called first — the audit log's Sync, so that the snapshot never
+// covers a record that is not on disk.
 func (x *Index) WriteSnapshot(path string, sync func() error) error {
-	return x.writeSnapshot(path, sync, false)
-}
-
-// writeSnapshot is WriteSnapshot, marking the snapshot as written after a
-// clean stop when stopped is set.
-func (x *Index) writeSnapshot(path string, sync func() error, stopped bool) error {
-	data, err := x.encode(stopped)
-	if err != nil {
-		return err
-	}
+	b := x.body()
 	if sync != nil {
 		if err := sync(); err != nil {
 			return provider.Errorf(provider.EIO, "audit index not written: the audit log's sync failed: %w", err)
 		}
+	}
+	return writeSnapshot(path, b)
+}
+
+// writeSnapshot writes b, with its anchor and stop mark, to path
+// atomically and durably: a temporary file beside it (0600), fsync,
+// rename over path, fsync of the directory. Callers serialise writes on
+// one path (Tracker does).
+func writeSnapshot(path string, b *snapshotBody) error {
+	data, err := encodeBody(b)
+	if err != nil {
+		return err
 	}
 	return writeDurable(path, "audit index", data)
 }

@@ -2,6 +2,8 @@ package tamper
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"io"
 	"io/fs"
@@ -10,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nexus-os/keystored/audit"
@@ -27,6 +30,15 @@ type Log interface {
 	Sync() error
 	// Checkpoint returns the last record written.
 	Checkpoint() audit.Checkpoint
+	// CheckpointNow makes a signed checkpoint of the head, durably.
+	CheckpointNow(ctx context.Context) error
+}
+
+// Signer signs the index's snapshots and the log's checkpoints: the
+// daemon's audit key (core.SystemSigner).
+type Signer interface {
+	audit.Signer
+	PublicKey() ed25519.PublicKey
 }
 
 // Options configure Open.
@@ -50,6 +62,11 @@ type Options struct {
 	AcceptLogChange, AcceptCounterChange bool
 	// Clock stamps the records Open and the Tracker write; nil: time.Now.
 	Clock func() time.Time
+	// HoldsAppKeys says the state directory holds keys of callers'
+	// apps (core.StateInfo.HoldsAppKeys): without an index their history
+	// is unknown, so a missing index is refused even when the log holds
+	// no generation.
+	HoldsAppKeys bool
 }
 
 // The typed errors of Open and Advance. Each is wrapped (EIO) in a message
@@ -65,6 +82,8 @@ var (
 	// ErrLogAppended: records follow the head of a snapshot written at a
 	// clean stop.
 	ErrLogAppended = errors.New("audit log appended to after the daemon stopped")
+	// ErrLogForged: a signed checkpoint read at start does not verify.
+	ErrLogForged = errors.New("audit log checkpoint signature invalid")
 	// ErrIndexCorrupt: the snapshot fails its checks.
 	ErrIndexCorrupt = errors.New("audit index corrupt")
 	// ErrCounterAhead: the external counter is past what the log says:
@@ -89,7 +108,27 @@ type Tracker struct {
 	snapPath string
 	clock    func() time.Time
 
-	snapMu sync.Mutex // serialises snapshot writes
+	snapMu      sync.Mutex    // serialises snapshot writes; guards last and lastChanges
+	last        *snapshotBody // the last snapshot written (nil: none yet)
+	lastChanges uint64        // the index's changes count it holds
+	// checkpoints are the checkpoint records Open read after the
+	// snapshot's head, for VerifyCheckpoints.
+	checkpoints []audit.Record
+	// stopRec is the snapshot's stop mark, if any.
+	stopRec *audit.Checkpoint
+	// loaded is the snapshot Open started from (nil: none, or an
+	// accepted change), for Start to check its signature.
+	loaded *Index
+	// signer signs snapshots once Start set it (guarded by snapMu).
+	signer Signer
+	// verified: Verify succeeded (Start need not check again).
+	verified bool
+	// counting: Start applied the counter's rules; Advance works.
+	counting atomic.Bool
+	// signedCounter is the counter value the key vouches for at start:
+	// the snapshot's, or that of the last counter record a checkpoint
+	// after it covers (has: there is one).
+	signedCounter signedValue
 
 	// Advance: at most one round (one counter record + one increment)
 	// runs; callers arriving meanwhile join the next one.
@@ -141,6 +180,14 @@ func Open(ctx context.Context, o Options) (*Tracker, error) {
 	var S audit.Checkpoint
 	if snap != nil {
 		S = snap.Head()
+		if S.Seq > 0 && snap.anchor == nil {
+			if !accept {
+				return nil, provider.Errorf(provider.EIO, "%w: %s has no audit.index anchor, so the log cannot vouch for it (edited, or not written by keystored); rebuild it from the log with %s (audited)", ErrIndexCorrupt, snapPath, logFlag)
+			}
+			accepted = append(accepted, "index not anchored")
+			snap = nil
+			S = audit.Checkpoint{}
+		}
 	}
 	if S.Seq > 0 {
 		present, err := logPresent(o.LogPath)
@@ -176,14 +223,28 @@ func Open(ctx context.Context, o Options) (*Tracker, error) {
 	switch {
 	case snap == nil:
 		idx = w.full
-		if len(accepted) == 0 && idx.tracked() {
+		if len(accepted) == 0 && (idx.tracked() || o.HoldsAppKeys) {
 			if !accept {
+				if !idx.tracked() {
+					return fail(provider.Errorf(provider.EIO, "%w: %s is absent but the state directory holds keys: "+
+						"it was restored or copied without it, its audit log replaced, or it comes from a keystored before generations; "+
+						"restore it, or build it from the log with %s (audited; the keys' generations are then taken in)",
+						ErrIndexMissing, snapPath, logFlag))
+				}
 				return fail(provider.Errorf(provider.EIO, "%w: %s is absent but the audit log records key generations (through seq %d): "+
 					"the state directory was restored or copied without it; restore it, or rebuild it from the log with %s (audited)",
 					ErrIndexMissing, snapPath, idx.Head().Seq, logFlag))
 			}
 			accepted = append(accepted, "index missing")
 		}
+	case w.problem != "" && w.edited:
+		if !accept {
+			return fail(provider.Errorf(provider.EIO, "%w: %s; restore it, or rebuild it from the log with %s (audited)", ErrIndexCorrupt, w.problem, logFlag))
+		}
+		if len(accepted) == 0 {
+			accepted = append(accepted, w.short)
+		}
+		idx = w.full
 	case w.problem != "":
 		if !accept {
 			return fail(provider.Errorf(provider.EIO, "%w: %s; restore the log the state directory was written with, or accept this log with %s (audited; the key generations are then rebuilt from it)",
@@ -195,17 +256,35 @@ func Open(ctx context.Context, o Options) (*Tracker, error) {
 		idx = w.full
 	case accept:
 		idx = w.full
-	case snap.stopped && w.inc.Head().Seq > S.Seq:
+	case snap.stopped != nil && w.inc.Head().Seq > snap.stopped.Seq:
 		return fail(provider.Errorf(provider.EIO, "%w: %d records follow seq %d, where the daemon stopped cleanly: they were appended while it was not running "+
 			"(forged), or the log is not the one the state directory was written with; accept them with %s (audited)",
-			ErrLogAppended, w.inc.Head().Seq-S.Seq, S.Seq, logFlag))
+			ErrLogAppended, w.inc.Head().Seq-snap.stopped.Seq, snap.stopped.Seq, logFlag))
+	case snap.stopped != nil && w.inc.Head() != *snap.stopped:
+		return fail(provider.Errorf(provider.EIO, "%w: the log ends at seq %d, but the daemon stopped cleanly at seq %d (hash %s): the log was cut or rewritten; restore it, or accept this log with %s (audited)",
+			ErrLogReplaced, w.inc.Head().Seq, snap.stopped.Seq, snap.stopped.Hash, logFlag))
 	default:
 		idx = w.inc
+	}
+	if p := idx.inconsistency(); p != "" && !accept {
+		return fail(provider.Errorf(provider.EIO, "%w: %s: records forged into the log to change what it says about a key; restore the log, or accept it with %s (audited)", ErrLogForged, p, logFlag))
+	}
+	if accept && snap != nil {
+		// The old index still says what the lost log said: a key's
+		// generation never goes back because its history was lost.
+		idx.raiseTo(snap)
 	}
 	if got, want := lg.SetObserver(idx.Observe), idx.Head(); got != want {
 		return fail(provider.Errorf(provider.EIO, "audit log head moved while the index was read (read through %s, log at %s): records were appended during tamper.Open", want, got))
 	}
-	t := &Tracker{o: o, log: lg, idx: idx, snapPath: snapPath, clock: clock}
+	t := &Tracker{o: o, log: lg, idx: idx, snapPath: snapPath, clock: clock, checkpoints: w.checkpoints, signedCounter: w.signedCounter}
+	if snap != nil && !accept {
+		t.loaded = snap
+		if snap.stopped != nil {
+			c := *snap.stopped
+			t.stopRec = &c
+		}
+	}
 	if accept {
 		what := "none found"
 		if len(accepted) > 0 {
@@ -216,15 +295,91 @@ func Open(ctx context.Context, o Options) (*Tracker, error) {
 			return fail(err)
 		}
 	}
-	if o.Counter != nil {
-		if err := t.startCounter(ctx); err != nil {
-			return fail(err)
+	return t, nil
+}
+
+// Start finishes what Open began, once the daemon's audit key is loaded
+// and before anything is served or signed: it checks the snapshot's
+// signature and the log's checkpoints after it with the key (an edited
+// index, or a log rewritten with its chain recomputed, is refused), applies
+// the external counter's start rules to the counter value the key vouches
+// for, and writes the first snapshot signed with s. From then on every
+// snapshot is signed with s. With AcceptLogChange a bad signature is
+// accepted and audited.
+func (t *Tracker) Start(ctx context.Context, s Signer) error {
+	if !t.verified {
+		if err := t.Verify(ctx, s.PublicKey()); err != nil {
+			return err
 		}
 	}
-	if err := t.Snapshot(); err != nil {
-		return fail(err)
+	t.snapMu.Lock()
+	t.signer = s
+	t.snapMu.Unlock()
+	if t.o.Counter != nil {
+		if err := t.startCounter(ctx, true); err != nil {
+			return err
+		}
+		t.counting.Store(true)
 	}
-	return t, nil
+	return t.SnapshotNow()
+}
+
+// Verify is Start's check, for a caller that must do something between
+// it and the rest (the daemon attaches the key to the log, which signs a
+// checkpoint at once, only once the log is verified); Start then does
+// not check again.
+func (t *Tracker) Verify(ctx context.Context, pub ed25519.PublicKey) error {
+	err := t.verify(ctx, pub)
+	t.verified = err == nil
+	return err
+}
+
+func (t *Tracker) verify(ctx context.Context, pub ed25519.PublicKey) error {
+	if l := t.loaded; l != nil && l.head.Seq > 0 {
+		if len(l.sig) != ed25519.SignatureSize || !ed25519.Verify(pub, l.signedMsg, l.sig) {
+			// Open required an anchor (unless accepting): a snapshot
+			// without a valid signature was not written by this key.
+			return provider.Errorf(provider.EIO, "%w: %s is not signed by the daemon's audit key: it was edited or written by someone else; restore it, or rebuild it from the log with %s (audited)",
+				ErrIndexCorrupt, t.snapPath, logFlag)
+		}
+	}
+	if err := t.verifyCheckpoints(ctx, pub); err != nil {
+		return err
+	}
+	if t.o.Counter != nil {
+		// The counter's refusals, before anything is signed.
+		return t.startCounter(ctx, false)
+	}
+	return nil
+}
+
+// verifyCheckpoints checks, with the daemon's checkpoint key, every signed
+// checkpoint Open read after the snapshot's head, and that a clean stop's
+// mark is such a checkpoint: a log rewritten with its chain recomputed
+// after the last snapshot (to change what the index is checked against)
+// fails here. With AcceptLogChange a failure is accepted and audited.
+func (t *Tracker) verifyCheckpoints(ctx context.Context, key ed25519.PublicKey) error {
+	var problem error
+	stopSigned := t.stopRec == nil
+	for _, r := range t.checkpoints {
+		if err := audit.VerifyCheckpoint(r, key); err != nil {
+			problem = err
+			break
+		}
+		if t.stopRec != nil && r.Seq == t.stopRec.Seq && r.Hash == t.stopRec.Hash {
+			stopSigned = true
+		}
+	}
+	if problem == nil && !stopSigned {
+		problem = provider.Errorf(provider.EBADMSG, "the record where the daemon stopped cleanly (seq %d) is not a checkpoint it signed", t.stopRec.Seq)
+	}
+	if problem == nil {
+		return nil
+	}
+	if !t.o.AcceptLogChange {
+		return provider.Errorf(provider.EIO, "%w: %v: the log after the last snapshot was rewritten; restore it, or accept it with %s (audited)", ErrLogForged, problem, logFlag)
+	}
+	return t.note(ctx, OpOverride, "", 0, "log change accepted (checkpoint signature invalid): "+problem.Error())
 }
 
 // logPresent reports whether the log at path has its current file or a
@@ -260,7 +415,26 @@ type walked struct {
 	inc     *Index // the snapshot brought up to the log's head
 	problem string // why the log is not the one the snapshot saw; "" if it is
 	short   string // problem in a few words, for the override record
+	// edited: the log's audit.index record does not vouch for the
+	// snapshot's entries (the index file was edited); problem says so.
+	edited bool
+	// checkpoints are the checkpoint records after the snapshot's head,
+	// the newest maxTailCheckpoints of them.
+	checkpoints []audit.Record
+	// signedCounter: the counter value vouched for (see Tracker).
+	signedCounter signedValue
 }
+
+// signedValue is a counter value and whether there is one.
+type signedValue struct {
+	v   uint64
+	has bool
+}
+
+// maxTailCheckpoints bounds the checkpoint records Open keeps for
+// VerifyCheckpoints (the newest ones; a tail that long is a daemon that
+// crashed long after its last snapshot).
+const maxTailCheckpoints = 1 << 16
 
 // errStop ends a walk early: the log disagrees with the snapshot.
 type errStop struct{ problem, short string }
@@ -291,6 +465,17 @@ func walkLog(path string, snap *Index, full bool) (walked, error) {
 		}
 		seen := S.Seq == 0
 		first := true
+		var anchor *audit.Checkpoint
+		wantDetail := ""
+		if snap != nil && snap.anchor != nil {
+			anchor = snap.anchor
+			d, err := indexDigest(snap.body())
+			if err != nil {
+				return w, err
+			}
+			wantDetail = "sha256=" + d + " head=" + strconv.FormatUint(S.Seq, 10)
+		}
+		anchorSeen := anchor == nil
 		mismatch := func(problem, short string) error {
 			w.problem, w.short, w.inc = problem, short, nil
 			if w.full == nil {
@@ -298,7 +483,27 @@ func walkLog(path string, snap *Index, full bool) (walked, error) {
 			}
 			return nil // go on: the full index needs every record
 		}
-		res, err := audit.WalkLog(path, start, func(r audit.Record) error {
+		if snap != nil && snap.hasCounter {
+			w.signedCounter = signedValue{snap.counter, true}
+		}
+		var pending signedValue // the last counter record no checkpoint covers yet
+		walk := func(r audit.Record) error {
+			if r.Seq > S.Seq {
+				switch r.Op {
+				case audit.OpCheckpoint:
+					if len(w.checkpoints) == maxTailCheckpoints {
+						w.checkpoints = append(w.checkpoints[:0], w.checkpoints[1:]...)
+					}
+					w.checkpoints = append(w.checkpoints, r)
+					if pending.has {
+						w.signedCounter, pending = pending, signedValue{}
+					}
+				case OpCounter:
+					if r.Gen > 0 && r.Result == "ok" {
+						pending = signedValue{r.Gen, true}
+					}
+				}
+			}
 			if w.full != nil {
 				w.full.Observe(r)
 			}
@@ -329,10 +534,34 @@ func walkLog(path string, snap *Index, full bool) (walked, error) {
 				}
 				seen = true
 			default:
+				if anchor != nil && r.Seq == anchor.Seq {
+					if r.Hash != anchor.Hash {
+						return mismatch("the log's record at seq "+strconv.FormatUint(r.Seq, 10)+" is not the audit.index record the index was written with: the log was replaced or rewritten", "log replaced")
+					}
+					if r.Op != OpIndex || r.Detail != wantDetail {
+						w.edited = true
+						return mismatch("the index's entries do not match the digest its audit.index record (seq "+strconv.FormatUint(r.Seq, 10)+") holds: "+SnapshotName+" was edited", "index edited")
+					}
+					anchorSeen = true
+				}
 				w.inc.Observe(r)
 			}
 			return nil
-		})
+		}
+		var res audit.VerifyResult
+		var err error
+		if full || S.Seq == 0 {
+			res, err = audit.WalkLog(path, start, walk)
+		} else {
+			// Only the tail: the record at S ties it to what the
+			// snapshot saw.
+			res, err = audit.WalkLogFrom(path, S.Seq, walk)
+		}
+		if err == nil && w.problem == "" && seen && !anchorSeen {
+			w.problem = "the log ends at seq " + strconv.FormatUint(res.LastSeq, 10) + " before the audit.index record (seq " + strconv.FormatUint(anchor.Seq, 10) + ") the state directory last wrote: the log was truncated or replaced by a shorter one"
+			w.short = "log truncated"
+			w.inc = nil
+		}
 		var stop *errStop
 		if errors.As(err, &stop) {
 			return w, nil
@@ -370,6 +599,12 @@ func (x *Index) clone() *Index {
 
 // note appends one of the tracker's own records, durably.
 func (t *Tracker) note(ctx context.Context, op, key string, gen uint64, detail string) error {
+	_, err := t.appendOwn(ctx, op, key, gen, detail)
+	return err
+}
+
+// appendOwn is note returning the record as written.
+func (t *Tracker) appendOwn(ctx context.Context, op, key string, gen uint64, detail string) (audit.Record, error) {
 	if len(detail) > audit.MaxField {
 		detail = detail[:audit.MaxField]
 	}
@@ -382,10 +617,11 @@ func (t *Tracker) note(ctx context.Context, op, key string, gen uint64, detail s
 		Result: "ok",
 		Detail: detail,
 	}
-	if _, err := t.log.AppendSync(ctx, r); err != nil {
-		return provider.Errorf(provider.EIO, "audit record %s not written: %w", op, err)
+	w, err := t.log.AppendSync(ctx, r)
+	if err != nil {
+		return audit.Record{}, provider.Errorf(provider.EIO, "audit record %s not written: %w", op, err)
 	}
-	return nil
+	return w, nil
 }
 
 // Index returns the index; it is the log's observer.
@@ -394,39 +630,128 @@ func (t *Tracker) Index() *Index { return t.idx }
 // Log returns the audit log Open opened.
 func (t *Tracker) Log() Log { return t.log }
 
-// Snapshot writes the index to StateDir/audit-index (see
-// Index.WriteSnapshot), after syncing the log.
-func (t *Tracker) Snapshot() error {
+// snapshotEvery is how many records may pass before Snapshot writes a
+// snapshot with no key changed (so that a start reads a short tail).
+const snapshotEvery = 4096
+
+// Snapshot writes the index to StateDir/audit-index, anchored in the log:
+// it copies the index, appends (durably) an audit.index record holding
+// the copy's digest, and writes the copy with that record as its anchor,
+// so that Open can check the entries against the log and an edited index
+// is refused. It writes nothing when no key changed and fewer than
+// snapshotEvery records passed since the last one.
+func (t *Tracker) Snapshot() error { return t.snapshot(false) }
+
+// SnapshotNow is Snapshot that always writes.
+func (t *Tracker) SnapshotNow() error { return t.snapshot(true) }
+
+// SnapshotThrough makes sure the snapshot's head is at seq or later (the
+// audit log's prune guard: segments through seq may then be removed).
+func (t *Tracker) SnapshotThrough(seq uint64) error {
+	t.snapMu.Lock()
+	done := t.last != nil && t.last.Head.Seq >= seq
+	t.snapMu.Unlock()
+	if done {
+		return nil
+	}
+	return t.snapshot(true)
+}
+
+func (t *Tracker) snapshot(force bool) error {
 	t.snapMu.Lock()
 	defer t.snapMu.Unlock()
-	return t.idx.WriteSnapshot(t.snapPath, t.log.Sync)
+	t.idx.mu.RLock()
+	changes, head := t.idx.changes, t.idx.head
+	t.idx.mu.RUnlock()
+	if !force && t.last != nil && changes == t.lastChanges && head.Seq-t.last.Head.Seq < snapshotEvery {
+		return nil
+	}
+	if t.signer == nil {
+		return provider.Errorf(provider.EUNAVAILABLE, "audit index not written: no signer yet (Tracker.Start)")
+	}
+	b := t.idx.body()
+	d, err := indexDigest(b)
+	if err != nil {
+		return err
+	}
+	r, err := t.appendOwn(context.Background(), OpIndex, "", 0, "sha256="+d+" head="+strconv.FormatUint(b.Head.Seq, 10))
+	if err != nil {
+		return provider.Errorf(provider.EIO, "audit index not written: %w", err)
+	}
+	b.Anchor = &snapshotHead{Seq: r.Seq, Hash: r.Hash}
+	if err := t.sign(b); err != nil {
+		return err
+	}
+	if err := writeSnapshot(t.snapPath, b); err != nil {
+		return err
+	}
+	t.last, t.lastChanges = b, changes
+	return nil
 }
 
 // Close waits for a running Advance, refuses later ones, and writes a
 // last snapshot. It closes neither the log nor the counter.
 func (t *Tracker) Close() error {
 	t.stopAdvances()
-	return t.Snapshot()
+	return t.SnapshotNow()
 }
 
-// Stopped is Close for a log that is closed already (its last record, the
-// stop checkpoint, on disk): the last snapshot's head is the log's last
-// record and is marked as a clean stop, so that the next Open refuses any
-// record after it — records appended while the daemon was not running
-// (docs/storage.md, "The audit index").
+// Stopped marks a clean stop, after the daemon wrote a snapshot
+// (SnapshotNow) and then closed the log, whose last record is its stop
+// checkpoint: the last snapshot is written again with that record as its
+// stop mark, so that the next Open refuses a log that does not end there —
+// records appended while the daemon was not running, or a cut.
 //
 // written is the log's last record on disk (audit.Log.Checkpoint after a
-// Close that succeeded). When the index has seen more — records given a
-// seq whose write failed (a broken log) — nothing is written: the last
-// snapshot, which covers only records that were synced, stays.
+// Close that succeeded). Nothing is written when a key changed since the
+// last snapshot, or the index has seen a record the log did not write (a
+// broken log): the last snapshot, which covers only synced records, stays.
 func (t *Tracker) Stopped(written audit.Checkpoint) error {
 	t.stopAdvances()
 	t.snapMu.Lock()
 	defer t.snapMu.Unlock()
-	if h := t.idx.Head(); h != written {
-		return provider.Errorf(provider.EIO, "audit index not marked stopped: it has seen the log through seq %d, the log is written through seq %d (a write failed); the last snapshot stays", h.Seq, written.Seq)
+	t.idx.mu.RLock()
+	changes, head := t.idx.changes, t.idx.head
+	t.idx.mu.RUnlock()
+	switch {
+	case t.last == nil || t.last.Anchor == nil:
+		return provider.Errorf(provider.EIO, "audit index not marked stopped: no snapshot was written")
+	case head != written:
+		return provider.Errorf(provider.EIO, "audit index not marked stopped: it has seen the log through seq %d, the log is written through seq %d (a write failed); the last snapshot stays", head.Seq, written.Seq)
+	case changes != t.lastChanges || written.Seq < t.last.Anchor.Seq:
+		return provider.Errorf(provider.EIO, "audit index not marked stopped: keys changed after the last snapshot; it stays")
 	}
-	return t.idx.writeSnapshot(t.snapPath, nil, true)
+	b := *t.last
+	b.Stopped = &snapshotHead{Seq: written.Seq, Hash: written.Hash}
+	if err := t.sign(&b); err != nil {
+		return err
+	}
+	return writeSnapshot(t.snapPath, &b)
+}
+
+// signTimeout bounds the signing of one snapshot.
+const signTimeout = 10 * time.Second
+
+// sign signs b with the Start's signer. Called with snapMu held.
+func (t *Tracker) sign(b *snapshotBody) error {
+	if t.signer == nil {
+		return provider.Errorf(provider.EUNAVAILABLE, "audit index not written: no signer yet (Tracker.Start)")
+	}
+	msg, err := signedMessage(b)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), signTimeout)
+	defer cancel()
+	sig, err := t.signer.Sign(ctx, msg)
+	if err != nil {
+		return provider.Errorf(provider.EIO, "audit index not written: sign: %w", err)
+	}
+	if len(sig) != ed25519.SignatureSize {
+		return provider.Errorf(provider.EIO, "audit index not written: the signer returned %d bytes, not an Ed25519 signature", len(sig))
+	}
+	b.Signature = base64.StdEncoding.EncodeToString(sig)
+	return nil
 }
 
 func (t *Tracker) stopAdvances() {
