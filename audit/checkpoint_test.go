@@ -80,7 +80,7 @@ func (m *memSink) data() []byte {
 // signedLog writes a log of n records with checkpoints every `every`
 // records, closed (so it ends with "stop"), and returns its path, the
 // shipped lines and the signer.
-func signedLog(t *testing.T, n, every int) (string, *memSink, *testSigner) {
+func signedLog(t testing.TB, n, every int) (string, *memSink, *testSigner) {
 	t.Helper()
 	path := logPath(t)
 	clk := clock.NewFake(epoch)
@@ -110,7 +110,7 @@ func signedLog(t *testing.T, n, every int) (string, *memSink, *testSigner) {
 
 // waitIdle waits until no checkpoint is being made, so the log's
 // content is deterministic.
-func waitIdle(t *testing.T, l *audit.Log) {
+func waitIdle(t testing.TB, l *audit.Log) {
 	t.Helper()
 	audit.WaitCheckpoints(l)
 }

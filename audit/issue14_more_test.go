@@ -1,6 +1,7 @@
 package audit_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/nexus-os/keystored/audit"
 	"github.com/nexus-os/keystored/clock"
+	"github.com/nexus-os/keystored/core/provider"
 )
 
 // VerifyCheckpoint accepts each checkpoint of a signed log with its key
@@ -156,4 +158,45 @@ func TestVerifyEmptyLogWithKey(t *testing.T) {
 	if _, err := audit.VerifyLogWith(path, audit.VerifyOptions{PublicKey: newSigner().pub()}); err == nil || !strings.Contains(err.Error(), "empty") {
 		t.Fatalf("an empty log with a key: %v", err)
 	}
+}
+
+// FuzzParseShipped feeds any bytes as a shipped-checkpoints file: no
+// panic, an error or checkpoint records only, each re-encoding to its
+// line; seeded from a real sink's output.
+func FuzzParseShipped(f *testing.F) {
+	path, sink, _ := signedLog(f, 5, 2)
+	shipped := sink.data()
+	if len(shipped) == 0 {
+		f.Fatal("the sink received nothing: empty seed")
+	}
+	f.Add(shipped)
+	f.Add(shipped[:len(shipped)/2])
+	f.Add(append(bytes.Clone(shipped), '\n'))
+	log, err := os.ReadFile(path)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(log)
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		recs, err := audit.ParseShipped(bytes.NewReader(data))
+		if err != nil {
+			if code, _ := provider.CodeOf(err); code != provider.EINVAL && code != provider.EMSGSIZE {
+				t.Fatalf("error code %v: %v", code, err)
+			}
+			return
+		}
+		ls := bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
+		if len(data) == 0 {
+			ls = nil
+		}
+		if len(recs) != len(ls) {
+			t.Fatalf("%d records from %d lines", len(recs), len(ls))
+		}
+		for i, r := range recs {
+			if r.Op != audit.OpCheckpoint || !bytes.Equal(audit.EncodeLine(r), ls[i]) {
+				t.Fatalf("line %d: %q read as %+v", i+1, ls[i], r)
+			}
+		}
+	})
 }

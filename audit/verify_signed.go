@@ -200,11 +200,18 @@ func VerifyLogWith(path string, o VerifyOptions) (VerifyResult, error) {
 	return res, nil
 }
 
+// MaxShipped bounds the lines ParseShipped reads: a checkpoint a minute
+// for ten years is about 5 million; a million lines of about 450 bytes
+// are 450 MB in memory.
+const MaxShipped = 1 << 20
+
 // ParseShipped reads a file of shipped checkpoint lines (what a
 // CheckpointSink received: one canonical checkpoint record per line).
 // Each line must be a canonical record whose hash matches it and whose Op
 // is OpCheckpoint; anything else — an empty line included — is an error
 // (EINVAL) naming the line number. The last line may lack its newline.
+//
+// At most MaxShipped lines are read (EMSGSIZE beyond).
 func ParseShipped(r io.Reader) ([]Record, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), MaxLine+1)
@@ -212,6 +219,9 @@ func ParseShipped(r io.Reader) ([]Record, error) {
 	n := 0
 	for sc.Scan() {
 		n++
+		if n > MaxShipped {
+			return nil, provider.Errorf(provider.EMSGSIZE, "shipped checkpoints: more than %d lines", MaxShipped)
+		}
 		rec, err := selfChecked(sc.Bytes())
 		if err != nil {
 			return nil, provider.Errorf(provider.EINVAL, "shipped checkpoints line %d: %v", n, err)

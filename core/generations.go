@@ -3,6 +3,8 @@ package core
 import (
 	"context"
 	"errors"
+	"slices"
+	"sort"
 	"strconv"
 	"sync"
 
@@ -276,4 +278,34 @@ func (k *Keystore) adoptGeneration(ctx context.Context, id KeyID) (bool, error) 
 	}
 	k.refusals.forget(ids)
 	return true, nil
+}
+
+// refusedWithoutFiles returns the keys of apps, after the page token
+// after, that the generation check refused and whose directory is gone,
+// sorted: a listing finds nothing to visit for them.
+func (k *Keystore) refusedWithoutFiles(apps []string, after KeyID) []UnreadableKey {
+	if k.gens == nil {
+		return nil
+	}
+	k.refusals.mu.Lock()
+	ids := make([]string, 0, len(k.refusals.m))
+	errs := make(map[string]error, len(k.refusals.m))
+	for id, f := range k.refusals.m {
+		ids = append(ids, id)
+		errs[id] = f.err
+	}
+	k.refusals.mu.Unlock()
+	sort.Strings(ids)
+	var out []UnreadableKey
+	for _, s := range ids {
+		id, err := provider.ParseKeyID(s)
+		if err != nil || !slices.Contains(apps, id.App()) || (!after.IsZero() && !idLess(after, id)) {
+			continue
+		}
+		if _, err := k.st.ReadDir(layoutRoot + "/" + s); !errors.Is(err, provider.ErrNotFound) {
+			continue // its directory is there: listed with it
+		}
+		out = append(out, UnreadableKey{ID: id, Err: errs[s]})
+	}
+	return out
 }

@@ -6,6 +6,8 @@ import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -15,6 +17,7 @@ import (
 	"github.com/nexus-os/keystored/core"
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/core/storage"
+	"github.com/nexus-os/keystored/providers/testseed"
 )
 
 // logGens is core.Generations over a recorder, as the daemon's index is
@@ -739,5 +742,41 @@ func TestOperatorListSkipsReservedApp(t *testing.T) {
 	own, err := e.ks.List(ctx, op, core.ListOptions{App: core.ReservedApp})
 	if err != nil || len(own.Keys) != 1 || own.Keys[0].ID.String() != core.AuditSignerKey {
 		t.Fatalf("operator list of %s: %+v, %v", core.ReservedApp, own, err)
+	}
+}
+
+// A key refused because its directory is gone is still named by an
+// operator's listing (on its last page), with its reason.
+func TestListNamesRefusedKeysWithoutFiles(t *testing.T) {
+	dir := t.TempDir()
+	st, err := storage.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	p, err := testseed.NewInsecure(testSeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvWith(t, st, p)
+	e = e.restart(t, logGens{e.audit})
+	gone := e.create(t, appA, "app-a/s/gone", provider.Ed25519)
+	e.create(t, appA, "app-a/s/kept", provider.Ed25519)
+	if err := os.RemoveAll(filepath.Join(dir, "keystore", "app-a", "s", "gone")); err != nil {
+		t.Fatal(err)
+	}
+	e2 := e.restart(t, logGens{e.audit})
+	wantRefused(t, "CheckKey", e2.ks.CheckKey(ctx, gone), core.ErrRolledBack, gone)
+	op := core.Caller{UID: 0, Operator: true}
+	page, err := e2.ks.List(ctx, op, core.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Keys) != 1 || len(page.Unreadable) != 1 || page.Unreadable[0].ID != gone || !errors.Is(page.Unreadable[0].Err, core.ErrRolledBack) {
+		t.Fatalf("listing %+v, want app-a/s/kept and app-a/s/gone refused", page)
 	}
 }

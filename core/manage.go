@@ -537,6 +537,10 @@ func (k *Keystore) list(ctx context.Context, c Caller, o ListOptions) (ListPage,
 			}
 		}
 	}
+	// Keys refused because their files are gone (a directory deleted or
+	// put back as it was before the key existed: rolled back) have no
+	// directory to list: the last page names them too.
+	page.Unreadable = append(page.Unreadable, k.refusedWithoutFiles(apps, after)...)
 	return page, nil
 }
 

@@ -440,12 +440,16 @@ func TestLoadConfigTamper(t *testing.T) {
 }
 
 // TestCounterInsideStateRefused: a file counter in the state directory
-// would be restored with it, so it is refused.
+// would be restored with it, and a checkpoint file there is no copy at
+// all: both are refused.
 func TestCounterInsideStateRefused(t *testing.T) {
 	state := t.TempDir()
 	_, err := openCounter(context.Background(), counterSettings{kind: "file", path: filepath.Join(state, "sub", "counter")}, state)
 	if err == nil || !strings.Contains(err.Error(), "inside the state directory") {
 		t.Fatalf("counter inside the state: %v", err)
+	}
+	if _, err := openSinks(checkpointSettings{file: filepath.Join(state, "checkpoints")}, state); err == nil || !strings.Contains(err.Error(), "inside the state directory") {
+		t.Fatalf("checkpoint file inside the state: %v", err)
 	}
 	c, err := openCounter(context.Background(), counterSettings{kind: "file", path: filepath.Join(t.TempDir(), "counter")}, state)
 	if err != nil || c == nil {

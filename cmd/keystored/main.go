@@ -378,7 +378,7 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 		}
 		logger.Warn("audit log change accepted; key generations the log lacked are taken into it", "keys", len(adopted))
 	}
-	sinks, err := openSinks(cfg.checkpoints)
+	sinks, err := openSinks(cfg.checkpoints, o.state)
 	if err != nil {
 		return err
 	}

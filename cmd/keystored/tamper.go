@@ -21,6 +21,27 @@ import (
 // before old audit segments are pruned and at stop.
 const snapshotInterval = time.Minute
 
+// within reports whether path is in dir or below it, symlinks resolved
+// where the paths exist.
+func within(dir, path string) (bool, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false, err
+	}
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = r
+	}
+	where, err := filepath.Abs(path)
+	if err != nil {
+		return false, err
+	}
+	if r, err := filepath.EvalSymlinks(filepath.Dir(where)); err == nil {
+		where = filepath.Join(r, filepath.Base(where))
+	}
+	rel, err := filepath.Rel(abs, where)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)), nil
+}
+
 // openCounter opens the external monotonic counter of [counter], or
 // returns nil when none is configured. A file counter inside the state
 // directory is refused: a restored state directory would bring its
@@ -30,20 +51,12 @@ func openCounter(ctx context.Context, c counterSettings, state string) (tamper.C
 	case "":
 		return nil, nil
 	case "file":
-		// Compared with symlinks resolved, where the paths exist.
-		abs, err := filepath.Abs(state)
+		inside, err := within(state, c.path)
 		if err != nil {
 			return nil, fmt.Errorf("counter: %w", err)
 		}
-		if r, err := filepath.EvalSymlinks(abs); err == nil {
-			abs = r
-		}
-		where := c.path
-		if r, err := filepath.EvalSymlinks(filepath.Dir(c.path)); err == nil {
-			where = filepath.Join(r, filepath.Base(c.path))
-		}
-		if rel, err := filepath.Rel(abs, where); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-			return nil, fmt.Errorf("counter.path %s is inside the state directory %s: a restored state directory would bring the counter back with it; put it on another file system or device", c.path, abs)
+		if inside {
+			return nil, fmt.Errorf("counter.path %s is inside the state directory %s: a restored state directory would bring the counter back with it; put it on another file system or device", c.path, state)
 		}
 		fc, err := tamper.OpenFileCounter(c.path)
 		if err != nil {
@@ -89,10 +102,17 @@ func (c tpmCounter) Create(ctx context.Context) error {
 // daemon's own log (journalctl -t keystored-audit -o cat lists them).
 const syslogTag = "keystored-audit"
 
-// openSinks opens [audit]'s checkpoint sinks.
-func openSinks(c checkpointSettings) ([]audit.CheckpointSink, error) {
+// openSinks opens [audit]'s checkpoint sinks. A checkpoint file in the
+// state directory is refused: it would be no copy at all.
+func openSinks(c checkpointSettings, state string) ([]audit.CheckpointSink, error) {
 	var sinks []audit.CheckpointSink
 	if c.file != "" {
+		if inside, err := within(state, c.file); err != nil || inside {
+			if err == nil {
+				err = fmt.Errorf("%s is inside the state directory %s: copies of the checkpoints must live where the state's writer cannot rewrite them with it", c.file, state)
+			}
+			return nil, fmt.Errorf("audit.checkpoint_file: %w", err)
+		}
 		s, err := audit.NewFileSink(c.file)
 		if err != nil {
 			return nil, fmt.Errorf("audit.checkpoint_file: %w", err)
@@ -126,14 +146,23 @@ func openSinks(c checkpointSettings) ([]audit.CheckpointSink, error) {
 // audit index's snapshot are verified with the key: a tail rewritten
 // with its chain recomputed is refused here (tamper.ErrLogForged).
 func startSigning(ctx context.Context, ks *core.Keystore, alog *audit.Log, tr *tamper.Tracker, state string, c checkpointSettings, sinks []audit.CheckpointSink, logger *slog.Logger) error {
+	closeSinks := func(err error) error {
+		for _, s := range sinks {
+			if cerr := s.Close(); cerr != nil {
+				logger.Warn("closing a checkpoint sink", "err", cerr)
+			}
+		}
+		return err
+	}
 	signer, err := ks.AuditSigner(ctx)
 	if err != nil {
-		return withHint(fmt.Errorf("audit checkpoint key %s: %w", core.AuditSignerKey, err),
-			"the provider must be able to make and use an Ed25519 key for the audit log's signed checkpoints (docs/audit.md)")
+		return closeSinks(withHint(fmt.Errorf("audit checkpoint key %s: %w", core.AuditSignerKey, err),
+			"the provider must be able to make and use an Ed25519 key for the audit log's signed checkpoints (docs/audit.md)"))
 	}
 	if err := tr.Verify(ctx, signer.PublicKey()); err != nil {
-		return auditRefused(err, state)
+		return closeSinks(auditRefused(err, state))
 	}
+	// From here on the log owns the sinks (it closes them).
 	if err := alog.SetSigner(signer, c.every, c.interval, sinks...); err != nil {
 		return fmt.Errorf("audit checkpoints: %w", err)
 	}

@@ -180,7 +180,7 @@ func TestRollbackOneKeyRealDaemon(t *testing.T) {
 		t.Errorf("sign p/fine, a key nobody touched: %v", err)
 	}
 	out, code := runCtl(t, ctl, td.d.Socket, "list", "--unreadable")
-	for _, k := range []string{"ops/p/revoked", "ops/p/destroyed"} {
+	for _, k := range []string{"ops/p/revoked", "ops/p/destroyed", "ops/p/deleted"} {
 		if code != 0 || !strings.Contains(out, k) || !strings.Contains(out, "rolled back") {
 			t.Errorf("keys list --unreadable (exit %d) does not name %s as rolled back:\n%s", code, k, out)
 		}
@@ -253,6 +253,31 @@ func TestRollbackWholeStateRealDaemon(t *testing.T) {
 	}
 	// Accepted once: the next start is a normal one.
 	startTamper(t, config, state).stop()
+
+	// Without a counter the same restore starts: the documented limit.
+	plain := operatorConfig(t, "")
+	st := filepath.Join(t.TempDir(), "state")
+	td = startTamper(t, plain, st)
+	if _, err := td.c.Create(ctx, "p/k", client.CreateOptions{Algorithm: client.Ed25519}); err != nil {
+		t.Fatal(err)
+	}
+	td.stop()
+	old := filepath.Join(t.TempDir(), "old")
+	copyTree(t, st, old)
+	td = startTamper(t, plain, st)
+	if _, err := td.c.Revoke(ctx, "p/k"); err != nil {
+		t.Fatal(err)
+	}
+	td.stop()
+	if err := os.RemoveAll(st); err != nil {
+		t.Fatal(err)
+	}
+	copyTree(t, old, st)
+	td = startTamper(t, plain, st)
+	if _, err := td.c.Sign(ctx, "p/k", []byte("m")); err != nil {
+		t.Errorf("without a counter a restored state is consistent and serves (the limit docs/security.md states): %v", err)
+	}
+	td.stop()
 }
 
 // TestAuditTamperRealDaemon: every edit of a stopped daemon's audit log is
@@ -352,6 +377,7 @@ func TestAuditTamperRealDaemon(t *testing.T) {
 		{"the last three records cut off", tail, "checkpoint", "truncated"},
 		{"the log replaced by another daemon's", replaced, "signature", "replaced"},
 		{"the log deleted", nil, "", "deleted"},
+		{"the log emptied", []byte{}, "empty", "truncated"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := filepath.Join(t.TempDir(), "state")

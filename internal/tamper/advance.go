@@ -223,7 +223,18 @@ func (t *Tracker) Advance(ctx context.Context) error {
 	select {
 	case <-r.done:
 		return r.err
+	default:
+	}
+	// A round that is done wins over a ctx that ended meanwhile.
+	select {
+	case <-r.done:
+		return r.err
 	case <-ctx.Done():
+		select {
+		case <-r.done:
+			return r.err
+		default:
+		}
 		return provider.Errorf(provider.EUNAVAILABLE, "external counter advance not yet done: %w", ctx.Err())
 	}
 }

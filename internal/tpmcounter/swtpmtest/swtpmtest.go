@@ -43,6 +43,9 @@ type TPM struct {
 func Start(t testing.TB) *TPM {
 	t.Helper()
 	if _, err := exec.LookPath("swtpm"); err != nil {
+		if os.Getenv("KEYSTORED_REQUIRE_INTEROP") != "" {
+			t.Fatalf("KEYSTORED_REQUIRE_INTEROP is set (.ci/run), but swtpm is not installed: %v", err)
+		}
 		t.Skipf("swtpm not installed (%v): this test needs a software TPM (apt-get install swtpm swtpm-tools)", err)
 	}
 	// Socket paths are limited to 108 bytes: a short directory of our
