@@ -24,6 +24,18 @@
 // At start it turns core dumps off (RLIMIT_CORE 0, PR_SET_DUMPABLE 0);
 // --insecure-allow-core-dumps keeps them, for debugging only.
 //
+// Tamper evidence (docs/security.md): before serving it checks the audit
+// log against the state's signed audit index (<state>/audit-index) and
+// the external counter ([counter]: a file elsewhere or a TPM NV index),
+// verifies the checkpoints after the index's head with its own audit key
+// (keystored/audit/checkpoint, made at the first start), then signs
+// checkpoints ([audit] checkpoint_every, checkpoint_interval; copies to
+// checkpoint_file and checkpoint_syslog), checks every key the log knows
+// in the background, snapshots the index every minute, and at a clean
+// stop writes the signed stop checkpoint and marks the stop in the index.
+// A start refused for what it found (--accept-audit-log-change and
+// --accept-counter-change override, audited) writes nothing.
+//
 // Every [rotation] sweep_interval (default 10m) it sweeps: it rotates
 // the keys past their rotation period, audited as "daemon.sweep".
 //
