@@ -73,20 +73,8 @@ func TestForgeryRealDaemon(t *testing.T) {
 	ctx := context.Background()
 	counter := filepath.Join(t.TempDir(), "counter")
 	config := operatorConfig(t, "[counter]\ntype = \"file\"\npath = \""+counter+"\"\n")
-	state := filepath.Join(t.TempDir(), "state")
-	td := startTamper(t, config, state)
-	if _, err := td.c.Create(ctx, "p/k", client.CreateOptions{Algorithm: client.Ed25519}); err != nil {
-		t.Fatal(err)
-	}
-	td.stop()
-	backup := filepath.Join(t.TempDir(), "backup")
-	copyTree(t, state, backup)
-	oldMeta := readFile(t, metaPath(state, "p/k")) // generation 1, active
-	td = startTamper(t, config, state)
-	if _, err := td.c.Revoke(ctx, "p/k"); err != nil { // generation 2
-		t.Fatal(err)
-	}
-	td.stop()
+	state, backup := revokedAfterBackup(t, config)
+	oldMeta := readFile(t, metaPath(backup, "p/k")) // generation 1, active
 	logOf := func(st string) string { return filepath.Join(st, "audit", "audit.jsonl") }
 	fresh := func(t *testing.T) string {
 		st := filepath.Join(t.TempDir(), "state")

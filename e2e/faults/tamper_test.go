@@ -215,6 +215,38 @@ func runCtl(t *testing.T, ctl, socket string, args ...string) (string, int) {
 	return "", 0
 }
 
+// revokedAfterBackup runs the daemon with config on a new state: it makes
+// ops/p/k, stops, copies the whole state (the backup), starts again,
+// revokes p/k (generation 2) and stops. It returns the state and the
+// backup, whose p/k is active at generation 1.
+func revokedAfterBackup(t *testing.T, config string) (state, backup string) {
+	t.Helper()
+	ctx := context.Background()
+	state = filepath.Join(t.TempDir(), "state")
+	td := startTamper(t, config, state)
+	if _, err := td.c.Create(ctx, "p/k", client.CreateOptions{Algorithm: client.Ed25519}); err != nil {
+		t.Fatal(err)
+	}
+	td.stop()
+	backup = filepath.Join(t.TempDir(), "backup")
+	copyTree(t, state, backup)
+	td = startTamper(t, config, state)
+	if _, err := td.c.Revoke(ctx, "p/k"); err != nil {
+		t.Fatal(err)
+	}
+	td.stop()
+	return state, backup
+}
+
+// restoreWhole replaces the state directory with the backup.
+func restoreWhole(t *testing.T, state, backup string) {
+	t.Helper()
+	if err := os.RemoveAll(state); err != nil {
+		t.Fatal(err)
+	}
+	copyTree(t, backup, state)
+}
+
 // TestRollbackWholeStateRealDaemon: the whole state directory, audit log
 // included, put back from a copy taken while the daemon was stopped, is
 // refused at start when an external counter is configured (the counter
@@ -225,28 +257,11 @@ func TestRollbackWholeStateRealDaemon(t *testing.T) {
 	ctx := context.Background()
 	counter := filepath.Join(t.TempDir(), "counter")
 	config := operatorConfig(t, "[counter]\ntype = \"file\"\npath = \""+counter+"\"\n")
-	state := filepath.Join(t.TempDir(), "state")
-	td := startTamper(t, config, state)
-	if _, err := td.c.Create(ctx, "p/k", client.CreateOptions{Algorithm: client.Ed25519}); err != nil {
-		t.Fatal(err)
-	}
-	td.stop()
-	backup := filepath.Join(t.TempDir(), "backup")
-	copyTree(t, state, backup)
-
-	td = startTamper(t, config, state)
-	if _, err := td.c.Revoke(ctx, "p/k"); err != nil {
-		t.Fatal(err)
-	}
-	td.stop()
-
-	if err := os.RemoveAll(state); err != nil {
-		t.Fatal(err)
-	}
-	copyTree(t, backup, state)
+	state, backup := revokedAfterBackup(t, config)
+	restoreWhole(t, state, backup)
 	startRefused(t, config, state, "older than the external counter")
 
-	td = startTamper(t, config, state, "--accept-counter-change")
+	td := startTamper(t, config, state, "--accept-counter-change")
 	td.stop()
 	if log := string(readFile(t, filepath.Join(state, "audit", "audit.jsonl"))); !strings.Contains(log, `"op":"audit.override"`) {
 		t.Error("the accepted counter change is not in the audit log")
@@ -256,23 +271,8 @@ func TestRollbackWholeStateRealDaemon(t *testing.T) {
 
 	// Without a counter the same restore starts: the documented limit.
 	plain := operatorConfig(t, "")
-	st := filepath.Join(t.TempDir(), "state")
-	td = startTamper(t, plain, st)
-	if _, err := td.c.Create(ctx, "p/k", client.CreateOptions{Algorithm: client.Ed25519}); err != nil {
-		t.Fatal(err)
-	}
-	td.stop()
-	old := filepath.Join(t.TempDir(), "old")
-	copyTree(t, st, old)
-	td = startTamper(t, plain, st)
-	if _, err := td.c.Revoke(ctx, "p/k"); err != nil {
-		t.Fatal(err)
-	}
-	td.stop()
-	if err := os.RemoveAll(st); err != nil {
-		t.Fatal(err)
-	}
-	copyTree(t, old, st)
+	st, old := revokedAfterBackup(t, plain)
+	restoreWhole(t, st, old)
 	td = startTamper(t, plain, st)
 	if _, err := td.c.Sign(ctx, "p/k", []byte("m")); err != nil {
 		t.Errorf("without a counter a restored state is consistent and serves (the limit docs/security.md states): %v", err)

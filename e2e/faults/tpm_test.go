@@ -2,12 +2,10 @@ package faults
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/nexus-os/keystored/client"
 	"github.com/nexus-os/keystored/internal/tpmcounter/swtpmtest"
 )
 
@@ -35,31 +33,14 @@ func TestRollbackWholeStateTPMRealDaemon(t *testing.T) {
 	ctx := context.Background()
 	s := swtpmtest.Start(t)
 	config := tpmConfig(t, s)
-	state := filepath.Join(t.TempDir(), "state")
-	td := startTamper(t, config, state)
-	if _, err := td.c.Create(ctx, "p/k", client.CreateOptions{Algorithm: client.Ed25519}); err != nil {
-		t.Fatal(err)
-	}
-	td.stop()
-	backup := filepath.Join(t.TempDir(), "backup")
-	copyTree(t, state, backup)
-
-	td = startTamper(t, config, state)
-	if _, err := td.c.Revoke(ctx, "p/k"); err != nil {
-		t.Fatal(err)
-	}
-	td.stop()
-
-	if err := os.RemoveAll(state); err != nil {
-		t.Fatal(err)
-	}
-	copyTree(t, backup, state)
+	state, backup := revokedAfterBackup(t, config)
+	restoreWhole(t, state, backup)
 	startRefused(t, config, state, "older than the external counter")
 	if n := auditOverrides(t, state); n != 0 {
 		t.Fatalf("%d audit.override records before any override", n)
 	}
 
-	td = startTamper(t, config, state, "--accept-counter-change")
+	td := startTamper(t, config, state, "--accept-counter-change")
 	td.stop()
 	if n := auditOverrides(t, state); n != 1 {
 		t.Fatalf("%d audit.override records after --accept-counter-change, want 1", n)

@@ -104,3 +104,17 @@ func Error(q string, err error) error {
 	}
 	return provider.Errorf(provider.EIO, "%s cannot be read: %w", q, err)
 }
+
+// SyncDir fsyncs the directory dir, so that a name just created, renamed
+// or removed in it is durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -315,22 +315,10 @@ func writeDurable(path, what string, data []byte) error {
 		}
 		return provider.Errorf(provider.EIO, "write %s: %w", q, err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := privfile.SyncDir(dir); err != nil {
 		return provider.Errorf(provider.EIO, "write %s: fsync directory: %w", q, err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // removeTemps removes temporary files writeDurable left for path after a

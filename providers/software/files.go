@@ -78,7 +78,7 @@ func createExclusive(path, what string, data []byte) (bool, error) {
 	if !created {
 		return false, nil
 	}
-	if err := syncDir(dir); err != nil {
+	if err := privfile.SyncDir(dir); err != nil {
 		return false, provider.Errorf(provider.EIO, "cannot sync the directory of %s: %w", q, err)
 	}
 	return true, nil
@@ -111,17 +111,4 @@ func globEscape(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
-}
-
-// syncDir fsyncs a directory so that a new name in it is durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/core/secret"
+	"github.com/nexus-os/keystored/internal/privfile"
 	"github.com/nexus-os/keystored/providers/internal/softkey"
 )
 
@@ -120,7 +121,7 @@ func (p *fileProvider) CommitKEKRotation(ctx context.Context) error {
 			return provider.Errorf(provider.EIO, "next KEK file %q is gone and %s does not hold the pending KEK %s; restore it from its backup", next, q, keks[0])
 		}
 	}
-	if err := syncDir(filepath.Dir(p.path)); err != nil {
+	if err := privfile.SyncDir(filepath.Dir(p.path)); err != nil {
 		return provider.Errorf(provider.EIO, "cannot sync the directory of %s: %w", q, err)
 	}
 	p.Engine.DropOldKEKs()
