@@ -676,3 +676,28 @@ func (l *Log) removeSegments(p *prunePlan) (removed bool, err error) {
 	l.sealed = l.sealed[n:]
 	return true, nil
 }
+
+// LogExists reports whether the log at path has its current file or a
+// sealed segment: what a start that would make a fresh chain must check
+// first (internal/tamper refuses a log the state last saw that is gone).
+func LogExists(path string) (bool, error) {
+	dir, base, err := splitPath(path)
+	if err != nil {
+		return false, err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		return false, provider.Errorf(provider.EIO, "list audit directory %s: %w", dir, err)
+	}
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		if e.Name() == base {
+			return true, nil
+		}
+		names = append(names, e.Name())
+	}
+	return len(sealedIn(base, names)) > 0, nil
+}

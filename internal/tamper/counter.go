@@ -72,6 +72,10 @@ func OpenFileCounter(path string) (*FileCounter, error) {
 	if !fi.IsDir() {
 		return nil, provider.Errorf(provider.EINVAL, "counter file %q: %s is not a directory", path, filepath.Dir(path))
 	}
+	// Temporary files a crash left beside it (an increment cut short).
+	if err := removeTemps(filepath.Clean(path)); err != nil {
+		return nil, err
+	}
 	return &FileCounter{path: filepath.Clean(path)}, nil
 }
 
@@ -147,12 +151,7 @@ func (c *FileCounter) Increment(context.Context) (uint64, error) {
 func (c *FileCounter) Create(context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, err := os.Lstat(c.path); err == nil {
-		return provider.Errorf(provider.EALREADY, "counter file %s exists", c.path)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return privfile.Error("counter file", err)
-	}
-	return writeDurable(c.path, "counter file", encodeCounter(0))
+	return createDurable(c.path, "counter file", encodeCounter(0))
 }
 
 // Close does nothing: the file is opened at each use.

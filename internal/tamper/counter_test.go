@@ -427,3 +427,38 @@ func TestAdvanceWithoutCounterDoesNothing(t *testing.T) {
 		t.Errorf("counter records without a counter: %+v", got)
 	}
 }
+
+// Create never replaces a counter file that appeared meanwhile, and a
+// temporary file a crash left beside the counter is removed when it is
+// opened.
+func TestFileCounterCreateExclusive(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "counter")
+	c, err := tamper.OpenFileCounter(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Increment(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	err = c.Create(context.Background())
+	if code, _ := provider.CodeOf(err); code != provider.EALREADY {
+		t.Fatalf("Create over an existing counter: %v, want EALREADY", err)
+	}
+	if v, err := c.Read(context.Background()); err != nil || v != 1 {
+		t.Fatalf("counter %d, %v after a refused Create, want 1", v, err)
+	}
+	tmp := filepath.Join(dir, ".counter.tmp-123")
+	if err := os.WriteFile(tmp, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tamper.OpenFileCounter(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(tmp); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("leftover temporary file: %v", err)
+	}
+}

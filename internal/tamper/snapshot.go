@@ -289,6 +289,17 @@ func writeSnapshot(path string, b *snapshotBody) error {
 // fsync, rename, directory fsync. The temporary file is removed on
 // failure.
 func writeDurable(path, what string, data []byte) error {
+	return putDurable(path, what, data, false)
+}
+
+// createDurable is writeDurable that never replaces: EALREADY when path
+// exists (the temporary file is linked to path, which fails if it
+// exists, then removed).
+func createDurable(path, what string, data []byte) error {
+	return putDurable(path, what, data, true)
+}
+
+func putDurable(path, what string, data []byte, exclusive bool) error {
 	q := what + " " + path
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
@@ -306,12 +317,21 @@ func writeDurable(path, what string, data []byte) error {
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
+	switch {
+	case err != nil:
+	case exclusive:
+		if err = os.Link(name, path); err == nil {
+			err = os.Remove(name)
+		}
+	default:
 		err = os.Rename(name, path)
 	}
 	if err != nil {
 		if rerr := os.Remove(name); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 			err = errors.Join(err, rerr)
+		}
+		if errors.Is(err, fs.ErrExist) {
+			return provider.Errorf(provider.EALREADY, "write %s: it exists", q)
 		}
 		return provider.Errorf(provider.EIO, "write %s: %w", q, err)
 	}

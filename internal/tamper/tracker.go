@@ -190,7 +190,7 @@ func Open(ctx context.Context, o Options) (*Tracker, error) {
 		}
 	}
 	if S.Seq > 0 {
-		present, err := logPresent(o.LogPath)
+		present, err := audit.LogExists(o.LogPath)
 		if err != nil {
 			return nil, err
 		}
@@ -380,33 +380,6 @@ func (t *Tracker) verifyCheckpoints(ctx context.Context, key ed25519.PublicKey) 
 		return provider.Errorf(provider.EIO, "%w: %v: the log after the last snapshot was rewritten; restore it, or accept it with %s (audited)", ErrLogForged, problem, logFlag)
 	}
 	return t.note(ctx, OpOverride, "", 0, "log change accepted (checkpoint signature invalid): "+problem.Error())
-}
-
-// logPresent reports whether the log at path has its current file or a
-// sealed segment (<stem>-<20 digits><ext>).
-func logPresent(path string) (bool, error) {
-	dir, base := filepath.Dir(path), filepath.Base(path)
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return false, nil
-		}
-		return false, provider.Errorf(provider.EIO, "list audit directory %s: %w", dir, err)
-	}
-	ext := filepath.Ext(base)
-	stem := strings.TrimSuffix(base, ext)
-	for _, e := range entries {
-		n := e.Name()
-		if n == base {
-			return true, nil
-		}
-		if d, ok := strings.CutPrefix(n, stem+"-"); ok {
-			if d, ok = strings.CutSuffix(d, ext); ok && len(d) == 20 && strings.Trim(d, "0123456789") == "" {
-				return true, nil
-			}
-		}
-	}
-	return false, nil
 }
 
 // walked is the outcome of reading the log against a snapshot.
