@@ -210,7 +210,9 @@ func (k *Keystore) CheckKey(ctx context.Context, id KeyID) error {
 // the key's refusal. Keys the log proves older than it says (ErrRolledBack)
 // are not adopted: accepting a log is not accepting a rollback. It returns
 // the IDs adopted. Call it before serving.
-func (k *Keystore) AdoptGenerations(ctx context.Context) ([]KeyID, error) {
+//
+// Only keys for which adopt returns true are adopted (nil: all).
+func (k *Keystore) AdoptGenerations(ctx context.Context, adopt func(id string) bool) ([]KeyID, error) {
 	if k.gens == nil {
 		return nil, nil
 	}
@@ -236,6 +238,9 @@ func (k *Keystore) AdoptGenerations(ctx context.Context) ([]KeyID, error) {
 				}
 				if err := provider.CheckContext(ctx); err != nil {
 					return adopted, err
+				}
+				if adopt != nil && !adopt(id.String()) {
+					continue
 				}
 				ok, err := k.adoptGeneration(ctx, id)
 				if err != nil {

@@ -698,7 +698,7 @@ func TestAdoptGenerations(t *testing.T) {
 	e2 := e.restart(t, g)
 	_, err := e2.ks.Get(ctx, appA, newer)
 	wantRefused(t, "before adoption", err, core.ErrNotInLog, newer)
-	adopted, err := e2.ks.AdoptGenerations(ctx)
+	adopted, err := e2.ks.AdoptGenerations(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -274,19 +274,12 @@ func (c *call) recordLocked(code provider.Code, detail string) audit.Record {
 }
 
 // appendIntent writes a change's intent record durably (fsynced before
-// it returns) and then advances the external counter, if any. A
-// cancelled request is still audited.
+// it returns). A cancelled request is still audited.
 func (s *Server) appendIntent(ctx context.Context, rec audit.Record) (audit.Record, error) {
 	r, err := s.audit.AppendSync(context.WithoutCancel(ctx), rec)
 	if err != nil {
 		s.log.Error("audit record not written; change refused", "op", rec.Op, "key", rec.Key, "uid", rec.Caller.UID, "err", err)
 		return audit.Record{}, err
-	}
-	if s.advance != nil {
-		if err := s.advance(context.WithoutCancel(ctx)); err != nil {
-			s.log.Error("external counter not advanced; change refused", "op", rec.Op, "key", rec.Key, "err", err)
-			return audit.Record{}, err
-		}
 	}
 	return r, nil
 }
@@ -374,7 +367,19 @@ func (s *coreSink) Record(ctx context.Context, e core.Event) error {
 // Note implements core.AuditSink: a record of its own ("keys.applied",
 // "keys.rollback-detected", with the key's generation), never folded into
 // the request's. A cancelled request's note is still written.
+//
+// After a change's keys.applied note the external counter, if any,
+// advances (Config.Advance): its signed record then covers the note, so
+// a log cut back to before the note no longer matches the counter.
 func (s *coreSink) Note(ctx context.Context, e core.Event) error {
-	_, err := s.log.Append(context.WithoutCancel(ctx), intentRecord(e, s.clock))
-	return err
+	if _, err := s.log.Append(context.WithoutCancel(ctx), intentRecord(e, s.clock)); err != nil {
+		return err
+	}
+	if e.Op == core.OpApplied && s.s.advance != nil {
+		if err := s.s.advance(context.WithoutCancel(ctx)); err != nil {
+			s.s.log.Error("external counter not advanced after a change", "key", e.Key, "gen", e.Gen, "err", err)
+			return err
+		}
+	}
+	return nil
 }

@@ -55,10 +55,10 @@ type Config struct {
 	// newer than it (docs/security.md, "Rollback detection"). nil: no
 	// check.
 	Generations core.Generations
-	// Advance, when set, is called after a lifecycle change's intent
-	// record is durable and before the change is made: the daemon
-	// advances its external monotonic counter there. An error refuses
-	// the change.
+	// Advance, when set, is called after a lifecycle change was made and
+	// its keys.applied record written, before the reply: the daemon
+	// advances its external monotonic counter there. An error fails the
+	// call with EIO (the change stays, as when the applied record fails).
 	Advance func(ctx context.Context) error
 }
 

@@ -75,6 +75,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -381,14 +382,13 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	if err != nil {
 		return stateRefused(o.state, err)
 	}
+	ownKey := func(id string) bool { return strings.HasPrefix(id, core.ReservedApp+"/") }
 	if o.acceptLogChange {
-		// The accepted log may lack the history of keys newer than it:
-		// their generations are taken into it (keys.adopted records).
-		adopted, err := srv.Keystore().AdoptGenerations(ctx)
-		if err != nil {
+		// The accepted log may lack the history of the daemon's own audit
+		// key, which the checks below need: it is taken in first.
+		if _, err := srv.Keystore().AdoptGenerations(ctx, ownKey); err != nil {
 			return fmt.Errorf("accepting the audit log change: %w", err)
 		}
-		logger.Warn("audit log change accepted; key generations the log lacked are taken into it", "keys", len(adopted))
 	}
 	sinks, err := openSinks(cfg.checkpoints, o.state)
 	if err != nil {
@@ -398,6 +398,16 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 		return err
 	}
 	started = true
+	if o.acceptLogChange {
+		// Then the callers' keys newer than the accepted log, those the
+		// verified old index did not know (tamper.Tracker.Adoptable):
+		// keys.adopted records, before anything is served.
+		adopted, err := srv.Keystore().AdoptGenerations(ctx, func(id string) bool { return !ownKey(id) && tr.Adoptable(id) })
+		if err != nil {
+			return fmt.Errorf("accepting the audit log change: %w", err)
+		}
+		logger.Warn("audit log change accepted; key generations the log lacked are taken into it", "keys", len(adopted))
+	}
 	bgCtx, stopBackground := context.WithCancel(ctx)
 	bgDone := make(chan struct{}, 2)
 	go func() {

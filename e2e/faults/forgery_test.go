@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -121,6 +122,65 @@ func TestForgeryRealDaemon(t *testing.T) {
 			return regexp.MustCompile(`"generation":\d+,?`).ReplaceAllString(b, "")
 		})
 		startRefused(t, config, st, "holds keys")
+	})
+	// --accept-audit-log-change does not launder: the verified old index
+	// keeps what it knew, and an index the key did not sign adopts nothing.
+	acceptBoth := []string{"--accept-audit-log-change", "--accept-counter-change"}
+	signRefused := func(t *testing.T, st string) {
+		t.Helper()
+		// A counter of its own (missing: accepted as replaced), so that
+		// the other cases' counter is left alone.
+		own := operatorConfig(t, "[counter]\ntype = \"file\"\npath = \""+filepath.Join(t.TempDir(), "counter")+"\"\n")
+		td := startTamper(t, own, st, acceptBoth...)
+		if _, err := td.c.Sign(ctx, "p/k", []byte("m")); !errors.Is(err, client.ErrIO) {
+			t.Errorf("sign of the revoked key after an accepted log change: %v, want EIO", err)
+		}
+		td.stop()
+	}
+	t.Run("the log deleted, a newer meta.json forged, the change accepted", func(t *testing.T) {
+		st := fresh(t)
+		if err := os.RemoveAll(filepath.Join(st, "audit")); err != nil {
+			t.Fatal(err)
+		}
+		rechecksum(t, metaPath(st, "p/k"), "meta", "keystore/ops/p/k/meta.json", func(b string) string {
+			return strings.Replace(b, `"generation":1`, `"generation":3`, 1)
+		})
+		signRefused(t, st)
+	})
+	t.Run("the log deleted, the index edited to forget the key, the change accepted", func(t *testing.T) {
+		st := fresh(t)
+		if err := os.RemoveAll(filepath.Join(st, "audit")); err != nil {
+			t.Fatal(err)
+		}
+		rechecksum(t, filepath.Join(st, "audit-index"), "audit-index", "audit-index", func(b string) string {
+			return regexp.MustCompile(`\{"id":"ops/p/k","gen":\d+,"seq":\d+,"applied":(true|false)\},?`).ReplaceAllString(b, "")
+		})
+		signRefused(t, st)
+	})
+	t.Run("after a kill, the revoke's applied record cut and the old meta.json restored", func(t *testing.T) {
+		own := operatorConfig(t, "[counter]\ntype = \"file\"\npath = \""+filepath.Join(t.TempDir(), "counter")+"\"\n")
+		st := filepath.Join(t.TempDir(), "state")
+		td := startTamper(t, own, st)
+		if _, err := td.c.Create(ctx, "p/k3", client.CreateOptions{Algorithm: client.Ed25519}); err != nil {
+			t.Fatal(err)
+		}
+		active := readFile(t, metaPath(st, "p/k3"))
+		if _, err := td.c.Revoke(ctx, "p/k3"); err != nil {
+			t.Fatal(err)
+		}
+		if err := td.c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		td.d.Kill()
+		// Cut the log right before the revoke's keys.applied record (and
+		// so the counter record and checkpoint after it): what is left
+		// looks like a crash between the revoke's intent and its write.
+		data := readFile(t, logOf(st))
+		cut := bytes.Index(data, lineWith(t, logOf(st), `"op":"keys.applied"`, `"key":"ops/p/k3"`, `"gen":2`))
+		writeFile(t, logOf(st), data[:cut])
+		writeFile(t, metaPath(st, "p/k3"), active)
+		// The counter moved after the applied record: it is ahead.
+		startRefused(t, own, st, "older than the external counter")
 	})
 	t.Run("the whole state restored, a counter record forged to match", func(t *testing.T) {
 		// A backup of a state whose daemon was killed (no clean stop:

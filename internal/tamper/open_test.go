@@ -535,3 +535,34 @@ func TestOpenRefusesKeysWithoutAnIndex(t *testing.T) {
 	o.AcceptLogChange = true
 	e.mustOpen(o)
 }
+
+// An older index (validly signed and anchored, its head still in the log)
+// put back after a clean stop does not hide records appended after the
+// stop: the stop checkpoint in the tail marks them.
+func TestOldIndexReplayedAfterACleanStop(t *testing.T) {
+	e := newEnv(t)
+	tr := e.mustOpen(e.options())
+	appendVia(t, tr, intent("keys.create", "a/p/k", 1), applied("a/p/k", 1))
+	if err := tr.SnapshotNow(); err != nil {
+		t.Fatal(err)
+	}
+	idxPath := filepath.Join(e.state, tamper.SnapshotName)
+	old, err := os.ReadFile(idxPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendVia(t, tr, intent("keys.revoke", "a/p/k", 2), applied("a/p/k", 2))
+	if err := tr.SnapshotNow(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.log.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Stopped(e.log.Checkpoint()); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, idxPath, old)
+	e.appendRaw(intent("keys.set-policy", "a/p/k", 3), applied("a/p/k", 3))
+	_, err = e.open(e.options())
+	wantErr(t, err, tamper.ErrLogAppended, provider.EIO, "follows the daemon's stop checkpoint", "--accept-audit-log-change")
+}

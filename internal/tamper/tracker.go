@@ -125,6 +125,11 @@ type Tracker struct {
 	verified bool
 	// counting: Start applied the counter's rules; Advance works.
 	counting atomic.Bool
+	// old is the index an accepted log change started from (nil: none);
+	// oldUnusable says it could not be trusted (unreadable, unanchored, or
+	// not signed by the key): then no key is adopted.
+	old         *Index
+	oldUnusable bool
 	// signedCounter is the counter value the key vouches for at start:
 	// the snapshot's, or that of the last counter record a checkpoint
 	// after it covers (has: there is one).
@@ -166,6 +171,9 @@ func Open(ctx context.Context, o Options) (*Tracker, error) {
 	}
 	accept := o.AcceptLogChange
 	var accepted []string // what the log override accepts
+	// oldUnusable: an index was there but cannot be trusted (unreadable,
+	// not anchored): an accepted change then adopts nothing.
+	oldUnusable := false
 	snap, err := LoadSnapshot(snapPath)
 	switch {
 	case err == nil:
@@ -173,6 +181,7 @@ func Open(ctx context.Context, o Options) (*Tracker, error) {
 		snap = nil
 	case accept:
 		snap = nil
+		oldUnusable = true
 		accepted = append(accepted, "index unreadable")
 	default:
 		return nil, provider.Errorf(provider.EIO, "%w: %v; the daemon refuses to guess what the audit log said about its keys (%s rebuilds the index from the log, audited)", ErrIndexCorrupt, err, logFlag)
@@ -186,6 +195,7 @@ func Open(ctx context.Context, o Options) (*Tracker, error) {
 			}
 			accepted = append(accepted, "index not anchored")
 			snap = nil
+			oldUnusable = true
 			S = audit.Checkpoint{}
 		}
 	}
@@ -266,18 +276,28 @@ func Open(ctx context.Context, o Options) (*Tracker, error) {
 	default:
 		idx = w.inc
 	}
+	if w.appended != "" && !accept {
+		return fail(provider.Errorf(provider.EIO, "%w: %s: records were appended while no daemon ran (forged), or the log is not the one the state directory was written with; accept them with %s (audited)",
+			ErrLogAppended, w.appended, logFlag))
+	}
 	if p := idx.inconsistency(); p != "" && !accept {
 		return fail(provider.Errorf(provider.EIO, "%w: %s: records forged into the log to change what it says about a key; restore the log, or accept it with %s (audited)", ErrLogForged, p, logFlag))
 	}
 	if accept && snap != nil {
 		// The old index still says what the lost log said: a key's
-		// generation never goes back because its history was lost.
+		// generation never goes back because its history was lost. (Its
+		// signature is checked once the key is loaded, by Verify; only a
+		// verified one lets keys be adopted.)
 		idx.raiseTo(snap)
 	}
 	if got, want := lg.SetObserver(idx.Observe), idx.Head(); got != want {
 		return fail(provider.Errorf(provider.EIO, "audit log head moved while the index was read (read through %s, log at %s): records were appended during tamper.Open", want, got))
 	}
-	t := &Tracker{o: o, log: lg, idx: idx, snapPath: snapPath, clock: clock, checkpoints: w.checkpoints, signedCounter: w.signedCounter}
+	t := &Tracker{o: o, log: lg, idx: idx, snapPath: snapPath, clock: clock, checkpoints: w.checkpoints, signedCounter: w.signedCounter,
+		oldUnusable: oldUnusable}
+	if accept {
+		t.old = snap
+	}
 	if snap != nil && !accept {
 		t.loaded = snap
 		if snap.stopped != nil {
@@ -335,6 +355,14 @@ func (t *Tracker) Verify(ctx context.Context, pub ed25519.PublicKey) error {
 }
 
 func (t *Tracker) verify(ctx context.Context, pub ed25519.PublicKey) error {
+	if o := t.old; o != nil && o.head.Seq > 0 && !(len(o.sig) == ed25519.SignatureSize && ed25519.Verify(pub, o.signedMsg, o.sig)) {
+		// Accepting a log change: an old index the key did not sign
+		// cannot say which keys are new to the log.
+		t.oldUnusable = true
+		if err := t.note(ctx, OpOverride, "", 0, "log change accepted: the old audit index is not signed by the daemon's audit key; no key generation is adopted"); err != nil {
+			return err
+		}
+	}
 	if l := t.loaded; l != nil && l.head.Seq > 0 {
 		if len(l.sig) != ed25519.SignatureSize || !ed25519.Verify(pub, l.signedMsg, l.sig) {
 			// Open required an anchor (unless accepting): a snapshot
@@ -351,6 +379,23 @@ func (t *Tracker) verify(ctx context.Context, pub ed25519.PublicKey) error {
 		return t.startCounter(ctx, false)
 	}
 	return nil
+}
+
+// Adoptable reports whether an accepted log change may take key id's
+// stored generation into the log (core.Keystore.AdoptGenerations): only
+// when the index the change started from, if any, was verified with the
+// key (Verify) and does not know the key — a key it knows keeps the
+// generation it knew, so a meta.json from before or after is refused.
+// Without an accepted change it is false.
+func (t *Tracker) Adoptable(id string) bool {
+	if !t.o.AcceptLogChange || t.oldUnusable || !t.verified {
+		return false
+	}
+	if t.old == nil {
+		return true
+	}
+	_, _, known := t.old.Expected(id)
+	return !known
 }
 
 // verifyCheckpoints checks, with the daemon's checkpoint key, every signed
@@ -394,8 +439,23 @@ type walked struct {
 	// checkpoints are the checkpoint records after the snapshot's head,
 	// the newest maxTailCheckpoints of them.
 	checkpoints []audit.Record
+	// appended says which record follows a stop checkpoint with no start
+	// checkpoint between: written while no daemon ran ("" if none).
+	appended string
 	// signedCounter: the counter value vouched for (see Tracker).
 	signedCounter signedValue
+}
+
+// allowedAfterStop reports whether a record of op may come between a stop
+// checkpoint and the next start's: what a starting daemon writes before
+// it signs (the log's own notes, an operator's override and its
+// adoptions, a key refused while the daemon opens).
+func allowedAfterStop(op string) bool {
+	switch op {
+	case OpOverride, OpAdopted, audit.OpRecoveredTornTail, audit.OpSegmentPruned, "keys.rollback-detected":
+		return true
+	}
+	return false
 }
 
 // signedValue is a counter value and whether there is one.
@@ -460,10 +520,23 @@ func walkLog(path string, snap *Index, full bool) (walked, error) {
 			w.signedCounter = signedValue{snap.counter, true}
 		}
 		var pending signedValue // the last counter record no checkpoint covers yet
+		afterStop := false      // a stop checkpoint and no start checkpoint since
 		walk := func(r audit.Record) error {
 			if r.Seq > S.Seq {
+				reason := ""
+				if r.Op == audit.OpCheckpoint {
+					reason, _, _ = strings.Cut(r.Detail, " ")
+				}
+				if reason == "start" {
+					afterStop = false
+				} else if afterStop && !allowedAfterStop(r.Op) && w.appended == "" {
+					w.appended = "a " + r.Op + " record (seq " + strconv.FormatUint(r.Seq, 10) + ") follows the daemon's stop checkpoint before any start"
+				}
 				switch r.Op {
 				case audit.OpCheckpoint:
+					if reason == "stop" {
+						afterStop = true
+					}
 					if len(w.checkpoints) == maxTailCheckpoints {
 						w.checkpoints = append(w.checkpoints[:0], w.checkpoints[1:]...)
 					}
