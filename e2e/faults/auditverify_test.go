@@ -88,19 +88,9 @@ func TestAuditVerifyCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := bytes.SplitAfter(orig, []byte("\n"))
-	lines = lines[:len(lines)-1] // after the last newline
-	if len(lines) < 16 {
-		t.Fatalf("the log has %d records, want at least 16", len(lines))
-	}
-	join := func(ls ...[]byte) []byte { return bytes.Join(ls, nil) }
-	cut := func(i int) []byte { return bytes.TrimSuffix(lines[i], []byte("\n")) }
-	without := func(i int) [][]byte { return append(append([][]byte{}, lines[:i]...), lines[i+1:]...) }
-
-	swapped := append([][]byte{}, lines...)
-	swapped[5], swapped[6] = swapped[6], swapped[5]
-	edited := bytes.Clone(orig)
-	edited[len(join(lines[:9]...))+20] ^= 1
+	lines := splitLog(t, orig, 16)
+	cut := lines.record
+	edited := lines.flipped(9, 20)
 	forged := forge(t, cut(3), 8, hashOf(t, cut(6)))
 
 	for _, tc := range []struct {
@@ -109,8 +99,8 @@ func TestAuditVerifyCLI(t *testing.T) {
 		line int // first bad line, 1-based
 	}{
 		{"one byte of record 10 edited", edited, 10},
-		{"record 4 deleted", join(without(3)...), 4},
-		{"records 6 and 7 swapped", join(swapped...), 6},
+		{"record 4 deleted", lines.without(3), 4},
+		{"records 6 and 7 swapped", lines.swapped(5), 6},
 		{"a copy of record 2 inserted as line 9", join(join(lines[:8]...), lines[1], join(lines[8:]...)), 9},
 		{"a forged record with its own hash inserted as line 8", join(join(lines[:7]...), forged, []byte("\n"), join(lines[7:]...)), 9},
 		{"the last line cut short", orig[:len(orig)-10], len(lines)},

@@ -374,3 +374,44 @@ func readsWork(t *testing.T, c *client.Client, fx fixture) {
 		t.Errorf("get %s: %v, want ErrNotFound (the refused import made it)", keyImpNew, err)
 	}
 }
+
+// logLines is an audit log's content cut into its lines (each with its
+// newline), with the edits the tamper tests make of it.
+type logLines [][]byte
+
+// splitLog splits a log's content into its lines; it fails t unless
+// there are at least min.
+func splitLog(t *testing.T, data []byte, min int) logLines {
+	t.Helper()
+	ls := bytes.SplitAfter(data, []byte("\n"))
+	ls = ls[:len(ls)-1] // after the last newline
+	if len(ls) < min {
+		t.Fatalf("the log has %d records, want at least %d", len(ls), min)
+	}
+	return ls
+}
+
+// join concatenates lines.
+func join(ls ...[]byte) []byte { return bytes.Join(ls, nil) }
+
+// record is line i without its newline.
+func (l logLines) record(i int) []byte { return bytes.TrimSuffix(l[i], []byte("\n")) }
+
+// without is the log with line i deleted.
+func (l logLines) without(i int) []byte {
+	return join(join(l[:i]...), join(l[i+1:]...))
+}
+
+// swapped is the log with lines i and i+1 swapped.
+func (l logLines) swapped(i int) []byte {
+	s := append(logLines{}, l...)
+	s[i], s[i+1] = s[i+1], s[i]
+	return join(s...)
+}
+
+// flipped is the log with one bit of byte off of line i flipped.
+func (l logLines) flipped(i, off int) []byte {
+	out := join(l...)
+	out[len(join(l[:i]...))+off] ^= 1
+	return out
+}

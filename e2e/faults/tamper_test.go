@@ -311,18 +311,9 @@ func TestAuditTamperRealDaemon(t *testing.T) {
 	}
 	logPath := filepath.Join(state, "audit", "audit.jsonl")
 	orig := readFile(t, logPath)
-	lines := bytes.SplitAfter(orig, []byte("\n"))
-	lines = lines[:len(lines)-1]
-	if len(lines) < 20 {
-		t.Fatalf("the log has %d records, want at least 20", len(lines))
-	}
-	join := func(ls ...[]byte) []byte { return bytes.Join(ls, nil) }
-	cut := func(i int) []byte { return bytes.TrimSuffix(lines[i], []byte("\n")) }
-	without := func(i int) [][]byte { return append(append([][]byte{}, lines[:i]...), lines[i+1:]...) }
-	swapped := append([][]byte{}, lines...)
-	swapped[5], swapped[6] = swapped[6], swapped[5]
-	edited := bytes.Clone(orig)
-	edited[len(join(lines[:4]...))+20] ^= 1
+	lines := splitLog(t, orig, 20)
+	cut := lines.record
+	edited := lines.flipped(4, 20)
 	// A forger who knows the format: records appended after the last one
 	// with their hashes recomputed, and a whole log rewritten (one field
 	// changed in record 3, every later record re-chained).
@@ -369,8 +360,8 @@ func TestAuditTamperRealDaemon(t *testing.T) {
 		start  string // what the refused start says
 	}{
 		{"one byte of record 5 flipped", edited, `"line":5`, "audit log"},
-		{"record 4 deleted", join(without(3)...), `"line":4`, "audit log"},
-		{"records 6 and 7 swapped", join(swapped...), `"line":6`, "audit log"},
+		{"record 4 deleted", lines.without(3), `"line":4`, "audit log"},
+		{"records 6 and 7 swapped", lines.swapped(5), `"line":6`, "audit log"},
 		{"a copy of record 2 inserted as line 9", join(join(lines[:8]...), lines[1], join(lines[8:]...)), `"line":9`, "audit log"},
 		{"forged records appended with recomputed hashes", appended, "after the last signed checkpoint", "appended"},
 		{"the whole log rewritten with a recomputed chain", rewritten, "signature", "replaced"},
