@@ -327,7 +327,7 @@ func TestOpenRefusesRecordsAfterACleanStop(t *testing.T) {
 	// Forged: a record appended with a valid chain while nothing ran.
 	e.appendRaw(intent("keys.revoke", "a/p/k", 2))
 	_, err = e.open(e.options())
-	wantErr(t, err, tamper.ErrLogAppended, provider.EIO, "1 records follow seq", "--accept-audit-log-change")
+	wantErr(t, err, tamper.ErrLogAppended, provider.EIO, "a keys.revoke record", "follows the daemon's stop checkpoint", "--accept-audit-log-change")
 
 	o := e.options()
 	o.AcceptLogChange = true
@@ -565,4 +565,24 @@ func TestOldIndexReplayedAfterACleanStop(t *testing.T) {
 	e.appendRaw(intent("keys.set-policy", "a/p/k", 3), applied("a/p/k", 3))
 	_, err = e.open(e.options())
 	wantErr(t, err, tamper.ErrLogAppended, provider.EIO, "follows the daemon's stop checkpoint", "--accept-audit-log-change")
+}
+
+// What a start that failed before signing leaves after a clean stop (a
+// key's refusal note) is no forgery: the next start is not refused.
+func TestRefusalNoteAfterACleanStopIsAllowed(t *testing.T) {
+	e := newEnv(t)
+	tr := e.mustOpen(e.options())
+	appendVia(t, tr, intent("keys.create", "a/p/k", 1), applied("a/p/k", 1))
+	if err := tr.SnapshotNow(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.log.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Stopped(e.log.Checkpoint()); err != nil {
+		t.Fatal(err)
+	}
+	e.appendRaw(rec("keys.rollback-detected", "a/p/k", 0, "EIO"))
+	tr = e.mustOpen(e.options())
+	wantExpected(t, tr.Index(), "a/p/k", 1, true, true)
 }

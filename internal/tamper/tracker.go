@@ -112,12 +112,10 @@ type Tracker struct {
 	last        *snapshotBody // the last snapshot written (nil: none yet)
 	lastChanges uint64        // the index's changes count it holds
 	// checkpoints are the checkpoint records Open read after the
-	// snapshot's head, for VerifyCheckpoints.
+	// snapshot's head, for Verify.
 	checkpoints []audit.Record
-	// stopRec is the snapshot's stop mark, if any.
-	stopRec *audit.Checkpoint
 	// loaded is the snapshot Open started from (nil: none, or an
-	// accepted change), for Start to check its signature.
+	// accepted change), for Verify to check its signature and stop mark.
 	loaded *Index
 	// signer signs snapshots once Start set it (guarded by snapMu).
 	signer Signer
@@ -154,9 +152,11 @@ type round struct {
 }
 
 // Open loads the snapshot, checks the audit log against it, opens the log
-// (o.OpenLog), brings the index up to the log's head, attaches it as the
-// log's observer, applies the counter's start rules and writes the
-// snapshot. See docs/storage.md, "The audit index", for each refusal.
+// (o.OpenLog), brings the index up to the log's head and attaches it as
+// the log's observer. It writes nothing but an override's record: the
+// checks that need the daemon's key, the counter's rules and the first
+// snapshot are Verify's and Start's. See docs/storage.md, "The audit
+// index", for each refusal.
 func Open(ctx context.Context, o Options) (*Tracker, error) {
 	if o.StateDir == "" || o.LogPath == "" || o.OpenLog == nil {
 		return nil, provider.Errorf(provider.EINVAL, "tamper.Open: StateDir, LogPath and OpenLog are required")
@@ -266,11 +266,9 @@ func Open(ctx context.Context, o Options) (*Tracker, error) {
 		idx = w.full
 	case accept:
 		idx = w.full
-	case snap.stopped != nil && w.inc.Head().Seq > snap.stopped.Seq:
-		return fail(provider.Errorf(provider.EIO, "%w: %d records follow seq %d, where the daemon stopped cleanly: they were appended while it was not running "+
-			"(forged), or the log is not the one the state directory was written with; accept them with %s (audited)",
-			ErrLogAppended, w.inc.Head().Seq-snap.stopped.Seq, snap.stopped.Seq, logFlag))
-	case snap.stopped != nil && w.inc.Head() != *snap.stopped:
+	case snap.stopped != nil && (w.inc.Head().Seq < snap.stopped.Seq || w.inc.Head().Seq == snap.stopped.Seq && w.inc.Head() != *snap.stopped):
+		// Records after the stop are the stop checkpoint's rule's
+		// (w.appended, below); a log that no longer reaches it was cut.
 		return fail(provider.Errorf(provider.EIO, "%w: the log ends at seq %d, but the daemon stopped cleanly at seq %d (hash %s): the log was cut or rewritten; restore it, or accept this log with %s (audited)",
 			ErrLogReplaced, w.inc.Head().Seq, snap.stopped.Seq, snap.stopped.Hash, logFlag))
 	default:
@@ -300,10 +298,6 @@ func Open(ctx context.Context, o Options) (*Tracker, error) {
 	}
 	if snap != nil && !accept {
 		t.loaded = snap
-		if snap.stopped != nil {
-			c := *snap.stopped
-			t.stopRec = &c
-		}
 	}
 	if accept {
 		what := "none found"
@@ -405,18 +399,22 @@ func (t *Tracker) Adoptable(id string) bool {
 // fails here. With AcceptLogChange a failure is accepted and audited.
 func (t *Tracker) verifyCheckpoints(ctx context.Context, key ed25519.PublicKey) error {
 	var problem error
-	stopSigned := t.stopRec == nil
+	var stop *audit.Checkpoint // the snapshot's stop mark, if any
+	if t.loaded != nil {
+		stop = t.loaded.stopped
+	}
+	stopSigned := stop == nil
 	for _, r := range t.checkpoints {
 		if err := audit.VerifyCheckpoint(r, key); err != nil {
 			problem = err
 			break
 		}
-		if t.stopRec != nil && r.Seq == t.stopRec.Seq && r.Hash == t.stopRec.Hash {
+		if stop != nil && r.Seq == stop.Seq && r.Hash == stop.Hash {
 			stopSigned = true
 		}
 	}
 	if problem == nil && !stopSigned {
-		problem = provider.Errorf(provider.EBADMSG, "the record where the daemon stopped cleanly (seq %d) is not a checkpoint it signed", t.stopRec.Seq)
+		problem = provider.Errorf(provider.EBADMSG, "the record where the daemon stopped cleanly (seq %d) is not a checkpoint it signed", stop.Seq)
 	}
 	if problem == nil {
 		return nil
