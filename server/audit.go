@@ -144,7 +144,7 @@ func (c *call) commitChange(ctx context.Context, e core.Event) error {
 		if len(r.Detail) > audit.MaxField {
 			r.Detail = r.Detail[:audit.MaxField]
 		}
-		if _, err := c.s.appendIntent(ctx, r); err != nil {
+		if _, err := c.s.appendAhead(ctx, r); err != nil {
 			return err
 		}
 		c.commits++
@@ -152,7 +152,7 @@ func (c *call) commitChange(ctx context.Context, e core.Event) error {
 	}
 	rec := c.recordLocked(0, "")
 	rec.Gen = e.Gen
-	r, err := c.s.appendIntent(ctx, rec)
+	r, err := c.s.appendAhead(ctx, rec)
 	if err != nil {
 		return err
 	}
@@ -175,9 +175,8 @@ func (c *call) commit(ctx context.Context) error {
 		c.commits++
 		return nil
 	}
-	r, err := c.s.audit.AppendSync(context.WithoutCancel(ctx), c.recordLocked(0, ""))
+	r, err := c.s.appendAhead(ctx, c.recordLocked(0, ""))
 	if err != nil {
-		c.s.log.Error("audit record not written; request refused", "op", c.op, "uid", c.caller.UID, "err", err)
 		return err
 	}
 	c.ahead = &r
@@ -273,9 +272,10 @@ func (c *call) recordLocked(code provider.Code, detail string) audit.Record {
 	}
 }
 
-// appendIntent writes a change's intent record durably (fsynced before
-// it returns). A cancelled request is still audited.
-func (s *Server) appendIntent(ctx context.Context, rec audit.Record) (audit.Record, error) {
+// appendAhead writes the record of a change before the change, durably
+// (fsynced before it returns): a key change's intent record, a Store
+// request's record. A cancelled request is still audited.
+func (s *Server) appendAhead(ctx context.Context, rec audit.Record) (audit.Record, error) {
 	r, err := s.audit.AppendSync(context.WithoutCancel(ctx), rec)
 	if err != nil {
 		s.log.Error("audit record not written; change refused", "op", rec.Op, "key", rec.Key, "uid", rec.Caller.UID, "err", err)
@@ -323,24 +323,20 @@ func resultName(c provider.Code) string {
 // adds the core's events to the request (which writes the one record);
 // outside a request (a daemon-initiated call such as a sweep) it writes
 // each event as its own record. Either way a change's intent record is
-// durable before the change (call.commit, Server.appendIntent), and
+// durable before the change (call.commit, Server.appendAhead), and
 // notes (a change applied, a rollback found) are records of their own.
-type coreSink struct {
-	s     *Server
-	log   AuditLog
-	clock core.Clock
-}
+type coreSink struct{ s *Server }
 
 // Ready forwards to the audit log, so that a state change is refused
 // before it happens when the log cannot be written.
-func (s *coreSink) Ready(ctx context.Context) error { return s.log.Ready(ctx) }
+func (s *coreSink) Ready(ctx context.Context) error { return s.s.audit.Ready(ctx) }
 
 // Commit implements core.AuditSink: it writes the change's intent record
 // durably before the change (inside a request: see call.commit).
 func (s *coreSink) Commit(ctx context.Context, e core.Event) error {
 	c := callFrom(ctx)
 	if c == nil {
-		_, err := s.s.appendIntent(ctx, intentRecord(e, s.clock))
+		_, err := s.s.appendAhead(ctx, intentRecord(e, s.s.clock))
 		return err
 	}
 	c.add(e)
@@ -358,9 +354,9 @@ func (s *coreSink) Record(ctx context.Context, e core.Event) error {
 		// so already, with this op, key and generation.
 		return nil
 	}
-	r := intentRecord(e, s.clock)
+	r := intentRecord(e, s.s.clock)
 	r.Gen = 0 // an outcome; only intent records carry a generation
-	_, err := s.log.Append(ctx, r)
+	_, err := s.s.audit.Append(ctx, r)
 	return err
 }
 
@@ -372,7 +368,7 @@ func (s *coreSink) Record(ctx context.Context, e core.Event) error {
 // advances (Config.Advance): its signed record then covers the note, so
 // a log cut back to before the note no longer matches the counter.
 func (s *coreSink) Note(ctx context.Context, e core.Event) error {
-	if _, err := s.log.Append(context.WithoutCancel(ctx), intentRecord(e, s.clock)); err != nil {
+	if _, err := s.s.audit.Append(context.WithoutCancel(ctx), intentRecord(e, s.s.clock)); err != nil {
 		return err
 	}
 	if e.Op == core.OpApplied && s.s.advance != nil {

@@ -225,7 +225,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Provider:        sched.Wrap(cfg.Provider, s.reg, tenantOf),
 		Algorithms:      s.reg,
 		Clock:           cfg.Clock,
-		Audit:           &coreSink{s: s, log: cfg.Audit, clock: cfg.Clock},
+		Audit:           &coreSink{s: s},
 		Generations:     cfg.Generations,
 		CheckSignatures: cfg.CheckSignatures,
 		Quotas:          cfg.Quotas,
