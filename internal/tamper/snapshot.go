@@ -259,20 +259,6 @@ func LoadSnapshot(path string) (*Index, error) {
 	return x, nil
 }
 
-// WriteSnapshot writes the index to path with no anchor (tools and
-// tests; Tracker.Snapshot writes the anchored snapshot Open requires):
-// sync is called first — the audit log's Sync, so that the snapshot never
-// covers a record that is not on disk.
-func (x *Index) WriteSnapshot(path string, sync func() error) error {
-	b := x.body()
-	if sync != nil {
-		if err := sync(); err != nil {
-			return provider.Errorf(provider.EIO, "audit index not written: the audit log's sync failed: %w", err)
-		}
-	}
-	return writeSnapshot(path, b)
-}
-
 // writeSnapshot writes b, with its anchor and stop mark, to path
 // atomically and durably: a temporary file beside it (0600), fsync,
 // rename over path, fsync of the directory. Callers serialise writes on
