@@ -743,8 +743,10 @@ func (t *Tracker) Close() error {
 // Stopped marks a clean stop, after the daemon wrote a snapshot
 // (SnapshotNow) and then closed the log, whose last record is its stop
 // checkpoint: the last snapshot is written again with that record as its
-// stop mark, so that the next Open refuses a log that does not end there —
-// records appended while the daemon was not running, or a cut.
+// stop mark, so that the next Open refuses a log cut short of it, and
+// Verify requires that record to be a checkpoint the key signed. (Records
+// appended after it are refused by the stop checkpoint itself, whatever
+// index is put back.)
 //
 // written is the log's last record on disk (audit.Log.Checkpoint after a
 // Close that succeeded). Nothing is written when a key changed since the
