@@ -17,12 +17,14 @@ import (
 	"github.com/nexus-os/keystored/core/provider"
 )
 
-// lockName is the lock file at the top of the tree; tempPrefix starts the
-// name of every temporary file. Both start with a dot, which CheckPath
-// refuses, so no storage path can name them.
+// lockName is the lock file at the top of the tree; tempDirName the
+// directory at the top of the tree that holds every temporary file;
+// tempPrefix starts the name of every temporary file. All start with a
+// dot, which CheckPath refuses, so no storage path can name them.
 const (
-	lockName   = ".lock"
-	tempPrefix = ".tmp-"
+	lockName    = ".lock"
+	tempDirName = ".tmp"
+	tempPrefix  = ".tmp-"
 )
 
 // Dir is a Storage on a local directory (Linux). Every operation walks
@@ -38,6 +40,7 @@ type Dir struct {
 	mu     sync.RWMutex // held for reading by operations, for writing by Close
 	fd     int          // the root directory; -1 once closed
 	lockFD int          // the locked .lock file; -1 once closed
+	tmpFD  int          // the temporary-file directory .tmp; -1 once closed
 }
 
 // An Option configures OpenDir.
@@ -57,8 +60,12 @@ func WithHook(h Hook) Option {
 // must exist) if it is missing. It refuses a root that is a symlink, not a
 // directory, not owned by the effective uid, or writable by group or
 // others (ErrIO); takes an exclusive lock on root/.lock (ErrUnavailable if
-// another process, or another Dir, holds it); and removes the temporary
-// files that a crash may have left anywhere in the tree.
+// another process, or another Dir, holds it); opens (creating it if
+// missing) root/.tmp, where every write makes its temporary file, and
+// removes the temporary files that a crash left there. Only when it
+// creates root/.tmp (a state written by an older version, which made its
+// temporary files beside their targets) does it walk the whole tree for
+// them, once.
 func OpenDir(root string, opts ...Option) (*Dir, error) {
 	var cfg dirConfig
 	for _, o := range opts {
@@ -69,19 +76,96 @@ func OpenDir(root string, opts ...Option) (*Dir, error) {
 	if root == "" || strings.IndexByte(root, 0) >= 0 {
 		return nil, provider.Errorf(provider.EINVAL, "invalid state directory %q", root)
 	}
-	d := &Dir{root: root, hook: cfg.hook, euid: uint32(unix.Geteuid()), fd: -1, lockFD: -1}
+	d := &Dir{root: root, hook: cfg.hook, euid: uint32(unix.Geteuid()), fd: -1, lockFD: -1, tmpFD: -1}
 	if err := d.openRoot(); err != nil {
 		return nil, err
 	}
 	if err := d.lock(); err != nil {
-		d.closeFDs()
+		// The lock or open error is the one to report; closing a
+		// descriptor we only read loses nothing.
+		_ = d.closeFDs()
 		return nil, err
 	}
-	if err := d.sweepDir(d.fd, "."); err != nil {
-		d.closeFDs()
+	created, err := d.openTemp()
+	if err == nil && created {
+		err = d.sweepDir(d.fd, ".")
+	}
+	if err == nil {
+		err = d.sweepTemp()
+	}
+	if err != nil {
+		_ = d.closeFDs() // as above: the sweep's error is the one to report
 		return nil, err
 	}
 	return d, nil
+}
+
+// openTemp opens root/.tmp without following a symlink, creating it
+// (0700, the root fsynced) if it is missing, and checks it as every
+// directory of the tree (owner, not writable by group or others). It
+// reports whether it created it.
+func (d *Dir) openTemp() (bool, error) {
+	const op = "open"
+	fd, err := openDir(d.fd, tempDirName)
+	created := false
+	if errors.Is(err, unix.ENOENT) {
+		fd, err = d.mkdir(op, d.root, d.fd, tempDirName, tempDirName)
+		created = err == nil
+		if err != nil {
+			return false, err
+		}
+	} else if err != nil {
+		return false, walkErr(op, d.root, d.fd, tempDirName, tempDirName, err)
+	}
+	d.tmpFD = fd
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return false, ioErr(op, d.root, "stat "+tempDirName, err)
+	}
+	if msg := d.dirProblem(&st); msg != "" {
+		return false, ioErr(op, d.root, tempDirName+": "+msg, nil)
+	}
+	return created, nil
+}
+
+// sweepTemp removes the temporary files a crash left in root/.tmp (the
+// only place they are made) and fsyncs it if it changed: one directory
+// read, however many keys the tree holds.
+func (d *Dir) sweepTemp() error {
+	const op = "sweep"
+	names, err := readNames(d.tmpFD)
+	if err != nil {
+		return ioErr(op, d.root, "list "+tempDirName, err)
+	}
+	removed := false
+	for _, n := range names {
+		if !strings.HasPrefix(n, tempPrefix) {
+			continue
+		}
+		rel := tempDirName + "/" + n
+		var st unix.Stat_t
+		err := unix.Fstatat(d.tmpFD, n, &st, unix.AT_SYMLINK_NOFOLLOW)
+		if errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if err != nil {
+			return ioErr(op, d.root, "stat "+rel, err)
+		}
+		if typ := st.Mode & unix.S_IFMT; typ != unix.S_IFREG && typ != unix.S_IFLNK {
+			continue
+		}
+		if err := callHook(d.hook, op, d.root, StepRemove, rel); err != nil {
+			return err
+		}
+		if err := unix.Unlinkat(d.tmpFD, n, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			return ioErr(op, d.root, "remove "+rel, err)
+		}
+		removed = true
+	}
+	if removed {
+		return d.fsyncDir(op, d.root, d.tmpFD, tempDirName)
+	}
+	return nil
 }
 
 // openRoot creates root if missing, opens it without following a symlink
@@ -215,6 +299,10 @@ func (d *Dir) closeFDs() error {
 		errs = append(errs, unix.Close(d.lockFD))
 		d.lockFD = -1
 	}
+	if d.tmpFD >= 0 {
+		errs = append(errs, unix.Close(d.tmpFD))
+		d.tmpFD = -1
+	}
 	if d.fd >= 0 {
 		errs = append(errs, unix.Close(d.fd))
 		d.fd = -1
@@ -303,8 +391,8 @@ func readAll(op, name string, fd int, size int64) ([]byte, error) {
 
 // WriteFile replaces the file at name with data, atomically and durably:
 // missing parent directories are created (0700) and their parents
-// fsynced; data goes to a temporary file (0600) in the target's directory,
-// which is fsynced, renamed over the target, and the directory fsynced.
+// fsynced; data goes to a temporary file (0600) in root/.tmp, which is
+// fsynced, renamed over the target, and the target's directory fsynced.
 // On failure the temporary file is removed and the target keeps its old
 // content, except after a failed final directory fsync, when it may hold
 // either. A symlink on the path or at the target is refused (ErrIO), data
@@ -313,57 +401,100 @@ func readAll(op, name string, fd int, size int64) ([]byte, error) {
 // world-writable, or given to another uid, while the daemon runs refuses
 // every write (ErrIO).
 func (d *Dir) WriteFile(name string, data []byte) error {
-	const op = "write"
+	p, err := d.prepare("write", name, data)
+	if err != nil {
+		return err
+	}
+	return p.commit()
+}
+
+// PrepareWrite is WriteFile in two parts. It does now everything that is
+// invisible at name: the missing parent directories (made and their
+// parents fsynced, as WriteFile does: an empty directory is no file), and
+// the temporary file in root/.tmp, written and fsynced. commit then
+// renames it over name and fsyncs name's directory: when commit returns
+// nil the write is durable, as after WriteFile. abort removes the
+// temporary file instead. The caller must call one of them, once (a
+// second call, or a call of the other, does nothing and returns nil);
+// until then the temporary file holds the data, and a crash leaves it for
+// the next OpenDir to sweep. Between the two a caller can wait for
+// something that must be durable before the write becomes visible (an
+// audit record): the prepared part's fsyncs and that wait overlap.
+//
+// The hook sees the same steps as for WriteFile, in the same order:
+// StepMkdir and StepDirFsync for each missing parent, StepCreateTemp,
+// StepWrite and StepFsync in PrepareWrite; StepRename and StepDirFsync in
+// commit; abort's removal of the temporary file is a StepRemove.
+func (d *Dir) PrepareWrite(name string, data []byte) (commit func() error, abort func() error, err error) {
+	p, err := d.prepare("write", name, data)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p.commit, p.abort, nil
+}
+
+// pending is a prepared write: its temporary file is written and fsynced
+// in root/.tmp; commit or abort finishes it.
+type pending struct {
+	d        *Dir
+	op, name string
+	dirfd    int // the target's directory, open; -1 for the root (d.fd)
+	last     string
+	dir      string // the target's directory, as a storage path
+	tmp      string // the temporary file's name in root/.tmp
+	tmpRel   string // ".tmp/" + tmp
+	mu       sync.Mutex
+	done     bool
+}
+
+// prepare is the first part of a write (see PrepareWrite).
+func (d *Dir) prepare(op, name string, data []byte) (*pending, error) {
 	if len(data) > MaxFileSize {
 		if err := CheckPath(name); err != nil {
-			return err
+			return nil, err
 		}
-		return tooLarge(name, len(data))
+		return nil, tooLarge(name, len(data))
 	}
 	segs, err := d.begin(op, name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer d.mu.RUnlock()
 	if err := d.checkRoot(op, name); err != nil {
-		return err
+		return nil, err
 	}
 	dirfd, err := d.walk(op, name, segs[:len(segs)-1], true)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer d.release(dirfd)
-	last := segs[len(segs)-1]
-	dir := parentOf(name)
-
-	// The rename would replace a symlink rather than follow it, but a
-	// symlink here was planted: refuse it, as ReadFile does.
-	var st unix.Stat_t
-	switch err := unix.Fstatat(dirfd, last, &st, unix.AT_SYMLINK_NOFOLLOW); {
-	case errors.Is(err, unix.ENOENT):
-	case err != nil:
-		return ioErr(op, name, "stat", err)
-	case st.Mode&unix.S_IFMT == unix.S_IFLNK:
-		return symlinkErr(op, name, name)
-	case st.Mode&unix.S_IFMT != unix.S_IFREG:
-		return ioErr(op, name, "not a regular file ("+fileType(st.Mode)+")", nil)
+	p := &pending{d: d, op: op, name: name, dirfd: dirfd, last: segs[len(segs)-1], dir: parentOf(name)}
+	if dirfd == d.fd {
+		p.dirfd = -1 // the root: used through d.fd, which Close may close
 	}
-
+	if err := p.checkTarget(dirfd); err != nil {
+		p.release()
+		return nil, err
+	}
 	tmp, err := tempName()
 	if err != nil {
-		return ioErr(op, name, "temp file name", err)
+		p.release()
+		return nil, ioErr(op, name, "temp file name", err)
 	}
-	tmpRel := joinRel(dir, tmp)
+	p.tmp, p.tmpRel = tmp, tempDirName+"/"+tmp
 	if err := callHook(d.hook, op, name, StepCreateTemp, name); err != nil {
-		return err
+		p.release()
+		return nil, err
 	}
-	fd, err := unix.Openat(dirfd, tmp,
+	fd, err := unix.Openat(d.tmpFD, tmp,
 		unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOCTTY, 0o600)
 	if err != nil {
-		return ioErr(op, name, "create temp file "+tmpRel, err)
+		p.release()
+		return nil, ioErr(op, name, "create temp file "+p.tmpRel, err)
 	}
-	fail := func(cause error) error {
-		return d.abandonTemp(op, name, dirfd, tmp, tmpRel, fd, cause)
+	fail := func(cause error) (*pending, error) {
+		err := d.abandonTemp(op, name, p.tmp, p.tmpRel, fd, cause)
+		p.release()
+		return nil, err
 	}
 	if err := unix.Fchmod(fd, 0o600); err != nil {
 		return fail(ioErr(op, name, "chmod temp file", err))
@@ -385,13 +516,85 @@ func (d *Dir) WriteFile(name string, data []byte) error {
 	if cerr != nil {
 		return fail(ioErr(op, name, "close temp file", cerr))
 	}
-	if err := callHook(d.hook, op, name, StepRename, name); err != nil {
-		return fail(err)
+	return p, nil
+}
+
+// checkTarget refuses a target that is a symlink or not a regular file.
+// The rename would replace a symlink rather than follow it, but a symlink
+// here was planted: refuse it, as ReadFile does.
+func (p *pending) checkTarget(dirfd int) error {
+	var st unix.Stat_t
+	switch err := unix.Fstatat(dirfd, p.last, &st, unix.AT_SYMLINK_NOFOLLOW); {
+	case errors.Is(err, unix.ENOENT):
+	case err != nil:
+		return ioErr(p.op, p.name, "stat", err)
+	case st.Mode&unix.S_IFMT == unix.S_IFLNK:
+		return symlinkErr(p.op, p.name, p.name)
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		return ioErr(p.op, p.name, "not a regular file ("+fileType(st.Mode)+")", nil)
 	}
-	if err := unix.Renameat(dirfd, tmp, dirfd, last); err != nil {
-		return fail(ioErr(op, name, "rename temp file", err))
+	return nil
+}
+
+// release closes the target's directory (unless it is the root).
+func (p *pending) release() {
+	if p.dirfd >= 0 {
+		p.d.release(p.dirfd)
+		p.dirfd = -1
 	}
-	return d.fsyncDir(op, name, dirfd, dir)
+}
+
+// finish marks p done and reports whether it was already.
+func (p *pending) finish() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	was := p.done
+	p.done = true
+	return was
+}
+
+// commit renames the temporary file over the target and fsyncs the
+// target's directory.
+func (p *pending) commit() error {
+	if p.finish() {
+		return nil
+	}
+	d := p.d
+	defer p.release()
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.fd < 0 {
+		return provider.Errorf(provider.EIO, "%s %s: state directory %s is closed: %w", p.op, p.name, d.root, fs.ErrClosed)
+	}
+	dirfd := p.dirfd
+	if dirfd < 0 {
+		dirfd = d.fd
+	}
+	if err := p.checkTarget(dirfd); err != nil {
+		return d.abandonTemp(p.op, p.name, p.tmp, p.tmpRel, -1, err)
+	}
+	if err := callHook(d.hook, p.op, p.name, StepRename, p.name); err != nil {
+		return d.abandonTemp(p.op, p.name, p.tmp, p.tmpRel, -1, err)
+	}
+	if err := unix.Renameat(d.tmpFD, p.tmp, dirfd, p.last); err != nil {
+		return d.abandonTemp(p.op, p.name, p.tmp, p.tmpRel, -1, ioErr(p.op, p.name, "rename temp file", err))
+	}
+	return d.fsyncDir(p.op, p.name, dirfd, p.dir)
+}
+
+// abort removes the temporary file: the target keeps its old content.
+func (p *pending) abort() error {
+	if p.finish() {
+		return nil
+	}
+	d := p.d
+	defer p.release()
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.fd < 0 {
+		return nil // closed: the next OpenDir sweeps the temporary file
+	}
+	return d.abandonTemp(p.op, p.name, p.tmp, p.tmpRel, -1, nil)
 }
 
 // checkRoot re-checks the root through its descriptor (one fstat) before
@@ -410,10 +613,11 @@ func (d *Dir) checkRoot(op, name string) error {
 	return nil
 }
 
-// abandonTemp cleans up after a failed write: closes fd (if open) and
-// removes the temporary file. The hook is consulted before the removal, so
-// a simulated crash leaves the file behind for the next sweep.
-func (d *Dir) abandonTemp(op, name string, dirfd int, tmp, tmpRel string, fd int, cause error) error {
+// abandonTemp cleans up after a failed (or aborted: cause nil) write:
+// closes fd (if open) and removes the temporary file from root/.tmp. The
+// hook is consulted before the removal, so a simulated crash leaves the
+// file behind for the next sweep.
+func (d *Dir) abandonTemp(op, name string, tmp, tmpRel string, fd int, cause error) error {
 	var errs []error
 	if fd >= 0 {
 		if err := unix.Close(fd); err != nil {
@@ -422,7 +626,7 @@ func (d *Dir) abandonTemp(op, name string, dirfd int, tmp, tmpRel string, fd int
 	}
 	if err := callHook(d.hook, op, name, StepRemove, tmpRel); err != nil {
 		errs = append(errs, err)
-	} else if err := unix.Unlinkat(dirfd, tmp, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+	} else if err := unix.Unlinkat(d.tmpFD, tmp, 0); err != nil && !errors.Is(err, unix.ENOENT) {
 		errs = append(errs, err)
 	}
 	if len(errs) == 0 {

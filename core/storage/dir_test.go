@@ -467,7 +467,10 @@ func TestDirLock(t *testing.T) {
 	}
 }
 
-func TestDirSweepsTempFiles(t *testing.T) {
+// TestDirSweepsLegacyTempFiles: a state without root/.tmp (written by a
+// version that made temporary files beside their targets) is walked once
+// for them, without following symlinks.
+func TestDirSweepsLegacyTempFiles(t *testing.T) {
 	parent := t.TempDir()
 	root := filepath.Join(parent, "state")
 	d, err := storage.OpenDir(root)
@@ -480,6 +483,9 @@ func TestDirSweepsTempFiles(t *testing.T) {
 		}
 	}
 	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(root, ".tmp")); err != nil {
 		t.Fatal(err)
 	}
 	outside := filepath.Join(parent, "outside")
@@ -515,6 +521,84 @@ func TestDirSweepsTempFiles(t *testing.T) {
 	got, err := d.ReadDir("keystore/a/b")
 	if want := []string{"keep", "keep.tmp-x"}; err != nil || !reflect.DeepEqual(listing(got), want) {
 		t.Errorf("ReadDir(keystore/a/b) = %v, %v; want %v", listing(got), err, want)
+	}
+}
+
+// TestDirSweepsTempDir: temporary files are made in root/.tmp only, and
+// OpenDir sweeps that one directory: it does not walk the tree (a name
+// like a temporary file's elsewhere is left alone).
+func TestDirSweepsTempDir(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "state")
+	d := openDir(t, root)
+	if err := d.WriteFile("keystore/a/b/keep", []byte("k")); err != nil {
+		t.Fatal(err)
+	}
+	if got := tempFiles(t, root); len(got) != 0 {
+		t.Errorf("temp files left after a write: %v", got)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	stale := []string{".tmp/.tmp-00", ".tmp/.tmp-0123456789abcdef0123456789abcdef"}
+	kept := []string{".tmp/other", "keystore/a/b/.tmp-11"}
+	for _, name := range append(append([]string{}, stale...), kept...) {
+		if err := os.WriteFile(filepath.Join(root, name), []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("/", filepath.Join(root, ".tmp/.tmp-link")); err != nil {
+		t.Fatal(err)
+	}
+	openDir(t, root)
+	for _, name := range append(stale, ".tmp/.tmp-link") {
+		if _, err := os.Lstat(filepath.Join(root, name)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s after the sweep: %v, want it removed", name, err)
+		}
+	}
+	for _, name := range append(kept, "keystore/a/b/keep") {
+		if _, err := os.Lstat(filepath.Join(root, name)); err != nil {
+			t.Errorf("%s is gone after the sweep: %v", name, err)
+		}
+	}
+}
+
+// TestDirTempDirRefused: a root/.tmp that is a symlink, or writable by
+// others, is refused as any directory of the tree.
+func TestDirTempDirRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		plant func(t *testing.T, tmp string)
+		want  string
+	}{
+		{"symlink", func(t *testing.T, tmp string) {
+			if err := os.Symlink(t.TempDir(), tmp); err != nil {
+				t.Fatal(err)
+			}
+		}, "symlink"},
+		{"world-writable", func(t *testing.T, tmp string) {
+			if err := os.Mkdir(tmp, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(tmp, 0o777); err != nil {
+				t.Fatal(err)
+			}
+		}, "writable by group or others"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "state")
+			if err := os.Mkdir(root, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			tc.plant(t, filepath.Join(root, ".tmp"))
+			d, err := storage.OpenDir(root)
+			if err == nil {
+				cerr := d.Close()
+				t.Fatalf("OpenDir succeeded (Close: %v)", cerr)
+			}
+			if !isCode(err, provider.EIO) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("OpenDir = %v, want EIO naming %q", err, tc.want)
+			}
+		})
 	}
 }
 
@@ -577,7 +661,7 @@ func TestOpenDirSweepFault(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(root, "keystore/.tmp-dead"), nil, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(root, ".tmp/.tmp-dead"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	f := newFaults()
@@ -590,13 +674,13 @@ func TestOpenDirSweepFault(t *testing.T) {
 	if !isCode(err, provider.EIO) || !errors.Is(err, errInjected) {
 		t.Errorf("OpenDir = %v, want EIO wrapping the injected fault", err)
 	}
-	if got, want := f.recorded(), []call{{storage.StepRemove, "keystore/.tmp-dead"}}; !reflect.DeepEqual(got, want) {
+	if got, want := f.recorded(), []call{{storage.StepRemove, ".tmp/.tmp-dead"}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("hook calls = %v, want %v", got, want)
 	}
 	// The failed OpenDir released its lock; the next one sweeps.
 	f.arm(-1, false)
 	openDir(t, root, storage.WithHook(f.hook))
-	if got, want := f.recorded(), []call{{storage.StepRemove, "keystore/.tmp-dead"}, {storage.StepDirFsync, "keystore"}}; !reflect.DeepEqual(got, want) {
+	if got, want := f.recorded(), []call{{storage.StepRemove, ".tmp/.tmp-dead"}, {storage.StepDirFsync, ".tmp"}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("hook calls = %v, want %v", got, want)
 	}
 	if got := tempFiles(t, root); len(got) != 0 {

@@ -199,6 +199,36 @@ func scenarios() []scenario {
 			},
 		},
 		{
+			// A prepared write takes a write's steps; until its commit
+			// the target keeps its old content.
+			name: "prepared write",
+			setup: func(t *testing.T, s store) {
+				if err := s.WriteFile(file, []byte(oldContent)); err != nil {
+					t.Fatal(err)
+				}
+			},
+			op: func(s store) error {
+				commit, _, err := s.PrepareWrite(file, []byte(newContent))
+				if err != nil {
+					return err
+				}
+				if got, err := s.ReadFile(file); err != nil || string(got) != oldContent {
+					return fmt.Errorf("prepared write visible before its commit: %q, %v", got, err)
+				}
+				return commit()
+			},
+			steps: writeSteps(file, "keystore/app/p/n"),
+			check: func(t *testing.T, s store, k int) {
+				want := oldContent
+				if k > renameIdx {
+					want = newContent
+				}
+				if got := content(t, s, file); got != want {
+					t.Errorf("after a fault at step %d: content = %q, want %q", k, got, want)
+				}
+			},
+		},
+		{
 			name: "remove",
 			setup: func(t *testing.T, s store) {
 				if err := s.WriteFile(file, []byte(oldContent)); err != nil {
@@ -312,5 +342,52 @@ func TestHookCrashAtEachStep(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// TestPrepareWriteAbort: an aborted prepared write leaves the old content
+// and no temporary file; commit and abort after the first do nothing.
+func TestPrepareWriteAbort(t *testing.T) {
+	const file = "keystore/app/p/n/meta.json"
+	for _, a := range hookedAdapters() {
+		t.Run(a.name, func(t *testing.T) {
+			f := newFaults()
+			s := a.open(t, f.hook)
+			if err := s.WriteFile(file, []byte(oldContent)); err != nil {
+				t.Fatal(err)
+			}
+			commit, abort, err := s.PrepareWrite(file, []byte(newContent))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.leavesTemps && len(s.temps()) != 1 {
+				t.Errorf("temporary files of a prepared write: %v, want one", s.temps())
+			}
+			if err := abort(); err != nil {
+				t.Fatal(err)
+			}
+			if err := commit(); err != nil {
+				t.Errorf("commit after abort: %v", err)
+			}
+			if got := content(t, s, file); got != oldContent {
+				t.Errorf("after abort: content = %q, want %q", got, oldContent)
+			}
+			if tmp := s.temps(); len(tmp) != 0 {
+				t.Errorf("temporary files left after abort: %v", tmp)
+			}
+			commit, abort, err = s.PrepareWrite(file, []byte(newContent))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := commit(); err != nil {
+				t.Fatal(err)
+			}
+			if err := abort(); err != nil {
+				t.Errorf("abort after commit: %v", err)
+			}
+			if got := content(t, s, file); got != newContent {
+				t.Errorf("after commit: content = %q, want %q", got, newContent)
+			}
+		})
 	}
 }

@@ -117,13 +117,25 @@ func (m *Memory) ReadFile(name string) ([]byte, error) {
 // directories. It calls the hook for the same steps as Dir.WriteFile;
 // the content changes at StepRename.
 func (m *Memory) WriteFile(name string, data []byte) error {
-	const op = "write"
-	segs, err := splitPath(name)
+	commit, _, err := m.PrepareWrite(name, data)
 	if err != nil {
 		return err
 	}
+	return commit()
+}
+
+// PrepareWrite is Dir.PrepareWrite: the parent directories are made and
+// the hook sees StepCreateTemp, StepWrite and StepFsync now; commit takes
+// StepRename (where the content changes) and StepDirFsync; abort drops
+// the data. Memory keeps no temporary files, so abort calls no hook.
+func (m *Memory) PrepareWrite(name string, data []byte) (commit func() error, abort func() error, err error) {
+	const op = "write"
+	segs, err := splitPath(name)
+	if err != nil {
+		return nil, nil, err
+	}
 	if len(data) > MaxFileSize {
-		return tooLarge(name, len(data))
+		return nil, nil, tooLarge(name, len(data))
 	}
 	buf := append(make([]byte, 0, len(data)), data...)
 	for i := 1; i < len(segs); i++ {
@@ -133,12 +145,12 @@ func (m *Memory) WriteFile(name string, data []byte) error {
 		m.mu.Unlock()
 		switch k {
 		case 'f':
-			return ioErr(op, name, dir+" is not a directory", nil)
+			return nil, nil, ioErr(op, name, dir+" is not a directory", nil)
 		case 'd':
 			continue
 		}
 		if err := m.step(op, name, StepMkdir, dir); err != nil {
-			return err
+			return nil, nil, err
 		}
 		m.mu.Lock()
 		k = m.kind(dir)
@@ -147,36 +159,58 @@ func (m *Memory) WriteFile(name string, data []byte) error {
 		}
 		m.mu.Unlock()
 		if k == 'f' {
-			return ioErr(op, name, dir+" is not a directory", nil)
+			return nil, nil, ioErr(op, name, dir+" is not a directory", nil)
 		}
 		if err := m.step(op, name, StepDirFsync, parentOf(dir)); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	m.mu.Lock()
 	k := m.kind(name)
 	m.mu.Unlock()
 	if k == 'd' {
-		return ioErr(op, name, "not a regular file (directory)", nil)
+		return nil, nil, ioErr(op, name, "not a regular file (directory)", nil)
 	}
-	for _, s := range []Step{StepCreateTemp, StepWrite, StepFsync, StepRename} {
+	for _, s := range []Step{StepCreateTemp, StepWrite, StepFsync} {
 		if err := m.step(op, name, s, name); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
-	m.mu.Lock()
-	err = m.checkParents(op, name, segs)
-	if err == nil && m.kind(name) == 'd' {
-		err = ioErr(op, name, "not a regular file (directory)", nil)
+	var once sync.Mutex
+	done := false
+	finish := func() bool {
+		once.Lock()
+		defer once.Unlock()
+		was := done
+		done = true
+		return was
 	}
-	if err == nil {
-		m.files[name] = buf
+	commit = func() error {
+		if finish() {
+			return nil
+		}
+		if err := m.step(op, name, StepRename, name); err != nil {
+			return err
+		}
+		m.mu.Lock()
+		err := m.checkParents(op, name, segs)
+		if err == nil && m.kind(name) == 'd' {
+			err = ioErr(op, name, "not a regular file (directory)", nil)
+		}
+		if err == nil {
+			m.files[name] = buf
+		}
+		m.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		return m.step(op, name, StepDirFsync, parentOf(name))
 	}
-	m.mu.Unlock()
-	if err != nil {
-		return err
+	abort = func() error {
+		finish()
+		return nil
 	}
-	return m.step(op, name, StepDirFsync, parentOf(name))
+	return commit, abort, nil
 }
 
 // Remove deletes the file at name; a missing file or directory is not an

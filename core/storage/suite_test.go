@@ -19,6 +19,7 @@ type store interface {
 	WriteFile(name string, data []byte) error
 	Remove(name string) error
 	ReadDir(name string) ([]fs.DirEntry, error)
+	PrepareWrite(name string, data []byte) (commit func() error, abort func() error, err error)
 }
 
 // listing is what a ReadDir returned, a name per entry, directories with
