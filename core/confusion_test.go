@@ -15,7 +15,9 @@ import (
 // Files copied across apps, purposes, keys and versions are refused, 100%:
 // both as plain copies (the file checksum binds the path) and re-framed
 // with a valid checksum for their new place (the provider binds the handle
-// to its KeyRef; the metadata names its key).
+// to its KeyRef; the metadata names its key). Handle files are those of
+// keys as older versions wrote them; meta.json files hold inline handles,
+// and one re-framed to name its new key too is refused by the provider.
 func TestFilesCopiedAcrossKeysAreRefused(t *testing.T) {
 	p, err := testseed.NewInsecure([]byte("confusion test seed"))
 	if err != nil {
@@ -44,6 +46,12 @@ func TestFilesCopiedAcrossKeysAreRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		ids = append(ids, id)
+	}
+	inline := mem.Snapshot()
+	for _, id := range ids {
+		if err := LegacyHandles(mem, id); err != nil {
+			t.Fatal(err)
+		}
 	}
 	snap := mem.Snapshot()
 	type file struct {
@@ -90,6 +98,9 @@ func TestFilesCopiedAcrossKeysAreRefused(t *testing.T) {
 				}
 				for _, reframe := range []bool{false, true} {
 					data := snap[src.path]
+					if src.v == 0 {
+						data = inline[src.path]
+					}
 					if reframe {
 						if src.v > 0 {
 							h, err := decodeHandle(src.path, data)
@@ -126,5 +137,34 @@ func TestFilesCopiedAcrossKeysAreRefused(t *testing.T) {
 	}
 	if want := 2 * (8*7 + 4*3); cases != want {
 		t.Fatalf("%d cases, want %d", cases, want)
+	}
+	// meta.json with its inline handles re-framed for another key and
+	// naming it: the metadata loads, but no version's handle works.
+	for _, src := range metas {
+		for _, dst := range metas {
+			if src == dst {
+				continue
+			}
+			var b metaBody
+			if err := decodeChecked("meta", src.path, inline[src.path], &b); err != nil {
+				t.Fatal(err)
+			}
+			b.ID = dst.id.String()
+			data, err := encodeChecked("meta", dst.path, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := mem.WriteFile(dst.path, data); err != nil {
+				t.Fatal(err)
+			}
+			for v := Version(1); v <= 2; v++ {
+				if err := check(t, file{dst.path, dst.id, v}); err == nil {
+					t.Errorf("%s's inline handle of v%d, re-framed for %s, was accepted", src.path, v, dst.id)
+				}
+			}
+			if err := mem.WriteFile(dst.path, snap[dst.path]); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }

@@ -17,8 +17,9 @@ import (
 
 // A torn, truncated or edited file is reported as EIO naming the key,
 // never used, and never stops other keys from working: every single-byte
-// flip and every truncation of meta.json and v1.handle, for a key of each
-// algorithm.
+// flip and every truncation of meta.json (which holds the handles of the
+// versions made now) and of v1.handle (a version's handle file, as older
+// versions wrote it), for a key of each algorithm.
 func TestCorruptedFilesAreDetected(t *testing.T) {
 	for _, a := range alg.Default().Names() {
 		for _, file := range []string{"meta.json", "v1.handle"} {
@@ -27,6 +28,13 @@ func TestCorruptedFilesAreDetected(t *testing.T) {
 				e := newEnvWith(t, mem, newEnv(t).p)
 				victim := e.create(t, appA, "app-a/s/victim", a)
 				good := e.create(t, appA, "app-a/s/good", a)
+				if file != "meta.json" {
+					for _, id := range []core.KeyID{victim, good} {
+						if err := core.LegacyHandles(mem, id); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
 				path := "keystore/app-a/s/victim/" + file
 				orig := mem.Snapshot()[path]
 				if len(orig) == 0 {
@@ -97,8 +105,9 @@ func TestCorruptedFilesAreDetected(t *testing.T) {
 	}
 }
 
-// Files copied to another key's place are refused: meta.json and handles
-// are bound to their path, and the provider binds handles to the KeyRef.
+// Files copied to another key's place are refused: meta.json (with its
+// inline handles) and handle files are bound to their path, and the
+// provider binds handles to the KeyRef.
 func TestFilesMovedBetweenKeysAreRefused(t *testing.T) {
 	mem := storage.NewMemory()
 	e := newEnvWith(t, mem, newEnv(t).p)
@@ -107,11 +116,20 @@ func TestFilesMovedBetweenKeysAreRefused(t *testing.T) {
 	if _, err := e.ks.Rotate(ctx, appA, a); err != nil {
 		t.Fatal(err)
 	}
+	inline := mem.Snapshot()
+	// The handle files of keys written by an older version.
+	for _, id := range []core.KeyID{a, b} {
+		if err := core.LegacyHandles(mem, id); err != nil {
+			t.Fatal(err)
+		}
+	}
 	snap := mem.Snapshot()
+	snap["inline/keystore/app-a/s/a/meta.json"] = inline["keystore/app-a/s/a/meta.json"]
 	moves := []struct{ from, to string }{
 		{"keystore/app-a/s/a/v1.handle", "keystore/app-b/s/b/v1.handle"},
 		{"keystore/app-a/s/a/v1.handle", "keystore/app-a/s/a/v2.handle"},
 		{"keystore/app-a/s/a/meta.json", "keystore/app-b/s/b/meta.json"},
+		{"inline/keystore/app-a/s/a/meta.json", "keystore/app-b/s/b/meta.json"},
 	}
 	for _, m := range moves {
 		t.Run(m.from+"->"+m.to, func(t *testing.T) {
@@ -256,9 +274,10 @@ func TestPlantedLinksAreRefused(t *testing.T) {
 	setup := func(t *testing.T) (string, *env) {
 		dir := t.TempDir()
 		e := openDirEnv(t, dir, nil)
-		e.create(t, appA, "app-a/s/k", provider.Ed25519)
-		e.create(t, appB, "app-b/s/k", provider.Ed25519)
+		a := e.create(t, appA, "app-a/s/k", provider.Ed25519)
+		b := e.create(t, appB, "app-b/s/k", provider.Ed25519)
 		closeDirEnv(t, e)
+		legacyDir(t, dir, a, b) // handle files, to plant links at
 		return dir, e
 	}
 	t.Run("app folder symlinked to another app", func(t *testing.T) {
@@ -399,6 +418,9 @@ func TestDestroyWithDamagedOrUnreadableHandle(t *testing.T) {
 		if _, err := e.ks.Revoke(ctx, appA, id); err != nil {
 			t.Fatal(err)
 		}
+		if err := core.LegacyHandles(mem, id); err != nil { // a handle file, as older versions wrote
+			t.Fatal(err)
+		}
 		if err := mem.Corrupt("keystore/app-a/s/k/v1.handle", func(b []byte) []byte { b[len(b)-1] ^= 1; return b }); err != nil {
 			t.Fatal(err)
 		}
@@ -421,6 +443,7 @@ func TestDestroyWithDamagedOrUnreadableHandle(t *testing.T) {
 			t.Fatal(err)
 		}
 		closeDirEnv(t, e)
+		legacyDir(t, dir, id)
 		h := filepath.Join(dir, "keystore", "app-a", "s", "k", "v1.handle")
 		if err := os.Rename(h, h+".real"); err != nil {
 			t.Fatal(err)
@@ -436,4 +459,22 @@ func TestDestroyWithDamagedOrUnreadableHandle(t *testing.T) {
 			t.Fatalf("key is %v after a refused destroy", m.State)
 		}
 	})
+}
+
+// legacyDir rewrites the keys ids in the state directory dir as a version
+// from before inline handles wrote them (core.LegacyHandles).
+func legacyDir(t *testing.T, dir string, ids ...core.KeyID) {
+	t.Helper()
+	st, err := storage.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if err := core.LegacyHandles(st, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
 }

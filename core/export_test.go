@@ -51,3 +51,36 @@ func RewriteGeneration(st Storage, id KeyID, g uint64) error {
 	}
 	return st.WriteFile(path, out)
 }
+
+// LegacyHandles rewrites key id's files as a version from before inline
+// handles wrote them: each version's handle in its v<N>.handle file and
+// meta.json without it (for tests of states made by older versions, and
+// of attacks on handle files). A keystore that has the key in memory
+// still holds it the new way: use a fresh one.
+func LegacyHandles(st Storage, id KeyID) error {
+	path := metaPath(id)
+	data, err := st.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var b metaBody
+	if err := decodeChecked("meta", path, data, &b); err != nil {
+		return err
+	}
+	for i := range b.Versions {
+		v := &b.Versions[i]
+		if v.Handle == nil {
+			continue
+		}
+		hp := handlePath(id, Version(v.Version))
+		if err := st.WriteFile(hp, encodeHandle(hp, v.Handle)); err != nil {
+			return err
+		}
+		v.Handle = nil
+	}
+	out, err := encodeChecked("meta", path, b)
+	if err != nil {
+		return err
+	}
+	return st.WriteFile(path, out)
+}

@@ -47,6 +47,14 @@ func fuzzStore(f *testing.F) (*Keystore, *storage.Memory, map[string][]byte) {
 			seeds["sealed/"+string(a)] = b.Data
 		}
 	}
+	// One key as older versions wrote it, for the handle-file seeds.
+	legacy, err := provider.NewKeyID("fuzz", "p", string(alg.Default().Names()[0]))
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := LegacyHandles(mem, legacy); err != nil {
+		f.Fatal(err)
+	}
 	for name, data := range mem.Snapshot() {
 		seeds[name] = data
 	}

@@ -273,20 +273,22 @@ func TestRollbackRevokedToActive(t *testing.T) {
 	}
 }
 
-// TestRollbackDestroyedToPresent: meta.json and the handle restored from
-// before a revoke and destroy are refused.
+// TestRollbackDestroyedToPresent: meta.json (with its inline handle)
+// restored from before a revoke and destroy is refused.
 func TestRollbackDestroyedToPresent(t *testing.T) {
 	e := newGenEnv(t)
 	id := e.create(t, appA, "app-a/s/k", provider.Ed25519)
-	meta, handle := e.readFile(t, metaFile(id)), e.readFile(t, handleFile(id, 1))
+	meta := e.readFile(t, metaFile(id))
 	if _, err := e.ks.Revoke(ctx, appA, id); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.ks.Destroy(ctx, appA, id); err != nil {
 		t.Fatal(err)
 	}
+	if b := e.readFile(t, metaFile(id)); bytes.Contains(b, []byte(`"handle"`)) {
+		t.Fatalf("meta.json of a destroyed key holds a handle: %s", b)
+	}
 	e.writeFile(t, metaFile(id), meta)
-	e.writeFile(t, handleFile(id, 1), handle)
 	e2 := e.restart(t, logGens{e.audit})
 	_, err := e2.ks.Sign(ctx, appA, id, []byte("m"))
 	wantRefused(t, "sign with the restored key", err, core.ErrRolledBack, id, "generation 1", "says 3")
@@ -431,11 +433,16 @@ func TestRollbackNoteRetried(t *testing.T) {
 }
 
 // TestRestoredHandleNeverUsed: meta.json is the authority over handles.
-// A handle file restored after a destroy, or of a revoked version, is
-// never used.
+// A handle file (as older versions wrote them) restored after a destroy,
+// or of a revoked version, is never used; nor is a handle file planted
+// beside a version whose handle is inline.
 func TestRestoredHandleNeverUsed(t *testing.T) {
 	e := newGenEnv(t)
 	id := e.create(t, appA, "app-a/s/k", provider.Ed25519)
+	if err := core.LegacyHandles(e.st, id); err != nil {
+		t.Fatal(err)
+	}
+	e = e.restart(t, logGens{e.audit})
 	h1 := e.readFile(t, handleFile(id, 1))
 	if _, err := e.ks.Revoke(ctx, appA, id); err != nil {
 		t.Fatal(err)
@@ -453,6 +460,10 @@ func TestRestoredHandleNeverUsed(t *testing.T) {
 
 	// Rotate, revoke version 1, restore its handle: version 1 stays refused.
 	rid := e2.create(t, appA, "app-a/s/r", provider.Ed25519)
+	if err := core.LegacyHandles(e2.st, rid); err != nil {
+		t.Fatal(err)
+	}
+	e2 = e2.restart(t, logGens{e.audit})
 	r1 := e2.readFile(t, handleFile(rid, 1))
 	sig, err := e2.ks.Sign(ctx, appA, rid, []byte("m"))
 	if err != nil {
@@ -472,15 +483,38 @@ func TestRestoredHandleNeverUsed(t *testing.T) {
 	if s, err := e3.ks.Sign(ctx, appA, rid, []byte("m")); err != nil || s.Version != 2 {
 		t.Fatalf("sign: %+v, %v; want version 2", s, err)
 	}
+
+	// Version 2 (made by a rotate: inline) ignores a handle file planted
+	// beside it: version 1's, which would sign as another key.
+	e3.writeFile(t, handleFile(rid, 2), r1)
+	e4 := e.restart(t, logGens{e.audit})
+	s, err := e4.ks.Sign(ctx, appA, rid, []byte("m"))
+	if err != nil || s.Version != 2 {
+		t.Fatalf("sign with a planted v2.handle: %+v, %v; want version 2", s, err)
+	}
+	m, err := e4.ks.Get(ctx, appA, rid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e4.ks.Verify(ctx, appA, rid, 2, []byte("m"), s.Signature); err != nil {
+		t.Fatalf("signature of v2 does not verify under v2's public key %x: %v", m.Versions[1].PublicKey, err)
+	}
 }
 
 // TestRestoredHandleAfterKEKRotation: a handle file from before a KEK
-// rotation fails to unwrap once the old KEK is retired.
+// rotation, or a meta.json with the inline handle from before it, fails
+// to unwrap once the old KEK is retired.
 func TestRestoredHandleAfterKEKRotation(t *testing.T) {
 	kekPath := t.TempDir() + "/kek"
 	st := storage.NewMemory()
 	e := newEnvWith(t, st, softFile(t, kekPath))
 	id := e.create(t, appA, "app-a/s/k", provider.Ed25519)
+	inl := e.create(t, appA, "app-a/s/inline", provider.Ed25519)
+	oldMeta := e.readFile(t, metaFile(inl))
+	if err := core.LegacyHandles(st, id); err != nil {
+		t.Fatal(err)
+	}
+	e = newEnvWith(t, st, softFile(t, kekPath))
 	old := e.readFile(t, handleFile(id, 1))
 	if _, err := e.ks.RotateKEK(ctx, operator); err != nil {
 		t.Fatal(err)
@@ -488,10 +522,20 @@ func TestRestoredHandleAfterKEKRotation(t *testing.T) {
 	if g := e.gen(t, id); g != 1 {
 		t.Fatalf("a KEK rotation changed the generation to %d", g)
 	}
+	if g := e.gen(t, inl); g != 1 {
+		t.Fatalf("a KEK rotation changed the generation of a key with an inline handle to %d", g)
+	}
+	if bytes.Equal(e.readFile(t, metaFile(inl)), oldMeta) {
+		t.Fatal("the KEK rotation left the inline handle as it was")
+	}
 	e.writeFile(t, handleFile(id, 1), old)
+	e.writeFile(t, metaFile(inl), oldMeta)
 	e2 := newEnvWith(t, st, softFile(t, kekPath))
 	if _, err := e2.ks.Sign(ctx, appA, id, []byte("m")); err == nil {
 		t.Fatal("a handle from before the KEK rotation still signs")
+	}
+	if _, err := e2.ks.Sign(ctx, appA, inl, []byte("m")); err == nil {
+		t.Fatal("an inline handle from before the KEK rotation still signs")
 	}
 }
 

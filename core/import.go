@@ -361,7 +361,7 @@ func (k *Keystore) importKey(ctx context.Context, c Caller, id KeyID, r ImportRe
 	now := k.clock.Now().UTC()
 	var next *record
 	if rec == nil {
-		next = &record{spec: spec, versions: []*versionRT{vr}, newVersion: vr, meta: Metadata{
+		next = &record{spec: spec, versions: []*versionRT{vr}, meta: Metadata{
 			ID: id, Algorithm: spec.Name, Use: spec.Use, State: StateActive, Current: 1,
 			Versions: []VersionInfo{{Version: 1, State: VersionPrimary, PublicKey: pub, Created: now, Origin: OriginImported}},
 			Policy:   r.Policy, Provider: k.info.Name, Insecure: k.insecure, Origin: OriginImported, Created: now,
@@ -374,10 +374,7 @@ func (k *Keystore) importKey(ctx context.Context, c Caller, id KeyID, r ImportRe
 		next.meta.Generation = rec.meta.Generation + 1
 	}
 	ev.Version, ev.Gen = v, next.meta.Generation
-	if err := k.commit(ctx, *ev); err != nil {
-		return Metadata{}, err
-	}
-	if err := k.persist(e, next); err != nil {
+	if err := k.change(ctx, e, next, *ev, nil); err != nil {
 		return Metadata{}, err
 	}
 	if err := k.applied(ctx, ev); err != nil {

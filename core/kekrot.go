@@ -266,7 +266,10 @@ func (k *Keystore) rewrapAll(ctx context.Context, rot provider.KEKRotator, r *KE
 }
 
 // rewrapKey rewraps every version of id that has a handle, under the
-// key's lock: each new handle is durable in its file before the next.
+// key's lock: each new handle in a file is durable in its file before the
+// next; the new inline handles (meta.json's) are written together, in one
+// rewrite of meta.json that keeps its generation (a rewrap changes no
+// state the audit log tracks, as a seal reservation does not).
 func (k *Keystore) rewrapKey(ctx context.Context, rot provider.KEKRotator, id KeyID, r *KEKRotation) error {
 	e, err := k.writeKey(ctx, id)
 	if err != nil {
@@ -277,6 +280,7 @@ func (k *Keystore) rewrapKey(ctx context.Context, rot provider.KEKRotator, id Ke
 	if rec == nil {
 		return nil // gone since the listing
 	}
+	inline := map[int]provider.Handle{} // version index → new handle
 	for i, vr := range rec.versions {
 		if rec.meta.Versions[i].State == VersionDestroyed {
 			continue
@@ -301,6 +305,10 @@ func (k *Keystore) rewrapKey(ctx context.Context, rot provider.KEKRotator, id Ke
 			continue
 		}
 		nh = slices.Clone(nh)
+		if vr.inline {
+			inline[i] = nh
+			continue
+		}
 		hp := handlePath(vr.ref.ID, vr.ref.Version)
 		if err := k.st.WriteFile(hp, encodeHandle(hp, nh)); err != nil {
 			// The file holds the old handle or the new one (a failed
@@ -310,6 +318,23 @@ func (k *Keystore) rewrapKey(ctx context.Context, rot provider.KEKRotator, id Ke
 			return err
 		}
 		vr.handle.Store(&nh)
+		r.Rewrapped++
+	}
+	if len(inline) == 0 {
+		return nil
+	}
+	b := rec.body()
+	for i, nh := range inline {
+		b.Versions[i].Handle = nh
+	}
+	// On failure memory keeps the old handles and meta.json holds the old
+	// ones or the new (a failed directory sync): both work until the
+	// commit, which this failure prevents.
+	if _, _, err := k.writeRecord(rec, b); err != nil {
+		return err
+	}
+	for i, nh := range inline {
+		rec.versions[i].handle.Store(&nh)
 		r.Rewrapped++
 	}
 	return nil

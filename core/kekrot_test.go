@@ -215,6 +215,9 @@ func TestRotateKEKStopsOnUnreadableKey(t *testing.T) {
 	e := newEnvWith(t, st, softFile(t, kekPath))
 	k := makeRotKeys(t, e)
 	bad := e.create(t, appA, "app-a/s/bad", provider.Ed25519)
+	if err := core.LegacyHandles(st, bad); err != nil { // a handle file, as older versions wrote
+		t.Fatal(err)
+	}
 	hp := "keystore/app-a/s/bad/v1.handle"
 	if err := st.WriteFile(hp, []byte("KSH\x01 not a handle file at all, 36+ bytes long......")); err != nil {
 		t.Fatal(err)
@@ -408,6 +411,9 @@ func TestCrashDuringKEKRotation(t *testing.T) {
 		e := openSoftDir(t, s.dir, s.kekPath, nil, nil)
 		s.keys = makeRotKeys(t, e)
 		closeDirEnv(t, e)
+		// A mixed state: two keys with handle files (as older versions
+		// wrote them), the others with their handles in meta.json.
+		legacyDir(t, s.dir, s.keys.sign, s.keys.seal)
 		return s
 	}
 	// afterwards restarts, checks, reruns, restarts and checks again.
@@ -443,7 +449,8 @@ func TestCrashDuringKEKRotation(t *testing.T) {
 		}
 		closeDirEnv(t, e)
 	}
-	// Two MANIFEST writes and five handle writes, five steps each.
+	// Two MANIFEST writes, three handle files (sign, seal@1, seal@2) and
+	// two meta.json (other, revoked), five steps each.
 	if count.n < 7*5 {
 		t.Fatalf("the rotation took only %d storage steps: %v", count.n, count.steps)
 	}

@@ -422,20 +422,62 @@ func (k *Keystore) load(ctx context.Context, id KeyID) (*record, error) {
 	return rec, nil
 }
 
-// persist writes rec's metadata durably and publishes rec in e, whose
-// lock the caller holds.
+// change makes a lifecycle change durable, under e's lock (held by the
+// caller): the audit sink commits ev (its intent record durable), then
+// apply runs (if any: a destroy's erasure), then rec's metadata is
+// written and rec published in e. A new version's handle is in rec's
+// metadata (inline), so one file write makes the whole change.
 //
-// A record made by a create or a rotation carries its new version; that
-// version's handle file is written first, so the metadata never names a
-// handle that is not durable.
+// The write's invisible part (the key's directory made, the metadata's
+// temporary file written and fsynced: Storage.PrepareWrite) runs
+// concurrently with the sink's commit, so their fsyncs overlap; only the
+// rename, which makes the change visible, waits for the commit. A refused
+// commit aborts the prepared write: nothing becomes visible (an empty key
+// directory may stay, which holds no key).
+func (k *Keystore) change(ctx context.Context, e *entry, rec *record, ev Event, apply func() error) error {
+	path := metaPath(rec.meta.ID)
+	out, err := encodeChecked("meta", path, rec.body())
+	if err != nil {
+		return err
+	}
+	type prepared struct {
+		commit, abort func() error
+		err           error
+	}
+	done := make(chan prepared, 1)
+	go func() {
+		var p prepared
+		p.commit, p.abort, p.err = k.st.PrepareWrite(path, out)
+		done <- p
+	}()
+	cerr := k.commit(ctx, ev)
+	p := <-done
+	if cerr == nil && p.err == nil && apply != nil {
+		cerr = apply()
+	}
+	if cerr != nil || p.err != nil {
+		if p.err == nil {
+			// Nothing was made visible; a temporary file an abort
+			// fails to remove is swept by the next open.
+			_ = p.abort()
+		}
+		if cerr != nil {
+			return cerr
+		}
+		return p.err
+	}
+	return k.publish(e, rec, path, out, p.commit())
+}
+
+// publish publishes rec in e after the write of its metadata (out, at
+// path; nil if it was never attempted) returned err.
 //
 // A write that fails after its rename (a failed directory fsync) leaves
 // the new metadata in place. So on failure the metadata is read back: if
 // storage holds rec, memory follows it (a revoke reported as failed whose
 // metadata landed must not leave the key signing until a restart); if the
 // read fails, e is marked unloaded and the next use reloads the key.
-func (k *Keystore) persist(e *entry, rec *record) error {
-	path, out, err := k.writeRecord(rec, rec.body())
+func (k *Keystore) publish(e *entry, rec *record, path string, out []byte, err error) error {
 	if err == nil {
 		e.rec.Store(rec)
 		return nil
@@ -452,21 +494,9 @@ func (k *Keystore) persist(e *entry, rec *record) error {
 	return err
 }
 
-// writeRecord writes rec's new version's handle, if any, then b as rec's
-// metadata. It returns the metadata path and bytes once their write was
-// attempted.
+// writeRecord writes b as rec's metadata. It returns the metadata path
+// and bytes once their write was attempted.
 func (k *Keystore) writeRecord(rec *record, b metaBody) (string, []byte, error) {
-	if vr := rec.newVersion; vr != nil {
-		h := vr.handle.Load()
-		if h == nil {
-			return "", nil, provider.Errorf(provider.EIO, "new version %s has no handle", vr.refStr)
-		}
-		hp := handlePath(vr.ref.ID, vr.ref.Version)
-		if err := k.st.WriteFile(hp, encodeHandle(hp, *h)); err != nil {
-			return "", nil, err
-		}
-		rec.newVersion = nil
-	}
 	path := metaPath(rec.meta.ID)
 	out, err := encodeChecked("meta", path, b)
 	if err != nil {
@@ -478,10 +508,14 @@ func (k *Keystore) writeRecord(rec *record, b metaBody) (string, []byte, error) 
 // errHandleMissing marks a handle file that does not exist.
 var errHandleMissing = errors.New("no handle file")
 
-// handle returns version vr's handle, loading it from storage once.
+// handle returns version vr's handle: an inline one from memory (read
+// with its meta.json), else loaded from its file once.
 func (k *Keystore) handle(vr *versionRT) (provider.Handle, error) {
 	if h := vr.handle.Load(); h != nil {
 		return *h, nil
+	}
+	if vr.inline {
+		return nil, provider.Errorf(provider.EIO, "version %s has no handle (destroyed): %w", vr.refStr, errHandleMissing)
 	}
 	path := handlePath(vr.ref.ID, vr.ref.Version)
 	data, err := k.st.ReadFile(path)

@@ -16,8 +16,10 @@ import (
 // The storage layout contract (docs/storage.md):
 //
 //	keystore/MANIFEST                              format, provider name, secure flag, KEK fingerprints
-//	keystore/<appId>/<purpose>/<name>/meta.json    metadata: versions, states, times, policy
-//	keystore/<appId>/<purpose>/<name>/v<N>.handle  provider handle of version N
+//	keystore/<appId>/<purpose>/<name>/meta.json    metadata: versions, states, times, policy,
+//	                                               and each new version's provider handle
+//	keystore/<appId>/<purpose>/<name>/v<N>.handle  provider handle of version N, for versions
+//	                                               made before handles moved into meta.json
 //
 // Every path segment comes from a validated KeyID or is fixed here, so no
 // input can name a file outside the tree.
@@ -197,6 +199,10 @@ type versionBody struct {
 	Destroyed     *time.Time `json:"destroyed,omitempty"`
 	SealsReserved uint64     `json:"seals_reserved,omitempty"`
 	Origin        string     `json:"origin,omitempty"` // "imported"; absent: generated
+	// Handle is the version's provider handle (base64), for versions
+	// made since handles moved into meta.json; absent: the handle is in
+	// v<N>.handle (older versions), or the version is destroyed.
+	Handle []byte `json:"handle,omitempty"`
 }
 
 func timePtr(t time.Time) *time.Time {

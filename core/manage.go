@@ -69,17 +69,14 @@ func (k *Keystore) create(ctx context.Context, c Caller, id KeyID, o CreateOptio
 	if err != nil {
 		return Metadata{}, err
 	}
-	rec := &record{spec: spec, versions: []*versionRT{vr}, newVersion: vr, meta: Metadata{
+	rec := &record{spec: spec, versions: []*versionRT{vr}, meta: Metadata{
 		ID: id, Algorithm: spec.Name, Use: spec.Use, State: StateActive, Current: 1,
 		Versions: []VersionInfo{{Version: 1, State: VersionPrimary, PublicKey: pub, Created: now, Origin: OriginGenerated}},
 		Policy:   o.Policy, Provider: k.info.Name, Insecure: k.insecure, Origin: OriginGenerated, Created: now,
 		Generation: 1,
 	}}
 	ev.Version, ev.Gen = 1, 1
-	if err := k.commit(ctx, *ev); err != nil {
-		return Metadata{}, err
-	}
-	if err := k.persist(e, rec); err != nil {
+	if err := k.change(ctx, e, rec, *ev, nil); err != nil {
 		return Metadata{}, err
 	}
 	if err := k.applied(ctx, ev); err != nil {
@@ -89,10 +86,8 @@ func (k *Keystore) create(ctx context.Context, c Caller, id KeyID, o CreateOptio
 }
 
 // generate asks the provider for a new key version and checks what it
-// returns; the handle is kept in vr, and written to its file by persist
-// (after the audit sink has committed the change) before the metadata that
-// makes the version live, so a crash in between leaves only an
-// unreferenced handle file that the next attempt overwrites.
+// returns; the handle is kept in vr, and written inside the metadata that
+// makes the version live (Keystore.change).
 func (k *Keystore) generate(ctx context.Context, vr *versionRT) ([]byte, error) {
 	spec, err := k.reg.Lookup(vr.ref.Algorithm)
 	if err != nil {
@@ -106,7 +101,8 @@ func (k *Keystore) generate(ctx context.Context, vr *versionRT) ([]byte, error) 
 }
 
 // adopt checks what the provider made for vr (by Generate or Import) and
-// keeps its handle in vr; it returns a copy of the public key.
+// keeps its handle in vr, as an inline one (stored in meta.json); it
+// returns a copy of the public key.
 func (k *Keystore) adopt(spec *alg.Spec, vr *versionRT, g provider.Generated) ([]byte, error) {
 	if len(g.Handle) == 0 || len(g.Handle) > provider.MaxHandle {
 		return nil, provider.Errorf(provider.EIO, "provider returned a handle of %d bytes for %s", len(g.Handle), vr.refStr)
@@ -115,6 +111,7 @@ func (k *Keystore) adopt(spec *alg.Spec, vr *versionRT, g provider.Generated) ([
 		return nil, provider.Errorf(provider.EIO, "provider returned a malformed public key for %s", vr.refStr)
 	}
 	h := provider.Handle(append([]byte(nil), g.Handle...))
+	vr.inline = true
 	vr.handle.Store(&h)
 	return append([]byte(nil), g.PublicKey...), nil
 }
@@ -229,15 +226,7 @@ func (k *Keystore) transition(ctx context.Context, c Caller, op Op, id KeyID, ev
 	}
 	next.meta.Generation = rec.meta.Generation + 1
 	ev.Gen = next.meta.Generation
-	if err := k.commit(ctx, *ev); err != nil {
-		return Metadata{}, err
-	}
-	if apply != nil {
-		if err := apply(); err != nil {
-			return Metadata{}, err
-		}
-	}
-	if err := k.persist(e, next); err != nil {
+	if err := k.change(ctx, e, next, *ev, apply); err != nil {
 		return Metadata{}, err
 	}
 	if err := k.applied(ctx, ev); err != nil {
@@ -280,8 +269,9 @@ func (k *Keystore) RotateWith(ctx context.Context, c Caller, id KeyID, o RotateO
 	return audited(ctx, k, &ev, m, err)
 }
 
-// rotateLocked makes the successor record with a new primary version; the
-// new version's handle is durable before the caller persists the record.
+// rotateLocked makes the successor record with a new primary version,
+// whose handle the record's metadata holds (inline, even when the key's
+// older versions have handle files).
 func (k *Keystore) rotateLocked(ctx context.Context, rec *record, now time.Time) (*record, error) {
 	if rec.meta.Current == provider.MaxVersion {
 		return nil, provider.Errorf(provider.EINVAL, "key has reached the last version number")
@@ -306,7 +296,6 @@ func (r *record) withVersion(vr *versionRT, pub []byte, now time.Time, origin Or
 	next.meta.Versions = append(next.meta.Versions, VersionInfo{Version: vr.ref.Version, State: VersionPrimary, PublicKey: pub, Created: now, Origin: origin})
 	next.meta.Current = vr.ref.Version
 	next.versions = append(next.versions, vr)
-	next.newVersion = vr
 	return next
 }
 
@@ -404,8 +393,10 @@ func (k *Keystore) destroyLocked(ctx context.Context, rec *record, now time.Time
 					return provider.WithOp("destroy", v.vr.refStr, err)
 				}
 			}
-			if err := k.st.Remove(handlePath(v.vr.ref.ID, v.vr.ref.Version)); err != nil {
-				return err
+			if !v.vr.inline { // an inline handle goes with the metadata's rewrite
+				if err := k.st.Remove(handlePath(v.vr.ref.ID, v.vr.ref.Version)); err != nil {
+					return err
+				}
 			}
 			v.vr.handle.Store(nil)
 		}
@@ -718,10 +709,7 @@ func (k *Keystore) autoRotate(ctx context.Context, id KeyID, ev Event) (v Versio
 	}
 	next.meta.Generation = rec.meta.Generation + 1
 	ev.Key, ev.Version, ev.Detail, ev.Gen = e.idStr, next.meta.Current, "auto-rotated", next.meta.Generation
-	if err := k.commit(ctx, ev); err != nil {
-		return 0, 0, err
-	}
-	if err := k.persist(e, next); err != nil {
+	if err := k.change(ctx, e, next, ev, nil); err != nil {
 		return 0, 0, err
 	}
 	if err := k.applied(ctx, &ev); err != nil {

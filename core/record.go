@@ -15,9 +15,6 @@ type record struct {
 	meta     Metadata
 	spec     *alg.Spec
 	versions []*versionRT // index v-1
-	// newVersion, set only between a create or rotation and its persist,
-	// is the version whose handle file persist writes first.
-	newVersion *versionRT
 }
 
 // versionRT is the run-time state of one key version.
@@ -25,7 +22,12 @@ type versionRT struct {
 	ref    provider.KeyRef
 	refStr string // "<id>@<n>"
 	idStr  string // "<id>"
-	// handle is loaded from storage on first use.
+	// inline: the version's handle is in meta.json (set when the version
+	// is made or read; never changes). Else it is in v<N>.handle.
+	inline bool
+	// handle is the version's handle: for an inline version, set with
+	// the record (nil once destroyed); else loaded from its file on
+	// first use.
 	handle atomic.Pointer[provider.Handle]
 	// seals counts seals made, starting at reserved on load so a crash
 	// never lets the count go back; reserved is the durable reservation.
@@ -92,7 +94,11 @@ func (r *record) body() metaBody {
 			Origin:    originField(v.Origin),
 		}
 		if i < len(r.versions) {
-			vb.SealsReserved = r.versions[i].reserved.Load()
+			vr := r.versions[i]
+			vb.SealsReserved = vr.reserved.Load()
+			if h := vr.handle.Load(); vr.inline && h != nil && v.State != VersionDestroyed {
+				vb.Handle = *h
+			}
 		}
 		b.Versions = append(b.Versions, vb)
 	}
@@ -168,12 +174,21 @@ func recordFromBody(id KeyID, path string, b *metaBody, reg *alg.Registry, provi
 		if !ok {
 			return bad("version " + strconv.Itoa(i+1) + " has an invalid origin")
 		}
+		if vb.Handle != nil && (len(vb.Handle) == 0 || len(vb.Handle) > provider.MaxHandle || vs == VersionDestroyed) {
+			return bad("version " + strconv.Itoa(i+1) + " has a malformed handle")
+		}
 		m.Versions = append(m.Versions, VersionInfo{
 			Version: Version(vb.Version), State: vs, PublicKey: vb.PublicKey, Created: vb.Created,
 			Retired: timeVal(vb.Retired), Revoked: timeVal(vb.Revoked), Destroyed: timeVal(vb.Destroyed),
 			Origin: vo,
 		})
-		r.versions = append(r.versions, newVersionRT(id, Version(vb.Version), spec, providerName, vb.SealsReserved))
+		vr := newVersionRT(id, Version(vb.Version), spec, providerName, vb.SealsReserved)
+		if vb.Handle != nil {
+			h := provider.Handle(append([]byte(nil), vb.Handle...))
+			vr.inline = true
+			vr.handle.Store(&h)
+		}
+		r.versions = append(r.versions, vr)
 	}
 	if (state == StateActive) != (primaries == 1) || primaries > 1 {
 		return bad("an active key needs exactly one primary version, other keys none")

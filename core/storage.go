@@ -26,6 +26,19 @@ type Storage interface {
 	// parent directories are created (0700) durably.
 	WriteFile(name string, data []byte) error
 
+	// PrepareWrite is WriteFile in two parts: it does now what stays
+	// invisible at name (missing parent directories made durably, the
+	// data written durably somewhere name does not show), and returns
+	// commit, which makes the data name's content (atomically; durable
+	// when it returns nil, as after WriteFile), and abort, which drops
+	// it (name keeps its old content). The caller calls one of them
+	// once; a later call of either does nothing. A crash before commit
+	// leaves name as it was. The keystore prepares a change's metadata
+	// while the audit log makes the change's intent record durable, and
+	// commits it only after (Keystore.change). A transactional backend
+	// may do nothing in PrepareWrite and the whole write in commit.
+	PrepareWrite(name string, data []byte) (commit func() error, abort func() error, err error)
+
 	// Remove deletes the file at name durably. A missing file is not an
 	// error.
 	Remove(name string) error
