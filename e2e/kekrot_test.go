@@ -108,8 +108,9 @@ func TestKEKRotateRealDaemon(t *testing.T) {
 
 // TestKEKRotateRealDaemonPlugin: the same through the real software
 // plugin binary (keystore-plugin-software over its own KEK file), with a
-// rotation that fails midway. Four keys are made; one's handle file is
-// damaged while the daemon is stopped, so the rotation stops before its
+// rotation that fails midway. Four keys are made; one's handle (inline in
+// its meta.json, re-checksummed so the file itself is whole) is damaged
+// while the daemon is stopped, so the rotation stops before its
 // commit (EIO) with the others rewrapped under the pending KEK. The
 // plugin process is then killed (the daemon's client restarts it, holding
 // both KEKs) and the daemon restarted, both with the rotation pending:
@@ -165,18 +166,21 @@ func TestKEKRotateRealDaemonPlugin(t *testing.T) {
 	d.Stop()
 	sinks = append(sinks, d.Logs())
 
-	// Damage kek/broken's handle file (a daemon just started has read no
-	// handle yet): the rotation cannot rewrap it.
-	handles, err := filepath.Glob(filepath.Join(state, "keystore", "*", "kek", "broken", "v1.handle"))
+	// Damage kek/broken's handle (inline in its meta.json; the file is
+	// re-checksummed, so it loads): the rotation cannot rewrap it.
+	handles, err := filepath.Glob(filepath.Join(state, "keystore", "*", "kek", "broken", "meta.json"))
 	if err != nil || len(handles) != 1 {
-		t.Fatalf("handle file of kek/broken: %v, %v", handles, err)
+		t.Fatalf("meta.json of kek/broken: %v, %v", handles, err)
 	}
 	good, err := os.ReadFile(handles[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad := bytes.Clone(good)
-	bad[len(bad)-1] ^= 0xff
+	rel, err := filepath.Rel(state, handles[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := damageInlineHandle(t, good, filepath.ToSlash(rel))
 	if err := os.WriteFile(handles[0], bad, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -318,4 +322,29 @@ func pluginOf(t *testing.T, pid int) int {
 		t.Fatalf("daemon %d has children %v, want exactly one (the plugin)", pid, kids)
 	}
 	return kids[0]
+}
+
+// damageInlineHandle returns the meta.json data (at rel in the state)
+// with the last byte of version 1's inline handle flipped and the
+// checksum recomputed as docs/storage.md says: a whole file whose handle
+// the provider cannot unwrap.
+func damageInlineHandle(t *testing.T, data []byte, rel string) []byte {
+	t.Helper()
+	s := string(data)
+	i, j := strings.Index(s, `"body":`), strings.LastIndex(s, `,"sha256":"`)
+	h := strings.Index(s, `"handle":"`)
+	if i < 0 || j < i || h < i || h > j {
+		t.Fatalf("%s holds no inline handle: %q", rel, s)
+	}
+	h += len(`"handle":"`)
+	end := h + strings.IndexByte(s[h:], '"')
+	raw, err := base64.StdEncoding.DecodeString(s[h:end])
+	if err != nil || len(raw) == 0 {
+		t.Fatalf("inline handle of %s: %v", rel, err)
+	}
+	raw[len(raw)-1] ^= 0xff
+	s = s[:h] + base64.StdEncoding.EncodeToString(raw) + s[end:]
+	body := s[i+len(`"body":`) : j]
+	sum := sha256.Sum256([]byte("keystored/meta/v1\x00" + rel + "\x00" + body))
+	return []byte(s[:i] + `"body":` + body + `,"sha256":"` + hex.EncodeToString(sum[:]) + `"}` + "\n")
 }

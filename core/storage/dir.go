@@ -18,9 +18,12 @@ import (
 )
 
 // lockName is the lock file at the top of the tree; tempDirName the
-// directory at the top of the tree that holds every temporary file;
-// tempPrefix starts the name of every temporary file. All start with a
-// dot, which CheckPath refuses, so no storage path can name them.
+// directory that holds the temporary files: at the top of the tree for
+// the files there, and in each directory at the top for the files below
+// it (so that a filesystem mounted there has its own, and a rename never
+// crosses filesystems); tempPrefix starts the name of every temporary
+// file. All start with a dot, which CheckPath refuses, so no storage path
+// can name them.
 const (
 	lockName    = ".lock"
 	tempDirName = ".tmp"
@@ -40,7 +43,10 @@ type Dir struct {
 	mu     sync.RWMutex // held for reading by operations, for writing by Close
 	fd     int          // the root directory; -1 once closed
 	lockFD int          // the locked .lock file; -1 once closed
-	tmpFD  int          // the temporary-file directory .tmp; -1 once closed
+	tmpFD  int          // the root's temporary-file directory .tmp; -1 once closed
+
+	tmpMu sync.Mutex     // guards temps
+	temps map[string]int // <top>/.tmp by top-level directory name, opened on first use
 }
 
 // An Option configures OpenDir.
@@ -61,8 +67,10 @@ func WithHook(h Hook) Option {
 // directory, not owned by the effective uid, or writable by group or
 // others (ErrIO); takes an exclusive lock on root/.lock (ErrUnavailable if
 // another process, or another Dir, holds it); opens (creating it if
-// missing) root/.tmp, where every write makes its temporary file, and
-// removes the temporary files that a crash left there. Only when it
+// missing) root/.tmp; and removes the temporary files that a crash left
+// there and in <top>/.tmp of each directory <top> at the top of the tree
+// (where writes make their temporary files): one directory read per
+// top-level directory, however many files the tree holds. Only when it
 // creates root/.tmp (a state written by an older version, which made its
 // temporary files beside their targets) does it walk the whole tree for
 // them, once.
@@ -76,7 +84,7 @@ func OpenDir(root string, opts ...Option) (*Dir, error) {
 	if root == "" || strings.IndexByte(root, 0) >= 0 {
 		return nil, provider.Errorf(provider.EINVAL, "invalid state directory %q", root)
 	}
-	d := &Dir{root: root, hook: cfg.hook, euid: uint32(unix.Geteuid()), fd: -1, lockFD: -1, tmpFD: -1}
+	d := &Dir{root: root, hook: cfg.hook, euid: uint32(unix.Geteuid()), fd: -1, lockFD: -1, tmpFD: -1, temps: map[string]int{}}
 	if err := d.openRoot(); err != nil {
 		return nil, err
 	}
@@ -91,7 +99,10 @@ func OpenDir(root string, opts ...Option) (*Dir, error) {
 		err = d.sweepDir(d.fd, ".")
 	}
 	if err == nil {
-		err = d.sweepTemp()
+		err = d.sweepTemp(d.tmpFD, tempDirName)
+	}
+	if err == nil {
+		err = d.sweepTops()
 	}
 	if err != nil {
 		_ = d.closeFDs() // as above: the sweep's error is the one to report
@@ -128,23 +139,144 @@ func (d *Dir) openTemp() (bool, error) {
 	return created, nil
 }
 
-// sweepTemp removes the temporary files a crash left in root/.tmp (the
-// only place they are made) and fsyncs it if it changed: one directory
-// read, however many keys the tree holds.
-func (d *Dir) sweepTemp() error {
+// sweepTops sweeps <top>/.tmp of each directory at the top of the tree
+// that has one, keeping it open for writes below <top>.
+func (d *Dir) sweepTops() error {
 	const op = "sweep"
-	names, err := readNames(d.tmpFD)
+	// A descriptor of its own: a listing reads from the descriptor's
+	// offset, which an earlier listing of d.fd left at the end.
+	rootfd, err := openDir(d.fd, ".")
 	if err != nil {
-		return ioErr(op, d.root, "list "+tempDirName, err)
+		return ioErr(op, d.root, "open .", err)
+	}
+	names, err := readNames(rootfd)
+	d.release(rootfd)
+	if err != nil {
+		return ioErr(op, d.root, "list .", err)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		if strings.HasPrefix(n, ".") || CheckPath(n) != nil {
+			continue
+		}
+		top, err := openDir(d.fd, n)
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+			continue // not a directory of ours: the walk of a write refuses it
+		}
+		if err != nil {
+			return ioErr(op, d.root, "open directory "+n, err)
+		}
+		fd, err := d.openTopTemp(op, d.root, n, top, false)
+		d.release(top)
+		if err != nil {
+			return err
+		}
+		if fd < 0 {
+			continue
+		}
+		if err := d.sweepTemp(fd, n+"/"+tempDirName); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openTopTemp opens <top>/.tmp inside the directory topfd (the top-level
+// directory named top) without following a symlink and checks it as every
+// directory of the tree; with create it makes it if missing (0700, top
+// fsynced; no hook step: an empty temporary directory changes no file).
+// Without create, a missing one is -1, nil. The result is kept in
+// d.temps.
+func (d *Dir) openTopTemp(op, name, top string, topfd int, create bool) (int, error) {
+	rel := top + "/" + tempDirName
+	fd, err := openDir(topfd, tempDirName)
+	if errors.Is(err, unix.ENOENT) {
+		if !create {
+			return -1, nil
+		}
+		merr := unix.Mkdirat(topfd, tempDirName, 0o700)
+		if merr != nil && !errors.Is(merr, unix.EEXIST) {
+			return -1, ioErr(op, name, "mkdir "+rel, merr)
+		}
+		fd, err = openDir(topfd, tempDirName)
+		if merr == nil && errors.Is(err, unix.EACCES) {
+			if err = chmodAt(topfd, tempDirName, 0o700); err == nil {
+				fd, err = openDir(topfd, tempDirName)
+			}
+		}
+		if err == nil && merr == nil {
+			if cerr := unix.Fchmod(fd, 0o700); cerr != nil {
+				d.release(fd)
+				return -1, ioErr(op, name, "chmod "+rel, cerr)
+			}
+			if serr := unix.Fsync(topfd); serr != nil {
+				d.release(fd)
+				return -1, ioErr(op, name, "fsync directory "+top, serr)
+			}
+		}
+	}
+	if err != nil {
+		return -1, walkErr(op, name, topfd, tempDirName, rel, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		d.release(fd)
+		return -1, ioErr(op, name, "stat "+rel, err)
+	}
+	if msg := d.dirProblem(&st); msg != "" {
+		d.release(fd)
+		return -1, ioErr(op, name, rel+": "+msg, nil)
+	}
+	d.tmpMu.Lock()
+	defer d.tmpMu.Unlock()
+	if old, ok := d.temps[top]; ok { // opened by a concurrent write
+		d.release(fd)
+		return old, nil
+	}
+	d.temps[top] = fd
+	return fd, nil
+}
+
+// tempDir returns the temporary-file directory for a write of name
+// (segments segs) and its path: root/.tmp for a file at the top of the
+// tree, <top>/.tmp for a file below the directory <top>, opened (made if
+// missing) on first use. The caller holds d.mu for reading.
+func (d *Dir) tempDir(op, name string, segs []string) (int, string, error) {
+	if len(segs) == 1 {
+		return d.tmpFD, tempDirName, nil
+	}
+	top := segs[0]
+	d.tmpMu.Lock()
+	fd, ok := d.temps[top]
+	d.tmpMu.Unlock()
+	if ok {
+		return fd, top + "/" + tempDirName, nil
+	}
+	topfd, err := d.walk(op, name, segs[:1], false)
+	if err != nil {
+		return -1, "", err
+	}
+	fd, err = d.openTopTemp(op, name, top, topfd, true)
+	d.release(topfd)
+	return fd, top + "/" + tempDirName, err
+}
+
+// sweepTemp removes the temporary files a crash left in the temporary
+// directory tmpFD (at tmpRel) and fsyncs it if it changed.
+func (d *Dir) sweepTemp(tmpFD int, tmpRel string) error {
+	const op = "sweep"
+	names, err := readNames(tmpFD)
+	if err != nil {
+		return ioErr(op, d.root, "list "+tmpRel, err)
 	}
 	removed := false
 	for _, n := range names {
 		if !strings.HasPrefix(n, tempPrefix) {
 			continue
 		}
-		rel := tempDirName + "/" + n
+		rel := tmpRel + "/" + n
 		var st unix.Stat_t
-		err := unix.Fstatat(d.tmpFD, n, &st, unix.AT_SYMLINK_NOFOLLOW)
+		err := unix.Fstatat(tmpFD, n, &st, unix.AT_SYMLINK_NOFOLLOW)
 		if errors.Is(err, unix.ENOENT) {
 			continue
 		}
@@ -157,13 +289,13 @@ func (d *Dir) sweepTemp() error {
 		if err := callHook(d.hook, op, d.root, StepRemove, rel); err != nil {
 			return err
 		}
-		if err := unix.Unlinkat(d.tmpFD, n, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		if err := unix.Unlinkat(tmpFD, n, 0); err != nil && !errors.Is(err, unix.ENOENT) {
 			return ioErr(op, d.root, "remove "+rel, err)
 		}
 		removed = true
 	}
 	if removed {
-		return d.fsyncDir(op, d.root, d.tmpFD, tempDirName)
+		return d.fsyncDir(op, d.root, tmpFD, tmpRel)
 	}
 	return nil
 }
@@ -303,6 +435,12 @@ func (d *Dir) closeFDs() error {
 		errs = append(errs, unix.Close(d.tmpFD))
 		d.tmpFD = -1
 	}
+	d.tmpMu.Lock()
+	for top, fd := range d.temps {
+		errs = append(errs, unix.Close(fd))
+		delete(d.temps, top)
+	}
+	d.tmpMu.Unlock()
 	if d.fd >= 0 {
 		errs = append(errs, unix.Close(d.fd))
 		d.fd = -1
@@ -441,8 +579,9 @@ type pending struct {
 	dirfd    int // the target's directory, open; -1 for the root (d.fd)
 	last     string
 	dir      string // the target's directory, as a storage path
-	tmp      string // the temporary file's name in root/.tmp
-	tmpRel   string // ".tmp/" + tmp
+	tmpFD    int    // the temporary-file directory (d.tmpFD or one of d.temps)
+	tmp      string // the temporary file's name in it
+	tmpRel   string // its storage-relative path
 	mu       sync.Mutex
 	done     bool
 }
@@ -475,24 +614,29 @@ func (d *Dir) prepare(op, name string, data []byte) (*pending, error) {
 		p.release()
 		return nil, err
 	}
+	tmpFD, tmpDir, err := d.tempDir(op, name, segs)
+	if err != nil {
+		p.release()
+		return nil, err
+	}
 	tmp, err := tempName()
 	if err != nil {
 		p.release()
 		return nil, ioErr(op, name, "temp file name", err)
 	}
-	p.tmp, p.tmpRel = tmp, tempDirName+"/"+tmp
+	p.tmpFD, p.tmp, p.tmpRel = tmpFD, tmp, tmpDir+"/"+tmp
 	if err := callHook(d.hook, op, name, StepCreateTemp, name); err != nil {
 		p.release()
 		return nil, err
 	}
-	fd, err := unix.Openat(d.tmpFD, tmp,
+	fd, err := unix.Openat(tmpFD, tmp,
 		unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOCTTY, 0o600)
 	if err != nil {
 		p.release()
 		return nil, ioErr(op, name, "create temp file "+p.tmpRel, err)
 	}
 	fail := func(cause error) (*pending, error) {
-		err := d.abandonTemp(op, name, p.tmp, p.tmpRel, fd, cause)
+		err := d.abandonTemp(op, name, p.tmpFD, p.tmp, p.tmpRel, fd, cause)
 		p.release()
 		return nil, err
 	}
@@ -571,13 +715,13 @@ func (p *pending) commit() error {
 		dirfd = d.fd
 	}
 	if err := p.checkTarget(dirfd); err != nil {
-		return d.abandonTemp(p.op, p.name, p.tmp, p.tmpRel, -1, err)
+		return d.abandonTemp(p.op, p.name, p.tmpFD, p.tmp, p.tmpRel, -1, err)
 	}
 	if err := callHook(d.hook, p.op, p.name, StepRename, p.name); err != nil {
-		return d.abandonTemp(p.op, p.name, p.tmp, p.tmpRel, -1, err)
+		return d.abandonTemp(p.op, p.name, p.tmpFD, p.tmp, p.tmpRel, -1, err)
 	}
-	if err := unix.Renameat(d.tmpFD, p.tmp, dirfd, p.last); err != nil {
-		return d.abandonTemp(p.op, p.name, p.tmp, p.tmpRel, -1, ioErr(p.op, p.name, "rename temp file", err))
+	if err := unix.Renameat(p.tmpFD, p.tmp, dirfd, p.last); err != nil {
+		return d.abandonTemp(p.op, p.name, p.tmpFD, p.tmp, p.tmpRel, -1, ioErr(p.op, p.name, "rename temp file", err))
 	}
 	return d.fsyncDir(p.op, p.name, dirfd, p.dir)
 }
@@ -594,7 +738,7 @@ func (p *pending) abort() error {
 	if d.fd < 0 {
 		return nil // closed: the next OpenDir sweeps the temporary file
 	}
-	return d.abandonTemp(p.op, p.name, p.tmp, p.tmpRel, -1, nil)
+	return d.abandonTemp(p.op, p.name, p.tmpFD, p.tmp, p.tmpRel, -1, nil)
 }
 
 // checkRoot re-checks the root through its descriptor (one fstat) before
@@ -617,7 +761,7 @@ func (d *Dir) checkRoot(op, name string) error {
 // closes fd (if open) and removes the temporary file from root/.tmp. The
 // hook is consulted before the removal, so a simulated crash leaves the
 // file behind for the next sweep.
-func (d *Dir) abandonTemp(op, name string, tmp, tmpRel string, fd int, cause error) error {
+func (d *Dir) abandonTemp(op, name string, tmpFD int, tmp, tmpRel string, fd int, cause error) error {
 	var errs []error
 	if fd >= 0 {
 		if err := unix.Close(fd); err != nil {
@@ -626,7 +770,7 @@ func (d *Dir) abandonTemp(op, name string, tmp, tmpRel string, fd int, cause err
 	}
 	if err := callHook(d.hook, op, name, StepRemove, tmpRel); err != nil {
 		errs = append(errs, err)
-	} else if err := unix.Unlinkat(d.tmpFD, tmp, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+	} else if err := unix.Unlinkat(tmpFD, tmp, 0); err != nil && !errors.Is(err, unix.ENOENT) {
 		errs = append(errs, err)
 	}
 	if len(errs) == 0 {

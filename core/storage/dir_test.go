@@ -524,8 +524,9 @@ func TestDirSweepsLegacyTempFiles(t *testing.T) {
 	}
 }
 
-// TestDirSweepsTempDir: temporary files are made in root/.tmp only, and
-// OpenDir sweeps that one directory: it does not walk the tree (a name
+// TestDirSweepsTempDir: temporary files are made in root/.tmp (files at
+// the top) and <top>/.tmp (files below a top-level directory) only, and
+// OpenDir sweeps those directories: it does not walk the tree (a name
 // like a temporary file's elsewhere is left alone).
 func TestDirSweepsTempDir(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "state")
@@ -539,7 +540,7 @@ func TestDirSweepsTempDir(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	stale := []string{".tmp/.tmp-00", ".tmp/.tmp-0123456789abcdef0123456789abcdef"}
+	stale := []string{".tmp/.tmp-00", ".tmp/.tmp-0123456789abcdef0123456789abcdef", "keystore/.tmp/.tmp-22"}
 	kept := []string{".tmp/other", "keystore/a/b/.tmp-11"}
 	for _, name := range append(append([]string{}, stale...), kept...) {
 		if err := os.WriteFile(filepath.Join(root, name), []byte("partial"), 0o600); err != nil {
@@ -597,6 +598,22 @@ func TestDirTempDirRefused(t *testing.T) {
 			}
 			if !isCode(err, provider.EIO) || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("OpenDir = %v, want EIO naming %q", err, tc.want)
+			}
+			// The same planted at keystore/.tmp: refused at OpenDir when
+			// it is there, at the first write below keystore otherwise.
+			if err := os.Remove(filepath.Join(root, ".tmp")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Mkdir(filepath.Join(root, "keystore"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			tc.plant(t, filepath.Join(root, "keystore", ".tmp"))
+			if d, err = storage.OpenDir(root); err == nil {
+				cerr := d.Close()
+				t.Fatalf("OpenDir with keystore/.tmp planted succeeded (Close: %v)", cerr)
+			}
+			if !isCode(err, provider.EIO) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("OpenDir with keystore/.tmp planted = %v, want EIO naming %q", err, tc.want)
 			}
 		})
 	}

@@ -127,7 +127,7 @@ func (m *model) check(ctx context.Context, c *client.Client, state string, cycle
 		}
 		for _, v := range info.Versions {
 			if (v.State == client.VersionPrimary || v.State == client.VersionRetired) && !dk.handles[v.Version] {
-				m.failf("key %s: version %d is %v but %s/v%d.handle is missing", id, v.Version, v.State, dk.dir, v.Version)
+				m.failf("key %s: version %d is %v but has no handle (in %s/meta.json or v%d.handle)", id, v.Version, v.State, dk.dir, v.Version)
 			}
 		}
 		for v := range dk.handles {

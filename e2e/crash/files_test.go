@@ -18,7 +18,7 @@ import (
 type onDiskKey struct {
 	dir      string // "keystore/<app>/<purpose>/<name>"
 	meta     *metaFile
-	handles  map[uint32]bool
+	handles  map[uint32]bool // versions with a handle: inline in meta.json or a v<N>.handle file
 	problems []string
 }
 
@@ -30,7 +30,18 @@ type metaFile struct {
 	Versions []struct {
 		Version uint32 `json:"version"`
 		State   string `json:"state"`
+		Handle  []byte `json:"handle"` // inline handle (base64); absent: in v<N>.handle
 	} `json:"versions"`
+}
+
+// setMeta records k's meta.json and the versions whose handle it holds.
+func (k *onDiskKey) setMeta(m *metaFile) {
+	k.meta = m
+	for _, v := range m.Versions {
+		if len(v.Handle) > 0 {
+			k.handles[v.Version] = true
+		}
+	}
 }
 
 var handleName = regexp.MustCompile(`^v([1-9][0-9]{0,9})\.handle$`)
@@ -113,10 +124,10 @@ func fileStamp(d fs.DirEntry) (stamp, bool) {
 }
 
 // scan walks <state>/keystore and checks every file in it: no temporary
-// file left after a restart, no symlink, no unknown file, and every
-// MANIFEST, meta.json and handle whole and with a valid checksum. It
-// returns the key directories by full key ID and the problems found
-// outside them.
+// file left after a restart (there, or in <state>/.tmp where writes make
+// them), no symlink, no unknown file, and every MANIFEST, meta.json and
+// handle file whole and with a valid checksum. It returns the key
+// directories by full key ID and the problems found outside them.
 func (sc *scanner) scan(state string) (map[string]*onDiskKey, []string) {
 	if sc.ok == nil {
 		sc.ok = map[string]checked{}
@@ -126,7 +137,16 @@ func (sc *scanner) scan(state string) (map[string]*onDiskKey, []string) {
 	root := filepath.Join(state, "keystore")
 	keys := map[string]*onDiskKey{}
 	var problems []string
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+	tmps, err := os.ReadDir(filepath.Join(state, ".tmp"))
+	if err != nil {
+		problems = append(problems, "listing .tmp: "+err.Error())
+	}
+	for _, d := range tmps {
+		if strings.HasPrefix(d.Name(), ".tmp-") {
+			problems = append(problems, ".tmp/"+d.Name()+": temporary file left after a restart")
+		}
+	}
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			problems = append(problems, err.Error())
 			return nil
@@ -162,7 +182,7 @@ func (sc *scanner) scan(state string) (map[string]*onDiskKey, []string) {
 			if c, seenBefore := sc.ok[rel]; ok && seenBefore && c.st == st {
 				k := keys[strings.Join(segs[1:4], "/")]
 				if c.meta != nil {
-					k.meta = c.meta
+					k.setMeta(c.meta)
 				} else if m := handleName.FindStringSubmatch(name); m != nil {
 					v, perr := strconv.ParseUint(m[1], 10, 32)
 					if perr == nil {
@@ -210,7 +230,7 @@ func (sc *scanner) scan(state string) (map[string]*onDiskKey, []string) {
 				k.problems = append(k.problems, rel+": body: "+err.Error())
 				return nil
 			}
-			k.meta = &mf
+			k.setMeta(&mf)
 		case m != nil:
 			v, perr := strconv.ParseUint(m[1], 10, 32)
 			if perr != nil {
