@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -39,22 +40,38 @@ func (d *Dir) release(fd int) {
 // fsynced. The result is the root itself when dirs is empty; pass it to
 // release.
 func (d *Dir) walk(op, name string, dirs []string, create bool) (int, error) {
+	return d.walkSync(op, name, dirs, create, nil)
+}
+
+// walkSync is walk; with unsynced non-nil, the parents of the directories
+// it makes are not fsynced but appended to *unsynced, open, for the
+// caller to fsync (syncAll) and release: their hook step (StepDirFsync)
+// is still taken here, in order. The caller must do so whatever walkSync
+// returns.
+func (d *Dir) walkSync(op, name string, dirs []string, create bool, unsynced *[]int) (int, error) {
 	cur := d.fd
 	for i, seg := range dirs {
 		rel := strings.Join(dirs[:i+1], "/")
 		next, err := openDir(cur, seg)
+		keep := false
 		if errors.Is(err, unix.ENOENT) && create {
-			next, err = d.mkdir(op, name, cur, seg, rel)
+			next, err = d.mkdir(op, name, cur, seg, rel, unsynced != nil)
 			if err != nil {
 				d.release(cur)
 				return -1, err
+			}
+			if unsynced != nil {
+				*unsynced = append(*unsynced, cur)
+				keep = true
 			}
 		} else if err != nil {
 			err = walkErr(op, name, cur, seg, rel, err)
 			d.release(cur)
 			return -1, err
 		}
-		d.release(cur)
+		if !keep {
+			d.release(cur)
+		}
 		cur = next
 		var st unix.Stat_t
 		if err := unix.Fstat(cur, &st); err != nil {
@@ -70,8 +87,9 @@ func (d *Dir) walk(op, name string, dirs []string, create bool) (int, error) {
 }
 
 // mkdir creates the directory seg (at rel) inside parent with mode 0700,
-// opens it, and fsyncs parent so the new entry is durable.
-func (d *Dir) mkdir(op, name string, parent int, seg, rel string) (int, error) {
+// opens it, and fsyncs parent so the new entry is durable (with noSync,
+// takes the hook's StepDirFsync but leaves the fsync to the caller).
+func (d *Dir) mkdir(op, name string, parent int, seg, rel string, noSync bool) (int, error) {
 	if err := callHook(d.hook, op, name, StepMkdir, rel); err != nil {
 		return -1, err
 	}
@@ -98,11 +116,40 @@ func (d *Dir) mkdir(op, name string, parent int, seg, rel string) (int, error) {
 			return -1, ioErr(op, name, "chmod "+rel, err)
 		}
 	}
+	if noSync {
+		if err := callHook(d.hook, op, name, StepDirFsync, parentOf(rel)); err != nil {
+			d.release(fd)
+			return -1, err
+		}
+		return fd, nil
+	}
 	if err := d.fsyncDir(op, name, parent, parentOf(rel)); err != nil {
 		d.release(fd)
 		return -1, err
 	}
 	return fd, nil
+}
+
+// syncAll fsyncs the directories fds (from walkSync) concurrently with
+// also (if not nil) and releases them; it returns the first error.
+func (d *Dir) syncAll(op, name string, fds []int, also func() error) error {
+	errs := make([]error, len(fds)+1)
+	var wg sync.WaitGroup
+	for i, fd := range fds {
+		wg.Go(func() {
+			if err := unix.Fsync(fd); err != nil {
+				errs[i] = ioErr(op, name, "fsync the parent of a new directory", err)
+			}
+		})
+	}
+	if also != nil {
+		errs[len(fds)] = also()
+	}
+	wg.Wait()
+	for _, fd := range fds {
+		d.release(fd)
+	}
+	return errors.Join(errs...)
 }
 
 // chmodAt sets the mode of name inside dir, without following a symlink
