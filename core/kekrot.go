@@ -82,7 +82,7 @@ func (k *Keystore) kekStatus(ctx context.Context, c Caller) (KEKStatus, error) {
 // the next KEK (from then on new handles are wrapped under it); the
 // MANIFEST records it as kek_next; every version of every key (all apps)
 // that has a handle is rewrapped under its key's lock and its handle file
-// replaced; the provider's Commit drops the old KEK; the MANIFEST records
+// replaced (or, for inline handles, its meta.json rewritten once); the provider's Commit drops the old KEK; the MANIFEST records
 // the new one as kek. A key that cannot be read or rewrapped stops the
 // rotation before the commit (EIO): the old KEK stays until every handle
 // is under the new one. ctx is honoured between keys. A rerun that finds

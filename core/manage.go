@@ -340,8 +340,8 @@ func (k *Keystore) revokeVersion(ctx context.Context, c Caller, id KeyID, v Vers
 }
 
 // Destroy erases a revoked key's material: the provider destroys each
-// version, the handle files are removed, and the metadata is kept as a
-// tombstone (IDs are never reused). An active key gives EPERM: revoke it
+// version, the handle files are removed (inline handles are dropped from
+// the metadata), and the metadata is kept as a tombstone (IDs are never reused). An active key gives EPERM: revoke it
 // first. A destroy interrupted by a crash can be repeated.
 func (k *Keystore) Destroy(ctx context.Context, c Caller, id KeyID) (Metadata, error) {
 	ev := k.event(c, OpDestroy, id.String(), 0)

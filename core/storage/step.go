@@ -17,7 +17,7 @@ type Step uint8
 const (
 	_              Step = iota
 	StepMkdir           // create a missing parent directory
-	StepCreateTemp      // create the temporary file beside the target
+	StepCreateTemp      // create the temporary file (in the temporary directory of the target's tree)
 	StepWrite           // write the data to the temporary file
 	StepFsync           // fsync the temporary file
 	StepRename          // rename the temporary file over the target
