@@ -47,6 +47,8 @@ type Dir struct {
 
 	tmpMu sync.Mutex     // guards temps
 	temps map[string]int // <top>/.tmp by top-level directory name, opened on first use
+
+	syncs dirSyncs // shared fsyncs of the parents of new directories
 }
 
 // An Option configures OpenDir.

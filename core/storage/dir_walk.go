@@ -131,13 +131,15 @@ func (d *Dir) mkdir(op, name string, parent int, seg, rel string, noSync bool) (
 }
 
 // syncAll fsyncs the directories fds (from walkSync) concurrently with
-// also (if not nil) and releases them; it returns the first error.
+// also (if not nil) and releases them; it returns the errors. The fsyncs
+// of one directory are shared with concurrent writes (dirSyncs): every
+// new key's directory is made in its purpose directory.
 func (d *Dir) syncAll(op, name string, fds []int, also func() error) error {
 	errs := make([]error, len(fds)+1)
 	var wg sync.WaitGroup
 	for i, fd := range fds {
 		wg.Go(func() {
-			if err := unix.Fsync(fd); err != nil {
+			if err := d.syncs.fsync(fd); err != nil {
 				errs[i] = ioErr(op, name, "fsync the parent of a new directory", err)
 			}
 		})
