@@ -250,6 +250,19 @@ func (m *Machine) durableLocked() (map[string][]byte, []string) {
 	return files, dirs
 }
 
+// Event counts one durability event of another device (an external
+// counter's increment, say): nil if the power is on and the event's effect
+// is durable, ErrPowerCut if the power is (or just went) off and the
+// event must not take effect.
+func (m *Machine) Event() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.event() {
+		return ErrPowerCut
+	}
+	return nil
+}
+
 // DurableObserver is the audit.WithDurableObserver callback of the log
 // the Machine tracks.
 func (m *Machine) DurableObserver(seq uint64) {
