@@ -105,7 +105,7 @@ type pcDaemon struct {
 
 func pcLogPath(state string) string { return filepath.Join(state, "audit", "audit.jsonl") }
 
-func startPC(t *testing.T, state string, st core.Storage, counter tamper.Counter, observe func(uint64)) (*pcDaemon, error) {
+func startPC(t *testing.T, state string, st core.Storage, counter tamper.Counter, segSize int64, observe func(uint64)) (*pcDaemon, error) {
 	t.Helper()
 	ctx := context.Background()
 	if err := os.MkdirAll(filepath.Join(state, "audit"), 0o700); err != nil {
@@ -119,7 +119,7 @@ func startPC(t *testing.T, state string, st core.Storage, counter tamper.Counter
 		OpenLog: func() (tamper.Log, error) {
 			// Only what a state change makes durable counts: the interval
 			// fsync never runs within a test.
-			opts := []audit.Option{audit.WithSync(audit.SyncInterval(time.Hour)), audit.WithClock(clk)}
+			opts := []audit.Option{audit.WithSync(audit.SyncInterval(time.Hour)), audit.WithClock(clk), audit.WithSegmentSize(segSize)}
 			if observe != nil {
 				opts = append(opts, audit.WithDurableObserver(observe))
 			}
@@ -409,10 +409,17 @@ func pcWorkload(t *testing.T, seed uint64, workers, perWorker int, d *pcDaemon) 
 	return out
 }
 
+// pcConfig is what a pass of TestPowerCut varies.
+type pcConfig struct {
+	counter bool  // an external counter (its rounds fsync the log too)
+	segSize int64 // the audit log's segment size (0: the default)
+}
+
 // pcRun is one run: a fresh machine, the daemon on it, the workload with
 // the power cut before durability event cutAt (0: at the end), the
-// image, a restart on it and the checks. It returns the events counted.
-func pcRun(t *testing.T, seed uint64, cutAt int, withCounter bool) int {
+// image (tail bytes of unsynced audit records kept), a restart on it and
+// the checks. It returns the events counted.
+func pcRun(t *testing.T, seed uint64, cutAt int, cfg pcConfig, tail int) int {
 	t.Helper()
 	const workers, perWorker = 4, 20
 	ctx := context.Background()
@@ -424,10 +431,10 @@ func pcRun(t *testing.T, seed uint64, cutAt int, withCounter bool) int {
 		t.Fatal(err)
 	}
 	var c tamper.Counter
-	if withCounter {
+	if cfg.counter {
 		c = counter
 	}
-	d, err := startPC(t, state, m.Storage(), c, m.DurableObserver)
+	d, err := startPC(t, state, m.Storage(), c, cfg.segSize, m.DurableObserver)
 	if err != nil {
 		t.Fatalf("first start: %v", err)
 	}
@@ -494,7 +501,7 @@ func pcRun(t *testing.T, seed uint64, cutAt int, withCounter bool) int {
 	// the index snapshot, the counter.
 	_, _, seq := m.Image()
 	img := t.TempDir()
-	if err := powercut.CopyAuditDir(filepath.Join(state, "audit"), filepath.Join(img, "audit"), "audit.jsonl", seq); err != nil {
+	if err := powercut.CopyAuditDir(filepath.Join(state, "audit"), filepath.Join(img, "audit"), "audit.jsonl", seq, tail); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(img, tamper.SnapshotName), snap, 0o600); err != nil {
@@ -512,15 +519,18 @@ func pcRun(t *testing.T, seed uint64, cutAt int, withCounter bool) int {
 		durable = append(durable, r)
 		return nil
 	}); err != nil {
-		t.Fatalf("cut at %d: the durable log does not verify: %v", cutAt, err)
+		if tail == 0 {
+			t.Fatalf("cut at %d: the durable log does not verify: %v", cutAt, err)
+		}
+		// A torn last line: the restart's audit.Open cuts it off.
 	}
 
 	// The restart: a power cut is not tampering.
 	c = nil
-	if withCounter {
+	if cfg.counter {
 		c = &pcCounter{m: powercut.New(), exists: true, v: counter.v}
 	}
-	d2, err := startPC(t, img, mem, c, nil)
+	d2, err := startPC(t, img, mem, c, cfg.segSize, nil)
 	if err != nil {
 		t.Fatalf("cut at %d (seq %d durable): the restart refuses the image: %v", cutAt, seq, err)
 	}
@@ -593,7 +603,11 @@ func pcRun(t *testing.T, seed uint64, cutAt int, withCounter bool) int {
 				rotations++
 			}
 		}
-		t.Logf("acknowledged: %v; %d automatic rotations recorded", byOp, rotations)
+		files, err := os.ReadDir(filepath.Join(state, "audit"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("acknowledged: %v; %d automatic rotations recorded; %d files in the audit directory", byOp, rotations, len(files))
 	}
 	for key, gen := range acked {
 		for g := uint64(1); g <= gen; g++ {
@@ -687,9 +701,11 @@ func copyFiles(src, dst string) error {
 // rotate due keys, a sweep, seal-budget reservations, Store put and
 // delete, a KEK rotation) from four clients at once through the server, with a real
 // audit.Log and the audit index (internal/tamper), without and with an
-// external counter (whose rounds fsync the log too), over a simulated
+// external counter (whose rounds fsync the log too), and with 4 KiB audit
+// segments (rotations during the run), over a simulated
 // machine (internal/powercut) that keeps only what was made durable; cuts
-// the power before the k-th durability event for seeded k; restarts on
+// the power before the k-th durability event for seeded k (keeping, in
+// half the cuts, a torn tail of unsynced audit records); restarts on
 // the image as the daemon does and checks that every change acknowledged
 // (or visible in memory) before the cut is in the state with its durable
 // audit record, that no key in storage is at a generation the durable
@@ -697,13 +713,13 @@ func copyFiles(src, dst string) error {
 // not tampering). docs/security.md, "Durable audit before the reply".
 func TestPowerCut(t *testing.T) {
 	const seed = 15
-	cuts := 12
+	cuts := 10
 	if testing.Short() {
 		cuts = 6
 	}
-	for _, withCounter := range []bool{false, true} {
-		t.Run(fmt.Sprintf("counter=%v", withCounter), func(t *testing.T) {
-			total := pcRun(t, seed, 0, withCounter) // no cut: how many events a run has
+	for _, cfg := range []pcConfig{{}, {counter: true}, {segSize: audit.MinSegmentSize}} {
+		t.Run(fmt.Sprintf("counter=%v,segment=%d", cfg.counter, cfg.segSize), func(t *testing.T) {
+			total := pcRun(t, seed, 0, cfg, 0) // no cut: how many events a run has
 			if total == 0 {
 				t.Fatal("the workload made nothing durable")
 			}
@@ -713,7 +729,11 @@ func TestPowerCut(t *testing.T) {
 				if i < 3 {
 					k = 1 + i // the first events: the first creates' intents
 				}
-				t.Run(fmt.Sprintf("cut%d", k), func(t *testing.T) { pcRun(t, seed, k, withCounter) })
+				tail := 0
+				if i%2 == 1 {
+					tail = rng.IntN(600) // unsynced records that reached the disk, torn
+				}
+				t.Run(fmt.Sprintf("cut%d,tail%d", k, tail), func(t *testing.T) { pcRun(t, seed, k, cfg, tail) })
 			}
 		})
 	}

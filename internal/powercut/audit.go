@@ -15,7 +15,12 @@ import (
 // (audit.WithDurableObserver) was seq. A torn or undecodable line ends
 // what is kept of its file. A file left with no record is dropped unless
 // it is the current file (base). Other files are copied as they are.
-func CopyAuditDir(src, dst, base string, seq uint64) error {
+//
+// tail keeps that many more bytes of the current file after its last
+// durable record (as far as the file goes): pages of records never
+// fsynced that reached the disk all the same, usually ending in a torn
+// line, which audit.Open then cuts off.
+func CopyAuditDir(src, dst, base string, seq uint64, tail int) error {
 	if err := os.MkdirAll(dst, 0o700); err != nil {
 		return err
 	}
@@ -32,7 +37,11 @@ func CopyAuditDir(src, dst, base string, seq uint64) error {
 			return err
 		}
 		if strings.HasSuffix(e.Name(), ".jsonl") {
-			data = keepThrough(data, seq)
+			kept := keepThrough(data, seq)
+			if e.Name() == base {
+				kept = data[:min(len(data), len(kept)+max(tail, 0))]
+			}
+			data = kept
 			if len(data) == 0 && e.Name() != base {
 				continue
 			}

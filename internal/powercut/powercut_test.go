@@ -180,12 +180,28 @@ func TestAuditKeepsDurableRecords(t *testing.T) {
 		t.Fatalf("durable seq %d, want 3", seq)
 	}
 	out := filepath.Join(t.TempDir(), "a")
-	if err := CopyAuditDir(dir, out, "audit.jsonl", seq); err != nil {
+	if err := CopyAuditDir(dir, out, "audit.jsonl", seq, 0); err != nil {
 		t.Fatal(err)
 	}
 	res, err := audit.VerifyLog(filepath.Join(out, "audit.jsonl"))
 	if err != nil || res.LastSeq != 3 {
 		t.Errorf("image log: %+v, %v; want through seq 3", res, err)
+	}
+	// A torn tail of the record after: Open cuts it off and says so.
+	torn := filepath.Join(t.TempDir(), "b")
+	if err := CopyAuditDir(dir, torn, "audit.jsonl", seq, 10); err != nil {
+		t.Fatal(err)
+	}
+	l, err = audit.Open(filepath.Join(torn, "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	res, err = audit.VerifyLog(filepath.Join(torn, "audit.jsonl"))
+	if err != nil || res.LastSeq != 4 { // 3 + the recovery record
+		t.Errorf("torn image log: %+v, %v; want through seq 4", res, err)
 	}
 	if got := keepThrough([]byte("{\"seq\":1}\n{\"seq\":2}\n{\"seq\":3"), 9); string(got) != "{\"seq\":1}\n{\"seq\":2}\n" {
 		t.Errorf("torn line kept: %q", got)
