@@ -207,3 +207,54 @@ func TestAuditKeepsDurableRecords(t *testing.T) {
 		t.Errorf("torn line kept: %q", got)
 	}
 }
+
+// With segments: a rotation after the cut leaves the file that was
+// current at the cut as the image's current file, and the image opens
+// and verifies through the durable seq, with or without a torn tail.
+func TestAuditSegmentsImage(t *testing.T) {
+	for _, tail := range []int{0, 1, 150} {
+		m := New()
+		dir := t.TempDir()
+		path := filepath.Join(dir, "audit.jsonl")
+		l, err := audit.Open(path, audit.WithSync(audit.SyncInterval(time.Hour)), audit.WithSegmentSize(audit.MinSegmentSize),
+			audit.WithDurableObserver(m.DurableObserver))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		rec := audit.Record{Time: time.Unix(1, 0).UTC(), Op: "test", Result: "ok", Detail: "a detail that makes the record longer"}
+		for i := range 60 {
+			if i == 30 {
+				if _, err := l.AppendSync(ctx, rec); err != nil {
+					t.Fatal(err)
+				}
+				m.CutNow()
+			}
+			if _, err := l.Append(ctx, rec); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		_, _, seq := m.Image()
+		if seq != 31 {
+			t.Fatalf("durable through %d, want 31", seq)
+		}
+		out := filepath.Join(t.TempDir(), "a")
+		if err := CopyAuditDir(dir, out, "audit.jsonl", seq, tail); err != nil {
+			t.Fatal(err)
+		}
+		l, err = audit.Open(filepath.Join(out, "audit.jsonl"))
+		if err != nil {
+			t.Fatalf("tail %d: the image does not open: %v", tail, err)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		res, err := audit.VerifyLog(filepath.Join(out, "audit.jsonl"))
+		if err != nil || res.LastSeq < seq || res.Segments < 2 {
+			t.Errorf("tail %d: image log %+v, %v; want through seq %d or more, in segments", tail, res, err, seq)
+		}
+	}
+}
