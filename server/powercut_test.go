@@ -105,8 +105,19 @@ type pcDaemon struct {
 
 func pcLogPath(state string) string { return filepath.Join(state, "audit", "audit.jsonl") }
 
-func startPC(t *testing.T, state string, st core.Storage, counter tamper.Counter, segSize int64, observe func(uint64)) (*pcDaemon, error) {
+// pcStart is what startPC starts the daemon with.
+type pcStart struct {
+	state   string // the state directory: audit/, audit-index, kek/
+	st      core.Storage
+	counter tamper.Counter
+	segSize int64
+	observe func(uint64) // the audit log's durable observer (nil: none)
+	accept  bool         // --accept-audit-log-change
+}
+
+func startPC(t *testing.T, o pcStart) (*pcDaemon, error) {
 	t.Helper()
+	state, st, counter, segSize, observe := o.state, o.st, o.counter, o.segSize, o.observe
 	ctx := context.Background()
 	if err := os.MkdirAll(filepath.Join(state, "audit"), 0o700); err != nil {
 		return nil, err
@@ -130,8 +141,10 @@ func startPC(t *testing.T, state string, st core.Storage, counter tamper.Counter
 			d.log = l
 			return l, nil
 		},
-		Counter: counter,
-		Clock:   clk.Now,
+		Counter:         counter,
+		Clock:           clk.Now,
+		AcceptLogChange: o.accept,
+		HoldsAppKeys:    o.accept,
 	})
 	if err != nil {
 		return nil, err
@@ -434,7 +447,7 @@ func pcRun(t *testing.T, seed uint64, cutAt int, cfg pcConfig, tail int) int {
 	if cfg.counter {
 		c = counter
 	}
-	d, err := startPC(t, state, m.Storage(), c, cfg.segSize, m.DurableObserver)
+	d, err := startPC(t, pcStart{state: state, st: m.Storage(), counter: c, segSize: cfg.segSize, observe: m.DurableObserver})
 	if err != nil {
 		t.Fatalf("first start: %v", err)
 	}
@@ -530,7 +543,7 @@ func pcRun(t *testing.T, seed uint64, cutAt int, cfg pcConfig, tail int) int {
 	if cfg.counter {
 		c = &pcCounter{m: powercut.New(), exists: true, v: counter.v}
 	}
-	d2, err := startPC(t, img, mem, c, cfg.segSize, nil)
+	d2, err := startPC(t, pcStart{state: img, st: mem, counter: c, segSize: cfg.segSize})
 	if err != nil {
 		t.Fatalf("cut at %d (seq %d durable): the restart refuses the image: %v", cutAt, seq, err)
 	}
@@ -736,5 +749,91 @@ func TestPowerCut(t *testing.T) {
 				t.Run(fmt.Sprintf("cut%d,tail%d", k, tail), func(t *testing.T) { pcRun(t, seed, k, cfg, tail) })
 			}
 		})
+	}
+}
+
+// After an accepted audit log change (--accept-audit-log-change) the
+// daemon takes the stored keys' generations into the new log
+// (keys.adopted) and serves them: a power cut right after must find
+// those records durable, or the next start refuses the keys as not in
+// the log — a power cut reported as tampering.
+func TestPowerCutAfterAdoption(t *testing.T) {
+	ctx := context.Background()
+	m := powercut.New()
+	// A first daemon makes keys; its log is then lost.
+	state1 := t.TempDir()
+	d1, err := startPC(t, pcStart{state: state1, st: m.Storage()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d1.serve(t)
+	keys := keystorev1.NewKeysClient(d1.conn)
+	for _, k := range []string{"pc/a", "pc/b"} {
+		if _, err := keys.Create(ctx, &keystorev1.CreateKeyRequest{Key: k, Algorithm: "ed25519"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := keys.Rotate(ctx, &keystorev1.RotateKeyRequest{Key: "pc/b"}); err != nil {
+		t.Fatal(err)
+	}
+	d1.stop()
+	if err := d1.log.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The operator accepts a new log; the daemon adopts the keys, as
+	// cmd/keystored does after Start, and the power goes.
+	state := t.TempDir()
+	if err := copyFiles(filepath.Join(state1, "kek"), filepath.Join(state, "kek")); err != nil {
+		t.Fatal(err)
+	}
+	d2, err := startPC(t, pcStart{state: state, st: m.Storage(), observe: m.DurableObserver, accept: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	adopted, err := d2.srv.Keystore().AdoptGenerations(ctx, d2.tr.Adoptable)
+	if err != nil || len(adopted) != 2 {
+		t.Fatalf("adopted %v, %v; want both keys", adopted, err)
+	}
+	m.CutNow()
+	snap, err := os.ReadFile(filepath.Join(state, tamper.SnapshotName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d2.log.Close(); err != nil {
+		t.Logf("closing the log after the cut: %v", err)
+	}
+	_, _, seq := m.Image()
+	img := t.TempDir()
+	if err := powercut.CopyAuditDir(filepath.Join(state, "audit"), filepath.Join(img, "audit"), "audit.jsonl", seq, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(img, tamper.SnapshotName), snap, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := copyFiles(filepath.Join(state, "kek"), filepath.Join(img, "kek")); err != nil {
+		t.Fatal(err)
+	}
+	mem, err := m.Restore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d3, err := startPC(t, pcStart{state: img, st: mem})
+	if err != nil {
+		t.Fatalf("the restart after the power cut refuses the image: %v", err)
+	}
+	defer func() {
+		if err := d3.log.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	for _, k := range []string{"alice/pc/a", "alice/pc/b"} {
+		id, err := provider.ParseKeyID(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d3.srv.Keystore().CheckKey(ctx, id); err != nil {
+			t.Errorf("%s after the power cut: %v", k, err)
+		}
 	}
 }
