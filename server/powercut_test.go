@@ -103,6 +103,26 @@ type pcDaemon struct {
 	conn *grpc.ClientConn
 }
 
+// pcTempDir returns a temporary directory for a simulated state
+// directory's real files (the audit log, the index snapshot, the KEK):
+// on tmpfs (/dev/shm) when there is one, where an fsync costs nothing —
+// the simulation, not the disk, decides what is durable.
+func pcTempDir(t *testing.T) string {
+	t.Helper()
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		d, err := os.MkdirTemp("/dev/shm", "keystored-powercut-")
+		if err == nil {
+			t.Cleanup(func() {
+				if err := os.RemoveAll(d); err != nil {
+					t.Errorf("removing %s: %v", d, err)
+				}
+			})
+			return d
+		}
+	}
+	return t.TempDir()
+}
+
 func pcLogPath(state string) string { return filepath.Join(state, "audit", "audit.jsonl") }
 
 // pcStart is what startPC starts the daemon with.
@@ -113,6 +133,7 @@ type pcStart struct {
 	segSize int64
 	observe func(uint64) // the audit log's durable observer (nil: none)
 	accept  bool         // --accept-audit-log-change
+	now     time.Time    // the clock's start (zero: testTime)
 }
 
 func startPC(t *testing.T, o pcStart) (*pcDaemon, error) {
@@ -122,7 +143,10 @@ func startPC(t *testing.T, o pcStart) (*pcDaemon, error) {
 	if err := os.MkdirAll(filepath.Join(state, "audit"), 0o700); err != nil {
 		return nil, err
 	}
-	clk := clock.NewFake(testTime)
+	if o.now.IsZero() {
+		o.now = testTime
+	}
+	clk := clock.NewFake(o.now)
 	d := &pcDaemon{clk: clk}
 	tr, err := tamper.Open(ctx, tamper.Options{
 		StateDir: state,
@@ -223,7 +247,7 @@ type pcAck struct {
 // pcWorkload builds each worker's requests from seed. Every worker works
 // on keys and values of its own (a sweep, of all); imports are prepared
 // on the test's goroutine (GetImportParameters, the HPKE wrap).
-func pcWorkload(t *testing.T, seed uint64, workers, perWorker int, d *pcDaemon) [][]pcOp {
+func pcWorkload(t *testing.T, seed uint64, workers, perWorker int, d *pcDaemon, prefix string) [][]pcOp {
 	t.Helper()
 	keys, store := keystorev1.NewKeysClient(d.conn), keystorev1.NewStoreClient(d.conn)
 	admin := keystorev1.NewAdminClient(d.conn)
@@ -234,7 +258,7 @@ func pcWorkload(t *testing.T, seed uint64, workers, perWorker int, d *pcDaemon) 
 		var made, sealKeys, signKeys []string // short names
 		var rotated, revoked, puts []string
 		n := 0
-		newKey := func() string { n++; return fmt.Sprintf("pc/w%dk%d", w, n) }
+		newKey := func() string { n++; return fmt.Sprintf("pc/%sw%dk%d", prefix, w, n) }
 		full := func(k ...string) []string {
 			var ids []string
 			for _, s := range k {
@@ -399,7 +423,7 @@ func pcWorkload(t *testing.T, seed uint64, workers, perWorker int, d *pcDaemon) 
 					return err
 				}}
 			default:
-				name := fmt.Sprintf("w%dv%d", w, rng.IntN(3))
+				name := fmt.Sprintf("%sw%dv%d", prefix, w, rng.IntN(3))
 				if len(puts) > 0 && rng.IntN(3) == 0 {
 					name = puts[rng.IntN(len(puts))]
 					puts = slices.DeleteFunc(puts, func(s string) bool { return s == name })
@@ -428,135 +452,180 @@ type pcConfig struct {
 	segSize int64 // the audit log's segment size (0: the default)
 }
 
-// pcRun is one run: a fresh machine, the daemon on it, the workload with
-// the power cut before durability event cutAt (0: at the end), the
-// image (tail bytes of unsynced audit records kept), a restart on it and
-// the checks. It returns the events counted.
-func pcRun(t *testing.T, seed uint64, cutAt int, cfg pcConfig, tail int) int {
+// pcCut is where one round's power cut falls: before durability event at
+// (0: at the end of the round's workload), keeping tail bytes of unsynced
+// audit records in the image.
+type pcCut struct{ at, tail int }
+
+// pcRound is what one round of a run left to check at every later start.
+type pcRound struct {
+	work     [][]pcOp
+	acks     [][]pcAck
+	inflight []string // per worker, the value whose request's reply came after the cut
+}
+
+// pcRun is one run of rounds: a fresh machine and the daemon on it; in
+// each round the workload, the power cut, the image, and a restart on it
+// that must accept it, with the checks over every round so far; the next
+// round runs on the restarted daemon. It returns the durability events of
+// each round.
+func pcRun(t *testing.T, seed uint64, cfg pcConfig, cuts ...pcCut) []int {
 	t.Helper()
 	const workers, perWorker = 4, 20
 	ctx := context.Background()
 	alice := core.Caller{App: "alice"}
 	m := powercut.New()
-	state := t.TempDir()
-	counter := &pcCounter{m: m}
-	if err := counter.Create(ctx); err != nil {
-		t.Fatal(err)
-	}
-	var c tamper.Counter
-	if cfg.counter {
-		c = counter
-	}
-	d, err := startPC(t, pcStart{state: state, st: m.Storage(), counter: c, segSize: cfg.segSize, observe: m.DurableObserver})
-	if err != nil {
-		t.Fatalf("first start: %v", err)
-	}
-	d.serve(t)
-	work := pcWorkload(t, seed, workers, perWorker, d)
-	// The index snapshot as Start wrote it: the daemon writes the next
-	// ones from a timer, which never fires within a test.
-	snap, err := os.ReadFile(filepath.Join(state, tamper.SnapshotName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := m.Events()
-	if cutAt > 0 {
-		m.CutAt(start + cutAt)
-	}
-
-	acks := make([][]pcAck, workers)
-	inflight := make([]string, workers) // the value whose request's reply came after the cut
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for _, op := range work[w] {
-				err := op.run(ctx)
-				if m.Cut() {
-					inflight[w] = op.value // its change may have landed
-					return
-				}
-				if err != nil {
-					continue // refused (a revoked key's rotation, ...): no change
-				}
-				a := pcAck{op: op, gens: map[string]uint64{}}
-				for _, key := range op.keys {
-					id, err := provider.ParseKeyID(key)
-					if err != nil {
-						t.Error(err)
+	state := pcTempDir(t)
+	counter := &pcCounter{m: m, exists: true}
+	now := testTime
+	var rounds []pcRound
+	var events []int
+	var durable []audit.Record // the last image's log
+	for r := 0; ; r++ {
+		var c tamper.Counter
+		if cfg.counter {
+			c = counter
+		}
+		d, err := startPC(t, pcStart{state: state, st: m.Storage(), counter: c, segSize: cfg.segSize, observe: m.DurableObserver, now: now})
+		if err != nil {
+			if r == 0 {
+				t.Fatalf("first start: %v", err)
+			}
+			t.Fatalf("cuts %v, after round %d: the restart refuses the image: %v", cuts, r, err)
+		}
+		if r > 0 {
+			pcCheck(t, fmt.Sprintf("cuts %v, after round %d", cuts, r), d, m, rounds, durable)
+		}
+		if r == len(cuts) {
+			if err := d.log.Close(); err != nil {
+				t.Error(err)
+			}
+			return events
+		}
+		d.serve(t)
+		prefix := fmt.Sprintf("r%d", r)
+		work := pcWorkload(t, seed+uint64(r), workers, perWorker, d, prefix)
+		// The index snapshot as Start wrote it: the daemon writes the next
+		// ones from a timer, which never fires within a test.
+		snap, err := os.ReadFile(filepath.Join(state, tamper.SnapshotName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := m.Events()
+		if cuts[r].at > 0 {
+			m.CutAt(start + cuts[r].at)
+		}
+		rd := pcRound{work: work, acks: make([][]pcAck, workers), inflight: make([]string, workers)}
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for _, op := range work[w] {
+					err := op.run(ctx)
+					if m.Cut() {
+						rd.inflight[w] = op.value // its change may have landed
 						return
 					}
-					if md, err := d.srv.Keystore().Get(ctx, alice, id); err == nil {
-						a.gens[key] = md.Generation
+					if err != nil {
+						continue // refused (a revoked key's rotation, ...): no change
 					}
+					a := pcAck{op: op, gens: map[string]uint64{}}
+					for _, key := range op.keys {
+						id, err := provider.ParseKeyID(key)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if md, err := d.srv.Keystore().Get(ctx, alice, id); err == nil {
+							a.gens[key] = md.Generation
+						}
+					}
+					if m.Cut() {
+						// Memory may show a change made after the cut.
+						a.gens = nil
+					}
+					rd.acks[w] = append(rd.acks[w], a)
 				}
-				if m.Cut() {
-					// Memory may show a change made after the cut.
-					a.gens = nil
-				}
-				acks[w] = append(acks[w], a)
-			}
-		}()
-	}
-	wg.Wait()
-	events := m.Events() - start
-	m.CutNow()
-	d.stop()
-	// The process dies with the machine: nothing of the log's close is
-	// durable (the cut froze the image); the tracker is not closed (its
-	// Close writes a snapshot, which a dying daemon does not).
-	if err := d.log.Close(); err != nil {
-		t.Logf("closing the log after the cut: %v", err)
-	}
+			}()
+		}
+		wg.Wait()
+		events = append(events, m.Events()-start)
+		m.CutNow()
+		d.stop()
+		now = d.clk.Now()
+		// The process dies with the machine: nothing of the log's close
+		// is durable (the cut froze the image); the tracker is not closed
+		// (its Close writes a snapshot, which a dying daemon does not).
+		if err := d.log.Close(); err != nil {
+			t.Logf("closing the log after the cut: %v", err)
+		}
+		rounds = append(rounds, rd)
+		if cuts[r].at == 0 && r == 0 {
+			pcSummary(t, rd, state)
+		}
 
-	// The image: storage, the audit log through its last durable record,
-	// the index snapshot, the counter.
-	_, _, seq := m.Image()
-	img := t.TempDir()
-	if err := powercut.CopyAuditDir(filepath.Join(state, "audit"), filepath.Join(img, "audit"), "audit.jsonl", seq, tail); err != nil {
-		t.Fatal(err)
+		// The image: storage, the audit log through its last durable
+		// record, the index snapshot, the KEK file, the counter.
+		_, _, seq := m.Image()
+		img := pcTempDir(t)
+		if err := powercut.CopyAuditDir(filepath.Join(state, "audit"), filepath.Join(img, "audit"), "audit.jsonl", seq, cuts[r].tail); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(img, tamper.SnapshotName), snap, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := copyFiles(filepath.Join(state, "kek"), filepath.Join(img, "kek")); err != nil {
+			t.Fatal(err)
+		}
+		durable = durable[:0]
+		if _, err := audit.WalkLog(pcLogPath(img), audit.Checkpoint{}, func(r audit.Record) error {
+			durable = append(durable, r)
+			return nil
+		}); err != nil && cuts[r].tail == 0 {
+			// (With a tail, a torn last line, which the restart's
+			// audit.Open cuts off.)
+			t.Fatalf("cuts %v, round %d: the durable log does not verify: %v", cuts, r, err)
+		}
+		t.Logf("round %d: cut at %d of %d events, tail %d: audit durable through seq %d", r, cuts[r].at, events[r], cuts[r].tail, seq)
+		next, err := m.Reboot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		counter = &pcCounter{m: next, exists: true, v: counter.v}
+		m, state = next, img
 	}
-	if err := os.WriteFile(filepath.Join(img, tamper.SnapshotName), snap, 0o600); err != nil {
-		t.Fatal(err)
+}
+
+// pcSummary logs what a round exercised (its mix is fixed by the seed).
+func pcSummary(t *testing.T, rd pcRound, state string) {
+	t.Helper()
+	byOp := map[string]int{}
+	for _, acks := range rd.acks {
+		for _, a := range acks {
+			byOp[a.op.name]++
+		}
 	}
-	if err := copyFiles(filepath.Join(state, "kek"), filepath.Join(img, "kek")); err != nil {
-		t.Fatal(err)
-	}
-	mem, err := m.Restore()
+	files, err := os.ReadDir(filepath.Join(state, "audit"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var durable []audit.Record
-	if _, err := audit.WalkLog(pcLogPath(img), audit.Checkpoint{}, func(r audit.Record) error {
-		durable = append(durable, r)
-		return nil
-	}); err != nil {
-		if tail == 0 {
-			t.Fatalf("cut at %d: the durable log does not verify: %v", cutAt, err)
-		}
-		// A torn last line: the restart's audit.Open cuts it off.
-	}
+	t.Logf("acknowledged: %v; %d files in the audit directory", byOp, len(files))
+}
 
-	// The restart: a power cut is not tampering.
-	c = nil
-	if cfg.counter {
-		c = &pcCounter{m: powercut.New(), exists: true, v: counter.v}
-	}
-	d2, err := startPC(t, pcStart{state: img, st: mem, counter: c, segSize: cfg.segSize})
-	if err != nil {
-		t.Fatalf("cut at %d (seq %d durable): the restart refuses the image: %v", cutAt, seq, err)
-	}
-	defer func() {
-		if err := d2.log.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
-	ks := d2.srv.Keystore()
-
+// pcCheck checks the restarted daemon d on machine m against every round
+// so far and the durable log: every acknowledged change is in the state
+// with its durable record; no key in storage is at a generation the log
+// lacks; every key passes the start scan and every active signing key
+// signs.
+func pcCheck(t *testing.T, what string, d *pcDaemon, m *powercut.Machine, rounds []pcRound, durable []audit.Record) {
+	t.Helper()
+	ctx := context.Background()
+	alice := core.Caller{App: "alice"}
+	ks := d.srv.Keystore()
 	intents := map[string]map[uint64]bool{} // key -> generations with a durable intent record
 	maxGen := map[string]uint64{}
-	stored := map[string]bool{} // "op name" of the durable ok Store records
+	stored := map[string]bool{} // "op key" of the durable ok Store and KEK rotation records
 	for _, r := range durable {
 		if r.Gen > 0 && r.Key != "" && r.Op != tamper.OpCounter {
 			if intents[r.Key] == nil {
@@ -569,63 +638,39 @@ func pcRun(t *testing.T, seed uint64, cutAt int, cfg pcConfig, tail int) int {
 			stored[r.Op+" "+r.Key] = true
 		}
 	}
-
-	// Every acknowledged change is in the state and has its durable
-	// record.
-	nacks := 0
 	acked := map[string]uint64{} // key -> highest generation acknowledged
-	for w := range workers {
-		nacks += len(acks[w])
-		lastVal := map[string]string{}
-		for _, a := range acks[w] {
-			for key, gen := range a.gens {
-				acked[key] = max(acked[key], gen)
-			}
-			if a.op.name == "admin.kek-rotate" && !stored["admin.kek-rotate "] {
-				t.Errorf("cut at %d: acknowledged KEK rotation has no durable audit record", cutAt)
-			}
-			if a.op.value != "" {
-				if !stored[a.op.name+" "+a.op.value] && !stored[a.op.name+" alice/"+a.op.value] {
-					t.Errorf("cut at %d: acknowledged %s of %s has no durable audit record", cutAt, a.op.name, a.op.value)
+	for _, rd := range rounds {
+		for w, acks := range rd.acks {
+			lastVal := map[string]string{}
+			for _, a := range acks {
+				for key, gen := range a.gens {
+					acked[key] = max(acked[key], gen)
 				}
-				lastVal[a.op.value] = a.op.name
+				if a.op.name == "admin.kek-rotate" && !stored["admin.kek-rotate "] {
+					t.Errorf("%s: acknowledged KEK rotation has no durable audit record", what)
+				}
+				if a.op.value != "" {
+					if !stored[a.op.name+" "+a.op.value] && !stored[a.op.name+" alice/"+a.op.value] {
+						t.Errorf("%s: acknowledged %s of %s has no durable audit record", what, a.op.name, a.op.value)
+					}
+					lastVal[a.op.value] = a.op.name
+				}
+			}
+			for name, last := range lastVal {
+				if name == rd.inflight[w] {
+					continue // a later change of it may have landed too
+				}
+				_, err := m.Storage().ReadFile(valuePath("alice", name))
+				if present := err == nil; present != (last == "store.put") {
+					t.Errorf("%s: acknowledged %s of value %s, after restart: present %v (%v)", what, last, name, present, err)
+				}
 			}
 		}
-		for name, last := range lastVal {
-			if name == inflight[w] {
-				continue // a later change of it may have landed too
-			}
-			_, err := mem.ReadFile(valuePath("alice", name))
-			if present := err == nil; present != (last == "store.put") {
-				t.Errorf("cut at %d: acknowledged %s of value %s, after restart: present %v (%v)", cutAt, last, name, present, err)
-			}
-		}
-	}
-	t.Logf("cut at %d of %d events: %d requests acknowledged, audit durable through seq %d", cutAt, events, nacks, seq)
-	if cutAt == 0 {
-		// What the workload exercised (its mix is fixed by the seed).
-		byOp := map[string]int{}
-		for w := range workers {
-			for _, a := range acks[w] {
-				byOp[a.op.name]++
-			}
-		}
-		rotations := 0
-		for _, r := range durable {
-			if strings.Contains(r.Detail, "auto-rotated") {
-				rotations++
-			}
-		}
-		files, err := os.ReadDir(filepath.Join(state, "audit"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("acknowledged: %v; %d automatic rotations recorded; %d files in the audit directory", byOp, rotations, len(files))
 	}
 	for key, gen := range acked {
 		for g := uint64(1); g <= gen; g++ {
 			if !intents[key][g] {
-				t.Errorf("cut at %d: %s was at generation %d before the cut, but generation %d has no durable audit record", cutAt, key, gen, g)
+				t.Errorf("%s: %s was at generation %d before a cut, but generation %d has no durable audit record", what, key, gen, g)
 			}
 		}
 		id, err := provider.ParseKeyID(key)
@@ -634,55 +679,54 @@ func pcRun(t *testing.T, seed uint64, cutAt int, cfg pcConfig, tail int) int {
 		}
 		md, err := ks.Get(ctx, alice, id)
 		if err != nil {
-			t.Errorf("cut at %d: acknowledged key %s (gen %d) after restart: %v", cutAt, key, gen, err)
+			t.Errorf("%s: acknowledged key %s (gen %d) after restart: %v", what, key, gen, err)
 			continue
 		}
 		if md.Generation < gen {
-			t.Errorf("cut at %d: %s is at generation %d after restart, %d was acknowledged", cutAt, key, md.Generation, gen)
+			t.Errorf("%s: %s is at generation %d after restart, %d was acknowledged", what, key, md.Generation, gen)
 		}
 	}
 	// No key state without its record: every key the storage holds
-	// (acknowledged or not) passes the start scan, and its generation is
-	// one the durable log recorded.
+	// (acknowledged or not) passes the start scan, its generation is one
+	// the durable log recorded, and its material unwraps.
 	checked := map[string]bool{}
-	for w := range workers {
-		for _, op := range work[w] {
-			for _, key := range op.keys {
-				if checked[key] {
-					continue
-				}
-				checked[key] = true
-				id, err := provider.ParseKeyID(key)
-				if err != nil {
-					t.Fatal(err)
-				}
-				err = ks.CheckKey(ctx, id)
-				if errors.Is(err, provider.ErrNotFound) {
-					continue
-				}
-				if err != nil {
-					t.Errorf("cut at %d: start scan of %s: %v", cutAt, key, err)
-					continue
-				}
-				md, err := ks.Get(ctx, alice, id)
-				if err != nil {
-					t.Errorf("cut at %d: %s: %v", cutAt, key, err)
-					continue
-				}
-				if md.Generation > maxGen[key] {
-					t.Errorf("cut at %d: %s is at generation %d in storage, the durable log records only %d", cutAt, key, md.Generation, maxGen[key])
-				}
-				// Its material is there and unwraps under the KEK the
-				// provider holds.
-				if md.State == core.StateActive && md.Algorithm == provider.Ed25519 {
-					if _, err := ks.Sign(ctx, alice, id, []byte("after the cut")); err != nil {
-						t.Errorf("cut at %d: sign with %s (v%d) after restart: %v", cutAt, key, md.Current, err)
+	for _, rd := range rounds {
+		for _, ops := range rd.work {
+			for _, op := range ops {
+				for _, key := range op.keys {
+					if checked[key] {
+						continue
+					}
+					checked[key] = true
+					id, err := provider.ParseKeyID(key)
+					if err != nil {
+						t.Fatal(err)
+					}
+					err = ks.CheckKey(ctx, id)
+					if errors.Is(err, provider.ErrNotFound) {
+						continue
+					}
+					if err != nil {
+						t.Errorf("%s: start scan of %s: %v", what, key, err)
+						continue
+					}
+					md, err := ks.Get(ctx, alice, id)
+					if err != nil {
+						t.Errorf("%s: %s: %v", what, key, err)
+						continue
+					}
+					if md.Generation > maxGen[key] {
+						t.Errorf("%s: %s is at generation %d in storage, the durable log records only %d", what, key, md.Generation, maxGen[key])
+					}
+					if md.State == core.StateActive && md.Algorithm == provider.Ed25519 && md.Policy.RotationPeriod == 0 {
+						if _, err := ks.Sign(ctx, alice, id, []byte("after the cut")); err != nil {
+							t.Errorf("%s: sign with %s (v%d) after restart: %v", what, key, md.Current, err)
+						}
 					}
 				}
 			}
 		}
 	}
-	return events
 }
 
 // copyFiles copies the regular files of directory src into dst.
@@ -712,41 +756,48 @@ func copyFiles(src, dst string) error {
 // TestPowerCut runs state-changing requests (create, import, rotate,
 // revoke-version, set-policy, revoke, destroy, signs and sign batches that
 // rotate due keys, a sweep, seal-budget reservations, Store put and
-// delete, a KEK rotation) from four clients at once through the server, with a real
-// audit.Log and the audit index (internal/tamper), without and with an
-// external counter (whose rounds fsync the log too), and with 4 KiB audit
-// segments (rotations during the run), over a simulated
-// machine (internal/powercut) that keeps only what was made durable; cuts
-// the power before the k-th durability event for seeded k (keeping, in
-// half the cuts, a torn tail of unsynced audit records); restarts on
-// the image as the daemon does and checks that every change acknowledged
-// (or visible in memory) before the cut is in the state with its durable
-// audit record, that no key in storage is at a generation the durable
-// log lacks, and that the start checks accept the image (a power cut is
-// not tampering). docs/security.md, "Durable audit before the reply".
+// delete, a KEK rotation) from four clients at once through the server,
+// with a real audit.Log and the audit index (internal/tamper) — without
+// and with an external counter (whose rounds fsync the log too), and with
+// 4 KiB audit segments (rotations during the run) — over a simulated
+// machine (internal/powercut) that keeps only what was made durable. It
+// cuts the power before a seeded durability event (keeping, in half the
+// cuts, a torn tail of unsynced audit records), restarts on the image as
+// the daemon does, runs more requests there and cuts again; after each
+// restart it checks that every change acknowledged (or visible in
+// memory) before a cut is in the state with its durable audit record,
+// that no key in storage is at a generation the durable log lacks, that
+// every key passes the start scan and signs, and that the start checks
+// accept the image (a power cut is not tampering). docs/security.md,
+// "Guarantees and the tests that prove them".
 func TestPowerCut(t *testing.T) {
 	const seed = 15
-	cuts := 10
+	runs := 4
 	if testing.Short() {
-		cuts = 6
+		runs = 3
 	}
 	for _, cfg := range []pcConfig{{}, {counter: true}, {segSize: audit.MinSegmentSize}} {
 		t.Run(fmt.Sprintf("counter=%v,segment=%d", cfg.counter, cfg.segSize), func(t *testing.T) {
-			total := pcRun(t, seed, 0, cfg, 0) // no cut: how many events a run has
+			total := pcRun(t, seed, cfg, pcCut{})[0] // no cut: how many events a round has
 			if total == 0 {
 				t.Fatal("the workload made nothing durable")
 			}
 			rng := rand.New(rand.NewPCG(seed, 1))
-			for i := range cuts {
-				k := 1 + rng.IntN(total)
-				if i < 3 {
-					k = 1 + i // the first events: the first creates' intents
+			for i := range runs {
+				// Two rounds: a cut, a restart that must accept the
+				// image, more requests on it, a second cut, a restart.
+				var cs []pcCut
+				for r := range 2 {
+					c := pcCut{at: 1 + rng.IntN(total)}
+					if i == 0 {
+						c.at = 1 + r // the first events: the first creates' intents
+					}
+					if (i+r)%2 == 1 {
+						c.tail = rng.IntN(600) // unsynced records that reached the disk, torn
+					}
+					cs = append(cs, c)
 				}
-				tail := 0
-				if i%2 == 1 {
-					tail = rng.IntN(600) // unsynced records that reached the disk, torn
-				}
-				t.Run(fmt.Sprintf("cut%d,tail%d", k, tail), func(t *testing.T) { pcRun(t, seed, k, cfg, tail) })
+				t.Run(fmt.Sprintf("cuts%v", cs), func(t *testing.T) { pcRun(t, seed, cfg, cs...) })
 			}
 		})
 	}
@@ -761,7 +812,7 @@ func TestPowerCutAfterAdoption(t *testing.T) {
 	ctx := context.Background()
 	m := powercut.New()
 	// A first daemon makes keys; its log is then lost.
-	state1 := t.TempDir()
+	state1 := pcTempDir(t)
 	d1, err := startPC(t, pcStart{state: state1, st: m.Storage()})
 	if err != nil {
 		t.Fatal(err)
@@ -783,7 +834,7 @@ func TestPowerCutAfterAdoption(t *testing.T) {
 
 	// The operator accepts a new log; the daemon adopts the keys, as
 	// cmd/keystored does after Start, and the power goes.
-	state := t.TempDir()
+	state := pcTempDir(t)
 	if err := copyFiles(filepath.Join(state1, "kek"), filepath.Join(state, "kek")); err != nil {
 		t.Fatal(err)
 	}
@@ -804,7 +855,7 @@ func TestPowerCutAfterAdoption(t *testing.T) {
 		t.Logf("closing the log after the cut: %v", err)
 	}
 	_, _, seq := m.Image()
-	img := t.TempDir()
+	img := pcTempDir(t)
 	if err := powercut.CopyAuditDir(filepath.Join(state, "audit"), filepath.Join(img, "audit"), "audit.jsonl", seq, 0); err != nil {
 		t.Fatal(err)
 	}

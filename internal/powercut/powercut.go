@@ -287,6 +287,29 @@ func (m *Machine) Image() (files map[string][]byte, dirs []string, auditSeq uint
 	return f, d, m.auditSeq
 }
 
+// Reboot returns a new Machine, power on, whose storage holds m's image,
+// all of it durable: the machine after the power came back, ready to be
+// cut again.
+func (m *Machine) Reboot() (*Machine, error) {
+	mem, err := m.Restore()
+	if err != nil {
+		return nil, err
+	}
+	files, dirs, _ := m.Image()
+	n := New()
+	n.mem.SetHook(nil)
+	n.mem = mem
+	for f, data := range files {
+		n.durFiles[f] = data
+		n.renamedSynced[f] = true
+	}
+	for _, d := range dirs {
+		n.dirs[d], n.durDirs[d] = true, true
+	}
+	mem.SetHook(n.hook)
+	return n, nil
+}
+
 // placeholder names the file Restore writes and removes to make an empty
 // directory.
 const placeholder = "powercut-empty-dir"

@@ -258,3 +258,26 @@ func TestAuditSegmentsImage(t *testing.T) {
 		}
 	}
 }
+
+// Reboot carries the image over, durable, and can be cut again.
+func TestReboot(t *testing.T) {
+	m := New()
+	if err := m.Storage().WriteFile("a/f", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	m.CutNow()
+	n, err := m.Reboot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := image(t, n)["a/f"]; string(got) != "1" {
+		t.Errorf("after reboot: %q, want 1", got)
+	}
+	n.CutAt(n.Events() + 5) // the overwrite's dir fsync
+	if err := n.Storage().WriteFile("a/f", []byte("2")); !errors.Is(err, ErrPowerCut) {
+		t.Errorf("overwrite: %v, want ErrPowerCut", err)
+	}
+	if got := image(t, n)["a/f"]; string(got) != "1" {
+		t.Errorf("second cut before the dir fsync: %q, want 1", got)
+	}
+}
