@@ -115,8 +115,9 @@ func WithSyncObserver(f func(time.Duration)) Option {
 
 // WithDurableObserver has f called with seq each time the Log learns that
 // every record through seq is on stable storage: after the fsync that
-// made it so (an interval fsync, Sync, AppendSync, or the fsync of a
-// SyncEveryRecord batch). Seqs only grow. A record past the last seq
+// made it so (an interval fsync, Sync, AppendSync, the fsync of a
+// SyncEveryRecord batch, or that of a segment a rotation seals). Seqs
+// only grow. A record past the last seq
 // reported may be on disk too, but nothing promises it: a power-cut
 // simulation (internal/powercut) keeps exactly the records through the
 // last seq reported. f runs with the Log's lock held: it must be quick
