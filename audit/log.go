@@ -77,6 +77,7 @@ type Log struct {
 	statCheckpoints, statCheckpointErrors atomic.Uint64
 	statSinkErrors, statPrunePostponed    atomic.Uint64
 	onSync                                func(time.Duration)
+	onDurable                             func(seq uint64) // WithDurableObserver
 
 	// Group fsync (syncThrough), guarded by mu.
 	syncing    bool      // a goroutine is fsyncing for syncThrough
@@ -116,6 +117,15 @@ func (l *Log) Stats() Stats {
 		Records: l.statRecords.Load(), Bytes: l.statBytes.Load(), Syncs: l.statSyncs.Load(),
 		Checkpoints: l.statCheckpoints.Load(), CheckpointErrors: l.statCheckpointErrors.Load(),
 		SinkErrors: l.statSinkErrors.Load(), PrunesPostponed: l.statPrunePostponed.Load(),
+	}
+}
+
+// setSynced records that every record through seq is fsynced and tells
+// the durable observer (WithDurableObserver). Called with l.mu held.
+func (l *Log) setSynced(seq uint64) {
+	l.synced = seq
+	if l.onDurable != nil {
+		l.onDurable(seq)
 	}
 }
 
@@ -247,25 +257,26 @@ func Open(path string, opts ...Option) (*Log, error) {
 	}
 
 	l := &Log{
-		path:     path,
-		f:        f,
-		interval: cfg.sync.interval(),
-		x:        newHasher(),
-		seq:      w.seq,
-		prev:     w.prev,
-		written:  Checkpoint{Seq: w.seq, Hash: w.prev},
-		dfd:      dfd,
-		dir:      dir,
-		base:     base,
-		segSize:  cfg.segmentSize(),
-		onSync:   cfg.onSync,
-		maxSegs:  cfg.maxSegments,
-		size:     size,
-		segFirst: w.first,
-		sealed:   sealed,
-		wrap:     cfg.wrap,
-		fault:    cfg.fault,
-		clock:    cfg.clock,
+		path:      path,
+		f:         f,
+		interval:  cfg.sync.interval(),
+		x:         newHasher(),
+		seq:       w.seq,
+		prev:      w.prev,
+		written:   Checkpoint{Seq: w.seq, Hash: w.prev},
+		dfd:       dfd,
+		dir:       dir,
+		base:      base,
+		segSize:   cfg.segmentSize(),
+		onSync:    cfg.onSync,
+		onDurable: cfg.onDurable,
+		maxSegs:   cfg.maxSegments,
+		size:      size,
+		segFirst:  w.first,
+		sealed:    sealed,
+		wrap:      cfg.wrap,
+		fault:     cfg.fault,
+		clock:     cfg.clock,
 	}
 	l.idle.L = &l.mu
 	l.syncCond.L = &l.mu
@@ -476,7 +487,7 @@ func (l *Log) flush() {
 	if err == nil {
 		l.written = b.last
 		if l.interval == 0 {
-			l.synced = b.last.Seq // write fsynced it
+			l.setSynced(b.last.Seq) // write fsynced it
 		}
 		l.syncCond.Broadcast()
 		l.scheduleSync()
@@ -663,7 +674,7 @@ func (l *Log) syncThrough(seq uint64, force bool) error {
 		if err != nil {
 			l.fail(err)
 		} else {
-			l.synced = max(l.synced, target)
+			l.setSynced(max(l.synced, target))
 			l.syncDone = gen
 		}
 		l.syncCond.Broadcast()

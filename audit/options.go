@@ -65,6 +65,7 @@ type config struct {
 	wrap        func(file) file         // tests: wraps the opened file
 	fault       func(step string) error // tests: fails a rotation at a step
 	onSync      func(time.Duration)     // WithSyncObserver
+	onDurable   func(seq uint64)        // WithDurableObserver
 }
 
 // check refuses (EINVAL) a segment size or count out of bounds.
@@ -110,6 +111,19 @@ func WithMaxSegments(n int) Option {
 // must be quick and safe for concurrent use.
 func WithSyncObserver(f func(time.Duration)) Option {
 	return func(c *config) { c.onSync = f }
+}
+
+// WithDurableObserver has f called with seq each time the Log learns that
+// every record through seq is on stable storage: after the fsync that
+// made it so (an interval fsync, Sync, AppendSync, the fsync of a
+// SyncEveryRecord batch, or that of a segment a rotation seals). Seqs
+// only grow. A record past the last seq
+// reported may be on disk too, but nothing promises it: a power-cut
+// simulation (internal/powercut) keeps exactly the records through the
+// last seq reported. f runs with the Log's lock held: it must be quick
+// and must not call the Log.
+func WithDurableObserver(f func(seq uint64)) Option {
+	return func(c *config) { c.onDurable = f }
 }
 
 // WithSync sets when the log fsyncs (default SyncInterval(100ms)).

@@ -522,6 +522,13 @@ func (l *Log) rotate() error {
 	if err := l.syncFile(); err != nil {
 		return err
 	}
+	// Every record written so far is in this file: now durable.
+	l.mu.Lock()
+	if l.written.Seq > l.synced {
+		l.setSynced(l.written.Seq)
+		l.syncCond.Broadcast()
+	}
+	l.mu.Unlock()
 	if err := l.step("rename"); err != nil {
 		return err
 	}

@@ -367,7 +367,20 @@ func (s *coreSink) Record(ctx context.Context, e core.Event) error {
 // After a change's keys.applied note the external counter, if any,
 // advances (Config.Advance): its signed record then covers the note, so
 // a log cut back to before the note no longer matches the counter.
+//
+// A keys.adopted note is written durably (appendAhead): it takes a stored
+// generation into the log, and the key is served right after, so a power
+// cut must not lose it (the next start would refuse the key as not in the
+// log). keys.applied and keys.rollback-detected follow the interval: a
+// lost applied note leaves the intent, which the generation check
+// accepts; a lost refusal is found again.
 func (s *coreSink) Note(ctx context.Context, e core.Event) error {
+	if e.Op == core.OpAdopted {
+		if _, err := s.s.appendAhead(ctx, intentRecord(e, s.s.clock)); err != nil {
+			return err
+		}
+		return nil
+	}
 	if _, err := s.s.audit.Append(context.WithoutCancel(ctx), intentRecord(e, s.s.clock)); err != nil {
 		return err
 	}
