@@ -3,8 +3,10 @@ package e2e
 import (
 	"context"
 	"crypto/ed25519"
+	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -38,10 +40,12 @@ import (
 //	batch/raw       target >= 0.80
 //
 // Run with: go test ./e2e -run '^$' -bench Targets -benchtime 20x
-// (20 rounds of 4 x 250 ms).
+// (20 rounds of 4 x 250 ms). KEYSTORED_BENCH_DAEMON_ENV adds
+// space-separated NAME=value pairs to the daemon's environment (e.g.
+// GOGC=400, to see what the garbage collector costs).
 func BenchmarkTargets(b *testing.B) {
 	ctx := context.Background()
-	d := daemontest.Start(b, daemontest.Options{})
+	d := daemontest.Start(b, daemontest.Options{Env: strings.Fields(os.Getenv("KEYSTORED_BENCH_DAEMON_ENV"))})
 	c := dial(b, d)
 	if _, err := c.Create(ctx, "bench/ed", client.CreateOptions{Algorithm: client.Ed25519}); err != nil {
 		b.Fatal(err)
