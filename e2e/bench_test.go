@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -130,6 +133,7 @@ func callers(b *testing.B, pid, n int, unit string, perOp int, op func() error) 
 	var once sync.Once
 	var firstErr error
 	cpu0 := takeCPU(b, pid)
+	w0 := writeCalls(b, pid)
 	b.ResetTimer()
 	for range n {
 		wg.Go(func() {
@@ -151,10 +155,34 @@ func callers(b *testing.B, pid, n int, unit string, perOp int, op func() error) 
 	b.ReportMetric(float64(cpu.self.Microseconds())/ops, "bench-cpu-µs/op")
 	if pid != 0 {
 		b.ReportMetric(float64(cpu.daemon.Microseconds())/ops, "daemon-cpu-µs/op")
+		b.ReportMetric(float64(writeCalls(b, pid)-w0)/float64(b.N), "daemon-writes/call")
 	}
 	rate := ops / b.Elapsed().Seconds()
 	b.ReportMetric(rate, unit)
 	return rate
+}
+
+// writeCalls returns the write(2)-family system calls process pid has
+// made (/proc/PID/io syscw: sockets and files), 0 for pid 0.
+func writeCalls(b *testing.B, pid int) int64 {
+	if pid == 0 {
+		return 0
+	}
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/io")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(line, "syscw: "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return n
+		}
+	}
+	b.Fatalf("/proc/%d/io has no syscw", pid)
+	return 0
 }
 
 // startPlain starts the plainsign baseline's process and connects to it.
