@@ -108,7 +108,8 @@ type budget struct {
 	mu       sync.Mutex
 	used     int64
 	byUID    map[uint32]int64
-	released chan struct{} // closed (and replaced) by every release
+	released chan struct{} // closed (and replaced) by a release while waiters > 0
+	waiters  int           // reserveWithin calls waiting for released
 }
 
 func newBudget(total, perUID int64) *budget {
@@ -157,10 +158,18 @@ func (b *budget) reserveWithin(uid uint32, n int64, wait time.Duration) bool {
 			return true
 		}
 		released := b.released
+		b.waiters++
 		b.mu.Unlock()
+		var expired bool
 		select {
 		case <-released:
 		case <-timer.C:
+			expired = true
+		}
+		b.mu.Lock()
+		b.waiters--
+		b.mu.Unlock()
+		if expired {
 			return b.reserve(uid, n)
 		}
 	}
@@ -173,8 +182,12 @@ func (b *budget) release(uid uint32, n int64) {
 	if b.byUID[uid] -= n; b.byUID[uid] <= 0 {
 		delete(b.byUID, uid)
 	}
-	close(b.released)
-	b.released = make(chan struct{})
+	if b.waiters > 0 {
+		// Only then: a release per request would otherwise allocate a
+		// channel per request.
+		close(b.released)
+		b.released = make(chan struct{})
+	}
 }
 
 // inUse returns the bytes reserved now, in all.
