@@ -34,7 +34,9 @@ import (
 //
 // It reports the rates summed over all rounds, and the ratio of every
 // round's rates (min and median over the rounds, and the ratio of the
-// sums):
+// sums); also the CPU time (this process's and the server's) per item of
+// each workload and their ratios ("-cpu": what the ratio would be with
+// the cores to itself), which background load hardly moves:
 //
 //	sign64/plain64  target >= 0.95
 //	batch/raw       target >= 0.80
@@ -55,7 +57,7 @@ func BenchmarkTargets(b *testing.B) {
 	for i := range batch {
 		batch[i] = client.SignItem{Key: "bench/ed", Message: msg}
 	}
-	cc := startPlain(b)
+	cc, plainPid := startPlainPid(b)
 	req := &keystorev1.SignRequest{Key: "bench/ed", Message: msg}
 	_, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {
@@ -65,11 +67,12 @@ func BenchmarkTargets(b *testing.B) {
 		name    string
 		callers int
 		perOp   int
+		pid     int // the server's process, whose CPU time counts too
 		op      func() error
 	}{
-		{"sign64", 64, 1, func() error { _, err := c.Sign(ctx, "bench/ed", msg); return err }},
-		{"plain64", 64, 1, func() error { _, err := plainsign.Call(ctx, cc, req); return err }},
-		{"batch", 4, len(batch), func() error {
+		{"sign64", 64, 1, d.Pid(), func() error { _, err := c.Sign(ctx, "bench/ed", msg); return err }},
+		{"plain64", 64, 1, plainPid, func() error { _, err := plainsign.Call(ctx, cc, req); return err }},
+		{"batch", 4, len(batch), d.Pid(), func() error {
 			res, err := c.SignBatch(ctx, batch)
 			if err == nil {
 				for _, r := range res {
@@ -80,7 +83,7 @@ func BenchmarkTargets(b *testing.B) {
 			}
 			return err
 		}},
-		{"raw", runtime.GOMAXPROCS(0), 1, func() error { ed25519.Sign(priv, msg); return nil }},
+		{"raw", runtime.GOMAXPROCS(0), 1, 0, func() error { ed25519.Sign(priv, msg); return nil }},
 	}
 	const slice = 250 * time.Millisecond
 	// A warm-up slice of each: connections, stacks, caches.
@@ -91,14 +94,18 @@ func BenchmarkTargets(b *testing.B) {
 	}
 	items := make([]float64, len(workloads))
 	spent := make([]time.Duration, len(workloads))
+	cpu := make([]time.Duration, len(workloads)) // this process's and the server's
 	var signRatios, batchRatios []float64
 	for b.Loop() {
 		round := make([]float64, len(workloads))
 		for i, w := range workloads {
+			cpu0 := takeCPU(b, w.pid)
 			n, dur, err := runFor(slice, w.callers, w.op)
 			if err != nil {
 				b.Fatalf("%s: %v", w.name, err)
 			}
+			used := takeCPU(b, w.pid).sub(cpu0)
+			cpu[i] += used.self + used.daemon
 			items[i] += float64(n * w.perOp)
 			spent[i] += dur
 			round[i] = float64(n*w.perOp) / dur.Seconds()
@@ -116,6 +123,14 @@ func BenchmarkTargets(b *testing.B) {
 	b.ReportMetric(rate(2)/rate(3), "batch/raw")
 	b.ReportMetric(slices.Min(batchRatios), "batch/raw-min")
 	b.ReportMetric(median(batchRatios), "batch/raw-median")
+	// CPU time (client and server) per item: what each side would cost
+	// on cores of its own, hardly moved by other work on the machine.
+	perItem := func(i int) float64 { return cpu[i].Seconds() * 1e6 / items[i] }
+	for i, w := range workloads {
+		b.ReportMetric(perItem(i), w.name+"-cpu-µs/item")
+	}
+	b.ReportMetric(perItem(1)/perItem(0), "sign64/plain64-cpu")
+	b.ReportMetric(perItem(3)/perItem(2), "batch/raw-cpu")
 }
 
 // median returns the median of v (not empty); it sorts v.
