@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -243,7 +244,11 @@ func (c *call) finish(ctx context.Context, code provider.Code) bool {
 	}
 	result := resultName(code)
 	c.s.metrics.observe(c.op, result, time.Since(c.start))
-	c.s.log.Debug("request", "op", c.op, "uid", c.caller.UID, "app", c.caller.App, "result", result)
+	if c.s.log.Enabled(ctx, slog.LevelDebug) {
+		// Guarded: the arguments would be boxed (allocated) even with
+		// debug off.
+		c.s.log.Debug("request", "op", c.op, "uid", c.caller.UID, "app", c.caller.App, "result", result)
+	}
 	return ok
 }
 

@@ -279,13 +279,12 @@ func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
 const StreamWorkers = 64
 
 // ServerOptions returns the grpc.ServerOptions the services need: peer
-// credentials, the stats handler that starts and ends every call, the
-// request codec, message and stream bounds and keepalive enforcement.
+// credentials, the tap that starts every call (and admits or refuses
+// it), the request codec, message and stream bounds and keepalive enforcement.
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.Creds(s.creds),
 		grpc.InTapHandle(s.admit),
-		grpc.StatsHandler(&statsHandler{s: s}),
 		// Frame by frame (the tap learns a new stream's ID from the last
 		// frame read: flow.go), static windows that bound what a stream
 		// sends before its request is read, no idle write buffers.

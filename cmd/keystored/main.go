@@ -166,6 +166,9 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string, si
 	}
 	logger := newLogger(o, stderr)
 	o.workers = reserveTransportProc(getenv("GOMAXPROCS") != "")
+	if getenv("GOGC") == "" {
+		startGCFloor(gcFloor)
+	}
 	if processLogs {
 		installProcessLogs(logger)
 	}
