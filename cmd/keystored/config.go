@@ -71,10 +71,10 @@ const maxUnwrappedKeys = 1 << 20
 // parse checks [cache]; 0 stands for a default.
 func (c cacheConfig) parse() (cacheSettings, error) {
 	if c.Keys < 0 || c.Keys > core.MaxCacheSize {
-		return cacheSettings{}, fmt.Errorf("cache.keys: %d is not from 1 to %d", c.Keys, core.MaxCacheSize)
+		return cacheSettings{}, fmt.Errorf("cache.keys: %d is not from 0 (the default) to %d", c.Keys, core.MaxCacheSize)
 	}
 	if c.UnwrappedKeys < 0 || c.UnwrappedKeys > maxUnwrappedKeys {
-		return cacheSettings{}, fmt.Errorf("cache.unwrapped_keys: %d is not from 1 to %d", c.UnwrappedKeys, maxUnwrappedKeys)
+		return cacheSettings{}, fmt.Errorf("cache.unwrapped_keys: %d is not from 0 (the default) to %d", c.UnwrappedKeys, maxUnwrappedKeys)
 	}
 	return cacheSettings{keys: int(c.Keys), unwrapped: int(c.UnwrappedKeys)}, nil
 }
