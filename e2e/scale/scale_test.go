@@ -91,7 +91,9 @@ func BenchmarkScale(b *testing.B) {
 	parallel(b, creators, n, func(i int) error {
 		_, err := c.Create(ctx, keyName(i), client.CreateOptions{Algorithm: client.Ed25519})
 		return err
-	}, func(done int) { b.Logf("created %d of %d keys (%.0f/s)", done, n, float64(done)/time.Since(t0).Seconds()) })
+	}, func(done int) {
+		b.Logf("created %d of %d keys (%.0f/s)", done, n, float64(done)/time.Since(t0).Seconds())
+	})
 	put("create", "creates/s", float64(n)/time.Since(t0).Seconds())
 	if err := c.Close(); err != nil {
 		b.Fatal(err)
