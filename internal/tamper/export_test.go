@@ -37,10 +37,11 @@ func ResignLegacy(path string, key ed25519.PrivateKey) error {
 	if x.stopped != nil {
 		b.Stopped = &snapshotHead{Seq: x.stopped.Seq, Hash: x.stopped.Hash}
 	}
-	msg, err := legacySignedMessage(b)
+	data, err := unsignedBody(b)
 	if err != nil {
 		return err
 	}
+	msg := legacyMessage(data)
 	b.Signature = base64.StdEncoding.EncodeToString(ed25519.Sign(key, msg))
 	return writeSnapshot(path, b)
 }

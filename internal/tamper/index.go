@@ -67,7 +67,8 @@ type Index struct {
 	// sig and signedMsg are a loaded snapshot's signature and the bytes
 	// it signs (Tracker.Start checks them).
 	sig, signedMsg []byte
-	// legacyMsg is what a snapshot of before digests were signed signed.
+	// legacyMsg is the message of a snapshot signed before digests were
+	// (snapshot.go, legacyMessage); Verify drops it.
 	legacyMsg []byte
 	// problem is the first intent record that does not follow its key's
 	// last one (a generation going back, or jumping): forged records.

@@ -77,19 +77,20 @@ func signedMessage(b *snapshotBody) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(data)
-	return append([]byte("keystored-audit-index-v2\n"), sum[:]...), nil
+	return digestMessage(data), nil
 }
 
-// legacySignedMessage is what a snapshot written before signedMessage
-// signed a digest was signed over: the domain string of v1 and the body
-// itself. Verify accepts either.
-func legacySignedMessage(b *snapshotBody) ([]byte, error) {
-	data, err := unsignedBody(b)
-	if err != nil {
-		return nil, err
-	}
-	return append([]byte("keystored-audit-index-v1\n"), data...), nil
+func digestMessage(data []byte) []byte {
+	sum := sha256.Sum256(data)
+	return append([]byte("keystored-audit-index-v2\n"), sum[:]...)
+}
+
+// legacyMessage is what a snapshot written before signedMessage signed a
+// digest was signed over: the domain string of v1 and the body itself
+// (data: the body's canonical JSON without the signature). Verify accepts
+// either, then forgets it (it is as large as the index).
+func legacyMessage(data []byte) []byte {
+	return append([]byte("keystored-audit-index-v1\n"), data...)
 }
 
 func unsignedBody(b *snapshotBody) ([]byte, error) {
@@ -235,15 +236,11 @@ func decodeSnapshot(data []byte) (*Index, error) {
 		if err != nil || len(sig) != ed25519.SignatureSize {
 			return bad("signature is not 64 bytes of standard base64")
 		}
-		msg, err := signedMessage(&b)
+		data, err := unsignedBody(&b) // encoded once for both messages
 		if err != nil {
 			return nil, err
 		}
-		legacy, err := legacySignedMessage(&b)
-		if err != nil {
-			return nil, err
-		}
-		x.sig, x.signedMsg, x.legacyMsg = sig, msg, legacy
+		x.sig, x.signedMsg, x.legacyMsg = sig, digestMessage(data), legacyMessage(data)
 	}
 	if b.Counter != nil {
 		x.counter, x.hasCounter = *b.Counter, true

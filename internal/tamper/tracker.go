@@ -344,6 +344,11 @@ func (t *Tracker) Start(ctx context.Context, s Signer) error {
 // not check again.
 func (t *Tracker) Verify(ctx context.Context, pub ed25519.PublicKey) error {
 	err := t.verify(ctx, pub)
+	for _, x := range []*Index{t.old, t.loaded} {
+		if x != nil && err == nil {
+			x.legacyMsg = nil // as large as the index; not needed once verified
+		}
+	}
 	t.verified = err == nil
 	return err
 }
