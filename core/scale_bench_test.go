@@ -26,7 +26,7 @@ func BenchmarkSignManyKeys(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	const most = 20000
+	const most = 100000
 	ids := make([]core.KeyID, most)
 	for i := range ids {
 		ids[i] = mustID(b, fmt.Sprintf("bench/p/k%06d", i))
