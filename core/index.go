@@ -14,7 +14,9 @@ import (
 // once, by a walk of the tree on the first List or Census (so a start
 // reads no key directory before the first sign), and kept current by
 // the keystore itself: every write of a key's record adds its ID first
-// (persist), so the index is never missing a key the keystore made. It
+// (writeRecord: any path that makes a key directory must call it, or
+// add the ID itself), so the index is never missing a key the keystore
+// made. It
 // may name a directory that holds no key (a create that failed, a
 // crash's leftover): List loads every key it names and skips those, as
 // it skipped such a directory. Key directories are never removed by the

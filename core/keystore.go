@@ -417,7 +417,6 @@ func (k *Keystore) load(ctx context.Context, id KeyID) (*record, error) {
 // metadata landed must not leave the key signing until a restart); if the
 // read fails, e is marked unloaded and the next use reloads the key.
 func (k *Keystore) persist(e *entry, rec *record) error {
-	k.index.add(rec.meta.ID) // before its directory is made: see keyIndex
 	path, out, err := k.writeRecord(rec, rec.body())
 	if err == nil {
 		e.rec.Store(rec)
@@ -439,6 +438,7 @@ func (k *Keystore) persist(e *entry, rec *record) error {
 // metadata. It returns the metadata path and bytes once their write was
 // attempted.
 func (k *Keystore) writeRecord(rec *record, b metaBody) (string, []byte, error) {
+	k.index.add(rec.meta.ID) // before its directory is made: see keyIndex (index.go)
 	if vr := rec.newVersion; vr != nil {
 		h := vr.handle.Load()
 		if h == nil {
