@@ -93,3 +93,51 @@ func TestListIndexFollowsStorageAndCreates(t *testing.T) {
 		t.Fatalf("List pages and Census read %d directories, want 0 (served from the index)", n)
 	}
 }
+
+// readCounter counts the file reads of a storage.
+type readCounter struct {
+	core.Storage
+	n atomic.Int64
+}
+
+func (r *readCounter) ReadFile(name string) ([]byte, error) {
+	r.n.Add(1)
+	return r.Storage.ReadFile(name)
+}
+
+// An attacker's flood of requests on keys that do not exist (many times
+// the cache's size) evicts none of the keys in use: they are signed with
+// afterwards without one read of storage.
+func TestCacheFloodOfAbsentKeysEvictsNothing(t *testing.T) {
+	st := &readCounter{Storage: storage.NewMemory()}
+	e := newEnvWith(t, st, newEnv(t).p, func(o *core.Config) { o.CacheSize = 64 })
+	var ids []core.KeyID
+	for i := range 16 {
+		ids = append(ids, e.create(t, appA, fmt.Sprintf("app-a/p/k%02d", i), provider.Ed25519))
+	}
+	for _, id := range ids {
+		if _, err := e.ks.Sign(ctx, appA, id, []byte("m")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 5000 {
+		_, err := e.ks.Sign(ctx, appA, mustID(t, fmt.Sprintf("app-a/p/guess%05d", i)), []byte("m"))
+		wantCode(t, "sign of a key that does not exist", err, provider.ENOENT)
+		if i%500 == 0 {
+			for _, id := range ids { // the keys stay in use
+				if _, err := e.ks.Sign(ctx, appA, id, []byte("m")); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	before := st.n.Load()
+	for _, id := range ids {
+		if _, err := e.ks.Sign(ctx, appA, id, []byte("m")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := st.n.Load() - before; n != 0 {
+		t.Fatalf("signing the %d keys in use after the flood read storage %d times: the flood evicted them", len(ids), n)
+	}
+}
