@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -123,8 +125,12 @@ func BenchmarkScale(b *testing.B) {
 		b.Logf("dropping the page cache failed (%v); the start-up figure is warm", err)
 	}
 	r := rand.New(rand.NewPCG(uint64(n), 1))
+	// This start also serves metrics: the Go runtime's heap figures.
+	metricsAddr := freeAddr(b)
+	measured := opts
+	measured.Args = append(slices.Clone(opts.Args), "--metrics-addr", metricsAddr)
 	t0 := time.Now()
-	d := daemontest.Start(b, opts)
+	d := daemontest.Start(b, measured)
 	serving := time.Since(t0)
 	c := dial(b, d)
 	if _, err := c.Sign(ctx, keyName(hotKeys+r.IntN(n-hotKeys)), []byte("first")); err != nil {
@@ -202,6 +208,11 @@ func BenchmarkScale(b *testing.B) {
 	rss := vmRSS(b, d.Pid())
 	put("rss", "rss-MiB", float64(rss)/(1<<20))
 	put("rss-per-key", "rss-B/key", float64(rss)/float64(n))
+	// The live heap at the last collection is the heap goal over
+	// 1+GOGC/100 (2 with the default GOGC=100).
+	m := scrape(b, metricsAddr)
+	put("heap-goal-per-key", "heap-goal-B/key", m["go_memstats_next_gc_bytes"]/float64(n))
+	put("heap-alloc-per-key", "heap-alloc-B/key", m["go_memstats_heap_alloc_bytes"]/float64(n))
 
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "scale: %d keys (ratios per round: %.2f)\n", n, ratios)
@@ -383,4 +394,47 @@ func dial(b *testing.B, d *daemontest.Daemon) *client.Client {
 		b.Fatalf("client.Dial(%s): %v\n%s", d.Socket, err, d.Logs())
 	}
 	return c
+}
+
+// freeAddr returns a loopback address with a port free now.
+func freeAddr(b *testing.B) string {
+	b.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return addr
+}
+
+// scrape reads the unlabelled samples of the daemon's metrics.
+func scrape(b *testing.B, addr string) map[string]float64 {
+	b.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		if err := resp.Body.Close(); err != nil {
+			b.Error(err)
+		}
+	}()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, val, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if f, err := strconv.ParseFloat(val, 64); err == nil {
+			out[name] = f
+		}
+	}
+	if err := sc.Err(); err != nil {
+		b.Fatal(err)
+	}
+	return out
 }
