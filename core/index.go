@@ -99,7 +99,16 @@ func (x *keyIndex) mergeLocked() {
 	x.ids, x.pending = out, nil
 }
 
-// view returns the sorted IDs and apps, walking storage first if the
+// LoadIndex builds the key index (a walk of the key tree) if it is not
+// built yet, so that the first List or Census need not: the daemon calls
+// it in the background a little after it starts serving. ctx bounds the
+// walk; a failed walk is retried by the next List.
+func (k *Keystore) LoadIndex(ctx context.Context) error {
+	_, _, err := k.indexView(ctx)
+	return err
+}
+
+// indexView returns the sorted IDs and apps, walking storage first if the
 // index is not built yet. The slices returned are not changed later.
 func (k *Keystore) indexView(ctx context.Context) ([]KeyID, []string, error) {
 	x := &k.index

@@ -186,14 +186,19 @@ const (
 	scanPause      = 10 * time.Millisecond
 )
 
-// scanKeys checks every key the audit index knows against its files in
-// the background, so that a rolled-back key is reported (logged and
+// scanKeys runs in the background after start: scanStartDelay after the
+// daemon serves, it builds core's key index (so that the first List does
+// not walk the key tree), then checks every key the audit index knows
+// against its files, so that a rolled-back key is reported (logged and
 // audited by the core, listed by keystorectl keys list) soon after start
-// rather than at its first use. It goes at a bounded pace (scanBatch
-// keys per scanPause, after scanStartDelay) and stops with ctx.
+// rather than at its first use. The check goes at a bounded pace
+// (scanBatch keys per scanPause). It stops with ctx.
 func scanKeys(ctx context.Context, ks *core.Keystore, ids []string, logger *slog.Logger) {
 	if !pause(ctx, scanStartDelay) {
 		return
+	}
+	if err := ks.LoadIndex(ctx); err != nil && ctx.Err() == nil {
+		logger.Warn("key index not built; the first List builds it", "err", err)
 	}
 	bad := 0
 	for i, id := range ids {

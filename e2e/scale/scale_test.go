@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -165,7 +166,14 @@ func BenchmarkScale(b *testing.B) {
 			if !random {
 				keys = hotKeys
 			}
+			var stopPerf func()
+			if pd := os.Getenv("KEYSTORED_SCALE_PERF"); pd != "" && round == 0 {
+				stopPerf = perfRecord(b, d.Pid(), filepath.Join(pd, fmt.Sprintf("perf-keys%d.data", keys)))
+			}
 			rate, lat := signFor(b, c, keys, uint64(round))
+			if stopPerf != nil {
+				stopPerf()
+			}
 			if random {
 				randRates, randLat = append(randRates, rate), append(randLat, lat)
 			} else {
@@ -394,6 +402,26 @@ func dial(b *testing.B, d *daemontest.Daemon) *client.Client {
 		b.Fatalf("client.Dial(%s): %v\n%s", d.Socket, err, d.Logs())
 	}
 	return c
+}
+
+// perfRecord samples pid with perf (call graphs) until the returned
+// function is called: KEYSTORED_SCALE_PERF=<dir> profiles the first
+// round's two sides (perf report -i <dir>/perf-keys<N>.data).
+func perfRecord(b *testing.B, pid int, out string) func() {
+	b.Helper()
+	cmd := exec.Command("perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(pid), "-o", out)
+	if err := cmd.Start(); err != nil {
+		b.Logf("perf record: %v (no profile)", err)
+		return func() {}
+	}
+	return func() {
+		if err := cmd.Process.Signal(os.Interrupt); err != nil {
+			b.Logf("perf record: %v", err)
+		}
+		if err := cmd.Wait(); err != nil {
+			b.Logf("perf record: %v", err)
+		}
+	}
 }
 
 // freeAddr returns a loopback address with a port free now.
