@@ -60,6 +60,9 @@ type Config struct {
 	// advances its external monotonic counter there. An error fails the
 	// call with EIO (the change stays, as when the applied record fails).
 	Advance func(ctx context.Context) error
+	// CacheSize bounds the keys core keeps in memory (core.Config's
+	// CacheSize; 0: core.DefaultCacheSize).
+	CacheSize int
 }
 
 // Scheduler configures the fair scheduling of provider work
@@ -229,6 +232,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Generations:     cfg.Generations,
 		CheckSignatures: cfg.CheckSignatures,
 		Quotas:          cfg.Quotas,
+		CacheSize:       cfg.CacheSize,
 	})
 	if err != nil {
 		return nil, err

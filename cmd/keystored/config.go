@@ -51,6 +51,37 @@ type fileConfig struct {
 	Rotation    rotationConfig `toml:"rotation"`
 	Scheduler   schedConfig    `toml:"scheduler"`
 	Counter     counterConfig  `toml:"counter"`
+	Cache       cacheConfig    `toml:"cache"`
+}
+
+// cacheConfig is [cache]: how many keys the daemon keeps in memory.
+type cacheConfig struct {
+	// Keys bounds core's cache of key records (default
+	// core.DefaultCacheSize).
+	Keys int64 `toml:"keys"`
+	// UnwrappedKeys bounds the built-in software provider's cache of
+	// unwrapped keys (default softkey's 2^17).
+	UnwrappedKeys int64 `toml:"unwrapped_keys"`
+}
+
+// maxUnwrappedKeys is the software provider's largest cache
+// (providers/internal/softkey.MaxCacheSize).
+const maxUnwrappedKeys = 1 << 20
+
+// parse checks [cache]; 0 stands for a default.
+func (c cacheConfig) parse() (cacheSettings, error) {
+	if c.Keys < 0 || c.Keys > core.MaxCacheSize {
+		return cacheSettings{}, fmt.Errorf("cache.keys: %d is not from 0 (the default) to %d", c.Keys, core.MaxCacheSize)
+	}
+	if c.UnwrappedKeys < 0 || c.UnwrappedKeys > maxUnwrappedKeys {
+		return cacheSettings{}, fmt.Errorf("cache.unwrapped_keys: %d is not from 0 (the default) to %d", c.UnwrappedKeys, maxUnwrappedKeys)
+	}
+	return cacheSettings{keys: int(c.Keys), unwrapped: int(c.UnwrappedKeys)}, nil
+}
+
+// cacheSettings are the validated [cache] sizes (0: the default).
+type cacheSettings struct {
+	keys, unwrapped int
 }
 
 // kekConfig is the built-in software provider's KEK source (the --kek-*
@@ -151,7 +182,7 @@ type auditConfig struct {
 	// Sync is "every-record" or a duration such as "100ms" (the default).
 	Sync string `toml:"sync"`
 	// SegmentSize is the size in bytes at which the current audit file is
-	// sealed and a new one started (default 64 MiB).
+	// sealed and a new one started (default 16 MiB).
 	SegmentSize *int64 `toml:"segment_size"`
 	// MaxSegments keeps at most that many audit files, removing the
 	// oldest (default 0: keep all).
@@ -334,6 +365,7 @@ type settings struct {
 	scheduler       server.Scheduler
 	checkpoints     checkpointSettings
 	counter         counterSettings
+	cache           cacheSettings
 }
 
 // defaultShutdownTimeout bounds the graceful stop.
@@ -504,6 +536,9 @@ func (fc *fileConfig) settings(baseDir string) (settings, error) {
 		return settings{}, err
 	}
 	if s.scheduler, err = fc.Scheduler.parse(); err != nil {
+		return settings{}, err
+	}
+	if s.cache, err = fc.Cache.parse(); err != nil {
 		return settings{}, err
 	}
 	return s, nil

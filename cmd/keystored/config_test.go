@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -457,5 +458,29 @@ func TestCounterInsideStateRefused(t *testing.T) {
 	}
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// [cache] sizes: the defaults (0), a value taken, and the bounds refused;
+// a change needs a restart.
+func TestCacheConfig(t *testing.T) {
+	d, err := loadConfig(writeConfig(t, "[cache]\nkeys = 500000\nunwrapped_keys = 200000\n", 0o600))
+	if err != nil || d.cache != (cacheSettings{keys: 500000, unwrapped: 200000}) {
+		t.Fatalf("cache = %+v, %v", d.cache, err)
+	}
+	for body, want := range map[string]string{
+		"[cache]\nkeys = -1\n":                "cache.keys: -1 is not from 0 (the default) to 16777216",
+		"[cache]\nkeys = 16777217\n":          "cache.keys: 16777217",
+		"[cache]\nunwrapped_keys = 1048577\n": "cache.unwrapped_keys: 1048577 is not from 0 (the default) to 1048576",
+		"[cache]\nsize = 1\n":                 "size",
+	} {
+		_, err := loadConfig(writeConfig(t, body, 0o600))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want %q", body, err, want)
+		}
+	}
+	r := &reloader{running: d}
+	if got := r.needsRestart(settings{cache: cacheSettings{keys: 1}}); !slices.Contains(got, "cache") {
+		t.Errorf("a cache change needs no restart? %v", got)
 	}
 }

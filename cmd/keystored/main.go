@@ -294,7 +294,7 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	if err != nil {
 		return fmt.Errorf("state directory %s: %w", o.state, err)
 	}
-	prov, err := openProvider(ctx, o, cfg.kek, state, logger)
+	prov, err := openProvider(ctx, o, cfg.kek, cfg.cache.unwrapped, state, logger)
 	if err != nil {
 		return err
 	}
@@ -381,6 +381,7 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 		Scheduler:       withWorkers(cfg.scheduler, o.workers),
 		Generations:     tr.Index(),
 		Advance:         tr.Advance,
+		CacheSize:       cfg.cache.keys,
 	})
 	if err != nil {
 		return stateRefused(o.state, err)

@@ -59,7 +59,7 @@ type selectedProvider struct {
 // by default <state>/kek, created 0600 on first start of a state without
 // keys), a pinned plugin, or the INSECURE seeded provider. state is what
 // core.Inspect found in the state directory.
-func openProvider(ctx context.Context, o *options, kekConfig keksource.Options, state core.StateInfo, logger *slog.Logger) (*selectedProvider, error) {
+func openProvider(ctx context.Context, o *options, kekConfig keksource.Options, unwrappedKeys int, state core.StateInfo, logger *slog.Logger) (*selectedProvider, error) {
 	if (o.pluginPath != "" || o.insecureSeed != "") && kekConfig.Values() != ([4]string{}) {
 		return nil, withHint(errors.New("the config's [kek] table sets the built-in software provider's KEK, but another provider is selected"),
 			"remove [kek] from the config file, or pass a plugin its KEK with --provider-arg")
@@ -92,6 +92,7 @@ func openProvider(ctx context.Context, o *options, kekConfig keksource.Options, 
 	if err != nil {
 		return nil, fmt.Errorf("software provider KEK: %w", err)
 	}
+	scfg.CacheSize = unwrappedKeys
 	p, err := software.New(scfg)
 	wipe()
 	if err != nil {
