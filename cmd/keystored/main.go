@@ -291,9 +291,16 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 	if err != nil {
 		return fmt.Errorf("state directory %s: %w", o.state, err)
 	}
+	checkSigs, err := checkSignatures(o, cfg.provider)
+	if err != nil {
+		return err
+	}
 	prov, err := openProvider(ctx, o, cfg.kek, state, logger)
 	if err != nil {
 		return err
+	}
+	if prov.kind == kindPlugin && !checkSigs {
+		logger.Warn("the plugin's signatures are not verified (provider.verify_signatures = false for this pinned binary)", "sha256", strings.ToLower(o.pluginSHA256))
 	}
 	if prov.closer != nil {
 		cl.add("provider", prov.closer.Close)
@@ -373,7 +380,7 @@ func daemon(o *options, stdout, stderr io.Writer, logger *slog.Logger, sig <-cha
 		Anchors:         anchors,
 		Logger:          logger,
 		Limits:          cfg.limits,
-		CheckSignatures: prov.kind == kindPlugin,
+		CheckSignatures: prov.kind == kindPlugin && checkSigs,
 		Quotas:          cfg.quotas,
 		Scheduler:       withWorkers(cfg.scheduler, o.workers),
 		Generations:     tr.Index(),
