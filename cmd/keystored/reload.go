@@ -125,6 +125,9 @@ func (r *reloader) needsRestart(next settings) []string {
 	if next.counter != cur.counter {
 		out = append(out, "counter")
 	}
+	if next.provider != cur.provider {
+		out = append(out, "provider")
+	}
 	return out
 }
 
