@@ -37,19 +37,28 @@ func BenchmarkDaemonPlugin(b *testing.B) {
 	pluginArgs := func(dir string) []string {
 		return []string{"--provider-plugin", bin, "--provider-sha256", pin, "--provider-arg", "--kek-file=" + filepath.Join(dir, "plugin-kek")}
 	}
-	noVerifyDir := b.TempDir()
-	conf := filepath.Join(noVerifyDir, "keystored.toml")
-	if err := os.WriteFile(conf, []byte("unmapped = \"uid\"\n\n[provider]\nverify_signatures = false\ntrusted_plugin_sha256 = \""+pin+"\"\n"), 0o600); err != nil {
-		b.Fatal(err)
+	// Each daemon's config; BENCH_SCHEDULER_WORKERS sets [scheduler]
+	// workers for the plugin daemons (default: the daemon's own).
+	sched := ""
+	if w := os.Getenv("BENCH_SCHEDULER_WORKERS"); w != "" {
+		sched = "[scheduler]\nworkers = " + w + "\n"
 	}
-	plugDir := b.TempDir()
+	config := func(dir, extra string) string {
+		c := filepath.Join(dir, "keystored.toml")
+		if err := os.WriteFile(c, []byte("unmapped = \"uid\"\n"+sched+extra), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		return c
+	}
+	plugDir, noVerifyDir := b.TempDir(), b.TempDir()
 	daemons := []struct {
 		name string
 		opts daemontest.Options
 	}{
 		{"inprocess", daemontest.Options{}},
-		{"plugin", daemontest.Options{Dir: plugDir, Args: pluginArgs(plugDir)}},
-		{"plugin-noverify", daemontest.Options{Dir: noVerifyDir, Args: append(pluginArgs(noVerifyDir), "--config", conf)}},
+		{"plugin", daemontest.Options{Dir: plugDir, Args: append(pluginArgs(plugDir), "--config", config(plugDir, ""))}},
+		{"plugin-noverify", daemontest.Options{Dir: noVerifyDir, Args: append(pluginArgs(noVerifyDir), "--config",
+			config(noVerifyDir, "[provider]\nverify_signatures = false\ntrusted_plugin_sha256 = \""+pin+"\"\n"))}},
 	}
 	msg := make([]byte, 32)
 	ops := make([]func() error, len(daemons))

@@ -513,3 +513,21 @@ func TestProviderVerifyPolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestPluginDefaultWorkers: with a plugin provider the scheduler runs
+// pluginWorkers calls at once by default (they wait on the plugin), with
+// an in-process one as many as the CPUs; a configured number wins.
+func TestPluginDefaultWorkers(t *testing.T) {
+	if got := defaultWorkers(kindPlugin, 2); got != pluginWorkers {
+		t.Errorf("plugin, 2 CPUs: %d workers, want %d", got, pluginWorkers)
+	}
+	if got := defaultWorkers(kindPlugin, 100); got != 100 {
+		t.Errorf("plugin, 100 CPUs: %d workers, want 100", got)
+	}
+	if got := defaultWorkers(kindSoftware, 2); got != 2 {
+		t.Errorf("software, 2 CPUs: %d workers, want 2", got)
+	}
+	if got := withWorkers(server.Scheduler{Workers: 3}, defaultWorkers(kindPlugin, 2)); got.Workers != 3 {
+		t.Errorf("configured 3 with a plugin: %d workers", got.Workers)
+	}
+}
