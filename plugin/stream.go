@@ -254,35 +254,55 @@ func replyStatus(b []byte) error {
 // waiting (up to streamBatchBytes), until the stream fails.
 func (s *callStream) write(maxReply uint32) {
 	batch := &providerpb.CallBatch{MaxReply: maxReply}
+	var carry *outgoing // taken from the queue, too large for the last batch
 	for {
 		var o outgoing
-		select {
-		case o = <-s.sendq:
-		case <-s.dead:
-			return
-		}
-		size := 0
-		add := func(o outgoing) {
-			if o.call == nil {
-				batch.Cancel = append(batch.Cancel, o.id)
-				size += 10
+		if carry != nil {
+			o, carry = *carry, nil
+		} else {
+			select {
+			case o = <-s.sendq:
+			case <-s.dead:
 				return
 			}
-			batch.Calls = append(batch.Calls, o.call)
-			size += proto.Size(o.call) + itemOverhead
 		}
-		add(o)
+		size := 0
+		itemSize := func(o outgoing) int {
+			if o.call == nil {
+				return 10
+			}
+			return proto.Size(o.call) + itemOverhead
+		}
+		add := func(o outgoing, n int) {
+			if o.call == nil {
+				batch.Cancel = append(batch.Cancel, o.id)
+			} else {
+				batch.Calls = append(batch.Calls, o.call)
+			}
+			size += n
+		}
+		add(o, itemSize(o))
+		// drain adds what the queue holds while it fits in
+		// streamBatchBytes (a call alone may be larger: it is within the
+		// plugin's receive bound, a batch of it and others might not be)
+		// and reports whether it added anything.
 		drain := func() bool {
-			n := len(batch.Calls) + len(batch.Cancel)
-			for size < streamBatchBytes {
+			added := false
+			for carry == nil {
 				select {
 				case o := <-s.sendq:
-					add(o)
+					n := itemSize(o)
+					if size+n > streamBatchBytes {
+						carry = &o
+						return added
+					}
+					add(o, n)
+					added = true
 				default:
-					return len(batch.Calls)+len(batch.Cancel) > n
+					return added
 				}
 			}
-			return false
+			return added
 		}
 		// Callers woken by the same reply batch are about to queue their
 		// next calls: let them run first, so their calls share this

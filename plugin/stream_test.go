@@ -128,3 +128,42 @@ func TestCallStreamServerRefusesDuplicateID(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCallStreamLargeCalls: concurrent MAC calls of the largest message
+// (1 MiB) mixed with smaller ones (100 KiB) all go through: a message
+// never holds more calls than the plugin's receive bound allows (a large
+// call after small ones waits for the next message), and a call alone
+// may be larger than a message's budget.
+func TestCallStreamLargeCalls(t *testing.T) {
+	t.Parallel()
+	tag := make([]byte, 32)
+	r := testRemote(t, &grpcPlugin{impl: newFake(func(context.Context, []byte) ([]byte, error) { return tag, nil }), stub: testStub})
+	if r.calls == nil {
+		t.Fatal("the plugin announces no call stream")
+	}
+	large, small := make([]byte, provider.MaxMACMessage), make([]byte, 100<<10)
+	const callers, each = 8, 6
+	var wg sync.WaitGroup
+	errs := make(chan error, callers*each)
+	for w := range callers {
+		wg.Go(func() {
+			for i := range each {
+				msg := small
+				if (w+i)%2 == 0 {
+					msg = large
+				}
+				if _, err := r.MAC(t.Context(), macKeyRef(t), provider.Handle("h"), msg); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := r.calls.counts.calls.Load(); n != callers*each {
+		t.Errorf("%d calls on the stream, want %d", n, callers*each)
+	}
+}
