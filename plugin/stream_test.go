@@ -167,3 +167,24 @@ func TestCallStreamLargeCalls(t *testing.T) {
 		t.Errorf("%d calls on the stream, want %d", n, callers*each)
 	}
 }
+
+// FuzzReplyStatus: whatever bytes a plugin puts in a reply's status, the
+// daemon gets an error whose code is not OK, and never a panic.
+func FuzzReplyStatus(f *testing.F) {
+	seeds := [][]byte{
+		encodeStatus(status.Error(codes.Unimplemented, "x")),
+		encodeStatus(status.Error(codes.OK, "")),
+		unencodableStatus,
+		{0xff},
+		{},
+	}
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		err := replyStatus(b)
+		if err == nil || status.Code(err) == codes.OK {
+			t.Fatalf("replyStatus(%x) = %v, want an error that is not OK", b, err)
+		}
+	})
+}
