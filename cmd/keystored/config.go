@@ -52,6 +52,7 @@ type fileConfig struct {
 	Scheduler   schedConfig    `toml:"scheduler"`
 	Counter     counterConfig  `toml:"counter"`
 	Cache       cacheConfig    `toml:"cache"`
+	Provider    providerConfig `toml:"provider"`
 }
 
 // cacheConfig is [cache]: how many keys the daemon keeps in memory.
@@ -82,6 +83,58 @@ func (c cacheConfig) parse() (cacheSettings, error) {
 // cacheSettings are the validated [cache] sizes (0: the default).
 type cacheSettings struct {
 	keys, unwrapped int
+}
+
+// providerConfig is [provider]: the daemon's policy for its provider.
+type providerConfig struct {
+	// VerifySignatures false stops the core from verifying every
+	// signature the provider plugin returns (default true). Only for a
+	// plugin, and only together with TrustedPluginSHA256.
+	VerifySignatures *bool `toml:"verify_signatures"`
+	// TrustedPluginSHA256 names the one plugin binary (its SHA-256, as
+	// --provider-sha256 pins it) whose signatures go unverified: with
+	// another pin the daemon refuses to start.
+	TrustedPluginSHA256 string `toml:"trusted_plugin_sha256"`
+}
+
+// parse checks [provider].
+func (c providerConfig) parse() (providerSettings, error) {
+	out := providerSettings{verifySignatures: true}
+	if c.VerifySignatures != nil {
+		out.verifySignatures = *c.VerifySignatures
+	}
+	pin := strings.ToLower(c.TrustedPluginSHA256)
+	switch {
+	case out.verifySignatures && pin != "":
+		return providerSettings{}, errors.New("provider.trusted_plugin_sha256 applies only with provider.verify_signatures = false")
+	case !out.verifySignatures && pin == "":
+		return providerSettings{}, errors.New("provider.verify_signatures = false needs provider.trusted_plugin_sha256: the SHA-256 of the one plugin binary whose signatures go unverified")
+	case pin != "" && !isSHA256Hex(pin):
+		return providerSettings{}, fmt.Errorf("provider.trusted_plugin_sha256: %q is not 64 hex digits", c.TrustedPluginSHA256)
+	}
+	out.trustedPlugin = pin
+	return out, nil
+}
+
+// isSHA256Hex reports whether s is 64 lowercase hex digits.
+func isSHA256Hex(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, r := range s {
+		if (r < '0' || r > '9') && (r < 'a' || r > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// providerSettings is [provider], validated.
+type providerSettings struct {
+	// verifySignatures: the core verifies a plugin's signatures (the
+	// default); false only with trustedPlugin.
+	verifySignatures bool
+	trustedPlugin    string // lowercase hex SHA-256; "" unless verifySignatures is false
 }
 
 // kekConfig is the built-in software provider's KEK source (the --kek-*
@@ -363,6 +416,7 @@ type settings struct {
 	kek             keksource.Options // [kek]; the flags win
 	sweepInterval   time.Duration     // 0: no scheduled sweep
 	scheduler       server.Scheduler
+	provider        providerSettings
 	checkpoints     checkpointSettings
 	counter         counterSettings
 	cache           cacheSettings
@@ -375,8 +429,8 @@ const defaultShutdownTimeout = 10 * time.Second
 // "uid-N", uid 0 is an operator, no socket group.
 func defaultSettings() settings {
 	return settings{identity: server.DefaultIdentity(), socketGID: -1, shutdownTimeout: defaultShutdownTimeout,
-		sweepInterval: server.DefaultSweepInterval,
-		checkpoints:   checkpointSettings{every: defaultCheckpointEvery, interval: defaultCheckpointInterval}}
+		sweepInterval: server.DefaultSweepInterval, provider: providerSettings{verifySignatures: true},
+		checkpoints: checkpointSettings{every: defaultCheckpointEvery, interval: defaultCheckpointInterval}}
 }
 
 // loadConfig reads and validates the config file at path.
@@ -533,6 +587,9 @@ func (fc *fileConfig) settings(baseDir string) (settings, error) {
 		return settings{}, err // within the table; the rest is checked at start, with the flags
 	}
 	if s.sweepInterval, err = fc.Rotation.parse(); err != nil {
+		return settings{}, err
+	}
+	if s.provider, err = fc.Provider.parse(); err != nil {
 		return settings{}, err
 	}
 	if s.scheduler, err = fc.Scheduler.parse(); err != nil {

@@ -128,6 +128,9 @@ func (r *reloader) needsRestart(next settings) []string {
 	if next.cache != cur.cache {
 		out = append(out, "cache")
 	}
+	if next.provider != cur.provider {
+		out = append(out, "provider")
+	}
 	return out
 }
 
