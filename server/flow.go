@@ -353,7 +353,9 @@ func (c *meteredConn) startFrame() error {
 		}
 		c.checkPrefix(h)
 	case frameRST:
-		c.release(h.id)
+		if st := c.release(h.id); st != nil && st.call != nil {
+			st.call.abandon()
+		}
 	}
 	return nil
 }
@@ -561,6 +563,9 @@ func (c *meteredConn) Close() error {
 	c.mu.Unlock()
 	for _, st := range streams {
 		c.budget.release(c.info.UID, st.reserved)
+		if st.call != nil {
+			st.call.abandon()
+		}
 	}
 	return c.countedConn.Close()
 }

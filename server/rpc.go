@@ -113,6 +113,9 @@ func (s *Server) serve(ctx context.Context, op string, srv any, dec func(any) er
 		c = s.newCall(op, s.caller(ctx))
 		ctx = withCall(ctx, c)
 	}
+	if !c.enter() {
+		return nil, errAbandoned
+	}
 	if s.insecure {
 		if err := grpc.SetHeader(ctx, insecureMD); err != nil {
 			s.log.Warn("could not set the insecure header", "op", op, "err", err)
@@ -180,7 +183,11 @@ func scrub(resp any) {
 // with their audit record.
 func (s *Server) unknown(_ any, stream grpc.ServerStream) error {
 	ctx := stream.Context()
-	if c := callFrom(ctx); c != nil && !c.finish(ctx, provider.ENOTSUP) {
+	c := callFrom(ctx)
+	if c != nil && !c.enter() {
+		return errAbandoned
+	}
+	if c != nil && !c.finish(ctx, provider.ENOTSUP) {
 		return rpcerr.ToStatus(provider.Errorf(provider.EIO, "audit log unavailable; request refused"))
 	}
 	return rpcerr.ToStatus(provider.Errorf(provider.ENOTSUP, "unknown method"))
@@ -194,7 +201,13 @@ func (s *Server) unknown(_ any, stream grpc.ServerStream) error {
 // metadata) whether the handler looks at it or not. What a handler never
 // sees — a request gRPC refuses between the tap and the handler (a
 // compressor the daemon does not have; a deadline already passed) — is
-// finished when the daemon writes the stream's end (endUnanswered).
+// finished when the daemon writes the stream's end (endUnanswered), or
+// when its client resets the stream or closes the connection first
+// (abandon: a handler that starts after that does nothing).
+
+// errAbandoned answers a call its client ended before a handler took it
+// (call.abandon recorded it): nobody reads the answer.
+var errAbandoned = rpcerr.ToStatus(provider.Errorf(provider.EUNAVAILABLE, "request ended by its client before it was handled"))
 
 // finishingRegistrar registers services whose every handler finishes its
 // call (the probes: health and reflection, which serve does not wrap).
@@ -210,6 +223,9 @@ func (r finishingRegistrar) RegisterService(desc *grpc.ServiceDesc, impl any) {
 	for i := range d.Methods {
 		h := d.Methods[i].Handler
 		d.Methods[i].Handler = func(srv any, ctx context.Context, dec func(any) error, icpt grpc.UnaryServerInterceptor) (any, error) {
+			if c := callFrom(ctx); c != nil && !c.enter() {
+				return nil, errAbandoned
+			}
 			resp, err := h(srv, ctx, dec, icpt)
 			if c := callFrom(ctx); c != nil {
 				c.finish(ctx, codeOf(rpcerr.FromStatus(err)))
@@ -221,6 +237,9 @@ func (r finishingRegistrar) RegisterService(desc *grpc.ServiceDesc, impl any) {
 	for i := range d.Streams {
 		h := d.Streams[i].Handler
 		d.Streams[i].Handler = func(srv any, stream grpc.ServerStream) error {
+			if c := callFrom(stream.Context()); c != nil && !c.enter() {
+				return errAbandoned
+			}
 			err := h(srv, stream)
 			if c := callFrom(stream.Context()); c != nil {
 				c.finish(stream.Context(), codeOf(rpcerr.FromStatus(err)))
