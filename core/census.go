@@ -41,7 +41,7 @@ func (k *Keystore) Census(ctx context.Context) (Census, error) {
 			return Census{}, provider.WithOp("census", app, err)
 		}
 		for _, purpose := range purposes {
-			names, err := k.dirNames(layoutRoot + "/" + app + "/" + purpose)
+			names, err := k.keyNames(layoutRoot + "/" + app + "/" + purpose)
 			if err != nil {
 				return Census{}, provider.WithOp("census", app+"/"+purpose, err)
 			}
@@ -51,7 +51,7 @@ func (k *Keystore) Census(ctx context.Context) (Census, error) {
 				}
 				id, err := provider.NewKeyID(app, purpose, name)
 				if err != nil {
-					continue // not a key directory
+					continue // not a key
 				}
 				m, ok, err := k.listOne(ctx, id)
 				switch {

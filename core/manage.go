@@ -238,7 +238,7 @@ func (k *Keystore) transition(ctx context.Context, c Caller, op Op, id KeyID, ev
 // successor returns a copy of r for a transition: metadata cloned, the
 // version run-time states shared (they describe the same versions).
 func (r *record) successor() *record {
-	return &record{meta: r.meta.clone(), spec: r.spec, versions: append([]*versionRT(nil), r.versions...)}
+	return &record{meta: r.meta.clone(), spec: r.spec, versions: append([]*versionRT(nil), r.versions...), path: r.path}
 }
 
 // Rotate adds a new primary version; the old primary becomes retired and
@@ -501,7 +501,7 @@ func (k *Keystore) list(ctx context.Context, c Caller, o ListOptions) (ListPage,
 			return ListPage{}, err
 		}
 		for _, purpose := range purposes {
-			names, err := k.dirNames(layoutRoot + "/" + app + "/" + purpose)
+			names, err := k.keyNames(layoutRoot + "/" + app + "/" + purpose)
 			if err != nil {
 				return ListPage{}, err
 			}
@@ -528,9 +528,9 @@ func (k *Keystore) list(ctx context.Context, c Caller, o ListOptions) (ListPage,
 			}
 		}
 	}
-	// Keys refused because their files are gone (a directory deleted or
-	// put back as it was before the key existed: rolled back) have no
-	// directory to list: the last page names them too.
+	// Keys refused because their files are gone (a file or directory
+	// deleted, or put back as it was before the key existed: rolled back)
+	// have nothing to list: the last page names them too.
 	page.Unreadable = append(page.Unreadable, k.refusedWithoutFiles(apps, after)...)
 	return page, nil
 }
@@ -550,8 +550,9 @@ func (p *ListPage) lastID() KeyID {
 	return last
 }
 
-// listOne loads a key for List; ok is false for a directory that holds no
-// key (e.g. a create that crashed before its metadata was written).
+// listOne loads a key for List; ok is false for a name that holds no key
+// (a legacy directory without meta.json: an old create that crashed
+// before its metadata was written).
 func (k *Keystore) listOne(ctx context.Context, id KeyID) (Metadata, bool, error) {
 	_, rec, err := k.readKey(ctx, id)
 	if err != nil {
@@ -580,6 +581,38 @@ func (k *Keystore) dirNames(dir string) ([]string, error) {
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// keyNames lists the names of the keys a purpose directory may hold
+// (keyNameOf), sorted and each once: a name both a key file and a legacy
+// directory is one key, which its load refuses (Keystore.readMeta).
+func (k *Keystore) keyNames(dir string) ([]string, error) {
+	entries, err := k.st.ReadDir(dir)
+	if errors.Is(err, provider.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, de := range entries {
+		if n, ok := keyNameOf(de); ok {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// stored reports whether storage may hold key id: its key file or its
+// legacy directory exists, or cannot be read (a walk of the tree visits
+// it, and its load says what is wrong).
+func (k *Keystore) stored(id KeyID) bool {
+	if _, err := k.st.ReadFile(metaPath(id)); !errors.Is(err, provider.ErrNotFound) {
+		return true
+	}
+	_, err := k.st.ReadDir(keyDir(id))
+	return !errors.Is(err, provider.ErrNotFound)
 }
 
 // idLess orders key IDs by (app, purpose, name).
