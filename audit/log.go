@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -390,7 +391,13 @@ func (l *Log) append(ctx context.Context, r Record, own bool, after *Checkpoint)
 		go l.checkpoint(reasonEvery)
 	}
 	if lead {
-		// No write in progress: write now, without waiting for company.
+		// No write in progress: this Append writes. It first lets the
+		// goroutines that are ready to run do so once, so that those
+		// about to append (concurrent requests, each a few tens of
+		// microseconds from its record) join this batch: one write(2)
+		// for the group instead of one per record. Alone, it writes at
+		// once (nothing else is ready).
+		runtime.Gosched()
 		l.flush()
 	}
 	select {

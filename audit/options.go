@@ -89,7 +89,7 @@ func (c *config) segmentSize() int64 {
 // WithSegmentSize sets the size at which the current file is sealed and a
 // new one started: a batch of records that would make the current file
 // larger than n bytes goes to a new file instead (a single batch larger
-// than n makes a segment of its own). 0 means DefaultSegmentSize (64 MiB);
+// than n makes a segment of its own). 0 means DefaultSegmentSize (16 MiB);
 // otherwise MinSegmentSize (4 KiB) to MaxSegmentSize (1 TiB).
 func WithSegmentSize(n int64) Option {
 	return func(c *config) { c.segSize = n }

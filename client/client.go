@@ -70,6 +70,10 @@ type Client struct {
 	admin    keystorev1.AdminClient
 	insecure atomic.Bool
 	dialErr  atomic.Pointer[error]
+	// conns counts the connections the dialer made; checked is the
+	// value of conns whose first response's headers were read for the
+	// insecure mark (see call).
+	conns, checked atomic.Uint64
 }
 
 // Socket paths.
@@ -122,8 +126,10 @@ func Dial(ctx context.Context, socketPath string, opts ...Option) (*Client, erro
 		conn, err := d.DialContext(ctx, "unix", abs)
 		if err != nil {
 			c.dialErr.Store(&err)
+			return nil, err
 		}
-		return conn, err
+		c.conns.Add(1) // a new connection: its first response is checked again
+		return conn, nil
 	}
 	dopts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()), // a Unix socket: the kernel vouches for the peer
@@ -209,15 +215,39 @@ func (c *Client) Close() error {
 // Socket returns the socket path given to Dial.
 func (c *Client) Socket() string { return c.socket }
 
-// Insecure reports whether any response seen so far came from a daemon
-// running the INSECURE test provider (header "keystored-insecure: true").
-// Such a daemon's keys derive from a known seed: they are not secret.
+// Insecure reports whether a daemon this client was connected to runs
+// the INSECURE test provider: the first response on every connection is
+// checked for the header "keystored-insecure: true", as is every
+// response that returns a key's metadata. Such a daemon's keys derive
+// from a known seed: they are not secret.
 func (c *Client) Insecure() bool { return c.insecure.Load() }
 
-// call runs one RPC: it records the insecure header and maps the error
-// through the shared table (rpcerr). It reports whether this response was
-// marked insecure.
+// call runs one RPC and maps the error through the shared table
+// (rpcerr). The response headers are read (for the insecure mark) only
+// on the first call of every connection the client makes, so that a
+// call adds no per-call work a bare gRPC client does not; the bool
+// reports whether this response was read and marked insecure.
 func call[Req, Resp any](ctx context.Context, c *Client, f func(context.Context, Req, ...grpc.CallOption) (Resp, error), req Req) (Resp, bool, error) {
+	gen := c.conns.Load()
+	if gen == c.checked.Load() {
+		resp, err := f(ctx, req)
+		if err != nil {
+			return resp, false, c.mapError(ctx, err)
+		}
+		return resp, false, nil
+	}
+	resp, insec, err := callHeader(ctx, c, f, req)
+	if err == nil && c.conns.Load() == gen {
+		// This response came on connection gen (no other was made
+		// meanwhile): it has been checked.
+		c.checked.Store(gen)
+	}
+	return resp, insec, err
+}
+
+// callHeader is call, always reading the response headers: for the
+// calls that return a key's metadata (KeyInfo.Insecure).
+func callHeader[Req, Resp any](ctx context.Context, c *Client, f func(context.Context, Req, ...grpc.CallOption) (Resp, error), req Req) (Resp, bool, error) {
 	var hdr metadata.MD
 	resp, err := f(ctx, req, grpc.Header(&hdr))
 	insec := false

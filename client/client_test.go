@@ -7,9 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
 
 	"github.com/nexus-os/keystored/client"
 	"github.com/nexus-os/keystored/client/clienttest"
@@ -182,6 +185,73 @@ func TestParseKeyRef(t *testing.T) {
 		}
 		if err != nil || key != tt.key || v != tt.version {
 			t.Errorf("ParseKeyRef(%q) = %q, %d, %v; want %q, %d", tt.in, key, v, err, tt.key, tt.version)
+		}
+	}
+}
+
+// TestInsecureHeaderReadOncePerConnection: the calls that return no key
+// metadata read the response headers (the insecure mark) on the first
+// call of each connection only — a bare gRPC client's work otherwise —
+// and still report an INSECURE daemon, also when the first call is a
+// Sign; a new connection is checked again.
+func TestInsecureHeaderReadOncePerConnection(t *testing.T) {
+	for _, insecure := range []bool{false, true} {
+		srv := clienttest.Start(t, clienttest.Options{Insecure: insecure})
+		var withHeader, signs atomic.Int64
+		count := grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			if strings.HasSuffix(method, "/Sign") {
+				signs.Add(1)
+				for _, o := range opts {
+					if _, ok := o.(grpc.HeaderCallOption); ok {
+						withHeader.Add(1)
+					}
+				}
+			}
+			return invoker(ctx, method, req, reply, cc, opts...)
+		})
+		setup, err := client.Dial(context.Background(), srv.Socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"p/k", "p/other"} {
+			if _, err := setup.Create(context.Background(), k, client.CreateOptions{Algorithm: client.Ed25519}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := setup.Close(); err != nil {
+			t.Fatal(err)
+		}
+		c, err := client.Dial(context.Background(), srv.Socket, client.WithGRPCOptions(count))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := c.Close(); err != nil {
+				t.Error(err)
+			}
+		})
+		for range 5 {
+			if _, err := c.Sign(context.Background(), "p/k", []byte("m")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if signs.Load() != 5 || withHeader.Load() != 1 {
+			t.Fatalf("insecure %v: %d of %d Sign calls read the headers, want 1 of 5", insecure, withHeader.Load(), signs.Load())
+		}
+		if c.Insecure() != insecure {
+			t.Fatalf("insecure daemon %v: Client.Insecure() = %v after Sign calls only", insecure, c.Insecure())
+		}
+		srv.SetUnreadable("app/p/other") // restarts the server: the connection is closed
+		for range 3 {
+			if _, err := c.Sign(context.Background(), "p/k", []byte("m")); err != nil {
+				// The first call may meet the closing connection.
+				if _, err := c.Sign(context.Background(), "p/k", []byte("m")); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if withHeader.Load() < 2 {
+			t.Fatalf("insecure %v: no Sign call read the headers of the new connection (%d of %d)", insecure, withHeader.Load(), signs.Load())
 		}
 	}
 }

@@ -47,6 +47,9 @@
 //
 // A daemon running the INSECURE deterministic test provider marks every
 // response with the header "keystored-insecure: true". KeyInfo.Insecure
-// reports it per key and Client.Insecure reports whether any response seen
-// so far carried it.
+// reports it per key (the calls that return key metadata read the header
+// every time) and Client.Insecure whether a daemon the client was
+// connected to carried it: the client reads the headers of the first
+// response on every connection it makes, and of no other call, so that a
+// Sign costs what a bare gRPC call does.
 package client

@@ -129,7 +129,7 @@ func WrapForImport(params ImportParameters, material []byte) (enc, wrapped []byt
 // ErrPermission, another key's ErrInvalid, material of the wrong algorithm
 // or size ErrInvalid, a wrapped form that does not open ErrBadMessage.
 func (c *Client) Import(ctx context.Context, key, token string, enc, wrapped []byte, policy Policy) (KeyInfo, error) {
-	resp, insec, err := call(ctx, c, c.keys.Import, &keystorev1.ImportKeyRequest{
+	resp, insec, err := callHeader(ctx, c, c.keys.Import, &keystorev1.ImportKeyRequest{
 		Key: key, Token: token, Enc: enc, Wrapped: wrapped, Policy: policyProto(policy),
 	})
 	return keyResult(resp.GetKey(), insec, "import", key, err)

@@ -20,7 +20,7 @@ func (c *Client) Create(ctx context.Context, key string, opts CreateOptions) (Ke
 		}
 		use = opts.Use.String()
 	}
-	resp, insec, err := call(ctx, c, c.keys.Create, &keystorev1.CreateKeyRequest{
+	resp, insec, err := callHeader(ctx, c, c.keys.Create, &keystorev1.CreateKeyRequest{
 		Key:       key,
 		Algorithm: string(opts.Algorithm),
 		Policy:    policyProto(opts.Policy),
@@ -31,7 +31,7 @@ func (c *Client) Create(ctx context.Context, key string, opts CreateOptions) (Ke
 
 // Get returns key's metadata.
 func (c *Client) Get(ctx context.Context, key string) (KeyInfo, error) {
-	resp, insec, err := call(ctx, c, c.keys.Get, &keystorev1.GetKeyRequest{Key: key})
+	resp, insec, err := callHeader(ctx, c, c.keys.Get, &keystorev1.GetKeyRequest{Key: key})
 	return keyResult(resp.GetKey(), insec, "get", key, err)
 }
 
@@ -41,7 +41,7 @@ func (c *Client) List(ctx context.Context, opts ListOptions) (KeyPage, error) {
 	if opts.PageSize < 0 || opts.PageSize > maxPageSize {
 		return KeyPage{}, provider.Errorf(provider.EINVAL, "page size %d is not 0 .. %d", opts.PageSize, maxPageSize)
 	}
-	resp, insec, err := call(ctx, c, c.keys.List, &keystorev1.ListKeysRequest{
+	resp, insec, err := callHeader(ctx, c, c.keys.List, &keystorev1.ListKeysRequest{
 		App:       opts.App,
 		PageSize:  int32(opts.PageSize),
 		PageToken: opts.PageToken,
@@ -77,26 +77,26 @@ func (c *Client) Rotate(ctx context.Context, key string) (KeyInfo, error) {
 // Revoke revokes every version of key, irreversibly: every later use gives
 // ErrKeyRevoked.
 func (c *Client) Revoke(ctx context.Context, key string) (KeyInfo, error) {
-	resp, insec, err := call(ctx, c, c.keys.Revoke, &keystorev1.RevokeKeyRequest{Key: key})
+	resp, insec, err := callHeader(ctx, c, c.keys.Revoke, &keystorev1.RevokeKeyRequest{Key: key})
 	return keyResult(resp.GetKey(), insec, "revoke", key, err)
 }
 
 // RevokeVersion revokes one version of key.
 func (c *Client) RevokeVersion(ctx context.Context, key string, version uint32) (KeyInfo, error) {
-	resp, insec, err := call(ctx, c, c.keys.RevokeVersion, &keystorev1.RevokeKeyVersionRequest{Key: key, Version: int64(version)})
+	resp, insec, err := callHeader(ctx, c, c.keys.RevokeVersion, &keystorev1.RevokeKeyVersionRequest{Key: key, Version: int64(version)})
 	return keyResult(resp.GetKey(), insec, "revoke-version", key, err)
 }
 
 // Destroy erases a revoked key's material; its metadata stays as a
 // tombstone. An active key gives ErrPermission (revoke it first).
 func (c *Client) Destroy(ctx context.Context, key string) (KeyInfo, error) {
-	resp, insec, err := call(ctx, c, c.keys.Destroy, &keystorev1.DestroyKeyRequest{Key: key})
+	resp, insec, err := callHeader(ctx, c, c.keys.Destroy, &keystorev1.DestroyKeyRequest{Key: key})
 	return keyResult(resp.GetKey(), insec, "destroy", key, err)
 }
 
 // SetPolicy replaces key's policy.
 func (c *Client) SetPolicy(ctx context.Context, key string, p Policy) (KeyInfo, error) {
-	resp, insec, err := call(ctx, c, c.keys.SetPolicy, &keystorev1.SetKeyPolicyRequest{Key: key, Policy: policyProto(p)})
+	resp, insec, err := callHeader(ctx, c, c.keys.SetPolicy, &keystorev1.SetKeyPolicyRequest{Key: key, Policy: policyProto(p)})
 	return keyResult(resp.GetKey(), insec, "set-policy", key, err)
 }
 
@@ -166,7 +166,7 @@ type RotateOptions struct {
 
 // RotateWith is Rotate with options.
 func (c *Client) RotateWith(ctx context.Context, key string, opts RotateOptions) (KeyInfo, error) {
-	resp, insec, err := call(ctx, c, c.keys.Rotate, &keystorev1.RotateKeyRequest{Key: key, Generate: opts.Generate})
+	resp, insec, err := callHeader(ctx, c, c.keys.Rotate, &keystorev1.RotateKeyRequest{Key: key, Generate: opts.Generate})
 	return keyResult(resp.GetKey(), insec, "rotate", key, err)
 }
 

@@ -23,46 +23,37 @@ type AppCensus struct {
 	Unreadable int
 }
 
-// Census walks every app's keys and counts them by state. It is not an
-// operation of a caller: it checks no caller and writes no audit event
-// (it changes nothing and returns no key), so it suits a metrics scrape;
-// it reads every key's metadata, so the caller should not run it often
-// (the server caches it: server.CensusInterval). ctx bounds the walk.
+// Census counts the keys in storage by state. It is not an operation of
+// a caller: it checks no caller and writes no audit event (it changes
+// nothing and returns no key), so it suits a metrics scrape. It reads the
+// key index (index.go; built on first use) and every key's record, from
+// the cache or storage, so the caller should not run it often (the server
+// caches it: server.CensusInterval). ctx bounds the count.
 func (k *Keystore) Census(ctx context.Context) (Census, error) {
-	apps, err := k.dirNames(layoutRoot)
+	ids, apps, err := k.indexView(ctx)
 	if err != nil {
 		return Census{}, provider.WithOp("census", layoutRoot, err)
 	}
 	c := Census{Apps: make(map[string]AppCensus, len(apps))}
 	for _, app := range apps {
-		ac := AppCensus{ByState: map[KeyState]int{}}
-		purposes, err := k.dirNames(layoutRoot + "/" + app)
-		if err != nil {
-			return Census{}, provider.WithOp("census", app, err)
+		c.Apps[app] = AppCensus{ByState: map[KeyState]int{}}
+	}
+	for _, id := range ids {
+		if err := provider.CheckContext(ctx); err != nil {
+			return Census{}, err
 		}
-		for _, purpose := range purposes {
-			names, err := k.keyNames(layoutRoot + "/" + app + "/" + purpose)
-			if err != nil {
-				return Census{}, provider.WithOp("census", app+"/"+purpose, err)
-			}
-			for _, name := range names {
-				if err := provider.CheckContext(ctx); err != nil {
-					return Census{}, err
-				}
-				id, err := provider.NewKeyID(app, purpose, name)
-				if err != nil {
-					continue // not a key
-				}
-				m, ok, err := k.listOne(ctx, id)
-				switch {
-				case err != nil:
-					ac.Unreadable++
-				case ok:
-					ac.ByState[m.State]++
-				}
-			}
+		ac, ok := c.Apps[id.App()]
+		if !ok {
+			ac = AppCensus{ByState: map[KeyState]int{}}
 		}
-		c.Apps[app] = ac
+		m, ok, err := k.listOne(ctx, id)
+		switch {
+		case err != nil:
+			ac.Unreadable++
+		case ok:
+			ac.ByState[m.State]++
+		}
+		c.Apps[id.App()] = ac
 	}
 	return c, nil
 }

@@ -307,8 +307,8 @@ func (k *Keystore) refusedWithoutFiles(apps []string, after KeyID) []UnreadableK
 		if err != nil || !slices.Contains(apps, id.App()) || (!after.IsZero() && !idLess(after, id)) {
 			continue
 		}
-		if k.stored(id) {
-			continue // its file or directory is there: listed with it
+		if k.index.has(id) {
+			continue // its file or directory is in the index: listed with it
 		}
 		out = append(out, UnreadableKey{ID: id, Err: errs[s]})
 	}

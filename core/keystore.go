@@ -29,7 +29,8 @@ type Config struct {
 	// defence against a faulty or malicious provider; costs one verify).
 	CheckSignatures bool
 	// CacheSize bounds how many keys are kept in memory (default
-	// DefaultCacheSize).
+	// DefaultCacheSize; at most MaxCacheSize). The cache evicts the keys
+	// least recently used (CLOCK: see keyCache).
 	CacheSize int
 	// Quotas bound what each app may hold (zero: the defaults, see
 	// DefaultQuota).
@@ -44,8 +45,14 @@ type Config struct {
 	Generations Generations
 }
 
-// DefaultCacheSize is the default number of keys kept in memory.
-const DefaultCacheSize = 1 << 16
+// DefaultCacheSize is the default number of keys kept in memory: 2^17,
+// so that a state of 10^5 keys stays in memory. A cached Ed25519 key
+// costs about 750 bytes of live heap (its record, public key, handle;
+// BenchmarkMemoryPerKey, docs/performance.md "Scale").
+const DefaultCacheSize = 1 << 17
+
+// MaxCacheSize is the largest Config.CacheSize accepted.
+const MaxCacheSize = 1 << 24
 
 // Keystore is a key store over one storage and one provider. It is safe for
 // concurrent use. One Keystore owns its storage: two keystores over the same
@@ -61,7 +68,6 @@ type Keystore struct {
 	info      provider.Info
 	insecure  bool
 	checkSigs bool
-	cacheSize int
 	quotas    Quotas
 	keyCount  keyCounts // per-app key counts for the keys quota
 	gens      Generations
@@ -82,10 +88,11 @@ type Keystore struct {
 	// backup, or an operator tidying up, left out).
 	unrecorded atomic.Pointer[string]
 
-	// keys maps each key in memory to its entry; mu guards the map (not
-	// the entries, which have their own locks).
-	mu   sync.RWMutex
-	keys map[string]*entry // by KeyID.String()
+	// keys holds each key in memory (by KeyID.String()); the entries have
+	// their own locks.
+	keys *keyCache
+	// index is the sorted index of the key IDs in storage (index.go).
+	index keyIndex
 }
 
 // entry holds one key's record. Readers take the current record with one
@@ -93,12 +100,13 @@ type Keystore struct {
 // transition builds a successor, persists it, then publishes it); the
 // mutex orders transitions and the first load from storage.
 type entry struct {
-	mu      sync.Mutex
-	idStr   string
-	loaded  atomic.Bool
-	evicted atomic.Bool
-	pinned  atomic.Bool            // never evicted (the audit signing key)
-	rec     atomic.Pointer[record] // nil: the key does not exist
+	mu       sync.Mutex
+	idStr    string
+	loaded   atomic.Bool
+	evicted  atomic.Bool
+	usedMark                        // cache.go
+	pinned   atomic.Bool            // never evicted (the audit signing key)
+	rec      atomic.Pointer[record] // nil: the key does not exist
 }
 
 // Open opens the keystore in st with provider p. It writes the MANIFEST on
@@ -112,7 +120,7 @@ func Open(ctx context.Context, o Config) (*Keystore, error) {
 		return nil, err
 	}
 	k := &Keystore{st: o.Storage, p: o.Provider, clock: o.Clock, audit: o.Audit, reg: o.Algorithms,
-		checkSigs: o.CheckSignatures, cacheSize: o.CacheSize, quotas: o.Quotas, keys: map[string]*entry{},
+		checkSigs: o.CheckSignatures, quotas: o.Quotas,
 		random: o.Random, imports: newImportTable(), gens: o.Generations}
 	if k.random == nil {
 		k.random = rand.Reader
@@ -120,8 +128,13 @@ func Open(ctx context.Context, o Config) (*Keystore, error) {
 	if k.reg == nil {
 		k.reg = alg.Default()
 	}
-	if k.cacheSize <= 0 {
-		k.cacheSize = DefaultCacheSize
+	switch size := o.CacheSize; {
+	case size == 0:
+		k.keys = newKeyCache(DefaultCacheSize)
+	case size < 0 || size > MaxCacheSize:
+		return nil, provider.Errorf(provider.EINVAL, "cache size must be from 1 to %d (0 for the default)", MaxCacheSize)
+	default:
+		k.keys = newKeyCache(size)
 	}
 	info, err := o.Provider.Info(ctx)
 	if err != nil {
@@ -283,42 +296,7 @@ func authorize(c Caller, app string) error {
 }
 
 // lookup returns the entry for id, creating an empty one.
-func (k *Keystore) lookup(id KeyID) *entry {
-	key := id.String()
-	k.mu.RLock()
-	e := k.keys[key]
-	k.mu.RUnlock()
-	if e != nil {
-		return e
-	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if e = k.keys[key]; e != nil {
-		return e
-	}
-	if len(k.keys) >= k.cacheSize {
-		k.evictLocked()
-	}
-	e = &entry{idStr: key}
-	k.keys[key] = e
-	return e
-}
-
-// evictLocked drops idle entries until the cache has room. k.mu is held
-// for writing; an entry whose lock is busy is in use and stays.
-func (k *Keystore) evictLocked() {
-	target := k.cacheSize - k.cacheSize/8 - 1
-	for id, e := range k.keys {
-		if len(k.keys) <= target {
-			return
-		}
-		if !e.pinned.Load() && e.mu.TryLock() {
-			e.evicted.Store(true)
-			delete(k.keys, id)
-			e.mu.Unlock()
-		}
-	}
-}
+func (k *Keystore) lookup(id KeyID) *entry { return k.keys.get(id.String()) }
 
 // readKey returns id's entry and its current record (nil if the key does
 // not exist), loading it from storage on first use. No lock is held on
@@ -330,7 +308,11 @@ func (k *Keystore) readKey(ctx context.Context, id KeyID) (*entry, *record, erro
 			continue
 		}
 		if e.loaded.Load() {
-			return e, e.rec.Load(), nil
+			rec := e.rec.Load()
+			if rec == nil {
+				k.keys.drop(e) // no such key: keep no entry (cache.go)
+			}
+			return e, rec, nil
 		}
 		// Load under the entry's lock, then read again.
 		we, err := k.writeKey(ctx, id)
@@ -466,6 +448,7 @@ func (k *Keystore) change(ctx context.Context, e *entry, rec *record, ev Event, 
 	if err != nil {
 		return err
 	}
+	k.index.add(rec.meta.ID) // before its file is made: see keyIndex (index.go)
 	type prepared struct {
 		commit, abort func() error
 		err           error
@@ -523,6 +506,7 @@ func (k *Keystore) publish(e *entry, rec *record, path string, out []byte, err e
 // writeRecord writes b as rec's metadata. It returns the metadata path
 // and bytes once their write was attempted.
 func (k *Keystore) writeRecord(rec *record, b metaBody) (string, []byte, error) {
+	k.index.add(rec.meta.ID) // before its file is made: see keyIndex (index.go)
 	path := rec.metaFile()
 	out, err := encodeChecked("meta", path, b)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -453,6 +454,10 @@ func (k *Keystore) list(ctx context.Context, c Caller, o ListOptions) (ListPage,
 		}
 		after = t
 	}
+	ids, indexApps, err := k.indexView(ctx) // index.go: no directory is read here
+	if err != nil {
+		return ListPage{}, err
+	}
 	var apps []string
 	switch {
 	case o.App != "":
@@ -467,15 +472,11 @@ func (k *Keystore) list(ctx context.Context, c Caller, o ListOptions) (ListPage,
 		}
 		apps = []string{o.App}
 	case c.Operator:
-		names, err := k.dirNames(layoutRoot)
-		if err != nil {
-			return ListPage{}, err
-		}
 		// Every app's keys but the daemon's own (ReservedApp), which an
 		// operator lists by naming it.
-		apps = names
+		apps = indexApps
 		if !o.withReserved {
-			apps = slices.DeleteFunc(names, func(a string) bool { return a == ReservedApp })
+			apps = slices.DeleteFunc(indexApps, func(a string) bool { return a == ReservedApp })
 		}
 	default:
 		// authorize trusts an app equal to the caller's to be a valid
@@ -491,41 +492,43 @@ func (k *Keystore) list(ctx context.Context, c Caller, o ListOptions) (ListPage,
 	if !after.IsZero() && !c.Operator && after.App() != apps[0] {
 		return ListPage{}, provider.Errorf(provider.EINVAL, "page token belongs to another listing")
 	}
+	// The first ID to consider: after the token, and in a one-app
+	// listing at the app's first key.
+	one := len(apps) == 1 && !c.Operator || o.App != ""
+	i := 0
+	switch {
+	case !after.IsZero():
+		i = sort.Search(len(ids), func(i int) bool { return idLess(after, ids[i]) })
+	case one:
+		i = sort.Search(len(ids), func(i int) bool { return ids[i].App() >= apps[0] })
+	}
 	var page ListPage
-	for _, app := range apps {
-		if !after.IsZero() && app < after.App() {
+	for ; i < len(ids); i++ {
+		id := ids[i]
+		if one {
+			if id.App() != apps[0] {
+				if id.App() > apps[0] {
+					break
+				}
+				continue
+			}
+		} else if !o.withReserved && id.App() == ReservedApp {
 			continue
 		}
-		purposes, err := k.dirNames(layoutRoot + "/" + app)
-		if err != nil {
+		if err := provider.CheckContext(ctx); err != nil {
 			return ListPage{}, err
 		}
-		for _, purpose := range purposes {
-			names, err := k.keyNames(layoutRoot + "/" + app + "/" + purpose)
-			if err != nil {
-				return ListPage{}, err
-			}
-			for _, name := range names {
-				id, err := provider.NewKeyID(app, purpose, name)
-				if err != nil || !after.IsZero() && !idLess(after, id) {
-					continue
-				}
-				if err := provider.CheckContext(ctx); err != nil {
-					return ListPage{}, err
-				}
-				if len(page.Keys)+len(page.Unreadable) == o.PageSize {
-					last := page.lastID()
-					page.NextPageToken = last.String()
-					return page, nil
-				}
-				m, ok, err := k.listOne(ctx, id)
-				switch {
-				case err != nil:
-					page.Unreadable = append(page.Unreadable, UnreadableKey{ID: id, Err: err})
-				case ok:
-					page.Keys = append(page.Keys, m)
-				}
-			}
+		if len(page.Keys)+len(page.Unreadable) == o.PageSize {
+			last := page.lastID()
+			page.NextPageToken = last.String()
+			return page, nil
+		}
+		m, ok, err := k.listOne(ctx, id)
+		switch {
+		case err != nil:
+			page.Unreadable = append(page.Unreadable, UnreadableKey{ID: id, Err: err})
+		case ok:
+			page.Keys = append(page.Keys, m)
 		}
 	}
 	// Keys refused because their files are gone (a file or directory
@@ -602,17 +605,6 @@ func (k *Keystore) keyNames(dir string) ([]string, error) {
 	}
 	slices.Sort(out)
 	return slices.Compact(out), nil
-}
-
-// stored reports whether storage may hold key id: its key file or its
-// legacy directory exists, or cannot be read (a walk of the tree visits
-// it, and its load says what is wrong).
-func (k *Keystore) stored(id KeyID) bool {
-	if _, err := k.st.ReadFile(metaPath(id)); !errors.Is(err, provider.ErrNotFound) {
-		return true
-	}
-	_, err := k.st.ReadDir(keyDir(id))
-	return !errors.Is(err, provider.ErrNotFound)
 }
 
 // idLess orders key IDs by (app, purpose, name).

@@ -190,4 +190,8 @@ func BenchmarkSignCPU64(b *testing.B) {
 	self1, plug1 := cpuSeconds(b, "self"), cpuSeconds(b, pid)
 	b.ReportMetric((self1-self0)/float64(n)*1e6, "daemon-cpu-µs/op")
 	b.ReportMetric((plug1-plug0)/float64(n)*1e6, "plugin-cpu-µs/op")
+	if cs := plug.(*Client).cur.Load().r.calls; cs != nil {
+		b.ReportMetric(float64(cs.counts.calls.Load())/float64(cs.counts.sent.Load()), "calls/msg")
+		b.ReportMetric(float64(cs.counts.replies.Load())/float64(cs.counts.received.Load()), "replies/msg")
+	}
 }

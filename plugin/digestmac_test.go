@@ -122,9 +122,10 @@ func TestMACAcrossTheWire(t *testing.T) {
 }
 
 // oldPlugin serves the protocol as a plugin built before the methods
-// drop names (SignDigest and Mac; Decrypt, NewImportKey and Import): its
-// service has no such methods, so gRPC itself answers them
-// UNIMPLEMENTED, without a keystored reason.
+// drop names (SignDigest and Mac; Decrypt, NewImportKey and Import; the
+// call stream, Calls, although its Info still announces it): its service
+// has no such methods, so gRPC itself answers them UNIMPLEMENTED, without
+// a keystored reason.
 type oldPlugin struct {
 	grpcPlugin
 	drop []string
@@ -135,19 +136,23 @@ func (p *oldPlugin) GRPCServer(_ *goplugin.GRPCBroker, s *grpc.Server) error {
 	desc.Methods = slices.DeleteFunc(slices.Clone(desc.Methods), func(m grpc.MethodDesc) bool {
 		return slices.Contains(p.drop, m.MethodName)
 	})
+	desc.Streams = slices.DeleteFunc(slices.Clone(desc.Streams), func(m grpc.StreamDesc) bool {
+		return slices.Contains(p.drop, m.StreamName)
+	})
 	s.RegisterService(&desc, &server{p: p.impl})
 	return nil
 }
 
 // TestOldPluginIsENOTSUP: SignDigest and MAC to a plugin that does not
 // serve them are ENOTSUP, the connection is not taken for lost, and the
-// methods it serves still work.
+// methods it serves still work — unary, since it does not serve the call
+// stream it announces.
 func TestOldPluginIsENOTSUP(t *testing.T) {
 	t.Parallel()
 	lost := false
 	cfg := testStub
 	cfg.onLost = func() { lost = true }
-	r := testRemote(t, &oldPlugin{grpcPlugin: grpcPlugin{impl: echoFake(), stub: cfg}, drop: []string{"SignDigest", "Mac"}})
+	r := testRemote(t, &oldPlugin{grpcPlugin: grpcPlugin{impl: echoFake(), stub: cfg}, drop: []string{"SignDigest", "Mac", "Calls"}})
 	ctx := t.Context()
 	ref := signRef(t, "fake")
 	ref.Algorithm = provider.ECDSAP256

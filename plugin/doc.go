@@ -11,7 +11,10 @@
 // and that passes sshd-style StrictModes checks, with an environment of its own, and returns a
 // [*Client] that implements provider.Provider: calls are bounded in time
 // and size, errors keep their codes, and a plugin that dies is restarted
-// with backoff. [Client.Provider] adds the optional interfaces the plugin
+// with backoff. Sign, SignDigest and MAC travel on one long-lived call
+// stream, batched with the calls made at the same time, when the plugin
+// serves it (Serve does); every other call is a unary RPC.
+// [Client.Provider] adds the optional interfaces the plugin
 // announces (provider.KEKRotator). [TestClient] serves a provider over the
 // real protocol inside a test.
 //

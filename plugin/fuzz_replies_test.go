@@ -76,6 +76,12 @@ func (c *replyClient) Generate(context.Context, *providerpb.GenerateRequest, ...
 	return &r, nil
 }
 
+// Calls is never reached: the fuzzed remote is made without the call
+// stream, so every call is a unary one whose reply the input makes.
+func (c *replyClient) Calls(context.Context, ...grpc.CallOption) (grpc.BidiStreamingClient[providerpb.CallBatch, providerpb.ReplyBatch], error) {
+	return nil, status.Error(12, "the fuzzed client has no call stream")
+}
+
 func (c *replyClient) Sign(context.Context, *providerpb.SignRequest, ...grpc.CallOption) (*providerpb.SignResponse, error) {
 	var r providerpb.SignResponse
 	if err := c.decode(&r); err != nil {

@@ -33,6 +33,9 @@ type stub struct {
 	rpc  providerpb.ProviderClient
 	cfg  stubConfig
 	opts []grpc.CallOption
+	// callStream is InfoResponse.call_stream as last read: the plugin
+	// serves the call stream.
+	callStream atomic.Bool
 }
 
 func newStub(rpc providerpb.ProviderClient, cfg stubConfig) *stub {
@@ -62,6 +65,7 @@ func (s *stub) fetchInfo(ctx context.Context) (_ provider.Info, rotates bool, _ 
 	if w.GetKekRotation() && len(info.KEKs) == 0 {
 		return provider.Info{}, false, provider.Errorf(provider.EIO, "%s announces KEK rotation but no KEK", s.cfg.label)
 	}
+	s.callStream.Store(w.GetCallStream())
 	return info, w.GetKekRotation(), nil
 }
 
@@ -118,14 +122,63 @@ type remote struct {
 	// info is the Info the plugin announced at the start, with the KEKs
 	// it announced after the last Begin or Commit of a KEK rotation.
 	info atomic.Pointer[provider.Info]
+	// calls is the call stream that carries Sign, SignDigest and MAC when
+	// the plugin announced call_stream at the start; nil otherwise (one
+	// unary call per operation).
+	calls *callStreams
 }
 
 // newRemote returns the remote of a plugin that announced info and
 // rotates.
 func newRemote(s *stub, info provider.Info, rotates bool) *remote {
 	r := &remote{stub: s, rotates: rotates}
+	if s.callStream.Load() {
+		r.calls = newCallStreams(s.rpc, s.cfg.maxReply, s.opts)
+	}
 	r.info.Store(&info)
 	return r
+}
+
+// sign makes a Sign or SignDigest call (one of req, dreq), over the call
+// stream when there is one, bounded by the call timeout.
+func (r *remote) sign(ctx context.Context, req *providerpb.SignRequest, dreq *providerpb.SignDigestRequest) ([]byte, error) {
+	if r.calls != nil && !r.calls.disabled.Load() {
+		call := &providerpb.Call{}
+		if req != nil {
+			call.Op = &providerpb.Call_Sign{Sign: req}
+		} else {
+			call.Op = &providerpb.Call_SignDigest{SignDigest: dreq}
+		}
+		out, err := r.calls.do(ctx, call, r.cfg.callTimeout)
+		if !errors.Is(err, errNoStream) {
+			return out, err
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.callTimeout)
+	defer cancel()
+	var resp *providerpb.SignResponse
+	var err error
+	if req != nil {
+		resp, err = r.rpc.Sign(cctx, req, r.opts...)
+	} else {
+		resp, err = r.rpc.SignDigest(cctx, dreq, r.opts...)
+	}
+	return resp.GetSignature(), err
+}
+
+// mac makes a Mac call, over the call stream when there is one, bounded
+// by the call timeout.
+func (r *remote) mac(ctx context.Context, req *providerpb.MacRequest) ([]byte, error) {
+	if r.calls != nil && !r.calls.disabled.Load() {
+		out, err := r.calls.do(ctx, &providerpb.Call{Op: &providerpb.Call_Mac{Mac: req}}, r.cfg.callTimeout)
+		if !errors.Is(err, errNoStream) {
+			return out, err
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.callTimeout)
+	defer cancel()
+	resp, err := r.rpc.Mac(cctx, req, r.opts...)
+	return resp.GetTag(), err
 }
 
 // current returns the plugin's Info as last read. The caller must not
@@ -200,13 +253,10 @@ func (r *remote) Sign(ctx context.Context, ref provider.KeyRef, h provider.Handl
 	if err := checkSign(ref, h, msg); err != nil {
 		return nil, err
 	}
-	cctx, cancel := context.WithTimeout(ctx, r.cfg.callTimeout)
-	defer cancel()
-	resp, err := r.rpc.Sign(cctx, &providerpb.SignRequest{Ref: refToWire(ref), Handle: h, Message: msg}, r.opts...)
+	sig, err := r.sign(ctx, &providerpb.SignRequest{Ref: refToWire(ref), Handle: h, Message: msg}, nil)
 	if err != nil {
 		return nil, r.callError(ctx, "sign", ref.String(), err)
 	}
-	sig := resp.GetSignature()
 	if len(sig) == 0 || len(sig) > provider.MaxSignature {
 		return nil, r.badReply("sign", ref, "a signature of "+strconv.Itoa(len(sig))+" bytes")
 	}
@@ -223,13 +273,10 @@ func (r *remote) SignDigest(ctx context.Context, ref provider.KeyRef, h provider
 	if err != nil {
 		return nil, err
 	}
-	cctx, cancel := context.WithTimeout(ctx, r.cfg.callTimeout)
-	defer cancel()
-	resp, err := r.rpc.SignDigest(cctx, &providerpb.SignDigestRequest{Ref: refToWire(ref), Handle: h, DigestHash: name, Digest: digest}, r.opts...)
+	sig, err := r.sign(ctx, nil, &providerpb.SignDigestRequest{Ref: refToWire(ref), Handle: h, DigestHash: name, Digest: digest})
 	if err != nil {
 		return nil, r.callError(ctx, op, ref.String(), err)
 	}
-	sig := resp.GetSignature()
 	if len(sig) == 0 || len(sig) > provider.MaxSignature {
 		return nil, r.badReply(op, ref, "a signature of "+strconv.Itoa(len(sig))+" bytes")
 	}
@@ -245,13 +292,10 @@ func (r *remote) MAC(ctx context.Context, ref provider.KeyRef, h provider.Handle
 	if err := checkMAC(ref, h, msg); err != nil {
 		return nil, err
 	}
-	cctx, cancel := context.WithTimeout(ctx, r.cfg.callTimeout)
-	defer cancel()
-	resp, err := r.rpc.Mac(cctx, &providerpb.MacRequest{Ref: refToWire(ref), Handle: h, Message: msg}, r.opts...)
+	tag, err := r.mac(ctx, &providerpb.MacRequest{Ref: refToWire(ref), Handle: h, Message: msg})
 	if err != nil {
 		return nil, r.callError(ctx, op, ref.String(), err)
 	}
-	tag := resp.GetTag()
 	if len(tag) == 0 || len(tag) > provider.MaxMAC {
 		return nil, r.badReply(op, ref, "a tag of "+strconv.Itoa(len(tag))+" bytes")
 	}

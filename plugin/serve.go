@@ -128,6 +128,7 @@ func (s *server) Info(ctx context.Context, _ *providerpb.InfoRequest) (_ *provid
 	}
 	w := infoToWire(info)
 	_, w.KekRotation = s.p.(provider.KEKRotator)
+	w.CallStream = true
 	return w, nil
 }
 

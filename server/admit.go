@@ -244,6 +244,11 @@ func (s *Server) admit(ctx context.Context, info *tap.Info) (context.Context, er
 		return nil, s.refuse(ctx, c, refusedDenied, false, provider.Errorf(provider.EPERM,
 			"uid %d is not mapped to an app", uint64(c.caller.UID)))
 	}
+	if err := ctx.Err(); err != nil {
+		// A deadline already passed (grpc-timeout 0): gRPC would refuse
+		// it after the tap, without a handler to audit it.
+		return nil, s.refuse(ctx, c, "", false, provider.Errorf(provider.EUNAVAILABLE, "request deadline passed before it was read: %w", err))
+	}
 	if !validMethodName(info.FullMethodName) {
 		// gRPC would refuse it without ending the call: no record.
 		return nil, s.refuse(ctx, c, "", false, provider.Errorf(provider.ENOTSUP, "unknown method"))
@@ -264,7 +269,7 @@ func (s *Server) admit(ctx context.Context, info *tap.Info) (context.Context, er
 			return nil, s.refuse(ctx, c, refusedBudget, true, provider.Errorf(provider.EUNAVAILABLE,
 				"uid %d has its limit of requests in flight; retry later", uint64(c.caller.UID)))
 		}
-		if !mc.register(id, need, limit, checked) {
+		if !mc.register(id, need, limit, checked, c) {
 			s.inflight.release(c.caller.UID, need)
 		}
 	}

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,6 +61,10 @@ type call struct {
 	commits int
 	// done is set once the request's final record is written.
 	done bool
+	// entered is set when a handler takes the call (enter), abandoned
+	// when the transport finished it first (abandon): exactly one of the
+	// two ever finishes a call that no handler answered.
+	entered, abandoned bool
 	// probe marks a health or reflection call: counted, never audited
 	// (probe.go).
 	probe bool
@@ -80,6 +85,37 @@ func callFrom(ctx context.Context) *call {
 // newCall starts the state of one request of op by caller.
 func (s *Server) newCall(op string, caller Caller) *call {
 	return &call{s: s, op: op, start: time.Now(), caller: caller, probe: isProbe(op)}
+}
+
+// enter marks the call as taken by its handler; false if the transport
+// finished it already (abandon): the handler must then do nothing, the
+// request having been recorded as ended by its client.
+func (c *call) enter() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.abandoned {
+		return false
+	}
+	c.entered = true
+	return true
+}
+
+// abandon finishes, on a goroutine of its own, a call that no handler
+// took (enter) and that its client ended (a reset stream, a closed
+// connection): gRPC will not run a handler for it, or one that starts
+// now finds it abandoned and does nothing. A call a handler took is that
+// handler's to finish.
+func (c *call) abandon() {
+	c.mu.Lock()
+	take := !c.done && !c.entered && !c.abandoned
+	if take {
+		c.abandoned = true
+		c.note = "ended by the client before it was handled"
+	}
+	c.mu.Unlock()
+	if take {
+		go c.finish(context.Background(), provider.EUNAVAILABLE)
+	}
 }
 
 // setKey records the key (or store or anchor name) of a request that
@@ -243,7 +279,11 @@ func (c *call) finish(ctx context.Context, code provider.Code) bool {
 	}
 	result := resultName(code)
 	c.s.metrics.observe(c.op, result, time.Since(c.start))
-	c.s.log.Debug("request", "op", c.op, "uid", c.caller.UID, "app", c.caller.App, "result", result)
+	if c.s.log.Enabled(ctx, slog.LevelDebug) {
+		// Guarded: the arguments would be boxed (allocated) even with
+		// debug off.
+		c.s.log.Debug("request", "op", c.op, "uid", c.caller.UID, "app", c.caller.App, "result", result)
+	}
 	return ok
 }
 

@@ -2,12 +2,18 @@ package server
 
 import (
 	"crypto/ed25519"
+	"os"
+	"path/filepath"
 	"testing"
+
+	"github.com/nexus-os/keystored/audit"
 
 	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
 )
 
 // Compare: go test -run '^$' -bench 'Ed25519|SignBatch|SignRPC' ./server
+// KEYSTORED_BENCH_REAL_AUDIT=1 writes to a real audit log (audit.Open)
+// instead of the in-memory fake: allocs/op and profiles as in the daemon.
 // SignBatch64 reports signatures/s; the target is ≥ 0.8× RawEd25519Sign's
 // (single-core) and close to RawEd25519SignParallel's on all cores.
 
@@ -36,7 +42,23 @@ func benchEnv(b *testing.B) *env {
 	b.Helper()
 	// No rate limit: at 64 callers the in-process server passes the
 	// default 20,000 requests/s, and a refused call would end the run.
-	e := newEnv(b, envOpts{limits: Limits{RatePerUID: 1 << 30, BurstPerUID: 1 << 30}})
+	o := envOpts{limits: Limits{RatePerUID: 1 << 30, BurstPerUID: 1 << 30}}
+	if os.Getenv("KEYSTORED_BENCH_REAL_AUDIT") != "" {
+		// The daemon's audit log (a file in a temporary directory, the
+		// default sync interval) instead of the in-memory fake, whose
+		// growing slice of records is no allocation the daemon makes.
+		l, err := audit.Open(filepath.Join(b.TempDir(), "audit", "audit.log"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			if err := l.Close(); err != nil {
+				b.Error(err)
+			}
+		})
+		o.log = l
+	}
+	e := newEnv(b, o)
 	if _, err := e.keys.Create(bg, &keystorev1.CreateKeyRequest{Key: "sig/bench", Algorithm: "ed25519"}); err != nil {
 		b.Fatal(err)
 	}

@@ -108,7 +108,8 @@ type budget struct {
 	mu       sync.Mutex
 	used     int64
 	byUID    map[uint32]int64
-	released chan struct{} // closed (and replaced) by every release
+	released chan struct{} // closed (and replaced) by a release while waiters > 0
+	waiters  int           // reserveWithin calls waiting for released
 }
 
 func newBudget(total, perUID int64) *budget {
@@ -157,10 +158,18 @@ func (b *budget) reserveWithin(uid uint32, n int64, wait time.Duration) bool {
 			return true
 		}
 		released := b.released
+		b.waiters++
 		b.mu.Unlock()
+		var expired bool
 		select {
 		case <-released:
 		case <-timer.C:
+			expired = true
+		}
+		b.mu.Lock()
+		b.waiters--
+		b.mu.Unlock()
+		if expired {
 			return b.reserve(uid, n)
 		}
 	}
@@ -173,8 +182,12 @@ func (b *budget) release(uid uint32, n int64) {
 	if b.byUID[uid] -= n; b.byUID[uid] <= 0 {
 		delete(b.byUID, uid)
 	}
-	close(b.released)
-	b.released = make(chan struct{})
+	if b.waiters > 0 {
+		// Only then: a release per request would otherwise allocate a
+		// channel per request.
+		close(b.released)
+		b.released = make(chan struct{})
+	}
 }
 
 // inUse returns the bytes reserved now, in all.
@@ -195,6 +208,9 @@ type stream struct {
 	reserved, used int64
 	limit          int64
 	check          bool
+	// call is the stream's request, finished when the daemon writes
+	// the stream's end if no handler did (call.endUnanswered).
+	call *call
 }
 
 // meteredConn is an accepted connection that meters its streams (see the
@@ -337,7 +353,9 @@ func (c *meteredConn) startFrame() error {
 		}
 		c.checkPrefix(h)
 	case frameRST:
-		c.release(h.id)
+		if st := c.release(h.id); st != nil && st.call != nil {
+			st.call.abandon()
+		}
 	}
 	return nil
 }
@@ -431,13 +449,13 @@ func (c *meteredConn) admitStream() (id uint32, declared int64) {
 
 // register records the reservation of an admitted stream; false if the
 // connection is closed already (the caller then releases it).
-func (c *meteredConn) register(id uint32, n, limit int64, checked bool) bool {
+func (c *meteredConn) register(id uint32, n, limit int64, checked bool, call *call) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return false
 	}
-	c.streams[id] = &stream{reserved: n, limit: limit, check: !checked}
+	c.streams[id] = &stream{reserved: n, limit: limit, check: !checked, call: call}
 	return true
 }
 
@@ -494,8 +512,9 @@ func (c *meteredConn) charge(id uint32, cost int64) bool {
 	return st.used <= st.reserved
 }
 
-// release gives back a stream's reservation (once).
-func (c *meteredConn) release(id uint32) {
+// release gives back a stream's reservation (once) and returns the
+// stream, nil if it had none.
+func (c *meteredConn) release(id uint32) *stream {
 	c.mu.Lock()
 	st := c.streams[id]
 	delete(c.streams, id)
@@ -503,6 +522,7 @@ func (c *meteredConn) release(id uint32) {
 	if st != nil {
 		c.budget.release(c.info.UID, st.reserved)
 	}
+	return st
 }
 
 // Write passes gRPC's bytes on, and releases a stream's reservation once
@@ -526,7 +546,9 @@ func (c *meteredConn) Write(p []byte) (int, error) {
 		h := parseHeader(c.ohdr[:])
 		c.oskip = h.length
 		if h.typ == frameRST || (h.typ == frameHeaders || h.typ == frameData) && h.flags&flagEndStream != 0 {
-			c.release(h.id)
+			if st := c.release(h.id); st != nil && st.call != nil {
+				st.call.endUnanswered()
+			}
 		}
 	}
 	return n, err
@@ -541,6 +563,9 @@ func (c *meteredConn) Close() error {
 	c.mu.Unlock()
 	for _, st := range streams {
 		c.budget.release(c.info.UID, st.reserved)
+		if st.call != nil {
+			st.call.abandon()
+		}
 	}
 	return c.countedConn.Close()
 }

@@ -102,7 +102,7 @@ func FuzzMeteredConn(f *testing.F) {
 					declared = limit
 				}
 				need := reserveFor(declared)
-				if b.reserve(cc.info.UID, need) && !mc.register(id, need, limit, checked) {
+				if b.reserve(cc.info.UID, need) && !mc.register(id, need, limit, checked, nil) {
 					b.release(cc.info.UID, need)
 				}
 				admitted = mc.newest

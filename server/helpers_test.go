@@ -157,6 +157,7 @@ type envOpts struct {
 	sched    Scheduler
 	advance  func(context.Context) error // Config.Advance
 	gens     core.Generations            // Config.Generations
+	log      AuditLog                    // nil: the env's fakeAudit
 }
 
 type env struct {
@@ -239,7 +240,11 @@ func newEnv(t testing.TB, o envOpts) *env {
 	} else {
 		id = aliceIdentity(t)
 	}
-	srv, err := New(context.Background(), Config{Storage: e.st, Provider: p, Clock: e.clock, Audit: e.audit,
+	var log AuditLog = e.audit
+	if o.log != nil {
+		log = o.log
+	}
+	srv, err := New(context.Background(), Config{Storage: e.st, Provider: p, Clock: e.clock, Audit: log,
 		Identity: id, Anchors: o.anchors, Limits: o.limits, Quotas: o.quotas, Scheduler: o.sched, Advance: o.advance, Generations: o.gens})
 	if err != nil {
 		t.Fatal(err)

@@ -118,8 +118,9 @@ func (w watchStream) Context() context.Context { return w.ctx }
 
 // registerProbes registers health and reflection on g.
 func (s *Server) registerProbes(g grpc.ServiceRegistrar) {
-	healthpb.RegisterHealthServer(g, healthService{Server: s.health, stopping: s.stopping})
-	reflection.Register(reflectionRegistrar{ServiceRegistrar: g})
+	f := finishingRegistrar{ServiceRegistrar: g}
+	healthpb.RegisterHealthServer(f, healthService{Server: s.health, stopping: s.stopping})
+	reflection.Register(reflectionRegistrar{ServiceRegistrar: f})
 }
 
 // reflectionRegistrar is g with the service list reflection reports,

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"slices"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
@@ -9,7 +10,6 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
-	"google.golang.org/grpc/stats"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -113,6 +113,9 @@ func (s *Server) serve(ctx context.Context, op string, srv any, dec func(any) er
 		c = s.newCall(op, s.caller(ctx))
 		ctx = withCall(ctx, c)
 	}
+	if !c.enter() {
+		return nil, errAbandoned
+	}
 	if s.insecure {
 		if err := grpc.SetHeader(ctx, insecureMD); err != nil {
 			s.log.Warn("could not set the insecure header", "op", op, "err", err)
@@ -176,35 +179,92 @@ func scrub(resp any) {
 	}
 }
 
-// unknown answers calls to methods keystore.v1 does not have (ENOTSUP);
-// the stats handler writes their audit record.
-func (s *Server) unknown(any, grpc.ServerStream) error {
+// unknown answers calls to methods keystore.v1 does not have (ENOTSUP),
+// with their audit record.
+func (s *Server) unknown(_ any, stream grpc.ServerStream) error {
+	ctx := stream.Context()
+	c := callFrom(ctx)
+	if c != nil && !c.enter() {
+		return errAbandoned
+	}
+	if c != nil && !c.finish(ctx, provider.ENOTSUP) {
+		return rpcerr.ToStatus(provider.Errorf(provider.EIO, "audit log unavailable; request refused"))
+	}
 	return rpcerr.ToStatus(provider.Errorf(provider.ENOTSUP, "unknown method"))
 }
 
-// statsHandler starts every call's state when the transport sees it and
-// finishes it when the call ends: a call that never reached serve (the
-// transport refused it, or no such method) gets its audit record here.
-type statsHandler struct{ s *Server }
+// Every call's state is started by the transport's tap (admit) and
+// finished by the handler that answers it: serve for keystore.v1,
+// finishingRegistrar's wrappers for the probes, unknown for other
+// methods. The daemon installs no grpc.StatsHandler: one makes gRPC
+// allocate a stats object for every event of every call (and copy its
+// metadata) whether the handler looks at it or not. What a handler never
+// sees — a request gRPC refuses between the tap and the handler (a
+// compressor the daemon does not have; a deadline already passed) — is
+// finished when the daemon writes the stream's end (endUnanswered), or
+// when its client resets the stream or closes the connection first
+// (abandon: a handler that starts after that does nothing).
 
-func (h *statsHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
-	if callFrom(ctx) != nil { // started by the tap (admit)
-		return ctx
-	}
-	return withCall(ctx, h.s.newCall(OpName(info.FullMethodName), h.s.caller(ctx)))
+// errAbandoned answers a call its client ended before a handler took it
+// (call.abandon recorded it): nobody reads the answer.
+var errAbandoned = rpcerr.ToStatus(provider.Errorf(provider.EUNAVAILABLE, "request ended by its client before it was handled"))
+
+// finishingRegistrar registers services whose every handler finishes its
+// call (the probes: health and reflection, which serve does not wrap).
+type finishingRegistrar struct {
+	grpc.ServiceRegistrar
 }
 
-func (h *statsHandler) HandleRPC(ctx context.Context, st stats.RPCStats) {
-	if end, ok := st.(*stats.End); ok {
-		if c := callFrom(ctx); c != nil {
-			c.finish(ctx, codeOf(rpcerr.FromStatus(end.Error)))
+// RegisterService registers desc with every method and stream handler
+// finishing its call with the handler's result.
+func (r finishingRegistrar) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	d := *desc
+	d.Methods = slices.Clone(desc.Methods)
+	for i := range d.Methods {
+		h := d.Methods[i].Handler
+		d.Methods[i].Handler = func(srv any, ctx context.Context, dec func(any) error, icpt grpc.UnaryServerInterceptor) (any, error) {
+			if c := callFrom(ctx); c != nil && !c.enter() {
+				return nil, errAbandoned
+			}
+			resp, err := h(srv, ctx, dec, icpt)
+			if c := callFrom(ctx); c != nil {
+				c.finish(ctx, codeOf(rpcerr.FromStatus(err)))
+			}
+			return resp, err
 		}
 	}
+	d.Streams = slices.Clone(desc.Streams)
+	for i := range d.Streams {
+		h := d.Streams[i].Handler
+		d.Streams[i].Handler = func(srv any, stream grpc.ServerStream) error {
+			if c := callFrom(stream.Context()); c != nil && !c.enter() {
+				return errAbandoned
+			}
+			err := h(srv, stream)
+			if c := callFrom(stream.Context()); c != nil {
+				c.finish(stream.Context(), codeOf(rpcerr.FromStatus(err)))
+			}
+			return err
+		}
+	}
+	r.ServiceRegistrar.RegisterService(&d, impl)
 }
 
-func (h *statsHandler) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
-
-func (h *statsHandler) HandleConn(context.Context, stats.ConnStats) {}
+// endUnanswered finishes the call of a stream whose end the daemon has
+// written (metered connections: flow.go) if no handler finished it: gRPC
+// refused the request between the tap and the handler, which it does
+// (Unimplemented) for a compressor the daemon does not have: ENOTSUP. (A
+// deadline already passed, gRPC's other refusal there, is the tap's:
+// admit refuses it.) The record is written on a goroutine of its own,
+// not on the connection's writer.
+func (c *call) endUnanswered() {
+	c.mu.Lock()
+	done := c.done
+	c.mu.Unlock()
+	if !done {
+		go c.finish(context.Background(), provider.ENOTSUP)
+	}
+}
 
 // requestCodec is the proto codec, except for a decodeInto: serve asks
 // for the request that way, so that a request that does not decode is

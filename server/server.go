@@ -60,6 +60,9 @@ type Config struct {
 	// advances its external monotonic counter there. An error fails the
 	// call with EIO (the change stays, as when the applied record fails).
 	Advance func(ctx context.Context) error
+	// CacheSize bounds the keys core keeps in memory (core.Config's
+	// CacheSize; 0: core.DefaultCacheSize).
+	CacheSize int
 }
 
 // Scheduler configures the fair scheduling of provider work
@@ -229,6 +232,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Generations:     cfg.Generations,
 		CheckSignatures: cfg.CheckSignatures,
 		Quotas:          cfg.Quotas,
+		CacheSize:       cfg.CacheSize,
 	})
 	if err != nil {
 		return nil, err
@@ -279,13 +283,12 @@ func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
 const StreamWorkers = 64
 
 // ServerOptions returns the grpc.ServerOptions the services need: peer
-// credentials, the stats handler that starts and ends every call, the
-// request codec, message and stream bounds and keepalive enforcement.
+// credentials, the tap that starts every call (and admits or refuses
+// it), the request codec, message and stream bounds and keepalive enforcement.
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.Creds(s.creds),
 		grpc.InTapHandle(s.admit),
-		grpc.StatsHandler(&statsHandler{s: s}),
 		// Frame by frame (the tap learns a new stream's ID from the last
 		// frame read: flow.go), static windows that bound what a stream
 		// sends before its request is read, no idle write buffers.

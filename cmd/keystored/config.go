@@ -51,6 +51,90 @@ type fileConfig struct {
 	Rotation    rotationConfig `toml:"rotation"`
 	Scheduler   schedConfig    `toml:"scheduler"`
 	Counter     counterConfig  `toml:"counter"`
+	Cache       cacheConfig    `toml:"cache"`
+	Provider    providerConfig `toml:"provider"`
+}
+
+// cacheConfig is [cache]: how many keys the daemon keeps in memory.
+type cacheConfig struct {
+	// Keys bounds core's cache of key records (default
+	// core.DefaultCacheSize).
+	Keys int64 `toml:"keys"`
+	// UnwrappedKeys bounds the built-in software provider's cache of
+	// unwrapped keys (default softkey's 2^17).
+	UnwrappedKeys int64 `toml:"unwrapped_keys"`
+}
+
+// maxUnwrappedKeys is the software provider's largest cache
+// (providers/internal/softkey.MaxCacheSize).
+const maxUnwrappedKeys = 1 << 20
+
+// parse checks [cache]; 0 stands for a default.
+func (c cacheConfig) parse() (cacheSettings, error) {
+	if c.Keys < 0 || c.Keys > core.MaxCacheSize {
+		return cacheSettings{}, fmt.Errorf("cache.keys: %d is not from 0 (the default) to %d", c.Keys, core.MaxCacheSize)
+	}
+	if c.UnwrappedKeys < 0 || c.UnwrappedKeys > maxUnwrappedKeys {
+		return cacheSettings{}, fmt.Errorf("cache.unwrapped_keys: %d is not from 0 (the default) to %d", c.UnwrappedKeys, maxUnwrappedKeys)
+	}
+	return cacheSettings{keys: int(c.Keys), unwrapped: int(c.UnwrappedKeys)}, nil
+}
+
+// cacheSettings are the validated [cache] sizes (0: the default).
+type cacheSettings struct {
+	keys, unwrapped int
+}
+
+// providerConfig is [provider]: the daemon's policy for its provider.
+type providerConfig struct {
+	// VerifySignatures false stops the core from verifying every
+	// signature the provider plugin returns (default true). Only for a
+	// plugin, and only together with TrustedPluginSHA256.
+	VerifySignatures *bool `toml:"verify_signatures"`
+	// TrustedPluginSHA256 names the one plugin binary (its SHA-256, as
+	// --provider-sha256 pins it) whose signatures go unverified: with
+	// another pin the daemon refuses to start.
+	TrustedPluginSHA256 string `toml:"trusted_plugin_sha256"`
+}
+
+// parse checks [provider].
+func (c providerConfig) parse() (providerSettings, error) {
+	out := providerSettings{verifySignatures: true}
+	if c.VerifySignatures != nil {
+		out.verifySignatures = *c.VerifySignatures
+	}
+	pin := strings.ToLower(c.TrustedPluginSHA256)
+	switch {
+	case out.verifySignatures && pin != "":
+		return providerSettings{}, errors.New("provider.trusted_plugin_sha256 applies only with provider.verify_signatures = false")
+	case !out.verifySignatures && pin == "":
+		return providerSettings{}, errors.New("provider.verify_signatures = false needs provider.trusted_plugin_sha256: the SHA-256 of the one plugin binary whose signatures go unverified")
+	case pin != "" && !isSHA256Hex(pin):
+		return providerSettings{}, fmt.Errorf("provider.trusted_plugin_sha256: %q is not 64 hex digits", c.TrustedPluginSHA256)
+	}
+	out.trustedPlugin = pin
+	return out, nil
+}
+
+// isSHA256Hex reports whether s is 64 lowercase hex digits.
+func isSHA256Hex(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, r := range s {
+		if (r < '0' || r > '9') && (r < 'a' || r > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// providerSettings is [provider], validated.
+type providerSettings struct {
+	// verifySignatures: the core verifies a plugin's signatures (the
+	// default); false only with trustedPlugin.
+	verifySignatures bool
+	trustedPlugin    string // lowercase hex SHA-256; "" unless verifySignatures is false
 }
 
 // kekConfig is the built-in software provider's KEK source (the --kek-*
@@ -151,7 +235,7 @@ type auditConfig struct {
 	// Sync is "every-record" or a duration such as "100ms" (the default).
 	Sync string `toml:"sync"`
 	// SegmentSize is the size in bytes at which the current audit file is
-	// sealed and a new one started (default 64 MiB).
+	// sealed and a new one started (default 16 MiB).
 	SegmentSize *int64 `toml:"segment_size"`
 	// MaxSegments keeps at most that many audit files, removing the
 	// oldest (default 0: keep all).
@@ -332,8 +416,10 @@ type settings struct {
 	kek             keksource.Options // [kek]; the flags win
 	sweepInterval   time.Duration     // 0: no scheduled sweep
 	scheduler       server.Scheduler
+	provider        providerSettings
 	checkpoints     checkpointSettings
 	counter         counterSettings
+	cache           cacheSettings
 }
 
 // defaultShutdownTimeout bounds the graceful stop.
@@ -343,8 +429,8 @@ const defaultShutdownTimeout = 10 * time.Second
 // "uid-N", uid 0 is an operator, no socket group.
 func defaultSettings() settings {
 	return settings{identity: server.DefaultIdentity(), socketGID: -1, shutdownTimeout: defaultShutdownTimeout,
-		sweepInterval: server.DefaultSweepInterval,
-		checkpoints:   checkpointSettings{every: defaultCheckpointEvery, interval: defaultCheckpointInterval}}
+		sweepInterval: server.DefaultSweepInterval, provider: providerSettings{verifySignatures: true},
+		checkpoints: checkpointSettings{every: defaultCheckpointEvery, interval: defaultCheckpointInterval}}
 }
 
 // loadConfig reads and validates the config file at path.
@@ -503,7 +589,13 @@ func (fc *fileConfig) settings(baseDir string) (settings, error) {
 	if s.sweepInterval, err = fc.Rotation.parse(); err != nil {
 		return settings{}, err
 	}
+	if s.provider, err = fc.Provider.parse(); err != nil {
+		return settings{}, err
+	}
 	if s.scheduler, err = fc.Scheduler.parse(); err != nil {
+		return settings{}, err
+	}
+	if s.cache, err = fc.Cache.parse(); err != nil {
 		return settings{}, err
 	}
 	return s, nil

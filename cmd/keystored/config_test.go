@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -457,5 +458,101 @@ func TestCounterInsideStateRefused(t *testing.T) {
 	}
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// [cache] sizes: the defaults (0), a value taken, and the bounds refused;
+// a change needs a restart.
+func TestCacheConfig(t *testing.T) {
+	d, err := loadConfig(writeConfig(t, "[cache]\nkeys = 500000\nunwrapped_keys = 200000\n", 0o600))
+	if err != nil || d.cache != (cacheSettings{keys: 500000, unwrapped: 200000}) {
+		t.Fatalf("cache = %+v, %v", d.cache, err)
+	}
+	for body, want := range map[string]string{
+		"[cache]\nkeys = -1\n":                "cache.keys: -1 is not from 0 (the default) to 16777216",
+		"[cache]\nkeys = 16777217\n":          "cache.keys: 16777217",
+		"[cache]\nunwrapped_keys = 1048577\n": "cache.unwrapped_keys: 1048577 is not from 0 (the default) to 1048576",
+		"[cache]\nsize = 1\n":                 "size",
+	} {
+		_, err := loadConfig(writeConfig(t, body, 0o600))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want %q", body, err, want)
+		}
+	}
+	r := &reloader{running: d}
+	if got := r.needsRestart(settings{cache: cacheSettings{keys: 1}}); !slices.Contains(got, "cache") {
+		t.Errorf("a cache change needs no restart? %v", got)
+	}
+}
+
+// TestProviderVerifyPolicy: [provider] verify_signatures = false is
+// accepted only with trusted_plugin_sha256, and the daemon then relaxes
+// the verification only for a plugin pinned with that very SHA-256;
+// by default a plugin's signatures are verified, an in-process
+// provider's not.
+func TestProviderVerifyPolicy(t *testing.T) {
+	pin := strings.Repeat("ab", 32)
+	other := strings.Repeat("cd", 32)
+	d, err := loadConfig(writeConfig(t, "", 0o600))
+	if err != nil || !d.provider.verifySignatures || d.provider.trustedPlugin != "" {
+		t.Fatalf("no [provider]: %+v, %v (want verify)", d.provider, err)
+	}
+	if !defaultSettings().provider.verifySignatures {
+		t.Fatal("without a config file the plugin's signatures are not verified")
+	}
+	relaxed, err := loadConfig(writeConfig(t, "[provider]\nverify_signatures = false\ntrusted_plugin_sha256 = \""+strings.ToUpper(pin)+"\"\n", 0o600))
+	if err != nil || relaxed.provider != (providerSettings{verifySignatures: false, trustedPlugin: pin}) {
+		t.Fatalf("relaxed: %+v, %v", relaxed.provider, err)
+	}
+	for body, want := range map[string]string{
+		"[provider]\nverify_signatures = false\n":                                                "needs provider.trusted_plugin_sha256",
+		"[provider]\ntrusted_plugin_sha256 = \"" + pin + "\"\n":                                  "applies only with provider.verify_signatures = false",
+		"[provider]\nverify_signatures = false\ntrusted_plugin_sha256 = \"abc\"\n":               "is not 64 hex digits",
+		"[provider]\nverify_signatures = false\ntrusted_plugin_sha256 = \"" + pin[:63] + "g\"\n": "is not 64 hex digits",
+		"[provider]\nverify = false\n":                                                           "unknown key(s): provider.verify",
+	} {
+		_, err := loadConfig(writeConfig(t, body, 0o600))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want %q", body, err, want)
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		o       options
+		ps      providerSettings
+		want    bool
+		wantErr string
+	}{
+		{"plugin, default", options{pluginPath: "/p", pluginSHA256: pin}, d.provider, true, ""},
+		{"software, default", options{}, d.provider, false, ""},
+		{"plugin, relaxed for it", options{pluginPath: "/p", pluginSHA256: strings.ToUpper(pin)}, relaxed.provider, false, ""},
+		{"plugin, relaxed for another binary", options{pluginPath: "/p", pluginSHA256: other}, relaxed.provider, false, "but --provider-sha256 pins " + other},
+		{"software, relaxed", options{}, relaxed.provider, false, "applies only to a provider plugin"},
+	} {
+		got, err := checkSignatures(&tc.o, tc.ps)
+		switch {
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("%s: error %v, want %q", tc.name, err, tc.wantErr)
+		case tc.wantErr == "" && (err != nil || got != tc.want):
+			t.Errorf("%s: checkSignatures = %v, %v, want %v", tc.name, got, err, tc.want)
+		}
+	}
+}
+
+// TestPluginDefaultWorkers: with a plugin provider the scheduler runs
+// pluginWorkers calls at once by default (they wait on the plugin), with
+// an in-process one as many as the CPUs; a configured number wins.
+func TestPluginDefaultWorkers(t *testing.T) {
+	if got := defaultWorkers(kindPlugin, 2); got != pluginWorkers {
+		t.Errorf("plugin, 2 CPUs: %d workers, want %d", got, pluginWorkers)
+	}
+	if got := defaultWorkers(kindPlugin, 100); got != 100 {
+		t.Errorf("plugin, 100 CPUs: %d workers, want 100", got)
+	}
+	if got := defaultWorkers(kindSoftware, 2); got != 2 {
+		t.Errorf("software, 2 CPUs: %d workers, want 2", got)
+	}
+	if got := withWorkers(server.Scheduler{Workers: 3}, defaultWorkers(kindPlugin, 2)); got.Workers != 3 {
+		t.Errorf("configured 3 with a plugin: %d workers", got.Workers)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/nexus-os/keystored/core"
 	"github.com/nexus-os/keystored/core/provider"
@@ -59,7 +60,7 @@ type selectedProvider struct {
 // by default <state>/kek, created 0600 on first start of a state without
 // keys), a pinned plugin, or the INSECURE seeded provider. state is what
 // core.Inspect found in the state directory.
-func openProvider(ctx context.Context, o *options, kekConfig keksource.Options, state core.StateInfo, logger *slog.Logger) (*selectedProvider, error) {
+func openProvider(ctx context.Context, o *options, kekConfig keksource.Options, unwrappedKeys int, state core.StateInfo, logger *slog.Logger) (*selectedProvider, error) {
 	if (o.pluginPath != "" || o.insecureSeed != "") && kekConfig.Values() != ([4]string{}) {
 		return nil, withHint(errors.New("the config's [kek] table sets the built-in software provider's KEK, but another provider is selected"),
 			"remove [kek] from the config file, or pass a plugin its KEK with --provider-arg")
@@ -92,6 +93,7 @@ func openProvider(ctx context.Context, o *options, kekConfig keksource.Options, 
 	if err != nil {
 		return nil, fmt.Errorf("software provider KEK: %w", err)
 	}
+	scfg.CacheSize = unwrappedKeys
 	p, err := software.New(scfg)
 	wipe()
 	if err != nil {
@@ -178,6 +180,28 @@ func openPlugin(ctx context.Context, o *options, state core.StateInfo, logger *s
 	// Provider: the client with the optional interfaces the plugin
 	// announces (a KEK rotation).
 	return &selectedProvider{p: c.Provider(), kind: kindPlugin, closer: c, plugin: c, summary: "plugin " + filepath.Base(path)}, nil
+}
+
+// checkSignatures says whether the core verifies every signature the
+// provider returns: for a plugin, unless [provider] verify_signatures is
+// false for the very binary --provider-sha256 pins (trusted_plugin_sha256);
+// never for the in-process providers (their signatures come from this
+// process's own code). A relaxation that names another binary, or comes
+// without a plugin, refuses the start.
+func checkSignatures(o *options, ps providerSettings) (bool, error) {
+	if ps.verifySignatures {
+		return o.pluginPath != "", nil
+	}
+	switch {
+	case o.pluginPath == "":
+		return false, withHint(errors.New("the config's provider.verify_signatures = false applies only to a provider plugin, and none is selected"),
+			"remove it: the built-in providers' signatures are not verified, they come from the daemon's own code")
+	case !strings.EqualFold(o.pluginSHA256, ps.trustedPlugin):
+		return false, withHint(fmt.Errorf("the config trusts the plugin binary %s to sign without verification (provider.trusted_plugin_sha256), but --provider-sha256 pins %s; refusing to start",
+			ps.trustedPlugin, strings.ToLower(o.pluginSHA256)),
+			"a new binary is verified until the config names it: update provider.trusted_plugin_sha256, or remove provider.verify_signatures")
+	}
+	return false, nil
 }
 
 // closerOf returns p as an io.Closer when it has a Close method.

@@ -125,6 +125,12 @@ func (r *reloader) needsRestart(next settings) []string {
 	if next.counter != cur.counter {
 		out = append(out, "counter")
 	}
+	if next.cache != cur.cache {
+		out = append(out, "cache")
+	}
+	if next.provider != cur.provider {
+		out = append(out, "provider")
+	}
 	return out
 }
 

@@ -54,8 +54,9 @@ type Config struct {
 	// key unusable ("wrong KEK"). Without it a missing file is ENOENT,
 	// naming the path. An existing file is never overwritten either way.
 	Create bool
-	// CacheSize bounds the number of unwrapped keys kept in memory; 0
-	// means 1024.
+	// CacheSize bounds the number of unwrapped keys kept in memory
+	// (least recently used evicted first); 0 means
+	// softkey's DefaultCacheSize (2^17), at most 2^20.
 	CacheSize int
 
 	// kdf overrides the Argon2id parameters used when creating a

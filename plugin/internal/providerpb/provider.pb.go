@@ -220,7 +220,10 @@ type InfoResponse struct {
 	// runs, keks changes (Begin adds the next KEK first, Commit removes the
 	// old one); a restarted plugin must announce a list that shares a KEK
 	// with the last one the daemon saw.
-	KekRotation   bool `protobuf:"varint,7,opt,name=kek_rotation,json=kekRotation,proto3" json:"kek_rotation,omitempty"`
+	KekRotation bool `protobuf:"varint,7,opt,name=kek_rotation,json=kekRotation,proto3" json:"kek_rotation,omitempty"`
+	// True when the plugin serves Calls (the call stream). Like
+	// kek_rotation, fixed while the plugin runs.
+	CallStream    bool `protobuf:"varint,8,opt,name=call_stream,json=callStream,proto3" json:"call_stream,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -300,6 +303,13 @@ func (x *InfoResponse) GetKeks() []string {
 func (x *InfoResponse) GetKekRotation() bool {
 	if x != nil {
 		return x.KekRotation
+	}
+	return false
+}
+
+func (x *InfoResponse) GetCallStream() bool {
+	if x != nil {
+		return x.CallStream
 	}
 	return false
 }
@@ -1453,6 +1463,306 @@ func (*CommitKEKRotationResponse) Descriptor() ([]byte, []int) {
 	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{24}
 }
 
+// CallBatch is what the daemon sends on the call stream at once.
+type CallBatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The largest ReplyBatch (encoded bytes) the daemon accepts; set in
+	// the first batch of a stream (0 there: 1114112, DefaultMaxReply). A
+	// reply that does not fit in a batch of this size on its own is sent
+	// as a RESOURCE_EXHAUSTED status without a keystored reason.
+	MaxReply uint32  `protobuf:"varint,1,opt,name=max_reply,json=maxReply,proto3" json:"max_reply,omitempty"`
+	Calls    []*Call `protobuf:"bytes,2,rep,name=calls,proto3" json:"calls,omitempty"`
+	// Ids of calls the daemon gave up on (its caller cancelled, or its
+	// call timeout expired): the plugin cancels their context and may
+	// answer them or not; the daemon ignores a late reply.
+	Cancel        []uint64 `protobuf:"varint,3,rep,packed,name=cancel,proto3" json:"cancel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallBatch) Reset() {
+	*x = CallBatch{}
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallBatch) ProtoMessage() {}
+
+func (x *CallBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallBatch.ProtoReflect.Descriptor instead.
+func (*CallBatch) Descriptor() ([]byte, []int) {
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *CallBatch) GetMaxReply() uint32 {
+	if x != nil {
+		return x.MaxReply
+	}
+	return 0
+}
+
+func (x *CallBatch) GetCalls() []*Call {
+	if x != nil {
+		return x.Calls
+	}
+	return nil
+}
+
+func (x *CallBatch) GetCancel() []uint64 {
+	if x != nil {
+		return x.Cancel
+	}
+	return nil
+}
+
+// Call is one operation on the call stream.
+type Call struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Chosen by the daemon, unique among its calls in flight on the
+	// stream (a reused id names a new call only after the old one's
+	// reply or cancellation).
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Types that are valid to be assigned to Op:
+	//
+	//	*Call_Sign
+	//	*Call_SignDigest
+	//	*Call_Mac
+	Op isCall_Op `protobuf_oneof:"op"`
+	// The time the daemon waits for the reply, in nanoseconds (what a
+	// unary call's grpc-timeout says): the plugin bounds the call's
+	// context by it. 0: no bound but the stream's.
+	TimeoutNs     int64 `protobuf:"varint,5,opt,name=timeout_ns,json=timeoutNs,proto3" json:"timeout_ns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Call) Reset() {
+	*x = Call{}
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Call) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Call) ProtoMessage() {}
+
+func (x *Call) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Call.ProtoReflect.Descriptor instead.
+func (*Call) Descriptor() ([]byte, []int) {
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *Call) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Call) GetOp() isCall_Op {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *Call) GetSign() *SignRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Call_Sign); ok {
+			return x.Sign
+		}
+	}
+	return nil
+}
+
+func (x *Call) GetSignDigest() *SignDigestRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Call_SignDigest); ok {
+			return x.SignDigest
+		}
+	}
+	return nil
+}
+
+func (x *Call) GetMac() *MacRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Call_Mac); ok {
+			return x.Mac
+		}
+	}
+	return nil
+}
+
+func (x *Call) GetTimeoutNs() int64 {
+	if x != nil {
+		return x.TimeoutNs
+	}
+	return 0
+}
+
+type isCall_Op interface {
+	isCall_Op()
+}
+
+type Call_Sign struct {
+	Sign *SignRequest `protobuf:"bytes,2,opt,name=sign,proto3,oneof"`
+}
+
+type Call_SignDigest struct {
+	SignDigest *SignDigestRequest `protobuf:"bytes,3,opt,name=sign_digest,json=signDigest,proto3,oneof"`
+}
+
+type Call_Mac struct {
+	Mac *MacRequest `protobuf:"bytes,4,opt,name=mac,proto3,oneof"`
+}
+
+func (*Call_Sign) isCall_Op() {}
+
+func (*Call_SignDigest) isCall_Op() {}
+
+func (*Call_Mac) isCall_Op() {}
+
+// ReplyBatch is what the plugin sends on the call stream at once.
+type ReplyBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Replies       []*Reply               `protobuf:"bytes,1,rep,name=replies,proto3" json:"replies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplyBatch) Reset() {
+	*x = ReplyBatch{}
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplyBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplyBatch) ProtoMessage() {}
+
+func (x *ReplyBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplyBatch.ProtoReflect.Descriptor instead.
+func (*ReplyBatch) Descriptor() ([]byte, []int) {
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ReplyBatch) GetReplies() []*Reply {
+	if x != nil {
+		return x.Replies
+	}
+	return nil
+}
+
+// Reply answers the call of the same id: its output, or its error.
+type Reply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The unary method's one reply field: SignResponse.signature for Sign
+	// and SignDigest, MacResponse.tag for Mac.
+	Output []byte `protobuf:"bytes,2,opt,name=output,proto3" json:"output,omitempty"`
+	// When not empty, the call failed and output is empty: an encoded
+	// google.rpc.Status, exactly the status the unary method would fail
+	// with (its ErrorInfo reason included).
+	Status        []byte `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reply) Reset() {
+	*x = Reply{}
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reply) ProtoMessage() {}
+
+func (x *Reply) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_provider_v1_provider_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reply.ProtoReflect.Descriptor instead.
+func (*Reply) Descriptor() ([]byte, []int) {
+	return file_keystore_provider_v1_provider_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *Reply) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Reply) GetOutput() []byte {
+	if x != nil {
+		return x.Output
+	}
+	return nil
+}
+
+func (x *Reply) GetStatus() []byte {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 var File_keystore_provider_v1_provider_proto protoreflect.FileDescriptor
 
 const file_keystore_provider_v1_provider_proto_rawDesc = "" +
@@ -1464,7 +1774,7 @@ const file_keystore_provider_v1_provider_proto_rawDesc = "" +
 	"\talgorithm\x18\x03 \x01(\tR\talgorithm\x12+\n" +
 	"\x03use\x18\x04 \x01(\x0e2\x19.keystore.provider.v1.UseR\x03use\x12\x1a\n" +
 	"\bprovider\x18\x05 \x01(\tR\bprovider\"\r\n" +
-	"\vInfoRequest\"\xd1\x01\n" +
+	"\vInfoRequest\"\xf2\x01\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x16\n" +
@@ -1474,7 +1784,9 @@ const file_keystore_provider_v1_provider_proto_rawDesc = "" +
 	"algorithms\x18\x05 \x03(\tR\n" +
 	"algorithms\x12\x12\n" +
 	"\x04keks\x18\x06 \x03(\tR\x04keks\x12!\n" +
-	"\fkek_rotation\x18\a \x01(\bR\vkekRotation\"A\n" +
+	"\fkek_rotation\x18\a \x01(\bR\vkekRotation\x12\x1f\n" +
+	"\vcall_stream\x18\b \x01(\bR\n" +
+	"callStream\"A\n" +
 	"\x0fGenerateRequest\x12.\n" +
 	"\x03ref\x18\x01 \x01(\v2\x1c.keystore.provider.v1.KeyRefR\x03ref\"I\n" +
 	"\x10GenerateResponse\x12\x1d\n" +
@@ -1545,13 +1857,34 @@ const file_keystore_provider_v1_provider_proto_rawDesc = "" +
 	"\x14RewrapHandleResponse\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\fR\x06handle\"\x1a\n" +
 	"\x18CommitKEKRotationRequest\"\x1b\n" +
-	"\x19CommitKEKRotationResponse*b\n" +
+	"\x19CommitKEKRotationResponse\"r\n" +
+	"\tCallBatch\x12\x1b\n" +
+	"\tmax_reply\x18\x01 \x01(\rR\bmaxReply\x120\n" +
+	"\x05calls\x18\x02 \x03(\v2\x1a.keystore.provider.v1.CallR\x05calls\x12\x16\n" +
+	"\x06cancel\x18\x03 \x03(\x04R\x06cancel\"\xf6\x01\n" +
+	"\x04Call\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x127\n" +
+	"\x04sign\x18\x02 \x01(\v2!.keystore.provider.v1.SignRequestH\x00R\x04sign\x12J\n" +
+	"\vsign_digest\x18\x03 \x01(\v2'.keystore.provider.v1.SignDigestRequestH\x00R\n" +
+	"signDigest\x124\n" +
+	"\x03mac\x18\x04 \x01(\v2 .keystore.provider.v1.MacRequestH\x00R\x03mac\x12\x1d\n" +
+	"\n" +
+	"timeout_ns\x18\x05 \x01(\x03R\ttimeoutNsB\x04\n" +
+	"\x02op\"C\n" +
+	"\n" +
+	"ReplyBatch\x125\n" +
+	"\areplies\x18\x01 \x03(\v2\x1b.keystore.provider.v1.ReplyR\areplies\"G\n" +
+	"\x05Reply\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
+	"\x06output\x18\x02 \x01(\fR\x06output\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\fR\x06status*b\n" +
 	"\x03Use\x12\x13\n" +
 	"\x0fUSE_UNSPECIFIED\x10\x00\x12\f\n" +
 	"\bUSE_SIGN\x10\x01\x12\x0f\n" +
 	"\vUSE_DECRYPT\x10\x02\x12\v\n" +
 	"\aUSE_MAC\x10\x03\x12\x1a\n" +
-	"\x16USE_ASYMMETRIC_DECRYPT\x10\x042\xfe\t\n" +
+	"\x16USE_ASYMMETRIC_DECRYPT\x10\x042\xce\n" +
+	"\n" +
 	"\bProvider\x12M\n" +
 	"\x04Info\x12!.keystore.provider.v1.InfoRequest\x1a\".keystore.provider.v1.InfoResponse\x12Y\n" +
 	"\bGenerate\x12%.keystore.provider.v1.GenerateRequest\x1a&.keystore.provider.v1.GenerateResponse\x12M\n" +
@@ -1567,7 +1900,8 @@ const file_keystore_provider_v1_provider_proto_rawDesc = "" +
 	"\aDestroy\x12$.keystore.provider.v1.DestroyRequest\x1a%.keystore.provider.v1.DestroyResponse\x12q\n" +
 	"\x10BeginKEKRotation\x12-.keystore.provider.v1.BeginKEKRotationRequest\x1a..keystore.provider.v1.BeginKEKRotationResponse\x12e\n" +
 	"\fRewrapHandle\x12).keystore.provider.v1.RewrapHandleRequest\x1a*.keystore.provider.v1.RewrapHandleResponse\x12t\n" +
-	"\x11CommitKEKRotation\x12..keystore.provider.v1.CommitKEKRotationRequest\x1a/.keystore.provider.v1.CommitKEKRotationResponseB:Z8github.com/nexus-os/keystored/plugin/internal/providerpbb\x06proto3"
+	"\x11CommitKEKRotation\x12..keystore.provider.v1.CommitKEKRotationRequest\x1a/.keystore.provider.v1.CommitKEKRotationResponse\x12N\n" +
+	"\x05Calls\x12\x1f.keystore.provider.v1.CallBatch\x1a .keystore.provider.v1.ReplyBatch(\x010\x01B:Z8github.com/nexus-os/keystored/plugin/internal/providerpbb\x06proto3"
 
 var (
 	file_keystore_provider_v1_provider_proto_rawDescOnce sync.Once
@@ -1582,7 +1916,7 @@ func file_keystore_provider_v1_provider_proto_rawDescGZIP() []byte {
 }
 
 var file_keystore_provider_v1_provider_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_keystore_provider_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_keystore_provider_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_keystore_provider_v1_provider_proto_goTypes = []any{
 	(Use)(0),                          // 0: keystore.provider.v1.Use
 	(*KeyRef)(nil),                    // 1: keystore.provider.v1.KeyRef
@@ -1610,6 +1944,10 @@ var file_keystore_provider_v1_provider_proto_goTypes = []any{
 	(*RewrapHandleResponse)(nil),      // 23: keystore.provider.v1.RewrapHandleResponse
 	(*CommitKEKRotationRequest)(nil),  // 24: keystore.provider.v1.CommitKEKRotationRequest
 	(*CommitKEKRotationResponse)(nil), // 25: keystore.provider.v1.CommitKEKRotationResponse
+	(*CallBatch)(nil),                 // 26: keystore.provider.v1.CallBatch
+	(*Call)(nil),                      // 27: keystore.provider.v1.Call
+	(*ReplyBatch)(nil),                // 28: keystore.provider.v1.ReplyBatch
+	(*Reply)(nil),                     // 29: keystore.provider.v1.Reply
 }
 var file_keystore_provider_v1_provider_proto_depIdxs = []int32{
 	0,  // 0: keystore.provider.v1.KeyRef.use:type_name -> keystore.provider.v1.Use
@@ -1624,39 +1962,46 @@ var file_keystore_provider_v1_provider_proto_depIdxs = []int32{
 	1,  // 9: keystore.provider.v1.OpenRequest.ref:type_name -> keystore.provider.v1.KeyRef
 	1,  // 10: keystore.provider.v1.DestroyRequest.ref:type_name -> keystore.provider.v1.KeyRef
 	1,  // 11: keystore.provider.v1.RewrapHandleRequest.ref:type_name -> keystore.provider.v1.KeyRef
-	2,  // 12: keystore.provider.v1.Provider.Info:input_type -> keystore.provider.v1.InfoRequest
-	4,  // 13: keystore.provider.v1.Provider.Generate:input_type -> keystore.provider.v1.GenerateRequest
-	6,  // 14: keystore.provider.v1.Provider.Sign:input_type -> keystore.provider.v1.SignRequest
-	8,  // 15: keystore.provider.v1.Provider.SignDigest:input_type -> keystore.provider.v1.SignDigestRequest
-	12, // 16: keystore.provider.v1.Provider.Mac:input_type -> keystore.provider.v1.MacRequest
-	9,  // 17: keystore.provider.v1.Provider.Decrypt:input_type -> keystore.provider.v1.DecryptRequest
-	4,  // 18: keystore.provider.v1.Provider.NewImportKey:input_type -> keystore.provider.v1.GenerateRequest
-	11, // 19: keystore.provider.v1.Provider.Import:input_type -> keystore.provider.v1.ImportRequest
-	14, // 20: keystore.provider.v1.Provider.Seal:input_type -> keystore.provider.v1.SealRequest
-	16, // 21: keystore.provider.v1.Provider.Open:input_type -> keystore.provider.v1.OpenRequest
-	18, // 22: keystore.provider.v1.Provider.Destroy:input_type -> keystore.provider.v1.DestroyRequest
-	20, // 23: keystore.provider.v1.Provider.BeginKEKRotation:input_type -> keystore.provider.v1.BeginKEKRotationRequest
-	22, // 24: keystore.provider.v1.Provider.RewrapHandle:input_type -> keystore.provider.v1.RewrapHandleRequest
-	24, // 25: keystore.provider.v1.Provider.CommitKEKRotation:input_type -> keystore.provider.v1.CommitKEKRotationRequest
-	3,  // 26: keystore.provider.v1.Provider.Info:output_type -> keystore.provider.v1.InfoResponse
-	5,  // 27: keystore.provider.v1.Provider.Generate:output_type -> keystore.provider.v1.GenerateResponse
-	7,  // 28: keystore.provider.v1.Provider.Sign:output_type -> keystore.provider.v1.SignResponse
-	7,  // 29: keystore.provider.v1.Provider.SignDigest:output_type -> keystore.provider.v1.SignResponse
-	13, // 30: keystore.provider.v1.Provider.Mac:output_type -> keystore.provider.v1.MacResponse
-	10, // 31: keystore.provider.v1.Provider.Decrypt:output_type -> keystore.provider.v1.DecryptResponse
-	5,  // 32: keystore.provider.v1.Provider.NewImportKey:output_type -> keystore.provider.v1.GenerateResponse
-	5,  // 33: keystore.provider.v1.Provider.Import:output_type -> keystore.provider.v1.GenerateResponse
-	15, // 34: keystore.provider.v1.Provider.Seal:output_type -> keystore.provider.v1.SealResponse
-	17, // 35: keystore.provider.v1.Provider.Open:output_type -> keystore.provider.v1.OpenResponse
-	19, // 36: keystore.provider.v1.Provider.Destroy:output_type -> keystore.provider.v1.DestroyResponse
-	21, // 37: keystore.provider.v1.Provider.BeginKEKRotation:output_type -> keystore.provider.v1.BeginKEKRotationResponse
-	23, // 38: keystore.provider.v1.Provider.RewrapHandle:output_type -> keystore.provider.v1.RewrapHandleResponse
-	25, // 39: keystore.provider.v1.Provider.CommitKEKRotation:output_type -> keystore.provider.v1.CommitKEKRotationResponse
-	26, // [26:40] is the sub-list for method output_type
-	12, // [12:26] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	27, // 12: keystore.provider.v1.CallBatch.calls:type_name -> keystore.provider.v1.Call
+	6,  // 13: keystore.provider.v1.Call.sign:type_name -> keystore.provider.v1.SignRequest
+	8,  // 14: keystore.provider.v1.Call.sign_digest:type_name -> keystore.provider.v1.SignDigestRequest
+	12, // 15: keystore.provider.v1.Call.mac:type_name -> keystore.provider.v1.MacRequest
+	29, // 16: keystore.provider.v1.ReplyBatch.replies:type_name -> keystore.provider.v1.Reply
+	2,  // 17: keystore.provider.v1.Provider.Info:input_type -> keystore.provider.v1.InfoRequest
+	4,  // 18: keystore.provider.v1.Provider.Generate:input_type -> keystore.provider.v1.GenerateRequest
+	6,  // 19: keystore.provider.v1.Provider.Sign:input_type -> keystore.provider.v1.SignRequest
+	8,  // 20: keystore.provider.v1.Provider.SignDigest:input_type -> keystore.provider.v1.SignDigestRequest
+	12, // 21: keystore.provider.v1.Provider.Mac:input_type -> keystore.provider.v1.MacRequest
+	9,  // 22: keystore.provider.v1.Provider.Decrypt:input_type -> keystore.provider.v1.DecryptRequest
+	4,  // 23: keystore.provider.v1.Provider.NewImportKey:input_type -> keystore.provider.v1.GenerateRequest
+	11, // 24: keystore.provider.v1.Provider.Import:input_type -> keystore.provider.v1.ImportRequest
+	14, // 25: keystore.provider.v1.Provider.Seal:input_type -> keystore.provider.v1.SealRequest
+	16, // 26: keystore.provider.v1.Provider.Open:input_type -> keystore.provider.v1.OpenRequest
+	18, // 27: keystore.provider.v1.Provider.Destroy:input_type -> keystore.provider.v1.DestroyRequest
+	20, // 28: keystore.provider.v1.Provider.BeginKEKRotation:input_type -> keystore.provider.v1.BeginKEKRotationRequest
+	22, // 29: keystore.provider.v1.Provider.RewrapHandle:input_type -> keystore.provider.v1.RewrapHandleRequest
+	24, // 30: keystore.provider.v1.Provider.CommitKEKRotation:input_type -> keystore.provider.v1.CommitKEKRotationRequest
+	26, // 31: keystore.provider.v1.Provider.Calls:input_type -> keystore.provider.v1.CallBatch
+	3,  // 32: keystore.provider.v1.Provider.Info:output_type -> keystore.provider.v1.InfoResponse
+	5,  // 33: keystore.provider.v1.Provider.Generate:output_type -> keystore.provider.v1.GenerateResponse
+	7,  // 34: keystore.provider.v1.Provider.Sign:output_type -> keystore.provider.v1.SignResponse
+	7,  // 35: keystore.provider.v1.Provider.SignDigest:output_type -> keystore.provider.v1.SignResponse
+	13, // 36: keystore.provider.v1.Provider.Mac:output_type -> keystore.provider.v1.MacResponse
+	10, // 37: keystore.provider.v1.Provider.Decrypt:output_type -> keystore.provider.v1.DecryptResponse
+	5,  // 38: keystore.provider.v1.Provider.NewImportKey:output_type -> keystore.provider.v1.GenerateResponse
+	5,  // 39: keystore.provider.v1.Provider.Import:output_type -> keystore.provider.v1.GenerateResponse
+	15, // 40: keystore.provider.v1.Provider.Seal:output_type -> keystore.provider.v1.SealResponse
+	17, // 41: keystore.provider.v1.Provider.Open:output_type -> keystore.provider.v1.OpenResponse
+	19, // 42: keystore.provider.v1.Provider.Destroy:output_type -> keystore.provider.v1.DestroyResponse
+	21, // 43: keystore.provider.v1.Provider.BeginKEKRotation:output_type -> keystore.provider.v1.BeginKEKRotationResponse
+	23, // 44: keystore.provider.v1.Provider.RewrapHandle:output_type -> keystore.provider.v1.RewrapHandleResponse
+	25, // 45: keystore.provider.v1.Provider.CommitKEKRotation:output_type -> keystore.provider.v1.CommitKEKRotationResponse
+	28, // 46: keystore.provider.v1.Provider.Calls:output_type -> keystore.provider.v1.ReplyBatch
+	32, // [32:47] is the sub-list for method output_type
+	17, // [17:32] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_keystore_provider_v1_provider_proto_init() }
@@ -1664,13 +2009,18 @@ func file_keystore_provider_v1_provider_proto_init() {
 	if File_keystore_provider_v1_provider_proto != nil {
 		return
 	}
+	file_keystore_provider_v1_provider_proto_msgTypes[26].OneofWrappers = []any{
+		(*Call_Sign)(nil),
+		(*Call_SignDigest)(nil),
+		(*Call_Mac)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keystore_provider_v1_provider_proto_rawDesc), len(file_keystore_provider_v1_provider_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

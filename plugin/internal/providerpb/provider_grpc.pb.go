@@ -33,6 +33,7 @@ const (
 	Provider_BeginKEKRotation_FullMethodName  = "/keystore.provider.v1.Provider/BeginKEKRotation"
 	Provider_RewrapHandle_FullMethodName      = "/keystore.provider.v1.Provider/RewrapHandle"
 	Provider_CommitKEKRotation_FullMethodName = "/keystore.provider.v1.Provider/CommitKEKRotation"
+	Provider_Calls_FullMethodName             = "/keystore.provider.v1.Provider/Calls"
 )
 
 // ProviderClient is the client API for Provider service.
@@ -90,6 +91,17 @@ type ProviderClient interface {
 	// [next]); a handle not rewrapped fails from then on. Without a pending
 	// rotation it does nothing.
 	CommitKEKRotation(ctx context.Context, in *CommitKEKRotationRequest, opts ...grpc.CallOption) (*CommitKEKRotationResponse, error)
+	// Calls carries many Sign, SignDigest and Mac calls over one long-lived
+	// stream, so that concurrent calls share HTTP/2 frames and TLS records
+	// instead of paying for a stream each: optional, announced with
+	// InfoResponse.call_stream; the daemon opens it only then and otherwise
+	// makes one unary call per operation. Each CallBatch holds calls (and
+	// cancellations) the daemon sends together; each ReplyBatch replies the
+	// plugin sends together, in any order, matched by id. A call and its
+	// reply are exactly the unary method's request and response (or its
+	// error status), with the same checks and bounds. docs/providers.md,
+	// "The call stream".
+	Calls(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[CallBatch, ReplyBatch], error)
 }
 
 type providerClient struct {
@@ -240,6 +252,19 @@ func (c *providerClient) CommitKEKRotation(ctx context.Context, in *CommitKEKRot
 	return out, nil
 }
 
+func (c *providerClient) Calls(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[CallBatch, ReplyBatch], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Provider_ServiceDesc.Streams[0], Provider_Calls_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[CallBatch, ReplyBatch]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Provider_CallsClient = grpc.BidiStreamingClient[CallBatch, ReplyBatch]
+
 // ProviderServer is the server API for Provider service.
 // All implementations must embed UnimplementedProviderServer
 // for forward compatibility.
@@ -295,6 +320,17 @@ type ProviderServer interface {
 	// [next]); a handle not rewrapped fails from then on. Without a pending
 	// rotation it does nothing.
 	CommitKEKRotation(context.Context, *CommitKEKRotationRequest) (*CommitKEKRotationResponse, error)
+	// Calls carries many Sign, SignDigest and Mac calls over one long-lived
+	// stream, so that concurrent calls share HTTP/2 frames and TLS records
+	// instead of paying for a stream each: optional, announced with
+	// InfoResponse.call_stream; the daemon opens it only then and otherwise
+	// makes one unary call per operation. Each CallBatch holds calls (and
+	// cancellations) the daemon sends together; each ReplyBatch replies the
+	// plugin sends together, in any order, matched by id. A call and its
+	// reply are exactly the unary method's request and response (or its
+	// error status), with the same checks and bounds. docs/providers.md,
+	// "The call stream".
+	Calls(grpc.BidiStreamingServer[CallBatch, ReplyBatch]) error
 	mustEmbedUnimplementedProviderServer()
 }
 
@@ -346,6 +382,9 @@ func (UnimplementedProviderServer) RewrapHandle(context.Context, *RewrapHandleRe
 }
 func (UnimplementedProviderServer) CommitKEKRotation(context.Context, *CommitKEKRotationRequest) (*CommitKEKRotationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CommitKEKRotation not implemented")
+}
+func (UnimplementedProviderServer) Calls(grpc.BidiStreamingServer[CallBatch, ReplyBatch]) error {
+	return status.Error(codes.Unimplemented, "method Calls not implemented")
 }
 func (UnimplementedProviderServer) mustEmbedUnimplementedProviderServer() {}
 func (UnimplementedProviderServer) testEmbeddedByValue()                  {}
@@ -620,6 +659,13 @@ func _Provider_CommitKEKRotation_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Provider_Calls_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ProviderServer).Calls(&grpc.GenericServerStream[CallBatch, ReplyBatch]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Provider_CallsServer = grpc.BidiStreamingServer[CallBatch, ReplyBatch]
+
 // Provider_ServiceDesc is the grpc.ServiceDesc for Provider service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -684,6 +730,13 @@ var Provider_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Provider_CommitKEKRotation_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Calls",
+			Handler:       _Provider_Calls_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "keystore/provider/v1/provider.proto",
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nexus-os/keystored/core/alg"
 	"github.com/nexus-os/keystored/core/provider"
@@ -21,9 +22,13 @@ type entry struct {
 }
 
 // cache holds unwrapped keys by handle, and the tombstones of destroyed
-// handles. A hit costs a read lock and a map lookup; eviction takes
-// whichever entry the map yields first (no LRU bookkeeping on the hot
-// path).
+// handles. A hit costs a read lock, a map lookup and, for a key not
+// marked used since the eviction hand last passed it, one atomic store.
+// Eviction is CLOCK (second chance, an approximation of LRU with no list
+// to reorder on a hit): when the cache is full, the hand goes round the
+// ring of slots clearing the marks of used keys and drops the first key
+// not marked. A new key starts unmarked, so a pass over many keys used
+// once (a scan) recycles its own slots before it evicts the keys in use.
 //
 // Invariant: a handle in dead is never in keys. Destroy deletes and
 // tombstones under the write lock, and put refuses a tombstoned handle
@@ -31,8 +36,19 @@ type entry struct {
 type cache struct {
 	mu   sync.RWMutex
 	max  int
-	keys map[string]*entry
+	keys map[string]*slot
+	ring []*slot // by slot index; nil: free
+	free []int
+	hand int
 	dead map[[sha256.Size]byte]struct{}
+}
+
+// slot is a cached key with its CLOCK mark and its place in the ring.
+type slot struct {
+	ent  *entry
+	h    string
+	used atomic.Bool
+	i    int // guarded by cache.mu
 }
 
 // String returns "entry(<ref>)".
@@ -56,7 +72,7 @@ func (c *cache) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(c.String()))
 func newCache(max int) *cache {
 	return &cache{
 		max:  max,
-		keys: make(map[string]*entry),
+		keys: make(map[string]*slot),
 		dead: make(map[[sha256.Size]byte]struct{}),
 	}
 }
@@ -64,10 +80,17 @@ func newCache(max int) *cache {
 // get returns the entry for h if it was made for ref.
 func (c *cache) get(ref provider.KeyRef, h provider.Handle) *entry {
 	c.mu.RLock()
-	ent := c.keys[string(h)]
+	sl := c.keys[string(h)]
+	var ent *entry
+	if sl != nil {
+		ent = sl.ent
+	}
 	c.mu.RUnlock()
 	if ent == nil || ent.ref != ref {
 		return nil
+	}
+	if !sl.used.Load() {
+		sl.used.Store(true)
 	}
 	return ent
 }
@@ -88,14 +111,54 @@ func (c *cache) put(h provider.Handle, sum *[sha256.Size]byte, ent *entry) bool 
 	if _, ok := c.dead[*sum]; ok {
 		return false
 	}
-	if _, ok := c.keys[string(h)]; !ok && len(c.keys) >= c.max {
-		for k := range c.keys {
-			delete(c.keys, k)
-			break
-		}
+	if sl := c.keys[string(h)]; sl != nil {
+		sl.ent = ent
+		return true
 	}
-	c.keys[string(h)] = ent
+	sl := &slot{ent: ent, h: string(h), i: -1}
+	switch {
+	case len(c.free) > 0:
+		sl.i = c.free[len(c.free)-1]
+		c.free = c.free[:len(c.free)-1]
+	case len(c.ring) < c.max:
+		sl.i = len(c.ring)
+		c.ring = append(c.ring, nil)
+	default:
+		sl.i = c.evictLocked()
+	}
+	c.ring[sl.i] = sl
+	c.keys[sl.h] = sl
 	return true
+}
+
+// evictLocked drops one key (the ring is full) and returns its slot.
+func (c *cache) evictLocked() int {
+	for {
+		i := c.hand
+		c.hand = (c.hand + 1) % len(c.ring)
+		sl := c.ring[i]
+		if sl == nil {
+			return i
+		}
+		if sl.used.Load() {
+			sl.used.Store(false)
+			continue
+		}
+		delete(c.keys, sl.h)
+		c.ring[i] = nil
+		return i
+	}
+}
+
+// removeLocked drops h's key, if cached, freeing its slot.
+func (c *cache) removeLocked(h string) {
+	sl := c.keys[h]
+	if sl == nil {
+		return
+	}
+	delete(c.keys, h)
+	c.ring[sl.i] = nil
+	c.free = append(c.free, sl.i)
 }
 
 // destroy forgets h and remembers it as destroyed. When the tombstone set
@@ -103,7 +166,7 @@ func (c *cache) put(h provider.Handle, sum *[sha256.Size]byte, ent *entry) bool 
 func (c *cache) destroy(h provider.Handle, sum *[sha256.Size]byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.keys, string(h))
+	c.removeLocked(string(h))
 	if _, ok := c.dead[*sum]; ok {
 		return
 	}
@@ -123,7 +186,7 @@ func (c *cache) purge(drop func(h string) bool) {
 	defer c.mu.Unlock()
 	for h := range c.keys {
 		if drop(h) {
-			delete(c.keys, h)
+			c.removeLocked(h)
 		}
 	}
 }
@@ -132,7 +195,7 @@ func (c *cache) purge(drop func(h string) bool) {
 func (c *cache) forget(h provider.Handle) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.keys, string(h))
+	c.removeLocked(string(h))
 }
 
 // len returns the number of cached keys.

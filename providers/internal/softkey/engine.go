@@ -89,8 +89,11 @@ type Config struct {
 const (
 	// KEKSize is the size of a KEK in bytes.
 	KEKSize = chacha20poly1305.KeySize
-	// DefaultCacheSize is the default number of unwrapped keys kept.
-	DefaultCacheSize = 1024
+	// DefaultCacheSize is the default number of unwrapped keys kept:
+	// 2^17, so that the keys of a state of 10^5 keys all stay unwrapped
+	// (an unwrapped Ed25519 key costs a few hundred bytes; see
+	// docs/performance.md, "Scale").
+	DefaultCacheSize = 1 << 17
 	// MaxCacheSize is the largest CacheSize accepted.
 	MaxCacheSize = 1 << 20
 	// MaxTombstones bounds the set of destroyed handles remembered.

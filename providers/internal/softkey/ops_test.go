@@ -335,9 +335,10 @@ func TestRedaction(t *testing.T) {
 		}
 	}
 	e.cache.mu.RLock()
-	for _, ent := range e.cache.keys {
+	for _, sl := range e.cache.keys {
+		ent := sl.ent
 		for _, verb := range []string{"%v", "%+v", "%#v", "%x"} {
-			printed = append(printed, fmt.Sprintf(verb, ent), fmt.Sprintf(verb, *ent))
+			printed = append(printed, fmt.Sprintf(verb, sl), fmt.Sprintf(verb, ent), fmt.Sprintf(verb, *ent))
 		}
 	}
 	e.cache.mu.RUnlock()
