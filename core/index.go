@@ -31,25 +31,26 @@ type keyIndex struct {
 
 	mu sync.Mutex
 	// built: ids and apps reflect storage. Until then, adds go to
-	// pending while a walk is in progress (walking) and are dropped
-	// otherwise: their file is in storage before the walk starts.
+	// pending (merged when a walk ends): a file added may appear in
+	// storage only after a walk passed its directory.
 	built, walking bool
 	ids            []KeyID  // sorted; replaced, never changed, once published
-	pending        []KeyID  // added since ids was made, unsorted, deduplicated
+	pending        []KeyID  // added since ids was made, unsorted (deduplicated once built)
 	apps           []string // sorted: every app that has a directory or a key
 }
 
 // maxPending bounds pending before it is merged into ids.
 const maxPending = 256
 
-// add records that id's key file exists (or is about to).
+// add records that id's key file exists (or is about to). It is kept
+// before the index is built too: a change's file becomes visible only at
+// its commit, after add, so a walk that starts in between does not see
+// it (a key created while a KEK rotation's first listing walked the tree
+// was left out of the rotation, its handle under the retired KEK).
 func (x *keyIndex) add(id KeyID) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if !x.built && !x.walking {
-		return
-	}
-	if x.hasLocked(id) {
+	if x.built && x.hasLocked(id) {
 		return
 	}
 	x.pending = append(x.pending, id)
@@ -82,6 +83,7 @@ func (x *keyIndex) mergeLocked() {
 		return
 	}
 	slices.SortFunc(x.pending, KeyID.Compare)
+	x.pending = slices.CompactFunc(x.pending, func(a, b KeyID) bool { return a.Compare(b) == 0 })
 	out := make([]KeyID, 0, len(x.ids)+len(x.pending))
 	i, j := 0, 0
 	for i < len(x.ids) || j < len(x.pending) {
@@ -137,8 +139,7 @@ func (k *Keystore) indexView(ctx context.Context) ([]KeyID, []string, error) {
 	defer x.mu.Unlock()
 	x.walking = false
 	if err != nil {
-		x.pending = nil
-		return nil, nil, err
+		return nil, nil, err // pending kept for the next walk
 	}
 	x.ids, x.built = ids, true
 	for _, a := range x.apps { // apps of keys added during the walk
