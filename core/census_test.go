@@ -17,7 +17,7 @@ func TestCensus(t *testing.T) {
 	revoked := e.create(t, appA, "app-a/sig/k2", provider.Ed25519)
 	destroyed := e.create(t, appA, "app-a/enc/k3", provider.XChaCha20Poly1305)
 	e.create(t, appB, "app-b/sig/k1", provider.Ed25519)
-	e.create(t, appB, "app-b/sig/broken", provider.Ed25519)
+	broken := e.create(t, appB, "app-b/sig/broken", provider.Ed25519)
 	for _, id := range []core.KeyID{revoked, destroyed} {
 		if _, err := e.ks.Revoke(ctx, appA, id); err != nil {
 			t.Fatal(err)
@@ -28,7 +28,7 @@ func TestCensus(t *testing.T) {
 	}
 	// A fresh keystore over the same storage (no cached entry), with one
 	// metadata file damaged.
-	if err := e.st.WriteFile("keystore/app-b/sig/broken/meta.json", []byte("{not json")); err != nil {
+	if err := e.st.WriteFile(core.MetaPath(broken), []byte("{not json")); err != nil {
 		t.Fatal(err)
 	}
 	e2 := newEnvWith(t, e.st, e.p)

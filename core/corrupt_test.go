@@ -17,25 +17,33 @@ import (
 
 // A torn, truncated or edited file is reported as EIO naming the key,
 // never used, and never stops other keys from working: every single-byte
-// flip and every truncation of meta.json (which holds the handles of the
-// versions made now) and of v1.handle (a version's handle file, as older
-// versions wrote it), for a key of each algorithm.
+// flip and every truncation of a key's file (<name>~meta.json, which holds
+// the handles of the versions made now), of a legacy key's meta.json and
+// of its v1.handle (a version's handle file, as older versions wrote it),
+// for a key of each algorithm.
 func TestCorruptedFilesAreDetected(t *testing.T) {
 	for _, a := range alg.Default().Names() {
-		for _, file := range []string{"meta.json", "v1.handle"} {
+		for _, file := range []string{"key file", "meta.json", "v1.handle"} {
 			t.Run(string(a)+"/"+file, func(t *testing.T) {
 				mem := storage.NewMemory()
 				e := newEnvWith(t, mem, newEnv(t).p)
 				victim := e.create(t, appA, "app-a/s/victim", a)
 				good := e.create(t, appA, "app-a/s/good", a)
-				if file != "meta.json" {
+				path := core.MetaPath(victim)
+				if file != "key file" {
+					// A legacy key: its directory's meta.json (with
+					// inline handles) or its v1.handle.
+					legacy := core.LegacyLayout
+					if file == "v1.handle" {
+						legacy = core.LegacyHandles
+					}
 					for _, id := range []core.KeyID{victim, good} {
-						if err := core.LegacyHandles(mem, id); err != nil {
+						if err := legacy(mem, id); err != nil {
 							t.Fatal(err)
 						}
 					}
+					path = "keystore/app-a/s/victim/" + file
 				}
-				path := "keystore/app-a/s/victim/" + file
 				orig := mem.Snapshot()[path]
 				if len(orig) == 0 {
 					t.Fatalf("no %s", path)
@@ -92,7 +100,7 @@ func TestCorruptedFilesAreDetected(t *testing.T) {
 						}
 						p, err := e2.ks.List(ctx, appA, core.ListOptions{})
 						wantKeys, wantBad := 1, 1
-						if file != "meta.json" {
+						if file == "v1.handle" {
 							wantKeys, wantBad = 2, 0 // a handle is read on use, not on listing
 						}
 						if err != nil || len(p.Keys) != wantKeys || len(p.Unreadable) != wantBad {
@@ -124,13 +132,51 @@ func TestFilesMovedBetweenKeysAreRefused(t *testing.T) {
 		}
 	}
 	snap := mem.Snapshot()
-	snap["inline/keystore/app-a/s/a/meta.json"] = inline["keystore/app-a/s/a/meta.json"]
+	snap["inline/keystore/app-a/s/a~meta.json"] = inline["keystore/app-a/s/a~meta.json"]
 	moves := []struct{ from, to string }{
 		{"keystore/app-a/s/a/v1.handle", "keystore/app-b/s/b/v1.handle"},
 		{"keystore/app-a/s/a/v1.handle", "keystore/app-a/s/a/v2.handle"},
 		{"keystore/app-a/s/a/meta.json", "keystore/app-b/s/b/meta.json"},
-		{"inline/keystore/app-a/s/a/meta.json", "keystore/app-b/s/b/meta.json"},
+		{"inline/keystore/app-a/s/a~meta.json", "keystore/app-b/s/b/meta.json"},
 	}
+	moveFiles(t, mem, e, snap, moves, a, b)
+}
+
+// Key files (<name>~meta.json) copied to another key's place are refused
+// too: to another app's key file, to a key file in the same purpose
+// directory, and a legacy meta.json copied to a key file's place.
+func TestKeyFilesMovedBetweenKeysAreRefused(t *testing.T) {
+	mem := storage.NewMemory()
+	e := newEnvWith(t, mem, newEnv(t).p)
+	a := e.create(t, appA, "app-a/s/a", provider.Ed25519)
+	b := e.create(t, appB, "app-b/s/b", provider.Ed25519)
+	c := e.create(t, appA, "app-a/s/c", provider.Ed25519)
+	snap := mem.Snapshot()
+	if err := core.LegacyHandles(mem, c); err != nil {
+		t.Fatal(err)
+	}
+	snap["legacy/keystore/app-a/s/c/meta.json"] = mem.Snapshot()["keystore/app-a/s/c/meta.json"]
+	mem2 := storage.NewMemory()
+	for p, d := range snap {
+		if !strings.HasPrefix(p, "legacy/") {
+			if err := mem2.WriteFile(p, d); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	moves := []struct{ from, to string }{
+		{"keystore/app-a/s/a~meta.json", "keystore/app-b/s/b~meta.json"},
+		{"keystore/app-a/s/c~meta.json", "keystore/app-a/s/a~meta.json"},
+		{"legacy/keystore/app-a/s/c/meta.json", "keystore/app-a/s/a~meta.json"},
+	}
+	moveFiles(t, mem2, e, snap, moves, a, b)
+}
+
+// moveFiles copies each move's file (from snap) over its target in mem,
+// which must then be refused on use by a fresh keystore; target a or b by
+// the target's app.
+func moveFiles(t *testing.T, mem *storage.Memory, e *env, snap map[string][]byte, moves []struct{ from, to string }, a, b core.KeyID) {
+	t.Helper()
 	for _, m := range moves {
 		t.Run(m.from+"->"+m.to, func(t *testing.T) {
 			orig := snap[m.to]
@@ -299,8 +345,10 @@ func TestPlantedLinksAreRefused(t *testing.T) {
 		// Creating through the link is refused too, and writes nothing.
 		_, err = e.ks.Create(ctx, appA, mustID(t, "app-a/s/new"), core.CreateOptions{Algorithm: provider.Ed25519})
 		wantCode(t, "create through a symlinked app folder", err, provider.EIO)
-		if _, err := os.Stat(filepath.Join(dir, "keystore", "app-b", "s", "new")); !os.IsNotExist(err) {
-			t.Fatalf("create wrote through the link: %v", err)
+		for _, f := range []string{"new", "new~meta.json"} {
+			if _, err := os.Stat(filepath.Join(dir, "keystore", "app-b", "s", f)); !os.IsNotExist(err) {
+				t.Fatalf("create wrote %s through the link: %v", f, err)
+			}
 		}
 	})
 	t.Run("key files hard-linked from another key", func(t *testing.T) {
@@ -319,6 +367,26 @@ func TestPlantedLinksAreRefused(t *testing.T) {
 		_, err := e.ks.Sign(ctx, appA, mustID(t, "app-a/s/k"), []byte("m"))
 		wantCode(t, "sign with hard-linked files", err, provider.EIO)
 		_, err = e.ks.Sign(ctx, appB, mustID(t, "app-b/s/k"), []byte("m"))
+		wantCode(t, "the source of the hard link is refused too (two links)", err, provider.EIO)
+	})
+	t.Run("key file hard-linked from another key's", func(t *testing.T) {
+		dir := t.TempDir()
+		e := openDirEnv(t, dir, nil)
+		a := e.create(t, appA, "app-a/s/k", provider.Ed25519)
+		b := e.create(t, appA, "app-a/s/other", provider.Ed25519)
+		closeDirEnv(t, e)
+		dst := filepath.Join(dir, filepath.FromSlash(core.MetaPath(a)))
+		if err := os.Remove(dst); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Link(filepath.Join(dir, filepath.FromSlash(core.MetaPath(b))), dst); err != nil {
+			t.Fatal(err)
+		}
+		e = openDirEnv(t, dir, nil)
+		defer closeDirEnv(t, e)
+		_, err := e.ks.Sign(ctx, appA, a, []byte("m"))
+		wantCode(t, "sign with a hard-linked key file", err, provider.EIO)
+		_, err = e.ks.Sign(ctx, appA, b, []byte("m"))
 		wantCode(t, "the source of the hard link is refused too (two links)", err, provider.EIO)
 	})
 }

@@ -129,7 +129,7 @@ func FuzzMetaFile(f *testing.F) {
 	ks, _, seeds := fuzzStore(f)
 	n := 0
 	for name, b := range seeds {
-		if bytes.HasSuffix([]byte(name), []byte("/meta.json")) {
+		if bytes.HasSuffix([]byte(name), []byte("meta.json")) { // key files and legacy ones
 			f.Add(name, b)
 			n++
 		}

@@ -227,14 +227,14 @@ func (k *Keystore) AdoptGenerations(ctx context.Context, adopt func(id string) b
 			return adopted, err
 		}
 		for _, purpose := range purposes {
-			names, err := k.dirNames(layoutRoot + "/" + app + "/" + purpose)
+			names, err := k.keyNames(layoutRoot + "/" + app + "/" + purpose)
 			if err != nil {
 				return adopted, err
 			}
 			for _, name := range names {
 				id, err := provider.NewKeyID(app, purpose, name)
 				if err != nil {
-					continue // not a key directory: listings skip it too
+					continue // not a key: listings skip it too
 				}
 				if err := provider.CheckContext(ctx); err != nil {
 					return adopted, err
@@ -258,8 +258,7 @@ func (k *Keystore) AdoptGenerations(ctx context.Context, adopt func(id string) b
 // adoptGeneration is AdoptGenerations for one key: it reads meta.json without the
 // generation check and notes its generation when the log lacks it.
 func (k *Keystore) adoptGeneration(ctx context.Context, id KeyID) (bool, error) {
-	path := metaPath(id)
-	data, err := k.st.ReadFile(path)
+	path, data, err := k.readMeta(id)
 	if errors.Is(err, provider.ErrNotFound) {
 		return false, nil
 	}
@@ -286,7 +285,8 @@ func (k *Keystore) adoptGeneration(ctx context.Context, id KeyID) (bool, error) 
 }
 
 // refusedWithoutFiles returns the keys of apps, after the page token
-// after, that the generation check refused and whose directory is gone,
+// after, that the generation check refused and whose file (or legacy
+// directory) is gone,
 // sorted: a listing finds nothing to visit for them.
 func (k *Keystore) refusedWithoutFiles(apps []string, after KeyID) []UnreadableKey {
 	if k.gens == nil {
@@ -308,7 +308,7 @@ func (k *Keystore) refusedWithoutFiles(apps []string, after KeyID) []UnreadableK
 			continue
 		}
 		if k.index.has(id) {
-			continue // its directory is in the index: listed with it
+			continue // its file or directory is in the index: listed with it
 		}
 		out = append(out, UnreadableKey{ID: id, Err: errs[s]})
 	}

@@ -72,7 +72,7 @@ func (e *env) restart(t *testing.T, gens core.Generations) *env {
 	return ne
 }
 
-func metaFile(id core.KeyID) string { return "keystore/" + id.String() + "/meta.json" }
+func metaFile(id core.KeyID) string { return core.MetaPath(id) }
 
 func handleFile(id core.KeyID, v int) string {
 	return "keystore/" + id.String() + "/v" + string(rune('0'+v)) + ".handle"
@@ -371,7 +371,7 @@ func TestInterruptedChange(t *testing.T) {
 	id := e.create(t, appA, "app-a/s/k", provider.Ed25519)
 	var armed atomic.Bool
 	mem.SetHook(func(_ storage.Step, path string) error {
-		if armed.Load() && strings.HasSuffix(path, "/meta.json") {
+		if armed.Load() && path == metaFile(id) {
 			return errInjected
 		}
 		return nil
@@ -789,8 +789,9 @@ func TestOperatorListSkipsReservedApp(t *testing.T) {
 	}
 }
 
-// A key refused because its directory is gone is still named by an
-// operator's listing (on its last page), with its reason.
+// A key refused because its file (or its legacy directory) is gone is
+// still named by an operator's listing (on its last page), with its
+// reason.
 func TestListNamesRefusedKeysWithoutFiles(t *testing.T) {
 	dir := t.TempDir()
 	st, err := storage.OpenDir(dir)
@@ -809,18 +810,28 @@ func TestListNamesRefusedKeysWithoutFiles(t *testing.T) {
 	e := newEnvWith(t, st, p)
 	e = e.restart(t, logGens{e.audit})
 	gone := e.create(t, appA, "app-a/s/gone", provider.Ed25519)
+	legacy := e.create(t, appA, "app-a/s/legacy", provider.Ed25519)
 	e.create(t, appA, "app-a/s/kept", provider.Ed25519)
-	if err := os.RemoveAll(filepath.Join(dir, "keystore", "app-a", "s", "gone")); err != nil {
+	if err := core.LegacyHandles(st, legacy); err != nil {
+		t.Fatal(err)
+	}
+	// A key file removed, a legacy key's directory removed.
+	if err := os.Remove(filepath.Join(dir, filepath.FromSlash(core.MetaPath(gone)))); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "keystore", "app-a", "s", "legacy")); err != nil {
 		t.Fatal(err)
 	}
 	e2 := e.restart(t, logGens{e.audit})
 	wantRefused(t, "CheckKey", e2.ks.CheckKey(ctx, gone), core.ErrRolledBack, gone)
+	wantRefused(t, "CheckKey", e2.ks.CheckKey(ctx, legacy), core.ErrRolledBack, legacy)
 	op := core.Caller{UID: 0, Operator: true}
 	page, err := e2.ks.List(ctx, op, core.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(page.Keys) != 1 || len(page.Unreadable) != 1 || page.Unreadable[0].ID != gone || !errors.Is(page.Unreadable[0].Err, core.ErrRolledBack) {
-		t.Fatalf("listing %+v, want app-a/s/kept and app-a/s/gone refused", page)
+	if len(page.Keys) != 1 || len(page.Unreadable) != 2 || page.Unreadable[0].ID != gone || !errors.Is(page.Unreadable[0].Err, core.ErrRolledBack) ||
+		page.Unreadable[1].ID != legacy || !errors.Is(page.Unreadable[1].Err, core.ErrRolledBack) {
+		t.Fatalf("listing %+v, want app-a/s/kept, and app-a/s/gone and app-a/s/legacy refused", page)
 	}
 }

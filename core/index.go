@@ -14,13 +14,14 @@ import (
 // once, by a walk of the tree on the first List or Census (so a start
 // reads no key directory before the first sign), and kept current by
 // the keystore itself: every write of a key's record adds its ID first
-// (writeRecord: any path that makes a key directory must call it, or
+// (change, writeRecord: any path that makes a key file must call it, or
 // add the ID itself), so the index is never missing a key the keystore
 // made. It
-// may name a directory that holds no key (a create that failed, a
-// crash's leftover): List loads every key it names and skips those, as
-// it skipped such a directory. Key directories are never removed by the
-// keystore (IDs are never reused; a destroyed key keeps its tombstone).
+// may name an ID that holds no key (a create that failed, a legacy
+// directory an old crash left without meta.json): List loads every key it
+// names and skips those. Key files and legacy key directories are never
+// removed by the keystore (IDs are never reused; a destroyed key keeps
+// its tombstone).
 // What changes in storage behind the running daemon's back is seen by a
 // restart, as the key records themselves are.
 type keyIndex struct {
@@ -30,25 +31,26 @@ type keyIndex struct {
 
 	mu sync.Mutex
 	// built: ids and apps reflect storage. Until then, adds go to
-	// pending while a walk is in progress (walking) and are dropped
-	// otherwise: their directory is in storage before the walk starts.
+	// pending (merged when a walk ends): a file added may appear in
+	// storage only after a walk passed its directory.
 	built, walking bool
 	ids            []KeyID  // sorted; replaced, never changed, once published
-	pending        []KeyID  // added since ids was made, unsorted, deduplicated
+	pending        []KeyID  // added since ids was made, unsorted (deduplicated once built)
 	apps           []string // sorted: every app that has a directory or a key
 }
 
 // maxPending bounds pending before it is merged into ids.
 const maxPending = 256
 
-// add records that id's directory exists (or is about to).
+// add records that id's key file exists (or is about to). It is kept
+// before the index is built too: a change's file becomes visible only at
+// its commit, after add, so a walk that starts in between does not see
+// it (a key created while a KEK rotation's first listing walked the tree
+// was left out of the rotation, its handle under the retired KEK).
 func (x *keyIndex) add(id KeyID) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if !x.built && !x.walking {
-		return
-	}
-	if x.hasLocked(id) {
+	if x.built && x.hasLocked(id) {
 		return
 	}
 	x.pending = append(x.pending, id)
@@ -81,6 +83,7 @@ func (x *keyIndex) mergeLocked() {
 		return
 	}
 	slices.SortFunc(x.pending, KeyID.Compare)
+	x.pending = slices.CompactFunc(x.pending, func(a, b KeyID) bool { return a.Compare(b) == 0 })
 	out := make([]KeyID, 0, len(x.ids)+len(x.pending))
 	i, j := 0, 0
 	for i < len(x.ids) || j < len(x.pending) {
@@ -136,8 +139,7 @@ func (k *Keystore) indexView(ctx context.Context) ([]KeyID, []string, error) {
 	defer x.mu.Unlock()
 	x.walking = false
 	if err != nil {
-		x.pending = nil
-		return nil, nil, err
+		return nil, nil, err // pending kept for the next walk
 	}
 	x.ids, x.built = ids, true
 	for _, a := range x.apps { // apps of keys added during the walk
@@ -151,8 +153,9 @@ func (k *Keystore) indexView(ctx context.Context) ([]KeyID, []string, error) {
 	return x.ids, slices.Clone(x.apps), nil
 }
 
-// walkKeys reads the key tree: every valid key ID that has a directory,
-// sorted, and every app that has a directory.
+// walkKeys reads the key tree: every valid key ID that has a key file or
+// a legacy key directory (keyNameOf), sorted, and every app that has a
+// directory.
 func (k *Keystore) walkKeys(ctx context.Context) ([]KeyID, []string, error) {
 	apps, err := k.dirNames(layoutRoot)
 	if err != nil {
@@ -168,7 +171,7 @@ func (k *Keystore) walkKeys(ctx context.Context) ([]KeyID, []string, error) {
 			if err := provider.CheckContext(ctx); err != nil {
 				return nil, nil, err
 			}
-			names, err := k.dirNames(layoutRoot + "/" + app + "/" + purpose)
+			names, err := k.keyNames(layoutRoot + "/" + app + "/" + purpose)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -179,7 +182,7 @@ func (k *Keystore) walkKeys(ctx context.Context) ([]KeyID, []string, error) {
 			}
 		}
 	}
-	// dirNames sorts each level, so ids is sorted already; sort anyway
+	// dirNames and keyNames sort each level, so ids is sorted already; sort anyway
 	// should a name order differ from the ID order.
 	if !sort.SliceIsSorted(ids, func(i, j int) bool { return idLess(ids[i], ids[j]) }) {
 		slices.SortFunc(ids, KeyID.Compare)

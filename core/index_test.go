@@ -141,3 +141,43 @@ func TestCacheFloodOfAbsentKeysEvictsNothing(t *testing.T) {
 		t.Fatalf("signing the %d keys in use after the flood read storage %d times: the flood evicted them", len(ids), n)
 	}
 }
+
+// A key whose create is under way when the index is first built (its
+// file renamed into place after the walk passed) is in the index: a
+// listing after the create names it. (A KEK rotation lists the keys to
+// rewrap this way; a key left out kept its handle under the retired KEK.)
+func TestIndexBuiltDuringACreate(t *testing.T) {
+	mem := storage.NewMemory()
+	e := newEnvWith(t, mem, newEnv(t).p)
+	e.create(t, appA, "app-a/s/before", provider.Ed25519)
+	e = newEnvWith(t, mem, e.p) // index not built yet
+	id := mustID(t, "app-a/s/during")
+	reached, release := make(chan struct{}), make(chan struct{})
+	mem.SetHook(func(s storage.Step, path string) error {
+		if s == storage.StepRename && path == core.MetaPath(id) {
+			close(reached)
+			<-release
+		}
+		return nil
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.ks.Create(ctx, appA, id, core.CreateOptions{Algorithm: provider.Ed25519})
+		done <- err
+	}()
+	<-reached
+	// The first listing walks the tree: the new key's file is not there.
+	page, err := e.ks.List(ctx, appA, core.ListOptions{})
+	if err != nil || len(page.Keys) != 1 {
+		t.Fatalf("listing during the create: %+v, %v; want before only", page, err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mem.SetHook(nil)
+	page, err = e.ks.List(ctx, appA, core.ListOptions{})
+	if err != nil || len(page.Keys) != 2 || page.Keys[1].ID != id {
+		t.Fatalf("listing after the create: %+v, %v; want before and during", page, err)
+	}
+}

@@ -3,6 +3,7 @@ package core_test
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -12,10 +13,11 @@ import (
 	"github.com/nexus-os/keystored/core/storage"
 )
 
-// TestHandlesInline: a create or a rotate writes one file, meta.json,
-// which holds the new version's handle; a key written by an older version
-// (handle files) keeps working, and its next version is inline; a destroy
-// drops the inline handles and removes the files.
+// TestHandlesInline: a create or a rotate writes one file, the key's file
+// <name>~meta.json, which holds the new version's handle; a key written by
+// an older version (its directory, handle files) keeps working, in place,
+// and its next version is inline; a destroy drops the inline handles and
+// removes the files.
 func TestHandlesInline(t *testing.T) {
 	mem := storage.NewMemory()
 	e := newEnvWith(t, mem, newEnv(t).p)
@@ -23,14 +25,15 @@ func TestHandlesInline(t *testing.T) {
 	files := func() []string {
 		var out []string
 		for p := range mem.Snapshot() {
-			if strings.HasPrefix(p, "keystore/app-a/s/k/") {
-				out = append(out, strings.TrimPrefix(p, "keystore/app-a/s/k/"))
+			if strings.HasPrefix(p, "keystore/app-a/s/k") {
+				out = append(out, strings.TrimPrefix(p, "keystore/app-a/s/"))
 			}
 		}
+		slices.Sort(out)
 		return out
 	}
-	if got := files(); len(got) != 1 || got[0] != "meta.json" {
-		t.Fatalf("files of a new key: %v, want meta.json only", got)
+	if got := files(); len(got) != 1 || got[0] != "k~meta.json" {
+		t.Fatalf("files of a new key: %v, want k~meta.json only", got)
 	}
 	if b := e.readFile(t, metaFile(id)); !bytes.Contains(b, []byte(`"handle":"`)) {
 		t.Fatalf("meta.json holds no handle: %s", b)
@@ -51,6 +54,9 @@ func TestHandlesInline(t *testing.T) {
 	if _, err := mem.ReadFile(handleFile(id, 2)); !errors.Is(err, provider.ErrNotFound) {
 		t.Fatalf("rotate wrote v2.handle: %v", err)
 	}
+	if got := files(); !slices.Equal(got, []string{"k/meta.json", "k/v1.handle"}) {
+		t.Fatalf("files of a rotated legacy key: %v, want its directory's meta.json and v1.handle (changed in place)", got)
+	}
 	e = newEnvWith(t, mem, e.p)
 	if err := e.ks.Verify(ctx, appA, id, 1, []byte("m"), sig1.Signature); err != nil {
 		t.Fatalf("verify with v1 (handle file): %v", err)
@@ -64,10 +70,10 @@ func TestHandlesInline(t *testing.T) {
 	if _, err := e.ks.Destroy(ctx, appA, id); err != nil {
 		t.Fatal(err)
 	}
-	if got := files(); len(got) != 1 || got[0] != "meta.json" {
-		t.Fatalf("files of a destroyed key: %v, want meta.json only", got)
+	if got := files(); len(got) != 1 || got[0] != "k/meta.json" {
+		t.Fatalf("files of a destroyed key: %v, want k/meta.json only", got)
 	}
-	if b := e.readFile(t, metaFile(id)); bytes.Contains(b, []byte(`"handle"`)) {
+	if b := e.readFile(t, core.LegacyMetaPath(id)); bytes.Contains(b, []byte(`"handle"`)) {
 		t.Fatalf("meta.json of a destroyed key holds a handle: %s", b)
 	}
 }
@@ -81,7 +87,7 @@ func TestChangeVisibleOnlyAfterCommit(t *testing.T) {
 	var mu sync.Mutex
 	var trace []string
 	mem.SetHook(func(s storage.Step, p string) error {
-		if strings.HasSuffix(p, "/meta.json") {
+		if strings.HasSuffix(p, "~meta.json") {
 			mu.Lock()
 			trace = append(trace, s.String())
 			mu.Unlock()
@@ -130,7 +136,7 @@ func TestChangeVisibleOnlyAfterCommit(t *testing.T) {
 	e.audit.mu.Unlock()
 	_, err := e.ks.Create(ctx, appA, mustID(t, "app-a/s/refused"), core.CreateOptions{Algorithm: provider.Ed25519})
 	wantCode(t, "create with the commit refused", err, provider.EIO)
-	if _, err := mem.ReadFile("keystore/app-a/s/refused/meta.json"); !errors.Is(err, provider.ErrNotFound) {
-		t.Fatalf("meta.json of a refused create: %v", err)
+	if _, err := mem.ReadFile("keystore/app-a/s/refused~meta.json"); !errors.Is(err, provider.ErrNotFound) {
+		t.Fatalf("key file of a refused create: %v", err)
 	}
 }

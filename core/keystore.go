@@ -379,8 +379,7 @@ func (k *Keystore) load(ctx context.Context, id KeyID) (*record, error) {
 	if err := k.refused(ctx, id); err != nil {
 		return nil, err
 	}
-	path := metaPath(id)
-	data, err := k.st.ReadFile(path)
+	path, data, err := k.readMeta(id)
 	if errors.Is(err, provider.ErrNotFound) {
 		if err := k.checkGeneration(ctx, id, nil); err != nil {
 			return nil, err
@@ -404,25 +403,52 @@ func (k *Keystore) load(ctx context.Context, id KeyID) (*record, error) {
 	return rec, nil
 }
 
+// readMeta reads a key's metadata file: its key file (metaPath), else a
+// legacy key's meta.json. A key in both places is refused (EIO): a
+// correct daemon never writes both (a legacy key's changes stay in its
+// directory; a new key is written as a key file only where no legacy key
+// is), so the second one was planted or copied. Neither: ErrNotFound.
+func (k *Keystore) readMeta(id KeyID) (string, []byte, error) {
+	path, legacy := metaPath(id), legacyMetaPath(id)
+	data, err := k.st.ReadFile(path)
+	switch {
+	case errors.Is(err, provider.ErrNotFound):
+		data, err := k.st.ReadFile(legacy)
+		return legacy, data, err
+	case err != nil:
+		return "", nil, err
+	}
+	switch _, lerr := k.st.ReadFile(legacy); {
+	case lerr == nil:
+		return "", nil, provider.Errorf(provider.EIO, "key %s is stored twice, as %s and as %s (one was planted or copied; remove the wrong one)", id, path, legacy)
+	case !errors.Is(lerr, provider.ErrNotFound):
+		return "", nil, lerr
+	}
+	return path, data, nil
+}
+
 // change makes a lifecycle change durable, under e's lock (held by the
 // caller): the audit sink commits ev (its intent record durable), then
 // apply runs (if any: a destroy's erasure), then rec's metadata is
 // written and rec published in e. A new version's handle is in rec's
 // metadata (inline), so one file write makes the whole change.
 //
-// The write's invisible part (the key's directory made, the metadata's
+// The metadata is rec's file: a new key's is one file in its purpose
+// directory (metaPath), a legacy key's stays its meta.json. The write's
+// invisible part (a missing app or purpose directory made, the metadata's
 // temporary file written and fsynced: Storage.PrepareWrite) runs
 // concurrently with the sink's commit, so their fsyncs overlap; only the
-// rename, which makes the change visible, waits for the commit. A refused
-// commit aborts the prepared write: nothing becomes visible (an empty key
-// directory may stay, which holds no key).
+// rename, which makes the change visible, waits for the commit (its
+// directory fsync is shared with concurrent writes in the same
+// directory). A refused commit aborts the prepared write: nothing becomes
+// visible (an empty directory may stay, which holds no key).
 func (k *Keystore) change(ctx context.Context, e *entry, rec *record, ev Event, apply func() error) error {
-	path := metaPath(rec.meta.ID)
+	path := rec.metaFile()
 	out, err := encodeChecked("meta", path, rec.body())
 	if err != nil {
 		return err
 	}
-	k.index.add(rec.meta.ID) // before its directory is made: see keyIndex (index.go)
+	k.index.add(rec.meta.ID) // before its file is made: see keyIndex (index.go)
 	type prepared struct {
 		commit, abort func() error
 		err           error
@@ -480,8 +506,8 @@ func (k *Keystore) publish(e *entry, rec *record, path string, out []byte, err e
 // writeRecord writes b as rec's metadata. It returns the metadata path
 // and bytes once their write was attempted.
 func (k *Keystore) writeRecord(rec *record, b metaBody) (string, []byte, error) {
-	k.index.add(rec.meta.ID) // before its directory is made: see keyIndex (index.go)
-	path := metaPath(rec.meta.ID)
+	k.index.add(rec.meta.ID) // before its file is made: see keyIndex (index.go)
+	path := rec.metaFile()
 	out, err := encodeChecked("meta", path, b)
 	if err != nil {
 		return "", nil, err

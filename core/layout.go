@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nexus-os/keystored/core/provider"
@@ -16,25 +18,72 @@ import (
 // The storage layout contract (docs/storage.md):
 //
 //	keystore/MANIFEST                              format, provider name, secure flag, KEK fingerprints
-//	keystore/<appId>/<purpose>/<name>/meta.json    metadata: versions, states, times, policy,
-//	                                               and each new version's provider handle
+//	keystore/<appId>/<purpose>/<name>~meta.json    a key's metadata: versions, states, times,
+//	                                               policy, and each version's provider handle
+//
+// and, for keys made before a key was one file (legacy keys, which stay
+// where they are; their changes rewrite their meta.json in place):
+//
+//	keystore/<appId>/<purpose>/<name>/meta.json    the key's metadata (as above)
 //	keystore/<appId>/<purpose>/<name>/v<N>.handle  provider handle of version N, for versions
 //	                                               made before handles moved into meta.json
 //
-// Every path segment comes from a validated KeyID or is fixed here, so no
-// input can name a file outside the tree.
+// '~' is outside the key-ID segment alphabet, so no key name, and no
+// legacy key directory, is a key file's name. Every path segment comes
+// from a validated KeyID or is fixed here, so no input can name a file
+// outside the tree.
 const (
 	layoutRoot    = "keystore"
 	manifestPath  = layoutRoot + "/MANIFEST"
 	metaFileName  = "meta.json"
+	keyFileSuffix = "~" + metaFileName
 	formatVersion = 1
 )
 
+// keyDir is a legacy key's directory.
 func keyDir(id KeyID) string {
-	return layoutRoot + "/" + id.App() + "/" + id.Purpose() + "/" + id.Name()
+	return purposeDir(id) + "/" + id.Name()
 }
 
-func metaPath(id KeyID) string { return keyDir(id) + "/" + metaFileName }
+func purposeDir(id KeyID) string {
+	return layoutRoot + "/" + id.App() + "/" + id.Purpose()
+}
+
+// metaPath is the path of a key's metadata file: where every new key is
+// written.
+func metaPath(id KeyID) string { return purposeDir(id) + "/" + id.Name() + keyFileSuffix }
+
+// legacyMetaPath is the path of a legacy key's metadata file.
+func legacyMetaPath(id KeyID) string { return keyDir(id) + "/" + metaFileName }
+
+// MetaPath returns the storage path of key id's metadata file, where a
+// new key is written: keystore/<app>/<purpose>/<name>~meta.json (for tools
+// and tests that read or damage it; docs/storage.md).
+func MetaPath(id KeyID) string { return metaPath(id) }
+
+// LegacyMetaPath returns the storage path of a legacy key's metadata
+// file: keystore/<app>/<purpose>/<name>/meta.json.
+func LegacyMetaPath(id KeyID) string { return legacyMetaPath(id) }
+
+// keyNameOf maps an entry of a purpose directory to the name of the key
+// it may hold: a subdirectory with a valid segment name is a legacy key's
+// directory (a key if it holds a meta.json), a regular file
+// "<name>~meta.json" with a valid name is a key's file. ok is false for
+// anything else, which is ignored. Every walk of the key tree maps entries
+// to keys here (listings, census, quotas, adoption).
+func keyNameOf(de fs.DirEntry) (name string, ok bool) {
+	n := de.Name()
+	if !de.IsDir() {
+		var found bool
+		if n, found = strings.CutSuffix(n, keyFileSuffix); !found {
+			return "", false
+		}
+	}
+	if provider.CheckSegment("name", n) != nil {
+		return "", false
+	}
+	return n, true
+}
 
 func handlePath(id KeyID, v Version) string {
 	return keyDir(id) + "/v" + v.String() + ".handle"

@@ -239,7 +239,7 @@ func (k *Keystore) transition(ctx context.Context, c Caller, op Op, id KeyID, ev
 // successor returns a copy of r for a transition: metadata cloned, the
 // version run-time states shared (they describe the same versions).
 func (r *record) successor() *record {
-	return &record{meta: r.meta.clone(), spec: r.spec, versions: append([]*versionRT(nil), r.versions...)}
+	return &record{meta: r.meta.clone(), spec: r.spec, versions: append([]*versionRT(nil), r.versions...), path: r.path}
 }
 
 // Rotate adds a new primary version; the old primary becomes retired and
@@ -531,9 +531,9 @@ func (k *Keystore) list(ctx context.Context, c Caller, o ListOptions) (ListPage,
 			page.Keys = append(page.Keys, m)
 		}
 	}
-	// Keys refused because their files are gone (a directory deleted or
-	// put back as it was before the key existed: rolled back) have no
-	// directory to list: the last page names them too.
+	// Keys refused because their files are gone (a file or directory
+	// deleted, or put back as it was before the key existed: rolled back)
+	// have nothing to list: the last page names them too.
 	page.Unreadable = append(page.Unreadable, k.refusedWithoutFiles(apps, after)...)
 	return page, nil
 }
@@ -553,8 +553,9 @@ func (p *ListPage) lastID() KeyID {
 	return last
 }
 
-// listOne loads a key for List; ok is false for a directory that holds no
-// key (e.g. a create that crashed before its metadata was written).
+// listOne loads a key for List; ok is false for a name that holds no key
+// (a legacy directory without meta.json: an old create that crashed
+// before its metadata was written).
 func (k *Keystore) listOne(ctx context.Context, id KeyID) (Metadata, bool, error) {
 	_, rec, err := k.readKey(ctx, id)
 	if err != nil {
@@ -583,6 +584,27 @@ func (k *Keystore) dirNames(dir string) ([]string, error) {
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// keyNames lists the names of the keys a purpose directory may hold
+// (keyNameOf), sorted and each once: a name both a key file and a legacy
+// directory is one key, which its load refuses (Keystore.readMeta).
+func (k *Keystore) keyNames(dir string) ([]string, error) {
+	entries, err := k.st.ReadDir(dir)
+	if errors.Is(err, provider.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, de := range entries {
+		if n, ok := keyNameOf(de); ok {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
 }
 
 // idLess orders key IDs by (app, purpose, name).

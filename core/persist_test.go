@@ -18,9 +18,9 @@ func TestFailedWriteAfterRenameFollowsStorage(t *testing.T) {
 	base := newEnv(t)
 	e := newEnvWith(t, mem, base.p)
 	id := e.create(t, appA, "app-a/s/k", provider.Ed25519)
-	meta := "keystore/app-a/s/k/meta.json"
+	meta := "keystore/app-a/s/k~meta.json"
 	mem.SetHook(func(s storage.Step, path string) error {
-		if s == storage.StepDirFsync && path == "keystore/app-a/s/k" {
+		if s == storage.StepDirFsync && path == "keystore/app-a/s" {
 			return errors.New("fsync failed")
 		}
 		return nil

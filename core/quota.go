@@ -242,9 +242,10 @@ func (k *Keystore) reserveKey(app string) (settle func(e *entry), err error) {
 	}, nil
 }
 
-// countKeys counts app's keys in storage: the key directories that hold a
-// metadata file, in any state. A directory without one (a create that
-// crashed before its metadata was written) is not a key.
+// countKeys counts app's keys in storage, in any state: the key files,
+// and the legacy key directories that hold a metadata file (one without
+// it, an old create that crashed before its metadata was written, is not
+// a key). A name stored both ways counts once.
 func (k *Keystore) countKeys(app string) (int, error) {
 	root := layoutRoot + "/" + app
 	purposes, err := k.dirNames(root)
@@ -253,27 +254,54 @@ func (k *Keystore) countKeys(app string) (int, error) {
 	}
 	n := 0
 	for _, purpose := range purposes {
-		names, err := k.dirNames(root + "/" + purpose)
+		entries, err := k.st.ReadDir(root + "/" + purpose)
+		if errors.Is(err, provider.ErrNotFound) {
+			continue
+		}
 		if err != nil {
 			return 0, provider.WithOp("count keys", app, err)
 		}
-		for _, name := range names {
-			entries, err := k.st.ReadDir(root + "/" + purpose + "/" + name)
-			if errors.Is(err, provider.ErrNotFound) {
+		keys := map[string]bool{}
+		for _, de := range entries {
+			name, ok := keyNameOf(de)
+			if !ok || keys[name] {
 				continue
 			}
+			if !de.IsDir() {
+				keys[name] = true
+				continue
+			}
+			has, err := k.hasLegacyMeta(root + "/" + purpose + "/" + name)
 			if err != nil {
 				return 0, provider.WithOp("count keys", app, err)
 			}
-			for _, de := range entries {
-				if de.Name() == metaFileName && !de.IsDir() {
-					n++
-					break
-				}
+			keys[name] = has
+		}
+		for _, is := range keys {
+			if is {
+				n++
 			}
 		}
 	}
 	return n, nil
+}
+
+// hasLegacyMeta reports whether the legacy key directory dir holds a
+// metadata file.
+func (k *Keystore) hasLegacyMeta(dir string) (bool, error) {
+	entries, err := k.st.ReadDir(dir)
+	if errors.Is(err, provider.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, de := range entries {
+		if de.Name() == metaFileName && !de.IsDir() {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // checkVersionQuota refuses (EDQUOT) a rotation of a key that has all the

@@ -180,7 +180,7 @@ func TestQuotaVersionsPerKey(t *testing.T) {
 	if _, err := e.st.ReadFile("keystore/app-a/p/k/v4.handle"); !errors.Is(err, provider.ErrNotFound) {
 		t.Fatalf("v4 handle after a refused rotation: %v", err)
 	}
-	if b := e.readFile(t, "keystore/app-a/p/k/meta.json"); bytes.Contains(b, []byte(`"version":4`)) {
+	if b := e.readFile(t, "keystore/app-a/p/k~meta.json"); bytes.Contains(b, []byte(`"version":4`)) {
 		t.Fatalf("v4 in meta.json after a refused rotation: %s", b)
 	}
 	m, err := e.ks.Get(ctx, appA, id)

@@ -15,6 +15,18 @@ type record struct {
 	meta     Metadata
 	spec     *alg.Spec
 	versions []*versionRT // index v-1
+	// path is where the key's metadata is stored: metaPath, or
+	// legacyMetaPath for a legacy key (its changes stay there); "" for a
+	// record not read from storage, which is written at metaPath.
+	path string
+}
+
+// metaFile returns the storage path of r's metadata.
+func (r *record) metaFile() string {
+	if r.path != "" {
+		return r.path
+	}
+	return metaPath(r.meta.ID)
 }
 
 // versionRT is the run-time state of one key version.
@@ -151,7 +163,7 @@ func recordFromBody(id KeyID, path string, b *metaBody, reg *alg.Registry, provi
 	if p := m.Policy.RotationPeriod; p != 0 && (p < MinRotationPeriod || p > MaxRotationPeriod) {
 		return bad("rotation period out of range")
 	}
-	r := &record{spec: spec}
+	r := &record{spec: spec, path: path}
 	primaries := 0
 	for i, vb := range b.Versions {
 		vs, ok := parseVersionState(vb.State)

@@ -185,7 +185,7 @@ func TestSweepReportsUnreadableKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := mem.Corrupt("keystore/app-a/p/b/meta.json", func(b []byte) []byte { return b[:len(b)/2] }); err != nil {
+	if err := mem.Corrupt("keystore/app-a/p/b~meta.json", func(b []byte) []byte { return b[:len(b)/2] }); err != nil {
 		t.Fatal(err)
 	}
 	e = newEnvWith(t, mem, p) // a restart reads the corrupted file

@@ -166,11 +166,11 @@ func TestKEKRotateRealDaemonPlugin(t *testing.T) {
 	d.Stop()
 	sinks = append(sinks, d.Logs())
 
-	// Damage kek/broken's handle (inline in its meta.json; the file is
+	// Damage kek/broken's handle (inline in its key file; the file is
 	// re-checksummed, so it loads): the rotation cannot rewrap it.
-	handles, err := filepath.Glob(filepath.Join(state, "keystore", "*", "kek", "broken", "meta.json"))
+	handles, err := filepath.Glob(filepath.Join(state, "keystore", "*", "kek", "broken~meta.json"))
 	if err != nil || len(handles) != 1 {
-		t.Fatalf("meta.json of kek/broken: %v, %v", handles, err)
+		t.Fatalf("key file of kek/broken: %v, %v", handles, err)
 	}
 	good, err := os.ReadFile(handles[0])
 	if err != nil {
@@ -324,7 +324,7 @@ func pluginOf(t *testing.T, pid int) int {
 	return kids[0]
 }
 
-// damageInlineHandle returns the meta.json data (at rel in the state)
+// damageInlineHandle returns the key file's data (at rel in the state)
 // with the last byte of version 1's inline handle flipped and the
 // checksum recomputed as docs/storage.md says: a whole file whose handle
 // the provider cannot unwrap.

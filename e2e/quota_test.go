@@ -88,9 +88,9 @@ func TestQuotaKeyFloodRealDaemon(t *testing.T) {
 	app := filepath.Join(d.State, "keystore", fmt.Sprintf("uid-%d", os.Getuid()))
 	inodes, size := treeSize(t, app)
 	t.Logf("%d ML-DSA-87 keys created in %v, then EDQUOT: the app's state is %d inodes, %d bytes", created.Load(), elapsed.Round(time.Millisecond), inodes, size)
-	// Per key: its directory, meta.json (about 3.9 KB for ML-DSA-87) and
-	// one handle; plus the app's and the purpose's directories.
-	if maxInodes := 3*core.DefaultQuotaKeys + 2; inodes > maxInodes {
+	// Per key: its key file (about 3.9 KB for ML-DSA-87, the handle
+	// inline); plus the app's and the purpose's directories.
+	if maxInodes := core.DefaultQuotaKeys + 2; inodes > maxInodes {
 		t.Errorf("%d inodes under %s, want at most %d", inodes, app, maxInodes)
 	}
 	if maxBytes := int64(core.DefaultQuotaKeys) * 5000; size > maxBytes {

@@ -276,7 +276,7 @@ func (s *Server) SetUnreadable(id string) {
 	s.t.Helper()
 	kid, err := provider.ParseKeyID(id)
 	if err == nil {
-		err = s.st.Corrupt("keystore/"+kid.String()+"/meta.json", func(b []byte) []byte {
+		err = s.st.Corrupt(core.MetaPath(kid), func(b []byte) []byte {
 			return append(b[:len(b)/2:len(b)/2], "\x00corrupted by clienttest"...)
 		})
 	}

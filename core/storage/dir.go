@@ -814,12 +814,16 @@ func writeAll(fd int, data []byte) error {
 	return nil
 }
 
-// fsyncDir fsyncs the directory fd (at rel) after an entry changed.
+// fsyncDir fsyncs the directory fd (at rel) after an entry changed. The
+// fsync is shared with concurrent callers for the same directory
+// (dirSyncs: one that began after the change covers it), so concurrent
+// creates in one purpose directory, each renaming its key file into it,
+// share their directory fsyncs.
 func (d *Dir) fsyncDir(op, name string, fd int, rel string) error {
 	if err := callHook(d.hook, op, name, StepDirFsync, rel); err != nil {
 		return err
 	}
-	if err := unix.Fsync(fd); err != nil {
+	if err := d.syncs.fsync(fd); err != nil {
 		return ioErr(op, name, "fsync directory "+rel, err)
 	}
 	return nil

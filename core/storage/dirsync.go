@@ -9,8 +9,8 @@ import (
 )
 
 // dirSyncs shares the fsyncs of one directory among concurrent writes:
-// the parent of the directories that writes make (every new key's
-// directory is made in its purpose directory). A write needs an fsync of
+// every directory fsync after a change (a rename of a key file into its
+// purpose directory, a new directory made in its parent, a removal). A write needs an fsync of
 // the directory that begins after its change; one fsync covers every
 // change made before it began, so concurrent callers wait for the fsync
 // under way to end and then share the next one, as the audit log's group

@@ -104,7 +104,10 @@ func (m *model) check(ctx context.Context, c *client.Client, state string, cycle
 			info, ok = own[id]
 		}
 		if dk.meta == nil {
-			// What a create cut off before its meta.json leaves.
+			// A legacy key directory without meta.json: this daemon
+			// makes none (a cut-off create leaves only its temporary
+			// file, swept at the restart); an older one's cut-off
+			// create left such a directory.
 			if ok {
 				m.failf("key %s is listed but %s has no meta.json", id, dk.dir)
 			}
@@ -119,15 +122,15 @@ func (m *model) check(ctx context.Context, c *client.Client, state string, cycle
 			continue
 		}
 		if !ok {
-			m.failf("%s/meta.json is whole but key %s is not listed", dk.dir, id)
+			m.failf("%s is whole but key %s is not listed", dk.file, id)
 			continue
 		}
 		if dk.meta.ID != id || dk.meta.Current != info.CurrentVersion || dk.meta.State != info.State.String() {
-			m.failf("%s/meta.json says %s version %d %s; the daemon says version %d %v", dk.dir, dk.meta.ID, dk.meta.Current, dk.meta.State, info.CurrentVersion, info.State)
+			m.failf("%s says %s version %d %s; the daemon says version %d %v", dk.file, dk.meta.ID, dk.meta.Current, dk.meta.State, info.CurrentVersion, info.State)
 		}
 		for _, v := range info.Versions {
 			if (v.State == client.VersionPrimary || v.State == client.VersionRetired) && !dk.handles[v.Version] {
-				m.failf("key %s: version %d is %v but has no handle (in %s/meta.json or v%d.handle)", id, v.Version, v.State, dk.dir, v.Version)
+				m.failf("key %s: version %d is %v but has no handle (in %s or v%d.handle)", id, v.Version, v.State, dk.file, v.Version)
 			}
 		}
 		for v := range dk.handles {
@@ -138,7 +141,7 @@ func (m *model) check(ctx context.Context, c *client.Client, state string, cycle
 	}
 	for id := range listed {
 		if dk := disk[id]; dk == nil || dk.meta == nil {
-			m.failf("key %s is listed but has no meta.json on disk", id)
+			m.failf("key %s is listed but has no metadata file on disk", id)
 		}
 	}
 

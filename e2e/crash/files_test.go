@@ -14,9 +14,12 @@ import (
 	"syscall"
 )
 
-// onDiskKey is what the state directory holds for one key directory.
+// onDiskKey is what the state directory holds for one key: its key file
+// keystore/<app>/<purpose>/<name>~meta.json, or a legacy key directory
+// keystore/<app>/<purpose>/<name>/ (meta.json, v<N>.handle files).
 type onDiskKey struct {
-	dir      string // "keystore/<app>/<purpose>/<name>"
+	dir      string // the legacy key directory; "" for a key file
+	file     string // the metadata file (key file or dir/meta.json), once found
 	meta     *metaFile
 	handles  map[uint32]bool // versions with a handle: inline in meta.json or a v<N>.handle file
 	problems []string
@@ -125,9 +128,11 @@ func fileStamp(d fs.DirEntry) (stamp, bool) {
 
 // scan walks <state>/keystore and checks every file in it: no temporary
 // file left after a restart (there, or in <state>/.tmp where writes make
-// them), no symlink, no unknown file, and every MANIFEST, meta.json and
-// handle file whole and with a valid checksum. It returns the key
-// directories by full key ID and the problems found outside them.
+// them), no symlink, no unknown file, no key stored twice (as a key file
+// and as a legacy directory's meta.json), and every MANIFEST, key file,
+// meta.json and handle file whole and with a valid checksum. It returns
+// the keys found (key files, key directories) by full key ID and the
+// problems found outside them.
 func (sc *scanner) scan(state string) (map[string]*onDiskKey, []string) {
 	if sc.ok == nil {
 		sc.ok = map[string]checked{}
@@ -156,10 +161,23 @@ func (sc *scanner) scan(state string) (map[string]*onDiskKey, []string) {
 			return rerr
 		}
 		rel = filepath.ToSlash(rel)
-		segs := strings.Split(rel, "/") // "keystore", app, purpose, name, file
+		// "keystore", app, purpose, name~meta.json; or a legacy key's
+		// "keystore", app, purpose, name, file.
+		segs := strings.Split(rel, "/")
 		if d.Type()&fs.ModeSymlink != 0 {
 			problems = append(problems, rel+": symlink")
 			return nil
+		}
+		// key returns the entry of the key named by segs[1:4] (legacy
+		// directory or key file), made on first sight.
+		key := func(name string) *onDiskKey {
+			id := segs[1] + "/" + segs[2] + "/" + name
+			k := keys[id]
+			if k == nil {
+				k = &onDiskKey{handles: map[uint32]bool{}}
+				keys[id] = k
+			}
+			return k
 		}
 		if d.IsDir() {
 			if len(segs) > 4 {
@@ -167,7 +185,7 @@ func (sc *scanner) scan(state string) (map[string]*onDiskKey, []string) {
 				return fs.SkipDir
 			}
 			if len(segs) == 4 {
-				keys[strings.Join(segs[1:], "/")] = &onDiskKey{dir: rel, handles: map[uint32]bool{}}
+				key(segs[3]).dir = rel
 			}
 			return nil
 		}
@@ -176,11 +194,26 @@ func (sc *scanner) scan(state string) (map[string]*onDiskKey, []string) {
 			problems = append(problems, rel+": temporary file left after a restart")
 			return nil
 		}
-		if len(segs) == 5 {
+		keyName, isKeyFile := strings.CutSuffix(name, "~meta.json")
+		isKeyFile = isKeyFile && len(segs) == 4
+		var k *onDiskKey
+		switch {
+		case isKeyFile:
+			k = key(keyName)
+		case len(segs) == 5:
+			k = key(segs[3])
+		}
+		isMeta := isKeyFile || len(segs) == 5 && name == "meta.json"
+		if isMeta && k.file != "" {
+			k.problems = append(k.problems, rel+": the key is also stored as "+k.file)
+		}
+		if isMeta {
+			k.file = rel
+		}
+		if k != nil {
 			// Unchanged since the last scan, which found it whole.
 			st, ok := fileStamp(d)
 			if c, seenBefore := sc.ok[rel]; ok && seenBefore && c.st == st {
-				k := keys[strings.Join(segs[1:4], "/")]
 				if c.meta != nil {
 					k.setMeta(c.meta)
 				} else if m := handleName.FindStringSubmatch(name); m != nil {
@@ -193,9 +226,9 @@ func (sc *scanner) scan(state string) (map[string]*onDiskKey, []string) {
 				return nil
 			}
 			defer func() {
-				if k := keys[strings.Join(segs[1:4], "/")]; ok && len(k.problems) == 0 {
+				if ok && len(k.problems) == 0 {
 					c := checked{st: st}
-					if name == "meta.json" {
+					if isMeta {
 						c.meta = k.meta
 					}
 					seen[rel] = c
@@ -213,13 +246,12 @@ func (sc *scanner) scan(state string) (map[string]*onDiskKey, []string) {
 			}
 			return nil
 		}
-		if len(segs) != 5 {
+		if k == nil {
 			problems = append(problems, rel+": unexpected file")
 			return nil
 		}
-		k := keys[strings.Join(segs[1:4], "/")]
 		switch m := handleName.FindStringSubmatch(name); {
-		case name == "meta.json":
+		case isMeta:
 			body, why := checkEnvelope("meta", rel, data)
 			if why != "" {
 				k.problems = append(k.problems, rel+": "+why)
@@ -231,7 +263,7 @@ func (sc *scanner) scan(state string) (map[string]*onDiskKey, []string) {
 				return nil
 			}
 			k.setMeta(&mf)
-		case m != nil:
+		case m != nil && !isKeyFile:
 			v, perr := strconv.ParseUint(m[1], 10, 32)
 			if perr != nil {
 				k.problems = append(k.problems, rel+": version out of range")

@@ -121,7 +121,8 @@ type model struct {
 	order []*keyModel                 // in creation order (deterministic picks)
 	maybe map[string]client.Algorithm // creates cut off by a kill, by name
 	// abandoned names a create cut off by a kill that did not happen:
-	// their directory may stay, without meta.json.
+	// nothing of it stays (its temporary file is swept at the restart);
+	// an older version's left its key directory, without meta.json.
 	abandoned map[string]bool
 	next      int // next key number
 	st        stats

@@ -118,7 +118,7 @@ func TestForgeryRealDaemon(t *testing.T) {
 		if err := os.Remove(filepath.Join(st, "audit-index")); err != nil {
 			t.Fatal(err)
 		}
-		rechecksum(t, metaPath(st, "p/k"), "meta", "keystore/ops/p/k/meta.json", func(b string) string {
+		rechecksum(t, metaPath(st, "p/k"), "meta", metaRel("p/k"), func(b string) string {
 			return regexp.MustCompile(`"generation":\d+,?`).ReplaceAllString(b, "")
 		})
 		startRefused(t, config, st, "holds keys")
@@ -142,7 +142,7 @@ func TestForgeryRealDaemon(t *testing.T) {
 		if err := os.RemoveAll(filepath.Join(st, "audit")); err != nil {
 			t.Fatal(err)
 		}
-		rechecksum(t, metaPath(st, "p/k"), "meta", "keystore/ops/p/k/meta.json", func(b string) string {
+		rechecksum(t, metaPath(st, "p/k"), "meta", metaRel("p/k"), func(b string) string {
 			return strings.Replace(b, `"generation":1`, `"generation":3`, 1)
 		})
 		signRefused(t, st)

@@ -103,9 +103,13 @@ func verifyLog(t *testing.T, ctl, state, pub string, args ...string) (int, strin
 	return 0, ""
 }
 
-// metaPath is the meta.json of the test app's key purpose/name.
+// metaRel is the storage path of the test app's key purpose/name: its
+// key file (core.MetaPath).
+func metaRel(key string) string { return "keystore/ops/" + key + "~meta.json" }
+
+// metaPath is the key file of the test app's key purpose/name in state.
 func metaPath(state, key string) string {
-	return filepath.Join(state, "keystore", "ops", key, "meta.json")
+	return filepath.Join(state, filepath.FromSlash(metaRel(key)))
 }
 
 func readFile(t *testing.T, path string) []byte {
@@ -125,9 +129,9 @@ func writeFile(t *testing.T, path string, b []byte) {
 }
 
 // TestRollbackOneKeyRealDaemon: an older copy of one key's files put back
-// while the daemon is stopped (a revoked key's meta.json from before the
-// revocation; a destroyed key's meta.json and handle from before the
-// destroy; a key's whole directory deleted) is refused at the next start
+// while the daemon is stopped (a revoked key's file from before the
+// revocation; a destroyed key's file, with its inline handle, from before
+// the destroy; a key's file deleted) is refused at the next start
 // with EIO "rolled back", audited, listed as unreadable; other keys sign.
 func TestRollbackOneKeyRealDaemon(t *testing.T) {
 	ctx := context.Background()
@@ -158,14 +162,8 @@ func TestRollbackOneKeyRealDaemon(t *testing.T) {
 
 	// The attack: the old files back in place.
 	writeFile(t, metaPath(state, "p/revoked"), readFile(t, metaPath(backup, "p/revoked")))
-	copyTree(t, filepath.Join(backup, "keystore", "ops", "p", "destroyed"), filepath.Join(state, "keystore", "ops", "p", "destroyed.tmp"))
-	if err := os.RemoveAll(filepath.Join(state, "keystore", "ops", "p", "destroyed")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(filepath.Join(state, "keystore", "ops", "p", "destroyed.tmp"), filepath.Join(state, "keystore", "ops", "p", "destroyed")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(filepath.Join(state, "keystore", "ops", "p", "deleted")); err != nil {
+	writeFile(t, metaPath(state, "p/destroyed"), readFile(t, metaPath(backup, "p/destroyed")))
+	if err := os.Remove(metaPath(state, "p/deleted")); err != nil {
 		t.Fatal(err)
 	}
 
