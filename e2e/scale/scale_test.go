@@ -139,6 +139,10 @@ func BenchmarkScale(b *testing.B) {
 	}
 	put("start-serving", "start-serving-ms", float64(serving.Microseconds())/1e3)
 	put("start-first-sign", "start-first-sign-ms", float64(time.Since(t0).Microseconds())/1e3)
+	// RSS at rest right after the start: the key index, the audit index
+	// and the keys read so far, nothing else in the caches.
+	startRSS := vmRSS(b, d.Pid())
+	put("rss-start-per-key", "rss-start-B/key", float64(startRSS)/float64(n))
 	// Where the start's time went: the daemon's log lines, by time.
 	b.Logf("cold start began %s; the daemon's log:\n%s", t0.UTC().Format(time.RFC3339Nano), d.Stderr())
 
