@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -121,11 +122,19 @@ func openStarted(e *env, o tamper.Options) (*tamper.Tracker, error) {
 	return tr, nil
 }
 
-// testSigner signs checkpoints and snapshots with a fixed key.
+// testSigner signs checkpoints and snapshots with a fixed key; like the
+// daemon's signer (the provider's message bound), it refuses a message
+// over 64 KiB.
 type testSigner struct{ key ed25519.PrivateKey }
+
+// maxSignedMessage is the daemon's bound on a message to sign.
+const maxSignedMessage = 64 << 10
 
 func (s testSigner) KeyRef() string { return "keystored/audit/checkpoint@1" }
 func (s testSigner) Sign(_ context.Context, msg []byte) ([]byte, error) {
+	if len(msg) > maxSignedMessage {
+		return nil, fmt.Errorf("message over %d bytes", maxSignedMessage)
+	}
 	return ed25519.Sign(s.key, msg), nil
 }
 func (s testSigner) PublicKey() ed25519.PublicKey { return s.key.Public().(ed25519.PublicKey) }

@@ -8,6 +8,7 @@
 package tamper
 
 import (
+	"crypto/ed25519"
 	"sort"
 	"strconv"
 	"strings"
@@ -66,6 +67,8 @@ type Index struct {
 	// sig and signedMsg are a loaded snapshot's signature and the bytes
 	// it signs (Tracker.Start checks them).
 	sig, signedMsg []byte
+	// legacyMsg is what a snapshot of before digests were signed signed.
+	legacyMsg []byte
 	// problem is the first intent record that does not follow its key's
 	// last one (a generation going back, or jumping): forged records.
 	problem string
@@ -213,4 +216,14 @@ func (x *Index) raiseTo(old *Index) {
 			x.changes++
 		}
 	}
+}
+
+// signedBy reports whether the loaded snapshot's signature is pub's, over
+// its digest (signedMessage) or, for a snapshot written before digests
+// were signed, over its body (legacySignedMessage).
+func (x *Index) signedBy(pub ed25519.PublicKey) bool {
+	if len(x.sig) != ed25519.SignatureSize {
+		return false
+	}
+	return ed25519.Verify(pub, x.signedMsg, x.sig) || x.legacyMsg != nil && ed25519.Verify(pub, x.legacyMsg, x.sig)
 }

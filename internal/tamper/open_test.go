@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -585,4 +586,42 @@ func TestRefusalNoteAfterACleanStopIsAllowed(t *testing.T) {
 	e.appendRaw(rec("keys.rollback-detected", "a/p/k", 0, "EIO"))
 	tr = e.mustOpen(e.options())
 	wantExpected(t, tr.Index(), "a/p/k", 1, true, true)
+}
+
+// An index of more keys than fit in a message the signer takes (64 KiB:
+// about 800 keys) is signed and written, and the next start verifies it:
+// the signature covers the body's digest, not the body.
+func TestSnapshotOfManyKeysIsSigned(t *testing.T) {
+	e := newEnv(t)
+	tr := e.mustOpen(e.options())
+	for i := range 3000 {
+		id := fmt.Sprintf("a/p/k%05d", i)
+		appendVia(t, tr, intent("keys.create", id, 1), applied(id, 1))
+	}
+	if err := tr.SnapshotNow(); err != nil {
+		t.Fatalf("snapshot of 3000 keys: %v", err)
+	}
+	e.closeTracker(tr)
+	tr = e.mustOpen(e.options())
+	wantExpected(t, tr.Index(), "a/p/k02999", 1, true, true)
+}
+
+// A snapshot signed before digests were signed (over its body) still
+// verifies; one whose signature is over neither is refused.
+func TestLegacySignedSnapshotVerifies(t *testing.T) {
+	e := tracked(t)
+	snap := filepath.Join(e.state, tamper.SnapshotName)
+	if err := tamper.ResignLegacy(snap, theKey); err != nil {
+		t.Fatal(err)
+	}
+	tr := e.mustOpen(e.options())
+	wantExpected(t, tr.Index(), "a/p/k", 2, true, true)
+	e.closeTracker(tr)
+	other := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{8}, ed25519.SeedSize))
+	if err := tamper.ResignLegacy(snap, other); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.open(e.options()); err == nil || !strings.Contains(err.Error(), "not signed by the daemon's audit key") {
+		t.Fatalf("start over a snapshot signed by another key: %v, want refused", err)
+	}
 }

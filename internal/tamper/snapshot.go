@@ -68,15 +68,38 @@ type snapshotBody struct {
 }
 
 // signedMessage is what a snapshot's signature signs: a domain string
-// and the body's canonical JSON without the signature.
+// and the SHA-256 of the body's canonical JSON without the signature. The
+// digest, not the body, is signed: a body grows with the number of keys
+// (about 80 bytes each) and a signer bounds its messages (64 KiB), so a
+// state of a few hundred keys could otherwise not write its index.
 func signedMessage(b *snapshotBody) ([]byte, error) {
+	data, err := unsignedBody(b)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(data)
+	return append([]byte("keystored-audit-index-v2\n"), sum[:]...), nil
+}
+
+// legacySignedMessage is what a snapshot written before signedMessage
+// signed a digest was signed over: the domain string of v1 and the body
+// itself. Verify accepts either.
+func legacySignedMessage(b *snapshotBody) ([]byte, error) {
+	data, err := unsignedBody(b)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte("keystored-audit-index-v1\n"), data...), nil
+}
+
+func unsignedBody(b *snapshotBody) ([]byte, error) {
 	c := *b
 	c.Signature = ""
 	data, err := json.Marshal(&c)
 	if err != nil {
 		return nil, provider.Errorf(provider.EIO, "encode audit index: %w", err)
 	}
-	return append([]byte("keystored-audit-index-v1\n"), data...), nil
+	return data, nil
 }
 
 type snapshotHead struct {
@@ -216,7 +239,11 @@ func decodeSnapshot(data []byte) (*Index, error) {
 		if err != nil {
 			return nil, err
 		}
-		x.sig, x.signedMsg = sig, msg
+		legacy, err := legacySignedMessage(&b)
+		if err != nil {
+			return nil, err
+		}
+		x.sig, x.signedMsg, x.legacyMsg = sig, msg, legacy
 	}
 	if b.Counter != nil {
 		x.counter, x.hasCounter = *b.Counter, true

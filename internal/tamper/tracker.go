@@ -349,7 +349,7 @@ func (t *Tracker) Verify(ctx context.Context, pub ed25519.PublicKey) error {
 }
 
 func (t *Tracker) verify(ctx context.Context, pub ed25519.PublicKey) error {
-	if o := t.old; o != nil && o.head.Seq > 0 && !(len(o.sig) == ed25519.SignatureSize && ed25519.Verify(pub, o.signedMsg, o.sig)) {
+	if o := t.old; o != nil && o.head.Seq > 0 && !o.signedBy(pub) {
 		// Accepting a log change: an old index the key did not sign
 		// cannot say which keys are new to the log.
 		t.oldUnusable = true
@@ -358,7 +358,7 @@ func (t *Tracker) verify(ctx context.Context, pub ed25519.PublicKey) error {
 		}
 	}
 	if l := t.loaded; l != nil && l.head.Seq > 0 {
-		if len(l.sig) != ed25519.SignatureSize || !ed25519.Verify(pub, l.signedMsg, l.sig) {
+		if !l.signedBy(pub) {
 			// Open required an anchor (unless accepting): a snapshot
 			// without a valid signature was not written by this key.
 			return provider.Errorf(provider.EIO, "%w: %s is not signed by the daemon's audit key: it was edited or written by someone else; restore it, or rebuild it from the log with %s (audited)",
