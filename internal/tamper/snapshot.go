@@ -77,21 +77,23 @@ func signedMessage(b *snapshotBody) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(data)
-	return append([]byte("keystored-audit-index-v2\n"), sum[:]...), nil
+	return digestMessage(data), nil
 }
 
-// legacySignedMessage is what a snapshot written before signedMessage
-// signed a digest was signed over: the domain string of v1 and the body
-// itself. Verify accepts either.
-func legacySignedMessage(b *snapshotBody) ([]byte, error) {
-	data, err := unsignedBody(b)
-	if err != nil {
-		return nil, err
-	}
-	return append([]byte("keystored-audit-index-v1\n"), data...), nil
+// digestMessage is signedMessage of a body already encoded (unsignedBody).
+func digestMessage(unsigned []byte) []byte {
+	sum := sha256.Sum256(unsigned)
+	return append([]byte("keystored-audit-index-v2\n"), sum[:]...)
 }
 
+// legacyMessage is what a snapshot written before digests were signed
+// was signed over: the domain string of v1 and the encoded body itself
+// (unsignedBody). Verify accepts either.
+func legacyMessage(unsigned []byte) []byte {
+	return append([]byte("keystored-audit-index-v1\n"), unsigned...)
+}
+
+// unsignedBody is the canonical JSON of b without its signature.
 func unsignedBody(b *snapshotBody) ([]byte, error) {
 	c := *b
 	c.Signature = ""
@@ -235,15 +237,11 @@ func decodeSnapshot(data []byte) (*Index, error) {
 		if err != nil || len(sig) != ed25519.SignatureSize {
 			return bad("signature is not 64 bytes of standard base64")
 		}
-		msg, err := signedMessage(&b)
+		unsigned, err := unsignedBody(&b)
 		if err != nil {
 			return nil, err
 		}
-		legacy, err := legacySignedMessage(&b)
-		if err != nil {
-			return nil, err
-		}
-		x.sig, x.signedMsg, x.legacyMsg = sig, msg, legacy
+		x.sig, x.signedMsg, x.legacyMsg = sig, digestMessage(unsigned), legacyMessage(unsigned)
 	}
 	if b.Counter != nil {
 		x.counter, x.hasCounter = *b.Counter, true
