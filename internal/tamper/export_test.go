@@ -24,7 +24,7 @@ func (x *Index) WriteSnapshot(path string, sync func() error) error {
 
 // ResignLegacy rewrites the snapshot at path as a snapshot written before
 // digests were signed: its signature, by key, over the body itself
-// (legacySignedMessage).
+// (legacyMessage).
 func ResignLegacy(path string, key ed25519.PrivateKey) error {
 	x, err := LoadSnapshot(path)
 	if err != nil {
@@ -37,11 +37,10 @@ func ResignLegacy(path string, key ed25519.PrivateKey) error {
 	if x.stopped != nil {
 		b.Stopped = &snapshotHead{Seq: x.stopped.Seq, Hash: x.stopped.Hash}
 	}
-	data, err := unsignedBody(b)
+	unsigned, err := unsignedBody(b)
 	if err != nil {
 		return err
 	}
-	msg := legacyMessage(data)
-	b.Signature = base64.StdEncoding.EncodeToString(ed25519.Sign(key, msg))
+	b.Signature = base64.StdEncoding.EncodeToString(ed25519.Sign(key, legacyMessage(unsigned)))
 	return writeSnapshot(path, b)
 }

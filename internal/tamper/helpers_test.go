@@ -139,6 +139,21 @@ func (s testSigner) Sign(_ context.Context, msg []byte) ([]byte, error) {
 }
 func (s testSigner) PublicKey() ed25519.PublicKey { return s.key.Public().(ed25519.PublicKey) }
 
+// stopCleanly stops as the daemon does: the index snapshot, the log
+// closed (its stop checkpoint), then the stop mark.
+func (e *env) stopCleanly(tr *tamper.Tracker) {
+	e.t.Helper()
+	if err := tr.SnapshotNow(); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.log.Close(); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := tr.Stopped(e.log.Checkpoint()); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 func (e *env) mustOpen(o tamper.Options) *tamper.Tracker {
 	e.t.Helper()
 	tr, err := e.open(o)

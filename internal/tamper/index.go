@@ -67,8 +67,8 @@ type Index struct {
 	// sig and signedMsg are a loaded snapshot's signature and the bytes
 	// it signs (Tracker.Start checks them).
 	sig, signedMsg []byte
-	// legacyMsg is the message of a snapshot signed before digests were
-	// (snapshot.go, legacyMessage); Verify drops it.
+	// legacyMsg is what a snapshot written before digests were signed
+	// was signed over (legacyMessage): the body itself.
 	legacyMsg []byte
 	// problem is the first intent record that does not follow its key's
 	// last one (a generation going back, or jumping): forged records.
@@ -221,7 +221,7 @@ func (x *Index) raiseTo(old *Index) {
 
 // signedBy reports whether the loaded snapshot's signature is pub's, over
 // its digest (signedMessage) or, for a snapshot written before digests
-// were signed, over its body (legacySignedMessage).
+// were signed, over its body (legacyMessage).
 func (x *Index) signedBy(pub ed25519.PublicKey) bool {
 	if len(x.sig) != ed25519.SignatureSize {
 		return false

@@ -553,15 +553,7 @@ func TestOldIndexReplayedAfterACleanStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendVia(t, tr, intent("keys.revoke", "a/p/k", 2), applied("a/p/k", 2))
-	if err := tr.SnapshotNow(); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.log.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.Stopped(e.log.Checkpoint()); err != nil {
-		t.Fatal(err)
-	}
+	e.stopCleanly(tr)
 	writeFile(t, idxPath, old)
 	e.appendRaw(intent("keys.set-policy", "a/p/k", 3), applied("a/p/k", 3))
 	_, err = e.open(e.options())
@@ -574,15 +566,7 @@ func TestRefusalNoteAfterACleanStopIsAllowed(t *testing.T) {
 	e := newEnv(t)
 	tr := e.mustOpen(e.options())
 	appendVia(t, tr, intent("keys.create", "a/p/k", 1), applied("a/p/k", 1))
-	if err := tr.SnapshotNow(); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.log.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.Stopped(e.log.Checkpoint()); err != nil {
-		t.Fatal(err)
-	}
+	e.stopCleanly(tr)
 	e.appendRaw(rec("keys.rollback-detected", "a/p/k", 0, "EIO"))
 	tr = e.mustOpen(e.options())
 	wantExpected(t, tr.Index(), "a/p/k", 1, true, true)

@@ -80,19 +80,20 @@ func signedMessage(b *snapshotBody) ([]byte, error) {
 	return digestMessage(data), nil
 }
 
-func digestMessage(data []byte) []byte {
-	sum := sha256.Sum256(data)
+// digestMessage is signedMessage of a body already encoded (unsignedBody).
+func digestMessage(unsigned []byte) []byte {
+	sum := sha256.Sum256(unsigned)
 	return append([]byte("keystored-audit-index-v2\n"), sum[:]...)
 }
 
-// legacyMessage is what a snapshot written before signedMessage signed a
-// digest was signed over: the domain string of v1 and the body itself
-// (data: the body's canonical JSON without the signature). Verify accepts
-// either, then forgets it (it is as large as the index).
-func legacyMessage(data []byte) []byte {
-	return append([]byte("keystored-audit-index-v1\n"), data...)
+// legacyMessage is what a snapshot written before digests were signed
+// was signed over: the domain string of v1 and the encoded body itself
+// (unsignedBody). Verify accepts either.
+func legacyMessage(unsigned []byte) []byte {
+	return append([]byte("keystored-audit-index-v1\n"), unsigned...)
 }
 
+// unsignedBody is the canonical JSON of b without its signature.
 func unsignedBody(b *snapshotBody) ([]byte, error) {
 	c := *b
 	c.Signature = ""
@@ -236,11 +237,11 @@ func decodeSnapshot(data []byte) (*Index, error) {
 		if err != nil || len(sig) != ed25519.SignatureSize {
 			return bad("signature is not 64 bytes of standard base64")
 		}
-		data, err := unsignedBody(&b) // encoded once for both messages
+		unsigned, err := unsignedBody(&b)
 		if err != nil {
 			return nil, err
 		}
-		x.sig, x.signedMsg, x.legacyMsg = sig, digestMessage(data), legacyMessage(data)
+		x.sig, x.signedMsg, x.legacyMsg = sig, digestMessage(unsigned), legacyMessage(unsigned)
 	}
 	if b.Counter != nil {
 		x.counter, x.hasCounter = *b.Counter, true
