@@ -152,17 +152,20 @@ func (m *Machine) event() bool {
 
 // hook is the Memory's storage.Hook: the storage model.
 func (m *Machine) hook(step storage.Step, p string) error {
-	var snap map[string][]byte
-	if step == storage.StepDirFsync {
-		// Taken before the lock: the Memory allows Snapshot from its
-		// hook. Every step that completed before this fsync began is in
-		// it.
-		snap = m.mem.Snapshot()
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.event() {
 		return ErrPowerCut
+	}
+	var snap map[string][]byte
+	if step == storage.StepDirFsync {
+		// Taken under m.mu (the Memory allows Snapshot from its hook,
+		// and never calls the hook with its own lock held), so the
+		// fsyncs of one directory apply their views in the order they
+		// were taken: a view taken before a concurrent rename and
+		// applied after that rename's own fsync would drop the renamed
+		// file as removed.
+		snap = m.mem.Snapshot()
 	}
 	switch step {
 	case storage.StepCreateTemp, storage.StepWrite:
