@@ -48,7 +48,8 @@ type Dir struct {
 	tmpMu sync.Mutex     // guards temps
 	temps map[string]int // <top>/.tmp by top-level directory name, opened on first use
 
-	syncs dirSyncs // shared fsyncs of the parents of new directories
+	syncs dirSyncs  // shared fsyncs of the parents of new directories
+	fresh freshDirs // directories made whose entry is not yet durable
 }
 
 // An Option configures OpenDir.
@@ -607,7 +608,7 @@ func (d *Dir) prepare(op, name string, data []byte) (*pending, error) {
 	// The parents of the directories the walk makes are fsynced at the
 	// end, concurrently with the temporary file's fsync (their hook
 	// steps are taken in the documented order all the same).
-	var unsynced []int
+	var unsynced []unsyncedDir
 	settle := func(err error) error {
 		if serr := d.syncAll(op, name, unsynced, nil); serr != nil {
 			return errors.Join(err, serr)

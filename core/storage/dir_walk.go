@@ -48,26 +48,40 @@ func (d *Dir) walk(op, name string, dirs []string, create bool) (int, error) {
 // caller to fsync (syncAll) and release: their hook step (StepDirFsync)
 // is still taken here, in order. The caller must do so whatever walkSync
 // returns.
-func (d *Dir) walkSync(op, name string, dirs []string, create bool, unsynced *[]int) (int, error) {
+//
+// A directory on the path that a concurrent write made and whose entry
+// is not yet known durable (fresh: that write's parent fsync has not
+// ended well) counts as made here: its parent is fsynced too (shared with
+// the maker's fsync), so this write is not acknowledged before the
+// directory holding its file is durable.
+func (d *Dir) walkSync(op, name string, dirs []string, create bool, unsynced *[]unsyncedDir) (int, error) {
 	cur := d.fd
 	for i, seg := range dirs {
 		rel := strings.Join(dirs[:i+1], "/")
 		next, err := openDir(cur, seg)
 		keep := false
-		if errors.Is(err, unix.ENOENT) && create {
+		switch {
+		case errors.Is(err, unix.ENOENT) && create:
 			next, err = d.mkdir(op, name, cur, seg, rel, unsynced != nil)
 			if err != nil {
 				d.release(cur)
 				return -1, err
 			}
 			if unsynced != nil {
-				*unsynced = append(*unsynced, cur)
+				*unsynced = append(*unsynced, unsyncedDir{fd: cur, child: rel})
 				keep = true
 			}
-		} else if err != nil {
+		case err != nil:
 			err = walkErr(op, name, cur, seg, rel, err)
 			d.release(cur)
 			return -1, err
+		case create && d.fresh.has(rel):
+			if err := d.syncParent(op, name, cur, rel, unsynced); err != nil {
+				d.release(next)
+				d.release(cur)
+				return -1, err
+			}
+			keep = unsynced != nil
 		}
 		if !keep {
 			d.release(cur)
@@ -93,8 +107,14 @@ func (d *Dir) mkdir(op, name string, parent int, seg, rel string, noSync bool) (
 	if err := callHook(d.hook, op, name, StepMkdir, rel); err != nil {
 		return -1, err
 	}
+	// Marked fresh before it exists, so a concurrent write that opens it
+	// from now on knows its entry may not be durable yet.
+	d.fresh.add(rel)
 	err := unix.Mkdirat(parent, seg, 0o700)
 	created := err == nil
+	if !created {
+		d.fresh.undo(rel)
+	}
 	if err != nil && !errors.Is(err, unix.EEXIST) { // EEXIST: made by a concurrent write
 		return -1, ioErr(op, name, "mkdir "+rel, err)
 	}
@@ -127,29 +147,102 @@ func (d *Dir) mkdir(op, name string, parent int, seg, rel string, noSync bool) (
 		d.release(fd)
 		return -1, err
 	}
+	d.fresh.drop(rel)
 	return fd, nil
+}
+
+// syncParent makes the entry of the fresh directory rel in parent durable
+// for this write: it takes the hook's StepDirFsync and, with unsynced nil,
+// fsyncs parent now; else it appends parent to *unsynced for syncAll (the
+// caller then keeps parent open).
+func (d *Dir) syncParent(op, name string, parent int, rel string, unsynced *[]unsyncedDir) error {
+	if unsynced == nil {
+		if err := d.fsyncDir(op, name, parent, parentOf(rel)); err != nil {
+			return err
+		}
+		d.fresh.drop(rel)
+		return nil
+	}
+	if err := callHook(d.hook, op, name, StepDirFsync, parentOf(rel)); err != nil {
+		return err
+	}
+	*unsynced = append(*unsynced, unsyncedDir{fd: parent, child: rel})
+	return nil
+}
+
+// unsyncedDir is a directory whose fsync a write still owes (walkSync):
+// fd is open; child is the directory (storage path) made, or found fresh,
+// in it.
+type unsyncedDir struct {
+	fd    int
+	child string
+}
+
+// freshDirs is the set of directories (storage paths) this Dir made whose
+// entry is not yet known durable: made, and no fsync of their parent that
+// began after the mkdir has ended without error. A directory whose
+// maker's fsync failed stays fresh; every later write through it fsyncs
+// its parent.
+type freshDirs struct {
+	mu sync.Mutex
+	m  map[string]int // path -> adds not withdrawn (undo)
+}
+
+// add records that rel is about to be made.
+func (f *freshDirs) add(rel string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.m = map[string]int{}
+	}
+	f.m[rel]++
+}
+
+// undo withdraws an add whose mkdir made nothing.
+func (f *freshDirs) undo(rel string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m[rel]--; f.m[rel] <= 0 {
+		delete(f.m, rel)
+	}
+}
+
+// drop records that an fsync of rel's parent that began after rel was
+// made ended well: rel's entry is durable.
+func (f *freshDirs) drop(rel string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.m, rel)
+}
+
+func (f *freshDirs) has(rel string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.m[rel] > 0
 }
 
 // syncAll fsyncs the directories fds (from walkSync) concurrently with
 // also (if not nil) and releases them; it returns the errors. The fsyncs
 // of one directory are shared with concurrent writes (dirSyncs): every
 // new key's directory is made in its purpose directory.
-func (d *Dir) syncAll(op, name string, fds []int, also func() error) error {
+func (d *Dir) syncAll(op, name string, fds []unsyncedDir, also func() error) error {
 	errs := make([]error, len(fds)+1)
 	var wg sync.WaitGroup
-	for i, fd := range fds {
+	for i, u := range fds {
 		wg.Go(func() {
-			if err := d.syncs.fsync(fd); err != nil {
+			if err := d.syncs.fsync(u.fd); err != nil {
 				errs[i] = ioErr(op, name, "fsync the parent of a new directory", err)
+				return
 			}
+			d.fresh.drop(u.child)
 		})
 	}
 	if also != nil {
 		errs[len(fds)] = also()
 	}
 	wg.Wait()
-	for _, fd := range fds {
-		d.release(fd)
+	for _, u := range fds {
+		d.release(u.fd)
 	}
 	return errors.Join(errs...)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 
@@ -387,6 +388,73 @@ func TestPrepareWriteAbort(t *testing.T) {
 			}
 			if got := content(t, s, file); got != newContent {
 				t.Errorf("after commit: content = %q, want %q", got, newContent)
+			}
+		})
+	}
+}
+
+// A write through a directory that a concurrent write has just made, and
+// whose entry that write has not yet made durable (its parent's fsync not
+// yet done), fsyncs the parent itself: it is not acknowledged while the
+// directory holding its file could vanish in a power cut.
+func TestWriteThroughFreshDirectory(t *testing.T) {
+	for _, a := range hookedAdapters() {
+		t.Run(a.name, func(t *testing.T) {
+			var (
+				mu        sync.Mutex
+				blocked   bool
+				recording bool
+				steps     []call
+			)
+			reached, release := make(chan struct{}), make(chan struct{})
+			hook := func(step storage.Step, p string) error {
+				mu.Lock()
+				if recording {
+					steps = append(steps, call{step, p})
+				}
+				block := step == storage.StepDirFsync && p == "x" && !blocked
+				if block {
+					blocked = true
+				}
+				mu.Unlock()
+				if block {
+					close(reached)
+					<-release
+				}
+				return nil
+			}
+			s := a.open(t, hook)
+			first := make(chan error, 1)
+			go func() { first <- s.WriteFile("x/y/k1", []byte("1")) }()
+			<-reached // x/y made, x not yet fsynced
+			mu.Lock()
+			recording = true
+			mu.Unlock()
+			err := s.WriteFile("x/y/k2", []byte("2"))
+			mu.Lock()
+			got := slices.Clone(steps)
+			mu.Unlock()
+			close(release)
+			if ferr := <-first; ferr != nil {
+				t.Fatal(ferr)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(got, call{storage.StepDirFsync, "x"}) {
+				t.Errorf("the write through x/y, made but not yet durable, took %v: no fsync of x", got)
+			}
+			// Once the maker's fsync is done, later writes take no extra fsync.
+			mu.Lock()
+			steps = nil
+			mu.Unlock()
+			if err := s.WriteFile("x/y/k3", []byte("3")); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if slices.Contains(steps, call{storage.StepDirFsync, "x"}) {
+				t.Errorf("a write after x/y was durable fsynced x again: %v", steps)
 			}
 		})
 	}

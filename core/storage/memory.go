@@ -21,12 +21,13 @@ type Memory struct {
 	mu    sync.Mutex
 	files map[string][]byte
 	dirs  map[string]bool
+	fresh map[string]bool // directories made whose parent's fsync has not ended well
 	hook  Hook
 }
 
 // NewMemory returns an empty Memory.
 func NewMemory() *Memory {
-	return &Memory{files: make(map[string][]byte), dirs: make(map[string]bool)}
+	return &Memory{files: make(map[string][]byte), dirs: make(map[string]bool), fresh: make(map[string]bool)}
 }
 
 // SetHook installs h (nil removes it). The hook is called without the
@@ -147,6 +148,17 @@ func (m *Memory) PrepareWrite(name string, data []byte) (commit func() error, ab
 		case 'f':
 			return nil, nil, ioErr(op, name, dir+" is not a directory", nil)
 		case 'd':
+			// Made by a concurrent write whose parent fsync has not
+			// ended well (fresh): this write fsyncs the parent too, as
+			// Dir does, before it is acknowledged.
+			m.mu.Lock()
+			fresh := m.fresh[dir]
+			m.mu.Unlock()
+			if fresh {
+				if err := m.syncParent(op, name, dir); err != nil {
+					return nil, nil, err
+				}
+			}
 			continue
 		}
 		if err := m.step(op, name, StepMkdir, dir); err != nil {
@@ -156,12 +168,13 @@ func (m *Memory) PrepareWrite(name string, data []byte) (commit func() error, ab
 		k = m.kind(dir)
 		if k == 0 {
 			m.dirs[dir] = true
+			m.fresh[dir] = true
 		}
 		m.mu.Unlock()
 		if k == 'f' {
 			return nil, nil, ioErr(op, name, dir+" is not a directory", nil)
 		}
-		if err := m.step(op, name, StepDirFsync, parentOf(dir)); err != nil {
+		if err := m.syncParent(op, name, dir); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -211,6 +224,18 @@ func (m *Memory) PrepareWrite(name string, data []byte) (commit func() error, ab
 		return nil
 	}
 	return commit, abort, nil
+}
+
+// syncParent takes StepDirFsync of dir's parent; once it succeeds, dir's
+// entry is durable (no longer fresh).
+func (m *Memory) syncParent(op, name, dir string) error {
+	if err := m.step(op, name, StepDirFsync, parentOf(dir)); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	delete(m.fresh, dir)
+	m.mu.Unlock()
+	return nil
 }
 
 // Remove deletes the file at name; a missing file or directory is not an
