@@ -12,15 +12,19 @@ import (
 // the hand last passed it, one atomic store: no global lock and no list
 // to reorder on the hot path.
 //
-// Eviction, when a shard is full, advances the shard's hand over its
-// ring: an entry marked used is given a second chance (the mark is
-// cleared); the first one not marked, not pinned and not locked by a
-// caller is dropped. An entry that names no key (a lookup of a key that
-// does not exist) is dropped before any other whatever its mark, and a
-// new entry starts unmarked, so a flood of lookups of nonexistent keys
-// recycles its own entries: the keys in use, marked by their use, stay.
-// Such entries are dropped as soon as read, too (drop), so a flood of
-// them evicts nothing.
+// Room is made only for keys that exist: get never evicts (a lookup's
+// new entry takes a free slot or grows the ring), and once an entry is
+// known to name a key (loaded with a record, or given one by a create)
+// its shard is trimmed back to its size (trim). A lookup of a key that
+// does not exist (an attacker's guess) thus evicts nothing: its entry is
+// dropped as soon as it is read or unlocked (drop), and until then it
+// holds one slot beyond the shard's size, so the overshoot is bounded by
+// the lookups in flight.
+//
+// Eviction (trim) advances the shard's hand over its ring: an entry
+// marked used is given a second chance (the mark is cleared); the first
+// one not marked, not pinned and not locked by a caller is dropped. An
+// entry that names no key is dropped before any other whatever its mark.
 type keyCache struct {
 	seed   maphash.Seed
 	shards []cacheShard // a power of two of them
@@ -78,14 +82,11 @@ func (c *keyCache) get(key string) *entry {
 		e.used.Store(true)
 		return e
 	}
+	// No eviction here: the key may not exist (see keyCache).
 	slot := -1
-	switch {
-	case len(s.free) > 0:
+	if len(s.free) > 0 {
 		slot = s.free[len(s.free)-1]
 		s.free = s.free[:len(s.free)-1]
-	case len(s.ring) < c.max:
-	default:
-		slot = s.evictLocked()
 	}
 	e = &entry{idStr: key}
 	if slot < 0 {
@@ -98,9 +99,26 @@ func (c *keyCache) get(key string) *entry {
 	return e
 }
 
+// trim evicts entries of e's shard until it holds at most its size (or
+// every other entry is pinned or busy: it then stays over until a later
+// trim). e names a key: it is marked used, so it is not the one evicted
+// unless the hand passes it twice.
+func (c *keyCache) trim(e *entry) {
+	e.used.Store(true)
+	s := c.shard(e.idStr)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.m) > c.max {
+		i := s.evictLocked()
+		if i < 0 {
+			return
+		}
+		s.free = append(s.free, i)
+	}
+}
+
 // evictLocked drops one entry and returns its slot, or -1 when every
-// entry is pinned or busy (the shard then grows past its size until
-// entries are released). s.mu is held for writing.
+// entry is pinned or busy. s.mu is held for writing.
 func (s *cacheShard) evictLocked() int {
 	n := len(s.ring)
 	for step := 0; step < 2*n+1; step++ {
@@ -111,7 +129,7 @@ func (s *cacheShard) evictLocked() int {
 		}
 		e := s.ring[i]
 		if e == nil {
-			return i
+			continue // a free slot (in s.free)
 		}
 		if e.pinned.Load() {
 			continue
@@ -133,15 +151,16 @@ func (s *cacheShard) evictLocked() int {
 	return -1
 }
 
-// drop removes e if it names no key (loaded, no record) and no caller
-// holds it: readKey drops such an entry once read, so that lookups of
-// keys that do not exist (an attacker's guesses) take no room.
+// drop removes e if it names no key (no record: the key does not exist,
+// or it did not load) and no caller holds it: readKey drops such an entry once read, and unlockKey once
+// unlocked, so that lookups of keys that do not exist (an attacker's
+// guesses) take no room.
 func (c *keyCache) drop(e *entry) {
 	if !e.mu.TryLock() {
 		return
 	}
 	defer e.mu.Unlock()
-	if e.evicted.Load() || !e.loaded.Load() || e.rec.Load() != nil || e.pinned.Load() {
+	if e.evicted.Load() || e.rec.Load() != nil || e.pinned.Load() {
 		return
 	}
 	s := c.shard(e.idStr)

@@ -17,11 +17,23 @@ func TestKeyCacheFloodOfAbsentKeysKeepsRealKeys(t *testing.T) {
 		e.loaded.Store(true)
 		real[key] = e
 	}
+	var inFlight []*entry // lookups under way: locked, not yet loaded
 	for i := 0; i < 10000; i++ {
 		e := c.get("app/p/guess" + strconv.Itoa(i))
+		if i%10 == 0 && len(inFlight) < 8 {
+			e.mu.Lock()
+			inFlight = append(inFlight, e)
+			continue
+		}
 		e.loaded.Store(true) // loaded: no such key
-		if i%10 != 0 {
-			c.drop(e) // as readKey does; the rest stay, as a failed create leaves them
+		c.drop(e)            // as readKey and unlockKey do
+		if len(inFlight) == 8 {
+			for _, f := range inFlight {
+				f.loaded.Store(true)
+				f.mu.Unlock()
+				c.drop(f)
+			}
+			inFlight = inFlight[:0]
 		}
 		if i%100 == 0 {
 			for key := range real {
@@ -57,7 +69,13 @@ func TestKeyCacheSecondChance(t *testing.T) {
 	c.get("a/p/k2") // used again: marked
 	c.get("a/p/k3")
 	es[3].used.Store(false) // k3 not used since
-	c.get("a/p/new")
+	n := c.get("a/p/new")   // grows the ring: the key may not exist
+	if es[3].evicted.Load() {
+		t.Fatal("a lookup evicted an entry before its key was known to exist")
+	}
+	n.rec.Store(&record{}) // it does: its shard is trimmed
+	n.loaded.Store(true)
+	c.trim(n)
 	es[1].mu.Unlock()
 	if !es[3].evicted.Load() {
 		t.Fatal("the entry not used since the hand passed was not evicted")

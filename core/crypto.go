@@ -301,7 +301,7 @@ func (k *Keystore) countSeal(ctx context.Context, vr *versionRT, spec *alg.Spec)
 	if err != nil {
 		return err
 	}
-	defer e.mu.Unlock()
+	defer k.unlockKey(e)
 	if n <= vr.reserved.Load() {
 		return nil
 	}

@@ -304,7 +304,7 @@ func (k *Keystore) importKey(ctx context.Context, c Caller, id KeyID, r ImportRe
 		k.forget(ctx, []*importToken{tok})
 		return Metadata{}, err
 	}
-	defer e.mu.Unlock()
+	defer k.unlockKey(e)
 	rec := e.rec.Load()
 	m := metaOf(rec)
 	if err := checkImportInto(OpImport, m, spec); err != nil {

@@ -142,6 +142,72 @@ func TestCacheFloodOfAbsentKeysEvictsNothing(t *testing.T) {
 	}
 }
 
+// The same flood with the cache nearly full of keys in use, made of
+// every kind of lookup an attacker can send on names that do not exist
+// (Sign, Revoke, Rotate, Destroy), some of them concurrent: no key in
+// use is evicted, because room is made only for keys that exist.
+func TestCacheFloodOfAbsentKeysOnFullCache(t *testing.T) {
+	st := &readCounter{Storage: storage.NewMemory()}
+	e := newEnvWith(t, st, newEnv(t).p, func(o *core.Config) { o.CacheSize = 256 })
+	var ids []core.KeyID
+	for i := range 48 { // a fifth of the cache's size: no shard is full of them
+		ids = append(ids, e.create(t, appA, fmt.Sprintf("app-a/p/k%02d", i), provider.Ed25519))
+	}
+	signAll := func() {
+		t.Helper()
+		for _, id := range ids {
+			if _, err := e.ks.Sign(ctx, appA, id, []byte("m")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	signAll()
+	const workers, each = 4, 1500
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			for i := range each {
+				id, err := provider.ParseKeyID(fmt.Sprintf("app-a/p/guess%d-%05d", w, i))
+				if err != nil {
+					errs <- err
+					return
+				}
+				switch i % 4 {
+				case 0:
+					_, err = e.ks.Sign(ctx, appA, id, []byte("m"))
+				case 1:
+					_, err = e.ks.Revoke(ctx, appA, id)
+				case 2:
+					_, err = e.ks.Rotate(ctx, appA, id)
+				default:
+					_, err = e.ks.Destroy(ctx, appA, id)
+				}
+				if codeOf(err) != provider.ENOENT {
+					errs <- fmt.Errorf("%s on %s: %v, want ENOENT", []string{"sign", "revoke", "rotate", "destroy"}[i%4], id, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for i := 0; i < workers; {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Fatal(err)
+			}
+			i++
+		default:
+			signAll() // the keys stay in use during the flood
+		}
+	}
+	before := st.n.Load()
+	signAll()
+	if n := st.n.Load() - before; n != 0 {
+		t.Fatalf("signing the %d keys in use after the flood read storage %d times: the flood evicted them", len(ids), n)
+	}
+}
+
 // A key whose create is under way when the index is first built (its
 // file renamed into place after the walk passed) is in the index: a
 // listing after the create names it. (A KEK rotation lists the keys to

@@ -275,7 +275,7 @@ func (k *Keystore) rewrapKey(ctx context.Context, rot provider.KEKRotator, id Ke
 	if err != nil {
 		return err
 	}
-	defer e.mu.Unlock()
+	defer k.unlockKey(e)
 	rec := e.rec.Load()
 	if rec == nil {
 		return nil // gone since the listing

@@ -323,8 +323,23 @@ func (k *Keystore) readKey(ctx context.Context, id KeyID) (*entry, *record, erro
 	}
 }
 
+// unlockKey releases an entry from writeKey or tryWriteKey: it unlocks
+// it and then, if it names no key (a lookup of a key that does not
+// exist, or a create that failed), drops it (cache.go); if it names one,
+// trims its shard back to size (a create's entry was made without
+// evicting anything).
+func (k *Keystore) unlockKey(e *entry) {
+	absent := e.rec.Load() == nil
+	e.mu.Unlock()
+	if absent {
+		k.keys.drop(e)
+		return
+	}
+	k.keys.trim(e)
+}
+
 // writeKey returns id's entry locked and loaded; release with
-// e.mu.Unlock(). Only the holder of the lock publishes a new record.
+// k.unlockKey(e). Only the holder of the lock publishes a new record.
 func (k *Keystore) writeKey(ctx context.Context, id KeyID) (*entry, error) {
 	for {
 		e := k.lookup(id)
@@ -337,10 +352,14 @@ func (k *Keystore) writeKey(ctx context.Context, id KeyID) (*entry, error) {
 			rec, err := k.load(ctx, id)
 			if err != nil {
 				e.mu.Unlock()
+				k.keys.drop(e) // keep no entry for a key that did not load
 				return nil, err
 			}
 			e.rec.Store(rec)
 			e.loaded.Store(true)
+			if rec != nil {
+				k.keys.trim(e) // room is made only for a key that exists
+			}
 		}
 		return e, nil
 	}
@@ -362,10 +381,14 @@ func (k *Keystore) tryWriteKey(ctx context.Context, id KeyID) (e *entry, ok bool
 			rec, err := k.load(ctx, id)
 			if err != nil {
 				e.mu.Unlock()
+				k.keys.drop(e)
 				return nil, false, err
 			}
 			e.rec.Store(rec)
 			e.loaded.Store(true)
+			if rec != nil {
+				k.keys.trim(e) // room is made only for a key that exists
+			}
 		}
 		return e, true, nil
 	}

@@ -52,7 +52,7 @@ func (k *Keystore) create(ctx context.Context, c Caller, id KeyID, o CreateOptio
 	if err != nil {
 		return Metadata{}, err
 	}
-	defer e.mu.Unlock()
+	defer k.unlockKey(e)
 	if err := checkKey(OpCreate, metaOf(e.rec.Load())); err != nil {
 		return Metadata{}, err
 	}
@@ -210,7 +210,7 @@ func (k *Keystore) transition(ctx context.Context, c Caller, op Op, id KeyID, ev
 	if err != nil {
 		return Metadata{}, err
 	}
-	defer e.mu.Unlock()
+	defer k.unlockKey(e)
 	rec := e.rec.Load()
 	if err := checkKey(op, metaOf(rec)); err != nil {
 		return Metadata{}, err
@@ -719,7 +719,7 @@ func (k *Keystore) autoRotate(ctx context.Context, id KeyID, ev Event) (v Versio
 	if err != nil || !ok {
 		return 0, 0, err
 	}
-	defer e.mu.Unlock()
+	defer k.unlockKey(e)
 	now := k.clock.Now().UTC()
 	rec := e.rec.Load()
 	if rec == nil || !rotationDue(&rec.meta, now) {
