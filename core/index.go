@@ -33,10 +33,15 @@ type keyIndex struct {
 	// built: ids and apps reflect storage. Until then, adds go to
 	// pending (merged when a walk ends): a file added may appear in
 	// storage only after a walk passed its directory.
-	built, walking bool
-	ids            []KeyID  // sorted; replaced, never changed, once published
-	pending        []KeyID  // added since ids was made, unsorted (deduplicated once built)
-	apps           []string // sorted: every app that has a directory or a key
+	built   bool
+	ids     []KeyID // sorted; replaced, never changed, once published
+	pending []KeyID // added since ids was made, unsorted (deduplicated once built)
+	// unique is len(pending) after its last deduplication before the
+	// build: pending is deduplicated again when it doubles, so before
+	// the build (or while walks fail) it holds at most about twice the
+	// distinct IDs written, not one entry per write.
+	unique int
+	apps   []string // sorted: every app that has a directory or a key
 }
 
 // maxPending bounds pending before it is merged into ids.
@@ -58,8 +63,12 @@ func (x *keyIndex) add(id KeyID) {
 		x.apps = append(x.apps, app)
 		slices.Sort(x.apps)
 	}
-	if x.built && len(x.pending) >= maxPending {
+	switch {
+	case x.built && len(x.pending) >= maxPending:
 		x.mergeLocked()
+	case !x.built && len(x.pending) >= max(maxPending, 2*x.unique):
+		x.pending = sortedUnique(x.pending)
+		x.unique = len(x.pending)
 	}
 }
 
@@ -77,13 +86,18 @@ func (x *keyIndex) hasLocked(id KeyID) bool {
 	return slices.Contains(x.pending, id)
 }
 
+// sortedUnique sorts ids in place and removes repeats.
+func sortedUnique(ids []KeyID) []KeyID {
+	slices.SortFunc(ids, KeyID.Compare)
+	return slices.CompactFunc(ids, func(a, b KeyID) bool { return a.Compare(b) == 0 })
+}
+
 // mergeLocked merges pending into a new ids slice.
 func (x *keyIndex) mergeLocked() {
 	if len(x.pending) == 0 {
 		return
 	}
-	slices.SortFunc(x.pending, KeyID.Compare)
-	x.pending = slices.CompactFunc(x.pending, func(a, b KeyID) bool { return a.Compare(b) == 0 })
+	x.pending = sortedUnique(x.pending)
 	out := make([]KeyID, 0, len(x.ids)+len(x.pending))
 	i, j := 0, 0
 	for i < len(x.ids) || j < len(x.pending) {
@@ -99,7 +113,7 @@ func (x *keyIndex) mergeLocked() {
 			i, j = i+1, j+1
 		}
 	}
-	x.ids, x.pending = out, nil
+	x.ids, x.pending, x.unique = out, nil, 0
 }
 
 // LoadIndex builds the key index (a walk of the key tree) if it is not
@@ -132,12 +146,10 @@ func (k *Keystore) indexView(ctx context.Context) ([]KeyID, []string, error) {
 		x.mu.Unlock()
 		return ids, apps, nil
 	}
-	x.walking = true
 	x.mu.Unlock()
 	ids, apps, err := k.walkKeys(ctx)
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.walking = false
 	if err != nil {
 		return nil, nil, err // pending kept for the next walk
 	}
