@@ -257,11 +257,19 @@ func (r finishingRegistrar) RegisterService(desc *grpc.ServiceDesc, impl any) {
 // deadline already passed, gRPC's other refusal there, is the tap's:
 // admit refuses it.) The record is written on a goroutine of its own,
 // not on the connection's writer.
+//
+// A call a handler took (enter) is that handler's to finish, even if the
+// stream's end is written before the handler's record (a handler that
+// refuses a request writes its status, then its record): only a call no
+// handler took and no abandon finished is finished here, once.
 func (c *call) endUnanswered() {
 	c.mu.Lock()
-	done := c.done
+	take := !c.done && !c.entered && !c.abandoned
+	if take {
+		c.abandoned = true // a handler starting now does nothing (enter)
+	}
 	c.mu.Unlock()
-	if !done {
+	if take {
 		go c.finish(context.Background(), provider.ENOTSUP)
 	}
 }
