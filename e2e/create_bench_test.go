@@ -70,7 +70,7 @@ func BenchmarkCreates(b *testing.B) {
 			for _, daemonSide := range sides {
 				if daemonSide {
 					cpu0 := takeCPU(b, d.Pid())
-					k, dur, err := runSlice(slice, n, create)
+					k, dur, err := runFor(slice, n, create)
 					daemonCPU[i] += takeCPU(b, d.Pid()).sub(cpu0).daemon
 					if err != nil {
 						b.Fatalf("create at %d clients: %v", n, err)
@@ -79,7 +79,7 @@ func BenchmarkCreates(b *testing.B) {
 					spentC[i] += dur
 					cr = float64(k) / dur.Seconds()
 				} else {
-					k, dur, err := runSlice(slice, n, floor.write)
+					k, dur, err := runFor(slice, n, floor.write)
 					if err != nil {
 						b.Fatalf("floor at %d writers: %v", n, err)
 					}
@@ -118,33 +118,6 @@ func BenchmarkCreates(b *testing.B) {
 		b.ReportMetric(per, fmt.Sprintf("fsyncs/create@%d", n))
 		b.Logf("%d clients: %.2f fsync/fdatasync calls per create (daemon, strace)", n, per)
 	}
-}
-
-// runSlice runs op from n goroutines for about d and returns how many ops
-// completed and the time they took.
-func runSlice(d time.Duration, n int, op func() error) (int, time.Duration, error) {
-	var count atomic.Int64
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	var once sync.Once
-	var firstErr error
-	start := time.Now()
-	for range n {
-		wg.Go(func() {
-			for !stop.Load() {
-				if err := op(); err != nil {
-					once.Do(func() { firstErr = err })
-					stop.Store(true)
-					return
-				}
-				count.Add(1)
-			}
-		})
-	}
-	time.Sleep(d)
-	stop.Store(true)
-	wg.Wait()
-	return int(count.Load()), time.Since(start), firstErr
 }
 
 // floor is the durable-write floor: each write makes a new small file
