@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	circled25519 "github.com/cloudflare/circl/sign/ed25519"
 	keystorev1 "github.com/nexus-os/keystored/api/keystore/v1"
 	"github.com/nexus-os/keystored/client"
 	"github.com/nexus-os/keystored/e2e/internal/plainsign"
@@ -83,7 +84,7 @@ func BenchmarkTargets(b *testing.B) {
 			}
 			return err
 		}},
-		{"raw", runtime.GOMAXPROCS(0), 1, 0, func() error { ed25519.Sign(priv, msg); return nil }},
+		{"raw", runtime.GOMAXPROCS(0), 1, 0, func() error { circled25519.Sign(circled25519.PrivateKey(priv), msg); return nil }},
 	}
 	const slice = 250 * time.Millisecond
 	// A warm-up slice of each: connections, stacks, caches.

@@ -11,6 +11,7 @@ import (
 	"crypto/sha512"
 
 	"github.com/cloudflare/circl/sign"
+	circled25519 "github.com/cloudflare/circl/sign/ed25519"
 	"github.com/cloudflare/circl/sign/ed448"
 	"github.com/cloudflare/circl/sign/mldsa/mldsa44"
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
@@ -55,10 +56,19 @@ func Builtins() []Spec {
 			Cost: 1, GenerateCost: 1, CostPerMiB: 170,
 			importKey: importEd25519(provider.Ed25519),
 			verify:    func(pub, msg, sig []byte) bool { return ed25519.Verify(pub, msg, sig) },
+			// circl's Ed25519 rather than crypto/ed25519's for signing (the
+			// same RFC 8032 signatures): crypto/ed25519 keeps each private
+			// key's expanded form in a cache keyed by a weak pointer to the
+			// key's bytes and makes that weak pointer again on every Sign;
+			// the runtime finds it by walking the specials list of the key's
+			// memory span, so with 10^5 keys in use signing on random keys
+			// spent 15 % of the daemon's CPU in runtime.getWeakHandle
+			// (docs/performance.md, "Scale"), and the cache cost memory per
+			// key. circl hashes the seed on each call instead (under 1 µs).
 			newSigner: func(seed []byte, _ bool) (signFuncs, []byte, error) {
-				k := ed25519.NewKeyFromSeed(seed)
-				return signFuncs{sign: func(msg []byte) ([]byte, error) { return ed25519.Sign(k, msg), nil }},
-					append([]byte(nil), k[32:]...), nil
+				k := circled25519.NewKeyFromSeed(seed)
+				return signFuncs{sign: func(msg []byte) ([]byte, error) { return circled25519.Sign(k, msg), nil }},
+					append([]byte(nil), k[circled25519.SeedSize:]...), nil
 			},
 		},
 		{
