@@ -168,6 +168,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string, si
 	o.workers = reserveTransportProc(getenv("GOMAXPROCS") != "")
 	if getenv("GOGC") == "" {
 		startGCFloor(gcFloor)
+		startIdleRelease()
 	}
 	if processLogs {
 		installProcessLogs(logger)
