@@ -3,6 +3,7 @@
 package storage
 
 import (
+	"fmt"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -15,9 +16,22 @@ import (
 // change made before it began, so concurrent callers wait for the fsync
 // under way to end and then share the next one, as the audit log's group
 // commit shares its fsyncs.
+//
+// A failed directory fsync is sticky: every later fsync of any directory
+// through the same dirSyncs fails too, without being tried. The kernel
+// reports a writeback error once (to the descriptors open when it
+// happened) and may have dropped what that fsync was to make durable, so
+// a later fsync that succeeds proves nothing about changes made before
+// the failure; and a caller that attached to the next fsync because the
+// failed one was under way would otherwise be told its change is durable.
+// The storage refuses writes until it is opened again (a restart), which
+// reads what the disk really holds.
 type dirSyncs struct {
-	mu sync.Mutex
-	m  map[dirKey]*dirSync
+	mu     sync.Mutex
+	m      map[dirKey]*dirSync
+	failed error // the first directory fsync error, sticky
+	// syncFn is unix.Fsync when nil (tests set it to inject failures).
+	syncFn func(fd int) error
 }
 
 // dirKey names a directory by its device and inode.
@@ -61,6 +75,9 @@ func (s *dirSyncs) fsync(fd int) error {
 	}()
 	want := e.started + 1 // the next fsync to begin covers this call
 	for e.done < want {
+		if s.failed != nil {
+			return s.failed
+		}
 		if e.running {
 			e.cond.Wait()
 			continue
@@ -69,10 +86,17 @@ func (s *dirSyncs) fsync(fd int) error {
 		e.started++
 		n := e.started
 		s.mu.Unlock()
-		err := unix.Fsync(fd)
+		fsync := unix.Fsync
+		if s.syncFn != nil {
+			fsync = s.syncFn
+		}
+		err := fsync(fd)
 		s.mu.Lock()
 		e.running = false
 		e.done, e.err = n, err
+		if err != nil && s.failed == nil {
+			s.failed = fmt.Errorf("an earlier directory fsync failed, so no later one proves anything durable; writes are refused until the storage is opened again: %w", err)
+		}
 		e.cond.Broadcast()
 	}
 	return e.err
