@@ -9,6 +9,8 @@
 // mean anything. With KEYSTORED_SCALE_DIR it is <dir>/state-<keys> instead
 // and is kept: a later run with the same number of keys reuses the
 // population (no create figure then) and measures the rest.
+// KEYSTORED_SCALE_CACHE=<keys> sizes the daemon's two caches (by default
+// 2^17 keys each).
 package scale
 
 import (
@@ -77,6 +79,16 @@ func BenchmarkScale(b *testing.B) {
 	conf := filepath.Join(dir, "keystored.toml")
 	body := fmt.Sprintf("operators = [%d]\nunmapped = \"uid\"\n\n[quotas]\nkeys = %d\n\n[limits]\nrate_per_uid = %d\nburst_per_uid = %d\n",
 		os.Getuid(), n+hotKeys, 1<<30, 1<<30)
+	// KEYSTORED_SCALE_CACHE=<keys> sizes both caches ([cache] keys and
+	// unwrapped_keys; the default 2^17 holds less than a population of
+	// more than 131,072 keys).
+	if c := os.Getenv("KEYSTORED_SCALE_CACHE"); c != "" {
+		size, err := strconv.Atoi(c)
+		if err != nil || size <= 0 {
+			b.Fatalf("KEYSTORED_SCALE_CACHE=%q: want a number of keys", c)
+		}
+		body += fmt.Sprintf("\n[cache]\nkeys = %d\nunwrapped_keys = %d\n", size, size)
+	}
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		b.Fatal(err)
 	}
