@@ -45,7 +45,9 @@ const (
 	rounds    = 6                // interleaved rounds of the sign comparison
 	slice     = 2 * time.Second  // one side of one round
 	creators  = 32               // concurrent creates while populating
-	rssSettle = 10 * time.Second // idle time before VmRSS is read
+	rssSettle = 10 * time.Second // idle time before VmRSS is read, at least
+	rssSteady = 4 * time.Second  // VmRSS unchanged (±0.5 %) this long: settled
+	rssMax    = 90 * time.Second // at most this long idle
 )
 
 func keyName(i int) string { return fmt.Sprintf("s/k%07d", i) }
@@ -231,8 +233,10 @@ func BenchmarkScale(b *testing.B) {
 	}
 
 	// 6. Idle RSS once every key is in memory.
-	time.Sleep(rssSettle)
-	rss := vmRSS(b, d.Pid())
+	// The daemon returns free memory to the kernel once idle (one
+	// collection, then the release: seconds with a large heap), so VmRSS
+	// is read once it has stopped moving.
+	rss := settledRSS(b, d.Pid())
 	put("rss", "rss-MiB", float64(rss)/(1<<20))
 	put("rss-per-key", "rss-B/key", float64(rss)/float64(n))
 	// The live heap at the last collection is the heap goal over
@@ -240,6 +244,10 @@ func BenchmarkScale(b *testing.B) {
 	m := scrape(b, metricsAddr)
 	put("heap-goal-per-key", "heap-goal-B/key", m["go_memstats_next_gc_bytes"]/float64(n))
 	put("heap-alloc-per-key", "heap-alloc-B/key", m["go_memstats_heap_alloc_bytes"]/float64(n))
+	// In-use spans over the objects in them (fragmentation), and the
+	// heap's free memory still resident (not yet returned to the kernel).
+	put("heap-inuse-per-key", "heap-inuse-B/key", m["go_memstats_heap_inuse_bytes"]/float64(n))
+	put("heap-free-resident-MiB", "heap-free-resident-MiB", (m["go_memstats_heap_idle_bytes"]-m["go_memstats_heap_released_bytes"])/(1<<20))
 
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "scale: %d keys (ratios per round: %.2f)\n", n, ratios)
@@ -389,6 +397,28 @@ func auditBytes(b *testing.B, state string) int64 {
 }
 
 // vmRSS reads VmRSS of pid in bytes.
+// settledRSS waits rssSettle, then returns pid's VmRSS once it has not
+// moved by more than 0.5 % for rssSteady (sampled every second), or
+// after rssMax idle.
+func settledRSS(b *testing.B, pid int) int64 {
+	b.Helper()
+	time.Sleep(rssSettle)
+	last, since := vmRSS(b, pid), time.Now()
+	for waited := rssSettle; waited < rssMax; waited += time.Second {
+		time.Sleep(time.Second)
+		v := vmRSS(b, pid)
+		if d := v - last; d > last/200 || -d > last/200 {
+			last, since = v, time.Now()
+			continue
+		}
+		if time.Since(since) >= rssSteady {
+			return v
+		}
+	}
+	b.Logf("VmRSS still moving after %s idle; read %d bytes", rssMax, last)
+	return last
+}
+
 func vmRSS(b *testing.B, pid int) int64 {
 	b.Helper()
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
