@@ -1,0 +1,68 @@
+package plugin
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/nexus-os/keystored/plugin/internal/providerpb"
+)
+
+// stalledRPC opens call streams whose Send blocks until the stream ends,
+// as gRPC's does when the plugin stops reading (HTTP/2 flow control), and
+// whose Recv never gets a reply.
+type stalledRPC struct {
+	providerpb.ProviderClient
+}
+
+func (stalledRPC) Calls(ctx context.Context, _ ...grpc.CallOption) (grpc.BidiStreamingClient[providerpb.CallBatch, providerpb.ReplyBatch], error) {
+	return stalledStream{ctx: ctx}, nil
+}
+
+type stalledStream struct {
+	grpc.ClientStream
+	ctx context.Context
+}
+
+func (s stalledStream) Send(*providerpb.CallBatch) error {
+	<-s.ctx.Done()
+	return s.ctx.Err()
+}
+
+func (s stalledStream) Recv() (*providerpb.ReplyBatch, error) {
+	<-s.ctx.Done()
+	return nil, s.ctx.Err()
+}
+
+// TestCallStreamStalledPluginCallsStillTimeOut: a plugin that stops reading
+// the call stream (a malicious one, or one whose 1024 calls hang in a
+// provider that ignores cancellation, so its Calls loop waits for a slot)
+// blocks the daemon's writer in Send. Each call that times out leaves its
+// call and its cancellation in the send queue, so after about 1024 of
+// them the queue is full; every later call must still end at its timeout
+// (do's contract), not block for ever on the queue holding a slot.
+func TestCallStreamStalledPluginCallsStillTimeOut(t *testing.T) {
+	t.Parallel()
+	cs := newCallStreams(stalledRPC{}, DefaultMaxReply, nil)
+	deadline := time.Now().Add(20 * time.Second)
+	for i := range 2*streamMaxInFlight + 100 {
+		done := make(chan error, 1)
+		go func() {
+			_, err := cs.do(t.Context(), &providerpb.Call{Op: &providerpb.Call_Mac{Mac: &providerpb.MacRequest{}}}, time.Millisecond)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Fatalf("call %d on a stalled stream succeeded", i)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("call %d with a 1 ms timeout has not returned after 2 s: blocked on the full send queue of a stalled stream", i)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("too slow")
+		}
+	}
+}
