@@ -48,6 +48,9 @@ const (
 // Errors of the call stream that the unary path reports the same way.
 var (
 	errStreamEnded = status.Error(codes.Unavailable, "the plugin ended the call stream")
+	// errStreamStalled: the send queue stayed full, so the plugin does not
+	// read the stream (the writer is blocked in Send).
+	errStreamStalled = status.Error(codes.Unavailable, "the plugin does not read the call stream")
 )
 
 // callStreams is the daemon side of the call stream of one connection: a
@@ -196,10 +199,35 @@ func (cs *callStreams) do(ctx context.Context, call *providerpb.Call, timeout ti
 	call.TimeoutNs = int64(timeout)
 	s.pending[id] = ch
 	s.mu.Unlock()
-	// Never blocks: each call in flight holds a slot and puts at most a
-	// call and a cancellation in the queue.
-	s.sendq <- outgoing{call: call}
+	// The queue has room for a call and a cancellation per slot, but the
+	// cancellations of calls that gave up stay in it while the writer is
+	// blocked in Send (a plugin that stopped reading: HTTP/2 flow
+	// control), so a call waits for room no longer than its context and
+	// timeout; a queue still full at its timeout fails the stream.
 	var gaveUp error
+	select {
+	case s.sendq <- outgoing{call: call}:
+	case <-ctx.Done():
+		gaveUp = status.FromContextError(ctx.Err()).Err()
+	case <-t.C:
+		gaveUp = status.Error(codes.DeadlineExceeded, "call timeout")
+		if len(s.sendq) == cap(s.sendq) {
+			s.fail(errStreamStalled)
+		}
+	case <-s.dead:
+		return nil, cs.failed(s.err)
+	}
+	if gaveUp != nil {
+		// Never sent: nothing to cancel.
+		s.mu.Lock()
+		_, waiting := s.pending[id]
+		delete(s.pending, id)
+		s.mu.Unlock()
+		if waiting {
+			replyChans.Put(ch)
+		}
+		return nil, gaveUp
+	}
 	select {
 	case rep := <-ch:
 		replyChans.Put(ch)
@@ -221,7 +249,12 @@ func (cs *callStreams) do(ctx context.Context, call *providerpb.Call, timeout ti
 	if waiting {
 		// The reader will not send on ch: it can be reused.
 		replyChans.Put(ch)
-		s.sendq <- outgoing{id: id}
+		select {
+		case s.sendq <- outgoing{id: id}:
+		default:
+			// Full: the writer is stuck behind calls that gave up.
+			s.fail(errStreamStalled)
+		}
 	}
 	return nil, gaveUp
 }
