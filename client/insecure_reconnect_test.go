@@ -13,30 +13,34 @@ import (
 	"github.com/nexus-os/keystored/client"
 )
 
-// signOnlyKeys answers Sign, marking its responses INSECURE as the daemon
-// on the testseed provider does when insecure is set.
+// signOnlyKeys answers Sign; with insecure set every response of the
+// server (every method, refusals included) is marked INSECURE, as the
+// daemon on the testseed provider marks them (server.Server.serve).
 type signOnlyKeys struct {
 	keystorev1.UnimplementedKeysServer
 	insecure bool
 }
 
 func (k signOnlyKeys) Sign(ctx context.Context, req *keystorev1.SignRequest) (*keystorev1.SignResponse, error) {
-	if k.insecure {
-		if err := grpc.SetHeader(ctx, metadata.Pairs(client.InsecureHeader, "true")); err != nil {
-			return nil, err
-		}
-	}
 	return &keystorev1.SignResponse{Key: req.GetKey(), Version: 1, Signature: make([]byte, 64)}, nil
 }
 
-func serveKeys(t *testing.T, sock string, keys keystorev1.KeysServer) *grpc.Server {
+func serveKeys(t *testing.T, sock string, keys signOnlyKeys) *grpc.Server {
 	t.Helper()
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := grpc.NewServer()
+	s := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if keys.insecure {
+			if err := grpc.SetHeader(ctx, metadata.Pairs(client.InsecureHeader, "true")); err != nil {
+				return nil, err
+			}
+		}
+		return h(ctx, req)
+	}))
 	keystorev1.RegisterKeysServer(s, keys)
+	keystorev1.RegisterTrustAnchorsServer(s, keystorev1.UnimplementedTrustAnchorsServer{})
 	go s.Serve(l)
 	return s
 }
