@@ -51,5 +51,8 @@
 // every time) and Client.Insecure whether a daemon the client was
 // connected to carried it: the client reads the headers of the first
 // response on every connection it makes, and of no other call, so that a
-// Sign costs what a bare gRPC call does.
+// Sign costs what a bare gRPC call does. A call that makes a new
+// connection (gRPC reconnects, or retries a call the closing connection
+// never delivered, inside the call) is followed by a read-only
+// ListAnchors whose headers are read, before its response is returned.
 package client
