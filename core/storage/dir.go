@@ -737,6 +737,10 @@ func (p *pending) commit() error {
 	if err := callHook(d.hook, p.op, p.name, StepRename, p.name); err != nil {
 		return d.abandonTemp(p.op, p.name, p.tmpFD, p.tmp, p.tmpRel, -1, err)
 	}
+	if err := d.syncs.failure(); err != nil {
+		// Refused before it is visible (see dirSyncs).
+		return d.abandonTemp(p.op, p.name, p.tmpFD, p.tmp, p.tmpRel, -1, ioErr(p.op, p.name, "rename temp file", err))
+	}
 	if err := unix.Renameat(p.tmpFD, p.tmp, dirfd, p.last); err != nil {
 		return d.abandonTemp(p.op, p.name, p.tmpFD, p.tmp, p.tmpRel, -1, ioErr(p.op, p.name, "rename temp file", err))
 	}
@@ -853,6 +857,10 @@ func (d *Dir) Remove(name string) error {
 	defer d.release(dirfd)
 	if err := callHook(d.hook, op, name, StepRemove, name); err != nil {
 		return err
+	}
+	if err := d.syncs.failure(); err != nil {
+		// Refused before anything is unlinked (see dirSyncs).
+		return ioErr(op, name, "unlink", err)
 	}
 	// Unlinking an already missing file still fsyncs the directory: an
 	// earlier Remove may have failed after its unlink.

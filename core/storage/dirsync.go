@@ -47,6 +47,16 @@ type dirSync struct {
 	err     error     // its error
 }
 
+// failure returns the sticky failure, or nil: a write or removal checks
+// it before it changes anything visible, so that once a directory fsync
+// has failed nothing more is changed (a change made now could not be made
+// durable: no fsync is tried again).
+func (s *dirSyncs) failure() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failed
+}
+
 // fsync fsyncs the directory fd, sharing the fsync with concurrent
 // callers for the same directory: it returns once an fsync that began
 // after the call ended, with its error.
