@@ -2,11 +2,13 @@ package plugin
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 
+	"github.com/nexus-os/keystored/core/provider"
 	"github.com/nexus-os/keystored/plugin/internal/providerpb"
 )
 
@@ -63,6 +65,56 @@ func TestCallStreamStalledPluginCallsStillTimeOut(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("too slow")
+		}
+	}
+}
+
+// TestCallStreamHungProviderCallsStillTimeOut is the same stall through
+// the real plugin server and gRPC: an honest plugin whose provider hangs
+// and ignores cancellation (a wedged HSM) holds its 1024 call slots, so
+// its Calls loop stops reading; gRPC's flow control then blocks the
+// daemon's writer in Send. Every daemon call must still end within its
+// call timeout.
+func TestCallStreamHungProviderCallsStillTimeOut(t *testing.T) {
+	t.Parallel()
+	hang := make(chan struct{})
+	t.Cleanup(func() { close(hang) })
+	fake := newFake(func(context.Context, []byte) ([]byte, error) {
+		<-hang // ignores its context
+		return make([]byte, 32), nil
+	})
+	cfg := testStub
+	cfg.callTimeout = 20 * time.Millisecond
+	r := testRemote(t, &grpcPlugin{impl: fake, stub: cfg})
+	if r.calls == nil {
+		t.Fatal("the plugin announces no call stream")
+	}
+	r.cfg.callTimeout = cfg.callTimeout
+	msg := make([]byte, 64<<10)
+	ref := macKeyRef(t)
+	const callers, each = 64, 80
+	errs := make(chan error, callers)
+	for range callers {
+		go func() {
+			for range each {
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					_, _ = r.MAC(t.Context(), ref, provider.Handle("h"), msg)
+				}()
+				select {
+				case <-done:
+				case <-time.After(5 * time.Second):
+					errs <- fmt.Errorf("a MAC with a %s call timeout has not returned after 5 s", cfg.callTimeout)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range callers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
 		}
 	}
 }
