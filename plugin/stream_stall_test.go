@@ -118,3 +118,34 @@ func TestCallStreamHungProviderCallsStillTimeOut(t *testing.T) {
 		}
 	}
 }
+
+// TestCallStreamStalledQueueRetainsNoGivenUpCalls: calls that gave up on
+// a stalled stream (the plugin stopped reading; the writer is blocked in
+// Send) have returned, and their requests' memory was released from the
+// daemon's in-flight budget (docs/security.md, 96 MiB for all uids); the
+// stream must not keep their messages queued. Each queue slot holds a
+// whole call, so 2048 given-up 1 MiB MACs would keep 2 GiB alive.
+func TestCallStreamStalledQueueRetainsNoGivenUpCalls(t *testing.T) {
+	t.Parallel()
+	cs := newCallStreams(stalledRPC{}, DefaultMaxReply, nil)
+	const calls = 64
+	for range calls {
+		msg := make([]byte, provider.MaxMACMessage)
+		if _, err := cs.do(t.Context(), &providerpb.Call{Op: &providerpb.Call_Mac{Mac: &providerpb.MacRequest{Message: msg}}}, time.Millisecond); err == nil {
+			t.Fatal("a call on a stalled stream succeeded")
+		}
+	}
+	cs.mu.Lock()
+	s := cs.cur
+	cs.mu.Unlock()
+	retained := 0
+	for range len(s.sendq) {
+		o := <-s.sendq
+		if o.call != nil {
+			retained += len(o.call.GetMac().GetMessage())
+		}
+	}
+	if retained > 2*streamBatchBytes {
+		t.Errorf("after %d calls of 1 MiB gave up and returned, the stalled stream's send queue still holds %d MiB of their messages", calls, retained>>20)
+	}
+}
