@@ -143,7 +143,7 @@ func newRemote(s *stub, info provider.Info, rotates bool) *remote {
 // stream when there is one, bounded by the call timeout.
 func (r *remote) sign(ctx context.Context, req *providerpb.SignRequest, dreq *providerpb.SignDigestRequest) ([]byte, error) {
 	if r.calls != nil && !r.calls.disabled.Load() {
-		call := &providerpb.Call{}
+		call := &streamCall{}
 		if req != nil {
 			call.Op = &providerpb.Call_Sign{Sign: req}
 		} else {
@@ -170,7 +170,9 @@ func (r *remote) sign(ctx context.Context, req *providerpb.SignRequest, dreq *pr
 // by the call timeout.
 func (r *remote) mac(ctx context.Context, req *providerpb.MacRequest) ([]byte, error) {
 	if r.calls != nil && !r.calls.disabled.Load() {
-		out, err := r.calls.do(ctx, &providerpb.Call{Op: &providerpb.Call_Mac{Mac: req}}, r.cfg.callTimeout)
+		call := &streamCall{}
+		call.Op = &providerpb.Call_Mac{Mac: req}
+		out, err := r.calls.do(ctx, call, r.cfg.callTimeout)
 		if !errors.Is(err, errNoStream) {
 			return out, err
 		}

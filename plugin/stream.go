@@ -97,9 +97,22 @@ type callStream struct {
 
 // outgoing is a call to send, or (call nil) the cancellation of id.
 type outgoing struct {
-	call *providerpb.Call
+	call *streamCall
 	id   uint64
 }
+
+// streamCall is a call for the stream. Whoever claims it first owns it:
+// the writer, to send it, or its caller, giving up before the writer got
+// to it — the caller then drops its request (Op), so that a queue the
+// writer does not drain (a plugin that stopped reading) holds no given-up
+// call's message, and nothing is sent or cancelled for it.
+type streamCall struct {
+	providerpb.Call
+	claimed atomic.Bool
+}
+
+// claim reports whether the caller (or the writer) now owns c.
+func (c *streamCall) claim() bool { return c.claimed.CompareAndSwap(false, true) }
 
 // get returns the open stream, opening one if there is none.
 func (cs *callStreams) get() (*callStream, error) {
@@ -155,7 +168,7 @@ var errNoStream = errors.New("the plugin does not serve the call stream")
 // errors are gRPC statuses, as a unary call's: DeadlineExceeded or
 // Canceled, the stream's error, or the status the reply carries; or
 // errNoStream.
-func (cs *callStreams) do(ctx context.Context, call *providerpb.Call, timeout time.Duration) ([]byte, error) {
+func (cs *callStreams) do(ctx context.Context, call *streamCall, timeout time.Duration) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		// As gRPC: a call with a context already done is not sent.
 		return nil, status.FromContextError(err).Err()
@@ -200,10 +213,11 @@ func (cs *callStreams) do(ctx context.Context, call *providerpb.Call, timeout ti
 	s.pending[id] = ch
 	s.mu.Unlock()
 	// The queue has room for a call and a cancellation per slot, but the
-	// cancellations of calls that gave up stay in it while the writer is
-	// blocked in Send (a plugin that stopped reading: HTTP/2 flow
-	// control), so a call waits for room no longer than its context and
-	// timeout; a queue still full at its timeout fails the stream.
+	// items of calls that gave up (their requests dropped: streamCall)
+	// stay in it while the writer is blocked in Send (a plugin that
+	// stopped reading: HTTP/2 flow control), so a call waits for room no
+	// longer than its context and timeout; a queue still full at its
+	// timeout fails the stream.
 	var gaveUp error
 	select {
 	case s.sendq <- outgoing{call: call}:
@@ -217,30 +231,27 @@ func (cs *callStreams) do(ctx context.Context, call *providerpb.Call, timeout ti
 	case <-s.dead:
 		return nil, cs.failed(s.err)
 	}
-	if gaveUp != nil {
-		// Never sent: nothing to cancel.
-		s.mu.Lock()
-		_, waiting := s.pending[id]
-		delete(s.pending, id)
-		s.mu.Unlock()
-		if waiting {
+	if gaveUp == nil {
+		select {
+		case rep := <-ch:
 			replyChans.Put(ch)
+			if b := rep.GetStatus(); len(b) > 0 {
+				return nil, replyStatus(b)
+			}
+			return rep.GetOutput(), nil
+		case <-ctx.Done():
+			gaveUp = status.FromContextError(ctx.Err()).Err()
+		case <-t.C:
+			gaveUp = status.Error(codes.DeadlineExceeded, "call timeout")
+		case <-s.dead:
+			return nil, cs.failed(s.err)
 		}
-		return nil, gaveUp
 	}
-	select {
-	case rep := <-ch:
-		replyChans.Put(ch)
-		if b := rep.GetStatus(); len(b) > 0 {
-			return nil, replyStatus(b)
-		}
-		return rep.GetOutput(), nil
-	case <-ctx.Done():
-		gaveUp = status.FromContextError(ctx.Err()).Err()
-	case <-t.C:
-		gaveUp = status.Error(codes.DeadlineExceeded, "call timeout")
-	case <-s.dead:
-		return nil, cs.failed(s.err)
+	// Given up. A call the writer has not claimed was never sent: drop
+	// its request from the queue's item, and cancel nothing.
+	sent := !call.claim()
+	if !sent {
+		call.Op = nil
 	}
 	s.mu.Lock()
 	_, waiting := s.pending[id]
@@ -249,6 +260,8 @@ func (cs *callStreams) do(ctx context.Context, call *providerpb.Call, timeout ti
 	if waiting {
 		// The reader will not send on ch: it can be reused.
 		replyChans.Put(ch)
+	}
+	if waiting && sent {
 		select {
 		case s.sendq <- outgoing{id: id}:
 		default:
@@ -298,19 +311,22 @@ func (s *callStream) write(maxReply uint32) {
 			case <-s.dead:
 				return
 			}
+			if o.call != nil && !o.call.claim() {
+				continue // its caller gave up before it was sent
+			}
 		}
 		size := 0
 		itemSize := func(o outgoing) int {
 			if o.call == nil {
 				return 10
 			}
-			return proto.Size(o.call) + itemOverhead
+			return proto.Size(&o.call.Call) + itemOverhead
 		}
 		add := func(o outgoing, n int) {
 			if o.call == nil {
 				batch.Cancel = append(batch.Cancel, o.id)
 			} else {
-				batch.Calls = append(batch.Calls, o.call)
+				batch.Calls = append(batch.Calls, &o.call.Call)
 			}
 			size += n
 		}
@@ -324,6 +340,9 @@ func (s *callStream) write(maxReply uint32) {
 			for carry == nil {
 				select {
 				case o := <-s.sendq:
+					if o.call != nil && !o.call.claim() {
+						continue // its caller gave up before it was sent
+					}
 					n := itemSize(o)
 					if size+n > streamBatchBytes {
 						carry = &o

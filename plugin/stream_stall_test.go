@@ -52,7 +52,9 @@ func TestCallStreamStalledPluginCallsStillTimeOut(t *testing.T) {
 	for i := range 2*streamMaxInFlight + 100 {
 		done := make(chan error, 1)
 		go func() {
-			_, err := cs.do(t.Context(), &providerpb.Call{Op: &providerpb.Call_Mac{Mac: &providerpb.MacRequest{}}}, time.Millisecond)
+			call := &streamCall{}
+			call.Op = &providerpb.Call_Mac{Mac: &providerpb.MacRequest{}}
+			_, err := cs.do(t.Context(), call, time.Millisecond)
 			done <- err
 		}()
 		select {
@@ -131,7 +133,9 @@ func TestCallStreamStalledQueueRetainsNoGivenUpCalls(t *testing.T) {
 	const calls = 64
 	for range calls {
 		msg := make([]byte, provider.MaxMACMessage)
-		if _, err := cs.do(t.Context(), &providerpb.Call{Op: &providerpb.Call_Mac{Mac: &providerpb.MacRequest{Message: msg}}}, time.Millisecond); err == nil {
+		call := &streamCall{}
+		call.Op = &providerpb.Call_Mac{Mac: &providerpb.MacRequest{Message: msg}}
+		if _, err := cs.do(t.Context(), call, time.Millisecond); err == nil {
 			t.Fatal("a call on a stalled stream succeeded")
 		}
 	}
