@@ -40,11 +40,11 @@ import (
 func TestMain(m *testing.M) { os.Exit(daemontest.Main(m)) }
 
 const (
-	callers   = 64               // concurrent signers
-	hotKeys   = 10               // the small working set compared against
-	rounds    = 6                // interleaved rounds of the sign comparison
-	slice     = 2 * time.Second  // one side of one round
-	creators  = 32               // concurrent creates while populating
+	callers   = 64                // concurrent signers
+	hotKeys   = 10                // the small working set compared against
+	rounds    = 6                 // interleaved rounds of the sign comparison
+	slice     = 2 * time.Second   // one side of one round
+	creators  = 32                // concurrent creates while populating
 	rssSettle = 30 * time.Second  // idle time before VmRSS is read, at least
 	rssSteady = 10 * time.Second  // VmRSS unchanged (±0.5 %) this long: settled
 	rssMax    = 120 * time.Second // at most this long idle
