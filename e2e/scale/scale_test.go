@@ -398,7 +398,6 @@ func auditBytes(b *testing.B, state string) int64 {
 	return n
 }
 
-// vmRSS reads VmRSS of pid in bytes.
 // settledRSS waits rssSettle, then returns pid's VmRSS once it has not
 // moved by more than 0.5 % for rssSteady (sampled every second), or
 // after rssMax idle.
@@ -421,6 +420,7 @@ func settledRSS(b *testing.B, pid int) int64 {
 	return last
 }
 
+// vmRSS reads VmRSS of pid in bytes.
 func vmRSS(b *testing.B, pid int) int64 {
 	b.Helper()
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
