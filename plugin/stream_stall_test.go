@@ -41,10 +41,11 @@ func (s stalledStream) Recv() (*providerpb.ReplyBatch, error) {
 // TestCallStreamStalledPluginCallsStillTimeOut: a plugin that stops reading
 // the call stream (a malicious one, or one whose 1024 calls hang in a
 // provider that ignores cancellation, so its Calls loop waits for a slot)
-// blocks the daemon's writer in Send. Each call that times out leaves its
-// call and its cancellation in the send queue, so after about 1024 of
-// them the queue is full; every later call must still end at its timeout
-// (do's contract), not block for ever on the queue holding a slot.
+// blocks the daemon's writer in Send. Each call that times out before the
+// writer took it leaves its (emptied) item in the send queue, so after
+// about 2*streamMaxInFlight of them the queue is full; every later call
+// must still end at its timeout (do's contract), not block for ever on
+// the queue holding a slot.
 func TestCallStreamStalledPluginCallsStillTimeOut(t *testing.T) {
 	t.Parallel()
 	cs := newCallStreams(stalledRPC{}, DefaultMaxReply, nil)
