@@ -605,6 +605,11 @@ func (d *Dir) prepare(op, name string, data []byte) (*pending, error) {
 	if err := d.checkRoot(op, name); err != nil {
 		return nil, err
 	}
+	if err := d.syncs.failure(); err != nil {
+		// Refused before the walk makes a directory (see dirSyncs);
+		// commit checks again, for a failure after this.
+		return nil, ioErr(op, name, "write", err)
+	}
 	// The parents of the directories the walk makes are fsynced at the
 	// end, concurrently with the temporary file's fsync (their hook
 	// steps are taken in the documented order all the same).

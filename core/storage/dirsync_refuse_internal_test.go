@@ -38,6 +38,12 @@ func TestDirSyncFailureRefusesLaterChanges(t *testing.T) {
 	if _, err := d.ReadFile("a/b/later"); !errors.Is(err, provider.ErrNotFound) {
 		t.Errorf("a write refused (EIO) after the sticky failure is visible anyway: ReadFile = %v, want ErrNotFound", err)
 	}
+	if err := d.WriteFile("n/m/new", []byte("z")); !errors.Is(err, provider.EIO) {
+		t.Fatalf("write into new directories after the failure: %v, want EIO", err)
+	}
+	if _, err := d.ReadDir("n"); !errors.Is(err, provider.ErrNotFound) {
+		t.Errorf("a write refused (EIO) after the sticky failure made its directories anyway: ReadDir(\"n\") = %v, want ErrNotFound", err)
+	}
 	if err := d.WriteFile("a/b/keep", []byte("2")); !errors.Is(err, provider.EIO) {
 		t.Fatalf("overwrite after the failure: %v, want EIO", err)
 	}
