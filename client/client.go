@@ -241,7 +241,12 @@ func call[Req, Resp any](ctx context.Context, c *Client, f func(context.Context,
 			// transparently, so this response may be the new
 			// connection's first, its headers unread. Read them on a
 			// read-only call before the response is returned (only after
-			// a reconnect).
+			// a reconnect). Its error is deliberately not returned: it is
+			// not this call's, whose own result stands, and the headers
+			// are read on an error response too; a failed check leaves
+			// the connection unchecked (checked is advanced only after a
+			// successful response), so the next call reads them again
+			// (doc.go, "Insecure daemons").
 			_, _, _ = call(ctx, c, c.anchors.ListAnchors, &keystorev1.ListAnchorsRequest{})
 		}
 		if err != nil {

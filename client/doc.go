@@ -55,4 +55,11 @@
 // connection (gRPC reconnects, or retries a call the closing connection
 // never delivered, inside the call) is followed by a read-only
 // ListAnchors whose headers are read, before its response is returned.
+// If that ListAnchors gets no response (the call's context ended, the
+// connection failed again), the response is returned unchecked; a failed
+// ListAnchors in any case leaves the connection unchecked, so the next
+// call reads the headers. So one response after a
+// reconnect can carry an unread mark; check Client.Insecure again after
+// the next call, or use the calls that return key metadata, whose mark
+// is read every time.
 package client
