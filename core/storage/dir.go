@@ -743,7 +743,10 @@ func (p *pending) commit() error {
 		return d.abandonTemp(p.op, p.name, p.tmpFD, p.tmp, p.tmpRel, -1, err)
 	}
 	if err := d.syncs.failure(); err != nil {
-		// Refused before it is visible (see dirSyncs).
+		// Refused before it is visible (see dirSyncs). A failure that
+		// lands between this check and the rename is reported by this
+		// write's own directory fsync: visible then, and EIO, as any
+		// write whose fsync fails.
 		return d.abandonTemp(p.op, p.name, p.tmpFD, p.tmp, p.tmpRel, -1, ioErr(p.op, p.name, "rename temp file", err))
 	}
 	if err := unix.Renameat(p.tmpFD, p.tmp, dirfd, p.last); err != nil {
