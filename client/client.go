@@ -229,17 +229,14 @@ func (c *Client) Insecure() bool { return c.insecure.Load() }
 // reports whether this response was read and marked insecure.
 func call[Req, Resp any](ctx context.Context, c *Client, f func(context.Context, Req, ...grpc.CallOption) (Resp, error), req Req) (Resp, bool, error) {
 	gen := c.conns.Load()
-	// Ready: the connection checked (gen) still carries calls. Otherwise
-	// this call may be the one that makes the next connection (gRPC
-	// reconnects when a call needs it, after gen was read): its response
-	// is that connection's first, so its headers are read.
-	if gen == c.checked.Load() && c.conn.GetState() == connectivity.Ready {
+	if gen == c.checked.Load() {
 		resp, err := f(ctx, req)
 		if c.conns.Load() != gen {
-			// A connection was made during the call: gRPC retries a call
-			// the closing connection never delivered on the new one,
-			// transparently, so this response may be the new
-			// connection's first, its headers unread. Read them on a
+			// A connection was made during the call (gRPC reconnects
+			// when a call needs one, and retries a call the closing
+			// connection never delivered on the new one, transparently),
+			// so this response may be the new connection's first, its
+			// headers unread. Read them on a
 			// read-only call before the response is returned (only after
 			// a reconnect). Its error is deliberately not returned: it is
 			// not this call's, whose own result stands, and the headers
